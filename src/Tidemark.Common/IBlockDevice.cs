@@ -1,0 +1,72 @@
+namespace Tidemark;
+
+/// <summary>
+/// What a frontend (iSCSI, NBD) sees of a volume, a view or a snapshot. Offsets and lengths are in
+/// bytes and must be multiples of <see cref="LogicalBlockSizeBytes"/>; every call is synchronous
+/// because the backing I/O is buffered pread/pwrite and frontends handle requests inline on their
+/// connection loop (DESIGN.md, data-path performance). Implementations are thread-safe.
+/// Errors are <see cref="StorageException"/> with a <see cref="StorageError"/> code.
+/// </summary>
+public interface IBlockDevice
+{
+    /// <summary>Stable identity of the device (used for SCSI NAA / T10 identifiers and NBD names).</summary>
+    Guid Id { get; }
+
+    /// <summary>Human name, for example "mail" or "mail@monday".</summary>
+    string Name { get; }
+
+    /// <summary>Current virtual size; may grow at run time (see <see cref="SizeChanged"/>).</summary>
+    long SizeBytes { get; }
+
+    /// <summary>512 or 4096.</summary>
+    int LogicalBlockSizeBytes { get; }
+
+    /// <summary>Granularity of allocation, unmap and allocation status (4096).</summary>
+    int AllocationUnitBytes { get; }
+
+    /// <summary>True for snapshots: every write, unmap and write-zeroes fails with <see cref="StorageError.ReadOnly"/>.</summary>
+    bool IsReadOnly { get; }
+
+    /// <summary>Raised after the virtual size changed (frontends report "capacity data has changed").</summary>
+    event EventHandler? SizeChanged;
+
+    void Read(long offsetBytes, Span<byte> destination);
+
+    /// <summary>Writes; with <paramref name="forceUnitAccess"/> the data is durable when this returns.</summary>
+    void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess);
+
+    /// <summary>Makes every write that completed before this call durable.</summary>
+    void Flush();
+
+    /// <summary>Deallocates the range; it reads as zeros afterwards. Partial allocation units are zeroed.</summary>
+    void Unmap(long offsetBytes, long lengthBytes);
+
+    /// <summary>Makes the range read as zeros; with <paramref name="mayUnmap"/> whole units are deallocated.</summary>
+    void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap);
+
+    /// <summary>
+    /// Atomically compares the range with <paramref name="expected"/> and, when equal, writes
+    /// <paramref name="replacement"/> (SBC COMPARE AND WRITE). Returns -1 on success, or the byte offset
+    /// of the first mismatch within the range, in which case nothing was written.
+    /// </summary>
+    int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess);
+
+    /// <summary>
+    /// Describes the allocation of [offset, offset+length) as consecutive runs starting at
+    /// <paramref name="offsetBytes"/>. Fills as many runs as fit in <paramref name="destination"/> and
+    /// returns how many were written; the caller continues after the last run for the rest.
+    /// </summary>
+    int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination);
+}
+
+/// <summary>A run of the device's address space with one allocation state.</summary>
+public readonly record struct AllocationRun(long OffsetBytes, long LengthBytes, AllocationState State);
+
+public enum AllocationState
+{
+    /// <summary>Backed by storage; holds data (possibly zeros).</summary>
+    Allocated = 0,
+
+    /// <summary>Not backed by storage; reads as zeros.</summary>
+    Hole = 1,
+}
