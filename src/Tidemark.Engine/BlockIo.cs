@@ -1,0 +1,104 @@
+using System.Buffers;
+using Tidemark.Engine.Map;
+
+namespace Tidemark.Engine;
+
+/// <summary>Byte-addressed I/O over a lineage's whole blocks, shared by volumes and snapshot devices.</summary>
+internal static class BlockIo
+{
+    // Bounds the work of one allocation-status call; callers continue after the runs returned.
+    private const int MaxStatusBlocks = 64 * 1024;
+
+    public static void Check(IBlockDevice device, long offsetBytes, long lengthBytes, bool write)
+    {
+        if (write && device.IsReadOnly)
+        {
+            throw new StorageException(StorageError.ReadOnly, $"{device.Name} is a read-only snapshot; create a view of it to write");
+        }
+
+        var lbs = device.LogicalBlockSizeBytes;
+        if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes > device.SizeBytes || lengthBytes > device.SizeBytes - offsetBytes)
+        {
+            throw new StorageException(StorageError.OutOfRange, $"I/O of {lengthBytes} bytes at {offsetBytes} is beyond the end of {device.Name} ({device.SizeBytes} bytes)");
+        }
+
+        if ((offsetBytes | lengthBytes) % lbs != 0)
+        {
+            throw new StorageException(StorageError.Misaligned, $"I/O of {lengthBytes} bytes at {offsetBytes} is not aligned to the {lbs}-byte blocks of {device.Name}");
+        }
+    }
+
+    public static void Read(Lineage lineage, ulong epoch, long offsetBytes, Span<byte> destination)
+    {
+        var within = (int)(offsetBytes & (Lineage.BlockBytes - 1));
+        var block = offsetBytes >> Lineage.BlockShift;
+        var done = 0;
+        Span<byte> buffer = stackalloc byte[Lineage.BlockBytes];
+        if (within != 0 || destination.Length < Lineage.BlockBytes)
+        {
+            var n = Math.Min(Lineage.BlockBytes - within, destination.Length);
+            lineage.ReadBlocks(block, buffer, epoch);
+            buffer.Slice(within, n).CopyTo(destination);
+            done = n;
+            block++;
+        }
+
+        var whole = (destination.Length - done) & ~(Lineage.BlockBytes - 1);
+        if (whole > 0)
+        {
+            lineage.ReadBlocks(block, destination.Slice(done, whole), epoch);
+            done += whole;
+            block += whole >> Lineage.BlockShift;
+        }
+
+        if (done < destination.Length)
+        {
+            lineage.ReadBlocks(block, buffer, epoch);
+            buffer[..(destination.Length - done)].CopyTo(destination[done..]);
+        }
+    }
+
+    public static int AllocationStatus(Lineage lineage, ulong epoch, long offsetBytes, long lengthBytes, Span<AllocationRun> destination)
+    {
+        if (destination.IsEmpty || lengthBytes == 0)
+        {
+            return 0;
+        }
+
+        var end = offsetBytes + lengthBytes;
+        var first = offsetBytes >> Lineage.BlockShift;
+        var last = (end - 1) >> Lineage.BlockShift;
+        var blocks = (int)Math.Min(last - first + 1, MaxStatusBlocks);
+        var entries = ArrayPool<MapEntry>.Shared.Rent(blocks);
+        try
+        {
+            lineage.Resolve(first, blocks, epoch, entries);
+            var count = 0;
+            for (var i = 0; i < blocks; i++)
+            {
+                var start = Math.Max(offsetBytes, (first + i) << Lineage.BlockShift);
+                var stop = Math.Min(end, (first + i + 1) << Lineage.BlockShift);
+                var state = entries[i].IsMapped ? AllocationState.Allocated : AllocationState.Hole;
+                if (count > 0 && destination[count - 1].State == state)
+                {
+                    var prev = destination[count - 1];
+                    destination[count - 1] = prev with { LengthBytes = stop - prev.OffsetBytes };
+                }
+                else if (count < destination.Length)
+                {
+                    destination[count++] = new AllocationRun(start, stop - start, state);
+                }
+                else
+                {
+                    break;
+                }
+            }
+
+            return count;
+        }
+        finally
+        {
+            ArrayPool<MapEntry>.Shared.Return(entries);
+        }
+    }
+}

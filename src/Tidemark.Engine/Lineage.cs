@@ -1,0 +1,625 @@
+using System.Buffers;
+using RocksDbSharp;
+using Tidemark.Engine.Map;
+using Tidemark.Engine.Metadata;
+
+namespace Tidemark.Engine;
+
+/// <summary>
+/// One line of history of a volume: a live map that takes writes in the current epoch, the versions
+/// that died while some snapshot could still see them (history, keyed by block and by death epoch),
+/// and the snapshots (epochs) cut from it. A view or a rolled-back volume is a lineage whose parent
+/// is (lineage, snapshot epoch): blocks it never wrote fall through to the parent as of that epoch.
+/// See docs/adr/0002-versioned-map.md for the rules this class keeps.
+/// </summary>
+internal sealed partial class Lineage
+{
+    public const int BlockBytes = 4096;
+    public const int BlockShift = 12;
+    public const ulong Live = ulong.MaxValue;
+
+    private readonly Pool _pool;
+    private readonly Lock _mapLock = new();
+    private readonly Dictionary<ulong, MapPage> _pages = [];
+    private readonly HashSet<MapPage> _dirtyPages = [];
+    private Dictionary<long, MapEntry> _pendingHistory = [];
+    private Dictionary<long, MapEntry> _committingHistory = [];
+    private readonly List<ulong> _pendingAllocs = [];
+    private readonly List<ulong> _pendingFrees = [];
+    private readonly SortedSet<ulong> _seers = [];
+
+    public Lineage(Pool pool, LineageRecord record, Lineage? parent)
+    {
+        _pool = pool;
+        Record = record;
+        Parent = parent;
+    }
+
+    public LineageRecord Record { get; }
+
+    public uint Id => Record.Id;
+
+    public Lineage? Parent { get; set; }
+
+    public ulong ParentEpoch => Record.ParentEpoch;
+
+    /// <summary>Snapshots cut from this lineage, by epoch (all states).</summary>
+    public SortedList<ulong, SnapshotRecord> Snapshots { get; } = [];
+
+    /// <summary>True when some commit collected changes of this lineage that are not yet known durable.</summary>
+    public bool HasPending
+    {
+        get
+        {
+            lock (_mapLock)
+            {
+                return _dirtyPages.Count > 0 || _pendingHistory.Count > 0 || _pendingAllocs.Count > 0 || _pendingFrees.Count > 0;
+            }
+        }
+    }
+
+    public int DirtyPageCount => _dirtyPages.Count;
+
+    public int CachedPages
+    {
+        get
+        {
+            lock (_mapLock)
+            {
+                return _pages.Count;
+            }
+        }
+    }
+
+    public ulong Epoch => Record.Epoch;
+
+    /// <summary>Registers a snapshot that can see versions (Active or Hidden, not Deleting).</summary>
+    public void AddSeer(ulong epoch)
+    {
+        lock (_mapLock)
+        {
+            _seers.Add(epoch);
+        }
+    }
+
+    public void RemoveSeer(ulong epoch)
+    {
+        lock (_mapLock)
+        {
+            _seers.Remove(epoch);
+        }
+    }
+
+    public bool HasSeers
+    {
+        get
+        {
+            lock (_mapLock)
+            {
+                return _seers.Count > 0;
+            }
+        }
+    }
+
+    /// <summary>Starts a new epoch; the caller has quiesced writers and committed.</summary>
+    public ulong CutEpoch()
+    {
+        lock (_mapLock)
+        {
+            var epoch = Record.Epoch;
+            Record.Epoch = epoch + 1;
+            _seers.Add(epoch);
+            return epoch;
+        }
+    }
+
+    // A version is shared when a snapshot that still exists was taken at or after its birth: it
+    // must then be kept (history) instead of overwritten or freed.
+    private bool SharedLocked(MapEntry entry) => _seers.Count > 0 && entry.Birth <= _seers.Max;
+
+    /// <summary>
+    /// Reads whole blocks of the image as of <paramref name="epoch"/> (<see cref="Live"/> for the live
+    /// image). Blocks this lineage never wrote fall through to the parent.
+    /// </summary>
+    public void ReadBlocks(long firstBlock, Span<byte> destination, ulong epoch)
+    {
+        var count = destination.Length >> BlockShift;
+        var entries = ArrayPool<MapEntry>.Shared.Rent(count);
+        try
+        {
+            Resolve(firstBlock, count, epoch, entries);
+            ReadResolved(entries.AsSpan(0, count), destination);
+        }
+        finally
+        {
+            ArrayPool<MapEntry>.Shared.Return(entries);
+        }
+    }
+
+    /// <summary>
+    /// Resolves each block to the entry that holds its data as of <paramref name="epoch"/>, following
+    /// parents: the result is Mapped (data at Phys) or not (reads as zeros).
+    /// </summary>
+    public void Resolve(long firstBlock, int count, ulong epoch, MapEntry[] result)
+    {
+        var fallThrough = false;
+        var live = epoch == Live || epoch >= Record.Epoch;
+        if (live)
+        {
+            lock (_mapLock)
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    result[i] = GetLiveLocked(firstBlock + i);
+                    fallThrough |= result[i].Kind == EntryKind.Inherit;
+                }
+            }
+        }
+        else
+        {
+            Span<byte> key = stackalloc byte[Keys.HistoryKeyBytes];
+            lock (_mapLock)
+            {
+                // Created under the lock: either the last commit's records are in the store this
+                // iterator reads, or they are still in _committingHistory (see CommitDurable).
+                using var it = _pool.Meta.NewIterator();
+                for (var i = 0; i < count; i++)
+                {
+                    var block = firstBlock + i;
+                    result[i] = FindHistoryLocked(it, key, block, epoch) ?? GetLiveLocked(block);
+                    fallThrough |= result[i].Kind == EntryKind.Inherit;
+                }
+            }
+        }
+
+        if (fallThrough && Parent is not null)
+        {
+            ResolveInherited(firstBlock, count, result);
+        }
+    }
+
+    private void ResolveInherited(long firstBlock, int count, MapEntry[] result)
+    {
+        var i = 0;
+        while (i < count)
+        {
+            if (result[i].Kind != EntryKind.Inherit)
+            {
+                i++;
+                continue;
+            }
+
+            var start = i;
+            while (i < count && result[i].Kind == EntryKind.Inherit)
+            {
+                i++;
+            }
+
+            var parentEntries = ArrayPool<MapEntry>.Shared.Rent(i - start);
+            try
+            {
+                Parent!.Resolve(firstBlock + start, i - start, ParentEpoch, parentEntries);
+                parentEntries.AsSpan(0, i - start).CopyTo(result.AsSpan(start));
+            }
+            finally
+            {
+                ArrayPool<MapEntry>.Shared.Return(parentEntries);
+            }
+        }
+    }
+
+    // The version visible at `epoch` is the one with the smallest death after it (history records
+    // are contiguous: a version dies exactly when the next is born), or the live one if none died.
+    private MapEntry? FindHistoryLocked(Iterator it, Span<byte> key, long block, ulong epoch)
+    {
+        Keys.WriteHistoryKey(key, Id, (ulong)block, epoch + 1);
+        it.Seek(key);
+        if (it.Valid())
+        {
+            var found = it.GetKeySpan();
+            if (found.Length == Keys.HistoryKeyBytes && found[..13].SequenceEqual(key[..13]))
+            {
+                return MapEntry.Read(it.GetValueSpan());
+            }
+        }
+
+        // Not yet durable: records of the current epoch (death = Epoch > any snapshot epoch).
+        if (_committingHistory.TryGetValue(block, out var committing))
+        {
+            return committing;
+        }
+
+        return _pendingHistory.TryGetValue(block, out var pending) ? pending : null;
+    }
+
+    private void ReadResolved(ReadOnlySpan<MapEntry> entries, Span<byte> destination)
+    {
+        var i = 0;
+        while (i < entries.Length)
+        {
+            var e = entries[i];
+            if (!e.IsMapped)
+            {
+                destination.Slice(i << BlockShift, BlockBytes).Clear();
+                i++;
+                continue;
+            }
+
+            // Coalesce physically contiguous blocks into one read.
+            var run = 1;
+            while (i + run < entries.Length && entries[i + run].IsMapped && IsNext(e.Phys, entries[i + run].Phys, run))
+            {
+                run++;
+            }
+
+            _pool.ReadPhys(e.Phys, destination.Slice(i << BlockShift, run << BlockShift));
+            i += run;
+        }
+    }
+
+    /// <summary>
+    /// Writes whole blocks to the live image. The caller holds the region locks of the range, so no
+    /// other write or unmap touches these blocks meanwhile.
+    /// </summary>
+    public void WriteBlocks(long firstBlock, ReadOnlySpan<byte> data)
+    {
+        var count = data.Length >> BlockShift;
+        var old = ArrayPool<MapEntry>.Shared.Rent(count);
+        var inPlace = ArrayPool<bool>.Shared.Rent(count);
+        var fresh = ArrayPool<ulong>.Shared.Rent(count);
+        try
+        {
+            var needNew = 0;
+            lock (_mapLock)
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    var c = GetLiveLocked(firstBlock + i);
+                    old[i] = c;
+                    inPlace[i] = c.IsMapped && !SharedLocked(c);
+                    needNew += inPlace[i] ? 0 : 1;
+                }
+            }
+
+            // Overwrite in place where the live version is ours alone (born after every snapshot).
+            var i0 = 0;
+            while (i0 < count)
+            {
+                if (!inPlace[i0])
+                {
+                    i0++;
+                    continue;
+                }
+
+                var run = 1;
+                while (i0 + run < count && inPlace[i0 + run] && IsNext(old[i0].Phys, old[i0 + run].Phys, run))
+                {
+                    run++;
+                }
+
+                _pool.WritePhys(old[i0].Phys, data.Slice(i0 << BlockShift, run << BlockShift));
+                i0 += run;
+            }
+
+            if (needNew == 0)
+            {
+                return;
+            }
+
+            // Redirect on write: fresh blocks for everything else, allocated in runs.
+            AllocateAndWrite(inPlace, fresh, count, data);
+
+            lock (_mapLock)
+            {
+                var epoch = Record.Epoch;
+                for (var i = 0; i < count; i++)
+                {
+                    if (inPlace[i])
+                    {
+                        continue;
+                    }
+
+                    var block = firstBlock + i;
+                    var c = GetLiveLocked(block);
+                    if (SharedLocked(c))
+                    {
+                        _pendingHistory.TryAdd(block, c);
+                    }
+                    else if (c.IsMapped)
+                    {
+                        _pendingFrees.Add(c.Phys);
+                    }
+
+                    SetLiveLocked(block, MapEntry.Mapped(fresh[i], epoch));
+                    _pendingAllocs.Add(fresh[i]);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<MapEntry>.Shared.Return(old);
+            ArrayPool<bool>.Shared.Return(inPlace);
+            ArrayPool<ulong>.Shared.Return(fresh);
+        }
+    }
+
+    private static bool IsNext(ulong first, ulong candidate, int distance) =>
+        candidate == first + (ulong)distance && Map.Phys.Store(candidate) == Map.Phys.Store(first);
+
+    private void AllocateAndWrite(bool[] inPlace, ulong[] fresh, int count, ReadOnlySpan<byte> data)
+    {
+        var allocated = new List<(ulong Phys, int Count)>();
+        try
+        {
+            var i = 0;
+            while (i < count)
+            {
+                if (inPlace[i])
+                {
+                    i++;
+                    continue;
+                }
+
+                var end = i;
+                while (end < count && !inPlace[end])
+                {
+                    end++;
+                }
+
+                while (i < end)
+                {
+                    var phys = _pool.Allocator.AllocateRun(end - i, out var got);
+                    allocated.Add((phys, got));
+                    for (var k = 0; k < got; k++)
+                    {
+                        fresh[i + k] = phys + (ulong)k;
+                    }
+
+                    _pool.WritePhys(phys, data.Slice(i << BlockShift, got << BlockShift));
+                    i += got;
+                }
+            }
+        }
+        catch
+        {
+            foreach (var (phys, n) in allocated)
+            {
+                _pool.Allocator.Cancel(phys, n);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Makes whole blocks of the live image read as zeros, freeing what no snapshot needs.</summary>
+    public void ZeroBlocks(long firstBlock, long count)
+    {
+        var end = firstBlock + count;
+        var block = firstBlock;
+        while (block < end)
+        {
+            var pageNo = (ulong)block >> MapPage.PageShift;
+            var pageEnd = Math.Min(end, (long)(pageNo + 1) << MapPage.PageShift);
+            lock (_mapLock)
+            {
+                var rootWithoutSnapshots = Parent is null && _seers.Count == 0;
+                var page = GetPageLocked(pageNo, create: !rootWithoutSnapshots);
+                if (page is not null)
+                {
+                    for (; block < pageEnd; block++)
+                    {
+                        ZeroBlockLocked(page, block, rootWithoutSnapshots);
+                    }
+                }
+            }
+
+            block = pageEnd;
+        }
+    }
+
+    private void ZeroBlockLocked(MapPage page, long block, bool rootWithoutSnapshots)
+    {
+        var index = (int)(block & (MapPage.BlocksPerPage - 1));
+        var c = page[index];
+        var readsZero = c.Kind == EntryKind.Zero || (c.Kind == EntryKind.Inherit && Parent is null);
+        if (readsZero)
+        {
+            return;
+        }
+
+        MapEntry target;
+        if (SharedLocked(c))
+        {
+            _pendingHistory.TryAdd(block, c);
+            target = MapEntry.Zero(Record.Epoch);
+        }
+        else
+        {
+            if (c.IsMapped)
+            {
+                _pendingFrees.Add(c.Phys);
+            }
+
+            target = rootWithoutSnapshots ? MapEntry.Absent : MapEntry.Zero(c.Birth);
+        }
+
+        page[index] = target;
+        MarkDirtyLocked(page);
+    }
+
+    /// <summary>Allocation state of whole blocks of the image as of an epoch (parents included).</summary>
+    public void GetAllocation(long firstBlock, int count, ulong epoch, MapEntry[] result) => Resolve(firstBlock, count, epoch, result);
+
+    public MapEntry GetLive(long block)
+    {
+        lock (_mapLock)
+        {
+            return GetLiveLocked(block);
+        }
+    }
+
+    private MapEntry GetLiveLocked(long block)
+    {
+        var page = GetPageLocked((ulong)block >> MapPage.PageShift, create: false);
+        return page is null ? MapEntry.Absent : page[(int)(block & (MapPage.BlocksPerPage - 1))];
+    }
+
+    private void SetLiveLocked(long block, MapEntry entry)
+    {
+        var page = GetPageLocked((ulong)block >> MapPage.PageShift, create: true)!;
+        page[(int)(block & (MapPage.BlocksPerPage - 1))] = entry;
+        MarkDirtyLocked(page);
+    }
+
+    private void MarkDirtyLocked(MapPage page)
+    {
+        page.Dirty = true;
+        _dirtyPages.Add(page);
+    }
+
+    private MapPage? GetPageLocked(ulong pageNo, bool create)
+    {
+        if (_pages.TryGetValue(pageNo, out var page))
+        {
+            page.Referenced = true;
+            return page;
+        }
+
+        var bytes = _pool.Meta.Get(Keys.LivePageKey(Id, pageNo));
+        if (bytes is null && !create)
+        {
+            return null;
+        }
+
+        page = new MapPage(pageNo) { Referenced = true };
+        if (bytes is not null)
+        {
+            page.Load(bytes);
+        }
+
+        if (_pool.PageCacheAdd(1))
+        {
+            EvictLocked();
+        }
+
+        _pages.Add(pageNo, page);
+        return page;
+    }
+
+    // Clock eviction over this lineage's pages: a page is dropped when it was not referenced since
+    // the last sweep, is clean, and its last collected content is durable (else a reload would read
+    // an older version from the store).
+    private void EvictLocked()
+    {
+        var target = Math.Max(16, _pages.Count / 8);
+        var evicted = 0;
+        var durable = _pool.DurableCommitSeq;
+        foreach (var (number, page) in _pages)
+        {
+            if (evicted >= target)
+            {
+                break;
+            }
+
+            if (page.Referenced)
+            {
+                page.Referenced = false;
+                continue;
+            }
+
+            if (!page.Dirty && page.CollectedSeq <= durable)
+            {
+                _pages.Remove(number);
+                evicted++;
+            }
+        }
+
+        _pool.PageCacheAdd(-evicted);
+    }
+
+    /// <summary>Drops every cached page (after the lineage is deleted).</summary>
+    public void DropCache()
+    {
+        lock (_mapLock)
+        {
+            _pool.PageCacheAdd(-_pages.Count);
+            _pages.Clear();
+            _dirtyPages.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Moves everything changed since the last commit into <paramref name="batch"/>: dirty pages,
+    /// history records, and the blocks allocated and freed. Records stay readable from memory until
+    /// <see cref="CommitDurable"/> says the batch is on disk.
+    /// </summary>
+    public void Collect(WriteBatch batch, List<ulong> allocated, List<ulong> freed, long commitSeq)
+    {
+        lock (_mapLock)
+        {
+            if (_dirtyPages.Count > 0)
+            {
+                var buffer = new byte[MapPage.Bytes];
+                foreach (var page in _dirtyPages)
+                {
+                    var key = Keys.LivePageKey(Id, page.Number);
+                    if (page.IsEmpty)
+                    {
+                        batch.Delete(key);
+                    }
+                    else
+                    {
+                        page.Save(buffer);
+                        batch.Put(key, buffer);
+                    }
+
+                    page.Dirty = false;
+                    page.CollectedSeq = commitSeq;
+                }
+
+                _dirtyPages.Clear();
+            }
+
+            if (_pendingHistory.Count > 0)
+            {
+                Span<byte> key = stackalloc byte[Keys.HistoryKeyBytes];
+                Span<byte> value = stackalloc byte[MapEntry.Bytes];
+                var death = Record.Epoch;
+                foreach (var (block, entry) in _pendingHistory)
+                {
+                    entry.Write(value);
+                    Keys.WriteHistoryKey(key, Id, (ulong)block, death);
+                    batch.Put(key, value);
+                    Keys.WriteDeathKey(key, Id, death, (ulong)block);
+                    batch.Put(key, value);
+                }
+
+                (_committingHistory, _pendingHistory) = (_pendingHistory, _committingHistory);
+                _pendingHistory.Clear();
+            }
+
+            allocated.AddRange(_pendingAllocs);
+            _pendingAllocs.Clear();
+            freed.AddRange(_pendingFrees);
+            _pendingFrees.Clear();
+        }
+    }
+
+    /// <summary>The batch of the last <see cref="Collect"/> is durable: its records are now read from the store.</summary>
+    public void CommitDurable()
+    {
+        lock (_mapLock)
+        {
+            _committingHistory.Clear();
+        }
+    }
+
+    /// <summary>Applies a change to the live map made by a snapshot deletion (frozen lineages only).</summary>
+    public void ReplaceLive(long block, MapEntry entry)
+    {
+        lock (_mapLock)
+        {
+            SetLiveLocked(block, entry);
+        }
+    }
+}

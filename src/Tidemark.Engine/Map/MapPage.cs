@@ -1,0 +1,77 @@
+namespace Tidemark.Engine.Map;
+
+/// <summary>
+/// The live map of 256 consecutive blocks (1 MiB of virtual space) of one lineage, as cached in
+/// memory and stored under one key. Mutated only under the owning lineage's map lock.
+/// </summary>
+internal sealed class MapPage
+{
+    public const int BlocksPerPage = 256;
+    public const int PageShift = 8;
+    public const int Bytes = BlocksPerPage * MapEntry.Bytes;
+
+    private readonly ulong[] _words = new ulong[BlocksPerPage * 2];
+
+    public MapPage(ulong number)
+    {
+        Number = number;
+    }
+
+    public ulong Number { get; }
+
+    /// <summary>Changed since the last commit; a dirty page is never evicted.</summary>
+    public bool Dirty { get; set; }
+
+    /// <summary>Sequence number of the last commit that saved this page; evictable once that commit is durable.</summary>
+    public long CollectedSeq { get; set; }
+
+    /// <summary>Clock bit for eviction: set on every access.</summary>
+    public bool Referenced { get; set; }
+
+    public MapEntry this[int index]
+    {
+        get => new(_words[index * 2], _words[(index * 2) + 1]);
+        set
+        {
+            _words[index * 2] = value.Word0;
+            _words[(index * 2) + 1] = value.Word1;
+        }
+    }
+
+    public bool IsEmpty
+    {
+        get
+        {
+            foreach (var w in _words)
+            {
+                if (w != 0)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+    }
+
+    public void Load(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length != Bytes)
+        {
+            throw new StorageException(StorageError.Corrupt, $"map page {Number} has {bytes.Length} bytes, expected {Bytes}");
+        }
+
+        for (var i = 0; i < BlocksPerPage; i++)
+        {
+            this[i] = MapEntry.Read(bytes[(i * MapEntry.Bytes)..]);
+        }
+    }
+
+    public void Save(Span<byte> bytes)
+    {
+        for (var i = 0; i < BlocksPerPage; i++)
+        {
+            this[i].Write(bytes[(i * MapEntry.Bytes)..]);
+        }
+    }
+}

@@ -1,0 +1,379 @@
+using System.Globalization;
+using Tidemark.Engine.Metadata;
+
+namespace Tidemark.Engine;
+
+public sealed partial class Pool
+{
+    /// <summary>
+    /// Takes a snapshot of a volume: O(1) whatever its size. Writes acknowledged before the call are in
+    /// it; it is durable when this returns.
+    /// </summary>
+    public SnapshotInfo CreateSnapshot(string volumeName, string? snapshotName = null)
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var volume = GetVolume(volumeName);
+            var name = snapshotName ?? UniqueSnapshotName(volume, "snap");
+            Names.Check("snapshot", name);
+            CheckSnapshotNameFree(volume, name);
+            SnapshotRecord? record = null;
+            volume.Gate.EnterWriteLock();
+            try
+            {
+                Commit(batch =>
+                {
+                    record = CutSnapshot(volume, volume.Lineage, name, null);
+                    PutSnapshot(batch, record);
+                    PutLineage(batch, volume.Lineage);
+                });
+            }
+            finally
+            {
+                volume.Gate.ExitWriteLock();
+            }
+
+            return ToInfo(volume, record!);
+        }
+    }
+
+    public IReadOnlyList<SnapshotInfo> ListSnapshots(string volumeName)
+    {
+        lock (_controlLock)
+        {
+            var volume = GetVolume(volumeName);
+            return [.. volume.Record.Lineages
+                .SelectMany(id => _lineages[id].Snapshots.Values)
+                .Where(s => s.State == SnapshotState.Active)
+                .OrderBy(s => s.CreatedAt)
+                .ThenBy(s => s.Lineage)
+                .ThenBy(s => s.Epoch)
+                .Select(s => ToInfo(volume, s))];
+        }
+    }
+
+    public SnapshotInfo GetSnapshot(string address)
+    {
+        var (volumeName, snapshotName) = Names.SplitSnapshot(address);
+        lock (_controlLock)
+        {
+            var volume = GetVolume(volumeName);
+            return ToInfo(volume, FindSnapshot(volume, snapshotName).Snapshot);
+        }
+    }
+
+    /// <summary>A read-only block device of a snapshot, for read-only exports, copies and backup.</summary>
+    public SnapshotDevice OpenSnapshot(string address)
+    {
+        var (volumeName, snapshotName) = Names.SplitSnapshot(address);
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var volume = GetVolume(volumeName);
+            var (lineage, snapshot) = FindSnapshot(volume, snapshotName);
+            return new SnapshotDevice(this, lineage, snapshot, volume.Name, volume.LogicalBlockSizeBytes);
+        }
+    }
+
+    /// <summary>
+    /// Deletes a snapshot and frees the blocks only it kept. Fails while it is on hold or a view
+    /// depends on it; a snapshot a rolled-back volume or a promoted view still needs disappears from
+    /// the list and its space is freed when nothing needs it any more.
+    /// </summary>
+    public void DeleteSnapshot(string address)
+    {
+        var (volumeName, snapshotName) = Names.SplitSnapshot(address);
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var volume = GetVolume(volumeName);
+            var (lineage, snapshot) = FindSnapshot(volume, snapshotName);
+            if (IsHeld(snapshot))
+            {
+                var until = snapshot.HoldUntil is { } u && u > Options.Clock() ? $" until {u:u}" : " until released";
+                throw new StorageException(StorageError.Held, $"snapshot {address} is on hold{until}{(snapshot.HoldReason is null ? "" : $" ({snapshot.HoldReason})")}; it cannot be deleted");
+            }
+
+            var views = _volumes.Values
+                .Where(v => v.Kind == VolumeKind.View && v.Record.Lineages.Any(id => PinsSnapshot(_lineages[id], lineage, snapshot.Epoch)))
+                .Select(v => v.Name)
+                .ToList();
+            if (views.Count > 0)
+            {
+                throw new StorageException(StorageError.HasDependents, $"views {string.Join(", ", views)} were created from {address}; delete or promote them first");
+            }
+
+            RemoveSnapshotLocked(lineage, snapshot, orphaned: false);
+            CollectLineageIfUnused(lineage);
+        }
+    }
+
+    /// <summary>
+    /// Locks a snapshot against deletion: until <paramref name="until"/> (a dated hold that nobody can
+    /// shorten), or, without a date, until <see cref="ReleaseHold"/>.
+    /// </summary>
+    public SnapshotInfo HoldSnapshot(string address, DateTimeOffset? until, string? reason = null)
+    {
+        var (volumeName, snapshotName) = Names.SplitSnapshot(address);
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var volume = GetVolume(volumeName);
+            var (_, snapshot) = FindSnapshot(volume, snapshotName);
+            if (until is { } date)
+            {
+                if (date <= Options.Clock())
+                {
+                    throw new StorageException(StorageError.InvalidArgument, $"a hold until {date:u} is already over; give a future date");
+                }
+
+                // A dated hold may be extended, never shortened.
+                if (snapshot.HoldUntil is null || date > snapshot.HoldUntil)
+                {
+                    snapshot.HoldUntil = date;
+                }
+            }
+            else
+            {
+                snapshot.Held = true;
+            }
+
+            snapshot.HoldReason = reason ?? snapshot.HoldReason;
+            Commit(batch => PutSnapshot(batch, snapshot));
+            return ToInfo(volume, snapshot);
+        }
+    }
+
+    /// <summary>Releases an indefinite hold. A dated hold stays until its date.</summary>
+    public SnapshotInfo ReleaseHold(string address)
+    {
+        var (volumeName, snapshotName) = Names.SplitSnapshot(address);
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var volume = GetVolume(volumeName);
+            var (_, snapshot) = FindSnapshot(volume, snapshotName);
+            snapshot.Held = false;
+            if (snapshot.HoldUntil is null || snapshot.HoldUntil <= Options.Clock())
+            {
+                snapshot.HoldReason = null;
+            }
+
+            Commit(batch => PutSnapshot(batch, snapshot));
+            return ToInfo(volume, snapshot);
+        }
+    }
+
+    // ---- groups ----
+
+    public IReadOnlyList<GroupInfo> Groups
+    {
+        get
+        {
+            lock (_controlLock)
+            {
+                return [.. _groups.Values.OrderBy(g => g.Name, StringComparer.Ordinal).Select(ToInfo)];
+            }
+        }
+    }
+
+    public GroupInfo CreateGroup(string name, IReadOnlyList<string> volumeNames)
+    {
+        Names.Check("group", name);
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            if (_groups.ContainsKey(name))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"a group named '{name}' already exists");
+            }
+
+            if (volumeNames.Count == 0 || volumeNames.Distinct().Count() != volumeNames.Count)
+            {
+                throw new StorageException(StorageError.InvalidArgument, "a group needs one or more distinct volumes");
+            }
+
+            var record = new GroupRecord { Name = name, CreatedAt = Options.Clock(), Members = [.. volumeNames.Select(n => GetVolume(n).Id)] };
+            Commit(batch => batch.Put(Keys.GroupKey(name), RecordCodec.Encode(record)));
+            _groups.Add(name, record);
+            return ToInfo(record);
+        }
+    }
+
+    public void DeleteGroup(string name)
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            if (!_groups.Remove(name))
+            {
+                throw new StorageException(StorageError.NotFound, $"no group named '{name}'");
+            }
+
+            Commit(batch => batch.Delete(Keys.GroupKey(name)));
+        }
+    }
+
+    /// <summary>
+    /// One snapshot of every member at one instant: I/O on all members pauses, in-flight writes drain,
+    /// and all the snapshots are recorded in one metadata transaction.
+    /// </summary>
+    public IReadOnlyList<SnapshotInfo> SnapshotGroup(string groupName, string? snapshotName = null)
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            if (!_groups.TryGetValue(groupName, out var group))
+            {
+                throw new StorageException(StorageError.NotFound, $"no group named '{groupName}'");
+            }
+
+            var members = group.Members
+                .Select(id => _volumes.TryGetValue(id, out var v) ? v : throw new StorageException(StorageError.NotFound, $"a member of group {groupName} was deleted; update the group"))
+                .OrderBy(v => v.Id)
+                .ToList();
+            var name = snapshotName ?? UniqueSnapshotName(members, groupName);
+            Names.Check("snapshot", name);
+            foreach (var member in members)
+            {
+                CheckSnapshotNameFree(member, name);
+            }
+
+            var records = new List<(Volume, SnapshotRecord)>();
+            var entered = new List<Volume>();
+            try
+            {
+                foreach (var member in members)
+                {
+                    member.Gate.EnterWriteLock();
+                    entered.Add(member);
+                }
+
+                Commit(batch =>
+                {
+                    foreach (var member in members)
+                    {
+                        var record = CutSnapshot(member, member.Lineage, name, $"{groupName}/{name}");
+                        PutSnapshot(batch, record);
+                        PutLineage(batch, member.Lineage);
+                        records.Add((member, record));
+                    }
+                });
+            }
+            finally
+            {
+                foreach (var member in entered)
+                {
+                    member.Gate.ExitWriteLock();
+                }
+            }
+
+            return [.. records.Select(r => ToInfo(r.Item1, r.Item2))];
+        }
+    }
+
+    // ---- helpers ----
+
+    private SnapshotRecord CutSnapshot(Volume volume, Lineage lineage, string name, string? groupSnapshot)
+    {
+        var epoch = lineage.CutEpoch();
+        var record = new SnapshotRecord
+        {
+            Lineage = lineage.Id,
+            Epoch = epoch,
+            Volume = volume.Id,
+            Name = name,
+            CreatedAt = Options.Clock(),
+            SizeBytes = volume.SizeBytes,
+            GroupSnapshot = groupSnapshot,
+        };
+        lineage.Snapshots.Add(epoch, record);
+        return record;
+    }
+
+    private (Lineage Lineage, SnapshotRecord Snapshot) FindSnapshot(Volume volume, string snapshotName)
+    {
+        foreach (var id in volume.Record.Lineages)
+        {
+            var lineage = _lineages[id];
+            foreach (var snapshot in lineage.Snapshots.Values)
+            {
+                if (snapshot.State == SnapshotState.Active && snapshot.Name == snapshotName)
+                {
+                    return (lineage, snapshot);
+                }
+            }
+        }
+
+        throw new StorageException(StorageError.NotFound, $"volume {volume.Name} has no snapshot named '{snapshotName}'; 'tidemark snapshot list {volume.Name}' shows them");
+    }
+
+    private void CheckSnapshotNameFree(Volume volume, string name)
+    {
+        if (volume.Record.Lineages.Any(id => _lineages[id].Snapshots.Values.Any(s => s.State == SnapshotState.Active && s.Name == name)))
+        {
+            throw new StorageException(StorageError.AlreadyExists, $"volume {volume.Name} already has a snapshot named '{name}'");
+        }
+    }
+
+    private string UniqueSnapshotName(Volume volume, string prefix) => UniqueSnapshotName([volume], prefix);
+
+    private string UniqueSnapshotName(IReadOnlyList<Volume> volumes, string prefix)
+    {
+        var stamp = Options.Clock().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        var name = $"{prefix}-{stamp}";
+        for (var n = 2; volumes.Any(v => v.Record.Lineages.Any(id => _lineages[id].Snapshots.Values.Any(s => s.State == SnapshotState.Active && s.Name == name))); n++)
+        {
+            name = $"{prefix}-{stamp}-{n}";
+        }
+
+        return name;
+    }
+
+    private bool IsHeld(SnapshotRecord snapshot) => snapshot.Held || (snapshot.HoldUntil is { } until && until > Options.Clock());
+
+    private static bool PinsSnapshot(Lineage candidate, Lineage lineage, ulong epoch) =>
+        candidate.Parent == lineage && candidate.ParentEpoch == epoch && candidate.Record.State != LineageState.Deleting;
+
+    private bool IsPinned(Lineage lineage, ulong epoch)
+    {
+        lock (_lineages)
+        {
+            return _lineages.Values.Any(l => PinsSnapshot(l, lineage, epoch));
+        }
+    }
+
+    private static SnapshotInfo ToInfo(Volume volume, SnapshotRecord s) =>
+        new(
+            volume.Name,
+            s.Name,
+            s.CreatedAt,
+            s.SizeBytes,
+            s.Held,
+            s.HoldUntil,
+            s.HoldReason,
+            s.GroupSnapshot,
+            s.Lineage,
+            s.Epoch);
+
+    private GroupInfo ToInfo(GroupRecord g) =>
+        new(g.Name, [.. g.Members.Select(id => _volumes.TryGetValue(id, out var v) ? v.Name : $"(deleted {id})")], g.CreatedAt);
+}
+
+public sealed record SnapshotInfo(
+    string Volume,
+    string Name,
+    DateTimeOffset CreatedAt,
+    long SizeBytes,
+    bool Held,
+    DateTimeOffset? HoldUntil,
+    string? HoldReason,
+    string? GroupSnapshot,
+    uint Lineage,
+    ulong Epoch)
+{
+    public string Address => $"{Volume}@{Name}";
+}
+
+public sealed record GroupInfo(string Name, IReadOnlyList<string> Volumes, DateTimeOffset CreatedAt);

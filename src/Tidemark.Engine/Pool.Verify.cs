@@ -1,0 +1,265 @@
+using System.Collections;
+using Tidemark.Engine.Map;
+using Tidemark.Engine.Metadata;
+
+namespace Tidemark.Engine;
+
+/// <summary>
+/// Checks a pool's invariants against what is durable: every record decodes and passes its checksum,
+/// every referenced block lies inside a store and is referenced once, the allocator's committed
+/// bitmap equals the set of referenced blocks (no leak, no double use), history and its death index
+/// agree, and lineages, snapshots and volumes point at each other consistently.
+/// </summary>
+public sealed partial class Pool
+{
+    private const int MaxReportedProblems = 100;
+
+    public VerifyReport Verify()
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            Flush();
+            lock (_commitLock)
+            {
+                return VerifyLocked();
+            }
+        }
+    }
+
+    private VerifyReport VerifyLocked()
+    {
+        var problems = new List<string>();
+        void Problem(string text)
+        {
+            if (problems.Count < MaxReportedProblems)
+            {
+                problems.Add(text);
+            }
+        }
+
+        var capacities = _storeRecords.Select(s => _stores[s.Index].CapacityBytes / Lineage.BlockBytes).ToArray();
+        var referenced = capacities.Select(c => new BitArray((int)Math.Min(c, int.MaxValue))).ToArray();
+        long mappedEntries = 0, historyRecords = 0, deathRecords = 0, records = 0;
+
+        void Reference(ulong phys, string where)
+        {
+            var store = Phys.Store(phys);
+            var block = Phys.Block(phys);
+            if (store >= referenced.Length || block < 1 || block >= capacities[store])
+            {
+                Problem($"{where} points outside the pool's stores (store {store}, block {block})");
+                return;
+            }
+
+            if (referenced[store][(int)block])
+            {
+                Problem($"block {block} of store {store} is referenced twice (again by {where})");
+            }
+
+            referenced[store][(int)block] = true;
+        }
+
+        var lineageIds = new HashSet<uint>();
+        Decode<LineageRecord>(Keys.Lineage, "lineage", r => lineageIds.Add(r.Id));
+        Decode<PoolRecord>(Keys.Pool, "pool", _ => { });
+        Decode<StoreRecord>(Keys.Store, "store", _ => { });
+        Decode<GroupRecord>(Keys.Group, "group", _ => { });
+        Decode<SnapshotRecord>(Keys.Snapshot, "snapshot", r =>
+        {
+            if (!_lineages.TryGetValue(r.Lineage, out var l))
+            {
+                Problem($"snapshot {r.Name} belongs to a missing lineage {r.Lineage}");
+            }
+            else if (r.Epoch >= l.Record.Epoch)
+            {
+                Problem($"snapshot {r.Name} has epoch {r.Epoch}, not before its lineage's current epoch {l.Record.Epoch}");
+            }
+        });
+        Decode<VolumeRecord>(Keys.Volume, "volume", r =>
+        {
+            foreach (var id in r.Lineages.Append(r.Lineage))
+            {
+                if (!lineageIds.Contains(id))
+                {
+                    Problem($"volume {r.Name} lists a missing lineage {id}");
+                }
+            }
+        });
+
+        foreach (var lineage in _lineages.Values)
+        {
+            if (lineage.Record.ParentLineage != 0)
+            {
+                if (!_lineages.TryGetValue(lineage.Record.ParentLineage, out var parent))
+                {
+                    Problem($"lineage {lineage.Id} has a missing parent {lineage.Record.ParentLineage}");
+                }
+                else if (!parent.Snapshots.TryGetValue(lineage.ParentEpoch, out var pin) || pin.State == SnapshotState.Deleting)
+                {
+                    Problem($"lineage {lineage.Id} depends on snapshot epoch {lineage.ParentEpoch} of lineage {parent.Id}, which is gone");
+                }
+            }
+        }
+
+        Meta.Scan([Keys.LivePage], (key, value) =>
+        {
+            var lineage = Keys.ReadLineage(key);
+            var page = Keys.ReadU64At(key, 5);
+            if (!lineageIds.Contains(lineage))
+            {
+                Problem($"map page {page} belongs to a missing lineage {lineage}");
+            }
+
+            if (value.Length != MapPage.Bytes)
+            {
+                Problem($"map page {page} of lineage {lineage} has {value.Length} bytes");
+                return true;
+            }
+
+            var epoch = _lineages.TryGetValue(lineage, out var l) ? l.Record.Epoch : ulong.MaxValue;
+            for (var i = 0; i < MapPage.BlocksPerPage; i++)
+            {
+                var entry = MapEntry.Read(value[(i * MapEntry.Bytes)..]);
+                if (entry.Birth > epoch)
+                {
+                    Problem($"block {(page << MapPage.PageShift) + (ulong)i} of lineage {lineage} was born in epoch {entry.Birth}, after the current {epoch}");
+                }
+
+                if (entry.IsMapped)
+                {
+                    mappedEntries++;
+                    Reference(entry.Phys, $"lineage {lineage} block {(page << MapPage.PageShift) + (ulong)i}");
+                }
+            }
+
+            return true;
+        });
+
+        var other = new byte[Keys.HistoryKeyBytes];
+        Meta.Scan([Keys.History], (key, value) =>
+        {
+            historyRecords++;
+            var lineage = Keys.ReadLineage(key);
+            var block = Keys.ReadU64At(key, 5);
+            var death = Keys.ReadU64At(key, 13);
+            var entry = MapEntry.Read(value);
+            if (entry.Birth >= death)
+            {
+                Problem($"history of lineage {lineage} block {block}: born {entry.Birth}, not before its death {death}");
+            }
+
+            Keys.WriteDeathKey(other, lineage, death, block);
+            var twin = Meta.Get(other);
+            if (twin is null || !twin.AsSpan().SequenceEqual(value))
+            {
+                Problem($"history of lineage {lineage} block {block} death {death} has no matching death-index record");
+            }
+
+            if (entry.IsMapped)
+            {
+                Reference(entry.Phys, $"history of lineage {lineage} block {block} (died {death})");
+            }
+
+            return true;
+        });
+        Meta.Scan([Keys.DeathIndex], (_, _) =>
+        {
+            deathRecords++;
+            return true;
+        });
+        if (deathRecords != historyRecords)
+        {
+            Problem($"{historyRecords} history records but {deathRecords} death-index records");
+        }
+
+        // The committed bitmap as persisted, against what the map references.
+        var committed = capacities.Select(c => new BitArray((int)Math.Min(c, int.MaxValue))).ToArray();
+        Meta.Scan([Keys.Bitmap], (key, value) =>
+        {
+            var store = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(key[1..]);
+            var chunk = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(key[3..]);
+            for (var bit = 0; bit < value.Length * 8; bit++)
+            {
+                if ((value[bit >> 3] & (1 << (bit & 7))) == 0)
+                {
+                    continue;
+                }
+
+                var block = ((long)chunk * Allocation.Allocator.ChunkBlocks) + bit;
+                if (store >= committed.Length || block >= capacities[store])
+                {
+                    Problem($"the allocation bitmap marks block {block} of store {store}, outside the store");
+                    continue;
+                }
+
+                committed[store][(int)block] = true;
+            }
+
+            return true;
+        });
+
+        long leaked = 0, unaccounted = 0, used = 0;
+        for (var s = 0; s < referenced.Length; s++)
+        {
+            for (var b = 0; b < referenced[s].Length; b++)
+            {
+                var r = referenced[s][b];
+                var c = committed[s][b];
+                used += r ? 1 : 0;
+                if (c && !r)
+                {
+                    leaked++;
+                    if (leaked <= 5)
+                    {
+                        Problem($"block {b} of store {s} is allocated but nothing references it (leak)");
+                    }
+                }
+                else if (r && !c)
+                {
+                    unaccounted++;
+                    if (unaccounted <= 5)
+                    {
+                        Problem($"block {b} of store {s} is referenced but marked free (it could be used twice)");
+                    }
+                }
+            }
+        }
+
+        if (leaked > 5)
+        {
+            Problem($"{leaked} leaked blocks in all");
+        }
+
+        if (unaccounted > 5)
+        {
+            Problem($"{unaccounted} referenced blocks marked free in all");
+        }
+
+        return new VerifyReport(problems, used * Lineage.BlockBytes, mappedEntries, historyRecords, records);
+
+        void Decode<T>(byte tag, string what, Action<T> check)
+        {
+            Meta.Scan([tag], (_, value) =>
+            {
+                records++;
+                try
+                {
+                    check(RecordCodec.Decode<T>(value, what));
+                }
+                catch (StorageException ex)
+                {
+                    Problem(ex.Message);
+                }
+
+                return true;
+            });
+        }
+    }
+}
+
+/// <summary>What <see cref="Pool.Verify"/> found: no problems means every invariant holds.</summary>
+public sealed record VerifyReport(IReadOnlyList<string> Problems, long ReferencedBytes, long LiveMappedBlocks, long HistoryRecords, long ControlRecords)
+{
+    public bool IsClean => Problems.Count == 0;
+}

@@ -1,0 +1,533 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using RocksDbSharp;
+using Tidemark.Engine.Allocation;
+using Tidemark.Engine.Map;
+using Tidemark.Engine.Metadata;
+using Tidemark.Engine.Storage;
+
+namespace Tidemark.Engine;
+
+/// <summary>
+/// A pool: backing stores, the allocator, the metadata store, and the volumes, views, snapshots and
+/// groups kept in it. The only owner of durable state. Control operations (create, snapshot, delete,
+/// rollback...) are serialized; block I/O on volumes runs concurrently with them and with each other.
+/// </summary>
+public sealed partial class Pool : IDisposable
+{
+    private const string MetaDirectory = "meta";
+    private static readonly byte[] StoreMagic = "TIDEMARK-STORE\0\0"u8.ToArray();
+
+    private readonly Lock _controlLock = new();
+    private readonly Lock _commitLock = new();
+    private readonly Dictionary<uint, Lineage> _lineages = [];
+    private readonly Dictionary<Guid, Volume> _volumes = [];
+    private readonly Dictionary<string, GroupRecord> _groups = new(StringComparer.Ordinal);
+    private readonly List<StoreRecord> _storeRecords = [];
+    private readonly PoolRecord _record;
+    private IBackingStore[] _stores = [];
+    private long _flushRequests;
+    private long _flushedUpTo;
+    private long _commitSeq;
+    private long _durableSeq;
+    private long _cachedPages;
+    private Exception? _failure;
+    private bool _disposed;
+
+    private Pool(string directory, PoolOptions options, MetaStore meta, PoolRecord record)
+    {
+        Directory = directory;
+        Options = options;
+        Meta = meta;
+        _record = record;
+    }
+
+    public string Directory { get; }
+
+    public Guid Id => _record.PoolId;
+
+    public PoolOptions Options { get; }
+
+    internal MetaStore Meta { get; }
+
+    internal Allocator Allocator { get; } = new();
+
+    internal GracePeriod Grace { get; } = new();
+
+    internal long DurableCommitSeq => Volatile.Read(ref _durableSeq);
+
+    /// <summary>Creates a pool in <paramref name="directory"/> with one file store (or the device in <see cref="PoolOptions.FirstStorePath"/>).</summary>
+    public static Pool Create(string directory, PoolOptions? options = null)
+    {
+        options ??= new PoolOptions();
+        System.IO.Directory.CreateDirectory(directory);
+        var metaDir = Path.Combine(directory, MetaDirectory);
+        if (System.IO.Directory.Exists(metaDir) && System.IO.Directory.EnumerateFileSystemEntries(metaDir).Any())
+        {
+            throw new StorageException(StorageError.AlreadyExists, $"a pool already exists in {directory}; open it instead, or choose an empty directory");
+        }
+
+        var meta = MetaStore.Open(metaDir, createIfMissing: true, options.MetadataCacheBytes);
+        var record = new PoolRecord { PoolId = Guid.NewGuid(), FormatVersion = EngineInfo.PoolFormatVersion, CreatedAt = options.Clock() };
+        var pool = new Pool(directory, options, meta, record);
+        try
+        {
+            using (var batch = new WriteBatch())
+            {
+                batch.Put(Keys.PoolKey(), RecordCodec.Encode(record));
+                meta.Write(batch);
+            }
+
+            var path = options.FirstStorePath ?? Path.Combine(directory, "store-0.dat");
+            pool.AddStore(path, options.FirstStoreCapacityBytes ?? DefaultCapacity(directory));
+            return pool;
+        }
+        catch
+        {
+            pool.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens an existing pool, checking every record and finishing deletions a crash interrupted.</summary>
+    public static Pool Open(string directory, PoolOptions? options = null)
+    {
+        options ??= new PoolOptions();
+        var metaDir = Path.Combine(directory, MetaDirectory);
+        if (!System.IO.Directory.Exists(metaDir))
+        {
+            throw new StorageException(StorageError.NotFound, $"no pool in {directory}; create one first");
+        }
+
+        var meta = MetaStore.Open(metaDir, createIfMissing: false, options.MetadataCacheBytes);
+        Pool? pool = null;
+        try
+        {
+            var bytes = meta.Get(Keys.PoolKey())
+                ?? throw new StorageException(StorageError.Corrupt, $"the pool record in {directory} is missing; the metadata is damaged");
+            var record = RecordCodec.Decode<PoolRecord>(bytes, "the pool");
+            if (record.FormatVersion != EngineInfo.PoolFormatVersion)
+            {
+                throw new StorageException(StorageError.Unsupported, $"pool format {record.FormatVersion} is not supported by this Tidemark (format {EngineInfo.PoolFormatVersion})");
+            }
+
+            pool = new Pool(directory, options, meta, record);
+            pool.Load();
+            pool.ResumeDeletions();
+            return pool;
+        }
+        catch
+        {
+            if (pool is not null)
+            {
+                pool.Dispose();
+            }
+            else
+            {
+                meta.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    private static long DefaultCapacity(string directory)
+    {
+        var free = new DriveInfo(Path.GetFullPath(directory)).AvailableFreeSpace;
+        return Math.Max(1L << 30, free / Lineage.BlockBytes * Lineage.BlockBytes);
+    }
+
+    private void Load()
+    {
+        Meta.Scan([Keys.Store], (_, value) =>
+        {
+            var store = RecordCodec.Decode<StoreRecord>(value, "a store");
+            var opened = Options.StoreFactory(store.Path, store.CapacityBytes, false);
+            CheckStoreHeader(opened, store.Index);
+            _storeRecords.Add(store);
+            _stores = [.. _stores, opened];
+            Allocator.AddStore(opened.CapacityBytes / Lineage.BlockBytes);
+            return true;
+        });
+        Meta.Scan([Keys.Bitmap], (key, value) =>
+        {
+            var store = BinaryPrimitives.ReadUInt16BigEndian(key[1..]);
+            var chunk = BinaryPrimitives.ReadUInt32BigEndian(key[3..]);
+            if (store >= _stores.Length)
+            {
+                throw new StorageException(StorageError.Corrupt, $"allocation bitmap for unknown store {store}");
+            }
+
+            Allocator.LoadChunk(store, chunk, value);
+            return true;
+        });
+        Meta.Scan([Keys.Lineage], (key, value) =>
+        {
+            var lineage = RecordCodec.Decode<LineageRecord>(value, $"lineage {Keys.ReadLineage(key)}");
+            _lineages.Add(lineage.Id, new Lineage(this, lineage, parent: null));
+            return true;
+        });
+        foreach (var lineage in _lineages.Values.Where(l => l.Record.ParentLineage != 0))
+        {
+            lineage.Parent = _lineages.TryGetValue(lineage.Record.ParentLineage, out var parent)
+                ? parent
+                : throw new StorageException(StorageError.Corrupt, $"lineage {lineage.Id} has a missing parent {lineage.Record.ParentLineage}");
+        }
+
+        Meta.Scan([Keys.Snapshot], (key, value) =>
+        {
+            var snapshot = RecordCodec.Decode<SnapshotRecord>(value, $"snapshot {Keys.ReadLineage(key)}/{Keys.ReadU64At(key, 5)}");
+            if (!_lineages.TryGetValue(snapshot.Lineage, out var lineage))
+            {
+                throw new StorageException(StorageError.Corrupt, $"snapshot {snapshot.Name} belongs to a missing lineage {snapshot.Lineage}");
+            }
+
+            lineage.Snapshots.Add(snapshot.Epoch, snapshot);
+            if (snapshot.State != SnapshotState.Deleting)
+            {
+                lineage.AddSeer(snapshot.Epoch);
+            }
+
+            return true;
+        });
+        Meta.Scan([Keys.Volume], (_, value) =>
+        {
+            var volume = RecordCodec.Decode<VolumeRecord>(value, "a volume");
+            if (!_lineages.TryGetValue(volume.Lineage, out var lineage))
+            {
+                throw new StorageException(StorageError.Corrupt, $"volume {volume.Name} points at a missing lineage {volume.Lineage}");
+            }
+
+            _volumes.Add(volume.Id, new Volume(this, volume, lineage));
+            return true;
+        });
+        Meta.Scan([Keys.Group], (_, value) =>
+        {
+            var group = RecordCodec.Decode<GroupRecord>(value, "a group");
+            _groups.Add(group.Name, group);
+            return true;
+        });
+    }
+
+    // ---- stores ----
+
+    /// <summary>Adds a backing store (a new sparse file, or a raw block device) to the pool while it runs.</summary>
+    public void AddStore(string path, long capacityBytes)
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var fullPath = Path.GetFullPath(path);
+            if (_storeRecords.Any(s => s.Path == fullPath))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"{fullPath} is already a store of this pool");
+            }
+
+            if (capacityBytes < 16 * Lineage.BlockBytes && !FileBackingStore.IsBlockDevice(fullPath))
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"a store needs at least 64K of capacity, not {capacityBytes} bytes");
+            }
+
+            var index = _storeRecords.Count;
+            var store = Options.StoreFactory(fullPath, capacityBytes, true);
+            try
+            {
+                WriteStoreHeader(store, index);
+                var record = new StoreRecord
+                {
+                    Index = index,
+                    Path = fullPath,
+                    Kind = FileBackingStore.IsBlockDevice(fullPath) ? StoreKind.Device : StoreKind.File,
+                    CapacityBytes = store.CapacityBytes,
+                };
+                using var batch = new WriteBatch();
+                batch.Put(Keys.StoreKey(index), RecordCodec.Encode(record));
+                lock (_commitLock)
+                {
+                    Meta.Write(batch);
+                }
+
+                _storeRecords.Add(record);
+                Allocator.AddStore(store.CapacityBytes / Lineage.BlockBytes);
+                _stores = [.. _stores, store];
+            }
+            catch
+            {
+                store.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Raises the capacity of a file store (capacity on demand).</summary>
+    public void GrowStore(int index, long capacityBytes)
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            if (index < 0 || index >= _stores.Length)
+            {
+                throw new StorageException(StorageError.NotFound, $"the pool has no store {index}");
+            }
+
+            if (_stores[index] is not FileBackingStore file)
+            {
+                throw new StorageException(StorageError.Unsupported, $"store {index} cannot grow");
+            }
+
+            file.Grow(capacityBytes);
+            _storeRecords[index].CapacityBytes = capacityBytes;
+            using var batch = new WriteBatch();
+            batch.Put(Keys.StoreKey(index), RecordCodec.Encode(_storeRecords[index]));
+            lock (_commitLock)
+            {
+                Meta.Write(batch);
+            }
+
+            Allocator.Grow(index, capacityBytes / Lineage.BlockBytes);
+        }
+    }
+
+    private void WriteStoreHeader(IBackingStore store, int index)
+    {
+        var header = new byte[Lineage.BlockBytes];
+        StoreMagic.CopyTo(header, 0);
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(16), EngineInfo.PoolFormatVersion);
+        Id.TryWriteBytes(header.AsSpan(20));
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(36), index);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(40), Crc32.HashToUInt32(header.AsSpan(0, 40)));
+        store.Write(0, header);
+        store.Flush();
+    }
+
+    private void CheckStoreHeader(IBackingStore store, int index)
+    {
+        var header = new byte[Lineage.BlockBytes];
+        store.Read(0, header);
+        var ok = header.AsSpan(0, 16).SequenceEqual(StoreMagic)
+            && BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(40)) == Crc32.HashToUInt32(header.AsSpan(0, 40));
+        if (!ok)
+        {
+            throw new StorageException(StorageError.Corrupt, $"store {store.Location} has no valid Tidemark header; it was overwritten or is not this pool's store");
+        }
+
+        if (new Guid(header.AsSpan(20, 16)) != Id || BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(36)) != index)
+        {
+            throw new StorageException(StorageError.Corrupt, $"store {store.Location} belongs to another pool or another position; check the pool's store paths");
+        }
+    }
+
+    internal void ReadPhys(ulong phys, Span<byte> destination) =>
+        _stores[Phys.Store(phys)].Read(Phys.Block(phys) << Lineage.BlockShift, destination);
+
+    internal void WritePhys(ulong phys, ReadOnlySpan<byte> source) =>
+        _stores[Phys.Store(phys)].Write(Phys.Block(phys) << Lineage.BlockShift, source);
+
+    /// <summary>Adds to the count of cached map pages; true when over budget (the caller evicts).</summary>
+    internal bool PageCacheAdd(int delta) =>
+        Interlocked.Add(ref _cachedPages, delta) * MapPage.Bytes > Options.MapCacheBytes;
+
+    // ---- commit ----
+
+    /// <summary>Makes every write that completed before this call durable, in every volume of the pool.</summary>
+    public void Flush()
+    {
+        var mine = Interlocked.Increment(ref _flushRequests);
+        lock (_commitLock)
+        {
+            // Group commit: a commit that started after this request was made covers it.
+            if (Volatile.Read(ref _flushedUpTo) >= mine)
+            {
+                return;
+            }
+
+            var upTo = Volatile.Read(ref _flushRequests);
+            CommitLocked(null, null);
+            Volatile.Write(ref _flushedUpTo, upTo);
+        }
+    }
+
+    /// <summary>Commits pending changes together with <paramref name="extra"/> records in one atomic batch.</summary>
+    internal void Commit(Action<WriteBatch>? extra, List<ulong>? extraFreed = null)
+    {
+        lock (_commitLock)
+        {
+            CommitLocked(extra, extraFreed);
+        }
+    }
+
+    private void CommitLocked(Action<WriteBatch>? extra, List<ulong>? extraFreed)
+    {
+        ThrowIfUnusable();
+        var seq = ++_commitSeq;
+        var allocated = new List<ulong>();
+        var freed = new List<ulong>();
+        Lineage[] lineages;
+        lock (_lineages)
+        {
+            lineages = [.. _lineages.Values];
+        }
+
+        try
+        {
+            using var batch = new WriteBatch();
+            foreach (var lineage in lineages)
+            {
+                lineage.Collect(batch, allocated, freed, seq);
+            }
+
+            extra?.Invoke(batch);
+            if (extraFreed is not null)
+            {
+                freed.AddRange(extraFreed);
+            }
+
+            if (allocated.Count > 0 || freed.Count > 0)
+            {
+                Allocator.ApplyCommit(allocated, freed, batch);
+            }
+
+            // Data before the metadata that points at it (DESIGN.md, durability contract).
+            foreach (var store in _stores)
+            {
+                store.Flush();
+            }
+
+            if (batch.Count() > 0)
+            {
+                Meta.Write(batch);
+            }
+
+            Volatile.Write(ref _durableSeq, seq);
+            foreach (var lineage in lineages)
+            {
+                lineage.CommitDurable();
+            }
+        }
+        catch (Exception ex)
+        {
+            // The in-memory state now runs ahead of the store; only a reopen can reconcile them.
+            _failure = ex;
+            throw new StorageException(StorageError.IoError, $"committing pool metadata failed ({ex.Message}); the pool is offline until it is reopened", ex);
+        }
+
+        if (freed.Count > 0)
+        {
+            Grace.WaitForReaders();
+            Allocator.Release(freed);
+        }
+    }
+
+    internal void ThrowIfUnusable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_failure is not null)
+        {
+            throw new StorageException(StorageError.IoError, $"the pool is offline after a failed commit ({_failure.Message}); restart to recover");
+        }
+    }
+
+    internal Lineage NewLineage(Guid volume, Lineage? parent, ulong parentEpoch)
+    {
+        var record = new LineageRecord
+        {
+            Id = _record.NextLineage++,
+            Volume = volume,
+            ParentLineage = parent?.Id ?? 0,
+            ParentEpoch = parentEpoch,
+            Epoch = 1,
+        };
+        var lineage = new Lineage(this, record, parent);
+        lock (_lineages)
+        {
+            _lineages.Add(record.Id, lineage);
+        }
+
+        return lineage;
+    }
+
+    internal void PutPoolRecord(WriteBatch batch) => batch.Put(Keys.PoolKey(), RecordCodec.Encode(_record));
+
+    internal static void PutLineage(WriteBatch batch, Lineage lineage) =>
+        batch.Put(Keys.LineageKey(lineage.Id), RecordCodec.Encode(lineage.Record));
+
+    internal static void PutSnapshot(WriteBatch batch, SnapshotRecord snapshot) =>
+        batch.Put(Keys.SnapshotKey(snapshot.Lineage, snapshot.Epoch), RecordCodec.Encode(snapshot));
+
+    internal static void PutVolume(WriteBatch batch, VolumeRecord volume) =>
+        batch.Put(Keys.VolumeKey(volume.Id), RecordCodec.Encode(volume));
+
+    public PoolInfo GetInfo()
+    {
+        lock (_controlLock)
+        {
+            var capacity = Allocator.CapacityBlocks * Lineage.BlockBytes;
+            var used = Allocator.InUseBlocks * Lineage.BlockBytes;
+            return new PoolInfo(
+                Id,
+                Directory,
+                capacity,
+                used,
+                capacity - used,
+                [.. _storeRecords.Select(s => new StoreInfo(s.Index, s.Path, s.Kind, s.CapacityBytes))],
+                _volumes.Count,
+                _lineages.Values.Sum(l => l.Snapshots.Count));
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        try
+        {
+            if (_failure is null)
+            {
+                Flush();
+            }
+        }
+        finally
+        {
+            _disposed = true;
+            foreach (var store in _stores)
+            {
+                store.Dispose();
+            }
+
+            Meta.Dispose();
+        }
+    }
+}
+
+/// <summary>Settings of an open pool. Defaults suit one appliance; tests shrink them.</summary>
+public sealed record PoolOptions
+{
+    /// <summary>Capacity of the first file store; default: the free space of the file system.</summary>
+    public long? FirstStoreCapacityBytes { get; init; }
+
+    /// <summary>Where the first store lives (a file or a block device); default DIR/store-0.dat.</summary>
+    public string? FirstStorePath { get; init; }
+
+    /// <summary>Memory for cached map pages (each covers 1 MiB of a volume in 4 KiB).</summary>
+    public long MapCacheBytes { get; init; } = 64L << 20;
+
+    /// <summary>Memory for the metadata store's block cache.</summary>
+    public long MetadataCacheBytes { get; init; } = 32L << 20;
+
+    /// <summary>A volume with more dirty map pages than this commits on its own (bounds memory and replay).</summary>
+    public int MaxDirtyPages { get; init; } = 4096;
+
+    /// <summary>The clock for snapshot times and holds (tests substitute a controllable one).</summary>
+    public Func<DateTimeOffset> Clock { get; init; } = () => DateTimeOffset.UtcNow;
+
+    /// <summary>Opens (create=false) or creates (create=true) a store; tests substitute a fault-injecting one.</summary>
+    public Func<string, long, bool, IBackingStore> StoreFactory { get; init; } =
+        (path, capacity, create) => create ? FileBackingStore.Create(path, capacity) : FileBackingStore.Open(path, capacity);
+}
+
+public sealed record StoreInfo(int Index, string Path, StoreKind Kind, long CapacityBytes);
+
+public sealed record PoolInfo(Guid Id, string Directory, long CapacityBytes, long UsedBytes, long FreeBytes, IReadOnlyList<StoreInfo> Stores, int Volumes, int Snapshots);

@@ -1,0 +1,179 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace Tidemark.Engine.Storage;
+
+/// <summary>
+/// A store in a regular file (sparse, grown on demand as blocks are first written) or on a raw
+/// block device (capacity is the device size). Buffered pread/pwrite; <see cref="Flush"/> is fsync.
+/// </summary>
+public sealed class FileBackingStore : IBackingStore
+{
+    // errno values (Linux) and the Windows HRESULT .NET uses for a full disk.
+    private const int Enospc = 28;
+    private const int Edquot = 122;
+    private const int ErrorDiskFull = 0x70;
+
+    private readonly SafeFileHandle _handle;
+    private long _capacityBytes;
+    private int _dirty;
+
+    private FileBackingStore(string location, SafeFileHandle handle, long capacityBytes, bool isDevice)
+    {
+        Location = location;
+        _handle = handle;
+        _capacityBytes = capacityBytes;
+        IsDevice = isDevice;
+    }
+
+    public string Location { get; }
+
+    public bool IsDevice { get; }
+
+    public long CapacityBytes => Volatile.Read(ref _capacityBytes);
+
+    /// <summary>Creates a new sparse file store. Fails if the file exists, so no data is ever overwritten by mistake.</summary>
+    public static FileBackingStore Create(string path, long capacityBytes)
+    {
+        if (IsBlockDevice(path))
+        {
+            return OpenDevice(path);
+        }
+
+        var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read);
+        return new FileBackingStore(path, handle, capacityBytes, isDevice: false);
+    }
+
+    /// <summary>Opens an existing file or block device store.</summary>
+    public static FileBackingStore Open(string path, long capacityBytes)
+    {
+        if (IsBlockDevice(path))
+        {
+            return OpenDevice(path);
+        }
+
+        if (!File.Exists(path))
+        {
+            throw new StorageException(StorageError.NotFound, $"backing store {path} is missing; restore the file or remove the store from the pool configuration");
+        }
+
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+        return new FileBackingStore(path, handle, capacityBytes, isDevice: false);
+    }
+
+    public static bool IsBlockDevice(string path)
+    {
+        if (!OperatingSystem.IsLinux() || !File.Exists(path))
+        {
+            return false;
+        }
+
+        // .NET has no S_ISBLK; a block device lives under /dev and its st_size reads as 0.
+        var full = Path.GetFullPath(path);
+        return full.StartsWith("/dev/", StringComparison.Ordinal) && new FileInfo(full).Length == 0;
+    }
+
+    /// <summary>Raises the capacity of a file store (capacity on demand). Devices cannot grow.</summary>
+    public void Grow(long capacityBytes)
+    {
+        if (IsDevice)
+        {
+            throw new StorageException(StorageError.Unsupported, $"{Location} is a block device; its capacity is its size");
+        }
+
+        if (capacityBytes < CapacityBytes)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"a store cannot shrink ({CapacityBytes} -> {capacityBytes} bytes)");
+        }
+
+        Volatile.Write(ref _capacityBytes, capacityBytes);
+    }
+
+    public void Read(long offsetBytes, Span<byte> destination)
+    {
+        try
+        {
+            var done = 0;
+            while (done < destination.Length)
+            {
+                var n = RandomAccess.Read(_handle, destination[done..], offsetBytes + done);
+                if (n == 0)
+                {
+                    // Beyond the end of a sparse file: never written, reads as zeros.
+                    destination[done..].Clear();
+                    return;
+                }
+
+                done += n;
+            }
+        }
+        catch (IOException ex)
+        {
+            throw new StorageException(StorageError.IoError, $"read of {destination.Length} bytes at {offsetBytes} from {Location} failed: {ex.Message}", ex);
+        }
+    }
+
+    public void Write(long offsetBytes, ReadOnlySpan<byte> source)
+    {
+        try
+        {
+            RandomAccess.Write(_handle, source, offsetBytes);
+            Volatile.Write(ref _dirty, 1);
+        }
+        catch (IOException ex) when (IsNoSpace(ex))
+        {
+            throw new StorageException(StorageError.NoSpace, $"the file system holding {Location} is full; free space there or add a store to the pool", ex);
+        }
+        catch (IOException ex)
+        {
+            throw new StorageException(StorageError.IoError, $"write of {source.Length} bytes at {offsetBytes} to {Location} failed: {ex.Message}", ex);
+        }
+    }
+
+    public void Flush()
+    {
+        if (Interlocked.Exchange(ref _dirty, 0) == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            RandomAccess.FlushToDisk(_handle);
+        }
+        catch (IOException ex)
+        {
+            Volatile.Write(ref _dirty, 1);
+            throw new StorageException(StorageError.IoError, $"fsync of {Location} failed: {ex.Message}", ex);
+        }
+    }
+
+    public void Dispose() => _handle.Dispose();
+
+    private static FileBackingStore OpenDevice(string path)
+    {
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+        var size = NativeMethods.LSeek((int)handle.DangerousGetHandle(), 0, NativeMethods.SeekEnd);
+        if (size <= 0)
+        {
+            handle.Dispose();
+            throw new StorageException(StorageError.InvalidArgument, $"cannot read the size of block device {path}");
+        }
+
+        return new FileBackingStore(path, handle, size, isDevice: true);
+    }
+
+    private static bool IsNoSpace(IOException ex)
+    {
+        var code = ex.HResult & 0xFFFF;
+        return code is Enospc or Edquot or ErrorDiskFull
+            || ex.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase);
+    }
+}
+
+internal static partial class NativeMethods
+{
+    public const int SeekEnd = 2;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(int fd, long offset, int whence);
+}

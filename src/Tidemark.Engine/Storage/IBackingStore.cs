@@ -1,0 +1,23 @@
+namespace Tidemark.Engine.Storage;
+
+/// <summary>
+/// Where a pool keeps data blocks: a regular file, a raw block device, (later) a RADOS object set.
+/// Offsets are bytes from the start of the store. Writes may sit in a volatile cache until
+/// <see cref="Flush"/> returns, exactly like a disk; the engine orders flushes before the metadata
+/// that points at the data (DESIGN.md, durability contract). Implementations are thread-safe.
+/// </summary>
+public interface IBackingStore : IDisposable
+{
+    /// <summary>Where the store lives, for messages and the store record ("/srv/pool/store-0.dat").</summary>
+    string Location { get; }
+
+    /// <summary>Bytes the store may hold; the allocator never hands out blocks beyond it.</summary>
+    long CapacityBytes { get; }
+
+    void Read(long offsetBytes, Span<byte> destination);
+
+    void Write(long offsetBytes, ReadOnlySpan<byte> source);
+
+    /// <summary>Makes every completed write durable.</summary>
+    void Flush();
+}

@@ -1,0 +1,310 @@
+using System.Buffers;
+using Tidemark.Engine.Map;
+using Tidemark.Engine.Metadata;
+
+namespace Tidemark.Engine;
+
+/// <summary>
+/// A thin volume or a view: the live, writable image a frontend exports. Thread-safe; I/O runs
+/// concurrently with other I/O and with snapshots (which pause it for an instant through the gate).
+/// </summary>
+public sealed class Volume : IBlockDevice
+{
+    private const int RegionShift = 6; // 64 blocks (256 KiB) share a lock stripe
+    private const int Stripes = 64;
+
+    private readonly Pool _pool;
+    private readonly Lock[] _stripes = [.. Enumerable.Range(0, Stripes).Select(_ => new Lock())];
+    private Lineage _lineage;
+    private volatile bool _deleted;
+
+    internal Volume(Pool pool, VolumeRecord record, Lineage lineage)
+    {
+        _pool = pool;
+        Record = record;
+        _lineage = lineage;
+    }
+
+    public Guid Id => Record.Id;
+
+    public string Name => Record.Name;
+
+    public VolumeKind Kind => Record.Kind;
+
+    /// <summary>For a view: the "volume@snapshot" it was created from.</summary>
+    public string? Origin => Record.Origin;
+
+    public long SizeBytes => Record.SizeBytes;
+
+    public int LogicalBlockSizeBytes => Record.LogicalBlockSize;
+
+    public int AllocationUnitBytes => Lineage.BlockBytes;
+
+    public bool IsReadOnly => false;
+
+    public DateTimeOffset CreatedAt => Record.CreatedAt;
+
+    public event EventHandler? SizeChanged;
+
+    internal VolumeRecord Record { get; }
+
+    internal Lineage Lineage => Volatile.Read(ref _lineage);
+
+    /// <summary>Held shared by every I/O, exclusively by snapshot, rollback, resize and delete.</summary>
+    internal ReaderWriterLockSlim Gate { get; } = new(LockRecursionPolicy.NoRecursion);
+
+    internal bool Deleted => _deleted;
+
+    internal void SwitchLineage(Lineage lineage) => Volatile.Write(ref _lineage, lineage);
+
+    internal void MarkDeleted() => _deleted = true;
+
+    internal void RaiseSizeChanged() => SizeChanged?.Invoke(this, EventArgs.Empty);
+
+    public void Read(long offsetBytes, Span<byte> destination)
+    {
+        BlockIo.Check(this, offsetBytes, destination.Length, write: false);
+        Gate.EnterReadLock();
+        var phase = _pool.Grace.Enter();
+        try
+        {
+            ThrowIfDeleted();
+            BlockIo.Read(Lineage, Lineage.Live, offsetBytes, destination);
+        }
+        finally
+        {
+            _pool.Grace.Exit(phase);
+            Gate.ExitReadLock();
+        }
+    }
+
+    public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+    {
+        BlockIo.Check(this, offsetBytes, source.Length, write: true);
+        if (source.Length == 0)
+        {
+            return;
+        }
+
+        var lineage = Locked(offsetBytes, source.Length, source, static (volume, lineage, offset, data, _) => WriteLocked(lineage, offset, data));
+        AfterWrite(lineage, forceUnitAccess);
+    }
+
+    public void Flush()
+    {
+        ThrowIfDeleted();
+        _pool.Flush();
+    }
+
+    public void Unmap(long offsetBytes, long lengthBytes) => WriteZeroes(offsetBytes, lengthBytes, mayUnmap: true);
+
+    public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap)
+    {
+        BlockIo.Check(this, offsetBytes, lengthBytes, write: true);
+        if (lengthBytes == 0)
+        {
+            return;
+        }
+
+        var lineage = Locked(offsetBytes, lengthBytes, default, (volume, lineage, offset, _, length) => ZeroLocked(lineage, offset, length, mayUnmap));
+        AfterWrite(lineage, forceUnitAccess: false);
+    }
+
+    public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess)
+    {
+        if (expected.Length != replacement.Length)
+        {
+            throw new StorageException(StorageError.InvalidArgument, "compare and write needs the expected and new data to be the same length");
+        }
+
+        BlockIo.Check(this, offsetBytes, expected.Length, write: true);
+        var mismatch = -1;
+        var buffer = ArrayPool<byte>.Shared.Rent(expected.Length);
+        try
+        {
+            var expectedCopy = expected.ToArray();
+            var lineage = Locked(offsetBytes, expected.Length, replacement, (volume, lineage, offset, data, length) =>
+            {
+                var current = buffer.AsSpan(0, (int)length);
+                BlockIo.Read(lineage, Lineage.Live, offset, current);
+                mismatch = current.CommonPrefixLength(expectedCopy);
+                if (mismatch == current.Length)
+                {
+                    mismatch = -1;
+                    WriteLocked(lineage, offset, data);
+                }
+            });
+            if (mismatch < 0)
+            {
+                AfterWrite(lineage, forceUnitAccess);
+            }
+
+            return mismatch;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination)
+    {
+        BlockIo.Check(this, offsetBytes, lengthBytes, write: false);
+        Gate.EnterReadLock();
+        try
+        {
+            ThrowIfDeleted();
+            return BlockIo.AllocationStatus(Lineage, Lineage.Live, offsetBytes, lengthBytes, destination);
+        }
+        finally
+        {
+            Gate.ExitReadLock();
+        }
+    }
+
+    private delegate void LockedAction(Volume volume, Lineage lineage, long offsetBytes, ReadOnlySpan<byte> data, long lengthBytes);
+
+    // Runs a modifying operation under the gate (shared) and the region locks of its range, so no
+    // other write to the same blocks interleaves with its read-modify-write or redirect decisions.
+    private Lineage Locked(long offsetBytes, long lengthBytes, ReadOnlySpan<byte> data, LockedAction action)
+    {
+        Gate.EnterReadLock();
+        var phase = _pool.Grace.Enter();
+        var firstRegion = offsetBytes >> (Lineage.BlockShift + RegionShift);
+        var lastRegion = (offsetBytes + lengthBytes - 1) >> (Lineage.BlockShift + RegionShift);
+        var mask = lastRegion - firstRegion >= Stripes - 1 ? ulong.MaxValue : RegionMask(firstRegion, lastRegion);
+        var taken = 0UL;
+        try
+        {
+            ThrowIfDeleted();
+            _pool.ThrowIfUnusable();
+            for (var bits = mask; bits != 0; bits &= bits - 1)
+            {
+                var stripe = System.Numerics.BitOperations.TrailingZeroCount(bits);
+                _stripes[stripe].Enter();
+                taken |= 1UL << stripe;
+            }
+
+            var lineage = Lineage;
+            action(this, lineage, offsetBytes, data, lengthBytes);
+            return lineage;
+        }
+        finally
+        {
+            for (var bits = taken; bits != 0; bits &= bits - 1)
+            {
+                _stripes[System.Numerics.BitOperations.TrailingZeroCount(bits)].Exit();
+            }
+
+            _pool.Grace.Exit(phase);
+            Gate.ExitReadLock();
+        }
+    }
+
+    private static ulong RegionMask(long firstRegion, long lastRegion)
+    {
+        var mask = 0UL;
+        for (var r = firstRegion; r <= lastRegion; r++)
+        {
+            mask |= 1UL << (int)(r & (Stripes - 1));
+        }
+
+        return mask;
+    }
+
+    private void AfterWrite(Lineage lineage, bool forceUnitAccess)
+    {
+        if (forceUnitAccess || lineage.DirtyPageCount > _pool.Options.MaxDirtyPages)
+        {
+            _pool.Flush();
+        }
+    }
+
+    private static void WriteLocked(Lineage lineage, long offsetBytes, ReadOnlySpan<byte> data)
+    {
+        var within = (int)(offsetBytes & (Lineage.BlockBytes - 1));
+        var block = offsetBytes >> Lineage.BlockShift;
+        var done = 0;
+        if (within != 0 || data.Length < Lineage.BlockBytes)
+        {
+            var n = Math.Min(Lineage.BlockBytes - within, data.Length);
+            MergeBlock(lineage, block, within, data[..n]);
+            done = n;
+            block++;
+        }
+
+        var whole = (data.Length - done) & ~(Lineage.BlockBytes - 1);
+        if (whole > 0)
+        {
+            lineage.WriteBlocks(block, data.Slice(done, whole));
+            done += whole;
+            block += whole >> Lineage.BlockShift;
+        }
+
+        if (done < data.Length)
+        {
+            MergeBlock(lineage, block, 0, data[done..]);
+        }
+    }
+
+    // A write smaller than a block: read the block as it is, merge, write it whole.
+    private static void MergeBlock(Lineage lineage, long block, int within, ReadOnlySpan<byte> part)
+    {
+        Span<byte> buffer = stackalloc byte[Lineage.BlockBytes];
+        lineage.ReadBlocks(block, buffer, Lineage.Live);
+        part.CopyTo(buffer[within..]);
+        lineage.WriteBlocks(block, buffer);
+    }
+
+    private static void ZeroLocked(Lineage lineage, long offsetBytes, long lengthBytes, bool mayUnmap)
+    {
+        var end = offsetBytes + lengthBytes;
+        var firstWhole = (offsetBytes + Lineage.BlockBytes - 1) & ~(long)(Lineage.BlockBytes - 1);
+        var lastWhole = end & ~(long)(Lineage.BlockBytes - 1);
+        if (!mayUnmap || firstWhole >= lastWhole)
+        {
+            WriteZeroData(lineage, offsetBytes, lengthBytes);
+            return;
+        }
+
+        if (firstWhole > offsetBytes)
+        {
+            WriteZeroData(lineage, offsetBytes, firstWhole - offsetBytes);
+        }
+
+        lineage.ZeroBlocks(firstWhole >> Lineage.BlockShift, (lastWhole - firstWhole) >> Lineage.BlockShift);
+        if (end > lastWhole)
+        {
+            WriteZeroData(lineage, lastWhole, end - lastWhole);
+        }
+    }
+
+    private static void WriteZeroData(Lineage lineage, long offsetBytes, long lengthBytes)
+    {
+        const int Chunk = 1 << 20;
+        var zeros = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            Array.Clear(zeros, 0, Chunk);
+            for (var pos = offsetBytes; pos < offsetBytes + lengthBytes; pos += Chunk)
+            {
+                var n = (int)Math.Min(Chunk, offsetBytes + lengthBytes - pos);
+                WriteLocked(lineage, pos, zeros.AsSpan(0, n));
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(zeros);
+        }
+    }
+
+    private void ThrowIfDeleted()
+    {
+        if (_deleted)
+        {
+            throw new StorageException(StorageError.NotFound, $"volume {Name} was deleted");
+        }
+    }
+
+    public override string ToString() => Name;
+}
