@@ -96,7 +96,7 @@ public sealed partial class Pool
             }
 
             var views = _volumes.Values
-                .Where(v => v.Kind == VolumeKind.View && v.Record.Lineages.Any(id => PinsSnapshot(_lineages[id], lineage, snapshot.Epoch)))
+                .Where(v => v != volume && v.Kind == VolumeKind.View && v.Record.Lineages.Any(id => PinsSnapshot(_lineages[id], lineage, snapshot.Epoch)))
                 .Select(v => v.Name)
                 .ToList();
             if (views.Count > 0)

@@ -159,7 +159,7 @@ public sealed partial class Pool
     /// <summary>
     /// Makes the live image of a volume equal to a snapshot, at once and without copying data. The
     /// snapshots newer than it stay, and the live state before the rollback is kept as a snapshot
-    /// named "pre-rollback-..." so nothing is lost.
+    /// named "pre-rollback-..." so nothing is lost. The volume takes the snapshot's size.
     /// </summary>
     public SnapshotInfo? Rollback(string volumeName, string snapshotName)
     {
@@ -184,6 +184,7 @@ public sealed partial class Pool
                     PutLineage(batch, current);
                     volume.Record.Lineage = next.Id;
                     volume.Record.Lineages.Add(next.Id);
+                    volume.Record.SizeBytes = snapshot.SizeBytes; // the image as it was, size included
                     PutPoolRecord(batch);
                     PutLineage(batch, next);
                     PutVolume(batch, volume.Record);
@@ -197,6 +198,11 @@ public sealed partial class Pool
             finally
             {
                 volume.Gate.ExitWriteLock();
+            }
+
+            if (kept is not null && kept.SizeBytes != volume.SizeBytes)
+            {
+                volume.RaiseSizeChanged();
             }
 
             return kept;
