@@ -475,6 +475,16 @@ public sealed partial class Pool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Tests only: stops as a killed process would, without flushing anything and leaving the stores
+    /// as they are (a fault-injecting store then decides what of its unflushed writes survive).
+    /// </summary>
+    internal void SimulateCrash()
+    {
+        _disposed = true;
+        Meta.Dispose();
+    }
+
     public void Dispose()
     {
         if (_disposed)

@@ -29,7 +29,10 @@ public class ModelTests
 
     [Property(MaxTest = 40, EndSize = 80)]
     public Property RandomOperations_EngineMatchesModel() =>
-        Prop.ForAll(OpGen.ListOf().ToArbitrary(), ops => new Runner().Run(ops));
+        Prop.ForAll(OpGen.ListOf().ToArbitrary(), ops => new Runner(TinyCache).Run(ops));
+
+    // Eight map pages for the whole pool: pages are evicted and reloaded all the time.
+    private static readonly PoolOptions TinyCache = new() { MapCacheBytes = 8 * 4096, MaxDirtyPages = 4 };
 
     [Fact]
     public void LongRandomSequence_EngineMatchesModel()
@@ -37,7 +40,7 @@ public class ModelTests
         var rng = new Random(20261124);
         var steps = Environment.GetEnvironmentVariable("TIDEMARK_LONG") == "1" ? 5000 : 600;
         var ops = Enumerable.Range(0, steps).Select(_ => new Op(rng.Next(100), rng.Next(1 << 20), rng.Next(1 << 20), rng.Next(1 << 20))).ToList();
-        new Runner().Run(ops);
+        new Runner(new PoolOptions()).Run(ops);
     }
 
     public sealed record Op(int Kind, int A, int B, int C);
@@ -58,7 +61,7 @@ public class ModelTests
         public string Address => $"{Volume}@{Name}";
     }
 
-    private sealed class Runner
+    private sealed class Runner(PoolOptions options)
     {
         private readonly List<ModelVolume> _volumes = [];
         private readonly List<ModelSnapshot> _snapshots = [];
@@ -68,7 +71,7 @@ public class ModelTests
 
         public bool Run(IReadOnlyList<Op> ops)
         {
-            using var t = new TempPool(capacityBytes: 64L << 20);
+            using var t = new TempPool(capacityBytes: 64L << 20, options: options);
             foreach (var name in new[] { "a", "b" })
             {
                 t.Pool.CreateVolume(name, VolumeBytes);
@@ -96,98 +99,98 @@ public class ModelTests
             switch (op.Kind)
             {
                 case < 35:
-                {
-                    var (offset, length) = Range(op, vol);
-                    var data = Bytes.Pattern(length, op.C ^ step);
-                    pool.GetVolume(vol.Name).Write(offset, data, forceUnitAccess: op.C % 7 == 0);
-                    data.CopyTo(vol.Image, offset);
-                    break;
-                }
-
-                case < 45:
-                {
-                    var (offset, length) = Range(op, vol);
-                    pool.GetVolume(vol.Name).Unmap(offset, length);
-                    Array.Clear(vol.Image, (int)offset, length);
-                    break;
-                }
-
-                case < 50:
-                {
-                    var (offset, length) = Range(op, vol);
-                    pool.GetVolume(vol.Name).WriteZeroes(offset, length, mayUnmap: op.C % 2 == 0);
-                    Array.Clear(vol.Image, (int)offset, length);
-                    break;
-                }
-
-                case < 62:
-                {
-                    var name = $"s{_names++}";
-                    pool.CreateSnapshot(vol.Name, name);
-                    _snapshots.Add(new ModelSnapshot(vol.Name, name, (byte[])vol.Image.Clone()));
-                    break;
-                }
-
-                case < 70 when _snapshots.Count > 0:
-                {
-                    var snap = _snapshots[op.B % _snapshots.Count];
-                    var dependents = _viewOrigins.Where(kv => kv.Value == snap.Address && _volumes.Any(v => v.Name == kv.Key && v.IsView)).ToList();
-                    if (dependents.Count > 0)
                     {
-                        Assert.Equal(StorageError.HasDependents, Assert.Throws<StorageException>(() => pool.DeleteSnapshot(snap.Address)).Error);
-                    }
-                    else
-                    {
-                        pool.DeleteSnapshot(snap.Address);
-                        _snapshots.Remove(snap);
-                    }
-
-                    break;
-                }
-
-                case < 76 when _snapshots.Count > 0 && _volumes.Count < 12:
-                {
-                    var snap = _snapshots[op.B % _snapshots.Count];
-                    var name = $"v{_names++}";
-                    pool.CreateView(snap.Address, name);
-                    _volumes.Add(new ModelVolume(name, snap.Image.Length, isView: true, originVolume: snap.Volume) { Image = (byte[])snap.Image.Clone() });
-                    _viewOrigins[name] = snap.Address;
-                    _origins[name] = snap.Volume;
-                    break;
-                }
-
-                case < 80:
-                {
-                    var own = _snapshots.Where(s => s.Volume == vol.Name).ToList();
-                    if (own.Count == 0)
-                    {
+                        var (offset, length) = Range(op, vol);
+                        var data = Bytes.Pattern(length, op.C ^ step);
+                        pool.GetVolume(vol.Name).Write(offset, data, forceUnitAccess: op.C % 7 == 0);
+                        data.CopyTo(vol.Image, offset);
                         break;
                     }
 
-                    var target = own[op.B % own.Count];
-                    var kept = pool.Rollback(vol.Name, target.Name);
-                    Assert.NotNull(kept);
-                    _snapshots.Add(new ModelSnapshot(vol.Name, kept!.Name, vol.Image));
-                    vol.Image = (byte[])target.Image.Clone();
-                    break;
-                }
-
-                case < 84 when _volumes.Count >= 2:
-                {
-                    var other = _volumes[(op.A + 1 + (op.B % (_volumes.Count - 1))) % _volumes.Count];
-                    var group = $"g{_names++}";
-                    pool.CreateGroup(group, [vol.Name, other.Name]);
-                    var name = $"s{_names++}";
-                    pool.SnapshotGroup(group, name);
-                    _snapshots.Add(new ModelSnapshot(vol.Name, name, (byte[])vol.Image.Clone()));
-                    _snapshots.Add(new ModelSnapshot(other.Name, name, (byte[])other.Image.Clone()));
-                    if (op.C % 2 == 0)
+                case < 45:
                     {
-                        pool.DeleteGroup(group);
+                        var (offset, length) = Range(op, vol);
+                        pool.GetVolume(vol.Name).Unmap(offset, length);
+                        Array.Clear(vol.Image, (int)offset, length);
+                        break;
                     }
 
-                    break;
-                }
+                case < 50:
+                    {
+                        var (offset, length) = Range(op, vol);
+                        pool.GetVolume(vol.Name).WriteZeroes(offset, length, mayUnmap: op.C % 2 == 0);
+                        Array.Clear(vol.Image, (int)offset, length);
+                        break;
+                    }
+
+                case < 62 when _snapshots.Count < 40:
+                    {
+                        var name = $"s{_names++}";
+                        pool.CreateSnapshot(vol.Name, name);
+                        _snapshots.Add(new ModelSnapshot(vol.Name, name, (byte[])vol.Image.Clone()));
+                        break;
+                    }
+
+                case < 70 when _snapshots.Count > 0:
+                    {
+                        var snap = _snapshots[op.B % _snapshots.Count];
+                        var dependents = _viewOrigins.Where(kv => kv.Value == snap.Address && _volumes.Any(v => v.Name == kv.Key && v.IsView)).ToList();
+                        if (dependents.Count > 0)
+                        {
+                            Assert.Equal(StorageError.HasDependents, Assert.Throws<StorageException>(() => pool.DeleteSnapshot(snap.Address)).Error);
+                        }
+                        else
+                        {
+                            pool.DeleteSnapshot(snap.Address);
+                            _snapshots.Remove(snap);
+                        }
+
+                        break;
+                    }
+
+                case < 76 when _snapshots.Count > 0 && _volumes.Count < 12:
+                    {
+                        var snap = _snapshots[op.B % _snapshots.Count];
+                        var name = $"v{_names++}";
+                        pool.CreateView(snap.Address, name);
+                        _volumes.Add(new ModelVolume(name, snap.Image.Length, isView: true, originVolume: snap.Volume) { Image = (byte[])snap.Image.Clone() });
+                        _viewOrigins[name] = snap.Address;
+                        _origins[name] = snap.Volume;
+                        break;
+                    }
+
+                case < 80:
+                    {
+                        var own = _snapshots.Where(s => s.Volume == vol.Name).ToList();
+                        if (own.Count == 0)
+                        {
+                            break;
+                        }
+
+                        var target = own[op.B % own.Count];
+                        var kept = pool.Rollback(vol.Name, target.Name);
+                        Assert.NotNull(kept);
+                        _snapshots.Add(new ModelSnapshot(vol.Name, kept!.Name, vol.Image));
+                        vol.Image = (byte[])target.Image.Clone();
+                        break;
+                    }
+
+                case < 84 when _volumes.Count >= 2:
+                    {
+                        var other = _volumes[(op.A + 1 + (op.B % (_volumes.Count - 1))) % _volumes.Count];
+                        var group = $"g{_names++}";
+                        pool.CreateGroup(group, [vol.Name, other.Name]);
+                        var name = $"s{_names++}";
+                        pool.SnapshotGroup(group, name);
+                        _snapshots.Add(new ModelSnapshot(vol.Name, name, (byte[])vol.Image.Clone()));
+                        _snapshots.Add(new ModelSnapshot(other.Name, name, (byte[])other.Image.Clone()));
+                        if (op.C % 2 == 0)
+                        {
+                            pool.DeleteGroup(group);
+                        }
+
+                        break;
+                    }
 
                 case < 88:
                     t.Reopen();
@@ -199,19 +202,19 @@ public class ModelTests
                     break;
 
                 case < 94 when vol.IsView || _volumes.Count > 2:
-                {
-                    var dependents = _volumes.Where(v => v != vol && v.IsView && DescendsFrom(v.Name, vol.Name)).ToList();
-                    if (dependents.Count > 0)
                     {
-                        Assert.Equal(StorageError.HasDependents, Assert.Throws<StorageException>(() => pool.DeleteVolume(vol.Name)).Error);
+                        var dependents = _volumes.Where(v => v != vol && v.IsView && DescendsFrom(v.Name, vol.Name)).ToList();
+                        if (dependents.Count > 0)
+                        {
+                            Assert.Equal(StorageError.HasDependents, Assert.Throws<StorageException>(() => pool.DeleteVolume(vol.Name)).Error);
+                            break;
+                        }
+
+                        pool.DeleteVolume(vol.Name);
+                        _volumes.Remove(vol);
+                        _snapshots.RemoveAll(s => s.Volume == vol.Name);
                         break;
                     }
-
-                    pool.DeleteVolume(vol.Name);
-                    _volumes.Remove(vol);
-                    _snapshots.RemoveAll(s => s.Volume == vol.Name);
-                    break;
-                }
 
                 case < 96 when vol.IsView:
                     pool.PromoteView(vol.Name);
@@ -219,14 +222,14 @@ public class ModelTests
                     break;
 
                 case < 100 when vol.Image.Length < VolumeBytes + (64 << 10):
-                {
-                    var grown = vol.Image.Length + (16 << 10);
-                    pool.ResizeVolume(vol.Name, grown);
-                    var image = new byte[grown];
-                    vol.Image.CopyTo(image, 0);
-                    vol.Image = image;
-                    break;
-                }
+                    {
+                        var grown = vol.Image.Length + (16 << 10);
+                        pool.ResizeVolume(vol.Name, grown);
+                        var image = new byte[grown];
+                        vol.Image.CopyTo(image, 0);
+                        vol.Image = image;
+                        break;
+                    }
 
                 default:
                     break;

@@ -1,0 +1,205 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Tidemark.Protocols.Nbd.Wire;
+
+namespace Tidemark.Protocols.Nbd;
+
+/// <summary>
+/// One NBD session over an <see cref="IDuplexPipe"/>: the fixed newstyle handshake, option haggling,
+/// then the transmission phase until the client disconnects. One receive loop per connection;
+/// requests are handled inline on it (IBlockDevice calls are synchronous and fast), and the replies of
+/// every complete request in the receive buffer go out in one flush (DESIGN.md, data-path performance).
+/// Not thread-safe except <see cref="Abort"/>.
+/// </summary>
+/// <remarks>
+/// Buffer ownership: the option-data buffer, the write staging buffer and the allocation-run buffer
+/// are rented from <see cref="ArrayPool{T}.Shared"/> by this connection, reused for every message and
+/// returned when <see cref="RunAsync"/> ends. Read payloads are produced straight into the memory of
+/// the output pipe, so they need no buffer of their own.
+/// </remarks>
+public sealed partial class NbdConnection
+{
+    private readonly INbdExportCatalog _catalog;
+    private readonly NbdServerOptions _options;
+    private IDuplexPipe _transport;
+    private PipeReader _input;
+    private PipeWriter _output;
+    private int _unflushedBytes;
+    private volatile bool _aborted;
+    private volatile bool _finished;
+
+    public NbdConnection(IDuplexPipe transport, INbdExportCatalog catalog, NbdServerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(transport);
+        ArgumentNullException.ThrowIfNull(catalog);
+        _transport = transport;
+        _input = transport.Input;
+        _output = transport.Output;
+        _catalog = catalog;
+        _options = options ?? NbdServerOptions.Default;
+    }
+
+    /// <summary>The export chosen by NBD_OPT_GO or NBD_OPT_EXPORT_NAME; null until transmission.</summary>
+    public NbdExport? Export => _export;
+
+    /// <summary>The transmission flags sent to the client (proto.md "Transmission flags").</summary>
+    public NbdTransmissionFlags TransmissionFlags => _transmissionFlags;
+
+    /// <summary>
+    /// Runs the session until the client disconnects, the transport closes, the peer violates the
+    /// protocol, or <see cref="Abort"/> / <paramref name="cancellationToken"/> ends it. Never throws for
+    /// anything the peer sends; completes both directions of the transport before returning.
+    /// </summary>
+    public async Task<NbdSessionEnd> RunAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var end = await NegotiateAsync(cancellationToken);
+            if (end is { } negotiationEnd)
+            {
+                await TryFlushAsync(cancellationToken);
+                return negotiationEnd;
+            }
+
+            return await TransmitAsync(cancellationToken);
+        }
+        catch (NbdProtocolViolationException ex)
+        {
+            // proto.md "Termination of the session": a violation of a mandatory condition MAY be
+            // answered with a hard disconnect. Send what was already answered, then close.
+            await TryFlushAsync(cancellationToken);
+            return new NbdSessionEnd(NbdSessionEndReason.ProtocolViolation, ex.Message);
+        }
+        catch (OperationCanceledException ex)
+        {
+            // The token, or a transport that aborts reads this way (Kestrel's ConnectionAbortedException).
+            return new NbdSessionEnd(NbdSessionEndReason.Aborted, cancellationToken.IsCancellationRequested ? "cancelled" : ex.Message);
+        }
+        catch (IOException ex)
+        {
+            return new NbdSessionEnd(NbdSessionEndReason.TransportError, ex.Message);
+        }
+        catch (ObjectDisposedException ex)
+        {
+            return new NbdSessionEnd(NbdSessionEndReason.TransportError, ex.Message);
+        }
+        finally
+        {
+            _finished = true;
+            ReturnBuffers();
+            await CompleteTransportAsync();
+        }
+    }
+
+    /// <summary>Ends the session from any thread: the pending receive returns and RunAsync completes.</summary>
+    public void Abort()
+    {
+        _aborted = true;
+        if (_finished)
+        {
+            return;
+        }
+
+        try
+        {
+            _input.CancelPendingRead();
+
+            // A flush blocked on a client that stopped reading must end too.
+            _output.CancelPendingFlush();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The session completed its transport concurrently; it is over either way.
+        }
+    }
+
+    /// <summary>
+    /// Completes the output first (replies were flushed already) and then the input. A transport that
+    /// fails while closing has nothing more to say to us, so that failure is not the session's.
+    /// </summary>
+    private async ValueTask CompleteTransportAsync()
+    {
+        try
+        {
+            await _output.CompleteAsync();
+        }
+        catch (IOException)
+        {
+            // The peer reset the connection while we closed it.
+        }
+        catch (ObjectDisposedException)
+        {
+            // The host disposed the stream under the pipe.
+        }
+
+        await _input.CompleteAsync();
+    }
+
+    private NbdSessionEnd AbortedEnd() => new(NbdSessionEndReason.Aborted, _aborted ? "aborted" : "read cancelled");
+
+    /// <summary>Why a flush reported that no more replies can be sent.</summary>
+    private NbdSessionEnd StoppedSendingEnd() => _aborted ? AbortedEnd() : new(NbdSessionEndReason.PeerClosed, "the peer stopped reading replies");
+
+    /// <summary>Sends the queued replies; false when the peer no longer reads.</summary>
+    private async ValueTask<bool> FlushAsync(CancellationToken cancellationToken)
+    {
+        if (_unflushedBytes == 0)
+        {
+            return true;
+        }
+
+        _unflushedBytes = 0;
+        var result = await _output.FlushAsync(cancellationToken);
+        return !result.IsCompleted && !result.IsCanceled;
+    }
+
+    private async ValueTask TryFlushAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await FlushAsync(cancellationToken);
+        }
+        catch (IOException)
+        {
+            // The peer is gone already; nothing left to tell it.
+        }
+        catch (OperationCanceledException)
+        {
+            // Cancelled while closing: the transport is completed in RunAsync's finally anyway.
+        }
+        catch (ObjectDisposedException)
+        {
+            // The host disposed the stream under the pipe while we were closing.
+        }
+    }
+
+    /// <summary>Reserves exactly <paramref name="lengthBytes"/> bytes of the output for one reply.</summary>
+    private Span<byte> BeginReply(int lengthBytes) => _output.GetSpan(lengthBytes)[..lengthBytes];
+
+    private void EndReply(int lengthBytes)
+    {
+        _output.Advance(lengthBytes);
+        _unflushedBytes += lengthBytes;
+    }
+
+    private void ReturnBuffers()
+    {
+        if (_optionData is { } optionData)
+        {
+            _optionData = null;
+            ArrayPool<byte>.Shared.Return(optionData);
+        }
+
+        if (_writeStaging is { } staging)
+        {
+            _writeStaging = null;
+            ArrayPool<byte>.Shared.Return(staging);
+        }
+
+        if (_runs is { } runs)
+        {
+            _runs = null;
+            ArrayPool<AllocationRun>.Shared.Return(runs);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using System.IO.Pipelines;
+
+namespace Tidemark.Protocols.Nbd;
+
+/// <summary>
+/// Caps on everything a client controls, checked before anything is allocated, plus the hooks a host
+/// plugs in. One instance is shared by every connection of a listener.
+/// </summary>
+public sealed record NbdServerOptions
+{
+    public static NbdServerOptions Default { get; } = new();
+
+    /// <summary>
+    /// Largest READ or WRITE payload. proto.md "Size constraints": payloads up to 2^25 bytes SHOULD NOT
+    /// be treated as denial of service, so we accept exactly that and advertise it as maximum payload.
+    /// A WRITE beyond it cannot be skipped cheaply, so it ends the connection; a READ beyond it gets EINVAL.
+    /// </summary>
+    public int MaxPayloadBytes { get; init; } = 32 * 1024 * 1024;
+
+    /// <summary>
+    /// Largest option data in the handshake. The biggest legitimate option is SET/LIST_META_CONTEXT:
+    /// a 4096-byte name (proto.md "Conventions": strings MUST be no longer than 4096 bytes) plus a few
+    /// queries. 64 KiB leaves room for many queries while bounding what one client can make us buffer.
+    /// </summary>
+    public int MaxOptionDataBytes { get; init; } = 64 * 1024;
+
+    /// <summary>
+    /// Options accepted before transmission. proto.md "Termination of the session": a server MAY hard
+    /// disconnect a client whose behaviour looks like denial of service; nbdinfo --list sends one
+    /// NBD_OPT_INFO per export, so the cap must exceed any realistic export count.
+    /// </summary>
+    public int MaxOptionsPerConnection { get; init; } = 16 * 1024;
+
+    /// <summary>
+    /// Most meta-context queries in one option; each is matched by string comparison, so this bounds
+    /// the work of one option (proto.md allows NBD_REP_ERR_TOO_BIG beyond it).
+    /// </summary>
+    public int MaxMetaContextQueries { get; init; } = 128;
+
+    /// <summary>
+    /// Most extents in one NBD_REPLY_TYPE_BLOCK_STATUS chunk. proto.md says SHOULD NOT exceed 2^20;
+    /// we stay far below so a block-status reply (8 bytes per extent) stays small, and clients
+    /// continue after the last extent as the spec anticipates.
+    /// </summary>
+    public int MaxBlockStatusExtents { get; init; } = 4096;
+
+    /// <summary>
+    /// Replies queued but not yet sent before we flush in the middle of a batch: batching replies saves
+    /// syscalls (DESIGN.md, data-path performance) but a pipelined burst of large reads must not pile
+    /// up without bound in memory.
+    /// </summary>
+    public int MaxUnflushedReplyBytes { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// Upgrades the transport after NBD_OPT_STARTTLS was acknowledged (proto.md "TLS support"); the
+    /// host wraps the pipe in an SslStream and returns the decrypted pipe. Null: STARTTLS is answered
+    /// NBD_REP_ERR_UNSUP.
+    /// </summary>
+    public Func<IDuplexPipe, CancellationToken, ValueTask<IDuplexPipe>>? StartTls { get; init; }
+}

@@ -1,0 +1,148 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Tidemark.TestKit;
+using Xunit.Abstractions;
+
+namespace Tidemark.Protocols.Nbd.Tests.Interop;
+
+/// <summary>nbdcopy (libnbd-bin), qemu-img and qemu-io (qemu-utils) and fio's nbd engine against the server.</summary>
+[Collection(nameof(InteropCollection))]
+public sealed class CopyAndQemuInteropTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("tidemark-nbd-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public async Task NbdCopy_DeviceToFile_HashMatchesDevice()
+    {
+        var device = new MemoryBlockDevice(32 * 1024 * 1024);
+        var random = new Random(1);
+        for (var i = 0; i < 64; i++)
+        {
+            var data = new byte[65536];
+            random.NextBytes(data);
+            device.Write(random.Next(0, 512) * 65536L, data, false);
+        }
+
+        await using var host = new TcpNbdHost(Catalog(device));
+        var file = Path.Combine(_directory, "copy.img");
+
+        (await ProcessRunner.RunAsync("nbdcopy", host.Url("vol"), file)).AssertSuccess();
+
+        Assert.Equal(Hash(device), SHA256.HashData(await File.ReadAllBytesAsync(file)));
+    }
+
+    [Fact]
+    public async Task NbdCopy_FileToDevice_DeviceHoldsFileContents()
+    {
+        var contents = new byte[16 * 1024 * 1024];
+        new Random(2).NextBytes(contents.AsSpan(0, 6 * 1024 * 1024));
+        new Random(3).NextBytes(contents.AsSpan(10 * 1024 * 1024, 1024 * 1024));
+        var file = Path.Combine(_directory, "source.img");
+        await File.WriteAllBytesAsync(file, contents);
+        var device = new MemoryBlockDevice(contents.Length);
+        device.Write(7 * 1024 * 1024, new byte[4096].Select(_ => (byte)0x5a).ToArray(), false);
+        await using var host = new TcpNbdHost(Catalog(device));
+
+        // Several connections at once (nbdcopy uses multi-conn when the server advertises it).
+        (await ProcessRunner.RunAsync("nbdcopy", "--connections=4", "--flush", file, host.Url("vol"))).AssertSuccess();
+
+        Assert.Equal(SHA256.HashData(contents), Hash(device));
+    }
+
+    [Fact]
+    public async Task QemuImg_Info_ReportsVirtualSize()
+    {
+        var device = new MemoryBlockDevice(64 * 1024 * 1024);
+        await using var host = new TcpNbdHost(Catalog(device));
+
+        var result = (await ProcessRunner.RunAsync("qemu-img", "info", "--output=json", host.Url("vol"))).AssertSuccess();
+        output.WriteLine(result.StandardOutput);
+
+        using var json = JsonDocument.Parse(result.StandardOutput);
+        Assert.Equal(64L * 1024 * 1024, json.RootElement.GetProperty("virtual-size").GetInt64());
+        Assert.Equal("raw", json.RootElement.GetProperty("format").GetString());
+    }
+
+    [Fact]
+    public async Task QemuIo_WriteThenReadPattern_VerifiesAndLandsOnDevice()
+    {
+        var device = new MemoryBlockDevice(16 * 1024 * 1024);
+        await using var host = new TcpNbdHost(Catalog(device));
+
+        var result = (await ProcessRunner.RunAsync(
+            "qemu-io", "-f", "raw",
+            "-c", "write -P 0xab 0 64k",
+            "-c", "read -P 0xab 0 64k",
+            "-c", "write -z 64k 64k",
+            "-c", "read -P 0 64k 64k",
+            "-c", "discard 1M 1M",
+            "-c", "flush",
+            host.Url("vol"))).AssertSuccess();
+        output.WriteLine(result.StandardOutput);
+
+        Assert.DoesNotContain("fail", result.StandardOutput + result.StandardError, StringComparison.OrdinalIgnoreCase);
+        var data = new byte[65536];
+        device.Read(0, data);
+        Assert.All(data, b => Assert.Equal(0xab, b));
+        Assert.True(device.FlushCount >= 1);
+    }
+
+    [Fact]
+    public async Task QemuImg_ConvertFromDevice_MatchesDevice()
+    {
+        var device = new MemoryBlockDevice(8 * 1024 * 1024);
+        var data = new byte[1024 * 1024];
+        new Random(4).NextBytes(data);
+        device.Write(2 * 1024 * 1024, data, false);
+        await using var host = new TcpNbdHost(Catalog(device));
+        var file = Path.Combine(_directory, "convert.img");
+
+        (await ProcessRunner.RunAsync("qemu-img", "convert", "-f", "raw", "-O", "raw", host.Url("vol"), file)).AssertSuccess();
+
+        Assert.Equal(Hash(device), SHA256.HashData(await File.ReadAllBytesAsync(file)));
+    }
+
+    [Fact]
+    public async Task Fio_RandomWritesWithVerify_ReportNoErrors()
+    {
+        var device = new MemoryBlockDevice(64 * 1024 * 1024);
+        await using var host = new TcpNbdHost(Catalog(device));
+
+        var result = (await ProcessRunner.RunAsync(
+            TimeSpan.FromSeconds(90),
+            "fio",
+            "--name=verify",
+            "--ioengine=nbd",
+            $"--uri={host.Url("vol")}",
+            "--rw=randwrite",
+            "--bs=4k",
+            "--iodepth=16",
+            "--size=16M",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--output-format=json")).AssertSuccess();
+
+        using var json = JsonDocument.Parse(result.StandardOutput[result.StandardOutput.IndexOf('{', StringComparison.Ordinal)..]);
+        var job = json.RootElement.GetProperty("jobs")[0];
+        Assert.Equal(0, job.GetProperty("error").GetInt32());
+        Assert.Equal(16L * 1024 * 1024, job.GetProperty("write").GetProperty("io_bytes").GetInt64());
+        Assert.Equal(16L * 1024 * 1024, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
+    }
+
+    private static NbdExportCatalog Catalog(IBlockDevice device)
+    {
+        var catalog = new NbdExportCatalog { DefaultExportName = "vol" };
+        catalog.Set(new NbdExport("vol", device, "interop"));
+        return catalog;
+    }
+
+    private static byte[] Hash(IBlockDevice device)
+    {
+        var contents = new byte[device.SizeBytes];
+        device.Read(0, contents);
+        return SHA256.HashData(contents);
+    }
+}

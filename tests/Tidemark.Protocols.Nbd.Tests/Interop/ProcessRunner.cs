@@ -1,0 +1,55 @@
+using System.Diagnostics;
+
+namespace Tidemark.Protocols.Nbd.Tests.Interop;
+
+internal sealed record ProcessResult(string Command, int ExitCode, string StandardOutput, string StandardError)
+{
+    public ProcessResult AssertSuccess()
+    {
+        Assert.True(ExitCode == 0, $"{Command} exited with {ExitCode}\nstdout: {StandardOutput}\nstderr: {StandardError}");
+        return this;
+    }
+}
+
+/// <summary>Runs an external client with a deadline; on timeout the whole process tree is killed.</summary>
+internal static class ProcessRunner
+{
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(60);
+
+    public static async Task<ProcessResult> RunAsync(string fileName, params string[] arguments) =>
+        await RunAsync(DefaultTimeout, fileName, arguments);
+
+    public static async Task<ProcessResult> RunAsync(TimeSpan timeout, string fileName, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(fileName)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var command = $"{fileName} {string.Join(' ', arguments)}";
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {command}");
+        process.StandardInput.Close();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(deadline.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+            throw new TimeoutException($"{command} did not finish within {timeout}; stderr: {await stderr}");
+        }
+
+        return new ProcessResult(command, process.ExitCode, await stdout, await stderr);
+    }
+}

@@ -1,0 +1,104 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Tidemark.Protocols.Nbd.Tests.Infrastructure;
+using Tidemark.Protocols.Nbd.Wire;
+using Tidemark.TestKit;
+using Xunit.Abstractions;
+
+namespace Tidemark.Protocols.Nbd.Tests.Protocol;
+
+/// <summary>
+/// CONVENTIONS.md habit 14: the data path allocates nothing per I/O in steady state. Runs in the
+/// non-parallel collection so the process-wide allocation counter is (nearly) ours alone.
+/// </summary>
+[Collection(nameof(GarbageInputCollection))]
+public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
+{
+    private const int SmallBatchPairs = 8;
+    private const int LargeBatchPairs = 64;
+    private const int RoundTrips = 50;
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Transmission_PipelinedWritesAndReads_AllocateNothingPerRequest(bool structured)
+    {
+        var pool = new CachingMemoryPool();
+        var pipeOptions = new PipeOptions(pool, pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false);
+        var server = NbdServerHarness.Start(new MemoryBlockDevice(16 * 1024 * 1024), clientToServer: pipeOptions, serverToClient: pipeOptions);
+        await server.Client.HandshakeAsync("vol", structured);
+        var small = new Batch(SmallBatchPairs, structured);
+        var large = new Batch(LargeBatchPairs, structured);
+
+        // Warm up: device units, pipe segments, pooled buffers and state machines come into being.
+        await MeasureAsync(server, small);
+        await MeasureAsync(server, large);
+
+        // Each round trip has a fixed cost in the test's own awaits; the slope between two batch
+        // sizes is what one more request costs the server.
+        var smallBytes = await MeasureAsync(server, small);
+        var largeBytes = await MeasureAsync(server, large);
+        var perRequest = (largeBytes - smallBytes) / (double)(RoundTrips * 2 * (LargeBatchPairs - SmallBatchPairs));
+
+        output.WriteLine($"{perRequest:F2} bytes per request; {smallBytes} and {largeBytes} bytes in total");
+
+        // A real per-request allocation (a payload array, a closure, a boxed task) costs at least
+        // 24 bytes each; below that is pipe-internal bookkeeping noise.
+        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request ({smallBytes} and {largeBytes} bytes in total)");
+
+        // Every pipe segment the session used went back to the pool.
+        await server.DisposeAsync();
+        await server.Client.Input.CompleteAsync();
+        Assert.Equal(0, pool.Outstanding);
+    }
+
+    private static async Task<long> MeasureAsync(NbdServerHarness server, Batch batch)
+    {
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        for (var i = 0; i < RoundTrips; i++)
+        {
+            await RoundTripAsync(server, batch);
+        }
+
+        return GC.GetTotalAllocatedBytes(precise: true) - before;
+    }
+
+    private static async Task RoundTripAsync(NbdServerHarness server, Batch batch)
+    {
+        await server.Client.Output.WriteAsync(batch.Requests);
+        var input = server.Client.Input;
+        long received = 0;
+        while (received < batch.ReplyBytes)
+        {
+            var result = await input.ReadAsync();
+            received += result.Buffer.Length;
+            input.AdvanceTo(result.Buffer.End);
+            Assert.False(result.IsCompleted);
+        }
+
+        Assert.Equal(batch.ReplyBytes, received);
+    }
+
+    /// <summary>Pairs of 4 KiB WRITE and READ at distinct offsets, and the bytes their replies take.</summary>
+    private sealed class Batch
+    {
+        public Batch(int pairs, bool structured)
+        {
+            var requests = new ArrayBufferWriter<byte>();
+            var payload = TransmissionTests.Pattern(4096, 1);
+            for (var i = 0; i < pairs; i++)
+            {
+                requests.Write(NbdTestClient.Request(NbdCommand.Write, (ulong)i, (ulong)i * 4096, 4096, payload: payload));
+                requests.Write(NbdTestClient.Request(NbdCommand.Read, (ulong)(1000 + i), (ulong)i * 4096, 4096));
+            }
+
+            Requests = requests.WrittenSpan.ToArray();
+            var readReplyHeader = structured ? NbdStructuredReplyHeader.SizeBytes + 8 : NbdSimpleReplyHeader.SizeBytes;
+            ReplyBytes = pairs * (NbdSimpleReplyHeader.SizeBytes + readReplyHeader + 4096);
+        }
+
+        public byte[] Requests { get; }
+
+        public int ReplyBytes { get; }
+    }
+}
