@@ -131,6 +131,9 @@ internal static class Io
         }
     }
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "sync")]
+    private static extern void Sync();
+
     public static void Fill(Action<long, byte[]> write, long size)
     {
         var data = new byte[1 << 20];
@@ -141,9 +144,11 @@ internal static class Io
         }
     }
 
-    // Runs `op` on `threads` threads for `seconds`; returns operations per second.
+    // Runs `op` on `threads` threads for `seconds`; returns operations per second. Starts from a
+    // clean page cache state (no dirty pages of earlier phases being written back meanwhile).
     public static double Measure(double seconds, int threads, long size, int ioSize, bool random, Action<long, byte[]> op)
     {
+        Sync();
         long total = 0;
         var stopAt = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
         var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>

@@ -2,32 +2,35 @@ namespace Tidemark.Engine;
 
 /// <summary>
 /// Keeps freed blocks out of reuse while an I/O that may still hold their address is in flight
-/// (a two-counter quiescent-state scheme, like RCU). Every read and write runs between
-/// <see cref="Enter"/> and <see cref="Exit"/>; <see cref="WaitForReaders"/> returns once every
-/// operation that started before it has finished.
+/// (a two-phase quiescent-state scheme, like RCU, with per-thread striped counters). Every read and
+/// write runs between <see cref="Enter"/> and <see cref="Exit"/>; <see cref="WaitForReaders"/>
+/// returns once every operation that started before it has finished.
 /// </summary>
 internal sealed class GracePeriod
 {
-    private readonly long[] _active = new long[2 * 8]; // two counters, a cache line apart
+    private const int PhaseWidth = IoGate.StripeCount * IoGate.StripeSpacing;
+    private readonly long[] _active = new long[2 * PhaseWidth];
     private readonly Lock _flip = new();
     private int _phase;
 
     public int Enter()
     {
+        var stripe = IoGate.StripeOffset();
         while (true)
         {
             var phase = Volatile.Read(ref _phase);
-            Interlocked.Increment(ref _active[phase * 8]);
+            var slot = (phase * PhaseWidth) + stripe;
+            Interlocked.Increment(ref _active[slot]);
             if (Volatile.Read(ref _phase) == phase)
             {
-                return phase;
+                return slot;
             }
 
-            Interlocked.Decrement(ref _active[phase * 8]);
+            Interlocked.Decrement(ref _active[slot]);
         }
     }
 
-    public void Exit(int phase) => Interlocked.Decrement(ref _active[phase * 8]);
+    public void Exit(int slot) => Interlocked.Decrement(ref _active[slot]);
 
     public void WaitForReaders()
     {
@@ -37,12 +40,8 @@ internal sealed class GracePeriod
             for (var i = 0; i < 2; i++)
             {
                 var old = _phase;
-                Volatile.Write(ref _phase, 1 - old);
-                var spinner = default(SpinWait);
-                while (Volatile.Read(ref _active[old * 8]) != 0)
-                {
-                    spinner.SpinOnce();
-                }
+                Interlocked.Exchange(ref _phase, 1 - old);
+                IoGate.WaitForZero(_active, old * IoGate.StripeCount, IoGate.StripeCount);
             }
         }
     }

@@ -24,7 +24,7 @@ public sealed partial class Pool
         }
 
         var active = _volumes.Values.FirstOrDefault(v => v.Lineage == lineage && !orphaned);
-        active?.Gate.EnterWriteLock();
+        active?.Gate.EnterExclusive();
         try
         {
             // From here no new history record can be one only this snapshot sees (see docs/adr/0002).
@@ -34,7 +34,7 @@ public sealed partial class Pool
         }
         finally
         {
-            active?.Gate.ExitWriteLock();
+            active?.Gate.ExitExclusive();
         }
 
         FreeSnapshotData(lineage, snapshot);

@@ -19,7 +19,7 @@ public sealed partial class Pool
             Names.Check("snapshot", name);
             CheckSnapshotNameFree(volume, name);
             SnapshotRecord? record = null;
-            volume.Gate.EnterWriteLock();
+            volume.Gate.EnterExclusive();
             try
             {
                 Commit(batch =>
@@ -31,7 +31,7 @@ public sealed partial class Pool
             }
             finally
             {
-                volume.Gate.ExitWriteLock();
+                volume.Gate.ExitExclusive();
             }
 
             return ToInfo(volume, record!);
@@ -246,7 +246,7 @@ public sealed partial class Pool
             {
                 foreach (var member in members)
                 {
-                    member.Gate.EnterWriteLock();
+                    member.Gate.EnterExclusive();
                     entered.Add(member);
                 }
 
@@ -265,7 +265,7 @@ public sealed partial class Pool
             {
                 foreach (var member in entered)
                 {
-                    member.Gate.ExitWriteLock();
+                    member.Gate.ExitExclusive();
                 }
             }
 

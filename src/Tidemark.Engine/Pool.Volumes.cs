@@ -141,7 +141,7 @@ public sealed partial class Pool
                 return;
             }
 
-            volume.Gate.EnterWriteLock();
+            volume.Gate.EnterExclusive();
             try
             {
                 volume.Record.SizeBytes = newSizeBytes;
@@ -149,7 +149,7 @@ public sealed partial class Pool
             }
             finally
             {
-                volume.Gate.ExitWriteLock();
+                volume.Gate.ExitExclusive();
             }
 
             volume.RaiseSizeChanged();
@@ -169,7 +169,7 @@ public sealed partial class Pool
             var volume = GetVolume(volumeName);
             var (target, snapshot) = FindSnapshot(volume, snapshotName);
             SnapshotInfo? kept = null;
-            volume.Gate.EnterWriteLock();
+            volume.Gate.EnterExclusive();
             try
             {
                 var current = volume.Lineage;
@@ -197,7 +197,7 @@ public sealed partial class Pool
             }
             finally
             {
-                volume.Gate.ExitWriteLock();
+                volume.Gate.ExitExclusive();
             }
 
             if (kept is not null && kept.SizeBytes != volume.SizeBytes)
@@ -235,7 +235,7 @@ public sealed partial class Pool
                 throw new StorageException(StorageError.Held, $"snapshots {string.Join(", ", held)} of {name} are on hold; the volume cannot be deleted before the holds end");
             }
 
-            volume.Gate.EnterWriteLock();
+            volume.Gate.EnterExclusive();
             try
             {
                 volume.MarkDeleted();
@@ -257,7 +257,7 @@ public sealed partial class Pool
             }
             finally
             {
-                volume.Gate.ExitWriteLock();
+                volume.Gate.ExitExclusive();
             }
 
             // Newest lineage first: a rolled-back lineage is released once nothing depends on it.

@@ -50,8 +50,8 @@ public sealed class Volume : IBlockDevice
 
     internal Lineage Lineage => Volatile.Read(ref _lineage);
 
-    /// <summary>Held shared by every I/O, exclusively by snapshot, rollback, resize and delete.</summary>
-    internal ReaderWriterLockSlim Gate { get; } = new(LockRecursionPolicy.NoRecursion);
+    /// <summary>Entered by every I/O; held exclusively by snapshot, rollback, resize and delete.</summary>
+    internal IoGate Gate { get; } = new();
 
     internal bool Deleted => _deleted;
 
@@ -64,7 +64,7 @@ public sealed class Volume : IBlockDevice
     public void Read(long offsetBytes, Span<byte> destination)
     {
         BlockIo.Check(this, offsetBytes, destination.Length, write: false);
-        Gate.EnterReadLock();
+        var gate = Gate.Enter();
         var phase = _pool.Grace.Enter();
         try
         {
@@ -74,7 +74,7 @@ public sealed class Volume : IBlockDevice
         finally
         {
             _pool.Grace.Exit(phase);
-            Gate.ExitReadLock();
+            Gate.Exit(gate);
         }
     }
 
@@ -150,7 +150,7 @@ public sealed class Volume : IBlockDevice
     public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination)
     {
         BlockIo.Check(this, offsetBytes, lengthBytes, write: false);
-        Gate.EnterReadLock();
+        var gate = Gate.Enter();
         try
         {
             ThrowIfDeleted();
@@ -158,7 +158,7 @@ public sealed class Volume : IBlockDevice
         }
         finally
         {
-            Gate.ExitReadLock();
+            Gate.Exit(gate);
         }
     }
 
@@ -168,7 +168,7 @@ public sealed class Volume : IBlockDevice
     // other write to the same blocks interleaves with its read-modify-write or redirect decisions.
     private Lineage Locked(long offsetBytes, long lengthBytes, ReadOnlySpan<byte> data, LockedAction action)
     {
-        Gate.EnterReadLock();
+        var gate = Gate.Enter();
         var phase = _pool.Grace.Enter();
         var firstRegion = offsetBytes >> (Lineage.BlockShift + RegionShift);
         var lastRegion = (offsetBytes + lengthBytes - 1) >> (Lineage.BlockShift + RegionShift);
@@ -197,7 +197,7 @@ public sealed class Volume : IBlockDevice
             }
 
             _pool.Grace.Exit(phase);
-            Gate.ExitReadLock();
+            Gate.Exit(gate);
         }
     }
 
