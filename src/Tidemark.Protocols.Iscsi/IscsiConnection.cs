@@ -1,0 +1,285 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Tidemark.Protocols.Iscsi.Pdus;
+using Tidemark.Scsi;
+
+namespace Tidemark.Protocols.Iscsi;
+
+/// <summary>
+/// One iSCSI connection (and, with MaxConnections=1, its session) over a duplex pipe. One receive
+/// loop handles every complete PDU inline (SCSI commands run on the logical unit right here), queues
+/// the replies in the output pipe and flushes them in one write once no complete PDU is left
+/// (DESIGN.md, data-path performance). A protocol violation ends only this connection.
+/// </summary>
+public sealed partial class IscsiConnection
+{
+    private readonly IDuplexPipe _transport;
+    private readonly IscsiTargetCatalog _catalog;
+    private readonly IscsiLimits _limits;
+    private readonly string? _portalAddress;
+    private readonly byte[] _inHeader = new byte[BasicHeaderSegment.LengthBytes];
+    private readonly byte[] _outHeader = new byte[BasicHeaderSegment.LengthBytes];
+    private FramingSettings _framing;
+    private bool _fullFeature;
+    private bool _closing;
+    private bool _outputPending;
+    private long _outputBytes;
+    private uint _statSn;
+    private uint _expCmdSn;
+
+    /// <param name="transport">The connected byte stream; the connection completes both directions when it ends.</param>
+    /// <param name="catalog">Targets to serve.</param>
+    /// <param name="limits">Caps and offered values; defaults when null.</param>
+    /// <param name="portalAddress">"address:port" reported in SendTargets (RFC 7143 13.8); omitted when null.</param>
+    public IscsiConnection(IDuplexPipe transport, IscsiTargetCatalog catalog, IscsiLimits? limits = null, string? portalAddress = null)
+    {
+        ArgumentNullException.ThrowIfNull(transport);
+        ArgumentNullException.ThrowIfNull(catalog);
+        _transport = transport;
+        _catalog = catalog;
+        _limits = limits ?? new IscsiLimits();
+        _portalAddress = portalAddress;
+        _parameters = new IscsiSessionParameters(_limits);
+
+        // RFC 7143 6.1: before negotiation ends, login PDUs carry at most 8192 data bytes.
+        _framing = new FramingSettings(false, false, _limits.LoginDataSegmentBytes, _limits.MaxAhsBytes);
+    }
+
+    /// <summary>Why the connection ended (null while running or after a clean logout).</summary>
+    public string? CloseReason { get; private set; }
+
+    public string? InitiatorName => _initiatorName;
+
+    public string? TargetName => _target?.Name;
+
+    private PipeWriter Output => _transport.Output;
+
+    private TargetSequence Sequence => new(_statSn, _expCmdSn, _expCmdSn + (uint)_limits.CommandWindow - 1);
+
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        var input = _transport.Input;
+        try
+        {
+            while (!_closing)
+            {
+                var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                var stoppedEarly = false;
+                try
+                {
+                    stoppedEarly = ProcessBuffer(ref buffer);
+                }
+                finally
+                {
+                    // When output filled up before the input ran out, only what was consumed is marked
+                    // examined, so the next read returns the remaining complete PDUs at once.
+                    if (stoppedEarly)
+                    {
+                        input.AdvanceTo(buffer.Start);
+                    }
+                    else
+                    {
+                        input.AdvanceTo(buffer.Start, buffer.End);
+                    }
+                }
+
+                // Every reply queued while handling this batch goes out in one write.
+                if (_outputPending)
+                {
+                    _outputPending = false;
+                    _outputBytes = 0;
+                    await Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                if ((result.IsCompleted || result.IsCanceled) && !stoppedEarly)
+                {
+                    break;
+                }
+            }
+        }
+        catch (IscsiProtocolException e)
+        {
+            CloseReason = e.Message;
+            await TryFlushAsync().ConfigureAwait(false);
+            await DrainInputAsync(input, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            CloseReason = "cancelled";
+        }
+        catch (IOException e)
+        {
+            CloseReason = e.Message;
+        }
+        finally
+        {
+            ReleaseSession();
+            await input.CompleteAsync().ConfigureAwait(false);
+            await Output.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// After a protocol error, read and discard input for a short while before closing: closing with
+    /// unread input makes TCP send a reset, which can destroy the Reject before the initiator reads it
+    /// and kills initiators that write without MSG_NOSIGNAL (seen with libiscsi's test tool).
+    /// </summary>
+    private async Task DrainInputAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        using var linger = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        linger.CancelAfter(_limits.ProtocolErrorLinger);
+        long drained = 0;
+        try
+        {
+            while (drained < _limits.MaxCommandDataBytes)
+            {
+                var result = await input.ReadAsync(linger.Token).ConfigureAwait(false);
+                drained += result.Buffer.Length;
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The linger time is over.
+        }
+        catch (IOException)
+        {
+            // The peer is gone already.
+        }
+    }
+
+    private async Task TryFlushAsync()
+    {
+        try
+        {
+            if (_outputPending)
+            {
+                _outputPending = false;
+                await Output.FlushAsync().ConfigureAwait(false);
+            }
+        }
+        catch (IOException)
+        {
+            // The peer is gone; nothing left to tell it.
+        }
+        catch (InvalidOperationException)
+        {
+            // The writer was completed by the transport.
+        }
+    }
+
+    /// <summary>Handles every complete PDU; true when it stopped early because enough output is queued.</summary>
+    private bool ProcessBuffer(ref ReadOnlySequence<byte> buffer)
+    {
+        while (!_closing && PduReader.TryReadPdu(buffer, _framing, _inHeader, out var pdu, out var consumed))
+        {
+            try
+            {
+                HandlePdu(pdu);
+            }
+            catch (IscsiProtocolException e) when (_fullFeature)
+            {
+                // RFC 7143 11.17: tell the initiator which PDU was refused, then end the connection.
+                SendReject(e.Reason, pdu.Header);
+                throw;
+            }
+
+            buffer = buffer.Slice(consumed);
+            if (_outputBytes >= _limits.MaxQueuedOutputBytes)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void HandlePdu(in IscsiPdu pdu)
+    {
+        if (!pdu.DataDigestValid)
+        {
+            // RFC 7143 7.8: the PDU is discarded with a Reject; at ErrorRecoveryLevel 0 the connection ends.
+            IscsiProtocolException.Throw(RejectReason.DataDigestError, "data digest mismatch");
+        }
+
+        if (!_fullFeature)
+        {
+            if (pdu.Opcode != IscsiOpcode.LoginRequest)
+            {
+                // RFC 7143 6.3: only Login Requests are valid before the full feature phase.
+                IscsiProtocolException.Throw(RejectReason.ProtocolError, $"{pdu.Opcode} before login completed");
+            }
+
+            HandleLogin(pdu);
+            return;
+        }
+
+        switch (pdu.Opcode)
+        {
+            case IscsiOpcode.ScsiCommand:
+                HandleScsiCommand(pdu);
+                break;
+            case IscsiOpcode.DataOut:
+                HandleDataOut(pdu);
+                break;
+            case IscsiOpcode.NopOut:
+                HandleNopOut(pdu);
+                break;
+            case IscsiOpcode.TextRequest:
+                HandleTextRequest(pdu);
+                break;
+            case IscsiOpcode.TaskManagementRequest:
+                HandleTaskManagement(pdu);
+                break;
+            case IscsiOpcode.LogoutRequest:
+                HandleLogout(pdu);
+                break;
+            case IscsiOpcode.LoginRequest:
+                IscsiProtocolException.Throw(RejectReason.ProtocolError, "login request in full feature phase");
+                break;
+            case IscsiOpcode.Snack:
+                // RFC 7143 11.16: SNACK needs ErrorRecoveryLevel > 0, which this target never negotiates.
+                SendReject(RejectReason.ProtocolError, pdu.Header);
+                break;
+            default:
+                SendReject(RejectReason.CommandNotSupported, pdu.Header);
+                break;
+        }
+    }
+
+    /// <summary>RFC 7143 4.2.2.1: accept a non-immediate command only inside [ExpCmdSN, MaxCmdSN]; outside it is ignored.</summary>
+    private bool AcceptCmdSn(uint cmdSn, bool immediate)
+    {
+        if (immediate)
+        {
+            return true;
+        }
+
+        var max = _expCmdSn + (uint)_limits.CommandWindow - 1;
+        if ((int)(cmdSn - _expCmdSn) < 0 || (int)(cmdSn - max) > 0)
+        {
+            return false;
+        }
+
+        _expCmdSn = cmdSn + 1;
+        return true;
+    }
+
+    private void SendPdu(ReadOnlySpan<byte> data)
+    {
+        _outputBytes += PduWriter.Write(Output, _parameters.HeaderDigest && _fullFeature, _parameters.DataDigest && _fullFeature, _outHeader, data);
+        _outputPending = true;
+    }
+
+    private void SendReject(RejectReason reason, ReadOnlySpan<byte> rejectedHeader)
+    {
+        new RejectPdu(reason, BasicHeaderSegment.LengthBytes, Sequence, 0).WriteTo(_outHeader);
+        _statSn++;
+        SendPdu(rejectedHeader[..BasicHeaderSegment.LengthBytes]);
+    }
+}

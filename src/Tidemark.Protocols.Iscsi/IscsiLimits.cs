@@ -1,0 +1,67 @@
+namespace Tidemark.Protocols.Iscsi;
+
+/// <summary>
+/// Every length the target accepts from the wire, capped before anything is allocated, and the
+/// values it offers in login negotiation (CONVENTIONS.md habit 6).
+/// </summary>
+public sealed record IscsiLimits
+{
+    /// <summary>
+    /// Our MaxRecvDataSegmentLength (RFC 7143 13.12), and the cap on any incoming data segment once
+    /// in full feature phase. 256 KiB keeps one PDU's copy small while amortising headers on large I/O.
+    /// </summary>
+    public int MaxRecvDataSegmentBytes { get; init; } = 256 * 1024;
+
+    /// <summary>RFC 7143 6.1: login and text PDUs carry at most 8192 bytes of data before MaxRecvDataSegmentLength is negotiated.</summary>
+    public int LoginDataSegmentBytes { get; init; } = 8192;
+
+    /// <summary>A whole login or text exchange spread over continuation PDUs; key=value text is small, this stops unbounded growth.</summary>
+    public int MaxTextBytes { get; init; } = 64 * 1024;
+
+    /// <summary>Largest data segment we send (Data-In, text); the initiator's MaxRecvDataSegmentLength may lower it.</summary>
+    public int MaxSendDataSegmentBytes { get; init; } = 256 * 1024;
+
+    /// <summary>
+    /// Largest ExpectedDataTransferLength of one command. The whole command's data is buffered
+    /// before the logical unit runs it, so this bounds memory per outstanding command.
+    /// </summary>
+    public int MaxCommandDataBytes { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1, RFC 7143 4.2.2.1); bounds buffered writes per connection.</summary>
+    public int CommandWindow { get; init; } = 64;
+
+    /// <summary>Offered MaxBurstLength (RFC 7143 13.13): bytes one R2T may ask for.</summary>
+    public int MaxBurstBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>Offered FirstBurstLength (RFC 7143 13.14): unsolicited bytes (immediate plus Data-Out) per command.</summary>
+    public int FirstBurstBytes { get; init; } = 256 * 1024;
+
+    /// <summary>Offered MaxOutstandingR2T (RFC 7143 13.17).</summary>
+    public int MaxOutstandingR2T { get; init; } = 4;
+
+    /// <summary>Offered ImmediateData and InitialR2T (RFC 7143 13.10, 13.11).</summary>
+    public bool ImmediateData { get; init; } = true;
+
+    public bool InitialR2T { get; init; }
+
+    /// <summary>Digests the target accepts; CRC32C costs CPU on every byte, so an operator may refuse it.</summary>
+    public bool AllowDigests { get; init; } = true;
+
+    /// <summary>
+    /// Replies queued before the loop stops parsing and flushes. Replies are batched into one write, but
+    /// a batch of large reads must not buffer hundreds of MiB before the first byte goes out.
+    /// </summary>
+    public int MaxQueuedOutputBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>
+    /// How long a connection ended by a protocol error keeps reading (and discarding) before it closes,
+    /// so the initiator sees the Reject and a clean close rather than a TCP reset.
+    /// </summary>
+    public TimeSpan ProtocolErrorLinger { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>AHS bytes accepted (RFC 7143 11.2.1.5; extended CDBs need at most 260).</summary>
+    public int MaxAhsBytes { get; init; } = 512;
+
+    /// <summary>Portal group tag reported to initiators (RFC 7143 13.9).</summary>
+    public ushort TargetPortalGroupTag { get; init; } = 1;
+}
