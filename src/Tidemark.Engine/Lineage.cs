@@ -21,6 +21,8 @@ internal sealed partial class Lineage
     private readonly Pool _pool;
     private readonly Lock _mapLock = new();
     private readonly Dictionary<ulong, MapPage> _pages = [];
+    private readonly List<MapPage> _clock = []; // the same pages, in a ring swept by _hand
+    private int _hand;
     private readonly HashSet<MapPage> _dirtyPages = [];
     private Dictionary<long, MapEntry> _pendingHistory = [];
     private Dictionary<long, MapEntry> _committingHistory = [];
@@ -503,35 +505,44 @@ internal sealed partial class Lineage
         }
 
         _pages.Add(pageNo, page);
+        _clock.Add(page);
         return page;
     }
 
     // Clock eviction over this lineage's pages: a page is dropped when it was not referenced since
-    // the last sweep, is clean, and its last collected content is durable (else a reload would read
-    // an older version from the store).
+    // the hand last passed it, is clean, and its last collected content is durable (else a reload
+    // would read an older version from the store). The hand keeps its place between sweeps, so each
+    // sweep costs what it evicts, not the size of the cache.
     private void EvictLocked()
     {
-        var target = Math.Max(16, _pages.Count / 8);
+        var target = Math.Max(16, _clock.Count / 16);
         var evicted = 0;
         var durable = _pool.DurableCommitSeq;
-        foreach (var (number, page) in _pages)
+        for (var looked = 0; evicted < target && looked < 2 * _clock.Count && _clock.Count > 0; looked++)
         {
-            if (evicted >= target)
+            if (_hand >= _clock.Count)
             {
-                break;
+                _hand = 0;
             }
 
+            var page = _clock[_hand];
             if (page.Referenced)
             {
                 page.Referenced = false;
+                _hand++;
                 continue;
             }
 
-            if (!page.Dirty && page.CollectedSeq <= durable)
+            if (page.Dirty || page.CollectedSeq > durable)
             {
-                _pages.Remove(number);
-                evicted++;
+                _hand++;
+                continue;
             }
+
+            _pages.Remove(page.Number);
+            _clock[_hand] = _clock[^1];
+            _clock.RemoveAt(_clock.Count - 1);
+            evicted++;
         }
 
         _pool.PageCacheAdd(-evicted);
@@ -544,6 +555,7 @@ internal sealed partial class Lineage
         {
             _pool.PageCacheAdd(-_pages.Count);
             _pages.Clear();
+            _clock.Clear();
             _dirtyPages.Clear();
         }
     }

@@ -522,13 +522,13 @@ public sealed record PoolOptions
     public string? FirstStorePath { get; init; }
 
     /// <summary>Memory for cached map pages (each covers 1 MiB of a volume in 4 KiB).</summary>
-    public long MapCacheBytes { get; init; } = 64L << 20;
+    public long MapCacheBytes { get; init; } = 32L << 20;
 
     /// <summary>Memory for the metadata store's block cache.</summary>
-    public long MetadataCacheBytes { get; init; } = 32L << 20;
+    public long MetadataCacheBytes { get; init; } = 16L << 20;
 
     /// <summary>A volume with more dirty map pages than this commits on its own (bounds memory and replay).</summary>
-    public int MaxDirtyPages { get; init; } = 4096;
+    public int MaxDirtyPages { get; init; } = 2048;
 
     /// <summary>The clock for snapshot times and holds (tests substitute a controllable one).</summary>
     public Func<DateTimeOffset> Clock { get; init; } = () => DateTimeOffset.UtcNow;

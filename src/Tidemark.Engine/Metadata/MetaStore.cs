@@ -34,7 +34,7 @@ internal sealed class MetaStore : IDisposable
             .SetErrorIfExists(false)
             .SetParanoidChecks(true)
             .SetBlockBasedTableFactory(table)
-            .SetWriteBufferSize(32UL << 20)
+            .SetWriteBufferSize(16UL << 20)
             .SetMaxWriteBufferNumber(2)
             .SetMaxOpenFiles(256)
             .SetKeepLogFileNum(2)
