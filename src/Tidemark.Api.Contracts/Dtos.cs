@@ -1,0 +1,100 @@
+namespace Tidemark.Api;
+
+// REST resources of /api/v1. Sizes are bytes; times are UTC ISO 8601; kinds are lower-case words.
+// Field names are part of the API: add fields, never rename or remove them.
+
+public sealed record StoreDto(int Index, string Path, string Kind, long CapacityBytes);
+
+public sealed record PoolDto(
+    Guid Id,
+    string Directory,
+    long CapacityBytes,
+    long UsedBytes,
+    long FreeBytes,
+    IReadOnlyList<StoreDto> Stores,
+    int Volumes,
+    int Snapshots);
+
+public sealed record AddStoreRequest(string Path, long CapacityBytes);
+
+/// <summary>A volume or a view (<see cref="Kind"/> "volume" or "view"; a view has an <see cref="Origin"/>).</summary>
+public sealed record VolumeDto(
+    Guid Id,
+    string Name,
+    string Kind,
+    string? Origin,
+    long SizeBytes,
+    int LogicalBlockSizeBytes,
+    DateTimeOffset CreatedAt,
+    int Snapshots,
+    IReadOnlyList<string> Exports);
+
+public sealed record CreateVolumeRequest(string Name, long SizeBytes, int LogicalBlockSizeBytes = 512);
+
+public sealed record ResizeVolumeRequest(long SizeBytes);
+
+public sealed record RollbackRequest(string Snapshot);
+
+/// <summary>What a rollback did: the volume as it is now and the snapshot that keeps the image before it.</summary>
+public sealed record RollbackResult(VolumeDto Volume, SnapshotDto? PreRollbackSnapshot);
+
+/// <summary>
+/// A snapshot. <see cref="Held"/>: it cannot be deleted now, because of an indefinite hold
+/// (<see cref="HeldUntilReleased"/>) or a dated hold that has not expired (<see cref="HoldUntil"/>).
+/// </summary>
+public sealed record SnapshotDto(
+    string Address,
+    string Volume,
+    string Name,
+    DateTimeOffset CreatedAt,
+    long SizeBytes,
+    bool Held,
+    bool HeldUntilReleased,
+    DateTimeOffset? HoldUntil,
+    string? HoldReason,
+    string? GroupSnapshot);
+
+public sealed record CreateSnapshotRequest(string? Name = null);
+
+/// <summary>Without <see cref="Until"/> the hold lasts until released; with it, until that time and no shorter.</summary>
+public sealed record HoldRequest(DateTimeOffset? Until = null, string? Reason = null);
+
+public sealed record SnapshotUsageDto(string Address, long UniqueBytes, long SharedBytes);
+
+public sealed record CreateViewRequest(string Snapshot, string Name);
+
+public sealed record GroupDto(string Name, IReadOnlyList<string> Volumes, DateTimeOffset CreatedAt);
+
+public sealed record CreateGroupRequest(string Name, IReadOnlyList<string> Volumes);
+
+public sealed record ChangedRangeDto(long OffsetBytes, long LengthBytes);
+
+/// <summary>
+/// One page of the ranges that differ between snapshot <see cref="From"/> and <see cref="To"/> (null:
+/// the live image). <see cref="NextOffset"/> is null on the last page.
+/// </summary>
+public sealed record DiffPageDto(
+    string Volume,
+    string From,
+    string? To,
+    int Offset,
+    int TotalRanges,
+    long TotalChangedBytes,
+    IReadOnlyList<ChangedRangeDto> Ranges,
+    int? NextOffset);
+
+/// <summary>
+/// An export: <see cref="Target"/> is a volume or view name (read-write unless <see cref="ReadOnly"/>)
+/// or a snapshot address VOLUME@SNAPSHOT (always read-only).
+/// </summary>
+public sealed record ExportDto(string Name, string Protocol, string Target, bool ReadOnly, string State, string? Problem, string? Url);
+
+public sealed record CreateExportRequest(string Target, string? Name = null, string Protocol = "nbd", bool ReadOnly = false);
+
+public sealed record VerifyDto(bool Clean, IReadOnlyList<string> Problems, long ReferencedBytes, long LiveMappedBlocks, long HistoryRecords, long ControlRecords);
+
+/// <summary>RFC 7807 problem details as the server sends them; <see cref="Code"/> is stable (kebab-case).</summary>
+public sealed record ProblemDto(string? Type, string? Title, int? Status, string? Detail, string? Code);
+
+/// <summary>DATA/server.json: where the running server listens, for the CLI to find it.</summary>
+public sealed record ServerEndpointsDto(int Pid, string Http, string? Nbd, DateTimeOffset StartedAt);

@@ -1,0 +1,60 @@
+using System.CommandLine;
+using Tidemark.Server;
+
+namespace Tidemark.Cli.Commands;
+
+/// <summary>`tidemark serve`: the appliance in this process (the only command that is not an API client).</summary>
+public static class ServeCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string?>("--config") { Description = "config file (default DATA/tidemark.json; written with the settings in force on first start)" };
+        var http = new Option<string?>("--http") { Description = $"HTTP API address IP:PORT, port 0 for any free port [config: http; default {ServerSettings.DefaultHttp}]" };
+        var nbd = new Option<string?>("--nbd") { Description = $"NBD listener address IP:PORT, or off [config: nbd; default {ServerSettings.DefaultNbd}]" };
+        var storeCapacity = new Option<string?>("--store-capacity") { Description = "capacity of the pool's first file store when the pool is created, e.g. 100G, or auto for the free space [config: storeCapacity; default auto]" };
+        var storePath = new Option<string?>("--store-path") { Description = "file or block device of the pool's first store when the pool is created [config: storePath; default DATA/pool/store-0.dat]" };
+        var mapCache = new Option<string?>("--map-cache") { Description = "memory for cached volume map pages [config: mapCache; default 64M]" };
+        var metadataCache = new Option<string?>("--metadata-cache") { Description = "memory for the metadata store's block cache [config: metadataCache; default 32M]" };
+        var logLevel = new Option<string?>("--log-level") { Description = "Trace, Debug, Information, Warning or Error [config: logLevel; default Information]" };
+        var command = new Command(
+            "serve",
+            "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API and the NBD listener. "
+            + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
+        {
+            config, http, nbd, storeCapacity, storePath, mapCache, metadataCache, logLevel,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var options = new ServeOptions
+            {
+                DataDirectory = ServerLocator.DataDirectory(parse.GetValue(GlobalOptions.Data)),
+                ConfigPath = parse.GetValue(config),
+                Http = parse.GetValue(http),
+                Nbd = parse.GetValue(nbd),
+                StoreCapacity = parse.GetValue(storeCapacity),
+                StorePath = parse.GetValue(storePath),
+                MapCache = parse.GetValue(mapCache),
+                MetadataCache = parse.GetValue(metadataCache),
+                LogLevel = parse.GetValue(logLevel),
+            };
+            TidemarkServer server;
+            try
+            {
+                server = await TidemarkServer.StartAsync(options, ct);
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidDataException or IOException or StorageException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"error: cannot start: {ex.Message}");
+                return CommandRunner.BadInput;
+            }
+
+            await using (server)
+            {
+                await server.WaitForShutdownAsync(CancellationToken.None);
+            }
+
+            return 0;
+        });
+        return command;
+    }
+}

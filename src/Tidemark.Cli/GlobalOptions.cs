@@ -1,0 +1,39 @@
+using System.CommandLine;
+
+namespace Tidemark.Cli;
+
+/// <summary>Options every command accepts (they are recursive: `tidemark volume list --json` works).</summary>
+public static class GlobalOptions
+{
+    public static Option<string?> Server { get; } = new("--server")
+    {
+        Description = "URL of the Tidemark server's API (default: env TIDEMARK_SERVER, else the address of the server using --data)",
+        Recursive = true,
+    };
+
+    public static Option<string?> Token { get; } = new("--token")
+    {
+        Description = "API token (default: env TIDEMARK_TOKEN, else DATA/token)",
+        Recursive = true,
+    };
+
+    public static Option<string?> Data { get; } = new("--data")
+    {
+        Description = "data directory of the server (default: env TIDEMARK_DATA, else ./tidemark-data)",
+        Recursive = true,
+    };
+
+    public static Option<bool> Json { get; } = new("--json")
+    {
+        Description = "print JSON instead of tables, for scripts",
+        Recursive = true,
+    };
+
+    public static void AddTo(RootCommand root)
+    {
+        root.Add(Server);
+        root.Add(Token);
+        root.Add(Data);
+        root.Add(Json);
+    }
+}

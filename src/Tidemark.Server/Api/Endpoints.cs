@@ -1,0 +1,184 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Tidemark.Api;
+using Tidemark.Engine;
+
+namespace Tidemark.Server.Api;
+
+/// <summary>
+/// The REST resources under /api/v1. Handlers are thin: the engine checks names, sizes and states
+/// and its errors become problem details in <see cref="Problems"/>; the API adds only what the
+/// engine cannot know (exports must be removed before what they serve is deleted).
+/// </summary>
+public static class Endpoints
+{
+    public const int DefaultDiffLimit = 1000;
+
+    /// <summary>A page stays a few hundred KiB of JSON at most.</summary>
+    public const int MaxDiffLimit = 10_000;
+
+    public static void MapTidemarkApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/v1");
+        MapPool(api.MapGroup("/pool").WithTags("pool"));
+        MapVolumes(api.MapGroup("/volumes").WithTags("volumes"));
+        MapSnapshots(api.MapGroup("/volumes/{volume}/snapshots").WithTags("snapshots"));
+        MapViews(api.MapGroup("/views").WithTags("views"));
+        MapGroups(api.MapGroup("/groups").WithTags("groups"));
+        MapExports(api.MapGroup("/exports").WithTags("exports"));
+    }
+
+    private static void MapPool(RouteGroupBuilder pool)
+    {
+        pool.MapGet("/", (Pool p) => TypedResults.Ok(p.GetInfo().ToDto()));
+        pool.MapPost("/stores", (Pool p, AddStoreRequest request) =>
+        {
+            p.AddStore(request.Path, request.CapacityBytes);
+            return TypedResults.Ok(p.GetInfo().ToDto());
+        });
+        pool.MapPost("/verify", (Pool p) => TypedResults.Ok(p.Verify().ToDto()));
+    }
+
+    private static void MapVolumes(RouteGroupBuilder volumes)
+    {
+        volumes.MapGet("/", (Pool p, ExportRegistry e) => TypedResults.Ok(p.Volumes.Select(v => v.ToDto(p, e)).ToList()));
+        volumes.MapPost("/", (Pool p, ExportRegistry e, CreateVolumeRequest request) =>
+        {
+            var volume = p.CreateVolume(request.Name, request.SizeBytes, request.LogicalBlockSizeBytes);
+            return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume.Name)}", volume.ToDto(p, e));
+        });
+        volumes.MapGet("/{name}", (Pool p, ExportRegistry e, string name) => TypedResults.Ok(p.GetVolume(name).ToDto(p, e)));
+        volumes.MapPost("/{name}/resize", (Pool p, ExportRegistry e, string name, ResizeVolumeRequest request) =>
+        {
+            p.ResizeVolume(name, request.SizeBytes);
+            return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
+        });
+        volumes.MapDelete("/{name}", (Pool p, ExportRegistry e, string name) =>
+        {
+            p.GetVolume(name);
+            e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
+            p.DeleteVolume(name);
+            return TypedResults.NoContent();
+        });
+        volumes.MapPost("/{name}/rollback", (Pool p, ExportRegistry e, string name, RollbackRequest request) =>
+        {
+            var kept = p.Rollback(name, request.Snapshot);
+            return TypedResults.Ok(new RollbackResult(p.GetVolume(name).ToDto(p, e), kept?.ToDto()));
+        });
+        volumes.MapGet("/{name}/diff", Diff);
+    }
+
+    private static Ok<DiffPageDto> Diff(Pool p, string name, string from, string? to, int? offset, int? limit)
+    {
+        var start = offset ?? 0;
+        var count = limit ?? DefaultDiffLimit;
+        if (start < 0)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"offset must be 0 or more, not {start}");
+        }
+
+        if (count is < 1 or > MaxDiffLimit)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"limit must be between 1 and {MaxDiffLimit}, not {count}");
+        }
+
+        var ranges = p.Diff(name, StripVolume(name, from), to is null ? null : StripVolume(name, to));
+        var page = ranges.Skip(start).Take(count).Select(r => new ChangedRangeDto(r.OffsetBytes, r.LengthBytes)).ToList();
+        int? next = start + page.Count < ranges.Count ? start + page.Count : null;
+        return TypedResults.Ok(new DiffPageDto(name, from, to, start, ranges.Count, ranges.Sum(r => r.LengthBytes), page, next));
+    }
+
+    /// <summary>Accepts "snap" or "volume@snap" for a snapshot of <paramref name="volume"/>.</summary>
+    private static string StripVolume(string volume, string snapshot)
+    {
+        var at = snapshot.IndexOf('@', StringComparison.Ordinal);
+        if (at < 0)
+        {
+            return snapshot;
+        }
+
+        if (snapshot[..at] != volume)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"'{snapshot}' is a snapshot of another volume; a diff compares two snapshots of {volume}");
+        }
+
+        return snapshot[(at + 1)..];
+    }
+
+    private static void MapSnapshots(RouteGroupBuilder snapshots)
+    {
+        snapshots.MapGet("/", (Pool p, string volume) => TypedResults.Ok(p.ListSnapshots(volume).Select(s => s.ToDto()).ToList()));
+        snapshots.MapPost("/", (Pool p, string volume, CreateSnapshotRequest? request) =>
+        {
+            var snapshot = p.CreateSnapshot(volume, string.IsNullOrEmpty(request?.Name) ? null : request.Name);
+            return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto());
+        });
+        snapshots.MapGet("/{snapshot}", (Pool p, string volume, string snapshot) => TypedResults.Ok(p.GetSnapshot($"{volume}@{snapshot}").ToDto()));
+        snapshots.MapDelete("/{snapshot}", (Pool p, ExportRegistry e, string volume, string snapshot) =>
+        {
+            var address = $"{volume}@{snapshot}";
+            p.GetSnapshot(address);
+            e.ThrowIfExported(e.ExportsOfTarget(address), $"snapshot {address}");
+            p.DeleteSnapshot(address);
+            return TypedResults.NoContent();
+        });
+        snapshots.MapPost("/{snapshot}/hold", (Pool p, string volume, string snapshot, HoldRequest? request) =>
+            TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto()));
+        snapshots.MapPost("/{snapshot}/release", (Pool p, string volume, string snapshot) =>
+            TypedResults.Ok(p.ReleaseHold($"{volume}@{snapshot}").ToDto()));
+        snapshots.MapGet("/{snapshot}/usage", (Pool p, string volume, string snapshot) =>
+        {
+            var address = $"{volume}@{snapshot}";
+            var usage = p.GetSnapshotUsage(address);
+            return TypedResults.Ok(new SnapshotUsageDto(address, usage.UniqueBytes, usage.SharedBytes));
+        });
+    }
+
+    private static void MapViews(RouteGroupBuilder views)
+    {
+        views.MapPost("/", (Pool p, ExportRegistry e, CreateViewRequest request) =>
+        {
+            var view = p.CreateView(request.Snapshot, request.Name);
+            return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(view.Name)}", view.ToDto(p, e));
+        });
+        views.MapPost("/{name}/promote", (Pool p, ExportRegistry e, string name) =>
+        {
+            p.PromoteView(name);
+            return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
+        });
+    }
+
+    private static void MapGroups(RouteGroupBuilder groups)
+    {
+        groups.MapGet("/", (Pool p) => TypedResults.Ok(p.Groups.Select(g => g.ToDto()).ToList()));
+        groups.MapPost("/", (Pool p, CreateGroupRequest request) =>
+        {
+            var group = p.CreateGroup(request.Name, request.Volumes);
+            return TypedResults.Created($"/api/v1/groups/{Uri.EscapeDataString(group.Name)}", group.ToDto());
+        });
+        groups.MapDelete("/{name}", (Pool p, string name) =>
+        {
+            p.DeleteGroup(name);
+            return TypedResults.NoContent();
+        });
+        groups.MapPost("/{name}/snapshots", (Pool p, string name, CreateSnapshotRequest? request) =>
+            TypedResults.Ok(p.SnapshotGroup(name, string.IsNullOrEmpty(request?.Name) ? null : request.Name).Select(s => s.ToDto()).ToList()));
+    }
+
+    private static void MapExports(RouteGroupBuilder exports)
+    {
+        exports.MapGet("/", (ExportRegistry e) => TypedResults.Ok(e.List()));
+        exports.MapPost("/", (ExportRegistry e, CreateExportRequest request) =>
+        {
+            var export = e.Create(request);
+            return TypedResults.Created($"/api/v1/exports/{Uri.EscapeDataString(export.Name)}", export);
+        });
+        exports.MapDelete("/{name}", (ExportRegistry e, string name) =>
+        {
+            e.Delete(name);
+            return TypedResults.NoContent();
+        });
+    }
+}

@@ -1,0 +1,61 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+
+namespace Tidemark.Server.Api;
+
+/// <summary>
+/// Turns failures into RFC 7807 problem details with a stable <c>code</c>: storage errors keep their
+/// name (kebab-case) and their message, which already says what to do; anything unexpected is a 500
+/// that points at the server log without leaking internals.
+/// </summary>
+public static class Problems
+{
+    public const string ContentType = "application/problem+json";
+
+    public static int StatusFor(StorageError error) => error switch
+    {
+        StorageError.NotFound => StatusCodes.Status404NotFound,
+        StorageError.AlreadyExists => StatusCodes.Status409Conflict,
+        StorageError.InvalidName or StorageError.InvalidArgument or StorageError.Misaligned or StorageError.OutOfRange => StatusCodes.Status400BadRequest,
+        StorageError.Held or StorageError.HasDependents or StorageError.Busy => StatusCodes.Status409Conflict,
+        StorageError.ReadOnly => StatusCodes.Status409Conflict,
+        StorageError.NoSpace => StatusCodes.Status507InsufficientStorage,
+        StorageError.Unsupported => StatusCodes.Status400BadRequest,
+        StorageError.Closed => StatusCodes.Status503ServiceUnavailable,
+        _ => StatusCodes.Status500InternalServerError,
+    };
+
+    public static Task WriteAsync(HttpContext context, int status, string code, string title, string detail)
+    {
+        context.Response.StatusCode = status;
+        var problem = new ProblemDto($"urn:tidemark:problem:{code}", title, status, detail, code);
+        return context.Response.WriteAsJsonAsync(problem, ApiJson.Options, ContentType);
+    }
+
+    /// <summary>The outermost middleware: every exception a handler throws ends here.</summary>
+    public static async Task HandleAsync(HttpContext context, RequestDelegate next)
+    {
+        try
+        {
+            await next(context);
+        }
+        catch (StorageException ex) when (!context.Response.HasStarted)
+        {
+            var status = StatusFor(ex.Error);
+            await WriteAsync(context, status, ErrorCodes.For(ex.Error), ex.Error.ToString(), ex.Message);
+        }
+        catch (BadHttpRequestException ex) when (!context.Response.HasStarted)
+        {
+            // Malformed JSON, a missing required field, a query value of the wrong type.
+            var detail = ex.InnerException is { } inner ? $"{ex.Message}: {inner.Message}" : ex.Message;
+            await WriteAsync(context, ex.StatusCode, ErrorCodes.BadRequest, "Bad request", detail + "; see /openapi/v1.json for the request format");
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && ex is not OperationCanceledException)
+        {
+            var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Api");
+            logger.LogError(ex, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
+            await WriteAsync(context, StatusCodes.Status500InternalServerError, ErrorCodes.Internal, "Internal error", $"the server failed ({ex.GetType().Name}: {ex.Message}); the server log has the details");
+        }
+    }
+}

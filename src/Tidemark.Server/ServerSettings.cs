@@ -1,0 +1,103 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Tidemark.Server;
+
+/// <summary>
+/// Every setting of `tidemark serve`, as kept in the config file (DATA/tidemark.json). Sizes are
+/// written as administrators type them (64M, 10G) so the file is easy to edit by hand. Flags
+/// override the file; the file is written once, on first start, with the settings in force then.
+/// </summary>
+public sealed record ServerSettings
+{
+    public const string DefaultHttp = "127.0.0.1:8410";
+    public const string DefaultNbd = "127.0.0.1:10809";
+
+    /// <summary>HTTP API address, HOST:PORT (port 0: any free port). Keep it on loopback unless behind TLS.</summary>
+    public string Http { get; init; } = DefaultHttp;
+
+    /// <summary>NBD listener address, HOST:PORT, or "off".</summary>
+    public string Nbd { get; init; } = DefaultNbd;
+
+    /// <summary>Capacity of the pool's first file store when the pool is created: a size, or "auto" (the free space of the file system).</summary>
+    public string StoreCapacity { get; init; } = "auto";
+
+    /// <summary>Path of the pool's first store (a file or a block device) when the pool is created; default DATA/pool/store-0.dat.</summary>
+    public string? StorePath { get; init; }
+
+    /// <summary>Memory for cached volume map pages.</summary>
+    public string MapCache { get; init; } = "64M";
+
+    /// <summary>Memory for the metadata store's block cache.</summary>
+    public string MetadataCache { get; init; } = "32M";
+
+    /// <summary>Log level: Trace, Debug, Information, Warning, Error.</summary>
+    public string LogLevel { get; init; } = "Information";
+
+    internal static JsonSerializerOptions FileJson { get; } = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+
+    public static ServerSettings Load(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<ServerSettings>(File.ReadAllText(path), FileJson)
+                ?? throw new InvalidDataException($"{path} is empty");
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{path} is not a valid Tidemark config file ({ex.Message}); fix it or delete it to start over with defaults", ex);
+        }
+    }
+
+    public void Save(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, FileJson) + "\n");
+
+    /// <summary>Checks every value and says which one is wrong and how to write it.</summary>
+    public void Validate()
+    {
+        ParseEndpoint(Http, "http");
+        if (!NbdDisabled)
+        {
+            ParseEndpoint(Nbd, "nbd");
+        }
+
+        if (!string.Equals(StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase))
+        {
+            Size(StoreCapacity, "store-capacity");
+        }
+
+        Size(MapCache, "map-cache");
+        Size(MetadataCache, "metadata-cache");
+        if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(LogLevel, ignoreCase: true, out _))
+        {
+            throw new ArgumentException($"log-level '{LogLevel}' is not one of Trace, Debug, Information, Warning, Error, Critical, None");
+        }
+    }
+
+    [JsonIgnore]
+    public bool NbdDisabled => string.Equals(Nbd, "off", StringComparison.OrdinalIgnoreCase) || string.IsNullOrWhiteSpace(Nbd);
+
+    public static IPEndPoint ParseEndpoint(string text, string setting)
+    {
+        var colon = text.LastIndexOf(':');
+        if (colon <= 0
+            || !IPAddress.TryParse(text[..colon].Trim('[', ']'), out var address)
+            || !int.TryParse(text[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var port)
+            || port > 65535)
+        {
+            throw new ArgumentException($"{setting} '{text}' is not an address; write it as IP:PORT, for example 127.0.0.1:8410");
+        }
+
+        return new IPEndPoint(address, port);
+    }
+
+    public static long Size(string text, string setting) =>
+        ByteSize.TryParse(text, out var bytes)
+            ? bytes
+            : throw new ArgumentException($"{setting} '{text}' is not a size; write it like 10G, 512M or 4096");
+}

@@ -1,0 +1,266 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Protocols.Nbd;
+using Tidemark.Server.Api;
+
+namespace Tidemark.Server;
+
+/// <summary>What `tidemark serve` was given: the data directory, an optional config file, and flags that override it.</summary>
+public sealed record ServeOptions
+{
+    public string DataDirectory { get; init; } = Server.DataDirectory.DefaultPath;
+
+    /// <summary>Config file; default DATA/tidemark.json. Created with the settings in force when missing.</summary>
+    public string? ConfigPath { get; init; }
+
+    public string? Http { get; init; }
+
+    public string? Nbd { get; init; }
+
+    public string? StoreCapacity { get; init; }
+
+    public string? StorePath { get; init; }
+
+    public string? MapCache { get; init; }
+
+    public string? MetadataCache { get; init; }
+
+    public string? LogLevel { get; init; }
+}
+
+/// <summary>
+/// The appliance in one process: opens (or on first start creates) the pool, then hosts the REST API
+/// (Kestrel) and the NBD listener. Stopping (Ctrl-C, SIGTERM) ends the listeners first and then
+/// flushes and closes the pool, so everything acknowledged is on disk.
+/// </summary>
+public sealed class TidemarkServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly Pool _pool;
+    private readonly DataDirectory _data;
+    private readonly ILogger _logger;
+    private readonly FileStream _lock;
+    private bool _disposed;
+
+    private TidemarkServer(WebApplication app, Pool pool, DataDirectory data, FileStream dataLock, ServerSettings settings, ILogger logger)
+    {
+        _lock = dataLock;
+        _app = app;
+        _pool = pool;
+        _data = data;
+        Settings = settings;
+        _logger = logger;
+    }
+
+    public ServerSettings Settings { get; }
+
+    public Pool Pool => _pool;
+
+    /// <summary>The HTTP base address actually bound ("http://127.0.0.1:8410/"), known after start.</summary>
+    public Uri? HttpAddress { get; private set; }
+
+    public IPEndPoint? NbdEndpoint { get; private set; }
+
+    public string Token { get; private set; } = string.Empty;
+
+    /// <summary>Merges the config file and the flags, writes the config on first start, and checks every value.</summary>
+    public static ServerSettings ResolveSettings(ServeOptions options, DataDirectory data)
+    {
+        var configPath = options.ConfigPath ?? data.ConfigPath;
+        var fromFile = File.Exists(configPath) ? ServerSettings.Load(configPath) : new ServerSettings();
+        var settings = fromFile with
+        {
+            Http = options.Http ?? fromFile.Http,
+            Nbd = options.Nbd ?? fromFile.Nbd,
+            StoreCapacity = options.StoreCapacity ?? fromFile.StoreCapacity,
+            StorePath = options.StorePath ?? fromFile.StorePath,
+            MapCache = options.MapCache ?? fromFile.MapCache,
+            MetadataCache = options.MetadataCache ?? fromFile.MetadataCache,
+            LogLevel = options.LogLevel ?? fromFile.LogLevel,
+        };
+        settings.Validate();
+        if (!File.Exists(configPath))
+        {
+            settings.Save(configPath);
+        }
+
+        return settings;
+    }
+
+    /// <summary>Opens everything and binds the listeners; throws with an actionable message when it cannot.</summary>
+    public static async Task<TidemarkServer> StartAsync(ServeOptions options, CancellationToken cancellationToken = default)
+    {
+        var data = new DataDirectory(options.DataDirectory);
+        Directory.CreateDirectory(data.Root);
+        var dataLock = data.Lock();
+        try
+        {
+            return await StartLockedAsync(options, data, dataLock, cancellationToken);
+        }
+        catch
+        {
+            await dataLock.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task<TidemarkServer> StartLockedAsync(ServeOptions options, DataDirectory data, FileStream dataLock, CancellationToken cancellationToken)
+    {
+        var settings = ResolveSettings(options, data);
+        var token = data.EnsureToken();
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = data.Root, Args = [] });
+        var level = Enum.Parse<LogLevel>(settings.LogLevel, ignoreCase: true);
+        builder.Logging.SetMinimumLevel(level);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", level > LogLevel.Warning ? level : LogLevel.Warning);
+        // A start failure is reported by `serve` in one actionable line; the host's stack trace adds nothing.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
+        });
+        var http = ServerSettings.ParseEndpoint(settings.Http, "http");
+        builder.WebHost.ConfigureKestrel(k => k.Listen(http));
+        builder.Services.Configure<JsonOptions>(o =>
+        {
+            o.SerializerOptions.Encoder = ApiJson.Options.Encoder;
+            o.SerializerOptions.RespectNullableAnnotations = true;
+            o.SerializerOptions.RespectRequiredConstructorParameters = true;
+        });
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+        builder.Services.AddOpenApi();
+
+        // The pool opens before anything can reach it and closes after every listener stopped.
+        var pool = OpenPool(data, settings);
+        WebApplication? app = null;
+        try
+        {
+            builder.Services.AddSingleton(pool);
+            builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>()));
+            if (!settings.NbdDisabled)
+            {
+                builder.Services.AddSingleton(new NbdServerOptions());
+                builder.Services.AddSingleton(sp => new NbdListener(
+                    ServerSettings.ParseEndpoint(settings.Nbd, "nbd"),
+                    sp.GetRequiredService<ExportRegistry>().Catalog,
+                    sp.GetRequiredService<NbdServerOptions>(),
+                    sp.GetRequiredService<ILogger<NbdListener>>()));
+                builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdListener>());
+            }
+
+            app = builder.Build();
+            var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
+            var registry = app.Services.GetRequiredService<ExportRegistry>();
+            app.Use(Problems.HandleAsync);
+            var auth = new TokenAuthentication(token);
+            app.Use(auth.InvokeAsync);
+            app.MapOpenApi();
+            app.MapTidemarkApi();
+            app.MapFallback((HttpContext context) => Problems.WriteAsync(
+                context,
+                StatusCodes.Status404NotFound,
+                ErrorCodes.NotFound,
+                "Not found",
+                $"{context.Request.Method} {context.Request.Path} is not a Tidemark API resource; /openapi/v1.json lists them"));
+
+            var server = new TidemarkServer(app, pool, data, dataLock, settings, logger) { Token = token };
+            await server.StartCoreAsync(registry, cancellationToken);
+            return server;
+        }
+        catch
+        {
+            if (app is not null)
+            {
+                await app.StopAsync(CancellationToken.None);
+                await app.DisposeAsync();
+            }
+
+            pool.Dispose();
+            throw;
+        }
+    }
+
+    private async Task StartCoreAsync(ExportRegistry registry, CancellationToken cancellationToken)
+    {
+        registry.Load();
+        await _app.StartAsync(cancellationToken);
+        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        HttpAddress = new Uri(addresses.First().TrimEnd('/') + "/");
+        NbdEndpoint = _app.Services.GetService<NbdListener>()?.LocalEndpoint;
+        registry.NbdAddress = NbdEndpoint?.ToString();
+        var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow);
+        AtomicFile.WriteAllText(_data.RuntimePath, JsonSerializer.Serialize(endpoints, ServerSettings.FileJson) + "\n");
+        _logger.LogInformation(
+            "Tidemark serving pool {Pool} from {Data}: API {Http} (token in {Token}), NBD {Nbd}",
+            _pool.Id,
+            _data.Root,
+            HttpAddress,
+            _data.TokenPath,
+            NbdEndpoint?.ToString() ?? "off");
+    }
+
+    private static Pool OpenPool(DataDirectory data, ServerSettings settings)
+    {
+        var options = new PoolOptions
+        {
+            MapCacheBytes = ServerSettings.Size(settings.MapCache, "map-cache"),
+            MetadataCacheBytes = ServerSettings.Size(settings.MetadataCache, "metadata-cache"),
+            FirstStorePath = settings.StorePath,
+            FirstStoreCapacityBytes = string.Equals(settings.StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase)
+                ? null
+                : ServerSettings.Size(settings.StoreCapacity, "store-capacity"),
+        };
+        return Directory.Exists(Path.Combine(data.PoolPath, "meta"))
+            ? Pool.Open(data.PoolPath, options)
+            : Pool.Create(data.PoolPath, options);
+    }
+
+    /// <summary>Runs until Ctrl-C / SIGTERM or <paramref name="cancellationToken"/>, then stops cleanly.</summary>
+    public async Task WaitForShutdownAsync(CancellationToken cancellationToken = default)
+    {
+        await _app.WaitForShutdownAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        try
+        {
+            await _app.StopAsync(CancellationToken.None);
+            await _app.DisposeAsync();
+        }
+        finally
+        {
+            _pool.Dispose();
+            try
+            {
+                File.Delete(_data.RuntimePath);
+            }
+            catch (IOException)
+            {
+                // A stale server.json is harmless: the CLI checks that its process is alive.
+            }
+
+            await _lock.DisposeAsync();
+            _logger.LogInformation("Tidemark stopped; the pool is flushed and closed");
+        }
+    }
+}

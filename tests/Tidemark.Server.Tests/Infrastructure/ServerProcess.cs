@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Tidemark.Api;
+
+namespace Tidemark.Server.Tests.Infrastructure;
+
+/// <summary>
+/// A real `tidemark serve` child process on free ports (port 0; the bound addresses are read from
+/// DATA/server.json) over a data directory the test owns. Stopped by PID: SIGTERM for a clean stop,
+/// SIGKILL for a crash; always killed on dispose so no test leaves a server behind.
+/// </summary>
+internal sealed class ServerProcess : IAsyncDisposable
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(30);
+
+    private readonly Process _process;
+    private readonly StringBuilder _log = new();
+
+    private ServerProcess(Process process, string dataDirectory)
+    {
+        _process = process;
+        DataDirectory = dataDirectory;
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public string DataDirectory { get; }
+
+    public int Pid => _process.Id;
+
+    public Uri Http { get; private set; } = null!;
+
+    public string Nbd { get; private set; } = null!;
+
+    public string Token { get; private set; } = null!;
+
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    public static async Task<ServerProcess> StartAsync(string dataDirectory, params string[] extraArguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--store-capacity", "1G" }.Concat(extraArguments))
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException("could not start tidemark serve");
+        var server = new ServerProcess(process, dataDirectory);
+        try
+        {
+            await server.WaitUntilServingAsync();
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    public Uri NbdUrl(string export) => new($"nbd://{Nbd}/{export}");
+
+    public TidemarkClient Client(string? token = null) => new(Http, token ?? Token, TimeSpan.FromSeconds(60));
+
+    /// <summary>kill -9: the crash case; what was acknowledged as durable must come back.</summary>
+    public async Task KillAsync()
+    {
+        Signals.Send(Pid, Signals.SigKill);
+        await _process.WaitForExitAsync().WaitAsync(StopTimeout);
+    }
+
+    /// <summary>SIGTERM, as systemd or Ctrl-C would; returns the exit code.</summary>
+    public async Task<int> StopAsync()
+    {
+        Signals.Send(Pid, Signals.SigTerm);
+        await _process.WaitForExitAsync().WaitAsync(StopTimeout);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().WaitAsync(StopTimeout);
+        }
+
+        _process.Dispose();
+    }
+
+    private async Task WaitUntilServingAsync()
+    {
+        var runtime = Path.Combine(DataDirectory, "server.json");
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < StartTimeout)
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"tidemark serve exited with {_process.ExitCode}:\n{Log}");
+            }
+
+            if (File.Exists(runtime))
+            {
+                try
+                {
+                    var endpoints = JsonSerializer.Deserialize<ServerEndpointsDto>(await File.ReadAllTextAsync(runtime), ApiJson.Options);
+                    if (endpoints is not null && endpoints.Pid == Pid)
+                    {
+                        Http = new Uri(endpoints.Http);
+                        Nbd = endpoints.Nbd ?? throw new InvalidOperationException("the server runs without NBD");
+                        Token = (await File.ReadAllTextAsync(Path.Combine(DataDirectory, "token"))).Trim();
+                        return;
+                    }
+                }
+                catch (JsonException)
+                {
+                    // Written atomically, so only a stale file of an earlier run can be read; retry.
+                }
+            }
+
+            await Task.Delay(100);
+        }
+
+        throw new TimeoutException($"tidemark serve did not start within {StartTimeout}:\n{Log}");
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_log)
+        {
+            _log.AppendLine(line);
+        }
+    }
+}
