@@ -351,6 +351,8 @@ internal static class Memory
         var afterWrite = Rss();
         var readRate = Io.Measure(20, 1, size, 4096, random: true, (off, buf) => volume.Read(off, buf));
         var afterRead = Rss();
+        var gc = GC.GetGCMemoryInfo();
+        Console.WriteLine($"managed heap {ByteSize.Format(gc.HeapSizeBytes)}, GC committed {ByteSize.Format(gc.TotalCommittedBytes)}, cached map pages {pool.GetInfo().Volumes}");
         row($"RSS, {ByteSize.Format(size)} volume written at 4K random, 256 snapshots", $"{ByteSize.Format(afterWrite)} after writing, {ByteSize.Format(afterRead)} after 20 s of random reads ({Io.Iops(readRate)})", "", "", "<= 256 MiB");
     }
 

@@ -20,7 +20,8 @@ internal sealed partial class Lineage
 
     private readonly Pool _pool;
     private readonly Lock _mapLock = new();
-    private readonly Dictionary<ulong, MapPage> _pages = [];
+    // Mutated under _mapLock only; read without it by the live read path.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, MapPage> _pages = new();
     private readonly List<MapPage> _clock = []; // the same pages, in a ring swept by _hand
     private int _hand;
     private readonly HashSet<MapPage> _dirtyPages = [];
@@ -148,12 +149,35 @@ internal sealed partial class Lineage
         var live = epoch == Live || epoch >= Record.Epoch;
         if (live)
         {
-            lock (_mapLock)
+            // Lock-free for cached pages: a concurrent writer replaces an entry's state word
+            // atomically, and the grace period keeps a block we read the old address of from reuse.
+            var i = 0;
+            while (i < count)
             {
-                for (var i = 0; i < count; i++)
+                var block = firstBlock + i;
+                if (!_pages.TryGetValue((ulong)block >> MapPage.PageShift, out var page))
                 {
-                    result[i] = GetLiveLocked(firstBlock + i);
+                    break;
+                }
+
+                page.Referenced = true;
+                var end = Math.Min(count, i + MapPage.BlocksPerPage - (int)(block & (MapPage.BlocksPerPage - 1)));
+                for (; i < end; i++)
+                {
+                    result[i] = MapEntry.FromState(page.ReadState((int)((firstBlock + i) & (MapPage.BlocksPerPage - 1))));
                     fallThrough |= result[i].Kind == EntryKind.Inherit;
+                }
+            }
+
+            if (i < count)
+            {
+                lock (_mapLock)
+                {
+                    for (; i < count; i++)
+                    {
+                        result[i] = GetLiveLocked(firstBlock + i);
+                        fallThrough |= result[i].Kind == EntryKind.Inherit;
+                    }
                 }
             }
         }
@@ -504,7 +528,7 @@ internal sealed partial class Lineage
             EvictLocked();
         }
 
-        _pages.Add(pageNo, page);
+        _pages[pageNo] = page;
         _clock.Add(page);
         return page;
     }
@@ -539,7 +563,7 @@ internal sealed partial class Lineage
                 continue;
             }
 
-            _pages.Remove(page.Number);
+            _pages.TryRemove(page.Number, out _);
             _clock[_hand] = _clock[^1];
             _clock.RemoveAt(_clock.Count - 1);
             evicted++;

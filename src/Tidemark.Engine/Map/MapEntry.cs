@@ -15,30 +15,38 @@ internal enum EntryKind
 }
 
 /// <summary>
-/// One version of one 4 KiB block: where it lives and the epoch it was born in. 16 bytes on disk:
-/// [phys+1 or 0 : u64][birth | zero flag (bit 63) : u64], little-endian. All-zero bytes mean
+/// One version of one 4 KiB block: where it lives and the epoch it was born in. 16 bytes on disk,
+/// little-endian: [state : u64][birth : u64] where state is 0 (inherit), 1 (zero) or phys+2 (mapped).
+/// Everything a reader needs is in the first word, so readers can take it with one atomic load
+/// while a writer replaces the entry (see <see cref="MapPage.ReadState"/>). All-zero bytes mean
 /// "inherit, born at epoch 0", so an absent entry and an empty page read the same.
 /// </summary>
 internal readonly record struct MapEntry(ulong Word0, ulong Word1)
 {
     public const int Bytes = 16;
-    private const ulong ZeroFlag = 1UL << 63;
+    private const ulong ZeroState = 1;
+    private const ulong MappedBase = 2;
 
     public static MapEntry Absent => default;
 
-    public EntryKind Kind => Word0 != 0 ? EntryKind.Mapped : (Word1 & ZeroFlag) != 0 ? EntryKind.Zero : EntryKind.Inherit;
+    public EntryKind Kind => KindOf(Word0);
 
-    public bool IsMapped => Word0 != 0;
+    public bool IsMapped => Word0 >= MappedBase;
 
-    public ulong Phys => Word0 - 1;
+    public ulong Phys => Word0 - MappedBase;
 
-    public ulong Birth => Word1 & ~ZeroFlag;
+    public ulong Birth => Word1;
 
     public bool IsAbsent => Word0 == 0 && Word1 == 0;
 
-    public static MapEntry Mapped(ulong phys, ulong birth) => new(phys + 1, birth);
+    public static EntryKind KindOf(ulong state) => state >= MappedBase ? EntryKind.Mapped : state == ZeroState ? EntryKind.Zero : EntryKind.Inherit;
 
-    public static MapEntry Zero(ulong birth) => new(0, birth | ZeroFlag);
+    /// <summary>An entry as a reader sees it from its first word alone (the birth is not needed to read).</summary>
+    public static MapEntry FromState(ulong state) => new(state, 0);
+
+    public static MapEntry Mapped(ulong phys, ulong birth) => new(phys + MappedBase, birth);
+
+    public static MapEntry Zero(ulong birth) => new(ZeroState, birth);
 
     public static MapEntry Inherit(ulong birth) => new(0, birth);
 

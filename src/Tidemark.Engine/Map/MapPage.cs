@@ -33,10 +33,15 @@ internal sealed class MapPage
         get => new(_words[index * 2], _words[(index * 2) + 1]);
         set
         {
-            _words[index * 2] = value.Word0;
+            // Birth first, state last with release semantics: a lock-free reader that sees the new
+            // state sees a complete entry; one that sees the old state reads the old version.
             _words[(index * 2) + 1] = value.Word1;
+            Volatile.Write(ref _words[index * 2], value.Word0);
         }
     }
+
+    /// <summary>The state word of an entry, read without the map lock (one atomic load).</summary>
+    public ulong ReadState(int index) => Volatile.Read(ref _words[index * 2]);
 
     public bool IsEmpty
     {
