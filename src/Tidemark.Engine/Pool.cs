@@ -232,6 +232,7 @@ public sealed partial class Pool : IDisposable
             var store = Options.StoreFactory(fullPath, capacityBytes, true);
             try
             {
+                RefuseIfNotEmpty(store);
                 WriteStoreHeader(store, index);
                 var record = new StoreRecord
                 {
@@ -285,6 +286,20 @@ public sealed partial class Pool : IDisposable
             }
 
             Allocator.Grow(index, capacityBytes / Lineage.BlockBytes);
+        }
+    }
+
+    // A device (or reused file) that already holds something is never overwritten: it may be
+    // another pool's store or a file system someone still needs.
+    private static void RefuseIfNotEmpty(IBackingStore store)
+    {
+        var first = new byte[Lineage.BlockBytes];
+        store.Read(0, first);
+        if (first.AsSpan().ContainsAnyExcept((byte)0))
+        {
+            throw new StorageException(
+                StorageError.InvalidArgument,
+                $"{store.Location} is not empty (it holds data, a file system or another pool's store); wipe its first 4 KiB (wipefs -a, blkdiscard) only if you are sure nothing on it is needed");
         }
     }
 
