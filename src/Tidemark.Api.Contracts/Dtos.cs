@@ -85,11 +85,45 @@ public sealed record DiffPageDto(
 
 /// <summary>
 /// An export: <see cref="Target"/> is a volume or view name (read-write unless <see cref="ReadOnly"/>)
-/// or a snapshot address VOLUME@SNAPSHOT (always read-only).
+/// or a snapshot address VOLUME@SNAPSHOT (always read-only). An iSCSI export is a target
+/// <see cref="Iqn"/> whose <see cref="Luns"/> serve one such target each (LUN 0 is <see cref="Target"/>);
+/// <see cref="AllowedInitiators"/> empty admits any initiator. CHAP secrets are never returned.
 /// </summary>
-public sealed record ExportDto(string Name, string Protocol, string Target, bool ReadOnly, string State, string? Problem, string? Url);
+public sealed record ExportDto(
+    string Name,
+    string Protocol,
+    string Target,
+    bool ReadOnly,
+    string State,
+    string? Problem,
+    string? Url,
+    string? Iqn = null,
+    IReadOnlyList<ExportLunDto>? Luns = null,
+    IReadOnlyList<string>? AllowedInitiators = null,
+    string? ChapUser = null,
+    string? MutualChapUser = null);
 
-public sealed record CreateExportRequest(string Target, string? Name = null, string Protocol = "nbd", bool ReadOnly = false);
+/// <summary>One LUN of an iSCSI export; <see cref="Url"/> is null while the server runs without iSCSI.</summary>
+public sealed record ExportLunDto(int Lun, string Target, bool ReadOnly, string? Url);
+
+/// <summary>
+/// Creates an export. <see cref="Protocol"/> "nbd" or "iscsi". The other fields are iSCSI only:
+/// <see cref="AdditionalTargets"/> become LUN 1, 2, ... (LUN 0 is <see cref="Target"/>); <see cref="Iqn"/>
+/// defaults to iqn.2026-11.dev.tidemark:NAME; <see cref="AllowedInitiators"/> empty or null admits any
+/// initiator; CHAP needs a user and a secret of 12 to 255 characters, mutual CHAP needs CHAP.
+/// </summary>
+public sealed record CreateExportRequest(
+    string Target,
+    string? Name = null,
+    string Protocol = "nbd",
+    bool ReadOnly = false,
+    IReadOnlyList<string>? AdditionalTargets = null,
+    string? Iqn = null,
+    IReadOnlyList<string>? AllowedInitiators = null,
+    string? ChapUser = null,
+    string? ChapSecret = null,
+    string? MutualChapUser = null,
+    string? MutualChapSecret = null);
 
 public sealed record VerifyDto(bool Clean, IReadOnlyList<string> Problems, long ReferencedBytes, long LiveMappedBlocks, long HistoryRecords, long ControlRecords);
 
@@ -97,4 +131,4 @@ public sealed record VerifyDto(bool Clean, IReadOnlyList<string> Problems, long 
 public sealed record ProblemDto(string? Type, string? Title, int? Status, string? Detail, string? Code);
 
 /// <summary>DATA/server.json: where the running server listens, for the CLI to find it.</summary>
-public sealed record ServerEndpointsDto(int Pid, string Http, string? Nbd, DateTimeOffset StartedAt);
+public sealed record ServerEndpointsDto(int Pid, string Http, string? Nbd, DateTimeOffset StartedAt, string? Iscsi = null);

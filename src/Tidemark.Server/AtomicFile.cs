@@ -14,6 +14,8 @@ public static class AtomicFile
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
         if (mode is { } m && !OperatingSystem.IsWindows())
         {
+            // The mode applies only to a new file: a temp file left by a crash must not keep a wider one.
+            File.Delete(temp);
             options.UnixCreateMode = m;
         }
 

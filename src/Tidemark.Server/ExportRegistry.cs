@@ -1,20 +1,27 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
 
 namespace Tidemark.Server;
 
 /// <summary>
 /// Exports of volumes, views and snapshots, kept in DATA/exports.json (rewritten atomically on every
-/// change) and published to the NBD catalogue. An export whose target is missing at start stays
-/// listed as offline with the reason, so nothing an administrator set up disappears silently.
+/// change, mode 0600 because it holds CHAP secrets) and published to the NBD catalogue or, for iSCSI,
+/// to the iSCSI target catalogue (one target per export, one LUN per volume, view or snapshot). An
+/// export whose target is missing at start stays listed as offline with the reason, so nothing an
+/// administrator set up disappears silently. Removing an export stops new logins and connections;
+/// sessions already logged in keep their device until they disconnect.
 /// </summary>
-public sealed class ExportRegistry
+public sealed partial class ExportRegistry
 {
     public const string Nbd = "nbd";
+    public const string Iscsi = "iscsi";
     private const int MaxNameLength = 255;
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
     private readonly Pool _pool;
     private readonly string _path;
@@ -31,6 +38,11 @@ public sealed class ExportRegistry
 
     public NbdExportCatalog Catalog { get; } = new();
 
+    public IscsiTargetCatalog IscsiCatalog { get; } = new();
+
+    /// <summary>The iSCSI portal initiators connect to ("127.0.0.1:3260"), for export URLs; null when iSCSI is off.</summary>
+    public string? IscsiAddress { get; set; }
+
     /// <summary>The NBD address clients connect to ("127.0.0.1:10809"), for export URLs; null when NBD is off.</summary>
     public string? NbdAddress { get; set; }
 
@@ -40,6 +52,12 @@ public sealed class ExportRegistry
         if (!File.Exists(_path))
         {
             return;
+        }
+
+        // Written by an older version with the default mode: it holds CHAP secrets now.
+        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(_path) & ~OwnerOnly) != 0)
+        {
+            File.SetUnixFileMode(_path, OwnerOnly);
         }
 
         List<ExportRecord> records;
@@ -83,11 +101,6 @@ public sealed class ExportRegistry
     public ExportDto Create(CreateExportRequest request)
     {
         var protocol = (request.Protocol ?? Nbd).ToLowerInvariant();
-        if (protocol != Nbd)
-        {
-            throw new StorageException(StorageError.Unsupported, $"protocol '{request.Protocol}' is not served yet; use nbd");
-        }
-
         if (string.IsNullOrWhiteSpace(request.Target))
         {
             throw new StorageException(StorageError.InvalidArgument, "an export needs a target: a volume, a view or VOLUME@SNAPSHOT");
@@ -95,13 +108,22 @@ public sealed class ExportRegistry
 
         var name = string.IsNullOrEmpty(request.Name) ? request.Target : request.Name;
         CheckName(name);
-        var isSnapshot = request.Target.Contains('@', StringComparison.Ordinal);
-        var record = new ExportRecord(name, protocol, request.Target, request.ReadOnly || isSnapshot);
+        var record = protocol switch
+        {
+            Nbd => NbdRecord(name, request),
+            Iscsi => IscsiRecord(name, request),
+            _ => throw new StorageException(StorageError.Unsupported, $"protocol '{request.Protocol}' is not served; use nbd or iscsi"),
+        };
         lock (_lock)
         {
             if (_entries.ContainsKey(name))
             {
                 throw new StorageException(StorageError.AlreadyExists, $"an export named '{name}' exists; remove it first or choose another name with --name");
+            }
+
+            if (record.Iqn is { } iqn && _entries.Values.FirstOrDefault(e => string.Equals(e.Record.Iqn, iqn, StringComparison.OrdinalIgnoreCase)) is { } other)
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"export '{other.Record.Name}' already serves the iSCSI target {iqn}; choose another with --iqn");
             }
 
             var entry = new Entry(record);
@@ -114,13 +136,24 @@ public sealed class ExportRegistry
             catch
             {
                 _entries.Remove(name);
-                Catalog.Remove(name);
+                Unpublish(record);
                 throw;
             }
 
-            _logger.LogInformation("exported {Target} over {Protocol} as {Export}{Mode}", record.Target, protocol, name, record.ReadOnly ? " (read-only)" : string.Empty);
+            _logger.LogInformation("exported {Target} over {Protocol} as {Export}{Mode}", string.Join(", ", record.AllTargets), protocol, name, record.ReadOnly ? " (read-only)" : string.Empty);
             return ToDto(entry);
         }
+    }
+
+    private static ExportRecord NbdRecord(string name, CreateExportRequest request)
+    {
+        if (request.AdditionalTargets is { Count: > 0 } || request.Iqn is not null || request.AllowedInitiators is { Count: > 0 }
+            || request.ChapUser is not null || request.ChapSecret is not null || request.MutualChapUser is not null || request.MutualChapSecret is not null)
+        {
+            throw new StorageException(StorageError.InvalidArgument, "more targets, an IQN, an initiator allow-list and CHAP apply to iSCSI exports only; NBD exports have one target and no access rules");
+        }
+
+        return new ExportRecord(name, Nbd, request.Target, request.ReadOnly || IsSnapshot(request.Target));
     }
 
     public void Delete(string name)
@@ -132,7 +165,7 @@ public sealed class ExportRegistry
                 throw new StorageException(StorageError.NotFound, $"no export named '{name}'; 'tidemark export list' shows them");
             }
 
-            Catalog.Remove(name);
+            Unpublish(entry.Record);
             try
             {
                 SaveLocked();
@@ -158,7 +191,7 @@ public sealed class ExportRegistry
         lock (_lock)
         {
             return [.. _entries.Values
-                .Where(e => e.Record.Target == volume || e.Record.Target.StartsWith(volume + "@", StringComparison.Ordinal))
+                .Where(e => e.Record.AllTargets.Any(t => t == volume || t.StartsWith(volume + "@", StringComparison.Ordinal)))
                 .Select(e => e.Record.Name)];
         }
     }
@@ -167,7 +200,7 @@ public sealed class ExportRegistry
     {
         lock (_lock)
         {
-            return [.. _entries.Values.Where(e => e.Record.Target == target).Select(e => e.Record.Name)];
+            return [.. _entries.Values.Where(e => e.Record.AllTargets.Contains(target)).Select(e => e.Record.Name)];
         }
     }
 
@@ -185,29 +218,66 @@ public sealed class ExportRegistry
     private void Publish(Entry entry)
     {
         var record = entry.Record;
-        IBlockDevice device = record.Target.Contains('@', StringComparison.Ordinal)
-            ? _pool.OpenSnapshot(record.Target)
-            : _pool.GetVolume(record.Target);
-        var description = device switch
+        switch (record.Protocol)
         {
-            Volume { Kind: VolumeKind.View } => $"view {record.Target}",
-            Volume => $"volume {record.Target}",
-            _ => $"snapshot {record.Target}",
-        };
-        Catalog.Set(new NbdExport(record.Name, device, description, record.ReadOnly));
+            case Nbd:
+                var device = Open(record.Target);
+                Catalog.Set(new NbdExport(record.Name, device, Describe(device, record.Target), record.ReadOnly));
+                break;
+            case Iscsi:
+                PublishIscsi(record);
+                break;
+            default:
+                throw new StorageException(StorageError.Unsupported, $"protocol '{record.Protocol}' is not served by this version");
+        }
+
         entry.Problem = null;
     }
 
+    private void Unpublish(ExportRecord record)
+    {
+        if (record.Protocol == Iscsi)
+        {
+            // Only this export's own target: a clash at load may have left another export's in place.
+            if (record.Iqn is { } iqn && IscsiCatalog.TryGetTarget(iqn, out var target) && target.Definition.Alias == record.Name)
+            {
+                IscsiCatalog.Remove(iqn);
+            }
+        }
+        else
+        {
+            Catalog.Remove(record.Name);
+        }
+    }
+
+    private IBlockDevice Open(string target) =>
+        IsSnapshot(target) ? _pool.OpenSnapshot(target) : _pool.GetVolume(target);
+
+    private static string Describe(IBlockDevice device, string target) => device switch
+    {
+        Volume { Kind: VolumeKind.View } => $"view {target}",
+        Volume => $"volume {target}",
+        _ => $"snapshot {target}",
+    };
+
+    private static bool IsSnapshot(string target) => target.Contains('@', StringComparison.Ordinal);
+
     private void SaveLocked() =>
-        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_entries.Values.Select(e => e.Record).ToList(), ServerSettings.FileJson) + "\n");
+        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_entries.Values.Select(e => e.Record).ToList(), ServerSettings.FileJson) + "\n", OwnerOnly);
 
     private ExportDto ToDto(Entry entry)
     {
         var r = entry.Record;
+        var state = entry.Problem is null ? "online" : "offline";
+        if (r.Protocol == Iscsi)
+        {
+            return IscsiDto(r, state, entry.Problem);
+        }
+
         // RFC 3986 allows '@' and ':' in a path segment; nbd URIs (libnbd) take the export name from the path.
         var path = Uri.EscapeDataString(r.Name).Replace("%40", "@", StringComparison.Ordinal).Replace("%3A", ":", StringComparison.Ordinal);
         var url = NbdAddress is null ? null : $"nbd://{NbdAddress}/{path}";
-        return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, entry.Problem is null ? "online" : "offline", entry.Problem, url);
+        return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, state, entry.Problem, url);
     }
 
     private static void CheckName(string name)
@@ -223,8 +293,35 @@ public sealed class ExportRegistry
         }
     }
 
-    /// <summary>One line of DATA/exports.json. Field names are persisted: never rename them.</summary>
-    public sealed record ExportRecord(string Name, string Protocol, string Target, bool ReadOnly);
+    /// <summary>
+    /// One line of DATA/exports.json. Field names are persisted: never rename them. NBD exports use the
+    /// four positional fields; iSCSI exports add <see cref="Luns"/> (LUN 0, 1, ...; the first equals
+    /// <see cref="Target"/>), the IQN, the allow-list and CHAP. <see cref="ReadOnly"/> on an iSCSI export
+    /// makes every LUN read-only; snapshot LUNs always are.
+    /// </summary>
+    public sealed record ExportRecord(string Name, string Protocol, string Target, bool ReadOnly)
+    {
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public IReadOnlyList<string>? Luns { get; init; }
+
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public string? Iqn { get; init; }
+
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public IReadOnlyList<string>? AllowedInitiators { get; init; }
+
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public ChapRecord? Chap { get; init; }
+
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public ChapRecord? MutualChap { get; init; }
+
+        [JsonIgnore]
+        public IReadOnlyList<string> AllTargets => Luns is { Count: > 0 } luns ? luns : [Target];
+    }
+
+    /// <summary>CHAP user name and secret as persisted (exports.json is mode 0600 for this reason).</summary>
+    public sealed record ChapRecord(string User, string Secret);
 
     private sealed class Entry(ExportRecord record)
     {

@@ -14,12 +14,16 @@ public sealed record ServerSettings
 {
     public const string DefaultHttp = "127.0.0.1:8410";
     public const string DefaultNbd = "127.0.0.1:10809";
+    public const string DefaultIscsi = "127.0.0.1:3260";
 
     /// <summary>HTTP API address, HOST:PORT (port 0: any free port). Keep it on loopback unless behind TLS.</summary>
     public string Http { get; init; } = DefaultHttp;
 
     /// <summary>NBD listener address, HOST:PORT, or "off".</summary>
     public string Nbd { get; init; } = DefaultNbd;
+
+    /// <summary>iSCSI listener address (the portal), HOST:PORT, or "off".</summary>
+    public string Iscsi { get; init; } = DefaultIscsi;
 
     /// <summary>Capacity of the pool's first file store when the pool is created: a size, or "auto" (the free space of the file system).</summary>
     public string StoreCapacity { get; init; } = "auto";
@@ -66,6 +70,11 @@ public sealed record ServerSettings
             ParseEndpoint(Nbd, "nbd");
         }
 
+        if (!IscsiDisabled)
+        {
+            ParseEndpoint(Iscsi, "iscsi");
+        }
+
         if (!string.Equals(StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase))
         {
             Size(StoreCapacity, "store-capacity");
@@ -81,6 +90,9 @@ public sealed record ServerSettings
 
     [JsonIgnore]
     public bool NbdDisabled => string.Equals(Nbd, "off", StringComparison.OrdinalIgnoreCase) || string.IsNullOrWhiteSpace(Nbd);
+
+    [JsonIgnore]
+    public bool IscsiDisabled => string.Equals(Iscsi, "off", StringComparison.OrdinalIgnoreCase) || string.IsNullOrWhiteSpace(Iscsi);
 
     public static IPEndPoint ParseEndpoint(string text, string setting)
     {

@@ -11,6 +11,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
 using Tidemark.Server.Api;
 
@@ -28,6 +29,8 @@ public sealed record ServeOptions
 
     public string? Nbd { get; init; }
 
+    public string? Iscsi { get; init; }
+
     public string? StoreCapacity { get; init; }
 
     public string? StorePath { get; init; }
@@ -41,7 +44,7 @@ public sealed record ServeOptions
 
 /// <summary>
 /// The appliance in one process: opens (or on first start creates) the pool, then hosts the REST API
-/// (Kestrel) and the NBD listener. Stopping (Ctrl-C, SIGTERM) ends the listeners first and then
+/// (Kestrel), the NBD listener and the iSCSI portal. Stopping (Ctrl-C, SIGTERM) ends the listeners first and then
 /// flushes and closes the pool, so everything acknowledged is on disk.
 /// </summary>
 public sealed class TidemarkServer : IAsyncDisposable
@@ -72,6 +75,8 @@ public sealed class TidemarkServer : IAsyncDisposable
 
     public IPEndPoint? NbdEndpoint { get; private set; }
 
+    public IPEndPoint? IscsiEndpoint { get; private set; }
+
     public string Token { get; private set; } = string.Empty;
 
     /// <summary>Merges the config file and the flags, writes the config on first start, and checks every value.</summary>
@@ -83,6 +88,7 @@ public sealed class TidemarkServer : IAsyncDisposable
         {
             Http = options.Http ?? fromFile.Http,
             Nbd = options.Nbd ?? fromFile.Nbd,
+            Iscsi = options.Iscsi ?? fromFile.Iscsi,
             StoreCapacity = options.StoreCapacity ?? fromFile.StoreCapacity,
             StorePath = options.StorePath ?? fromFile.StorePath,
             MapCache = options.MapCache ?? fromFile.MapCache,
@@ -161,6 +167,17 @@ public sealed class TidemarkServer : IAsyncDisposable
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdListener>());
             }
 
+            if (!settings.IscsiDisabled)
+            {
+                builder.Services.AddSingleton(new IscsiLimits());
+                builder.Services.AddSingleton(sp => new IscsiListener(
+                    ServerSettings.ParseEndpoint(settings.Iscsi, "iscsi"),
+                    sp.GetRequiredService<ExportRegistry>().IscsiCatalog,
+                    sp.GetRequiredService<IscsiLimits>(),
+                    sp.GetRequiredService<ILogger<IscsiListener>>()));
+                builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
+            }
+
             app = builder.Build();
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
             var registry = app.Services.GetRequiredService<ExportRegistry>();
@@ -201,15 +218,18 @@ public sealed class TidemarkServer : IAsyncDisposable
         HttpAddress = new Uri(addresses.First().TrimEnd('/') + "/");
         NbdEndpoint = _app.Services.GetService<NbdListener>()?.LocalEndpoint;
         registry.NbdAddress = NbdEndpoint?.ToString();
-        var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow);
+        IscsiEndpoint = _app.Services.GetService<IscsiListener>()?.LocalEndpoint;
+        registry.IscsiAddress = IscsiEndpoint?.ToString();
+        var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString());
         AtomicFile.WriteAllText(_data.RuntimePath, JsonSerializer.Serialize(endpoints, ServerSettings.FileJson) + "\n");
         _logger.LogInformation(
-            "Tidemark serving pool {Pool} from {Data}: API {Http} (token in {Token}), NBD {Nbd}",
+            "Tidemark serving pool {Pool} from {Data}: API {Http} (token in {Token}), NBD {Nbd}, iSCSI {Iscsi}",
             _pool.Id,
             _data.Root,
             HttpAddress,
             _data.TokenPath,
-            NbdEndpoint?.ToString() ?? "off");
+            NbdEndpoint?.ToString() ?? "off",
+            IscsiEndpoint?.ToString() ?? "off");
     }
 
     private static Pool OpenPool(DataDirectory data, ServerSettings settings)

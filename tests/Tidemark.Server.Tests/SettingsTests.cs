@@ -49,6 +49,27 @@ public sealed class SettingsTests
     }
 
     [Fact]
+    public void Validate_IscsiSetting_AcceptsAddressOrOffAndNamesTheSetting()
+    {
+        var error = Assert.Throws<ArgumentException>(() => (new ServerSettings() with { Iscsi = "portal" }).Validate());
+
+        Assert.Contains("iscsi", error.Message, StringComparison.Ordinal);
+        Assert.Equal(ServerSettings.DefaultIscsi, new ServerSettings().Iscsi);
+        Assert.True((new ServerSettings() with { Iscsi = "off" }).IscsiDisabled);
+        (new ServerSettings() with { Iscsi = "0.0.0.0:3260" }).Validate();
+    }
+
+    [Theory]
+    [InlineData("db", "iqn.2026-11.dev.tidemark:db")]
+    [InlineData("Mail_Store", "iqn.2026-11.dev.tidemark:mail-store")]
+    [InlineData("db@monday", "iqn.2026-11.dev.tidemark:db-monday")]
+    public void DefaultIqn_ExportName_ValidLowerCaseIqn(string exportName, string iqn)
+    {
+        Assert.Equal(iqn, ExportRegistry.DefaultIqn(exportName));
+        Assert.True(Tidemark.Protocols.Iscsi.IscsiName.IsValid(iqn));
+    }
+
+    [Fact]
     public void ResolveSettings_FlagsOverrideFile_FileKeepsItsValues()
     {
         var directory = Directory.CreateTempSubdirectory("tidemark-settings-").FullName;

@@ -11,6 +11,7 @@ public static class ServeCommand
         var config = new Option<string?>("--config") { Description = "config file (default DATA/tidemark.json; written with the settings in force on first start)" };
         var http = new Option<string?>("--http") { Description = $"HTTP API address IP:PORT, port 0 for any free port [config: http; default {ServerSettings.DefaultHttp}]" };
         var nbd = new Option<string?>("--nbd") { Description = $"NBD listener address IP:PORT, or off [config: nbd; default {ServerSettings.DefaultNbd}]" };
+        var iscsi = new Option<string?>("--iscsi") { Description = $"iSCSI portal address IP:PORT, port 0 for any free port, or off [config: iscsi; default {ServerSettings.DefaultIscsi}]" };
         var storeCapacity = new Option<string?>("--store-capacity") { Description = "capacity of the pool's first file store when the pool is created, e.g. 100G, or auto for the free space [config: storeCapacity; default auto]" };
         var storePath = new Option<string?>("--store-path") { Description = "file or block device of the pool's first store when the pool is created [config: storePath; default DATA/pool/store-0.dat]" };
         var mapCache = new Option<string?>("--map-cache") { Description = "memory for cached volume map pages [config: mapCache; default 64M]" };
@@ -18,10 +19,10 @@ public static class ServeCommand
         var logLevel = new Option<string?>("--log-level") { Description = "Trace, Debug, Information, Warning or Error [config: logLevel; default Information]" };
         var command = new Command(
             "serve",
-            "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API and the NBD listener. "
+            "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API, the NBD listener and the iSCSI portal. "
             + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
         {
-            config, http, nbd, storeCapacity, storePath, mapCache, metadataCache, logLevel,
+            config, http, nbd, iscsi, storeCapacity, storePath, mapCache, metadataCache, logLevel,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -31,6 +32,7 @@ public static class ServeCommand
                 ConfigPath = parse.GetValue(config),
                 Http = parse.GetValue(http),
                 Nbd = parse.GetValue(nbd),
+                Iscsi = parse.GetValue(iscsi),
                 StoreCapacity = parse.GetValue(storeCapacity),
                 StorePath = parse.GetValue(storePath),
                 MapCache = parse.GetValue(mapCache),

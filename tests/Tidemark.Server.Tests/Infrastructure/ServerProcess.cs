@@ -36,6 +36,9 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public string Nbd { get; private set; } = null!;
 
+    /// <summary>The iSCSI portal, "127.0.0.1:PORT".</summary>
+    public string Iscsi { get; private set; } = null!;
+
     public string Token { get; private set; } = null!;
 
     public string Log
@@ -58,7 +61,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--store-capacity", "1G" }.Concat(extraArguments))
+        foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "127.0.0.1:0", "--store-capacity", "1G" }.Concat(extraArguments))
         {
             start.ArgumentList.Add(argument);
         }
@@ -78,6 +81,8 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     public Uri NbdUrl(string export) => new($"nbd://{Nbd}/{export}");
+
+    public string IscsiUrl(string iqn, int lun = 0) => $"iscsi://{Iscsi}/{iqn}/{lun}";
 
     public TidemarkClient Client(string? token = null) => new(Http, token ?? Token, TimeSpan.FromSeconds(60));
 
@@ -127,6 +132,7 @@ internal sealed class ServerProcess : IAsyncDisposable
                     {
                         Http = new Uri(endpoints.Http);
                         Nbd = endpoints.Nbd ?? throw new InvalidOperationException("the server runs without NBD");
+                        Iscsi = endpoints.Iscsi ?? throw new InvalidOperationException("the server runs without iSCSI");
                         Token = (await File.ReadAllTextAsync(Path.Combine(DataDirectory, "token"))).Trim();
                         return;
                     }

@@ -1,0 +1,45 @@
+namespace Tidemark.Interop.Tests.Infrastructure;
+
+/// <summary>
+/// A directory under /tmp, removed with everything in it when the test ends. It is made traversable
+/// (0755) so that a service running as another user (PostgreSQL as postgres) can reach its own
+/// subdirectory; nothing secret is kept in it.
+/// </summary>
+internal sealed class TempDirectory : IDisposable
+{
+    public TempDirectory()
+    {
+        Path = Directory.CreateTempSubdirectory("tidemark-interop-").FullName;
+        File.SetUnixFileMode(Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+            | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+    }
+
+    public string Path { get; }
+
+    public string Combine(string name) => System.IO.Path.Combine(Path, name);
+
+    public string CreateDirectory(string name) => Directory.CreateDirectory(Combine(name)).FullName;
+
+    public void Dispose()
+    {
+        // Never descend into a file system that is still mounted below us (a failed unmount):
+        // deleting through it would destroy what the test left for inspection, or hang on FUSE.
+        if (MountTable.AnyMountedUnder(Path))
+        {
+            return;
+        }
+
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A process we killed may still be releasing a file; /tmp is cleaned eventually.
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // Same: left for /tmp's own cleaning.
+        }
+    }
+}

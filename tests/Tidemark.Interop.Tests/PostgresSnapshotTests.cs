@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using Tidemark.Api;
+using Tidemark.Interop.Tests.Infrastructure;
+
+namespace Tidemark.Interop.Tests;
+
+/// <summary>
+/// PostgreSQL with its data directory on ext4 on a Tidemark volume, a snapshot taken under pgbench
+/// load without any quiescing, and a second PostgreSQL started on a view of that snapshot: the
+/// crash-consistent image must recover into a database that passes amcheck and holds every
+/// transaction committed before the snapshot.
+/// </summary>
+public sealed class PostgresSnapshotTests
+{
+    // Thin: only what PostgreSQL writes takes pool space. pgbench scale 10 is ~160 MB of tables
+    // plus its WAL; 2 GiB leaves room for WAL that a slow checkpoint has not recycled yet.
+    private const long VolumeBytes = 2L << 30;
+    private const int Scale = 10;
+
+    [Fact]
+    public async Task SnapshotView_PostgresUnderPgbenchLoad_RecoversIntactWithCommittedTransactions()
+    {
+        var bin = HostRequirements.RequirePostgres();
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "6G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("pg", VolumeBytes));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "pg"));
+        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
+        await live.FormatExt4Async();
+        await live.MountAsync("rw");
+        var primaryData = Path.Combine(live.MountPoint, "pgdata");
+        await PostgresInstance.InitDbAsync(bin, primaryData);
+        await using var primary = await PostgresInstance.StartAsync(bin, primaryData, temp.Combine("sock-primary"));
+        await primary.RunClientAsync(TimeSpan.FromMinutes(3), "pgbench", "-i", "-q", "-s", $"{Scale}", "postgres");
+        await primary.QueryAsync("CHECKPOINT");
+
+        var (committedBeforeSnapshot, loadOutput) = await SnapshotUnderLoadAsync(client, primary);
+        var committedAtEnd = await primary.CountAsync("pgbench_history");
+
+        await client.CreateViewAsync("pg@under-load", "pg-clone");
+        var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
+        await using var view = await AttachedExport.AttachAsync(viewExport.Url!, temp.CreateDirectory("view"), readOnly: false);
+        await view.MountAsync("rw");
+        var cloneData = Path.Combine(view.MountPoint, "pgdata");
+
+        // The image holds the primary's postmaster.pid, and the primary is alive in this PID
+        // namespace, so PostgreSQL would refuse the directory; on another host it would be stale.
+        File.Delete(Path.Combine(cloneData, "postmaster.pid"));
+        await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
+        var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed", "--progress");
+        var accounts = await clone.CountAsync("pgbench_accounts");
+        var branches = await clone.CountAsync("pgbench_branches");
+        var committedInClone = await clone.CountAsync("pgbench_history");
+        var balanced = await clone.QueryAsync(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
+            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
+            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
+        var cloneLog = await File.ReadAllTextAsync(clone.LogFile);
+        await clone.StopAsync();
+        await primary.StopAsync();
+
+        Assert.Contains("database system was not properly shut down; automatic recovery in progress", cloneLog, StringComparison.Ordinal);
+        Assert.Equal(0, amcheck.ExitCode);
+        Assert.Equal((Scale * 100_000L, (long)Scale), (accounts, branches));
+        Assert.Equal("t", balanced);
+        Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot");
+        Assert.True(committedInClone < committedAtEnd, $"the clone is not a point-in-time image: {committedInClone} history rows, {committedAtEnd} at the end of the load\npgbench: {loadOutput}");
+    }
+
+    /// <summary>
+    /// pgbench -T 20 -c 4 in the background; after 6 s of load (and at least some commits), counts
+    /// the committed transactions and takes the snapshot at once (no checkpoint, no freeze), then
+    /// lets pgbench run to its end.
+    /// </summary>
+    private static async Task<(long CommittedBeforeSnapshot, string LoadOutput)> SnapshotUnderLoadAsync(TidemarkClient client, PostgresInstance primary)
+    {
+        using var load = primary.StartClient("pgbench", "-T", "20", "-c", "4", "-j", "2", "postgres");
+        var stdout = load.StandardOutput.ReadToEndAsync();
+        var stderr = load.StandardError.ReadToEndAsync();
+        try
+        {
+            var started = Stopwatch.StartNew();
+            long committed;
+            do
+            {
+                await Task.Delay(500);
+                if (load.HasExited)
+                {
+                    Assert.Fail($"pgbench ended before the snapshot:\n{await stdout}\n{await stderr}");
+                }
+
+                committed = await primary.CountAsync("pgbench_history");
+            }
+            while ((committed < 200 || started.Elapsed < TimeSpan.FromSeconds(6)) && started.Elapsed < TimeSpan.FromSeconds(14));
+
+            Assert.True(committed > 0, "pgbench committed nothing in 14 s");
+            await client.CreateSnapshotAsync("pg", "under-load");
+            Assert.False(load.HasExited, "pgbench had already ended when the snapshot was taken: the snapshot was not under load");
+            await load.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(90));
+            var output = $"{await stdout}\n{await stderr}";
+            Assert.True(load.ExitCode == 0, $"pgbench exited with {load.ExitCode}:\n{output}");
+            return (committed, output);
+        }
+        finally
+        {
+            if (!load.HasExited)
+            {
+                load.Kill(entireProcessTree: true);
+                await load.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            }
+        }
+    }
+}
