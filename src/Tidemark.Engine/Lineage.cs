@@ -23,6 +23,7 @@ internal sealed partial class Lineage
     // Mutated under _mapLock only; read without it by the live read path.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, MapPage> _pages = new();
     private readonly List<MapPage> _clock = []; // the same pages, in a ring swept by _hand
+    private byte[]? _pageBuffer;
     private int _hand;
     private readonly HashSet<MapPage> _dirtyPages = [];
     private Dictionary<long, MapEntry> _pendingHistory = [];
@@ -511,16 +512,21 @@ internal sealed partial class Lineage
             return page;
         }
 
-        var bytes = _pool.Meta.Get(Keys.LivePageKey(Id, pageNo));
-        if (bytes is null && !create)
+        // A miss reads the stored page into a buffer this lineage reuses (under the map lock), so
+        // a miss allocates only the page it caches.
+        Span<byte> key = stackalloc byte[13];
+        Keys.WriteKey3(key, Keys.LivePage, Id, pageNo);
+        _pageBuffer ??= new byte[MapPage.Bytes];
+        var found = _pool.Meta.TryGetFixed(key, _pageBuffer);
+        if (!found && !create)
         {
             return null;
         }
 
         page = new MapPage(pageNo) { Referenced = true };
-        if (bytes is not null)
+        if (found)
         {
-            page.Load(bytes);
+            page.Load(_pageBuffer);
         }
 
         if (_pool.PageCacheAdd(1))

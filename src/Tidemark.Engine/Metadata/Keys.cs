@@ -97,6 +97,13 @@ internal static class Keys
         return k;
     }
 
+    public static void WriteKey3(Span<byte> key, byte tag, uint lineage, ulong value)
+    {
+        key[0] = tag;
+        BinaryPrimitives.WriteUInt32BigEndian(key[1..], lineage);
+        BinaryPrimitives.WriteUInt64BigEndian(key[5..], value);
+    }
+
     public static uint ReadLineage(ReadOnlySpan<byte> key) => BinaryPrimitives.ReadUInt32BigEndian(key[1..]);
 
     public static ulong ReadU64At(ReadOnlySpan<byte> key, int offset) => BinaryPrimitives.ReadUInt64BigEndian(key[offset..]);
