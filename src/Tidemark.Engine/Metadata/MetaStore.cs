@@ -26,7 +26,7 @@ internal sealed class MetaStore : IDisposable
         var table = new BlockBasedTableOptions()
             .SetBlockCache(cache)
             .SetBlockSize(16 * 1024)
-            .SetCacheIndexAndFilterBlocks(true)
+            .SetCacheIndexAndFilterBlocks(false)
             .SetFilterPolicy(BloomFilterPolicy.Create(10, false))
             .SetFormatVersion(5);
         var options = new DbOptions()
