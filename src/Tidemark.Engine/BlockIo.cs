@@ -33,7 +33,10 @@ internal static class BlockIo
         var within = (int)(offsetBytes & (Lineage.BlockBytes - 1));
         var block = offsetBytes >> Lineage.BlockShift;
         var done = 0;
-        Span<byte> buffer = stackalloc byte[Lineage.BlockBytes];
+
+        // The staging block is only needed (and only cleared) when the range is not whole blocks.
+        var partial = within != 0 || (destination.Length & (Lineage.BlockBytes - 1)) != 0;
+        Span<byte> buffer = partial ? stackalloc byte[Lineage.BlockBytes] : [];
         if (within != 0 || destination.Length < Lineage.BlockBytes)
         {
             var n = Math.Min(Lineage.BlockBytes - within, destination.Length);
