@@ -71,7 +71,7 @@ public sealed partial class IscsiDataTests : IDisposable
         await client.CreateVolumeAsync(new CreateVolumeRequest("cu", 256L << 20));
         var export = await client.CreateExportAsync(new CreateExportRequest("cu", Protocol: "iscsi"));
 
-        var result = await ProcessRunner.RunAsync(SuiteTimeout, null, "iscsi-test-cu", "--dataloss", $"--test={family}", export.Url!, export.Url!);
+        var result = await ProcessRunner.RunAsync(SuiteTimeout, "iscsi-test-cu", "--dataloss", $"--test={family}", export.Url!, export.Url!);
 
         // CUnit's run summary: "tests  Total  Ran  Passed  Failed  Inactive".
         var output = result.StandardOutput + result.StandardError;
@@ -103,7 +103,7 @@ public sealed partial class IscsiDataTests : IDisposable
     }
 
     private static Task<ProcessResult> Tool(string tool, params string[] arguments) =>
-        ProcessRunner.RunAsync(ToolTimeout, null, tool, arguments);
+        ProcessRunner.RunAsync(ToolTimeout, tool, arguments);
 
     private static byte[] Hash(string path) => SHA256.HashData(File.ReadAllBytes(path));
 

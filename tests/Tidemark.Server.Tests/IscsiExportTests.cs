@@ -206,5 +206,5 @@ public sealed class IscsiExportTests : IAsyncLifetime
     private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync(["--data", _server.DataDirectory, .. arguments]);
 
     private static Task<ProcessResult> Tool(string tool, params string[] arguments) =>
-        ProcessRunner.RunAsync(TimeSpan.FromSeconds(30), null, tool, arguments);
+        ProcessRunner.RunAsync(TimeSpan.FromSeconds(30), tool, arguments);
 }

@@ -6,8 +6,8 @@ internal static class CliProcess
     public static string DllPath { get; } = Path.Combine(AppContext.BaseDirectory, "tidemark.dll");
 
     public static Task<ProcessResult> RunAsync(params string[] arguments) =>
-        ProcessRunner.RunAsync(ProcessRunner.DefaultTimeout, null, "dotnet", [DllPath, .. arguments]);
+        ProcessRunner.RunAsync(ProcessRunner.DefaultTimeout, "dotnet", [DllPath, .. arguments]);
 
     public static Task<ProcessResult> RunAsync(IReadOnlyDictionary<string, string?> environment, params string[] arguments) =>
-        ProcessRunner.RunAsync(ProcessRunner.DefaultTimeout, environment, "dotnet", [DllPath, .. arguments]);
+        ProcessRunner.RunWithEnvironmentAsync(ProcessRunner.DefaultTimeout, environment, "dotnet", [DllPath, .. arguments]);
 }
