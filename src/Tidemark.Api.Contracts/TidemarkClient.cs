@@ -11,7 +11,7 @@ namespace Tidemark.Api;
 /// the server's problem code and detail when the server refuses, and <see cref="HttpRequestException"/>
 /// when it cannot be reached.
 /// </summary>
-public sealed class TidemarkClient : IDisposable
+public sealed partial class TidemarkClient : IDisposable
 {
     public const string ApiPrefix = "api/v1/";
 

@@ -12,6 +12,11 @@ public static class Output
 
     public static void Json<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, PrettyJson));
 
+    private static readonly JsonSerializerOptions LineJson = new(ApiJson.Options) { WriteIndented = false };
+
+    /// <summary>One compact JSON object per line (JSON Lines), for streams of records such as events.</summary>
+    public static void JsonLine<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, LineJson));
+
     public static string Size(long bytes) => ByteSize.Format(bytes);
 
     public static string Time(DateTimeOffset time) => time.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);

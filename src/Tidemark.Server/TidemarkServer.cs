@@ -14,6 +14,7 @@ using Tidemark.Engine;
 using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
 using Tidemark.Server.Api;
+using Tidemark.Server.Events;
 
 namespace Tidemark.Server;
 
@@ -69,6 +70,8 @@ public sealed class TidemarkServer : IAsyncDisposable
     public ServerSettings Settings { get; }
 
     public Pool Pool => _pool;
+
+    public EventLog Events => _app.Services.GetRequiredService<EventLog>();
 
     /// <summary>The HTTP base address actually bound ("http://127.0.0.1:8410/"), known after start.</summary>
     public Uri? HttpAddress { get; private set; }
@@ -155,6 +158,8 @@ public sealed class TidemarkServer : IAsyncDisposable
         try
         {
             builder.Services.AddSingleton(pool);
+            builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>()));
             if (!settings.NbdDisabled)
             {
@@ -181,11 +186,15 @@ public sealed class TidemarkServer : IAsyncDisposable
             app = builder.Build();
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
             var registry = app.Services.GetRequiredService<ExportRegistry>();
+            var events = app.Services.GetRequiredService<EventLog>();
+            var audit = new AuditMiddleware(events, app.Services.GetRequiredService<TimeProvider>());
+            app.Use(audit.InvokeAsync);
             app.Use(Problems.HandleAsync);
             var auth = new TokenAuthentication(token);
             app.Use(auth.InvokeAsync);
             app.MapOpenApi();
             app.MapTidemarkApi();
+            app.MapEventApi();
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,
@@ -222,6 +231,7 @@ public sealed class TidemarkServer : IAsyncDisposable
         registry.IscsiAddress = IscsiEndpoint?.ToString();
         var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString());
         AtomicFile.WriteAllText(_data.RuntimePath, JsonSerializer.Serialize(endpoints, ServerSettings.FileJson) + "\n");
+        Events.Record("server.start", null, "server", $"serving pool {_pool.Id}: API {HttpAddress}, NBD {NbdEndpoint?.ToString() ?? "off"}, iSCSI {IscsiEndpoint?.ToString() ?? "off"}");
         _logger.LogInformation(
             "Tidemark serving pool {Pool} from {Data}: API {Http} (token in {Token}), NBD {Nbd}, iSCSI {Iscsi}",
             _pool.Id,
@@ -262,9 +272,11 @@ public sealed class TidemarkServer : IAsyncDisposable
         }
 
         _disposed = true;
+        var events = Events;
         try
         {
             await _app.StopAsync(CancellationToken.None);
+            events.Record("server.stop", null, "server", "stopped cleanly; the pool is flushed and closed");
             await _app.DisposeAsync();
         }
         finally

@@ -37,8 +37,8 @@ public static class Endpoints
         {
             p.AddStore(request.Path, request.CapacityBytes);
             return TypedResults.Ok(p.GetInfo().ToDto());
-        });
-        pool.MapPost("/verify", (Pool p) => TypedResults.Ok(p.Verify().ToDto()));
+        }).WithName("pool.add-store");
+        pool.MapPost("/verify", (Pool p) => TypedResults.Ok(p.Verify().ToDto())).WithName("pool.verify");
     }
 
     private static void MapVolumes(RouteGroupBuilder volumes)
@@ -48,25 +48,25 @@ public static class Endpoints
         {
             var volume = p.CreateVolume(request.Name, request.SizeBytes, request.LogicalBlockSizeBytes);
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume.Name)}", volume.ToDto(p, e));
-        });
+        }).WithName("volume.create");
         volumes.MapGet("/{name}", (Pool p, ExportRegistry e, string name) => TypedResults.Ok(p.GetVolume(name).ToDto(p, e)));
         volumes.MapPost("/{name}/resize", (Pool p, ExportRegistry e, string name, ResizeVolumeRequest request) =>
         {
             p.ResizeVolume(name, request.SizeBytes);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
-        });
+        }).WithName("volume.resize");
         volumes.MapDelete("/{name}", (Pool p, ExportRegistry e, string name) =>
         {
             p.GetVolume(name);
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
             p.DeleteVolume(name);
             return TypedResults.NoContent();
-        });
+        }).WithName("volume.delete");
         volumes.MapPost("/{name}/rollback", (Pool p, ExportRegistry e, string name, RollbackRequest request) =>
         {
             var kept = p.Rollback(name, request.Snapshot);
             return TypedResults.Ok(new RollbackResult(p.GetVolume(name).ToDto(p, e), kept?.ToDto()));
-        });
+        }).WithName("volume.rollback");
         volumes.MapGet("/{name}/diff", Diff);
     }
 
@@ -114,7 +114,7 @@ public static class Endpoints
         {
             var snapshot = p.CreateSnapshot(volume, string.IsNullOrEmpty(request?.Name) ? null : request.Name);
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto());
-        });
+        }).WithName("snapshot.create");
         snapshots.MapGet("/{snapshot}", (Pool p, string volume, string snapshot) => TypedResults.Ok(p.GetSnapshot($"{volume}@{snapshot}").ToDto()));
         snapshots.MapDelete("/{snapshot}", (Pool p, ExportRegistry e, string volume, string snapshot) =>
         {
@@ -123,11 +123,11 @@ public static class Endpoints
             e.ThrowIfExported(e.ExportsOfTarget(address), $"snapshot {address}");
             p.DeleteSnapshot(address);
             return TypedResults.NoContent();
-        });
+        }).WithName("snapshot.delete");
         snapshots.MapPost("/{snapshot}/hold", (Pool p, string volume, string snapshot, HoldRequest? request) =>
-            TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto()));
+            TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto())).WithName("snapshot.hold");
         snapshots.MapPost("/{snapshot}/release", (Pool p, string volume, string snapshot) =>
-            TypedResults.Ok(p.ReleaseHold($"{volume}@{snapshot}").ToDto()));
+            TypedResults.Ok(p.ReleaseHold($"{volume}@{snapshot}").ToDto())).WithName("snapshot.release");
         snapshots.MapGet("/{snapshot}/usage", (Pool p, string volume, string snapshot) =>
         {
             var address = $"{volume}@{snapshot}";
@@ -142,12 +142,12 @@ public static class Endpoints
         {
             var view = p.CreateView(request.Snapshot, request.Name);
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(view.Name)}", view.ToDto(p, e));
-        });
+        }).WithName("view.create");
         views.MapPost("/{name}/promote", (Pool p, ExportRegistry e, string name) =>
         {
             p.PromoteView(name);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
-        });
+        }).WithName("view.promote");
     }
 
     private static void MapGroups(RouteGroupBuilder groups)
@@ -157,14 +157,14 @@ public static class Endpoints
         {
             var group = p.CreateGroup(request.Name, request.Volumes);
             return TypedResults.Created($"/api/v1/groups/{Uri.EscapeDataString(group.Name)}", group.ToDto());
-        });
+        }).WithName("group.create");
         groups.MapDelete("/{name}", (Pool p, string name) =>
         {
             p.DeleteGroup(name);
             return TypedResults.NoContent();
-        });
+        }).WithName("group.delete");
         groups.MapPost("/{name}/snapshots", (Pool p, string name, CreateSnapshotRequest? request) =>
-            TypedResults.Ok(p.SnapshotGroup(name, string.IsNullOrEmpty(request?.Name) ? null : request.Name).Select(s => s.ToDto()).ToList()));
+            TypedResults.Ok(p.SnapshotGroup(name, string.IsNullOrEmpty(request?.Name) ? null : request.Name).Select(s => s.ToDto()).ToList())).WithName("group.snapshot");
     }
 
     private static void MapExports(RouteGroupBuilder exports)
@@ -174,11 +174,11 @@ public static class Endpoints
         {
             var export = e.Create(request);
             return TypedResults.Created($"/api/v1/exports/{Uri.EscapeDataString(export.Name)}", export);
-        });
+        }).WithName("export.create");
         exports.MapDelete("/{name}", (ExportRegistry e, string name) =>
         {
             e.Delete(name);
             return TypedResults.NoContent();
-        });
+        }).WithName("export.delete");
     }
 }

@@ -29,6 +29,7 @@ public static class Problems
     public static Task WriteAsync(HttpContext context, int status, string code, string title, string detail)
     {
         context.Response.StatusCode = status;
+        context.Items[Events.AuditMiddleware.ProblemItem] = $"{code}: {detail}";
         var problem = new ProblemDto($"urn:tidemark:problem:{code}", title, status, detail, code);
         return context.Response.WriteAsJsonAsync(problem, ApiJson.Options, ContentType);
     }

@@ -16,7 +16,14 @@ public sealed class TokenAuthentication
     public TokenAuthentication(string token)
     {
         _token = Encoding.UTF8.GetBytes(token);
+        Actor = Fingerprint(token);
     }
+
+    /// <summary>Who a request with this token is in the audit log: "token:" and the first 12 hex digits of its SHA-256.</summary>
+    public string Actor { get; }
+
+    public static string Fingerprint(string token) =>
+        "token:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)))[..12];
 
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
@@ -25,6 +32,7 @@ public sealed class TokenAuthentication
         if (header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)
             && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header[scheme.Length..].Trim()), _token))
         {
+            context.Items[Events.AuditMiddleware.ActorItem] = Actor;
             return next(context);
         }
 

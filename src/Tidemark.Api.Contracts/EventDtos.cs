@@ -1,0 +1,20 @@
+namespace Tidemark.Api;
+
+/// <summary>
+/// One entry of the server's event and audit log: a change made through the API (who, when, what,
+/// and whether it worked), or something the server did on its own (a policy snapshot, a pool grown).
+/// </summary>
+/// <param name="Sequence">Increases by one per event, also across restarts; page with <c>after</c>.</param>
+/// <param name="Kind">Dotted name such as "volume.create", "snapshot.delete", "pool.grow", "auth.refused".</param>
+/// <param name="Subject">What it concerns: a volume, "volume@snapshot", an export, a policy; null when nothing in particular.</param>
+/// <param name="Actor">"token:1a2b3c4d5e6f" (the API token's fingerprint), "server", "policy:NAME", or "anonymous".</param>
+/// <param name="Outcome">"ok", or "failed" with the error in <paramref name="Message"/>.</param>
+public sealed record EventDto(
+    long Sequence,
+    DateTimeOffset Time,
+    string Kind,
+    string? Subject,
+    string Actor,
+    string Outcome,
+    string Message,
+    string? Remote = null);

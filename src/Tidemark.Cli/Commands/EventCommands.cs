@@ -1,0 +1,81 @@
+using System.CommandLine;
+using Tidemark.Api;
+
+namespace Tidemark.Cli.Commands;
+
+public static class EventCommands
+{
+    public static Command Create()
+    {
+        var kind = new Option<string?>("--kind") { Description = "only this kind, or a family: 'snapshot' matches snapshot.create and snapshot.delete" };
+        var subject = new Option<string?>("--subject") { Description = "only events about this volume, VOLUME@SNAPSHOT, export or policy" };
+        var since = new Option<DateTimeOffset?>("--since") { Description = "only events at or after this time (ISO 8601, e.g. 2026-11-24T08:00Z)" };
+        var after = new Option<long?>("--after") { Description = "only events after this sequence number (paging forward)" };
+        var limit = new Option<int?>("--limit") { Description = "at most this many (default 100; without --after the newest ones)" };
+        var follow = new Option<bool>("--follow", "-f") { Description = "keep printing new events as they happen, until Ctrl-C" };
+        var list = new Command("list", "Show the event and audit log: every change, who made it and when") { kind, subject, since, after, limit, follow };
+        list.SetClientAction(async (p, client, json, ct) =>
+        {
+            var events = await client.ListEventsAsync(p.GetValue(after), p.GetValue(kind), p.GetValue(subject), p.GetValue(since), p.GetValue(limit), ct);
+            Print(events, json, header: true);
+            if (!p.GetValue(follow))
+            {
+                return;
+            }
+
+            var last = events.Count > 0 ? events[^1].Sequence : p.GetValue(after) ?? 0;
+            if (events.Count == 0 && p.GetValue(after) is null)
+            {
+                // Nothing matched yet: follow from the newest event of any kind.
+                var newest = await client.ListEventsAsync(limit: 1, ct: ct);
+                last = newest.Count > 0 ? newest[0].Sequence : 0;
+            }
+
+            try
+            {
+                while (!ct.IsCancellationRequested)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), ct);
+                    var more = await client.ListEventsAsync(last, p.GetValue(kind), p.GetValue(subject), p.GetValue(since), 1000, ct);
+                    if (more.Count > 0)
+                    {
+                        Print(more, json, header: false);
+                        last = more[^1].Sequence;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // Ctrl-C ends following; what was printed stands.
+            }
+        });
+
+        return new Command("event", "The event and audit log") { list };
+    }
+
+    private static void Print(IReadOnlyList<EventDto> events, bool json, bool header)
+    {
+        if (json)
+        {
+            foreach (var e in events)
+            {
+                Output.JsonLine(e);
+            }
+
+            return;
+        }
+
+        var rows = events.Select(e => (IReadOnlyList<string>)[e.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture), Output.Time(e.Time), e.Kind, e.Subject ?? "-", e.Actor, e.Outcome, e.Message]);
+        if (header)
+        {
+            Output.Table(["SEQ", "TIME", "KIND", "SUBJECT", "ACTOR", "OUTCOME", "MESSAGE"], rows);
+        }
+        else
+        {
+            foreach (var row in rows)
+            {
+                Console.Out.WriteLine(string.Join("  ", row));
+            }
+        }
+    }
+}

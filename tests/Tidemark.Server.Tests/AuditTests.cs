@@ -1,0 +1,103 @@
+using System.Net;
+using System.Text.Json;
+using Tidemark.Api;
+using Tidemark.Server.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>Every change through the API lands in the audit log of a real server, with who, what and whether it worked.</summary>
+public sealed class AuditTests : IAsyncLifetime
+{
+    private readonly TempDirectory _temp = new();
+    private ServerProcess _server = null!;
+
+    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        _temp.Dispose();
+    }
+
+    [Fact]
+    public async Task Changes_AreAuditedWithActorSubjectAndOutcome()
+    {
+        using var client = _server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        await client.CreateSnapshotAsync("mail", "monday");
+        await client.HoldSnapshotAsync("mail@monday", new HoldRequest(Reason: "legal"));
+        await Assert.ThrowsAsync<TidemarkApiException>(() => client.DeleteSnapshotAsync("mail@monday"));
+        await client.ListVolumesAsync();
+        using (var stranger = _server.Client("0000000000000000000000000000000000000000000000000000000000000000"))
+        {
+            await Assert.ThrowsAsync<TidemarkApiException>(() => stranger.DeleteVolumeAsync("mail"));
+        }
+
+        var events = await client.ListEventsAsync();
+
+        var actor = TokenAuthentication.Fingerprint(_server.Token);
+        var changes = events.Where(e => e.Kind != "server.start").ToList();
+        Assert.Equal(["volume.create", "snapshot.create", "snapshot.hold", "snapshot.delete", "auth.refused"], changes.Select(e => e.Kind));
+        Assert.Equal(["mail", "mail@monday", "mail@monday", "mail@monday", null], changes.Select(e => e.Subject));
+        Assert.All(changes.Take(4), e => Assert.Equal(actor, e.Actor));
+        Assert.Equal(["ok", "ok", "ok", "failed", "failed"], changes.Select(e => e.Outcome));
+        Assert.Contains("held", changes[3].Message, StringComparison.Ordinal);
+        Assert.Equal("anonymous", changes[4].Actor);
+        Assert.Equal("127.0.0.1", changes[0].Remote);
+        Assert.Contains(events, e => e.Kind == "server.start" && e.Actor == "server");
+    }
+
+    [Fact]
+    public async Task Events_SurviveKillAndRestart_AndSequenceContinues()
+    {
+        using (var client = _server.Client())
+        {
+            await client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        }
+
+        await _server.KillAsync();
+        await _server.DisposeAsync();
+        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
+        using var again = _server.Client();
+        await again.CreateSnapshotAsync("db", "after-restart");
+
+        var events = await again.ListEventsAsync();
+
+        Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long)i), events.Select(e => e.Sequence));
+        Assert.Equal(["server.start", "volume.create", "server.start", "snapshot.create"], events.Select(e => e.Kind));
+    }
+
+    [Fact]
+    public async Task Cli_EventList_FiltersAndPrintsJsonLines()
+    {
+        using (var client = _server.Client())
+        {
+            await client.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
+            await client.CreateSnapshotAsync("web", "a");
+            await client.CreateSnapshotAsync("web", "b");
+        }
+
+        var json = (await CliProcess.RunAsync("event", "list", "--kind", "snapshot", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
+        var table = (await CliProcess.RunAsync("event", "list", "--subject", "web", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
+        var bad = await CliProcess.RunAsync("event", "list", "--limit", "0", "--data", _server.DataDirectory);
+
+        var lines = json.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonSerializer.Deserialize<EventDto>(l, ApiJson.Options)!).ToList();
+        Assert.Equal(["web@a", "web@b"], lines.Select(e => e.Subject));
+        Assert.Contains("volume.create", table, StringComparison.Ordinal);
+        Assert.DoesNotContain("snapshot.create", table, StringComparison.Ordinal);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("limit must be between 1 and", bad.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EventsResource_BadQuery_Returns400()
+    {
+        using var http = new HttpClient { BaseAddress = _server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+
+        using var response = await http.GetAsync("api/v1/events?after=-3");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+    }
+}
