@@ -114,7 +114,7 @@ public sealed partial class ExportRegistry
         }
 
         var luns = record.AllTargets
-            .Select((target, lun) => new IscsiLunDefinition(lun, Open(target), record.ReadOnly || IsSnapshot(target)))
+            .Select((target, lun) => new IscsiLunDefinition(lun, Metered(target, Open(target)), record.ReadOnly || IsSnapshot(target)))
             .ToList();
         var definition = new IscsiTargetDefinition(iqn, luns)
         {

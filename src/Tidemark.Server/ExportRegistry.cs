@@ -5,6 +5,7 @@ using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
+using Tidemark.Server.Metrics;
 
 namespace Tidemark.Server;
 
@@ -24,13 +25,15 @@ public sealed partial class ExportRegistry
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
     private readonly Pool _pool;
+    private readonly IoMetrics? _metrics;
     private readonly string _path;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly SortedDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
-    public ExportRegistry(Pool pool, string path, ILogger logger)
+    public ExportRegistry(Pool pool, string path, ILogger logger, IoMetrics? metrics = null)
     {
+        _metrics = metrics;
         _pool = pool;
         _path = path;
         _logger = logger;
@@ -222,7 +225,7 @@ public sealed partial class ExportRegistry
         {
             case Nbd:
                 var device = Open(record.Target);
-                Catalog.Set(new NbdExport(record.Name, device, Describe(device, record.Target), record.ReadOnly));
+                Catalog.Set(new NbdExport(record.Name, Metered(record.Target, device), Describe(device, record.Target), record.ReadOnly));
                 break;
             case Iscsi:
                 PublishIscsi(record);
@@ -252,6 +255,9 @@ public sealed partial class ExportRegistry
 
     private IBlockDevice Open(string target) =>
         IsSnapshot(target) ? _pool.OpenSnapshot(target) : _pool.GetVolume(target);
+
+    /// <summary>What the frontends get: the device, counted in the I/O metrics under its name.</summary>
+    private IBlockDevice Metered(string target, IBlockDevice device) => _metrics?.Wrap(target, device) ?? device;
 
     private static string Describe(IBlockDevice device, string target) => device switch
     {

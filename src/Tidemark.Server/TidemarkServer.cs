@@ -15,6 +15,7 @@ using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
 using Tidemark.Server.Api;
 using Tidemark.Server.Events;
+using Tidemark.Server.Metrics;
 
 namespace Tidemark.Server;
 
@@ -160,7 +161,8 @@ public sealed class TidemarkServer : IAsyncDisposable
             builder.Services.AddSingleton(pool);
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
-            builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>()));
+            builder.Services.AddSingleton(new IoMetrics());
+            builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>()));
             if (!settings.NbdDisabled)
             {
                 builder.Services.AddSingleton(new NbdServerOptions());
@@ -195,6 +197,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapOpenApi();
             app.MapTidemarkApi();
             app.MapEventApi();
+            app.MapMetrics();
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,

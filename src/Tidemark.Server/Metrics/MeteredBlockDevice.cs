@@ -1,0 +1,132 @@
+using System.Diagnostics;
+
+namespace Tidemark.Server.Metrics;
+
+/// <summary>Counts every request to the device it wraps into a <see cref="DeviceStats"/>; behaviour is the inner device's.</summary>
+public sealed class MeteredBlockDevice : IBlockDevice
+{
+    private readonly IBlockDevice _inner;
+    private readonly DeviceStats _stats;
+
+    public MeteredBlockDevice(IBlockDevice inner, DeviceStats stats)
+    {
+        _inner = inner;
+        _stats = stats;
+    }
+
+    public IBlockDevice Inner => _inner;
+
+    public Guid Id => _inner.Id;
+
+    public string Name => _inner.Name;
+
+    public long SizeBytes => _inner.SizeBytes;
+
+    public int LogicalBlockSizeBytes => _inner.LogicalBlockSizeBytes;
+
+    public int AllocationUnitBytes => _inner.AllocationUnitBytes;
+
+    public bool IsReadOnly => _inner.IsReadOnly;
+
+    public event EventHandler? SizeChanged
+    {
+        add => _inner.SizeChanged += value;
+        remove => _inner.SizeChanged -= value;
+    }
+
+    public void Read(long offsetBytes, Span<byte> destination)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            _inner.Read(offsetBytes, destination);
+            failed = false;
+        }
+        finally
+        {
+            _stats[IoOperation.Read].Record(destination.Length, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
+    public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            _inner.Write(offsetBytes, source, forceUnitAccess);
+            failed = false;
+        }
+        finally
+        {
+            _stats[IoOperation.Write].Record(source.Length, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
+    public void Flush()
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            _inner.Flush();
+            failed = false;
+        }
+        finally
+        {
+            _stats[IoOperation.Flush].Record(0, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
+    public void Unmap(long offsetBytes, long lengthBytes)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            _inner.Unmap(offsetBytes, lengthBytes);
+            failed = false;
+        }
+        finally
+        {
+            _stats[IoOperation.Unmap].Record(lengthBytes, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
+    public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            _inner.WriteZeroes(offsetBytes, lengthBytes, mayUnmap);
+            failed = false;
+        }
+        finally
+        {
+            _stats[IoOperation.WriteZeroes].Record(lengthBytes, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
+    public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            var result = _inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
+            failed = false;
+            return result;
+        }
+        finally
+        {
+            _stats[IoOperation.CompareAndWrite].Record(replacement.Length, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
+    public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) =>
+        _inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
+
+    public override string ToString() => _inner.ToString() ?? Name;
+}
