@@ -1,5 +1,8 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
 using System.Text;
+using System.Text.Json;
 
 namespace Tidemark.Api;
 
@@ -36,5 +39,62 @@ public sealed partial class TidemarkClient
         }
 
         return GetAsync<IReadOnlyList<EventDto>>(query.ToString().TrimEnd('&', '?'), ct);
+    }
+
+    public Task<IReadOnlyList<JobDto>> ListJobsAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<JobDto>>("jobs", ct);
+
+    public Task<JobDto> GetJobAsync(string id, CancellationToken ct = default) => GetAsync<JobDto>($"jobs/{Seg(id)}", ct);
+
+    public Task<JobDto> CancelJobAsync(string id, CancellationToken ct = default) => PostAsync<JobDto>($"jobs/{Seg(id)}/cancel", null, ct);
+
+    /// <summary>Polls a job until it ends, showing each state to <paramref name="progress"/>; returns the final state.</summary>
+    public async Task<JobDto> WaitForJobAsync(string id, Action<JobDto>? progress = null, CancellationToken ct = default)
+    {
+        while (true)
+        {
+            var job = await GetJobAsync(id, ct);
+            progress?.Invoke(job);
+            if (job.State != "running")
+            {
+                return job;
+            }
+
+            await Task.Delay(JobPollInterval, ct);
+        }
+    }
+
+    /// <summary>How often a running job is polled.</summary>
+    public static TimeSpan JobPollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// Sends a request that may start a job: an ordinary answer is read as <typeparamref name="T"/>;
+    /// 202 Accepted is followed to the job's end, whose result is read as <typeparamref name="T"/>
+    /// (or whose failure is thrown like any refusal).
+    /// </summary>
+    private async Task<T?> RunJobAsync<T>(HttpMethod method, string path, Action<JobDto>? progress, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, ApiPrefix + path);
+        using var response = await _http.SendAsync(request, ct);
+        await ThrowIfFailedAsync(response, ct);
+        if (response.StatusCode == HttpStatusCode.NoContent)
+        {
+            return default;
+        }
+
+        if (response.StatusCode != HttpStatusCode.Accepted)
+        {
+            return await response.Content.ReadFromJsonAsync<T>(ApiJson.Options, ct);
+        }
+
+        var started = await response.Content.ReadFromJsonAsync<JobDto>(ApiJson.Options, ct)
+            ?? throw new TidemarkApiException(response.StatusCode, ErrorCodes.Internal, "the server accepted the request but sent no job");
+        progress?.Invoke(started);
+        var job = await WaitForJobAsync(started.Id, progress, ct);
+        if (job.State != "succeeded")
+        {
+            throw new TidemarkApiException(HttpStatusCode.Conflict, job.ErrorCode ?? ErrorCodes.Internal, $"job {job.Id} ({job.Kind}) {job.State}: {job.Error}");
+        }
+
+        return job.Result is { } result ? result.Deserialize<T>(ApiJson.Options) : default;
     }
 }

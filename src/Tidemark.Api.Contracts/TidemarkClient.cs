@@ -43,7 +43,10 @@ public sealed partial class TidemarkClient : IDisposable
 
     public Task<PoolDto> AddStoreAsync(AddStoreRequest request, CancellationToken ct = default) => PostAsync<PoolDto>("pool/stores", request, ct);
 
-    public Task<VerifyDto> VerifyAsync(CancellationToken ct = default) => PostAsync<VerifyDto>("pool/verify", null, ct);
+    /// <summary>Verifies the pool; a long check runs as a job that this follows to its end (<paramref name="progress"/> sees it).</summary>
+    public async Task<VerifyDto> VerifyAsync(Action<JobDto>? progress = null, CancellationToken ct = default) =>
+        await RunJobAsync<VerifyDto>(HttpMethod.Post, "pool/verify", progress, ct)
+        ?? throw new TidemarkApiException(HttpStatusCode.InternalServerError, ErrorCodes.Internal, "the server sent no verify report");
 
     // ---- volumes and views ----
 
@@ -56,7 +59,9 @@ public sealed partial class TidemarkClient : IDisposable
     public Task<VolumeDto> ResizeVolumeAsync(string name, long sizeBytes, CancellationToken ct = default) =>
         PostAsync<VolumeDto>($"volumes/{Seg(name)}/resize", new ResizeVolumeRequest(sizeBytes), ct);
 
-    public Task DeleteVolumeAsync(string name, CancellationToken ct = default) => DeleteAsync($"volumes/{Seg(name)}", ct);
+    /// <summary>Deletes a volume or view; when freeing its space takes long, follows the job to its end.</summary>
+    public Task DeleteVolumeAsync(string name, Action<JobDto>? progress = null, CancellationToken ct = default) =>
+        RunJobAsync<object>(HttpMethod.Delete, $"volumes/{Seg(name)}", progress, ct);
 
     public Task<RollbackResult> RollbackAsync(string volume, string snapshot, CancellationToken ct = default) =>
         PostAsync<RollbackResult>($"volumes/{Seg(volume)}/rollback", new RollbackRequest(snapshot), ct);
@@ -77,7 +82,9 @@ public sealed partial class TidemarkClient : IDisposable
 
     public Task<SnapshotDto> GetSnapshotAsync(string address, CancellationToken ct = default) => GetAsync<SnapshotDto>(SnapshotPath(address), ct);
 
-    public Task DeleteSnapshotAsync(string address, CancellationToken ct = default) => DeleteAsync(SnapshotPath(address), ct);
+    /// <summary>Deletes a snapshot; when freeing its space takes long, follows the job to its end.</summary>
+    public Task DeleteSnapshotAsync(string address, Action<JobDto>? progress = null, CancellationToken ct = default) =>
+        RunJobAsync<object>(HttpMethod.Delete, SnapshotPath(address), progress, ct);
 
     public Task<SnapshotDto> HoldSnapshotAsync(string address, HoldRequest request, CancellationToken ct = default) =>
         PostAsync<SnapshotDto>(SnapshotPath(address) + "/hold", request, ct);

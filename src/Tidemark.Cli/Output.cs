@@ -17,6 +17,37 @@ public static class Output
     /// <summary>One compact JSON object per line (JSON Lines), for streams of records such as events.</summary>
     public static void JsonLine<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, LineJson));
 
+    /// <summary>
+    /// A one-line progress bar on stderr for a job the command follows, redrawn in place; nothing when
+    /// stderr is not a terminal or the output is JSON (scripts read the result, not the bar).
+    /// </summary>
+    public static Action<JobDto>? ProgressBar(bool json)
+    {
+        if (json || Console.IsErrorRedirected)
+        {
+            return null;
+        }
+
+        var drawn = false;
+        return job =>
+        {
+            const int width = 30;
+            var fraction = job.Percent is { } p ? p / 100 : 0;
+            var filled = (int)Math.Round(fraction * width);
+            var amount = job.Total is { } total
+                ? $"{job.Done.ToString("N0", CultureInfo.InvariantCulture)}/{total.ToString("N0", CultureInfo.InvariantCulture)} {job.Unit}"
+                : $"{job.Done.ToString("N0", CultureInfo.InvariantCulture)} {job.Unit}";
+            var eta = job.EtaSeconds is { } e ? $" ETA {TimeSpan.FromSeconds(Math.Ceiling(e)):g}" : "";
+            var bar = job.Percent is null ? new string('.', width) : new string('#', filled) + new string('-', width - filled);
+            Console.Error.Write($"\r{job.Kind} {job.Subject} [{bar}] {(job.Percent is { } pct ? $"{pct,5:F1}%" : "")} {amount}{eta}   ");
+            drawn = true;
+            if (job.State != "running" && drawn)
+            {
+                Console.Error.WriteLine();
+            }
+        };
+    }
+
     public static string Size(long bytes) => ByteSize.Format(bytes);
 
     public static string Time(DateTimeOffset time) => time.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);

@@ -52,6 +52,12 @@ public sealed partial class Pool
         var ops = new List<byte[]>();
         var freed = new List<ulong>();
         var from = Keys.Key3(Keys.DeathIndex, lineage.Id, s + 1);
+        if (_progress is { } progress)
+        {
+            // Two keys (history and its death-index entry) go per version that dies with the snapshot.
+            progress.SetTotal(2 * CountDeathRecords(lineage.Id, from, upTo, previous));
+        }
+
         using (var it = Meta.NewIterator())
         {
             for (it.Seek(from); it.Valid(); it.Next())
@@ -98,12 +104,35 @@ public sealed partial class Pool
         lineage.Snapshots.Remove(s);
     }
 
+    private long CountDeathRecords(uint lineage, byte[] from, ulong upTo, ulong previous)
+    {
+        long count = 0;
+        using var it = Meta.NewIterator();
+        for (it.Seek(from); it.Valid(); it.Next())
+        {
+            var key = it.GetKeySpan();
+            if (key[0] != Keys.DeathIndex || Keys.ReadLineage(key) != lineage || Keys.ReadU64At(key, 5) > upTo)
+            {
+                break;
+            }
+
+            if (previous == 0 || MapEntry.Read(it.GetValueSpan()).Birth > previous)
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+
     private void CommitDeletes(List<byte[]> keys, List<ulong> freed)
     {
         if (keys.Count == 0 && freed.Count == 0)
         {
             return;
         }
+
+        _progress?.Advance(keys.Count);
 
         Commit(
             batch =>

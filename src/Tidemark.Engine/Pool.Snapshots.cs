@@ -81,11 +81,13 @@ public sealed partial class Pool
     /// depends on it; a snapshot a rolled-back volume or a promoted view still needs disappears from
     /// the list and its space is freed when nothing needs it any more.
     /// </summary>
-    public void DeleteSnapshot(string address)
+    /// <summary>Deletes a snapshot and frees what only it kept; <paramref name="progress"/> follows the freeing (records of 2 per block).</summary>
+    public void DeleteSnapshot(string address, OperationProgress? progress = null)
     {
         var (volumeName, snapshotName) = Names.SplitSnapshot(address);
         lock (_controlLock)
         {
+            using var _ = Track(progress);
             ThrowIfUnusable();
             var volume = GetVolume(volumeName);
             var (lineage, snapshot) = FindSnapshot(volume, snapshotName);

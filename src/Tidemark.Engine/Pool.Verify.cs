@@ -14,10 +14,17 @@ public sealed partial class Pool
 {
     private const int MaxReportedProblems = 100;
 
-    public VerifyReport Verify()
+    /// <summary>
+    /// Checks every invariant; <paramref name="progress"/> counts the records read (of an estimated
+    /// total) and its cancellation stops the check early with <see cref="OperationCanceledException"/>.
+    /// Writes wait while it runs (it reads one consistent state).
+    /// </summary>
+    public VerifyReport Verify(OperationProgress? progress = null)
     {
         lock (_controlLock)
         {
+            using var _ = Track(progress);
+            progress?.SetTotal(Meta.EstimateKeys());
             ThrowIfUnusable();
             Flush();
             lock (_commitLock)
@@ -36,6 +43,13 @@ public sealed partial class Pool
             {
                 problems.Add(text);
             }
+        }
+
+        // Every record read counts; a cancelled check stops at the next record.
+        bool Tick()
+        {
+            _progress?.Advance(1);
+            return _progress is not { Cancellation.IsCancellationRequested: true };
         }
 
         var capacities = _storeRecords.Select(s => _stores[s.Index].CapacityBytes / Lineage.BlockBytes).ToArray();
@@ -114,7 +128,7 @@ public sealed partial class Pool
             if (value.Length != MapPage.Bytes)
             {
                 Problem($"map page {page} of lineage {lineage} has {value.Length} bytes");
-                return true;
+                return Tick();
             }
 
             var epoch = _lineages.TryGetValue(lineage, out var l) ? l.Record.Epoch : ulong.MaxValue;
@@ -133,7 +147,7 @@ public sealed partial class Pool
                 }
             }
 
-            return true;
+            return Tick();
         });
 
         var other = new byte[Keys.HistoryKeyBytes];
@@ -161,12 +175,12 @@ public sealed partial class Pool
                 Reference(entry.Phys, $"history of lineage {lineage} block {block} (died {death})");
             }
 
-            return true;
+            return Tick();
         });
         Meta.Scan([Keys.DeathIndex], (_, _) =>
         {
             deathRecords++;
-            return true;
+            return Tick();
         });
         if (deathRecords != historyRecords)
         {
@@ -196,7 +210,7 @@ public sealed partial class Pool
                 committed[store][(int)block] = true;
             }
 
-            return true;
+            return Tick();
         });
 
         long leaked = 0, unaccounted = 0, used = 0;
@@ -236,6 +250,7 @@ public sealed partial class Pool
             Problem($"{unaccounted} referenced blocks marked free in all");
         }
 
+        _progress?.Cancellation.ThrowIfCancellationRequested();
         return new VerifyReport(problems, used * Lineage.BlockBytes, mappedEntries, historyRecords, records);
 
         void Decode<T>(byte tag, string what, Action<T> check)
@@ -252,7 +267,7 @@ public sealed partial class Pool
                     Problem(ex.Message);
                 }
 
-                return true;
+                return Tick();
             });
         }
     }

@@ -213,10 +213,12 @@ public sealed partial class Pool
     /// Deletes a volume or view and frees its space. A volume with views of its snapshots cannot be
     /// deleted until they are deleted or promoted; a promoted view keeps what it needs.
     /// </summary>
-    public void DeleteVolume(string name)
+    /// <summary>Deletes a volume or view with its snapshots; <paramref name="progress"/> counts the metadata records freed (no total is known ahead).</summary>
+    public void DeleteVolume(string name, OperationProgress? progress = null)
     {
         lock (_controlLock)
         {
+            using var _ = Track(progress);
             ThrowIfUnusable();
             var volume = GetVolume(name);
             var dependents = ViewsDependingOn(volume).Where(v => v.Kind == VolumeKind.View).Select(v => v.Name).ToList();

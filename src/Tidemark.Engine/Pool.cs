@@ -19,6 +19,9 @@ public sealed partial class Pool : IDisposable
     private static readonly byte[] StoreMagic = "TIDEMARK-STORE\0\0"u8.ToArray();
 
     private readonly Lock _controlLock = new();
+
+    // The long operation now running under the control lock, if its caller follows it.
+    private OperationProgress? _progress;
     private readonly Lock _commitLock = new();
     private readonly Dictionary<uint, Lineage> _lineages = [];
     private readonly Dictionary<Guid, Volume> _volumes = [];
@@ -498,6 +501,18 @@ public sealed partial class Pool : IDisposable
     {
         _disposed = true;
         Meta.Dispose();
+    }
+
+    /// <summary>Makes <paramref name="progress"/> the one the control-locked operation reports to, until disposed.</summary>
+    private ProgressScope Track(OperationProgress? progress)
+    {
+        _progress = progress;
+        return new ProgressScope(this);
+    }
+
+    private readonly struct ProgressScope(Pool pool) : IDisposable
+    {
+        public void Dispose() => pool._progress = null;
     }
 
     public void Dispose()

@@ -15,6 +15,7 @@ using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
 using Tidemark.Server.Api;
 using Tidemark.Server.Events;
+using Tidemark.Server.Jobs;
 using Tidemark.Server.Metrics;
 
 namespace Tidemark.Server;
@@ -162,6 +163,8 @@ public sealed class TidemarkServer : IAsyncDisposable
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(new IoMetrics());
+            builder.Services.AddSingleton<JobManager>();
+            builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>()));
             if (!settings.NbdDisabled)
             {
@@ -198,6 +201,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapTidemarkApi();
             app.MapEventApi();
             app.MapMetrics();
+            app.MapJobApi();
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,

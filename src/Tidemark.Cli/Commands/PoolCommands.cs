@@ -30,7 +30,7 @@ public static class PoolCommands
             var clean = true;
             var code = await CommandRunner.RunAsync(parse, async (_, client, json, token) =>
             {
-                var report = await client.VerifyAsync(token);
+                var report = await client.VerifyAsync(Output.ProgressBar(json), token);
                 clean = report.Clean;
                 if (json)
                 {

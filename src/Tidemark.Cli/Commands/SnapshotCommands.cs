@@ -46,7 +46,7 @@ public static class SnapshotCommands
         delete.SetClientAction(async (p, client, json, ct) =>
         {
             var address = Checked(p.GetValue(deleteAddress)!);
-            await client.DeleteSnapshotAsync(address, ct);
+            await client.DeleteSnapshotAsync(address, Output.ProgressBar(json), ct);
             VolumeCommands.Done(json, $"deleted {address}");
         });
 

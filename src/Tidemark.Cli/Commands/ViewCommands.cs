@@ -27,7 +27,7 @@ public static class ViewCommands
         var delete = new Command("delete", "Delete a view") { deleteName };
         delete.SetClientAction(async (p, client, json, ct) =>
         {
-            await client.DeleteVolumeAsync(p.GetValue(deleteName)!, ct);
+            await client.DeleteVolumeAsync(p.GetValue(deleteName)!, Output.ProgressBar(json), ct);
             VolumeCommands.Done(json, $"deleted {p.GetValue(deleteName)}");
         });
 

@@ -32,7 +32,7 @@ public static class VolumeCommands
         var delete = new Command("delete", "Delete a volume or view and all its snapshots") { deleteName };
         delete.SetClientAction(async (p, client, json, ct) =>
         {
-            await client.DeleteVolumeAsync(p.GetValue(deleteName)!, ct);
+            await client.DeleteVolumeAsync(p.GetValue(deleteName)!, Output.ProgressBar(json), ct);
             Done(json, $"deleted {p.GetValue(deleteName)}");
         });
 

@@ -109,6 +109,10 @@ internal sealed class MetaStore : IDisposable
 
     public string? Property(string name) => _db.GetProperty(name);
 
+    /// <summary>RocksDB's estimate of the number of keys (good to a few percent; for progress, not for logic).</summary>
+    public long EstimateKeys() =>
+        long.TryParse(Property("rocksdb.estimate-num-keys"), System.Globalization.CultureInfo.InvariantCulture, out var keys) ? keys : 0;
+
     public void Dispose()
     {
         _db.Dispose();

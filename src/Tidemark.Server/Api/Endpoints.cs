@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Server.Jobs;
 
 namespace Tidemark.Server.Api;
 
@@ -38,7 +39,9 @@ public static class Endpoints
             p.AddStore(request.Path, request.CapacityBytes);
             return TypedResults.Ok(p.GetInfo().ToDto());
         }).WithName("pool.add-store");
-        pool.MapPost("/verify", (Pool p) => TypedResults.Ok(p.Verify().ToDto())).WithName("pool.verify");
+        pool.MapPost("/verify", (HttpContext c, Pool p, JobManager j, double? wait) =>
+            JobEndpoints.RunAsync(c, j, "pool.verify", null, cancellable: true, wait, progress => p.Verify(progress).ToDto(), r => TypedResults.Ok((VerifyDto)r!)))
+            .WithName("pool.verify");
     }
 
     private static void MapVolumes(RouteGroupBuilder volumes)
@@ -55,12 +58,11 @@ public static class Endpoints
             p.ResizeVolume(name, request.SizeBytes);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
         }).WithName("volume.resize");
-        volumes.MapDelete("/{name}", (Pool p, ExportRegistry e, string name) =>
+        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, string name, double? wait) =>
         {
             p.GetVolume(name);
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
-            p.DeleteVolume(name);
-            return TypedResults.NoContent();
+            return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => p.DeleteVolume(name, progress)), _ => TypedResults.NoContent());
         }).WithName("volume.delete");
         volumes.MapPost("/{name}/rollback", (Pool p, ExportRegistry e, string name, RollbackRequest request) =>
         {
@@ -90,6 +92,12 @@ public static class Endpoints
         return TypedResults.Ok(new DiffPageDto(name, from, to, start, ranges.Count, ranges.Sum(r => r.LengthBytes), page, next));
     }
 
+    private static object? Run(Action action)
+    {
+        action();
+        return null;
+    }
+
     /// <summary>Accepts "snap" or "volume@snap" for a snapshot of <paramref name="volume"/>.</summary>
     private static string StripVolume(string volume, string snapshot)
     {
@@ -116,13 +124,12 @@ public static class Endpoints
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto());
         }).WithName("snapshot.create");
         snapshots.MapGet("/{snapshot}", (Pool p, string volume, string snapshot) => TypedResults.Ok(p.GetSnapshot($"{volume}@{snapshot}").ToDto()));
-        snapshots.MapDelete("/{snapshot}", (Pool p, ExportRegistry e, string volume, string snapshot) =>
+        snapshots.MapDelete("/{snapshot}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, string volume, string snapshot, double? wait) =>
         {
             var address = $"{volume}@{snapshot}";
             p.GetSnapshot(address);
             e.ThrowIfExported(e.ExportsOfTarget(address), $"snapshot {address}");
-            p.DeleteSnapshot(address);
-            return TypedResults.NoContent();
+            return JobEndpoints.RunAsync(c, j, "snapshot.delete", address, cancellable: false, wait, progress => Run(() => p.DeleteSnapshot(address, progress)), _ => TypedResults.NoContent());
         }).WithName("snapshot.delete");
         snapshots.MapPost("/{snapshot}/hold", (Pool p, string volume, string snapshot, HoldRequest? request) =>
             TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto())).WithName("snapshot.hold");

@@ -1,0 +1,31 @@
+namespace Tidemark.Engine;
+
+/// <summary>
+/// Progress of a long engine operation (deleting a large snapshot or volume, verifying a pool), read
+/// by another thread while the operation runs: <see cref="Done"/> of <see cref="Total"/> units
+/// (<see cref="Total"/> is null while unknown), and a cancellation request the operation honours
+/// where stopping is safe (verify; a deletion, once started, always finishes).
+/// </summary>
+public sealed class OperationProgress
+{
+    private long _done;
+    private long _total = -1;
+
+    public OperationProgress(CancellationToken cancellation = default)
+    {
+        Cancellation = cancellation;
+    }
+
+    public CancellationToken Cancellation { get; }
+
+    public long Done => Interlocked.Read(ref _done);
+
+    public long? Total => Interlocked.Read(ref _total) is var t && t >= 0 ? t : null;
+
+    /// <summary>What the units are ("records", "bytes").</summary>
+    public string Unit { get; set; } = "records";
+
+    public void SetTotal(long total) => Interlocked.Exchange(ref _total, total);
+
+    public void Advance(long units) => Interlocked.Add(ref _done, units);
+}

@@ -1,0 +1,57 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Events;
+using Tidemark.Server.Jobs;
+
+namespace Tidemark.Server.Api;
+
+/// <summary>
+/// /api/v1/jobs: long operations with progress and cancel. Endpoints that start one take <c>wait</c>
+/// (seconds, default <see cref="DefaultWaitSeconds"/>): a job that ends within it answers like an
+/// ordinary request; one still running answers 202 Accepted with the job and its Location.
+/// </summary>
+public static class JobEndpoints
+{
+    public const double DefaultWaitSeconds = 5;
+    public const double MaxWaitSeconds = 300;
+
+    public static void MapJobApi(this IEndpointRouteBuilder app)
+    {
+        var jobs = app.MapGroup("/api/v1/jobs").WithTags("jobs");
+        jobs.MapGet("/", (JobManager j) => TypedResults.Ok(j.List().Select(x => x.ToDto()).ToList()));
+        jobs.MapGet("/{id}", (JobManager j, string id) => TypedResults.Ok(j.Get(id).ToDto()));
+        jobs.MapPost("/{id}/cancel", (JobManager j, string id) => TypedResults.Ok(j.Cancel(id).ToDto())).WithName("job.cancel");
+    }
+
+    /// <summary>Runs <paramref name="work"/> as a job and answers with <paramref name="done"/> if it ends within the wait, else 202.</summary>
+    public static async Task<Results<TDone, Accepted<JobDto>>> RunAsync<TDone>(
+        HttpContext context,
+        JobManager jobs,
+        string kind,
+        string? subject,
+        bool cancellable,
+        double? wait,
+        Func<OperationProgress, object?> work,
+        Func<object?, TDone> done)
+        where TDone : IResult
+    {
+        var seconds = wait ?? DefaultWaitSeconds;
+        if (double.IsNaN(seconds) || seconds < 0 || seconds > MaxWaitSeconds)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"wait must be between 0 and {MaxWaitSeconds} seconds, not {seconds}");
+        }
+
+        var actor = context.Items[AuditMiddleware.ActorItem] as string ?? "anonymous";
+        var (job, finished, result) = await jobs.RunAsync(kind, subject, actor, cancellable, TimeSpan.FromSeconds(seconds), work);
+        if (finished)
+        {
+            return done(result);
+        }
+
+        return TypedResults.Accepted($"/api/v1/jobs/{job.Id}", job.ToDto());
+    }
+}

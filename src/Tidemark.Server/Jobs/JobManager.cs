@@ -1,0 +1,265 @@
+using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Events;
+using Tidemark.Server.Metrics;
+
+namespace Tidemark.Server.Jobs;
+
+/// <summary>
+/// Runs long operations as jobs: each on its own thread (engine calls are synchronous), with progress
+/// from an <see cref="OperationProgress"/>, a cancellation request where the operation can stop safely,
+/// and an event when it ends. Jobs live in memory: the last <see cref="MaxFinishedJobs"/> finished ones
+/// stay listed. (A deletion interrupted by a restart is finished by the engine when the pool opens.)
+/// </summary>
+public sealed class JobManager : IMetricsSource
+{
+    public const int MaxFinishedJobs = 1000;
+
+    private readonly ConcurrentDictionary<string, Job> _jobs = new(StringComparer.Ordinal);
+    private readonly EventLog _events;
+    private readonly TimeProvider _time;
+
+    public JobManager(EventLog events, TimeProvider time)
+    {
+        _events = events;
+        _time = time;
+    }
+
+    public IReadOnlyList<Job> List() => [.. _jobs.Values.OrderBy(j => j.StartedAt).ThenBy(j => j.Id, StringComparer.Ordinal)];
+
+    public Job Get(string id) =>
+        _jobs.TryGetValue(id, out var job)
+            ? job
+            : throw new StorageException(StorageError.NotFound, $"no job {id}; 'tidemark job list' shows the jobs of this server run (jobs are not kept across restarts)");
+
+    /// <summary>Starts <paramref name="work"/> on its own thread and returns at once; its end is an event.</summary>
+    public Job Start(string kind, string? subject, string actor, bool cancellable, Func<OperationProgress, object?> work) =>
+        Start(kind, subject, actor, cancellable, work, detached: true);
+
+    private Job Start(string kind, string? subject, string actor, bool cancellable, Func<OperationProgress, object?> work, bool detached)
+    {
+        var job = new Job(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)), kind, subject, actor, cancellable, _time) { Detached = detached };
+        _jobs[job.Id] = job;
+        job.Task = Task.Factory.StartNew(() => Run(job, work), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Trim();
+        return job;
+    }
+
+    /// <summary>
+    /// Starts a job and waits up to <paramref name="wait"/> for it: when it ended by then, its result is
+    /// returned (and a failure rethrown, so the caller answers as if it had run inline); otherwise null
+    /// and the caller answers 202 with the job.
+    /// </summary>
+    public async Task<(Job Job, bool Finished, object? Result)> RunAsync(string kind, string? subject, string actor, bool cancellable, TimeSpan wait, Func<OperationProgress, object?> work)
+    {
+        var job = Start(kind, subject, actor, cancellable, work, detached: false);
+        await Task.WhenAny(job.Task!, Task.Delay(wait)).ConfigureAwait(false);
+        lock (job.Sync)
+        {
+            if (job.State == JobState.Running)
+            {
+                // From here the request's answer is 202, so the job's own end goes to the event log.
+                job.Detached = true;
+                return (job, false, null);
+            }
+        }
+
+        if (job.Exception is { } failure)
+        {
+            ExceptionDispatchInfo.Throw(failure);
+        }
+
+        return (job, true, job.ResultValue);
+    }
+
+    public Job Cancel(string id)
+    {
+        var job = Get(id);
+        if (!job.Cancellable)
+        {
+            throw new StorageException(StorageError.Busy, $"job {id} ({job.Kind} {job.Subject}) cannot be cancelled: once started it must finish to leave the pool consistent");
+        }
+
+        job.RequestCancel();
+        return job;
+    }
+
+    // A job answered within its request's wait is audited with that request; one that outlived it
+    // (or was started detached) records its own end.
+    private void Run(Job job, Func<OperationProgress, object?> work)
+    {
+        string outcome, message;
+        try
+        {
+            var result = work(job.Progress);
+            lock (job.Sync)
+            {
+                job.Succeed(result);
+            }
+
+            (outcome, message) = ("ok", $"job {job.Id} succeeded after {job.Elapsed.TotalSeconds:F1} s ({job.Progress.Done} {job.Progress.Unit})");
+        }
+        catch (OperationCanceledException ex) when (job.Progress.Cancellation.IsCancellationRequested)
+        {
+            lock (job.Sync)
+            {
+                job.Fail(ex, cancelled: true);
+            }
+
+            (outcome, message) = ("cancelled", $"job {job.Id} cancelled after {job.Progress.Done} {job.Progress.Unit}");
+        }
+        catch (Exception ex)
+        {
+            lock (job.Sync)
+            {
+                job.Fail(ex, cancelled: false);
+            }
+
+            (outcome, message) = ("failed", $"job {job.Id} failed: {ex.Message}");
+        }
+
+        lock (job.Sync)
+        {
+            if (!job.Detached)
+            {
+                return;
+            }
+        }
+
+        _events.Record($"job.{job.Kind}", job.Subject, job.Actor, message, outcome);
+    }
+
+    private void Trim()
+    {
+        var finished = _jobs.Values.Where(j => j.State != JobState.Running).OrderBy(j => j.FinishedAt).ToList();
+        foreach (var old in finished.Take(Math.Max(0, finished.Count - MaxFinishedJobs)))
+        {
+            _jobs.TryRemove(old.Id, out _);
+        }
+    }
+
+    public void RenderMetrics(StringBuilder builder)
+    {
+        var jobs = List();
+        PrometheusText.Family(builder, "tidemark_jobs", "gauge", "Jobs of this server run by state (finished ones: the last 1000).");
+        foreach (var state in Enum.GetValues<JobState>())
+        {
+            PrometheusText.Sample(builder, "tidemark_jobs", [("state", Job.StateName(state))], jobs.Count(j => j.State == state));
+        }
+
+        PrometheusText.Family(builder, "tidemark_job_progress_ratio", "gauge", "Fraction done of each running job whose total is known.");
+        foreach (var job in jobs.Where(j => j.State == JobState.Running && j.Progress.Total is > 0))
+        {
+            PrometheusText.Sample(builder, "tidemark_job_progress_ratio", [("job", job.Id), ("kind", job.Kind), ("subject", job.Subject ?? "")], Math.Min(1.0, (double)job.Progress.Done / job.Progress.Total!.Value));
+        }
+    }
+}
+
+public enum JobState
+{
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// <summary>One job: what it is, who started it, its progress and outcome.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "A CancellationTokenSource without a timer holds no unmanaged resource, and cancel may be asked after the job ended.")]
+public sealed class Job
+{
+    private readonly CancellationTokenSource _cancel = new();
+    private readonly TimeProvider _time;
+    private volatile JobState _state;
+
+    internal Job(string id, string kind, string? subject, string actor, bool cancellable, TimeProvider time)
+    {
+        Id = id;
+        Kind = kind;
+        Subject = subject;
+        Actor = actor;
+        Cancellable = cancellable;
+        _time = time;
+        StartedAt = time.GetUtcNow();
+        Progress = new OperationProgress(_cancel.Token);
+    }
+
+    public string Id { get; }
+
+    /// <summary>Guards the hand-over between the request that waits for the job and the job's end.</summary>
+    internal Lock Sync { get; } = new();
+
+    /// <summary>True once nobody waits for the job inline: its end is then an event of its own.</summary>
+    internal bool Detached { get; set; }
+
+    public string Kind { get; }
+
+    public string? Subject { get; }
+
+    public string Actor { get; }
+
+    public bool Cancellable { get; }
+
+    public DateTimeOffset StartedAt { get; }
+
+    public DateTimeOffset? FinishedAt { get; private set; }
+
+    public OperationProgress Progress { get; }
+
+    public JobState State => _state;
+
+    public Exception? Exception { get; private set; }
+
+    public object? ResultValue { get; private set; }
+
+    public Task? Task { get; internal set; }
+
+    public TimeSpan Elapsed => (FinishedAt ?? _time.GetUtcNow()) - StartedAt;
+
+    internal void RequestCancel() => _cancel.Cancel();
+
+    internal void Succeed(object? result)
+    {
+        ResultValue = result;
+        FinishedAt = _time.GetUtcNow();
+        _state = JobState.Succeeded;
+    }
+
+    internal void Fail(Exception exception, bool cancelled)
+    {
+        Exception = exception;
+        FinishedAt = _time.GetUtcNow();
+        _state = cancelled ? JobState.Cancelled : JobState.Failed;
+    }
+
+    public static string StateName(JobState state) => state.ToString().ToLowerInvariant();
+
+    public JobDto ToDto()
+    {
+        var state = _state;
+        var done = Progress.Done;
+        var total = Progress.Total;
+        double? percent = state == JobState.Succeeded ? 100 : total is > 0 ? Math.Min(100, 100.0 * done / total.Value) : null;
+        double? eta = null;
+        var elapsed = Elapsed.TotalSeconds;
+        if (state == JobState.Running && total is > 0 && done > 0 && elapsed > 0.5)
+        {
+            eta = Math.Max(0, (total.Value - done) / (done / elapsed));
+        }
+
+        var error = Exception is OperationCanceledException ? "cancelled at the administrator's request" : Exception?.Message;
+        var code = Exception switch
+        {
+            null => null,
+            StorageException s => ErrorCodes.For(s.Error),
+            OperationCanceledException => "cancelled",
+            _ => ErrorCodes.Internal,
+        };
+        JsonElement? result = ResultValue is null ? null : JsonSerializer.SerializeToElement(ResultValue, ResultValue.GetType(), ApiJson.Options);
+        return new JobDto(Id, Kind, Subject, StateName(state), done, total, Progress.Unit, percent, eta, Cancellable, Actor, StartedAt, FinishedAt, error, code, result);
+    }
+}

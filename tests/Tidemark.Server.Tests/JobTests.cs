@@ -1,0 +1,151 @@
+using System.Net;
+using System.Net.Http.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Api;
+using Tidemark.Server.Events;
+using Tidemark.Server.Jobs;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+public sealed class JobTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+    private readonly EventLog _events;
+    private readonly JobManager _jobs;
+
+    public JobTests()
+    {
+        _events = new EventLog(_temp.Combine("events.jsonl"), TimeProvider.System, NullLogger.Instance);
+        _jobs = new JobManager(_events, TimeProvider.System);
+    }
+
+    public void Dispose()
+    {
+        _events.Dispose();
+        _temp.Dispose();
+    }
+
+    [Fact]
+    public async Task Job_ReportsProgressThenSucceedsWithResultAndEvent()
+    {
+        using var gate = new ManualResetEventSlim();
+        var job = _jobs.Start("pool.verify", null, "token:abc", cancellable: true, progress =>
+        {
+            progress.SetTotal(10);
+            progress.Advance(4);
+            gate.Wait();
+            progress.Advance(6);
+            return new VerifyDto(true, [], 0, 0, 0, 0);
+        });
+        await WaitUntil(() => job.Progress.Done == 4);
+
+        var running = job.ToDto();
+        gate.Set();
+        await job.Task!;
+        var done = job.ToDto();
+
+        Assert.Equal("running", running.State);
+        Assert.Equal(40, running.Percent);
+        Assert.Equal("succeeded", done.State);
+        Assert.Equal(100, done.Percent);
+        Assert.True(done.Result!.Value.GetProperty("clean").GetBoolean());
+        var recorded = Assert.Single(_events.Query(kind: "job"));
+        Assert.Equal("job.pool.verify", recorded.Kind);
+        Assert.Equal("token:abc", recorded.Actor);
+    }
+
+    [Fact]
+    public async Task Cancel_CancellableJob_EndsCancelled()
+    {
+        var job = _jobs.Start("pool.verify", null, "server", cancellable: true, progress =>
+        {
+            progress.Cancellation.WaitHandle.WaitOne(TimeSpan.FromSeconds(30));
+            progress.Cancellation.ThrowIfCancellationRequested();
+            return null;
+        });
+
+        _jobs.Cancel(job.Id);
+        await job.Task!;
+
+        Assert.Equal("cancelled", job.ToDto().State);
+        Assert.Equal("cancelled", Assert.Single(_events.Query(kind: "job")).Outcome);
+    }
+
+    [Fact]
+    public async Task Cancel_DeletionJob_IsRefusedAndJobFinishes()
+    {
+        using var gate = new ManualResetEventSlim();
+        var job = _jobs.Start("snapshot.delete", "v@s", "server", cancellable: false, _ =>
+        {
+            gate.Wait();
+            return null;
+        });
+
+        var refused = Assert.Throws<StorageException>(() => _jobs.Cancel(job.Id));
+        gate.Set();
+        await job.Task!;
+
+        Assert.Equal(StorageError.Busy, refused.Error);
+        Assert.Equal("succeeded", job.ToDto().State);
+    }
+
+    [Fact]
+    public async Task RunAsync_FailureWithinWait_IsRethrown_AndUnknownJobIsNotFound()
+    {
+        var error = await Assert.ThrowsAsync<StorageException>(() => _jobs.RunAsync(
+            "snapshot.delete", "v@s", "server", false, TimeSpan.FromSeconds(30), _ => throw new StorageException(StorageError.Held, "held")));
+
+        Assert.Equal(StorageError.Held, error.Error);
+        Assert.Equal("held", Assert.Single(_jobs.List()).ToDto().ErrorCode);
+        Assert.Equal(StorageError.NotFound, Assert.Throws<StorageException>(() => _jobs.Get("nope")).Error);
+    }
+
+    [Fact]
+    public async Task Server_SnapshotDeleteWithoutWait_Returns202JobThatCompletes_AndVerifyResultComesThroughJob()
+    {
+        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"));
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("big", 256 << 20));
+        var export = await client.CreateExportAsync(new CreateExportRequest("big", "big", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 32M", export.Url!)).AssertSuccess();
+        await client.CreateSnapshotAsync("big", "old");
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x22 0 32M", export.Url!)).AssertSuccess();
+        using var http = new HttpClient { BaseAddress = server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", server.Token);
+
+        using var accepted = await http.DeleteAsync("api/v1/volumes/big/snapshots/old?wait=0");
+        var job = (await accepted.Content.ReadFromJsonAsync<JobDto>(ApiJson.Options))!;
+        var finished = await client.WaitForJobAsync(job.Id);
+        using var badWait = await http.DeleteAsync("api/v1/volumes/big/snapshots/none?wait=-1");
+        using var verifyAccepted = await http.PostAsync("api/v1/pool/verify?wait=0", null);
+        var verifyJob = (await verifyAccepted.Content.ReadFromJsonAsync<JobDto>(ApiJson.Options))!;
+        var report = await client.VerifyAsync();
+        var list = (await CliProcess.RunAsync("job", "list", "--data", server.DataDirectory)).AssertSuccess().StandardOutput;
+        var cancelDelete = await CliProcess.RunAsync("job", "cancel", job.Id, "--data", server.DataDirectory);
+
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+        Assert.Equal($"/api/v1/jobs/{job.Id}", accepted.Headers.Location?.OriginalString);
+        Assert.Equal("snapshot.delete", job.Kind);
+        Assert.Equal("big@old", job.Subject);
+        Assert.Equal("succeeded", finished.State);
+        Assert.Equal(2 * 8192, finished.Total); // 32 MiB = 8192 blocks only the snapshot kept
+        Assert.Equal(finished.Total, finished.Done);
+        Assert.Equal(HttpStatusCode.NotFound, badWait.StatusCode); // the snapshot is checked first
+        Assert.Equal("pool.verify", verifyJob.Kind);
+        Assert.True(report.Clean);
+        Assert.Contains(job.Id, list, StringComparison.Ordinal);
+        Assert.Equal(1, cancelDelete.ExitCode);
+        Assert.Contains("cannot be cancelled", cancelDelete.StandardError, StringComparison.Ordinal);
+        Assert.Empty(await client.ListSnapshotsAsync("big"));
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (!condition())
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+    }
+}
