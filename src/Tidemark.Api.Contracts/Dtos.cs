@@ -27,7 +27,8 @@ public sealed record VolumeDto(
     int LogicalBlockSizeBytes,
     DateTimeOffset CreatedAt,
     int Snapshots,
-    IReadOnlyList<string> Exports);
+    IReadOnlyList<string> Exports,
+    long? AllocatedBytes = null);
 
 public sealed record CreateVolumeRequest(string Name, long SizeBytes, int LogicalBlockSizeBytes = 512);
 

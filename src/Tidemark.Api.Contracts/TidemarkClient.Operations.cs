@@ -97,4 +97,24 @@ public sealed partial class TidemarkClient
 
         return job.Result is { } result ? result.Deserialize<T>(ApiJson.Options) : default;
     }
+
+    public Task<CapacityPoliciesDto> GetCapacityPoliciesAsync(CancellationToken ct = default) => GetAsync<CapacityPoliciesDto>("capacity", ct);
+
+    /// <summary>Runs the capacity check now (autogrow of the pool and volumes) instead of at the next tick.</summary>
+    public Task<CapacityPoliciesDto> CheckCapacityAsync(CancellationToken ct = default) => PostAsync<CapacityPoliciesDto>("capacity/check", null, ct);
+
+    public Task<CapacityPoliciesDto> SetPoolAutogrowAsync(AutoGrowDto policy, CancellationToken ct = default) => PutAsync<CapacityPoliciesDto>("pool/autogrow", policy, ct);
+
+    public Task DisablePoolAutogrowAsync(CancellationToken ct = default) => DeleteAsync("pool/autogrow", ct);
+
+    public Task<AutoGrowDto> SetVolumeAutogrowAsync(string volume, AutoGrowDto policy, CancellationToken ct = default) => PutAsync<AutoGrowDto>($"volumes/{Seg(volume)}/autogrow", policy, ct);
+
+    public Task DisableVolumeAutogrowAsync(string volume, CancellationToken ct = default) => DeleteAsync($"volumes/{Seg(volume)}/autogrow", ct);
+
+    private async Task<T> PutAsync<T>(string path, object body, CancellationToken ct)
+    {
+        using var content = JsonContent.Create(body, body.GetType(), options: ApiJson.Options);
+        using var response = await _http.PutAsync(ApiPrefix + path, content, ct);
+        return await ReadAsync<T>(response, ct);
+    }
 }

@@ -470,6 +470,7 @@ internal sealed partial class Lineage
             target = rootWithoutSnapshots ? MapEntry.Absent : MapEntry.Zero(c.Birth);
         }
 
+        AccountLocked(block, c, target);
         page[index] = target;
         MarkDirtyLocked(page);
     }
@@ -494,7 +495,9 @@ internal sealed partial class Lineage
     private void SetLiveLocked(long block, MapEntry entry)
     {
         var page = GetPageLocked((ulong)block >> MapPage.PageShift, create: true)!;
-        page[(int)(block & (MapPage.BlocksPerPage - 1))] = entry;
+        var index = (int)(block & (MapPage.BlocksPerPage - 1));
+        AccountLocked(block, page[index], entry);
+        page[index] = entry;
         MarkDirtyLocked(page);
     }
 
@@ -640,6 +643,7 @@ internal sealed partial class Lineage
                 _pendingHistory.Clear();
             }
 
+            CollectCountersLocked(batch);
             allocated.AddRange(_pendingAllocs);
             _pendingAllocs.Clear();
             freed.AddRange(_pendingFrees);

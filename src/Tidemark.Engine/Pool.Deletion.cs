@@ -277,6 +277,7 @@ public sealed partial class Pool
 
         Commit(batch =>
         {
+            batch.Delete(Keys.Prefix(Keys.Counters, lineage.Id));
             foreach (var tag in new[] { Keys.DeathIndex, Keys.Snapshot })
             {
                 var start = Keys.Prefix(tag, lineage.Id);

@@ -289,6 +289,7 @@ public sealed partial class Pool
             CreatedAt = Options.Clock(),
             SizeBytes = volume.SizeBytes,
             GroupSnapshot = groupSnapshot,
+            MappedBlocks = lineage.MappedBlocks,
         };
         lineage.Snapshots.Add(epoch, record);
         return record;

@@ -52,6 +52,7 @@ public sealed partial class Pool
             return _progress is not { Cancellation.IsCancellationRequested: true };
         }
 
+        var countedByLineage = new Dictionary<uint, (long Own, long Overridden)>();
         var capacities = _storeRecords.Select(s => _stores[s.Index].CapacityBytes / Lineage.BlockBytes).ToArray();
         var referenced = capacities.Select(c => new BitArray((int)Math.Min(c, int.MaxValue))).ToArray();
         long mappedEntries = 0, historyRecords = 0, deathRecords = 0, records = 0;
@@ -145,10 +146,46 @@ public sealed partial class Pool
                     mappedEntries++;
                     Reference(entry.Phys, $"lineage {lineage} block {(page << MapPage.PageShift) + (ulong)i}");
                 }
+
+                if (l is null)
+                {
+                    continue;
+                }
+
+                var counts = countedByLineage.TryGetValue(lineage, out var c) ? c : default;
+                if (entry.IsMapped)
+                {
+                    counts.Own++;
+                }
+
+                if (entry.Kind != EntryKind.Inherit && l.Parent is not null && l.ParentHasMapped((long)(page << MapPage.PageShift) + i))
+                {
+                    counts.Overridden++;
+                }
+
+                countedByLineage[lineage] = counts;
             }
 
             return Tick();
         });
+
+        // The durable allocation counters must match the durable map they were committed with.
+        foreach (var lineage in _lineages.Values.Where(x => x.Record.State != LineageState.Deleting))
+        {
+            var stored = Meta.Get(Keys.Prefix(Keys.Counters, lineage.Id));
+            if (stored is not { Length: 16 })
+            {
+                continue;
+            }
+
+            var own = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(stored);
+            var overridden = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(stored.AsSpan(8));
+            var actual = countedByLineage.TryGetValue(lineage.Id, out var a) ? a : default;
+            if (own != actual.Own || overridden != actual.Overridden)
+            {
+                Problem($"lineage {lineage.Id} counts {own} allocated and {overridden} hidden parent blocks, but its map has {actual.Own} and {actual.Overridden}");
+            }
+        }
 
         var other = new byte[Keys.HistoryKeyBytes];
         Meta.Scan([Keys.History], (key, value) =>

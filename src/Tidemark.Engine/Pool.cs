@@ -170,6 +170,11 @@ public sealed partial class Pool : IDisposable
             _lineages.Add(lineage.Id, new Lineage(this, lineage, parent: null));
             return true;
         });
+        foreach (var lineage in _lineages.Values)
+        {
+            lineage.LoadCounters(Meta.Get(Keys.Prefix(Keys.Counters, lineage.Id)), HasLivePages(lineage.Id));
+        }
+
         foreach (var lineage in _lineages.Values.Where(l => l.Record.ParentLineage != 0))
         {
             lineage.Parent = _lineages.TryGetValue(lineage.Record.ParentLineage, out var parent)
@@ -454,14 +459,27 @@ public sealed partial class Pool : IDisposable
             ParentLineage = parent?.Id ?? 0,
             ParentEpoch = parentEpoch,
             Epoch = 1,
+            BaseMappedBlocks = parent is null ? 0 : parent.Snapshots.TryGetValue(parentEpoch, out var pin) ? pin.MappedBlocks : null,
         };
         var lineage = new Lineage(this, record, parent);
+        lineage.StartCounting();
         lock (_lineages)
         {
             _lineages.Add(record.Id, lineage);
         }
 
         return lineage;
+    }
+
+    private bool HasLivePages(uint lineage)
+    {
+        var any = false;
+        Meta.Scan(Keys.Prefix(Keys.LivePage, lineage), (_, _) =>
+        {
+            any = true;
+            return false;
+        });
+        return any;
     }
 
     internal void PutPoolRecord(WriteBatch batch) => batch.Put(Keys.PoolKey(), RecordCodec.Encode(_record));

@@ -44,6 +44,12 @@ public sealed class Volume : IBlockDevice
 
     public DateTimeOffset CreatedAt => Record.CreatedAt;
 
+    /// <summary>
+    /// Bytes of the live image backed by storage (written and not unmapped, including what a view or a
+    /// rolled-back volume shares with its source); null for volumes made before the engine counted.
+    /// </summary>
+    public long? AllocatedBytes => Lineage.MappedBlocks * Lineage.BlockBytes;
+
     public event EventHandler? SizeChanged;
 
     internal VolumeRecord Record { get; }

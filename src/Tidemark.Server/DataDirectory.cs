@@ -4,7 +4,7 @@ namespace Tidemark.Server;
 
 /// <summary>
 /// The layout of a data directory: DATA/pool (the engine's pool), DATA/token (API token, mode 0600),
-/// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log), DATA/server.json (endpoints of the running server).
+/// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log), DATA/capacity.json (autogrow policies), DATA/server.json (endpoints of the running server).
 /// </summary>
 public sealed class DataDirectory
 {
@@ -24,6 +24,8 @@ public sealed class DataDirectory
     public string ConfigPath => Path.Combine(Root, "tidemark.json");
 
     public string ExportsPath => Path.Combine(Root, "exports.json");
+
+    public string CapacityPath => Path.Combine(Root, "capacity.json");
 
     public string EventsPath => Path.Combine(Root, "events.jsonl");
 

@@ -14,6 +14,7 @@ using Tidemark.Engine;
 using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
 using Tidemark.Server.Api;
+using Tidemark.Server.Capacity;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Metrics;
@@ -164,6 +165,14 @@ public sealed class TidemarkServer : IAsyncDisposable
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(new IoMetrics());
             builder.Services.AddSingleton<JobManager>();
+            builder.Services.AddSingleton(sp => new CapacityManager(
+                pool,
+                sp.GetRequiredService<EventLog>(),
+                sp.GetRequiredService<IoMetrics>(),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<ILogger<CapacityManager>>(),
+                data.CapacityPath));
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<CapacityManager>());
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>()));
             if (!settings.NbdDisabled)
@@ -202,6 +211,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapEventApi();
             app.MapMetrics();
             app.MapJobApi();
+            app.MapCapacityApi();
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,

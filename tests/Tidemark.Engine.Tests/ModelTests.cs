@@ -263,13 +263,34 @@ public class ModelTests
         {
             foreach (var vol in _volumes)
             {
-                CheckImage(pool.GetVolume(vol.Name), vol.Image, $"volume {vol.Name} after {op}");
+                var volume = pool.GetVolume(vol.Name);
+                CheckImage(volume, vol.Image, $"volume {vol.Name} after {op}");
+                Assert.True(CountAllocated(volume) == volume.AllocatedBytes, $"volume {vol.Name} after {op}: counted {volume.AllocatedBytes} allocated bytes, its map has {CountAllocated(volume)}");
             }
 
             foreach (var snap in _snapshots)
             {
                 CheckImage(pool.OpenSnapshot(snap.Address), snap.Image, $"snapshot {snap.Address} after {op}");
             }
+        }
+
+        /// <summary>Allocated bytes by walking the allocation status of the whole volume (what the counter must equal).</summary>
+        private static long CountAllocated(IBlockDevice device)
+        {
+            long allocated = 0;
+            var runs = new AllocationRun[256];
+            var offset = 0L;
+            while (offset < device.SizeBytes)
+            {
+                var n = device.GetAllocationStatus(offset, device.SizeBytes - offset, runs);
+                foreach (var run in runs.AsSpan(0, n))
+                {
+                    allocated += run.State == AllocationState.Allocated ? run.LengthBytes : 0;
+                    offset = run.OffsetBytes + run.LengthBytes;
+                }
+            }
+
+            return allocated;
         }
 
         private static void CheckImage(IBlockDevice device, byte[] expected, string what)

@@ -19,7 +19,7 @@ public static class PoolCommands
             Print(await client.AddStoreAsync(new AddStoreRequest(Path.GetFullPath(parse.GetValue(path)!), bytes), ct), json);
         });
 
-        return new Command("pool", "The pool: backing stores and space") { info, addStore };
+        return new Command("pool", "The pool: backing stores and space") { info, addStore, CapacityCommands.PoolAutogrow() };
     }
 
     public static Command CreateVerify()

@@ -59,7 +59,7 @@ public static class VolumeCommands
             Console.Out.WriteLine($"rolled {volume} back to {volume}@{snapshot}" + (result.PreRollbackSnapshot is { } kept ? $"; the image before is kept as {kept.Address}" : string.Empty));
         });
 
-        return new Command("volume", "Thin volumes and views") { create, list, show, resize, delete, rollback };
+        return new Command("volume", "Thin volumes and views") { create, list, show, resize, delete, rollback, CapacityCommands.VolumeAutogrow() };
     }
 
     public static void PrintList(IReadOnlyList<VolumeDto> volumes, bool json)
@@ -71,11 +71,12 @@ public static class VolumeCommands
         }
 
         Output.Table(
-            ["NAME", "KIND", "SIZE", "BLOCK", "SNAPSHOTS", "ORIGIN", "EXPORTS", "CREATED"],
+            ["NAME", "KIND", "SIZE", "ALLOCATED", "BLOCK", "SNAPSHOTS", "ORIGIN", "EXPORTS", "CREATED"],
             volumes.Select(v => (IReadOnlyList<string>)[
                 v.Name,
                 v.Kind,
                 Output.Size(v.SizeBytes),
+                v.AllocatedBytes is { } allocated ? Output.Size(allocated) : "-",
                 v.LogicalBlockSizeBytes.ToString(CultureInfo.InvariantCulture),
                 v.Snapshots.ToString(CultureInfo.InvariantCulture),
                 v.Origin ?? "-",
@@ -95,6 +96,7 @@ public static class VolumeCommands
             ("name", v.Name),
             ("kind", v.Kind),
             ("size", $"{Output.Size(v.SizeBytes)} ({v.SizeBytes.ToString(CultureInfo.InvariantCulture)} bytes)"),
+            ("allocated", v.AllocatedBytes is { } allocated ? $"{Output.Size(allocated)} ({(v.SizeBytes == 0 ? 0 : 100.0 * allocated / v.SizeBytes).ToString("F1", CultureInfo.InvariantCulture)}%)" : "-"),
             ("block size", v.LogicalBlockSizeBytes.ToString(CultureInfo.InvariantCulture)),
             ("snapshots", v.Snapshots.ToString(CultureInfo.InvariantCulture)),
             ("origin", v.Origin ?? "-"),

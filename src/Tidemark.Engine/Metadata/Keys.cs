@@ -18,6 +18,7 @@ internal static class Keys
     public const byte LivePage = (byte)'L';    // L lineage:u32 page:u64     -> MapPage (256 entries x 16 bytes)
     public const byte History = (byte)'H';     // H lineage:u32 block:u64 death:u64 -> MapEntry (the version that died)
     public const byte DeathIndex = (byte)'D';  // D lineage:u32 death:u64 block:u64 -> MapEntry (same record, by death)
+    public const byte Counters = (byte)'C';    // C lineage:u32              -> own mapped:i64, overridden:i64 (see Lineage)
 
     public static byte[] PoolKey() => [Pool];
 

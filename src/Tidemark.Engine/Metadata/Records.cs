@@ -118,6 +118,12 @@ internal sealed class LineageRecord
     public ulong Epoch { get; set; } = 1;
 
     public LineageState State { get; set; }
+
+    /// <summary>
+    /// Blocks allocated in the parent's image at <see cref="ParentEpoch"/> when this lineage was made
+    /// (0 for a root lineage; null when the parent snapshot predates counting).
+    /// </summary>
+    public long? BaseMappedBlocks { get; set; }
 }
 
 internal enum SnapshotState
@@ -134,6 +140,9 @@ internal enum SnapshotState
 internal sealed class SnapshotRecord
 {
     public uint Lineage { get; set; }
+
+    /// <summary>Blocks allocated in the image this snapshot keeps (null for snapshots made before counting).</summary>
+    public long? MappedBlocks { get; set; }
 
     public ulong Epoch { get; set; }
 

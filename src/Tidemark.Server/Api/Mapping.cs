@@ -25,7 +25,8 @@ public static class Mapping
         volume.LogicalBlockSizeBytes,
         volume.CreatedAt,
         pool.ListSnapshots(volume.Name).Count,
-        exports.ExportsOfTarget(volume.Name));
+        exports.ExportsOfTarget(volume.Name),
+        volume.AllocatedBytes);
 
     public static SnapshotDto ToDto(this SnapshotInfo s) => new(
         s.Address,

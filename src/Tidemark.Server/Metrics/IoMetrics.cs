@@ -47,6 +47,13 @@ public sealed class DeviceStats
     public OperationStats this[IoOperation operation] => _operations[(int)operation];
 
     public IReadOnlyList<OperationStats> Operations => _operations;
+
+    private long _noSpaceErrors;
+
+    /// <summary>Writes refused because the pool (or the file system under it) had no space.</summary>
+    public long NoSpaceErrors => Interlocked.Read(ref _noSpaceErrors);
+
+    internal void CountNoSpace() => Interlocked.Increment(ref _noSpaceErrors);
 }
 
 /// <summary>Count, bytes, errors and a latency histogram of one kind of operation.</summary>

@@ -58,6 +58,11 @@ public sealed class MeteredBlockDevice : IBlockDevice
             _inner.Write(offsetBytes, source, forceUnitAccess);
             failed = false;
         }
+        catch (StorageException ex) when (ex.Error == StorageError.NoSpace)
+        {
+            _stats.CountNoSpace();
+            throw;
+        }
         finally
         {
             _stats[IoOperation.Write].Record(source.Length, Stopwatch.GetTimestamp() - start, failed);
@@ -103,6 +108,11 @@ public sealed class MeteredBlockDevice : IBlockDevice
             _inner.WriteZeroes(offsetBytes, lengthBytes, mayUnmap);
             failed = false;
         }
+        catch (StorageException ex) when (ex.Error == StorageError.NoSpace)
+        {
+            _stats.CountNoSpace();
+            throw;
+        }
         finally
         {
             _stats[IoOperation.WriteZeroes].Record(lengthBytes, Stopwatch.GetTimestamp() - start, failed);
@@ -118,6 +128,11 @@ public sealed class MeteredBlockDevice : IBlockDevice
             var result = _inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
             failed = false;
             return result;
+        }
+        catch (StorageException ex) when (ex.Error == StorageError.NoSpace)
+        {
+            _stats.CountNoSpace();
+            throw;
         }
         finally
         {

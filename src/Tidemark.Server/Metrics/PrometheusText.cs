@@ -27,6 +27,21 @@ public static class PrometheusText
             Sample(b, "tidemark_volume_size_bytes", [("volume", v.Name), ("kind", v.Kind.ToString().ToLowerInvariant())], v.SizeBytes);
         }
 
+        Family(b, "tidemark_volume_allocated_bytes", "gauge", "Bytes of each volume's live image backed by storage (shared with snapshots and sources included).");
+        foreach (var v in volumes)
+        {
+            if (v.AllocatedBytes is { } allocated)
+            {
+                Sample(b, "tidemark_volume_allocated_bytes", [("volume", v.Name)], allocated);
+            }
+        }
+
+        Family(b, "tidemark_io_no_space_errors_total", "counter", "Writes refused because the pool had no space, per device.");
+        foreach (var d in io.Devices)
+        {
+            Sample(b, "tidemark_io_no_space_errors_total", [("device", d.Name)], d.NoSpaceErrors);
+        }
+
         Family(b, "tidemark_volume_snapshots", "gauge", "Snapshots of each volume and view.");
         foreach (var v in volumes)
         {
