@@ -13,6 +13,7 @@ root.Add(GroupCommands.Create());
 root.Add(ExportCommands.Create());
 root.Add(EventCommands.Create());
 root.Add(JobCommands.Create());
+root.Add(CompletionCommand.Create());
 root.Add(PoolCommands.CreateVerify());
 
 // Termination is handled by `serve` itself (flush and close the pool, however long that takes), so
