@@ -24,9 +24,14 @@ public static class CommandRunner
         try
         {
             var data = ServerLocator.DataDirectory(parse.GetValue(GlobalOptions.Data));
-            server = ServerLocator.Server(parse.GetValue(GlobalOptions.Server), data);
+            (server, var pin) = ServerLocator.Locate(parse.GetValue(GlobalOptions.Server), data);
             var token = ServerLocator.Token(parse.GetValue(GlobalOptions.Token), data);
-            using var client = new TidemarkClient(server, token);
+            var http = new HttpClient(ServerLocator.Handler(pin, parse.GetValue(GlobalOptions.CaCertificate)), disposeHandler: true)
+            {
+                BaseAddress = server,
+                Timeout = TimeSpan.FromMinutes(10),
+            };
+            using var client = new TidemarkClient(http, token, ownsHttp: true);
             await action(parse, client, parse.GetValue(GlobalOptions.Json), ct);
             return 0;
         }
@@ -45,6 +50,11 @@ public static class CommandRunner
             // Local checks that reuse the engine's wording, for example a size that does not parse.
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
             return BadInput;
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is System.Security.Authentication.AuthenticationException)
+        {
+            await Console.Error.WriteLineAsync($"error: the TLS certificate of {server} is not trusted ({ex.InnerException.Message}); pass --ca-cert FILE (the CA that signed it, or the server's certificate, e.g. DATA/tls/cert.pem) or point --data at the server's data directory");
+            return Unreachable;
         }
         catch (HttpRequestException ex) when (ex.InnerException is SocketException || ex.HttpRequestError == HttpRequestError.ConnectionError)
         {

@@ -23,6 +23,12 @@ public static class GlobalOptions
         Recursive = true,
     };
 
+    public static Option<string?> CaCertificate { get; } = new("--ca-cert")
+    {
+        Description = "certificate (PEM/DER) of the CA that signed the server's TLS certificate, or the server's own (default: env TIDEMARK_CA_CERT; a server found through --data is pinned by its fingerprint)",
+        Recursive = true,
+    };
+
     public static Option<bool> Json { get; } = new("--json")
     {
         Description = "print JSON instead of tables, for scripts",
@@ -34,6 +40,7 @@ public static class GlobalOptions
         root.Add(Server);
         root.Add(Token);
         root.Add(Data);
+        root.Add(CaCertificate);
         root.Add(Json);
     }
 }

@@ -37,6 +37,12 @@ public sealed record ServerSettings
     /// <summary>Memory for the metadata store's block cache.</summary>
     public string MetadataCache { get; init; } = "32M";
 
+    /// <summary>TLS for the API: null or "off" (plain HTTP: keep it on loopback), "self-signed" (made on first start, in DATA/tls), or a PEM certificate file.</summary>
+    public string? TlsCertificate { get; init; }
+
+    /// <summary>The PEM private key of <see cref="TlsCertificate"/> when that is a file.</summary>
+    public string? TlsKey { get; init; }
+
     /// <summary>Log level: Trace, Debug, Information, Warning, Error.</summary>
     public string LogLevel { get; init; } = "Information";
 
@@ -80,6 +86,19 @@ public sealed record ServerSettings
             Size(StoreCapacity, "store-capacity");
         }
 
+        if (!TlsDisabled && !string.Equals(TlsCertificate, TlsCertificates.SelfSigned, StringComparison.OrdinalIgnoreCase))
+        {
+            if (!File.Exists(TlsCertificate))
+            {
+                throw new ArgumentException($"tls-cert '{TlsCertificate}' does not exist; give a PEM certificate file, self-signed, or off");
+            }
+
+            if (TlsKey is null || !File.Exists(TlsKey))
+            {
+                throw new ArgumentException($"tls-key '{TlsKey}' does not exist; a certificate file needs its PEM private key (--tls-key)");
+            }
+        }
+
         Size(MapCache, "map-cache");
         Size(MetadataCache, "metadata-cache");
         if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(LogLevel, ignoreCase: true, out _))
@@ -87,6 +106,9 @@ public sealed record ServerSettings
             throw new ArgumentException($"log-level '{LogLevel}' is not one of Trace, Debug, Information, Warning, Error, Critical, None");
         }
     }
+
+    [JsonIgnore]
+    public bool TlsDisabled => string.IsNullOrWhiteSpace(TlsCertificate) || string.Equals(TlsCertificate, "off", StringComparison.OrdinalIgnoreCase);
 
     [JsonIgnore]
     public bool NbdDisabled => string.Equals(Nbd, "off", StringComparison.OrdinalIgnoreCase) || string.IsNullOrWhiteSpace(Nbd);

@@ -44,6 +44,10 @@ public sealed record ServeOptions
     public string? MetadataCache { get; init; }
 
     public string? LogLevel { get; init; }
+
+    public string? TlsCertificate { get; init; }
+
+    public string? TlsKey { get; init; }
 }
 
 /// <summary>
@@ -85,6 +89,9 @@ public sealed class TidemarkServer : IAsyncDisposable
 
     public string Token { get; private set; } = string.Empty;
 
+    /// <summary>SHA-256 of the API's TLS certificate (null without TLS), published in server.json for clients to pin.</summary>
+    public string? TlsFingerprint { get; private set; }
+
     /// <summary>Merges the config file and the flags, writes the config on first start, and checks every value.</summary>
     public static ServerSettings ResolveSettings(ServeOptions options, DataDirectory data)
     {
@@ -100,6 +107,8 @@ public sealed class TidemarkServer : IAsyncDisposable
             MapCache = options.MapCache ?? fromFile.MapCache,
             MetadataCache = options.MetadataCache ?? fromFile.MetadataCache,
             LogLevel = options.LogLevel ?? fromFile.LogLevel,
+            TlsCertificate = options.TlsCertificate ?? fromFile.TlsCertificate,
+            TlsKey = options.TlsKey ?? fromFile.TlsKey,
         };
         settings.Validate();
         if (!File.Exists(configPath))
@@ -144,7 +153,14 @@ public sealed class TidemarkServer : IAsyncDisposable
             o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
         });
         var http = ServerSettings.ParseEndpoint(settings.Http, "http");
-        builder.WebHost.ConfigureKestrel(k => k.Listen(http));
+        var certificate = TlsCertificates.Load(settings, data);
+        builder.WebHost.ConfigureKestrel(k => k.Listen(http, listen =>
+        {
+            if (certificate is not null)
+            {
+                listen.UseHttps(certificate);
+            }
+        }));
         builder.Services.Configure<JsonOptions>(o =>
         {
             o.SerializerOptions.Encoder = ApiJson.Options.Encoder;
@@ -219,7 +235,11 @@ public sealed class TidemarkServer : IAsyncDisposable
                 "Not found",
                 $"{context.Request.Method} {context.Request.Path} is not a Tidemark API resource; /openapi/v1.json lists them"));
 
-            var server = new TidemarkServer(app, pool, data, dataLock, settings, logger) { Token = token };
+            var server = new TidemarkServer(app, pool, data, dataLock, settings, logger)
+            {
+                Token = token,
+                TlsFingerprint = certificate is null ? null : TlsCertificates.Fingerprint(certificate),
+            };
             await server.StartCoreAsync(registry, cancellationToken);
             return server;
         }
@@ -246,7 +266,12 @@ public sealed class TidemarkServer : IAsyncDisposable
         registry.NbdAddress = NbdEndpoint?.ToString();
         IscsiEndpoint = _app.Services.GetService<IscsiListener>()?.LocalEndpoint;
         registry.IscsiAddress = IscsiEndpoint?.ToString();
-        var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString());
+        var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString(), TlsFingerprint);
+        if (TlsFingerprint is null && !System.Net.IPAddress.IsLoopback(ServerSettings.ParseEndpoint(Settings.Http, "http").Address))
+        {
+            _logger.LogWarning("The API listens on {Http} without TLS: the token crosses the network in clear; set tls-cert (a PEM file, or self-signed)", HttpAddress);
+        }
+
         AtomicFile.WriteAllText(_data.RuntimePath, JsonSerializer.Serialize(endpoints, ServerSettings.FileJson) + "\n");
         Events.Record("server.start", null, "server", $"serving pool {_pool.Id}: API {HttpAddress}, NBD {NbdEndpoint?.ToString() ?? "off"}, iSCSI {IscsiEndpoint?.ToString() ?? "off"}");
         _logger.LogInformation(

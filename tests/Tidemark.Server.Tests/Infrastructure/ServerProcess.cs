@@ -86,7 +86,12 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public string IscsiUrl(string iqn, int lun = 0) => $"iscsi://{Iscsi}/{iqn}/{lun}";
 
-    public TidemarkClient Client(string? token = null) => new(Http, token ?? Token, TimeSpan.FromSeconds(60));
+    /// <summary>SHA-256 of the API's TLS certificate, from server.json (null without TLS).</summary>
+    public string? TlsFingerprint { get; private set; }
+
+    /// <summary>A client of the API; with TLS it trusts exactly the certificate server.json names.</summary>
+    public TidemarkClient Client(string? token = null) =>
+        new(new HttpClient(Tidemark.Cli.ServerLocator.Handler(TlsFingerprint, null)) { BaseAddress = Http, Timeout = TimeSpan.FromSeconds(60) }, token ?? Token, ownsHttp: true);
 
     /// <summary>kill -9: the crash case; what was acknowledged as durable must come back.</summary>
     public async Task KillAsync()
@@ -133,6 +138,7 @@ internal sealed class ServerProcess : IAsyncDisposable
                     if (endpoints is not null && endpoints.Pid == Pid)
                     {
                         Http = new Uri(endpoints.Http);
+                        TlsFingerprint = endpoints.TlsCertificateSha256;
                         Nbd = endpoints.Nbd ?? throw new InvalidOperationException("the server runs without NBD");
                         Iscsi = endpoints.Iscsi ?? throw new InvalidOperationException("the server runs without iSCSI");
                         Token = (await File.ReadAllTextAsync(Path.Combine(DataDirectory, "token"))).Trim();

@@ -1,0 +1,72 @@
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>The API over TLS: a self-signed certificate pinned through server.json, or an administrator's CA-signed one.</summary>
+public sealed class TlsTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public async Task SelfSigned_IsPinnedByDataDirectory_TrustedByCaCert_AndPlainHttpGetsNothing()
+    {
+        var data = _temp.Combine("data");
+        string fingerprint;
+        await using (var server = await ServerProcess.StartAsync(data, "--tls-cert", "self-signed"))
+        {
+            using var client = server.Client();
+            await client.CreateVolumeAsync(new CreateVolumeRequest("secure", 16 << 20));
+            var pinned = await CliProcess.RunAsync("volume", "list", "--data", data);
+            var https = server.Http.ToString();
+            var untrusted = await CliProcess.RunAsync("volume", "list", "--server", https, "--token", server.Token);
+            var withCa = await CliProcess.RunAsync("volume", "list", "--server", https, "--token", server.Token, "--ca-cert", Path.Combine(data, "tls", "cert.pem"));
+            using var plain = new HttpClient { BaseAddress = new Uri(https.Replace("https://", "http://", StringComparison.Ordinal)) };
+            var plainError = await Record.ExceptionAsync(() => plain.GetAsync("api/v1/volumes"));
+
+            Assert.Equal("https", server.Http.Scheme);
+            Assert.Contains("secure", pinned.AssertSuccess().StandardOutput, StringComparison.Ordinal);
+            Assert.Equal(3, untrusted.ExitCode);
+            Assert.Contains("--ca-cert", untrusted.StandardError, StringComparison.Ordinal);
+            Assert.Contains("secure", withCa.AssertSuccess().StandardOutput, StringComparison.Ordinal);
+            Assert.IsType<HttpRequestException>(plainError);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(data, "tls", "key.pem")));
+            fingerprint = server.TlsFingerprint!;
+        }
+
+        await using var again = await ServerProcess.StartAsync(data);
+        Assert.Equal(fingerprint, again.TlsFingerprint); // the config file keeps TLS on, with the same certificate
+    }
+
+    [Fact]
+    public async Task CaSignedCertificate_IsTrustedThroughItsCa()
+    {
+        var dir = _temp.Path;
+        await Openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", $"{dir}/ca.key", "-out", $"{dir}/ca.pem", "-days", "2", "-subj", "/CN=Test CA");
+        await Openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", $"{dir}/server.key", "-out", $"{dir}/server.csr", "-subj", "/CN=tidemark-test");
+        await File.WriteAllTextAsync($"{dir}/ext.cnf", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+        await Openssl("x509", "-req", "-in", $"{dir}/server.csr", "-CA", $"{dir}/ca.pem", "-CAkey", $"{dir}/ca.key", "-CAcreateserial", "-out", $"{dir}/server.pem", "-days", "2", "-extfile", $"{dir}/ext.cnf");
+
+        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"), "--tls-cert", $"{dir}/server.pem", "--tls-key", $"{dir}/server.key");
+        var trusted = await CliProcess.RunAsync("pool", "info", "--server", server.Http.ToString(), "--token", server.Token, "--ca-cert", $"{dir}/ca.pem");
+        var wrongCa = await CliProcess.RunAsync("pool", "info", "--server", server.Http.ToString(), "--token", server.Token, "--ca-cert", $"{dir}/server.csr");
+
+        trusted.AssertSuccess();
+        Assert.Equal(2, wrongCa.ExitCode);
+        Assert.Contains("cannot read the CA certificate", wrongCa.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MissingCertificateFile_IsRefusedAtStart()
+    {
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            ServerProcess.StartAsync(_temp.Combine("data"), "--tls-cert", _temp.Combine("missing.pem"), "--tls-key", _temp.Combine("missing.key")));
+
+        Assert.Contains("does not exist", error.Message, StringComparison.Ordinal);
+    }
+
+    private static async Task Openssl(params string[] arguments) =>
+        (await ProcessRunner.RunAsync("openssl", arguments)).AssertSuccess();
+}
