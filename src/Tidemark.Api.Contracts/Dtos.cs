@@ -132,4 +132,4 @@ public sealed record VerifyDto(bool Clean, IReadOnlyList<string> Problems, long 
 public sealed record ProblemDto(string? Type, string? Title, int? Status, string? Detail, string? Code);
 
 /// <summary>DATA/server.json: where the running server listens, for the CLI to find it.</summary>
-public sealed record ServerEndpointsDto(int Pid, string Http, string? Nbd, DateTimeOffset StartedAt, string? Iscsi = null, string? TlsCertificateSha256 = null);
+public sealed record ServerEndpointsDto(int Pid, string Http, string? Nbd, DateTimeOffset StartedAt, string? Iscsi = null, string? TlsCertificateSha256 = null, string? Replication = null);

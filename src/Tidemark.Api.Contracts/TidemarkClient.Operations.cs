@@ -111,6 +111,17 @@ public sealed partial class TidemarkClient
 
     public Task DisableVolumeAutogrowAsync(string volume, CancellationToken ct = default) => DeleteAsync($"volumes/{Seg(volume)}/autogrow", ct);
 
+    public Task<IdentityDto> GetIdentityAsync(CancellationToken ct = default) => GetAsync<IdentityDto>("identity", ct);
+
+    public Task<IReadOnlyList<PartnerDto>> ListPartnersAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<PartnerDto>>("partners", ct);
+
+    public Task<PartnerDto> AddPartnerAsync(AddPartnerRequest request, CancellationToken ct = default) => PostAsync<PartnerDto>("partners", request, ct);
+
+    public Task RemovePartnerAsync(string name, CancellationToken ct = default) => DeleteAsync($"partners/{Seg(name)}", ct);
+
+    /// <summary>Connects to the partner over the replication link (mutual TLS) and returns its answer.</summary>
+    public Task<PartnerHelloDto> TestPartnerAsync(string name, CancellationToken ct = default) => PostAsync<PartnerHelloDto>($"partners/{Seg(name)}/test", null, ct);
+
     private async Task<T> PutAsync<T>(string path, object body, CancellationToken ct)
     {
         using var content = JsonContent.Create(body, body.GetType(), options: ApiJson.Options);

@@ -21,6 +21,9 @@ public enum StorageError
     Closed = 13,
     Unsupported = 14,
     Busy = 15,
+
+    /// <summary>A remote party (a replication partner) cannot be reached or did not answer.</summary>
+    Unavailable = 16,
 }
 
 /// <summary>A typed, actionable storage error: the message says what happened and what to do.</summary>

@@ -15,6 +15,7 @@ public sealed record ServerSettings
     public const string DefaultHttp = "127.0.0.1:8410";
     public const string DefaultNbd = "127.0.0.1:10809";
     public const string DefaultIscsi = "127.0.0.1:3260";
+    public const string DefaultReplication = "127.0.0.1:8411";
 
     /// <summary>HTTP API address, HOST:PORT (port 0: any free port). Keep it on loopback unless behind TLS.</summary>
     public string Http { get; init; } = DefaultHttp;
@@ -24,6 +25,9 @@ public sealed record ServerSettings
 
     /// <summary>iSCSI listener address (the portal), HOST:PORT, or "off".</summary>
     public string Iscsi { get; init; } = DefaultIscsi;
+
+    /// <summary>Replication listener (partners only, mutual TLS 1.3), HOST:PORT, or "off".</summary>
+    public string Replication { get; init; } = DefaultReplication;
 
     /// <summary>Capacity of the pool's first file store when the pool is created: a size, or "auto" (the free space of the file system).</summary>
     public string StoreCapacity { get; init; } = "auto";
@@ -81,6 +85,11 @@ public sealed record ServerSettings
             ParseEndpoint(Iscsi, "iscsi");
         }
 
+        if (!ReplicationDisabled)
+        {
+            ParseEndpoint(Replication, "replication");
+        }
+
         if (!string.Equals(StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase))
         {
             Size(StoreCapacity, "store-capacity");
@@ -109,6 +118,9 @@ public sealed record ServerSettings
 
     [JsonIgnore]
     public bool TlsDisabled => string.IsNullOrWhiteSpace(TlsCertificate) || string.Equals(TlsCertificate, "off", StringComparison.OrdinalIgnoreCase);
+
+    [JsonIgnore]
+    public bool ReplicationDisabled => string.Equals(Replication, "off", StringComparison.OrdinalIgnoreCase) || string.IsNullOrWhiteSpace(Replication);
 
     [JsonIgnore]
     public bool NbdDisabled => string.Equals(Nbd, "off", StringComparison.OrdinalIgnoreCase) || string.IsNullOrWhiteSpace(Nbd);

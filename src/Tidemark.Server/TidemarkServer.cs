@@ -2,8 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.AspNetCore.Routing;
@@ -18,6 +17,7 @@ using Tidemark.Server.Capacity;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Metrics;
+using Tidemark.Server.Replication;
 
 namespace Tidemark.Server;
 
@@ -48,6 +48,8 @@ public sealed record ServeOptions
     public string? TlsCertificate { get; init; }
 
     public string? TlsKey { get; init; }
+
+    public string? Replication { get; init; }
 }
 
 /// <summary>
@@ -87,6 +89,8 @@ public sealed class TidemarkServer : IAsyncDisposable
 
     public IPEndPoint? IscsiEndpoint { get; private set; }
 
+    public IPEndPoint? ReplicationEndpoint { get; private set; }
+
     public string Token { get; private set; } = string.Empty;
 
     /// <summary>SHA-256 of the API's TLS certificate (null without TLS), published in server.json for clients to pin.</summary>
@@ -109,6 +113,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             LogLevel = options.LogLevel ?? fromFile.LogLevel,
             TlsCertificate = options.TlsCertificate ?? fromFile.TlsCertificate,
             TlsKey = options.TlsKey ?? fromFile.TlsKey,
+            Replication = options.Replication ?? fromFile.Replication,
         };
         settings.Validate();
         if (!File.Exists(configPath))
@@ -154,13 +159,42 @@ public sealed class TidemarkServer : IAsyncDisposable
         });
         var http = ServerSettings.ParseEndpoint(settings.Http, "http");
         var certificate = TlsCertificates.Load(settings, data);
-        builder.WebHost.ConfigureKestrel(k => k.Listen(http, listen =>
+        var identity = ServerIdentity.LoadOrCreate(data.IdentityPath);
+        var partners = new PartnerRegistry(data.PartnersPath, TimeProvider.System);
+        ListenOptions? replicationListen = null;
+        ListenOptions? apiListen = null;
+        builder.WebHost.ConfigureKestrel(k =>
         {
-            if (certificate is not null)
+            k.Listen(http, listen =>
             {
-                listen.UseHttps(certificate);
+                apiListen = listen;
+                if (certificate is not null)
+                {
+                    listen.UseHttps(certificate);
+                }
+            });
+            if (!settings.ReplicationDisabled)
+            {
+                k.Listen(ServerSettings.ParseEndpoint(settings.Replication, "replication"), listen =>
+                {
+                    replicationListen = listen;
+                    listen.UseHttps(identity.Certificate, https =>
+                    {
+                        https.SslProtocols = System.Security.Authentication.SslProtocols.Tls13;
+                        https.ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate;
+                        https.ClientCertificateValidation = (client, _, _) => partners.IsKnown(ServerIdentity.FingerprintOf(client));
+                    });
+                    listen.Use(next => connection =>
+                    {
+                        connection.Items[ReplicationGate.ConnectionMark] = true;
+                        return next(connection);
+                    });
+                });
             }
-        }));
+        });
+        builder.Services.AddSingleton(identity);
+        builder.Services.AddSingleton(partners);
+        builder.Services.AddSingleton(new ReplicationEndpoint());
         builder.Services.Configure<JsonOptions>(o =>
         {
             o.SerializerOptions.Encoder = ApiJson.Options.Encoder;
@@ -221,13 +255,14 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.Use(audit.InvokeAsync);
             app.Use(Problems.HandleAsync);
             var auth = new TokenAuthentication(token);
-            app.Use(auth.InvokeAsync);
+            app.Use(new ReplicationGate(auth, partners).InvokeAsync);
             app.MapOpenApi();
             app.MapTidemarkApi();
             app.MapEventApi();
             app.MapMetrics();
             app.MapJobApi();
             app.MapCapacityApi();
+            app.MapPartnerApi();
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,
@@ -240,7 +275,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 Token = token,
                 TlsFingerprint = certificate is null ? null : TlsCertificates.Fingerprint(certificate),
             };
-            await server.StartCoreAsync(registry, cancellationToken);
+            await server.StartCoreAsync(registry, apiListen!, replicationListen, cancellationToken);
             return server;
         }
         catch
@@ -256,24 +291,26 @@ public sealed class TidemarkServer : IAsyncDisposable
         }
     }
 
-    private async Task StartCoreAsync(ExportRegistry registry, CancellationToken cancellationToken)
+    private async Task StartCoreAsync(ExportRegistry registry, ListenOptions api, ListenOptions? replication, CancellationToken cancellationToken)
     {
         registry.Load();
         await _app.StartAsync(cancellationToken);
-        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-        HttpAddress = new Uri(addresses.First().TrimEnd('/') + "/");
+        // Kestrel puts the bound port (also for port 0) back into each listener's options.
+        HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");
+        ReplicationEndpoint = replication?.IPEndPoint;
+        _app.Services.GetRequiredService<ReplicationEndpoint>().Address = ReplicationEndpoint?.ToString();
         NbdEndpoint = _app.Services.GetService<NbdListener>()?.LocalEndpoint;
         registry.NbdAddress = NbdEndpoint?.ToString();
         IscsiEndpoint = _app.Services.GetService<IscsiListener>()?.LocalEndpoint;
         registry.IscsiAddress = IscsiEndpoint?.ToString();
-        var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString(), TlsFingerprint);
+        var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString(), TlsFingerprint, ReplicationEndpoint?.ToString());
         if (TlsFingerprint is null && !System.Net.IPAddress.IsLoopback(ServerSettings.ParseEndpoint(Settings.Http, "http").Address))
         {
             _logger.LogWarning("The API listens on {Http} without TLS: the token crosses the network in clear; set tls-cert (a PEM file, or self-signed)", HttpAddress);
         }
 
         AtomicFile.WriteAllText(_data.RuntimePath, JsonSerializer.Serialize(endpoints, ServerSettings.FileJson) + "\n");
-        Events.Record("server.start", null, "server", $"serving pool {_pool.Id}: API {HttpAddress}, NBD {NbdEndpoint?.ToString() ?? "off"}, iSCSI {IscsiEndpoint?.ToString() ?? "off"}");
+        Events.Record("server.start", null, "server", $"serving pool {_pool.Id}: API {HttpAddress}, NBD {NbdEndpoint?.ToString() ?? "off"}, iSCSI {IscsiEndpoint?.ToString() ?? "off"}, replication {ReplicationEndpoint?.ToString() ?? "off"}");
         _logger.LogInformation(
             "Tidemark serving pool {Pool} from {Data}: API {Http} (token in {Token}), NBD {Nbd}, iSCSI {Iscsi}",
             _pool.Id,

@@ -23,6 +23,7 @@ public static class Problems
         StorageError.NoSpace => StatusCodes.Status507InsufficientStorage,
         StorageError.Unsupported => StatusCodes.Status400BadRequest,
         StorageError.Closed => StatusCodes.Status503ServiceUnavailable,
+        StorageError.Unavailable => StatusCodes.Status502BadGateway,
         _ => StatusCodes.Status500InternalServerError,
     };
 

@@ -57,7 +57,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             throw new InvalidOperationException($"{DllPath} is missing: the project reference to Tidemark.Cli should have copied it next to the tests");
         }
 
-        string[] arguments = [DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "127.0.0.1:0", "--store-capacity", storeCapacity];
+        string[] arguments = [DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "127.0.0.1:0", "--replication", "127.0.0.1:0", "--store-capacity", storeCapacity];
         var server = new ServerProcess(ProcessRunner.Start("dotnet", arguments, redirectOutput: true), dataDirectory);
         try
         {

@@ -61,7 +61,7 @@ internal sealed class ServerProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "127.0.0.1:0" }
+        foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "127.0.0.1:0", "--replication", "127.0.0.1:0" }
                      .Concat(extraArguments.Contains("--store-capacity") ? [] : ["--store-capacity", "1G"])
                      .Concat(extraArguments))
         {

@@ -1,0 +1,63 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Tidemark.Server.Replication;
+
+/// <summary>
+/// This server's identity towards its replication partners: an ECDSA key and self-signed certificate
+/// made on first start in DATA/identity (the key readable by the owner only). Partners know each other
+/// by the SHA-256 fingerprint of that certificate, exchanged once when pairing, and refuse everyone
+/// else: the link is TLS 1.3 with both sides' certificates pinned, so nothing crosses it in clear and
+/// an unknown peer cannot connect.
+/// </summary>
+public sealed class ServerIdentity : IDisposable
+{
+    private ServerIdentity(X509Certificate2 certificate)
+    {
+        Certificate = certificate;
+        Fingerprint = FingerprintOf(certificate);
+    }
+
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>SHA-256 of the certificate, lower-case hex: what a partner pins.</summary>
+    public string Fingerprint { get; }
+
+    public static string FingerprintOf(X509Certificate2 certificate) => Convert.ToHexStringLower(SHA256.HashData(certificate.RawData));
+
+    public static ServerIdentity LoadOrCreate(string directory)
+    {
+        var certPath = Path.Combine(directory, "cert.pem");
+        var keyPath = Path.Combine(directory, "key.pem");
+        if (!File.Exists(certPath) || !File.Exists(keyPath))
+        {
+            Create(certPath, keyPath);
+        }
+
+        try
+        {
+            using var pem = X509Certificate2.CreateFromPemFile(certPath, keyPath);
+            return new ServerIdentity(X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null));
+        }
+        catch (CryptographicException ex)
+        {
+            throw new InvalidDataException($"the server identity in {directory} cannot be read ({ex.Message}); restore it from a backup (partners pin it), or delete the folder to make a new one and pair again", ex);
+        }
+    }
+
+    private static void Create(string certPath, string keyPath)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+        var request = new CertificateRequest($"CN=tidemark-{id}", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
+        var now = DateTimeOffset.UtcNow;
+        using var certificate = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(20));
+        AtomicFile.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem() + "\n", UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        AtomicFile.WriteAllText(certPath, certificate.ExportCertificatePem() + "\n");
+    }
+
+    public void Dispose() => Certificate.Dispose();
+}
