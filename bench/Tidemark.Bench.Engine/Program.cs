@@ -353,7 +353,9 @@ internal static class Memory
         var readRate = Io.Measure(20, 1, size, 4096, random: true, (off, buf) => volume.Read(off, buf));
         var afterRead = Rss();
         var gc = GC.GetGCMemoryInfo();
-        Console.WriteLine($"managed heap {ByteSize.Format(gc.HeapSizeBytes)}, GC committed {ByteSize.Format(gc.TotalCommittedBytes)}, cached map pages {pool.GetInfo().Volumes}");
+        var engine = pool.GetMemoryUsage();
+        Console.WriteLine($"engine: map cache {ByteSize.Format(engine.MapCacheBytes)}, recycled pages {ByteSize.Format(engine.RecycledPageBytes)}, block cache {ByteSize.Format(engine.BlockCacheBytes)}, memtables {ByteSize.Format(engine.MemtableBytes)}, table readers {ByteSize.Format(engine.TableReaderBytes)}");
+        Console.WriteLine($"managed heap {ByteSize.Format(gc.HeapSizeBytes)}, GC committed {ByteSize.Format(gc.TotalCommittedBytes)}, GC collections gen0/1/2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}");
         row($"RSS, {ByteSize.Format(size)} volume written at 4K random, 256 snapshots, {ByteSize.Format(mapCacheBytes)} map cache", $"{ByteSize.Format(afterWrite)} after writing ({writeRate:N0} writes/s), {ByteSize.Format(afterRead)} after 20 s of random reads ({Io.Iops(readRate)})", "", "", "<= 256 MiB");
     }
 

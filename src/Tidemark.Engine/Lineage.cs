@@ -526,7 +526,7 @@ internal sealed partial class Lineage
             return null;
         }
 
-        page = new MapPage(pageNo) { Referenced = true };
+        page = _pool.Pages.Rent(pageNo);
         if (found)
         {
             page.Load(_pageBuffer);
@@ -575,6 +575,7 @@ internal sealed partial class Lineage
             _pages.TryRemove(page.Number, out _);
             _clock[_hand] = _clock[^1];
             _clock.RemoveAt(_clock.Count - 1);
+            _pool.Pages.Retire(page);
             evicted++;
         }
 

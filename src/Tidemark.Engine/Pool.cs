@@ -39,6 +39,7 @@ public sealed partial class Pool : IDisposable
 
     private Pool(string directory, PoolOptions options, MetaStore meta, PoolRecord record)
     {
+        Pages = new Map.PageRecycler(Grace);
         Directory = directory;
         Options = options;
         Meta = meta;
@@ -56,6 +57,8 @@ public sealed partial class Pool : IDisposable
     internal Allocator Allocator { get; } = new();
 
     internal GracePeriod Grace { get; } = new();
+
+    internal Map.PageRecycler Pages { get; }
 
     internal long DurableCommitSeq => Volatile.Read(ref _durableSeq);
 
@@ -350,6 +353,22 @@ public sealed partial class Pool : IDisposable
     internal bool PageCacheAdd(int delta) =>
         Interlocked.Add(ref _cachedPages, delta) * MapPage.Bytes > Options.MapCacheBytes;
 
+    /// <summary>
+    /// Where the engine's memory goes: cached map pages (and recycled ones waiting for reuse), and
+    /// the metadata store's block cache, memtables and table readers (index and filter blocks).
+    /// </summary>
+    public EngineMemory GetMemoryUsage()
+    {
+        long Property(string name) =>
+            long.TryParse(Meta.Property(name), System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : 0;
+        return new EngineMemory(
+            Interlocked.Read(ref _cachedPages) * MapPage.Bytes,
+            (long)Pages.ReadyCount * MapPage.Bytes,
+            Property("rocksdb.block-cache-usage"),
+            Property("rocksdb.cur-size-all-mem-tables"),
+            Property("rocksdb.estimate-table-readers-mem"));
+    }
+
     // ---- commit ----
 
     /// <summary>Makes every write that completed before this call durable, in every volume of the pool.</summary>
@@ -434,10 +453,17 @@ public sealed partial class Pool : IDisposable
             throw new StorageException(StorageError.IoError, $"committing pool metadata failed ({ex.Message}); the pool is offline until it is reopened", ex);
         }
 
-        if (freed.Count > 0)
+        // Blocks freed and map pages evicted before this point may still be read by an I/O in flight:
+        // reuse either only after every such I/O has finished.
+        var retiredPages = Pages.TakeRetired();
+        if (freed.Count > 0 || retiredPages is not null)
         {
             Grace.WaitForReaders();
             Allocator.Release(freed);
+            if (retiredPages is not null)
+            {
+                Pages.Release(retiredPages);
+            }
         }
     }
 
@@ -550,6 +576,7 @@ public sealed partial class Pool : IDisposable
         finally
         {
             _disposed = true;
+            Pages.Dispose();
             foreach (var store in _stores)
             {
                 store.Dispose();
@@ -559,6 +586,9 @@ public sealed partial class Pool : IDisposable
         }
     }
 }
+
+/// <summary>Memory the engine holds, by part (see <see cref="Pool.GetMemoryUsage"/>).</summary>
+public sealed record EngineMemory(long MapCacheBytes, long RecycledPageBytes, long BlockCacheBytes, long MemtableBytes, long TableReaderBytes);
 
 /// <summary>Settings of an open pool. Defaults suit one appliance; tests shrink them.</summary>
 public sealed record PoolOptions

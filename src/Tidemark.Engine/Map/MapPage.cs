@@ -17,7 +17,20 @@ internal sealed class MapPage
         Number = number;
     }
 
-    public ulong Number { get; }
+    public ulong Number { get; private set; }
+
+    /// <summary>
+    /// Makes a retired page (see <see cref="PageRecycler"/>) a fresh, empty page for another number.
+    /// Only for pages no reader can still hold: the caller waited out a grace period since eviction.
+    /// </summary>
+    public void Reuse(ulong number)
+    {
+        Array.Clear(_words);
+        Number = number;
+        Dirty = false;
+        CollectedSeq = 0;
+        Referenced = true;
+    }
 
     /// <summary>Changed since the last commit; a dirty page is never evicted.</summary>
     public bool Dirty { get; set; }
