@@ -122,6 +122,19 @@ public sealed partial class TidemarkClient
     /// <summary>Connects to the partner over the replication link (mutual TLS) and returns its answer.</summary>
     public Task<PartnerHelloDto> TestPartnerAsync(string name, CancellationToken ct = default) => PostAsync<PartnerHelloDto>($"partners/{Seg(name)}/test", null, ct);
 
+    public Task<IReadOnlyList<PolicyDto>> ListPoliciesAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<PolicyDto>>("policies", ct);
+
+    public Task<PolicyDto> GetPolicyAsync(string name, CancellationToken ct = default) => GetAsync<PolicyDto>($"policies/{Seg(name)}", ct);
+
+    public Task<PolicyDto> CreatePolicyAsync(PolicyRequest request, CancellationToken ct = default) => PostAsync<PolicyDto>("policies", request, ct);
+
+    public Task<PolicyDto> UpdatePolicyAsync(PolicyRequest request, CancellationToken ct = default) => PutAsync<PolicyDto>($"policies/{Seg(request.Name)}", request, ct);
+
+    public Task DeletePolicyAsync(string name, CancellationToken ct = default) => DeleteAsync($"policies/{Seg(name)}", ct);
+
+    /// <summary>Takes the policy's snapshot now and applies its retention.</summary>
+    public Task<PolicyDto> RunPolicyAsync(string name, CancellationToken ct = default) => PostAsync<PolicyDto>($"policies/{Seg(name)}/run", null, ct);
+
     private async Task<T> PutAsync<T>(string path, object body, CancellationToken ct)
     {
         using var content = JsonContent.Create(body, body.GetType(), options: ApiJson.Options);

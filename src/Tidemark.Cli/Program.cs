@@ -13,6 +13,7 @@ root.Add(GroupCommands.Create());
 root.Add(ExportCommands.Create());
 root.Add(EventCommands.Create());
 root.Add(JobCommands.Create());
+root.Add(PolicyCommands.Create());
 root.Add(PartnerCommands.Create());
 root.Add(CompletionCommand.Create());
 root.Add(PoolCommands.CreateVerify());

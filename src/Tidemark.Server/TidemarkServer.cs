@@ -17,6 +17,7 @@ using Tidemark.Server.Capacity;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Metrics;
+using Tidemark.Server.Policies;
 using Tidemark.Server.Replication;
 
 namespace Tidemark.Server;
@@ -223,6 +224,14 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILogger<CapacityManager>>(),
                 data.CapacityPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<CapacityManager>());
+            builder.Services.AddSingleton(sp => new PolicyManager(
+                pool,
+                sp.GetRequiredService<EventLog>(),
+                sp.GetRequiredService<ExportRegistry>(),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
+                data.PoliciesPath));
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>()));
             if (!settings.NbdDisabled)
@@ -263,6 +272,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapJobApi();
             app.MapCapacityApi();
             app.MapPartnerApi();
+            app.MapPolicyApi();
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,

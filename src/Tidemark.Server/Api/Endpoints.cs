@@ -6,6 +6,7 @@ using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Server.Capacity;
 using Tidemark.Server.Jobs;
+using Tidemark.Server.Policies;
 
 namespace Tidemark.Server.Api;
 
@@ -59,10 +60,11 @@ public static class Endpoints
             p.ResizeVolume(name, request.SizeBytes);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
         }).WithName("volume.resize");
-        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, CapacityManager capacity, string name, double? wait) =>
+        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, CapacityManager capacity, PolicyManager policies, string name, double? wait) =>
         {
             p.GetVolume(name);
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
+            policies.ThrowIfTargeted(volume: name);
             capacity.Forget(name);
             return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => p.DeleteVolume(name, progress)), _ => TypedResults.NoContent());
         }).WithName("volume.delete");
@@ -167,8 +169,9 @@ public static class Endpoints
             var group = p.CreateGroup(request.Name, request.Volumes);
             return TypedResults.Created($"/api/v1/groups/{Uri.EscapeDataString(group.Name)}", group.ToDto());
         }).WithName("group.create");
-        groups.MapDelete("/{name}", (Pool p, string name) =>
+        groups.MapDelete("/{name}", (Pool p, PolicyManager policies, string name) =>
         {
+            policies.ThrowIfTargeted(group: name);
             p.DeleteGroup(name);
             return TypedResults.NoContent();
         }).WithName("group.delete");

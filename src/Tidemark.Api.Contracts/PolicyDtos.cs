@@ -1,0 +1,36 @@
+namespace Tidemark.Api;
+
+/// <summary>
+/// A snapshot policy (the scheduled TimeMarks of the appliance Tidemark replaces): for one volume or
+/// one group, snapshots on a schedule and/or after a amount of changed data, and retention of the
+/// snapshots it made (keep the last N, and/or the newest in each of the last N hours, days, weeks,
+/// months). It never touches snapshots it did not make.
+/// </summary>
+/// <param name="Schedule">"every 15m", "every 2h", "hourly", "hourly at :05", "daily 02:30", "weekly sun 02:30", "cron 0 */4 * * *", or null.</param>
+/// <param name="TimeZone">IANA zone the schedule and the retention buckets are in (default UTC).</param>
+/// <param name="ChangedBytes">Take a snapshot once this many bytes changed since the policy's last one.</param>
+public sealed record PolicyRequest(
+    string Name,
+    string? Volume = null,
+    string? Group = null,
+    string? Schedule = null,
+    string? TimeZone = null,
+    long? ChangedBytes = null,
+    int? KeepLast = null,
+    int? KeepHourly = null,
+    int? KeepDaily = null,
+    int? KeepWeekly = null,
+    int? KeepMonthly = null,
+    bool Enabled = true);
+
+/// <summary>One thing a policy did, or declined to do, and why.</summary>
+public sealed record PolicyActivityDto(DateTimeOffset Time, string Action, string? Snapshot, string Message);
+
+/// <summary>A policy with its state: when it runs next, what it owns, what went wrong last.</summary>
+public sealed record PolicyDto(
+    PolicyRequest Definition,
+    DateTimeOffset? NextRun,
+    DateTimeOffset? LastSnapshotAt,
+    IReadOnlyList<string> Snapshots,
+    string? LastError,
+    IReadOnlyList<PolicyActivityDto> Activity);

@@ -1,0 +1,536 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Events;
+
+namespace Tidemark.Server.Policies;
+
+/// <summary>
+/// Runs snapshot policies in the server. Each tick (every few seconds, or <see cref="RunDue"/> from a
+/// test's clock) takes a snapshot for every policy whose schedule is due or whose changed-data
+/// threshold is reached, then applies its retention to the snapshots it made (never to anyone
+/// else's; never to a held, exported or view-bearing snapshot, nor one <see cref="IsProtected"/>
+/// names). After downtime a due policy takes one snapshot and schedules its next run from now: no
+/// burst. Policies and what they own live in DATA/policies.json (atomic rewrite) and every action is
+/// an event ("policy:NAME" is the actor) and part of the policy's recent activity.
+/// </summary>
+public sealed partial class PolicyManager : BackgroundService
+{
+    public const int ActivityKept = 50;
+    public static readonly TimeSpan TickInterval = TimeSpan.FromSeconds(5);
+
+    private readonly Pool _pool;
+    private readonly EventLog _events;
+    private readonly ExportRegistry? _exports;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly string _path;
+    private readonly Lock _lock = new();
+    private readonly SortedDictionary<string, PolicyState> _policies = new(StringComparer.Ordinal);
+
+    public PolicyManager(Pool pool, EventLog events, ExportRegistry? exports, TimeProvider time, ILogger logger, string path)
+    {
+        _pool = pool;
+        _events = events;
+        _exports = exports;
+        _time = time;
+        _logger = logger;
+        _path = path;
+        Load();
+    }
+
+    /// <summary>Other components that need a snapshot kept (replication: the newest common snapshot). Returns a reason, or null.</summary>
+    public Func<string, string?> IsProtected { get; set; } = _ => null;
+
+    public IReadOnlyList<PolicyDto> List()
+    {
+        lock (_lock)
+        {
+            return [.. _policies.Values.Select(p => p.ToDto())];
+        }
+    }
+
+    public PolicyDto Get(string name)
+    {
+        lock (_lock)
+        {
+            return Find(name).ToDto();
+        }
+    }
+
+    public PolicyDto Create(PolicyRequest request)
+    {
+        lock (_lock)
+        {
+            var (schedule, zone) = Validate(request);
+            if (_policies.ContainsKey(request.Name))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"policy {request.Name} exists; change it with PUT or delete it first");
+            }
+
+            var state = new PolicyState { Definition = request, NextRun = schedule?.Next(_time.GetUtcNow()) };
+            state.Bind(schedule, zone);
+            _policies[request.Name] = state;
+            Save();
+            return state.ToDto();
+        }
+    }
+
+    public PolicyDto Update(string name, PolicyRequest request)
+    {
+        lock (_lock)
+        {
+            var state = Find(name);
+            if (request.Name != name)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"the policy's name is {name}; to rename it, create a new policy and delete this one");
+            }
+
+            var (schedule, zone) = Validate(request);
+            var retarget = request.Volume != state.Definition.Volume || request.Group != state.Definition.Group;
+            state.Definition = request;
+            state.Bind(schedule, zone);
+            state.NextRun = schedule?.Next(_time.GetUtcNow());
+            if (retarget)
+            {
+                state.Snapshots.Clear(); // it owns nothing of its new target; the old snapshots stay, unmanaged
+            }
+
+            Save();
+            return state.ToDto();
+        }
+    }
+
+    /// <summary>Deletes the policy; the snapshots it made stay, unmanaged.</summary>
+    public void Delete(string name)
+    {
+        lock (_lock)
+        {
+            Find(name);
+            _policies.Remove(name);
+            Save();
+        }
+    }
+
+    /// <summary>Refuses to delete a volume or group that a policy snapshots, naming the policy.</summary>
+    public void ThrowIfTargeted(string? volume = null, string? group = null)
+    {
+        lock (_lock)
+        {
+            var names = _policies.Values
+                .Where(p => (volume is not null && p.Definition.Volume == volume) || (group is not null && p.Definition.Group == group))
+                .Select(p => p.Definition.Name)
+                .ToList();
+            if (names.Count > 0)
+            {
+                throw new StorageException(StorageError.HasDependents, $"policies {string.Join(", ", names)} snapshot {volume ?? group}; delete them first ('tidemark policy delete NAME')");
+            }
+        }
+    }
+
+    /// <summary>Takes a snapshot for the policy now and applies its retention, whatever its schedule says.</summary>
+    public PolicyDto RunNow(string name)
+    {
+        lock (_lock)
+        {
+            var state = Find(name);
+            var now = _time.GetUtcNow();
+            Run(state, now, "run on request");
+            Save();
+            return state.ToDto();
+        }
+    }
+
+    /// <summary>One tick: every enabled policy whose schedule is due or whose changed-data threshold is reached runs.</summary>
+    public void RunDue()
+    {
+        lock (_lock)
+        {
+            var now = _time.GetUtcNow();
+            var changed = false;
+            foreach (var state in _policies.Values.Where(p => p.Definition.Enabled))
+            {
+                string? reason = null;
+                try
+                {
+                    if (state.Schedule is not null && state.NextRun is { } next && next <= now)
+                    {
+                        reason = next < now - TickInterval - TickInterval
+                            ? $"scheduled for {next:u}, missed while the server was down: one catch-up snapshot"
+                            : "scheduled";
+                    }
+                    else if (state.Definition.ChangedBytes is { } threshold && ChangedSinceLast(state) is var bytes && bytes >= threshold)
+                    {
+                        reason = $"{ByteSize.Format(bytes)} changed since its last snapshot (threshold {ByteSize.Format(threshold)})";
+                    }
+                }
+                catch (StorageException ex)
+                {
+                    Fail(state, now, ex);
+                    changed = true;
+                }
+
+                if (state.Schedule is not null && (state.NextRun is null || state.NextRun <= now))
+                {
+                    state.NextRun = state.Schedule.Next(now);
+                    changed = true;
+                }
+
+                if (reason is not null)
+                {
+                    Run(state, now, reason);
+                    changed = true;
+                }
+            }
+
+            if (changed)
+            {
+                Save();
+            }
+        }
+    }
+
+    private void Run(PolicyState state, DateTimeOffset now, string reason)
+    {
+        try
+        {
+            TakeSnapshot(state, now, reason);
+            ApplyRetention(state, now);
+            state.LastError = null;
+        }
+        catch (StorageException ex)
+        {
+            Fail(state, now, ex);
+        }
+    }
+
+    private void TakeSnapshot(PolicyState state, DateTimeOffset now, string reason)
+    {
+        var d = state.Definition;
+        var name = $"{d.Name}-{now.UtcDateTime:yyyyMMdd-HHmmss}";
+        for (var i = 2; Exists(d, name); i++)
+        {
+            name = $"{d.Name}-{now.UtcDateTime:yyyyMMdd-HHmmss}-{i}";
+        }
+
+        if (d.Group is { } group)
+        {
+            _pool.SnapshotGroup(group, name);
+        }
+        else
+        {
+            _pool.CreateSnapshot(d.Volume!, name);
+        }
+
+        state.Snapshots.Add(name);
+        state.LastSnapshotAt = now;
+        Act(state, now, "snapshot", Address(d, name), reason, "ok");
+    }
+
+    private void ApplyRetention(PolicyState state, DateTimeOffset now)
+    {
+        var d = state.Definition;
+        var existing = OwnedSnapshots(state);
+        state.Snapshots.RemoveAll(n => !existing.ContainsKey(n)); // deleted by hand meanwhile
+        var keep = state.Retention.Keep([.. existing.Select(e => (e.Key, e.Value[0].CreatedAt))], state.Zone);
+        foreach (var (name, members) in existing.OrderBy(e => e.Value[0].CreatedAt))
+        {
+            if (keep.Contains(name))
+            {
+                continue;
+            }
+
+            var why = Protection(members, now);
+            if (why is not null)
+            {
+                if (state.ReportedSkips.Add(name))
+                {
+                    Act(state, now, "skip", Address(d, name), $"retention would delete it, but {why}; kept", "ok");
+                }
+
+                continue;
+            }
+
+            try
+            {
+                foreach (var member in members)
+                {
+                    _pool.DeleteSnapshot(member.Address);
+                }
+            }
+            catch (StorageException ex) when (ex.Error is StorageError.Held or StorageError.HasDependents)
+            {
+                if (state.ReportedSkips.Add(name))
+                {
+                    Act(state, now, "skip", Address(d, name), $"retention would delete it, but {ex.Message}; kept", "ok");
+                }
+
+                continue;
+            }
+
+            state.Snapshots.Remove(name);
+            state.ReportedSkips.Remove(name);
+            Act(state, now, "delete", Address(d, name), "expired under the policy's retention", "ok");
+        }
+    }
+
+    private string? Protection(IReadOnlyList<SnapshotInfo> members, DateTimeOffset now)
+    {
+        foreach (var s in members)
+        {
+            if (s.Held || s.HoldUntil > now)
+            {
+                return $"{s.Address} is on hold";
+            }
+
+            if (_exports?.ExportsOfTarget(s.Address) is { Count: > 0 } exports)
+            {
+                return $"{s.Address} is exported ({string.Join(", ", exports)})";
+            }
+
+            if (_pool.Volumes.FirstOrDefault(v => v.Origin == s.Address) is { } view)
+            {
+                return $"view {view.Name} was made from {s.Address}";
+            }
+
+            if (IsProtected(s.Address) is { } reason)
+            {
+                return reason;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The policy's snapshots that still exist, each with its member snapshots (one for a volume).</summary>
+    private Dictionary<string, List<SnapshotInfo>> OwnedSnapshots(PolicyState state)
+    {
+        var d = state.Definition;
+        var volumes = d.Group is { } group
+            ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? []
+            : [d.Volume!];
+        var owned = new HashSet<string>(state.Snapshots, StringComparer.Ordinal);
+        var result = new Dictionary<string, List<SnapshotInfo>>(StringComparer.Ordinal);
+        foreach (var volume in volumes)
+        {
+            if (!_pool.TryGetVolume(volume, out _))
+            {
+                continue;
+            }
+
+            foreach (var s in _pool.ListSnapshots(volume).Where(s => owned.Contains(s.Name)))
+            {
+                if (!result.TryGetValue(s.Name, out var list))
+                {
+                    result[s.Name] = list = [];
+                }
+
+                list.Add(s);
+            }
+        }
+
+        return result;
+    }
+
+    private long ChangedSinceLast(PolicyState state)
+    {
+        var d = state.Definition;
+        var volumes = d.Group is { } group
+            ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? throw new StorageException(StorageError.NotFound, $"group {group} is gone")
+            : [d.Volume!];
+        var last = state.Snapshots.LastOrDefault(n => volumes.All(v => _pool.TryGetVolume(v, out _) && _pool.ListSnapshots(v).Any(s => s.Name == n)));
+        long most = 0;
+        foreach (var volume in volumes)
+        {
+            var changed = last is null
+                ? _pool.GetVolume(volume).AllocatedBytes ?? 0
+                : _pool.Diff(volume, last, null).Sum(r => r.LengthBytes);
+            most = Math.Max(most, changed);
+        }
+
+        return most;
+    }
+
+    private bool Exists(PolicyRequest d, string name)
+    {
+        var volume = d.Group is { } group ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes is { Count: > 0 } members ? members[0] : null : d.Volume;
+        return volume is not null && _pool.TryGetVolume(volume, out _) && _pool.ListSnapshots(volume).Any(s => s.Name == name);
+    }
+
+    private static string Address(PolicyRequest d, string name) => d.Group is { } group ? $"{group}/{name}" : $"{d.Volume}@{name}";
+
+    private void Fail(PolicyState state, DateTimeOffset now, StorageException ex)
+    {
+        state.LastError = ex.Message;
+        Act(state, now, "error", null, ex.Message, "failed");
+        _logger.LogWarning("Policy {Policy} failed: {Message}", state.Definition.Name, ex.Message);
+    }
+
+    private void Act(PolicyState state, DateTimeOffset now, string action, string? snapshot, string message, string outcome)
+    {
+        state.Activity.Add(new PolicyActivityDto(now, action, snapshot, message));
+        if (state.Activity.Count > ActivityKept)
+        {
+            state.Activity.RemoveRange(0, state.Activity.Count - ActivityKept);
+        }
+
+        _events.Record($"policy.{action}", snapshot ?? state.Definition.Name, $"policy:{state.Definition.Name}", message, outcome);
+    }
+
+    private PolicyState Find(string name) =>
+        _policies.TryGetValue(name, out var state)
+            ? state
+            : throw new StorageException(StorageError.NotFound, $"no policy {name}; 'tidemark policy list' shows them");
+
+    private (Schedule? Schedule, TimeZoneInfo Zone) Validate(PolicyRequest r)
+    {
+        if (!NamePattern().IsMatch(r.Name))
+        {
+            throw new StorageException(StorageError.InvalidName, $"policy name '{r.Name}' must be 1-48 letters, digits, '-' or '_', starting with a letter or digit");
+        }
+
+        if ((r.Volume is null) == (r.Group is null))
+        {
+            throw new StorageException(StorageError.InvalidArgument, "a policy snapshots one volume or one group: give exactly one of volume and group");
+        }
+
+        if (r.Volume is not null)
+        {
+            var volume = _pool.GetVolume(r.Volume);
+            if (r.ChangedBytes is not null && volume.AllocatedBytes is null)
+            {
+                throw new StorageException(StorageError.Unsupported, $"{r.Volume} was made by an older Tidemark that does not count changed data; use a schedule");
+            }
+        }
+        else if (_pool.Groups.All(g => g.Name != r.Group))
+        {
+            throw new StorageException(StorageError.NotFound, $"no group {r.Group}; 'tidemark group list' shows them");
+        }
+
+        if (r.Schedule is null && r.ChangedBytes is null)
+        {
+            throw new StorageException(StorageError.InvalidArgument, "a policy needs a schedule (e.g. 'every 15m', 'daily 02:30') or a changed-data trigger (e.g. 512M), or both");
+        }
+
+        if (r.ChangedBytes is <= 0)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"the changed-data trigger must be a positive size, not {r.ChangedBytes} bytes");
+        }
+
+        foreach (var (what, value) in new[] { ("keep-last", r.KeepLast), ("keep-hourly", r.KeepHourly), ("keep-daily", r.KeepDaily), ("keep-weekly", r.KeepWeekly), ("keep-monthly", r.KeepMonthly) })
+        {
+            if (value is < 1 or > 100_000)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"{what} must be between 1 and 100000, not {value}");
+            }
+        }
+
+        TimeZoneInfo zone;
+        try
+        {
+            zone = r.TimeZone is null ? TimeZoneInfo.Utc : TimeZoneInfo.FindSystemTimeZoneById(r.TimeZone);
+        }
+        catch (TimeZoneNotFoundException)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"time zone '{r.TimeZone}' is unknown; use an IANA name such as Europe/Berlin or UTC");
+        }
+
+        return (r.Schedule is null ? null : Schedule.Parse(r.Schedule, zone), zone);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TickInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    RunDue();
+                }
+                catch (Exception ex) when (ex is StorageException or IOException or ObjectDisposedException)
+                {
+                    _logger.LogWarning(ex, "Policy tick failed; trying again in {Interval}", TickInterval);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+    }
+
+    private void Load()
+    {
+        if (!File.Exists(_path))
+        {
+            return;
+        }
+
+        List<PolicyState>? states;
+        try
+        {
+            states = JsonSerializer.Deserialize<List<PolicyState>>(File.ReadAllText(_path), ServerSettings.FileJson);
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{_path} is not a valid policy file ({ex.Message}); fix it or restore it from a backup", ex);
+        }
+
+        foreach (var state in states ?? [])
+        {
+            var zone = state.Definition.TimeZone is null ? TimeZoneInfo.Utc : TimeZoneInfo.FindSystemTimeZoneById(state.Definition.TimeZone);
+            state.Bind(state.Definition.Schedule is null ? null : Schedule.Parse(state.Definition.Schedule, zone), zone);
+            _policies[state.Definition.Name] = state;
+        }
+    }
+
+    private void Save() =>
+        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_policies.Values.ToList(), ServerSettings.FileJson) + "\n");
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")]
+    private static partial Regex NamePattern();
+
+    /// <summary>A policy with what it has done; persisted as it is (bar the parsed schedule).</summary>
+    private sealed class PolicyState
+    {
+        public PolicyRequest Definition { get; set; } = null!;
+
+        public DateTimeOffset? NextRun { get; set; }
+
+        public DateTimeOffset? LastSnapshotAt { get; set; }
+
+        public List<string> Snapshots { get; set; } = [];
+
+        public string? LastError { get; set; }
+
+        public List<PolicyActivityDto> Activity { get; set; } = [];
+
+        [System.Text.Json.Serialization.JsonIgnore]
+        public Schedule? Schedule { get; private set; }
+
+        [System.Text.Json.Serialization.JsonIgnore]
+        public TimeZoneInfo Zone { get; private set; } = TimeZoneInfo.Utc;
+
+        [System.Text.Json.Serialization.JsonIgnore]
+        public Retention Retention { get; private set; } = new(null, null, null, null, null);
+
+        /// <summary>Snapshots already reported as kept against retention (reported once, not every tick).</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
+        public HashSet<string> ReportedSkips { get; } = new(StringComparer.Ordinal);
+
+        public void Bind(Schedule? schedule, TimeZoneInfo zone)
+        {
+            Schedule = schedule;
+            Zone = zone;
+            var d = Definition;
+            Retention = new Retention(d.KeepLast, d.KeepHourly, d.KeepDaily, d.KeepWeekly, d.KeepMonthly);
+        }
+
+        public PolicyDto ToDto() => new(Definition, NextRun, LastSnapshotAt, [.. Snapshots], LastError, [.. Activity]);
+    }
+}

@@ -1,0 +1,176 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Events;
+using Tidemark.Server.Policies;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>The policy runner against a real pool, driven by a fake clock (no sleeps).</summary>
+public sealed class PolicyManagerTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+    private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 11, 24, 8, 0, 0, TimeSpan.Zero));
+    private readonly Pool _pool;
+    private readonly EventLog _events;
+
+    public PolicyManagerTests()
+    {
+        _pool = Pool.Create(_temp.Combine("pool"), new PoolOptions { FirstStoreCapacityBytes = 256L << 20, Clock = _clock.GetUtcNow });
+        _events = new EventLog(_temp.Combine("events.jsonl"), _clock, NullLogger.Instance);
+        _pool.CreateVolume("mail", 64L << 20);
+    }
+
+    public void Dispose()
+    {
+        _events.Dispose();
+        _pool.Dispose();
+        _temp.Dispose();
+    }
+
+    private PolicyManager Manager() => new(_pool, _events, null, _clock, NullLogger.Instance, _temp.Combine("policies.json"));
+
+    private List<string> Snapshots(string volume = "mail") => [.. _pool.ListSnapshots(volume).Select(s => s.Name)];
+
+    [Fact]
+    public void Hourly_WithKeepLast_TakesOnSchedule_DeletesOnlyItsOwn_AndSkipsHeld()
+    {
+        var manager = Manager();
+        _pool.CreateSnapshot("mail", "manual");
+        manager.Create(new PolicyRequest("hourly", Volume: "mail", Schedule: "hourly", KeepLast: 3));
+
+        manager.RunDue(); // 08:00, created at 08:00: next run 09:00
+        var atStart = Snapshots().Count;
+        for (var hour = 0; hour < 5; hour++)
+        {
+            _clock.Advance(TimeSpan.FromHours(1));
+            manager.RunDue();
+            if (hour == 0)
+            {
+                _pool.HoldSnapshot($"mail@{manager.Get("hourly").Snapshots[0]}", null, "audit");
+            }
+        }
+
+        var policy = manager.Get("hourly");
+        Assert.Equal(1, atStart);
+        Assert.Contains("manual", Snapshots());
+        Assert.Equal(["hourly-20261124-090000", "hourly-20261124-110000", "hourly-20261124-120000", "hourly-20261124-130000"], policy.Snapshots);
+        Assert.Equal(5, Snapshots().Count); // manual, the held 09:00 one, and the newest three
+        Assert.Single(policy.Activity, a => a.Action == "skip");
+        Assert.Equal(new DateTimeOffset(2026, 11, 24, 14, 0, 0, TimeSpan.Zero), policy.NextRun);
+        Assert.Contains(_events.Query(kind: "policy.delete"), e => e.Actor == "policy:hourly");
+    }
+
+    [Fact]
+    public void AfterThreeDaysDown_OneCatchUpSnapshot_NotABurst()
+    {
+        var manager = Manager();
+        manager.Create(new PolicyRequest("every15", Volume: "mail", Schedule: "every 15m"));
+
+        _clock.Advance(TimeSpan.FromDays(3));
+        var restarted = Manager(); // state came back from policies.json
+        restarted.RunDue();
+        restarted.RunDue();
+
+        var policy = restarted.Get("every15");
+        Assert.Single(policy.Snapshots);
+        Assert.Contains("missed while the server was down", policy.Activity.Single().Message, StringComparison.Ordinal);
+        Assert.True(policy.NextRun > _clock.GetUtcNow());
+    }
+
+    [Fact]
+    public void ChangedDataTrigger_FiresAtThresholdAndNotBefore()
+    {
+        var manager = Manager();
+        manager.Create(new PolicyRequest("churn", Volume: "mail", ChangedBytes: 4L << 20));
+        var volume = _pool.GetVolume("mail");
+
+        volume.Write(0, new byte[3 << 20], false);
+        manager.RunDue();
+        var below = Snapshots().Count;
+        volume.Write(3L << 20, new byte[1 << 20], false);
+        manager.RunDue();
+        var baseline = Snapshots().Count;
+        volume.Write(0, new byte[2 << 20], false); // 2 MiB changed since the policy's snapshot
+        manager.RunDue();
+        var notYet = Snapshots().Count;
+        volume.Write(8L << 20, new byte[2 << 20], false);
+        manager.RunDue();
+
+        Assert.Equal(0, below);
+        Assert.Equal(1, baseline);
+        Assert.Equal(1, notYet);
+        Assert.Equal(2, Snapshots().Count);
+    }
+
+    [Fact]
+    public void GroupPolicy_SnapshotsAndExpiresMembersTogether_AndSurvivesRestart()
+    {
+        _pool.CreateVolume("db", 16L << 20);
+        _pool.CreateGroup("app", ["mail", "db"]);
+        var manager = Manager();
+        manager.Create(new PolicyRequest("app", Group: "app", Schedule: "every 10m", KeepLast: 2));
+        for (var i = 0; i < 4; i++)
+        {
+            _clock.Advance(TimeSpan.FromMinutes(10));
+            manager.RunDue();
+        }
+
+        var again = Manager().Get("app");
+
+        Assert.Equal(2, again.Snapshots.Count);
+        Assert.Equal(again.Snapshots, Snapshots("mail"));
+        Assert.Equal(again.Snapshots, Snapshots("db"));
+        Assert.All(_pool.ListSnapshots("db"), s => Assert.Equal($"app/{s.Name}", s.GroupSnapshot));
+    }
+
+    [Fact]
+    public void Failure_IsRecordedAndTheNextRunTriesAgain()
+    {
+        var manager = Manager();
+        manager.Create(new PolicyRequest("p", Volume: "mail", Schedule: "every 5m"));
+        _pool.CreateSnapshot("mail", "p-20261124-080500"); // the name the next run will want... taken by hand
+
+        _clock.Advance(TimeSpan.FromMinutes(5));
+        manager.RunDue();
+
+        var policy = manager.Get("p");
+        Assert.Null(policy.LastError); // it picked another name instead of failing
+        Assert.Equal("p-20261124-080500-2", policy.Snapshots.Single());
+    }
+
+    [Theory]
+    [InlineData("bad name", "mail", null, "every 5m", null, "invalid-name")]
+    [InlineData("p", null, null, "every 5m", null, "invalid-argument")]
+    [InlineData("p", "mail", "g", "every 5m", null, "invalid-argument")]
+    [InlineData("p", "nope", null, "every 5m", null, "not-found")]
+    [InlineData("p", "mail", null, null, null, "invalid-argument")]
+    [InlineData("p", "mail", null, "every now and then", null, "invalid-argument")]
+    [InlineData("p", "mail", null, "every 5m", "Mars/Olympus", "invalid-argument")]
+    public void Create_BadDefinition_IsRefusedAndNothingIsStored(string name, string? volume, string? group, string? schedule, string? zone, string code)
+    {
+        var manager = Manager();
+
+        var error = Assert.Throws<StorageException>(() => manager.Create(new PolicyRequest(name, volume, group, schedule, zone)));
+
+        Assert.Equal(code, ErrorCodes.For(error.Error));
+        Assert.Empty(manager.List());
+        Assert.Empty(Manager().List());
+    }
+
+    [Fact]
+    public void TargetedVolume_CannotBeDeletedWhileAPolicyExists()
+    {
+        var manager = Manager();
+        manager.Create(new PolicyRequest("p", Volume: "mail", Schedule: "hourly"));
+
+        var error = Assert.Throws<StorageException>(() => manager.ThrowIfTargeted(volume: "mail"));
+        manager.Delete("p");
+        manager.ThrowIfTargeted(volume: "mail");
+
+        Assert.Equal(StorageError.HasDependents, error.Error);
+        Assert.Contains("policy delete", error.Message, StringComparison.Ordinal);
+    }
+}
