@@ -53,7 +53,8 @@ public sealed record SnapshotDto(
     bool HeldUntilReleased,
     DateTimeOffset? HoldUntil,
     string? HoldReason,
-    string? GroupSnapshot);
+    string? GroupSnapshot,
+    Guid? Id = null);
 
 public sealed record CreateSnapshotRequest(string? Name = null);
 

@@ -9,7 +9,12 @@ public sealed partial class Pool
     /// Takes a snapshot of a volume: O(1) whatever its size. Writes acknowledged before the call are in
     /// it; it is durable when this returns.
     /// </summary>
-    public SnapshotInfo CreateSnapshot(string volumeName, string? snapshotName = null)
+    /// <summary>
+    /// Snapshots a volume in O(1). <paramref name="id"/> gives the snapshot a known identity (a copy
+    /// received from another pool keeps its source's, so both sides know which snapshots they share);
+    /// by default it gets a new one.
+    /// </summary>
+    public SnapshotInfo CreateSnapshot(string volumeName, string? snapshotName = null, Guid? id = null)
     {
         lock (_controlLock)
         {
@@ -18,6 +23,11 @@ public sealed partial class Pool
             var name = snapshotName ?? UniqueSnapshotName(volume, "snap");
             Names.Check("snapshot", name);
             CheckSnapshotNameFree(volume, name);
+            if (id is { } wanted && FindSnapshotById(volume, wanted) is { } existing)
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"{volumeName} already has snapshot {existing.Name} with id {wanted}");
+            }
+
             SnapshotRecord? record = null;
             volume.Gate.EnterExclusive();
             try
@@ -25,6 +35,7 @@ public sealed partial class Pool
                 Commit(batch =>
                 {
                     record = CutSnapshot(volume, volume.Lineage, name, null);
+                    record.Id = id ?? record.Id;
                     PutSnapshot(batch, record);
                     PutLineage(batch, volume.Lineage);
                 });
@@ -290,6 +301,7 @@ public sealed partial class Pool
             SizeBytes = volume.SizeBytes,
             GroupSnapshot = groupSnapshot,
             MappedBlocks = lineage.MappedBlocks,
+            Id = Guid.NewGuid(),
         };
         lineage.Snapshots.Add(epoch, record);
         return record;
@@ -347,7 +359,7 @@ public sealed partial class Pool
         }
     }
 
-    private static SnapshotInfo ToInfo(Volume volume, SnapshotRecord s) =>
+    private SnapshotInfo ToInfo(Volume volume, SnapshotRecord s) =>
         new(
             volume.Name,
             s.Name,
@@ -358,12 +370,49 @@ public sealed partial class Pool
             s.HoldReason,
             s.GroupSnapshot,
             s.Lineage,
-            s.Epoch);
+            s.Epoch)
+        {
+            Id = SnapshotId(s),
+        };
+
+    /// <summary>A snapshot's identity; one made before ids existed gets a stable one derived from the pool, lineage and epoch.</summary>
+    private Guid SnapshotId(SnapshotRecord s)
+    {
+        if (s.Id != Guid.Empty)
+        {
+            return s.Id;
+        }
+
+        Span<byte> seed = stackalloc byte[28];
+        Id.TryWriteBytes(seed);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(seed[16..], s.Lineage);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(seed[20..], s.Epoch);
+        Span<byte> hash = stackalloc byte[32];
+        System.Security.Cryptography.SHA256.HashData(seed, hash);
+        return new Guid(hash[..16]);
+    }
+
+    /// <summary>The snapshot of <paramref name="volumeName"/> with identity <paramref name="id"/>, or null.</summary>
+    public SnapshotInfo? FindSnapshotById(string volumeName, Guid id)
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var volume = GetVolume(volumeName);
+            return FindSnapshotById(volume, id) is { } record ? ToInfo(volume, record) : null;
+        }
+    }
+
+    private SnapshotRecord? FindSnapshotById(Volume volume, Guid id) =>
+        volume.Record.Lineages
+            .SelectMany(l => _lineages[l].Snapshots.Values)
+            .FirstOrDefault(s => s.State == SnapshotState.Active && SnapshotId(s) == id);
 
     private GroupInfo ToInfo(GroupRecord g) =>
         new(g.Name, [.. g.Members.Select(id => _volumes.TryGetValue(id, out var v) ? v.Name : $"(deleted {id})")], g.CreatedAt);
 }
 
+/// <summary>A snapshot as the engine's callers see it; <see cref="Id"/> is stable, also across pools for replicated copies.</summary>
 public sealed record SnapshotInfo(
     string Volume,
     string Name,
@@ -377,6 +426,8 @@ public sealed record SnapshotInfo(
     ulong Epoch)
 {
     public string Address => $"{Volume}@{Name}";
+
+    public Guid Id { get; init; }
 }
 
 public sealed record GroupInfo(string Name, IReadOnlyList<string> Volumes, DateTimeOffset CreatedAt);

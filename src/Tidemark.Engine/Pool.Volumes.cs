@@ -161,7 +161,11 @@ public sealed partial class Pool
     /// snapshots newer than it stay, and the live state before the rollback is kept as a snapshot
     /// named "pre-rollback-..." so nothing is lost. The volume takes the snapshot's size.
     /// </summary>
-    public SnapshotInfo? Rollback(string volumeName, string snapshotName)
+    /// <remarks>
+    /// With <paramref name="keepCurrentState"/> false the live state is discarded instead of kept as a
+    /// snapshot (an interrupted import or replication throws away what it half-wrote this way).
+    /// </remarks>
+    public SnapshotInfo? Rollback(string volumeName, string snapshotName, bool keepCurrentState = true)
     {
         lock (_controlLock)
         {
@@ -169,16 +173,20 @@ public sealed partial class Pool
             var volume = GetVolume(volumeName);
             var (target, snapshot) = FindSnapshot(volume, snapshotName);
             SnapshotInfo? kept = null;
+            var current = volume.Lineage;
+            var sizeBefore = volume.SizeBytes;
             volume.Gate.EnterExclusive();
             try
             {
-                var current = volume.Lineage;
                 SnapshotRecord? keptRecord = null;
                 var next = NewLineage(volume.Id, target, snapshot.Epoch);
                 Commit(batch =>
                 {
-                    keptRecord = CutSnapshot(volume, current, UniqueSnapshotName(volume, "pre-rollback"), null);
-                    PutSnapshot(batch, keptRecord);
+                    if (keepCurrentState)
+                    {
+                        keptRecord = CutSnapshot(volume, current, UniqueSnapshotName(volume, "pre-rollback"), null);
+                        PutSnapshot(batch, keptRecord);
+                    }
 
                     current.Record.State = LineageState.Frozen;
                     PutLineage(batch, current);
@@ -200,9 +208,18 @@ public sealed partial class Pool
                 volume.Gate.ExitExclusive();
             }
 
-            if (kept is not null && kept.SizeBytes != volume.SizeBytes)
+            if (sizeBefore != volume.SizeBytes)
             {
                 volume.RaiseSizeChanged();
+            }
+
+            if (!keepCurrentState)
+            {
+                // What the discarded live state wrote after the frozen lineage's newest snapshot is seen
+                // by nobody now: free it (its history keeps the snapshot images exact meanwhile).
+                var seers = current.Snapshots.Values.Where(x => x.State != SnapshotState.Deleting).Select(x => x.Epoch).DefaultIfEmpty(0UL).Max();
+                TrimLive(current, seers);
+                CollectLineageIfUnused(current);
             }
 
             return kept;

@@ -141,6 +141,9 @@ internal sealed class SnapshotRecord
 {
     public uint Lineage { get; set; }
 
+    /// <summary>Stable identity, kept by copies of the snapshot on other pools (replication). Empty for snapshots made before ids: see <see cref="Pool"/>.</summary>
+    public Guid Id { get; set; }
+
     /// <summary>Blocks allocated in the image this snapshot keeps (null for snapshots made before counting).</summary>
     public long? MappedBlocks { get; set; }
 

@@ -38,7 +38,8 @@ public static class Mapping
         s.Held,
         s.HoldUntil,
         s.HoldReason,
-        s.GroupSnapshot);
+        s.GroupSnapshot,
+        s.Id);
 
     public static GroupDto ToDto(this GroupInfo g) => new(g.Name, g.Volumes, g.CreatedAt);
 
