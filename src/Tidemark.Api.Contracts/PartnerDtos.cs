@@ -10,3 +10,6 @@ public sealed record AddPartnerRequest(string Name, string Address, string Finge
 
 /// <summary>What a partner answered over the replication link.</summary>
 public sealed record PartnerHelloDto(string Fingerprint, Guid PoolId, string Version, DateTimeOffset Time);
+
+/// <summary>What an imported snapshot stream made: the snapshot, and how much the stream carried.</summary>
+public sealed record StreamImportDto(SnapshotDto Snapshot, bool Incremental, long Records, long DataBytes, long ZeroBytes);

@@ -273,6 +273,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapCapacityApi();
             app.MapPartnerApi();
             app.MapPolicyApi();
+            app.MapStreamApi();
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,

@@ -80,7 +80,7 @@ public static class SnapshotCommands
         release.SetClientAction(async (p, client, json, ct) =>
             PrintList([await client.ReleaseHoldAsync(Checked(p.GetValue(releaseAddress)!), ct)], json, single: true));
 
-        return new Command("snapshot", "Point-in-time snapshots, addressed VOLUME@SNAPSHOT") { create, list, show, delete, diff, hold, release };
+        return new Command("snapshot", "Point-in-time snapshots, addressed VOLUME@SNAPSHOT") { create, list, show, delete, diff, hold, release, StreamCommands.Export(), StreamCommands.Import() };
     }
 
     private static Argument<string> Address() => new("snapshot") { Description = "VOLUME@SNAPSHOT" };

@@ -1,0 +1,56 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Replication;
+
+namespace Tidemark.Server.Api;
+
+/// <summary>
+/// Snapshot streams over the API: GET .../snapshots/{snapshot}/stream[?from=OLDER] sends one
+/// (application/octet-stream), POST /api/v1/streams[?volume=NAME] applies one. The engine is
+/// synchronous, so both run on a pool thread with synchronous body I/O allowed for that request.
+/// </summary>
+public static class StreamEndpoints
+{
+    public const string ContentType = "application/vnd.tidemark.snapshot-stream";
+
+    public static void MapStreamApi(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/v1/volumes/{volume}/snapshots/{snapshot}/stream", async (HttpContext context, Pool pool, string volume, string snapshot, string? from, int? level) =>
+        {
+            var address = $"{volume}@{snapshot}";
+            pool.GetSnapshot(address);
+            var baseAddress = from is null ? null : from.Contains('@', StringComparison.Ordinal) ? from : $"{volume}@{from}";
+            if (baseAddress is not null)
+            {
+                pool.GetSnapshot(baseAddress);
+            }
+
+            context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
+            context.Response.ContentType = ContentType;
+            context.Response.Headers.ContentDisposition = $"attachment; filename=\"{volume}@{snapshot}.tmstream\"";
+            var options = new StreamExportOptions { CompressionLevel = level ?? 3 };
+            await Task.Run(() => SnapshotStreamWriter.Write(pool, address, baseAddress, context.Response.Body, options, context.RequestAborted), context.RequestAborted);
+        }).WithTags("streams");
+
+        app.MapPost("/api/v1/streams", async (HttpContext context, Pool pool, string? volume) =>
+        {
+            context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
+            context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
+            try
+            {
+                var result = await Task.Run(() => SnapshotStreamReader.Import(pool, context.Request.Body, new StreamImportOptions { Volume = volume }, context.RequestAborted), context.RequestAborted);
+                var snapshot = result.Snapshot!;
+                var dto = new StreamImportDto(snapshot.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes);
+                return Results.Created($"/api/v1/volumes/{Uri.EscapeDataString(snapshot.Volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", dto);
+            }
+            catch (StreamImportException ex) when (ex.InnerException is StorageException inner)
+            {
+                throw new StorageException(inner.Error, inner.Message, ex);
+            }
+        }).WithName("snapshot.import").WithTags("streams");
+    }
+}
