@@ -13,3 +13,26 @@ public sealed record PartnerHelloDto(string Fingerprint, Guid PoolId, string Ver
 
 /// <summary>What an imported snapshot stream made: the snapshot, and how much the stream carried.</summary>
 public sealed record StreamImportDto(SnapshotDto Snapshot, bool Incremental, long Records, long DataBytes, long ZeroBytes);
+
+/// <summary>A snapshot as a partner lists it: identity is what matters across sites.</summary>
+public sealed record RemoteSnapshotDto(Guid Id, string Name, DateTimeOffset CreatedAt);
+
+/// <summary>A receive that broke off: the snapshot it was for and how far it durably got.</summary>
+public sealed record PartialReceiveDto(Guid SnapshotId, long AppliedOffset);
+
+/// <summary>A volume replicated to a partner.</summary>
+public sealed record ReplicaDto(
+    string Volume,
+    string Partner,
+    string RemoteVolume,
+    string? LastSnapshot,
+    DateTimeOffset? LastSyncAt,
+    double? LagSeconds,
+    long BytesSent,
+    long LastBytesSent,
+    long LastRangeBytes,
+    double? LastDurationSeconds,
+    int Retries,
+    string? LastError);
+
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null);

@@ -180,6 +180,19 @@ public sealed partial class TidemarkClient
         return await ReadAsync<StreamImportDto>(response, ct);
     }
 
+    public Task<IReadOnlyList<ReplicaDto>> ListReplicasAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<ReplicaDto>>("replicas", ct);
+
+    public Task<ReplicaDto> GetReplicaAsync(string volume, CancellationToken ct = default) => GetAsync<ReplicaDto>($"replicas/{Seg(volume)}", ct);
+
+    public Task<ReplicaDto> CreateReplicaAsync(CreateReplicaRequest request, CancellationToken ct = default) => PostAsync<ReplicaDto>("replicas", request, ct);
+
+    public Task DeleteReplicaAsync(string volume, CancellationToken ct = default) => DeleteAsync($"replicas/{Seg(volume)}", ct);
+
+    /// <summary>Runs one replication cycle (a job the client follows to its end).</summary>
+    public async Task<ReplicaDto> SyncReplicaAsync(string volume, Action<JobDto>? progress = null, CancellationToken ct = default) =>
+        await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"replicas/{Seg(volume)}/sync", progress, ct)
+        ?? throw new TidemarkApiException(HttpStatusCode.InternalServerError, ErrorCodes.Internal, "the server sent no replica state");
+
     private async Task<T> PutAsync<T>(string path, object body, CancellationToken ct)
     {
         using var content = JsonContent.Create(body, body.GetType(), options: ApiJson.Options);

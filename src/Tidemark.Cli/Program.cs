@@ -15,6 +15,7 @@ root.Add(EventCommands.Create());
 root.Add(JobCommands.Create());
 root.Add(PolicyCommands.Create());
 root.Add(PartnerCommands.Create());
+root.Add(ReplicaCommands.Create());
 root.Add(CompletionCommand.Create());
 root.Add(PoolCommands.CreateVerify());
 

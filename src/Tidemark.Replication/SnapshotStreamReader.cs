@@ -105,7 +105,9 @@ public static class SnapshotStreamReader
             if (options.KeepPartial)
             {
                 target.Flush();
-                throw new StreamImportException(ex, applied);
+                var partial = new StreamImportException(ex, applied);
+                partial.Data["snapshotId"] = header.SnapshotId;
+                throw partial;
             }
 
             if (created)

@@ -29,6 +29,9 @@ public sealed record ServerSettings
     /// <summary>Replication listener (partners only, mutual TLS 1.3), HOST:PORT, or "off".</summary>
     public string Replication { get; init; } = DefaultReplication;
 
+    /// <summary>First wait before retrying a broken replication transfer ("500ms", "1s", "2m"); it doubles per attempt.</summary>
+    public string ReplicationRetryDelay { get; init; } = "1s";
+
     /// <summary>Capacity of the pool's first file store when the pool is created: a size, or "auto" (the free space of the file system).</summary>
     public string StoreCapacity { get; init; } = "auto";
 
@@ -90,6 +93,8 @@ public sealed record ServerSettings
             ParseEndpoint(Replication, "replication");
         }
 
+        Duration(ReplicationRetryDelay, "replication-retry-delay");
+
         if (!string.Equals(StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase))
         {
             Size(StoreCapacity, "store-capacity");
@@ -140,6 +145,23 @@ public sealed record ServerSettings
         }
 
         return new IPEndPoint(address, port);
+    }
+
+    /// <summary>"250ms", "1s", "2m" or "1h".</summary>
+    public static TimeSpan Duration(string text, string setting)
+    {
+        var t = text.Trim();
+        var (number, unit) = t.EndsWith("ms", StringComparison.Ordinal) ? (t[..^2], 1.0)
+            : t.EndsWith('s') ? (t[..^1], 1000.0)
+            : t.EndsWith('m') ? (t[..^1], 60_000.0)
+            : t.EndsWith('h') ? (t[..^1], 3_600_000.0)
+            : (t, -1.0);
+        if (unit < 0 || !double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value <= 0 || value * unit > TimeSpan.FromDays(1).TotalMilliseconds)
+        {
+            throw new ArgumentException($"{setting} '{text}' is not a duration; write it like 500ms, 1s or 2m");
+        }
+
+        return TimeSpan.FromMilliseconds(value * unit);
     }
 
     public static long Size(string text, string setting) =>

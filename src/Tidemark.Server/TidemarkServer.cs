@@ -51,6 +51,8 @@ public sealed record ServeOptions
     public string? TlsKey { get; init; }
 
     public string? Replication { get; init; }
+
+    public string? ReplicationRetryDelay { get; init; }
 }
 
 /// <summary>
@@ -115,6 +117,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             TlsCertificate = options.TlsCertificate ?? fromFile.TlsCertificate,
             TlsKey = options.TlsKey ?? fromFile.TlsKey,
             Replication = options.Replication ?? fromFile.Replication,
+            ReplicationRetryDelay = options.ReplicationRetryDelay ?? fromFile.ReplicationRetryDelay,
         };
         settings.Validate();
         if (!File.Exists(configPath))
@@ -232,6 +235,18 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
                 data.PoliciesPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
+            builder.Services.AddSingleton(new ReplicaReceiver(pool));
+            builder.Services.AddSingleton(sp => new ReplicaManager(
+                pool,
+                partners,
+                identity,
+                sp.GetRequiredService<EventLog>(),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Replication"),
+                data.ReplicasPath)
+            {
+                RetryDelay = ServerSettings.Duration(settings.ReplicationRetryDelay, "replication-retry-delay"),
+            });
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>()));
             if (!settings.NbdDisabled)
@@ -274,6 +289,8 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapPartnerApi();
             app.MapPolicyApi();
             app.MapStreamApi();
+            app.MapReplicaApi();
+            app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
             app.MapFallback((HttpContext context) => Problems.WriteAsync(
                 context,
                 StatusCodes.Status404NotFound,

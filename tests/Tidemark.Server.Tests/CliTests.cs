@@ -118,7 +118,7 @@ public sealed class CliTests : IAsyncLifetime
     {
         var help = (await CliProcess.RunAsync("serve", "--help")).AssertSuccess().StandardOutput;
 
-        foreach (var setting in new[] { "--data", "--config", "--http", "--nbd", "--iscsi", "--replication", "--tls-cert", "--tls-key", "--store-capacity", "--store-path", "--map-cache", "--metadata-cache", "--log-level" })
+        foreach (var setting in new[] { "--data", "--config", "--http", "--nbd", "--iscsi", "--replication", "--replication-retry-delay", "--tls-cert", "--tls-key", "--store-capacity", "--store-path", "--map-cache", "--metadata-cache", "--log-level" })
         {
             Assert.Contains(setting, help, StringComparison.Ordinal);
         }

@@ -17,6 +17,7 @@ public static class ServeCommand
         var mapCache = new Option<string?>("--map-cache") { Description = "memory for cached volume map pages [config: mapCache; default 64M]" };
         var metadataCache = new Option<string?>("--metadata-cache") { Description = "memory for the metadata store's block cache [config: metadataCache; default 32M]" };
         var replication = new Option<string?>("--replication") { Description = $"replication listener IP:PORT for paired servers only (mutual TLS 1.3), port 0 for any free port, or off [config: replication; default {ServerSettings.DefaultReplication}]" };
+        var retryDelay = new Option<string?>("--replication-retry-delay") { Description = "first wait before retrying a broken replication transfer, doubling per attempt, e.g. 500ms, 1s [config: replicationRetryDelay; default 1s]" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "TLS for the API: a PEM certificate file, self-signed (made on first start in DATA/tls), or off [config: tlsCertificate; default off]" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert when that is a file [config: tlsKey]" };
         var logLevel = new Option<string?>("--log-level") { Description = "Trace, Debug, Information, Warning or Error [config: logLevel; default Information]" };
@@ -25,7 +26,7 @@ public static class ServeCommand
             "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API, the NBD listener and the iSCSI portal. "
             + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
         {
-            config, http, nbd, iscsi, replication, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
+            config, http, nbd, iscsi, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -44,6 +45,7 @@ public static class ServeCommand
                 TlsCertificate = parse.GetValue(tlsCert),
                 TlsKey = parse.GetValue(tlsKey),
                 Replication = parse.GetValue(replication),
+                ReplicationRetryDelay = parse.GetValue(retryDelay),
             };
             TidemarkServer server;
             try

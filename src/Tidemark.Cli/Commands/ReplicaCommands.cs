@@ -1,0 +1,62 @@
+using System.CommandLine;
+using System.Globalization;
+using Tidemark.Api;
+
+namespace Tidemark.Cli.Commands;
+
+/// <summary>`tidemark replica`: volumes replicated to a paired server.</summary>
+public static class ReplicaCommands
+{
+    public static Command Create()
+    {
+        var volume = new Argument<string>("volume") { Description = "volume to replicate" };
+        var to = new Option<string>("--to") { Description = "partner to replicate to ('tidemark partner list')", Required = true };
+        var asName = new Option<string?>("--as") { Description = "name of the replica volume at the partner (default: the same)" };
+        var create = new Command("create", "Replicate a volume to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName };
+        create.SetClientAction(async (p, client, json, ct) =>
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName)), ct)], json));
+
+        var list = new Command("list", "List replicas with their lag (age of the newest replicated snapshot) and last error");
+        list.SetClientAction(async (_, client, json, ct) => Print(await client.ListReplicasAsync(ct), json));
+
+        var showVolume = new Argument<string>("volume") { Description = "replicated volume" };
+        var show = new Command("show", "Show one replica") { showVolume };
+        show.SetClientAction(async (p, client, json, ct) => Print([await client.GetReplicaAsync(p.GetValue(showVolume)!, ct)], json));
+
+        var syncVolume = new Argument<string>("volume") { Description = "replicated volume" };
+        var sync = new Command("sync", "Replicate now: snapshot, send what changed since the newest common snapshot, resume after link failures") { syncVolume };
+        sync.SetClientAction(async (p, client, json, ct) => Print([await client.SyncReplicaAsync(p.GetValue(syncVolume)!, Output.ProgressBar(json), ct)], json));
+
+        var deleteVolume = new Argument<string>("volume") { Description = "replicated volume" };
+        var delete = new Command("delete", "Stop replicating (both sides keep their snapshots)") { deleteVolume };
+        delete.SetClientAction(async (p, client, json, ct) =>
+        {
+            await client.DeleteReplicaAsync(p.GetValue(deleteVolume)!, ct);
+            VolumeCommands.Done(json, $"{p.GetValue(deleteVolume)} is no longer replicated");
+        });
+
+        return new Command("replica", "Replication of volumes to paired servers") { create, list, show, sync, delete };
+    }
+
+    private static void Print(IReadOnlyList<ReplicaDto> replicas, bool json)
+    {
+        if (json)
+        {
+            Output.Json(replicas.Count == 1 ? replicas[0] : (object)replicas);
+            return;
+        }
+
+        Output.Table(
+            ["VOLUME", "PARTNER", "AS", "LAST SNAPSHOT", "LAG", "LAST SENT", "TOTAL SENT", "RETRIES", "LAST ERROR"],
+            replicas.Select(r => (IReadOnlyList<string>)[
+                r.Volume,
+                r.Partner,
+                r.RemoteVolume,
+                r.LastSnapshot ?? "-",
+                r.LagSeconds is { } lag ? TimeSpan.FromSeconds(Math.Round(lag)).ToString("g", CultureInfo.InvariantCulture) : "-",
+                Output.Size(r.LastBytesSent),
+                Output.Size(r.BytesSent),
+                r.Retries.ToString(CultureInfo.InvariantCulture),
+                r.LastError ?? "-"]));
+    }
+}

@@ -1,0 +1,396 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Replication;
+using Tidemark.Server.Events;
+
+namespace Tidemark.Server.Replication;
+
+/// <summary>
+/// The sending end: volumes replicated to partners (DATA/replicas.json). A sync takes a replication
+/// snapshot, asks the partner which snapshots its replica has, and sends only what changed since the
+/// newest one both sides have (a full stream the first time) over the mutual-TLS link. A broken
+/// transfer is retried with backoff and resumes at the offset the partner durably reached. After a
+/// success the previous replication snapshot is deleted: the newest one is the base of the next sync
+/// and is protected from policies meanwhile.
+/// </summary>
+public sealed class ReplicaManager : IDisposable
+{
+    public const string SnapshotPrefix = "repl-";
+    public const int MaxAttempts = 6;
+
+    private readonly Pool _pool;
+    private readonly PartnerRegistry _partners;
+    private readonly ServerIdentity _identity;
+    private readonly EventLog _events;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly string _path;
+    private readonly Lock _lock = new();
+    private readonly SortedDictionary<string, ReplicaState> _replicas = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _syncing = new(1, 1);
+
+    public ReplicaManager(Pool pool, PartnerRegistry partners, ServerIdentity identity, EventLog events, TimeProvider time, ILogger logger, string path)
+    {
+        _pool = pool;
+        _partners = partners;
+        _identity = identity;
+        _events = events;
+        _time = time;
+        _logger = logger;
+        _path = path;
+        if (File.Exists(path))
+        {
+            try
+            {
+                foreach (var state in JsonSerializer.Deserialize<List<ReplicaState>>(File.ReadAllText(path), ServerSettings.FileJson) ?? [])
+                {
+                    _replicas[state.Volume] = state;
+                }
+            }
+            catch (JsonException ex)
+            {
+                throw new InvalidDataException($"{path} is not a valid replica list ({ex.Message}); fix it or restore it from a backup", ex);
+            }
+        }
+    }
+
+    /// <summary>Backoff between attempts; tests shorten it.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    public IReadOnlyList<ReplicaDto> List()
+    {
+        lock (_lock)
+        {
+            return [.. _replicas.Values.Select(ToDto)];
+        }
+    }
+
+    public ReplicaDto Get(string volume)
+    {
+        lock (_lock)
+        {
+            return ToDto(Find(volume));
+        }
+    }
+
+    /// <summary>A reason to keep <paramref name="address"/> (the base of the next sync), or null.</summary>
+    public string? Protects(string address)
+    {
+        lock (_lock)
+        {
+            return _replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && $"{r.Volume}@{s}" == address) is { } replica
+                ? $"it is the newest snapshot replica {replica.Volume} -> {replica.Partner} shares, the base of its next sync"
+                : null;
+        }
+    }
+
+    public ReplicaDto Create(CreateReplicaRequest request)
+    {
+        _pool.GetVolume(request.Volume);
+        _partners.Get(request.Partner);
+        lock (_lock)
+        {
+            if (_replicas.TryGetValue(request.Volume, out var existing))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"{request.Volume} is already replicated to {existing.Partner}");
+            }
+
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume };
+            _replicas[state.Volume] = state;
+            Save();
+            return ToDto(state);
+        }
+    }
+
+    public void Delete(string volume)
+    {
+        lock (_lock)
+        {
+            Find(volume);
+            _replicas.Remove(volume);
+            Save();
+        }
+    }
+
+    /// <summary>One replication cycle of <paramref name="volume"/>: snapshot, diff against the newest common snapshot, send, resume on failure.</summary>
+    public async Task<ReplicaDto> SyncAsync(string volume, OperationProgress? progress, CancellationToken cancellationToken)
+    {
+        ReplicaState state;
+        lock (_lock)
+        {
+            state = Find(volume);
+        }
+
+        var partner = _partners.Get(state.Partner);
+        await _syncing.WaitAsync(cancellationToken);
+        try
+        {
+            var started = _time.GetUtcNow();
+            var snapshot = _pool.CreateSnapshot(volume, $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}");
+            using var http = PartnerLink.Create(_identity, partner, Timeout.InfiniteTimeSpan);
+            var remote = $"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(state.RemoteVolume)}";
+            Exception? last = null;
+            long sent = 0, rangeBytes = 0;
+            var retries = 0;
+            for (var attempt = 1; attempt <= MaxAttempts; attempt++)
+            {
+                try
+                {
+                    var theirs = await http.GetFromJsonAsync<List<RemoteSnapshotDto>>($"{remote}/snapshots", ApiJson.Options, cancellationToken) ?? [];
+                    var ids = theirs.Select(s => s.Id).ToHashSet();
+                    var common = _pool.ListSnapshots(volume).Where(s => ids.Contains(s.Id) && s.Id != snapshot.Id).MaxBy(s => s.CreatedAt);
+                    if (theirs.Any(s => s.Id == snapshot.Id))
+                    {
+                        break; // the previous attempt got through, only its answer was lost
+                    }
+
+                    var partial = await GetPartialAsync(http, remote, cancellationToken);
+                    var resume = partial is { } p && p.SnapshotId == snapshot.Id ? p.AppliedOffset : 0;
+                    (sent, rangeBytes) = await SendAsync(http, remote, snapshot, common, resume, progress, cancellationToken);
+                    last = null;
+                    break;
+                }
+                catch (HttpRequestException ex) when (IsRefusedHandshake(ex))
+                {
+                    // Not a broken link: the partner does not know this server. Retrying cannot help.
+                    last = new StorageException(StorageError.Unavailable, $"{partner.Name} refused the TLS handshake: it is not paired with this server; run 'tidemark partner add' there with fingerprint {_identity.Fingerprint}", ex);
+                    break;
+                }
+                catch (Exception ex) when (ex is HttpRequestException or IOException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+                {
+                    last = ex;
+                    retries++;
+                    _logger.LogWarning("Replication of {Volume} to {Partner}, attempt {Attempt}: {Message}", volume, partner.Name, attempt, ex.Message);
+                    if (attempt < MaxAttempts)
+                    {
+                        await Task.Delay(RetryDelay * (1 << (attempt - 1)), _time, cancellationToken);
+                    }
+                }
+            }
+
+            lock (_lock)
+            {
+                state.Retries += retries;
+                if (last is not null)
+                {
+                    state.LastError = last.Message;
+                    Save();
+                    _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {retries + 1} attempts: {last.Message}; the replica keeps its last complete snapshot", "failed");
+                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {retries + 1} attempts ({Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
+                }
+
+                var previous = state.LastSnapshot;
+                state.LastSnapshot = snapshot.Name;
+                state.LastSnapshotCreatedAt = snapshot.CreatedAt;
+                state.LastSyncAt = _time.GetUtcNow();
+                state.BytesSent += sent;
+                state.LastBytesSent = sent;
+                state.LastRangeBytes = rangeBytes;
+                state.LastDurationSeconds = (state.LastSyncAt.Value - started).TotalSeconds;
+                state.LastError = null;
+                Save();
+                if (previous is not null && previous != snapshot.Name && _pool.ListSnapshots(volume).Any(s => s.Name == previous))
+                {
+                    try
+                    {
+                        _pool.DeleteSnapshot($"{volume}@{previous}");
+                    }
+                    catch (StorageException ex)
+                    {
+                        _logger.LogInformation("Kept the previous replication snapshot {Volume}@{Snapshot}: {Message}", volume, previous, ex.Message);
+                    }
+                }
+
+                _events.Record("replica.sync", volume, "server", $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}");
+                return ToDto(state);
+            }
+        }
+        finally
+        {
+            _syncing.Release();
+        }
+    }
+
+    /// <summary>The messages down an exception's chain ("An error occurred while sending the request" alone says nothing).</summary>
+    private static string Describe(Exception ex)
+    {
+        var messages = new List<string>();
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            if (!messages.Contains(e.Message))
+            {
+                messages.Add(e.Message);
+            }
+        }
+
+        return string.Join(": ", messages);
+    }
+
+    private static bool IsRefusedHandshake(Exception ex)
+    {
+        for (var e = ex.InnerException; e is not null; e = e.InnerException)
+        {
+            if (e is System.Security.Authentication.AuthenticationException)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static async Task<PartialReceiveDto?> GetPartialAsync(HttpClient http, string remote, CancellationToken ct)
+    {
+        using var response = await http.GetAsync($"{remote}/partial", ct);
+        return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
+    }
+
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, OperationProgress? progress, CancellationToken ct)
+    {
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
+        var counting = new CountingStream(pipe.Reader.AsStream());
+        StreamHeader? header = null;
+        var writer = Task.Run(
+            () =>
+            {
+                try
+                {
+                    using var output = pipe.Writer.AsStream();
+                    header = SnapshotStreamWriter.Write(_pool, snapshot.Address, common?.Address, output, new StreamExportOptions
+                    {
+                        ResumeOffset = resume,
+                        Progress = covered => progress?.Advance(covered - (progress?.Done ?? 0)),
+                    }, ct);
+                }
+                catch (Exception ex)
+                {
+                    pipe.Writer.Complete(ex);
+                    throw;
+                }
+            },
+            ct);
+        using var content = new StreamContent(counting, 1 << 20);
+        using var response = await http.PostAsync($"{remote}/receive?resume={resume}", content, ct);
+        await writer.ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            var problem = await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
+            throw new StorageException(StorageError.Unavailable, $"the partner refused the stream: {problem?.Detail ?? response.ReasonPhrase}");
+        }
+
+        return (counting.BytesRead, header?.RangeBytes ?? 0);
+    }
+
+    private ReplicaState Find(string volume) =>
+        _replicas.TryGetValue(volume, out var state)
+            ? state
+            : throw new StorageException(StorageError.NotFound, $"{volume} is not replicated; 'tidemark replica create {volume} --to PARTNER' starts it");
+
+    private ReplicaDto ToDto(ReplicaState s) => new(
+        s.Volume,
+        s.Partner,
+        s.RemoteVolume,
+        s.LastSnapshot,
+        s.LastSyncAt,
+        s.LastSnapshotCreatedAt is { } at ? (_time.GetUtcNow() - at).TotalSeconds : null,
+        s.BytesSent,
+        s.LastBytesSent,
+        s.LastRangeBytes,
+        s.LastDurationSeconds,
+        s.Retries,
+        s.LastError);
+
+    private void Save() =>
+        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_replicas.Values.ToList(), ServerSettings.FileJson) + "\n");
+
+    public void Dispose() => _syncing.Dispose();
+
+    private sealed class ReplicaState
+    {
+        public string Volume { get; set; } = "";
+
+        public string Partner { get; set; } = "";
+
+        public string RemoteVolume { get; set; } = "";
+
+        public string? LastSnapshot { get; set; }
+
+        public DateTimeOffset? LastSnapshotCreatedAt { get; set; }
+
+        public DateTimeOffset? LastSyncAt { get; set; }
+
+        public long BytesSent { get; set; }
+
+        public long LastBytesSent { get; set; }
+
+        public long LastRangeBytes { get; set; }
+
+        public double? LastDurationSeconds { get; set; }
+
+        public int Retries { get; set; }
+
+        public string? LastError { get; set; }
+    }
+
+    /// <summary>Counts what the HTTP client reads of the stream: the bytes on the wire (before TLS).</summary>
+    private sealed class CountingStream(Stream inner) : Stream
+    {
+        public long BytesRead { get; private set; }
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => BytesRead;
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            var n = inner.Read(buffer, offset, count);
+            BytesRead += n;
+            return n;
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var n = await inner.ReadAsync(buffer, cancellationToken);
+            BytesRead += n;
+            return n;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}

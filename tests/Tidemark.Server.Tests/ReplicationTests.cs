@@ -1,0 +1,200 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>Two real servers, paired: replicate, change, replicate the difference, through a link that breaks.</summary>
+public sealed class ReplicationTests : IAsyncLifetime
+{
+    private readonly TempDirectory _temp = new();
+    private ServerProcess _primary = null!;
+    private ServerProcess _dr = null!;
+
+    public async Task InitializeAsync()
+    {
+        _primary = await ServerProcess.StartAsync(_temp.Combine("primary"), "--replication-retry-delay", "100ms");
+        _dr = await ServerProcess.StartAsync(_temp.Combine("dr"));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _primary.DisposeAsync();
+        await _dr.DisposeAsync();
+        _temp.Dispose();
+    }
+
+    [Fact]
+    public async Task FullThenIncremental_ThroughALinkThatBreaks_EndsIdenticalAndSendsOnlyChanges()
+    {
+        using var primary = _primary.Client();
+        using var dr = _dr.Client();
+        var primaryId = await primary.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        using var proxy = new CuttingProxy(IPEndPoint.Parse(drId.ReplicationAddress!), cutAfterBytes: 3 << 20, cuts: 2);
+        await primary.AddPartnerAsync(new AddPartnerRequest("dr", proxy.Address, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20));
+        var live = await primary.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await WriteRandomAsync(live.Url!, 0, 16 << 20);
+
+        (await CliProcess.RunAsync("replica", "create", "mail", "--to", "dr", "--as", "mail-dr", "--data", _primary.DataDirectory)).AssertSuccess();
+        var first = await primary.SyncReplicaAsync("mail");
+        await WriteRandomAsync(live.Url!, 32 << 20, 1 << 20);
+        var second = await primary.SyncReplicaAsync("mail");
+        var listed = (await CliProcess.RunAsync("replica", "list", "--data", _primary.DataDirectory)).AssertSuccess().StandardOutput;
+
+        Assert.True(proxy.CutsMade >= 1, "the link was cut");
+        Assert.True(first.Retries >= 1);
+        Assert.True(first.LastBytesSent < 24 << 20, $"the first sync resumed instead of starting over ({first.LastBytesSent} bytes)");
+        Assert.True(second.LastBytesSent < 2 << 20, $"the second sync sent {second.LastBytesSent} bytes for 1 MiB changed");
+        Assert.Null(second.LastError);
+        var replicaSnapshots = await dr.ListSnapshotsAsync("mail-dr");
+        Assert.Equal([first.LastSnapshot, second.LastSnapshot], replicaSnapshots.Select(s => s.Name));
+        Assert.Equal(await HashAsync(primary, $"mail@{second.LastSnapshot}", "p"), await HashAsync(dr, $"mail-dr@{second.LastSnapshot}", "d"));
+        Assert.Equal([second.LastSnapshot], (await primary.ListSnapshotsAsync("mail")).Select(s => s.Name)); // the older base is gone
+        Assert.Contains("mail-dr", listed, StringComparison.Ordinal);
+        Assert.True((await dr.VerifyAsync()).Clean);
+    }
+
+    [Fact]
+    public async Task Sync_ToAnUnpairedPartner_FailsClearly_AndTheReplicaRecordsTheError()
+    {
+        using var primary = _primary.Client();
+        using var dr = _dr.Client();
+        var drId = await dr.GetIdentityAsync();
+        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint)); // dr did not pair back
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        await primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr"));
+        using var http = new HttpClient { BaseAddress = _primary.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", _primary.Token);
+
+        var error = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.SyncReplicaAsync("db"));
+        var replica = await primary.GetReplicaAsync("db");
+        var unknown = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("db2", "nobody")));
+
+        Assert.Contains("failed after 7 attempts", error.Message, StringComparison.Ordinal);
+        Assert.NotNull(replica.LastError);
+        Assert.Null(replica.LastSnapshot);
+        Assert.Equal("not-found", unknown.Code);
+    }
+
+    private async Task WriteRandomAsync(string url, long offset, int length)
+    {
+        var file = _temp.Combine($"random-{offset}.bin");
+        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
+    }
+
+    private async Task<string> HashAsync(TidemarkClient client, string snapshot, string tag)
+    {
+        var name = $"h{tag}";
+        var export = await client.CreateExportAsync(new CreateExportRequest(snapshot, name, "nbd"));
+        var file = _temp.Combine($"{name}.raw");
+        (await ProcessRunner.RunAsync("nbdcopy", export.Url!, file)).AssertSuccess();
+        await client.DeleteExportAsync(name);
+        await using var stream = File.OpenRead(file);
+        return Convert.ToHexString(await SHA256.HashDataAsync(stream));
+    }
+
+    /// <summary>A TCP relay on 127.0.0.1 that cuts its first connections after a number of bytes towards the target.</summary>
+    private sealed class CuttingProxy : IDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly IPEndPoint _target;
+        private readonly long _cutAfter;
+        private readonly CancellationTokenSource _stop = new();
+        private int _cutsLeft;
+        private int _cutsMade;
+
+        public CuttingProxy(IPEndPoint target, long cutAfterBytes, int cuts)
+        {
+            _target = target;
+            _cutAfter = cutAfterBytes;
+            _cutsLeft = cuts;
+            _listener.Start();
+            _ = AcceptAsync();
+        }
+
+        public string Address => ((IPEndPoint)_listener.LocalEndpoint).ToString();
+
+        public int CutsMade => Volatile.Read(ref _cutsMade);
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    _ = RelayAsync(client);
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                // Stopped.
+            }
+        }
+
+        private async Task RelayAsync(TcpClient client)
+        {
+            using (client)
+            using (var server = new TcpClient())
+            {
+                try
+                {
+                    await server.ConnectAsync(_target, _stop.Token);
+                    var cut = Interlocked.Decrement(ref _cutsLeft) >= 0;
+                    using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                    var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? _cutAfter : long.MaxValue, linked.Token);
+                    var down = PumpAsync(server.GetStream(), client.GetStream(), long.MaxValue, linked.Token);
+                    await Task.WhenAny(up, down);
+                    if (cut && up.IsCompleted)
+                    {
+                        Interlocked.Increment(ref _cutsMade);
+                    }
+
+                    await linked.CancelAsync();
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException)
+                {
+                    // The relay ends with either side.
+                }
+            }
+        }
+
+        private static async Task PumpAsync(NetworkStream from, NetworkStream to, long budget, CancellationToken ct)
+        {
+            var buffer = new byte[64 * 1024];
+            long moved = 0;
+            try
+            {
+                while (moved < budget)
+                {
+                    var n = await from.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, budget - moved)), ct);
+                    if (n == 0)
+                    {
+                        return;
+                    }
+
+                    await to.WriteAsync(buffer.AsMemory(0, n), ct);
+                    moved += n;
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException)
+            {
+                // Either side went away.
+            }
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+            _listener.Dispose();
+            _stop.Dispose();
+        }
+    }
+}
