@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# NBD benchmark against the peers, in one run on the same disk (issue 5): fio's nbd engine against
+# Tidemark (`tidemark serve`), nbdkit's file plugin and qemu-nbd on a raw file, all backed by the
+# same 4 GiB random golden image, with the workloads and fio settings of ../shared/peers/lib.sh.
+#   bench/protocols/nbd-vs-peers.sh                 RUNTIME=20 REPS=2 by default (lib.sh)
+#   RUNTIME=5 REPS=1 bench/protocols/nbd-vs-peers.sh   a quick pass
+# Prints a table (IOPS and MiB/s per server, ratio Tidemark / nbdkit). Only 127.0.0.1 is used;
+# every process it starts is stopped and every file removed on exit, also on failure or Ctrl-C.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+peers="$root/../shared/peers"
+[ -f "$peers/lib.sh" ] || { echo "needs ../shared/peers/lib.sh beside the repository" >&2; exit 2; }
+for tool in fio nbdkit qemu-nbd nbdcopy curl python3; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (scripts/install-deps installs it)" >&2; exit 2; }
+done
+D="$(mktemp -d /tmp/tidemark-nbd-bench.XXXXXX)"
+export D RES="$D/results.tsv"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$D"
+}
+trap cleanup EXIT INT TERM
+# shellcheck source=/dev/null
+. "$peers/lib.sh"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+make_golden
+
+# ---- Tidemark ----
+"$root/tidemark" --help >/dev/null   # builds the CLI on first use
+"$root/tidemark" serve --data "$D/tm" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication off \
+  --store-capacity 12G --log-level Warning > "$D/tidemark.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do [ -s "$D/tm/server.json" ] && break; sleep 0.1; done
+http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$D/tm/server.json")
+nbd=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nbd"])' "$D/tm/server.json")
+token=$(cat "$D/tm/token")
+api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+api -X POST "${http}api/v1/volumes" -d '{"name":"bench","sizeBytes":4294967296}' >/dev/null
+api -X POST "${http}api/v1/exports" -d '{"target":"bench","name":"bench","protocol":"nbd"}' >/dev/null
+nbdcopy "$GOLD" "nbd://$nbd/bench"
+sync
+fio_suite tidemark --ioengine=nbd --uri="nbd://$nbd/bench"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+
+# ---- nbdkit, file plugin ----
+cp "$GOLD" "$D/nbdkit.img"; sync
+port=$(free_port)
+nbdkit -f -i 127.0.0.1 -p "$port" file file="$D/nbdkit.img" > "$D/nbdkit.log" 2>&1 &
+pids+=($!)
+wait_port "$port"
+fio_suite nbdkit --ioengine=nbd --uri="nbd://127.0.0.1:$port/"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); rm -f "$D/nbdkit.img"
+
+# ---- qemu-nbd, raw file ----
+cp "$GOLD" "$D/qemu.img"; sync
+port=$(free_port)
+qemu-nbd -f raw -b 127.0.0.1 -p "$port" -t --cache=writeback --aio=threads "$D/qemu.img" > "$D/qemu-nbd.log" 2>&1 &
+pids+=($!)
+wait_port "$port"
+fio_suite qemu-nbd-raw --ioengine=nbd --uri="nbd://127.0.0.1:$port/"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); rm -f "$D/qemu.img"
+
+echo
+echo "fio $(fio --version), nbdkit $(nbdkit --version | awk '{print $2}'), $(qemu-nbd --version | head -1); RUNTIME=$RUNTIME REPS=$REPS; $(date -u +%Y-%m-%dT%H:%MZ)"
+python3 - "$RES" <<'PY'
+import sys, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    peer, name, qd, rep, iops, mib, lat, p99 = line.rstrip("\n").split("\t")
+    rows[(name, peer)].append((float(iops), float(mib)))
+names = []
+for (name, _) in rows:
+    if name not in names:
+        names.append(name)
+def mean(v): return sum(v) / len(v)
+print("| workload | Tidemark IOPS (MiB/s) | nbdkit IOPS (MiB/s) | Tidemark / nbdkit | qemu-nbd raw IOPS (MiB/s) |")
+print("|---|---|---|---|---|")
+for name in names:
+    t = rows[(name, "tidemark")]; k = rows[(name, "nbdkit")]; q = rows[(name, "qemu-nbd-raw")]
+    ti, tm = mean([x[0] for x in t]), mean([x[1] for x in t])
+    ki, km = mean([x[0] for x in k]), mean([x[1] for x in k])
+    qi, qm = mean([x[0] for x in q]), mean([x[1] for x in q])
+    print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {qi:,.0f} ({qm:,.1f}) |")
+PY
