@@ -8,34 +8,27 @@ namespace Tidemark.Server.Tests;
 /// <summary>Two real servers pair by fingerprint and talk over mutual TLS; anyone else is refused.</summary>
 public sealed class PartnerTests : IAsyncLifetime
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _primary = null!;
-    private ServerProcess _dr = null!;
+    private TwoServers _sites = null!;
 
-    public async Task InitializeAsync()
-    {
-        _primary = await ServerProcess.StartAsync(_temp.Combine("primary"));
-        _dr = await ServerProcess.StartAsync(_temp.Combine("dr"));
-    }
+    private ServerProcess Primary => _sites.Primary;
 
-    public async Task DisposeAsync()
-    {
-        await _primary.DisposeAsync();
-        await _dr.DisposeAsync();
-        _temp.Dispose();
-    }
+    private ServerProcess Dr => _sites.Dr;
+
+    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync();
+
+    public async Task DisposeAsync() => await _sites.DisposeAsync();
 
     [Fact]
     public async Task PairedBothWays_TestSucceeds_OneWayOrUnpairedIsRefused()
     {
-        using var primary = _primary.Client();
-        using var dr = _dr.Client();
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
         var primaryId = await primary.GetIdentityAsync();
         var drId = await dr.GetIdentityAsync();
 
         await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
         var oneWay = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.TestPartnerAsync("dr"));
-        var added = (await CliProcess.RunAsync("partner", "add", "primary", primaryId.ReplicationAddress!, "--fingerprint", primaryId.Fingerprint, "--data", _dr.DataDirectory)).AssertSuccess();
+        var added = (await CliProcess.RunAsync("partner", "add", "primary", primaryId.ReplicationAddress!, "--fingerprint", primaryId.Fingerprint, "--data", Dr.DataDirectory)).AssertSuccess();
         var hello = await primary.TestPartnerAsync("dr");
         var back = await dr.TestPartnerAsync("primary");
         await dr.RemovePartnerAsync("primary");
@@ -55,12 +48,12 @@ public sealed class PartnerTests : IAsyncLifetime
     [Fact]
     public async Task ReplicationListener_RefusesClientsWithoutAPartnerCertificate_AndServesNothingElse()
     {
-        using var dr = _dr.Client();
+        using var dr = Dr.Client();
         var drId = await dr.GetIdentityAsync();
         using var handler = new SocketsHttpHandler { SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null && Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(certificate.GetRawCertData())) == drId.Fingerprint } };
         using var anonymous = new HttpClient(handler) { BaseAddress = new Uri($"https://{drId.ReplicationAddress}/") };
-        using var api = new HttpClient { BaseAddress = _dr.Http };
-        api.DefaultRequestHeaders.Authorization = new("Bearer", _dr.Token);
+        using var api = new HttpClient { BaseAddress = Dr.Http };
+        api.DefaultRequestHeaders.Authorization = new("Bearer", Dr.Token);
 
         var noCertificate = await Record.ExceptionAsync(() => anonymous.GetAsync("replication/v1/hello"));
         using var overApi = await api.GetAsync("replication/v1/hello");
@@ -75,7 +68,7 @@ public sealed class PartnerTests : IAsyncLifetime
     [InlineData("x", "127.0.0.1:1", "abc", "invalid-argument")]
     public async Task AddPartner_BadInput_IsRefusedAndNothingChanges(string name, string address, string fingerprint, string code)
     {
-        using var client = _primary.Client();
+        using var client = Primary.Client();
 
         var error = await Assert.ThrowsAsync<TidemarkApiException>(() => client.AddPartnerAsync(new AddPartnerRequest(name, address, fingerprint)));
         var own = await Assert.ThrowsAsync<TidemarkApiException>(async () =>

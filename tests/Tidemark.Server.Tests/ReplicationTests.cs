@@ -9,28 +9,21 @@ namespace Tidemark.Server.Tests;
 /// <summary>Two real servers, paired: replicate, change, replicate the difference, through a link that breaks.</summary>
 public sealed class ReplicationTests : IAsyncLifetime
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _primary = null!;
-    private ServerProcess _dr = null!;
+    private TwoServers _sites = null!;
 
-    public async Task InitializeAsync()
-    {
-        _primary = await ServerProcess.StartAsync(_temp.Combine("primary"), "--replication-retry-delay", "100ms");
-        _dr = await ServerProcess.StartAsync(_temp.Combine("dr"));
-    }
+    private ServerProcess Primary => _sites.Primary;
 
-    public async Task DisposeAsync()
-    {
-        await _primary.DisposeAsync();
-        await _dr.DisposeAsync();
-        _temp.Dispose();
-    }
+    private ServerProcess Dr => _sites.Dr;
+
+    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync("--replication-retry-delay", "100ms");
+
+    public async Task DisposeAsync() => await _sites.DisposeAsync();
 
     [Fact]
     public async Task FullThenIncremental_ThroughALinkThatBreaks_EndsIdenticalAndSendsOnlyChanges()
     {
-        using var primary = _primary.Client();
-        using var dr = _dr.Client();
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
         var primaryId = await primary.GetIdentityAsync();
         var drId = await dr.GetIdentityAsync();
         using var proxy = new CuttingProxy(IPEndPoint.Parse(drId.ReplicationAddress!), cutAfterBytes: 3 << 20, cuts: 2);
@@ -40,11 +33,11 @@ public sealed class ReplicationTests : IAsyncLifetime
         var live = await primary.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
         await WriteRandomAsync(live.Url!, 0, 16 << 20);
 
-        (await CliProcess.RunAsync("replica", "create", "mail", "--to", "dr", "--as", "mail-dr", "--data", _primary.DataDirectory)).AssertSuccess();
+        (await CliProcess.RunAsync("replica", "create", "mail", "--to", "dr", "--as", "mail-dr", "--data", Primary.DataDirectory)).AssertSuccess();
         var first = await primary.SyncReplicaAsync("mail");
         await WriteRandomAsync(live.Url!, 32 << 20, 1 << 20);
         var second = await primary.SyncReplicaAsync("mail");
-        var listed = (await CliProcess.RunAsync("replica", "list", "--data", _primary.DataDirectory)).AssertSuccess().StandardOutput;
+        var listed = (await CliProcess.RunAsync("replica", "list", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
 
         Assert.True(proxy.CutsMade >= 1, "the link was cut");
         Assert.True(first.Retries >= 1);
@@ -53,7 +46,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Null(second.LastError);
         var replicaSnapshots = await dr.ListSnapshotsAsync("mail-dr");
         Assert.Equal([first.LastSnapshot, second.LastSnapshot], replicaSnapshots.Select(s => s.Name));
-        Assert.Equal(await HashAsync(primary, $"mail@{second.LastSnapshot}", "p"), await HashAsync(dr, $"mail-dr@{second.LastSnapshot}", "d"));
+        Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"mail@{second.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"mail-dr@{second.LastSnapshot}"));
         Assert.Equal([second.LastSnapshot], (await primary.ListSnapshotsAsync("mail")).Select(s => s.Name)); // the older base is gone
         Assert.Contains("mail-dr", listed, StringComparison.Ordinal);
         Assert.True((await dr.VerifyAsync()).Clean);
@@ -62,14 +55,14 @@ public sealed class ReplicationTests : IAsyncLifetime
     [Fact]
     public async Task Sync_ToAnUnpairedPartner_FailsClearly_AndTheReplicaRecordsTheError()
     {
-        using var primary = _primary.Client();
-        using var dr = _dr.Client();
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
         var drId = await dr.GetIdentityAsync();
         await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint)); // dr did not pair back
         await primary.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
         await primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr"));
-        using var http = new HttpClient { BaseAddress = _primary.Http };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", _primary.Token);
+        using var http = new HttpClient { BaseAddress = Primary.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Primary.Token);
 
         var error = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.SyncReplicaAsync("db"));
         var replica = await primary.GetReplicaAsync("db");
@@ -83,20 +76,9 @@ public sealed class ReplicationTests : IAsyncLifetime
 
     private async Task WriteRandomAsync(string url, long offset, int length)
     {
-        var file = _temp.Combine($"random-{offset}.bin");
+        var file = _sites.Temp.Combine($"random-{offset}.bin");
         await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
-    }
-
-    private async Task<string> HashAsync(TidemarkClient client, string snapshot, string tag)
-    {
-        var name = $"h{tag}";
-        var export = await client.CreateExportAsync(new CreateExportRequest(snapshot, name, "nbd"));
-        var file = _temp.Combine($"{name}.raw");
-        (await ProcessRunner.RunAsync("nbdcopy", export.Url!, file)).AssertSuccess();
-        await client.DeleteExportAsync(name);
-        await using var stream = File.OpenRead(file);
-        return Convert.ToHexString(await SHA256.HashDataAsync(stream));
     }
 
     /// <summary>A TCP relay on 127.0.0.1 that cuts its first connections after a number of bytes towards the target.</summary>

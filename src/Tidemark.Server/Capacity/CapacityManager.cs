@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
@@ -17,7 +16,7 @@ namespace Tidemark.Server.Capacity;
 /// writers get a clean "no space" error and nothing already written is touched. Policies are kept in
 /// DATA/capacity.json (atomic rewrite) and survive restarts.
 /// </summary>
-public sealed class CapacityManager : BackgroundService
+public sealed class CapacityManager : PeriodicService
 {
     public static readonly TimeSpan DefaultCheckInterval = TimeSpan.FromSeconds(10);
 
@@ -37,6 +36,7 @@ public sealed class CapacityManager : BackgroundService
     private long _noSpaceErrorsSeen;
 
     public CapacityManager(Pool pool, EventLog events, IoMetrics io, TimeProvider time, ILogger<CapacityManager> logger, string path)
+        : base(time, logger)
     {
         _pool = pool;
         _events = events;
@@ -299,28 +299,11 @@ public sealed class CapacityManager : BackgroundService
         }
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(CheckInterval, _time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                try
-                {
-                    CheckNow();
-                }
-                catch (Exception ex) when (ex is StorageException or IOException or ObjectDisposedException)
-                {
-                    _logger.LogWarning(ex, "Capacity check failed; trying again in {Interval}", CheckInterval);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-            // Stopping.
-        }
-    }
+    protected override TimeSpan Interval => CheckInterval;
+
+    protected override string WorkName => "Capacity check";
+
+    protected override void Tick() => CheckNow();
 
     private sealed record State(AutoGrowDto? Pool, SortedDictionary<string, AutoGrowDto> Volumes);
 

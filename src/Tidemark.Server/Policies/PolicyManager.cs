@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
@@ -17,7 +16,7 @@ namespace Tidemark.Server.Policies;
 /// burst. Policies and what they own live in DATA/policies.json (atomic rewrite) and every action is
 /// an event ("policy:NAME" is the actor) and part of the policy's recent activity.
 /// </summary>
-public sealed partial class PolicyManager : BackgroundService
+public sealed partial class PolicyManager : PeriodicService
 {
     public const int ActivityKept = 50;
     public static readonly TimeSpan TickInterval = TimeSpan.FromSeconds(5);
@@ -32,6 +31,7 @@ public sealed partial class PolicyManager : BackgroundService
     private readonly SortedDictionary<string, PolicyState> _policies = new(StringComparer.Ordinal);
 
     public PolicyManager(Pool pool, EventLog events, ExportRegistry? exports, TimeProvider time, ILogger logger, string path)
+        : base(time, logger)
     {
         _pool = pool;
         _events = events;
@@ -441,28 +441,11 @@ public sealed partial class PolicyManager : BackgroundService
         return (r.Schedule is null ? null : Schedule.Parse(r.Schedule, zone), zone);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(TickInterval, _time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                try
-                {
-                    RunDue();
-                }
-                catch (Exception ex) when (ex is StorageException or IOException or ObjectDisposedException)
-                {
-                    _logger.LogWarning(ex, "Policy tick failed; trying again in {Interval}", TickInterval);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-            // Stopping.
-        }
-    }
+    protected override TimeSpan Interval => TickInterval;
+
+    protected override string WorkName => "Policy tick";
+
+    protected override void Tick() => RunDue();
 
     private void Load()
     {

@@ -45,19 +45,8 @@ public sealed class ServerIdentity : IDisposable
         }
     }
 
-    private static void Create(string certPath, string keyPath)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
-        var request = new CertificateRequest($"CN=tidemark-{id}", key, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
-        var now = DateTimeOffset.UtcNow;
-        using var certificate = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(20));
-        AtomicFile.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem() + "\n", UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        AtomicFile.WriteAllText(certPath, certificate.ExportCertificatePem() + "\n");
-    }
+    private static void Create(string certPath, string keyPath) =>
+        TlsCertificates.WriteSelfSigned(certPath, keyPath, $"CN=tidemark-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}", years: 20, clientAuth: true, names: null);
 
     public void Dispose() => Certificate.Dispose();
 }
