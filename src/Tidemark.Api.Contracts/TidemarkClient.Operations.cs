@@ -193,6 +193,9 @@ public sealed partial class TidemarkClient
         await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"replicas/{Seg(volume)}/sync", progress, ct)
         ?? throw new TidemarkApiException(HttpStatusCode.InternalServerError, ErrorCodes.Internal, "the server sent no replica state");
 
+    /// <summary>At the DR site: makes a replica volume a writable primary at its newest complete snapshot.</summary>
+    public Task<SnapshotDto> PromoteReplicaAsync(string volume, CancellationToken ct = default) => PostAsync<SnapshotDto>($"incoming/{Seg(volume)}/promote", null, ct);
+
     private async Task<T> PutAsync<T>(string path, object body, CancellationToken ct)
     {
         using var content = JsonContent.Create(body, body.GetType(), options: ApiJson.Options);

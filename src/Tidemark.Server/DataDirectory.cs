@@ -4,7 +4,7 @@ namespace Tidemark.Server;
 
 /// <summary>
 /// The layout of a data directory: DATA/pool (the engine's pool), DATA/token (API token, mode 0600),
-/// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log), DATA/capacity.json (autogrow policies), DATA/policies.json (snapshot policies and what they own), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/server.json (endpoints of the running server).
+/// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log), DATA/capacity.json (autogrow policies), DATA/policies.json (snapshot policies and what they own), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/promoted.json (replicas promoted here), DATA/server.json (endpoints of the running server).
 /// </summary>
 public sealed class DataDirectory
 {
@@ -28,6 +28,8 @@ public sealed class DataDirectory
     public string CapacityPath => Path.Combine(Root, "capacity.json");
 
     public string PoliciesPath => Path.Combine(Root, "policies.json");
+
+    public string PromotedPath => Path.Combine(Root, "promoted.json");
 
     public string ReplicasPath => Path.Combine(Root, "replicas.json");
 

@@ -235,7 +235,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
                 data.PoliciesPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
-            builder.Services.AddSingleton(new ReplicaReceiver(pool));
+            builder.Services.AddSingleton(new ReplicaReceiver(pool, data.PromotedPath));
             builder.Services.AddSingleton(sp => new ReplicaManager(
                 pool,
                 partners,

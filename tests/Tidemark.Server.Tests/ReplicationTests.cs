@@ -74,6 +74,65 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal("not-found", unknown.Code);
     }
 
+    [Fact]
+    public async Task Promote_AtTheDrSite_WithThePrimaryDown_MakesTheReplicaWritable_AndStopsReplicationIntoIt()
+    {
+        using (var primary = Primary.Client())
+        using (var dr = Dr.Client())
+        {
+            var primaryId = await primary.GetIdentityAsync();
+            var drId = await dr.GetIdentityAsync();
+            await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
+            await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+            await primary.CreateVolumeAsync(new CreateVolumeRequest("app", 16 << 20));
+            var live = await primary.CreateExportAsync(new CreateExportRequest("app", "app", "nbd"));
+            (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x71 0 2M", live.Url!)).AssertSuccess();
+            await primary.CreateReplicaAsync(new CreateReplicaRequest("app", "dr"));
+            await primary.SyncReplicaAsync("app");
+        }
+
+        await Primary.KillAsync(); // the primary site is gone
+        var promoted = (await CliProcess.RunAsync("replica", "promote", "app", "--data", Dr.DataDirectory)).AssertSuccess().StandardOutput;
+        using var drClient = Dr.Client();
+        var export = await drClient.CreateExportAsync(new CreateExportRequest("app", "app-dr", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "read -P 0x71 0 2M", "-c", "write -P 0x72 4M 1M", export.Url!)).AssertSuccess();
+        var twice = await Assert.ThrowsAsync<TidemarkApiException>(() => drClient.PromoteReplicaAsync("nothing-here"));
+
+        Assert.Contains("is now a primary here", promoted, StringComparison.Ordinal);
+        Assert.Equal(["app"], await GetPromotedAsync(drClient));
+        Assert.Equal("not-found", twice.Code);
+        Assert.True((await drClient.VerifyAsync()).Clean);
+    }
+
+    private async Task<List<string>> GetPromotedAsync(TidemarkClient client)
+    {
+        using var http = new HttpClient { BaseAddress = Dr.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Dr.Token);
+        return (await System.Net.Http.Json.HttpClientJsonExtensions.GetFromJsonAsync<List<string>>(http, "api/v1/incoming/promoted"))!;
+    }
+
+    [Fact]
+    public async Task SyncIntoAPromotedReplica_IsRefusedWithoutRetrying()
+    {
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        var primaryId = await primary.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("app", 16 << 20));
+        await primary.CreateReplicaAsync(new CreateReplicaRequest("app", "dr"));
+        await primary.SyncReplicaAsync("app");
+        await dr.PromoteReplicaAsync("app");
+
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.SyncReplicaAsync("app"));
+        var replica = await primary.GetReplicaAsync("app");
+
+        Assert.Contains("promoted", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("after 1 attempts", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(0, replica.Retries);
+    }
+
     private async Task WriteRandomAsync(string url, long offset, int length)
     {
         var file = _sites.Temp.Combine($"random-{offset}.bin");

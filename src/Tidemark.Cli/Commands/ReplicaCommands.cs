@@ -35,7 +35,15 @@ public static class ReplicaCommands
             VolumeCommands.Done(json, $"{p.GetValue(deleteVolume)} is no longer replicated");
         });
 
-        return new Command("replica", "Replication of volumes to paired servers") { create, list, show, sync, delete };
+        var promoteVolume = new Argument<string>("volume") { Description = "replica volume at this (DR) site" };
+        var promote = new Command("promote", "At the DR site: make a replica a writable primary at its newest complete snapshot; works with the primary unreachable") { promoteVolume };
+        promote.SetClientAction(async (p, client, json, ct) =>
+        {
+            var snapshot = await client.PromoteReplicaAsync(p.GetValue(promoteVolume)!, ct);
+            VolumeCommands.Done(json, $"{p.GetValue(promoteVolume)} is now a primary here, as of {snapshot.Address}; export it to bring the application up");
+        });
+
+        return new Command("replica", "Replication of volumes to paired servers") { create, list, show, sync, delete, promote };
     }
 
     private static void Print(IReadOnlyList<ReplicaDto> replicas, bool json)

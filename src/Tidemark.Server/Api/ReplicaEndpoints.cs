@@ -45,6 +45,10 @@ public static class ReplicaEndpoints
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.sync");
 
+        app.MapPost("/api/v1/incoming/{volume}/promote", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Promote(volume).ToDto()))
+            .WithName("replica.promote").WithTags("replicas");
+        app.MapGet("/api/v1/incoming/promoted", (ReplicaReceiver r) => TypedResults.Ok(r.Promoted)).WithTags("replicas");
+
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());

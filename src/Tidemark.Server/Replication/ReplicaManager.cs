@@ -23,6 +23,8 @@ public sealed class ReplicaManager : IDisposable
     public const string SnapshotPrefix = "repl-";
     public const int MaxAttempts = 6;
 
+    private const string Refused = "tidemark.refused";
+
     private readonly Pool _pool;
     private readonly PartnerRegistry _partners;
     private readonly ServerIdentity _identity;
@@ -155,6 +157,11 @@ public sealed class ReplicaManager : IDisposable
                     last = null;
                     break;
                 }
+                catch (StorageException ex) when (ex.Data.Contains(Refused))
+                {
+                    last = ex;
+                    break;
+                }
                 catch (HttpRequestException ex) when (IsRefusedHandshake(ex))
                 {
                     // Not a broken link: the partner does not know this server. Retrying cannot help.
@@ -279,8 +286,23 @@ public sealed class ReplicaManager : IDisposable
         await writer.ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
-            var problem = await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
-            throw new StorageException(StorageError.Unavailable, $"the partner refused the stream: {problem?.Detail ?? response.ReasonPhrase}");
+            ProblemDto? problem = null;
+            try
+            {
+                problem = await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
+            }
+            catch (JsonException)
+            {
+                // Not problem details: the status says enough.
+            }
+
+            var refusal = new StorageException(StorageError.Unavailable, $"the partner refused the stream: {problem?.Detail ?? response.ReasonPhrase}");
+            if ((int)response.StatusCode is >= 400 and < 500)
+            {
+                refusal.Data[Refused] = true; // a decision, not a broken link: retrying cannot help
+            }
+
+            throw refusal;
         }
 
         return (counting.BytesRead, header?.RangeBytes ?? 0);

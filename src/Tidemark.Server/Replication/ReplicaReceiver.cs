@@ -18,9 +18,63 @@ public sealed class ReplicaReceiver
     private readonly ConcurrentDictionary<string, PartialReceiveDto> _partial = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lock> _locks = new(StringComparer.Ordinal);
 
-    public ReplicaReceiver(Pool pool)
+    private readonly string _promotedPath;
+    private readonly HashSet<string> _promoted = new(StringComparer.Ordinal);
+
+    public ReplicaReceiver(Pool pool, string promotedPath)
     {
         _pool = pool;
+        _promotedPath = promotedPath;
+        if (File.Exists(promotedPath))
+        {
+            try
+            {
+                _promoted.UnionWith(System.Text.Json.JsonSerializer.Deserialize<List<string>>(File.ReadAllText(promotedPath), ServerSettings.FileJson) ?? []);
+            }
+            catch (System.Text.Json.JsonException ex)
+            {
+                throw new InvalidDataException($"{promotedPath} is not a valid list of promoted replicas ({ex.Message}); fix it or restore it from a backup", ex);
+            }
+        }
+    }
+
+    /// <summary>Replica volumes promoted to primaries here: no partner may write into them any more.</summary>
+    public IReadOnlyList<string> Promoted
+    {
+        get
+        {
+            lock (_promoted)
+            {
+                return [.. _promoted.Order(StringComparer.Ordinal)];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Makes a replica a writable primary (at the DR site, also with the primary unreachable): any
+    /// half-received transfer is discarded so the volume is exactly its newest complete snapshot, and
+    /// incoming replication into it is refused from now on. Returns that snapshot.
+    /// </summary>
+    public SnapshotInfo Promote(string volume)
+    {
+        var gate = _locks.GetOrAdd(volume, _ => new Lock());
+        lock (gate)
+        {
+            var snapshots = _pool.ListSnapshots(volume);
+            if (snapshots.Count == 0)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"{volume} has no complete replicated snapshot yet; there is nothing consistent to promote");
+            }
+
+            DiscardLeftovers(volume);
+            lock (_promoted)
+            {
+                _promoted.Add(volume);
+                AtomicFile.WriteAllText(_promotedPath, System.Text.Json.JsonSerializer.Serialize(_promoted.Order(StringComparer.Ordinal).ToList(), ServerSettings.FileJson) + "\n");
+            }
+
+            return snapshots.MaxBy(s => s.CreatedAt)!;
+        }
     }
 
     public IReadOnlyList<RemoteSnapshotDto> Snapshots(string volume) =>
@@ -40,6 +94,14 @@ public sealed class ReplicaReceiver
 
         try
         {
+            lock (_promoted)
+            {
+                if (_promoted.Contains(volume))
+                {
+                    throw new StorageException(StorageError.ReadOnly, $"{volume} was promoted to a primary at this site; it no longer accepts replication (reverse the direction, or replicate into another volume)");
+                }
+            }
+
             if (resumeOffset == 0)
             {
                 DiscardLeftovers(volume);
