@@ -259,6 +259,13 @@ public sealed partial class NbdConnection
         var block = (uint)Device.LogicalBlockSizeBytes;
         var queryLength = Math.Max(request.LengthBytes / block * block, block);
         queryLength = (uint)Math.Min(queryLength, (ulong)Device.SizeBytes - request.OffsetBytes);
+        var requestOne = (request.Flags & NbdCommandFlags.RequestOne) != 0;
+        if (!_allocationContextSelected)
+        {
+            WriteChangedChunk(request, (long)request.OffsetBytes, queryLength, requestOne, last: true);
+            return;
+        }
+
         _runs ??= ArrayPool<AllocationRun>.Shared.Rent(_options.MaxBlockStatusExtents);
         var runs = _runs.AsSpan(0, Math.Min(_runs.Length, _options.MaxBlockStatusExtents));
         if ((request.Flags & NbdCommandFlags.RequestOne) != 0)
@@ -315,7 +322,79 @@ public sealed partial class NbdConnection
         }
 
         payload = 4 + (written * BlockStatusDescriptorBytes);
-        new NbdStructuredReplyHeader(NbdReplyFlags.Done, NbdReplyType.BlockStatus, request.Cookie, (uint)payload).WriteTo(span);
+        var more = _changedRanges is not null;
+        new NbdStructuredReplyHeader(more ? NbdReplyFlags.None : NbdReplyFlags.Done, NbdReplyType.BlockStatus, request.Cookie, (uint)payload).WriteTo(span);
+        EndReply(NbdStructuredReplyHeader.SizeBytes + payload);
+        if (more)
+        {
+            WriteChangedChunk(request, (long)request.OffsetBytes, queryLength, requestOne, last: true);
+        }
+    }
+
+    /// <summary>
+    /// The tidemark:changed chunk: descriptors from the requested offset, flag 1 where the range
+    /// differs from the base snapshot, 0 where it does not (as QEMU's dirty bitmaps report).
+    /// </summary>
+    private void WriteChangedChunk(in NbdRequestHeader request, long offset, long length, bool requestOne, bool last)
+    {
+        var ranges = _changedRanges!;
+        var end = offset + length;
+        var maxDescriptors = requestOne ? 1 : _options.MaxBlockStatusExtents;
+        var descriptors = new List<(uint Length, uint Flags)>();
+
+        // The first range that ends after the offset (ranges are sorted and do not overlap).
+        int lo = 0, hi = ranges.Count;
+        while (lo < hi)
+        {
+            var mid = (lo + hi) / 2;
+            if (ranges[mid].OffsetBytes + ranges[mid].LengthBytes <= offset)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        var at = offset;
+        for (var i = lo; at < end && descriptors.Count < maxDescriptors;)
+        {
+            if (i < ranges.Count && ranges[i].LengthBytes <= 0)
+            {
+                i++; // an empty range says nothing
+                continue;
+            }
+
+            if (i < ranges.Count && ranges[i].OffsetBytes <= at)
+            {
+                var stop = Math.Min(end, ranges[i].OffsetBytes + ranges[i].LengthBytes);
+                descriptors.Add(((uint)Math.Min(stop - at, uint.MaxValue & ~4095u), 1));
+                at += descriptors[^1].Length;
+                if (at >= ranges[i].OffsetBytes + ranges[i].LengthBytes)
+                {
+                    i++;
+                }
+            }
+            else
+            {
+                var stop = Math.Min(end, i < ranges.Count ? ranges[i].OffsetBytes : end);
+                descriptors.Add(((uint)Math.Min(stop - at, uint.MaxValue & ~4095u), 0));
+                at += descriptors[^1].Length;
+            }
+        }
+
+        var payload = 4 + (descriptors.Count * BlockStatusDescriptorBytes);
+        var span = BeginReply(NbdStructuredReplyHeader.SizeBytes + payload);
+        new NbdStructuredReplyHeader(last ? NbdReplyFlags.Done : NbdReplyFlags.None, NbdReplyType.BlockStatus, request.Cookie, (uint)payload).WriteTo(span);
+        var body = span[NbdStructuredReplyHeader.SizeBytes..];
+        BinaryPrimitives.WriteUInt32BigEndian(body, ChangedContextId);
+        for (var d = 0; d < descriptors.Count; d++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(body[(4 + (d * BlockStatusDescriptorBytes))..], descriptors[d].Length);
+            BinaryPrimitives.WriteUInt32BigEndian(body[(8 + (d * BlockStatusDescriptorBytes))..], descriptors[d].Flags);
+        }
+
         EndReply(NbdStructuredReplyHeader.SizeBytes + payload);
     }
 

@@ -239,5 +239,7 @@ public sealed partial class NbdConnection
         _structuredReplies = false;
         _metaContextExport = null;
         _allocationContextSelected = false;
+        _changedRanges = null;
+        _changedContextName = null;
     }
 }

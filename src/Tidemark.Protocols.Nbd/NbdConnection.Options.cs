@@ -19,6 +19,17 @@ public sealed partial class NbdConnection
 
     private static ReadOnlySpan<byte> BaseNamespaceWildcard => "base:"u8;
 
+    /// <summary>Changed blocks since a snapshot: "tidemark:changed:" followed by the snapshot's name.</summary>
+    private const uint ChangedContextId = 2;
+
+    private const string ChangedContextPrefix = "tidemark:changed:";
+
+    private static ReadOnlySpan<byte> TidemarkNamespaceWildcard => "tidemark:"u8;
+
+    // The changed ranges of the selected tidemark:changed context, computed when it was selected.
+    private IReadOnlyList<(long OffsetBytes, long LengthBytes)>? _changedRanges;
+    private string? _changedContextName;
+
     private bool _structuredReplies;
     private NbdExport? _metaContextExport;
     private bool _allocationContextSelected;
@@ -222,6 +233,8 @@ public sealed partial class NbdConnection
             // this command fails)".
             _metaContextExport = null;
             _allocationContextSelected = false;
+            _changedRanges = null;
+            _changedContextName = null;
         }
 
         if (!_structuredReplies)
@@ -242,6 +255,8 @@ public sealed partial class NbdConnection
         }
 
         var matchesAllocation = !isSet && queryCount == 0;
+        var listAllChanged = !isSet && queryCount == 0;
+        string? changedQuery = null;
         for (var i = 0; i < queryCount; i++)
         {
             if (!TryReadLengthPrefixed(ref data, out var query))
@@ -253,6 +268,11 @@ public sealed partial class NbdConnection
             // MUST be ignored.
             matchesAllocation |= query.SequenceEqual(AllocationContextName)
                 || (!isSet && query.SequenceEqual(BaseNamespaceWildcard));
+            listAllChanged |= !isSet && query.SequenceEqual(TidemarkNamespaceWildcard);
+            if (TryDecodeString(query, out var text) && text.StartsWith(ChangedContextPrefix, StringComparison.Ordinal) && text.Length > ChangedContextPrefix.Length)
+            {
+                changedQuery = text; // one changed-blocks context at a time; the last asked wins
+            }
         }
 
         if (!data.IsEmpty)
@@ -273,22 +293,57 @@ public sealed partial class NbdConnection
         if (matchesAllocation)
         {
             // The context ID in LIST replies is reserved and SHOULD be zero.
-            var payload = 4 + AllocationContextName.Length;
-            var span = BeginReply(NbdOptionReplyHeader.SizeBytes + payload);
-            new NbdOptionReplyHeader(_option.Option, NbdOptionReplyType.MetaContext, (uint)payload).WriteTo(span);
-            BinaryPrimitives.WriteUInt32BigEndian(span[NbdOptionReplyHeader.SizeBytes..], isSet ? AllocationContextId : 0);
-            AllocationContextName.CopyTo(span[(NbdOptionReplyHeader.SizeBytes + 4)..]);
-            EndReply(NbdOptionReplyHeader.SizeBytes + payload);
+            WriteMetaContextReply(isSet ? AllocationContextId : 0, AllocationContextName);
+        }
+
+        IReadOnlyList<(long OffsetBytes, long LengthBytes)>? changed = null;
+        if (export.ChangedBlocks is { } tracker)
+        {
+            if (listAllChanged)
+            {
+                foreach (var baseName in tracker.Bases.Take(_options.MaxMetaContextQueries))
+                {
+                    WriteMetaContextReply(0, Encoding.UTF8.GetBytes(ChangedContextPrefix + baseName));
+                }
+            }
+            else if (changedQuery is not null && Encoding.UTF8.GetByteCount(changedQuery) <= NbdExport.MaxStringBytes)
+            {
+                try
+                {
+                    changed = tracker.ChangesSince(changedQuery[ChangedContextPrefix.Length..]);
+                }
+                catch (StorageException)
+                {
+                    changed = null; // an unknown or unusable base is an unknown context: ignored
+                }
+
+                if (changed is not null)
+                {
+                    WriteMetaContextReply(isSet ? ChangedContextId : 0, Encoding.UTF8.GetBytes(changedQuery));
+                }
+            }
         }
 
         if (isSet)
         {
             _metaContextExport = export;
             _allocationContextSelected = matchesAllocation;
+            _changedRanges = changed;
+            _changedContextName = changed is null ? null : changedQuery;
         }
 
         WriteOptionReply(NbdOptionReplyType.Ack, []);
         return OptionOutcome.Continue;
+    }
+
+    private void WriteMetaContextReply(uint id, ReadOnlySpan<byte> name)
+    {
+        var payload = 4 + name.Length;
+        var span = BeginReply(NbdOptionReplyHeader.SizeBytes + payload);
+        new NbdOptionReplyHeader(_option.Option, NbdOptionReplyType.MetaContext, (uint)payload).WriteTo(span);
+        BinaryPrimitives.WriteUInt32BigEndian(span[NbdOptionReplyHeader.SizeBytes..], id);
+        name.CopyTo(span[(NbdOptionReplyHeader.SizeBytes + 4)..]);
+        EndReply(NbdOptionReplyHeader.SizeBytes + payload);
     }
 
     private NbdTransmissionFlags TransmissionFlagsFor(NbdExport export)
@@ -330,7 +385,7 @@ public sealed partial class NbdConnection
 
         // A client MUST only send NBD_CMD_BLOCK_STATUS if the last SET_META_CONTEXT named the same
         // export and selected a context; anything else gets EINVAL.
-        _blockStatusEnabled = _structuredReplies && _allocationContextSelected && ReferenceEquals(_metaContextExport, export);
+        _blockStatusEnabled = _structuredReplies && (_allocationContextSelected || _changedRanges is not null) && ReferenceEquals(_metaContextExport, export);
     }
 
     private OptionOutcome ReplyOptionError(NbdOptionReplyType error, string message)

@@ -31,6 +31,9 @@ public sealed class NbdExport
 
     public bool IsReadOnly => ReadOnly || Device.IsReadOnly;
 
+    /// <summary>Changed-block tracking for this export (the <c>tidemark:changed:BASE</c> contexts); null: none.</summary>
+    public IChangedBlocks? ChangedBlocks { get; init; }
+
     private static void CheckString(string value, string parameterName)
     {
         if (value.Contains('\0', StringComparison.Ordinal) || Encoding.UTF8.GetByteCount(value) > MaxStringBytes)

@@ -225,7 +225,10 @@ public sealed partial class ExportRegistry
         {
             case Nbd:
                 var device = Open(record.Target);
-                Catalog.Set(new NbdExport(record.Name, Metered(record.Target, device), Describe(device, record.Target), record.ReadOnly));
+                Catalog.Set(new NbdExport(record.Name, Metered(record.Target, device), Describe(device, record.Target), record.ReadOnly)
+                {
+                    ChangedBlocks = new EngineChangedBlocks(_pool, record.Target),
+                });
                 break;
             case Iscsi:
                 PublishIscsi(record);
