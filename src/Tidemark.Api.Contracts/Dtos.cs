@@ -103,7 +103,8 @@ public sealed record ExportDto(
     IReadOnlyList<ExportLunDto>? Luns = null,
     IReadOnlyList<string>? AllowedInitiators = null,
     string? ChapUser = null,
-    string? MutualChapUser = null);
+    string? MutualChapUser = null,
+    bool TlsRequired = false);
 
 /// <summary>One LUN of an iSCSI export; <see cref="Url"/> is null while the server runs without iSCSI.</summary>
 public sealed record ExportLunDto(int Lun, string Target, bool ReadOnly, string? Url);
@@ -125,7 +126,8 @@ public sealed record CreateExportRequest(
     string? ChapUser = null,
     string? ChapSecret = null,
     string? MutualChapUser = null,
-    string? MutualChapSecret = null);
+    string? MutualChapSecret = null,
+    bool TlsRequired = false);
 
 public sealed record VerifyDto(bool Clean, IReadOnlyList<string> Problems, long ReferencedBytes, long LiveMappedBlocks, long HistoryRecords, long ControlRecords);
 

@@ -52,7 +52,8 @@ public sealed partial class NbdConnection
     /// </summary>
     private OptionOutcome HandleExportName(ReadOnlySpan<byte> data)
     {
-        if (!TryDecodeString(data, out var name) || !_catalog.TryGet(name, out var export))
+        // An export that requires TLS is unknown to a plain-text NBD_OPT_EXPORT_NAME (it has no way to say "TLS required").
+        if (!TryDecodeString(data, out var name) || !_catalog.TryGet(name, out var export) || (export.TlsRequired && !_tlsActive))
         {
             return OptionOutcome.UnknownExport;
         }
@@ -162,6 +163,12 @@ public sealed partial class NbdConnection
         if (!_catalog.TryGet(exportName, out var export))
         {
             return ReplyOptionError(NbdOptionReplyType.ErrorUnknown, "no such export");
+        }
+
+        if (export.TlsRequired && !_tlsActive)
+        {
+            // proto.md "TLS support": NBD_REP_ERR_TLS_REQD for an export that needs TLS.
+            return ReplyOptionError(NbdOptionReplyType.ErrorTlsRequired, "this export requires TLS: negotiate NBD_OPT_STARTTLS first");
         }
 
         var wantsName = false;

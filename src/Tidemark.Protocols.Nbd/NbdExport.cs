@@ -31,6 +31,9 @@ public sealed class NbdExport
 
     public bool IsReadOnly => ReadOnly || Device.IsReadOnly;
 
+    /// <summary>Only clients that upgraded with STARTTLS may use it (proto.md "selective TLS").</summary>
+    public bool TlsRequired { get; init; }
+
     /// <summary>Changed-block tracking for this export (the <c>tidemark:changed:BASE</c> contexts); null: none.</summary>
     public IChangedBlocks? ChangedBlocks { get; init; }
 

@@ -148,15 +148,23 @@ public sealed partial class ExportRegistry
         }
     }
 
-    private static ExportRecord NbdRecord(string name, CreateExportRequest request)
+    /// <summary>True when the NBD listener can upgrade clients with STARTTLS (the server has a TLS certificate).</summary>
+    public bool TlsAvailable { get; set; }
+
+    private ExportRecord NbdRecord(string name, CreateExportRequest request)
     {
+        if (request.TlsRequired && !TlsAvailable)
+        {
+            throw new StorageException(StorageError.Unsupported, "this server has no TLS certificate, so no NBD client could use a TLS-only export; start it with --tls-cert (a PEM file or self-signed)");
+        }
+
         if (request.AdditionalTargets is { Count: > 0 } || request.Iqn is not null || request.AllowedInitiators is { Count: > 0 }
             || request.ChapUser is not null || request.ChapSecret is not null || request.MutualChapUser is not null || request.MutualChapSecret is not null)
         {
             throw new StorageException(StorageError.InvalidArgument, "more targets, an IQN, an initiator allow-list and CHAP apply to iSCSI exports only; NBD exports have one target and no access rules");
         }
 
-        return new ExportRecord(name, Nbd, request.Target, request.ReadOnly || IsSnapshot(request.Target));
+        return new ExportRecord(name, Nbd, request.Target, request.ReadOnly || IsSnapshot(request.Target)) { TlsRequired = request.TlsRequired };
     }
 
     public void Delete(string name)
@@ -228,6 +236,7 @@ public sealed partial class ExportRegistry
                 Catalog.Set(new NbdExport(record.Name, Metered(record.Target, device), Describe(device, record.Target), record.ReadOnly)
                 {
                     ChangedBlocks = new EngineChangedBlocks(_pool, record.Target),
+                    TlsRequired = record.TlsRequired,
                 });
                 break;
             case Iscsi:
@@ -285,8 +294,8 @@ public sealed partial class ExportRegistry
 
         // RFC 3986 allows '@' and ':' in a path segment; nbd URIs (libnbd) take the export name from the path.
         var path = Uri.EscapeDataString(r.Name).Replace("%40", "@", StringComparison.Ordinal).Replace("%3A", ":", StringComparison.Ordinal);
-        var url = NbdAddress is null ? null : $"nbd://{NbdAddress}/{path}";
-        return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, state, entry.Problem, url);
+        var url = NbdAddress is null ? null : $"{(r.TlsRequired ? "nbds" : "nbd")}://{NbdAddress}/{path}";
+        return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, state, entry.Problem, url, TlsRequired: r.TlsRequired);
     }
 
     private static void CheckName(string name)
@@ -324,6 +333,9 @@ public sealed partial class ExportRegistry
 
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
         public ChapRecord? MutualChap { get; init; }
+
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+        public bool TlsRequired { get; init; }
 
         [JsonIgnore]
         public IReadOnlyList<string> AllTargets => Luns is { Count: > 0 } luns ? luns : [Target];

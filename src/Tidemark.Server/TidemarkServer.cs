@@ -248,10 +248,17 @@ public sealed class TidemarkServer : IAsyncDisposable
                 RetryDelay = ServerSettings.Duration(settings.ReplicationRetryDelay, "replication-retry-delay"),
             });
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
-            builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>()));
+            builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>())
+            {
+                TlsAvailable = certificate is not null,
+            });
             if (!settings.NbdDisabled)
             {
-                builder.Services.AddSingleton(new NbdServerOptions());
+                // With TLS configured for the API, NBD clients may upgrade with STARTTLS using the same certificate.
+                builder.Services.AddSingleton(new NbdServerOptions
+                {
+                    StartTls = certificate is null ? null : (transport, ct) => PipeTls.UpgradeAsync(transport, certificate, ct),
+                });
                 builder.Services.AddSingleton(sp => new NbdListener(
                     ServerSettings.ParseEndpoint(settings.Nbd, "nbd"),
                     sp.GetRequiredService<ExportRegistry>().Catalog,

@@ -59,6 +59,45 @@ public sealed class TlsTests : IDisposable
     }
 
     [Fact]
+    public async Task Nbd_StartTls_WithTheServersCertificate_AndTlsRequiredExportsRefusePlainClients()
+    {
+        var data = _temp.Combine("data");
+        await using var server = await ServerProcess.StartAsync(data, "--tls-cert", "self-signed");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("secure", 16 << 20));
+        var required = await client.CreateExportAsync(new CreateExportRequest("secure", "secure", "nbd", TlsRequired: true));
+        var open = await client.CreateExportAsync(new CreateExportRequest("secure", "open", "nbd", ReadOnly: true));
+        var certificates = _temp.Combine("certs");
+        Directory.CreateDirectory(certificates);
+        File.Copy(Path.Combine(data, "tls", "cert.pem"), Path.Combine(certificates, "ca-cert.pem"));
+
+        var overTls = await ProcessRunner.RunAsync("nbdinfo", $"{required.Url}?tls-certificates={certificates}");
+        var plain = await ProcessRunner.RunAsync("nbdinfo", required.Url!.Replace("nbds://", "nbd://", StringComparison.Ordinal));
+        var openPlain = await ProcessRunner.RunAsync("nbdinfo", open.Url!);
+        var openTls = await ProcessRunner.RunAsync("nbdinfo", $"{open.Url!.Replace("nbd://", "nbds://", StringComparison.Ordinal)}?tls-certificates={certificates}");
+
+        Assert.StartsWith("nbds://", required.Url, StringComparison.Ordinal);
+        Assert.True(required.TlsRequired);
+        Assert.Contains("with TLS", overTls.AssertSuccess().StandardOutput, StringComparison.Ordinal);
+        Assert.NotEqual(0, plain.ExitCode);
+        Assert.Contains("without TLS", openPlain.AssertSuccess().StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("with TLS", openTls.AssertSuccess().StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TlsRequiredExport_OnAServerWithoutTls_IsRefused()
+    {
+        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"));
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("v", 16 << 20));
+
+        var error = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateExportAsync(new CreateExportRequest("v", "v", "nbd", TlsRequired: true)));
+
+        Assert.Contains("--tls-cert", error.Message, StringComparison.Ordinal);
+        Assert.Empty(await client.ListExportsAsync());
+    }
+
+    [Fact]
     public async Task MissingCertificateFile_IsRefusedAtStart()
     {
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>

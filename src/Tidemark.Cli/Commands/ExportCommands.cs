@@ -29,9 +29,10 @@ public static class ExportCommands
         var target = new Argument<string>("target") { Description = "volume or view (read-write), or VOLUME@SNAPSHOT (read-only)" };
         var name = new Option<string?>("--name") { Description = "export name clients ask for (default: the target)" };
         var readOnly = new Option<bool>("--read-only") { Description = "export a volume or view read-only" };
-        var nbd = new Command("nbd", "Export over NBD (nbd://HOST:PORT/NAME)") { target, name, readOnly };
+        var tlsRequired = new Option<bool>("--tls-required") { Description = "serve only clients that upgrade with STARTTLS (needs serve --tls-cert)" };
+        var nbd = new Command("nbd", "Export over NBD (nbd://HOST:PORT/NAME; nbds:// when TLS is required)") { target, name, readOnly, tlsRequired };
         nbd.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateExportAsync(new CreateExportRequest(p.GetValue(target)!, p.GetValue(name), "nbd", p.GetValue(readOnly)), ct)], json, single: true));
+            Print([await client.CreateExportAsync(new CreateExportRequest(p.GetValue(target)!, p.GetValue(name), "nbd", p.GetValue(readOnly), TlsRequired: p.GetValue(tlsRequired)), ct)], json, single: true));
         return nbd;
     }
 
