@@ -33,6 +33,9 @@ public sealed record ReplicaDto(
     long LastRangeBytes,
     double? LastDurationSeconds,
     int Retries,
-    string? LastError);
+    string? LastError,
+    string? Every = null,
+    DateTimeOffset? NextSyncAt = null);
 
-public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null);
+/// <param name="Every">Sync automatically this often ("30s", "5m", "1h"); null: only on request.</param>
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null);

@@ -247,6 +247,11 @@ public sealed class TidemarkServer : IAsyncDisposable
             {
                 RetryDelay = ServerSettings.Duration(settings.ReplicationRetryDelay, "replication-retry-delay"),
             });
+            builder.Services.AddHostedService(sp => new ReplicaScheduler(
+                sp.GetRequiredService<ReplicaManager>(),
+                sp.GetRequiredService<JobManager>(),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<ILogger<ReplicaScheduler>>()));
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>())
             {

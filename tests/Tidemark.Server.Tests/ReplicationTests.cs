@@ -133,6 +133,55 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(0, replica.Retries);
     }
 
+    [Fact]
+    public async Task ReplicaWithAnInterval_SyncsByItself_AndKeepsFollowingTheSource()
+    {
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        var primaryId = await primary.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("logs", 16 << 20));
+        var live = await primary.CreateExportAsync(new CreateExportRequest("logs", "logs", "nbd"));
+        var bad = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("logs", "dr", Every: "soon")));
+
+        (await CliProcess.RunAsync("replica", "create", "logs", "--to", "dr", "--every", "1s", "--data", Primary.DataDirectory)).AssertSuccess();
+        var first = await WaitForAsync(primary, r => r.LastSnapshot is not null);
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x55 1M 1M", live.Url!)).AssertSuccess();
+        var later = await WaitForAsync(primary, r => r.LastSnapshot != first.LastSnapshot && r.LastBytesSent > 0);
+        await primary.DeleteReplicaAsync("logs"); // stop following, then let a sync already under way finish
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            while ((await primary.ListJobsAsync(timeout.Token)).Any(j => j.Kind == "replica.sync" && j.State == "running"))
+            {
+                await Task.Delay(100, timeout.Token);
+            }
+        }
+
+        var onPrimary = (await primary.ListSnapshotsAsync("logs")).Select(x => x.Name).ToHashSet();
+        var shared = (await dr.ListSnapshotsAsync("logs")).Select(x => x.Name).Last(onPrimary.Contains);
+
+        Assert.Equal("invalid-argument", bad.Code);
+        Assert.Equal("1s", later.Every);
+        Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"logs@{shared}"), await _sites.HashSnapshotAsync(Dr, $"logs@{shared}"));
+    }
+
+    private static async Task<ReplicaDto> WaitForAsync(TidemarkClient client, Func<ReplicaDto, bool> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            var replica = await client.GetReplicaAsync("logs", timeout.Token);
+            if (condition(replica))
+            {
+                return replica;
+            }
+
+            await Task.Delay(200, timeout.Token);
+        }
+    }
+
     private async Task WriteRandomAsync(string url, long offset, int length)
     {
         var file = _sites.Temp.Combine($"random-{offset}.bin");

@@ -12,9 +12,10 @@ public static class ReplicaCommands
         var volume = new Argument<string>("volume") { Description = "volume to replicate" };
         var to = new Option<string>("--to") { Description = "partner to replicate to ('tidemark partner list')", Required = true };
         var asName = new Option<string?>("--as") { Description = "name of the replica volume at the partner (default: the same)" };
-        var create = new Command("create", "Replicate a volume to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName };
+        var every = new Option<string?>("--every") { Description = "sync automatically this often, e.g. 30s, 5m, 1h (default: only 'replica sync')" };
+        var create = new Command("create", "Replicate a volume to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName, every };
         create.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName)), ct)], json));
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every)), ct)], json));
 
         var list = new Command("list", "List replicas with their lag (age of the newest replicated snapshot) and last error");
         list.SetClientAction(async (_, client, json, ct) => Print(await client.ListReplicasAsync(ct), json));

@@ -102,7 +102,23 @@ public sealed class ReplicaManager : IDisposable
                 throw new StorageException(StorageError.AlreadyExists, $"{request.Volume} is already replicated to {existing.Partner}");
             }
 
-            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume };
+            if (request.Every is { } every)
+            {
+                try
+                {
+                    var interval = ServerSettings.Duration(every, "every");
+                    if (interval < TimeSpan.FromSeconds(1))
+                    {
+                        throw new ArgumentException("every must be at least 1s");
+                    }
+                }
+                catch (ArgumentException ex)
+                {
+                    throw new StorageException(StorageError.InvalidArgument, $"{ex.Message} (how often to sync, e.g. 30s, 5m, 1h)", ex);
+                }
+            }
+
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every };
             _replicas[state.Volume] = state;
             Save();
             return ToDto(state);
@@ -325,7 +341,33 @@ public sealed class ReplicaManager : IDisposable
         s.LastRangeBytes,
         s.LastDurationSeconds,
         s.Retries,
-        s.LastError);
+        s.LastError,
+        s.Every,
+        NextSync(s));
+
+    private static DateTimeOffset? NextSync(ReplicaState s) =>
+        s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
+
+    /// <summary>Volumes whose automatic sync is due at <paramref name="now"/> (the scheduler starts them as jobs).</summary>
+    public IReadOnlyList<string> Due(DateTimeOffset now)
+    {
+        lock (_lock)
+        {
+            return [.. _replicas.Values.Where(r => r.Every is not null && (NextSync(r) ?? DateTimeOffset.MaxValue) <= now).Select(r => r.Volume)];
+        }
+    }
+
+    /// <summary>Marks an automatic sync as started, so the next one is due an interval later whatever its outcome.</summary>
+    public void MarkAttempt(string volume, DateTimeOffset now)
+    {
+        lock (_lock)
+        {
+            if (_replicas.TryGetValue(volume, out var state))
+            {
+                state.LastAttemptAt = now;
+            }
+        }
+    }
 
     private void Save() =>
         AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_replicas.Values.ToList(), ServerSettings.FileJson) + "\n");
@@ -339,6 +381,10 @@ public sealed class ReplicaManager : IDisposable
         public string Partner { get; set; } = "";
 
         public string RemoteVolume { get; set; } = "";
+
+        public string? Every { get; set; }
+
+        public DateTimeOffset? LastAttemptAt { get; set; }
 
         public string? LastSnapshot { get; set; }
 
