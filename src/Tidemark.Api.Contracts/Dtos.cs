@@ -89,7 +89,8 @@ public sealed record DiffPageDto(
 /// An export: <see cref="Target"/> is a volume or view name (read-write unless <see cref="ReadOnly"/>)
 /// or a snapshot address VOLUME@SNAPSHOT (always read-only). An iSCSI export is a target
 /// <see cref="Iqn"/> whose <see cref="Luns"/> serve one such target each (LUN 0 is <see cref="Target"/>);
-/// <see cref="AllowedInitiators"/> empty admits any initiator. CHAP secrets are never returned.
+/// <see cref="AllowedInitiators"/> empty admits any initiator. CHAP secrets are never returned. An NBD
+/// export has <see cref="LocalUrl"/> (nbd+unix) as well when the server listens on a Unix socket.
 /// </summary>
 public sealed record ExportDto(
     string Name,
@@ -104,7 +105,8 @@ public sealed record ExportDto(
     IReadOnlyList<string>? AllowedInitiators = null,
     string? ChapUser = null,
     string? MutualChapUser = null,
-    bool TlsRequired = false);
+    bool TlsRequired = false,
+    string? LocalUrl = null);
 
 /// <summary>One LUN of an iSCSI export; <see cref="Url"/> is null while the server runs without iSCSI.</summary>
 public sealed record ExportLunDto(int Lun, string Target, bool ReadOnly, string? Url);
@@ -135,4 +137,4 @@ public sealed record VerifyDto(bool Clean, IReadOnlyList<string> Problems, long 
 public sealed record ProblemDto(string? Type, string? Title, int? Status, string? Detail, string? Code);
 
 /// <summary>DATA/server.json: where the running server listens, for the CLI to find it.</summary>
-public sealed record ServerEndpointsDto(int Pid, string Http, string? Nbd, DateTimeOffset StartedAt, string? Iscsi = null, string? TlsCertificateSha256 = null, string? Replication = null);
+public sealed record ServerEndpointsDto(int Pid, string Http, string? Nbd, DateTimeOffset StartedAt, string? Iscsi = null, string? TlsCertificateSha256 = null, string? Replication = null, string? NbdSocket = null);

@@ -49,6 +49,9 @@ public sealed partial class ExportRegistry
     /// <summary>The NBD address clients connect to ("127.0.0.1:10809"), for export URLs; null when NBD is off.</summary>
     public string? NbdAddress { get; set; }
 
+    /// <summary>The NBD Unix-domain socket, when the server listens on one; exports then also show a local URL.</summary>
+    public string? NbdSocket { get; set; }
+
     /// <summary>Loads DATA/exports.json and brings every export whose target exists online.</summary>
     public void Load()
     {
@@ -295,7 +298,8 @@ public sealed partial class ExportRegistry
         // RFC 3986 allows '@' and ':' in a path segment; nbd URIs (libnbd) take the export name from the path.
         var path = Uri.EscapeDataString(r.Name).Replace("%40", "@", StringComparison.Ordinal).Replace("%3A", ":", StringComparison.Ordinal);
         var url = NbdAddress is null ? null : $"{(r.TlsRequired ? "nbds" : "nbd")}://{NbdAddress}/{path}";
-        return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, state, entry.Problem, url, TlsRequired: r.TlsRequired);
+        var localUrl = NbdSocket is null ? null : $"{(r.TlsRequired ? "nbds+unix" : "nbd+unix")}:///{path}?socket={Uri.EscapeDataString(NbdSocket).Replace("%2F", "/", StringComparison.Ordinal)}";
+        return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, state, entry.Problem, url, TlsRequired: r.TlsRequired, LocalUrl: localUrl);
     }
 
     private static void CheckName(string name)

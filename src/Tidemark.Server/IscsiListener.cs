@@ -7,13 +7,13 @@ using Tidemark.Protocols.Iscsi;
 namespace Tidemark.Server;
 
 /// <summary>
-/// The iSCSI portal: one <see cref="IscsiConnection"/> per client (see <see cref="TcpProtocolListener"/>).
+/// The iSCSI portal: one <see cref="IscsiConnection"/> per client (see <see cref="ProtocolListener"/>).
 /// Each connection reports the address the client reached as its portal in SendTargets, so a
 /// listener on 0.0.0.0 still answers with an address the initiator can use. Stopping cancels every
 /// connection's receive loop through the token.
 /// </summary>
 public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalog, IscsiLimits limits, ILogger<IscsiListener> logger)
-    : TcpProtocolListener(endpoint, "iSCSI", "--iscsi (or --iscsi off)", logger)
+    : ProtocolListener(endpoint, null, "iSCSI", "--iscsi (or --iscsi off)", logger)
 {
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket)
     {

@@ -6,9 +6,9 @@ using Tidemark.Protocols.Nbd;
 
 namespace Tidemark.Server;
 
-/// <summary>The NBD listener: one <see cref="NbdConnection"/> per client (see <see cref="TcpProtocolListener"/>).</summary>
-public sealed class NbdListener(IPEndPoint endpoint, INbdExportCatalog catalog, NbdServerOptions options, ILogger<NbdListener> logger)
-    : TcpProtocolListener(endpoint, "NBD", "--nbd", logger)
+/// <summary>The NBD listener: one <see cref="NbdConnection"/> per client (see <see cref="ProtocolListener"/>).</summary>
+public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INbdExportCatalog catalog, NbdServerOptions options, ILogger<NbdListener> logger)
+    : ProtocolListener(endpoint, unixSocketPath, "NBD", "--nbd", logger)
 {
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket)
     {

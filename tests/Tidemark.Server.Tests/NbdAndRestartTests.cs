@@ -116,6 +116,48 @@ public sealed class NbdAndRestartTests : IDisposable
     }
 
     [Fact]
+    public async Task UnixSocket_CopyInAndOut_SameDataOwnerOnlyAndRemovedOnStop()
+    {
+        var data = _temp.Combine("data");
+        var socket = Path.Combine(data, "nbd.sock");
+        var original = await WriteRandomFileAsync("original.img", seed: 4);
+        await using (var server = await ServerProcess.StartAsync(data, "--nbd-socket", "nbd.sock"))
+        {
+            using var client = server.Client();
+            await client.CreateVolumeAsync(new CreateVolumeRequest("db", VolumeBytes));
+            var export = await client.CreateExportAsync(new CreateExportRequest("db"));
+            (await ProcessRunner.RunAsync("nbdcopy", "--flush", original, export.LocalUrl!)).AssertSuccess();
+            var overTcp = _temp.Combine("tcp.img");
+            (await ProcessRunner.RunAsync("nbdcopy", export.Url!, overTcp)).AssertSuccess();
+
+            Assert.Equal($"nbd+unix:///db?socket={socket}", export.LocalUrl);
+            Assert.Equal(Hash(original), Hash(overTcp));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket));
+            Assert.Contains("\"nbdSocket\"", await File.ReadAllTextAsync(Path.Combine(data, "server.json")), StringComparison.Ordinal);
+
+            // A second server may not take over a socket another one answers on.
+            var second = await ProcessRunner.RunAsync("dotnet", CliProcess.DllPath, "serve", "--data", _temp.Combine("other"), "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "off", "--replication", "off", "--store-capacity", "64M", "--nbd-socket", socket);
+            Assert.NotEqual(0, second.ExitCode);
+            Assert.Contains("another server answers there", second.StandardError, StringComparison.Ordinal);
+            Assert.Equal(0, await server.StopAsync());
+        }
+
+        Assert.False(File.Exists(socket));
+
+        // After kill -9 the socket file stays behind; the next start replaces it.
+        await using (var server = await ServerProcess.StartAsync(data, "--nbd-socket", "nbd.sock"))
+        {
+            await server.KillAsync();
+        }
+
+        Assert.True(File.Exists(socket));
+        await using var restarted = await ServerProcess.StartAsync(data, "--nbd-socket", "nbd.sock");
+        var copy = _temp.Combine("copy.img");
+        (await ProcessRunner.RunAsync("nbdcopy", $"nbd+unix:///db?socket={socket}", copy)).AssertSuccess();
+        Assert.Equal(Hash(original), Hash(copy));
+    }
+
+    [Fact]
     public async Task Stop_Sigterm_ExitsZeroAndRestartsWithSameToken()
     {
         var data = _temp.Combine("data");

@@ -48,6 +48,40 @@ public sealed class SettingsTests
         (new ServerSettings() with { Nbd = "off", StoreCapacity = "auto" }).Validate();
     }
 
+    [Theory]
+    [InlineData("50us", 50)]
+    [InlineData("1ms", 1000)]
+    [InlineData("off", 0)]
+    [InlineData("0", 0)]
+    public void ReceivePollDuration_ValidText_Parses(string text, int microseconds)
+    {
+        var settings = new ServerSettings() with { ReceivePoll = text };
+
+        settings.Validate();
+        Assert.Equal(TimeSpan.FromMicroseconds(microseconds), settings.ReceivePollDuration);
+    }
+
+    [Theory]
+    [InlineData("fast")]
+    [InlineData("1s")]
+    [InlineData("-5us")]
+    public void Validate_BadReceivePoll_ThrowsNamingTheSetting(string text)
+    {
+        var error = Assert.Throws<ArgumentException>(() => (new ServerSettings() with { ReceivePoll = text }).Validate());
+
+        Assert.Contains("receive-poll", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_NbdSocketPathTooLong_ThrowsNamingTheSetting()
+    {
+        var error = Assert.Throws<ArgumentException>(() => (new ServerSettings() with { NbdSocket = "/tmp/" + new string('s', 120) }).Validate());
+
+        Assert.Contains("nbd-socket", error.Message, StringComparison.Ordinal);
+        Assert.True((new ServerSettings() with { NbdSocket = "off" }).NbdSocketDisabled);
+        Assert.True(new ServerSettings().NbdSocketDisabled);
+    }
+
     [Fact]
     public void Validate_IscsiSetting_AcceptsAddressOrOffAndNamesTheSetting()
     {

@@ -11,6 +11,8 @@ public static class ServeCommand
         var config = new Option<string?>("--config") { Description = "config file (default DATA/tidemark.json; written with the settings in force on first start)" };
         var http = new Option<string?>("--http") { Description = $"HTTP API address IP:PORT, port 0 for any free port [config: http; default {ServerSettings.DefaultHttp}]" };
         var nbd = new Option<string?>("--nbd") { Description = $"NBD listener address IP:PORT, or off [config: nbd; default {ServerSettings.DefaultNbd}]" };
+        var nbdSocket = new Option<string?>("--nbd-socket") { Description = "also serve NBD on this Unix-domain socket (mode 0600; relative to DATA), for clients on this host: nbd+unix:///NAME?socket=PATH [config: nbdSocket; default off]" };
+        var receivePoll = new Option<string?>("--receive-poll") { Description = "how long an NBD or iSCSI connection polls for its next request before sleeping, e.g. 50us, or off: lower latency at queue depth 1 for CPU [config: receivePoll; default 50us]" };
         var iscsi = new Option<string?>("--iscsi") { Description = $"iSCSI portal address IP:PORT, port 0 for any free port, or off [config: iscsi; default {ServerSettings.DefaultIscsi}]" };
         var storeCapacity = new Option<string?>("--store-capacity") { Description = "capacity of the pool's first file store when the pool is created, e.g. 100G, or auto for the free space [config: storeCapacity; default auto]" };
         var storePath = new Option<string?>("--store-path") { Description = "file or block device of the pool's first store when the pool is created [config: storePath; default DATA/pool/store-0.dat]" };
@@ -26,7 +28,7 @@ public static class ServeCommand
             "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API, the NBD listener and the iSCSI portal. "
             + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
         {
-            config, http, nbd, iscsi, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
+            config, http, nbd, nbdSocket, iscsi, receivePoll, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -36,6 +38,8 @@ public static class ServeCommand
                 ConfigPath = parse.GetValue(config),
                 Http = parse.GetValue(http),
                 Nbd = parse.GetValue(nbd),
+                NbdSocket = parse.GetValue(nbdSocket),
+                ReceivePoll = parse.GetValue(receivePoll),
                 Iscsi = parse.GetValue(iscsi),
                 StoreCapacity = parse.GetValue(storeCapacity),
                 StorePath = parse.GetValue(storePath),
