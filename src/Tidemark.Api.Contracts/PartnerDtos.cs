@@ -20,7 +20,11 @@ public sealed record RemoteSnapshotDto(Guid Id, string Name, DateTimeOffset Crea
 /// <summary>A receive that broke off: the snapshot it was for and how far it durably got.</summary>
 public sealed record PartialReceiveDto(Guid SnapshotId, long AppliedOffset);
 
-/// <summary>A volume replicated to a partner.</summary>
+/// <summary>
+/// A volume replicated to a partner. <see cref="State"/>: "active", "suspended" (the partner fails
+/// back into it; <see cref="SuspendedReason"/> says what resumes it) or "reverse" (a promoted replica
+/// sent back to its source).
+/// </summary>
 public sealed record ReplicaDto(
     string Volume,
     string Partner,
@@ -35,7 +39,28 @@ public sealed record ReplicaDto(
     int Retries,
     string? LastError,
     string? Every = null,
-    DateTimeOffset? NextSyncAt = null);
+    DateTimeOffset? NextSyncAt = null,
+    string State = "active",
+    string? SuspendedReason = null);
 
 /// <param name="Every">Sync automatically this often ("30s", "5m", "1h"); null: only on request.</param>
 public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null);
+
+/// <summary>
+/// A volume replicated into this server: <see cref="Partner"/> sends it from its volume
+/// <see cref="SourceVolume"/>; <see cref="Promoted"/> once it was made a primary here.
+/// </summary>
+public sealed record IncomingReplicaDto(
+    string Volume,
+    string Partner,
+    string SourceVolume,
+    string? LastSnapshot,
+    DateTimeOffset? LastSnapshotCreatedAt,
+    DateTimeOffset? LastReceivedAt,
+    bool Promoted);
+
+/// <summary>What a promotion did: the snapshot the volume now starts from, and for a fail-back what happened at the other site.</summary>
+public sealed record PromoteResultDto(SnapshotDto Snapshot, string? Note);
+
+/// <summary>A demotion: <see cref="KeptState"/> holds what the volume had beyond its newest snapshot, if anything.</summary>
+public sealed record DemoteResultDto(SnapshotDto? KeptState);

@@ -193,8 +193,19 @@ public sealed partial class TidemarkClient
         await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"replicas/{Seg(volume)}/sync", progress, ct)
         ?? throw new TidemarkApiException(HttpStatusCode.InternalServerError, ErrorCodes.Internal, "the server sent no replica state");
 
-    /// <summary>At the DR site: makes a replica volume a writable primary at its newest complete snapshot.</summary>
-    public Task<SnapshotDto> PromoteReplicaAsync(string volume, CancellationToken ct = default) => PostAsync<SnapshotDto>($"incoming/{Seg(volume)}/promote", null, ct);
+    /// <summary>At the DR site: makes a replica volume a writable primary at its newest complete snapshot (at home after a fail-back: the primary again).</summary>
+    public Task<PromoteResultDto> PromoteReplicaAsync(string volume, CancellationToken ct = default) => PostAsync<PromoteResultDto>($"incoming/{Seg(volume)}/promote", null, ct);
+
+    /// <summary>Makes a promoted replica a replica again (normally done by the other site's fail-back promotion).</summary>
+    public Task<DemoteResultDto> DemoteReplicaAsync(string volume, CancellationToken ct = default) => PostAsync<DemoteResultDto>($"incoming/{Seg(volume)}/demote", null, ct);
+
+    /// <summary>Volumes replicated into this server.</summary>
+    public Task<IReadOnlyList<IncomingReplicaDto>> ListIncomingAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<IncomingReplicaDto>>("incoming", ct);
+
+    /// <summary>Fail-back: sends a promoted replica back to the volume it came from (a job the client follows to its end).</summary>
+    public async Task<ReplicaDto> ReverseReplicaAsync(string volume, Action<JobDto>? progress = null, CancellationToken ct = default) =>
+        await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"incoming/{Seg(volume)}/reverse", progress, ct)
+        ?? throw new TidemarkApiException(HttpStatusCode.InternalServerError, ErrorCodes.Internal, "the server sent no replica state");
 
     private async Task<T> PutAsync<T>(string path, object body, CancellationToken ct)
     {

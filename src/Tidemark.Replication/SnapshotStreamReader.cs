@@ -22,11 +22,20 @@ public sealed record StreamImportOptions
     /// <summary>The stream resumes an earlier, interrupted one: the live volume already holds its first part.</summary>
     public bool Resume { get; init; }
 
+    /// <summary>
+    /// An incremental stream into a volume that changed since the stream's base first rolls the volume
+    /// back to the base, keeping its current state as a snapshot (fail-back: the old primary's writes
+    /// after the common snapshot are reverted, not lost). Without it such a volume is refused.
+    /// </summary>
+    public bool RollbackToBase { get; init; }
+
     public Action<long>? Progress { get; init; }
 }
 
 /// <summary>What an import did; <see cref="AppliedOffset"/> is where a resumed transfer starts after a failure.</summary>
-public sealed record StreamImportResult(StreamHeader Header, SnapshotInfo? Snapshot, long Records, long DataBytes, long ZeroBytes, long AppliedOffset);
+/// <see cref="KeptState"/> is the snapshot that keeps what the volume held before a
+/// <see cref="StreamImportOptions.RollbackToBase"/> import reverted it.
+public sealed record StreamImportResult(StreamHeader Header, SnapshotInfo? Snapshot, long Records, long DataBytes, long ZeroBytes, long AppliedOffset, SnapshotInfo? KeptState = null);
 
 /// <summary>
 /// Applies a snapshot stream to a pool. Every record is verified before it is written, the end record
@@ -50,6 +59,7 @@ public static class SnapshotStreamReader
 
         var created = false;
         SnapshotInfo? baseSnapshot = null;
+        SnapshotInfo? kept = null;
         if (!header.IsIncremental)
         {
             if (pool.TryGetVolume(name, out var existing))
@@ -77,7 +87,14 @@ public static class SnapshotStreamReader
                 ?? throw new StorageException(StorageError.NotFound, $"{name} has no snapshot {header.BaseSnapshotName} (id {header.BaseSnapshotId}) that this stream builds on; send a full stream or one based on a snapshot both sides have");
             if (!options.Resume && pool.Diff(name, baseSnapshot.Name, null).Count > 0)
             {
-                throw new StorageException(StorageError.InvalidArgument, $"{name} changed since {baseSnapshot.Address}; roll it back to that snapshot first ('tidemark volume rollback {name} {baseSnapshot.Name}')");
+                if (!options.RollbackToBase)
+                {
+                    throw new StorageException(StorageError.InvalidArgument, $"{name} changed since {baseSnapshot.Address}; roll it back to that snapshot first ('tidemark volume rollback {name} {baseSnapshot.Name}')");
+                }
+
+                // Fail-back: what this side wrote after the common snapshot is reverted, and kept.
+                kept = pool.Rollback(name, baseSnapshot.Name, keepCurrentState: true);
+                volume = pool.GetVolume(name);
             }
 
             if (volume.SizeBytes > header.SizeBytes)
@@ -98,7 +115,7 @@ public static class SnapshotStreamReader
             var (records, dataBytes, zeroBytes) = ApplyRecords(input, header, target, options, ref applied, cancellationToken);
             target.Flush();
             var snapshot = pool.CreateSnapshot(name, UniqueName(pool, name, header.SnapshotName), header.SnapshotId);
-            return new StreamImportResult(header, snapshot, records, dataBytes, zeroBytes, header.SizeBytes);
+            return new StreamImportResult(header, snapshot, records, dataBytes, zeroBytes, header.SizeBytes, kept);
         }
         catch (Exception ex) when (ex is StorageException or IOException or EndOfStreamException or ZstdException or OperationCanceledException)
         {

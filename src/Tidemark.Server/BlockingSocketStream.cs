@@ -52,6 +52,19 @@ internal sealed class BlockingSocketStream(Socket socket, TimeSpan poll) : Strea
         }
     }
 
+    /// <summary>Ends the connection both ways: also a send blocked on a peer that stopped reading.</summary>
+    public void ShutdownBoth()
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already closed or reset.
+        }
+    }
+
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)

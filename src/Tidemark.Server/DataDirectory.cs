@@ -33,6 +33,9 @@ public sealed class DataDirectory
 
     public string ReplicasPath => Path.Combine(Root, "replicas.json");
 
+    /// <summary>Volumes replicated into this server and who sends them.</summary>
+    public string IncomingPath => Path.Combine(Root, "incoming.json");
+
     public string PartnersPath => Path.Combine(Root, "partners.json");
 
     public string IdentityPath => Path.Combine(Root, "identity");

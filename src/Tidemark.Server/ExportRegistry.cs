@@ -210,6 +210,15 @@ public sealed partial class ExportRegistry
         }
     }
 
+    /// <summary>Names of the exports through which clients may write the volume itself.</summary>
+    public IReadOnlyList<string> WritableExportsOf(string volume)
+    {
+        lock (_lock)
+        {
+            return [.. _entries.Values.Where(e => !e.Record.ReadOnly && e.Record.AllTargets.Contains(volume)).Select(e => e.Record.Name)];
+        }
+    }
+
     public IReadOnlyList<string> ExportsOfTarget(string target)
     {
         lock (_lock)

@@ -251,9 +251,13 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
                 data.PoliciesPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
-            builder.Services.AddSingleton(new ReplicaReceiver(pool, data.PromotedPath));
+            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, data.PromotedPath, data.IncomingPath)
+            {
+                WritableExports = sp.GetRequiredService<ExportRegistry>().WritableExportsOf,
+            });
             builder.Services.AddSingleton(sp => new ReplicaManager(
                 pool,
+                sp.GetRequiredService<ReplicaReceiver>(),
                 partners,
                 identity,
                 sp.GetRequiredService<EventLog>(),

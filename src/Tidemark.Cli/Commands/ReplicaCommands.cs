@@ -40,11 +40,58 @@ public static class ReplicaCommands
         var promote = new Command("promote", "At the DR site: make a replica a writable primary at its newest complete snapshot; works with the primary unreachable") { promoteVolume };
         promote.SetClientAction(async (p, client, json, ct) =>
         {
-            var snapshot = await client.PromoteReplicaAsync(p.GetValue(promoteVolume)!, ct);
-            VolumeCommands.Done(json, $"{p.GetValue(promoteVolume)} is now a primary here, as of {snapshot.Address}; export it to bring the application up");
+            var result = await client.PromoteReplicaAsync(p.GetValue(promoteVolume)!, ct);
+            if (json)
+            {
+                Output.Json(result);
+                return;
+            }
+
+            Console.WriteLine($"{p.GetValue(promoteVolume)} is now a primary here, as of {result.Snapshot.Address}; export it to bring the application up");
+            if (result.Note is { } note)
+            {
+                Console.WriteLine(note);
+            }
         });
 
-        return new Command("replica", "Replication of volumes to paired servers") { create, list, show, sync, delete, promote };
+        var reverseVolume = new Argument<string>("volume") { Description = "promoted replica at this (DR) site" };
+        var reverse = new Command(
+            "reverse",
+            "Fail-back, at the DR site: send a promoted replica back into the volume it came from, sending only what changed since the newest snapshot both sites share; "
+            + "the other site reverts its own later writes (kept as a snapshot). Repeat 'replica sync' as needed, then 'replica promote' at home")
+        { reverseVolume };
+        reverse.SetClientAction(async (p, client, json, ct) => Print([await client.ReverseReplicaAsync(p.GetValue(reverseVolume)!, Output.ProgressBar(json), ct)], json));
+
+        var demoteVolume = new Argument<string>("volume") { Description = "promoted replica at this site" };
+        var demote = new Command("demote", "Make a promoted replica a replica again (done by the other site's fail-back promotion when it can reach this one)") { demoteVolume };
+        demote.SetClientAction(async (p, client, json, ct) =>
+        {
+            var result = await client.DemoteReplicaAsync(p.GetValue(demoteVolume)!, ct);
+            VolumeCommands.Done(json, $"{p.GetValue(demoteVolume)} is a replica again{(result.KeptState is { } kept ? $"; what it held beyond its newest snapshot is kept as {kept.Address}" : "")}");
+        });
+
+        var incoming = new Command("incoming", "List volumes replicated into this server, who sends them and whether they were promoted");
+        incoming.SetClientAction(async (_, client, json, ct) =>
+        {
+            var records = await client.ListIncomingAsync(ct);
+            if (json)
+            {
+                Output.Json(records);
+                return;
+            }
+
+            Output.Table(
+                ["VOLUME", "FROM", "SOURCE VOLUME", "LAST SNAPSHOT", "RECEIVED", "ROLE"],
+                records.Select(r => (IReadOnlyList<string>)[
+                    r.Volume,
+                    r.Partner,
+                    r.SourceVolume,
+                    r.LastSnapshot ?? "-",
+                    r.LastReceivedAt?.ToString("u", CultureInfo.InvariantCulture) ?? "-",
+                    r.Promoted ? "promoted" : "replica"]));
+        });
+
+        return new Command("replica", "Replication of volumes to paired servers") { create, list, show, sync, delete, promote, reverse, demote, incoming };
     }
 
     private static void Print(IReadOnlyList<ReplicaDto> replicas, bool json)
@@ -56,11 +103,12 @@ public static class ReplicaCommands
         }
 
         Output.Table(
-            ["VOLUME", "PARTNER", "AS", "LAST SNAPSHOT", "LAG", "LAST SENT", "TOTAL SENT", "RETRIES", "LAST ERROR"],
+            ["VOLUME", "PARTNER", "AS", "STATE", "LAST SNAPSHOT", "LAG", "LAST SENT", "TOTAL SENT", "RETRIES", "LAST ERROR"],
             replicas.Select(r => (IReadOnlyList<string>)[
                 r.Volume,
                 r.Partner,
                 r.RemoteVolume,
+                r.State,
                 r.LastSnapshot ?? "-",
                 r.LagSeconds is { } lag ? TimeSpan.FromSeconds(Math.Round(lag)).ToString("g", CultureInfo.InvariantCulture) : "-",
                 Output.Size(r.LastBytesSent),

@@ -3,7 +3,9 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
+using Tidemark.Engine;
 using Tidemark.Replication;
+using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Replication;
 
@@ -45,20 +47,55 @@ public static class ReplicaEndpoints
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.sync");
 
-        app.MapPost("/api/v1/incoming/{volume}/promote", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Promote(volume).ToDto()))
-            .WithName("replica.promote").WithTags("replicas");
-        app.MapGet("/api/v1/incoming/promoted", (ReplicaReceiver r) => TypedResults.Ok(r.Promoted)).WithTags("replicas");
+        var incoming = app.MapGroup("/api/v1/incoming").WithTags("replicas");
+        incoming.MapGet("/", (ReplicaReceiver r) => TypedResults.Ok(r.Incoming));
+        incoming.MapGet("/promoted", (ReplicaReceiver r) => TypedResults.Ok(r.Promoted));
+        incoming.MapPost("/{volume}/promote", async (ReplicaManager m, string volume, CancellationToken ct) =>
+        {
+            var (snapshot, note) = await m.PromoteAsync(volume, ct);
+            return TypedResults.Ok(new PromoteResultDto(snapshot.ToDto(), note));
+        }).WithName("replica.promote");
+        incoming.MapPost("/{volume}/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())))
+            .WithName("replica.demote");
+        incoming.MapPost("/{volume}/reverse", (HttpContext c, ReplicaReceiver r, ReplicaManager m, JobManager j, string volume, double? wait) =>
+        {
+            if (r.FindIncoming(volume) is null)
+            {
+                throw new StorageException(StorageError.NotFound, $"{volume} was not replicated into this server; only a promoted replica can be sent back to its source");
+            }
+
+            return JobEndpoints.RunAsync(
+                c,
+                j,
+                "replica.reverse",
+                volume,
+                cancellable: true,
+                wait,
+                progress =>
+                {
+                    progress.Unit = "bytes";
+                    return m.ReverseAsync(volume, progress, progress.Cancellation).GetAwaiter().GetResult();
+                },
+                r => TypedResults.Ok((ReplicaDto)r!));
+        }).WithName("replica.reverse");
 
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());
-        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, string volume, long? resume) =>
+        link.MapPost("/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())));
+        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
+            var partner = (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
             try
             {
-                var result = await Task.Run(() => r.Receive(volume, context.Request.Body, resume ?? 0, context.RequestAborted), context.RequestAborted);
+                var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted), context.RequestAborted);
+                if (reverse == true)
+                {
+                    m.SuspendForFailBack(volume, partner);
+                }
+
                 return Results.Ok(new StreamImportDto(result.Snapshot!.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes));
             }
             catch (StreamImportException ex) when (ex.InnerException is StorageException inner)

@@ -26,6 +26,7 @@ public sealed class ReplicaManager : IDisposable
     private const string Refused = "tidemark.refused";
 
     private readonly Pool _pool;
+    private readonly ReplicaReceiver _receiver;
     private readonly PartnerRegistry _partners;
     private readonly ServerIdentity _identity;
     private readonly EventLog _events;
@@ -36,9 +37,10 @@ public sealed class ReplicaManager : IDisposable
     private readonly SortedDictionary<string, ReplicaState> _replicas = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _syncing = new(1, 1);
 
-    public ReplicaManager(Pool pool, PartnerRegistry partners, ServerIdentity identity, EventLog events, TimeProvider time, ILogger logger, string path)
+    public ReplicaManager(Pool pool, ReplicaReceiver receiver, PartnerRegistry partners, ServerIdentity identity, EventLog events, TimeProvider time, ILogger logger, string path)
     {
         _pool = pool;
+        _receiver = receiver;
         _partners = partners;
         _identity = identity;
         _events = events;
@@ -142,6 +144,10 @@ public sealed class ReplicaManager : IDisposable
         lock (_lock)
         {
             state = Find(volume);
+            if (state.Suspended is { } why)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"replication of {volume} to {state.Partner} is suspended: {why}");
+            }
         }
 
         var partner = _partners.Get(state.Partner);
@@ -169,7 +175,7 @@ public sealed class ReplicaManager : IDisposable
 
                     var partial = await GetPartialAsync(http, remote, cancellationToken);
                     var resume = partial is { } p && p.SnapshotId == snapshot.Id ? p.AppliedOffset : 0;
-                    (sent, rangeBytes) = await SendAsync(http, remote, snapshot, common, resume, progress, cancellationToken);
+                    (sent, rangeBytes) = await SendAsync(http, remote, snapshot, common, resume, state.Reverse, progress, cancellationToken);
                     last = null;
                     break;
                 }
@@ -201,6 +207,8 @@ public sealed class ReplicaManager : IDisposable
                 state.Retries += retries;
                 if (last is not null)
                 {
+                    // This attempt's snapshot is no base for anything: a later sync takes a new one.
+                    DeleteQuietly(snapshot.Address);
                     state.LastError = last.Message;
                     Save();
                     _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {retries + 1} attempts: {last.Message}; the replica keeps its last complete snapshot", "failed");
@@ -239,6 +247,18 @@ public sealed class ReplicaManager : IDisposable
         }
     }
 
+    private void DeleteQuietly(string address)
+    {
+        try
+        {
+            _pool.DeleteSnapshot(address);
+        }
+        catch (StorageException ex)
+        {
+            _logger.LogInformation("Kept {Snapshot}: {Message}", address, ex.Message);
+        }
+    }
+
     /// <summary>The messages down an exception's chain ("An error occurred while sending the request" alone says nothing).</summary>
     private static string Describe(Exception ex)
     {
@@ -273,7 +293,7 @@ public sealed class ReplicaManager : IDisposable
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, OperationProgress? progress, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, bool reverse, OperationProgress? progress, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var counting = new CountingStream(pipe.Reader.AsStream());
@@ -298,20 +318,11 @@ public sealed class ReplicaManager : IDisposable
             },
             ct);
         using var content = new StreamContent(counting, 1 << 20);
-        using var response = await http.PostAsync($"{remote}/receive?resume={resume}", content, ct);
+        using var response = await http.PostAsync($"{remote}/receive?resume={resume}{(reverse ? "&reverse=true" : "")}", content, ct);
         await writer.ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
-            ProblemDto? problem = null;
-            try
-            {
-                problem = await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
-            }
-            catch (JsonException)
-            {
-                // Not problem details: the status says enough.
-            }
-
+            var problem = await TryReadProblemAsync(response, ct);
             var refusal = new StorageException(StorageError.Unavailable, $"the partner refused the stream: {problem?.Detail ?? response.ReasonPhrase}");
             if ((int)response.StatusCode is >= 400 and < 500)
             {
@@ -322,6 +333,132 @@ public sealed class ReplicaManager : IDisposable
         }
 
         return (counting.BytesRead, header?.RangeBytes ?? 0);
+    }
+
+    /// <summary>
+    /// Fail-back, at the site where a replica was promoted: sends the volume back to the partner it
+    /// came from, into the volume it came from, as an incremental stream from the newest snapshot both
+    /// sides share. The partner reverts what it wrote after that snapshot (keeping it as a snapshot)
+    /// and holds its own replication of that volume. Later syncs of the reverse direction send only
+    /// what changed here; 'replica promote' at the partner ends it.
+    /// </summary>
+    public async Task<ReplicaDto> ReverseAsync(string volume, OperationProgress? progress, CancellationToken cancellationToken)
+    {
+        var incoming = _receiver.FindIncoming(volume)
+            ?? throw new StorageException(StorageError.NotFound, $"{volume} was not replicated into this server; only a promoted replica can be sent back to its source");
+        if (!incoming.Promoted)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"{volume} is still a replica of {incoming.Partner}:{incoming.SourceVolume}; promote it first ('tidemark replica promote {volume}')");
+        }
+
+        _partners.Get(incoming.Partner);
+        lock (_lock)
+        {
+            if (_replicas.TryGetValue(volume, out var existing) && !(existing.Reverse && existing.Partner == incoming.Partner))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"{volume} is already replicated to {existing.Partner}; delete that replica first");
+            }
+
+            if (!_replicas.ContainsKey(volume))
+            {
+                _replicas[volume] = new ReplicaState { Volume = volume, Partner = incoming.Partner, RemoteVolume = incoming.SourceVolume, Reverse = true };
+                Save();
+            }
+        }
+
+        _events.Record("replica.reverse", volume, "server", $"sending {volume} back to {incoming.Partner} as {incoming.SourceVolume} (fail-back)");
+        return await SyncAsync(volume, progress, cancellationToken);
+    }
+
+    /// <summary>A fail-back stream arrived into <paramref name="volume"/>: this server's replication of it is held until it is promoted here again.</summary>
+    public void SuspendForFailBack(string volume, string partner)
+    {
+        lock (_lock)
+        {
+            if (_replicas.TryGetValue(volume, out var state) && !state.Reverse && state.Suspended is null)
+            {
+                state.Suspended = $"{partner} is failing back into {volume}; 'tidemark replica promote {volume}' here makes this site the primary again and resumes it";
+                Save();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Promotes a replica here. For a fail-back (this site's own replication of the volume was held)
+    /// that replication resumes and the partner is asked to demote its copy to a replica again; the
+    /// note says how that went (the promotion stands either way).
+    /// </summary>
+    public async Task<(SnapshotInfo Snapshot, string? Note)> PromoteAsync(string volume, CancellationToken cancellationToken)
+    {
+        var incoming = _receiver.FindIncoming(volume);
+        var snapshot = _receiver.Promote(volume);
+        ReplicaState? resumed = null;
+        lock (_lock)
+        {
+            if (_replicas.TryGetValue(volume, out var state) && state.Suspended is not null)
+            {
+                state.Suspended = null;
+                Save();
+                resumed = state;
+            }
+        }
+
+        if (resumed is null || incoming is null)
+        {
+            _events.Record("replica.promote", volume, "server", $"{volume} is a primary here as of {snapshot.Address}");
+            return (snapshot, null);
+        }
+
+        string note;
+        try
+        {
+            var partner = _partners.Get(incoming.Partner);
+            using var http = PartnerLink.Create(_identity, partner, TimeSpan.FromSeconds(30));
+            using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(incoming.SourceVolume)}/demote", null, cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                var problem = await TryReadProblemAsync(response, cancellationToken);
+                throw new StorageException(StorageError.Unavailable, problem?.Detail ?? response.ReasonPhrase ?? response.StatusCode.ToString());
+            }
+
+            note = $"{incoming.Partner} made {incoming.SourceVolume} a replica again; replication {volume} -> {resumed.Partner} resumes";
+        }
+        catch (Exception ex) when (ex is HttpRequestException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            note = $"{incoming.Partner} could not demote {incoming.SourceVolume} ({Describe(ex)}); run 'tidemark replica demote {incoming.SourceVolume}' there before the next sync";
+        }
+
+        _events.Record("replica.promote", volume, "server", $"{volume} is the primary here again as of {snapshot.Address} (fail-back): {note}");
+        return (snapshot, note);
+    }
+
+    /// <summary>Makes a promoted replica here a replica again (the other site failed back) and drops the reverse replication that fed it back.</summary>
+    public SnapshotInfo? Demote(string volume)
+    {
+        var kept = _receiver.Demote(volume);
+        lock (_lock)
+        {
+            if (_replicas.TryGetValue(volume, out var state) && state.Reverse)
+            {
+                _replicas.Remove(volume);
+                Save();
+            }
+        }
+
+        _events.Record("replica.demote", volume, "server", $"{volume} is a replica again{(kept is null ? "" : $"; what it held beyond its newest snapshot is kept as {kept.Address}")}");
+        return kept;
+    }
+
+    private static async Task<ProblemDto?> TryReadProblemAsync(HttpResponseMessage response, CancellationToken ct)
+    {
+        try
+        {
+            return await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
+        }
+        catch (JsonException)
+        {
+            return null; // not problem details: the status says enough
+        }
     }
 
     private ReplicaState Find(string volume) =>
@@ -343,7 +480,9 @@ public sealed class ReplicaManager : IDisposable
         s.Retries,
         s.LastError,
         s.Every,
-        NextSync(s));
+        NextSync(s),
+        s.Reverse ? "reverse" : s.Suspended is null ? "active" : "suspended",
+        s.Suspended);
 
     private static DateTimeOffset? NextSync(ReplicaState s) =>
         s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
@@ -353,7 +492,7 @@ public sealed class ReplicaManager : IDisposable
     {
         lock (_lock)
         {
-            return [.. _replicas.Values.Where(r => r.Every is not null && (NextSync(r) ?? DateTimeOffset.MaxValue) <= now).Select(r => r.Volume)];
+            return [.. _replicas.Values.Where(r => r.Every is not null && r.Suspended is null && (NextSync(r) ?? DateTimeOffset.MaxValue) <= now).Select(r => r.Volume)];
         }
     }
 
@@ -403,6 +542,12 @@ public sealed class ReplicaManager : IDisposable
         public int Retries { get; set; }
 
         public string? LastError { get; set; }
+
+        /// <summary>This relationship sends a promoted replica back to the site it came from (fail-back).</summary>
+        public bool Reverse { get; set; }
+
+        /// <summary>Why syncs are held (the partner fails back into this volume), or null.</summary>
+        public string? Suspended { get; set; }
     }
 
     /// <summary>Counts what the HTTP client reads of the stream: the bytes on the wire (before TLS).</summary>

@@ -20,11 +20,29 @@ public sealed class ReplicaReceiver
 
     private readonly string _promotedPath;
     private readonly HashSet<string> _promoted = new(StringComparer.Ordinal);
+    private readonly string _incomingPath;
+    private readonly SortedDictionary<string, IncomingReplicaDto> _incoming = new(StringComparer.Ordinal);
 
-    public ReplicaReceiver(Pool pool, string promotedPath)
+    public ReplicaReceiver(Pool pool, string promotedPath, string incomingPath)
     {
         _pool = pool;
         _promotedPath = promotedPath;
+        _incomingPath = incomingPath;
+        if (File.Exists(incomingPath))
+        {
+            try
+            {
+                foreach (var record in System.Text.Json.JsonSerializer.Deserialize<List<IncomingReplicaDto>>(File.ReadAllText(incomingPath), ServerSettings.FileJson) ?? [])
+                {
+                    _incoming[record.Volume] = record;
+                }
+            }
+            catch (System.Text.Json.JsonException ex)
+            {
+                throw new InvalidDataException($"{incomingPath} is not a valid list of incoming replicas ({ex.Message}); fix it or restore it from a backup", ex);
+            }
+        }
+
         if (File.Exists(promotedPath))
         {
             try
@@ -35,6 +53,32 @@ public sealed class ReplicaReceiver
             {
                 throw new InvalidDataException($"{promotedPath} is not a valid list of promoted replicas ({ex.Message}); fix it or restore it from a backup", ex);
             }
+        }
+    }
+
+    /// <summary>
+    /// Names the read-write NBD/iSCSI exports of a volume: a fail-back stream is refused while an
+    /// application may be writing the volume it would roll back.
+    /// </summary>
+    public Func<string, IReadOnlyList<string>> WritableExports { get; set; } = _ => [];
+
+    /// <summary>Volumes replicated into this server: which partner sends each, from which of its volumes.</summary>
+    public IReadOnlyList<IncomingReplicaDto> Incoming
+    {
+        get
+        {
+            lock (_incoming)
+            {
+                return [.. _incoming.Values.Select(WithPromoted)];
+            }
+        }
+    }
+
+    public IncomingReplicaDto? FindIncoming(string volume)
+    {
+        lock (_incoming)
+        {
+            return _incoming.TryGetValue(volume, out var record) ? WithPromoted(record) : null;
         }
     }
 
@@ -67,13 +111,64 @@ public sealed class ReplicaReceiver
             }
 
             DiscardLeftovers(volume);
-            lock (_promoted)
+            SetPromoted(volume, true);
+            return snapshots.MaxBy(s => s.CreatedAt)!;
+        }
+    }
+
+    /// <summary>
+    /// Makes a promoted volume a replica again (fail-back done at the other site): it accepts
+    /// replication once more. Whatever it holds beyond its newest snapshot is kept as a snapshot, as
+    /// a rollback keeps it, and the volume returns to that newest snapshot, which the other site has.
+    /// Returns the kept snapshot, or null when there was nothing to keep.
+    /// </summary>
+    public SnapshotInfo? Demote(string volume)
+    {
+        var gate = _locks.GetOrAdd(volume, _ => new Lock());
+        lock (gate)
+        {
+            if (!Promoted.Contains(volume))
             {
-                _promoted.Add(volume);
-                AtomicFile.WriteAllText(_promotedPath, System.Text.Json.JsonSerializer.Serialize(_promoted.Order(StringComparer.Ordinal).ToList(), ServerSettings.FileJson) + "\n");
+                throw new StorageException(StorageError.InvalidArgument, $"{volume} is not a promoted replica here; there is nothing to demote");
             }
 
-            return snapshots.MaxBy(s => s.CreatedAt)!;
+            if (WritableExports(volume) is { Count: > 0 } exports)
+            {
+                throw new StorageException(StorageError.Busy, $"{volume} is exported read-write ({string.Join(", ", exports)}); stop the application and delete those exports before it becomes a replica again");
+            }
+
+            var newest = _pool.ListSnapshots(volume).MaxBy(s => s.CreatedAt)!;
+            var kept = _pool.Diff(volume, newest.Name, null).Count > 0 ? _pool.Rollback(volume, newest.Name, keepCurrentState: true) : null;
+            SetPromoted(volume, false);
+            return kept;
+        }
+    }
+
+    private void SetPromoted(string volume, bool promoted)
+    {
+        lock (_promoted)
+        {
+            if (promoted ? _promoted.Add(volume) : _promoted.Remove(volume))
+            {
+                AtomicFile.WriteAllText(_promotedPath, System.Text.Json.JsonSerializer.Serialize(_promoted.Order(StringComparer.Ordinal).ToList(), ServerSettings.FileJson) + "\n");
+            }
+        }
+    }
+
+    private IncomingReplicaDto WithPromoted(IncomingReplicaDto record)
+    {
+        lock (_promoted)
+        {
+            return record with { Promoted = _promoted.Contains(record.Volume) };
+        }
+    }
+
+    private void RecordIncoming(string volume, string partner, StreamImportResult result)
+    {
+        lock (_incoming)
+        {
+            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false);
+            AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
         }
     }
 
@@ -84,7 +179,13 @@ public sealed class ReplicaReceiver
 
     public PartialReceiveDto? Partial(string volume) => _partial.TryGetValue(volume, out var p) ? p : null;
 
-    public StreamImportResult Receive(string volume, Stream body, long resumeOffset, CancellationToken cancellationToken)
+    /// <summary>
+    /// Applies a stream from <paramref name="partner"/> to <paramref name="volume"/>. With
+    /// <paramref name="reverse"/> (fail-back from a site that promoted its replica) the volume may be a
+    /// primary here: it must not be exported read-write, it is rolled back to the stream's base
+    /// (keeping what it held as a snapshot), and it becomes a replica of the partner.
+    /// </summary>
+    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         if (!gate.TryEnter())
@@ -94,17 +195,32 @@ public sealed class ReplicaReceiver
 
         try
         {
-            lock (_promoted)
+            if (reverse)
             {
-                if (_promoted.Contains(volume))
+                if (WritableExports(volume) is { Count: > 0 } exports)
                 {
-                    throw new StorageException(StorageError.ReadOnly, $"{volume} was promoted to a primary at this site; it no longer accepts replication (reverse the direction, or replicate into another volume)");
+                    throw new StorageException(StorageError.Busy, $"{volume} is exported read-write here ({string.Join(", ", exports)}); stop the application and delete those exports before failing back into it");
+                }
+            }
+            else
+            {
+                lock (_promoted)
+                {
+                    if (_promoted.Contains(volume))
+                    {
+                        throw new StorageException(StorageError.ReadOnly, $"{volume} was promoted to a primary at this site; it no longer accepts replication (reverse the direction, or replicate into another volume)");
+                    }
                 }
             }
 
             if (resumeOffset == 0)
             {
-                DiscardLeftovers(volume);
+                // A fail-back keeps the volume's own changes (the import rolls back keeping them);
+                // only a half-applied earlier attempt of it is discarded.
+                if (!reverse || _partial.ContainsKey(volume))
+                {
+                    DiscardLeftovers(volume);
+                }
             }
             else if (Partial(volume) is not { } partial || partial.AppliedOffset != resumeOffset)
             {
@@ -113,8 +229,14 @@ public sealed class ReplicaReceiver
 
             try
             {
-                var result = SnapshotStreamReader.Import(_pool, body, new StreamImportOptions { Volume = volume, KeepPartial = true, Resume = resumeOffset > 0 }, cancellationToken);
+                var result = SnapshotStreamReader.Import(_pool, body, new StreamImportOptions { Volume = volume, KeepPartial = true, Resume = resumeOffset > 0, RollbackToBase = reverse }, cancellationToken);
                 _partial.TryRemove(volume, out _);
+                if (reverse)
+                {
+                    SetPromoted(volume, false);
+                }
+
+                RecordIncoming(volume, partner, result);
                 return result;
             }
             catch (StreamImportException ex)

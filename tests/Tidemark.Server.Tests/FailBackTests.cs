@@ -1,0 +1,116 @@
+using System.Security.Cryptography;
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// Disaster and return with two real servers: replicate, lose the primary's last writes to a
+/// "disaster", promote at the DR site and work there, send it back (reverse), fail back, and
+/// replicate in the original direction again; every step checked by hashing snapshots on both sides.
+/// </summary>
+public sealed class FailBackTests : IAsyncLifetime
+{
+    private TwoServers _sites = null!;
+
+    private ServerProcess Home => _sites.Primary;
+
+    private ServerProcess Dr => _sites.Dr;
+
+    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync("--replication-retry-delay", "100ms");
+
+    public async Task DisposeAsync() => await _sites.DisposeAsync();
+
+    [Fact]
+    public async Task PromoteReverseAndPromoteAtHome_SendsOnlyChanges_KeepsTheRevertedWrites_AndEndsIdenticalBothWays()
+    {
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        var homeId = await home.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        await home.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("home", homeId.ReplicationAddress!, homeId.Fingerprint));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 32 << 20));
+        var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await WriteRandomAsync(homeExport.Url!, 0, 8 << 20);
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        var initial = await home.SyncReplicaAsync("mail");
+
+        // The disaster: home writes 1 MiB that never reaches the DR site, then goes dark.
+        await WriteRandomAsync(homeExport.Url!, 16 << 20, 1 << 20);
+        await home.CreateSnapshotAsync("mail", "after-last-sync");
+        var lostHash = await _sites.HashSnapshotAsync(Home, "mail@after-last-sync");
+        await home.DeleteSnapshotAsync("mail@after-last-sync");
+
+        // The DR site takes over and works.
+        var promoted = await dr.PromoteReplicaAsync("mail");
+        var drExport = await dr.CreateExportAsync(new CreateExportRequest("mail", "mail-dr", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 4M 64k", drExport.Url!)).AssertSuccess();
+
+        // Home is back, but its application still has the volume exported read-write: refused, nothing changed.
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.ReverseReplicaAsync("mail"));
+        Assert.Contains("exported read-write", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(await home.ListSnapshotsAsync("mail"), s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
+        await home.DeleteExportAsync("mail");
+
+        var reversed = (await CliProcess.RunAsync("replica", "reverse", "mail", "--json", "--data", Dr.DataDirectory)).AssertSuccess().StandardOutput;
+        var back = await dr.GetReplicaAsync("mail");
+        var homeSnapshots = await home.ListSnapshotsAsync("mail");
+        var kept = Assert.Single(homeSnapshots, s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
+        Assert.Contains("\"state\": \"reverse\"", reversed, StringComparison.Ordinal);
+        Assert.Equal(("home", "mail"), (back.Partner, back.RemoteVolume));
+        Assert.True(back.LastRangeBytes <= 1 << 20, $"the reverse sent {back.LastRangeBytes} bytes of ranges for 64 KiB changed at the DR site");
+        Assert.Equal(lostHash, await _sites.HashSnapshotAsync(Home, kept.Address)); // the reverted writes are kept
+        Assert.Equal(await _sites.HashSnapshotAsync(Dr, $"mail@{back.LastSnapshot}"), await _sites.HashSnapshotAsync(Home, $"mail@{back.LastSnapshot}"));
+        var held = await home.GetReplicaAsync("mail");
+        Assert.Equal("suspended", held.State);
+        Assert.Contains("replica promote mail", held.SuspendedReason, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("mail"));
+
+        // More work at the DR site follows home incrementally; then the planned switch back.
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 8M 128k", drExport.Url!)).AssertSuccess();
+        await dr.DeleteExportAsync("mail-dr");
+        var final = await dr.SyncReplicaAsync("mail");
+        var promoteAtHome = (await CliProcess.RunAsync("replica", "promote", "mail", "--data", Home.DataDirectory)).AssertSuccess().StandardOutput;
+
+        Assert.True(final.LastRangeBytes <= 1 << 20, $"the final sync sent {final.LastRangeBytes} bytes of ranges for 128 KiB changed");
+        Assert.Contains("dr made mail a replica again", promoteAtHome, StringComparison.Ordinal);
+        Assert.Empty(await dr.ListReplicasAsync());
+        Assert.False(Assert.Single(await dr.ListIncomingAsync()).Promoted);
+        Assert.Equal("active", (await home.GetReplicaAsync("mail")).State);
+
+        // Home is the primary again and replicates in the original direction, incrementally.
+        var again = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "read -P 0x6b 8M 128k", "-c", "write -P 0x7c 12M 64k", again.Url!)).AssertSuccess();
+        var forward = await home.SyncReplicaAsync("mail");
+
+        Assert.Null(forward.LastError);
+        Assert.True(forward.LastRangeBytes <= 1 << 20, $"replication after fail-back sent {forward.LastRangeBytes} bytes of ranges for 64 KiB changed");
+        Assert.Equal(await _sites.HashSnapshotAsync(Home, $"mail@{forward.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"mail@{forward.LastSnapshot}"));
+        Assert.NotNull(initial.LastSnapshot);
+        Assert.Null(promoted.Note);
+        Assert.True((await home.VerifyAsync()).Clean);
+        Assert.True((await dr.VerifyAsync()).Clean);
+    }
+
+    [Fact]
+    public async Task Reverse_OfAVolumeThatIsNotAPromotedReplica_IsRefusedClearly()
+    {
+        using var dr = Dr.Client();
+        await dr.CreateVolumeAsync(new CreateVolumeRequest("local", 16 << 20));
+
+        var notIncoming = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.ReverseReplicaAsync("local"));
+        var notPromoted = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.DemoteReplicaAsync("local"));
+
+        Assert.Equal("not-found", notIncoming.Code);
+        Assert.Contains("only a promoted replica", notIncoming.Message, StringComparison.Ordinal);
+        Assert.Equal("invalid-argument", notPromoted.Code);
+    }
+
+    private async Task WriteRandomAsync(string url, long offset, int length)
+    {
+        var file = _sites.Temp.Combine($"random-{offset}.bin");
+        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
+    }
+}
