@@ -41,10 +41,15 @@ public sealed record ReplicaDto(
     string? Every = null,
     DateTimeOffset? NextSyncAt = null,
     string State = "active",
-    string? SuspendedReason = null);
+    string? SuspendedReason = null,
+    string? Bandwidth = null);
 
 /// <param name="Every">Sync automatically this often ("30s", "5m", "1h"); null: only on request.</param>
-public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null);
+/// <param name="Bandwidth">At most this many bytes per second on the link ("20M"); null: no limit.</param>
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null);
+
+/// <summary>Changes a replica's schedule or bandwidth limit; null leaves a field as it is, "off" clears it.</summary>
+public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null);
 
 /// <summary>
 /// A volume replicated into this server: <see cref="Partner"/> sends it from its volume

@@ -188,6 +188,8 @@ public sealed partial class TidemarkClient
 
     public Task DeleteReplicaAsync(string volume, CancellationToken ct = default) => DeleteAsync($"replicas/{Seg(volume)}", ct);
 
+    public Task<ReplicaDto> UpdateReplicaAsync(string volume, UpdateReplicaRequest request, CancellationToken ct = default) => PatchAsync<ReplicaDto>($"replicas/{Seg(volume)}", request, ct);
+
     /// <summary>Runs one replication cycle (a job the client follows to its end).</summary>
     public async Task<ReplicaDto> SyncReplicaAsync(string volume, Action<JobDto>? progress = null, CancellationToken ct = default) =>
         await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"replicas/{Seg(volume)}/sync", progress, ct)
@@ -206,6 +208,13 @@ public sealed partial class TidemarkClient
     public async Task<ReplicaDto> ReverseReplicaAsync(string volume, Action<JobDto>? progress = null, CancellationToken ct = default) =>
         await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"incoming/{Seg(volume)}/reverse", progress, ct)
         ?? throw new TidemarkApiException(HttpStatusCode.InternalServerError, ErrorCodes.Internal, "the server sent no replica state");
+
+    private async Task<T> PatchAsync<T>(string path, object body, CancellationToken ct)
+    {
+        using var content = JsonContent.Create(body, body.GetType(), options: ApiJson.Options);
+        using var response = await _http.PatchAsync(ApiPrefix + path, content, ct);
+        return await ReadAsync<T>(response, ct);
+    }
 
     private async Task<T> PutAsync<T>(string path, object body, CancellationToken ct)
     {

@@ -167,6 +167,33 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"logs@{shared}"), await _sites.HashSnapshotAsync(Dr, $"logs@{shared}"));
     }
 
+    [Fact]
+    public async Task BandwidthLimit_SetUpdatedAndCleared_AndABadRateIsRefused()
+    {
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        var primaryId = await primary.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("slow", 16 << 20));
+        var live = await primary.CreateExportAsync(new CreateExportRequest("slow", "slow", "nbd"));
+        await WriteRandomAsync(live.Url!, 0, 1 << 20);
+
+        (await CliProcess.RunAsync("replica", "create", "slow", "--to", "dr", "--bandwidth", "8M", "--data", Primary.DataDirectory)).AssertSuccess();
+        var limited = await primary.SyncReplicaAsync("slow");
+        var bad = await CliProcess.RunAsync("replica", "update", "slow", "--bandwidth", "1K", "--data", Primary.DataDirectory);
+        var changed = await primary.UpdateReplicaAsync("slow", new UpdateReplicaRequest(Every: "1h"));
+        var cleared = await primary.UpdateReplicaAsync("slow", new UpdateReplicaRequest(Bandwidth: "off"));
+
+        Assert.Null(limited.LastError);
+        Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"slow@{limited.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"slow@{limited.LastSnapshot}"));
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("at least 64K", bad.StandardError, StringComparison.Ordinal);
+        Assert.Equal(("8M", "1h"), (changed.Bandwidth, changed.Every));
+        Assert.Equal(((string?)null, "1h"), (cleared.Bandwidth, cleared.Every));
+    }
+
     private static async Task<ReplicaDto> WaitForAsync(TidemarkClient client, Func<ReplicaDto, bool> condition)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));

@@ -13,9 +13,17 @@ public static class ReplicaCommands
         var to = new Option<string>("--to") { Description = "partner to replicate to ('tidemark partner list')", Required = true };
         var asName = new Option<string?>("--as") { Description = "name of the replica volume at the partner (default: the same)" };
         var every = new Option<string?>("--every") { Description = "sync automatically this often, e.g. 30s, 5m, 1h (default: only 'replica sync')" };
-        var create = new Command("create", "Replicate a volume to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName, every };
+        var bandwidth = new Option<string?>("--bandwidth") { Description = "at most this many bytes per second on the link, e.g. 20M (default: no limit)" };
+        var create = new Command("create", "Replicate a volume to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName, every, bandwidth };
         create.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every)), ct)], json));
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth)), ct)], json));
+
+        var updateVolume = new Argument<string>("volume") { Description = "replicated volume" };
+        var updateEvery = new Option<string?>("--every") { Description = "sync automatically this often (30s, 5m, 1h), or off" };
+        var updateBandwidth = new Option<string?>("--bandwidth") { Description = "bytes per second at most on the link (20M), or off" };
+        var update = new Command("update", "Change a replica's schedule or bandwidth limit (from its next sync)") { updateVolume, updateEvery, updateBandwidth };
+        update.SetClientAction(async (p, client, json, ct) =>
+            Print([await client.UpdateReplicaAsync(p.GetValue(updateVolume)!, new UpdateReplicaRequest(p.GetValue(updateEvery), p.GetValue(updateBandwidth)), ct)], json));
 
         var list = new Command("list", "List replicas with their lag (age of the newest replicated snapshot) and last error");
         list.SetClientAction(async (_, client, json, ct) => Print(await client.ListReplicasAsync(ct), json));
@@ -91,7 +99,7 @@ public static class ReplicaCommands
                     r.Promoted ? "promoted" : "replica"]));
         });
 
-        return new Command("replica", "Replication of volumes to paired servers") { create, list, show, sync, delete, promote, reverse, demote, incoming };
+        return new Command("replica", "Replication of volumes to paired servers") { create, update, list, show, sync, delete, promote, reverse, demote, incoming };
     }
 
     private static void Print(IReadOnlyList<ReplicaDto> replicas, bool json)

@@ -24,6 +24,8 @@ public static class ReplicaEndpoints
             var replica = m.Create(request);
             return TypedResults.Created($"/api/v1/replicas/{Uri.EscapeDataString(replica.Volume)}", replica);
         }).WithName("replica.create");
+        replicas.MapPatch("/{volume}", (ReplicaManager m, string volume, UpdateReplicaRequest request) => TypedResults.Ok(m.Update(volume, request)))
+            .WithName("replica.update");
         replicas.MapDelete("/{volume}", (ReplicaManager m, string volume) =>
         {
             m.Delete(volume);

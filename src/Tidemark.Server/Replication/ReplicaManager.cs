@@ -104,27 +104,76 @@ public sealed class ReplicaManager : IDisposable
                 throw new StorageException(StorageError.AlreadyExists, $"{request.Volume} is already replicated to {existing.Partner}");
             }
 
-            if (request.Every is { } every)
-            {
-                try
-                {
-                    var interval = ServerSettings.Duration(every, "every");
-                    if (interval < TimeSpan.FromSeconds(1))
-                    {
-                        throw new ArgumentException("every must be at least 1s");
-                    }
-                }
-                catch (ArgumentException ex)
-                {
-                    throw new StorageException(StorageError.InvalidArgument, $"{ex.Message} (how often to sync, e.g. 30s, 5m, 1h)", ex);
-                }
-            }
-
-            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every };
+            CheckEvery(request.Every);
+            CheckBandwidth(request.Bandwidth);
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth };
             _replicas[state.Volume] = state;
             Save();
             return ToDto(state);
         }
+    }
+
+    /// <summary>Changes the schedule or the bandwidth limit; it applies from the next sync.</summary>
+    public ReplicaDto Update(string volume, UpdateReplicaRequest request)
+    {
+        var every = Off(request.Every);
+        var bandwidth = Off(request.Bandwidth);
+        CheckEvery(every);
+        CheckBandwidth(bandwidth);
+        lock (_lock)
+        {
+            var state = Find(volume);
+            if (request.Every is not null)
+            {
+                state.Every = every;
+            }
+
+            if (request.Bandwidth is not null)
+            {
+                state.Bandwidth = bandwidth;
+            }
+
+            Save();
+            return ToDto(state);
+        }
+
+        static string? Off(string? value) => string.Equals(value, "off", StringComparison.OrdinalIgnoreCase) ? null : value;
+    }
+
+    private static void CheckEvery(string? every)
+    {
+        if (every is null)
+        {
+            return;
+        }
+
+        try
+        {
+            if (ServerSettings.Duration(every, "every") < TimeSpan.FromSeconds(1))
+            {
+                throw new ArgumentException("every must be at least 1s");
+            }
+        }
+        catch (ArgumentException ex)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"{ex.Message} (how often to sync, e.g. 30s, 5m, 1h)", ex);
+        }
+    }
+
+    /// <summary>Bytes per second, at least 64 KiB/s (below that a sync of any size would take hours).</summary>
+    private static long? CheckBandwidth(string? bandwidth)
+    {
+        if (bandwidth is null)
+        {
+            return null;
+        }
+
+        if (!ByteSize.TryParse(bandwidth, out var rate) || rate < 64 * 1024)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"bandwidth '{bandwidth}' is not a rate; write bytes per second of at least 64K, such as 20M or 1G, or off");
+        }
+
+        return rate;
     }
 
     public void Delete(string volume)
@@ -175,7 +224,7 @@ public sealed class ReplicaManager : IDisposable
 
                     var partial = await GetPartialAsync(http, remote, cancellationToken);
                     var resume = partial is { } p && p.SnapshotId == snapshot.Id ? p.AppliedOffset : 0;
-                    (sent, rangeBytes) = await SendAsync(http, remote, snapshot, common, resume, state.Reverse, progress, cancellationToken);
+                    (sent, rangeBytes) = await SendAsync(http, remote, snapshot, common, resume, state.Reverse, CheckBandwidth(state.Bandwidth), progress, cancellationToken);
                     last = null;
                     break;
                 }
@@ -293,7 +342,7 @@ public sealed class ReplicaManager : IDisposable
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, bool reverse, OperationProgress? progress, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, bool reverse, long? bytesPerSecond, OperationProgress? progress, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var counting = new CountingStream(pipe.Reader.AsStream());
@@ -317,7 +366,8 @@ public sealed class ReplicaManager : IDisposable
                 }
             },
             ct);
-        using var content = new StreamContent(counting, 1 << 20);
+        Stream body = bytesPerSecond is { } rate ? new RateLimitedStream(counting, rate, _time) : counting;
+        using var content = new StreamContent(body, 1 << 20);
         using var response = await http.PostAsync($"{remote}/receive?resume={resume}{(reverse ? "&reverse=true" : "")}", content, ct);
         await writer.ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
@@ -482,7 +532,8 @@ public sealed class ReplicaManager : IDisposable
         s.Every,
         NextSync(s),
         s.Reverse ? "reverse" : s.Suspended is null ? "active" : "suspended",
-        s.Suspended);
+        s.Suspended,
+        s.Bandwidth);
 
     private static DateTimeOffset? NextSync(ReplicaState s) =>
         s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
@@ -542,6 +593,9 @@ public sealed class ReplicaManager : IDisposable
         public int Retries { get; set; }
 
         public string? LastError { get; set; }
+
+        /// <summary>Bytes per second at most on the link ("20M"), or null.</summary>
+        public string? Bandwidth { get; set; }
 
         /// <summary>This relationship sends a promoted replica back to the site it came from (fail-back).</summary>
         public bool Reverse { get; set; }
