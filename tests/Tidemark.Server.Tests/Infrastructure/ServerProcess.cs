@@ -61,8 +61,10 @@ internal sealed class ServerProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory, "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "127.0.0.1:0", "--replication", "127.0.0.1:0" }
-                     .Concat(extraArguments.Contains("--store-capacity") ? [] : ["--store-capacity", "1G"])
+        // Defaults for what the caller does not set itself (each option may be given once).
+        string[][] defaults = [["--http", "127.0.0.1:0"], ["--nbd", "127.0.0.1:0"], ["--iscsi", "127.0.0.1:0"], ["--replication", "127.0.0.1:0"], ["--store-capacity", "1G"]];
+        foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory }
+                     .Concat(defaults.Where(d => !extraArguments.Contains(d[0])).SelectMany(d => d))
                      .Concat(extraArguments))
         {
             start.ArgumentList.Add(argument);

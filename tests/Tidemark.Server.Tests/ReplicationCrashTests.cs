@@ -1,0 +1,161 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// kill -9 of either side in the middle of a transfer (the bandwidth limit keeps it in flight long
+/// enough): the replica never shows a torn snapshot and ends identical to the source.
+/// </summary>
+public sealed class ReplicationCrashTests : IDisposable
+{
+    private const int DataBytes = 24 << 20;
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public async Task Kill9_OfTheReceiverMidTransfer_TheSenderRetriesIntoTheRestartedReceiver_AndTheReplicaEndsIdentical()
+    {
+        var drPort = FreePort();
+        var drData = _temp.Combine("dr");
+        await using var primary = await ServerProcess.StartAsync(_temp.Combine("primary"), "--replication-retry-delay", "500ms");
+        var dr = await ServerProcess.StartAsync(drData, "--replication", $"127.0.0.1:{drPort}");
+        try
+        {
+            using var source = primary.Client();
+            await PairAsync(source, dr);
+            var sync = await StartLimitedSyncAsync(source);
+            int during;
+            using (var receiving = dr.Client())
+            {
+                during = await SnapshotCountAsync(receiving, "mail");
+            }
+
+            await dr.KillAsync();
+            await dr.DisposeAsync();
+            dr = await ServerProcess.StartAsync(drData, "--replication", $"127.0.0.1:{drPort}");
+            using var replica = dr.Client();
+            var afterRestart = await SnapshotCountAsync(replica, "mail");
+            var done = await sync;
+
+            Assert.Equal(0, during); // nothing is committed before the end of the stream
+            Assert.Equal(0, afterRestart);
+            Assert.True(done.Retries >= 1, "the sender retried after the receiver died");
+            Assert.Equal(await HashAsync(primary, $"mail@{done.LastSnapshot}"), await HashAsync(dr, $"mail@{done.LastSnapshot}"));
+            Assert.True((await replica.VerifyAsync()).Clean);
+        }
+        finally
+        {
+            await dr.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Kill9_OfTheSenderMidTransfer_TheReplicaKeepsItsLastCompleteSnapshot_AndTheNextSyncCompletesIt()
+    {
+        var primaryData = _temp.Combine("primary");
+        await using var dr = await ServerProcess.StartAsync(_temp.Combine("dr"));
+        var primary = await ServerProcess.StartAsync(primaryData, "--replication-retry-delay", "500ms");
+        try
+        {
+            using (var source = primary.Client())
+            {
+                await PairAsync(source, dr);
+                var sync = await StartLimitedSyncAsync(source);
+                await primary.KillAsync();
+                await Assert.ThrowsAnyAsync<Exception>(() => sync);
+            }
+
+            await primary.DisposeAsync();
+            using var replica = dr.Client();
+            var left = await SnapshotCountAsync(replica, "mail");
+            primary = await ServerProcess.StartAsync(primaryData, "--replication-retry-delay", "500ms");
+            using var restarted = primary.Client();
+            await restarted.UpdateReplicaAsync("mail", new UpdateReplicaRequest(Bandwidth: "off"));
+            var done = await restarted.SyncReplicaAsync("mail");
+
+            // The half-received first stream made a volume with no snapshot: never a usable replica.
+            Assert.Equal(0, left);
+            Assert.Null(done.LastError);
+            Assert.Equal(await HashAsync(primary, $"mail@{done.LastSnapshot}"), await HashAsync(dr, $"mail@{done.LastSnapshot}"));
+            Assert.True((await replica.VerifyAsync()).Clean);
+        }
+        finally
+        {
+            await primary.DisposeAsync();
+        }
+    }
+
+    private static async Task PairAsync(TidemarkClient source, ServerProcess dr)
+    {
+        using var target = dr.Client();
+        var sourceId = await source.GetIdentityAsync();
+        var targetId = await target.GetIdentityAsync();
+        await source.AddPartnerAsync(new AddPartnerRequest("dr", targetId.ReplicationAddress!, targetId.Fingerprint));
+        await target.AddPartnerAsync(new AddPartnerRequest("primary", sourceId.ReplicationAddress!, sourceId.Fingerprint));
+    }
+
+    /// <summary>Writes random data, starts a sync limited to 4 MiB/s, and returns once it is well under way.</summary>
+    private async Task<Task<ReplicaDto>> StartLimitedSyncAsync(TidemarkClient source)
+    {
+        await source.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20));
+        var export = await source.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        var file = _temp.Combine("random.bin");
+        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(DataBytes));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} 0 {DataBytes}", export.Url!)).AssertSuccess();
+        await source.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr", Bandwidth: "4M"));
+        var underWay = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var sync = source.SyncReplicaAsync("mail", job =>
+        {
+            if (job.Done >= 8 << 20)
+            {
+                underWay.TrySetResult();
+            }
+        });
+        await underWay.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        return sync;
+    }
+
+    /// <summary>Snapshots of a replica volume; a volume not created yet has none.</summary>
+    private static async Task<int> SnapshotCountAsync(TidemarkClient client, string volume)
+    {
+        try
+        {
+            return (await client.ListSnapshotsAsync(volume)).Count;
+        }
+        catch (TidemarkApiException ex) when (ex.Code == "not-found")
+        {
+            return 0;
+        }
+    }
+
+    private async Task<string> HashAsync(ServerProcess server, string snapshot)
+    {
+        using var client = server.Client();
+        var name = $"hash-{Guid.NewGuid():N}";
+        var export = await client.CreateExportAsync(new CreateExportRequest(snapshot, name, "nbd"));
+        var file = _temp.Combine($"{name}.raw");
+        try
+        {
+            (await ProcessRunner.RunAsync("nbdcopy", export.Url!, file)).AssertSuccess();
+            await using var stream = File.OpenRead(file);
+            return Convert.ToHexString(await SHA256.HashDataAsync(stream));
+        }
+        finally
+        {
+            await client.DeleteExportAsync(name);
+            File.Delete(file);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
