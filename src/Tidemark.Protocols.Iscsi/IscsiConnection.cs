@@ -27,6 +27,15 @@ public sealed partial class IscsiConnection
     private uint _statSn;
     private uint _expCmdSn;
 
+    // Keepalive: the receive loop holds _outputGate while it handles input and flushes; the ping
+    // timer takes it only when free, so it writes to the output pipe only while the loop waits for
+    // input. Times are Environment.TickCount64 milliseconds.
+    private int _outputGate;
+    private long _lastReceivedAt = Environment.TickCount64;
+    private long _pingSentAt;
+    private uint _pingTag;
+    private uint _nextPingTag = 1;
+
     /// <param name="transport">The connected byte stream; the connection completes both directions when it ends.</param>
     /// <param name="catalog">Targets to serve.</param>
     /// <param name="limits">Caps and offered values; defaults when null.</param>
@@ -59,42 +68,26 @@ public sealed partial class IscsiConnection
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
         var input = _transport.Input;
+        using var keepalive = _limits.NopInInterval > TimeSpan.Zero
+            ? new Timer(static state => ((IscsiConnection)state!).Keepalive(), this, _limits.NopInInterval / 4, _limits.NopInInterval / 4)
+            : null;
         try
         {
             while (!_closing)
             {
                 var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-                var buffer = result.Buffer;
-                var stoppedEarly = false;
+                EnterOutputGate();
                 try
                 {
-                    stoppedEarly = ProcessBuffer(ref buffer);
+                    Volatile.Write(ref _lastReceivedAt, Environment.TickCount64);
+                    if (!await HandleInputAsync(input, result, cancellationToken).ConfigureAwait(false))
+                    {
+                        break;
+                    }
                 }
                 finally
                 {
-                    // When output filled up before the input ran out, only what was consumed is marked
-                    // examined, so the next read returns the remaining complete PDUs at once.
-                    if (stoppedEarly)
-                    {
-                        input.AdvanceTo(buffer.Start);
-                    }
-                    else
-                    {
-                        input.AdvanceTo(buffer.Start, buffer.End);
-                    }
-                }
-
-                // Every reply queued while handling this batch goes out in one write.
-                if (_outputPending)
-                {
-                    _outputPending = false;
-                    _outputBytes = 0;
-                    await Output.FlushAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                if ((result.IsCompleted || result.IsCanceled) && !stoppedEarly)
-                {
-                    break;
+                    Volatile.Write(ref _outputGate, 0);
                 }
             }
         }
@@ -106,7 +99,7 @@ public sealed partial class IscsiConnection
         }
         catch (OperationCanceledException)
         {
-            CloseReason = "cancelled";
+            CloseReason ??= "cancelled";
         }
         catch (IOException e)
         {
@@ -114,9 +107,115 @@ public sealed partial class IscsiConnection
         }
         finally
         {
+            keepalive?.Dispose();
+            _closing = true;
+            EnterOutputGate(); // a ping under way finishes before the output is completed
             ReleaseSession();
             await input.CompleteAsync().ConfigureAwait(false);
             await Output.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Handles one read's worth of input and flushes the replies; false when the loop is over.</summary>
+    private async ValueTask<bool> HandleInputAsync(PipeReader input, ReadResult result, CancellationToken cancellationToken)
+    {
+        var buffer = result.Buffer;
+        var stoppedEarly = false;
+        try
+        {
+            stoppedEarly = ProcessBuffer(ref buffer);
+        }
+        finally
+        {
+            // When output filled up before the input ran out, only what was consumed is marked
+            // examined, so the next read returns the remaining complete PDUs at once.
+            if (stoppedEarly)
+            {
+                input.AdvanceTo(buffer.Start);
+            }
+            else
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+            }
+        }
+
+        // Every reply queued while handling this batch goes out in one write.
+        if (_outputPending)
+        {
+            _outputPending = false;
+            _outputBytes = 0;
+            await Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return !((result.IsCompleted || result.IsCanceled) && !stoppedEarly);
+    }
+
+    /// <summary>
+    /// The keepalive timer: pings an idle full-feature connection with a NOP-In that asks for an
+    /// answer, and ends the connection when nothing at all arrived within the timeout after a ping.
+    /// Runs only while the receive loop waits for input (it holds the output gate otherwise).
+    /// </summary>
+    private void Keepalive()
+    {
+        if (!_fullFeature || _closing || Interlocked.CompareExchange(ref _outputGate, 1, 0) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            var now = Environment.TickCount64;
+            var lastReceived = Volatile.Read(ref _lastReceivedAt);
+            if (_pingTag != 0 && lastReceived < _pingSentAt)
+            {
+                if (now - _pingSentAt >= (long)_limits.NopInTimeout.TotalMilliseconds)
+                {
+                    CloseReason = $"the initiator answered no NOP-In for {_limits.NopInTimeout.TotalSeconds:F0} s; the connection is taken to be dead";
+                    _closing = true;
+                    _transport.Input.CancelPendingRead();
+                }
+
+                return;
+            }
+
+            _pingTag = 0;
+            if (now - lastReceived < (long)_limits.NopInInterval.TotalMilliseconds)
+            {
+                return;
+            }
+
+            // RFC 7143 11.19: a target-initiated NOP-In has ITT FFFFFFFFh, a TTT the initiator
+            // returns in its NOP-Out, and does not advance StatSN.
+            _pingTag = _nextPingTag++;
+            if (_nextPingTag == BasicHeaderSegment.ReservedTag)
+            {
+                _nextPingTag = 1;
+            }
+
+            _pingSentAt = now;
+            new NopInPdu(0, 0, BasicHeaderSegment.ReservedTag, _pingTag, Sequence).WriteTo(_outHeader);
+            SendPdu([]);
+            _outputPending = false;
+            _outputBytes = 0;
+            Output.FlushAsync().AsTask().GetAwaiter().GetResult();
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The connection is ending; the receive loop reports why.
+        }
+        finally
+        {
+            Volatile.Write(ref _outputGate, 0);
+        }
+    }
+
+    /// <summary>Takes the output from the keepalive timer, which holds it for microseconds at most.</summary>
+    private void EnterOutputGate()
+    {
+        var spin = default(SpinWait);
+        while (Interlocked.CompareExchange(ref _outputGate, 1, 0) != 0)
+        {
+            spin.SpinOnce();
         }
     }
 

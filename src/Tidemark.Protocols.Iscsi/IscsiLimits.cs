@@ -59,6 +59,18 @@ public sealed record IscsiLimits
     /// </summary>
     public TimeSpan ProtocolErrorLinger { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Keepalive (RFC 7143 11.19): after this long without a PDU from the initiator in full feature
+    /// phase, the target sends a NOP-In asking for a NOP-Out. Zero disables the pings.
+    /// </summary>
+    public TimeSpan NopInInterval { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// A connection whose initiator sends nothing at all for this long after a ping is taken to be
+    /// dead and closed, so its session (and any reservation it holds) does not linger.
+    /// </summary>
+    public TimeSpan NopInTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>AHS bytes accepted (RFC 7143 11.2.1.5; extended CDBs need at most 260).</summary>
     public int MaxAhsBytes { get; init; } = 512;
 

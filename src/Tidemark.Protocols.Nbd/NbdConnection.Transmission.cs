@@ -21,6 +21,15 @@ public sealed partial class NbdConnection
     private NbdRequestHeader _pendingWrite;
     private int _pendingWriteReceivedBytes;
 
+    // A block-aligned WRITE is instead streamed to the device as its payload arrives, whole blocks
+    // straight from the receive buffer (no staging copy); a block split between two receive buffers
+    // is assembled in _carry. A device error is remembered and answered once the payload is read.
+    private bool _streaming;
+    private long _streamCursor;
+    private byte[]? _carry;
+    private int _carryBytes;
+    private (NbdError Error, string Message)? _streamError;
+
     private enum Step
     {
         NeedMoreData,
@@ -126,20 +135,10 @@ public sealed partial class NbdConnection
 
                 var length = (int)header.LengthBytes;
                 var payload = buffer.Slice(NbdRequestHeader.SizeBytes);
-                if (payload.Length >= length)
+                if (payload.Length >= length && payload.Slice(0, length).IsSingleSegment)
                 {
                     payload = payload.Slice(0, length);
-                    if (payload.IsSingleSegment)
-                    {
-                        HandleWrite(header, payload.FirstSpan);
-                    }
-                    else
-                    {
-                        var staging = EnsureStaging(length, preserveBytes: 0);
-                        payload.CopyTo(staging);
-                        HandleWrite(header, staging.AsSpan(0, length));
-                    }
-
+                    HandleWrite(header, payload.FirstSpan);
                     buffer = buffer.Slice(payload.End);
                     continue;
                 }
@@ -147,6 +146,7 @@ public sealed partial class NbdConnection
                 _writeInProgress = true;
                 _pendingWrite = header;
                 _pendingWriteReceivedBytes = 0;
+                _streaming = CanStream(header);
                 buffer = payload;
                 continue;
             }
@@ -163,12 +163,55 @@ public sealed partial class NbdConnection
         }
     }
 
+    /// <summary>
+    /// Whether a WRITE whose payload spans receive buffers can go to the device piece by piece: it is
+    /// valid (checked now, answered after the payload) and whole logical blocks.
+    /// </summary>
+    private bool CanStream(in NbdRequestHeader header)
+    {
+        var block = (uint)Device.LogicalBlockSizeBytes;
+        var size = (ulong)Device.SizeBytes;
+        if (header.LengthBytes == 0
+            || (header.Flags & ~NbdCommandFlags.Fua) != 0
+            || _export!.IsReadOnly
+            || header.OffsetBytes > size
+            || header.LengthBytes > size - header.OffsetBytes
+            || (header.OffsetBytes | header.LengthBytes) % block != 0)
+        {
+            return false; // the whole-payload path answers these with the right error
+        }
+
+        _streamCursor = (long)header.OffsetBytes;
+        _carryBytes = 0;
+        _streamError = null;
+        return true;
+    }
+
     /// <summary>Copies what has arrived of a streamed WRITE payload; true once it was handled.</summary>
     private bool ContinueWritePayload(ref ReadOnlySequence<byte> buffer)
     {
         var length = (int)_pendingWrite.LengthBytes;
         var missing = length - _pendingWriteReceivedBytes;
         var available = (int)Math.Min(buffer.Length, missing);
+        if (_streaming)
+        {
+            foreach (var segment in buffer.Slice(0, available))
+            {
+                StreamToDevice(segment.Span);
+            }
+
+            buffer = buffer.Slice(available);
+            _pendingWriteReceivedBytes += available;
+            if (_pendingWriteReceivedBytes < length)
+            {
+                return false;
+            }
+
+            _writeInProgress = false;
+            _streaming = false;
+            FinishStreamedWrite(_pendingWrite);
+            return true;
+        }
 
         // Grow with what has arrived, not with what the header claims: a header alone must not make
         // us hold MaxPayloadBytes.
@@ -184,6 +227,74 @@ public sealed partial class NbdConnection
         _writeInProgress = false;
         HandleWrite(_pendingWrite, staging.AsSpan(0, length));
         return true;
+    }
+
+    private void StreamToDevice(ReadOnlySpan<byte> data)
+    {
+        var block = Device.LogicalBlockSizeBytes;
+        if (_carryBytes > 0)
+        {
+            var take = Math.Min(block - _carryBytes, data.Length);
+            data[..take].CopyTo(_carry.AsSpan(_carryBytes));
+            _carryBytes += take;
+            data = data[take..];
+            if (_carryBytes < block)
+            {
+                return;
+            }
+
+            WritePiece(_carry.AsSpan(0, block));
+            _carryBytes = 0;
+        }
+
+        var whole = data.Length / block * block;
+        if (whole > 0)
+        {
+            WritePiece(data[..whole]);
+        }
+
+        if (whole < data.Length)
+        {
+            _carry ??= new byte[Math.Max(block, 4096)];
+            data[whole..].CopyTo(_carry);
+            _carryBytes = data.Length - whole;
+        }
+    }
+
+    private void WritePiece(ReadOnlySpan<byte> piece)
+    {
+        if (_streamError is null)
+        {
+            try
+            {
+                Device.Write(_streamCursor, piece, forceUnitAccess: false);
+            }
+            catch (StorageException ex)
+            {
+                _streamError = (NbdErrorMapping.FromStorageError(ex.Error), ex.Message);
+            }
+            catch (IOException ex)
+            {
+                _streamError = (NbdError.IoError, ex.Message);
+            }
+        }
+
+        _streamCursor += piece.Length;
+    }
+
+    /// <summary>Answers a streamed WRITE: its first device error, or success (after a flush for FUA).</summary>
+    private void FinishStreamedWrite(in NbdRequestHeader request)
+    {
+        if (_streamError is { } failed)
+        {
+            ReplyError(request, failed.Error, failed.Message);
+            return;
+        }
+
+        if (FlushIfFua(request))
+        {
+            ReplyOk(request);
+        }
     }
 
     private static bool TryReadRequestHeader(in ReadOnlySequence<byte> buffer, out NbdRequestHeader header)

@@ -10,6 +10,47 @@ public sealed class FullFeatureTests
         [opcode, 0, (byte)(lba >> 24), (byte)(lba >> 16), (byte)(lba >> 8), (byte)lba, 0, (byte)(blocks >> 8), (byte)blocks, 0];
 
     [Fact]
+    public async Task IdleConnection_IsPingedWithNopIn_AndStaysWhileTheInitiatorAnswers()
+    {
+        var limits = new IscsiLimits { NopInInterval = TimeSpan.FromMilliseconds(200), NopInTimeout = TimeSpan.FromSeconds(30) };
+        await using var initiator = new TestInitiator(Catalogs.Create(out _), limits);
+        await initiator.LoginAsync(Catalogs.Target);
+        var statSn = initiator.ExpStatSN;
+
+        for (var ping = 0; ping < 3; ping++)
+        {
+            var pdu = (await initiator.ReceiveAsync(TimeSpan.FromSeconds(10)))!.Value;
+            Assert.True(NopInPdu.TryRead(pdu.Header, out var nopIn));
+            Assert.Equal(BasicHeaderSegment.ReservedTag, nopIn.InitiatorTaskTag);
+            Assert.NotEqual(BasicHeaderSegment.ReservedTag, nopIn.TargetTransferTag);
+            Assert.Equal(statSn, nopIn.Sequence.StatSN); // a ping does not advance StatSN
+            var answer = new byte[48];
+            new NopOutPdu(true, 0, 0, BasicHeaderSegment.ReservedTag, nopIn.TargetTransferTag, initiator.CmdSN, initiator.ExpStatSN).WriteTo(answer);
+            await initiator.SendAsync(answer);
+        }
+
+        var inquiry = await initiator.CommandAsync([ScsiOpcode.Inquiry, 0, 0, 0, 36, 0], 36, read: true, write: false);
+        Assert.False(initiator.Running.IsCompleted);
+        Assert.NotEmpty(inquiry.Data);
+    }
+
+    [Fact]
+    public async Task SilentInitiator_AfterAPing_IsDisconnectedAtTheTimeout()
+    {
+        var limits = new IscsiLimits { NopInInterval = TimeSpan.FromMilliseconds(100), NopInTimeout = TimeSpan.FromMilliseconds(300) };
+        await using var initiator = new TestInitiator(Catalogs.Create(out _), limits);
+        await initiator.LoginAsync(Catalogs.Target);
+
+        var ping = (await initiator.ReceiveAsync(TimeSpan.FromSeconds(10)))!.Value;
+        var closed = await initiator.ReceiveAsync(TimeSpan.FromSeconds(10)); // no answer: the target gives up
+
+        Assert.True(NopInPdu.TryRead(ping.Header, out _));
+        Assert.Null(closed);
+        await initiator.Running.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Contains("NOP-In", initiator.Connection.CloseReason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Write_WithInitialR2T_SolicitsDataThenWrites()
     {
         await using var initiator = new TestInitiator(Catalogs.Create(out var device));

@@ -97,6 +97,46 @@ public sealed class TransmissionTests
         Assert.Equal(new NbdSimpleReplyHeader(NbdError.None, 3), await server.Client.ReadSimpleReplyAsync());
     }
 
+    [Fact]
+    public async Task Write_StreamedInOddPieces_LandsWholeAndFuaFlushesOnce()
+    {
+        await using var server = NbdServerHarness.Start(new MemoryBlockDevice(4 * 1024 * 1024));
+        await server.Client.HandshakeAsync("vol");
+        var data = Pattern(1024 * 1024 + 4096, 11);
+        var request = NbdTestClient.Request(NbdCommand.Write, 7, 512 * 1024, (uint)data.Length, NbdCommandFlags.Fua, data);
+
+        foreach (var chunk in request.Chunk(3001))
+        {
+            await server.Client.SendAsync(chunk);
+        }
+
+        Assert.Equal(new NbdSimpleReplyHeader(NbdError.None, 7), await server.Client.ReadSimpleReplyAsync());
+        var onDevice = new byte[data.Length];
+        server.Device.Read(512 * 1024, onDevice);
+        Assert.Equal(data, onDevice);
+        Assert.Equal(1, server.Memory.FlushCount);
+    }
+
+    [Fact]
+    public async Task Write_StreamedIntoAFailingDevice_RepliesTheErrorOnceAfterThePayloadAndContinues()
+    {
+        var device = new FaultyBlockDevice(4 * 1024 * 1024) { Fault = StorageError.NoSpace };
+        await using var server = NbdServerHarness.Start(device);
+        await server.Client.HandshakeAsync("vol");
+        var request = NbdTestClient.Request(NbdCommand.Write, 8, 0, 256 * 1024, payload: Pattern(256 * 1024, 12));
+
+        foreach (var chunk in request.Chunk(10_000))
+        {
+            await server.Client.SendAsync(chunk);
+        }
+
+        Assert.Equal(new NbdSimpleReplyHeader(NbdError.NoSpace, 8), await server.Client.ReadSimpleReplyAsync());
+        device.Fault = null;
+        await server.Client.SendRequestAsync(NbdCommand.Read, 9, 0, 512);
+        Assert.Equal(new NbdSimpleReplyHeader(NbdError.None, 9), await server.Client.ReadSimpleReplyAsync());
+        await server.Client.ReadExactAsync(512);
+    }
+
     [Theory]
     [InlineData(NbdCommand.Read, 1024 * 1024, 512u, NbdError.InvalidArgument)]
     [InlineData(NbdCommand.Read, ulong.MaxValue - 10, 512u, NbdError.InvalidArgument)]
