@@ -17,8 +17,17 @@ public sealed record StreamImportDto(SnapshotDto Snapshot, bool Incremental, lon
 /// <summary>A snapshot as a partner lists it: identity is what matters across sites.</summary>
 public sealed record RemoteSnapshotDto(Guid Id, string Name, DateTimeOffset CreatedAt);
 
-/// <summary>A receive that broke off: the snapshot it was for and how far it durably got.</summary>
-public sealed record PartialReceiveDto(Guid SnapshotId, long AppliedOffset);
+/// <summary>
+/// A receive that broke off: the snapshot it was for and how far it durably got; or, for a member of a
+/// replicated group, <see cref="Complete"/>: the whole stream is in and waits for the group's commit.
+/// </summary>
+public sealed record PartialReceiveDto(Guid SnapshotId, long AppliedOffset, bool Complete = false);
+
+/// <summary>One member of a replicated group's commit: its volume at the receiver and the snapshot id its stream carried.</summary>
+public sealed record GroupMemberCommitDto(string Volume, Guid SnapshotId);
+
+/// <summary>Commits a replicated group's members' snapshots together at the receiver.</summary>
+public sealed record GroupCommitRequest(string Group, IReadOnlyList<GroupMemberCommitDto> Members);
 
 /// <summary>
 /// A volume replicated to a partner. <see cref="State"/>: "active", "suspended" (the partner fails
@@ -42,11 +51,14 @@ public sealed record ReplicaDto(
     DateTimeOffset? NextSyncAt = null,
     string State = "active",
     string? SuspendedReason = null,
-    string? Bandwidth = null);
+    string? Bandwidth = null,
+    IReadOnlyList<string>? GroupMembers = null,
+    bool AfterPolicySnapshots = false);
 
 /// <param name="Every">Sync automatically this often ("30s", "5m", "1h"); null: only on request.</param>
 /// <param name="Bandwidth">At most this many bytes per second on the link ("20M"); null: no limit.</param>
-public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null);
+/// <param name="AfterPolicySnapshots">Sync after each snapshot a policy takes of the volume or group.</param>
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false);
 
 /// <summary>Changes a replica's schedule or bandwidth limit; null leaves a field as it is, "off" clears it.</summary>
 public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null);
@@ -62,7 +74,8 @@ public sealed record IncomingReplicaDto(
     string? LastSnapshot,
     DateTimeOffset? LastSnapshotCreatedAt,
     DateTimeOffset? LastReceivedAt,
-    bool Promoted);
+    bool Promoted,
+    string? Group = null);
 
 /// <summary>What a promotion did: the snapshot the volume now starts from, and for a fail-back what happened at the other site.</summary>
 public sealed record PromoteResultDto(SnapshotDto Snapshot, string? Note);

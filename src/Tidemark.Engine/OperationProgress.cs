@@ -9,6 +9,7 @@ namespace Tidemark.Engine;
 public sealed class OperationProgress
 {
     private long _done;
+    private long _skipped;
     private long _total = -1;
 
     public OperationProgress(CancellationToken cancellation = default)
@@ -28,4 +29,14 @@ public sealed class OperationProgress
     public void SetTotal(long total) => Interlocked.Exchange(ref _total, total);
 
     public void Advance(long units) => Interlocked.Add(ref _done, units);
+
+    /// <summary>Units of <see cref="Done"/> that were done before this run (a resumed transfer): they do not count towards the rate.</summary>
+    public long Skipped => Interlocked.Read(ref _skipped);
+
+    /// <summary>Counts units done earlier (by an interrupted attempt) as done, without crediting this run's rate with them.</summary>
+    public void Skip(long units)
+    {
+        Interlocked.Add(ref _skipped, units);
+        Interlocked.Add(ref _done, units);
+    }
 }

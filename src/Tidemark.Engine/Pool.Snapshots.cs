@@ -247,9 +247,45 @@ public sealed partial class Pool
                 .OrderBy(v => v.Id)
                 .ToList();
             var name = snapshotName ?? UniqueSnapshotName(members, groupName);
-            Names.Check("snapshot", name);
-            foreach (var member in members)
+            return CutTogether([.. members.Select(m => (m, name, (Guid?)null))], $"{groupName}/{name}");
+        }
+    }
+
+    /// <summary>
+    /// Snapshots several volumes at one instant, each with the given name and identity, in one
+    /// metadata transaction: a replicated group's members are committed together this way (the
+    /// receiving pool need not have the group itself).
+    /// </summary>
+    public IReadOnlyList<SnapshotInfo> SnapshotVolumesTogether(IReadOnlyList<(string Volume, string Name, Guid Id)> members, string label)
+    {
+        lock (_controlLock)
+        {
+            ThrowIfUnusable();
+            var resolved = members.Select(m => (GetVolume(m.Volume), m.Name, (Guid?)m.Id)).OrderBy(m => m.Item1.Id).ToList();
+            if (resolved.Select(m => m.Item1.Id).Distinct().Count() != resolved.Count)
             {
+                throw new StorageException(StorageError.InvalidArgument, "a volume appears twice among the members");
+            }
+
+            foreach (var (volume, _, id) in resolved)
+            {
+                if (FindSnapshotById(volume, id!.Value) is { } existing)
+                {
+                    throw new StorageException(StorageError.AlreadyExists, $"{volume.Name} already has snapshot {existing.Name} with id {id}");
+                }
+            }
+
+            return CutTogether(resolved, label);
+        }
+    }
+
+    // Caller holds the control lock. Pauses I/O on every member, drains in-flight writes, records all the snapshots in one commit.
+    private List<SnapshotInfo> CutTogether(List<(Volume Volume, string Name, Guid? Id)> members, string label)
+    {
+        {
+            foreach (var (member, name, _) in members)
+            {
+                Names.Check("snapshot", name);
                 CheckSnapshotNameFree(member, name);
             }
 
@@ -257,7 +293,7 @@ public sealed partial class Pool
             var entered = new List<Volume>();
             try
             {
-                foreach (var member in members)
+                foreach (var (member, _, _) in members)
                 {
                     member.Gate.EnterExclusive();
                     entered.Add(member);
@@ -265,9 +301,10 @@ public sealed partial class Pool
 
                 Commit(batch =>
                 {
-                    foreach (var member in members)
+                    foreach (var (member, name, id) in members)
                     {
-                        var record = CutSnapshot(member, member.Lineage, name, $"{groupName}/{name}");
+                        var record = CutSnapshot(member, member.Lineage, name, label);
+                        record.Id = id ?? record.Id;
                         PutSnapshot(batch, record);
                         PutLineage(batch, member.Lineage);
                         records.Add((member, record));

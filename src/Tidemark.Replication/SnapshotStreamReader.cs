@@ -29,6 +29,12 @@ public sealed record StreamImportOptions
     /// </summary>
     public bool RollbackToBase { get; init; }
 
+    /// <summary>
+    /// Apply and verify the whole stream but create no snapshot: the caller commits several volumes'
+    /// snapshots together (a replicated group) once every member's stream is in.
+    /// </summary>
+    public bool DeferSnapshot { get; init; }
+
     public Action<long>? Progress { get; init; }
 }
 
@@ -114,7 +120,7 @@ public static class SnapshotStreamReader
 
             var (records, dataBytes, zeroBytes) = ApplyRecords(input, header, target, options, ref applied, cancellationToken);
             target.Flush();
-            var snapshot = pool.CreateSnapshot(name, UniqueName(pool, name, header.SnapshotName), header.SnapshotId);
+            var snapshot = options.DeferSnapshot ? null : pool.CreateSnapshot(name, UniqueName(pool, name, header.SnapshotName), header.SnapshotId);
             return new StreamImportResult(header, snapshot, records, dataBytes, zeroBytes, header.SizeBytes, kept);
         }
         catch (Exception ex) when (ex is StorageException or IOException or EndOfStreamException or ZstdException or OperationCanceledException)
@@ -296,7 +302,8 @@ public static class SnapshotStreamReader
         }
     }
 
-    private static string UniqueName(Pool pool, string volume, string name)
+    /// <summary>The stream's snapshot name, or NAME-2, NAME-3... when the volume has a snapshot called that already.</summary>
+    public static string UniqueName(Pool pool, string volume, string name)
     {
         var names = pool.ListSnapshots(volume).Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
         var candidate = name;

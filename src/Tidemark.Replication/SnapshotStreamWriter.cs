@@ -17,6 +17,9 @@ public sealed record StreamExportOptions
 
     /// <summary>Called with the bytes of ranges covered so far (progress against <see cref="StreamHeader.RangeBytes"/>).</summary>
     public Action<long>? Progress { get; init; }
+
+    /// <summary>Called once, before the first record, with the bytes of ranges a resume skips (sent by the interrupted attempt).</summary>
+    public Action<long>? Resumed { get; init; }
 }
 
 /// <summary>
@@ -26,6 +29,22 @@ public sealed record StreamExportOptions
 /// </summary>
 public static class SnapshotStreamWriter
 {
+    /// <summary>
+    /// The bytes of ranges a stream of <paramref name="snapshotAddress"/> (from <paramref name="baseAddress"/>,
+    /// or full) covers: what a transfer will read and send, known before it starts (for an ETA).
+    /// </summary>
+    public static long RangeBytes(Pool pool, string snapshotAddress, string? baseAddress)
+    {
+        var snapshot = pool.GetSnapshot(snapshotAddress);
+        var baseSnapshot = baseAddress is null ? null : pool.GetSnapshot(baseAddress);
+        return Ranges(pool, snapshot, baseSnapshot, pool.OpenSnapshot(snapshotAddress)).Sum(r => r.Length);
+    }
+
+    private static List<(long Offset, long Length)> Ranges(Pool pool, SnapshotInfo snapshot, SnapshotInfo? baseSnapshot, SnapshotDevice device) =>
+        baseSnapshot is null
+            ? [.. AllocatedRanges(device)]
+            : [.. pool.Diff(snapshot.Volume, baseSnapshot.Name, snapshot.Name).Select(r => (r.OffsetBytes, r.LengthBytes))];
+
     public static StreamHeader Write(Pool pool, string snapshotAddress, string? baseAddress, Stream output, StreamExportOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new StreamExportOptions();
@@ -51,9 +70,12 @@ public static class SnapshotStreamWriter
         }
 
         var device = pool.OpenSnapshot(snapshotAddress);
-        var ranges = baseSnapshot is null
-            ? AllocatedRanges(device)
-            : [.. pool.Diff(snapshot.Volume, baseSnapshot.Name, snapshot.Name).Select(r => (r.OffsetBytes, r.LengthBytes))];
+        var ranges = Ranges(pool, snapshot, baseSnapshot, device);
+        if (options.ResumeOffset > 0)
+        {
+            options.Resumed?.Invoke(ranges.Sum(r => Math.Max(0, Math.Min(r.Length, options.ResumeOffset - r.Offset))));
+        }
+
         var header = new StreamHeader(
             StreamFormat.Version,
             Guid.NewGuid(),

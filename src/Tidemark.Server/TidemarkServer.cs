@@ -266,6 +266,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 data.ReplicasPath)
             {
                 RetryDelay = ServerSettings.Duration(settings.ReplicationRetryDelay, "replication-retry-delay"),
+                LastPolicySnapshot = sp.GetRequiredService<PolicyManager>().LastSnapshotOf,
             });
             builder.Services.AddHostedService(sp => new ReplicaScheduler(
                 sp.GetRequiredService<ReplicaManager>(),

@@ -25,6 +25,33 @@ public class SnapshotIdTests
     }
 
     [Fact]
+    public void SnapshotVolumesTogether_KeepsGivenNamesAndIds_SurvivesReopen_AndRefusesDuplicates()
+    {
+        using var t = new TempPool();
+        var a = t.Pool.CreateVolume("a", 16L << 20);
+        var b = t.Pool.CreateVolume("b", 16L << 20);
+        a.Write(0, Bytes.Pattern(4096, 1), false);
+        b.Write(0, Bytes.Pattern(4096, 2), false);
+        var (idA, idB) = (Guid.NewGuid(), Guid.NewGuid());
+
+        var cut = t.Pool.SnapshotVolumesTogether([("a", "s1", idA), ("b", "s1", idB)], "mail/s1");
+        a.Write(0, Bytes.Pattern(4096, 3), false);
+        var twice = Assert.Throws<StorageException>(() => t.Pool.SnapshotVolumesTogether([("a", "s2", idA), ("b", "s2", Guid.NewGuid())], "mail/s2"));
+        var sameVolume = Assert.Throws<StorageException>(() => t.Pool.SnapshotVolumesTogether([("a", "s3", Guid.NewGuid()), ("a", "s4", Guid.NewGuid())], "x"));
+        t.Reopen();
+
+        Assert.Equal(["a", "b"], cut.Select(s => s.Volume).Order());
+        Assert.Equal(StorageError.AlreadyExists, twice.Error);
+        Assert.Equal(StorageError.InvalidArgument, sameVolume.Error);
+        Assert.Equal("s1", t.Pool.FindSnapshotById("a", idA)?.Name);
+        Assert.Equal("s1", t.Pool.FindSnapshotById("b", idB)?.Name);
+        Assert.Equal(["s1"], t.Pool.ListSnapshots("a").Select(s => s.Name)); // the refused cuts left nothing
+        var image = new byte[4096];
+        t.Pool.OpenSnapshot("a@s1").Read(0, image);
+        Assert.Equal(Bytes.Pattern(4096, 1), image);
+    }
+
+    [Fact]
     public void RollbackDiscardingCurrentState_LeavesNoPreRollbackSnapshot_AndFreesWhatWasWritten()
     {
         using var t = new TempPool();

@@ -147,9 +147,9 @@ public sealed class ReplicationTests : IAsyncLifetime
         var bad = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("logs", "dr", Every: "soon")));
 
         (await CliProcess.RunAsync("replica", "create", "logs", "--to", "dr", "--every", "1s", "--data", Primary.DataDirectory)).AssertSuccess();
-        var first = await WaitForAsync(primary, r => r.LastSnapshot is not null);
+        var first = await WaitForAsync(primary, "logs", r => r.LastSnapshot is not null);
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x55 1M 1M", live.Url!)).AssertSuccess();
-        var later = await WaitForAsync(primary, r => r.LastSnapshot != first.LastSnapshot && r.LastBytesSent > 0);
+        var later = await WaitForAsync(primary, "logs", r => r.LastSnapshot != first.LastSnapshot && r.LastBytesSent > 0);
         await primary.DeleteReplicaAsync("logs"); // stop following, then let a sync already under way finish
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
         {
@@ -165,6 +165,31 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal("invalid-argument", bad.Code);
         Assert.Equal("1s", later.Every);
         Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"logs@{shared}"), await _sites.HashSnapshotAsync(Dr, $"logs@{shared}"));
+    }
+
+    [Fact]
+    public async Task ReplicaFollowingPolicySnapshots_SyncsAfterEachOne()
+    {
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        var primaryId = await primary.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("notes", 16 << 20));
+        var live = await primary.CreateExportAsync(new CreateExportRequest("notes", "notes", "nbd"));
+        await WriteRandomAsync(live.Url!, 0, 1 << 20);
+        (await CliProcess.RunAsync("replica", "create", "notes", "--to", "dr", "--after-policy-snapshots", "--data", Primary.DataDirectory)).AssertSuccess();
+        (await CliProcess.RunAsync("policy", "create", "hourly", "--volume", "notes", "--daily", "02:30", "--keep-last", "3", "--data", Primary.DataDirectory)).AssertSuccess();
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        var before = await primary.GetReplicaAsync("notes"); // no policy snapshot yet: no sync
+
+        (await CliProcess.RunAsync("policy", "run", "hourly", "--data", Primary.DataDirectory)).AssertSuccess();
+        var synced = await WaitForAsync(primary, "notes", r => r.LastSnapshot is not null);
+
+        Assert.Null(before.LastSnapshot);
+        Assert.True(synced.AfterPolicySnapshots);
+        Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"notes@{synced.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"notes@{synced.LastSnapshot}"));
     }
 
     [Fact]
@@ -194,12 +219,12 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(((string?)null, "1h"), (cleared.Bandwidth, cleared.Every));
     }
 
-    private static async Task<ReplicaDto> WaitForAsync(TidemarkClient client, Func<ReplicaDto, bool> condition)
+    private static async Task<ReplicaDto> WaitForAsync(TidemarkClient client, string volume, Func<ReplicaDto, bool> condition)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         while (true)
         {
-            var replica = await client.GetReplicaAsync("logs", timeout.Token);
+            var replica = await client.GetReplicaAsync(volume, timeout.Token);
             if (condition(replica))
             {
                 return replica;

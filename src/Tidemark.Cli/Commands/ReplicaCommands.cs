@@ -14,9 +14,10 @@ public static class ReplicaCommands
         var asName = new Option<string?>("--as") { Description = "name of the replica volume at the partner (default: the same)" };
         var every = new Option<string?>("--every") { Description = "sync automatically this often, e.g. 30s, 5m, 1h (default: only 'replica sync')" };
         var bandwidth = new Option<string?>("--bandwidth") { Description = "at most this many bytes per second on the link, e.g. 20M (default: no limit)" };
-        var create = new Command("create", "Replicate a volume to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName, every, bandwidth };
+        var afterPolicy = new Option<bool>("--after-policy-snapshots") { Description = "also sync after each snapshot a policy takes of it" };
+        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy };
         create.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth)), ct)], json));
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy)), ct)], json));
 
         var updateVolume = new Argument<string>("volume") { Description = "replicated volume" };
         var updateEvery = new Option<string?>("--every") { Description = "sync automatically this often (30s, 5m, 1h), or off" };

@@ -81,18 +81,28 @@ public static class ReplicaEndpoints
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.reverse");
 
+        app.MapPost($"{PartnerLink.PathPrefix}/groups/commit", (HttpContext context, ReplicaReceiver r, GroupCommitRequest request) =>
+        {
+            var partner = (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
+            return TypedResults.Ok(r.CommitGroup(partner, request).Select(s => s.ToDto()).ToList());
+        }).ExcludeFromDescription().WithName("replica.group-commit");
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());
         link.MapPost("/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())));
-        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse) =>
+        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse, string? group) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             var partner = (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
             try
             {
-                var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted), context.RequestAborted);
+                var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group), context.RequestAborted);
+                if (result.Snapshot is null)
+                {
+                    return Results.Accepted(); // a group member: complete, waiting for the group's commit
+                }
+
                 if (reverse == true)
                 {
                     m.SuspendForFailBack(volume, partner);

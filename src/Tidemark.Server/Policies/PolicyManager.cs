@@ -45,6 +45,18 @@ public sealed partial class PolicyManager : PeriodicService
     /// <summary>Other components that need a snapshot kept (replication: the newest common snapshot). Returns a reason, or null.</summary>
     public Func<string, string?> IsProtected { get; set; } = _ => null;
 
+    /// <summary>When a policy last snapshotted this volume or group (a replica may follow policy snapshots), or null.</summary>
+    public DateTimeOffset? LastSnapshotOf(string target)
+    {
+        lock (_lock)
+        {
+            return _policies.Values
+                .Where(p => p.Definition.Volume == target || p.Definition.Group == target)
+                .Select(p => p.LastSnapshotAt)
+                .Max();
+        }
+    }
+
     public IReadOnlyList<PolicyDto> List()
     {
         lock (_lock)

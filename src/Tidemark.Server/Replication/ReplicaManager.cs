@@ -63,6 +63,9 @@ public sealed class ReplicaManager : IDisposable
         }
     }
 
+    /// <summary>When a snapshot policy last snapshotted a volume or group (for replicas that follow policy snapshots).</summary>
+    public Func<string, DateTimeOffset?> LastPolicySnapshot { get; set; } = _ => null;
+
     /// <summary>Backoff between attempts; tests shorten it.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -87,15 +90,31 @@ public sealed class ReplicaManager : IDisposable
     {
         lock (_lock)
         {
-            return _replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && $"{r.Volume}@{s}" == address) is { } replica
+            return _replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && Members(r).Any(m => $"{m}@{s}" == address)) is { } replica
                 ? $"it is the newest snapshot replica {replica.Volume} -> {replica.Partner} shares, the base of its next sync"
                 : null;
         }
     }
 
+    private IEnumerable<string> Members(ReplicaState replica) =>
+        replica.IsGroup ? _pool.Groups.FirstOrDefault(g => g.Name == replica.Volume)?.Volumes ?? [] : [replica.Volume];
+
     public ReplicaDto Create(CreateReplicaRequest request)
     {
-        _pool.GetVolume(request.Volume);
+        // A group replicates as one unit: its name in place of a volume's.
+        var isGroup = !_pool.TryGetVolume(request.Volume, out _) && _pool.Groups.Any(g => g.Name == request.Volume);
+        if (!isGroup)
+        {
+            if (!_pool.TryGetVolume(request.Volume, out _))
+            {
+                throw new StorageException(StorageError.NotFound, $"no volume or group named '{request.Volume}'");
+            }
+        }
+        else if (request.RemoteVolume is { } other && other != request.Volume)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"{request.Volume} is a group: its members keep their names at the partner, so --as does not apply");
+        }
+
         _partners.Get(request.Partner);
         lock (_lock)
         {
@@ -106,7 +125,7 @@ public sealed class ReplicaManager : IDisposable
 
             CheckEvery(request.Every);
             CheckBandwidth(request.Bandwidth);
-            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth };
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots };
             _replicas[state.Volume] = state;
             Save();
             return ToDto(state);
@@ -204,9 +223,14 @@ public sealed class ReplicaManager : IDisposable
         try
         {
             var started = _time.GetUtcNow();
-            var snapshot = _pool.CreateSnapshot(volume, $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}");
+            var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
+
+            // A group is cut at one instant and sent member by member; the partner commits all the
+            // members' snapshots together only when every stream is in.
+            IReadOnlyList<SnapshotInfo> snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
+            var snapshot = snapshots[0];
+            var tracker = new SyncProgress(progress);
             using var http = PartnerLink.Create(_identity, partner, Timeout.InfiniteTimeSpan);
-            var remote = $"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(state.RemoteVolume)}";
             Exception? last = null;
             long sent = 0, rangeBytes = 0;
             var retries = 0;
@@ -214,17 +238,9 @@ public sealed class ReplicaManager : IDisposable
             {
                 try
                 {
-                    var theirs = await http.GetFromJsonAsync<List<RemoteSnapshotDto>>($"{remote}/snapshots", ApiJson.Options, cancellationToken) ?? [];
-                    var ids = theirs.Select(s => s.Id).ToHashSet();
-                    var common = _pool.ListSnapshots(volume).Where(s => ids.Contains(s.Id) && s.Id != snapshot.Id).MaxBy(s => s.CreatedAt);
-                    if (theirs.Any(s => s.Id == snapshot.Id))
-                    {
-                        break; // the previous attempt got through, only its answer was lost
-                    }
-
-                    var partial = await GetPartialAsync(http, remote, cancellationToken);
-                    var resume = partial is { } p && p.SnapshotId == snapshot.Id ? p.AppliedOffset : 0;
-                    (sent, rangeBytes) = await SendAsync(http, remote, snapshot, common, resume, state.Reverse, CheckBandwidth(state.Bandwidth), progress, cancellationToken);
+                    var (s, r) = await SendAllAsync(http, state, snapshots, tracker, cancellationToken);
+                    sent += s;
+                    rangeBytes += r;
                     last = null;
                     break;
                 }
@@ -256,8 +272,12 @@ public sealed class ReplicaManager : IDisposable
                 state.Retries += retries;
                 if (last is not null)
                 {
-                    // This attempt's snapshot is no base for anything: a later sync takes a new one.
-                    DeleteQuietly(snapshot.Address);
+                    // This attempt's snapshots are no base for anything: a later sync takes new ones.
+                    foreach (var failed in snapshots)
+                    {
+                        DeleteQuietly(failed.Address);
+                    }
+
                     state.LastError = last.Message;
                     Save();
                     _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {retries + 1} attempts: {last.Message}; the replica keeps its last complete snapshot", "failed");
@@ -274,15 +294,11 @@ public sealed class ReplicaManager : IDisposable
                 state.LastDurationSeconds = (state.LastSyncAt.Value - started).TotalSeconds;
                 state.LastError = null;
                 Save();
-                if (previous is not null && previous != snapshot.Name && _pool.ListSnapshots(volume).Any(s => s.Name == previous))
+                foreach (var member in snapshots.Select(s => s.Volume))
                 {
-                    try
+                    if (previous is not null && previous != snapshot.Name && _pool.ListSnapshots(member).Any(s => s.Name == previous))
                     {
-                        _pool.DeleteSnapshot($"{volume}@{previous}");
-                    }
-                    catch (StorageException ex)
-                    {
-                        _logger.LogInformation("Kept the previous replication snapshot {Volume}@{Snapshot}: {Message}", volume, previous, ex.Message);
+                        DeleteQuietly($"{member}@{previous}");
                     }
                 }
 
@@ -336,13 +352,75 @@ public sealed class ReplicaManager : IDisposable
         return false;
     }
 
+    /// <summary>
+    /// Sends every member's stream (one for a volume) from the newest snapshot both sides share,
+    /// resuming where the partner durably got, skipping what it already has; for a group, then asks
+    /// the partner to commit the members together. Sets the progress total first (the bytes of ranges
+    /// to send are known from the diffs), so the ETA is right, also after a resume.
+    /// </summary>
+    private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, CancellationToken ct)
+    {
+        var plans = new List<(SnapshotInfo Snapshot, string Remote, SnapshotInfo? Common, long Resume)>();
+        var committed = 0;
+        foreach (var snapshot in snapshots)
+        {
+            var remote = $"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(state.IsGroup ? snapshot.Volume : state.RemoteVolume)}";
+            var theirs = await http.GetFromJsonAsync<List<RemoteSnapshotDto>>($"{remote}/snapshots", ApiJson.Options, ct) ?? [];
+            if (theirs.Any(s => s.Id == snapshot.Id))
+            {
+                committed++; // an earlier attempt got through; only its answer was lost
+                continue;
+            }
+
+            var ids = theirs.Select(s => s.Id).ToHashSet();
+            var common = _pool.ListSnapshots(snapshot.Volume).Where(s => ids.Contains(s.Id) && s.Id != snapshot.Id).MaxBy(s => s.CreatedAt);
+            var partial = await GetPartialAsync(http, remote, ct);
+            if (partial is { Complete: true } done && done.SnapshotId == snapshot.Id)
+            {
+                continue; // this member's whole stream is in and waits for the commit
+            }
+
+            plans.Add((snapshot, remote, common, partial is { } p && p.SnapshotId == snapshot.Id ? p.AppliedOffset : 0));
+        }
+
+        if (committed == snapshots.Count)
+        {
+            return (0, 0);
+        }
+
+        progress.SetTotalOnce(() => plans.Sum(p => SnapshotStreamWriter.RangeBytes(_pool, p.Snapshot.Address, p.Common?.Address)));
+
+        long sent = 0, rangeBytes = 0;
+        var bandwidth = CheckBandwidth(state.Bandwidth);
+        foreach (var (snapshot, remote, common, resume) in plans)
+        {
+            var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
+            var (s, r) = await SendAsync(http, remote, snapshot, common, resume, state.Reverse, bandwidth, group, progress, ct);
+            sent += s;
+            rangeBytes += r;
+        }
+
+        if (state.IsGroup)
+        {
+            var commit = new GroupCommitRequest($"{state.Volume}/{snapshots[0].Name}", [.. snapshots.Select(s => new GroupMemberCommitDto(s.Volume, s.Id))]);
+            using var response = await http.PostAsJsonAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/groups/commit", commit, ApiJson.Options, ct);
+            if (!response.IsSuccessStatusCode)
+            {
+                var problem = await TryReadProblemAsync(response, ct);
+                throw new StorageException(StorageError.Unavailable, $"the partner did not commit group {state.Volume}: {problem?.Detail ?? response.ReasonPhrase}");
+            }
+        }
+
+        return (sent, rangeBytes);
+    }
+
     private static async Task<PartialReceiveDto?> GetPartialAsync(HttpClient http, string remote, CancellationToken ct)
     {
         using var response = await http.GetAsync($"{remote}/partial", ct);
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, bool reverse, long? bytesPerSecond, OperationProgress? progress, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, bool reverse, long? bytesPerSecond, string? group, SyncProgress progress, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var counting = new CountingStream(pipe.Reader.AsStream());
@@ -356,7 +434,8 @@ public sealed class ReplicaManager : IDisposable
                     header = SnapshotStreamWriter.Write(_pool, snapshot.Address, common?.Address, output, new StreamExportOptions
                     {
                         ResumeOffset = resume,
-                        Progress = covered => progress?.Advance(covered - (progress?.Done ?? 0)),
+                        Resumed = skipped => progress.Covered(snapshot.Id, skipped, resumed: true),
+                        Progress = covered => progress.Covered(snapshot.Id, covered, resumed: false),
                     }, ct);
                 }
                 catch (Exception ex)
@@ -368,7 +447,8 @@ public sealed class ReplicaManager : IDisposable
             ct);
         Stream body = bytesPerSecond is { } rate ? new RateLimitedStream(counting, rate, _time) : counting;
         using var content = new StreamContent(body, 1 << 20);
-        using var response = await http.PostAsync($"{remote}/receive?resume={resume}{(reverse ? "&reverse=true" : "")}", content, ct);
+        var query = $"resume={resume}{(reverse ? "&reverse=true" : "")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
+        using var response = await http.PostAsync($"{remote}/receive?{query}", content, ct);
         await writer.ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
@@ -440,6 +520,20 @@ public sealed class ReplicaManager : IDisposable
     /// </summary>
     public async Task<(SnapshotInfo Snapshot, string? Note)> PromoteAsync(string volume, CancellationToken cancellationToken)
     {
+        if (_receiver.FindIncoming(volume) is null && _receiver.GroupMembers(volume) is { Count: > 0 } members)
+        {
+            // A replicated group is promoted as one unit: every member at the newest group snapshot
+            // they all share (committed together, so their newest snapshots are that one).
+            if (members.FirstOrDefault(m => !_pool.TryGetVolume(m, out _) || _pool.ListSnapshots(m).Count == 0) is { } incomplete)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"member {incomplete} of group {volume} has no complete replicated snapshot; nothing of the group was promoted");
+            }
+
+            var promoted = members.Select(_receiver.Promote).ToList();
+            _events.Record("replica.promote", volume, "server", $"group {volume} is a primary here: {string.Join(", ", promoted.Select(s => s.Address))}");
+            return (promoted[0], $"promoted the members of group {volume} together: {string.Join(", ", promoted.Select(s => s.Address))}");
+        }
+
         var incoming = _receiver.FindIncoming(volume);
         var snapshot = _receiver.Promote(volume);
         ReplicaState? resumed = null;
@@ -533,7 +627,9 @@ public sealed class ReplicaManager : IDisposable
         NextSync(s),
         s.Reverse ? "reverse" : s.Suspended is null ? "active" : "suspended",
         s.Suspended,
-        s.Bandwidth);
+        s.Bandwidth,
+        s.IsGroup ? [.. Members(s)] : null,
+        s.AfterPolicySnapshots);
 
     private static DateTimeOffset? NextSync(ReplicaState s) =>
         s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
@@ -543,9 +639,16 @@ public sealed class ReplicaManager : IDisposable
     {
         lock (_lock)
         {
-            return [.. _replicas.Values.Where(r => r.Every is not null && r.Suspended is null && (NextSync(r) ?? DateTimeOffset.MaxValue) <= now).Select(r => r.Volume)];
+            return [.. _replicas.Values.Where(r => r.Suspended is null && (IntervalDue(r, now) || PolicyDue(r))).Select(r => r.Volume)];
         }
     }
+
+    private static bool IntervalDue(ReplicaState r, DateTimeOffset now) => r.Every is not null && (NextSync(r) ?? DateTimeOffset.MaxValue) <= now;
+
+    // A policy snapshot taken since the last sync was started: replicate it (the sync takes its own
+    // snapshot right after, holding the same data, so the DR site follows the policy's schedule).
+    private bool PolicyDue(ReplicaState r) =>
+        r.AfterPolicySnapshots && LastPolicySnapshot(r.Volume) is { } taken && taken > (r.LastAttemptAt ?? DateTimeOffset.MinValue);
 
     /// <summary>Marks an automatic sync as started, so the next one is due an interval later whatever its outcome.</summary>
     public void MarkAttempt(string volume, DateTimeOffset now)
@@ -594,6 +697,12 @@ public sealed class ReplicaManager : IDisposable
 
         public string? LastError { get; set; }
 
+        /// <summary>Sync after each snapshot a policy takes of the volume or group.</summary>
+        public bool AfterPolicySnapshots { get; set; }
+
+        /// <summary><see cref="Volume"/> names a group, replicated as one unit.</summary>
+        public bool IsGroup { get; set; }
+
         /// <summary>Bytes per second at most on the link ("20M"), or null.</summary>
         public string? Bandwidth { get; set; }
 
@@ -602,6 +711,46 @@ public sealed class ReplicaManager : IDisposable
 
         /// <summary>Why syncs are held (the partner fails back into this volume), or null.</summary>
         public string? Suspended { get; set; }
+    }
+
+    /// <summary>
+    /// A sync's progress across members and attempts: bytes of ranges covered per member snapshot,
+    /// each counted once however often a broken transfer resumes; what a resume skips (sent before
+    /// this job) counts as done but not towards the rate, so the ETA stays right.
+    /// </summary>
+    private sealed class SyncProgress(OperationProgress? progress)
+    {
+        private readonly Dictionary<Guid, long> _covered = [];
+
+        public void SetTotalOnce(Func<long> total)
+        {
+            if (progress is { Total: null })
+            {
+                progress.SetTotal(progress.Done + total());
+            }
+        }
+
+        public void Covered(Guid member, long covered, bool resumed)
+        {
+            lock (_covered)
+            {
+                var before = _covered.GetValueOrDefault(member);
+                if (progress is null || covered <= before)
+                {
+                    return;
+                }
+
+                _covered[member] = covered;
+                if (resumed)
+                {
+                    progress.Skip(covered - before);
+                }
+                else
+                {
+                    progress.Advance(covered - before);
+                }
+            }
+        }
     }
 
     /// <summary>Counts what the HTTP client reads of the stream: the bytes on the wire (before TLS).</summary>

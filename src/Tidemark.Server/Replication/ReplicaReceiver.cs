@@ -18,6 +18,10 @@ public sealed class ReplicaReceiver
     private readonly ConcurrentDictionary<string, PartialReceiveDto> _partial = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lock> _locks = new(StringComparer.Ordinal);
 
+    // Members of a replicated group whose whole stream is applied and verified, waiting for the
+    // group's commit (in memory: a restart makes the sender send them again).
+    private readonly ConcurrentDictionary<string, PendingMember> _pending = new(StringComparer.Ordinal);
+
     private readonly string _promotedPath;
     private readonly HashSet<string> _promoted = new(StringComparer.Ordinal);
     private readonly string _incomingPath;
@@ -163,11 +167,11 @@ public sealed class ReplicaReceiver
         }
     }
 
-    private void RecordIncoming(string volume, string partner, StreamImportResult result)
+    private void RecordIncoming(string volume, string partner, StreamImportResult result, string? group)
     {
         lock (_incoming)
         {
-            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false);
+            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false, group);
             AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
         }
     }
@@ -177,7 +181,53 @@ public sealed class ReplicaReceiver
             ? [.. _pool.ListSnapshots(volume).Select(s => new RemoteSnapshotDto(s.Id, s.Name, s.CreatedAt))]
             : [];
 
-    public PartialReceiveDto? Partial(string volume) => _partial.TryGetValue(volume, out var p) ? p : null;
+    public PartialReceiveDto? Partial(string volume) =>
+        _pending.TryGetValue(volume, out var pending) ? new PartialReceiveDto(pending.Header.SnapshotId, pending.Header.SizeBytes, Complete: true)
+        : _partial.TryGetValue(volume, out var p) ? p : null;
+
+    /// <summary>
+    /// Commits a replicated group: every member's stream for this group snapshot must be in (applied,
+    /// verified, flushed); then all members' snapshots are created in one engine transaction, so the
+    /// replica never holds one member's new state without the others'.
+    /// </summary>
+    public IReadOnlyList<SnapshotInfo> CommitGroup(string partner, GroupCommitRequest request)
+    {
+        if (request.Members.Count == 0)
+        {
+            throw new StorageException(StorageError.InvalidArgument, "a group commit needs its members");
+        }
+
+        var members = new List<(string Volume, string Name, Guid Id)>();
+        var headers = new List<(string Volume, StreamImportResult Result)>();
+        foreach (var member in request.Members)
+        {
+            if (!_pending.TryGetValue(member.Volume, out var pending) || pending.Group != request.Group || pending.Header.SnapshotId != member.SnapshotId)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"member {member.Volume} of group {request.Group} has not received snapshot {member.SnapshotId} completely; send it again");
+            }
+
+            members.Add((member.Volume, SnapshotStreamReader.UniqueName(_pool, member.Volume, pending.Header.SnapshotName), member.SnapshotId));
+            headers.Add((member.Volume, pending.Result));
+        }
+
+        var snapshots = _pool.SnapshotVolumesTogether(members, $"{request.Group}/{members[0].Name}");
+        foreach (var (volume, result) in headers)
+        {
+            _pending.TryRemove(volume, out _);
+            RecordIncoming(volume, partner, result with { Snapshot = snapshots.First(s => s.Volume == volume) }, request.Group.Split('/')[0]);
+        }
+
+        return snapshots;
+    }
+
+    /// <summary>The members of a replicated group received here (for promoting it as one unit).</summary>
+    public IReadOnlyList<string> GroupMembers(string group)
+    {
+        lock (_incoming)
+        {
+            return [.. _incoming.Values.Where(r => r.Group == group).Select(r => r.Volume)];
+        }
+    }
 
     /// <summary>
     /// Applies a stream from <paramref name="partner"/> to <paramref name="volume"/>. With
@@ -185,7 +235,7 @@ public sealed class ReplicaReceiver
     /// primary here: it must not be exported read-write, it is rolled back to the stream's base
     /// (keeping what it held as a snapshot), and it becomes a replica of the partner.
     /// </summary>
-    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken)
+    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken, string? group = null)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         if (!gate.TryEnter())
@@ -217,7 +267,7 @@ public sealed class ReplicaReceiver
             {
                 // A fail-back keeps the volume's own changes (the import rolls back keeping them);
                 // only a half-applied earlier attempt of it is discarded.
-                if (!reverse || _partial.ContainsKey(volume))
+                if (!reverse || _partial.ContainsKey(volume) || _pending.ContainsKey(volume))
                 {
                     DiscardLeftovers(volume);
                 }
@@ -229,14 +279,20 @@ public sealed class ReplicaReceiver
 
             try
             {
-                var result = SnapshotStreamReader.Import(_pool, body, new StreamImportOptions { Volume = volume, KeepPartial = true, Resume = resumeOffset > 0, RollbackToBase = reverse }, cancellationToken);
+                var result = SnapshotStreamReader.Import(_pool, body, new StreamImportOptions { Volume = volume, KeepPartial = true, Resume = resumeOffset > 0, RollbackToBase = reverse, DeferSnapshot = group is not null }, cancellationToken);
                 _partial.TryRemove(volume, out _);
                 if (reverse)
                 {
                     SetPromoted(volume, false);
                 }
 
-                RecordIncoming(volume, partner, result);
+                if (group is not null)
+                {
+                    _pending[volume] = new PendingMember(group, result.Header, result);
+                    return result;
+                }
+
+                RecordIncoming(volume, partner, result, null);
                 return result;
             }
             catch (StreamImportException ex)
@@ -264,6 +320,7 @@ public sealed class ReplicaReceiver
     private void DiscardLeftovers(string volume)
     {
         _partial.TryRemove(volume, out _);
+        _pending.TryRemove(volume, out _);
         if (!_pool.TryGetVolume(volume, out _))
         {
             return;
@@ -282,4 +339,6 @@ public sealed class ReplicaReceiver
             _pool.Rollback(volume, newest.Name, keepCurrentState: false);
         }
     }
+
+    private sealed record PendingMember(string Group, StreamHeader Header, StreamImportResult Result);
 }
