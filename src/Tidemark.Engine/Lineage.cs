@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using RocksDbSharp;
 using Tidemark.Engine.Map;
 using Tidemark.Engine.Metadata;
@@ -27,6 +28,10 @@ internal sealed partial class Lineage
     private int _hand;
     private readonly HashSet<MapPage> _dirtyPages = [];
     private Dictionary<long, MapEntry> _pendingHistory = [];
+
+    // Read options of the bounded history scans of snapshot reads (under _mapLock, one at a time);
+    // kept for the lineage's life because an iterator uses them until it is disposed.
+    private ReadOptions? _historyRead;
     private Dictionary<long, MapEntry> _committingHistory = [];
     private readonly List<ulong> _pendingAllocs = [];
     private readonly List<ulong> _pendingFrees = [];
@@ -185,15 +190,24 @@ internal sealed partial class Lineage
         else
         {
             Span<byte> key = stackalloc byte[Keys.HistoryKeyBytes];
+            var bound = new byte[Keys.HistoryKeyBytes];
+            Keys.WriteHistoryKey(bound, Id, (ulong)(firstBlock + count), 0);
             lock (_mapLock)
             {
+                // One bounded pass over the range's history instead of a seek per block: a seek
+                // that finds no version of its block would otherwise step over every deletion
+                // marker after it (deleted snapshots leave many), which made snapshot reads crawl.
                 // Created under the lock: either the last commit's records are in the store this
                 // iterator reads, or they are still in _committingHistory (see CommitDurable).
-                using var it = _pool.Meta.NewIterator();
+                _historyRead ??= new ReadOptions().SetVerifyChecksums(true);
+                _historyRead.SetIterateUpperBound(bound);
+                using var it = _pool.Meta.NewIterator(_historyRead);
+                Keys.WriteHistoryKey(key, Id, (ulong)firstBlock, epoch + 1);
+                it.Seek(key);
                 for (var i = 0; i < count; i++)
                 {
                     var block = firstBlock + i;
-                    result[i] = FindHistoryLocked(it, key, block, epoch) ?? GetLiveLocked(block);
+                    result[i] = FindHistoryInRangeLocked(it, key, block, epoch) ?? GetLiveLocked(block);
                     fallThrough |= result[i].Kind == EntryKind.Inherit;
                 }
             }
@@ -237,16 +251,28 @@ internal sealed partial class Lineage
 
     // The version visible at `epoch` is the one with the smallest death after it (history records
     // are contiguous: a version dies exactly when the next is born), or the live one if none died.
-    private MapEntry? FindHistoryLocked(Iterator it, Span<byte> key, long block, ulong epoch)
+    // Blocks are visited in increasing order with one iterator bounded to the range: it seeks only
+    // when it stands at or before the block (which may have versions); standing past it, or
+    // exhausted, means the block has none.
+    private MapEntry? FindHistoryInRangeLocked(Iterator it, Span<byte> key, long block, ulong epoch)
     {
-        Keys.WriteHistoryKey(key, Id, (ulong)block, epoch + 1);
-        it.Seek(key);
         if (it.Valid())
         {
-            var found = it.GetKeySpan();
-            if (found.Length == Keys.HistoryKeyBytes && found[..13].SequenceEqual(key[..13]))
+            var at = it.GetKeySpan();
+            var atBlock = (long)BinaryPrimitives.ReadUInt64BigEndian(at[5..]);
+            if (atBlock < block || (atBlock == block && BinaryPrimitives.ReadUInt64BigEndian(at[13..]) <= epoch))
             {
-                return MapEntry.Read(it.GetValueSpan());
+                Keys.WriteHistoryKey(key, Id, (ulong)block, epoch + 1);
+                it.Seek(key);
+            }
+
+            if (it.Valid())
+            {
+                at = it.GetKeySpan();
+                if ((long)BinaryPrimitives.ReadUInt64BigEndian(at[5..]) == block)
+                {
+                    return MapEntry.Read(it.GetValueSpan());
+                }
             }
         }
 

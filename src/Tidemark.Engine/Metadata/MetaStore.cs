@@ -90,6 +90,13 @@ internal sealed class MetaStore : IDisposable
 
     public Iterator NewIterator() => _db.NewIterator(null, _read);
 
+    /// <summary>
+    /// An iterator with the caller's read options (an iterate upper bound, so a seek stops at the end
+    /// of the range asked for instead of stepping over the deletion markers beyond it). The options
+    /// must stay alive until the iterator is disposed.
+    /// </summary>
+    public Iterator NewIterator(ReadOptions options) => _db.NewIterator(null, options);
+
     /// <summary>Visits every key starting with <paramref name="prefix"/>, in order.</summary>
     public void Scan(ReadOnlySpan<byte> prefix, ScanVisitor visitor) => Scan(prefix, prefix, visitor);
 
