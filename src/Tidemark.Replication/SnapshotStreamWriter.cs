@@ -29,6 +29,9 @@ public sealed record StreamExportOptions
 /// </summary>
 public static class SnapshotStreamWriter
 {
+    private const int IncompressibleRun = 4;
+    private const int SkipAfterIncompressibleRun = 8;
+
     /// <summary>
     /// The bytes of ranges a stream of <paramref name="snapshotAddress"/> (from <paramref name="baseAddress"/>,
     /// or full) covers: what a transfer will read and send, known before it starts (for an ETA).
@@ -103,6 +106,11 @@ public static class SnapshotStreamWriter
         ulong index = 0;
         long dataBytes = 0, zeroBytes = 0, covered = 0;
 
+        // Early abort, as ZFS does: after a run of pieces zstd could not shrink (encrypted or
+        // already compressed data), the next ones go raw without trying, then it tries again.
+        var incompressible = 0;
+        var skipCompression = 0;
+
         void Emit(RecordType type, long offset, int length, ReadOnlySpan<byte> content, Codec codec, ReadOnlySpan<byte> payload, Span<byte> recordHeader, Span<byte> checksum)
         {
             StreamFormat.WriteRecordHeader(recordHeader, type, index, offset, length, codec, payload.Length);
@@ -152,7 +160,22 @@ public static class SnapshotStreamWriter
                     }
                     else
                     {
-                        var written = compressor?.Wrap(piece, compressed) ?? int.MaxValue;
+                        var written = int.MaxValue;
+                        if (compressor is not null && skipCompression == 0)
+                        {
+                            written = compressor.Wrap(piece, compressed);
+                            incompressible = written < piece.Length - (piece.Length / 64) ? 0 : incompressible + 1;
+                            if (incompressible >= IncompressibleRun)
+                            {
+                                skipCompression = SkipAfterIncompressibleRun;
+                                incompressible = 0;
+                            }
+                        }
+                        else if (skipCompression > 0)
+                        {
+                            skipCompression--;
+                        }
+
                         if (written < piece.Length)
                         {
                             Emit(RecordType.Data, offset + block, piece.Length, piece, Codec.Zstd, compressed.AsSpan(0, written), recordHeader, checksum);

@@ -85,6 +85,34 @@ public sealed class SnapshotStreamTests : IDisposable
         Assert.Equal(Hash(_source, "mail@b"), Hash(_target, "mail@b"));
     }
 
+    [Fact]
+    public void Full_OfIncompressibleThenCompressibleData_StaysNearRawSize_AndStillCompressesLater()
+    {
+        var mail = _source.GetVolume("mail");
+        mail.Write(0, RandomBytes(8 << 20), false); // 8 MiB that zstd cannot shrink
+        var text = new byte[1 << 20];
+        for (var at = 0; at + 32 <= text.Length; at += 32)
+        {
+            "compressible mail text, 32 bytes"u8.CopyTo(text.AsSpan(at));
+        }
+
+        for (var mib = 16; mib < 32; mib++)
+        {
+            mail.Write(mib * 1048576L, text, false); // 16 MiB that compresses very well, far enough after
+        }
+
+        _source.CreateSnapshot("mail", "mixed");
+
+        var stream = Export("mail@mixed");
+
+        // Raw would be 24 MiB plus framing: the random part is sent raw (never larger), and the text,
+        // after compression was skipped for a while, is compressed again.
+        Assert.True(stream.Length < (8 << 20) + (6 << 20), $"{stream.Length} bytes for 8 MiB random and 16 MiB text (24 MiB raw)");
+        Assert.True(stream.Length > 8 << 20);
+        Import(stream);
+        Assert.Equal(Hash(_source, "mail@mixed"), Hash(_target, "mail@mixed"));
+    }
+
     [Theory]
     [InlineData("header")]
     [InlineData("payload")]
