@@ -36,6 +36,9 @@ public sealed record StreamImportOptions
     public bool DeferSnapshot { get; init; }
 
     public Action<long>? Progress { get; init; }
+
+    /// <summary>Called once the header was read and checked, before any record is applied.</summary>
+    public Action<StreamHeader>? HeaderRead { get; init; }
 }
 
 /// <summary>What an import did; <see cref="AppliedOffset"/> is where a resumed transfer starts after a failure.</summary>
@@ -109,6 +112,7 @@ public static class SnapshotStreamReader
             }
         }
 
+        options.HeaderRead?.Invoke(header);
         var target = pool.GetVolume(name);
         long applied = header.ResumeOffset;
         try

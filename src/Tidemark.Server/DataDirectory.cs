@@ -36,6 +36,9 @@ public sealed class DataDirectory
     /// <summary>Volumes replicated into this server and who sends them.</summary>
     public string IncomingPath => Path.Combine(Root, "incoming.json");
 
+    /// <summary>How far interrupted incoming transfers durably got (so they resume, also after a restart).</summary>
+    public string ReceivingPath => Path.Combine(Root, "receiving.json");
+
     public string PartnersPath => Path.Combine(Root, "partners.json");
 
     public string IdentityPath => Path.Combine(Root, "identity");

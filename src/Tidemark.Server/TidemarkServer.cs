@@ -251,7 +251,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
                 data.PoliciesPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
-            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, data.PromotedPath, data.IncomingPath)
+            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, data.PromotedPath, data.IncomingPath, data.ReceivingPath)
             {
                 WritableExports = sp.GetRequiredService<ExportRegistry>().WritableExportsOf,
             });

@@ -28,7 +28,7 @@ public sealed class ReplicationCrashTests : IDisposable
         {
             using var source = primary.Client();
             await PairAsync(source, dr);
-            var sync = await StartLimitedSyncAsync(source);
+            var sync = await StartLimitedSyncAsync(source, underWayBytes: 16 << 20); // past the receiver's first progress save
             int during;
             using (var receiving = dr.Client())
             {
@@ -45,6 +45,7 @@ public sealed class ReplicationCrashTests : IDisposable
             Assert.Equal(0, during); // nothing is committed before the end of the stream
             Assert.Equal(0, afterRestart);
             Assert.True(done.Retries >= 1, "the sender retried after the receiver died");
+            Assert.True(done.LastBytesSent < DataBytes - (2 << 20), $"the transfer resumed where the killed receiver durably got, not from zero ({done.LastBytesSent} bytes sent after the restart)");
             Assert.Equal(await HashAsync(primary, $"mail@{done.LastSnapshot}"), await HashAsync(dr, $"mail@{done.LastSnapshot}"));
             Assert.True((await replica.VerifyAsync()).Clean);
         }
@@ -65,7 +66,7 @@ public sealed class ReplicationCrashTests : IDisposable
             using (var source = primary.Client())
             {
                 await PairAsync(source, dr);
-                var sync = await StartLimitedSyncAsync(source);
+                var sync = await StartLimitedSyncAsync(source, underWayBytes: 8 << 20);
                 await primary.KillAsync();
                 await Assert.ThrowsAnyAsync<Exception>(() => sync);
             }
@@ -100,7 +101,7 @@ public sealed class ReplicationCrashTests : IDisposable
     }
 
     /// <summary>Writes random data, starts a sync limited to 4 MiB/s, and returns once it is well under way.</summary>
-    private async Task<Task<ReplicaDto>> StartLimitedSyncAsync(TidemarkClient source)
+    private async Task<Task<ReplicaDto>> StartLimitedSyncAsync(TidemarkClient source, long underWayBytes)
     {
         await source.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20));
         var export = await source.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
@@ -111,7 +112,7 @@ public sealed class ReplicationCrashTests : IDisposable
         var underWay = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var sync = source.SyncReplicaAsync("mail", job =>
         {
-            if (job.Done >= 8 << 20)
+            if (job.Done >= underWayBytes)
             {
                 underWay.TrySetResult();
             }

@@ -9,13 +9,15 @@ namespace Tidemark.Server.Replication;
 /// The receiving end of replication (on the partner-only listener). A stream is applied to the live
 /// replica volume, which nobody else writes; the replica's newest snapshot is always a complete one.
 /// When a transfer breaks off, what was applied is kept and its offset remembered so the sender
-/// resumes there; a fresh transfer first discards any such leftovers. (The offset lives in memory: a
-/// restart of this server makes the next transfer start over, which is correct, only slower.)
+/// resumes there; a fresh transfer first discards any such leftovers. The offset is made durable
+/// every few seconds while a transfer runs (flush, then DATA/receiving.json), so a transfer also
+/// resumes after this server was killed.
 /// </summary>
 public sealed class ReplicaReceiver
 {
     private readonly Pool _pool;
     private readonly ConcurrentDictionary<string, PartialReceiveDto> _partial = new(StringComparer.Ordinal);
+    private readonly string _partialPath;
     private readonly ConcurrentDictionary<string, Lock> _locks = new(StringComparer.Ordinal);
 
     // Members of a replicated group whose whole stream is applied and verified, waiting for the
@@ -27,11 +29,35 @@ public sealed class ReplicaReceiver
     private readonly string _incomingPath;
     private readonly SortedDictionary<string, IncomingReplicaDto> _incoming = new(StringComparer.Ordinal);
 
-    public ReplicaReceiver(Pool pool, string promotedPath, string incomingPath)
+    /// <summary>A transfer that runs records how far it durably got at least this often (and at its end or failure).</summary>
+    public static readonly TimeSpan SaveProgressEvery = TimeSpan.FromSeconds(2);
+
+    public ReplicaReceiver(Pool pool, string promotedPath, string incomingPath, string partialPath)
     {
         _pool = pool;
         _promotedPath = promotedPath;
         _incomingPath = incomingPath;
+        _partialPath = partialPath;
+        if (File.Exists(partialPath))
+        {
+            try
+            {
+                foreach (var (volume, partial) in System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, PartialReceiveDto>>(File.ReadAllText(partialPath), ServerSettings.FileJson) ?? [])
+                {
+                    // A volume deleted meanwhile has nothing left to resume into.
+                    if (_pool.TryGetVolume(volume, out _))
+                    {
+                        _partial[volume] = partial;
+                    }
+                }
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                // Only an optimisation is lost: the next transfers start over.
+                File.Delete(partialPath);
+            }
+        }
+
         if (File.Exists(incomingPath))
         {
             try
@@ -272,15 +298,45 @@ public sealed class ReplicaReceiver
                     DiscardLeftovers(volume);
                 }
             }
-            else if (Partial(volume) is not { } partial || partial.AppliedOffset != resumeOffset)
+            else if (Partial(volume) is not { } partial || partial.AppliedOffset != resumeOffset || !_pool.TryGetVolume(volume, out _))
             {
                 throw new StorageException(StorageError.InvalidArgument, $"there is nothing to resume at offset {resumeOffset} in {volume}; start the transfer over");
             }
 
+            // Every few seconds: flush what was applied, then record how far that is, so even a
+            // kill -9 of this server lets the sender resume there instead of from the start.
+            Guid? snapshotId = null;
+            var savedAt = Environment.TickCount64;
+            void SaveProgress(long applied)
+            {
+                if (snapshotId is not { } id || Environment.TickCount64 - savedAt < (long)SaveProgressEvery.TotalMilliseconds)
+                {
+                    return;
+                }
+
+                _pool.GetVolume(volume).Flush();
+                _partial[volume] = new PartialReceiveDto(id, applied);
+                SavePartials();
+                savedAt = Environment.TickCount64;
+            }
+
             try
             {
-                var result = SnapshotStreamReader.Import(_pool, body, new StreamImportOptions { Volume = volume, KeepPartial = true, Resume = resumeOffset > 0, RollbackToBase = reverse, DeferSnapshot = group is not null }, cancellationToken);
-                _partial.TryRemove(volume, out _);
+                var result = SnapshotStreamReader.Import(_pool, body, new StreamImportOptions
+                {
+                    Volume = volume,
+                    KeepPartial = true,
+                    Resume = resumeOffset > 0,
+                    RollbackToBase = reverse,
+                    DeferSnapshot = group is not null,
+                    HeaderRead = header => snapshotId = header.SnapshotId,
+                    Progress = SaveProgress,
+                }, cancellationToken);
+                if (_partial.TryRemove(volume, out _))
+                {
+                    SavePartials();
+                }
+
                 if (reverse)
                 {
                     SetPromoted(volume, false);
@@ -298,9 +354,10 @@ public sealed class ReplicaReceiver
             catch (StreamImportException ex)
             {
                 var id = PeekSnapshotId(ex);
-                if (ex.AppliedOffset > 0 && id is { } snapshotId)
+                if (ex.AppliedOffset > 0 && id is { } failedId)
                 {
-                    _partial[volume] = new PartialReceiveDto(snapshotId, ex.AppliedOffset);
+                    _partial[volume] = new PartialReceiveDto(failedId, ex.AppliedOffset);
+                    SavePartials();
                 }
 
                 throw;
@@ -317,9 +374,21 @@ public sealed class ReplicaReceiver
 
     // A fresh transfer starts from the replica's newest complete snapshot: a half-made volume (no
     // snapshot yet) is deleted, a half-applied increment rolled back without keeping it.
+    private void SavePartials()
+    {
+        lock (_partial)
+        {
+            AtomicFile.WriteAllText(_partialPath, System.Text.Json.JsonSerializer.Serialize(_partial.ToDictionary(p => p.Key, p => p.Value), ServerSettings.FileJson) + "\n");
+        }
+    }
+
     private void DiscardLeftovers(string volume)
     {
-        _partial.TryRemove(volume, out _);
+        if (_partial.TryRemove(volume, out _))
+        {
+            SavePartials();
+        }
+
         _pending.TryRemove(volume, out _);
         if (!_pool.TryGetVolume(volume, out _))
         {
