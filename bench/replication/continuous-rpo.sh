@@ -37,7 +37,7 @@ tm "$D/a" volume create mail --size "$SIZE" >/dev/null
 url=$(tm "$D/a" export nbd mail --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
 fio --name=fill --ioengine=nbd --uri="$url" --rw=write --bs=1M --iodepth=8 --size="$bytes" --refill_buffers=1 --output=/dev/null
 tm "$D/a" replica create mail --to dr >/dev/null
-tm "$D/a" replica sync mail >/dev/null                     # the initial full copy, not part of the figure
+initial=$(tm "$D/a" replica sync mail --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["lastSnapshot"])') # the full copy: not part of the figure
 tm "$D/a" replica update mail --every "$EVERY" >/dev/null
 fio --name=load --ioengine=nbd --uri="$url" --rw=randwrite --bs=4k --iodepth=4 --rate_iops="$RATE" \
     --time_based=1 --runtime="$SECONDS_RUN" --size="$bytes" --output="$D/fio.json" --output-format=json &
@@ -50,14 +50,16 @@ for _ in $(seq "$SECONDS_RUN"); do
   echo >> "$D/lag"; sleep 1
 done
 wait "$load"
-python3 - "$D/lag" "$D/fio.json" "$EVERY" "$RATE" "$SIZE" <<'PY'
+python3 - "$D/lag" "$D/fio.json" "$EVERY" "$RATE" "$SIZE" "$initial" <<'PY'
 import json, sys
+# Samples count from the first sync under load on (before it, the lag is the full copy's age).
 samples = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+samples = [s for s in samples if s.get("lastSnapshot") not in (None, sys.argv[6])]
 lags = sorted(s["lagSeconds"] for s in samples if s.get("lagSeconds") is not None)
 snaps = {s["lastSnapshot"] for s in samples}
 durations = [s["lastDurationSeconds"] for s in samples if s.get("lastDurationSeconds")]
 fio = json.load(open(sys.argv[2]))["jobs"][0]["write"]
 pct = lambda p: lags[min(len(lags) - 1, int(p * len(lags)))]
-print(f"volume {sys.argv[5]}, --every {sys.argv[3]}, load {fio['iops']:.0f} write IOPS of 4 KiB ({fio['bw']/1024:.1f} MiB/s) for {len(samples)} s")
+print(f"volume {sys.argv[5]}, --every {sys.argv[3]}, load {fio['iops']:.0f} write IOPS of 4 KiB ({fio['bw']/1024:.1f} MiB/s); {len(samples)} one-second samples")
 print(f"RPO (replica lag) median {pct(0.5):.1f} s, p99 {pct(0.99):.1f} s, max {lags[-1]:.1f} s; {len(snaps)} distinct replica snapshots seen; sync duration median {sorted(durations)[len(durations)//2]:.2f} s")
 PY
