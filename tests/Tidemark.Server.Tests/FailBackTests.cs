@@ -26,10 +26,7 @@ public sealed class FailBackTests : IAsyncLifetime
     {
         using var home = Home.Client();
         using var dr = Dr.Client();
-        var homeId = await home.GetIdentityAsync();
-        var drId = await dr.GetIdentityAsync();
-        await home.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
-        await dr.AddPartnerAsync(new AddPartnerRequest("home", homeId.ReplicationAddress!, homeId.Fingerprint));
+        await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 32 << 20));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
         await WriteRandomAsync(homeExport.Url!, 0, 8 << 20);

@@ -18,10 +18,7 @@ public sealed class GroupReplicationTests : IAsyncLifetime
     {
         using var primary = _sites.Primary.Client();
         using var dr = _sites.Dr.Client();
-        var primaryId = await primary.GetIdentityAsync();
-        var drId = await dr.GetIdentityAsync();
-        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
-        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await Pairing.PairAsync(_sites.Primary, "dr", _sites.Dr, "primary");
         string[] members = ["maildb", "maillog"];
         var exports = new Dictionary<string, string>();
         foreach (var member in members)

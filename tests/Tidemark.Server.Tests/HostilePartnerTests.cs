@@ -24,10 +24,7 @@ public sealed class HostilePartnerTests : IAsyncLifetime
     {
         using var primary = _sites.Primary.Client();
         using var dr = _sites.Dr.Client();
-        var primaryId = await primary.GetIdentityAsync();
-        var drId = await dr.GetIdentityAsync();
-        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
-        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        var (_, drId) = await Pairing.PairAsync(_sites.Primary, "dr", _sites.Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
         await WriteRandomAsync(live.Url!, 0, 2 << 20);

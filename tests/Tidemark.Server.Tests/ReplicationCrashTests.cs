@@ -27,7 +27,7 @@ public sealed class ReplicationCrashTests : IDisposable
         try
         {
             using var source = primary.Client();
-            await PairAsync(source, dr);
+            await Pairing.PairAsync(primary, "dr", dr, "primary");
             var sync = await StartLimitedSyncAsync(source, underWayBytes: 16 << 20); // past the receiver's first progress save
             int during;
             using (var receiving = dr.Client())
@@ -65,7 +65,7 @@ public sealed class ReplicationCrashTests : IDisposable
         {
             using (var source = primary.Client())
             {
-                await PairAsync(source, dr);
+                await Pairing.PairAsync(primary, "dr", dr, "primary");
                 var sync = await StartLimitedSyncAsync(source, underWayBytes: 8 << 20);
                 await primary.KillAsync();
                 await Assert.ThrowsAnyAsync<Exception>(() => sync);
@@ -89,15 +89,6 @@ public sealed class ReplicationCrashTests : IDisposable
         {
             await primary.DisposeAsync();
         }
-    }
-
-    private static async Task PairAsync(TidemarkClient source, ServerProcess dr)
-    {
-        using var target = dr.Client();
-        var sourceId = await source.GetIdentityAsync();
-        var targetId = await target.GetIdentityAsync();
-        await source.AddPartnerAsync(new AddPartnerRequest("dr", targetId.ReplicationAddress!, targetId.Fingerprint));
-        await target.AddPartnerAsync(new AddPartnerRequest("primary", sourceId.ReplicationAddress!, sourceId.Fingerprint));
     }
 
     /// <summary>Writes random data, starts a sync limited to 4 MiB/s, and returns once it is well under way.</summary>
@@ -134,24 +125,7 @@ public sealed class ReplicationCrashTests : IDisposable
         }
     }
 
-    private async Task<string> HashAsync(ServerProcess server, string snapshot)
-    {
-        using var client = server.Client();
-        var name = $"hash-{Guid.NewGuid():N}";
-        var export = await client.CreateExportAsync(new CreateExportRequest(snapshot, name, "nbd"));
-        var file = _temp.Combine($"{name}.raw");
-        try
-        {
-            (await ProcessRunner.RunAsync("nbdcopy", export.Url!, file)).AssertSuccess();
-            await using var stream = File.OpenRead(file);
-            return Convert.ToHexString(await SHA256.HashDataAsync(stream));
-        }
-        finally
-        {
-            await client.DeleteExportAsync(name);
-            File.Delete(file);
-        }
-    }
+    private Task<string> HashAsync(ServerProcess server, string snapshot) => Pairing.HashSnapshotAsync(server, snapshot, _temp.Path);
 
     private static int FreePort()
     {

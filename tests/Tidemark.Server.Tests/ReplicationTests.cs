@@ -116,10 +116,7 @@ public sealed class ReplicationTests : IAsyncLifetime
     {
         using var primary = Primary.Client();
         using var dr = Dr.Client();
-        var primaryId = await primary.GetIdentityAsync();
-        var drId = await dr.GetIdentityAsync();
-        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
-        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("app", 16 << 20));
         await primary.CreateReplicaAsync(new CreateReplicaRequest("app", "dr"));
         await primary.SyncReplicaAsync("app");
@@ -138,10 +135,7 @@ public sealed class ReplicationTests : IAsyncLifetime
     {
         using var primary = Primary.Client();
         using var dr = Dr.Client();
-        var primaryId = await primary.GetIdentityAsync();
-        var drId = await dr.GetIdentityAsync();
-        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
-        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("logs", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("logs", "logs", "nbd"));
         var bad = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("logs", "dr", Every: "soon")));
@@ -172,10 +166,7 @@ public sealed class ReplicationTests : IAsyncLifetime
     {
         using var primary = Primary.Client();
         using var dr = Dr.Client();
-        var primaryId = await primary.GetIdentityAsync();
-        var drId = await dr.GetIdentityAsync();
-        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
-        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("notes", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("notes", "notes", "nbd"));
         await WriteRandomAsync(live.Url!, 0, 1 << 20);
@@ -197,10 +188,7 @@ public sealed class ReplicationTests : IAsyncLifetime
     {
         using var primary = Primary.Client();
         using var dr = Dr.Client();
-        var primaryId = await primary.GetIdentityAsync();
-        var drId = await dr.GetIdentityAsync();
-        await primary.AddPartnerAsync(new AddPartnerRequest("dr", drId.ReplicationAddress!, drId.Fingerprint));
-        await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("slow", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("slow", "slow", "nbd"));
         await WriteRandomAsync(live.Url!, 0, 1 << 20);

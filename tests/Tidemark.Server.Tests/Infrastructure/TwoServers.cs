@@ -1,6 +1,3 @@
-using System.Security.Cryptography;
-using Tidemark.Api;
-
 namespace Tidemark.Server.Tests.Infrastructure;
 
 /// <summary>A primary and a DR site: two real `tidemark serve` processes with their own data directories.</summary>
@@ -40,25 +37,8 @@ internal sealed class TwoServers : IAsyncDisposable
         }
     }
 
-    /// <summary>SHA-256 of a snapshot's whole image, read by nbdcopy through a temporary read-only NBD export.</summary>
-    public async Task<string> HashSnapshotAsync(ServerProcess server, string snapshot)
-    {
-        using var client = server.Client();
-        var name = $"hash-{Guid.NewGuid():N}";
-        var export = await client.CreateExportAsync(new CreateExportRequest(snapshot, name, "nbd"));
-        var file = Temp.Combine($"{name}.raw");
-        try
-        {
-            (await ProcessRunner.RunAsync("nbdcopy", export.Url!, file)).AssertSuccess();
-            await using var stream = File.OpenRead(file);
-            return Convert.ToHexString(await SHA256.HashDataAsync(stream));
-        }
-        finally
-        {
-            await client.DeleteExportAsync(name);
-            File.Delete(file);
-        }
-    }
+    /// <summary>SHA-256 of a snapshot's whole image (see <see cref="Pairing.HashSnapshotAsync"/>).</summary>
+    public Task<string> HashSnapshotAsync(ServerProcess server, string snapshot) => Pairing.HashSnapshotAsync(server, snapshot, Temp.Path);
 
     public async ValueTask DisposeAsync()
     {
