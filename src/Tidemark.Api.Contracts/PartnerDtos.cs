@@ -53,12 +53,24 @@ public sealed record ReplicaDto(
     string? SuspendedReason = null,
     string? Bandwidth = null,
     IReadOnlyList<string>? GroupMembers = null,
-    bool AfterPolicySnapshots = false);
+    bool AfterPolicySnapshots = false,
+    bool Seed = false,
+    long LastScannedBytes = 0);
 
 /// <param name="Every">Sync automatically this often ("30s", "5m", "1h"); null: only on request.</param>
 /// <param name="Bandwidth">At most this many bytes per second on the link ("20M"); null: no limit.</param>
 /// <param name="AfterPolicySnapshots">Sync after each snapshot a policy takes of the volume or group.</param>
-public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false);
+/// <param name="Seed">
+/// The partner's volume already holds a copy of this one (an imported stream, a restored backup, a disk
+/// copy): the first sync compares the two by a hash scan and sends only the blocks that differ.
+/// </param>
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false, bool Seed = false);
+
+/// <summary>
+/// The receiving side's answer to a hash scan: the snapshot of its volume the scan compares against
+/// (and the stream that follows builds on), with the volume's size and block size.
+/// </summary>
+public sealed record ScanBaseDto(Guid SnapshotId, string SnapshotName, long SizeBytes, int LogicalBlockSizeBytes);
 
 /// <summary>Changes a replica's schedule or bandwidth limit; null leaves a field as it is, "off" clears it.</summary>
 public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null);

@@ -20,6 +20,15 @@ public sealed record StreamExportOptions
 
     /// <summary>Called once, before the first record, with the bytes of ranges a resume skips (sent by the interrupted attempt).</summary>
     public Action<long>? Resumed { get; init; }
+
+    /// <summary>
+    /// Send these ranges (sorted, not overlapping) instead of computing them, as an incremental stream
+    /// on top of <see cref="RemoteBase"/>, a snapshot the receiving side has under that id and name
+    /// (the differences a hash scan found against it; the sender need not have it).
+    /// </summary>
+    public IReadOnlyList<(long Offset, long Length)>? Ranges { get; init; }
+
+    public (Guid Id, string Name)? RemoteBase { get; init; }
 }
 
 /// <summary>
@@ -58,6 +67,11 @@ public static class SnapshotStreamWriter
 
         var snapshot = pool.GetSnapshot(snapshotAddress);
         SnapshotInfo? baseSnapshot = null;
+        if ((options.Ranges is null) != (options.RemoteBase is null) || (options.Ranges is not null && baseAddress is not null))
+        {
+            throw new ArgumentException("explicit ranges go with a remote base, instead of a base snapshot here", nameof(options));
+        }
+
         if (baseAddress is not null)
         {
             baseSnapshot = pool.GetSnapshot(baseAddress);
@@ -73,7 +87,8 @@ public static class SnapshotStreamWriter
         }
 
         var device = pool.OpenSnapshot(snapshotAddress);
-        var ranges = Ranges(pool, snapshot, baseSnapshot, device);
+        var ranges = options.Ranges is { } given ? [.. given] : Ranges(pool, snapshot, baseSnapshot, device);
+        var incremental = baseSnapshot is not null || options.RemoteBase is not null;
         if (options.ResumeOffset > 0)
         {
             options.Resumed?.Invoke(ranges.Sum(r => Math.Max(0, Math.Min(r.Length, options.ResumeOffset - r.Offset))));
@@ -89,8 +104,8 @@ public static class SnapshotStreamWriter
             snapshot.Id,
             snapshot.Name,
             snapshot.CreatedAt,
-            baseSnapshot?.Id,
-            baseSnapshot?.Name,
+            baseSnapshot?.Id ?? options.RemoteBase?.Id,
+            baseSnapshot?.Name ?? options.RemoteBase?.Name,
             ranges.Sum(r => r.Length),
             options.ResumeOffset,
             DateTimeOffset.UtcNow);
@@ -152,7 +167,7 @@ public static class SnapshotStreamWriter
                     var piece = chunk[block..end];
                     if (zero)
                     {
-                        if (baseSnapshot is not null)
+                        if (incremental)
                         {
                             Emit(RecordType.Zero, offset + block, piece.Length, [], Codec.None, [], recordHeader, checksum);
                             zeroBytes += piece.Length;

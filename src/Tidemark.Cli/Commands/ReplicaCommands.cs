@@ -15,9 +15,10 @@ public static class ReplicaCommands
         var every = new Option<string?>("--every") { Description = "sync automatically this often, e.g. 30s, 5m, 1h (default: only 'replica sync')" };
         var bandwidth = new Option<string?>("--bandwidth") { Description = "at most this many bytes per second on the link, e.g. 20M (default: no limit)" };
         var afterPolicy = new Option<bool>("--after-policy-snapshots") { Description = "also sync after each snapshot a policy takes of it" };
-        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole, later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy };
+        var seed = new Option<bool>("--seed") { Description = "the partner's volume already holds a copy (an imported stream, a restored backup, a disk copy): the first sync compares both by hash scan and sends only the blocks that differ" };
+        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole (or only what differs from a --seed), later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy, seed };
         create.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy)), ct)], json));
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy), p.GetValue(seed)), ct)], json));
 
         var updateVolume = new Argument<string>("volume") { Description = "replicated volume" };
         var updateEvery = new Option<string?>("--every") { Description = "sync automatically this often (30s, 5m, 1h), or off" };

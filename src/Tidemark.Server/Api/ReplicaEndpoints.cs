@@ -83,18 +83,29 @@ public static class ReplicaEndpoints
 
         app.MapPost($"{PartnerLink.PathPrefix}/groups/commit", (HttpContext context, ReplicaReceiver r, GroupCommitRequest request) =>
         {
-            var partner = (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
-            return TypedResults.Ok(r.CommitGroup(partner, request).Select(s => s.ToDto()).ToList());
+            return TypedResults.Ok(r.CommitGroup(PartnerOf(context), request).Select(s => s.ToDto()).ToList());
         }).ExcludeFromDescription().WithName("replica.group-commit");
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());
+        link.MapPost("/scan", (HttpContext context, ReplicaReceiver r, string volume, bool? seed, bool? reverse) =>
+            TypedResults.Ok(r.BeginScan(volume, PartnerOf(context), seed == true, reverse == true)));
+        link.MapGet("/scan/{scanBase:guid}/granules", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase) =>
+        {
+            context.Response.ContentType = "application/octet-stream";
+            await Task.Run(() => r.WriteGranuleHashesAsync(volume, scanBase, context.Response.Body, context.RequestAborted), context.RequestAborted);
+        });
+        link.MapPost("/scan/{scanBase:guid}/blocks", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase) =>
+        {
+            context.Response.ContentType = "application/octet-stream";
+            await Task.Run(() => r.WriteBlockHashesAsync(volume, scanBase, context.Request.Body, context.Response.Body, context.RequestAborted), context.RequestAborted);
+        });
         link.MapPost("/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())));
         link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse, string? group) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
-            var partner = (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
+            var partner = PartnerOf(context);
             try
             {
                 var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group), context.RequestAborted);
@@ -116,4 +127,6 @@ public static class ReplicaEndpoints
             }
         }).WithName("replica.receive");
     }
+
+    private static string PartnerOf(HttpContext context) => (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
 }

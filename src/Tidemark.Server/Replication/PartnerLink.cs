@@ -1,6 +1,8 @@
+using System.Net.Http.Json;
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
 using Tidemark.Api;
 
 namespace Tidemark.Server.Replication;
@@ -12,6 +14,9 @@ namespace Tidemark.Server.Replication;
 public static class PartnerLink
 {
     public const string PathPrefix = "/replication/v1";
+
+    /// <summary>Set on the data of an exception for an answer that is a decision of the partner (4xx), not a broken link: retrying cannot help.</summary>
+    public const string RefusedKey = "tidemark.refused";
 
     public static HttpClient Create(ServerIdentity identity, PartnerDto partner, TimeSpan timeout)
     {
@@ -28,5 +33,35 @@ public static class PartnerLink
             },
         };
         return new HttpClient(handler, disposeHandler: true) { BaseAddress = new Uri($"https://{partner.Address}/"), Timeout = timeout };
+    }
+
+    /// <summary>Throws for an unsuccessful answer, with the partner's own explanation; a 4xx answer is marked refused (<see cref="RefusedKey"/>).</summary>
+    public static async Task EnsureSuccessAsync(HttpResponseMessage response, string what, CancellationToken ct)
+    {
+        if (response.IsSuccessStatusCode)
+        {
+            return;
+        }
+
+        var problem = await TryReadProblemAsync(response, ct);
+        var failure = new StorageException(StorageError.Unavailable, $"{what}: {problem?.Detail ?? response.ReasonPhrase}");
+        if ((int)response.StatusCode is >= 400 and < 500)
+        {
+            failure.Data[RefusedKey] = true;
+        }
+
+        throw failure;
+    }
+
+    public static async Task<ProblemDto?> TryReadProblemAsync(HttpResponseMessage response, CancellationToken ct)
+    {
+        try
+        {
+            return await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
+        }
+        catch (JsonException)
+        {
+            return null; // not problem details: the status says enough
+        }
     }
 }

@@ -23,7 +23,7 @@ public sealed class ReplicaManager : IDisposable
     public const string SnapshotPrefix = "repl-";
     public const int MaxAttempts = 6;
 
-    private const string Refused = "tidemark.refused";
+    private const string Refused = PartnerLink.RefusedKey;
 
     private readonly Pool _pool;
     private readonly ReplicaReceiver _receiver;
@@ -125,7 +125,7 @@ public sealed class ReplicaManager : IDisposable
 
             CheckEvery(request.Every);
             CheckBandwidth(request.Bandwidth);
-            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots };
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed };
             _replicas[state.Volume] = state;
             Save();
             return ToDto(state);
@@ -234,11 +234,12 @@ public sealed class ReplicaManager : IDisposable
             Exception? last = null;
             long sent = 0, rangeBytes = 0;
             var retries = 0;
+            var scans = new Dictionary<Guid, ScanPlan>();
             for (var attempt = 1; attempt <= MaxAttempts; attempt++)
             {
                 try
                 {
-                    var (s, r) = await SendAllAsync(http, state, snapshots, tracker, cancellationToken);
+                    var (s, r) = await SendAllAsync(http, state, snapshots, tracker, scans, cancellationToken);
                     sent += s;
                     rangeBytes += r;
                     last = null;
@@ -358,9 +359,9 @@ public sealed class ReplicaManager : IDisposable
     /// the partner to commit the members together. Sets the progress total first (the bytes of ranges
     /// to send are known from the diffs), so the ETA is right, also after a resume.
     /// </summary>
-    private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, CancellationToken ct)
     {
-        var plans = new List<(SnapshotInfo Snapshot, string Remote, SnapshotInfo? Common, long Resume)>();
+        var plans = new List<(SnapshotInfo Snapshot, string Remote, SnapshotInfo? Common, long Resume, bool Scan)>();
         var committed = 0;
         foreach (var snapshot in snapshots)
         {
@@ -380,7 +381,12 @@ public sealed class ReplicaManager : IDisposable
                 continue; // this member's whole stream is in and waits for the commit
             }
 
-            plans.Add((snapshot, remote, common, partial is { } p && p.SnapshotId == snapshot.Id ? p.AppliedOffset : 0));
+            // With no snapshot in common, the partner's volume (a seed, a replica whose base was
+            // lost, the old primary failing back) is compared by hash scan, unless this snapshot's
+            // full stream is already under way there.
+            var resume = partial is { } p && p.SnapshotId == snapshot.Id ? p.AppliedOffset : 0;
+            var scan = scans.ContainsKey(snapshot.Id) || (common is null && partial?.SnapshotId != snapshot.Id);
+            plans.Add((snapshot, remote, common, resume, scan));
         }
 
         if (committed == snapshots.Count)
@@ -388,14 +394,19 @@ public sealed class ReplicaManager : IDisposable
             return (0, 0);
         }
 
-        progress.SetTotalOnce(() => plans.Sum(p => SnapshotStreamWriter.RangeBytes(_pool, p.Snapshot.Address, p.Common?.Address)));
+        progress.SetTotalOnce(() => plans.Sum(p => p.Scan ? scans.TryGetValue(p.Snapshot.Id, out var known) ? known.RangeBytes : p.Snapshot.SizeBytes : SnapshotStreamWriter.RangeBytes(_pool, p.Snapshot.Address, p.Common?.Address)));
+        var scanned = new Dictionary<Guid, ScanPlan?>();
+        foreach (var plan in plans.Where(p => p.Scan))
+        {
+            scanned[plan.Snapshot.Id] = scans.TryGetValue(plan.Snapshot.Id, out var known) ? known : await ScanAsync(http, state, plan.Snapshot, plan.Remote, progress, scans, ct);
+        }
 
         long sent = 0, rangeBytes = 0;
         var bandwidth = CheckBandwidth(state.Bandwidth);
-        foreach (var (snapshot, remote, common, resume) in plans)
+        foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
-            var (s, r) = await SendAsync(http, remote, snapshot, common, resume, state.Reverse, bandwidth, group, progress, ct);
+            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, group, progress, ct);
             sent += s;
             rangeBytes += r;
         }
@@ -406,12 +417,42 @@ public sealed class ReplicaManager : IDisposable
             using var response = await http.PostAsJsonAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/groups/commit", commit, ApiJson.Options, ct);
             if (!response.IsSuccessStatusCode)
             {
-                var problem = await TryReadProblemAsync(response, ct);
+                var problem = await PartnerLink.TryReadProblemAsync(response, ct);
                 throw new StorageException(StorageError.Unavailable, $"the partner did not commit group {state.Volume}: {problem?.Detail ?? response.ReasonPhrase}");
             }
         }
 
         return (sent, rangeBytes);
+    }
+
+    /// <summary>
+    /// Compares <paramref name="snapshot"/> with the partner's volume by hash scan and remembers what
+    /// differs for the rest of the sync (retries resume the stream of those ranges). Null when the
+    /// partner has no such volume: then it gets a full stream.
+    /// </summary>
+    private async Task<ScanPlan?> ScanAsync(HttpClient http, ReplicaState state, SnapshotInfo snapshot, string remote, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, CancellationToken ct)
+    {
+        using var response = await http.PostAsync($"{remote}/scan?seed={(state.Seed ? "true" : "false")}&reverse={(state.Reverse ? "true" : "false")}", null, ct);
+        if (response.StatusCode == HttpStatusCode.NotFound)
+        {
+            progress.AddToTotal(-snapshot.SizeBytes + SnapshotStreamWriter.RangeBytes(_pool, snapshot.Address, null));
+            return null;
+        }
+
+        await PartnerLink.EnsureSuccessAsync(response, "the partner cannot compare its copy", ct);
+        var scanBase = await response.Content.ReadFromJsonAsync<ScanBaseDto>(ApiJson.Options, ct)
+            ?? throw new StorageException(StorageError.Unavailable, "the partner's answer to a hash scan was empty");
+        var key = scanBase.SnapshotId;
+        var plan = await HashScanner.ScanAsync(http, remote, _pool.OpenSnapshot(snapshot.Address), scanBase, covered => progress.Covered(key, covered, resumed: false), ct);
+        scans[snapshot.Id] = plan;
+        progress.AddToTotal(plan.RangeBytes);
+        lock (_lock)
+        {
+            state.LastScannedBytes = plan.ScannedBytes;
+        }
+
+        _events.Record("replica.scan", state.Volume, "server", $"hash scan of {snapshot.Address} against {state.Partner}:{scanBase.SnapshotName}: {plan.DifferingGranules:N0} of {HashScan.GranuleCount(snapshot.SizeBytes):N0} granules of 64 KiB differ, {plan.RangeBytes:N0} bytes of blocks to send; {plan.HashBytes:N0} bytes of hashes exchanged");
+        return plan;
     }
 
     private static async Task<PartialReceiveDto?> GetPartialAsync(HttpClient http, string remote, CancellationToken ct)
@@ -420,7 +461,7 @@ public sealed class ReplicaManager : IDisposable
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, long resume, bool reverse, long? bytesPerSecond, string? group, SyncProgress progress, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, string? group, SyncProgress progress, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var counting = new CountingStream(pipe.Reader.AsStream());
@@ -434,6 +475,8 @@ public sealed class ReplicaManager : IDisposable
                     header = SnapshotStreamWriter.Write(_pool, snapshot.Address, common?.Address, output, new StreamExportOptions
                     {
                         ResumeOffset = resume,
+                        Ranges = scan?.Ranges,
+                        RemoteBase = scan is null ? null : (scan.Base.SnapshotId, scan.Base.SnapshotName),
                         Resumed = skipped => progress.Covered(snapshot.Id, skipped, resumed: true),
                         Progress = covered => progress.Covered(snapshot.Id, covered, resumed: false),
                     }, ct);
@@ -450,18 +493,7 @@ public sealed class ReplicaManager : IDisposable
         var query = $"resume={resume}{(reverse ? "&reverse=true" : "")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
         using var response = await http.PostAsync($"{remote}/receive?{query}", content, ct);
         await writer.ConfigureAwait(false);
-        if (!response.IsSuccessStatusCode)
-        {
-            var problem = await TryReadProblemAsync(response, ct);
-            var refusal = new StorageException(StorageError.Unavailable, $"the partner refused the stream: {problem?.Detail ?? response.ReasonPhrase}");
-            if ((int)response.StatusCode is >= 400 and < 500)
-            {
-                refusal.Data[Refused] = true; // a decision, not a broken link: retrying cannot help
-            }
-
-            throw refusal;
-        }
-
+        await PartnerLink.EnsureSuccessAsync(response, "the partner refused the stream", ct);
         return (counting.BytesRead, header?.RangeBytes ?? 0);
     }
 
@@ -561,7 +593,7 @@ public sealed class ReplicaManager : IDisposable
             using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(incoming.SourceVolume)}/demote", null, cancellationToken);
             if (!response.IsSuccessStatusCode)
             {
-                var problem = await TryReadProblemAsync(response, cancellationToken);
+                var problem = await PartnerLink.TryReadProblemAsync(response, cancellationToken);
                 throw new StorageException(StorageError.Unavailable, problem?.Detail ?? response.ReasonPhrase ?? response.StatusCode.ToString());
             }
 
@@ -593,18 +625,6 @@ public sealed class ReplicaManager : IDisposable
         return kept;
     }
 
-    private static async Task<ProblemDto?> TryReadProblemAsync(HttpResponseMessage response, CancellationToken ct)
-    {
-        try
-        {
-            return await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
-        }
-        catch (JsonException)
-        {
-            return null; // not problem details: the status says enough
-        }
-    }
-
     private ReplicaState Find(string volume) =>
         _replicas.TryGetValue(volume, out var state)
             ? state
@@ -629,7 +649,9 @@ public sealed class ReplicaManager : IDisposable
         s.Suspended,
         s.Bandwidth,
         s.IsGroup ? [.. Members(s)] : null,
-        s.AfterPolicySnapshots);
+        s.AfterPolicySnapshots,
+        s.Seed,
+        s.LastScannedBytes);
 
     private static DateTimeOffset? NextSync(ReplicaState s) =>
         s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
@@ -711,6 +733,12 @@ public sealed class ReplicaManager : IDisposable
 
         /// <summary>Why syncs are held (the partner fails back into this volume), or null.</summary>
         public string? Suspended { get; set; }
+
+        /// <summary>The partner's volume holds a copy of this one already: with no snapshot in common it is compared by hash scan.</summary>
+        public bool Seed { get; set; }
+
+        /// <summary>Bytes the last hash scan compared (0: none yet).</summary>
+        public long LastScannedBytes { get; set; }
     }
 
     /// <summary>
@@ -721,6 +749,14 @@ public sealed class ReplicaManager : IDisposable
     private sealed class SyncProgress(OperationProgress? progress)
     {
         private readonly Dictionary<Guid, long> _covered = [];
+
+        public void AddToTotal(long bytes)
+        {
+            if (progress is { Total: { } total })
+            {
+                progress.SetTotal(total + bytes);
+            }
+        }
 
         public void SetTotalOnce(Func<long> total)
         {

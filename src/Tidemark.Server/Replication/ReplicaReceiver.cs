@@ -29,6 +29,10 @@ public sealed class ReplicaReceiver
     private readonly string _incomingPath;
     private readonly SortedDictionary<string, IncomingReplicaDto> _incoming = new(StringComparer.Ordinal);
 
+    /// <summary>Names of the snapshots a hash scan compares against: of a seed, and of a volume failed back into.</summary>
+    public const string ScanBasePrefix = "hashscan-";
+    public const string FailBackBasePrefix = "pre-failback-";
+
     /// <summary>A transfer that runs records how far it durably got at least this often (and at its end or failure).</summary>
     public static readonly TimeSpan SaveProgressEvery = TimeSpan.FromSeconds(2);
 
@@ -140,7 +144,7 @@ public sealed class ReplicaReceiver
                 throw new StorageException(StorageError.InvalidArgument, $"{volume} has no complete replicated snapshot yet; there is nothing consistent to promote");
             }
 
-            DiscardLeftovers(volume);
+            DiscardLeftovers(volume, replica: true);
             SetPromoted(volume, true);
             return snapshots.MaxBy(s => s.CreatedAt)!;
         }
@@ -241,6 +245,7 @@ public sealed class ReplicaReceiver
         {
             _pending.TryRemove(volume, out _);
             RecordIncoming(volume, partner, result with { Snapshot = snapshots.First(s => s.Volume == volume) }, request.Group.Split('/')[0]);
+            DropScanBase(volume, result.Header);
         }
 
         return snapshots;
@@ -271,31 +276,14 @@ public sealed class ReplicaReceiver
 
         try
         {
-            if (reverse)
-            {
-                if (WritableExports(volume) is { Count: > 0 } exports)
-                {
-                    throw new StorageException(StorageError.Busy, $"{volume} is exported read-write here ({string.Join(", ", exports)}); stop the application and delete those exports before failing back into it");
-                }
-            }
-            else
-            {
-                lock (_promoted)
-                {
-                    if (_promoted.Contains(volume))
-                    {
-                        throw new StorageException(StorageError.ReadOnly, $"{volume} was promoted to a primary at this site; it no longer accepts replication (reverse the direction, or replicate into another volume)");
-                    }
-                }
-            }
-
+            CheckAccepts(volume, reverse);
             if (resumeOffset == 0)
             {
                 // A fail-back keeps the volume's own changes (the import rolls back keeping them);
                 // only a half-applied earlier attempt of it is discarded.
                 if (!reverse || _partial.ContainsKey(volume) || _pending.ContainsKey(volume))
                 {
-                    DiscardLeftovers(volume);
+                    DiscardLeftovers(volume, IsReplicaFrom(volume, partner));
                 }
             }
             else if (Partial(volume) is not { } partial || partial.AppliedOffset != resumeOffset || !_pool.TryGetVolume(volume, out _))
@@ -329,7 +317,17 @@ public sealed class ReplicaReceiver
                     Resume = resumeOffset > 0,
                     RollbackToBase = reverse,
                     DeferSnapshot = group is not null,
-                    HeaderRead = header => snapshotId = header.SnapshotId,
+                    HeaderRead = header =>
+                    {
+                        snapshotId = header.SnapshotId;
+                        if (resumeOffset == 0 && !header.IsIncremental)
+                        {
+                            // The volume was just made: recorded at once, so whatever happens next
+                            // (even a kill -9) it is known as a half-received replica, not someone's data.
+                            _partial[volume] = new PartialReceiveDto(header.SnapshotId, 0);
+                            SavePartials();
+                        }
+                    },
                     Progress = SaveProgress,
                 }, cancellationToken);
                 if (_partial.TryRemove(volume, out _))
@@ -349,6 +347,7 @@ public sealed class ReplicaReceiver
                 }
 
                 RecordIncoming(volume, partner, result, null);
+                DropScanBase(volume, result.Header);
                 return result;
             }
             catch (StreamImportException ex)
@@ -382,15 +381,22 @@ public sealed class ReplicaReceiver
         }
     }
 
-    private void DiscardLeftovers(string volume)
+    /// <summary>
+    /// Returns a replica to its newest complete snapshot: a half-applied transfer is rolled back, a
+    /// half-made volume (its first transfer broke off, no snapshot yet) deleted. Only what this server
+    /// knows it received is touched: a volume that is not a replica here (a seed, someone's data) is
+    /// left alone, and a stream into it is refused or compared by hash scan instead.
+    /// </summary>
+    private void DiscardLeftovers(string volume, bool replica)
     {
-        if (_partial.TryRemove(volume, out _))
+        var had = _partial.TryRemove(volume, out _);
+        if (had)
         {
             SavePartials();
         }
 
-        _pending.TryRemove(volume, out _);
-        if (!_pool.TryGetVolume(volume, out _))
+        had |= _pending.TryRemove(volume, out _);
+        if (!_pool.TryGetVolume(volume, out _) || !(had || replica))
         {
             return;
         }
@@ -398,7 +404,11 @@ public sealed class ReplicaReceiver
         var snapshots = _pool.ListSnapshots(volume);
         if (snapshots.Count == 0)
         {
-            _pool.DeleteVolume(volume);
+            if (had)
+            {
+                _pool.DeleteVolume(volume);
+            }
+
             return;
         }
 
@@ -406,6 +416,171 @@ public sealed class ReplicaReceiver
         if (_pool.Diff(volume, newest.Name, null).Count > 0)
         {
             _pool.Rollback(volume, newest.Name, keepCurrentState: false);
+        }
+    }
+
+    /// <summary>
+    /// A fail-back may enter a volume nobody writes (no read-write export); ordinary replication may
+    /// not enter a replica promoted here.
+    /// </summary>
+    private void CheckAccepts(string volume, bool reverse)
+    {
+        if (reverse)
+        {
+            if (WritableExports(volume) is { Count: > 0 } exports)
+            {
+                throw new StorageException(StorageError.Busy, $"{volume} is exported read-write here ({string.Join(", ", exports)}); stop the application and delete those exports before failing back into it");
+            }
+
+            return;
+        }
+
+        lock (_promoted)
+        {
+            if (_promoted.Contains(volume))
+            {
+                throw new StorageException(StorageError.ReadOnly, $"{volume} was promoted to a primary at this site; it no longer accepts replication (reverse the direction, or replicate into another volume)");
+            }
+        }
+    }
+
+    /// <summary>The volume is a (not promoted) replica that <paramref name="partner"/> sends here.</summary>
+    private bool IsReplicaFrom(string volume, string? partner)
+    {
+        lock (_incoming)
+        {
+            if (!_incoming.TryGetValue(volume, out var record) || (partner is not null && record.Partner != partner))
+            {
+                return false;
+            }
+        }
+
+        lock (_promoted)
+        {
+            return !_promoted.Contains(volume);
+        }
+    }
+
+    /// <summary>
+    /// Starts a hash scan of <paramref name="volume"/> for <paramref name="partner"/>, which has no
+    /// snapshot in common with it: the volume's current state is kept as a snapshot (the base the
+    /// differences are applied on; reused when a scan is repeated and nothing changed since) and
+    /// described. Allowed into a replica of that partner (also a half-received first transfer), into
+    /// a volume the administrator named a seed, and for a fail-back into the volume it came from.
+    /// </summary>
+    public ScanBaseDto BeginScan(string volume, string partner, bool seed, bool reverse)
+    {
+        var gate = _locks.GetOrAdd(volume, _ => new Lock());
+        if (!gate.TryEnter())
+        {
+            throw new StorageException(StorageError.Busy, $"a transfer into {volume} is already running");
+        }
+
+        try
+        {
+            if (!_pool.TryGetVolume(volume, out var target))
+            {
+                throw new StorageException(StorageError.NotFound, $"there is no volume {volume} here to compare with");
+            }
+
+            CheckAccepts(volume, reverse);
+            if (!reverse)
+            {
+                var leftover = _partial.ContainsKey(volume) || _pending.ContainsKey(volume);
+                if (!seed && !leftover && !IsReplicaFrom(volume, partner))
+                {
+                    throw new StorageException(StorageError.AlreadyExists, $"{volume} exists here and is not a replica from {partner}; if it holds a copy of the source (an imported stream, a restored backup, a disk copy), create the replica with --seed and only the blocks that differ are sent; otherwise replicate under another name (--as NAME)");
+                }
+
+                if (seed && WritableExports(volume) is { Count: > 0 } exports)
+                {
+                    throw new StorageException(StorageError.Busy, $"{volume} is exported read-write here ({string.Join(", ", exports)}); a seed must not change while it is compared and brought up to date: delete those exports first");
+                }
+            }
+
+            // What a broken transfer applied stays: the scan compares the volume as it is.
+            if (_partial.TryRemove(volume, out _))
+            {
+                SavePartials();
+            }
+
+            _pending.TryRemove(volume, out _);
+            var prefix = reverse ? FailBackBasePrefix : ScanBasePrefix;
+            var newest = _pool.ListSnapshots(volume).MaxBy(s => s.CreatedAt);
+            var scanBase = newest is not null && newest.Name.StartsWith(prefix, StringComparison.Ordinal) && _pool.Diff(volume, newest.Name, null).Count == 0
+                ? newest
+                : _pool.CreateSnapshot(volume, SnapshotStreamReader.UniqueName(_pool, volume, $"{prefix}{DateTimeOffset.UtcNow.UtcDateTime:yyyyMMdd-HHmmss}"));
+            return new ScanBaseDto(scanBase.Id, scanBase.Name, scanBase.SizeBytes, target.LogicalBlockSizeBytes);
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    /// <summary>Writes the granule hashes of a scan base, all of them, in order (16 bytes per 64 KiB).</summary>
+    public async Task WriteGranuleHashesAsync(string volume, Guid scanBase, Stream output, CancellationToken cancellationToken)
+    {
+        var device = OpenScanBase(volume, scanBase);
+        var count = HashScan.GranuleCount(device.SizeBytes);
+        const int Batch = 1024; // 64 MiB of the volume, 16 KiB of hashes
+        var buffer = new byte[1 << 20];
+        var hashes = new byte[Batch * HashScan.HashBytes];
+        for (long first = 0; first < count; first += Batch)
+        {
+            var n = (int)Math.Min(Batch, count - first);
+            HashScan.GranuleHashes(device, first, n, hashes, buffer);
+            await output.WriteAsync(hashes.AsMemory(0, n * HashScan.HashBytes), cancellationToken);
+        }
+    }
+
+    /// <summary>Writes the 16 block hashes of each granule named in <paramref name="granules"/> (little-endian indexes), in that order.</summary>
+    public async Task WriteBlockHashesAsync(string volume, Guid scanBase, Stream granules, Stream output, CancellationToken cancellationToken)
+    {
+        var device = OpenScanBase(volume, scanBase);
+        var count = HashScan.GranuleCount(device.SizeBytes);
+        var buffer = new byte[HashScan.GranuleBytes];
+        var index = new byte[8];
+        var hashes = new byte[HashScan.HashBytes * HashScan.BlocksPerGranule];
+        while (await ReadIndexAsync(granules, index, cancellationToken))
+        {
+            var granule = System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(index);
+            if (granule < 0 || granule >= count)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"granule {granule} is outside {volume} ({count} granules)");
+            }
+
+            HashScan.BlockHashes(device, granule, hashes, buffer);
+            await output.WriteAsync(hashes, cancellationToken);
+        }
+
+        static async Task<bool> ReadIndexAsync(Stream input, byte[] index, CancellationToken ct)
+        {
+            var read = await input.ReadAtLeastAsync(index, index.Length, throwOnEndOfStream: false, ct);
+            return read == index.Length
+                ? true
+                : read == 0 ? false : throw new StorageException(StorageError.InvalidArgument, "a granule index was cut short");
+        }
+    }
+
+    private SnapshotDevice OpenScanBase(string volume, Guid scanBase) =>
+        _pool.TryGetVolume(volume, out _) && _pool.FindSnapshotById(volume, scanBase) is { } snapshot
+            ? _pool.OpenSnapshot(snapshot.Address)
+            : throw new StorageException(StorageError.NotFound, $"{volume} has no scan base {scanBase}; start the scan again");
+
+    /// <summary>Once a seeded replica has its first complete snapshot, the seed's scan base is of no further use.</summary>
+    private void DropScanBase(string volume, StreamHeader header)
+    {
+        if (header.BaseSnapshotName is { } name && name.StartsWith(ScanBasePrefix, StringComparison.Ordinal) && _pool.FindSnapshotById(volume, header.BaseSnapshotId!.Value) is { } scanBase)
+        {
+            try
+            {
+                _pool.DeleteSnapshot(scanBase.Address);
+            }
+            catch (StorageException)
+            {
+                // Held or otherwise kept: it costs only the blocks the stream replaced.
+            }
         }
     }
 

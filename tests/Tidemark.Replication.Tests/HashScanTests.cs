@@ -1,0 +1,82 @@
+using Tidemark.Engine;
+
+namespace Tidemark.Replication.Tests;
+
+/// <summary>The hash tree two sites compare: equal data hashes equal, any changed block shows in exactly its granule and block.</summary>
+public sealed class HashScanTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tidemark-hashscan-").FullName;
+    private readonly Pool _pool;
+    private readonly Random _random = new(11);
+
+    public HashScanTests()
+    {
+        _pool = Pool.Create(Path.Combine(_dir, "pool"), new PoolOptions { FirstStoreCapacityBytes = 64L << 20 });
+    }
+
+    public void Dispose()
+    {
+        _pool.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public void ChangedBlock_ShowsInItsGranuleAndBlockOnly_ZerosAndHolesHashAlike()
+    {
+        var data = new byte[1 << 20];
+        _random.NextBytes(data);
+        foreach (var name in new[] { "a", "b" })
+        {
+            _pool.CreateVolume(name, 4 << 20);
+            _pool.GetVolume(name).Write(0, data, false);
+        }
+
+        // b: one block changed in granule 5; a: zeros written over a hole at 2 MiB (still all zeros).
+        _pool.GetVolume("b").Write((5 * HashScan.GranuleBytes) + (3 * HashScan.BlockBytes), new byte[] { 1 }.Concat(new byte[4095]).ToArray(), false);
+        _pool.GetVolume("a").Write(2 << 20, new byte[HashScan.GranuleBytes], false);
+        var a = Granules("a");
+        var b = Granules("b");
+
+        var differing = Enumerable.Range(0, a.Length / HashScan.HashBytes).Where(g => !a.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(b.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes))).ToList();
+        Assert.Equal([5], differing);
+        Assert.True(a.AsSpan(32 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(HashScan.ZeroGranule));
+        Assert.True(b.AsSpan(40 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(HashScan.ZeroGranule));
+
+        var blocksA = new byte[HashScan.HashBytes * HashScan.BlocksPerGranule];
+        var blocksB = new byte[HashScan.HashBytes * HashScan.BlocksPerGranule];
+        HashScan.BlockHashes(Open("a"), 5, blocksA, new byte[HashScan.GranuleBytes]);
+        HashScan.BlockHashes(Open("b"), 5, blocksB, new byte[HashScan.GranuleBytes]);
+        var differingBlocks = Enumerable.Range(0, HashScan.BlocksPerGranule).Where(i => !blocksA.AsSpan(i * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(blocksB.AsSpan(i * HashScan.HashBytes, HashScan.HashBytes))).ToList();
+        Assert.Equal([3], differingBlocks);
+    }
+
+    [Fact]
+    public void GranulePastTheEnd_HashesAsIfTheVolumeGrewIntoZeros()
+    {
+        var tail = new byte[4096];
+        _random.NextBytes(tail);
+        _pool.CreateVolume("short", HashScan.GranuleBytes + 8192);
+        _pool.CreateVolume("long", 2 * HashScan.GranuleBytes);
+        _pool.GetVolume("short").Write(HashScan.GranuleBytes + 4096, tail, false);
+        _pool.GetVolume("long").Write(HashScan.GranuleBytes + 4096, tail, false);
+
+        Assert.Equal(2, HashScan.GranuleCount(HashScan.GranuleBytes + 8192));
+        Assert.Equal(Granules("short"), Granules("long"));
+    }
+
+    private byte[] Granules(string volume)
+    {
+        var device = Open(volume);
+        var count = (int)HashScan.GranuleCount(device.SizeBytes);
+        var hashes = new byte[count * HashScan.HashBytes];
+        HashScan.GranuleHashes(device, 0, count, hashes, new byte[1 << 20]);
+        return hashes;
+    }
+
+    private SnapshotDevice Open(string volume)
+    {
+        var name = $"s{Guid.NewGuid():N}"[..12];
+        _pool.CreateSnapshot(volume, name);
+        return _pool.OpenSnapshot($"{volume}@{name}");
+    }
+}

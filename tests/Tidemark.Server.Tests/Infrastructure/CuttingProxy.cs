@@ -1,0 +1,103 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Tidemark.Server.Tests.Infrastructure;
+
+/// <summary>A TCP relay on 127.0.0.1 that cuts its first connections after a number of bytes towards the target.</summary>
+internal sealed class CuttingProxy : IDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly IPEndPoint _target;
+    private readonly long _cutAfter;
+    private readonly CancellationTokenSource _stop = new();
+    private int _cutsLeft;
+    private int _cutsMade;
+
+    public CuttingProxy(IPEndPoint target, long cutAfterBytes, int cuts)
+    {
+        _target = target;
+        _cutAfter = cutAfterBytes;
+        _cutsLeft = cuts;
+        _listener.Start();
+        _ = AcceptAsync();
+    }
+
+    public string Address => ((IPEndPoint)_listener.LocalEndpoint).ToString();
+
+    public int CutsMade => Volatile.Read(ref _cutsMade);
+
+    private async Task AcceptAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                _ = RelayAsync(client);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+            // Stopped.
+        }
+    }
+
+    private async Task RelayAsync(TcpClient client)
+    {
+        using (client)
+        using (var server = new TcpClient())
+        {
+            try
+            {
+                await server.ConnectAsync(_target, _stop.Token);
+                var cut = Interlocked.Decrement(ref _cutsLeft) >= 0;
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? _cutAfter : long.MaxValue, linked.Token);
+                var down = PumpAsync(server.GetStream(), client.GetStream(), long.MaxValue, linked.Token);
+                await Task.WhenAny(up, down);
+                if (cut && up.IsCompleted)
+                {
+                    Interlocked.Increment(ref _cutsMade);
+                }
+
+                await linked.CancelAsync();
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException)
+            {
+                // The relay ends with either side.
+            }
+        }
+    }
+
+    private static async Task PumpAsync(NetworkStream from, NetworkStream to, long budget, CancellationToken ct)
+    {
+        var buffer = new byte[64 * 1024];
+        long moved = 0;
+        try
+        {
+            while (moved < budget)
+            {
+                var n = await from.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, budget - moved)), ct);
+                if (n == 0)
+                {
+                    return;
+                }
+
+                await to.WriteAsync(buffer.AsMemory(0, n), ct);
+                moved += n;
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException)
+        {
+            // Either side went away.
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        _listener.Dispose();
+        _stop.Dispose();
+    }
+}
