@@ -12,6 +12,7 @@
 # own disk. Cleans up on exit, also on failure (peak disk use about 2 x SIZE).
 #   bench/replication/hash-scan-seed.sh          SIZE=10G
 #   SIZE=2G bench/replication/hash-scan-seed.sh  a quick pass
+#   PERF=/tmp/scan DOTNET_PerfMapEnabled=1 ...   also records `perf` profiles of both servers during the sync
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SIZE=${SIZE:-10G}
@@ -57,27 +58,37 @@ src=$(tm "$D/a" export nbd bench --json | url)
 fio --name=fill --ioengine=nbd --uri="$src" --rw=write --bs=1M --iodepth=8 --size="$bytes" --refill_buffers=1 --output=/dev/null
 
 # The seed: a block-for-block copy of the volume into the second server's volume.
-tm "$D/a" snapshot create bench shipped >/dev/null
+tm "$D/a" snapshot create bench --name shipped >/dev/null
 shipped=$(tm "$D/a" export nbd bench@shipped --name shipped --json | url)
 seed=$(tm "$D/b" export nbd bench --name seed --json | url)
 t0=$(now); nbdcopy "$shipped" "$seed"; t1=$(now)
 echo "seed copied over NBD in $(secs "$t0" "$t1") s"
-tm "$D/a" export delete shipped >/dev/null; tm "$D/b" export delete seed >/dev/null
+tm "$D/a" export remove shipped >/dev/null; tm "$D/b" export remove seed >/dev/null
 tm "$D/a" snapshot delete bench@shipped >/dev/null
 fio --name=change --ioengine=nbd --uri="$src" --rw=randwrite --bs=4k --number_ios="$changed" --size="$bytes" \
     --refill_buffers=1 --randseed=42 --output=/dev/null
-tm "$D/a" export delete bench >/dev/null
+tm "$D/a" export remove bench >/dev/null
 
 # The disk's read rate for the same amount of data, cold.
 stores_a=$(find "$D/a" -type f -size +256M | sort); stores_b=$(find "$D/b" -type f -size +256M | sort)
 cold; t0=$(now); cat $stores_a | dd of=/dev/null bs=1M status=none; t1=$(now)
 size_a=$(du -cb $stores_a | tail -1 | cut -f1)
 dd1=$(secs "$t0" "$t1")
-cold; t0=$(now); (cat $stores_a | dd of=/dev/null bs=1M status=none) & (cat $stores_b | dd of=/dev/null bs=1M status=none); wait %1; t1=$(now)
+cold; t0=$(now)
+(cat $stores_a | dd of=/dev/null bs=1M status=none) & ra=$!
+(cat $stores_b | dd of=/dev/null bs=1M status=none) & rb=$!
+wait "$ra" "$rb"; t1=$(now)
 dd2=$(secs "$t0" "$t1")
 
 tm "$D/a" replica create bench --to dr --seed >/dev/null
-cold; t0=$(now); tm "$D/a" replica sync bench --json > "$D/seed.json"; t1=$(now)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, clock ticks
+ca=$(cpu "${pids[0]}"); cb=$(cpu "${pids[1]}")
+cold
+if [ -n "${PERF:-}" ]; then perf record -F 499 -g -o "$PERF.a" -p "${pids[0]}" 2>/dev/null & pa=$!; perf record -F 499 -g -o "$PERF.b" -p "${pids[1]}" 2>/dev/null & pb=$!; sleep 1; fi
+t0=$(now); tm "$D/a" replica sync bench --json > "$D/seed.json"; t1=$(now)
+if [ -n "${PERF:-}" ]; then kill -INT "$pa" "$pb"; wait "$pa" "$pb" || true; fi
+ca=$(( $(cpu "${pids[0]}") - ca )); cb=$(( $(cpu "${pids[1]}") - cb )); hz=$(getconf CLK_TCK)
+grep -h '"replica.scan"' "$D/a/events.jsonl" | tail -1 | python3 -c 'import json,sys; e=json.loads(sys.stdin.read()); print("  scan finished", e.get("time"), "-", e.get("message"))' || true
 r=$(cat "$D/seed.json")
 d=$(field "$r" lastDurationSeconds)
 snap=$(field "$r" lastSnapshot)
@@ -89,4 +100,4 @@ echo "| measure | wall time (s) | throughput (volume bytes per second) | notes |
 echo "|---|---|---|---|"
 echo "| dd, one server's store files ($(printf "%'d" "$size_a") bytes) | $dd1 | $(rate "$size_a" "$dd1") | cold page cache |"
 echo "| dd, both servers' store files at once | $dd2 | $(rate "$size_a" "$dd2") per copy | cold page cache |"
-echo "| Tidemark seeded sync (hash scan + send) | $d (CLI $(secs "$t0" "$t1")) | $(rate "$(field "$r" lastScannedBytes)" "$d") | $(printf "%'d" "$(field "$r" lastRangeBytes)") bytes of differing ranges, $(printf "%'d" "$(field "$r" lastBytesSent)") bytes of stream |"
+echo "| Tidemark seeded sync (hash scan + send) | $(printf "%.2f" "$d") (CLI $(secs "$t0" "$t1")) | $(rate "$(field "$r" lastScannedBytes)" "$d") | $(printf "%'d" "$(field "$r" lastRangeBytes)") bytes of differing ranges, $(printf "%'d" "$(field "$r" lastBytesSent)") bytes of stream; CPU $(python3 -c "print(f'{$ca/$hz:.1f}')") s sender, $(python3 -c "print(f'{$cb/$hz:.1f}')") s receiver |"

@@ -1,107 +1,159 @@
-using System.Security.Cryptography;
+using System.Buffers;
+using System.IO.Hashing;
 
 namespace Tidemark.Replication;
 
 /// <summary>
 /// The hashes two sites compare to find where two copies of a volume differ without sending the
 /// data (seeding a replica on a copy made some other way, failing back without a shared snapshot).
-/// A two-level tree: every 4 KiB block has a hash (the first 16 bytes of its SHA-256), every 64 KiB
-/// granule a hash of its 16 block hashes. The sides first compare granule hashes (16 bytes per
-/// 64 KiB), then block hashes of the granules that differ only, then the blocks that differ are sent.
+/// A two-level tree: every 4 KiB block has a hash (XXH3-128), every 64 KiB granule a hash of its 16
+/// block hashes. The sides first compare granule hashes (16 bytes per 64 KiB), then block hashes of
+/// the granules that differ only, then the blocks that differ are sent. Every scan hashes with its
+/// own random key (the seed of XXH3), so no pair of blocks can be prepared to collide in advance.
 /// Bytes past the end of a device hash as zeros: a volume grown to the source's size reads zeros there.
 /// </summary>
-public static class HashScan
+public sealed class HashScan
 {
     public const int BlockBytes = 4096;
     public const int BlocksPerGranule = 16;
     public const int GranuleBytes = BlockBytes * BlocksPerGranule;
     public const int HashBytes = 16;
 
-    /// <summary>Granules hashed per read: 1 MiB of the device at a time.</summary>
-    private const int GranulesPerRead = 16;
+    /// <summary>Granules hashed per read: 4 MiB of the device at a time.</summary>
+    private const int GranulesPerRead = 64;
 
-    private static readonly byte[] ZeroBlockHash = BlockHash(new byte[BlockBytes]);
-    private static readonly byte[] ZeroGranuleHash = GranuleHashOf(Enumerable.Repeat(ZeroBlockHash, BlocksPerGranule).SelectMany(h => h).ToArray());
+    private readonly long _key;
+    private readonly byte[] _zeroBlockHash = new byte[HashBytes];
+    private readonly byte[] _zeroGranuleHash = new byte[HashBytes];
+
+    /// <param name="key">The scan's key: both sides must hash with the same one.</param>
+    public HashScan(long key)
+    {
+        _key = key;
+        XxHash128.Hash(new byte[BlockBytes], _zeroBlockHash, key);
+        GranuleHashOf(Enumerable.Repeat(_zeroBlockHash, BlocksPerGranule).SelectMany(h => h).ToArray(), _zeroGranuleHash);
+    }
+
+    public long Key => _key;
 
     /// <summary>Granules covering <paramref name="lengthBytes"/> (the last one may reach past the end).</summary>
     public static long GranuleCount(long lengthBytes) => (lengthBytes + GranuleBytes - 1) / GranuleBytes;
 
     /// <summary>The hash of a granule of zeros (a hole, or the area a volume grows into).</summary>
-    public static ReadOnlySpan<byte> ZeroGranule => ZeroGranuleHash;
+    public ReadOnlySpan<byte> ZeroGranule => _zeroGranuleHash;
 
-    public static ReadOnlySpan<byte> ZeroBlock => ZeroBlockHash;
+    public ReadOnlySpan<byte> ZeroBlock => _zeroBlockHash;
 
     /// <summary>
     /// Hashes of granules [<paramref name="firstGranule"/>, +<paramref name="count"/>) of
-    /// <paramref name="device"/> into <paramref name="hashes"/> (16 bytes each).
-    /// <paramref name="buffer"/> holds at least 1 MiB.
+    /// <paramref name="device"/> into <paramref name="hashes"/> (16 bytes each), and when given, their
+    /// block hashes into <paramref name="blockHashes"/> (256 bytes per granule). Reads ahead: the next
+    /// megabytes are read while the current ones are hashed.
     /// </summary>
-    public static void GranuleHashes(IBlockDevice device, long firstGranule, int count, Span<byte> hashes, byte[] buffer)
+    public void GranuleHashes(IBlockDevice device, long firstGranule, int count, Span<byte> hashes, Span<byte> blockHashes = default)
     {
-        Span<byte> blockHashes = stackalloc byte[HashBytes * BlocksPerGranule];
-        for (var done = 0; done < count;)
+        Span<byte> ownBlockHashes = stackalloc byte[HashBytes * BlocksPerGranule];
+        var buffers = new[] { ArrayPool<byte>.Shared.Rent(GranulesPerRead * GranuleBytes), ArrayPool<byte>.Shared.Rent(GranulesPerRead * GranuleBytes) };
+        try
         {
-            var n = Math.Min(GranulesPerRead, count - done);
-            var data = buffer.AsSpan(0, n * GranuleBytes);
-            ReadPadded(device, (firstGranule + done) * GranuleBytes, data);
-            for (var g = 0; g < n; g++)
+            HashAll(device, firstGranule, count, hashes, blockHashes, buffers, ownBlockHashes);
+        }
+        finally
+        {
+            foreach (var buffer in buffers)
             {
-                var granule = data.Slice(g * GranuleBytes, GranuleBytes);
-                var hash = hashes.Slice((done + g) * HashBytes, HashBytes);
-                if (!granule.ContainsAnyExcept((byte)0))
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+    }
+
+    private void HashAll(IBlockDevice device, long firstGranule, int count, Span<byte> hashes, Span<byte> blockHashes, byte[][] buffers, Span<byte> ownBlockHashes)
+    {
+        Task? ahead = null;
+        var current = 0;
+        Task ReadAsync(int slot, int done) => Task.Run(() => ReadPadded(device, (firstGranule + done) * GranuleBytes, buffers[slot].AsSpan(0, Math.Min(GranulesPerRead, count - done) * GranuleBytes)));
+        if (count > 0)
+        {
+            ahead = ReadAsync(current, 0);
+        }
+
+        try
+        {
+            for (var done = 0; done < count;)
+            {
+                var n = Math.Min(GranulesPerRead, count - done);
+                ahead!.GetAwaiter().GetResult();
+                var data = buffers[current].AsSpan(0, n * GranuleBytes);
+                if (done + n < count)
                 {
-                    ZeroGranuleHash.CopyTo(hash);
-                    continue;
+                    ahead = ReadAsync(1 - current, done + n);
                 }
 
-                BlockHashesOf(granule, blockHashes);
-                GranuleHashOf(blockHashes, hash);
-            }
+                for (var g = 0; g < n; g++)
+                {
+                    var granule = data.Slice(g * GranuleBytes, GranuleBytes);
+                    var hash = hashes.Slice((done + g) * HashBytes, HashBytes);
+                    var blocks = blockHashes.IsEmpty ? ownBlockHashes : blockHashes.Slice((done + g) * HashBytes * BlocksPerGranule, HashBytes * BlocksPerGranule);
+                    if (!granule.ContainsAnyExcept((byte)0))
+                    {
+                        _zeroGranuleHash.CopyTo(hash);
+                        if (!blockHashes.IsEmpty)
+                        {
+                            for (var b = 0; b < BlocksPerGranule; b++)
+                            {
+                                _zeroBlockHash.CopyTo(blocks[(b * HashBytes)..]);
+                            }
+                        }
 
-            done += n;
+                        continue;
+                    }
+
+                    BlockHashesOf(granule, blocks);
+                    GranuleHashOf(blocks, hash);
+                }
+
+                current = 1 - current;
+                done += n;
+            }
+        }
+        finally
+        {
+            // A read still running must not fill a buffer that went back to the pool.
+            try
+            {
+                ahead?.Wait();
+            }
+            catch (AggregateException)
+            {
+                // Its failure is not the one being reported.
+            }
         }
     }
 
     /// <summary>The 16 block hashes of granule <paramref name="granule"/> (256 bytes into <paramref name="hashes"/>); <paramref name="buffer"/> holds at least 64 KiB.</summary>
-    public static void BlockHashes(IBlockDevice device, long granule, Span<byte> hashes, byte[] buffer)
+    public void BlockHashes(IBlockDevice device, long granule, Span<byte> hashes, byte[] buffer)
     {
         var data = buffer.AsSpan(0, GranuleBytes);
         ReadPadded(device, granule * GranuleBytes, data);
         BlockHashesOf(data, hashes);
     }
 
-    private static void BlockHashesOf(ReadOnlySpan<byte> granule, Span<byte> hashes)
+    private void BlockHashesOf(ReadOnlySpan<byte> granule, Span<byte> hashes)
     {
-        Span<byte> full = stackalloc byte[SHA256.HashSizeInBytes];
         for (var b = 0; b < BlocksPerGranule; b++)
         {
             var block = granule.Slice(b * BlockBytes, BlockBytes);
             if (!block.ContainsAnyExcept((byte)0))
             {
-                ZeroBlockHash.CopyTo(hashes[(b * HashBytes)..]);
+                _zeroBlockHash.CopyTo(hashes[(b * HashBytes)..]);
                 continue;
             }
 
-            SHA256.HashData(block, full);
-            full[..HashBytes].CopyTo(hashes[(b * HashBytes)..]);
+            XxHash128.Hash(block, hashes.Slice(b * HashBytes, HashBytes), _key);
         }
     }
 
-    private static void GranuleHashOf(ReadOnlySpan<byte> blockHashes, Span<byte> hash)
-    {
-        Span<byte> full = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(blockHashes, full);
-        full[..HashBytes].CopyTo(hash);
-    }
-
-    private static byte[] GranuleHashOf(byte[] blockHashes)
-    {
-        var hash = new byte[HashBytes];
-        GranuleHashOf(blockHashes, hash);
-        return hash;
-    }
-
-    private static byte[] BlockHash(byte[] block) => SHA256.HashData(block)[..HashBytes];
+    private void GranuleHashOf(ReadOnlySpan<byte> blockHashes, Span<byte> hash) => XxHash128.Hash(blockHashes, hash, _key);
 
     /// <summary>Reads what the device has of the range and zeros the rest.</summary>
     private static void ReadPadded(IBlockDevice device, long offset, Span<byte> destination)

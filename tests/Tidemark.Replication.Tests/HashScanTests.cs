@@ -8,6 +8,7 @@ public sealed class HashScanTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("tidemark-hashscan-").FullName;
     private readonly Pool _pool;
     private readonly Random _random = new(11);
+    private readonly HashScan _scan = new(0x5eed);
 
     public HashScanTests()
     {
@@ -39,13 +40,13 @@ public sealed class HashScanTests : IDisposable
 
         var differing = Enumerable.Range(0, a.Length / HashScan.HashBytes).Where(g => !a.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(b.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes))).ToList();
         Assert.Equal([5], differing);
-        Assert.True(a.AsSpan(32 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(HashScan.ZeroGranule));
-        Assert.True(b.AsSpan(40 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(HashScan.ZeroGranule));
+        Assert.True(a.AsSpan(32 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(_scan.ZeroGranule));
+        Assert.True(b.AsSpan(40 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(_scan.ZeroGranule));
 
         var blocksA = new byte[HashScan.HashBytes * HashScan.BlocksPerGranule];
         var blocksB = new byte[HashScan.HashBytes * HashScan.BlocksPerGranule];
-        HashScan.BlockHashes(Open("a"), 5, blocksA, new byte[HashScan.GranuleBytes]);
-        HashScan.BlockHashes(Open("b"), 5, blocksB, new byte[HashScan.GranuleBytes]);
+        _scan.BlockHashes(Open("a"), 5, blocksA, new byte[HashScan.GranuleBytes]);
+        _scan.BlockHashes(Open("b"), 5, blocksB, new byte[HashScan.GranuleBytes]);
         var differingBlocks = Enumerable.Range(0, HashScan.BlocksPerGranule).Where(i => !blocksA.AsSpan(i * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(blocksB.AsSpan(i * HashScan.HashBytes, HashScan.HashBytes))).ToList();
         Assert.Equal([3], differingBlocks);
     }
@@ -64,12 +65,19 @@ public sealed class HashScanTests : IDisposable
         Assert.Equal(Granules("short"), Granules("long"));
     }
 
+    [Fact]
+    public void EveryScanHashesWithItsOwnKey()
+    {
+        Assert.False(new HashScan(1).ZeroBlock.SequenceEqual(new HashScan(2).ZeroBlock));
+        Assert.True(new HashScan(3).ZeroGranule.SequenceEqual(new HashScan(3).ZeroGranule));
+    }
+
     private byte[] Granules(string volume)
     {
         var device = Open(volume);
         var count = (int)HashScan.GranuleCount(device.SizeBytes);
         var hashes = new byte[count * HashScan.HashBytes];
-        HashScan.GranuleHashes(device, 0, count, hashes, new byte[1 << 20]);
+        _scan.GranuleHashes(device, 0, count, hashes);
         return hashes;
     }
 

@@ -90,15 +90,15 @@ public static class ReplicaEndpoints
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());
         link.MapPost("/scan", (HttpContext context, ReplicaReceiver r, string volume, bool? seed, bool? reverse) =>
             TypedResults.Ok(r.BeginScan(volume, PartnerOf(context), seed == true, reverse == true)));
-        link.MapGet("/scan/{scanBase:guid}/granules", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase) =>
+        link.MapGet("/scan/{scanBase:guid}/granules", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase, long key) =>
         {
             context.Response.ContentType = "application/octet-stream";
-            await Task.Run(() => r.WriteGranuleHashesAsync(volume, scanBase, context.Response.Body, context.RequestAborted), context.RequestAborted);
+            await Task.Run(() => r.WriteGranuleHashesAsync(volume, scanBase, key, context.Response.Body, context.RequestAborted), context.RequestAborted);
         });
-        link.MapPost("/scan/{scanBase:guid}/blocks", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase) =>
+        link.MapPost("/scan/{scanBase:guid}/blocks", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase, long key) =>
         {
             context.Response.ContentType = "application/octet-stream";
-            await Task.Run(() => r.WriteBlockHashesAsync(volume, scanBase, context.Request.Body, context.Response.Body, context.RequestAborted), context.RequestAborted);
+            await Task.Run(() => r.WriteBlockHashesAsync(volume, scanBase, key, context.Request.Body, context.Response.Body, context.RequestAborted), context.RequestAborted);
         });
         link.MapPost("/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())));
         link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse, string? group) =>

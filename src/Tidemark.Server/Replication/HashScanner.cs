@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Http.Headers;
+using System.Security.Cryptography;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Replication;
@@ -17,13 +18,15 @@ public sealed record ScanPlan(ScanBaseDto Base, IReadOnlyList<(long Offset, long
 /// while hashing the same granules of the local snapshot, window by window; for each window asks
 /// the partner for the block hashes of the granules that differ and compares those; what differs
 /// becomes the ranges of an incremental stream on top of the partner's scan base. Both sides read
-/// their copy once (and the differing granules twice); the link carries 16 bytes of granule hash per
+/// their copy once (the partner reads the differing granules again); the link carries 16 bytes of granule hash per
 /// 64 KiB of volume (0.025%), 256 bytes of block hashes per differing granule, then the differing blocks.
 /// </summary>
 public static class HashScanner
 {
     /// <summary>Granules compared before their differing ones are resolved to blocks: 256 MiB of the volume.</summary>
     private const int WindowGranules = 4096;
+
+    private const int PerGranule = HashScan.HashBytes * HashScan.BlocksPerGranule;
 
     public static async Task<ScanPlan> ScanAsync(HttpClient http, string remote, SnapshotDevice local, ScanBaseDto scanBase, Action<long> progress, CancellationToken ct)
     {
@@ -37,22 +40,25 @@ public static class HashScanner
             throw new StorageException(StorageError.InvalidArgument, $"the partner's copy has {scanBase.LogicalBlockSizeBytes}-byte blocks and the source {local.LogicalBlockSizeBytes}-byte ones; it cannot become its replica");
         }
 
+        var scan = new HashScan(BitConverter.ToInt64(RandomNumberGenerator.GetBytes(8)));
         var localGranules = HashScan.GranuleCount(local.SizeBytes);
         var remoteGranules = HashScan.GranuleCount(scanBase.SizeBytes);
-        using var response = await http.GetAsync($"{remote}/scan/{scanBase.SnapshotId}/granules", HttpCompletionOption.ResponseHeadersRead, ct);
+        using var response = await http.GetAsync($"{remote}/scan/{scanBase.SnapshotId}/granules?key={scan.Key}", HttpCompletionOption.ResponseHeadersRead, ct);
         await PartnerLink.EnsureSuccessAsync(response, "the partner could not hash its copy", ct);
         await using var theirs = await response.Content.ReadAsStreamAsync(ct);
 
-        var ranges = new List<(long Offset, long Length)>();
-        var buffer = new byte[1 << 20];
         var mine = new byte[WindowGranules * HashScan.HashBytes];
+        var mineBlocks = new byte[WindowGranules * PerGranule];
         var remoteHashes = new byte[WindowGranules * HashScan.HashBytes];
-        var differing = new List<long>();
         long differingGranules = 0, differingAsked = 0;
+
+        // Each window's differing granules are resolved to blocks (a request to the partner) while
+        // the next window is read and hashed here; the results are joined in order at the end.
+        var resolving = new List<Task<List<(long Offset, long Length)>>>();
         for (long first = 0; first < localGranules; first += WindowGranules)
         {
             var n = (int)Math.Min(WindowGranules, localGranules - first);
-            await Task.Run(() => HashScan.GranuleHashes(local, first, n, mine, buffer), ct);
+            await Task.Run(() => scan.GranuleHashes(local, first, n, mine, mineBlocks), ct);
 
             // Granules the partner's copy does not reach compare with zeros (it grows into zeros).
             var fromRemote = (int)Math.Clamp(remoteGranules - first, 0, n);
@@ -61,10 +67,10 @@ public static class HashScanner
                 await theirs.ReadExactlyAsync(remoteHashes.AsMemory(0, fromRemote * HashScan.HashBytes), ct);
             }
 
-            differing.Clear();
+            var differing = new List<long>();
             for (var g = 0; g < n; g++)
             {
-                var expected = g < fromRemote ? remoteHashes.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes) : HashScan.ZeroGranule;
+                var expected = g < fromRemote ? remoteHashes.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes) : scan.ZeroGranule;
                 if (!mine.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(expected))
                 {
                     differing.Add(first + g);
@@ -73,7 +79,18 @@ public static class HashScanner
 
             differingGranules += differing.Count;
             differingAsked += differing.Count(g => g < remoteGranules);
-            await ResolveBlocksAsync(http, remote, local, scanBase, remoteGranules, differing, ranges, ct);
+            var blocks = new byte[differing.Count * PerGranule];
+            for (var i = 0; i < differing.Count; i++)
+            {
+                mineBlocks.AsSpan((int)(differing[i] - first) * PerGranule, PerGranule).CopyTo(blocks.AsSpan(i * PerGranule));
+            }
+
+            resolving.Add(ResolveBlocksAsync(http, remote, scan, local.SizeBytes, scanBase, remoteGranules, differing, blocks, ct));
+            if (resolving.Count(t => !t.IsCompleted) > 2)
+            {
+                await Task.WhenAny(resolving.Where(t => !t.IsCompleted));
+            }
+
             progress(Math.Min(local.SizeBytes, (first + n) * HashScan.GranuleBytes));
         }
 
@@ -82,22 +99,38 @@ public static class HashScanner
             throw new StorageException(StorageError.Unavailable, "the partner sent more granule hashes than its copy has");
         }
 
+        var ranges = new List<(long Offset, long Length)>();
+        foreach (var window in await Task.WhenAll(resolving))
+        {
+            foreach (var range in window)
+            {
+                if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == range.Offset)
+                {
+                    ranges[^1] = (ranges[^1].Offset, ranges[^1].Length + range.Length);
+                }
+                else
+                {
+                    ranges.Add(range);
+                }
+            }
+        }
+
         // On the link: every granule hash of the partner's copy, then for each differing granule it
         // has, its index up and its block hashes down.
-        var asked = differingAsked;
-        return new ScanPlan(scanBase, ranges, local.SizeBytes, differingGranules, (remoteGranules * HashScan.HashBytes) + (asked * (8 + (HashScan.HashBytes * HashScan.BlocksPerGranule))));
+        return new ScanPlan(scanBase, ranges, local.SizeBytes, differingGranules, (remoteGranules * HashScan.HashBytes) + (differingAsked * (8 + PerGranule)));
     }
 
-    /// <summary>Compares the block hashes of differing granules and appends the blocks that differ (merged into ranges).</summary>
-    private static async Task ResolveBlocksAsync(HttpClient http, string remote, SnapshotDevice local, ScanBaseDto scanBase, long remoteGranules, List<long> granules, List<(long Offset, long Length)> ranges, CancellationToken ct)
+    /// <summary>Compares the partner's block hashes of differing granules with <paramref name="mine"/> (theirs, in the same order) and returns the blocks that differ, merged into ranges.</summary>
+    private static async Task<List<(long Offset, long Length)>> ResolveBlocksAsync(HttpClient http, string remote, HashScan scan, long size, ScanBaseDto scanBase, long remoteGranules, List<long> granules, byte[] mine, CancellationToken ct)
     {
+        var ranges = new List<(long Offset, long Length)>();
         if (granules.Count == 0)
         {
-            return;
+            return ranges;
         }
 
         var asked = granules.Where(g => g < remoteGranules).ToList();
-        var remoteHashes = new byte[asked.Count * HashScan.HashBytes * HashScan.BlocksPerGranule];
+        var remoteHashes = new byte[asked.Count * PerGranule];
         if (asked.Count > 0)
         {
             var body = new byte[asked.Count * 8];
@@ -108,49 +141,45 @@ public static class HashScanner
 
             using var content = new ByteArrayContent(body);
             content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-            using var response = await http.PostAsync($"{remote}/scan/{scanBase.SnapshotId}/blocks", content, ct);
+            using var response = await http.PostAsync($"{remote}/scan/{scanBase.SnapshotId}/blocks?key={scan.Key}", content, ct);
             await PartnerLink.EnsureSuccessAsync(response, "the partner could not hash its copy's blocks", ct);
             await using var stream = await response.Content.ReadAsStreamAsync(ct);
             await stream.ReadExactlyAsync(remoteHashes, ct);
         }
 
-        await Task.Run(
-            () =>
+        // Granules the partner asked about come first in its answer, in order; the others (past
+        // the end of its copy) compare with zero blocks.
+        var a = 0;
+        for (var i = 0; i < granules.Count; i++)
+        {
+            var granule = granules[i];
+            var theirs = granule < remoteGranules ? remoteHashes.AsMemory(a++ * PerGranule, PerGranule) : Memory<byte>.Empty;
+            for (var b = 0; b < HashScan.BlocksPerGranule; b++)
             {
-                var buffer = new byte[HashScan.GranuleBytes];
-                var mine = new byte[HashScan.HashBytes * HashScan.BlocksPerGranule];
-                var perGranule = HashScan.HashBytes * HashScan.BlocksPerGranule;
-                var a = 0;
-                foreach (var granule in granules)
+                var offset = (granule * HashScan.GranuleBytes) + (b * HashScan.BlockBytes);
+                if (offset >= size)
                 {
-                    HashScan.BlockHashes(local, granule, mine, buffer);
-                    var theirs = granule < remoteGranules ? remoteHashes.AsSpan(a++ * perGranule, perGranule) : default;
-                    for (var b = 0; b < HashScan.BlocksPerGranule; b++)
-                    {
-                        var offset = (granule * HashScan.GranuleBytes) + (b * HashScan.BlockBytes);
-                        if (offset >= local.SizeBytes)
-                        {
-                            break;
-                        }
-
-                        var expected = theirs.IsEmpty ? HashScan.ZeroBlock : theirs.Slice(b * HashScan.HashBytes, HashScan.HashBytes);
-                        if (mine.AsSpan(b * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(expected))
-                        {
-                            continue;
-                        }
-
-                        var length = Math.Min(HashScan.BlockBytes, local.SizeBytes - offset);
-                        if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == offset)
-                        {
-                            ranges[^1] = (ranges[^1].Offset, ranges[^1].Length + length);
-                        }
-                        else
-                        {
-                            ranges.Add((offset, length));
-                        }
-                    }
+                    break;
                 }
-            },
-            ct);
+
+                var expected = theirs.IsEmpty ? scan.ZeroBlock : theirs.Span.Slice(b * HashScan.HashBytes, HashScan.HashBytes);
+                if (mine.AsSpan((i * PerGranule) + (b * HashScan.HashBytes), HashScan.HashBytes).SequenceEqual(expected))
+                {
+                    continue;
+                }
+
+                var length = Math.Min(HashScan.BlockBytes, size - offset);
+                if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == offset)
+                {
+                    ranges[^1] = (ranges[^1].Offset, ranges[^1].Length + length);
+                }
+                else
+                {
+                    ranges.Add((offset, length));
+                }
+            }
+        }
+
+        return ranges;
     }
 }

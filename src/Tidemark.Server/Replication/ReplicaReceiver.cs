@@ -518,26 +518,27 @@ public sealed class ReplicaReceiver
         }
     }
 
-    /// <summary>Writes the granule hashes of a scan base, all of them, in order (16 bytes per 64 KiB).</summary>
-    public async Task WriteGranuleHashesAsync(string volume, Guid scanBase, Stream output, CancellationToken cancellationToken)
+    /// <summary>Writes the granule hashes of a scan base under the scan's key, all of them, in order (16 bytes per 64 KiB).</summary>
+    public async Task WriteGranuleHashesAsync(string volume, Guid scanBase, long key, Stream output, CancellationToken cancellationToken)
     {
         var device = OpenScanBase(volume, scanBase);
+        var scan = new HashScan(key);
         var count = HashScan.GranuleCount(device.SizeBytes);
-        const int Batch = 1024; // 64 MiB of the volume, 16 KiB of hashes
-        var buffer = new byte[1 << 20];
+        const int Batch = 4096; // 256 MiB of the volume, 64 KiB of hashes
         var hashes = new byte[Batch * HashScan.HashBytes];
         for (long first = 0; first < count; first += Batch)
         {
             var n = (int)Math.Min(Batch, count - first);
-            HashScan.GranuleHashes(device, first, n, hashes, buffer);
+            scan.GranuleHashes(device, first, n, hashes);
             await output.WriteAsync(hashes.AsMemory(0, n * HashScan.HashBytes), cancellationToken);
         }
     }
 
     /// <summary>Writes the 16 block hashes of each granule named in <paramref name="granules"/> (little-endian indexes), in that order.</summary>
-    public async Task WriteBlockHashesAsync(string volume, Guid scanBase, Stream granules, Stream output, CancellationToken cancellationToken)
+    public async Task WriteBlockHashesAsync(string volume, Guid scanBase, long key, Stream granules, Stream output, CancellationToken cancellationToken)
     {
         var device = OpenScanBase(volume, scanBase);
+        var scan = new HashScan(key);
         var count = HashScan.GranuleCount(device.SizeBytes);
         var buffer = new byte[HashScan.GranuleBytes];
         var index = new byte[8];
@@ -550,7 +551,7 @@ public sealed class ReplicaReceiver
                 throw new StorageException(StorageError.InvalidArgument, $"granule {granule} is outside {volume} ({count} granules)");
             }
 
-            HashScan.BlockHashes(device, granule, hashes, buffer);
+            scan.BlockHashes(device, granule, hashes, buffer);
             await output.WriteAsync(hashes, cancellationToken);
         }
 
