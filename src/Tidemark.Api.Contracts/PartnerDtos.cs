@@ -27,7 +27,7 @@ public sealed record PartialReceiveDto(Guid SnapshotId, long AppliedOffset, bool
 public sealed record GroupMemberCommitDto(string Volume, Guid SnapshotId);
 
 /// <summary>Commits a replicated group's members' snapshots together at the receiver.</summary>
-public sealed record GroupCommitRequest(string Group, IReadOnlyList<GroupMemberCommitDto> Members);
+public sealed record GroupCommitRequest(string Group, IReadOnlyList<GroupMemberCommitDto> Members, bool Reverse = false);
 
 /// <summary>
 /// A volume replicated to a partner. <see cref="State"/>: "active", "suspended" (the partner fails
@@ -55,7 +55,26 @@ public sealed record ReplicaDto(
     IReadOnlyList<string>? GroupMembers = null,
     bool AfterPolicySnapshots = false,
     bool Seed = false,
-    long LastScannedBytes = 0);
+    long LastScannedBytes = 0,
+    IReadOnlyList<StandbyExportDto>? StandbyExports = null,
+    double? LastCompressionRatio = null,
+    ReplicaSyncProgressDto? Syncing = null);
+
+/// <summary>
+/// A sync under way: bytes of changed ranges covered of the total known from the diff (or scanned and
+/// then found differing, for a hash scan), and the time left at this run's rate (what an interrupted
+/// attempt already sent does not count towards the rate).
+/// </summary>
+public sealed record ReplicaSyncProgressDto(DateTimeOffset StartedAt, long Done, long? Total, double? Percent, double? EtaSeconds);
+
+/// <summary>
+/// An export prepared at the partner for the replica, brought up there when the replica is promoted
+/// (also with this site unreachable). <see cref="Protocol"/> "nbd" or "iscsi"; <see cref="Name"/>
+/// defaults to the replica volume's name; <see cref="Iqn"/> and <see cref="AllowedInitiators"/> are
+/// iSCSI's (the initiators of the standby hosts). For a group, NBD exports one export per member
+/// (NAME-MEMBER, or the member's name) and iSCSI one target with the members as LUNs.
+/// </summary>
+public sealed record StandbyExportDto(string Protocol, string? Name = null, string? Iqn = null, IReadOnlyList<string>? AllowedInitiators = null);
 
 /// <param name="Every">Sync automatically this often ("30s", "5m", "1h"); null: only on request.</param>
 /// <param name="Bandwidth">At most this many bytes per second on the link ("20M"); null: no limit.</param>
@@ -64,7 +83,8 @@ public sealed record ReplicaDto(
 /// The partner's volume already holds a copy of this one (an imported stream, a restored backup, a disk
 /// copy): the first sync compares the two by a hash scan and sends only the blocks that differ.
 /// </param>
-public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false, bool Seed = false);
+/// <param name="StandbyExports">Exports prepared at the partner, brought up there on promotion.</param>
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false, bool Seed = false, IReadOnlyList<StandbyExportDto>? StandbyExports = null);
 
 /// <summary>
 /// The receiving side's answer to a hash scan: the snapshot of its volume the scan compares against
@@ -72,8 +92,8 @@ public sealed record CreateReplicaRequest(string Volume, string Partner, string?
 /// </summary>
 public sealed record ScanBaseDto(Guid SnapshotId, string SnapshotName, long SizeBytes, int LogicalBlockSizeBytes);
 
-/// <summary>Changes a replica's schedule or bandwidth limit; null leaves a field as it is, "off" clears it.</summary>
-public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null);
+/// <summary>Changes a replica's schedule, bandwidth limit or standby exports; null leaves a field as it is, "off" (an empty list) clears it.</summary>
+public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null, IReadOnlyList<StandbyExportDto>? StandbyExports = null);
 
 /// <summary>
 /// A volume replicated into this server: <see cref="Partner"/> sends it from its volume
@@ -87,7 +107,8 @@ public sealed record IncomingReplicaDto(
     DateTimeOffset? LastSnapshotCreatedAt,
     DateTimeOffset? LastReceivedAt,
     bool Promoted,
-    string? Group = null);
+    string? Group = null,
+    IReadOnlyList<CreateExportRequest>? StandbyExports = null);
 
 /// <summary>What a promotion did: the snapshot the volume now starts from, and for a fail-back what happened at the other site.</summary>
 public sealed record PromoteResultDto(SnapshotDto Snapshot, string? Note);

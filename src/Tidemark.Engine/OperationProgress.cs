@@ -33,6 +33,20 @@ public sealed class OperationProgress
     /// <summary>Units of <see cref="Done"/> that were done before this run (a resumed transfer): they do not count towards the rate.</summary>
     public long Skipped => Interlocked.Read(ref _skipped);
 
+    /// <summary>
+    /// Seconds left at this run's rate after <paramref name="elapsed"/> (units done before it, by an
+    /// interrupted attempt, do not count towards the rate); null while the total or the rate is unknown.
+    /// </summary>
+    public double? EtaSeconds(TimeSpan elapsed)
+    {
+        var total = Total;
+        var done = Done;
+        var doneHere = done - Skipped;
+        return total is > 0 && doneHere > 0 && elapsed.TotalSeconds > 0.5
+            ? Math.Max(0, (total.Value - done) / (doneHere / elapsed.TotalSeconds))
+            : null;
+    }
+
     /// <summary>Counts units done earlier (by an interrupted attempt) as done, without crediting this run's rate with them.</summary>
     public void Skip(long units)
     {

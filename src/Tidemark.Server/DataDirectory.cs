@@ -39,6 +39,9 @@ public sealed class DataDirectory
     /// <summary>How far interrupted incoming transfers durably got (so they resume, also after a restart).</summary>
     public string ReceivingPath => Path.Combine(Root, "receiving.json");
 
+    /// <summary>Exports prepared for incoming replicas, brought up when they are promoted.</summary>
+    public string StandbyPath => Path.Combine(Root, "standby.json");
+
     public string PartnersPath => Path.Combine(Root, "partners.json");
 
     public string IdentityPath => Path.Combine(Root, "identity");

@@ -311,7 +311,7 @@ public sealed partial class ExportRegistry
         return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, state, entry.Problem, url, TlsRequired: r.TlsRequired, LocalUrl: localUrl);
     }
 
-    private static void CheckName(string name)
+    internal static void CheckName(string name)
     {
         var ok = name.Length is > 0 and <= MaxNameLength
             && char.IsAsciiLetterOrDigit(name[0])

@@ -251,7 +251,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
                 data.PoliciesPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
-            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, data.PromotedPath, data.IncomingPath, data.ReceivingPath)
+            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath)
             {
                 WritableExports = sp.GetRequiredService<ExportRegistry>().WritableExportsOf,
             });
@@ -267,6 +267,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             {
                 RetryDelay = ServerSettings.Duration(settings.ReplicationRetryDelay, "replication-retry-delay"),
                 LastPolicySnapshot = sp.GetRequiredService<PolicyManager>().LastSnapshotOf,
+                CreateExport = sp.GetRequiredService<ExportRegistry>().Create,
             });
             builder.Services.AddHostedService(sp => new ReplicaScheduler(
                 sp.GetRequiredService<ReplicaManager>(),

@@ -75,6 +75,66 @@ public sealed class GroupReplicationTests : IAsyncLifetime
         Assert.True((await dr.VerifyAsync()).Clean);
     }
 
+    [Fact]
+    public async Task Group_FailsBackAsOneUnit_AndReplicatesHomeAgain()
+    {
+        using var home = _sites.Primary.Client();
+        using var dr = _sites.Dr.Client();
+        await Pairing.PairAsync(_sites.Primary, "dr", _sites.Dr, "home");
+        string[] members = ["db", "log"];
+        foreach (var member in members)
+        {
+            await home.CreateVolumeAsync(new CreateVolumeRequest(member, 16 << 20));
+            await WriteRandomAsync((await home.CreateExportAsync(new CreateExportRequest(member, member, "nbd"))).Url!, 0, 2 << 20);
+        }
+
+        await home.CreateGroupAsync(new CreateGroupRequest("app", members));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("app", "dr"));
+        await home.SyncReplicaAsync("app");
+        foreach (var member in members)
+        {
+            await home.DeleteExportAsync(member);
+        }
+
+        // The DR site takes over the group and works on both members.
+        await dr.PromoteReplicaAsync("app");
+        foreach (var member in members)
+        {
+            var export = await dr.CreateExportAsync(new CreateExportRequest(member, $"{member}-dr", "nbd"));
+            await WriteRandomAsync(export.Url!, 4 << 20, 128 << 10);
+            await dr.DeleteExportAsync($"{member}-dr");
+        }
+
+        // Home is back: the group goes back as one unit, then home becomes the primary again.
+        var back = await dr.ReverseReplicaAsync("app");
+        var held = await home.GetReplicaAsync("app");
+        var promotedHome = await home.PromoteReplicaAsync("app");
+
+        Assert.Equal("reverse", back.State);
+        Assert.Equal(members, back.GroupMembers);
+        Assert.True(back.LastRangeBytes <= 1 << 20, $"the group fail-back covered {back.LastRangeBytes} bytes for 256 KiB changed");
+        foreach (var member in members)
+        {
+            Assert.Equal(await HashAsync(_sites.Dr, $"{member}@{back.LastSnapshot}"), await HashAsync(_sites.Primary, $"{member}@{back.LastSnapshot}"));
+        }
+
+        Assert.Equal("suspended", held.State);
+        Assert.Contains("dr made db, log replicas again", promotedHome.Note, StringComparison.Ordinal);
+        Assert.Empty(await dr.ListReplicasAsync());
+        Assert.All(await dr.ListIncomingAsync(), r => Assert.False(r.Promoted));
+
+        // And the original direction runs again, as a group.
+        var again = await home.CreateExportAsync(new CreateExportRequest("log", "log", "nbd"));
+        await WriteRandomAsync(again.Url!, 8 << 20, 64 << 10);
+        var forward = await home.SyncReplicaAsync("app");
+        Assert.Null(forward.LastError);
+        Assert.True(forward.LastRangeBytes <= 1 << 20, $"the sync after fail-back covered {forward.LastRangeBytes} bytes for 64 KiB changed");
+        foreach (var member in members)
+        {
+            Assert.Equal(await HashAsync(_sites.Primary, $"{member}@{forward.LastSnapshot}"), await HashAsync(_sites.Dr, $"{member}@{forward.LastSnapshot}"));
+        }
+    }
+
     private async Task WriteRandomAsync(string url, long offset, int length)
     {
         var file = _sites.Temp.Combine($"random-{Guid.NewGuid():N}.bin");

@@ -207,6 +207,31 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(((string?)null, "1h"), (cleared.Bandwidth, cleared.Every));
     }
 
+    [Fact]
+    public async Task ReplicaShow_DuringASync_ReportsProgressWithAnEta()
+    {
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("big", 16 << 20));
+        var live = await primary.CreateExportAsync(new CreateExportRequest("big", "big", "nbd"));
+        await WriteRandomAsync(live.Url!, 0, 4 << 20);
+        await primary.CreateReplicaAsync(new CreateReplicaRequest("big", "dr", Bandwidth: "512K")); // about 8 s
+
+        var sync = primary.SyncReplicaAsync("big");
+        var during = await WaitForAsync(primary, "big", r => r.Syncing is { EtaSeconds: not null, Done: > 0 });
+        var shown = (await CliProcess.RunAsync("replica", "show", "big", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
+        var done = await sync;
+        var after = await primary.GetReplicaAsync("big");
+
+        Assert.Equal(4 << 20, during.Syncing!.Total);
+        Assert.InRange(during.Syncing.EtaSeconds!.Value, 0, 20);
+        Assert.Contains("ETA", shown, StringComparison.Ordinal);
+        Assert.Null(after.Syncing);
+        Assert.Null(done.LastError);
+        Assert.InRange(after.LastCompressionRatio!.Value, 0.9, 1.1); // random data does not compress
+    }
+
     private static async Task<ReplicaDto> WaitForAsync(TidemarkClient client, string volume, Func<ReplicaDto, bool> condition)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));

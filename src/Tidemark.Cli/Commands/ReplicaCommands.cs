@@ -16,16 +16,18 @@ public static class ReplicaCommands
         var bandwidth = new Option<string?>("--bandwidth") { Description = "at most this many bytes per second on the link, e.g. 20M (default: no limit)" };
         var afterPolicy = new Option<bool>("--after-policy-snapshots") { Description = "also sync after each snapshot a policy takes of it" };
         var seed = new Option<bool>("--seed") { Description = "the partner's volume already holds a copy (an imported stream, a restored backup, a disk copy): the first sync compares both by hash scan and sends only the blocks that differ" };
-        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole (or only what differs from a --seed), later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy, seed };
+        var (standby, standbyIqn, standbyInitiators) = StandbyOptions();
+        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole (or only what differs from a --seed), later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy, seed, standby, standbyIqn, standbyInitiators };
         create.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy), p.GetValue(seed)), ct)], json));
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy), p.GetValue(seed), Standby(p.GetValue(standby), p.GetValue(standbyIqn), p.GetValue(standbyInitiators))), ct)], json));
 
         var updateVolume = new Argument<string>("volume") { Description = "replicated volume" };
         var updateEvery = new Option<string?>("--every") { Description = "sync automatically this often (30s, 5m, 1h), or off" };
         var updateBandwidth = new Option<string?>("--bandwidth") { Description = "bytes per second at most on the link (20M), or off" };
-        var update = new Command("update", "Change a replica's schedule or bandwidth limit (from its next sync)") { updateVolume, updateEvery, updateBandwidth };
+        var (updateStandby, updateStandbyIqn, updateStandbyInitiators) = StandbyOptions();
+        var update = new Command("update", "Change a replica's schedule, bandwidth limit or standby exports (from its next sync)") { updateVolume, updateEvery, updateBandwidth, updateStandby, updateStandbyIqn, updateStandbyInitiators };
         update.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.UpdateReplicaAsync(p.GetValue(updateVolume)!, new UpdateReplicaRequest(p.GetValue(updateEvery), p.GetValue(updateBandwidth)), ct)], json));
+            Print([await client.UpdateReplicaAsync(p.GetValue(updateVolume)!, new UpdateReplicaRequest(p.GetValue(updateEvery), p.GetValue(updateBandwidth), Standby(p.GetValue(updateStandby), p.GetValue(updateStandbyIqn), p.GetValue(updateStandbyInitiators))), ct)], json));
 
         var list = new Command("list", "List replicas with their lag (age of the newest replicated snapshot) and last error");
         list.SetClientAction(async (_, client, json, ct) => Print(await client.ListReplicasAsync(ct), json));
@@ -104,6 +106,36 @@ public static class ReplicaCommands
         return new Command("replica", "Replication of volumes to paired servers") { create, update, list, show, sync, delete, promote, reverse, demote, incoming };
     }
 
+    private static (Option<string[]> Exports, Option<string?> Iqn, Option<string[]> Initiators) StandbyOptions() => (
+        new Option<string[]>("--standby-export") { Description = "an export the partner brings up when it promotes the replica: nbd, nbd:NAME, iscsi or iscsi:NAME (repeat for several; 'off' removes them)", AllowMultipleArgumentsPerToken = false },
+        new Option<string?>("--standby-iqn") { Description = "IQN of the iSCSI standby export (default: iqn.2026-11.dev.tidemark:NAME)" },
+        new Option<string[]>("--standby-initiator") { Description = "an initiator (IQN) the iSCSI standby export admits, e.g. the standby mail server's (repeat; default: any)" });
+
+    /// <summary>"nbd", "nbd:NAME", "iscsi", "iscsi:NAME"; "off" alone clears; nothing given leaves them (null).</summary>
+    private static List<StandbyExportDto>? Standby(string[]? exports, string? iqn, string[]? initiators)
+    {
+        if (exports is null or { Length: 0 })
+        {
+            return iqn is null && initiators is null or { Length: 0 } ? null : throw new CliException("--standby-iqn and --standby-initiator go with --standby-export iscsi");
+        }
+
+        if (exports is ["off"])
+        {
+            return [];
+        }
+
+        return [.. exports.Select(e =>
+        {
+            var (protocol, name) = e.IndexOf(':', StringComparison.Ordinal) is var colon and >= 0 ? (e[..colon], e[(colon + 1)..]) : (e, null);
+            return protocol switch
+            {
+                "nbd" => new StandbyExportDto("nbd", name),
+                "iscsi" => new StandbyExportDto("iscsi", name, iqn, initiators is { Length: > 0 } ? initiators : null),
+                _ => throw new CliException($"--standby-export takes nbd, nbd:NAME, iscsi or iscsi:NAME, not '{e}'"),
+            };
+        })];
+    }
+
     private static void Print(IReadOnlyList<ReplicaDto> replicas, bool json)
     {
         if (json)
@@ -113,7 +145,7 @@ public static class ReplicaCommands
         }
 
         Output.Table(
-            ["VOLUME", "PARTNER", "AS", "STATE", "LAST SNAPSHOT", "LAG", "LAST SENT", "TOTAL SENT", "RETRIES", "LAST ERROR"],
+            ["VOLUME", "PARTNER", "AS", "STATE", "LAST SNAPSHOT", "LAG", "SYNCING", "LAST SENT", "RATIO", "TOTAL SENT", "RETRIES", "LAST ERROR"],
             replicas.Select(r => (IReadOnlyList<string>)[
                 r.Volume,
                 r.Partner,
@@ -121,7 +153,9 @@ public static class ReplicaCommands
                 r.State,
                 r.LastSnapshot ?? "-",
                 r.LagSeconds is { } lag ? TimeSpan.FromSeconds(Math.Round(lag)).ToString("g", CultureInfo.InvariantCulture) : "-",
+                r.Syncing is { } s ? $"{(s.Percent is { } p ? $"{p:F0}%" : Output.Size(s.Done))}{(s.EtaSeconds is { } eta ? $" ETA {TimeSpan.FromSeconds(Math.Round(eta)).ToString("g", CultureInfo.InvariantCulture)}" : "")}" : "-",
                 Output.Size(r.LastBytesSent),
+                r.LastCompressionRatio is { } ratio ? $"{ratio:F2}x" : "-",
                 Output.Size(r.BytesSent),
                 r.Retries.ToString(CultureInfo.InvariantCulture),
                 r.LastError ?? "-"]));

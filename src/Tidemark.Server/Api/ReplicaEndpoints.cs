@@ -61,7 +61,7 @@ public static class ReplicaEndpoints
             .WithName("replica.demote");
         incoming.MapPost("/{volume}/reverse", (HttpContext c, ReplicaReceiver r, ReplicaManager m, JobManager j, string volume, double? wait) =>
         {
-            if (r.FindIncoming(volume) is null)
+            if (r.FindIncoming(volume) is null && r.GroupMembers(volume).Count == 0)
             {
                 throw new StorageException(StorageError.NotFound, $"{volume} was not replicated into this server; only a promoted replica can be sent back to its source");
             }
@@ -81,9 +81,15 @@ public static class ReplicaEndpoints
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.reverse");
 
-        app.MapPost($"{PartnerLink.PathPrefix}/groups/commit", (HttpContext context, ReplicaReceiver r, GroupCommitRequest request) =>
+        app.MapPost($"{PartnerLink.PathPrefix}/groups/commit", (HttpContext context, ReplicaReceiver r, ReplicaManager m, GroupCommitRequest request) =>
         {
-            return TypedResults.Ok(r.CommitGroup(PartnerOf(context), request).Select(s => s.ToDto()).ToList());
+            var committed = r.CommitGroup(PartnerOf(context), request);
+            if (request.Reverse)
+            {
+                m.SuspendForFailBack(request.Group.Split('/')[0], PartnerOf(context));
+            }
+
+            return TypedResults.Ok(committed.Select(s => s.ToDto()).ToList());
         }).ExcludeFromDescription().WithName("replica.group-commit");
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
@@ -99,6 +105,11 @@ public static class ReplicaEndpoints
         {
             context.Response.ContentType = "application/octet-stream";
             await Task.Run(() => r.WriteBlockHashesAsync(volume, scanBase, key, context.Request.Body, context.Response.Body, context.RequestAborted), context.RequestAborted);
+        });
+        link.MapPost("/standby", (HttpContext context, ReplicaReceiver r, string volume, List<CreateExportRequest> exports) =>
+        {
+            r.SetStandbyExports(volume, PartnerOf(context), exports);
+            return TypedResults.NoContent();
         });
         link.MapPost("/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())));
         link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse, string? group) =>

@@ -244,13 +244,7 @@ public sealed class Job
         var done = Progress.Done;
         var total = Progress.Total;
         double? percent = state == JobState.Succeeded ? 100 : total is > 0 ? Math.Min(100, 100.0 * done / total.Value) : null;
-        double? eta = null;
-        var elapsed = Elapsed.TotalSeconds;
-        var doneHere = done - Progress.Skipped; // what a resumed transfer skipped says nothing about its rate
-        if (state == JobState.Running && total is > 0 && doneHere > 0 && elapsed > 0.5)
-        {
-            eta = Math.Max(0, (total.Value - done) / (doneHere / elapsed));
-        }
+        var eta = state == JobState.Running ? Progress.EtaSeconds(Elapsed) : null;
 
         var error = Exception is OperationCanceledException ? "cancelled at the administrator's request" : Exception?.Message;
         var code = Exception switch

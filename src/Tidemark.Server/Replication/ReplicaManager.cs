@@ -66,6 +66,9 @@ public sealed class ReplicaManager : IDisposable
     /// <summary>When a snapshot policy last snapshotted a volume or group (for replicas that follow policy snapshots).</summary>
     public Func<string, DateTimeOffset?> LastPolicySnapshot { get; set; } = _ => null;
 
+    /// <summary>Brings up an export (the standby exports of a promoted replica).</summary>
+    public Func<CreateExportRequest, ExportDto>? CreateExport { get; set; }
+
     /// <summary>Backoff between attempts; tests shorten it.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -125,7 +128,8 @@ public sealed class ReplicaManager : IDisposable
 
             CheckEvery(request.Every);
             CheckBandwidth(request.Bandwidth);
-            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed };
+            CheckStandby(request.StandbyExports);
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList() };
             _replicas[state.Volume] = state;
             Save();
             return ToDto(state);
@@ -139,9 +143,15 @@ public sealed class ReplicaManager : IDisposable
         var bandwidth = Off(request.Bandwidth);
         CheckEvery(every);
         CheckBandwidth(bandwidth);
+        CheckStandby(request.StandbyExports);
         lock (_lock)
         {
             var state = Find(volume);
+            if (request.StandbyExports is not null)
+            {
+                state.StandbyExports = [.. request.StandbyExports]; // sent to the partner with the next sync
+            }
+
             if (request.Every is not null)
             {
                 state.Every = every;
@@ -177,6 +187,95 @@ public sealed class ReplicaManager : IDisposable
         {
             throw new StorageException(StorageError.InvalidArgument, $"{ex.Message} (how often to sync, e.g. 30s, 5m, 1h)", ex);
         }
+    }
+
+    private static void CheckStandby(IReadOnlyList<StandbyExportDto>? exports)
+    {
+        foreach (var export in exports ?? [])
+        {
+            if (export.Protocol is not ("nbd" or "iscsi"))
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"a standby export is 'nbd' or 'iscsi' (optionally with a name, nbd:NAME), not '{export.Protocol}'");
+            }
+
+            if (export.Name is not null)
+            {
+                ExportRegistry.CheckName(export.Name);
+            }
+
+            if (export.Protocol == "nbd" && (export.Iqn is not null || export.AllowedInitiators is { Count: > 0 }))
+            {
+                throw new StorageException(StorageError.InvalidArgument, "an IQN and allowed initiators belong to an iSCSI standby export, not an NBD one");
+            }
+        }
+    }
+
+    /// <summary>What each replica volume at the partner gets as standby exports (every member an entry, maybe empty).</summary>
+    private Dictionary<string, List<CreateExportRequest>> ResolveStandby(ReplicaState state)
+    {
+        var members = state.IsGroup ? Members(state).ToList() : [state.RemoteVolume];
+        var result = members.ToDictionary(m => m, _ => new List<CreateExportRequest>(), StringComparer.Ordinal);
+        foreach (var export in state.StandbyExports ?? [])
+        {
+            if (export.Protocol == "nbd")
+            {
+                foreach (var member in members)
+                {
+                    var name = export.Name is null ? member : state.IsGroup ? $"{export.Name}-{member}" : export.Name;
+                    result[member].Add(new CreateExportRequest(member, name, "nbd"));
+                }
+            }
+            else if (members.Count > 0)
+            {
+                result[members[0]].Add(new CreateExportRequest(
+                    members[0],
+                    export.Name ?? (state.IsGroup ? state.Volume : members[0]),
+                    "iscsi",
+                    AdditionalTargets: members.Count > 1 ? members[1..] : null,
+                    Iqn: export.Iqn,
+                    AllowedInitiators: export.AllowedInitiators));
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>Tells the partner which exports to bring up when it promotes the replica (with every sync: it must know them before a disaster).</summary>
+    private async Task SendStandbyAsync(HttpClient http, ReplicaState state, CancellationToken ct)
+    {
+        if (state.StandbyExports is null || state.Reverse)
+        {
+            return;
+        }
+
+        foreach (var (member, exports) in ResolveStandby(state))
+        {
+            using var response = await http.PostAsJsonAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(member)}/standby", exports, ApiJson.Options, ct);
+            await PartnerLink.EnsureSuccessAsync(response, $"the partner did not take the standby exports of {member}", ct);
+        }
+    }
+
+    /// <summary>Brings up the exports prepared for promoted volumes; says what came up and what could not (the promotion stands either way).</summary>
+    private string? BringUpStandby(IEnumerable<string> volumes)
+    {
+        var lines = new List<string>();
+        foreach (var volume in volumes)
+        {
+            foreach (var export in _receiver.StandbyExportsOf(volume) ?? [])
+            {
+                try
+                {
+                    var up = CreateExport?.Invoke(export) ?? throw new InvalidOperationException("no export registry");
+                    lines.Add($"standby export {up.Name} ({up.Protocol}) is up{(up.Url is null ? "" : $": {up.Url}")}");
+                }
+                catch (StorageException ex)
+                {
+                    lines.Add($"standby export {export.Name} ({export.Protocol}) could not come up: {ex.Message}");
+                }
+            }
+        }
+
+        return lines.Count == 0 ? null : string.Join("; ", lines);
     }
 
     /// <summary>Bytes per second, at least 64 KiB/s (below that a sync of any size would take hours).</summary>
@@ -229,7 +328,13 @@ public sealed class ReplicaManager : IDisposable
             // members' snapshots together only when every stream is in.
             IReadOnlyList<SnapshotInfo> snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
             var snapshot = snapshots[0];
+            progress ??= new OperationProgress(cancellationToken);
             var tracker = new SyncProgress(progress);
+            lock (_lock)
+            {
+                state.Running = (progress, started);
+            }
+
             using var http = PartnerLink.Create(_identity, partner, Timeout.InfiniteTimeSpan);
             Exception? last = null;
             long sent = 0, rangeBytes = 0;
@@ -309,6 +414,11 @@ public sealed class ReplicaManager : IDisposable
         }
         finally
         {
+            lock (_lock)
+            {
+                state.Running = null;
+            }
+
             _syncing.Release();
         }
     }
@@ -361,6 +471,7 @@ public sealed class ReplicaManager : IDisposable
     /// </summary>
     private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, CancellationToken ct)
     {
+        await SendStandbyAsync(http, state, ct);
         var plans = new List<(SnapshotInfo Snapshot, string Remote, SnapshotInfo? Common, long Resume, bool Scan)>();
         var committed = 0;
         foreach (var snapshot in snapshots)
@@ -413,7 +524,7 @@ public sealed class ReplicaManager : IDisposable
 
         if (state.IsGroup)
         {
-            var commit = new GroupCommitRequest($"{state.Volume}/{snapshots[0].Name}", [.. snapshots.Select(s => new GroupMemberCommitDto(s.Volume, s.Id))]);
+            var commit = new GroupCommitRequest($"{state.Volume}/{snapshots[0].Name}", [.. snapshots.Select(s => new GroupMemberCommitDto(s.Volume, s.Id))], state.Reverse);
             using var response = await http.PostAsJsonAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/groups/commit", commit, ApiJson.Options, ct);
             if (!response.IsSuccessStatusCode)
             {
@@ -506,6 +617,11 @@ public sealed class ReplicaManager : IDisposable
     /// </summary>
     public async Task<ReplicaDto> ReverseAsync(string volume, OperationProgress? progress, CancellationToken cancellationToken)
     {
+        if (_receiver.FindIncoming(volume) is null && _receiver.GroupMembers(volume) is { Count: > 0 } members)
+        {
+            return await ReverseGroupAsync(volume, members, progress, cancellationToken);
+        }
+
         var incoming = _receiver.FindIncoming(volume)
             ?? throw new StorageException(StorageError.NotFound, $"{volume} was not replicated into this server; only a promoted replica can be sent back to its source");
         if (!incoming.Promoted)
@@ -530,6 +646,57 @@ public sealed class ReplicaManager : IDisposable
 
         _events.Record("replica.reverse", volume, "server", $"sending {volume} back to {incoming.Partner} as {incoming.SourceVolume} (fail-back)");
         return await SyncAsync(volume, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// Fail-back of a replicated group as one unit: its promoted members are cut together here (a
+    /// group of that name is made of them if this site has none) and sent back into the same volumes
+    /// at the partner, which commits all members' snapshots together and holds its own replication
+    /// of the group until 'replica promote GROUP' there.
+    /// </summary>
+    private async Task<ReplicaDto> ReverseGroupAsync(string group, IReadOnlyList<string> members, OperationProgress? progress, CancellationToken cancellationToken)
+    {
+        var records = members.Select(m => _receiver.FindIncoming(m)!).ToList();
+        if (records.FirstOrDefault(r => !r.Promoted) is { } notPromoted)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"member {notPromoted.Volume} of group {group} is still a replica of {notPromoted.Partner}; promote the group first ('tidemark replica promote {group}')");
+        }
+
+        var partner = records[0].Partner;
+        if (records.Any(r => r.Partner != partner))
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"the members of group {group} came from different partners; send them back one by one");
+        }
+
+        _partners.Get(partner);
+        if (_pool.Groups.FirstOrDefault(g => g.Name == group) is { } existing)
+        {
+            if (!existing.Volumes.Order(StringComparer.Ordinal).SequenceEqual(members.Order(StringComparer.Ordinal)))
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"group {group} here has members {string.Join(", ", existing.Volumes)}, not the replicated {string.Join(", ", members)}; delete or rename it first");
+            }
+        }
+        else
+        {
+            _pool.CreateGroup(group, members);
+        }
+
+        lock (_lock)
+        {
+            if (_replicas.TryGetValue(group, out var replica) && !(replica.Reverse && replica.Partner == partner))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"{group} is already replicated to {replica.Partner}; delete that replica first");
+            }
+
+            if (!_replicas.ContainsKey(group))
+            {
+                _replicas[group] = new ReplicaState { Volume = group, Partner = partner, RemoteVolume = group, Reverse = true, IsGroup = true };
+                Save();
+            }
+        }
+
+        _events.Record("replica.reverse", group, "server", $"sending group {group} ({string.Join(", ", members)}) back to {partner} (fail-back)");
+        return await SyncAsync(group, progress, cancellationToken);
     }
 
     /// <summary>A fail-back stream arrived into <paramref name="volume"/>: this server's replication of it is held until it is promoted here again.</summary>
@@ -562,12 +729,35 @@ public sealed class ReplicaManager : IDisposable
             }
 
             var promoted = members.Select(_receiver.Promote).ToList();
-            _events.Record("replica.promote", volume, "server", $"group {volume} is a primary here: {string.Join(", ", promoted.Select(s => s.Address))}");
-            return (promoted[0], $"promoted the members of group {volume} together: {string.Join(", ", promoted.Select(s => s.Address))}");
+            var standby = BringUpStandby(members);
+            var failBack = await ResumeAfterFailBackAsync(volume, _receiver.FindIncoming(members[0])!.Partner, members, cancellationToken);
+            var groupNote = string.Join("; ", new[] { $"promoted the members of group {volume} together: {string.Join(", ", promoted.Select(s => s.Address))}", standby, failBack }.OfType<string>());
+            _events.Record("replica.promote", volume, "server", groupNote);
+            return (promoted[0], groupNote);
         }
 
         var incoming = _receiver.FindIncoming(volume);
         var snapshot = _receiver.Promote(volume);
+        var note = incoming is null ? null : await ResumeAfterFailBackAsync(volume, incoming.Partner, [incoming.SourceVolume], cancellationToken);
+        if (note is null)
+        {
+            var standby = BringUpStandby([volume]);
+            _events.Record("replica.promote", volume, "server", $"{volume} is a primary here as of {snapshot.Address}{(standby is null ? "" : $"; {standby}")}");
+            return (snapshot, standby);
+        }
+
+        _events.Record("replica.promote", volume, "server", $"{volume} is the primary here again as of {snapshot.Address} (fail-back): {note}");
+        return (snapshot, note);
+    }
+
+    /// <summary>
+    /// After a promotion here: if this site's own replication of <paramref name="volume"/> (a volume
+    /// or group) was held for a fail-back, it resumes and the partner is asked to make its copies
+    /// (<paramref name="remoteVolumes"/>) replicas again. Returns what happened, or null when there
+    /// was no fail-back; the promotion stands either way.
+    /// </summary>
+    private async Task<string?> ResumeAfterFailBackAsync(string volume, string partnerName, IReadOnlyList<string> remoteVolumes, CancellationToken cancellationToken)
+    {
         ReplicaState? resumed = null;
         lock (_lock)
         {
@@ -579,33 +769,27 @@ public sealed class ReplicaManager : IDisposable
             }
         }
 
-        if (resumed is null || incoming is null)
+        if (resumed is null)
         {
-            _events.Record("replica.promote", volume, "server", $"{volume} is a primary here as of {snapshot.Address}");
-            return (snapshot, null);
+            return null;
         }
 
-        string note;
         try
         {
-            var partner = _partners.Get(incoming.Partner);
+            var partner = _partners.Get(partnerName);
             using var http = PartnerLink.Create(_identity, partner, TimeSpan.FromSeconds(30));
-            using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(incoming.SourceVolume)}/demote", null, cancellationToken);
-            if (!response.IsSuccessStatusCode)
+            foreach (var remote in remoteVolumes)
             {
-                var problem = await PartnerLink.TryReadProblemAsync(response, cancellationToken);
-                throw new StorageException(StorageError.Unavailable, problem?.Detail ?? response.ReasonPhrase ?? response.StatusCode.ToString());
+                using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(remote)}/demote", null, cancellationToken);
+                await PartnerLink.EnsureSuccessAsync(response, $"{partnerName} could not demote {remote}", cancellationToken);
             }
 
-            note = $"{incoming.Partner} made {incoming.SourceVolume} a replica again; replication {volume} -> {resumed.Partner} resumes";
+            return $"{partnerName} made {string.Join(", ", remoteVolumes)} {(remoteVolumes.Count == 1 ? "a replica" : "replicas")} again; replication {volume} -> {resumed.Partner} resumes";
         }
         catch (Exception ex) when (ex is HttpRequestException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
         {
-            note = $"{incoming.Partner} could not demote {incoming.SourceVolume} ({Describe(ex)}); run 'tidemark replica demote {incoming.SourceVolume}' there before the next sync";
+            return $"{partnerName} could not demote {string.Join(", ", remoteVolumes)} ({Describe(ex)}); run 'tidemark replica demote' for {(remoteVolumes.Count == 1 ? "it" : "each")} there before the next sync";
         }
-
-        _events.Record("replica.promote", volume, "server", $"{volume} is the primary here again as of {snapshot.Address} (fail-back): {note}");
-        return (snapshot, note);
     }
 
     /// <summary>Makes a promoted replica here a replica again (the other site failed back) and drops the reverse replication that fed it back.</summary>
@@ -617,6 +801,13 @@ public sealed class ReplicaManager : IDisposable
             if (_replicas.TryGetValue(volume, out var state) && state.Reverse)
             {
                 _replicas.Remove(volume);
+                Save();
+            }
+
+            // A group sent back as one unit: its reverse replication ends with its members' demotion.
+            foreach (var group in _replicas.Values.Where(r => r.Reverse && r.IsGroup && Members(r).Contains(volume)).ToList())
+            {
+                _replicas.Remove(group.Volume);
                 Save();
             }
         }
@@ -651,7 +842,17 @@ public sealed class ReplicaManager : IDisposable
         s.IsGroup ? [.. Members(s)] : null,
         s.AfterPolicySnapshots,
         s.Seed,
-        s.LastScannedBytes);
+        s.LastScannedBytes,
+        s.StandbyExports,
+        s.LastBytesSent > 0 && s.LastRangeBytes > 0 ? Math.Round((double)s.LastRangeBytes / s.LastBytesSent, 2) : null,
+        s.Running is var (progress, started) ? Syncing(progress, started) : null);
+
+    private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started)
+    {
+        var total = progress.Total;
+        var done = progress.Done;
+        return new ReplicaSyncProgressDto(started, done, total, total is > 0 ? Math.Round(Math.Min(100, 100.0 * done / total.Value), 1) : null, progress.EtaSeconds(_time.GetUtcNow() - started));
+    }
 
     private static DateTimeOffset? NextSync(ReplicaState s) =>
         s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
@@ -736,6 +937,13 @@ public sealed class ReplicaManager : IDisposable
 
         /// <summary>The partner's volume holds a copy of this one already: with no snapshot in common it is compared by hash scan.</summary>
         public bool Seed { get; set; }
+
+        /// <summary>The sync under way, if any (not saved).</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
+        public (OperationProgress Progress, DateTimeOffset Started)? Running { get; set; }
+
+        /// <summary>Exports the partner brings up when it promotes the replica (null: none were ever set).</summary>
+        public List<StandbyExportDto>? StandbyExports { get; set; }
 
         /// <summary>Bytes the last hash scan compared (0: none yet).</summary>
         public long LastScannedBytes { get; set; }

@@ -28,6 +28,8 @@ public sealed class ReplicaReceiver
     private readonly HashSet<string> _promoted = new(StringComparer.Ordinal);
     private readonly string _incomingPath;
     private readonly SortedDictionary<string, IncomingReplicaDto> _incoming = new(StringComparer.Ordinal);
+    private readonly string _standbyPath;
+    private readonly SortedDictionary<string, IReadOnlyList<CreateExportRequest>> _standby = new(StringComparer.Ordinal);
 
     /// <summary>Names of the snapshots a hash scan compares against: of a seed, and of a volume failed back into.</summary>
     public const string ScanBasePrefix = "hashscan-";
@@ -36,9 +38,25 @@ public sealed class ReplicaReceiver
     /// <summary>A transfer that runs records how far it durably got at least this often (and at its end or failure).</summary>
     public static readonly TimeSpan SaveProgressEvery = TimeSpan.FromSeconds(2);
 
-    public ReplicaReceiver(Pool pool, string promotedPath, string incomingPath, string partialPath)
+    public ReplicaReceiver(Pool pool, string promotedPath, string incomingPath, string partialPath, string standbyPath)
     {
         _pool = pool;
+        _standbyPath = standbyPath;
+        if (File.Exists(standbyPath))
+        {
+            try
+            {
+                foreach (var (volume, exports) in System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, List<CreateExportRequest>>>(File.ReadAllText(standbyPath), ServerSettings.FileJson) ?? [])
+                {
+                    _standby[volume] = exports;
+                }
+            }
+            catch (System.Text.Json.JsonException ex)
+            {
+                throw new InvalidDataException($"{standbyPath} is not a valid list of standby exports ({ex.Message}); fix it or restore it from a backup", ex);
+            }
+        }
+
         _promotedPath = promotedPath;
         _incomingPath = incomingPath;
         _partialPath = partialPath;
@@ -193,7 +211,57 @@ public sealed class ReplicaReceiver
     {
         lock (_promoted)
         {
-            return record with { Promoted = _promoted.Contains(record.Volume) };
+            return record with { Promoted = _promoted.Contains(record.Volume), StandbyExports = StandbyExportsOf(record.Volume) };
+        }
+    }
+
+    /// <summary>The exports prepared for <paramref name="volume"/>, brought up when it is promoted (none: null).</summary>
+    public IReadOnlyList<CreateExportRequest>? StandbyExportsOf(string volume)
+    {
+        lock (_standby)
+        {
+            return _standby.GetValueOrDefault(volume);
+        }
+    }
+
+    /// <summary>
+    /// Records the exports <paramref name="partner"/> prepares for its replica <paramref name="volume"/>
+    /// here (replacing earlier ones; an empty list removes them). They must name that volume (or, for
+    /// a group's iSCSI target, volumes replicated from the same partner) and are checked when they are
+    /// brought up.
+    /// </summary>
+    public void SetStandbyExports(string volume, string partner, IReadOnlyList<CreateExportRequest> exports)
+    {
+        foreach (var export in exports)
+        {
+            if (export.Target != volume && !(export.AdditionalTargets ?? []).Contains(volume))
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"a standby export for {volume} must export {volume}, not {export.Target}");
+            }
+
+            if (export.ChapSecret is not null || export.MutualChapSecret is not null)
+            {
+                throw new StorageException(StorageError.InvalidArgument, "standby exports carry no CHAP secrets; add CHAP at this site after promotion");
+            }
+        }
+
+        if (FindIncoming(volume) is { } incoming && incoming.Partner != partner)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"{volume} is replicated here from {incoming.Partner}, not {partner}");
+        }
+
+        lock (_standby)
+        {
+            if (exports.Count == 0)
+            {
+                _standby.Remove(volume);
+            }
+            else
+            {
+                _standby[volume] = exports;
+            }
+
+            AtomicFile.WriteAllText(_standbyPath, System.Text.Json.JsonSerializer.Serialize(_standby, ServerSettings.FileJson) + "\n");
         }
     }
 
