@@ -108,7 +108,15 @@ public sealed record IncomingReplicaDto(
     DateTimeOffset? LastReceivedAt,
     bool Promoted,
     string? Group = null,
-    IReadOnlyList<CreateExportRequest>? StandbyExports = null);
+    IReadOnlyList<CreateExportRequest>? StandbyExports = null,
+    int? KeepLast = null);
+
+/// <summary>How many replicated snapshots a replica keeps at this site (the newest always stays: it is the base of the next sync).</summary>
+public sealed record ReplicaRetentionRequest(int KeepLast)
+{
+    /// <summary>Replicated snapshots a replica keeps unless told otherwise.</summary>
+    public const int DefaultKeepLast = 32;
+}
 
 /// <summary>What a promotion did: the snapshot the volume now starts from, and for a fail-back what happened at the other site.</summary>
 public sealed record PromoteResultDto(SnapshotDto Snapshot, string? Note);

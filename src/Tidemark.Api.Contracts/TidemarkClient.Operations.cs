@@ -201,6 +201,10 @@ public sealed partial class TidemarkClient
     /// <summary>Makes a promoted replica a replica again (normally done by the other site's fail-back promotion).</summary>
     public Task<DemoteResultDto> DemoteReplicaAsync(string volume, CancellationToken ct = default) => PostAsync<DemoteResultDto>($"incoming/{Seg(volume)}/demote", null, ct);
 
+    /// <summary>At the DR site: how many replicated snapshots a replica (or every member of a replicated group) keeps.</summary>
+    public Task<IReadOnlyList<IncomingReplicaDto>> SetReplicaRetentionAsync(string volume, int keepLast, CancellationToken ct = default) =>
+        PutAsync<IReadOnlyList<IncomingReplicaDto>>($"incoming/{Seg(volume)}/retention", new ReplicaRetentionRequest(keepLast), ct);
+
     /// <summary>Volumes replicated into this server.</summary>
     public Task<IReadOnlyList<IncomingReplicaDto>> ListIncomingAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<IncomingReplicaDto>>("incoming", ct);
 

@@ -254,6 +254,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath)
             {
                 WritableExports = sp.GetRequiredService<ExportRegistry>().WritableExportsOf,
+                ExportsOfSnapshot = address => sp.GetRequiredService<ExportRegistry>().ExportsOfTarget(address),
             });
             builder.Services.AddSingleton(sp => new ReplicaManager(
                 pool,
@@ -275,6 +276,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<ILogger<ReplicaScheduler>>()));
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
+            builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<ReplicaManager>());
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>())
             {
                 TlsAvailable = certificate is not null,

@@ -221,8 +221,10 @@ public sealed class ReplicationTests : IAsyncLifetime
         var sync = primary.SyncReplicaAsync("big");
         var during = await WaitForAsync(primary, "big", r => r.Syncing is { EtaSeconds: not null, Done: > 0 });
         var shown = (await CliProcess.RunAsync("replica", "show", "big", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
+        var metricsDuring = await MetricsAsync(Primary);
         var done = await sync;
         var after = await primary.GetReplicaAsync("big");
+        var metricsAfter = await MetricsAsync(Primary);
 
         Assert.Equal(4 << 20, during.Syncing!.Total);
         Assert.InRange(during.Syncing.EtaSeconds!.Value, 0, 20);
@@ -230,6 +232,57 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Null(after.Syncing);
         Assert.Null(done.LastError);
         Assert.InRange(after.LastCompressionRatio!.Value, 0.9, 1.1); // random data does not compress
+        Assert.Contains("tidemark_replica_sync_eta_seconds{volume=\"big\",partner=\"dr\",state=\"active\"}", metricsDuring, StringComparison.Ordinal);
+        Assert.Contains("tidemark_replica_lag_seconds{volume=\"big\",partner=\"dr\",state=\"active\"}", metricsAfter, StringComparison.Ordinal);
+        Assert.Contains($"tidemark_replica_last_sync_changed_bytes{{volume=\"big\",partner=\"dr\",state=\"active\"}} {4 << 20}", metricsAfter, StringComparison.Ordinal);
+        Assert.Contains("tidemark_replica_failing{volume=\"big\",partner=\"dr\",state=\"active\"} 0", metricsAfter, StringComparison.Ordinal);
+        Assert.DoesNotContain("tidemark_replica_sync_eta_seconds{", metricsAfter, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ReplicaRetention_AtTheDrSite_PrunesOldReplicatedSnapshots_KeepingItsOwnAndExportedOnes()
+    {
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        var live = await primary.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await primary.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        var synced = new List<string>();
+        async Task SyncAsync(int i)
+        {
+            await WriteRandomAsync(live.Url!, i << 20, 64 << 10);
+            synced.Add((await primary.SyncReplicaAsync("mail")).LastSnapshot!);
+        }
+
+        await SyncAsync(0);
+        await dr.CreateExportAsync(new CreateExportRequest($"mail@{synced[0]}", "backup", "nbd")); // a backup reads it
+        await dr.CreateSnapshotAsync("mail", "dr-own");
+        for (var i = 1; i <= 3; i++)
+        {
+            await SyncAsync(i);
+        }
+
+        Assert.Equal(5, (await dr.ListSnapshotsAsync("mail")).Count); // by default, up to 32 are kept
+        var bad = await CliProcess.RunAsync("replica", "retain", "mail", "--keep-last", "0", "--data", Dr.DataDirectory);
+        (await CliProcess.RunAsync("replica", "retain", "mail", "--keep-last", "2", "--data", Dr.DataDirectory)).AssertSuccess();
+        var afterRetain = (await dr.ListSnapshotsAsync("mail")).Select(s => s.Name).ToList();
+        await SyncAsync(4);
+        var afterSync = (await dr.ListSnapshotsAsync("mail")).Select(s => s.Name).ToList();
+
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Equal([synced[0], "dr-own", synced[2], synced[3]], afterRetain);
+        Assert.Equal([synced[0], "dr-own", synced[3], synced[4]], afterSync);
+        Assert.Equal(2, Assert.Single(await dr.ListIncomingAsync()).KeepLast);
+        Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"mail@{synced[4]}"), await _sites.HashSnapshotAsync(Dr, $"mail@{synced[4]}"));
+        Assert.True((await dr.VerifyAsync()).Clean);
+    }
+
+    private static async Task<string> MetricsAsync(ServerProcess server)
+    {
+        using var http = new HttpClient { BaseAddress = server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", server.Token);
+        return await http.GetStringAsync("metrics");
     }
 
     private static async Task<ReplicaDto> WaitForAsync(TidemarkClient client, string volume, Func<ReplicaDto, bool> condition)

@@ -93,17 +93,27 @@ public static class ReplicaCommands
             }
 
             Output.Table(
-                ["VOLUME", "FROM", "SOURCE VOLUME", "LAST SNAPSHOT", "RECEIVED", "ROLE"],
+                ["VOLUME", "FROM", "SOURCE VOLUME", "LAST SNAPSHOT", "RECEIVED", "ROLE", "KEEP"],
                 records.Select(r => (IReadOnlyList<string>)[
                     r.Volume,
                     r.Partner,
                     r.SourceVolume,
                     r.LastSnapshot ?? "-",
                     r.LastReceivedAt?.ToString("u", CultureInfo.InvariantCulture) ?? "-",
-                    r.Promoted ? "promoted" : "replica"]));
+                    r.Promoted ? "promoted" : "replica",
+                    (r.KeepLast ?? ReplicaRetentionRequest.DefaultKeepLast).ToString(CultureInfo.InvariantCulture)]));
         });
 
-        return new Command("replica", "Replication of volumes to paired servers") { create, update, list, show, sync, delete, promote, reverse, demote, incoming };
+        var retainVolume = new Argument<string>("volume") { Description = "replica (or replicated group) at this (DR) site" };
+        var keepLast = new Option<int>("--keep-last") { Description = "replicated snapshots to keep (the oldest beyond are deleted after each sync; held or exported ones stay)", Required = true };
+        var retain = new Command("retain", $"At the DR site: how many replicated snapshots a replica keeps (default {ReplicaRetentionRequest.DefaultKeepLast}); its own policies keep their own history") { retainVolume, keepLast };
+        retain.SetClientAction(async (p, client, json, ct) =>
+        {
+            var records = await client.SetReplicaRetentionAsync(p.GetValue(retainVolume)!, p.GetValue(keepLast), ct);
+            VolumeCommands.Done(json, $"{string.Join(", ", records.Select(r => r.Volume))} keep{(records.Count == 1 ? "s" : "")} the last {p.GetValue(keepLast)} replicated snapshots");
+        });
+
+        return new Command("replica", "Replication of volumes to paired servers") { create, update, list, show, sync, delete, promote, reverse, demote, incoming, retain };
     }
 
     private static (Option<string[]> Exports, Option<string?> Iqn, Option<string[]> Initiators) StandbyOptions() => (

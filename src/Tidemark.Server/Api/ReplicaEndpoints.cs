@@ -57,6 +57,8 @@ public static class ReplicaEndpoints
             var (snapshot, note) = await m.PromoteAsync(volume, ct);
             return TypedResults.Ok(new PromoteResultDto(snapshot.ToDto(), note));
         }).WithName("replica.promote");
+        incoming.MapPut("/{volume}/retention", (ReplicaReceiver r, string volume, ReplicaRetentionRequest request) => TypedResults.Ok(r.SetRetention(volume, request.KeepLast)))
+            .WithName("replica.retain");
         incoming.MapPost("/{volume}/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())))
             .WithName("replica.demote");
         incoming.MapPost("/{volume}/reverse", (HttpContext c, ReplicaReceiver r, ReplicaManager m, JobManager j, string volume, double? wait) =>

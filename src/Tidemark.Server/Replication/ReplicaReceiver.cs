@@ -108,6 +108,9 @@ public sealed class ReplicaReceiver
         }
     }
 
+    /// <summary>Names the exports of a snapshot (such a snapshot is not pruned: someone reads it).</summary>
+    public Func<string, IReadOnlyList<string>> ExportsOfSnapshot { get; set; } = _ => [];
+
     /// <summary>
     /// Names the read-write NBD/iSCSI exports of a volume: a fail-back stream is refused while an
     /// application may be writing the volume it would roll back.
@@ -269,7 +272,8 @@ public sealed class ReplicaReceiver
     {
         lock (_incoming)
         {
-            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false, group);
+            var keepLast = _incoming.TryGetValue(volume, out var before) ? before.KeepLast : null;
+            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false, group, KeepLast: keepLast);
             AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
         }
     }
@@ -314,6 +318,7 @@ public sealed class ReplicaReceiver
             _pending.TryRemove(volume, out _);
             RecordIncoming(volume, partner, result with { Snapshot = snapshots.First(s => s.Volume == volume) }, request.Group.Split('/')[0]);
             DropScanBase(volume, result.Header);
+            Prune(volume);
         }
 
         return snapshots;
@@ -416,6 +421,7 @@ public sealed class ReplicaReceiver
 
                 RecordIncoming(volume, partner, result, null);
                 DropScanBase(volume, result.Header);
+                Prune(volume);
                 return result;
             }
             catch (StreamImportException ex)
@@ -636,6 +642,72 @@ public sealed class ReplicaReceiver
         _pool.TryGetVolume(volume, out _) && _pool.FindSnapshotById(volume, scanBase) is { } snapshot
             ? _pool.OpenSnapshot(snapshot.Address)
             : throw new StorageException(StorageError.NotFound, $"{volume} has no scan base {scanBase}; start the scan again");
+
+    /// <summary>
+    /// Sets how many replicated snapshots <paramref name="name"/> (a replica, or every member of a
+    /// replicated group) keeps here, and prunes to it now.
+    /// </summary>
+    public IReadOnlyList<IncomingReplicaDto> SetRetention(string name, int keepLast)
+    {
+        if (keepLast < 1)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"a replica keeps at least its newest snapshot (--keep-last 1 or more), not {keepLast}");
+        }
+
+        IReadOnlyList<string> volumes = FindIncoming(name) is not null ? [name] : GroupMembers(name);
+        if (volumes.Count == 0)
+        {
+            throw new StorageException(StorageError.NotFound, $"{name} is not a replica (or replicated group) received by this server; 'tidemark replica incoming' lists them");
+        }
+
+        lock (_incoming)
+        {
+            foreach (var volume in volumes)
+            {
+                _incoming[volume] = _incoming[volume] with { KeepLast = keepLast };
+            }
+
+            AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
+        }
+
+        foreach (var volume in volumes)
+        {
+            Prune(volume);
+        }
+
+        return [.. volumes.Select(v => FindIncoming(v)!)];
+    }
+
+    /// <summary>
+    /// Deletes the oldest replicated snapshots beyond the replica's retention: never the newest (the
+    /// base of the next sync), a held one, an exported one, or one this site took itself (its own
+    /// policies keep their own history). The replica's retention is this site's, not the source's.
+    /// </summary>
+    private void Prune(string volume)
+    {
+        var keep = FindIncoming(volume)?.KeepLast ?? ReplicaRetentionRequest.DefaultKeepLast;
+        var replicated = _pool.ListSnapshots(volume)
+            .Where(s => s.Name.StartsWith(ReplicaManager.SnapshotPrefix, StringComparison.Ordinal))
+            .OrderByDescending(s => s.CreatedAt)
+            .Skip(keep)
+            .ToList();
+        foreach (var snapshot in replicated)
+        {
+            if (ExportsOfSnapshot(snapshot.Address).Count > 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                _pool.DeleteSnapshot(snapshot.Address);
+            }
+            catch (StorageException)
+            {
+                // Held (or otherwise kept by the engine): it stays.
+            }
+        }
+    }
 
     /// <summary>Once a seeded replica has its first complete snapshot, the seed's scan base is of no further use.</summary>
     private void DropScanBase(string volume, StreamHeader header)
