@@ -186,6 +186,37 @@ public sealed class HashScanTests : IAsyncLifetime
         Assert.True((await dr.VerifyAsync()).Clean);
     }
 
+    [Fact]
+    public async Task SeedsThatCannotBecomeTheReplica_AreRefusedClearly_AndLeftAlone()
+    {
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await Pairing.PairAsync(Home, "dr", Dr, "home");
+        await home.CreateVolumeAsync(new CreateVolumeRequest("small", 8 << 20));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("blocks", 8 << 20, 512));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("busy", 8 << 20));
+        await dr.CreateVolumeAsync(new CreateVolumeRequest("small", 16 << 20)); // larger than the source
+        await dr.CreateVolumeAsync(new CreateVolumeRequest("blocks", 8 << 20, 4096));
+        await dr.CreateVolumeAsync(new CreateVolumeRequest("busy", 8 << 20));
+        await dr.CreateExportAsync(new CreateExportRequest("busy", "busy", "nbd")); // an application writes it
+        foreach (var volume in new[] { "small", "blocks", "busy" })
+        {
+            await home.CreateReplicaAsync(new CreateReplicaRequest(volume, "dr", Seed: true));
+        }
+
+        var larger = await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("small"));
+        var blockSize = await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("blocks"));
+        var exported = await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("busy"));
+
+        Assert.Contains("volumes cannot shrink", larger.Message, StringComparison.Ordinal);
+        Assert.Contains("512-byte", blockSize.Message, StringComparison.Ordinal);
+        Assert.Contains("exported read-write", exported.Message, StringComparison.Ordinal);
+        foreach (var volume in new[] { "small", "blocks", "busy" })
+        {
+            Assert.DoesNotContain(await dr.ListSnapshotsAsync(volume), s => s.Name.StartsWith("repl-", StringComparison.Ordinal));
+        }
+    }
+
     /// <summary>The live volume's hash, through a snapshot taken and deleted for it.</summary>
     private async Task<string> HashLiveAsync(ServerProcess server, TidemarkClient client, string volume)
     {
