@@ -54,6 +54,27 @@ public sealed class PolicyCliTests : IAsyncLifetime
         Assert.Equal(churn.Snapshots, snapshotsLeft.Select(s => s.Name)); // deleting a policy keeps its snapshots
     }
 
+    [Fact]
+    public async Task Update_ChangesOnlyWhatIsGiven_PausesAndResumes()
+    {
+        (await Cli("volume", "create", "mail", "--size", "16M")).AssertSuccess();
+        (await Cli("policy", "create", "nightly", "--volume", "mail", "--daily", "02:30", "--keep-daily", "7")).AssertSuccess();
+
+        var retention = JsonSerializer.Deserialize<PolicyDto>((await Cli("policy", "update", "nightly", "--keep-weekly", "4", "--json")).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var rescheduled = JsonSerializer.Deserialize<PolicyDto>((await Cli("policy", "update", "nightly", "--every", "6h", "--disabled", "--json")).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var resumed = JsonSerializer.Deserialize<PolicyDto>((await Cli("policy", "update", "nightly", "--enable", "--json")).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var both = await Cli("policy", "update", "nightly", "--enable", "--disabled");
+        var missing = await Cli("policy", "update", "weekly", "--keep-last", "3");
+
+        Assert.Equal(("daily 02:30", 7, 4), (retention.Definition.Schedule, retention.Definition.KeepDaily, retention.Definition.KeepWeekly));
+        Assert.Equal(("every 6h", 7, false), (rescheduled.Definition.Schedule, rescheduled.Definition.KeepDaily, rescheduled.Definition.Enabled));
+        Assert.True(resumed.Definition.Enabled);
+        Assert.Equal("every 6h", resumed.Definition.Schedule);
+        Assert.Equal(2, both.ExitCode);
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Contains("weekly", missing.StandardError, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("policy", "create", "p", "--volume", "nope", "--every", "5m")]
     [InlineData("policy", "create", "p", "--volume", "mail")]

@@ -9,61 +9,42 @@ public static class PolicyCommands
 {
     public static Command Create()
     {
-        var name = new Argument<string>("name") { Description = "policy name" };
-        var volume = new Option<string?>("--volume") { Description = "volume to snapshot" };
-        var group = new Option<string?>("--group") { Description = "group to snapshot (all members at one instant)" };
-        var every = new Option<string?>("--every") { Description = "interval, e.g. 15m or 2h" };
-        var hourly = new Option<bool>("--hourly") { Description = "every hour (with --at :MM for another minute than :00)" };
-        var at = new Option<string?>("--at") { Description = "minute of the hour for --hourly, e.g. :05" };
-        var daily = new Option<string?>("--daily") { Description = "every day at HH:MM" };
-        var weekly = new Option<string?>("--weekly") { Description = "every week, e.g. sun@02:30" };
-        var cron = new Option<string?>("--cron") { Description = "a cron expression, e.g. \"0 */4 * * *\"" };
-        var zone = new Option<string?>("--zone") { Description = "IANA time zone of the schedule and retention periods (default UTC)" };
-        var changed = new Option<string?>("--changed") { Description = "also snapshot once this much data changed since the last one, e.g. 512M" };
-        var keepLast = new Option<int?>("--keep-last") { Description = "keep the newest N of its snapshots" };
-        var keepHourly = new Option<int?>("--keep-hourly") { Description = "keep the newest snapshot of each of the last N hours" };
-        var keepDaily = new Option<int?>("--keep-daily") { Description = "... of each of the last N days" };
-        var keepWeekly = new Option<int?>("--keep-weekly") { Description = "... of each of the last N weeks" };
-        var keepMonthly = new Option<int?>("--keep-monthly") { Description = "... of each of the last N months" };
-        var disabled = new Option<bool>("--disabled") { Description = "create it paused" };
-        var create = new Command("create", "Create a snapshot policy for a volume or a group (it only ever deletes the snapshots it made)")
-        {
-            name, volume, group, every, hourly, at, daily, weekly, cron, zone, changed, keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, disabled,
-        };
+        var o = new PolicyOptions();
+        var create = new Command("create", "Create a snapshot policy for a volume or a group (it only ever deletes the snapshots it made)");
+        o.AddTo(create);
+        create.Options.Add(o.Disabled);
         create.SetClientAction(async (p, client, json, ct) =>
         {
-            var schedules = new[]
-            {
-                p.GetValue(every) is { } e ? $"every {e}" : null,
-                p.GetValue(hourly) ? (p.GetValue(at) is { } minute ? $"hourly at {minute}" : "hourly") : null,
-                p.GetValue(daily) is { } d ? $"daily {d}" : null,
-                p.GetValue(weekly) is { } w ? $"weekly {w}" : null,
-                p.GetValue(cron) is { } c ? $"cron {c}" : null,
-            }.OfType<string>().ToList();
-            if (schedules.Count > 1)
-            {
-                throw new CliException("give one schedule: --every, --hourly, --daily, --weekly or --cron");
-            }
-
-            if (p.GetValue(at) is not null && !p.GetValue(hourly))
-            {
-                throw new CliException("--at goes with --hourly");
-            }
-
-            var request = new PolicyRequest(
-                p.GetValue(name)!,
-                p.GetValue(volume),
-                p.GetValue(group),
-                schedules.FirstOrDefault(),
-                p.GetValue(zone),
-                p.GetValue(changed) is { } size ? CommandRunner.ParseSize(size, "--changed") : null,
-                p.GetValue(keepLast),
-                p.GetValue(keepHourly),
-                p.GetValue(keepDaily),
-                p.GetValue(keepWeekly),
-                p.GetValue(keepMonthly),
-                !p.GetValue(disabled));
+            var request = o.Apply(p, new PolicyRequest(p.GetValue(o.Name)!, Enabled: !p.GetValue(o.Disabled)));
             PrintOne(await client.CreatePolicyAsync(request, ct), json);
+        });
+
+        var u = new PolicyOptions();
+        var enable = new Option<bool>("--enable") { Description = "resume a paused policy" };
+        var update = new Command("update", "Change a policy: only the options given change (a new schedule replaces the old one); its snapshots stay its own");
+        u.AddTo(update);
+        update.Options.Add(u.Disabled);
+        update.Options.Add(enable);
+        update.SetClientAction(async (p, client, json, ct) =>
+        {
+            if (p.GetValue(u.Disabled) && p.GetValue(enable))
+            {
+                throw new CliException("give --enable or --disabled, not both");
+            }
+
+            var current = (await client.GetPolicyAsync(p.GetValue(u.Name)!, ct)).Definition;
+            var changed = u.Apply(p, current);
+            if (p.GetValue(u.Volume) is not null)
+            {
+                changed = changed with { Group = null };
+            }
+            else if (p.GetValue(u.Group) is not null)
+            {
+                changed = changed with { Volume = null };
+            }
+
+            changed = changed with { Enabled = p.GetValue(enable) || (!p.GetValue(u.Disabled) && current.Enabled) };
+            PrintOne(await client.UpdatePolicyAsync(changed, ct), json);
         });
 
         var list = new Command("list", "List snapshot policies");
@@ -105,7 +86,90 @@ public static class PolicyCommands
             VolumeCommands.Done(json, $"deleted policy {p.GetValue(deleteName)}; its snapshots stay");
         });
 
-        return new Command("policy", "Snapshot policies: schedules, changed-data triggers, retention") { create, list, show, run, delete };
+        return new Command("policy", "Snapshot policies: schedules, changed-data triggers, retention") { create, update, list, show, run, delete };
+    }
+
+    /// <summary>The options of a policy definition, shared by create and update: each given one replaces that part of the definition.</summary>
+    private sealed class PolicyOptions
+    {
+        public Argument<string> Name { get; } = new("name") { Description = "policy name" };
+
+        public Option<string?> Volume { get; } = new("--volume") { Description = "volume to snapshot" };
+
+        public Option<string?> Group { get; } = new("--group") { Description = "group to snapshot (all members at one instant)" };
+
+        public Option<string?> Every { get; } = new("--every") { Description = "interval, e.g. 15m or 2h" };
+
+        public Option<bool> Hourly { get; } = new("--hourly") { Description = "every hour (with --at :MM for another minute than :00)" };
+
+        public Option<string?> At { get; } = new("--at") { Description = "minute of the hour for --hourly, e.g. :05" };
+
+        public Option<string?> Daily { get; } = new("--daily") { Description = "every day at HH:MM" };
+
+        public Option<string?> Weekly { get; } = new("--weekly") { Description = "every week, e.g. sun@02:30" };
+
+        public Option<string?> Cron { get; } = new("--cron") { Description = "a cron expression, e.g. \"0 */4 * * *\"" };
+
+        public Option<string?> Zone { get; } = new("--zone") { Description = "IANA time zone of the schedule and retention periods (default UTC)" };
+
+        public Option<string?> Changed { get; } = new("--changed") { Description = "also snapshot once this much data changed since the last one, e.g. 512M" };
+
+        public Option<int?> KeepLast { get; } = new("--keep-last") { Description = "keep the newest N of its snapshots" };
+
+        public Option<int?> KeepHourly { get; } = new("--keep-hourly") { Description = "keep the newest snapshot of each of the last N hours" };
+
+        public Option<int?> KeepDaily { get; } = new("--keep-daily") { Description = "... of each of the last N days" };
+
+        public Option<int?> KeepWeekly { get; } = new("--keep-weekly") { Description = "... of each of the last N weeks" };
+
+        public Option<int?> KeepMonthly { get; } = new("--keep-monthly") { Description = "... of each of the last N months" };
+
+        public Option<bool> Disabled { get; } = new("--disabled") { Description = "paused: it takes no snapshots until enabled" };
+
+        public void AddTo(Command command)
+        {
+            command.Arguments.Add(Name);
+            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly })
+            {
+                command.Options.Add(option);
+            }
+        }
+
+        /// <summary>The definition with every given option applied.</summary>
+        public PolicyRequest Apply(ParseResult p, PolicyRequest d)
+        {
+            var schedules = new[]
+            {
+                p.GetValue(Every) is { } e ? $"every {e}" : null,
+                p.GetValue(Hourly) ? (p.GetValue(At) is { } minute ? $"hourly at {minute}" : "hourly") : null,
+                p.GetValue(Daily) is { } daily ? $"daily {daily}" : null,
+                p.GetValue(Weekly) is { } w ? $"weekly {w}" : null,
+                p.GetValue(Cron) is { } c ? $"cron {c}" : null,
+            }.OfType<string>().ToList();
+            if (schedules.Count > 1)
+            {
+                throw new CliException("give one schedule: --every, --hourly, --daily, --weekly or --cron");
+            }
+
+            if (p.GetValue(At) is not null && !p.GetValue(Hourly))
+            {
+                throw new CliException("--at goes with --hourly");
+            }
+
+            return d with
+            {
+                Volume = p.GetValue(Volume) ?? d.Volume,
+                Group = p.GetValue(Group) ?? d.Group,
+                Schedule = schedules.FirstOrDefault() ?? d.Schedule,
+                TimeZone = p.GetValue(Zone) ?? d.TimeZone,
+                ChangedBytes = p.GetValue(Changed) is { } size ? CommandRunner.ParseSize(size, "--changed") : d.ChangedBytes,
+                KeepLast = p.GetValue(KeepLast) ?? d.KeepLast,
+                KeepHourly = p.GetValue(KeepHourly) ?? d.KeepHourly,
+                KeepDaily = p.GetValue(KeepDaily) ?? d.KeepDaily,
+                KeepWeekly = p.GetValue(KeepWeekly) ?? d.KeepWeekly,
+                KeepMonthly = p.GetValue(KeepMonthly) ?? d.KeepMonthly,
+            };
+        }
     }
 
     private static string Retention(PolicyRequest d)
