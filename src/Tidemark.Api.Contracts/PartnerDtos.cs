@@ -58,7 +58,8 @@ public sealed record ReplicaDto(
     long LastScannedBytes = 0,
     IReadOnlyList<StandbyExportDto>? StandbyExports = null,
     double? LastCompressionRatio = null,
-    ReplicaSyncProgressDto? Syncing = null);
+    ReplicaSyncProgressDto? Syncing = null,
+    int CompressionLevel = 3);
 
 /// <summary>
 /// A sync under way: bytes of changed ranges covered of the total known from the diff (or scanned and
@@ -84,7 +85,8 @@ public sealed record StandbyExportDto(string Protocol, string? Name = null, stri
 /// copy): the first sync compares the two by a hash scan and sends only the blocks that differ.
 /// </param>
 /// <param name="StandbyExports">Exports prepared at the partner, brought up there on promotion.</param>
-public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false, bool Seed = false, IReadOnlyList<StandbyExportDto>? StandbyExports = null);
+/// <param name="CompressionLevel">zstd level 1-22 of the streams, 0 for none; null: 3.</param>
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false, bool Seed = false, IReadOnlyList<StandbyExportDto>? StandbyExports = null, int? CompressionLevel = null);
 
 /// <summary>
 /// The receiving side's answer to a hash scan: the snapshot of its volume the scan compares against
@@ -93,7 +95,7 @@ public sealed record CreateReplicaRequest(string Volume, string Partner, string?
 public sealed record ScanBaseDto(Guid SnapshotId, string SnapshotName, long SizeBytes, int LogicalBlockSizeBytes);
 
 /// <summary>Changes a replica's schedule, bandwidth limit or standby exports; null leaves a field as it is, "off" (an empty list) clears it.</summary>
-public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null, IReadOnlyList<StandbyExportDto>? StandbyExports = null);
+public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null, IReadOnlyList<StandbyExportDto>? StandbyExports = null, int? CompressionLevel = null);
 
 /// <summary>
 /// A volume replicated into this server: <see cref="Partner"/> sends it from its volume

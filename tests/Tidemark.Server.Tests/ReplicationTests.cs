@@ -278,6 +278,31 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.True((await dr.VerifyAsync()).Clean);
     }
 
+    [Fact]
+    public async Task CompressionLevel_PerReplica_OffSendsRaw_AndCanBeChanged()
+    {
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("text", 16 << 20));
+        var live = await primary.CreateExportAsync(new CreateExportRequest("text", "text", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x41 0 2m", live.Url!)).AssertSuccess();
+
+        var bad = await CliProcess.RunAsync("replica", "create", "text", "--to", "dr", "--zstd-level", "23", "--data", Primary.DataDirectory);
+        (await CliProcess.RunAsync("replica", "create", "text", "--to", "dr", "--zstd-level", "0", "--data", Primary.DataDirectory)).AssertSuccess();
+        var raw = await primary.SyncReplicaAsync("text");
+        (await CliProcess.RunAsync("replica", "update", "text", "--zstd-level", "19", "--data", Primary.DataDirectory)).AssertSuccess();
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x42 4m 2m", live.Url!)).AssertSuccess();
+        var packed = await primary.SyncReplicaAsync("text");
+
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("zstd level", bad.StandardError, StringComparison.Ordinal);
+        Assert.Equal((0, 19), (raw.CompressionLevel, packed.CompressionLevel));
+        Assert.True(raw.LastBytesSent >= 2 << 20, $"level 0 sent {raw.LastBytesSent} bytes for 2 MiB");
+        Assert.True(packed.LastCompressionRatio > 20, $"level 19 compressed a repeated byte only {packed.LastCompressionRatio}x");
+        Assert.Equal(await _sites.HashSnapshotAsync(Primary, $"text@{packed.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"text@{packed.LastSnapshot}"));
+    }
+
     private static async Task<string> MetricsAsync(ServerProcess server)
     {
         using var http = new HttpClient { BaseAddress = server.Http };

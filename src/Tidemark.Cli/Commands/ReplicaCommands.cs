@@ -17,17 +17,19 @@ public static class ReplicaCommands
         var afterPolicy = new Option<bool>("--after-policy-snapshots") { Description = "also sync after each snapshot a policy takes of it" };
         var seed = new Option<bool>("--seed") { Description = "the partner's volume already holds a copy (an imported stream, a restored backup, a disk copy): the first sync compares both by hash scan and sends only the blocks that differ" };
         var (standby, standbyIqn, standbyInitiators) = StandbyOptions();
-        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole (or only what differs from a --seed), later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy, seed, standby, standbyIqn, standbyInitiators };
+        var level = new Option<int?>("--zstd-level") { Description = "zstd level of the streams, 1 (fastest) to 22 (smallest), 0 for none (default 3)" };
+        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole (or only what differs from a --seed), later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy, seed, standby, standbyIqn, standbyInitiators, level };
         create.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy), p.GetValue(seed), Standby(p.GetValue(standby), p.GetValue(standbyIqn), p.GetValue(standbyInitiators))), ct)], json));
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy), p.GetValue(seed), Standby(p.GetValue(standby), p.GetValue(standbyIqn), p.GetValue(standbyInitiators)), p.GetValue(level)), ct)], json));
 
         var updateVolume = new Argument<string>("volume") { Description = "replicated volume" };
         var updateEvery = new Option<string?>("--every") { Description = "sync automatically this often (30s, 5m, 1h), or off" };
         var updateBandwidth = new Option<string?>("--bandwidth") { Description = "bytes per second at most on the link (20M), or off" };
         var (updateStandby, updateStandbyIqn, updateStandbyInitiators) = StandbyOptions();
-        var update = new Command("update", "Change a replica's schedule, bandwidth limit or standby exports (from its next sync)") { updateVolume, updateEvery, updateBandwidth, updateStandby, updateStandbyIqn, updateStandbyInitiators };
+        var updateLevel = new Option<int?>("--zstd-level") { Description = "zstd level of the streams, 1-22, 0 for none" };
+        var update = new Command("update", "Change a replica's schedule, bandwidth limit, compression or standby exports (from its next sync)") { updateVolume, updateEvery, updateBandwidth, updateStandby, updateStandbyIqn, updateStandbyInitiators, updateLevel };
         update.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.UpdateReplicaAsync(p.GetValue(updateVolume)!, new UpdateReplicaRequest(p.GetValue(updateEvery), p.GetValue(updateBandwidth), Standby(p.GetValue(updateStandby), p.GetValue(updateStandbyIqn), p.GetValue(updateStandbyInitiators))), ct)], json));
+            Print([await client.UpdateReplicaAsync(p.GetValue(updateVolume)!, new UpdateReplicaRequest(p.GetValue(updateEvery), p.GetValue(updateBandwidth), Standby(p.GetValue(updateStandby), p.GetValue(updateStandbyIqn), p.GetValue(updateStandbyInitiators)), p.GetValue(updateLevel)), ct)], json));
 
         var list = new Command("list", "List replicas with their lag (age of the newest replicated snapshot) and last error");
         list.SetClientAction(async (_, client, json, ct) => Print(await client.ListReplicasAsync(ct), json));

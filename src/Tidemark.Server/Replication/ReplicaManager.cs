@@ -24,6 +24,9 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     public const string SnapshotPrefix = "repl-";
     public const int MaxAttempts = 6;
 
+    /// <summary>zstd level of replication streams unless a replica says otherwise.</summary>
+    public const int DefaultCompressionLevel = 3;
+
     private const string Refused = PartnerLink.RefusedKey;
 
     private readonly Pool _pool;
@@ -130,7 +133,8 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             CheckEvery(request.Every);
             CheckBandwidth(request.Bandwidth);
             CheckStandby(request.StandbyExports);
-            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList() };
+            CheckLevel(request.CompressionLevel);
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList(), CompressionLevel = request.CompressionLevel ?? DefaultCompressionLevel };
             _replicas[state.Volume] = state;
             Save();
             return ToDto(state);
@@ -145,9 +149,15 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         CheckEvery(every);
         CheckBandwidth(bandwidth);
         CheckStandby(request.StandbyExports);
+        CheckLevel(request.CompressionLevel);
         lock (_lock)
         {
             var state = Find(volume);
+            if (request.CompressionLevel is { } level)
+            {
+                state.CompressionLevel = level;
+            }
+
             if (request.StandbyExports is not null)
             {
                 state.StandbyExports = [.. request.StandbyExports]; // sent to the partner with the next sync
@@ -187,6 +197,14 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         catch (ArgumentException ex)
         {
             throw new StorageException(StorageError.InvalidArgument, $"{ex.Message} (how often to sync, e.g. 30s, 5m, 1h)", ex);
+        }
+    }
+
+    private static void CheckLevel(int? level)
+    {
+        if (level is < 0 or > 22)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"the zstd level is 1 (fastest) to 22 (smallest), or 0 to send blocks uncompressed; not {level}");
         }
     }
 
@@ -518,7 +536,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
-            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, group, progress, ct);
+            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, ct);
             sent += s;
             rangeBytes += r;
         }
@@ -573,7 +591,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, string? group, SyncProgress progress, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var counting = new CountingStream(pipe.Reader.AsStream());
@@ -587,6 +605,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                     header = SnapshotStreamWriter.Write(_pool, snapshot.Address, common?.Address, output, new StreamExportOptions
                     {
                         ResumeOffset = resume,
+                        CompressionLevel = level,
                         Ranges = scan?.Ranges,
                         RemoteBase = scan is null ? null : (scan.Base.SnapshotId, scan.Base.SnapshotName),
                         Resumed = skipped => progress.Covered(snapshot.Id, skipped, resumed: true),
@@ -846,7 +865,8 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         s.LastScannedBytes,
         s.StandbyExports,
         s.LastBytesSent > 0 && s.LastRangeBytes > 0 ? Math.Round((double)s.LastRangeBytes / s.LastBytesSent, 2) : null,
-        s.Running is var (progress, started) ? Syncing(progress, started) : null);
+        s.Running is var (progress, started) ? Syncing(progress, started) : null,
+        s.CompressionLevel);
 
     private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started)
     {
@@ -974,6 +994,9 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
         /// <summary>Exports the partner brings up when it promotes the replica (null: none were ever set).</summary>
         public List<StandbyExportDto>? StandbyExports { get; set; }
+
+        /// <summary>zstd level of the streams (0: none).</summary>
+        public int CompressionLevel { get; set; } = DefaultCompressionLevel;
 
         /// <summary>Bytes the last hash scan compared (0: none yet).</summary>
         public long LastScannedBytes { get; set; }
