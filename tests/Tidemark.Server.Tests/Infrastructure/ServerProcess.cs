@@ -129,6 +129,9 @@ internal sealed class ServerProcess : IAsyncDisposable
         {
             if (_process.HasExited)
             {
+                // Waiting for the exit again also waits until its output was read to the end: the
+                // reason it gives is often the last line.
+                await _process.WaitForExitAsync().WaitAsync(StopTimeout);
                 throw new InvalidOperationException($"tidemark serve exited with {_process.ExitCode}:\n{Log}");
             }
 
