@@ -22,6 +22,7 @@ internal sealed class MetaStore : IDisposable
 
     public static MetaStore Open(string directory, bool createIfMissing, long blockCacheBytes)
     {
+        NativeHeap.Configure();
         var cache = Cache.CreateLru((ulong)blockCacheBytes);
         var table = new BlockBasedTableOptions()
             .SetBlockCache(cache)
