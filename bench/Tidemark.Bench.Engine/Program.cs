@@ -335,6 +335,9 @@ internal static class Memory
             throw new InvalidOperationException("pick a size whose block count is coprime with P");
         }
 
+        // RSS once a second: a figure taken at the end of a phase can miss what the phase held.
+        long sampledMax = 0;
+        using var sampler = new Timer(_ => InterlockedMax(ref sampledMax, Rss()), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         var sw = Stopwatch.StartNew();
         var perSnapshot = blocks / 256;
         for (var i = 0L; i < blocks; i++)
@@ -350,20 +353,37 @@ internal static class Memory
         GC.Collect();
         Console.WriteLine($"wrote {ByteSize.Format(size)} at 4K random with {pool.ListSnapshots("v").Count} snapshots in {sw.Elapsed.TotalSeconds:0} s");
         var afterWrite = Rss();
+        var maxWriting = Interlocked.Exchange(ref sampledMax, afterWrite);
+        Console.WriteLine($"after writing: GC committed {ByteSize.Format(GC.GetGCMemoryInfo().TotalCommittedBytes)}; {GlibcHeap(trim: false)}");
         var readRate = Io.Measure(20, 1, size, 4096, random: true, (off, buf) => volume.Read(off, buf));
         var afterRead = Rss();
+        var maxReading = Math.Max(Interlocked.Read(ref sampledMax), afterRead);
         var gc = GC.GetGCMemoryInfo();
         var engine = pool.GetMemoryUsage();
         Console.WriteLine($"engine: map cache {ByteSize.Format(engine.MapCacheBytes)}, recycled pages {ByteSize.Format(engine.RecycledPageBytes)}, block cache {ByteSize.Format(engine.BlockCacheBytes)}, memtables {ByteSize.Format(engine.MemtableBytes)}, table readers {ByteSize.Format(engine.TableReaderBytes)}");
         Console.WriteLine($"managed heap {ByteSize.Format(gc.HeapSizeBytes)}, GC committed {ByteSize.Format(gc.TotalCommittedBytes)}, GC collections gen0/1/2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}");
-        row($"RSS, {ByteSize.Format(size)} volume written at 4K random, 256 snapshots, {ByteSize.Format(mapCacheBytes)} map cache", $"{ByteSize.Format(afterWrite)} after writing ({writeRate:N0} writes/s), {ByteSize.Format(afterRead)} after 20 s of random reads ({Io.Iops(readRate)})", "", "", "<= 256 MiB");
+        var ssts = Directory.GetFiles(Path.Combine(dir, "mem"), "*.sst", SearchOption.AllDirectories);
+        Console.WriteLine($"metadata: {ssts.Length} table files, {ByteSize.Format(ssts.Sum(f => new FileInfo(f).Length))}");
+        Console.WriteLine($"RSS anonymous {ByteSize.Format(Status("/proc/self/smaps_rollup", "Anonymous:"))}, file {ByteSize.Format(Status("/proc/self/status", "RssFile:"))}, peak {ByteSize.Format(Status("/proc/self/status", "VmHWM:"))}; {GlibcHeap(trim: true)}");
+        row($"RSS, {ByteSize.Format(size)} volume written at 4K random, 256 snapshots, {ByteSize.Format(mapCacheBytes)} map cache", $"{ByteSize.Format(afterWrite)} after writing ({writeRate:N0} writes/s), {ByteSize.Format(afterRead)} after 20 s of random reads ({Io.Iops(readRate)}); sampled each second: at most {ByteSize.Format(maxWriting)} while writing, {ByteSize.Format(maxReading)} while reading", "", "", "<= 256 MiB");
     }
 
-    private static long Rss()
+    private static void InterlockedMax(ref long location, long value)
     {
-        foreach (var line in File.ReadLines("/proc/self/status"))
+        var seen = Interlocked.Read(ref location);
+        while (value > seen && Interlocked.CompareExchange(ref location, value, seen) is var now && now != seen)
         {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            seen = now;
+        }
+    }
+
+    private static long Rss() => Status("/proc/self/status", "VmRSS:");
+
+    private static long Status(string path, string field)
+    {
+        foreach (var line in File.ReadLines(path))
+        {
+            if (line.StartsWith(field, StringComparison.Ordinal))
             {
                 return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
             }
@@ -371,4 +391,34 @@ internal static class Memory
 
         return -1;
     }
+
+    // glibc's view of the native heap (RocksDB allocates through it): what is in use, what is
+    // free but still held, and how much a trim would give back (for attribution; not part of the figure).
+    private static string GlibcHeap(bool trim)
+    {
+        var info = MallInfo2();
+        var heap = $"glibc heap: arenas {ByteSize.Format((long)info.Arena)}, mmapped {ByteSize.Format((long)info.Hblkhd)}, in use {ByteSize.Format((long)(info.Uordblks + info.Hblkhd))}, free {ByteSize.Format((long)info.Fordblks)}";
+        if (!trim)
+        {
+            return heap;
+        }
+
+        var before = Rss();
+        var started = Stopwatch.GetTimestamp();
+        _ = MallocTrim(0);
+        var took = Stopwatch.GetElapsedTime(started);
+        return $"{heap}; malloc_trim(0) took RSS from {ByteSize.Format(before)} to {ByteSize.Format(Rss())} in {took.TotalMilliseconds:0.0} ms";
+    }
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct MallInfo
+    {
+        public nuint Arena, Ordblks, Smblks, Hblks, Hblkhd, Usmblks, Fsmblks, Uordblks, Fordblks, Keepcost;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallinfo2")]
+    private static extern MallInfo MallInfo2();
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
 }

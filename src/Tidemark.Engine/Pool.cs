@@ -355,7 +355,7 @@ public sealed partial class Pool : IDisposable
 
     /// <summary>
     /// Where the engine's memory goes: cached map pages (and recycled ones waiting for reuse), and
-    /// the metadata store's block cache, memtables and table readers (index and filter blocks).
+    /// the metadata store's block cache (which holds its index and filter blocks), memtables and table readers.
     /// </summary>
     public EngineMemory GetMemoryUsage()
     {
@@ -602,8 +602,8 @@ public sealed record PoolOptions
     /// <summary>Memory for cached map pages (each covers 1 MiB of a volume in 4 KiB).</summary>
     public long MapCacheBytes { get; init; } = 32L << 20;
 
-    /// <summary>Memory for the metadata store's block cache.</summary>
-    public long MetadataCacheBytes { get; init; } = 16L << 20;
+    /// <summary>Memory for the metadata store's block cache (data, index and filter blocks).</summary>
+    public long MetadataCacheBytes { get; init; } = 24L << 20;
 
     /// <summary>A volume with more dirty map pages than this commits on its own (bounds memory and replay).</summary>
     public int MaxDirtyPages { get; init; } = 2048;
