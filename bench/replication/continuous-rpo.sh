@@ -12,27 +12,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SIZE=${SIZE:-4G}; EVERY=${EVERY:-2s}; RATE=${RATE:-2000}; SECONDS_RUN=${DURATION:-60}
 bytes=$(numfmt --from=iec "$SIZE")
 D="$(mktemp -d /tmp/tidemark-rpo-bench.XXXXXX)"
-pids=()
+. "$root/bench/replication/lib.sh"
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_servers
   rm -rf "$D"
 }
 trap cleanup EXIT INT TERM
-"$root/tidemark" --help >/dev/null
-start() {
-  "$root/tidemark" serve --data "$1" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication 127.0.0.1:0 \
-    --store-capacity "$((bytes / 1073741824 + 2))G" --log-level Warning > "$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 300); do [ -s "$1/server.json" ] && return 0; sleep 0.1; done
-  echo "tidemark serve did not start; see $1.log" >&2; exit 1
-}
-tm() { local dir=$1; shift; "$root/tidemark" --data "$dir" "$@"; }
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-start "$D/a"; start "$D/b"
-ida=$(tm "$D/a" partner identity --json); idb=$(tm "$D/b" partner identity --json)
-tm "$D/a" partner add dr "$(field "$idb" replicationAddress)" --fingerprint "$(field "$idb" fingerprint)" >/dev/null
-tm "$D/b" partner add home "$(field "$ida" replicationAddress)" --fingerprint "$(field "$ida" fingerprint)" >/dev/null
+start_pair
 tm "$D/a" volume create mail --size "$SIZE" >/dev/null
 url=$(tm "$D/a" export nbd mail --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
 fio --name=fill --ioengine=nbd --uri="$url" --rw=write --bs=1M --iodepth=8 --size="$bytes" --refill_buffers=1 --output=/dev/null

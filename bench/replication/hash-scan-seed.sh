@@ -24,10 +24,9 @@ for tool in fio nbdcopy python3 sha256sum dd; do
 done
 [ -w /proc/sys/vm/drop_caches ] || { echo "needs root to drop the page cache (cold-read figures)" >&2; exit 2; }
 D="$(mktemp -d /var/tmp/tidemark-scan-bench.XXXXXX)"
-pids=()
+. "$root/bench/replication/lib.sh"
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_servers
   rm -rf "$D"
 }
 trap cleanup EXIT INT TERM
@@ -35,23 +34,9 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 rate() { python3 -c "print(f'{$1/($2)/1048576:,.0f} MiB/s')"; }
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 echo "SIZE=$SIZE, $changed changed 4 KiB blocks ($((changed * 4096)) bytes); $(date -u +%Y-%m-%dT%H:%MZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-"$root/tidemark" --help >/dev/null
-start() { # DIR; waits for server.json
-  "$root/tidemark" serve --data "$1" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication 127.0.0.1:0 \
-    --store-capacity "$((bytes / 1073741824 + 2))G" --log-level Warning > "$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 300); do [ -s "$1/server.json" ] && return 0; sleep 0.1; done
-  echo "tidemark serve did not start; see $1.log" >&2; exit 1
-}
-tm() { local dir=$1; shift; "$root/tidemark" --data "$dir" "$@"; }
-url() { python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])'; }
-start "$D/a"; start "$D/b"
-ida=$(tm "$D/a" partner identity --json); idb=$(tm "$D/b" partner identity --json)
-tm "$D/a" partner add dr "$(field "$idb" replicationAddress)" --fingerprint "$(field "$idb" fingerprint)" >/dev/null
-tm "$D/b" partner add home "$(field "$ida" replicationAddress)" --fingerprint "$(field "$ida" fingerprint)" >/dev/null
+start_pair
 tm "$D/a" volume create bench --size "$SIZE" >/dev/null
 tm "$D/b" volume create bench --size "$SIZE" >/dev/null
 src=$(tm "$D/a" export nbd bench --json | url)

@@ -25,10 +25,10 @@ if ! command -v btrfs >/dev/null || ! command -v rsync >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q btrfs-progs rsync >/dev/null
 fi
 D="$(mktemp -d /tmp/tidemark-repl-bench.XXXXXX)"
-pids=(); loops=(); mounts=()
+. "$root/bench/replication/lib.sh"
+loops=(); mounts=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_servers
   for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || true; done
   for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done
   rm -rf "$D"
@@ -40,20 +40,7 @@ RES="$D/results.tsv"
 echo "SIZE=$SIZE, $changed changed 4 KiB blocks ($((changed * 4096)) bytes); $(date -u +%Y-%m-%dT%H:%MZ)"
 
 # ---- Tidemark: two servers, paired ----
-"$root/tidemark" --help >/dev/null
-start() { # DIR -> pid; waits for server.json
-  "$root/tidemark" serve --data "$1" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication 127.0.0.1:0 \
-    --store-capacity "$((bytes / 1073741824 + 2))G" --log-level Warning > "$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 300); do [ -s "$1/server.json" ] && return 0; sleep 0.1; done
-  echo "tidemark serve did not start; see $1.log" >&2; exit 1
-}
-tm() { local dir=$1; shift; "$root/tidemark" --data "$dir" "$@"; }
-start "$D/a"; start "$D/b"
-ida=$(tm "$D/a" partner identity --json); idb=$(tm "$D/b" partner identity --json)
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-tm "$D/a" partner add dr "$(field "$idb" replicationAddress)" --fingerprint "$(field "$idb" fingerprint)" >/dev/null
-tm "$D/b" partner add home "$(field "$ida" replicationAddress)" --fingerprint "$(field "$ida" fingerprint)" >/dev/null
+start_pair
 tm "$D/a" volume create bench --size "$SIZE" >/dev/null
 url=$(tm "$D/a" export nbd bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
 fio --name=fill --ioengine=nbd --uri="$url" --rw=write --bs=1M --iodepth=8 --size="$bytes" --refill_buffers=1 --output=/dev/null
@@ -68,7 +55,7 @@ echo -e "tidemark\t$(field "$incr" lastDurationSeconds) (CLI $(secs "$t0" "$t1")
 snap=$(field "$incr" lastSnapshot)
 hash() { local dir=$1 name=$2; local u; u=$(tm "$dir" export nbd "bench@$snap" --name "$name" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])'); nbdcopy "$u" - | sha256sum | cut -d' ' -f1; }
 [ "$(hash "$D/a" ha)" = "$(hash "$D/b" hb)" ] && echo "  replica snapshot identical (sha256)" || { echo "replica differs!" >&2; exit 1; }
-for pid in "${pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done; pids=(); rm -rf "$D/a" "$D/b"
+stop_servers; rm -rf "$D/a" "$D/b"
 
 # ---- btrfs: send -p | receive between two loop-mounted file systems ----
 for x in a b; do

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -29,12 +28,12 @@ public sealed class FailBackTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 32 << 20));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await WriteRandomAsync(homeExport.Url!, 0, 8 << 20);
+        await _sites.WriteRandomAsync(homeExport.Url!, 0, 8 << 20);
         await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
         var initial = await home.SyncReplicaAsync("mail");
 
         // The disaster: home writes 1 MiB that never reaches the DR site, then goes dark.
-        await WriteRandomAsync(homeExport.Url!, 16 << 20, 1 << 20);
+        await _sites.WriteRandomAsync(homeExport.Url!, 16 << 20, 1 << 20);
         await home.CreateSnapshotAsync("mail", "after-last-sync");
         var lostHash = await _sites.HashSnapshotAsync(Home, "mail@after-last-sync");
         await home.DeleteSnapshotAsync("mail@after-last-sync");
@@ -102,12 +101,5 @@ public sealed class FailBackTests : IAsyncLifetime
         Assert.Equal("not-found", notIncoming.Code);
         Assert.Contains("only a promoted replica", notIncoming.Message, StringComparison.Ordinal);
         Assert.Equal("invalid-argument", notPromoted.Code);
-    }
-
-    private async Task WriteRandomAsync(string url, long offset, int length)
-    {
-        var file = _sites.Temp.Combine($"random-{offset}.bin");
-        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
-        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
     }
 }

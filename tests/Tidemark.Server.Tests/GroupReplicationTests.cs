@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -25,7 +24,7 @@ public sealed class GroupReplicationTests : IAsyncLifetime
         {
             await primary.CreateVolumeAsync(new CreateVolumeRequest(member, 16 << 20));
             exports[member] = (await primary.CreateExportAsync(new CreateExportRequest(member, member, "nbd"))).Url!;
-            await WriteRandomAsync(exports[member], 0, 4 << 20);
+            await _sites.WriteRandomAsync(exports[member], 0, 4 << 20);
         }
 
         (await CliProcess.RunAsync("group", "create", "mail", "maildb", "maillog", "--data", _sites.Primary.DataDirectory)).AssertSuccess();
@@ -41,7 +40,7 @@ public sealed class GroupReplicationTests : IAsyncLifetime
         // One member cannot take the next group snapshot: the others must not take it either.
         foreach (var member in members)
         {
-            await WriteRandomAsync(exports[member], 8 << 20, 256 << 10);
+            await _sites.WriteRandomAsync(exports[member], 8 << 20, 256 << 10);
         }
 
         await dr.PromoteReplicaAsync("maillog");
@@ -85,7 +84,7 @@ public sealed class GroupReplicationTests : IAsyncLifetime
         foreach (var member in members)
         {
             await home.CreateVolumeAsync(new CreateVolumeRequest(member, 16 << 20));
-            await WriteRandomAsync((await home.CreateExportAsync(new CreateExportRequest(member, member, "nbd"))).Url!, 0, 2 << 20);
+            await _sites.WriteRandomAsync((await home.CreateExportAsync(new CreateExportRequest(member, member, "nbd"))).Url!, 0, 2 << 20);
         }
 
         await home.CreateGroupAsync(new CreateGroupRequest("app", members));
@@ -101,7 +100,7 @@ public sealed class GroupReplicationTests : IAsyncLifetime
         foreach (var member in members)
         {
             var export = await dr.CreateExportAsync(new CreateExportRequest(member, $"{member}-dr", "nbd"));
-            await WriteRandomAsync(export.Url!, 4 << 20, 128 << 10);
+            await _sites.WriteRandomAsync(export.Url!, 4 << 20, 128 << 10);
             await dr.DeleteExportAsync($"{member}-dr");
         }
 
@@ -125,7 +124,7 @@ public sealed class GroupReplicationTests : IAsyncLifetime
 
         // And the original direction runs again, as a group.
         var again = await home.CreateExportAsync(new CreateExportRequest("log", "log", "nbd"));
-        await WriteRandomAsync(again.Url!, 8 << 20, 64 << 10);
+        await _sites.WriteRandomAsync(again.Url!, 8 << 20, 64 << 10);
         var forward = await home.SyncReplicaAsync("app");
         Assert.Null(forward.LastError);
         Assert.True(forward.LastRangeBytes <= 1 << 20, $"the sync after fail-back covered {forward.LastRangeBytes} bytes for 64 KiB changed");
@@ -135,13 +134,6 @@ public sealed class GroupReplicationTests : IAsyncLifetime
         }
     }
 
-    private async Task WriteRandomAsync(string url, long offset, int length)
-    {
-        var file = _sites.Temp.Combine($"random-{Guid.NewGuid():N}.bin");
-        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
-        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
-        File.Delete(file);
-    }
 
     private Task<string> HashAsync(ServerProcess server, string snapshot) => _sites.HashSnapshotAsync(server, snapshot);
 }

@@ -32,7 +32,7 @@ public sealed class HashScanTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", Size));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await WriteRandomAsync(homeExport.Url!, 0, 20 << 20);
+        await _sites.WriteRandomAsync(homeExport.Url!, 0, 20 << 20);
 
         // The seed: a raw copy of the volume carried to the DR site and written into a new volume there.
         await home.CreateSnapshotAsync("mail", "shipped");
@@ -100,7 +100,7 @@ public sealed class HashScanTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("db", Size));
         var export = await home.CreateExportAsync(new CreateExportRequest("db", "db", "nbd"));
-        await WriteRandomAsync(export.Url!, 0, 16 << 20);
+        await _sites.WriteRandomAsync(export.Url!, 0, 16 << 20);
         await home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr"));
         var first = await home.SyncReplicaAsync("db");
 
@@ -124,7 +124,7 @@ public sealed class HashScanTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", Size));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await WriteRandomAsync(homeExport.Url!, 0, 16 << 20);
+        await _sites.WriteRandomAsync(homeExport.Url!, 0, 16 << 20);
         await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
         var synced = await home.SyncReplicaAsync("mail");
 
@@ -173,7 +173,7 @@ public sealed class HashScanTests : IAsyncLifetime
         }
 
         await dr.DeleteExportAsync("seed");
-        await WriteRandomAsync(homeExport.Url!, 16 << 20, 12 << 20); // 12 MiB the seed does not have
+        await _sites.WriteRandomAsync(homeExport.Url!, 16 << 20, 12 << 20); // 12 MiB the seed does not have
 
         await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr", Seed: true));
         var seeded = await home.SyncReplicaAsync("mail");
@@ -230,12 +230,5 @@ public sealed class HashScanTests : IAsyncLifetime
         {
             await client.DeleteSnapshotAsync($"{volume}@{name}");
         }
-    }
-
-    private async Task WriteRandomAsync(string url, long offset, int length)
-    {
-        var file = _sites.Temp.Combine($"random-{offset}.bin");
-        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
-        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
     }
 }

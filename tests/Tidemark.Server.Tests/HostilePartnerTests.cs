@@ -27,7 +27,7 @@ public sealed class HostilePartnerTests : IAsyncLifetime
         var (_, drId) = await Pairing.PairAsync(_sites.Primary, "dr", _sites.Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await WriteRandomAsync(live.Url!, 0, 2 << 20);
+        await _sites.WriteRandomAsync(live.Url!, 0, 2 << 20);
         await primary.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
         var synced = await primary.SyncReplicaAsync("mail");
         var replicaHash = await _sites.HashSnapshotAsync(_sites.Dr, $"mail@{synced.LastSnapshot}");
@@ -35,7 +35,7 @@ public sealed class HostilePartnerTests : IAsyncLifetime
         // A stream the primary legitimately made earlier, and an incremental one after new writes.
         var old = _sites.Temp.Combine("old.tmstream");
         (await CliProcess.RunAsync("snapshot", "export", $"mail@{synced.LastSnapshot}", old, "--data", _sites.Primary.DataDirectory)).AssertSuccess();
-        await WriteRandomAsync(live.Url!, 4 << 20, 1 << 20);
+        await _sites.WriteRandomAsync(live.Url!, 4 << 20, 1 << 20);
         await primary.CreateSnapshotAsync("mail", "next");
         var next = _sites.Temp.Combine("next.tmstream");
         (await CliProcess.RunAsync("snapshot", "export", "mail@next", next, "--from", $"mail@{synced.LastSnapshot}", "--data", _sites.Primary.DataDirectory)).AssertSuccess();
@@ -74,13 +74,6 @@ public sealed class HostilePartnerTests : IAsyncLifetime
         return (response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
-    private async Task WriteRandomAsync(string url, long offset, int length)
-    {
-        var file = _sites.Temp.Combine($"random-{Guid.NewGuid():N}.bin");
-        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
-        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
-        File.Delete(file);
-    }
 }
 
 internal static class HttpStatusCodeExtensions

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -31,11 +30,11 @@ public sealed class ReplicationTests : IAsyncLifetime
         await dr.AddPartnerAsync(new AddPartnerRequest("primary", primaryId.ReplicationAddress!, primaryId.Fingerprint));
         await primary.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await WriteRandomAsync(live.Url!, 0, 16 << 20);
+        await _sites.WriteRandomAsync(live.Url!, 0, 16 << 20);
 
         (await CliProcess.RunAsync("replica", "create", "mail", "--to", "dr", "--as", "mail-dr", "--data", Primary.DataDirectory)).AssertSuccess();
         var first = await primary.SyncReplicaAsync("mail");
-        await WriteRandomAsync(live.Url!, 32 << 20, 1 << 20);
+        await _sites.WriteRandomAsync(live.Url!, 32 << 20, 1 << 20);
         var second = await primary.SyncReplicaAsync("mail");
         var listed = (await CliProcess.RunAsync("replica", "list", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
 
@@ -169,7 +168,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         await Pairing.PairAsync(Primary, "dr", Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("notes", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("notes", "notes", "nbd"));
-        await WriteRandomAsync(live.Url!, 0, 1 << 20);
+        await _sites.WriteRandomAsync(live.Url!, 0, 1 << 20);
         (await CliProcess.RunAsync("replica", "create", "notes", "--to", "dr", "--after-policy-snapshots", "--data", Primary.DataDirectory)).AssertSuccess();
         (await CliProcess.RunAsync("policy", "create", "hourly", "--volume", "notes", "--daily", "02:30", "--keep-last", "3", "--data", Primary.DataDirectory)).AssertSuccess();
         await Task.Delay(TimeSpan.FromSeconds(2));
@@ -191,7 +190,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         await Pairing.PairAsync(Primary, "dr", Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("slow", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("slow", "slow", "nbd"));
-        await WriteRandomAsync(live.Url!, 0, 1 << 20);
+        await _sites.WriteRandomAsync(live.Url!, 0, 1 << 20);
 
         (await CliProcess.RunAsync("replica", "create", "slow", "--to", "dr", "--bandwidth", "8M", "--data", Primary.DataDirectory)).AssertSuccess();
         var limited = await primary.SyncReplicaAsync("slow");
@@ -215,7 +214,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         await Pairing.PairAsync(Primary, "dr", Dr, "primary");
         await primary.CreateVolumeAsync(new CreateVolumeRequest("big", 16 << 20));
         var live = await primary.CreateExportAsync(new CreateExportRequest("big", "big", "nbd"));
-        await WriteRandomAsync(live.Url!, 0, 4 << 20);
+        await _sites.WriteRandomAsync(live.Url!, 0, 4 << 20);
         await primary.CreateReplicaAsync(new CreateReplicaRequest("big", "dr", Bandwidth: "512K")); // about 8 s
 
         var sync = primary.SyncReplicaAsync("big");
@@ -251,7 +250,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         var synced = new List<string>();
         async Task SyncAsync(int i)
         {
-            await WriteRandomAsync(live.Url!, i << 20, 64 << 10);
+            await _sites.WriteRandomAsync(live.Url!, i << 20, 64 << 10);
             synced.Add((await primary.SyncReplicaAsync("mail")).LastSnapshot!);
         }
 
@@ -323,12 +322,5 @@ public sealed class ReplicationTests : IAsyncLifetime
 
             await Task.Delay(200, timeout.Token);
         }
-    }
-
-    private async Task WriteRandomAsync(string url, long offset, int length)
-    {
-        var file = _sites.Temp.Combine($"random-{offset}.bin");
-        await File.WriteAllBytesAsync(file, RandomNumberGenerator.GetBytes(length));
-        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
     }
 }

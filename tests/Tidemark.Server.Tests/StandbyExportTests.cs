@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -31,9 +30,7 @@ public sealed class StandbyExportTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         var export = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        var data = _sites.Temp.Combine("data.bin");
-        await File.WriteAllBytesAsync(data, RandomNumberGenerator.GetBytes(1 << 20));
-        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {data} 0 1m", export.Url!)).AssertSuccess();
+        await _sites.WriteRandomAsync(export.Url!, 0, 1 << 20);
 
         var bad = await CliProcess.RunAsync("replica", "create", "mail", "--to", "dr", "--standby-export", "ftp:mail", "--data", Home.DataDirectory);
         Assert.NotEqual(0, bad.ExitCode);

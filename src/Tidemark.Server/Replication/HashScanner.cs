@@ -102,16 +102,9 @@ public static class HashScanner
         var ranges = new List<(long Offset, long Length)>();
         foreach (var window in await Task.WhenAll(resolving))
         {
-            foreach (var range in window)
+            foreach (var (offset, length) in window)
             {
-                if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == range.Offset)
-                {
-                    ranges[^1] = (ranges[^1].Offset, ranges[^1].Length + range.Length);
-                }
-                else
-                {
-                    ranges.Add(range);
-                }
+                Append(ranges, offset, length);
             }
         }
 
@@ -168,18 +161,23 @@ public static class HashScanner
                     continue;
                 }
 
-                var length = Math.Min(HashScan.BlockBytes, size - offset);
-                if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == offset)
-                {
-                    ranges[^1] = (ranges[^1].Offset, ranges[^1].Length + length);
-                }
-                else
-                {
-                    ranges.Add((offset, length));
-                }
+                Append(ranges, offset, Math.Min(HashScan.BlockBytes, size - offset));
             }
         }
 
         return ranges;
+    }
+
+    /// <summary>Adds a range, merged with the last one when they touch.</summary>
+    private static void Append(List<(long Offset, long Length)> ranges, long offset, long length)
+    {
+        if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == offset)
+        {
+            ranges[^1] = (ranges[^1].Offset, ranges[^1].Length + length);
+        }
+        else
+        {
+            ranges.Add((offset, length));
+        }
     }
 }

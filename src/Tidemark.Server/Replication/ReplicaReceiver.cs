@@ -274,7 +274,7 @@ public sealed class ReplicaReceiver
         {
             var keepLast = _incoming.TryGetValue(volume, out var before) ? before.KeepLast : null;
             _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false, group, KeepLast: keepLast);
-            AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
+            SaveIncoming();
         }
     }
 
@@ -447,6 +447,10 @@ public sealed class ReplicaReceiver
 
     // A fresh transfer starts from the replica's newest complete snapshot: a half-made volume (no
     // snapshot yet) is deleted, a half-applied increment rolled back without keeping it.
+    /// <summary>Writes DATA/incoming.json; the caller holds the lock on it.</summary>
+    private void SaveIncoming() =>
+        AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
+
     private void SavePartials()
     {
         lock (_partial)
@@ -667,7 +671,7 @@ public sealed class ReplicaReceiver
                 _incoming[volume] = _incoming[volume] with { KeepLast = keepLast };
             }
 
-            AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
+            SaveIncoming();
         }
 
         foreach (var volume in volumes)

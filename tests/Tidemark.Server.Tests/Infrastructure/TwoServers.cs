@@ -40,6 +40,15 @@ internal sealed class TwoServers : IAsyncDisposable
     /// <summary>SHA-256 of a snapshot's whole image (see <see cref="Pairing.HashSnapshotAsync"/>).</summary>
     public Task<string> HashSnapshotAsync(ServerProcess server, string snapshot) => Pairing.HashSnapshotAsync(server, snapshot, Temp.Path);
 
+    /// <summary>Writes <paramref name="length"/> random bytes at <paramref name="offset"/> of an NBD export with qemu-io.</summary>
+    public async Task WriteRandomAsync(string url, long offset, int length)
+    {
+        var file = Temp.Combine($"random-{Guid.NewGuid():N}.bin");
+        await File.WriteAllBytesAsync(file, System.Security.Cryptography.RandomNumberGenerator.GetBytes(length));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -s {file} {offset} {length}", url)).AssertSuccess();
+        File.Delete(file);
+    }
+
     public async ValueTask DisposeAsync()
     {
         await Primary.DisposeAsync();
