@@ -4,6 +4,7 @@
 # same 4 GiB random golden image, with the workloads and fio settings of ../shared/peers/lib.sh.
 #   bench/protocols/nbd-vs-peers.sh                 RUNTIME=20 REPS=2 by default (lib.sh)
 #   RUNTIME=5 REPS=1 bench/protocols/nbd-vs-peers.sh   a quick pass
+#   QEMU=0 ...                                          Tidemark and nbdkit only (A/B runs)
 # Prints a table (IOPS and MiB/s per server, ratio Tidemark / nbdkit). Only 127.0.0.1 is used;
 # every process it starts is stopped and every file removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
@@ -55,6 +56,7 @@ fio_suite nbdkit --ioengine=nbd --uri="nbd://127.0.0.1:$port/"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); rm -f "$D/nbdkit.img"
 
 # ---- qemu-nbd, raw file ----
+if [ "${QEMU:-1}" != 0 ]; then
 cp "$GOLD" "$D/qemu.img"; sync
 port=$(free_port)
 qemu-nbd -f raw -b 127.0.0.1 -p "$port" -t --cache=writeback --aio=threads "$D/qemu.img" > "$D/qemu-nbd.log" 2>&1 &
@@ -62,6 +64,7 @@ pids+=($!)
 wait_port "$port"
 fio_suite qemu-nbd-raw --ioengine=nbd --uri="nbd://127.0.0.1:$port/"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); rm -f "$D/qemu.img"
+fi
 
 echo
 echo "fio $(fio --version), nbdkit $(nbdkit --version | awk '{print $2}'), $(qemu-nbd --version | head -1); RUNTIME=$RUNTIME REPS=$REPS; $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -82,6 +85,6 @@ for name in names:
     t = rows[(name, "tidemark")]; k = rows[(name, "nbdkit")]; q = rows[(name, "qemu-nbd-raw")]
     ti, tm = mean([x[0] for x in t]), mean([x[1] for x in t])
     ki, km = mean([x[0] for x in k]), mean([x[1] for x in k])
-    qi, qm = mean([x[0] for x in q]), mean([x[1] for x in q])
-    print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {qi:,.0f} ({qm:,.1f}) |")
+    qemu = f"{mean([x[0] for x in q]):,.0f} ({mean([x[1] for x in q]):,.1f})" if q else "not run"
+    print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {qemu} |")
 PY

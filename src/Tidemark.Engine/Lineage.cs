@@ -314,12 +314,16 @@ internal sealed partial class Lineage
     /// Writes whole blocks to the live image. The caller holds the region locks of the range, so no
     /// other write or unmap touches these blocks meanwhile.
     /// </summary>
-    public void WriteBlocks(long firstBlock, ReadOnlySpan<byte> data)
+    public void WriteBlocks(long firstBlock, ReadOnlySpan<byte> data) => WriteBlocks(firstBlock, new BlockSource(data));
+
+    /// <inheritdoc cref="WriteBlocks(long, ReadOnlySpan{byte})"/>
+    public void WriteBlocks(long firstBlock, scoped in BlockSource source)
     {
-        var count = data.Length >> BlockShift;
+        var count = source.LengthBytes >> BlockShift;
         var old = ArrayPool<MapEntry>.Shared.Rent(count);
         var inPlace = ArrayPool<bool>.Shared.Rent(count);
-        var fresh = ArrayPool<ulong>.Shared.Rent(count);
+        var target = ArrayPool<ulong>.Shared.Rent(count);
+        List<(ulong Phys, int Count)>? allocated = null;
         try
         {
             var needNew = 0;
@@ -329,28 +333,31 @@ internal sealed partial class Lineage
                 {
                     var c = GetLiveLocked(firstBlock + i);
                     old[i] = c;
+
+                    // Overwrite in place where the live version is ours alone (born after every snapshot).
                     inPlace[i] = c.IsMapped && !SharedLocked(c);
+                    target[i] = c.Phys;
                     needNew += inPlace[i] ? 0 : 1;
                 }
             }
 
-            // Overwrite in place where the live version is ours alone (born after every snapshot).
+            // Redirect on write: fresh blocks for everything else, allocated in runs before anything
+            // is written (a full pool fails the write whole), then the data goes out front to back.
+            if (needNew > 0)
+            {
+                allocated = Allocate(inPlace, target, count);
+            }
+
             var i0 = 0;
             while (i0 < count)
             {
-                if (!inPlace[i0])
-                {
-                    i0++;
-                    continue;
-                }
-
                 var run = 1;
-                while (i0 + run < count && inPlace[i0 + run] && IsNext(old[i0].Phys, old[i0 + run].Phys, run))
+                while (i0 + run < count && IsNext(target[i0], target[i0 + run], run))
                 {
                     run++;
                 }
 
-                _pool.WritePhys(old[i0].Phys, data.Slice(i0 << BlockShift, run << BlockShift));
+                source.WriteTo(_pool, target[i0], i0 << BlockShift, run << BlockShift);
                 i0 += run;
             }
 
@@ -358,9 +365,6 @@ internal sealed partial class Lineage
             {
                 return;
             }
-
-            // Redirect on write: fresh blocks for everything else, allocated in runs.
-            AllocateAndWrite(inPlace, fresh, count, data);
 
             lock (_mapLock)
             {
@@ -383,23 +387,35 @@ internal sealed partial class Lineage
                         _pendingFrees.Add(c.Phys);
                     }
 
-                    SetLiveLocked(block, MapEntry.Mapped(fresh[i], epoch));
-                    _pendingAllocs.Add(fresh[i]);
+                    SetLiveLocked(block, MapEntry.Mapped(target[i], epoch));
+                    _pendingAllocs.Add(target[i]);
                 }
             }
+
+            allocated = null;
         }
         finally
         {
+            if (allocated is not null)
+            {
+                // The write failed before the map pointed at its fresh blocks: give them back.
+                foreach (var (phys, n) in allocated)
+                {
+                    _pool.Allocator.Cancel(phys, n);
+                }
+            }
+
             ArrayPool<MapEntry>.Shared.Return(old);
             ArrayPool<bool>.Shared.Return(inPlace);
-            ArrayPool<ulong>.Shared.Return(fresh);
+            ArrayPool<ulong>.Shared.Return(target);
         }
     }
 
     private static bool IsNext(ulong first, ulong candidate, int distance) =>
         candidate == first + (ulong)distance && Map.Phys.Store(candidate) == Map.Phys.Store(first);
 
-    private void AllocateAndWrite(bool[] inPlace, ulong[] fresh, int count, ReadOnlySpan<byte> data)
+    /// <summary>Sets <paramref name="target"/> to fresh blocks wherever the write is not in place.</summary>
+    private List<(ulong Phys, int Count)> Allocate(bool[] inPlace, ulong[] target, int count)
     {
         var allocated = new List<(ulong Phys, int Count)>();
         try
@@ -425,13 +441,14 @@ internal sealed partial class Lineage
                     allocated.Add((phys, got));
                     for (var k = 0; k < got; k++)
                     {
-                        fresh[i + k] = phys + (ulong)k;
+                        target[i + k] = phys + (ulong)k;
                     }
 
-                    _pool.WritePhys(phys, data.Slice(i << BlockShift, got << BlockShift));
                     i += got;
                 }
             }
+
+            return allocated;
         }
         catch
         {

@@ -30,6 +30,11 @@ public sealed partial class NbdConnection
     private int _carryBytes;
     private (NbdError Error, string Message)? _streamError;
 
+    // What has not arrived of a streamed WRITE is moved from the socket to the device through this
+    // pipe (splice), without a copy through user memory; see SpliceRestOfPayload.
+    private IPayloadSocket? _payloadSocket;
+    private KernelPipe? _payloadPipe;
+
     private enum Step
     {
         NeedMoreData,
@@ -202,7 +207,7 @@ public sealed partial class NbdConnection
 
             buffer = buffer.Slice(available);
             _pendingWriteReceivedBytes += available;
-            if (_pendingWriteReceivedBytes < length)
+            if (_pendingWriteReceivedBytes < length && !SpliceRestOfPayload())
             {
                 return false;
             }
@@ -269,17 +274,129 @@ public sealed partial class NbdConnection
             {
                 Device.Write(_streamCursor, piece, forceUnitAccess: false);
             }
-            catch (StorageException ex)
+            catch (Exception ex) when (ex is StorageException or IOException)
             {
-                _streamError = (NbdErrorMapping.FromStorageError(ex.Error), ex.Message);
-            }
-            catch (IOException ex)
-            {
-                _streamError = (NbdError.IoError, ex.Message);
+                RecordStreamError(ex);
             }
         }
 
         _streamCursor += piece.Length;
+    }
+
+    private void RecordStreamError(Exception ex) =>
+        _streamError = ex is StorageException storage ? (NbdErrorMapping.FromStorageError(storage.Error), ex.Message) : (NbdError.IoError, ex.Message);
+
+    /// <summary>
+    /// Takes the rest of a streamed WRITE's payload (everything not in the receive buffer) straight
+    /// from the socket: splice(2) moves it into a pipe and the device moves it from there into its
+    /// store, a pipe-full at a time. True once the whole payload is in; false when this connection or
+    /// device cannot (TLS, a device without it, blocks smaller than the device's unit, an earlier
+    /// error), and the receive buffer goes on carrying the payload. The receive buffer holds nothing
+    /// of the payload now, so the socket's next bytes are the payload's next bytes.
+    /// </summary>
+    private bool SpliceRestOfPayload()
+    {
+        if (_payloadSocket is not { } socket || _streamError is not null || Device is not IPipeWritable { CanWriteFromPipe: true } target)
+        {
+            return false;
+        }
+
+        var length = (int)_pendingWrite.LengthBytes;
+        if (_carryBytes > 0)
+        {
+            // A block split by the end of the receive buffer: its rest comes from the socket.
+            var need = Device.LogicalBlockSizeBytes - _carryBytes;
+            if (!socket.ReceiveExactly(_carry.AsSpan(_carryBytes, need)))
+            {
+                throw new EndOfStreamException("the peer closed in the middle of a WRITE payload");
+            }
+
+            _carryBytes = 0;
+            _pendingWriteReceivedBytes += need;
+            WritePiece(_carry.AsSpan(0, Device.LogicalBlockSizeBytes));
+        }
+
+        var unit = Device.AllocationUnitBytes;
+        var missing = length - _pendingWriteReceivedBytes;
+        if (missing == 0)
+        {
+            return true;
+        }
+
+        if ((_streamCursor | (long)missing) % unit != 0 || _streamError is not null)
+        {
+            return false;
+        }
+
+        _carry ??= new byte[Math.Max(Device.LogicalBlockSizeBytes, 4096)];
+
+        // The pipe is filled as far as it goes, then its whole units go to the device in one write.
+        // When the socket's pieces fill the pipe before its byte capacity, splice says so (it would
+        // block forever otherwise: this thread is also the pipe's reader) and the pipe is emptied.
+        var pipe = _payloadPipe ??= KernelPipe.Create(_options.PayloadPipeBytes);
+        var inPipe = 0;
+        while (missing > 0)
+        {
+            var moved = socket.SpliceSome(pipe, Math.Min(missing, pipe.CapacityBytes - inPipe));
+            if (moved == 0)
+            {
+                pipe.Discard();
+                throw new EndOfStreamException("the peer closed in the middle of a WRITE payload");
+            }
+
+            if (moved < 0 && inPipe < unit)
+            {
+                // Full while holding less than a unit (the socket handed over tiny pieces): finish
+                // that unit through memory.
+                pipe.Read(_carry.AsSpan(0, inPipe));
+                var rest = unit - inPipe;
+                if (!socket.ReceiveExactly(_carry.AsSpan(inPipe, rest)))
+                {
+                    throw new EndOfStreamException("the peer closed in the middle of a WRITE payload");
+                }
+
+                missing -= rest;
+                _pendingWriteReceivedBytes += rest;
+                inPipe = 0;
+                WritePiece(_carry.AsSpan(0, unit));
+                continue;
+            }
+
+            if (moved > 0)
+            {
+                missing -= moved;
+                _pendingWriteReceivedBytes += moved;
+                inPipe += moved;
+                if (missing > 0 && inPipe < pipe.CapacityBytes)
+                {
+                    continue;
+                }
+            }
+
+            var whole = inPipe / unit * unit;
+            if (_streamError is null)
+            {
+                try
+                {
+                    target.WriteFromPipe(_streamCursor, whole, pipe, forceUnitAccess: false);
+                }
+                catch (Exception ex) when (ex is StorageException or IOException)
+                {
+                    RecordStreamError(ex);
+                }
+            }
+
+            if (_streamError is not null)
+            {
+                pipe.Discard(); // what the failed write did not take; the rest is still read and dropped
+                whole = inPipe;
+            }
+
+            _streamCursor += whole;
+            inPipe -= whole;
+        }
+
+        return true;
     }
 
     /// <summary>Answers a streamed WRITE: its first device error, or success (after a flush for FUA).</summary>

@@ -28,7 +28,14 @@ public sealed partial class NbdConnection
     private volatile bool _aborted;
     private volatile bool _finished;
 
-    public NbdConnection(IDuplexPipe transport, INbdExportCatalog catalog, NbdServerOptions? options = null)
+    /// <param name="transport">The connection's byte streams.</param>
+    /// <param name="catalog">The exports offered.</param>
+    /// <param name="options">Limits and hooks; the defaults when null.</param>
+    /// <param name="payloadSocket">
+    /// The plain socket under <paramref name="transport"/>, when there is one: large WRITE payloads are
+    /// then moved from it to the device with splice(2) (until STARTTLS, which ends that).
+    /// </param>
+    public NbdConnection(IDuplexPipe transport, INbdExportCatalog catalog, NbdServerOptions? options = null, IPayloadSocket? payloadSocket = null)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(catalog);
@@ -37,6 +44,7 @@ public sealed partial class NbdConnection
         _output = transport.Output;
         _catalog = catalog;
         _options = options ?? NbdServerOptions.Default;
+        _payloadSocket = payloadSocket;
     }
 
     /// <summary>The export chosen by NBD_OPT_GO or NBD_OPT_EXPORT_NAME; null until transmission.</summary>
@@ -201,5 +209,8 @@ public sealed partial class NbdConnection
             _runs = null;
             ArrayPool<AllocationRun>.Shared.Return(runs);
         }
+
+        _payloadPipe?.Dispose();
+        _payloadPipe = null;
     }
 }

@@ -52,6 +52,12 @@ public sealed record NbdServerOptions
     public int MaxUnflushedReplyBytes { get; init; } = 4 * 1024 * 1024;
 
     /// <summary>
+    /// Size asked for the pipe through which a connection moves WRITE payloads from its socket to the
+    /// device (splice); the kernel may grant less. Bigger means fewer, larger device writes.
+    /// </summary>
+    public int PayloadPipeBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>
     /// Upgrades the transport after NBD_OPT_STARTTLS was acknowledged (proto.md "TLS support"); the
     /// host wraps the pipe in an SslStream and returns the decrypted pipe. Null: STARTTLS is answered
     /// NBD_REP_ERR_UNSUP.

@@ -13,7 +13,7 @@ public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INb
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket)
     {
         var remote = socket.RemoteEndPoint;
-        var connection = new NbdConnection(transport, catalog, options);
+        var connection = new NbdConnection(transport, catalog, options, KernelPipe.IsSupported ? new SocketPayload(socket) : null);
         return (
             async stopping =>
             {
