@@ -14,10 +14,14 @@ public sealed partial class Pool
 {
     private const int MaxReportedProblems = 100;
 
+    /// <summary>Test hook: runs once verify has its view, with the commit lock released.</summary>
+    internal Action? VerifyStarted { get; set; }
+
     /// <summary>
     /// Checks every invariant; <paramref name="progress"/> counts the records read (of an estimated
     /// total) and its cancellation stops the check early with <see cref="OperationCanceledException"/>.
-    /// Writes wait while it runs (it reads one consistent state).
+    /// It reads the durable state of one instant (a metadata snapshot taken after a flush), so writes
+    /// and their commits go on meanwhile; snapshot, delete and other control operations wait.
     /// </summary>
     public VerifyReport Verify(OperationProgress? progress = null)
     {
@@ -27,14 +31,23 @@ public sealed partial class Pool
             progress?.SetTotal(Meta.EstimateKeys());
             ThrowIfUnusable();
             Flush();
+            MetaView view;
+            long[] capacities;
             lock (_commitLock)
             {
-                return VerifyLocked();
+                view = Meta.OpenView();
+                capacities = _storeRecords.Select(s => _stores[s.Index].CapacityBytes / Lineage.BlockBytes).ToArray();
+            }
+
+            using (view)
+            {
+                VerifyStarted?.Invoke();
+                return VerifyView(view, capacities);
             }
         }
     }
 
-    private VerifyReport VerifyLocked()
+    private VerifyReport VerifyView(MetaView meta, long[] capacities)
     {
         var problems = new List<string>();
         void Problem(string text)
@@ -53,7 +66,6 @@ public sealed partial class Pool
         }
 
         var countedByLineage = new Dictionary<uint, (long Own, long Overridden)>();
-        var capacities = _storeRecords.Select(s => _stores[s.Index].CapacityBytes / Lineage.BlockBytes).ToArray();
         var referenced = capacities.Select(c => new BitArray((int)Math.Min(c, int.MaxValue))).ToArray();
         long mappedEntries = 0, historyRecords = 0, deathRecords = 0, records = 0;
 
@@ -117,7 +129,7 @@ public sealed partial class Pool
             }
         }
 
-        Meta.Scan([Keys.LivePage], (key, value) =>
+        meta.Scan([Keys.LivePage], (key, value) =>
         {
             var lineage = Keys.ReadLineage(key);
             var page = Keys.ReadU64At(key, 5);
@@ -172,7 +184,7 @@ public sealed partial class Pool
         // The durable allocation counters must match the durable map they were committed with.
         foreach (var lineage in _lineages.Values.Where(x => x.Record.State != LineageState.Deleting))
         {
-            var stored = Meta.Get(Keys.Prefix(Keys.Counters, lineage.Id));
+            var stored = meta.Get(Keys.Prefix(Keys.Counters, lineage.Id));
             if (stored is not { Length: 16 })
             {
                 continue;
@@ -188,7 +200,7 @@ public sealed partial class Pool
         }
 
         var other = new byte[Keys.HistoryKeyBytes];
-        Meta.Scan([Keys.History], (key, value) =>
+        meta.Scan([Keys.History], (key, value) =>
         {
             historyRecords++;
             var lineage = Keys.ReadLineage(key);
@@ -201,7 +213,7 @@ public sealed partial class Pool
             }
 
             Keys.WriteDeathKey(other, lineage, death, block);
-            var twin = Meta.Get(other);
+            var twin = meta.Get(other);
             if (twin is null || !twin.AsSpan().SequenceEqual(value))
             {
                 Problem($"history of lineage {lineage} block {block} death {death} has no matching death-index record");
@@ -214,7 +226,7 @@ public sealed partial class Pool
 
             return Tick();
         });
-        Meta.Scan([Keys.DeathIndex], (_, _) =>
+        meta.Scan([Keys.DeathIndex], (_, _) =>
         {
             deathRecords++;
             return Tick();
@@ -226,7 +238,7 @@ public sealed partial class Pool
 
         // The committed bitmap as persisted, against what the map references.
         var committed = capacities.Select(c => new BitArray((int)Math.Min(c, int.MaxValue))).ToArray();
-        Meta.Scan([Keys.Bitmap], (key, value) =>
+        meta.Scan([Keys.Bitmap], (key, value) =>
         {
             var store = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(key[1..]);
             var chunk = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(key[3..]);
@@ -292,7 +304,7 @@ public sealed partial class Pool
 
         void Decode<T>(byte tag, string what, Action<T> check)
         {
-            Meta.Scan([tag], (_, value) =>
+            meta.Scan([tag], (_, value) =>
             {
                 records++;
                 try

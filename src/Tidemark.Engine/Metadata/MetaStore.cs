@@ -65,11 +65,13 @@ internal sealed class MetaStore : IDisposable
         }
     }
 
-    public byte[]? Get(ReadOnlySpan<byte> key)
+    public byte[]? Get(ReadOnlySpan<byte> key) => Get(key, _read);
+
+    public byte[]? Get(ReadOnlySpan<byte> key, ReadOptions read)
     {
         try
         {
-            return _db.Get(key, null, _read);
+            return _db.Get(key, null, read);
         }
         catch (RocksDbException ex)
         {
@@ -117,13 +119,35 @@ internal sealed class MetaStore : IDisposable
     public void Scan(ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> start, ScanVisitor visitor)
     {
         using var it = NewIterator();
-        for (it.Seek(start); it.Valid(); it.Next())
+        Visit(it, prefix, start, visitor);
+    }
+
+    /// <summary>
+    /// A read-only view of the store as it is now (a RocksDB snapshot): commits after this call are
+    /// not seen through it. Dispose it promptly; RocksDB keeps what it sees from compaction.
+    /// </summary>
+    public MetaView OpenView() => new(this);
+
+    internal static void VisitRange(Iterator it, ReadOnlySpan<byte> prefix, ScanVisitor visitor) => Visit(it, prefix, prefix, visitor);
+
+    internal Snapshot CreateSnapshot() => _db.CreateSnapshot();
+
+    private static void Visit(Iterator it, ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> start, ScanVisitor visitor)
+    {
+        try
         {
-            var key = it.GetKeySpan();
-            if (!key.StartsWith(prefix) || !visitor(key, it.GetValueSpan()))
+            for (it.Seek(start); it.Valid(); it.Next())
             {
-                break;
+                var key = it.GetKeySpan();
+                if (!key.StartsWith(prefix) || !visitor(key, it.GetValueSpan()))
+                {
+                    break;
+                }
             }
+        }
+        catch (RocksDbException ex)
+        {
+            throw Wrap(ex);
         }
     }
 
@@ -144,6 +168,31 @@ internal sealed class MetaStore : IDisposable
             ex.Message.Contains("Corruption", StringComparison.OrdinalIgnoreCase) ? StorageError.Corrupt : StorageError.IoError,
             $"pool metadata error: {ex.Message}",
             ex);
+}
+
+/// <summary>Reads of one consistent state of a <see cref="MetaStore"/> (see <see cref="MetaStore.OpenView"/>).</summary>
+internal sealed class MetaView : IDisposable
+{
+    private readonly MetaStore _store;
+    private readonly Snapshot _snapshot;
+    private readonly ReadOptions _read;
+
+    public MetaView(MetaStore store)
+    {
+        _store = store;
+        _snapshot = store.CreateSnapshot();
+        _read = new ReadOptions().SetVerifyChecksums(true).SetSnapshot(_snapshot);
+    }
+
+    public byte[]? Get(ReadOnlySpan<byte> key) => _store.Get(key, _read);
+
+    public void Scan(ReadOnlySpan<byte> prefix, ScanVisitor visitor)
+    {
+        using var it = _store.NewIterator(_read);
+        MetaStore.VisitRange(it, prefix, visitor);
+    }
+
+    public void Dispose() => _snapshot.Dispose();
 }
 
 internal delegate bool ScanVisitor(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value);
