@@ -133,6 +133,15 @@ internal sealed partial class Lineage
     public void ReadBlocks(long firstBlock, Span<byte> destination, ulong epoch)
     {
         var count = destination.Length >> BlockShift;
+        if (count == 1)
+        {
+            // The 4 KiB read, the most frequent: no rented array.
+            Span<MapEntry> one = stackalloc MapEntry[1];
+            Resolve(firstBlock, 1, epoch, one);
+            ReadResolved(one, destination);
+            return;
+        }
+
         var entries = ArrayPool<MapEntry>.Shared.Rent(count);
         try
         {
@@ -149,7 +158,7 @@ internal sealed partial class Lineage
     /// Resolves each block to the entry that holds its data as of <paramref name="epoch"/>, following
     /// parents: the result is Mapped (data at Phys) or not (reads as zeros).
     /// </summary>
-    public void Resolve(long firstBlock, int count, ulong epoch, MapEntry[] result)
+    public void Resolve(long firstBlock, int count, ulong epoch, Span<MapEntry> result)
     {
         var fallThrough = false;
         var live = epoch == Live || epoch >= Record.Epoch;
@@ -219,7 +228,7 @@ internal sealed partial class Lineage
         }
     }
 
-    private void ResolveInherited(long firstBlock, int count, MapEntry[] result)
+    private void ResolveInherited(long firstBlock, int count, Span<MapEntry> result)
     {
         var i = 0;
         while (i < count)
@@ -240,7 +249,7 @@ internal sealed partial class Lineage
             try
             {
                 Parent!.Resolve(firstBlock + start, i - start, ParentEpoch, parentEntries);
-                parentEntries.AsSpan(0, i - start).CopyTo(result.AsSpan(start));
+                parentEntries.AsSpan(0, i - start).CopyTo(result[start..]);
             }
             finally
             {
