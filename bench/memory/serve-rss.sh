@@ -3,6 +3,7 @@
 # random with 256 snapshots, not growing with volume size), with its default settings:
 #   bench/memory/serve-rss.sh                 SIZE=20G SNAPSHOTS=256 READ_SECONDS=20
 #   SIZE=2G bench/memory/serve-rss.sh         a quick pass
+#   SERVE_ARGS="--map-cache 32M" ...          other server settings
 # fio (nbd engine, 4K random writes at QD32, every block once) fills the volume while a snapshot is
 # taken every 1/SNAPSHOTS of the expected time; then 4K random reads. RSS (VmRSS) is sampled every
 # second; VmHWM is the peak. The plain-file peer of a memory goal is nothing: the figure is absolute.
@@ -20,7 +21,7 @@ trap cleanup EXIT INT TERM
 
 "$root/tidemark" --help >/dev/null   # builds the CLI on first use
 "$root/tidemark" serve --data "$D/tm" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication off \
-  --log-level Warning > "$D/tidemark.log" 2>&1 &
+  --log-level Warning ${SERVE_ARGS:-} > "$D/tidemark.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do [ -s "$D/tm/server.json" ] && break; sleep 0.1; done
 http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$D/tm/server.json")
