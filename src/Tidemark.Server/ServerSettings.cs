@@ -55,11 +55,11 @@ public sealed record ServerSettings
     /// <summary>Path of the pool's first store (a file or a block device) when the pool is created; default DATA/pool/store-0.dat.</summary>
     public string? StorePath { get; init; }
 
-    /// <summary>Memory for cached volume map pages.</summary>
-    public string MapCache { get; init; } = "64M";
+    /// <summary>Memory for cached volume map pages (with the metadata cache sized so a 20 GiB volume is served in <= 256 MiB: docs/BENCHMARKS.md, memory of tidemark serve).</summary>
+    public string MapCache { get; init; } = "32M";
 
     /// <summary>Memory for the metadata store's block cache.</summary>
-    public string MetadataCache { get; init; } = "32M";
+    public string MetadataCache { get; init; } = "24M";
 
     /// <summary>TLS for the API: null or "off" (plain HTTP: keep it on loopback), "self-signed" (made on first start, in DATA/tls), or a PEM certificate file.</summary>
     public string? TlsCertificate { get; init; }

@@ -192,7 +192,7 @@ public sealed class NbdAndRestartTests : IDisposable
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, mode);
         Assert.Equal(64, server.Token.Length);
         var config = ServerSettings.Load(Path.Combine(data, "tidemark.json"));
-        Assert.Equal(("127.0.0.1:0", "127.0.0.1:0", "1G", "16M", "32M"), (config.Http, config.Nbd, config.StoreCapacity, config.MapCache, config.MetadataCache));
+        Assert.Equal(("127.0.0.1:0", "127.0.0.1:0", "1G", "16M", "24M"), (config.Http, config.Nbd, config.StoreCapacity, config.MapCache, config.MetadataCache));
         Assert.True(Directory.Exists(Path.Combine(data, "pool")));
     }
 
