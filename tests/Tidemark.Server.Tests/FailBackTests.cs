@@ -8,17 +8,8 @@ namespace Tidemark.Server.Tests;
 /// "disaster", promote at the DR site and work there, send it back (reverse), fail back, and
 /// replicate in the original direction again; every step checked by hashing snapshots on both sides.
 /// </summary>
-public sealed class FailBackTests : IAsyncLifetime
+public sealed class FailBackTests : TwoSiteTests
 {
-    private TwoServers _sites = null!;
-
-    private ServerProcess Home => _sites.Primary;
-
-    private ServerProcess Dr => _sites.Dr;
-
-    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync("--replication-retry-delay", "100ms");
-
-    public async Task DisposeAsync() => await _sites.DisposeAsync();
 
     [Fact]
     public async Task PromoteReverseAndPromoteAtHome_SendsOnlyChanges_KeepsTheRevertedWrites_AndEndsIdenticalBothWays()
@@ -28,14 +19,14 @@ public sealed class FailBackTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 32 << 20));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await _sites.WriteRandomAsync(homeExport.Url!, 0, 8 << 20);
+        await Sites.WriteRandomAsync(homeExport.Url!, 0, 8 << 20);
         await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
         var initial = await home.SyncReplicaAsync("mail");
 
         // The disaster: home writes 1 MiB that never reaches the DR site, then goes dark.
-        await _sites.WriteRandomAsync(homeExport.Url!, 16 << 20, 1 << 20);
+        await Sites.WriteRandomAsync(homeExport.Url!, 16 << 20, 1 << 20);
         await home.CreateSnapshotAsync("mail", "after-last-sync");
-        var lostHash = await _sites.HashSnapshotAsync(Home, "mail@after-last-sync");
+        var lostHash = await Sites.HashSnapshotAsync(Home, "mail@after-last-sync");
         await home.DeleteSnapshotAsync("mail@after-last-sync");
 
         // The DR site takes over and works.
@@ -56,8 +47,8 @@ public sealed class FailBackTests : IAsyncLifetime
         Assert.Contains("\"state\": \"reverse\"", reversed, StringComparison.Ordinal);
         Assert.Equal(("home", "mail"), (back.Partner, back.RemoteVolume));
         Assert.True(back.LastRangeBytes <= 1 << 20, $"the reverse sent {back.LastRangeBytes} bytes of ranges for 64 KiB changed at the DR site");
-        Assert.Equal(lostHash, await _sites.HashSnapshotAsync(Home, kept.Address)); // the reverted writes are kept
-        Assert.Equal(await _sites.HashSnapshotAsync(Dr, $"mail@{back.LastSnapshot}"), await _sites.HashSnapshotAsync(Home, $"mail@{back.LastSnapshot}"));
+        Assert.Equal(lostHash, await Sites.HashSnapshotAsync(Home, kept.Address)); // the reverted writes are kept
+        Assert.Equal(await Sites.HashSnapshotAsync(Dr, $"mail@{back.LastSnapshot}"), await Sites.HashSnapshotAsync(Home, $"mail@{back.LastSnapshot}"));
         var held = await home.GetReplicaAsync("mail");
         Assert.Equal("suspended", held.State);
         Assert.Contains("replica promote mail", held.SuspendedReason, StringComparison.Ordinal);
@@ -82,7 +73,7 @@ public sealed class FailBackTests : IAsyncLifetime
 
         Assert.Null(forward.LastError);
         Assert.True(forward.LastRangeBytes <= 1 << 20, $"replication after fail-back sent {forward.LastRangeBytes} bytes of ranges for 64 KiB changed");
-        Assert.Equal(await _sites.HashSnapshotAsync(Home, $"mail@{forward.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"mail@{forward.LastSnapshot}"));
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{forward.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{forward.LastSnapshot}"));
         Assert.NotNull(initial.LastSnapshot);
         Assert.Null(promoted.Note);
         Assert.True((await home.VerifyAsync()).Clean);

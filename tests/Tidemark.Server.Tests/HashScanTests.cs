@@ -10,19 +10,10 @@ namespace Tidemark.Server.Tests;
 /// replica whose base was lost, fail-back after the common snapshot is gone): a hash scan of both
 /// copies finds the blocks that differ and only those are sent; the replica ends identical.
 /// </summary>
-public sealed class HashScanTests : IAsyncLifetime
+public sealed class HashScanTests : TwoSiteTests
 {
     private const long Size = 48 << 20;
 
-    private TwoServers _sites = null!;
-
-    private ServerProcess Home => _sites.Primary;
-
-    private ServerProcess Dr => _sites.Dr;
-
-    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync("--replication-retry-delay", "100ms");
-
-    public async Task DisposeAsync() => await _sites.DisposeAsync();
 
     [Fact]
     public async Task SeedFromADiskCopy_SendsOnlyTheDifferences_RefusedWithoutSeed_AndEndsIdentical()
@@ -32,11 +23,11 @@ public sealed class HashScanTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", Size));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await _sites.WriteRandomAsync(homeExport.Url!, 0, 20 << 20);
+        await Sites.WriteRandomAsync(homeExport.Url!, 0, 20 << 20);
 
         // The seed: a raw copy of the volume carried to the DR site and written into a new volume there.
         await home.CreateSnapshotAsync("mail", "shipped");
-        var image = _sites.Temp.Combine("shipped.raw");
+        var image = Sites.Temp.Combine("shipped.raw");
         var shipped = await home.CreateExportAsync(new CreateExportRequest("mail@shipped", "shipped", "nbd"));
         (await ProcessRunner.RunAsync("nbdcopy", shipped.Url!, image)).AssertSuccess();
         await home.DeleteExportAsync("shipped");
@@ -80,14 +71,14 @@ public sealed class HashScanTests : IAsyncLifetime
         Assert.Equal(Size, seeded.LastScannedBytes);
         Assert.InRange(seeded.LastRangeBytes, (1 << 20) + (84 << 10), (1 << 20) + (84 << 10));
         Assert.True(seeded.LastBytesSent < 512 << 10, $"{seeded.LastBytesSent} bytes on the wire for 84 KiB of random data and 1 MiB of zeros");
-        Assert.Equal(await _sites.HashSnapshotAsync(Home, $"mail@{seeded.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"mail@{seeded.LastSnapshot}"));
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{seeded.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{seeded.LastSnapshot}"));
         Assert.DoesNotContain(await dr.ListSnapshotsAsync("mail"), s => s.Name.StartsWith("hashscan-", StringComparison.Ordinal));
 
         // From now on an ordinary replica: incremental, no scan.
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x66 30m 4k", homeExport.Url!)).AssertSuccess();
         var next = await home.SyncReplicaAsync("mail");
         Assert.Equal(4096, next.LastRangeBytes);
-        Assert.Equal(await _sites.HashSnapshotAsync(Home, $"mail@{next.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"mail@{next.LastSnapshot}"));
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{next.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{next.LastSnapshot}"));
         Assert.True((await home.VerifyAsync()).Clean);
         Assert.True((await dr.VerifyAsync()).Clean);
     }
@@ -100,7 +91,7 @@ public sealed class HashScanTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("db", Size));
         var export = await home.CreateExportAsync(new CreateExportRequest("db", "db", "nbd"));
-        await _sites.WriteRandomAsync(export.Url!, 0, 16 << 20);
+        await Sites.WriteRandomAsync(export.Url!, 0, 16 << 20);
         await home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr"));
         var first = await home.SyncReplicaAsync("db");
 
@@ -113,7 +104,7 @@ public sealed class HashScanTests : IAsyncLifetime
 
         Assert.Equal(Size, again.LastScannedBytes);
         Assert.Equal(64 << 10, again.LastRangeBytes);
-        Assert.Equal(await _sites.HashSnapshotAsync(Home, $"db@{again.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"db@{again.LastSnapshot}"));
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"db@{again.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"db@{again.LastSnapshot}"));
     }
 
     [Fact]
@@ -124,7 +115,7 @@ public sealed class HashScanTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", Size));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await _sites.WriteRandomAsync(homeExport.Url!, 0, 16 << 20);
+        await Sites.WriteRandomAsync(homeExport.Url!, 0, 16 << 20);
         await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
         var synced = await home.SyncReplicaAsync("mail");
 
@@ -145,9 +136,9 @@ public sealed class HashScanTests : IAsyncLifetime
         // Both sides' changes since the lost snapshot differ: DR's 64 KiB and home's 4 KiB.
         Assert.Equal(Size, back.LastScannedBytes);
         Assert.Equal((64 << 10) + 4096, back.LastRangeBytes);
-        Assert.Equal(await _sites.HashSnapshotAsync(Dr, $"mail@{back.LastSnapshot}"), await _sites.HashSnapshotAsync(Home, $"mail@{back.LastSnapshot}"));
+        Assert.Equal(await Sites.HashSnapshotAsync(Dr, $"mail@{back.LastSnapshot}"), await Sites.HashSnapshotAsync(Home, $"mail@{back.LastSnapshot}"));
         var kept = Assert.Single(await home.ListSnapshotsAsync("mail"), s => s.Name.StartsWith("pre-failback-", StringComparison.Ordinal));
-        Assert.Equal(homeBefore, await _sites.HashSnapshotAsync(Home, kept.Address));
+        Assert.Equal(homeBefore, await Sites.HashSnapshotAsync(Home, kept.Address));
         Assert.True((await home.VerifyAsync()).Clean);
     }
 
@@ -165,7 +156,7 @@ public sealed class HashScanTests : IAsyncLifetime
         await dr.CreateVolumeAsync(new CreateVolumeRequest("mail", Size));
         var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
         var seedExport = await dr.CreateExportAsync(new CreateExportRequest("mail", "seed", "nbd"));
-        var same = _sites.Temp.Combine("same.bin");
+        var same = Sites.Temp.Combine("same.bin");
         await File.WriteAllBytesAsync(same, RandomNumberGenerator.GetBytes(8 << 20));
         foreach (var url in new[] { homeExport.Url!, seedExport.Url! })
         {
@@ -173,7 +164,7 @@ public sealed class HashScanTests : IAsyncLifetime
         }
 
         await dr.DeleteExportAsync("seed");
-        await _sites.WriteRandomAsync(homeExport.Url!, 16 << 20, 12 << 20); // 12 MiB the seed does not have
+        await Sites.WriteRandomAsync(homeExport.Url!, 16 << 20, 12 << 20); // 12 MiB the seed does not have
 
         await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr", Seed: true));
         var seeded = await home.SyncReplicaAsync("mail");
@@ -182,7 +173,7 @@ public sealed class HashScanTests : IAsyncLifetime
         Assert.True(seeded.Retries >= 1);
         Assert.Equal(12 << 20, seeded.LastRangeBytes);
         Assert.True(seeded.LastBytesSent < 18 << 20, $"the seeded sync resumed instead of starting over ({seeded.LastBytesSent} bytes)");
-        Assert.Equal(await _sites.HashSnapshotAsync(Home, $"mail@{seeded.LastSnapshot}"), await _sites.HashSnapshotAsync(Dr, $"mail@{seeded.LastSnapshot}"));
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{seeded.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{seeded.LastSnapshot}"));
         Assert.True((await dr.VerifyAsync()).Clean);
     }
 
@@ -224,7 +215,7 @@ public sealed class HashScanTests : IAsyncLifetime
         await client.CreateSnapshotAsync(volume, name);
         try
         {
-            return await _sites.HashSnapshotAsync(server, $"{volume}@{name}");
+            return await Sites.HashSnapshotAsync(server, $"{volume}@{name}");
         }
         finally
         {

@@ -8,19 +8,10 @@ namespace Tidemark.Server.Tests;
 /// while the volume is a replica; promotion, with the primary gone, brings them up and real clients
 /// reach the volume through them.
 /// </summary>
-public sealed class StandbyExportTests : IAsyncLifetime
+public sealed class StandbyExportTests : TwoSiteTests
 {
     private const string StandbyInitiator = "iqn.2026-11.test:standby-mail";
 
-    private TwoServers _sites = null!;
-
-    private ServerProcess Home => _sites.Primary;
-
-    private ServerProcess Dr => _sites.Dr;
-
-    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync("--replication-retry-delay", "100ms");
-
-    public async Task DisposeAsync() => await _sites.DisposeAsync();
 
     [Fact]
     public async Task Promote_WithThePrimaryGone_BringsUpThePreparedNbdAndIscsiExports()
@@ -30,7 +21,7 @@ public sealed class StandbyExportTests : IAsyncLifetime
         await Pairing.PairAsync(Home, "dr", Dr, "home");
         await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         var export = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
-        await _sites.WriteRandomAsync(export.Url!, 0, 1 << 20);
+        await Sites.WriteRandomAsync(export.Url!, 0, 1 << 20);
 
         var bad = await CliProcess.RunAsync("replica", "create", "mail", "--to", "dr", "--standby-export", "ftp:mail", "--data", Home.DataDirectory);
         Assert.NotEqual(0, bad.ExitCode);
