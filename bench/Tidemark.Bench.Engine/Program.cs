@@ -6,7 +6,8 @@ using Tidemark.Engine;
 
 // Engine benchmarks, in-process, side by side with plain file I/O on the same disk in the same run.
 // Usage: dotnet run -c Release --project bench/Tidemark.Bench.Engine -- [--dir DIR] [--seconds N]
-//        [--size-gib N] [--only io|snap|diff|space|memory] [--memory-gib N]
+//        [--size-gib N] [--only io|read|snap|diff|space|memory]
+//        (read: only the 4K random read rows of io, e.g. to profile them) [--memory-gib N]
 // Prints a Markdown table of figures and ratios (goals from issue #2; not asserted anywhere).
 var arguments = Args.Parse(args);
 var dir = Path.Combine(arguments.Get("dir", "/var/tmp"), "tidemark-bench-" + Environment.ProcessId);
@@ -27,9 +28,9 @@ Console.WriteLine("| measure | Tidemark | plain file | ratio | goal |");
 Console.WriteLine("|---|---|---|---|---|");
 try
 {
-    if (only is "all" or "io")
+    if (only is "all" or "io" or "read")
     {
-        Io.Run(dir, sizeBytes, seconds, Row);
+        Io.Run(dir, sizeBytes, seconds, Row, readsOnly: only == "read");
     }
 
     if (only is "all" or "snap")
@@ -78,7 +79,7 @@ internal sealed class Args
 /// <summary>Throughput of the data path against pread/pwrite on a plain file of the same size.</summary>
 internal static class Io
 {
-    public static void Run(string dir, long size, double seconds, Action<string, string, string, string, string> row)
+    public static void Run(string dir, long size, double seconds, Action<string, string, string, string, string> row, bool readsOnly)
     {
         var plainPath = Path.Combine(dir, "plain.img");
         using var plain = File.OpenHandle(plainPath, FileMode.CreateNew, FileAccess.ReadWrite);
@@ -95,6 +96,11 @@ internal static class Io
             var plainRead = Measure(seconds, threads, size, 4096, random: true, (off, buf) => RandomAccess.Read(plain, buf, off));
             var engineRead = Measure(seconds, threads, size, 4096, random: true, (off, buf) => volume.Read(off, buf));
             row($"4K random read, {threads} thread(s)", Iops(engineRead), Iops(plainRead), Ratio(engineRead, plainRead), ">= 0.8x");
+        }
+
+        if (readsOnly)
+        {
+            return;
         }
 
         foreach (var threads in new[] { 1 })

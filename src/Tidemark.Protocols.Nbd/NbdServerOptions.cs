@@ -45,11 +45,12 @@ public sealed record NbdServerOptions
     public int MaxBlockStatusExtents { get; init; } = 4096;
 
     /// <summary>
-    /// Replies queued but not yet sent before we flush in the middle of a batch: batching replies saves
-    /// syscalls (DESIGN.md, data-path performance) but a pipelined burst of large reads must not pile
-    /// up without bound in memory.
+    /// Replies queued but not yet sent before we flush in the middle of a batch: batching small replies
+    /// saves syscalls (DESIGN.md, data-path performance), and a large read reply leaves at once, while
+    /// its data is still in the CPU's cache (1 MiB reads: 4 MiB here measured 10-20% slower, see
+    /// docs/BENCHMARKS.md NBD run 5).
     /// </summary>
-    public int MaxUnflushedReplyBytes { get; init; } = 4 * 1024 * 1024;
+    public int MaxUnflushedReplyBytes { get; init; } = 256 * 1024;
 
     /// <summary>
     /// Size asked for the pipe through which a connection moves WRITE payloads from its socket to the

@@ -11,7 +11,8 @@ namespace Tidemark.Server;
 /// A plain socket accept loop for a block protocol (NBD, iSCSI): one connection object per client
 /// whose own receive loop handles requests inline (DESIGN.md, data-path performance: no hand-off per
 /// request). Each connection runs on its own thread over blocking socket calls
-/// (<see cref="BlockingSocketStream"/>). Stopping ends the accept loop, aborts every connection and waits for them to drain.
+/// (<see cref="BlockingSocketStream"/> in, <see cref="SocketReplyWriter"/> out). Stopping ends the accept loop, aborts every
+/// connection and waits for them to drain.
 /// </summary>
 public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 {
@@ -19,9 +20,6 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
     // Large enough that a 1 MiB WRITE or Data-Out burst arrives in a few system calls.
     private const int ReceiveBufferBytes = 256 * 1024;
-    // Flushes of at least this much are sent by the connection's sender thread, overlapping the next
-    // request's disk read with the network (1 MiB reads); smaller ones go out inline.
-    private const int InlineSendLimitBytes = 128 * 1024;
 
     private readonly IPEndPoint _endpoint;
     private readonly string? _unixSocketPath;
@@ -239,7 +237,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
         var remote = socket.RemoteEndPoint is UnixDomainSocketEndPoint ? (EndPoint)new UnixDomainSocketEndPoint(_unixSocketPath!) : socket.RemoteEndPoint;
         var stream = new BlockingSocketStream(socket, ReceivePoll);
-        var sender = new OverlappedSender(socket, InlineSendLimitBytes, $"{_protocol} {remote} send");
+        var sender = new SocketReplyWriter(socket);
         var transport = new SocketDuplexPipe(
             PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: ReceiveBufferBytes, minimumReadSize: ReceiveBufferBytes / 4, leaveOpen: true)),
             sender);
@@ -264,7 +262,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         thread.Start();
     }
 
-    private void RunSession(Session session, Func<CancellationToken, Task> run, BlockingSocketStream stream, OverlappedSender sender, EndPoint? remote, TaskCompletionSource done)
+    private void RunSession(Session session, Func<CancellationToken, Task> run, BlockingSocketStream stream, SocketReplyWriter sender, EndPoint? remote, TaskCompletionSource done)
     {
         try
         {
@@ -278,15 +276,8 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         }
         finally
         {
-            // The last replies may still be on their way out through the sender thread.
+            // Normally completed by the connection already (which sent its last replies).
             sender.Complete();
-            if (!sender.WaitUntilSent(DrainTimeout))
-            {
-                stream.ShutdownBoth();
-                sender.WaitUntilSent(DrainTimeout);
-            }
-
-            sender.Dispose();
             stream.Dispose();
             _sessions.TryRemove(session, out _);
             done.SetResult();

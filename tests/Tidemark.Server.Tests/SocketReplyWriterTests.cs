@@ -1,0 +1,176 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>The output of the block-protocol connections, over a real loopback socket pair.</summary>
+public sealed class SocketReplyWriterTests : IDisposable
+{
+    private readonly Socket _server;
+    private readonly Socket _client;
+
+    public SocketReplyWriterTests()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _client.Connect(listener.LocalEndPoint!);
+        _server = listener.Accept();
+    }
+
+    public void Dispose()
+    {
+        _server.Dispose();
+        _client.Dispose();
+    }
+
+    [Fact]
+    public async Task Replies_OfMixedSizes_ArriveWhole_AndInOrder()
+    {
+        var writer = new SocketReplyWriter(_server);
+        var sizes = new[] { 16, (1 << 20) + 24, 100, 40 * 1024, 3, (3 << 20) + 16, 31 * 1024, 4096 + 24 };
+        var expected = new MemoryStream();
+        var receiving = ReceiveAsync(sizes.Sum());
+        var rng = new Random(5);
+        for (var i = 0; i < sizes.Length; i++)
+        {
+            var reply = new byte[sizes[i]];
+            rng.NextBytes(reply);
+            reply.CopyTo(writer.GetSpan(reply.Length));
+            writer.Advance(reply.Length);
+            expected.Write(reply);
+            if (i % 3 == 2)
+            {
+                var flushed = await writer.FlushAsync();
+                Assert.False(flushed.IsCompleted);
+            }
+        }
+
+        Assert.Equal(expected.Length - ExpectedFlushedBytes(sizes), writer.UnflushedBytes);
+        Assert.False((await writer.FlushAsync()).IsCompleted);
+        Assert.Equal(0, writer.UnflushedBytes);
+        Assert.Equal(expected.ToArray(), await receiving);
+
+        static long ExpectedFlushedBytes(int[] sizes) => sizes.Take(6).Sum(s => (long)s);
+    }
+
+    [Theory]
+    [InlineData(24, 1 << 20)]
+    [InlineData(16, 32 << 20)]
+    [InlineData(48, 64 * 1024)]
+    public void LargeSpan_EndsOnAPageBoundary_SoWholePagesBehindAHeaderAreAligned(int header, int data)
+    {
+        var writer = new SocketReplyWriter(_server);
+        writer.GetSpan(10); // something already in a small block
+        writer.Advance(10);
+        var memory = writer.GetMemory(header + data);
+        Assert.True(memory.Length >= header + data);
+        Assert.True(MemoryMarshal.TryGetArray<byte>(memory, out var segment));
+        var dataAddress = Marshal.UnsafeAddrOfPinnedArrayElement(segment.Array!, segment.Offset + header).ToInt64();
+        Assert.Equal(0, dataAddress % 4096);
+        writer.Complete();
+    }
+
+    [Fact]
+    public async Task Flush_AfterThePeerLeft_ReportsCompleted_AndKeepsDoingSo()
+    {
+        var writer = new SocketReplyWriter(_server);
+        _client.Close();
+        var completed = false;
+        for (var i = 0; i < 50 && !completed; i++)
+        {
+            // The first sends after a close may still be accepted by the kernel; a reset follows.
+            writer.GetSpan(64 * 1024);
+            writer.Advance(64 * 1024);
+            completed = (await writer.FlushAsync()).IsCompleted;
+            await Task.Delay(10);
+        }
+
+        Assert.True(completed, "the writer did not notice that the peer was gone");
+        writer.GetSpan(10);
+        writer.Advance(10);
+        Assert.True((await writer.FlushAsync()).IsCompleted);
+        writer.Complete();
+    }
+
+    [Fact]
+    public async Task Complete_SendsWhatWasWrittenButNotFlushed()
+    {
+        var writer = new SocketReplyWriter(_server);
+        var receiving = ReceiveAsync(5 + (200 * 1024));
+        "hello"u8.CopyTo(writer.GetSpan(5));
+        writer.Advance(5);
+        writer.GetSpan(200 * 1024).Fill(7);
+        writer.Advance(200 * 1024);
+        writer.Complete();
+        var received = await receiving;
+        Assert.Equal("hello"u8.ToArray(), received[..5]);
+        Assert.All(received[5..], b => Assert.Equal(7, b));
+        Assert.Throws<ObjectDisposedException>(() => writer.GetSpan(1));
+    }
+
+    [Fact]
+    public void Advance_PastTheSpanHandedOut_Throws()
+    {
+        var writer = new SocketReplyWriter(_server);
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(1)); // nothing handed out yet
+        var length = writer.GetSpan(40 * 1024).Length;
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(length + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(-1));
+        writer.Complete();
+    }
+
+    [Fact]
+    public async Task Flush_LargerThanTheSocketBuffers_WhileThePeerReadsSlowly_DeliversEverything()
+    {
+        _server.SendBufferSize = 64 * 1024;
+        _client.ReceiveBufferSize = 64 * 1024;
+        var writer = new SocketReplyWriter(_server);
+        var expected = new byte[24 << 20];
+        new Random(9).NextBytes(expected);
+        for (var done = 0; done < expected.Length;)
+        {
+            var n = Math.Min(expected.Length - done, done % 3 == 0 ? 1000 : (2 << 20) + 24);
+            expected.AsSpan(done, n).CopyTo(writer.GetSpan(n));
+            writer.Advance(n);
+            done += n;
+        }
+
+        var receiving = ReceiveAsync(expected.Length, slowly: true);
+        Assert.False((await writer.FlushAsync()).IsCompleted);
+        Assert.Equal(expected, await receiving);
+    }
+
+    [Fact]
+    public void BlockPool_ReusesAReturnedBlock_AndKeepsABoundedAmount()
+    {
+        var block = SocketReplyWriter.BlockPool.Rent((8 << 20) - 100);
+        Assert.Equal(8 << 20, block.Length);
+        SocketReplyWriter.BlockPool.Return(block);
+        Assert.Same(block, SocketReplyWriter.BlockPool.Rent(8 << 20));
+
+        var blocks = Enumerable.Range(0, 40).Select(_ => SocketReplyWriter.BlockPool.Rent(2 << 20)).ToList();
+        blocks.ForEach(SocketReplyWriter.BlockPool.Return);
+        Assert.InRange(SocketReplyWriter.BlockPool.RetainedBytes, 0, 32 << 20);
+    }
+
+    private Task<byte[]> ReceiveAsync(int length, bool slowly = false) => Task.Run(async () =>
+    {
+        var buffer = new byte[length];
+        var done = 0;
+        while (done < length)
+        {
+            var n = await _client.ReceiveAsync(buffer.AsMemory(done, Math.Min(length - done, slowly ? 16 * 1024 : length - done)));
+            Assert.True(n > 0, $"the peer closed after {done} of {length} bytes");
+            done += n;
+            if (slowly && done % (1 << 20) < 16 * 1024)
+            {
+                await Task.Delay(1);
+            }
+        }
+
+        return buffer;
+    });
+}
