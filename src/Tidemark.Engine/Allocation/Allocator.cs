@@ -231,6 +231,7 @@ internal sealed class Allocator
 
     private sealed class StoreBits
     {
+        private const int MaxAlignedRunBlocks = 256;
         private long _cursor = 1;
 
         public StoreBits(long capacityBlocks)
@@ -274,6 +275,24 @@ internal sealed class Allocator
         {
             var cap = CapacityBlocks;
             var start = _cursor >= cap ? 1 : _cursor;
+
+            // A run of several blocks starts at a multiple of its size (up to 1 MiB) when such a
+            // place is free ahead: the store's file then holds each large write in whole aligned
+            // pieces, which the page cache keeps in large folios (a 4K read of the store ran 10%
+            // slower than of a plain file written the same way while runs sat one block off).
+            if (wanted > 1)
+            {
+                var align = (long)Math.Min(MaxAlignedRunBlocks, 1 << BitOperations.Log2((uint)wanted));
+                var aligned = (start + align - 1) & ~(align - 1);
+                var b = aligned < cap ? FindFree(aligned, cap) : -1;
+                if (b >= 0 && (b & (align - 1)) == 0)
+                {
+                    block = b;
+                    got = TakeRun(b, wanted, cap);
+                    return true;
+                }
+            }
+
             for (var pass = 0; pass < 2; pass++)
             {
                 var from = pass == 0 ? start : 1;
@@ -281,16 +300,8 @@ internal sealed class Allocator
                 var b = FindFree(from, to);
                 if (b >= 0)
                 {
-                    got = 1;
-                    SetInUse(b);
-                    while (got < wanted && b + got < cap && !IsInUse(b + got))
-                    {
-                        SetInUse(b + got);
-                        got++;
-                    }
-
                     block = b;
-                    _cursor = b + got;
+                    got = TakeRun(b, wanted, cap);
                     return true;
                 }
             }
@@ -298,6 +309,21 @@ internal sealed class Allocator
             block = -1;
             got = 0;
             return false;
+        }
+
+        /// <summary>Marks the free block <paramref name="b"/> and the free ones after it in use, up to <paramref name="wanted"/>.</summary>
+        private int TakeRun(long b, int wanted, long cap)
+        {
+            var got = 1;
+            SetInUse(b);
+            while (got < wanted && b + got < cap && !IsInUse(b + got))
+            {
+                SetInUse(b + got);
+                got++;
+            }
+
+            _cursor = b + got;
+            return got;
         }
 
         public bool IsCommitted(long b) => b < (long)Committed.Length * 64 && (Committed[b >> 6] & (1UL << (int)(b & 63))) != 0;
