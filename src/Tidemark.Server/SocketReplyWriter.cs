@@ -176,6 +176,13 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             _queued.Clear();
         }
 
+        if (_block is not null && _block.Length > BlockPool.SmallBlockBytes)
+        {
+            // A large reply's block goes back at once: an idle connection keeps one small block at
+            // most, and the next large read reuses this one while it is still in cache.
+            Retire();
+        }
+
         ReturnRetired();
         return !_failed;
     }
@@ -227,6 +234,18 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
         private static long _retainedBytes;
 
         public static long RetainedBytes => Interlocked.Read(ref _retainedBytes);
+
+        /// <summary>Lets go of every kept block (they are garbage once no connection holds them).</summary>
+        public static void Trim()
+        {
+            foreach (var stack in Classes)
+            {
+                while (stack.TryPop(out var block))
+                {
+                    Interlocked.Add(ref _retainedBytes, -block.Length);
+                }
+            }
+        }
 
         public static byte[] Rent(int minBytes)
         {

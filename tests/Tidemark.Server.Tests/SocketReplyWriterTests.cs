@@ -4,7 +4,12 @@ using System.Runtime.InteropServices;
 
 namespace Tidemark.Server.Tests;
 
+/// <summary>The tests that look at the shared block pool run alone, so no other test rents from it meanwhile.</summary>
+[CollectionDefinition(nameof(ReplyBlockPoolCollection), DisableParallelization = true)]
+public sealed class ReplyBlockPoolCollection;
+
 /// <summary>The output of the block-protocol connections, over a real loopback socket pair.</summary>
+[Collection(nameof(ReplyBlockPoolCollection))]
 public sealed class SocketReplyWriterTests : IDisposable
 {
     private readonly Socket _server;
@@ -144,8 +149,32 @@ public sealed class SocketReplyWriterTests : IDisposable
     }
 
     [Fact]
+    public async Task LargeReplyBlock_GoesBackToThePool_WhenFlushed()
+    {
+        SocketReplyWriter.BlockPool.Trim(); // room to keep the block
+        var writer = new SocketReplyWriter(_server);
+        var receiving = ReceiveAsync((5 << 20) + 10);
+        var memory = writer.GetMemory(5 << 20);
+        Assert.True(MemoryMarshal.TryGetArray<byte>(memory, out var segment));
+        writer.Advance(5 << 20);
+        Assert.False((await writer.FlushAsync()).IsCompleted);
+
+        // Another writer's large span now gets the same block (8 MiB class, most recently returned).
+        var other = new SocketReplyWriter(_server);
+        Assert.True(MemoryMarshal.TryGetArray<byte>(other.GetMemory(5 << 20), out var again));
+        Assert.Same(segment.Array, again.Array);
+        other.Complete(new InvalidOperationException("nothing to send"));
+
+        writer.GetSpan(10);
+        writer.Advance(10);
+        writer.Complete();
+        Assert.Equal((5 << 20) + 10, (await receiving).Length);
+    }
+
+    [Fact]
     public void BlockPool_ReusesAReturnedBlock_AndKeepsABoundedAmount()
     {
+        SocketReplyWriter.BlockPool.Trim();
         var block = SocketReplyWriter.BlockPool.Rent((8 << 20) - 100);
         Assert.Equal(8 << 20, block.Length);
         SocketReplyWriter.BlockPool.Return(block);
