@@ -5,6 +5,9 @@
 #   bench/protocols/nbd-vs-peers.sh                 RUNTIME=20 REPS=2 by default (lib.sh)
 #   RUNTIME=5 REPS=1 bench/protocols/nbd-vs-peers.sh   a quick pass
 #   QEMU=0 ...                                          Tidemark and nbdkit only (A/B runs)
+#   ALTERNATE=1 ...   Tidemark and nbdkit served at once, each fio run of one followed by the same
+#                     run of the other (which goes first alternates by repetition): for a machine
+#                     whose speed drifts between minutes; implies QEMU=0
 # Prints a table (IOPS and MiB/s per server, ratio Tidemark / nbdkit). Only 127.0.0.1 is used;
 # every process it starts is stopped and every file removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
@@ -29,31 +32,66 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 make_golden
 
-# ---- Tidemark ----
-"$root/tidemark" --help >/dev/null   # builds the CLI on first use
-"$root/tidemark" serve --data "$D/tm" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication off \
-  --store-capacity 12G --log-level Warning > "$D/tidemark.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do [ -s "$D/tm/server.json" ] && break; sleep 0.1; done
-http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$D/tm/server.json")
-nbd=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nbd"])' "$D/tm/server.json")
-token=$(cat "$D/tm/token")
-api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
-api -X POST "${http}api/v1/volumes" -d '{"name":"bench","sizeBytes":4294967296}' >/dev/null
-api -X POST "${http}api/v1/exports" -d '{"target":"bench","name":"bench","protocol":"nbd"}' >/dev/null
-nbdcopy "$GOLD" "nbd://$nbd/bench"
-sync
-fio_suite tidemark --ioengine=nbd --uri="nbd://$nbd/bench"
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+start_tidemark() {
+  "$root/tidemark" --help >/dev/null   # builds the CLI on first use
+  "$root/tidemark" serve --data "$D/tm" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication off \
+    --store-capacity 12G --log-level Warning > "$D/tidemark.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do [ -s "$D/tm/server.json" ] && break; sleep 0.1; done
+  local http nbd token
+  http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$D/tm/server.json")
+  nbd=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nbd"])' "$D/tm/server.json")
+  token=$(cat "$D/tm/token")
+  api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+  api -X POST "${http}api/v1/volumes" -d '{"name":"bench","sizeBytes":4294967296}' >/dev/null
+  api -X POST "${http}api/v1/exports" -d '{"target":"bench","name":"bench","protocol":"nbd"}' >/dev/null
+  nbdcopy "$GOLD" "nbd://$nbd/bench"
+  sync
+  TIDEMARK_URI="nbd://$nbd/bench"
+}
 
-# ---- nbdkit, file plugin ----
-cp "$GOLD" "$D/nbdkit.img"; sync
-port=$(free_port)
-nbdkit -f -i 127.0.0.1 -p "$port" file file="$D/nbdkit.img" > "$D/nbdkit.log" 2>&1 &
-pids+=($!)
-wait_port "$port"
-fio_suite nbdkit --ioengine=nbd --uri="nbd://127.0.0.1:$port/"
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); rm -f "$D/nbdkit.img"
+start_nbdkit() {
+  cp "$GOLD" "$D/nbdkit.img"; sync
+  local port
+  port=$(free_port)
+  nbdkit -f -i 127.0.0.1 -p "$port" file file="$D/nbdkit.img" > "$D/nbdkit.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port"
+  NBDKIT_URI="nbd://127.0.0.1:$port/"
+}
+
+stop_servers() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+
+if [ "${ALTERNATE:-0}" = 1 ]; then
+  QEMU=0
+  start_tidemark
+  start_nbdkit
+  for rep in $(seq "$REPS"); do
+    while read -r name rw bs qd; do
+      if [ $((rep % 2)) = 1 ]; then
+        fio_one tidemark "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$TIDEMARK_URI"
+        fio_one nbdkit "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$NBDKIT_URI"
+      else
+        fio_one nbdkit "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$NBDKIT_URI"
+        fio_one tidemark "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$TIDEMARK_URI"
+      fi
+    done <<< "$WORKLOADS"
+  done
+  stop_servers; rm -f "$D/nbdkit.img"
+else
+  # ---- Tidemark ----
+  start_tidemark
+  fio_suite tidemark --ioengine=nbd --uri="$TIDEMARK_URI"
+  stop_servers
+
+  # ---- nbdkit, file plugin ----
+  start_nbdkit
+  fio_suite nbdkit --ioengine=nbd --uri="$NBDKIT_URI"
+  stop_servers; rm -f "$D/nbdkit.img"
+fi
 
 # ---- qemu-nbd, raw file ----
 if [ "${QEMU:-1}" != 0 ]; then
@@ -67,24 +105,28 @@ kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); rm -f "$D/qem
 fi
 
 echo
-echo "fio $(fio --version), nbdkit $(nbdkit --version | awk '{print $2}'), $(qemu-nbd --version | head -1); RUNTIME=$RUNTIME REPS=$REPS; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "fio $(fio --version), nbdkit $(nbdkit --version | awk '{print $2}'), $(qemu-nbd --version | head -1); RUNTIME=$RUNTIME REPS=$REPS ALTERNATE=${ALTERNATE:-0}; $(date -u +%Y-%m-%dT%H:%MZ)"
 python3 - "$RES" <<'PY'
-import sys, collections
+import sys, collections, statistics
 rows = collections.defaultdict(list)
+reps = {}
 for line in open(sys.argv[1]):
     peer, name, qd, rep, iops, mib, lat, p99 = line.rstrip("\n").split("\t")
     rows[(name, peer)].append((float(iops), float(mib)))
+    reps[(name, peer, rep)] = float(iops)
 names = []
 for (name, _) in rows:
     if name not in names:
         names.append(name)
 def mean(v): return sum(v) / len(v)
-print("| workload | Tidemark IOPS (MiB/s) | nbdkit IOPS (MiB/s) | Tidemark / nbdkit | qemu-nbd raw IOPS (MiB/s) |")
-print("|---|---|---|---|---|")
+print("| workload | Tidemark IOPS (MiB/s) | nbdkit IOPS (MiB/s) | Tidemark / nbdkit | per repetition | qemu-nbd raw IOPS (MiB/s) |")
+print("|---|---|---|---|---|---|")
 for name in names:
     t = rows[(name, "tidemark")]; k = rows[(name, "nbdkit")]; q = rows[(name, "qemu-nbd-raw")]
     ti, tm = mean([x[0] for x in t]), mean([x[1] for x in t])
     ki, km = mean([x[0] for x in k]), mean([x[1] for x in k])
     qemu = f"{mean([x[0] for x in q]):,.0f} ({mean([x[1] for x in q]):,.1f})" if q else "not run"
-    print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {qemu} |")
+    per = [reps[(n, "tidemark", r)] / reps[(n, "nbdkit", r)] for (n, p, r) in reps if n == name and p == "tidemark" and (n, "nbdkit", r) in reps]
+    spread = f"median {statistics.median(per):.2f}x ({min(per):.2f}-{max(per):.2f})" if per else ""
+    print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {spread} | {qemu} |")
 PY
