@@ -16,6 +16,7 @@ export D=/tmp/peers   # the peers' scripts keep the golden image and tgt's LUN h
 mkdir -p "$D"
 # shellcheck source=/dev/null
 . "$peers/lib.sh"
+. "$root/bench/protocols/tidemark-serve.sh"
 RUNTIME=${RUNTIME:-10}
 BENCH=$("$peers/build_iscsi_bench.sh" | tail -1)
 work="$(mktemp -d /tmp/tidemark-iscsi-bench.XXXXXX)"
@@ -43,21 +44,14 @@ run_specs() { # NAME URL
 
 # ---- Tidemark ----
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$root/tidemark" --help >/dev/null
-"$root/tidemark" serve --data "$work/tm" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi "127.0.0.1:$port" --replication off \
-  --store-capacity 12G --log-level Warning > "$work/tidemark.log" 2>&1 &
-tm_pid=$!
-for _ in $(seq 300); do [ -s "$work/tm/server.json" ] && break; sleep 0.1; done
-http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$work/tm/server.json")
-nbd=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nbd"])' "$work/tm/server.json")
-token=$(cat "$work/tm/token")
-api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
-api -X POST "${http}api/v1/volumes" -d '{"name":"bench","sizeBytes":4294967296}' >/dev/null
-api -X POST "${http}api/v1/exports" -d '{"target":"bench","name":"fill","protocol":"nbd"}' >/dev/null
-nbdcopy "$GOLD" "nbd://$nbd/fill"
-api -X DELETE "${http}api/v1/exports/fill" >/dev/null
+tidemark_serve "$work/tm" "127.0.0.1:$port" "$work/tidemark.log"
+tm_pid=$TM_PID
+tm_api -X POST "${TM_HTTP}api/v1/volumes" -d '{"name":"bench","sizeBytes":4294967296}' >/dev/null
+tm_api -X POST "${TM_HTTP}api/v1/exports" -d '{"target":"bench","name":"fill","protocol":"nbd"}' >/dev/null
+nbdcopy "$GOLD" "nbd://$TM_NBD/fill"
+tm_api -X DELETE "${TM_HTTP}api/v1/exports/fill" >/dev/null
 iqn=iqn.2026-11.dev.tidemark:bench
-api -X POST "${http}api/v1/exports" -d "{\"target\":\"bench\",\"name\":\"bench\",\"protocol\":\"iscsi\",\"iqn\":\"$iqn\"}" >/dev/null
+tm_api -X POST "${TM_HTTP}api/v1/exports" -d "{\"target\":\"bench\",\"name\":\"bench\",\"protocol\":\"iscsi\",\"iqn\":\"$iqn\"}" >/dev/null
 sync
 run_specs tidemark "iscsi://127.0.0.1:$port/$iqn/0"
 kill "$tm_pid"; wait "$tm_pid" 2>/dev/null || true; tm_pid=""

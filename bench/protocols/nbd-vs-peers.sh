@@ -28,26 +28,19 @@ cleanup() {
 trap cleanup EXIT INT TERM
 # shellcheck source=/dev/null
 . "$peers/lib.sh"
+. "$root/bench/protocols/tidemark-serve.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 make_golden
 
 start_tidemark() {
-  "$root/tidemark" --help >/dev/null   # builds the CLI on first use
-  "$root/tidemark" serve --data "$D/tm" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication off \
-    --store-capacity 12G --log-level Warning > "$D/tidemark.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 300); do [ -s "$D/tm/server.json" ] && break; sleep 0.1; done
-  local http nbd token
-  http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$D/tm/server.json")
-  nbd=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nbd"])' "$D/tm/server.json")
-  token=$(cat "$D/tm/token")
-  api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
-  api -X POST "${http}api/v1/volumes" -d '{"name":"bench","sizeBytes":4294967296}' >/dev/null
-  api -X POST "${http}api/v1/exports" -d '{"target":"bench","name":"bench","protocol":"nbd"}' >/dev/null
-  nbdcopy "$GOLD" "nbd://$nbd/bench"
+  tidemark_serve "$D/tm" off "$D/tidemark.log"
+  pids+=("$TM_PID")
+  tm_api -X POST "${TM_HTTP}api/v1/volumes" -d '{"name":"bench","sizeBytes":4294967296}' >/dev/null
+  tm_api -X POST "${TM_HTTP}api/v1/exports" -d '{"target":"bench","name":"bench","protocol":"nbd"}' >/dev/null
+  nbdcopy "$GOLD" "nbd://$TM_NBD/bench"
   sync
-  TIDEMARK_URI="nbd://$nbd/bench"
+  TIDEMARK_URI="nbd://$TM_NBD/bench"
 }
 
 start_nbdkit() {
