@@ -16,16 +16,43 @@ namespace Tidemark.Server;
 /// or to an address 24 bytes past a page boundary runs at half speed (docs/BENCHMARKS.md, NBD run 5).
 /// </summary>
 /// <remarks>
+/// <para>
+/// A flush that carries a large reply (a span of <see cref="OffloadSpanBytes"/> or more) is handed
+/// to the writer's sender thread instead, and so is every flush after it until the sender has
+/// caught up (replies stay in order): the connection thread then reads the next request's data
+/// from the device while the previous reply is copied into the socket. On this 2-core machine one
+/// thread doing both was the limit of 1 MiB reads (NBD run 6 in docs/BENCHMARKS.md: the connection
+/// thread busy all the time, a quarter of the CPU idle). Small replies keep the inline send, which
+/// has no hand-off latency. At most <see cref="MaxInFlightBytes"/> wait for the sender; a flush
+/// beyond it waits (backpressure of a peer that does not read).
+/// </para>
+/// <para>
 /// Used by one thread at a time (the connection's; iSCSI's keepalive takes the connection's output
 /// gate first). A send blocks while the peer does not read; shutting the socket down ends it, and
 /// the flush then reports the output as completed.
+/// </para>
 /// </remarks>
 internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 {
     /// <summary>Spans of at least this size get a page-aligned block of their own.</summary>
     public const int LargeSpanBytes = 32 * 1024;
 
+    /// <summary>A flush with a span of at least this size goes to the sender thread.</summary>
+    public const int OffloadSpanBytes = 64 * 1024;
+
+    /// <summary>Bytes handed to the sender thread and not yet sent, beyond which a flush waits.</summary>
+    public const int MaxInFlightBytes = 4 << 20;
+
     private const int PageBytes = 4096;
+
+    // The sender thread's side, under _senderLock: what it has to send, in order, each entry either
+    // a segment or a block to give back once everything before it was sent.
+    private readonly object _senderLock = new();
+    private readonly List<Outgoing> _handedOff = [];
+    private long _inFlightBytes;
+    private bool _senderFailed;
+    private bool _senderStopping;
+    private Thread? _sender;
 
     private readonly List<ArraySegment<byte>> _queued = [];
     private readonly List<byte[]> _retired = [];
@@ -88,10 +115,23 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             SendQueued();
         }
 
+        StopSender();
         _completed = true;
         _queued.Clear();
         Retire();
         ReturnRetired();
+    }
+
+    /// <summary>Waits until the sender thread has sent (or failed to send) everything handed to it.</summary>
+    internal void WaitForSender()
+    {
+        lock (_senderLock)
+        {
+            while (_inFlightBytes > 0 && !_senderFailed)
+            {
+                Monitor.Wait(_senderLock);
+            }
+        }
     }
 
     private Memory<byte> Reserve(int sizeHint)
@@ -144,7 +184,10 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
         _segmentStart = _position = _blockEnd = 0;
     }
 
-    /// <summary>Sends everything written so far; false once the peer is gone (then nothing more is sent).</summary>
+    /// <summary>
+    /// Sends everything written so far, here or (see the class remarks) by the sender thread; false
+    /// once the peer is gone (then nothing more is sent).
+    /// </summary>
     private bool SendQueued()
     {
         if (_block is not null && _position > _segmentStart)
@@ -160,6 +203,18 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             return false;
         }
 
+        if (_block is not null && _block.Length > BlockPool.SmallBlockBytes)
+        {
+            // A large reply's block goes back once sent: an idle connection keeps one small block
+            // at most, and the next large read reuses this one while it is still in cache.
+            Retire();
+        }
+
+        if (HandOff())
+        {
+            return !_failed;
+        }
+
         try
         {
             while (_queued.Count > 0)
@@ -167,7 +222,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
                 var sent = _queued.Count == 1
                     ? socket.Send(_queued[0].AsSpan(), SocketFlags.None)
                     : socket.Send(_queued, SocketFlags.None);
-                Consume(sent);
+                Consume(_queued, sent);
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
@@ -176,33 +231,173 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             _queued.Clear();
         }
 
-        if (_block is not null && _block.Length > BlockPool.SmallBlockBytes)
-        {
-            // A large reply's block goes back at once: an idle connection keeps one small block at
-            // most, and the next large read reuses this one while it is still in cache.
-            Retire();
-        }
-
         ReturnRetired();
         return !_failed;
     }
 
+    /// <summary>
+    /// Gives the queued segments (and the retired blocks, to return after them) to the sender thread
+    /// when they hold a large span or the sender still has something; false to send them inline.
+    /// </summary>
+    private bool HandOff()
+    {
+        long bytes = 0;
+        var large = false;
+        foreach (var segment in _queued)
+        {
+            bytes += segment.Count;
+            large |= segment.Count >= OffloadSpanBytes;
+        }
+
+        lock (_senderLock)
+        {
+            if (!large && _inFlightBytes == 0 && !_senderFailed)
+            {
+                return false; // nothing in flight: an inline send keeps the order
+            }
+
+            if (_sender is null && !_senderFailed)
+            {
+                _sender = new Thread(RunSender) { IsBackground = true, Name = "reply sender" };
+                _sender.Start();
+            }
+
+            while (_inFlightBytes >= MaxInFlightBytes && !_senderFailed)
+            {
+                Monitor.Wait(_senderLock);
+            }
+
+            if (_senderFailed)
+            {
+                _failed = true;
+                _queued.Clear();
+                ReturnRetired();
+                return true;
+            }
+
+            foreach (var segment in _queued)
+            {
+                _handedOff.Add(new Outgoing(segment, null));
+            }
+
+            foreach (var block in _retired)
+            {
+                _handedOff.Add(new Outgoing(default, block));
+            }
+
+            _inFlightBytes += bytes;
+            Monitor.PulseAll(_senderLock);
+        }
+
+        _queued.Clear();
+        _retired.Clear();
+        return true;
+    }
+
+    private void RunSender()
+    {
+        var batch = new List<Outgoing>();
+        var segments = new List<ArraySegment<byte>>();
+        while (true)
+        {
+            lock (_senderLock)
+            {
+                while (_handedOff.Count == 0 && !_senderStopping)
+                {
+                    Monitor.Wait(_senderLock);
+                }
+
+                if (_handedOff.Count == 0)
+                {
+                    return;
+                }
+
+                batch.AddRange(_handedOff);
+                _handedOff.Clear();
+            }
+
+            long bytes = 0;
+            var failed = Volatile.Read(ref _senderFailed);
+            segments.Clear();
+            foreach (var item in batch)
+            {
+                if (item.Block is null)
+                {
+                    segments.Add(item.Segment);
+                    bytes += item.Segment.Count;
+                }
+            }
+
+            try
+            {
+                while (!failed && segments.Count > 0)
+                {
+                    var sent = segments.Count == 1
+                        ? socket.Send(segments[0].AsSpan(), SocketFlags.None)
+                        : socket.Send(segments, SocketFlags.None);
+                    Consume(segments, sent);
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                failed = true;
+            }
+
+            foreach (var item in batch)
+            {
+                if (item.Block is not null)
+                {
+                    BlockPool.Return(item.Block);
+                }
+            }
+
+            batch.Clear();
+            lock (_senderLock)
+            {
+                _inFlightBytes -= bytes;
+                _senderFailed |= failed;
+                Monitor.PulseAll(_senderLock);
+            }
+        }
+    }
+
+    /// <summary>Lets the sender thread finish what it was given, and waits for it to end.</summary>
+    private void StopSender()
+    {
+        Thread? sender;
+        lock (_senderLock)
+        {
+            _senderStopping = true;
+            sender = _sender;
+            Monitor.PulseAll(_senderLock);
+        }
+
+        sender?.Join();
+        if (_senderFailed)
+        {
+            _failed = true;
+        }
+    }
+
     /// <summary>Drops <paramref name="sent"/> bytes from the front of the queue (a send may take part of it).</summary>
-    private void Consume(int sent)
+    private static void Consume(List<ArraySegment<byte>> queue, int sent)
     {
         var whole = 0;
-        while (whole < _queued.Count && sent >= _queued[whole].Count)
+        while (whole < queue.Count && sent >= queue[whole].Count)
         {
-            sent -= _queued[whole].Count;
+            sent -= queue[whole].Count;
             whole++;
         }
 
-        _queued.RemoveRange(0, whole);
+        queue.RemoveRange(0, whole);
         if (sent > 0)
         {
-            _queued[0] = _queued[0][sent..];
+            queue[0] = queue[0][sent..];
         }
     }
+
+    /// <summary>A segment to send, or (when <see cref="Block"/> is set) a block to give back.</summary>
+    private readonly record struct Outgoing(ArraySegment<byte> Segment, byte[]? Block);
 
     private void ReturnRetired()
     {

@@ -158,6 +158,7 @@ public sealed class SocketReplyWriterTests : IDisposable
         Assert.True(MemoryMarshal.TryGetArray<byte>(memory, out var segment));
         writer.Advance(5 << 20);
         Assert.False((await writer.FlushAsync()).IsCompleted);
+        writer.WaitForSender(); // a large reply is sent by the sender thread, which then returns the block
 
         // Another writer's large span now gets the same block (8 MiB class, most recently returned).
         var other = new SocketReplyWriter(_server);
@@ -169,6 +170,68 @@ public sealed class SocketReplyWriterTests : IDisposable
         writer.Advance(10);
         writer.Complete();
         Assert.Equal((5 << 20) + 10, (await receiving).Length);
+    }
+
+    [Fact]
+    public async Task SmallReplies_FlushedWhileALargeOneIsStillBeingSent_FollowItInOrder()
+    {
+        // The peer reads slowly: the large reply stays with the sender thread for a while, and the
+        // small flushes after it must queue behind it instead of overtaking it inline.
+        _server.SendBufferSize = 64 * 1024;
+        _client.ReceiveBufferSize = 64 * 1024;
+        var writer = new SocketReplyWriter(_server);
+        var expected = new MemoryStream();
+        var rng = new Random(11);
+        var sizes = new[] { 3 << 20, 10, 200, (1 << 20) + 16, 7, 5000, 2 << 20, 1 };
+        var receiving = ReceiveAsync(sizes.Sum(), slowly: true);
+        foreach (var size in sizes)
+        {
+            var reply = new byte[size];
+            rng.NextBytes(reply);
+            reply.CopyTo(writer.GetSpan(size));
+            writer.Advance(size);
+            expected.Write(reply);
+            Assert.False((await writer.FlushAsync()).IsCompleted);
+        }
+
+        Assert.Equal(expected.ToArray(), await receiving);
+        writer.Complete();
+    }
+
+    [Fact]
+    public async Task Complete_WaitsForTheSenderThread_ToSendEverythingHandedToIt()
+    {
+        var writer = new SocketReplyWriter(_server);
+        var receiving = ReceiveAsync((8 << 20) + 3, slowly: true);
+        writer.GetSpan(8 << 20).Fill(9);
+        writer.Advance(8 << 20);
+        Assert.False((await writer.FlushAsync()).IsCompleted);
+        "end"u8.CopyTo(writer.GetSpan(3));
+        writer.Advance(3);
+        writer.Complete();
+        _server.Shutdown(SocketShutdown.Send); // what the listener does right after Complete
+        var received = await receiving;
+        Assert.All(received[..(8 << 20)], b => Assert.Equal(9, b));
+        Assert.Equal("end"u8.ToArray(), received[(8 << 20)..]);
+    }
+
+    [Fact]
+    public async Task LargeFlush_AfterThePeerLeft_ReportsCompleted_FromTheSenderThread()
+    {
+        var writer = new SocketReplyWriter(_server);
+        _client.Close();
+        var completed = false;
+        for (var i = 0; i < 50 && !completed; i++)
+        {
+            writer.GetSpan(1 << 20);
+            writer.Advance(1 << 20);
+            completed = (await writer.FlushAsync()).IsCompleted;
+            writer.WaitForSender();
+            await Task.Delay(10);
+        }
+
+        Assert.True(completed, "the writer did not notice that the peer was gone");
+        writer.Complete();
     }
 
     [Fact]
