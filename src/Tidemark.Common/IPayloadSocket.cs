@@ -16,4 +16,7 @@ public interface IPayloadSocket
 
     /// <summary>Receives exactly <paramref name="destination"/>'s length; false when the peer closed first.</summary>
     bool ReceiveExactly(Span<byte> destination);
+
+    /// <summary>Whether bytes (or the peer's close) are waiting to be received, without waiting.</summary>
+    bool HasInput { get; }
 }

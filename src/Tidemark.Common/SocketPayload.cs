@@ -5,6 +5,21 @@ namespace Tidemark;
 /// <summary>The accepted socket of a connection as an <see cref="IPayloadSocket"/> (see <see cref="KernelPipe"/>).</summary>
 public sealed class SocketPayload(Socket socket) : IPayloadSocket
 {
+    public bool HasInput
+    {
+        get
+        {
+            try
+            {
+                return socket.Poll(0, SelectMode.SelectRead);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                return true; // the next receive reports it
+            }
+        }
+    }
+
     public int SpliceSome(KernelPipe pipe, int maxBytes)
     {
         var fd = (int)socket.SafeHandle.DangerousGetHandle();

@@ -75,6 +75,12 @@ public sealed partial class NbdConnection
             }
 
             _input.AdvanceTo(buffer.Start, buffer.End);
+            if (UnansweredWrites > 0 && (step != Step.NeedMoreData || (buffer.IsEmpty && !_payloadSocket!.HasInput)))
+            {
+                // About to wait for input (or to end): the client may be waiting for these replies.
+                AnswerWrites(waitForAll: true);
+            }
+
             if (!await FlushAsync(cancellationToken))
             {
                 return StoppedSendingEnd();
@@ -138,6 +144,12 @@ public sealed partial class NbdConnection
                     NbdProtocolViolationException.Throw($"write payload of {header.LengthBytes} bytes exceeds the {_options.MaxPayloadBytes}-byte cap");
                 }
 
+                if (TryWriteBehind(header, ref buffer))
+                {
+                    continue;
+                }
+
+                AnswerWrites(waitForAll: true);
                 var length = (int)header.LengthBytes;
                 var payload = buffer.Slice(NbdRequestHeader.SizeBytes);
                 if (payload.Length >= length && payload.Slice(0, length).IsSingleSegment)
@@ -156,6 +168,7 @@ public sealed partial class NbdConnection
                 continue;
             }
 
+            AnswerWrites(waitForAll: true);
             buffer = buffer.Slice(NbdRequestHeader.SizeBytes);
             if (header.Command == NbdCommand.Disconnect)
             {

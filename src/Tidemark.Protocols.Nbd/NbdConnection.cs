@@ -94,6 +94,7 @@ public sealed partial class NbdConnection
         finally
         {
             _finished = true;
+            StopWriteBehind();
             ReturnBuffers();
             await CompleteTransportAsync();
         }

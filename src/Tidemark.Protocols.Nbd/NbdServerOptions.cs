@@ -59,6 +59,17 @@ public sealed record NbdServerOptions
     public int PayloadPipeBytes { get; init; } = 1024 * 1024;
 
     /// <summary>
+    /// WRITEs with payloads from <see cref="WriteBehindMinBytes"/> up to this size are received whole
+    /// and written to the device by the connection's write-behind thread, while the connection
+    /// thread receives the next request (see NbdConnection.WriteBehind.cs); 0 turns that off. Larger
+    /// payloads are streamed to the device (spliced) on the connection thread.
+    /// </summary>
+    public int WriteBehindMaxBytes { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>The smallest WRITE payload handed to the write-behind thread (smaller ones are written inline).</summary>
+    public int WriteBehindMinBytes { get; init; } = 128 * 1024;
+
+    /// <summary>
     /// Upgrades the transport after NBD_OPT_STARTTLS was acknowledged (proto.md "TLS support"); the
     /// host wraps the pipe in an SslStream and returns the decrypted pipe. Null: STARTTLS is answered
     /// NBD_REP_ERR_UNSUP.

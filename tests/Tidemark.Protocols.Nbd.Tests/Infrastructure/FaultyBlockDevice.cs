@@ -33,8 +33,12 @@ internal sealed class FaultyBlockDevice(long sizeBytes) : IBlockDevice
         _inner.Read(offsetBytes, destination);
     }
 
+    /// <summary>The names of the threads that called <see cref="Write"/>.</summary>
+    public System.Collections.Concurrent.ConcurrentBag<string?> WriterThreads { get; } = [];
+
     public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
     {
+        WriterThreads.Add(Thread.CurrentThread.Name);
         ThrowIfFaulted();
         _inner.Write(offsetBytes, source, forceUnitAccess);
     }
