@@ -22,7 +22,7 @@ internal sealed partial class Lineage
     private readonly Pool _pool;
     private readonly Lock _mapLock = new();
     // Mutated under _mapLock only; read without it by the live read path.
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, MapPage> _pages = new();
+    private readonly PageTable _pages = new();
     private readonly List<MapPage> _clock = []; // the same pages, in a ring swept by _hand
     private byte[]? _pageBuffer;
     private int _hand;
@@ -170,7 +170,7 @@ internal sealed partial class Lineage
             while (i < count)
             {
                 var block = firstBlock + i;
-                if (!_pages.TryGetValue((ulong)block >> MapPage.PageShift, out var page))
+                if (!_pages.TryGet((ulong)block >> MapPage.PageShift, out var page))
                 {
                     break;
                 }
@@ -561,7 +561,7 @@ internal sealed partial class Lineage
 
     private MapPage? GetPageLocked(ulong pageNo, bool create)
     {
-        if (_pages.TryGetValue(pageNo, out var page))
+        if (_pages.TryGet(pageNo, out var page))
         {
             page.Referenced = true;
             return page;
@@ -589,7 +589,7 @@ internal sealed partial class Lineage
             EvictLocked();
         }
 
-        _pages[pageNo] = page;
+        _pages.Set(pageNo, page);
         _clock.Add(page);
         return page;
     }
@@ -624,7 +624,7 @@ internal sealed partial class Lineage
                 continue;
             }
 
-            _pages.TryRemove(page.Number, out _);
+            _pages.Remove(page.Number);
             _clock[_hand] = _clock[^1];
             _clock.RemoveAt(_clock.Count - 1);
             _pool.Pages.Retire(page);

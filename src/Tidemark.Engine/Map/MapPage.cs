@@ -10,7 +10,8 @@ internal sealed class MapPage
     public const int PageShift = 8;
     public const int Bytes = BlocksPerPage * MapEntry.Bytes;
 
-    private readonly ulong[] _words = new ulong[BlocksPerPage * 2];
+    // Inline in the page object (no separate array): a lookup touches one object, not two.
+    private Words _words;
 
     public MapPage(ulong number)
     {
@@ -25,7 +26,7 @@ internal sealed class MapPage
     /// </summary>
     public void Reuse(ulong number)
     {
-        Array.Clear(_words);
+        ((Span<ulong>)_words).Clear();
         Number = number;
         Dirty = false;
         CollectedSeq = 0;
@@ -91,5 +92,11 @@ internal sealed class MapPage
         {
             this[i].Write(bytes[(i * MapEntry.Bytes)..]);
         }
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(BlocksPerPage * 2)]
+    private struct Words
+    {
+        private ulong _first;
     }
 }
