@@ -35,6 +35,10 @@ public sealed partial class Pool : IDisposable
     private long _durableSeq;
     private long _cachedPages;
     private Exception? _failure;
+    private readonly object _committerGate = new();
+    private Thread? _committer;
+    private bool _commitWanted;
+    private bool _committerStopping;
     private bool _disposed;
 
     private Pool(string directory, PoolOptions options, MetaStore meta, PoolRecord record)
@@ -401,6 +405,74 @@ public sealed partial class Pool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Asks for a commit on the pool's committer thread (started on first use): a volume past
+    /// <see cref="PoolOptions.MaxDirtyPages"/> goes on taking writes while the store is synced and
+    /// its map pages are written, instead of stalling its writer for that time.
+    /// </summary>
+    internal void RequestBackgroundCommit()
+    {
+        lock (_committerGate)
+        {
+            if (_committerStopping)
+            {
+                return;
+            }
+
+            _commitWanted = true;
+            if (_committer is null)
+            {
+                _committer = new Thread(RunCommitter) { IsBackground = true, Name = "tidemark commit" };
+                _committer.Start();
+            }
+
+            Monitor.Pulse(_committerGate);
+        }
+    }
+
+    private void RunCommitter()
+    {
+        while (true)
+        {
+            lock (_committerGate)
+            {
+                while (!_commitWanted && !_committerStopping)
+                {
+                    Monitor.Wait(_committerGate);
+                }
+
+                if (_committerStopping)
+                {
+                    return;
+                }
+
+                _commitWanted = false;
+            }
+
+            try
+            {
+                Flush();
+            }
+            catch (Exception ex) when (ex is StorageException or ObjectDisposedException)
+            {
+                // The pool went offline (the next write or flush reports why) or is closing.
+            }
+        }
+    }
+
+    private void StopCommitter()
+    {
+        Thread? committer;
+        lock (_committerGate)
+        {
+            _committerStopping = true;
+            committer = _committer;
+            Monitor.Pulse(_committerGate);
+        }
+
+        committer?.Join();
+    }
+
     private void CommitLocked(Action<WriteBatch>? extra, List<ulong>? extraFreed)
     {
         ThrowIfUnusable();
@@ -571,6 +643,7 @@ public sealed partial class Pool : IDisposable
 
         try
         {
+            StopCommitter();
             if (_failure is null)
             {
                 Flush();
@@ -608,7 +681,10 @@ public sealed record PoolOptions
     /// <summary>Memory for the metadata store's block cache (data, index and filter blocks).</summary>
     public long MetadataCacheBytes { get; init; } = 24L << 20;
 
-    /// <summary>A volume with more dirty map pages than this commits on its own (bounds memory and replay).</summary>
+    /// <summary>
+    /// A volume with more dirty map pages than this asks for a commit in the background; with twice
+    /// as many, its writer commits itself (bounds memory and replay).
+    /// </summary>
     public int MaxDirtyPages { get; init; } = 2048;
 
     /// <summary>The clock for snapshot times and holds (tests substitute a controllable one).</summary>

@@ -241,9 +241,14 @@ public sealed class Volume : IBlockDevice, IPipeWritable
 
     private void AfterWrite(Lineage lineage, bool forceUnitAccess)
     {
-        if (forceUnitAccess || lineage.DirtyPageCount > _pool.Options.MaxDirtyPages)
+        var dirty = lineage.DirtyPageCount;
+        if (forceUnitAccess || dirty > 2 * _pool.Options.MaxDirtyPages)
         {
             _pool.Flush();
+        }
+        else if (dirty > _pool.Options.MaxDirtyPages)
+        {
+            _pool.RequestBackgroundCommit();
         }
     }
 
