@@ -618,6 +618,9 @@ public sealed partial class Pool : IDisposable
     /// </summary>
     internal void SimulateCrash()
     {
+        // The committer thread must not touch the metadata store after it is closed (a commit it
+        // has started completes first, as if the crash came right after it).
+        StopCommitter();
         _disposed = true;
         Meta.Dispose();
     }
