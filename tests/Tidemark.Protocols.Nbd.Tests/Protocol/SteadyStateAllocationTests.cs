@@ -35,12 +35,19 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
         await MeasureAsync(server, large);
 
         // Each round trip has a fixed cost in the test's own awaits; the slope between two batch
-        // sizes is what one more request costs the server.
-        var smallBytes = await MeasureAsync(server, small);
-        var largeBytes = await MeasureAsync(server, large);
-        var perRequest = (largeBytes - smallBytes) / (double)(RoundTrips * 2 * (LargeBatchPairs - SmallBatchPairs));
-
-        output.WriteLine($"{perRequest:F2} bytes per request; {smallBytes} and {largeBytes} bytes in total");
+        // sizes is what one more request costs the server. The counter is process-wide, so work
+        // another test left behind (finalizers, sockets closing) can only add to it: the lowest
+        // of three attempts is the server's own figure, and a real per-request allocation shows
+        // in every attempt.
+        var perRequest = double.MaxValue;
+        long smallBytes = 0, largeBytes = 0;
+        for (var attempt = 0; attempt < 3 && perRequest >= 8; attempt++)
+        {
+            smallBytes = await MeasureAsync(server, small);
+            largeBytes = await MeasureAsync(server, large);
+            perRequest = Math.Min(perRequest, (largeBytes - smallBytes) / (double)(RoundTrips * 2 * (LargeBatchPairs - SmallBatchPairs)));
+            output.WriteLine($"attempt {attempt + 1}: {perRequest:F2} bytes per request; {smallBytes} and {largeBytes} bytes in total");
+        }
 
         // A real per-request allocation (a payload array, a closure, a boxed task) costs at least
         // 24 bytes each; below that is pipe-internal bookkeeping noise.
