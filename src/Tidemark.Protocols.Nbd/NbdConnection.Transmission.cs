@@ -188,12 +188,8 @@ public sealed partial class NbdConnection
     private bool CanStream(in NbdRequestHeader header)
     {
         var block = (uint)Device.LogicalBlockSizeBytes;
-        var size = (ulong)Device.SizeBytes;
         if (header.LengthBytes == 0
-            || (header.Flags & ~NbdCommandFlags.Fua) != 0
-            || _export!.IsReadOnly
-            || header.OffsetBytes > size
-            || header.LengthBytes > size - header.OffsetBytes
+            || !IsWellFormedWrite(header)
             || (header.OffsetBytes | header.LengthBytes) % block != 0)
         {
             return false; // the whole-payload path answers these with the right error
