@@ -33,6 +33,16 @@ api -X POST "${http}api/v1/volumes" -d "{\"name\":\"mem\",\"sizeBytes\":$bytes,\
 api -X POST "${http}api/v1/exports" -d '{"target":"mem","name":"mem","protocol":"nbd"}' >/dev/null
 rss() { awk '/^VmRSS/ {print int($2/1024)}' "/proc/$pid/status"; }
 hwm() { awk '/^VmHWM/ {print int($2/1024)}' "/proc/$pid/status"; }
+# At each new maximum the server's memory by part (GET /metrics) and the kinds of resident pages.
+breakdown() {
+  { awk '/^(RssAnon|RssFile|RssShmem)/ {printf "%s %d MiB, ", $1, $2/1024}' "/proc/$pid/status"
+    api "${http}metrics" | awk '
+      /^tidemark_process_gc_committed_bytes / {printf "GC committed %d MiB, ", $2/1048576}
+      /^tidemark_process_gc_heap_bytes / {printf "GC heap %d MiB, ", $2/1048576}
+      /^tidemark_engine_memory_bytes\{/ {split($1, a, "\""); printf "%s %d MiB, ", a[2], $2/1048576}
+      /^tidemark_process_native_heap_bytes\{/ {split($1, a, "\""); printf "glibc %s %d MiB, ", a[2], $2/1048576}'
+  } | sed 's/, $//'
+}
 echo "idle: RSS $(rss) MiB"
 
 start=$(date +%s.%N)
@@ -43,7 +53,7 @@ fio_pid=$!
 taken=0; max_write=0; interval=1
 while kill -0 "$fio_pid" 2>/dev/null; do
   sleep "$interval"
-  r=$(rss); [ "$r" -gt "$max_write" ] && max_write=$r
+  r=$(rss); if [ "$r" -gt "$max_write" ]; then max_write=$r; write_parts=$(breakdown); fi
   if [ "$taken" -lt "$SNAPSHOTS" ]; then
     api -X POST "${http}api/v1/volumes/mem/snapshots" -d "{\"name\":\"s$taken\"}" >/dev/null && taken=$((taken + 1))
   fi
@@ -66,9 +76,13 @@ fio --name=read --rw=randread --bs=4k --iodepth=32 --ioengine=nbd --uri="nbd://$
   --time_based=1 --runtime="$READ_SECONDS" --norandommap=1 --output-format=terse --output="$D/read.txt" &
 fio_pid=$!
 max_read=0
-while kill -0 "$fio_pid" 2>/dev/null; do sleep 1; r=$(rss); [ "$r" -gt "$max_read" ] && max_read=$r; done
+while kill -0 "$fio_pid" 2>/dev/null; do
+  sleep 1; r=$(rss); if [ "$r" -gt "$max_read" ]; then max_read=$r; read_parts=$(breakdown); fi
+done
 wait "$fio_pid"
 read_iops=$(cut -d';' -f 8 "$D/read.txt")
 echo "volume $SIZE, $taken snapshots, written in $write_seconds s at $iops IOPS; $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "RSS MiB: max while writing $max_write, after writing $after_write, max while reading $max_read (read $read_iops IOPS), peak (VmHWM) $(hwm)"
+echo "at the writing maximum: ${write_parts:-}"
+echo "at the reading maximum: ${read_parts:-}"
 echo "store: $(du -sh "$D/tm" | cut -f1)"

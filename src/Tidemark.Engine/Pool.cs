@@ -368,12 +368,15 @@ public sealed partial class Pool : IDisposable
     {
         long Property(string name) =>
             long.TryParse(Meta.Property(name), System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : 0;
+        var native = NativeHeap.GetUsage();
         return new EngineMemory(
             Interlocked.Read(ref _cachedPages) * MapPage.Bytes,
             (long)Pages.ReadyCount * MapPage.Bytes,
             Property("rocksdb.block-cache-usage"),
             Property("rocksdb.cur-size-all-mem-tables"),
-            Property("rocksdb.estimate-table-readers-mem"));
+            Property("rocksdb.estimate-table-readers-mem"),
+            native.InUseBytes,
+            native.FreeBytes);
     }
 
     // ---- commit ----
@@ -666,8 +669,18 @@ public sealed partial class Pool : IDisposable
     }
 }
 
-/// <summary>Memory the engine holds, by part (see <see cref="Pool.GetMemoryUsage"/>).</summary>
-public sealed record EngineMemory(long MapCacheBytes, long RecycledPageBytes, long BlockCacheBytes, long MemtableBytes, long TableReaderBytes);
+/// <summary>
+/// Memory the engine holds, by part (see <see cref="Pool.GetMemoryUsage"/>), and the process's native
+/// heap (glibc), which is mostly the metadata store's: in use, and freed but not yet given back.
+/// </summary>
+public sealed record EngineMemory(
+    long MapCacheBytes,
+    long RecycledPageBytes,
+    long BlockCacheBytes,
+    long MemtableBytes,
+    long TableReaderBytes,
+    long NativeHeapInUseBytes,
+    long NativeHeapFreeBytes);
 
 /// <summary>Settings of an open pool. Defaults suit one appliance; tests shrink them.</summary>
 public sealed record PoolOptions

@@ -77,6 +77,13 @@ public sealed partial class MetricsTests
         Assert.Equal(samples["tidemark_pool_capacity_bytes"], samples["tidemark_pool_used_bytes"] + samples["tidemark_pool_free_bytes"]);
         Assert.Equal(1, samples["tidemark_exports{protocol=\"nbd\",state=\"online\"}"]);
         Assert.Contains("# TYPE tidemark_io_latency_seconds histogram", text, StringComparison.Ordinal);
+        // Memory by part: a written volume has map pages cached; the managed heap fits in what the
+        // GC committed; the store's memtable holds the commits; glibc's heap (this is Linux) is in use.
+        Assert.True(samples["tidemark_engine_memory_bytes{part=\"map_cache\"}"] > 0, text);
+        Assert.True(samples["tidemark_engine_memory_bytes{part=\"metadata_memtables\"}"] > 0, text);
+        Assert.True(samples["tidemark_process_gc_committed_bytes"] >= samples["tidemark_process_gc_heap_bytes"], text);
+        Assert.True(samples["tidemark_process_native_heap_bytes{state=\"in_use\"}"] > 0, text);
+        Assert.True(samples["tidemark_process_resident_bytes"] > samples["tidemark_engine_memory_bytes{part=\"map_cache\"}"], text);
     }
 
     /// <summary>Every sample line, checked against the exposition format's grammar.</summary>

@@ -64,6 +64,32 @@ internal static partial class NativeHeap
         }
     }
 
+    /// <summary>
+    /// glibc's heap: bytes handed out (in its arenas and in separate mappings) and bytes freed but
+    /// still held in its arenas; (0, 0) where the C library is not glibc.
+    /// </summary>
+    public static (long InUseBytes, long FreeBytes) GetUsage()
+    {
+        try
+        {
+            var info = MallInfo2();
+            return ((long)(info.Uordblks + info.Hblkhd), (long)info.Fordblks);
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return (0, 0);
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MallInfo
+    {
+        public nuint Arena, Ordblks, Smblks, Hblks, Hblkhd, Usmblks, Fsmblks, Uordblks, Fordblks, Keepcost;
+    }
+
+    [LibraryImport("libc", EntryPoint = "mallinfo2")]
+    private static partial MallInfo MallInfo2();
+
     [LibraryImport("libc", EntryPoint = "malloc_trim")]
     private static partial int MallocTrim(nuint pad);
 

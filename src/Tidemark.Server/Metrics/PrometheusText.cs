@@ -70,7 +70,19 @@ public static class PrometheusText
             Gauge(b, "tidemark_process_resident_bytes", "Resident memory of the server process.", process.WorkingSet64);
         }
 
-        Gauge(b, "tidemark_process_gc_heap_bytes", "Managed heap size after the last collection.", GC.GetGCMemoryInfo().HeapSizeBytes);
+        var gc = GC.GetGCMemoryInfo();
+        Gauge(b, "tidemark_process_gc_heap_bytes", "Managed heap size after the last collection.", gc.HeapSizeBytes);
+        Gauge(b, "tidemark_process_gc_committed_bytes", "Memory the garbage collector has committed for the managed heap.", gc.TotalCommittedBytes);
+        var memory = pool.GetMemoryUsage();
+        Family(b, "tidemark_engine_memory_bytes", "gauge", "Memory the engine holds, by part (map pages are in the managed heap, the metadata store's parts in the native heap).");
+        Sample(b, "tidemark_engine_memory_bytes", [("part", "map_cache")], memory.MapCacheBytes);
+        Sample(b, "tidemark_engine_memory_bytes", [("part", "recycled_map_pages")], memory.RecycledPageBytes);
+        Sample(b, "tidemark_engine_memory_bytes", [("part", "metadata_block_cache")], memory.BlockCacheBytes);
+        Sample(b, "tidemark_engine_memory_bytes", [("part", "metadata_memtables")], memory.MemtableBytes);
+        Sample(b, "tidemark_engine_memory_bytes", [("part", "metadata_table_readers")], memory.TableReaderBytes);
+        Family(b, "tidemark_process_native_heap_bytes", "gauge", "The C library's heap: bytes in use, and bytes freed but not yet given back to the system.");
+        Sample(b, "tidemark_process_native_heap_bytes", [("state", "in_use")], memory.NativeHeapInUseBytes);
+        Sample(b, "tidemark_process_native_heap_bytes", [("state", "free")], memory.NativeHeapFreeBytes);
         foreach (var source in more ?? [])
         {
             source.RenderMetrics(b);
