@@ -657,20 +657,32 @@ internal sealed partial class Lineage
         {
             if (_dirtyPages.Count > 0)
             {
-                var buffer = new byte[MapPage.Bytes];
+                var buffer = new byte[Math.Max(MapPage.Bytes, MapPageDelta.MaxBytes)];
                 foreach (var page in _dirtyPages)
                 {
                     var key = Keys.LivePageKey(Id, page.Number);
+                    var changed = page.ChangedCount;
                     if (page.IsEmpty)
                     {
                         batch.Delete(key);
                     }
+                    else if (changed <= MapPageDelta.MaxSlots)
+                    {
+                        // Only the entries set since the last commit (merged into the stored page by
+                        // the store); none set means the store already holds this page as it is.
+                        if (changed > 0)
+                        {
+                            var length = page.SaveChanges(buffer);
+                            batch.Merge(key, (ulong)key.Length, buffer, (ulong)length);
+                        }
+                    }
                     else
                     {
                         page.Save(buffer);
-                        batch.Put(key, buffer);
+                        batch.Put(key, (ulong)key.Length, buffer, MapPage.Bytes);
                     }
 
+                    page.ClearChanges();
                     page.Dirty = false;
                     page.CollectedSeq = commitSeq;
                 }

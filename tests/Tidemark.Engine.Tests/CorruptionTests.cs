@@ -82,7 +82,10 @@ public class CorruptionTests
 
     private static void Tamper(string poolDirectory, byte[] key, Action<byte[]> change)
     {
-        using var db = RocksDb.Open(new DbOptions(), Path.Combine(poolDirectory, "meta"));
+        // With the pool's merge operator: without it, replaying a WAL that holds map-page deltas stops there.
+        var options = new DbOptions();
+        Tidemark.Engine.Metadata.MapPageMergeOperator.SetOn(options.Handle);
+        using var db = RocksDb.Open(options, Path.Combine(poolDirectory, "meta"));
         var value = db.Get(key) ?? throw new InvalidOperationException("no such record");
         change(value);
         db.Put(key, value);

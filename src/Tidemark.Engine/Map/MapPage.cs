@@ -13,6 +13,10 @@ internal sealed class MapPage
     // Inline in the page object (no separate array): a lookup touches one object, not two.
     private Words _words;
 
+    // The slots set since the last commit collected this page (one bit each), so the commit can
+    // store only those entries (MapPageDelta). Only the map lock's holder reads or writes them.
+    private ChangedSlots _changed;
+
     public MapPage(ulong number)
     {
         Number = number;
@@ -27,6 +31,7 @@ internal sealed class MapPage
     public void Reuse(ulong number)
     {
         ((Span<ulong>)_words).Clear();
+        ((Span<ulong>)_changed).Clear();
         Number = number;
         Dirty = false;
         CollectedSeq = 0;
@@ -51,8 +56,45 @@ internal sealed class MapPage
             // state sees a complete entry; one that sees the old state reads the old version.
             _words[(index * 2) + 1] = value.Word1;
             Volatile.Write(ref _words[index * 2], value.Word0);
+            _changed[index >> 6] |= 1UL << index;
         }
     }
+
+    /// <summary>How many entries were set since the last <see cref="ClearChanges"/> (or load).</summary>
+    public int ChangedCount
+    {
+        get
+        {
+            var count = 0;
+            foreach (var bits in _changed)
+            {
+                count += System.Numerics.BitOperations.PopCount(bits);
+            }
+
+            return count;
+        }
+    }
+
+    /// <summary>Writes the entries set since the last <see cref="ClearChanges"/> as a <see cref="MapPageDelta"/>; returns its length.</summary>
+    public int SaveChanges(Span<byte> destination)
+    {
+        destination[0] = MapPageDelta.Format;
+        var length = 1;
+        for (var i = 0; i < BlocksPerPage; i++)
+        {
+            if ((_changed[i >> 6] & (1UL << i)) != 0)
+            {
+                destination[length] = (byte)i;
+                this[i].Write(destination[(length + 1)..]);
+                length += MapPageDelta.RecordBytes;
+            }
+        }
+
+        return length;
+    }
+
+    /// <summary>The page as it is now is what the store will hold once the collected commit is durable.</summary>
+    public void ClearChanges() => ((Span<ulong>)_changed).Clear();
 
     /// <summary>The state word of an entry, read without the map lock (one atomic load).</summary>
     public ulong ReadState(int index) => Volatile.Read(ref _words[index * 2]);
@@ -84,6 +126,8 @@ internal sealed class MapPage
         {
             this[i] = MapEntry.Read(bytes[(i * MapEntry.Bytes)..]);
         }
+
+        ClearChanges();
     }
 
     public void Save(Span<byte> bytes)
@@ -96,6 +140,12 @@ internal sealed class MapPage
 
     [System.Runtime.CompilerServices.InlineArray(BlocksPerPage * 2)]
     private struct Words
+    {
+        private ulong _first;
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(BlocksPerPage / 64)]
+    private struct ChangedSlots
     {
         private ulong _first;
     }

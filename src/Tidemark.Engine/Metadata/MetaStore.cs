@@ -52,6 +52,7 @@ internal sealed class MetaStore : IDisposable
             .SetMaxOpenFiles(256)
             .SetKeepLogFileNum(2)
             .SetCompression(Compression.Lz4);
+        MapPageMergeOperator.SetOn(options.Handle);
         try
         {
             return new MetaStore(RocksDb.Open(options, directory), cache);
@@ -152,6 +153,19 @@ internal sealed class MetaStore : IDisposable
     }
 
     public string? Property(string name) => _db.GetProperty(name);
+
+    /// <summary>Writes the memtables out and compacts every level (tests: merges then run in compaction).</summary>
+    internal void CompactAll()
+    {
+        try
+        {
+            _db.CompactRange((byte[]?)null, null);
+        }
+        catch (RocksDbException ex)
+        {
+            throw Wrap(ex);
+        }
+    }
 
     /// <summary>RocksDB's estimate of the number of keys (good to a few percent; for progress, not for logic).</summary>
     public long EstimateKeys() =>
