@@ -16,6 +16,8 @@ public sealed record ServerSettings
     public const string DefaultHttp = "127.0.0.1:8410";
     public const string DefaultNbd = "127.0.0.1:10809";
     public const string DefaultIscsi = "127.0.0.1:3260";
+    public const string DefaultMapCache = "32M";
+    public const string DefaultMetadataCache = "24M";
     public const string DefaultReplication = "127.0.0.1:8411";
 
     /// <summary>sun_path holds 108 bytes with the terminating zero.</summary>
@@ -56,10 +58,10 @@ public sealed record ServerSettings
     public string? StorePath { get; init; }
 
     /// <summary>Memory for cached volume map pages (with the metadata cache sized so a 20 GiB volume is served in <= 256 MiB: docs/BENCHMARKS.md, memory of tidemark serve).</summary>
-    public string MapCache { get; init; } = "32M";
+    public string MapCache { get; init; } = DefaultMapCache;
 
     /// <summary>Memory for the metadata store's block cache.</summary>
-    public string MetadataCache { get; init; } = "24M";
+    public string MetadataCache { get; init; } = DefaultMetadataCache;
 
     /// <summary>TLS for the API: null or "off" (plain HTTP: keep it on loopback), "self-signed" (made on first start, in DATA/tls), or a PEM certificate file.</summary>
     public string? TlsCertificate { get; init; }

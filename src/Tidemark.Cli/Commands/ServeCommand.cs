@@ -16,8 +16,8 @@ public static class ServeCommand
         var iscsi = new Option<string?>("--iscsi") { Description = $"iSCSI portal address IP:PORT, port 0 for any free port, or off [config: iscsi; default {ServerSettings.DefaultIscsi}]" };
         var storeCapacity = new Option<string?>("--store-capacity") { Description = "capacity of the pool's first file store when the pool is created, e.g. 100G, or auto for the free space [config: storeCapacity; default auto]" };
         var storePath = new Option<string?>("--store-path") { Description = "file or block device of the pool's first store when the pool is created [config: storePath; default DATA/pool/store-0.dat]" };
-        var mapCache = new Option<string?>("--map-cache") { Description = "memory for cached volume map pages [config: mapCache; default 24M]" };
-        var metadataCache = new Option<string?>("--metadata-cache") { Description = "memory for the metadata store's block cache [config: metadataCache; default 24M]" };
+        var mapCache = new Option<string?>("--map-cache") { Description = $"memory for cached volume map pages [config: mapCache; default {ServerSettings.DefaultMapCache}]" };
+        var metadataCache = new Option<string?>("--metadata-cache") { Description = $"memory for the metadata store's block cache [config: metadataCache; default {ServerSettings.DefaultMetadataCache}]" };
         var replication = new Option<string?>("--replication") { Description = $"replication listener IP:PORT for paired servers only (mutual TLS 1.3), port 0 for any free port, or off [config: replication; default {ServerSettings.DefaultReplication}]" };
         var retryDelay = new Option<string?>("--replication-retry-delay") { Description = "first wait before retrying a broken replication transfer, doubling per attempt, e.g. 500ms, 1s [config: replicationRetryDelay; default 1s]" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "TLS for the API: a PEM certificate file, self-signed (made on first start in DATA/tls), or off [config: tlsCertificate; default off]" };
