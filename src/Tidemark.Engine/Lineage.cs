@@ -657,7 +657,8 @@ internal sealed partial class Lineage
         {
             if (_dirtyPages.Count > 0)
             {
-                var buffer = new byte[Math.Max(MapPage.Bytes, MapPageDelta.MaxBytes)];
+                // A whole page, or a delta of at most MaxSlots records (smaller).
+                var buffer = new byte[MapPage.Bytes];
                 foreach (var page in _dirtyPages)
                 {
                     var key = Keys.LivePageKey(Id, page.Number);

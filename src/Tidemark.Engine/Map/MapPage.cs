@@ -80,13 +80,12 @@ internal sealed class MapPage
     {
         destination[0] = MapPageDelta.Format;
         var length = 1;
-        for (var i = 0; i < BlocksPerPage; i++)
+        for (var word = 0; word < BlocksPerPage / 64; word++)
         {
-            if ((_changed[i >> 6] & (1UL << i)) != 0)
+            for (var bits = _changed[word]; bits != 0; bits &= bits - 1)
             {
-                destination[length] = (byte)i;
-                this[i].Write(destination[(length + 1)..]);
-                length += MapPageDelta.RecordBytes;
+                var slot = (word * 64) + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                this[slot].Write(MapPageDelta.Record(destination, ref length, slot));
             }
         }
 

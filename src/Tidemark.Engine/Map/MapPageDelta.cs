@@ -54,12 +54,19 @@ internal static class MapPageDelta
         {
             if (present[slot])
             {
-                destination[length] = (byte)slot;
-                page.Slice(slot * MapEntry.Bytes, MapEntry.Bytes).CopyTo(destination[(length + 1)..]);
-                length += RecordBytes;
+                page.Slice(slot * MapEntry.Bytes, MapEntry.Bytes).CopyTo(Record(destination, ref length, slot));
             }
         }
 
         return length;
+    }
+
+    /// <summary>Appends the record of <paramref name="slot"/> at <paramref name="length"/>; returns where its entry goes.</summary>
+    public static Span<byte> Record(Span<byte> delta, ref int length, int slot)
+    {
+        delta[length] = (byte)slot;
+        var entry = delta.Slice(length + 1, MapEntry.Bytes);
+        length += RecordBytes;
+        return entry;
     }
 }
