@@ -10,6 +10,11 @@ public sealed partial class IscsiConnection
     private readonly Dictionary<int, ScsiNexus> _nexuses = [];
     private readonly Dictionary<uint, PendingCommand> _pending = [];
     private readonly Stack<PendingCommand> _freeCommands = new();
+
+    // Commands waiting for the write budget, oldest first (see IscsiLimits.MaxBufferedWriteBytes).
+    private readonly List<PendingCommand> _awaitingBuffer = [];
+    private long _grantedBytes;
+    private long _heldBytes;
     private readonly byte[] _cdb = new byte[PendingCommand.MaxCdbBytes];
 
     /// <summary>SenseLength (2 bytes, RFC 7143 11.4.7.2) followed by the sense data.</summary>
@@ -89,8 +94,19 @@ public sealed partial class IscsiConnection
             return;
         }
 
+        // RFC 7143 13.10/13.14: with InitialR2T=No and F=0, unsolicited Data-Out may follow up to FirstBurstLength.
+        var unsolicitedEnd = !_parameters.InitialR2T && !command.Final
+            ? Math.Min(_parameters.FirstBurstBytes, (int)expected)
+            : immediate;
+        var granted = _awaitingBuffer.Count == 0 && MayBuffer((int)expected);
         var pending = _freeCommands.Count > 0 ? _freeCommands.Pop() : new PendingCommand();
-        pending.Start((int)expected);
+        pending.Start((int)expected, unsolicitedEnd, granted);
+        _heldBytes += pending.Buffer!.Length;
+        if (granted)
+        {
+            _grantedBytes += expected;
+        }
+
         pending.InitiatorTaskTag = command.InitiatorTaskTag;
         pending.LunField = command.Lun;
         pending.CmdSN = command.CmdSN;
@@ -99,15 +115,45 @@ public sealed partial class IscsiConnection
         pending.CdbLength = cdbLength;
         pdu.Data.CopyTo(pending.Buffer);
         pending.ReceivedBytes = immediate;
-
-        // RFC 7143 13.10/13.14: with InitialR2T=No and F=0, unsolicited Data-Out may follow up to FirstBurstLength.
-        pending.UnsolicitedEnd = !_parameters.InitialR2T && !command.Final
-            ? Math.Min(_parameters.FirstBurstBytes, (int)expected)
-            : immediate;
         pending.NextR2TOffset = pending.UnsolicitedEnd;
-        pending.TargetTransferTag = NextTargetTransferTag();
         _pending.Add(command.InitiatorTaskTag, pending);
-        SendReadyToTransfer(pending);
+        if (granted)
+        {
+            pending.TargetTransferTag = NextTargetTransferTag();
+            SendReadyToTransfer(pending);
+        }
+        else
+        {
+            // No transfer tag until granted: a solicited Data-Out before its R2T is a protocol error.
+            pending.TargetTransferTag = BasicHeaderSegment.ReservedTag;
+            _awaitingBuffer.Add(pending);
+        }
+    }
+
+    /// <summary>Bytes of write data this connection holds now for commands waiting for Data-Out.</summary>
+    public long BufferedWriteBytes => Interlocked.Read(ref _heldBytes);
+
+    private bool MayBuffer(int bytes) => _grantedBytes == 0 || _grantedBytes + bytes <= _limits.MaxBufferedWriteBytes;
+
+    /// <summary>Gives waiting commands their buffers and R2Ts, oldest first, while the budget allows.</summary>
+    private void GrantWaiting()
+    {
+        while (_awaitingBuffer.Count > 0 && !_closing && MayBuffer(_awaitingBuffer[0].ExpectedBytes))
+        {
+            var pending = _awaitingBuffer[0];
+            _awaitingBuffer.RemoveAt(0);
+            _heldBytes -= pending.Buffer!.Length;
+            pending.Grant();
+            _heldBytes += pending.Buffer!.Length;
+            _grantedBytes += pending.ExpectedBytes;
+            pending.TargetTransferTag = NextTargetTransferTag();
+            if (pending.ReceivedBytes >= pending.ExpectedBytes)
+            {
+                continue; // cannot happen: a command with all its data unsolicited is granted at once
+            }
+
+            SendReadyToTransfer(pending);
+        }
     }
 
     private int ReadCdb(in IscsiPdu pdu)
@@ -203,6 +249,12 @@ public sealed partial class IscsiConnection
 
         if (pending.ReceivedBytes >= pending.ExpectedBytes)
         {
+            if (!pending.Granted)
+            {
+                // Only repeated unsolicited data can get here (it counts bytes, not coverage).
+                IscsiProtocolException.Throw(RejectReason.ProtocolError, "more unsolicited Data-Out than FirstBurstLength");
+            }
+
             _pending.Remove(pending.InitiatorTaskTag);
             try
             {
@@ -225,7 +277,18 @@ public sealed partial class IscsiConnection
 
     private void ReturnPending(PendingCommand pending)
     {
+        if (pending.Granted)
+        {
+            _grantedBytes -= pending.ExpectedBytes;
+        }
+        else
+        {
+            _awaitingBuffer.Remove(pending);
+        }
+
+        _heldBytes -= pending.Buffer?.Length ?? 0;
         pending.Reset();
+        GrantWaiting();
         if (_freeCommands.Count < _limits.CommandWindow)
         {
             _freeCommands.Push(pending);
@@ -359,6 +422,9 @@ public sealed partial class IscsiConnection
         }
 
         _pending.Clear();
+        _awaitingBuffer.Clear();
+        _grantedBytes = 0;
+        Interlocked.Exchange(ref _heldBytes, 0);
         foreach (var nexus in _nexuses.Values)
         {
             nexus.Unit.CloseNexus(nexus);

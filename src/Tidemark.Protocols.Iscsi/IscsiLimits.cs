@@ -27,6 +27,15 @@ public sealed record IscsiLimits
     /// </summary>
     public int MaxCommandDataBytes { get; init; } = 8 * 1024 * 1024;
 
+    /// <summary>
+    /// Bytes of write data one connection may hold buffered for commands waiting for their Data-Out.
+    /// A WRITE is sent its R2Ts (and given a buffer for all its data) only while the connection holds
+    /// less; the others wait with just their unsolicited data (at most FirstBurstLength each), so a
+    /// session that sends 64 WRITEs of 8 MiB and no data holds about this much, not 512 MiB. One
+    /// command is always admitted, so this never blocks progress even below <see cref="MaxCommandDataBytes"/>.
+    /// </summary>
+    public int MaxBufferedWriteBytes { get; init; } = 16 * 1024 * 1024;
+
     /// <summary>Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1, RFC 7143 4.2.2.1); bounds buffered writes per connection.</summary>
     public int CommandWindow { get; init; } = 64;
 

@@ -45,14 +45,33 @@ internal sealed class PendingCommand
     /// <summary>RFC 7143 11.7.4: DataSN of the next Data-Out, from 0 in each sequence (unsolicited or per R2T).</summary>
     public uint ExpectedDataSN { get; set; }
 
-    public void Start(int expectedBytes)
+    /// <summary>
+    /// True once the command holds a buffer for all of its data and may be sent R2Ts; until then it
+    /// holds only its unsolicited part (the session's write budget was spent, IscsiLimits.MaxBufferedWriteBytes).
+    /// </summary>
+    public bool Granted { get; private set; }
+
+    /// <summary>Starts with a buffer for all the data (<paramref name="granted"/>) or only for the unsolicited part.</summary>
+    public void Start(int expectedBytes, int unsolicitedEnd, bool granted)
     {
         ExpectedBytes = expectedBytes;
-        Buffer = ArrayPool<byte>.Shared.Rent(expectedBytes);
+        UnsolicitedEnd = unsolicitedEnd;
+        Granted = granted;
+        Buffer = ArrayPool<byte>.Shared.Rent(granted ? expectedBytes : Math.Max(1, unsolicitedEnd));
         ReceivedBytes = 0;
         OutstandingR2T = 0;
         NextR2TSN = 0;
         ExpectedDataSN = 0;
+    }
+
+    /// <summary>Takes a buffer for all of the data, keeping what arrived unsolicited.</summary>
+    public void Grant()
+    {
+        var whole = ArrayPool<byte>.Shared.Rent(ExpectedBytes);
+        Buffer.AsSpan(0, UnsolicitedEnd).CopyTo(whole);
+        ArrayPool<byte>.Shared.Return(Buffer!);
+        Buffer = whole;
+        Granted = true;
     }
 
     public void Reset()
@@ -64,5 +83,6 @@ internal sealed class PendingCommand
         }
 
         ExpectedBytes = 0;
+        Granted = false;
     }
 }
