@@ -17,10 +17,12 @@ public sealed partial class IscsiConnection
     private readonly IscsiTargetCatalog _catalog;
     private readonly IscsiLimits _limits;
     private readonly string? _portalAddress;
+    private readonly IConnectionPhase? _phase;
     private readonly byte[] _inHeader = new byte[BasicHeaderSegment.LengthBytes];
     private readonly byte[] _outHeader = new byte[BasicHeaderSegment.LengthBytes];
     private FramingSettings _framing;
     private bool _fullFeature;
+    private bool _dataPhaseEntered;
     private bool _closing;
     private bool _outputPending;
     private long _outputBytes;
@@ -40,7 +42,8 @@ public sealed partial class IscsiConnection
     /// <param name="catalog">Targets to serve.</param>
     /// <param name="limits">Caps and offered values; defaults when null.</param>
     /// <param name="portalAddress">"address:port" reported in SendTargets (RFC 7143 13.8); omitted when null.</param>
-    public IscsiConnection(IDuplexPipe transport, IscsiTargetCatalog catalog, IscsiLimits? limits = null, string? portalAddress = null)
+    /// <param name="phase">Told when login is over and full feature phase begins; null when the transport does not care.</param>
+    public IscsiConnection(IDuplexPipe transport, IscsiTargetCatalog catalog, IscsiLimits? limits = null, string? portalAddress = null, IConnectionPhase? phase = null)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(catalog);
@@ -48,6 +51,7 @@ public sealed partial class IscsiConnection
         _catalog = catalog;
         _limits = limits ?? new IscsiLimits();
         _portalAddress = portalAddress;
+        _phase = phase;
         _parameters = new IscsiSessionParameters(_limits);
 
         // RFC 7143 6.1: before negotiation ends, login PDUs carry at most 8192 data bytes.
@@ -88,6 +92,16 @@ public sealed partial class IscsiConnection
                 finally
                 {
                     Volatile.Write(ref _outputGate, 0);
+                }
+
+                if (_fullFeature && !_dataPhaseEntered)
+                {
+                    // The final login response is sent: from here on the transport serves the data path.
+                    _dataPhaseEntered = true;
+                    if (_phase is not null)
+                    {
+                        await _phase.EnterDataPhaseAsync().ConfigureAwait(false);
+                    }
                 }
             }
         }

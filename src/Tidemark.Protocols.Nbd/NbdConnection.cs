@@ -21,6 +21,7 @@ public sealed partial class NbdConnection
 {
     private readonly INbdExportCatalog _catalog;
     private readonly NbdServerOptions _options;
+    private readonly IConnectionPhase? _phase;
     private IDuplexPipe _transport;
     private PipeReader _input;
     private PipeWriter _output;
@@ -35,7 +36,8 @@ public sealed partial class NbdConnection
     /// The plain socket under <paramref name="transport"/>, when there is one: large WRITE payloads are
     /// then moved from it to the device with splice(2) (until STARTTLS, which ends that).
     /// </param>
-    public NbdConnection(IDuplexPipe transport, INbdExportCatalog catalog, NbdServerOptions? options = null, IPayloadSocket? payloadSocket = null)
+    /// <param name="phase">Told when the handshake is over and transmission begins; null when the transport does not care.</param>
+    public NbdConnection(IDuplexPipe transport, INbdExportCatalog catalog, NbdServerOptions? options = null, IPayloadSocket? payloadSocket = null, IConnectionPhase? phase = null)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(catalog);
@@ -45,6 +47,7 @@ public sealed partial class NbdConnection
         _catalog = catalog;
         _options = options ?? NbdServerOptions.Default;
         _payloadSocket = payloadSocket;
+        _phase = phase;
     }
 
     /// <summary>The export chosen by NBD_OPT_GO or NBD_OPT_EXPORT_NAME; null until transmission.</summary>
@@ -67,6 +70,11 @@ public sealed partial class NbdConnection
             {
                 await TryFlushAsync(cancellationToken);
                 return negotiationEnd;
+            }
+
+            if (_phase is not null)
+            {
+                await _phase.EnterDataPhaseAsync();
             }
 
             return await TransmitAsync(cancellationToken);

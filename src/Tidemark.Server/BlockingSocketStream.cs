@@ -25,6 +25,12 @@ internal sealed class BlockingSocketStream(Socket socket, TimeSpan poll) : Strea
 {
     private readonly long _pollTicks = (long)(poll.TotalSeconds * Stopwatch.Frequency);
 
+    /// <summary>
+    /// Set while the connection negotiates: a read that would block then waits on the shared poller
+    /// instead (no thread held, see <see cref="SocketReadiness"/>); null in the data phase.
+    /// </summary>
+    public SocketReadiness.Registration? Negotiation { get; set; }
+
     public override bool CanRead => true;
 
     public override bool CanSeek => false;
@@ -99,6 +105,11 @@ internal sealed class BlockingSocketStream(Socket socket, TimeSpan poll) : Strea
             return ValueTask.FromCanceled<int>(cancellationToken);
         }
 
+        if (Negotiation is { } negotiation && Available() == 0)
+        {
+            return ReadWhenReadableAsync(negotiation, buffer, cancellationToken);
+        }
+
         using var registration = cancellationToken.CanBeCanceled
             ? cancellationToken.UnsafeRegister(static state => ((BlockingSocketStream)state!).ShutdownReceive(), this)
             : default;
@@ -106,6 +117,32 @@ internal sealed class BlockingSocketStream(Socket socket, TimeSpan poll) : Strea
         return read == 0 && cancellationToken.IsCancellationRequested
             ? ValueTask.FromCanceled<int>(cancellationToken)
             : ValueTask.FromResult(read);
+    }
+
+    private async ValueTask<int> ReadWhenReadableAsync(SocketReadiness.Registration negotiation, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        // Cancelling shuts the receive side down, which the poller reports as readable (end of stream).
+        using (cancellationToken.UnsafeRegister(static state => ((BlockingSocketStream)state!).ShutdownReceive(), this))
+        {
+            await negotiation.WaitReadableAsync().ConfigureAwait(false);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+
+        // Readable: data, end of stream or an error is there, so this does not block.
+        return Read(buffer.Span);
+    }
+
+    private int Available()
+    {
+        try
+        {
+            return socket.Available;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return 1; // let the read itself report the failure
+        }
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>

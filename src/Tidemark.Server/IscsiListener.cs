@@ -12,14 +12,14 @@ namespace Tidemark.Server;
 /// listener on 0.0.0.0 still answers with an address the initiator can use. Stopping cancels every
 /// connection's receive loop through the token.
 /// </summary>
-public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalog, IscsiLimits limits, ILogger<IscsiListener> logger)
-    : ProtocolListener(endpoint, null, "iSCSI", "--iscsi (or --iscsi off)", logger)
+public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalog, IscsiLimits limits, ILogger<IscsiListener> logger, ConnectionLimits? connectionLimits = null)
+    : ProtocolListener(endpoint, null, "iSCSI", "--iscsi (or --iscsi off)", logger, connectionLimits)
 {
-    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket)
+    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase)
     {
         var remote = socket.RemoteEndPoint;
         var portal = (socket.LocalEndPoint as IPEndPoint ?? LocalEndpoint)?.ToString();
-        var connection = new IscsiConnection(transport, catalog, limits, portal);
+        var connection = new IscsiConnection(transport, catalog, limits, portal, phase);
         return (
             async stopping =>
             {

@@ -7,13 +7,13 @@ using Tidemark.Protocols.Nbd;
 namespace Tidemark.Server;
 
 /// <summary>The NBD listener: one <see cref="NbdConnection"/> per client (see <see cref="ProtocolListener"/>).</summary>
-public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INbdExportCatalog catalog, NbdServerOptions options, ILogger<NbdListener> logger)
-    : ProtocolListener(endpoint, unixSocketPath, "NBD", "--nbd", logger)
+public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INbdExportCatalog catalog, NbdServerOptions options, ILogger<NbdListener> logger, ConnectionLimits? limits = null)
+    : ProtocolListener(endpoint, unixSocketPath, "NBD", "--nbd", logger, limits)
 {
-    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket)
+    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase)
     {
         var remote = socket.RemoteEndPoint;
-        var connection = new NbdConnection(transport, catalog, options, KernelPipe.IsSupported ? new SocketPayload(socket) : null);
+        var connection = new NbdConnection(transport, catalog, options, KernelPipe.IsSupported ? new SocketPayload(socket) : null, phase);
         return (
             async stopping =>
             {

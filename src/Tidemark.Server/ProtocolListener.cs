@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -10,9 +11,12 @@ namespace Tidemark.Server;
 /// <summary>
 /// A plain socket accept loop for a block protocol (NBD, iSCSI): one connection object per client
 /// whose own receive loop handles requests inline (DESIGN.md, data-path performance: no hand-off per
-/// request). Each connection runs on its own thread over blocking socket calls
-/// (<see cref="BlockingSocketStream"/> in, <see cref="SocketReplyWriter"/> out). Stopping ends the accept loop, aborts every
-/// connection and waits for them to drain.
+/// request). A connection negotiates (handshake, login) without a thread under a deadline, then runs
+/// its data phase on its own thread over blocking socket calls (<see cref="BlockingSocketStream"/>
+/// in, <see cref="SocketReplyWriter"/> out). Connections are capped in total and per source
+/// (<see cref="ConnectionAdmission"/>); the accept loop survives every failure and reports its
+/// state in /metrics (docs/adr/0006-connection-limits.md). Stopping ends the accept loop, aborts
+/// every connection and waits for them to drain.
 /// </summary>
 public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 {
@@ -29,19 +33,24 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
     private readonly ConcurrentDictionary<Session, byte> _sessions = new();
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
+    private readonly ConnectionAdmission.RateLimitedCount _acceptFailureLog = new();
+    private long _acceptFailures;
+    private bool _acceptFailing;
 
     /// <param name="endpoint">The TCP address to listen on.</param>
     /// <param name="unixSocketPath">A Unix-domain socket to listen on as well (mode 0600), or null.</param>
     /// <param name="protocol">The protocol's name in messages.</param>
     /// <param name="option">The setting that moves the listener, named in the error when its address is taken.</param>
     /// <param name="logger">Where connection failures go.</param>
-    protected ProtocolListener(IPEndPoint endpoint, string? unixSocketPath, string protocol, string option, ILogger logger)
+    /// <param name="limits">Caps and deadlines for clients; the defaults when null.</param>
+    protected ProtocolListener(IPEndPoint endpoint, string? unixSocketPath, string protocol, string option, ILogger logger, ConnectionLimits? limits = null)
     {
         _endpoint = endpoint;
         _unixSocketPath = unixSocketPath;
         _protocol = protocol;
         _option = option;
         Logger = logger;
+        Admission = new ConnectionAdmission(limits ?? new ConnectionLimits(), protocol, logger);
     }
 
     /// <summary>The bound address (the real port when configured with port 0); null before start.</summary>
@@ -52,14 +61,27 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
     protected ILogger Logger { get; }
 
+    /// <summary>The protocol's name ("NBD", "iSCSI").</summary>
+    public string Protocol => _protocol;
+
+    /// <summary>Open connections, caps and refusals.</summary>
+    internal ConnectionAdmission Admission { get; }
+
+    /// <summary>True while every accept loop runs and the last accept succeeded.</summary>
+    public bool Accepting => _acceptLoops.Count > 0 && !Volatile.Read(ref _acceptFailing) && _acceptLoops.All(t => !t.IsCompleted);
+
+    /// <summary>Accepts that failed (other than a client's reset), each followed by a back-off.</summary>
+    public long AcceptFailures => Interlocked.Read(ref _acceptFailures);
+
     /// <summary>How long a connection waits actively for its next request before it sleeps (see <see cref="BlockingSocketStream"/>).</summary>
     public TimeSpan ReceivePoll { get; init; }
 
     /// <summary>
     /// Creates the protocol connection for an accepted client. <c>Run</c> serves it until it ends
-    /// (and logs how); <c>Abort</c>, if any, ends it early when the server stops.
+    /// (and logs how); <c>Abort</c>, if any, ends it early when the server stops. The connection
+    /// tells <paramref name="phase"/> when its negotiation is over.
     /// </summary>
-    protected abstract (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket);
+    protected abstract (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -123,7 +145,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
         foreach (var session in _sessions.Keys)
         {
-            session.Abort?.Invoke();
+            session.Stop();
         }
 
         try
@@ -201,6 +223,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
     private async Task AcceptLoopAsync(Socket listener)
     {
+        var failures = 0;
         while (!_stopping.IsCancellationRequested)
         {
             Socket socket;
@@ -208,28 +231,84 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             {
                 socket = await listener.AcceptAsync(_stopping.Token);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && _stopping.IsCancellationRequested)
             {
                 return;
             }
-            catch (SocketException ex)
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
             {
-                if (_stopping.IsCancellationRequested)
-                {
-                    return;
-                }
-
                 // A client that reset before we accepted it: keep serving the others.
                 Logger.LogDebug("{Protocol} accept failed: {Message}", _protocol, ex.Message);
                 continue;
             }
+            catch (Exception ex)
+            {
+                // Out of file descriptors, memory or anything else: the loop must survive it. Back
+                // off (the condition is usually a flood that ends), say so, and report it in /metrics.
+                failures++;
+                Interlocked.Increment(ref _acceptFailures);
+                Volatile.Write(ref _acceptFailing, true);
+                var delay = TimeSpan.FromMilliseconds(Math.Min(1000, 10 << Math.Min(failures, 7)));
+                if (_acceptFailureLog.ShouldLog(out var since))
+                {
+                    Logger.LogError(ex, "{Protocol} cannot accept connections on {Endpoint} ({Failures} failures since the last such line); retrying every {Delay} ms", _protocol, listener.LocalEndPoint, since, delay.TotalMilliseconds);
+                }
 
-            Accept(socket);
+                try
+                {
+                    await Task.Delay(delay, _stopping.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (failures > 0)
+            {
+                Logger.LogInformation("{Protocol} accepts connections on {Endpoint} again", _protocol, listener.LocalEndPoint);
+                failures = 0;
+                Volatile.Write(ref _acceptFailing, false);
+            }
+
+            try
+            {
+                Accept(socket);
+            }
+            catch (Exception ex)
+            {
+                // Setting one connection up failed (no memory for its buffers...): drop it, serve the rest.
+                Logger.LogError(ex, "{Protocol} could not set up the connection from {Remote}", _protocol, SafeRemote(socket));
+                socket.Dispose();
+            }
+        }
+    }
+
+    private static EndPoint? SafeRemote(Socket socket)
+    {
+        try
+        {
+            return socket.RemoteEndPoint;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return null;
         }
     }
 
     private void Accept(Socket socket)
     {
+        var source = ConnectionAdmission.SourceOf(SafeRemote(socket));
+        if (!Admission.TryAdmit(source))
+        {
+            // Refused at once: no buffer, no protocol state, a reset rather than a lingering close.
+            socket.LingerState = new LingerOption(true, 0);
+            socket.Dispose();
+            return;
+        }
+
         if (socket.AddressFamily != AddressFamily.Unix)
         {
             socket.NoDelay = true;
@@ -241,54 +320,184 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         var transport = new SocketDuplexPipe(
             PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: ReceiveBufferBytes, minimumReadSize: ReceiveBufferBytes / 4, leaveOpen: true)),
             sender);
-        var (run, abort) = Open(transport, socket);
-        var session = new Session(() =>
-        {
-            abort?.Invoke();
-            stream.ShutdownBoth();
-        });
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        session.Running = done.Task;
+        var session = new Session(this, socket, source, remote, stream, sender);
+        var (run, abort) = Open(transport, socket, session);
+        session.Abort = abort;
         _sessions[session] = 0;
-
-        // One thread per connection, blocked in recv between requests: the kernel wakes it directly
-        // when a request arrives, and the request is handled and answered on it (DESIGN.md,
-        // data-path performance). Block storage has tens of connections, not thousands.
-        var thread = new Thread(() => RunSession(session, run, stream, sender, remote, done))
-        {
-            IsBackground = true,
-            Name = $"{_protocol} {remote}",
-        };
-        thread.Start();
+        session.Start(run);
     }
 
-    private void RunSession(Session session, Func<CancellationToken, Task> run, BlockingSocketStream stream, SocketReplyWriter sender, EndPoint? remote, TaskCompletionSource done)
+    /// <summary>
+    /// One accepted connection. It negotiates without a thread of its own (reads and sends wait on
+    /// <see cref="SocketReadiness"/>, continuations run on the thread pool) under the handshake
+    /// deadline; when the protocol enters its data phase it gets its own thread, blocked in recv
+    /// between requests: the kernel wakes it directly when a request arrives, and the request is
+    /// handled and answered on it (DESIGN.md, data-path performance).
+    /// </summary>
+    private sealed class Session : IConnectionPhase, IValueTaskSource, IDisposable
     {
-        try
-        {
-            // Everything the connection awaits on the socket completes synchronously, so this blocks
-            // only where it would have awaited a TLS stream or a device (which then runs elsewhere).
-            run(_stopping.Token).GetAwaiter().GetResult();
-        }
-        catch (Exception ex)
-        {
-            Logger.LogError(ex, "{Protocol} connection from {Remote} failed", _protocol, remote);
-        }
-        finally
-        {
-            // Normally completed by the connection already (which sent its last replies).
-            sender.Complete();
-            stream.Dispose();
-            _sessions.TryRemove(session, out _);
-            done.SetResult();
-        }
-    }
+        private const int Negotiating = 0;
+        private const int Serving = 1;
+        private const int Expired = 2;
 
-    private sealed class Session(Action? abort)
-    {
-        public Action? Abort { get; } = abort;
+        private readonly ProtocolListener _listener;
+        private readonly Socket _socket;
+        private readonly IPAddress? _source;
+        private readonly EndPoint? _remote;
+        private readonly BlockingSocketStream _stream;
+        private readonly SocketReplyWriter _sender;
+        private readonly SocketReadiness.Registration? _negotiation;
+        private Timer? _deadline;
+        private int _phase;
 
-        public Task Running { get; set; } = Task.CompletedTask;
+        public Session(ProtocolListener listener, Socket socket, IPAddress? source, EndPoint? remote, BlockingSocketStream stream, SocketReplyWriter sender)
+        {
+            _listener = listener;
+            _socket = socket;
+            _source = source;
+            _remote = remote;
+            _stream = stream;
+            _sender = sender;
+            _negotiation = SocketReadiness.Shared?.Register(socket);
+            stream.Negotiation = _negotiation;
+            sender.Negotiation = _negotiation;
+        }
+
+        public Action? Abort { get; set; }
+
+        public Task Running { get; private set; } = Task.CompletedTask;
+
+        public void Start(Func<CancellationToken, Task> run)
+        {
+            var timeout = _listener.Admission.Limits.HandshakeTimeout;
+            if (timeout > TimeSpan.Zero)
+            {
+                _deadline = new Timer(static state => ((Session)state!).Expire(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                _deadline.Change(timeout, Timeout.InfiniteTimeSpan);
+            }
+
+            if (_negotiation is not null)
+            {
+                Running = Task.Run(() => RunAsync(run));
+                return;
+            }
+
+            // No poller on this platform: the connection has a thread from the start, as before.
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Running = done.Task;
+            new Thread(() =>
+            {
+                RunAsync(run).GetAwaiter().GetResult();
+                done.SetResult();
+            })
+            {
+                IsBackground = true,
+                Name = $"{_listener._protocol} {_remote}",
+            }.Start();
+        }
+
+        public void Dispose() => _deadline?.Dispose();
+
+        /// <summary>Ends the connection from any thread (the server stops, or the deadline passed).</summary>
+        public void Stop()
+        {
+            Abort?.Invoke();
+            _stream.ShutdownBoth();
+        }
+
+        public ValueTask EnterDataPhaseAsync()
+        {
+            if (Interlocked.CompareExchange(ref _phase, Serving, Negotiating) == Negotiating)
+            {
+                _deadline?.Dispose();
+                _listener.Admission.Negotiated();
+            }
+
+            var idle = _listener.Admission.Limits.IdleTimeout;
+            if (idle > TimeSpan.Zero)
+            {
+                // SO_RCVTIMEO: a blocking recv that waits longer fails, which ends the connection.
+                _socket.ReceiveTimeout = (int)Math.Min(int.MaxValue, idle.TotalMilliseconds);
+            }
+
+            if (_negotiation is null)
+            {
+                return ValueTask.CompletedTask; // already on a thread of its own
+            }
+
+            _stream.Negotiation = null;
+            _sender.Negotiation = null;
+            _negotiation.Dispose();
+            return new ValueTask(this, 0);
+        }
+
+        ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => Volatile.Read(ref _phase) == Negotiating ? ValueTaskSourceStatus.Pending : ValueTaskSourceStatus.Succeeded;
+
+        void IValueTaskSource.GetResult(short token)
+        {
+        }
+
+        /// <summary>The await in <see cref="EnterDataPhaseAsync"/>: the rest of the connection runs on a new thread.</summary>
+        void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+        {
+            var thread = new Thread(() => continuation(state))
+            {
+                IsBackground = true,
+                Name = $"{_listener._protocol} {_remote}",
+            };
+            try
+            {
+                thread.Start();
+            }
+            catch (Exception ex) when (ex is OutOfMemoryException or ThreadStartException)
+            {
+                // The system has no thread to give (vm.max_map_count, memory): serve from the pool
+                // rather than drop a client that logged in; the error says why it may be slow.
+                _listener.Logger.LogError(ex, "{Protocol}: no thread for the connection from {Remote}; it runs on the thread pool", _listener._protocol, _remote);
+                ThreadPool.UnsafeQueueUserWorkItem(continuation, state, preferLocal: false);
+            }
+        }
+
+        private void Expire()
+        {
+            if (Interlocked.CompareExchange(ref _phase, Expired, Negotiating) != Negotiating)
+            {
+                return;
+            }
+
+            _listener.Admission.HandshakeTimedOut();
+            _listener.Logger.LogDebug("{Protocol} connection from {Remote} did not finish its handshake within {Timeout}; closed", _listener._protocol, _remote, _listener.Admission.Limits.HandshakeTimeout);
+            Stop();
+        }
+
+        private async Task RunAsync(Func<CancellationToken, Task> run)
+        {
+            try
+            {
+                // In the data phase everything the connection awaits on the socket completes
+                // synchronously, so it runs on its thread; an await that does not (a TLS stream, a
+                // device) continues on the thread pool.
+                await run(_listener._stopping.Token);
+            }
+            catch (Exception ex)
+            {
+                _listener.Logger.LogError(ex, "{Protocol} connection from {Remote} failed", _listener._protocol, _remote);
+            }
+            finally
+            {
+                Dispose();
+                var stillNegotiating = Interlocked.Exchange(ref _phase, Serving) != Serving;
+
+                // Out of the poller's set before the socket (and its descriptor number) is closed.
+                _negotiation?.Dispose();
+
+                // Normally completed by the connection already (which sent its last replies).
+                _sender.Complete();
+                _stream.Dispose();
+                _listener.Admission.Release(_source, stillNegotiating);
+                _listener._sessions.TryRemove(this, out _);
+            }
+        }
     }
 
     private sealed class SocketDuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe

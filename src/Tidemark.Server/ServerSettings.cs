@@ -51,6 +51,18 @@ public sealed record ServerSettings
     /// </summary>
     public string ReceivePoll { get; init; } = "50us";
 
+    /// <summary>How long an NBD or iSCSI client may take from connecting to the end of its handshake or login ("10s"); closed then.</summary>
+    public string HandshakeTimeout { get; init; } = "10s";
+
+    /// <summary>How long a connected NBD or iSCSI client may send nothing before it is closed ("8h"), or "off" (the default: see docs/adr/0006-connection-limits.md).</summary>
+    public string IdleTimeout { get; init; } = "off";
+
+    /// <summary>NBD connections, and separately iSCSI connections, open at once; more are refused.</summary>
+    public int MaxConnections { get; init; } = ConnectionLimits.DefaultMaxConnections;
+
+    /// <summary>NBD connections, and separately iSCSI connections, open at once from one IP address; more are refused.</summary>
+    public int MaxConnectionsPerSource { get; init; } = ConnectionLimits.DefaultMaxConnectionsPerSource;
+
     /// <summary>Capacity of the pool's first file store when the pool is created: a size, or "auto" (the free space of the file system).</summary>
     public string StoreCapacity { get; init; } = "auto";
 
@@ -119,6 +131,7 @@ public sealed record ServerSettings
 
         Duration(ReplicationRetryDelay, "replication-retry-delay");
         _ = ReceivePollDuration;
+        _ = ToConnectionLimits();
 
         if (!string.Equals(StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase))
         {
@@ -160,6 +173,42 @@ public sealed record ServerSettings
 
     [JsonIgnore]
     public bool IscsiDisabled => string.Equals(Iscsi, "off", StringComparison.OrdinalIgnoreCase) || string.IsNullOrWhiteSpace(Iscsi);
+
+    /// <summary>The caps and deadlines of the NBD and iSCSI listeners; throws with the setting to fix when one is out of range.</summary>
+    public ConnectionLimits ToConnectionLimits()
+    {
+        var handshake = Duration(HandshakeTimeout, "handshake-timeout");
+        if (handshake <= TimeSpan.Zero || handshake > TimeSpan.FromHours(1))
+        {
+            throw new ArgumentException($"handshake-timeout '{HandshakeTimeout}' is out of range; write a duration from 1s to 1h, such as 10s");
+        }
+
+        var idle = string.Equals(IdleTimeout, "off", StringComparison.OrdinalIgnoreCase) || IdleTimeout.Trim() == "0"
+            ? TimeSpan.Zero
+            : Duration(IdleTimeout, "idle-timeout");
+        if (idle != TimeSpan.Zero && (idle < TimeSpan.FromSeconds(1) || idle.TotalMilliseconds > int.MaxValue))
+        {
+            throw new ArgumentException($"idle-timeout '{IdleTimeout}' is out of range; write a duration from 1s to 24d, such as 8h, or off");
+        }
+
+        if (MaxConnections is < 1 or > 1_000_000)
+        {
+            throw new ArgumentException($"max-connections {MaxConnections} is out of range; write 1 to 1000000 (default {ConnectionLimits.DefaultMaxConnections})");
+        }
+
+        if (MaxConnectionsPerSource is < 1 or > 1_000_000)
+        {
+            throw new ArgumentException($"max-connections-per-source {MaxConnectionsPerSource} is out of range; write 1 to 1000000 (default {ConnectionLimits.DefaultMaxConnectionsPerSource})");
+        }
+
+        return new ConnectionLimits
+        {
+            HandshakeTimeout = handshake,
+            IdleTimeout = idle,
+            MaxConnections = MaxConnections,
+            MaxConnectionsPerSource = MaxConnectionsPerSource,
+        };
+    }
 
     /// <summary><see cref="ReceivePoll"/> as a duration; zero when off. At most 10 ms (it burns CPU).</summary>
     [JsonIgnore]

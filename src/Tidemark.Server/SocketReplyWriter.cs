@@ -63,6 +63,12 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
     private bool _failed;
     private bool _completed;
 
+    /// <summary>
+    /// Set while the connection negotiates: a flush then sends without blocking and waits for room on
+    /// the shared poller, so a client that never reads holds no thread (see <see cref="SocketReadiness"/>).
+    /// </summary>
+    internal SocketReadiness.Registration? Negotiation { get; set; }
+
     /// <summary>Bytes written and not yet sent.</summary>
     public override bool CanGetUnflushedBytes => true;
 
@@ -100,7 +106,9 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
     }
 
     public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) =>
-        ValueTask.FromResult(new FlushResult(isCanceled: false, isCompleted: !SendQueued()));
+        Negotiation is { } negotiation
+            ? SendQueuedNegotiatingAsync(negotiation)
+            : ValueTask.FromResult(new FlushResult(isCanceled: false, isCompleted: !SendQueued()));
 
     /// <summary>Sends what is still queued (best effort) and gives the blocks back.</summary>
     public override void Complete(Exception? exception = null)
@@ -110,8 +118,10 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             return;
         }
 
-        if (exception is null)
+        if (exception is null && Negotiation is null)
         {
+            // While negotiating the protocol flushed what it meant to send; a blocking send here
+            // could wait forever on a client that does not read.
             SendQueued();
         }
 
@@ -233,6 +243,31 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
         ReturnRetired();
         return !_failed;
+    }
+
+    private async ValueTask<FlushResult> SendQueuedNegotiatingAsync(SocketReadiness.Registration negotiation)
+    {
+        if (_block is not null && _position > _segmentStart)
+        {
+            _queued.Add(new ArraySegment<byte>(_block, _segmentStart, _position - _segmentStart));
+            _segmentStart = _position;
+        }
+
+        try
+        {
+            for (var i = 0; i < _queued.Count && !_failed; i++)
+            {
+                await negotiation.SendAsync(_queued[i]);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException)
+        {
+            _failed = true;
+        }
+
+        _queued.Clear();
+        ReturnRetired();
+        return new FlushResult(isCanceled: false, isCompleted: _failed);
     }
 
     /// <summary>

@@ -57,6 +57,14 @@ public sealed record ServeOptions
     public string? NbdSocket { get; init; }
 
     public string? ReceivePoll { get; init; }
+
+    public string? HandshakeTimeout { get; init; }
+
+    public string? IdleTimeout { get; init; }
+
+    public int? MaxConnections { get; init; }
+
+    public int? MaxConnectionsPerSource { get; init; }
 }
 
 /// <summary>
@@ -117,6 +125,10 @@ public sealed class TidemarkServer : IAsyncDisposable
             Nbd = options.Nbd ?? fromFile.Nbd,
             NbdSocket = options.NbdSocket ?? fromFile.NbdSocket,
             ReceivePoll = options.ReceivePoll ?? fromFile.ReceivePoll,
+            HandshakeTimeout = options.HandshakeTimeout ?? fromFile.HandshakeTimeout,
+            IdleTimeout = options.IdleTimeout ?? fromFile.IdleTimeout,
+            MaxConnections = options.MaxConnections ?? fromFile.MaxConnections,
+            MaxConnectionsPerSource = options.MaxConnectionsPerSource ?? fromFile.MaxConnectionsPerSource,
             Iscsi = options.Iscsi ?? fromFile.Iscsi,
             StoreCapacity = options.StoreCapacity ?? fromFile.StoreCapacity,
             StorePath = options.StorePath ?? fromFile.StorePath,
@@ -293,7 +305,8 @@ public sealed class TidemarkServer : IAsyncDisposable
                     settings.NbdSocketDisabled ? null : Path.Combine(data.Root, settings.NbdSocket!),
                     sp.GetRequiredService<ExportRegistry>().Catalog,
                     sp.GetRequiredService<NbdServerOptions>(),
-                    sp.GetRequiredService<ILogger<NbdListener>>())
+                    sp.GetRequiredService<ILogger<NbdListener>>(),
+                    settings.ToConnectionLimits())
                 {
                     ReceivePoll = settings.ReceivePollDuration,
                 });
@@ -307,13 +320,15 @@ public sealed class TidemarkServer : IAsyncDisposable
                     ServerSettings.ParseEndpoint(settings.Iscsi, "iscsi"),
                     sp.GetRequiredService<ExportRegistry>().IscsiCatalog,
                     sp.GetRequiredService<IscsiLimits>(),
-                    sp.GetRequiredService<ILogger<IscsiListener>>())
+                    sp.GetRequiredService<ILogger<IscsiListener>>(),
+                    settings.ToConnectionLimits())
                 {
                     ReceivePoll = settings.ReceivePollDuration,
                 });
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
             }
 
+            builder.Services.AddSingleton<IMetricsSource>(sp => new ListenerMetrics([sp.GetService<NbdListener>(), sp.GetService<IscsiListener>()]));
             app = builder.Build();
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
             var registry = app.Services.GetRequiredService<ExportRegistry>();

@@ -13,6 +13,10 @@ public static class ServeCommand
         var nbd = new Option<string?>("--nbd") { Description = $"NBD listener address IP:PORT, or off [config: nbd; default {ServerSettings.DefaultNbd}]" };
         var nbdSocket = new Option<string?>("--nbd-socket") { Description = "also serve NBD on this Unix-domain socket (mode 0600; relative to DATA), for clients on this host: nbd+unix:///NAME?socket=PATH [config: nbdSocket; default off]" };
         var receivePoll = new Option<string?>("--receive-poll") { Description = "how long an NBD or iSCSI connection polls for its next request before sleeping, e.g. 50us, or off: lower latency at queue depth 1 for CPU [config: receivePoll; default 50us]" };
+        var handshakeTimeout = new Option<string?>("--handshake-timeout") { Description = "how long an NBD or iSCSI client may take to finish its handshake or login before it is closed [config: handshakeTimeout; default 10s]" };
+        var idleTimeout = new Option<string?>("--idle-timeout") { Description = "close an NBD or iSCSI connection that sent nothing for this long, e.g. 8h, or off [config: idleTimeout; default off]" };
+        var maxConnections = new Option<int?>("--max-connections") { Description = $"NBD (and separately iSCSI) connections open at once; more are refused [config: maxConnections; default {ConnectionLimits.DefaultMaxConnections}]" };
+        var maxPerSource = new Option<int?>("--max-connections-per-source") { Description = $"NBD (and separately iSCSI) connections open at once from one IP address [config: maxConnectionsPerSource; default {ConnectionLimits.DefaultMaxConnectionsPerSource}]" };
         var iscsi = new Option<string?>("--iscsi") { Description = $"iSCSI portal address IP:PORT, port 0 for any free port, or off [config: iscsi; default {ServerSettings.DefaultIscsi}]" };
         var storeCapacity = new Option<string?>("--store-capacity") { Description = "capacity of the pool's first file store when the pool is created, e.g. 100G, or auto for the free space [config: storeCapacity; default auto]" };
         var storePath = new Option<string?>("--store-path") { Description = "file or block device of the pool's first store when the pool is created [config: storePath; default DATA/pool/store-0.dat]" };
@@ -28,7 +32,7 @@ public static class ServeCommand
             "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API, the NBD listener and the iSCSI portal. "
             + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
         {
-            config, http, nbd, nbdSocket, iscsi, receivePoll, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
+            config, http, nbd, nbdSocket, iscsi, receivePoll, handshakeTimeout, idleTimeout, maxConnections, maxPerSource, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -40,6 +44,10 @@ public static class ServeCommand
                 Nbd = parse.GetValue(nbd),
                 NbdSocket = parse.GetValue(nbdSocket),
                 ReceivePoll = parse.GetValue(receivePoll),
+                HandshakeTimeout = parse.GetValue(handshakeTimeout),
+                IdleTimeout = parse.GetValue(idleTimeout),
+                MaxConnections = parse.GetValue(maxConnections),
+                MaxConnectionsPerSource = parse.GetValue(maxPerSource),
                 Iscsi = parse.GetValue(iscsi),
                 StoreCapacity = parse.GetValue(storeCapacity),
                 StorePath = parse.GetValue(storePath),

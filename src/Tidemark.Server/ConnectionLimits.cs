@@ -1,0 +1,29 @@
+namespace Tidemark.Server;
+
+/// <summary>
+/// What one block-protocol listener (NBD, iSCSI) allows its clients: the listener-level policy of
+/// docs/adr/0006-connection-limits.md, applied in <see cref="ConnectionAdmission"/> and
+/// <see cref="ProtocolListener"/> only.
+/// </summary>
+public sealed record ConnectionLimits
+{
+    public const int DefaultMaxConnections = 4096;
+    public const int DefaultMaxConnectionsPerSource = 256;
+    public static readonly TimeSpan DefaultHandshakeTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a connection may take from accept to the end of its NBD handshake or iSCSI login; it is closed then.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = DefaultHandshakeTimeout;
+
+    /// <summary>
+    /// How long a connection in its data phase may send nothing before it is closed; zero keeps it
+    /// forever (the default: an NBD client may rightly sit idle for hours, and iSCSI has its own
+    /// NOP-In keepalive that finds dead initiators).
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; }
+
+    /// <summary>Connections open at once on the listener, negotiating or serving.</summary>
+    public int MaxConnections { get; init; } = DefaultMaxConnections;
+
+    /// <summary>Connections open at once from one IP address (a Unix-domain socket's clients are not counted per source: only the server's user reaches it).</summary>
+    public int MaxConnectionsPerSource { get; init; } = DefaultMaxConnectionsPerSource;
+}
