@@ -275,8 +275,12 @@ public sealed partial class IscsiConnection
         SendPdu(text.WrittenSpan);
     }
 
+    /// <summary>True when the login was refused for its credentials (CHAP, or no CHAP where the target requires it).</summary>
+    public bool AuthenticationFailed { get; private set; }
+
     private void FailLogin(in LoginRequestPdu request, LoginStatus status)
     {
+        AuthenticationFailed |= status == LoginStatus.AuthenticationFailure;
         // RFC 7143 11.13.5: a login reject ends the connection.
         WriteLoginResponse(request, transit: false, status, []);
         CloseReason = $"login rejected: {status}";

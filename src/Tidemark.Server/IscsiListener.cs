@@ -24,6 +24,11 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
             async stopping =>
             {
                 await connection.RunAsync(stopping);
+                if (connection.AuthenticationFailed)
+                {
+                    Logins.Failed(ConnectionAdmission.SourceOf(remote), remote, connection.InitiatorName, connection.TargetName, connection.CloseReason ?? "authentication failure");
+                }
+
                 Logger.LogDebug(
                     "iSCSI connection from {Remote} ({Initiator}) to {Target} ended: {Reason}",
                     remote,

@@ -51,6 +51,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         _option = option;
         Logger = logger;
         Admission = new ConnectionAdmission(limits ?? new ConnectionLimits(), protocol, logger);
+        Logins = new LoginThrottle(protocol, logger);
     }
 
     /// <summary>The bound address (the real port when configured with port 0); null before start.</summary>
@@ -66,6 +67,9 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
     /// <summary>Open connections, caps and refusals.</summary>
     internal ConnectionAdmission Admission { get; }
+
+    /// <summary>Failed logins per source, and the delay they earn the source's next connections.</summary>
+    internal LoginThrottle Logins { get; }
 
     /// <summary>True while every accept loop runs and the last accept succeeded.</summary>
     public bool Accepting => _acceptLoops.Count > 0 && !Volatile.Read(ref _acceptFailing) && _acceptLoops.All(t => !t.IsCompleted);
@@ -369,13 +373,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
         public void Start(Func<CancellationToken, Task> run)
         {
-            var timeout = _listener.Admission.Limits.HandshakeTimeout;
-            if (timeout > TimeSpan.Zero)
-            {
-                _deadline = new Timer(static state => ((Session)state!).Expire(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-                _deadline.Change(timeout, Timeout.InfiniteTimeSpan);
-            }
-
+            _deadline = new Timer(static state => ((Session)state!).Expire(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             if (_negotiation is not null)
             {
                 Running = Task.Run(() => RunAsync(run));
@@ -474,10 +472,27 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         {
             try
             {
+                // An address with failed logins waits first (on a timer), before its deadline starts.
+                var throttle = _listener.Logins.DelayFor(_source);
+                if (throttle > TimeSpan.Zero)
+                {
+                    await Task.Delay(throttle, _listener._stopping.Token);
+                }
+
+                var timeout = _listener.Admission.Limits.HandshakeTimeout;
+                if (timeout > TimeSpan.Zero)
+                {
+                    _deadline?.Change(timeout, Timeout.InfiniteTimeSpan);
+                }
+
                 // In the data phase everything the connection awaits on the socket completes
                 // synchronously, so it runs on its thread; an await that does not (a TLS stream, a
                 // device) continues on the thread pool.
                 await run(_listener._stopping.Token);
+            }
+            catch (OperationCanceledException) when (_listener._stopping.IsCancellationRequested)
+            {
+                // The server stopped while the connection waited out its throttle.
             }
             catch (Exception ex)
             {

@@ -48,6 +48,18 @@ public sealed class ListenerMetrics(IEnumerable<ProtocolListener?> listeners) : 
             Sample(builder, "tidemark_listener_handshake_timeouts_total", [("protocol", Label(l))], l.Admission.HandshakeTimeouts);
         }
 
+        Family(builder, "tidemark_listener_login_failures_total", "counter", "Logins refused for their credentials (iSCSI CHAP).");
+        foreach (var l in _listeners)
+        {
+            Sample(builder, "tidemark_listener_login_failures_total", [("protocol", Label(l))], l.Logins.Failures);
+        }
+
+        Family(builder, "tidemark_listener_login_throttled_total", "counter", "Connections made to wait because their address had failed logins.");
+        foreach (var l in _listeners)
+        {
+            Sample(builder, "tidemark_listener_login_throttled_total", [("protocol", Label(l))], l.Logins.Delayed);
+        }
+
         Family(builder, "tidemark_listener_accept_failures_total", "counter", "Accepts that failed on the server's side (out of descriptors or memory), each followed by a back-off.");
         foreach (var l in _listeners)
         {
