@@ -353,6 +353,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         private readonly SocketReadiness.Registration? _negotiation;
         private Timer? _deadline;
         private int _phase;
+        private int _onOwnThread;
 
         public Session(ProtocolListener listener, Socket socket, IPAddress? source, EndPoint? remote, BlockingSocketStream stream, SocketReplyWriter sender)
         {
@@ -429,7 +430,9 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             return new ValueTask(this, 0);
         }
 
-        ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => Volatile.Read(ref _phase) == Negotiating ? ValueTaskSourceStatus.Pending : ValueTaskSourceStatus.Succeeded;
+        // Pending until the continuation was handed to its thread: the await must not complete
+        // inline on the thread-pool thread that finished the negotiation.
+        ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => Volatile.Read(ref _onOwnThread) == 0 ? ValueTaskSourceStatus.Pending : ValueTaskSourceStatus.Succeeded;
 
         void IValueTaskSource.GetResult(short token)
         {
@@ -438,6 +441,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         /// <summary>The await in <see cref="EnterDataPhaseAsync"/>: the rest of the connection runs on a new thread.</summary>
         void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
         {
+            Volatile.Write(ref _onOwnThread, 1);
             var thread = new Thread(() => continuation(state))
             {
                 IsBackground = true,
