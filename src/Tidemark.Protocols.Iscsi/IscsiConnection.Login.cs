@@ -278,12 +278,23 @@ public sealed partial class IscsiConnection
     /// <summary>True when the login was refused for its credentials (CHAP, or no CHAP where the target requires it).</summary>
     public bool AuthenticationFailed { get; private set; }
 
+    /// <summary>
+    /// Raised on the connection's thread when a login is refused for its credentials, before the
+    /// reject is sent: whoever throttles failed logins knows of it before the initiator does.
+    /// </summary>
+    public event Action<IscsiConnection>? AuthenticationFailure;
+
     private void FailLogin(in LoginRequestPdu request, LoginStatus status)
     {
-        AuthenticationFailed |= status == LoginStatus.AuthenticationFailure;
+        CloseReason = $"login rejected: {status}";
+        if (status == LoginStatus.AuthenticationFailure)
+        {
+            AuthenticationFailed = true;
+            AuthenticationFailure?.Invoke(this);
+        }
+
         // RFC 7143 11.13.5: a login reject ends the connection.
         WriteLoginResponse(request, transit: false, status, []);
-        CloseReason = $"login rejected: {status}";
         _closing = true;
     }
 

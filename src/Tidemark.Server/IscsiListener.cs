@@ -20,15 +20,12 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
         var remote = socket.RemoteEndPoint;
         var portal = (socket.LocalEndPoint as IPEndPoint ?? LocalEndpoint)?.ToString();
         var connection = new IscsiConnection(transport, catalog, limits, portal, phase);
+        connection.AuthenticationFailure += failed =>
+            Logins.Failed(ConnectionAdmission.SourceOf(remote), remote, failed.InitiatorName, failed.TargetName, failed.CloseReason ?? "authentication failure");
         return (
             async stopping =>
             {
                 await connection.RunAsync(stopping);
-                if (connection.AuthenticationFailed)
-                {
-                    Logins.Failed(ConnectionAdmission.SourceOf(remote), remote, connection.InitiatorName, connection.TargetName, connection.CloseReason ?? "authentication failure");
-                }
-
                 Logger.LogDebug(
                     "iSCSI connection from {Remote} ({Initiator}) to {Target} ended: {Reason}",
                     remote,

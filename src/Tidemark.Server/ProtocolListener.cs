@@ -37,6 +37,9 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
     private long _acceptFailures;
     private bool _acceptFailing;
 
+    // The accept loops as /metrics reads them (a copy: the list changes while the server stops).
+    private Task[] _running = [];
+
     /// <param name="endpoint">The TCP address to listen on.</param>
     /// <param name="unixSocketPath">A Unix-domain socket to listen on as well (mode 0600), or null.</param>
     /// <param name="protocol">The protocol's name in messages.</param>
@@ -72,7 +75,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
     internal LoginThrottle Logins { get; }
 
     /// <summary>True while every accept loop runs and the last accept succeeded.</summary>
-    public bool Accepting => _acceptLoops.Count > 0 && !Volatile.Read(ref _acceptFailing) && _acceptLoops.All(t => !t.IsCompleted);
+    public bool Accepting => Volatile.Read(ref _running) is { Length: > 0 } loops && !Volatile.Read(ref _acceptFailing) && loops.All(t => !t.IsCompleted);
 
     /// <summary>Accepts that failed (other than a client's reset), each followed by a back-off.</summary>
     public long AcceptFailures => Interlocked.Read(ref _acceptFailures);
@@ -125,6 +128,8 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener), CancellationToken.None));
         }
 
+        Volatile.Write(ref _running, [.. _acceptLoops]);
+
         return Task.CompletedTask;
     }
 
@@ -163,6 +168,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
         _listeners.Clear();
         _acceptLoops.Clear();
+        Volatile.Write(ref _running, []);
     }
 
     public async ValueTask DisposeAsync()
@@ -308,27 +314,52 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         if (!Admission.TryAdmit(source))
         {
             // Refused at once: no buffer, no protocol state, a reset rather than a lingering close.
-            socket.LingerState = new LingerOption(true, 0);
+            try
+            {
+                socket.LingerState = new LingerOption(true, 0);
+            }
+            catch (SocketException)
+            {
+                // The client is gone already.
+            }
+
             socket.Dispose();
             return;
         }
 
-        if (socket.AddressFamily != AddressFamily.Unix)
+        Session? session = null;
+        try
         {
-            socket.NoDelay = true;
-        }
+            if (socket.AddressFamily != AddressFamily.Unix)
+            {
+                socket.NoDelay = true;
+            }
 
-        var remote = socket.RemoteEndPoint is UnixDomainSocketEndPoint ? (EndPoint)new UnixDomainSocketEndPoint(_unixSocketPath!) : socket.RemoteEndPoint;
-        var stream = new BlockingSocketStream(socket, ReceivePoll);
-        var sender = new SocketReplyWriter(socket);
-        var transport = new SocketDuplexPipe(
-            PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: ReceiveBufferBytes, minimumReadSize: ReceiveBufferBytes / 4, leaveOpen: true)),
-            sender);
-        var session = new Session(this, socket, source, remote, stream, sender);
-        var (run, abort) = Open(transport, socket, session);
-        session.Abort = abort;
-        _sessions[session] = 0;
-        session.Start(run);
+            var remote = socket.RemoteEndPoint is UnixDomainSocketEndPoint ? (EndPoint)new UnixDomainSocketEndPoint(_unixSocketPath!) : socket.RemoteEndPoint;
+            var stream = new BlockingSocketStream(socket, ReceivePoll);
+            var sender = new SocketReplyWriter(socket);
+            var transport = new SocketDuplexPipe(
+                PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: ReceiveBufferBytes, minimumReadSize: ReceiveBufferBytes / 4, leaveOpen: true)),
+                sender);
+            session = new Session(this, socket, source, remote, stream, sender);
+            var (run, abort) = Open(transport, socket, session);
+            session.Abort = abort;
+            _sessions[session] = 0;
+            session.Start(run);
+        }
+        catch
+        {
+            // Nothing runs for this connection: give its slot and its poller registration back
+            // (the caller closes the socket).
+            if (session is not null)
+            {
+                _sessions.TryRemove(session, out _);
+                session.Discard();
+            }
+
+            Admission.Release(source, stillNegotiating: true);
+            throw;
+        }
     }
 
     /// <summary>
@@ -396,6 +427,13 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         }
 
         public void Dispose() => _deadline?.Dispose();
+
+        /// <summary>Undoes the constructor for a connection that never started.</summary>
+        public void Discard()
+        {
+            Dispose();
+            _negotiation?.Dispose();
+        }
 
         /// <summary>Ends the connection from any thread (the server stops, or the deadline passed).</summary>
         public void Stop()

@@ -188,7 +188,7 @@ public sealed record ServerSettings
             : Duration(IdleTimeout, "idle-timeout");
         if (idle != TimeSpan.Zero && (idle < TimeSpan.FromSeconds(1) || idle.TotalMilliseconds > int.MaxValue))
         {
-            throw new ArgumentException($"idle-timeout '{IdleTimeout}' is out of range; write a duration from 1s to 24d, such as 8h, or off");
+            throw new ArgumentException($"idle-timeout '{IdleTimeout}' is out of range; write a duration from 1s to 24h, such as 8h, or off");
         }
 
         if (MaxConnections is < 1 or > 1_000_000)
