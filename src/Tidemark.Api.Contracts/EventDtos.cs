@@ -5,9 +5,9 @@ namespace Tidemark.Api;
 /// and whether it worked), or something the server did on its own (a policy snapshot, a pool grown).
 /// </summary>
 /// <param name="Sequence">Increases by one per event, also across restarts; page with <c>after</c>.</param>
-/// <param name="Kind">Dotted name such as "volume.create", "snapshot.delete", "pool.grow", "auth.refused".</param>
+/// <param name="Kind">Dotted name such as "volume.create", "snapshot.delete", "pool.grow", "auth.failed".</param>
 /// <param name="Subject">What it concerns: a volume, "volume@snapshot", an export, a policy; null when nothing in particular.</param>
-/// <param name="Actor">"token:1a2b3c4d5e6f" (the API token's fingerprint), "server", "policy:NAME", or "anonymous".</param>
+/// <param name="Actor">The API token's name ("admin", "alice"), "partner:NAME", "server", "policy:NAME", or "anonymous" (auth.failed).</param>
 /// <param name="Outcome">"ok", or "failed" with the error in <paramref name="Message"/>.</param>
 public sealed record EventDto(
     long Sequence,

@@ -21,6 +21,9 @@ public sealed class DataDirectory
 
     public string TokenPath => Path.Combine(Root, "token");
 
+    /// <summary>Named tokens with roles, hashed (the first is DATA/token's, named "admin").</summary>
+    public string TokensPath => Path.Combine(Root, "tokens.json");
+
     public string ConfigPath => Path.Combine(Root, "tidemark.json");
 
     public string ExportsPath => Path.Combine(Root, "exports.json");

@@ -232,6 +232,7 @@ public sealed class TidemarkServer : IAsyncDisposable
         {
             builder.Services.AddSingleton(pool);
             builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton(TokenStore.Open(data.TokensPath, token, TimeProvider.System));
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(new IoMetrics());
             builder.Services.AddSingleton<JobManager>();
@@ -318,14 +319,19 @@ public sealed class TidemarkServer : IAsyncDisposable
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
             var registry = app.Services.GetRequiredService<ExportRegistry>();
             var events = app.Services.GetRequiredService<EventLog>();
-            var audit = new AuditMiddleware(events, app.Services.GetRequiredService<TimeProvider>());
+            var audit = new AuditMiddleware(events);
             app.Use(audit.InvokeAsync);
             app.Use(Problems.HandleAsync);
-            var auth = new TokenAuthentication(token);
+            var auth = new TokenAuthentication(
+                app.Services.GetRequiredService<TokenStore>(),
+                new LoginThrottle(TimeProvider.System),
+                events,
+                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"));
             app.Use(new ReplicationGate(auth, partners).InvokeAsync);
             app.MapOpenApi();
             app.MapTidemarkApi();
             app.MapEventApi();
+            app.MapTokenApi();
             app.MapMetrics();
             app.MapJobApi();
             app.MapCapacityApi();

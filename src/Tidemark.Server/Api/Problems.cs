@@ -30,6 +30,8 @@ public static class Problems
     public static Task WriteAsync(HttpContext context, int status, string code, string title, string detail)
     {
         context.Response.StatusCode = status;
+        // Details quote what the client sent (a name, a path): a 20 MiB name must not come back whole.
+        detail = Events.Bounded.Message(detail);
         context.Items[Events.AuditMiddleware.ProblemItem] = $"{code}: {detail}";
         var problem = new ProblemDto($"urn:tidemark:problem:{code}", title, status, detail, code);
         return context.Response.WriteAsJsonAsync(problem, ApiJson.Options, ContentType);
@@ -56,8 +58,9 @@ public static class Problems
         catch (Exception ex) when (!context.Response.HasStarted && ex is not OperationCanceledException)
         {
             var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Api");
-            logger.LogError(ex, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
-            await WriteAsync(context, StatusCodes.Status500InternalServerError, ErrorCodes.Internal, "Internal error", $"the server failed ({ex.GetType().Name}: {ex.Message}); the server log has the details");
+            logger.LogError(ex, "{Method} {Path} failed (request {RequestId})", context.Request.Method, Events.Bounded.Message(context.Request.Path.ToString(), 512), context.TraceIdentifier);
+            // No exception type or message: they describe the server's insides, not what the client can change.
+            await WriteAsync(context, StatusCodes.Status500InternalServerError, ErrorCodes.Internal, "Internal error", $"the server failed on this request; its log has the details under request {context.TraceIdentifier}");
         }
     }
 }

@@ -5,8 +5,9 @@ using Tidemark.Server.Api;
 namespace Tidemark.Server.Events;
 
 /// <summary>
-/// Writes one audit event per API request that changes something (POST, PUT, PATCH, DELETE), whether it
-/// worked or not, and one per refused authentication. The kind is the endpoint's name
+/// Writes one audit event per authenticated API request that changes something (POST, PUT, PATCH,
+/// DELETE), whether it worked or not. Requests refused for want of a valid token are not recorded here:
+/// <see cref="Api.TokenAuthentication"/> summarizes them in rate-limited "auth.failed" events. The kind is the endpoint's name
 /// ("volume.create"); the subject comes from the route ("mail", "mail@monday") or, for a create, from
 /// the Location of what was made. Reads are not audited.
 /// </summary>
@@ -15,25 +16,22 @@ public sealed class AuditMiddleware
     public const string ActorItem = "tidemark.actor";
     public const string ProblemItem = "tidemark.problem";
 
-    private readonly EventLog _events;
-    private readonly TimeProvider _time;
-    private readonly Lock _refusedLock = new();
-    private DateTimeOffset _lastRefused = DateTimeOffset.MinValue;
-    private long _suppressedRefusals;
+    /// <summary>What a handler adds to its event's message (what a rollback kept, for example).</summary>
+    public const string DetailItem = "tidemark.detail";
 
-    public AuditMiddleware(EventLog events, TimeProvider time)
+    private readonly EventLog _events;
+
+    public AuditMiddleware(EventLog events)
     {
         _events = events;
-        _time = time;
     }
 
     public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         await next(context);
         var status = context.Response.StatusCode;
-        if (status == StatusCodes.Status401Unauthorized)
+        if (status == StatusCodes.Status401Unauthorized || context.Items[ActorItem] is null)
         {
-            RecordRefusal(context);
             return;
         }
 
@@ -48,43 +46,16 @@ public sealed class AuditMiddleware
             ?? $"api.{method.ToLowerInvariant()}";
         var ok = status < 400;
         var problem = context.Items[ProblemItem] as string;
+        var detail = context.Items[DetailItem] is string d ? $": {d}" : "";
         var message = ok
-            ? $"{method} {context.Request.Path} -> {status}"
+            ? $"{method} {context.Request.Path} -> {status}{detail}"
             : $"{method} {context.Request.Path} -> {status}: {problem ?? "failed"}";
         _events.Record(
             kind,
             Subject(context),
-            context.Items[ActorItem] as string ?? "anonymous",
+            (string)context.Items[ActorItem]!,
             message,
             ok ? "ok" : "failed",
-            context.Connection.RemoteIpAddress?.ToString());
-    }
-
-    /// <summary>A client hammering with a wrong token would fill the log: at most one refusal event per second, with the count of the rest.</summary>
-    private void RecordRefusal(HttpContext context)
-    {
-        long suppressed;
-        lock (_refusedLock)
-        {
-            var now = _time.GetUtcNow();
-            if (now - _lastRefused < TimeSpan.FromSeconds(1))
-            {
-                _suppressedRefusals++;
-                return;
-            }
-
-            _lastRefused = now;
-            suppressed = _suppressedRefusals;
-            _suppressedRefusals = 0;
-        }
-
-        var more = suppressed > 0 ? $" ({suppressed} more refused since the last such event)" : "";
-        _events.Record(
-            "auth.refused",
-            null,
-            "anonymous",
-            $"{context.Request.Method} {context.Request.Path} without a valid token{more}",
-            "failed",
             context.Connection.RemoteIpAddress?.ToString());
     }
 

@@ -56,6 +56,12 @@ public sealed class EventLog : IDisposable
     /// <summary>Appends an event durably and returns it. Never throws for I/O trouble: that is logged instead, the change already happened.</summary>
     public EventDto Record(string kind, string? subject, string actor, string message, string outcome = "ok", string? remote = null)
     {
+        // Subjects and messages carry what clients sent (names, paths): capped so one request cannot fill the log.
+        kind = Bounded.Text(kind, 64);
+        subject = Bounded.TextOrNull(subject, Bounded.MaxSubjectChars);
+        actor = Bounded.Text(actor, 128);
+        message = Bounded.Message(message);
+        remote = Bounded.TextOrNull(remote, 64);
         lock (_lock)
         {
             var entry = new EventDto(++_sequence, _time.GetUtcNow(), kind, subject, actor, outcome, message, remote);
