@@ -91,6 +91,30 @@ public sealed class AuditTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Cli_EventVerify_IntactThenEditedRecord_SaysWhereItBreaks()
+    {
+        using (var client = _server.Client())
+        {
+            await client.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
+            await client.DeleteVolumeAsync("web");
+            await client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        }
+
+        var intact = (await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
+        var path = Path.Combine(_server.DataDirectory, "events.jsonl");
+        var lines = await File.ReadAllLinesAsync(path);
+        var edited = Array.FindIndex(lines, l => l.Contains("volume.delete", StringComparison.Ordinal));
+        lines[edited] = lines[edited].Replace("\"admin\"", "\"alice\"", StringComparison.Ordinal);
+        await File.WriteAllLinesAsync(path, lines);
+        var broken = await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory);
+
+        Assert.Contains("intact: 4 records", intact, StringComparison.Ordinal);
+        Assert.Equal(1, broken.ExitCode);
+        Assert.Contains($"events.jsonl line {edited + 2}", broken.StandardError, StringComparison.Ordinal);
+        Assert.Contains($"does not link to record {edited + 1}", broken.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task EventsResource_BadQuery_Returns400()
     {
         using var http = new HttpClient { BaseAddress = _server.Http };

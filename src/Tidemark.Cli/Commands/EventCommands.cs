@@ -56,7 +56,33 @@ public static class EventCommands
             }
         });
 
-        return new Command("event", "The event and audit log") { list };
+        var verify = new Command("verify", "Check the audit log's hash chain: every record links to the one before; says where it breaks (exit 1)");
+        verify.SetClientAction(async (_, client, json, ct) =>
+        {
+            var result = await client.VerifyEventsAsync(ct);
+            if (json)
+            {
+                Output.Json(result);
+            }
+            else if (result.Ok)
+            {
+                Console.Out.WriteLine(result.Checked == 0
+                    ? "the audit log is empty"
+                    : $"the audit log is intact: {result.Checked} records, sequence {result.FirstSequence} to {result.LastSequence} (older ones were rotated out)");
+            }
+            else
+            {
+                Output.Table(["FILE", "LINE", "SEQ", "PROBLEM"], result.Problems.Select(p => (IReadOnlyList<string>)[p.File, p.Line.ToString(System.Globalization.CultureInfo.InvariantCulture), p.Sequence?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", p.Problem]));
+            }
+
+            if (!result.Ok)
+            {
+                var first = result.Problems[0];
+                throw new TidemarkApiException(System.Net.HttpStatusCode.Conflict, "audit-chain-broken", $"the audit log's chain breaks {result.Problems.Count} time(s), first in {first.File} line {first.Line}: {first.Problem}");
+            }
+        });
+
+        return new Command("event", "The event and audit log") { list, verify };
     }
 
     /// <summary>With --follow, --json prints one JSON object per line: an array would never end.</summary>
