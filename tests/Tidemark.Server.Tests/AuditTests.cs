@@ -115,6 +115,33 @@ public sealed class AuditTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RollbackPolicyAndVolumeDelete_EventsNameWhatHappened()
+    {
+        using var client = _server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        await client.CreateSnapshotAsync("mail", "a");
+        await client.CreatePolicyAsync(new PolicyRequest("hourly", Volume: "mail", Schedule: "hourly"));
+        var run = await client.RunPolicyAsync("hourly");
+        var rollback = await client.RollbackAsync("mail", "a");
+        await client.DeletePolicyAsync("hourly");
+        await client.DeleteVolumeAsync("mail");
+
+        var events = await client.ListEventsAsync(kind: "snapshot");
+        var rolledBack = Assert.Single(await client.ListEventsAsync(kind: "volume.rollback"));
+
+        var policySnapshot = $"mail@{Assert.Single(run.Snapshots)}";
+        Assert.Contains(events, e => e.Kind == "snapshot.create" && e.Subject == policySnapshot && e.Actor == "policy:hourly");
+        Assert.Contains("rolled mail back to mail@a", rolledBack.Message, StringComparison.Ordinal);
+        Assert.Contains(rollback.PreRollbackSnapshot is { } kept ? $"kept as mail@{kept.Name}" : "no pre-rollback snapshot", rolledBack.Message, StringComparison.Ordinal);
+        var destroyed = events.Where(e => e.Kind == "snapshot.delete").ToList();
+        Assert.Equal(
+            new[] { "mail@a", policySnapshot }.Concat(rollback.PreRollbackSnapshot is { } k ? [$"mail@{k.Name}"] : []).Order(StringComparer.Ordinal),
+            destroyed.Select(e => e.Subject!).Order(StringComparer.Ordinal));
+        Assert.All(destroyed, e => Assert.Contains("destroyed with volume mail", e.Message, StringComparison.Ordinal));
+        Assert.All(destroyed, e => Assert.Equal(TokenStore.FirstTokenName, e.Actor));
+    }
+
+    [Fact]
     public async Task EventsResource_BadQuery_Returns400()
     {
         using var http = new HttpClient { BaseAddress = _server.Http };
