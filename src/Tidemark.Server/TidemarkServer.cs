@@ -141,6 +141,7 @@ public sealed class TidemarkServer : IAsyncDisposable
     public static async Task<TidemarkServer> StartAsync(ServeOptions options, CancellationToken cancellationToken = default)
     {
         var data = new DataDirectory(options.DataDirectory);
+        DataDirectory.RestrictNewFiles();
         Directory.CreateDirectory(data.Root);
         var dataLock = data.Lock();
         try
@@ -232,6 +233,7 @@ public sealed class TidemarkServer : IAsyncDisposable
         {
             builder.Services.AddSingleton(pool);
             builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton(data);
             builder.Services.AddSingleton(TokenStore.Open(data.TokensPath, token, TimeProvider.System));
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(new IoMetrics());
@@ -319,6 +321,15 @@ public sealed class TidemarkServer : IAsyncDisposable
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
             var registry = app.Services.GetRequiredService<ExportRegistry>();
             var events = app.Services.GetRequiredService<EventLog>();
+            var loosened = data.RestrictPermissions(pool.GetInfo().Stores.Select(st => st.Path));
+            if (loosened.Count > 0)
+            {
+                // Other local users could read every volume through these; say so once, loudly.
+                var list = string.Join(", ", loosened.Take(10)) + (loosened.Count > 10 ? $" and {loosened.Count - 10} more" : "");
+                logger.LogWarning("{Count} paths of the data directory were readable by other users; made them the owner's only: {Paths}", loosened.Count, list);
+                events.Record("server.permissions", null, "server", $"{loosened.Count} paths were readable by other users and were restricted to the owner: {list}");
+            }
+
             var audit = new AuditMiddleware(events);
             app.Use(audit.InvokeAsync);
             app.Use(Problems.HandleAsync);

@@ -37,9 +37,18 @@ public static class Endpoints
     private static void MapPool(RouteGroupBuilder pool)
     {
         pool.MapGet("/", (Pool p) => TypedResults.Ok(p.GetInfo().ToDto()));
-        pool.MapPost("/stores", (Pool p, AddStoreRequest request) =>
+        pool.MapPost("/stores", (Pool p, DataDirectory data, AddStoreRequest request) =>
         {
-            p.AddStore(request.Path, request.CapacityBytes);
+            var path = StoreAdmission.Check(request.Path, data.Root, request.Force);
+            try
+            {
+                p.AddStore(path, request.CapacityBytes);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"cannot use {request.Path} as a store: {ex.Message}");
+            }
+
             return TypedResults.Ok(p.GetInfo().ToDto());
         }).WithName("pool.add-store");
         pool.MapPost("/verify", (HttpContext c, Pool p, JobManager j, double? wait) =>
