@@ -186,6 +186,8 @@ public sealed class TidemarkServer : IAsyncDisposable
         ListenOptions? apiListen = null;
         builder.WebHost.ConfigureKestrel(k =>
         {
+            // Long request lines reach RequestLimits, which refuses them with a problem document (Kestrel's 414 is bare).
+            k.Limits.MaxRequestLineSize = RequestLimits.KestrelRequestLineBytes;
             k.Listen(http, listen =>
             {
                 apiListen = listen;
@@ -333,6 +335,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             var audit = new AuditMiddleware(events);
             app.Use(audit.InvokeAsync);
             app.Use(Problems.HandleAsync);
+            app.Use(RequestLimits.InvokeAsync);
             var auth = new TokenAuthentication(
                 app.Services.GetRequiredService<TokenStore>(),
                 new LoginThrottle(TimeProvider.System),
@@ -351,12 +354,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapStreamApi();
             app.MapReplicaApi();
             app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
-            app.MapFallback((HttpContext context) => Problems.WriteAsync(
-                context,
-                StatusCodes.Status404NotFound,
-                ErrorCodes.NotFound,
-                "Not found",
-                $"{context.Request.Method} {context.Request.Path} is not a Tidemark API resource; /openapi/v1.json lists them"));
+            app.MapFallback(RequestLimits.NoEndpointAsync);
 
             var server = new TidemarkServer(app, pool, data, dataLock, settings, logger)
             {

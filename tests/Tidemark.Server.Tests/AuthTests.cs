@@ -85,7 +85,7 @@ public sealed class AuthTests : IAsyncLifetime
     {
         using var http = new HttpClient { BaseAddress = _server.Http };
         http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
-        var name = new string('n', 2 << 20);
+        var name = new string('n', 900 << 10);
 
         using var response = await http.PostAsJsonAsync("api/v1/volumes", new CreateVolumeRequest(name, 1 << 20), ApiJson.Options);
         var body = await response.Content.ReadAsStringAsync();

@@ -162,7 +162,10 @@ public static class Endpoints
             return JobEndpoints.RunAsync(c, j, "snapshot.delete", address, cancellable: false, wait, progress => Run(() => p.DeleteSnapshot(address, progress)), _ => TypedResults.NoContent());
         }).WithName("snapshot.delete");
         snapshots.MapPost("/{snapshot}/hold", (Pool p, string volume, string snapshot, HoldRequest? request) =>
-            TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto())).WithName("snapshot.hold");
+        {
+            RequestLimits.ThrowIfTooLong(request?.Reason, "the hold's reason");
+            return TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto());
+        }).WithName("snapshot.hold");
         snapshots.MapPost("/{snapshot}/release", (Pool p, string volume, string snapshot) =>
             TypedResults.Ok(p.ReleaseHold($"{volume}@{snapshot}").ToDto())).WithName("snapshot.release");
         snapshots.MapGet("/{snapshot}/usage", (Pool p, string volume, string snapshot) =>

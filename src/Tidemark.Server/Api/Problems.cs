@@ -37,12 +37,31 @@ public static class Problems
         return context.Response.WriteAsJsonAsync(problem, ApiJson.Options, ContentType);
     }
 
+    private static Task WriteBareAsync(HttpContext context)
+    {
+        var status = context.Response.StatusCode;
+        var title = Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status);
+        var (code, detail) = status switch
+        {
+            StatusCodes.Status413PayloadTooLarge => ("payload-too-large", $"the request body is too large: JSON requests take at most {RequestLimits.MaxJsonBodyBytes / 1024} KiB"),
+            StatusCodes.Status415UnsupportedMediaType => ("unsupported-media-type", "send the body as JSON with 'Content-Type: application/json'"),
+            _ => (title.ToLowerInvariant().Replace(' ', '-'), $"the server refused the request ({status} {title}); /openapi/v1.json describes the API"),
+        };
+        return WriteAsync(context, status, code, title, detail);
+    }
+
     /// <summary>The outermost middleware: every exception a handler throws ends here.</summary>
     public static async Task HandleAsync(HttpContext context, RequestDelegate next)
     {
         try
         {
             await next(context);
+            if (!context.Response.HasStarted && context.Response.StatusCode >= 400 && context.Response.ContentType is null)
+            {
+                // Refusals made below us without a body (the framework's 413 for a body over the limit,
+                // for one) still get a problem document.
+                await WriteBareAsync(context);
+            }
         }
         catch (StorageException ex) when (!context.Response.HasStarted)
         {
