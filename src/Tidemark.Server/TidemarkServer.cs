@@ -332,7 +332,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 events.Record("server.permissions", null, "server", $"{loosened.Count} paths were readable by other users and were restricted to the owner: {list}");
             }
 
-            var audit = new AuditMiddleware(events);
+            var audit = new AuditMiddleware(events, app.Services.GetRequiredService<TimeProvider>());
             app.Use(audit.InvokeAsync);
             app.Use(Problems.HandleAsync);
             app.Use(RequestLimits.InvokeAsync);

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
@@ -9,8 +10,8 @@ namespace Tidemark.Server.Api;
 /// <summary>
 /// Size limits that answer with problem documents. Kestrel's own refusals (a request line past its
 /// limit) are bare, so its line limit is set above <see cref="MaxTargetChars"/> and the check is made
-/// here. JSON bodies are capped at <see cref="MaxJsonBodyBytes"/>; the endpoints that take streams lift
-/// the cap for themselves. A request that matched no endpoint only because of its Content-Type is a
+/// here. JSON bodies on the API listener are capped at <see cref="MaxJsonBodyBytes"/>; the endpoints
+/// that take streams lift the cap for themselves. A request that matched no endpoint only because of its Content-Type is a
 /// 415, one that matched only another method a 405, not a 404.
 /// </summary>
 public static class RequestLimits
@@ -35,7 +36,9 @@ public static class RequestLimits
             return Problems.WriteAsync(context, StatusCodes.Status414UriTooLong, "uri-too-long", "URI too long", $"the request's path and query have {target} characters; the API takes at most {MaxTargetChars}");
         }
 
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } body)
+        // The replication listener carries hash lists and streams between paired servers, under Kestrel's own limit.
+        var replication = context.Features.Get<IConnectionItemsFeature>()?.Items.ContainsKey(Replication.ReplicationGate.ConnectionMark) == true;
+        if (!replication && context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } body)
         {
             body.MaxRequestBodySize = MaxJsonBodyBytes;
         }

@@ -9,7 +9,10 @@ namespace Tidemark.Server.Events;
 /// DELETE), whether it worked or not. Requests refused for want of a valid token are not recorded here:
 /// <see cref="Api.TokenAuthentication"/> summarizes them in rate-limited "auth.failed" events. The kind is the endpoint's name
 /// ("volume.create"); the subject comes from the route ("mail", "mail@monday") or, for a create, from
-/// the Location of what was made. Reads are not audited.
+/// the Location of what was made. Reads are not audited. Failed requests are recorded up to
+/// <see cref="MaxFailedPerActorPerMinute"/> per actor a minute and counted beyond that (the next one
+/// recorded says how many were left out), so a script looping on a refused request cannot push real
+/// history out of the log either; successful changes are always recorded.
 /// </summary>
 public sealed class AuditMiddleware
 {
@@ -19,11 +22,19 @@ public sealed class AuditMiddleware
     /// <summary>What a handler adds to its event's message (what a rollback kept, for example).</summary>
     public const string DetailItem = "tidemark.detail";
 
-    private readonly EventLog _events;
+    public const int MaxFailedPerActorPerMinute = 30;
 
-    public AuditMiddleware(EventLog events)
+    private readonly EventLog _events;
+    private readonly TimeProvider _time;
+    private readonly Lock _failedLock = new();
+
+    // One entry per actor that failed recently: tokens (at most TokenStore.MaxTokens) and partners.
+    private readonly Dictionary<string, FailedWindow> _failed = new(StringComparer.Ordinal);
+
+    public AuditMiddleware(EventLog events, TimeProvider time)
     {
         _events = events;
+        _time = time;
     }
 
     public async Task InvokeAsync(HttpContext context, RequestDelegate next)
@@ -47,17 +58,45 @@ public sealed class AuditMiddleware
         var ok = status < 400;
         var problem = context.Items[ProblemItem] as string;
         var detail = context.Items[DetailItem] is string d ? $": {d}" : "";
+        var actor = (string)context.Items[ActorItem]!;
+        var leftOut = 0L;
+        if (!ok && !ShouldRecordFailure(actor, out leftOut))
+        {
+            return;
+        }
+
         var message = ok
             ? $"{method} {context.Request.Path} -> {status}{detail}"
-            : $"{method} {context.Request.Path} -> {status}: {problem ?? "failed"}";
+            : $"{method} {context.Request.Path} -> {status}: {problem ?? "failed"}{(leftOut > 0 ? $" ({leftOut} more failed requests by {actor} were not recorded one by one)" : "")}";
         _events.Record(
             kind,
             Subject(context),
-            (string)context.Items[ActorItem]!,
+            actor,
             message,
             ok ? "ok" : "failed",
             context.Connection.RemoteIpAddress?.ToString());
     }
+
+    private bool ShouldRecordFailure(string actor, out long leftOut)
+    {
+        lock (_failedLock)
+        {
+            var now = _time.GetUtcNow();
+            var window = _failed.TryGetValue(actor, out var w) && now - w.Start < TimeSpan.FromMinutes(1) ? w : new FailedWindow(now, 0, w?.LeftOut ?? 0);
+            if (window.Recorded >= MaxFailedPerActorPerMinute)
+            {
+                _failed[actor] = window with { LeftOut = window.LeftOut + 1 };
+                leftOut = 0;
+                return false;
+            }
+
+            leftOut = window.LeftOut;
+            _failed[actor] = new FailedWindow(window.Start, window.Recorded + 1, 0);
+            return true;
+        }
+    }
+
+    private sealed record FailedWindow(DateTimeOffset Start, int Recorded, long LeftOut);
 
     private static string? Subject(HttpContext context)
     {
