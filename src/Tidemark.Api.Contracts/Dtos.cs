@@ -15,7 +15,9 @@ public sealed record PoolDto(
     int Volumes,
     int Snapshots);
 
-public sealed record AddStoreRequest(string Path, long CapacityBytes);
+/// <param name="Path">A file to create (relative: under the server's data directory) or a block device.</param>
+/// <param name="Force">Use a device even though it holds a file system, partition table or RAID/LVM signature.</param>
+public sealed record AddStoreRequest(string Path, long CapacityBytes, bool Force = false);
 
 /// <summary>A volume or a view (<see cref="Kind"/> "volume" or "view"; a view has an <see cref="Origin"/>).</summary>
 public sealed record VolumeDto(

@@ -6,6 +6,9 @@ namespace Tidemark.Api;
 public static class ErrorCodes
 {
     public const string Unauthorized = "unauthorized";
+
+    /// <summary>The token is valid but its role may not do this; the detail names the role needed.</summary>
+    public const string Forbidden = "forbidden";
     public const string BadRequest = "bad-request";
     public const string Internal = "internal";
     public const string NotFound = "not-found";

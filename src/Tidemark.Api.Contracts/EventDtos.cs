@@ -5,10 +5,11 @@ namespace Tidemark.Api;
 /// and whether it worked), or something the server did on its own (a policy snapshot, a pool grown).
 /// </summary>
 /// <param name="Sequence">Increases by one per event, also across restarts; page with <c>after</c>.</param>
-/// <param name="Kind">Dotted name such as "volume.create", "snapshot.delete", "pool.grow", "auth.refused".</param>
+/// <param name="Kind">Dotted name such as "volume.create", "snapshot.delete", "pool.grow", "auth.failed".</param>
 /// <param name="Subject">What it concerns: a volume, "volume@snapshot", an export, a policy; null when nothing in particular.</param>
-/// <param name="Actor">"token:1a2b3c4d5e6f" (the API token's fingerprint), "server", "policy:NAME", or "anonymous".</param>
+/// <param name="Actor">The API token's name ("admin", "alice"), "partner:NAME", "server", "policy:NAME", or "anonymous" (auth.failed).</param>
 /// <param name="Outcome">"ok", or "failed" with the error in <paramref name="Message"/>.</param>
+/// <param name="Prev">SHA-256 (hex) of the previous record's line as stored: the audit log is a hash chain, so an edited or removed record shows ('tidemark event verify').</param>
 public sealed record EventDto(
     long Sequence,
     DateTimeOffset Time,
@@ -17,4 +18,5 @@ public sealed record EventDto(
     string Actor,
     string Outcome,
     string Message,
-    string? Remote = null);
+    string? Remote = null,
+    string? Prev = null);

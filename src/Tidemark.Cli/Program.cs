@@ -12,6 +12,7 @@ root.Add(ViewCommands.Create());
 root.Add(GroupCommands.Create());
 root.Add(ExportCommands.Create());
 root.Add(EventCommands.Create());
+root.Add(TokenCommands.Create());
 root.Add(JobCommands.Create());
 root.Add(PolicyCommands.Create());
 root.Add(PartnerCommands.Create());

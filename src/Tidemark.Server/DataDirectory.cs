@@ -6,7 +6,7 @@ namespace Tidemark.Server;
 /// The layout of a data directory: DATA/pool (the engine's pool), DATA/token (API token, mode 0600),
 /// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log), DATA/capacity.json (autogrow policies), DATA/policies.json (snapshot policies and what they own), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/promoted.json (replicas promoted here), DATA/server.json (endpoints of the running server).
 /// </summary>
-public sealed class DataDirectory
+public sealed partial class DataDirectory
 {
     public const string DefaultPath = "tidemark-data";
 
@@ -20,6 +20,9 @@ public sealed class DataDirectory
     public string PoolPath => Path.Combine(Root, "pool");
 
     public string TokenPath => Path.Combine(Root, "token");
+
+    /// <summary>Named tokens with roles, hashed (the first is DATA/token's, named "admin").</summary>
+    public string TokensPath => Path.Combine(Root, "tokens.json");
 
     public string ConfigPath => Path.Combine(Root, "tidemark.json");
 
@@ -68,6 +71,63 @@ public sealed class DataDirectory
             throw new IOException($"another tidemark serve is using {Root} (see {RuntimePath} for its process id); stop it first or choose another --data", ex);
         }
     }
+
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
+    /// <summary>
+    /// Files this process creates from now on are the owner's only (umask 077): RocksDB and the store
+    /// files would otherwise be 0644, and any local user could read every volume.
+    /// </summary>
+    public static void RestrictNewFiles()
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            _ = Umask(0b000_111_111); // returns the previous mask, which is of no use here
+        }
+    }
+
+    /// <summary>
+    /// Takes group and other permissions away from the data directory, everything under it, and the
+    /// store files (which may live elsewhere): 0700 for directories, 0600 for files. Returns what it
+    /// changed, for the caller to warn about. Symbolic links are not followed.
+    /// </summary>
+    public IReadOnlyList<string> RestrictPermissions(IEnumerable<string> alsoFiles)
+    {
+        var fixedPaths = new List<string>();
+        if (OperatingSystem.IsWindows())
+        {
+            return fixedPaths;
+        }
+
+        void Restrict(string path)
+        {
+            var mode = File.GetUnixFileMode(path);
+            if ((mode & ~OwnerOnly) != 0)
+            {
+                File.SetUnixFileMode(path, mode & OwnerOnly);
+                fixedPaths.Add($"{path} ({Octal(mode)} -> {Octal(mode & OwnerOnly)})");
+            }
+        }
+
+        Restrict(Root);
+        var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = FileAttributes.ReparsePoint };
+        foreach (var entry in new DirectoryInfo(Root).EnumerateFileSystemInfos("*", options))
+        {
+            Restrict(entry.FullName);
+        }
+
+        foreach (var file in alsoFiles.Where(f => File.Exists(f) && !f.StartsWith("/dev/", StringComparison.Ordinal)))
+        {
+            Restrict(file);
+        }
+
+        return fixedPaths;
+    }
+
+    private static string Octal(UnixFileMode mode) => Convert.ToString((int)mode, 8).PadLeft(4, '0');
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "umask")]
+    private static partial uint Umask(uint mask);
 
     /// <summary>Reads the API token, creating a random one (32 bytes, hex) readable only by the owner on first start.</summary>
     public string EnsureToken()

@@ -54,7 +54,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         _option = option;
         Logger = logger;
         Admission = new ConnectionAdmission(limits ?? new ConnectionLimits(), protocol, logger);
-        Logins = new LoginThrottle(protocol, logger);
+        Logins = new ChapLoginThrottle(protocol, logger);
     }
 
     /// <summary>The bound address (the real port when configured with port 0); null before start.</summary>
@@ -72,7 +72,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
     internal ConnectionAdmission Admission { get; }
 
     /// <summary>Failed logins per source, and the delay they earn the source's next connections.</summary>
-    internal LoginThrottle Logins { get; }
+    internal ChapLoginThrottle Logins { get; }
 
     /// <summary>True while every accept loop runs and the last accept succeeded.</summary>
     public bool Accepting => Volatile.Read(ref _running) is { Length: > 0 } loops && !Volatile.Read(ref _acceptFailing) && loops.All(t => !t.IsCompleted);

@@ -153,6 +153,7 @@ public sealed class TidemarkServer : IAsyncDisposable
     public static async Task<TidemarkServer> StartAsync(ServeOptions options, CancellationToken cancellationToken = default)
     {
         var data = new DataDirectory(options.DataDirectory);
+        DataDirectory.RestrictNewFiles();
         Directory.CreateDirectory(data.Root);
         var dataLock = data.Lock();
         try
@@ -197,6 +198,8 @@ public sealed class TidemarkServer : IAsyncDisposable
         ListenOptions? apiListen = null;
         builder.WebHost.ConfigureKestrel(k =>
         {
+            // Long request lines reach RequestLimits, which refuses them with a problem document (Kestrel's 414 is bare).
+            k.Limits.MaxRequestLineSize = RequestLimits.KestrelRequestLineBytes;
             k.Listen(http, listen =>
             {
                 apiListen = listen;
@@ -244,6 +247,8 @@ public sealed class TidemarkServer : IAsyncDisposable
         {
             builder.Services.AddSingleton(pool);
             builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton(data);
+            builder.Services.AddSingleton(TokenStore.Open(data.TokensPath, token, TimeProvider.System));
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(new IoMetrics());
             builder.Services.AddSingleton<JobManager>();
@@ -333,14 +338,29 @@ public sealed class TidemarkServer : IAsyncDisposable
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
             var registry = app.Services.GetRequiredService<ExportRegistry>();
             var events = app.Services.GetRequiredService<EventLog>();
+            var loosened = data.RestrictPermissions(pool.GetInfo().Stores.Select(st => st.Path));
+            if (loosened.Count > 0)
+            {
+                // Other local users could read every volume through these; say so once, loudly.
+                var list = string.Join(", ", loosened.Take(10)) + (loosened.Count > 10 ? $" and {loosened.Count - 10} more" : "");
+                logger.LogWarning("{Count} paths of the data directory were readable by other users; made them the owner's only: {Paths}", loosened.Count, list);
+                events.Record("server.permissions", null, "server", $"{loosened.Count} paths were readable by other users and were restricted to the owner: {list}");
+            }
+
             var audit = new AuditMiddleware(events, app.Services.GetRequiredService<TimeProvider>());
             app.Use(audit.InvokeAsync);
             app.Use(Problems.HandleAsync);
-            var auth = new TokenAuthentication(token);
+            app.Use(RequestLimits.InvokeAsync);
+            var auth = new TokenAuthentication(
+                app.Services.GetRequiredService<TokenStore>(),
+                new LoginThrottle(TimeProvider.System),
+                events,
+                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"));
             app.Use(new ReplicationGate(auth, partners).InvokeAsync);
             app.MapOpenApi();
             app.MapTidemarkApi();
             app.MapEventApi();
+            app.MapTokenApi();
             app.MapMetrics();
             app.MapJobApi();
             app.MapCapacityApi();
@@ -349,12 +369,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapStreamApi();
             app.MapReplicaApi();
             app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
-            app.MapFallback((HttpContext context) => Problems.WriteAsync(
-                context,
-                StatusCodes.Status404NotFound,
-                ErrorCodes.NotFound,
-                "Not found",
-                $"{context.Request.Method} {context.Request.Path} is not a Tidemark API resource; /openapi/v1.json lists them"));
+            app.MapFallback(RequestLimits.NoEndpointAsync);
 
             var server = new TidemarkServer(app, pool, data, dataLock, settings, logger)
             {

@@ -36,9 +36,9 @@ public sealed class AuditTests : IAsyncLifetime
 
         var events = await client.ListEventsAsync();
 
-        var actor = TokenAuthentication.Fingerprint(_server.Token);
+        var actor = TokenStore.FirstTokenName;
         var changes = events.Where(e => e.Kind != "server.start").ToList();
-        Assert.Equal(["volume.create", "snapshot.create", "snapshot.hold", "snapshot.delete", "auth.refused"], changes.Select(e => e.Kind));
+        Assert.Equal(["volume.create", "snapshot.create", "snapshot.hold", "snapshot.delete", "auth.failed"], changes.Select(e => e.Kind));
         Assert.Equal(["mail", "mail@monday", "mail@monday", "mail@monday", null], changes.Select(e => e.Subject));
         Assert.All(changes.Take(4), e => Assert.Equal(actor, e.Actor));
         Assert.Equal(["ok", "ok", "ok", "failed", "failed"], changes.Select(e => e.Outcome));
@@ -69,7 +69,7 @@ public sealed class AuditTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Cli_EventList_FiltersAndPrintsJsonLines()
+    public async Task Cli_EventList_FiltersAndPrintsOneJsonArray()
     {
         using (var client = _server.Client())
         {
@@ -82,12 +82,63 @@ public sealed class AuditTests : IAsyncLifetime
         var table = (await CliProcess.RunAsync("event", "list", "--subject", "web", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
         var bad = await CliProcess.RunAsync("event", "list", "--limit", "0", "--data", _server.DataDirectory);
 
-        var lines = json.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonSerializer.Deserialize<EventDto>(l, ApiJson.Options)!).ToList();
+        var lines = JsonSerializer.Deserialize<List<EventDto>>(json, ApiJson.Options)!;
         Assert.Equal(["web@a", "web@b"], lines.Select(e => e.Subject));
         Assert.Contains("volume.create", table, StringComparison.Ordinal);
         Assert.DoesNotContain("snapshot.create", table, StringComparison.Ordinal);
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("limit must be between 1 and", bad.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Cli_EventVerify_IntactThenEditedRecord_SaysWhereItBreaks()
+    {
+        using (var client = _server.Client())
+        {
+            await client.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
+            await client.DeleteVolumeAsync("web");
+            await client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        }
+
+        var intact = (await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
+        var path = Path.Combine(_server.DataDirectory, "events.jsonl");
+        var lines = await File.ReadAllLinesAsync(path);
+        var edited = Array.FindIndex(lines, l => l.Contains("volume.delete", StringComparison.Ordinal));
+        lines[edited] = lines[edited].Replace("\"admin\"", "\"alice\"", StringComparison.Ordinal);
+        await File.WriteAllLinesAsync(path, lines);
+        var broken = await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory);
+
+        Assert.Contains("intact: 4 records", intact, StringComparison.Ordinal);
+        Assert.Equal(1, broken.ExitCode);
+        Assert.Contains($"events.jsonl line {edited + 2}", broken.StandardError, StringComparison.Ordinal);
+        Assert.Contains($"does not link to record {edited + 1}", broken.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RollbackPolicyAndVolumeDelete_EventsNameWhatHappened()
+    {
+        using var client = _server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        await client.CreateSnapshotAsync("mail", "a");
+        await client.CreatePolicyAsync(new PolicyRequest("hourly", Volume: "mail", Schedule: "hourly"));
+        var run = await client.RunPolicyAsync("hourly");
+        var rollback = await client.RollbackAsync("mail", "a");
+        await client.DeletePolicyAsync("hourly");
+        await client.DeleteVolumeAsync("mail");
+
+        var events = await client.ListEventsAsync(kind: "snapshot");
+        var rolledBack = Assert.Single(await client.ListEventsAsync(kind: "volume.rollback"));
+
+        var policySnapshot = $"mail@{Assert.Single(run.Snapshots)}";
+        Assert.Contains(events, e => e.Kind == "snapshot.create" && e.Subject == policySnapshot && e.Actor == "policy:hourly");
+        Assert.Contains("rolled mail back to mail@a", rolledBack.Message, StringComparison.Ordinal);
+        Assert.Contains(rollback.PreRollbackSnapshot is { } kept ? $"kept as mail@{kept.Name}" : "no pre-rollback snapshot", rolledBack.Message, StringComparison.Ordinal);
+        var destroyed = events.Where(e => e.Kind == "snapshot.delete").ToList();
+        Assert.Equal(
+            new[] { "mail@a", policySnapshot }.Concat(rollback.PreRollbackSnapshot is { } k ? [$"mail@{k.Name}"] : []).Order(StringComparer.Ordinal),
+            destroyed.Select(e => e.Subject!).Order(StringComparer.Ordinal));
+        Assert.All(destroyed, e => Assert.Contains("destroyed with volume mail", e.Message, StringComparison.Ordinal));
+        Assert.All(destroyed, e => Assert.Equal(TokenStore.FirstTokenName, e.Actor));
     }
 
     [Fact]

@@ -60,7 +60,7 @@ public sealed class PolicyManagerTests : IDisposable
         Assert.Equal(5, Snapshots().Count); // manual, the held 09:00 one, and the newest three
         Assert.Single(policy.Activity, a => a.Action == "skip");
         Assert.Equal(new DateTimeOffset(2026, 11, 24, 14, 0, 0, TimeSpan.Zero), policy.NextRun);
-        Assert.Contains(_events.Query(kind: "policy.delete"), e => e.Actor == "policy:hourly");
+        Assert.Contains(_events.Query(kind: "snapshot.delete"), e => e.Actor == "policy:hourly");
     }
 
     [Fact]

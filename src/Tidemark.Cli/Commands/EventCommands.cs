@@ -12,11 +12,17 @@ public static class EventCommands
         var since = new Option<DateTimeOffset?>("--since") { Description = "only events at or after this time (ISO 8601, e.g. 2026-11-24T08:00Z)" };
         var after = new Option<long?>("--after") { Description = "only events after this sequence number (paging forward)" };
         var limit = new Option<int?>("--limit") { Description = "at most this many (default 100; without --after the newest ones)" };
-        var follow = new Option<bool>("--follow", "-f") { Description = "keep printing new events as they happen, until Ctrl-C" };
+        var follow = new Option<bool>("--follow", "-f") { Description = "keep printing new events as they happen, until Ctrl-C (with --json: one JSON object per line)" };
         var list = new Command("list", "Show the event and audit log: every change, who made it and when") { kind, subject, since, after, limit, follow };
         list.SetClientAction(async (p, client, json, ct) =>
         {
             var events = await client.ListEventsAsync(p.GetValue(after), p.GetValue(kind), p.GetValue(subject), p.GetValue(since), p.GetValue(limit), ct);
+            if (json && !p.GetValue(follow))
+            {
+                Output.Json(events); // one array, like every other list
+                return;
+            }
+
             Print(events, json, header: true);
             if (!p.GetValue(follow))
             {
@@ -50,9 +56,36 @@ public static class EventCommands
             }
         });
 
-        return new Command("event", "The event and audit log") { list };
+        var verify = new Command("verify", "Check the audit log's hash chain: every record links to the one before; says where it breaks (exit 1)");
+        verify.SetClientAction(async (_, client, json, ct) =>
+        {
+            var result = await client.VerifyEventsAsync(ct);
+            if (json)
+            {
+                Output.Json(result);
+            }
+            else if (result.Ok)
+            {
+                Console.Out.WriteLine(result.Checked == 0
+                    ? "the audit log is empty"
+                    : $"the audit log is intact: {result.Checked} records, sequence {result.FirstSequence} to {result.LastSequence} (older ones were rotated out)");
+            }
+            else
+            {
+                Output.Table(["FILE", "LINE", "SEQ", "PROBLEM"], result.Problems.Select(p => (IReadOnlyList<string>)[p.File, p.Line.ToString(System.Globalization.CultureInfo.InvariantCulture), p.Sequence?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", p.Problem]));
+            }
+
+            if (!result.Ok)
+            {
+                var first = result.Problems[0];
+                throw new TidemarkApiException(System.Net.HttpStatusCode.Conflict, "audit-chain-broken", $"the audit log's chain breaks {result.Problems.Count} time(s), first in {first.File} line {first.Line}: {first.Problem}");
+            }
+        });
+
+        return new Command("event", "The event and audit log") { list, verify };
     }
 
+    /// <summary>With --follow, --json prints one JSON object per line: an array would never end.</summary>
     private static void Print(IReadOnlyList<EventDto> events, bool json, bool header)
     {
         if (json)

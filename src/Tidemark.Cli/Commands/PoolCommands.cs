@@ -10,13 +10,14 @@ public static class PoolCommands
         var info = new Command("info", "Show the pool's capacity, use and stores");
         info.SetClientAction(async (_, client, json, ct) => Print(await client.GetPoolAsync(ct), json));
 
-        var path = new Argument<string>("path") { Description = "file to create (sparse) or block device to use" };
+        var path = new Argument<string>("path") { Description = "file to create (sparse; a relative path is under the server's data directory) or block device to use" };
         var capacity = new Option<string>("--capacity") { Description = "capacity, e.g. 100G", Required = true };
-        var addStore = new Command("add-store", "Add a backing store to the pool while it runs") { path, capacity };
+        var force = new Option<bool>("--force") { Description = "use a device even though it holds a file system, partition table or RAID/LVM signature (its data is lost)" };
+        var addStore = new Command("add-store", "Add a backing store to the pool while it runs") { path, capacity, force };
         addStore.SetClientAction(async (parse, client, json, ct) =>
         {
             var bytes = CommandRunner.ParseSize(parse.GetValue(capacity)!, "--capacity");
-            Print(await client.AddStoreAsync(new AddStoreRequest(Path.GetFullPath(parse.GetValue(path)!), bytes), ct), json);
+            Print(await client.AddStoreAsync(new AddStoreRequest(parse.GetValue(path)!, bytes, parse.GetValue(force)), ct), json);
         });
 
         return new Command("pool", "The pool: backing stores and space") { info, addStore, CapacityCommands.PoolAutogrow() };

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Server.Capacity;
+using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Policies;
 
@@ -36,9 +37,18 @@ public static class Endpoints
     private static void MapPool(RouteGroupBuilder pool)
     {
         pool.MapGet("/", (Pool p) => TypedResults.Ok(p.GetInfo().ToDto()));
-        pool.MapPost("/stores", (Pool p, AddStoreRequest request) =>
+        pool.MapPost("/stores", (Pool p, DataDirectory data, AddStoreRequest request) =>
         {
-            p.AddStore(request.Path, request.CapacityBytes);
+            var path = StoreAdmission.Check(request.Path, data.Root, request.Force);
+            try
+            {
+                p.AddStore(path, request.CapacityBytes);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"cannot use {request.Path} as a store: {ex.Message}");
+            }
+
             return TypedResults.Ok(p.GetInfo().ToDto());
         }).WithName("pool.add-store");
         pool.MapPost("/verify", (HttpContext c, Pool p, JobManager j, double? wait) =>
@@ -60,17 +70,22 @@ public static class Endpoints
             p.ResizeVolume(name, request.SizeBytes);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
         }).WithName("volume.resize");
-        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, CapacityManager capacity, PolicyManager policies, string name, double? wait) =>
+        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, CapacityManager capacity, PolicyManager policies, EventLog events, string name, double? wait) =>
         {
             p.GetVolume(name);
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
             policies.ThrowIfTargeted(volume: name);
             capacity.Forget(name);
-            return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => p.DeleteVolume(name, progress)), _ => TypedResults.NoContent());
+            var actor = (string)c.Items[AuditMiddleware.ActorItem]!;
+            return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => DeleteVolume(p, events, actor, name, progress)), _ => TypedResults.NoContent());
         }).WithName("volume.delete");
-        volumes.MapPost("/{name}/rollback", (Pool p, ExportRegistry e, string name, RollbackRequest request) =>
+        volumes.MapPost("/{name}/rollback", (HttpContext c, Pool p, ExportRegistry e, string name, RollbackRequest request) =>
         {
             var kept = p.Rollback(name, request.Snapshot);
+            var target = request.Snapshot.Contains('@', StringComparison.Ordinal) ? request.Snapshot : $"{name}@{request.Snapshot}";
+            c.Items[AuditMiddleware.DetailItem] = $"rolled {name} back to {target}; " + (kept is null
+                ? "nothing was written since, so no pre-rollback snapshot was needed"
+                : $"the state before the rollback is kept as {kept.Address}");
             return TypedResults.Ok(new RollbackResult(p.GetVolume(name).ToDto(p, e), kept?.ToDto()));
         }).WithName("volume.rollback");
         volumes.MapGet("/{name}/diff", Diff);
@@ -94,6 +109,17 @@ public static class Endpoints
         var page = ranges.Skip(start).Take(count).Select(r => new ChangedRangeDto(r.OffsetBytes, r.LengthBytes)).ToList();
         int? next = start + page.Count < ranges.Count ? start + page.Count : null;
         return TypedResults.Ok(new DiffPageDto(name, from, to, start, ranges.Count, ranges.Sum(r => r.LengthBytes), page, next));
+    }
+
+    /// <summary>The snapshots go with the volume: each gets its own event, so the audit log says what was destroyed.</summary>
+    private static void DeleteVolume(Pool p, EventLog events, string actor, string name, OperationProgress progress)
+    {
+        var snapshots = p.ListSnapshots(name).Select(s => s.Address).ToList();
+        p.DeleteVolume(name, progress);
+        foreach (var address in snapshots)
+        {
+            events.Record("snapshot.delete", address, actor, $"destroyed with volume {name}");
+        }
     }
 
     private static object? Run(Action action)
@@ -136,7 +162,10 @@ public static class Endpoints
             return JobEndpoints.RunAsync(c, j, "snapshot.delete", address, cancellable: false, wait, progress => Run(() => p.DeleteSnapshot(address, progress)), _ => TypedResults.NoContent());
         }).WithName("snapshot.delete");
         snapshots.MapPost("/{snapshot}/hold", (Pool p, string volume, string snapshot, HoldRequest? request) =>
-            TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto())).WithName("snapshot.hold");
+        {
+            RequestLimits.ThrowIfTooLong(request?.Reason, "the hold's reason");
+            return TypedResults.Ok(p.HoldSnapshot($"{volume}@{snapshot}", request?.Until, request?.Reason).ToDto());
+        }).WithName("snapshot.hold");
         snapshots.MapPost("/{snapshot}/release", (Pool p, string volume, string snapshot) =>
             TypedResults.Ok(p.ReleaseHold($"{volume}@{snapshot}").ToDto())).WithName("snapshot.release");
         snapshots.MapGet("/{snapshot}/usage", (Pool p, string volume, string snapshot) =>

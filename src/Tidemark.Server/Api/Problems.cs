@@ -30,9 +30,24 @@ public static class Problems
     public static Task WriteAsync(HttpContext context, int status, string code, string title, string detail)
     {
         context.Response.StatusCode = status;
+        // Details quote what the client sent (a name, a path): a 20 MiB name must not come back whole.
+        detail = Events.Bounded.Message(detail);
         context.Items[Events.AuditMiddleware.ProblemItem] = $"{code}: {detail}";
         var problem = new ProblemDto($"urn:tidemark:problem:{code}", title, status, detail, code);
         return context.Response.WriteAsJsonAsync(problem, ApiJson.Options, ContentType);
+    }
+
+    private static Task WriteBareAsync(HttpContext context)
+    {
+        var status = context.Response.StatusCode;
+        var title = Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status);
+        var (code, detail) = status switch
+        {
+            StatusCodes.Status413PayloadTooLarge => ("payload-too-large", $"the request body is too large: JSON requests take at most {RequestLimits.MaxJsonBodyBytes / 1024} KiB"),
+            StatusCodes.Status415UnsupportedMediaType => ("unsupported-media-type", "send the body as JSON with 'Content-Type: application/json'"),
+            _ => (title.ToLowerInvariant().Replace(' ', '-'), $"the server refused the request ({status} {title}); /openapi/v1.json describes the API"),
+        };
+        return WriteAsync(context, status, code, title, detail);
     }
 
     /// <summary>The outermost middleware: every exception a handler throws ends here.</summary>
@@ -41,6 +56,12 @@ public static class Problems
         try
         {
             await next(context);
+            if (!context.Response.HasStarted && context.Response.StatusCode >= 400 && context.Response.ContentType is null)
+            {
+                // Refusals made below us without a body (the framework's 413 for a body over the limit,
+                // for one) still get a problem document.
+                await WriteBareAsync(context);
+            }
         }
         catch (StorageException ex) when (!context.Response.HasStarted)
         {
@@ -56,8 +77,9 @@ public static class Problems
         catch (Exception ex) when (!context.Response.HasStarted && ex is not OperationCanceledException)
         {
             var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Api");
-            logger.LogError(ex, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
-            await WriteAsync(context, StatusCodes.Status500InternalServerError, ErrorCodes.Internal, "Internal error", $"the server failed ({ex.GetType().Name}: {ex.Message}); the server log has the details");
+            logger.LogError(ex, "{Method} {Path} failed (request {RequestId})", context.Request.Method, Events.Bounded.Message(context.Request.Path.ToString(), 512), context.TraceIdentifier);
+            // No exception type or message: they describe the server's insides, not what the client can change.
+            await WriteAsync(context, StatusCodes.Status500InternalServerError, ErrorCodes.Internal, "Internal error", $"the server failed on this request; its log has the details under request {context.TraceIdentifier}");
         }
     }
 }

@@ -5,21 +5,31 @@ using Tidemark.Server.Api;
 namespace Tidemark.Server.Events;
 
 /// <summary>
-/// Writes one audit event per API request that changes something (POST, PUT, PATCH, DELETE), whether it
-/// worked or not, and one per refused authentication. The kind is the endpoint's name
+/// Writes one audit event per authenticated API request that changes something (POST, PUT, PATCH,
+/// DELETE), whether it worked or not. Requests refused for want of a valid token are not recorded here:
+/// <see cref="Api.TokenAuthentication"/> summarizes them in rate-limited "auth.failed" events. The kind is the endpoint's name
 /// ("volume.create"); the subject comes from the route ("mail", "mail@monday") or, for a create, from
-/// the Location of what was made. Reads are not audited.
+/// the Location of what was made. Reads are not audited. Failed requests are recorded up to
+/// <see cref="MaxFailedPerActorPerMinute"/> per actor a minute and counted beyond that (the next one
+/// recorded says how many were left out), so a script looping on a refused request cannot push real
+/// history out of the log either; successful changes are always recorded.
 /// </summary>
 public sealed class AuditMiddleware
 {
     public const string ActorItem = "tidemark.actor";
     public const string ProblemItem = "tidemark.problem";
 
+    /// <summary>What a handler adds to its event's message (what a rollback kept, for example).</summary>
+    public const string DetailItem = "tidemark.detail";
+
+    public const int MaxFailedPerActorPerMinute = 30;
+
     private readonly EventLog _events;
     private readonly TimeProvider _time;
-    private readonly Lock _refusedLock = new();
-    private DateTimeOffset _lastRefused = DateTimeOffset.MinValue;
-    private long _suppressedRefusals;
+    private readonly Lock _failedLock = new();
+
+    // One entry per actor that failed recently: tokens (at most TokenStore.MaxTokens) and partners.
+    private readonly Dictionary<string, FailedWindow> _failed = new(StringComparer.Ordinal);
 
     public AuditMiddleware(EventLog events, TimeProvider time)
     {
@@ -31,9 +41,8 @@ public sealed class AuditMiddleware
     {
         await next(context);
         var status = context.Response.StatusCode;
-        if (status == StatusCodes.Status401Unauthorized)
+        if (status == StatusCodes.Status401Unauthorized || context.Items[ActorItem] is null)
         {
-            RecordRefusal(context);
             return;
         }
 
@@ -48,45 +57,46 @@ public sealed class AuditMiddleware
             ?? $"api.{method.ToLowerInvariant()}";
         var ok = status < 400;
         var problem = context.Items[ProblemItem] as string;
+        var detail = context.Items[DetailItem] is string d ? $": {d}" : "";
+        var actor = (string)context.Items[ActorItem]!;
+        var leftOut = 0L;
+        if (!ok && !ShouldRecordFailure(actor, out leftOut))
+        {
+            return;
+        }
+
         var message = ok
-            ? $"{method} {context.Request.Path} -> {status}"
-            : $"{method} {context.Request.Path} -> {status}: {problem ?? "failed"}";
+            ? $"{method} {context.Request.Path} -> {status}{detail}"
+            : $"{method} {context.Request.Path} -> {status}: {problem ?? "failed"}{(leftOut > 0 ? $" ({leftOut} more failed requests by {actor} were not recorded one by one)" : "")}";
         _events.Record(
             kind,
             Subject(context),
-            context.Items[ActorItem] as string ?? "anonymous",
+            actor,
             message,
             ok ? "ok" : "failed",
             context.Connection.RemoteIpAddress?.ToString());
     }
 
-    /// <summary>A client hammering with a wrong token would fill the log: at most one refusal event per second, with the count of the rest.</summary>
-    private void RecordRefusal(HttpContext context)
+    private bool ShouldRecordFailure(string actor, out long leftOut)
     {
-        long suppressed;
-        lock (_refusedLock)
+        lock (_failedLock)
         {
             var now = _time.GetUtcNow();
-            if (now - _lastRefused < TimeSpan.FromSeconds(1))
+            var window = _failed.TryGetValue(actor, out var w) && now - w.Start < TimeSpan.FromMinutes(1) ? w : new FailedWindow(now, 0, w?.LeftOut ?? 0);
+            if (window.Recorded >= MaxFailedPerActorPerMinute)
             {
-                _suppressedRefusals++;
-                return;
+                _failed[actor] = window with { LeftOut = window.LeftOut + 1 };
+                leftOut = 0;
+                return false;
             }
 
-            _lastRefused = now;
-            suppressed = _suppressedRefusals;
-            _suppressedRefusals = 0;
+            leftOut = window.LeftOut;
+            _failed[actor] = new FailedWindow(window.Start, window.Recorded + 1, 0);
+            return true;
         }
-
-        var more = suppressed > 0 ? $" ({suppressed} more refused since the last such event)" : "";
-        _events.Record(
-            "auth.refused",
-            null,
-            "anonymous",
-            $"{context.Request.Method} {context.Request.Path} without a valid token{more}",
-            "failed",
-            context.Connection.RemoteIpAddress?.ToString());
     }
+
+    private sealed record FailedWindow(DateTimeOffset Start, int Recorded, long LeftOut);
 
     private static string? Subject(HttpContext context)
     {

@@ -26,6 +26,7 @@ public sealed class EventLog : IDisposable
     private readonly ILogger _logger;
     private FileStream _file;
     private long _sequence;
+    private string? _head;
     private bool _disposed;
 
     public EventLog(string path, TimeProvider time, ILogger logger, long maxFileBytes = DefaultMaxFileBytes)
@@ -35,7 +36,9 @@ public sealed class EventLog : IDisposable
         _time = time;
         _logger = logger;
         MaxFileBytes = maxFileBytes;
-        _sequence = Math.Max(LastSequence(_previousPath), LastSequence(_path));
+        var previous = EventChain.Tail(_previousPath, LineJson);
+        var current = EventChain.Tail(_path, LineJson);
+        (_sequence, _head) = current.Hash is not null ? current : previous;
         _file = OpenForAppend(_path);
     }
 
@@ -56,9 +59,15 @@ public sealed class EventLog : IDisposable
     /// <summary>Appends an event durably and returns it. Never throws for I/O trouble: that is logged instead, the change already happened.</summary>
     public EventDto Record(string kind, string? subject, string actor, string message, string outcome = "ok", string? remote = null)
     {
+        // Subjects and messages carry what clients sent (names, paths): capped so one request cannot fill the log.
+        kind = Bounded.Text(kind, 64);
+        subject = Bounded.TextOrNull(subject, Bounded.MaxSubjectChars);
+        actor = Bounded.Text(actor, 128);
+        message = Bounded.Message(message);
+        remote = Bounded.TextOrNull(remote, 64);
         lock (_lock)
         {
-            var entry = new EventDto(++_sequence, _time.GetUtcNow(), kind, subject, actor, outcome, message, remote);
+            var entry = new EventDto(++_sequence, _time.GetUtcNow(), kind, subject, actor, outcome, message, remote, _head);
             if (_disposed)
             {
                 _logger.LogWarning("Event after the log closed (not stored): {Kind} {Subject}: {Message}", kind, subject, message);
@@ -76,6 +85,7 @@ public sealed class EventLog : IDisposable
                 _file.Write(line);
                 _file.WriteByte((byte)'\n');
                 _file.Flush(flushToDisk: true);
+                _head = EventChain.HashOf(line);
             }
             catch (IOException ex)
             {
@@ -149,6 +159,16 @@ public sealed class EventLog : IDisposable
         return after is not null ? result : [.. newest];
     }
 
+    /// <summary>Checks the hash chain of both files against the last record this server wrote (see <see cref="EventChain"/>).</summary>
+    public EventVerifyDto Verify()
+    {
+        lock (_lock)
+        {
+            _file.Flush();
+            return EventChain.Verify([_previousPath, _path], _head, LineJson);
+        }
+    }
+
     /// <summary>"snapshot" matches "snapshot.create" and "snapshot.delete"; "snapshot.create" only itself.</summary>
     private static bool MatchesKind(string entryKind, string filter) =>
         string.Equals(entryKind, filter, StringComparison.Ordinal)
@@ -190,31 +210,6 @@ public sealed class EventLog : IDisposable
         {
             return null; // a line torn by a crash
         }
-    }
-
-    private static long LastSequence(string path)
-    {
-        if (!File.Exists(path))
-        {
-            return 0;
-        }
-
-        // Only the tail matters: the newest whole line carries the highest sequence number.
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        var tail = (int)Math.Min(stream.Length, 256 * 1024);
-        stream.Seek(-tail, SeekOrigin.End);
-        var buffer = new byte[tail];
-        stream.ReadExactly(buffer);
-        var lines = Encoding.UTF8.GetString(buffer).Split('\n');
-        for (var i = lines.Length - 1; i >= 0; i--)
-        {
-            if (Parse(lines[i]) is { } entry)
-            {
-                return entry.Sequence;
-            }
-        }
-
-        return 0;
     }
 
     private static FileStream OpenForAppend(string path)

@@ -389,7 +389,14 @@ public sealed partial class PolicyManager : PeriodicService
             state.Activity.RemoveRange(0, state.Activity.Count - ActivityKept);
         }
 
-        _events.Record($"policy.{action}", snapshot ?? state.Definition.Name, $"policy:{state.Definition.Name}", message, outcome);
+        // Snapshots a policy makes or deletes are snapshot events like any other ('event list --kind snapshot'); the actor names the policy.
+        var kind = action switch
+        {
+            "snapshot" => "snapshot.create",
+            "delete" => "snapshot.delete",
+            _ => $"policy.{action}",
+        };
+        _events.Record(kind, snapshot ?? state.Definition.Name, $"policy:{state.Definition.Name}", message, outcome);
     }
 
     private PolicyState Find(string name) =>

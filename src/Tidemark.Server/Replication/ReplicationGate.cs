@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Server.Api;
 using Tidemark.Server.Events;
@@ -10,7 +11,9 @@ namespace Tidemark.Server.Replication;
 /// Splits the two doors of the HTTP server. Connections on the replication listener (marked when
 /// accepted) were admitted by TLS only with a partner's certificate; here they may reach
 /// /replication/v1 and nothing else, and act as "partner:NAME". Connections on the API listener need
-/// the API token and cannot reach /replication/v1 at all.
+/// an API token first (so anonymous requests are refused and throttled like any other) and then
+/// cannot reach /replication/v1 at all. What is a replication request is decided by the router's own
+/// match (it ignores letter case), with a case-insensitive prefix check for paths it matched to nothing.
 /// </summary>
 public sealed class ReplicationGate
 {
@@ -28,12 +31,10 @@ public sealed class ReplicationGate
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var onReplicationListener = context.Features.Get<IConnectionItemsFeature>()?.Items.ContainsKey(ConnectionMark) == true;
-        var replicationPath = context.Request.Path.StartsWithSegments(PartnerLink.PathPrefix, StringComparison.Ordinal);
+        var replicationPath = IsReplicationRequest(context);
         if (!onReplicationListener)
         {
-            return replicationPath
-                ? Problems.WriteAsync(context, StatusCodes.Status404NotFound, ErrorCodes.NotFound, "Not found", "replication requests go to the replication listener, between paired servers only")
-                : _token.InvokeAsync(context, next);
+            return _token.InvokeAsync(context, replicationPath ? NotOnThisListener : next);
         }
 
         // The registry may have dropped the partner since the TLS handshake: check again per request.
@@ -52,4 +53,14 @@ public sealed class ReplicationGate
         context.Items[AuditMiddleware.ActorItem] = $"partner:{partner.Name}";
         return next(context);
     }
+
+    public static bool IsReplicationRequest(HttpContext context)
+    {
+        var pattern = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText;
+        return pattern is not null && pattern.StartsWith(PartnerLink.PathPrefix, StringComparison.OrdinalIgnoreCase)
+            || context.Request.Path.StartsWithSegments(PartnerLink.PathPrefix, StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static Task NotOnThisListener(HttpContext context) =>
+        Problems.WriteAsync(context, StatusCodes.Status404NotFound, ErrorCodes.NotFound, "Not found", "replication requests go to the replication listener, between paired servers only");
 }

@@ -10,7 +10,7 @@ namespace Tidemark.Server;
 /// is forgiven after <see cref="ForgetAfter"/> without failures. Failures are logged at Warning,
 /// at most one line per <see cref="ConnectionAdmission.LogInterval"/> with a count of the others.
 /// </summary>
-internal sealed partial class LoginThrottle(string protocol, ILogger logger, TimeProvider? time = null)
+internal sealed partial class ChapLoginThrottle(string protocol, ILogger logger, TimeProvider? time = null)
 {
     public static readonly TimeSpan FirstDelay = TimeSpan.FromMilliseconds(250);
     public static readonly TimeSpan MaxDelay = TimeSpan.FromSeconds(30);

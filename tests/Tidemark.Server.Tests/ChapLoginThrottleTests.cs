@@ -11,13 +11,13 @@ namespace Tidemark.Server.Tests;
 /// Failed iSCSI CHAP logins are logged at the default level (rate-limited) and slow down the
 /// failing address's next connections (issue 17: 500 wrong secrets in 0.6 s, no log line, no delay).
 /// </summary>
-public sealed class LoginThrottleTests
+public sealed class ChapLoginThrottleTests
 {
     [Fact]
     public void Delay_DoublesPerFailure_IsCapped_AndIsForgottenAfterQuietTime()
     {
         var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
-        var throttle = new LoginThrottle("iSCSI", NullLogger.Instance, time);
+        var throttle = new ChapLoginThrottle("iSCSI", NullLogger.Instance, time);
         var attacker = IPAddress.Parse("192.0.2.7");
         var other = IPAddress.Parse("192.0.2.8");
 
@@ -30,14 +30,14 @@ public sealed class LoginThrottleTests
         }
 
         var bystander = throttle.DelayFor(other);
-        time.Advance(LoginThrottle.ForgetAfter + TimeSpan.FromSeconds(1));
+        time.Advance(ChapLoginThrottle.ForgetAfter + TimeSpan.FromSeconds(1));
         var forgotten = throttle.DelayFor(attacker);
 
         Assert.Equal(TimeSpan.Zero, before);
         Assert.Equal(TimeSpan.FromMilliseconds(250), delays[0]);
         Assert.Equal(TimeSpan.FromMilliseconds(500), delays[1]);
         Assert.Equal(TimeSpan.FromSeconds(1), delays[2]);
-        Assert.Equal(LoginThrottle.MaxDelay, delays[^1]);
+        Assert.Equal(ChapLoginThrottle.MaxDelay, delays[^1]);
         Assert.Equal(TimeSpan.Zero, bystander);
         Assert.Equal(TimeSpan.Zero, forgotten);
         Assert.Equal(10, throttle.Failures);

@@ -1,0 +1,160 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Tidemark.Api;
+
+namespace Tidemark.Server.Api;
+
+/// <summary>
+/// Named API tokens with roles, in DATA/tokens.json (mode 0600). Only a SHA-256 of each secret is
+/// kept: the secrets are 32 random bytes, so a fast hash is enough (nothing to brute-force), and a
+/// copy of the file does not let anyone in. The first start turns DATA/token (which the CLI reads)
+/// into the admin token named "admin", so existing setups keep working.
+/// </summary>
+public sealed partial class TokenStore
+{
+    public const string FirstTokenName = "admin";
+    public const int Version = 1;
+    public const int MaxTokens = 1000;
+
+    /// <summary>Longer bearer values are not hashed at all: no token is that long.</summary>
+    public const int MaxSecretChars = 256;
+
+    private static readonly JsonSerializerOptions FileJson = new(ApiJson.Options) { WriteIndented = true };
+
+    private readonly Lock _lock = new();
+    private readonly string _path;
+    private readonly TimeProvider _time;
+    private List<Entry> _entries;
+
+    private TokenStore(string path, TimeProvider time, List<Entry> entries)
+    {
+        _path = path;
+        _time = time;
+        _entries = entries;
+    }
+
+    /// <summary>Loads DATA/tokens.json; on first start creates it with <paramref name="firstToken"/> as the admin token.</summary>
+    public static TokenStore Open(string path, string firstToken, TimeProvider time)
+    {
+        if (!File.Exists(path))
+        {
+            var store = new TokenStore(path, time, [new Entry(FirstTokenName, TokenRoles.Admin, Hash(firstToken), time.GetUtcNow())]);
+            store.Save();
+            return store;
+        }
+
+        TokenFile? file;
+        try
+        {
+            file = JsonSerializer.Deserialize<TokenFile>(File.ReadAllText(path), FileJson);
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{path} is not a token file ({ex.Message}); restore it from a backup, or delete it to start over with DATA/token as the only (admin) token", ex);
+        }
+
+        if (file is null || file.Version != Version)
+        {
+            throw new InvalidDataException($"{path} has format version {file?.Version}, this server reads {Version}");
+        }
+
+        return new TokenStore(path, time, [.. file.Tokens]);
+    }
+
+    /// <summary>The token with this secret, or null; every stored hash is compared in constant time.</summary>
+    public TokenDto? Find(string secret)
+    {
+        if (secret.Length is 0 or > MaxSecretChars)
+        {
+            return null;
+        }
+
+        var hash = Convert.FromHexString(Hash(secret));
+        TokenDto? found = null;
+        lock (_lock)
+        {
+            foreach (var entry in _entries)
+            {
+                if (CryptographicOperations.FixedTimeEquals(hash, Convert.FromHexString(entry.Sha256)))
+                {
+                    found = entry.ToDto();
+                }
+            }
+        }
+
+        return found;
+    }
+
+    public IReadOnlyList<TokenDto> List()
+    {
+        lock (_lock)
+        {
+            return [.. _entries.Select(e => e.ToDto())];
+        }
+    }
+
+    public CreatedTokenDto Create(string name, string role)
+    {
+        if (!NamePattern().IsMatch(name) || name is "server" or "anonymous")
+        {
+            throw new StorageException(StorageError.InvalidName, $"'{name}' is not a token name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (a person's name works: 'alice'); 'server' and 'anonymous' are taken");
+        }
+
+        if (TokenRoles.Rank(role) < 0)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"'{role}' is not a role; use {string.Join(", ", TokenRoles.All)}");
+        }
+
+        var secret = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        lock (_lock)
+        {
+            if (_entries.Any(e => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase)))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"a token named {name} exists; revoke it first or choose another name");
+            }
+
+            if (_entries.Count >= MaxTokens)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"this server already has {MaxTokens} tokens; revoke unused ones first");
+            }
+
+            var entry = new Entry(name, role, Hash(secret), _time.GetUtcNow());
+            _entries = [.. _entries, entry];
+            Save();
+            return new CreatedTokenDto(entry.Name, entry.Role, entry.Created, secret);
+        }
+    }
+
+    public void Revoke(string name)
+    {
+        lock (_lock)
+        {
+            var entry = _entries.Find(e => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase))
+                ?? throw new StorageException(StorageError.NotFound, $"no token named {name}; 'tidemark token list' shows them");
+            if (entry.Role == TokenRoles.Admin && _entries.Count(e => e.Role == TokenRoles.Admin) == 1)
+            {
+                throw new StorageException(StorageError.Busy, $"{name} is the last admin token; create another admin token first, or nobody could manage tokens any more");
+            }
+
+            _entries = [.. _entries.Where(e => e != entry)];
+            Save();
+        }
+    }
+
+    private void Save() =>
+        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(new TokenFile(Version, _entries), FileJson) + "\n", UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+    private static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex NamePattern();
+
+    private sealed record TokenFile(int Version, IReadOnlyList<Entry> Tokens);
+
+    private sealed record Entry(string Name, string Role, string Sha256, DateTimeOffset Created)
+    {
+        public TokenDto ToDto() => new(Name, Role, Created);
+    }
+}
