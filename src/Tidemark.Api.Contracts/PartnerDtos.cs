@@ -66,7 +66,7 @@ public sealed record ReplicaDto(
 /// then found differing, for a hash scan), and the time left at this run's rate (what an interrupted
 /// attempt already sent does not count towards the rate).
 /// </summary>
-public sealed record ReplicaSyncProgressDto(DateTimeOffset StartedAt, long Done, long? Total, double? Percent, double? EtaSeconds);
+public sealed record ReplicaSyncProgressDto(DateTimeOffset StartedAt, long Done, long? Total, double? Percent, double? EtaSeconds, string? Retrying = null);
 
 /// <summary>
 /// An export prepared at the partner for the replica, brought up there when the replica is promoted
@@ -100,6 +100,10 @@ public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidt
 /// <summary>
 /// A volume replicated into this server: <see cref="Partner"/> sends it from its volume
 /// <see cref="SourceVolume"/>; <see cref="Promoted"/> once it was made a primary here.
+/// <see cref="LastSnapshotId"/> is the newest snapshot replication committed (<see cref="Sequence"/>
+/// counts the commits): the replica's state is keyed by it, never by snapshot times, so a snapshot
+/// taken by hand at this site is never mistaken for a replicated one. <see cref="Generation"/> is the
+/// volume's role generation: every promotion bumps it, and a stream or request from a lower one is refused.
 /// </summary>
 public sealed record IncomingReplicaDto(
     string Volume,
@@ -111,7 +115,10 @@ public sealed record IncomingReplicaDto(
     bool Promoted,
     string? Group = null,
     IReadOnlyList<CreateExportRequest>? StandbyExports = null,
-    int? KeepLast = null);
+    int? KeepLast = null,
+    Guid? LastSnapshotId = null,
+    long Sequence = 0,
+    long Generation = 0);
 
 /// <summary>How many replicated snapshots a replica keeps at this site (the newest always stays: it is the base of the next sync).</summary>
 public sealed record ReplicaRetentionRequest(int KeepLast)

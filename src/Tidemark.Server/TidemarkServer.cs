@@ -364,6 +364,7 @@ public sealed class TidemarkServer : IAsyncDisposable
 
     private async Task StartCoreAsync(ExportRegistry registry, ListenOptions api, ListenOptions? replication, CancellationToken cancellationToken)
     {
+        registry.WhyReadOnly = _app.Services.GetRequiredService<ReplicaReceiver>().WhyReadOnly;
         registry.Load();
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.

@@ -96,8 +96,8 @@ public static class ReplicaEndpoints
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());
-        link.MapPost("/scan", (HttpContext context, ReplicaReceiver r, string volume, bool? seed, bool? reverse) =>
-            TypedResults.Ok(r.BeginScan(volume, PartnerOf(context), seed == true, reverse == true)));
+        link.MapPost("/scan", (HttpContext context, ReplicaReceiver r, EventLog events, string volume, bool? seed, bool? reverse, long? generation) =>
+            Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(r.BeginScan(volume, PartnerOf(context), seed == true, reverse == true, generation ?? 0))));
         link.MapGet("/scan/{scanBase:guid}/granules", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase, long key) =>
         {
             context.Response.ContentType = "application/octet-stream";
@@ -113,15 +113,17 @@ public static class ReplicaEndpoints
             r.SetStandbyExports(volume, PartnerOf(context), exports);
             return TypedResults.NoContent();
         });
-        link.MapPost("/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())));
-        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse, string? group) =>
+        link.MapPost("/demote", (HttpContext context, ReplicaManager m, EventLog events, string volume, long? generation) =>
+            Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(new DemoteResultDto(m.Demote(volume, generation ?? 0)?.ToDto()))));
+        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             var partner = PartnerOf(context);
+            Refusing(events, volume, partner, () => r.CheckGeneration(volume, partner, generation ?? 0));
             try
             {
-                var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group), context.RequestAborted);
+                var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0), context.RequestAborted);
                 if (result.Snapshot is null)
                 {
                     return Results.Accepted(); // a group member: complete, waiting for the group's commit
@@ -140,6 +142,30 @@ public static class ReplicaEndpoints
             }
         }).WithName("replica.receive");
     }
+
+    /// <summary>
+    /// A partner at a stale role generation is refused, and this site's event log says so too (the
+    /// refusal must be visible at both ends, not only in the sender's error).
+    /// </summary>
+    private static T Refusing<T>(EventLog events, string volume, string partner, Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (StorageException ex) when (ex.Data.Contains(ReplicaReceiver.StaleGenerationKey))
+        {
+            events.Record("replica.refused", volume, $"partner:{partner}", ex.Message, "refused");
+            throw;
+        }
+    }
+
+    private static void Refusing(EventLog events, string volume, string partner, Action action) =>
+        Refusing(events, volume, partner, () =>
+        {
+            action();
+            return 0;
+        });
 
     private static string PartnerOf(HttpContext context) => (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
 }

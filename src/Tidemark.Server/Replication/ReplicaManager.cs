@@ -356,20 +356,27 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
             using var http = PartnerLink.Create(_identity, partner, Timeout.InfiniteTimeSpan);
             Exception? last = null;
-            long sent = 0, rangeBytes = 0;
-            var retries = 0;
+            long rangeBytes = 0;
+            var wire = new WireCounter();
+            var attempts = 0;
             var scans = new Dictionary<Guid, ScanPlan>();
             for (var attempt = 1; attempt <= MaxAttempts; attempt++)
             {
+                attempts = attempt;
                 try
                 {
-                    var (s, r) = await SendAllAsync(http, state, snapshots, tracker, scans, cancellationToken);
-                    sent += s;
-                    rangeBytes += r;
+                    rangeBytes += await SendAllAsync(http, state, snapshots, tracker, scans, wire, cancellationToken);
                     last = null;
                     break;
                 }
                 catch (StorageException ex) when (ex.Data.Contains(Refused))
+                {
+                    // The partner decided (not paired, stale role generation, not a replica target...):
+                    // another attempt gets the same answer, so its reason is the sync's result at once.
+                    last = ex;
+                    break;
+                }
+                catch (HttpRequestException ex) when ((int?)ex.StatusCode is >= 400 and < 500)
                 {
                     last = ex;
                     break;
@@ -383,15 +390,26 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 catch (Exception ex) when (ex is HttpRequestException or IOException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
                 {
                     last = ex;
-                    retries++;
                     _logger.LogWarning("Replication of {Volume} to {Partner}, attempt {Attempt}: {Message}", volume, partner.Name, attempt, ex.Message);
                     if (attempt < MaxAttempts)
                     {
+                        // While it waits, the sync is not "100%, ETA 0": 'replica show' says it is retrying and why.
+                        lock (_lock)
+                        {
+                            state.Retrying = $"attempt {attempt} of {MaxAttempts} failed ({ex.Message}); retrying";
+                        }
+
                         await Task.Delay(RetryDelay * (1 << (attempt - 1)), _time, cancellationToken);
+                        lock (_lock)
+                        {
+                            state.Retrying = null;
+                        }
                     }
                 }
             }
 
+            var retries = attempts - 1;
+            var sent = wire.Bytes;
             lock (_lock)
             {
                 state.Retries += retries;
@@ -405,8 +423,9 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
                     state.LastError = last.Message;
                     Save();
-                    _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {retries + 1} attempts: {last.Message}; the replica keeps its last complete snapshot", "failed");
-                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {retries + 1} attempts ({Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
+                    var tries = attempts == 1 ? "1 attempt" : $"{attempts} attempts";
+                    _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {tries}: {last.Message}; the replica keeps its last complete snapshot", "failed");
+                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {tries} ({Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
                 }
 
                 var previous = state.LastSnapshot;
@@ -436,6 +455,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             lock (_lock)
             {
                 state.Running = null;
+                state.Retrying = null;
             }
 
             _syncing.Release();
@@ -488,7 +508,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// the partner to commit the members together. Sets the progress total first (the bytes of ranges
     /// to send are known from the diffs), so the ETA is right, also after a resume.
     /// </summary>
-    private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, CancellationToken ct)
+    private async Task<long> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, WireCounter wire, CancellationToken ct)
     {
         await SendStandbyAsync(http, state, ct);
         var plans = new List<(SnapshotInfo Snapshot, string Remote, SnapshotInfo? Common, long Resume, bool Scan)>();
@@ -496,7 +516,13 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         foreach (var snapshot in snapshots)
         {
             var remote = $"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(state.IsGroup ? snapshot.Volume : state.RemoteVolume)}";
-            var theirs = await http.GetFromJsonAsync<List<RemoteSnapshotDto>>($"{remote}/snapshots", ApiJson.Options, ct) ?? [];
+            List<RemoteSnapshotDto> theirs;
+            using (var listed = await http.GetAsync($"{remote}/snapshots", ct))
+            {
+                await PartnerLink.EnsureSuccessAsync(listed, "the partner did not list its snapshots", ct);
+                theirs = await listed.Content.ReadFromJsonAsync<List<RemoteSnapshotDto>>(ApiJson.Options, ct) ?? [];
+            }
+
             if (theirs.Any(s => s.Id == snapshot.Id))
             {
                 committed++; // an earlier attempt got through; only its answer was lost
@@ -521,7 +547,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
         if (committed == snapshots.Count)
         {
-            return (0, 0);
+            return 0;
         }
 
         progress.SetTotalOnce(() => plans.Sum(p => p.Scan ? scans.TryGetValue(p.Snapshot.Id, out var known) ? known.RangeBytes : p.Snapshot.SizeBytes : SnapshotStreamWriter.RangeBytes(_pool, p.Snapshot.Address, p.Common?.Address)));
@@ -531,14 +557,12 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             scanned[plan.Snapshot.Id] = scans.TryGetValue(plan.Snapshot.Id, out var known) ? known : await ScanAsync(http, state, plan.Snapshot, plan.Remote, progress, scans, ct);
         }
 
-        long sent = 0, rangeBytes = 0;
+        long rangeBytes = 0;
         var bandwidth = CheckBandwidth(state.Bandwidth);
         foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
-            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, ct);
-            sent += s;
-            rangeBytes += r;
+            rangeBytes += await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, wire, ct);
         }
 
         if (state.IsGroup)
@@ -552,7 +576,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             }
         }
 
-        return (sent, rangeBytes);
+        return rangeBytes;
     }
 
     /// <summary>
@@ -562,7 +586,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// </summary>
     private async Task<ScanPlan?> ScanAsync(HttpClient http, ReplicaState state, SnapshotInfo snapshot, string remote, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, CancellationToken ct)
     {
-        using var response = await http.PostAsync($"{remote}/scan?seed={(state.Seed ? "true" : "false")}&reverse={(state.Reverse ? "true" : "false")}", null, ct);
+        using var response = await http.PostAsync($"{remote}/scan?seed={(state.Seed ? "true" : "false")}&reverse={(state.Reverse ? "true" : "false")}&generation={_receiver.GenerationOf(snapshot.Volume)}", null, ct);
         if (response.StatusCode == HttpStatusCode.NotFound)
         {
             progress.AddToTotal(-snapshot.SizeBytes + SnapshotStreamWriter.RangeBytes(_pool, snapshot.Address, null));
@@ -591,10 +615,13 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, CancellationToken ct)
+    /// <summary>Sends one member's stream; returns the bytes of ranges it covered (from the resume offset on). Its bytes on the wire go to <paramref name="wire"/>, also when it fails.</summary>
+    private async Task<long> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, WireCounter wire, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
-        var counting = new CountingStream(pipe.Reader.AsStream());
+        var counting = new CountingStream(pipe.Reader.AsStream(), wire);
+        long resumed = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         StreamHeader? header = null;
         var writer = Task.Run(
             () =>
@@ -608,9 +635,13 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                         CompressionLevel = level,
                         Ranges = scan?.Ranges,
                         RemoteBase = scan is null ? null : (scan.Base.SnapshotId, scan.Base.SnapshotName),
-                        Resumed = skipped => progress.Covered(snapshot.Id, skipped, resumed: true),
+                        Resumed = skipped =>
+                        {
+                            resumed = skipped;
+                            progress.Covered(snapshot.Id, skipped, resumed: true);
+                        },
                         Progress = covered => progress.Covered(snapshot.Id, covered, resumed: false),
-                    }, ct);
+                    }, stop.Token);
                 }
                 catch (Exception ex)
                 {
@@ -618,14 +649,62 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                     throw;
                 }
             },
-            ct);
+            stop.Token);
         Stream body = bytesPerSecond is { } rate ? new RateLimitedStream(counting, rate, _time) : counting;
         using var content = new StreamContent(body, 1 << 20);
-        var query = $"resume={resume}{(reverse ? "&reverse=true" : "")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
-        using var response = await http.PostAsync($"{remote}/receive?{query}", content, ct);
-        await writer.ConfigureAwait(false);
-        await PartnerLink.EnsureSuccessAsync(response, "the partner refused the stream", ct);
-        return (counting.BytesRead, header?.RangeBytes ?? 0);
+        var query = $"resume={resume}&generation={_receiver.GenerationOf(snapshot.Volume)}{(reverse ? "&reverse=true" : "")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.PostAsync($"{remote}/receive?{query}", content, ct);
+        }
+        catch
+        {
+            await StopWriterAsync();
+            throw;
+        }
+
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                // A refusal may come before the stream was read: the partner's reason is the
+                // result, not whatever the abandoned writer reports.
+                await StopWriterAsync();
+                await PartnerLink.EnsureSuccessAsync(response, "the partner refused the stream", ct);
+            }
+
+            await writer.ConfigureAwait(false);
+        }
+
+        // Only this attempt's ranges: what a resume skipped was covered (and counted) by an earlier one.
+        return Math.Max(0, (header?.RangeBytes ?? 0) - resumed);
+
+        // The writer may be blocked on a full pipe that nobody reads any more: completing the
+        // reader releases it, the token stops it at its next record.
+        async Task StopWriterAsync()
+        {
+            await stop.CancelAsync();
+            await pipe.Reader.CompleteAsync();
+            try
+            {
+                await writer.ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Stopped because the request ended; the request's outcome is what counts.
+            }
+        }
+    }
+
+    /// <summary>Bytes on the wire of every attempt of one sync (a failed attempt used the link too).</summary>
+    private sealed class WireCounter
+    {
+        private long _bytes;
+
+        public long Bytes => Interlocked.Read(ref _bytes);
+
+        public void Add(long bytes) => Interlocked.Add(ref _bytes, bytes);
     }
 
     /// <summary>
@@ -800,7 +879,11 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             using var http = PartnerLink.Create(_identity, partner, TimeSpan.FromSeconds(30));
             foreach (var remote in remoteVolumes)
             {
-                using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(remote)}/demote", null, cancellationToken);
+                // The demotion carries this site's new role generation: from now on the partner
+                // refuses its own older streams (an old reverse sync) into this volume. A group's
+                // members keep their names at both sites.
+                var generation = _receiver.GenerationOf(_pool.TryGetVolume(volume, out _) ? volume : remote);
+                using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(remote)}/demote?generation={generation}", null, cancellationToken);
                 await PartnerLink.EnsureSuccessAsync(response, $"{partnerName} could not demote {remote}", cancellationToken);
             }
 
@@ -813,9 +896,22 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     }
 
     /// <summary>Makes a promoted replica here a replica again (the other site failed back) and drops the reverse replication that fed it back.</summary>
-    public SnapshotInfo? Demote(string volume)
+    public SnapshotInfo? Demote(string volume, long? generation = null)
     {
-        var kept = _receiver.Demote(volume);
+        string? returnTo;
+        lock (_lock)
+        {
+            // The last snapshot sent back is the one the other site has; the volume returns to it.
+            returnTo = _replicas.TryGetValue(volume, out var reverse) && reverse.Reverse ? reverse.LastSnapshot
+                : _replicas.Values.FirstOrDefault(r => r.Reverse && r.IsGroup && Members(r).Contains(volume))?.LastSnapshot;
+        }
+
+        if (generation is { } theirs && theirs < _receiver.GenerationOf(volume))
+        {
+            throw ReplicaReceiver.StaleGeneration($"a demotion of {volume} from role generation {theirs} is stale: this site is at {_receiver.GenerationOf(volume)}; nothing changed");
+        }
+
+        var kept = _receiver.Demote(volume, returnTo, generation);
         lock (_lock)
         {
             if (_replicas.TryGetValue(volume, out var state) && state.Reverse)
@@ -865,13 +961,20 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         s.LastScannedBytes,
         s.StandbyExports,
         s.LastBytesSent > 0 && s.LastRangeBytes > 0 ? Math.Round((double)s.LastRangeBytes / s.LastBytesSent, 2) : null,
-        s.Running is var (progress, started) ? Syncing(progress, started) : null,
+        s.Running is var (progress, started) ? Syncing(progress, started, s.Retrying) : null,
         s.CompressionLevel);
 
-    private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started)
+    private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started, string? retrying)
     {
         var total = progress.Total;
         var done = progress.Done;
+        if (retrying is not null)
+        {
+            // What the sender wrote into the link is not what the partner applied: between attempts
+            // neither a percentage nor an ETA is known until the partner says where to resume.
+            return new ReplicaSyncProgressDto(started, done, total, null, null, retrying);
+        }
+
         return new ReplicaSyncProgressDto(started, done, total, total is > 0 ? Math.Round(Math.Min(100, 100.0 * done / total.Value), 1) : null, progress.EtaSeconds(_time.GetUtcNow() - started));
     }
 
@@ -988,6 +1091,10 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         /// <summary>The partner's volume holds a copy of this one already: with no snapshot in common it is compared by hash scan.</summary>
         public bool Seed { get; set; }
 
+        /// <summary>Why the running sync waits to retry (not saved).</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
+        public string? Retrying { get; set; }
+
         /// <summary>The sync under way, if any (not saved).</summary>
         [System.Text.Json.Serialization.JsonIgnore]
         public (OperationProgress Progress, DateTimeOffset Started)? Running { get; set; }
@@ -1051,7 +1158,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     }
 
     /// <summary>Counts what the HTTP client reads of the stream: the bytes on the wire (before TLS).</summary>
-    private sealed class CountingStream(Stream inner) : Stream
+    private sealed class CountingStream(Stream inner, WireCounter wire) : Stream
     {
         public long BytesRead { get; private set; }
 
@@ -1073,6 +1180,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         {
             var n = inner.Read(buffer, offset, count);
             BytesRead += n;
+            wire.Add(n);
             return n;
         }
 
@@ -1080,6 +1188,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         {
             var n = await inner.ReadAsync(buffer, cancellationToken);
             BytesRead += n;
+            wire.Add(n);
             return n;
         }
 

@@ -3,12 +3,16 @@ using System.Net.Sockets;
 
 namespace Tidemark.Server.Tests.Infrastructure;
 
-/// <summary>A TCP relay on 127.0.0.1 that cuts its first connections after a number of bytes towards the target.</summary>
+/// <summary>
+/// A TCP relay on 127.0.0.1 that cuts its first connections after a number of bytes towards the
+/// target; while <see cref="CutEveryConnection"/> is set, every new connection is cut after
+/// <see cref="CutAfterBytes"/> (0: the link is down).
+/// </summary>
 internal sealed class CuttingProxy : IDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly IPEndPoint _target;
-    private readonly long _cutAfter;
+    private long _cutAfter;
     private readonly CancellationTokenSource _stop = new();
     private int _cutsLeft;
     private int _cutsMade;
@@ -25,6 +29,14 @@ internal sealed class CuttingProxy : IDisposable
     public string Address => ((IPEndPoint)_listener.LocalEndpoint).ToString();
 
     public int CutsMade => Volatile.Read(ref _cutsMade);
+
+    public bool CutEveryConnection { get; set; }
+
+    public long CutAfterBytes
+    {
+        get => Interlocked.Read(ref _cutAfter);
+        set => Interlocked.Exchange(ref _cutAfter, value);
+    }
 
     private async Task AcceptAsync()
     {
@@ -50,9 +62,9 @@ internal sealed class CuttingProxy : IDisposable
             try
             {
                 await server.ConnectAsync(_target, _stop.Token);
-                var cut = Interlocked.Decrement(ref _cutsLeft) >= 0;
+                var cut = CutEveryConnection || Interlocked.Decrement(ref _cutsLeft) >= 0;
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? _cutAfter : long.MaxValue, linked.Token);
+                var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? CutAfterBytes : long.MaxValue, linked.Token);
                 var down = PumpAsync(server.GetStream(), client.GetStream(), long.MaxValue, linked.Token);
                 await Task.WhenAny(up, down);
                 if (cut && up.IsCompleted)

@@ -1,0 +1,151 @@
+using System.Net;
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// Issue 16: a DR copy is always exactly one of the source's snapshots, whatever the DR site's
+/// administrator does meanwhile (snapshots by hand, read-write exports) and whatever a stale side
+/// sends after a fail-back. Two real servers; the home site reaches the DR site through a proxy the
+/// test can cut.
+/// </summary>
+public sealed class ReplicaTrustTests : TwoSiteTests
+{
+    private async Task<CuttingProxy> PairThroughProxyAsync()
+    {
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        var homeId = await home.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        var proxy = new CuttingProxy(IPEndPoint.Parse(drId.ReplicationAddress!), cutAfterBytes: 1 << 20, cuts: 0);
+        await home.AddPartnerAsync(new AddPartnerRequest("dr", proxy.Address, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("home", homeId.ReplicationAddress!, homeId.Fingerprint));
+        return proxy;
+    }
+
+    [Fact]
+    public async Task HandMadeSnapshotAtTheDrSite_AfterABrokenTransfer_IsNeverTakenForAReplicatedOne()
+    {
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20));
+        var live = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await Sites.WriteRandomAsync(live.Url!, 0, 4 << 20);
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        var first = await home.SyncReplicaAsync("mail");
+
+        // A sync breaks off every attempt; the DR site's administrator snapshots the half-applied replica.
+        proxy.CutEveryConnection = true;
+        await Sites.WriteRandomAsync(live.Url!, 8 << 20, 24 << 20);
+        var failed = await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("mail"));
+        await dr.CreateSnapshotAsync("mail", "by-hand");
+        var incoming = Assert.Single(await dr.ListIncomingAsync());
+
+        // The next sync over a good link is not refused because of that snapshot.
+        proxy.CutEveryConnection = false;
+        var second = await home.SyncReplicaAsync("mail");
+        var secondHash = await Sites.HashSnapshotAsync(Home, $"mail@{second.LastSnapshot}");
+
+        // Once more, then the disaster: promote returns the newest replicated snapshot, not the hand-made one.
+        proxy.CutEveryConnection = true;
+        await Sites.WriteRandomAsync(live.Url!, 40 << 20, 16 << 20);
+        await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("mail"));
+        await dr.CreateSnapshotAsync("mail", "by-hand-2");
+        var promoted = await dr.PromoteReplicaAsync("mail");
+        await dr.CreateSnapshotAsync("mail", "as-promoted");
+
+        Assert.Contains("after 6 attempts", failed.Message, StringComparison.Ordinal);
+        Assert.Equal(first.LastSnapshot, incoming.LastSnapshot);
+        Assert.Equal(1, incoming.Sequence);
+        Assert.Null(second.LastError);
+        Assert.Equal(secondHash, await Sites.HashSnapshotAsync(Dr, $"mail@{second.LastSnapshot}"));
+        Assert.Equal(second.LastSnapshot, promoted.Snapshot.Name);
+        Assert.Equal(secondHash, await Sites.HashSnapshotAsync(Dr, "mail@as-promoted"));
+        Assert.Contains(await dr.ListSnapshotsAsync("mail"), s => s.Name == "by-hand"); // the administrator's stay
+        Assert.True((await dr.VerifyAsync()).Clean);
+    }
+
+    [Fact]
+    public async Task ReadWriteExport_OfAReplica_IsRefusedWithAViewSuggested_ReadOnlyExportsAndViewsStayAllowed()
+    {
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr"));
+        var synced = await home.SyncReplicaAsync("db");
+
+        var nbd = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.CreateExportAsync(new CreateExportRequest("db", "db", "nbd")));
+        var iscsi = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.CreateExportAsync(new CreateExportRequest("db", "db-iscsi", "iscsi")));
+        var cli = await CliProcess.RunAsync("export", "nbd", "db", "--data", Dr.DataDirectory);
+        var readOnly = await dr.CreateExportAsync(new CreateExportRequest("db", "db-ro", "nbd", ReadOnly: true));
+        await dr.CreateViewAsync($"db@{synced.LastSnapshot}", "db-test");
+        var view = await dr.CreateExportAsync(new CreateExportRequest("db-test", "db-test", "nbd"));
+        await dr.DeleteExportAsync("db-ro");
+        var again = await home.SyncReplicaAsync("db"); // the replica still takes syncs
+        await dr.PromoteReplicaAsync("db");
+        var writable = await dr.CreateExportAsync(new CreateExportRequest("db", "db", "nbd"));
+
+        Assert.Equal("read-only", nbd.Code);
+        Assert.Contains("view create db@", nbd.Message, StringComparison.Ordinal);
+        Assert.Contains("read-only until promoted", iscsi.Message, StringComparison.Ordinal);
+        Assert.Equal(1, cli.ExitCode);
+        Assert.Contains("view create", cli.StandardError, StringComparison.Ordinal);
+        Assert.True(readOnly.ReadOnly);
+        Assert.False(view.ReadOnly);
+        Assert.Null(again.LastError);
+        Assert.False(writable.ReadOnly);
+    }
+
+    [Fact]
+    public async Task StaleDrSite_PushingAnOldReverseSyncAfterFailBack_IsRefusedAtOnceAtBothEnds_AndHomeKeepsItsWrites()
+    {
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        await home.SyncReplicaAsync("mail");
+
+        // Disaster, work at the DR site, fail back; the DR site is unreachable when home takes over again.
+        await dr.PromoteReplicaAsync("mail");
+        var drExport = await dr.CreateExportAsync(new CreateExportRequest("mail", "mail-dr", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 64k", drExport.Url!)).AssertSuccess();
+        await dr.ReverseReplicaAsync("mail");
+        proxy.CutAfterBytes = 0;
+        proxy.CutEveryConnection = true;
+        var promotedAtHome = await home.PromoteReplicaAsync("mail");
+        var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 2M 64k", homeExport.Url!)).AssertSuccess();
+        await home.DeleteExportAsync("mail");
+        await home.CreateSnapshotAsync("mail", "newer-at-home");
+        var homeBefore = await home.ListSnapshotsAsync("mail");
+
+        // The stale DR site syncs its old reverse replication: refused at once, nothing rolled back at home.
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x7c 3M 64k", drExport.Url!)).AssertSuccess();
+        var stale = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.SyncReplicaAsync("mail"));
+        var staleReplica = await dr.GetReplicaAsync("mail");
+        var homeEvents = await home.ListEventsAsync(kind: "replica.refused");
+        var homeAfter = await home.ListSnapshotsAsync("mail");
+        await home.CreateSnapshotAsync("mail", "after-refusal");
+
+        // Demoted by hand at the DR site, it takes home's replication again.
+        await dr.DeleteExportAsync("mail-dr");
+        await dr.DemoteReplicaAsync("mail");
+        proxy.CutEveryConnection = false;
+        var forward = await home.SyncReplicaAsync("mail");
+
+        Assert.Contains("could not demote", promotedAtHome.Note, StringComparison.Ordinal);
+        Assert.Contains("role generation 1", stale.Message, StringComparison.Ordinal);
+        Assert.Contains("after 1 attempt", stale.Message, StringComparison.Ordinal);
+        Assert.Equal(0, staleReplica.Retries);
+        Assert.Contains("role generation", Assert.Single(homeEvents).Message, StringComparison.Ordinal);
+        Assert.Equal(homeBefore.Select(s => s.Name), homeAfter.Select(s => s.Name)); // no pre-rollback snapshot
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, "mail@newer-at-home"), await Sites.HashSnapshotAsync(Home, "mail@after-refusal"));
+        Assert.Null(forward.LastError);
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{forward.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{forward.LastSnapshot}"));
+        Assert.Equal(2, Assert.Single(await dr.ListIncomingAsync()).Generation);
+    }
+}
