@@ -148,4 +148,48 @@ public sealed class ReplicaTrustTests : TwoSiteTests
         Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{forward.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{forward.LastSnapshot}"));
         Assert.Equal(2, Assert.Single(await dr.ListIncomingAsync()).Generation);
     }
+
+    /// <summary>Issue 16's run (400 MiB, cuts every 8-24 MiB) with TIDEMARK_LONG=1; 64 MiB with cuts every 4-8 MiB by default.</summary>
+    private static bool Long => Environment.GetEnvironmentVariable("TIDEMARK_LONG") == "1";
+
+    [Fact]
+    public async Task SyncsAfterFailedOnes_ContinueTheInterruptedTransfer_AndConvergeOnALinkThatKeepsBreaking()
+    {
+        var change = Long ? 400L << 20 : 64L << 20;
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", change + (16 << 20)));
+        var live = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr", CompressionLevel: 0));
+        var initial = await home.SyncReplicaAsync("mail");
+        for (long offset = 0; offset < change; offset += 64 << 20)
+        {
+            await Sites.WriteRandomAsync(live.Url!, offset, (int)Math.Min(64 << 20, change - offset));
+        }
+
+        proxy.CutBetween = Long ? (8L << 20, 24L << 20) : (4L << 20, 8L << 20);
+        proxy.CutEveryConnection = true;
+        ReplicaDto? done = null;
+        var syncs = 0;
+        for (; syncs < (Long ? 80 : 20) && done is null; syncs++)
+        {
+            try
+            {
+                done = await home.SyncReplicaAsync("mail");
+            }
+            catch (TidemarkApiException ex) when (ex.Message.Contains("failed after", StringComparison.Ordinal))
+            {
+                // The link broke on every attempt of this sync; the next one continues.
+            }
+        }
+
+        Assert.NotNull(done);
+        var sent = done.BytesSent - initial.BytesSent;
+        Assert.True(syncs > 1, "the link was meant to break more often than one sync retries");
+        Assert.True(proxy.CutsMade >= (Long ? 20 : 6), $"only {proxy.CutsMade} cuts");
+        Assert.True(sent < change * 3 / 2, $"{sent:N0} bytes sent for a change of {change:N0} over {syncs} syncs");
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{done.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{done.LastSnapshot}"));
+        Assert.Equal([done.LastSnapshot], (await home.ListSnapshotsAsync("mail")).Select(s => s.Name)); // no repl- snapshot left behind
+    }
 }

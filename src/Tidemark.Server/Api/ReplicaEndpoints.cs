@@ -120,7 +120,11 @@ public static class ReplicaEndpoints
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             var partner = PartnerOf(context);
-            Refusing(events, volume, partner, () => r.CheckGeneration(volume, partner, generation ?? 0));
+            if (reverse == true)
+            {
+                Refusing(events, volume, partner, () => r.CheckGeneration(volume, partner, generation ?? 0));
+            }
+
             try
             {
                 var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0), context.RequestAborted);

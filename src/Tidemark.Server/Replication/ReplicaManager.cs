@@ -97,6 +97,11 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     {
         lock (_lock)
         {
+            if (_replicas.Values.FirstOrDefault(r => r.PendingSnapshot is { } p && Members(r).Any(m => $"{m}@{p}" == address)) is { } sending)
+            {
+                return $"replica {sending.Volume} -> {sending.Partner} is sending it (the next sync continues that transfer)";
+            }
+
             return _replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && Members(r).Any(m => $"{m}@{s}" == address)) is { } replica
                 ? $"it is the newest snapshot replica {replica.Volume} -> {replica.Partner} shares, the base of its next sync"
                 : null;
@@ -317,9 +322,19 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     {
         lock (_lock)
         {
-            Find(volume);
+            var state = Find(volume);
             _replicas.Remove(volume);
             Save();
+            if (state.PendingSnapshot is { } pending)
+            {
+                foreach (var member in Members(state))
+                {
+                    if (_pool.TryGetVolume(member, out _) && _pool.ListSnapshots(member).Any(s => s.Name == pending))
+                    {
+                        DeleteQuietly($"{member}@{pending}");
+                    }
+                }
+            }
         }
     }
 
@@ -341,11 +356,25 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         try
         {
             var started = _time.GetUtcNow();
-            var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
 
-            // A group is cut at one instant and sent member by member; the partner commits all the
-            // members' snapshots together only when every stream is in.
-            IReadOnlyList<SnapshotInfo> snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
+            // A transfer an earlier sync left unfinished (a bad link, this server killed) is
+            // continued: same snapshot, from the offset the partner durably applied, so every sync
+            // makes progress however often the link breaks. Otherwise a group is cut at one instant
+            // and sent member by member; the partner commits all the members' snapshots together
+            // only when every stream is in.
+            var snapshots = PendingSnapshots(state);
+            var continued = snapshots is not null;
+            if (snapshots is null)
+            {
+                var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
+                snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
+                lock (_lock)
+                {
+                    state.PendingSnapshot = name;
+                    Save();
+                }
+            }
+
             var snapshot = snapshots[0];
             progress ??= new OperationProgress(cancellationToken);
             var tracker = new SyncProgress(progress);
@@ -356,7 +385,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
             using var http = PartnerLink.Create(_identity, partner, Timeout.InfiniteTimeSpan);
             Exception? last = null;
-            long rangeBytes = 0;
+            long sent = 0, rangeBytes = 0;
             var wire = new WireCounter();
             var attempts = 0;
             var scans = new Dictionary<Guid, ScanPlan>();
@@ -365,7 +394,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 attempts = attempt;
                 try
                 {
-                    rangeBytes += await SendAllAsync(http, state, snapshots, tracker, scans, wire, cancellationToken);
+                    (sent, rangeBytes) = await SendAllAsync(http, state, snapshots, tracker, scans, wire, cancellationToken);
                     last = null;
                     break;
                 }
@@ -409,16 +438,22 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             }
 
             var retries = attempts - 1;
-            var sent = wire.Bytes;
             lock (_lock)
             {
                 state.Retries += retries;
+                state.BytesSent += wire.Bytes; // every attempt's: the link carried them all
                 if (last is not null)
                 {
-                    // This attempt's snapshots are no base for anything: a later sync takes new ones.
-                    foreach (var failed in snapshots)
+                    // A broken link leaves the transfer to the next sync, which continues it. A
+                    // refusal would only be refused again: its snapshots are dropped.
+                    if (IsRefusal(last))
                     {
-                        DeleteQuietly(failed.Address);
+                        foreach (var failed in snapshots)
+                        {
+                            DeleteQuietly(failed.Address);
+                        }
+
+                        state.PendingSnapshot = null;
                     }
 
                     state.LastError = last.Message;
@@ -429,10 +464,10 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 }
 
                 var previous = state.LastSnapshot;
+                state.PendingSnapshot = null;
                 state.LastSnapshot = snapshot.Name;
                 state.LastSnapshotCreatedAt = snapshot.CreatedAt;
                 state.LastSyncAt = _time.GetUtcNow();
-                state.BytesSent += sent;
                 state.LastBytesSent = sent;
                 state.LastRangeBytes = rangeBytes;
                 state.LastDurationSeconds = (state.LastSyncAt.Value - started).TotalSeconds;
@@ -446,7 +481,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                     }
                 }
 
-                _events.Record("replica.sync", volume, "server", $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}");
+                _events.Record("replica.sync", volume, "server", $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}");
                 return ToDto(state);
             }
         }
@@ -460,6 +495,41 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
             _syncing.Release();
         }
+    }
+
+    private static bool IsRefusal(Exception ex) =>
+        ex.Data.Contains(Refused) || ex is HttpRequestException { StatusCode: { } status } && (int)status is >= 400 and < 500 || ex.InnerException is System.Security.Authentication.AuthenticationException;
+
+    /// <summary>
+    /// The snapshots of a transfer an earlier sync of <paramref name="state"/> left unfinished, when
+    /// they all still exist; otherwise null (and any that remain are deleted: no base for anything).
+    /// </summary>
+    private IReadOnlyList<SnapshotInfo>? PendingSnapshots(ReplicaState state)
+    {
+        if (state.PendingSnapshot is not { } name)
+        {
+            return null;
+        }
+
+        var members = Members(state).ToList();
+        var found = members.Select(m => _pool.TryGetVolume(m, out _) ? _pool.ListSnapshots(m).FirstOrDefault(s => s.Name == name) : null).ToList();
+        if (members.Count > 0 && found.All(s => s is not null))
+        {
+            return [.. found.OfType<SnapshotInfo>()];
+        }
+
+        foreach (var orphan in found.OfType<SnapshotInfo>())
+        {
+            DeleteQuietly(orphan.Address);
+        }
+
+        lock (_lock)
+        {
+            state.PendingSnapshot = null;
+            Save();
+        }
+
+        return null;
     }
 
     private void DeleteQuietly(string address)
@@ -508,7 +578,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// the partner to commit the members together. Sets the progress total first (the bytes of ranges
     /// to send are known from the diffs), so the ETA is right, also after a resume.
     /// </summary>
-    private async Task<long> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, WireCounter wire, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, WireCounter wire, CancellationToken ct)
     {
         await SendStandbyAsync(http, state, ct);
         var plans = new List<(SnapshotInfo Snapshot, string Remote, SnapshotInfo? Common, long Resume, bool Scan)>();
@@ -547,7 +617,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
         if (committed == snapshots.Count)
         {
-            return 0;
+            return (0, 0);
         }
 
         progress.SetTotalOnce(() => plans.Sum(p => p.Scan ? scans.TryGetValue(p.Snapshot.Id, out var known) ? known.RangeBytes : p.Snapshot.SizeBytes : SnapshotStreamWriter.RangeBytes(_pool, p.Snapshot.Address, p.Common?.Address)));
@@ -557,12 +627,14 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             scanned[plan.Snapshot.Id] = scans.TryGetValue(plan.Snapshot.Id, out var known) ? known : await ScanAsync(http, state, plan.Snapshot, plan.Remote, progress, scans, ct);
         }
 
-        long rangeBytes = 0;
+        long sent = 0, rangeBytes = 0;
         var bandwidth = CheckBandwidth(state.Bandwidth);
         foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
-            rangeBytes += await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, wire, ct);
+            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, wire, ct);
+            sent += s;
+            rangeBytes += r;
         }
 
         if (state.IsGroup)
@@ -576,7 +648,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             }
         }
 
-        return rangeBytes;
+        return (sent, rangeBytes);
     }
 
     /// <summary>
@@ -615,12 +687,12 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    /// <summary>Sends one member's stream; returns the bytes of ranges it covered (from the resume offset on). Its bytes on the wire go to <paramref name="wire"/>, also when it fails.</summary>
-    private async Task<long> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, WireCounter wire, CancellationToken ct)
+    /// <summary>Sends one member's stream; returns its bytes on the wire and of ranges covered. Every byte on the wire also goes to <paramref name="wire"/>, also when it fails.</summary>
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, WireCounter wire, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var counting = new CountingStream(pipe.Reader.AsStream(), wire);
-        long resumed = 0;
+        long skipped = 0;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         StreamHeader? header = null;
         var writer = Task.Run(
@@ -635,10 +707,10 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                         CompressionLevel = level,
                         Ranges = scan?.Ranges,
                         RemoteBase = scan is null ? null : (scan.Base.SnapshotId, scan.Base.SnapshotName),
-                        Resumed = skipped =>
+                        Resumed = before =>
                         {
-                            resumed = skipped;
-                            progress.Covered(snapshot.Id, skipped, resumed: true);
+                            skipped = before;
+                            progress.Covered(snapshot.Id, before, resumed: true);
                         },
                         Progress = covered => progress.Covered(snapshot.Id, covered, resumed: false),
                     }, stop.Token);
@@ -677,8 +749,9 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             await writer.ConfigureAwait(false);
         }
 
-        // Only this attempt's ranges: what a resume skipped was covered (and counted) by an earlier one.
-        return Math.Max(0, (header?.RangeBytes ?? 0) - resumed);
+        // The ranges this attempt covered, for the bytes this attempt sent: what a resume skipped
+        // went over the wire in an earlier attempt, so counting it would inflate the ratio.
+        return (counting.BytesRead, Math.Max(0, (header?.RangeBytes ?? 0) - skipped));
 
         // The writer may be blocked on a full pipe that nobody reads any more: completing the
         // reader releases it, the token stops it at its next record.
@@ -697,7 +770,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         }
     }
 
-    /// <summary>Bytes on the wire of every attempt of one sync (a failed attempt used the link too).</summary>
+    /// <summary>One sync's bytes on the wire, every attempt (a failed one used the link too): what the replica's total counts.</summary>
     private sealed class WireCounter
     {
         private long _bytes;
@@ -920,8 +993,9 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 Save();
             }
 
-            // A group sent back as one unit: its reverse replication ends with its members' demotion.
-            foreach (var group in _replicas.Values.Where(r => r.Reverse && r.IsGroup && Members(r).Contains(volume)).ToList())
+            // A group sent back as one unit: its reverse replication ends with its last member's
+            // demotion (the others still return to the snapshot it sent last).
+            foreach (var group in _replicas.Values.Where(r => r.Reverse && r.IsGroup && Members(r).Contains(volume) && !Members(r).Any(_receiver.Promoted.Contains)).ToList())
             {
                 _replicas.Remove(group.Volume);
                 Save();
@@ -1090,6 +1164,9 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
         /// <summary>The partner's volume holds a copy of this one already: with no snapshot in common it is compared by hash scan.</summary>
         public bool Seed { get; set; }
+
+        /// <summary>The replication snapshot of a transfer not yet complete at the partner (saved before it is sent, so a restart continues it too).</summary>
+        public string? PendingSnapshot { get; set; }
 
         /// <summary>Why the running sync waits to retry (not saved).</summary>
         [System.Text.Json.Serialization.JsonIgnore]

@@ -159,6 +159,7 @@ public sealed class ReplicaReceiver
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         lock (gate)
         {
+            _pool.GetVolume(volume); // a missing volume: not found
             var newest = NewestReplicated(volume)
                 ?? throw new StorageException(StorageError.InvalidArgument, $"{volume} has no complete replicated snapshot yet; there is nothing consistent to promote");
             DiscardLeftovers(volume, replica: true);
@@ -226,6 +227,9 @@ public sealed class ReplicaReceiver
     /// <summary>
     /// Refuses a stream or request for <paramref name="volume"/> from a partner at a lower role
     /// generation (a side that was promoted past it: its writes would roll back newer ones here).
+    /// Checked for what may roll back or demote a volume (a reverse stream or scan, a demotion); an
+    /// ordinary stream enters only a replica that is not promoted, which holds no writes of its own,
+    /// and every stream leaves the higher generation recorded.
     /// </summary>
     public void CheckGeneration(string volume, string partner, long generation)
     {
@@ -460,7 +464,11 @@ public sealed class ReplicaReceiver
 
         try
         {
-            CheckGeneration(volume, partner, generation);
+            if (reverse)
+            {
+                CheckGeneration(volume, partner, generation);
+            }
+
             CheckAccepts(volume, reverse);
             if (resumeOffset == 0)
             {
@@ -471,8 +479,10 @@ public sealed class ReplicaReceiver
                     DiscardLeftovers(volume, IsReplicaFrom(volume, partner));
                 }
             }
-            else if (Partial(volume) is not { } partial || partial.AppliedOffset != resumeOffset || !_pool.TryGetVolume(volume, out _))
+            else if (Partial(volume) is not { Complete: false } partial || partial.AppliedOffset < resumeOffset || !_pool.TryGetVolume(volume, out _))
             {
+                // Resuming before the durable offset is fine (records of the same snapshot rewrite
+                // the same blocks); beyond it would skip blocks never applied.
                 throw new StorageException(StorageError.InvalidArgument, $"there is nothing to resume at offset {resumeOffset} in {volume}; start the transfer over");
             }
 
@@ -504,6 +514,11 @@ public sealed class ReplicaReceiver
                     DeferSnapshot = group is not null,
                     HeaderRead = header =>
                     {
+                        if (resumeOffset > 0 && _partial.TryGetValue(volume, out var resuming) && resuming.SnapshotId != header.SnapshotId)
+                        {
+                            throw new StorageException(StorageError.InvalidArgument, $"the stream resumes snapshot {header.SnapshotName} ({header.SnapshotId}) but {volume} holds part of {resuming.SnapshotId}; start the transfer over");
+                        }
+
                         snapshotId = header.SnapshotId;
                         if (resumeOffset == 0 && !header.IsIncremental)
                         {
@@ -671,7 +686,11 @@ public sealed class ReplicaReceiver
                 throw new StorageException(StorageError.NotFound, $"there is no volume {volume} here to compare with");
             }
 
-            CheckGeneration(volume, partner, generation);
+            if (reverse)
+            {
+                CheckGeneration(volume, partner, generation);
+            }
+
             CheckAccepts(volume, reverse);
             if (!reverse)
             {

@@ -32,6 +32,24 @@ internal sealed class CuttingProxy : IDisposable
 
     public bool CutEveryConnection { get; set; }
 
+    /// <summary>While set, each cut connection carries a random number of bytes in this range instead of <see cref="CutAfterBytes"/> (seeded: runs repeat).</summary>
+    public (long Min, long Max)? CutBetween { get; set; }
+
+    private readonly Random _random = new(16);
+
+    private long NextBudget()
+    {
+        if (CutBetween is not { } range)
+        {
+            return CutAfterBytes;
+        }
+
+        lock (_random)
+        {
+            return _random.NextInt64(range.Min, range.Max + 1);
+        }
+    }
+
     public long CutAfterBytes
     {
         get => Interlocked.Read(ref _cutAfter);
@@ -64,7 +82,7 @@ internal sealed class CuttingProxy : IDisposable
                 await server.ConnectAsync(_target, _stop.Token);
                 var cut = CutEveryConnection || Interlocked.Decrement(ref _cutsLeft) >= 0;
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? CutAfterBytes : long.MaxValue, linked.Token);
+                var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? NextBudget() : long.MaxValue, linked.Token);
                 var down = PumpAsync(server.GetStream(), client.GetStream(), long.MaxValue, linked.Token);
                 await Task.WhenAny(up, down);
                 if (cut && up.IsCompleted)
