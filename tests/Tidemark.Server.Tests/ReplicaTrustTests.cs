@@ -168,6 +168,7 @@ public sealed class ReplicaTrustTests : TwoSiteTests
             await Sites.WriteRandomAsync(live.Url!, offset, (int)Math.Min(64 << 20, change - offset));
         }
 
+        var forwardedBefore = proxy.BytesForwarded;
         proxy.CutBetween = Long ? (8L << 20, 24L << 20) : (4L << 20, 8L << 20);
         proxy.CutEveryConnection = true;
         ReplicaDto? done = null;
@@ -185,11 +186,110 @@ public sealed class ReplicaTrustTests : TwoSiteTests
         }
 
         Assert.NotNull(done);
-        var sent = done.BytesSent - initial.BytesSent;
+        var sent = proxy.BytesForwarded - forwardedBefore;
         Assert.True(syncs > 1, "the link was meant to break more often than one sync retries");
         Assert.True(proxy.CutsMade >= (Long ? 20 : 6), $"only {proxy.CutsMade} cuts");
-        Assert.True(sent < change * 3 / 2, $"{sent:N0} bytes sent for a change of {change:N0} over {syncs} syncs");
+        Assert.True(sent < change * 3 / 2, $"{sent:N0} bytes crossed the link for a change of {change:N0} over {syncs} syncs and {proxy.CutsMade} cuts (the sender counted {done.BytesSent - initial.BytesSent:N0})");
         Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{done.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{done.LastSnapshot}"));
         Assert.Equal([done.LastSnapshot], (await home.ListSnapshotsAsync("mail")).Select(s => s.Name)); // no repl- snapshot left behind
+    }
+
+    [Fact]
+    public async Task Demote_TakesAGroupName_AndEveryMemberBecomesAReplicaThatTakesSyncsAgain()
+    {
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        foreach (var member in new[] { "db", "log" })
+        {
+            await home.CreateVolumeAsync(new CreateVolumeRequest(member, 8 << 20));
+        }
+
+        (await CliProcess.RunAsync("group", "create", "app", "db", "log", "--data", Home.DataDirectory)).AssertSuccess();
+        await home.CreateReplicaAsync(new CreateReplicaRequest("app", "dr"));
+        await home.SyncReplicaAsync("app");
+        await dr.PromoteReplicaAsync("app");
+        var demoted = (await CliProcess.RunAsync("replica", "demote", "app", "--data", Dr.DataDirectory)).AssertSuccess().StandardOutput;
+        var incoming = await dr.ListIncomingAsync();
+        var again = await home.SyncReplicaAsync("app");
+
+        Assert.Contains("group app (db, log) is a replica again", demoted, StringComparison.Ordinal);
+        Assert.Equal(2, incoming.Count);
+        Assert.All(incoming, r => Assert.False(r.Promoted));
+        Assert.All(incoming, r => Assert.Equal(1, r.Generation)); // the promotion here is remembered
+        Assert.Null(again.LastError);
+    }
+
+    /// <summary>
+    /// Random sequences (seeded: a failure repeats) of writes at home, snapshots and read-write
+    /// export attempts at the DR site, syncs over a good or a breaking link, and a promotion:
+    /// every replicated snapshot at the DR site hashes equal to home's snapshot of the same
+    /// sequence, a read-write export of the replica is always refused, and the promoted image is
+    /// one of home's snapshots. 12 steps by default, 60 with TIDEMARK_LONG=1.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task RandomOperations_TheReplicaIsAlwaysExactlyOneOfTheSourcesSnapshots(int seed)
+    {
+        var random = new Random(seed);
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("vol", 16 << 20));
+        var live = await home.CreateExportAsync(new CreateExportRequest("vol", "vol", "nbd"));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("vol", "dr", CompressionLevel: 0));
+        var synced = new Dictionary<string, string>(StringComparer.Ordinal); // replicated snapshot -> home's hash of it
+        var first = await home.SyncReplicaAsync("vol");
+        synced[first.LastSnapshot!] = await Sites.HashSnapshotAsync(Home, $"vol@{first.LastSnapshot}");
+        var log = new List<string>();
+        for (var step = 0; step < (Long ? 60 : 12); step++)
+        {
+            switch (random.Next(5))
+            {
+                case 0:
+                case 1:
+                    var offset = random.Next(16) << 20;
+                    log.Add($"write home {offset}");
+                    await Sites.WriteRandomAsync(live.Url!, offset, 1 << 20);
+                    break;
+                case 2:
+                    log.Add("snapshot at dr");
+                    await dr.CreateSnapshotAsync("vol", $"by-hand-{step}");
+                    break;
+                case 3:
+                    log.Add("rw export at dr");
+                    var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.CreateExportAsync(new CreateExportRequest("vol", $"rw-{step}", "nbd")));
+                    Assert.Equal("read-only", refused.Code);
+                    break;
+                default:
+                    var cut = random.Next(2) == 0;
+                    log.Add(cut ? "sync over a breaking link" : "sync");
+                    proxy.CutAfterBytes = 256 << 10;
+                    proxy.CutEveryConnection = cut;
+                    try
+                    {
+                        var done = await home.SyncReplicaAsync("vol");
+                        synced[done.LastSnapshot!] = await Sites.HashSnapshotAsync(Home, $"vol@{done.LastSnapshot}");
+                    }
+                    catch (TidemarkApiException) when (cut)
+                    {
+                        // The replica keeps its last complete snapshot; checked below.
+                    }
+
+                    proxy.CutEveryConnection = false;
+                    break;
+            }
+
+            var incoming = Assert.Single(await dr.ListIncomingAsync());
+            Assert.True(synced.ContainsKey(incoming.LastSnapshot!), $"the replica's newest snapshot {incoming.LastSnapshot} is not one home sent; steps: {string.Join(", ", log)}");
+            Assert.Equal(synced[incoming.LastSnapshot!], await Sites.HashSnapshotAsync(Dr, $"vol@{incoming.LastSnapshot}"));
+        }
+
+        var promoted = await dr.PromoteReplicaAsync("vol");
+        await dr.CreateSnapshotAsync("vol", "promoted");
+        Assert.Contains(await Sites.HashSnapshotAsync(Dr, "vol@promoted"), synced.Values);
+        Assert.True(synced.ContainsKey(promoted.Snapshot.Name), $"promoted to {promoted.Snapshot.Name}; steps: {string.Join(", ", log)}");
+        Assert.True((await dr.VerifyAsync()).Clean);
     }
 }

@@ -57,12 +57,33 @@ public static class ReplicaEndpoints
             var (snapshot, note) = await m.PromoteAsync(volume, ct);
             return TypedResults.Ok(new PromoteResultDto(snapshot.ToDto(), note));
         }).WithName("replica.promote");
+        incoming.MapPost("/{volume}/accept", (ReplicaReceiver r, PartnerRegistry partners, EventLog events, string volume, AcceptReplicaRequest request) =>
+        {
+            partners.Get(request.Partner);
+            var (record, kept) = r.Accept(volume, request.Partner, request.SourceVolume);
+            events.Record("replica.accept", volume, "server", $"{volume} accepted as the target of {request.Partner}'s replica of {record.SourceVolume}; what it held is kept as {kept.Address}");
+            return TypedResults.Ok(new AcceptReplicaResultDto(record, kept.ToDto()));
+        }).WithName("replica.accept");
         incoming.MapPut("/{volume}/retention", (ReplicaReceiver r, string volume, ReplicaRetentionRequest request) => TypedResults.Ok(r.SetRetention(volume, request.KeepLast)))
             .WithName("replica.retain");
-        incoming.MapPost("/{volume}/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())))
-            .WithName("replica.demote");
-        incoming.MapPost("/{volume}/reverse", (HttpContext c, ReplicaReceiver r, ReplicaManager m, JobManager j, string volume, double? wait) =>
+        incoming.MapPost("/{volume}/demote", (ReplicaReceiver r, ReplicaManager m, string volume) =>
         {
+            // A replicated group is demoted as one unit, as it is promoted and reversed.
+            if (r.FindIncoming(volume) is null && r.GroupMembers(volume) is { Count: > 0 } members)
+            {
+                var kept = members.Select(member => m.Demote(member)).OfType<SnapshotInfo>().Select(s => s.ToDto()).ToList();
+                return TypedResults.Ok(new DemoteResultDto(kept.FirstOrDefault(), members, kept));
+            }
+
+            return TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto()));
+        }).WithName("replica.demote");
+        incoming.MapPost("/{volume}/reverse", (HttpContext c, ReplicaReceiver r, ReplicaManager m, JobManager j, string volume, double? wait, string? discardWritesAt) =>
+        {
+            if (discardWritesAt is not (null or "home"))
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"discardWritesAt takes 'home' (the site the volume is sent back to), not '{discardWritesAt}'");
+            }
+
             if (r.FindIncoming(volume) is null && r.GroupMembers(volume).Count == 0)
             {
                 throw new StorageException(StorageError.NotFound, $"{volume} was not replicated into this server; only a promoted replica can be sent back to its source");
@@ -78,7 +99,7 @@ public static class ReplicaEndpoints
                 progress =>
                 {
                     progress.Unit = "bytes";
-                    return m.ReverseAsync(volume, progress, progress.Cancellation).GetAwaiter().GetResult();
+                    return m.ReverseAsync(volume, progress, discardWritesAt == "home", progress.Cancellation).GetAwaiter().GetResult();
                 },
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.reverse");
@@ -115,7 +136,7 @@ public static class ReplicaEndpoints
         });
         link.MapPost("/demote", (HttpContext context, ReplicaManager m, EventLog events, string volume, long? generation) =>
             Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(new DemoteResultDto(m.Demote(volume, generation ?? 0)?.ToDto()))));
-        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation) =>
+        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation, bool? discard) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
@@ -127,7 +148,22 @@ public static class ReplicaEndpoints
 
             try
             {
-                var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0), context.RequestAborted);
+                StreamImportResult result;
+                try
+                {
+                    result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0, discard == true), context.RequestAborted);
+                }
+                catch (StorageException ex) when (ex.Data.Contains(ReplicaReceiver.SplitBrainKey))
+                {
+                    events.Record("replica.split-brain", volume, $"partner:{partner}", ex.Message, "refused");
+                    throw;
+                }
+
+                if (result.KeptState is { } kept)
+                {
+                    events.Record("replica.split-brain", volume, $"partner:{partner}", $"fail-back from {partner} discarded the writes made here to {volume} after {result.Header.BaseSnapshotName}; they are kept as {kept.Address}");
+                }
+
                 if (result.Snapshot is null)
                 {
                     return Results.Accepted(); // a group member: complete, waiting for the group's commit
@@ -138,7 +174,7 @@ public static class ReplicaEndpoints
                     m.SuspendForFailBack(volume, partner);
                 }
 
-                return Results.Ok(new StreamImportDto(result.Snapshot!.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes));
+                return Results.Ok(new StreamImportDto(result.Snapshot!.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes, result.KeptState?.ToDto()));
             }
             catch (StreamImportException ex) when (ex.InnerException is StorageException inner)
             {

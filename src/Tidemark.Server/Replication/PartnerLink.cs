@@ -45,9 +45,7 @@ public static class PartnerLink
 
         var problem = await TryReadProblemAsync(response, ct);
         var failure = new StorageException(StorageError.Unavailable, $"{what}: {problem?.Detail ?? response.ReasonPhrase}");
-        // A transfer still running there (the partner has not yet seen that the previous attempt's
-        // connection broke) is the one answer of its kind that a retry fixes.
-        if ((int)response.StatusCode is >= 400 and < 500 && problem?.Code != ErrorCodes.For(StorageError.Busy))
+        if ((int)response.StatusCode is >= 400 and < 500)
         {
             failure.Data[RefusedKey] = true;
         }

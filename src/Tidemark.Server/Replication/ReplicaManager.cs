@@ -628,13 +628,25 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         }
 
         long sent = 0, rangeBytes = 0;
+        var kept = new List<SnapshotDto>();
         var bandwidth = CheckBandwidth(state.Bandwidth);
         foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
-            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, wire, ct);
+            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, wire, state.Reverse && state.DiscardWritesAtPartner ? kept : null, ct);
             sent += s;
             rangeBytes += r;
+        }
+
+        if (kept.Count > 0)
+        {
+            lock (_lock)
+            {
+                state.DiscardedWrites = $"split brain resolved: {state.Partner} had written after the common snapshot; those writes are kept there as {string.Join(", ", kept.Select(k => k.Address))}";
+                state.DiscardWritesAtPartner = false;
+            }
+
+            _events.Record("replica.split-brain", state.Volume, "server", state.DiscardedWrites);
         }
 
         if (state.IsGroup)
@@ -688,7 +700,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     }
 
     /// <summary>Sends one member's stream; returns its bytes on the wire and of ranges covered. Every byte on the wire also goes to <paramref name="wire"/>, also when it fails.</summary>
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, WireCounter wire, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, WireCounter wire, List<SnapshotDto>? discardKeptAt, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var counting = new CountingStream(pipe.Reader.AsStream(), wire);
@@ -724,7 +736,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             stop.Token);
         Stream body = bytesPerSecond is { } rate ? new RateLimitedStream(counting, rate, _time) : counting;
         using var content = new StreamContent(body, 1 << 20);
-        var query = $"resume={resume}&generation={_receiver.GenerationOf(snapshot.Volume)}{(reverse ? "&reverse=true" : "")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
+        var query = $"resume={resume}&generation={_receiver.GenerationOf(snapshot.Volume)}{(reverse ? "&reverse=true" : "")}{(discardKeptAt is null ? "" : "&discard=true")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
         HttpResponseMessage response;
         try
         {
@@ -747,6 +759,11 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             }
 
             await writer.ConfigureAwait(false);
+            if (discardKeptAt is not null && response.StatusCode == HttpStatusCode.OK
+                && await response.Content.ReadFromJsonAsync<StreamImportDto>(ApiJson.Options, ct) is { KeptState: { } keptState })
+            {
+                discardKeptAt.Add(keptState);
+            }
         }
 
         // The ranges this attempt covered, for the bytes this attempt sent: what a resume skipped
@@ -787,11 +804,11 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// and holds its own replication of that volume. Later syncs of the reverse direction send only
     /// what changed here; 'replica promote' at the partner ends it.
     /// </summary>
-    public async Task<ReplicaDto> ReverseAsync(string volume, OperationProgress? progress, CancellationToken cancellationToken)
+    public async Task<ReplicaDto> ReverseAsync(string volume, OperationProgress? progress, bool discardWritesAtHome, CancellationToken cancellationToken)
     {
         if (_receiver.FindIncoming(volume) is null && _receiver.GroupMembers(volume) is { Count: > 0 } members)
         {
-            return await ReverseGroupAsync(volume, members, progress, cancellationToken);
+            return await ReverseGroupAsync(volume, members, progress, discardWritesAtHome, cancellationToken);
         }
 
         var incoming = _receiver.FindIncoming(volume)
@@ -809,11 +826,14 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 throw new StorageException(StorageError.AlreadyExists, $"{volume} is already replicated to {existing.Partner}; delete that replica first");
             }
 
-            if (!_replicas.ContainsKey(volume))
+            if (!_replicas.TryGetValue(volume, out var reverse))
             {
-                _replicas[volume] = new ReplicaState { Volume = volume, Partner = incoming.Partner, RemoteVolume = incoming.SourceVolume, Reverse = true };
-                Save();
+                reverse = new ReplicaState { Volume = volume, Partner = incoming.Partner, RemoteVolume = incoming.SourceVolume, Reverse = true };
+                _replicas[volume] = reverse;
             }
+
+            reverse.DiscardWritesAtPartner = discardWritesAtHome;
+            Save();
         }
 
         _events.Record("replica.reverse", volume, "server", $"sending {volume} back to {incoming.Partner} as {incoming.SourceVolume} (fail-back)");
@@ -826,7 +846,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// at the partner, which commits all members' snapshots together and holds its own replication
     /// of the group until 'replica promote GROUP' there.
     /// </summary>
-    private async Task<ReplicaDto> ReverseGroupAsync(string group, IReadOnlyList<string> members, OperationProgress? progress, CancellationToken cancellationToken)
+    private async Task<ReplicaDto> ReverseGroupAsync(string group, IReadOnlyList<string> members, OperationProgress? progress, bool discardWritesAtHome, CancellationToken cancellationToken)
     {
         var records = members.Select(m => _receiver.FindIncoming(m)!).ToList();
         if (records.FirstOrDefault(r => !r.Promoted) is { } notPromoted)
@@ -860,11 +880,14 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 throw new StorageException(StorageError.AlreadyExists, $"{group} is already replicated to {replica.Partner}; delete that replica first");
             }
 
-            if (!_replicas.ContainsKey(group))
+            if (!_replicas.TryGetValue(group, out var reverse))
             {
-                _replicas[group] = new ReplicaState { Volume = group, Partner = partner, RemoteVolume = group, Reverse = true, IsGroup = true };
-                Save();
+                reverse = new ReplicaState { Volume = group, Partner = partner, RemoteVolume = group, Reverse = true, IsGroup = true };
+                _replicas[group] = reverse;
             }
+
+            reverse.DiscardWritesAtPartner = discardWritesAtHome;
+            Save();
         }
 
         _events.Record("replica.reverse", group, "server", $"sending group {group} ({string.Join(", ", members)}) back to {partner} (fail-back)");
@@ -1036,7 +1059,8 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         s.StandbyExports,
         s.LastBytesSent > 0 && s.LastRangeBytes > 0 ? Math.Round((double)s.LastRangeBytes / s.LastBytesSent, 2) : null,
         s.Running is var (progress, started) ? Syncing(progress, started, s.Retrying) : null,
-        s.CompressionLevel);
+        s.CompressionLevel,
+        s.DiscardedWrites);
 
     private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started, string? retrying)
     {
@@ -1158,6 +1182,12 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
 
         /// <summary>This relationship sends a promoted replica back to the site it came from (fail-back).</summary>
         public bool Reverse { get; set; }
+
+        /// <summary>A reverse sync may revert what the partner wrote after the common snapshot (split brain resolved by the administrator's flag).</summary>
+        public bool DiscardWritesAtPartner { get; set; }
+
+        /// <summary>Where the partner keeps the writes the last fail-back discarded (for 'replica show'), or null.</summary>
+        public string? DiscardedWrites { get; set; }
 
         /// <summary>Why syncs are held (the partner fails back into this volume), or null.</summary>
         public string? Suspended { get; set; }

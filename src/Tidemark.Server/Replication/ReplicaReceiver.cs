@@ -35,6 +35,9 @@ public sealed class ReplicaReceiver
     public const string ScanBasePrefix = "hashscan-";
     public const string FailBackBasePrefix = "pre-failback-";
 
+    /// <summary>Name of the snapshot that keeps what a volume held when it was accepted as a replica target.</summary>
+    public const string AcceptedPrefix = "pre-seed-";
+
     /// <summary>A transfer that runs records how far it durably got at least this often (and at its end or failure).</summary>
     public static readonly TimeSpan SaveProgressEvery = TimeSpan.FromSeconds(2);
 
@@ -239,6 +242,14 @@ public sealed class ReplicaReceiver
             throw StaleGeneration($"{partner} is at role generation {generation} of {volume}, this site at {ours}: {volume} was promoted here since {partner} last took a role in it, so its stream would undo newer writes; run 'tidemark replica demote {volume}' at {partner} (or delete that replica there)");
         }
     }
+
+    // 503, not 409: the sender may well be retrying after a broken connection whose request this
+    // server has not finished yet, and another attempt a moment later succeeds.
+    private static StorageException TransferRunning(string volume) =>
+        new(StorageError.Closed, $"a transfer into {volume} is already running; try again when it ends");
+
+    /// <summary>Marks (in an exception's data) a fail-back refused because both sites wrote after their common snapshot.</summary>
+    public const string SplitBrainKey = "tidemark.split-brain";
 
     /// <summary>Marks (in an exception's data) a refusal because the other side's role generation is stale.</summary>
     public const string StaleGenerationKey = "tidemark.stale-generation";
@@ -454,12 +465,12 @@ public sealed class ReplicaReceiver
     /// primary here: it must not be exported read-write, it is rolled back to the stream's base
     /// (keeping what it held as a snapshot), and it becomes a replica of the partner.
     /// </summary>
-    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken, string? group = null, long generation = 0)
+    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken, string? group = null, long generation = 0, bool discardWrites = false)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         if (!gate.TryEnter())
         {
-            throw new StorageException(StorageError.Busy, $"a transfer into {volume} is already running");
+            throw TransferRunning(volume);
         }
 
         try
@@ -510,7 +521,7 @@ public sealed class ReplicaReceiver
                     Volume = volume,
                     KeepPartial = true,
                     Resume = resumeOffset > 0,
-                    RollbackToBase = reverse,
+                    RollbackToBase = reverse && discardWrites,
                     DeferSnapshot = group is not null,
                     HeaderRead = header =>
                     {
@@ -550,6 +561,15 @@ public sealed class ReplicaReceiver
                 DropScanBase(volume, result.Header);
                 Prune(volume);
                 return result;
+            }
+            catch (StorageException ex) when (reverse && ex.Data[SnapshotStreamReader.ChangedSinceKey] is string common)
+            {
+                // Split brain: this site also wrote after the snapshot both sides share. Resolving it
+                // discards one side's writes, so only when the administrator says which.
+                var split = new StorageException(StorageError.InvalidArgument, $"split brain: {volume} was written here after {common}, the newest snapshot both sites share, and {partner} wrote to its copy too; failing back would revert this site's writes (they would be kept as a pre-rollback-... snapshot here); to do that, run 'tidemark replica reverse {volume} --discard-writes-at home' at {partner}", ex);
+                split.Data[SplitBrainKey] = true;
+                split.Data[PartnerLink.RefusedKey] = true;
+                throw split;
             }
             catch (StreamImportException ex)
             {
@@ -676,7 +696,7 @@ public sealed class ReplicaReceiver
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         if (!gate.TryEnter())
         {
-            throw new StorageException(StorageError.Busy, $"a transfer into {volume} is already running");
+            throw TransferRunning(volume);
         }
 
         try
@@ -695,9 +715,12 @@ public sealed class ReplicaReceiver
             if (!reverse)
             {
                 var leftover = _partial.ContainsKey(volume) || _pending.ContainsKey(volume);
-                if (!seed && !leftover && !IsReplicaFrom(volume, partner))
+                if (!leftover && !IsReplicaFrom(volume, partner))
                 {
-                    throw new StorageException(StorageError.AlreadyExists, $"{volume} exists here and is not a replica from {partner}; if it holds a copy of the source (an imported stream, a restored backup, a disk copy), create the replica with --seed and only the blocks that differ are sent; otherwise replicate under another name (--as NAME)");
+                    // Seeding overwrites the volume: only with this site's consent, given here.
+                    throw new StorageException(StorageError.AlreadyExists, seed
+                        ? $"{volume} exists at this site and its administrator has not offered it as a replica target of {partner}; run 'tidemark replica accept {volume} --from {partner}' here first (what it holds is kept as a snapshot), or replicate under another name (--as NAME)"
+                        : $"{volume} exists here and is not a replica from {partner}; if it holds a copy of the source (an imported stream, a restored backup, a disk copy), run 'tidemark replica accept {volume} --from {partner}' here and create the replica with --seed, so only the blocks that differ are sent; otherwise replicate under another name (--as NAME)");
                 }
 
                 if (seed && WritableExports(volume) is { Count: > 0 } exports)
@@ -719,6 +742,54 @@ public sealed class ReplicaReceiver
                 ? newest
                 : _pool.CreateSnapshot(volume, SnapshotStreamReader.UniqueName(_pool, volume, $"{prefix}{DateTimeOffset.UtcNow.UtcDateTime:yyyyMMdd-HHmmss}"));
             return new ScanBaseDto(scanBase.Id, scanBase.Name, scanBase.SizeBytes, target.LogicalBlockSizeBytes);
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Offers the existing <paramref name="volume"/> as the target of <paramref name="partner"/>'s
+    /// replica (the consent a seed needs): what it holds is kept as a snapshot first, which the
+    /// record names as its state until the first replicated snapshot arrives; from now on it is a
+    /// replica, read-only until promoted.
+    /// </summary>
+    public (IncomingReplicaDto Record, SnapshotInfo Kept) Accept(string volume, string partner, string? sourceVolume)
+    {
+        var gate = _locks.GetOrAdd(volume, _ => new Lock());
+        if (!gate.TryEnter())
+        {
+            throw TransferRunning(volume);
+        }
+
+        try
+        {
+            if (!_pool.TryGetVolume(volume, out _))
+            {
+                throw new StorageException(StorageError.NotFound, $"there is no volume {volume} here; a replica into a new volume needs no consent (its first sync creates it)");
+            }
+
+            if (FindIncoming(volume) is { } existing)
+            {
+                throw new StorageException(StorageError.AlreadyExists, existing.Promoted
+                    ? $"{volume} is a promoted replica of {existing.Partner}; 'tidemark replica demote {volume}' makes it a replica again"
+                    : $"{volume} is already a replica of {existing.Partner}:{existing.SourceVolume}");
+            }
+
+            if (WritableExports(volume) is { Count: > 0 } exports)
+            {
+                throw new StorageException(StorageError.Busy, $"{volume} is exported read-write ({string.Join(", ", exports)}); a replica target is written by replication alone: delete those exports first");
+            }
+
+            var kept = _pool.CreateSnapshot(volume, SnapshotStreamReader.UniqueName(_pool, volume, $"{AcceptedPrefix}{DateTimeOffset.UtcNow.UtcDateTime:yyyyMMdd-HHmmss}"));
+            lock (_incoming)
+            {
+                _incoming[volume] = new IncomingReplicaDto(volume, partner, sourceVolume ?? volume, kept.Name, kept.CreatedAt, null, false) { LastSnapshotId = kept.Id };
+                SaveIncoming();
+            }
+
+            return (FindIncoming(volume)!, kept);
         }
         finally
         {

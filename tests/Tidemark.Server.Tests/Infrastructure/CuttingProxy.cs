@@ -30,6 +30,11 @@ internal sealed class CuttingProxy : IDisposable
 
     public int CutsMade => Volatile.Read(ref _cutsMade);
 
+    /// <summary>Bytes relayed towards the target: what crossed the "link" (a sender also counts what was still in its socket buffers at a cut).</summary>
+    public long BytesForwarded => Interlocked.Read(ref _forwarded);
+
+    private long _forwarded;
+
     public bool CutEveryConnection { get; set; }
 
     /// <summary>While set, each cut connection carries a random number of bytes in this range instead of <see cref="CutAfterBytes"/> (seeded: runs repeat).</summary>
@@ -82,12 +87,16 @@ internal sealed class CuttingProxy : IDisposable
                 await server.ConnectAsync(_target, _stop.Token);
                 var cut = CutEveryConnection || Interlocked.Decrement(ref _cutsLeft) >= 0;
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? NextBudget() : long.MaxValue, linked.Token);
-                var down = PumpAsync(server.GetStream(), client.GetStream(), long.MaxValue, linked.Token);
+                var up = PumpAsync(client.GetStream(), server.GetStream(), cut ? NextBudget() : long.MaxValue, n => Interlocked.Add(ref _forwarded, n), linked.Token);
+                var down = PumpAsync(server.GetStream(), client.GetStream(), long.MaxValue, null, linked.Token);
                 await Task.WhenAny(up, down);
                 if (cut && up.IsCompleted)
                 {
                     Interlocked.Increment(ref _cutsMade);
+
+                    // The target gets what was relayed, then an end (not a reset that would drop
+                    // what its socket had not yet read): a cut link, not a lossy one.
+                    server.Client.Shutdown(SocketShutdown.Send);
                 }
 
                 await linked.CancelAsync();
@@ -99,7 +108,7 @@ internal sealed class CuttingProxy : IDisposable
         }
     }
 
-    private static async Task PumpAsync(NetworkStream from, NetworkStream to, long budget, CancellationToken ct)
+    private static async Task PumpAsync(NetworkStream from, NetworkStream to, long budget, Action<int>? forwarded, CancellationToken ct)
     {
         var buffer = new byte[64 * 1024];
         long moved = 0;
@@ -114,6 +123,7 @@ internal sealed class CuttingProxy : IDisposable
                 }
 
                 await to.WriteAsync(buffer.AsMemory(0, n), ct);
+                forwarded?.Invoke(n);
                 moved += n;
             }
         }
