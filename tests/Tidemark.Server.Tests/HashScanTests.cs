@@ -71,7 +71,7 @@ public sealed class HashScanTests : TwoSiteTests
         var accepted = (await CliProcess.RunAsync("replica", "accept", "mail", "--from", "home", "--json", "--data", Dr.DataDirectory)).AssertSuccess().StandardOutput;
         var keptSeed = Assert.Single(await dr.ListSnapshotsAsync("mail"), s => s.Name.StartsWith("pre-seed-", StringComparison.Ordinal));
         Assert.Contains(keptSeed.Name, accepted, StringComparison.Ordinal);
-        Assert.Contains(keptSeed.Address, Assert.Single(await dr.ListEventsAsync(kind: "replica.accept")).Message, StringComparison.Ordinal);
+        Assert.Contains(await dr.ListEventsAsync(kind: "replica.accept"), e => e.Message.Contains(keptSeed.Address, StringComparison.Ordinal));
         var seeded = await home.SyncReplicaAsync("mail");
         Assert.Equal(seedHash, await Sites.HashSnapshotAsync(Dr, keptSeed.Address)); // the DR site's data is kept
 

@@ -10,7 +10,7 @@ namespace Tidemark.Server.Tests;
 /// sends after a fail-back. Two real servers; the home site reaches the DR site through a proxy the
 /// test can cut.
 /// </summary>
-public sealed class ReplicaTrustTests : TwoSiteTests
+public sealed class ReplicaTrustTests(Xunit.Abstractions.ITestOutputHelper output) : TwoSiteTests
 {
     private async Task<CuttingProxy> PairThroughProxyAsync()
     {
@@ -187,6 +187,7 @@ public sealed class ReplicaTrustTests : TwoSiteTests
 
         Assert.NotNull(done);
         var sent = proxy.BytesForwarded - forwardedBefore;
+        output.WriteLine($"change {change:N0} bytes, {syncs} syncs, {proxy.CutsMade} cuts, {sent:N0} bytes crossed the link ({(double)sent / change:F2}x), the sender counted {done.BytesSent - initial.BytesSent:N0}");
         Assert.True(syncs > 1, "the link was meant to break more often than one sync retries");
         Assert.True(proxy.CutsMade >= (Long ? 20 : 6), $"only {proxy.CutsMade} cuts");
         Assert.True(sent < change * 3 / 2, $"{sent:N0} bytes crossed the link for a change of {change:N0} over {syncs} syncs and {proxy.CutsMade} cuts (the sender counted {done.BytesSent - initial.BytesSent:N0})");
@@ -291,5 +292,32 @@ public sealed class ReplicaTrustTests : TwoSiteTests
         Assert.Contains(await Sites.HashSnapshotAsync(Dr, "vol@promoted"), synced.Values);
         Assert.True(synced.ContainsKey(promoted.Snapshot.Name), $"promoted to {promoted.Snapshot.Name}; steps: {string.Join(", ", log)}");
         Assert.True((await dr.VerifyAsync()).Clean);
+    }
+
+    [Fact]
+    public async Task ReplicaShow_WhileASyncWaitsToRetry_SaysSo_InsteadOfAPercentageAndAnEta()
+    {
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 32 << 20));
+        var live = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await Sites.WriteRandomAsync(live.Url!, 0, 16 << 20);
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        proxy.CutEveryConnection = true;
+        var sync = home.SyncReplicaAsync("mail");
+        ReplicaSyncProgressDto? retrying = null;
+        for (var i = 0; i < 200 && retrying is null && !sync.IsCompleted; i++)
+        {
+            retrying = (await home.GetReplicaAsync("mail")).Syncing is { Retrying: not null } s ? s : null;
+            await Task.Delay(25);
+        }
+
+        var failed = await Assert.ThrowsAsync<TidemarkApiException>(() => sync);
+
+        Assert.NotNull(retrying);
+        Assert.Null(retrying.Percent);
+        Assert.Null(retrying.EtaSeconds);
+        Assert.Contains("retrying", retrying.Retrying, StringComparison.Ordinal);
+        Assert.Contains("after 6 attempts", failed.Message, StringComparison.Ordinal);
     }
 }

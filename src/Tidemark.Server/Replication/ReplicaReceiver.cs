@@ -568,7 +568,6 @@ public sealed class ReplicaReceiver
                 // discards one side's writes, so only when the administrator says which.
                 var split = new StorageException(StorageError.InvalidArgument, $"split brain: {volume} was written here after {common}, the newest snapshot both sites share, and {partner} wrote to its copy too; failing back would revert this site's writes (they would be kept as a pre-rollback-... snapshot here); to do that, run 'tidemark replica reverse {volume} --discard-writes-at home' at {partner}", ex);
                 split.Data[SplitBrainKey] = true;
-                split.Data[PartnerLink.RefusedKey] = true;
                 throw split;
             }
             catch (StreamImportException ex)
