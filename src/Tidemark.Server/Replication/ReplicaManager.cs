@@ -414,6 +414,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 {
                     // Not a broken link: the partner does not know this server. Retrying cannot help.
                     last = new StorageException(StorageError.Unavailable, $"{partner.Name} refused the TLS handshake: it is not paired with this server; run 'tidemark partner add' there with fingerprint {_identity.Fingerprint}", ex);
+                    last.Data[Refused] = true;
                     break;
                 }
                 catch (Exception ex) when (ex is HttpRequestException or IOException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
@@ -498,7 +499,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     }
 
     private static bool IsRefusal(Exception ex) =>
-        ex.Data.Contains(Refused) || ex is HttpRequestException { StatusCode: { } status } && (int)status is >= 400 and < 500 || ex.InnerException is System.Security.Authentication.AuthenticationException;
+        ex.Data.Contains(Refused) || ex is HttpRequestException { StatusCode: { } status } && (int)status is >= 400 and < 500;
 
     /// <summary>
     /// The snapshots of a transfer an earlier sync of <paramref name="state"/> left unfinished, when
