@@ -12,7 +12,7 @@ public sealed record AddPartnerRequest(string Name, string Address, string Finge
 public sealed record PartnerHelloDto(string Fingerprint, Guid PoolId, string Version, DateTimeOffset Time);
 
 /// <summary>What an imported snapshot stream made: the snapshot, and how much the stream carried.</summary>
-public sealed record StreamImportDto(SnapshotDto Snapshot, bool Incremental, long Records, long DataBytes, long ZeroBytes);
+public sealed record StreamImportDto(SnapshotDto Snapshot, bool Incremental, long Records, long DataBytes, long ZeroBytes, SnapshotDto? KeptState = null);
 
 /// <summary>A snapshot as a partner lists it: identity is what matters across sites.</summary>
 public sealed record RemoteSnapshotDto(Guid Id, string Name, DateTimeOffset CreatedAt);
@@ -59,14 +59,15 @@ public sealed record ReplicaDto(
     IReadOnlyList<StandbyExportDto>? StandbyExports = null,
     double? LastCompressionRatio = null,
     ReplicaSyncProgressDto? Syncing = null,
-    int CompressionLevel = 3);
+    int CompressionLevel = 3,
+    string? DiscardedWrites = null);
 
 /// <summary>
 /// A sync under way: bytes of changed ranges covered of the total known from the diff (or scanned and
 /// then found differing, for a hash scan), and the time left at this run's rate (what an interrupted
 /// attempt already sent does not count towards the rate).
 /// </summary>
-public sealed record ReplicaSyncProgressDto(DateTimeOffset StartedAt, long Done, long? Total, double? Percent, double? EtaSeconds);
+public sealed record ReplicaSyncProgressDto(DateTimeOffset StartedAt, long Done, long? Total, double? Percent, double? EtaSeconds, string? Retrying = null);
 
 /// <summary>
 /// An export prepared at the partner for the replica, brought up there when the replica is promoted
@@ -100,6 +101,10 @@ public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidt
 /// <summary>
 /// A volume replicated into this server: <see cref="Partner"/> sends it from its volume
 /// <see cref="SourceVolume"/>; <see cref="Promoted"/> once it was made a primary here.
+/// <see cref="LastSnapshotId"/> is the newest snapshot replication committed (<see cref="Sequence"/>
+/// counts the commits): the replica's state is keyed by it, never by snapshot times, so a snapshot
+/// taken by hand at this site is never mistaken for a replicated one. <see cref="Generation"/> is the
+/// volume's role generation: every promotion bumps it, and a stream or request from a lower one is refused.
 /// </summary>
 public sealed record IncomingReplicaDto(
     string Volume,
@@ -111,7 +116,10 @@ public sealed record IncomingReplicaDto(
     bool Promoted,
     string? Group = null,
     IReadOnlyList<CreateExportRequest>? StandbyExports = null,
-    int? KeepLast = null);
+    int? KeepLast = null,
+    Guid? LastSnapshotId = null,
+    long Sequence = 0,
+    long Generation = 0);
 
 /// <summary>How many replicated snapshots a replica keeps at this site (the newest always stays: it is the base of the next sync).</summary>
 public sealed record ReplicaRetentionRequest(int KeepLast)
@@ -123,5 +131,18 @@ public sealed record ReplicaRetentionRequest(int KeepLast)
 /// <summary>What a promotion did: the snapshot the volume now starts from, and for a fail-back what happened at the other site.</summary>
 public sealed record PromoteResultDto(SnapshotDto Snapshot, string? Note);
 
-/// <summary>A demotion: <see cref="KeptState"/> holds what the volume had beyond its newest snapshot, if anything.</summary>
-public sealed record DemoteResultDto(SnapshotDto? KeptState);
+/// <summary>
+/// At the receiving site: offers an existing volume as the target of <see cref="Partner"/>'s replica
+/// (of its volume <see cref="SourceVolume"/>, the same name when null) before it is seeded over.
+/// </summary>
+public sealed record AcceptReplicaRequest(string Partner, string? SourceVolume = null);
+
+/// <summary>An accepted replica target: the record, and the snapshot keeping what the volume held.</summary>
+public sealed record AcceptReplicaResultDto(IncomingReplicaDto Replica, SnapshotDto KeptState);
+
+/// <summary>
+/// A demotion: <see cref="KeptState"/> holds what the volume had beyond its newest snapshot, if
+/// anything; for a group, <see cref="Volumes"/> are the members demoted and <see cref="KeptStates"/>
+/// every member's kept state.
+/// </summary>
+public sealed record DemoteResultDto(SnapshotDto? KeptState, IReadOnlyList<string>? Volumes = null, IReadOnlyList<SnapshotDto>? KeptStates = null);

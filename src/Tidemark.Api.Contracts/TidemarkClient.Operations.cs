@@ -201,6 +201,10 @@ public sealed partial class TidemarkClient
     /// <summary>Makes a promoted replica a replica again (normally done by the other site's fail-back promotion).</summary>
     public Task<DemoteResultDto> DemoteReplicaAsync(string volume, CancellationToken ct = default) => PostAsync<DemoteResultDto>($"incoming/{Seg(volume)}/demote", null, ct);
 
+    /// <summary>At the receiving site: offers an existing volume as a replica target of a partner (needed before it seeds over it).</summary>
+    public Task<AcceptReplicaResultDto> AcceptReplicaAsync(string volume, AcceptReplicaRequest request, CancellationToken ct = default) =>
+        PostAsync<AcceptReplicaResultDto>($"incoming/{Seg(volume)}/accept", request, ct);
+
     /// <summary>At the DR site: how many replicated snapshots a replica (or every member of a replicated group) keeps.</summary>
     public Task<IReadOnlyList<IncomingReplicaDto>> SetReplicaRetentionAsync(string volume, int keepLast, CancellationToken ct = default) =>
         PutAsync<IReadOnlyList<IncomingReplicaDto>>($"incoming/{Seg(volume)}/retention", new ReplicaRetentionRequest(keepLast), ct);
@@ -209,8 +213,8 @@ public sealed partial class TidemarkClient
     public Task<IReadOnlyList<IncomingReplicaDto>> ListIncomingAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<IncomingReplicaDto>>("incoming", ct);
 
     /// <summary>Fail-back: sends a promoted replica back to the volume it came from (a job the client follows to its end).</summary>
-    public async Task<ReplicaDto> ReverseReplicaAsync(string volume, Action<JobDto>? progress = null, CancellationToken ct = default) =>
-        await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"incoming/{Seg(volume)}/reverse", progress, ct)
+    public async Task<ReplicaDto> ReverseReplicaAsync(string volume, Action<JobDto>? progress = null, string? discardWritesAt = null, CancellationToken ct = default) =>
+        await RunJobAsync<ReplicaDto>(HttpMethod.Post, $"incoming/{Seg(volume)}/reverse{(discardWritesAt is null ? "" : $"?discardWritesAt={Uri.EscapeDataString(discardWritesAt)}")}", progress, ct)
         ?? throw new TidemarkApiException(HttpStatusCode.InternalServerError, ErrorCodes.Internal, "the server sent no replica state");
 
     private async Task<T> PatchAsync<T>(string path, object body, CancellationToken ct)

@@ -56,6 +56,9 @@ public sealed record StreamImportResult(StreamHeader Header, SnapshotInfo? Snaps
 /// </summary>
 public static class SnapshotStreamReader
 {
+    /// <summary>Set (to the base's address) on the error for an incremental stream into a volume that changed since its base.</summary>
+    public const string ChangedSinceKey = "tidemark.changed-since";
+
     public static StreamImportResult Import(Pool pool, Stream input, StreamImportOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new StreamImportOptions();
@@ -98,7 +101,9 @@ public static class SnapshotStreamReader
             {
                 if (!options.RollbackToBase)
                 {
-                    throw new StorageException(StorageError.InvalidArgument, $"{name} changed since {baseSnapshot.Address}; roll it back to that snapshot first ('tidemark volume rollback {name} {baseSnapshot.Name}')");
+                    var changed = new StorageException(StorageError.InvalidArgument, $"{name} changed since {baseSnapshot.Address}; roll it back to that snapshot first ('tidemark volume rollback {name} {baseSnapshot.Name}')");
+                    changed.Data[ChangedSinceKey] = baseSnapshot.Address;
+                    throw changed;
                 }
 
                 // Fail-back: what this side wrote after the common snapshot is reverted, and kept.

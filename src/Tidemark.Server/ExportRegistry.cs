@@ -120,6 +120,7 @@ public sealed partial class ExportRegistry
             Iscsi => IscsiRecord(name, request),
             _ => throw new StorageException(StorageError.Unsupported, $"protocol '{request.Protocol}' is not served; use nbd or iscsi"),
         };
+        CheckWritable(record);
         lock (_lock)
         {
             if (_entries.ContainsKey(name))
@@ -148,6 +149,28 @@ public sealed partial class ExportRegistry
 
             _logger.LogInformation("exported {Target} over {Protocol} as {Export}{Mode}", string.Join(", ", record.AllTargets), protocol, name, record.ReadOnly ? " (read-only)" : string.Empty);
             return ToDto(entry);
+        }
+    }
+
+    /// <summary>
+    /// Why a volume must not be exported read-write (a replica before promotion), or null. Checked
+    /// when an export is created; read-only exports and snapshots stay allowed.
+    /// </summary>
+    public Func<string, string?> WhyReadOnly { get; set; } = _ => null;
+
+    private void CheckWritable(ExportRecord record)
+    {
+        if (record.ReadOnly)
+        {
+            return;
+        }
+
+        foreach (var target in record.AllTargets.Where(t => !IsSnapshot(t)))
+        {
+            if (WhyReadOnly(target) is { } why)
+            {
+                throw new StorageException(StorageError.ReadOnly, $"a read-write export of {target} is refused: {why}");
+            }
         }
     }
 

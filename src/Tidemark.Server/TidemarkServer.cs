@@ -217,7 +217,10 @@ public sealed class TidemarkServer : IAsyncDisposable
                     {
                         https.SslProtocols = System.Security.Authentication.SslProtocols.Tls13;
                         https.ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate;
-                        https.ClientCertificateValidation = (client, _, _) => partners.IsKnown(ServerIdentity.FingerprintOf(client));
+                        // Any certificate completes TLS; ReplicationGate answers an unknown one with a
+                        // 403 that names its fingerprint, so the sender fails at once with a reason
+                        // instead of retrying what looks like a broken link.
+                        https.ClientCertificateValidation = (_, _, _) => true;
                     });
                     listen.Use(next => connection =>
                     {
@@ -394,6 +397,7 @@ public sealed class TidemarkServer : IAsyncDisposable
 
     private async Task StartCoreAsync(ExportRegistry registry, ListenOptions api, ListenOptions? replication, CancellationToken cancellationToken)
     {
+        registry.WhyReadOnly = _app.Services.GetRequiredService<ReplicaReceiver>().WhyReadOnly;
         registry.Load();
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.

@@ -40,10 +40,19 @@ public sealed class FailBackTests : TwoSiteTests
         Assert.DoesNotContain(await home.ListSnapshotsAsync("mail"), s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
         await home.DeleteExportAsync("mail");
 
-        var reversed = (await CliProcess.RunAsync("replica", "reverse", "mail", "--json", "--data", Dr.DataDirectory)).AssertSuccess().StandardOutput;
+        // Split brain (home wrote after the common snapshot too): refused until told which writes go.
+        var splitBrain = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.ReverseReplicaAsync("mail"));
+        Assert.Contains("split brain", splitBrain.Message, StringComparison.Ordinal);
+        Assert.Contains("--discard-writes-at home", splitBrain.Message, StringComparison.Ordinal);
+        Assert.Equal(lostHash, await Sites.HashSnapshotAsync(Home, $"mail@{(await home.CreateSnapshotAsync("mail", "untouched")).Name}"));
+        await home.DeleteSnapshotAsync("mail@untouched");
+
+        var reversed = (await CliProcess.RunAsync("replica", "reverse", "mail", "--discard-writes-at", "home", "--json", "--data", Dr.DataDirectory)).AssertSuccess().StandardOutput;
         var back = await dr.GetReplicaAsync("mail");
         var homeSnapshots = await home.ListSnapshotsAsync("mail");
         var kept = Assert.Single(homeSnapshots, s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
+        Assert.Contains(kept.Address, back.DiscardedWrites, StringComparison.Ordinal);
+        Assert.Contains(await home.ListEventsAsync(kind: "replica.split-brain"), e => e.Message.Contains(kept.Address, StringComparison.Ordinal));
         Assert.Contains("\"state\": \"reverse\"", reversed, StringComparison.Ordinal);
         Assert.Equal(("home", "mail"), (back.Partner, back.RemoteVolume));
         Assert.True(back.LastRangeBytes <= 1 << 20, $"the reverse sent {back.LastRangeBytes} bytes of ranges for 64 KiB changed at the DR site");
@@ -63,7 +72,9 @@ public sealed class FailBackTests : TwoSiteTests
         Assert.True(final.LastRangeBytes <= 1 << 20, $"the final sync sent {final.LastRangeBytes} bytes of ranges for 128 KiB changed");
         Assert.Contains("dr made mail a replica again", promoteAtHome, StringComparison.Ordinal);
         Assert.Empty(await dr.ListReplicasAsync());
-        Assert.False(Assert.Single(await dr.ListIncomingAsync()).Promoted);
+        var incomingAtDr = Assert.Single(await dr.ListIncomingAsync());
+        Assert.False(incomingAtDr.Promoted);
+        Assert.Equal(final.LastSnapshot, incomingAtDr.LastSnapshot); // what it holds now, not the last snapshot received before the disaster
         Assert.Equal("active", (await home.GetReplicaAsync("mail")).State);
 
         // Home is the primary again and replicates in the original direction, incrementally.

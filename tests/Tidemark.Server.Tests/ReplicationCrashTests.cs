@@ -77,11 +77,14 @@ public sealed class ReplicationCrashTests : IDisposable
             primary = await ServerProcess.StartAsync(primaryData, "--replication-retry-delay", "500ms");
             using var restarted = primary.Client();
             await restarted.UpdateReplicaAsync("mail", new UpdateReplicaRequest(Bandwidth: "off"));
+            var interrupted = (await restarted.ListSnapshotsAsync("mail")).Select(s => s.Name).ToList();
             var done = await restarted.SyncReplicaAsync("mail");
 
             // The half-received first stream made a volume with no snapshot: never a usable replica.
             Assert.Equal(0, left);
             Assert.Null(done.LastError);
+            Assert.Equal([done.LastSnapshot!], interrupted); // the next sync continued the killed one's transfer
+            Assert.Equal([done.LastSnapshot!], (await restarted.ListSnapshotsAsync("mail")).Select(s => s.Name)); // no repl- snapshot left behind
             Assert.Equal(await HashAsync(primary, $"mail@{done.LastSnapshot}"), await HashAsync(dr, $"mail@{done.LastSnapshot}"));
             Assert.True((await replica.VerifyAsync()).Clean);
         }

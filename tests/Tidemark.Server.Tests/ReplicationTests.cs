@@ -67,7 +67,9 @@ public sealed class ReplicationTests : IAsyncLifetime
         var replica = await primary.GetReplicaAsync("db");
         var unknown = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("db2", "nobody")));
 
-        Assert.Contains("failed after 7 attempts", error.Message, StringComparison.Ordinal);
+        Assert.Contains("failed after 1 attempt", error.Message, StringComparison.Ordinal); // a refusal is not retried
+        Assert.Contains("not paired", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, replica.Retries);
         Assert.NotNull(replica.LastError);
         Assert.Null(replica.LastSnapshot);
         Assert.Equal("not-found", unknown.Code);
@@ -125,7 +127,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         var replica = await primary.GetReplicaAsync("app");
 
         Assert.Contains("promoted", refused.Message, StringComparison.Ordinal);
-        Assert.Contains("after 1 attempts", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("after 1 attempt", refused.Message, StringComparison.Ordinal);
         Assert.Equal(0, replica.Retries);
     }
 

@@ -74,14 +74,47 @@ public static class ReplicaCommands
             "Fail-back, at the DR site: send a promoted replica back into the volume it came from, sending only what changed since the newest snapshot both sites share; "
             + "the other site reverts its own later writes (kept as a snapshot). Repeat 'replica sync' as needed, then 'replica promote' at home")
         { reverseVolume };
-        reverse.SetClientAction(async (p, client, json, ct) => Print([await client.ReverseReplicaAsync(p.GetValue(reverseVolume)!, Output.ProgressBar(json), ct)], json));
+        var discardAt = new Option<string?>("--discard-writes-at") { Description = "split brain (home also wrote after the common snapshot): 'home' reverts those writes, keeping them in a pre-rollback-... snapshot there; without it such a reverse is refused" };
+        reverse.Options.Add(discardAt);
+        reverse.SetClientAction(async (p, client, json, ct) =>
+        {
+            if (p.GetValue(discardAt) is { } at && at != "home")
+            {
+                throw new CliException($"--discard-writes-at takes 'home' (the site the volume is sent back to), not '{at}'");
+            }
 
-        var demoteVolume = new Argument<string>("volume") { Description = "promoted replica at this site" };
+            var replica = await client.ReverseReplicaAsync(p.GetValue(reverseVolume)!, Output.ProgressBar(json), p.GetValue(discardAt), ct);
+            Print([replica], json);
+            if (!json && replica.DiscardedWrites is { } discarded)
+            {
+                Console.Out.WriteLine(discarded);
+            }
+        });
+
+        var demoteVolume = new Argument<string>("volume") { Description = "promoted replica (or replicated group) at this site" };
         var demote = new Command("demote", "Make a promoted replica a replica again (done by the other site's fail-back promotion when it can reach this one)") { demoteVolume };
         demote.SetClientAction(async (p, client, json, ct) =>
         {
             var result = await client.DemoteReplicaAsync(p.GetValue(demoteVolume)!, ct);
-            VolumeCommands.Done(json, $"{p.GetValue(demoteVolume)} is a replica again{(result.KeptState is { } kept ? $"; what it held beyond its newest snapshot is kept as {kept.Address}" : "")}");
+            var kept = result.KeptStates ?? (result.KeptState is { } one ? [one] : []);
+            var what = result.Volumes is { } members ? $"group {p.GetValue(demoteVolume)} ({string.Join(", ", members)}) is" : $"{p.GetValue(demoteVolume)} is";
+            VolumeCommands.Done(json, $"{what} a replica again{(kept.Count > 0 ? $"; what it held beyond its newest replicated snapshot is kept as {string.Join(", ", kept.Select(k => k.Address))}" : "")}");
+        });
+
+        var acceptVolume = new Argument<string>("volume") { Description = "an existing volume at this site that a partner will seed over" };
+        var acceptFrom = new Option<string>("--from") { Description = "the partner that replicates into it, PARTNER or PARTNER:VOLUME (its volume, when named differently)", Required = true };
+        var accept = new Command("accept", "At the receiving site: offer an existing volume as a partner's replica target ('replica create --seed' there needs it); what it holds is kept as a snapshot, and it is read-only until promoted") { acceptVolume, acceptFrom };
+        accept.SetClientAction(async (p, client, json, ct) =>
+        {
+            var from = p.GetValue(acceptFrom)!.Split(':', 2);
+            var result = await client.AcceptReplicaAsync(p.GetValue(acceptVolume)!, new AcceptReplicaRequest(from[0], from.Length > 1 ? from[1] : null), ct);
+            if (json)
+            {
+                Output.Json(result);
+                return;
+            }
+
+            VolumeCommands.Done(json, $"{result.Replica.Volume} accepts {result.Replica.Partner}:{result.Replica.SourceVolume}; what it held is kept as {result.KeptState.Address}");
         });
 
         var incoming = new Command("incoming", "List volumes replicated into this server, who sends them and whether they were promoted");
@@ -115,7 +148,7 @@ public static class ReplicaCommands
             VolumeCommands.Done(json, $"{string.Join(", ", records.Select(r => r.Volume))} keep{(records.Count == 1 ? "s" : "")} the last {p.GetValue(keepLast)} replicated snapshots");
         });
 
-        return new Command("replica", "Replication of volumes to paired servers") { create, update, list, show, sync, delete, promote, reverse, demote, incoming, retain };
+        return new Command("replica", "Replication of volumes to paired servers") { create, update, list, show, sync, delete, promote, reverse, demote, accept, incoming, retain };
     }
 
     private static (Option<string[]> Exports, Option<string?> Iqn, Option<string[]> Initiators) StandbyOptions() => (

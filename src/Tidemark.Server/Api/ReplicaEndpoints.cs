@@ -57,12 +57,33 @@ public static class ReplicaEndpoints
             var (snapshot, note) = await m.PromoteAsync(volume, ct);
             return TypedResults.Ok(new PromoteResultDto(snapshot.ToDto(), note));
         }).WithName("replica.promote");
+        incoming.MapPost("/{volume}/accept", (ReplicaReceiver r, PartnerRegistry partners, EventLog events, string volume, AcceptReplicaRequest request) =>
+        {
+            partners.Get(request.Partner);
+            var (record, kept) = r.Accept(volume, request.Partner, request.SourceVolume);
+            events.Record("replica.accept", volume, "server", $"{volume} accepted as the target of {request.Partner}'s replica of {record.SourceVolume}; what it held is kept as {kept.Address}");
+            return TypedResults.Ok(new AcceptReplicaResultDto(record, kept.ToDto()));
+        }).WithName("replica.accept");
         incoming.MapPut("/{volume}/retention", (ReplicaReceiver r, string volume, ReplicaRetentionRequest request) => TypedResults.Ok(r.SetRetention(volume, request.KeepLast)))
             .WithName("replica.retain");
-        incoming.MapPost("/{volume}/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())))
-            .WithName("replica.demote");
-        incoming.MapPost("/{volume}/reverse", (HttpContext c, ReplicaReceiver r, ReplicaManager m, JobManager j, string volume, double? wait) =>
+        incoming.MapPost("/{volume}/demote", (ReplicaReceiver r, ReplicaManager m, string volume) =>
         {
+            // A replicated group is demoted as one unit, as it is promoted and reversed.
+            if (r.FindIncoming(volume) is null && r.GroupMembers(volume) is { Count: > 0 } members)
+            {
+                var kept = members.Select(member => m.Demote(member)).OfType<SnapshotInfo>().Select(s => s.ToDto()).ToList();
+                return TypedResults.Ok(new DemoteResultDto(kept.FirstOrDefault(), members, kept));
+            }
+
+            return TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto()));
+        }).WithName("replica.demote");
+        incoming.MapPost("/{volume}/reverse", (HttpContext c, ReplicaReceiver r, ReplicaManager m, JobManager j, string volume, double? wait, string? discardWritesAt) =>
+        {
+            if (discardWritesAt is not (null or "home"))
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"discardWritesAt takes 'home' (the site the volume is sent back to), not '{discardWritesAt}'");
+            }
+
             if (r.FindIncoming(volume) is null && r.GroupMembers(volume).Count == 0)
             {
                 throw new StorageException(StorageError.NotFound, $"{volume} was not replicated into this server; only a promoted replica can be sent back to its source");
@@ -78,7 +99,7 @@ public static class ReplicaEndpoints
                 progress =>
                 {
                     progress.Unit = "bytes";
-                    return m.ReverseAsync(volume, progress, progress.Cancellation).GetAwaiter().GetResult();
+                    return m.ReverseAsync(volume, progress, discardWritesAt == "home", progress.Cancellation).GetAwaiter().GetResult();
                 },
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.reverse");
@@ -96,8 +117,8 @@ public static class ReplicaEndpoints
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());
-        link.MapPost("/scan", (HttpContext context, ReplicaReceiver r, string volume, bool? seed, bool? reverse) =>
-            TypedResults.Ok(r.BeginScan(volume, PartnerOf(context), seed == true, reverse == true)));
+        link.MapPost("/scan", (HttpContext context, ReplicaReceiver r, EventLog events, string volume, bool? seed, bool? reverse, long? generation) =>
+            Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(r.BeginScan(volume, PartnerOf(context), seed == true, reverse == true, generation ?? 0))));
         link.MapGet("/scan/{scanBase:guid}/granules", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase, long key) =>
         {
             context.Response.ContentType = "application/octet-stream";
@@ -113,15 +134,36 @@ public static class ReplicaEndpoints
             r.SetStandbyExports(volume, PartnerOf(context), exports);
             return TypedResults.NoContent();
         });
-        link.MapPost("/demote", (ReplicaManager m, string volume) => TypedResults.Ok(new DemoteResultDto(m.Demote(volume)?.ToDto())));
-        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, string volume, long? resume, bool? reverse, string? group) =>
+        link.MapPost("/demote", (HttpContext context, ReplicaManager m, EventLog events, string volume, long? generation) =>
+            Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(new DemoteResultDto(m.Demote(volume, generation ?? 0)?.ToDto()))));
+        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation, bool? discard) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             var partner = PartnerOf(context);
+            if (reverse == true)
+            {
+                Refusing(events, volume, partner, () => r.CheckGeneration(volume, partner, generation ?? 0));
+            }
+
             try
             {
-                var result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group), context.RequestAborted);
+                StreamImportResult result;
+                try
+                {
+                    result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0, discard == true), context.RequestAborted);
+                }
+                catch (StorageException ex) when (ex.Data.Contains(ReplicaReceiver.SplitBrainKey))
+                {
+                    events.Record("replica.split-brain", volume, $"partner:{partner}", ex.Message, "refused");
+                    throw;
+                }
+
+                if (result.KeptState is { } kept)
+                {
+                    events.Record("replica.split-brain", volume, $"partner:{partner}", $"fail-back from {partner} discarded the writes made here to {volume} after {result.Header.BaseSnapshotName}; they are kept as {kept.Address}");
+                }
+
                 if (result.Snapshot is null)
                 {
                     return Results.Accepted(); // a group member: complete, waiting for the group's commit
@@ -132,7 +174,7 @@ public static class ReplicaEndpoints
                     m.SuspendForFailBack(volume, partner);
                 }
 
-                return Results.Ok(new StreamImportDto(result.Snapshot!.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes));
+                return Results.Ok(new StreamImportDto(result.Snapshot!.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes, result.KeptState?.ToDto()));
             }
             catch (StreamImportException ex) when (ex.InnerException is StorageException inner)
             {
@@ -140,6 +182,30 @@ public static class ReplicaEndpoints
             }
         }).WithName("replica.receive");
     }
+
+    /// <summary>
+    /// A partner at a stale role generation is refused, and this site's event log says so too (the
+    /// refusal must be visible at both ends, not only in the sender's error).
+    /// </summary>
+    private static T Refusing<T>(EventLog events, string volume, string partner, Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (StorageException ex) when (ex.Data.Contains(ReplicaReceiver.StaleGenerationKey))
+        {
+            events.Record("replica.refused", volume, $"partner:{partner}", ex.Message, "refused");
+            throw;
+        }
+    }
+
+    private static void Refusing(EventLog events, string volume, string partner, Action action) =>
+        Refusing(events, volume, partner, () =>
+        {
+            action();
+            return 0;
+        });
 
     private static string PartnerOf(HttpContext context) => (context.Items[AuditMiddleware.ActorItem] as string ?? "partner:?")["partner:".Length..];
 }

@@ -97,6 +97,11 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     {
         lock (_lock)
         {
+            if (_replicas.Values.FirstOrDefault(r => r.PendingSnapshot is { } p && Members(r).Any(m => $"{m}@{p}" == address)) is { } sending)
+            {
+                return $"replica {sending.Volume} -> {sending.Partner} is sending it (the next sync continues that transfer)";
+            }
+
             return _replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && Members(r).Any(m => $"{m}@{s}" == address)) is { } replica
                 ? $"it is the newest snapshot replica {replica.Volume} -> {replica.Partner} shares, the base of its next sync"
                 : null;
@@ -317,9 +322,19 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     {
         lock (_lock)
         {
-            Find(volume);
+            var state = Find(volume);
             _replicas.Remove(volume);
             Save();
+            if (state.PendingSnapshot is { } pending)
+            {
+                foreach (var member in Members(state))
+                {
+                    if (_pool.TryGetVolume(member, out _) && _pool.ListSnapshots(member).Any(s => s.Name == pending))
+                    {
+                        DeleteQuietly($"{member}@{pending}");
+                    }
+                }
+            }
         }
     }
 
@@ -341,11 +356,25 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         try
         {
             var started = _time.GetUtcNow();
-            var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
 
-            // A group is cut at one instant and sent member by member; the partner commits all the
-            // members' snapshots together only when every stream is in.
-            IReadOnlyList<SnapshotInfo> snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
+            // A transfer an earlier sync left unfinished (a bad link, this server killed) is
+            // continued: same snapshot, from the offset the partner durably applied, so every sync
+            // makes progress however often the link breaks. Otherwise a group is cut at one instant
+            // and sent member by member; the partner commits all the members' snapshots together
+            // only when every stream is in.
+            var snapshots = PendingSnapshots(state);
+            var continued = snapshots is not null;
+            if (snapshots is null)
+            {
+                var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
+                snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
+                lock (_lock)
+                {
+                    state.PendingSnapshot = name;
+                    Save();
+                }
+            }
+
             var snapshot = snapshots[0];
             progress ??= new OperationProgress(cancellationToken);
             var tracker = new SyncProgress(progress);
@@ -357,19 +386,26 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             using var http = PartnerLink.Create(_identity, partner, Timeout.InfiniteTimeSpan);
             Exception? last = null;
             long sent = 0, rangeBytes = 0;
-            var retries = 0;
+            var wire = new WireCounter();
+            var attempts = 0;
             var scans = new Dictionary<Guid, ScanPlan>();
             for (var attempt = 1; attempt <= MaxAttempts; attempt++)
             {
+                attempts = attempt;
                 try
                 {
-                    var (s, r) = await SendAllAsync(http, state, snapshots, tracker, scans, cancellationToken);
-                    sent += s;
-                    rangeBytes += r;
+                    (sent, rangeBytes) = await SendAllAsync(http, state, snapshots, tracker, scans, wire, cancellationToken);
                     last = null;
                     break;
                 }
                 catch (StorageException ex) when (ex.Data.Contains(Refused))
+                {
+                    // The partner decided (not paired, stale role generation, not a replica target...):
+                    // another attempt gets the same answer, so its reason is the sync's result at once.
+                    last = ex;
+                    break;
+                }
+                catch (HttpRequestException ex) when ((int?)ex.StatusCode is >= 400 and < 500)
                 {
                     last = ex;
                     break;
@@ -378,42 +414,61 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 {
                     // Not a broken link: the partner does not know this server. Retrying cannot help.
                     last = new StorageException(StorageError.Unavailable, $"{partner.Name} refused the TLS handshake: it is not paired with this server; run 'tidemark partner add' there with fingerprint {_identity.Fingerprint}", ex);
+                    last.Data[Refused] = true;
                     break;
                 }
                 catch (Exception ex) when (ex is HttpRequestException or IOException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
                 {
                     last = ex;
-                    retries++;
                     _logger.LogWarning("Replication of {Volume} to {Partner}, attempt {Attempt}: {Message}", volume, partner.Name, attempt, ex.Message);
                     if (attempt < MaxAttempts)
                     {
+                        // While it waits, the sync is not "100%, ETA 0": 'replica show' says it is retrying and why.
+                        lock (_lock)
+                        {
+                            state.Retrying = $"attempt {attempt} of {MaxAttempts} failed ({ex.Message}); retrying";
+                        }
+
                         await Task.Delay(RetryDelay * (1 << (attempt - 1)), _time, cancellationToken);
+                        lock (_lock)
+                        {
+                            state.Retrying = null;
+                        }
                     }
                 }
             }
 
+            var retries = attempts - 1;
             lock (_lock)
             {
                 state.Retries += retries;
+                state.BytesSent += wire.Bytes; // every attempt's: the link carried them all
                 if (last is not null)
                 {
-                    // This attempt's snapshots are no base for anything: a later sync takes new ones.
-                    foreach (var failed in snapshots)
+                    // A broken link leaves the transfer to the next sync, which continues it. A
+                    // refusal would only be refused again: its snapshots are dropped.
+                    if (IsRefusal(last))
                     {
-                        DeleteQuietly(failed.Address);
+                        foreach (var failed in snapshots)
+                        {
+                            DeleteQuietly(failed.Address);
+                        }
+
+                        state.PendingSnapshot = null;
                     }
 
                     state.LastError = last.Message;
                     Save();
-                    _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {retries + 1} attempts: {last.Message}; the replica keeps its last complete snapshot", "failed");
-                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {retries + 1} attempts ({Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
+                    var tries = attempts == 1 ? "1 attempt" : $"{attempts} attempts";
+                    _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {tries}: {last.Message}; the replica keeps its last complete snapshot", "failed");
+                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {tries} ({Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
                 }
 
                 var previous = state.LastSnapshot;
+                state.PendingSnapshot = null;
                 state.LastSnapshot = snapshot.Name;
                 state.LastSnapshotCreatedAt = snapshot.CreatedAt;
                 state.LastSyncAt = _time.GetUtcNow();
-                state.BytesSent += sent;
                 state.LastBytesSent = sent;
                 state.LastRangeBytes = rangeBytes;
                 state.LastDurationSeconds = (state.LastSyncAt.Value - started).TotalSeconds;
@@ -427,7 +482,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                     }
                 }
 
-                _events.Record("replica.sync", volume, "server", $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}");
+                _events.Record("replica.sync", volume, "server", $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}");
                 return ToDto(state);
             }
         }
@@ -436,10 +491,46 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             lock (_lock)
             {
                 state.Running = null;
+                state.Retrying = null;
             }
 
             _syncing.Release();
         }
+    }
+
+    private static bool IsRefusal(Exception ex) =>
+        ex.Data.Contains(Refused) || ex is HttpRequestException { StatusCode: { } status } && (int)status is >= 400 and < 500;
+
+    /// <summary>
+    /// The snapshots of a transfer an earlier sync of <paramref name="state"/> left unfinished, when
+    /// they all still exist; otherwise null (and any that remain are deleted: no base for anything).
+    /// </summary>
+    private IReadOnlyList<SnapshotInfo>? PendingSnapshots(ReplicaState state)
+    {
+        if (state.PendingSnapshot is not { } name)
+        {
+            return null;
+        }
+
+        var members = Members(state).ToList();
+        var found = members.Select(m => _pool.TryGetVolume(m, out _) ? _pool.ListSnapshots(m).FirstOrDefault(s => s.Name == name) : null).ToList();
+        if (members.Count > 0 && found.All(s => s is not null))
+        {
+            return [.. found.OfType<SnapshotInfo>()];
+        }
+
+        foreach (var orphan in found.OfType<SnapshotInfo>())
+        {
+            DeleteQuietly(orphan.Address);
+        }
+
+        lock (_lock)
+        {
+            state.PendingSnapshot = null;
+            Save();
+        }
+
+        return null;
     }
 
     private void DeleteQuietly(string address)
@@ -488,7 +579,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// the partner to commit the members together. Sets the progress total first (the bytes of ranges
     /// to send are known from the diffs), so the ETA is right, also after a resume.
     /// </summary>
-    private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, CancellationToken ct)
+    private async Task<(long Sent, long RangeBytes)> SendAllAsync(HttpClient http, ReplicaState state, IReadOnlyList<SnapshotInfo> snapshots, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, WireCounter wire, CancellationToken ct)
     {
         await SendStandbyAsync(http, state, ct);
         var plans = new List<(SnapshotInfo Snapshot, string Remote, SnapshotInfo? Common, long Resume, bool Scan)>();
@@ -496,7 +587,13 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         foreach (var snapshot in snapshots)
         {
             var remote = $"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(state.IsGroup ? snapshot.Volume : state.RemoteVolume)}";
-            var theirs = await http.GetFromJsonAsync<List<RemoteSnapshotDto>>($"{remote}/snapshots", ApiJson.Options, ct) ?? [];
+            List<RemoteSnapshotDto> theirs;
+            using (var listed = await http.GetAsync($"{remote}/snapshots", ct))
+            {
+                await PartnerLink.EnsureSuccessAsync(listed, "the partner did not list its snapshots", ct);
+                theirs = await listed.Content.ReadFromJsonAsync<List<RemoteSnapshotDto>>(ApiJson.Options, ct) ?? [];
+            }
+
             if (theirs.Any(s => s.Id == snapshot.Id))
             {
                 committed++; // an earlier attempt got through; only its answer was lost
@@ -532,13 +629,25 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         }
 
         long sent = 0, rangeBytes = 0;
+        var kept = new List<SnapshotDto>();
         var bandwidth = CheckBandwidth(state.Bandwidth);
         foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
-            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, ct);
+            var (s, r) = await SendAsync(http, remote, snapshot, common, scanned.GetValueOrDefault(snapshot.Id), resume, state.Reverse, bandwidth, state.CompressionLevel, group, progress, wire, state.Reverse && state.DiscardWritesAtPartner ? kept : null, ct);
             sent += s;
             rangeBytes += r;
+        }
+
+        if (kept.Count > 0)
+        {
+            lock (_lock)
+            {
+                state.DiscardedWrites = $"split brain resolved: {state.Partner} had written after the common snapshot; those writes are kept there as {string.Join(", ", kept.Select(k => k.Address))}";
+                state.DiscardWritesAtPartner = false;
+            }
+
+            _events.Record("replica.split-brain", state.Volume, "server", state.DiscardedWrites);
         }
 
         if (state.IsGroup)
@@ -562,7 +671,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// </summary>
     private async Task<ScanPlan?> ScanAsync(HttpClient http, ReplicaState state, SnapshotInfo snapshot, string remote, SyncProgress progress, Dictionary<Guid, ScanPlan> scans, CancellationToken ct)
     {
-        using var response = await http.PostAsync($"{remote}/scan?seed={(state.Seed ? "true" : "false")}&reverse={(state.Reverse ? "true" : "false")}", null, ct);
+        using var response = await http.PostAsync($"{remote}/scan?seed={(state.Seed ? "true" : "false")}&reverse={(state.Reverse ? "true" : "false")}&generation={_receiver.GenerationOf(snapshot.Volume)}", null, ct);
         if (response.StatusCode == HttpStatusCode.NotFound)
         {
             progress.AddToTotal(-snapshot.SizeBytes + SnapshotStreamWriter.RangeBytes(_pool, snapshot.Address, null));
@@ -591,10 +700,13 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         return response.StatusCode == HttpStatusCode.NoContent ? null : await response.Content.ReadFromJsonAsync<PartialReceiveDto>(ApiJson.Options, ct);
     }
 
-    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, CancellationToken ct)
+    /// <summary>Sends one member's stream; returns its bytes on the wire and of ranges covered. Every byte on the wire also goes to <paramref name="wire"/>, also when it fails.</summary>
+    private async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, WireCounter wire, List<SnapshotDto>? discardKeptAt, CancellationToken ct)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
-        var counting = new CountingStream(pipe.Reader.AsStream());
+        var counting = new CountingStream(pipe.Reader.AsStream(), wire);
+        long skipped = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         StreamHeader? header = null;
         var writer = Task.Run(
             () =>
@@ -608,9 +720,13 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                         CompressionLevel = level,
                         Ranges = scan?.Ranges,
                         RemoteBase = scan is null ? null : (scan.Base.SnapshotId, scan.Base.SnapshotName),
-                        Resumed = skipped => progress.Covered(snapshot.Id, skipped, resumed: true),
+                        Resumed = before =>
+                        {
+                            skipped = before;
+                            progress.Covered(snapshot.Id, before, resumed: true);
+                        },
                         Progress = covered => progress.Covered(snapshot.Id, covered, resumed: false),
-                    }, ct);
+                    }, stop.Token);
                 }
                 catch (Exception ex)
                 {
@@ -618,14 +734,68 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                     throw;
                 }
             },
-            ct);
+            stop.Token);
         Stream body = bytesPerSecond is { } rate ? new RateLimitedStream(counting, rate, _time) : counting;
         using var content = new StreamContent(body, 1 << 20);
-        var query = $"resume={resume}{(reverse ? "&reverse=true" : "")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
-        using var response = await http.PostAsync($"{remote}/receive?{query}", content, ct);
-        await writer.ConfigureAwait(false);
-        await PartnerLink.EnsureSuccessAsync(response, "the partner refused the stream", ct);
-        return (counting.BytesRead, header?.RangeBytes ?? 0);
+        var query = $"resume={resume}&generation={_receiver.GenerationOf(snapshot.Volume)}{(reverse ? "&reverse=true" : "")}{(discardKeptAt is null ? "" : "&discard=true")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.PostAsync($"{remote}/receive?{query}", content, ct);
+        }
+        catch
+        {
+            await StopWriterAsync();
+            throw;
+        }
+
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                // A refusal may come before the stream was read: the partner's reason is the
+                // result, not whatever the abandoned writer reports.
+                await StopWriterAsync();
+                await PartnerLink.EnsureSuccessAsync(response, "the partner refused the stream", ct);
+            }
+
+            await writer.ConfigureAwait(false);
+            if (discardKeptAt is not null && response.StatusCode == HttpStatusCode.OK
+                && await response.Content.ReadFromJsonAsync<StreamImportDto>(ApiJson.Options, ct) is { KeptState: { } keptState })
+            {
+                discardKeptAt.Add(keptState);
+            }
+        }
+
+        // The ranges this attempt covered, for the bytes this attempt sent: what a resume skipped
+        // went over the wire in an earlier attempt, so counting it would inflate the ratio.
+        return (counting.BytesRead, Math.Max(0, (header?.RangeBytes ?? 0) - skipped));
+
+        // The writer may be blocked on a full pipe that nobody reads any more: completing the
+        // reader releases it, the token stops it at its next record.
+        async Task StopWriterAsync()
+        {
+            await stop.CancelAsync();
+            await pipe.Reader.CompleteAsync();
+            try
+            {
+                await writer.ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Stopped because the request ended; the request's outcome is what counts.
+            }
+        }
+    }
+
+    /// <summary>One sync's bytes on the wire, every attempt (a failed one used the link too): what the replica's total counts.</summary>
+    private sealed class WireCounter
+    {
+        private long _bytes;
+
+        public long Bytes => Interlocked.Read(ref _bytes);
+
+        public void Add(long bytes) => Interlocked.Add(ref _bytes, bytes);
     }
 
     /// <summary>
@@ -635,11 +805,11 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// and holds its own replication of that volume. Later syncs of the reverse direction send only
     /// what changed here; 'replica promote' at the partner ends it.
     /// </summary>
-    public async Task<ReplicaDto> ReverseAsync(string volume, OperationProgress? progress, CancellationToken cancellationToken)
+    public async Task<ReplicaDto> ReverseAsync(string volume, OperationProgress? progress, bool discardWritesAtHome, CancellationToken cancellationToken)
     {
         if (_receiver.FindIncoming(volume) is null && _receiver.GroupMembers(volume) is { Count: > 0 } members)
         {
-            return await ReverseGroupAsync(volume, members, progress, cancellationToken);
+            return await ReverseGroupAsync(volume, members, progress, discardWritesAtHome, cancellationToken);
         }
 
         var incoming = _receiver.FindIncoming(volume)
@@ -657,11 +827,14 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 throw new StorageException(StorageError.AlreadyExists, $"{volume} is already replicated to {existing.Partner}; delete that replica first");
             }
 
-            if (!_replicas.ContainsKey(volume))
+            if (!_replicas.TryGetValue(volume, out var reverse))
             {
-                _replicas[volume] = new ReplicaState { Volume = volume, Partner = incoming.Partner, RemoteVolume = incoming.SourceVolume, Reverse = true };
-                Save();
+                reverse = new ReplicaState { Volume = volume, Partner = incoming.Partner, RemoteVolume = incoming.SourceVolume, Reverse = true };
+                _replicas[volume] = reverse;
             }
+
+            reverse.DiscardWritesAtPartner = discardWritesAtHome;
+            Save();
         }
 
         _events.Record("replica.reverse", volume, "server", $"sending {volume} back to {incoming.Partner} as {incoming.SourceVolume} (fail-back)");
@@ -674,7 +847,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     /// at the partner, which commits all members' snapshots together and holds its own replication
     /// of the group until 'replica promote GROUP' there.
     /// </summary>
-    private async Task<ReplicaDto> ReverseGroupAsync(string group, IReadOnlyList<string> members, OperationProgress? progress, CancellationToken cancellationToken)
+    private async Task<ReplicaDto> ReverseGroupAsync(string group, IReadOnlyList<string> members, OperationProgress? progress, bool discardWritesAtHome, CancellationToken cancellationToken)
     {
         var records = members.Select(m => _receiver.FindIncoming(m)!).ToList();
         if (records.FirstOrDefault(r => !r.Promoted) is { } notPromoted)
@@ -708,11 +881,14 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 throw new StorageException(StorageError.AlreadyExists, $"{group} is already replicated to {replica.Partner}; delete that replica first");
             }
 
-            if (!_replicas.ContainsKey(group))
+            if (!_replicas.TryGetValue(group, out var reverse))
             {
-                _replicas[group] = new ReplicaState { Volume = group, Partner = partner, RemoteVolume = group, Reverse = true, IsGroup = true };
-                Save();
+                reverse = new ReplicaState { Volume = group, Partner = partner, RemoteVolume = group, Reverse = true, IsGroup = true };
+                _replicas[group] = reverse;
             }
+
+            reverse.DiscardWritesAtPartner = discardWritesAtHome;
+            Save();
         }
 
         _events.Record("replica.reverse", group, "server", $"sending group {group} ({string.Join(", ", members)}) back to {partner} (fail-back)");
@@ -800,7 +976,11 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             using var http = PartnerLink.Create(_identity, partner, TimeSpan.FromSeconds(30));
             foreach (var remote in remoteVolumes)
             {
-                using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(remote)}/demote", null, cancellationToken);
+                // The demotion carries this site's new role generation: from now on the partner
+                // refuses its own older streams (an old reverse sync) into this volume. A group's
+                // members keep their names at both sites.
+                var generation = _receiver.GenerationOf(_pool.TryGetVolume(volume, out _) ? volume : remote);
+                using var response = await http.PostAsync($"{PartnerLink.PathPrefix.TrimStart('/')}/volumes/{Uri.EscapeDataString(remote)}/demote?generation={generation}", null, cancellationToken);
                 await PartnerLink.EnsureSuccessAsync(response, $"{partnerName} could not demote {remote}", cancellationToken);
             }
 
@@ -813,9 +993,22 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     }
 
     /// <summary>Makes a promoted replica here a replica again (the other site failed back) and drops the reverse replication that fed it back.</summary>
-    public SnapshotInfo? Demote(string volume)
+    public SnapshotInfo? Demote(string volume, long? generation = null)
     {
-        var kept = _receiver.Demote(volume);
+        string? returnTo;
+        lock (_lock)
+        {
+            // The last snapshot sent back is the one the other site has; the volume returns to it.
+            returnTo = _replicas.TryGetValue(volume, out var reverse) && reverse.Reverse ? reverse.LastSnapshot
+                : _replicas.Values.FirstOrDefault(r => r.Reverse && r.IsGroup && Members(r).Contains(volume))?.LastSnapshot;
+        }
+
+        if (generation is { } theirs && theirs < _receiver.GenerationOf(volume))
+        {
+            throw ReplicaReceiver.StaleGeneration($"a demotion of {volume} from role generation {theirs} is stale: this site is at {_receiver.GenerationOf(volume)}; nothing changed");
+        }
+
+        var kept = _receiver.Demote(volume, returnTo, generation);
         lock (_lock)
         {
             if (_replicas.TryGetValue(volume, out var state) && state.Reverse)
@@ -824,8 +1017,9 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
                 Save();
             }
 
-            // A group sent back as one unit: its reverse replication ends with its members' demotion.
-            foreach (var group in _replicas.Values.Where(r => r.Reverse && r.IsGroup && Members(r).Contains(volume)).ToList())
+            // A group sent back as one unit: its reverse replication ends with its last member's
+            // demotion (the others still return to the snapshot it sent last).
+            foreach (var group in _replicas.Values.Where(r => r.Reverse && r.IsGroup && Members(r).Contains(volume) && !Members(r).Any(_receiver.Promoted.Contains)).ToList())
             {
                 _replicas.Remove(group.Volume);
                 Save();
@@ -865,13 +1059,21 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         s.LastScannedBytes,
         s.StandbyExports,
         s.LastBytesSent > 0 && s.LastRangeBytes > 0 ? Math.Round((double)s.LastRangeBytes / s.LastBytesSent, 2) : null,
-        s.Running is var (progress, started) ? Syncing(progress, started) : null,
-        s.CompressionLevel);
+        s.Running is var (progress, started) ? Syncing(progress, started, s.Retrying) : null,
+        s.CompressionLevel,
+        s.DiscardedWrites);
 
-    private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started)
+    private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started, string? retrying)
     {
         var total = progress.Total;
         var done = progress.Done;
+        if (retrying is not null)
+        {
+            // What the sender wrote into the link is not what the partner applied: between attempts
+            // neither a percentage nor an ETA is known until the partner says where to resume.
+            return new ReplicaSyncProgressDto(started, done, total, null, null, retrying);
+        }
+
         return new ReplicaSyncProgressDto(started, done, total, total is > 0 ? Math.Round(Math.Min(100, 100.0 * done / total.Value), 1) : null, progress.EtaSeconds(_time.GetUtcNow() - started));
     }
 
@@ -982,11 +1184,24 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         /// <summary>This relationship sends a promoted replica back to the site it came from (fail-back).</summary>
         public bool Reverse { get; set; }
 
+        /// <summary>A reverse sync may revert what the partner wrote after the common snapshot (split brain resolved by the administrator's flag).</summary>
+        public bool DiscardWritesAtPartner { get; set; }
+
+        /// <summary>Where the partner keeps the writes the last fail-back discarded (for 'replica show'), or null.</summary>
+        public string? DiscardedWrites { get; set; }
+
         /// <summary>Why syncs are held (the partner fails back into this volume), or null.</summary>
         public string? Suspended { get; set; }
 
         /// <summary>The partner's volume holds a copy of this one already: with no snapshot in common it is compared by hash scan.</summary>
         public bool Seed { get; set; }
+
+        /// <summary>The replication snapshot of a transfer not yet complete at the partner (saved before it is sent, so a restart continues it too).</summary>
+        public string? PendingSnapshot { get; set; }
+
+        /// <summary>Why the running sync waits to retry (not saved).</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
+        public string? Retrying { get; set; }
 
         /// <summary>The sync under way, if any (not saved).</summary>
         [System.Text.Json.Serialization.JsonIgnore]
@@ -1051,7 +1266,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
     }
 
     /// <summary>Counts what the HTTP client reads of the stream: the bytes on the wire (before TLS).</summary>
-    private sealed class CountingStream(Stream inner) : Stream
+    private sealed class CountingStream(Stream inner, WireCounter wire) : Stream
     {
         public long BytesRead { get; private set; }
 
@@ -1073,6 +1288,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         {
             var n = inner.Read(buffer, offset, count);
             BytesRead += n;
+            wire.Add(n);
             return n;
         }
 
@@ -1080,6 +1296,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         {
             var n = await inner.ReadAsync(buffer, cancellationToken);
             BytesRead += n;
+            wire.Add(n);
             return n;
         }
 

@@ -35,6 +35,9 @@ public sealed class ReplicaReceiver
     public const string ScanBasePrefix = "hashscan-";
     public const string FailBackBasePrefix = "pre-failback-";
 
+    /// <summary>Name of the snapshot that keeps what a volume held when it was accepted as a replica target.</summary>
+    public const string AcceptedPrefix = "pre-seed-";
+
     /// <summary>A transfer that runs records how far it durably got at least this often (and at its end or failure).</summary>
     public static readonly TimeSpan SaveProgressEvery = TimeSpan.FromSeconds(2);
 
@@ -159,16 +162,120 @@ public sealed class ReplicaReceiver
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         lock (gate)
         {
-            var snapshots = _pool.ListSnapshots(volume);
-            if (snapshots.Count == 0)
-            {
-                throw new StorageException(StorageError.InvalidArgument, $"{volume} has no complete replicated snapshot yet; there is nothing consistent to promote");
-            }
-
+            _pool.GetVolume(volume); // a missing volume: not found
+            var newest = NewestReplicated(volume)
+                ?? throw new StorageException(StorageError.InvalidArgument, $"{volume} has no complete replicated snapshot yet; there is nothing consistent to promote");
             DiscardLeftovers(volume, replica: true);
             SetPromoted(volume, true);
-            return snapshots.MaxBy(s => s.CreatedAt)!;
+            BumpGeneration(volume);
+            return newest;
         }
+    }
+
+    /// <summary>
+    /// The newest snapshot replication committed into <paramref name="volume"/>: the one the
+    /// incoming record names (by id; by name for records written before ids were kept), never the
+    /// newest by creation time — a snapshot taken by hand here, maybe of a half-applied transfer, is
+    /// the administrator's. A volume with no record (a half-received one, a primary) falls back to
+    /// its newest snapshot.
+    /// </summary>
+    public SnapshotInfo? NewestReplicated(string volume)
+    {
+        if (!_pool.TryGetVolume(volume, out _))
+        {
+            return null;
+        }
+
+        var snapshots = _pool.ListSnapshots(volume);
+        IncomingReplicaDto? record;
+        lock (_incoming)
+        {
+            record = _incoming.GetValueOrDefault(volume);
+        }
+
+        if (record?.LastSnapshotId is { } id && snapshots.FirstOrDefault(s => s.Id == id) is { } byId)
+        {
+            return byId;
+        }
+
+        if (record?.LastSnapshot is { } name && snapshots.FirstOrDefault(s => s.Name == name) is { } byName)
+        {
+            return byName;
+        }
+
+        return snapshots.MaxBy(s => s.CreatedAt);
+    }
+
+    /// <summary>The role generation of <paramref name="volume"/> here (0 for a volume that was never a replica).</summary>
+    public long GenerationOf(string volume)
+    {
+        lock (_incoming)
+        {
+            return _incoming.TryGetValue(volume, out var record) ? record.Generation : 0;
+        }
+    }
+
+    private void BumpGeneration(string volume)
+    {
+        lock (_incoming)
+        {
+            if (_incoming.TryGetValue(volume, out var record))
+            {
+                _incoming[volume] = record with { Generation = record.Generation + 1 };
+                SaveIncoming();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Refuses a stream or request for <paramref name="volume"/> from a partner at a lower role
+    /// generation (a side that was promoted past it: its writes would roll back newer ones here).
+    /// Checked for what may roll back or demote a volume (a reverse stream or scan, a demotion); an
+    /// ordinary stream enters only a replica that is not promoted, which holds no writes of its own,
+    /// and every stream leaves the higher generation recorded.
+    /// </summary>
+    public void CheckGeneration(string volume, string partner, long generation)
+    {
+        var ours = GenerationOf(volume);
+        if (generation < ours)
+        {
+            throw StaleGeneration($"{partner} is at role generation {generation} of {volume}, this site at {ours}: {volume} was promoted here since {partner} last took a role in it, so its stream would undo newer writes; run 'tidemark replica demote {volume}' at {partner} (or delete that replica there)");
+        }
+    }
+
+    // 503, not 409: the sender may well be retrying after a broken connection whose request this
+    // server has not finished yet, and another attempt a moment later succeeds.
+    private static StorageException TransferRunning(string volume) =>
+        new(StorageError.Closed, $"a transfer into {volume} is already running; try again when it ends");
+
+    /// <summary>Marks (in an exception's data) a fail-back refused because both sites wrote after their common snapshot.</summary>
+    public const string SplitBrainKey = "tidemark.split-brain";
+
+    /// <summary>Marks (in an exception's data) a refusal because the other side's role generation is stale.</summary>
+    public const string StaleGenerationKey = "tidemark.stale-generation";
+
+    public static StorageException StaleGeneration(string message)
+    {
+        var ex = new StorageException(StorageError.ReadOnly, message);
+        ex.Data[StaleGenerationKey] = true;
+        return ex;
+    }
+
+    /// <summary>
+    /// Why <paramref name="volume"/> must not be exported read-write, or null: a replica that is not
+    /// promoted is written by replication alone (a write there would make the DR copy differ from
+    /// every source snapshot, or be discarded by the next sync).
+    /// </summary>
+    public string? WhyReadOnly(string volume)
+    {
+        if (!IsReplicaFrom(volume, null) && !_partial.ContainsKey(volume) && !_pending.ContainsKey(volume))
+        {
+            return null;
+        }
+
+        var newest = NewestReplicated(volume);
+        var source = FindIncoming(volume) is { } record ? $" of {record.Partner}:{record.SourceVolume}" : "";
+        return $"{volume} is a replica{source} and read-only until promoted; to test the DR copy, create a view of a replicated snapshot and export that ('tidemark view create {volume}@{newest?.Name ?? "SNAPSHOT"} --name {volume}-test'), or export it read-only (--read-only); 'tidemark replica promote {volume}' makes it a writable primary";
     }
 
     /// <summary>
@@ -177,7 +284,7 @@ public sealed class ReplicaReceiver
     /// a rollback keeps it, and the volume returns to that newest snapshot, which the other site has.
     /// Returns the kept snapshot, or null when there was nothing to keep.
     /// </summary>
-    public SnapshotInfo? Demote(string volume)
+    public SnapshotInfo? Demote(string volume, string? returnTo = null, long? generation = null)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         lock (gate)
@@ -192,9 +299,22 @@ public sealed class ReplicaReceiver
                 throw new StorageException(StorageError.Busy, $"{volume} is exported read-write ({string.Join(", ", exports)}); stop the application and delete those exports before it becomes a replica again");
             }
 
-            var newest = _pool.ListSnapshots(volume).MaxBy(s => s.CreatedAt)!;
-            var kept = _pool.Diff(volume, newest.Name, null).Count > 0 ? _pool.Rollback(volume, newest.Name, keepCurrentState: true) : null;
+            // The snapshot the other site has: the last one sent back to it (fail-back), else the
+            // newest one replicated here; never a snapshot someone took here by hand.
+            var target = (returnTo is null ? null : _pool.ListSnapshots(volume).FirstOrDefault(s => s.Name == returnTo)) ?? NewestReplicated(volume)!;
+            var kept = _pool.Diff(volume, target.Name, null).Count > 0 ? _pool.Rollback(volume, target.Name, keepCurrentState: true) : null;
             SetPromoted(volume, false);
+            lock (_incoming)
+            {
+                if (_incoming.TryGetValue(volume, out var record))
+                {
+                    // What 'replica incoming' shows is the state the replica is in now, and the
+                    // generation is the promoting side's, so this side's older streams are refused.
+                    _incoming[volume] = record with { LastSnapshot = target.Name, LastSnapshotCreatedAt = target.CreatedAt, LastSnapshotId = target.Id, Generation = Math.Max(record.Generation, generation ?? 0) };
+                    SaveIncoming();
+                }
+            }
+
             return kept;
         }
     }
@@ -268,12 +388,17 @@ public sealed class ReplicaReceiver
         }
     }
 
-    private void RecordIncoming(string volume, string partner, StreamImportResult result, string? group)
+    private void RecordIncoming(string volume, string partner, StreamImportResult result, string? group, long generation)
     {
         lock (_incoming)
         {
-            var keepLast = _incoming.TryGetValue(volume, out var before) ? before.KeepLast : null;
-            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false, group, KeepLast: keepLast);
+            _incoming.TryGetValue(volume, out var before);
+            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false, group, KeepLast: before?.KeepLast)
+            {
+                LastSnapshotId = result.Snapshot?.Id,
+                Sequence = (before?.Sequence ?? 0) + 1,
+                Generation = Math.Max(before?.Generation ?? 0, generation),
+            };
             SaveIncoming();
         }
     }
@@ -315,8 +440,9 @@ public sealed class ReplicaReceiver
         var snapshots = _pool.SnapshotVolumesTogether(members, $"{request.Group}/{members[0].Name}");
         foreach (var (volume, result) in headers)
         {
-            _pending.TryRemove(volume, out _);
-            RecordIncoming(volume, partner, result with { Snapshot = snapshots.First(s => s.Volume == volume) }, request.Group.Split('/')[0]);
+            _pending.TryRemove(volume, out var pending);
+            pending ??= new PendingMember(request.Group, result.Header, result, 0);
+            RecordIncoming(volume, partner, result with { Snapshot = snapshots.First(s => s.Volume == volume) }, request.Group.Split('/')[0], pending.Generation);
             DropScanBase(volume, result.Header);
             Prune(volume);
         }
@@ -339,16 +465,21 @@ public sealed class ReplicaReceiver
     /// primary here: it must not be exported read-write, it is rolled back to the stream's base
     /// (keeping what it held as a snapshot), and it becomes a replica of the partner.
     /// </summary>
-    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken, string? group = null)
+    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken, string? group = null, long generation = 0, bool discardWrites = false)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         if (!gate.TryEnter())
         {
-            throw new StorageException(StorageError.Busy, $"a transfer into {volume} is already running");
+            throw TransferRunning(volume);
         }
 
         try
         {
+            if (reverse)
+            {
+                CheckGeneration(volume, partner, generation);
+            }
+
             CheckAccepts(volume, reverse);
             if (resumeOffset == 0)
             {
@@ -359,8 +490,10 @@ public sealed class ReplicaReceiver
                     DiscardLeftovers(volume, IsReplicaFrom(volume, partner));
                 }
             }
-            else if (Partial(volume) is not { } partial || partial.AppliedOffset != resumeOffset || !_pool.TryGetVolume(volume, out _))
+            else if (Partial(volume) is not { Complete: false } partial || partial.AppliedOffset < resumeOffset || !_pool.TryGetVolume(volume, out _))
             {
+                // Resuming before the durable offset is fine (records of the same snapshot rewrite
+                // the same blocks); beyond it would skip blocks never applied.
                 throw new StorageException(StorageError.InvalidArgument, $"there is nothing to resume at offset {resumeOffset} in {volume}; start the transfer over");
             }
 
@@ -388,10 +521,15 @@ public sealed class ReplicaReceiver
                     Volume = volume,
                     KeepPartial = true,
                     Resume = resumeOffset > 0,
-                    RollbackToBase = reverse,
+                    RollbackToBase = reverse && discardWrites,
                     DeferSnapshot = group is not null,
                     HeaderRead = header =>
                     {
+                        if (resumeOffset > 0 && _partial.TryGetValue(volume, out var resuming) && resuming.SnapshotId != header.SnapshotId)
+                        {
+                            throw new StorageException(StorageError.InvalidArgument, $"the stream resumes snapshot {header.SnapshotName} ({header.SnapshotId}) but {volume} holds part of {resuming.SnapshotId}; start the transfer over");
+                        }
+
                         snapshotId = header.SnapshotId;
                         if (resumeOffset == 0 && !header.IsIncremental)
                         {
@@ -415,14 +553,22 @@ public sealed class ReplicaReceiver
 
                 if (group is not null)
                 {
-                    _pending[volume] = new PendingMember(group, result.Header, result);
+                    _pending[volume] = new PendingMember(group, result.Header, result, generation);
                     return result;
                 }
 
-                RecordIncoming(volume, partner, result, null);
+                RecordIncoming(volume, partner, result, null, generation);
                 DropScanBase(volume, result.Header);
                 Prune(volume);
                 return result;
+            }
+            catch (StorageException ex) when (reverse && ex.Data[SnapshotStreamReader.ChangedSinceKey] is string common)
+            {
+                // Split brain: this site also wrote after the snapshot both sides share. Resolving it
+                // discards one side's writes, so only when the administrator says which.
+                var split = new StorageException(StorageError.InvalidArgument, $"split brain: {volume} was written here after {common}, the newest snapshot both sites share, and {partner} wrote to its copy too; failing back would revert this site's writes (they would be kept as a pre-rollback-... snapshot here); to do that, run 'tidemark replica reverse {volume} --discard-writes-at home' at {partner}", ex);
+                split.Data[SplitBrainKey] = true;
+                throw split;
             }
             catch (StreamImportException ex)
             {
@@ -479,8 +625,7 @@ public sealed class ReplicaReceiver
             return;
         }
 
-        var snapshots = _pool.ListSnapshots(volume);
-        if (snapshots.Count == 0)
+        if (NewestReplicated(volume) is not { } newest)
         {
             if (had)
             {
@@ -490,7 +635,6 @@ public sealed class ReplicaReceiver
             return;
         }
 
-        var newest = snapshots.MaxBy(s => s.CreatedAt)!;
         if (_pool.Diff(volume, newest.Name, null).Count > 0)
         {
             _pool.Rollback(volume, newest.Name, keepCurrentState: false);
@@ -546,12 +690,12 @@ public sealed class ReplicaReceiver
     /// described. Allowed into a replica of that partner (also a half-received first transfer), into
     /// a volume the administrator named a seed, and for a fail-back into the volume it came from.
     /// </summary>
-    public ScanBaseDto BeginScan(string volume, string partner, bool seed, bool reverse)
+    public ScanBaseDto BeginScan(string volume, string partner, bool seed, bool reverse, long generation = 0)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         if (!gate.TryEnter())
         {
-            throw new StorageException(StorageError.Busy, $"a transfer into {volume} is already running");
+            throw TransferRunning(volume);
         }
 
         try
@@ -561,13 +705,21 @@ public sealed class ReplicaReceiver
                 throw new StorageException(StorageError.NotFound, $"there is no volume {volume} here to compare with");
             }
 
+            if (reverse)
+            {
+                CheckGeneration(volume, partner, generation);
+            }
+
             CheckAccepts(volume, reverse);
             if (!reverse)
             {
                 var leftover = _partial.ContainsKey(volume) || _pending.ContainsKey(volume);
-                if (!seed && !leftover && !IsReplicaFrom(volume, partner))
+                if (!leftover && !IsReplicaFrom(volume, partner))
                 {
-                    throw new StorageException(StorageError.AlreadyExists, $"{volume} exists here and is not a replica from {partner}; if it holds a copy of the source (an imported stream, a restored backup, a disk copy), create the replica with --seed and only the blocks that differ are sent; otherwise replicate under another name (--as NAME)");
+                    // Seeding overwrites the volume: only with this site's consent, given here.
+                    throw new StorageException(StorageError.AlreadyExists, seed
+                        ? $"{volume} exists at this site and its administrator has not offered it as a replica target of {partner}; run 'tidemark replica accept {volume} --from {partner}' here first (what it holds is kept as a snapshot), or replicate under another name (--as NAME)"
+                        : $"{volume} exists here and is not a replica from {partner}; if it holds a copy of the source (an imported stream, a restored backup, a disk copy), run 'tidemark replica accept {volume} --from {partner}' here and create the replica with --seed, so only the blocks that differ are sent; otherwise replicate under another name (--as NAME)");
                 }
 
                 if (seed && WritableExports(volume) is { Count: > 0 } exports)
@@ -589,6 +741,54 @@ public sealed class ReplicaReceiver
                 ? newest
                 : _pool.CreateSnapshot(volume, SnapshotStreamReader.UniqueName(_pool, volume, $"{prefix}{DateTimeOffset.UtcNow.UtcDateTime:yyyyMMdd-HHmmss}"));
             return new ScanBaseDto(scanBase.Id, scanBase.Name, scanBase.SizeBytes, target.LogicalBlockSizeBytes);
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Offers the existing <paramref name="volume"/> as the target of <paramref name="partner"/>'s
+    /// replica (the consent a seed needs): what it holds is kept as a snapshot first, which the
+    /// record names as its state until the first replicated snapshot arrives; from now on it is a
+    /// replica, read-only until promoted.
+    /// </summary>
+    public (IncomingReplicaDto Record, SnapshotInfo Kept) Accept(string volume, string partner, string? sourceVolume)
+    {
+        var gate = _locks.GetOrAdd(volume, _ => new Lock());
+        if (!gate.TryEnter())
+        {
+            throw TransferRunning(volume);
+        }
+
+        try
+        {
+            if (!_pool.TryGetVolume(volume, out _))
+            {
+                throw new StorageException(StorageError.NotFound, $"there is no volume {volume} here; a replica into a new volume needs no consent (its first sync creates it)");
+            }
+
+            if (FindIncoming(volume) is { } existing)
+            {
+                throw new StorageException(StorageError.AlreadyExists, existing.Promoted
+                    ? $"{volume} is a promoted replica of {existing.Partner}; 'tidemark replica demote {volume}' makes it a replica again"
+                    : $"{volume} is already a replica of {existing.Partner}:{existing.SourceVolume}");
+            }
+
+            if (WritableExports(volume) is { Count: > 0 } exports)
+            {
+                throw new StorageException(StorageError.Busy, $"{volume} is exported read-write ({string.Join(", ", exports)}); a replica target is written by replication alone: delete those exports first");
+            }
+
+            var kept = _pool.CreateSnapshot(volume, SnapshotStreamReader.UniqueName(_pool, volume, $"{AcceptedPrefix}{DateTimeOffset.UtcNow.UtcDateTime:yyyyMMdd-HHmmss}"));
+            lock (_incoming)
+            {
+                _incoming[volume] = new IncomingReplicaDto(volume, partner, sourceVolume ?? volume, kept.Name, kept.CreatedAt, null, false) { LastSnapshotId = kept.Id };
+                SaveIncoming();
+            }
+
+            return (FindIncoming(volume)!, kept);
         }
         finally
         {
@@ -690,10 +890,11 @@ public sealed class ReplicaReceiver
     private void Prune(string volume)
     {
         var keep = FindIncoming(volume)?.KeepLast ?? ReplicaRetentionRequest.DefaultKeepLast;
+        var newest = NewestReplicated(volume)?.Id;
         var replicated = _pool.ListSnapshots(volume)
-            .Where(s => s.Name.StartsWith(ReplicaManager.SnapshotPrefix, StringComparison.Ordinal))
+            .Where(s => s.Name.StartsWith(ReplicaManager.SnapshotPrefix, StringComparison.Ordinal) && s.Id != newest)
             .OrderByDescending(s => s.CreatedAt)
-            .Skip(keep)
+            .Skip(keep - 1)
             .ToList();
         foreach (var snapshot in replicated)
         {
@@ -729,5 +930,5 @@ public sealed class ReplicaReceiver
         }
     }
 
-    private sealed record PendingMember(string Group, StreamHeader Header, StreamImportResult Result);
+    private sealed record PendingMember(string Group, StreamHeader Header, StreamImportResult Result, long Generation);
 }

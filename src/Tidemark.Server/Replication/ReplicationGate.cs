@@ -42,7 +42,8 @@ public sealed class ReplicationGate
         var partner = certificate is null ? null : _partners.FindByFingerprint(ServerIdentity.FingerprintOf(certificate));
         if (partner is null)
         {
-            return Problems.WriteAsync(context, StatusCodes.Status403Forbidden, "unknown-partner", "Forbidden", "this server is not paired with yours; pair both ways with 'tidemark partner add'");
+            var caller = certificate is null ? "" : $" (run 'tidemark partner add NAME IP:PORT --fingerprint {ServerIdentity.FingerprintOf(certificate)}' at it)";
+            return Problems.WriteAsync(context, StatusCodes.Status403Forbidden, "unknown-partner", "Forbidden", $"this server is not paired with yours{caller}; pair both ways with 'tidemark partner add'");
         }
 
         if (!replicationPath)
