@@ -15,6 +15,9 @@ namespace Tidemark.Server;
 public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalog, IscsiLimits limits, ILogger<IscsiListener> logger)
     : ProtocolListener(endpoint, null, "iSCSI", "--iscsi (or --iscsi off)", logger)
 {
+    /// <summary>Where each session is recorded while it runs, so a rollback can find it and ask it to log out.</summary>
+    public ClientSessions? Sessions { get; init; }
+
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket)
     {
         var remote = socket.RemoteEndPoint;
@@ -23,6 +26,13 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
         return (
             async stopping =>
             {
+                using var attached = Sessions?.Attach(
+                    ExportRegistry.Iscsi,
+                    remote,
+                    () => connection.InitiatorName,
+                    () => connection.Target?.Definition.Luns.Select(l => l.Device) ?? [],
+                    connection.RequestLogout,
+                    () => ClientSessions.Shutdown(socket));
                 await connection.RunAsync(stopping);
                 Logger.LogDebug(
                     "iSCSI connection from {Remote} ({Initiator}) to {Target} ended: {Reason}",

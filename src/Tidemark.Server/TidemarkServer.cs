@@ -281,6 +281,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             {
                 TlsAvailable = certificate is not null,
             });
+            builder.Services.AddSingleton(sp => new ClientSessions(sp.GetRequiredService<ILogger<ClientSessions>>()) { TargetOf = sp.GetRequiredService<ExportRegistry>().TargetOf });
             if (!settings.NbdDisabled)
             {
                 // With TLS configured for the API, NBD clients may upgrade with STARTTLS using the same certificate.
@@ -296,6 +297,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                     sp.GetRequiredService<ILogger<NbdListener>>())
                 {
                     ReceivePoll = settings.ReceivePollDuration,
+                    Sessions = sp.GetRequiredService<ClientSessions>(),
                 });
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdListener>());
             }
@@ -310,6 +312,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                     sp.GetRequiredService<ILogger<IscsiListener>>())
                 {
                     ReceivePoll = settings.ReceivePollDuration,
+                    Sessions = sp.GetRequiredService<ClientSessions>(),
                 });
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
             }

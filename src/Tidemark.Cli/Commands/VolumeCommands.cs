@@ -38,7 +38,8 @@ public static class VolumeCommands
 
         var rollbackVolume = new Argument<string>("volume") { Description = "volume name" };
         var rollbackSnapshot = new Argument<string>("snapshot") { Description = "snapshot name (or VOLUME@SNAPSHOT)" };
-        var rollback = new Command("rollback", "Make the live volume equal to a snapshot (the image before is kept as a pre-rollback snapshot)") { rollbackVolume, rollbackSnapshot };
+        var rollbackForce = new Option<bool>("--force") { Description = "end the NBD connections and iSCSI sessions attached to the volume first (initiators are asked to log out); without it they make the rollback refuse" };
+        var rollback = new Command("rollback", "Make the live volume equal to a snapshot (the image before is kept as a pre-rollback snapshot)") { rollbackVolume, rollbackSnapshot, rollbackForce };
         rollback.SetClientAction(async (p, client, json, ct) =>
         {
             var volume = p.GetValue(rollbackVolume)!;
@@ -49,11 +50,16 @@ public static class VolumeCommands
                 snapshot = v == volume ? s : throw new CliException($"{snapshot} is not a snapshot of {volume}");
             }
 
-            var result = await client.RollbackAsync(volume, snapshot, ct);
+            var result = await client.RollbackAsync(volume, snapshot, p.GetValue(rollbackForce), ct);
             if (json)
             {
                 Output.Json(result);
                 return;
+            }
+
+            foreach (var ended in result.EndedSessions ?? [])
+            {
+                Console.Out.WriteLine($"ended {ended.Protocol} session of {(ended.Initiator is { } initiator ? $"{initiator} at " : string.Empty)}{ended.Client}");
             }
 
             Console.Out.WriteLine($"rolled {volume} back to {volume}@{snapshot}" + (result.PreRollbackSnapshot is { } kept ? $"; the image before is kept as {kept.Address}" : string.Empty));

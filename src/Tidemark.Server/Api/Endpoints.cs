@@ -68,10 +68,18 @@ public static class Endpoints
             capacity.Forget(name);
             return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => p.DeleteVolume(name, progress)), _ => TypedResults.NoContent());
         }).WithName("volume.delete");
-        volumes.MapPost("/{name}/rollback", (Pool p, ExportRegistry e, string name, RollbackRequest request) =>
+        volumes.MapPost("/{name}/rollback", async (Pool p, ExportRegistry e, ClientSessions sessions, string name, RollbackRequest request, CancellationToken ct) =>
         {
-            var kept = p.Rollback(name, request.Snapshot);
-            return TypedResults.Ok(new RollbackResult(p.GetVolume(name).ToDto(p, e), kept?.ToDto()));
+            // Checked before any session is ended: a typo must not disconnect anyone.
+            var snapshot = StripVolume(name, request.Snapshot);
+            p.GetSnapshot($"{name}@{snapshot}");
+            var operation = $"rolling {name} back to {name}@{snapshot}";
+            var ended = request.Force ? await sessions.EndAsync(name, operation + " (--force)", ClientSessions.DefaultLogoutGrace, ct) : null;
+
+            // Again after ending them: a client may have connected meanwhile.
+            sessions.ThrowIfAttached(name, operation);
+            var kept = p.Rollback(name, snapshot);
+            return TypedResults.Ok(new RollbackResult(p.GetVolume(name).ToDto(p, e), kept?.ToDto(), ended));
         }).WithName("volume.rollback");
         volumes.MapGet("/{name}/diff", Diff);
     }
