@@ -446,6 +446,10 @@ public sealed class TidemarkServer : IAsyncDisposable
                 // A stale server.json is harmless: the CLI checks that its process is alive.
             }
 
+            // Removed while still held, as the very last step (the pool is closed): a server starting
+            // now either fails on the held lock or creates a fresh file. After kill -9 the file stays,
+            // unlocked, and is simply taken again.
+            File.Delete(_data.LockPath);
             await _lock.DisposeAsync();
             _logger.LogInformation("Tidemark stopped; the pool is flushed and closed");
         }

@@ -13,7 +13,7 @@ public static class VolumeCommands
         var blockSize = new Option<int>("--block-size") { Description = "logical block size: 512 or 4096", DefaultValueFactory = _ => 512 };
         var create = new Command("create", "Create a thin volume (no space is used until it is written)") { name, size, blockSize };
         create.SetClientAction(async (p, client, json, ct) =>
-            PrintOne(await client.CreateVolumeAsync(new CreateVolumeRequest(p.GetValue(name)!, CommandRunner.ParseSize(p.GetValue(size)!, "--size"), p.GetValue(blockSize)), ct), json));
+            PrintOne(await client.CreateVolumeAsync(new CreateVolumeRequest(p.GetValue(name)!, CommandRunner.ParseVolumeSize(p.GetValue(size)!, "--size"), p.GetValue(blockSize)), ct), json));
 
         var list = new Command("list", "List volumes and views");
         list.SetClientAction(async (_, client, json, ct) => PrintList(await client.ListVolumesAsync(ct), json));
@@ -26,7 +26,7 @@ public static class VolumeCommands
         var newSize = new Option<string>("--size") { Description = "new virtual size (larger than the current one), e.g. 20G", Required = true };
         var resize = new Command("resize", "Grow a volume online") { resizeName, newSize };
         resize.SetClientAction(async (p, client, json, ct) =>
-            PrintOne(await client.ResizeVolumeAsync(p.GetValue(resizeName)!, CommandRunner.ParseSize(p.GetValue(newSize)!, "--size"), ct), json));
+            PrintOne(await client.ResizeVolumeAsync(p.GetValue(resizeName)!, CommandRunner.ParseVolumeSize(p.GetValue(newSize)!, "--size"), ct), json));
 
         var deleteName = new Argument<string>("name") { Description = "volume or view name" };
         var delete = new Command("delete", "Delete a volume or view and all its snapshots") { deleteName };
