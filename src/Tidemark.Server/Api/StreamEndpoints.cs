@@ -45,6 +45,7 @@ public static class StreamEndpoints
                 var options = new StreamImportOptions
                 {
                     Volume = volume,
+                    KeepSnapshotTime = true,
 
                     // An incremental stream writes into the live volume: its clients would see the image change under them.
                     HeaderRead = header =>
