@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using Tidemark.Api;
 using Tidemark.Protocols.Iscsi.Pdus;
@@ -71,6 +72,53 @@ public sealed class RollbackGuardTests : IAsyncLifetime
         Assert.Contains($"ended iscsi session of {Initiator} at 127.0.0.1:", forced.StandardOutput, StringComparison.Ordinal);
         Assert.Equal((AsyncEvent.LogoutRequest, (ushort)5), asked);
         Assert.True(closed);
+    }
+
+    [Fact]
+    public async Task Rollback_QemuIoAttached_RefusedUntilForced()
+    {
+        var export = await _client.CreateExportAsync(new CreateExportRequest("db"));
+
+        // qemu-io (qemu-utils) opens the export and holds it while it sleeps, as a VM's disk would.
+        using var qemu = Process.Start(new ProcessStartInfo("qemu-io", ["-f", "raw", "-c", "read 0 4k", "-c", "sleep 60000", export.Url!])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        try
+        {
+            TidemarkApiException? refused = null;
+            for (var attempt = 0; attempt < 100 && refused is null; attempt++)
+            {
+                refused = await RefusedAsync();
+            }
+
+            var forced = await _client.RollbackAsync("db", "monday", force: true);
+
+            Assert.NotNull(refused);
+            Assert.Contains("1 connected client (nbd client 127.0.0.1:", refused.Message, StringComparison.Ordinal);
+            Assert.Equal("nbd", Assert.Single(forced.EndedSessions!).Protocol);
+        }
+        finally
+        {
+            qemu.Kill();
+            await qemu.WaitForExitAsync();
+        }
+
+        // Until qemu-io has connected a plain rollback goes through; each keeps a pre-rollback snapshot.
+        async Task<TidemarkApiException?> RefusedAsync()
+        {
+            try
+            {
+                await _client.RollbackAsync("db", "monday");
+                await Task.Delay(100);
+                return null;
+            }
+            catch (TidemarkApiException ex) when (ex.Status == HttpStatusCode.Conflict)
+            {
+                return ex;
+            }
+        }
     }
 
     [Fact]
