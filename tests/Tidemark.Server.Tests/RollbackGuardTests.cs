@@ -122,6 +122,25 @@ public sealed class RollbackGuardTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Delete_ExportRemovedButClientStillAttached_RefusedNamingIt()
+    {
+        await _client.CreateExportAsync(new CreateExportRequest("db"));
+        await _client.CreateExportAsync(new CreateExportRequest("db@monday", "monday"));
+        using var live = await AttachedNbdClient.ConnectAsync(_server.Nbd, "db");
+        using var snapshot = await AttachedNbdClient.ConnectAsync(_server.Nbd, "monday");
+        await _client.DeleteExportAsync("db");
+        await _client.DeleteExportAsync("monday");
+
+        var volume = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteVolumeAsync("db"));
+        var snap = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteSnapshotAsync("db@monday"));
+
+        Assert.Equal(HttpStatusCode.Conflict, volume.Status);
+        Assert.Contains($"deleting db would change db under 1 connected client (nbd client {live.LocalEndpoint})", volume.Message, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Conflict, snap.Status);
+        Assert.Contains($"(nbd client {snapshot.LocalEndpoint})", snap.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Rollback_ClientsOnOtherTargets_NotRefused()
     {
         await _client.CreateVolumeAsync(new CreateVolumeRequest("web", 8 << 20));

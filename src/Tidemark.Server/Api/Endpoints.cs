@@ -60,10 +60,13 @@ public static class Endpoints
             p.ResizeVolume(name, request.SizeBytes);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
         }).WithName("volume.resize");
-        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, CapacityManager capacity, PolicyManager policies, string name, double? wait) =>
+        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, CapacityManager capacity, PolicyManager policies, string name, double? wait) =>
         {
             p.GetVolume(name);
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
+
+            // A session keeps its device after its export is removed (until it disconnects).
+            sessions.ThrowIfAttached(name, $"deleting {name}", canForce: false);
             policies.ThrowIfTargeted(volume: name);
             capacity.Forget(name);
             return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => p.DeleteVolume(name, progress)), _ => TypedResults.NoContent());
@@ -136,11 +139,12 @@ public static class Endpoints
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto());
         }).WithName("snapshot.create");
         snapshots.MapGet("/{snapshot}", (Pool p, string volume, string snapshot) => TypedResults.Ok(p.GetSnapshot($"{volume}@{snapshot}").ToDto()));
-        snapshots.MapDelete("/{snapshot}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, string volume, string snapshot, double? wait) =>
+        snapshots.MapDelete("/{snapshot}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, string volume, string snapshot, double? wait) =>
         {
             var address = $"{volume}@{snapshot}";
             p.GetSnapshot(address);
             e.ThrowIfExported(e.ExportsOfTarget(address), $"snapshot {address}");
+            sessions.ThrowIfAttached(address, $"deleting {address}", canForce: false);
             return JobEndpoints.RunAsync(c, j, "snapshot.delete", address, cancellable: false, wait, progress => Run(() => p.DeleteSnapshot(address, progress)), _ => TypedResults.NoContent());
         }).WithName("snapshot.delete");
         snapshots.MapPost("/{snapshot}/hold", (Pool p, string volume, string snapshot, HoldRequest? request) =>
