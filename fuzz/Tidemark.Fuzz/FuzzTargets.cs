@@ -23,6 +23,7 @@ public static class FuzzTargets
         ["nbd"] = input => Nbd(input),
         ["iscsi"] = input => Iscsi(input),
         ["cdb"] = input => Cdb(input),
+        ["stream"] = input => StreamTarget.Run(input),
     };
 
     /// <summary>

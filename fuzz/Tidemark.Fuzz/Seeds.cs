@@ -20,6 +20,7 @@ public static class Seeds
         "nbd" => [NbdSession(structured: true), NbdSession(structured: false), NbdOldStyleName()],
         "iscsi" => [IscsiSession(), IscsiDiscovery()],
         "cdb" => CdbSeeds(),
+        "stream" => StreamTarget.Seeds,
         _ => throw new ArgumentException($"no fuzz target '{target}'; choose one of {string.Join(", ", FuzzTargets.All.Keys)}"),
     };
 

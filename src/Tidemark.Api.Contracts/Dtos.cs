@@ -36,10 +36,17 @@ public sealed record CreateVolumeRequest(string Name, long SizeBytes, int Logica
 
 public sealed record ResizeVolumeRequest(long SizeBytes);
 
-public sealed record RollbackRequest(string Snapshot);
+/// <summary><see cref="Force"/> ends the NBD connections and iSCSI sessions attached to the volume first; without it they make the rollback refuse.</summary>
+public sealed record RollbackRequest(string Snapshot, bool Force = false);
 
-/// <summary>What a rollback did: the volume as it is now and the snapshot that keeps the image before it.</summary>
-public sealed record RollbackResult(VolumeDto Volume, SnapshotDto? PreRollbackSnapshot);
+/// <summary>
+/// What a rollback did: the volume as it is now, the snapshot that keeps the image before it and the
+/// client sessions a forced rollback ended.
+/// </summary>
+public sealed record RollbackResult(VolumeDto Volume, SnapshotDto? PreRollbackSnapshot, IReadOnlyList<ClientSessionDto>? EndedSessions = null);
+
+/// <summary>A client attached to a volume, view or snapshot: "nbd" or "iscsi", its address, the iSCSI initiator name.</summary>
+public sealed record ClientSessionDto(string Protocol, string Client, string? Initiator, string Target);
 
 /// <summary>
 /// A snapshot. <see cref="Held"/>: it cannot be deleted now, because of an indefinite hold

@@ -64,7 +64,10 @@ public sealed partial class TidemarkClient : IDisposable
         RunJobAsync<object>(HttpMethod.Delete, $"volumes/{Seg(name)}", progress, ct);
 
     public Task<RollbackResult> RollbackAsync(string volume, string snapshot, CancellationToken ct = default) =>
-        PostAsync<RollbackResult>($"volumes/{Seg(volume)}/rollback", new RollbackRequest(snapshot), ct);
+        RollbackAsync(volume, snapshot, force: false, ct);
+
+    public Task<RollbackResult> RollbackAsync(string volume, string snapshot, bool force, CancellationToken ct = default) =>
+        PostAsync<RollbackResult>($"volumes/{Seg(volume)}/rollback", new RollbackRequest(snapshot, force), ct);
 
     public Task<VolumeDto> CreateViewAsync(string snapshotAddress, string viewName, CancellationToken ct = default) =>
         PostAsync<VolumeDto>("views", new CreateViewRequest(snapshotAddress, viewName), ct);

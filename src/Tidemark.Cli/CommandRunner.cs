@@ -78,6 +78,13 @@ public static class CommandRunner
             ? bytes
             : throw new CliException($"{what} '{text}' is not a size; write it like 10G, 512M, 4K or a number of bytes");
 
+    /// <summary>A volume size: a size of at least one byte (the server checks the block multiple and the maximum).</summary>
+    public static long ParseVolumeSize(string text, string what)
+    {
+        var bytes = ParseSize(text, what);
+        return bytes > 0 ? bytes : throw new CliException($"{what} must be larger than 0; write it like 10G, 512M or 4K");
+    }
+
     /// <summary>Checks VOLUME@SNAPSHOT before any request, so the message names the argument.</summary>
     public static (string Volume, string Snapshot) SplitAddress(string address)
     {

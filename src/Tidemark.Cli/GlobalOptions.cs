@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.CommandLine.Help;
 
 namespace Tidemark.Cli;
 
@@ -35,6 +37,22 @@ public static class GlobalOptions
         Recursive = true,
     };
 
+    /// <summary>The options only client commands use; `serve` neither lists nor accepts them.</summary>
+    public static IReadOnlyList<Option> ClientOnly { get; } = [Server, Token, CaCertificate, Json];
+
+    /// <summary>
+    /// `serve --help` lists only what serve uses: the client-only options are recursive (given
+    /// anywhere on the line) so they are hidden while serve's help is written.
+    /// </summary>
+    public static void HideClientOptionsInServeHelp(RootCommand root)
+    {
+        var help = root.Options.OfType<HelpOption>().Single();
+        if (help.Action is SynchronousCommandLineAction original)
+        {
+            help.Action = new ServeAwareHelp(original);
+        }
+    }
+
     public static void AddTo(RootCommand root)
     {
         root.Add(Server);
@@ -42,5 +60,32 @@ public static class GlobalOptions
         root.Add(Data);
         root.Add(CaCertificate);
         root.Add(Json);
+    }
+
+    private sealed class ServeAwareHelp(SynchronousCommandLineAction inner) : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            var serve = parseResult.CommandResult.Command.Name == "serve";
+            if (serve)
+            {
+                foreach (var option in ClientOnly)
+                {
+                    option.Hidden = true;
+                }
+            }
+
+            try
+            {
+                return inner.Invoke(parseResult);
+            }
+            finally
+            {
+                foreach (var option in ClientOnly)
+                {
+                    option.Hidden = false;
+                }
+            }
+        }
     }
 }

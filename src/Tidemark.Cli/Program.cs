@@ -20,6 +20,32 @@ root.Add(ReplicaCommands.Create());
 root.Add(CompletionCommand.Create());
 root.Add(PoolCommands.CreateVerify());
 
+GlobalOptions.HideClientOptionsInServeHelp(root);
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0)
+{
+    // A typo, an unknown command or a missing option is bad input (exit 2, README), reported in one
+    // line per problem instead of the whole help page.
+    foreach (var error in parse.Errors)
+    {
+        Console.Error.WriteLine($"error: {error.Message}");
+    }
+
+    Console.Error.WriteLine($"'{CommandPath(parse.CommandResult.Command)} --help' shows the usage");
+    return CommandRunner.BadInput;
+}
+
 // Termination is handled by `serve` itself (flush and close the pool, however long that takes), so
 // System.CommandLine must not cut the process off after its default two seconds.
-return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+
+static string CommandPath(Command command)
+{
+    var names = new List<string>();
+    for (Command? c = command; c is not null and not RootCommand; c = c.Parents.OfType<Command>().FirstOrDefault())
+    {
+        names.Insert(0, c.Name);
+    }
+
+    return string.Join(' ', ["tidemark", .. names]);
+}

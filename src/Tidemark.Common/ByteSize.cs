@@ -41,7 +41,9 @@ public static class ByteSize
             return false;
         }
 
-        var scaled = value * (decimal)Math.Pow(2, shift);
+        // 1L << shift, not Math.Pow: a double converted to decimal keeps 15 significant digits, which
+        // turned 1P (16 digits) into 1125899906842620 bytes.
+        var scaled = value * (1L << shift);
         if (scaled > long.MaxValue || scaled != decimal.Truncate(scaled))
         {
             return false;

@@ -14,7 +14,11 @@ public sealed partial class Pool
     /// received from another pool keeps its source's, so both sides know which snapshots they share);
     /// by default it gets a new one.
     /// </summary>
-    public SnapshotInfo CreateSnapshot(string volumeName, string? snapshotName = null, Guid? id = null)
+    /// <param name="volumeName">The volume to cut.</param>
+    /// <param name="snapshotName">Its name; "snap-..." when null.</param>
+    /// <param name="id">Its id; a new one when null (an imported snapshot keeps its source's).</param>
+    /// <param name="createdAt">Its time; now when null (an imported snapshot keeps the time it was taken at its source).</param>
+    public SnapshotInfo CreateSnapshot(string volumeName, string? snapshotName = null, Guid? id = null, DateTimeOffset? createdAt = null)
     {
         lock (_controlLock)
         {
@@ -36,6 +40,7 @@ public sealed partial class Pool
                 {
                     record = CutSnapshot(volume, volume.Lineage, name, null);
                     record.Id = id ?? record.Id;
+                    record.CreatedAt = createdAt ?? record.CreatedAt;
                     PutSnapshot(batch, record);
                     PutLineage(batch, volume.Lineage);
                 });

@@ -537,11 +537,38 @@ public sealed partial class Pool : IDisposable
         if (freed.Count > 0 || retiredPages is not null)
         {
             Grace.WaitForReaders();
+
+            // Durable, unread and not yet reusable: the only moment a hole can be punched safely.
+            DiscardFreed(freed);
             Allocator.Release(freed);
             if (retiredPages is not null)
             {
                 Pages.Release(retiredPages);
             }
+        }
+    }
+
+    /// <summary>Hands freed blocks back to the host, one call per run of adjacent blocks of one store.</summary>
+    private void DiscardFreed(List<ulong> freed)
+    {
+        if (freed.Count == 0)
+        {
+            return;
+        }
+
+        var sorted = freed.ToArray();
+        Array.Sort(sorted);
+        var start = 0;
+        for (var i = 1; i <= sorted.Length; i++)
+        {
+            if (i < sorted.Length && sorted[i] == sorted[i - 1] + 1 && Phys.Store(sorted[i]) == Phys.Store(sorted[start]))
+            {
+                continue;
+            }
+
+            var store = _stores[Phys.Store(sorted[start])];
+            store.Discard(Phys.Block(sorted[start]) << Lineage.BlockShift, (long)(i - start) << Lineage.BlockShift);
+            start = i;
         }
     }
 

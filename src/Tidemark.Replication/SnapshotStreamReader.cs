@@ -35,6 +35,13 @@ public sealed record StreamImportOptions
     /// </summary>
     public bool DeferSnapshot { get; init; }
 
+    /// <summary>
+    /// The new snapshot takes the time it was taken at its source (the stream header's
+    /// SnapshotCreatedAt) instead of the import time: a file-based import (mirror-and-ship) recreates
+    /// the snapshot as it was. Off for replication, whose receiver orders its snapshots by local time.
+    /// </summary>
+    public bool KeepSnapshotTime { get; init; }
+
     public Action<long>? Progress { get; init; }
 
     /// <summary>Called once the header was read and checked, before any record is applied.</summary>
@@ -129,7 +136,7 @@ public static class SnapshotStreamReader
 
             var (records, dataBytes, zeroBytes) = ApplyRecords(input, header, target, options, ref applied, cancellationToken);
             target.Flush();
-            var snapshot = options.DeferSnapshot ? null : pool.CreateSnapshot(name, UniqueName(pool, name, header.SnapshotName), header.SnapshotId);
+            var snapshot = options.DeferSnapshot ? null : pool.CreateSnapshot(name, UniqueName(pool, name, header.SnapshotName), header.SnapshotId, options.KeepSnapshotTime ? header.SnapshotCreatedAt : null);
             return new StreamImportResult(header, snapshot, records, dataBytes, zeroBytes, header.SizeBytes, kept);
         }
         catch (Exception ex) when (ex is StorageException or IOException or EndOfStreamException or ZstdException or OperationCanceledException)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
@@ -30,6 +31,7 @@ public sealed partial class ExportRegistry
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly SortedDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly ConditionalWeakTable<IBlockDevice, string> _servedTargets = new();
 
     public ExportRegistry(Pool pool, string path, ILogger logger, IoMetrics? metrics = null)
     {
@@ -304,7 +306,18 @@ public sealed partial class ExportRegistry
         IsSnapshot(target) ? _pool.OpenSnapshot(target) : _pool.GetVolume(target);
 
     /// <summary>What the frontends get: the device, counted in the I/O metrics under its name.</summary>
-    private IBlockDevice Metered(string target, IBlockDevice device) => _metrics?.Wrap(target, device) ?? device;
+    private IBlockDevice Metered(string target, IBlockDevice device)
+    {
+        var served = _metrics?.Wrap(target, device) ?? device;
+        _servedTargets.AddOrUpdate(served, target);
+        return served;
+    }
+
+    /// <summary>
+    /// The volume, view or VOLUME@SNAPSHOT behind a device a frontend was given, or null. Sessions keep
+    /// their device after their export is removed, so this is keyed by the device, not the export.
+    /// </summary>
+    public string? TargetOf(IBlockDevice device) => _servedTargets.TryGetValue(device, out var target) ? target : null;
 
     private static string Describe(IBlockDevice device, string target) => device switch
     {

@@ -15,6 +15,9 @@ namespace Tidemark.Server;
 public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalog, IscsiLimits limits, ILogger<IscsiListener> logger, ConnectionLimits? connectionLimits = null)
     : ProtocolListener(endpoint, null, "iSCSI", "--iscsi (or --iscsi off)", logger, connectionLimits)
 {
+    /// <summary>Where each session is recorded while it runs, so a rollback can find it and ask it to log out.</summary>
+    public ClientSessions? Sessions { get; init; }
+
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase)
     {
         var remote = socket.RemoteEndPoint;
@@ -25,6 +28,13 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
         return (
             async stopping =>
             {
+                using var attached = Sessions?.Attach(
+                    ExportRegistry.Iscsi,
+                    remote,
+                    () => connection.InitiatorName,
+                    () => connection.Target?.Definition.Luns.Select(l => l.Device) ?? [],
+                    connection.RequestLogout,
+                    () => ClientSessions.Shutdown(socket));
                 await connection.RunAsync(stopping);
                 Logger.LogDebug(
                     "iSCSI connection from {Remote} ({Initiator}) to {Target} ended: {Reason}",

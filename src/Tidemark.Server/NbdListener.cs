@@ -10,6 +10,9 @@ namespace Tidemark.Server;
 public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INbdExportCatalog catalog, NbdServerOptions options, ILogger<NbdListener> logger, ConnectionLimits? limits = null)
     : ProtocolListener(endpoint, unixSocketPath, "NBD", "--nbd", logger, limits)
 {
+    /// <summary>Where each connection is recorded while it runs, so a rollback can find (and end) it.</summary>
+    public ClientSessions? Sessions { get; init; }
+
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase)
     {
         var remote = socket.RemoteEndPoint;
@@ -17,6 +20,12 @@ public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INb
         return (
             async stopping =>
             {
+                // NBD has no way to ask a client to leave: ending a session closes it.
+                using var attached = Sessions?.Attach(ExportRegistry.Nbd, remote, static () => null, () => connection.Export is { } e ? [e.Device] : [], null, () =>
+                {
+                    connection.Abort();
+                    ClientSessions.Shutdown(socket);
+                });
                 var end = await connection.RunAsync(stopping);
                 Logger.LogDebug("NBD session from {Remote} on {Export} ended: {Reason} {Message}", remote, connection.Export?.Name, end.Reason, end.Message);
             },

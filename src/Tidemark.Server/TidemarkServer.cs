@@ -301,6 +301,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             {
                 TlsAvailable = certificate is not null,
             });
+            builder.Services.AddSingleton(sp => new ClientSessions(sp.GetRequiredService<ILogger<ClientSessions>>()) { TargetOf = sp.GetRequiredService<ExportRegistry>().TargetOf });
             if (!settings.NbdDisabled)
             {
                 // With TLS configured for the API, NBD clients may upgrade with STARTTLS using the same certificate.
@@ -317,6 +318,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                     settings.ToConnectionLimits())
                 {
                     ReceivePoll = settings.ReceivePollDuration,
+                    Sessions = sp.GetRequiredService<ClientSessions>(),
                 });
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdListener>());
             }
@@ -332,6 +334,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                     settings.ToConnectionLimits())
                 {
                     ReceivePoll = settings.ReceivePollDuration,
+                    Sessions = sp.GetRequiredService<ClientSessions>(),
                 });
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
             }
@@ -477,6 +480,10 @@ public sealed class TidemarkServer : IAsyncDisposable
                 // A stale server.json is harmless: the CLI checks that its process is alive.
             }
 
+            // Removed while still held, as the very last step (the pool is closed): a server starting
+            // now either fails on the held lock or creates a fresh file. After kill -9 the file stays,
+            // unlocked, and is simply taken again.
+            File.Delete(_data.LockPath);
             await _lock.DisposeAsync();
             _logger.LogInformation("Tidemark stopped; the pool is flushed and closed");
         }

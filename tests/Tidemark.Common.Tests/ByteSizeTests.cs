@@ -10,6 +10,9 @@ public class ByteSizeTests
     [InlineData("10GiB", 10L << 30)]
     [InlineData("1.5T", 3L << 39)]
     [InlineData(" 2g ", 2L << 30)]
+    [InlineData("1P", 1L << 50)]
+    [InlineData("100P", 100L << 50)]
+    [InlineData("1.5P", 3L << 49)]
     public void Parse_ValidText_ReturnsBytes(string text, long expected) => Assert.Equal(expected, ByteSize.Parse(text));
 
     [Theory]

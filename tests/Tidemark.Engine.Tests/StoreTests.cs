@@ -82,6 +82,45 @@ public class StoreTests
         t.AssertVerifyClean();
     }
 
+    [Fact]
+    public void FreedBlocks_FileStore_PunchedOnceFreeSoTheHostGetsTheSpaceBack()
+    {
+        using var t = new TempPool(capacityBytes: 128L << 20, onDisk: true);
+        var store = t.Pool.GetInfo().Stores[0].Path;
+        var volume = t.Pool.CreateVolume("mail", 64L << 20);
+        var monday = Bytes.Pattern(16 << 20, 4);
+        volume.Write(0, monday, false);
+        volume.Flush();
+        t.Pool.CreateSnapshot("mail", "monday");
+        volume.Write(0, Bytes.Pattern(16 << 20, 5), false);
+        volume.Flush();
+        var written = HostBytes(store);
+
+        // The overwritten blocks are still the snapshot's: nothing may be punched under it.
+        var snapshotImage = Bytes.Read(t.Pool.OpenSnapshot("mail@monday"), 0, monday.Length);
+        t.Pool.DeleteSnapshot("mail@monday");
+        var afterSnapshotDelete = HostBytes(store);
+        volume.Unmap(0, 8L << 20);
+        volume.Flush();
+        var afterUnmap = HostBytes(store);
+        var reused = t.Pool.CreateVolume("web", 16L << 20);
+        var web = Bytes.Pattern(8 << 20, 6);
+        reused.Write(0, web, false);
+        reused.Flush();
+        t.Reopen();
+
+        Assert.Equal(monday, snapshotImage);
+        Assert.True(written >= 32L << 20, $"{written} bytes on the host after 32 MiB written");
+        Assert.True(afterSnapshotDelete <= written - (15L << 20), $"{afterSnapshotDelete} bytes on the host after a 16 MiB snapshot was deleted (before: {written})");
+        Assert.True(afterUnmap <= afterSnapshotDelete - (7L << 20), $"{afterUnmap} bytes on the host after 8 MiB were unmapped (before: {afterSnapshotDelete})");
+        Assert.Equal(web, Bytes.Read(t.Pool.GetVolume("web"), 0, web.Length));
+        Assert.Equal(new byte[8 << 20], Bytes.Read(t.Pool.GetVolume("mail"), 0, 8 << 20));
+        t.AssertVerifyClean();
+    }
+
+    /// <summary>Bytes the file really occupies on the host (st_blocks, in 512-byte units).</summary>
+    private static long HostBytes(string path) => long.Parse(Run("stat", "-c", "%b", path), System.Globalization.CultureInfo.InvariantCulture) * 512;
+
     private static string Run(string file, params string[] args)
     {
         var start = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };

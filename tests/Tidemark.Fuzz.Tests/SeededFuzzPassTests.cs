@@ -52,6 +52,7 @@ public sealed class SeededFuzzPassTests
         lun.Read(8 * 512, written);
         Assert.Contains(written, b => b != 0); // the WRITE(10) after login landed
         Assert.All(Seeds.For("cdb").Take(6), seed => Assert.Equal(Scsi.ScsiStatus.Good, FuzzTargets.Cdb(seed)));
+        Assert.All(Seeds.For("stream"), seed => Assert.Equal(1, StreamTarget.Run(seed))); // incremental onto source, full as fresh
     }
 
     [Fact]

@@ -50,6 +50,8 @@ public sealed class CapacityTests : IAsyncLifetime
         Assert.Contains($"LOGICALBLOCKADDRESS:{(56 * M / 512) - 1}\n", readCapacity.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant(), StringComparison.Ordinal);
         Assert.Equal(2, events.Count);
         Assert.All(events, e => Assert.Equal("server", e.Actor));
+        Assert.Contains(events, e => e.Message.EndsWith("grew from 32M to 48M", StringComparison.Ordinal));
+        Assert.Contains(events, e => e.Message.EndsWith("grew from 48M to 56M", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -124,6 +124,46 @@ public sealed class CliTests : IAsyncLifetime
         }
     }
 
+    [Theory]
+    [InlineData("Option '--size' is required", "volume", "create", "x")]
+    [InlineData("'volumez'", "volumez", "list")]
+    [InlineData("--size must be larger than 0", "volume", "create", "x", "--size", "0")]
+    [InlineData("not a size", "volume", "create", "x", "--size", "-5G")]
+    [InlineData("serve does not use --token", "serve", "--token", "t")]
+    public async Task Cli_BadInput_ExitsTwoNamingTheProblem(string expected, params string[] arguments)
+    {
+        var result = await RunAsync(arguments);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.StartsWith("error: ", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains(expected, result.StandardError, StringComparison.Ordinal);
+        Assert.Empty(result.StandardOutput);
+    }
+
+    [Fact]
+    public async Task Cli_SizeAboveTheLimit_ServerRefusesWithTheExactByteCount()
+    {
+        var result = await RunAsync("volume", "create", "x", "--size", "100P");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains($"not {100L << 50} bytes", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Serve_Help_ListsNoClientOnlyOptionsAndNamesTheReplicationListener()
+    {
+        var help = (await CliProcess.RunAsync("serve", "--help")).AssertSuccess().StandardOutput;
+        var volumeHelp = (await CliProcess.RunAsync("volume", "list", "--help")).AssertSuccess().StandardOutput;
+
+        foreach (var clientOnly in new[] { "--server", "--token", "--ca-cert", "--json" })
+        {
+            Assert.DoesNotContain(clientOnly, help, StringComparison.Ordinal);
+            Assert.Contains(clientOnly, volumeHelp, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("the replication listener", help, StringComparison.Ordinal);
+    }
+
     private Task<ProcessResult> RunAsync(params string[] arguments) => CliProcess.RunAsync([.. arguments, "--data", Data]);
 
     private static T Json<T>(ProcessResult result) =>

@@ -175,6 +175,7 @@ public sealed class NbdAndRestartTests : IDisposable
         }
 
         Assert.False(File.Exists(Path.Combine(data, "server.json")));
+        Assert.False(File.Exists(Path.Combine(data, "lock")));
         await using var restarted = await ServerProcess.StartAsync(data);
         using var again = restarted.Client();
         Assert.Equal(token, restarted.Token);

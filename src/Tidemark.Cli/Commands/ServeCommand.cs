@@ -29,11 +29,20 @@ public static class ServeCommand
         var logLevel = new Option<string?>("--log-level") { Description = "Trace, Debug, Information, Warning or Error [config: logLevel; default Information]" };
         var command = new Command(
             "serve",
-            "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API, the NBD listener and the iSCSI portal. "
+            "Run the Tidemark appliance: the pool in DATA/pool (created on first start), the REST API, the NBD listener, the iSCSI portal "
+            + "and the replication listener for paired servers. "
             + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
         {
             config, http, nbd, nbdSocket, iscsi, receivePoll, handshakeTimeout, idleTimeout, maxConnections, maxPerSource, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
         };
+        command.Validators.Add(result =>
+        {
+            // Recursive options reach serve too; it would silently ignore them.
+            foreach (var option in GlobalOptions.ClientOnly.Where(o => result.GetResult(o) is { Implicit: false }))
+            {
+                result.AddError($"serve does not use {option.Name}: it is an option of the client commands; a server's address is --http, its data directory --data");
+            }
+        });
         command.SetAction(async (parse, ct) =>
         {
             var options = new ServeOptions

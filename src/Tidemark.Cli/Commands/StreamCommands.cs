@@ -30,11 +30,15 @@ public static class StreamCommands
             var temp = path + ".partial";
             try
             {
+                // The stream's length is not known before its end: the line shows bytes and rate.
+                var progress = TransferProgress.Start(json, $"export {snapshot}", null);
                 await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20, FileOptions.Asynchronous))
                 {
-                    bytes = await client.ExportSnapshotAsync(snapshot, p.GetValue(from), p.GetValue(level), output, ct);
+                    bytes = await client.ExportSnapshotAsync(snapshot, p.GetValue(from), p.GetValue(level), progress?.Wrap(output) ?? output, ct);
                     await output.FlushAsync(ct);
                 }
+
+                progress?.Finish();
 
                 File.Move(temp, path, overwrite: true); // a complete stream or none: never a truncated file under the final name
             }
@@ -69,7 +73,9 @@ public static class StreamCommands
 
             await using (input)
             {
-                var result = await client.ImportSnapshotAsync(input, p.GetValue(volume), ct);
+                var progress = TransferProgress.Start(json, $"import {Path.GetFileName(path)}", input.CanSeek ? input.Length : null);
+                var result = await client.ImportSnapshotAsync(progress?.Wrap(input) ?? input, p.GetValue(volume), ct);
+                progress?.Finish();
                 if (json)
                 {
                     Output.Json(result);

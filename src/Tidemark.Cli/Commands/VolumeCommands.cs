@@ -13,7 +13,7 @@ public static class VolumeCommands
         var blockSize = new Option<int>("--block-size") { Description = "logical block size: 512 or 4096", DefaultValueFactory = _ => 512 };
         var create = new Command("create", "Create a thin volume (no space is used until it is written)") { name, size, blockSize };
         create.SetClientAction(async (p, client, json, ct) =>
-            PrintOne(await client.CreateVolumeAsync(new CreateVolumeRequest(p.GetValue(name)!, CommandRunner.ParseSize(p.GetValue(size)!, "--size"), p.GetValue(blockSize)), ct), json));
+            PrintOne(await client.CreateVolumeAsync(new CreateVolumeRequest(p.GetValue(name)!, CommandRunner.ParseVolumeSize(p.GetValue(size)!, "--size"), p.GetValue(blockSize)), ct), json));
 
         var list = new Command("list", "List volumes and views");
         list.SetClientAction(async (_, client, json, ct) => PrintList(await client.ListVolumesAsync(ct), json));
@@ -26,7 +26,7 @@ public static class VolumeCommands
         var newSize = new Option<string>("--size") { Description = "new virtual size (larger than the current one), e.g. 20G", Required = true };
         var resize = new Command("resize", "Grow a volume online") { resizeName, newSize };
         resize.SetClientAction(async (p, client, json, ct) =>
-            PrintOne(await client.ResizeVolumeAsync(p.GetValue(resizeName)!, CommandRunner.ParseSize(p.GetValue(newSize)!, "--size"), ct), json));
+            PrintOne(await client.ResizeVolumeAsync(p.GetValue(resizeName)!, CommandRunner.ParseVolumeSize(p.GetValue(newSize)!, "--size"), ct), json));
 
         var deleteName = new Argument<string>("name") { Description = "volume or view name" };
         var delete = new Command("delete", "Delete a volume or view and all its snapshots") { deleteName };
@@ -38,7 +38,8 @@ public static class VolumeCommands
 
         var rollbackVolume = new Argument<string>("volume") { Description = "volume name" };
         var rollbackSnapshot = new Argument<string>("snapshot") { Description = "snapshot name (or VOLUME@SNAPSHOT)" };
-        var rollback = new Command("rollback", "Make the live volume equal to a snapshot (the image before is kept as a pre-rollback snapshot)") { rollbackVolume, rollbackSnapshot };
+        var rollbackForce = new Option<bool>("--force") { Description = "end the NBD connections and iSCSI sessions attached to the volume first (initiators are asked to log out); without it they make the rollback refuse" };
+        var rollback = new Command("rollback", "Make the live volume equal to a snapshot (the image before is kept as a pre-rollback snapshot)") { rollbackVolume, rollbackSnapshot, rollbackForce };
         rollback.SetClientAction(async (p, client, json, ct) =>
         {
             var volume = p.GetValue(rollbackVolume)!;
@@ -49,11 +50,16 @@ public static class VolumeCommands
                 snapshot = v == volume ? s : throw new CliException($"{snapshot} is not a snapshot of {volume}");
             }
 
-            var result = await client.RollbackAsync(volume, snapshot, ct);
+            var result = await client.RollbackAsync(volume, snapshot, p.GetValue(rollbackForce), ct);
             if (json)
             {
                 Output.Json(result);
                 return;
+            }
+
+            foreach (var ended in result.EndedSessions ?? [])
+            {
+                Console.Out.WriteLine($"ended {ended.Protocol} session of {(ended.Initiator is { } initiator ? $"{initiator} at " : string.Empty)}{ended.Client}");
             }
 
             Console.Out.WriteLine($"rolled {volume} back to {volume}@{snapshot}" + (result.PreRollbackSnapshot is { } kept ? $"; the image before is kept as {kept.Address}" : string.Empty));

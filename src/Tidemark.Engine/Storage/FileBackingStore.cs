@@ -16,6 +16,7 @@ public sealed class FileBackingStore : IBackingStore
     private readonly SafeFileHandle _handle;
     private long _capacityBytes;
     private int _dirty;
+    private bool _punchUnsupported;
 
     private FileBackingStore(string location, SafeFileHandle handle, long capacityBytes, bool isDevice)
     {
@@ -175,6 +176,42 @@ public sealed class FileBackingStore : IBackingStore
         }
     }
 
+    /// <summary>
+    /// Punches a hole (fallocate PUNCH_HOLE | KEEP_SIZE) in a file store, so the host gets freed space
+    /// back while the file keeps its size. Not on block devices (a discard there can take long and is
+    /// the device's business) and not where the file system cannot (then it is never tried again).
+    /// </summary>
+    public void Discard(long offsetBytes, long lengthBytes)
+    {
+        if (IsDevice || !OperatingSystem.IsLinux() || Volatile.Read(ref _punchUnsupported) || lengthBytes <= 0)
+        {
+            return;
+        }
+
+        var added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            if (NativeMethods.FAllocate((int)_handle.DangerousGetHandle(), NativeMethods.PunchHoleKeepSize, offsetBytes, lengthBytes) != 0)
+            {
+                // EOPNOTSUPP or ENOSYS: this file system keeps its blocks. Any other failure costs only
+                // host space, never data, so it must not fail the commit that freed the range.
+                var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                if (errno is NativeMethods.Eopnotsupp or NativeMethods.Enosys)
+                {
+                    Volatile.Write(ref _punchUnsupported, true);
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
+
     public void Dispose() => _handle.Dispose();
 
     private static FileBackingStore OpenDevice(string path)
@@ -202,6 +239,14 @@ internal static partial class NativeMethods
 {
     public const int SeekEnd = 2;
 
+    /// <summary>FALLOC_FL_KEEP_SIZE (1) | FALLOC_FL_PUNCH_HOLE (2), linux/falloc.h.</summary>
+    public const int PunchHoleKeepSize = 0x01 | 0x02;
+    public const int Eopnotsupp = 95;
+    public const int Enosys = 38;
+
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
     public static partial long LSeek(int fd, long offset, int whence);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    public static partial int FAllocate(int fd, int mode, long offset, long length);
 }

@@ -39,4 +39,14 @@ public interface IBackingStore : IDisposable
 
     /// <summary>Makes every completed write durable.</summary>
     void Flush();
+
+    /// <summary>
+    /// Gives the bytes of a freed range back to the host (a hole in a sparse file), so a thin pool is
+    /// thin on the host too. Called only for blocks whose freeing is durable and that nobody reads or
+    /// has been handed again (the pool calls it before the allocator may reuse them); reading a
+    /// discarded range returns zeros. Best effort: a store that cannot does nothing.
+    /// </summary>
+    void Discard(long offsetBytes, long lengthBytes)
+    {
+    }
 }

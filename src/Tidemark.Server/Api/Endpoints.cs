@@ -70,23 +70,34 @@ public static class Endpoints
             p.ResizeVolume(name, request.SizeBytes);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
         }).WithName("volume.resize");
-        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, CapacityManager capacity, PolicyManager policies, EventLog events, string name, double? wait) =>
+        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, CapacityManager capacity, PolicyManager policies, EventLog events, string name, double? wait) =>
         {
             p.GetVolume(name);
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
+
+            // A session keeps its device after its export is removed (until it disconnects).
+            sessions.ThrowIfAttached(name, $"deleting {name}", canForce: false);
             policies.ThrowIfTargeted(volume: name);
             capacity.Forget(name);
             var actor = (string)c.Items[AuditMiddleware.ActorItem]!;
             return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => DeleteVolume(p, events, actor, name, progress)), _ => TypedResults.NoContent());
         }).WithName("volume.delete");
-        volumes.MapPost("/{name}/rollback", (HttpContext c, Pool p, ExportRegistry e, string name, RollbackRequest request) =>
+        volumes.MapPost("/{name}/rollback", async (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, string name, RollbackRequest request, CancellationToken ct) =>
         {
-            var kept = p.Rollback(name, request.Snapshot);
-            var target = request.Snapshot.Contains('@', StringComparison.Ordinal) ? request.Snapshot : $"{name}@{request.Snapshot}";
-            c.Items[AuditMiddleware.DetailItem] = $"rolled {name} back to {target}; " + (kept is null
+            // Checked before any session is ended: a typo must not disconnect anyone.
+            var snapshot = StripVolume(name, request.Snapshot);
+            p.GetSnapshot($"{name}@{snapshot}");
+            var operation = $"rolling {name} back to {name}@{snapshot}";
+            var ended = request.Force ? await sessions.EndAsync(name, operation + " (--force)", ClientSessions.DefaultLogoutGrace, ct) : null;
+
+            // Again after ending them: a client may have connected meanwhile.
+            sessions.ThrowIfAttached(name, operation);
+            var kept = p.Rollback(name, snapshot);
+            c.Items[AuditMiddleware.DetailItem] = $"rolled {name} back to {name}@{snapshot}; " + (kept is null
                 ? "nothing was written since, so no pre-rollback snapshot was needed"
-                : $"the state before the rollback is kept as {kept.Address}");
-            return TypedResults.Ok(new RollbackResult(p.GetVolume(name).ToDto(p, e), kept?.ToDto()));
+                : $"the state before the rollback is kept as {kept.Address}")
+                + (ended is { Count: > 0 } ? $"; ended {ended.Count} client session(s) first (--force)" : "");
+            return TypedResults.Ok(new RollbackResult(p.GetVolume(name).ToDto(p, e), kept?.ToDto(), ended));
         }).WithName("volume.rollback");
         volumes.MapGet("/{name}/diff", Diff);
     }
@@ -154,11 +165,12 @@ public static class Endpoints
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto());
         }).WithName("snapshot.create");
         snapshots.MapGet("/{snapshot}", (Pool p, string volume, string snapshot) => TypedResults.Ok(p.GetSnapshot($"{volume}@{snapshot}").ToDto()));
-        snapshots.MapDelete("/{snapshot}", (HttpContext c, Pool p, ExportRegistry e, JobManager j, string volume, string snapshot, double? wait) =>
+        snapshots.MapDelete("/{snapshot}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, string volume, string snapshot, double? wait) =>
         {
             var address = $"{volume}@{snapshot}";
             p.GetSnapshot(address);
             e.ThrowIfExported(e.ExportsOfTarget(address), $"snapshot {address}");
+            sessions.ThrowIfAttached(address, $"deleting {address}", canForce: false);
             return JobEndpoints.RunAsync(c, j, "snapshot.delete", address, cancellable: false, wait, progress => Run(() => p.DeleteSnapshot(address, progress)), _ => TypedResults.NoContent());
         }).WithName("snapshot.delete");
         snapshots.MapPost("/{snapshot}/hold", (Pool p, string volume, string snapshot, HoldRequest? request) =>

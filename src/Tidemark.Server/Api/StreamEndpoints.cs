@@ -36,13 +36,28 @@ public static class StreamEndpoints
             await Task.Run(() => SnapshotStreamWriter.Write(pool, address, baseAddress, context.Response.Body, options, context.RequestAborted), context.RequestAborted);
         }).WithTags("streams");
 
-        app.MapPost("/api/v1/streams", async (HttpContext context, Pool pool, string? volume) =>
+        app.MapPost("/api/v1/streams", async (HttpContext context, Pool pool, ClientSessions sessions, string? volume) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             try
             {
-                var result = await Task.Run(() => SnapshotStreamReader.Import(pool, context.Request.Body, new StreamImportOptions { Volume = volume }, context.RequestAborted), context.RequestAborted);
+                var options = new StreamImportOptions
+                {
+                    Volume = volume,
+                    KeepSnapshotTime = true,
+
+                    // An incremental stream writes into the live volume: its clients would see the image change under them.
+                    HeaderRead = header =>
+                    {
+                        if (header.IsIncremental)
+                        {
+                            var target = volume ?? header.Volume;
+                            sessions.ThrowIfAttached(target, $"importing {header.SnapshotName} into {target}", canForce: false);
+                        }
+                    },
+                };
+                var result = await Task.Run(() => SnapshotStreamReader.Import(pool, context.Request.Body, options, context.RequestAborted), context.RequestAborted);
                 var snapshot = result.Snapshot!;
                 var dto = new StreamImportDto(snapshot.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes);
                 return Results.Created($"/api/v1/volumes/{Uri.EscapeDataString(snapshot.Volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", dto);

@@ -287,11 +287,13 @@ public sealed class CapacityManager : PeriodicService
             return;
         }
 
-        var newSize = Math.Min(volume.SizeBytes + policy.StepBytes, policy.MaxBytes);
+        // Taken before the resize: the volume object reports its new size afterwards.
+        var oldSize = volume.SizeBytes;
+        var newSize = Math.Min(oldSize + policy.StepBytes, policy.MaxBytes);
         try
         {
             _pool.ResizeVolume(name, newSize);
-            _events.Record("volume.grow", name, "server", $"{name} was {usedPercent:F0}% allocated (threshold {policy.ThresholdPercent}%): grew from {ByteSize.Format(volume.SizeBytes)} to {ByteSize.Format(newSize)}");
+            _events.Record("volume.grow", name, "server", $"{name} was {usedPercent:F0}% allocated (threshold {policy.ThresholdPercent}%): grew from {ByteSize.Format(oldSize)} to {ByteSize.Format(newSize)}");
         }
         catch (StorageException ex)
         {

@@ -1,0 +1,175 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Tidemark.Protocols.Iscsi;
+using Tidemark.Protocols.Iscsi.Pdus;
+
+namespace Tidemark.Server.Tests.Infrastructure;
+
+/// <summary>
+/// An NBD client that completes the fixed newstyle handshake (NBD_OPT_EXPORT_NAME) and then stays
+/// attached, the way a mounted filesystem's client does between requests.
+/// </summary>
+public sealed class AttachedNbdClient : IDisposable
+{
+    private readonly TcpClient _tcp;
+    private readonly NetworkStream _stream;
+
+    private AttachedNbdClient(TcpClient tcp)
+    {
+        _tcp = tcp;
+        _stream = tcp.GetStream();
+    }
+
+    public IPEndPoint LocalEndpoint => (IPEndPoint)_tcp.Client.LocalEndPoint!;
+
+    public static async Task<AttachedNbdClient> ConnectAsync(string address, string export)
+    {
+        var tcp = new TcpClient(AddressFamily.InterNetwork);
+        await tcp.ConnectAsync(IPEndPoint.Parse(address));
+        var client = new AttachedNbdClient(tcp);
+        var greeting = new byte[18];
+        await client._stream.ReadExactlyAsync(greeting);
+        await client._stream.WriteAsync(new byte[] { 0, 0, 0, 3 }); // FIXED_NEWSTYLE | NO_ZEROES
+        var name = Encoding.UTF8.GetBytes(export);
+        var option = new byte[16 + name.Length];
+        BinaryPrimitives.WriteUInt64BigEndian(option, 0x49484156454F5054); // IHAVEOPT
+        BinaryPrimitives.WriteUInt32BigEndian(option.AsSpan(8), 1); // NBD_OPT_EXPORT_NAME
+        BinaryPrimitives.WriteUInt32BigEndian(option.AsSpan(12), (uint)name.Length);
+        name.CopyTo(option, 16);
+        await client._stream.WriteAsync(option);
+        var info = new byte[10]; // export size and transmission flags
+        await client._stream.ReadExactlyAsync(info);
+        return client;
+    }
+
+    /// <summary>True once the server has closed the connection (a read returns end of stream).</summary>
+    public async Task<bool> ClosedByServerAsync(TimeSpan within)
+    {
+        using var timeout = new CancellationTokenSource(within);
+        try
+        {
+            return await _stream.ReadAsync(new byte[1], timeout.Token) == 0;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    public void Dispose() => _tcp.Dispose();
+}
+
+/// <summary>
+/// An iSCSI initiator over TCP that logs in to a normal session and then answers what a target asks
+/// of it: NOP-In pings and an Asynchronous Message that requests a logout (RFC 7143 11.9.1).
+/// </summary>
+public sealed class AttachedIscsiSession : IDisposable
+{
+    private readonly TcpClient _tcp;
+    private readonly NetworkStream _stream;
+    private readonly uint _cmdSn = 1;
+    private uint _expStatSn;
+
+    private AttachedIscsiSession(TcpClient tcp)
+    {
+        _tcp = tcp;
+        _stream = tcp.GetStream();
+    }
+
+    public static async Task<AttachedIscsiSession> LoginAsync(string portal, string initiator, string target)
+    {
+        var tcp = new TcpClient(AddressFamily.InterNetwork);
+        await tcp.ConnectAsync(IPEndPoint.Parse(portal));
+        var session = new AttachedIscsiSession(tcp);
+        await session.LoginStepAsync(0, 1, $"InitiatorName={initiator}\0TargetName={target}\0SessionType=Normal\0AuthMethod=None\0");
+        await session.LoginStepAsync(1, 3, string.Empty);
+        return session;
+    }
+
+    /// <summary>
+    /// Waits for the target's Asynchronous Message, logs out when it asks to and returns its event and
+    /// Parameter3 (seconds to log out in), or null when the connection ended without one.
+    /// </summary>
+    public async Task<(AsyncEvent Event, ushort Seconds)?> AnswerLogoutRequestAsync(TimeSpan within)
+    {
+        using var timeout = new CancellationTokenSource(within);
+        while (await ReceiveAsync(timeout.Token) is { } pdu)
+        {
+            if (AsyncMessagePdu.TryRead(pdu.Header, out var message))
+            {
+                _expStatSn = message.Sequence.StatSN + 1;
+                var logout = new byte[BasicHeaderSegment.LengthBytes];
+                new LogoutRequestPdu(true, 0, 0x77, 0, _cmdSn, _expStatSn).WriteTo(logout);
+                await SendAsync(logout, []);
+                var response = await ReceiveAsync(timeout.Token);
+                Assert.True(response is { } r && LogoutResponsePdu.TryRead(r.Header, out var l) && l.Response == 0);
+                return (message.Event, message.Parameter3);
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>True once the target has closed the connection.</summary>
+    public async Task<bool> ClosedByTargetAsync(TimeSpan within)
+    {
+        using var timeout = new CancellationTokenSource(within);
+        try
+        {
+            return await _stream.ReadAsync(new byte[1], timeout.Token) == 0;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    public void Dispose() => _tcp.Dispose();
+
+    private async Task LoginStepAsync(int currentStage, int nextStage, string keys)
+    {
+        var text = Encoding.UTF8.GetBytes(keys);
+        var bhs = new byte[BasicHeaderSegment.LengthBytes];
+        new LoginRequestPdu(true, false, currentStage, nextStage, 0, 0, text.Length, 0x0002_3D00_0002, 0, 1, 0, _cmdSn, _expStatSn).WriteTo(bhs);
+        await SendAsync(bhs, text);
+        var reply = await ReceiveAsync(CancellationToken.None) ?? throw new InvalidOperationException("the target closed the connection during login");
+        Assert.True(LoginResponsePdu.TryRead(reply.Header, out var response));
+        Assert.Equal(LoginStatus.Success, response.Status);
+        _expStatSn = response.Sequence.StatSN + 1;
+    }
+
+    private async Task SendAsync(byte[] bhs, byte[] data)
+    {
+        var padded = new byte[BasicHeaderSegment.PaddedLength(data.Length)];
+        data.CopyTo(padded, 0);
+        await _stream.WriteAsync(bhs);
+        await _stream.WriteAsync(padded);
+    }
+
+    private async Task<(byte[] Header, byte[] Data)?> ReceiveAsync(CancellationToken cancellationToken)
+    {
+        var header = new byte[BasicHeaderSegment.LengthBytes];
+        try
+        {
+            await _stream.ReadExactlyAsync(header, cancellationToken);
+        }
+        catch (EndOfStreamException)
+        {
+            return null;
+        }
+
+        var data = new byte[BasicHeaderSegment.PaddedLength(BasicHeaderSegment.ReadDataSegmentLength(header))];
+        await _stream.ReadExactlyAsync(data, cancellationToken);
+        return (header, data);
+    }
+}
