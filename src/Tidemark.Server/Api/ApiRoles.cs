@@ -23,6 +23,7 @@ public static class ApiRoles
         "replica.promote",
         "replica.reverse",
         "replica.demote",
+        "replica.accept",
         "token.create",
         "token.revoke",
     };
