@@ -1,15 +1,18 @@
+using System.Text.Json.Serialization;
+
 namespace Tidemark.Api;
 
 /// <summary>
 /// One entry of the server's event and audit log: a change made through the API (who, when, what,
 /// and whether it worked), or something the server did on its own (a policy snapshot, a pool grown).
 /// </summary>
-/// <param name="Sequence">Increases by one per event, also across restarts; page with <c>after</c>.</param>
+/// <param name="Sequence">Increases by one per event within its <paramref name="Log"/>, also across restarts; page with <c>after</c> (and <c>log=refused</c> for the refused log).</param>
 /// <param name="Kind">Dotted name such as "volume.create", "snapshot.delete", "pool.grow", "auth.failed".</param>
 /// <param name="Subject">What it concerns: a volume, "volume@snapshot", an export, a policy; null when nothing in particular.</param>
 /// <param name="Actor">The API token's name ("admin", "alice"), "partner:NAME", "server", "policy:NAME", or "anonymous" (auth.failed).</param>
 /// <param name="Outcome">"ok", or "failed" with the error in <paramref name="Message"/>.</param>
-/// <param name="Prev">SHA-256 (hex) of the previous record's line as stored: the audit log is a hash chain, so an edited or removed record shows ('tidemark event verify').</param>
+/// <param name="Prev">SHA-256 (hex) of the previous record's line as stored in the same log: each log is a hash chain, so an edited or removed record shows ('tidemark event verify').</param>
+/// <param name="Log">"main" (real history, DATA/events.jsonl) or "refused" (refused requests, DATA/events-refused.jsonl, rotated sooner); not stored in the line, the file says it.</param>
 public sealed record EventDto(
     long Sequence,
     DateTimeOffset Time,
@@ -19,4 +22,5 @@ public sealed record EventDto(
     string Outcome,
     string Message,
     string? Remote = null,
-    string? Prev = null);
+    string? Prev = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Log = null);

@@ -9,10 +9,19 @@ namespace Tidemark.Api;
 /// <summary>The operational resources: the event and audit log, jobs, metrics.</summary>
 public sealed partial class TidemarkClient
 {
-    /// <summary>Events oldest first: after <paramref name="after"/> when given (paging forward), else the newest <paramref name="limit"/>.</summary>
-    public Task<IReadOnlyList<EventDto>> ListEventsAsync(long? after = null, string? kind = null, string? subject = null, DateTimeOffset? since = null, int? limit = null, CancellationToken ct = default)
+    /// <summary>
+    /// Events oldest first: after <paramref name="after"/> when given (paging forward through one log,
+    /// the main one unless <paramref name="log"/> is "refused"), else the newest <paramref name="limit"/>
+    /// of both logs (or the one <paramref name="log"/> names) in time order.
+    /// </summary>
+    public Task<IReadOnlyList<EventDto>> ListEventsAsync(long? after = null, string? kind = null, string? subject = null, DateTimeOffset? since = null, int? limit = null, string? log = null, CancellationToken ct = default)
     {
         var query = new StringBuilder("events?");
+        if (log is not null)
+        {
+            query.Append(CultureInfo.InvariantCulture, $"log={Uri.EscapeDataString(log)}&");
+        }
+
         if (after is { } a)
         {
             query.Append(CultureInfo.InvariantCulture, $"after={a}&");

@@ -28,13 +28,15 @@ public sealed record CreateTokenRequest(string Name, string Role);
 public sealed record CreatedTokenDto(string Name, string Role, DateTimeOffset Created, string Secret);
 
 /// <summary>The result of checking the audit log's hash chain.</summary>
-/// <param name="Ok">True when every record links to the one before and the newest matches what the server last wrote.</param>
-/// <param name="Checked">Records checked.</param>
+/// <param name="Ok">True when, in both logs, every record links to the one before and the newest matches what the server last wrote.</param>
 /// <param name="FirstSequence">Oldest record kept (older ones were rotated out), or null when the log is empty.</param>
-/// <param name="Problems">Where the chain breaks, oldest first.</param>
-public sealed record EventVerifyDto(bool Ok, long Checked, long? FirstSequence, long? LastSequence, IReadOnlyList<EventChainProblemDto> Problems);
+/// <param name="Problems">Where the chains break, oldest first: the main log's, then the refused log's (each names its log).</param>
+/// <param name="Checked">Records checked in the main log (FirstSequence and LastSequence are its too).</param>
+/// <param name="Refused">The refused log's own result (its chain and sequence numbers are separate); null in its own result.</param>
+public sealed record EventVerifyDto(bool Ok, long Checked, long? FirstSequence, long? LastSequence, IReadOnlyList<EventChainProblemDto> Problems, EventVerifyDto? Refused = null);
 
-/// <param name="File">The file holding the record ("events.jsonl", "events.1.jsonl").</param>
+/// <param name="File">The file holding the record ("events.jsonl", "events.1.jsonl", "events-refused.jsonl").</param>
 /// <param name="Line">1-based line in that file.</param>
 /// <param name="Sequence">The record's sequence number, when it could be read.</param>
-public sealed record EventChainProblemDto(string File, long Line, long? Sequence, string Problem);
+/// <param name="Log">The log whose chain breaks: "main" or "refused".</param>
+public sealed record EventChainProblemDto(string File, long Line, long? Sequence, string Problem, string? Log = null);

@@ -4,7 +4,7 @@ namespace Tidemark.Server;
 
 /// <summary>
 /// The layout of a data directory: DATA/pool (the engine's pool), DATA/token (API token, mode 0600),
-/// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log), DATA/capacity.json (autogrow policies), DATA/policies.json (snapshot policies and what they own), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/promoted.json (replicas promoted here), DATA/server.json (endpoints of the running server).
+/// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log; refused requests in DATA/events-refused.jsonl), DATA/capacity.json (autogrow policies), DATA/policies.json (snapshot policies and what they own), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/promoted.json (replicas promoted here), DATA/server.json (endpoints of the running server).
 /// </summary>
 public sealed partial class DataDirectory
 {

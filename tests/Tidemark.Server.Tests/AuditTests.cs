@@ -91,6 +91,34 @@ public sealed class AuditTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Cli_EventList_RefusedRequestsShowMerged_InTheirOwnLog_AndAfterPagesTheMainLog()
+    {
+        using (var client = _server.Client())
+        {
+            await client.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
+            await Assert.ThrowsAsync<TidemarkApiException>(() => client.DeleteVolumeAsync("nope"));
+            await client.DeleteVolumeAsync("web");
+        }
+
+        var merged = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var refused = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--log", "refused", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var paged = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--after", "0", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var verify = (await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
+        var badLog = await CliProcess.RunAsync("event", "list", "--log", "other", "--data", _server.DataDirectory);
+
+        var failed = Assert.Single(refused);
+        Assert.Equal(("volume.delete", "nope", "failed", "refused", 1L), (failed.Kind, failed.Subject, failed.Outcome, failed.Log, failed.Sequence));
+        Assert.Equal(["volume.create", "volume.delete", "volume.delete"], merged.Where(e => e.Kind.StartsWith("volume", StringComparison.Ordinal)).Select(e => e.Kind));
+        Assert.Equal(["main", "refused", "main"], merged.Where(e => e.Kind.StartsWith("volume", StringComparison.Ordinal)).Select(e => e.Log));
+        Assert.All(paged, e => Assert.Equal("main", e.Log));
+        Assert.Equal(Enumerable.Range(1, paged.Count).Select(i => (long)i), paged.Select(e => e.Sequence));
+        Assert.DoesNotContain(File.ReadAllText(Path.Combine(_server.DataDirectory, "events.jsonl")), "nope", StringComparison.Ordinal);
+        Assert.Contains("the refused-requests log is intact: 1 records", verify, StringComparison.Ordinal);
+        Assert.Equal(1, badLog.ExitCode);
+        Assert.Contains("log must be 'main'", badLog.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Cli_EventVerify_IntactThenEditedRecord_SaysWhereItBreaks()
     {
         using (var client = _server.Client())

@@ -25,7 +25,7 @@ public sealed class EventChainTests : IDisposable
     {
         using (var log = Open(maxFileBytes: 4096))
         {
-            for (var i = 0; i < 40; i++)
+            for (var i = 0; i < 120; i++)
             {
                 log.Record("volume.resize", "v", "admin", $"step {i}");
             }
@@ -36,11 +36,13 @@ public sealed class EventChainTests : IDisposable
 
         var result = again.Verify();
 
+        // The chain runs through every generation kept, oldest (events.3.jsonl) first.
         Assert.True(File.Exists(RotatedPath));
+        Assert.True(File.Exists(_temp.Combine($"events.{EventLog.MainGenerations - 1}.jsonl")));
         Assert.True(result.Ok, string.Join("; ", result.Problems.Select(p => p.Problem)));
-        Assert.Equal(41, result.LastSequence);
+        Assert.Equal(121, result.LastSequence);
         Assert.True(result.FirstSequence > 1, "rotation dropped the oldest records");
-        Assert.Equal(41 - result.FirstSequence + 1, result.Checked);
+        Assert.Equal(121 - result.FirstSequence + 1, result.Checked);
         Assert.NotNull(again.Query(limit: 1)[0].Prev);
     }
 
@@ -62,7 +64,33 @@ public sealed class EventChainTests : IDisposable
         Assert.Equal(3, problem.Sequence);
         Assert.Equal(3, problem.Line);
         Assert.Equal("events.jsonl", problem.File);
+        Assert.Equal(EventLog.MainLog, problem.Log);
         Assert.Contains("does not link to record 2", problem.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Verify_EditedRefusedRecord_NamesTheRefusedLog_AndLeavesTheMainChainIntact()
+    {
+        using var log = Open();
+        log.Record("volume.create", "mail", "admin", "created");
+        log.RecordRefused("auth.failed", null, "anonymous", "3 request(s) from 192.0.2.7");
+        log.RecordRefused("auth.failed", null, "anonymous", "5 request(s) from 192.0.2.8");
+        log.RecordRefused("auth.failed", null, "anonymous", "2 request(s) from 192.0.2.9");
+        var refusedPath = _temp.Combine("events-refused.jsonl");
+        var lines = File.ReadAllLines(refusedPath);
+        lines[1] = lines[1].Replace("192.0.2.8", "192.0.2.1", StringComparison.Ordinal);
+        File.WriteAllLines(refusedPath, lines);
+
+        var result = log.Verify();
+
+        Assert.False(result.Ok);
+        var problem = Assert.Single(result.Problems);
+        Assert.Equal(EventLog.RefusedLog, problem.Log);
+        Assert.Equal("events-refused.jsonl", problem.File);
+        Assert.Equal(3, problem.Sequence);
+        Assert.Equal(1, result.Checked);
+        Assert.False(result.Refused!.Ok);
+        Assert.Equal(3, result.Refused.Checked);
     }
 
     [Fact]

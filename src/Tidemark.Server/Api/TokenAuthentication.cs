@@ -61,7 +61,8 @@ public sealed partial class TokenAuthentication
         {
             var request = Bounded.Message($"{context.Request.Method} {context.Request.Path}", 300);
             LogRefused(_logger, decision.Report, decision.Source, decision.Failures, request);
-            _events.Record(
+            // Noise, however many: the refused log, so it can never rotate real history out of the main log.
+            _events.RecordRefused(
                 "auth.failed",
                 null,
                 "anonymous",

@@ -11,8 +11,9 @@ namespace Tidemark.Server.Events;
 /// ("volume.create"); the subject comes from the route ("mail", "mail@monday") or, for a create, from
 /// the Location of what was made. Reads are not audited. Failed requests are recorded up to
 /// <see cref="MaxFailedPerActorPerMinute"/> per actor a minute and counted beyond that (the next one
-/// recorded says how many were left out), so a script looping on a refused request cannot push real
-/// history out of the log either; successful changes are always recorded.
+/// recorded says how many were left out); most failures go to the separate refused log
+/// (<see cref="IsNoise"/>), so a script looping on a refused request cannot push real history out of
+/// the main log either; successful changes are always recorded there.
 /// </summary>
 public sealed class AuditMiddleware
 {
@@ -68,14 +69,30 @@ public sealed class AuditMiddleware
         var message = ok
             ? $"{method} {context.Request.Path} -> {status}{detail}"
             : $"{method} {context.Request.Path} -> {status}: {problem ?? "failed"}{(leftOut > 0 ? $" ({leftOut} more failed requests by {actor} were not recorded one by one)" : "")}";
-        _events.Record(
-            kind,
-            Subject(context),
-            actor,
-            message,
-            ok ? "ok" : "failed",
-            context.Connection.RemoteIpAddress?.ToString());
+        var remote = context.Connection.RemoteIpAddress?.ToString();
+        if (!ok && IsNoise(kind, status))
+        {
+            _events.RecordRefused(kind, Subject(context), actor, message, "failed", remote);
+        }
+        else
+        {
+            _events.Record(kind, Subject(context), actor, message, ok ? "ok" : "failed", remote);
+        }
     }
+
+    /// <summary>
+    /// Whether a failed request goes to the refused log rather than the main one (ADR 0007): every
+    /// failure except a 403 (a valid token reaching past its role is security-relevant) and failures on
+    /// tokens and partners (who may use this server). Successful changes are never noise.
+    /// </summary>
+    public static bool IsNoise(string kind, int status) =>
+        status >= 400
+        && status != StatusCodes.Status403Forbidden
+        && !IsFamily(kind, "token")
+        && !IsFamily(kind, "partner");
+
+    private static bool IsFamily(string kind, string family) =>
+        kind.StartsWith(family, StringComparison.Ordinal) && kind.Length > family.Length && kind[family.Length] == '.';
 
     private bool ShouldRecordFailure(string actor, out long leftOut)
     {

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
@@ -6,58 +5,75 @@ using Tidemark.Api;
 namespace Tidemark.Server.Events;
 
 /// <summary>
-/// The event and audit log: one JSON object per line in DATA/events.jsonl, appended and fsynced per
+/// The event and audit log: two hash-chained logs of one JSON object per line, appended and fsynced per
 /// event (changes are administrator-paced, and an audit entry that a crash can lose is worth little).
-/// When the file passes <see cref="MaxFileBytes"/> it becomes events.1.jsonl (replacing the older one),
-/// so the log keeps between one and two files' worth of history. A line torn by a crash is skipped
-/// when read and the next event starts on a fresh line.
+/// Real history (every change, every failure of a security-relevant request, everything the server
+/// does on its own) goes to DATA/events.jsonl, kept as <see cref="MainGenerations"/> files of
+/// <see cref="MaxFileBytes"/>. Noise (see <see cref="RecordRefused"/>) goes to DATA/events-refused.jsonl,
+/// a smaller log of its own, so no flood of refused requests can rotate real history out. A line torn
+/// by a crash is skipped when read and the next event starts on a fresh line.
 /// </summary>
 public sealed class EventLog : IDisposable
 {
     public const long DefaultMaxFileBytes = 32L << 20;
+    public const long DefaultRefusedMaxFileBytes = 8L << 20;
+    public const int MainGenerations = 4;
+    public const int RefusedGenerations = 2;
     public const int MaxQueryLimit = 10_000;
+
+    /// <summary>The values of <see cref="EventDto.Log"/> and of the <c>log</c> filter.</summary>
+    public const string MainLog = "main";
+    public const string RefusedLog = "refused";
 
     private static readonly JsonSerializerOptions LineJson = new(ApiJson.Options) { WriteIndented = false };
 
     private readonly Lock _lock = new();
-    private readonly string _path;
-    private readonly string _previousPath;
+    private readonly EventFile _main;
+    private readonly EventFile _refused;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private FileStream _file;
-    private long _sequence;
-    private string? _head;
     private bool _disposed;
 
-    public EventLog(string path, TimeProvider time, ILogger logger, long maxFileBytes = DefaultMaxFileBytes)
+    public EventLog(string path, TimeProvider time, ILogger logger, long maxFileBytes = DefaultMaxFileBytes, long refusedMaxFileBytes = DefaultRefusedMaxFileBytes)
     {
-        _path = Path.GetFullPath(path);
-        _previousPath = Path.Combine(Path.GetDirectoryName(_path)!, Path.GetFileNameWithoutExtension(_path) + ".1" + Path.GetExtension(_path));
+        var full = Path.GetFullPath(path);
         _time = time;
         _logger = logger;
-        MaxFileBytes = maxFileBytes;
-        var previous = EventChain.Tail(_previousPath, LineJson);
-        var current = EventChain.Tail(_path, LineJson);
-        (_sequence, _head) = current.Hash is not null ? current : previous;
-        _file = OpenForAppend(_path);
+        _main = new EventFile(full, MainGenerations, maxFileBytes, LineJson);
+        _refused = new EventFile(
+            Path.Combine(Path.GetDirectoryName(full)!, Path.GetFileNameWithoutExtension(full) + "-refused" + Path.GetExtension(full)),
+            RefusedGenerations,
+            refusedMaxFileBytes,
+            LineJson);
     }
 
-    public long MaxFileBytes { get; }
+    public long MaxFileBytes => _main.MaxFileBytes;
 
-    /// <summary>The sequence number of the newest event (0 when the log is empty).</summary>
+    /// <summary>The sequence number of the newest event in the main log (0 when it is empty).</summary>
     public long LastSequenceNumber
     {
         get
         {
             lock (_lock)
             {
-                return _sequence;
+                return _main.Sequence;
             }
         }
     }
 
-    /// <summary>Appends an event durably and returns it. Never throws for I/O trouble: that is logged instead, the change already happened.</summary>
-    public EventDto Record(string kind, string? subject, string actor, string message, string outcome = "ok", string? remote = null)
+    /// <summary>Appends an event to the main log durably and returns it. Never throws for I/O trouble: that is logged instead, the change already happened.</summary>
+    public EventDto Record(string kind, string? subject, string actor, string message, string outcome = "ok", string? remote = null) =>
+        Append(_main, MainLog, kind, subject, actor, message, outcome, remote);
+
+    /// <summary>
+    /// Appends noise to the refused log: <c>auth.failed</c> summaries and failed requests that
+    /// <see cref="AuditMiddleware.IsNoise"/> classes as such. Never successful changes, never token,
+    /// partner or permission events: those stay in the main log.
+    /// </summary>
+    public EventDto RecordRefused(string kind, string? subject, string actor, string message, string outcome = "failed", string? remote = null) =>
+        Append(_refused, RefusedLog, kind, subject, actor, message, outcome, remote);
+
+    private EventDto Append(EventFile file, string log, string kind, string? subject, string actor, string message, string outcome, string? remote)
     {
         // Subjects and messages carry what clients sent (names, paths): capped so one request cannot fill the log.
         kind = Bounded.Text(kind, 64);
@@ -67,50 +83,45 @@ public sealed class EventLog : IDisposable
         remote = Bounded.TextOrNull(remote, 64);
         lock (_lock)
         {
-            var entry = new EventDto(++_sequence, _time.GetUtcNow(), kind, subject, actor, outcome, message, remote, _head);
+            var entry = new EventDto(file.NextSequence(), _time.GetUtcNow(), kind, subject, actor, outcome, message, remote, file.Head);
             if (_disposed)
             {
                 _logger.LogWarning("Event after the log closed (not stored): {Kind} {Subject}: {Message}", kind, subject, message);
-                return entry;
+                return entry with { Log = log };
             }
 
             try
             {
-                var line = JsonSerializer.SerializeToUtf8Bytes(entry, LineJson);
-                if (_file.Length + line.Length + 1 > MaxFileBytes && _file.Length > 0)
-                {
-                    Rotate();
-                }
-
-                _file.Write(line);
-                _file.WriteByte((byte)'\n');
-                _file.Flush(flushToDisk: true);
-                _head = EventChain.HashOf(line);
+                // Stored without its log's name (the file says it); Query adds it.
+                file.Append(JsonSerializer.SerializeToUtf8Bytes(entry, LineJson));
             }
             catch (IOException ex)
             {
-                _logger.LogError(ex, "Could not write event {Sequence} to {Path}", entry.Sequence, _path);
+                _logger.LogError(ex, "Could not write event {Sequence} to {Path}", entry.Sequence, file.Path);
             }
 
             _logger.Log(
                 outcome == "ok" ? LogLevel.Information : LogLevel.Warning,
-                "Event {Sequence} {Kind} {Subject} by {Actor}: {Outcome}: {Message}",
+                "Event {Log}:{Sequence} {Kind} {Subject} by {Actor}: {Outcome}: {Message}",
+                log,
                 entry.Sequence,
                 kind,
                 subject ?? "-",
                 actor,
                 outcome,
                 message);
-            return entry;
+            return entry with { Log = log };
         }
     }
 
     /// <summary>
-    /// Events matching the filters, oldest first. With <paramref name="after"/>: the first
-    /// <paramref name="limit"/> events after that sequence number (paging forward, or following the
-    /// log). Without: the newest <paramref name="limit"/> matching events.
+    /// Events matching the filters, oldest first, each naming its <see cref="EventDto.Log"/>. Sequence
+    /// numbers count per log. With <paramref name="after"/>: the first <paramref name="limit"/> events
+    /// of one log after that sequence number (paging forward, or following): the main log unless
+    /// <paramref name="log"/> says "refused". Without: the newest <paramref name="limit"/> matching
+    /// events of both logs (or the one <paramref name="log"/> names), merged in time order.
     /// </summary>
-    public IReadOnlyList<EventDto> Query(long? after = null, string? kind = null, string? subject = null, DateTimeOffset? since = null, int limit = 100)
+    public IReadOnlyList<EventDto> Query(long? after = null, string? kind = null, string? subject = null, DateTimeOffset? since = null, int limit = 100, string? log = null)
     {
         if (limit is < 1 or > MaxQueryLimit)
         {
@@ -122,128 +133,90 @@ public sealed class EventLog : IDisposable
             throw new StorageException(StorageError.InvalidArgument, $"after must be a sequence number (0 or more), not {after}");
         }
 
-        var newest = new Queue<EventDto>();
-        var result = new List<EventDto>();
-        lock (_lock)
+        if (log is not null and not MainLog and not RefusedLog)
         {
-            // Reading under the lock keeps a rotation from moving the file away mid-read; both files are bounded.
-            foreach (var entry in ReadAll())
-            {
-                if ((after is { } a && entry.Sequence <= a)
-                    || (since is { } s && entry.Time < s)
-                    || (kind is not null && !MatchesKind(entry.Kind, kind))
-                    || (subject is not null && !string.Equals(entry.Subject, subject, StringComparison.Ordinal)))
-                {
-                    continue;
-                }
-
-                if (after is not null)
-                {
-                    result.Add(entry);
-                    if (result.Count == limit)
-                    {
-                        break;
-                    }
-                }
-                else
-                {
-                    newest.Enqueue(entry);
-                    if (newest.Count > limit)
-                    {
-                        newest.Dequeue();
-                    }
-                }
-            }
+            throw new StorageException(StorageError.InvalidArgument, $"log must be '{MainLog}' (real history) or '{RefusedLog}' (refused requests), not '{Bounded.Text(log, 64)}'");
         }
 
-        return after is not null ? result : [.. newest];
+        lock (_lock)
+        {
+            // Reading under the lock keeps a rotation from moving a file away mid-read; every file is bounded.
+            if (after is not null)
+            {
+                return log == RefusedLog
+                    ? Page(_refused, RefusedLog, after.Value, kind, subject, since, limit)
+                    : Page(_main, MainLog, after.Value, kind, subject, since, limit);
+            }
+
+            var main = log == RefusedLog ? [] : Newest(_main, MainLog, kind, subject, since, limit);
+            var refused = log == MainLog ? [] : Newest(_refused, RefusedLog, kind, subject, since, limit);
+
+            // Each list is in time order; OrderBy is stable, so on equal times the main log comes first.
+            return [.. main.Concat(refused).OrderBy(e => e.Time).TakeLast(limit)];
+        }
     }
 
-    /// <summary>Checks the hash chain of both files against the last record this server wrote (see <see cref="EventChain"/>).</summary>
+    /// <summary>Checks the hash chain of every file of both logs against the last record this server wrote to each (see <see cref="EventChain"/>).</summary>
     public EventVerifyDto Verify()
     {
         lock (_lock)
         {
-            _file.Flush();
-            return EventChain.Verify([_previousPath, _path], _head, LineJson);
+            var main = _main.Verify();
+            var refused = _refused.Verify();
+            return main with
+            {
+                Ok = main.Ok && refused.Ok,
+                Problems = [.. main.Problems.Select(p => p with { Log = MainLog }), .. refused.Problems.Select(p => p with { Log = RefusedLog })],
+                Refused = refused with { Problems = [.. refused.Problems.Select(p => p with { Log = RefusedLog })] },
+            };
         }
+    }
+
+    private static bool Matches(EventDto entry, string? kind, string? subject, DateTimeOffset? since) =>
+        !((since is { } s && entry.Time < s)
+          || (kind is not null && !MatchesKind(entry.Kind, kind))
+          || (subject is not null && !string.Equals(entry.Subject, subject, StringComparison.Ordinal)));
+
+    private static List<EventDto> Page(EventFile file, string log, long after, string? kind, string? subject, DateTimeOffset? since, int limit)
+    {
+        var result = new List<EventDto>();
+        foreach (var entry in file.ReadAll())
+        {
+            if (entry.Sequence > after && Matches(entry, kind, subject, since))
+            {
+                result.Add(entry with { Log = log });
+                if (result.Count == limit)
+                {
+                    break;
+                }
+            }
+        }
+
+        return result;
+    }
+
+    private static List<EventDto> Newest(EventFile file, string log, string? kind, string? subject, DateTimeOffset? since, int limit)
+    {
+        var newest = new Queue<EventDto>();
+        foreach (var entry in file.ReadAll())
+        {
+            if (Matches(entry, kind, subject, since))
+            {
+                newest.Enqueue(entry with { Log = log });
+                if (newest.Count > limit)
+                {
+                    newest.Dequeue();
+                }
+            }
+        }
+
+        return [.. newest];
     }
 
     /// <summary>"snapshot" matches "snapshot.create" and "snapshot.delete"; "snapshot.create" only itself.</summary>
     private static bool MatchesKind(string entryKind, string filter) =>
         string.Equals(entryKind, filter, StringComparison.Ordinal)
         || (entryKind.Length > filter.Length && entryKind.StartsWith(filter, StringComparison.Ordinal) && entryKind[filter.Length] == '.');
-
-    private IEnumerable<EventDto> ReadAll()
-    {
-        _file.Flush();
-        foreach (var path in new[] { _previousPath, _path })
-        {
-            if (!File.Exists(path))
-            {
-                continue;
-            }
-
-            using var reader = new StreamReader(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete), Encoding.UTF8);
-            while (reader.ReadLine() is { } line)
-            {
-                if (Parse(line) is { } entry)
-                {
-                    yield return entry;
-                }
-            }
-        }
-    }
-
-    private static EventDto? Parse(string line)
-    {
-        if (line.Length == 0)
-        {
-            return null;
-        }
-
-        try
-        {
-            return JsonSerializer.Deserialize<EventDto>(line, LineJson);
-        }
-        catch (JsonException)
-        {
-            return null; // a line torn by a crash
-        }
-    }
-
-    private static FileStream OpenForAppend(string path)
-    {
-        var options = new FileStreamOptions { Mode = FileMode.Append, Access = FileAccess.Write, Share = FileShare.Read };
-        if (!OperatingSystem.IsWindows())
-        {
-            // The audit log says who did what: readable by the server's owner only, like the token.
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        var stream = new FileStream(path, options);
-        if (stream.Length > 0)
-        {
-            // After a crash the last line may lack its newline: start the next event on a line of its own.
-            using var check = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            check.Seek(-1, SeekOrigin.End);
-            if (check.ReadByte() != '\n')
-            {
-                stream.WriteByte((byte)'\n');
-                stream.Flush(flushToDisk: true);
-            }
-        }
-
-        return stream;
-    }
-
-    private void Rotate()
-    {
-        _file.Flush(flushToDisk: true);
-        _file.Dispose();
-        File.Move(_path, _previousPath, overwrite: true);
-        _file = OpenForAppend(_path);
-    }
 
     public void Dispose()
     {
@@ -255,7 +228,8 @@ public sealed class EventLog : IDisposable
             }
 
             _disposed = true;
-            _file.Dispose();
+            _main.Dispose();
+            _refused.Dispose();
         }
     }
 }
