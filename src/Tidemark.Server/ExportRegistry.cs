@@ -54,12 +54,18 @@ public sealed partial class ExportRegistry
     /// <summary>The NBD Unix-domain socket, when the server listens on one; exports then also show a local URL.</summary>
     public string? NbdSocket { get; set; }
 
-    /// <summary>Loads DATA/exports.json and brings every export whose target exists online.</summary>
-    public void Load()
+    /// <summary>
+    /// Loads DATA/exports.json and brings every export whose target exists online. A read-write export
+    /// of a volume that must not be written (a replica, see <see cref="WhyReadOnly"/>; made before that
+    /// rule existed) comes up read-only and stays so in the file; returns one notice per such export,
+    /// naming it and saying what to do, for the event log.
+    /// </summary>
+    public IReadOnlyList<(string Export, string Message)> Load()
     {
+        var notices = new List<(string Export, string Message)>();
         if (!File.Exists(_path))
         {
-            return;
+            return notices;
         }
 
         // Written by an older version with the default mode: it holds CHAP secrets now.
@@ -80,8 +86,19 @@ public sealed partial class ExportRegistry
 
         lock (_lock)
         {
-            foreach (var record in records)
+            foreach (var loaded in records)
             {
+                var record = loaded;
+                if (WhyNotWritable(record) is { } why)
+                {
+                    // Served read-write, a replica's writes would land in a replicated snapshot or be
+                    // discarded by the next sync; read-only keeps DR tests through it working.
+                    record = record with { ReadOnly = true };
+                    var message = $"export {record.Name} was read-write, it is served read-only now: {why}; after 'tidemark replica promote', remove it and create it again without --read-only to write through it";
+                    _logger.LogWarning("{Message}", message);
+                    notices.Add((record.Name, message));
+                }
+
                 var entry = new Entry(record);
                 try
                 {
@@ -95,7 +112,22 @@ public sealed partial class ExportRegistry
 
                 _entries[record.Name] = entry;
             }
+
+            if (notices.Count > 0)
+            {
+                try
+                {
+                    SaveLocked();
+                }
+                catch (IOException ex)
+                {
+                    // The exports are served read-only anyway; the next start downgrades them again.
+                    _logger.LogWarning("could not record the read-only exports in {Path}: {Problem}", _path, ex.Message);
+                }
+            }
         }
+
+        return notices;
     }
 
     public IReadOnlyList<ExportDto> List()
@@ -162,18 +194,29 @@ public sealed partial class ExportRegistry
 
     private void CheckWritable(ExportRecord record)
     {
+        if (WhyNotWritable(record) is { } why)
+        {
+            throw new StorageException(StorageError.ReadOnly, $"a read-write export of {why}");
+        }
+    }
+
+    /// <summary>"TARGET is refused: WHY" for the first target that must not be written through this export, or null.</summary>
+    private string? WhyNotWritable(ExportRecord record)
+    {
         if (record.ReadOnly)
         {
-            return;
+            return null;
         }
 
         foreach (var target in record.AllTargets.Where(t => !IsSnapshot(t)))
         {
             if (WhyReadOnly(target) is { } why)
             {
-                throw new StorageException(StorageError.ReadOnly, $"a read-write export of {target} is refused: {why}");
+                return $"{target} is refused: {why}";
             }
         }
+
+        return null;
     }
 
     /// <summary>True when the NBD listener can upgrade clients with STARTTLS (the server has a TLS certificate).</summary>

@@ -401,7 +401,11 @@ public sealed class TidemarkServer : IAsyncDisposable
     private async Task StartCoreAsync(ExportRegistry registry, ListenOptions api, ListenOptions? replication, CancellationToken cancellationToken)
     {
         registry.WhyReadOnly = _app.Services.GetRequiredService<ReplicaReceiver>().WhyReadOnly;
-        registry.Load();
+        foreach (var (export, message) in registry.Load())
+        {
+            Events.Record("export.read-only", export, "server", message, "refused");
+        }
+
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");

@@ -100,6 +100,39 @@ public sealed class ReplicaTrustTests(Xunit.Abstractions.ITestOutputHelper outpu
     }
 
     [Fact]
+    public async Task ReadWriteExport_OfAReplica_MadeBeforeTheRule_ComesUpReadOnlyAtStart_WithAWarningAndAnEvent()
+    {
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr"));
+        await home.SyncReplicaAsync("db");
+        Assert.Equal(0, await Dr.StopAsync());
+
+        // What an older version let an administrator keep: a read-write export of the replica.
+        var path = Path.Combine(Dr.DataDirectory, "exports.json");
+        await File.WriteAllTextAsync(path, """[{"name":"db","protocol":"nbd","target":"db","readOnly":false}]""");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+        await using var restarted = await ServerProcess.StartAsync(Dr.DataDirectory);
+        using var dr = restarted.Client();
+        var export = Assert.Single(await dr.ListExportsAsync());
+        var write = await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 65536", export.Url!);
+        var evt = Assert.Single(await dr.ListEventsAsync(kind: "export.read-only"));
+        Assert.Equal(0, await restarted.StopAsync());
+        var persisted = await File.ReadAllTextAsync(path);
+
+        Assert.True(export.ReadOnly);
+        Assert.Equal("online", export.State);
+        Assert.NotEqual(0, write.ExitCode);
+        Assert.Equal("db", evt.Subject);
+        Assert.Contains("export db was read-write, it is served read-only now", evt.Message, StringComparison.Ordinal);
+        Assert.Contains("replica promote", evt.Message, StringComparison.Ordinal);
+        Assert.Contains("served read-only now", restarted.Log, StringComparison.Ordinal);
+        Assert.Contains("\"readOnly\": true", persisted, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task StaleDrSite_PushingAnOldReverseSyncAfterFailBack_IsRefusedAtOnceAtBothEnds_AndHomeKeepsItsWrites()
     {
         using var proxy = await PairThroughProxyAsync();
