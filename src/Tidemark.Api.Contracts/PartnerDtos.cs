@@ -14,6 +14,12 @@ public sealed record PartnerHelloDto(string Fingerprint, Guid PoolId, string Ver
 /// <summary>What an imported snapshot stream made: the snapshot, and how much the stream carried.</summary>
 public sealed record StreamImportDto(SnapshotDto Snapshot, bool Incremental, long Records, long DataBytes, long ZeroBytes, SnapshotDto? KeptState = null);
 
+/// <summary>
+/// A group member's stream is in and waits for the group's commit (the 202 answer): the snapshot that
+/// now keeps the writes a fail-back discarded at the receiver, when it discarded any.
+/// </summary>
+public sealed record GroupMemberReceivedDto(SnapshotDto? KeptState);
+
 /// <summary>A snapshot as a partner lists it: identity is what matters across sites.</summary>
 public sealed record RemoteSnapshotDto(Guid Id, string Name, DateTimeOffset CreatedAt);
 

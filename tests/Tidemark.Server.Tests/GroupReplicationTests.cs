@@ -134,6 +134,51 @@ public sealed class GroupReplicationTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Group_SplitBrainFailBack_DiscardingHomesWrites_NamesEachMembersKeptSnapshotInReplicaShow()
+    {
+        using var home = _sites.Primary.Client();
+        using var dr = _sites.Dr.Client();
+        await Pairing.PairAsync(_sites.Primary, "dr", _sites.Dr, "home");
+        string[] members = ["db", "log"];
+        foreach (var member in members)
+        {
+            await home.CreateVolumeAsync(new CreateVolumeRequest(member, 16 << 20));
+        }
+
+        await home.CreateGroupAsync(new CreateGroupRequest("app", members));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("app", "dr"));
+        await home.SyncReplicaAsync("app");
+        await dr.PromoteReplicaAsync("app");
+
+        // Both sites write to both members after the common snapshot.
+        var lost = new Dictionary<string, string>();
+        foreach (var member in members)
+        {
+            var atHome = await home.CreateExportAsync(new CreateExportRequest(member, member, "nbd"));
+            await _sites.WriteRandomAsync(atHome.Url!, 0, 64 << 10);
+            await home.DeleteExportAsync(member);
+            lost[member] = await HashAsync(_sites.Primary, $"{member}@{(await home.CreateSnapshotAsync(member, "lost")).Name}");
+            await home.DeleteSnapshotAsync($"{member}@lost");
+            var atDr = await dr.CreateExportAsync(new CreateExportRequest(member, $"{member}-dr", "nbd"));
+            await _sites.WriteRandomAsync(atDr.Url!, 1 << 20, 64 << 10);
+            await dr.DeleteExportAsync($"{member}-dr");
+        }
+
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.ReverseReplicaAsync("app"));
+        await dr.ReverseReplicaAsync("app", discardWritesAt: "home");
+        var shown = await dr.GetReplicaAsync("app");
+
+        Assert.Contains("split brain", refused.Message, StringComparison.Ordinal);
+        Assert.NotNull(shown.DiscardedWrites);
+        foreach (var member in members)
+        {
+            var kept = Assert.Single(await home.ListSnapshotsAsync(member), s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
+            Assert.Contains(kept.Address, shown.DiscardedWrites, StringComparison.Ordinal);
+            Assert.Equal(lost[member], await HashAsync(_sites.Primary, kept.Address));
+        }
+    }
+
 
     private Task<string> HashAsync(ServerProcess server, string snapshot) => _sites.HashSnapshotAsync(server, snapshot);
 }

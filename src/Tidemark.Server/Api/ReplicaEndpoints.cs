@@ -166,7 +166,9 @@ public static class ReplicaEndpoints
 
                 if (result.Snapshot is null)
                 {
-                    return Results.Accepted(); // a group member: complete, waiting for the group's commit
+                    // A group member: complete, waiting for the group's commit. The sender names what
+                    // was kept per member, so the body says it here too.
+                    return Results.Accepted(value: new GroupMemberReceivedDto(result.KeptState?.ToDto()));
                 }
 
                 if (reverse == true)

@@ -643,6 +643,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         {
             lock (_lock)
             {
+                // One address per member (VOLUME@pre-rollback-...), so each member's kept snapshot is named.
                 state.DiscardedWrites = $"split brain resolved: {state.Partner} had written after the common snapshot; those writes are kept there as {string.Join(", ", kept.Select(k => k.Address))}";
                 state.DiscardWritesAtPartner = false;
             }
@@ -760,8 +761,7 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
             }
 
             await writer.ConfigureAwait(false);
-            if (discardKeptAt is not null && response.StatusCode == HttpStatusCode.OK
-                && await response.Content.ReadFromJsonAsync<StreamImportDto>(ApiJson.Options, ct) is { KeptState: { } keptState })
+            if (discardKeptAt is not null && await KeptStateAsync(response, ct) is { } keptState)
             {
                 discardKeptAt.Add(keptState);
             }
@@ -770,6 +770,19 @@ public sealed class ReplicaManager : IDisposable, IMetricsSource
         // The ranges this attempt covered, for the bytes this attempt sent: what a resume skipped
         // went over the wire in an earlier attempt, so counting it would inflate the ratio.
         return (counting.BytesRead, Math.Max(0, (header?.RangeBytes ?? 0) - skipped));
+
+        // A single volume answers 200 with the import; a group member 202 with only what was kept
+        // (empty from a partner of an older version, which kept it without saying).
+        static async Task<SnapshotDto?> KeptStateAsync(HttpResponseMessage response, CancellationToken ct)
+        {
+            var body = await response.Content.ReadAsStringAsync(ct);
+            return (response.StatusCode, body.Length) switch
+            {
+                (HttpStatusCode.OK, > 0) => JsonSerializer.Deserialize<StreamImportDto>(body, ApiJson.Options)?.KeptState,
+                (HttpStatusCode.Accepted, > 0) => JsonSerializer.Deserialize<GroupMemberReceivedDto>(body, ApiJson.Options)?.KeptState,
+                _ => null,
+            };
+        }
 
         // The writer may be blocked on a full pipe that nobody reads any more: completing the
         // reader releases it, the token stops it at its next record.
