@@ -1,0 +1,120 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Replication;
+using Tidemark.Server.Events;
+using Tidemark.Server.Metrics;
+
+namespace Tidemark.Server.Replication;
+
+// The per-replica families of /metrics.
+public sealed partial class ReplicaManager
+{
+    /// <summary>Per replica: lag (the recovery point), bytes sent, the last sync's size and compression, errors, retries, a running sync's progress and ETA.</summary>
+    public void RenderMetrics(System.Text.StringBuilder builder)
+    {
+        var replicas = List();
+        static (string, string)[] Labels(ReplicaDto r) => [("volume", r.Volume), ("partner", r.Partner), ("state", r.State)];
+        void Each(string name, string type, string help, Func<ReplicaDto, double?> value)
+        {
+            PrometheusText.Family(builder, name, type, help);
+            foreach (var replica in replicas)
+            {
+                if (value(replica) is { } v)
+                {
+                    PrometheusText.Sample(builder, name, Labels(replica), v);
+                }
+            }
+        }
+
+        Each("tidemark_replica_lag_seconds", "gauge", "Age of the newest snapshot the partner has of each replicated volume or group: the recovery point if this site failed now.", r => r.LagSeconds);
+        Each("tidemark_replica_sent_bytes_total", "counter", "Bytes of snapshot streams sent to the partner, all syncs.", r => r.BytesSent);
+        Each("tidemark_replica_last_sync_sent_bytes", "gauge", "Bytes on the wire of the last successful sync.", r => r.LastBytesSent);
+        Each("tidemark_replica_last_sync_changed_bytes", "gauge", "Bytes of changed ranges the last successful sync covered.", r => r.LastRangeBytes);
+        Each("tidemark_replica_last_sync_duration_seconds", "gauge", "Duration of the last successful sync.", r => r.LastDurationSeconds);
+        Each("tidemark_replica_compression_ratio", "gauge", "Changed bytes per byte on the wire in the last successful sync.", r => r.LastCompressionRatio);
+        Each("tidemark_replica_retries_total", "counter", "Attempts retried after a broken transfer, all syncs.", r => r.Retries);
+        Each("tidemark_replica_failing", "gauge", "1 while the replica's last sync failed (replica show says why), else 0.", r => r.LastError is null ? 0 : 1);
+        Each("tidemark_replica_sync_remaining_bytes", "gauge", "Bytes the running sync still has to cover.", r => r.Syncing is { Total: { } total } s ? Math.Max(0, total - s.Done) : null);
+        Each("tidemark_replica_sync_eta_seconds", "gauge", "Time the running sync needs at its current rate.", r => r.Syncing?.EtaSeconds);
+    }
+
+    private sealed class ReplicaState
+    {
+        public string Volume { get; set; } = "";
+
+        public string Partner { get; set; } = "";
+
+        public string RemoteVolume { get; set; } = "";
+
+        public string? Every { get; set; }
+
+        public DateTimeOffset? LastAttemptAt { get; set; }
+
+        public string? LastSnapshot { get; set; }
+
+        public DateTimeOffset? LastSnapshotCreatedAt { get; set; }
+
+        public DateTimeOffset? LastSyncAt { get; set; }
+
+        public long BytesSent { get; set; }
+
+        public long LastBytesSent { get; set; }
+
+        public long LastRangeBytes { get; set; }
+
+        public double? LastDurationSeconds { get; set; }
+
+        public int Retries { get; set; }
+
+        public string? LastError { get; set; }
+
+        /// <summary>Sync after each snapshot a policy takes of the volume or group.</summary>
+        public bool AfterPolicySnapshots { get; set; }
+
+        /// <summary><see cref="Volume"/> names a group, replicated as one unit.</summary>
+        public bool IsGroup { get; set; }
+
+        /// <summary>Bytes per second at most on the link ("20M"), or null.</summary>
+        public string? Bandwidth { get; set; }
+
+        /// <summary>This relationship sends a promoted replica back to the site it came from (fail-back).</summary>
+        public bool Reverse { get; set; }
+
+        /// <summary>A reverse sync may revert what the partner wrote after the common snapshot (split brain resolved by the administrator's flag).</summary>
+        public bool DiscardWritesAtPartner { get; set; }
+
+        /// <summary>Where the partner keeps the writes the last fail-back discarded (for 'replica show'), or null.</summary>
+        public string? DiscardedWrites { get; set; }
+
+        /// <summary>Why syncs are held (the partner fails back into this volume), or null.</summary>
+        public string? Suspended { get; set; }
+
+        /// <summary>The partner's volume holds a copy of this one already: with no snapshot in common it is compared by hash scan.</summary>
+        public bool Seed { get; set; }
+
+        /// <summary>The replication snapshot of a transfer not yet complete at the partner (saved before it is sent, so a restart continues it too).</summary>
+        public string? PendingSnapshot { get; set; }
+
+        /// <summary>Why the running sync waits to retry (not saved).</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
+        public string? Retrying { get; set; }
+
+        /// <summary>The sync under way, if any (not saved).</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
+        public (OperationProgress Progress, DateTimeOffset Started)? Running { get; set; }
+
+        /// <summary>Exports the partner brings up when it promotes the replica (null: none were ever set).</summary>
+        public List<StandbyExportDto>? StandbyExports { get; set; }
+
+        /// <summary>zstd level of the streams (0: none).</summary>
+        public int CompressionLevel { get; set; } = DefaultCompressionLevel;
+
+        /// <summary>Bytes the last hash scan compared (0: none yet).</summary>
+        public long LastScannedBytes { get; set; }
+    }
+}
