@@ -117,7 +117,7 @@ public sealed class HashScanTests : TwoSiteTests
     }
 
     [Fact]
-    public async Task FailBackWithoutASharedSnapshot_ScansHome_KeepsItsStateAndEndsIdentical()
+    public async Task FailBackWithoutASharedSnapshot_HomeWroteAfterIt_IsSplitBrain_UntilDiscarded_ThenKeepsHomesStateAndEndsIdentical()
     {
         using var home = Home.Client();
         using var dr = Dr.Client();
@@ -135,20 +135,63 @@ public sealed class HashScanTests : TwoSiteTests
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 3m 64k", drExport.Url!)).AssertSuccess();
         await dr.DeleteExportAsync("mail-dr");
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 7m 4k", homeExport.Url!)).AssertSuccess();
+        // Home also wrote where DR did: only a comparison with the common snapshot tells it apart.
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x7c 3m 4k", homeExport.Url!)).AssertSuccess();
         await home.DeleteExportAsync("mail");
         await home.DeleteReplicaAsync("mail");
         await home.DeleteSnapshotAsync($"mail@{synced.LastSnapshot}");
         var homeBefore = await HashLiveAsync(Home, home, "mail");
 
-        var back = await dr.ReverseReplicaAsync("mail");
+        // Home wrote after the common snapshot: the same split-brain rule as with a shared snapshot.
+        var splitBrain = await Assert.ThrowsAsync<TidemarkApiException>(() => dr.ReverseReplicaAsync("mail"));
+        Assert.Contains("split brain", splitBrain.Message, StringComparison.Ordinal);
+        Assert.Contains(synced.LastSnapshot!, splitBrain.Message, StringComparison.Ordinal);
+        Assert.Contains("2 granules", splitBrain.Message, StringComparison.Ordinal);
+        Assert.Contains("--discard-writes-at home", splitBrain.Message, StringComparison.Ordinal);
+        Assert.Contains(await home.ListEventsAsync(kind: "replica.split-brain"), e => e.Outcome == "refused" && e.Message.Contains("split brain", StringComparison.Ordinal));
+        Assert.Equal(homeBefore, await HashLiveAsync(Home, home, "mail"));
+        Assert.Null((await dr.GetReplicaAsync("mail")).DiscardedWrites);
 
-        // Both sides' changes since the lost snapshot differ: DR's 64 KiB and home's 4 KiB.
+        var back = await dr.ReverseReplicaAsync("mail", discardWritesAt: "home");
+
+        // Both sides' changes since the lost snapshot differ: DR's 64 KiB and home's 4 KiB at 7m.
         Assert.Equal(Size, back.LastScannedBytes);
         Assert.Equal((64 << 10) + 4096, back.LastRangeBytes);
         Assert.Equal(await Sites.HashSnapshotAsync(Dr, $"mail@{back.LastSnapshot}"), await Sites.HashSnapshotAsync(Home, $"mail@{back.LastSnapshot}"));
         var kept = Assert.Single(await home.ListSnapshotsAsync("mail"), s => s.Name.StartsWith("pre-failback-", StringComparison.Ordinal));
         Assert.Equal(homeBefore, await Sites.HashSnapshotAsync(Home, kept.Address));
+        Assert.Contains(kept.Address, back.DiscardedWrites, StringComparison.Ordinal);
+        Assert.Contains(await home.ListEventsAsync(kind: "replica.split-brain"), e => e.Outcome != "refused" && e.Message.Contains(kept.Address, StringComparison.Ordinal) && e.Message.Contains(synced.LastSnapshot!, StringComparison.Ordinal));
         Assert.True((await home.VerifyAsync()).Clean);
+    }
+
+    [Fact]
+    public async Task FailBackWithoutASharedSnapshot_HomeUnchangedSinceIt_NeedsNoConsent()
+    {
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await Pairing.PairAsync(Home, "dr", Dr, "home");
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", Size));
+        var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await Sites.WriteRandomAsync(homeExport.Url!, 0, 16 << 20);
+        await home.DeleteExportAsync("mail");
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        var synced = await home.SyncReplicaAsync("mail");
+
+        // DR promotes and works; home wrote nothing more but lost the common snapshot.
+        await dr.PromoteReplicaAsync("mail");
+        var drExport = await dr.CreateExportAsync(new CreateExportRequest("mail", "mail-dr", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 3m 64k", drExport.Url!)).AssertSuccess();
+        await dr.DeleteExportAsync("mail-dr");
+        await home.DeleteReplicaAsync("mail");
+        await home.DeleteSnapshotAsync($"mail@{synced.LastSnapshot}");
+
+        var back = await dr.ReverseReplicaAsync("mail");
+
+        Assert.Equal(64 << 10, back.LastRangeBytes);
+        Assert.Null(back.DiscardedWrites);
+        Assert.Empty(await home.ListEventsAsync(kind: "replica.split-brain"));
+        Assert.Equal(await Sites.HashSnapshotAsync(Dr, $"mail@{back.LastSnapshot}"), await Sites.HashSnapshotAsync(Home, $"mail@{back.LastSnapshot}"));
     }
 
     [Fact]

@@ -136,7 +136,7 @@ public static class ReplicaEndpoints
         });
         link.MapPost("/demote", (HttpContext context, ReplicaManager m, EventLog events, string volume, long? generation) =>
             Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(new DemoteResultDto(m.Demote(volume, generation ?? 0)?.ToDto()))));
-        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation, bool? discard) =>
+        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation, bool? discard, string? divergedAfter, long? changedGranules) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
@@ -151,7 +151,7 @@ public static class ReplicaEndpoints
                 StreamImportResult result;
                 try
                 {
-                    result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0, discard == true), context.RequestAborted);
+                    result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0, discard == true, divergedAfter, changedGranules ?? 0), context.RequestAborted);
                 }
                 catch (StorageException ex) when (ex.Data.Contains(ReplicaReceiver.SplitBrainKey))
                 {
@@ -161,7 +161,7 @@ public static class ReplicaEndpoints
 
                 if (result.KeptState is { } kept)
                 {
-                    events.Record("replica.split-brain", volume, $"partner:{partner}", $"fail-back from {partner} discarded the writes made here to {volume} after {result.Header.BaseSnapshotName}; they are kept as {kept.Address}");
+                    events.Record("replica.split-brain", volume, $"partner:{partner}", $"fail-back from {partner} discarded the writes made here to {volume} after {(divergedAfter == ReplicaReceiver.UnknownCommon ? "the snapshot both sites last shared" : divergedAfter ?? result.Header.BaseSnapshotName)}; they are kept as {kept.Address}");
                 }
 
                 if (result.Snapshot is null)

@@ -11,7 +11,27 @@ namespace Tidemark.Server.Replication;
 public sealed record ScanPlan(ScanBaseDto Base, IReadOnlyList<(long Offset, long Length)> Ranges, long ScannedBytes, long DifferingGranules, long HashBytes)
 {
     public long RangeBytes => Ranges.Sum(r => r.Length);
+
+    /// <summary>
+    /// With a <see cref="ScanReference"/>: the granules in which the partner's copy differs from the
+    /// reference snapshot, i.e. that the partner wrote after it (0: it still holds exactly that snapshot).
+    /// </summary>
+    public long PartnerChangedGranules { get; init; }
+
+    /// <summary>
+    /// A fail-back scan into a copy that is not the common snapshot any more (written after it, or
+    /// it cannot be told): the common snapshot's name, for the split-brain rule at the partner; else null.
+    /// </summary>
+    public string? PartnerDivergedAfter { get; init; }
 }
+
+/// <summary>
+/// A snapshot the partner's copy should still equal (a fail-back's common snapshot, which the
+/// partner no longer has): the scan also counts the granules where the partner's copy differs from it.
+/// <paramref name="ChangedGranules"/> are the granules this side changed since it (from the engine's
+/// diff): elsewhere the scanned snapshot equals the reference, so only those are hashed twice.
+/// </summary>
+public sealed record ScanReference(SnapshotDevice Device, IReadOnlySet<long> ChangedGranules);
 
 /// <summary>
 /// The sending side of a hash scan (<see cref="HashScan"/>): streams the partner's granule hashes
@@ -28,7 +48,7 @@ public static class HashScanner
 
     private const int PerGranule = HashScan.HashBytes * HashScan.BlocksPerGranule;
 
-    public static async Task<ScanPlan> ScanAsync(HttpClient http, string remote, SnapshotDevice local, ScanBaseDto scanBase, Action<long> progress, CancellationToken ct)
+    public static async Task<ScanPlan> ScanAsync(HttpClient http, string remote, SnapshotDevice local, ScanBaseDto scanBase, Action<long> progress, CancellationToken ct, ScanReference? reference = null)
     {
         if (scanBase.SizeBytes > local.SizeBytes)
         {
@@ -50,7 +70,9 @@ public static class HashScanner
         var mine = new byte[WindowGranules * HashScan.HashBytes];
         var mineBlocks = new byte[WindowGranules * PerGranule];
         var remoteHashes = new byte[WindowGranules * HashScan.HashBytes];
-        long differingGranules = 0, differingAsked = 0;
+        long differingGranules = 0, differingAsked = 0, partnerChanged = 0;
+        var referenceHash = new byte[HashScan.HashBytes];
+        var referenceGranules = reference is null ? 0 : HashScan.GranuleCount(reference.Device.SizeBytes);
 
         // Each window's differing granules are resolved to blocks (a request to the partner) while
         // the next window is read and hashed here; the results are joined in order at the end.
@@ -71,9 +93,31 @@ public static class HashScanner
             for (var g = 0; g < n; g++)
             {
                 var expected = g < fromRemote ? remoteHashes.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes) : scan.ZeroGranule;
-                if (!mine.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(expected))
+                var differs = !mine.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(expected);
+                if (differs)
                 {
                     differing.Add(first + g);
+                }
+
+                if (reference is not null)
+                {
+                    // Where this side changed nothing since the reference, the scanned snapshot is
+                    // the reference: the partner differs from one where it differs from the other.
+                    if (reference.ChangedGranules.Contains(first + g))
+                    {
+                        if (first + g < referenceGranules)
+                        {
+                            scan.GranuleHashes(reference.Device, first + g, 1, referenceHash);
+                        }
+                        else
+                        {
+                            scan.ZeroGranule.CopyTo(referenceHash);
+                        }
+
+                        differs = !referenceHash.AsSpan().SequenceEqual(expected);
+                    }
+
+                    partnerChanged += differs ? 1 : 0;
                 }
             }
 
@@ -110,7 +154,7 @@ public static class HashScanner
 
         // On the link: every granule hash of the partner's copy, then for each differing granule it
         // has, its index up and its block hashes down.
-        return new ScanPlan(scanBase, ranges, local.SizeBytes, differingGranules, (remoteGranules * HashScan.HashBytes) + (differingAsked * (8 + PerGranule)));
+        return new ScanPlan(scanBase, ranges, local.SizeBytes, differingGranules, (remoteGranules * HashScan.HashBytes) + (differingAsked * (8 + PerGranule))) { PartnerChangedGranules = partnerChanged };
     }
 
     /// <summary>Compares the partner's block hashes of differing granules with <paramref name="mine"/> (theirs, in the same order) and returns the blocks that differ, merged into ranges.</summary>

@@ -124,7 +124,18 @@ public sealed partial class ReplicaManager
         var scanBase = await response.Content.ReadFromJsonAsync<ScanBaseDto>(ApiJson.Options, ct)
             ?? throw new StorageException(StorageError.Unavailable, "the partner's answer to a hash scan was empty");
         var key = scanBase.SnapshotId;
-        var plan = await HashScanner.ScanAsync(http, remote, _pool.OpenSnapshot(snapshot.Address), scanBase, covered => progress.Covered(key, covered, resumed: false), ct);
+        var common = state.Reverse ? CommonForFailBackScan(snapshot) : null;
+        var plan = await HashScanner.ScanAsync(http, remote, _pool.OpenSnapshot(snapshot.Address), scanBase, covered => progress.Covered(key, covered, resumed: false), ct, common?.Reference);
+        if (state.Reverse)
+        {
+            // The same split-brain rule as a fail-back with a shared snapshot: the partner's copy
+            // must still be the snapshot this site was promoted from, or the administrator says
+            // its writes go (--discard-writes-at home). Without that snapshot nobody can tell.
+            plan = common is null
+                ? plan with { PartnerDivergedAfter = ReplicaReceiver.UnknownCommon, PartnerChangedGranules = -1 }
+                : plan with { PartnerDivergedAfter = plan.PartnerChangedGranules > 0 ? common.Value.Snapshot.Name : null };
+        }
+
         scans[snapshot.Id] = plan;
         progress.AddToTotal(plan.RangeBytes);
         lock (_lock)
@@ -134,6 +145,30 @@ public sealed partial class ReplicaManager
 
         _events.Record("replica.scan", state.Volume, "server", $"hash scan of {snapshot.Address} against {state.Partner}:{scanBase.SnapshotName}: {plan.DifferingGranules:N0} of {HashScan.GranuleCount(snapshot.SizeBytes):N0} granules of 64 KiB differ, {plan.RangeBytes:N0} bytes of blocks to send; {plan.HashBytes:N0} bytes of hashes exchanged");
         return plan;
+    }
+
+    /// <summary>
+    /// The snapshot this site was promoted from (the last one replicated here from the partner, so
+    /// the partner's state when they parted), with the granules changed here since it; null when it
+    /// is gone here.
+    /// </summary>
+    private (SnapshotInfo Snapshot, ScanReference Reference)? CommonForFailBackScan(SnapshotInfo sending)
+    {
+        if (_receiver.FindIncoming(sending.Volume)?.LastSnapshotId is not { } id || _pool.FindSnapshotById(sending.Volume, id) is not { } common)
+        {
+            return null;
+        }
+
+        var changed = new HashSet<long>();
+        foreach (var range in _pool.Diff(sending.Volume, common.Name, sending.Name))
+        {
+            for (var g = range.OffsetBytes / HashScan.GranuleBytes; g * HashScan.GranuleBytes < range.OffsetBytes + range.LengthBytes; g++)
+            {
+                changed.Add(g);
+            }
+        }
+
+        return (common, new ScanReference(_pool.OpenSnapshot(common.Address), changed));
     }
 
     private static async Task<PartialReceiveDto?> GetPartialAsync(HttpClient http, string remote, CancellationToken ct)
@@ -179,7 +214,7 @@ public sealed partial class ReplicaManager
             stop.Token);
         Stream body = bytesPerSecond is { } rate ? new RateLimitedStream(counting, rate, _time) : counting;
         using var content = new StreamContent(body, 1 << 20);
-        var query = $"resume={resume}&generation={_receiver.GenerationOf(snapshot.Volume)}{(reverse ? "&reverse=true" : "")}{(discardKeptAt is null ? "" : "&discard=true")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}";
+        var query = $"resume={resume}&generation={_receiver.GenerationOf(snapshot.Volume)}{(reverse ? "&reverse=true" : "")}{(discardKeptAt is null ? "" : "&discard=true")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}{(scan?.PartnerDivergedAfter is { } after ? $"&divergedAfter={Uri.EscapeDataString(after)}&changedGranules={scan.PartnerChangedGranules}" : "")}";
         HttpResponseMessage response;
         try
         {

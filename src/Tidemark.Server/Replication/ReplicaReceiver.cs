@@ -248,6 +248,9 @@ public sealed partial class ReplicaReceiver
     private static StorageException TransferRunning(string volume) =>
         new(StorageError.Closed, $"a transfer into {volume} is already running; try again when it ends");
 
+    /// <summary>Stands for the common snapshot of a fail-back scan when the sender no longer has the snapshot it was promoted from.</summary>
+    public const string UnknownCommon = "?";
+
     /// <summary>Marks (in an exception's data) a fail-back refused because both sites wrote after their common snapshot.</summary>
     public const string SplitBrainKey = "tidemark.split-brain";
 
@@ -465,7 +468,15 @@ public sealed partial class ReplicaReceiver
     /// primary here: it must not be exported read-write, it is rolled back to the stream's base
     /// (keeping what it held as a snapshot), and it becomes a replica of the partner.
     /// </summary>
-    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken, string? group = null, long generation = 0, bool discardWrites = false)
+    /// <remarks>
+    /// A fail-back compared by hash scan (no snapshot in common) enters the scan's
+    /// <c>pre-failback-...</c> base; the sender, which still has the common snapshot, names it in
+    /// <paramref name="divergedAfter"/> when this site's copy differs from it in
+    /// <paramref name="changedGranules"/> granules (-1: it cannot tell). The split-brain rule is then
+    /// the same as with a shared snapshot: refused unless <paramref name="discardWrites"/>, and the
+    /// scan base, which keeps those writes, is the kept state.
+    /// </remarks>
+    public StreamImportResult Receive(string volume, string partner, Stream body, long resumeOffset, bool reverse, CancellationToken cancellationToken, string? group = null, long generation = 0, bool discardWrites = false, string? divergedAfter = null, long changedGranules = 0)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
         if (!gate.TryEnter())
@@ -481,6 +492,11 @@ public sealed partial class ReplicaReceiver
             }
 
             CheckAccepts(volume, reverse);
+            if (reverse && divergedAfter is not null && !discardWrites)
+            {
+                throw SplitBrain(volume, partner, divergedAfter, changedGranules);
+            }
+
             if (resumeOffset == 0)
             {
                 // A fail-back keeps the volume's own changes (the import rolls back keeping them);
@@ -546,6 +562,12 @@ public sealed partial class ReplicaReceiver
                     SavePartials();
                 }
 
+                if (reverse && divergedAfter is not null && result.KeptState is null && result.Header.BaseSnapshotId is { } scanBaseId && _pool.FindSnapshotById(volume, scanBaseId) is { } scanBase)
+                {
+                    // The scan base holds this site's writes that the fail-back just overwrote.
+                    result = result with { KeptState = scanBase };
+                }
+
                 if (reverse)
                 {
                     SetPromoted(volume, false);
@@ -566,9 +588,7 @@ public sealed partial class ReplicaReceiver
             {
                 // Split brain: this site also wrote after the snapshot both sides share. Resolving it
                 // discards one side's writes, so only when the administrator says which.
-                var split = new StorageException(StorageError.InvalidArgument, $"split brain: {volume} was written here after {common}, the newest snapshot both sites share, and {partner} wrote to its copy too; failing back would revert this site's writes (they would be kept as a pre-rollback-... snapshot here); to do that, run 'tidemark replica reverse {volume} --discard-writes-at home' at {partner}", ex);
-                split.Data[SplitBrainKey] = true;
-                throw split;
+                throw SplitBrain(volume, partner, common, null, ex);
             }
             catch (StreamImportException ex)
             {
@@ -586,6 +606,25 @@ public sealed partial class ReplicaReceiver
         {
             gate.Exit();
         }
+    }
+
+    /// <summary>
+    /// A fail-back refused because this site wrote after <paramref name="common"/> (with a shared
+    /// snapshot: found by the engine here; with a hash scan: <paramref name="changedGranules"/>
+    /// granules found by the sender, -1 when it no longer has the common snapshot to compare with).
+    /// </summary>
+    private static StorageException SplitBrain(string volume, string partner, string common, long? changedGranules, Exception? inner = null)
+    {
+        var (what, kept) = changedGranules switch
+        {
+            null => ($"{volume} was written here after {common}, the newest snapshot both sites share,", "pre-rollback"),
+            < 0 => ($"{volume} here cannot be compared with the snapshot {partner} was promoted from (it has none left), so it may hold writes made after it,", "pre-failback"),
+            { } n => ($"{volume} was written here after {common}, the last snapshot both sites shared ({n:N0} granules of 64 KiB differ from it; no longer kept here),", "pre-failback"),
+        };
+        var message = $"split brain: {what} and {partner} wrote to its copy too; failing back would revert this site's writes (they would be kept as a {kept}-... snapshot here); to do that, run 'tidemark replica reverse {volume} --discard-writes-at home' at {partner}";
+        var split = inner is null ? new StorageException(StorageError.InvalidArgument, message) : new StorageException(StorageError.InvalidArgument, message, inner);
+        split.Data[SplitBrainKey] = true;
+        return split;
     }
 
     /// <summary>The snapshot a failed import was for (kept on the exception's data by the reader).</summary>
