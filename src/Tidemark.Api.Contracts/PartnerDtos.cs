@@ -37,8 +37,12 @@ public sealed record GroupCommitRequest(string Group, IReadOnlyList<GroupMemberC
 
 /// <summary>
 /// A volume replicated to a partner. <see cref="State"/>: "active", "suspended" (the partner fails
-/// back into it; <see cref="SuspendedReason"/> says what resumes it) or "reverse" (a promoted replica
-/// sent back to its source).
+/// back into it; <see cref="SuspendedReason"/> says what resumes it), "reverse" (a promoted replica
+/// sent back to its source) or "promoted" (shown at the DR site for a promoted replica not sent back
+/// yet). Before a fail-back's first sync, <see cref="PartnerWrites"/> says whether the site it goes
+/// back to wrote after the newest snapshot both share (split brain: the reverse needs
+/// --discard-writes-at home), asked over the link when shown; "unknown, ... unreachable" when it
+/// did not answer in time.
 /// </summary>
 public sealed record ReplicaDto(
     string Volume,
@@ -66,7 +70,11 @@ public sealed record ReplicaDto(
     double? LastCompressionRatio = null,
     ReplicaSyncProgressDto? Syncing = null,
     int CompressionLevel = 3,
-    string? DiscardedWrites = null);
+    string? DiscardedWrites = null,
+    string? PartnerWrites = null);
+
+/// <summary>The bytes of ranges a volume changed after one of its snapshots (the partner link's split-brain query before a fail-back).</summary>
+public sealed record WrittenSinceDto(string Snapshot, long ChangedBytes);
 
 /// <summary>
 /// A sync under way: bytes of changed ranges covered of the total known from the diff (or scanned and

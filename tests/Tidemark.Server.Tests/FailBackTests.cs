@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -103,5 +105,56 @@ public sealed class FailBackTests : TwoSiteTests
         Assert.Equal("not-found", notIncoming.Code);
         Assert.Contains("only a promoted replica", notIncoming.Message, StringComparison.Ordinal);
         Assert.Equal("invalid-argument", notPromoted.Code);
+    }
+
+    [Fact]
+    public async Task ReplicaShow_AtTheDrSite_SaysBeforeAReverseWhetherHomeWroteAfterTheCommonSnapshot_AndNeverHangsOnHome()
+    {
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await Pairing.PairAsync(Home, "dr", Dr, "home");
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        var synced = await home.SyncReplicaAsync("mail");
+        await dr.PromoteReplicaAsync("mail");
+
+        var clean = await dr.GetReplicaAsync("mail");
+
+        var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 1m 8k", homeExport.Url!)).AssertSuccess();
+        var written = (await CliProcess.RunAsync("replica", "show", "mail", "--data", Dr.DataDirectory)).AssertSuccess().StandardOutput;
+
+        // Home answers nothing (a listener that never speaks TLS): show still answers, saying so.
+        using var silent = new TcpListener(IPAddress.Loopback, 0);
+        silent.Start();
+        var drPartners = await dr.ListPartnersAsync();
+        var homeFingerprint = Assert.Single(drPartners, p => p.Name == "home").Fingerprint;
+        await dr.RemovePartnerAsync("home");
+        await dr.AddPartnerAsync(new AddPartnerRequest("home", silent.LocalEndpoint.ToString()!, homeFingerprint));
+        var silentShow = await dr.GetReplicaAsync("mail");
+
+        // Home is down: the same.
+        await Home.StopAsync();
+        await dr.RemovePartnerAsync("home");
+        await dr.AddPartnerAsync(new AddPartnerRequest("home", $"127.0.0.1:{FreePort()}", homeFingerprint));
+        var down = await dr.GetReplicaAsync("mail");
+
+        Assert.Equal("promoted", clean.State);
+        Assert.Equal(("home", "mail"), (clean.Partner, clean.RemoteVolume));
+        Assert.Contains($"home has not written to mail since {synced.LastSnapshot}", clean.PartnerWrites, StringComparison.Ordinal);
+        Assert.Contains("split brain", written, StringComparison.Ordinal);
+        Assert.Contains(synced.LastSnapshot!, written, StringComparison.Ordinal);
+        Assert.Contains("8,192 bytes changed", written, StringComparison.Ordinal);
+        Assert.Contains("--discard-writes-at home", written, StringComparison.Ordinal);
+        Assert.StartsWith("unknown, home unreachable", silentShow.PartnerWrites, StringComparison.Ordinal);
+        Assert.StartsWith("unknown, home unreachable", down.PartnerWrites, StringComparison.Ordinal);
+        Assert.Equal("promoted", down.State);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -36,7 +36,16 @@ public static class ReplicaCommands
 
         var showVolume = new Argument<string>("volume") { Description = "replicated volume" };
         var show = new Command("show", "Show one replica") { showVolume };
-        show.SetClientAction(async (p, client, json, ct) => Print([await client.GetReplicaAsync(p.GetValue(showVolume)!, ct)], json));
+        show.SetClientAction(async (p, client, json, ct) =>
+        {
+            var replica = await client.GetReplicaAsync(p.GetValue(showVolume)!, ct);
+            Print([replica], json);
+            if (!json && replica.PartnerWrites is { } partnerWrites)
+            {
+                // Before a fail-back: whether the other site wrote after the common snapshot.
+                Console.Out.WriteLine(partnerWrites);
+            }
+        });
 
         var syncVolume = new Argument<string>("volume") { Description = "replicated volume" };
         var sync = new Command("sync", "Replicate now: snapshot, send what changed since the newest common snapshot, resume after link failures") { syncVolume };

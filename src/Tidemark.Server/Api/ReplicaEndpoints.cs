@@ -18,7 +18,7 @@ public static class ReplicaEndpoints
     {
         var replicas = app.MapGroup("/api/v1/replicas").WithTags("replicas");
         replicas.MapGet("/", (ReplicaManager m) => TypedResults.Ok(m.List()));
-        replicas.MapGet("/{volume}", (ReplicaManager m, string volume) => TypedResults.Ok(m.Get(volume)));
+        replicas.MapGet("/{volume}", async (ReplicaManager m, string volume, CancellationToken ct) => TypedResults.Ok(await m.ShowAsync(volume, ct)));
         replicas.MapPost("/", (ReplicaManager m, CreateReplicaRequest request) =>
         {
             var replica = m.Create(request);
@@ -116,6 +116,7 @@ public static class ReplicaEndpoints
         }).ExcludeFromDescription().WithName("replica.group-commit");
         var link = app.MapGroup($"{PartnerLink.PathPrefix}/volumes/{{volume}}").ExcludeFromDescription();
         link.MapGet("/snapshots", (ReplicaReceiver r, string volume) => TypedResults.Ok(r.Snapshots(volume)));
+        link.MapGet("/written-since/{snapshot:guid}", (ReplicaReceiver r, string volume, Guid snapshot) => TypedResults.Ok(r.WrittenSince(volume, snapshot)));
         link.MapGet("/partial", (ReplicaReceiver r, string volume) => r.Partial(volume) is { } p ? Results.Ok(p) : Results.NoContent());
         link.MapPost("/scan", (HttpContext context, ReplicaReceiver r, EventLog events, string volume, bool? seed, bool? reverse, long? generation) =>
             Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(r.BeginScan(volume, PartnerOf(context), seed == true, reverse == true, generation ?? 0))));

@@ -411,6 +411,18 @@ public sealed partial class ReplicaReceiver
             ? [.. _pool.ListSnapshots(volume).Select(s => new RemoteSnapshotDto(s.Id, s.Name, s.CreatedAt))]
             : [];
 
+    /// <summary>
+    /// How much <paramref name="volume"/> changed after its snapshot <paramref name="snapshot"/> (a
+    /// DR site asks before a fail-back: written here after the common snapshot is split brain).
+    /// Costs the engine's diff, which follows what changed, not the volume size.
+    /// </summary>
+    public WrittenSinceDto WrittenSince(string volume, Guid snapshot)
+    {
+        var since = (_pool.TryGetVolume(volume, out _) ? _pool.FindSnapshotById(volume, snapshot) : null)
+            ?? throw new StorageException(StorageError.NotFound, $"{volume} has no snapshot {snapshot} here");
+        return new WrittenSinceDto(since.Name, _pool.Diff(volume, since.Name, null).Sum(r => r.LengthBytes));
+    }
+
     public PartialReceiveDto? Partial(string volume) =>
         _pending.TryGetValue(volume, out var pending) ? new PartialReceiveDto(pending.Header.SnapshotId, pending.Header.SizeBytes, Complete: true)
         : _partial.TryGetValue(volume, out var p) ? p : null;
