@@ -105,7 +105,8 @@ public sealed partial class ExportRegistry
         return new ChapRecord(user, secret);
     }
 
-    private void PublishIscsi(ExportRecord record)
+    /// <summary>Publishes the export's target; returns what each LUN serves (see <see cref="ServedImage"/>).</summary>
+    private List<string> PublishIscsi(ExportRecord record)
     {
         var iqn = record.Iqn ?? throw new StorageException(StorageError.InvalidArgument, $"export '{record.Name}' in exports.json has no iqn");
         if (IscsiCatalog.TryGetTarget(iqn, out var existing) && existing.Definition.Alias != record.Name)
@@ -113,8 +114,9 @@ public sealed partial class ExportRegistry
             throw new StorageException(StorageError.AlreadyExists, $"the iSCSI target {iqn} is served by export '{existing.Definition.Alias}'");
         }
 
+        var served = record.AllTargets.Select(target => ServedImage(record, target)).ToList();
         var luns = record.AllTargets
-            .Select((target, lun) => new IscsiLunDefinition(lun, Metered(target, Open(target)), record.ReadOnly || IsSnapshot(target)))
+            .Select((target, lun) => new IscsiLunDefinition(lun, Metered(target, Open(served[lun]), served[lun]), record.ReadOnly || IsSnapshot(target)))
             .ToList();
         var definition = new IscsiTargetDefinition(iqn, luns)
         {
@@ -132,6 +134,8 @@ public sealed partial class ExportRegistry
             // Only a hand-edited exports.json gets here: requests are checked before.
             throw new StorageException(StorageError.InvalidArgument, ex.Message);
         }
+
+        return served;
     }
 
     private ExportDto IscsiDto(ExportRecord r, string state, string? problem)

@@ -312,15 +312,17 @@ public sealed partial class ExportRegistry
         switch (record.Protocol)
         {
             case Nbd:
-                var device = Open(record.Target);
-                Catalog.Set(new NbdExport(record.Name, Metered(record.Target, device), Describe(device, record.Target), record.ReadOnly)
+                var served = ServedImage(record, record.Target);
+                var device = Open(served);
+                Catalog.Set(new NbdExport(record.Name, Metered(record.Target, device, served), Describe(device, served), record.ReadOnly)
                 {
-                    ChangedBlocks = new EngineChangedBlocks(_pool, record.Target),
+                    ChangedBlocks = new EngineChangedBlocks(_pool, served),
                     TlsRequired = record.TlsRequired,
                 });
+                entry.Served = [served];
                 break;
             case Iscsi:
-                PublishIscsi(record);
+                entry.Served = PublishIscsi(record);
                 break;
             default:
                 throw new StorageException(StorageError.Unsupported, $"protocol '{record.Protocol}' is not served by this version");
@@ -348,12 +350,61 @@ public sealed partial class ExportRegistry
     private IBlockDevice Open(string target) =>
         IsSnapshot(target) ? _pool.OpenSnapshot(target) : _pool.GetVolume(target);
 
-    /// <summary>What the frontends get: the device, counted in the I/O metrics under its name.</summary>
-    private IBlockDevice Metered(string target, IBlockDevice device)
+    /// <summary>
+    /// For a volume that replication writes (a replica at the DR site, not promoted), the snapshot a
+    /// read-only export serves instead of the live image: its newest complete replicated snapshot.
+    /// Null for every other volume. See ADR 0008.
+    /// </summary>
+    public Func<string, string?> StandbyImageOf { get; set; } = _ => null;
+
+    /// <summary>
+    /// What a LUN or NBD export of <paramref name="target"/> serves: a read-only export of a replica
+    /// serves its newest replicated snapshot, which no commit changes (the live image changes under
+    /// every transfer and is torn while one runs); anything else serves the target itself.
+    /// </summary>
+    private string ServedImage(ExportRecord record, string target) =>
+        record.ReadOnly && !IsSnapshot(target) && StandbyImageOf(target) is { } image ? image : target;
+
+    /// <summary>
+    /// A replica's newest replicated snapshot changed (a commit), or it stopped or started being a
+    /// replica (promote, demote, accept): its read-only exports are published again on the new image.
+    /// New NBD connections and iSCSI logins get it; clients already attached keep the snapshot they
+    /// have (a stable image, kept from pruning while they hold it) until they reconnect.
+    /// </summary>
+    public void RefreshStandby(string volume)
     {
-        var served = _metrics?.Wrap(target, device) ?? device;
-        _servedTargets.AddOrUpdate(served, target);
-        return served;
+        lock (_lock)
+        {
+            foreach (var entry in _entries.Values.Where(e => e.Record.ReadOnly && e.Record.AllTargets.Contains(volume)))
+            {
+                if (entry.Problem is null && entry.Served is { } served && served.SequenceEqual(entry.Record.AllTargets.Select(t => ServedImage(entry.Record, t))))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    Publish(entry);
+                    _logger.LogInformation("export {Export} of {Target} now serves {Image} to new clients", entry.Record.Name, volume, string.Join(", ", entry.Served ?? []));
+                }
+                catch (StorageException ex)
+                {
+                    entry.Problem = ex.Message;
+                    _logger.LogWarning("export {Export} of {Target} is offline: {Problem}", entry.Record.Name, volume, ex.Message);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// What the frontends get: the device, counted in the I/O metrics under the export's target and
+    /// known (for sessions) as <paramref name="served"/>, the snapshot it is when it is a replica's standby image.
+    /// </summary>
+    private IBlockDevice Metered(string target, IBlockDevice device, string? served = null)
+    {
+        var metered = _metrics?.Wrap(target, device) ?? device;
+        _servedTargets.AddOrUpdate(metered, served ?? target);
+        return metered;
     }
 
     /// <summary>
@@ -441,5 +492,8 @@ public sealed partial class ExportRegistry
         public ExportRecord Record { get; } = record;
 
         public string? Problem { get; set; }
+
+        /// <summary>What each target (LUN) is served from since it was last published: the target, or a replica's standby snapshot.</summary>
+        public IReadOnlyList<string>? Served { get; set; }
     }
 }

@@ -275,6 +275,9 @@ public sealed class TidemarkServer : IAsyncDisposable
             {
                 WritableExports = sp.GetRequiredService<ExportRegistry>().WritableExportsOf,
                 ExportsOfSnapshot = address => sp.GetRequiredService<ExportRegistry>().ExportsOfTarget(address),
+                ImageChanged = sp.GetRequiredService<ExportRegistry>().RefreshStandby,
+                HeldByClients = address => sp.GetRequiredService<ClientSessions>().AttachedTo(address).Count > 0,
+                ThrowIfAttached = (target, operation) => sp.GetRequiredService<ClientSessions>().ThrowIfAttached(target, operation, canForce: false),
             });
             builder.Services.AddSingleton(sp => new ReplicaManager(
                 pool,
@@ -401,6 +404,7 @@ public sealed class TidemarkServer : IAsyncDisposable
     private async Task StartCoreAsync(ExportRegistry registry, ListenOptions api, ListenOptions? replication, CancellationToken cancellationToken)
     {
         registry.WhyReadOnly = _app.Services.GetRequiredService<ReplicaReceiver>().WhyReadOnly;
+        registry.StandbyImageOf = _app.Services.GetRequiredService<ReplicaReceiver>().StandbyImage;
         foreach (var (export, message) in registry.Load())
         {
             Events.Record("export.read-only", export, "server", message, "refused");

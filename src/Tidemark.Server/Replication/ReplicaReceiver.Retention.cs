@@ -59,8 +59,9 @@ public sealed partial class ReplicaReceiver
             .ToList();
         foreach (var snapshot in replicated)
         {
-            if (ExportsOfSnapshot(snapshot.Address).Count > 0)
+            if (ExportsOfSnapshot(snapshot.Address).Count > 0 || HeldByClients(snapshot.Address))
             {
+                // Exported, or a standby client still reads it (its export moved on): kept for now.
                 continue;
             }
 

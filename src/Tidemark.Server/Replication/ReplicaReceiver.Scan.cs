@@ -53,6 +53,9 @@ public sealed partial class ReplicaReceiver
                 }
             }
 
+            // The differences are applied into the live image: nobody may be reading it meanwhile.
+            ThrowIfAttached(volume, reverse ? $"failing back from {partner} into {volume}" : $"a hash scan of {volume} for {partner}'s replica");
+
             // What a broken transfer applied stays: the scan compares the volume as it is.
             if (_partial.TryRemove(volume, out _))
             {
@@ -112,6 +115,9 @@ public sealed partial class ReplicaReceiver
                 _incoming[volume] = new IncomingReplicaDto(volume, partner, sourceVolume ?? volume, kept.Name, kept.CreatedAt, null, false) { LastSnapshotId = kept.Id };
                 SaveIncoming();
             }
+
+            // A replica target from now on: its read-only exports serve the kept snapshot to new clients.
+            ImageChanged(volume);
 
             return (FindIncoming(volume)!, kept);
         }

@@ -120,6 +120,30 @@ public sealed partial class ReplicaReceiver
     /// </summary>
     public Func<string, IReadOnlyList<string>> WritableExports { get; set; } = _ => [];
 
+    /// <summary>
+    /// Told the volume whose newest replicated snapshot changed (a commit) or that stopped or started
+    /// being a replica (promote, demote, accept): its read-only exports move to <see cref="StandbyImage"/>
+    /// for new clients (ADR 0008).
+    /// </summary>
+    public Action<string> ImageChanged { get; set; } = _ => { };
+
+    /// <summary>Whether NBD or iSCSI clients hold a volume, view or snapshot (a replicated snapshot served to them is not pruned).</summary>
+    public Func<string, bool> HeldByClients { get; set; } = _ => false;
+
+    /// <summary>
+    /// Refuses (naming the clients) an operation that would change a volume's live image under
+    /// attached clients: a fail-back into it, a seed scan, a demotion (ADR 0008).
+    /// </summary>
+    public Action<string, string> ThrowIfAttached { get; set; } = (_, _) => { };
+
+    /// <summary>
+    /// The snapshot read-only exports of <paramref name="volume"/> serve instead of its live image,
+    /// or null: for a volume replication writes (a replica not promoted, or one half-received), its
+    /// newest replicated snapshot; the live image changes with every commit and is torn during a transfer.
+    /// </summary>
+    public string? StandbyImage(string volume) =>
+        WhyReadOnly(volume) is null ? null : NewestReplicated(volume)?.Address;
+
     /// <summary>Volumes replicated into this server: which partner sends each, from which of its volumes.</summary>
     public IReadOnlyList<IncomingReplicaDto> Incoming
     {
@@ -160,16 +184,20 @@ public sealed partial class ReplicaReceiver
     public SnapshotInfo Promote(string volume)
     {
         var gate = _locks.GetOrAdd(volume, _ => new Lock());
+        SnapshotInfo newest;
         lock (gate)
         {
             _pool.GetVolume(volume); // a missing volume: not found
-            var newest = NewestReplicated(volume)
+            newest = NewestReplicated(volume)
                 ?? throw new StorageException(StorageError.InvalidArgument, $"{volume} has no complete replicated snapshot yet; there is nothing consistent to promote");
             DiscardLeftovers(volume, replica: true);
             SetPromoted(volume, true);
             BumpGeneration(volume);
-            return newest;
         }
+
+        // A primary now: its read-only exports serve the live image to new clients.
+        ImageChanged(volume);
+        return newest;
     }
 
     /// <summary>
@@ -302,6 +330,9 @@ public sealed partial class ReplicaReceiver
                 throw new StorageException(StorageError.Busy, $"{volume} is exported read-write ({string.Join(", ", exports)}); stop the application and delete those exports before it becomes a replica again");
             }
 
+            // Returning to the snapshot the other site has changes the live image under its readers.
+            ThrowIfAttached(volume, $"demoting {volume} to a replica");
+
             // The snapshot the other site has: the last one sent back to it (fail-back), else the
             // newest one replicated here; never a snapshot someone took here by hand.
             var target = (returnTo is null ? null : _pool.ListSnapshots(volume).FirstOrDefault(s => s.Name == returnTo)) ?? NewestReplicated(volume)!;
@@ -318,6 +349,7 @@ public sealed partial class ReplicaReceiver
                 }
             }
 
+            ImageChanged(volume);
             return kept;
         }
     }
@@ -459,6 +491,7 @@ public sealed partial class ReplicaReceiver
             pending ??= new PendingMember(request.Group, result.Header, result, 0);
             RecordIncoming(volume, partner, result with { Snapshot = snapshots.First(s => s.Volume == volume) }, request.Group.Split('/')[0], pending.Generation);
             DropScanBase(volume, result.Header);
+            ImageChanged(volume);
             Prune(volume);
         }
 
@@ -508,6 +541,11 @@ public sealed partial class ReplicaReceiver
             {
                 throw SplitBrain(volume, partner, divergedAfter, changedGranules);
             }
+
+            // Read-only clients of a replica read its newest replicated snapshot; a client on the
+            // live image (attached before the volume became a replica, or the home volume of a
+            // fail-back) would see it change, or torn mid-transfer.
+            ThrowIfAttached(volume, reverse ? $"failing back from {partner} into {volume}" : $"replicating from {partner} into {volume}");
 
             if (resumeOffset == 0)
             {
@@ -593,6 +631,7 @@ public sealed partial class ReplicaReceiver
 
                 RecordIncoming(volume, partner, result, null, generation);
                 DropScanBase(volume, result.Header);
+                ImageChanged(volume);
                 Prune(volume);
                 return result;
             }

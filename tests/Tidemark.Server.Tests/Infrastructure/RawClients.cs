@@ -62,6 +62,29 @@ public sealed class AttachedNbdClient : IDisposable
         }
     }
 
+    /// <summary>NBD_CMD_READ on this connection (simple reply: no structured replies were negotiated).</summary>
+    public async Task<byte[]> ReadAsync(long offset, int length)
+    {
+        var request = new byte[28];
+        BinaryPrimitives.WriteUInt32BigEndian(request, 0x25609513); // NBD_REQUEST_MAGIC
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), (ulong)Interlocked.Increment(ref _handle));
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), (ulong)offset);
+        BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(24), (uint)length);
+        await _stream.WriteAsync(request);
+        var reply = new byte[16];
+        await _stream.ReadExactlyAsync(reply);
+        if (BinaryPrimitives.ReadUInt32BigEndian(reply) != 0x67446698 || BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(4)) is var error and not 0)
+        {
+            throw new IOException($"NBD read at {offset} failed (reply {Convert.ToHexString(reply)})");
+        }
+
+        var data = new byte[length];
+        await _stream.ReadExactlyAsync(data);
+        return data;
+    }
+
+    private long _handle;
+
     public void Dispose() => _tcp.Dispose();
 }
 
