@@ -58,55 +58,26 @@ public sealed class OrWriteTests
     }
 
     /// <summary>Writes F0h over block 0 right after the first read, as another session would.</summary>
-    private sealed class RacingDevice(IBlockDevice inner) : IBlockDevice
+    private sealed class RacingDevice(IBlockDevice inner) : ForwardingDevice(inner)
     {
         private bool _raced;
 
         public int CompareAndWrites { get; private set; }
 
-        public Guid Id => inner.Id;
-
-        public string Name => inner.Name;
-
-        public long SizeBytes => inner.SizeBytes;
-
-        public int LogicalBlockSizeBytes => inner.LogicalBlockSizeBytes;
-
-        public int AllocationUnitBytes => inner.AllocationUnitBytes;
-
-        public bool IsReadOnly => inner.IsReadOnly;
-
-        public event EventHandler? SizeChanged
+        public override void Read(long offsetBytes, Span<byte> destination)
         {
-            add => inner.SizeChanged += value;
-            remove => inner.SizeChanged -= value;
-        }
-
-        public void Read(long offsetBytes, Span<byte> destination)
-        {
-            inner.Read(offsetBytes, destination);
+            Inner.Read(offsetBytes, destination);
             if (!_raced)
             {
                 _raced = true;
-                inner.Write(0, Enumerable.Repeat((byte)0xF0, 512).ToArray(), false);
+                Inner.Write(0, Enumerable.Repeat((byte)0xF0, 512).ToArray(), false);
             }
         }
 
-        public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess) => inner.Write(offsetBytes, source, forceUnitAccess);
-
-        public void Flush() => inner.Flush();
-
-        public void Unmap(long offsetBytes, long lengthBytes) => inner.Unmap(offsetBytes, lengthBytes);
-
-        public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap) => inner.WriteZeroes(offsetBytes, lengthBytes, mayUnmap);
-
-        public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess)
+        public override int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess)
         {
             CompareAndWrites++;
-            return inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
+            return Inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
         }
-
-        public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) =>
-            inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
     }
 }

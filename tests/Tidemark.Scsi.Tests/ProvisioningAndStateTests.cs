@@ -151,6 +151,41 @@ public sealed class ProvisioningAndStateTests
     }
 
     [Fact]
+    public void GetLbaStatus_DeviceSplitsItsAnswer_RunsOfOneStateMergeIntoOneDescriptor()
+    {
+        // libiscsi's Sanitize.BlockErase wants a deallocated LUN covered by the descriptors of one reply.
+        var device = new SplittingDevice(new Tidemark.TestKit.MemoryBlockDevice(16L << 20));
+        var h = new ScsiHarness(device: device);
+        device.Write(15L << 20, new byte[4096].Select(_ => (byte)1).ToArray(), false);
+
+        Assert.True(h.Run(GetLbaStatusCdb(0), dataInBytes: 64).IsGood);
+
+        Assert.Equal(8u + 48, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn) + 4);
+        Assert.Equal(0ul, BinaryPrimitives.ReadUInt64BigEndian(h.DataIn.AsSpan(8)));
+        Assert.Equal((15u << 20) / 512, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(16)));
+        Assert.Equal(1, h.DataIn[20]);
+        Assert.Equal((15ul << 20) / 512, BinaryPrimitives.ReadUInt64BigEndian(h.DataIn.AsSpan(24)));
+        Assert.Equal(8u, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(32)));
+        Assert.Equal(0, h.DataIn[36]);
+        Assert.Equal(((15ul << 20) + 4096) / 512, BinaryPrimitives.ReadUInt64BigEndian(h.DataIn.AsSpan(40)));
+        Assert.Equal((1u << 20) / 512 - 8, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(48)));
+        Assert.Equal(1, h.DataIn[52]);
+        Assert.Equal(16, device.Calls);
+    }
+
+    /// <summary>Answers at most 1 MiB per allocation-status call, as the engine answers 256 MiB.</summary>
+    private sealed class SplittingDevice(IBlockDevice inner) : ForwardingDevice(inner)
+    {
+        public int Calls { get; private set; }
+
+        public override int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination)
+        {
+            Calls++;
+            return Inner.GetAllocationStatus(offsetBytes, Math.Min(lengthBytes, 1 << 20), destination);
+        }
+    }
+
+    [Fact]
     public void ReadDefectData_BothForms_ReturnAnEmptyValidList()
     {
         var h = new ScsiHarness();

@@ -170,49 +170,17 @@ public sealed class SanitizeTests
         Assert.True(h.Unit.Execute(other, new ScsiCommand(ScsiHarness.Cdb10(ScsiOpcode.Read10, 0, 1), [], new byte[512], sense)).IsGood);
     }
 
-    private sealed class BlockingDevice(IBlockDevice inner) : IBlockDevice
+    private sealed class BlockingDevice(IBlockDevice inner) : ForwardingDevice(inner)
     {
         public ManualResetEventSlim Entered { get; } = new();
 
         public ManualResetEventSlim Release { get; } = new();
 
-        public Guid Id => inner.Id;
-
-        public string Name => inner.Name;
-
-        public long SizeBytes => inner.SizeBytes;
-
-        public int LogicalBlockSizeBytes => inner.LogicalBlockSizeBytes;
-
-        public int AllocationUnitBytes => inner.AllocationUnitBytes;
-
-        public bool IsReadOnly => inner.IsReadOnly;
-
-        public event EventHandler? SizeChanged
-        {
-            add => inner.SizeChanged += value;
-            remove => inner.SizeChanged -= value;
-        }
-
-        public void Read(long offsetBytes, Span<byte> destination) => inner.Read(offsetBytes, destination);
-
-        public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess) => inner.Write(offsetBytes, source, forceUnitAccess);
-
-        public void Flush() => inner.Flush();
-
-        public void Unmap(long offsetBytes, long lengthBytes)
+        public override void Unmap(long offsetBytes, long lengthBytes)
         {
             Entered.Set();
             Release.Wait(TimeSpan.FromSeconds(30));
-            inner.Unmap(offsetBytes, lengthBytes);
+            Inner.Unmap(offsetBytes, lengthBytes);
         }
-
-        public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap) => inner.WriteZeroes(offsetBytes, lengthBytes, mayUnmap);
-
-        public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess) =>
-            inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
-
-        public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) =>
-            inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
     }
 }
