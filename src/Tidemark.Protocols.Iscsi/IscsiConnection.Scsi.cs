@@ -235,8 +235,11 @@ public sealed partial class IscsiConnection
 
         if (data.DataSN != pending.ExpectedDataSN)
         {
-            // RFC 7143 7.1.2: a DataSN gap or repeat cannot be recovered at ErrorRecoveryLevel 0.
-            IscsiProtocolException.Throw(RejectReason.ProtocolError, $"Data-Out DataSN {data.DataSN}, expected {pending.ExpectedDataSN}");
+            // RFC 7143 7.2.2: a DataSN gap, repeat or reversal implies a Data-Out lost to a digest error.
+            // At ErrorRecoveryLevel 0 there is no recovery R2T, so 7.2.1 b) applies: take the rest of the
+            // task's data, then end it with CHECK CONDITION, "protocol service CRC error" (11.4.7.2).
+            // Nothing is written; the connection and the session's other tasks carry on.
+            pending.DataSequenceError = true;
         }
 
         pending.ExpectedDataSN = data.Final ? 0 : pending.ExpectedDataSN + 1;
@@ -258,8 +261,17 @@ public sealed partial class IscsiConnection
             _pending.Remove(pending.InitiatorTaskTag);
             try
             {
-                Execute(pending.InitiatorTaskTag, pending.LunField, pending.Cdb.AsSpan(0, pending.CdbLength),
-                    pending.Buffer.AsSpan(0, pending.ExpectedBytes), pending.ExpectedBytes, pending.Read);
+                if (pending.DataSequenceError)
+                {
+                    var senseBytes = SenseData.ProtocolServiceCrcError.WriteFixedTo(_senseSegment.AsSpan(2));
+                    SendStatus(pending.InitiatorTaskTag, new ScsiResult(ScsiStatus.CheckCondition, 0, senseBytes, pending.ExpectedBytes),
+                        (uint)pending.ExpectedBytes, 0);
+                }
+                else
+                {
+                    Execute(pending.InitiatorTaskTag, pending.LunField, pending.Cdb.AsSpan(0, pending.CdbLength),
+                        pending.Buffer.AsSpan(0, pending.ExpectedBytes), pending.ExpectedBytes, pending.Read);
+                }
             }
             finally
             {

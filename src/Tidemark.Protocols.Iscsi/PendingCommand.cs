@@ -45,6 +45,9 @@ internal sealed class PendingCommand
     /// <summary>RFC 7143 11.7.4: DataSN of the next Data-Out, from 0 in each sequence (unsolicited or per R2T).</summary>
     public uint ExpectedDataSN { get; set; }
 
+    /// <summary>A Data-Out arrived out of DataSN order: the task ends with CHECK CONDITION once its data is in.</summary>
+    public bool DataSequenceError { get; set; }
+
     /// <summary>
     /// True once the command holds a buffer for all of its data and may be sent R2Ts; until then it
     /// holds only its unsolicited part (the session's write budget was spent, IscsiLimits.MaxBufferedWriteBytes).
@@ -62,6 +65,7 @@ internal sealed class PendingCommand
         OutstandingR2T = 0;
         NextR2TSN = 0;
         ExpectedDataSN = 0;
+        DataSequenceError = false;
     }
 
     /// <summary>Takes a buffer for all of the data, keeping what arrived unsolicited.</summary>

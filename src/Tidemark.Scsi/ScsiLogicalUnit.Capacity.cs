@@ -4,8 +4,11 @@ namespace Tidemark.Scsi;
 
 public sealed partial class ScsiLogicalUnit
 {
-    /// <summary>GET LBA STATUS looks this far ahead at most, so one command stays short on a huge volume.</summary>
-    private const long MaxLbaStatusScanBytes = 1L << 30;
+    /// <summary>
+    /// GET LBA STATUS looks this far ahead at most, so one command stays short on a huge volume; the
+    /// engine answers 256 MiB per call, so this is at most 64 calls.
+    /// </summary>
+    private const long MaxLbaStatusScanBytes = 16L << 30;
 
     private const int MaxLbaStatusDescriptors = 64;
 
@@ -51,12 +54,39 @@ public sealed partial class ScsiLogicalUnit
             return c.Fail(SenseData.LbaOutOfRange);
         }
 
+        // The device answers a bounded stretch per call; runs of one state that continue across calls
+        // are merged, so a deallocated volume is one descriptor however the device splits it. The scan
+        // stops when the descriptors are full, at the end, or after MaxLbaStatusScanBytes: the initiator
+        // asks again from where the last descriptor ends (SBC-3 5.5).
         var offset = (long)lba * BlockBytes;
-        var length = Math.Min(Device.SizeBytes - offset, MaxLbaStatusScanBytes);
+        var end = Math.Min(Device.SizeBytes, offset + MaxLbaStatusScanBytes);
         var maxDescriptors = Math.Clamp((allocation - 8) / 16, 1, MaxLbaStatusDescriptors);
-        Span<AllocationRun> runs = stackalloc AllocationRun[MaxLbaStatusDescriptors];
-        var count = Device.GetAllocationStatus(offset, length, runs[..maxDescriptors]);
+        Span<AllocationRun> runs = stackalloc AllocationRun[MaxLbaStatusDescriptors + 1];
+        var count = 0;
+        var next = offset;
+        while (next < end && count <= maxDescriptors)
+        {
+            // One slot past the last descriptor lets a run that continues into the next stretch extend it.
+            var n = Device.GetAllocationStatus(next, end - next, runs[count..(maxDescriptors + 1)]);
+            if (n == 0)
+            {
+                break;
+            }
 
+            if (count > 0 && runs[count - 1].State == runs[count].State)
+            {
+                var last = runs[count - 1];
+                var joined = runs[count];
+                runs[count - 1] = last with { LengthBytes = joined.OffsetBytes + joined.LengthBytes - last.OffsetBytes };
+                runs.Slice(count + 1, n - 1).CopyTo(runs[count..]);
+                n--;
+            }
+
+            count += n;
+            next = runs[count - 1].OffsetBytes + runs[count - 1].LengthBytes;
+        }
+
+        count = Math.Min(count, maxDescriptors);
         Span<byte> b = stackalloc byte[8 + (16 * MaxLbaStatusDescriptors)];
         b.Clear();
         var p = 8;

@@ -135,7 +135,7 @@ public sealed partial class ScsiLogicalUnit
         // SBC-3 6.5.3, PAGE LENGTH 3Ch.
         b[1] = 0xB0;
         b[3] = 0x3C;
-        b[4] = 0x01; // WSNZ: WRITE SAME with zero blocks is refused rather than meaning "to the end".
+        // WSNZ=0 (byte 4): WRITE SAME with zero blocks writes to the last block, within MAXIMUM WRITE SAME LENGTH.
         b[5] = (byte)_options.MaxCompareAndWriteBlocks;
         var granularity = (ushort)Math.Max(1, Device.AllocationUnitBytes / BlockBytes);
         BinaryPrimitives.WriteUInt16BigEndian(b[6..], granularity);
@@ -151,10 +151,13 @@ public sealed partial class ScsiLogicalUnit
 
     private static int WriteBlockDeviceCharacteristics(Span<byte> b)
     {
-        // SBC-3 6.5.2: MEDIUM ROTATION RATE 1 = non-rotating medium.
+        // SBC-3 6.5.2: MEDIUM ROTATION RATE 1 = non-rotating medium. SBC-4: WABEREQ and WACEREQ 01b
+        // (byte 7): after a block or crypto erase SANITIZE, reads succeed (the blocks are deallocated
+        // and read as zeros).
         b[1] = 0xB1;
         b[3] = 0x3C;
         b[5] = 0x01;
+        b[7] = 0x40 | 0x10;
         return 64;
     }
 

@@ -8,6 +8,7 @@ public sealed partial class ScsiLogicalUnit
     private const byte ControlPage = 0x0A;
     private const byte InformationalExceptionsPage = 0x1C;
     private const byte AllPages = 0x3F;
+    private const byte SoftwareWriteProtectBit = 0x08;
 
     private ScsiResult ModeSense(in ScsiCommand c)
     {
@@ -35,7 +36,7 @@ public sealed partial class ScsiLogicalUnit
         var p = header;
 
         // SPC-4 7.5.4 / SBC-3 6.4.2: device-specific parameter WP (bit 7) and DPOFUA (bit 4).
-        b[ten ? 3 : 2] = (byte)((IsReadOnly ? 0x80 : 0) | 0x10);
+        b[ten ? 3 : 2] = (byte)((WriteProtection is null ? 0 : 0x80) | 0x10);
         if (!disableBlockDescriptors)
         {
             // Short LBA block descriptor: NUMBER OF BLOCKS saturates, BLOCK LENGTH in 3 bytes.
@@ -104,14 +105,20 @@ public sealed partial class ScsiLogicalUnit
         return 20;
     }
 
-    private static int WriteControlPage(Span<byte> b, bool changeable)
+    private int WriteControlPage(Span<byte> b, bool changeable)
     {
-        // SPC-4 7.5.8: fixed-format sense (D_SENSE=0), unrestricted reordering (QUEUE ALGORITHM MODIFIER 1).
+        // SPC-4 7.5.8: fixed-format sense (D_SENSE=0), unrestricted reordering (QUEUE ALGORITHM
+        // MODIFIER 1); SWP (byte 4 bit 3) is the one changeable field.
         b[0] = ControlPage;
         b[1] = 0x0A;
-        if (!changeable)
+        if (changeable)
+        {
+            b[4] = SoftwareWriteProtectBit;
+        }
+        else
         {
             b[3] = 0x10;
+            b[4] = IsSoftwareWriteProtected ? SoftwareWriteProtectBit : (byte)0;
             BinaryPrimitives.WriteUInt16BigEndian(b[8..], 0xFFFF);
         }
 
@@ -127,7 +134,15 @@ public sealed partial class ScsiLogicalUnit
         return 12;
     }
 
-    private ScsiResult ModeSelect(in ScsiCommand c)
+    private int WritePage(byte page, Span<byte> b, bool changeable) => page switch
+    {
+        CachingPage => WriteCachingPage(b, changeable),
+        ControlPage => WriteControlPage(b, changeable),
+        InformationalExceptionsPage => WriteInformationalExceptionsPage(b, changeable),
+        _ => -1,
+    };
+
+    private ScsiResult ModeSelect(ScsiNexus nexus, in ScsiCommand c)
     {
         var ten = c.Opcode == ScsiOpcode.ModeSelect10;
         int listLength = ten ? ReadUInt16(c.Cdb, 7) : c.Cdb[4];
@@ -162,8 +177,11 @@ public sealed partial class ScsiLogicalUnit
             return c.Fail(SenseData.ParameterListLengthError, listLength);
         }
 
-        // No field is changeable: a page is accepted only when it equals the current values.
+        // Every page is checked before anything changes: a page is accepted when the fields that are
+        // not changeable equal the current values (SPC-4 6.9); a refused list changes nothing.
         Span<byte> current = stackalloc byte[32];
+        Span<byte> mask = stackalloc byte[32];
+        bool? softwareWriteProtect = null;
         while (p < list.Length)
         {
             if (list.Length - p < 2)
@@ -179,19 +197,34 @@ public sealed partial class ScsiLogicalUnit
             }
 
             current.Clear();
-            var expected = page switch
-            {
-                CachingPage => WriteCachingPage(current, changeable: false),
-                ControlPage => WriteControlPage(current, changeable: false),
-                InformationalExceptionsPage => WriteInformationalExceptionsPage(current, changeable: false),
-                _ => -1,
-            };
-            if (expected != length || !list.Slice(p + 2, length - 2).SequenceEqual(current[2..length]))
+            mask.Clear();
+            var expected = WritePage(page, current, changeable: false);
+            WritePage(page, mask, changeable: true);
+            if (expected != length)
             {
                 return c.Fail(SenseData.InvalidFieldInParameterList, listLength);
             }
 
+            // Bytes 0-1 are the page code and length; the mask applies from byte 2.
+            for (var i = 2; i < length; i++)
+            {
+                if (((list[p + i] ^ current[i]) & ~mask[i]) != 0)
+                {
+                    return c.Fail(SenseData.InvalidFieldInParameterList, listLength);
+                }
+            }
+
+            if (page == ControlPage)
+            {
+                softwareWriteProtect = (list[p + 4] & SoftwareWriteProtectBit) != 0;
+            }
+
             p += length;
+        }
+
+        if (softwareWriteProtect is { } swp)
+        {
+            SetSoftwareWriteProtect(nexus, swp);
         }
 
         return ScsiCommand.Good(0, listLength);

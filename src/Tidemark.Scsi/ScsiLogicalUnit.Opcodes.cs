@@ -23,6 +23,11 @@ public sealed partial class ScsiLogicalUnit
         (ScsiOpcode.Write10, -1, 10),
         (ScsiOpcode.WriteAndVerify10, -1, 10),
         (ScsiOpcode.Verify10, -1, 10),
+        (ScsiOpcode.ReadDefectData10, -1, 10),
+        (ScsiOpcode.Sanitize, ScsiOpcode.SanitizeOverwrite, 10),
+        (ScsiOpcode.Sanitize, ScsiOpcode.SanitizeBlockErase, 10),
+        (ScsiOpcode.Sanitize, ScsiOpcode.SanitizeCryptoErase, 10),
+        (ScsiOpcode.Sanitize, ScsiOpcode.SanitizeExitFailureMode, 10),
         (ScsiOpcode.PreFetch10, -1, 10),
         (ScsiOpcode.SynchronizeCache10, -1, 10),
         (ScsiOpcode.WriteSame10, -1, 10),
@@ -45,6 +50,7 @@ public sealed partial class ScsiLogicalUnit
         (ScsiOpcode.Read16, -1, 16),
         (ScsiOpcode.CompareAndWrite, -1, 16),
         (ScsiOpcode.Write16, -1, 16),
+        (ScsiOpcode.OrWrite16, -1, 16),
         (ScsiOpcode.WriteAndVerify16, -1, 16),
         (ScsiOpcode.Verify16, -1, 16),
         (ScsiOpcode.PreFetch16, -1, 16),
@@ -58,6 +64,7 @@ public sealed partial class ScsiLogicalUnit
         (ScsiOpcode.Write12, -1, 12),
         (ScsiOpcode.WriteAndVerify12, -1, 12),
         (ScsiOpcode.Verify12, -1, 12),
+        (ScsiOpcode.ReadDefectData12, -1, 12),
     ];
 
     private static ScsiResult MaintenanceIn(in ScsiCommand c) =>

@@ -14,9 +14,9 @@ public sealed partial class ScsiLogicalUnit
         }
 
         var listLength = ReadUInt16(c.Cdb, 7);
-        if (IsReadOnly)
+        if (WriteProtection is { } writeProtection)
         {
-            return c.Fail(SenseData.WriteProtected, listLength);
+            return c.Fail(writeProtection, listLength);
         }
 
         if (listLength == 0)
@@ -82,9 +82,9 @@ public sealed partial class ScsiLogicalUnit
             return c.Fail(SenseData.InvalidFieldInCdb, transfer);
         }
 
-        if (IsReadOnly)
+        if (WriteProtection is { } writeProtection)
         {
-            return c.Fail(SenseData.WriteProtected, transfer);
+            return c.Fail(writeProtection, transfer);
         }
 
         if (!InRange(lba, blocks))
@@ -92,8 +92,17 @@ public sealed partial class ScsiLogicalUnit
             return c.Fail(SenseData.LbaOutOfRange, transfer);
         }
 
-        // WSNZ=1 in the Block Limits page: zero blocks is refused; the length is bounded too.
-        if (blocks == 0 || blocks > MaxWriteSameBlocks)
+        // SBC-4 5.48 with WSNZ=0: NUMBER OF LOGICAL BLOCKS 0 means "from LBA to the last block".
+        // MAXIMUM WRITE SAME LENGTH bounds that form too, so a zero count reaches at most the last
+        // MaxWriteSameBlocks blocks of the unit: a mistyped count cannot zero a whole volume.
+        var capacity = (ulong)CapacityBlocks;
+        if (blocks == 0 && lba >= capacity)
+        {
+            return c.Fail(SenseData.LbaOutOfRange, transfer);
+        }
+
+        var count = blocks == 0 ? capacity - lba : blocks;
+        if (count > MaxWriteSameBlocks)
         {
             return c.Fail(SenseData.InvalidFieldInCdb, transfer);
         }
@@ -106,11 +115,18 @@ public sealed partial class ScsiLogicalUnit
 
         var pattern = noDataOut ? default : c.DataOut[..BlockBytes];
         var offset = (long)lba * BlockBytes;
-        var length = (long)blocks * BlockBytes;
+        var length = (long)count * BlockBytes;
+        if (unmap)
+        {
+            // SBC-4 WRITE SAME, UNMAP=1 ANCHOR=0: an unmap operation, whatever the data block holds; a thin
+            // unit should deallocate. LBPRZ=1: the range then reads zeros.
+            Device.Unmap(offset, length);
+            return ScsiCommand.Good(0, transfer);
+        }
+
         if (noDataOut || !pattern.ContainsAnyExcept((byte)0))
         {
-            // LBPRZ=1: a deallocated block reads zeros, so zero data may be unmapped when UNMAP allows it.
-            Device.WriteZeroes(offset, length, unmap);
+            Device.WriteZeroes(offset, length, mayUnmap: false);
             return ScsiCommand.Good(0, transfer);
         }
 

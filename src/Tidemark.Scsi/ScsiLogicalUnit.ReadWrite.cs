@@ -97,9 +97,9 @@ public sealed partial class ScsiLogicalUnit
             return c.Fail(SenseData.InvalidFieldInCdb, transfer);
         }
 
-        if (IsReadOnly)
+        if (WriteProtection is { } writeProtection)
         {
-            return c.Fail(SenseData.WriteProtected, transfer);
+            return c.Fail(writeProtection, transfer);
         }
 
         if (!InRange(lba, blocks))
@@ -237,9 +237,9 @@ public sealed partial class ScsiLogicalUnit
             return c.Fail(SenseData.InvalidFieldInCdb, transfer);
         }
 
-        if (IsReadOnly)
+        if (WriteProtection is { } writeProtection)
         {
-            return c.Fail(SenseData.WriteProtected, transfer);
+            return c.Fail(writeProtection, transfer);
         }
 
         if (!InRange(lba, blocks))

@@ -107,13 +107,24 @@ public sealed partial class ScsiLogicalUnit : IDisposable
             return new ScsiResult(ScsiStatus.ReservationConflict, 0, 0, 0);
         }
 
+        // Counted so a SANITIZE can wait for the commands already running (see Sanitize).
+        Interlocked.Increment(ref _inFlight);
         try
         {
+            if (Sanitizing && !AllowedDuringSanitize(opcode))
+            {
+                return command.Fail(SenseData.SanitizeInProgress);
+            }
+
             return Dispatch(nexus, opcode, command);
         }
         catch (StorageException e)
         {
             return command.Fail(MapStorageError(e.Error, IsWriteOpcode(opcode)));
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
         }
     }
 
@@ -133,8 +144,11 @@ public sealed partial class ScsiLogicalUnit : IDisposable
         ScsiOpcode.Unmap => Unmap(c),
         ScsiOpcode.WriteSame10 or ScsiOpcode.WriteSame16 => WriteSame(c),
         ScsiOpcode.CompareAndWrite => CompareAndWrite(c),
+        ScsiOpcode.OrWrite16 => OrWrite(c),
+        ScsiOpcode.Sanitize => Sanitize(c),
+        ScsiOpcode.ReadDefectData10 or ScsiOpcode.ReadDefectData12 => ReadDefectData(c),
         ScsiOpcode.ModeSense6 or ScsiOpcode.ModeSense10 => ModeSense(c),
-        ScsiOpcode.ModeSelect6 or ScsiOpcode.ModeSelect10 => ModeSelect(c),
+        ScsiOpcode.ModeSelect6 or ScsiOpcode.ModeSelect10 => ModeSelect(nexus, c),
         ScsiOpcode.MaintenanceIn => MaintenanceIn(c),
         ScsiOpcode.StartStopUnit => StartStopUnit(c),
         ScsiOpcode.PreventAllowMediumRemoval => PreventAllow(c),
@@ -174,6 +188,14 @@ public sealed partial class ScsiLogicalUnit : IDisposable
             return true;
         }
 
+        var mode = ModeGeneration;
+        if (nexus.SeenModeGeneration != mode)
+        {
+            nexus.SeenModeGeneration = mode;
+            sense = SenseData.ModeParametersChanged;
+            return true;
+        }
+
         sense = default;
         return false;
     }
@@ -182,7 +204,9 @@ public sealed partial class ScsiLogicalUnit : IDisposable
     {
         // SPC-4 6.39: a pending unit attention is returned as parameter data and cleared.
         var allocation = c.Cdb[4];
-        var sense = TryTakeUnitAttention(nexus, out var attention) ? attention : SenseData.NoSense;
+        var sense = Sanitizing ? SenseData.SanitizeInProgress
+            : TryTakeUnitAttention(nexus, out var attention) ? attention
+            : SenseData.NoSense;
         Span<byte> buffer = stackalloc byte[SenseData.FixedFormatLengthBytes];
         if ((c.Cdb[1] & 0x01) != 0)
         {
@@ -220,7 +244,7 @@ public sealed partial class ScsiLogicalUnit : IDisposable
     private static bool IsWriteOpcode(byte opcode) => opcode is ScsiOpcode.Write6 or ScsiOpcode.Write10
         or ScsiOpcode.Write12 or ScsiOpcode.Write16 or ScsiOpcode.WriteAndVerify10 or ScsiOpcode.WriteAndVerify12
         or ScsiOpcode.WriteAndVerify16 or ScsiOpcode.WriteSame10 or ScsiOpcode.WriteSame16 or ScsiOpcode.Unmap
-        or ScsiOpcode.CompareAndWrite;
+        or ScsiOpcode.CompareAndWrite or ScsiOpcode.OrWrite16 or ScsiOpcode.Sanitize;
 
     private static uint ReadUInt32(ReadOnlySpan<byte> cdb, int offset) => BinaryPrimitives.ReadUInt32BigEndian(cdb[offset..]);
 

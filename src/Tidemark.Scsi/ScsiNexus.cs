@@ -16,6 +16,7 @@ public sealed class ScsiNexus
         SeenResetGeneration = unit.ResetGeneration;
         SeenTargetResetGeneration = unit.TargetResetGeneration;
         SeenCapacityGeneration = unit.CapacityGeneration;
+        SeenModeGeneration = unit.ModeGeneration;
     }
 
     public ScsiLogicalUnit Unit { get; }
@@ -31,4 +32,6 @@ public sealed class ScsiNexus
     internal int SeenTargetResetGeneration { get; set; }
 
     internal int SeenCapacityGeneration { get; set; }
+
+    internal int SeenModeGeneration { get; set; }
 }

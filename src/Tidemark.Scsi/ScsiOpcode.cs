@@ -19,9 +19,11 @@ public static class ScsiOpcode
     public const byte Write10 = 0x2A;
     public const byte WriteAndVerify10 = 0x2E;
     public const byte Verify10 = 0x2F;
+    public const byte ReadDefectData10 = 0x37;
     public const byte PreFetch10 = 0x34;
     public const byte SynchronizeCache10 = 0x35;
     public const byte WriteSame10 = 0x41;
+    public const byte Sanitize = 0x48;
     public const byte Unmap = 0x42;
     public const byte ModeSelect10 = 0x55;
     public const byte Reserve10 = 0x56;
@@ -30,11 +32,13 @@ public static class ScsiOpcode
     public const byte Read16 = 0x88;
     public const byte CompareAndWrite = 0x89;
     public const byte Write16 = 0x8A;
+    public const byte OrWrite16 = 0x8B;
     public const byte WriteAndVerify16 = 0x8E;
     public const byte Verify16 = 0x8F;
     public const byte PreFetch16 = 0x90;
     public const byte SynchronizeCache16 = 0x91;
     public const byte WriteSame16 = 0x93;
+    public const byte WriteAtomic16 = 0x9C;
     public const byte ServiceActionIn16 = 0x9E;
     public const byte ReportLuns = 0xA0;
     public const byte MaintenanceIn = 0xA3;
@@ -42,10 +46,17 @@ public static class ScsiOpcode
     public const byte Write12 = 0xAA;
     public const byte WriteAndVerify12 = 0xAE;
     public const byte Verify12 = 0xAF;
+    public const byte ReadDefectData12 = 0xB7;
 
     public const byte ReadCapacity16ServiceAction = 0x10;
     public const byte GetLbaStatusServiceAction = 0x12;
     public const byte ReportSupportedOperationCodesServiceAction = 0x0C;
+
+    /// <summary>SBC-4 5.30 SANITIZE service actions.</summary>
+    public const byte SanitizeOverwrite = 0x01;
+    public const byte SanitizeBlockErase = 0x02;
+    public const byte SanitizeCryptoErase = 0x03;
+    public const byte SanitizeExitFailureMode = 0x1F;
 
     /// <summary>SPC-4 4.2.5.1: the CDB length follows from the opcode's group code (top three bits).</summary>
     public static int CdbLengthBytes(byte opcode) => (opcode >> 5) switch

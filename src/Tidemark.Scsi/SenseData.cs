@@ -33,11 +33,20 @@ public readonly record struct SenseData(SenseKey Key, byte AdditionalSenseCode, 
 
     public static SenseData WriteProtected => new(SenseKey.DataProtect, 0x27, 0x00);
 
+    /// <summary>SPC-4: LOGICAL UNIT SOFTWARE WRITE PROTECTED, while the control mode page's SWP bit is set.</summary>
+    public static SenseData SoftwareWriteProtected => new(SenseKey.DataProtect, 0x27, 0x02);
+
+    /// <summary>SPC-4: MODE PARAMETERS CHANGED, for the other I_T nexuses after a MODE SELECT changed a shared page.</summary>
+    public static SenseData ModeParametersChanged => new(SenseKey.UnitAttention, 0x2A, 0x01);
+
     public static SenseData SpaceAllocationFailedWriteProtect => new(SenseKey.DataProtect, 0x27, 0x07);
 
     public static SenseData UnrecoveredReadError => new(SenseKey.MediumError, 0x11, 0x00);
 
     public static SenseData WriteError => new(SenseKey.MediumError, 0x0C, 0x00);
+
+    /// <summary>SBC-4 4.11: LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.</summary>
+    public static SenseData SanitizeInProgress => new(SenseKey.NotReady, 0x04, 0x1B);
 
     public static SenseData NotReadyCauseNotReportable => new(SenseKey.NotReady, 0x04, 0x00);
 
@@ -48,6 +57,9 @@ public readonly record struct SenseData(SenseKey Key, byte AdditionalSenseCode, 
     public static SenseData TargetResetOccurred => new(SenseKey.UnitAttention, 0x29, 0x02);
 
     public static SenseData Miscompare(uint offsetBytes) => new(SenseKey.Miscompare, 0x1D, 0x00, offsetBytes);
+
+    /// <summary>RFC 7143 11.4.7.2: the iSCSI condition "protocol service CRC error" (a lost or out-of-order Data-Out).</summary>
+    public static SenseData ProtocolServiceCrcError => new(SenseKey.AbortedCommand, 0x47, 0x05);
 
     public static SenseData NoSense => new(SenseKey.NoSense, 0x00, 0x00);
 

@@ -79,6 +79,22 @@ public sealed class ProvisioningAndStateTests
     }
 
     [Fact]
+    public void WriteSame10_UnmapWithNonZeroBlock_DeallocatesAndReadsZeros()
+    {
+        // SBC-4: UNMAP=1 asks for an unmap operation; the data block does not turn it into a write.
+        var h = new ScsiHarness();
+        h.Memory.Write(0, Enumerable.Repeat((byte)9, 8192).ToArray(), false);
+
+        Assert.True(h.Run(ScsiHarness.Cdb10(ScsiOpcode.WriteSame10, 0, 16, flags: 0x08), Enumerable.Repeat((byte)0xFF, 512).ToArray()).IsGood);
+
+        Span<AllocationRun> runs = stackalloc AllocationRun[4];
+        Assert.Equal(AllocationState.Hole, runs[..h.Memory.GetAllocationStatus(0, 8192, runs)][0].State);
+        var stored = new byte[8192];
+        h.Memory.Read(0, stored);
+        Assert.All(stored, b => Assert.Equal(0, b));
+    }
+
+    [Fact]
     public void WriteSame10_Pattern_RepeatsBlock()
     {
         var h = new ScsiHarness();
@@ -91,10 +107,96 @@ public sealed class ProvisioningAndStateTests
     }
 
     [Fact]
-    public void WriteSame10_ZeroBlocks_ReturnsInvalidFieldInCdb()
+    public void WriteSame_ZeroBlocks_WritesToTheLastBlock_OnlyWithinMaximumWriteSameLength()
+    {
+        // 16 MiB of 512-byte blocks: 32768 blocks, MAXIMUM WRITE SAME LENGTH 16384 (8 MiB).
+        var h = new ScsiHarness();
+        var pattern = Enumerable.Repeat((byte)0x5C, 512).ToArray();
+        Assert.True(h.Run([ScsiOpcode.Inquiry, 0x01, 0xB0, 0, 64, 0], dataInBytes: 64).IsGood);
+        Assert.Equal(0, h.DataIn[4] & 0x01); // WSNZ=0
+
+        // From LBA 0 "to the end" is longer than the maximum: refused, nothing written.
+        h.AssertCheckCondition(h.Run(ScsiHarness.Cdb10(ScsiOpcode.WriteSame10, 0, 0), pattern), SenseData.InvalidFieldInCdb);
+        Span<AllocationRun> runs = stackalloc AllocationRun[2];
+        Assert.Equal(1, h.Memory.GetAllocationStatus(0, 16L << 20, runs));
+        Assert.Equal(AllocationState.Hole, runs[0].State);
+
+        Assert.True(h.Run(ScsiHarness.Cdb16(ScsiOpcode.WriteSame16, 32768 - 100, 0), pattern).IsGood);
+        var tail = new byte[101 * 512];
+        h.Memory.Read((32768 - 101) * 512L, tail);
+        Assert.All(tail.AsSpan(0, 512).ToArray(), b => Assert.Equal(0, b));
+        Assert.All(tail.AsSpan(512).ToArray(), b => Assert.Equal(0x5C, b));
+
+        h.AssertCheckCondition(h.Run(ScsiHarness.Cdb10(ScsiOpcode.WriteSame10, 32768, 0), pattern), SenseData.LbaOutOfRange);
+        h.AssertCheckCondition(h.Run(ScsiHarness.Cdb16(ScsiOpcode.WriteSame16, ulong.MaxValue, 0), pattern), SenseData.LbaOutOfRange);
+    }
+
+    [Fact]
+    public void GetLbaStatus_InsideAMappedPhysicalBlock_FirstDescriptorStartsAtTheRequestedLba()
+    {
+        // libiscsi's GetLBAStatus.UnmapSingle asks for LBA i+1 and wants the first descriptor at i+8
+        // (8 logical blocks per physical block). SBC-3 5.5 and sg_get_lba_status want the first
+        // descriptor to contain the requested LBA: it starts at i+1 and is mapped.
+        var h = new ScsiHarness();
+        h.Memory.Write(0, Enumerable.Repeat((byte)'A', 264 * 512).ToArray(), false);
+        var list = UnmapList((0, 8));
+        Assert.True(h.Run([ScsiOpcode.Unmap, 0, 0, 0, 0, 0, 0, 0, (byte)list.Length, 0], list).IsGood);
+
+        Assert.True(h.Run(GetLbaStatusCdb(9), dataInBytes: 64).IsGood);
+
+        Assert.Equal(9ul, BinaryPrimitives.ReadUInt64BigEndian(h.DataIn.AsSpan(8)));
+        Assert.Equal(0, h.DataIn[20]); // mapped
+        Assert.True(h.Run([ScsiOpcode.ServiceActionIn16, ScsiOpcode.ReadCapacity16ServiceAction, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], dataInBytes: 32).IsGood);
+        Assert.Equal(3, h.DataIn[13] & 0x0F); // the 4 KiB allocation unit stays the physical block
+    }
+
+    [Fact]
+    public void GetLbaStatus_DeviceSplitsItsAnswer_RunsOfOneStateMergeIntoOneDescriptor()
+    {
+        // libiscsi's Sanitize.BlockErase wants a deallocated LUN covered by the descriptors of one reply.
+        var device = new SplittingDevice(new Tidemark.TestKit.MemoryBlockDevice(16L << 20));
+        var h = new ScsiHarness(device: device);
+        device.Write(15L << 20, new byte[4096].Select(_ => (byte)1).ToArray(), false);
+
+        Assert.True(h.Run(GetLbaStatusCdb(0), dataInBytes: 64).IsGood);
+
+        Assert.Equal(8u + 48, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn) + 4);
+        Assert.Equal(0ul, BinaryPrimitives.ReadUInt64BigEndian(h.DataIn.AsSpan(8)));
+        Assert.Equal((15u << 20) / 512, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(16)));
+        Assert.Equal(1, h.DataIn[20]);
+        Assert.Equal((15ul << 20) / 512, BinaryPrimitives.ReadUInt64BigEndian(h.DataIn.AsSpan(24)));
+        Assert.Equal(8u, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(32)));
+        Assert.Equal(0, h.DataIn[36]);
+        Assert.Equal(((15ul << 20) + 4096) / 512, BinaryPrimitives.ReadUInt64BigEndian(h.DataIn.AsSpan(40)));
+        Assert.Equal((1u << 20) / 512 - 8, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(48)));
+        Assert.Equal(1, h.DataIn[52]);
+        Assert.Equal(16, device.Calls);
+    }
+
+    /// <summary>Answers at most 1 MiB per allocation-status call, as the engine answers 256 MiB.</summary>
+    private sealed class SplittingDevice(IBlockDevice inner) : ForwardingDevice(inner)
+    {
+        public int Calls { get; private set; }
+
+        public override int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination)
+        {
+            Calls++;
+            return Inner.GetAllocationStatus(offsetBytes, Math.Min(lengthBytes, 1 << 20), destination);
+        }
+    }
+
+    [Fact]
+    public void ReadDefectData_BothForms_ReturnAnEmptyValidList()
     {
         var h = new ScsiHarness();
-        h.AssertCheckCondition(h.Run(ScsiHarness.Cdb10(ScsiOpcode.WriteSame10, 0, 0), new byte[512]), SenseData.InvalidFieldInCdb);
+
+        Assert.True(h.Run([ScsiOpcode.ReadDefectData10, 0, 0x18 | 0x05, 0, 0, 0, 0, 0, 32, 0], dataInBytes: 32).IsGood);
+        Assert.Equal(new byte[] { 0, 0x1D, 0, 0 }, h.DataIn[..4]);
+
+        var result = h.Run([ScsiOpcode.ReadDefectData12, 0x08, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], dataInBytes: 32);
+        Assert.True(result.IsGood);
+        Assert.Equal(8, result.DataInBytes);
+        Assert.Equal(new byte[] { 0, 0x08, 0, 0, 0, 0, 0, 0 }, h.DataIn[..8]);
     }
 
     [Fact]
