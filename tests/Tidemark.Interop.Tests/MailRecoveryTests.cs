@@ -55,6 +55,7 @@ public sealed class MailRecoveryTests
         // must be replayed (into the recovery's view) before it mounts.
         await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
         await client.CreateSnapshotAsync("mail", "before");
+        await AssertJournalNeedsReplayAsync(client, temp);
 
         using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
         {
@@ -81,6 +82,16 @@ public sealed class MailRecoveryTests
         Assert.Equal([@"\Flagged", @"\Seen"], match.GetProperty("flags").EnumerateArray().Select(f => f.GetString()).Order());
         Assert.Equal(["$Important"], match.GetProperty("keywords").EnumerateArray().Select(f => f.GetString()));
         Assert.Empty(found.GetProperty("outcomes").EnumerateArray());
+
+        // A refusal and an unreachable server are reported as such, and tear everything down too.
+        await File.WriteAllTextAsync(temp.Combine("wrong"), $"{DovecotInstance.MasterUser}:not-the-password\n");
+        File.SetUnixFileMode(temp.Combine("wrong"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var refused = await RunRecoverAsync(server, "mail@before", "--user", "alice", "--message-id", Lost, "--restore-to", "imap", "--imap", $"127.0.0.1:{dovecot.ImapPort}", "--master-user-file", temp.Combine("wrong"));
+        Assert.True(refused.ExitCode == 1, $"wrong master password: exit {refused.ExitCode}\n{refused.StandardError}");
+        Assert.Contains("refused master user admin for mailbox alice", refused.StandardError, StringComparison.Ordinal);
+        var unreachable = await RunRecoverAsync(server, "mail@before", "--user", "alice", "--message-id", Lost, "--restore-to", "imap", "--imap", $"127.0.0.1:{FreePort.Find()}", "--master-user-file", master);
+        Assert.True(unreachable.ExitCode == 3, $"no IMAP server: exit {unreachable.ExitCode}\n{unreachable.StandardError}");
+        Assert.Equal(["mail"], (await client.ListVolumesAsync()).Select(v => v.Name));
 
         string[] restore = ["mail@before", "--user", "alice", "--message-id", Lost, "--restore-to", "imap", "--imap", $"127.0.0.1:{dovecot.ImapPort}", "--master-user-file", master];
         var restored = await RecoverAsync(server, restore);
@@ -150,14 +161,50 @@ public sealed class MailRecoveryTests
         return imap;
     }
 
+    [Theory]
+    [InlineData("2", "mail@s --restore-to imap --imap 127.0.0.1:1 --master-user-file /nonexistent", "needs --user")]
+    [InlineData("2", "mail@s --user alice --restore-to imap --imap host:99999 --master-user-file /nonexistent", "is not HOST:PORT")]
+    [InlineData("2", "mail@s --user alice --restore-to imap --imap 127.0.0.1:143 --master-user-file /nonexistent", "does not exist")]
+    [InlineData("2", "mail@s --user alice --restore-to imap --export /tmp/x --imap 127.0.0.1:143", "choose one of")]
+    [InlineData("2", "mail@s --into Recovered", "only act with --restore-to imap")]
+    [InlineData("2", "mail --user alice", "add --before DATE")]
+    [InlineData("2", "mail@s --since yesterday", "--since 'yesterday' is not a date")]
+    [InlineData("2", "mail@s --restore-to pop3", "pop3")]
+    public async Task RecoverMail_BadInput_Exit2BeforeTouchingAnyServer(string exitCode, string arguments, string message)
+    {
+        // Nothing listens on port 1: a command that got as far as a request would exit 3, not 2.
+        var result = await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), "dotnet", [ServerProcess.DllPath, "recover", "mail", .. arguments.Split(' '), "--server", "http://127.0.0.1:1/", "--token", "t"]);
+
+        Assert.True(result.ExitCode.ToString(CultureInfo.InvariantCulture) == exitCode, $"exit {result.ExitCode}\n{result.StandardError}");
+        Assert.Contains(message, result.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>The snapshot of a mounted ext4 still says needs_recovery: the recovery must replay its journal.</summary>
+    private static async Task AssertJournalNeedsReplayAsync(TidemarkClient client, TempDirectory temp)
+    {
+        await client.CreateViewAsync("mail@before", "probe");
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "probe", ReadOnly: true));
+        await using (var probe = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("probe"), readOnly: true))
+        {
+            var header = await ProcessRunner.CheckAsync(AttachedExport.Tool("dumpe2fs"), "-h", probe.LoopDevice);
+            Assert.Contains("needs_recovery", header.StandardOutput, StringComparison.Ordinal);
+        }
+
+        await client.DeleteExportAsync(export.Name);
+        await client.DeleteVolumeAsync("probe");
+    }
+
     /// <summary>Runs `tidemark recover mail ARGS --json` as the operator would and returns its JSON.</summary>
     private static async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)
     {
-        var result = await ProcessRunner.RunAsync(
-            TimeSpan.FromSeconds(180),
-            "dotnet",
-            [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
+        var result = await RunRecoverAsync(server, arguments);
         Assert.True(result.ExitCode == 0, $"tidemark recover mail {string.Join(' ', arguments)} exited with {result.ExitCode}\n{result.StandardOutput}\n{result.StandardError}");
         return JsonDocument.Parse(result.StandardOutput).RootElement;
     }
+
+    private static Task<ProcessResult> RunRecoverAsync(ServerProcess server, params string[] arguments) =>
+        ProcessRunner.RunAsync(
+            TimeSpan.FromSeconds(180),
+            "dotnet",
+            [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
 }

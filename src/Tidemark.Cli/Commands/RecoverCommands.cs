@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using MailKit.Security;
 using Tidemark.Recovery;
 using Tidemark.Recovery.Mail;
@@ -71,7 +70,7 @@ public static class RecoverCommands
                     throw new CliException("restoring over IMAP needs --user: name the mailbox(es) to put messages back into");
                 }
 
-                var (host, port) = HostPort(p.GetValue(imap) ?? throw new CliException("--restore-to imap needs --imap HOST:PORT (the production IMAP server)"));
+                var (host, port) = Run(() => ImapEndpoint.Parse(p.GetValue(imap) ?? throw new CliException("--restore-to imap needs --imap HOST:PORT (the production IMAP server)")));
                 var master = Run(() => MasterCredentials.Load(p.GetValue(masterFile)));
                 var intoFolder = p.GetResult(into) is null ? null : p.GetValue(into) ?? $"Recovered/{DateTime.Now:yyyy-MM-dd}";
                 destination = new MailDestination.Imap(new ImapRestorer(host, port, Tls(p.GetValue(imapTls)!), master, Console.Error), intoFolder);
@@ -141,20 +140,6 @@ public static class RecoverCommands
     }
 
     private static DateTimeOffset? Date(string? text, string what) => text is null ? null : Run(() => SnapshotSelector.ParseDate(text, what));
-
-    internal static (string Host, int Port) HostPort(string text)
-    {
-        var colon = text.LastIndexOf(':');
-        var host = colon < 0 || text.EndsWith(']') ? text : text[..colon];
-        var port = 143;
-        if (colon >= 0 && !text.EndsWith(']') && (!int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535))
-        {
-            throw new CliException($"--imap '{text}' is not HOST:PORT (a port is 1-65535)");
-        }
-
-        host = host.Trim('[', ']');
-        return host.Length > 0 ? (host, port) : throw new CliException($"--imap '{text}' has no host; write it as HOST:PORT");
-    }
 
     private static SecureSocketOptions Tls(string mode) => mode switch
     {
