@@ -43,7 +43,7 @@ public static class CommandRunner
         catch (CliException ex)
         {
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
-            return BadInput;
+            return ex.ExitCode;
         }
         catch (StorageException ex)
         {

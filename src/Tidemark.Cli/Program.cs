@@ -17,6 +17,7 @@ root.Add(JobCommands.Create());
 root.Add(PolicyCommands.Create());
 root.Add(PartnerCommands.Create());
 root.Add(ReplicaCommands.Create());
+root.Add(RecoverCommands.Create());
 root.Add(CompletionCommand.Create());
 root.Add(PoolCommands.CreateVerify());
 

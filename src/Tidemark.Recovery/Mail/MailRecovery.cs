@@ -1,0 +1,109 @@
+using Tidemark.Api;
+
+namespace Tidemark.Recovery.Mail;
+
+/// <summary>Where found messages go: nowhere (a dry run that lists them), an IMAP server, or .eml files.</summary>
+public abstract record MailDestination
+{
+    public sealed record List : MailDestination;
+
+    public sealed record Imap(ImapRestorer Restorer, string? Into) : MailDestination;
+
+    public sealed record Export(string Directory) : MailDestination;
+}
+
+/// <param name="MailRoot">the directory in the snapshot's file system that holds the users' homes</param>
+public sealed record MailRecoveryRequest(
+    string Source,
+    DateTimeOffset? Before,
+    MailSearchFilter Filter,
+    MailDestination Destination,
+    string MailRoot = "/",
+    string MaildirName = MaildirStore.DefaultMaildirName);
+
+public sealed record MailRecoveryResult(
+    string Snapshot,
+    DateTimeOffset SnapshotCreatedAt,
+    IReadOnlyList<FoundMessage> Matches,
+    IReadOnlyList<RestoreOutcome> Outcomes,
+    IReadOnlyList<string> TeardownProblems);
+
+/// <summary>
+/// One recovery, start to end: pick the snapshot, mount a view of it on this host, search its mail
+/// store, put the matches where asked, and take everything down again whatever happened.
+/// </summary>
+public static class MailRecovery
+{
+    public static async Task<MailRecoveryResult> RunAsync(TidemarkClient client, MailRecoveryRequest request, TextWriter log, CancellationToken ct)
+    {
+        var root = RelativeMailRoot(request.MailRoot);
+        MountedSnapshot.CheckHost();
+        var snapshot = await SnapshotSelector.SelectAsync(client, request.Source, request.Before, ct);
+        await log.WriteLineAsync($"recovering from {snapshot.Address} (taken {snapshot.CreatedAt:yyyy-MM-dd HH:mm:ss zzz})");
+
+        var work = Directory.CreateTempSubdirectory("tidemark-recover-");
+        IReadOnlyList<FoundMessage> matches = [];
+        IReadOnlyList<RestoreOutcome> outcomes = [];
+        IReadOnlyList<string> problems;
+        try
+        {
+            var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
+            try
+            {
+                var store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName);
+                matches = await store.SearchAsync(request.Filter, ct);
+                await log.WriteLineAsync($"{matches.Count} matching message(s) in {snapshot.Address}");
+                outcomes = request.Destination switch
+                {
+                    MailDestination.Imap imap when matches.Count > 0 => await imap.Restorer.RestoreAsync(matches, imap.Into, ct),
+                    MailDestination.Export export when matches.Count > 0 => await EmlExporter.ExportAsync(matches, export.Directory, ct),
+                    _ => [],
+                };
+            }
+            finally
+            {
+                // Cancellation (Ctrl-C) must not cut the teardown short: it runs with its own deadlines.
+                await mounted.DisposeAsync();
+                problems = mounted.TeardownProblems;
+            }
+        }
+        finally
+        {
+            RemoveWorkDirectory(work.FullName);
+        }
+
+        return new MailRecoveryResult(snapshot.Address, snapshot.CreatedAt, matches, outcomes, problems);
+    }
+
+    /// <summary>--mail-root as a path inside the snapshot's file system; ".." could leave it, so it is refused.</summary>
+    internal static string RelativeMailRoot(string mailRoot)
+    {
+        var parts = mailRoot.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Any(p => p == ".."))
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"--mail-root '{mailRoot}' must stay inside the snapshot's file system (no '..')");
+        }
+
+        return string.Join('/', parts.Where(p => p != "."));
+    }
+
+    private static void RemoveWorkDirectory(string path)
+    {
+        // Never delete through a mount point that teardown could not remove: that would reach into the view.
+        var prefix = Path.TrimEndingDirectorySeparator(path) + "/";
+        var stillMounted = File.ReadLines("/proc/self/mountinfo")
+            .Select(l => l.Split(' '))
+            .Any(f => f.Length > 4 && MountedSnapshot.UnescapeMountField(f[4]).StartsWith(prefix, StringComparison.Ordinal));
+        if (!stillMounted)
+        {
+            try
+            {
+                Directory.Delete(path, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Left in the temp directory; nothing in it matters once unmounted.
+            }
+        }
+    }
+}

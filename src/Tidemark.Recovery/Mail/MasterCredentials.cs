@@ -1,0 +1,54 @@
+namespace Tidemark.Recovery.Mail;
+
+/// <summary>
+/// The IMAP master user (Dovecot: a passdb with master=yes) that may log in as any mailbox owner.
+/// Read from a file or the environment, never from the command line, where `ps` and shell history
+/// would show the password to everyone on the host.
+/// </summary>
+public sealed record MasterCredentials(string User, string Password)
+{
+    public const string EnvironmentVariable = "TIDEMARK_IMAP_MASTER";
+
+    public override string ToString() => $"{User}:***";
+
+    /// <summary>From <paramref name="file"/> if given, else from TIDEMARK_IMAP_MASTER; both hold USER:PASSWORD.</summary>
+    public static MasterCredentials Load(string? file)
+    {
+        string text;
+        string source;
+        if (file is not null)
+        {
+            source = file;
+            if (!File.Exists(file))
+            {
+                throw new RecoveryException(RecoveryFailure.BadInput, $"master user file {file} does not exist; it holds one line USER:PASSWORD");
+            }
+
+            if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(file) & (UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+            {
+                throw new RecoveryException(RecoveryFailure.BadInput, $"master user file {file} is readable by every user on this host; 'chmod 600 {file}' first");
+            }
+
+            text = File.ReadLines(file).FirstOrDefault(l => l.Trim().Length > 0) ?? string.Empty;
+        }
+        else
+        {
+            source = $"${EnvironmentVariable}";
+            text = Environment.GetEnvironmentVariable(EnvironmentVariable)
+                ?? throw new RecoveryException(RecoveryFailure.BadInput, $"restoring over IMAP needs the master user: --master-user-file FILE (one line USER:PASSWORD) or ${EnvironmentVariable}=USER:PASSWORD");
+        }
+
+        return Parse(text.TrimEnd('\r', '\n'), source);
+    }
+
+    internal static MasterCredentials Parse(string text, string source)
+    {
+        var colon = text.IndexOf(':', StringComparison.Ordinal);
+        if (colon <= 0 || colon == text.Length - 1)
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"{source} must hold USER:PASSWORD (the IMAP master user)");
+        }
+
+        return new MasterCredentials(text[..colon].Trim(), text[(colon + 1)..]);
+    }
+}
