@@ -33,7 +33,8 @@ public sealed class ControlKind<T>(string name, int version, Func<int, JsonEleme
         ? version
         : throw new ArgumentOutOfRangeException(nameof(version), version, "a control record version is 1-65535");
 
-    internal byte[] Encode(T record)
+    /// <summary>The stored bytes of <paramref name="record"/> (public for golden tests of the owners' records).</summary>
+    public byte[] Encode(T record)
     {
         var json = JsonSerializer.SerializeToUtf8Bytes(record, _json);
         var bytes = new byte[EnvelopeBytes + json.Length];
@@ -44,7 +45,8 @@ public sealed class ControlKind<T>(string name, int version, Func<int, JsonEleme
         return bytes;
     }
 
-    internal T Decode(ReadOnlySpan<byte> bytes, string recordName)
+    /// <summary>Reads stored bytes, checking checksum and version; <paramref name="recordName"/> is for messages.</summary>
+    public T Decode(ReadOnlySpan<byte> bytes, string recordName)
     {
         var what = $"the {Name} record '{recordName}'";
         if (bytes.Length < EnvelopeBytes || BinaryPrimitives.ReadUInt32LittleEndian(bytes) != Crc32.HashToUInt32(bytes[4..]))
