@@ -6,7 +6,7 @@ namespace Tidemark.Server.Tests;
 
 /// <summary>
 /// A data directory of an older version, with its state in JSON files, started by this one: every
-/// export, policy and autogrow policy is still there, now in the pool's metadata (ADR 0011), and
+/// export, snapshot policy and autogrow policy is still there, now in the pool's metadata (ADR 0011), and
 /// each old file is renamed NAME.migrated, so a second start does not depend on it.
 /// </summary>
 public sealed class StateMigrationTests : IDisposable
@@ -37,6 +37,27 @@ public sealed class StateMigrationTests : IDisposable
             ]
             """);
 
+        WriteOldFile(data, "policies.json", """
+            [
+              {
+                "definition": { "name": "hourly", "volume": "db", "group": null, "schedule": "hourly", "timeZone": null,
+                  "changedBytes": null, "keepLast": 3, "keepHourly": null, "keepDaily": null, "keepWeekly": null,
+                  "keepMonthly": null, "enabled": true },
+                "nextRun": "2099-01-01T00:00:00+00:00",
+                "lastSnapshotAt": "2026-12-06T06:00:00+00:00",
+                "snapshots": [ "auto-1" ],
+                "lastError": null,
+                "activity": [ { "time": "2026-12-06T06:00:00+00:00", "action": "snapshot", "snapshot": "auto-1", "message": "scheduled" } ]
+              }
+            ]
+            """);
+        WriteOldFile(data, "capacity.json", """
+            {
+              "pool": { "thresholdPercent": 80, "stepBytes": 1073741824, "maxBytes": 10737418240 },
+              "volumes": { "db": { "thresholdPercent": 90, "stepBytes": 8388608, "maxBytes": 67108864 } }
+            }
+            """);
+
         await using (var migrated = await ServerProcess.StartAsync(data))
         {
             using var client = migrated.Client();
@@ -44,8 +65,12 @@ public sealed class StateMigrationTests : IDisposable
             Assert.Equal(0, await migrated.StopAsync());
         }
 
-        Assert.False(File.Exists(Path.Combine(data, "exports.json")));
-        Assert.True(File.Exists(Path.Combine(data, "exports.json.migrated")));
+        foreach (var name in new[] { "exports.json", "policies.json", "capacity.json" })
+        {
+            Assert.False(File.Exists(Path.Combine(data, name)), name);
+            Assert.True(File.Exists(Path.Combine(data, name + ".migrated")), name);
+        }
+
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(data, "exports.json.migrated")));
 
         await using var again = await ServerProcess.StartAsync(data);
@@ -60,6 +85,15 @@ public sealed class StateMigrationTests : IDisposable
         Assert.All(exports, e => Assert.Equal("online", e.State));
         Assert.Equal((false, true), (exports[0].ReadOnly, exports[1].ReadOnly));
         Assert.Equal(("alice", "iqn.2026-11.dev.tidemark:secure"), (exports[2].ChapUser, exports[2].Iqn));
+
+        var policy = Assert.Single(await client.ListPoliciesAsync());
+        Assert.Equal(("hourly", "db", 3), (policy.Definition.Name, policy.Definition.Volume, policy.Definition.KeepLast));
+        Assert.Equal(["auto-1"], policy.Snapshots);
+        Assert.Equal("scheduled", Assert.Single(policy.Activity).Message);
+
+        var capacity = await client.GetCapacityPoliciesAsync();
+        Assert.Equal(new AutoGrowDto(80, 1L << 30, 10L << 30), capacity.Pool);
+        Assert.Equal(new AutoGrowDto(90, 8L << 20, 64L << 20), Assert.Single(capacity.Volumes).Value);
     }
 
     private static void WriteOldFile(string data, string name, string json)
