@@ -12,8 +12,8 @@ using Tidemark.Server.Metrics;
 namespace Tidemark.Server;
 
 /// <summary>
-/// Exports of volumes, views and snapshots, kept in DATA/exports.json (rewritten atomically on every
-/// change, mode 0600 because it holds CHAP secrets) and published to the NBD catalogue or, for iSCSI,
+/// Exports of volumes, views and snapshots, kept as control records in the pool (<see cref="Kind"/>,
+/// saved atomically on every change; they hold CHAP secrets, and the pool is the owner's only) and published to the NBD catalogue or, for iSCSI,
 /// to the iSCSI target catalogue (one target per export, one LUN per volume, view or snapshot). An
 /// export whose target is missing at start stays listed as offline with the reason, so nothing an
 /// administrator set up disappears silently. Removing an export stops new logins and connections;
@@ -434,7 +434,7 @@ public sealed partial class ExportRegistry
         public IReadOnlyList<string> AllTargets => Luns is { Count: > 0 } luns ? luns : [Target];
     }
 
-    /// <summary>CHAP user name and secret as persisted (exports.json is mode 0600 for this reason).</summary>
+    /// <summary>CHAP user name and secret as persisted (the pool's files are the owner's only for this reason).</summary>
     public sealed record ChapRecord(string User, string Secret);
 
     private sealed class Entry(ExportRecord record)

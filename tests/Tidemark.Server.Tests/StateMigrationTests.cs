@@ -1,16 +1,20 @@
+using System.Security.Cryptography;
+using System.Text;
 using Tidemark.Api;
-using Tidemark.Engine;
 using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
 
 /// <summary>
 /// A data directory of an older version, with its state in JSON files, started by this one: every
-/// export, snapshot policy and autogrow policy is still there, now in the pool's metadata (ADR 0011), and
+/// export, snapshot policy, autogrow policy and token is still there, now in the pool's metadata (ADR 0011), and
 /// each old file is renamed NAME.migrated, so a second start does not depend on it.
 /// </summary>
 public sealed class StateMigrationTests : IDisposable
 {
+    // SHA-256 of "secret-of-alice".
+    private const string AliceHash = "2e63581f3ad310ec6d04ce0f6adb96d3a7808722dab1612486486190086013f6";
+
     private readonly TempDirectory _temp = new();
 
     public void Dispose() => _temp.Dispose();
@@ -58,14 +62,28 @@ public sealed class StateMigrationTests : IDisposable
             }
             """);
 
+        var adminHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(File.ReadAllText(Path.Combine(data, "token")).Trim())));
+        WriteOldFile(data, "tokens.json", $$"""
+            {
+              "version": 1,
+              "tokens": [
+                { "name": "admin", "role": "admin", "sha256": "{{adminHash}}", "created": "2026-12-06T05:00:00+00:00" },
+                { "name": "alice", "role": "auditor", "sha256": "{{AliceHash}}", "created": "2026-12-06T05:00:00+00:00" }
+              ]
+            }
+            """);
+
         await using (var migrated = await ServerProcess.StartAsync(data))
         {
             using var client = migrated.Client();
             await AssertOldStateAsync(client);
+            using var alice = migrated.Client("secret-of-alice");
+            Assert.Single(await alice.ListVolumesAsync());
+            Assert.Equal(["admin", "alice"], (await client.ListTokensAsync()).Select(t => t.Name));
             Assert.Equal(0, await migrated.StopAsync());
         }
 
-        foreach (var name in new[] { "exports.json", "policies.json", "capacity.json" })
+        foreach (var name in new[] { "exports.json", "policies.json", "capacity.json", "tokens.json" })
         {
             Assert.False(File.Exists(Path.Combine(data, name)), name);
             Assert.True(File.Exists(Path.Combine(data, name + ".migrated")), name);
