@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Hashing;
 using RocksDbSharp;
 using Tidemark.Engine.Allocation;
+using Tidemark.Engine.Control;
 using Tidemark.Engine.Map;
 using Tidemark.Engine.Metadata;
 using Tidemark.Engine.Storage;
@@ -48,6 +49,7 @@ public sealed partial class Pool : IDisposable
         Options = options;
         Meta = meta;
         _record = record;
+        Control = new ControlStore(this);
     }
 
     public string Directory { get; }
@@ -57,6 +59,9 @@ public sealed partial class Pool : IDisposable
     public PoolOptions Options { get; }
 
     internal MetaStore Meta { get; }
+
+    /// <summary>The server's durable state, kept in this pool's metadata store (see <see cref="ControlStore"/>).</summary>
+    public ControlStore Control { get; }
 
     internal Allocator Allocator { get; } = new();
 
@@ -116,12 +121,9 @@ public sealed partial class Pool : IDisposable
             var bytes = meta.Get(Keys.PoolKey())
                 ?? throw new StorageException(StorageError.Corrupt, $"the pool record in {directory} is missing; the metadata is damaged");
             var record = RecordCodec.Decode<PoolRecord>(bytes, "the pool");
-            if (record.FormatVersion != EngineInfo.PoolFormatVersion)
-            {
-                throw new StorageException(StorageError.Unsupported, $"pool format {record.FormatVersion} is not supported by this Tidemark (format {EngineInfo.PoolFormatVersion})");
-            }
-
+            CheckFormat(directory, record.FormatVersion);
             pool = new Pool(directory, options, meta, record);
+            pool.UpgradeFormat();
             pool.Load();
             pool.ResumeDeletions();
             return pool;
@@ -139,6 +141,43 @@ public sealed partial class Pool : IDisposable
 
             throw;
         }
+    }
+
+    /// <summary>
+    /// Refuses a pool this build cannot read correctly: one written by a newer build (it may hold
+    /// records or merge operands this build would misread) or one older than any build still reads.
+    /// </summary>
+    internal static void CheckFormat(string directory, int format)
+    {
+        if (format > EngineInfo.PoolFormatVersion)
+        {
+            throw new StorageException(
+                StorageError.Unsupported,
+                $"the pool in {directory} has format {format}, written by a newer Tidemark; this build reads pool formats {EngineInfo.OldestPoolFormatVersion} to {EngineInfo.PoolFormatVersion}. Run the newer Tidemark (a downgrade cannot read it), or restore the pool from a backup made with this build");
+        }
+
+        if (format < EngineInfo.OldestPoolFormatVersion)
+        {
+            throw new StorageException(
+                StorageError.Unsupported,
+                $"the pool in {directory} has format {format}, older than this build reads (formats {EngineInfo.OldestPoolFormatVersion} to {EngineInfo.PoolFormatVersion}); open it once with an older Tidemark that upgrades it, then with this one");
+        }
+    }
+
+    // Marks an older pool with this build's format before anything of that format is written
+    // (a map-page merge operand, a control record), so an older build refuses it from then on
+    // instead of misreading it.
+    private void UpgradeFormat()
+    {
+        if (_record.FormatVersion == EngineInfo.PoolFormatVersion)
+        {
+            return;
+        }
+
+        _record.FormatVersion = EngineInfo.PoolFormatVersion;
+        using var batch = new WriteBatch();
+        PutPoolRecord(batch);
+        Meta.Write(batch);
     }
 
     private static long DefaultCapacity(string directory)
@@ -320,14 +359,20 @@ public sealed partial class Pool : IDisposable
 
     private void WriteStoreHeader(IBackingStore store, int index)
     {
+        store.Write(0, StoreHeader(Id, index));
+        store.Flush();
+    }
+
+    /// <summary>The first 4 KiB of a store: magic, header version, pool id, store index, CRC-32 of the 40 bytes before it.</summary>
+    internal static byte[] StoreHeader(Guid pool, int index)
+    {
         var header = new byte[Lineage.BlockBytes];
         StoreMagic.CopyTo(header, 0);
-        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(16), EngineInfo.PoolFormatVersion);
-        Id.TryWriteBytes(header.AsSpan(20));
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(16), EngineInfo.StoreHeaderVersion);
+        pool.TryWriteBytes(header.AsSpan(20));
         BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(36), index);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(40), Crc32.HashToUInt32(header.AsSpan(0, 40)));
-        store.Write(0, header);
-        store.Flush();
+        return header;
     }
 
     private void CheckStoreHeader(IBackingStore store, int index)
@@ -339,6 +384,12 @@ public sealed partial class Pool : IDisposable
         if (!ok)
         {
             throw new StorageException(StorageError.Corrupt, $"store {store.Location} has no valid Tidemark header; it was overwritten or is not this pool's store");
+        }
+
+        var version = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(16));
+        if (version > EngineInfo.StoreHeaderVersion)
+        {
+            throw new StorageException(StorageError.Unsupported, $"store {store.Location} has header version {version}, written by a newer Tidemark; this build reads version {EngineInfo.StoreHeaderVersion}. Run the newer Tidemark");
         }
 
         if (new Guid(header.AsSpan(20, 16)) != Id || BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(36)) != index)
@@ -396,6 +447,27 @@ public sealed partial class Pool : IDisposable
             var upTo = Volatile.Read(ref _flushRequests);
             CommitLocked(null, null);
             Volatile.Write(ref _flushedUpTo, upTo);
+        }
+    }
+
+    /// <summary>
+    /// Like <see cref="Flush()"/>, and commits <paramref name="control"/> in the same atomic metadata
+    /// batch as the pending map changes: after a crash both are there or neither (the hook for
+    /// bookkeeping that must not part from the data it describes, such as a replication commit's).
+    /// </summary>
+    public void Flush(ControlBatch control)
+    {
+        ArgumentNullException.ThrowIfNull(control);
+        Commit(control.AddTo);
+    }
+
+    /// <summary>Writes a batch of control records alone (synced), ordered with the engine's commits.</summary>
+    internal void WriteControl(WriteBatch batch)
+    {
+        lock (_commitLock)
+        {
+            ThrowIfUnusable();
+            Meta.Write(batch);
         }
     }
 

@@ -220,7 +220,7 @@ public static class SnapshotStreamWriter
         return header;
     }
 
-    private static void WriteHeader(Stream output, StreamHeader header)
+    internal static void WriteHeader(Stream output, StreamHeader header)
     {
         var json = JsonSerializer.SerializeToUtf8Bytes(header, StreamFormat.Json);
         var bytes = new byte[StreamFormat.Magic.Length + 8 + json.Length + 8];

@@ -3,8 +3,8 @@ using System.Security.Cryptography;
 namespace Tidemark.Server;
 
 /// <summary>
-/// The layout of a data directory: DATA/pool (the engine's pool), DATA/token (API token, mode 0600),
-/// DATA/tidemark.json (config), DATA/exports.json (exports), DATA/events.jsonl (event and audit log; refused requests in DATA/events-refused.jsonl), DATA/capacity.json (autogrow policies), DATA/policies.json (snapshot policies and what they own), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/promoted.json (replicas promoted here), DATA/server.json (endpoints of the running server).
+/// The layout of a data directory: DATA/pool (the engine's pool; its metadata also holds exports, tokens, snapshot and autogrow policies: ADR 0011), DATA/token (API token, mode 0600),
+/// DATA/tidemark.json (config), DATA/events.jsonl (event and audit log; refused requests in DATA/events-refused.jsonl), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/promoted.json (replicas promoted here), DATA/server.json (endpoints of the running server).
 /// </summary>
 public sealed partial class DataDirectory
 {
@@ -21,15 +21,18 @@ public sealed partial class DataDirectory
 
     public string TokenPath => Path.Combine(Root, "token");
 
-    /// <summary>Named tokens with roles, hashed (the first is DATA/token's, named "admin").</summary>
+    /// <summary>Named tokens of older versions (now in the pool), imported once at start.</summary>
     public string TokensPath => Path.Combine(Root, "tokens.json");
 
     public string ConfigPath => Path.Combine(Root, "tidemark.json");
 
+    /// <summary>Exports of older versions (now in the pool), imported once at start.</summary>
     public string ExportsPath => Path.Combine(Root, "exports.json");
 
+    /// <summary>Autogrow policies of older versions (now in the pool), imported once at start.</summary>
     public string CapacityPath => Path.Combine(Root, "capacity.json");
 
+    /// <summary>Snapshot policies of older versions (now in the pool), imported once at start.</summary>
     public string PoliciesPath => Path.Combine(Root, "policies.json");
 
     public string PromotedPath => Path.Combine(Root, "promoted.json");

@@ -4,6 +4,7 @@ using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Engine.Control;
 using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
 using Tidemark.Server.Metrics;
@@ -11,8 +12,8 @@ using Tidemark.Server.Metrics;
 namespace Tidemark.Server;
 
 /// <summary>
-/// Exports of volumes, views and snapshots, kept in DATA/exports.json (rewritten atomically on every
-/// change, mode 0600 because it holds CHAP secrets) and published to the NBD catalogue or, for iSCSI,
+/// Exports of volumes, views and snapshots, kept as control records in the pool (<see cref="Kind"/>,
+/// saved atomically on every change; they hold CHAP secrets, and the pool is the owner's only) and published to the NBD catalogue or, for iSCSI,
 /// to the iSCSI target catalogue (one target per export, one LUN per volume, view or snapshot). An
 /// export whose target is missing at start stays listed as offline with the reason, so nothing an
 /// administrator set up disappears silently. Removing an export stops new logins and connections;
@@ -33,6 +34,10 @@ public sealed partial class ExportRegistry
     private readonly SortedDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly ConditionalWeakTable<IBlockDevice, string> _servedTargets = new();
 
+    /// <summary>Exports as control records in the pool (ADR 0011), named by export name. Version 1: <see cref="ExportRecord"/>.</summary>
+    public static readonly ControlKind<ExportRecord> Kind = new("export", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
+
+    /// <param name="path">DATA/exports.json of an older version: imported into the pool at <see cref="Load"/>, then renamed.</param>
     public ExportRegistry(Pool pool, string path, ILogger logger, IoMetrics? metrics = null)
     {
         _metrics = metrics;
@@ -55,34 +60,29 @@ public sealed partial class ExportRegistry
     public string? NbdSocket { get; set; }
 
     /// <summary>
-    /// Loads DATA/exports.json and brings every export whose target exists online. A read-write export
+    /// Loads the exports from the pool (first importing DATA/exports.json of an older version) and brings
+    /// every export whose target exists online. A read-write export
     /// of a volume that must not be written (a replica, see <see cref="WhyReadOnly"/>; made before that
-    /// rule existed) comes up read-only and stays so in the file; returns one notice per such export,
+    /// rule existed) comes up read-only and stays so; returns one notice per such export,
     /// naming it and saying what to do, for the event log.
     /// </summary>
     public IReadOnlyList<(string Export, string Message)> Load()
     {
         var notices = new List<(string Export, string Message)>();
-        if (!File.Exists(_path))
-        {
-            return notices;
-        }
 
-        // Written by an older version with the default mode: it holds CHAP secrets now.
-        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(_path) & ~OwnerOnly) != 0)
+        // Written by an older version with the default mode: it holds CHAP secrets (kept so as NAME.migrated).
+        if (File.Exists(_path) && !OperatingSystem.IsWindows() && (File.GetUnixFileMode(_path) & ~OwnerOnly) != 0)
         {
             File.SetUnixFileMode(_path, OwnerOnly);
         }
 
-        List<ExportRecord> records;
-        try
-        {
-            records = JsonSerializer.Deserialize<List<ExportRecord>>(File.ReadAllText(_path), ServerSettings.FileJson) ?? [];
-        }
-        catch (JsonException ex)
-        {
-            throw new InvalidDataException($"{_path} is damaged ({ex.Message}); fix or remove it, then recreate the exports", ex);
-        }
+        LegacyStateFile.Migrate(
+            _pool.Control,
+            Kind,
+            _path,
+            text => (JsonSerializer.Deserialize<List<ExportRecord>>(text, ServerSettings.FileJson) ?? []).Select(r => new KeyValuePair<string, ExportRecord>(r.Name, r)),
+            _logger);
+        var records = _pool.Control.List(Kind).Select(e => e.Value).ToList();
 
         lock (_lock)
         {
@@ -119,10 +119,10 @@ public sealed partial class ExportRegistry
                 {
                     SaveLocked();
                 }
-                catch (IOException ex)
+                catch (StorageException ex)
                 {
                     // The exports are served read-only anyway; the next start downgrades them again.
-                    _logger.LogWarning("could not record the read-only exports in {Path}: {Problem}", _path, ex.Message);
+                    _logger.LogWarning("could not record the read-only exports in the pool: {Problem}", ex.Message);
                 }
             }
         }
@@ -423,7 +423,7 @@ public sealed partial class ExportRegistry
     private static bool IsSnapshot(string target) => target.Contains('@', StringComparison.Ordinal);
 
     private void SaveLocked() =>
-        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_entries.Values.Select(e => e.Record).ToList(), ServerSettings.FileJson) + "\n", OwnerOnly);
+        _pool.Control.ReplaceAll(Kind, _entries.Select(e => new KeyValuePair<string, ExportRecord>(e.Key, e.Value.Record)));
 
     private ExportDto ToDto(Entry entry)
     {
@@ -455,7 +455,8 @@ public sealed partial class ExportRegistry
     }
 
     /// <summary>
-    /// One line of DATA/exports.json. Field names are persisted: never rename them. NBD exports use the
+    /// One export as persisted (a control record in the pool, formerly a line of DATA/exports.json).
+    /// Field names are persisted: never rename them (ExportRecordGoldenTests). NBD exports use the
     /// four positional fields; iSCSI exports add <see cref="Luns"/> (LUN 0, 1, ...; the first equals
     /// <see cref="Target"/>), the IQN, the allow-list and CHAP. <see cref="ReadOnly"/> on an iSCSI export
     /// makes every LUN read-only; snapshot LUNs always are.
@@ -484,7 +485,7 @@ public sealed partial class ExportRegistry
         public IReadOnlyList<string> AllTargets => Luns is { Count: > 0 } luns ? luns : [Target];
     }
 
-    /// <summary>CHAP user name and secret as persisted (exports.json is mode 0600 for this reason).</summary>
+    /// <summary>CHAP user name and secret as persisted (the pool's files are the owner's only for this reason).</summary>
     public sealed record ChapRecord(string User, string Secret);
 
     private sealed class Entry(ExportRecord record)

@@ -251,7 +251,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             builder.Services.AddSingleton(pool);
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSingleton(data);
-            builder.Services.AddSingleton(TokenStore.Open(data.TokensPath, token, TimeProvider.System));
+            builder.Services.AddSingleton(sp => TokenStore.Open(pool.Control, data.TokensPath, token, TimeProvider.System, sp.GetRequiredService<ILogger<TokenStore>>()));
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(new IoMetrics());
             builder.Services.AddSingleton<JobManager>();

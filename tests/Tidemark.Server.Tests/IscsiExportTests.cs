@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.Json.Nodes;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -169,20 +168,19 @@ public sealed class IscsiExportTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Restart_IscsiExports_RestoredFromPrivateFileAndOfflineWhenTargetMissing()
+    public async Task Restart_IscsiExports_RestoredFromThePoolAndOfflineWhenTargetMissing()
     {
         var data = _server.DataDirectory;
         await _client.CreateVolumeAsync(new CreateVolumeRequest("db", 8 << 20));
         await _client.CreateExportAsync(new CreateExportRequest("db", "secure", "iscsi", AllowedInitiators: [Allowed], ChapUser: "alice", ChapSecret: "alice-secret-12"));
         await _client.CreateExportAsync(new CreateExportRequest("db", "plain", "iscsi"));
         Assert.Equal(0, await _server.StopAsync());
-        var path = Path.Combine(data, "exports.json");
-        var mode = File.GetUnixFileMode(path);
-        var text = await File.ReadAllTextAsync(path);
-        var records = JsonNode.Parse(text)!.AsArray();
-        records.Single(r => (string?)r!["name"] == "plain")!["luns"]!.AsArray().Add("gone");
-        await File.WriteAllTextAsync(path, records.ToJsonString());
-        File.SetUnixFileMode(path, mode | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        var secret = StoredState.Read(data, pool => pool.Control.Get(ExportRegistry.Kind, "secure")!.Chap!.Secret);
+        StoredState.Change(data, pool =>
+        {
+            var plain = pool.Control.Get(ExportRegistry.Kind, "plain")!;
+            pool.Control.Put(ExportRegistry.Kind, "plain", plain with { Luns = [.. plain.AllTargets, "gone"] });
+        });
 
         await using var restarted = await ServerProcess.StartAsync(data);
         using var client = restarted.Client();
@@ -190,9 +188,8 @@ public sealed class IscsiExportTests : IAsyncLifetime
         var inq = (await Tool("iscsi-inq", "-i", Allowed, $"iscsi://alice%alice-secret-12@{restarted.Iscsi}/iqn.2026-11.dev.tidemark:secure/0")).AssertSuccess();
         var offlineInq = await Tool("iscsi-inq", restarted.IscsiUrl("iqn.2026-11.dev.tidemark:plain"));
 
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, mode);
-        Assert.Equal(mode, File.GetUnixFileMode(path));
-        Assert.Contains("alice-secret-12", text, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(data, "exports.json")));
+        Assert.Equal("alice-secret-12", secret);
         Assert.Equal(["plain", "secure"], exports.Select(e => e.Name));
         Assert.Equal(("offline", true), (exports[0].State, exports[0].Problem!.Contains("gone", StringComparison.Ordinal)));
         Assert.Equal(("online", "alice"), (exports[1].State, exports[1].ChapUser));

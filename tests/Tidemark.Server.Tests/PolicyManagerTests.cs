@@ -70,7 +70,7 @@ public sealed class PolicyManagerTests : IDisposable
         manager.Create(new PolicyRequest("every15", Volume: "mail", Schedule: "every 15m"));
 
         _clock.Advance(TimeSpan.FromDays(3));
-        var restarted = Manager(); // state came back from policies.json
+        var restarted = Manager(); // state came back from the pool
         restarted.RunDue();
         restarted.RunDue();
 

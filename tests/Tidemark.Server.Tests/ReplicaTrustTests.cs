@@ -120,7 +120,7 @@ public sealed class ReplicaTrustTests(Xunit.Abstractions.ITestOutputHelper outpu
         var write = await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 65536", export.Url!);
         var evt = Assert.Single(await dr.ListEventsAsync(kind: "export.read-only"));
         Assert.Equal(0, await restarted.StopAsync());
-        var persisted = await File.ReadAllTextAsync(path);
+        var persisted = StoredState.Read(Dr.DataDirectory, pool => pool.Control.Get(ExportRegistry.Kind, "db")!);
 
         Assert.True(export.ReadOnly);
         Assert.Equal("online", export.State);
@@ -129,7 +129,7 @@ public sealed class ReplicaTrustTests(Xunit.Abstractions.ITestOutputHelper outpu
         Assert.Contains("export db was read-write, it is served read-only now", evt.Message, StringComparison.Ordinal);
         Assert.Contains("replica promote", evt.Message, StringComparison.Ordinal);
         Assert.Contains("served read-only now", restarted.Log, StringComparison.Ordinal);
-        Assert.Contains("\"readOnly\": true", persisted, StringComparison.Ordinal);
+        Assert.True(persisted.ReadOnly);
     }
 
     [Fact]

@@ -1,22 +1,42 @@
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Tidemark.Api;
+using Tidemark.Engine;
 using Tidemark.Server.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
 
-/// <summary>DATA/tokens.json: its persisted format (golden), hashing, and what it refuses.</summary>
+/// <summary>Named tokens in the pool's control store: the old DATA/tokens.json imported (golden), hashing, and what it refuses.</summary>
 public sealed class TokenStoreTests : IDisposable
 {
     private readonly TempDirectory _temp = new();
     private readonly FakeTimeProvider _time = new();
+    private Pool _pool;
+
+    public TokenStoreTests()
+    {
+        _pool = Pool.Create(_temp.Combine("pool"), new PoolOptions { FirstStoreCapacityBytes = 16L << 20 });
+    }
 
     private string PathOf => _temp.Combine("tokens.json");
 
-    public void Dispose() => _temp.Dispose();
+    public void Dispose()
+    {
+        _pool.Dispose();
+        _temp.Dispose();
+    }
+
+    private TokenStore Open(string firstToken) => TokenStore.Open(_pool.Control, PathOf, firstToken, _time, NullLogger.Instance);
+
+    private void Reopen()
+    {
+        _pool.Dispose();
+        _pool = Pool.Open(_temp.Combine("pool"));
+    }
 
     [Fact]
-    public void Open_VersionOneFile_Golden_FindsTheTokenByItsSecret()
+    public void Open_VersionOneFile_Golden_IsImported_AndFindsTheTokenByItsSecret()
     {
         // SHA-256 of "secret-of-alice"; frozen so a change to the file format is a deliberate one.
         File.WriteAllText(PathOf, """
@@ -28,31 +48,48 @@ public sealed class TokenStoreTests : IDisposable
             }
             """);
 
-        var store = TokenStore.Open(PathOf, "first-token-is-not-used-when-the-file-exists", _time);
+        Open("first-token-is-not-used-when-the-file-exists");
+        Reopen();
+        var store = Open("first-token-is-not-used-when-there-are-tokens");
 
         Assert.Equal(new TokenDto("alice", TokenRoles.Operator, new DateTimeOffset(2026, 12, 6, 5, 0, 0, TimeSpan.Zero)), store.Find("secret-of-alice"));
         Assert.Null(store.Find("first-token-is-not-used-when-the-file-exists"));
         Assert.Null(store.Find(new string('x', 10_000)));
+        Assert.False(File.Exists(PathOf));
+        Assert.True(File.Exists(PathOf + ".migrated"));
     }
 
     [Fact]
-    public void Open_FirstStart_MakesTheAdminToken_HashedAndOwnerOnly()
+    public void Open_FileOfAnotherVersion_IsRefused_AndLeftInPlace()
     {
-        var store = TokenStore.Open(PathOf, "0123456789abcdef0123456789abcdef", _time);
+        File.WriteAllText(PathOf, """{ "version": 2, "tokens": [] }""");
+
+        var ex = Assert.Throws<InvalidDataException>(() => Open("0123456789abcdef0123456789abcdef"));
+
+        Assert.Contains("format version 2", ex.Message, StringComparison.Ordinal);
+        Assert.True(File.Exists(PathOf));
+        Assert.Empty(_pool.Control.List(TokenStore.Kind));
+    }
+
+    [Fact]
+    public void Open_FirstStart_MakesTheAdminToken_StoresOnlyHashes()
+    {
+        var store = Open("0123456789abcdef0123456789abcdef");
         var created = store.Create("bob", TokenRoles.Auditor);
 
-        var reopened = TokenStore.Open(PathOf, "ignored", _time);
+        Reopen();
+        var reopened = Open("ignored");
 
         Assert.Equal(TokenStore.FirstTokenName, reopened.Find("0123456789abcdef0123456789abcdef")?.Name);
         Assert.Equal(TokenRoles.Auditor, reopened.Find(created.Secret)?.Role);
-        Assert.DoesNotContain(created.Secret, File.ReadAllText(PathOf), StringComparison.Ordinal);
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(PathOf));
+        Assert.Null(reopened.Find("ignored"));
+        Assert.DoesNotContain(_pool.Control.List(TokenStore.Kind), e => e.Value.Sha256.Contains(created.Secret, StringComparison.Ordinal));
     }
 
     [Fact]
     public void CreateAndRevoke_Refusals_AreStorageErrors()
     {
-        var store = TokenStore.Open(PathOf, "0123456789abcdef0123456789abcdef", _time);
+        var store = Open("0123456789abcdef0123456789abcdef");
         store.Create("bob", TokenRoles.Operator);
 
         Assert.Equal(StorageError.AlreadyExists, Assert.Throws<StorageException>(() => store.Create("BOB", TokenRoles.Operator)).Error);
@@ -63,5 +100,6 @@ public sealed class TokenStoreTests : IDisposable
         Assert.Equal(StorageError.NotFound, Assert.Throws<StorageException>(() => store.Revoke("nobody")).Error);
         store.Revoke("bob");
         Assert.Single(store.List());
+        Assert.Single(_pool.Control.List(TokenStore.Kind));
     }
 }

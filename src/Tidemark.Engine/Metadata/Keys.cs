@@ -19,6 +19,7 @@ internal static class Keys
     public const byte History = (byte)'H';     // H lineage:u32 block:u64 death:u64 -> MapEntry (the version that died)
     public const byte DeathIndex = (byte)'D';  // D lineage:u32 death:u64 block:u64 -> MapEntry (same record, by death)
     public const byte Counters = (byte)'C';    // C lineage:u32              -> own mapped:i64, overridden:i64 (see Lineage)
+    public const byte Control = (byte)'X';     // X kind(ascii) 0 name(utf8) -> control-plane record (Control/ControlKeys.cs)
 
     public static byte[] PoolKey() => [Pool];
 

@@ -8,7 +8,8 @@ namespace Tidemark.Engine.Metadata;
 /// <summary>
 /// Persisted control records (pool, stores, volumes, lineages, snapshots, groups). Each is stored as
 /// [crc32:u32][format:u16][json]: a torn or corrupt record fails its checksum and is reported as
-/// <see cref="StorageError.Corrupt"/>, never used. Enum values are persisted: never renumber.
+/// <see cref="StorageError.Corrupt"/>, never used. Enum values and property names are persisted: never
+/// renumber or rename; the layouts are frozen by tests/Tidemark.Engine.Tests/RecordGoldenTests.cs.
 /// </summary>
 internal static class RecordCodec
 {
@@ -39,7 +40,11 @@ internal static class RecordCodec
         var version = BinaryPrimitives.ReadUInt16LittleEndian(bytes[4..]);
         if (version != FormatVersion)
         {
-            throw new StorageException(StorageError.Unsupported, $"the metadata record of {what} has format {version}; this Tidemark reads format {FormatVersion}");
+            throw new StorageException(
+                StorageError.Unsupported,
+                version > FormatVersion
+                    ? $"the metadata record of {what} has record format {version}, written by a newer Tidemark; this build reads record format {FormatVersion}. Run the newer Tidemark (a downgrade cannot read it)"
+                    : $"the metadata record of {what} has record format {version}, which no Tidemark writes (this build reads record format {FormatVersion}); the metadata is damaged: run 'tidemark verify'");
         }
 
         return JsonSerializer.Deserialize<T>(bytes[6..], Json)

@@ -2,65 +2,75 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.Logging;
 using Tidemark.Api;
+using Tidemark.Engine.Control;
 
 namespace Tidemark.Server.Api;
 
 /// <summary>
-/// Named API tokens with roles, in DATA/tokens.json (mode 0600). Only a SHA-256 of each secret is
+/// Named API tokens with roles, as control records in the pool (kind "token", ADR 0011; DATA/tokens.json
+/// of older versions is imported once, then renamed). Only a SHA-256 of each secret is
 /// kept: the secrets are 32 random bytes, so a fast hash is enough (nothing to brute-force), and a
-/// copy of the file does not let anyone in. The first start turns DATA/token (which the CLI reads)
+/// copy of the pool's metadata does not let anyone in. The first start turns DATA/token (which the CLI reads)
 /// into the admin token named "admin", so existing setups keep working.
 /// </summary>
 public sealed partial class TokenStore
 {
     public const string FirstTokenName = "admin";
+
+    /// <summary>The format version of DATA/tokens.json of older versions (the only one there was).</summary>
     public const int Version = 1;
     public const int MaxTokens = 1000;
 
     /// <summary>Longer bearer values are not hashed at all: no token is that long.</summary>
     public const int MaxSecretChars = 256;
 
+    /// <summary>Version 1: <see cref="TokenRecord"/>, named by the token's name.</summary>
+    public static readonly ControlKind<TokenRecord> Kind = new("token", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
+
     private static readonly JsonSerializerOptions FileJson = new(ApiJson.Options) { WriteIndented = true };
 
     private readonly Lock _lock = new();
-    private readonly string _path;
+    private readonly ControlStore _control;
     private readonly TimeProvider _time;
-    private List<Entry> _entries;
+    private List<TokenRecord> _entries;
 
-    private TokenStore(string path, TimeProvider time, List<Entry> entries)
+    private TokenStore(ControlStore control, TimeProvider time, List<TokenRecord> entries)
     {
-        _path = path;
+        _control = control;
         _time = time;
         _entries = entries;
     }
 
-    /// <summary>Loads DATA/tokens.json; on first start creates it with <paramref name="firstToken"/> as the admin token.</summary>
-    public static TokenStore Open(string path, string firstToken, TimeProvider time)
+    /// <summary>
+    /// Loads the tokens from the pool, first importing <paramref name="legacyPath"/> (DATA/tokens.json
+    /// of an older version) when it exists; with no token at all (first start) makes
+    /// <paramref name="firstToken"/> the admin token.
+    /// </summary>
+    public static TokenStore Open(ControlStore control, string legacyPath, string firstToken, TimeProvider time, ILogger logger)
     {
-        if (!File.Exists(path))
+        LegacyStateFile.Migrate(control, Kind, legacyPath, ReadLegacyFile, logger);
+        var entries = control.List(Kind).Select(e => e.Value).ToList();
+        var store = new TokenStore(control, time, entries);
+        if (entries.Count == 0)
         {
-            var store = new TokenStore(path, time, [new Entry(FirstTokenName, TokenRoles.Admin, Hash(firstToken), time.GetUtcNow())]);
+            store._entries = [new TokenRecord(FirstTokenName, TokenRoles.Admin, Hash(firstToken), time.GetUtcNow())];
             store.Save();
-            return store;
         }
 
-        TokenFile? file;
-        try
-        {
-            file = JsonSerializer.Deserialize<TokenFile>(File.ReadAllText(path), FileJson);
-        }
-        catch (JsonException ex)
-        {
-            throw new InvalidDataException($"{path} is not a token file ({ex.Message}); restore it from a backup, or delete it to start over with DATA/token as the only (admin) token", ex);
-        }
+        return store;
+    }
 
+    private static IEnumerable<KeyValuePair<string, TokenRecord>> ReadLegacyFile(string text)
+    {
+        var file = JsonSerializer.Deserialize<TokenFile>(text, FileJson);
         if (file is null || file.Version != Version)
         {
-            throw new InvalidDataException($"{path} has format version {file?.Version}, this server reads {Version}");
+            throw new InvalidDataException($"DATA/tokens.json has format version {file?.Version}, this server reads {Version}; restore it from a backup, or move it away to start over with DATA/token as the only (admin) token");
         }
 
-        return new TokenStore(path, time, [.. file.Tokens]);
+        return file.Tokens.Select(t => new KeyValuePair<string, TokenRecord>(t.Name, t));
     }
 
     /// <summary>The token with this secret, or null; every stored hash is compared in constant time.</summary>
@@ -120,7 +130,7 @@ public sealed partial class TokenStore
                 throw new StorageException(StorageError.InvalidArgument, $"this server already has {MaxTokens} tokens; revoke unused ones first");
             }
 
-            var entry = new Entry(name, role, Hash(secret), _time.GetUtcNow());
+            var entry = new TokenRecord(name, role, Hash(secret), _time.GetUtcNow());
             _entries = [.. _entries, entry];
             Save();
             return new CreatedTokenDto(entry.Name, entry.Role, entry.Created, secret);
@@ -144,17 +154,21 @@ public sealed partial class TokenStore
     }
 
     private void Save() =>
-        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(new TokenFile(Version, _entries), FileJson) + "\n", UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _control.ReplaceAll(Kind, _entries.Select(e => new KeyValuePair<string, TokenRecord>(e.Name, e)));
 
     private static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     private static partial Regex NamePattern();
 
-    private sealed record TokenFile(int Version, IReadOnlyList<Entry> Tokens);
+    private sealed record TokenFile(int Version, IReadOnlyList<TokenRecord> Tokens);
+}
 
-    private sealed record Entry(string Name, string Role, string Sha256, DateTimeOffset Created)
-    {
-        public TokenDto ToDto() => new(Name, Role, Created);
-    }
+/// <summary>
+/// A token as persisted: its name, role, the SHA-256 of its secret (hex) and when it was made; the
+/// layout of an entry of DATA/tokens.json of older versions. Field names are persisted: never rename them.
+/// </summary>
+public sealed record TokenRecord(string Name, string Role, string Sha256, DateTimeOffset Created)
+{
+    public TokenDto ToDto() => new(Name, Role, Created);
 }

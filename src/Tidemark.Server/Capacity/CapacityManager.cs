@@ -14,7 +14,7 @@ namespace Tidemark.Server.Capacity;
 /// threshold grows its virtual size by a step (up to its maximum; iSCSI initiators get "capacity data
 /// has changed"). A pool that is full or cannot grow is an event, once per episode, never a surprise:
 /// writers get a clean "no space" error and nothing already written is touched. Policies are kept in
-/// DATA/capacity.json (atomic rewrite) and survive restarts.
+/// the pool as control records (<see cref="AutoGrowRecord"/>) and survive restarts.
 /// </summary>
 public sealed class CapacityManager : PeriodicService
 {
@@ -307,30 +307,38 @@ public sealed class CapacityManager : PeriodicService
 
     protected override void Tick() => CheckNow();
 
-    private sealed record State(AutoGrowDto? Pool, SortedDictionary<string, AutoGrowDto> Volumes);
+    private sealed record State(AutoGrowRecord? Pool, SortedDictionary<string, AutoGrowRecord> Volumes);
 
+    // An older version kept the policies in DATA/capacity.json (the path given): imported once, then renamed.
     private void Load()
     {
-        if (!File.Exists(_path))
-        {
-            return;
-        }
-
-        try
-        {
-            var state = JsonSerializer.Deserialize<State>(File.ReadAllText(_path), ServerSettings.FileJson);
-            _poolPolicy = state?.Pool;
-            foreach (var (name, policy) in state?.Volumes ?? [])
+        LegacyStateFile.Migrate(
+            _pool.Control,
+            AutoGrowRecord.Kind,
+            _path,
+            text =>
             {
-                _volumePolicies[name] = policy;
-            }
-        }
-        catch (JsonException ex)
+                var state = JsonSerializer.Deserialize<State>(text, ServerSettings.FileJson);
+                var records = (state?.Volumes ?? []).Select(v => new KeyValuePair<string, AutoGrowRecord>(AutoGrowRecord.VolumePrefix + v.Key, v.Value));
+                return state?.Pool is { } pool ? records.Prepend(new(AutoGrowRecord.PoolName, pool)) : records;
+            },
+            _logger);
+        foreach (var (name, record) in _pool.Control.List(AutoGrowRecord.Kind))
         {
-            throw new InvalidDataException($"{_path} is not a valid capacity policy file ({ex.Message}); fix it or delete it (autogrow policies are then off)", ex);
+            if (name == AutoGrowRecord.PoolName)
+            {
+                _poolPolicy = record.ToDto();
+            }
+            else if (name.StartsWith(AutoGrowRecord.VolumePrefix, StringComparison.Ordinal))
+            {
+                _volumePolicies[name[AutoGrowRecord.VolumePrefix.Length..]] = record.ToDto();
+            }
         }
     }
 
-    private void Save() =>
-        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(new State(_poolPolicy, _volumePolicies), ServerSettings.FileJson) + "\n");
+    private void Save()
+    {
+        var records = _volumePolicies.Select(v => new KeyValuePair<string, AutoGrowRecord>(AutoGrowRecord.VolumePrefix + v.Key, AutoGrowRecord.From(v.Value)));
+        _pool.Control.ReplaceAll(AutoGrowRecord.Kind, _poolPolicy is { } pool ? records.Prepend(new(AutoGrowRecord.PoolName, AutoGrowRecord.From(pool))) : records);
+    }
 }

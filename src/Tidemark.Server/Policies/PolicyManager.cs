@@ -13,7 +13,7 @@ namespace Tidemark.Server.Policies;
 /// threshold is reached, then applies its retention to the snapshots it made (never to anyone
 /// else's; never to a held, exported or view-bearing snapshot, nor one <see cref="IsProtected"/>
 /// names). After downtime a due policy takes one snapshot and schedules its next run from now: no
-/// burst. Policies and what they own live in DATA/policies.json (atomic rewrite) and every action is
+/// burst. Policies and what they own are control records in the pool (<see cref="PolicyRecord"/>) and every action is
 /// an event ("policy:NAME" is the actor) and part of the policy's recent activity.
 /// </summary>
 public sealed partial class PolicyManager : PeriodicService
@@ -466,38 +466,31 @@ public sealed partial class PolicyManager : PeriodicService
 
     protected override void Tick() => RunDue();
 
+    // An older version kept policies in DATA/policies.json (the path given): imported once, then renamed.
     private void Load()
     {
-        if (!File.Exists(_path))
+        LegacyStateFile.Migrate(
+            _pool.Control,
+            PolicyRecord.Kind,
+            _path,
+            text => (JsonSerializer.Deserialize<List<PolicyRecord>>(text, ServerSettings.FileJson) ?? []).Select(r => new KeyValuePair<string, PolicyRecord>(r.Definition.Name, r)),
+            _logger);
+        foreach (var (name, record) in _pool.Control.List(PolicyRecord.Kind))
         {
-            return;
-        }
-
-        List<PolicyState>? states;
-        try
-        {
-            states = JsonSerializer.Deserialize<List<PolicyState>>(File.ReadAllText(_path), ServerSettings.FileJson);
-        }
-        catch (JsonException ex)
-        {
-            throw new InvalidDataException($"{_path} is not a valid policy file ({ex.Message}); fix it or restore it from a backup", ex);
-        }
-
-        foreach (var state in states ?? [])
-        {
+            var state = PolicyState.From(record);
             var zone = state.Definition.TimeZone is null ? TimeZoneInfo.Utc : TimeZoneInfo.FindSystemTimeZoneById(state.Definition.TimeZone);
             state.Bind(state.Definition.Schedule is null ? null : Schedule.Parse(state.Definition.Schedule, zone), zone);
-            _policies[state.Definition.Name] = state;
+            _policies[name] = state;
         }
     }
 
     private void Save() =>
-        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_policies.Values.ToList(), ServerSettings.FileJson) + "\n");
+        _pool.Control.ReplaceAll(PolicyRecord.Kind, _policies.Select(p => new KeyValuePair<string, PolicyRecord>(p.Key, p.Value.ToRecord())));
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")]
     private static partial Regex NamePattern();
 
-    /// <summary>A policy with what it has done; persisted as it is (bar the parsed schedule).</summary>
+    /// <summary>A policy with what it has done, in memory; persisted as a <see cref="PolicyRecord"/>.</summary>
     private sealed class PolicyState
     {
         public PolicyRequest Definition { get; set; } = null!;
@@ -512,17 +505,13 @@ public sealed partial class PolicyManager : PeriodicService
 
         public List<PolicyActivityDto> Activity { get; set; } = [];
 
-        [System.Text.Json.Serialization.JsonIgnore]
         public Schedule? Schedule { get; private set; }
 
-        [System.Text.Json.Serialization.JsonIgnore]
         public TimeZoneInfo Zone { get; private set; } = TimeZoneInfo.Utc;
 
-        [System.Text.Json.Serialization.JsonIgnore]
         public Retention Retention { get; private set; } = new(null, null, null, null, null);
 
         /// <summary>Snapshots already reported as kept against retention (reported once, not every tick).</summary>
-        [System.Text.Json.Serialization.JsonIgnore]
         public HashSet<string> ReportedSkips { get; } = new(StringComparer.Ordinal);
 
         public void Bind(Schedule? schedule, TimeZoneInfo zone)
@@ -534,5 +523,23 @@ public sealed partial class PolicyManager : PeriodicService
         }
 
         public PolicyDto ToDto() => new(Definition, NextRun, LastSnapshotAt, [.. Snapshots], LastError, [.. Activity]);
+
+        public PolicyRecord ToRecord() => new(
+            PolicyDefinitionRecord.From(Definition),
+            NextRun,
+            LastSnapshotAt,
+            [.. Snapshots],
+            LastError,
+            [.. Activity.Select(a => new PolicyActivityRecord(a.Time, a.Action, a.Snapshot, a.Message))]);
+
+        public static PolicyState From(PolicyRecord record) => new()
+        {
+            Definition = record.Definition.ToRequest(),
+            NextRun = record.NextRun,
+            LastSnapshotAt = record.LastSnapshotAt,
+            Snapshots = [.. record.Snapshots ?? []],
+            LastError = record.LastError,
+            Activity = [.. (record.Activity ?? []).Select(a => new PolicyActivityDto(a.Time, a.Action, a.Snapshot, a.Message))],
+        };
     }
 }
