@@ -19,6 +19,7 @@ using Tidemark.Server.Jobs;
 using Tidemark.Server.Metrics;
 using Tidemark.Server.Policies;
 using Tidemark.Server.Replication;
+using Tidemark.Server.Transport;
 
 namespace Tidemark.Server;
 
@@ -65,6 +66,8 @@ public sealed record ServeOptions
     public int? MaxConnections { get; init; }
 
     public int? MaxConnectionsPerSource { get; init; }
+
+    public string? ProtocolTransport { get; init; }
 }
 
 /// <summary>
@@ -129,6 +132,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             IdleTimeout = options.IdleTimeout ?? fromFile.IdleTimeout,
             MaxConnections = options.MaxConnections ?? fromFile.MaxConnections,
             MaxConnectionsPerSource = options.MaxConnectionsPerSource ?? fromFile.MaxConnectionsPerSource,
+            ProtocolTransport = options.ProtocolTransport ?? fromFile.ProtocolTransport,
             Iscsi = options.Iscsi ?? fromFile.Iscsi,
             StoreCapacity = options.StoreCapacity ?? fromFile.StoreCapacity,
             StorePath = options.StorePath ?? fromFile.StorePath,
@@ -196,8 +200,10 @@ public sealed class TidemarkServer : IAsyncDisposable
         var partners = new PartnerRegistry(data.PartnersPath, TimeProvider.System);
         ListenOptions? replicationListen = null;
         ListenOptions? apiListen = null;
+        var kestrelProtocols = KestrelProtocolHosting.IsSelected(settings) ? new KestrelProtocolHosting(settings) : null;
         builder.WebHost.ConfigureKestrel(k =>
         {
+            kestrelProtocols?.Listen(k);
             // Long request lines reach RequestLimits, which refuses them with a problem document (Kestrel's 414 is bare).
             k.Limits.MaxRequestLineSize = RequestLimits.KestrelRequestLineBytes;
             k.Listen(http, listen =>
@@ -312,6 +318,11 @@ public sealed class TidemarkServer : IAsyncDisposable
                 {
                     StartTls = certificate is null ? null : (transport, ct) => PipeTls.UpgradeAsync(transport, certificate, ct),
                 });
+            }
+
+            kestrelProtocols?.AddServices(builder.Services);
+            if (!settings.NbdDisabled && kestrelProtocols is null)
+            {
                 builder.Services.AddSingleton(sp => new NbdListener(
                     ServerSettings.ParseEndpoint(settings.Nbd, "nbd"),
                     settings.NbdSocketDisabled ? null : Path.Combine(data.Root, settings.NbdSocket!),
@@ -326,7 +337,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdListener>());
             }
 
-            if (!settings.IscsiDisabled)
+            if (!settings.IscsiDisabled && kestrelProtocols is null)
             {
                 builder.Services.AddSingleton(new IscsiLimits());
                 builder.Services.AddSingleton(sp => new IscsiListener(
@@ -415,11 +426,13 @@ public sealed class TidemarkServer : IAsyncDisposable
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");
         ReplicationEndpoint = replication?.IPEndPoint;
         _app.Services.GetRequiredService<ReplicationEndpoint>().Address = ReplicationEndpoint?.ToString();
-        NbdEndpoint = _app.Services.GetService<NbdListener>()?.LocalEndpoint;
+        var kestrelProtocols = _app.Services.GetService<KestrelProtocolHosting>();
+        kestrelProtocols?.LogDifferences(_logger);
+        NbdEndpoint = _app.Services.GetService<NbdListener>()?.LocalEndpoint ?? kestrelProtocols?.Nbd?.IPEndPoint;
         registry.NbdAddress = NbdEndpoint?.ToString();
         NbdSocket = _app.Services.GetService<NbdListener>()?.UnixSocketPath;
         registry.NbdSocket = NbdSocket;
-        IscsiEndpoint = _app.Services.GetService<IscsiListener>()?.LocalEndpoint;
+        IscsiEndpoint = _app.Services.GetService<IscsiListener>()?.LocalEndpoint ?? kestrelProtocols?.Iscsi?.IPEndPoint;
         registry.IscsiAddress = IscsiEndpoint?.ToString();
         var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString(), TlsFingerprint, ReplicationEndpoint?.ToString(), NbdSocket);
         if (TlsFingerprint is null && !System.Net.IPAddress.IsLoopback(ServerSettings.ParseEndpoint(Settings.Http, "http").Address))

@@ -1,0 +1,36 @@
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Tidemark.Protocols.Nbd;
+
+namespace Tidemark.Server.Transport;
+
+/// <summary>
+/// NBD on Kestrel's socket transport (see <see cref="KestrelProtocolHandler"/>). With the socket
+/// exposed, large WRITE payloads take the splice and write-behind paths as on the hand-written
+/// transport; those read the socket beside the pipe, which is only correct when nothing reads ahead
+/// of the protocol, and Kestrel's receive loop always does (docs/adr/0010-protocol-transport.md).
+/// </summary>
+internal sealed class KestrelNbdHandler(INbdExportCatalog catalog, NbdServerOptions options, ConnectionLimits limits, bool exposeSocket, ClientSessions? sessions, ILogger<KestrelNbdHandler> logger)
+    : KestrelProtocolHandler("NBD", limits, exposeSocket, logger)
+{
+    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(ConnectionContext connection, Socket? socket, IConnectionPhase phase)
+    {
+        var remote = connection.RemoteEndPoint;
+        var payload = socket is not null && KernelPipe.IsSupported ? new SocketPayload(socket) : null;
+        var nbd = new NbdConnection(connection.Transport, catalog, options, payload, phase);
+        return (
+            async stopping =>
+            {
+                // NBD has no way to ask a client to leave: ending a session closes it.
+                using var attached = sessions?.Attach(ExportRegistry.Nbd, remote, static () => null, () => nbd.Export is { } e ? [e.Device] : [], null, () =>
+                {
+                    nbd.Abort();
+                    connection.Abort();
+                });
+                var end = await nbd.RunAsync(stopping);
+                Logger.LogDebug("NBD session from {Remote} on {Export} ended: {Reason} {Message}", remote, nbd.Export?.Name, end.Reason, end.Message);
+            },
+            nbd.Abort);
+    }
+}
