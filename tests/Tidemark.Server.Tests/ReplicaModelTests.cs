@@ -71,78 +71,89 @@ public sealed class ReplicaModelTests(Xunit.Abstractions.ITestOutputHelper outpu
         var random = new Random(seed);
         var log = new List<string>();
         var known = new Dictionary<string, string>(StringComparer.Ordinal); // replicated snapshot -> its hash at the sending site
-        using (var home = _home.Client())
+        try
         {
-            await home.CreateVolumeAsync(new CreateVolumeRequest("vol", Size));
-            await home.CreateExportAsync(new CreateExportRequest("vol", "vol", "nbd"));
-            await home.CreateReplicaAsync(new CreateReplicaRequest("vol", "dr", CompressionLevel: 0));
-        }
+            using (var home = _home.Client())
+            {
+                await home.CreateVolumeAsync(new CreateVolumeRequest("vol", Size));
+                await home.CreateExportAsync(new CreateExportRequest("vol", "vol", "nbd"));
+                await home.CreateReplicaAsync(new CreateReplicaRequest("vol", "dr", CompressionLevel: 0));
+            }
 
-        await WriteAsync(_home, "vol", 0, log);
-        await SyncAsync(_home, known, cut: false, log);
-        var phase = Phase.Forward;
-        var cycles = 0;
-        var phaseStart = log.Count;
-        var inPhase = 0;
-        for (var step = 0; cycles < (Long ? 5 : 1); step++)
-        {
-            Assert.True(step < 400, "the model did not finish its cycles");
+            await WriteAsync(_home, "vol", 0, log);
+            await SyncAsync(_home, known, cut: false, log);
+            var phase = Phase.Forward;
+            var cycles = 0;
+            var phaseStart = log.Count;
+            var inPhase = 0;
+            for (var step = 0; cycles < (Long ? 5 : 1); step++)
+            {
+                Assert.True(step < 400, "the model did not finish its cycles");
 
-            // Each visit of a phase lasts at least two steps and, before it may end, includes what
-            // it owes (so even the short default run kills both sides, breaks a sync and makes
-            // home write after the promotion); otherwise every step is drawn at random.
-            var mayLeave = inPhase >= 2;
-            var owed = mayLeave ? Owed[phase].FirstOrDefault(o => !log.Skip(phaseStart).Any(l => l.StartsWith(o, StringComparison.Ordinal))) : null;
-            var roll = random.Next(16);
-            var before = phase;
-            if (owed == "kill -9 home" || (owed is null && roll == 0))
-            {
-                _home = await KillAndRestartAsync(_home, "home", _homePort, log);
-            }
-            else if (owed == "kill -9 dr" || (owed is null && roll == 1))
-            {
-                _dr = await KillAndRestartAsync(_dr, "dr", _drPort, log);
-            }
-            else if (owed == "sync over a breaking link")
-            {
-                await SyncAsync(_home, known, cut: true, log);
-            }
-            else if (owed == "write home")
-            {
-                await WriteAsync(_home, "vol", random.Next(16) << 20, log);
-            }
-            else
-            {
-                switch (phase)
+                // Each visit of a phase lasts at least two steps and, before it may end, includes what
+                // it owes (so even the short default run kills both sides, breaks a sync and makes
+                // home write after the promotion); otherwise every step is drawn at random.
+                var mayLeave = inPhase >= 2;
+                var owed = mayLeave ? Owed[phase].FirstOrDefault(o => !log.Skip(phaseStart).Any(l => l.StartsWith(o, StringComparison.Ordinal))) : null;
+                var roll = random.Next(16);
+                var before = phase;
+                if (owed == "kill -9 home" || (owed is null && roll == 0))
                 {
-                    case Phase.Forward:
-                        phase = await ForwardStepAsync(random, known, log, step, mayLeave);
-                        break;
-                    case Phase.Promoted:
-                        phase = await PromotedStepAsync(random, known, log, mayLeave);
-                        break;
-                    default:
-                        phase = await ReversedStepAsync(random, known, log, mayLeave);
-                        cycles += phase == Phase.Forward ? 1 : 0;
-                        break;
+                    _home = await KillAndRestartAsync(_home, "home", _homePort, log);
                 }
+                else if (owed == "kill -9 dr" || (owed is null && roll == 1))
+                {
+                    _dr = await KillAndRestartAsync(_dr, "dr", _drPort, log);
+                }
+                else if (owed == "sync over a breaking link")
+                {
+                    await SyncAsync(_home, known, cut: true, log);
+                }
+                else if (owed == "write home")
+                {
+                    await WriteAsync(_home, "vol", random.Next(16) << 20, log);
+                }
+                else
+                {
+                    switch (phase)
+                    {
+                        case Phase.Forward:
+                            phase = await ForwardStepAsync(random, known, log, step, mayLeave);
+                            break;
+                        case Phase.Promoted:
+                            phase = await PromotedStepAsync(random, known, log, mayLeave);
+                            break;
+                        default:
+                            phase = await ReversedStepAsync(random, known, log, mayLeave);
+                            cycles += phase == Phase.Forward ? 1 : 0;
+                            break;
+                    }
+                }
+
+                await CheckAsync(phase, known, log);
+                (inPhase, phaseStart) = phase == before ? (inPhase + 1, phaseStart) : (0, log.Count);
             }
 
-            await CheckAsync(phase, known, log);
-            (inPhase, phaseStart) = phase == before ? (inPhase + 1, phaseStart) : (0, log.Count);
-        }
+            // Home is the primary again: replication in the original direction goes on from the shared snapshot.
+            await WriteAsync(_home, "vol", random.Next(16) << 20, log);
+            await SyncAsync(_home, known, cut: false, log);
+            await CheckAsync(Phase.Forward, known, log);
+            foreach (var operation in new[] { "kill -9 home", "kill -9 dr", "promote at dr", "reverse", "sync at dr", "sync over a breaking link" })
+            {
+                Assert.Contains(log, l => l.StartsWith(operation, StringComparison.Ordinal));
+            }
 
-        output.WriteLine(string.Join(Environment.NewLine, log));
-        foreach (var operation in new[] { "kill -9 home", "kill -9 dr", "promote at dr", "reverse", "sync at dr", "sync over a breaking link" })
+            Assert.Contains(log, l => l.StartsWith("promote at home", StringComparison.Ordinal) || l.StartsWith("demote at dr", StringComparison.Ordinal));
+            using var h = _home.Client();
+            using var d = _dr.Client();
+            Assert.True((await h.VerifyAsync()).Clean);
+            Assert.True((await d.VerifyAsync()).Clean);
+        }
+        finally
         {
-            Assert.Contains(log, l => l.StartsWith(operation, StringComparison.Ordinal));
+            // The steps, to repeat a failure by hand.
+            output.WriteLine(string.Join(Environment.NewLine, log));
         }
-
-        Assert.Contains(log, l => l.StartsWith("promote at home", StringComparison.Ordinal) || l.StartsWith("demote at dr", StringComparison.Ordinal));
-        using var h = _home.Client();
-        using var d = _dr.Client();
-        Assert.True((await h.VerifyAsync()).Clean);
-        Assert.True((await d.VerifyAsync()).Clean);
     }
 
     /// <summary>Home is the primary, DR its replica.</summary>
