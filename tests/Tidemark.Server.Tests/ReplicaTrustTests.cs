@@ -328,6 +328,42 @@ public sealed class ReplicaTrustTests(Xunit.Abstractions.ITestOutputHelper outpu
     }
 
     [Fact]
+    public async Task ATransferLeftUnfinishedBeforeAFailBack_IsDropped_SoReplicationAfterItStartsFromTheSharedSnapshot()
+    {
+        using var proxy = await PairThroughProxyAsync();
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        var live = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr"));
+        await home.SyncReplicaAsync("mail");
+
+        // A sync breaks off (its snapshot stays pending at home), then the disaster and the fail-back.
+        await Sites.WriteRandomAsync(live.Url!, 0, 2 << 20);
+        proxy.CutAfterBytes = 64 << 10;
+        proxy.CutEveryConnection = true;
+        await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("mail"));
+        proxy.CutEveryConnection = false;
+        await dr.PromoteReplicaAsync("mail");
+        var drExport = await dr.CreateExportAsync(new CreateExportRequest("mail", "mail-dr", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 4m 64k", drExport.Url!)).AssertSuccess();
+        await dr.DeleteExportAsync("mail-dr");
+        await home.DeleteExportAsync("mail");
+        await dr.ReverseReplicaAsync("mail", discardWritesAt: "home");
+        await dr.SyncReplicaAsync("mail");
+        await home.PromoteReplicaAsync("mail");
+
+        // Home is the primary again: the next sync sends what home writes now, from the shared snapshot.
+        var again = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 8m 64k", again.Url!)).AssertSuccess();
+        var forward = await home.SyncReplicaAsync("mail");
+
+        Assert.Null(forward.LastError);
+        Assert.True(forward.LastRangeBytes <= 1 << 20, $"{forward.LastRangeBytes} bytes of ranges for 64 KiB written");
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"mail@{forward.LastSnapshot}"), await Sites.HashSnapshotAsync(Dr, $"mail@{forward.LastSnapshot}"));
+    }
+
+    [Fact]
     public async Task ReplicaShow_WhileASyncWaitsToRetry_SaysSo_InsteadOfAPercentageAndAnEta()
     {
         using var proxy = await PairThroughProxyAsync();

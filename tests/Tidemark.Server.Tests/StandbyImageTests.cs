@@ -85,6 +85,37 @@ public sealed class StandbyImageTests : TwoSiteTests
         Assert.All(await after.ReadAsync(0, 4096), b => Assert.Equal(0x5a, b)); // now a replica: its newest replicated snapshot
     }
 
+    [Fact]
+    public async Task SeedOverAVolumeAClientReads_IsRefusedNamingIt_AfterAcceptNewClientsReadTheKeptSnapshot_AndTheSeedNeverChangesTheirImage()
+    {
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        await Pairing.PairAsync(Home, "dr", Dr, "home");
+        await home.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        var homeExport = await home.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x66 0 64k", homeExport.Url!)).AssertSuccess();
+        await dr.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
+        var seed = await dr.CreateExportAsync(new CreateExportRequest("mail", "seed", "nbd"));
+        (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x55 0 64k", seed.Url!)).AssertSuccess();
+        await dr.DeleteExportAsync("seed");
+        await dr.CreateExportAsync(new CreateExportRequest("mail", "standby", "nbd", ReadOnly: true));
+        var onLive = await AttachedNbdClient.ConnectAsync(Dr.Nbd, "standby"); // attached before the volume became a replica target
+
+        await dr.AcceptReplicaAsync("mail", new AcceptReplicaRequest("home"));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("mail", "dr", Seed: true));
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("mail"));
+        onLive.Dispose();
+        using var onKept = await AttachedNbdClient.ConnectAsync(Dr.Nbd, "standby");
+        var seeded = await WithRetryAsync(() => home.SyncReplicaAsync("mail"));
+        using var onNewest = await AttachedNbdClient.ConnectAsync(Dr.Nbd, "standby");
+
+        Assert.Contains("connected client", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("hash scan of mail", refused.Message, StringComparison.Ordinal);
+        Assert.Null(seeded.LastError);
+        Assert.All(await onKept.ReadAsync(0, 4096), b => Assert.Equal(0x55, b)); // the pre-seed snapshot, untouched by the seed
+        Assert.All(await onNewest.ReadAsync(0, 4096), b => Assert.Equal(0x66, b));
+    }
+
     // The server ends a session when it sees the client's close; a request right after may still find it.
     private static async Task<T> WithRetryAsync<T>(Func<Task<T>> action)
     {

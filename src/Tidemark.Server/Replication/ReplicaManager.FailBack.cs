@@ -119,6 +119,7 @@ public sealed partial class ReplicaManager
             if (_replicas.TryGetValue(volume, out var state) && !state.Reverse && state.Suspended is null)
             {
                 state.Suspended = $"{partner} is failing back into {volume}; 'tidemark replica promote {volume}' here makes this site the primary again and resumes it";
+                DropPendingLocked(state);
                 Save();
             }
         }
@@ -176,6 +177,7 @@ public sealed partial class ReplicaManager
             if (_replicas.TryGetValue(volume, out var state) && state.Suspended is not null)
             {
                 state.Suspended = null;
+                DropPendingLocked(state);
                 Save();
                 resumed = state;
             }
@@ -206,6 +208,30 @@ public sealed partial class ReplicaManager
         {
             return $"{partnerName} could not demote {string.Join(", ", remoteVolumes)} ({Describe(ex)}); run 'tidemark replica demote' for {(remoteVolumes.Count == 1 ? "it" : "each")} there before the next sync";
         }
+    }
+
+    /// <summary>
+    /// A transfer a sync left unfinished before a fail-back can never be continued: its snapshot
+    /// holds this site's state from before the partner's fail-back overwrote it (and sent from a
+    /// base older than the snapshot both sites now share, it would roll the partner back). What it
+    /// held is in the snapshot the fail-back kept (a split brain needs that consent), so it is dropped.
+    /// </summary>
+    private void DropPendingLocked(ReplicaState state)
+    {
+        if (state.PendingSnapshot is not { } pending)
+        {
+            return;
+        }
+
+        foreach (var member in Members(state))
+        {
+            if (_pool.TryGetVolume(member, out _) && _pool.ListSnapshots(member).Any(s => s.Name == pending))
+            {
+                DeleteQuietly($"{member}@{pending}");
+            }
+        }
+
+        state.PendingSnapshot = null;
     }
 
     /// <summary>Makes a promoted replica here a replica again (the other site failed back) and drops the reverse replication that fed it back.</summary>
