@@ -148,7 +148,9 @@ public sealed partial class ScsiLogicalUnit
             one[4] = requestedOpcode;
             if (hasServiceActions)
             {
-                one[5] = (byte)(0xE0 | requestedAction);
+                // SPC-4 6.35.3: the service action in its field; the other bits of byte 1 are
+                // reserved in these CDBs except SANITIZE's IMMED (bit 7) and AUSE (bit 5).
+                one[5] = (byte)((requestedOpcode == ScsiOpcode.Sanitize ? 0xA0 : 0) | requestedAction);
             }
 
             one[4 + cdbLength - 1] = 0x04;

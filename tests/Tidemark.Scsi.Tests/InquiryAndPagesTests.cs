@@ -174,6 +174,24 @@ public sealed class InquiryAndPagesTests
         Assert.Equal(ScsiOpcode.Write16, h.DataIn[4]);
     }
 
+    [Theory]
+    [InlineData(ScsiOpcode.SanitizeOverwrite)]
+    [InlineData(ScsiOpcode.SanitizeBlockErase)]
+    [InlineData(ScsiOpcode.SanitizeCryptoErase)]
+    [InlineData(ScsiOpcode.SanitizeExitFailureMode)]
+    public void ReportSupportedOperationCodes_Sanitize_ListsEachServiceActionWithItsUsage(byte action)
+    {
+        var h = new ScsiHarness();
+        byte[] cdb = [ScsiOpcode.MaintenanceIn, 0x0C, 0x02, ScsiOpcode.Sanitize, 0, action, 0, 0, 1, 0, 0, 0];
+
+        Assert.True(h.Run(cdb, dataInBytes: 256).IsGood);
+
+        Assert.Equal(0x03, h.DataIn[1] & 0x07);
+        Assert.Equal(10, BinaryPrimitives.ReadUInt16BigEndian(h.DataIn.AsSpan(2)));
+        Assert.Equal(ScsiOpcode.Sanitize, h.DataIn[4]);
+        Assert.Equal(0xA0 | action, h.DataIn[5]); // IMMED, AUSE, the service action; bit 6 reserved
+    }
+
     [Fact]
     public void RequestSense_PendingUnitAttention_ReturnsAndClearsIt()
     {
