@@ -6,6 +6,7 @@ using MailKit.Search;
 using MimeKit;
 using Tidemark.Api;
 using Tidemark.Interop.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace Tidemark.Interop.Tests;
 
@@ -16,7 +17,7 @@ namespace Tidemark.Interop.Tests;
 /// the snapshot, puts it back over IMAP as the master user with its flags, keyword and received date,
 /// skips it the second time, and exports another as .eml. Nothing of the recovery is left behind.
 /// </summary>
-public sealed class MailRecoveryTests
+public sealed class MailRecoveryTests(ITestOutputHelper output)
 {
     private const string Lost = "<quarterly-2026-q3@finance.example.org>";
     private static readonly DateTimeOffset LostReceived = new(2026, 10, 20, 9, 15, 0, TimeSpan.Zero);
@@ -268,16 +269,22 @@ public sealed class MailRecoveryTests
     }
 
     /// <summary>Runs `tidemark recover mail ARGS --json` as the operator would and returns its JSON.</summary>
-    private static async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)
+    private async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)
     {
         var result = await RunRecoverAsync(server, arguments);
         Assert.True(result.ExitCode == 0, $"tidemark recover mail {string.Join(' ', arguments)} exited with {result.ExitCode}\n{result.StandardOutput}\n{result.StandardError}");
         return JsonDocument.Parse(result.StandardOutput).RootElement;
     }
 
-    private static Task<ProcessResult> RunRecoverAsync(ServerProcess server, params string[] arguments) =>
-        ProcessRunner.RunAsync(
+    private async Task<ProcessResult> RunRecoverAsync(ServerProcess server, params string[] arguments)
+    {
+        var result = await ProcessRunner.RunAsync(
             TimeSpan.FromSeconds(180),
             "dotnet",
             [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
+
+        // What the operator sees on stderr (steps and their times), for a reader of the test log.
+        output.WriteLine($"$ tidemark recover mail {string.Join(' ', arguments)} -> exit {result.ExitCode}\n{result.StandardError}");
+        return result;
+    }
 }

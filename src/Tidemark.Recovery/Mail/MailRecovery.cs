@@ -51,6 +51,7 @@ public static class MailRecovery
         var snapshot = await SnapshotSelector.SelectAsync(client, request.Source, request.Before, ct);
         await log.WriteLineAsync($"recovering from {snapshot.Address} (taken {snapshot.CreatedAt:yyyy-MM-dd HH:mm:ss zzz})");
 
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var work = Directory.CreateTempSubdirectory("tidemark-recover-");
 
         // Traversable, not listable: a private Dovecot's processes (as the mail's owner) reach the
@@ -62,6 +63,7 @@ public static class MailRecovery
         try
         {
             var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
+            var mountedAt = clock.Elapsed;
             try
             {
                 var format = request.Format == MailStoreFormat.Auto ? Detect(Path.Combine(mounted.MountPoint, root), request.MaildirName) : request.Format;
@@ -92,19 +94,26 @@ public static class MailRecovery
                     }
                 }
 
-                await log.WriteLineAsync($"{matches.Count} matching message(s) in {snapshot.Address}");
+                var searchedAt = clock.Elapsed;
+                await log.WriteLineAsync($"{matches.Count} matching message(s) in {snapshot.Address} (mounted in {mountedAt.TotalSeconds:F2} s, searched in {(searchedAt - mountedAt).TotalSeconds:F2} s)");
                 outcomes = request.Destination switch
                 {
                     MailDestination.Imap imap when matches.Count > 0 => await imap.Restorer.RestoreAsync(matches, imap.Into, ct),
                     MailDestination.Export export when matches.Count > 0 => await EmlExporter.ExportAsync(matches, export.Directory, ct),
                     _ => [],
                 };
+                if (outcomes.Count > 0)
+                {
+                    await log.WriteLineAsync($"put back in {(clock.Elapsed - searchedAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s from start");
+                }
             }
             finally
             {
                 // Cancellation (Ctrl-C) must not cut the teardown short: it runs with its own deadlines.
+                var teardownAt = clock.Elapsed;
                 await mounted.DisposeAsync();
                 problems = mounted.TeardownProblems;
+                await log.WriteLineAsync($"torn down in {(clock.Elapsed - teardownAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s in all");
             }
         }
         finally
