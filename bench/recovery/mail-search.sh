@@ -74,7 +74,7 @@ timed() { # LABEL ARGS...: runs recover mail, prints wall time and matches
   out=$(tm "$D/s" recover mail "$@" --json 2>"$D/err") || { cat "$D/err" >&2; exit 1; }
   b=$(date +%s.%N)
   printf '%-44s %6.2f s  %s matches   (%s)\n' "$label" "$(awk "BEGIN{print $b-$a}")" \
-    "$(python3 -c 'import json,sys; print(len(json.load(sys.stdin)["matches"]))' <<<"$out")" "$(grep -o 'mounted in.*' "$D/err" | head -1)"
+    "$(python3 -c 'import json,sys; print(len(json.load(sys.stdin)["matches"]))' <<<"$out")" "$(grep -o 'mounted in[^)]*' "$D/err" | head -1)"
 }
 u=$(printf 'u%03d' $((USERS / 2)))
 id=$(printf '<bench-%03d-%05d@example.org>' $((USERS / 2)) $((MESSAGES / 2)))
