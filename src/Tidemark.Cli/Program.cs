@@ -17,7 +17,12 @@ root.Add(JobCommands.Create());
 root.Add(PolicyCommands.Create());
 root.Add(PartnerCommands.Create());
 root.Add(ReplicaCommands.Create());
-root.Add(RecoverCommands.Create());
+if (OperatingSystem.IsLinux())
+{
+    // Recovery mounts snapshots with nbdfuse, loop devices and mount: a Linux recovery host.
+    root.Add(RecoverCommands.Create());
+}
+
 root.Add(CompletionCommand.Create());
 root.Add(PoolCommands.CreateVerify());
 

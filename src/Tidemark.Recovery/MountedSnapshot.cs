@@ -27,6 +27,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
     private string? _export;
     private string? _loopDevice;
     private bool _mounted;
+    private string? _overlay;
 
     private MountedSnapshot(TidemarkClient client, string snapshot, string workDirectory, TextWriter log)
     {
@@ -46,6 +47,9 @@ public sealed class MountedSnapshot : IAsyncDisposable
     public string MountPoint { get; }
 
     public string? ViewName => _view;
+
+    /// <summary>The writable overlay over <see cref="MountPoint"/>, once <see cref="MountOverlayAsync"/> made it.</summary>
+    public string? OverlayPoint => _overlay;
 
     /// <summary>Steps that teardown could not complete, each with what to run by hand.</summary>
     public IReadOnlyList<string> TeardownProblems { get; private set; } = [];
@@ -176,9 +180,37 @@ public sealed class MountedSnapshot : IAsyncDisposable
         throw new RecoveryException(RecoveryFailure.Unreachable, $"nbdfuse did not attach {url} within {_attachTimeout.TotalSeconds:F0} s: {NbdfuseOutput()}");
     }
 
+    /// <summary>
+    /// An overlayfs whose lower layer is the read-only mount: a program that insists on writing beside
+    /// the data it reads (Dovecot updates its index files) writes into an upper directory on this host,
+    /// never into the view (docs/adr/0012). Torn down before the mount under it.
+    /// </summary>
+    public async Task<string> MountOverlayAsync(CancellationToken ct)
+    {
+        var upper = Directory.CreateDirectory(Path.Combine(WorkDirectory, "upper")).FullName;
+        var work = Directory.CreateDirectory(Path.Combine(WorkDirectory, "overlay-work")).FullName;
+        var merged = Directory.CreateDirectory(Path.Combine(WorkDirectory, "merged")).FullName;
+        var mount = await HostCommand.RunAsync("mount", ["-t", "overlay", "overlay", "-o", $"lowerdir={MountPoint},upperdir={upper},workdir={work},nodev,nosuid,noexec", merged], _commandTimeout, ct);
+        if (mount.ExitCode != 0)
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"an overlay over the snapshot does not mount ({mount.Describe()}); this recovery host needs overlayfs (modprobe overlay)");
+        }
+
+        _overlay = merged;
+        return merged;
+    }
+
     public async ValueTask DisposeAsync()
     {
         var problems = new List<string>();
+        if (_overlay is not null && IsMountPoint(_overlay))
+        {
+            if (!await TryAsync("umount", [_overlay]) && !await TryAsync("umount", ["-l", _overlay]))
+            {
+                problems.Add($"{_overlay} is still mounted: umount -l {_overlay}");
+            }
+        }
+
         if (_mounted || IsMountPoint(MountPoint))
         {
             if (!await TryAsync("umount", [MountPoint]) && !await TryAsync("umount", ["-l", MountPoint]))

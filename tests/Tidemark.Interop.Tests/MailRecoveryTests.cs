@@ -6,6 +6,7 @@ using MailKit.Search;
 using MimeKit;
 using Tidemark.Api;
 using Tidemark.Interop.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace Tidemark.Interop.Tests;
 
@@ -16,7 +17,7 @@ namespace Tidemark.Interop.Tests;
 /// the snapshot, puts it back over IMAP as the master user with its flags, keyword and received date,
 /// skips it the second time, and exports another as .eml. Nothing of the recovery is left behind.
 /// </summary>
-public sealed class MailRecoveryTests
+public sealed class MailRecoveryTests(ITestOutputHelper output)
 {
     private const string Lost = "<quarterly-2026-q3@finance.example.org>";
     private static readonly DateTimeOffset LostReceived = new(2026, 10, 20, 9, 15, 0, TimeSpan.Zero);
@@ -161,6 +162,79 @@ public sealed class MailRecoveryTests
         return imap;
     }
 
+    /// <summary>
+    /// mdbox keeps flags, keywords and dates only in Dovecot's indexes: the recovery reads them through
+    /// its own Dovecot over an overlay of the mounted view, and the restore is the same.
+    /// </summary>
+    [Fact]
+    public async Task RecoverMail_Mdbox_FoundThroughPrivateDovecotRestoredWithFlagsThenSkipped()
+    {
+        HostRequirements.RequireFileSystemStack();
+        await DovecotInstance.RequireAsync();
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("mdbox", 256L << 20));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mdbox"));
+        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
+        await live.FormatExt4Async();
+        await live.MountAsync("rw");
+        await using var dovecot = await DovecotInstance.StartAsync(temp.CreateDirectory("dc"), live.MountPoint, "mdbox");
+        for (var i = 0; i < 4; i++)
+        {
+            await dovecot.DeliverAsync($"sender{i}@example.org", "alice@example.test", $"From: sender{i}@example.org\nTo: alice@example.test\nSubject: delivered {i}\nMessage-ID: <mdbox-{i}@example.org>\n\nbody {i}\n");
+        }
+
+        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        {
+            await imap.Inbox.AppendAsync(new AppendRequest(Message(Lost, "Quarterly figures Q3", null), MessageFlags.Answered | MessageFlags.Flagged, ["$Important"], LostReceived));
+            await imap.DisconnectAsync(true);
+        }
+
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
+        await client.CreateSnapshotAsync("mdbox", "before");
+        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        {
+            await imap.Inbox.OpenAsync(FolderAccess.ReadWrite);
+            await imap.Inbox.AddFlagsAsync(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)), MessageFlags.Deleted, silent: true);
+            await imap.Inbox.ExpungeAsync();
+            await imap.DisconnectAsync(true);
+        }
+
+        var found = await RecoverAsync(server, "mdbox@before", "--user", "alice", "--from", "FINANCE@");
+        var match = Assert.Single(found.GetProperty("matches").EnumerateArray());
+        Assert.Equal(Lost, match.GetProperty("messageId").GetString());
+        Assert.Equal(LostReceived, match.GetProperty("internalDate").GetDateTimeOffset());
+        Assert.Equal([@"\Answered", @"\Flagged"], match.GetProperty("flags").EnumerateArray().Select(f => f.GetString()).Order());
+        Assert.Equal(["$Important"], match.GetProperty("keywords").EnumerateArray().Select(f => f.GetString()));
+
+        var master = temp.Combine("master");
+        await File.WriteAllTextAsync(master, $"{DovecotInstance.MasterUser}:{DovecotInstance.MasterPassword}\n");
+        File.SetUnixFileMode(master, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        string[] restore = ["mdbox@before", "--user", "alice", "--message-id", Lost, "--restore-to", "imap", "--imap", $"127.0.0.1:{dovecot.ImapPort}", "--master-user-file", master, "--into"];
+        var restored = await RecoverAsync(server, restore);
+        var outcome = Assert.Single(restored.GetProperty("outcomes").EnumerateArray());
+        Assert.Equal("restored", outcome.GetProperty("result").GetString());
+        var recovered = outcome.GetProperty("target").GetString()!;
+        Assert.StartsWith("Recovered/", recovered, StringComparison.Ordinal);
+        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        {
+            var folder = await imap.GetFolderAsync(recovered);
+            await folder.OpenAsync(FolderAccess.ReadOnly);
+            var uid = Assert.Single(await folder.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)));
+            var summary = Assert.Single(await folder.FetchAsync([uid], MessageSummaryItems.Flags | MessageSummaryItems.InternalDate));
+            Assert.Equal(MessageFlags.Answered | MessageFlags.Flagged, summary.Flags!.Value & ~MessageFlags.Recent);
+            Assert.Contains("$Important", summary.Keywords);
+            Assert.Equal(LostReceived, summary.InternalDate);
+            await imap.DisconnectAsync(true);
+        }
+
+        var again = await RecoverAsync(server, restore);
+        Assert.Equal("skipped-duplicate", Assert.Single(again.GetProperty("outcomes").EnumerateArray()).GetProperty("result").GetString());
+        Assert.Equal(["mdbox"], (await client.ListVolumesAsync()).Select(v => v.Name));
+        Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("2", "mail@s --restore-to imap --imap 127.0.0.1:1 --master-user-file /nonexistent", "needs --user")]
     [InlineData("2", "mail@s --user alice --restore-to imap --imap host:99999 --master-user-file /nonexistent", "is not HOST:PORT")]
@@ -195,16 +269,22 @@ public sealed class MailRecoveryTests
     }
 
     /// <summary>Runs `tidemark recover mail ARGS --json` as the operator would and returns its JSON.</summary>
-    private static async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)
+    private async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)
     {
         var result = await RunRecoverAsync(server, arguments);
         Assert.True(result.ExitCode == 0, $"tidemark recover mail {string.Join(' ', arguments)} exited with {result.ExitCode}\n{result.StandardOutput}\n{result.StandardError}");
         return JsonDocument.Parse(result.StandardOutput).RootElement;
     }
 
-    private static Task<ProcessResult> RunRecoverAsync(ServerProcess server, params string[] arguments) =>
-        ProcessRunner.RunAsync(
+    private async Task<ProcessResult> RunRecoverAsync(ServerProcess server, params string[] arguments)
+    {
+        var result = await ProcessRunner.RunAsync(
             TimeSpan.FromSeconds(180),
             "dotnet",
             [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
+
+        // What the operator sees on stderr (steps and their times), for a reader of the test log.
+        output.WriteLine($"$ tidemark recover mail {string.Join(' ', arguments)} -> exit {result.ExitCode}\n{result.StandardError}");
+        return result;
+    }
 }

@@ -148,3 +148,25 @@ public sealed class RecoveryInputTests : IDisposable
         return file;
     }
 }
+
+public sealed class StoreFormatTests : IDisposable
+{
+    private readonly DirectoryInfo _root = Directory.CreateTempSubdirectory("tidemark-format-");
+
+    public void Dispose() => _root.Delete(recursive: true);
+
+    [Theory]
+    [InlineData("alice/mdbox bob/mdbox lost+found", MailStoreFormat.Mdbox)]
+    [InlineData("alice/Maildir bob/Maildir", MailStoreFormat.Maildir)]
+    [InlineData("alice/mdbox bob/Maildir", MailStoreFormat.Maildir)]
+    [InlineData("lost+found", MailStoreFormat.Maildir)]
+    public void Detect_HomesOfTheStore_FormatFromWhatTheyHold(string layout, MailStoreFormat expected)
+    {
+        foreach (var directory in layout.Split(' '))
+        {
+            Directory.CreateDirectory(Path.Combine(_root.FullName, directory));
+        }
+
+        Assert.Equal(expected, MailRecovery.Detect(_root.FullName, MaildirStore.DefaultMaildirName));
+    }
+}

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.Versioning;
 using MailKit.Security;
 using Tidemark.Recovery;
 using Tidemark.Recovery.Mail;
@@ -10,6 +11,7 @@ namespace Tidemark.Cli.Commands;
 /// options before anything is created on the server, runs <see cref="MailRecovery"/> on this host,
 /// and prints what matched and what happened to each message.
 /// </summary>
+[SupportedOSPlatform("linux")]
 public static class RecoverCommands
 {
     private const int TableTextWidth = 40;
@@ -30,6 +32,8 @@ public static class RecoverCommands
         var until = new Option<string?>("--until") { Description = "received (INTERNALDATE) before DATE" };
         var hasAttachment = new Option<bool>("--has-attachment") { Description = "only messages with an attachment (reads whole messages, slower)" };
         var mailRoot = new Option<string>("--mail-root") { Description = "directory in the snapshot's file system that holds one home directory per user, each with a Maildir", DefaultValueFactory = _ => "/" };
+        var format = new Option<string>("--format") { Description = "mail store format: auto (mdbox when the homes hold mdbox/ and no Maildir/), maildir, or mdbox (read through a private Dovecot on this host)", DefaultValueFactory = _ => "auto" };
+        format.AcceptOnlyFromAmong("auto", "maildir", "mdbox");
         var restoreTo = new Option<string?>("--restore-to") { Description = "put the matches back: imap (into the live mailboxes through --imap)" };
         restoreTo.AcceptOnlyFromAmong("imap");
         var imap = new Option<string?>("--imap") { Description = "production IMAP server HOST:PORT (port 143 if omitted)" };
@@ -39,9 +43,9 @@ public static class RecoverCommands
         var into = new Option<string?>("--into") { Description = "restore into this folder instead of the original one; without a value Recovered/<today>", Arity = ArgumentArity.ZeroOrOne };
         var export = new Option<string?>("--export") { Description = "write the matches as .eml files under DIR/USER/FOLDER/" };
 
-        var mail = new Command("mail", "Find messages in a snapshot's mail store (Maildir) and list them (dry run), restore them over IMAP, or export them")
+        var mail = new Command("mail", "Find messages in a snapshot's mail store (Maildir or mdbox) and list them (dry run), restore them over IMAP, or export them")
         {
-            source, before, users, folder, messageId, subject, from, to, since, until, hasAttachment, mailRoot, restoreTo, imap, imapTls, masterFile, into, export,
+            source, before, users, folder, messageId, subject, from, to, since, until, hasAttachment, mailRoot, format, restoreTo, imap, imapTls, masterFile, into, export,
         };
         mail.SetClientAction(async (p, client, json, ct) =>
         {
@@ -94,7 +98,13 @@ public static class RecoverCommands
                 destination = new MailDestination.List();
             }
 
-            var request = new MailRecoveryRequest(p.GetValue(source)!, Date(p.GetValue(before), "--before"), filter, destination, p.GetValue(mailRoot)!);
+            var storeFormat = p.GetValue(format) switch
+            {
+                "maildir" => MailStoreFormat.Maildir,
+                "mdbox" => MailStoreFormat.Mdbox,
+                _ => MailStoreFormat.Auto,
+            };
+            var request = new MailRecoveryRequest(p.GetValue(source)!, Date(p.GetValue(before), "--before"), filter, destination, p.GetValue(mailRoot)!, Format: storeFormat);
             var result = await Run(() => MailRecovery.RunAsync(client, request, Console.Error, ct));
             Print(result, json);
             var failed = result.Outcomes.Count(o => o.Result == RestoreOutcome.Failed);

@@ -12,6 +12,15 @@ public abstract record MailDestination
     public sealed record Export(string Directory) : MailDestination;
 }
 
+/// <summary>How the store keeps its mail: Maildir (read directly) or mdbox (read through a private Dovecot).</summary>
+public enum MailStoreFormat
+{
+    /// <summary>mdbox when a user directory holds mdbox/ and none holds Maildir/, else Maildir.</summary>
+    Auto,
+    Maildir,
+    Mdbox,
+}
+
 /// <param name="MailRoot">the directory in the snapshot's file system that holds the users' homes</param>
 public sealed record MailRecoveryRequest(
     string Source,
@@ -19,7 +28,8 @@ public sealed record MailRecoveryRequest(
     MailSearchFilter Filter,
     MailDestination Destination,
     string MailRoot = "/",
-    string MaildirName = MaildirStore.DefaultMaildirName);
+    string MaildirName = MaildirStore.DefaultMaildirName,
+    MailStoreFormat Format = MailStoreFormat.Auto);
 
 public sealed record MailRecoveryResult(
     string Snapshot,
@@ -41,30 +51,69 @@ public static class MailRecovery
         var snapshot = await SnapshotSelector.SelectAsync(client, request.Source, request.Before, ct);
         await log.WriteLineAsync($"recovering from {snapshot.Address} (taken {snapshot.CreatedAt:yyyy-MM-dd HH:mm:ss zzz})");
 
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var work = Directory.CreateTempSubdirectory("tidemark-recover-");
+
+        // Traversable, not listable: a private Dovecot's processes (as the mail's owner) reach the
+        // store and their sockets through it.
+        File.SetUnixFileMode(work.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
         IReadOnlyList<FoundMessage> matches = [];
         IReadOnlyList<RestoreOutcome> outcomes = [];
         IReadOnlyList<string> problems;
         try
         {
             var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
+            var mountedAt = clock.Elapsed;
             try
             {
-                var store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName);
-                matches = await store.SearchAsync(request.Filter, ct);
-                await log.WriteLineAsync($"{matches.Count} matching message(s) in {snapshot.Address}");
+                var format = request.Format == MailStoreFormat.Auto ? Detect(Path.Combine(mounted.MountPoint, root), request.MaildirName) : request.Format;
+                var stage = request.Destination is MailDestination.List ? null : Path.Combine(work.FullName, "staged");
+                PrivateDovecot? dovecot = null;
+                try
+                {
+                    IMailStore store;
+                    if (format == MailStoreFormat.Mdbox)
+                    {
+                        var overlay = await mounted.MountOverlayAsync(ct);
+                        dovecot = await PrivateDovecot.StartAsync(Path.Combine(work.FullName, "dc"), Path.Combine(overlay, root), "mdbox:~/mdbox", "mdbox", ct);
+                        await log.WriteLineAsync($"mdbox store: read through the recovery's own {dovecot}");
+                        store = new DovecotMailStore(dovecot);
+                    }
+                    else
+                    {
+                        store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName);
+                    }
+
+                    matches = await store.SearchAsync(request.Filter, stage, ct);
+                }
+                finally
+                {
+                    if (dovecot is not null)
+                    {
+                        await dovecot.DisposeAsync();
+                    }
+                }
+
+                var searchedAt = clock.Elapsed;
+                await log.WriteLineAsync($"{matches.Count} matching message(s) in {snapshot.Address} (mounted in {mountedAt.TotalSeconds:F2} s, searched in {(searchedAt - mountedAt).TotalSeconds:F2} s)");
                 outcomes = request.Destination switch
                 {
                     MailDestination.Imap imap when matches.Count > 0 => await imap.Restorer.RestoreAsync(matches, imap.Into, ct),
                     MailDestination.Export export when matches.Count > 0 => await EmlExporter.ExportAsync(matches, export.Directory, ct),
                     _ => [],
                 };
+                if (outcomes.Count > 0)
+                {
+                    await log.WriteLineAsync($"put back in {(clock.Elapsed - searchedAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s from start");
+                }
             }
             finally
             {
                 // Cancellation (Ctrl-C) must not cut the teardown short: it runs with its own deadlines.
+                var teardownAt = clock.Elapsed;
                 await mounted.DisposeAsync();
                 problems = mounted.TeardownProblems;
+                await log.WriteLineAsync($"torn down in {(clock.Elapsed - teardownAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s in all");
             }
         }
         finally
@@ -73,6 +122,19 @@ public static class MailRecovery
         }
 
         return new MailRecoveryResult(snapshot.Address, snapshot.CreatedAt, matches, outcomes, problems);
+    }
+
+    internal static MailStoreFormat Detect(string root, string maildirName)
+    {
+        if (!Directory.Exists(root))
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"{root} is not a directory in the snapshot's file system; --mail-root must name the directory that holds the users' home directories");
+        }
+
+        var homes = Directory.EnumerateDirectories(root).ToList();
+        return homes.Any(h => Directory.Exists(Path.Combine(h, "mdbox"))) && !homes.Any(h => Directory.Exists(Path.Combine(h, maildirName)))
+            ? MailStoreFormat.Mdbox
+            : MailStoreFormat.Maildir;
     }
 
     /// <summary>--mail-root as a path inside the snapshot's file system; ".." could leave it, so it is refused.</summary>

@@ -12,7 +12,7 @@ namespace Tidemark.Recovery.Mail;
 /// the truth). The store is hostile: symbolic links are never followed, unreadable entries are
 /// skipped, and only headers are parsed unless the filter needs the MIME structure.
 /// </summary>
-public sealed class MaildirStore
+public sealed class MaildirStore : IMailStore
 {
     public const string DefaultMaildirName = "Maildir";
 
@@ -50,7 +50,10 @@ public sealed class MaildirStore
     }
 
     /// <summary>Every message that matches, sorted by user, folder and INTERNALDATE.</summary>
-    public async Task<IReadOnlyList<FoundMessage>> SearchAsync(MailSearchFilter filter, CancellationToken ct)
+    public Task<IReadOnlyList<FoundMessage>> SearchAsync(MailSearchFilter filter, CancellationToken ct) => SearchAsync(filter, null, ct);
+
+    /// <summary>Maildir messages are files already: nothing is staged.</summary>
+    public async Task<IReadOnlyList<FoundMessage>> SearchAsync(MailSearchFilter filter, string? stageDirectory, CancellationToken ct)
     {
         var candidates = new List<(string User, string Folder, string Path, IReadOnlyDictionary<int, string> Keywords)>();
         foreach (var user in Users().Where(filter.MatchesUser))

@@ -8,7 +8,7 @@ namespace Tidemark.Interop.Tests.Infrastructure;
 /// A Dovecot (Debian's dovecot-imapd + dovecot-lmtpd) run by the test from its own config file, every
 /// path under the test's directory, IMAP and LMTP on free loopback ports. Users alice/alicepw and
 /// bob/bobpw; master user admin/adminpw. Mail is owned by the system user vmail (created when
-/// missing; Dovecot refuses uid 0 for mail), homes are MAILROOT/USER with a Maildir.
+/// missing; Dovecot refuses uid 0 for mail), homes are MAILROOT/USER with a Maildir or an mdbox.
 /// Stopped by PID with SIGTERM (its children follow), killed if it does not stop.
 /// </summary>
 internal sealed class DovecotInstance : IAsyncDisposable
@@ -59,7 +59,8 @@ internal sealed class DovecotInstance : IAsyncDisposable
     }
 
     /// <param name="directory">config, runtime sockets and logs; keep it short (unix socket paths are limited to 108 bytes)</param>
-    public static async Task<DovecotInstance> StartAsync(string directory, string mailRoot)
+    /// <param name="format">maildir or mdbox</param>
+    public static async Task<DovecotInstance> StartAsync(string directory, string mailRoot, string format = "maildir")
     {
         Directory.CreateDirectory(directory);
         await ProcessRunner.CheckAsync(AttachedExport.Tool("chown"), $"{MailUser}:{MailUser}", mailRoot);
@@ -90,7 +91,7 @@ internal sealed class DovecotInstance : IAsyncDisposable
             auth_username_format = %Ln
             auth_master_user_separator = *
             first_valid_uid = 100
-            mail_location = maildir:~/Maildir
+            mail_location = {{(format == "mdbox" ? "mdbox:~/mdbox" : "maildir:~/Maildir")}}
             namespace inbox {
               inbox = yes
               separator = /
