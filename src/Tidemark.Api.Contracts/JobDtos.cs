@@ -6,7 +6,7 @@ namespace Tidemark.Api;
 /// A long operation running in the server (deleting a large snapshot or volume, verifying the pool,
 /// later exports and replication): its progress, and its outcome when finished.
 /// </summary>
-/// <param name="State">"running", "succeeded", "failed" or "cancelled".</param>
+/// <param name="State">"running", "succeeded", "failed", "cancelled" or "interrupted" (was running when the server stopped).</param>
 /// <param name="Done">Units of work done so far (see <paramref name="Unit"/>).</param>
 /// <param name="Total">Units in all, when known ahead.</param>
 /// <param name="EtaSeconds">Estimated seconds left, from the rate so far (null until it can be estimated).</param>

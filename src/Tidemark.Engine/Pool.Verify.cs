@@ -1,4 +1,5 @@
 using System.Collections;
+using Tidemark.Engine.Control;
 using Tidemark.Engine.Map;
 using Tidemark.Engine.Metadata;
 
@@ -8,7 +9,8 @@ namespace Tidemark.Engine;
 /// Checks a pool's invariants against what is durable: every record decodes and passes its checksum,
 /// every referenced block lies inside a store and is referenced once, the allocator's committed
 /// bitmap equals the set of referenced blocks (no leak, no double use), history and its death index
-/// agree, and lineages, snapshots and volumes point at each other consistently.
+/// agree, and lineages, snapshots and volumes point at each other consistently. Control-plane
+/// records (exports, policies...) are checked for a well-formed key and their checksum.
 /// </summary>
 public sealed partial class Pool
 {
@@ -102,6 +104,16 @@ public sealed partial class Pool
             {
                 Problem($"snapshot {r.Name} has epoch {r.Epoch}, not before its lineage's current epoch {l.Record.Epoch}");
             }
+        });
+        meta.Scan([Keys.Control], (key, value) =>
+        {
+            records++;
+            if (ControlKeys.CheckStored(key, value) is { } problem)
+            {
+                Problem(problem);
+            }
+
+            return Tick();
         });
         Decode<VolumeRecord>(Keys.Volume, "volume", r =>
         {

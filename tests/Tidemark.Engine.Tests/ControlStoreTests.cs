@@ -110,6 +110,27 @@ public sealed class ControlStoreTests
     }
 
     [Fact]
+    public void Verify_CountsSoundControlRecords_AndReportsATornOne()
+    {
+        using var temp = new TempPool(16L << 20);
+        temp.Pool.Control.Put(Notes, "a", new Note("fine", 1));
+        var clean = temp.Pool.Verify();
+        var bytes = Notes.Encode(new Note("x", 1));
+        bytes[^2] ^= 0x20;
+        using (var batch = new RocksDbSharp.WriteBatch())
+        {
+            batch.Put(Encoding.ASCII.GetBytes("Xnote\0b"), bytes);
+            temp.Pool.Meta.Write(batch);
+        }
+
+        var report = temp.Pool.Verify();
+
+        Assert.True(clean.IsClean);
+        Assert.Equal(clean.ControlRecords + 1, report.ControlRecords);
+        Assert.Equal("the note record 'b' fails its checksum; recreate it (or restore the pool metadata from a backup)", Assert.Single(report.Problems));
+    }
+
+    [Fact]
     public void Put_BadNames_AreRefusedClearly()
     {
         using var temp = new TempPool(16L << 20);

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Tidemark.Api;
+using Tidemark.Engine;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Tests.Infrastructure;
@@ -12,18 +13,72 @@ public sealed class JobTests : IDisposable
 {
     private readonly TempDirectory _temp = new();
     private readonly EventLog _events;
+    private readonly Pool _pool;
     private readonly JobManager _jobs;
 
     public JobTests()
     {
         _events = new EventLog(_temp.Combine("events.jsonl"), TimeProvider.System, NullLogger.Instance);
-        _jobs = new JobManager(_events, TimeProvider.System);
+        _pool = Pool.Create(_temp.Combine("pool"), new PoolOptions { FirstStoreCapacityBytes = 16L << 20 });
+        _jobs = new JobManager(_pool, _events, TimeProvider.System);
     }
 
     public void Dispose()
     {
         _events.Dispose();
+        _pool.Dispose();
         _temp.Dispose();
+    }
+
+    [Fact]
+    public async Task FinishedJobs_AndTheirOutcome_SurviveARestart()
+    {
+        var ok = _jobs.Start("pool.verify", null, "alice", cancellable: true, progress =>
+        {
+            progress.Unit = "pages";
+            progress.SetTotal(10);
+            progress.Advance(10);
+            return new VerifyDto(true, [], 1, 2, 3, 4);
+        });
+        var failed = _jobs.Start("volume.delete", "db", "bob", cancellable: false, _ => throw new StorageException(StorageError.Busy, "db is exported"));
+        await Task.WhenAll(ok.Task!, failed.Task!);
+
+        var restarted = new JobManager(_pool, _events, TimeProvider.System);
+        var okAgain = restarted.Get(ok.Id).ToDto();
+        var failedAgain = restarted.Get(failed.Id).ToDto();
+
+        Assert.Equal(("succeeded", 10L, 10L, "pages", "alice"), (okAgain.State, okAgain.Done, okAgain.Total, okAgain.Unit, okAgain.Actor));
+        Assert.Equal(ok.ToDto().Result!.Value.GetRawText(), okAgain.Result!.Value.GetRawText());
+        Assert.Equal(ok.FinishedAt, okAgain.FinishedAt);
+        Assert.Equal(("failed", "db is exported", "busy"), (failedAgain.State, failedAgain.Error, failedAgain.ErrorCode));
+        Assert.Equal(2, restarted.List().Count);
+    }
+
+    [Fact]
+    public async Task JobRunningWhenTheServerStopped_IsShownAsInterrupted_WithAnEvent()
+    {
+        using var gate = new ManualResetEventSlim();
+        var running = _jobs.Start("snapshot.delete", "db@monday", "alice", cancellable: true, progress =>
+        {
+            progress.Unit = "blocks";
+            progress.Advance(5);
+            gate.Wait();
+            return null;
+        });
+
+        // A second manager over the same pool is what the next start sees after a crash mid-job.
+        var restarted = new JobManager(_pool, _events, TimeProvider.System);
+        var seen = restarted.Get(running.Id).ToDto();
+        var again = new JobManager(_pool, _events, TimeProvider.System).Get(running.Id).ToDto();
+        gate.Set();
+        await running.Task!;
+
+        Assert.Equal(("interrupted", "interrupted"), (seen.State, seen.ErrorCode));
+        Assert.Contains("server stopped while this job ran", seen.Error, StringComparison.Ordinal);
+        Assert.NotNull(seen.FinishedAt);
+        Assert.Equal("interrupted", again.State);
+        var evt = Assert.Single(_events.Query(kind: "job.snapshot.delete"), e => e.Outcome == "interrupted");
+        Assert.Equal(("db@monday", "alice"), (evt.Subject, evt.Actor));
     }
 
     [Fact]

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
 using System.Text;
 using Tidemark.Engine.Metadata;
 
@@ -45,6 +47,30 @@ internal static class ControlKeys
         prefix.CopyTo(k, 0);
         Encoding.UTF8.GetBytes(name, k.AsSpan(prefix.Length));
         return k;
+    }
+
+    /// <summary>
+    /// What is wrong with a stored control record that any build can tell without knowing its type
+    /// (for verify): a malformed key, a torn or corrupt value, an unknown envelope; null when sound.
+    /// </summary>
+    public static string? CheckStored(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        var separator = key.IndexOf((byte)0);
+        var kindLength = separator - 1;
+        if (separator < 2 || kindLength > MaxKindLength || key.Length - separator - 1 is 0 or > MaxNameBytes)
+        {
+            return $"a control record has a malformed key ({Convert.ToHexString(key[..Math.Min(key.Length, 48)])}); it is ignored by every reader: restore the pool metadata from a backup if settings are missing";
+        }
+
+        var kind = Encoding.ASCII.GetString(key[1..separator]);
+        var name = Encoding.UTF8.GetString(key[(separator + 1)..]);
+        if (value.Length < ControlKind<object>.EnvelopeBytes || BinaryPrimitives.ReadUInt32LittleEndian(value) != Crc32.HashToUInt32(value[4..]))
+        {
+            return $"the {kind} record '{name}' fails its checksum; recreate it (or restore the pool metadata from a backup)";
+        }
+
+        var envelope = BinaryPrimitives.ReadUInt16LittleEndian(value[4..]);
+        return envelope == ControlKind<object>.Envelope ? null : $"the {kind} record '{name}' has envelope {envelope}, which this build does not read (a newer Tidemark wrote it)";
     }
 
     public static string NameOf(ReadOnlySpan<byte> key, int prefixLength) => Encoding.UTF8.GetString(key[prefixLength..]);

@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Engine.Control;
 using Tidemark.Server.Events;
 using Tidemark.Server.Metrics;
 
@@ -13,21 +14,57 @@ namespace Tidemark.Server.Jobs;
 /// <summary>
 /// Runs long operations as jobs: each on its own thread (engine calls are synchronous), with progress
 /// from an <see cref="OperationProgress"/>, a cancellation request where the operation can stop safely,
-/// and an event when it ends. Jobs live in memory: the last <see cref="MaxFinishedJobs"/> finished ones
-/// stay listed. (A deletion interrupted by a restart is finished by the engine when the pool opens.)
+/// and an event when it ends. Each job is a <see cref="JobRecord"/> in the pool, written at its start
+/// and its end: the last <see cref="MaxFinishedJobs"/> finished ones stay listed across restarts, and
+/// one that was running when the server stopped is shown as interrupted. (A deletion interrupted
+/// by a restart is finished by the engine when the pool opens.)
 /// </summary>
 public sealed class JobManager : IMetricsSource
 {
     public const int MaxFinishedJobs = 1000;
 
+    /// <summary>Jobs as control records in the pool, named by job id. Version 1: <see cref="JobRecord"/>.</summary>
+    public static readonly ControlKind<JobRecord> Kind = new("job", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
+
     private readonly ConcurrentDictionary<string, Job> _jobs = new(StringComparer.Ordinal);
+    private readonly ControlStore _control;
     private readonly EventLog _events;
     private readonly TimeProvider _time;
 
-    public JobManager(EventLog events, TimeProvider time)
+    public JobManager(Pool pool, EventLog events, TimeProvider time)
     {
+        _control = pool.Control;
         _events = events;
         _time = time;
+        Restore();
+    }
+
+    // Jobs of earlier runs come back as they ended; one still "running" in the store was cut off by
+    // a crash or a stop, and is recorded as interrupted (once, with an event) instead of vanishing.
+    private void Restore()
+    {
+        var interrupted = new ControlBatch();
+        var now = _time.GetUtcNow();
+        foreach (var (_, stored) in _control.List(Kind))
+        {
+            var record = stored;
+            if (record.State == Job.StateName(JobState.Running))
+            {
+                record = record with
+                {
+                    State = Job.StateName(JobState.Interrupted),
+                    FinishedAt = now,
+                    Error = $"the server stopped while this job ran (after {record.Done} {record.Unit} of its last recorded progress); a deletion is finished by the engine when the pool opens, anything else can be started again",
+                    ErrorCode = "interrupted",
+                };
+                interrupted.Put(Kind, record.Id, record);
+                _events.Record($"job.{record.Kind}", record.Subject, record.Actor, $"job {record.Id} was interrupted: {record.Error}", "interrupted");
+            }
+
+            _jobs[record.Id] = Job.Restore(record, _time);
+        }
+
+        _control.Update(interrupted);
     }
 
     public IReadOnlyList<Job> List() => [.. _jobs.Values.OrderBy(j => j.StartedAt).ThenBy(j => j.Id, StringComparer.Ordinal)];
@@ -35,7 +72,7 @@ public sealed class JobManager : IMetricsSource
     public Job Get(string id) =>
         _jobs.TryGetValue(id, out var job)
             ? job
-            : throw new StorageException(StorageError.NotFound, $"no job {id}; 'tidemark job list' shows the jobs of this server run (jobs are not kept across restarts)");
+            : throw new StorageException(StorageError.NotFound, $"no job {id}; 'tidemark job list' shows the jobs (the last {MaxFinishedJobs} finished ones are kept)");
 
     /// <summary>Starts <paramref name="work"/> on its own thread and returns at once; its end is an event.</summary>
     public Job Start(string kind, string? subject, string actor, bool cancellable, Func<OperationProgress, object?> work) =>
@@ -44,6 +81,7 @@ public sealed class JobManager : IMetricsSource
     private Job Start(string kind, string? subject, string actor, bool cancellable, Func<OperationProgress, object?> work, bool detached)
     {
         var job = new Job(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)), kind, subject, actor, cancellable, _time) { Detached = detached };
+        _control.Put(Kind, job.Id, job.ToRecord());
         _jobs[job.Id] = job;
         job.Task = Task.Factory.StartNew(() => Run(job, work), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         Trim();
@@ -123,6 +161,17 @@ public sealed class JobManager : IMetricsSource
             (outcome, message) = ("failed", $"job {job.Id} failed: {ex.Message}");
         }
 
+        try
+        {
+            _control.Put(Kind, job.Id, job.ToRecord());
+        }
+        catch (StorageException ex)
+        {
+            // The pool went offline (or is closing): the record still says running, so the next
+            // start shows the job as interrupted, which is what it was as far as the pool knows.
+            message += $" (not recorded in the pool: {ex.Message})";
+        }
+
         lock (job.Sync)
         {
             if (!job.Detached)
@@ -137,10 +186,14 @@ public sealed class JobManager : IMetricsSource
     private void Trim()
     {
         var finished = _jobs.Values.Where(j => j.State != JobState.Running).OrderBy(j => j.FinishedAt).ToList();
+        var forget = new ControlBatch();
         foreach (var old in finished.Take(Math.Max(0, finished.Count - MaxFinishedJobs)))
         {
             _jobs.TryRemove(old.Id, out _);
+            forget.Delete(Kind, old.Id);
         }
+
+        _control.Update(forget);
     }
 
     public void RenderMetrics(StringBuilder builder)
@@ -166,6 +219,9 @@ public enum JobState
     Succeeded,
     Failed,
     Cancelled,
+
+    /// <summary>Was running when the server stopped (known from the pool at the next start).</summary>
+    Interrupted,
 }
 
 /// <summary>One job: what it is, who started it, its progress and outcome.</summary>
@@ -176,7 +232,7 @@ public sealed class Job
     private readonly TimeProvider _time;
     private volatile JobState _state;
 
-    internal Job(string id, string kind, string? subject, string actor, bool cancellable, TimeProvider time)
+    internal Job(string id, string kind, string? subject, string actor, bool cancellable, TimeProvider time, DateTimeOffset? startedAt = null)
     {
         Id = id;
         Kind = kind;
@@ -184,7 +240,7 @@ public sealed class Job
         Actor = actor;
         Cancellable = cancellable;
         _time = time;
-        StartedAt = time.GetUtcNow();
+        StartedAt = startedAt ?? time.GetUtcNow();
         Progress = new OperationProgress(_cancel.Token);
     }
 
@@ -222,6 +278,38 @@ public sealed class Job
 
     internal void RequestCancel() => _cancel.Cancel();
 
+    // Outcome of a job of an earlier run, as recorded (its exception and result object are gone).
+    private string? _storedError;
+    private string? _storedErrorCode;
+    private JsonElement? _storedResult;
+
+    internal static Job Restore(JobRecord record, TimeProvider time)
+    {
+        var job = new Job(record.Id, record.Kind, record.Subject, record.Actor, record.Cancellable, time, record.StartedAt)
+        {
+            FinishedAt = record.FinishedAt,
+            Detached = true,
+            _storedError = record.Error,
+            _storedErrorCode = record.ErrorCode,
+            _storedResult = record.Result,
+        };
+        job._state = Enum.TryParse<JobState>(record.State, ignoreCase: true, out var state) ? state : JobState.Interrupted;
+        job.Progress.Unit = record.Unit;
+        job.Progress.Advance(record.Done);
+        if (record.Total is { } total)
+        {
+            job.Progress.SetTotal(total);
+        }
+
+        return job;
+    }
+
+    internal JobRecord ToRecord()
+    {
+        var dto = ToDto();
+        return new JobRecord(Id, Kind, Subject, Actor, Cancellable, dto.State, dto.Done, dto.Total, dto.Unit, StartedAt, FinishedAt, dto.Error, dto.ErrorCode, dto.Result);
+    }
+
     internal void Succeed(object? result)
     {
         ResultValue = result;
@@ -246,15 +334,15 @@ public sealed class Job
         double? percent = state == JobState.Succeeded ? 100 : total is > 0 ? Math.Min(100, 100.0 * done / total.Value) : null;
         var eta = state == JobState.Running ? Progress.EtaSeconds(Elapsed) : null;
 
-        var error = Exception is OperationCanceledException ? "cancelled at the administrator's request" : Exception?.Message;
+        var error = Exception is OperationCanceledException ? "cancelled at the administrator's request" : Exception?.Message ?? _storedError;
         var code = Exception switch
         {
-            null => null,
+            null => _storedErrorCode,
             StorageException s => ErrorCodes.For(s.Error),
             OperationCanceledException => "cancelled",
             _ => ErrorCodes.Internal,
         };
-        JsonElement? result = ResultValue is null ? null : JsonSerializer.SerializeToElement(ResultValue, ResultValue.GetType(), ApiJson.Options);
+        JsonElement? result = ResultValue is null ? _storedResult : JsonSerializer.SerializeToElement(ResultValue, ResultValue.GetType(), ApiJson.Options);
         return new JobDto(Id, Kind, Subject, StateName(state), done, total, Progress.Unit, percent, eta, Cancellable, Actor, StartedAt, FinishedAt, error, code, result);
     }
 }

@@ -1,0 +1,91 @@
+using System.Text;
+using Tidemark.Engine.Control;
+using Tidemark.Server.Api;
+using Tidemark.Server.Capacity;
+using Tidemark.Server.Jobs;
+using Tidemark.Server.Policies;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// The server's control records in the pool (ADR 0011) as today's code writes them: each sample must
+/// decode to the same values forever after, and encoding those values today must give the same
+/// bytes. On a failure keep the old layout readable (bump the kind's version with an upgrade),
+/// never edit a sample to make it pass.
+/// </summary>
+public sealed class ControlRecordGoldenTests
+{
+    private static readonly DateTimeOffset At = new(2026, 12, 6, 5, 0, 0, TimeSpan.Zero);
+
+    [Fact]
+    public void ExportRecord_Golden() =>
+        Check(
+            ExportRegistry.Kind,
+            """
+            7532F58E01000100 {"name":"secure","protocol":"iscsi","target":"db","readOnly":false,"luns":["db","db@monday"],"iqn":"iqn.2026-11.dev.tidemark:secure","allowedInitiators":["iqn.2026-11.dev.client:a"],"chap":{"user":"alice","secret":"alice-secret-12"},"mutualChap":{"user":"target","secret":"target-secret-12"},"tlsRequired":true}
+            """,
+            new ExportRegistry.ExportRecord("secure", "iscsi", "db", false)
+            {
+                Luns = ["db", "db@monday"],
+                Iqn = "iqn.2026-11.dev.tidemark:secure",
+                AllowedInitiators = ["iqn.2026-11.dev.client:a"],
+                Chap = new("alice", "alice-secret-12"),
+                MutualChap = new("target", "target-secret-12"),
+                TlsRequired = true,
+            },
+            r => (r.Name, r.Protocol, r.Target, r.ReadOnly, string.Join(',', r.Luns!), r.Iqn, string.Join(',', r.AllowedInitiators!), r.Chap, r.MutualChap, r.TlsRequired));
+
+    [Fact]
+    public void PolicyRecord_Golden() =>
+        Check(
+            PolicyRecord.Kind,
+            """
+            C1195DC501000100 {"definition":{"name":"hourly","volume":"db","group":null,"schedule":"hourly","timeZone":"Europe/Berlin","changedBytes":1073741824,"keepLast":3,"keepHourly":24,"keepDaily":7,"keepWeekly":4,"keepMonthly":12,"enabled":false},"nextRun":"2026-12-06T06:00:00+00:00","lastSnapshotAt":"2026-12-06T05:00:00+00:00","snapshots":["hourly-20261206-050000"],"lastError":"no space","activity":[{"time":"2026-12-06T05:00:00+00:00","action":"snapshot","snapshot":"hourly-20261206-050000","message":"scheduled"}]}
+            """,
+            new PolicyRecord(
+                new PolicyDefinitionRecord("hourly", "db", null, "hourly", "Europe/Berlin", 1L << 30, 3, 24, 7, 4, 12, false),
+                At.AddHours(1),
+                At,
+                ["hourly-20261206-050000"],
+                "no space",
+                [new PolicyActivityRecord(At, "snapshot", "hourly-20261206-050000", "scheduled")]),
+            r => (r.Definition, r.NextRun, r.LastSnapshotAt, string.Join(',', r.Snapshots!), r.LastError, r.Activity!.Single()));
+
+    [Fact]
+    public void AutoGrowRecord_Golden() =>
+        Check(AutoGrowRecord.Kind, """
+            07EF30C801000100 {"thresholdPercent":80,"stepBytes":1073741824,"maxBytes":10737418240}
+            """, new AutoGrowRecord(80, 1L << 30, 10L << 30), r => r);
+
+    [Fact]
+    public void TokenRecord_Golden() =>
+        Check(
+            TokenStore.Kind,
+            """
+            0066738401000100 {"name":"alice","role":"operator","sha256":"2e63581f3ad310ec6d04ce0f6adb96d3a7808722dab1612486486190086013f6","created":"2026-12-06T05:00:00+00:00"}
+            """,
+            new TokenRecord("alice", "operator", "2e63581f3ad310ec6d04ce0f6adb96d3a7808722dab1612486486190086013f6", At),
+            r => r);
+
+    [Fact]
+    public void JobRecord_Golden() =>
+        Check(
+            JobManager.Kind,
+            """
+            2E865BE101000100 {"id":"0a1b2c3d4e5f","kind":"pool.verify","subject":null,"actor":"alice","cancellable":true,"state":"succeeded","done":10,"total":10,"unit":"pages","startedAt":"2026-12-06T05:00:00+00:00","finishedAt":"2026-12-06T05:00:03+00:00","error":null,"errorCode":null,"result":{"clean":true}}
+            """,
+            new JobRecord("0a1b2c3d4e5f", "pool.verify", null, "alice", true, "succeeded", 10, 10, "pages", At, At.AddSeconds(3), null, null, System.Text.Json.JsonDocument.Parse("""{"clean":true}""").RootElement),
+            r => (r.Id, r.Kind, r.Subject, r.Actor, r.Cancellable, r.State, r.Done, r.Total, r.Unit, r.StartedAt, r.FinishedAt, r.Error, r.ErrorCode, r.Result!.Value.GetRawText()));
+
+    /// <summary>The sample is the 8-byte envelope in hex, a space, then the record's JSON.</summary>
+    private static void Check<T, TValues>(ControlKind<T> kind, string golden, T record, Func<T, TValues> values)
+        where T : class
+    {
+        var encoded = kind.Encode(record);
+        var actual = Convert.ToHexString(encoded, 0, 8) + " " + Encoding.UTF8.GetString(encoded, 8, encoded.Length - 8);
+        Assert.True(golden == actual, "actual: " + actual);
+
+        byte[] goldenBytes = [.. Convert.FromHexString(golden[..16]), .. Encoding.UTF8.GetBytes(golden[17..])];
+        Assert.Equal(values(record), values(kind.Decode(goldenBytes, "a golden sample")));
+    }
+}
