@@ -63,15 +63,15 @@ internal abstract class KestrelProtocolHandler : ConnectionHandler
         }
 
         var socket = ExposeSocket ? connection.Features.Get<IConnectionSocketFeature>()?.Socket : null;
+
+        // Kestrel asks open connections to close when the server stops; a block protocol has no
+        // graceful close of its own, so that ends the session.
+        var closing = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
         using var phase = new Phase(this, connection);
         try
         {
             var (run, abort) = Open(connection, socket, phase);
             phase.ProtocolAbort = abort;
-
-            // Kestrel asks open connections to close when the server stops; a block protocol has no
-            // graceful close of its own, so that ends the session.
-            var closing = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
             using var stop = closing.UnsafeRegister(static state => ((Phase)state!).Stop(), phase);
             var throttle = Logins.DelayFor(source);
             if (throttle > TimeSpan.Zero)
@@ -82,7 +82,7 @@ internal abstract class KestrelProtocolHandler : ConnectionHandler
             phase.StartDeadline();
             await run(closing);
         }
-        catch (OperationCanceledException) when (connection.ConnectionClosed.IsCancellationRequested)
+        catch (OperationCanceledException) when (closing.IsCancellationRequested)
         {
             // The server stopped while the connection waited out its throttle.
         }
