@@ -56,16 +56,22 @@ public sealed partial class ScsiLogicalUnit
 
         // The device answers a bounded stretch per call; runs of one state that continue across calls
         // are merged, so a deallocated volume is one descriptor however the device splits it. The scan
-        // stops when the descriptors are full, at the end, or after MaxLbaStatusScanBytes: the initiator
-        // asks again from where the last descriptor ends (SBC-3 5.5).
+        // stops when the descriptors are full, at the end, after MaxLbaStatusScanBytes or once
+        // LbaStatusScanTime has passed: the initiator asks again from where the last descriptor ends.
         var offset = (long)lba * BlockBytes;
         var end = Math.Min(Device.SizeBytes, offset + MaxLbaStatusScanBytes);
         var maxDescriptors = Math.Clamp((allocation - 8) / 16, 1, MaxLbaStatusDescriptors);
         Span<AllocationRun> runs = stackalloc AllocationRun[MaxLbaStatusDescriptors + 1];
         var count = 0;
         var next = offset;
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         while (next < end && count <= maxDescriptors)
         {
+            if (count > 0 && System.Diagnostics.Stopwatch.GetElapsedTime(started) >= _options.LbaStatusScanTime)
+            {
+                break;
+            }
+
             // One slot past the last descriptor lets a run that continues into the next stretch extend it.
             var n = Device.GetAllocationStatus(next, end - next, runs[count..(maxDescriptors + 1)]);
             if (n == 0)

@@ -23,4 +23,13 @@ public sealed record ScsiLogicalUnitOptions
 
     /// <summary>COMPARE AND WRITE blocks per command (the field is one byte in the CDB).</summary>
     public int MaxCompareAndWriteBlocks { get; init; } = 128;
+
+    /// <summary>
+    /// How long GET LBA STATUS keeps asking the device for further stretches after the first, so one
+    /// command does not hold the connection loop for long: the engine answers 256 MiB per call, a
+    /// deallocated 4 GiB took 13 ms in all, but a range never written costs about 0.25 s per call
+    /// under load (16 GiB never written took 18 s without this bound). SBC lets the reply stop early;
+    /// the initiator asks again from where it ends.
+    /// </summary>
+    public TimeSpan LbaStatusScanTime { get; init; } = TimeSpan.FromMilliseconds(500);
 }

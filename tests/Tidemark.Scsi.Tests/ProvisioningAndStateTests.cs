@@ -155,7 +155,7 @@ public sealed class ProvisioningAndStateTests
     {
         // libiscsi's Sanitize.BlockErase wants a deallocated LUN covered by the descriptors of one reply.
         var device = new SplittingDevice(new Tidemark.TestKit.MemoryBlockDevice(16L << 20));
-        var h = new ScsiHarness(device: device);
+        var h = new ScsiHarness(device: device, options: new ScsiLogicalUnitOptions { LbaStatusScanTime = TimeSpan.FromMinutes(10) });
         device.Write(15L << 20, new byte[4096].Select(_ => (byte)1).ToArray(), false);
 
         Assert.True(h.Run(GetLbaStatusCdb(0), dataInBytes: 64).IsGood);
@@ -171,6 +171,20 @@ public sealed class ProvisioningAndStateTests
         Assert.Equal((1u << 20) / 512 - 8, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(48)));
         Assert.Equal(1, h.DataIn[52]);
         Assert.Equal(16, device.Calls);
+    }
+
+    [Fact]
+    public void GetLbaStatus_ScanTimeSpent_StopsAfterTheFirstStretch()
+    {
+        // A zero budget: the reply covers what the first call answered, and the initiator asks again.
+        var device = new SplittingDevice(new Tidemark.TestKit.MemoryBlockDevice(16L << 20));
+        var h = new ScsiHarness(device: device, options: new ScsiLogicalUnitOptions { LbaStatusScanTime = TimeSpan.Zero });
+
+        Assert.True(h.Run(GetLbaStatusCdb(0), dataInBytes: 64).IsGood);
+
+        Assert.Equal(1, device.Calls);
+        Assert.Equal(8u + 16, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn) + 4);
+        Assert.Equal((1u << 20) / 512, BinaryPrimitives.ReadUInt32BigEndian(h.DataIn.AsSpan(16)));
     }
 
     /// <summary>Answers at most 1 MiB per allocation-status call, as the engine answers 256 MiB.</summary>
