@@ -46,6 +46,30 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
     public IReadOnlyList<ClientSessionDto> AttachedTo(string target) =>
         [.. Holding(target).Select(s => s.ToDto(target)).OrderBy(d => d.Protocol, StringComparer.Ordinal).ThenBy(d => d.Client, StringComparer.Ordinal)];
 
+    /// <summary>
+    /// Refuses deleting <paramref name="volume"/> while clients hold it or any of its snapshots
+    /// (VOLUME@SNAPSHOT): deleting a volume deletes its snapshots, and a session keeps its device after
+    /// its export is removed, as a standby client keeps the snapshot it attached to.
+    /// </summary>
+    public void ThrowIfVolumeOrSnapshotsAttached(string volume, string operation)
+    {
+        var prefix = volume + "@";
+        var attached = _sessions.Keys
+            .Where(s => !s.Ended.IsCompleted)
+            .SelectMany(s => s.Devices().Select(TargetOf).Where(t => t == volume || (t is not null && t.StartsWith(prefix, StringComparison.Ordinal))).Distinct().Select(t => s.ToDto(t!)))
+            .OrderBy(d => d.Protocol, StringComparer.Ordinal).ThenBy(d => d.Client, StringComparer.Ordinal)
+            .ToList();
+        if (attached.Count == 0)
+        {
+            return;
+        }
+
+        var targets = string.Join(", ", attached.Select(d => d.Target).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+        throw new StorageException(
+            StorageError.Busy,
+            $"{operation} would remove {targets} under {Describe(attached)}; disconnect them first ('tidemark export list' shows the exports they use)");
+    }
+
     /// <summary>Refuses <paramref name="operation"/> while clients hold <paramref name="target"/>, naming them and the way out.</summary>
     public void ThrowIfAttached(string target, string operation, bool canForce = true)
     {

@@ -135,9 +135,25 @@ public sealed class RollbackGuardTests : IAsyncLifetime
         var snap = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteSnapshotAsync("db@monday"));
 
         Assert.Equal(HttpStatusCode.Conflict, volume.Status);
-        Assert.Contains($"deleting db would change db under 1 connected client (nbd client {live.LocalEndpoint})", volume.Message, StringComparison.Ordinal);
+        Assert.Contains("deleting db would remove db, db@monday under 2 connected clients", volume.Message, StringComparison.Ordinal);
+        Assert.Contains($"nbd client {live.LocalEndpoint}", volume.Message, StringComparison.Ordinal);
+        Assert.Contains($"nbd client {snapshot.LocalEndpoint}", volume.Message, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Conflict, snap.Status);
         Assert.Contains($"(nbd client {snapshot.LocalEndpoint})", snap.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DeleteVolume_OnlyASnapshotReaderStillAttached_RefusedNamingTheSnapshot()
+    {
+        await _client.CreateExportAsync(new CreateExportRequest("db@monday", "monday"));
+        using var reader = await AttachedNbdClient.ConnectAsync(_server.Nbd, "monday");
+        await _client.DeleteExportAsync("monday");
+
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteVolumeAsync("db"));
+
+        Assert.Equal(HttpStatusCode.Conflict, refused.Status);
+        Assert.Contains($"deleting db would remove db@monday under 1 connected client (nbd client {reader.LocalEndpoint})", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("db", (await _client.ListVolumesAsync()).Select(v => v.Name));
     }
 
     [Fact]

@@ -76,7 +76,7 @@ public static class Endpoints
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
 
             // A session keeps its device after its export is removed (until it disconnects).
-            sessions.ThrowIfAttached(name, $"deleting {name}", canForce: false);
+            sessions.ThrowIfVolumeOrSnapshotsAttached(name, $"deleting {name}");
             policies.ThrowIfTargeted(volume: name);
             capacity.Forget(name);
             var actor = (string)c.Items[AuditMiddleware.ActorItem]!;
