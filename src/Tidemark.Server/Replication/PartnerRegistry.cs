@@ -1,38 +1,40 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.Logging;
 using Tidemark.Api;
+using Tidemark.Engine.Control;
 
 namespace Tidemark.Server.Replication;
 
 /// <summary>
-/// The servers this one replicates with, in DATA/partners.json (atomic rewrite, mode 0600): name,
-/// replication address and certificate fingerprint. The replication listener admits exactly these
-/// fingerprints; outgoing connections accept exactly the named partner's.
+/// The servers this one replicates with, kept as control records in the pool (<see cref="Kind"/>,
+/// ADR 0011): name, replication address and certificate fingerprint. The replication listener admits
+/// exactly these fingerprints; outgoing connections accept exactly the named partner's.
 /// </summary>
 public sealed partial class PartnerRegistry
 {
-    private readonly string _path;
+    /// <summary>Partners as control records, named by partner name. Version 1: <see cref="PartnerRecord"/>.</summary>
+    public static readonly ControlKind<PartnerRecord> Kind = new("partner", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
+
+    private readonly ControlStore _control;
     private readonly Lock _lock = new();
     private readonly SortedDictionary<string, PartnerDto> _partners = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
 
-    public PartnerRegistry(string path, TimeProvider time)
+    /// <param name="legacyPath">DATA/partners.json of an older version: imported into the pool, then renamed NAME.migrated.</param>
+    public PartnerRegistry(ControlStore control, string legacyPath, TimeProvider time, ILogger logger)
     {
-        _path = path;
+        _control = control;
         _time = time;
-        if (File.Exists(path))
+        LegacyStateFile.Migrate(
+            control,
+            Kind,
+            legacyPath,
+            text => (JsonSerializer.Deserialize<List<PartnerRecord>>(text, ServerSettings.FileJson) ?? []).Select(p => new KeyValuePair<string, PartnerRecord>(p.Name, p)),
+            logger);
+        foreach (var (name, record) in control.List(Kind))
         {
-            try
-            {
-                foreach (var partner in JsonSerializer.Deserialize<List<PartnerDto>>(File.ReadAllText(path), ServerSettings.FileJson) ?? [])
-                {
-                    _partners[partner.Name] = partner;
-                }
-            }
-            catch (JsonException ex)
-            {
-                throw new InvalidDataException($"{path} is not a valid partner list ({ex.Message}); fix it or restore it from a backup", ex);
-            }
+            _partners[name] = record.ToDto();
         }
     }
 
@@ -109,8 +111,8 @@ public sealed partial class PartnerRegistry
             }
 
             var partner = new PartnerDto(request.Name, request.Address, fingerprint, _time.GetUtcNow());
+            _control.Put(Kind, partner.Name, PartnerRecord.From(partner));
             _partners[partner.Name] = partner;
-            Save();
             return partner;
         }
     }
@@ -119,17 +121,15 @@ public sealed partial class PartnerRegistry
     {
         lock (_lock)
         {
-            if (!_partners.Remove(name))
+            if (!_partners.ContainsKey(name))
             {
                 throw new StorageException(StorageError.NotFound, $"no partner {name}");
             }
 
-            Save();
+            _control.Delete(Kind, name);
+            _partners.Remove(name);
         }
     }
-
-    private void Save() =>
-        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_partners.Values.ToList(), ServerSettings.FileJson) + "\n", UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     private static partial Regex NamePattern();
