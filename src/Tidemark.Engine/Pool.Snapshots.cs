@@ -1,4 +1,5 @@
 using System.Globalization;
+using Tidemark.Engine.Control;
 using Tidemark.Engine.Metadata;
 
 namespace Tidemark.Engine;
@@ -18,7 +19,12 @@ public sealed partial class Pool
     /// <param name="snapshotName">Its name; "snap-..." when null.</param>
     /// <param name="id">Its id; a new one when null (an imported snapshot keeps its source's).</param>
     /// <param name="createdAt">Its time; now when null (an imported snapshot keeps the time it was taken at its source).</param>
-    public SnapshotInfo CreateSnapshot(string volumeName, string? snapshotName = null, Guid? id = null, DateTimeOffset? createdAt = null)
+    /// <param name="bookkeeping">
+    /// Control records that say what the snapshot is (a replication commit's), given the snapshot:
+    /// committed in the same atomic metadata batch, so after a crash both are there or neither. Called
+    /// inside the commit: it must only build the batch (no pool calls, no locks), and must not throw.
+    /// </param>
+    public SnapshotInfo CreateSnapshot(string volumeName, string? snapshotName = null, Guid? id = null, DateTimeOffset? createdAt = null, Func<SnapshotInfo, ControlBatch>? bookkeeping = null)
     {
         lock (_controlLock)
         {
@@ -43,6 +49,7 @@ public sealed partial class Pool
                     record.CreatedAt = createdAt ?? record.CreatedAt;
                     PutSnapshot(batch, record);
                     PutLineage(batch, volume.Lineage);
+                    bookkeeping?.Invoke(ToInfo(volume, record)).AddTo(batch);
                 });
             }
             finally
@@ -261,7 +268,8 @@ public sealed partial class Pool
     /// metadata transaction: a replicated group's members are committed together this way (the
     /// receiving pool need not have the group itself).
     /// </summary>
-    public IReadOnlyList<SnapshotInfo> SnapshotVolumesTogether(IReadOnlyList<(string Volume, string Name, Guid Id)> members, string label)
+    /// <param name="bookkeeping">As for <see cref="CreateSnapshot"/>: records for the new snapshots (in the order of <paramref name="members"/>), committed with them.</param>
+    public IReadOnlyList<SnapshotInfo> SnapshotVolumesTogether(IReadOnlyList<(string Volume, string Name, Guid Id)> members, string label, Func<IReadOnlyList<SnapshotInfo>, ControlBatch>? bookkeeping = null)
     {
         lock (_controlLock)
         {
@@ -280,12 +288,12 @@ public sealed partial class Pool
                 }
             }
 
-            return CutTogether(resolved, label);
+            return CutTogether(resolved, label, bookkeeping is null ? null : cut => bookkeeping([.. members.Select(m => cut.First(c => c.Volume == m.Volume))]));
         }
     }
 
     // Caller holds the control lock. Pauses I/O on every member, drains in-flight writes, records all the snapshots in one commit.
-    private List<SnapshotInfo> CutTogether(List<(Volume Volume, string Name, Guid? Id)> members, string label)
+    private List<SnapshotInfo> CutTogether(List<(Volume Volume, string Name, Guid? Id)> members, string label, Func<IReadOnlyList<SnapshotInfo>, ControlBatch>? bookkeeping = null)
     {
         {
             foreach (var (member, name, _) in members)
@@ -314,6 +322,8 @@ public sealed partial class Pool
                         PutLineage(batch, member.Lineage);
                         records.Add((member, record));
                     }
+
+                    bookkeeping?.Invoke([.. records.Select(r => ToInfo(r.Item1, r.Item2))]).AddTo(batch);
                 });
             }
             finally

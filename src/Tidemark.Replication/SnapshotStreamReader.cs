@@ -46,6 +46,13 @@ public sealed record StreamImportOptions
 
     /// <summary>Called once the header was read and checked, before any record is applied.</summary>
     public Action<StreamHeader>? HeaderRead { get; init; }
+
+    /// <summary>
+    /// The records that say what the new snapshot is (a replica's bookkeeping), committed with it in
+    /// one metadata transaction: after a crash the snapshot and its records are both there or neither
+    /// (see <see cref="Pool.CreateSnapshot"/> for what it may do). Unused with <see cref="DeferSnapshot"/>.
+    /// </summary>
+    public Func<StreamHeader, SnapshotInfo, Tidemark.Engine.Control.ControlBatch>? Bookkeeping { get; init; }
 }
 
 /// <summary>What an import did; <see cref="AppliedOffset"/> is where a resumed transfer starts after a failure.</summary>
@@ -136,7 +143,13 @@ public static class SnapshotStreamReader
 
             var (records, dataBytes, zeroBytes) = ApplyRecords(input, header, target, options, ref applied, cancellationToken);
             target.Flush();
-            var snapshot = options.DeferSnapshot ? null : pool.CreateSnapshot(name, UniqueName(pool, name, header.SnapshotName), header.SnapshotId, options.KeepSnapshotTime ? header.SnapshotCreatedAt : null);
+            var bookkeeping = options.Bookkeeping;
+            var snapshot = options.DeferSnapshot ? null : pool.CreateSnapshot(
+                name,
+                UniqueName(pool, name, header.SnapshotName),
+                header.SnapshotId,
+                options.KeepSnapshotTime ? header.SnapshotCreatedAt : null,
+                bookkeeping is null ? null : cut => bookkeeping(header, cut));
             return new StreamImportResult(header, snapshot, records, dataBytes, zeroBytes, header.SizeBytes, kept);
         }
         catch (Exception ex) when (ex is StorageException or IOException or EndOfStreamException or ZstdException or OperationCanceledException)

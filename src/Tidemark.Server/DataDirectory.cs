@@ -3,8 +3,8 @@ using System.Security.Cryptography;
 namespace Tidemark.Server;
 
 /// <summary>
-/// The layout of a data directory: DATA/pool (the engine's pool; its metadata also holds exports, tokens, snapshot and autogrow policies: ADR 0011), DATA/token (API token, mode 0600),
-/// DATA/tidemark.json (config), DATA/events.jsonl (event and audit log; refused requests in DATA/events-refused.jsonl), DATA/identity (this server's replication certificate), DATA/partners.json (paired servers), DATA/replicas.json (volumes replicated to partners), DATA/promoted.json (replicas promoted here), DATA/server.json (endpoints of the running server).
+/// The layout of a data directory: DATA/pool (the engine's pool; its metadata also holds exports, tokens, snapshot and autogrow policies, jobs, partners and replica state: ADR 0011), DATA/token (API token, mode 0600),
+/// DATA/tidemark.json (config), DATA/events.jsonl (event and audit log; refused requests in DATA/events-refused.jsonl), DATA/identity (this server's replication certificate), DATA/server.json (endpoints of the running server).
 /// </summary>
 public sealed partial class DataDirectory
 {
@@ -35,19 +35,22 @@ public sealed partial class DataDirectory
     /// <summary>Snapshot policies of older versions (now in the pool), imported once at start.</summary>
     public string PoliciesPath => Path.Combine(Root, "policies.json");
 
+    /// <summary>Replicas promoted here, of older versions (now in the pool), imported once at start.</summary>
     public string PromotedPath => Path.Combine(Root, "promoted.json");
 
+    /// <summary>Volumes replicated to partners, of older versions (now in the pool), imported once at start.</summary>
     public string ReplicasPath => Path.Combine(Root, "replicas.json");
 
-    /// <summary>Volumes replicated into this server and who sends them.</summary>
+    /// <summary>Volumes replicated into this server, of older versions (now in the pool), imported once at start.</summary>
     public string IncomingPath => Path.Combine(Root, "incoming.json");
 
-    /// <summary>How far interrupted incoming transfers durably got (so they resume, also after a restart).</summary>
+    /// <summary>Resume offsets of interrupted incoming transfers, of older versions (now in the pool), imported once at start.</summary>
     public string ReceivingPath => Path.Combine(Root, "receiving.json");
 
-    /// <summary>Exports prepared for incoming replicas, brought up when they are promoted.</summary>
+    /// <summary>Standby exports of incoming replicas, of older versions (now in the pool), imported once at start.</summary>
     public string StandbyPath => Path.Combine(Root, "standby.json");
 
+    /// <summary>Paired servers of older versions (now in the pool), imported once at start.</summary>
     public string PartnersPath => Path.Combine(Root, "partners.json");
 
     public string IdentityPath => Path.Combine(Root, "identity");

@@ -197,7 +197,6 @@ public sealed class TidemarkServer : IAsyncDisposable
         var http = ServerSettings.ParseEndpoint(settings.Http, "http");
         var certificate = TlsCertificates.Load(settings, data);
         var identity = ServerIdentity.LoadOrCreate(data.IdentityPath);
-        var partners = new PartnerRegistry(data.PartnersPath, TimeProvider.System);
         ListenOptions? replicationListen = null;
         ListenOptions? apiListen = null;
         var kestrelProtocols = KestrelProtocolHosting.IsSelected(settings) ? new KestrelProtocolHosting(settings) : null;
@@ -237,7 +236,6 @@ public sealed class TidemarkServer : IAsyncDisposable
             }
         });
         builder.Services.AddSingleton(identity);
-        builder.Services.AddSingleton(partners);
         builder.Services.AddSingleton(new ReplicationEndpoint());
         builder.Services.Configure<JsonOptions>(o =>
         {
@@ -255,6 +253,7 @@ public sealed class TidemarkServer : IAsyncDisposable
         try
         {
             builder.Services.AddSingleton(pool);
+            builder.Services.AddSingleton(sp => new PartnerRegistry(pool.Control, data.PartnersPath, TimeProvider.System, sp.GetRequiredService<ILogger<PartnerRegistry>>()));
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSingleton(data);
             builder.Services.AddSingleton(sp => TokenStore.Open(pool.Control, data.TokensPath, token, TimeProvider.System, sp.GetRequiredService<ILogger<TokenStore>>()));
@@ -277,7 +276,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
                 data.PoliciesPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
-            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath)
+            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, sp.GetRequiredService<ILogger<ReplicaReceiver>>(), (data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath))
             {
                 WritableExports = sp.GetRequiredService<ExportRegistry>().WritableExportsOf,
                 ExportsOfSnapshot = address => sp.GetRequiredService<ExportRegistry>().ExportsOfTarget(address),
@@ -288,7 +287,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             builder.Services.AddSingleton(sp => new ReplicaManager(
                 pool,
                 sp.GetRequiredService<ReplicaReceiver>(),
-                partners,
+                sp.GetRequiredService<PartnerRegistry>(),
                 identity,
                 sp.GetRequiredService<EventLog>(),
                 sp.GetRequiredService<TimeProvider>(),
@@ -376,7 +375,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 new LoginThrottle(TimeProvider.System),
                 events,
                 app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"));
-            app.Use(new ReplicationGate(auth, partners).InvokeAsync);
+            app.Use(new ReplicationGate(auth, app.Services.GetRequiredService<PartnerRegistry>()).InvokeAsync);
             app.MapOpenApi();
             app.MapTidemarkApi();
             app.MapEventApi();

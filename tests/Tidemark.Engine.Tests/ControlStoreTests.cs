@@ -71,6 +71,73 @@ public sealed class ControlStoreTests
     }
 
     [Fact]
+    public void CreateSnapshot_WithBookkeeping_CommitsTheRecordsInTheSnapshotsOwnCommit_AndACrashKeepsBoth()
+    {
+        using var temp = new TempPool(16L << 20);
+        temp.Pool.CreateVolume("mail", 1L << 20);
+        var data = new byte[4096];
+        data.AsSpan().Fill(0xCD);
+        temp.Pool.GetVolume("mail").Write(0, data, forceUnitAccess: false);
+        SnapshotInfo? seen = null;
+
+        var snapshot = temp.Pool.CreateSnapshot("mail", "repl-1", bookkeeping: s =>
+        {
+            seen = s;
+            return new ControlBatch().Put(Notes, "mail", new Note($"{s.Name} {s.Id}", 1));
+        });
+        temp.Pool.SimulateCrash();
+        var pool = temp.Reopen();
+
+        Assert.Equal((snapshot.Name, snapshot.Id, snapshot.CreatedAt), (seen!.Name, seen.Id, seen.CreatedAt));
+        Assert.Equal($"repl-1 {snapshot.Id}", pool.Control.Get(Notes, "mail")!.Text);
+        Assert.Equal(snapshot.Id, pool.FindSnapshotById("mail", snapshot.Id)!.Id);
+    }
+
+    [Fact]
+    public void CreateSnapshot_WithBookkeeping_WhoseCommitFails_LeavesNeitherTheSnapshotNorItsRecords()
+    {
+        FaultyBackingStore? store = null;
+        using var temp = new TempPool(16L << 20, new PoolOptions { StoreFactory = (path, capacity, _) => store ??= new FaultyBackingStore(path, capacity) });
+        temp.Pool.CreateVolume("mail", 1L << 20);
+        temp.Pool.Control.Put(Notes, "mail", new Note("before", 0));
+        temp.Pool.GetVolume("mail").Write(0, new byte[4096], forceUnitAccess: false);
+        store!.FailFlushes = true;
+
+        Assert.Throws<StorageException>(() => temp.Pool.CreateSnapshot("mail", "repl-1", bookkeeping: _ => new ControlBatch().Put(Notes, "mail", new Note("after", 1))));
+        temp.Pool.SimulateCrash();
+        store.FailFlushes = false;
+        var pool = temp.Reopen();
+
+        Assert.Empty(pool.ListSnapshots("mail"));
+        Assert.Equal("before", pool.Control.Get(Notes, "mail")!.Text);
+    }
+
+    [Fact]
+    public void SnapshotVolumesTogether_WithBookkeeping_GivesTheSnapshotsInTheMembersOrder_AndCommitsTheRecordsWithThem()
+    {
+        using var temp = new TempPool(16L << 20);
+        temp.Pool.CreateVolume("b", 1L << 20);
+        temp.Pool.CreateVolume("a", 1L << 20);
+        var (idB, idA) = (Guid.NewGuid(), Guid.NewGuid());
+
+        temp.Pool.SnapshotVolumesTogether([("b", "s1", idB), ("a", "s1", idA)], "g/s1", cut =>
+        {
+            var batch = new ControlBatch();
+            foreach (var s in cut)
+            {
+                batch.Put(Notes, s.Volume, new Note(s.Id.ToString(), cut.ToList().IndexOf(s)));
+            }
+
+            return batch;
+        });
+        temp.Pool.SimulateCrash();
+        var pool = temp.Reopen();
+
+        Assert.Equal(new Note(idB.ToString(), 0), pool.Control.Get(Notes, "b"));
+        Assert.Equal(new Note(idA.ToString(), 1), pool.Control.Get(Notes, "a"));
+    }
+
+    [Fact]
     public void Get_RecordOfANewerVersion_IsRefusedNamingBothLayouts()
     {
         using var temp = new TempPool(16L << 20);

@@ -20,6 +20,9 @@ internal sealed class FaultyBackingStore(string location, long capacityBytes) : 
 
     public int Flushes { get; private set; }
 
+    /// <summary>While set, every flush fails as a dying disk's would (and makes nothing durable).</summary>
+    public bool FailFlushes { get; set; }
+
     public void Read(long offsetBytes, Span<byte> destination)
     {
         lock (_lock)
@@ -61,6 +64,11 @@ internal sealed class FaultyBackingStore(string location, long capacityBytes) : 
     {
         lock (_lock)
         {
+            if (FailFlushes)
+            {
+                throw new IOException("injected: the store failed to flush");
+            }
+
             foreach (var (offset, data) in _pending)
             {
                 Apply(offset, data, data.Length);

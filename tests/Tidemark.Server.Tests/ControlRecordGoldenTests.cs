@@ -4,6 +4,7 @@ using Tidemark.Server.Api;
 using Tidemark.Server.Capacity;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Policies;
+using Tidemark.Server.Replication;
 
 namespace Tidemark.Server.Tests;
 
@@ -76,6 +77,86 @@ public sealed class ControlRecordGoldenTests
             """,
             new JobRecord("0a1b2c3d4e5f", "pool.verify", null, "alice", true, "succeeded", 10, 10, "pages", At, At.AddSeconds(3), null, null, System.Text.Json.JsonDocument.Parse("""{"clean":true}""").RootElement),
             r => (r.Id, r.Kind, r.Subject, r.Actor, r.Cancellable, r.State, r.Done, r.Total, r.Unit, r.StartedAt, r.FinishedAt, r.Error, r.ErrorCode, r.Result!.Value.GetRawText()));
+
+    [Fact]
+    public void PartnerRecord_Golden() =>
+        Check(
+            PartnerRegistry.Kind,
+            """
+            87E39CFC01000100 {"name":"dr","address":"10.0.0.2:7443","fingerprint":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff","addedAt":"2026-12-06T05:00:00+00:00"}
+            """,
+            new PartnerRecord("dr", "10.0.0.2:7443", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", At),
+            r => r);
+
+    [Fact]
+    public void ReplicaRecord_Golden() =>
+        Check(
+            ReplicaManager.Kind,
+            """
+            5C10199E01000100 {"volume":"mail","partner":"dr","remoteVolume":"mail-copy","every":"5m","lastAttemptAt":"2026-12-06T05:00:00+00:00","lastSnapshot":"repl-20261206-050000-000","lastSnapshotCreatedAt":"2026-12-06T05:00:00+00:00","lastSyncAt":"2026-12-06T05:00:02+00:00","bytesSent":3145728,"lastBytesSent":1048576,"lastRangeBytes":2097152,"lastDurationSeconds":1.5,"retries":2,"lastError":"link down","afterPolicySnapshots":true,"isGroup":false,"bandwidth":"20M","reverse":true,"discardWritesAtPartner":true,"discardedWrites":"pre-rollback-1","suspended":"failing back","seed":true,"pendingSnapshot":"repl-20261206-051000-000","standbyExports":[{"protocol":"iscsi","name":"mail-dr","iqn":"iqn.2026-11.dev.tidemark:mail","allowedInitiators":["iqn.2026-11.dev.client:a"]}],"compressionLevel":7,"lastScannedBytes":8388608}
+            """,
+            new ReplicaManager.ReplicaState
+            {
+                Volume = "mail",
+                Partner = "dr",
+                RemoteVolume = "mail-copy",
+                Every = "5m",
+                LastAttemptAt = At,
+                LastSnapshot = "repl-20261206-050000-000",
+                LastSnapshotCreatedAt = At,
+                LastSyncAt = At.AddSeconds(2),
+                BytesSent = 3 << 20,
+                LastBytesSent = 1 << 20,
+                LastRangeBytes = 2 << 20,
+                LastDurationSeconds = 1.5,
+                Retries = 2,
+                LastError = "link down",
+                AfterPolicySnapshots = true,
+                IsGroup = false,
+                Bandwidth = "20M",
+                Reverse = true,
+                DiscardWritesAtPartner = true,
+                DiscardedWrites = "pre-rollback-1",
+                Suspended = "failing back",
+                Seed = true,
+                PendingSnapshot = "repl-20261206-051000-000",
+                StandbyExports = [new("iscsi", "mail-dr", "iqn.2026-11.dev.tidemark:mail", ["iqn.2026-11.dev.client:a"])],
+                CompressionLevel = 7,
+                LastScannedBytes = 8 << 20,
+            },
+            r => System.Text.Json.JsonSerializer.Serialize(r, ServerSettings.FileJson));
+
+    [Fact]
+    public void IncomingRecord_Golden() =>
+        Check(
+            ReplicaReceiver.IncomingKind,
+            """
+            0BDD13FE01000100 {"volume":"mail","partner":"home","sourceVolume":"mail","lastSnapshot":"repl-20261206-050000-000","lastSnapshotCreatedAt":"2026-12-06T05:00:00+00:00","lastReceivedAt":"2026-12-06T05:00:01+00:00","group":"g","keepLast":48,"lastSnapshotId":"6f1c2a55-8c1e-4b7e-9d1a-3f0c2b9e7a10","sequence":7,"generation":2}
+            """,
+            new IncomingRecord("mail", "home", "mail", "repl-20261206-050000-000", At, At.AddSeconds(1), "g", 48, Guid.Parse("6f1c2a55-8c1e-4b7e-9d1a-3f0c2b9e7a10"), 7, 2),
+            r => r);
+
+    [Fact]
+    public void ReceivingRecord_Golden() =>
+        Check(ReplicaReceiver.ReceivingKind, """
+            795EF34901000100 {"snapshotId":"6f1c2a55-8c1e-4b7e-9d1a-3f0c2b9e7a10","appliedOffset":16777216}
+            """, new ReceivingRecord(Guid.Parse("6f1c2a55-8c1e-4b7e-9d1a-3f0c2b9e7a10"), 16 << 20), r => r);
+
+    [Fact]
+    public void StandbyRecord_Golden() =>
+        Check(
+            ReplicaReceiver.StandbyKind,
+            """
+            8F0D497501000100 {"exports":[{"target":"mail","name":"mail-dr","protocol":"iscsi","readOnly":true,"additionalTargets":["archive"],"iqn":"iqn.2026-11.dev.tidemark:mail","allowedInitiators":["iqn.2026-11.dev.client:a"],"chapUser":"alice","mutualChapUser":"target","tlsRequired":true}]}
+            """,
+            new StandbyRecord([new StandbyExportRecord("mail", "mail-dr", "iscsi", true, ["archive"], "iqn.2026-11.dev.tidemark:mail", ["iqn.2026-11.dev.client:a"], "alice", "target", true)]),
+            r => System.Text.Json.JsonSerializer.Serialize(r, ServerSettings.FileJson));
+
+    [Fact]
+    public void PromotedRecord_Golden() =>
+        Check(ReplicaReceiver.PromotedKind, """
+            C921233A01000100 {"promotedAt":"2026-12-06T05:00:00+00:00"}
+            """, new PromotedRecord(At), r => r);
 
     /// <summary>The sample is the 8-byte envelope in hex, a space, then the record's JSON.</summary>
     private static void Check<T, TValues>(ControlKind<T> kind, string golden, T record, Func<T, TValues> values)

@@ -7,7 +7,7 @@ namespace Tidemark.Server.Tests;
 
 /// <summary>
 /// A data directory of an older version, with its state in JSON files, started by this one: every
-/// export, snapshot policy, autogrow policy and token is still there, now in the pool's metadata (ADR 0011), and
+/// export, snapshot policy, autogrow policy, token and partner is still there, now in the pool's metadata (ADR 0011), and
 /// each old file is renamed NAME.migrated, so a second start does not depend on it.
 /// </summary>
 public sealed class StateMigrationTests : IDisposable
@@ -62,6 +62,12 @@ public sealed class StateMigrationTests : IDisposable
             }
             """);
 
+        WriteOldFile(data, "partners.json", """
+            [
+              { "name": "dr", "address": "127.0.0.1:9", "fingerprint": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", "addedAt": "2026-12-06T05:00:00+00:00" }
+            ]
+            """);
+
         var adminHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(File.ReadAllText(Path.Combine(data, "token")).Trim())));
         WriteOldFile(data, "tokens.json", $$"""
             {
@@ -83,7 +89,7 @@ public sealed class StateMigrationTests : IDisposable
             Assert.Equal(0, await migrated.StopAsync());
         }
 
-        foreach (var name in new[] { "exports.json", "policies.json", "capacity.json", "tokens.json" })
+        foreach (var name in new[] { "exports.json", "policies.json", "capacity.json", "tokens.json", "partners.json" })
         {
             Assert.False(File.Exists(Path.Combine(data, name)), name);
             Assert.True(File.Exists(Path.Combine(data, name + ".migrated")), name);
@@ -112,6 +118,10 @@ public sealed class StateMigrationTests : IDisposable
         var capacity = await client.GetCapacityPoliciesAsync();
         Assert.Equal(new AutoGrowDto(80, 1L << 30, 10L << 30), capacity.Pool);
         Assert.Equal(new AutoGrowDto(90, 8L << 20, 64L << 20), Assert.Single(capacity.Volumes).Value);
+
+        Assert.Equal(
+            new PartnerDto("dr", "127.0.0.1:9", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", new DateTimeOffset(2026, 12, 6, 5, 0, 0, TimeSpan.Zero)),
+            Assert.Single(await client.ListPartnersAsync()));
     }
 
     private static void WriteOldFile(string data, string name, string json)

@@ -43,7 +43,12 @@ public sealed partial class ReplicaManager
         Each("tidemark_replica_sync_eta_seconds", "gauge", "Time the running sync needs at its current rate.", r => r.Syncing?.EtaSeconds);
     }
 
-    private sealed class ReplicaState
+    /// <summary>
+    /// A replica as this server keeps it: what is saved is its persisted layout (kind "replica",
+    /// version 1; the layout of an entry of DATA/replicas.json of older versions). Saved property
+    /// names are persisted: never rename them (ControlRecordGoldenTests).
+    /// </summary>
+    internal sealed class ReplicaState
     {
         public string Volume { get; set; } = "";
 

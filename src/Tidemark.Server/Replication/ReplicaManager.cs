@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Engine.Control;
 using Tidemark.Replication;
 using Tidemark.Server.Events;
 using Tidemark.Server.Metrics;
@@ -12,7 +13,7 @@ using Tidemark.Server.Metrics;
 namespace Tidemark.Server.Replication;
 
 /// <summary>
-/// The sending end: volumes replicated to partners (DATA/replicas.json). A sync takes a replication
+/// The sending end: volumes replicated to partners (control records in the pool, <see cref="Kind"/>). A sync takes a replication
 /// snapshot, asks the partner which snapshots its replica has, and sends only what changed since the
 /// newest one both sides have (a full stream the first time) over the mutual-TLS link. A broken
 /// transfer is retried with backoff and resumes at the offset the partner durably reached. After a
@@ -36,12 +37,12 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
     private readonly EventLog _events;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly string _path;
     private readonly Lock _lock = new();
     private readonly SortedDictionary<string, ReplicaState> _replicas = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _syncing = new(1, 1);
 
-    public ReplicaManager(Pool pool, ReplicaReceiver receiver, PartnerRegistry partners, ServerIdentity identity, EventLog events, TimeProvider time, ILogger logger, string path)
+    /// <param name="legacyPath">DATA/replicas.json of an older version: imported into the pool, then renamed NAME.migrated.</param>
+    public ReplicaManager(Pool pool, ReplicaReceiver receiver, PartnerRegistry partners, ServerIdentity identity, EventLog events, TimeProvider time, ILogger logger, string legacyPath)
     {
         _pool = pool;
         _receiver = receiver;
@@ -50,22 +51,23 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
         _events = events;
         _time = time;
         _logger = logger;
-        _path = path;
-        if (File.Exists(path))
+        LegacyStateFile.Migrate(
+            pool.Control,
+            Kind,
+            legacyPath,
+            text => (JsonSerializer.Deserialize<List<ReplicaState>>(text, ServerSettings.FileJson) ?? []).Select(r => new KeyValuePair<string, ReplicaState>(r.Volume, r)),
+            logger);
+        foreach (var (volume, state) in pool.Control.List(Kind))
         {
-            try
-            {
-                foreach (var state in JsonSerializer.Deserialize<List<ReplicaState>>(File.ReadAllText(path), ServerSettings.FileJson) ?? [])
-                {
-                    _replicas[state.Volume] = state;
-                }
-            }
-            catch (JsonException ex)
-            {
-                throw new InvalidDataException($"{path} is not a valid replica list ({ex.Message}); fix it or restore it from a backup", ex);
-            }
+            _replicas[volume] = state;
         }
     }
+
+    /// <summary>
+    /// Volumes and groups replicated to partners, as control records in the pool (ADR 0011), named by
+    /// volume or group. Version 1: <see cref="ReplicaState"/>'s saved properties.
+    /// </summary>
+    internal static readonly ControlKind<ReplicaState> Kind = new("replica", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
 
     /// <summary>When a snapshot policy last snapshotted a volume or group (for replicas that follow policy snapshots).</summary>
     public Func<string, DateTimeOffset?> LastPolicySnapshot { get; set; } = _ => null;
@@ -562,8 +564,9 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
         }
     }
 
+    // Every record, atomically: the caller holds _lock, and a change may touch several replicas.
     private void Save() =>
-        AtomicFile.WriteAllText(_path, JsonSerializer.Serialize(_replicas.Values.ToList(), ServerSettings.FileJson) + "\n");
+        _pool.Control.ReplaceAll(Kind, _replicas.Select(r => new KeyValuePair<string, ReplicaState>(r.Key, r.Value)));
 
     public void Dispose() => _syncing.Dispose();
 

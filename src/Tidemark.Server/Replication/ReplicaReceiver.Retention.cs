@@ -27,12 +27,14 @@ public sealed partial class ReplicaReceiver
 
         lock (_incoming)
         {
+            var batch = new Tidemark.Engine.Control.ControlBatch();
             foreach (var volume in volumes)
             {
                 _incoming[volume] = _incoming[volume] with { KeepLast = keepLast };
+                batch.Put(IncomingKind, volume, IncomingRecord.From(_incoming[volume]));
             }
 
-            SaveIncoming();
+            _pool.Control.Update(batch);
         }
 
         foreach (var volume in volumes)

@@ -59,7 +59,7 @@ public sealed partial class ReplicaReceiver
             // What a broken transfer applied stays: the scan compares the volume as it is.
             if (_partial.TryRemove(volume, out _))
             {
-                SavePartials();
+                SavePartial(volume);
             }
 
             _pending.TryRemove(volume, out _);
@@ -109,11 +109,20 @@ public sealed partial class ReplicaReceiver
                 throw new StorageException(StorageError.Busy, $"{volume} is exported read-write ({string.Join(", ", exports)}); a replica target is written by replication alone: delete those exports first");
             }
 
-            var kept = _pool.CreateSnapshot(volume, SnapshotStreamReader.UniqueName(_pool, volume, $"{AcceptedPrefix}{DateTimeOffset.UtcNow.UtcDateTime:yyyyMMdd-HHmmss}"));
+            // The kept snapshot and the record that makes the volume a replica are one commit: a
+            // crash leaves either the volume as it was, or a replica whose state is that snapshot.
+            IncomingReplicaDto? record = null;
+            var kept = _pool.CreateSnapshot(
+                volume,
+                SnapshotStreamReader.UniqueName(_pool, volume, $"{AcceptedPrefix}{DateTimeOffset.UtcNow.UtcDateTime:yyyyMMdd-HHmmss}"),
+                bookkeeping: snapshot =>
+                {
+                    record = new IncomingReplicaDto(volume, partner, sourceVolume ?? volume, snapshot.Name, snapshot.CreatedAt, null, false) { LastSnapshotId = snapshot.Id };
+                    return new Tidemark.Engine.Control.ControlBatch().Put(IncomingKind, volume, IncomingRecord.From(record));
+                });
             lock (_incoming)
             {
-                _incoming[volume] = new IncomingReplicaDto(volume, partner, sourceVolume ?? volume, kept.Name, kept.CreatedAt, null, false) { LastSnapshotId = kept.Id };
-                SaveIncoming();
+                _incoming[volume] = record!;
             }
 
             // A replica target from now on: its read-only exports serve the kept snapshot to new clients.

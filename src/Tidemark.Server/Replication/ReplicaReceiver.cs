@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Engine.Control;
 using Tidemark.Replication;
 
 namespace Tidemark.Server.Replication;
@@ -10,25 +12,21 @@ namespace Tidemark.Server.Replication;
 /// replica volume, which nobody else writes; the replica's newest snapshot is always a complete one.
 /// When a transfer breaks off, what was applied is kept and its offset remembered so the sender
 /// resumes there; a fresh transfer first discards any such leftovers. The offset is made durable
-/// every few seconds while a transfer runs (flush, then DATA/receiving.json), so a transfer also
-/// resumes after this server was killed.
+/// every few seconds while a transfer runs (flush, then its "receiving" record), so a transfer also
+/// resumes after this server was killed. Its state is kept in the pool (ReplicaReceiver.State.cs).
 /// </summary>
 public sealed partial class ReplicaReceiver
 {
     private readonly Pool _pool;
     private readonly ConcurrentDictionary<string, PartialReceiveDto> _partial = new(StringComparer.Ordinal);
-    private readonly string _partialPath;
     private readonly ConcurrentDictionary<string, Lock> _locks = new(StringComparer.Ordinal);
 
     // Members of a replicated group whose whole stream is applied and verified, waiting for the
     // group's commit (in memory: a restart makes the sender send them again).
     private readonly ConcurrentDictionary<string, PendingMember> _pending = new(StringComparer.Ordinal);
 
-    private readonly string _promotedPath;
     private readonly HashSet<string> _promoted = new(StringComparer.Ordinal);
-    private readonly string _incomingPath;
     private readonly SortedDictionary<string, IncomingReplicaDto> _incoming = new(StringComparer.Ordinal);
-    private readonly string _standbyPath;
     private readonly SortedDictionary<string, IReadOnlyList<CreateExportRequest>> _standby = new(StringComparer.Ordinal);
 
     /// <summary>Names of the snapshots a hash scan compares against: of a seed, and of a volume failed back into.</summary>
@@ -41,74 +39,11 @@ public sealed partial class ReplicaReceiver
     /// <summary>A transfer that runs records how far it durably got at least this often (and at its end or failure).</summary>
     public static readonly TimeSpan SaveProgressEvery = TimeSpan.FromSeconds(2);
 
-    public ReplicaReceiver(Pool pool, string promotedPath, string incomingPath, string partialPath, string standbyPath)
+    /// <param name="legacyPaths">DATA/promoted.json, incoming.json, receiving.json and standby.json of older versions: imported into the pool, then renamed NAME.migrated.</param>
+    public ReplicaReceiver(Pool pool, ILogger logger, (string Promoted, string Incoming, string Receiving, string Standby) legacyPaths)
     {
         _pool = pool;
-        _standbyPath = standbyPath;
-        if (File.Exists(standbyPath))
-        {
-            try
-            {
-                foreach (var (volume, exports) in System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, List<CreateExportRequest>>>(File.ReadAllText(standbyPath), ServerSettings.FileJson) ?? [])
-                {
-                    _standby[volume] = exports;
-                }
-            }
-            catch (System.Text.Json.JsonException ex)
-            {
-                throw new InvalidDataException($"{standbyPath} is not a valid list of standby exports ({ex.Message}); fix it or restore it from a backup", ex);
-            }
-        }
-
-        _promotedPath = promotedPath;
-        _incomingPath = incomingPath;
-        _partialPath = partialPath;
-        if (File.Exists(partialPath))
-        {
-            try
-            {
-                foreach (var (volume, partial) in System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, PartialReceiveDto>>(File.ReadAllText(partialPath), ServerSettings.FileJson) ?? [])
-                {
-                    // A volume deleted meanwhile has nothing left to resume into.
-                    if (_pool.TryGetVolume(volume, out _))
-                    {
-                        _partial[volume] = partial;
-                    }
-                }
-            }
-            catch (System.Text.Json.JsonException)
-            {
-                // Only an optimisation is lost: the next transfers start over.
-                File.Delete(partialPath);
-            }
-        }
-
-        if (File.Exists(incomingPath))
-        {
-            try
-            {
-                foreach (var record in System.Text.Json.JsonSerializer.Deserialize<List<IncomingReplicaDto>>(File.ReadAllText(incomingPath), ServerSettings.FileJson) ?? [])
-                {
-                    _incoming[record.Volume] = record;
-                }
-            }
-            catch (System.Text.Json.JsonException ex)
-            {
-                throw new InvalidDataException($"{incomingPath} is not a valid list of incoming replicas ({ex.Message}); fix it or restore it from a backup", ex);
-            }
-        }
-
-        if (File.Exists(promotedPath))
-        {
-            try
-            {
-                _promoted.UnionWith(System.Text.Json.JsonSerializer.Deserialize<List<string>>(File.ReadAllText(promotedPath), ServerSettings.FileJson) ?? []);
-            }
-            catch (System.Text.Json.JsonException ex)
-            {
-                throw new InvalidDataException($"{promotedPath} is not a valid list of promoted replicas ({ex.Message}); fix it or restore it from a backup", ex);
-            }
-        }
+        LoadState(legacyPaths.Promoted, legacyPaths.Incoming, legacyPaths.Receiving, legacyPaths.Standby, logger);
     }
 
     /// <summary>Names the exports of a snapshot (such a snapshot is not pruned: someone reads it).</summary>
@@ -250,7 +185,7 @@ public sealed partial class ReplicaReceiver
             if (_incoming.TryGetValue(volume, out var record))
             {
                 _incoming[volume] = record with { Generation = record.Generation + 1 };
-                SaveIncoming();
+                SaveIncoming(volume);
             }
         }
     }
@@ -345,7 +280,7 @@ public sealed partial class ReplicaReceiver
                     // What 'replica incoming' shows is the state the replica is in now, and the
                     // generation is the promoting side's, so this side's older streams are refused.
                     _incoming[volume] = record with { LastSnapshot = target.Name, LastSnapshotCreatedAt = target.CreatedAt, LastSnapshotId = target.Id, Generation = Math.Max(record.Generation, generation ?? 0) };
-                    SaveIncoming();
+                    SaveIncoming(volume);
                 }
             }
 
@@ -358,9 +293,20 @@ public sealed partial class ReplicaReceiver
     {
         lock (_promoted)
         {
-            if (promoted ? _promoted.Add(volume) : _promoted.Remove(volume))
+            if (promoted == _promoted.Contains(volume))
             {
-                AtomicFile.WriteAllText(_promotedPath, System.Text.Json.JsonSerializer.Serialize(_promoted.Order(StringComparer.Ordinal).ToList(), ServerSettings.FileJson) + "\n");
+                return;
+            }
+
+            if (promoted)
+            {
+                _pool.Control.Put(PromotedKind, volume, new PromotedRecord(DateTimeOffset.UtcNow));
+                _promoted.Add(volume);
+            }
+            else
+            {
+                _pool.Control.Delete(PromotedKind, volume);
+                _promoted.Remove(volume);
             }
         }
     }
@@ -412,29 +358,58 @@ public sealed partial class ReplicaReceiver
         {
             if (exports.Count == 0)
             {
+                _pool.Control.Delete(StandbyKind, volume);
                 _standby.Remove(volume);
             }
             else
             {
+                _pool.Control.Put(StandbyKind, volume, new StandbyRecord([.. exports.Select(StandbyExportRecord.From)]));
                 _standby[volume] = exports;
             }
-
-            AtomicFile.WriteAllText(_standbyPath, System.Text.Json.JsonSerializer.Serialize(_standby, ServerSettings.FileJson) + "\n");
         }
     }
 
-    private void RecordIncoming(string volume, string partner, StreamImportResult result, string? group, long generation)
+    /// <summary>
+    /// The incoming record after <paramref name="snapshot"/> was committed into <paramref name="volume"/>:
+    /// one more in the sequence, at the higher of both role generations. Pure: it is built inside the
+    /// engine's commit (<see cref="CommitRecords"/>).
+    /// </summary>
+    private static IncomingReplicaDto NextIncoming(IncomingReplicaDto? before, string volume, string partner, string sourceVolume, SnapshotInfo snapshot, string? group, long generation) =>
+        new(volume, partner, sourceVolume, snapshot.Name, snapshot.CreatedAt, DateTimeOffset.UtcNow, false, group, KeepLast: before?.KeepLast)
+        {
+            LastSnapshotId = snapshot.Id,
+            Sequence = (before?.Sequence ?? 0) + 1,
+            Generation = Math.Max(before?.Generation ?? 0, generation),
+        };
+
+    /// <summary>
+    /// The control records of a replication commit, written in the same metadata batch as the
+    /// snapshot they describe (ADR 0011): the replica's incoming record, and no resume offset left.
+    /// </summary>
+    private static ControlBatch CommitRecords(ControlBatch batch, IncomingReplicaDto record, bool reverse)
+    {
+        batch.Put(IncomingKind, record.Volume, IncomingRecord.From(record)).Delete(ReceivingKind, record.Volume);
+        if (reverse)
+        {
+            // A fail-back makes a promoted volume a replica again, in the same commit.
+            batch.Delete(PromotedKind, record.Volume);
+        }
+
+        return batch;
+    }
+
+    /// <summary>Takes a committed incoming record into memory (its records are durable already).</summary>
+    private void Committed(IncomingReplicaDto record)
     {
         lock (_incoming)
         {
-            _incoming.TryGetValue(volume, out var before);
-            _incoming[volume] = new IncomingReplicaDto(volume, partner, result.Header.Volume, result.Snapshot?.Name, result.Snapshot?.CreatedAt, DateTimeOffset.UtcNow, false, group, KeepLast: before?.KeepLast)
+            // A retention set while the commit ran is kept (and saved again).
+            var keepLast = _incoming.GetValueOrDefault(record.Volume)?.KeepLast;
+            _incoming[record.Volume] = record with { KeepLast = keepLast };
+            if (keepLast != record.KeepLast)
             {
-                LastSnapshotId = result.Snapshot?.Id,
-                Sequence = (before?.Sequence ?? 0) + 1,
-                Generation = Math.Max(before?.Generation ?? 0, generation),
-            };
-            SaveIncoming();
+                SaveIncoming(record.Volume);
+            }
         }
     }
 
@@ -484,12 +459,31 @@ public sealed partial class ReplicaReceiver
             headers.Add((member.Volume, pending.Result));
         }
 
-        var snapshots = _pool.SnapshotVolumesTogether(members, $"{request.Group}/{members[0].Name}");
+        var before = headers.Select(h => FindIncoming(h.Volume)).ToList();
+        var committed = new List<IncomingReplicaDto>();
+        var snapshots = _pool.SnapshotVolumesTogether(members, $"{request.Group}/{members[0].Name}", cut =>
+        {
+            // The members' incoming records go in the same commit as their snapshots (ADR 0011).
+            var batch = new ControlBatch();
+            for (var i = 0; i < cut.Count; i++)
+            {
+                var (volume, result) = headers[i];
+                var generation = _pending.TryGetValue(volume, out var pending) ? pending.Generation : 0;
+                var record = NextIncoming(before[i], volume, partner, result.Header.Volume, cut[i], request.Group.Split('/')[0], generation);
+                committed.Add(record);
+                CommitRecords(batch, record, reverse: false);
+            }
+
+            return batch;
+        });
+        foreach (var record in committed)
+        {
+            Committed(record);
+        }
+
         foreach (var (volume, result) in headers)
         {
-            _pending.TryRemove(volume, out var pending);
-            pending ??= new PendingMember(request.Group, result.Header, result, 0);
-            RecordIncoming(volume, partner, result with { Snapshot = snapshots.First(s => s.Volume == volume) }, request.Group.Split('/')[0], pending.Generation);
+            _pending.TryRemove(volume, out _);
             DropScanBase(volume, result.Header);
             ImageChanged(volume);
             Prune(volume);
@@ -566,6 +560,8 @@ public sealed partial class ReplicaReceiver
             // Every few seconds: flush what was applied, then record how far that is, so even a
             // kill -9 of this server lets the sender resume there instead of from the start.
             Guid? snapshotId = null;
+            IncomingReplicaDto? committed = null;
+            var before = FindIncoming(volume);
             var savedAt = Environment.TickCount64;
             void SaveProgress(long applied)
             {
@@ -576,7 +572,7 @@ public sealed partial class ReplicaReceiver
 
                 _pool.GetVolume(volume).Flush();
                 _partial[volume] = new PartialReceiveDto(id, applied);
-                SavePartials();
+                SavePartial(volume);
                 savedAt = Environment.TickCount64;
             }
 
@@ -602,14 +598,17 @@ public sealed partial class ReplicaReceiver
                             // The volume was just made: recorded at once, so whatever happens next
                             // (even a kill -9) it is known as a half-received replica, not someone's data.
                             _partial[volume] = new PartialReceiveDto(header.SnapshotId, 0);
-                            SavePartials();
+                            SavePartial(volume);
                         }
                     },
                     Progress = SaveProgress,
+                    Bookkeeping = (header, snapshot) => CommitRecords(new ControlBatch(), committed = NextIncoming(before, volume, partner, header.Volume, snapshot, null, generation), reverse),
                 }, cancellationToken);
-                if (_partial.TryRemove(volume, out _))
+
+                // A commit deleted the resume record already; a group member's waits for its group.
+                if (_partial.TryRemove(volume, out _) && group is not null)
                 {
-                    SavePartials();
+                    SavePartial(volume);
                 }
 
                 if (reverse && divergedAfter is not null && result.KeptState is null && result.Header.BaseSnapshotId is { } scanBaseId && _pool.FindSnapshotById(volume, scanBaseId) is { } scanBase)
@@ -629,7 +628,7 @@ public sealed partial class ReplicaReceiver
                     return result;
                 }
 
-                RecordIncoming(volume, partner, result, null, generation);
+                Committed(committed!);
                 DropScanBase(volume, result.Header);
                 ImageChanged(volume);
                 Prune(volume);
@@ -647,7 +646,7 @@ public sealed partial class ReplicaReceiver
                 if (ex.AppliedOffset > 0 && id is { } failedId)
                 {
                     _partial[volume] = new PartialReceiveDto(failedId, ex.AppliedOffset);
-                    SavePartials();
+                    SavePartial(volume);
                 }
 
                 throw;
@@ -683,18 +682,6 @@ public sealed partial class ReplicaReceiver
 
     // A fresh transfer starts from the replica's newest complete snapshot: a half-made volume (no
     // snapshot yet) is deleted, a half-applied increment rolled back without keeping it.
-    /// <summary>Writes DATA/incoming.json; the caller holds the lock on it.</summary>
-    private void SaveIncoming() =>
-        AtomicFile.WriteAllText(_incomingPath, System.Text.Json.JsonSerializer.Serialize(_incoming.Values.ToList(), ServerSettings.FileJson) + "\n");
-
-    private void SavePartials()
-    {
-        lock (_partial)
-        {
-            AtomicFile.WriteAllText(_partialPath, System.Text.Json.JsonSerializer.Serialize(_partial.ToDictionary(p => p.Key, p => p.Value), ServerSettings.FileJson) + "\n");
-        }
-    }
-
     /// <summary>
     /// Returns a replica to its newest complete snapshot: a half-applied transfer is rolled back, a
     /// half-made volume (its first transfer broke off, no snapshot yet) deleted. Only what this server
@@ -706,7 +693,7 @@ public sealed partial class ReplicaReceiver
         var had = _partial.TryRemove(volume, out _);
         if (had)
         {
-            SavePartials();
+            SavePartial(volume);
         }
 
         had |= _pending.TryRemove(volume, out _);
