@@ -186,6 +186,35 @@ public sealed class RecordGoldenTests
     }
 
     [Fact]
+    public void LineageCounters_GoldenBytes_AreUnchanged_AndLoadAsWritten()
+    {
+        // [own mapped blocks: i64 BE][blocks overriding the parent: i64 BE] under key C lineage.
+        const string Golden = "0000000000000002" + "0000000000000001";
+        using var temp = new TempPool(16L << 20);
+        var volume = temp.Pool.CreateVolume("v", 1L << 20);
+        volume.Write(0, Block(1), forceUnitAccess: false);
+        volume.Write(5 * 4096, Block(2), forceUnitAccess: false);
+        temp.Pool.CreateSnapshot("v", "s");
+        var view = temp.Pool.CreateView("v@s", "w");
+        view.Write(5 * 4096, Block(3), forceUnitAccess: false); // overrides a parent block
+        view.Write(9 * 4096, Block(4), forceUnitAccess: false); // a block of its own
+        temp.Pool.Flush();
+
+        var stored = Convert.ToHexString(temp.Pool.Meta.Get(Keys.Prefix(Keys.Counters, view.Lineage.Id))!);
+
+        Assert.True(Golden == stored, "actual: " + stored);
+        var reopened = temp.Reopen().GetVolume("w").Lineage;
+        Assert.Equal((2L, 1L), reopened.CountersForVerify());
+
+        static byte[] Block(byte value)
+        {
+            var block = new byte[4096];
+            block.AsSpan().Fill(value);
+            return block;
+        }
+    }
+
+    [Fact]
     public void StoreHeader_GoldenBytes_AreUnchanged()
     {
         const string Golden = "544944454D41524B2D53544F5245000001000000648A7E0B1F3C2A4D9E556A1B2C3D4E5F01000000BA1D4527";
