@@ -99,7 +99,7 @@ public sealed class IscsiTargetCatalog : IDisposable
                 var previous = old?.Definition.Luns.FirstOrDefault(l => l.Lun == lun.Lun);
                 units[lun.Lun] = previous is not null && ReferenceEquals(previous.Device, lun.Device) && previous.ReadOnly == lun.ReadOnly
                     ? old!.Units[lun.Lun]
-                    : new ScsiLogicalUnit(lun.Device, lun.ReadOnly, _unitOptions);
+                    : new ScsiLogicalUnit(lun.Device, lun.ReadOnly, _unitOptions) { CopyScope = new CopyScope(this, definition.Name) };
             }
 
             var target = new IscsiTarget(definition, units.ToFrozenDictionary());
@@ -157,6 +157,31 @@ public sealed class IscsiTargetCatalog : IDisposable
             }
 
             _targets = FrozenDictionary<string, IscsiTarget>.Empty;
+        }
+    }
+
+    /// <summary>
+    /// Copy offload reaches the LUNs of the unit's own target, and of any other target the same
+    /// initiator could log in to with what it already presented: the target admits its name and asks
+    /// for no CHAP, or for the same CHAP credentials. So EXTENDED COPY never reads or writes a unit
+    /// the initiator could not use directly, whatever designator it sends.
+    /// </summary>
+    private sealed class CopyScope(IscsiTargetCatalog catalog, string targetName) : IScsiCopyScope
+    {
+        public IEnumerable<ScsiLogicalUnit> CopyTargets(string initiatorPort)
+        {
+            // The port is "initiator name,i,0xISID" (SPC-4 7.6.4.6, as IscsiConnection builds it).
+            var comma = initiatorPort.IndexOf(",i,", StringComparison.Ordinal);
+            var initiator = comma < 0 ? initiatorPort : initiatorPort[..comma];
+            var targets = Volatile.Read(ref catalog._targets);
+            if (!targets.TryGetValue(targetName, out var own))
+            {
+                return [];
+            }
+
+            return targets.Values
+                .Where(t => t == own || (t.IsAllowed(initiator) && Equals(t.Definition.Chap, own.Definition.Chap)))
+                .SelectMany(t => t.Units.Values);
         }
     }
 

@@ -8,7 +8,7 @@ public sealed partial class ScsiLogicalUnit
     private const int StandardInquiryLengthBytes = 96;
 
     /// <summary>Supported VPD pages, sorted (SPC-4 7.8.14 requires ascending order).</summary>
-    private static ReadOnlySpan<byte> SupportedVpdPages => [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+    private static ReadOnlySpan<byte> SupportedVpdPages => [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
 
     /// <summary>Blocks one UNMAP or WRITE SAME may cover; libiscsi bounds the reported value at 1 Mi blocks.</summary>
     private uint MaxUnmapBlocks => (uint)Math.Clamp(_options.MaxUnmapBytes / BlockBytes, 1, 1 << 20);
@@ -45,6 +45,7 @@ public sealed partial class ScsiLogicalUnit
                 0x00 => WriteSupportedVpdPages(buffer),
                 0x80 => WriteUnitSerialNumber(buffer),
                 0x83 => WriteDeviceIdentification(buffer),
+                0x8F => WriteThirdPartyCopy(buffer),
                 0xB0 => WriteBlockLimits(buffer),
                 0xB1 => WriteBlockDeviceCharacteristics(buffer),
                 0xB2 => WriteLogicalBlockProvisioning(buffer),
@@ -107,15 +108,11 @@ public sealed partial class ScsiLogicalUnit
         b[1] = 0x83;
         var p = 4;
 
-        // NAA IEEE Registered Extended (NAA 6, SPC-4 7.8.6.6.5): 16 bytes derived from the device id.
-        Span<byte> id = stackalloc byte[16];
-        Device.Id.TryWriteBytes(id, bigEndian: true, out _);
         b[p] = 0x01; // code set binary
         b[p + 1] = 0x03; // PIV 0, association LU, designator type NAA
-        b[p + 3] = 16;
-        id.CopyTo(b.Slice(p + 4, 16));
-        b[p + 4] = (byte)(0x60 | (id[0] & 0x0F));
-        p += 20;
+        b[p + 3] = NaaDesignatorBytes;
+        WriteNaaDesignator(b.Slice(p + 4, NaaDesignatorBytes));
+        p += 4 + NaaDesignatorBytes;
 
         // T10 vendor ID based (SPC-4 7.8.6.4): vendor id then the serial number.
         var serial = SerialNumber;
@@ -128,6 +125,15 @@ public sealed partial class ScsiLogicalUnit
 
         BinaryPrimitives.WriteUInt16BigEndian(b[2..], (ushort)(p - 4));
         return p;
+    }
+
+    private const int NaaDesignatorBytes = 16;
+
+    /// <summary>NAA IEEE Registered Extended (NAA 6, SPC-4 7.8.6.6.5): 16 bytes derived from the device id.</summary>
+    private void WriteNaaDesignator(Span<byte> destination)
+    {
+        Device.Id.TryWriteBytes(destination, bigEndian: true, out _);
+        destination[0] = (byte)(0x60 | (destination[0] & 0x0F));
     }
 
     private int WriteBlockLimits(Span<byte> b)

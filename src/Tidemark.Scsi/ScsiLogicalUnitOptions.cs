@@ -32,4 +32,23 @@ public sealed record ScsiLogicalUnitOptions
     /// the initiator asks again from where it ends.
     /// </summary>
     public TimeSpan LbaStatusScanTime { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// EXTENDED COPY: CSCD descriptors per command. A copy names a source and a destination; 16 lets
+    /// an initiator gather several units in one list while the list stays small to walk.
+    /// </summary>
+    public int MaxCopyTargetDescriptors { get; init; } = 16;
+
+    /// <summary>EXTENDED COPY: segment descriptors per command; with <see cref="MaxCopyBytes"/> it bounds one command.</summary>
+    public int MaxCopySegmentDescriptors { get; init; } = 64;
+
+    /// <summary>EXTENDED COPY: MAXIMUM DESCRIPTOR LIST LENGTH (bytes of CSCD and segment descriptors together), so the parameter list is bounded before it is walked.</summary>
+    public int MaxCopyDescriptorListBytes { get; init; } = 4096;
+
+    /// <summary>
+    /// EXTENDED COPY: bytes one command may copy in all its segments, also the MAXIMUM SEGMENT LENGTH
+    /// reported. The copy runs on the connection loop like UNMAP, so it is bounded the same way;
+    /// a hypervisor splits a large clone into many commands (VMware sends 4 MiB by default).
+    /// </summary>
+    public long MaxCopyBytes { get; init; } = 1L << 30;
 }

@@ -29,6 +29,8 @@ public static class ScsiOpcode
     public const byte Reserve10 = 0x56;
     public const byte Release10 = 0x57;
     public const byte ModeSense10 = 0x5A;
+    public const byte ExtendedCopy = 0x83;
+    public const byte ReceiveCopyResults = 0x84;
     public const byte Read16 = 0x88;
     public const byte CompareAndWrite = 0x89;
     public const byte Write16 = 0x8A;
@@ -51,6 +53,13 @@ public static class ScsiOpcode
     public const byte ReadCapacity16ServiceAction = 0x10;
     public const byte GetLbaStatusServiceAction = 0x12;
     public const byte ReportSupportedOperationCodesServiceAction = 0x0C;
+
+    /// <summary>SPC-4 6.4: EXTENDED COPY (LID1) is service action 00h of opcode 83h.</summary>
+    public const byte ExtendedCopyLid1ServiceAction = 0x00;
+
+    /// <summary>SPC-4 6.18: RECEIVE COPY RESULTS service actions (LID1).</summary>
+    public const byte CopyStatusServiceAction = 0x00;
+    public const byte OperatingParametersServiceAction = 0x03;
 
     /// <summary>SBC-4 5.30 SANITIZE service actions.</summary>
     public const byte SanitizeOverwrite = 0x01;

@@ -61,6 +61,28 @@ public readonly record struct SenseData(SenseKey Key, byte AdditionalSenseCode, 
     /// <summary>RFC 7143 11.4.7.2: the iSCSI condition "protocol service CRC error" (a lost or out-of-order Data-Out).</summary>
     public static SenseData ProtocolServiceCrcError => new(SenseKey.AbortedCommand, 0x47, 0x05);
 
+    /// <summary>SPC-4 6.4.3: more CSCD descriptors than RECEIVE COPY RESULTS (OPERATING PARAMETERS) allows.</summary>
+    public static SenseData TooManyTargetDescriptors => new(SenseKey.IllegalRequest, 0x26, 0x06);
+
+    /// <summary>SPC-4 6.4.3: more segment descriptors than the copy manager allows.</summary>
+    public static SenseData TooManySegmentDescriptors => new(SenseKey.IllegalRequest, 0x26, 0x08);
+
+    /// <summary>SPC-4 6.4.5: a CSCD descriptor type code the copy manager does not implement.</summary>
+    public static SenseData UnsupportedTargetDescriptorType => new(SenseKey.IllegalRequest, 0x26, 0x07);
+
+    /// <summary>SPC-4 6.4.6: a segment descriptor type code the copy manager does not implement.</summary>
+    public static SenseData UnsupportedSegmentDescriptorType => new(SenseKey.IllegalRequest, 0x26, 0x09);
+
+    /// <summary>
+    /// SPC-4 6.4: COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE. Used when a segment names a CSCD that
+    /// is not in the list, names a logical unit this initiator cannot reach, or a range that the
+    /// copy source or destination does not have; INFORMATION carries the segment's index.
+    /// </summary>
+    public static SenseData CopyTargetNotReachable(uint segment) => new(SenseKey.CopyAborted, 0x0D, 0x02, segment);
+
+    /// <summary>SPC-4 6.4: COPY ABORTED, THIRD PARTY DEVICE FAILURE: reading or writing a copy target failed mid-segment.</summary>
+    public static SenseData CopyTargetFailure(uint segment) => new(SenseKey.CopyAborted, 0x0D, 0x01, segment);
+
     public static SenseData NoSense => new(SenseKey.NoSense, 0x00, 0x00);
 
     /// <summary>Writes the fixed-format sense; returns the number of bytes written (18, or less if the span is short).</summary>

@@ -76,6 +76,8 @@ public sealed partial class ConformanceTests
     [InlineData("SCSI.WriteSame10.UnmapUntilEnd")]
     [InlineData("SCSI.ModeSense6.Control-SWP")]
     [InlineData("SCSI.Sanitize.*[!t]", "--allow-sanitize")]
+    [InlineData("SCSI.ExtendedCopy.[!L]*")]
+    [InlineData("SCSI.ReceiveCopyResults")]
     public async Task IscsiTestCu_Issue21Family_RunsEveryTestAndPasses(string tests, string? option = null)
     {
         await using var server = IscsiTestServer.WithMemoryDisk(64L << 20, out _);

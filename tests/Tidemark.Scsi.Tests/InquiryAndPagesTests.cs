@@ -37,7 +37,7 @@ public sealed class InquiryAndPagesTests
         var h = new ScsiHarness();
         var result = h.Run([ScsiOpcode.Inquiry, 1, 0x00, 0, 255, 0], dataInBytes: 255);
 
-        Assert.Equal(new byte[] { 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2 }, h.DataIn[4..result.DataInBytes]);
+        Assert.Equal(new byte[] { 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2 }, h.DataIn[4..result.DataInBytes]);
     }
 
     [Fact]

@@ -5,11 +5,11 @@ namespace Tidemark.Scsi.Tests;
 /// <summary>Runs CDBs against a <see cref="ScsiLogicalUnit"/> over a <see cref="MemoryBlockDevice"/>.</summary>
 internal sealed class ScsiHarness
 {
-    public ScsiHarness(long sizeBytes = 16L << 20, int blockBytes = 512, bool readOnly = false, IBlockDevice? device = null, ScsiLogicalUnitOptions? options = null)
+    public ScsiHarness(long sizeBytes = 16L << 20, int blockBytes = 512, bool readOnly = false, IBlockDevice? device = null, ScsiLogicalUnitOptions? options = null, IScsiCopyScope? scope = null)
     {
         Memory = device as MemoryBlockDevice ?? new MemoryBlockDevice(sizeBytes, blockBytes);
         Device = device ?? Memory;
-        Unit = new ScsiLogicalUnit(Device, readOnly, options);
+        Unit = new ScsiLogicalUnit(Device, readOnly, options) { CopyScope = scope };
         Nexus = Unit.OpenNexus();
     }
 

@@ -67,6 +67,8 @@ public sealed partial class IscsiDataTests : IDisposable
     [InlineData("iSCSI.iSCSIdatasn")]
     [InlineData("SCSI.OrWrite")]
     [InlineData("SCSI.Sanitize.*[!t]", "--allow-sanitize")]
+    [InlineData("SCSI.ExtendedCopy")]
+    [InlineData("SCSI.ReceiveCopyResults")]
     public async Task IscsiTestCu_FamilyOnEngineVolume_NoFailures(string family, string? option = null)
     {
         await using var server = await ServerProcess.StartAsync(_temp.Combine("data"));
