@@ -34,13 +34,16 @@ public sealed record PolicyDefinitionRecord(
     int? KeepDaily,
     int? KeepWeekly,
     int? KeepMonthly,
-    bool Enabled = true)
+    bool Enabled = true,
+    IReadOnlyList<string>? Hosts = null,
+    string? Fallback = null)
 {
+    // Hosts and Fallback (ADR 0015) are optional fields: older records read as "no agents" (ADR 0011, no version bump).
     public static PolicyDefinitionRecord From(PolicyRequest r) =>
-        new(r.Name, r.Volume, r.Group, r.Schedule, r.TimeZone, r.ChangedBytes, r.KeepLast, r.KeepHourly, r.KeepDaily, r.KeepWeekly, r.KeepMonthly, r.Enabled);
+        new(r.Name, r.Volume, r.Group, r.Schedule, r.TimeZone, r.ChangedBytes, r.KeepLast, r.KeepHourly, r.KeepDaily, r.KeepWeekly, r.KeepMonthly, r.Enabled, r.Hosts is { Count: > 0 } ? r.Hosts : null, r.Fallback);
 
     public PolicyRequest ToRequest() =>
-        new(Name, Volume, Group, Schedule, TimeZone, ChangedBytes, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Enabled);
+        new(Name, Volume, Group, Schedule, TimeZone, ChangedBytes, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Enabled, Hosts, Fallback);
 }
 
 /// <summary>One thing a policy did, or declined to do, and why.</summary>
