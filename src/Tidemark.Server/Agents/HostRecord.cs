@@ -28,6 +28,7 @@ public sealed record ConsistencyRecord(string Level, string Detail, IReadOnlyLis
     public const string FileSystem = "filesystem";
     public const string Application = "application";
 
-    /// <summary>What the API and `snapshot list` show: "filesystem (db1: /srv/data (ext4))".</summary>
+    /// <summary>What the API and `snapshot list` show: "filesystem (db1: /srv/data (ext4))". Derived, not persisted.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public string Label => $"{Level} ({Detail})";
 }

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Tidemark.Api;
 using Tidemark.Engine.Control;
 
@@ -35,10 +36,11 @@ public sealed record PolicyDefinitionRecord(
     int? KeepWeekly,
     int? KeepMonthly,
     bool Enabled = true,
-    IReadOnlyList<string>? Hosts = null,
-    string? Fallback = null)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Hosts = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Fallback = null)
 {
-    // Hosts and Fallback (ADR 0015) are optional fields: older records read as "no agents" (ADR 0011, no version bump).
+    // Hosts and Fallback (ADR 0015) are optional fields, left out when null so a policy without agents
+    // is stored byte for byte as before: older records read as "no agents" (ADR 0011, no version bump).
     public static PolicyDefinitionRecord From(PolicyRequest r) =>
         new(r.Name, r.Volume, r.Group, r.Schedule, r.TimeZone, r.ChangedBytes, r.KeepLast, r.KeepHourly, r.KeepDaily, r.KeepWeekly, r.KeepMonthly, r.Enabled, r.Hosts is { Count: > 0 } ? r.Hosts : null, r.Fallback);
 
