@@ -159,7 +159,8 @@ public sealed class AgentFreezeTests
 
                     Interlocked.Increment(ref _files);
                 }
-            }) { IsBackground = true, Name = "ext4 writer" };
+            })
+            { IsBackground = true, Name = "ext4 writer" };
             _thread.Start();
         }
 
