@@ -63,9 +63,14 @@ public sealed record SnapshotDto(
     DateTimeOffset? HoldUntil,
     string? HoldReason,
     string? GroupSnapshot,
-    Guid? Id = null);
+    Guid? Id = null,
+    string? Consistency = null);
 
-public sealed record CreateSnapshotRequest(string? Name = null);
+/// <summary>
+/// <see cref="Hosts"/>: agents to quiesce around the cut (ADR 0015); <see cref="Fallback"/> says what
+/// happens when one cannot: "skip" (the default: no snapshot, an error) or "crash" (taken anyway, labelled crash).
+/// </summary>
+public sealed record CreateSnapshotRequest(string? Name = null, IReadOnlyList<string>? Hosts = null, string? Fallback = null);
 
 /// <summary>Without <see cref="Until"/> the hold lasts until released; with it, until that time and no shorter.</summary>
 public sealed record HoldRequest(DateTimeOffset? Until = null, string? Reason = null);

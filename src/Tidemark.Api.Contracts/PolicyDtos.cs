@@ -9,6 +9,8 @@ namespace Tidemark.Api;
 /// <param name="Schedule">"every 15m", "every 2h", "hourly", "hourly at :05", "daily 02:30", "weekly sun 02:30", "cron 0 */4 * * *", or null.</param>
 /// <param name="TimeZone">IANA zone the schedule and the retention buckets are in (default UTC).</param>
 /// <param name="ChangedBytes">Take a snapshot once this many bytes changed since the policy's last one.</param>
+/// <param name="Hosts">Agents (hosts) quiesced around each snapshot (ADR 0015); none: crash-consistent.</param>
+/// <param name="Fallback">When an agent cannot quiesce: "crash" (the default for policies: take it, labelled crash) or "skip".</param>
 public sealed record PolicyRequest(
     string Name,
     string? Volume = null,
@@ -21,7 +23,9 @@ public sealed record PolicyRequest(
     int? KeepDaily = null,
     int? KeepWeekly = null,
     int? KeepMonthly = null,
-    bool Enabled = true);
+    bool Enabled = true,
+    IReadOnlyList<string>? Hosts = null,
+    string? Fallback = null);
 
 /// <summary>One thing a policy did, or declined to do, and why.</summary>
 public sealed record PolicyActivityDto(DateTimeOffset Time, string Action, string? Snapshot, string Message);

@@ -83,6 +83,9 @@ public sealed partial class TidemarkClient : IDisposable
     public Task<SnapshotDto> CreateSnapshotAsync(string volume, string? name = null, CancellationToken ct = default) =>
         PostAsync<SnapshotDto>($"volumes/{Seg(volume)}/snapshots", new CreateSnapshotRequest(name), ct);
 
+    public Task<SnapshotDto> CreateSnapshotAsync(string volume, CreateSnapshotRequest request, CancellationToken ct = default) =>
+        PostAsync<SnapshotDto>($"volumes/{Seg(volume)}/snapshots", request, ct);
+
     public Task<SnapshotDto> GetSnapshotAsync(string address, CancellationToken ct = default) => GetAsync<SnapshotDto>(SnapshotPath(address), ct);
 
     /// <summary>Deletes a snapshot; when freeing its space takes long, follows the job to its end.</summary>
@@ -125,6 +128,9 @@ public sealed partial class TidemarkClient : IDisposable
 
     public Task<IReadOnlyList<SnapshotDto>> SnapshotGroupAsync(string name, string? snapshotName = null, CancellationToken ct = default) =>
         PostAsync<IReadOnlyList<SnapshotDto>>($"groups/{Seg(name)}/snapshots", new CreateSnapshotRequest(snapshotName), ct);
+
+    public Task<IReadOnlyList<SnapshotDto>> SnapshotGroupAsync(string name, CreateSnapshotRequest request, CancellationToken ct = default) =>
+        PostAsync<IReadOnlyList<SnapshotDto>>($"groups/{Seg(name)}/snapshots", request, ct);
 
     // ---- exports ----
 

@@ -17,6 +17,8 @@ root.Add(JobCommands.Create());
 root.Add(PolicyCommands.Create());
 root.Add(PartnerCommands.Create());
 root.Add(ReplicaCommands.Create());
+root.Add(HostCommands.Create());
+root.Add(AgentCommands.Create());
 if (OperatingSystem.IsLinux())
 {
     // Recovery mounts snapshots with nbdfuse, loop devices and mount: a Linux recovery host.

@@ -12,6 +12,7 @@ using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Protocols.Iscsi;
 using Tidemark.Protocols.Nbd;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Api;
 using Tidemark.Server.Capacity;
 using Tidemark.Server.Events;
@@ -268,13 +269,24 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILogger<CapacityManager>>(),
                 data.CapacityPath));
             builder.Services.AddHostedService(sp => sp.GetRequiredService<CapacityManager>());
+            builder.Services.AddSingleton(sp => new HostRegistry(pool, sp.GetRequiredService<TimeProvider>()));
+            builder.Services.AddSingleton(sp => new SnapshotCoordinator(
+                pool,
+                sp.GetRequiredService<HostRegistry>(),
+                identity,
+                sp.GetRequiredService<EventLog>(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
+                sp.GetRequiredService<TimeProvider>()));
             builder.Services.AddSingleton(sp => new PolicyManager(
                 pool,
                 sp.GetRequiredService<EventLog>(),
                 sp.GetRequiredService<ExportRegistry>(),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
-                data.PoliciesPath));
+                data.PoliciesPath)
+            {
+                Agents = sp.GetRequiredService<SnapshotCoordinator>(),
+            });
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
             builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, sp.GetRequiredService<ILogger<ReplicaReceiver>>(), (data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath))
             {
@@ -387,6 +399,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapPolicyApi();
             app.MapStreamApi();
             app.MapReplicaApi();
+            app.MapHostApi();
             app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
             app.MapFallback(RequestLimits.NoEndpointAsync);
 

@@ -1,5 +1,6 @@
 using System.Text;
 using Tidemark.Engine.Control;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Api;
 using Tidemark.Server.Capacity;
 using Tidemark.Server.Jobs;
@@ -157,6 +158,36 @@ public sealed class ControlRecordGoldenTests
         Check(ReplicaReceiver.PromotedKind, """
             C921233A01000100 {"promotedAt":"2026-12-06T05:00:00+00:00"}
             """, new PromotedRecord(At), r => r);
+
+    [Fact]
+    public void PolicyRecordWithAgents_Golden() =>
+        Check(
+            PolicyRecord.Kind,
+            """
+            85BFD92D01000100 {"definition":{"name":"app","volume":null,"group":"db","schedule":"every 15m","timeZone":null,"changedBytes":null,"keepLast":8,"keepHourly":null,"keepDaily":null,"keepWeekly":null,"keepMonthly":null,"enabled":true,"hosts":["db1","db2"],"fallback":"skip"},"nextRun":null,"lastSnapshotAt":null,"snapshots":[],"lastError":null,"activity":[]}
+            """,
+            new PolicyRecord(new PolicyDefinitionRecord("app", null, "db", "every 15m", null, null, 8, null, null, null, null, true, ["db1", "db2"], "skip"), null, null, [], null, []),
+            r => (r.Definition.Name, r.Definition.Group, string.Join(',', r.Definition.Hosts!), r.Definition.Fallback));
+
+    [Fact]
+    public void HostRecord_Golden() =>
+        Check(
+            HostRecord.Kind,
+            """
+            DFD4262301000100 {"name":"db1","address":"10.0.0.5:8420","fingerprint":"2e63581f3ad310ec6d04ce0f6adb96d3a7808722dab1612486486190086013f6","addedAt":"2026-12-06T05:00:00+00:00"}
+            """,
+            new HostRecord("db1", "10.0.0.5:8420", "2e63581f3ad310ec6d04ce0f6adb96d3a7808722dab1612486486190086013f6", At),
+            r => r);
+
+    [Fact]
+    public void ConsistencyRecord_Golden() =>
+        Check(
+            ConsistencyRecord.Kind,
+            """
+            99CA088501000100 {"level":"filesystem","detail":"db1: /srv/data (ext4)","hosts":["db1"],"pausedSeconds":0.125,"at":"2026-12-06T05:00:00+00:00"}
+            """,
+            new ConsistencyRecord("filesystem", "db1: /srv/data (ext4)", ["db1"], 0.125, At),
+            r => (r.Level, r.Detail, string.Join(',', r.Hosts), r.PausedSeconds, r.At));
 
     /// <summary>The sample is the 8-byte envelope in hex, a space, then the record's JSON.</summary>
     private static void Check<T, TValues>(ControlKind<T> kind, string golden, T record, Func<T, TValues> values)

@@ -17,17 +17,18 @@ public static class GroupCommands
 
         var snapshotGroup = new Argument<string>("name") { Description = "group name" };
         var snapshotName = new Option<string?>("--name") { Description = "snapshot name for every member (default: a timestamp)" };
-        var snapshot = new Command("snapshot", "Snapshot every member at one consistent instant") { snapshotGroup, snapshotName };
+        var (consistent, fallback) = SnapshotCommands.ConsistencyOptions();
+        var snapshot = new Command("snapshot", "Snapshot every member at one consistent instant; with --consistent, the hosts' agents quiesce their applications around it") { snapshotGroup, snapshotName, consistent, fallback };
         snapshot.SetClientAction(async (p, client, json, ct) =>
         {
-            var snapshots = await client.SnapshotGroupAsync(p.GetValue(snapshotGroup)!, p.GetValue(snapshotName), ct);
+            var snapshots = await client.SnapshotGroupAsync(p.GetValue(snapshotGroup)!, new CreateSnapshotRequest(p.GetValue(snapshotName), SnapshotCommands.HostsOf(p, consistent), p.GetValue(fallback)), ct);
             if (json)
             {
                 Output.Json(snapshots);
                 return;
             }
 
-            Output.Table(["SNAPSHOT", "CREATED", "SIZE"], snapshots.Select(s => (IReadOnlyList<string>)[s.Address, Output.Time(s.CreatedAt), Output.Size(s.SizeBytes)]));
+            Output.Table(["SNAPSHOT", "CREATED", "SIZE", "CONSISTENCY"], snapshots.Select(s => (IReadOnlyList<string>)[s.Address, Output.Time(s.CreatedAt), Output.Size(s.SizeBytes), s.Consistency ?? "crash"]));
         });
 
         var deleteName = new Argument<string>("name") { Description = "group name" };

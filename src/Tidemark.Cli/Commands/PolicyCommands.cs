@@ -126,10 +126,14 @@ public static class PolicyCommands
 
         public Option<bool> Disabled { get; } = new("--disabled") { Description = "paused: it takes no snapshots until enabled" };
 
+        public Option<string?> Hosts { get; } = new("--hosts") { Description = "hosts whose agents quiesce the application around each snapshot, comma-separated ('host list'); '' for none" };
+
+        public Option<string?> Fallback { get; } = new("--fallback") { Description = "when an agent cannot quiesce: crash (take it, labelled crash; default) or skip" };
+
         public void AddTo(Command command)
         {
             command.Arguments.Add(Name);
-            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly })
+            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback })
             {
                 command.Options.Add(option);
             }
@@ -168,6 +172,8 @@ public static class PolicyCommands
                 KeepDaily = p.GetValue(KeepDaily) ?? d.KeepDaily,
                 KeepWeekly = p.GetValue(KeepWeekly) ?? d.KeepWeekly,
                 KeepMonthly = p.GetValue(KeepMonthly) ?? d.KeepMonthly,
+                Hosts = p.GetValue(Hosts) is { } hosts ? SnapshotCommands.HostList(hosts) : d.Hosts,
+                Fallback = p.GetValue(Fallback) ?? d.Fallback,
             };
         }
     }
@@ -198,6 +204,7 @@ public static class PolicyCommands
             ("target", p.Definition.Volume ?? $"group {p.Definition.Group}"),
             ("schedule", (p.Definition.Schedule ?? "-") + (p.Definition.TimeZone is { } z ? $" ({z})" : "")),
             ("changed-data trigger", p.Definition.ChangedBytes is { } b ? Output.Size(b) : "-"),
+            ("agents", p.Definition.Hosts is { Count: > 0 } h ? $"{string.Join(", ", h)} (fallback {p.Definition.Fallback ?? "crash"})" : "- (crash-consistent)"),
             ("retention", Retention(p.Definition)),
             ("next run", p.NextRun is { } next ? Output.Time(next) : "-"),
             ("last snapshot", p.LastSnapshotAt is { } last ? Output.Time(last) : "-"),

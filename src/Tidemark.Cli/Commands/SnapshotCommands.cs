@@ -10,9 +10,10 @@ public static class SnapshotCommands
     {
         var volume = new Argument<string>("volume") { Description = "volume or view to snapshot" };
         var name = new Option<string?>("--name") { Description = "snapshot name (default: a timestamp)" };
-        var create = new Command("create", "Take a snapshot (instant, whatever the volume's size)") { volume, name };
+        var (consistent, fallback) = ConsistencyOptions();
+        var create = new Command("create", "Take a snapshot (instant, whatever the volume's size); with --consistent, the hosts' agents quiesce their applications around it") { volume, name, consistent, fallback };
         create.SetClientAction(async (p, client, json, ct) =>
-            PrintList([await client.CreateSnapshotAsync(p.GetValue(volume)!, p.GetValue(name), ct)], json, single: true));
+            PrintList([await client.CreateSnapshotAsync(p.GetValue(volume)!, new CreateSnapshotRequest(p.GetValue(name), HostsOf(p, consistent), p.GetValue(fallback)), ct)], json, single: true));
 
         var listVolume = new Argument<string>("volume") { Description = "volume or view" };
         var list = new Command("list", "List a volume's snapshots") { listVolume };
@@ -37,6 +38,7 @@ public static class SnapshotCommands
                 ("size", Output.Size(snapshot.SizeBytes)),
                 ("held", Hold(snapshot)),
                 ("group", snapshot.GroupSnapshot ?? "-"),
+                ("consistency", snapshot.Consistency ?? "crash"),
                 ("unique", Output.Size(usage.UniqueBytes) + " (freed if deleted)"),
                 ("shared", Output.Size(usage.SharedBytes)));
         });
@@ -111,9 +113,20 @@ public static class SnapshotCommands
         }
 
         Output.Table(
-            ["SNAPSHOT", "CREATED", "SIZE", "HELD", "GROUP"],
-            snapshots.Select(s => (IReadOnlyList<string>)[s.Address, Output.Time(s.CreatedAt), Output.Size(s.SizeBytes), Hold(s), s.GroupSnapshot ?? "-"]));
+            ["SNAPSHOT", "CREATED", "SIZE", "HELD", "GROUP", "CONSISTENCY"],
+            snapshots.Select(s => (IReadOnlyList<string>)[s.Address, Output.Time(s.CreatedAt), Output.Size(s.SizeBytes), Hold(s), s.GroupSnapshot ?? "-", s.Consistency ?? "crash"]));
     }
+
+    /// <summary>--consistent HOST[,HOST] and --fallback, shared by `snapshot create` and `group snapshot` (ADR 0015).</summary>
+    public static (Option<string?> Consistent, Option<string?> Fallback) ConsistencyOptions() => (
+        new Option<string?>("--consistent") { Description = "hosts whose agents quiesce the application around the cut, comma-separated ('host list')" },
+        new Option<string?>("--fallback") { Description = "with --consistent, when an agent cannot quiesce: skip (no snapshot, exit 1; default) or crash (take it, labelled crash)" });
+
+    public static IReadOnlyList<string>? HostsOf(ParseResult p, Option<string?> consistent) =>
+        p.GetValue(consistent) is { } hosts ? HostList(hosts) is { Count: > 0 } list ? list : throw new CliException("--consistent needs at least one host name ('tidemark host list')") : null;
+
+    public static IReadOnlyList<string> HostList(string value) =>
+        [.. value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 
     private static async Task PrintDiffAsync(TidemarkClient client, string volume, string from, string? to, int? offset, int? limit, bool json, CancellationToken ct)
     {

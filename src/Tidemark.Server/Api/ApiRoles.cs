@@ -19,6 +19,8 @@ public static class ApiRoles
         "pool.add-store",
         "partner.add",
         "partner.remove",
+        "host.add",
+        "host.remove",
         "replica.delete",
         "replica.promote",
         "replica.reverse",

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Capacity;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
@@ -158,13 +159,33 @@ public static class Endpoints
 
     private static void MapSnapshots(RouteGroupBuilder snapshots)
     {
-        snapshots.MapGet("/", (Pool p, string volume) => TypedResults.Ok(p.ListSnapshots(volume).Select(s => s.ToDto()).ToList()));
-        snapshots.MapPost("/", (Pool p, string volume, CreateSnapshotRequest? request) =>
+        snapshots.MapGet("/", (Pool p, SnapshotCoordinator agents, string volume) =>
         {
-            var snapshot = p.CreateSnapshot(volume, string.IsNullOrEmpty(request?.Name) ? null : request.Name);
-            return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto());
+            var consistency = agents.Consistencies();
+            return TypedResults.Ok(p.ListSnapshots(volume).Select(s => s.ToDto(consistency.GetValueOrDefault(s.Id))).ToList());
+        });
+        snapshots.MapPost("/", async (HttpContext c, Pool p, SnapshotCoordinator agents, string volume, CreateSnapshotRequest? request, CancellationToken ct) =>
+        {
+            var name = string.IsNullOrEmpty(request?.Name) ? null : request.Name;
+            SnapshotInfo snapshot;
+            ConsistencyRecord? consistency = null;
+            if (request?.Hosts is { Count: > 0 } hosts)
+            {
+                var taken = await ConsistentAsync(c, agents, volume, null, name, hosts, request.Fallback, ct);
+                (snapshot, consistency) = (taken.Snapshots[0], taken.Consistency);
+            }
+            else
+            {
+                snapshot = p.CreateSnapshot(volume, name);
+            }
+
+            return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto(consistency));
         }).WithName("snapshot.create");
-        snapshots.MapGet("/{snapshot}", (Pool p, string volume, string snapshot) => TypedResults.Ok(p.GetSnapshot($"{volume}@{snapshot}").ToDto()));
+        snapshots.MapGet("/{snapshot}", (Pool p, SnapshotCoordinator agents, string volume, string snapshot) =>
+        {
+            var found = p.GetSnapshot($"{volume}@{snapshot}");
+            return TypedResults.Ok(found.ToDto(agents.ConsistencyOf(found.Id)));
+        });
         snapshots.MapDelete("/{snapshot}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, string volume, string snapshot, double? wait) =>
         {
             var address = $"{volume}@{snapshot}";
@@ -186,6 +207,15 @@ public static class Endpoints
             var usage = p.GetSnapshotUsage(address);
             return TypedResults.Ok(new SnapshotUsageDto(address, usage.UniqueBytes, usage.SharedBytes));
         });
+    }
+
+    /// <summary>A snapshot with agents quiesced (ADR 0015); a manual one skips by default when an agent cannot quiesce.</summary>
+    private static async Task<(IReadOnlyList<SnapshotInfo> Snapshots, ConsistencyRecord Consistency)> ConsistentAsync(
+        HttpContext c, SnapshotCoordinator agents, string? volume, string? group, string? name, IReadOnlyList<string> hosts, string? fallback, CancellationToken ct)
+    {
+        var result = await agents.TakeAsync(volume, group, name, hosts, SnapshotCoordinator.CheckFallback(fallback, SnapshotCoordinator.FallbackSkip), (string)c.Items[AuditMiddleware.ActorItem]!, ct);
+        c.Items[AuditMiddleware.DetailItem] = $"consistency: {result.Consistency.Label}";
+        return result;
     }
 
     private static void MapViews(RouteGroupBuilder views)
@@ -216,8 +246,17 @@ public static class Endpoints
             p.DeleteGroup(name);
             return TypedResults.NoContent();
         }).WithName("group.delete");
-        groups.MapPost("/{name}/snapshots", (Pool p, string name, CreateSnapshotRequest? request) =>
-            TypedResults.Ok(p.SnapshotGroup(name, string.IsNullOrEmpty(request?.Name) ? null : request.Name).Select(s => s.ToDto()).ToList())).WithName("group.snapshot");
+        groups.MapPost("/{name}/snapshots", async (HttpContext c, Pool p, SnapshotCoordinator agents, string name, CreateSnapshotRequest? request, CancellationToken ct) =>
+        {
+            var snapshotName = string.IsNullOrEmpty(request?.Name) ? null : request.Name;
+            if (request?.Hosts is { Count: > 0 } hosts)
+            {
+                var (snapshots, consistency) = await ConsistentAsync(c, agents, null, name, snapshotName, hosts, request.Fallback, ct);
+                return TypedResults.Ok(snapshots.Select(s => s.ToDto(consistency)).ToList());
+            }
+
+            return TypedResults.Ok(p.SnapshotGroup(name, snapshotName).Select(s => s.ToDto()).ToList());
+        }).WithName("group.snapshot");
     }
 
     private static void MapExports(RouteGroupBuilder exports)

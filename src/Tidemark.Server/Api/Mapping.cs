@@ -41,6 +41,10 @@ public static class Mapping
         s.GroupSnapshot,
         s.Id);
 
+    /// <summary>With its consistency (ADR 0015): a snapshot nothing was quiesced for is crash-consistent.</summary>
+    public static SnapshotDto ToDto(this SnapshotInfo s, Agents.ConsistencyRecord? consistency) =>
+        s.ToDto() with { Consistency = consistency?.Label ?? Agents.ConsistencyRecord.Crash };
+
     public static GroupDto ToDto(this GroupInfo g) => new(g.Name, g.Volumes, g.CreatedAt);
 
     public static VerifyDto ToDto(this VerifyReport r) =>

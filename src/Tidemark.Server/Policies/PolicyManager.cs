@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Events;
 
 namespace Tidemark.Server.Policies;
@@ -44,6 +45,9 @@ public sealed partial class PolicyManager : PeriodicService
 
     /// <summary>Other components that need a snapshot kept (replication: the newest common snapshot). Returns a reason, or null.</summary>
     public Func<string, string?> IsProtected { get; set; } = _ => null;
+
+    /// <summary>Quiesces the policy's hosts around its snapshots (ADR 0015); null: no agents (tests of policies alone).</summary>
+    public SnapshotCoordinator? Agents { get; init; }
 
     /// <summary>When a policy last snapshotted this volume or group (a replica may follow policy snapshots), or null.</summary>
     public DateTimeOffset? LastSnapshotOf(string target)
@@ -143,6 +147,19 @@ public sealed partial class PolicyManager : PeriodicService
         }
     }
 
+    /// <summary>Refuses to remove a host that a policy quiesces, naming the policy.</summary>
+    public void ThrowIfHostUsed(string host)
+    {
+        lock (_lock)
+        {
+            var names = _policies.Values.Where(p => p.Definition.Hosts?.Contains(host, StringComparer.Ordinal) == true).Select(p => p.Definition.Name).ToList();
+            if (names.Count > 0)
+            {
+                throw new StorageException(StorageError.HasDependents, $"policies {string.Join(", ", names)} quiesce host {host}; change them first ('tidemark policy update NAME --hosts ...')");
+            }
+        }
+    }
+
     /// <summary>Takes a snapshot for the policy now and applies its retention, whatever its schedule says.</summary>
     public PolicyDto RunNow(string name)
     {
@@ -228,7 +245,14 @@ public sealed partial class PolicyManager : PeriodicService
             name = $"{d.Name}-{now.UtcDateTime:yyyyMMdd-HHmmss}-{i}";
         }
 
-        if (d.Group is { } group)
+        if (d.Hosts is { Count: > 0 } hosts && Agents is not null)
+        {
+            // A background tick: waiting here holds other policies for at most the agents' call timeouts.
+            var (_, consistency) = Agents.TakeAsync(d.Volume, d.Group, name, hosts, SnapshotCoordinator.CheckFallback(d.Fallback, SnapshotCoordinator.FallbackCrash), $"policy:{d.Name}", CancellationToken.None)
+                .GetAwaiter().GetResult();
+            reason += $"; consistency: {consistency.Label}";
+        }
+        else if (d.Group is { } group)
         {
             _pool.SnapshotGroup(group, name);
         }
@@ -429,6 +453,12 @@ public sealed partial class PolicyManager : PeriodicService
             throw new StorageException(StorageError.NotFound, $"no group {r.Group}; 'tidemark group list' shows them");
         }
 
+        if (r.Hosts is { Count: > 0 } hosts)
+        {
+            _ = Agents?.CheckHosts(hosts);
+        }
+
+        _ = SnapshotCoordinator.CheckFallback(r.Fallback, SnapshotCoordinator.FallbackCrash);
         if (r.Schedule is null && r.ChangedBytes is null)
         {
             throw new StorageException(StorageError.InvalidArgument, "a policy needs a schedule (e.g. 'every 15m', 'daily 02:30') or a changed-data trigger (e.g. 512M), or both");

@@ -1,0 +1,107 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Tidemark.Agent;
+
+/// <summary>
+/// The agent's configuration, AGENTDIR/agent.json (written by `tidemark agent pair`, edited by people):
+/// where it listens, how long a quiesce may last before it resumes by itself, which servers may call
+/// it (pinned certificate fingerprints), and which local mount points sit on which Tidemark volumes.
+/// </summary>
+public sealed record AgentConfig
+{
+    public const string FileName = "agent.json";
+
+    /// <summary>A few seconds: long enough for a group cut on a loaded server, short enough that an application never waits on a dead link for long.</summary>
+    public const double DefaultDeadlineSeconds = 10;
+
+    /// <summary>An application frozen for minutes is an outage, not a snapshot.</summary>
+    public const double MaxDeadlineSeconds = 300;
+
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    /// <summary>The host's name as the server will know it (default: the machine name).</summary>
+    public string? Name { get; init; }
+
+    public string Listen { get; init; } = "0.0.0.0:8420";
+
+    public double DeadlineSeconds { get; init; } = DefaultDeadlineSeconds;
+
+    public IReadOnlyList<AgentServerEntry> Servers { get; init; } = [];
+
+    public IReadOnlyList<AgentMountEntry> Mounts { get; init; } = [];
+
+    public string HostName => string.IsNullOrEmpty(Name) ? Environment.MachineName : Name;
+
+    public static string PathIn(string directory) => Path.Combine(directory, FileName);
+
+    public static AgentConfig Load(string directory)
+    {
+        var path = PathIn(directory);
+        if (!File.Exists(path))
+        {
+            return new AgentConfig();
+        }
+
+        try
+        {
+            var config = JsonSerializer.Deserialize<AgentConfig>(File.ReadAllText(path), Json) ?? new AgentConfig();
+            config.Validate(path);
+            return config;
+        }
+        catch (JsonException ex)
+        {
+            throw new ArgumentException($"{path} is not a valid agent configuration ({ex.Message}); fix it or run 'tidemark agent pair' again", ex);
+        }
+    }
+
+    public void Save(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var path = PathIn(directory);
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, JsonSerializer.Serialize(this, Json) + "\n", Encoding.UTF8);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    public void Validate(string where)
+    {
+        if (DeadlineSeconds is <= 0 or > MaxDeadlineSeconds || double.IsNaN(DeadlineSeconds))
+        {
+            throw new ArgumentException($"{where}: deadlineSeconds must be more than 0 and at most {MaxDeadlineSeconds}, not {DeadlineSeconds}");
+        }
+
+        _ = ParseListen(Listen, where);
+        foreach (var mount in Mounts)
+        {
+            if (!Path.IsPathRooted(mount.Path) || string.IsNullOrWhiteSpace(mount.Volume))
+            {
+                throw new ArgumentException($"{where}: a mount needs an absolute path and a volume name, not '{mount.Path}' = '{mount.Volume}'");
+            }
+        }
+
+        foreach (var server in Servers)
+        {
+            if (server.Fingerprint.Length != 64 || !server.Fingerprint.All(Uri.IsHexDigit))
+            {
+                throw new ArgumentException($"{where}: '{server.Fingerprint}' is not a certificate fingerprint (64 hex digits, from 'tidemark partner identity' on the server)");
+            }
+        }
+    }
+
+    public static System.Net.IPEndPoint ParseListen(string value, string where) =>
+        System.Net.IPEndPoint.TryParse(value, out var endpoint) && value.Contains(':', StringComparison.Ordinal)
+            ? endpoint
+            : throw new ArgumentException($"{where}: listen must be ADDRESS:PORT (e.g. 0.0.0.0:8420), not '{value}'");
+}
+
+/// <summary>A server allowed to call this agent, pinned by the SHA-256 fingerprint of its identity certificate.</summary>
+public sealed record AgentServerEntry(string Fingerprint, DateTimeOffset PairedAt);
+
+/// <summary>A mount point and the Tidemark volume under it.</summary>
+public sealed record AgentMountEntry(string Path, string Volume);

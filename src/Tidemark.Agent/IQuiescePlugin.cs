@@ -1,0 +1,28 @@
+namespace Tidemark.Agent;
+
+/// <summary>
+/// One kind of application the agent can quiesce (file systems, PostgreSQL, scripts...). A plugin
+/// quiesces what of its kind sits on the volumes about to be cut, or returns null when nothing does.
+/// A plugin that fails must leave nothing quiesced behind it.
+/// </summary>
+public interface IQuiescePlugin
+{
+    string Name { get; }
+
+    Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct);
+}
+
+/// <summary>
+/// What one plugin quiesced. <see cref="ResumeAsync"/> must be safe to call exactly once from any
+/// thread, and must not throw for what is already resumed: the deadline and the server's call race.
+/// </summary>
+public interface IQuiesced
+{
+    /// <summary>"filesystem" or "application".</summary>
+    string Consistency { get; }
+
+    /// <summary>What was quiesced, for the snapshot's label: "/srv/data (ext4)".</summary>
+    IReadOnlyList<string> Items { get; }
+
+    Task ResumeAsync();
+}

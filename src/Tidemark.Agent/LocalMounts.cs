@@ -1,0 +1,107 @@
+using Tidemark.Api;
+
+namespace Tidemark.Agent;
+
+/// <summary>
+/// The host's mounts, read from /proc/self/mountinfo (cheap: one small file), joined with the
+/// volumes the config declares. A loop device's backing file comes from /sys/block/loopN/loop, which
+/// is how a volume attached through nbdfuse shows; the volume itself cannot be known from that
+/// without asking nbdfuse, so the config's declaration is what maps a mount to a volume.
+/// </summary>
+public static class LocalMounts
+{
+    /// <summary>The file systems FIFREEZE is known to work on (the kernel's freeze_fs implementations that matter here).</summary>
+    public static readonly IReadOnlySet<string> Freezable = new HashSet<string>(StringComparer.Ordinal) { "ext4", "ext3", "xfs", "btrfs" };
+
+    public static IReadOnlyList<AgentMountDto> List(AgentConfig config, string mountInfoPath = "/proc/self/mountinfo")
+    {
+        var declared = config.Mounts.ToDictionary(m => Normalize(m.Path), m => m.Volume, StringComparer.Ordinal);
+        var result = new List<AgentMountDto>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (path, fileSystem, source) in Read(mountInfoPath))
+        {
+            var isDeclared = declared.TryGetValue(path, out var volume);
+            if (!Freezable.Contains(fileSystem) && !isDeclared)
+            {
+                continue; // proc, tmpfs, overlay...: nothing an agent would quiesce
+            }
+
+            seen.Add(path);
+            result.Add(new AgentMountDto(path, fileSystem, source, volume, BackingFile(source), Freezable.Contains(fileSystem)));
+        }
+
+        // Declared but not mounted now: shown, so a typo or a missing mount is visible in 'host status'.
+        foreach (var (path, volume) in declared.Where(d => !seen.Contains(d.Key)))
+        {
+            result.Add(new AgentMountDto(path, "(not mounted)", "", volume, null, false));
+        }
+
+        return result;
+    }
+
+    public static string Normalize(string path) => path.Length > 1 ? path.TrimEnd('/') : path;
+
+    private static IEnumerable<(string Path, string FileSystem, string Source)> Read(string mountInfoPath)
+    {
+        // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+        foreach (var line in File.ReadLines(mountInfoPath))
+        {
+            var fields = line.Split(' ');
+            var dash = Array.IndexOf(fields, "-");
+            if (fields.Length < 5 || dash < 0 || dash + 2 >= fields.Length)
+            {
+                continue;
+            }
+
+            yield return (Unescape(fields[4]), fields[dash + 1], Unescape(fields[dash + 2]));
+        }
+    }
+
+    /// <summary>mountinfo escapes space, tab, newline and backslash as \ooo (octal).</summary>
+    private static string Unescape(string value)
+    {
+        if (!value.Contains('\\', StringComparison.Ordinal))
+        {
+            return value;
+        }
+
+        var builder = new System.Text.StringBuilder(value.Length);
+        for (var i = 0; i < value.Length; i++)
+        {
+            if (value[i] == '\\' && IsOctal(value, i + 1))
+            {
+                builder.Append((char)Convert.ToInt32(value.Substring(i + 1, 3), 8));
+                i += 3;
+            }
+            else
+            {
+                builder.Append(value[i]);
+            }
+        }
+
+        return builder.ToString();
+    }
+
+    private static readonly System.Buffers.SearchValues<char> _octal = System.Buffers.SearchValues.Create("01234567");
+
+    private static bool IsOctal(string value, int start) =>
+        start + 3 <= value.Length && value.AsSpan(start, 3).IndexOfAnyExcept(_octal) < 0;
+
+    private static string? BackingFile(string source)
+    {
+        if (!source.StartsWith("/dev/loop", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var file = Path.Combine("/sys/block", Path.GetFileName(source), "loop", "backing_file");
+        try
+        {
+            return File.Exists(file) ? File.ReadAllText(file).Trim() : null;
+        }
+        catch (IOException)
+        {
+            return null; // the loop device went away meanwhile
+        }
+    }
+}

@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+
+namespace Tidemark.Agent;
+
+/// <summary>
+/// The one open quiesce at a time and its deadline (ADR 0015). A quiesce asks every plugin in turn;
+/// if one fails, those already quiesced resume before the failure is answered. Once quiesced, a timer
+/// resumes everything at the deadline whether or not the server calls back: an application never
+/// stays frozen because a server or a link died. A resume after the deadline answers
+/// <see cref="ResumeResultDto.Expired"/>, so the server labels its snapshot crash-consistent.
+/// </summary>
+public sealed class QuiesceSessions : IDisposable
+{
+    private readonly IReadOnlyList<IQuiescePlugin> _plugins;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly TimeSpan _defaultDeadline;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private Session? _open;
+    private AgentSessionDto? _last;
+
+    public QuiesceSessions(IReadOnlyList<IQuiescePlugin> plugins, TimeSpan defaultDeadline, TimeProvider time, ILogger logger)
+    {
+        _plugins = plugins;
+        _defaultDeadline = defaultDeadline;
+        _time = time;
+        _logger = logger;
+    }
+
+    public TimeSpan DefaultDeadline => _defaultDeadline;
+
+    public IReadOnlyList<AgentSessionDto> Open => _open is { } s ? [s.ToDto()] : [];
+
+    public AgentSessionDto? Last => _last;
+
+    public async Task<QuiesceResultDto> QuiesceAsync(QuiesceRequest request, CancellationToken ct)
+    {
+        if (request.Volumes is not { Count: > 0 } || request.Volumes.Count > 256 || request.Volumes.Any(v => string.IsNullOrEmpty(v) || v.Length > 256))
+        {
+            throw new StorageException(StorageError.InvalidArgument, "a quiesce names the volumes about to be cut (1-256 names)");
+        }
+
+        var deadline = request.DeadlineSeconds is { } seconds
+            ? seconds is > 0 and <= AgentConfig.MaxDeadlineSeconds ? TimeSpan.FromSeconds(seconds) : throw new StorageException(StorageError.InvalidArgument, $"deadlineSeconds must be more than 0 and at most {AgentConfig.MaxDeadlineSeconds}, not {seconds}")
+            : _defaultDeadline;
+        if (!await _gate.WaitAsync(TimeSpan.Zero, ct))
+        {
+            throw Busy();
+        }
+
+        try
+        {
+            if (_open is not null)
+            {
+                throw Busy();
+            }
+
+            var volumes = request.Volumes.ToHashSet(StringComparer.Ordinal);
+            var started = Stopwatch.GetTimestamp();
+            var parts = new List<IQuiesced>();
+            try
+            {
+                foreach (var plugin in _plugins)
+                {
+                    if (await plugin.QuiesceAsync(volumes, ct) is { } part)
+                    {
+                        parts.Add(part);
+                    }
+                }
+            }
+            catch
+            {
+                await ResumeAllAsync(parts);
+                throw;
+            }
+
+            if (parts.Count == 0)
+            {
+                throw new StorageException(StorageError.NotFound, $"nothing on this host sits on {string.Join(", ", volumes.Order(StringComparer.Ordinal))}; declare the mount in the agent's config ('tidemark agent pair --mount PATH=VOLUME') or leave this host out of the snapshot");
+            }
+
+            var now = _time.GetUtcNow();
+            var session = new Session(Guid.NewGuid().ToString("N"), parts, now, now + deadline, started);
+            session.Timer = _time.CreateTimer(_ => _ = ExpireAsync(session), null, deadline, Timeout.InfiniteTimeSpan);
+            _open = session;
+            var consistency = parts.Any(p => p.Consistency == "application") ? "application" : "filesystem";
+            var items = parts.SelectMany(p => p.Items).ToList();
+            _logger.LogInformation("Quiesced {Items} (session {Session}); resumes by itself at {Deadline:O}", string.Join(", ", items), session.Id, session.ResumeBy);
+            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public async Task<ResumeResultDto> ResumeAsync(string id)
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            if (_open is { } open && open.Id == id)
+            {
+                await EndAsync(open, expired: false);
+                return new ResumeResultDto(id, false, open.PausedSeconds, open.Items);
+            }
+
+            if (_last is { } last && last.Id == id)
+            {
+                // The deadline came first (or a repeated call): say so, it decides the snapshot's label.
+                return new ResumeResultDto(id, last.State == "expired", last.PausedSeconds ?? 0, last.Quiesced);
+            }
+
+            throw new StorageException(StorageError.NotFound, $"no quiesce session {id} on this agent (it may have restarted, which resumes everything)");
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task ExpireAsync(Session session)
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            if (_open == session)
+            {
+                _logger.LogWarning("The server did not resume session {Session} within its deadline ({Deadline:O}): resumed {Items} by itself", session.Id, session.ResumeBy, string.Join(", ", session.Items));
+                await EndAsync(session, expired: true);
+            }
+        }
+        catch (Exception ex)
+        {
+            _logger.LogError(ex, "Resuming session {Session} at its deadline failed; check the mounts ('fsfreeze -u PATH')", session.Id);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task EndAsync(Session session, bool expired)
+    {
+        session.Timer?.Dispose();
+        _open = null;
+        try
+        {
+            await ResumeAllAsync(session.Parts);
+        }
+        finally
+        {
+            session.State = expired ? "expired" : "resumed";
+            session.EndedAt = _time.GetUtcNow();
+            session.PausedSeconds = Stopwatch.GetElapsedTime(session.Started).TotalSeconds;
+            _last = session.ToDto();
+        }
+    }
+
+    /// <summary>Resumes in reverse order of quiescing (the application before the file system under it was frozen last).</summary>
+    private static async Task ResumeAllAsync(List<IQuiesced> parts)
+    {
+        List<Exception>? failures = null;
+        for (var i = parts.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                await parts[i].ResumeAsync();
+            }
+            catch (Exception ex)
+            {
+                (failures ??= []).Add(ex);
+            }
+        }
+
+        if (failures is not null)
+        {
+            throw new StorageException(StorageError.IoError, "resuming failed: " + string.Join("; ", failures.Select(f => f.Message)));
+        }
+    }
+
+    private StorageException Busy() =>
+        new(StorageError.Busy, _open is { } open
+            ? $"another quiesce is open (session {open.Id}, resumes by {open.ResumeBy:O}); one snapshot at a time per host"
+            : "another quiesce is starting; one snapshot at a time per host");
+
+    /// <summary>At shutdown nothing may stay quiesced.</summary>
+    public void Dispose()
+    {
+        if (_open is { } open)
+        {
+            open.Timer?.Dispose();
+            _open = null;
+            ResumeAllAsync(open.Parts).GetAwaiter().GetResult();
+        }
+
+        _gate.Dispose();
+    }
+
+    private sealed class Session(string id, List<IQuiesced> parts, DateTimeOffset startedAt, DateTimeOffset resumeBy, long started)
+    {
+        public string Id { get; } = id;
+
+        public List<IQuiesced> Parts { get; } = parts;
+
+        public IReadOnlyList<string> Items { get; } = [.. parts.SelectMany(p => p.Items)];
+
+        public DateTimeOffset StartedAt { get; } = startedAt;
+
+        public DateTimeOffset ResumeBy { get; } = resumeBy;
+
+        public long Started { get; } = started;
+
+        public ITimer? Timer { get; set; }
+
+        public string State { get; set; } = "quiesced";
+
+        public DateTimeOffset? EndedAt { get; set; }
+
+        public double PausedSeconds { get; set; }
+
+        public AgentSessionDto ToDto() => new(Id, State, StartedAt, ResumeBy, Items, EndedAt, EndedAt is null ? null : PausedSeconds);
+    }
+}

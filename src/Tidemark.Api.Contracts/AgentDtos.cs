@@ -1,0 +1,62 @@
+namespace Tidemark.Api;
+
+/// <summary>An application host whose agent this server calls around snapshots (ADR 0015), pinned by its certificate fingerprint.</summary>
+public sealed record HostDto(string Name, string Address, string Fingerprint, DateTimeOffset AddedAt);
+
+/// <summary><see cref="Address"/>: the agent's listener (host:port); <see cref="Fingerprint"/>: what `tidemark agent pair` printed there.</summary>
+public sealed record AddHostRequest(string Name, string Address, string Fingerprint);
+
+/// <summary>What a host's agent said when asked: its status and its mounts.</summary>
+public sealed record HostStatusDto(string Name, AgentStatusDto Status, IReadOnlyList<AgentMountDto> Mounts);
+
+// ---- the agent's own API (/agent/v1, mutual TLS; the server is its only client) ----
+
+/// <summary>
+/// An agent's state. <see cref="Sessions"/>: quiesce sessions open now (normally none: a snapshot
+/// holds one for well under a second).
+/// </summary>
+public sealed record AgentStatusDto(
+    string Name,
+    string Fingerprint,
+    string Version,
+    double DeadlineSeconds,
+    IReadOnlyList<AgentSessionDto> Sessions,
+    AgentSessionDto? LastSession);
+
+/// <summary>
+/// One quiesce: what it froze, until when at the latest, and how it ended. <see cref="State"/>:
+/// "quiesced", "resumed" (by the server), "expired" (resumed by the agent at its deadline).
+/// </summary>
+public sealed record AgentSessionDto(
+    string Id,
+    string State,
+    DateTimeOffset StartedAt,
+    DateTimeOffset ResumeBy,
+    IReadOnlyList<string> Quiesced,
+    DateTimeOffset? EndedAt = null,
+    double? PausedSeconds = null);
+
+/// <summary>
+/// A local mount the agent can quiesce. <see cref="Volume"/> is the Tidemark volume under it, when
+/// declared in the agent's config; <see cref="BackingFile"/> is the file under a loop device (how an
+/// nbdfuse attachment shows), found in /sys.
+/// </summary>
+public sealed record AgentMountDto(string Path, string FileSystem, string Source, string? Volume, string? BackingFile, bool Freezable);
+
+/// <summary><see cref="Volumes"/>: the volumes about to be cut; the agent quiesces what sits on them and refuses when nothing does.</summary>
+public sealed record QuiesceRequest(IReadOnlyList<string> Volumes, double? DeadlineSeconds = null);
+
+/// <summary>
+/// A successful quiesce. <see cref="Consistency"/>: "filesystem" or "application"; <see cref="Detail"/>
+/// names what (e.g. "/srv/data (ext4)").
+/// <see cref="DeadlineSeconds"/> is how long after quiescing (so after receiving the request) the agent resumes by itself:
+/// the server, timing from before it sent the request, knows a cut finished within it was quiesced.
+/// </summary>
+public sealed record QuiesceResultDto(string Session, string Consistency, string Detail, IReadOnlyList<string> Quiesced, DateTimeOffset ResumeBy, double DeadlineSeconds);
+
+/// <summary>
+/// A resume. <see cref="Expired"/>: the agent had already resumed by itself at its deadline, so the
+/// application ran on before the server called back and the snapshot may postdate that: the server
+/// labels it crash-consistent.
+/// </summary>
+public sealed record ResumeResultDto(string Session, bool Expired, double PausedSeconds, IReadOnlyList<string> Resumed);

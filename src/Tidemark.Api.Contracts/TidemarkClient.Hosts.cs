@@ -1,0 +1,15 @@
+namespace Tidemark.Api;
+
+public sealed partial class TidemarkClient
+{
+    // ---- hosts (agents, ADR 0015) ----
+
+    public Task<IReadOnlyList<HostDto>> ListHostsAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<HostDto>>("hosts", ct);
+
+    public Task<HostDto> AddHostAsync(AddHostRequest request, CancellationToken ct = default) => PostAsync<HostDto>("hosts", request, ct);
+
+    public Task RemoveHostAsync(string name, CancellationToken ct = default) => DeleteAsync($"hosts/{Seg(name)}", ct);
+
+    /// <summary>Asks the host's agent, through the server, for its status and mounts.</summary>
+    public Task<HostStatusDto> GetHostStatusAsync(string name, CancellationToken ct = default) => GetAsync<HostStatusDto>($"hosts/{Seg(name)}/status", ct);
+}

@@ -1,0 +1,115 @@
+using System.CommandLine;
+using Tidemark.Agent;
+
+namespace Tidemark.Cli.Commands;
+
+/// <summary>
+/// `tidemark agent`: the agent on an application host (ADR 0015). Not an API client: it never holds
+/// the server's token; the server calls it over mutual TLS.
+/// </summary>
+public static class AgentCommands
+{
+    public const string DefaultDirectory = "/var/lib/tidemark-agent";
+
+    public static Command Create()
+    {
+        var dir = new Option<string?>("--agent-dir") { Description = $"the agent's directory: agent.json and its identity [default $TIDEMARK_AGENT_DIR or {DefaultDirectory}]" };
+
+        var serverFingerprint = new Option<string>("--server-fingerprint") { Description = "the server's fingerprint ('tidemark partner identity' on the server)", Required = true };
+        var listen = new Option<string?>("--listen") { Description = "address the agent listens on, IP:PORT [default 0.0.0.0:8420]" };
+        var mounts = new Option<string[]>("--mount") { Description = "a mount point and the volume under it, PATH=VOLUME (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var deadline = new Option<double?>("--deadline") { Description = $"seconds after a quiesce the agent resumes by itself if the server does not [default {AgentConfig.DefaultDeadlineSeconds}]" };
+        var name = new Option<string?>("--name") { Description = "the host's name [default: the machine name]" };
+        var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name };
+        pair.SetAction(parse => Run(() =>
+        {
+            var directory = Directory(parse.GetValue(dir));
+            var config = AgentConfig.Load(directory);
+            var fingerprint = parse.GetValue(serverFingerprint)!.Replace(":", "", StringComparison.Ordinal).ToLowerInvariant();
+            var declared = config.Mounts.ToList();
+            foreach (var m in parse.GetValue(mounts) ?? [])
+            {
+                var eq = m.IndexOf('=', StringComparison.Ordinal);
+                if (eq <= 0 || eq == m.Length - 1)
+                {
+                    throw new CliException($"--mount takes PATH=VOLUME, not '{m}'");
+                }
+
+                var path = LocalMounts.Normalize(m[..eq]);
+                declared.RemoveAll(d => d.Path == path);
+                declared.Add(new AgentMountEntry(path, m[(eq + 1)..]));
+            }
+
+            config = config with
+            {
+                Name = parse.GetValue(name) ?? config.Name,
+                Listen = parse.GetValue(listen) ?? config.Listen,
+                DeadlineSeconds = parse.GetValue(deadline) ?? config.DeadlineSeconds,
+                Servers = config.Servers.Any(s => s.Fingerprint == fingerprint) ? config.Servers : [.. config.Servers, new AgentServerEntry(fingerprint, DateTimeOffset.UtcNow)],
+                Mounts = declared,
+            };
+            config.Validate("the options");
+            config.Save(directory);
+            using var identity = AgentIdentity.LoadOrCreate(directory);
+            Output.Fields(("agent", config.HostName), ("fingerprint", identity.Fingerprint), ("listen", config.Listen), ("config", AgentConfig.PathIn(directory)));
+            Console.WriteLine();
+            Console.WriteLine($"on the server: tidemark host add {config.HostName} ADDRESS:{AgentConfig.ParseListen(config.Listen, "listen").Port} --fingerprint {identity.Fingerprint}");
+        }));
+
+        var identityCommand = new Command("identity", "Show this agent's fingerprint (for 'tidemark host add' on the server)") { dir };
+        identityCommand.SetAction(parse => Run(() =>
+        {
+            using var identity = AgentIdentity.LoadOrCreate(Directory(parse.GetValue(dir)));
+            Output.Fields(("fingerprint", identity.Fingerprint));
+        }));
+
+        var runListen = new Option<string?>("--listen") { Description = "override the config's listen address, IP:PORT (port 0: any free port)" };
+        var run = new Command("run", "Run the agent: it answers the paired server's quiesce and resume calls and resumes by itself at its deadline") { dir, runListen };
+        run.SetAction(async (parse, ct) =>
+        {
+            AgentHost host;
+            try
+            {
+                host = await AgentHost.StartAsync(Directory(parse.GetValue(dir)), parse.GetValue(runListen), ct);
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"error: cannot start the agent: {ex.Message}");
+                return CommandRunner.BadInput;
+            }
+
+            await using (host)
+            {
+                // A line for scripts and tests: where it listens, now that a port 0 is bound.
+                Console.WriteLine($"agent listening on {host.Endpoint} fingerprint {host.Identity.Fingerprint}");
+                await host.WaitForShutdownAsync(CancellationToken.None);
+            }
+
+            return 0;
+        });
+
+        return new Command("agent", "The agent on an application host: quiesces applications around snapshots when the server asks") { run, pair, identityCommand };
+    }
+
+    private static string Directory(string? given) =>
+        given ?? Environment.GetEnvironmentVariable("TIDEMARK_AGENT_DIR") ?? DefaultDirectory;
+
+    private static int Run(Action action)
+    {
+        try
+        {
+            action();
+            return 0;
+        }
+        catch (CliException ex)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return CommandRunner.BadInput;
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return CommandRunner.BadInput;
+        }
+    }
+}

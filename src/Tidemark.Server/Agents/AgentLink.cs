@@ -1,0 +1,61 @@
+using System.Net.Http.Json;
+using Tidemark.Api;
+using Tidemark.Server.Replication;
+
+namespace Tidemark.Server.Agents;
+
+/// <summary>
+/// Calls one host's agent over HTTPS (TLS 1.3): the server presents its identity certificate and
+/// accepts only the host's pinned one, the same link a partner gets (<see cref="PartnerLink"/>).
+/// </summary>
+public sealed class AgentLink : IDisposable
+{
+    public const string PathPrefix = "agent/v1/";
+
+    private readonly HttpClient _http;
+    private readonly HostRecord _host;
+
+    public AgentLink(ServerIdentity identity, HostRecord host, TimeSpan timeout)
+    {
+        _host = host;
+        _http = PartnerLink.Create(identity, new PartnerDto(host.Name, host.Address, host.Fingerprint, host.AddedAt), timeout);
+    }
+
+    public string Host => _host.Name;
+
+    public Task<AgentStatusDto> StatusAsync(CancellationToken ct) => SendAsync<AgentStatusDto>(HttpMethod.Get, "status", null, ct);
+
+    public Task<IReadOnlyList<AgentMountDto>> MountsAsync(CancellationToken ct) => SendAsync<IReadOnlyList<AgentMountDto>>(HttpMethod.Get, "mounts", null, ct);
+
+    public Task<QuiesceResultDto> QuiesceAsync(QuiesceRequest request, CancellationToken ct) => SendAsync<QuiesceResultDto>(HttpMethod.Post, "quiesce", request, ct);
+
+    public Task<ResumeResultDto> ResumeAsync(string session, CancellationToken ct) =>
+        SendAsync<ResumeResultDto>(HttpMethod.Post, $"sessions/{Uri.EscapeDataString(session)}/resume", null, ct);
+
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)
+    {
+        try
+        {
+            using var request = new HttpRequestMessage(method, PathPrefix + path);
+            if (body is not null)
+            {
+                request.Content = JsonContent.Create(body, options: ApiJson.Options);
+            }
+
+            using var response = await _http.SendAsync(request, ct);
+            await PartnerLink.EnsureSuccessAsync(response, $"agent {_host.Name}", ct);
+            return await response.Content.ReadFromJsonAsync<T>(ApiJson.Options, ct)
+                ?? throw new StorageException(StorageError.Unavailable, $"agent {_host.Name} sent an empty answer");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+        {
+            throw new StorageException(StorageError.Unavailable, $"agent {_host.Name} at {_host.Address} did not answer ({ex.Message}); check that 'tidemark agent run' runs there and paired with this server ('tidemark agent pair' with this server's fingerprint)", ex);
+        }
+        catch (System.Text.Json.JsonException ex)
+        {
+            throw new StorageException(StorageError.Unavailable, $"agent {_host.Name} answered something that is not an agent's answer ({ex.Message})", ex);
+        }
+    }
+
+    public void Dispose() => _http.Dispose();
+}

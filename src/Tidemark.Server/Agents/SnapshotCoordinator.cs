@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using Tidemark.Api;
+using Microsoft.Extensions.Logging;
+using Tidemark.Engine;
+using Tidemark.Engine.Control;
+using Tidemark.Server.Events;
+using EventLog = Tidemark.Server.Events.EventLog;
+using Tidemark.Server.Replication;
+
+namespace Tidemark.Server.Agents;
+
+/// <summary>
+/// An application-consistent snapshot (ADR 0015): ask every host's agent to quiesce what sits on the
+/// volumes, cut the snapshot (a group's members at one instant), ask them to resume, and record how
+/// consistent the result is. If any agent cannot quiesce, those that did resume at once and the
+/// fallback decides: "skip" (no snapshot, an error and an event) or "crash" (cut anyway, labelled
+/// crash with the reason). A cut that did not finish within an agent's deadline, timed from before
+/// the quiesce was sent, may postdate that agent's own resume: it is labelled crash too.
+/// </summary>
+public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIdentity identity, EventLog events, ILogger logger, TimeProvider time)
+{
+    public const string FallbackCrash = "crash";
+    public const string FallbackSkip = "skip";
+
+    /// <summary>An agent that has not answered a quiesce or resume by then counts as failed (it resumes by itself at its deadline).</summary>
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    public static string CheckFallback(string? fallback, string defaultValue) => (fallback ?? defaultValue) switch
+    {
+        FallbackCrash => FallbackCrash,
+        FallbackSkip => FallbackSkip,
+        _ => throw new StorageException(StorageError.InvalidArgument, $"fallback must be 'crash' (take the snapshot crash-consistent when an agent cannot quiesce) or 'skip' (take none), not '{fallback}'"),
+    };
+
+    public IReadOnlyList<HostRecord> CheckHosts(IReadOnlyList<string> names) => hosts.Resolve(names);
+
+    /// <summary>The consistency of each snapshot id given, by id; absent ones are crash-consistent.</summary>
+    public IReadOnlyDictionary<Guid, ConsistencyRecord> Consistencies()
+    {
+        var all = new Dictionary<Guid, ConsistencyRecord>();
+        foreach (var (name, record) in pool.Control.List(ConsistencyRecord.Kind))
+        {
+            if (Guid.TryParseExact(name, "N", out var id))
+            {
+                all[id] = record;
+            }
+        }
+
+        return all;
+    }
+
+    public ConsistencyRecord? ConsistencyOf(Guid id) => pool.Control.Get(ConsistencyRecord.Kind, id.ToString("N"));
+
+    /// <summary>Cuts <paramref name="volume"/> or <paramref name="group"/> with <paramref name="hostNames"/> quiesced; see the class summary.</summary>
+    public async Task<(IReadOnlyList<SnapshotInfo> Snapshots, ConsistencyRecord Consistency)> TakeAsync(
+        string? volume, string? group, string? name, IReadOnlyList<string> hostNames, string fallback, string actor, CancellationToken ct)
+    {
+        var targets = hosts.Resolve(hostNames);
+        var volumes = group is not null
+            ? pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? throw new StorageException(StorageError.NotFound, $"no group {group}; 'tidemark group list' shows them")
+            : [pool.GetVolume(volume!).Name];
+        var subject = group is not null ? $"group {group}" : volume!;
+        var links = targets.Select(h => new AgentLink(identity, h, CallTimeout)).ToList();
+        try
+        {
+            var started = Stopwatch.GetTimestamp();
+            var quiesced = await Task.WhenAll(links.Select(async l =>
+            {
+                try
+                {
+                    return (Link: l, Result: await l.QuiesceAsync(new QuiesceRequest(volumes), ct), Error: (string?)null);
+                }
+                catch (StorageException ex)
+                {
+                    return (Link: l, Result: (QuiesceResultDto?)null, Error: ex.Message);
+                }
+            }));
+            var failed = quiesced.Where(q => q.Error is not null).ToList();
+            IReadOnlyList<SnapshotInfo> snapshots;
+            ConsistencyRecord consistency;
+            if (failed.Count > 0)
+            {
+                // All resume: a partial quiesce is worth nothing and holds applications for no reason.
+                await ResumeAllAsync(quiesced.Where(q => q.Result is not null).Select(q => (q.Link, q.Result!)).ToList());
+                var reasons = string.Join("; ", failed.Select(f => f.Error));
+                foreach (var f in failed)
+                {
+                    events.Record("agent.quiesce", f.Link.Host, actor, $"quiesce for a snapshot of {subject} failed: {f.Error}", "failed");
+                }
+
+                if (fallback == FallbackSkip)
+                {
+                    events.Record("snapshot.skip", subject, actor, $"no snapshot taken (fallback skip): {reasons}", "failed");
+                    throw new StorageException(StorageError.Unavailable, $"snapshot of {subject} skipped: not every agent could quiesce ({reasons}); fix the agent, or take it with fallback crash");
+                }
+
+                snapshots = Cut(volume, group, name);
+                consistency = new ConsistencyRecord(ConsistencyRecord.Crash, $"quiesce failed, taken crash-consistent: {reasons}", [.. targets.Select(t => t.Name)], null, time.GetUtcNow());
+            }
+            else
+            {
+                snapshots = Cut(volume, group, name);
+                var cutWithin = Stopwatch.GetElapsedTime(started);
+                var resumed = await ResumeAllAsync(quiesced.Select(q => (q.Link, q.Result!)).ToList());
+                var late = quiesced.Where(q => cutWithin.TotalSeconds >= q.Result!.DeadlineSeconds || resumed.TryGetValue(q.Link.Host, out var r) && r.Expired).Select(q => q.Link.Host).ToList();
+                var paused = resumed.Count > 0 ? resumed.Values.Max(r => r.PausedSeconds) : (double?)null;
+                consistency = late.Count > 0
+                    ? new ConsistencyRecord(ConsistencyRecord.Crash, $"the cut took {cutWithin.TotalSeconds:0.###}s, past the deadline of {string.Join(", ", late)}, which resumed by itself", [.. targets.Select(t => t.Name)], paused, time.GetUtcNow())
+                    : new ConsistencyRecord(
+                        quiesced.Any(q => q.Result!.Consistency == ConsistencyRecord.Application) ? ConsistencyRecord.Application : ConsistencyRecord.FileSystem,
+                        string.Join("; ", quiesced.Select(q => $"{q.Link.Host}: {q.Result!.Detail}")),
+                        [.. targets.Select(t => t.Name)],
+                        paused,
+                        time.GetUtcNow());
+            }
+
+            var batch = new ControlBatch();
+            foreach (var s in snapshots)
+            {
+                batch.Put(ConsistencyRecord.Kind, s.Id.ToString("N"), consistency);
+            }
+
+            pool.Control.Update(batch);
+            var where = group is not null ? $"{group}/{snapshots[0].Name}" : snapshots[0].Address;
+            events.Record("snapshot.consistency", where, actor, consistency.Label, consistency.Level == ConsistencyRecord.Crash ? "fallback" : "ok");
+            logger.LogInformation("Snapshot {Snapshot}: {Consistency}", where, consistency.Label);
+            return (snapshots, consistency);
+        }
+        finally
+        {
+            links.ForEach(l => l.Dispose());
+        }
+    }
+
+    private IReadOnlyList<SnapshotInfo> Cut(string? volume, string? group, string? name) =>
+        group is not null ? pool.SnapshotGroup(group, name) : [pool.CreateSnapshot(volume!, name)];
+
+    /// <summary>Resumes every quiesced agent; one that cannot be reached resumes at its deadline, so a failure here is logged, not fatal.</summary>
+    private async Task<Dictionary<string, ResumeResultDto>> ResumeAllAsync(List<(AgentLink Link, QuiesceResultDto Result)> quiesced)
+    {
+        var answers = await Task.WhenAll(quiesced.Select(async q =>
+        {
+            try
+            {
+                return (q.Link.Host, Result: await q.Link.ResumeAsync(q.Result.Session, CancellationToken.None));
+            }
+            catch (StorageException ex)
+            {
+                logger.LogWarning("Agent {Host} did not confirm its resume ({Message}); it resumes by itself at {Deadline:O}", q.Link.Host, ex.Message, q.Result.ResumeBy);
+                events.Record("agent.resume", q.Link.Host, "server", $"resume not confirmed ({ex.Message}); the agent resumes by itself at {q.Result.ResumeBy:O}", "failed");
+                return (q.Link.Host, Result: (ResumeResultDto?)null);
+            }
+        }));
+        return answers.Where(a => a.Result is not null).ToDictionary(a => a.Host, a => a.Result!, StringComparer.Ordinal);
+    }
+}

@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using Tidemark.Api;
+using Tidemark.Interop.Tests.Infrastructure;
+
+namespace Tidemark.Interop.Tests;
+
+/// <summary>
+/// The agent's file-system plugin on a real kernel ext4 (NBD export, nbdfuse, loop device; ADR
+/// 0015): a snapshot taken through the agent while a writer runs needs no journal recovery, where a
+/// plain snapshot of the same file system does; and an agent whose server never calls back thaws
+/// by itself at its deadline.
+/// </summary>
+public sealed class AgentFreezeTests
+{
+    private const long VolumeBytes = 1L << 30;
+
+    [Fact]
+    public async Task ConsistentSnapshot_Ext4UnderWriter_LabelledFileSystemAndViewNeedsNoRecovery()
+    {
+        HostRequirements.RequireFileSystemStack();
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "4G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("fs", VolumeBytes));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "fs"));
+        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
+        await live.FormatExt4Async();
+        await live.MountAsync("rw");
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, (live.MountPoint, "fs"));
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        SnapshotDto consistent, plain;
+        HostStatusDto status;
+        int writtenAtEnd;
+        using (var writer = new Writer(Path.Combine(live.MountPoint, "w")))
+        {
+            await writer.WaitForFilesAsync(20);
+            consistent = await client.CreateSnapshotAsync("fs", new CreateSnapshotRequest("quiesced", ["app"]));
+            plain = await client.CreateSnapshotAsync("fs", "plain");
+
+            // The writer goes on after the thaw: nothing stays frozen.
+            await writer.WaitForFilesAsync(writer.Files + 20);
+            status = await client.GetHostStatusAsync("app");
+            writtenAtEnd = writer.Files;
+        }
+
+        var listed = await client.ListSnapshotsAsync("fs");
+        var quiesced = await InspectAsync(client, temp, "fs@quiesced", "v-quiesced");
+        var crash = await InspectAsync(client, temp, "fs@plain", "v-plain");
+
+        Assert.Equal($"filesystem (app: {live.MountPoint} (ext4))", consistent.Consistency);
+        Assert.Equal(consistent.Consistency, listed.Single(s => s.Name == "quiesced").Consistency);
+        Assert.Equal("crash", plain.Consistency);
+        Assert.Empty(status.Status.Sessions);
+        Assert.Equal("resumed", status.Status.LastSession?.State);
+        Assert.True(writtenAtEnd > 40, $"the writer wrote {writtenAtEnd} files");
+
+        Assert.DoesNotContain("needs_recovery", quiesced.Features, StringComparison.Ordinal);
+        Assert.Contains("clean", quiesced.State, StringComparison.Ordinal);
+        Assert.True(quiesced.FsckExitCode == 0, $"e2fsck -fn on the quiesced snapshot's view: exit {quiesced.FsckExitCode}\n{quiesced.FsckOutput}");
+        Assert.True(quiesced.MountedReadOnly, "the quiesced snapshot's view mounts read-only: nothing to replay");
+        Assert.True(quiesced.Files > 0, "the view holds the writer's files");
+
+        // The same file system cut without the agent: its journal must be replayed first.
+        Assert.Contains("needs_recovery", crash.Features, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Quiesce_ServerNeverResumes_AgentThawsByItselfAtItsDeadline()
+    {
+        HostRequirements.RequireFileSystemStack();
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "4G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("fs", VolumeBytes));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "fs"));
+        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
+        await live.FormatExt4Async();
+        await live.MountAsync("rw");
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 3, (live.MountPoint, "fs"));
+
+        // Play the server up to its quiesce call, then vanish, as a server killed before the cut does.
+        using var asServer = agent.ClientAsServer(server.DataDirectory);
+        var quiesce = await AgentProcess.ReadAsync<QuiesceResultDto>(await AgentProcess.PostAsync(asServer, "quiesce", new QuiesceRequest(["fs"])));
+        var secondFreeze = await ProcessRunner.RunAsync(AttachedExport.Tool("fsfreeze"), "-f", live.MountPoint);
+        var write = Task.Run(() =>
+        {
+            using var file = new FileStream(Path.Combine(live.MountPoint, "after-deadline"), FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.WriteThrough);
+            file.Write(new byte[4096]);
+            file.Flush(flushToDisk: true);
+        });
+        await write.WaitAsync(TimeSpan.FromSeconds(120));
+        var status = await AgentProcess.ReadAsync<AgentStatusDto>(await asServer.GetAsync("status"));
+        var lateResume = await AgentProcess.ReadAsync<ResumeResultDto>(await AgentProcess.PostAsync(asServer, $"sessions/{quiesce.Session}/resume", null));
+        var freezeAfter = await ProcessRunner.RunAsync(AttachedExport.Tool("fsfreeze"), "-f", live.MountPoint);
+        if (freezeAfter.ExitCode == 0)
+        {
+            await ProcessRunner.CheckAsync(AttachedExport.Tool("fsfreeze"), "-u", live.MountPoint);
+        }
+
+        Assert.Equal([$"{live.MountPoint} (ext4)"], quiesce.Quiesced);
+        Assert.Equal(3, quiesce.DeadlineSeconds);
+        Assert.True(secondFreeze.ExitCode != 0, "while quiesced the file system is frozen (a second FIFREEZE is refused)");
+        Assert.Empty(status.Sessions);
+        Assert.Equal("expired", status.LastSession?.State);
+        Assert.True(lateResume.Expired, "a resume after the deadline says the agent had resumed by itself");
+        Assert.Equal(0, freezeAfter.ExitCode);
+        Assert.Contains("did not resume session", agent.Log, StringComparison.Ordinal);
+    }
+
+    private static async Task<ViewReport> InspectAsync(TidemarkClient client, TempDirectory temp, string snapshot, string view)
+    {
+        await client.CreateViewAsync(snapshot, view);
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: view, ReadOnly: true));
+        await using var attached = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory(view), readOnly: true);
+        var header = (await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), AttachedExport.Tool("dumpe2fs"), "-h", attached.LoopDevice)).AssertSuccess().StandardOutput;
+        string Field(string name) => header.Split('\n').FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal))?[name.Length..].Trim() ?? "";
+        var features = Field("Filesystem features:");
+        var state = Field("Filesystem state:");
+        if (features.Contains("needs_recovery", StringComparison.Ordinal))
+        {
+            return new ViewReport(features, state, -1, "", false, 0);
+        }
+
+        var fsck = await attached.CheckFileSystemAsync();
+        var mounted = await ProcessRunner.TryRunAsync(AttachedExport.Tool("mount"), "-t", "ext4", "-o", "ro", attached.LoopDevice, attached.MountPoint) is { ExitCode: 0 };
+        var files = mounted && Directory.Exists(Path.Combine(attached.MountPoint, "w")) ? Directory.GetFiles(Path.Combine(attached.MountPoint, "w")).Length : 0;
+        return new ViewReport(features, state, fsck.ExitCode, fsck.StandardOutput + fsck.StandardError, mounted, files);
+    }
+
+    private sealed record ViewReport(string Features, string State, int FsckExitCode, string FsckOutput, bool MountedReadOnly, int Files);
+
+    /// <summary>Writes 64 KiB files one after another (every 8th synced) until disposed; blocks while the file system is frozen.</summary>
+    private sealed class Writer : IDisposable
+    {
+        private readonly Thread _thread;
+        private volatile bool _stop;
+        private int _files;
+
+        public Writer(string directory)
+        {
+            Directory.CreateDirectory(directory);
+            _thread = new Thread(() =>
+            {
+                var data = new byte[64 << 10];
+                for (var i = 0; !_stop; i++)
+                {
+                    Random.Shared.NextBytes(data);
+                    using (var file = new FileStream(Path.Combine(directory, $"{i:D6}.bin"), FileMode.Create, FileAccess.Write))
+                    {
+                        file.Write(data);
+                        if (i % 8 == 0)
+                        {
+                            file.Flush(flushToDisk: true);
+                        }
+                    }
+
+                    Interlocked.Increment(ref _files);
+                }
+            })
+            { IsBackground = true, Name = "ext4 writer" };
+            _thread.Start();
+        }
+
+        public int Files => Volatile.Read(ref _files);
+
+        public async Task WaitForFilesAsync(int count)
+        {
+            var waited = Stopwatch.StartNew();
+            while (Files < count)
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(120), $"the writer wrote only {Files} of {count} files in two minutes");
+                await Task.Delay(20);
+            }
+        }
+
+        public void Dispose()
+        {
+            _stop = true;
+            _thread.Join();
+        }
+    }
+}

@@ -1,0 +1,172 @@
+using System.Net;
+using System.Net.Sockets;
+using Tidemark.Agent;
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// Hosts and agents (ADR 0015) on a real server and a real agent listener, without root: pairing,
+/// refusals, and what a snapshot does when an agent cannot quiesce (down, unpaired, nothing to
+/// quiesce). Freezing a real file system is in the interop tests (Tidemark.Interop.Tests, AgentFreezeTests).
+/// </summary>
+public sealed class AgentTests : IAsyncLifetime
+{
+    private readonly TempDirectory _temp = new();
+    private ServerProcess _server = null!;
+
+    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        _temp.Dispose();
+    }
+
+    [Fact]
+    public async Task ConsistentSnapshot_AgentDown_SkipTakesNothingAndCrashFallbackIsLabelled()
+    {
+        using var client = _server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+        await client.AddHostAsync(new AddHostRequest("db1", $"127.0.0.1:{ClosedPort()}", new string('a', 64)));
+
+        var skipped = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("db", new CreateSnapshotRequest("manual", ["db1"])));
+        var afterSkip = await client.ListSnapshotsAsync("db");
+        var crash = await client.CreateSnapshotAsync("db", new CreateSnapshotRequest("fallback", ["db1"], "crash"));
+        var plain = await client.CreateSnapshotAsync("db", "plain");
+        await client.CreatePolicyAsync(new PolicyRequest("app", Volume: "db", Schedule: "every 1h", Hosts: ["db1"]));
+        var policy = await client.RunPolicyAsync("app");
+        var listed = await client.ListSnapshotsAsync("db");
+        var events = await client.ListEventsAsync();
+
+        Assert.Equal(HttpStatusCode.BadGateway, skipped.Status);
+        Assert.Contains("skipped", skipped.Message, StringComparison.Ordinal);
+        Assert.Contains("db1", skipped.Message, StringComparison.Ordinal);
+        Assert.Empty(afterSkip);
+        Assert.StartsWith("crash (quiesce failed", crash.Consistency, StringComparison.Ordinal);
+        Assert.Equal("crash", plain.Consistency);
+        Assert.Equal(crash.Consistency, listed.Single(s => s.Name == "fallback").Consistency);
+        var policySnapshot = listed.Single(s => s.Name.StartsWith("app-", StringComparison.Ordinal));
+        Assert.StartsWith("crash (quiesce failed", policySnapshot.Consistency, StringComparison.Ordinal);
+        Assert.Contains("consistency: crash", policy.Activity[^1].Message, StringComparison.Ordinal);
+        Assert.Contains(events, e => e.Kind == "snapshot.skip" && e.Subject == "db" && e.Outcome == "failed");
+        Assert.Equal(3, events.Count(e => e.Kind == "agent.quiesce" && e.Subject == "db1" && e.Outcome == "failed"));
+        Assert.Contains(events, e => e.Kind == "snapshot.consistency" && e.Subject == policySnapshot.Address && e.Actor == "policy:app" && e.Outcome == "fallback");
+    }
+
+    [Fact]
+    public async Task Agent_PairedServer_ReportsMounts_AndRefusesToQuiesceWhatItDoesNotHold()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("other", 64 << 20));
+        await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+
+        var status = await client.GetHostStatusAsync("db1");
+        var nothing = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("db", new CreateSnapshotRequest("s", ["db1"])));
+        var notMounted = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("other", new CreateSnapshotRequest("s", ["db1"])));
+        var after = await client.GetHostStatusAsync("db1");
+
+        Assert.Equal(agent.Identity.Fingerprint, status.Status.Fingerprint);
+        Assert.Empty(status.Status.Sessions);
+        var declared = Assert.Single(status.Mounts, m => m.Volume is not null);
+        Assert.Equal(("/nonexistent/tidemark-mount", "other", false), (declared.Path, declared.Volume, declared.Freezable));
+        Assert.Contains("nothing on this host sits on db", nothing.Message, StringComparison.Ordinal);
+        Assert.Contains("declared but not mounted", notMounted.Message, StringComparison.Ordinal);
+        Assert.Empty(after.Status.Sessions);
+        Assert.Empty(await client.ListSnapshotsAsync("db"));
+    }
+
+    [Fact]
+    public async Task Agent_UnpairedServer_IsRefusedWithItsFingerprint()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await StartAgentAsync(new string('b', 64));
+        await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+        await client.AddHostAsync(new AddHostRequest("impostor", agent.Endpoint!.ToString(), new string('c', 64)));
+
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => client.GetHostStatusAsync("db1"));
+        var wrongAgent = await Assert.ThrowsAsync<TidemarkApiException>(() => client.GetHostStatusAsync("impostor"));
+
+        Assert.Equal(HttpStatusCode.BadGateway, refused.Status);
+        Assert.Contains($"certificate {identity.Fingerprint} is not a server paired", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadGateway, wrongAgent.Status);
+        Assert.Contains("did not answer", wrongAgent.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HostAdd_BadInput_RefusedAndHostUsedByPolicyCannotBeRemoved()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+
+        var badFingerprint = await Assert.ThrowsAsync<TidemarkApiException>(() => client.AddHostAsync(new AddHostRequest("db1", "127.0.0.1:8420", "abc")));
+        var own = await Assert.ThrowsAsync<TidemarkApiException>(() => client.AddHostAsync(new AddHostRequest("db1", "127.0.0.1:8420", identity.Fingerprint)));
+        var badAddress = await Assert.ThrowsAsync<TidemarkApiException>(() => client.AddHostAsync(new AddHostRequest("db1", "nowhere", new string('a', 64))));
+        await client.AddHostAsync(new AddHostRequest("db1", "127.0.0.1:8420", new string('a', 64)));
+        var twice = await Assert.ThrowsAsync<TidemarkApiException>(() => client.AddHostAsync(new AddHostRequest("db2", "127.0.0.1:8421", new string('a', 64))));
+        var unknownHost = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreatePolicyAsync(new PolicyRequest("app", Volume: "db", Schedule: "every 1h", Hosts: ["nope"])));
+        var badFallback = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreatePolicyAsync(new PolicyRequest("app", Volume: "db", Schedule: "every 1h", Hosts: ["db1"], Fallback: "maybe")));
+        await client.CreatePolicyAsync(new PolicyRequest("app", Volume: "db", Schedule: "every 1h", Hosts: ["db1"], Fallback: "skip"));
+        var inUse = await Assert.ThrowsAsync<TidemarkApiException>(() => client.RemoveHostAsync("db1"));
+        var hosts = await client.ListHostsAsync();
+
+        Assert.Equal(HttpStatusCode.BadRequest, badFingerprint.Status);
+        Assert.Contains("64 hex digits", badFingerprint.Message, StringComparison.Ordinal);
+        Assert.Contains("this server's own", own.Message, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, badAddress.Status);
+        Assert.Contains("already added as host db1", twice.Message, StringComparison.Ordinal);
+        Assert.Contains("no host nope", unknownHost.Message, StringComparison.Ordinal);
+        Assert.Contains("fallback must be", badFallback.Message, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Conflict, inUse.Status);
+        Assert.Contains("policies app", inUse.Message, StringComparison.Ordinal);
+        Assert.Equal("db1", Assert.Single(hosts).Name);
+    }
+
+    [Fact]
+    public async Task Cli_HostAndSnapshotList_ShowConsistency()
+    {
+        using var client = _server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+        var data = _server.DataDirectory;
+
+        var added = (await CliProcess.RunAsync("host", "add", "db1", $"127.0.0.1:{ClosedPort()}", "--fingerprint", new string('d', 64), "--data", data)).AssertSuccess();
+        var skipped = await CliProcess.RunAsync("snapshot", "create", "db", "--name", "s1", "--consistent", "db1", "--data", data);
+        var noHosts = await CliProcess.RunAsync("snapshot", "create", "db", "--consistent", ",", "--data", data);
+        (await CliProcess.RunAsync("snapshot", "create", "db", "--name", "s2", "--consistent", "db1", "--fallback", "crash", "--data", data)).AssertSuccess();
+        var list = (await CliProcess.RunAsync("snapshot", "list", "db", "--data", data)).AssertSuccess();
+
+        Assert.Contains("db1", added.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal(1, skipped.ExitCode);
+        Assert.Contains("skipped", skipped.StandardError, StringComparison.Ordinal);
+        Assert.Equal(2, noHosts.ExitCode);
+        Assert.Contains("CONSISTENCY", list.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("crash (quiesce failed", list.StandardOutput, StringComparison.Ordinal);
+    }
+
+    private async Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentMountEntry[] mounts)
+    {
+        var directory = _temp.Combine($"agent-{Guid.NewGuid():N}");
+        new AgentConfig
+        {
+            Name = "db1",
+            Listen = "127.0.0.1:0",
+            Servers = [new AgentServerEntry(serverFingerprint, DateTimeOffset.UtcNow)],
+            Mounts = mounts,
+        }.Save(directory);
+        return await AgentHost.StartAsync(directory);
+    }
+
+    /// <summary>A loopback port nothing listens on (bound, then released): an agent that is down.</summary>
+    private static int ClosedPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
