@@ -20,6 +20,7 @@ using Tidemark.Server.Metrics;
 using Tidemark.Server.Policies;
 using Tidemark.Server.Replication;
 using Tidemark.Server.Transport;
+using Tidemark.Server.WebConsole;
 
 namespace Tidemark.Server;
 
@@ -353,6 +354,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
             }
 
+            builder.Services.AddConsole();
             builder.Services.AddSingleton<IMetricsSource>(sp => new ListenerMetrics([sp.GetService<NbdListener>(), sp.GetService<IscsiListener>()]));
             app = builder.Build();
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
@@ -375,7 +377,10 @@ public sealed class TidemarkServer : IAsyncDisposable
                 app.Services.GetRequiredService<TokenStore>(),
                 new LoginThrottle(TimeProvider.System),
                 events,
-                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"));
+                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"))
+            {
+                Sessions = app.Services.GetRequiredService<ConsoleSessions>(),
+            };
             app.Use(new ReplicationGate(auth, partners).InvokeAsync);
             app.MapOpenApi();
             app.MapTidemarkApi();
@@ -388,6 +393,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapPolicyApi();
             app.MapStreamApi();
             app.MapReplicaApi();
+            app.MapConsole(auth);
             app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
             app.MapFallback(RequestLimits.NoEndpointAsync);
 
