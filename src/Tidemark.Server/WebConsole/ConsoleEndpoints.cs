@@ -59,16 +59,25 @@ public static class ConsoleEndpoints
                 ? c.Response.WriteAsJsonAsync(SessionDto(found.Token, found.Session), ApiJson.Options)
                 : Problems.WriteAsync(c, StatusCodes.Status401Unauthorized, ErrorCodes.Unauthorized, "Unauthorized", "not signed in to the console; sign in with POST /console/session {\"token\": SECRET}"))
             .WithMetadata(anonymous).WithTags("console");
-        app.MapDelete("/console/session", (HttpContext c, ConsoleSessions sessions) =>
+        // Anonymous too: every role may sign out (the role check would make auditors need operator for a DELETE).
+        // The CSRF token is checked here instead, so another site cannot sign anyone out.
+        app.MapDelete("/console/session", (HttpContext c, ConsoleSessions sessions, EventLog events) =>
         {
-            if (c.Request.Cookies[ConsoleSessions.CookieName] is { } id)
+            if (sessions.Find(c.Request.Cookies[ConsoleSessions.CookieName]) is { } found)
             {
-                sessions.End(id);
+                if (!ConsoleSessions.CsrfMatches(found.Session, c.Request.Headers[ConsoleSessions.CsrfHeader].ToString()))
+                {
+                    return Problems.WriteAsync(c, StatusCodes.Status403Forbidden, CsrfCode, "Forbidden", $"signing out needs the session's {ConsoleSessions.CsrfHeader} header");
+                }
+
+                sessions.End(found.Session.Id);
+                events.Record("console.signout", found.Token.Name, found.Token.Name, "signed out of the web console", "ok", c.Connection.RemoteIpAddress?.ToString());
             }
 
             c.Response.Cookies.Delete(ConsoleSessions.CookieName, CookieOptions(c));
-            return TypedResults.NoContent();
-        }).WithName("console.signout").WithTags("console");
+            c.Response.StatusCode = StatusCodes.Status204NoContent;
+            return Task.CompletedTask;
+        }).WithMetadata(anonymous).WithName("console.signout").WithTags("console");
 
         app.MapGet("/api/v1/console/dashboard", Dashboard).WithTags("console");
     }

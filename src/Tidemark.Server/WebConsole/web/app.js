@@ -106,6 +106,11 @@ function duration(seconds) {
 
 const enc = encodeURIComponent;
 
+// replaceChildren would print a skipped (null) part as the text "null".
+function show(...nodes) {
+  main.replaceChildren(...nodes.flat().filter(n => n !== null && n !== undefined && n !== false));
+}
+
 // A modal form: resolves with the field values, or null when cancelled. With mustType, the confirm
 // button stays disabled until that exact text is typed (deleting a volume).
 function ask({ title, text, fields = [], confirm = 'OK', danger = false, mustType = null }) {
@@ -217,10 +222,10 @@ async function route() {
   leavePage = null;
   const hash = location.hash || '#/';
   for (const a of nav.querySelectorAll('a')) {
-    if (a.getAttribute('href') === hash || (hash.startsWith('#/volumes/') && a.getAttribute('href') === '#/volumes')) a.setAttribute('aria-current', 'page');
+    if (a.getAttribute('href') === hash.split('?')[0] || (hash.startsWith('#/volumes/') && a.getAttribute('href') === '#/volumes')) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const parts = hash.slice(2).split('/').map(decodeURIComponent);
+  const parts = hash.slice(2).split('?')[0].split('/').map(decodeURIComponent);
   try {
     if (parts[0] === '' ) await dashboard();
     else if (parts[0] === 'volumes' && parts[1]) await snapshots(parts[1]);
@@ -277,6 +282,8 @@ function drawCapacity(el, samples) {
   // uPlot draws on a canvas; the table of the same numbers below is what a screen reader gets.
   new uPlot({
     width, height: 220,
+    // One sample (a fresh server) would otherwise stretch the time axis over years.
+    scales: { x: { time: true, range: (u, min, max) => (max - min < 600 ? [min - 3600, max + 300] : [min, max]) } },
     series: [{}, { label: 'Capacity GiB', stroke: '#0b5cad', width: 2 }, { label: 'Used GiB', stroke: '#a4000f', width: 2, fill: 'rgba(164,0,15,0.08)' }],
     axes: [{}, { label: 'GiB' }],
   }, data, el);
@@ -344,7 +351,7 @@ async function volumes() {
         h('a', { href: `#/volumes/${enc(v.name)}` }, 'Snapshots'),
         can('volume.resize') ? h('button', { type: 'button', onclick: () => resize(v) }, 'Resize') : null,
         can('export.create') ? h('button', { type: 'button', onclick: () => exportVolume(v.name) }, 'Export') : null,
-        can('volume.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => deleteVolume(v.name) }, 'Delete') : null)))))));
+        can('volume.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => deleteVolume(v.name) }, 'Delete') : null))))));
   children.push(h('h2', {}, 'Exports'), exports.length === 0 ? h('p', { class: 'muted' }, 'No exports.') : h('table', {},
     h('thead', {}, h('tr', {}, ['Export', 'Protocol', 'Target', 'Access', 'State', 'Address', ''].map(t => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, exports.map(x => h('tr', {},
@@ -352,7 +359,7 @@ async function volumes() {
       h('td', { class: x.problem ? 'bad' : '' }, x.problem ? `${x.state}: ${x.problem}` : x.state),
       h('td', {}, h('code', {}, x.url ?? x.iqn ?? '')),
       h('td', {}, can('export.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => removeExport(x.name) }, 'Remove') : null))))));
-  main.replaceChildren(...children);
+  show(children);
 }
 
 async function resize(v) {
@@ -438,7 +445,7 @@ async function snapshots(volume) {
         can('volume.rollback') ? h('button', { type: 'button', class: 'danger', onclick: () => rollback(volume, s) }, 'Roll back to this') : null,
         can('snapshot.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => deleteSnapshot(s) }, 'Delete') : null));
   })), ordered.length > shown.length ? h('p', { class: 'muted' }, `The newest ${shown.length} of ${ordered.length}; \`tidemark snapshot list ${volume}\` lists all.`) : null);
-  main.replaceChildren(...children);
+  show(children);
 }
 
 async function openView(s) {
