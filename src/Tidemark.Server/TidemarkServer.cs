@@ -21,6 +21,7 @@ using Tidemark.Server.Metrics;
 using Tidemark.Server.Policies;
 using Tidemark.Server.Replication;
 using Tidemark.Server.Transport;
+using Tidemark.Server.WebConsole;
 
 namespace Tidemark.Server;
 
@@ -364,6 +365,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
             }
 
+            builder.Services.AddConsole();
             builder.Services.AddSingleton<IMetricsSource>(sp => new ListenerMetrics([sp.GetService<NbdListener>(), sp.GetService<IscsiListener>()]));
             app = builder.Build();
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
@@ -386,7 +388,10 @@ public sealed class TidemarkServer : IAsyncDisposable
                 app.Services.GetRequiredService<TokenStore>(),
                 new LoginThrottle(TimeProvider.System),
                 events,
-                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"));
+                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"))
+            {
+                Sessions = app.Services.GetRequiredService<ConsoleSessions>(),
+            };
             app.Use(new ReplicationGate(auth, app.Services.GetRequiredService<PartnerRegistry>()).InvokeAsync);
             app.MapOpenApi();
             app.MapTidemarkApi();
@@ -400,6 +405,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapStreamApi();
             app.MapReplicaApi();
             app.MapHostApi();
+            app.MapConsole(auth);
             app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
             app.MapFallback(RequestLimits.NoEndpointAsync);
 

@@ -97,6 +97,15 @@ public sealed partial class TokenStore
         return found;
     }
 
+    /// <summary>The token named <paramref name="name"/> as it is now, or null once revoked (console sessions check it per request).</summary>
+    public TokenDto? Named(string name)
+    {
+        lock (_lock)
+        {
+            return _entries.Find(e => e.Name == name)?.ToDto();
+        }
+    }
+
     public IReadOnlyList<TokenDto> List()
     {
         lock (_lock)

@@ -1,0 +1,241 @@
+using System.IO.Compression;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Api;
+using Tidemark.Server.Events;
+using Tidemark.Server.Jobs;
+using Tidemark.Server.Policies;
+using Tidemark.Server.Replication;
+
+namespace Tidemark.Server.WebConsole;
+
+/// <summary>
+/// The web console (ADR 0016): its page at "/", its files under /console/, sign-in and sign-out at
+/// /console/session, and one read-only summary for the dashboard at /api/v1/console/dashboard (so
+/// a pool of 1,000 volumes is one request, not 1,001). Every change the console makes goes to the
+/// ordinary API endpoints with the session cookie, so the same role checks and audit apply.
+/// </summary>
+public static class ConsoleEndpoints
+{
+    /// <summary>Problem code of a change made with a session cookie but without its CSRF token.</summary>
+    public const string CsrfCode = "csrf";
+
+    /// <summary>Events on the dashboard.</summary>
+    public const int DashboardEvents = 15;
+
+    /// <summary>Used share of the pool from which the dashboard warns.</summary>
+    public const double NearlyFull = 0.85;
+
+    /// <summary>Endpoint metadata: reachable without a token (the page, its files, sign-in).</summary>
+    public sealed class Anonymous;
+
+    public static void AddConsole(this IServiceCollection services)
+    {
+        services.AddSingleton<ConsoleAssets>();
+        services.AddSingleton<ConsoleSessions>();
+        services.AddSingleton<CapacityHistory>();
+        services.AddHostedService(sp => sp.GetRequiredService<CapacityHistory>());
+    }
+
+    public static void MapConsole(this IEndpointRouteBuilder app, TokenAuthentication auth)
+    {
+        var anonymous = new Anonymous();
+        var assets = app.ServiceProvider.GetRequiredService<ConsoleAssets>();
+        Task Asset(HttpContext c, string file) =>
+            assets.TryWrite(c, file, out var written)
+                ? written
+                : Problems.WriteAsync(c, StatusCodes.Status404NotFound, ErrorCodes.NotFound, "Not found", $"the console has no file '{Bounded.Text(file, 64)}'");
+        app.MapGet("/", (HttpContext c) => Asset(c, "index.html")).WithMetadata(anonymous).ExcludeFromDescription();
+        app.MapGet("/console/{file}", (HttpContext c, string file) => Asset(c, file)).WithMetadata(anonymous).ExcludeFromDescription();
+
+        app.MapPost("/console/session", (HttpContext c, TokenStore tokens, ConsoleSessions sessions, EventLog events, ConsoleSignInRequest request) =>
+            SignInAsync(c, auth, tokens, sessions, events, request))
+            .WithMetadata(anonymous).WithName("console.signin").WithTags("console");
+        // Anonymous so that a page load before sign-in is not counted as a failed login by the throttle.
+        app.MapGet("/console/session", (HttpContext c, ConsoleSessions sessions) =>
+            sessions.Find(c.Request.Cookies[ConsoleSessions.CookieName]) is { } found
+                ? c.Response.WriteAsJsonAsync(SessionDto(found.Token, found.Session), ApiJson.Options)
+                : Problems.WriteAsync(c, StatusCodes.Status401Unauthorized, ErrorCodes.Unauthorized, "Unauthorized", "not signed in to the console; sign in with POST /console/session {\"token\": SECRET}"))
+            .WithMetadata(anonymous).WithTags("console");
+        // Anonymous too: every role may sign out (the role check would make auditors need operator for a DELETE).
+        // The CSRF token is checked here instead, so another site cannot sign anyone out.
+        app.MapDelete("/console/session", (HttpContext c, ConsoleSessions sessions, EventLog events) =>
+        {
+            if (sessions.Find(c.Request.Cookies[ConsoleSessions.CookieName]) is { } found)
+            {
+                if (!ConsoleSessions.CsrfMatches(found.Session, c.Request.Headers[ConsoleSessions.CsrfHeader].ToString()))
+                {
+                    return Problems.WriteAsync(c, StatusCodes.Status403Forbidden, CsrfCode, "Forbidden", $"signing out needs the session's {ConsoleSessions.CsrfHeader} header");
+                }
+
+                sessions.End(found.Session.Id);
+                events.Record("console.signout", found.Token.Name, found.Token.Name, "signed out of the web console", "ok", c.Connection.RemoteIpAddress?.ToString());
+            }
+
+            c.Response.Cookies.Delete(ConsoleSessions.CookieName, CookieOptions(c));
+            c.Response.StatusCode = StatusCodes.Status204NoContent;
+            return Task.CompletedTask;
+        }).WithMetadata(anonymous).WithName("console.signout").WithTags("console");
+
+        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history) =>
+            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history)))
+            .Produces<ConsoleDashboardDto>().WithTags("console");
+    }
+
+    private static async Task SignInAsync(HttpContext c, TokenAuthentication auth, TokenStore tokens, ConsoleSessions sessions, EventLog events, ConsoleSignInRequest request)
+    {
+        var token = tokens.Find(request.Token?.Trim() ?? "");
+        if (token is null)
+        {
+            await auth.RefuseSignInAsync(c);
+            return;
+        }
+
+        auth.SignedIn(c);
+        var session = sessions.Create(token);
+        c.Response.Cookies.Append(ConsoleSessions.CookieName, session.Id, CookieOptions(c));
+        // The sign-in endpoint is anonymous, so the audit middleware does not see it: record it here, under the token's name.
+        events.Record("console.signin", token.Name, token.Name, $"signed in to the web console as {token.Name} ({token.Role})", "ok", c.Connection.RemoteIpAddress?.ToString());
+        await c.Response.WriteAsJsonAsync(SessionDto(token, session), ApiJson.Options);
+    }
+
+    private static CookieOptions CookieOptions(HttpContext c) => new()
+    {
+        HttpOnly = true,
+        SameSite = SameSiteMode.Strict,
+        Secure = c.Request.IsHttps,
+        Path = "/",
+        IsEssential = true,
+    };
+
+    private static ConsoleSessionDto SessionDto(TokenDto token, ConsoleSessions.Session? session) =>
+        new(token.Name, token.Role, session?.Csrf, [.. ApiRoles.AdminOnly.Order(StringComparer.Ordinal)]);
+
+    /// <summary>
+    /// The dashboard's JSON, Brotli- or gzip-compressed when the browser takes it: a line per volume
+    /// is ~250 bytes, so 1,000 volumes are ~250 KB raw and ~25 KB compressed (the 500 KB first-load
+    /// budget). It carries no secret, so compression cannot leak one (BREACH needs a secret beside
+    /// attacker-chosen text in the same response).
+    /// </summary>
+    private static async Task WriteCompressedAsync<T>(HttpContext c, T value)
+    {
+        var json = JsonSerializer.SerializeToUtf8Bytes(value, ApiJson.Options);
+        var response = c.Response;
+        response.ContentType = "application/json; charset=utf-8";
+        response.Headers.Vary = "Accept-Encoding";
+        var accept = c.Request.Headers.AcceptEncoding.ToString();
+        Stream? compressor = accept.Contains("br", StringComparison.OrdinalIgnoreCase) ? new BrotliStream(response.Body, CompressionLevel.Fastest, leaveOpen: true)
+            : accept.Contains("gzip", StringComparison.OrdinalIgnoreCase) ? new GZipStream(response.Body, CompressionLevel.Fastest, leaveOpen: true)
+            : null;
+        if (compressor is null)
+        {
+            await response.Body.WriteAsync(json, c.RequestAborted);
+            return;
+        }
+
+        response.Headers.ContentEncoding = compressor is BrotliStream ? "br" : "gzip";
+        await using (compressor)
+        {
+            await compressor.WriteAsync(json, c.RequestAborted);
+        }
+    }
+
+    private static ConsoleDashboardDto Dashboard(Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history)
+    {
+        var info = pool.GetInfo().ToDto();
+        var policyOf = new Dictionary<string, PolicyDto>(StringComparer.Ordinal);
+        foreach (var p in policies.List())
+        {
+            if (p.Definition.Volume is { } v)
+            {
+                policyOf.TryAdd(v, p);
+            }
+        }
+
+        var replicaOf = replicas.List().GroupBy(r => r.Volume, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var alerts = new List<ConsoleAlertDto>();
+        if (info.CapacityBytes > 0 && (double)info.UsedBytes / info.CapacityBytes >= NearlyFull)
+        {
+            alerts.Add(new("warning", "pool", $"the pool is {100.0 * info.UsedBytes / info.CapacityBytes:0}% full; add a store or set 'tidemark pool autogrow'"));
+        }
+
+        var volumes = new List<ConsoleVolumeDto>();
+        foreach (var volume in pool.Volumes)
+        {
+            var snapshots = pool.ListSnapshots(volume.Name);
+            var last = snapshots.Count == 0 ? null : snapshots.MaxBy(s => s.CreatedAt);
+            policyOf.TryGetValue(volume.Name, out var policy);
+            replicaOf.TryGetValue(volume.Name, out var replica);
+            volumes.Add(new(
+                volume.Name,
+                volume.Kind.ToString().ToLowerInvariant(),
+                volume.SizeBytes,
+                volume.AllocatedBytes,
+                snapshots.Count,
+                last?.Name,
+                last?.CreatedAt,
+                exports.ExportsOfTarget(volume.Name).Count,
+                policy?.Definition.Name,
+                replica?.Partner,
+                replica?.LagSeconds));
+            if (policy?.LastError is { } policyError)
+            {
+                alerts.Add(new("error", volume.Name, $"policy {policy.Definition.Name} failed: {policyError}"));
+            }
+
+            if (replica?.LastError is { } replicaError)
+            {
+                alerts.Add(new("error", volume.Name, $"replication to {replica.Partner} failed: {replicaError}"));
+            }
+        }
+
+        var jobList = jobs.List();
+        foreach (var failed in jobList.Where(j => j.ToDto().State == "failed").TakeLast(5))
+        {
+            var dto = failed.ToDto();
+            alerts.Add(new("error", dto.Subject ?? dto.Kind, $"job {dto.Id} ({dto.Kind}) failed: {dto.Error}"));
+        }
+
+        return new ConsoleDashboardDto(
+            info,
+            volumes,
+            alerts,
+            [.. events.Query(limit: DashboardEvents, log: EventLog.MainLog).Reverse()],
+            history.Samples,
+            jobList.Count(j => j.ToDto().State == "running"));
+    }
+}
+
+public sealed record ConsoleSignInRequest(string? Token);
+
+/// <param name="Csrf">Send it as X-Tidemark-CSRF with every change; null when signed in with a bearer token.</param>
+/// <param name="AdminOnly">The endpoint names only an admin may use (the console offers them only to admins).</param>
+public sealed record ConsoleSessionDto(string Name, string Role, string? Csrf, IReadOnlyList<string> AdminOnly);
+
+public sealed record ConsoleAlertDto(string Severity, string Subject, string Message);
+
+/// <summary>A volume's line on the dashboard: size, use, and what protects it.</summary>
+public sealed record ConsoleVolumeDto(
+    string Name,
+    string Kind,
+    long SizeBytes,
+    long? AllocatedBytes,
+    int Snapshots,
+    string? LastSnapshot,
+    DateTimeOffset? LastSnapshotAt,
+    int Exports,
+    string? Policy,
+    string? ReplicatedTo,
+    double? ReplicationLagSeconds);
+
+public sealed record ConsoleDashboardDto(
+    PoolDto Pool,
+    IReadOnlyList<ConsoleVolumeDto> Volumes,
+    IReadOnlyList<ConsoleAlertDto> Alerts,
+    IReadOnlyList<EventDto> Events,
+    IReadOnlyList<CapacitySample> Capacity,
+    int RunningJobs);

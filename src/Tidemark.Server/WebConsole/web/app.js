@@ -1,0 +1,648 @@
+// Tidemark web console (ADR 0016). Plain ES module, no framework: every page is built with DOM
+// calls (text is always set as textContent, never parsed as HTML) from the same REST API the CLI
+// uses; every change is an API request carrying the session's CSRF token, so the server's role
+// checks and audit log apply exactly as for `tidemark`.
+const main = document.getElementById('main');
+const nav = document.getElementById('nav');
+const who = document.getElementById('who');
+const status = document.getElementById('status');
+let session = null;
+let leavePage = null; // stops the current page's polling when the route changes
+
+// ---------- helpers ----------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || `the server answered ${status}`);
+    this.status = status;
+    this.code = problem?.code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && session?.csrf) headers['X-Tidemark-CSRF'] = session.csrf;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (res.status === 401 && path !== '/console/session') {
+    session = null;
+    showSignIn('Your session has ended; sign in again.');
+    throw new ApiError(401, data);
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+function say(message, kind = 'info') {
+  status.replaceChildren(h('div', { class: kind }, message));
+}
+
+function fail(err) {
+  say(err instanceof ApiError ? err.message : `Failed: ${err.message || err}`, 'error');
+}
+
+// What the signed-in role may do; the server refuses anything else anyway.
+function can(endpoint) {
+  if (!session) return false;
+  if (session.role === 'admin') return true;
+  if (session.role === 'operator') return !session.adminOnly.includes(endpoint);
+  return false;
+}
+
+const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+function bytes(n) {
+  if (n === null || n === undefined) return '—';
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i === 0 || n >= 100 ? 0 : 1)} ${units[i]}`;
+}
+
+function parseSize(text) {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(text || '');
+  if (!m) return null;
+  const power = ' KMGTP'.indexOf((m[2] || ' ').toUpperCase());
+  return Math.round(parseFloat(m[1]) * 1024 ** power);
+}
+
+function when(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+function ago(iso) {
+  if (!iso) return 'never';
+  const s = (Date.now() - new Date(iso).getTime()) / 1000;
+  if (s < 90) return `${Math.max(0, Math.round(s))} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return '—';
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+const enc = encodeURIComponent;
+
+// replaceChildren would print a skipped (null) part as the text "null".
+function show(...nodes) {
+  main.replaceChildren(...nodes.flat().filter(n => n !== null && n !== undefined && n !== false));
+}
+
+// A modal form: resolves with the field values, or null when cancelled. With mustType, the confirm
+// button stays disabled until that exact text is typed (deleting a volume).
+function ask({ title, text, fields = [], confirm = 'OK', danger = false, mustType = null }) {
+  return new Promise(resolve => {
+    const inputs = {};
+    const ok = h('button', { type: 'submit', class: danger ? 'danger' : 'primary', disabled: mustType !== null }, confirm);
+    const form = h('form', { method: 'dialog' },
+      h('h2', {}, title),
+      text ? h('p', {}, text) : null,
+      fields.map(f => {
+        const input = f.type === 'checkbox'
+          ? h('input', { type: 'checkbox', name: f.name, checked: !!f.value })
+          : f.options
+            ? h('select', { name: f.name }, f.options.map(o => h('option', { value: o, selected: o === f.value }, o)))
+            : h('input', { name: f.name, value: f.value ?? '', required: f.required, placeholder: f.placeholder ?? '' });
+        inputs[f.name] = input;
+        return h('p', {}, h('label', { class: f.type === 'checkbox' ? 'inline' : '' }, f.type === 'checkbox' ? [input, f.label] : [f.label, input]));
+      }),
+      mustType !== null ? h('p', {}, h('label', {}, `Type ${mustType} to confirm`, inputs.__confirm = h('input', {
+        name: 'confirm', autocomplete: 'off', oninput: e => { ok.disabled = e.target.value !== mustType; },
+      }))) : null,
+      h('p', { class: 'actions' }, ok, h('button', { type: 'button', onclick: () => { dialog.close(); } }, 'Cancel')));
+    const dialog = h('dialog', { 'aria-label': title }, form);
+    let result = null;
+    form.addEventListener('submit', () => {
+      result = {};
+      for (const [k, el] of Object.entries(inputs)) result[k] = el.type === 'checkbox' ? el.checked : el.value;
+    });
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(result); });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+// Runs a change, reports its outcome, then re-renders the page.
+async function act(label, fn) {
+  try {
+    await fn();
+    say(label);
+    await route();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---------- sign-in, navigation ----------
+
+function showSignIn(message) {
+  nav.hidden = true;
+  who.hidden = true;
+  leavePage?.();
+  leavePage = null;
+  const token = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', required: true, size: 50 });
+  const form = h('form', {
+    onsubmit: async e => {
+      e.preventDefault();
+      try {
+        session = await api('POST', '/console/session', { token: token.value });
+        status.replaceChildren();
+        await start();
+      } catch (err) {
+        fail(err);
+      }
+    },
+  },
+  h('h1', {}, 'Sign in'),
+  h('p', {}, 'Sign in with your API token. Everything you do is recorded in the audit log under the token\'s name. ',
+    'The first admin token is in the server\'s data directory (DATA/token); an admin makes named ones with ', h('code', {}, 'tidemark token create NAME --role ROLE'), '.'),
+  h('label', { for: 'token' }, 'API token', token),
+  h('p', {}, h('button', { type: 'submit', class: 'primary' }, 'Sign in')));
+  main.replaceChildren(form);
+  if (message) say(message, 'error');
+  token.focus();
+}
+
+const pages = [
+  ['#/', 'Dashboard'],
+  ['#/volumes', 'Volumes'],
+  ['#/events', 'Events'],
+  ['#/jobs', 'Jobs'],
+];
+
+function renderChrome() {
+  const links = [...pages];
+  if (can('volume.create')) links.push(['#/wizard/protected-volume', 'New protected volume']);
+  nav.replaceChildren(...links.map(([href, text]) => h('a', { href }, text)));
+  nav.hidden = false;
+  who.replaceChildren(
+    h('span', {}, `${session.name} (${session.role})`),
+    h('button', {
+      type: 'button',
+      onclick: async () => {
+        try { await api('DELETE', '/console/session'); } catch { /* signed out either way */ }
+        session = null;
+        showSignIn();
+      },
+    }, 'Sign out'));
+  who.hidden = false;
+}
+
+async function start() {
+  renderChrome();
+  await route();
+}
+
+async function route() {
+  if (!session) return;
+  leavePage?.();
+  leavePage = null;
+  const hash = location.hash || '#/';
+  for (const a of nav.querySelectorAll('a')) {
+    if (a.getAttribute('href') === hash.split('?')[0] || (hash.startsWith('#/volumes/') && a.getAttribute('href') === '#/volumes')) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  const parts = hash.slice(2).split('?')[0].split('/').map(decodeURIComponent);
+  try {
+    if (parts[0] === '' ) await dashboard();
+    else if (parts[0] === 'volumes' && parts[1]) await snapshots(parts[1]);
+    else if (parts[0] === 'volumes') await volumes();
+    else if (parts[0] === 'events') await events();
+    else if (parts[0] === 'jobs') await jobs();
+    else if (parts[0] === 'wizard' && parts[1] === 'protected-volume') wizard();
+    else main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the dashboard')));
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) fail(err);
+  }
+}
+
+// ---------- dashboard ----------
+
+async function dashboard() {
+  const d = await api('GET', '/api/v1/console/dashboard');
+  const pool = d.pool;
+  const usedShare = pool.capacityBytes ? pool.usedBytes / pool.capacityBytes : 0;
+  const chart = h('div', { class: 'chart', id: 'capacity-chart', role: 'img', 'aria-label': `Pool capacity and use over time: ${d.capacity.length} samples` });
+  const unprotected = d.volumes.filter(v => v.snapshots === 0).length;
+  main.replaceChildren(
+    h('h1', {}, 'Dashboard'),
+    h('div', { class: 'cards' },
+      h('div', { class: 'card' }, h('div', {}, 'Pool used'), h('div', { class: 'v' }, `${bytes(pool.usedBytes)} of ${bytes(pool.capacityBytes)}`),
+        h('meter', { min: 0, max: 1, low: 0.7, high: 0.85, optimum: 0.2, value: usedShare, 'aria-label': 'Pool used' }), ` ${(usedShare * 100).toFixed(0)}%`),
+      h('div', { class: 'card' }, h('div', {}, 'Volumes'), h('div', { class: 'v' }, pool.volumes)),
+      h('div', { class: 'card' }, h('div', {}, 'Snapshots'), h('div', { class: 'v' }, pool.snapshots)),
+      h('div', { class: 'card' }, h('div', {}, 'Without any snapshot'), h('div', { class: 'v' + (unprotected ? ' warn' : '') }, unprotected)),
+      h('div', { class: 'card' }, h('div', {}, 'Running jobs'), h('div', { class: 'v' }, h('a', { href: '#/jobs' }, d.runningJobs)))),
+    h('h2', {}, 'Alerts'),
+    d.alerts.length
+      ? h('ul', { class: 'alerts' }, d.alerts.map(a => h('li', { class: a.severity === 'error' ? 'bad' : 'warn' }, h('strong', {}, a.subject), ': ', a.message)))
+      : h('p', { class: 'ok' }, 'No alerts.'),
+    h('h2', {}, 'Capacity'),
+    chart,
+    h('h2', {}, 'Protection per volume'),
+    volumeTable(d.volumes),
+    h('h2', {}, 'Recent events'),
+    eventTable(d.events),
+  );
+  drawCapacity(chart, d.capacity);
+}
+
+function drawCapacity(el, samples) {
+  if (samples.length === 0 || typeof uPlot === 'undefined') {
+    el.replaceChildren(h('p', { class: 'muted' }, 'No capacity history recorded yet (a sample is taken every 5 minutes).'));
+    return;
+  }
+  const x = samples.map(s => new Date(s.time).getTime() / 1000);
+  const gib = v => v / 1024 ** 3;
+  const data = [x, samples.map(s => gib(s.capacityBytes)), samples.map(s => gib(s.usedBytes))];
+  const width = Math.max(300, Math.min(1150, el.clientWidth || 800));
+  // uPlot draws on a canvas; the table of the same numbers below is what a screen reader gets.
+  new uPlot({
+    width, height: 220,
+    // One sample (a fresh server) would otherwise stretch the time axis over years.
+    scales: { x: { time: true, range: (u, min, max) => (max - min < 600 ? [min - 3600, max + 300] : [min, max]) } },
+    series: [{}, { label: 'Capacity GiB', stroke: '#0b5cad', width: 2 }, { label: 'Used GiB', stroke: '#a4000f', width: 2, fill: 'rgba(164,0,15,0.08)' }],
+    axes: [{}, { label: 'GiB' }],
+  }, data, el);
+  const last = samples[samples.length - 1];
+  el.append(h('p', { class: 'muted' }, `${samples.length} samples since ${when(samples[0].time)}; latest: ${bytes(last.usedBytes)} used of ${bytes(last.capacityBytes)}.`));
+}
+
+function volumeTable(vols) {
+  const shown = vols.slice(0, 200);
+  const body = h('tbody', {}, shown.map(v => h('tr', {},
+    h('td', {}, h('a', { href: `#/volumes/${enc(v.name)}` }, v.name), v.kind !== 'volume' ? h('span', { class: 'badge' }, v.kind) : null),
+    h('td', { class: 'num' }, bytes(v.sizeBytes)),
+    h('td', { class: 'num' }, bytes(v.allocatedBytes)),
+    h('td', { class: 'num' }, v.snapshots),
+    h('td', { class: v.lastSnapshotAt ? '' : 'warn' }, v.lastSnapshot ? `${v.lastSnapshot}, ${ago(v.lastSnapshotAt)}` : 'none'),
+    h('td', {}, v.policy ?? h('span', { class: 'muted' }, 'none')),
+    h('td', {}, v.replicatedTo ? `${v.replicatedTo}, lag ${duration(v.replicationLagSeconds)}` : h('span', { class: 'muted' }, '—')),
+    h('td', { class: 'num' }, v.exports))));
+  return h('div', {},
+    h('table', {},
+      h('caption', { class: 'muted' }, vols.length > shown.length ? `The first ${shown.length} of ${vols.length} volumes; the Volumes page lists all.` : ''),
+      h('thead', {}, h('tr', {}, ['Volume', 'Size', 'Used', 'Snapshots', 'Last snapshot', 'Policy', 'Replication', 'Exports'].map((t, i) => h('th', { scope: 'col', class: [1, 2, 3, 7].includes(i) ? 'num' : '' }, t)))),
+      body));
+}
+
+function eventTable(list) {
+  if (!list.length) return h('p', { class: 'muted' }, 'No events.');
+  return h('table', {},
+    h('thead', {}, h('tr', {}, ['Time', 'Kind', 'Subject', 'Actor', 'Outcome', 'Message'].map(t => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, list.map(e => h('tr', {},
+      h('td', {}, when(e.time)), h('td', {}, e.kind), h('td', {}, e.subject ?? ''), h('td', {}, e.actor),
+      h('td', { class: e.outcome === 'ok' ? 'ok' : 'bad' }, e.outcome), h('td', {}, e.message)))));
+}
+
+// ---------- volumes ----------
+
+async function volumes() {
+  const [vols, exports] = await Promise.all([api('GET', '/api/v1/volumes'), api('GET', '/api/v1/exports')]);
+  const children = [h('h1', {}, 'Volumes')];
+  if (can('volume.create')) {
+    const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9._-]{1,64}' });
+    const size = h('input', { name: 'size', required: true, value: '10G', size: 8 });
+    const block = h('select', { name: 'block' }, h('option', { value: '512' }, '512'), h('option', { value: '4096' }, '4096'));
+    children.push(h('form', {
+      'aria-label': 'Create a volume',
+      onsubmit: e => {
+        e.preventDefault();
+        const sizeBytes = parseSize(size.value);
+        if (!sizeBytes) { say('Size must be a number with an optional unit, e.g. 10G or 512M.', 'error'); return; }
+        act(`Volume ${name.value} created.`, () => api('POST', '/api/v1/volumes', { name: name.value, sizeBytes, logicalBlockSizeBytes: +block.value }));
+      },
+    }, h('fieldset', {}, h('legend', {}, 'Create a volume'),
+      h('label', {}, 'Name', name), h('label', {}, 'Size (e.g. 10G)', size), h('label', {}, 'Block size', block),
+      h('button', { type: 'submit', class: 'primary' }, 'Create'))));
+  }
+  children.push(h('table', {},
+    h('thead', {}, h('tr', {}, ['Volume', 'Size', 'Used', 'Snapshots', 'Exports', 'Actions'].map(t => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, vols.map(v => h('tr', {},
+      h('td', {}, h('a', { href: `#/volumes/${enc(v.name)}` }, v.name), v.kind !== 'volume' ? h('span', { class: 'badge' }, v.kind) : null),
+      h('td', { class: 'num' }, bytes(v.sizeBytes)),
+      h('td', { class: 'num' }, bytes(v.allocatedBytes)),
+      h('td', { class: 'num' }, v.snapshots),
+      h('td', {}, v.exports.join(', ')),
+      h('td', { class: 'actions' },
+        h('a', { href: `#/volumes/${enc(v.name)}` }, 'Snapshots'),
+        can('volume.resize') ? h('button', { type: 'button', onclick: () => resize(v) }, 'Resize') : null,
+        can('export.create') ? h('button', { type: 'button', onclick: () => exportVolume(v.name) }, 'Export') : null,
+        can('volume.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => deleteVolume(v.name) }, 'Delete') : null))))));
+  children.push(h('h2', {}, 'Exports'), exports.length === 0 ? h('p', { class: 'muted' }, 'No exports.') : h('table', {},
+    h('thead', {}, h('tr', {}, ['Export', 'Protocol', 'Target', 'Access', 'State', 'Address', ''].map(t => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, exports.map(x => h('tr', {},
+      h('td', {}, x.name), h('td', {}, x.protocol), h('td', {}, x.target), h('td', {}, x.readOnly ? 'read-only' : 'read-write'),
+      h('td', { class: x.problem ? 'bad' : '' }, x.problem ? `${x.state}: ${x.problem}` : x.state),
+      h('td', {}, h('code', {}, x.url ?? x.iqn ?? '')),
+      h('td', {}, can('export.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => removeExport(x.name) }, 'Remove') : null))))));
+  show(children);
+}
+
+async function resize(v) {
+  const r = await ask({ title: `Resize ${v.name}`, text: `Now ${bytes(v.sizeBytes)}.`, fields: [{ name: 'size', label: 'New size (e.g. 20G)', value: bytes(v.sizeBytes).replace(/ ?i?B$/, '').replace(' ', ''), required: true }], confirm: 'Resize' });
+  if (!r) return;
+  const sizeBytes = parseSize(r.size);
+  if (!sizeBytes) { say('Size must be a number with an optional unit, e.g. 20G.', 'error'); return; }
+  await act(`Volume ${v.name} resized to ${bytes(sizeBytes)}.`, () => api('POST', `/api/v1/volumes/${enc(v.name)}/resize`, { sizeBytes }));
+}
+
+async function exportVolume(name) {
+  const r = await ask({
+    title: `Export ${name}`,
+    fields: [
+      { name: 'protocol', label: 'Protocol', options: ['nbd', 'iscsi'], value: 'nbd' },
+      { name: 'initiators', label: 'iSCSI initiators allowed (comma-separated IQNs; empty: any)', value: '' },
+      { name: 'chapUser', label: 'iSCSI CHAP user (optional)', value: '' },
+      { name: 'chapSecret', label: 'iSCSI CHAP secret (12-16 characters)', value: '' },
+      { name: 'readOnly', label: 'Read-only', type: 'checkbox', value: false },
+    ],
+    confirm: 'Export',
+  });
+  if (!r) return;
+  const body = { target: name, protocol: r.protocol, readOnly: r.readOnly };
+  if (r.protocol === 'iscsi') {
+    const list = r.initiators.split(',').map(s => s.trim()).filter(Boolean);
+    if (list.length) body.allowedInitiators = list;
+    if (r.chapUser) { body.chapUser = r.chapUser; body.chapSecret = r.chapSecret; }
+  }
+  await act(`${name} exported over ${r.protocol}.`, () => api('POST', '/api/v1/exports', body));
+}
+
+async function removeExport(name) {
+  const r = await ask({ title: `Remove export ${name}?`, text: 'Clients connected through it lose access.', confirm: 'Remove', danger: true });
+  if (r) await act(`Export ${name} removed.`, () => api('DELETE', `/api/v1/exports/${enc(name)}`));
+}
+
+async function deleteVolume(name) {
+  const r = await ask({ title: `Delete volume ${name}?`, text: 'This deletes the volume and all of its snapshots. It cannot be undone.', confirm: 'Delete', danger: true, mustType: name });
+  if (r) await act(`Volume ${name} deleted.`, () => api('DELETE', `/api/v1/volumes/${enc(name)}`));
+}
+
+// ---------- snapshots (timeline per volume) ----------
+
+async function snapshots(volume) {
+  const [vol, snaps] = await Promise.all([api('GET', `/api/v1/volumes/${enc(volume)}`), api('GET', `/api/v1/volumes/${enc(volume)}/snapshots`)]);
+  const base = `/api/v1/volumes/${enc(volume)}/snapshots`;
+  const children = [
+    h('p', {}, h('a', { href: '#/volumes' }, '← Volumes')),
+    h('h1', {}, `Snapshots of ${volume}`),
+    h('p', { class: 'muted' }, `${bytes(vol.sizeBytes)}, ${bytes(vol.allocatedBytes)} used, ${snaps.length} snapshots, exports: ${vol.exports.join(', ') || 'none'}`),
+  ];
+  if (can('snapshot.create')) {
+    const name = h('input', { name: 'snapshot', placeholder: 'automatic' });
+    children.push(h('form', {
+      'aria-label': 'Take a snapshot',
+      onsubmit: e => {
+        e.preventDefault();
+        act('Snapshot taken.', () => api('POST', base, { name: name.value || null }));
+      },
+    }, h('fieldset', {}, h('legend', {}, 'Take a snapshot'), h('label', {}, 'Name (optional)', name), h('button', { type: 'submit', class: 'primary' }, 'Take snapshot'))));
+  }
+  const ordered = [...snaps].sort((a, b) => new Date(b.createdAt) - new Date(a.createdAt));
+  const shown = ordered.slice(0, 500);
+  children.push(h('h2', {}, 'Timeline (newest first)'), ordered.length === 0 ? h('p', { class: 'warn' }, 'No snapshots yet.') : h('ol', { class: 'timeline', 'aria-label': `Snapshots of ${volume}` }, shown.map(s => {
+    const usage = h('span', { class: 'muted' });
+    return h('li', {},
+      h('strong', {}, s.name), ' ', h('span', { class: 'muted' }, `${when(s.createdAt)} (${ago(s.createdAt)})`),
+      s.held ? h('span', { class: 'badge' }, s.heldUntilReleased ? 'held' : `held until ${when(s.holdUntil)}`) : null,
+      s.groupSnapshot ? h('span', { class: 'badge' }, `group ${s.groupSnapshot}`) : null,
+      s.holdReason ? h('span', { class: 'muted' }, ` — ${s.holdReason}`) : null,
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', onclick: async () => {
+          try {
+            const u = await api('GET', `${base}/${enc(s.name)}/usage`);
+            usage.textContent = `unique ${bytes(u.uniqueBytes)}, shared ${bytes(u.sharedBytes)}`;
+          } catch (err) { fail(err); }
+        } }, 'Space'),
+        usage,
+        can('view.create') ? h('button', { type: 'button', onclick: () => openView(s) }, 'Open a view') : null,
+        can('snapshot.hold') && !s.heldUntilReleased ? h('button', { type: 'button', onclick: () => hold(s) }, 'Hold') : null,
+        can('snapshot.release') && s.held ? h('button', { type: 'button', onclick: () => act(`${s.address} released.`, () => api('POST', `${base}/${enc(s.name)}/release`)) }, 'Release') : null,
+        can('volume.rollback') ? h('button', { type: 'button', class: 'danger', onclick: () => rollback(volume, s) }, 'Roll back to this') : null,
+        can('snapshot.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => deleteSnapshot(s) }, 'Delete') : null));
+  })), ordered.length > shown.length ? h('p', { class: 'muted' }, `The newest ${shown.length} of ${ordered.length}; \`tidemark snapshot list ${volume}\` lists all.`) : null);
+  show(children);
+}
+
+async function openView(s) {
+  const r = await ask({ title: `Open a view of ${s.address}`, text: 'A view is a writable copy of the snapshot; the snapshot itself never changes.', fields: [
+    { name: 'name', label: 'View name', value: `${s.volume}-${s.name}-view`.slice(0, 64), required: true },
+    { name: 'export', label: 'Export it over NBD', type: 'checkbox', value: true },
+  ], confirm: 'Open view' });
+  if (!r) return;
+  await act(`View ${r.name} of ${s.address} opened${r.export ? ' and exported' : ''}.`, async () => {
+    await api('POST', '/api/v1/views', { snapshot: s.address, name: r.name });
+    if (r.export) await api('POST', '/api/v1/exports', { target: r.name, protocol: 'nbd' });
+  });
+}
+
+async function hold(s) {
+  const r = await ask({ title: `Hold ${s.address}`, text: 'A held snapshot cannot be deleted, by anyone or any policy.', fields: [
+    { name: 'until', label: 'Until (YYYY-MM-DD; empty: until released)', value: '' },
+    { name: 'reason', label: 'Reason', value: '' },
+  ], confirm: 'Hold' });
+  if (!r) return;
+  const body = { reason: r.reason || null };
+  if (r.until) body.until = new Date(r.until).toISOString();
+  await act(`${s.address} held.`, () => api('POST', `/api/v1/volumes/${enc(s.volume)}/snapshots/${enc(s.name)}/hold`, body));
+}
+
+async function rollback(volume, s, force = false) {
+  const r = await ask({
+    title: `Roll ${volume} back to ${s.name}?`,
+    text: force
+      ? 'Clients are attached. Forcing ends their NBD connections and iSCSI sessions first.'
+      : 'The volume becomes what it was at this snapshot. The current state is kept as a pre-rollback snapshot, and newer snapshots stay.',
+    confirm: force ? 'End sessions and roll back' : 'Roll back', danger: true,
+  });
+  if (!r) return;
+  try {
+    const result = await api('POST', `/api/v1/volumes/${enc(volume)}/rollback`, { snapshot: s.name, force });
+    say(`${volume} rolled back to ${s.name}; the state before is kept as ${result.preRollbackSnapshot?.name ?? 'a snapshot'}.`);
+    await route();
+  } catch (err) {
+    // The in-use guard: clients are attached. Say who, and offer the forced rollback.
+    if (err instanceof ApiError && err.status === 409 && !force && err.code === 'busy') {
+      fail(err);
+      await rollback(volume, s, true);
+    } else {
+      fail(err);
+    }
+  }
+}
+
+async function deleteSnapshot(s) {
+  const r = await ask({ title: `Delete ${s.address}?`, text: 'Its unique space is freed. It cannot be undone.', confirm: 'Delete', danger: true });
+  if (r) await act(`${s.address} deleted.`, () => api('DELETE', `/api/v1/volumes/${enc(s.volume)}/snapshots/${enc(s.name)}`));
+}
+
+// ---------- events ----------
+
+async function events() {
+  const q = new URLSearchParams(location.hash.split('?')[1] || '');
+  const kind = h('input', { name: 'kind', value: q.get('kind') ?? '', placeholder: 'e.g. volume.create' });
+  const subject = h('input', { name: 'subject', value: q.get('subject') ?? '' });
+  const log = h('select', { name: 'log' }, ['main', 'refused'].map(l => h('option', { value: l, selected: q.get('log') === l }, l)));
+  const limit = h('select', { name: 'limit' }, ['50', '200', '1000'].map(l => h('option', { value: l, selected: (q.get('limit') ?? '200') === l }, l)));
+  const params = new URLSearchParams({ limit: limit.value, log: log.value });
+  if (kind.value) params.set('kind', kind.value);
+  if (subject.value) params.set('subject', subject.value);
+  const list = await api('GET', `/api/v1/events?${params}`);
+  main.replaceChildren(
+    h('h1', {}, 'Events'),
+    h('form', {
+      'aria-label': 'Filter events',
+      onsubmit: e => {
+        e.preventDefault();
+        const p = new URLSearchParams();
+        for (const [k, el] of [['kind', kind], ['subject', subject], ['log', log], ['limit', limit]]) if (el.value) p.set(k, el.value);
+        location.hash = `#/events?${p}`;
+      },
+    }, h('fieldset', {}, h('legend', {}, 'Filter'), h('label', {}, 'Kind', kind), h('label', {}, 'Subject', subject), h('label', {}, 'Log', log), h('label', {}, 'Newest', limit),
+      h('button', { type: 'submit', class: 'primary' }, 'Apply'))),
+    eventTable([...list].reverse()));
+}
+
+// ---------- jobs (polled while the page is open) ----------
+
+async function jobs() {
+  const table = h('div', {});
+  main.replaceChildren(h('h1', {}, 'Jobs'), h('p', { class: 'muted' }, 'Updated every second while this page is open.'), table);
+  let timer = null;
+  let stopped = false;
+  const refresh = async () => {
+    try {
+      const list = await api('GET', '/api/v1/jobs');
+      table.replaceChildren(list.length === 0 ? h('p', { class: 'muted' }, 'No jobs.') : h('table', {},
+        h('thead', {}, h('tr', {}, ['Job', 'Kind', 'Subject', 'State', 'Progress', 'By', 'Started', ''].map(t => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, [...list].reverse().map(j => h('tr', {},
+          h('td', {}, j.id), h('td', {}, j.kind), h('td', {}, j.subject ?? ''),
+          h('td', { class: j.state === 'failed' ? 'bad' : j.state === 'succeeded' ? 'ok' : '' }, j.state, j.error ? `: ${j.error}` : ''),
+          h('td', {}, j.percent !== null && j.percent !== undefined ? [h('progress', { max: 100, value: j.percent, 'aria-label': `${j.id} progress` }), ` ${j.percent.toFixed(0)}%`] : `${j.done} ${j.unit}`,
+            j.etaSeconds ? h('span', { class: 'muted' }, ` ETA ${duration(j.etaSeconds)}`) : null),
+          h('td', {}, j.actor), h('td', {}, when(j.startedAt)),
+          h('td', {}, j.cancellable && can('job.cancel') ? h('button', { type: 'button', class: 'danger', onclick: () => api('POST', `/api/v1/jobs/${enc(j.id)}/cancel`).then(() => say(`Job ${j.id} cancelled.`), fail) }, 'Cancel') : null))))));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return;
+      fail(err);
+    }
+    if (!stopped) timer = setTimeout(refresh, 1000);
+  };
+  leavePage = () => { stopped = true; clearTimeout(timer); };
+  await refresh();
+}
+
+// ---------- wizard: new protected volume ----------
+
+function wizard() {
+  const v = { name: '', size: '10G', block: '512', protocol: 'nbd', readOnly: false, schedule: 'every 1h', keepLast: '24', changed: '' };
+  const steps = ['Volume', 'Export', 'Protection', 'Review'];
+  let step = 0;
+  const render = () => {
+    const field = (label, key, attrs = {}) => h('label', {}, label, h('input', { name: key, value: v[key], oninput: e => { v[key] = e.target.value; }, ...attrs }));
+    const select = (label, key, options) => h('label', {}, label, h('select', { name: key, onchange: e => { v[key] = e.target.value; } }, options.map(([val, text]) => h('option', { value: val, selected: v[key] === val }, text))));
+    const pagesOf = [
+      () => h('fieldset', {}, h('legend', {}, 'The volume'), field('Name', 'name', { required: true }), field('Size (e.g. 10G)', 'size', { required: true }), select('Block size', 'block', [['512', '512 bytes'], ['4096', '4096 bytes']])),
+      () => h('fieldset', {}, h('legend', {}, 'How hosts reach it'), select('Export', 'protocol', [['nbd', 'NBD'], ['iscsi', 'iSCSI'], ['none', 'Not now']])),
+      () => h('fieldset', {}, h('legend', {}, 'Snapshot policy'),
+        select('Schedule', 'schedule', [['every 15m', 'Every 15 minutes'], ['every 1h', 'Every hour'], ['daily 02:30', 'Daily at 02:30'], ['none', 'No schedule']]),
+        field('Keep the last', 'keepLast', { type: 'number', min: 1, max: 10000 }),
+        field('Also snapshot after this much changed data (e.g. 512M; optional)', 'changed')),
+      () => h('div', {}, h('h2', {}, 'Review'), h('dl', {},
+        h('dt', {}, 'Volume'), h('dd', {}, `${v.name}, ${v.size}, ${v.block}-byte blocks`),
+        h('dt', {}, 'Export'), h('dd', {}, v.protocol === 'none' ? 'none' : v.protocol),
+        h('dt', {}, 'Policy'), h('dd', {}, v.schedule === 'none' && !v.changed ? 'none' : `${v.name}-protect: ${v.schedule === 'none' ? '' : v.schedule}${v.changed ? `, after ${v.changed} changed` : ''}, keep the last ${v.keepLast}`))),
+    ];
+    const check = () => {
+      if (step === 0 && !/^[A-Za-z0-9._-]{1,64}$/.test(v.name)) return 'Name: 1-64 letters, digits, dots, dashes or underscores.';
+      if (step === 0 && !parseSize(v.size)) return 'Size must be a number with an optional unit, e.g. 10G.';
+      if (step === 2 && !(+v.keepLast >= 1)) return 'Keep at least one snapshot.';
+      if (step === 2 && v.changed && !parseSize(v.changed)) return 'Changed data must be a size, e.g. 512M.';
+      return null;
+    };
+    main.replaceChildren(
+      h('h1', {}, 'New protected volume'),
+      h('ol', { class: 'steps', 'aria-label': 'Steps' }, steps.map((s, i) => h('li', { 'aria-current': i === step ? 'step' : null }, `${i + 1}. ${s}`))),
+      h('form', {
+        onsubmit: e => {
+          e.preventDefault();
+          const problem = check();
+          if (problem) { say(problem, 'error'); return; }
+          status.replaceChildren();
+          if (step < steps.length - 1) { step++; render(); } else create();
+        },
+      }, pagesOf[step](), h('p', { class: 'actions' },
+        step > 0 ? h('button', { type: 'button', onclick: () => { step--; render(); } }, 'Back') : null,
+        h('button', { type: 'submit', class: 'primary' }, step < steps.length - 1 ? 'Next' : 'Create'))));
+    main.querySelector('input, select')?.focus();
+  };
+  // Each step is its own API call, in order; a failure says what was already made, so nothing is left unexplained.
+  const create = async () => {
+    const done = [];
+    const log = h('ul', { 'aria-label': 'Progress' });
+    main.replaceChildren(h('h1', {}, 'New protected volume'), log);
+    const run = async (text, fn) => {
+      const item = h('li', {}, `${text}…`);
+      log.append(item);
+      await fn();
+      item.textContent = `✓ ${text}`;
+      item.className = 'ok';
+      done.push(text);
+    };
+    try {
+      await run(`Create volume ${v.name}`, () => api('POST', '/api/v1/volumes', { name: v.name, sizeBytes: parseSize(v.size), logicalBlockSizeBytes: +v.block }));
+      if (v.protocol !== 'none') await run(`Export it over ${v.protocol}`, () => api('POST', '/api/v1/exports', { target: v.name, protocol: v.protocol }));
+      if (v.schedule !== 'none' || v.changed) {
+        await run(`Protect it with policy ${v.name}-protect`, () => api('POST', '/api/v1/policies', {
+          name: `${v.name}-protect`, volume: v.name, schedule: v.schedule === 'none' ? null : v.schedule,
+          changedBytes: v.changed ? parseSize(v.changed) : null, keepLast: +v.keepLast,
+        }));
+      }
+      say(`Volume ${v.name} is ready.`);
+      log.after(h('p', {}, h('a', { href: `#/volumes/${enc(v.name)}` }, `Open ${v.name}`)));
+    } catch (err) {
+      fail(err);
+      log.append(h('li', { class: 'bad' }, `✗ stopped: ${err.message}`));
+      log.after(h('p', {}, done.length ? `Already done: ${done.join('; ')}. Finish on the Volumes page, or delete the volume and start again.` : 'Nothing was created.'));
+    }
+  };
+  render();
+}
+
+// ---------- boot ----------
+
+window.addEventListener('hashchange', () => { status.replaceChildren(); route(); });
+(async () => {
+  try {
+    session = await api('GET', '/console/session');
+    await start();
+  } catch {
+    showSignIn();
+  }
+  // When the first page has rendered, in ms since navigation start (bench/console reads it).
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
+})();

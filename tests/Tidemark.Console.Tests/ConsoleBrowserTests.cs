@@ -1,0 +1,195 @@
+using Microsoft.Playwright;
+using Tidemark.Api;
+using static Microsoft.Playwright.Assertions;
+
+namespace Tidemark.Console.Tests;
+
+/// <summary>
+/// The web console in headless Chromium against a real `tidemark serve`: every result is checked
+/// through the API, not through what the page shows.
+/// </summary>
+public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
+{
+    private const long GiB = 1L << 30;
+
+    // A change from inside the signed-in page, as another script on the page could make it; the
+    // CSRF header is sent only when asked for.
+    private const string PostVolumeScript = """
+        async ([name, withCsrf]) => {
+          const session = await (await fetch('/console/session')).json();
+          const headers = { 'Content-Type': 'application/json' };
+          if (withCsrf) headers['X-Tidemark-CSRF'] = session.csrf;
+          const r = await fetch('/api/v1/volumes', { method: 'POST', headers, body: JSON.stringify({ name, sizeBytes: 1048576 }) });
+          const body = await r.json();
+          return `${r.status} ${body.code ?? ''}`;
+        }
+        """;
+
+    private readonly ConsoleFixture _fixture;
+
+    public ConsoleBrowserTests(ConsoleFixture fixture) => _fixture = fixture;
+
+    [Fact]
+    public async Task Wizard_creates_a_protected_volume_recorded_under_the_signed_in_name()
+    {
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("alice", TokenRoles.Operator));
+        await page.GetByRole(AriaRole.Link, new() { Name = "New protected volume" }).ClickAsync();
+        await page.GetByLabel("Name").FillAsync("mail");
+        await page.GetByLabel("Size (e.g. 10G)").FillAsync("2G");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
+        await page.GetByLabel("Export").SelectOptionAsync("nbd");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
+        await page.GetByLabel("Schedule").SelectOptionAsync("every 1h");
+        await page.GetByLabel("Keep the last").FillAsync("12");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Review" })).ToBeVisibleAsync();
+        await ConsoleFixture.ScreenshotAsync(page, "wizard-review");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Volume mail is ready.");
+        await ConsoleFixture.ScreenshotAsync(page, "wizard-done");
+
+        using var api = _fixture.Admin();
+        var volume = await api.GetVolumeAsync("mail");
+        Assert.Equal(2 * GiB, volume.SizeBytes);
+        Assert.Contains(await api.ListExportsAsync(), e => e.Target == "mail" && e.Protocol == "nbd");
+        var policy = await api.GetPolicyAsync("mail-protect");
+        Assert.Equal("mail", policy.Definition.Volume);
+        Assert.Equal("every 1h", policy.Definition.Schedule);
+        Assert.Equal(12, policy.Definition.KeepLast);
+        foreach (var kind in new[] { "volume.create", "export.create", "policy.create" })
+        {
+            var events = await api.ListEventsAsync(kind: kind);
+            Assert.Contains(events, e => e.Actor == "alice" && e.Outcome == "ok");
+        }
+    }
+
+    [Fact]
+    public async Task Snapshot_timeline_takes_holds_rolls_back_and_opens_a_view_and_every_page_renders()
+    {
+        using var api = _fixture.Admin();
+        await api.CreateVolumeAsync(new CreateVolumeRequest("db", GiB));
+        await api.CreateSnapshotAsync("db", "monday");
+        await api.CreateVolumeAsync(new CreateVolumeRequest("scratch", GiB));
+        var page = await _fixture.SignInAsync(_fixture.Server.Token);
+        await Expect(page.Locator("#capacity-chart canvas")).ToHaveCountAsync(1);
+        await ConsoleFixture.ScreenshotAsync(page, "dashboard");
+
+        await page.GotoAsync("/#/volumes/db");
+        await page.GetByLabel("Name (optional)").FillAsync("tuesday");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Take snapshot" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Snapshot taken.");
+        Assert.Contains(await api.ListSnapshotsAsync("db"), s => s.Name == "tuesday");
+
+        var monday = page.Locator("ol.timeline li").Filter(new() { HasText = "monday" });
+        await monday.GetByRole(AriaRole.Button, new() { Name = "Hold" }).ClickAsync();
+        await page.GetByLabel("Reason").FillAsync("legal");
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Hold" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("db@monday held.");
+        var held = await api.GetSnapshotAsync("db@monday");
+        Assert.True(held.HeldUntilReleased);
+        Assert.Equal("legal", held.HoldReason);
+
+        await monday.GetByRole(AriaRole.Button, new() { Name = "Roll back to this" }).ClickAsync();
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Roll back" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("db rolled back to monday");
+        Assert.Contains(await api.ListEventsAsync(kind: "volume.rollback"), e => e.Subject == "db" && e.Outcome == "ok");
+
+        await monday.GetByRole(AriaRole.Button, new() { Name = "Open a view" }).ClickAsync();
+        await page.GetByLabel("View name").FillAsync("db-restore");
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Open view" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("View db-restore of db@monday opened");
+        Assert.Equal("view", (await api.GetVolumeAsync("db-restore")).Kind);
+        Assert.Contains(await api.ListExportsAsync(), e => e.Target == "db-restore");
+        await ConsoleFixture.ScreenshotAsync(page, "snapshots");
+
+        // Deleting a volume needs its name typed: the button stays disabled until it matches.
+        await page.GotoAsync("/#/volumes");
+        await page.Locator("tr").Filter(new() { HasText = "scratch" }).GetByRole(AriaRole.Button, new() { Name = "Delete" }).ClickAsync();
+        var confirm = page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Delete" });
+        await Expect(confirm).ToBeDisabledAsync();
+        await page.GetByLabel("Type scratch to confirm").FillAsync("scratc");
+        await Expect(confirm).ToBeDisabledAsync();
+        await page.GetByLabel("Type scratch to confirm").FillAsync("scratch");
+        await confirm.ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Volume scratch deleted.");
+        Assert.DoesNotContain(await api.ListVolumesAsync(), v => v.Name == "scratch");
+        await ConsoleFixture.ScreenshotAsync(page, "volumes");
+
+        await page.GotoAsync("/#/events?kind=volume.rollback");
+        await Expect(page.Locator("tbody tr")).Not.ToHaveCountAsync(0);
+        await Expect(page.Locator("tbody")).ToContainTextAsync("volume.rollback");
+        await ConsoleFixture.ScreenshotAsync(page, "events");
+
+        await page.GotoAsync("/#/jobs");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Jobs" })).ToBeVisibleAsync();
+        await ConsoleFixture.ScreenshotAsync(page, "jobs");
+    }
+
+    [Fact]
+    public async Task Auditor_is_offered_no_change_and_the_server_refuses_one_anyway()
+    {
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("carol", TokenRoles.Auditor));
+        await Expect(page.GetByRole(AriaRole.Link, new() { Name = "New protected volume" })).ToHaveCountAsync(0);
+        await page.GotoAsync("/#/volumes");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Volumes" })).ToBeVisibleAsync();
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Create" })).ToHaveCountAsync(0);
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Delete" })).ToHaveCountAsync(0);
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Resize" })).ToHaveCountAsync(0);
+        await ConsoleFixture.ScreenshotAsync(page, "volumes-auditor");
+
+        var answer = await page.EvaluateAsync<string>(PostVolumeScript, new object[] { "carols", true });
+        Assert.Equal("403 forbidden", answer);
+        using var api = _fixture.Admin();
+        Assert.DoesNotContain(await api.ListVolumesAsync(), v => v.Name == "carols");
+        Assert.Contains(await api.ListEventsAsync(kind: "volume.create"), e => e.Actor == "carol" && e.Outcome == "failed");
+    }
+
+    [Fact]
+    public async Task A_change_without_the_csrf_token_is_refused()
+    {
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("bob", TokenRoles.Operator));
+        Assert.Equal("403 csrf", await page.EvaluateAsync<string>(PostVolumeScript, new object[] { "no-csrf", false }));
+        Assert.StartsWith("201", await page.EvaluateAsync<string>(PostVolumeScript, new object[] { "with-csrf", true }));
+        using var api = _fixture.Admin();
+        var names = (await api.ListVolumesAsync()).Select(v => v.Name).ToList();
+        Assert.DoesNotContain("no-csrf", names);
+        Assert.Contains("with-csrf", names);
+    }
+
+    [Fact]
+    public async Task Signing_out_or_revoking_the_token_ends_the_session()
+    {
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("dave", TokenRoles.Operator));
+        const string Status = "async () => (await fetch('/api/v1/volumes')).status";
+        Assert.Equal(200, await page.EvaluateAsync<int>(Status));
+        using (var api = _fixture.Admin())
+        {
+            await api.RevokeTokenAsync("dave");
+        }
+
+        Assert.Equal(401, await page.EvaluateAsync<int>(Status));
+
+        var other = await _fixture.SignInAsync(await _fixture.TokenAsync("erin", TokenRoles.Auditor));
+        await other.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+        await Expect(other.GetByRole(AriaRole.Heading, new() { Name = "Sign in" })).ToBeVisibleAsync();
+        Assert.Equal(401, await other.EvaluateAsync<int>(Status));
+    }
+
+    [Fact]
+    public async Task A_wrong_token_does_not_sign_in_and_the_cookie_is_httponly_and_strict()
+    {
+        var context = await _fixture.Browser.NewContextAsync(new() { BaseURL = _fixture.Server.Http.ToString().TrimEnd('/') });
+        var page = await context.NewPageAsync();
+        await page.GotoAsync("/");
+        await page.GetByLabel("API token").FillAsync("not-a-token");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("not one of this server's");
+        Assert.Empty(await context.CookiesAsync());
+
+        var signedIn = await _fixture.SignInAsync(_fixture.Server.Token);
+        var cookie = Assert.Single(await signedIn.Context.CookiesAsync());
+        Assert.True(cookie.HttpOnly);
+        Assert.Equal(SameSiteAttribute.Strict, cookie.SameSite);
+        Assert.Equal(0, await signedIn.EvaluateAsync<int>("() => document.cookie.length"));
+    }
+}
