@@ -71,7 +71,7 @@ public sealed partial class ReplicaManager
 
         long sent = 0, rangeBytes = 0;
         var kept = new List<SnapshotDto>();
-        var bandwidth = CheckBandwidth(state.Bandwidth);
+        var bandwidth = ReplicaRequestChecks.CheckBandwidth(state.Bandwidth);
         foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
