@@ -96,7 +96,7 @@ public sealed class ControlRecordGoldenTests
             """
             5C10199E01000100 {"volume":"mail","partner":"dr","remoteVolume":"mail-copy","every":"5m","lastAttemptAt":"2026-12-06T05:00:00+00:00","lastSnapshot":"repl-20261206-050000-000","lastSnapshotCreatedAt":"2026-12-06T05:00:00+00:00","lastSyncAt":"2026-12-06T05:00:02+00:00","bytesSent":3145728,"lastBytesSent":1048576,"lastRangeBytes":2097152,"lastDurationSeconds":1.5,"retries":2,"lastError":"link down","afterPolicySnapshots":true,"isGroup":false,"bandwidth":"20M","reverse":true,"discardWritesAtPartner":true,"discardedWrites":"pre-rollback-1","suspended":"failing back","seed":true,"pendingSnapshot":"repl-20261206-051000-000","standbyExports":[{"protocol":"iscsi","name":"mail-dr","iqn":"iqn.2026-11.dev.tidemark:mail","allowedInitiators":["iqn.2026-11.dev.client:a"]}],"compressionLevel":7,"lastScannedBytes":8388608}
             """,
-            new ReplicaManager.ReplicaState
+            new ReplicaState
             {
                 Volume = "mail",
                 Partner = "dr",

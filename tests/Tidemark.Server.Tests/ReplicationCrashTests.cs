@@ -22,7 +22,9 @@ public sealed class ReplicationCrashTests : IDisposable
     {
         var drPort = FreePort();
         var drData = _temp.Combine("dr");
-        await using var primary = await ServerProcess.StartAsync(_temp.Combine("primary"), "--replication-retry-delay", "500ms");
+        // 1 s doubling over 6 attempts gives the killed receiver 31 s to come back: a restart on a
+        // loaded 2-core machine took longer than 500 ms doubling's 15.5 s.
+        await using var primary = await ServerProcess.StartAsync(_temp.Combine("primary"), "--replication-retry-delay", "1s");
         var dr = await ServerProcess.StartAsync(drData, "--replication", $"127.0.0.1:{drPort}");
         try
         {

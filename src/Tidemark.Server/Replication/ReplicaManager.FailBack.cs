@@ -206,7 +206,7 @@ public sealed partial class ReplicaManager
         }
         catch (Exception ex) when (ex is HttpRequestException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
         {
-            return $"{partnerName} could not demote {string.Join(", ", remoteVolumes)} ({Describe(ex)}); run 'tidemark replica demote' for {(remoteVolumes.Count == 1 ? "it" : "each")} there before the next sync";
+            return $"{partnerName} could not demote {string.Join(", ", remoteVolumes)} ({SyncFailure.Describe(ex)}); run 'tidemark replica demote' for {(remoteVolumes.Count == 1 ? "it" : "each")} there before the next sync";
         }
     }
 

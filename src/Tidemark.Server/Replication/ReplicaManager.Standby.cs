@@ -14,27 +14,6 @@ namespace Tidemark.Server.Replication;
 // Standby exports: described at the primary, posted to the partner at each sync, brought up on promotion.
 public sealed partial class ReplicaManager
 {
-    private static void CheckStandby(IReadOnlyList<StandbyExportDto>? exports)
-    {
-        foreach (var export in exports ?? [])
-        {
-            if (export.Protocol is not ("nbd" or "iscsi"))
-            {
-                throw new StorageException(StorageError.InvalidArgument, $"a standby export is 'nbd' or 'iscsi' (optionally with a name, nbd:NAME), not '{export.Protocol}'");
-            }
-
-            if (export.Name is not null)
-            {
-                ExportRegistry.CheckName(export.Name);
-            }
-
-            if (export.Protocol == "nbd" && (export.Iqn is not null || export.AllowedInitiators is { Count: > 0 }))
-            {
-                throw new StorageException(StorageError.InvalidArgument, "an IQN and allowed initiators belong to an iSCSI standby export, not an NBD one");
-            }
-        }
-    }
-
     /// <summary>What each replica volume at the partner gets as standby exports (every member an entry, maybe empty).</summary>
     private Dictionary<string, List<CreateExportRequest>> ResolveStandby(ReplicaState state)
     {

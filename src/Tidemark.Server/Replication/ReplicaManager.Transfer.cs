@@ -71,7 +71,7 @@ public sealed partial class ReplicaManager
 
         long sent = 0, rangeBytes = 0;
         var kept = new List<SnapshotDto>();
-        var bandwidth = CheckBandwidth(state.Bandwidth);
+        var bandwidth = ReplicaRequestChecks.CheckBandwidth(state.Bandwidth);
         foreach (var (snapshot, remote, common, resume, _) in plans)
         {
             var group = state.IsGroup ? $"{state.Volume}/{snapshot.Name}" : null;
@@ -275,15 +275,5 @@ public sealed partial class ReplicaManager
                 // Stopped because the request ended; the request's outcome is what counts.
             }
         }
-    }
-
-    /// <summary>One sync's bytes on the wire, every attempt (a failed one used the link too): what the replica's total counts.</summary>
-    private sealed class WireCounter
-    {
-        private long _bytes;
-
-        public long Bytes => Interlocked.Read(ref _bytes);
-
-        public void Add(long bytes) => Interlocked.Add(ref _bytes, bytes);
     }
 }

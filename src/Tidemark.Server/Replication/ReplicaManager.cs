@@ -137,10 +137,10 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
                 throw new StorageException(StorageError.AlreadyExists, $"{request.Volume} is already replicated to {existing.Partner}");
             }
 
-            CheckEvery(request.Every);
-            CheckBandwidth(request.Bandwidth);
-            CheckStandby(request.StandbyExports);
-            CheckLevel(request.CompressionLevel);
+            SyncSchedule.CheckEvery(request.Every);
+            ReplicaRequestChecks.CheckBandwidth(request.Bandwidth);
+            ReplicaRequestChecks.CheckStandby(request.StandbyExports);
+            ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
             var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList(), CompressionLevel = request.CompressionLevel ?? DefaultCompressionLevel };
             _replicas[state.Volume] = state;
             Save();
@@ -153,10 +153,10 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
     {
         var every = Off(request.Every);
         var bandwidth = Off(request.Bandwidth);
-        CheckEvery(every);
-        CheckBandwidth(bandwidth);
-        CheckStandby(request.StandbyExports);
-        CheckLevel(request.CompressionLevel);
+        SyncSchedule.CheckEvery(every);
+        ReplicaRequestChecks.CheckBandwidth(bandwidth);
+        ReplicaRequestChecks.CheckStandby(request.StandbyExports);
+        ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
         lock (_lock)
         {
             var state = Find(volume);
@@ -185,50 +185,6 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
         }
 
         static string? Off(string? value) => string.Equals(value, "off", StringComparison.OrdinalIgnoreCase) ? null : value;
-    }
-
-    private static void CheckEvery(string? every)
-    {
-        if (every is null)
-        {
-            return;
-        }
-
-        try
-        {
-            if (ServerSettings.Duration(every, "every") < TimeSpan.FromSeconds(1))
-            {
-                throw new ArgumentException("every must be at least 1s");
-            }
-        }
-        catch (ArgumentException ex)
-        {
-            throw new StorageException(StorageError.InvalidArgument, $"{ex.Message} (how often to sync, e.g. 30s, 5m, 1h)", ex);
-        }
-    }
-
-    private static void CheckLevel(int? level)
-    {
-        if (level is < 0 or > 22)
-        {
-            throw new StorageException(StorageError.InvalidArgument, $"the zstd level is 1 (fastest) to 22 (smallest), or 0 to send blocks uncompressed; not {level}");
-        }
-    }
-
-    /// <summary>Bytes per second, at least 64 KiB/s (below that a sync of any size would take hours).</summary>
-    private static long? CheckBandwidth(string? bandwidth)
-    {
-        if (bandwidth is null)
-        {
-            return null;
-        }
-
-        if (!ByteSize.TryParse(bandwidth, out var rate) || rate < 64 * 1024)
-        {
-            throw new StorageException(StorageError.InvalidArgument, $"bandwidth '{bandwidth}' is not a rate; write bytes per second of at least 64K, such as 20M or 1G, or off");
-        }
-
-        return rate;
     }
 
     public void Delete(string volume)
@@ -323,7 +279,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
                     last = ex;
                     break;
                 }
-                catch (HttpRequestException ex) when (IsRefusedHandshake(ex))
+                catch (HttpRequestException ex) when (SyncFailure.IsRefusedHandshake(ex))
                 {
                     // Not a broken link: the partner does not know this server. Retrying cannot help.
                     last = new StorageException(StorageError.Unavailable, $"{partner.Name} refused the TLS handshake: it is not paired with this server; run 'tidemark partner add' there with fingerprint {_identity.Fingerprint}", ex);
@@ -360,7 +316,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
                 {
                     // A broken link leaves the transfer to the next sync, which continues it. A
                     // refusal would only be refused again: its snapshots are dropped.
-                    if (IsRefusal(last))
+                    if (SyncFailure.IsRefusal(last))
                     {
                         foreach (var failed in snapshots)
                         {
@@ -374,7 +330,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
                     Save();
                     var tries = attempts == 1 ? "1 attempt" : $"{attempts} attempts";
                     _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {tries}: {last.Message}; the replica keeps its last complete snapshot", "failed");
-                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {tries} ({Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
+                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {tries} ({SyncFailure.Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
                 }
 
                 var previous = state.LastSnapshot;
@@ -410,9 +366,6 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
             _syncing.Release();
         }
     }
-
-    private static bool IsRefusal(Exception ex) =>
-        ex.Data.Contains(Refused) || ex is HttpRequestException { StatusCode: { } status } && (int)status is >= 400 and < 500;
 
     /// <summary>
     /// The snapshots of a transfer an earlier sync of <paramref name="state"/> left unfinished, when
@@ -458,34 +411,6 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
         }
     }
 
-    /// <summary>The messages down an exception's chain ("An error occurred while sending the request" alone says nothing).</summary>
-    private static string Describe(Exception ex)
-    {
-        var messages = new List<string>();
-        for (Exception? e = ex; e is not null; e = e.InnerException)
-        {
-            if (!messages.Contains(e.Message))
-            {
-                messages.Add(e.Message);
-            }
-        }
-
-        return string.Join(": ", messages);
-    }
-
-    private static bool IsRefusedHandshake(Exception ex)
-    {
-        for (var e = ex.InnerException; e is not null; e = e.InnerException)
-        {
-            if (e is System.Security.Authentication.AuthenticationException)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
     private ReplicaState Find(string volume) =>
         _replicas.TryGetValue(volume, out var state)
             ? state
@@ -505,7 +430,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
         s.Retries,
         s.LastError,
         s.Every,
-        NextSync(s),
+        SyncSchedule.NextSync(s),
         s.Reverse ? "reverse" : s.Suspended is null ? "active" : "suspended",
         s.Suspended,
         s.Bandwidth,
@@ -533,24 +458,14 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
         return new ReplicaSyncProgressDto(started, done, total, total is > 0 ? Math.Round(Math.Min(100, 100.0 * done / total.Value), 1) : null, progress.EtaSeconds(_time.GetUtcNow() - started));
     }
 
-    private static DateTimeOffset? NextSync(ReplicaState s) =>
-        s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
-
     /// <summary>Volumes whose automatic sync is due at <paramref name="now"/> (the scheduler starts them as jobs).</summary>
     public IReadOnlyList<string> Due(DateTimeOffset now)
     {
         lock (_lock)
         {
-            return [.. _replicas.Values.Where(r => r.Suspended is null && (IntervalDue(r, now) || PolicyDue(r))).Select(r => r.Volume)];
+            return [.. _replicas.Values.Where(r => SyncSchedule.IsDue(r, now, r.AfterPolicySnapshots ? LastPolicySnapshot(r.Volume) : null)).Select(r => r.Volume)];
         }
     }
-
-    private static bool IntervalDue(ReplicaState r, DateTimeOffset now) => r.Every is not null && (NextSync(r) ?? DateTimeOffset.MaxValue) <= now;
-
-    // A policy snapshot taken since the last sync was started: replicate it (the sync takes its own
-    // snapshot right after, holding the same data, so the DR site follows the policy's schedule).
-    private bool PolicyDue(ReplicaState r) =>
-        r.AfterPolicySnapshots && LastPolicySnapshot(r.Volume) is { } taken && taken > (r.LastAttemptAt ?? DateTimeOffset.MinValue);
 
     /// <summary>Marks an automatic sync as started, so the next one is due an interval later whatever its outcome.</summary>
     public void MarkAttempt(string volume, DateTimeOffset now)
@@ -569,111 +484,4 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
         _pool.Control.ReplaceAll(Kind, _replicas.Select(r => new KeyValuePair<string, ReplicaState>(r.Key, r.Value)));
 
     public void Dispose() => _syncing.Dispose();
-
-    /// <summary>
-    /// A sync's progress across members and attempts: bytes of ranges covered per member snapshot,
-    /// each counted once however often a broken transfer resumes; what a resume skips (sent before
-    /// this job) counts as done but not towards the rate, so the ETA stays right.
-    /// </summary>
-    private sealed class SyncProgress(OperationProgress? progress)
-    {
-        private readonly Dictionary<Guid, long> _covered = [];
-
-        public void AddToTotal(long bytes)
-        {
-            if (progress is { Total: { } total })
-            {
-                progress.SetTotal(total + bytes);
-            }
-        }
-
-        public void SetTotalOnce(Func<long> total)
-        {
-            if (progress is { Total: null })
-            {
-                progress.SetTotal(progress.Done + total());
-            }
-        }
-
-        public void Covered(Guid member, long covered, bool resumed)
-        {
-            lock (_covered)
-            {
-                var before = _covered.GetValueOrDefault(member);
-                if (progress is null || covered <= before)
-                {
-                    return;
-                }
-
-                _covered[member] = covered;
-                if (resumed)
-                {
-                    progress.Skip(covered - before);
-                }
-                else
-                {
-                    progress.Advance(covered - before);
-                }
-            }
-        }
-    }
-
-    /// <summary>Counts what the HTTP client reads of the stream: the bytes on the wire (before TLS).</summary>
-    private sealed class CountingStream(Stream inner, WireCounter wire) : Stream
-    {
-        public long BytesRead { get; private set; }
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => BytesRead;
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            var n = inner.Read(buffer, offset, count);
-            BytesRead += n;
-            wire.Add(n);
-            return n;
-        }
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            var n = await inner.ReadAsync(buffer, cancellationToken);
-            BytesRead += n;
-            wire.Add(n);
-            return n;
-        }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                inner.Dispose();
-            }
-
-            base.Dispose(disposing);
-        }
-    }
 }
