@@ -185,7 +185,7 @@ public sealed class IscsiTargetCatalog : IDisposable
             }
 
             return targets.Values
-                .Where(t => t == own || (t.IsAllowed(initiator) && Equals(t.Definition.Chap, own.Definition.Chap)))
+                .Where(t => t == own || (t.IsAllowed(initiator) && (t.Definition.Chap is null || Equals(t.Definition.Chap, own.Definition.Chap))))
                 .SelectMany(t => t.Units.Values);
         }
     }

@@ -16,12 +16,14 @@ public sealed class CopyScopeTests
     private const string Closed = "iqn.2026-11.dev.tidemark:closed";
     private const string OtherChap = "iqn.2026-11.dev.tidemark:otherchap";
     private const string SameChap = "iqn.2026-11.dev.tidemark:samechap";
+    private const string NoChap = "iqn.2026-11.dev.tidemark:nochap";
     private static readonly IscsiChapCredentials _chap = new("host", "host-secret-123");
 
     [Theory]
     [InlineData(Own, 1, true)]
     [InlineData(Open, 0, true)]
     [InlineData(SameChap, 0, true)]
+    [InlineData(NoChap, 0, true)]
     [InlineData(Closed, 0, false)]
     [InlineData(OtherChap, 0, false)]
     public void ExtendedCopy_FromTheOwnLun_ReachesOnlyUnitsTheInitiatorCouldUse(string target, int lun, bool reachable)
@@ -98,6 +100,7 @@ public sealed class CopyScopeTests
         catalog.AddOrUpdate(new IscsiTargetDefinition(Closed, [Lun(Closed, 0)]) { Chap = _chap, AllowedInitiators = ["iqn.2026-11.dev.tidemark:someone-else"] });
         catalog.AddOrUpdate(new IscsiTargetDefinition(OtherChap, [Lun(OtherChap, 0)]) { Chap = new("host", "another-secret-1") });
         catalog.AddOrUpdate(new IscsiTargetDefinition(SameChap, [Lun(SameChap, 0)]) { Chap = new("host", "host-secret-123"), AllowedInitiators = [Initiator] });
+        catalog.AddOrUpdate(new IscsiTargetDefinition(NoChap, [Lun(NoChap, 0)]));
         devices = made;
         return catalog;
     }
