@@ -1,12 +1,12 @@
 # Sourced by the protocol benchmarks: starts `tidemark serve` on a fresh data directory and waits
 # until it has written server.json.
 #   tidemark_serve DATA_DIR ISCSI_LISTEN LOG   ISCSI_LISTEN is "off" or host:port
-# Sets TM_PID, TM_HTTP (base URL), TM_NBD (host:port) and defines tm_api (curl with the token).
+# TM_STORE_CAPACITY (default 12G) sizes the pool's file store. Sets TM_PID, TM_HTTP (base URL), TM_NBD (host:port) and defines tm_api (curl with the token).
 tidemark_serve() {
   local data=$1 iscsi=$2 log=$3
   "$root/tidemark" --help >/dev/null   # builds the CLI on first use
   "$root/tidemark" serve --data "$data" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi "$iscsi" --replication off \
-    --store-capacity 12G --log-level Warning > "$log" 2>&1 &
+    --store-capacity "${TM_STORE_CAPACITY:-12G}" --log-level Warning > "$log" 2>&1 &
   TM_PID=$!
   for _ in $(seq 300); do [ -s "$data/server.json" ] && break; sleep 0.1; done
   [ -s "$data/server.json" ] || { kill "$TM_PID" 2>/dev/null; echo "tidemark serve did not start; see $log" >&2; exit 1; }

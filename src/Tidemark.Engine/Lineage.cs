@@ -188,10 +188,20 @@ internal sealed partial class Lineage
             {
                 lock (_mapLock)
                 {
-                    for (; i < count; i++)
+                    // One page lookup per page, not per block: a page that was never written is a
+                    // store lookup that finds nothing and is not cached, so asking per block cost
+                    // 256 lookups per 1 MiB of unwritten range (about 2 µs a block under load,
+                    // which made GET LBA STATUS and SANITIZE crawl over never-written ranges).
+                    while (i < count)
                     {
-                        result[i] = GetLiveLocked(firstBlock + i);
-                        fallThrough |= result[i].Kind == EntryKind.Inherit;
+                        var block = firstBlock + i;
+                        var page = GetPageLocked((ulong)block >> MapPage.PageShift, create: false);
+                        var end = Math.Min(count, i + MapPage.BlocksPerPage - (int)(block & (MapPage.BlocksPerPage - 1)));
+                        for (; i < end; i++)
+                        {
+                            result[i] = page is null ? MapEntry.Absent : page[(int)((firstBlock + i) & (MapPage.BlocksPerPage - 1))];
+                            fallThrough |= result[i].Kind == EntryKind.Inherit;
+                        }
                     }
                 }
             }
@@ -538,6 +548,9 @@ internal sealed partial class Lineage
         }
     }
 
+    /// <summary>Map pages looked up in the metadata store because they were not cached (for tests).</summary>
+    internal long StorePageLookups { get; private set; }
+
     private MapEntry GetLiveLocked(long block)
     {
         var page = GetPageLocked((ulong)block >> MapPage.PageShift, create: false);
@@ -573,6 +586,7 @@ internal sealed partial class Lineage
         Keys.WriteKey3(key, Keys.LivePage, Id, pageNo);
         _pageBuffer ??= new byte[MapPage.Bytes];
         var found = _pool.Meta.TryGetFixed(key, _pageBuffer);
+        StorePageLookups++;
         if (!found && !create)
         {
             return null;

@@ -59,6 +59,9 @@ public sealed class IscsiTargetCatalog : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly ScsiLogicalUnitOptions _unitOptions;
+
+    /// <summary>ROD tokens of every unit of this server: POPULATE TOKEN on one LUN, WRITE USING TOKEN on another.</summary>
+    private readonly RodTokenStore _rodTokens = new();
     private FrozenDictionary<string, IscsiTarget> _targets = FrozenDictionary<string, IscsiTarget>.Empty;
     private int _nextTsih;
 
@@ -168,6 +171,8 @@ public sealed class IscsiTargetCatalog : IDisposable
     /// </summary>
     private sealed class CopyScope(IscsiTargetCatalog catalog, string targetName) : IScsiCopyScope
     {
+        public RodTokenStore Tokens => catalog._rodTokens;
+
         public IEnumerable<ScsiLogicalUnit> CopyTargets(string initiatorPort)
         {
             // The port is "initiator name,i,0xISID" (SPC-4 7.6.4.6, as IscsiConnection builds it).
@@ -180,7 +185,7 @@ public sealed class IscsiTargetCatalog : IDisposable
             }
 
             return targets.Values
-                .Where(t => t == own || (t.IsAllowed(initiator) && Equals(t.Definition.Chap, own.Definition.Chap)))
+                .Where(t => t == own || (t.IsAllowed(initiator) && (t.Definition.Chap is null || Equals(t.Definition.Chap, own.Definition.Chap))))
                 .SelectMany(t => t.Units.Values);
         }
     }

@@ -13,4 +13,7 @@ public interface IScsiCopyScope
     /// could not log in to and use directly.
     /// </summary>
     IEnumerable<ScsiLogicalUnit> CopyTargets(string initiatorPort);
+
+    /// <summary>Where POPULATE TOKEN keeps tokens, so WRITE USING TOKEN on another unit finds them.</summary>
+    RodTokenStore Tokens { get; }
 }

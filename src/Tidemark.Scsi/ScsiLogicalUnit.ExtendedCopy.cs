@@ -23,14 +23,19 @@ public sealed partial class ScsiLogicalUnit
     /// <summary>SPC-4 6.4.6.5: BLOCK DEVICE NUMBER OF BLOCKS is 16 bits, so one segment covers at most 65,535 blocks.</summary>
     private long MaxSegmentBytes => Math.Min(_options.MaxCopyBytes, 65_535L * BlockBytes);
 
+    /// <summary>Opcode 83h: EXTENDED COPY (LID1), POPULATE TOKEN or WRITE USING TOKEN by service action.</summary>
+    private ScsiResult ThirdPartyCopyOut(ScsiNexus nexus, in ScsiCommand c) => (c.Cdb[1] & 0x1F) switch
+    {
+        ScsiOpcode.ExtendedCopyLid1ServiceAction => ExtendedCopy(nexus, c),
+        ScsiOpcode.PopulateTokenServiceAction => PopulateToken(nexus, c),
+        ScsiOpcode.WriteUsingTokenServiceAction => WriteUsingToken(nexus, c),
+        _ => c.Fail(SenseData.InvalidFieldInCdbAt(1), ReadUInt32(c.Cdb, 10)),
+    };
+
     private ScsiResult ExtendedCopy(ScsiNexus nexus, in ScsiCommand c)
     {
         // SPC-4 6.4.1: SERVICE ACTION byte 1 bits 4-0 (00h: LID1), PARAMETER LIST LENGTH bytes 10-13.
         var listLength = (long)ReadUInt32(c.Cdb, 10);
-        if ((c.Cdb[1] & 0x1F) != ScsiOpcode.ExtendedCopyLid1ServiceAction)
-        {
-            return c.Fail(SenseData.InvalidFieldInCdbAt(1), listLength);
-        }
 
         // SPC-4 6.4.1: a PARAMETER LIST LENGTH of zero copies nothing and is not an error.
         if (listLength == 0)
@@ -128,13 +133,24 @@ public sealed partial class ScsiLogicalUnit
             plan.Add(new PlannedSegment(source, (long)s.SourceLba * source.BlockBytes, destination, (long)s.DestinationLba * destination.BlockBytes, bytes));
         }
 
+        return CheckCopyAccess(nexus, plan, out refusal, out conflict) ? plan : null;
+    }
+
+    /// <summary>
+    /// Whether the initiator may read every source and write every destination of the plan right now:
+    /// write protection (read-only export, snapshot, replica, SWP), reservations and a sanitize.
+    /// </summary>
+    private bool CheckCopyAccess(ScsiNexus nexus, List<PlannedSegment> plan, out SenseData? refusal, out bool conflict)
+    {
+        refusal = null;
+        conflict = false;
         foreach (var unit in plan.Select(p => p.Source).Concat(plan.Select(p => p.Destination)).Distinct())
         {
             var writes = plan.Any(p => p.Destination == unit);
             if (writes && unit.WriteProtection is { } protection)
             {
                 refusal = protection;
-                return null;
+                return false;
             }
 
             // The copy reads and writes each unit as the initiator itself would, so a reservation that
@@ -144,17 +160,17 @@ public sealed partial class ScsiLogicalUnit
             if ((unit.IsReservedByOther(key) && !AllowedUnderReservation(opcode)) || unit.PersistentReservationConflict(key, opcode))
             {
                 conflict = true;
-                return null;
+                return false;
             }
 
             if (unit != this && unit.Sanitizing)
             {
                 refusal = SenseData.SanitizeInProgress;
-                return null;
+                return false;
             }
         }
 
-        return plan;
+        return true;
     }
 
     /// <summary>This unit, or the unit in <see cref="CopyScope"/> whose NAA designator the descriptor names.</summary>
@@ -290,6 +306,9 @@ public sealed partial class ScsiLogicalUnit
                 BinaryPrimitives.WriteUInt32BigEndian(status[8..], (uint)count);
                 return c.ReturnData(status, allocation);
 
+            case ScsiOpcode.ReceiveRodTokenInformationServiceAction:
+                return ReceiveRodTokenInformation(nexus, c);
+
             case ScsiOpcode.OperatingParametersServiceAction:
                 Span<byte> parameters = stackalloc byte[44 + 2];
                 WriteOperatingParameters(parameters);
@@ -330,6 +349,17 @@ public sealed partial class ScsiLogicalUnit
         b[1] = 0x8F;
         var p = 4;
 
+        // Block Device ROD Token Limits (0000h, SBC-3 6.6.8.2): MAXIMUM RANGE DESCRIPTORS, MAXIMUM and
+        // DEFAULT INACTIVITY TIMEOUT (seconds), MAXIMUM TOKEN TRANSFER SIZE and OPTIMAL TRANSFER COUNT (blocks).
+        p += WriteCopyDescriptor(b[p..], 0x0000, 0x20, d =>
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(d[6..], (ushort)_options.MaxCopySegmentDescriptors);
+            BinaryPrimitives.WriteUInt32BigEndian(d[8..], (uint)MaxTokenInactivity.TotalSeconds);
+            BinaryPrimitives.WriteUInt32BigEndian(d[12..], (uint)DefaultTokenInactivity.TotalSeconds);
+            BinaryPrimitives.WriteUInt64BigEndian(d[16..], (ulong)(_options.MaxCopyBytes / BlockBytes));
+            BinaryPrimitives.WriteUInt64BigEndian(d[24..], (ulong)(_options.MaxCopyBytes / BlockBytes));
+        });
+
         // Supported Commands (0001h): EXTENDED COPY LID1 (83h/00h), RECEIVE COPY RESULTS (84h/00h, 03h).
         p += WriteCopyDescriptor(b[p..], 0x0001, 1 + _copyCommands.Length, d =>
         {
@@ -356,6 +386,16 @@ public sealed partial class ScsiLogicalUnit
         // Supported CSCD Descriptor IDs (000Ch): none (the list is empty).
         p += WriteCopyDescriptor(b[p..], 0x000C, 2, _ => { });
 
+        // Supported ROD Types (0108h): access-upon-reference tokens in and out; block device zero in.
+        p += WriteCopyDescriptor(b[p..], 0x0108, 4 + 16, d =>
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(d[2..], 16);
+            BinaryPrimitives.WriteUInt32BigEndian(d[4..], RodTokenStore.AccessUponReference);
+            d[8] = 0x02 | 0x01;
+            BinaryPrimitives.WriteUInt32BigEndian(d[12..], RodTokenStore.BlockDeviceZero);
+            d[16] = 0x02;
+        });
+
         // General Copy Operations (8001h): concurrency and MAXIMUM SEGMENT LENGTH, DATA SEGMENT GRANULARITY.
         p += WriteCopyDescriptor(b[p..], 0x8001, 0x20, d =>
         {
@@ -372,8 +412,8 @@ public sealed partial class ScsiLogicalUnit
     /// <summary>The Supported Commands list: opcode, number of service actions, the service actions.</summary>
     private static readonly byte[] _copyCommands =
     [
-        ScsiOpcode.ExtendedCopy, 1, ScsiOpcode.ExtendedCopyLid1ServiceAction,
-        ScsiOpcode.ReceiveCopyResults, 2, ScsiOpcode.CopyStatusServiceAction, ScsiOpcode.OperatingParametersServiceAction,
+        ScsiOpcode.ExtendedCopy, 3, ScsiOpcode.ExtendedCopyLid1ServiceAction, ScsiOpcode.PopulateTokenServiceAction, ScsiOpcode.WriteUsingTokenServiceAction,
+        ScsiOpcode.ReceiveCopyResults, 3, ScsiOpcode.CopyStatusServiceAction, ScsiOpcode.OperatingParametersServiceAction, ScsiOpcode.ReceiveRodTokenInformationServiceAction,
     ];
 
     private delegate void DescriptorWriter(Span<byte> data);

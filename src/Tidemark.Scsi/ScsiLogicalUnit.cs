@@ -146,7 +146,7 @@ public sealed partial class ScsiLogicalUnit : IDisposable
         ScsiOpcode.CompareAndWrite => CompareAndWrite(c),
         ScsiOpcode.OrWrite16 => OrWrite(c),
         ScsiOpcode.Sanitize => Sanitize(c),
-        ScsiOpcode.ExtendedCopy => ExtendedCopy(nexus, c),
+        ScsiOpcode.ExtendedCopy => ThirdPartyCopyOut(nexus, c),
         ScsiOpcode.ReceiveCopyResults => ReceiveCopyResults(nexus, c),
         ScsiOpcode.ReadDefectData10 or ScsiOpcode.ReadDefectData12 => ReadDefectData(c),
         ScsiOpcode.ModeSense6 or ScsiOpcode.ModeSense10 => ModeSense(c),

@@ -57,7 +57,31 @@ public sealed class ScsiNexus
     }
 
     private long _copySequence;
+
+    /// <summary>
+    /// SPC-4 6.19: what RECEIVE ROD TOKEN INFORMATION reports for POPULATE TOKEN and WRITE USING TOKEN
+    /// commands of this nexus, by their 32-bit LIST IDENTIFIER; bounded like the LID1 results.
+    /// </summary>
+    internal Dictionary<uint, TokenCopyResult> HeldTokenResults { get; } = [];
+
+    internal void HoldTokenResult(uint listId, TokenCopyResult result)
+    {
+        HeldTokenResults.Remove(listId);
+        if (HeldTokenResults.Count >= MaxHeldCopyResults)
+        {
+            HeldTokenResults.Remove(HeldTokenResults.MinBy(r => r.Value.Sequence).Key);
+        }
+
+        HeldTokenResults[listId] = result with { Sequence = ++_copySequence };
+    }
 }
+
+/// <summary>
+/// The outcome of a POPULATE TOKEN (with the token it made) or WRITE USING TOKEN: the service action,
+/// the copy operation status (01h completed, 02h with errors, 04h completed with a residual), the
+/// sense of a failure, and how many logical blocks were written.
+/// </summary>
+internal readonly record struct TokenCopyResult(byte ServiceAction, byte Status, byte[]? Sense, long BlocksTransferred, byte[]? Token, long Sequence = 0);
 
 /// <summary>What COPY STATUS reports of one finished EXTENDED COPY (SPC-4 6.18.3).</summary>
 internal readonly record struct CopyResult(bool Failed, ushort SegmentsProcessed, long BytesCopied, long Sequence = 0);

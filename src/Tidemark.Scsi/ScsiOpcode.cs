@@ -57,6 +57,13 @@ public static class ScsiOpcode
     /// <summary>SPC-4 6.4: EXTENDED COPY (LID1) is service action 00h of opcode 83h.</summary>
     public const byte ExtendedCopyLid1ServiceAction = 0x00;
 
+    /// <summary>SBC-3 5.9 and 5.41: POPULATE TOKEN and WRITE USING TOKEN, service actions of opcode 83h.</summary>
+    public const byte PopulateTokenServiceAction = 0x10;
+    public const byte WriteUsingTokenServiceAction = 0x11;
+
+    /// <summary>SPC-4 6.19: RECEIVE ROD TOKEN INFORMATION, service action 07h of opcode 84h.</summary>
+    public const byte ReceiveRodTokenInformationServiceAction = 0x07;
+
     /// <summary>SPC-4 6.18: RECEIVE COPY RESULTS service actions (LID1).</summary>
     public const byte CopyStatusServiceAction = 0x00;
     public const byte OperatingParametersServiceAction = 0x03;

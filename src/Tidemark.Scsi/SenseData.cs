@@ -83,6 +83,21 @@ public readonly record struct SenseData(SenseKey Key, byte AdditionalSenseCode, 
     /// <summary>SPC-4 6.4: COPY ABORTED, THIRD PARTY DEVICE FAILURE: reading or writing a copy target failed mid-segment.</summary>
     public static SenseData CopyTargetFailure(uint segment) => new(SenseKey.CopyAborted, 0x0D, 0x01, segment);
 
+    /// <summary>SPC-4: INVALID TOKEN OPERATION, TOKEN UNKNOWN (WRITE USING TOKEN with a token this server did not make, or deleted).</summary>
+    public static SenseData TokenUnknown => new(SenseKey.IllegalRequest, 0x23, 0x04);
+
+    /// <summary>SPC-4: INVALID TOKEN OPERATION, TOKEN EXPIRED (its inactivity timeout passed).</summary>
+    public static SenseData TokenExpired => new(SenseKey.IllegalRequest, 0x23, 0x07);
+
+    /// <summary>SPC-4: INVALID TOKEN OPERATION, UNSUPPORTED TOKEN TYPE.</summary>
+    public static SenseData UnsupportedTokenType => new(SenseKey.IllegalRequest, 0x23, 0x01);
+
+    /// <summary>SPC-4: INVALID TOKEN OPERATION, REMOTE TOKEN USAGE NOT SUPPORTED (its source is a unit this initiator cannot reach).</summary>
+    public static SenseData RemoteTokenUsageNotSupported => new(SenseKey.IllegalRequest, 0x23, 0x02);
+
+    /// <summary>SPC-4: INSUFFICIENT RESOURCES (the server holds as many ROD tokens as it allows).</summary>
+    public static SenseData InsufficientResources => new(SenseKey.IllegalRequest, 0x55, 0x03);
+
     public static SenseData NoSense => new(SenseKey.NoSense, 0x00, 0x00);
 
     /// <summary>Writes the fixed-format sense; returns the number of bytes written (18, or less if the span is short).</summary>

@@ -211,7 +211,7 @@ public sealed class ExtendedCopyTests
     }
 
     [Fact]
-    public void Inquiry_ThirdPartyCopyPage_ListsExtendedCopyAndReceiveCopyResults()
+    public void Inquiry_ThirdPartyCopyPage_ListsTheCopyCommandsAndDescriptors()
     {
         var h = new ScsiHarness();
 
@@ -222,16 +222,19 @@ public sealed class ExtendedCopyTests
         Assert.Equal(0x8F, page[1]);
         Assert.Equal(page.Length - 4, BinaryPrimitives.ReadUInt16BigEndian(page[2..]));
 
-        // The first descriptor is Supported Commands: 83h with service action 00h, 84h with 00h and 03h.
-        Assert.Equal(0x0001, BinaryPrimitives.ReadUInt16BigEndian(page[4..]));
-        Assert.Equal(new byte[] { 0x83, 1, 0x00, 0x84, 2, 0x00, 0x03 }, page.Slice(9, page[8]).ToArray());
         var types = new List<int>();
         for (var p = 4; p < page.Length; p += 4 + BinaryPrimitives.ReadUInt16BigEndian(page[(p + 2)..]))
         {
-            types.Add(BinaryPrimitives.ReadUInt16BigEndian(page[p..]));
+            var type = BinaryPrimitives.ReadUInt16BigEndian(page[p..]);
+            types.Add(type);
+            if (type == 0x0001)
+            {
+                // Supported Commands: 83h with 00h (LID1), 10h, 11h (tokens); 84h with 00h, 03h, 07h.
+                Assert.Equal(new byte[] { 0x83, 3, 0x00, 0x10, 0x11, 0x84, 3, 0x00, 0x03, 0x07 }, page.Slice(p + 5, page[p + 4]).ToArray());
+            }
         }
 
-        Assert.Equal(new[] { 0x0001, 0x0004, 0x0008, 0x000C, 0x8001 }, types);
+        Assert.Equal(new[] { 0x0000, 0x0001, 0x0004, 0x0008, 0x000C, 0x0108, 0x8001 }, types);
     }
 
     internal readonly record struct Segment(ushort Source, ushort Destination, ushort Blocks, ulong SourceLba, ulong DestinationLba);
@@ -328,13 +331,15 @@ public sealed class ExtendedCopyTests
         Assert.True(h.Unit.IsSoftwareWriteProtected);
     }
 
-    private sealed class Scope(params ScsiLogicalUnit[] units) : IScsiCopyScope
+    internal sealed class Scope(params ScsiLogicalUnit[] units) : IScsiCopyScope
     {
+        public RodTokenStore Tokens { get; init; } = new();
+
         public IEnumerable<ScsiLogicalUnit> CopyTargets(string initiatorPort) => units;
     }
 
     /// <summary>Fails writes that reach one offset, as a full pool or a failing store would.</summary>
-    private sealed class FailingWrites(IBlockDevice inner, long failAtOffset) : ForwardingDevice(inner)
+    internal sealed class FailingWrites(IBlockDevice inner, long failAtOffset) : ForwardingDevice(inner)
     {
         public override void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
         {
