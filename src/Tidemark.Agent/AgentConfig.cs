@@ -36,6 +36,9 @@ public sealed record AgentConfig
 
     public IReadOnlyList<AgentMountEntry> Mounts { get; init; } = [];
 
+    /// <summary>PostgreSQL clusters put in backup mode when their data directory is on a volume being cut.</summary>
+    public IReadOnlyList<AgentPostgresEntry> Postgres { get; init; } = [];
+
     public string HostName => string.IsNullOrEmpty(Name) ? Environment.MachineName : Name;
 
     public static string PathIn(string directory) => Path.Combine(directory, FileName);
@@ -85,6 +88,14 @@ public sealed record AgentConfig
             }
         }
 
+        foreach (var cluster in Postgres)
+        {
+            if (string.IsNullOrWhiteSpace(cluster.Name) || string.IsNullOrWhiteSpace(cluster.ConnectionString))
+            {
+                throw new ArgumentException($"{where}: a postgres entry needs a name and a connection string");
+            }
+        }
+
         foreach (var server in Servers)
         {
             if (server.Fingerprint.Length != 64 || !server.Fingerprint.All(Uri.IsHexDigit))
@@ -102,6 +113,12 @@ public sealed record AgentConfig
 
 /// <summary>A server allowed to call this agent, pinned by the SHA-256 fingerprint of its identity certificate.</summary>
 public sealed record AgentServerEntry(string Fingerprint, DateTimeOffset PairedAt);
+
+/// <summary>
+/// A PostgreSQL cluster: an Npgsql connection string (e.g. "Host=/run/postgresql;Username=postgres")
+/// for a role that may run pg_backup_start; its data directory is asked from the server when not given.
+/// </summary>
+public sealed record AgentPostgresEntry(string Name, string ConnectionString, string? DataDirectory = null);
 
 /// <summary>A mount point and the Tidemark volume under it.</summary>
 public sealed record AgentMountEntry(string Path, string Volume);

@@ -88,7 +88,7 @@ public sealed class QuiesceSessions : IDisposable
             var consistency = parts.Any(p => p.Consistency == "application") ? "application" : "filesystem";
             var items = parts.SelectMany(p => p.Items).ToList();
             _logger.LogInformation("Quiesced {Items} (session {Session}); resumes by itself at {Deadline:O}", string.Join(", ", items), session.Id, session.ResumeBy);
-            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds);
+            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds, Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
         finally
         {
@@ -104,7 +104,8 @@ public sealed class QuiesceSessions : IDisposable
             if (_open is { } open && open.Id == id)
             {
                 await EndAsync(open, expired: false);
-                return new ResumeResultDto(id, false, open.PausedSeconds, open.Items);
+                var labels = open.Parts.SelectMany(p => p.BackupLabels).ToDictionary(l => l.Key, l => l.Value, StringComparer.Ordinal);
+                return new ResumeResultDto(id, false, open.PausedSeconds, open.Items, labels.Count > 0 ? labels : null);
             }
 
             if (_last is { } last && last.Id == id)

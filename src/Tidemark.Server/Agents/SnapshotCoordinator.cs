@@ -102,8 +102,10 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                 snapshots = Cut(volume, group, name);
                 var cutWithin = Stopwatch.GetElapsedTime(started);
                 var resumed = await ResumeAllAsync(quiesced.Select(q => (q.Link, q.Result!)).ToList());
-                var late = quiesced.Where(q => cutWithin.TotalSeconds >= q.Result!.DeadlineSeconds || resumed.TryGetValue(q.Link.Host, out var r) && r.Expired).Select(q => q.Link.Host).ToList();
+                var late = quiesced.Where(q => cutWithin.TotalSeconds >= q.Result!.QuiesceSeconds + q.Result.DeadlineSeconds || resumed.TryGetValue(q.Link.Host, out var r) && r.Expired).Select(q => q.Link.Host).ToList();
                 var paused = resumed.Count > 0 ? resumed.Values.Max(r => r.PausedSeconds) : (double?)null;
+                var labels = resumed.SelectMany(r => (r.Value.BackupLabels ?? new Dictionary<string, string>()).Select(l => (Key: $"{r.Key}/{l.Key}", l.Value)))
+                    .ToDictionary(l => l.Key, l => l.Value, StringComparer.Ordinal);
                 consistency = late.Count > 0
                     ? new ConsistencyRecord(ConsistencyRecord.Crash, $"the cut took {cutWithin.TotalSeconds:0.###}s, past the deadline of {string.Join(", ", late)}, which resumed by itself", [.. targets.Select(t => t.Name)], paused, time.GetUtcNow())
                     : new ConsistencyRecord(
@@ -111,7 +113,8 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                         string.Join("; ", quiesced.Select(q => $"{q.Link.Host}: {q.Result!.Detail}")),
                         [.. targets.Select(t => t.Name)],
                         paused,
-                        time.GetUtcNow());
+                        time.GetUtcNow(),
+                        labels.Count > 0 ? labels : null);
             }
 
             var batch = new ControlBatch();
