@@ -83,12 +83,13 @@ public sealed class QuiesceSessions : IDisposable
 
             var now = _time.GetUtcNow();
             var session = new Session(Guid.NewGuid().ToString("N"), parts, now, now + deadline, started);
+            session.OutputAtQuiesce = parts.Sum(p => p.Output.Count);
             session.Timer = _time.CreateTimer(_ => _ = ExpireAsync(session), null, deadline, Timeout.InfiniteTimeSpan);
             _open = session;
             var consistency = parts.Any(p => p.Consistency == "application") ? "application" : "filesystem";
             var items = parts.SelectMany(p => p.Items).ToList();
             _logger.LogInformation("Quiesced {Items} (session {Session}); resumes by itself at {Deadline:O}", string.Join(", ", items), session.Id, session.ResumeBy);
-            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds, Stopwatch.GetElapsedTime(started).TotalSeconds);
+            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds, Stopwatch.GetElapsedTime(started).TotalSeconds, Lines(parts));
         }
         finally
         {
@@ -105,7 +106,8 @@ public sealed class QuiesceSessions : IDisposable
             {
                 await EndAsync(open, expired: false);
                 var labels = open.Parts.SelectMany(p => p.BackupLabels).ToDictionary(l => l.Key, l => l.Value, StringComparer.Ordinal);
-                return new ResumeResultDto(id, false, open.PausedSeconds, open.Items, labels.Count > 0 ? labels : null);
+                var before = open.OutputAtQuiesce;
+                return new ResumeResultDto(id, false, open.PausedSeconds, open.Items, labels.Count > 0 ? labels : null, Lines(open.Parts) is { } all ? [.. all.Skip(before)] : null);
             }
 
             if (_last is { } last && last.Id == id)
@@ -182,6 +184,9 @@ public sealed class QuiesceSessions : IDisposable
         }
     }
 
+    private static List<string>? Lines(List<IQuiesced> parts) =>
+        parts.SelectMany(p => p.Output).ToList() is { Count: > 0 } lines ? lines : null;
+
     private StorageException Busy() =>
         new(StorageError.Busy, _open is { } open
             ? $"another quiesce is open (session {open.Id}, resumes by {open.ResumeBy:O}); one snapshot at a time per host"
@@ -215,6 +220,8 @@ public sealed class QuiesceSessions : IDisposable
         public long Started { get; } = started;
 
         public ITimer? Timer { get; set; }
+
+        public int OutputAtQuiesce { get; set; }
 
         public string State { get; set; } = "quiesced";
 

@@ -149,7 +149,43 @@ public sealed class AgentTests : IAsyncLifetime
         Assert.Contains("crash (quiesce failed", list.StandardOutput, StringComparison.Ordinal);
     }
 
-    private async Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentMountEntry[] mounts)
+    [Fact]
+    public async Task ScriptHooks_RunAroundTheCut_OutputInEventsAndFailuresAbortWithTheirOutput()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        var marks = _temp.Combine("marks");
+        await using var agent = await StartAgentAsync(
+            identity.Fingerprint,
+            [],
+            [
+                new AgentScriptEntry("app", ["db"], $"echo \"pre $TIDEMARK_PHASE $TIDEMARK_VOLUMES\"; echo pre >> {marks}", $"echo post; echo post >> {marks}"),
+                new AgentScriptEntry("broken", ["bad"], "echo cannot flush >&2; exit 3", $"echo post-broken >> {marks}"),
+                new AgentScriptEntry("slow", ["slow"], "sleep 30", null, TimeoutSeconds: 0.5),
+            ]);
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("bad", 64 << 20));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("slow", 64 << 20));
+        await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+
+        var taken = await client.CreateSnapshotAsync("db", new CreateSnapshotRequest("s", ["db1"]));
+        var broken = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("bad", new CreateSnapshotRequest("s", ["db1"])));
+        var slow = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("slow", new CreateSnapshotRequest("s", ["db1"])));
+        var scripts = (await client.ListEventsAsync(kind: "agent.script")).Select(e => (e.Message, e.Outcome)).ToList();
+
+        Assert.Equal("application (db1: script app)", taken.Consistency);
+        Assert.Equal(["pre", "post"], await File.ReadAllLinesAsync(marks));
+        Assert.Contains(scripts, e => e.Message.StartsWith("script app pre (exit 0,", StringComparison.Ordinal) && e.Message.EndsWith("pre pre db", StringComparison.Ordinal) && e.Outcome == "ok");
+        Assert.Contains(scripts, e => e.Message.StartsWith("script app post (exit 0,", StringComparison.Ordinal) && e.Message.EndsWith(": post", StringComparison.Ordinal));
+        Assert.Contains("script broken pre (exit 3,", broken.Message, StringComparison.Ordinal);
+        Assert.Contains("cannot flush", broken.Message, StringComparison.Ordinal);
+        Assert.Contains("script slow pre (timed out after 0.5s and was killed", slow.Message, StringComparison.Ordinal);
+        Assert.Empty(await client.ListSnapshotsAsync("bad"));
+    }
+
+    private Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentMountEntry[] mounts) => StartAgentAsync(serverFingerprint, mounts, []);
+
+    private async Task<AgentHost> StartAgentAsync(string serverFingerprint, IReadOnlyList<AgentMountEntry> mounts, IReadOnlyList<AgentScriptEntry> scripts)
     {
         var directory = _temp.Combine($"agent-{Guid.NewGuid():N}");
         new AgentConfig
@@ -158,6 +194,7 @@ public sealed class AgentTests : IAsyncLifetime
             Listen = "127.0.0.1:0",
             Servers = [new AgentServerEntry(serverFingerprint, DateTimeOffset.UtcNow)],
             Mounts = mounts,
+            Scripts = scripts,
         }.Save(directory);
         return await AgentHost.StartAsync(directory);
     }

@@ -75,6 +75,11 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                     return (Link: l, Result: (QuiesceResultDto?)null, Error: ex.Message);
                 }
             }));
+            foreach (var q in quiesced)
+            {
+                RecordOutput(q.Link.Host, q.Result?.Output, actor);
+            }
+
             var failed = quiesced.Where(q => q.Error is not null).ToList();
             IReadOnlyList<SnapshotInfo> snapshots;
             ConsistencyRecord consistency;
@@ -154,6 +159,20 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                 return (q.Link.Host, Result: (ResumeResultDto?)null);
             }
         }));
+        foreach (var (host, result) in answers)
+        {
+            RecordOutput(host, result?.Output, "server");
+        }
+
         return answers.Where(a => a.Result is not null).ToDictionary(a => a.Host, a => a.Result!, StringComparer.Ordinal);
+    }
+
+    /// <summary>What a host's script hooks printed goes into the event log, one event per hook run.</summary>
+    private void RecordOutput(string host, IReadOnlyList<string>? output, string actor)
+    {
+        foreach (var line in output ?? [])
+        {
+            events.Record("agent.script", host, actor, line.Length > 4096 ? line[..4096] : line, line.Contains(" (exit 0,", StringComparison.Ordinal) ? "ok" : "failed");
+        }
     }
 }
