@@ -42,7 +42,7 @@ echo "DURATION=${DURATION}s INTERVAL=${INTERVAL}s SCALE=$SCALE $(nproc) cores, l
 pids+=($!)
 for _ in $(seq 600); do [ -s "$D/data/server.json" ] && break; sleep 0.1; done
 tm volume create pg --size 4G >/dev/null
-nbd=$(tm export create pg --json | json 'd["url"]')
+nbd=$(tm export nbd pg --json | json 'd["url"]')
 mkdir -p "$D/fuse" "$D/fs" "$D/sock"
 nbdfuse "$D/fuse/disk" "$nbd" & pids+=($!)
 for _ in $(seq 300); do [ -s "$D/fuse/disk" ] && break; sleep 0.1; done
@@ -50,9 +50,9 @@ loop=$(losetup --find --show "$D/fuse/disk")
 mkfs.ext4 -q "$loop"
 mount -t ext4 "$loop" "$D/fs"
 mkdir "$D/fs/pgdata"; chown postgres:postgres "$D/fs/pgdata" "$D/sock"; chmod 700 "$D/fs/pgdata"
-(cd "$D" && runuser -u postgres -- "$pgbin/initdb" -q --auth=trust --username=postgres -D "$D/fs/pgdata" >/dev/null)
+(cd "$D" && runuser -u postgres -- "$pgbin/initdb" --auth=trust --username=postgres -D "$D/fs/pgdata" >/dev/null)
 port=$((20000 + RANDOM % 20000))
-(cd "$D" && runuser -u postgres -- "$pgbin/pg_ctl" start -w -D "$D/fs/pgdata" -l "$D/pg.log" \
+(cd "$D" && runuser -u postgres -- "$pgbin/pg_ctl" start -w -D "$D/fs/pgdata" -l "$D/sock/pg.log" \
   -o "-c listen_addresses='' -k $D/sock -p $port -c shared_buffers=128MB" >/dev/null)
 pgb() { (cd "$D" && runuser -u postgres -- "$pgbin/pgbench" -h "$D/sock" -p "$port" "$@" postgres); }
 pgb -i -q -s "$SCALE" >/dev/null 2>&1
@@ -71,15 +71,18 @@ agent app --postgres "main:Host=$D/sock;Port=$port;Username=postgres;Database=po
 agent fsonly
 
 run() { # MODE: prints "tps" and, with snapshots, the pauses into $D/pauses-MODE
-  local mode=$1 out="$D/pgbench-$mode.txt"
+  local mode=$1; local out="$D/pgbench-$mode.txt"
   pgb -c 4 -j 2 -T "$DURATION" > "$out" 2>&1 & local bench=$!
   : > "$D/pauses-$mode"
   if [ "$mode" != none ]; then
-    local host=$([ "$mode" = postgresql ] && echo app || echo fsonly) i=0
+    local host i=0; host=$([ "$mode" = postgresql ] && echo app || echo fsonly)
     while sleep "$INTERVAL" && kill -0 "$bench" 2>/dev/null; do
       i=$((i + 1))
-      tm snapshot create pg --name "$mode-$i" --consistent "$host" > /dev/null || echo "snapshot $mode-$i failed" >&2
-      tm host status "$host" --json | json 'd["status"]["lastSession"]["pausedSeconds"]' >> "$D/pauses-$mode"
+      if tm snapshot create pg --name "$mode-$i" --consistent "$host" > /dev/null; then
+        tm host status "$host" --json | json 'd["status"]["lastSession"]["pausedSeconds"]' >> "$D/pauses-$mode"
+      else
+        echo "snapshot $mode-$i failed" >&2
+      fi
     done
   fi
   wait "$bench"

@@ -76,6 +76,14 @@ public sealed class QuiesceSessions : IDisposable
                 throw;
             }
 
+            if (ct.IsCancellationRequested)
+            {
+                // The server gave up waiting (its call timed out or it went away): nothing it could
+                // cut now would be covered, so nothing stays quiesced until the deadline for it.
+                await ResumeAllAsync(parts);
+                ct.ThrowIfCancellationRequested();
+            }
+
             if (parts.Count == 0)
             {
                 throw new StorageException(StorageError.NotFound, $"nothing on this host sits on {string.Join(", ", volumes.Order(StringComparer.Ordinal))}; declare the mount in the agent's config ('tidemark agent pair --mount PATH=VOLUME') or leave this host out of the snapshot");

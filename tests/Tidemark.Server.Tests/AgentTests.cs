@@ -1,5 +1,9 @@
 using System.Net;
+using System.Net.Http.Json;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Tidemark.Agent;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
@@ -181,6 +185,48 @@ public sealed class AgentTests : IAsyncLifetime
         Assert.Contains("cannot flush", broken.Message, StringComparison.Ordinal);
         Assert.Contains("script slow pre (timed out after 0.5s and was killed", slow.Message, StringComparison.Ordinal);
         Assert.Empty(await client.ListSnapshotsAsync("bad"));
+    }
+
+    [Fact]
+    public async Task Quiesce_CallerGivesUpBeforeItEnds_AgentResumesAtOnceNotAtItsDeadline()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var self = new CertificateRequest("CN=impatient-server", key, HashAlgorithmName.SHA256).CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        using var certificate = X509CertificateLoader.LoadPkcs12(self.Export(X509ContentType.Pkcs12), null);
+        var marks = _temp.Combine("marks");
+        var directory = _temp.Combine("agent-slow");
+        new AgentConfig
+        {
+            Name = "db1",
+            Listen = "127.0.0.1:0",
+            DeadlineSeconds = AgentConfig.MaxDeadlineSeconds,
+            Servers = [new AgentServerEntry(Convert.ToHexStringLower(SHA256.HashData(certificate.RawData)), DateTimeOffset.UtcNow)],
+            Scripts = [new AgentScriptEntry("slow", ["db"], $"sleep 2; echo pre >> {marks}", $"echo post >> {marks}")],
+        }.Save(directory);
+        await using var agent = await AgentHost.StartAsync(directory);
+        using var handler = new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                ClientCertificates = [certificate],
+                RemoteCertificateValidationCallback = (_, c, _, _) => c is not null && AgentIdentity.FingerprintOf(c) == agent.Identity.Fingerprint,
+            },
+        };
+        using var impatient = new HttpClient(handler) { BaseAddress = new Uri($"https://{agent.Endpoint}/agent/v1/"), Timeout = TimeSpan.FromSeconds(30) };
+        using var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+
+        var gaveUp = await Record.ExceptionAsync(() => impatient.PostAsJsonAsync("quiesce", new QuiesceRequest(["db"]), ApiJson.Options, soon.Token));
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while ((!File.Exists(marks) || File.ReadAllLines(marks).Length < 2) && waited.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            await Task.Delay(100);
+        }
+
+        var status = await impatient.GetFromJsonAsync<AgentStatusDto>("status", ApiJson.Options);
+
+        Assert.IsAssignableFrom<OperationCanceledException>(gaveUp);
+        Assert.Equal(["pre", "post"], await File.ReadAllLinesAsync(marks));
+        Assert.Empty(status!.Sessions);
     }
 
     private Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentMountEntry[] mounts) => StartAgentAsync(serverFingerprint, mounts, []);

@@ -22,8 +22,13 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
     public const string FallbackCrash = "crash";
     public const string FallbackSkip = "skip";
 
-    /// <summary>An agent that has not answered a quiesce or resume by then counts as failed (it resumes by itself at its deadline).</summary>
-    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// An agent that has not answered a quiesce or resume by then counts as failed (it resumes by
+    /// itself at its deadline, and at once when the abandoned quiesce finishes). A minute: quiescing
+    /// PostgreSQL waits for a checkpoint, which took over 10 s under pgbench on a loaded machine
+    /// (bench/agent/pause.sh); the application is not paused while it waits.
+    /// </summary>
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     public static string CheckFallback(string? fallback, string defaultValue) => (fallback ?? defaultValue) switch
     {
