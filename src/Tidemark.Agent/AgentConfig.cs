@@ -36,6 +36,12 @@ public sealed record AgentConfig
 
     public IReadOnlyList<AgentMountEntry> Mounts { get; init; } = [];
 
+    /// <summary>PostgreSQL clusters put in backup mode when their data directory is on a volume being cut.</summary>
+    public IReadOnlyList<AgentPostgresEntry> Postgres { get; init; } = [];
+
+    /// <summary>Pre/post hooks run around the cut of the volumes they name.</summary>
+    public IReadOnlyList<AgentScriptEntry> Scripts { get; init; } = [];
+
     public string HostName => string.IsNullOrEmpty(Name) ? Environment.MachineName : Name;
 
     public static string PathIn(string directory) => Path.Combine(directory, FileName);
@@ -85,6 +91,27 @@ public sealed record AgentConfig
             }
         }
 
+        foreach (var cluster in Postgres)
+        {
+            if (string.IsNullOrWhiteSpace(cluster.Name) || string.IsNullOrWhiteSpace(cluster.ConnectionString))
+            {
+                throw new ArgumentException($"{where}: a postgres entry needs a name and a connection string");
+            }
+        }
+
+        foreach (var script in Scripts)
+        {
+            if (string.IsNullOrWhiteSpace(script.Name) || script.Volumes is not { Count: > 0 } || script.Pre is null && script.Post is null)
+            {
+                throw new ArgumentException($"{where}: a script entry needs a name, the volumes it covers, and a pre or post command");
+            }
+
+            if (script.TimeoutSeconds is <= 0 or > MaxDeadlineSeconds || double.IsNaN(script.TimeoutSeconds))
+            {
+                throw new ArgumentException($"{where}: script {script.Name}: timeoutSeconds must be more than 0 and at most {MaxDeadlineSeconds}");
+            }
+        }
+
         foreach (var server in Servers)
         {
             if (server.Fingerprint.Length != 64 || !server.Fingerprint.All(Uri.IsHexDigit))
@@ -102,6 +129,19 @@ public sealed record AgentConfig
 
 /// <summary>A server allowed to call this agent, pinned by the SHA-256 fingerprint of its identity certificate.</summary>
 public sealed record AgentServerEntry(string Fingerprint, DateTimeOffset PairedAt);
+
+/// <summary>
+/// A PostgreSQL cluster: an Npgsql connection string (e.g. "Host=/run/postgresql;Username=postgres")
+/// for a role that may run pg_backup_start; its data directory is asked from the server when not given.
+/// </summary>
+public sealed record AgentPostgresEntry(string Name, string ConnectionString, string? DataDirectory = null);
+
+/// <summary>
+/// A pre/post hook pair: shell commands run (as the agent's user) when one of <see cref="Volumes"/>
+/// is cut; <see cref="TimeoutSeconds"/> bounds each. TIDEMARK_PHASE (pre/post) and TIDEMARK_VOLUMES
+/// are in their environment.
+/// </summary>
+public sealed record AgentScriptEntry(string Name, IReadOnlyList<string> Volumes, string? Pre = null, string? Post = null, double TimeoutSeconds = 30);
 
 /// <summary>A mount point and the Tidemark volume under it.</summary>
 public sealed record AgentMountEntry(string Path, string Volume);

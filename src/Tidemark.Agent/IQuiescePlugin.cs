@@ -24,5 +24,13 @@ public interface IQuiesced
     /// <summary>What was quiesced, for the snapshot's label: "/srv/data (ext4)".</summary>
     IReadOnlyList<string> Items { get; }
 
+    /// <summary>Backup labels by cluster, known after <see cref="ResumeAsync"/> (PostgreSQL); empty for others.</summary>
+    IReadOnlyDictionary<string, string> BackupLabels => Empty;
+
+    /// <summary>What the plugin's hooks printed so far (scripts), for the server's event log; empty for others.</summary>
+    IReadOnlyList<string> Output => [];
+
+    private static readonly Dictionary<string, string> Empty = [];
+
     Task ResumeAsync();
 }

@@ -76,6 +76,14 @@ public sealed class QuiesceSessions : IDisposable
                 throw;
             }
 
+            if (ct.IsCancellationRequested)
+            {
+                // The server gave up waiting (its call timed out or it went away): nothing it could
+                // cut now would be covered, so nothing stays quiesced until the deadline for it.
+                await ResumeAllAsync(parts);
+                ct.ThrowIfCancellationRequested();
+            }
+
             if (parts.Count == 0)
             {
                 throw new StorageException(StorageError.NotFound, $"nothing on this host sits on {string.Join(", ", volumes.Order(StringComparer.Ordinal))}; declare the mount in the agent's config ('tidemark agent pair --mount PATH=VOLUME') or leave this host out of the snapshot");
@@ -83,12 +91,13 @@ public sealed class QuiesceSessions : IDisposable
 
             var now = _time.GetUtcNow();
             var session = new Session(Guid.NewGuid().ToString("N"), parts, now, now + deadline, started);
+            session.OutputAtQuiesce = parts.Sum(p => p.Output.Count);
             session.Timer = _time.CreateTimer(_ => _ = ExpireAsync(session), null, deadline, Timeout.InfiniteTimeSpan);
             _open = session;
             var consistency = parts.Any(p => p.Consistency == "application") ? "application" : "filesystem";
             var items = parts.SelectMany(p => p.Items).ToList();
             _logger.LogInformation("Quiesced {Items} (session {Session}); resumes by itself at {Deadline:O}", string.Join(", ", items), session.Id, session.ResumeBy);
-            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds);
+            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds, Stopwatch.GetElapsedTime(started).TotalSeconds, Lines(parts));
         }
         finally
         {
@@ -104,7 +113,9 @@ public sealed class QuiesceSessions : IDisposable
             if (_open is { } open && open.Id == id)
             {
                 await EndAsync(open, expired: false);
-                return new ResumeResultDto(id, false, open.PausedSeconds, open.Items);
+                var labels = open.Parts.SelectMany(p => p.BackupLabels).ToDictionary(l => l.Key, l => l.Value, StringComparer.Ordinal);
+                var before = open.OutputAtQuiesce;
+                return new ResumeResultDto(id, false, open.PausedSeconds, open.Items, labels.Count > 0 ? labels : null, Lines(open.Parts) is { } all ? [.. all.Skip(before)] : null);
             }
 
             if (_last is { } last && last.Id == id)
@@ -181,6 +192,9 @@ public sealed class QuiesceSessions : IDisposable
         }
     }
 
+    private static List<string>? Lines(List<IQuiesced> parts) =>
+        parts.SelectMany(p => p.Output).ToList() is { Count: > 0 } lines ? lines : null;
+
     private StorageException Busy() =>
         new(StorageError.Busy, _open is { } open
             ? $"another quiesce is open (session {open.Id}, resumes by {open.ResumeBy:O}); one snapshot at a time per host"
@@ -214,6 +228,8 @@ public sealed class QuiesceSessions : IDisposable
         public long Started { get; } = started;
 
         public ITimer? Timer { get; set; }
+
+        public int OutputAtQuiesce { get; set; }
 
         public string State { get; set; } = "quiesced";
 

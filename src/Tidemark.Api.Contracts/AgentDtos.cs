@@ -49,14 +49,20 @@ public sealed record QuiesceRequest(IReadOnlyList<string> Volumes, double? Deadl
 /// <summary>
 /// A successful quiesce. <see cref="Consistency"/>: "filesystem" or "application"; <see cref="Detail"/>
 /// names what (e.g. "/srv/data (ext4)").
-/// <see cref="DeadlineSeconds"/> is how long after quiescing (so after receiving the request) the agent resumes by itself:
-/// the server, timing from before it sent the request, knows a cut finished within it was quiesced.
+/// <see cref="DeadlineSeconds"/> is how long after quiescing the agent resumes by itself, and
+/// <see cref="QuiesceSeconds"/> how long quiescing took after the request arrived: the server, timing
+/// from before it sent the request, knows a cut finished within their sum was quiesced.
 /// </summary>
-public sealed record QuiesceResultDto(string Session, string Consistency, string Detail, IReadOnlyList<string> Quiesced, DateTimeOffset ResumeBy, double DeadlineSeconds);
+public sealed record QuiesceResultDto(string Session, string Consistency, string Detail, IReadOnlyList<string> Quiesced, DateTimeOffset ResumeBy, double DeadlineSeconds, double QuiesceSeconds = 0, IReadOnlyList<string>? Output = null);
 
 /// <summary>
 /// A resume. <see cref="Expired"/>: the agent had already resumed by itself at its deadline, so the
 /// application ran on before the server called back and the snapshot may postdate that: the server
 /// labels it crash-consistent.
 /// </summary>
-public sealed record ResumeResultDto(string Session, bool Expired, double PausedSeconds, IReadOnlyList<string> Resumed);
+/// <see cref="BackupLabels"/>: PostgreSQL's backup_label per cluster (from pg_backup_stop), when one was in backup mode;
+/// <see cref="Output"/> (also in the quiesce answer): what script hooks printed, for the server's event log.
+public sealed record ResumeResultDto(string Session, bool Expired, double PausedSeconds, IReadOnlyList<string> Resumed, IReadOnlyDictionary<string, string>? BackupLabels = null, IReadOnlyList<string>? Output = null);
+
+/// <summary>The backup labels kept with a snapshot, by "HOST/CLUSTER".</summary>
+public sealed record BackupLabelsDto(string Snapshot, IReadOnlyDictionary<string, string> Labels);

@@ -10,6 +10,9 @@ public sealed partial class TidemarkClient
 
     public Task RemoveHostAsync(string name, CancellationToken ct = default) => DeleteAsync($"hosts/{Seg(name)}", ct);
 
+    /// <summary>The PostgreSQL backup labels kept with a snapshot taken in backup mode (ADR 0015).</summary>
+    public Task<BackupLabelsDto> GetBackupLabelsAsync(string address, CancellationToken ct = default) => GetAsync<BackupLabelsDto>(SnapshotPath(address) + "/backup-label", ct);
+
     /// <summary>Asks the host's agent, through the server, for its status and mounts.</summary>
     public Task<HostStatusDto> GetHostStatusAsync(string name, CancellationToken ct = default) => GetAsync<HostStatusDto>($"hosts/{Seg(name)}/status", ct);
 }

@@ -27,7 +27,7 @@ public sealed class AgentFreezeTests
         await live.FormatExt4Async();
         await live.MountAsync("rw");
         var identity = await client.GetIdentityAsync();
-        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, (live.MountPoint, "fs"));
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "fs")]);
         await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
 
         SnapshotDto consistent, plain;
@@ -79,7 +79,7 @@ public sealed class AgentFreezeTests
         await live.FormatExt4Async();
         await live.MountAsync("rw");
         var identity = await client.GetIdentityAsync();
-        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 3, (live.MountPoint, "fs"));
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 3, [(live.MountPoint, "fs")]);
 
         // Play the server up to its quiesce call, then vanish, as a server killed before the cut does.
         using var asServer = agent.ClientAsServer(server.DataDirectory);

@@ -35,7 +35,7 @@ public sealed class PostgresSnapshotTests
         await primary.RunClientAsync(TimeSpan.FromMinutes(3), "pgbench", "-i", "-q", "-s", $"{Scale}", "postgres");
         await primary.QueryAsync("CHECKPOINT");
 
-        var (committedBeforeSnapshot, loadOutput) = await SnapshotUnderLoadAsync(client, primary);
+        var (committedBeforeSnapshot, loadOutput) = await SnapshotUnderLoadAsync(primary, () => client.CreateSnapshotAsync("pg", "under-load"));
         var committedAtEnd = await primary.CountAsync("pgbench_history");
 
         await client.CreateViewAsync("pg@under-load", "pg-clone");
@@ -70,10 +70,10 @@ public sealed class PostgresSnapshotTests
 
     /// <summary>
     /// pgbench -T 20 -c 4 in the background; after 6 s of load (and at least some commits), counts
-    /// the committed transactions and takes the snapshot at once (no checkpoint, no freeze), then
-    /// lets pgbench run to its end.
+    /// the committed transactions and takes the snapshot at once (here: no checkpoint, no freeze;
+    /// AgentPostgresTests: through the agent), then lets pgbench run to its end.
     /// </summary>
-    private static async Task<(long CommittedBeforeSnapshot, string LoadOutput)> SnapshotUnderLoadAsync(TidemarkClient client, PostgresInstance primary)
+    internal static async Task<(long CommittedBeforeSnapshot, string LoadOutput)> SnapshotUnderLoadAsync(PostgresInstance primary, Func<Task> snapshot)
     {
         using var load = primary.StartClient("pgbench", "-T", "20", "-c", "4", "-j", "2", "postgres");
         var stdout = load.StandardOutput.ReadToEndAsync();
@@ -95,7 +95,7 @@ public sealed class PostgresSnapshotTests
             while ((committed < 200 || started.Elapsed < TimeSpan.FromSeconds(6)) && started.Elapsed < TimeSpan.FromSeconds(14));
 
             Assert.True(committed > 0, "pgbench committed nothing in 14 s");
-            await client.CreateSnapshotAsync("pg", "under-load");
+            await snapshot();
             Assert.False(load.HasExited, "pgbench had already ended when the snapshot was taken: the snapshot was not under load");
             await load.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(90));
             var output = $"{await stdout}\n{await stderr}";

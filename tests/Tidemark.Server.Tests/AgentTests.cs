@@ -1,5 +1,9 @@
 using System.Net;
+using System.Net.Http.Json;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Tidemark.Agent;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
@@ -149,7 +153,85 @@ public sealed class AgentTests : IAsyncLifetime
         Assert.Contains("crash (quiesce failed", list.StandardOutput, StringComparison.Ordinal);
     }
 
-    private async Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentMountEntry[] mounts)
+    [Fact]
+    public async Task ScriptHooks_RunAroundTheCut_OutputInEventsAndFailuresAbortWithTheirOutput()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        var marks = _temp.Combine("marks");
+        await using var agent = await StartAgentAsync(
+            identity.Fingerprint,
+            [],
+            [
+                new AgentScriptEntry("app", ["db"], $"echo \"pre $TIDEMARK_PHASE $TIDEMARK_VOLUMES\"; echo pre >> {marks}", $"echo post; echo post >> {marks}"),
+                new AgentScriptEntry("broken", ["bad"], "echo cannot flush >&2; exit 3", $"echo post-broken >> {marks}"),
+                new AgentScriptEntry("slow", ["slow"], "sleep 30", null, TimeoutSeconds: 0.5),
+            ]);
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("bad", 64 << 20));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("slow", 64 << 20));
+        await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+
+        var taken = await client.CreateSnapshotAsync("db", new CreateSnapshotRequest("s", ["db1"]));
+        var broken = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("bad", new CreateSnapshotRequest("s", ["db1"])));
+        var slow = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("slow", new CreateSnapshotRequest("s", ["db1"])));
+        var scripts = (await client.ListEventsAsync(kind: "agent.script")).Select(e => (e.Message, e.Outcome)).ToList();
+
+        Assert.Equal("application (db1: script app)", taken.Consistency);
+        Assert.Equal(["pre", "post"], await File.ReadAllLinesAsync(marks));
+        Assert.Contains(scripts, e => e.Message.StartsWith("script app pre (exit 0,", StringComparison.Ordinal) && e.Message.EndsWith("pre pre db", StringComparison.Ordinal) && e.Outcome == "ok");
+        Assert.Contains(scripts, e => e.Message.StartsWith("script app post (exit 0,", StringComparison.Ordinal) && e.Message.EndsWith(": post", StringComparison.Ordinal));
+        Assert.Contains("script broken pre (exit 3,", broken.Message, StringComparison.Ordinal);
+        Assert.Contains("cannot flush", broken.Message, StringComparison.Ordinal);
+        Assert.Contains("script slow pre (timed out after 0.5s and was killed", slow.Message, StringComparison.Ordinal);
+        Assert.Empty(await client.ListSnapshotsAsync("bad"));
+    }
+
+    [Fact]
+    public async Task Quiesce_CallerGivesUpBeforeItEnds_AgentResumesAtOnceNotAtItsDeadline()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var self = new CertificateRequest("CN=impatient-server", key, HashAlgorithmName.SHA256).CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        using var certificate = X509CertificateLoader.LoadPkcs12(self.Export(X509ContentType.Pkcs12), null);
+        var marks = _temp.Combine("marks");
+        var directory = _temp.Combine("agent-slow");
+        new AgentConfig
+        {
+            Name = "db1",
+            Listen = "127.0.0.1:0",
+            DeadlineSeconds = AgentConfig.MaxDeadlineSeconds,
+            Servers = [new AgentServerEntry(Convert.ToHexStringLower(SHA256.HashData(certificate.RawData)), DateTimeOffset.UtcNow)],
+            Scripts = [new AgentScriptEntry("slow", ["db"], $"sleep 2; echo pre >> {marks}", $"echo post >> {marks}")],
+        }.Save(directory);
+        await using var agent = await AgentHost.StartAsync(directory);
+        using var handler = new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                ClientCertificates = [certificate],
+                RemoteCertificateValidationCallback = (_, c, _, _) => c is not null && AgentIdentity.FingerprintOf(c) == agent.Identity.Fingerprint,
+            },
+        };
+        using var impatient = new HttpClient(handler) { BaseAddress = new Uri($"https://{agent.Endpoint}/agent/v1/"), Timeout = TimeSpan.FromSeconds(30) };
+        using var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+
+        var gaveUp = await Record.ExceptionAsync(() => impatient.PostAsJsonAsync("quiesce", new QuiesceRequest(["db"]), ApiJson.Options, soon.Token));
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while ((!File.Exists(marks) || File.ReadAllLines(marks).Length < 2) && waited.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            await Task.Delay(100);
+        }
+
+        var status = await impatient.GetFromJsonAsync<AgentStatusDto>("status", ApiJson.Options);
+
+        Assert.IsAssignableFrom<OperationCanceledException>(gaveUp);
+        Assert.Equal(["pre", "post"], await File.ReadAllLinesAsync(marks));
+        Assert.Empty(status!.Sessions);
+    }
+
+    private Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentMountEntry[] mounts) => StartAgentAsync(serverFingerprint, mounts, []);
+
+    private async Task<AgentHost> StartAgentAsync(string serverFingerprint, IReadOnlyList<AgentMountEntry> mounts, IReadOnlyList<AgentScriptEntry> scripts)
     {
         var directory = _temp.Combine($"agent-{Guid.NewGuid():N}");
         new AgentConfig
@@ -158,6 +240,7 @@ public sealed class AgentTests : IAsyncLifetime
             Listen = "127.0.0.1:0",
             Servers = [new AgentServerEntry(serverFingerprint, DateTimeOffset.UtcNow)],
             Mounts = mounts,
+            Scripts = scripts,
         }.Save(directory);
         return await AgentHost.StartAsync(directory);
     }

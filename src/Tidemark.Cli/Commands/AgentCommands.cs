@@ -20,7 +20,8 @@ public static class AgentCommands
         var mounts = new Option<string[]>("--mount") { Description = "a mount point and the volume under it, PATH=VOLUME (repeatable)", AllowMultipleArgumentsPerToken = false };
         var deadline = new Option<double?>("--deadline") { Description = $"seconds after a quiesce the agent resumes by itself if the server does not [default {AgentConfig.DefaultDeadlineSeconds}]" };
         var name = new Option<string?>("--name") { Description = "the host's name [default: the machine name]" };
-        var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name };
+        var postgres = new Option<string[]>("--postgres") { Description = "a PostgreSQL cluster to put in backup mode, NAME:CONNECTION-STRING, e.g. 'main:Host=/run/postgresql;Username=postgres' (repeatable)" };
+        var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name, postgres };
         pair.SetAction(parse => Run(() =>
         {
             var directory = Directory(parse.GetValue(dir));
@@ -40,8 +41,22 @@ public static class AgentCommands
                 declared.Add(new AgentMountEntry(path, m[(eq + 1)..]));
             }
 
+            var clusters = config.Postgres.ToList();
+            foreach (var c in parse.GetValue(postgres) ?? [])
+            {
+                var colon = c.IndexOf(':', StringComparison.Ordinal);
+                if (colon <= 0 || colon == c.Length - 1)
+                {
+                    throw new CliException($"--postgres takes NAME:CONNECTION-STRING, not '{c}'");
+                }
+
+                clusters.RemoveAll(x => x.Name == c[..colon]);
+                clusters.Add(new AgentPostgresEntry(c[..colon], c[(colon + 1)..]));
+            }
+
             config = config with
             {
+                Postgres = clusters,
                 Name = parse.GetValue(name) ?? config.Name,
                 Listen = parse.GetValue(listen) ?? config.Listen,
                 DeadlineSeconds = parse.GetValue(deadline) ?? config.DeadlineSeconds,

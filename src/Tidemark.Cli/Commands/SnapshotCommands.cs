@@ -43,6 +43,24 @@ public static class SnapshotCommands
                 ("shared", Output.Size(usage.SharedBytes)));
         });
 
+        var labelAddress = Address();
+        var label = new Command("backup-label", "Print the PostgreSQL backup label(s) kept with a snapshot taken in backup mode through an agent") { labelAddress };
+        label.SetClientAction(async (p, client, json, ct) =>
+        {
+            var labels = await client.GetBackupLabelsAsync(Checked(p.GetValue(labelAddress)!), ct);
+            if (json)
+            {
+                Output.Json(labels);
+                return;
+            }
+
+            foreach (var (cluster, text) in labels.Labels)
+            {
+                Console.WriteLine($"# {cluster}");
+                Console.Write(text);
+            }
+        });
+
         var deleteAddress = Address();
         var delete = new Command("delete", "Delete a snapshot and free the blocks only it kept") { deleteAddress };
         delete.SetClientAction(async (p, client, json, ct) =>
@@ -82,7 +100,7 @@ public static class SnapshotCommands
         release.SetClientAction(async (p, client, json, ct) =>
             PrintList([await client.ReleaseHoldAsync(Checked(p.GetValue(releaseAddress)!), ct)], json, single: true));
 
-        return new Command("snapshot", "Point-in-time snapshots, addressed VOLUME@SNAPSHOT") { create, list, show, delete, diff, hold, release, StreamCommands.Export(), StreamCommands.Import() };
+        return new Command("snapshot", "Point-in-time snapshots, addressed VOLUME@SNAPSHOT") { create, list, show, label, delete, diff, hold, release, StreamCommands.Export(), StreamCommands.Import() };
     }
 
     private static Argument<string> Address() => new("snapshot") { Description = "VOLUME@SNAPSHOT" };

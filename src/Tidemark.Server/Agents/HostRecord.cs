@@ -20,7 +20,14 @@ public sealed record HostRecord(string Name, string Address, string Fingerprint,
 /// </summary>
 /// <param name="Detail">What was quiesced ("db1: /srv/data (ext4)") or why it fell back ("db1: unreachable ...").</param>
 /// <param name="PausedSeconds">The longest time any host's application was paused for this snapshot.</param>
-public sealed record ConsistencyRecord(string Level, string Detail, IReadOnlyList<string> Hosts, double? PausedSeconds, DateTimeOffset At)
+/// <param name="BackupLabels">PostgreSQL backup labels by "HOST/CLUSTER" (pg_backup_stop's labelfile); left out when none.</param>
+public sealed record ConsistencyRecord(
+    string Level,
+    string Detail,
+    IReadOnlyList<string> Hosts,
+    double? PausedSeconds,
+    DateTimeOffset At,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] IReadOnlyDictionary<string, string>? BackupLabels = null)
 {
     public static readonly ControlKind<ConsistencyRecord> Kind = new("consistency", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
 

@@ -22,8 +22,13 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
     public const string FallbackCrash = "crash";
     public const string FallbackSkip = "skip";
 
-    /// <summary>An agent that has not answered a quiesce or resume by then counts as failed (it resumes by itself at its deadline).</summary>
-    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// An agent that has not answered a quiesce or resume by then counts as failed (it resumes by
+    /// itself at its deadline, and at once when the abandoned quiesce finishes). A minute: quiescing
+    /// PostgreSQL waits for a checkpoint, which took over 10 s under pgbench on a loaded machine
+    /// (bench/agent/pause.sh); the application is not paused while it waits.
+    /// </summary>
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     public static string CheckFallback(string? fallback, string defaultValue) => (fallback ?? defaultValue) switch
     {
@@ -75,6 +80,11 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                     return (Link: l, Result: (QuiesceResultDto?)null, Error: ex.Message);
                 }
             }));
+            foreach (var q in quiesced)
+            {
+                RecordOutput(q.Link.Host, q.Result?.Output, actor);
+            }
+
             var failed = quiesced.Where(q => q.Error is not null).ToList();
             IReadOnlyList<SnapshotInfo> snapshots;
             ConsistencyRecord consistency;
@@ -102,8 +112,10 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                 snapshots = Cut(volume, group, name);
                 var cutWithin = Stopwatch.GetElapsedTime(started);
                 var resumed = await ResumeAllAsync(quiesced.Select(q => (q.Link, q.Result!)).ToList());
-                var late = quiesced.Where(q => cutWithin.TotalSeconds >= q.Result!.DeadlineSeconds || resumed.TryGetValue(q.Link.Host, out var r) && r.Expired).Select(q => q.Link.Host).ToList();
+                var late = quiesced.Where(q => cutWithin.TotalSeconds >= q.Result!.QuiesceSeconds + q.Result.DeadlineSeconds || resumed.TryGetValue(q.Link.Host, out var r) && r.Expired).Select(q => q.Link.Host).ToList();
                 var paused = resumed.Count > 0 ? resumed.Values.Max(r => r.PausedSeconds) : (double?)null;
+                var labels = resumed.SelectMany(r => (r.Value.BackupLabels ?? new Dictionary<string, string>()).Select(l => (Key: $"{r.Key}/{l.Key}", l.Value)))
+                    .ToDictionary(l => l.Key, l => l.Value, StringComparer.Ordinal);
                 consistency = late.Count > 0
                     ? new ConsistencyRecord(ConsistencyRecord.Crash, $"the cut took {cutWithin.TotalSeconds:0.###}s, past the deadline of {string.Join(", ", late)}, which resumed by itself", [.. targets.Select(t => t.Name)], paused, time.GetUtcNow())
                     : new ConsistencyRecord(
@@ -111,7 +123,8 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                         string.Join("; ", quiesced.Select(q => $"{q.Link.Host}: {q.Result!.Detail}")),
                         [.. targets.Select(t => t.Name)],
                         paused,
-                        time.GetUtcNow());
+                        time.GetUtcNow(),
+                        labels.Count > 0 ? labels : null);
             }
 
             var batch = new ControlBatch();
@@ -151,6 +164,20 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                 return (q.Link.Host, Result: (ResumeResultDto?)null);
             }
         }));
+        foreach (var (host, result) in answers)
+        {
+            RecordOutput(host, result?.Output, "server");
+        }
+
         return answers.Where(a => a.Result is not null).ToDictionary(a => a.Host, a => a.Result!, StringComparer.Ordinal);
+    }
+
+    /// <summary>What a host's script hooks printed goes into the event log, one event per hook run.</summary>
+    private void RecordOutput(string host, IReadOnlyList<string>? output, string actor)
+    {
+        foreach (var line in output ?? [])
+        {
+            events.Record("agent.script", host, actor, line.Length > 4096 ? line[..4096] : line, line.Contains(" (exit 0,", StringComparison.Ordinal) ? "ok" : "failed");
+        }
     }
 }

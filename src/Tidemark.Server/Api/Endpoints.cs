@@ -181,6 +181,13 @@ public static class Endpoints
 
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", snapshot.ToDto(consistency));
         }).WithName("snapshot.create");
+        snapshots.MapGet("/{snapshot}/backup-label", (Pool p, SnapshotCoordinator agents, string volume, string snapshot) =>
+        {
+            var found = p.GetSnapshot($"{volume}@{snapshot}");
+            return agents.ConsistencyOf(found.Id)?.BackupLabels is { Count: > 0 } labels
+                ? TypedResults.Ok(new BackupLabelsDto(found.Address, labels))
+                : throw new StorageException(StorageError.NotFound, $"{found.Address} has no backup label: no PostgreSQL cluster was in backup mode for it (a snapshot through an agent with a postgres entry has one)");
+        });
         snapshots.MapGet("/{snapshot}", (Pool p, SnapshotCoordinator agents, string volume, string snapshot) =>
         {
             var found = p.GetSnapshot($"{volume}@{snapshot}");

@@ -46,13 +46,18 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts, and runs the agent.</summary>
-    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, params (string Path, string Volume)[] mounts)
+    /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION), and runs the agent.</summary>
+    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null)
     {
         List<string> pair = [ServerProcess.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", "127.0.0.1:0", "--name", "app", "--deadline", $"{deadlineSeconds}"];
         foreach (var (path, volume) in mounts)
         {
             pair.AddRange(["--mount", $"{path}={volume}"]);
+        }
+
+        foreach (var cluster in postgres ?? [])
+        {
+            pair.AddRange(["--postgres", cluster]);
         }
 
         (await ProcessRunner.RunAsync("dotnet", [.. pair])).AssertSuccess();

@@ -28,6 +28,9 @@ internal sealed class PostgresInstance : IAsyncDisposable
 
     public int Port { get; }
 
+    /// <summary>Where the server's Unix socket is (its only listener).</summary>
+    public string SocketDirectory => _socketDirectory;
+
     public string LogFile => Path.Combine(_socketDirectory, "postgres.log");
 
     /// <summary>initdb (with page checksums) into <paramref name="dataDirectory"/>, created and owned by postgres.</summary>

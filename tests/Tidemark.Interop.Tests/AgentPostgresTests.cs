@@ -1,0 +1,73 @@
+using System.Globalization;
+using Tidemark.Api;
+using Tidemark.Interop.Tests.Infrastructure;
+
+namespace Tidemark.Interop.Tests;
+
+/// <summary>
+/// The agent's PostgreSQL plugin with Debian's PostgreSQL on ext4 on a volume (ADR 0015): a snapshot
+/// taken through the agent under pgbench load puts the cluster in backup mode (pg_backup_start on a
+/// held connection) and freezes the file system around the cut; the snapshot is labelled
+/// application-consistent, keeps the backup label, and a second PostgreSQL started on its view
+/// passes pg_amcheck with balanced pgbench books.
+/// </summary>
+public sealed class AgentPostgresTests
+{
+    private const long VolumeBytes = 2L << 30;
+    private const int Scale = 5;
+
+    [Fact]
+    public async Task ConsistentSnapshot_PostgresUnderPgbench_ApplicationConsistentWithLabelAndViewPassesAmcheck()
+    {
+        var bin = HostRequirements.RequirePostgres();
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "6G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("pg", VolumeBytes));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "pg"));
+        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
+        await live.FormatExt4Async();
+        await live.MountAsync("rw");
+        var primaryData = Path.Combine(live.MountPoint, "pgdata");
+        await PostgresInstance.InitDbAsync(bin, primaryData);
+        await using var primary = await PostgresInstance.StartAsync(bin, primaryData, temp.Combine("sock-primary"));
+        await primary.RunClientAsync(TimeSpan.FromMinutes(3), "pgbench", "-i", "-q", "-s", $"{Scale}", "postgres");
+        var identity = await client.GetIdentityAsync();
+        var connection = $"main:Host={primary.SocketDirectory};Port={primary.Port.ToString(CultureInfo.InvariantCulture)};Username=postgres;Database=postgres";
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 60, [(live.MountPoint, "pg")], [connection]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        SnapshotDto? taken = null;
+        var (committedBeforeSnapshot, loadOutput) = await PostgresSnapshotTests.SnapshotUnderLoadAsync(primary, async () =>
+            taken = await client.CreateSnapshotAsync("pg", new CreateSnapshotRequest("under-load", ["app"])));
+        var labels = await client.GetBackupLabelsAsync("pg@under-load");
+
+        await client.CreateViewAsync("pg@under-load", "pg-clone");
+        var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
+        await using var view = await AttachedExport.AttachAsync(viewExport.Url!, temp.CreateDirectory("view"), readOnly: false);
+        await view.MountAsync("rw");
+        var cloneData = Path.Combine(view.MountPoint, "pgdata");
+
+        // The primary is alive in this PID namespace, so its postmaster.pid in the image would stop the clone.
+        File.Delete(Path.Combine(cloneData, "postmaster.pid"));
+        await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
+        var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed");
+        var committedInClone = await clone.CountAsync("pgbench_history");
+        var balanced = await clone.QueryAsync(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
+            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
+            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
+        await clone.StopAsync();
+        await primary.StopAsync();
+
+        Assert.NotNull(taken);
+        Assert.StartsWith($"application (app: postgresql: cluster main, {live.MountPoint} (ext4))", taken.Consistency, StringComparison.Ordinal);
+        var label = Assert.Single(labels.Labels);
+        Assert.Equal("app/main", label.Key);
+        Assert.Contains("START WAL LOCATION:", label.Value, StringComparison.Ordinal);
+        Assert.Contains("LABEL: tidemark app", label.Value, StringComparison.Ordinal);
+        Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the clone: {amcheck.StandardOutput}\n{amcheck.StandardError}");
+        Assert.Equal("t", balanced);
+        Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
+    }
+}
