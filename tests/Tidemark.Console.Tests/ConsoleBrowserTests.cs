@@ -116,9 +116,11 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         Assert.DoesNotContain(await api.ListVolumesAsync(), v => v.Name == "scratch");
         await ConsoleFixture.ScreenshotAsync(page, "volumes");
 
+        // A hash change re-renders in place: wait for the new page before reading its table.
         await page.GotoAsync("/#/events?kind=volume.rollback");
-        await Expect(page.Locator("tbody tr")).Not.ToHaveCountAsync(0);
-        await Expect(page.Locator("tbody")).ToContainTextAsync("volume.rollback");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Events" })).ToBeVisibleAsync();
+        await Expect(page.Locator("main tbody tr")).Not.ToHaveCountAsync(0);
+        await Expect(page.Locator("main tbody")).ToContainTextAsync("volume.rollback");
         await ConsoleFixture.ScreenshotAsync(page, "events");
 
         await api.VerifyAsync();
@@ -148,6 +150,38 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("inuse rolled back to base");
         Assert.True(await client.ClosedByServerAsync(TimeSpan.FromSeconds(10)));
         Assert.Contains(await api.ListSnapshotsAsync("inuse"), s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Volumes_page_resizes_and_exports_over_iscsi_with_chap_and_an_initiator_list()
+    {
+        using var api = _fixture.Admin();
+        await api.CreateVolumeAsync(new CreateVolumeRequest("lun", GiB));
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("olga", TokenRoles.Operator));
+        await page.GotoAsync("/#/volumes");
+        var row = page.Locator("tbody tr").Filter(new() { Has = page.GetByRole(AriaRole.Link, new() { Name = "lun", Exact = true }) });
+
+        // An operator may not delete volumes: the button is not offered.
+        await Expect(row.GetByRole(AriaRole.Button, new() { Name = "Delete" })).ToHaveCountAsync(0);
+
+        await row.GetByRole(AriaRole.Button, new() { Name = "Resize" }).ClickAsync();
+        await page.GetByLabel("New size (e.g. 20G)").FillAsync("3G");
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Resize" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Volume lun resized to 3.0 GiB.");
+        Assert.Equal(3 * GiB, (await api.GetVolumeAsync("lun")).SizeBytes);
+
+        await page.Locator("tbody tr").Filter(new() { Has = page.GetByRole(AriaRole.Link, new() { Name = "lun", Exact = true }) })
+            .GetByRole(AriaRole.Button, new() { Name = "Export" }).ClickAsync();
+        await page.GetByLabel("Protocol").SelectOptionAsync("iscsi");
+        await page.GetByLabel("iSCSI initiators allowed").FillAsync("iqn.2026-12.org.example:host1");
+        await page.GetByLabel("iSCSI CHAP user").FillAsync("lunuser");
+        await page.GetByLabel("iSCSI CHAP secret").FillAsync("twelve-chars-secret");
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Export" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("lun exported over iscsi.");
+        var export = Assert.Single(await api.ListExportsAsync(), e => e.Target == "lun");
+        Assert.Equal("iscsi", export.Protocol);
+        Assert.Equal(["iqn.2026-12.org.example:host1"], export.AllowedInitiators);
+        Assert.Equal("lunuser", export.ChapUser);
     }
 
     [Fact]
