@@ -1,5 +1,6 @@
 using Microsoft.Playwright;
 using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
 using static Microsoft.Playwright.Assertions;
 
 namespace Tidemark.Console.Tests;
@@ -115,14 +116,102 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         Assert.DoesNotContain(await api.ListVolumesAsync(), v => v.Name == "scratch");
         await ConsoleFixture.ScreenshotAsync(page, "volumes");
 
+        // A hash change re-renders in place: wait for the new page before reading its table.
         await page.GotoAsync("/#/events?kind=volume.rollback");
-        await Expect(page.Locator("tbody tr")).Not.ToHaveCountAsync(0);
-        await Expect(page.Locator("tbody")).ToContainTextAsync("volume.rollback");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Events" })).ToBeVisibleAsync();
+        await Expect(page.Locator("main tbody tr")).Not.ToHaveCountAsync(0);
+        await Expect(page.Locator("main tbody")).ToContainTextAsync("volume.rollback");
         await ConsoleFixture.ScreenshotAsync(page, "events");
 
+        await api.VerifyAsync();
         await page.GotoAsync("/#/jobs");
         await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Jobs" })).ToBeVisibleAsync();
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "pool.verify" }).First).ToContainTextAsync("succeeded");
         await ConsoleFixture.ScreenshotAsync(page, "jobs");
+    }
+
+    [Fact]
+    public async Task Rollback_under_an_attached_client_names_it_and_then_offers_to_end_its_session()
+    {
+        using var api = _fixture.Admin();
+        await api.CreateVolumeAsync(new CreateVolumeRequest("inuse", GiB));
+        await api.CreateSnapshotAsync("inuse", "base");
+        await api.CreateExportAsync(new CreateExportRequest("inuse", "inuse"));
+        using var client = await AttachedNbdClient.ConnectAsync(_fixture.Server.Nbd, "inuse");
+        var page = await _fixture.SignInAsync(_fixture.Server.Token);
+        await page.GotoAsync("/#/volumes/inuse");
+        await page.Locator("ol.timeline li").Filter(new() { HasText = "base" }).GetByRole(AriaRole.Button, new() { Name = "Roll back to this" }).ClickAsync();
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Roll back" }).ClickAsync();
+
+        // Refused first, naming the client; nothing changed until the forced rollback is confirmed.
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("disconnect them first");
+        Assert.DoesNotContain(await api.ListSnapshotsAsync("inuse"), s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "End sessions and roll back" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("inuse rolled back to base");
+        Assert.True(await client.ClosedByServerAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains(await api.ListSnapshotsAsync("inuse"), s => s.Name.StartsWith("pre-rollback", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Volumes_page_resizes_and_exports_over_iscsi_with_chap_and_an_initiator_list()
+    {
+        using var api = _fixture.Admin();
+        await api.CreateVolumeAsync(new CreateVolumeRequest("lun", GiB));
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("olga", TokenRoles.Operator));
+        await page.GotoAsync("/#/volumes");
+        var row = page.Locator("tbody tr").Filter(new() { Has = page.GetByRole(AriaRole.Link, new() { Name = "lun", Exact = true }) });
+
+        // An operator may not delete volumes: the button is not offered.
+        await Expect(row.GetByRole(AriaRole.Button, new() { Name = "Delete" })).ToHaveCountAsync(0);
+
+        await row.GetByRole(AriaRole.Button, new() { Name = "Resize" }).ClickAsync();
+        await page.GetByLabel("New size (e.g. 20G)").FillAsync("3G");
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Resize" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Volume lun resized to 3.0 GiB.");
+        Assert.Equal(3 * GiB, (await api.GetVolumeAsync("lun")).SizeBytes);
+
+        await page.Locator("tbody tr").Filter(new() { Has = page.GetByRole(AriaRole.Link, new() { Name = "lun", Exact = true }) })
+            .GetByRole(AriaRole.Button, new() { Name = "Export" }).ClickAsync();
+        await page.GetByLabel("Protocol").SelectOptionAsync("iscsi");
+        await page.GetByLabel("iSCSI initiators allowed").FillAsync("iqn.2026-12.org.example:host1");
+        await page.GetByLabel("iSCSI CHAP user").FillAsync("lunuser");
+        await page.GetByLabel("iSCSI CHAP secret").FillAsync("twelve-chars-secret");
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Export" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("lun exported over iscsi.");
+        var export = Assert.Single(await api.ListExportsAsync(), e => e.Target == "lun");
+        Assert.Equal("iscsi", export.Protocol);
+        Assert.Equal(["iqn.2026-12.org.example:host1"], export.AllowedInitiators);
+        Assert.Equal("lunuser", export.ChapUser);
+    }
+
+    [Fact]
+    public async Task Dashboard_summary_shows_protection_per_volume_and_is_compressed()
+    {
+        using var api = _fixture.Admin();
+        await api.CreateVolumeAsync(new CreateVolumeRequest("prot", GiB));
+        await api.CreateSnapshotAsync("prot", "first");
+        await api.CreatePolicyAsync(new PolicyRequest("prot-hourly", Volume: "prot", Schedule: "hourly", KeepLast: 5));
+        await api.CreateVolumeAsync(new CreateVolumeRequest("bare", GiB));
+
+        using var http = new HttpClient(new HttpClientHandler { AutomaticDecompression = System.Net.DecompressionMethods.None }) { BaseAddress = _fixture.Server.Http };
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/console/dashboard");
+        request.Headers.Authorization = new("Bearer", _fixture.Server.Token);
+        request.Headers.AcceptEncoding.ParseAdd("br");
+        using var response = await http.SendAsync(request);
+        response.EnsureSuccessStatusCode();
+        Assert.Equal("br", Assert.Single(response.Content.Headers.ContentEncoding));
+        await using var body = new System.IO.Compression.BrotliStream(await response.Content.ReadAsStreamAsync(), System.IO.Compression.CompressionMode.Decompress);
+        var dashboard = (await System.Text.Json.JsonSerializer.DeserializeAsync<Tidemark.Server.WebConsole.ConsoleDashboardDto>(body, ApiJson.Options))!;
+
+        var prot = Assert.Single(dashboard.Volumes, v => v.Name == "prot");
+        Assert.Equal(("first", 1, "prot-hourly"), (prot.LastSnapshot, prot.Snapshots, prot.Policy));
+        var bare = Assert.Single(dashboard.Volumes, v => v.Name == "bare");
+        Assert.Equal((null, 0, null), (bare.LastSnapshot, bare.Snapshots, bare.Policy));
+        Assert.NotEmpty(dashboard.Capacity);
+        Assert.Equal(dashboard.Pool.CapacityBytes, dashboard.Capacity[^1].CapacityBytes);
+        Assert.Equal("volume.create", dashboard.Events[0].Kind);
+        Assert.Equal("bare", dashboard.Events[0].Subject);
+        Assert.True(dashboard.Events.Zip(dashboard.Events.Skip(1)).All(p => p.First.Time >= p.Second.Time));
     }
 
     [Fact]

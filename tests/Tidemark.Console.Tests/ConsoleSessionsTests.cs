@@ -97,6 +97,24 @@ public sealed class ConsoleSessionsTests : IDisposable
     }
 
     [Fact]
+    public void Recent_events_are_the_newest_of_the_main_log_and_follow_new_ones()
+    {
+        using var log = new Tidemark.Server.Events.EventLog(_temp.Combine("events.jsonl"), _time, NullLogger.Instance);
+        for (var i = 0; i < 150; i++)
+        {
+            log.Record("volume.create", $"v{i}", "alice", "created");
+        }
+
+        log.RecordRefused("auth.failed", null, "anonymous", "refused");
+        Assert.Equal(log.Query(limit: 15, log: Tidemark.Server.Events.EventLog.MainLog), log.Recent(15));
+        log.Record("volume.delete", "v0", "bob", "deleted");
+        var recent = log.Recent(15);
+        Assert.Equal("volume.delete", recent[^1].Kind);
+        Assert.Equal(log.Query(limit: 15, log: Tidemark.Server.Events.EventLog.MainLog), recent);
+        Assert.Equal(Tidemark.Server.Events.EventLog.RecentCapacity, log.Recent(1000).Count);
+    }
+
+    [Fact]
     public void Capacity_sample_record_format_is_stable()
     {
         // Golden: a change to this layout needs a new version of the kind (ADR 0011).

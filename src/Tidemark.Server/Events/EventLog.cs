@@ -34,6 +34,10 @@ public sealed class EventLog : IDisposable
     private readonly ILogger _logger;
     private bool _disposed;
 
+    // The newest main-log events, for Recent: null until first asked (then filled by one scan of the
+    // log), kept current by Append after that, so the console's dashboard never rescans the files.
+    private Queue<EventDto>? _recent;
+
     public EventLog(string path, TimeProvider time, ILogger logger, long maxFileBytes = DefaultMaxFileBytes, long refusedMaxFileBytes = DefaultRefusedMaxFileBytes)
     {
         var full = Path.GetFullPath(path);
@@ -58,6 +62,24 @@ public sealed class EventLog : IDisposable
             {
                 return _main.Sequence;
             }
+        }
+    }
+
+    /// <summary>How many of the newest main-log events <see cref="Recent"/> keeps in memory.</summary>
+    public const int RecentCapacity = 100;
+
+    /// <summary>
+    /// The newest <paramref name="limit"/> (at most <see cref="RecentCapacity"/>) events of the main
+    /// log, oldest first, as <see cref="Query"/> without filters and with log "main" would return
+    /// them, but from memory: a scan of up to 128 MiB of log on every dashboard load is what this avoids.
+    /// </summary>
+    public IReadOnlyList<EventDto> Recent(int limit)
+    {
+        limit = Math.Clamp(limit, 1, RecentCapacity);
+        lock (_lock)
+        {
+            _recent ??= new Queue<EventDto>(Newest(_main, MainLog, null, null, null, RecentCapacity));
+            return [.. _recent.Skip(Math.Max(0, _recent.Count - limit))];
         }
     }
 
@@ -94,6 +116,14 @@ public sealed class EventLog : IDisposable
             {
                 // Stored without its log's name (the file says it); Query adds it.
                 file.Append(JsonSerializer.SerializeToUtf8Bytes(entry, LineJson));
+                if (file == _main && _recent is not null)
+                {
+                    _recent.Enqueue(entry with { Log = log });
+                    if (_recent.Count > RecentCapacity)
+                    {
+                        _recent.Dequeue();
+                    }
+                }
             }
             catch (IOException ex)
             {

@@ -204,7 +204,7 @@ public static class ConsoleEndpoints
             info,
             volumes,
             alerts,
-            [.. events.Query(limit: DashboardEvents, log: EventLog.MainLog).Reverse()],
+            [.. events.Recent(DashboardEvents).Reverse()],
             history.Samples,
             jobList.Count(j => j.ToDto().State == "running"));
     }

@@ -377,7 +377,7 @@ async function exportVolume(name) {
       { name: 'protocol', label: 'Protocol', options: ['nbd', 'iscsi'], value: 'nbd' },
       { name: 'initiators', label: 'iSCSI initiators allowed (comma-separated IQNs; empty: any)', value: '' },
       { name: 'chapUser', label: 'iSCSI CHAP user (optional)', value: '' },
-      { name: 'chapSecret', label: 'iSCSI CHAP secret (12-16 characters)', value: '' },
+      { name: 'chapSecret', label: 'iSCSI CHAP secret (at least 12 characters)', value: '' },
       { name: 'readOnly', label: 'Read-only', type: 'checkbox', value: false },
     ],
     confirm: 'Export',
