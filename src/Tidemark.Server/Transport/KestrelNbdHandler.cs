@@ -17,8 +17,9 @@ internal sealed class KestrelNbdHandler(INbdExportCatalog catalog, NbdServerOpti
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(ConnectionContext connection, Socket? socket, IConnectionPhase phase)
     {
         var remote = connection.RemoteEndPoint;
-        var payload = socket is not null && KernelPipe.IsSupported ? new SocketPayload(socket) : null;
-        var nbd = new NbdConnection(connection.Transport, catalog, options, payload, phase);
+        // The payload comes through Kestrel's pipe: reading its socket beside the pipe (the old
+        // kestrel-splice path) broke the no-read-ahead rule (docs/adr/0010-protocol-transport.md).
+        var nbd = new NbdConnection(connection.Transport, catalog, options, payload: null, phase);
         return (
             async stopping =>
             {
