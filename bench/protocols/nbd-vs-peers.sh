@@ -14,8 +14,10 @@
 # every process it starts is stopped and every file removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-peers="$root/../shared/peers"
-[ -f "$peers/lib.sh" ] || { echo "needs ../shared/peers/lib.sh beside the repository" >&2; exit 2; }
+# Beside the repository (/work/main), or two levels up from a worktree (/work/wt/NAME); PEERS overrides.
+peers=${PEERS:-$root/../shared/peers}
+[ -f "$peers/lib.sh" ] || peers="$root/../../shared/peers"
+[ -f "$peers/lib.sh" ] || { echo "needs ../shared/peers/lib.sh beside the repository (or PEERS=DIR)" >&2; exit 2; }
 for tool in fio nbdkit qemu-nbd nbdcopy curl python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (scripts/install-deps installs it)" >&2; exit 2; }
 done

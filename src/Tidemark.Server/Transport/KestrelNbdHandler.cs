@@ -6,10 +6,10 @@ using Tidemark.Protocols.Nbd;
 namespace Tidemark.Server.Transport;
 
 /// <summary>
-/// NBD on Kestrel's socket transport (see <see cref="KestrelProtocolHandler"/>). With the socket
-/// exposed, large WRITE payloads take the splice and write-behind paths as on the hand-written
-/// transport; those read the socket beside the pipe, which is only correct when nothing reads ahead
-/// of the protocol, and Kestrel's receive loop always does (docs/adr/0010-protocol-transport.md).
+/// NBD on Kestrel's socket transport (see <see cref="KestrelProtocolHandler"/>), kept for the
+/// comparison of docs/adr/0010-protocol-transport.md until it is retired. WRITE payloads come through
+/// Kestrel's pipe in both kestrel modes: the kestrel-splice mode's socket path read around Kestrel's
+/// receive loop, and NBD no longer reads any socket itself.
 /// </summary>
 internal sealed class KestrelNbdHandler(INbdExportCatalog catalog, NbdServerOptions options, ConnectionLimits limits, bool exposeSocket, ClientSessions? sessions, ILogger<KestrelNbdHandler> logger)
     : KestrelProtocolHandler("NBD", limits, exposeSocket, logger)
