@@ -8,12 +8,16 @@
 #   ALTERNATE=1 ...   Tidemark and nbdkit served at once, each fio run of one followed by the same
 #                     run of the other (which goes first alternates by repetition): for a machine
 #                     whose speed drifts between minutes; implies QEMU=0
+#   BASELINE=DIR ALTERNATE=1 ...   also a second Tidemark built from the checkout DIR (a commit
+#                     before a change), in the same alternation: before/after and nbdkit in one run
 # Prints a table (IOPS and MiB/s per server, ratio Tidemark / nbdkit). Only 127.0.0.1 is used;
 # every process it starts is stopped and every file removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-peers="$root/../shared/peers"
-[ -f "$peers/lib.sh" ] || { echo "needs ../shared/peers/lib.sh beside the repository" >&2; exit 2; }
+# Beside the repository (/work/main), or two levels up from a worktree (/work/wt/NAME); PEERS overrides.
+peers=${PEERS:-$root/../shared/peers}
+[ -f "$peers/lib.sh" ] || peers="$root/../../shared/peers"
+[ -f "$peers/lib.sh" ] || { echo "needs ../shared/peers/lib.sh beside the repository (or PEERS=DIR)" >&2; exit 2; }
 for tool in fio nbdkit qemu-nbd nbdcopy curl python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (scripts/install-deps installs it)" >&2; exit 2; }
 done
@@ -60,19 +64,29 @@ stop_servers() {
 
 if [ "${ALTERNATE:-0}" = 1 ]; then
   QEMU=0
+  if [ -n "${BASELINE:-}" ]; then
+    own_root=$root; root=$(cd "$BASELINE" && pwd)
+    D_OWN=$D; D="$D/baseline"; mkdir -p "$D"
+    start_tidemark
+    BASELINE_URI=$TIDEMARK_URI; root=$own_root; D=$D_OWN
+  fi
   start_tidemark
   start_nbdkit
+  echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   for rep in $(seq "$REPS"); do
     while read -r name rw bs qd; do
       if [ $((rep % 2)) = 1 ]; then
         fio_one tidemark "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$TIDEMARK_URI"
+        [ -n "${BASELINE:-}" ] && fio_one baseline "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$BASELINE_URI"
         fio_one nbdkit "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$NBDKIT_URI"
       else
         fio_one nbdkit "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$NBDKIT_URI"
+        [ -n "${BASELINE:-}" ] && fio_one baseline "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$BASELINE_URI"
         fio_one tidemark "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$TIDEMARK_URI"
       fi
     done <<< "$WORKLOADS"
   done
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
   stop_servers; rm -f "$D/nbdkit.img"
 else
   # ---- Tidemark ----
@@ -119,6 +133,10 @@ for name in names:
     ti, tm = mean([x[0] for x in t]), mean([x[1] for x in t])
     ki, km = mean([x[0] for x in k]), mean([x[1] for x in k])
     qemu = f"{mean([x[0] for x in q]):,.0f} ({mean([x[1] for x in q]):,.1f})" if q else "not run"
+    base = rows[(name, "baseline")]
+    if base:
+        bi = mean([x[0] for x in base])
+        qemu += f" | baseline {bi:,.0f}: {bi/ki:.2f}x nbdkit, new/baseline {ti/bi:.2f}x"
     per = [reps[(n, "tidemark", r)] / reps[(n, "nbdkit", r)] for (n, p, r) in reps if n == name and p == "tidemark" and (n, "nbdkit", r) in reps]
     spread = f"median {statistics.median(per):.2f}x ({min(per):.2f}-{max(per):.2f})" if per else ""
     print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {spread} | {qemu} |")

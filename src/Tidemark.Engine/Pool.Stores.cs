@@ -151,9 +151,6 @@ public sealed partial class Pool
     internal void WritePhys(ulong phys, ReadOnlySpan<byte> source) =>
         _stores[Phys.Store(phys)].Write(Phys.Block(phys) << Lineage.BlockShift, source);
 
-    internal void WritePhysFromPipe(ulong phys, KernelPipe pipe, int lengthBytes) =>
-        _stores[Phys.Store(phys)].WriteFromPipe(Phys.Block(phys) << Lineage.BlockShift, pipe, lengthBytes);
-
     /// <summary>Adds to the count of cached map pages; true when over budget (the caller evicts).</summary>
     internal bool PageCacheAdd(int delta) =>
         Interlocked.Add(ref _cachedPages, delta) * MapPage.Bytes > Options.MapCacheBytes;

@@ -8,7 +8,7 @@ namespace Tidemark.Engine;
 /// A thin volume or a view: the live, writable image a frontend exports. Thread-safe; I/O runs
 /// concurrently with other I/O and with snapshots (which pause it for an instant through the gate).
 /// </summary>
-public sealed class Volume : IBlockDevice, IPipeWritable
+public sealed class Volume : IBlockDevice
 {
     private const int RegionShift = 6; // 64 blocks (256 KiB) share a lock stripe
     private const int Stripes = 64;
@@ -93,27 +93,6 @@ public sealed class Volume : IBlockDevice, IPipeWritable
         }
 
         var lineage = Locked(offsetBytes, source.Length, source, static (volume, lineage, offset, data, _) => WriteLocked(lineage, offset, data));
-        AfterWrite(lineage, forceUnitAccess);
-    }
-
-    /// <summary>True when the pool's stores take data from a pipe (splice); see <see cref="WriteFromPipe"/>.</summary>
-    public bool CanWriteFromPipe => KernelPipe.IsSupported;
-
-    public void WriteFromPipe(long offsetBytes, int lengthBytes, KernelPipe pipe, bool forceUnitAccess)
-    {
-        BlockIo.Check(this, offsetBytes, lengthBytes, write: true);
-        if ((offsetBytes | (long)lengthBytes) % Lineage.BlockBytes != 0)
-        {
-            throw new StorageException(StorageError.Misaligned, $"a write from a pipe must be whole {Lineage.BlockBytes}-byte blocks ({lengthBytes} bytes at {offsetBytes})");
-        }
-
-        if (lengthBytes == 0)
-        {
-            return;
-        }
-
-        var lineage = Locked(offsetBytes, lengthBytes, default, (volume, lineage, offset, _, length) =>
-            lineage.WriteBlocks(offset >> Lineage.BlockShift, new BlockSource(pipe, (int)length)));
         AfterWrite(lineage, forceUnitAccess);
     }
 

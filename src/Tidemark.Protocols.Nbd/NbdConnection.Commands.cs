@@ -105,36 +105,9 @@ public sealed partial class NbdConnection
         EndReply(headerBytes + length);
     }
 
-    private void HandleWrite(in NbdRequestHeader request, ReadOnlySpan<byte> payload)
-    {
-        if (!CheckFlags(request, NbdCommandFlags.Fua) || !CheckWritable(request) || !CheckRange(request, NbdError.NoSpace))
-        {
-            return;
-        }
-
-        if (payload.IsEmpty)
-        {
-            ReplyOk(request);
-            return;
-        }
-
-        try
-        {
-            Device.Write((long)request.OffsetBytes, payload, forceUnitAccess: (request.Flags & NbdCommandFlags.Fua) != 0);
-        }
-        catch (StorageException ex)
-        {
-            ReplyError(request, NbdErrorMapping.FromStorageError(ex.Error), ex.Message);
-            return;
-        }
-        catch (IOException ex)
-        {
-            ReplyError(request, NbdError.IoError, ex.Message);
-            return;
-        }
-
-        ReplyOk(request);
-    }
+    /// <summary>proto.md NBD_CMD_WRITE's checks; on a failed one replies with its error and returns false.</summary>
+    private bool ValidateWrite(in NbdRequestHeader request) =>
+        CheckFlags(request, NbdCommandFlags.Fua) && CheckWritable(request) && CheckRange(request, NbdError.NoSpace);
 
     /// <summary>proto.md NBD_CMD_FLUSH: offset and length are reserved and MUST be zero.</summary>
     private void HandleFlush(in NbdRequestHeader request)

@@ -236,7 +236,7 @@ public sealed partial class NbdConnection
         _input = upgraded.Input;
         _output = upgraded.Output;
         _tlsActive = true;
-        _payloadSocket = null; // the socket now carries ciphertext
+        _payload = new PipePayload(_input); // the socket now carries ciphertext
         _structuredReplies = false;
         _metaContextExport = null;
         _allocationContextSelected = false;

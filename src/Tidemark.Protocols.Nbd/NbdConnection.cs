@@ -32,12 +32,12 @@ public sealed partial class NbdConnection
     /// <param name="transport">The connection's byte streams.</param>
     /// <param name="catalog">The exports offered.</param>
     /// <param name="options">Limits and hooks; the defaults when null.</param>
-    /// <param name="payloadSocket">
-    /// The plain socket under <paramref name="transport"/>, when there is one: large WRITE payloads are
-    /// then moved from it to the device with splice(2) (until STARTTLS, which ends that).
+    /// <param name="payload">
+    /// The transport's payload feature, through which WRITE payloads are received (until STARTTLS,
+    /// after which they come through the decrypted pipe); null copies them out of <paramref name="transport"/>'s input.
     /// </param>
     /// <param name="phase">Told when the handshake is over and transmission begins; null when the transport does not care.</param>
-    public NbdConnection(IDuplexPipe transport, INbdExportCatalog catalog, NbdServerOptions? options = null, IPayloadSocket? payloadSocket = null, IConnectionPhase? phase = null)
+    public NbdConnection(IDuplexPipe transport, INbdExportCatalog catalog, NbdServerOptions? options = null, IPayloadFeature? payload = null, IConnectionPhase? phase = null)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(catalog);
@@ -46,7 +46,7 @@ public sealed partial class NbdConnection
         _output = transport.Output;
         _catalog = catalog;
         _options = options ?? NbdServerOptions.Default;
-        _payloadSocket = payloadSocket;
+        _payload = payload ?? new PipePayload(transport.Input);
         _phase = phase;
     }
 
@@ -102,7 +102,7 @@ public sealed partial class NbdConnection
         finally
         {
             _finished = true;
-            StopWriteBehind();
+            StopWriter();
             ReturnBuffers();
             await CompleteTransportAsync();
         }
@@ -170,6 +170,26 @@ public sealed partial class NbdConnection
         return !result.IsCompleted && !result.IsCanceled;
     }
 
+    /// <summary>
+    /// Sends what was answered, before the connection waits for input: itself when it owns the
+    /// output, else the write worker once its queue is empty (all replies of a burst in one send).
+    /// False when the peer no longer reads.
+    /// </summary>
+    private ValueTask<bool> FlushOwnedAsync(CancellationToken cancellationToken)
+    {
+        if (_outputHandedOff)
+        {
+            if (_writer!.CallDrainedOrIdle())
+            {
+                return ValueTask.FromResult(true);
+            }
+
+            TakeOutputBack();
+        }
+
+        return _writerStoppedSending ? ValueTask.FromResult(false) : FlushAsync(cancellationToken);
+    }
+
     private async ValueTask TryFlushAsync(CancellationToken cancellationToken)
     {
         try
@@ -207,19 +227,11 @@ public sealed partial class NbdConnection
             ArrayPool<byte>.Shared.Return(optionData);
         }
 
-        if (_writeStaging is { } staging)
-        {
-            _writeStaging = null;
-            ArrayPool<byte>.Shared.Return(staging);
-        }
-
+        _pieces.Clear();
         if (_runs is { } runs)
         {
             _runs = null;
             ArrayPool<AllocationRun>.Shared.Return(runs);
         }
-
-        _payloadPipe?.Dispose();
-        _payloadPipe = null;
     }
 }

@@ -53,21 +53,18 @@ public sealed record NbdServerOptions
     public int MaxUnflushedReplyBytes { get; init; } = 256 * 1024;
 
     /// <summary>
-    /// Size asked for the pipe through which a connection moves WRITE payloads from its socket to the
-    /// device (splice); the kernel may grant less. Bigger means fewer, larger device writes.
+    /// The largest piece of a WRITE payload held in memory at once: a larger WRITE is received and
+    /// written to the device in pieces of this size (whole 4 KiB pages), so a 32 MiB WRITE does not make
+    /// a connection hold 32 MiB.
     /// </summary>
-    public int PayloadPipeBytes { get; init; } = 1024 * 1024;
+    public int WriteChunkBytes { get; init; } = 4 * 1024 * 1024;
 
     /// <summary>
-    /// WRITEs with payloads from <see cref="WriteBehindMinBytes"/> up to this size are received whole
-    /// and written to the device by the connection's write-behind thread, while the connection
-    /// thread receives the next request (see NbdConnection.WriteBehind.cs); 0 turns that off. Larger
-    /// payloads are streamed to the device (spliced) on the connection thread.
+    /// Payload bytes a connection may have queued for its write worker, which applies and answers
+    /// WRITEs while the connection thread receives the next requests (see NbdConnection.Writes.cs);
+    /// beyond it the connection thread waits. 0 applies every WRITE on the connection thread.
     /// </summary>
-    public int WriteBehindMaxBytes { get; init; } = 4 * 1024 * 1024;
-
-    /// <summary>The smallest WRITE payload handed to the write-behind thread (smaller ones are written inline).</summary>
-    public int WriteBehindMinBytes { get; init; } = 128 * 1024;
+    public int WriteBehindBytes { get; init; } = 8 * 1024 * 1024;
 
     /// <summary>
     /// Upgrades the transport after NBD_OPT_STARTTLS was acknowledged (proto.md "TLS support"); the

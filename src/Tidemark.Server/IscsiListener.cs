@@ -18,7 +18,7 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
     /// <summary>Where each session is recorded while it runs, so a rollback can find it and ask it to log out.</summary>
     public ClientSessions? Sessions { get; init; }
 
-    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase)
+    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, Socket socket, IConnectionPhase phase)
     {
         var remote = socket.RemoteEndPoint;
         var portal = (socket.LocalEndPoint as IPEndPoint ?? LocalEndpoint)?.ToString();

@@ -13,10 +13,10 @@ public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INb
     /// <summary>Where each connection is recorded while it runs, so a rollback can find (and end) it.</summary>
     public ClientSessions? Sessions { get; init; }
 
-    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase)
+    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, Socket socket, IConnectionPhase phase)
     {
         var remote = socket.RemoteEndPoint;
-        var connection = new NbdConnection(transport, catalog, options, KernelPipe.IsSupported ? new SocketPayload(socket) : null, phase);
+        var connection = new NbdConnection(transport, catalog, options, payload, phase);
         return (
             async stopping =>
             {

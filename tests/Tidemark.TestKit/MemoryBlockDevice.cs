@@ -5,7 +5,7 @@ namespace Tidemark.TestKit;
 /// unmapped) are holes and read as zeros. It follows the same argument checks as the engine so a
 /// frontend test sees the same errors.
 /// </summary>
-public sealed class MemoryBlockDevice : IBlockDevice, IPipeWritable
+public sealed class MemoryBlockDevice : IBlockDevice
 {
     private const int UnitBytes = 4096;
     private readonly Dictionary<long, byte[]> _units = [];
@@ -62,33 +62,12 @@ public sealed class MemoryBlockDevice : IBlockDevice, IPipeWritable
         lock (_lock)
         {
             Store(offsetBytes, source);
+            FuaWriteCount += forceUnitAccess ? 1 : 0;
         }
     }
 
-    /// <summary>Whether writes may come from a kernel pipe (<see cref="IPipeWritable"/>); off unless a test turns it on.</summary>
-    public bool AcceptsPipeWrites { get; init; }
-
-    /// <summary>Bytes written through <see cref="WriteFromPipe"/>.</summary>
-    public long PipeWrittenBytes { get; private set; }
-
-    public bool CanWriteFromPipe => AcceptsPipeWrites;
-
-    public void WriteFromPipe(long offsetBytes, int lengthBytes, KernelPipe pipe, bool forceUnitAccess)
-    {
-        Check(offsetBytes, lengthBytes, write: true);
-        if ((offsetBytes | (long)lengthBytes) % UnitBytes != 0)
-        {
-            throw new StorageException(StorageError.Misaligned, $"a write from a pipe must be whole {UnitBytes}-byte units");
-        }
-
-        var data = new byte[lengthBytes];
-        pipe.Read(data);
-        lock (_lock)
-        {
-            Store(offsetBytes, data);
-            PipeWrittenBytes += lengthBytes;
-        }
-    }
+    /// <summary>Writes that carried forceUnitAccess.</summary>
+    public int FuaWriteCount { get; private set; }
 
     public void Flush()
     {

@@ -130,34 +130,6 @@ public sealed class FileBackingStore : IBackingStore
         }
     }
 
-    public void WriteFromPipe(long offsetBytes, KernelPipe pipe, int lengthBytes)
-    {
-        var added = false;
-        try
-        {
-            _handle.DangerousAddRef(ref added);
-            pipe.SpliceOut((int)_handle.DangerousGetHandle(), offsetBytes, lengthBytes);
-            Volatile.Write(ref _dirty, 1);
-        }
-        catch (IOException ex) when (IsNoSpace(ex))
-        {
-            Volatile.Write(ref _dirty, 1);
-            throw new StorageException(StorageError.NoSpace, $"the file system holding {Location} is full; free space there or add a store to the pool", ex);
-        }
-        catch (IOException ex)
-        {
-            Volatile.Write(ref _dirty, 1);
-            throw new StorageException(StorageError.IoError, $"write of {lengthBytes} bytes at {offsetBytes} to {Location} failed: {ex.Message}", ex);
-        }
-        finally
-        {
-            if (added)
-            {
-                _handle.DangerousRelease();
-            }
-        }
-    }
-
     public void Flush()
     {
         if (Interlocked.Exchange(ref _dirty, 0) == 0)

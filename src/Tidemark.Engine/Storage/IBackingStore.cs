@@ -18,25 +18,6 @@ public interface IBackingStore : IDisposable
 
     void Write(long offsetBytes, ReadOnlySpan<byte> source);
 
-    /// <summary>
-    /// Writes the next <paramref name="lengthBytes"/> bytes waiting in <paramref name="pipe"/> at
-    /// <paramref name="offsetBytes"/>. This default reads them into memory and calls <see cref="Write"/>;
-    /// a file store moves them with splice(2) instead.
-    /// </summary>
-    void WriteFromPipe(long offsetBytes, KernelPipe pipe, int lengthBytes)
-    {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(lengthBytes);
-        try
-        {
-            pipe.Read(buffer.AsSpan(0, lengthBytes));
-            Write(offsetBytes, buffer.AsSpan(0, lengthBytes));
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
     /// <summary>Makes every completed write durable.</summary>
     void Flush();
 

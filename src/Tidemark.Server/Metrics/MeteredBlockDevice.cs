@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Tidemark.Server.Metrics;
 
 /// <summary>Counts every request to the device it wraps into a <see cref="DeviceStats"/>; behaviour is the inner device's.</summary>
-public sealed class MeteredBlockDevice : IBlockDevice, IPipeWritable
+public sealed class MeteredBlockDevice : IBlockDevice
 {
     private readonly IBlockDevice _inner;
     private readonly DeviceStats _stats;
@@ -66,28 +66,6 @@ public sealed class MeteredBlockDevice : IBlockDevice, IPipeWritable
         finally
         {
             _stats[IoOperation.Write].Record(source.Length, Stopwatch.GetTimestamp() - start, failed);
-        }
-    }
-
-    public bool CanWriteFromPipe => _inner is IPipeWritable { CanWriteFromPipe: true };
-
-    public void WriteFromPipe(long offsetBytes, int lengthBytes, KernelPipe pipe, bool forceUnitAccess)
-    {
-        var start = Stopwatch.GetTimestamp();
-        var failed = true;
-        try
-        {
-            ((IPipeWritable)_inner).WriteFromPipe(offsetBytes, lengthBytes, pipe, forceUnitAccess);
-            failed = false;
-        }
-        catch (StorageException ex) when (ex.Error == StorageError.NoSpace)
-        {
-            _stats.CountNoSpace();
-            throw;
-        }
-        finally
-        {
-            _stats[IoOperation.Write].Record(lengthBytes, Stopwatch.GetTimestamp() - start, failed);
         }
     }
 

@@ -6,10 +6,10 @@ using Tidemark.Protocols.Nbd;
 namespace Tidemark.Server.Transport;
 
 /// <summary>
-/// NBD on Kestrel's socket transport (see <see cref="KestrelProtocolHandler"/>). With the socket
-/// exposed, large WRITE payloads take the splice and write-behind paths as on the hand-written
-/// transport; those read the socket beside the pipe, which is only correct when nothing reads ahead
-/// of the protocol, and Kestrel's receive loop always does (docs/adr/0010-protocol-transport.md).
+/// NBD on Kestrel's socket transport (see <see cref="KestrelProtocolHandler"/>), kept for the
+/// comparison of docs/adr/0010-protocol-transport.md until it is retired. WRITE payloads come through
+/// Kestrel's pipe in both kestrel modes: the kestrel-splice mode's socket path read around Kestrel's
+/// receive loop, and NBD no longer reads any socket itself.
 /// </summary>
 internal sealed class KestrelNbdHandler(INbdExportCatalog catalog, NbdServerOptions options, ConnectionLimits limits, bool exposeSocket, ClientSessions? sessions, ILogger<KestrelNbdHandler> logger)
     : KestrelProtocolHandler("NBD", limits, exposeSocket, logger)
@@ -17,8 +17,9 @@ internal sealed class KestrelNbdHandler(INbdExportCatalog catalog, NbdServerOpti
     protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(ConnectionContext connection, Socket? socket, IConnectionPhase phase)
     {
         var remote = connection.RemoteEndPoint;
-        var payload = socket is not null && KernelPipe.IsSupported ? new SocketPayload(socket) : null;
-        var nbd = new NbdConnection(connection.Transport, catalog, options, payload, phase);
+        // The payload comes through Kestrel's pipe: reading its socket beside the pipe (the old
+        // kestrel-splice path) broke the no-read-ahead rule (docs/adr/0010-protocol-transport.md).
+        var nbd = new NbdConnection(connection.Transport, catalog, options, payload: null, phase);
         return (
             async stopping =>
             {

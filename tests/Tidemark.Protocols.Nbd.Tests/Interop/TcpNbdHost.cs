@@ -17,14 +17,11 @@ internal sealed class TcpNbdHost : IAsyncDisposable
     private readonly ConcurrentDictionary<NbdConnection, Task> _sessions = new();
     private readonly ConcurrentQueue<NbdSessionEnd> _ends = new();
     private readonly Task _acceptLoop;
-    private readonly bool _splicePayloads;
 
     /// <param name="catalog">The exports served.</param>
     /// <param name="options">Connection options.</param>
-    /// <param name="splicePayloads">Hand each connection its socket, so large WRITE payloads go to a pipe-writable device by splice.</param>
-    public TcpNbdHost(NbdExportCatalog catalog, NbdServerOptions? options = null, bool splicePayloads = false)
+    public TcpNbdHost(NbdExportCatalog catalog, NbdServerOptions? options = null)
     {
-        _splicePayloads = splicePayloads;
         Catalog = catalog;
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -83,7 +80,7 @@ internal sealed class TcpNbdHost : IAsyncDisposable
             var transport = new DuplexPipe(
                 PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)),
                 PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true)));
-            var connection = new NbdConnection(transport, Catalog, options, _splicePayloads ? new SocketPayload(socket) : null);
+            var connection = new NbdConnection(transport, Catalog, options);
             _sessions[connection] = Task.Run(async () =>
             {
                 var end = await connection.RunAsync(_stopping.Token);

@@ -8,8 +8,8 @@ using Tidemark.TestKit;
 namespace Tidemark.Protocols.Nbd.Tests.Interop;
 
 /// <summary>
-/// Large WRITEs go to the connection's write-behind thread (a connection with its socket, over real
-/// TCP): every write is answered after the device took it, in the meaning of the inline path.
+/// WRITEs that arrive while more requests wait go to the connection's write worker (over real TCP):
+/// every write is answered after the device took it, in the meaning of the inline path.
 /// </summary>
 public sealed class WriteBehindTests
 {
@@ -17,7 +17,7 @@ public sealed class WriteBehindTests
     public async Task PipelinedLargeWrites_AreAllAnswered_AndAReadAfterThemSeesTheLastWriteOfARange()
     {
         var device = new MemoryBlockDevice(16 << 20);
-        await using var host = new TcpNbdHost(Catalog(device), splicePayloads: true);
+        await using var host = new TcpNbdHost(Catalog(device));
         await using var client = await ConnectAsync(host);
         await client.HandshakeAsync("vol");
 
@@ -66,7 +66,7 @@ public sealed class WriteBehindTests
     {
         // The connection must not wait for the next request while a write is unanswered.
         var device = new MemoryBlockDevice(4 << 20);
-        await using var host = new TcpNbdHost(Catalog(device), splicePayloads: true);
+        await using var host = new TcpNbdHost(Catalog(device));
         await using var client = await ConnectAsync(host);
         await client.HandshakeAsync("vol");
         for (var i = 0; i < 3; i++)
@@ -80,7 +80,7 @@ public sealed class WriteBehindTests
     public async Task DeviceError_OnAWriteBehind_IsThatWritesErrorReply_AndTheSessionGoesOn()
     {
         var device = new FaultyBlockDevice(4 << 20) { Fault = StorageError.NoSpace };
-        await using var host = new TcpNbdHost(Catalog(device), splicePayloads: true);
+        await using var host = new TcpNbdHost(Catalog(device));
         await using var client = await ConnectAsync(host);
         await client.HandshakeAsync("vol");
 
@@ -94,14 +94,14 @@ public sealed class WriteBehindTests
         Assert.Equal(new NbdSimpleReplyHeader(NbdError.None, 2), await client.ReadSimpleReplyAsync());
         Assert.Equal(new NbdSimpleReplyHeader(NbdError.None, 3), await client.ReadSimpleReplyAsync());
         Assert.Equal(data, await client.ReadExactAsync(512 << 10));
-        Assert.Equal(["NBD write-behind", "NBD write-behind"], device.WriterThreads);
+        Assert.Equal(2, device.WriterThreads.Count);
     }
 
     [Fact]
     public async Task Disconnect_RightAfterLargeWrites_AnswersThemFirst_AndTheDataIsOnTheDevice()
     {
         var device = new MemoryBlockDevice(8 << 20);
-        await using var host = new TcpNbdHost(Catalog(device), splicePayloads: true);
+        await using var host = new TcpNbdHost(Catalog(device));
         await using var client = await ConnectAsync(host);
         await client.HandshakeAsync("vol");
         var batch = new List<byte>();

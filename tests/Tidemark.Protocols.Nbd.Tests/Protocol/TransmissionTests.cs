@@ -97,10 +97,12 @@ public sealed class TransmissionTests
         Assert.Equal(new NbdSimpleReplyHeader(NbdError.None, 3), await server.Client.ReadSimpleReplyAsync());
     }
 
-    [Fact]
-    public async Task Write_StreamedInOddPieces_LandsWholeAndFuaFlushesOnce()
+    [Theory]
+    [InlineData(4 << 20)] // one piece: the device write carries FUA
+    [InlineData(64 << 10)] // 17 pieces written without FUA, then one flush
+    public async Task Write_SentInOddPieces_LandsWhole_AndFuaIsOneFuaWriteOrOneFlush(int pieceBytes)
     {
-        await using var server = NbdServerHarness.Start(new MemoryBlockDevice(4 * 1024 * 1024));
+        await using var server = NbdServerHarness.Start(new MemoryBlockDevice(4 * 1024 * 1024), new NbdServerOptions { WriteChunkBytes = pieceBytes });
         await server.Client.HandshakeAsync("vol");
         var data = Pattern(1024 * 1024 + 4096, 11);
         var request = NbdTestClient.Request(NbdCommand.Write, 7, 512 * 1024, (uint)data.Length, NbdCommandFlags.Fua, data);
@@ -114,7 +116,9 @@ public sealed class TransmissionTests
         var onDevice = new byte[data.Length];
         server.Device.Read(512 * 1024, onDevice);
         Assert.Equal(data, onDevice);
-        Assert.Equal(1, server.Memory.FlushCount);
+        var whole = pieceBytes >= data.Length;
+        Assert.Equal(whole ? 0 : 1, server.Memory.FlushCount);
+        Assert.Equal(whole ? 1 : 0, server.Memory.FuaWriteCount);
     }
 
     [Fact]

@@ -12,8 +12,10 @@ namespace Tidemark.Server;
 /// A plain socket accept loop for a block protocol (NBD, iSCSI): one connection object per client
 /// whose own receive loop handles requests inline (DESIGN.md, data-path performance: no hand-off per
 /// request). A connection negotiates (handshake, login) without a thread under a deadline, then runs
-/// its data phase on its own thread over blocking socket calls (<see cref="BlockingSocketStream"/>
-/// in, <see cref="SocketReplyWriter"/> out). Connections are capped in total and per source
+/// its data phase on its own thread over blocking socket calls (<see cref="SocketInput"/> in, with
+/// the payload feature, <see cref="SocketReplyWriter"/> out). This class and those two are the only
+/// code that touches a connection's socket; a protocol sees the duplex pipe and the payload feature.
+/// (The socket is still given to <c>Open</c> for its addresses and for rollback's forced close.) Connections are capped in total and per source
 /// (<see cref="ConnectionAdmission"/>); the accept loop survives every failure and reports its
 /// state in /metrics (docs/adr/0006-connection-limits.md). Stopping ends the accept loop, aborts
 /// every connection and waits for them to drain.
@@ -80,15 +82,16 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
     /// <summary>Accepts that failed (other than a client's reset), each followed by a back-off.</summary>
     public long AcceptFailures => Interlocked.Read(ref _acceptFailures);
 
-    /// <summary>How long a connection waits actively for its next request before it sleeps (see <see cref="BlockingSocketStream"/>).</summary>
+    /// <summary>How long a connection waits actively for its next request before it sleeps (see <see cref="SocketInput"/>).</summary>
     public TimeSpan ReceivePoll { get; init; }
 
     /// <summary>
     /// Creates the protocol connection for an accepted client. <c>Run</c> serves it until it ends
     /// (and logs how); <c>Abort</c>, if any, ends it early when the server stops. The connection
-    /// tells <paramref name="phase"/> when its negotiation is over.
+    /// tells <paramref name="phase"/> when its negotiation is over, and takes large payloads through
+    /// <paramref name="payload"/>.
     /// </summary>
-    protected abstract (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, Socket socket, IConnectionPhase phase);
+    protected abstract (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, Socket socket, IConnectionPhase phase);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -336,13 +339,11 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             }
 
             var remote = socket.RemoteEndPoint is UnixDomainSocketEndPoint ? (EndPoint)new UnixDomainSocketEndPoint(_unixSocketPath!) : socket.RemoteEndPoint;
-            var stream = new BlockingSocketStream(socket, ReceivePoll);
+            var input = new SocketInput(socket, ReceivePoll, ReceiveBufferBytes);
             var sender = new SocketReplyWriter(socket);
-            var transport = new SocketDuplexPipe(
-                PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: ReceiveBufferBytes, minimumReadSize: ReceiveBufferBytes / 4, leaveOpen: true)),
-                sender);
-            session = new Session(this, socket, source, remote, stream, sender);
-            var (run, abort) = Open(transport, socket, session);
+            var transport = new SocketDuplexPipe(input, sender);
+            session = new Session(this, socket, source, remote, input, sender);
+            var (run, abort) = Open(transport, input, socket, session);
             session.Abort = abort;
             _sessions[session] = 0;
             session.Start(run);
@@ -379,23 +380,23 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         private readonly Socket _socket;
         private readonly IPAddress? _source;
         private readonly EndPoint? _remote;
-        private readonly BlockingSocketStream _stream;
+        private readonly SocketInput _input;
         private readonly SocketReplyWriter _sender;
         private readonly SocketReadiness.Registration? _negotiation;
         private Timer? _deadline;
         private int _phase;
         private int _onOwnThread;
 
-        public Session(ProtocolListener listener, Socket socket, IPAddress? source, EndPoint? remote, BlockingSocketStream stream, SocketReplyWriter sender)
+        public Session(ProtocolListener listener, Socket socket, IPAddress? source, EndPoint? remote, SocketInput input, SocketReplyWriter sender)
         {
             _listener = listener;
             _socket = socket;
             _source = source;
             _remote = remote;
-            _stream = stream;
+            _input = input;
             _sender = sender;
             _negotiation = SocketReadiness.Shared?.Register(socket);
-            stream.Negotiation = _negotiation;
+            input.Negotiation = _negotiation;
             sender.Negotiation = _negotiation;
         }
 
@@ -439,7 +440,15 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         public void Stop()
         {
             Abort?.Invoke();
-            _stream.ShutdownBoth();
+            try
+            {
+                // Ends a blocked receive and a send blocked on a peer that stopped reading.
+                _socket.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // Already closed or reset.
+            }
         }
 
         public ValueTask EnterDataPhaseAsync()
@@ -462,7 +471,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
                 return ValueTask.CompletedTask; // already on a thread of its own
             }
 
-            _stream.Negotiation = null;
+            _input.Negotiation = null;
             _sender.Negotiation = null;
             _negotiation.Dispose();
             return new ValueTask(this, 0);
@@ -550,7 +559,8 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
                 // Normally completed by the connection already (which sent its last replies).
                 _sender.Complete();
-                _stream.Dispose();
+                _input.Complete();
+                _socket.Dispose();
                 _listener.Admission.Release(_source, stillNegotiating);
                 _listener._sessions.TryRemove(this, out _);
             }

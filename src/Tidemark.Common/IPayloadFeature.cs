@@ -1,0 +1,53 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+
+namespace Tidemark;
+
+/// <summary>
+/// How a protocol takes a large payload (an NBD WRITE's data, later iSCSI Data-Out) from its
+/// connection without reading the socket itself: after the protocol has advanced its input reader past
+/// the request header, <see cref="ReceiveAsync"/> delivers the next bytes of the input, first what the
+/// reader already holds, then the rest. The transport behind the connection chooses how (straight from
+/// the socket into <paramref name="destination"/>, or through the pipe when TLS decrypts it), so the
+/// protocol has one code path whatever the transport (docs/adr/0010-protocol-transport.md).
+/// </summary>
+public interface IPayloadFeature
+{
+    /// <summary>
+    /// Fills <paramref name="destination"/> with the next bytes of the connection's input. Call it only
+    /// between reads: after <see cref="PipeReader.AdvanceTo(SequencePosition)"/> and before the next
+    /// ReadAsync. Throws <see cref="EndOfStreamException"/> when the peer closes first.
+    /// </summary>
+    ValueTask ReceiveAsync(Memory<byte> destination, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// The payload feature of a connection whose transport offers none (TLS, an in-memory pipe in a
+/// test): the payload is copied out of the connection's <see cref="PipeReader"/>.
+/// </summary>
+public sealed class PipePayload(PipeReader input) : IPayloadFeature
+{
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // no allocation per payload that waits
+    public async ValueTask ReceiveAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        while (!destination.IsEmpty)
+        {
+            var result = await input.ReadAsync(cancellationToken);
+            if (result.IsCanceled)
+            {
+                throw new OperationCanceledException("the read was cancelled");
+            }
+
+            var buffer = result.Buffer;
+            var take = (int)Math.Min(buffer.Length, destination.Length);
+            buffer.Slice(0, take).CopyTo(destination.Span);
+            destination = destination[take..];
+            input.AdvanceTo(buffer.GetPosition(take));
+            if (!destination.IsEmpty && result.IsCompleted)
+            {
+                throw new EndOfStreamException("the peer closed in the middle of a payload");
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Protocols.Nbd;
+using Tidemark.TestKit;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// NBD on the server's own transport, in process: WRITE payloads come through the transport's payload
+/// feature, and WRITEs that arrive while more requests wait go to the connection's write worker
+/// (NbdConnection.Writes.cs), a lone one runs on the connection's thread.
+/// </summary>
+public sealed class NbdTransportTests : IAsyncLifetime
+{
+    private const int DeviceBytes = 16 << 20;
+    private readonly RecordingDevice _device = new(DeviceBytes);
+    private NbdListener? _listener;
+
+    public async Task InitializeAsync()
+    {
+        var catalog = new NbdExportCatalog { DefaultExportName = "vol" };
+        catalog.Set(new NbdExport("vol", _device, "test", false));
+        _listener = new NbdListener(new IPEndPoint(IPAddress.Loopback, 0), null, catalog, NbdServerOptions.Default, NullLogger<NbdListener>.Instance);
+        await _listener.StartAsync(CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _listener!.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task BurstOfSmallWrites_GoesToTheWriteWorker_EveryOneAnsweredAndOnTheDevice()
+    {
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+
+        // 40 writes of 4 KiB in one send: the receive buffer holds the next while each is taken.
+        var expected = new byte[40 * 4096];
+        new Random(7).NextBytes(expected);
+        var burst = new MemoryStream();
+        for (var i = 0; i < 40; i++)
+        {
+            burst.Write(Request(1, (ulong)i, (ulong)i * 4096, 4096));
+            burst.Write(expected, i * 4096, 4096);
+        }
+
+        await stream.WriteAsync(burst.ToArray());
+        var cookies = new HashSet<ulong>();
+        for (var i = 0; i < 40; i++)
+        {
+            var (error, cookie) = await ReadReplyAsync(stream);
+            Assert.Equal(0u, error);
+            Assert.True(cookies.Add(cookie), $"cookie {cookie} answered twice");
+        }
+
+        Assert.Contains("NBD writes", _device.WriterThreads);
+        var onDevice = new byte[expected.Length];
+        _device.Read(0, onDevice);
+        Assert.Equal(expected, onDevice);
+    }
+
+    [Fact]
+    public async Task LoneWrite_RunsOnTheConnectionsThread()
+    {
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+        for (var i = 0; i < 3; i++)
+        {
+            await stream.WriteAsync(Request(1, (ulong)i, 0, 4096));
+            await stream.WriteAsync(new byte[4096]);
+            Assert.Equal((0u, (ulong)i), await ReadReplyAsync(stream));
+        }
+
+        Assert.DoesNotContain("NBD writes", _device.WriterThreads);
+        Assert.Equal(3, _device.WriterThreads.Count);
+    }
+
+    [Fact]
+    public async Task LargeWrite_BeyondTheReceiveBuffer_ThenARead_SeesItWhole()
+    {
+        // 3 MiB: most of it comes straight from the socket, after what the receive buffer held.
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+        var data = new byte[3 << 20];
+        new Random(8).NextBytes(data);
+        var batch = new MemoryStream();
+        batch.Write(Request(1, 1, 1 << 20, (uint)data.Length));
+        batch.Write(data);
+        batch.Write(Request(0, 2, 1 << 20, (uint)data.Length));
+        await stream.WriteAsync(batch.ToArray());
+
+        Assert.Equal((0u, 1ul), await ReadReplyAsync(stream));
+        Assert.Equal((0u, 2ul), await ReadReplyAsync(stream));
+        var read = new byte[data.Length];
+        await stream.ReadExactlyAsync(read);
+        Assert.Equal(data, read);
+    }
+
+    private async Task<Socket> ConnectAsync()
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(_listener!.LocalEndpoint!);
+        return socket;
+    }
+
+    /// <summary>proto.md request: magic, flags, type, cookie, offset, length (READ 0, WRITE 1).</summary>
+    private static byte[] Request(ushort type, ulong cookie, ulong offset, uint length)
+    {
+        var request = new byte[28];
+        BinaryPrimitives.WriteUInt32BigEndian(request, 0x25609513);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), type);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), cookie);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), offset);
+        BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(24), length);
+        return request;
+    }
+
+    /// <summary>A simple reply: magic, error, cookie.</summary>
+    private static async Task<(uint Error, ulong Cookie)> ReadReplyAsync(Stream stream)
+    {
+        var reply = new byte[16];
+        await stream.ReadExactlyAsync(reply);
+        Assert.Equal(0x67446698u, BinaryPrimitives.ReadUInt32BigEndian(reply));
+        return (BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(4)), BinaryPrimitives.ReadUInt64BigEndian(reply.AsSpan(8)));
+    }
+
+    /// <summary>A memory device that records which thread ran each write.</summary>
+    private sealed class RecordingDevice(long sizeBytes) : IBlockDevice
+    {
+        private readonly MemoryBlockDevice _inner = new(sizeBytes);
+
+        public ConcurrentBag<string> WriterThreads { get; } = [];
+
+        public event EventHandler? SizeChanged
+        {
+            add => _inner.SizeChanged += value;
+            remove => _inner.SizeChanged -= value;
+        }
+
+        public Guid Id => _inner.Id;
+
+        public string Name => _inner.Name;
+
+        public long SizeBytes => _inner.SizeBytes;
+
+        public int LogicalBlockSizeBytes => _inner.LogicalBlockSizeBytes;
+
+        public int AllocationUnitBytes => _inner.AllocationUnitBytes;
+
+        public bool IsReadOnly => _inner.IsReadOnly;
+
+        public void Read(long offsetBytes, Span<byte> destination) => _inner.Read(offsetBytes, destination);
+
+        public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+        {
+            WriterThreads.Add(Thread.CurrentThread.Name ?? "");
+            _inner.Write(offsetBytes, source, forceUnitAccess);
+        }
+
+        public void Flush() => _inner.Flush();
+
+        public void Unmap(long offsetBytes, long lengthBytes) => _inner.Unmap(offsetBytes, lengthBytes);
+
+        public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap) => _inner.WriteZeroes(offsetBytes, lengthBytes, mayUnmap);
+
+        public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess) =>
+            _inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
+
+        public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) =>
+            _inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
+    }
+}
