@@ -121,7 +121,8 @@ public sealed partial class NbdConnection
         write = default;
         while (true)
         {
-            if (_unflushedBytes >= _options.MaxUnflushedReplyBytes)
+            // While the write worker owns the output it flushes at this size itself.
+            if (!_outputHandedOff && _unflushedBytes >= _options.MaxUnflushedReplyBytes)
             {
                 return Step.FlushNeeded;
             }

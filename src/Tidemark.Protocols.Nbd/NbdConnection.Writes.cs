@@ -12,8 +12,9 @@ namespace Tidemark.Protocols.Nbd;
 // each piece is one job. A job runs on the connection's write worker, so the connection thread
 // receives the next requests while earlier writes are applied and answered: on a 2-core machine one
 // thread doing both was the limit of 4K random writes at QD32 (0.58x nbdkit, issue 18), and of 1 MiB
-// writes (docs/BENCHMARKS.md, NBD run 6). A job runs inline instead when the worker is idle and the
-// input holds no further WRITE, so a write at queue depth 1, or one followed by a read, pays no hand-off.
+// writes (docs/BENCHMARKS.md, NBD run 6). A small job runs inline instead when the worker is idle and
+// the input holds no further WRITE, so a 4K write at queue depth 1, or one followed by a read, pays no
+// hand-off.
 //
 // Order and meaning are those of a disk: jobs run one at a time in arrival order; a write is answered
 // only after the device took it (with FUA, durably); every other request first waits until all
@@ -25,6 +26,12 @@ namespace Tidemark.Protocols.Nbd;
 // with one send.
 public sealed partial class NbdConnection
 {
+    // A WRITE this large goes to the worker even when no other WRITE waits in the input: its payload
+    // was mostly received straight from the socket, so the input is empty while the next request is
+    // on its way, and receiving that while the device takes this one was what made 1 MiB writes
+    // reach nbdkit (docs/BENCHMARKS.md, NBD run 6, write-behind from 128 KiB).
+    private const int LargeWriteBytes = 128 * 1024;
+
     private readonly PieceBuffers _pieces = new();
     private IPayloadFeature _payload;
     private SerialWorker<WriteJob>? _writer;
@@ -86,7 +93,7 @@ public sealed partial class NbdConnection
             if (job.Last)
             {
                 next = TryReadMore();
-                handOff = next is { } following && StartsWithWrite(following.Buffer);
+                handOff = length >= LargeWriteBytes || (next is { } following && StartsWithWrite(following.Buffer));
             }
 
             Dispatch(job, handOff);

@@ -82,6 +82,21 @@ public sealed class NbdTransportTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task LoneLargeWrite_GoesToTheWriteWorker_WhileTheNextRequestIsReceived()
+    {
+        // 256 KiB: past the 128 KiB from which a WRITE is handed to the worker even when nothing
+        // else waits in the input (its payload came straight from the socket).
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+        await stream.WriteAsync(Request(1, 1, 0, 256 << 10));
+        await stream.WriteAsync(new byte[256 << 10]);
+        Assert.Equal((0u, 1ul), await ReadReplyAsync(stream));
+
+        Assert.Equal(["NBD writes"], _device.WriterThreads);
+    }
+
+    [Fact]
     public async Task LargeWrite_BeyondTheReceiveBuffer_ThenARead_SeesItWhole()
     {
         // 3 MiB: most of it comes straight from the socket, after what the receive buffer held.
