@@ -39,7 +39,8 @@ public sealed class AgentPostgresTests
 
         SnapshotDto? taken = null;
         var (committedBeforeSnapshot, loadOutput) = await PostgresSnapshotTests.SnapshotUnderLoadAsync(primary, async () =>
-            taken = await client.CreateSnapshotAsync("pg", new CreateSnapshotRequest("under-load", ["app"])));
+            taken = await client.CreateSnapshotAsync("pg", new CreateSnapshotRequest("under-load", ["app"])),
+            loadSeconds: 60); // pg_backup_start's checkpoint takes seconds on a loaded machine: the load must outlast it
         var labels = await client.GetBackupLabelsAsync("pg@under-load");
 
         await client.CreateViewAsync("pg@under-load", "pg-clone");

@@ -73,9 +73,9 @@ public sealed class PostgresSnapshotTests
     /// the committed transactions and takes the snapshot at once (here: no checkpoint, no freeze;
     /// AgentPostgresTests: through the agent), then lets pgbench run to its end.
     /// </summary>
-    internal static async Task<(long CommittedBeforeSnapshot, string LoadOutput)> SnapshotUnderLoadAsync(PostgresInstance primary, Func<Task> snapshot)
+    internal static async Task<(long CommittedBeforeSnapshot, string LoadOutput)> SnapshotUnderLoadAsync(PostgresInstance primary, Func<Task> snapshot, int loadSeconds = 20)
     {
-        using var load = primary.StartClient("pgbench", "-T", "20", "-c", "4", "-j", "2", "postgres");
+        using var load = primary.StartClient("pgbench", "-T", $"{loadSeconds}", "-c", "4", "-j", "2", "postgres");
         var stdout = load.StandardOutput.ReadToEndAsync();
         var stderr = load.StandardError.ReadToEndAsync();
         try
