@@ -15,4 +15,8 @@ public sealed partial class TidemarkClient
 
     /// <summary>Asks the host's agent, through the server, for its status and mounts.</summary>
     public Task<HostStatusDto> GetHostStatusAsync(string name, CancellationToken ct = default) => GetAsync<HostStatusDto>($"hosts/{Seg(name)}/status", ct);
+
+    /// <summary>Records a finished (or failed) mail recovery from <paramref name="address"/> as an event under this token's name.</summary>
+    public Task<EventDto> ReportMailRecoveryAsync(string address, RecoveryReportDto report, CancellationToken ct = default) =>
+        PostAsync<EventDto>(SnapshotPath(address) + "/recoveries/mail", report, ct);
 }

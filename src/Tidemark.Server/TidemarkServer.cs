@@ -405,6 +405,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapStreamApi();
             app.MapReplicaApi();
             app.MapHostApi();
+            app.MapRecoveryApi();
             app.MapConsole(auth);
             app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
             app.MapFallback(RequestLimits.NoEndpointAsync);

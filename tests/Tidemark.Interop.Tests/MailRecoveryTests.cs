@@ -129,6 +129,17 @@ public sealed class MailRecoveryTests(ITestOutputHelper output)
         Assert.Equal("contract@legal.example.org", exportedMessage.MessageId);
         Assert.Equal("contract.pdf", Assert.Single(exportedMessage.Attachments).ContentDisposition?.FileName);
 
+        // The same as one mbox per folder, then every run is on the server as an event under the token's name.
+        var mboxDirectory = temp.Combine("mbox");
+        var mboxed = await RecoverAsync(server, "mail@before", "--user", "alice", "--message-id", Lost, "--export", mboxDirectory, "--export-format", "mbox");
+        var mbox = Assert.Single(mboxed.GetProperty("outcomes").EnumerateArray()).GetProperty("target").GetString()!;
+        Assert.StartsWith("From ", await File.ReadAllTextAsync(mbox), StringComparison.Ordinal);
+        var recoveries = (await client.ListEventsAsync()).Where(e => e.Kind == "recovery.mail").ToList();
+        Assert.Contains(recoveries, e => e.Subject == "mail@before" && e.Message.Contains("imap ", StringComparison.Ordinal) && e.Message.Contains(Lost.Trim('<', '>'), StringComparison.Ordinal) && e.Message.Contains(": restored", StringComparison.Ordinal));
+        Assert.Contains(recoveries, e => e.Message.Contains(": skipped-duplicate", StringComparison.Ordinal));
+        Assert.Contains(recoveries, e => e.Message.Contains("(mbox)", StringComparison.Ordinal));
+        Assert.All(recoveries, e => Assert.Equal("admin", e.Actor)); // the first token's name (TokenStore.FirstTokenName)
+
         // Every recovery took its view, export and mounts down again.
         Assert.Equal(["mail"], (await client.ListVolumesAsync()).Select(v => v.Name));
         Assert.Equal(["mail"], (await client.ListExportsAsync()).Select(e => e.Name));
@@ -240,7 +251,11 @@ public sealed class MailRecoveryTests(ITestOutputHelper output)
     [InlineData("2", "mail@s --user alice --restore-to imap --imap host:99999 --master-user-file /nonexistent", "is not HOST:PORT")]
     [InlineData("2", "mail@s --user alice --restore-to imap --imap 127.0.0.1:143 --master-user-file /nonexistent", "does not exist")]
     [InlineData("2", "mail@s --user alice --restore-to imap --export /tmp/x --imap 127.0.0.1:143", "choose one of")]
-    [InlineData("2", "mail@s --into Recovered", "only act with --restore-to imap")]
+    [InlineData("2", "mail@s --into Recovered", "only act with --restore-to")]
+    [InlineData("2", "mail@s --restore-to smtp --send-to admin@example.com", "needs --smtp HOST:PORT")]
+    [InlineData("2", "mail@s --restore-to smtp --smtp 127.0.0.1:25 --send-to nobody", "is not a mail address")]
+    [InlineData("2", "mail@s --restore-to smtp --smtp 127.0.0.1:25 --send-to {user}@example.com --into X", "are for --restore-to imap")]
+    [InlineData("2", "mail@s --export-format mbox", "needs --export DIR")]
     [InlineData("2", "mail --user alice", "add --before DATE")]
     [InlineData("2", "mail@s --since yesterday", "--since 'yesterday' is not a date")]
     [InlineData("2", "mail@s --restore-to pop3", "pop3")]

@@ -34,18 +34,27 @@ public static class RecoverCommands
         var mailRoot = new Option<string>("--mail-root") { Description = "directory in the snapshot's file system that holds one home directory per user, each with a Maildir", DefaultValueFactory = _ => "/" };
         var format = new Option<string>("--format") { Description = "mail store format: auto (mdbox when the homes hold mdbox/ and no Maildir/), maildir, or mdbox (read through a private Dovecot on this host)", DefaultValueFactory = _ => "auto" };
         format.AcceptOnlyFromAmong("auto", "maildir", "mdbox");
-        var restoreTo = new Option<string?>("--restore-to") { Description = "put the matches back: imap (into the live mailboxes through --imap)" };
-        restoreTo.AcceptOnlyFromAmong("imap");
+        var restoreTo = new Option<string?>("--restore-to") { Description = "put the matches back: imap (into the live mailboxes through --imap) or smtp (mailed to --send-to through --smtp)" };
+        restoreTo.AcceptOnlyFromAmong("imap", "smtp");
         var imap = new Option<string?>("--imap") { Description = "production IMAP server HOST:PORT (port 143 if omitted)" };
         var imapTls = new Option<string>("--imap-tls") { Description = "auto (TLS on 993, STARTTLS when offered), none, starttls or tls", DefaultValueFactory = _ => "auto" };
         imapTls.AcceptOnlyFromAmong("auto", "none", "starttls", "tls");
         var masterFile = new Option<string?>("--master-user-file") { Description = $"file with one line USER:PASSWORD of the IMAP master user (default: env {MasterCredentials.EnvironmentVariable})" };
         var into = new Option<string?>("--into") { Description = "restore into this folder instead of the original one; without a value Recovered/<today>", Arity = ArgumentArity.ZeroOrOne };
-        var export = new Option<string?>("--export") { Description = "write the matches as .eml files under DIR/USER/FOLDER/" };
+        var export = new Option<string?>("--export") { Description = "write the matches under DIR/USER/: .eml files in FOLDER/, or FOLDER.mbox with --export-format mbox" };
+        var exportFormat = new Option<string>("--export-format") { Description = "eml (one file per message, received date as its time) or mbox (one mboxrd file per folder, for legal hold)", DefaultValueFactory = _ => "eml" };
+        exportFormat.AcceptOnlyFromAmong("eml", "mbox");
+        var smtp = new Option<string?>("--smtp") { Description = "SMTP server HOST:PORT for --restore-to smtp (port 25 if omitted)" };
+        var smtpTls = new Option<string>("--smtp-tls") { Description = "auto (TLS on 465, STARTTLS when offered), none, starttls or tls", DefaultValueFactory = _ => "auto" };
+        smtpTls.AcceptOnlyFromAmong("auto", "none", "starttls", "tls");
+        var sendTo = new Option<string?>("--send-to") { Description = $"recipient of --restore-to smtp: an address, or {SmtpSender.UserPlaceholder}@DOMAIN for each mailbox owner" };
+        var sendFrom = new Option<string>("--send-from") { Description = "sender of the recovery mails", DefaultValueFactory = _ => "tidemark-recovery@localhost" };
+        var smtpLogin = new Option<string?>("--smtp-login-file") { Description = "file with one line USER:PASSWORD for SMTP submission (none: the server must relay for this host)" };
 
         var mail = new Command("mail", "Find messages in a snapshot's mail store (Maildir or mdbox) and list them (dry run), restore them over IMAP, or export them")
         {
-            source, before, users, folder, messageId, subject, from, to, since, until, hasAttachment, mailRoot, format, restoreTo, imap, imapTls, masterFile, into, export,
+            source, before, users, folder, messageId, subject, from, to, since, until, hasAttachment, mailRoot, format, restoreTo, imap, imapTls, masterFile, into, export, exportFormat,
+            smtp, smtpTls, sendTo, sendFrom, smtpLogin,
         };
         mail.SetClientAction(async (p, client, json, ct) =>
         {
@@ -61,38 +70,69 @@ public static class RecoverCommands
                 Until = Date(p.GetValue(until), "--until"),
                 HasAttachment = p.GetValue(hasAttachment),
             };
+            if (p.GetResult(exportFormat) is { Implicit: false } && p.GetValue(export) is null)
+            {
+                throw new CliException("--export-format needs --export DIR");
+            }
+
+            var smtpOptionGiven = p.GetValue(smtp) is not null || p.GetValue(sendTo) is not null || p.GetValue(smtpLogin) is not null;
             MailDestination destination;
-            if (p.GetValue(restoreTo) is not null)
+            if (p.GetValue(restoreTo) is { } mode)
             {
                 if (p.GetValue(export) is not null)
                 {
-                    throw new CliException("choose one of --restore-to imap and --export DIR");
+                    throw new CliException($"choose one of --restore-to {mode} and --export DIR");
                 }
 
-                if (filter.Users.Count == 0)
+                if (mode == "smtp")
                 {
-                    throw new CliException("restoring over IMAP needs --user: name the mailbox(es) to put messages back into");
-                }
+                    if (p.GetResult(into) is not null || p.GetValue(imap) is not null || p.GetValue(masterFile) is not null)
+                    {
+                        throw new CliException("--into, --imap and --master-user-file are for --restore-to imap; --restore-to smtp mails each message to --send-to");
+                    }
 
-                var (host, port) = Run(() => ImapEndpoint.Parse(p.GetValue(imap) ?? throw new CliException("--restore-to imap needs --imap HOST:PORT (the production IMAP server)")));
-                var master = Run(() => MasterCredentials.Load(p.GetValue(masterFile)));
-                var intoFolder = p.GetResult(into) is null ? null : p.GetValue(into) ?? $"Recovered/{DateTime.Now:yyyy-MM-dd}";
-                destination = new MailDestination.Imap(new ImapRestorer(host, port, Tls(p.GetValue(imapTls)!), master, Console.Error), intoFolder);
+                    var (smtpHost, smtpPort) = Run(() => ImapEndpoint.Parse(p.GetValue(smtp) ?? throw new CliException("--restore-to smtp needs --smtp HOST:PORT (a mail server that accepts mail for --send-to)"), "--smtp", 25));
+                    var recipient = p.GetValue(sendTo) ?? throw new CliException($"--restore-to smtp needs --send-to ADDRESS (an administrator, or {SmtpSender.UserPlaceholder}@DOMAIN for each mailbox owner)");
+                    Run(() =>
+                    {
+                        SmtpSender.CheckAddresses(recipient, p.GetValue(sendFrom)!);
+                        return 0;
+                    });
+                    var login = p.GetValue(smtpLogin) is { } loginFile ? Run(() => MasterCredentials.LoadLogin(loginFile, "SMTP login file")) : null;
+                    destination = new MailDestination.Smtp(new SmtpSender(smtpHost, smtpPort, Tls(p.GetValue(smtpTls)!), recipient, p.GetValue(sendFrom)!, login, Console.Error));
+                }
+                else
+                {
+                    if (smtpOptionGiven)
+                    {
+                        throw new CliException("--smtp, --send-to and --smtp-login-file are for --restore-to smtp");
+                    }
+
+                    if (filter.Users.Count == 0)
+                    {
+                        throw new CliException("restoring over IMAP needs --user: name the mailbox(es) to put messages back into");
+                    }
+
+                    var (host, port) = Run(() => ImapEndpoint.Parse(p.GetValue(imap) ?? throw new CliException("--restore-to imap needs --imap HOST:PORT (the production IMAP server)")));
+                    var master = Run(() => MasterCredentials.Load(p.GetValue(masterFile)));
+                    var intoFolder = p.GetResult(into) is null ? null : p.GetValue(into) ?? $"Recovered/{DateTime.Now:yyyy-MM-dd}";
+                    destination = new MailDestination.Imap(new ImapRestorer(host, port, Tls(p.GetValue(imapTls)!), master, Console.Error), intoFolder);
+                }
             }
             else if (p.GetValue(export) is { } directory)
             {
-                if (p.GetResult(into) is not null)
+                if (p.GetResult(into) is not null || smtpOptionGiven)
                 {
-                    throw new CliException("--into is for --restore-to imap; an export keeps the original folders as directories");
+                    throw new CliException("--into, --smtp and --send-to are for --restore-to; an export keeps the original folders as directories");
                 }
 
-                destination = new MailDestination.Export(Path.GetFullPath(directory));
+                destination = new MailDestination.Export(Path.GetFullPath(directory), Mbox: p.GetValue(exportFormat) == "mbox");
             }
             else
             {
-                if (p.GetResult(into) is not null || p.GetValue(imap) is not null || p.GetValue(masterFile) is not null)
+                if (p.GetResult(into) is not null || p.GetValue(imap) is not null || p.GetValue(masterFile) is not null || smtpOptionGiven)
                 {
-                    throw new CliException("--into, --imap and --master-user-file only act with --restore-to imap; without it this is a dry run");
+                    throw new CliException("--into, --imap, --master-user-file, --smtp and --send-to only act with --restore-to; without it this is a dry run");
                 }
 
                 destination = new MailDestination.List();

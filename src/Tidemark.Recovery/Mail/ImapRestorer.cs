@@ -34,6 +34,9 @@ public sealed class ImapRestorer
         _log = log;
     }
 
+    /// <summary>The server and login, without the password, for logs and the recovery's event.</summary>
+    public override string ToString() => $"{_host}:{_port} as {_master.User}";
+
     /// <param name="into">a folder ('/' between levels) for every message, or null for each message's original folder</param>
     public async Task<IReadOnlyList<RestoreOutcome>> RestoreAsync(IReadOnlyList<FoundMessage> messages, string? into, CancellationToken ct)
     {

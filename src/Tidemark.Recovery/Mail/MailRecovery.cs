@@ -2,14 +2,32 @@ using Tidemark.Api;
 
 namespace Tidemark.Recovery.Mail;
 
-/// <summary>Where found messages go: nowhere (a dry run that lists them), an IMAP server, or .eml files.</summary>
+/// <summary>Where found messages go: nowhere (a dry run that lists them), an IMAP server, an SMTP server, or files.</summary>
 public abstract record MailDestination
 {
-    public sealed record List : MailDestination;
+    /// <summary>For the recovery's event: where the messages went.</summary>
+    public abstract string Describe();
 
-    public sealed record Imap(ImapRestorer Restorer, string? Into) : MailDestination;
+    public sealed record List : MailDestination
+    {
+        public override string Describe() => "list (dry run)";
+    }
 
-    public sealed record Export(string Directory) : MailDestination;
+    public sealed record Imap(ImapRestorer Restorer, string? Into) : MailDestination
+    {
+        public override string Describe() => $"imap {Restorer}" + (Into is null ? " (original folders)" : $" into {Into}");
+    }
+
+    public sealed record Smtp(SmtpSender Sender) : MailDestination
+    {
+        public override string Describe() => $"smtp {Sender}";
+    }
+
+    /// <param name="Mbox">one mbox file per folder (mboxrd) instead of one .eml file per message</param>
+    public sealed record Export(string Directory, bool Mbox = false) : MailDestination
+    {
+        public override string Describe() => $"export {Directory} ({(Mbox ? "mbox" : "eml")})";
+    }
 }
 
 /// <summary>How the store keeps its mail: Maildir (read directly) or mdbox (read through a private Dovecot).</summary>
@@ -60,6 +78,7 @@ public static class MailRecovery
         IReadOnlyList<FoundMessage> matches = [];
         IReadOnlyList<RestoreOutcome> outcomes = [];
         IReadOnlyList<string> problems;
+        string? error = null;
         try
         {
             var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
@@ -99,6 +118,8 @@ public static class MailRecovery
                 outcomes = request.Destination switch
                 {
                     MailDestination.Imap imap when matches.Count > 0 => await imap.Restorer.RestoreAsync(matches, imap.Into, ct),
+                    MailDestination.Smtp smtp when matches.Count > 0 => await smtp.Sender.SendAsync(matches, snapshot.Address, ct),
+                    MailDestination.Export { Mbox: true } export when matches.Count > 0 => await MboxExporter.ExportAsync(matches, export.Directory, ct),
                     MailDestination.Export export when matches.Count > 0 => await EmlExporter.ExportAsync(matches, export.Directory, ct),
                     _ => [],
                 };
@@ -116,12 +137,56 @@ public static class MailRecovery
                 await log.WriteLineAsync($"torn down in {(clock.Elapsed - teardownAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s in all");
             }
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            error = e.Message;
+            throw;
+        }
         finally
         {
             RemoveWorkDirectory(work.FullName);
+            await ReportAsync(client, snapshot.Address, request.Destination, matches, outcomes, error, log);
         }
 
         return new MailRecoveryResult(snapshot.Address, snapshot.CreatedAt, matches, outcomes, problems);
+    }
+
+    /// <summary>
+    /// Tells the server what this recovery did (or why it failed), so it is an event under the
+    /// token's name (issue 23). Best effort: the messages are already where they went, so a server
+    /// that cannot take the report gets a warning in the log, not a failed recovery.
+    /// </summary>
+    private static async Task ReportAsync(TidemarkClient client, string address, MailDestination destination, IReadOnlyList<FoundMessage> matches, IReadOnlyList<RestoreOutcome> outcomes, string? error, TextWriter log)
+    {
+        var lines = outcomes.Count > 0
+            ? outcomes.Select(o => Line(o.Message, o.Result))
+            : matches.Select(m => Line(m, "matched"));
+        var report = new RecoveryReportDto(
+            OneLine(destination.Describe()),
+            matches.Count,
+            outcomes.Count(o => o.Result == RestoreOutcome.Restored),
+            outcomes.Count(o => o.Result == RestoreOutcome.Duplicate),
+            outcomes.Count(o => o.Result == RestoreOutcome.Failed),
+            [.. lines.Take(RecoveryReportDto.MaxMessages)],
+            error is null ? null : OneLine(error));
+        try
+        {
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await client.ReportMailRecoveryAsync(address, report, deadline.Token);
+        }
+        catch (Exception e) when (e is TidemarkApiException or HttpRequestException or OperationCanceledException)
+        {
+            await log.WriteLineAsync($"warning: the server did not record this recovery as an event ({e.Message})");
+        }
+
+        static string Line(FoundMessage m, string result) => OneLine($"{m.User}/{m.Folder} {m.MessageId ?? "(no Message-ID)"}: {result}");
+    }
+
+    /// <summary>One line of at most the report's text length: header text from a snapshot is not trusted.</summary>
+    internal static string OneLine(string text)
+    {
+        var line = new string([.. text.Select(c => char.IsControl(c) ? ' ' : c)]);
+        return line.Length <= RecoveryReportDto.MaxTextLength ? line : line[..(RecoveryReportDto.MaxTextLength - 1)] + "…";
     }
 
     internal static MailStoreFormat Detect(string root, string maildirName)

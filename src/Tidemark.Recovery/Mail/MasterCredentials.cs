@@ -19,17 +19,7 @@ public sealed record MasterCredentials(string User, string Password)
         if (file is not null)
         {
             source = file;
-            if (!File.Exists(file))
-            {
-                throw new RecoveryException(RecoveryFailure.BadInput, $"master user file {file} does not exist; it holds one line USER:PASSWORD");
-            }
-
-            if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(file) & (UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
-            {
-                throw new RecoveryException(RecoveryFailure.BadInput, $"master user file {file} is readable by every user on this host; 'chmod 600 {file}' first");
-            }
-
-            text = File.ReadLines(file).FirstOrDefault(l => l.Trim().Length > 0) ?? string.Empty;
+            text = ReadSecretLine(file, "master user file");
         }
         else
         {
@@ -41,14 +31,37 @@ public sealed record MasterCredentials(string User, string Password)
         return Parse(text.TrimEnd('\r', '\n'), source);
     }
 
-    internal static MasterCredentials Parse(string text, string source)
+    internal static MasterCredentials Parse(string text, string source, string whose = "the IMAP master user")
     {
         var colon = text.IndexOf(':', StringComparison.Ordinal);
         if (colon <= 0 || colon == text.Length - 1)
         {
-            throw new RecoveryException(RecoveryFailure.BadInput, $"{source} must hold USER:PASSWORD (the IMAP master user)");
+            throw new RecoveryException(RecoveryFailure.BadInput, $"{source} must hold USER:PASSWORD ({whose})");
         }
 
         return new MasterCredentials(text[..colon].Trim(), text[(colon + 1)..]);
+    }
+
+    /// <summary>
+    /// A login (USER:PASSWORD) from a file, for a server other than IMAP's master user (an SMTP
+    /// submission login); the same rules: the file must exist and not be readable by others.
+    /// </summary>
+    public static MasterCredentials LoadLogin(string file, string what) =>
+        Parse(ReadSecretLine(file, what), file, what);
+
+    /// <summary>The first non-empty line of a secret file, refused when others on the host may read it.</summary>
+    private static string ReadSecretLine(string file, string what)
+    {
+        if (!File.Exists(file))
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"{what} {file} does not exist; it holds one line USER:PASSWORD");
+        }
+
+        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(file) & (UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"{what} {file} is readable by every user on this host; 'chmod 600 {file}' first");
+        }
+
+        return File.ReadLines(file).FirstOrDefault(l => l.Trim().Length > 0) ?? string.Empty;
     }
 }
