@@ -5,11 +5,10 @@ using System.Text.Json;
 namespace Tidemark.Engine.Storage;
 
 /// <summary>
-/// A store in a Ceph RADOS pool (ADR 0017): the byte space cut into 4 MiB objects, blocking librados
-/// calls from many engine threads at once, an exclusive lock object with a renewed lease so two
-/// servers never write the same store, and space given back by removing or zeroing objects.
-/// A RADOS write returns only once every replica committed it, so <see cref="Flush"/> has nothing
-/// to wait for.
+/// A store in a Ceph RADOS pool (ADR 0017): the byte space cut into 4 MiB objects, writes started
+/// as librados aio (many in flight, bounded) and waited for by <see cref="Flush"/>, an exclusive
+/// lock object with a renewed lease so two servers never write the same store, and space given
+/// back by removing or zeroing objects.
 /// </summary>
 public sealed class RadosBackingStore : IBackingStore
 {
@@ -18,6 +17,10 @@ public sealed class RadosBackingStore : IBackingStore
 
     private const string LockName = "tidemark";
 
+    // Cookies of the stores this process has open: a lock that names this process with another
+    // cookie is a leftover of a handle whose unlock failed (the cluster was away), not a live holder.
+    private static readonly HashSet<string> LiveCookies = [];
+
     private readonly RadosLocation _location;
     private readonly string _cookie = Guid.NewGuid().ToString("N");
     private readonly Timer _renewal;
@@ -25,6 +28,11 @@ public sealed class RadosBackingStore : IBackingStore
     private nint _cluster;
     private nint _io;
     private Exception? _fenced;
+    private readonly Lock _pendingLock = new();
+    private readonly Queue<PendingWrite> _pending = new();
+    private readonly Dictionary<string, int> _pendingPerObject = new(StringComparer.Ordinal);
+    private long _pendingBytes;
+    private StorageException? _writeFailure;
     private long _leaseUntil; // Environment.TickCount64 when the lease runs out unless renewed
     private bool _disposed;
 
@@ -84,6 +92,7 @@ public sealed class RadosBackingStore : IBackingStore
         {
             var (oid, inObject, n) = Piece(offsetBytes, destination.Length);
             var chunk = destination[..n];
+            DrainIfPending(oid);
             var rc = RadosNative.Read(_io, oid, ref MemoryMarshal.GetReference(chunk), (nuint)n, (ulong)inObject);
             if (rc == -RadosNative.Enoent)
             {
@@ -103,29 +112,133 @@ public sealed class RadosBackingStore : IBackingStore
         }
     }
 
+    /// <summary>
+    /// Starts the write (librados aio on a copy of the data) and returns: like a disk's volatile
+    /// cache, it is durable once <see cref="Flush"/> returned. Up to <see cref="MaxPendingWrites"/>
+    /// writes (and <see cref="MaxPendingBytes"/>) are in flight at once; beyond that the writer waits
+    /// for the oldest, so memory stays bounded.
+    /// </summary>
     public void Write(long offsetBytes, ReadOnlySpan<byte> source)
     {
         ThrowIfFenced();
+        ThrowIfWriteFailed();
         while (source.Length > 0)
         {
             var (oid, inObject, n) = Piece(offsetBytes, source.Length);
-            var chunk = source[..n];
-            var rc = RadosNative.Write(_io, oid, ref MemoryMarshal.GetReference(chunk), (nuint)n, (ulong)inObject);
-            if (rc < 0)
-            {
-                throw Failure(rc, $"write of {n} bytes at {offsetBytes} to {oid}");
-            }
-
+            StartWrite(oid, inObject, source[..n], offsetBytes);
             offsetBytes += n;
             source = source[n..];
         }
     }
 
     /// <summary>
-    /// Nothing to wait for: every write returned only after RADOS committed it on all replicas. A store
-    /// that lost its lock says so here too, so the engine never commits metadata over it.
+    /// Waits for every write started before it. A RADOS write completes only once every replica
+    /// committed it, so then they are all durable. A write that failed fails this flush and every
+    /// later one (and every later write): what it held is lost, so the engine must not commit
+    /// metadata over it; reopening the pool starts again from the last durable state. A store that
+    /// lost its lock says so here too.
     /// </summary>
-    public void Flush() => ThrowIfFenced();
+    public void Flush()
+    {
+        ThrowIfFenced();
+        lock (_pendingLock)
+        {
+            while (_pending.Count > 0)
+            {
+                Reap(_pending.Dequeue());
+            }
+        }
+
+        ThrowIfWriteFailed();
+    }
+
+    /// <summary>Writes in flight at once, at most (RBD's default queue is 128 ops; 64 keeps a 2-core OSD busy).</summary>
+    public const int MaxPendingWrites = 64;
+
+    /// <summary>Bytes of copied write data in flight at once, at most.</summary>
+    public const long MaxPendingBytes = 64L << 20;
+
+    private unsafe void StartWrite(string oid, long inObject, ReadOnlySpan<byte> data, long offsetBytes)
+    {
+        var buffer = (nint)NativeMemory.Alloc((nuint)data.Length);
+        data.CopyTo(new Span<byte>((void*)buffer, data.Length));
+        var rc = RadosNative.AioCreateCompletion(0, 0, 0, out var completion);
+        if (rc < 0)
+        {
+            NativeMemory.Free((void*)buffer);
+            throw Failure(rc, $"starting a write of {data.Length} bytes at {offsetBytes} to {oid}");
+        }
+
+        lock (_pendingLock)
+        {
+            rc = RadosNative.AioWrite(_io, oid, completion, buffer, (nuint)data.Length, (ulong)inObject);
+            if (rc < 0)
+            {
+                RadosNative.AioRelease(completion);
+                NativeMemory.Free((void*)buffer);
+                throw Failure(rc, $"write of {data.Length} bytes at {offsetBytes} to {oid}");
+            }
+
+            _pending.Enqueue(new PendingWrite(completion, buffer, data.Length, oid, offsetBytes));
+            _pendingBytes += data.Length;
+            _pendingPerObject[oid] = _pendingPerObject.GetValueOrDefault(oid) + 1;
+            while (_pending.Count > MaxPendingWrites || _pendingBytes > MaxPendingBytes)
+            {
+                Reap(_pending.Dequeue());
+            }
+        }
+    }
+
+    /// <summary>Waits for one write, frees its copy, and keeps the first failure for the next flush.</summary>
+    private unsafe void Reap(PendingWrite write)
+    {
+        var rc = RadosNative.AioWaitForComplete(write.Completion);
+        if (rc >= 0)
+        {
+            rc = RadosNative.AioGetReturnValue(write.Completion);
+        }
+
+        RadosNative.AioRelease(write.Completion);
+        NativeMemory.Free((void*)write.Buffer);
+        _pendingBytes -= write.Length;
+        if (--_pendingPerObject[write.Oid] == 0)
+        {
+            _pendingPerObject.Remove(write.Oid);
+        }
+
+        if (rc < 0 && _writeFailure is null)
+        {
+            _writeFailure = Failure(rc, $"write of {write.Length} bytes at {write.Offset} to {write.Oid}");
+        }
+    }
+
+    private void ThrowIfWriteFailed()
+    {
+        StorageException? failure;
+        lock (_pendingLock)
+        {
+            failure = _writeFailure;
+        }
+
+        if (failure is not null)
+        {
+            throw new StorageException(failure.Error, $"{failure.Message}; the store takes no more writes until the pool is reopened", failure);
+        }
+    }
+
+    /// <summary>Before reading an object with writes in flight, waits for them (reads see every write started before them).</summary>
+    private void DrainIfPending(string oid)
+    {
+        lock (_pendingLock)
+        {
+            while (_pendingPerObject.ContainsKey(oid) && _pending.Count > 0)
+            {
+                Reap(_pending.Dequeue());
+            }
+        }
+    }
+
+    private readonly record struct PendingWrite(nint Completion, nint Buffer, int Length, string Oid, long Offset);
 
     /// <summary>Removes the objects a freed range covers whole and zeroes the rest of it (ENOENT counts as done).</summary>
     public void Discard(long offsetBytes, long lengthBytes)
@@ -187,7 +300,21 @@ public sealed class RadosBackingStore : IBackingStore
 
         if (_io != 0)
         {
+            // Every write started must finish before its buffer is freed and the lock released.
+            lock (_pendingLock)
+            {
+                while (_pending.Count > 0)
+                {
+                    Reap(_pending.Dequeue());
+                }
+            }
+
             RadosNative.Unlock(_io, _location.LockObject, LockName, _cookie);
+            lock (LiveCookies)
+            {
+                LiveCookies.Remove(_cookie);
+            }
+
             RadosNative.IoCtxDestroy(_io);
             _io = 0;
         }
@@ -363,6 +490,11 @@ public sealed class RadosBackingStore : IBackingStore
         }
 
         Check(rc, _location, $"locking {_location.LockObject}");
+        lock (LiveCookies)
+        {
+            LiveCookies.Add(_cookie);
+        }
+
         Volatile.Write(ref _leaseUntil, Environment.TickCount64 + (long)LeaseDuration.TotalMilliseconds);
 
         // Who holds it, for the message another server shows (RADOS keeps only the client id and
@@ -377,7 +509,9 @@ public sealed class RadosBackingStore : IBackingStore
     /// A server killed with -9 leaves its lock until the lease runs out. When the holder ran on this
     /// machine since its last boot and that process is gone (its pid is free or belongs to a process
     /// started at another time), nothing can still write through it: break the lock at once, so a
-    /// restarted server does not wait for the lease. A holder elsewhere is never second-guessed.
+    /// restarted server does not wait for the lease. The same holds for a lock of this process that
+    /// no open store of it holds (an earlier handle whose unlock failed while the cluster was away).
+    /// A holder elsewhere is never second-guessed.
     /// </summary>
     private bool BreakIfHolderDied()
     {
@@ -395,8 +529,19 @@ public sealed class RadosBackingStore : IBackingStore
         }
 
         if (Field("host") != Environment.MachineName || Field("boot") != BootId()
-            || !int.TryParse(Field("pid"), System.Globalization.CultureInfo.InvariantCulture, out var pid)
-            || (ProcessStart(pid) is { } started && started == Field("started")))
+            || !int.TryParse(Field("pid"), System.Globalization.CultureInfo.InvariantCulture, out var pid))
+        {
+            return false;
+        }
+
+        var alive = ProcessStart(pid) is { } started && started == Field("started");
+        bool ours;
+        lock (LiveCookies)
+        {
+            ours = pid == Environment.ProcessId && !LiveCookies.Contains(cookie);
+        }
+
+        if (alive && !ours)
         {
             return false;
         }

@@ -59,6 +59,21 @@ internal static partial class RadosNative
     [LibraryImport(Lib, EntryPoint = "rados_write_full", StringMarshalling = StringMarshalling.Utf8)]
     public static partial int WriteFull(nint ioctx, string oid, ref byte buffer, nuint length);
 
+    [LibraryImport(Lib, EntryPoint = "rados_aio_create_completion")]
+    public static partial int AioCreateCompletion(nint callbackArgument, nint onComplete, nint onSafe, out nint completion);
+
+    [LibraryImport(Lib, EntryPoint = "rados_aio_write", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int AioWrite(nint ioctx, string oid, nint completion, nint buffer, nuint length, ulong offset);
+
+    [LibraryImport(Lib, EntryPoint = "rados_aio_wait_for_complete")]
+    public static partial int AioWaitForComplete(nint completion);
+
+    [LibraryImport(Lib, EntryPoint = "rados_aio_get_return_value")]
+    public static partial int AioGetReturnValue(nint completion);
+
+    [LibraryImport(Lib, EntryPoint = "rados_aio_release")]
+    public static partial void AioRelease(nint completion);
+
     [LibraryImport(Lib, EntryPoint = "rados_remove", StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Remove(nint ioctx, string oid);
 
