@@ -209,7 +209,6 @@ public sealed class CephCluster : IDisposable
         ms_bind_ipv4 = true
         ms_bind_ipv6 = false
         run_dir = {Directory}/run
-        admin_socket = {Directory}/run/$name.asok
         log_file = {Directory}/log/$name.log
         crash_dir = {Directory}/crash
         log_to_stderr = false
@@ -231,18 +230,23 @@ public sealed class CephCluster : IDisposable
         mgr_stats_period = 1
 
         [client]
+        # clients (fio, rbd, the store under test, several per process) have no admin socket: theirs would collide
+        admin_socket =
         # in [client], not [global]: there it would override the $data/keyring of each daemon
         keyring = {Directory}/keyring
 
         [mon]
+        admin_socket = {Directory}/run/$name.asok
         mon_data = {Directory}/mon/$cluster-$id
         mon_allow_pool_delete = true
         mon_osd_reporter_subtree_level = osd
 
         [mgr]
+        admin_socket = {Directory}/run/$name.asok
         mgr_data = {Directory}/mgr/$cluster-$id
 
         [osd]
+        admin_socket = {Directory}/run/$name.asok
         osd_data = {Directory}/osd/$id
         osd_objectstore = bluestore
         # bluestore_block_path stays unset: it names the target of osd_data/block, and pointing it
