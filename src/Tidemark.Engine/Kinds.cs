@@ -5,6 +5,9 @@ public enum StoreKind
 {
     File = 0,
     Device = 1,
+
+    /// <summary>Objects in a Ceph RADOS pool (ADR 0017).</summary>
+    Rados = 2,
 }
 
 /// <summary>A volume, or a view created from a snapshot (writable, exportable).</summary>

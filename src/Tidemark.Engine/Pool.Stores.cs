@@ -12,19 +12,23 @@ namespace Tidemark.Engine;
 /// <summary>The pool's backing stores: adding and growing them, their headers, physical block I/O, and the engine's memory figures.</summary>
 public sealed partial class Pool
 {
-    /// <summary>Adds a backing store (a new sparse file, or a raw block device) to the pool while it runs.</summary>
+    /// <summary>
+    /// Adds a backing store (a new sparse file, a raw block device, or a RADOS location; capacity 0
+    /// there takes the RADOS pool's free space) to the pool while it runs.
+    /// </summary>
     public void AddStore(string path, long capacityBytes)
     {
         lock (_controlLock)
         {
             ThrowIfUnusable();
-            var fullPath = Path.GetFullPath(path);
+            var rados = RadosLocation.IsRados(path);
+            var fullPath = rados ? RadosLocation.Parse(path).WithAbsoluteConf().ToString() : Path.GetFullPath(path);
             if (_storeRecords.Any(s => s.Path == fullPath))
             {
                 throw new StorageException(StorageError.AlreadyExists, $"{fullPath} is already a store of this pool");
             }
 
-            if (capacityBytes < 16 * Lineage.BlockBytes && !FileBackingStore.IsBlockDevice(fullPath))
+            if (capacityBytes < 16 * Lineage.BlockBytes && !FileBackingStore.IsBlockDevice(fullPath) && !(rados && capacityBytes == 0))
             {
                 throw new StorageException(StorageError.InvalidArgument, $"a store needs at least 64K of capacity, not {capacityBytes} bytes");
             }
@@ -39,7 +43,7 @@ public sealed partial class Pool
                 {
                     Index = index,
                     Path = fullPath,
-                    Kind = FileBackingStore.IsBlockDevice(fullPath) ? StoreKind.Device : StoreKind.File,
+                    Kind = rados ? StoreKind.Rados : FileBackingStore.IsBlockDevice(fullPath) ? StoreKind.Device : StoreKind.File,
                     CapacityBytes = store.CapacityBytes,
                 };
                 using var batch = new WriteBatch();

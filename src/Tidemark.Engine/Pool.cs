@@ -94,7 +94,9 @@ public sealed partial class Pool : IDisposable
             }
 
             var path = options.FirstStorePath ?? Path.Combine(directory, "store-0.dat");
-            pool.AddStore(path, options.FirstStoreCapacityBytes ?? DefaultCapacity(directory));
+
+            // A RADOS store sizes itself from the cluster (0 = its pool's free space), not from the local disk.
+            pool.AddStore(path, options.FirstStoreCapacityBytes ?? (RadosLocation.IsRados(path) ? 0 : DefaultCapacity(directory)));
             return pool;
         }
         catch
@@ -640,7 +642,9 @@ public sealed record PoolOptions
 
     /// <summary>Opens (create=false) or creates (create=true) a store; tests substitute a fault-injecting one.</summary>
     public Func<string, long, bool, IBackingStore> StoreFactory { get; init; } =
-        (path, capacity, create) => create ? FileBackingStore.Create(path, capacity) : FileBackingStore.Open(path, capacity);
+        (path, capacity, create) => RadosLocation.IsRados(path)
+            ? RadosBackingStore.Open(path, capacity)
+            : create ? FileBackingStore.Create(path, capacity) : FileBackingStore.Open(path, capacity);
 }
 
 public sealed record StoreInfo(int Index, string Path, StoreKind Kind, long CapacityBytes);

@@ -1,20 +1,20 @@
 using Tidemark.Engine;
 using Tidemark.Engine.CrashWorker;
 
-// Usage: crash-worker POOL_DIR LOG_FILE SEED
+// Usage: crash-worker POOL_DIR LOG_FILE SEED [STORE]   (STORE: the first store's path, e.g. a rados: location)
 // Runs the crash workload against volume "crash" until killed. After each flush returns it appends
 // "durable N" to LOG_FILE (fsync'd): every operation before N is durable. Snapshots are logged as
 // "snapshot NAME N" once acknowledged, deletions as "deleting NAME" before and "deleted NAME" after.
-if (args.Length != 3)
+if (args.Length is not (3 or 4))
 {
-    Console.Error.WriteLine("usage: crash-worker POOL_DIR LOG_FILE SEED");
+    Console.Error.WriteLine("usage: crash-worker POOL_DIR LOG_FILE SEED [STORE]");
     return 2;
 }
 
 var (dir, logPath, seed) = (args[0], args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));
 using var pool = Directory.Exists(Path.Combine(dir, "meta"))
     ? Pool.Open(dir)
-    : Pool.Create(dir, new PoolOptions { FirstStoreCapacityBytes = 1L << 30, MaxDirtyPages = 64 });
+    : Pool.Create(dir, new PoolOptions { FirstStoreCapacityBytes = 1L << 30, MaxDirtyPages = 64, FirstStorePath = args.Length > 3 ? args[3] : null });
 var volume = pool.TryGetVolume("crash", out var existing) ? existing : pool.CreateVolume("crash", CrashWorkload.VolumeBytes);
 using var log = new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.Read, 1, FileOptions.WriteThrough);
 void Log(string line)

@@ -40,10 +40,11 @@ public class CrashTests
         }
     }
 
-    private static void RunAndKill(string dir, string logPath, int seed, TimeSpan runFor)
+    internal static void RunAndKill(string dir, string logPath, int seed, TimeSpan runFor, string? store = null)
     {
         var worker = Path.Combine(AppContext.BaseDirectory, "Tidemark.Engine.CrashWorker.dll");
-        var start = new ProcessStartInfo("dotnet", [worker, dir, logPath, seed.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+        string[] arguments = [worker, dir, logPath, seed.ToString(System.Globalization.CultureInfo.InvariantCulture), .. store is null ? Array.Empty<string>() : [store]];
+        var start = new ProcessStartInfo("dotnet", arguments)
         {
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -98,7 +99,7 @@ public class CrashTests
         return $"seed {seed}, ops on the block: {string.Join(' ', writers.TakeLast(12))}; zero={got.All(b => b == 0)}";
     }
 
-    private static void CheckAfterCrash(string dir, string logPath, int seed)
+    internal static void CheckAfterCrash(string dir, string logPath, int seed)
     {
         var lines = File.ReadAllLines(logPath);
         var durable = lines.Where(l => l.StartsWith("durable ", StringComparison.Ordinal)).Select(l => int.Parse(l[8..], System.Globalization.CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Max();

@@ -32,7 +32,7 @@ public class ModelTests
         Prop.ForAll(OpGen.ListOf().ToArbitrary(), ops => new Runner(TinyCache).Run(ops));
 
     // Eight map pages for the whole pool: pages are evicted and reloaded all the time.
-    private static readonly PoolOptions TinyCache = new() { MapCacheBytes = 8 * 4096, MaxDirtyPages = 4 };
+    internal static readonly PoolOptions TinyCache = new() { MapCacheBytes = 8 * 4096, MaxDirtyPages = 4 };
 
     [Fact]
     public void LongRandomSequence_EngineMatchesModel()
@@ -61,7 +61,8 @@ public class ModelTests
         public string Address => $"{Volume}@{Name}";
     }
 
-    private sealed class Runner(PoolOptions options)
+    /// <summary>Runs one sequence; <paramref name="perRun"/> gives each run its own store (a RADOS prefix) where the options name one.</summary>
+    internal sealed class Runner(PoolOptions options, Func<PoolOptions, PoolOptions>? perRun = null)
     {
         private readonly List<ModelVolume> _volumes = [];
         private readonly List<ModelSnapshot> _snapshots = [];
@@ -71,7 +72,7 @@ public class ModelTests
 
         public bool Run(IReadOnlyList<Op> ops)
         {
-            using var t = new TempPool(capacityBytes: 64L << 20, options: options);
+            using var t = new TempPool(capacityBytes: 64L << 20, options: perRun?.Invoke(options) ?? options);
             foreach (var name in new[] { "a", "b" })
             {
                 t.Pool.CreateVolume(name, VolumeBytes);

@@ -28,6 +28,13 @@ public static class StoreAdmission
             throw Invalid($"the store path is not a usable path (longer than {MaxPathChars} characters, or with a NUL byte)");
         }
 
+        if (Tidemark.Engine.Storage.RadosLocation.IsRados(path))
+        {
+            // Objects in a Ceph cluster, not a local path: only the location's form is checked here;
+            // the engine connects, takes the store's lock and refuses a store that is not empty.
+            return Tidemark.Engine.Storage.RadosLocation.Parse(path).ToString();
+        }
+
         var root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(dataRoot));
         var rooted = Path.IsPathRooted(path);
         var full = Path.GetFullPath(rooted ? path : Path.Combine(root, path));

@@ -1,0 +1,188 @@
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using Tidemark.Engine.Storage;
+using Tidemark.TestKit;
+
+namespace Tidemark.Engine.Tests;
+
+/// <summary>Parsing of RADOS store locations: needs no cluster.</summary>
+public class RadosLocationTests
+{
+    [Fact]
+    public void Parse_FullLocation_KeepsEveryPart()
+    {
+        var where = RadosLocation.Parse("rados:rbd/pool1?conf=/etc/ceph/x.conf&id=client.tm&timeout=5");
+        Assert.Equal(new RadosLocation("rbd", "pool1", "/etc/ceph/x.conf", "tm", 5), where);
+        Assert.Equal("rados:rbd/pool1?conf=/etc/ceph/x.conf&id=tm&timeout=5", where.ToString());
+        Assert.Equal(where, RadosLocation.Parse(where.ToString()));
+    }
+
+    [Fact]
+    public void Parse_PoolOnly_TakesDefaults()
+    {
+        var where = RadosLocation.Parse("rados:rbd");
+        Assert.Equal(new RadosLocation("rbd", "tidemark", "/etc/ceph/ceph.conf", "admin", 30), where);
+        Assert.Equal("tidemark.data.0000000000000001", where.DataObject(1));
+    }
+
+    [Theory]
+    [InlineData("rados:")]
+    [InlineData("rados:/x")]
+    [InlineData("rados:po ol")]
+    [InlineData("rados:rbd/")]
+    [InlineData("rados:rbd?user=x")]
+    [InlineData("rados:rbd?timeout=0")]
+    [InlineData("rados:rbd?timeout=abc")]
+    [InlineData("rados:rbd?conf=")]
+    [InlineData("rados:rbd?id=a/b")]
+    public void Parse_Malformed_InvalidArgumentSayingTheForm(string location)
+    {
+        var ex = Assert.Throws<StorageException>(() => RadosLocation.Parse(location));
+        Assert.Equal(StorageError.InvalidArgument, ex.Error);
+        Assert.Contains("rados:POOL", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Open_MissingConf_NotFoundNamingTheFile()
+    {
+        var ex = Assert.Throws<StorageException>(() => RadosBackingStore.Open("rados:rbd?conf=/nonexistent/ceph.conf", 1 << 20));
+        Assert.Equal(StorageError.NotFound, ex.Error);
+        Assert.Contains("/nonexistent/ceph.conf", ex.Message, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>The RADOS store against a real one-node cluster (one per class): I/O, the lock object, space release, a pool on it.</summary>
+public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
+{
+    private const long Capacity = 64L << 20;
+
+    [Fact]
+    public void ReadWrite_AcrossObjectBoundary_RoundTripsAndUnwrittenReadsZero()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
+        var data = Bytes.Pattern(1 << 20, 1);
+        var offset = RadosBackingStore.ObjectBytes - (256 << 10); // 256K in object 0, 768K in object 1
+        store.Write(offset, data);
+        store.Flush();
+        var back = new byte[data.Length];
+        store.Read(offset, back);
+        Assert.Equal(data, back);
+
+        var untouched = new byte[8192];
+        Array.Fill(untouched, (byte)0xee);
+        store.Read(3 * (long)RadosBackingStore.ObjectBytes, untouched); // object never written
+        Assert.All(untouched, b => Assert.Equal(0, b));
+        store.Read(offset + data.Length, untouched); // past the end of object 1's data
+        Assert.All(untouched, b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void Write_BeyondCapacity_OutOfRange()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
+        var ex = Assert.Throws<StorageException>(() => store.Write(Capacity - 4096, new byte[8192]));
+        Assert.Equal(StorageError.OutOfRange, ex.Error);
+    }
+
+    [Fact]
+    public void SecondOpen_SameLocation_RefusedNamingTheHolderUntilTheFirstCloses()
+    {
+        var location = cluster.Location();
+        using (RadosBackingStore.Open(location, Capacity))
+        {
+            var ex = Assert.Throws<StorageException>(() => RadosBackingStore.Open(location, Capacity));
+            Assert.Equal(StorageError.Busy, ex.Error);
+            Assert.Contains("in use by another Tidemark server", ex.Message, StringComparison.Ordinal);
+            Assert.Contains("client.", ex.Message, StringComparison.Ordinal);
+            Assert.Contains($"pid {Environment.ProcessId}", ex.Message, StringComparison.Ordinal);
+        }
+
+        using var again = RadosBackingStore.Open(location, Capacity);
+        Assert.Equal(Capacity, again.CapacityBytes);
+    }
+
+    [Fact]
+    public void Discard_WholeAndPartialObjects_RemovesAndZeroes()
+    {
+        var prefix = "d" + Guid.NewGuid().ToString("N")[..10];
+        using var store = RadosBackingStore.Open(cluster.Location(prefix), Capacity);
+        var object1 = (long)RadosBackingStore.ObjectBytes;
+        store.Write(object1, Bytes.Pattern(RadosBackingStore.ObjectBytes, 2));
+        store.Write(2 * object1, Bytes.Pattern(64 << 10, 3));
+        Assert.Equal(0, cluster.Rados("-p", CephCluster.PoolName, "stat", $"{prefix}.data.0000000000000001").ExitCode);
+
+        store.Discard(object1, object1 + 4096); // object 1 whole, the first 4K of object 2
+        Assert.NotEqual(0, cluster.Rados("-p", CephCluster.PoolName, "stat", $"{prefix}.data.0000000000000001").ExitCode);
+        var back = new byte[64 << 10];
+        store.Read(2 * object1, back);
+        Assert.All(back.AsSpan(0, 4096).ToArray(), b => Assert.Equal(0, b));
+        Assert.Equal(Bytes.Pattern(64 << 10, 3).AsSpan(4096).ToArray(), back.AsSpan(4096).ToArray());
+        store.Read(object1, back);
+        Assert.All(back, b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void Pool_OnRadosStore_SurvivesReopenAndSecondServerIsRefused()
+    {
+        var location = cluster.Location();
+        using var t = new TempPool(capacityBytes: Capacity, options: new PoolOptions { FirstStorePath = location });
+        var info = t.Pool.GetInfo();
+        Assert.Equal(StoreKind.Rados, info.Stores[0].Kind);
+        Assert.StartsWith("rados:tidemark/", info.Stores[0].Path, StringComparison.Ordinal);
+        var volume = t.Pool.CreateVolume("v", 16L << 20);
+        var data = Bytes.Pattern(1 << 20, 4);
+        volume.Write(4096, data, forceUnitAccess: false);
+        volume.Flush();
+        t.Pool.CreateSnapshot("v", "s1");
+        volume.Write(4096, Bytes.Pattern(4096, 5), forceUnitAccess: false);
+        volume.Flush();
+
+        // Another pool (another server) naming the same RADOS store is refused while this one holds it.
+        var other = Path.Combine(Path.GetTempPath(), "tidemark-test-" + Guid.NewGuid().ToString("N")[..12]);
+        try
+        {
+            var ex = Assert.Throws<StorageException>(() => Pool.Create(other, new PoolOptions { FirstStorePath = location, FirstStoreCapacityBytes = Capacity }));
+            Assert.Equal(StorageError.Busy, ex.Error);
+        }
+        finally
+        {
+            if (Directory.Exists(other))
+            {
+                Directory.Delete(other, recursive: true);
+            }
+        }
+
+        t.Reopen();
+        var reopened = t.Pool.GetVolume("v");
+        Assert.Equal(Bytes.Pattern(4096, 5), Bytes.Read(reopened, 4096, 4096));
+        Assert.Equal(data, Bytes.Read(t.Pool.OpenSnapshot("v@s1"), 4096, data.Length));
+        t.AssertVerifyClean();
+    }
+
+    [Fact]
+    public void AddStore_RadosLocationWithoutCapacity_SizedFromTheCluster()
+    {
+        using var t = new TempPool(capacityBytes: Capacity);
+        t.Pool.AddStore(cluster.Location(), 0);
+        var store = t.Pool.GetInfo().Stores[1];
+        Assert.Equal(StoreKind.Rados, store.Kind);
+        Assert.True(store.CapacityBytes > Capacity, $"capacity {store.CapacityBytes} should be the RADOS pool's free space (GBs)");
+    }
+
+    [Fact]
+    public void Open_UnreachableCluster_IoErrorWithinTheTimeout()
+    {
+        var conf = Path.Combine(cluster.Directory, "dead.conf");
+        File.WriteAllText(conf, $"[global]\nmon_host = 127.0.0.1:1\nkeyring = {cluster.Directory}/keyring\n");
+        var ex = Assert.Throws<StorageException>(() => RadosBackingStore.Open($"rados:{CephCluster.PoolName}?conf={conf}&timeout=2", Capacity));
+        Assert.Equal(StorageError.IoError, ex.Error);
+        Assert.Contains("connecting to the Ceph cluster", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Property(MaxTest = 6, EndSize = 60)]
+    public Property RandomOperations_OnRados_EngineMatchesModel() =>
+        Prop.ForAll(
+            ModelTests.OpGen.ListOf().ToArbitrary(),
+            ops => new ModelTests.Runner(ModelTests.TinyCache, o => o with { FirstStorePath = cluster.Location() }).Run(ops));
+}

@@ -1,0 +1,84 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// `tidemark serve` with its pool on a one-node Ceph cluster (one per class): real NBD clients
+/// (nbdcopy, nbdinfo) through a RADOS-backed volume, the CLI's `pool add-store rados:...`, and a
+/// second server refused while the first holds the store.
+/// </summary>
+public sealed class RadosServeTests(CephCluster cluster) : IClassFixture<CephCluster>, IDisposable
+{
+    private const int VolumeBytes = 32 << 20;
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public async Task NbdCopy_ThroughRadosBackedVolume_ReadsBackWhatWasWrittenAfterKill9()
+    {
+        var data = _temp.Combine("data");
+        var store = cluster.Location();
+        var image = _temp.Combine("in.img");
+        var bytes = new byte[VolumeBytes];
+        new Random(22).NextBytes(bytes.AsSpan(0, VolumeBytes / 2)); // the second half stays zero
+        await File.WriteAllBytesAsync(image, bytes);
+
+        await using (var server = await ServerProcess.StartAsync(data, "--store-path", store, "--store-capacity", "256M"))
+        {
+            using var client = server.Client();
+            var pool = await client.GetPoolAsync();
+            Assert.Equal("rados", pool.Stores[0].Kind);
+            await client.CreateVolumeAsync(new CreateVolumeRequest("db", VolumeBytes));
+            var export = await client.CreateExportAsync(new CreateExportRequest("db"));
+            (await ProcessRunner.RunAsync("nbdcopy", "--flush", image, export.Url!)).AssertSuccess();
+            var info = (await ProcessRunner.RunAsync("nbdinfo", "--json", export.Url!)).AssertSuccess();
+            using var doc = JsonDocument.Parse(info.StandardOutput);
+            Assert.Equal(VolumeBytes, doc.RootElement.GetProperty("exports")[0].GetProperty("export-size").GetInt64());
+
+            // A second server with its own data directory naming the same RADOS store is refused.
+            var second = await CliProcess.RunAsync("serve", "--data", _temp.Combine("second"), "--http", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--iscsi", "off", "--replication", "off", "--store-path", store, "--store-capacity", "256M");
+            Assert.NotEqual(0, second.ExitCode);
+            Assert.Contains("in use by another Tidemark server", second.StandardError + second.StandardOutput, StringComparison.Ordinal);
+
+            await server.KillAsync(); // kill -9: the flushed copy must be there after the restart
+        }
+
+        await using (var server = await ServerProcess.StartAsync(data))
+        {
+            using var client = server.Client();
+            var export = (await client.ListExportsAsync()).Single(e => e.Target == "db");
+            var copy = _temp.Combine("out.img");
+            (await ProcessRunner.RunAsync("nbdcopy", export.Url!, copy)).AssertSuccess();
+            Assert.Equal(SHA256.HashData(bytes), SHA256.HashData(await File.ReadAllBytesAsync(copy)));
+        }
+    }
+
+    [Fact]
+    public async Task Cli_AddStoreRados_ThenSecondAddOfSameStoreRefused()
+    {
+        var data = _temp.Combine("data");
+        await using var server = await ServerProcess.StartAsync(data);
+        var prefix = "cli" + Guid.NewGuid().ToString("N")[..8];
+        var added = await CliProcess.RunAsync("pool", "add-store", $"rados:{CephCluster.PoolName}/{prefix}", "--ceph-conf", cluster.ConfPath, "--id", "admin", "--data", data, "--json");
+        added.AssertSuccess();
+        using var doc = JsonDocument.Parse(added.StandardOutput);
+        var stores = doc.RootElement.GetProperty("stores");
+        Assert.Equal(2, stores.GetArrayLength());
+        Assert.Equal("rados", stores[1].GetProperty("kind").GetString());
+        Assert.StartsWith($"rados:{CephCluster.PoolName}/{prefix}?conf={cluster.ConfPath}", stores[1].GetProperty("path").GetString(), StringComparison.Ordinal);
+
+        var again = await CliProcess.RunAsync("pool", "add-store", $"rados:{CephCluster.PoolName}/{prefix}", "--ceph-conf", cluster.ConfPath, "--data", data);
+        Assert.Equal(1, again.ExitCode);
+
+        var fileWithoutCapacity = await CliProcess.RunAsync("pool", "add-store", "extra.dat", "--data", data);
+        Assert.Equal(2, fileWithoutCapacity.ExitCode);
+        Assert.Contains("--capacity is required", fileWithoutCapacity.StandardError, StringComparison.Ordinal);
+
+        var cephOptionOnFile = await CliProcess.RunAsync("pool", "add-store", "extra.dat", "--capacity", "1G", "--ceph-conf", cluster.ConfPath, "--data", data);
+        Assert.Equal(2, cephOptionOnFile.ExitCode);
+    }
+}
