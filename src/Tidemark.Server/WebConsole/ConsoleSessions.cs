@@ -105,6 +105,25 @@ public sealed class ConsoleSessions
         return (session, token);
     }
 
+    /// <summary>
+    /// Whether the session is still live, without counting as use: a live-update stream asks this each
+    /// tick, and an open tab alone must not keep a walked-away administrator signed in.
+    /// </summary>
+    public bool IsLive(string id)
+    {
+        var now = _time.GetUtcNow();
+        Session? session;
+        lock (_lock)
+        {
+            if (!_sessions.TryGetValue(id, out session) || Expired(session, now))
+            {
+                return false;
+            }
+        }
+
+        return _tokens.Named(session.TokenName) is { } token && token.Created == session.TokenCreated;
+    }
+
     public void End(string id)
     {
         lock (_lock)
