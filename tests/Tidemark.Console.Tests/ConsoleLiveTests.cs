@@ -195,4 +195,23 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
         Assert.True(export.ReadOnly);
         Assert.Contains(await api.ListEventsAsync(kind: "view.create"), e => e.Actor == "rita" && e.Outcome == "ok");
     }
+
+    [Fact]
+    public async Task Snapshot_stream_export_downloads_for_an_operator_and_is_not_offered_to_an_auditor()
+    {
+        using var api = _fixture.Admin();
+        await api.CreateVolumeAsync(new CreateVolumeRequest("st", GiB));
+        await api.CreateSnapshotAsync("st", "one");
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("steve", TokenRoles.Operator));
+        await page.GotoAsync("/#/volumes/st");
+        var download = await page.RunAndWaitForDownloadAsync(() => page.GetByRole(AriaRole.Link, new() { Name = "Export stream" }).ClickAsync());
+        Assert.Equal("st@one.tmstream", download.SuggestedFilename);
+        Assert.Null(await download.FailureAsync());
+        Assert.True(new FileInfo((await download.PathAsync())!).Length > 0);
+
+        var auditor = await _fixture.SignInAsync(await _fixture.TokenAsync("sue", TokenRoles.Auditor));
+        await auditor.GotoAsync("/#/volumes/st");
+        await Expect(auditor.GetByRole(AriaRole.Heading, new() { Name = "Snapshots of st" })).ToBeVisibleAsync();
+        await Expect(auditor.GetByRole(AriaRole.Link, new() { Name = "Export stream" })).ToHaveCountAsync(0);
+    }
 }

@@ -349,6 +349,8 @@ async function snapshots(volume) {
         } }, 'Space'),
         usage,
         can('view.create') ? h('button', { type: 'button', onclick: () => openView(s) }, 'Open a view') : null,
+        // The stream carries the volume's data, so it needs operator (ApiRoles); the browser saves it as a file.
+        can('snapshot.stream') ? h('a', { href: `${base}/${enc(s.name)}/stream`, download: `${s.address}.tmstream`, class: 'button' }, 'Export stream') : null,
         can('snapshot.hold') && !s.heldUntilReleased ? h('button', { type: 'button', onclick: () => hold(s) }, 'Hold') : null,
         can('snapshot.release') && s.held ? h('button', { type: 'button', onclick: () => act(`${s.address} released.`, () => api('POST', `${base}/${enc(s.name)}/release`)) }, 'Release') : null,
         can('volume.rollback') ? h('button', { type: 'button', class: 'danger', onclick: () => rollback(volume, s) }, 'Roll back to this') : null,
