@@ -6,6 +6,7 @@
 import { main, status, state, h, api, ApiError, say, fail, can, bytes, parseSize, when, ago, duration, enc, show, ask, act } from './ui.js';
 import { startLive, stopLive, subscribe, liveIndicator } from './live.js';
 import { policyWizard, recoveryWizard } from './wizards.js';
+import { replicationWizard, disasterWizard } from './replication.js';
 
 const nav = document.getElementById('nav');
 const who = document.getElementById('who');
@@ -54,6 +55,8 @@ function renderChrome() {
   if (can('volume.create')) links.push(['#/wizard/protected-volume', 'New protected volume']);
   if (can('policy.create')) links.push(['#/wizard/policy', 'Protection policy']);
   if (can('view.create')) links.push(['#/wizard/recovery', 'Recover']);
+  if (can('replica.create')) links.push(['#/wizard/replication', 'Replication set-up']);
+  links.push(['#/disaster', 'Disaster recovery']);
   nav.replaceChildren(...links.map(([href, text]) => h('a', { href }, text)));
   nav.hidden = false;
   who.replaceChildren(
@@ -95,6 +98,8 @@ async function route() {
     else if (parts[0] === 'jobs') await jobs();
     else if (parts[0] === 'wizard' && parts[1] === 'protected-volume') wizard();
     else if (parts[0] === 'wizard' && parts[1] === 'policy') await policyWizard(new URLSearchParams(hash.split('?')[1] || ''));
+    else if (parts[0] === 'wizard' && parts[1] === 'replication') await replicationWizard();
+    else if (parts[0] === 'disaster') await disasterWizard();
     else if (parts[0] === 'wizard' && parts[1] === 'recovery') await recoveryWizard(new URLSearchParams(hash.split('?')[1] || ''));
     else main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the dashboard')));
   } catch (err) {

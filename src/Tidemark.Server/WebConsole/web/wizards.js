@@ -5,7 +5,7 @@ import { main, status, h, api, say, fail, can, when, ago, parseSize, enc } from 
 
 // A step-by-step form: steps[i] = { title, render(v) -> Node, check(v) -> problem|null, enter(v) -> Promise }.
 // enter runs before a step is shown (the preview asks the server there); a failure keeps the step before.
-function stepper(title, v, steps, finish, finishLabel) {
+export function stepper(title, v, steps, finish, finishLabel) {
   let step = 0;
   const render = () => {
     const s = steps[step];
