@@ -175,7 +175,7 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
         await api.CreateSnapshotAsync("rv", "monday");
         await api.CreateSnapshotAsync("rv", "tuesday");
         var page = await _fixture.SignInAsync(await _fixture.TokenAsync("rita", TokenRoles.Operator));
-        await page.GetByRole(AriaRole.Link, new() { Name = "Recover" }).ClickAsync();
+        await page.GetByRole(AriaRole.Link, new() { Name = "Recover", Exact = true }).ClickAsync();
         await page.GetByLabel("Volume").SelectOptionAsync("rv");
         await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
         await page.GetByRole(AriaRole.Radio, new() { Name = "monday" }).CheckAsync();

@@ -158,7 +158,7 @@ async function dashboard() {
     if (reloading) return;
     reloading = true;
     try {
-      d = await api('GET', '/api/v1/console/dashboard');
+      d = await api('GET', '/api/v1/console/dashboard', undefined, { background: true });
       version = d.version;
       lastReload = Date.now();
       draw();
@@ -470,7 +470,7 @@ async function jobs() {
   let stopped = false;
   const poll = async () => {
     try {
-      draw([...await api('GET', '/api/v1/jobs')].reverse());
+      draw([...await api('GET', '/api/v1/jobs', undefined, { background: true })].reverse());
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
       fail(err);

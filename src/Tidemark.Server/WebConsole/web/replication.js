@@ -2,7 +2,7 @@
 // volumes, seed, first sync with progress) and disaster (promote at the DR site, then fail back).
 // Each step is the API call the CLI makes, so its guards (admin-only pairing and promotion, the
 // split-brain refusal of a reverse) apply here unchanged; the page adds typed confirmations.
-import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, enc, ask } from './ui.js';
+import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, enc, ask, show } from './ui.js';
 import { subscribe } from './live.js';
 import { stepper } from './wizards.js';
 
@@ -155,7 +155,7 @@ export async function disasterWizard() {
     h('td', { class: 'actions' },
       !r.promoted && can('replica.promote') && r.lastSnapshot ? h('button', { type: 'button', class: 'danger', onclick: () => promote(r) }, 'Promote') : null,
       r.promoted && can('replica.reverse') ? h('button', { type: 'button', class: 'danger', onclick: () => failBack(r) }, 'Fail back') : null)));
-  main.replaceChildren(
+  show(
     h('h1', {}, 'Disaster recovery'),
     h('p', {}, 'At the DR site: promote a replica to bring its application up here with the exports prepared for it; once the home site is back, fail back: ',
       'only what changed here since the newest snapshot both sites share goes home, then promote it there.'),

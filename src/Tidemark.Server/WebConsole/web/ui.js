@@ -33,8 +33,11 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
+// background: the page asks by itself (a live reload, polling), which must not count as use of the
+// session, so an unattended tab still lets the session end after its idle hour.
+export async function api(method, path, body, { background = false } = {}) {
   const headers = { Accept: 'application/json' };
+  if (background) headers['X-Tidemark-Background'] = '1';
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && state.session?.csrf) headers['X-Tidemark-CSRF'] = state.session.csrf;
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
