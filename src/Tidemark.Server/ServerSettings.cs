@@ -84,6 +84,15 @@ public sealed record ServerSettings
     /// <summary>Log level: Trace, Debug, Information, Warning, Error.</summary>
     public string LogLevel { get; init; } = "Information";
 
+    /// <summary>The dashboard's alert for a running job whose progress has not moved for this long (config file only).</summary>
+    public string AlertStalledJob { get; init; } = "10m";
+
+    /// <summary>
+    /// The recovery point objective a replica without a sync interval is held to: its lag beyond this
+    /// is an alert (one with an interval is held to twice its interval: one missed sync). Config file only.
+    /// </summary>
+    public string AlertRpo { get; init; } = "1h";
+
     /// <summary>
     /// Experimental, for measurement only (docs/adr/0010-protocol-transport.md): what carries NBD and
     /// iSCSI connections. "native" (the hand-written transport), "kestrel" (Kestrel's socket transport)
@@ -139,6 +148,8 @@ public sealed record ServerSettings
         }
 
         Duration(ReplicationRetryDelay, "replication-retry-delay");
+        Duration(AlertStalledJob, "alert-stalled-job");
+        Duration(AlertRpo, "alert-rpo");
         _ = ReceivePollDuration;
         _ = ToConnectionLimits();
         if (!ProtocolTransports.All.Contains(ProtocolTransport, StringComparer.Ordinal))

@@ -365,7 +365,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
             }
 
-            builder.Services.AddConsole();
+            builder.Services.AddConsole(settings);
             builder.Services.AddSingleton<IMetricsSource>(sp => new ListenerMetrics([sp.GetService<NbdListener>(), sp.GetService<IscsiListener>()]));
             app = builder.Build();
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");

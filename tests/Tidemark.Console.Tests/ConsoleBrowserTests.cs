@@ -219,6 +219,14 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
     {
         var page = await _fixture.SignInAsync(await _fixture.TokenAsync("carol", TokenRoles.Auditor));
         await Expect(page.GetByRole(AriaRole.Link, new() { Name = "New protected volume" })).ToHaveCountAsync(0);
+        foreach (var wizard in new[] { "Protection policy", "Recover", "Replication set-up" })
+        {
+            await Expect(page.GetByRole(AriaRole.Link, new() { Name = wizard, Exact = true })).ToHaveCountAsync(0);
+        }
+
+        // The DR page is readable by every role; promoting is not offered.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Disaster recovery" }).ClickAsync();
+        await Expect(page.GetByText("Promoting and failing back need an admin.")).ToBeVisibleAsync();
         await page.GotoAsync("/#/volumes");
         await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Volumes" })).ToBeVisibleAsync();
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Create" })).ToHaveCountAsync(0);

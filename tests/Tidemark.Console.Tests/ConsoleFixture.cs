@@ -67,10 +67,10 @@ public sealed class ConsoleFixture : IAsyncLifetime
         return (await admin.CreateTokenAsync(new CreateTokenRequest(name, role))).Secret;
     }
 
-    /// <summary>A fresh browser context (own cookies) signed in with <paramref name="secret"/>, on the dashboard.</summary>
-    public async Task<IPage> SignInAsync(string secret)
+    /// <summary>A fresh browser context (own cookies) signed in with <paramref name="secret"/> to <paramref name="server"/> (default: this fixture's), on the dashboard.</summary>
+    public async Task<IPage> SignInAsync(string secret, Uri? server = null)
     {
-        var context = await Browser.NewContextAsync(new() { BaseURL = Server.Http.ToString().TrimEnd('/'), ViewportSize = new() { Width = 1280, Height = 900 } });
+        var context = await Browser.NewContextAsync(new() { BaseURL = (server ?? Server.Http).ToString().TrimEnd('/'), ViewportSize = new() { Width = 1280, Height = 900 } });
         context.SetDefaultTimeout(15_000);
         var page = await context.NewPageAsync();
         await page.GotoAsync("/");

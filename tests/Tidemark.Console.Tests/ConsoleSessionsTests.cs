@@ -125,4 +125,20 @@ public sealed class ConsoleSessionsTests : IDisposable
         Assert.Equal("capacity-sample", CapacityHistory.Kind.Name);
         Assert.Equal(1, CapacityHistory.Kind.Version);
     }
+
+    [Fact]
+    public void Find_without_touch_does_not_keep_an_idle_session_alive()
+    {
+        var session = _sessions.Create(_tokens.Find("first-secret")!);
+        for (var elapsed = TimeSpan.Zero; elapsed < ConsoleSessions.IdleTimeout; elapsed += TimeSpan.FromMinutes(10))
+        {
+            _time.Advance(TimeSpan.FromMinutes(10));
+            Assert.True(_sessions.IsLive(session.Id));
+            Assert.NotNull(_sessions.Find(session.Id, touch: false)); // a live reload: seen, not used
+        }
+
+        _time.Advance(TimeSpan.FromMinutes(1));
+        Assert.False(_sessions.IsLive(session.Id));
+        Assert.Null(_sessions.Find(session.Id, touch: false));
+    }
 }

@@ -18,6 +18,8 @@ public static class PolicyEndpoints
             var policy = m.Create(request);
             return TypedResults.Created($"/api/v1/policies/{Uri.EscapeDataString(request.Name)}", policy);
         }).WithName("policy.create");
+        // Changes nothing, but takes a whole policy as its body, hence POST (and operator, like the wizard that uses it).
+        policies.MapPost("/preview", (PolicyManager m, PolicyRequest request) => TypedResults.Ok(m.Preview(request))).WithName("policy.preview");
         policies.MapGet("/{name}", (PolicyManager m, string name) => TypedResults.Ok(m.Get(name)));
         policies.MapPut("/{name}", (PolicyManager m, string name, PolicyRequest request) => TypedResults.Ok(m.Update(name, request))).WithName("policy.update");
         policies.MapDelete("/{name}", (PolicyManager m, string name) =>

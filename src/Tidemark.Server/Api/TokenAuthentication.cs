@@ -46,7 +46,8 @@ public sealed partial class TokenAuthentication
         TokenDto? token;
         if (header.Length == 0 && Sessions is not null && context.Request.Cookies.TryGetValue(ConsoleSessions.CookieName, out var sessionId))
         {
-            var found = Sessions.Find(sessionId);
+            // A request the console makes by itself (a live reload) is not use: an open tab must not keep a walked-away session alive.
+            var found = Sessions.Find(sessionId, touch: !context.Request.Headers.ContainsKey(ConsoleSessions.BackgroundHeader));
             if (found is not { } session)
             {
                 return RefuseAsync(context, noHeader: true, sessionEnded: true);

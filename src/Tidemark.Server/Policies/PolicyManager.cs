@@ -342,13 +342,15 @@ public sealed partial class PolicyManager : PeriodicService
     }
 
     /// <summary>The policy's snapshots that still exist, each with its member snapshots (one for a volume).</summary>
-    private Dictionary<string, List<SnapshotInfo>> OwnedSnapshots(PolicyState state)
+    private Dictionary<string, List<SnapshotInfo>> OwnedSnapshots(PolicyState state) =>
+        TargetSnapshots(state.Definition, new HashSet<string>(state.Snapshots, StringComparer.Ordinal));
+
+    /// <summary>The snapshots of the policy's volume or group (only those named in <paramref name="only"/> when given), each with its member snapshots.</summary>
+    private Dictionary<string, List<SnapshotInfo>> TargetSnapshots(PolicyRequest d, HashSet<string>? only)
     {
-        var d = state.Definition;
         var volumes = d.Group is { } group
             ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? []
             : [d.Volume!];
-        var owned = new HashSet<string>(state.Snapshots, StringComparer.Ordinal);
         var result = new Dictionary<string, List<SnapshotInfo>>(StringComparer.Ordinal);
         foreach (var volume in volumes)
         {
@@ -357,7 +359,7 @@ public sealed partial class PolicyManager : PeriodicService
                 continue;
             }
 
-            foreach (var s in _pool.ListSnapshots(volume).Where(s => owned.Contains(s.Name)))
+            foreach (var s in _pool.ListSnapshots(volume).Where(s => only is null || only.Contains(s.Name)))
             {
                 if (!result.TryGetValue(s.Name, out var list))
                 {

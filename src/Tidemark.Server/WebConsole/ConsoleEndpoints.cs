@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Server.Alerts;
 using Tidemark.Server.Api;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
@@ -27,14 +28,16 @@ public static class ConsoleEndpoints
     /// <summary>Events on the dashboard.</summary>
     public const int DashboardEvents = 15;
 
-    /// <summary>Used share of the pool from which the dashboard warns.</summary>
-    public const double NearlyFull = 0.85;
+    /// <summary>Jobs a live jobs event carries, the newest (the page shows these; `tidemark job list` shows all).</summary>
+    public const int LiveJobs = 100;
 
     /// <summary>Endpoint metadata: reachable without a token (the page, its files, sign-in).</summary>
     public sealed class Anonymous;
 
-    public static void AddConsole(this IServiceCollection services)
+    public static void AddConsole(this IServiceCollection services, ServerSettings settings)
     {
+        services.AddSingleton(sp => new AlertEvaluator(AlertThresholds.From(settings), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new ConsoleUpdates(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ConsoleAssets>();
         services.AddSingleton<ConsoleSessions>();
         services.AddSingleton<CapacityHistory>();
@@ -63,7 +66,7 @@ public static class ConsoleEndpoints
             .WithMetadata(anonymous).WithTags("console");
         // Anonymous too: every role may sign out (the role check would make auditors need operator for a DELETE).
         // The CSRF token is checked here instead, so another site cannot sign anyone out.
-        app.MapDelete("/console/session", (HttpContext c, ConsoleSessions sessions, EventLog events) =>
+        app.MapDelete("/console/session", (HttpContext c, ConsoleSessions sessions, ConsoleUpdates updates, EventLog events) =>
         {
             if (sessions.Find(c.Request.Cookies[ConsoleSessions.CookieName]) is { } found)
             {
@@ -73,6 +76,7 @@ public static class ConsoleEndpoints
                 }
 
                 sessions.End(found.Session.Id);
+                updates.CloseSession(found.Session.Id);
                 events.Record("console.signout", found.Token.Name, found.Token.Name, "signed out of the web console", "ok", c.Connection.RemoteIpAddress?.ToString());
             }
 
@@ -81,9 +85,15 @@ public static class ConsoleEndpoints
             return Task.CompletedTask;
         }).WithMetadata(anonymous).WithName("console.signout").WithTags("console");
 
-        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history) =>
-            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history)))
+        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts) =>
+            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history, alerts)))
             .Produces<ConsoleDashboardDto>().WithTags("console");
+
+        // Not named ".../stream": that suffix marks a volume's data stream, which needs operator (ApiRoles).
+        app.MapGet("/api/v1/console/updates", (HttpContext c, ConsoleSessions sessions, ConsoleUpdates updates, IHostApplicationLifetime lifetime, Pool pool, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, AlertEvaluator alerts) =>
+            UpdatesAsync(c, sessions, updates, () => LiveEvents(pool, policies, replicas, events, jobs, alerts), lifetime.ApplicationStopping))
+            .WithTags("console");
+        app.MapAlertApi();
     }
 
     private static async Task SignInAsync(HttpContext c, TokenAuthentication auth, TokenStore tokens, ConsoleSessions sessions, EventLog events, ConsoleSignInRequest request)
@@ -101,6 +111,58 @@ public static class ConsoleEndpoints
         // The sign-in endpoint is anonymous, so the audit middleware does not see it: record it here, under the token's name.
         events.Record("console.signin", token.Name, token.Name, $"signed in to the web console as {token.Name} ({token.Role})", "ok", c.Connection.RemoteIpAddress?.ToString());
         await c.Response.WriteAsJsonAsync(SessionDto(token, session), ApiJson.Options);
+    }
+
+    private static async Task UpdatesAsync(HttpContext c, ConsoleSessions sessions, ConsoleUpdates updates, Func<IReadOnlyList<(string, string)>> events, CancellationToken stopping)
+    {
+        // Authentication already resolved the cookie; a bearer client has no session to bound the stream by.
+        var id = c.Request.Cookies[ConsoleSessions.CookieName];
+        if (id is null || sessions.Find(id) is null)
+        {
+            await Problems.WriteAsync(c, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "Bad request", "live updates are for signed-in console pages; scripts read GET /api/v1/alerts and GET /api/v1/jobs");
+            return;
+        }
+
+        if (updates.TryOpen(id, out var refusal) is not { } lease)
+        {
+            await Problems.WriteAsync(c, StatusCodes.Status429TooManyRequests, ErrorCodes.For(StorageError.Busy), "Too many live streams", refusal!);
+            return;
+        }
+
+        c.Response.ContentType = "text/event-stream; charset=utf-8";
+        c.Response.Headers.CacheControl = "no-cache, no-transform";
+        c.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(c.RequestAborted, stopping);
+        await updates.RunAsync(
+            lease,
+            events,
+            () => sessions.IsLive(id),
+            async (text, ct) =>
+            {
+                await c.Response.WriteAsync(text, ct);
+                await c.Response.Body.FlushAsync(ct);
+            },
+            stop.Token);
+    }
+
+    /// <summary>
+    /// A live stream's events: "summary" (the alerts, running jobs, and a version that changes whenever
+    /// the dashboard would show something else, so the page reloads it only then) and "jobs" (the newest
+    /// <see cref="LiveJobs"/>). No per-volume work: a tick costs the same with 1,000 volumes as with one.
+    /// </summary>
+    private static IReadOnlyList<(string, string)> LiveEvents(Pool pool, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, AlertEvaluator alerts)
+    {
+        var info = pool.GetInfo().ToDto();
+        var jobList = jobs.List().Select(j => j.ToDto()).ToList();
+        var alertList = alerts.Evaluate(info, policies.List(), replicas.List(), jobList);
+        var version = $"{info.UsedBytes}/{info.CapacityBytes}/{info.Volumes}/{info.Snapshots}/{events.LastSequenceNumber}";
+        var summary = new ConsoleLiveSummaryDto(version, alertList, jobList.Count(j => j.State == "running"));
+        var newest = jobList.AsEnumerable().Reverse().Take(LiveJobs).ToList();
+        return
+        [
+            ("summary", JsonSerializer.Serialize(summary, ApiJson.Options)),
+            ("jobs", JsonSerializer.Serialize(newest, ApiJson.Options)),
+        ];
     }
 
     private static CookieOptions CookieOptions(HttpContext c) => new()
@@ -144,11 +206,13 @@ public static class ConsoleEndpoints
         }
     }
 
-    private static ConsoleDashboardDto Dashboard(Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history)
+    private static ConsoleDashboardDto Dashboard(Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts)
     {
         var info = pool.GetInfo().ToDto();
+        var policyList = policies.List();
+        var replicaList = replicas.List();
         var policyOf = new Dictionary<string, PolicyDto>(StringComparer.Ordinal);
-        foreach (var p in policies.List())
+        foreach (var p in policyList)
         {
             if (p.Definition.Volume is { } v)
             {
@@ -156,12 +220,7 @@ public static class ConsoleEndpoints
             }
         }
 
-        var replicaOf = replicas.List().GroupBy(r => r.Volume, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
-        var alerts = new List<ConsoleAlertDto>();
-        if (info.CapacityBytes > 0 && (double)info.UsedBytes / info.CapacityBytes >= NearlyFull)
-        {
-            alerts.Add(new("warning", "pool", $"the pool is {100.0 * info.UsedBytes / info.CapacityBytes:0}% full; add a store or set 'tidemark pool autogrow'"));
-        }
+        var replicaOf = replicaList.GroupBy(r => r.Volume, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
 
         var volumes = new List<ConsoleVolumeDto>();
         foreach (var volume in pool.Volumes)
@@ -182,31 +241,16 @@ public static class ConsoleEndpoints
                 policy?.Definition.Name,
                 replica?.Partner,
                 replica?.LagSeconds));
-            if (policy?.LastError is { } policyError)
-            {
-                alerts.Add(new("error", volume.Name, $"policy {policy.Definition.Name} failed: {policyError}"));
-            }
-
-            if (replica?.LastError is { } replicaError)
-            {
-                alerts.Add(new("error", volume.Name, $"replication to {replica.Partner} failed: {replicaError}"));
-            }
         }
 
-        var jobList = jobs.List();
-        foreach (var failed in jobList.Where(j => j.ToDto().State == "failed").TakeLast(5))
-        {
-            var dto = failed.ToDto();
-            alerts.Add(new("error", dto.Subject ?? dto.Kind, $"job {dto.Id} ({dto.Kind}) failed: {dto.Error}"));
-        }
-
+        var jobList = jobs.List().Select(j => j.ToDto()).ToList();
         return new ConsoleDashboardDto(
             info,
             volumes,
-            alerts,
+            alerts.Evaluate(info, policyList, replicaList, jobList),
             [.. events.Recent(DashboardEvents).Reverse()],
             history.Samples,
-            jobList.Count(j => j.ToDto().State == "running"));
+            jobList.Count(j => j.State == "running"));
     }
 }
 
@@ -216,7 +260,8 @@ public sealed record ConsoleSignInRequest(string? Token);
 /// <param name="AdminOnly">The endpoint names only an admin may use (the console offers them only to admins).</param>
 public sealed record ConsoleSessionDto(string Name, string Role, string? Csrf, IReadOnlyList<string> AdminOnly);
 
-public sealed record ConsoleAlertDto(string Severity, string Subject, string Message);
+/// <summary>A live stream's "summary" event: when <paramref name="Version"/> changes, the dashboard is worth reloading.</summary>
+public sealed record ConsoleLiveSummaryDto(string Version, IReadOnlyList<AlertDto> Alerts, int RunningJobs);
 
 /// <summary>A volume's line on the dashboard: size, use, and what protects it.</summary>
 public sealed record ConsoleVolumeDto(
@@ -235,7 +280,7 @@ public sealed record ConsoleVolumeDto(
 public sealed record ConsoleDashboardDto(
     PoolDto Pool,
     IReadOnlyList<ConsoleVolumeDto> Volumes,
-    IReadOnlyList<ConsoleAlertDto> Alerts,
+    IReadOnlyList<AlertDto> Alerts,
     IReadOnlyList<EventDto> Events,
     IReadOnlyList<CapacitySample> Capacity,
     int RunningJobs);

@@ -18,6 +18,9 @@ public sealed class ConsoleSessions
     public const string CookieName = "tidemark_session";
     public const string CsrfHeader = "X-Tidemark-CSRF";
 
+    /// <summary>Sent by the console on requests it makes by itself (live reloads, polling): they do not count as use of the session.</summary>
+    public const string BackgroundHeader = "X-Tidemark-Background";
+
     /// <summary>Unused this long, a session ends (an administrator who walked away).</summary>
     public static readonly TimeSpan IdleTimeout = TimeSpan.FromHours(1);
 
@@ -69,8 +72,11 @@ public sealed class ConsoleSessions
         return session;
     }
 
-    /// <summary>The live session with this cookie value and its token as it is now, or null (unknown, expired, token revoked).</summary>
-    public (Session Session, TokenDto Token)? Find(string? id)
+    /// <summary>
+    /// The live session with this cookie value and its token as it is now, or null (unknown, expired,
+    /// token revoked). With <paramref name="touch"/> the request counts as use (the idle clock restarts).
+    /// </summary>
+    public (Session Session, TokenDto Token)? Find(string? id, bool touch = true)
     {
         if (string.IsNullOrEmpty(id) || id.Length > 64)
         {
@@ -92,7 +98,10 @@ public sealed class ConsoleSessions
                 return null;
             }
 
-            session.LastUsed = now;
+            if (touch)
+            {
+                session.LastUsed = now;
+            }
         }
 
         var token = _tokens.Named(session.TokenName);
@@ -103,6 +112,25 @@ public sealed class ConsoleSessions
         }
 
         return (session, token);
+    }
+
+    /// <summary>
+    /// Whether the session is still live, without counting as use: a live-update stream asks this each
+    /// tick, and an open tab alone must not keep a walked-away administrator signed in.
+    /// </summary>
+    public bool IsLive(string id)
+    {
+        var now = _time.GetUtcNow();
+        Session? session;
+        lock (_lock)
+        {
+            if (!_sessions.TryGetValue(id, out session) || Expired(session, now))
+            {
+                return false;
+            }
+        }
+
+        return _tokens.Named(session.TokenName) is { } token && token.Created == session.TokenCreated;
     }
 
     public void End(string id)

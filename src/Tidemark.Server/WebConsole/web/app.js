@@ -1,164 +1,21 @@
-// Tidemark web console (ADR 0016). Plain ES module, no framework: every page is built with DOM
+// Tidemark web console (ADR 0016). Plain ES modules, no framework: every page is built with DOM
 // calls (text is always set as textContent, never parsed as HTML) from the same REST API the CLI
 // uses; every change is an API request carrying the session's CSRF token, so the server's role
-// checks and audit log apply exactly as for `tidemark`.
-const main = document.getElementById('main');
+// checks and audit log apply exactly as for `tidemark`. This module routes and signs in; ui.js has
+// the helpers, live.js the live updates, wizards.js the multi-step wizards.
+import { main, status, state, h, api, ApiError, say, fail, can, bytes, parseSize, when, ago, duration, enc, show, ask, act } from './ui.js';
+import { startLive, stopLive, subscribe, liveIndicator } from './live.js';
+import { policyWizard, recoveryWizard } from './wizards.js';
+import { replicationWizard, disasterWizard } from './replication.js';
+
 const nav = document.getElementById('nav');
 const who = document.getElementById('who');
-const status = document.getElementById('status');
-let session = null;
-let leavePage = null; // stops the current page's polling when the route changes
-
-// ---------- helpers ----------
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'class') el.className = v;
-    else if (k in el && typeof v !== 'string') el[k] = v;
-    else el.setAttribute(k, v === true ? '' : v);
-  }
-  for (const c of children.flat()) {
-    if (c === undefined || c === null || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
-}
-
-class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem?.detail || `the server answered ${status}`);
-    this.status = status;
-    this.code = problem?.code;
-  }
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (method !== 'GET' && session?.csrf) headers['X-Tidemark-CSRF'] = session.csrf;
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
-  const text = await res.text();
-  const data = text ? JSON.parse(text) : null;
-  if (res.status === 401 && path !== '/console/session') {
-    session = null;
-    showSignIn('Your session has ended; sign in again.');
-    throw new ApiError(401, data);
-  }
-  if (!res.ok) throw new ApiError(res.status, data);
-  return data;
-}
-
-function say(message, kind = 'info') {
-  status.replaceChildren(h('div', { class: kind }, message));
-}
-
-function fail(err) {
-  say(err instanceof ApiError ? err.message : `Failed: ${err.message || err}`, 'error');
-}
-
-// What the signed-in role may do; the server refuses anything else anyway.
-function can(endpoint) {
-  if (!session) return false;
-  if (session.role === 'admin') return true;
-  if (session.role === 'operator') return !session.adminOnly.includes(endpoint);
-  return false;
-}
-
-const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-function bytes(n) {
-  if (n === null || n === undefined) return '—';
-  let i = 0;
-  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return `${n.toFixed(i === 0 || n >= 100 ? 0 : 1)} ${units[i]}`;
-}
-
-function parseSize(text) {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*$/i.exec(text || '');
-  if (!m) return null;
-  const power = ' KMGTP'.indexOf((m[2] || ' ').toUpperCase());
-  return Math.round(parseFloat(m[1]) * 1024 ** power);
-}
-
-function when(iso) {
-  if (!iso) return '—';
-  const d = new Date(iso);
-  return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-}
-
-function ago(iso) {
-  if (!iso) return 'never';
-  const s = (Date.now() - new Date(iso).getTime()) / 1000;
-  if (s < 90) return `${Math.max(0, Math.round(s))} s ago`;
-  if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} days ago`;
-}
-
-function duration(seconds) {
-  if (seconds === null || seconds === undefined) return '—';
-  if (seconds < 120) return `${Math.round(seconds)} s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
-}
-
-const enc = encodeURIComponent;
-
-// replaceChildren would print a skipped (null) part as the text "null".
-function show(...nodes) {
-  main.replaceChildren(...nodes.flat().filter(n => n !== null && n !== undefined && n !== false));
-}
-
-// A modal form: resolves with the field values, or null when cancelled. With mustType, the confirm
-// button stays disabled until that exact text is typed (deleting a volume).
-function ask({ title, text, fields = [], confirm = 'OK', danger = false, mustType = null }) {
-  return new Promise(resolve => {
-    const inputs = {};
-    const ok = h('button', { type: 'submit', class: danger ? 'danger' : 'primary', disabled: mustType !== null }, confirm);
-    const form = h('form', { method: 'dialog' },
-      h('h2', {}, title),
-      text ? h('p', {}, text) : null,
-      fields.map(f => {
-        const input = f.type === 'checkbox'
-          ? h('input', { type: 'checkbox', name: f.name, checked: !!f.value })
-          : f.options
-            ? h('select', { name: f.name }, f.options.map(o => h('option', { value: o, selected: o === f.value }, o)))
-            : h('input', { name: f.name, value: f.value ?? '', required: f.required, placeholder: f.placeholder ?? '' });
-        inputs[f.name] = input;
-        return h('p', {}, h('label', { class: f.type === 'checkbox' ? 'inline' : '' }, f.type === 'checkbox' ? [input, f.label] : [f.label, input]));
-      }),
-      mustType !== null ? h('p', {}, h('label', {}, `Type ${mustType} to confirm`, inputs.__confirm = h('input', {
-        name: 'confirm', autocomplete: 'off', oninput: e => { ok.disabled = e.target.value !== mustType; },
-      }))) : null,
-      h('p', { class: 'actions' }, ok, h('button', { type: 'button', onclick: () => { dialog.close(); } }, 'Cancel')));
-    const dialog = h('dialog', { 'aria-label': title }, form);
-    let result = null;
-    form.addEventListener('submit', () => {
-      result = {};
-      for (const [k, el] of Object.entries(inputs)) result[k] = el.type === 'checkbox' ? el.checked : el.value;
-    });
-    dialog.addEventListener('close', () => { dialog.remove(); resolve(result); });
-    document.body.append(dialog);
-    dialog.showModal();
-  });
-}
-
-// Runs a change, reports its outcome, then re-renders the page.
-async function act(label, fn) {
-  try {
-    await fn();
-    say(label);
-    await route();
-  } catch (err) {
-    fail(err);
-  }
-}
+let leavePage = null; // stops the current page's live subscription or polling when the route changes
 
 // ---------- sign-in, navigation ----------
 
 function showSignIn(message) {
+  stopLive();
   nav.hidden = true;
   who.hidden = true;
   leavePage?.();
@@ -168,7 +25,7 @@ function showSignIn(message) {
     onsubmit: async e => {
       e.preventDefault();
       try {
-        session = await api('POST', '/console/session', { token: token.value });
+        state.session = await api('POST', '/console/session', { token: token.value });
         status.replaceChildren();
         await start();
       } catch (err) {
@@ -196,15 +53,21 @@ const pages = [
 function renderChrome() {
   const links = [...pages];
   if (can('volume.create')) links.push(['#/wizard/protected-volume', 'New protected volume']);
+  if (can('policy.create')) links.push(['#/wizard/policy', 'Protection policy']);
+  if (can('view.create')) links.push(['#/wizard/recovery', 'Recover']);
+  if (can('replica.create')) links.push(['#/wizard/replication', 'Replication set-up']);
+  links.push(['#/disaster', 'Disaster recovery']);
   nav.replaceChildren(...links.map(([href, text]) => h('a', { href }, text)));
   nav.hidden = false;
   who.replaceChildren(
-    h('span', {}, `${session.name} (${session.role})`),
+    liveIndicator(),
+    h('span', {}, `${state.session.name} (${state.session.role})`),
     h('button', {
       type: 'button',
       onclick: async () => {
+        stopLive();
         try { await api('DELETE', '/console/session'); } catch { /* signed out either way */ }
-        session = null;
+        state.session = null;
         showSignIn();
       },
     }, 'Sign out'));
@@ -213,11 +76,12 @@ function renderChrome() {
 
 async function start() {
   renderChrome();
+  startLive();
   await route();
 }
 
 async function route() {
-  if (!session) return;
+  if (!state.session) return;
   leavePage?.();
   leavePage = null;
   const hash = location.hash || '#/';
@@ -233,6 +97,10 @@ async function route() {
     else if (parts[0] === 'events') await events();
     else if (parts[0] === 'jobs') await jobs();
     else if (parts[0] === 'wizard' && parts[1] === 'protected-volume') wizard();
+    else if (parts[0] === 'wizard' && parts[1] === 'policy') await policyWizard(new URLSearchParams(hash.split('?')[1] || ''));
+    else if (parts[0] === 'wizard' && parts[1] === 'replication') await replicationWizard();
+    else if (parts[0] === 'disaster') await disasterWizard();
+    else if (parts[0] === 'wizard' && parts[1] === 'recovery') await recoveryWizard(new URLSearchParams(hash.split('?')[1] || ''));
     else main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the dashboard')));
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) fail(err);
@@ -241,33 +109,79 @@ async function route() {
 
 // ---------- dashboard ----------
 
+// The dashboard draws once from /api/v1/console/dashboard, then follows the live stream: alerts and
+// the running-jobs count change in place at once; the rest is reloaded when the stream's version
+// says the pool or the event log moved, at most every 5 s (a busy server must not turn every open
+// dashboard into a reload loop).
 async function dashboard() {
-  const d = await api('GET', '/api/v1/console/dashboard');
-  const pool = d.pool;
-  const usedShare = pool.capacityBytes ? pool.usedBytes / pool.capacityBytes : 0;
-  const chart = h('div', { class: 'chart', id: 'capacity-chart', role: 'img', 'aria-label': `Pool capacity and use over time: ${d.capacity.length} samples` });
-  const unprotected = d.volumes.filter(v => v.snapshots === 0).length;
-  main.replaceChildren(
-    h('h1', {}, 'Dashboard'),
-    h('div', { class: 'cards' },
+  let d = await api('GET', '/api/v1/console/dashboard');
+  const alerts = h('div', { id: 'alerts' });
+  const cards = h('div', { class: 'cards' });
+  const chart = h('div', { class: 'chart', id: 'capacity-chart', role: 'img' });
+  const volumesPart = h('div', {});
+  const eventsPart = h('div', {});
+  let samples = -1;
+  const draw = () => {
+    const pool = d.pool;
+    const usedShare = pool.capacityBytes ? pool.usedBytes / pool.capacityBytes : 0;
+    const unprotected = d.volumes.filter(v => v.snapshots === 0).length;
+    cards.replaceChildren(
       h('div', { class: 'card' }, h('div', {}, 'Pool used'), h('div', { class: 'v' }, `${bytes(pool.usedBytes)} of ${bytes(pool.capacityBytes)}`),
         h('meter', { min: 0, max: 1, low: 0.7, high: 0.85, optimum: 0.2, value: usedShare, 'aria-label': 'Pool used' }), ` ${(usedShare * 100).toFixed(0)}%`),
       h('div', { class: 'card' }, h('div', {}, 'Volumes'), h('div', { class: 'v' }, pool.volumes)),
       h('div', { class: 'card' }, h('div', {}, 'Snapshots'), h('div', { class: 'v' }, pool.snapshots)),
       h('div', { class: 'card' }, h('div', {}, 'Without any snapshot'), h('div', { class: 'v' + (unprotected ? ' warn' : '') }, unprotected)),
-      h('div', { class: 'card' }, h('div', {}, 'Running jobs'), h('div', { class: 'v' }, h('a', { href: '#/jobs' }, d.runningJobs)))),
-    h('h2', {}, 'Alerts'),
-    d.alerts.length
-      ? h('ul', { class: 'alerts' }, d.alerts.map(a => h('li', { class: a.severity === 'error' ? 'bad' : 'warn' }, h('strong', {}, a.subject), ': ', a.message)))
-      : h('p', { class: 'ok' }, 'No alerts.'),
-    h('h2', {}, 'Capacity'),
-    chart,
-    h('h2', {}, 'Protection per volume'),
-    volumeTable(d.volumes),
-    h('h2', {}, 'Recent events'),
-    eventTable(d.events),
-  );
-  drawCapacity(chart, d.capacity);
+      h('div', { class: 'card' }, h('div', {}, 'Running jobs'), h('div', { class: 'v', id: 'running-jobs' }, h('a', { href: '#/jobs' }, d.runningJobs))));
+    drawAlerts(alerts, d.alerts);
+    volumesPart.replaceChildren(volumeTable(d.volumes));
+    eventsPart.replaceChildren(eventTable(d.events));
+    if (d.capacity.length !== samples) {
+      samples = d.capacity.length;
+      chart.replaceChildren();
+      chart.setAttribute('aria-label', `Pool capacity and use over time: ${samples} samples`);
+      drawCapacity(chart, d.capacity);
+    }
+  };
+  main.replaceChildren(
+    h('h1', {}, 'Dashboard'), cards,
+    h('h2', {}, 'Alerts'), alerts,
+    h('h2', {}, 'Capacity'), chart,
+    h('h2', {}, 'Protection per volume'), volumesPart,
+    h('h2', {}, 'Recent events'), eventsPart);
+  draw();
+  let version = d.version;
+  let reloading = false;
+  let lastReload = Date.now();
+  let timer = null;
+  const reload = async () => {
+    timer = null;
+    if (reloading) return;
+    reloading = true;
+    try {
+      d = await api('GET', '/api/v1/console/dashboard', undefined, { background: true });
+      version = d.version;
+      lastReload = Date.now();
+      draw();
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401)) fail(err);
+    } finally {
+      reloading = false;
+    }
+  };
+  const unsubscribe = subscribe('summary', summary => {
+    drawAlerts(alerts, summary.alerts);
+    const running = document.getElementById('running-jobs');
+    if (running) running.replaceChildren(h('a', { href: '#/jobs' }, summary.runningJobs));
+    if (summary.version !== version && timer === null) timer = setTimeout(reload, Math.max(0, 5000 - (Date.now() - lastReload)));
+  });
+  leavePage = () => { unsubscribe(); clearTimeout(timer); };
+}
+
+function drawAlerts(el, list) {
+  el.replaceChildren(list.length
+    ? h('ul', { class: 'alerts', 'aria-label': 'Alerts' }, list.map(a => h('li', { class: a.severity === 'error' ? 'bad' : 'warn', 'data-kind': a.kind },
+      h('span', { class: 'badge' }, a.severity), ' ', h('a', { href: a.link }, a.subject), ': ', a.message)))
+    : h('p', { class: 'ok' }, 'No alerts.'));
 }
 
 function drawCapacity(el, samples) {
@@ -440,6 +354,8 @@ async function snapshots(volume) {
         } }, 'Space'),
         usage,
         can('view.create') ? h('button', { type: 'button', onclick: () => openView(s) }, 'Open a view') : null,
+        // The stream carries the volume's data, so it needs operator (ApiRoles); the browser saves it as a file.
+        can('snapshot.stream') ? h('a', { href: `${base}/${enc(s.name)}/stream`, download: `${s.address}.tmstream`, class: 'button' }, 'Export stream') : null,
         can('snapshot.hold') && !s.heldUntilReleased ? h('button', { type: 'button', onclick: () => hold(s) }, 'Hold') : null,
         can('snapshot.release') && s.held ? h('button', { type: 'button', onclick: () => act(`${s.address} released.`, () => api('POST', `${base}/${enc(s.name)}/release`)) }, 'Release') : null,
         can('volume.rollback') ? h('button', { type: 'button', class: 'danger', onclick: () => rollback(volume, s) }, 'Roll back to this') : null,
@@ -527,33 +443,46 @@ async function events() {
     eventTable([...list].reverse()));
 }
 
-// ---------- jobs (polled while the page is open) ----------
+// ---------- jobs (live while the page is open) ----------
 
+// Drawn from GET /api/v1/jobs, then from every "jobs" event of the live stream (progress moves once a
+// second); without the stream (refused, or the browser lost it) the page polls every 2 s instead.
 async function jobs() {
+  const q = new URLSearchParams(location.hash.split('?')[1] || '');
+  const focus = q.get('job');
   const table = h('div', {});
-  main.replaceChildren(h('h1', {}, 'Jobs'), h('p', { class: 'muted' }, 'Updated every second while this page is open.'), table);
+  const note = h('p', { class: 'muted' });
+  main.replaceChildren(h('h1', {}, 'Jobs'), note, table);
+  const draw = list => {
+    table.replaceChildren(list.length === 0 ? h('p', { class: 'muted' }, 'No jobs.') : h('table', {},
+      h('thead', {}, h('tr', {}, ['Job', 'Kind', 'Subject', 'State', 'Progress', 'By', 'Started', ''].map(t => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, list.map(j => h('tr', { class: j.id === focus ? 'focus' : null, 'data-job': j.id },
+        h('td', {}, j.id), h('td', {}, j.kind), h('td', {}, j.subject ?? ''),
+        h('td', { class: j.state === 'failed' ? 'bad' : j.state === 'succeeded' ? 'ok' : '' }, j.state, j.error ? `: ${j.error}` : ''),
+        h('td', {}, j.percent !== null && j.percent !== undefined ? [h('progress', { max: 100, value: j.percent, 'aria-label': `${j.id} progress` }), ` ${j.percent.toFixed(0)}%`] : `${j.done} ${j.unit}`,
+          j.etaSeconds ? h('span', { class: 'muted' }, ` ETA ${duration(j.etaSeconds)}`) : null),
+        h('td', {}, j.actor), h('td', {}, when(j.startedAt)),
+        h('td', {}, j.state === 'running' && j.cancellable && can('job.cancel')
+          ? h('button', { type: 'button', class: 'danger', 'aria-label': `Cancel job ${j.id}`, onclick: () => api('POST', `/api/v1/jobs/${enc(j.id)}/cancel`).then(() => say(`Job ${j.id} asked to stop; it ends at its next safe point.`), fail) }, 'Cancel')
+          : null))))));
+  };
   let timer = null;
   let stopped = false;
-  const refresh = async () => {
+  const poll = async () => {
     try {
-      const list = await api('GET', '/api/v1/jobs');
-      table.replaceChildren(list.length === 0 ? h('p', { class: 'muted' }, 'No jobs.') : h('table', {},
-        h('thead', {}, h('tr', {}, ['Job', 'Kind', 'Subject', 'State', 'Progress', 'By', 'Started', ''].map(t => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, [...list].reverse().map(j => h('tr', {},
-          h('td', {}, j.id), h('td', {}, j.kind), h('td', {}, j.subject ?? ''),
-          h('td', { class: j.state === 'failed' ? 'bad' : j.state === 'succeeded' ? 'ok' : '' }, j.state, j.error ? `: ${j.error}` : ''),
-          h('td', {}, j.percent !== null && j.percent !== undefined ? [h('progress', { max: 100, value: j.percent, 'aria-label': `${j.id} progress` }), ` ${j.percent.toFixed(0)}%`] : `${j.done} ${j.unit}`,
-            j.etaSeconds ? h('span', { class: 'muted' }, ` ETA ${duration(j.etaSeconds)}`) : null),
-          h('td', {}, j.actor), h('td', {}, when(j.startedAt)),
-          h('td', {}, j.cancellable && can('job.cancel') ? h('button', { type: 'button', class: 'danger', onclick: () => api('POST', `/api/v1/jobs/${enc(j.id)}/cancel`).then(() => say(`Job ${j.id} cancelled.`), fail) }, 'Cancel') : null))))));
+      draw([...await api('GET', '/api/v1/jobs', undefined, { background: true })].reverse());
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
       fail(err);
     }
-    if (!stopped) timer = setTimeout(refresh, 1000);
+    if (!stopped && !subscribed()) timer = setTimeout(poll, 2000);
   };
-  leavePage = () => { stopped = true; clearTimeout(timer); };
-  await refresh();
+  let live = false;
+  const subscribed = () => live;
+  const unsubscribe = subscribe('jobs', list => { live = true; note.textContent = 'Live: progress updates every second.'; draw(list); });
+  note.textContent = live ? 'Live: progress updates every second.' : 'Updated every 2 seconds.';
+  leavePage = () => { stopped = true; unsubscribe(); clearTimeout(timer); };
+  if (!live) await poll();
 }
 
 // ---------- wizard: new protected volume ----------
@@ -635,10 +564,12 @@ function wizard() {
 
 // ---------- boot ----------
 
+state.sessionEnded = showSignIn;
+state.rerender = route;
 window.addEventListener('hashchange', () => { status.replaceChildren(); route(); });
 (async () => {
   try {
-    session = await api('GET', '/console/session');
+    state.session = await api('GET', '/console/session');
     await start();
   } catch {
     showSignIn();

@@ -1,0 +1,24 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Api;
+using Tidemark.Server.Jobs;
+using Tidemark.Server.Policies;
+using Tidemark.Server.Replication;
+
+namespace Tidemark.Server.Alerts;
+
+/// <summary>GET /api/v1/alerts: what <see cref="AlertEvaluator"/> finds now (every role may read it).</summary>
+public static class AlertEndpoints
+{
+    public static void MapAlertApi(this IEndpointRouteBuilder app) =>
+        app.MapGet("/api/v1/alerts", (AlertEvaluator alerts, Pool pool, PolicyManager policies, ReplicaManager replicas, JobManager jobs) =>
+            TypedResults.Ok(Current(alerts, pool, policies, replicas, jobs)))
+            .Produces<IReadOnlyList<AlertDto>>().WithTags("alerts");
+
+    /// <summary>The alerts for the server's state right now.</summary>
+    public static IReadOnlyList<AlertDto> Current(AlertEvaluator alerts, Pool pool, PolicyManager policies, ReplicaManager replicas, JobManager jobs) =>
+        alerts.Evaluate(pool.GetInfo().ToDto(), policies.List(), replicas.List(), [.. jobs.List().Select(j => j.ToDto())]);
+}
