@@ -35,6 +35,16 @@ public sealed class RecordGoldenTests
             new StoreRecord { Index = 1, Path = "/srv/tidemark/store-1.dat", Kind = StoreKind.File, CapacityBytes = 1L << 40 },
             r => (r.Index, r.Path, r.Kind, r.CapacityBytes));
 
+    // A RADOS store's path is its whole location (ADR 0017); the JSON writer escapes its '&'.
+    [Fact]
+    public void StoreRecord_RadosGoldenSample_DecodesAndReencodesIdentically() =>
+        Check(
+            """
+            70D971330100 {"Index":2,"Path":"rados:rbd/tidemark?conf=/etc/ceph/ceph.conf\u0026id=tidemark\u0026timeout=30","Kind":2,"CapacityBytes":1099511627776}
+            """,
+            new StoreRecord { Index = 2, Path = "rados:rbd/tidemark?conf=/etc/ceph/ceph.conf&id=tidemark&timeout=30", Kind = StoreKind.Rados, CapacityBytes = 1L << 40 },
+            r => (r.Index, r.Path, r.Kind, r.CapacityBytes));
+
     [Fact]
     public void VolumeRecord_GoldenSample_DecodesAndReencodesIdentically() =>
         Check(
@@ -115,7 +125,7 @@ public sealed class RecordGoldenTests
         Assert.Equal([0, 1, 2], Enum.GetValues<LineageState>().Select(v => (int)v));
         Assert.Equal([0, 1, 2], Enum.GetValues<SnapshotState>().Select(v => (int)v));
         Assert.Equal([0, 1, 2], Enum.GetValues<EntryKind>().Select(v => (int)v));
-        Assert.Equal("File=0,Device=1", string.Join(',', Enum.GetValues<StoreKind>().Select(v => $"{v}={(int)v}")));
+        Assert.Equal("File=0,Device=1,Rados=2", string.Join(',', Enum.GetValues<StoreKind>().Select(v => $"{v}={(int)v}")));
         Assert.Equal("Volume=0,View=1", string.Join(',', Enum.GetValues<VolumeKind>().Select(v => $"{v}={(int)v}")));
     }
 

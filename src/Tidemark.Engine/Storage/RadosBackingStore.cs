@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 
 namespace Tidemark.Engine.Storage;
@@ -15,43 +14,31 @@ public sealed class RadosBackingStore : IBackingStore
     /// <summary>Bytes per RADOS object: RBD's default; a 1 MiB extent is one operation, a 4 KiB write a partial write.</summary>
     public const int ObjectBytes = 4 << 20;
 
-    private const string LockName = "tidemark";
-
-    // Cookies of the stores this process has open: a lock that names this process with another
-    // cookie is a leftover of a handle whose unlock failed (the cluster was away), not a live holder.
-    private static readonly HashSet<string> LiveCookies = [];
 
     private readonly RadosLocation _location;
-    private readonly string _cookie = Guid.NewGuid().ToString("N");
-    private readonly Timer _renewal;
-    private readonly Lock _lifetime = new();
-    private nint _cluster;
-    private nint _io;
-    private Exception? _fenced;
+    private readonly RadosStoreLock _lock;
+    private readonly nint _cluster;
+    private readonly nint _io;
     private readonly Lock _pendingLock = new();
     private readonly Queue<PendingWrite> _pending = new();
     private readonly Dictionary<string, int> _pendingPerObject = new(StringComparer.Ordinal);
     private long _pendingBytes;
     private StorageException? _writeFailure;
-    private long _leaseUntil; // Environment.TickCount64 when the lease runs out unless renewed
     private bool _disposed;
 
-    private RadosBackingStore(RadosLocation location, nint cluster, nint io, long capacityBytes)
+    private RadosBackingStore(RadosLocation location, nint cluster, nint io, long capacityBytes, RadosStoreLock storeLock)
     {
         _location = location;
         _cluster = cluster;
         _io = io;
         CapacityBytes = capacityBytes;
         Location = location.ToString();
-        _renewal = new Timer(_ => Renew());
+        _lock = storeLock;
     }
 
     public string Location { get; }
 
     public long CapacityBytes { get; }
-
-    /// <summary>How long the lock holds without renewal; a server killed with -9 blocks others this long.</summary>
-    public static TimeSpan LeaseDuration { get; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Connects, takes the lock and, when <paramref name="capacityBytes"/> is not positive, sizes the store from the pool's free space.</summary>
     public static RadosBackingStore Open(string location, long capacityBytes)
@@ -62,20 +49,7 @@ public sealed class RadosBackingStore : IBackingStore
         {
             var capacity = capacityBytes > 0 ? capacityBytes : PoolMaxAvailable(cluster, where);
             capacity = capacity / Lineage.BlockBytes * Lineage.BlockBytes;
-            var store = new RadosBackingStore(where, cluster, io, capacity);
-            try
-            {
-                store.TakeLock();
-            }
-            catch
-            {
-                store._cluster = 0;
-                store._io = 0;
-                store._renewal.Dispose();
-                throw;
-            }
-
-            return store;
+            return new RadosBackingStore(where, cluster, io, capacity, RadosStoreLock.Take(io, where));
         }
         catch
         {
@@ -243,7 +217,7 @@ public sealed class RadosBackingStore : IBackingStore
     /// <summary>Removes the objects a freed range covers whole and zeroes the rest of it (ENOENT counts as done).</summary>
     public void Discard(long offsetBytes, long lengthBytes)
     {
-        if (Volatile.Read(ref _fenced) is not null)
+        if (_lock.IsLost)
         {
             return;
         }
@@ -279,51 +253,25 @@ public sealed class RadosBackingStore : IBackingStore
 
     public void Dispose()
     {
-        lock (_lifetime)
+        if (_disposed)
         {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _disposed = true;
+            return;
         }
 
-        using (var stopped = new ManualResetEvent(false))
+        _disposed = true;
+
+        // Every write started must finish before its buffer is freed and the lock released.
+        lock (_pendingLock)
         {
-            // Wait for a renewal in progress, so the unlock below is the last lock call.
-            if (_renewal.Dispose(stopped))
+            while (_pending.Count > 0)
             {
-                stopped.WaitOne();
+                Reap(_pending.Dequeue());
             }
         }
 
-        if (_io != 0)
-        {
-            // Every write started must finish before its buffer is freed and the lock released.
-            lock (_pendingLock)
-            {
-                while (_pending.Count > 0)
-                {
-                    Reap(_pending.Dequeue());
-                }
-            }
-
-            RadosNative.Unlock(_io, _location.LockObject, LockName, _cookie);
-            lock (LiveCookies)
-            {
-                LiveCookies.Remove(_cookie);
-            }
-
-            RadosNative.IoCtxDestroy(_io);
-            _io = 0;
-        }
-
-        if (_cluster != 0)
-        {
-            RadosNative.Shutdown(_cluster);
-            _cluster = 0;
-        }
+        _lock.Dispose();
+        RadosNative.IoCtxDestroy(_io);
+        RadosNative.Shutdown(_cluster);
     }
 
     /// <summary>The object, offset inside it and byte count of the first piece of [offset, offset+length) that stays in one object.</summary>
@@ -349,18 +297,8 @@ public sealed class RadosBackingStore : IBackingStore
 
     private void ThrowIfFenced()
     {
-        if (Volatile.Read(ref _fenced) is null && Environment.TickCount64 >= Volatile.Read(ref _leaseUntil))
-        {
-            // The lease ran out without a renewal: another server may hold the store by now.
-            Volatile.Write(ref _fenced, new StorageException(StorageError.IoError, $"the lease on {_location.LockObject} ran out before it could be renewed"));
-        }
-
-        if (Volatile.Read(ref _fenced) is { } fenced)
-        {
-            throw new StorageException(StorageError.IoError, $"{Location} lost its lock ({fenced.Message}); this server no longer writes it. Restart the server once the cluster is reachable", fenced);
-        }
-
         ObjectDisposedException.ThrowIf(_disposed, this);
+        _lock.ThrowIfLost(Location);
     }
 
     private static (nint Cluster, nint Io) Connect(RadosLocation where)
@@ -403,7 +341,7 @@ public sealed class RadosBackingStore : IBackingStore
         }
     }
 
-    private static void Check(int rc, RadosLocation where, string what)
+    internal static void Check(int rc, RadosLocation where, string what)
     {
         if (rc >= 0)
         {
@@ -472,174 +410,5 @@ public sealed class RadosBackingStore : IBackingStore
         {
             Marshal.FreeCoTaskMem(text);
         }
-    }
-
-    private void TakeLock()
-    {
-        var rc = Lock();
-        if (rc is -RadosNative.Ebusy or -RadosNative.Eexist && BreakIfHolderDied())
-        {
-            rc = Lock();
-        }
-
-        if (rc is -RadosNative.Ebusy or -RadosNative.Eexist)
-        {
-            throw new StorageException(
-                StorageError.Busy,
-                $"{Location} is in use by another Tidemark server ({Holder().Text}); two servers never open the same store. Stop that server, or wait {LeaseDuration.TotalSeconds:F0} s for its lease to run out if it is gone");
-        }
-
-        Check(rc, _location, $"locking {_location.LockObject}");
-        lock (LiveCookies)
-        {
-            LiveCookies.Add(_cookie);
-        }
-
-        Volatile.Write(ref _leaseUntil, Environment.TickCount64 + (long)LeaseDuration.TotalMilliseconds);
-
-        // Who holds it, for the message another server shows (RADOS keeps only the client id and
-        // address), and so a restart on this machine can tell that the holder died.
-        var who = Encoding.UTF8.GetBytes($"host {Environment.MachineName} pid {Environment.ProcessId} started {ProcessStart(Environment.ProcessId)} boot {BootId()} since {DateTimeOffset.UtcNow:O}");
-        Check(RadosNative.WriteFull(_io, _location.LockObject, ref who[0], (nuint)who.Length), _location, $"writing {_location.LockObject}");
-        var period = LeaseDuration / 3;
-        _renewal.Change(period, period);
-    }
-
-    /// <summary>
-    /// A server killed with -9 leaves its lock until the lease runs out. When the holder ran on this
-    /// machine since its last boot and that process is gone (its pid is free or belongs to a process
-    /// started at another time), nothing can still write through it: break the lock at once, so a
-    /// restarted server does not wait for the lease. The same holds for a lock of this process that
-    /// no open store of it holds (an earlier handle whose unlock failed while the cluster was away).
-    /// A holder elsewhere is never second-guessed.
-    /// </summary>
-    private bool BreakIfHolderDied()
-    {
-        var (_, client, cookie, note) = Holder();
-        if (client is null || cookie is null || note is null)
-        {
-            return false;
-        }
-
-        var fields = note.Split(' ');
-        string? Field(string key)
-        {
-            var i = Array.IndexOf(fields, key);
-            return i >= 0 && i + 1 < fields.Length ? fields[i + 1] : null;
-        }
-
-        if (Field("host") != Environment.MachineName || Field("boot") != BootId()
-            || !int.TryParse(Field("pid"), System.Globalization.CultureInfo.InvariantCulture, out var pid))
-        {
-            return false;
-        }
-
-        var alive = ProcessStart(pid) is { } started && started == Field("started");
-        bool ours;
-        lock (LiveCookies)
-        {
-            ours = pid == Environment.ProcessId && !LiveCookies.Contains(cookie);
-        }
-
-        if (alive && !ours)
-        {
-            return false;
-        }
-
-        return RadosNative.BreakLock(_io, _location.LockObject, LockName, client, cookie) is 0 or -RadosNative.Enoent;
-    }
-
-    private static string BootId()
-    {
-        try
-        {
-            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
-        }
-        catch (IOException)
-        {
-            return "unknown";
-        }
-    }
-
-    /// <summary>Field 22 of /proc/PID/stat (start time in clock ticks since boot), or null when no such process runs.</summary>
-    private static string? ProcessStart(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-
-            // The command name (field 2) is in parentheses and may hold spaces; count from after it.
-            var after = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return after.Length > 19 ? after[19] : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
-
-    private int Lock()
-    {
-        var duration = new RadosNative.TimeVal { Seconds = (long)LeaseDuration.TotalSeconds };
-        return RadosNative.LockExclusive(_io, _location.LockObject, LockName, _cookie, "tidemark pool store", ref duration, RadosNative.LockFlagMayRenew);
-    }
-
-    private void Renew()
-    {
-        lock (_lifetime)
-        {
-            if (_disposed || _fenced is not null)
-            {
-                return;
-            }
-
-            var attempt = Environment.TickCount64;
-            var rc = Lock();
-            if (rc >= 0)
-            {
-                Volatile.Write(ref _leaseUntil, attempt + (long)LeaseDuration.TotalMilliseconds);
-                return;
-            }
-
-            // Someone else holds the lock, or the lease ran out before the cluster answered: from here
-            // on this store writes nothing, so two servers never write at once. A failure while the
-            // lease still runs (an OSD restarting) is tried again at the next period.
-            if (rc is -RadosNative.Ebusy or -RadosNative.Eexist || attempt >= Volatile.Read(ref _leaseUntil))
-            {
-                Volatile.Write(ref _fenced, new StorageException(StorageError.IoError, $"renewing the lock on {_location.LockObject} failed: {RadosNative.Describe(rc)}"));
-                _renewal.Change(Timeout.Infinite, Timeout.Infinite);
-            }
-        }
-    }
-
-    /// <summary>The holder: "client.4123 at 127.0.0.1:0/3324, host h pid 77 ...", its client id and cookie, and the note it wrote.</summary>
-    private (string Text, string? Client, string? Cookie, string? Note) Holder()
-    {
-        var tag = new byte[256];
-        var clients = new byte[1024];
-        var cookies = new byte[1024];
-        var addrs = new byte[1024];
-        nuint tl = (nuint)tag.Length, cl = (nuint)clients.Length, kl = (nuint)cookies.Length, al = (nuint)addrs.Length;
-        var n = RadosNative.ListLockers(_io, _location.LockObject, LockName, out _, ref tag[0], ref tl, ref clients[0], ref cl, ref cookies[0], ref kl, ref addrs[0], ref al);
-        string? client = null, cookie = null;
-        var text = "holder unknown";
-        if (n > 0)
-        {
-            client = FirstString(clients, cl);
-            cookie = FirstString(cookies, kl);
-            text = $"{client} at {FirstString(addrs, al)}";
-        }
-
-        var buffer = new byte[512];
-        var read = RadosNative.Read(_io, _location.LockObject, ref buffer[0], (nuint)buffer.Length, 0);
-        var note = read > 0 ? Encoding.UTF8.GetString(buffer, 0, read) : null;
-        return (note is null ? text : $"{text}, {note}", client, cookie, note);
-    }
-
-    private static string FirstString(byte[] buffer, nuint length)
-    {
-        var span = buffer.AsSpan(0, (int)Math.Min((nuint)buffer.Length, length));
-        var end = span.IndexOf((byte)0);
-        return Encoding.UTF8.GetString(end >= 0 ? span[..end] : span);
     }
 }
