@@ -148,8 +148,14 @@ public sealed class AgentHost : IAsyncDisposable
         }
         finally
         {
-            _sessions.Dispose();
-            Identity.Dispose();
+            try
+            {
+                await _sessions.DisposeAsync();
+            }
+            finally
+            {
+                Identity.Dispose();
+            }
         }
     }
 
