@@ -130,10 +130,12 @@ public static class PolicyCommands
 
         public Option<string?> Fallback { get; } = new("--fallback") { Description = "when an agent cannot quiesce: crash (take it, labelled crash; default) or skip" };
 
+        public Option<string?> Verify { get; } = new("--verify") { Description = "on: after each snapshot the first host's agent mounts a view of it and checks it (fsck -n, pg_amcheck); off: never. Default: on when --hosts is given" };
+
         public void AddTo(Command command)
         {
             command.Arguments.Add(Name);
-            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback })
+            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback, Verify })
             {
                 command.Options.Add(option);
             }
@@ -174,6 +176,13 @@ public static class PolicyCommands
                 KeepMonthly = p.GetValue(KeepMonthly) ?? d.KeepMonthly,
                 Hosts = p.GetValue(Hosts) is { } hosts ? SnapshotCommands.HostList(hosts) : d.Hosts,
                 Fallback = p.GetValue(Fallback) ?? d.Fallback,
+                Verify = p.GetValue(Verify) switch
+                {
+                    null => d.Verify,
+                    "on" => true,
+                    "off" => false,
+                    var other => throw new CliException($"--verify is on or off, not '{other}'"),
+                },
             };
         }
     }
@@ -205,6 +214,7 @@ public static class PolicyCommands
             ("schedule", (p.Definition.Schedule ?? "-") + (p.Definition.TimeZone is { } z ? $" ({z})" : "")),
             ("changed-data trigger", p.Definition.ChangedBytes is { } b ? Output.Size(b) : "-"),
             ("agents", p.Definition.Hosts is { Count: > 0 } h ? $"{string.Join(", ", h)} (fallback {p.Definition.Fallback ?? "crash"})" : "- (crash-consistent)"),
+            ("verification", (p.Definition.Verify ?? p.Definition.Hosts is { Count: > 0 }) ? $"on (through {(p.Definition.Hosts is { Count: > 0 } vh ? vh[0] : "-")})" : "off"),
             ("retention", Retention(p.Definition)),
             ("next run", p.NextRun is { } next ? Output.Time(next) : "-"),
             ("last snapshot", p.LastSnapshotAt is { } last ? Output.Time(last) : "-"),

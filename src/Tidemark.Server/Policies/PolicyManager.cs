@@ -50,6 +50,12 @@ public sealed partial class PolicyManager : PeriodicService
     /// <summary>Quiesces the policy's hosts around its snapshots (ADR 0015); null: no agents (tests of policies alone).</summary>
     public SnapshotCoordinator? Agents { get; init; }
 
+    /// <summary>Verifies the policy's snapshots through its first host (ADR 0015); null: no verification (tests of policies alone).</summary>
+    public SnapshotVerifier? Verifier { get; init; }
+
+    /// <summary>Verification is on by default for a policy whose snapshots go through agents (application-consistent ones).</summary>
+    public static bool Verifies(PolicyRequest d) => d.Verify ?? d.Hosts is { Count: > 0 };
+
     /// <summary>When a policy last snapshotted this volume or group (a replica may follow policy snapshots), or null.</summary>
     public DateTimeOffset? LastSnapshotOf(string target)
     {
@@ -293,6 +299,11 @@ public sealed partial class PolicyManager : PeriodicService
                 error = ex;
             }
 
+            if (error is null && Verifies(d) && d.Hosts is { Count: > 0 } hosts && Verifier is not null)
+            {
+                reason += await VerifyAsync(d, name, hosts[0]);
+            }
+
             lock (_lock)
             {
                 if (!_policies.TryGetValue(d.Name, out var current) || current != state)
@@ -342,6 +353,27 @@ public sealed partial class PolicyManager : PeriodicService
                 state.Running = false;
             }
         }
+    }
+
+    /// <summary>Verifies each member of the snapshot just cut; a verification that cannot run is reported, never fails the run (the snapshot exists).</summary>
+    private async Task<string> VerifyAsync(PolicyRequest d, string name, string host)
+    {
+        var volumes = d.Group is { } group ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? [] : [d.Volume!];
+        var verdicts = new List<string>();
+        foreach (var volume in volumes)
+        {
+            try
+            {
+                var record = await Verifier!.VerifyAsync($"{volume}@{name}", host, $"policy:{d.Name}", CancellationToken.None);
+                verdicts.Add($"{volume}: {SnapshotVerifier.ToDto(record).Summary}");
+            }
+            catch (StorageException ex)
+            {
+                verdicts.Add($"{volume}: not verified ({ex.Message})");
+            }
+        }
+
+        return $"; verification: {string.Join("; ", verdicts)}";
     }
 
     private string NextName(PolicyRequest d, DateTimeOffset now)
@@ -569,6 +601,11 @@ public sealed partial class PolicyManager : PeriodicService
         }
 
         _ = SnapshotCoordinator.CheckFallback(r.Fallback, SnapshotCoordinator.FallbackCrash);
+        if (r.Verify == true && r.Hosts is not { Count: > 0 })
+        {
+            throw new StorageException(StorageError.InvalidArgument, "verification needs a host whose agent mounts and checks a view of each snapshot: give hosts, or verify off");
+        }
+
         if (r.Schedule is null && r.ChangedBytes is null)
         {
             throw new StorageException(StorageError.InvalidArgument, "a policy needs a schedule (e.g. 'every 15m', 'daily 02:30') or a changed-data trigger (e.g. 512M), or both");
