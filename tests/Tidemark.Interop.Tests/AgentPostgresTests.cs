@@ -9,7 +9,8 @@ namespace Tidemark.Interop.Tests;
 /// taken through the agent under pgbench load puts the cluster in backup mode (pg_backup_start on a
 /// held connection) and freezes the file system around the cut; the snapshot is labelled
 /// application-consistent, keeps the backup label, and a second PostgreSQL started on its view
-/// passes pg_amcheck with balanced pgbench books.
+/// passes pg_amcheck with balanced pgbench books; the agent's own verification of the snapshot
+/// (PostgreSQL started on an overlay of a view, pg_amcheck) passes too.
 /// </summary>
 public sealed class AgentPostgresTests
 {
@@ -34,6 +35,7 @@ public sealed class AgentPostgresTests
             taken = await client.CreateSnapshotAsync("pg", new CreateSnapshotRequest("under-load", ["app"])),
             loadSeconds: 60); // pg_backup_start's checkpoint takes seconds on a loaded machine: the load must outlast it
         var labels = await client.GetBackupLabelsAsync("pg@under-load");
+        var verified = await client.VerifySnapshotAsync("pg@under-load", new VerifySnapshotRequest("app"));
 
         await client.CreateViewAsync("pg@under-load", "pg-clone");
         var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
@@ -59,6 +61,9 @@ public sealed class AgentPostgresTests
         Assert.Equal("app/main", label.Key);
         Assert.Contains("START WAL LOCATION:", label.Value, StringComparison.Ordinal);
         Assert.Contains("LABEL: tidemark app", label.Value, StringComparison.Ordinal);
+        Assert.True(verified.Verification?.Verdict == VerifyResultDto.Passed, $"verification through the agent: {verified.Verification?.Summary}");
+        Assert.Contains("postgresql cluster main: started, pg_amcheck clean", verified.Verification!.Checks);
+        Assert.Contains("e2fsck -fn: clean", verified.Verification.Checks);
         Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the clone: {amcheck.StandardOutput}\n{amcheck.StandardError}");
         Assert.Equal("t", balanced);
         Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");

@@ -146,6 +146,40 @@ public sealed class PolicyManagerTests : IDisposable
     }
 
     [Fact]
+    public async Task PreferConsistent_KeepsThePeriodsApplicationConsistentSnapshot_NotTheNewest()
+    {
+        using var identity = ServerIdentity.LoadOrCreate(_temp.Combine("identity"));
+        var manager = new PolicyManager(_pool, _events, null, _clock, NullLogger.Instance, _temp.Combine("policies.json"))
+        {
+            Agents = new SnapshotCoordinator(_pool, new HostRegistry(_pool, _clock), identity, _events, NullLogger.Instance, _clock),
+        };
+        manager.Create(new PolicyRequest("prefer", Volume: "mail", Schedule: "hourly", KeepLast: 1, KeepDaily: 1, PreferConsistent: true));
+        manager.Create(new PolicyRequest("newest", Volume: "mail", Schedule: "hourly", KeepLast: 1, KeepDaily: 1));
+
+        for (var hour = 9; hour <= 11; hour++)
+        {
+            _clock.Advance(TimeSpan.FromHours(1));
+            await manager.RunDueAsync();
+            if (hour == 10)
+            {
+                // What a snapshot through an agent with PostgreSQL records (SnapshotCoordinator): here written directly.
+                var batch = new Tidemark.Engine.Control.ControlBatch();
+                foreach (var s in _pool.ListSnapshots("mail"))
+                {
+                    batch.Put(ConsistencyRecord.Kind, s.Id.ToString("N"), new ConsistencyRecord(ConsistencyRecord.Application, "db1: postgresql: cluster main", ["db1"], 0.2, _clock.GetUtcNow()));
+                }
+
+                _pool.Control.Update(batch);
+            }
+        }
+
+        // Keep-last keeps 11:00 in both; the day's snapshot kept is the application-consistent 10:00 one only when preferred.
+        Assert.Equal(["prefer-20261124-100000", "prefer-20261124-110000"], manager.Get("prefer").Snapshots);
+        Assert.Equal(["newest-20261124-110000"], manager.Get("newest").Snapshots);
+        Assert.Equal(3, Snapshots().Count);
+    }
+
+    [Fact]
     public async Task SlowAgent_HoldsOnlyItsOwnPolicy_NotAnotherPolicysTick_NorTheList()
     {
         // An "agent" that accepts the connection and never answers: the quiesce call hangs until it hangs up.

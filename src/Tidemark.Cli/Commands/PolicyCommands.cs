@@ -132,10 +132,12 @@ public static class PolicyCommands
 
         public Option<string?> Verify { get; } = new("--verify") { Description = "on: after each snapshot the first host's agent mounts a view of it and checks it (fsck -n, pg_amcheck); off: never. Default: on when --hosts is given" };
 
+        public Option<string?> PreferConsistent { get; } = new("--prefer-consistent") { Description = "on: the hourly/daily/weekly/monthly snapshot kept is the period's most consistent one (application, then filesystem), not its newest; off (default)" };
+
         public void AddTo(Command command)
         {
             command.Arguments.Add(Name);
-            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback, Verify })
+            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback, Verify, PreferConsistent })
             {
                 command.Options.Add(option);
             }
@@ -183,6 +185,13 @@ public static class PolicyCommands
                     "off" => false,
                     var other => throw new CliException($"--verify is on or off, not '{other}'"),
                 },
+                PreferConsistent = p.GetValue(PreferConsistent) switch
+                {
+                    null => d.PreferConsistent,
+                    "on" => true,
+                    "off" => false,
+                    var other => throw new CliException($"--prefer-consistent is on or off, not '{other}'"),
+                },
             };
         }
     }
@@ -215,7 +224,7 @@ public static class PolicyCommands
             ("changed-data trigger", p.Definition.ChangedBytes is { } b ? Output.Size(b) : "-"),
             ("agents", p.Definition.Hosts is { Count: > 0 } h ? $"{string.Join(", ", h)} (fallback {p.Definition.Fallback ?? "crash"})" : "- (crash-consistent)"),
             ("verification", (p.Definition.Verify ?? p.Definition.Hosts is { Count: > 0 }) ? $"on (through {(p.Definition.Hosts is { Count: > 0 } vh ? vh[0] : "-")})" : "off"),
-            ("retention", Retention(p.Definition)),
+            ("retention", Retention(p.Definition) + (p.Definition.PreferConsistent == true ? ", preferring consistent snapshots" : "")),
             ("next run", p.NextRun is { } next ? Output.Time(next) : "-"),
             ("last snapshot", p.LastSnapshotAt is { } last ? Output.Time(last) : "-"),
             ("snapshots", p.Snapshots.Count == 0 ? "-" : string.Join(", ", p.Snapshots)),

@@ -413,7 +413,7 @@ public sealed partial class PolicyManager : PeriodicService
         var d = state.Definition;
         var existing = OwnedSnapshots(state);
         state.Snapshots.RemoveAll(n => !existing.ContainsKey(n)); // deleted by hand meanwhile
-        var keep = state.Retention.Keep([.. existing.Select(e => (e.Key, e.Value[0].CreatedAt))], state.Zone);
+        var keep = state.Retention.Keep([.. existing.Select(e => (e.Key, e.Value[0].CreatedAt))], state.Zone, d.PreferConsistent == true ? Ranks(existing) : null);
         foreach (var (name, members) in existing.OrderBy(e => e.Value[0].CreatedAt))
         {
             if (keep.Contains(name))
@@ -454,6 +454,18 @@ public sealed partial class PolicyManager : PeriodicService
             Act(state, now, "delete", Address(d, name), "expired under the policy's retention", "ok");
         }
     }
+
+    /// <summary>How consistent each snapshot is, for retention that prefers consistent ones: application 2, filesystem 1, crash (or unknown) 0.</summary>
+    private Dictionary<string, int> Ranks(Dictionary<string, List<SnapshotInfo>> snapshots) =>
+        snapshots.ToDictionary(
+            e => e.Key,
+            e => Agents?.ConsistencyOf(e.Value[0].Id)?.Level switch
+            {
+                ConsistencyRecord.Application => 2,
+                ConsistencyRecord.FileSystem => 1,
+                _ => 0,
+            },
+            StringComparer.Ordinal);
 
     private string? Protection(IReadOnlyList<SnapshotInfo> members, DateTimeOffset now)
     {
