@@ -15,7 +15,7 @@ namespace Tidemark.Agent;
 /// <summary>
 /// `tidemark agent run`: the agent's HTTPS listener (TLS 1.3, both sides' certificates pinned; ADR
 /// 0015). Only servers paired with `tidemark agent pair` may call it; anyone else gets a 403 naming
-/// its fingerprint. The API is /agent/v1: status, mounts, quiesce, resume. Stopping resumes whatever
+/// its fingerprint. The API is /agent/v1: status, mounts, quiesce, resume, verify. Stopping resumes whatever
 /// is still quiesced.
 /// </summary>
 public sealed class AgentHost : IAsyncDisposable
@@ -119,7 +119,17 @@ public sealed class AgentHost : IAsyncDisposable
         api.MapPost("/quiesce", async (QuiesceRequest request, CancellationToken requestAborted) =>
             TypedResults.Ok(await sessions.QuiesceAsync(request, requestAborted)));
         api.MapPost("/sessions/{id}/resume", async (string id) => TypedResults.Ok(await sessions.ResumeAsync(id)));
-        app.MapFallback(context => WriteProblemAsync(context, StatusCodes.Status404NotFound, "not-found", $"no such agent resource {context.Request.Path}; the agent serves {PathPrefix}/status, /mounts, /quiesce, /sessions/ID/resume"));
+        var verifier = OperatingSystem.IsLinux() ? new SnapshotVerifier(config, logger) : null;
+        api.MapPost("/verify", async (VerifyRequest request, CancellationToken requestAborted) =>
+        {
+            if (!OperatingSystem.IsLinux() || verifier is null)
+            {
+                throw new StorageException(StorageError.Unsupported, "verification mounts a view with nbdfuse and a loop device: it needs a Linux host");
+            }
+
+            return TypedResults.Ok(await verifier.VerifyAsync(request, requestAborted));
+        });
+        app.MapFallback(context => WriteProblemAsync(context, StatusCodes.Status404NotFound, "not-found", $"no such agent resource {context.Request.Path}; the agent serves {PathPrefix}/status, /mounts, /quiesce, /sessions/ID/resume, /verify"));
 
         var host = new AgentHost(app, sessions, identity, config);
         try
@@ -148,8 +158,14 @@ public sealed class AgentHost : IAsyncDisposable
         }
         finally
         {
-            _sessions.Dispose();
-            Identity.Dispose();
+            try
+            {
+                await _sessions.DisposeAsync();
+            }
+            finally
+            {
+                Identity.Dispose();
+            }
         }
     }
 

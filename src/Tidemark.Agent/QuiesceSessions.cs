@@ -11,7 +11,7 @@ namespace Tidemark.Agent;
 /// stays frozen because a server or a link died. A resume after the deadline answers
 /// <see cref="ResumeResultDto.Expired"/>, so the server labels its snapshot crash-consistent.
 /// </summary>
-public sealed class QuiesceSessions : IDisposable
+public sealed class QuiesceSessions : IAsyncDisposable
 {
     private readonly IReadOnlyList<IQuiescePlugin> _plugins;
     private readonly TimeProvider _time;
@@ -200,17 +200,25 @@ public sealed class QuiesceSessions : IDisposable
             ? $"another quiesce is open (session {open.Id}, resumes by {open.ResumeBy:O}); one snapshot at a time per host"
             : "another quiesce is starting; one snapshot at a time per host");
 
-    /// <summary>At shutdown nothing may stay quiesced.</summary>
-    public void Dispose()
+    /// <summary>
+    /// At shutdown nothing may stay quiesced. Waits for a quiesce or resume in progress (the gate),
+    /// so a plugin is never resumed twice or while it is still quiescing; resumes without blocking a thread.
+    /// </summary>
+    public async ValueTask DisposeAsync()
     {
-        if (_open is { } open)
+        await _gate.WaitAsync();
+        try
         {
-            open.Timer?.Dispose();
-            _open = null;
-            ResumeAllAsync(open.Parts).GetAwaiter().GetResult();
+            if (_open is { } open)
+            {
+                _logger.LogWarning("Stopping with session {Session} open: resuming {Items} now", open.Id, string.Join(", ", open.Items));
+                await EndAsync(open, expired: false);
+            }
         }
-
-        _gate.Dispose();
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     private sealed class Session(string id, List<IQuiesced> parts, DateTimeOffset startedAt, DateTimeOffset resumeBy, long started)

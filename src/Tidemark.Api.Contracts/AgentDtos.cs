@@ -66,3 +66,35 @@ public sealed record ResumeResultDto(string Session, bool Expired, double Paused
 
 /// <summary>The backup labels kept with a snapshot, by "HOST/CLUSTER".</summary>
 public sealed record BackupLabelsDto(string Snapshot, IReadOnlyDictionary<string, string> Labels);
+
+/// <summary>
+/// The server asks an agent to verify a snapshot (ADR 0015): <see cref="ExportUrl"/> is an NBD export
+/// of a throwaway view of <see cref="Snapshot"/> that the server made and deletes afterwards;
+/// <see cref="Volume"/> says which of the host's declared mounts the view stands for.
+/// </summary>
+public sealed record VerifyRequest(string Snapshot, string Volume, string ExportUrl);
+
+/// <summary>
+/// A verification's verdict: "passed", "failed" (with <see cref="Reason"/>) or "not-checked" (with
+/// <see cref="Reason"/>: nothing to check, or the host could not check). <see cref="Checks"/> lists
+/// what ran, e.g. "e2fsck -fn: clean". <see cref="Seconds"/>: how long it took.
+/// </summary>
+public sealed record VerifyResultDto(string Verdict, string? Reason, IReadOnlyList<string> Checks, double Seconds, IReadOnlyList<string>? Output = null)
+{
+    public const string Passed = "passed";
+    public const string Failed = "failed";
+    public const string NotChecked = "not-checked";
+}
+
+/// <summary>`tidemark snapshot verify`: the host whose agent mounts and checks a view of the snapshot.</summary>
+public sealed record VerifySnapshotRequest(string Host);
+
+/// <summary>A snapshot's last verification, as the API shows it (<see cref="SnapshotDto.Verification"/>).</summary>
+public sealed record SnapshotVerificationDto(string Verdict, string? Reason, IReadOnlyList<string> Checks, double Seconds, string Host, DateTimeOffset At)
+{
+    /// <summary>"passed in 4.2s (e2fsck -fn: clean)", "failed in 2.0s: REASON": what `snapshot list` shows. Derived, not sent.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string Summary => Reason is null
+        ? $"{Verdict} in {Seconds:0.0}s ({string.Join("; ", Checks)})"
+        : $"{Verdict} in {Seconds:0.0}s: {Reason}";
+}

@@ -64,7 +64,8 @@ public sealed record SnapshotDto(
     string? HoldReason,
     string? GroupSnapshot,
     Guid? Id = null,
-    string? Consistency = null);
+    string? Consistency = null,
+    SnapshotVerificationDto? Verification = null);
 
 /// <summary>
 /// <see cref="Hosts"/>: agents to quiesce around the cut (ADR 0015); <see cref="Fallback"/> says what

@@ -11,6 +11,8 @@ namespace Tidemark.Api;
 /// <param name="ChangedBytes">Take a snapshot once this many bytes changed since the policy's last one.</param>
 /// <param name="Hosts">Agents (hosts) quiesced around each snapshot (ADR 0015); none: crash-consistent.</param>
 /// <param name="Fallback">When an agent cannot quiesce: "crash" (the default for policies: take it, labelled crash) or "skip".</param>
+/// <param name="PreferConsistent">Retention keeps, for each hour/day/week/month it keeps, the most consistent snapshot of that period (application, then filesystem, then crash; the newest of equals) instead of the newest; keep-last still keeps the newest.</param>
+/// <param name="Verify">After each snapshot, the first host's agent mounts a view of it and checks it (fsck -n, pg_amcheck); null: on when the policy names hosts.</param>
 public sealed record PolicyRequest(
     string Name,
     string? Volume = null,
@@ -25,7 +27,9 @@ public sealed record PolicyRequest(
     int? KeepMonthly = null,
     bool Enabled = true,
     IReadOnlyList<string>? Hosts = null,
-    string? Fallback = null);
+    string? Fallback = null,
+    bool? Verify = null,
+    bool? PreferConsistent = null);
 
 /// <summary>One thing a policy did, or declined to do, and why.</summary>
 public sealed record PolicyActivityDto(DateTimeOffset Time, string Action, string? Snapshot, string Message);

@@ -13,6 +13,9 @@ public sealed partial class TidemarkClient
     /// <summary>The PostgreSQL backup labels kept with a snapshot taken in backup mode (ADR 0015).</summary>
     public Task<BackupLabelsDto> GetBackupLabelsAsync(string address, CancellationToken ct = default) => GetAsync<BackupLabelsDto>(SnapshotPath(address) + "/backup-label", ct);
 
+    /// <summary>Has the host's agent mount a view of the snapshot and check it; the snapshot comes back with its verification.</summary>
+    public Task<SnapshotDto> VerifySnapshotAsync(string address, VerifySnapshotRequest request, CancellationToken ct = default) => PostAsync<SnapshotDto>(SnapshotPath(address) + "/verify", request, ct);
+
     /// <summary>Asks the host's agent, through the server, for its status and mounts.</summary>
     public Task<HostStatusDto> GetHostStatusAsync(string name, CancellationToken ct = default) => GetAsync<HostStatusDto>($"hosts/{Seg(name)}/status", ct);
 

@@ -18,7 +18,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
     private static readonly TimeSpan _attachTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan _commandTimeout = TimeSpan.FromSeconds(120);
 
-    private readonly TidemarkClient _client;
+    private readonly TidemarkClient? _client;
     private readonly TextWriter _log;
     private readonly string _fuseDirectory;
     private readonly StringBuilder _nbdfuseOutput = new();
@@ -29,7 +29,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
     private bool _mounted;
     private string? _overlay;
 
-    private MountedSnapshot(TidemarkClient client, string snapshot, string workDirectory, TextWriter log)
+    private MountedSnapshot(TidemarkClient? client, string snapshot, string workDirectory, TextWriter log)
     {
         _client = client;
         _log = log;
@@ -47,6 +47,9 @@ public sealed class MountedSnapshot : IAsyncDisposable
     public string MountPoint { get; }
 
     public string? ViewName => _view;
+
+    /// <summary>The read-write loop device over the view (what fsck checks).</summary>
+    public string? LoopDevice => _loopDevice;
 
     /// <summary>The writable overlay over <see cref="MountPoint"/>, once <see cref="MountOverlayAsync"/> made it.</summary>
     public string? OverlayPoint => _overlay;
@@ -93,6 +96,46 @@ public sealed class MountedSnapshot : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Attaches and mounts an NBD export of a view that someone else made and deletes (a verifying
+    /// agent: the server made the view and its export, ADR 0015); teardown leaves those two alone.
+    /// </summary>
+    public static async Task<MountedSnapshot> AttachAsync(string url, string snapshot, string workDirectory, TextWriter log, CancellationToken ct)
+    {
+        CheckHost();
+        var mounted = new MountedSnapshot(null, snapshot, workDirectory, log);
+        try
+        {
+            Directory.CreateDirectory(mounted._fuseDirectory);
+            Directory.CreateDirectory(mounted.MountPoint);
+            await mounted.AttachUrlAsync(url, ct);
+            return mounted;
+        }
+        catch
+        {
+            await mounted.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Unmounts, runs <paramref name="check"/> on the loop device (fsck wants the file system
+    /// unmounted; the journal was replayed into the view by the mount), then mounts read-only again.
+    /// </summary>
+    public async Task<T> WhileUnmountedAsync<T>(Func<string, Task<T>> check, CancellationToken ct)
+    {
+        var umount = await HostCommand.RunAsync("umount", [MountPoint], _commandTimeout, ct);
+        if (umount.ExitCode != 0)
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"{MountPoint} does not unmount for the check ({umount.Describe()})");
+        }
+
+        _mounted = false;
+        var result = await check(_loopDevice!);
+        await MountReadOnlyAsync(ct);
+        return result;
+    }
+
     private async Task SetUpAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(_fuseDirectory);
@@ -103,15 +146,20 @@ public sealed class MountedSnapshot : IAsyncDisposable
         var volume = Snapshot[..Snapshot.IndexOf('@', StringComparison.Ordinal)];
         var stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var name = $"recover-{Truncate(volume, 30)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}";
-        await _client.CreateViewAsync(Snapshot, name, ct);
+        await _client!.CreateViewAsync(Snapshot, name, ct);
         _view = name;
-        var export = await _client.CreateExportAsync(new CreateExportRequest(Target: name, Name: name), ct);
+        var export = await _client!.CreateExportAsync(new CreateExportRequest(Target: name, Name: name), ct);
         _export = export.Name;
         // The TCP address, not LocalUrl: the recovery host need not be the server's host.
         var url = export.Url
             ?? throw new RecoveryException(RecoveryFailure.Refused, "the Tidemark server has no NBD listener, so a snapshot cannot be attached on this host; start it with --nbd");
         await _log.WriteLineAsync($"view {name} of {Snapshot} exported at {url}");
 
+        await AttachUrlAsync(url, ct);
+    }
+
+    private async Task AttachUrlAsync(string url, CancellationToken ct)
+    {
         _nbdfuse = StartNbdfuse(url);
         await WaitForDiskFileAsync(url, ct);
 
@@ -125,9 +173,14 @@ public sealed class MountedSnapshot : IAsyncDisposable
 
         _loopDevice = losetup.StandardOutput.Trim();
 
+        await MountReadOnlyAsync(ct);
+    }
+
+    private async Task MountReadOnlyAsync(CancellationToken ct)
+    {
         // The file system type is probed (ext4, XFS...). Its content comes from a snapshot and is not
         // trusted: no device nodes, set-uid programs or executables from it.
-        var mount = await HostCommand.RunAsync("mount", ["-o", "ro,nodev,nosuid,noexec", _loopDevice, MountPoint], _commandTimeout, ct);
+        var mount = await HostCommand.RunAsync("mount", ["-o", "ro,nodev,nosuid,noexec", _loopDevice!, MountPoint], _commandTimeout, ct);
         if (mount.ExitCode != 0)
         {
             throw new RecoveryException(RecoveryFailure.BadInput, $"the file system of {Snapshot} does not mount ({mount.Describe()}); is this the volume the mail store is on, with a file system directly on it (no partition table)?");
@@ -231,7 +284,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
         {
             try
             {
-                await _client.DeleteExportAsync(_export, CancellationToken.None);
+                await _client!.DeleteExportAsync(_export, CancellationToken.None);
             }
             catch (Exception e) when (e is TidemarkApiException or HttpRequestException or TaskCanceledException)
             {
@@ -243,7 +296,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
         {
             try
             {
-                await _client.DeleteVolumeAsync(_view, ct: CancellationToken.None);
+                await _client!.DeleteVolumeAsync(_view, ct: CancellationToken.None);
             }
             catch (Exception e) when (e is TidemarkApiException or HttpRequestException or TaskCanceledException)
             {
@@ -325,7 +378,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
         return false;
     }
 
-    internal static string UnescapeMountField(string field) =>
+    public static string UnescapeMountField(string field) =>
         field.Replace("\\040", " ", StringComparison.Ordinal).Replace("\\011", "\t", StringComparison.Ordinal)
             .Replace("\\012", "\n", StringComparison.Ordinal).Replace("\\134", "\\", StringComparison.Ordinal);
 

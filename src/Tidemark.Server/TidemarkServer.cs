@@ -278,6 +278,15 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<EventLog>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
                 sp.GetRequiredService<TimeProvider>()));
+            builder.Services.AddSingleton(sp => new SnapshotVerifier(
+                pool,
+                sp.GetRequiredService<ExportRegistry>(),
+                sp.GetRequiredService<HostRegistry>(),
+                identity,
+                sp.GetRequiredService<EventLog>(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
+                sp.GetRequiredService<TimeProvider>()));
+            builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<SnapshotVerifier>());
             builder.Services.AddSingleton(sp => new PolicyManager(
                 pool,
                 sp.GetRequiredService<EventLog>(),
@@ -287,6 +296,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 data.PoliciesPath)
             {
                 Agents = sp.GetRequiredService<SnapshotCoordinator>(),
+                Verifier = sp.GetRequiredService<SnapshotVerifier>(),
             });
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
             builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, sp.GetRequiredService<ILogger<ReplicaReceiver>>(), (data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath))

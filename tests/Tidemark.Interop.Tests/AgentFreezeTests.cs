@@ -19,13 +19,8 @@ public sealed class AgentFreezeTests
     {
         HostRequirements.RequireFileSystemStack();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "4G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("fs", VolumeBytes));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "fs"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
+        await using var fs = await Ext4Volume.StartAsync(temp, "fs", VolumeBytes, storeCapacity: "4G");
+        var (client, live) = (fs.Client, fs.Live);
         var identity = await client.GetIdentityAsync();
         await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "fs")]);
         await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
@@ -71,13 +66,8 @@ public sealed class AgentFreezeTests
     {
         HostRequirements.RequireFileSystemStack();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "4G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("fs", VolumeBytes));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "fs"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
+        await using var fs = await Ext4Volume.StartAsync(temp, "fs", VolumeBytes, storeCapacity: "4G");
+        var (server, client, live) = (fs.Server, fs.Client, fs.Live);
         var identity = await client.GetIdentityAsync();
         await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 3, [(live.MountPoint, "fs")]);
 
@@ -108,6 +98,44 @@ public sealed class AgentFreezeTests
         Assert.True(lateResume.Expired, "a resume after the deadline says the agent had resumed by itself");
         Assert.Equal(0, freezeAfter.ExitCode);
         Assert.Contains("did not resume session", agent.Log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Verify_GoodSnapshotPasses_CorruptedSnapshotFailsWithReason_ViewsDeleted()
+    {
+        HostRequirements.RequireFileSystemStack();
+        using var temp = new TempDirectory();
+        await using var fs = await Ext4Volume.StartAsync(temp, "fs", VolumeBytes, storeCapacity: "4G");
+        var (client, live) = (fs.Client, fs.Live);
+        FileTree.WriteRandom(live.MountPoint, files: 40, seed: 20261206);
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "fs")]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+        await client.CreateSnapshotAsync("fs", new CreateSnapshotRequest("good", ["app"]));
+
+        // Corrupt the file system the way a bad disk or a bug would: a directory's inode cleared while its
+        // directory entry stays. It still mounts; only a check finds it.
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("umount"), live.MountPoint);
+        (await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), AttachedExport.Tool("debugfs"), "-w", "-R", "clri /dir0", live.LoopDevice)).AssertSuccess();
+        await client.CreateSnapshotAsync("fs", "corrupt");
+
+        var good = await client.VerifySnapshotAsync("fs@good", new VerifySnapshotRequest("app"));
+        var bad = await client.VerifySnapshotAsync("fs@corrupt", new VerifySnapshotRequest("app"));
+        var listed = await client.ListSnapshotsAsync("fs");
+        var volumes = await client.ListVolumesAsync();
+        var exports = await client.ListExportsAsync();
+        var events = await client.ListEventsAsync();
+
+        Assert.True(good.Verification?.Verdict == VerifyResultDto.Passed, $"fs@good: {good.Verification?.Summary}");
+        Assert.Contains("e2fsck -fn: clean", good.Verification!.Checks);
+        Assert.Equal(VerifyResultDto.Failed, bad.Verification?.Verdict);
+        Assert.Contains("e2fsck -fn found problems in the ext4 file system", bad.Verification!.Reason, StringComparison.Ordinal);
+        Assert.Equal(bad.Verification.Summary, listed.Single(s => s.Name == "corrupt").Verification?.Summary);
+        Assert.DoesNotContain(volumes, v => v.Name.StartsWith("verify-", StringComparison.Ordinal));
+        Assert.DoesNotContain(exports, e => e.Name.StartsWith("verify-", StringComparison.Ordinal));
+        Assert.Contains(events, e => e.Kind == "snapshot.verify" && e.Subject == "fs@corrupt" && e.Outcome == "failed");
+        Assert.Contains(events, e => e.Kind == "snapshot.verify" && e.Subject == "fs@good" && e.Outcome == "ok");
+        Assert.DoesNotContain("tidemark-verify-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal); // the agent unmounted everything
     }
 
     private static async Task<ViewReport> InspectAsync(TidemarkClient client, TempDirectory temp, string snapshot, string view)

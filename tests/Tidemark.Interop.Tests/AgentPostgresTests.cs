@@ -9,7 +9,8 @@ namespace Tidemark.Interop.Tests;
 /// taken through the agent under pgbench load puts the cluster in backup mode (pg_backup_start on a
 /// held connection) and freezes the file system around the cut; the snapshot is labelled
 /// application-consistent, keeps the backup label, and a second PostgreSQL started on its view
-/// passes pg_amcheck with balanced pgbench books.
+/// passes pg_amcheck with balanced pgbench books; the agent's own verification of the snapshot
+/// (PostgreSQL started on an overlay of a view, pg_amcheck) passes too.
 /// </summary>
 public sealed class AgentPostgresTests
 {
@@ -21,17 +22,9 @@ public sealed class AgentPostgresTests
     {
         var bin = HostRequirements.RequirePostgres();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "6G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("pg", VolumeBytes));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "pg"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
-        var primaryData = Path.Combine(live.MountPoint, "pgdata");
-        await PostgresInstance.InitDbAsync(bin, primaryData);
-        await using var primary = await PostgresInstance.StartAsync(bin, primaryData, temp.Combine("sock-primary"));
-        await primary.RunClientAsync(TimeSpan.FromMinutes(3), "pgbench", "-i", "-q", "-s", $"{Scale}", "postgres");
+        await using var pg = await Ext4Volume.StartAsync(temp, "pg", VolumeBytes, storeCapacity: "6G");
+        var (client, live) = (pg.Client, pg.Live);
+        await using var primary = await pg.StartPostgresAsync(bin, temp, Scale);
         var identity = await client.GetIdentityAsync();
         var connection = $"main:Host={primary.SocketDirectory};Port={primary.Port.ToString(CultureInfo.InvariantCulture)};Username=postgres;Database=postgres";
         await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 60, [(live.MountPoint, "pg")], [connection]);
@@ -42,6 +35,7 @@ public sealed class AgentPostgresTests
             taken = await client.CreateSnapshotAsync("pg", new CreateSnapshotRequest("under-load", ["app"])),
             loadSeconds: 60); // pg_backup_start's checkpoint takes seconds on a loaded machine: the load must outlast it
         var labels = await client.GetBackupLabelsAsync("pg@under-load");
+        var verified = await client.VerifySnapshotAsync("pg@under-load", new VerifySnapshotRequest("app"));
 
         await client.CreateViewAsync("pg@under-load", "pg-clone");
         var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
@@ -67,6 +61,9 @@ public sealed class AgentPostgresTests
         Assert.Equal("app/main", label.Key);
         Assert.Contains("START WAL LOCATION:", label.Value, StringComparison.Ordinal);
         Assert.Contains("LABEL: tidemark app", label.Value, StringComparison.Ordinal);
+        Assert.True(verified.Verification?.Verdict == VerifyResultDto.Passed, $"verification through the agent: {verified.Verification?.Summary}");
+        Assert.Contains("postgresql cluster main: started, pg_amcheck clean", verified.Verification!.Checks);
+        Assert.Contains("e2fsck -fn: clean", verified.Verification.Checks);
         Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the clone: {amcheck.StandardOutput}\n{amcheck.StandardError}");
         Assert.Equal("t", balanced);
         Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");

@@ -16,13 +16,8 @@ public sealed class Ext4SnapshotTests
     {
         HostRequirements.RequireFileSystemStack();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "4G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("fs", VolumeBytes));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "fs"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
+        await using var fs = await Ext4Volume.StartAsync(temp, "fs", VolumeBytes, storeCapacity: "4G");
+        var (client, live) = (fs.Client, fs.Live);
         var atSnapshot = FileTree.WriteRandom(live.MountPoint, files: 320, seed: 20261124);
 
         // sync, then freeze: the journal is flushed and the superblock marked clean, so the

@@ -22,17 +22,9 @@ public sealed class PostgresSnapshotTests
     {
         var bin = HostRequirements.RequirePostgres();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "6G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("pg", VolumeBytes));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "pg"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
-        var primaryData = Path.Combine(live.MountPoint, "pgdata");
-        await PostgresInstance.InitDbAsync(bin, primaryData);
-        await using var primary = await PostgresInstance.StartAsync(bin, primaryData, temp.Combine("sock-primary"));
-        await primary.RunClientAsync(TimeSpan.FromMinutes(3), "pgbench", "-i", "-q", "-s", $"{Scale}", "postgres");
+        await using var pg = await Ext4Volume.StartAsync(temp, "pg", VolumeBytes, storeCapacity: "6G");
+        var (client, live) = (pg.Client, pg.Live);
+        await using var primary = await pg.StartPostgresAsync(bin, temp, Scale);
         await primary.QueryAsync("CHECKPOINT");
 
         var (committedBeforeSnapshot, loadOutput) = await SnapshotUnderLoadAsync(primary, () => client.CreateSnapshotAsync("pg", "under-load"));

@@ -60,6 +60,54 @@ public sealed class AgentTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Verify_AgentDownOrNothingDeclared_NotChecked_ViewAndExportDeleted_RecordedAndCounted()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+        await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+        await client.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{ClosedPort()}", new string('a', 64)));
+        await client.CreateSnapshotAsync("db", "s");
+
+        var nothing = await client.VerifySnapshotAsync("db@s", new VerifySnapshotRequest("db1"));
+        var down = await client.VerifySnapshotAsync("db@s", new VerifySnapshotRequest("down"));
+        var noHost = await Assert.ThrowsAsync<TidemarkApiException>(() => client.VerifySnapshotAsync("db@s", new VerifySnapshotRequest("")));
+        var unknownHost = await Assert.ThrowsAsync<TidemarkApiException>(() => client.VerifySnapshotAsync("db@s", new VerifySnapshotRequest("nobody")));
+        await client.CreatePolicyAsync(new PolicyRequest("app", Volume: "db", Schedule: "every 1h", Hosts: ["down"]));
+        var policy = await client.RunPolicyAsync("app");
+        var listed = await client.ListSnapshotsAsync("db");
+        var volumes = await client.ListVolumesAsync();
+        var exports = await client.ListExportsAsync();
+        var events = await client.ListEventsAsync();
+        using var http = new HttpClient { BaseAddress = _server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        var metrics = await http.GetStringAsync("metrics");
+        var cli = await CliProcess.RunAsync("snapshot", "list", "db", "--data", _server.DataDirectory);
+        var cliVerify = await CliProcess.RunAsync("snapshot", "verify", "db@s", "--data", _server.DataDirectory);
+
+        Assert.Equal(VerifyResultDto.NotChecked, nothing.Verification?.Verdict);
+        Assert.Contains("nothing on host db1 is declared on volume db", nothing.Verification!.Reason, StringComparison.Ordinal);
+        Assert.Equal(VerifyResultDto.NotChecked, down.Verification?.Verdict);
+        Assert.Contains("did not answer", down.Verification!.Reason, StringComparison.Ordinal);
+        Assert.Equal("down", down.Verification.Host);
+        Assert.Equal(HttpStatusCode.BadRequest, noHost.Status);
+        Assert.Equal(HttpStatusCode.NotFound, unknownHost.Status);
+        Assert.Equal((down.Verification.Summary, down.Verification.At), (listed.Single(s => s.Name == "s").Verification?.Summary, listed.Single(s => s.Name == "s").Verification?.At));
+        var policySnapshot = listed.Single(s => s.Name.StartsWith("app-", StringComparison.Ordinal));
+        Assert.Equal(VerifyResultDto.NotChecked, policySnapshot.Verification?.Verdict); // on by default for a policy with hosts
+        Assert.Contains("verification: db: not-checked", policy.Activity[^1].Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(volumes, v => v.Name.StartsWith("verify-", StringComparison.Ordinal));
+        Assert.DoesNotContain(exports, e => e.Name.StartsWith("verify-", StringComparison.Ordinal));
+        Assert.Equal(3, events.Count(e => e.Kind == "snapshot.verify" && e.Outcome == "skipped"));
+        Assert.Contains("tidemark_snapshot_verifications_total{verdict=\"not-checked\"} 3", metrics, StringComparison.Ordinal);
+        Assert.Equal(0, cli.ExitCode);
+        Assert.Contains("VERIFIED", cli.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("not-checked in", cli.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal(2, cliVerify.ExitCode); // --host is required
+    }
+
+    [Fact]
     public async Task Agent_PairedServer_ReportsMounts_AndRefusesToQuiesceWhatItDoesNotHold()
     {
         using var client = _server.Client();
@@ -201,7 +249,7 @@ public sealed class AgentTests : IAsyncLifetime
             Listen = "127.0.0.1:0",
             DeadlineSeconds = AgentConfig.MaxDeadlineSeconds,
             Servers = [new AgentServerEntry(Convert.ToHexStringLower(SHA256.HashData(certificate.RawData)), DateTimeOffset.UtcNow)],
-            Scripts = [new AgentScriptEntry("slow", ["db"], $"sleep 2; echo pre >> {marks}", $"echo post >> {marks}")],
+            Scripts = [new AgentScriptEntry("slow", ["db"], $"echo start >> {marks}; sleep 2; echo pre >> {marks}", $"echo post >> {marks}")],
         }.Save(directory);
         await using var agent = await AgentHost.StartAsync(directory);
         using var handler = new SocketsHttpHandler
@@ -213,11 +261,20 @@ public sealed class AgentTests : IAsyncLifetime
             },
         };
         using var impatient = new HttpClient(handler) { BaseAddress = new Uri($"https://{agent.Endpoint}/agent/v1/"), Timeout = TimeSpan.FromSeconds(30) };
-        using var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+        using var soon = new CancellationTokenSource();
 
-        var gaveUp = await Record.ExceptionAsync(() => impatient.PostAsJsonAsync("quiesce", new QuiesceRequest(["db"]), ApiJson.Options, soon.Token));
+        // Give up once the quiesce is under way (its PRE hook started), not after a fixed time: on a
+        // loaded machine a fixed budget can end before the request even reaches the agent.
+        var quiesce = impatient.PostAsJsonAsync("quiesce", new QuiesceRequest(["db"]), ApiJson.Options, soon.Token);
         var waited = System.Diagnostics.Stopwatch.StartNew();
-        while ((!File.Exists(marks) || File.ReadAllLines(marks).Length < 2) && waited.Elapsed < TimeSpan.FromSeconds(60))
+        while (!File.Exists(marks) && waited.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            await Task.Delay(20);
+        }
+
+        await soon.CancelAsync();
+        var gaveUp = await Record.ExceptionAsync(() => quiesce);
+        while ((!File.Exists(marks) || File.ReadAllLines(marks).Length < 3) && waited.Elapsed < TimeSpan.FromSeconds(120))
         {
             await Task.Delay(100);
         }
@@ -225,7 +282,7 @@ public sealed class AgentTests : IAsyncLifetime
         var status = await impatient.GetFromJsonAsync<AgentStatusDto>("status", ApiJson.Options);
 
         Assert.IsAssignableFrom<OperationCanceledException>(gaveUp);
-        Assert.Equal(["pre", "post"], await File.ReadAllLinesAsync(marks));
+        Assert.Equal(["start", "pre", "post"], await File.ReadAllLinesAsync(marks));
         Assert.Empty(status!.Sessions);
     }
 

@@ -189,6 +189,16 @@ public sealed class ControlRecordGoldenTests
             new ConsistencyRecord("filesystem", "db1: /srv/data (ext4)", ["db1"], 0.125, At),
             r => (r.Level, r.Detail, string.Join(',', r.Hosts), r.PausedSeconds, r.At));
 
+    [Fact]
+    public void VerificationRecord_Golden() =>
+        Check(
+            VerificationRecord.Kind,
+            """
+            8ACD1A4401000100 {"verdict":"failed","reason":"e2fsck -fn found problems","checks":["mounted read-only"],"seconds":4.5,"host":"db1","at":"2026-12-06T05:00:00+00:00"}
+            """,
+            new VerificationRecord("failed", "e2fsck -fn found problems", ["mounted read-only"], 4.5, "db1", At),
+            r => (r.Verdict, r.Reason, string.Join(',', r.Checks), r.Seconds, r.Host, r.At));
+
     /// <summary>The sample is the 8-byte envelope in hex, a space, then the record's JSON.</summary>
     private static void Check<T, TValues>(ControlKind<T> kind, string golden, T record, Func<T, TValues> values)
         where T : class

@@ -130,10 +130,14 @@ public static class PolicyCommands
 
         public Option<string?> Fallback { get; } = new("--fallback") { Description = "when an agent cannot quiesce: crash (take it, labelled crash; default) or skip" };
 
+        public Option<string?> Verify { get; } = new("--verify") { Description = "on: after each snapshot the first host's agent mounts a view of it and checks it (fsck -n, pg_amcheck); off: never. Default: on when --hosts is given" };
+
+        public Option<string?> PreferConsistent { get; } = new("--prefer-consistent") { Description = "on: the hourly/daily/weekly/monthly snapshot kept is the period's most consistent one (application, then filesystem), not its newest; off (default)" };
+
         public void AddTo(Command command)
         {
             command.Arguments.Add(Name);
-            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback })
+            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback, Verify, PreferConsistent })
             {
                 command.Options.Add(option);
             }
@@ -174,6 +178,20 @@ public static class PolicyCommands
                 KeepMonthly = p.GetValue(KeepMonthly) ?? d.KeepMonthly,
                 Hosts = p.GetValue(Hosts) is { } hosts ? SnapshotCommands.HostList(hosts) : d.Hosts,
                 Fallback = p.GetValue(Fallback) ?? d.Fallback,
+                Verify = p.GetValue(Verify) switch
+                {
+                    null => d.Verify,
+                    "on" => true,
+                    "off" => false,
+                    var other => throw new CliException($"--verify is on or off, not '{other}'"),
+                },
+                PreferConsistent = p.GetValue(PreferConsistent) switch
+                {
+                    null => d.PreferConsistent,
+                    "on" => true,
+                    "off" => false,
+                    var other => throw new CliException($"--prefer-consistent is on or off, not '{other}'"),
+                },
             };
         }
     }
@@ -205,7 +223,8 @@ public static class PolicyCommands
             ("schedule", (p.Definition.Schedule ?? "-") + (p.Definition.TimeZone is { } z ? $" ({z})" : "")),
             ("changed-data trigger", p.Definition.ChangedBytes is { } b ? Output.Size(b) : "-"),
             ("agents", p.Definition.Hosts is { Count: > 0 } h ? $"{string.Join(", ", h)} (fallback {p.Definition.Fallback ?? "crash"})" : "- (crash-consistent)"),
-            ("retention", Retention(p.Definition)),
+            ("verification", (p.Definition.Verify ?? p.Definition.Hosts is { Count: > 0 }) ? $"on (through {(p.Definition.Hosts is { Count: > 0 } vh ? vh[0] : "-")})" : "off"),
+            ("retention", Retention(p.Definition) + (p.Definition.PreferConsistent == true ? ", preferring consistent snapshots" : "")),
             ("next run", p.NextRun is { } next ? Output.Time(next) : "-"),
             ("last snapshot", p.LastSnapshotAt is { } last ? Output.Time(last) : "-"),
             ("snapshots", p.Snapshots.Count == 0 ? "-" : string.Join(", ", p.Snapshots)),

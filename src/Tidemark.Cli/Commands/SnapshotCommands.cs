@@ -39,6 +39,7 @@ public static class SnapshotCommands
                 ("held", Hold(snapshot)),
                 ("group", snapshot.GroupSnapshot ?? "-"),
                 ("consistency", snapshot.Consistency ?? "crash"),
+                ("verification", Verified(snapshot)),
                 ("unique", Output.Size(usage.UniqueBytes) + " (freed if deleted)"),
                 ("shared", Output.Size(usage.SharedBytes)));
         });
@@ -58,6 +59,27 @@ public static class SnapshotCommands
             {
                 Console.WriteLine($"# {cluster}");
                 Console.Write(text);
+            }
+        });
+
+        var verifyAddress = Address();
+        var verifyHost = new Option<string>("--host") { Description = "the host whose agent mounts a view of the snapshot and checks it ('host list')", Required = true };
+        var verify = new Command("verify", "Prove a snapshot mountable: a host's agent mounts a view of it read-only and runs fsck -n (and PostgreSQL + pg_amcheck for a cluster on it); exit 1 when it fails") { verifyAddress, verifyHost };
+        verify.SetClientAction(async (p, client, json, ct) =>
+        {
+            var snapshot = await client.VerifySnapshotAsync(Checked(p.GetValue(verifyAddress)!), new VerifySnapshotRequest(p.GetValue(verifyHost)!), ct);
+            if (json)
+            {
+                Output.Json(snapshot);
+            }
+            else
+            {
+                Output.Fields(("snapshot", snapshot.Address), ("consistency", snapshot.Consistency ?? "crash"), ("verification", Verified(snapshot)), ("host", snapshot.Verification?.Host ?? "-"));
+            }
+
+            if (snapshot.Verification?.Verdict == VerifyResultDto.Failed)
+            {
+                throw new CliException($"{snapshot.Address} failed verification: {snapshot.Verification.Reason}", CommandRunner.Refused);
             }
         });
 
@@ -100,7 +122,7 @@ public static class SnapshotCommands
         release.SetClientAction(async (p, client, json, ct) =>
             PrintList([await client.ReleaseHoldAsync(Checked(p.GetValue(releaseAddress)!), ct)], json, single: true));
 
-        return new Command("snapshot", "Point-in-time snapshots, addressed VOLUME@SNAPSHOT") { create, list, show, label, delete, diff, hold, release, StreamCommands.Export(), StreamCommands.Import() };
+        return new Command("snapshot", "Point-in-time snapshots, addressed VOLUME@SNAPSHOT") { create, list, show, label, verify, delete, diff, hold, release, StreamCommands.Export(), StreamCommands.Import() };
     }
 
     private static Argument<string> Address() => new("snapshot") { Description = "VOLUME@SNAPSHOT" };
@@ -110,6 +132,8 @@ public static class SnapshotCommands
         CommandRunner.SplitAddress(address);
         return address;
     }
+
+    private static string Verified(SnapshotDto s) => s.Verification?.Summary ?? "-";
 
     private static string Hold(SnapshotDto s) =>
         !s.Held ? "no" : (s.HeldUntilReleased ? "until released" : $"until {Output.Time(s.HoldUntil!.Value)}") + (s.HoldReason is { } r ? $" ({r})" : string.Empty);
@@ -131,8 +155,8 @@ public static class SnapshotCommands
         }
 
         Output.Table(
-            ["SNAPSHOT", "CREATED", "SIZE", "HELD", "GROUP", "CONSISTENCY"],
-            snapshots.Select(s => (IReadOnlyList<string>)[s.Address, Output.Time(s.CreatedAt), Output.Size(s.SizeBytes), Hold(s), s.GroupSnapshot ?? "-", s.Consistency ?? "crash"]));
+            ["SNAPSHOT", "CREATED", "SIZE", "HELD", "GROUP", "CONSISTENCY", "VERIFIED"],
+            snapshots.Select(s => (IReadOnlyList<string>)[s.Address, Output.Time(s.CreatedAt), Output.Size(s.SizeBytes), Hold(s), s.GroupSnapshot ?? "-", s.Consistency ?? "crash", Verified(s)]));
     }
 
     /// <summary>--consistent HOST[,HOST] and --fallback, shared by `snapshot create` and `group snapshot` (ADR 0015).</summary>

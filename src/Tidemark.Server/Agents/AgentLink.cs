@@ -32,6 +32,8 @@ public sealed class AgentLink : IDisposable
     public Task<ResumeResultDto> ResumeAsync(string session, CancellationToken ct) =>
         SendAsync<ResumeResultDto>(HttpMethod.Post, $"sessions/{Uri.EscapeDataString(session)}/resume", null, ct);
 
+    public Task<VerifyResultDto> VerifyAsync(VerifyRequest request, CancellationToken ct) => SendAsync<VerifyResultDto>(HttpMethod.Post, "verify", request, ct);
+
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)
     {
         try

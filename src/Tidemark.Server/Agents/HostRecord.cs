@@ -39,3 +39,16 @@ public sealed record ConsistencyRecord(
     [System.Text.Json.Serialization.JsonIgnore]
     public string Label => $"{Level} ({Detail})";
 }
+
+/// <summary>
+/// A snapshot's last verification (ADR 0015), as persisted: a control record (kind "verification",
+/// version 1) named by the snapshot's id, like <see cref="ConsistencyRecord"/>. <see cref="Verdict"/>:
+/// "passed", "failed" or "not-checked"; <see cref="Reason"/> says why for the last two.
+/// Field names are persisted: never rename them.
+/// </summary>
+/// <param name="Checks">What ran: "mounted read-only", "e2fsck -fn: clean", "postgresql cluster main: started, pg_amcheck clean".</param>
+/// <param name="Seconds">From the view's creation to its deletion, by the server's clock.</param>
+public sealed record VerificationRecord(string Verdict, string? Reason, IReadOnlyList<string> Checks, double Seconds, string Host, DateTimeOffset At)
+{
+    public static readonly ControlKind<VerificationRecord> Kind = new("verification", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
+}

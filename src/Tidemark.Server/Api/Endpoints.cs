@@ -159,11 +159,24 @@ public static class Endpoints
 
     private static void MapSnapshots(RouteGroupBuilder snapshots)
     {
-        snapshots.MapGet("/", (Pool p, SnapshotCoordinator agents, string volume) =>
+        snapshots.MapGet("/", (Pool p, SnapshotCoordinator agents, SnapshotVerifier verifier, string volume) =>
         {
             var consistency = agents.Consistencies();
-            return TypedResults.Ok(p.ListSnapshots(volume).Select(s => s.ToDto(consistency.GetValueOrDefault(s.Id))).ToList());
+            var verified = verifier.Verifications();
+            return TypedResults.Ok(p.ListSnapshots(volume).Select(s => s.ToDto(consistency.GetValueOrDefault(s.Id), verified.GetValueOrDefault(s.Id))).ToList());
         });
+        snapshots.MapPost("/{snapshot}/verify", async (HttpContext c, Pool p, SnapshotCoordinator agents, SnapshotVerifier verifier, string volume, string snapshot, VerifySnapshotRequest? request, CancellationToken ct) =>
+        {
+            if (string.IsNullOrEmpty(request?.Host))
+            {
+                throw new StorageException(StorageError.InvalidArgument, "a verification needs the host whose agent mounts and checks the view ('--host NAME'; 'tidemark host list' shows them)");
+            }
+
+            var record = await verifier.VerifyAsync($"{volume}@{snapshot}", request.Host, (string)c.Items[AuditMiddleware.ActorItem]!, ct);
+            var found = p.GetSnapshot($"{volume}@{snapshot}");
+            c.Items[AuditMiddleware.DetailItem] = $"verification: {SnapshotVerifier.ToDto(record).Summary}";
+            return TypedResults.Ok(found.ToDto(agents.ConsistencyOf(found.Id), record));
+        }).WithName("snapshot.verify");
         snapshots.MapPost("/", async (HttpContext c, Pool p, SnapshotCoordinator agents, string volume, CreateSnapshotRequest? request, CancellationToken ct) =>
         {
             var name = string.IsNullOrEmpty(request?.Name) ? null : request.Name;
@@ -188,10 +201,10 @@ public static class Endpoints
                 ? TypedResults.Ok(new BackupLabelsDto(found.Address, labels))
                 : throw new StorageException(StorageError.NotFound, $"{found.Address} has no backup label: no PostgreSQL cluster was in backup mode for it (a snapshot through an agent with a postgres entry has one)");
         });
-        snapshots.MapGet("/{snapshot}", (Pool p, SnapshotCoordinator agents, string volume, string snapshot) =>
+        snapshots.MapGet("/{snapshot}", (Pool p, SnapshotCoordinator agents, SnapshotVerifier verifier, string volume, string snapshot) =>
         {
             var found = p.GetSnapshot($"{volume}@{snapshot}");
-            return TypedResults.Ok(found.ToDto(agents.ConsistencyOf(found.Id)));
+            return TypedResults.Ok(found.ToDto(agents.ConsistencyOf(found.Id), verifier.VerificationOf(found.Id)));
         });
         snapshots.MapDelete("/{snapshot}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, string volume, string snapshot, double? wait) =>
         {

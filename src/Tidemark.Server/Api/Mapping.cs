@@ -42,8 +42,12 @@ public static class Mapping
         s.Id);
 
     /// <summary>With its consistency (ADR 0015): a snapshot nothing was quiesced for is crash-consistent.</summary>
-    public static SnapshotDto ToDto(this SnapshotInfo s, Agents.ConsistencyRecord? consistency) =>
-        s.ToDto() with { Consistency = consistency?.Label ?? Agents.ConsistencyRecord.Crash };
+    public static SnapshotDto ToDto(this SnapshotInfo s, Agents.ConsistencyRecord? consistency, Agents.VerificationRecord? verification = null) =>
+        s.ToDto() with
+        {
+            Consistency = consistency?.Label ?? Agents.ConsistencyRecord.Crash,
+            Verification = verification is null ? null : Agents.SnapshotVerifier.ToDto(verification),
+        };
 
     public static GroupDto ToDto(this GroupInfo g) => new(g.Name, g.Volumes, g.CreatedAt);
 

@@ -27,6 +27,6 @@ public static class PolicyEndpoints
             m.Delete(name);
             return TypedResults.NoContent();
         }).WithName("policy.delete");
-        policies.MapPost("/{name}/run", (PolicyManager m, string name) => TypedResults.Ok(m.RunNow(name))).WithName("policy.run");
+        policies.MapPost("/{name}/run", async (PolicyManager m, string name) => TypedResults.Ok(await m.RunNowAsync(name))).WithName("policy.run");
     }
 }

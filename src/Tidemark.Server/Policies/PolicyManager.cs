@@ -30,6 +30,7 @@ public sealed partial class PolicyManager : PeriodicService
     private readonly string _path;
     private readonly Lock _lock = new();
     private readonly SortedDictionary<string, PolicyState> _policies = new(StringComparer.Ordinal);
+    private readonly HashSet<Task> _inFlight = [];
 
     public PolicyManager(Pool pool, EventLog events, ExportRegistry? exports, TimeProvider time, ILogger logger, string path)
         : base(time, logger)
@@ -48,6 +49,12 @@ public sealed partial class PolicyManager : PeriodicService
 
     /// <summary>Quiesces the policy's hosts around its snapshots (ADR 0015); null: no agents (tests of policies alone).</summary>
     public SnapshotCoordinator? Agents { get; init; }
+
+    /// <summary>Verifies the policy's snapshots through its first host (ADR 0015); null: no verification (tests of policies alone).</summary>
+    public SnapshotVerifier? Verifier { get; init; }
+
+    /// <summary>Verification is on by default for a policy whose snapshots go through agents (application-consistent ones).</summary>
+    public static bool Verifies(PolicyRequest d) => d.Verify ?? d.Hosts is { Count: > 0 };
 
     /// <summary>When a policy last snapshotted this volume or group (a replica may follow policy snapshots), or null.</summary>
     public DateTimeOffset? LastSnapshotOf(string target)
@@ -160,27 +167,46 @@ public sealed partial class PolicyManager : PeriodicService
         }
     }
 
-    /// <summary>Takes a snapshot for the policy now and applies its retention, whatever its schedule says.</summary>
-    public PolicyDto RunNow(string name)
+    /// <summary>
+    /// Takes a snapshot for the policy now and applies its retention, whatever its schedule says.
+    /// Refused while the policy's previous run (a tick's, or another request's) is still going.
+    /// </summary>
+    public async Task<PolicyDto> RunNowAsync(string name)
     {
+        PolicyState state;
         lock (_lock)
         {
-            var state = Find(name);
-            var now = _time.GetUtcNow();
-            Run(state, now, "run on request");
-            Save();
+            state = Find(name);
+            if (state.Running)
+            {
+                throw new StorageException(StorageError.Busy, $"policy {name} is taking a snapshot now (its hosts' agents may be quiescing); try again when 'tidemark policy show {name}' has the result");
+            }
+
+            state.Running = true;
+        }
+
+        await RunAsync(state, _time.GetUtcNow(), "run on request");
+        lock (_lock)
+        {
             return state.ToDto();
         }
     }
 
-    /// <summary>One tick: every enabled policy whose schedule is due or whose changed-data threshold is reached runs.</summary>
-    public void RunDue()
+    /// <summary>
+    /// One tick: every enabled policy whose schedule is due or whose changed-data threshold is reached
+    /// starts a run. The runs go on outside the policy lock (quiescing through agents can take up to
+    /// their call timeouts), each policy's on its own: a slow agent delays only its own policy, never
+    /// another's tick nor 'policy list'. A policy still running from before is not started again.
+    /// The task completes when the runs this tick started have finished (tests await it; the timer does not).
+    /// </summary>
+    public Task RunDueAsync()
     {
+        var started = new List<Task>();
         lock (_lock)
         {
             var now = _time.GetUtcNow();
             var changed = false;
-            foreach (var state in _policies.Values.Where(p => p.Definition.Enabled))
+            foreach (var state in _policies.Values.Where(p => p.Definition.Enabled && !p.Running))
             {
                 string? reason = null;
                 try
@@ -210,8 +236,8 @@ public sealed partial class PolicyManager : PeriodicService
 
                 if (reason is not null)
                 {
-                    Run(state, now, reason);
-                    changed = true;
+                    state.Running = true;
+                    started.Add(RunAsync(state, now, reason));
                 }
             }
 
@@ -220,39 +246,157 @@ public sealed partial class PolicyManager : PeriodicService
                 Save();
             }
         }
+
+        return Task.WhenAll(started);
     }
 
-    private void Run(PolicyState state, DateTimeOffset now, string reason)
+    /// <summary>Waits for the runs in progress (at shutdown, before the pool closes under them).</summary>
+    public Task WhenIdleAsync()
     {
+        lock (_lock)
+        {
+            return Task.WhenAll(_inFlight);
+        }
+    }
+
+    /// <summary>One run of a policy the caller marked <see cref="PolicyState.Running"/> (under the lock); clears the mark.</summary>
+    private Task RunAsync(PolicyState state, DateTimeOffset now, string reason)
+    {
+        var task = RunCoreAsync(state, now, reason);
+        lock (_lock)
+        {
+            if (!task.IsCompleted)
+            {
+                _inFlight.Add(task);
+                _ = task.ContinueWith(t => { lock (_lock) { _inFlight.Remove(t); } }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+        }
+
+        return task;
+    }
+
+    private async Task RunCoreAsync(PolicyState state, DateTimeOffset now, string reason)
+    {
+        // Off the caller's thread at once: the tick holds the policy lock while it starts runs.
+        await Task.Yield();
         try
         {
-            TakeSnapshot(state, now, reason);
-            ApplyRetention(state, now);
-            state.LastError = null;
+            PolicyRequest d;
+            string name;
+            lock (_lock)
+            {
+                d = state.Definition;
+                name = NextName(d, now);
+            }
+
+            StorageException? error = null;
+            try
+            {
+                reason = await TakeSnapshotAsync(d, name, reason);
+            }
+            catch (StorageException ex)
+            {
+                error = ex;
+            }
+
+            if (error is null && Verifies(d) && d.Hosts is { Count: > 0 } hosts && Verifier is not null)
+            {
+                reason += await VerifyAsync(d, name, hosts[0]);
+            }
+
+            lock (_lock)
+            {
+                if (!_policies.TryGetValue(d.Name, out var current) || current != state)
+                {
+                    // Deleted (or deleted and made again) while the agents were quiescing: what was cut stays, unmanaged.
+                    _events.Record(error is null ? "snapshot.create" : "policy.error", error is null ? Address(d, name) : d.Name, $"policy:{d.Name}", error?.Message ?? $"{reason}; the policy was deleted meanwhile: the snapshot is not managed", error is null ? "ok" : "failed");
+                    return;
+                }
+
+                if (error is not null)
+                {
+                    Fail(state, now, error);
+                }
+                else
+                {
+                    // Retargeted meanwhile: the snapshot is of the old target, which the policy no longer manages.
+                    if (state.Definition.Volume == d.Volume && state.Definition.Group == d.Group)
+                    {
+                        state.Snapshots.Add(name);
+                        state.LastSnapshotAt = now;
+                    }
+
+                    Act(state, now, "snapshot", Address(d, name), reason, "ok");
+                    try
+                    {
+                        ApplyRetention(state, now);
+                        state.LastError = null;
+                    }
+                    catch (StorageException ex)
+                    {
+                        Fail(state, now, ex);
+                    }
+                }
+
+                Save();
+            }
         }
-        catch (StorageException ex)
+        catch (Exception ex)
         {
-            Fail(state, now, ex);
+            // Nobody awaits a timer's run: whatever went wrong is logged here or nowhere.
+            _logger.LogError(ex, "Policy {Policy} run failed; it runs again at its next due time", state.Definition.Name);
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                state.Running = false;
+            }
         }
     }
 
-    private void TakeSnapshot(PolicyState state, DateTimeOffset now, string reason)
+    /// <summary>Verifies each member of the snapshot just cut; a verification that cannot run is reported, never fails the run (the snapshot exists).</summary>
+    private async Task<string> VerifyAsync(PolicyRequest d, string name, string host)
     {
-        var d = state.Definition;
+        var volumes = d.Group is { } group ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? [] : [d.Volume!];
+        var verdicts = new List<string>();
+        foreach (var volume in volumes)
+        {
+            try
+            {
+                var record = await Verifier!.VerifyAsync($"{volume}@{name}", host, $"policy:{d.Name}", CancellationToken.None);
+                verdicts.Add($"{volume}: {SnapshotVerifier.ToDto(record).Summary}");
+            }
+            catch (StorageException ex)
+            {
+                verdicts.Add($"{volume}: not verified ({ex.Message})");
+            }
+        }
+
+        return $"; verification: {string.Join("; ", verdicts)}";
+    }
+
+    private string NextName(PolicyRequest d, DateTimeOffset now)
+    {
         var name = $"{d.Name}-{now.UtcDateTime:yyyyMMdd-HHmmss}";
         for (var i = 2; Exists(d, name); i++)
         {
             name = $"{d.Name}-{now.UtcDateTime:yyyyMMdd-HHmmss}-{i}";
         }
 
+        return name;
+    }
+
+    /// <summary>Cuts the snapshot (through the policy's hosts' agents when it names any), outside the policy lock; returns the reason with the consistency.</summary>
+    private async Task<string> TakeSnapshotAsync(PolicyRequest d, string name, string reason)
+    {
         if (d.Hosts is { Count: > 0 } hosts && Agents is not null)
         {
-            // A background tick: waiting here holds other policies for at most the agents' call timeouts.
-            var (_, consistency) = Agents.TakeAsync(d.Volume, d.Group, name, hosts, SnapshotCoordinator.CheckFallback(d.Fallback, SnapshotCoordinator.FallbackCrash), $"policy:{d.Name}", CancellationToken.None)
-                .GetAwaiter().GetResult();
-            reason += $"; consistency: {consistency.Label}";
+            var (_, consistency) = await Agents.TakeAsync(d.Volume, d.Group, name, hosts, SnapshotCoordinator.CheckFallback(d.Fallback, SnapshotCoordinator.FallbackCrash), $"policy:{d.Name}", CancellationToken.None);
+            return reason + $"; consistency: {consistency.Label}";
         }
-        else if (d.Group is { } group)
+
+        if (d.Group is { } group)
         {
             _pool.SnapshotGroup(group, name);
         }
@@ -261,9 +405,7 @@ public sealed partial class PolicyManager : PeriodicService
             _pool.CreateSnapshot(d.Volume!, name);
         }
 
-        state.Snapshots.Add(name);
-        state.LastSnapshotAt = now;
-        Act(state, now, "snapshot", Address(d, name), reason, "ok");
+        return reason;
     }
 
     private void ApplyRetention(PolicyState state, DateTimeOffset now)
@@ -271,7 +413,7 @@ public sealed partial class PolicyManager : PeriodicService
         var d = state.Definition;
         var existing = OwnedSnapshots(state);
         state.Snapshots.RemoveAll(n => !existing.ContainsKey(n)); // deleted by hand meanwhile
-        var keep = state.Retention.Keep([.. existing.Select(e => (e.Key, e.Value[0].CreatedAt))], state.Zone);
+        var keep = state.Retention.Keep([.. existing.Select(e => (e.Key, e.Value[0].CreatedAt))], state.Zone, d.PreferConsistent == true ? Ranks(existing) : null);
         foreach (var (name, members) in existing.OrderBy(e => e.Value[0].CreatedAt))
         {
             if (keep.Contains(name))
@@ -312,6 +454,18 @@ public sealed partial class PolicyManager : PeriodicService
             Act(state, now, "delete", Address(d, name), "expired under the policy's retention", "ok");
         }
     }
+
+    /// <summary>How consistent each snapshot is, for retention that prefers consistent ones: application 2, filesystem 1, crash (or unknown) 0.</summary>
+    private Dictionary<string, int> Ranks(Dictionary<string, List<SnapshotInfo>> snapshots) =>
+        snapshots.ToDictionary(
+            e => e.Key,
+            e => Agents?.ConsistencyOf(e.Value[0].Id)?.Level switch
+            {
+                ConsistencyRecord.Application => 2,
+                ConsistencyRecord.FileSystem => 1,
+                _ => 0,
+            },
+            StringComparer.Ordinal);
 
     private string? Protection(IReadOnlyList<SnapshotInfo> members, DateTimeOffset now)
     {
@@ -461,6 +615,11 @@ public sealed partial class PolicyManager : PeriodicService
         }
 
         _ = SnapshotCoordinator.CheckFallback(r.Fallback, SnapshotCoordinator.FallbackCrash);
+        if (r.Verify == true && r.Hosts is not { Count: > 0 })
+        {
+            throw new StorageException(StorageError.InvalidArgument, "verification needs a host whose agent mounts and checks a view of each snapshot: give hosts, or verify off");
+        }
+
         if (r.Schedule is null && r.ChangedBytes is null)
         {
             throw new StorageException(StorageError.InvalidArgument, "a policy needs a schedule (e.g. 'every 15m', 'daily 02:30') or a changed-data trigger (e.g. 512M), or both");
@@ -496,7 +655,22 @@ public sealed partial class PolicyManager : PeriodicService
 
     protected override string WorkName => "Policy tick";
 
-    protected override void Tick() => RunDue();
+    // The timer does not wait for the runs: a policy stuck on a slow agent must not delay the next tick of the others.
+    protected override void Tick() => _ = RunDueAsync();
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        try
+        {
+            await WhenIdleAsync().WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The host's shutdown timeout came first; the agents resume by themselves at their deadlines.
+            _logger.LogWarning("Stopping while policy runs are still waiting for agents; their hosts resume by themselves at their deadlines");
+        }
+    }
 
     // An older version kept policies in DATA/policies.json (the path given): imported once, then renamed.
     private void Load()
@@ -542,6 +716,9 @@ public sealed partial class PolicyManager : PeriodicService
         public TimeZoneInfo Zone { get; private set; } = TimeZoneInfo.Utc;
 
         public Retention Retention { get; private set; } = new(null, null, null, null, null);
+
+        /// <summary>A run is in progress (guarded by the manager's lock): not started again until it ends.</summary>
+        public bool Running { get; set; }
 
         /// <summary>Snapshots already reported as kept against retention (reported once, not every tick).</summary>
         public HashSet<string> ReportedSkips { get; } = new(StringComparer.Ordinal);

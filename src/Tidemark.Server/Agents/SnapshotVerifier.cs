@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Metrics;
+using Tidemark.Server.Replication;
+using EventLog = Tidemark.Server.Events.EventLog;
+
+namespace Tidemark.Server.Agents;
+
+/// <summary>
+/// Proves a snapshot mountable (ADR 0015, "SureBackup"): makes a throwaway view of it and an NBD
+/// export of the view, asks a host's agent to attach, mount read-only and check it (fsck -n,
+/// PostgreSQL + pg_amcheck), then deletes the export and the view, also when the agent fails or
+/// cannot be reached. The verdict is a <see cref="VerificationRecord"/> keyed by the snapshot's id;
+/// a failure raises a `snapshot.verify` event with outcome failed; /metrics counts verdicts.
+/// </summary>
+public sealed class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, ILogger logger, TimeProvider time) : IMetricsSource
+{
+    private readonly Dictionary<string, long> _verdicts = new(StringComparer.Ordinal)
+    {
+        [VerifyResultDto.Passed] = 0,
+        [VerifyResultDto.Failed] = 0,
+        [VerifyResultDto.NotChecked] = 0,
+    };
+
+    private double _lastSeconds;
+
+    /// <summary>Mounting, fsck of a large file system and pg_amcheck of a large cluster take minutes, not the quiesce's one.</summary>
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(60);
+
+    public VerificationRecord? VerificationOf(Guid id) => pool.Control.Get(VerificationRecord.Kind, id.ToString("N"));
+
+    public IReadOnlyDictionary<Guid, VerificationRecord> Verifications()
+    {
+        var all = new Dictionary<Guid, VerificationRecord>();
+        foreach (var (name, record) in pool.Control.List(VerificationRecord.Kind))
+        {
+            if (Guid.TryParseExact(name, "N", out var id))
+            {
+                all[id] = record;
+            }
+        }
+
+        return all;
+    }
+
+    /// <summary>Verifies <paramref name="address"/> (VOLUME@SNAPSHOT) on <paramref name="hostName"/>'s agent and stores the verdict.</summary>
+    public async Task<VerificationRecord> VerifyAsync(string address, string hostName, string actor, CancellationToken ct)
+    {
+        var snapshot = pool.GetSnapshot(address);
+        var host = hosts.Get(hostName);
+        var started = Stopwatch.GetTimestamp();
+        var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+
+        // The name says what it is for (an operator who finds one left by a killed server knows it can go);
+        // the random part keeps a guessing NBD client from finding the export of a view of someone's data.
+        var view = $"verify-{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+        VerifyResultDto result;
+        pool.CreateView(snapshot.Address, view);
+        try
+        {
+            var export = exports.Create(new CreateExportRequest(Target: view, Name: view));
+            try
+            {
+                if (export.Url is null)
+                {
+                    result = new VerifyResultDto(VerifyResultDto.NotChecked, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address", [], 0);
+                }
+                else
+                {
+                    using var link = new AgentLink(identity, host, CallTimeout);
+                    try
+                    {
+                        result = await link.VerifyAsync(new VerifyRequest(snapshot.Address, snapshot.Volume, export.Url), ct);
+                    }
+                    catch (StorageException ex) when (ex.Error is not StorageError.Busy)
+                    {
+                        result = new VerifyResultDto(VerifyResultDto.NotChecked, ex.Message, [], 0);
+                    }
+                }
+            }
+            finally
+            {
+                exports.Delete(view);
+            }
+        }
+        finally
+        {
+            try
+            {
+                pool.DeleteVolume(view);
+            }
+            catch (StorageException ex)
+            {
+                logger.LogWarning("The verification view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
+                events.Record("volume.delete", view, "server", $"verification view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
+            }
+        }
+
+        var record = new VerificationRecord(result.Verdict, result.Reason, result.Checks ?? [], Stopwatch.GetElapsedTime(started).TotalSeconds, host.Name, time.GetUtcNow());
+        var batch = new Engine.Control.ControlBatch();
+        batch.Put(VerificationRecord.Kind, snapshot.Id.ToString("N"), record);
+        pool.Control.Update(batch);
+        lock (_verdicts)
+        {
+            _verdicts[record.Verdict] = _verdicts.GetValueOrDefault(record.Verdict) + 1;
+            _lastSeconds = record.Seconds;
+        }
+
+        var summary = ToDto(record).Summary;
+        events.Record("snapshot.verify", snapshot.Address, actor, $"{summary} (on host {host.Name})", record.Verdict switch
+        {
+            VerifyResultDto.Passed => "ok",
+            VerifyResultDto.Failed => "failed",
+            _ => "skipped",
+        });
+        logger.LogInformation("Snapshot {Snapshot} verified on {Host}: {Summary}", snapshot.Address, host.Name, summary);
+        return record;
+    }
+
+    public static SnapshotVerificationDto ToDto(VerificationRecord r) => new(r.Verdict, r.Reason, r.Checks, r.Seconds, r.Host, r.At);
+
+    public void RenderMetrics(StringBuilder builder)
+    {
+        lock (_verdicts)
+        {
+            PrometheusText.Family(builder, "tidemark_snapshot_verifications_total", "counter", "Snapshot verifications since the server started, by verdict (passed, failed, not-checked).");
+            foreach (var (verdict, count) in _verdicts.OrderBy(v => v.Key, StringComparer.Ordinal))
+            {
+                PrometheusText.Sample(builder, "tidemark_snapshot_verifications_total", [("verdict", verdict)], count);
+            }
+
+            PrometheusText.Gauge(builder, "tidemark_snapshot_verification_last_seconds", "How long the last snapshot verification took (view, mount, checks, teardown).", _lastSeconds);
+        }
+    }
+}
