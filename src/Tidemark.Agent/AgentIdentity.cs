@@ -7,7 +7,7 @@ namespace Tidemark.Agent;
 /// The agent's identity: an ECDSA P-256 key and self-signed certificate made on first use in
 /// AGENTDIR/identity (key readable by the owner only), pinned by the server by its SHA-256
 /// fingerprint, as partners pin each other (ADR 0005). The same construction as the server's
-/// identity; the agent cannot use the server's code (it sees only the API contracts, ADR 0015).
+/// identity (SelfSignedCertificate in Common; the agent sees only Common and the API contracts, ADR 0015).
 /// </summary>
 public sealed class AgentIdentity : IDisposable
 {
@@ -30,7 +30,7 @@ public sealed class AgentIdentity : IDisposable
         var keyPath = Path.Combine(directory, "key.pem");
         if (!File.Exists(certPath) || !File.Exists(keyPath))
         {
-            Create(directory, certPath, keyPath);
+            Create(certPath, keyPath);
         }
 
         try
@@ -44,29 +44,8 @@ public sealed class AgentIdentity : IDisposable
         }
     }
 
-    private static void Create(string directory, string certPath, string keyPath)
-    {
-        Directory.CreateDirectory(directory);
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest($"CN=tidemark-agent-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}", key, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
-        var now = DateTimeOffset.UtcNow;
-        using var certificate = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(20));
-        var keyOptions = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            keyOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        using (var writer = new StreamWriter(keyPath, keyOptions))
-        {
-            writer.Write(key.ExportPkcs8PrivateKeyPem() + "\n");
-        }
-
-        File.WriteAllText(certPath, certificate.ExportCertificatePem() + "\n");
-    }
+    private static void Create(string certPath, string keyPath) =>
+        SelfSignedCertificate.Write(certPath, keyPath, $"CN=tidemark-agent-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}", years: 20, clientAuth: true, names: null);
 
     public void Dispose() => Certificate.Dispose();
 }

@@ -14,7 +14,7 @@ namespace Tidemark.Server.Replication;
 public sealed partial class PartnerRegistry
 {
     /// <summary>Partners as control records, named by partner name. Version 1: <see cref="PartnerRecord"/>.</summary>
-    public static readonly ControlKind<PartnerRecord> Kind = new("partner", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
+    public static readonly ControlKind<PartnerRecord> Kind = new("partner", 1, json: ReplicationJson.Records);
 
     private readonly ControlStore _control;
     private readonly Lock _lock = new();
@@ -30,7 +30,7 @@ public sealed partial class PartnerRegistry
             control,
             Kind,
             legacyPath,
-            text => (JsonSerializer.Deserialize<List<PartnerRecord>>(text, ServerSettings.FileJson) ?? []).Select(p => new KeyValuePair<string, PartnerRecord>(p.Name, p)),
+            text => (JsonSerializer.Deserialize<List<PartnerRecord>>(text, ReplicationJson.Records) ?? []).Select(p => new KeyValuePair<string, PartnerRecord>(p.Name, p)),
             logger);
         foreach (var (name, record) in control.List(Kind))
         {
@@ -81,7 +81,7 @@ public sealed partial class PartnerRegistry
 
         try
         {
-            ServerSettings.ParseEndpoint(request.Address, "partner address");
+            SettingText.ParseEndpoint(request.Address, "partner address");
         }
         catch (ArgumentException ex)
         {

@@ -53,7 +53,7 @@ public sealed partial class ReplicaManager
             Save();
         }
 
-        _events.Record("replica.reverse", volume, "server", $"sending {volume} back to {incoming.Partner} as {incoming.SourceVolume} (fail-back)");
+        _events(new ReplicationEvent("replica.reverse", volume, $"sending {volume} back to {incoming.Partner} as {incoming.SourceVolume} (fail-back)"));
         return await SyncAsync(volume, progress, cancellationToken);
     }
 
@@ -107,7 +107,7 @@ public sealed partial class ReplicaManager
             Save();
         }
 
-        _events.Record("replica.reverse", group, "server", $"sending group {group} ({string.Join(", ", members)}) back to {partner} (fail-back)");
+        _events(new ReplicationEvent("replica.reverse", group, $"sending group {group} ({string.Join(", ", members)}) back to {partner} (fail-back)"));
         return await SyncAsync(group, progress, cancellationToken);
     }
 
@@ -145,7 +145,7 @@ public sealed partial class ReplicaManager
             var standby = BringUpStandby(members);
             var failBack = await ResumeAfterFailBackAsync(volume, _receiver.FindIncoming(members[0])!.Partner, members, cancellationToken);
             var groupNote = string.Join("; ", new[] { $"promoted the members of group {volume} together: {string.Join(", ", promoted.Select(s => s.Address))}", standby, failBack }.OfType<string>());
-            _events.Record("replica.promote", volume, "server", groupNote);
+            _events(new ReplicationEvent("replica.promote", volume, groupNote));
             return (promoted[0], groupNote);
         }
 
@@ -155,11 +155,11 @@ public sealed partial class ReplicaManager
         if (note is null)
         {
             var standby = BringUpStandby([volume]);
-            _events.Record("replica.promote", volume, "server", $"{volume} is a primary here as of {snapshot.Address}{(standby is null ? "" : $"; {standby}")}");
+            _events(new ReplicationEvent("replica.promote", volume, $"{volume} is a primary here as of {snapshot.Address}{(standby is null ? "" : $"; {standby}")}"));
             return (snapshot, standby);
         }
 
-        _events.Record("replica.promote", volume, "server", $"{volume} is the primary here again as of {snapshot.Address} (fail-back): {note}");
+        _events(new ReplicationEvent("replica.promote", volume, $"{volume} is the primary here again as of {snapshot.Address} (fail-back): {note}"));
         return (snapshot, note);
     }
 
@@ -268,7 +268,7 @@ public sealed partial class ReplicaManager
             }
         }
 
-        _events.Record("replica.demote", volume, "server", $"{volume} is a replica again{(kept is null ? "" : $"; what it held beyond its newest snapshot is kept as {kept.Address}")}");
+        _events(new ReplicationEvent("replica.demote", volume, $"{volume} is a replica again{(kept is null ? "" : $"; what it held beyond its newest snapshot is kept as {kept.Address}")}"));
         return kept;
     }
 }

@@ -89,7 +89,7 @@ public sealed partial class ReplicaManager
                 state.DiscardWritesAtPartner = false;
             }
 
-            _events.Record("replica.split-brain", state.Volume, "server", state.DiscardedWrites);
+            _events(new ReplicationEvent("replica.split-brain", state.Volume, state.DiscardedWrites));
         }
 
         if (state.IsGroup)
@@ -143,7 +143,7 @@ public sealed partial class ReplicaManager
             state.LastScannedBytes = plan.ScannedBytes;
         }
 
-        _events.Record("replica.scan", state.Volume, "server", $"hash scan of {snapshot.Address} against {state.Partner}:{scanBase.SnapshotName}: {plan.DifferingGranules:N0} of {HashScan.GranuleCount(snapshot.SizeBytes):N0} granules of 64 KiB differ, {plan.RangeBytes:N0} bytes of blocks to send; {plan.HashBytes:N0} bytes of hashes exchanged");
+        _events(new ReplicationEvent("replica.scan", state.Volume, $"hash scan of {snapshot.Address} against {state.Partner}:{scanBase.SnapshotName}: {plan.DifferingGranules:N0} of {HashScan.GranuleCount(snapshot.SizeBytes):N0} granules of 64 KiB differ, {plan.RangeBytes:N0} bytes of blocks to send; {plan.HashBytes:N0} bytes of hashes exchanged"));
         return plan;
     }
 

@@ -20,7 +20,7 @@ namespace Tidemark.Server.Replication;
 /// success the previous replication snapshot is deleted: the newest one is the base of the next sync
 /// and is protected from policies meanwhile.
 /// </summary>
-public sealed partial class ReplicaManager : IDisposable, IMetricsSource
+public sealed partial class ReplicaManager : IDisposable
 {
     public const string SnapshotPrefix = "repl-";
     public const int MaxAttempts = 6;
@@ -34,7 +34,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
     private readonly ReplicaReceiver _receiver;
     private readonly PartnerRegistry _partners;
     private readonly ServerIdentity _identity;
-    private readonly EventLog _events;
+    private readonly Action<ReplicationEvent> _events;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
@@ -42,7 +42,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
     private readonly SemaphoreSlim _syncing = new(1, 1);
 
     /// <param name="legacyPath">DATA/replicas.json of an older version: imported into the pool, then renamed NAME.migrated.</param>
-    public ReplicaManager(Pool pool, ReplicaReceiver receiver, PartnerRegistry partners, ServerIdentity identity, EventLog events, TimeProvider time, ILogger logger, string legacyPath)
+    public ReplicaManager(Pool pool, ReplicaReceiver receiver, PartnerRegistry partners, ServerIdentity identity, Action<ReplicationEvent> events, TimeProvider time, ILogger logger, string legacyPath)
     {
         _pool = pool;
         _receiver = receiver;
@@ -55,7 +55,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
             pool.Control,
             Kind,
             legacyPath,
-            text => (JsonSerializer.Deserialize<List<ReplicaState>>(text, ServerSettings.FileJson) ?? []).Select(r => new KeyValuePair<string, ReplicaState>(r.Volume, r)),
+            text => (JsonSerializer.Deserialize<List<ReplicaState>>(text, ReplicationJson.Records) ?? []).Select(r => new KeyValuePair<string, ReplicaState>(r.Volume, r)),
             logger);
         foreach (var (volume, state) in pool.Control.List(Kind))
         {
@@ -67,7 +67,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
     /// Volumes and groups replicated to partners, as control records in the pool (ADR 0011), named by
     /// volume or group. Version 1: <see cref="ReplicaState"/>'s saved properties.
     /// </summary>
-    internal static readonly ControlKind<ReplicaState> Kind = new("replica", 1, json: new(ServerSettings.FileJson) { WriteIndented = false });
+    internal static readonly ControlKind<ReplicaState> Kind = new("replica", 1, json: ReplicationJson.Records);
 
     /// <summary>When a snapshot policy last snapshotted a volume or group (for replicas that follow policy snapshots).</summary>
     public Func<string, DateTimeOffset?> LastPolicySnapshot { get; set; } = _ => null;
@@ -329,7 +329,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
                     state.LastError = last.Message;
                     Save();
                     var tries = attempts == 1 ? "1 attempt" : $"{attempts} attempts";
-                    _events.Record("replica.sync", volume, "server", $"replication to {partner.Name} failed after {tries}: {last.Message}; the replica keeps its last complete snapshot", "failed");
+                    _events(new ReplicationEvent("replica.sync", volume, $"replication to {partner.Name} failed after {tries}: {last.Message}; the replica keeps its last complete snapshot", "failed"));
                     throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {tries} ({SyncFailure.Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
                 }
 
@@ -351,7 +351,7 @@ public sealed partial class ReplicaManager : IDisposable, IMetricsSource
                     }
                 }
 
-                _events.Record("replica.sync", volume, "server", $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}");
+                _events(new ReplicationEvent("replica.sync", volume, $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}"));
                 return ToDto(state);
             }
         }

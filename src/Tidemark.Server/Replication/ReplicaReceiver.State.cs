@@ -10,7 +10,7 @@ namespace Tidemark.Server.Replication;
 // replication commit writes its records in the engine's own commit (ReplicaReceiver.Commit.cs).
 public sealed partial class ReplicaReceiver
 {
-    private static readonly JsonSerializerOptions RecordJson = new(ServerSettings.FileJson) { WriteIndented = false };
+    private static readonly JsonSerializerOptions RecordJson = ReplicationJson.Records;
 
     /// <summary>Volumes replicated into this server, named by volume. Version 1: <see cref="IncomingRecord"/>.</summary>
     public static readonly ControlKind<IncomingRecord> IncomingKind = new("incoming", 1, json: RecordJson);
@@ -31,7 +31,7 @@ public sealed partial class ReplicaReceiver
             control,
             StandbyKind,
             standbyPath,
-            text => (JsonSerializer.Deserialize<Dictionary<string, List<StandbyExportRecord>>>(text, ServerSettings.FileJson) ?? [])
+            text => (JsonSerializer.Deserialize<Dictionary<string, List<StandbyExportRecord>>>(text, ReplicationJson.Records) ?? [])
                 .Select(e => new KeyValuePair<string, StandbyRecord>(e.Key, new StandbyRecord(e.Value))),
             logger);
         LegacyStateFile.Migrate(control, ReceivingKind, partialPath, ParseOldPartials, logger);
@@ -39,13 +39,13 @@ public sealed partial class ReplicaReceiver
             control,
             IncomingKind,
             incomingPath,
-            text => (JsonSerializer.Deserialize<List<IncomingRecord>>(text, ServerSettings.FileJson) ?? []).Select(r => new KeyValuePair<string, IncomingRecord>(r.Volume, r)),
+            text => (JsonSerializer.Deserialize<List<IncomingRecord>>(text, ReplicationJson.Records) ?? []).Select(r => new KeyValuePair<string, IncomingRecord>(r.Volume, r)),
             logger);
         LegacyStateFile.Migrate(
             control,
             PromotedKind,
             promotedPath,
-            text => (JsonSerializer.Deserialize<List<string>>(text, ServerSettings.FileJson) ?? []).Distinct(StringComparer.Ordinal).Select(v => new KeyValuePair<string, PromotedRecord>(v, new PromotedRecord(null))),
+            text => (JsonSerializer.Deserialize<List<string>>(text, ReplicationJson.Records) ?? []).Distinct(StringComparer.Ordinal).Select(v => new KeyValuePair<string, PromotedRecord>(v, new PromotedRecord(null))),
             logger);
 
         foreach (var (volume, record) in control.List(StandbyKind))
@@ -79,7 +79,7 @@ public sealed partial class ReplicaReceiver
     {
         try
         {
-            return [.. (JsonSerializer.Deserialize<Dictionary<string, ReceivingRecord>>(text, ServerSettings.FileJson) ?? []).Select(e => new KeyValuePair<string, ReceivingRecord>(e.Key, e.Value))];
+            return [.. (JsonSerializer.Deserialize<Dictionary<string, ReceivingRecord>>(text, ReplicationJson.Records) ?? []).Select(e => new KeyValuePair<string, ReceivingRecord>(e.Key, e.Value))];
         }
         catch (JsonException)
         {

@@ -40,7 +40,7 @@ internal static class ReplicaRequestChecks
 
             if (export.Name is not null)
             {
-                ExportRegistry.CheckName(export.Name);
+                SettingText.CheckExportName(export.Name);
             }
 
             if (export.Protocol == "nbd" && (export.Iqn is not null || export.AllowedInitiators is { Count: > 0 }))

@@ -46,7 +46,7 @@ public sealed class ServerIdentity : IDisposable
     }
 
     private static void Create(string certPath, string keyPath) =>
-        TlsCertificates.WriteSelfSigned(certPath, keyPath, $"CN=tidemark-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}", years: 20, clientAuth: true, names: null);
+        SelfSignedCertificate.Write(certPath, keyPath, $"CN=tidemark-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}", years: 20, clientAuth: true, names: null);
 
     public void Dispose() => Certificate.Dispose();
 }

@@ -17,7 +17,7 @@ internal static class SyncSchedule
 
         try
         {
-            if (ServerSettings.Duration(every, "every") < TimeSpan.FromSeconds(1))
+            if (SettingText.Duration(every, "every") < TimeSpan.FromSeconds(1))
             {
                 throw new ArgumentException("every must be at least 1s");
             }
@@ -30,7 +30,7 @@ internal static class SyncSchedule
 
     /// <summary>When the next interval sync is due (MinValue: at once, never attempted); null without an interval.</summary>
     public static DateTimeOffset? NextSync(ReplicaState s) =>
-        s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + ServerSettings.Duration(s.Every, "every");
+        s.Every is null ? null : (s.LastAttemptAt ?? DateTimeOffset.MinValue) == DateTimeOffset.MinValue ? DateTimeOffset.MinValue : s.LastAttemptAt!.Value + SettingText.Duration(s.Every, "every");
 
     /// <summary>Whether <paramref name="r"/> should sync now; <paramref name="lastPolicySnapshot"/> is when a policy last snapshotted it.</summary>
     public static bool IsDue(ReplicaState r, DateTimeOffset now, DateTimeOffset? lastPolicySnapshot) =>

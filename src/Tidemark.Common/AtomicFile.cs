@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Tidemark.Server;
+namespace Tidemark;
 
 /// <summary>Small state files that must be whole after a crash: write a temp file, fsync, rename over, fsync the directory.</summary>
 public static class AtomicFile

@@ -1,28 +1,20 @@
-using System.IO.Pipelines;
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
-using Microsoft.Extensions.Logging;
 using Tidemark.Api;
-using Tidemark.Engine;
-using Tidemark.Replication;
-using Tidemark.Server.Events;
 using Tidemark.Server.Metrics;
 
 namespace Tidemark.Server.Replication;
 
-// The per-replica families of /metrics.
-public sealed partial class ReplicaManager
+/// <summary>The per-replica families of /metrics, rendered from what <see cref="ReplicaManager.List"/> reports.</summary>
+public sealed class ReplicaMetrics(ReplicaManager replicas) : IMetricsSource
 {
     /// <summary>Per replica: lag (the recovery point), bytes sent, the last sync's size and compression, errors, retries, a running sync's progress and ETA.</summary>
     public void RenderMetrics(System.Text.StringBuilder builder)
     {
-        var replicas = List();
+        var list = replicas.List();
         static (string, string)[] Labels(ReplicaDto r) => [("volume", r.Volume), ("partner", r.Partner), ("state", r.State)];
         void Each(string name, string type, string help, Func<ReplicaDto, double?> value)
         {
             PrometheusText.Family(builder, name, type, help);
-            foreach (var replica in replicas)
+            foreach (var replica in list)
             {
                 if (value(replica) is { } v)
                 {

@@ -1,8 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using Tidemark.Engine.Control;
 
-namespace Tidemark.Server;
+namespace Tidemark.Engine.Control;
 
 /// <summary>
 /// Moves a JSON state file of an older version into the pool's control store (ADR 0011): read the
