@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Time.Testing;
+using Tidemark.Replication;
 using Tidemark.Server.Replication;
 
 namespace Tidemark.Server.Tests;

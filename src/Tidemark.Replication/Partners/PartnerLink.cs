@@ -5,7 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Tidemark.Api;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// Outgoing connections to a partner: HTTPS over TLS 1.3, presenting this server's identity

@@ -1,4 +1,4 @@
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// What a failed attempt to reach a partner means: a refusal (the partner decided; another attempt

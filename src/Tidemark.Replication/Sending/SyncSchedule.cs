@@ -1,9 +1,9 @@
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// When a replica's automatic sync is due: every N (counted from the start of the last automatic
 /// sync, whatever its outcome) or after each snapshot a policy takes. The scheduler
-/// (<see cref="ReplicaScheduler"/>) asks <see cref="ReplicaManager.Due"/>, which applies this.
+/// (the server's ReplicaScheduler) asks <see cref="ReplicaManager.Due"/>, which applies this.
 /// </summary>
 internal static class SyncSchedule
 {

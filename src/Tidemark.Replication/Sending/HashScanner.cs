@@ -3,9 +3,8 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using Tidemark.Api;
 using Tidemark.Engine;
-using Tidemark.Replication;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>What a hash scan found: the ranges of a snapshot that differ from the partner's scan base, and how much it compared.</summary>
 public sealed record ScanPlan(ScanBaseDto Base, IReadOnlyList<(long Offset, long Length)> Ranges, long ScannedBytes, long DifferingGranules, long HashBytes)

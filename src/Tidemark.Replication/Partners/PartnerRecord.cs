@@ -1,6 +1,6 @@
 using Tidemark.Api;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// A paired server as persisted: a control record in the pool (kind "partner", version 1, named by

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine.Control;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// The servers this one replicates with, kept as control records in the pool (<see cref="Kind"/>,

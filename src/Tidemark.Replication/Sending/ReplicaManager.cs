@@ -6,11 +6,8 @@ using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Engine.Control;
-using Tidemark.Replication;
-using Tidemark.Server.Events;
-using Tidemark.Server.Metrics;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// The sending end: volumes replicated to partners (control records in the pool, <see cref="Kind"/>). A sync takes a replication

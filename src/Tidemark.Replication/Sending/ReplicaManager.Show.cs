@@ -2,7 +2,7 @@ using System.Net.Http.Json;
 using Tidemark.Api;
 using Tidemark.Engine;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 // 'replica show' at the DR site: before a fail-back, whether home wrote after the common snapshot.
 public sealed partial class ReplicaManager

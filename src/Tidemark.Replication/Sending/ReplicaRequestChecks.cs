@@ -1,6 +1,6 @@
 using Tidemark.Api;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>What an administrator may ask of a replica (create, update): each setting checked, with the error saying what to write instead.</summary>
 internal static class ReplicaRequestChecks

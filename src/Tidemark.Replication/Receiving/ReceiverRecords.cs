@@ -1,6 +1,6 @@
 using Tidemark.Api;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// A volume replicated into this server, as persisted: a control record in the pool (kind

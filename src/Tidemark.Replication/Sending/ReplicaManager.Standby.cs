@@ -5,11 +5,8 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
-using Tidemark.Replication;
-using Tidemark.Server.Events;
-using Tidemark.Server.Metrics;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 // Standby exports: described at the primary, posted to the partner at each sync, brought up on promotion.
 public sealed partial class ReplicaManager

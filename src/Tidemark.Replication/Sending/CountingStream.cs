@@ -1,4 +1,4 @@
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>Counts what the HTTP client reads of the stream: the bytes on the wire (before TLS).</summary>
 internal sealed class CountingStream(Stream inner, WireCounter wire) : Stream

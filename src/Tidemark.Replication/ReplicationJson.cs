@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// The JSON of replication's control records (partners, replica state, receiver records; ADR 0011)

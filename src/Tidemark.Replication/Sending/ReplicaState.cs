@@ -1,7 +1,7 @@
 using Tidemark.Api;
 using Tidemark.Engine;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// A replica as this server keeps it: what is saved is its persisted layout (kind "replica",

@@ -1,4 +1,4 @@
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>One sync's bytes on the wire, every attempt (a failed one used the link too): what the replica's total counts.</summary>
 internal sealed class WireCounter

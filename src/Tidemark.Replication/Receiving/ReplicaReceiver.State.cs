@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine.Control;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 // What the receiving end keeps durably: control records in the pool (ADR 0011), imported once from
 // the JSON files of older versions. Each record is written when it changes, one volume at a time; a

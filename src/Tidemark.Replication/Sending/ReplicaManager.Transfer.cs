@@ -5,11 +5,8 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
-using Tidemark.Replication;
-using Tidemark.Server.Events;
-using Tidemark.Server.Metrics;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 // Sending a sync: every snapshot to send, hash scans when no snapshot is shared, one stream with resume.
 public sealed partial class ReplicaManager

@@ -1,4 +1,4 @@
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// Reads from <paramref name="inner"/> no faster than <paramref name="bytesPerSecond"/> on average

@@ -1,6 +1,6 @@
 using Tidemark.Engine;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// A sync's progress across members and attempts: bytes of ranges covered per member snapshot,

@@ -1,9 +1,8 @@
 using System.Collections.Concurrent;
 using Tidemark.Api;
 using Tidemark.Engine;
-using Tidemark.Replication;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 // Hash scans at the receiving end: consent (accept), the scan base snapshot and the hashes it answers with.
 public sealed partial class ReplicaReceiver

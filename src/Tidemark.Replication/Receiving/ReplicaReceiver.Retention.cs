@@ -1,9 +1,8 @@
 using System.Collections.Concurrent;
 using Tidemark.Api;
 using Tidemark.Engine;
-using Tidemark.Replication;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 // The replica's own retention of replicated snapshots, and dropping a scan base once it is no longer needed.
 public sealed partial class ReplicaReceiver

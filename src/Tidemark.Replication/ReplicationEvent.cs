@@ -1,4 +1,4 @@
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// Something replication did that belongs in the event and audit log (a sync, a scan, a promote,

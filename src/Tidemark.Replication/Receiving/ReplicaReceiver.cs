@@ -3,9 +3,8 @@ using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Engine.Control;
-using Tidemark.Replication;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 /// <summary>
 /// The receiving end of replication (on the partner-only listener). A stream is applied to the live

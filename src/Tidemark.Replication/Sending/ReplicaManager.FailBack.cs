@@ -5,11 +5,8 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
-using Tidemark.Replication;
-using Tidemark.Server.Events;
-using Tidemark.Server.Metrics;
 
-namespace Tidemark.Server.Replication;
+namespace Tidemark.Replication;
 
 // Fail-back and role changes: reverse, suspend, promote (with its role generation) and demote.
 public sealed partial class ReplicaManager
