@@ -6,63 +6,44 @@ namespace Tidemark.Replication;
 /// a tenth of a second's worth, and each waits until the bytes read so far are due: a burst is at
 /// most one such piece.
 /// </summary>
-public sealed class RateLimitedStream(Stream inner, long bytesPerSecond, TimeProvider time) : Stream
+public sealed class RateLimitedStream(Stream inner, long bytesPerSecond, TimeProvider time) : ReadOnlyWrapperStream(inner)
 {
     private readonly int _pieceBytes = (int)Math.Clamp(bytesPerSecond / 10, 4096, 1 << 20);
     private readonly long _started = time.GetTimestamp();
-    private long _bytes;
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
+    public override int Read(byte[] buffer, int offset, int count)
     {
-        get => _bytes;
-        set => throw new NotSupportedException();
-    }
+        // A synchronous reader waits on the same clock, on a timer of its own: no blocking on a task.
+        if (Due() is { } due)
+        {
+            using var elapsed = new ManualResetEventSlim();
+            using var timer = time.CreateTimer(_ => elapsed.Set(), null, due, Timeout.InfiniteTimeSpan);
+            elapsed.Wait();
+        }
 
-    public override int Read(byte[] buffer, int offset, int count) =>
-        ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+        return Counted(Inner.Read(buffer, offset, Math.Min(count, _pieceBytes)));
+    }
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         // Wait until what was read before is due, then read at most one more piece.
-        var due = TimeSpan.FromSeconds((double)_bytes / bytesPerSecond) - time.GetElapsedTime(_started);
-        if (due > TimeSpan.Zero)
+        if (Due() is { } due)
         {
             await Task.Delay(due, time, cancellationToken);
         }
 
-        var n = await inner.ReadAsync(buffer[..Math.Min(buffer.Length, _pieceBytes)], cancellationToken);
-        _bytes += n;
+        return Counted(await Inner.ReadAsync(buffer[..Math.Min(buffer.Length, _pieceBytes)], cancellationToken));
+    }
+
+    private TimeSpan? Due()
+    {
+        var due = TimeSpan.FromSeconds((double)BytesRead / bytesPerSecond) - time.GetElapsedTime(_started);
+        return due > TimeSpan.Zero ? due : null;
+    }
+
+    private int Counted(int n)
+    {
+        BytesRead += n;
         return n;
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            inner.Dispose();
-        }
-
-        base.Dispose(disposing);
     }
 }
