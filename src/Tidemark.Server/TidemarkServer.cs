@@ -317,7 +317,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<ILogger<ReplicaScheduler>>()));
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
-            builder.Services.AddSingleton<IMetricsSource>(sp => new ReplicaMetrics(sp.GetRequiredService<ReplicaManager>()));
+            builder.Services.AddSingleton<IMetricsSource>(sp => new ReplicaMetrics(sp.GetRequiredService<ReplicaManager>().List));
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>())
             {
                 TlsAvailable = certificate is not null,

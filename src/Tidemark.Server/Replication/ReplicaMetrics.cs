@@ -1,37 +1,89 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
 using Tidemark.Api;
 using Tidemark.Server.Metrics;
 
 namespace Tidemark.Server.Replication;
 
-/// <summary>The per-replica families of /metrics, rendered from what <see cref="ReplicaManager.List"/> reports.</summary>
-public sealed class ReplicaMetrics(ReplicaManager replicas) : IMetricsSource
+/// <summary>
+/// Renders the replication module's instruments (<see cref="ReplicaInstruments"/>) into GET /metrics:
+/// a MeterListener collects this server's meter on each scrape, and every instrument becomes one
+/// family (its name, its description as HELP, counter or gauge), its measurements the samples.
+/// </summary>
+public sealed class ReplicaMetrics : IMetricsSource, IDisposable
 {
-    /// <summary>Per replica: lag (the recovery point), bytes sent, the last sync's size and compression, errors, retries, a running sync's progress and ETA.</summary>
-    public void RenderMetrics(System.Text.StringBuilder builder)
+    private readonly ReplicaInstruments _instruments;
+    private readonly MeterListener _listener = new();
+    private readonly List<Instrument> _published = [];
+    private readonly Lock _scrape = new();
+    private Dictionary<Instrument, List<((string, string)[] Labels, double Value)>>? _collected;
+
+    /// <param name="replicas">The replicas to observe (<see cref="ReplicaManager.List"/>).</param>
+    public ReplicaMetrics(Func<IReadOnlyList<ReplicaDto>> replicas)
     {
-        var list = replicas.List();
-        static (string, string)[] Labels(ReplicaDto r) => [("volume", r.Volume), ("partner", r.Partner), ("state", r.State)];
-        void Each(string name, string type, string help, Func<ReplicaDto, double?> value)
+        _instruments = new ReplicaInstruments(replicas);
+        _listener.InstrumentPublished = (instrument, listener) =>
         {
-            PrometheusText.Family(builder, name, type, help);
-            foreach (var replica in list)
+            if (ReferenceEquals(instrument.Meter, _instruments.Meter))
             {
-                if (value(replica) is { } v)
+                lock (_published)
                 {
-                    PrometheusText.Sample(builder, name, Labels(replica), v);
+                    _published.Add(instrument);
+                }
+
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) =>
+        {
+            var labels = new (string, string)[tags.Length];
+            for (var i = 0; i < tags.Length; i++)
+            {
+                labels[i] = (tags[i].Key, Convert.ToString(tags[i].Value, CultureInfo.InvariantCulture) ?? "");
+            }
+
+            if (_collected?.GetValueOrDefault(instrument) is { } samples)
+            {
+                samples.Add((labels, value));
+            }
+        });
+        _listener.Start();
+    }
+
+    public void RenderMetrics(StringBuilder builder)
+    {
+        lock (_scrape)
+        {
+            List<Instrument> instruments;
+            lock (_published)
+            {
+                instruments = [.. _published];
+            }
+
+            _collected = instruments.ToDictionary(i => i, _ => new List<((string, string)[], double)>());
+            try
+            {
+                _listener.RecordObservableInstruments();
+                foreach (var instrument in instruments)
+                {
+                    PrometheusText.Family(builder, instrument.Name, instrument is ObservableCounter<double> ? "counter" : "gauge", instrument.Description ?? "");
+                    foreach (var (labels, value) in _collected[instrument])
+                    {
+                        PrometheusText.Sample(builder, instrument.Name, labels, value);
+                    }
                 }
             }
+            finally
+            {
+                _collected = null;
+            }
         }
+    }
 
-        Each("tidemark_replica_lag_seconds", "gauge", "Age of the newest snapshot the partner has of each replicated volume or group: the recovery point if this site failed now.", r => r.LagSeconds);
-        Each("tidemark_replica_sent_bytes_total", "counter", "Bytes of snapshot streams sent to the partner, all syncs.", r => r.BytesSent);
-        Each("tidemark_replica_last_sync_sent_bytes", "gauge", "Bytes on the wire of the last successful sync.", r => r.LastBytesSent);
-        Each("tidemark_replica_last_sync_changed_bytes", "gauge", "Bytes of changed ranges the last successful sync covered.", r => r.LastRangeBytes);
-        Each("tidemark_replica_last_sync_duration_seconds", "gauge", "Duration of the last successful sync.", r => r.LastDurationSeconds);
-        Each("tidemark_replica_compression_ratio", "gauge", "Changed bytes per byte on the wire in the last successful sync.", r => r.LastCompressionRatio);
-        Each("tidemark_replica_retries_total", "counter", "Attempts retried after a broken transfer, all syncs.", r => r.Retries);
-        Each("tidemark_replica_failing", "gauge", "1 while the replica's last sync failed (replica show says why), else 0.", r => r.LastError is null ? 0 : 1);
-        Each("tidemark_replica_sync_remaining_bytes", "gauge", "Bytes the running sync still has to cover.", r => r.Syncing is { Total: { } total } s ? Math.Max(0, total - s.Done) : null);
-        Each("tidemark_replica_sync_eta_seconds", "gauge", "Time the running sync needs at its current rate.", r => r.Syncing?.EtaSeconds);
+    public void Dispose()
+    {
+        _listener.Dispose();
+        _instruments.Dispose();
     }
 }
