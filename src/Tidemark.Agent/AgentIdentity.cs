@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Tidemark.Agent;
@@ -21,31 +20,16 @@ public sealed class AgentIdentity : IDisposable
 
     public string Fingerprint { get; }
 
-    public static string FingerprintOf(X509Certificate certificate) => Convert.ToHexStringLower(SHA256.HashData(certificate.GetRawCertData()));
+    public static string FingerprintOf(X509Certificate certificate) => SelfSignedCertificate.Fingerprint(certificate);
 
     public static AgentIdentity LoadOrCreate(string agentDirectory)
     {
         var directory = Path.Combine(agentDirectory, "identity");
-        var certPath = Path.Combine(directory, "cert.pem");
-        var keyPath = Path.Combine(directory, "key.pem");
-        if (!File.Exists(certPath) || !File.Exists(keyPath))
-        {
-            Create(certPath, keyPath);
-        }
-
-        try
-        {
-            using var pem = X509Certificate2.CreateFromPemFile(certPath, keyPath);
-            return new AgentIdentity(X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null));
-        }
-        catch (CryptographicException ex)
-        {
-            throw new InvalidDataException($"the agent identity in {directory} cannot be read ({ex.Message}); restore it, or delete the folder to make a new one and add the host on the server again", ex);
-        }
+        return new(SelfSignedCertificate.LoadOrCreateIdentity(
+            directory,
+            "tidemark-agent",
+            ex => new InvalidDataException($"the agent identity in {directory} cannot be read ({ex.Message}); restore it, or delete the folder to make a new one and add the host on the server again", ex)));
     }
-
-    private static void Create(string certPath, string keyPath) =>
-        SelfSignedCertificate.Write(certPath, keyPath, $"CN=tidemark-agent-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}", years: 20, clientAuth: true, names: null);
 
     public void Dispose() => Certificate.Dispose();
 }

@@ -49,8 +49,7 @@ public static class TlsCertificates
         }
     }
 
-    public static string Fingerprint(X509Certificate2 certificate) =>
-        Convert.ToHexStringLower(SHA256.HashData(certificate.RawData));
+    public static string Fingerprint(X509Certificate2 certificate) => SelfSignedCertificate.Fingerprint(certificate);
 
     private static void CreateSelfSigned(string certPath, string keyPath)
     {

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Tidemark.Replication;
@@ -23,30 +22,13 @@ public sealed class ServerIdentity : IDisposable
     /// <summary>SHA-256 of the certificate, lower-case hex: what a partner pins.</summary>
     public string Fingerprint { get; }
 
-    public static string FingerprintOf(X509Certificate2 certificate) => Convert.ToHexStringLower(SHA256.HashData(certificate.RawData));
+    public static string FingerprintOf(X509Certificate2 certificate) => SelfSignedCertificate.Fingerprint(certificate);
 
-    public static ServerIdentity LoadOrCreate(string directory)
-    {
-        var certPath = Path.Combine(directory, "cert.pem");
-        var keyPath = Path.Combine(directory, "key.pem");
-        if (!File.Exists(certPath) || !File.Exists(keyPath))
-        {
-            Create(certPath, keyPath);
-        }
-
-        try
-        {
-            using var pem = X509Certificate2.CreateFromPemFile(certPath, keyPath);
-            return new ServerIdentity(X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null));
-        }
-        catch (CryptographicException ex)
-        {
-            throw new InvalidDataException($"the server identity in {directory} cannot be read ({ex.Message}); restore it from a backup (partners pin it), or delete the folder to make a new one and pair again", ex);
-        }
-    }
-
-    private static void Create(string certPath, string keyPath) =>
-        SelfSignedCertificate.Write(certPath, keyPath, $"CN=tidemark-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}", years: 20, clientAuth: true, names: null);
+    public static ServerIdentity LoadOrCreate(string directory) =>
+        new(SelfSignedCertificate.LoadOrCreateIdentity(
+            directory,
+            "tidemark",
+            ex => new InvalidDataException($"the server identity in {directory} cannot be read ({ex.Message}); restore it from a backup (partners pin it), or delete the folder to make a new one and pair again", ex)));
 
     public void Dispose() => Certificate.Dispose();
 }
