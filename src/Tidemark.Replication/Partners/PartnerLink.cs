@@ -15,9 +15,6 @@ public static class PartnerLink
 {
     public const string PathPrefix = "/replication/v1";
 
-    /// <summary>Set on the data of an exception for an answer that is a decision of the partner (4xx), not a broken link: retrying cannot help.</summary>
-    public const string RefusedKey = "tidemark.refused";
-
     public static HttpClient Create(ServerIdentity identity, PartnerDto partner, TimeSpan timeout)
     {
         var handler = new SocketsHttpHandler
@@ -35,7 +32,7 @@ public static class PartnerLink
         return new HttpClient(handler, disposeHandler: true) { BaseAddress = new Uri($"https://{partner.Address}/"), Timeout = timeout };
     }
 
-    /// <summary>Throws for an unsuccessful answer, with the partner's own explanation; a 4xx answer is marked refused (<see cref="RefusedKey"/>).</summary>
+    /// <summary>Throws for an unsuccessful answer, with the partner's own explanation; a 4xx answer is the partner's decision (<see cref="PartnerRefusedException"/>): retrying cannot help.</summary>
     public static async Task EnsureSuccessAsync(HttpResponseMessage response, string what, CancellationToken ct)
     {
         if (response.IsSuccessStatusCode)
@@ -44,13 +41,10 @@ public static class PartnerLink
         }
 
         var problem = await TryReadProblemAsync(response, ct);
-        var failure = new StorageException(StorageError.Unavailable, $"{what}: {problem?.Detail ?? response.ReasonPhrase}");
-        if ((int)response.StatusCode is >= 400 and < 500)
-        {
-            failure.Data[RefusedKey] = true;
-        }
-
-        throw failure;
+        var message = $"{what}: {problem?.Detail ?? response.ReasonPhrase}";
+        throw (int)response.StatusCode is >= 400 and < 500
+            ? new PartnerRefusedException(message)
+            : new StorageException(StorageError.Unavailable, message);
     }
 
     public static async Task<ProblemDto?> TryReadProblemAsync(HttpResponseMessage response, CancellationToken ct)

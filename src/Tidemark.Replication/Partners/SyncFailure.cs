@@ -6,9 +6,9 @@ namespace Tidemark.Replication;
 /// </summary>
 internal static class SyncFailure
 {
-    /// <summary>The partner refused (marked by <see cref="PartnerLink.RefusedKey"/>, or any 4xx answer): not retried.</summary>
+    /// <summary>The partner refused (<see cref="PartnerRefusedException"/>, or any 4xx answer): not retried.</summary>
     public static bool IsRefusal(Exception ex) =>
-        ex.Data.Contains(PartnerLink.RefusedKey) || ex is HttpRequestException { StatusCode: { } status } && (int)status is >= 400 and < 500;
+        ex is PartnerRefusedException || ex is HttpRequestException { StatusCode: { } status } && (int)status is >= 400 and < 500;
 
     /// <summary>The messages down an exception's chain ("An error occurred while sending the request" alone says nothing).</summary>
     public static string Describe(Exception ex)

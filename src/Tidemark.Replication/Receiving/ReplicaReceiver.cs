@@ -17,6 +17,7 @@ namespace Tidemark.Replication;
 public sealed partial class ReplicaReceiver
 {
     private readonly Pool _pool;
+    private readonly ReceiverRetention _retention;
     private readonly ConcurrentDictionary<string, PartialReceiveDto> _partial = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lock> _locks = new(StringComparer.Ordinal);
 
@@ -42,6 +43,7 @@ public sealed partial class ReplicaReceiver
     public ReplicaReceiver(Pool pool, ILogger logger, (string Promoted, string Incoming, string Receiving, string Standby) legacyPaths)
     {
         _pool = pool;
+        _retention = new ReceiverRetention(pool, this);
         LoadState(legacyPaths.Promoted, legacyPaths.Incoming, legacyPaths.Receiving, legacyPaths.Standby, logger);
     }
 
@@ -201,7 +203,7 @@ public sealed partial class ReplicaReceiver
         var ours = GenerationOf(volume);
         if (generation < ours)
         {
-            throw StaleGeneration($"{partner} is at role generation {generation} of {volume}, this site at {ours}: {volume} was promoted here since {partner} last took a role in it, so its stream would undo newer writes; run 'tidemark replica demote {volume}' at {partner} (or delete that replica there)");
+            throw new StaleGenerationException($"{partner} is at role generation {generation} of {volume}, this site at {ours}: {volume} was promoted here since {partner} last took a role in it, so its stream would undo newer writes; run 'tidemark replica demote {volume}' at {partner} (or delete that replica there)");
         }
     }
 
@@ -213,18 +215,6 @@ public sealed partial class ReplicaReceiver
     /// <summary>Stands for the common snapshot of a fail-back scan when the sender no longer has the snapshot it was promoted from.</summary>
     public const string UnknownCommon = "?";
 
-    /// <summary>Marks (in an exception's data) a fail-back refused because both sites wrote after their common snapshot.</summary>
-    public const string SplitBrainKey = "tidemark.split-brain";
-
-    /// <summary>Marks (in an exception's data) a refusal because the other side's role generation is stale.</summary>
-    public const string StaleGenerationKey = "tidemark.stale-generation";
-
-    public static StorageException StaleGeneration(string message)
-    {
-        var ex = new StorageException(StorageError.ReadOnly, message);
-        ex.Data[StaleGenerationKey] = true;
-        return ex;
-    }
 
     /// <summary>
     /// Why <paramref name="volume"/> must not be exported read-write, or null: a replica that is not
@@ -483,9 +473,9 @@ public sealed partial class ReplicaReceiver
         foreach (var (volume, result) in headers)
         {
             _pending.TryRemove(volume, out _);
-            DropScanBase(volume, result.Header);
+            _retention.DropScanBase(volume, result.Header);
             ImageChanged(volume);
-            Prune(volume);
+            _retention.Prune(volume);
         }
 
         return snapshots;
@@ -628,12 +618,12 @@ public sealed partial class ReplicaReceiver
                 }
 
                 Committed(committed!);
-                DropScanBase(volume, result.Header);
+                _retention.DropScanBase(volume, result.Header);
                 ImageChanged(volume);
-                Prune(volume);
+                _retention.Prune(volume);
                 return result;
             }
-            catch (StorageException ex) when (reverse && ex.Data[SnapshotStreamReader.ChangedSinceKey] is string common)
+            catch (BaseChangedException ex) when (reverse && ex.BaseSnapshot is { } common)
             {
                 // Split brain: this site also wrote after the snapshot both sides share. Resolving it
                 // discards one side's writes, so only when the administrator says which.
@@ -641,7 +631,7 @@ public sealed partial class ReplicaReceiver
             }
             catch (StreamImportException ex)
             {
-                var id = PeekSnapshotId(ex);
+                var id = ex.SnapshotId;
                 if (ex.AppliedOffset > 0 && id is { } failedId)
                 {
                     _partial[volume] = new PartialReceiveDto(failedId, ex.AppliedOffset);
@@ -662,7 +652,7 @@ public sealed partial class ReplicaReceiver
     /// snapshot: found by the engine here; with a hash scan: <paramref name="changedGranules"/>
     /// granules found by the sender, -1 when it no longer has the common snapshot to compare with).
     /// </summary>
-    private static StorageException SplitBrain(string volume, string partner, string common, long? changedGranules, Exception? inner = null)
+    private static SplitBrainException SplitBrain(string volume, string partner, string common, long? changedGranules, Exception? inner = null)
     {
         var (what, kept) = changedGranules switch
         {
@@ -671,13 +661,9 @@ public sealed partial class ReplicaReceiver
             { } n => ($"{volume} was written here after {common}, the last snapshot both sites shared ({n:N0} granules of 64 KiB differ from it; no longer kept here),", "pre-failback"),
         };
         var message = $"split brain: {what} and {partner} wrote to its copy too; failing back would revert this site's writes (they would be kept as a {kept}-... snapshot here); to do that, run 'tidemark replica reverse {volume} --discard-writes-at home' at {partner}";
-        var split = inner is null ? new StorageException(StorageError.InvalidArgument, message) : new StorageException(StorageError.InvalidArgument, message, inner);
-        split.Data[SplitBrainKey] = true;
-        return split;
+        return inner is null ? new SplitBrainException(message) : new SplitBrainException(message, inner);
     }
 
-    /// <summary>The snapshot a failed import was for (kept on the exception's data by the reader).</summary>
-    private static Guid? PeekSnapshotId(StreamImportException ex) => ex.Data["snapshotId"] as Guid?;
 
     // A fresh transfer starts from the replica's newest complete snapshot: a half-made volume (no
     // snapshot yet) is deleted, a half-applied increment rolled back without keeping it.

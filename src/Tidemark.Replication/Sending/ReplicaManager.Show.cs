@@ -19,9 +19,9 @@ public sealed partial class ReplicaManager
     public async Task<ReplicaDto> ShowAsync(string volume, CancellationToken cancellationToken)
     {
         ReplicaDto? shown = null;
-        lock (_lock)
+        lock (_book.Lock)
         {
-            if (_replicas.TryGetValue(volume, out var state))
+            if (_book.Replicas.TryGetValue(volume, out var state))
             {
                 shown = ToDto(state);
                 if (!state.Reverse || state.LastSnapshot is not null)

@@ -14,7 +14,7 @@ public sealed partial class ReplicaManager
     /// <summary>What each replica volume at the partner gets as standby exports (every member an entry, maybe empty).</summary>
     private Dictionary<string, List<CreateExportRequest>> ResolveStandby(ReplicaState state)
     {
-        var members = state.IsGroup ? Members(state).ToList() : [state.RemoteVolume];
+        var members = state.IsGroup ? _book.Members(state).ToList() : [state.RemoteVolume];
         var result = members.ToDictionary(m => m, _ => new List<CreateExportRequest>(), StringComparer.Ordinal);
         foreach (var export in state.StandbyExports ?? [])
         {

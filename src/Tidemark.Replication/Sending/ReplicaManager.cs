@@ -25,8 +25,6 @@ public sealed partial class ReplicaManager : IDisposable
     /// <summary>zstd level of replication streams unless a replica says otherwise.</summary>
     public const int DefaultCompressionLevel = 3;
 
-    private const string Refused = PartnerLink.RefusedKey;
-
     private readonly Pool _pool;
     private readonly ReplicaReceiver _receiver;
     private readonly PartnerRegistry _partners;
@@ -34,9 +32,12 @@ public sealed partial class ReplicaManager : IDisposable
     private readonly Action<ReplicationEvent> _events;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly Lock _lock = new();
-    private readonly SortedDictionary<string, ReplicaState> _replicas = new(StringComparer.Ordinal);
+    private readonly ReplicaBook _book;
     private readonly SemaphoreSlim _syncing = new(1, 1);
+    private readonly SyncPlanner _planner;
+    private readonly SnapshotSender _sender;
+    private readonly SenderRetention _retention;
+    private readonly FailBack _failBack;
 
     /// <param name="legacyPath">DATA/replicas.json of an older version: imported into the pool, then renamed NAME.migrated.</param>
     public ReplicaManager(Pool pool, ReplicaReceiver receiver, PartnerRegistry partners, ServerIdentity identity, Action<ReplicationEvent> events, TimeProvider time, ILogger logger, string legacyPath)
@@ -48,6 +49,11 @@ public sealed partial class ReplicaManager : IDisposable
         _events = events;
         _time = time;
         _logger = logger;
+        _planner = new SyncPlanner(pool, receiver);
+        _sender = new SnapshotSender(pool, receiver, time);
+        _retention = new SenderRetention(pool, logger);
+        _book = new ReplicaBook(pool, Kind);
+        _failBack = new FailBack(pool, receiver, partners, identity, _book, _retention, events, SyncAsync, BringUpStandby);
         LegacyStateFile.Migrate(
             pool.Control,
             Kind,
@@ -56,7 +62,7 @@ public sealed partial class ReplicaManager : IDisposable
             logger);
         foreach (var (volume, state) in pool.Control.List(Kind))
         {
-            _replicas[volume] = state;
+            _book.Replicas[volume] = state;
         }
     }
 
@@ -77,15 +83,15 @@ public sealed partial class ReplicaManager : IDisposable
 
     public IReadOnlyList<ReplicaDto> List()
     {
-        lock (_lock)
+        lock (_book.Lock)
         {
-            return [.. _replicas.Values.Select(ToDto)];
+            return [.. _book.Replicas.Values.Select(ToDto)];
         }
     }
 
     public ReplicaDto Get(string volume)
     {
-        lock (_lock)
+        lock (_book.Lock)
         {
             return ToDto(Find(volume));
         }
@@ -94,21 +100,18 @@ public sealed partial class ReplicaManager : IDisposable
     /// <summary>A reason to keep <paramref name="address"/> (the base of the next sync), or null.</summary>
     public string? Protects(string address)
     {
-        lock (_lock)
+        lock (_book.Lock)
         {
-            if (_replicas.Values.FirstOrDefault(r => r.PendingSnapshot is { } p && Members(r).Any(m => $"{m}@{p}" == address)) is { } sending)
+            if (_book.Replicas.Values.FirstOrDefault(r => r.PendingSnapshot is { } p && _book.Members(r).Any(m => $"{m}@{p}" == address)) is { } sending)
             {
                 return $"replica {sending.Volume} -> {sending.Partner} is sending it (the next sync continues that transfer)";
             }
 
-            return _replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && Members(r).Any(m => $"{m}@{s}" == address)) is { } replica
+            return _book.Replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && _book.Members(r).Any(m => $"{m}@{s}" == address)) is { } replica
                 ? $"it is the newest snapshot replica {replica.Volume} -> {replica.Partner} shares, the base of its next sync"
                 : null;
         }
     }
-
-    private IEnumerable<string> Members(ReplicaState replica) =>
-        replica.IsGroup ? _pool.Groups.FirstOrDefault(g => g.Name == replica.Volume)?.Volumes ?? [] : [replica.Volume];
 
     public ReplicaDto Create(CreateReplicaRequest request)
     {
@@ -127,9 +130,9 @@ public sealed partial class ReplicaManager : IDisposable
         }
 
         _partners.Get(request.Partner);
-        lock (_lock)
+        lock (_book.Lock)
         {
-            if (_replicas.TryGetValue(request.Volume, out var existing))
+            if (_book.Replicas.TryGetValue(request.Volume, out var existing))
             {
                 throw new StorageException(StorageError.AlreadyExists, $"{request.Volume} is already replicated to {existing.Partner}");
             }
@@ -139,8 +142,8 @@ public sealed partial class ReplicaManager : IDisposable
             ReplicaRequestChecks.CheckStandby(request.StandbyExports);
             ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
             var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList(), CompressionLevel = request.CompressionLevel ?? DefaultCompressionLevel };
-            _replicas[state.Volume] = state;
-            Save();
+            _book.Replicas[state.Volume] = state;
+            _book.Save();
             return ToDto(state);
         }
     }
@@ -154,7 +157,7 @@ public sealed partial class ReplicaManager : IDisposable
         ReplicaRequestChecks.CheckBandwidth(bandwidth);
         ReplicaRequestChecks.CheckStandby(request.StandbyExports);
         ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
-        lock (_lock)
+        lock (_book.Lock)
         {
             var state = Find(volume);
             if (request.CompressionLevel is { } level)
@@ -177,7 +180,7 @@ public sealed partial class ReplicaManager : IDisposable
                 state.Bandwidth = bandwidth;
             }
 
-            Save();
+            _book.Save();
             return ToDto(state);
         }
 
@@ -186,20 +189,14 @@ public sealed partial class ReplicaManager : IDisposable
 
     public void Delete(string volume)
     {
-        lock (_lock)
+        lock (_book.Lock)
         {
             var state = Find(volume);
-            _replicas.Remove(volume);
-            Save();
+            _book.Replicas.Remove(volume);
+            _book.Save();
             if (state.PendingSnapshot is { } pending)
             {
-                foreach (var member in Members(state))
-                {
-                    if (_pool.TryGetVolume(member, out _) && _pool.ListSnapshots(member).Any(s => s.Name == pending))
-                    {
-                        DeleteQuietly($"{member}@{pending}");
-                    }
-                }
+                _retention.DeleteFromMembers(_book.Members(state), pending);
             }
         }
     }
@@ -208,7 +205,7 @@ public sealed partial class ReplicaManager : IDisposable
     public async Task<ReplicaDto> SyncAsync(string volume, OperationProgress? progress, CancellationToken cancellationToken)
     {
         ReplicaState state;
-        lock (_lock)
+        lock (_book.Lock)
         {
             state = Find(volume);
             if (state.Suspended is { } why)
@@ -234,17 +231,17 @@ public sealed partial class ReplicaManager : IDisposable
             {
                 var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
                 snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
-                lock (_lock)
+                lock (_book.Lock)
                 {
                     state.PendingSnapshot = name;
-                    Save();
+                    _book.Save();
                 }
             }
 
             var snapshot = snapshots[0];
             progress ??= new OperationProgress(cancellationToken);
             var tracker = new SyncProgress(progress);
-            lock (_lock)
+            lock (_book.Lock)
             {
                 state.Running = (progress, started);
             }
@@ -264,7 +261,7 @@ public sealed partial class ReplicaManager : IDisposable
                     last = null;
                     break;
                 }
-                catch (StorageException ex) when (ex.Data.Contains(Refused))
+                catch (PartnerRefusedException ex)
                 {
                     // The partner decided (not paired, stale role generation, not a replica target...):
                     // another attempt gets the same answer, so its reason is the sync's result at once.
@@ -279,8 +276,7 @@ public sealed partial class ReplicaManager : IDisposable
                 catch (HttpRequestException ex) when (SyncFailure.IsRefusedHandshake(ex))
                 {
                     // Not a broken link: the partner does not know this server. Retrying cannot help.
-                    last = new StorageException(StorageError.Unavailable, $"{partner.Name} refused the TLS handshake: it is not paired with this server; run 'tidemark partner add' there with fingerprint {_identity.Fingerprint}", ex);
-                    last.Data[Refused] = true;
+                    last = new PartnerRefusedException($"{partner.Name} refused the TLS handshake: it is not paired with this server; run 'tidemark partner add' there with fingerprint {_identity.Fingerprint}", ex);
                     break;
                 }
                 catch (Exception ex) when (ex is HttpRequestException or IOException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
@@ -290,13 +286,13 @@ public sealed partial class ReplicaManager : IDisposable
                     if (attempt < MaxAttempts)
                     {
                         // While it waits, the sync is not "100%, ETA 0": 'replica show' says it is retrying and why.
-                        lock (_lock)
+                        lock (_book.Lock)
                         {
                             state.Retrying = $"attempt {attempt} of {MaxAttempts} failed ({ex.Message}); retrying";
                         }
 
                         await Task.Delay(RetryDelay * (1 << (attempt - 1)), _time, cancellationToken);
-                        lock (_lock)
+                        lock (_book.Lock)
                         {
                             state.Retrying = null;
                         }
@@ -305,7 +301,7 @@ public sealed partial class ReplicaManager : IDisposable
             }
 
             var retries = attempts - 1;
-            lock (_lock)
+            lock (_book.Lock)
             {
                 state.Retries += retries;
                 state.BytesSent += wire.Bytes; // every attempt's: the link carried them all
@@ -317,14 +313,14 @@ public sealed partial class ReplicaManager : IDisposable
                     {
                         foreach (var failed in snapshots)
                         {
-                            DeleteQuietly(failed.Address);
+                            _retention.Delete(failed.Address);
                         }
 
                         state.PendingSnapshot = null;
                     }
 
                     state.LastError = last.Message;
-                    Save();
+                    _book.Save();
                     var tries = attempts == 1 ? "1 attempt" : $"{attempts} attempts";
                     _events(new ReplicationEvent("replica.sync", volume, $"replication to {partner.Name} failed after {tries}: {last.Message}; the replica keeps its last complete snapshot", "failed"));
                     throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {tries} ({SyncFailure.Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
@@ -339,13 +335,11 @@ public sealed partial class ReplicaManager : IDisposable
                 state.LastRangeBytes = rangeBytes;
                 state.LastDurationSeconds = (state.LastSyncAt.Value - started).TotalSeconds;
                 state.LastError = null;
-                Save();
-                foreach (var member in snapshots.Select(s => s.Volume))
+                _book.Save();
+                if (previous is not null && previous != snapshot.Name)
                 {
-                    if (previous is not null && previous != snapshot.Name && _pool.ListSnapshots(member).Any(s => s.Name == previous))
-                    {
-                        DeleteQuietly($"{member}@{previous}");
-                    }
+                    // The new snapshot is the base of the next sync: the previous one is not needed.
+                    _retention.DeleteFromMembers(snapshots.Select(s => s.Volume), previous);
                 }
 
                 _events(new ReplicationEvent("replica.sync", volume, $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}"));
@@ -354,7 +348,7 @@ public sealed partial class ReplicaManager : IDisposable
         }
         finally
         {
-            lock (_lock)
+            lock (_book.Lock)
             {
                 state.Running = null;
                 state.Retrying = null;
@@ -375,7 +369,7 @@ public sealed partial class ReplicaManager : IDisposable
             return null;
         }
 
-        var members = Members(state).ToList();
+        var members = _book.Members(state).ToList();
         var found = members.Select(m => _pool.TryGetVolume(m, out _) ? _pool.ListSnapshots(m).FirstOrDefault(s => s.Name == name) : null).ToList();
         if (members.Count > 0 && found.All(s => s is not null))
         {
@@ -384,32 +378,20 @@ public sealed partial class ReplicaManager : IDisposable
 
         foreach (var orphan in found.OfType<SnapshotInfo>())
         {
-            DeleteQuietly(orphan.Address);
+            _retention.Delete(orphan.Address);
         }
 
-        lock (_lock)
+        lock (_book.Lock)
         {
             state.PendingSnapshot = null;
-            Save();
+            _book.Save();
         }
 
         return null;
     }
 
-    private void DeleteQuietly(string address)
-    {
-        try
-        {
-            _pool.DeleteSnapshot(address);
-        }
-        catch (StorageException ex)
-        {
-            _logger.LogInformation("Kept {Snapshot}: {Message}", address, ex.Message);
-        }
-    }
-
     private ReplicaState Find(string volume) =>
-        _replicas.TryGetValue(volume, out var state)
+        _book.Replicas.TryGetValue(volume, out var state)
             ? state
             : throw new StorageException(StorageError.NotFound, $"{volume} is not replicated; 'tidemark replica create {volume} --to PARTNER' starts it");
 
@@ -431,7 +413,7 @@ public sealed partial class ReplicaManager : IDisposable
         s.Reverse ? "reverse" : s.Suspended is null ? "active" : "suspended",
         s.Suspended,
         s.Bandwidth,
-        s.IsGroup ? [.. Members(s)] : null,
+        s.IsGroup ? [.. _book.Members(s)] : null,
         s.AfterPolicySnapshots,
         s.Seed,
         s.LastScannedBytes,
@@ -458,27 +440,23 @@ public sealed partial class ReplicaManager : IDisposable
     /// <summary>Volumes whose automatic sync is due at <paramref name="now"/> (the scheduler starts them as jobs).</summary>
     public IReadOnlyList<string> Due(DateTimeOffset now)
     {
-        lock (_lock)
+        lock (_book.Lock)
         {
-            return [.. _replicas.Values.Where(r => SyncSchedule.IsDue(r, now, r.AfterPolicySnapshots ? LastPolicySnapshot(r.Volume) : null)).Select(r => r.Volume)];
+            return [.. _book.Replicas.Values.Where(r => SyncSchedule.IsDue(r, now, r.AfterPolicySnapshots ? LastPolicySnapshot(r.Volume) : null)).Select(r => r.Volume)];
         }
     }
 
     /// <summary>Marks an automatic sync as started, so the next one is due an interval later whatever its outcome.</summary>
     public void MarkAttempt(string volume, DateTimeOffset now)
     {
-        lock (_lock)
+        lock (_book.Lock)
         {
-            if (_replicas.TryGetValue(volume, out var state))
+            if (_book.Replicas.TryGetValue(volume, out var state))
             {
                 state.LastAttemptAt = now;
             }
         }
     }
-
-    // Every record, atomically: the caller holds _lock, and a change may touch several replicas.
-    private void Save() =>
-        _pool.Control.ReplaceAll(Kind, _replicas.Select(r => new KeyValuePair<string, ReplicaState>(r.Key, r.Value)));
 
     public void Dispose() => _syncing.Dispose();
 }
