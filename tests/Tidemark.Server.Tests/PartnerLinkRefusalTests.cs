@@ -8,13 +8,13 @@ namespace Tidemark.Server.Tests;
 public sealed class PartnerLinkRefusalTests
 {
     [Fact]
-    public async Task EnsureSuccess_A4xxAnswer_IsAPartnerRefusalWithThePartnersReason_AndNotRetried()
+    public async Task EnsureSuccess_A4xxAnswer_IsAPartnerRefusal_AndNotRetried()
     {
-        using var response = Answer(HttpStatusCode.Forbidden, """{"title":"Forbidden","status":403,"detail":"this server is not paired with yours","code":"unknown-partner"}""");
+        using var response = Answer(HttpStatusCode.Forbidden, "not json");
 
         var refused = await Assert.ThrowsAsync<PartnerRefusedException>(() => PartnerLink.EnsureSuccessAsync(response, "the partner refused the stream", CancellationToken.None));
 
-        Assert.Equal("the partner refused the stream: this server is not paired with yours", refused.Message);
+        Assert.Equal("the partner refused the stream: Forbidden", refused.Message);
         Assert.Equal(StorageError.Unavailable, refused.Error);
         Assert.True(SyncFailure.IsRefusal(refused));
     }
