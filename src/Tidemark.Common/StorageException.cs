@@ -27,7 +27,7 @@ public enum StorageError
 }
 
 /// <summary>A typed, actionable storage error: the message says what happened and what to do.</summary>
-public sealed class StorageException : Exception
+public class StorageException : Exception
 {
     public StorageException(StorageError error, string message)
         : base(message)

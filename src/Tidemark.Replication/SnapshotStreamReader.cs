@@ -70,9 +70,6 @@ public sealed record StreamImportResult(StreamHeader Header, SnapshotInfo? Snaps
 /// </summary>
 public static class SnapshotStreamReader
 {
-    /// <summary>Set (to the base's address) on the error for an incremental stream into a volume that changed since its base.</summary>
-    public const string ChangedSinceKey = "tidemark.changed-since";
-
     public static StreamImportResult Import(Pool pool, Stream input, StreamImportOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new StreamImportOptions();
@@ -115,9 +112,7 @@ public static class SnapshotStreamReader
             {
                 if (!options.RollbackToBase)
                 {
-                    var changed = new StorageException(StorageError.InvalidArgument, $"{name} changed since {baseSnapshot.Address}; roll it back to that snapshot first ('tidemark volume rollback {name} {baseSnapshot.Name}')");
-                    changed.Data[ChangedSinceKey] = baseSnapshot.Address;
-                    throw changed;
+                    throw new BaseChangedException($"{name} changed since {baseSnapshot.Address}; roll it back to that snapshot first ('tidemark volume rollback {name} {baseSnapshot.Name}')", baseSnapshot.Address);
                 }
 
                 // Fail-back: what this side wrote after the common snapshot is reverted, and kept.
@@ -157,9 +152,7 @@ public static class SnapshotStreamReader
             if (options.KeepPartial)
             {
                 target.Flush();
-                var partial = new StreamImportException(ex, applied);
-                partial.Data["snapshotId"] = header.SnapshotId;
-                throw partial;
+                throw new StreamImportException(ex, applied) { SnapshotId = header.SnapshotId };
             }
 
             if (created)
@@ -382,6 +375,9 @@ public sealed class StreamImportException : Exception
     }
 
     public long AppliedOffset { get; }
+
+    /// <summary>The snapshot the failed stream was bringing, when its header was read (what a resume must match).</summary>
+    public Guid? SnapshotId { get; init; }
 
     public StorageError Error { get; }
 }

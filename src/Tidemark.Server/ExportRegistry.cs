@@ -23,7 +23,6 @@ public sealed partial class ExportRegistry
 {
     public const string Nbd = "nbd";
     public const string Iscsi = "iscsi";
-    private const int MaxNameLength = 255;
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
     private readonly Pool _pool;
@@ -441,18 +440,7 @@ public sealed partial class ExportRegistry
         return new ExportDto(r.Name, r.Protocol, r.Target, r.ReadOnly, state, entry.Problem, url, TlsRequired: r.TlsRequired, LocalUrl: localUrl);
     }
 
-    internal static void CheckName(string name)
-    {
-        var ok = name.Length is > 0 and <= MaxNameLength
-            && char.IsAsciiLetterOrDigit(name[0])
-            && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '@' or ':');
-        if (!ok)
-        {
-            throw new StorageException(
-                StorageError.InvalidName,
-                $"'{name}' is not a valid export name: use 1-{MaxNameLength} letters, digits, '-', '_', '.', '@' or ':', starting with a letter or digit");
-        }
-    }
+    internal static void CheckName(string name) => SettingText.CheckExportName(name);
 
     /// <summary>
     /// One export as persisted (a control record in the pool, formerly a line of DATA/exports.json).

@@ -252,37 +252,10 @@ public sealed record ServerSettings
         }
     }
 
-    public static IPEndPoint ParseEndpoint(string text, string setting)
-    {
-        var colon = text.LastIndexOf(':');
-        if (colon <= 0
-            || !IPAddress.TryParse(text[..colon].Trim('[', ']'), out var address)
-            || !int.TryParse(text[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var port)
-            || port > 65535)
-        {
-            throw new ArgumentException($"{setting} '{text}' is not an address; write it as IP:PORT, for example 127.0.0.1:8410");
-        }
-
-        return new IPEndPoint(address, port);
-    }
+    public static IPEndPoint ParseEndpoint(string text, string setting) => SettingText.ParseEndpoint(text, setting);
 
     /// <summary>"50us", "250ms", "1s", "2m" or "1h".</summary>
-    public static TimeSpan Duration(string text, string setting)
-    {
-        var t = text.Trim();
-        var (number, unit) = t.EndsWith("us", StringComparison.Ordinal) ? (t[..^2], 0.001)
-            : t.EndsWith("ms", StringComparison.Ordinal) ? (t[..^2], 1.0)
-            : t.EndsWith('s') ? (t[..^1], 1000.0)
-            : t.EndsWith('m') ? (t[..^1], 60_000.0)
-            : t.EndsWith('h') ? (t[..^1], 3_600_000.0)
-            : (t, -1.0);
-        if (unit < 0 || !double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value <= 0 || value * unit > TimeSpan.FromDays(1).TotalMilliseconds)
-        {
-            throw new ArgumentException($"{setting} '{text}' is not a duration; write it like 500ms, 1s or 2m");
-        }
-
-        return TimeSpan.FromMilliseconds(value * unit);
-    }
+    public static TimeSpan Duration(string text, string setting) => SettingText.Duration(text, setting);
 
     public static long Size(string text, string setting) =>
         ByteSize.TryParse(text, out var bytes)

@@ -312,7 +312,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ReplicaReceiver>(),
                 sp.GetRequiredService<PartnerRegistry>(),
                 identity,
-                sp.GetRequiredService<EventLog>(),
+                e => sp.GetRequiredService<EventLog>().Record(e.Kind, e.Subject, "server", e.Message, e.Outcome),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Replication"),
                 data.ReplicasPath)
@@ -327,7 +327,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<ILogger<ReplicaScheduler>>()));
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
-            builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<ReplicaManager>());
+            builder.Services.AddSingleton<IMetricsSource>(sp => new ReplicaMetrics(sp.GetRequiredService<ReplicaManager>().List));
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>())
             {
                 TlsAvailable = certificate is not null,

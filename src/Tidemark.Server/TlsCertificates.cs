@@ -49,8 +49,7 @@ public static class TlsCertificates
         }
     }
 
-    public static string Fingerprint(X509Certificate2 certificate) =>
-        Convert.ToHexStringLower(SHA256.HashData(certificate.RawData));
+    public static string Fingerprint(X509Certificate2 certificate) => SelfSignedCertificate.Fingerprint(certificate);
 
     private static void CreateSelfSigned(string certPath, string keyPath)
     {
@@ -59,31 +58,6 @@ public static class TlsCertificates
         names.AddDnsName(Dns.GetHostName());
         names.AddIpAddress(IPAddress.Loopback);
         names.AddIpAddress(IPAddress.IPv6Loopback);
-        WriteSelfSigned(certPath, keyPath, "CN=tidemark", years: 5, clientAuth: false, names);
-    }
-
-    /// <summary>Makes an ECDSA P-256 key and a self-signed certificate for it; writes both as PEM (the key 0600).</summary>
-    internal static void WriteSelfSigned(string certPath, string keyPath, string subject, int years, bool clientAuth, SubjectAlternativeNameBuilder? names)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest(subject, key, HashAlgorithmName.SHA256);
-        if (names is not null)
-        {
-            request.CertificateExtensions.Add(names.Build());
-        }
-
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        OidCollection usages = [new Oid("1.3.6.1.5.5.7.3.1")];
-        if (clientAuth)
-        {
-            usages.Add(new Oid("1.3.6.1.5.5.7.3.2"));
-        }
-
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, false));
-        var now = DateTimeOffset.UtcNow;
-        using var certificate = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(years));
-        AtomicFile.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem() + "\n", UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        AtomicFile.WriteAllText(certPath, certificate.ExportCertificatePem() + "\n");
+        SelfSignedCertificate.Write(certPath, keyPath, "CN=tidemark", years: 5, clientAuth: false, names);
     }
 }

@@ -169,7 +169,7 @@ public sealed class SnapshotStreamTests : IDisposable
         Assert.Equal(afterImport, State());
         _target.GetVolume("mail").Write(0, RandomBytes(4096), false);
         _source.CreateSnapshot("mail", "s3");
-        var changed = Assert.Throws<StorageException>(() => Import(Export("mail@s3", "mail@s2")));
+        var changed = Assert.Throws<BaseChangedException>(() => Import(Export("mail@s3", "mail@s2")));
         Assert.Equal(["s1", "s2"], _target.ListSnapshots("mail").Select(s => s.Name));
 
         Assert.Equal(StorageError.AlreadyExists, replay.Error);
@@ -177,6 +177,8 @@ public sealed class SnapshotStreamTests : IDisposable
         Assert.Equal(StorageError.NotFound, wrongBase.Error);
         Assert.Contains("builds on", wrongBase.Message, StringComparison.Ordinal);
         Assert.Contains("roll it back", changed.Message, StringComparison.Ordinal);
+        Assert.Equal(StorageError.InvalidArgument, changed.Error);
+        Assert.Equal("mail@s2", changed.BaseSnapshot); // what a fail-back names as the common snapshot
         Assert.NotEqual(before, afterImport);
     }
 
@@ -190,6 +192,7 @@ public sealed class SnapshotStreamTests : IDisposable
 
         var cut = Assert.Throws<StreamImportException>(() => SnapshotStreamReader.Import(_target, new MemoryStream(bytes, 0, bytes.Length / 2), new StreamImportOptions { KeepPartial = true }));
         Assert.True(cut.AppliedOffset > 0);
+        Assert.Equal(_source.ListSnapshots("mail").Single(s => s.Name == "big").Id, cut.SnapshotId); // what a resume must match
         Assert.Empty(_target.ListSnapshots("mail"));
         var rest = new MemoryStream();
         SnapshotStreamWriter.Write(_source, "mail@big", null, rest, new StreamExportOptions { ResumeOffset = cut.AppliedOffset });

@@ -5,6 +5,7 @@ using Tidemark.Server.Api;
 using Tidemark.Server.Capacity;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Policies;
+using Tidemark.Replication;
 using Tidemark.Server.Replication;
 
 namespace Tidemark.Server.Tests;

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using Tidemark.Api;
+using Tidemark.Replication;
 using Tidemark.Server.Replication;
 using Tidemark.Server.Tests.Infrastructure;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Tidemark.Replication;
 using Tidemark.Server.Replication;
 
 namespace Tidemark.Server.Tests;

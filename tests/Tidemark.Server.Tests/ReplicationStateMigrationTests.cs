@@ -4,6 +4,7 @@ using System.Text.Json;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Engine.Control;
+using Tidemark.Replication;
 using Tidemark.Server.Replication;
 using Tidemark.Server.Tests.Infrastructure;
 

@@ -1,3 +1,4 @@
+using Tidemark.Replication;
 using Tidemark.Server.Replication;
 
 namespace Tidemark.Server.Tests;

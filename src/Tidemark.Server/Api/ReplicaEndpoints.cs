@@ -154,7 +154,7 @@ public static class ReplicaEndpoints
                 {
                     result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0, discard == true, divergedAfter, changedGranules ?? 0), context.RequestAborted);
                 }
-                catch (StorageException ex) when (ex.Data.Contains(ReplicaReceiver.SplitBrainKey))
+                catch (SplitBrainException ex)
                 {
                     events.Record("replica.split-brain", volume, $"partner:{partner}", ex.Message, "refused");
                     throw;
@@ -196,7 +196,7 @@ public static class ReplicaEndpoints
         {
             return action();
         }
-        catch (StorageException ex) when (ex.Data.Contains(ReplicaReceiver.StaleGenerationKey))
+        catch (StaleGenerationException ex)
         {
             events.Record("replica.refused", volume, $"partner:{partner}", ex.Message, "refused");
             throw;

@@ -1,0 +1,462 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Engine.Control;
+
+namespace Tidemark.Replication;
+
+/// <summary>
+/// The sending end: volumes replicated to partners (control records in the pool, <see cref="Kind"/>). A sync takes a replication
+/// snapshot, asks the partner which snapshots its replica has, and sends only what changed since the
+/// newest one both sides have (a full stream the first time) over the mutual-TLS link. A broken
+/// transfer is retried with backoff and resumes at the offset the partner durably reached. After a
+/// success the previous replication snapshot is deleted: the newest one is the base of the next sync
+/// and is protected from policies meanwhile.
+/// </summary>
+public sealed partial class ReplicaManager : IDisposable
+{
+    public const string SnapshotPrefix = "repl-";
+    public const int MaxAttempts = 6;
+
+    /// <summary>zstd level of replication streams unless a replica says otherwise.</summary>
+    public const int DefaultCompressionLevel = 3;
+
+    private readonly Pool _pool;
+    private readonly ReplicaReceiver _receiver;
+    private readonly PartnerRegistry _partners;
+    private readonly ServerIdentity _identity;
+    private readonly Action<ReplicationEvent> _events;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly ReplicaBook _book;
+    private readonly SemaphoreSlim _syncing = new(1, 1);
+    private readonly SyncPlanner _planner;
+    private readonly SnapshotSender _sender;
+    private readonly SenderRetention _retention;
+    private readonly FailBack _failBack;
+
+    /// <param name="legacyPath">DATA/replicas.json of an older version: imported into the pool, then renamed NAME.migrated.</param>
+    public ReplicaManager(Pool pool, ReplicaReceiver receiver, PartnerRegistry partners, ServerIdentity identity, Action<ReplicationEvent> events, TimeProvider time, ILogger logger, string legacyPath)
+    {
+        _pool = pool;
+        _receiver = receiver;
+        _partners = partners;
+        _identity = identity;
+        _events = events;
+        _time = time;
+        _logger = logger;
+        _planner = new SyncPlanner(pool, receiver);
+        _sender = new SnapshotSender(pool, receiver, time);
+        _retention = new SenderRetention(pool, logger);
+        _book = new ReplicaBook(pool, Kind);
+        _failBack = new FailBack(pool, receiver, partners, identity, _book, _retention, events, SyncAsync, BringUpStandby);
+        LegacyStateFile.Migrate(
+            pool.Control,
+            Kind,
+            legacyPath,
+            text => (JsonSerializer.Deserialize<List<ReplicaState>>(text, ReplicationJson.Records) ?? []).Select(r => new KeyValuePair<string, ReplicaState>(r.Volume, r)),
+            logger);
+        foreach (var (volume, state) in pool.Control.List(Kind))
+        {
+            _book.Replicas[volume] = state;
+        }
+    }
+
+    /// <summary>
+    /// Volumes and groups replicated to partners, as control records in the pool (ADR 0011), named by
+    /// volume or group. Version 1: <see cref="ReplicaState"/>'s saved properties.
+    /// </summary>
+    internal static readonly ControlKind<ReplicaState> Kind = new("replica", 1, json: ReplicationJson.Records);
+
+    /// <summary>When a snapshot policy last snapshotted a volume or group (for replicas that follow policy snapshots).</summary>
+    public Func<string, DateTimeOffset?> LastPolicySnapshot { get; set; } = _ => null;
+
+    /// <summary>Brings up an export (the standby exports of a promoted replica).</summary>
+    public Func<CreateExportRequest, ExportDto>? CreateExport { get; set; }
+
+    /// <summary>Backoff between attempts; tests shorten it.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    public IReadOnlyList<ReplicaDto> List()
+    {
+        lock (_book.Lock)
+        {
+            return [.. _book.Replicas.Values.Select(ToDto)];
+        }
+    }
+
+    public ReplicaDto Get(string volume)
+    {
+        lock (_book.Lock)
+        {
+            return ToDto(Find(volume));
+        }
+    }
+
+    /// <summary>A reason to keep <paramref name="address"/> (the base of the next sync), or null.</summary>
+    public string? Protects(string address)
+    {
+        lock (_book.Lock)
+        {
+            if (_book.Replicas.Values.FirstOrDefault(r => r.PendingSnapshot is { } p && _book.Members(r).Any(m => $"{m}@{p}" == address)) is { } sending)
+            {
+                return $"replica {sending.Volume} -> {sending.Partner} is sending it (the next sync continues that transfer)";
+            }
+
+            return _book.Replicas.Values.FirstOrDefault(r => r.LastSnapshot is { } s && _book.Members(r).Any(m => $"{m}@{s}" == address)) is { } replica
+                ? $"it is the newest snapshot replica {replica.Volume} -> {replica.Partner} shares, the base of its next sync"
+                : null;
+        }
+    }
+
+    public ReplicaDto Create(CreateReplicaRequest request)
+    {
+        // A group replicates as one unit: its name in place of a volume's.
+        var isGroup = !_pool.TryGetVolume(request.Volume, out _) && _pool.Groups.Any(g => g.Name == request.Volume);
+        if (!isGroup)
+        {
+            if (!_pool.TryGetVolume(request.Volume, out _))
+            {
+                throw new StorageException(StorageError.NotFound, $"no volume or group named '{request.Volume}'");
+            }
+        }
+        else if (request.RemoteVolume is { } other && other != request.Volume)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"{request.Volume} is a group: its members keep their names at the partner, so --as does not apply");
+        }
+
+        _partners.Get(request.Partner);
+        lock (_book.Lock)
+        {
+            if (_book.Replicas.TryGetValue(request.Volume, out var existing))
+            {
+                throw new StorageException(StorageError.AlreadyExists, $"{request.Volume} is already replicated to {existing.Partner}");
+            }
+
+            SyncSchedule.CheckEvery(request.Every);
+            ReplicaRequestChecks.CheckBandwidth(request.Bandwidth);
+            ReplicaRequestChecks.CheckStandby(request.StandbyExports);
+            ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList(), CompressionLevel = request.CompressionLevel ?? DefaultCompressionLevel };
+            _book.Replicas[state.Volume] = state;
+            _book.Save();
+            return ToDto(state);
+        }
+    }
+
+    /// <summary>Changes the schedule or the bandwidth limit; it applies from the next sync.</summary>
+    public ReplicaDto Update(string volume, UpdateReplicaRequest request)
+    {
+        var every = Off(request.Every);
+        var bandwidth = Off(request.Bandwidth);
+        SyncSchedule.CheckEvery(every);
+        ReplicaRequestChecks.CheckBandwidth(bandwidth);
+        ReplicaRequestChecks.CheckStandby(request.StandbyExports);
+        ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
+        lock (_book.Lock)
+        {
+            var state = Find(volume);
+            if (request.CompressionLevel is { } level)
+            {
+                state.CompressionLevel = level;
+            }
+
+            if (request.StandbyExports is not null)
+            {
+                state.StandbyExports = [.. request.StandbyExports]; // sent to the partner with the next sync
+            }
+
+            if (request.Every is not null)
+            {
+                state.Every = every;
+            }
+
+            if (request.Bandwidth is not null)
+            {
+                state.Bandwidth = bandwidth;
+            }
+
+            _book.Save();
+            return ToDto(state);
+        }
+
+        static string? Off(string? value) => string.Equals(value, "off", StringComparison.OrdinalIgnoreCase) ? null : value;
+    }
+
+    public void Delete(string volume)
+    {
+        lock (_book.Lock)
+        {
+            var state = Find(volume);
+            _book.Replicas.Remove(volume);
+            _book.Save();
+            if (state.PendingSnapshot is { } pending)
+            {
+                _retention.DeleteFromMembers(_book.Members(state), pending);
+            }
+        }
+    }
+
+    /// <summary>One replication cycle of <paramref name="volume"/>: snapshot, diff against the newest common snapshot, send, resume on failure.</summary>
+    public async Task<ReplicaDto> SyncAsync(string volume, OperationProgress? progress, CancellationToken cancellationToken)
+    {
+        ReplicaState state;
+        lock (_book.Lock)
+        {
+            state = Find(volume);
+            if (state.Suspended is { } why)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"replication of {volume} to {state.Partner} is suspended: {why}");
+            }
+        }
+
+        var partner = _partners.Get(state.Partner);
+        await _syncing.WaitAsync(cancellationToken);
+        try
+        {
+            var started = _time.GetUtcNow();
+
+            // A transfer an earlier sync left unfinished (a bad link, this server killed) is
+            // continued: same snapshot, from the offset the partner durably applied, so every sync
+            // makes progress however often the link breaks. Otherwise a group is cut at one instant
+            // and sent member by member; the partner commits all the members' snapshots together
+            // only when every stream is in.
+            var snapshots = PendingSnapshots(state);
+            var continued = snapshots is not null;
+            if (snapshots is null)
+            {
+                var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
+                snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
+                lock (_book.Lock)
+                {
+                    state.PendingSnapshot = name;
+                    _book.Save();
+                }
+            }
+
+            var snapshot = snapshots[0];
+            progress ??= new OperationProgress(cancellationToken);
+            var tracker = new SyncProgress(progress);
+            lock (_book.Lock)
+            {
+                state.Running = (progress, started);
+            }
+
+            using var http = PartnerLink.Create(_identity, partner, Timeout.InfiniteTimeSpan);
+            Exception? last = null;
+            long sent = 0, rangeBytes = 0;
+            var wire = new WireCounter();
+            var attempts = 0;
+            var scans = new Dictionary<Guid, ScanPlan>();
+            for (var attempt = 1; attempt <= MaxAttempts; attempt++)
+            {
+                attempts = attempt;
+                try
+                {
+                    (sent, rangeBytes) = await SendAllAsync(http, state, snapshots, tracker, scans, wire, cancellationToken);
+                    last = null;
+                    break;
+                }
+                catch (PartnerRefusedException ex)
+                {
+                    // The partner decided (not paired, stale role generation, not a replica target...):
+                    // another attempt gets the same answer, so its reason is the sync's result at once.
+                    last = ex;
+                    break;
+                }
+                catch (HttpRequestException ex) when ((int?)ex.StatusCode is >= 400 and < 500)
+                {
+                    last = ex;
+                    break;
+                }
+                catch (HttpRequestException ex) when (SyncFailure.IsRefusedHandshake(ex))
+                {
+                    // Not a broken link: the partner does not know this server. Retrying cannot help.
+                    last = new PartnerRefusedException($"{partner.Name} refused the TLS handshake: it is not paired with this server; run 'tidemark partner add' there with fingerprint {_identity.Fingerprint}", ex);
+                    break;
+                }
+                catch (Exception ex) when (ex is HttpRequestException or IOException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+                {
+                    last = ex;
+                    _logger.LogWarning("Replication of {Volume} to {Partner}, attempt {Attempt}: {Message}", volume, partner.Name, attempt, ex.Message);
+                    if (attempt < MaxAttempts)
+                    {
+                        // While it waits, the sync is not "100%, ETA 0": 'replica show' says it is retrying and why.
+                        lock (_book.Lock)
+                        {
+                            state.Retrying = $"attempt {attempt} of {MaxAttempts} failed ({ex.Message}); retrying";
+                        }
+
+                        await Task.Delay(RetryDelay * (1 << (attempt - 1)), _time, cancellationToken);
+                        lock (_book.Lock)
+                        {
+                            state.Retrying = null;
+                        }
+                    }
+                }
+            }
+
+            var retries = attempts - 1;
+            lock (_book.Lock)
+            {
+                state.Retries += retries;
+                state.BytesSent += wire.Bytes; // every attempt's: the link carried them all
+                if (last is not null)
+                {
+                    // A broken link leaves the transfer to the next sync, which continues it. A
+                    // refusal would only be refused again: its snapshots are dropped.
+                    if (SyncFailure.IsRefusal(last))
+                    {
+                        foreach (var failed in snapshots)
+                        {
+                            _retention.Delete(failed.Address);
+                        }
+
+                        state.PendingSnapshot = null;
+                    }
+
+                    state.LastError = last.Message;
+                    _book.Save();
+                    var tries = attempts == 1 ? "1 attempt" : $"{attempts} attempts";
+                    _events(new ReplicationEvent("replica.sync", volume, $"replication to {partner.Name} failed after {tries}: {last.Message}; the replica keeps its last complete snapshot", "failed"));
+                    throw new StorageException(StorageError.Unavailable, $"replicating {volume} to {partner.Name} failed after {tries} ({SyncFailure.Describe(last)}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}");
+                }
+
+                var previous = state.LastSnapshot;
+                state.PendingSnapshot = null;
+                state.LastSnapshot = snapshot.Name;
+                state.LastSnapshotCreatedAt = snapshot.CreatedAt;
+                state.LastSyncAt = _time.GetUtcNow();
+                state.LastBytesSent = sent;
+                state.LastRangeBytes = rangeBytes;
+                state.LastDurationSeconds = (state.LastSyncAt.Value - started).TotalSeconds;
+                state.LastError = null;
+                _book.Save();
+                if (previous is not null && previous != snapshot.Name)
+                {
+                    // The new snapshot is the base of the next sync: the previous one is not needed.
+                    _retention.DeleteFromMembers(snapshots.Select(s => s.Volume), previous);
+                }
+
+                _events(new ReplicationEvent("replica.sync", volume, $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {sent:N0} bytes on the wire for {rangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}"));
+                return ToDto(state);
+            }
+        }
+        finally
+        {
+            lock (_book.Lock)
+            {
+                state.Running = null;
+                state.Retrying = null;
+            }
+
+            _syncing.Release();
+        }
+    }
+
+    /// <summary>
+    /// The snapshots of a transfer an earlier sync of <paramref name="state"/> left unfinished, when
+    /// they all still exist; otherwise null (and any that remain are deleted: no base for anything).
+    /// </summary>
+    private IReadOnlyList<SnapshotInfo>? PendingSnapshots(ReplicaState state)
+    {
+        if (state.PendingSnapshot is not { } name)
+        {
+            return null;
+        }
+
+        var members = _book.Members(state).ToList();
+        var found = members.Select(m => _pool.TryGetVolume(m, out _) ? _pool.ListSnapshots(m).FirstOrDefault(s => s.Name == name) : null).ToList();
+        if (members.Count > 0 && found.All(s => s is not null))
+        {
+            return [.. found.OfType<SnapshotInfo>()];
+        }
+
+        foreach (var orphan in found.OfType<SnapshotInfo>())
+        {
+            _retention.Delete(orphan.Address);
+        }
+
+        lock (_book.Lock)
+        {
+            state.PendingSnapshot = null;
+            _book.Save();
+        }
+
+        return null;
+    }
+
+    private ReplicaState Find(string volume) =>
+        _book.Replicas.TryGetValue(volume, out var state)
+            ? state
+            : throw new StorageException(StorageError.NotFound, $"{volume} is not replicated; 'tidemark replica create {volume} --to PARTNER' starts it");
+
+    private ReplicaDto ToDto(ReplicaState s) => new(
+        s.Volume,
+        s.Partner,
+        s.RemoteVolume,
+        s.LastSnapshot,
+        s.LastSyncAt,
+        s.LastSnapshotCreatedAt is { } at ? (_time.GetUtcNow() - at).TotalSeconds : null,
+        s.BytesSent,
+        s.LastBytesSent,
+        s.LastRangeBytes,
+        s.LastDurationSeconds,
+        s.Retries,
+        s.LastError,
+        s.Every,
+        SyncSchedule.NextSync(s),
+        s.Reverse ? "reverse" : s.Suspended is null ? "active" : "suspended",
+        s.Suspended,
+        s.Bandwidth,
+        s.IsGroup ? [.. _book.Members(s)] : null,
+        s.AfterPolicySnapshots,
+        s.Seed,
+        s.LastScannedBytes,
+        s.StandbyExports,
+        s.LastBytesSent > 0 && s.LastRangeBytes > 0 ? Math.Round((double)s.LastRangeBytes / s.LastBytesSent, 2) : null,
+        s.Running is var (progress, started) ? Syncing(progress, started, s.Retrying) : null,
+        s.CompressionLevel,
+        s.DiscardedWrites);
+
+    private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started, string? retrying)
+    {
+        var total = progress.Total;
+        var done = progress.Done;
+        if (retrying is not null)
+        {
+            // What the sender wrote into the link is not what the partner applied: between attempts
+            // neither a percentage nor an ETA is known until the partner says where to resume.
+            return new ReplicaSyncProgressDto(started, done, total, null, null, retrying);
+        }
+
+        return new ReplicaSyncProgressDto(started, done, total, total is > 0 ? Math.Round(Math.Min(100, 100.0 * done / total.Value), 1) : null, progress.EtaSeconds(_time.GetUtcNow() - started));
+    }
+
+    /// <summary>Volumes whose automatic sync is due at <paramref name="now"/> (the scheduler starts them as jobs).</summary>
+    public IReadOnlyList<string> Due(DateTimeOffset now)
+    {
+        lock (_book.Lock)
+        {
+            return [.. _book.Replicas.Values.Where(r => SyncSchedule.IsDue(r, now, r.AfterPolicySnapshots ? LastPolicySnapshot(r.Volume) : null)).Select(r => r.Volume)];
+        }
+    }
+
+    /// <summary>Marks an automatic sync as started, so the next one is due an interval later whatever its outcome.</summary>
+    public void MarkAttempt(string volume, DateTimeOffset now)
+    {
+        lock (_book.Lock)
+        {
+            if (_book.Replicas.TryGetValue(volume, out var state))
+            {
+                state.LastAttemptAt = now;
+            }
+        }
+    }
+
+    public void Dispose() => _syncing.Dispose();
+}
