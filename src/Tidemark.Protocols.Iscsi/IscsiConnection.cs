@@ -305,16 +305,17 @@ public sealed partial class IscsiConnection
     {
         while (!_closing)
         {
-            if (_fullFeature
-                && PduReader.TryReadLargePduHeader(buffer, _framing, _inHeader, LargeDataSegmentBytes, out var headerBytes, out var dataBytes))
-            {
-                buffer = buffer.Slice(headerBytes);
-                _largeDataBytes = dataBytes;
-                return InputStop.LargeDataSegment;
-            }
-
             if (!PduReader.TryReadPdu(buffer, _framing, _inHeader, out var pdu, out var consumed))
             {
+                // Only an incomplete PDU is looked at again: a whole one (every 4 KiB command) costs nothing more.
+                if (_fullFeature
+                    && PduReader.TryReadLargePduHeader(buffer, _framing, _inHeader, LargeDataSegmentBytes, out var headerBytes, out var dataBytes))
+                {
+                    buffer = buffer.Slice(headerBytes);
+                    _largeDataBytes = dataBytes;
+                    return InputStop.LargeDataSegment;
+                }
+
                 break;
             }
 
