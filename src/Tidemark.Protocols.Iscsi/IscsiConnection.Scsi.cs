@@ -98,13 +98,14 @@ public sealed partial class IscsiConnection
         var unsolicitedEnd = !_parameters.InitialR2T && !command.Final
             ? Math.Min(_parameters.FirstBurstBytes, (int)expected)
             : immediate;
-        var granted = _awaitingBuffer.Count == 0 && MayBuffer((int)expected);
+        var pieceBytes = WritePieceBytesFor(_cdb.AsSpan(0, cdbLength), command.Lun, expected, unsolicitedEnd);
+        var granted = _awaitingBuffer.Count == 0 && MayBuffer(pieceBytes > 0 ? pieceBytes : (int)expected);
         var pending = _freeCommands.Count > 0 ? _freeCommands.Pop() : new PendingCommand();
-        pending.Start((int)expected, unsolicitedEnd, granted);
+        pending.Start((int)expected, unsolicitedEnd, granted, pieceBytes);
         _heldBytes += pending.Buffer!.Length;
         if (granted)
         {
-            _grantedBytes += expected;
+            _grantedBytes += pending.GrantBytes;
         }
 
         pending.InitiatorTaskTag = command.InitiatorTaskTag;
@@ -113,8 +114,15 @@ public sealed partial class IscsiConnection
         pending.Read = command.Read;
         _cdb.AsSpan(0, cdbLength).CopyTo(pending.Cdb);
         pending.CdbLength = cdbLength;
-        pdu.Data.CopyTo(pending.Buffer);
-        pending.ReceivedBytes = immediate;
+        if (pending.Streamed)
+        {
+            ReceivePieces(pending, 0, pdu.Data);
+        }
+        else
+        {
+            pdu.Data.CopyTo(pending.Buffer);
+            pending.ReceivedBytes = immediate;
+        }
         pending.NextR2TOffset = pending.UnsolicitedEnd;
         _pending.Add(command.InitiatorTaskTag, pending);
         if (granted)
@@ -138,14 +146,14 @@ public sealed partial class IscsiConnection
     /// <summary>Gives waiting commands their buffers and R2Ts, oldest first, while the budget allows.</summary>
     private void GrantWaiting()
     {
-        while (_awaitingBuffer.Count > 0 && !_closing && MayBuffer(_awaitingBuffer[0].ExpectedBytes))
+        while (_awaitingBuffer.Count > 0 && !_closing && MayBuffer(_awaitingBuffer[0].GrantBytes))
         {
             var pending = _awaitingBuffer[0];
             _awaitingBuffer.RemoveAt(0);
             _heldBytes -= pending.Buffer!.Length;
             pending.Grant();
             _heldBytes += pending.Buffer!.Length;
-            _grantedBytes += pending.ExpectedBytes;
+            _grantedBytes += pending.GrantBytes;
             pending.TargetTransferTag = NextTargetTransferTag();
             if (pending.ReceivedBytes >= pending.ExpectedBytes)
             {
@@ -243,8 +251,16 @@ public sealed partial class IscsiConnection
         }
 
         pending.ExpectedDataSN = data.Final ? 0 : pending.ExpectedDataSN + 1;
-        pdu.Data.CopyTo(pending.Buffer.AsSpan((int)data.BufferOffset, length));
-        pending.ReceivedBytes += length;
+        if (pending.Streamed)
+        {
+            ReceivePieces(pending, (int)data.BufferOffset, pdu.Data);
+        }
+        else
+        {
+            pdu.Data.CopyTo(pending.Buffer.AsSpan((int)data.BufferOffset, length));
+            pending.ReceivedBytes += length;
+        }
+
         if (solicited && data.Final)
         {
             pending.OutstandingR2T--;
@@ -261,7 +277,11 @@ public sealed partial class IscsiConnection
             _pending.Remove(pending.InitiatorTaskTag);
             try
             {
-                if (pending.DataSequenceError)
+                if (pending.Streamed && !pending.DataSequenceError)
+                {
+                    CompleteStreamed(pending);
+                }
+                else if (pending.DataSequenceError)
                 {
                     var senseBytes = SenseData.ProtocolServiceCrcError.WriteFixedTo(_senseSegment.AsSpan(2));
                     SendStatus(pending.InitiatorTaskTag, new ScsiResult(ScsiStatus.CheckCondition, 0, senseBytes, pending.ExpectedBytes),
@@ -291,7 +311,7 @@ public sealed partial class IscsiConnection
     {
         if (pending.Granted)
         {
-            _grantedBytes -= pending.ExpectedBytes;
+            _grantedBytes -= pending.GrantBytes;
         }
         else
         {
@@ -310,22 +330,7 @@ public sealed partial class IscsiConnection
     private void Execute(uint itt, ulong lunField, ReadOnlySpan<byte> cdb, ReadOnlySpan<byte> dataOut, int expected, bool read)
     {
         var dataIn = read ? DataInBuffer(expected) : [];
-        var command = new ScsiCommand(cdb, dataOut, dataIn, _senseSegment.AsSpan(2));
-        var target = _target!;
-        var lun = ScsiTargetCommands.DecodeLun(lunField);
-        ScsiResult result;
-        if (cdb[0] == ScsiOpcode.ReportLuns)
-        {
-            result = ScsiTargetCommands.ReportLuns(command, target.LunNumbers);
-        }
-        else if (lun >= 0 && target.Units.TryGetValue(lun, out var unit))
-        {
-            result = unit.Execute(Nexus(lun, unit), command);
-        }
-        else
-        {
-            result = ScsiTargetCommands.ExecuteForMissingLun(command, target.LunNumbers);
-        }
+        var result = Run(lunField, cdb, dataOut, dataIn);
 
         var sent = 0;
         if (read && result.DataInBytes > 0)
@@ -338,6 +343,22 @@ public sealed partial class IscsiConnection
         }
 
         SendStatus(itt, result, (uint)expected, (uint)sent);
+    }
+
+    /// <summary>Runs one CDB on the addressed logical unit (or answers for the target), sense into the connection's sense buffer.</summary>
+    private ScsiResult Run(ulong lunField, ReadOnlySpan<byte> cdb, ReadOnlySpan<byte> dataOut, Span<byte> dataIn = default)
+    {
+        var command = new ScsiCommand(cdb, dataOut, dataIn, _senseSegment.AsSpan(2));
+        var target = _target!;
+        var lun = ScsiTargetCommands.DecodeLun(lunField);
+        if (cdb[0] == ScsiOpcode.ReportLuns)
+        {
+            return ScsiTargetCommands.ReportLuns(command, target.LunNumbers);
+        }
+
+        return lun >= 0 && target.Units.TryGetValue(lun, out var unit)
+            ? unit.Execute(Nexus(lun, unit), command)
+            : ScsiTargetCommands.ExecuteForMissingLun(command, target.LunNumbers);
     }
 
     private Span<byte> DataInBuffer(int length)

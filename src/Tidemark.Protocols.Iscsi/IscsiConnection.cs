@@ -18,6 +18,7 @@ public sealed partial class IscsiConnection
     private readonly IscsiLimits _limits;
     private readonly string? _portalAddress;
     private readonly IConnectionPhase? _phase;
+    private readonly IPayloadFeature _payload;
     private readonly byte[] _inHeader = new byte[BasicHeaderSegment.LengthBytes];
     private readonly byte[] _outHeader = new byte[BasicHeaderSegment.LengthBytes];
     private FramingSettings _framing;
@@ -43,7 +44,8 @@ public sealed partial class IscsiConnection
     /// <param name="limits">Caps and offered values; defaults when null.</param>
     /// <param name="portalAddress">"address:port" reported in SendTargets (RFC 7143 13.8); omitted when null.</param>
     /// <param name="phase">Told when login is over and full feature phase begins; null when the transport does not care.</param>
-    public IscsiConnection(IDuplexPipe transport, IscsiTargetCatalog catalog, IscsiLimits? limits = null, string? portalAddress = null, IConnectionPhase? phase = null)
+    /// <param name="payload">How large data segments are taken from the input; null copies them out of the pipe.</param>
+    public IscsiConnection(IDuplexPipe transport, IscsiTargetCatalog catalog, IscsiLimits? limits = null, string? portalAddress = null, IConnectionPhase? phase = null, IPayloadFeature? payload = null)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(catalog);
@@ -52,6 +54,7 @@ public sealed partial class IscsiConnection
         _limits = limits ?? new IscsiLimits();
         _portalAddress = portalAddress;
         _phase = phase;
+        _payload = payload ?? new PipePayload(transport.Input);
         _parameters = new IscsiSessionParameters(_limits);
 
         // RFC 7143 6.1: before negotiation ends, login PDUs carry at most 8192 data bytes.
@@ -134,16 +137,17 @@ public sealed partial class IscsiConnection
     private async ValueTask<bool> HandleInputAsync(PipeReader input, ReadResult result, CancellationToken cancellationToken)
     {
         var buffer = result.Buffer;
-        var stoppedEarly = false;
+        var stop = InputStop.NeedMore;
         try
         {
-            stoppedEarly = ProcessBuffer(ref buffer);
+            stop = ProcessBuffer(ref buffer);
         }
         finally
         {
             // When output filled up before the input ran out, only what was consumed is marked
-            // examined, so the next read returns the remaining complete PDUs at once.
-            if (stoppedEarly)
+            // examined, so the next read returns the remaining complete PDUs at once; the same when a
+            // large data segment is taken next (its header consumed, the rest is the payload's).
+            if (stop != InputStop.NeedMore)
             {
                 input.AdvanceTo(buffer.Start);
             }
@@ -152,6 +156,13 @@ public sealed partial class IscsiConnection
                 input.AdvanceTo(buffer.Start, buffer.End);
             }
         }
+
+        if (stop == InputStop.LargeDataSegment)
+        {
+            await ReceiveLargePduAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var stoppedEarly = stop != InputStop.NeedMore;
 
         // Every reply queued while handling this batch goes out in one write.
         if (_outputPending)
@@ -286,30 +297,51 @@ public sealed partial class IscsiConnection
         }
     }
 
-    /// <summary>Handles every complete PDU; true when it stopped early because enough output is queued.</summary>
-    private bool ProcessBuffer(ref ReadOnlySequence<byte> buffer)
+    /// <summary>
+    /// Handles every complete PDU. Stops early when enough output is queued, or at the header of a PDU
+    /// with a large data segment not yet received (consumed up to its data, BHS in _inHeader).
+    /// </summary>
+    private InputStop ProcessBuffer(ref ReadOnlySequence<byte> buffer)
     {
-        while (!_closing && PduReader.TryReadPdu(buffer, _framing, _inHeader, out var pdu, out var consumed))
+        while (!_closing)
         {
-            try
+            if (!PduReader.TryReadPdu(buffer, _framing, _inHeader, out var pdu, out var consumed))
             {
-                HandlePdu(pdu);
-            }
-            catch (IscsiProtocolException e) when (_fullFeature)
-            {
-                // RFC 7143 11.17: tell the initiator which PDU was refused, then end the connection.
-                SendReject(e.Reason, pdu.Header);
-                throw;
+                // Only an incomplete PDU is looked at again: a whole one (every 4 KiB command) costs nothing more.
+                if (_fullFeature
+                    && PduReader.TryReadLargePduHeader(buffer, _framing, _inHeader, LargeDataSegmentBytes, out var headerBytes, out var dataBytes))
+                {
+                    buffer = buffer.Slice(headerBytes);
+                    _largeDataBytes = dataBytes;
+                    return InputStop.LargeDataSegment;
+                }
+
+                break;
             }
 
+            HandlePduOrReject(pdu);
             buffer = buffer.Slice(consumed);
             if (_outputBytes >= _limits.MaxQueuedOutputBytes)
             {
-                return true;
+                return InputStop.OutputFull;
             }
         }
 
-        return false;
+        return InputStop.NeedMore;
+    }
+
+    private void HandlePduOrReject(in IscsiPdu pdu)
+    {
+        try
+        {
+            HandlePdu(pdu);
+        }
+        catch (IscsiProtocolException e) when (_fullFeature)
+        {
+            // RFC 7143 11.17: tell the initiator which PDU was refused, then end the connection.
+            SendReject(e.Reason, pdu.Header);
+            throw;
+        }
     }
 
     private void HandlePdu(in IscsiPdu pdu)

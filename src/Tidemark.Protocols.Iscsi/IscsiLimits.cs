@@ -22,10 +22,19 @@ public sealed record IscsiLimits
     public int MaxSendDataSegmentBytes { get; init; } = 256 * 1024;
 
     /// <summary>
-    /// Largest ExpectedDataTransferLength of one command. The whole command's data is buffered
-    /// before the logical unit runs it, so this bounds memory per outstanding command.
+    /// Largest ExpectedDataTransferLength of one command. A plain WRITE larger than
+    /// <see cref="WritePieceBytes"/> is applied in pieces as its data arrives; any other command's
+    /// data is buffered whole before the logical unit runs it, so this bounds memory per outstanding command.
     /// </summary>
     public int MaxCommandDataBytes { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>
+    /// A WRITE (6/10/12/16) with more data than this is written to the device in pieces of this size
+    /// as its Data-Out arrives, so it holds one piece, not its whole data (issue 18). Smaller
+    /// commands are buffered whole and run once, as before (the 1 MiB write of the benchmarks is one
+    /// device write either way).
+    /// </summary>
+    public int WritePieceBytes { get; init; } = 1024 * 1024;
 
     /// <summary>
     /// Bytes of write data one connection may hold buffered for commands waiting for their Data-Out.

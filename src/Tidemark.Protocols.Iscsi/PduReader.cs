@@ -90,6 +90,68 @@ public static class PduReader
         return true;
     }
 
+    /// <summary>
+    /// True when the buffer starts with the header of a PDU whose data segment is at least
+    /// <paramref name="minDataBytes"/> and not yet all buffered, and which has no AHS: the caller
+    /// then takes the data segment through the payload feature (straight from the socket) instead of
+    /// buffering it in the pipe. The BHS is copied to <paramref name="headerScratch"/>; the same caps and
+    /// header digest check as <see cref="TryReadPdu"/> apply.
+    /// </summary>
+    public static bool TryReadLargePduHeader(in ReadOnlySequence<byte> buffer, in FramingSettings settings, Span<byte> headerScratch, int minDataBytes, out int headerBytes, out int dataBytes)
+    {
+        headerBytes = 0;
+        dataBytes = 0;
+        var headerDigest = settings.HeaderDigest ? DigestBytes : 0;
+        if (buffer.Length < BasicHeaderSegment.LengthBytes + headerDigest)
+        {
+            return false;
+        }
+
+        var bhs = headerScratch[..BasicHeaderSegment.LengthBytes];
+        buffer.Slice(0, BasicHeaderSegment.LengthBytes).CopyTo(bhs);
+        var length = BasicHeaderSegment.ReadDataSegmentLength(bhs);
+        if (bhs[4] != 0 || length < minDataBytes)
+        {
+            return false;
+        }
+
+        var dataDigest = settings.DataDigest ? DigestBytes : 0;
+        if (buffer.Length >= BasicHeaderSegment.LengthBytes + headerDigest + BasicHeaderSegment.PaddedLength(length) + dataDigest)
+        {
+            return false; // all here already: the ordinary path takes it from the buffer
+        }
+
+        if (length > settings.MaxDataSegmentBytes)
+        {
+            IscsiProtocolException.Throw(RejectReason.ProtocolError, $"data segment of {length} bytes exceeds MaxRecvDataSegmentLength {settings.MaxDataSegmentBytes}");
+        }
+
+        if (settings.HeaderDigest
+            && Crc32C.Finish(Crc32C.Append(Crc32C.Start, bhs)) != ReadDigest(buffer.Slice(BasicHeaderSegment.LengthBytes, DigestBytes)))
+        {
+            IscsiProtocolException.Throw(RejectReason.DataDigestError, "header digest mismatch");
+        }
+
+        headerBytes = BasicHeaderSegment.LengthBytes + headerDigest;
+        dataBytes = length;
+        return true;
+    }
+
+    /// <summary>
+    /// Checks a data segment received apart from its header: <paramref name="received"/> is the data,
+    /// its padding and (when <paramref name="dataDigest"/>) the digest, as they came from the wire.
+    /// </summary>
+    public static bool DataDigestMatches(ReadOnlySpan<byte> received, int dataBytes, bool dataDigest)
+    {
+        if (!dataDigest)
+        {
+            return true;
+        }
+
+        var padded = BasicHeaderSegment.PaddedLength(dataBytes);
+        return Crc32C.Finish(Crc32C.Append(Crc32C.Start, received[..padded])) == BinaryPrimitives.ReadUInt32LittleEndian(received[padded..]);
+    }
+
     private static uint ReadDigest(ReadOnlySequence<byte> digest)
     {
         // libiscsi and Linux send the CRC least significant byte first.

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Tidemark.Scsi;
 
 namespace Tidemark.Protocols.Iscsi;
 
@@ -54,25 +55,56 @@ internal sealed class PendingCommand
     /// </summary>
     public bool Granted { get; private set; }
 
-    /// <summary>Starts with a buffer for all the data (<paramref name="granted"/>) or only for the unsolicited part.</summary>
-    public void Start(int expectedBytes, int unsolicitedEnd, bool granted)
+    /// <summary>
+    /// Set for a plain WRITE applied in pieces as its data arrives (IscsiConnection.WritePieces.cs):
+    /// the buffer holds one piece, the bytes from <see cref="PieceStart"/>.
+    /// </summary>
+    public bool Streamed { get; private set; }
+
+    /// <summary>Bytes of the buffer once granted: a piece when streamed, else all the data (what the write budget counts).</summary>
+    public int GrantBytes { get; private set; }
+
+    /// <summary>Command offset of the buffer's first byte (0 unless streamed).</summary>
+    public int PieceStart { get; set; }
+
+    /// <summary>True once the whole command's checks ran on the logical unit (before its first piece).</summary>
+    public bool Checked { get; set; }
+
+    /// <summary>A streamed WRITE's failure (a piece or its checks), sent as its status once its data is in.</summary>
+    public ScsiFailure? Failure { get; set; }
+
+    /// <summary>What a streamed WRITE reports when every piece went well (the checks' result: transfer length for the residual).</summary>
+    public long TransferLengthBytes { get; set; }
+
+    /// <summary>
+    /// Starts with a buffer for all the data (or for one piece of it when <paramref name="pieceBytes"/>
+    /// is positive) when <paramref name="granted"/>, else only for the unsolicited part.
+    /// </summary>
+    public void Start(int expectedBytes, int unsolicitedEnd, bool granted, int pieceBytes = 0)
     {
         ExpectedBytes = expectedBytes;
         UnsolicitedEnd = unsolicitedEnd;
+        Streamed = pieceBytes > 0;
+        GrantBytes = Streamed ? pieceBytes : expectedBytes;
         Granted = granted;
-        Buffer = ArrayPool<byte>.Shared.Rent(granted ? expectedBytes : Math.Max(1, unsolicitedEnd));
+        Buffer = ArrayPool<byte>.Shared.Rent(granted ? GrantBytes : Math.Max(1, unsolicitedEnd));
         ReceivedBytes = 0;
         OutstandingR2T = 0;
         NextR2TSN = 0;
         ExpectedDataSN = 0;
         DataSequenceError = false;
+        PieceStart = 0;
+        Checked = false;
+        Failure = null;
+        TransferLengthBytes = 0;
     }
 
-    /// <summary>Takes a buffer for all of the data, keeping what arrived unsolicited.</summary>
+    /// <summary>Takes a buffer for all of the data (a piece when streamed), keeping what arrived unsolicited.</summary>
     public void Grant()
     {
-        var whole = ArrayPool<byte>.Shared.Rent(ExpectedBytes);
-        Buffer.AsSpan(0, UnsolicitedEnd).CopyTo(whole);
+        var whole = ArrayPool<byte>.Shared.Rent(GrantBytes);
+        var kept = Streamed ? ReceivedBytes - PieceStart : UnsolicitedEnd;
+        Buffer.AsSpan(0, kept).CopyTo(whole);
         ArrayPool<byte>.Shared.Return(Buffer!);
         Buffer = whole;
         Granted = true;
@@ -88,5 +120,9 @@ internal sealed class PendingCommand
 
         ExpectedBytes = 0;
         Granted = false;
+        Failure = null;
     }
 }
+
+/// <summary>A SCSI status with its own copy of the sense data (the connection's sense buffer is reused by every command).</summary>
+internal sealed record ScsiFailure(ScsiStatus Status, byte[] Sense, long TransferLengthBytes);

@@ -9,12 +9,13 @@ namespace Tidemark.Protocols.Nbd;
 // NBD_CMD_WRITE, the one path from request header to device write to reply, whatever the transport
 // or the size: the payload is taken through the payload feature (the transport chooses how: straight
 // from the socket, or through the pipe under TLS) into pooled pieces of at most WriteChunkBytes, and
-// each piece is one job. A job runs on the connection's write worker, so the connection thread
-// receives the next requests while earlier writes are applied and answered: on a 2-core machine one
-// thread doing both was the limit of 4K random writes at QD32 (0.58x nbdkit, issue 18), and of 1 MiB
-// writes (docs/BENCHMARKS.md, NBD run 6). A small job runs inline instead when the worker is idle and
-// the input holds no further WRITE, so a 4K write at queue depth 1, or one followed by a read, pays no
-// hand-off.
+// each piece is one job. A large WRITE's jobs run on the connection's write worker, so the connection
+// thread receives the next request while the device takes this one (what made 1 MiB writes reach
+// nbdkit, docs/BENCHMARKS.md, NBD run 6). A small WRITE runs inline on the connection thread, also at
+// queue depth 32: handing each 4 KiB write to the worker cost a cross-thread wake-up per write and
+// took 4K random writes at QD32 to 0.69x the inline build on a quiet machine (NBD run 8); inline they
+// are level with it (NBD run 9). It is queued behind the worker only while the worker still owns the
+// output (an earlier large WRITE is being applied), so order is kept.
 //
 // Order and meaning are those of a disk: jobs run one at a time in arrival order; a write is answered
 // only after the device took it (with FUA, durably); every other request first waits until all
@@ -26,10 +27,10 @@ namespace Tidemark.Protocols.Nbd;
 // with one send.
 public sealed partial class NbdConnection
 {
-    // A WRITE this large goes to the worker even when no other WRITE waits in the input: its payload
-    // was mostly received straight from the socket, so the input is empty while the next request is
-    // on its way, and receiving that while the device takes this one was what made 1 MiB writes
-    // reach nbdkit (docs/BENCHMARKS.md, NBD run 6, write-behind from 128 KiB).
+    // A WRITE this large goes to the worker: its payload was mostly received straight from the socket,
+    // so the input is empty while the next request is on its way, and receiving that while the device
+    // takes this one was what made 1 MiB writes reach nbdkit (docs/BENCHMARKS.md, NBD run 6,
+    // write-behind from 128 KiB). Smaller ones run inline (NBD runs 8 and 9).
     private const int LargeWriteBytes = 128 * 1024;
 
     private readonly PieceBuffers _pieces = new();
@@ -89,11 +90,10 @@ public sealed partial class NbdConnection
 
             var job = new WriteJob(request, payload, offset + received, take, First: received == 0, Last: received + take == length);
             received += take;
-            var handOff = true;
+            var handOff = length >= LargeWriteBytes;
             if (job.Last)
             {
                 next = TryReadMore();
-                handOff = length >= LargeWriteBytes || (next is { } following && StartsWithWrite(following.Buffer));
             }
 
             Dispatch(job, handOff);
@@ -101,26 +101,6 @@ public sealed partial class NbdConnection
         while (received < length);
 
         return next;
-    }
-
-    /// <summary>
-    /// Whether the input holds the header of another WRITE: only then is handing this one to the
-    /// worker worth its wake-up. Any other request waits for the writes before it anyway, and with no
-    /// request waiting the connection thread has nothing else to do.
-    /// </summary>
-    private static bool StartsWithWrite(in ReadOnlySequence<byte> buffer)
-    {
-        Span<byte> header = stackalloc byte[NbdRequestHeader.SizeBytes];
-        return buffer.Length >= NbdRequestHeader.SizeBytes
-            && NbdRequestHeader.TryRead(buffer.FirstSpan.Length >= header.Length ? buffer.FirstSpan : Copy(buffer, header), out var request)
-            && request.Magic == NbdMagic.Request
-            && request.Command == NbdCommand.Write;
-
-        static ReadOnlySpan<byte> Copy(in ReadOnlySequence<byte> buffer, Span<byte> header)
-        {
-            buffer.Slice(0, header.Length).CopyTo(header);
-            return header;
-        }
     }
 
     /// <summary>The input's next read if it holds bytes already (no wait), else null.</summary>
@@ -211,9 +191,23 @@ public sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// Sends the worker's replies (its queue ran empty while the connection waits for input). The worker is a dedicated thread, so waiting
-    /// for a flush that does not complete at once (a TLS or test pipe) blocks only it.
+    /// Sends the worker's replies (its queue ran empty while the connection waits for input).
     /// </summary>
+    /// <remarks>
+    /// The one place the worker waits for async work, on purpose (issue 18 asks for no
+    /// sync-over-async; this is the reasoned exception). On a plain connection the flush is a
+    /// blocking send and completes at once. Under TLS it runs through SslStream into the same
+    /// blocking send, so it too nearly always completes at once; when it does not, its completion is
+    /// driven by the socket (the reply sender thread, the readiness poller or a pool thread), never
+    /// by this worker or by the connection thread, which at most waits for this worker (TakeOutputBack,
+    /// WaitForRoom) and holds nothing the flush needs. Waiting is then backpressure from a peer that
+    /// reads slowly, exactly what the plain path's blocking send does, and it holds a dedicated
+    /// thread, not a pool thread. Not waiting would not help: the PipeWriter takes no writes while a
+    /// flush is pending, so the next reply (from this worker, or from the connection thread once it
+    /// took the output back) would have to wait for it anyway, and making the worker resumable would
+    /// cost a state machine on the 4 MiB write path for a case that is rare.
+    /// TlsTests.Nbd_OverTls_ABurstOfLargeWrites_IsAllAnswered_AndReadsBackIdentically drives it.
+    /// </remarks>
     private void FlushFromWorker()
     {
         if (_unflushedBytes == 0 || _writerFault is not null)

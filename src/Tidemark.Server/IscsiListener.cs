@@ -22,7 +22,7 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
     {
         var remote = socket.RemoteEndPoint;
         var portal = (socket.LocalEndPoint as IPEndPoint ?? LocalEndpoint)?.ToString();
-        var connection = new IscsiConnection(transport, catalog, limits, portal, phase);
+        var connection = new IscsiConnection(transport, catalog, limits, portal, phase, payload);
         connection.AuthenticationFailure += failed =>
             Logins.Failed(ConnectionAdmission.SourceOf(remote), remote, failed.InitiatorName, failed.TargetName, failed.CloseReason ?? "authentication failure");
         return (

@@ -30,7 +30,8 @@ public sealed class WriteBufferBudgetTests
             await initiator.SendAsync(bhs);
         }
 
-        // R2Ts come for the first two commands only (2 x 8 MiB fill the 16 MiB budget).
+        // R2Ts come for the first sixteen commands only: each is written in pieces and holds one
+        // piece of 1 MiB (IscsiLimits.WritePieceBytes), and 16 pieces fill the 16 MiB budget.
         var solicited = new HashSet<uint>();
         while (await TryReceiveAsync(initiator, TimeSpan.FromMilliseconds(500)) is { } pdu)
         {
@@ -41,8 +42,8 @@ public sealed class WriteBufferBudgetTests
         var held = initiator.Connection.BufferedWriteBytes;
         await initiator.DisposeAsync();
 
-        Assert.Equal([0x100u, 0x101u], solicited.Order());
-        Assert.InRange(held, 2L * CommandBytes, (2L * CommandBytes) + (64 * 1024));
+        Assert.Equal(Enumerable.Range(0x100, 16).Select(i => (uint)i), solicited.Order());
+        Assert.InRange(held, 16L << 20, (16L << 20) + (64 * 1024));
         Assert.Equal(0, initiator.Connection.BufferedWriteBytes);
     }
 

@@ -10,8 +10,8 @@ namespace Tidemark.Server.Tests;
 
 /// <summary>
 /// NBD on the server's own transport, in process: WRITE payloads come through the transport's payload
-/// feature, and WRITEs that arrive while more requests wait go to the connection's write worker
-/// (NbdConnection.Writes.cs), a lone one runs on the connection's thread.
+/// feature; large WRITEs go to the connection's write worker (NbdConnection.Writes.cs), small ones run
+/// on the connection's thread unless the worker still holds earlier writes (order is kept).
 /// </summary>
 public sealed class NbdTransportTests : IAsyncLifetime
 {
@@ -33,7 +33,7 @@ public sealed class NbdTransportTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task BurstOfSmallWrites_GoesToTheWriteWorker_EveryOneAnsweredAndOnTheDevice()
+    public async Task BurstOfSmallWrites_RunsOnTheConnectionsThread_EveryOneAnsweredAndOnTheDevice()
     {
         using var socket = await ConnectAsync();
         using var stream = new NetworkStream(socket);
@@ -58,7 +58,8 @@ public sealed class NbdTransportTests : IAsyncLifetime
             Assert.True(cookies.Add(cookie), $"cookie {cookie} answered twice");
         }
 
-        Assert.Contains("NBD writes", _device.WriterThreads);
+        // A hand-off per 4 KiB write cost a third of QD32 write speed (docs/BENCHMARKS.md, NBD run 8).
+        Assert.DoesNotContain("NBD writes", _device.WriterThreads);
         var onDevice = new byte[expected.Length];
         _device.Read(0, onDevice);
         Assert.Equal(expected, onDevice);
@@ -94,6 +95,35 @@ public sealed class NbdTransportTests : IAsyncLifetime
         Assert.Equal((0u, 1ul), await ReadReplyAsync(stream));
 
         Assert.Equal(["NBD writes"], _device.WriterThreads);
+    }
+
+    [Fact]
+    public async Task SmallWritesBehindALargeOne_QueueBehindTheWorker_InArrivalOrder()
+    {
+        // 256 KiB to the worker, then 4 KiB writes over its last page in the same send: while the
+        // worker holds the output they must queue behind it, or the large one would land last.
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+        var batch = new MemoryStream();
+        batch.Write(Request(1, 1, 0, 256 << 10));
+        batch.Write(Enumerable.Repeat((byte)1, 256 << 10).ToArray());
+        for (var i = 0; i < 8; i++)
+        {
+            batch.Write(Request(1, (ulong)(2 + i), (256 << 10) - 4096, 4096));
+            batch.Write(Enumerable.Repeat((byte)(2 + i), 4096).ToArray());
+        }
+
+        await stream.WriteAsync(batch.ToArray());
+        for (var i = 0; i < 9; i++)
+        {
+            Assert.Equal(0u, (await ReadReplyAsync(stream)).Error);
+        }
+
+        var lastPage = new byte[4096];
+        _device.Read((256 << 10) - 4096, lastPage);
+        Assert.All(lastPage, b => Assert.Equal((byte)9, b));
+        Assert.Contains("NBD writes", _device.WriterThreads);
     }
 
     [Fact]

@@ -1,0 +1,55 @@
+using System.Buffers;
+using Tidemark.Protocols.Iscsi.Pdus;
+
+namespace Tidemark.Protocols.Iscsi;
+
+// Large data segments (Data-Out, immediate data) come through the connection's payload feature, as
+// NBD's WRITE payloads do (docs/adr/0010-protocol-transport.md): the header is parsed from the input
+// pipe, then the data segment is received into a pooled piece, straight from the socket where the
+// transport can, instead of accumulating in the pipe until the whole PDU is there. The piece is handed
+// to the ordinary PDU handler, which copies it into the command's buffer (or writes it, see
+// IscsiConnection.WritePieces.cs) and gives it back: a connection holds at most one such piece
+// (MaxRecvDataSegmentLength) beside its commands' buffers.
+public sealed partial class IscsiConnection
+{
+    /// <summary>
+    /// A data segment at least this large that is not all in the input yet is taken through the
+    /// payload feature. Smaller ones (a 4 KiB write's immediate data) stay on the buffered path: they
+    /// usually arrive whole with their header, and a separate receive would cost more than the copy.
+    /// </summary>
+    private const int LargeDataSegmentBytes = 64 * 1024;
+
+    private int _largeDataBytes;
+
+    private enum InputStop
+    {
+        /// <summary>Every complete PDU was handled; the loop reads more.</summary>
+        NeedMore,
+
+        /// <summary>Enough output is queued: flush before handling more.</summary>
+        OutputFull,
+
+        /// <summary>The next PDU's data segment is to be taken through the payload feature.</summary>
+        LargeDataSegment,
+    }
+
+    /// <summary>Receives the data segment (padding and digest with it) of the PDU whose BHS is in _inHeader, and handles the PDU.</summary>
+    private async ValueTask ReceiveLargePduAsync(CancellationToken cancellationToken)
+    {
+        var dataBytes = _largeDataBytes;
+        var dataDigest = _framing.DataDigest;
+        var wireBytes = BasicHeaderSegment.PaddedLength(dataBytes) + (dataDigest ? 4 : 0);
+        var piece = ArrayPool<byte>.Shared.Rent(wireBytes);
+        try
+        {
+            await _payload.ReceiveAsync(piece.AsMemory(0, wireBytes), cancellationToken).ConfigureAwait(false);
+            Volatile.Write(ref _lastReceivedAt, Environment.TickCount64);
+            var valid = PduReader.DataDigestMatches(piece.AsSpan(0, wireBytes), dataBytes, dataDigest);
+            HandlePduOrReject(new IscsiPdu(_inHeader, ReadOnlySequence<byte>.Empty, new ReadOnlySequence<byte>(piece, 0, dataBytes), valid));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(piece);
+        }
+    }
+}
