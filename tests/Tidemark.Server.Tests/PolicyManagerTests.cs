@@ -7,7 +7,7 @@ using Tidemark.Engine;
 using Tidemark.Server.Agents;
 using Tidemark.Server.Events;
 using Tidemark.Server.Policies;
-using Tidemark.Server.Replication;
+using Tidemark.Replication;
 using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
