@@ -48,6 +48,7 @@ const pages = [
   ['#/volumes', 'Volumes'],
   ['#/events', 'Events'],
   ['#/jobs', 'Jobs'],
+  ['#/policies', 'Policies'],
 ];
 
 function renderChrome() {
@@ -96,6 +97,7 @@ async function route() {
     else if (parts[0] === 'volumes') await volumes();
     else if (parts[0] === 'events') await events();
     else if (parts[0] === 'jobs') await jobs();
+    else if (parts[0] === 'policies') await policies();
     else if (parts[0] === 'wizard' && parts[1] === 'protected-volume') wizard();
     else if (parts[0] === 'wizard' && parts[1] === 'policy') await policyWizard(new URLSearchParams(hash.split('?')[1] || ''));
     else if (parts[0] === 'wizard' && parts[1] === 'replication') await replicationWizard();
@@ -483,6 +485,51 @@ async function jobs() {
   note.textContent = live ? 'Live: progress updates every second.' : 'Updated every 2 seconds.';
   leavePage = () => { stopped = true; unsubscribe(); clearTimeout(timer); };
   if (!live) await poll();
+}
+
+// ---------- policies ----------
+
+function retentionOf(d) {
+  const rules = [['keepLast', 'last'], ['keepHourly', 'hourly'], ['keepDaily', 'daily'], ['keepWeekly', 'weekly'], ['keepMonthly', 'monthly']]
+    .filter(([k]) => d[k]).map(([k, text]) => `${d[k]} ${text}`);
+  return rules.length ? rules.join(', ') : 'keep everything';
+}
+
+// Every policy with what it did last; edit goes through the policy wizard (the same preview), run
+// and delete through the API. Deleting a policy keeps the snapshots it made (they stop being
+// pruned), and the confirmation says so.
+async function policies() {
+  const list = await api('GET', '/api/v1/policies');
+  const rows = list.map(p => {
+    const d = p.definition;
+    const target = d.volume ? h('a', { href: `#/volumes/${enc(d.volume)}` }, d.volume) : `group ${d.group}`;
+    return h('tr', { 'data-policy': d.name },
+      h('th', { scope: 'row' }, d.name), h('td', {}, target),
+      h('td', {}, [d.schedule, d.changedBytes ? `after ${bytes(d.changedBytes)} changed` : null].filter(Boolean).join(', ') || '—'),
+      h('td', {}, retentionOf(d)),
+      h('td', {}, d.hosts?.length ? d.hosts.join(', ') : h('span', { class: 'muted' }, 'crash-consistent')),
+      h('td', { class: d.enabled ? '' : 'muted' }, d.enabled ? (p.nextRun ? when(p.nextRun) : '—') : 'disabled'),
+      h('td', {}, ago(p.lastSnapshotAt), ` (${p.snapshots.length} kept)`),
+      h('td', { class: p.lastError ? 'bad' : 'ok' }, p.lastError ?? 'ok'),
+      h('td', { class: 'actions' },
+        can('policy.update') ? h('a', { href: `#/wizard/policy?name=${enc(d.name)}`, 'aria-label': `Edit policy ${d.name}` }, 'Edit') : null,
+        can('policy.run') ? h('button', { type: 'button', 'aria-label': `Run policy ${d.name} now`, onclick: () => act(`Policy ${d.name} ran.`, () => api('POST', `/api/v1/policies/${enc(d.name)}/run`)) }, 'Run now') : null,
+        can('policy.delete') ? h('button', { type: 'button', class: 'danger', 'aria-label': `Delete policy ${d.name}`, onclick: () => deletePolicy(d.name, p.snapshots.length) }, 'Delete') : null));
+  });
+  show(h('h1', {}, 'Policies'),
+    can('policy.create') ? h('p', {}, h('a', { href: '#/wizard/policy' }, 'New protection policy')) : null,
+    list.length === 0 ? h('p', { class: 'muted' }, 'No policies: snapshots are taken only by hand.') : h('table', {},
+      h('thead', {}, h('tr', {}, ['Policy', 'Volume or group', 'When', 'Retention', 'Agents', 'Next run', 'Last snapshot', 'Last result', ''].map(t => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows)));
+}
+
+async function deletePolicy(name, owned) {
+  const r = await ask({
+    title: `Delete policy ${name}?`,
+    text: `It stops taking snapshots. The ${owned} snapshot(s) it made are kept and are no longer pruned by it; delete them from the volume's timeline if they are not needed.`,
+    confirm: 'Delete policy', danger: true, mustType: name,
+  });
+  if (r) await act(`Policy ${name} deleted.`, () => api('DELETE', `/api/v1/policies/${enc(name)}`));
 }
 
 // ---------- wizard: new protected volume ----------

@@ -52,7 +52,7 @@ export async function policyWizard(query) {
     Object.assign(v, {
       name: p.name, target: p.volume ? `volume:${p.volume}` : `group:${p.group}`, schedule: p.schedule ?? '', timeZone: p.timeZone ?? '',
       changed: p.changedBytes ? String(p.changedBytes) : '', keepLast: p.keepLast ?? '', keepHourly: p.keepHourly ?? '', keepDaily: p.keepDaily ?? '', keepWeekly: p.keepWeekly ?? '', keepMonthly: p.keepMonthly ?? '',
-      hosts: p.hosts, fallback: p.fallback, enabled: p.enabled,
+      hosts: p.hosts, fallback: p.fallback, enabled: p.enabled, verify: p.verify, preferConsistent: p.preferConsistent,
     });
   } else {
     const preset = query.get('volume');
@@ -66,7 +66,11 @@ export async function policyWizard(query) {
       name: v.name, volume: kind === 'volume' ? target : null, group: kind === 'group' ? target : null,
       schedule: v.schedule.trim() || null, timeZone: v.timeZone.trim() || null, changedBytes: v.changed ? parseSize(v.changed) : null,
       keepLast: count(v.keepLast), keepHourly: count(v.keepHourly), keepDaily: count(v.keepDaily), keepWeekly: count(v.keepWeekly), keepMonthly: count(v.keepMonthly),
+      // Settings the wizard has no step for (agents, verification, consistency preference) go back
+      // as they were: a PUT replaces the whole policy, and editing its schedule must not switch
+      // off its verification.
       enabled: v.enabled ?? true, hosts: v.hosts ?? null, fallback: v.fallback ?? null,
+      verify: v.verify ?? null, preferConsistent: v.preferConsistent ?? null,
     };
   };
   const targets = [...volumes.map(x => [`volume:${x.name}`, `volume ${x.name}`]), ...groups.map(g => [`group:${g.name}`, `group ${g.name} (${g.volumes.join(', ')})`])];
