@@ -47,6 +47,22 @@ public sealed class ConsoleReplicationTests : IClassFixture<ConsoleFixture>
         Assert.NotNull(Assert.Single(await home.ListReplicasAsync(), r => r.Volume == "rep").LastSyncAt);
         Assert.Contains(await drApi.ListIncomingAsync(), r => r.Volume == "rep" && r.LastSnapshot is not null);
 
+        // The replication page: the partner answers its link test, the replica shows where it goes,
+        // and a sync started there follows its job to the end.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Replication", Exact = true }).ClickAsync();
+        var partnerRow = page.Locator("tr[data-partner='dr']");
+        await Expect(partnerRow).ToContainTextAsync(drId.ReplicationAddress!);
+        await partnerRow.GetByRole(AriaRole.Button, new() { Name = "Test link to dr" }).ClickAsync();
+        await Expect(partnerRow).ToContainTextAsync("answered: Tidemark");
+        var replicaRow = page.Locator("tr[data-replica='rep']");
+        await Expect(replicaRow).ToContainTextAsync("dr: rep");
+        await Expect(replicaRow).ToContainTextAsync("active");
+        var syncsBefore = (await home.ListJobsAsync()).Count(j => j.Kind == "replica.sync" && j.State == "succeeded");
+        await replicaRow.GetByRole(AriaRole.Button, new() { Name = "Sync rep now" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("rep synced to dr.", new() { Timeout = 60_000 });
+        Assert.Equal(syncsBefore + 1, (await home.ListJobsAsync()).Count(j => j.Kind == "replica.sync" && j.State == "succeeded"));
+        await ConsoleFixture.ScreenshotAsync(page, "replication-page");
+
         // Disaster at DR: the promotion needs the replica's name typed.
         var drPage = await _fixture.SignInAsync(dr.Token, dr.Http);
         await drPage.GetByRole(AriaRole.Link, new() { Name = "Disaster recovery" }).ClickAsync();

@@ -6,7 +6,7 @@
 import { main, status, state, h, api, ApiError, say, fail, can, bytes, parseSize, when, ago, duration, enc, show, ask, act } from './ui.js';
 import { startLive, stopLive, subscribe, liveIndicator } from './live.js';
 import { policyWizard, recoveryWizard } from './wizards.js';
-import { replicationWizard, disasterWizard } from './replication.js';
+import { replicationWizard, disasterWizard, replicationPage } from './replication.js';
 
 const nav = document.getElementById('nav');
 const who = document.getElementById('who');
@@ -49,6 +49,7 @@ const pages = [
   ['#/events', 'Events'],
   ['#/jobs', 'Jobs'],
   ['#/policies', 'Policies'],
+  ['#/replication', 'Replication'],
 ];
 
 function renderChrome() {
@@ -98,6 +99,7 @@ async function route() {
     else if (parts[0] === 'events') await events();
     else if (parts[0] === 'jobs') await jobs();
     else if (parts[0] === 'policies') await policies();
+    else if (parts[0] === 'replication') await replicationPage();
     else if (parts[0] === 'wizard' && parts[1] === 'protected-volume') wizard();
     else if (parts[0] === 'wizard' && parts[1] === 'policy') await policyWizard(new URLSearchParams(hash.split('?')[1] || ''));
     else if (parts[0] === 'wizard' && parts[1] === 'replication') await replicationWizard();

@@ -2,7 +2,7 @@
 // volumes, seed, first sync with progress) and disaster (promote at the DR site, then fail back).
 // Each step is the API call the CLI makes, so its guards (admin-only pairing and promotion, the
 // split-brain refusal of a reverse) apply here unchanged; the page adds typed confirmations.
-import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, enc, ask, show } from './ui.js';
+import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, duration, enc, ask, show } from './ui.js';
 import { subscribe } from './live.js';
 import { stepper } from './wizards.js';
 
@@ -140,6 +140,72 @@ function follow(id, bar, text) {
     };
     poll();
   });
+}
+
+// ---------- the replication page: partners and the replicas this server sends ----------
+
+// The primary's side: every partner with a link test, and every replica with its state, how far
+// behind it is against its interval, and a sync that follows its job. The DR side (promote, fail
+// back) is the disaster page, linked here.
+export async function replicationPage() {
+  const [partners, replicas] = await Promise.all([api('GET', '/api/v1/partners'), api('GET', '/api/v1/replicas')]);
+  const lag = r => {
+    if (r.lagSeconds === null || r.lagSeconds === undefined) return 'not synced yet';
+    return `${duration(r.lagSeconds)}${r.every ? ` (every ${r.every})` : ''}`;
+  };
+  const partnerRows = partners.map(p => {
+    const result = h('span', { class: 'muted' });
+    return h('tr', { 'data-partner': p.name },
+      h('th', { scope: 'row' }, p.name), h('td', {}, p.address), h('td', {}, h('code', {}, `${p.fingerprint.slice(0, 23)}…`)), h('td', {}, when(p.addedAt)),
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', 'aria-label': `Test link to ${p.name}`, onclick: async () => {
+          result.textContent = 'testing…';
+          try {
+            const hello = await api('POST', `/api/v1/partners/${enc(p.name)}/test`);
+            result.className = 'ok';
+            result.textContent = `answered: Tidemark ${hello.version}`;
+          } catch (err) {
+            result.className = 'bad';
+            result.textContent = err.message;
+          }
+        } }, 'Test link'),
+        result));
+  });
+  const replicaRows = replicas.map(r => h('tr', { 'data-replica': r.volume },
+    h('th', { scope: 'row' }, h('a', { href: `#/volumes/${enc(r.volume)}` }, r.volume), r.groupMembers?.length ? h('span', { class: 'badge' }, `group: ${r.groupMembers.join(', ')}`) : null),
+    h('td', {}, `${r.partner}: ${r.remoteVolume}`),
+    h('td', { class: r.state === 'active' ? '' : 'warn' }, r.state, r.suspendedReason ? `: ${r.suspendedReason}` : ''),
+    h('td', {}, r.lastSnapshot ?? '—'),
+    h('td', {}, lag(r)),
+    h('td', {}, r.lastSyncAt ? `${bytes(r.lastBytesSent)} in ${duration(r.lastDurationSeconds)}` : '—'),
+    h('td', {}, r.nextSyncAt ? when(r.nextSyncAt) : '—'),
+    h('td', { class: r.lastError ? 'bad' : '' }, r.lastError ?? (r.retries ? `${r.retries} retries` : 'ok')),
+    h('td', { class: 'actions' }, can('replica.sync') && r.state === 'active' ? h('button', { type: 'button', 'aria-label': `Sync ${r.volume} now`, onclick: () => syncNow(r) }, 'Sync now') : null)));
+  show(h('h1', {}, 'Replication'),
+    h('p', {}, can('replica.create') ? [h('a', { href: '#/wizard/replication' }, 'Set up replication'), ' · '] : null, h('a', { href: '#/disaster' }, 'Replicas at this site: promote or fail back')),
+    h('h2', {}, 'Partners'),
+    partners.length === 0 ? h('p', { class: 'muted' }, 'No partner is paired with this server.') : h('table', { 'aria-label': 'Partners' },
+      h('thead', {}, h('tr', {}, ['Partner', 'Replication address', 'Fingerprint', 'Paired', ''].map(t => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, partnerRows)),
+    h('h2', {}, 'Volumes replicated from here'),
+    replicas.length === 0 ? h('p', { class: 'muted' }, 'No volume is replicated from this server.') : h('table', { 'aria-label': 'Replicas sent from here' },
+      h('thead', {}, h('tr', {}, ['Volume', 'To', 'State', 'Newest sent', 'Behind by', 'Last transfer', 'Next sync', 'Last result', ''].map(t => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, replicaRows)));
+}
+
+async function syncNow(r) {
+  try {
+    const started = await api('POST', `/api/v1/replicas/${enc(r.volume)}/sync?wait=0`);
+    const bar = h('progress', { max: 100, 'aria-label': `${r.volume} sync` });
+    const text = h('span', { class: 'muted' });
+    status.replaceChildren(h('div', { class: 'info' }, `Syncing ${r.volume}… `, bar, ' ', text));
+    const job = started?.id && started?.state ? await follow(started.id, bar, text) : { state: 'succeeded' };
+    if (job.state !== 'succeeded') { say(`Sync of ${r.volume} ${job.state}: ${job.error ?? ''}`, 'error'); return; }
+    say(`${r.volume} synced to ${r.partner}.`);
+    await replicationPage();
+  } catch (err) {
+    fail(err);
+  }
 }
 
 // ---------- disaster: promote at the DR site, then fail back ----------
