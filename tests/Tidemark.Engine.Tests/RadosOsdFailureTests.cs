@@ -1,3 +1,4 @@
+using Tidemark.Engine.Storage;
 using Tidemark.TestKit;
 
 namespace Tidemark.Engine.Tests;
@@ -7,7 +8,7 @@ namespace Tidemark.Engine.Tests;
 /// (no hang), and once the OSD is back every acknowledged write is there. Its own cluster, since it
 /// kills the OSD.
 /// </summary>
-public class RadosOsdFailureTests(CephCluster cluster) : IClassFixture<CephCluster>
+public class RadosOsdFailureTests(CephClusterWithoutManager cluster) : IClassFixture<CephClusterWithoutManager>
 {
     [Fact]
     public async Task OsdKilledUnderLoad_IoErrorWithinTimeoutAndAcknowledgedWritesSurvive()
@@ -73,5 +74,73 @@ public class RadosOsdFailureTests(CephCluster cluster) : IClassFixture<CephClust
 
         var report = pool.Verify();
         Assert.True(report.IsClean, string.Join("\n", report.Problems));
+    }
+
+    [Fact]
+    public void OsdKilled_ReadFailsWithIoErrorWithinTimeoutAndReadsAgainOnceBack()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(timeoutSeconds: 4), 64L << 20);
+        var data = Bytes.Pattern(1 << 20, 7);
+        var offset = RadosBackingStore.ObjectBytes - (512 << 10); // two objects
+        store.Write(offset, data);
+        store.Flush();
+        try
+        {
+            cluster.KillOsd();
+            var back = new byte[data.Length];
+            var ex = Assert.Throws<StorageException>(() => store.Read(offset, back));
+            Assert.Equal(StorageError.IoError, ex.Error);
+            Assert.Contains("did not answer within 4 s", ex.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            RestartOsd();
+        }
+
+        var again = new byte[data.Length];
+        store.Read(offset, again);
+        Assert.Equal(data, again);
+    }
+
+    [Fact]
+    public async Task Flush_WaitingForAStalledWrite_DoesNotHoldBackNewWrites()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(timeoutSeconds: 30), 64L << 20);
+        store.Write(0, Bytes.Pattern(4096, 1));
+        store.Flush();
+        Task flush;
+        try
+        {
+            cluster.KillOsd();
+            store.Write(4096, Bytes.Pattern(4096, 2)); // cannot complete while the OSD is down
+            flush = Task.Run(store.Flush);
+            await Task.Delay(300);
+
+            // The flush waits for the stalled write; a new write must still start and return.
+            store.Write(RadosBackingStore.ObjectBytes, Bytes.Pattern(4096, 3));
+            Assert.False(flush.IsCompleted, "the flush returned while a write it covers could not complete");
+            Assert.Equal(2, store.WritesInFlight);
+        }
+        finally
+        {
+            RestartOsd();
+        }
+
+        // Back within the 30 s timeout: the stalled writes complete and the flush succeeds.
+        await flush.WaitAsync(TimeSpan.FromMinutes(2));
+        store.Flush();
+        var back = new byte[4096];
+        store.Read(RadosBackingStore.ObjectBytes, back);
+        Assert.Equal(Bytes.Pattern(4096, 3), back);
+        store.Read(4096, back);
+        Assert.Equal(Bytes.Pattern(4096, 2), back);
+    }
+
+    private void RestartOsd()
+    {
+        if (!cluster.IsOsdRunning)
+        {
+            cluster.StartOsd();
+        }
     }
 }

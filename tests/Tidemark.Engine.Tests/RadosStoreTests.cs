@@ -78,6 +78,80 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
     }
 
     [Fact]
+    public async Task Read_ManyThreadsAtOnce_EachGetsItsDataAndPiecesGoTogether()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
+        const int Region = 256 << 10;
+        var regions = (int)(5L * RadosBackingStore.ObjectBytes / Region); // five objects' worth
+        for (var i = 0; i < regions; i++)
+        {
+            store.Write((long)i * Region, Bytes.Pattern(Region, i));
+        }
+
+        store.Flush();
+
+        // A read over four objects starts its four pieces before it waits for any of them.
+        var whole = new byte[3 * RadosBackingStore.ObjectBytes + (2 * Region)];
+        store.Read(RadosBackingStore.ObjectBytes - Region, whole);
+        Assert.True(store.PeakReadsInFlight >= 4, $"peak reads in flight {store.PeakReadsInFlight}");
+        var first = (RadosBackingStore.ObjectBytes / Region) - 1;
+        for (var i = 0; i < whole.Length / Region; i++)
+        {
+            Assert.Equal(Bytes.Pattern(Region, first + i), whole.AsSpan(i * Region, Region).ToArray());
+        }
+
+        // Eight readers at once, reads of 4 KiB to 512 KiB that may straddle regions and objects.
+        var readers = Enumerable.Range(0, 8).Select(r => Task.Run(() =>
+        {
+            var random = new Random(r);
+            for (var n = 0; n < 40; n++)
+            {
+                var length = 4096 << random.Next(8);
+                var offset = random.NextInt64((((long)regions * Region) - length) / 4096) * 4096;
+                var back = new byte[length];
+                store.Read(offset, back);
+                for (var done = 0; done < length;)
+                {
+                    var region = (int)((offset + done) / Region);
+                    var inRegion = (int)((offset + done) % Region);
+                    var n2 = Math.Min(length - done, Region - inRegion);
+                    Assert.Equal(Bytes.Pattern(Region, region).AsSpan(inRegion, n2).ToArray(), back.AsSpan(done, n2).ToArray());
+                    done += n2;
+                }
+            }
+        })).ToArray();
+        await Task.WhenAll(readers).WaitAsync(TimeSpan.FromMinutes(2));
+    }
+
+    [Fact]
+    public async Task Read_RightAfterUnflushedWrites_SeesTheAcknowledgedData()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
+
+        // Each writer overwrites its own range again and again without a flush and reads it back at
+        // once (whole, and a piece overlapping only the newest write's start): every read must see
+        // the write that returned before it, while other writers keep the queue full.
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
+        {
+            var offset = (w * (long)RadosBackingStore.ObjectBytes) + (RadosBackingStore.ObjectBytes / 2) - (32 << 10);
+            for (var i = 0; i < 30; i++)
+            {
+                var data = Bytes.Pattern(64 << 10, (w * 100) + i);
+                store.Write(offset, data);
+                var back = new byte[64 << 10];
+                store.Read(offset, back);
+                Assert.Equal(data, back);
+                var piece = new byte[8192];
+                store.Read(offset - 4096, piece);
+                Assert.Equal(data.AsSpan(0, 4096).ToArray(), piece.AsSpan(4096).ToArray());
+            }
+        })).ToArray();
+        await Task.WhenAll(writers).WaitAsync(TimeSpan.FromMinutes(2));
+        store.Flush();
+        Assert.Equal(0, store.WritesInFlight);
+    }
+
+    [Fact]
     public void Write_BeyondCapacity_OutOfRange()
     {
         using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
