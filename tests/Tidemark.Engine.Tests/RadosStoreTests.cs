@@ -177,6 +177,49 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
     }
 
     [Fact]
+    public void LeaseLapsedAndAnotherServerHeldTheStoreMeanwhile_RefusedForGoodNamingIt()
+    {
+        var prefix = "l" + Guid.NewGuid().ToString("N")[..10];
+        using var store = RadosBackingStore.Open(cluster.Location(prefix), Capacity, lease: TimeSpan.FromSeconds(3));
+        store.Write(0, Bytes.Pattern(4096, 1));
+        store.Flush();
+
+        // What a lapse looks like from the cluster: this open's lock is gone, and another server
+        // took the store, wrote its note and let it go again.
+        var lockObject = $"{prefix}.lock";
+        using var info = System.Text.Json.JsonDocument.Parse(cluster.Rados("-p", CephCluster.PoolName, "lock", "info", lockObject, "tidemark").AssertSuccess().StandardOutput);
+        var locker = info.RootElement.GetProperty("lockers")[0];
+        cluster.Rados(
+            "-p", CephCluster.PoolName, "lock", "break", lockObject, "tidemark", locker.GetProperty("name").GetString()!,
+            "--lock-cookie", locker.GetProperty("cookie").GetString()!).AssertSuccess();
+        var note = Path.Combine(cluster.Directory, prefix + ".note");
+        File.WriteAllText(note, "host elsewhere pid 4242 started 1 boot b cookie theirs since then");
+        cluster.Rados("-p", CephCluster.PoolName, "put", lockObject, note).AssertSuccess();
+
+        // The next renewal (a second, at this lease) finds the lock free but the note not its own.
+        var deadline = DateTime.UtcNow.AddMinutes(1);
+        StorageException? refused = null;
+        while (refused is null && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                store.Write(4096, Bytes.Pattern(4096, 2));
+                Thread.Sleep(100);
+            }
+            catch (StorageException ex) when (ex.Message.Contains("lost its lock", StringComparison.Ordinal))
+            {
+                refused = ex;
+            }
+        }
+
+        Assert.NotNull(refused);
+        Assert.Contains("another server held it", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("host elsewhere pid 4242", refused.Message, StringComparison.Ordinal);
+        Assert.Throws<StorageException>(store.Flush);
+        Assert.Throws<StorageException>(() => store.Read(0, new byte[4096]));
+    }
+
+    [Fact]
     public void Discard_WholeAndPartialObjects_RemovesAndZeroes()
     {
         var prefix = "d" + Guid.NewGuid().ToString("N")[..10];

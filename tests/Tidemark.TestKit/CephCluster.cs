@@ -99,6 +99,7 @@ public class CephCluster : IDisposable
         }
 
         _disposed = true;
+        GC.SuppressFinalize(this);
 
         // OSD and manager first, monitor last; SIGKILL since the data is thrown away.
         for (var i = _daemons.Count - 1; i >= 0; i--)

@@ -39,7 +39,10 @@ public sealed class RadosBackingStore : IBackingStore
     public long CapacityBytes { get; }
 
     /// <summary>Connects, takes the lock and, when <paramref name="capacityBytes"/> is not positive, sizes the store from the pool's free space.</summary>
-    public static RadosBackingStore Open(string location, long capacityBytes)
+    public static RadosBackingStore Open(string location, long capacityBytes) => Open(location, capacityBytes, null);
+
+    /// <summary>As <see cref="Open(string, long)"/>, with a lock lease of its own (tests of a lapsed lease).</summary>
+    internal static RadosBackingStore Open(string location, long capacityBytes, TimeSpan? lease)
     {
         var where = RadosLocation.Parse(location);
         var (cluster, io) = Connect(where);
@@ -47,7 +50,7 @@ public sealed class RadosBackingStore : IBackingStore
         {
             var capacity = capacityBytes > 0 ? capacityBytes : PoolMaxAvailable(cluster, where);
             capacity = capacity / Lineage.BlockBytes * Lineage.BlockBytes;
-            return new RadosBackingStore(where, cluster, io, capacity, RadosStoreLock.Take(io, where));
+            return new RadosBackingStore(where, cluster, io, capacity, RadosStoreLock.Take(io, where, lease));
         }
         catch
         {
@@ -176,10 +179,12 @@ public sealed class RadosBackingStore : IBackingStore
 
     /// <summary>
     /// Waits for every write started before it (writes started meanwhile go on). A RADOS write
-    /// completes only once every replica committed it, so then they are all durable. A write that
-    /// failed fails this flush and every later one (and every later write): what it held is lost, so
-    /// the engine must not commit metadata over it; reopening the pool starts again from the last
-    /// durable state. A store that lost its lock says so here too.
+    /// completes only once every replica committed it, so then they are all durable. A write the
+    /// cluster did not answer in time is held and written again here once the cluster is back; while
+    /// it is away this flush fails with an I/O error and nothing is dropped. A write that failed
+    /// otherwise (pool full) fails this flush and every later one (and every later write): what it
+    /// held is lost, so the engine must not commit metadata over it; reopening the pool starts again
+    /// from the last durable state. A store that lost its lock says so here too.
     /// </summary>
     public void Flush()
     {
@@ -187,6 +192,13 @@ public sealed class RadosBackingStore : IBackingStore
         _writes.WaitForStarted();
         ThrowIfWriteFailed();
     }
+
+    /// <summary>
+    /// Flushes before the engine takes anything from the volumes' maps for a commit: when the
+    /// cluster is away the commit fails here with nothing consumed, and the pool stays online to
+    /// serve again once the cluster answers (ADR 0017, recovery without a restart).
+    /// </summary>
+    public void PrepareCommit() => Flush();
 
     /// <summary>Writes in flight now.</summary>
     internal int WritesInFlight => _writes.Count;
@@ -205,7 +217,8 @@ public sealed class RadosBackingStore : IBackingStore
     /// <summary>Removes the objects a freed range covers whole and zeroes the rest of it (ENOENT counts as done).</summary>
     public void Discard(long offsetBytes, long lengthBytes)
     {
-        if (_lock.IsLost)
+        // Never while another server may hold the store (lock lost, or its lease ran out).
+        if (!_lock.IsHeld)
         {
             return;
         }
@@ -248,8 +261,17 @@ public sealed class RadosBackingStore : IBackingStore
 
         _disposed = true;
 
-        // Every write started must finish before its buffer is freed and the lock released.
-        _writes.WaitForStarted();
+        // Every write started must finish before its buffer is freed and the lock released; held
+        // writes get one more try (the pool's close flushed, so normally there are none).
+        try
+        {
+            _writes.WaitForStarted();
+        }
+        catch (StorageException)
+        {
+        }
+
+        _writes.Close();
 
         _lock.Dispose();
         RadosNative.IoCtxDestroy(_io);
@@ -277,7 +299,7 @@ public sealed class RadosBackingStore : IBackingStore
         RadosNative.Enospc or RadosNative.Edquot => new StorageException(
             StorageError.NoSpace, $"{what} failed: the RADOS pool {_location.Pool} is full or over its quota ({RadosNative.Describe(rc)}); free space in the cluster or raise the pool's quota"),
         RadosNative.Etimedout => new StorageException(
-            StorageError.IoError, $"{what} failed: the Ceph cluster did not answer within {_location.TimeoutSeconds} s (an OSD or monitor is down or unreachable); the write was not acknowledged"),
+            StorageError.IoError, $"{what} failed: the Ceph cluster did not answer within {_location.TimeoutSeconds} s (an OSD or monitor is down or unreachable){(what.StartsWith("write", StringComparison.Ordinal) ? "; the write was not acknowledged" : "")}"),
         _ => new StorageException(StorageError.IoError, $"{what} in RADOS pool {_location.Pool} failed: {RadosNative.Describe(rc)}"),
     };
 
@@ -315,6 +337,13 @@ public sealed class RadosBackingStore : IBackingStore
                 Check(RadosNative.ConfSet(cluster, option, seconds), where, $"setting {option}");
             }
 
+            // librados asks the monitors for a new OSD map only when it finds an operation "laggy"
+            // (older than objecter_timeout, default 10 s, checked every objecter_tick_interval,
+            // default 5 s). With operation timeouts shorter than that it never does, and after an
+            // OSD restarts (at a new address) it keeps sending to the dead one: a store that never
+            // recovers without a restart. One second for both makes it ask within about two.
+            Check(RadosNative.ConfSet(cluster, "objecter_timeout", "1"), where, "setting objecter_timeout");
+            Check(RadosNative.ConfSet(cluster, "objecter_tick_interval", "1"), where, "setting objecter_tick_interval");
             Check(RadosNative.ConfSet(cluster, "log_to_stderr", "false"), where, "setting log_to_stderr");
             Check(RadosNative.Connect(cluster), where, $"connecting to the Ceph cluster as client.{where.User}");
             Check(RadosNative.IoCtxCreate(cluster, where.Pool, out var io), where, $"opening RADOS pool {where.Pool}");
