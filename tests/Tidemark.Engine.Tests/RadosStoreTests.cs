@@ -278,6 +278,26 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
     }
 
     [Fact]
+    public void AddStore_RadosPrefixHoldingData_RefusedWithRadosAdvice()
+    {
+        var prefix = "n" + Guid.NewGuid().ToString("N")[..10];
+        var location = cluster.Location(prefix);
+        using (var earlier = RadosBackingStore.Open(location, Capacity))
+        {
+            earlier.Write(0, Bytes.Pattern(4096, 9));
+            earlier.Flush();
+        }
+
+        using var t = new TempPool(capacityBytes: Capacity);
+        var ex = Assert.Throws<StorageException>(() => t.Pool.AddStore(location, Capacity));
+        Assert.Equal(StorageError.InvalidArgument, ex.Error);
+        Assert.Contains($"rados -p {CephCluster.PoolName} ls | grep '^{prefix}\\.'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains($"{prefix}.data.0000000000000000", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("wipefs", ex.Message, StringComparison.Ordinal);
+        Assert.Single(t.Pool.GetInfo().Stores);
+    }
+
+    [Fact]
     public void AddStore_RadosLocationWithoutCapacity_SizedFromTheCluster()
     {
         using var t = new TempPool(capacityBytes: Capacity);
