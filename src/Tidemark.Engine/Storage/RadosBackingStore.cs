@@ -61,8 +61,9 @@ public sealed class RadosBackingStore : IBackingStore
     }
 
     /// <summary>
-    /// Reads as librados aio: every object piece of the range is started at once and waited for
-    /// together, straight into <paramref name="destination"/> (no copy). Callers on other threads
+    /// Reads over several objects as librados aio: every object piece of the range is started at once
+    /// and waited for together, straight into <paramref name="destination"/> (no copy); a read inside
+    /// one object is one blocking read. Callers on other threads
     /// read in parallel, bounded by <see cref="RadosReadGate"/>. A read first waits for the writes in
     /// flight that overlap it, so it sees every write started before it. An OSD or monitor that does
     /// not answer fails the read with an I/O error within the timeout, as a write does.
