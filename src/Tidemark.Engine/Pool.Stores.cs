@@ -104,7 +104,9 @@ public sealed partial class Pool
         {
             throw new StorageException(
                 StorageError.InvalidArgument,
-                $"{store.Location} is not empty (it holds data, a file system or another pool's store); wipe its first 4 KiB (wipefs -a, blkdiscard) only if you are sure nothing on it is needed");
+                store is RadosBackingStore rados
+                    ? rados.NotEmptyMessage
+                    : $"{store.Location} is not empty (it holds data, a file system or another pool's store); wipe its first 4 KiB (wipefs -a, blkdiscard) only if you are sure nothing on it is needed");
         }
     }
 

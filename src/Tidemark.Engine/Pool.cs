@@ -386,6 +386,14 @@ public sealed partial class Pool : IDisposable
     private void CommitLocked(Action<WriteBatch>? extra, List<ulong>? extraFreed)
     {
         ThrowIfUnusable();
+
+        // Before anything is taken from the maps: a store that is away for a while (RADOS) fails
+        // the commit here, and the pool stays online (ADR 0017).
+        foreach (var store in _stores)
+        {
+            store.PrepareCommit();
+        }
+
         var seq = ++_commitSeq;
         var allocated = new List<ulong>();
         var freed = new List<ulong>();

@@ -78,6 +78,80 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
     }
 
     [Fact]
+    public async Task Read_ManyThreadsAtOnce_EachGetsItsDataAndPiecesGoTogether()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
+        const int Region = 256 << 10;
+        var regions = (int)(5L * RadosBackingStore.ObjectBytes / Region); // five objects' worth
+        for (var i = 0; i < regions; i++)
+        {
+            store.Write((long)i * Region, Bytes.Pattern(Region, i));
+        }
+
+        store.Flush();
+
+        // A read over four objects starts its four pieces before it waits for any of them.
+        var whole = new byte[3 * RadosBackingStore.ObjectBytes + (2 * Region)];
+        store.Read(RadosBackingStore.ObjectBytes - Region, whole);
+        Assert.True(store.PeakReadsInFlight >= 4, $"peak reads in flight {store.PeakReadsInFlight}");
+        var first = (RadosBackingStore.ObjectBytes / Region) - 1;
+        for (var i = 0; i < whole.Length / Region; i++)
+        {
+            Assert.Equal(Bytes.Pattern(Region, first + i), whole.AsSpan(i * Region, Region).ToArray());
+        }
+
+        // Eight readers at once, reads of 4 KiB to 512 KiB that may straddle regions and objects.
+        var readers = Enumerable.Range(0, 8).Select(r => Task.Run(() =>
+        {
+            var random = new Random(r);
+            for (var n = 0; n < 40; n++)
+            {
+                var length = 4096 << random.Next(8);
+                var offset = random.NextInt64((((long)regions * Region) - length) / 4096) * 4096;
+                var back = new byte[length];
+                store.Read(offset, back);
+                for (var done = 0; done < length;)
+                {
+                    var region = (int)((offset + done) / Region);
+                    var inRegion = (int)((offset + done) % Region);
+                    var n2 = Math.Min(length - done, Region - inRegion);
+                    Assert.Equal(Bytes.Pattern(Region, region).AsSpan(inRegion, n2).ToArray(), back.AsSpan(done, n2).ToArray());
+                    done += n2;
+                }
+            }
+        })).ToArray();
+        await Task.WhenAll(readers).WaitAsync(TimeSpan.FromMinutes(2));
+    }
+
+    [Fact]
+    public async Task Read_RightAfterUnflushedWrites_SeesTheAcknowledgedData()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
+
+        // Each writer overwrites its own range again and again without a flush and reads it back at
+        // once (whole, and a piece overlapping only the newest write's start): every read must see
+        // the write that returned before it, while other writers keep the queue full.
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
+        {
+            var offset = (w * (long)RadosBackingStore.ObjectBytes) + (RadosBackingStore.ObjectBytes / 2) - (32 << 10);
+            for (var i = 0; i < 30; i++)
+            {
+                var data = Bytes.Pattern(64 << 10, (w * 100) + i);
+                store.Write(offset, data);
+                var back = new byte[64 << 10];
+                store.Read(offset, back);
+                Assert.Equal(data, back);
+                var piece = new byte[8192];
+                store.Read(offset - 4096, piece);
+                Assert.Equal(data.AsSpan(0, 4096).ToArray(), piece.AsSpan(4096).ToArray());
+            }
+        })).ToArray();
+        await Task.WhenAll(writers).WaitAsync(TimeSpan.FromMinutes(2));
+        store.Flush();
+        Assert.Equal(0, store.WritesInFlight);
+    }
+
+    [Fact]
     public void Write_BeyondCapacity_OutOfRange()
     {
         using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
@@ -100,6 +174,49 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
 
         using var again = RadosBackingStore.Open(location, Capacity);
         Assert.Equal(Capacity, again.CapacityBytes);
+    }
+
+    [Fact]
+    public void LeaseLapsedAndAnotherServerHeldTheStoreMeanwhile_RefusedForGoodNamingIt()
+    {
+        var prefix = "l" + Guid.NewGuid().ToString("N")[..10];
+        using var store = RadosBackingStore.Open(cluster.Location(prefix), Capacity, lease: TimeSpan.FromSeconds(3));
+        store.Write(0, Bytes.Pattern(4096, 1));
+        store.Flush();
+
+        // What a lapse looks like from the cluster: this open's lock is gone, and another server
+        // took the store, wrote its note and let it go again.
+        var lockObject = $"{prefix}.lock";
+        using var info = System.Text.Json.JsonDocument.Parse(cluster.Rados("-p", CephCluster.PoolName, "lock", "info", lockObject, "tidemark").AssertSuccess().StandardOutput);
+        var locker = info.RootElement.GetProperty("lockers")[0];
+        cluster.Rados(
+            "-p", CephCluster.PoolName, "lock", "break", lockObject, "tidemark", locker.GetProperty("name").GetString()!,
+            "--lock-cookie", locker.GetProperty("cookie").GetString()!).AssertSuccess();
+        var note = Path.Combine(cluster.Directory, prefix + ".note");
+        File.WriteAllText(note, "host elsewhere pid 4242 started 1 boot b cookie theirs since then");
+        cluster.Rados("-p", CephCluster.PoolName, "put", lockObject, note).AssertSuccess();
+
+        // The next renewal (a second, at this lease) finds the lock free but the note not its own.
+        var deadline = DateTime.UtcNow.AddMinutes(1);
+        StorageException? refused = null;
+        while (refused is null && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                store.Write(4096, Bytes.Pattern(4096, 2));
+                Thread.Sleep(100);
+            }
+            catch (StorageException ex) when (ex.Message.Contains("lost its lock", StringComparison.Ordinal))
+            {
+                refused = ex;
+            }
+        }
+
+        Assert.NotNull(refused);
+        Assert.Contains("another server held it", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("host elsewhere pid 4242", refused.Message, StringComparison.Ordinal);
+        Assert.Throws<StorageException>(store.Flush);
+        Assert.Throws<StorageException>(() => store.Read(0, new byte[4096]));
     }
 
     [Fact]
@@ -158,6 +275,26 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
         Assert.Equal(Bytes.Pattern(4096, 5), Bytes.Read(reopened, 4096, 4096));
         Assert.Equal(data, Bytes.Read(t.Pool.OpenSnapshot("v@s1"), 4096, data.Length));
         t.AssertVerifyClean();
+    }
+
+    [Fact]
+    public void AddStore_RadosPrefixHoldingData_RefusedWithRadosAdvice()
+    {
+        var prefix = "n" + Guid.NewGuid().ToString("N")[..10];
+        var location = cluster.Location(prefix);
+        using (var earlier = RadosBackingStore.Open(location, Capacity))
+        {
+            earlier.Write(0, Bytes.Pattern(4096, 9));
+            earlier.Flush();
+        }
+
+        using var t = new TempPool(capacityBytes: Capacity);
+        var ex = Assert.Throws<StorageException>(() => t.Pool.AddStore(location, Capacity));
+        Assert.Equal(StorageError.InvalidArgument, ex.Error);
+        Assert.Contains($"rados -p {CephCluster.PoolName} ls | grep '^{prefix}\\.'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains($"{prefix}.data.0000000000000000", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("wipefs", ex.Message, StringComparison.Ordinal);
+        Assert.Single(t.Pool.GetInfo().Stores);
     }
 
     [Fact]

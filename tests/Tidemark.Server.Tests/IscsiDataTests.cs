@@ -114,5 +114,5 @@ public sealed partial class IscsiDataTests : IDisposable
     private static byte[] Hash(string path) => SHA256.HashData(File.ReadAllBytes(path));
 
     [GeneratedRegex(@"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)")]
-    private static partial Regex SummaryRegex();
+    internal static partial Regex SummaryRegex();
 }

@@ -7,8 +7,9 @@ namespace Tidemark.Server.Tests;
 
 /// <summary>
 /// `tidemark serve` with its pool on a one-node Ceph cluster (one per class): real NBD clients
-/// (nbdcopy, nbdinfo) through a RADOS-backed volume, the CLI's `pool add-store rados:...`, and a
-/// second server refused while the first holds the store.
+/// (nbdcopy, nbdinfo) and libiscsi's suite (iscsi-test-cu, read and write families) through a
+/// RADOS-backed volume, the CLI's `pool add-store rados:...`, and a second server refused while the
+/// first holds the store.
 /// </summary>
 public sealed class RadosServeTests(CephCluster cluster) : IClassFixture<CephCluster>, IDisposable
 {
@@ -55,6 +56,29 @@ public sealed class RadosServeTests(CephCluster cluster) : IClassFixture<CephClu
             (await ProcessRunner.RunAsync("nbdcopy", export.Url!, copy)).AssertSuccess();
             Assert.Equal(SHA256.HashData(bytes), SHA256.HashData(await File.ReadAllBytesAsync(copy)));
         }
+    }
+
+    [Fact]
+    public async Task IscsiTestCu_ReadAndWriteFamiliesOnRadosBackedVolume_NoFailures()
+    {
+        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"), "--store-path", cluster.Location(), "--store-capacity", "256M");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("cu", 64L << 20));
+        var export = await client.CreateExportAsync(new CreateExportRequest("cu", Protocol: "iscsi"));
+        foreach (var family in new[] { "SCSI.Read10", "SCSI.Write10", "SCSI.Read16", "SCSI.Write16" })
+        {
+            var result = await ProcessRunner.RunAsync(TimeSpan.FromSeconds(300), "iscsi-test-cu", "--dataloss", $"--test={family}", export.Url!, export.Url!);
+
+            // CUnit's run summary: "tests  Total  Ran  Passed  Failed  Inactive".
+            var output = result.StandardOutput + result.StandardError;
+            var summary = IscsiDataTests.SummaryRegex().Match(result.StandardOutput);
+            Assert.True(summary.Success, output);
+            Assert.True(int.Parse(summary.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) > 0, output);
+            Assert.True(summary.Groups[4].Value == "0", output);
+            Assert.True(result.ExitCode == 0, output);
+        }
+
+        Assert.True((await client.VerifyAsync()).Clean);
     }
 
     [Fact]

@@ -13,7 +13,7 @@ namespace Tidemark.TestKit;
 /// seconds; if it cannot start, the constructor throws with the daemons' log tails (no silent skip).
 /// Dispose kills the daemons it started (by their process objects) and removes the directory.
 /// </summary>
-public sealed class CephCluster : IDisposable
+public class CephCluster : IDisposable
 {
     public const string PoolName = "tidemark";
 
@@ -28,7 +28,7 @@ public sealed class CephCluster : IDisposable
     {
     }
 
-    private CephCluster(bool withManager)
+    protected CephCluster(bool withManager)
     {
         _withManager = withManager;
         Directory = Path.Combine(Path.GetTempPath(), "tidemark-ceph-" + Guid.NewGuid().ToString("N")[..10]);
@@ -80,6 +80,9 @@ public sealed class CephCluster : IDisposable
         }
     }
 
+    /// <summary>False between <see cref="KillOsd"/> and <see cref="StartOsd"/>.</summary>
+    public bool IsOsdRunning => _daemons.Exists(d => d.Name == "osd.0");
+
     /// <summary>Starts the OSD again (after <see cref="KillOsd"/>) and waits until the pool takes writes.</summary>
     public void StartOsd()
     {
@@ -96,6 +99,7 @@ public sealed class CephCluster : IDisposable
         }
 
         _disposed = true;
+        GC.SuppressFinalize(this);
 
         // OSD and manager first, monitor last; SIGKILL since the data is thrown away.
         for (var i = _daemons.Count - 1; i >= 0; i--)
@@ -182,7 +186,8 @@ public sealed class CephCluster : IDisposable
         if (_withManager)
         {
             // Pool space reaches 'ceph df' only through the manager's first stats report.
-            WaitFor("the manager's first space report", PoolSpaceReported);
+            // The manager loads its Python modules first: CPU-bound, a minute or more on a loaded machine.
+            WaitFor("the manager's first space report", PoolSpaceReported, 3 * Step);
         }
     }
 
@@ -295,8 +300,9 @@ public sealed class CephCluster : IDisposable
         _daemons.Add((name, process));
     }
 
-    private void WaitFor(string what, Func<bool> ready)
+    private void WaitFor(string what, Func<bool> ready, TimeSpan? limit = null)
     {
+        var within = limit ?? Step;
         var deadline = Stopwatch.StartNew();
         while (!ready())
         {
@@ -308,9 +314,9 @@ public sealed class CephCluster : IDisposable
                 }
             }
 
-            if (deadline.Elapsed > Step)
+            if (deadline.Elapsed > within)
             {
-                throw new TimeoutException($"waited {Step.TotalSeconds} s for {what}");
+                throw new TimeoutException($"waited {within.TotalSeconds} s for {what}");
             }
 
             Thread.Sleep(250);
@@ -363,5 +369,17 @@ public sealed class CephCluster : IDisposable
         }
 
         throw new InvalidOperationException("found no two adjacent free loopback ports for the Ceph monitor");
+    }
+}
+
+/// <summary>
+/// The one-node cluster without a manager: the manager only reports pool space (and serves rbd),
+/// and it is the largest and slowest daemon to start; tests that give capacities do without it.
+/// </summary>
+public sealed class CephClusterWithoutManager : CephCluster
+{
+    public CephClusterWithoutManager()
+        : base(withManager: false)
+    {
     }
 }

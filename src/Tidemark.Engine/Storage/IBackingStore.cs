@@ -22,6 +22,16 @@ public interface IBackingStore : IDisposable
     void Flush();
 
     /// <summary>
+    /// Called by a commit before it takes anything from the volumes' maps. A store whose flush can
+    /// fail for a while and then work again (a RADOS cluster that is away) flushes here, so such a
+    /// failure fails the commit with nothing consumed and the pool stays online; a local store does
+    /// nothing (its one flush after collecting the commit is all it needs).
+    /// </summary>
+    void PrepareCommit()
+    {
+    }
+
+    /// <summary>
     /// Gives the bytes of a freed range back to the host (a hole in a sparse file), so a thin pool is
     /// thin on the host too. Called only for blocks whose freeing is durable and that nobody reads or
     /// has been handed again (the pool calls it before the allocator may reuse them); reading a

@@ -19,11 +19,8 @@ public sealed class RadosBackingStore : IBackingStore
     private readonly RadosStoreLock _lock;
     private readonly nint _cluster;
     private readonly nint _io;
-    private readonly Lock _pendingLock = new();
-    private readonly Queue<PendingWrite> _pending = new();
-    private readonly Dictionary<string, int> _pendingPerObject = new(StringComparer.Ordinal);
-    private long _pendingBytes;
-    private StorageException? _writeFailure;
+    private readonly RadosWriteQueue _writes;
+    private readonly RadosReadGate _reads = new();
     private bool _disposed;
 
     private RadosBackingStore(RadosLocation location, nint cluster, nint io, long capacityBytes, RadosStoreLock storeLock)
@@ -34,6 +31,7 @@ public sealed class RadosBackingStore : IBackingStore
         CapacityBytes = capacityBytes;
         Location = location.ToString();
         _lock = storeLock;
+        _writes = new RadosWriteQueue(io, Failure);
     }
 
     public string Location { get; }
@@ -41,7 +39,10 @@ public sealed class RadosBackingStore : IBackingStore
     public long CapacityBytes { get; }
 
     /// <summary>Connects, takes the lock and, when <paramref name="capacityBytes"/> is not positive, sizes the store from the pool's free space.</summary>
-    public static RadosBackingStore Open(string location, long capacityBytes)
+    public static RadosBackingStore Open(string location, long capacityBytes) => Open(location, capacityBytes, null);
+
+    /// <summary>As <see cref="Open(string, long)"/>, with a lock lease of its own (tests of a lapsed lease).</summary>
+    internal static RadosBackingStore Open(string location, long capacityBytes, TimeSpan? lease)
     {
         var where = RadosLocation.Parse(location);
         var (cluster, io) = Connect(where);
@@ -49,7 +50,7 @@ public sealed class RadosBackingStore : IBackingStore
         {
             var capacity = capacityBytes > 0 ? capacityBytes : PoolMaxAvailable(cluster, where);
             capacity = capacity / Lineage.BlockBytes * Lineage.BlockBytes;
-            return new RadosBackingStore(where, cluster, io, capacity, RadosStoreLock.Take(io, where));
+            return new RadosBackingStore(where, cluster, io, capacity, RadosStoreLock.Take(io, where, lease));
         }
         catch
         {
@@ -59,165 +60,209 @@ public sealed class RadosBackingStore : IBackingStore
         }
     }
 
-    public void Read(long offsetBytes, Span<byte> destination)
+    /// <summary>
+    /// Reads over several objects as librados aio: every object piece of the range is started at once
+    /// and waited for together, straight into <paramref name="destination"/> (no copy); a read inside
+    /// one object is one blocking read. Callers on other threads
+    /// read in parallel, bounded by <see cref="RadosReadGate"/>. A read first waits for the writes in
+    /// flight that overlap it, so it sees every write started before it. An OSD or monitor that does
+    /// not answer fails the read with an I/O error within the timeout, as a write does.
+    /// </summary>
+    public unsafe void Read(long offsetBytes, Span<byte> destination)
     {
         ThrowIfFenced();
-        while (destination.Length > 0)
+        CheckRange(offsetBytes, destination.Length);
+        if (destination.IsEmpty)
         {
-            var (oid, inObject, n) = Piece(offsetBytes, destination.Length);
-            var chunk = destination[..n];
-            DrainIfPending(oid);
-            var rc = RadosNative.Read(_io, oid, ref MemoryMarshal.GetReference(chunk), (nuint)n, (ulong)inObject);
-            if (rc == -RadosNative.Enoent)
+            return;
+        }
+
+        _writes.WaitForOverlapping(offsetBytes, destination.Length);
+        var pieces = (int)(((offsetBytes + destination.Length - 1) / ObjectBytes) - (offsetBytes / ObjectBytes) + 1);
+        _reads.Enter(pieces, destination.Length);
+        if (pieces == 1)
+        {
+            // One object (every 4 KiB read): librados's own blocking read is the same operation
+            // without a completion to create, wait for and release.
+            try
             {
-                chunk.Clear(); // never written: zeros, like a hole in a sparse file
+                ReadOne(offsetBytes, destination);
+                return;
             }
-            else if (rc < 0)
+            finally
             {
-                throw Failure(rc, $"read of {n} bytes at {offsetBytes} from {oid}");
+                _reads.Exit(1, destination.Length);
             }
-            else if (rc < n)
+        }
+
+        Span<nint> completions = pieces <= 8 ? stackalloc nint[pieces] : new nint[pieces];
+        completions.Clear();
+        StorageException? failure = null;
+        try
+        {
+            fixed (byte* start = destination)
             {
-                chunk[rc..].Clear(); // beyond the object's end: never written
+                // Every read started must be waited for before the buffer is unpinned, also on failure.
+                var started = 0;
+                for (long at = offsetBytes, done = 0; done < destination.Length; started++)
+                {
+                    var (oid, inObject, n) = Piece(at, (int)(destination.Length - done));
+                    var rc = RadosNative.AioCreateCompletion(0, 0, 0, out completions[started]);
+                    if (rc >= 0)
+                    {
+                        rc = RadosNative.AioRead(_io, oid, completions[started], (nint)(start + done), (nuint)n, (ulong)inObject);
+                    }
+
+                    if (rc < 0)
+                    {
+                        failure = Failure(rc, $"read of {n} bytes at {at} from {oid}");
+                        break;
+                    }
+
+                    at += n;
+                    done += n;
+                }
+
+                for (long i = 0, at = offsetBytes, done = 0; i < pieces && done < destination.Length; i++)
+                {
+                    var (oid, _, n) = Piece(at, (int)(destination.Length - done));
+                    if (i < started)
+                    {
+                        var rc = RadosNative.AioWaitForComplete(completions[(int)i]);
+                        if (rc >= 0)
+                        {
+                            rc = RadosNative.AioGetReturnValue(completions[(int)i]);
+                        }
+
+                        var chunk = destination.Slice((int)done, n);
+                        if (rc == -RadosNative.Enoent)
+                        {
+                            chunk.Clear(); // never written: zeros, like a hole in a sparse file
+                        }
+                        else if (rc < 0)
+                        {
+                            failure ??= Failure(rc, $"read of {n} bytes at {at} from {oid}");
+                        }
+                        else if (rc < n)
+                        {
+                            chunk[rc..].Clear(); // beyond the object's end: never written
+                        }
+                    }
+
+                    at += n;
+                    done += n;
+                }
+            }
+        }
+        finally
+        {
+            foreach (var completion in completions)
+            {
+                if (completion != 0)
+                {
+                    RadosNative.AioRelease(completion);
+                }
             }
 
-            offsetBytes += n;
-            destination = destination[n..];
+            _reads.Exit(pieces, destination.Length);
+        }
+
+        if (failure is not null)
+        {
+            throw failure;
+        }
+    }
+
+    private void ReadOne(long offsetBytes, Span<byte> destination)
+    {
+        var (oid, inObject, n) = Piece(offsetBytes, destination.Length);
+        var rc = RadosNative.Read(_io, oid, ref MemoryMarshal.GetReference(destination), (nuint)n, (ulong)inObject);
+        if (rc == -RadosNative.Enoent)
+        {
+            destination.Clear(); // never written: zeros, like a hole in a sparse file
+        }
+        else if (rc < 0)
+        {
+            throw Failure(rc, $"read of {n} bytes at {offsetBytes} from {oid}");
+        }
+        else if (rc < n)
+        {
+            destination[rc..].Clear(); // beyond the object's end: never written
         }
     }
 
     /// <summary>
     /// Starts the write (librados aio on a copy of the data) and returns: like a disk's volatile
-    /// cache, it is durable once <see cref="Flush"/> returned. Up to <see cref="MaxPendingWrites"/>
-    /// writes (and <see cref="MaxPendingBytes"/>) are in flight at once; beyond that the writer waits
-    /// for the oldest, so memory stays bounded.
+    /// cache, it is durable once <see cref="Flush"/> returned. Up to <see cref="RadosWriteQueue.MaxWrites"/>
+    /// writes (and <see cref="RadosWriteQueue.MaxBytes"/>) are in flight at once; beyond that the writer
+    /// waits for the oldest, so memory stays bounded.
     /// </summary>
     public void Write(long offsetBytes, ReadOnlySpan<byte> source)
     {
         ThrowIfFenced();
         ThrowIfWriteFailed();
+        CheckRange(offsetBytes, source.Length);
         while (source.Length > 0)
         {
             var (oid, inObject, n) = Piece(offsetBytes, source.Length);
-            StartWrite(oid, inObject, source[..n], offsetBytes);
+            _writes.Start(oid, inObject, source[..n], offsetBytes);
             offsetBytes += n;
             source = source[n..];
         }
     }
 
     /// <summary>
-    /// Waits for every write started before it. A RADOS write completes only once every replica
-    /// committed it, so then they are all durable. A write that failed fails this flush and every
-    /// later one (and every later write): what it held is lost, so the engine must not commit
-    /// metadata over it; reopening the pool starts again from the last durable state. A store that
-    /// lost its lock says so here too.
+    /// Waits for every write started before it (writes started meanwhile go on). A RADOS write
+    /// completes only once every replica committed it, so then they are all durable. A write the
+    /// cluster did not answer in time is held and written again here once the cluster is back; while
+    /// it is away this flush fails with an I/O error and nothing is dropped. A write that failed
+    /// otherwise (pool full) fails this flush and every later one (and every later write): what it
+    /// held is lost, so the engine must not commit metadata over it; reopening the pool starts again
+    /// from the last durable state. A store that lost its lock says so here too.
     /// </summary>
     public void Flush()
     {
         ThrowIfFenced();
-        lock (_pendingLock)
-        {
-            while (_pending.Count > 0)
-            {
-                Reap(_pending.Dequeue());
-            }
-        }
-
+        _writes.WaitForStarted();
         ThrowIfWriteFailed();
     }
 
-    /// <summary>Writes in flight at once, at most (RBD's default queue is 128 ops; 64 keeps a 2-core OSD busy).</summary>
-    public const int MaxPendingWrites = 64;
+    /// <summary>
+    /// Flushes before the engine takes anything from the volumes' maps for a commit: when the
+    /// cluster is away the commit fails here with nothing consumed, and the pool stays online to
+    /// serve again once the cluster answers (ADR 0017, recovery without a restart).
+    /// </summary>
+    public void PrepareCommit() => Flush();
 
-    /// <summary>Bytes of copied write data in flight at once, at most.</summary>
-    public const long MaxPendingBytes = 64L << 20;
+    /// <summary>
+    /// Why a new pool refuses this store when its first block holds data, and what to do in RADOS
+    /// terms: the objects of the prefix belong to another pool's store (or something else).
+    /// </summary>
+    internal string NotEmptyMessage =>
+        $"{Location} is not empty: RADOS pool {_location.Pool} already holds objects {_location.Prefix}.data.* "
+        + $"({_location.DataObject(0)} is not zeros: another Tidemark pool's store, or other data). Give this store another prefix "
+        + $"(rados:{_location.Pool}/OTHER), or, only if nothing in them is needed, remove them first: "
+        + $"rados -p {_location.Pool} ls | grep '^{_location.Prefix}\\.' | xargs -r -n 64 rados -p {_location.Pool} rm";
 
-    private unsafe void StartWrite(string oid, long inObject, ReadOnlySpan<byte> data, long offsetBytes)
-    {
-        var buffer = (nint)NativeMemory.Alloc((nuint)data.Length);
-        data.CopyTo(new Span<byte>((void*)buffer, data.Length));
-        var rc = RadosNative.AioCreateCompletion(0, 0, 0, out var completion);
-        if (rc < 0)
-        {
-            NativeMemory.Free((void*)buffer);
-            throw Failure(rc, $"starting a write of {data.Length} bytes at {offsetBytes} to {oid}");
-        }
+    /// <summary>Writes in flight now.</summary>
+    internal int WritesInFlight => _writes.Count;
 
-        lock (_pendingLock)
-        {
-            rc = RadosNative.AioWrite(_io, oid, completion, buffer, (nuint)data.Length, (ulong)inObject);
-            if (rc < 0)
-            {
-                RadosNative.AioRelease(completion);
-                NativeMemory.Free((void*)buffer);
-                throw Failure(rc, $"write of {data.Length} bytes at {offsetBytes} to {oid}");
-            }
-
-            _pending.Enqueue(new PendingWrite(completion, buffer, data.Length, oid, offsetBytes));
-            _pendingBytes += data.Length;
-            _pendingPerObject[oid] = _pendingPerObject.GetValueOrDefault(oid) + 1;
-            while (_pending.Count > MaxPendingWrites || _pendingBytes > MaxPendingBytes)
-            {
-                Reap(_pending.Dequeue());
-            }
-        }
-    }
-
-    /// <summary>Waits for one write, frees its copy, and keeps the first failure for the next flush.</summary>
-    private unsafe void Reap(PendingWrite write)
-    {
-        var rc = RadosNative.AioWaitForComplete(write.Completion);
-        if (rc >= 0)
-        {
-            rc = RadosNative.AioGetReturnValue(write.Completion);
-        }
-
-        RadosNative.AioRelease(write.Completion);
-        NativeMemory.Free((void*)write.Buffer);
-        _pendingBytes -= write.Length;
-        if (--_pendingPerObject[write.Oid] == 0)
-        {
-            _pendingPerObject.Remove(write.Oid);
-        }
-
-        if (rc < 0 && _writeFailure is null)
-        {
-            _writeFailure = Failure(rc, $"write of {write.Length} bytes at {write.Offset} to {write.Oid}");
-        }
-    }
+    /// <summary>The most object reads in flight at once so far (all callers together).</summary>
+    internal int PeakReadsInFlight => _reads.PeakReads;
 
     private void ThrowIfWriteFailed()
     {
-        StorageException? failure;
-        lock (_pendingLock)
-        {
-            failure = _writeFailure;
-        }
-
-        if (failure is not null)
+        if (_writes.FirstFailure is { } failure)
         {
             throw new StorageException(failure.Error, $"{failure.Message}; the store takes no more writes until the pool is reopened", failure);
         }
     }
 
-    /// <summary>Before reading an object with writes in flight, waits for them (reads see every write started before them).</summary>
-    private void DrainIfPending(string oid)
-    {
-        lock (_pendingLock)
-        {
-            while (_pendingPerObject.ContainsKey(oid) && _pending.Count > 0)
-            {
-                Reap(_pending.Dequeue());
-            }
-        }
-    }
-
-    private readonly record struct PendingWrite(nint Completion, nint Buffer, int Length, string Oid, long Offset);
-
     /// <summary>Removes the objects a freed range covers whole and zeroes the rest of it (ENOENT counts as done).</summary>
     public void Discard(long offsetBytes, long lengthBytes)
     {
-        if (_lock.IsLost)
+        // Never while another server may hold the store (lock lost, or its lease ran out).
+        if (!_lock.IsHeld)
         {
             return;
         }
@@ -260,14 +305,17 @@ public sealed class RadosBackingStore : IBackingStore
 
         _disposed = true;
 
-        // Every write started must finish before its buffer is freed and the lock released.
-        lock (_pendingLock)
+        // Every write started must finish before its buffer is freed and the lock released; held
+        // writes get one more try (the pool's close flushed, so normally there are none).
+        try
         {
-            while (_pending.Count > 0)
-            {
-                Reap(_pending.Dequeue());
-            }
+            _writes.WaitForStarted();
         }
+        catch (StorageException)
+        {
+        }
+
+        _writes.Close();
 
         _lock.Dispose();
         RadosNative.IoCtxDestroy(_io);
@@ -277,13 +325,17 @@ public sealed class RadosBackingStore : IBackingStore
     /// <summary>The object, offset inside it and byte count of the first piece of [offset, offset+length) that stays in one object.</summary>
     private (string Oid, long InObject, int Length) Piece(long offsetBytes, int length)
     {
-        if (offsetBytes < 0 || offsetBytes + length > CapacityBytes)
+        CheckRange(offsetBytes, length);
+        var inObject = offsetBytes % ObjectBytes;
+        return (_location.DataObject(offsetBytes / ObjectBytes), inObject, (int)Math.Min(length, ObjectBytes - inObject));
+    }
+
+    private void CheckRange(long offsetBytes, long length)
+    {
+        if (offsetBytes < 0 || length < 0 || offsetBytes > CapacityBytes - length)
         {
             throw new StorageException(StorageError.OutOfRange, $"{length} bytes at {offsetBytes} lie beyond {Location}'s capacity of {CapacityBytes} bytes");
         }
-
-        var inObject = offsetBytes % ObjectBytes;
-        return (_location.DataObject(offsetBytes / ObjectBytes), inObject, (int)Math.Min(length, ObjectBytes - inObject));
     }
 
     private StorageException Failure(int rc, string what) => -rc switch
@@ -291,7 +343,7 @@ public sealed class RadosBackingStore : IBackingStore
         RadosNative.Enospc or RadosNative.Edquot => new StorageException(
             StorageError.NoSpace, $"{what} failed: the RADOS pool {_location.Pool} is full or over its quota ({RadosNative.Describe(rc)}); free space in the cluster or raise the pool's quota"),
         RadosNative.Etimedout => new StorageException(
-            StorageError.IoError, $"{what} failed: the Ceph cluster did not answer within {_location.TimeoutSeconds} s (an OSD or monitor is down or unreachable); the write was not acknowledged"),
+            StorageError.IoError, $"{what} failed: the Ceph cluster did not answer within {_location.TimeoutSeconds} s (an OSD or monitor is down or unreachable){(what.StartsWith("write", StringComparison.Ordinal) ? "; the write was not acknowledged" : "")}"),
         _ => new StorageException(StorageError.IoError, $"{what} in RADOS pool {_location.Pool} failed: {RadosNative.Describe(rc)}"),
     };
 
@@ -329,6 +381,13 @@ public sealed class RadosBackingStore : IBackingStore
                 Check(RadosNative.ConfSet(cluster, option, seconds), where, $"setting {option}");
             }
 
+            // librados asks the monitors for a new OSD map only when it finds an operation "laggy"
+            // (older than objecter_timeout, default 10 s, checked every objecter_tick_interval,
+            // default 5 s). With operation timeouts shorter than that it never does, and after an
+            // OSD restarts (at a new address) it keeps sending to the dead one: a store that never
+            // recovers without a restart. One second for both makes it ask within about two.
+            Check(RadosNative.ConfSet(cluster, "objecter_timeout", "1"), where, "setting objecter_timeout");
+            Check(RadosNative.ConfSet(cluster, "objecter_tick_interval", "1"), where, "setting objecter_tick_interval");
             Check(RadosNative.ConfSet(cluster, "log_to_stderr", "false"), where, "setting log_to_stderr");
             Check(RadosNative.Connect(cluster), where, $"connecting to the Ceph cluster as client.{where.User}");
             Check(RadosNative.IoCtxCreate(cluster, where.Pool, out var io), where, $"opening RADOS pool {where.Pool}");

@@ -65,6 +65,9 @@ internal static partial class RadosNative
     [LibraryImport(Lib, EntryPoint = "rados_aio_write", StringMarshalling = StringMarshalling.Utf8)]
     public static partial int AioWrite(nint ioctx, string oid, nint completion, nint buffer, nuint length, ulong offset);
 
+    [LibraryImport(Lib, EntryPoint = "rados_aio_read", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int AioRead(nint ioctx, string oid, nint completion, nint buffer, nuint length, ulong offset);
+
     [LibraryImport(Lib, EntryPoint = "rados_aio_wait_for_complete")]
     public static partial int AioWaitForComplete(nint completion);
 

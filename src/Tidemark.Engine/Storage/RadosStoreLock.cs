@@ -5,9 +5,11 @@ namespace Tidemark.Engine.Storage;
 /// <summary>
 /// The lock object of a RADOS store (ADR 0017): an exclusive RADOS lock on PREFIX.lock with a lease,
 /// renewed in the background while the store is open, so two servers never write the same store.
-/// A lock whose lease ran out, or that someone else took, is lost for good: the store then refuses
-/// all I/O. Holds who took it (host, boot, pid) in the object, for the refusal message and for
-/// breaking a lock whose holder on this machine is dead.
+/// While the lease has run out (the cluster did not answer renewals) the store refuses all I/O and
+/// tries to take the lock again every second; it gets it back only if nobody held it meanwhile (the
+/// note in the object still names this open). A lock that someone else took is lost for good.
+/// Holds who took it (host, boot, pid, cookie) in the object, for the refusal message, for breaking
+/// a lock whose holder on this machine is dead, and for that check.
 /// </summary>
 internal sealed class RadosStoreLock : IDisposable
 {
@@ -26,22 +28,27 @@ internal sealed class RadosStoreLock : IDisposable
     private long _leaseUntil; // Environment.TickCount64 when the lease runs out unless renewed
     private bool _disposed;
 
-    private RadosStoreLock(nint io, RadosLocation location)
+    private RadosStoreLock(nint io, RadosLocation location, TimeSpan lease)
     {
         _io = io;
         _location = location;
+        _lease = lease;
         _renewal = new Timer(_ => Renew());
     }
 
     /// <summary>How long the lock holds without renewal; a server killed with -9 elsewhere blocks others this long.</summary>
     public static TimeSpan LeaseDuration { get; } = TimeSpan.FromSeconds(30);
 
-    public bool IsLost => Volatile.Read(ref _lost) is not null;
+    private readonly TimeSpan _lease;
+    private bool _lapsed;
+
+    /// <summary>True while the lock is this open's: not lost, and the lease runs.</summary>
+    public bool IsHeld => Volatile.Read(ref _lost) is null && Environment.TickCount64 < Volatile.Read(ref _leaseUntil);
 
     /// <summary>Takes the lock, or throws Busy naming the holder.</summary>
-    public static RadosStoreLock Take(nint io, RadosLocation location)
+    public static RadosStoreLock Take(nint io, RadosLocation location, TimeSpan? lease = null)
     {
-        var storeLock = new RadosStoreLock(io, location);
+        var storeLock = new RadosStoreLock(io, location, lease ?? LeaseDuration);
         try
         {
             storeLock.Acquire();
@@ -54,18 +61,20 @@ internal sealed class RadosStoreLock : IDisposable
         }
     }
 
-    /// <summary>Throws once the lease ran out without a renewal or someone else took the lock.</summary>
+    /// <summary>Throws while the lease has run out without a renewal, and for good once someone else took the lock.</summary>
     public void ThrowIfLost(string store)
     {
-        if (Volatile.Read(ref _lost) is null && Environment.TickCount64 >= Volatile.Read(ref _leaseUntil))
-        {
-            // The lease ran out without a renewal: another server may hold the store by now.
-            Volatile.Write(ref _lost, new StorageException(StorageError.IoError, $"the lease on {_location.LockObject} ran out before it could be renewed"));
-        }
-
         if (Volatile.Read(ref _lost) is { } lost)
         {
-            throw new StorageException(StorageError.IoError, $"{store} lost its lock ({lost.Message}); this server no longer writes it. Restart the server once the cluster is reachable", lost);
+            throw new StorageException(StorageError.IoError, $"{store} lost its lock ({lost.Message}); this server no longer writes it. Stop the other holder and reopen the pool (restart the server)", lost);
+        }
+
+        if (Environment.TickCount64 >= Volatile.Read(ref _leaseUntil))
+        {
+            // Another server may hold the store by now: nothing goes out until the lock is ours again.
+            throw new StorageException(
+                StorageError.IoError,
+                $"{store}: the lease on {_location.LockObject} ran out while the Ceph cluster did not answer; this server writes nothing until it has the lock again (it retries every second, and takes it back if nobody held it meanwhile)");
         }
     }
 
@@ -118,14 +127,14 @@ internal sealed class RadosStoreLock : IDisposable
             LiveCookies.Add(_cookie);
         }
 
-        Volatile.Write(ref _leaseUntil, Environment.TickCount64 + (long)LeaseDuration.TotalMilliseconds);
+        Volatile.Write(ref _leaseUntil, Environment.TickCount64 + (long)_lease.TotalMilliseconds);
 
         // Who holds it, for the message another server shows (RADOS keeps only the client id and
-        // address), and so a restart on this machine can tell that the holder died.
-        var who = Encoding.UTF8.GetBytes($"host {Environment.MachineName} pid {Environment.ProcessId} started {ProcessStart(Environment.ProcessId)} boot {BootId()} since {DateTimeOffset.UtcNow:O}");
+        // address), so a restart on this machine can tell that the holder died, and so a retake
+        // after a lapse can tell that nobody held it meanwhile (the cookie).
+        var who = Encoding.UTF8.GetBytes($"host {Environment.MachineName} pid {Environment.ProcessId} started {ProcessStart(Environment.ProcessId)} boot {BootId()} cookie {_cookie} since {DateTimeOffset.UtcNow:O}");
         RadosBackingStore.Check(RadosNative.WriteFull(_io, _location.LockObject, ref who[0], (nuint)who.Length), _location, $"writing {_location.LockObject}");
-        var period = LeaseDuration / 3;
-        _renewal.Change(period, period);
+        _renewal.Change(RenewalPeriod, RenewalPeriod);
     }
 
     /// <summary>
@@ -201,9 +210,11 @@ internal sealed class RadosStoreLock : IDisposable
         }
     }
 
+    private TimeSpan RenewalPeriod => _lease / 3;
+
     private int Lock()
     {
-        var duration = new RadosNative.TimeVal { Seconds = (long)LeaseDuration.TotalSeconds };
+        var duration = new RadosNative.TimeVal { Seconds = (long)_lease.TotalSeconds };
         return RadosNative.LockExclusive(_io, _location.LockObject, LockName, _cookie, "tidemark pool store", ref duration, RadosNative.LockFlagMayRenew);
     }
 
@@ -218,21 +229,78 @@ internal sealed class RadosStoreLock : IDisposable
 
             var attempt = Environment.TickCount64;
             var rc = Lock();
-            if (rc >= 0)
+            if (rc is -RadosNative.Ebusy or -RadosNative.Eexist)
             {
-                Volatile.Write(ref _leaseUntil, attempt + (long)LeaseDuration.TotalMilliseconds);
+                LoseFor($"{Holder().Text} holds it");
                 return;
             }
 
-            // Someone else holds the lock, or the lease ran out before the cluster answered: from here
-            // on this store writes nothing, so two servers never write at once. A failure while the
-            // lease still runs (an OSD restarting) is tried again at the next period.
-            if (rc is -RadosNative.Ebusy or -RadosNative.Eexist || attempt >= Volatile.Read(ref _leaseUntil))
+            string? other = null;
+            if (rc >= 0 && !TryReadOtherHolder(out other))
             {
-                Volatile.Write(ref _lost, new StorageException(StorageError.IoError, $"renewing the lock on {_location.LockObject} failed: {RadosNative.Describe(rc)}"));
-                _renewal.Change(Timeout.Infinite, Timeout.Infinite);
+                rc = -RadosNative.Etimedout; // the note is unknown: not renewed, tried again below
+            }
+
+            if (rc >= 0 && other is not null)
+            {
+                // The lock had lapsed and someone took it, wrote, and let it go: this open's view of
+                // the store is stale, so it must never write again.
+                RadosNative.Unlock(_io, _location.LockObject, LockName, _cookie);
+                LoseFor($"another server held it while this one's lease had run out ({other})");
+                return;
+            }
+
+            if (rc >= 0)
+            {
+                Volatile.Write(ref _leaseUntil, attempt + (long)_lease.TotalMilliseconds);
+                if (_lapsed)
+                {
+                    _lapsed = false;
+                    _renewal.Change(RenewalPeriod, RenewalPeriod);
+                }
+
+                return;
+            }
+
+            // The cluster did not answer. While the lease still runs this is tried again at the next
+            // period; once it ran out, every second, so I/O resumes soon after the cluster is back.
+            if (attempt >= Volatile.Read(ref _leaseUntil) && !_lapsed)
+            {
+                _lapsed = true;
+                _renewal.Change(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
             }
         }
+    }
+
+    private void LoseFor(string why)
+    {
+        Volatile.Write(ref _lost, new StorageException(StorageError.IoError, $"renewing the lock on {_location.LockObject} failed: {why}"));
+        _renewal.Change(Timeout.Infinite, Timeout.Infinite);
+    }
+
+    /// <summary>
+    /// Reads the note in the lock object: <paramref name="other"/> is it when it names another open
+    /// than this one (another cookie), or says the object was removed. False when it cannot be read now.
+    /// </summary>
+    private bool TryReadOtherHolder(out string? other)
+    {
+        var buffer = new byte[512];
+        var read = RadosNative.Read(_io, _location.LockObject, ref buffer[0], (nuint)buffer.Length, 0);
+        if (read == -RadosNative.Enoent || read == 0)
+        {
+            other = "the lock object was removed";
+            return true;
+        }
+
+        if (read < 0)
+        {
+            other = null;
+            return false;
+        }
+
+        var note = Encoding.UTF8.GetString(buffer, 0, read);
+        other = note.Contains($"cookie {_cookie} ", StringComparison.Ordinal) ? null : note;
+        return true;
     }
 
     /// <summary>The holder: "client.4123 at 127.0.0.1:0/3324, host h pid 77 ...", its client id and cookie, and the note it wrote.</summary>
