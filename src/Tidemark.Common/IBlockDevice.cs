@@ -52,6 +52,18 @@ public interface IBlockDevice
     int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess);
 
     /// <summary>
+    /// Software write protection of the medium (SCSI control mode page SWP, set by an initiator with
+    /// MODE SELECT): every frontend serving the device refuses writes while it is set, so it reaches
+    /// NBD clients and other iSCSI exports of the same volume. Not saved: a restart clears it. A
+    /// device that cannot hold it throws <see cref="StorageError.Unsupported"/> on a set.
+    /// </summary>
+    bool SoftwareWriteProtected
+    {
+        get => false;
+        set => throw new StorageException(StorageError.Unsupported, $"{Name} cannot hold software write protection");
+    }
+
+    /// <summary>
     /// Largest write <see cref="WriteAtomic"/> accepts, in bytes; 0 when the device has no atomic
     /// write. Offsets and lengths of atomic writes are multiples of <see cref="AllocationUnitBytes"/>.
     /// </summary>

@@ -17,6 +17,7 @@ public sealed class Volume : IBlockDevice
     private readonly Lock[] _stripes = [.. Enumerable.Range(0, Stripes).Select(_ => new Lock())];
     private Lineage _lineage;
     private volatile bool _deleted;
+    private volatile bool _softwareWriteProtected;
 
     internal Volume(Pool pool, VolumeRecord record, Lineage lineage)
     {
@@ -51,6 +52,17 @@ public sealed class Volume : IBlockDevice
     public long? AllocatedBytes => Lineage.MappedBlocks * Lineage.BlockBytes;
 
     public event EventHandler? SizeChanged;
+
+    /// <summary>
+    /// Set by an initiator (SCSI SWP) and honoured by the frontends, which refuse client writes while it
+    /// is set; the engine's own writers (replication, rollback) are not clients and ignore it. In
+    /// memory only, as SPC-4 allows for a current mode value.
+    /// </summary>
+    public bool SoftwareWriteProtected
+    {
+        get => _softwareWriteProtected;
+        set => _softwareWriteProtected = value;
+    }
 
     internal VolumeRecord Record { get; }
 

@@ -104,6 +104,8 @@ public sealed class MemoryBlockDevice : IBlockDevice
         }
     }
 
+    public bool SoftwareWriteProtected { get; set; }
+
     /// <summary>Largest atomic write; 0 makes the device one without atomic writes.</summary>
     public int MaxAtomicWriteBytes { get; init; } = 1 << 20;
 

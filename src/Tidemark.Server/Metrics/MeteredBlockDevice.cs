@@ -71,6 +71,12 @@ public sealed class MeteredBlockDevice : IBlockDevice
 
     public int MaxAtomicWriteBytes => _inner.MaxAtomicWriteBytes;
 
+    public bool SoftwareWriteProtected
+    {
+        get => _inner.SoftwareWriteProtected;
+        set => _inner.SoftwareWriteProtected = value;
+    }
+
     public void WriteAtomic(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
     {
         var start = Stopwatch.GetTimestamp();
