@@ -52,6 +52,31 @@ public interface IBlockDevice
     int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess);
 
     /// <summary>
+    /// Software write protection of the medium (SCSI control mode page SWP, set by an initiator with
+    /// MODE SELECT): every frontend serving the device refuses writes while it is set, so it reaches
+    /// NBD clients and other iSCSI exports of the same volume. Not saved: a restart clears it. A
+    /// device that cannot hold it throws <see cref="StorageError.Unsupported"/> on a set.
+    /// </summary>
+    bool SoftwareWriteProtected
+    {
+        get => false;
+        set => throw new StorageException(StorageError.Unsupported, $"{Name} cannot hold software write protection");
+    }
+
+    /// <summary>
+    /// Largest write <see cref="WriteAtomic"/> accepts, in bytes; 0 when the device has no atomic
+    /// write. Offsets and lengths of atomic writes are multiples of <see cref="AllocationUnitBytes"/>.
+    /// </summary>
+    int MaxAtomicWriteBytes => 0;
+
+    /// <summary>
+    /// Writes all or nothing (SBC WRITE ATOMIC): a concurrent read sees the range wholly old or wholly
+    /// new, and after a crash it is wholly old or wholly new (wholly new once a flush or FUA followed).
+    /// </summary>
+    void WriteAtomic(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess) =>
+        throw new StorageException(StorageError.Unsupported, $"{Name} has no atomic write");
+
+    /// <summary>
     /// Describes the allocation of [offset, offset+length) as consecutive runs starting at
     /// <paramref name="offsetBytes"/>. Fills as many runs as fit in <paramref name="destination"/> and
     /// returns how many were written; the caller continues after the last run for the rest.

@@ -36,6 +36,7 @@ internal sealed partial class Lineage
     private readonly List<ulong> _pendingAllocs = [];
     private readonly List<ulong> _pendingFrees = [];
     private readonly SortedSet<ulong> _seers = [];
+    private int _atomicSwitchSeq;
 
     public Lineage(Pool pool, LineageRecord record, Lineage? parent)
     {
@@ -336,7 +337,21 @@ internal sealed partial class Lineage
     public void WriteBlocks(long firstBlock, ReadOnlySpan<byte> data) => WriteBlocks(firstBlock, new BlockSource(data));
 
     /// <inheritdoc cref="WriteBlocks(long, ReadOnlySpan{byte})"/>
-    public void WriteBlocks(long firstBlock, scoped in BlockSource source)
+    public void WriteBlocks(long firstBlock, scoped in BlockSource source) => WriteBlocks(firstBlock, source, atomic: false);
+
+    /// <summary>
+    /// Writes whole blocks all or nothing (ADR 0018): every block goes to freshly allocated space,
+    /// even one this lineage alone references, and the map switches to the new blocks under one hold
+    /// of the map lock, so a commit collects all of the switch or none of it, and a crash leaves the
+    /// range wholly old or wholly new. <see cref="AtomicSwitchSeq"/> is odd while the switch runs, so
+    /// lock-free readers can tell that they may have seen part of it. The caller holds the region locks.
+    /// </summary>
+    public void WriteBlocksAtomic(long firstBlock, ReadOnlySpan<byte> data) => WriteBlocks(firstBlock, new BlockSource(data), atomic: true);
+
+    /// <summary>Bumped before and after each atomic map switch: odd while one runs (a sequence lock for readers).</summary>
+    public int AtomicSwitchSeq => Volatile.Read(ref _atomicSwitchSeq);
+
+    private void WriteBlocks(long firstBlock, scoped in BlockSource source, bool atomic)
     {
         var count = source.LengthBytes >> BlockShift;
         var old = ArrayPool<MapEntry>.Shared.Rent(count);
@@ -353,8 +368,9 @@ internal sealed partial class Lineage
                     var c = GetLiveLocked(firstBlock + i);
                     old[i] = c;
 
-                    // Overwrite in place where the live version is ours alone (born after every snapshot).
-                    inPlace[i] = c.IsMapped && !SharedLocked(c);
+                    // Overwrite in place where the live version is ours alone (born after every snapshot),
+                    // unless the write must be atomic: an in-place overwrite torn by a crash is a mix.
+                    inPlace[i] = !atomic && c.IsMapped && !SharedLocked(c);
                     target[i] = c.Phys;
                     needNew += inPlace[i] ? 0 : 1;
                 }
@@ -387,27 +403,13 @@ internal sealed partial class Lineage
 
             lock (_mapLock)
             {
-                var epoch = Record.Epoch;
-                for (var i = 0; i < count; i++)
+                if (atomic)
                 {
-                    if (inPlace[i])
-                    {
-                        continue;
-                    }
-
-                    var block = firstBlock + i;
-                    var c = GetLiveLocked(block);
-                    if (SharedLocked(c))
-                    {
-                        _pendingHistory.TryAdd(block, c);
-                    }
-                    else if (c.IsMapped)
-                    {
-                        _pendingFrees.Add(c.Phys);
-                    }
-
-                    SetLiveLocked(block, MapEntry.Mapped(target[i], epoch));
-                    _pendingAllocs.Add(target[i]);
+                    SwitchAtomicLocked(firstBlock, count, inPlace, target);
+                }
+                else
+                {
+                    SwitchLocked(firstBlock, count, inPlace, target);
                 }
             }
 
@@ -427,6 +429,60 @@ internal sealed partial class Lineage
             ArrayPool<MapEntry>.Shared.Return(old);
             ArrayPool<bool>.Shared.Return(inPlace);
             ArrayPool<ulong>.Shared.Return(target);
+        }
+    }
+
+    // Points the live map at the fresh blocks of a write (the ones not overwritten in place).
+    private void SwitchLocked(long firstBlock, int count, bool[] inPlace, ulong[] target)
+    {
+        var epoch = Record.Epoch;
+        for (var i = 0; i < count; i++)
+        {
+            if (inPlace[i])
+            {
+                continue;
+            }
+
+            var block = firstBlock + i;
+            var c = GetLiveLocked(block);
+            if (SharedLocked(c))
+            {
+                _pendingHistory.TryAdd(block, c);
+            }
+            else if (c.IsMapped)
+            {
+                _pendingFrees.Add(c.Phys);
+            }
+
+            SetLiveLocked(block, MapEntry.Mapped(target[i], epoch));
+            _pendingAllocs.Add(target[i]);
+        }
+    }
+
+    private void SwitchAtomicLocked(long firstBlock, int count, bool[] inPlace, ulong[] target)
+    {
+        // Load the range's map pages first: a metadata read that fails then fails the write before
+        // any entry changed.
+        for (var block = firstBlock; block < firstBlock + count; block = (block | (MapPage.BlocksPerPage - 1)) + 1)
+        {
+            GetPageLocked((ulong)block >> MapPage.PageShift, create: true);
+        }
+
+        Interlocked.Increment(ref _atomicSwitchSeq);
+        try
+        {
+            SwitchLocked(firstBlock, count, inPlace, target);
+        }
+        catch (Exception ex)
+        {
+            // Only a page evicted by the loads above and failing to reload gets here, with part of the
+            // switch made in memory: the pool goes offline so no commit ever makes it durable.
+            _pool.TakeOffline(ex);
+            throw;
+        }
+        finally
+        {
+            Interlocked.Increment(ref _atomicSwitchSeq);
         }
     }
 

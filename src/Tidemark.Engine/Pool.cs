@@ -463,6 +463,12 @@ public sealed partial class Pool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Takes the pool offline after an in-memory change was left half made (the next write, flush or
+    /// commit reports why), so no commit makes the half change durable; a reopen recovers.
+    /// </summary>
+    internal void TakeOffline(Exception reason) => Interlocked.CompareExchange(ref _failure, reason, null);
+
     /// <summary>Hands freed blocks back to the host, one call per run of adjacent blocks of one store.</summary>
     private void DiscardFreed(List<ulong> freed)
     {

@@ -17,6 +17,7 @@ public sealed class Volume : IBlockDevice
     private readonly Lock[] _stripes = [.. Enumerable.Range(0, Stripes).Select(_ => new Lock())];
     private Lineage _lineage;
     private volatile bool _deleted;
+    private volatile bool _softwareWriteProtected;
 
     internal Volume(Pool pool, VolumeRecord record, Lineage lineage)
     {
@@ -52,6 +53,17 @@ public sealed class Volume : IBlockDevice
 
     public event EventHandler? SizeChanged;
 
+    /// <summary>
+    /// Set by an initiator (SCSI SWP) and honoured by the frontends, which refuse client writes while it
+    /// is set; the engine's own writers (replication, rollback) are not clients and ignore it. In
+    /// memory only, as SPC-4 allows for a current mode value.
+    /// </summary>
+    public bool SoftwareWriteProtected
+    {
+        get => _softwareWriteProtected;
+        set => _softwareWriteProtected = value;
+    }
+
     internal VolumeRecord Record { get; }
 
     internal Lineage Lineage => Volatile.Read(ref _lineage);
@@ -67,6 +79,19 @@ public sealed class Volume : IBlockDevice
 
     internal void RaiseSizeChanged() => SizeChanged?.Invoke(this, EventArgs.Empty);
 
+    /// <summary>
+    /// Largest <see cref="WriteAtomic"/>: it needs fresh blocks for the whole range while the old ones
+    /// are still mapped and switches the map under one hold of the map lock, so the bound keeps both
+    /// the transient space and the time other map users wait small (ADR 0018).
+    /// </summary>
+    public const int MaxAtomicBytes = 1 << 20;
+
+    int IBlockDevice.MaxAtomicWriteBytes => MaxAtomicBytes;
+
+    // Optimistic lock-free reads that overlapped an atomic map switch retry this often, then read
+    // under the region locks, which no atomic write of the range holds at that time.
+    private const int OptimisticReadAttempts = 3;
+
     public void Read(long offsetBytes, Span<byte> destination)
     {
         BlockIo.Check(this, offsetBytes, destination.Length, write: false);
@@ -75,7 +100,38 @@ public sealed class Volume : IBlockDevice
         try
         {
             ThrowIfDeleted();
-            BlockIo.Read(Lineage, Lineage.Live, offsetBytes, destination);
+            var lineage = Lineage;
+            for (var attempt = 0; ; attempt++)
+            {
+                // A sequence lock over atomic writes: a read that saw no switch start or end while it
+                // resolved its blocks saw each atomic write wholly old or wholly new. The blocks it
+                // read stay unreused until it leaves the grace period, whatever their map says now.
+                var seq = lineage.AtomicSwitchSeq;
+                if (attempt == OptimisticReadAttempts)
+                {
+                    var taken = EnterStripes(offsetBytes, destination.Length);
+                    try
+                    {
+                        BlockIo.Read(lineage, Lineage.Live, offsetBytes, destination);
+                    }
+                    finally
+                    {
+                        ExitStripes(taken);
+                    }
+
+                    break;
+                }
+
+                if ((seq & 1) == 0)
+                {
+                    BlockIo.Read(lineage, Lineage.Live, offsetBytes, destination);
+                    Interlocked.MemoryBarrier();
+                    if (lineage.AtomicSwitchSeq == seq)
+                    {
+                        break;
+                    }
+                }
+            }
         }
         finally
         {
@@ -93,6 +149,32 @@ public sealed class Volume : IBlockDevice
         }
 
         var lineage = Locked(offsetBytes, source.Length, source, static (volume, lineage, offset, data, _) => WriteLocked(lineage, offset, data));
+        AfterWrite(lineage, forceUnitAccess);
+    }
+
+    /// <summary>
+    /// Writes whole allocation units all or nothing (ADR 0018): the data goes to fresh blocks, then the
+    /// map switches to them in one step that one commit carries whole, then the old blocks are freed.
+    /// </summary>
+    public void WriteAtomic(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+    {
+        BlockIo.Check(this, offsetBytes, source.Length, write: true);
+        if (((offsetBytes | (long)source.Length) & (Lineage.BlockBytes - 1)) != 0)
+        {
+            throw new StorageException(StorageError.Misaligned, $"an atomic write of {source.Length} bytes at {offsetBytes} is not aligned to the {Lineage.BlockBytes}-byte allocation units of {Name}");
+        }
+
+        if (source.Length > MaxAtomicBytes)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"an atomic write of {source.Length} bytes is larger than the {MaxAtomicBytes} bytes {Name} writes atomically; split it");
+        }
+
+        if (source.Length == 0)
+        {
+            return;
+        }
+
+        var lineage = Locked(offsetBytes, source.Length, source, static (volume, lineage, offset, data, _) => lineage.WriteBlocksAtomic(offset >> Lineage.BlockShift, data));
         AfterWrite(lineage, forceUnitAccess);
     }
 
@@ -176,14 +258,33 @@ public sealed class Volume : IBlockDevice
     {
         var gate = Gate.Enter();
         var phase = _pool.Grace.Enter();
+        var taken = 0UL;
+        try
+        {
+            ThrowIfDeleted();
+            _pool.ThrowIfUnusable();
+            taken = EnterStripes(offsetBytes, lengthBytes);
+            var lineage = Lineage;
+            action(this, lineage, offsetBytes, data, lengthBytes);
+            return lineage;
+        }
+        finally
+        {
+            ExitStripes(taken);
+            _pool.Grace.Exit(phase);
+            Gate.Exit(gate);
+        }
+    }
+
+    // Takes the region locks of a range in stripe order (so two ranges never wait on each other in a cycle).
+    private ulong EnterStripes(long offsetBytes, long lengthBytes)
+    {
         var firstRegion = offsetBytes >> (Lineage.BlockShift + RegionShift);
         var lastRegion = (offsetBytes + lengthBytes - 1) >> (Lineage.BlockShift + RegionShift);
         var mask = lastRegion - firstRegion >= Stripes - 1 ? ulong.MaxValue : RegionMask(firstRegion, lastRegion);
         var taken = 0UL;
         try
         {
-            ThrowIfDeleted();
-            _pool.ThrowIfUnusable();
             for (var bits = mask; bits != 0; bits &= bits - 1)
             {
                 var stripe = System.Numerics.BitOperations.TrailingZeroCount(bits);
@@ -191,19 +292,20 @@ public sealed class Volume : IBlockDevice
                 taken |= 1UL << stripe;
             }
 
-            var lineage = Lineage;
-            action(this, lineage, offsetBytes, data, lengthBytes);
-            return lineage;
+            return taken;
         }
-        finally
+        catch
         {
-            for (var bits = taken; bits != 0; bits &= bits - 1)
-            {
-                _stripes[System.Numerics.BitOperations.TrailingZeroCount(bits)].Exit();
-            }
+            ExitStripes(taken);
+            throw;
+        }
+    }
 
-            _pool.Grace.Exit(phase);
-            Gate.Exit(gate);
+    private void ExitStripes(ulong taken)
+    {
+        for (var bits = taken; bits != 0; bits &= bits - 1)
+        {
+            _stripes[System.Numerics.BitOperations.TrailingZeroCount(bits)].Exit();
         }
     }
 

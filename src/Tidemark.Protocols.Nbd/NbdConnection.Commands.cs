@@ -386,13 +386,21 @@ public sealed partial class NbdConnection
     /// <summary>proto.md: EPERM for a write or trim on a read-only export.</summary>
     private bool CheckWritable(in NbdRequestHeader request)
     {
-        if (!_export!.IsReadOnly)
+        if (_export!.IsReadOnly)
         {
-            return true;
+            ReplyError(request, NbdError.NotPermitted, "the export is read-only");
+            return false;
         }
 
-        ReplyError(request, NbdError.NotPermitted, "the export is read-only");
-        return false;
+        // The same medium's SCSI Software Write Protect (set by an iSCSI initiator's MODE SELECT)
+        // holds for every client of the volume, not only for iSCSI ones.
+        if (_export.Device.SoftwareWriteProtected)
+        {
+            ReplyError(request, NbdError.NotPermitted, "the volume is software write protected (SCSI control mode page SWP, set by an iSCSI initiator); it is cleared by MODE SELECT or a server restart");
+            return false;
+        }
+
+        return true;
     }
 
     /// <summary>

@@ -311,6 +311,7 @@ public sealed partial class NbdConnection
         var size = (ulong)Device.SizeBytes;
         return (header.Flags & ~NbdCommandFlags.Fua) == 0
             && !_export!.IsReadOnly
+            && !_export.Device.SoftwareWriteProtected
             && header.OffsetBytes <= size
             && header.LengthBytes <= size - header.OffsetBytes;
     }

@@ -152,6 +152,7 @@ public sealed partial class ScsiLogicalUnit
         BinaryPrimitives.WriteUInt32BigEndian(b[28..], granularity);
         BinaryPrimitives.WriteUInt32BigEndian(b[32..], 0x8000_0000); // UGAVALID, alignment 0
         BinaryPrimitives.WriteUInt64BigEndian(b[36..], MaxWriteSameBlocks);
+        WriteAtomicLimits(b);
         return 64;
     }
 

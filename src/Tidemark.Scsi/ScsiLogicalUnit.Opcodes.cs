@@ -57,6 +57,7 @@ public sealed partial class ScsiLogicalUnit
         (ScsiOpcode.CompareAndWrite, -1, 16),
         (ScsiOpcode.Write16, -1, 16),
         (ScsiOpcode.OrWrite16, -1, 16),
+        (ScsiOpcode.WriteAtomic16, -1, 16),
         (ScsiOpcode.WriteAndVerify16, -1, 16),
         (ScsiOpcode.Verify16, -1, 16),
         (ScsiOpcode.PreFetch16, -1, 16),
@@ -73,12 +74,15 @@ public sealed partial class ScsiLogicalUnit
         (ScsiOpcode.ReadDefectData12, -1, 12),
     ];
 
-    private static ScsiResult MaintenanceIn(in ScsiCommand c) =>
+    private ScsiResult MaintenanceIn(in ScsiCommand c) =>
         (c.Cdb[1] & 0x1F) == ScsiOpcode.ReportSupportedOperationCodesServiceAction
             ? ReportSupportedOperationCodes(c)
             : c.Fail(SenseData.InvalidFieldInCdb);
 
-    private static ScsiResult ReportSupportedOperationCodes(in ScsiCommand c)
+    // WRITE ATOMIC is listed only where the device writes atomically (else it is INVALID OPCODE).
+    private bool Offers(byte opcode) => opcode != ScsiOpcode.WriteAtomic16 || MaxAtomicBlocks > 0;
+
+    private ScsiResult ReportSupportedOperationCodes(in ScsiCommand c)
     {
         // SPC-4 6.35: RCTD byte 2 bit 7, REPORTING OPTIONS bits 2-0, ALLOCATION LENGTH bytes 6-9.
         var timeouts = (c.Cdb[2] & 0x80) != 0;
@@ -95,6 +99,11 @@ public sealed partial class ScsiLogicalUnit
             var p = 4;
             foreach (var (opcode, action, length) in _supported)
             {
+                if (!Offers(opcode))
+                {
+                    continue;
+                }
+
                 all[p] = opcode;
                 BinaryPrimitives.WriteUInt16BigEndian(all[(p + 2)..], (ushort)Math.Max(action, (short)0));
                 all[p + 5] = (byte)((timeouts ? 0x02 : 0) | (action >= 0 ? 0x01 : 0));
@@ -122,7 +131,7 @@ public sealed partial class ScsiLogicalUnit
         var found = -1;
         for (var i = 0; i < _supported.Length; i++)
         {
-            if (_supported[i].Opcode != requestedOpcode)
+            if (_supported[i].Opcode != requestedOpcode || !Offers(requestedOpcode))
             {
                 continue;
             }

@@ -145,6 +145,7 @@ public sealed partial class ScsiLogicalUnit : IDisposable
         ScsiOpcode.WriteSame10 or ScsiOpcode.WriteSame16 => WriteSame(c),
         ScsiOpcode.CompareAndWrite => CompareAndWrite(c),
         ScsiOpcode.OrWrite16 => OrWrite(c),
+        ScsiOpcode.WriteAtomic16 => WriteAtomic(c),
         ScsiOpcode.Sanitize => Sanitize(c),
         ScsiOpcode.ExtendedCopy => ThirdPartyCopyOut(nexus, c),
         ScsiOpcode.ReceiveCopyResults => ReceiveCopyResults(nexus, c),
@@ -246,7 +247,7 @@ public sealed partial class ScsiLogicalUnit : IDisposable
     private static bool IsWriteOpcode(byte opcode) => opcode is ScsiOpcode.Write6 or ScsiOpcode.Write10
         or ScsiOpcode.Write12 or ScsiOpcode.Write16 or ScsiOpcode.WriteAndVerify10 or ScsiOpcode.WriteAndVerify12
         or ScsiOpcode.WriteAndVerify16 or ScsiOpcode.WriteSame10 or ScsiOpcode.WriteSame16 or ScsiOpcode.Unmap
-        or ScsiOpcode.CompareAndWrite or ScsiOpcode.OrWrite16 or ScsiOpcode.Sanitize;
+        or ScsiOpcode.CompareAndWrite or ScsiOpcode.OrWrite16 or ScsiOpcode.WriteAtomic16 or ScsiOpcode.Sanitize;
 
     private static uint ReadUInt32(ReadOnlySpan<byte> cdb, int offset) => BinaryPrimitives.ReadUInt32BigEndian(cdb[offset..]);
 

@@ -40,10 +40,10 @@ public class CrashTests
         }
     }
 
-    internal static void RunAndKill(string dir, string logPath, int seed, TimeSpan runFor, string? store = null)
+    internal static void RunAndKill(string dir, string logPath, int seed, TimeSpan runFor, string? store = null, string? mode = null)
     {
         var worker = Path.Combine(AppContext.BaseDirectory, "Tidemark.Engine.CrashWorker.dll");
-        string[] arguments = [worker, dir, logPath, seed.ToString(System.Globalization.CultureInfo.InvariantCulture), .. store is null ? Array.Empty<string>() : [store]];
+        string[] arguments = [worker, .. mode is null ? Array.Empty<string>() : [mode], dir, logPath, seed.ToString(System.Globalization.CultureInfo.InvariantCulture), .. store is null ? Array.Empty<string>() : [store]];
         var start = new ProcessStartInfo("dotnet", arguments)
         {
             RedirectStandardError = true,

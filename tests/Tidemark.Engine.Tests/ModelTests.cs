@@ -99,11 +99,28 @@ public class ModelTests
             var vol = _volumes[op.A % _volumes.Count];
             switch (op.Kind)
             {
-                case < 35:
+                case < 30:
                     {
                         var (offset, length) = Range(op, vol);
                         var data = Bytes.Pattern(length, op.C ^ step);
                         pool.GetVolume(vol.Name).Write(offset, data, forceUnitAccess: op.C % 7 == 0);
+                        data.CopyTo(vol.Image, offset);
+                        break;
+                    }
+
+                case < 35:
+                    {
+                        // An atomic write covers the allocation units of the range (ADR 0018).
+                        var (start, length) = Range(op, vol);
+                        var offset = start & ~4095L;
+                        var end = Math.Min((start + length + 4095) & ~4095L, vol.Image.Length & ~4095L);
+                        if (end <= offset)
+                        {
+                            break;
+                        }
+
+                        var data = Bytes.Pattern((int)(end - offset), op.C ^ step);
+                        pool.GetVolume(vol.Name).WriteAtomic(offset, data, forceUnitAccess: op.C % 7 == 0);
                         data.CopyTo(vol.Image, offset);
                         break;
                     }

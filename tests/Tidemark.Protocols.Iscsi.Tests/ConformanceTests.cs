@@ -78,6 +78,7 @@ public sealed partial class ConformanceTests
     [InlineData("SCSI.Sanitize.*[!t]", "--allow-sanitize")]
     [InlineData("SCSI.ExtendedCopy.[!L]*")]
     [InlineData("SCSI.ReceiveCopyResults")]
+    [InlineData("SCSI.WriteAtomic16")]
     public async Task IscsiTestCu_Issue21Family_RunsEveryTestAndPasses(string tests, string? option = null)
     {
         await using var server = IscsiTestServer.WithMemoryDisk(64L << 20, out _);

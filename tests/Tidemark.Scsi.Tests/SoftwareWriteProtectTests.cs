@@ -20,6 +20,34 @@ public sealed class SoftwareWriteProtectTests
         h.Run([ScsiOpcode.ModeSelect6, 0x10, 0, 0, (byte)list.Length, 0], list, nexus: nexus);
 
     [Fact]
+    public void Swp_KeptOnTheDevice_AnotherUnitOfTheSameVolumeIsRefusedAndMayClearIt()
+    {
+        // Two exports of one volume are one medium; the NBD side reads the same device flag.
+        var device = new Tidemark.TestKit.MemoryBlockDevice(16L << 20);
+        var a = new ScsiHarness(device: device);
+        var b = new ScsiHarness(device: device);
+
+        Assert.True(ModeSelect(a, ControlPageList(swp: true)).IsGood);
+
+        Assert.True(device.SoftwareWriteProtected);
+        b.AssertCheckCondition(b.Run(ScsiHarness.Cdb10(ScsiOpcode.Write10, 0, 1), new byte[512]), SenseData.SoftwareWriteProtected);
+        Assert.True(ModeSelect(b, ControlPageList(swp: false)).IsGood);
+        Assert.False(a.Unit.IsSoftwareWriteProtected);
+        Assert.True(a.Run(ScsiHarness.Cdb10(ScsiOpcode.Write10, 0, 1), new byte[512]).IsGood);
+    }
+
+    [Fact]
+    public void Swp_DeviceCannotHoldIt_KeptOnTheUnit()
+    {
+        var h = new ScsiHarness(device: new ForwardingDevice(new Tidemark.TestKit.MemoryBlockDevice(16L << 20)));
+
+        Assert.True(ModeSelect(h, ControlPageList(swp: true)).IsGood);
+
+        Assert.True(h.Unit.IsSoftwareWriteProtected);
+        h.AssertCheckCondition(h.Run(ScsiHarness.Cdb10(ScsiOpcode.Write10, 0, 1), new byte[512]), SenseData.SoftwareWriteProtected);
+    }
+
+    [Fact]
     public void ModeSense_ControlPage_ReportsSwpChangeable()
     {
         var h = new ScsiHarness();

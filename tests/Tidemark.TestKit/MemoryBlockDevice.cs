@@ -104,6 +104,41 @@ public sealed class MemoryBlockDevice : IBlockDevice
         }
     }
 
+    public bool SoftwareWriteProtected { get; set; }
+
+    /// <summary>Largest atomic write; 0 makes the device one without atomic writes.</summary>
+    public int MaxAtomicWriteBytes { get; init; } = 1 << 20;
+
+    /// <summary>Atomic writes (<see cref="WriteAtomic"/>) that reached the medium.</summary>
+    public int AtomicWriteCount { get; private set; }
+
+    public void WriteAtomic(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+    {
+        // The engine's rules: whole allocation units, at most MaxAtomicWriteBytes.
+        Check(offsetBytes, source.Length, write: true);
+        if (MaxAtomicWriteBytes == 0)
+        {
+            throw new StorageException(StorageError.Unsupported, $"{Name} has no atomic write");
+        }
+
+        if (((offsetBytes | (long)source.Length) & (UnitBytes - 1)) != 0)
+        {
+            throw new StorageException(StorageError.Misaligned, $"an atomic write of {source.Length} bytes at {offsetBytes} is not aligned to {UnitBytes}-byte units");
+        }
+
+        if (source.Length > MaxAtomicWriteBytes)
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"an atomic write of {source.Length} bytes is larger than {MaxAtomicWriteBytes}");
+        }
+
+        lock (_lock)
+        {
+            Store(offsetBytes, source);
+            FuaWriteCount += forceUnitAccess ? 1 : 0;
+            AtomicWriteCount++;
+        }
+    }
+
     public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess)
     {
         if (expected.Length != replacement.Length)

@@ -69,6 +69,34 @@ public sealed class MeteredBlockDevice : IBlockDevice
         }
     }
 
+    public int MaxAtomicWriteBytes => _inner.MaxAtomicWriteBytes;
+
+    public bool SoftwareWriteProtected
+    {
+        get => _inner.SoftwareWriteProtected;
+        set => _inner.SoftwareWriteProtected = value;
+    }
+
+    public void WriteAtomic(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            _inner.WriteAtomic(offsetBytes, source, forceUnitAccess);
+            failed = false;
+        }
+        catch (StorageException ex) when (ex.Error == StorageError.NoSpace)
+        {
+            _stats.CountNoSpace();
+            throw;
+        }
+        finally
+        {
+            _stats[IoOperation.Write].Record(source.Length, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
     public void Flush()
     {
         var start = Stopwatch.GetTimestamp();

@@ -205,6 +205,30 @@ public sealed class TransmissionTests
         Assert.Equal(NbdError.NotPermitted, (await server.Client.ReadSimpleReplyAsync()).Error);
     }
 
+    [Theory]
+    [InlineData(NbdCommand.Write)]
+    [InlineData(NbdCommand.Trim)]
+    [InlineData(NbdCommand.WriteZeroes)]
+    public async Task WriteCommand_VolumeSoftwareWriteProtectedByIscsi_RepliesNotPermittedUntilCleared(NbdCommand command)
+    {
+        // An iSCSI initiator's MODE SELECT SWP is kept on the device, which the NBD export shares.
+        var device = new MemoryBlockDevice(1024 * 1024);
+        device.Write(0, Enumerable.Repeat((byte)0x5A, 512).ToArray(), false);
+        device.SoftwareWriteProtected = true;
+        await using var server = NbdServerHarness.Start(device);
+        await server.Client.HandshakeAsync("vol");
+
+        await server.Client.SendRequestAsync(command, 1, 0, 512, payload: command == NbdCommand.Write ? new byte[512] : null);
+        Assert.Equal(NbdError.NotPermitted, (await server.Client.ReadSimpleReplyAsync()).Error);
+        var stored = new byte[512];
+        device.Read(0, stored);
+        Assert.All(stored, b => Assert.Equal(0x5A, b));
+
+        device.SoftwareWriteProtected = false;
+        await server.Client.SendRequestAsync(command, 2, 0, 512, payload: command == NbdCommand.Write ? new byte[512] : null);
+        Assert.Equal(NbdError.None, (await server.Client.ReadSimpleReplyAsync()).Error);
+    }
+
     [Fact]
     public async Task Write_ReadOnlyDevice_AdvertisesReadOnlyAndRepliesNotPermitted()
     {
