@@ -33,7 +33,7 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
                     remote,
                     () => connection.InitiatorName,
                     () => connection.Target?.Definition.Luns.Select(l => l.Device) ?? [],
-                    connection.RequestLogout,
+                    connection.RequestLogoutAsync,
                     () => ClientSessions.Shutdown(socket));
                 await connection.RunAsync(stopping);
                 Logger.LogDebug(

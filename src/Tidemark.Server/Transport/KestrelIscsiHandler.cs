@@ -25,7 +25,7 @@ internal sealed class KestrelIscsiHandler(IscsiTargetCatalog catalog, IscsiLimit
                     remote,
                     () => iscsi.InitiatorName,
                     () => iscsi.Target?.Definition.Luns.Select(l => l.Device) ?? [],
-                    iscsi.RequestLogout,
+                    iscsi.RequestLogoutAsync,
                     () => connection.Abort());
                 await iscsi.RunAsync(stopping);
                 Logger.LogDebug(

@@ -413,14 +413,12 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
                 return;
             }
 
-            // No poller on this platform: the connection has a thread from the start, as before.
+            // No poller on this platform: the connection has a thread from the start, as before. Its
+            // reads are blocking receives, so it runs on that thread to its end; the thread does not
+            // wait for the task (an await that does go asynchronous continues where it completes).
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             Running = done.Task;
-            new Thread(() =>
-            {
-                RunAsync(run).GetAwaiter().GetResult();
-                done.SetResult();
-            })
+            new Thread(() => RunAsync(run).ContinueWith(static (_, state) => ((TaskCompletionSource)state!).SetResult(), done, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default))
             {
                 IsBackground = true,
                 Name = $"{_listener._protocol} {_remote}",
