@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
@@ -128,19 +127,6 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
         }
 
         return ended;
-    }
-
-    /// <summary>Ends a connection from outside its loop: its blocked receive returns and the loop finishes.</summary>
-    public static void Shutdown(Socket socket)
-    {
-        try
-        {
-            socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // Already closed or reset.
-        }
     }
 
     private static async Task WaitAsync(IEnumerable<Session> sessions, TimeSpan timeout, CancellationToken cancellationToken)
