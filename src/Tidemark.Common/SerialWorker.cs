@@ -11,21 +11,53 @@ namespace Tidemark;
 /// <remarks>
 /// A dedicated thread rather than the thread pool: the items block (device writes, socket sends),
 /// and on a 2-core machine a pool hop per item costs more than the work (DESIGN.md, data-path
-/// performance). Thread-safe; <paramref name="run"/> and <paramref name="drained"/> run on the
+/// performance). Items may be asynchronous (a flush through TLS): one that does not complete at once
+/// parks the worker as an empty queue does, and its completion wakes it; the next item starts only
+/// then, so order holds, and the worker never blocks inside the asynchronous operation (nothing its
+/// completion needs is held by the worker). Thread-safe; <c>run</c> and <c>drained</c> run on the
 /// worker's thread only, and must not throw (an exception there ends the process, like any thread's).
 /// </remarks>
-/// <param name="name">The thread's name in debuggers and dumps.</param>
-/// <param name="run">Runs one item.</param>
-/// <param name="drained">Runs when the queue became empty after <see cref="CallDrainedOrIdle"/>; may be null.</param>
-public sealed class SerialWorker<T>(string name, Action<T> run, Action? drained = null)
+public sealed class SerialWorker<T>
 {
     private readonly object _gate = new();
     private readonly Queue<T> _queue = new();
+    private readonly string _name;
+    private readonly Func<T, ValueTask> _run;
+    private readonly Func<ValueTask>? _drained;
+    private readonly Action _resume;
     private Thread? _thread;
     private bool _running;
     private bool _stopping;
     private bool _waiting;
     private bool _drainedWanted;
+    private bool _parked;
+
+    /// <param name="name">The thread's name in debuggers and dumps.</param>
+    /// <param name="run">Runs one item.</param>
+    /// <param name="drained">Runs when the queue became empty after <see cref="CallDrainedOrIdle"/>; may be null.</param>
+    public SerialWorker(string name, Action<T> run, Action? drained = null)
+        : this(name, item =>
+        {
+            run(item);
+            return ValueTask.CompletedTask;
+        }, drained is null ? null : () =>
+        {
+            drained();
+            return ValueTask.CompletedTask;
+        })
+    {
+    }
+
+    /// <param name="name">The thread's name in debuggers and dumps.</param>
+    /// <param name="run">Runs one item; the next starts once it completed.</param>
+    /// <param name="drained">Runs when the queue became empty after <see cref="CallDrainedOrIdle"/>; may be null.</param>
+    public SerialWorker(string name, Func<T, ValueTask> run, Func<ValueTask>? drained = null)
+    {
+        _name = name;
+        _run = run;
+        _drained = drained;
+        _resume = Resume;
+    }
 
     /// <summary>True while nothing is queued or running. Stable from the queuing thread's view: only it adds work.</summary>
     public bool IsIdle
@@ -64,7 +96,7 @@ public sealed class SerialWorker<T>(string name, Action<T> run, Action? drained 
             _queue.Enqueue(item);
             if (_thread is null)
             {
-                _thread = new Thread(Loop) { IsBackground = true, Name = name };
+                _thread = new Thread(Loop) { IsBackground = true, Name = _name };
                 _thread.Start();
             }
             else if (_waiting)
@@ -185,16 +217,57 @@ public sealed class SerialWorker<T>(string name, Action<T> run, Action? drained 
             if (drainedNow)
             {
                 // Still marked running, so a waiter for idle sees the drained work as done only after this.
-                drained?.Invoke();
+                if (_drained is not null)
+                {
+                    Complete(_drained());
+                }
+
                 continue;
             }
 
-            run(item);
+            Complete(_run(item));
             lock (_gate)
             {
                 // A producer waiting for room (WaitFor) looks again.
                 Monitor.PulseAll(_gate);
             }
+        }
+    }
+
+    /// <summary>
+    /// Lets an item finish: at once when it completed synchronously (every item on a plain
+    /// connection), else the worker parks until the item's completion wakes it (see remarks).
+    /// </summary>
+    private void Complete(ValueTask item)
+    {
+        var awaiter = item.ConfigureAwait(false).GetAwaiter();
+        if (!awaiter.IsCompleted)
+        {
+            lock (_gate)
+            {
+                _parked = true;
+            }
+
+            awaiter.UnsafeOnCompleted(_resume);
+            lock (_gate)
+            {
+                while (_parked)
+                {
+                    Monitor.Wait(_gate);
+                }
+            }
+        }
+
+        awaiter.GetResult();
+    }
+
+    /// <summary>An item's completion: the parked worker goes on.</summary>
+    private void Resume()
+    {
+        lock (_gate)
+        {
+            _parked = false;
+            Monitor.PulseAll(_gate);
         }
     }
 }

@@ -13,17 +13,23 @@ public sealed partial class IscsiConnection
     /// the initiator "MUST honor this request by issuing a Logout as early as possible, but no later
     /// than Parameter3 seconds"). Used before the volume under the session changes, so the initiator
     /// ends its I/O cleanly instead of reading another image. Safe from any thread: it takes the
-    /// output the way the keepalive does. False when the connection is not in full feature phase or
-    /// is ending; the caller then closes it.
+    /// output between the receive loop's batches, as the keepalive does, and waits for neither the
+    /// loop nor the send on a thread. False when the connection is not in full feature phase, is
+    /// ending, or its output was not free within <paramref name="within"/>; the caller then closes it.
     /// </summary>
-    public bool RequestLogout(TimeSpan within)
+    public async Task<bool> RequestLogoutAsync(TimeSpan within, CancellationToken cancellationToken = default)
     {
         if (!Volatile.Read(ref _fullFeature) || _closing)
         {
             return false;
         }
 
-        EnterOutputGate();
+        // The loop keeps the gate once it has ended, so this wait is bounded too.
+        if (!await _outputGate.WaitAsync(within, cancellationToken).ConfigureAwait(false))
+        {
+            return false;
+        }
+
         try
         {
             if (_closing)
@@ -39,7 +45,7 @@ public sealed partial class IscsiConnection
             SendPdu([]);
             _outputPending = false;
             _outputBytes = 0;
-            Output.FlushAsync().AsTask().GetAwaiter().GetResult();
+            await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
             return true;
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
@@ -48,7 +54,7 @@ public sealed partial class IscsiConnection
         }
         finally
         {
-            Volatile.Write(ref _outputGate, 0);
+            _outputGate.Release();
         }
     }
 }

@@ -42,7 +42,18 @@ public sealed partial class IscsiConnection
         var piece = ArrayPool<byte>.Shared.Rent(wireBytes);
         try
         {
-            await _payload.ReceiveAsync(piece.AsMemory(0, wireBytes), cancellationToken).ConfigureAwait(false);
+            // Marked as waiting on the initiator: one that stops sending in the middle of a segment
+            // meets the keepalive deadline, as one that stops between PDUs does.
+            Volatile.Write(ref _waitingOnPeerSince, Math.Max(1, Environment.TickCount64));
+            try
+            {
+                await _payload.ReceiveAsync(piece.AsMemory(0, wireBytes), cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                Volatile.Write(ref _waitingOnPeerSince, 0);
+            }
+
             Volatile.Write(ref _lastReceivedAt, Environment.TickCount64);
             var valid = PduReader.DataDigestMatches(piece.AsSpan(0, wireBytes), dataBytes, dataDigest);
             HandlePduOrReject(new IscsiPdu(_inHeader, ReadOnlySequence<byte>.Empty, new ReadOnlySequence<byte>(piece, 0, dataBytes), valid));

@@ -11,6 +11,7 @@ namespace Tidemark.Protocols.Iscsi;
 /// the replies in the output pipe and flushes them in one write once no complete PDU is left
 /// (DESIGN.md, data-path performance). A protocol violation ends only this connection.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The output gate is a SemaphoreSlim whose wait handle is never asked for: it holds no unmanaged resource.")]
 public sealed partial class IscsiConnection
 {
     private readonly IDuplexPipe _transport;
@@ -32,8 +33,11 @@ public sealed partial class IscsiConnection
 
     // Keepalive: the receive loop holds _outputGate while it handles input and flushes; the ping
     // timer takes it only when free, so it writes to the output pipe only while the loop waits for
-    // input. Times are Environment.TickCount64 milliseconds.
-    private int _outputGate;
+    // input (a logout request waits for it). Times are Environment.TickCount64 milliseconds;
+    // _waitingOnPeerSince is set while the loop or a ping waits on the initiator (for the rest of a
+    // data segment, or for it to take our output), zero otherwise.
+    private readonly SemaphoreSlim _outputGate = new(1, 1);
+    private long _waitingOnPeerSince;
     private long _lastReceivedAt = Environment.TickCount64;
     private long _pingSentAt;
     private uint _pingTag;
@@ -83,7 +87,11 @@ public sealed partial class IscsiConnection
             while (!_closing)
             {
                 var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-                EnterOutputGate();
+
+                // Free nearly always; a ping or logout request holds it for one small send, which the
+                // keepalive deadline ends if the initiator takes nothing. This thread is the
+                // connection's own, so it waits here rather than handing its work elsewhere.
+                _outputGate.Wait(cancellationToken);
                 try
                 {
                     Volatile.Write(ref _lastReceivedAt, Environment.TickCount64);
@@ -94,7 +102,7 @@ public sealed partial class IscsiConnection
                 }
                 finally
                 {
-                    Volatile.Write(ref _outputGate, 0);
+                    _outputGate.Release();
                 }
 
                 if (_fullFeature && !_dataPhaseEntered)
@@ -120,13 +128,22 @@ public sealed partial class IscsiConnection
         }
         catch (IOException e)
         {
-            CloseReason = e.Message;
+            CloseReason ??= e.Message;
         }
         finally
         {
             keepalive?.Dispose();
             _closing = true;
-            EnterOutputGate(); // a ping under way finishes before the output is completed
+
+            // A ping or logout request under way finishes before the output is completed; one whose
+            // flush waits on an initiator that takes nothing is cut short. The gate is not given back:
+            // nothing writes to the output after this.
+            if (!_outputGate.Wait(_limits.NopInTimeout, CancellationToken.None))
+            {
+                Output.CancelPendingFlush();
+                _outputGate.Wait(CancellationToken.None);
+            }
+
             ReleaseSession();
             await input.CompleteAsync().ConfigureAwait(false);
             await Output.CompleteAsync().ConfigureAwait(false);
@@ -169,7 +186,7 @@ public sealed partial class IscsiConnection
         {
             _outputPending = false;
             _outputBytes = 0;
-            await Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
         }
 
         return !((result.IsCompleted || result.IsCanceled) && !stoppedEarly);
@@ -177,27 +194,49 @@ public sealed partial class IscsiConnection
 
     /// <summary>
     /// The keepalive timer: pings an idle full-feature connection with a NOP-In that asks for an
-    /// answer, and ends the connection when nothing at all arrived within the timeout after a ping.
-    /// Runs only while the receive loop waits for input (it holds the output gate otherwise).
+    /// answer, and ends the connection when nothing at all arrived within the timeout after a ping,
+    /// or when the loop has waited that long on the initiator (it stopped sending in the middle of a
+    /// data segment, or takes none of our output). Never waits itself: the ping is sent only when the
+    /// output is free, and its flush is awaited, not waited for.
     /// </summary>
     private void Keepalive()
     {
-        if (!_fullFeature || _closing || Interlocked.CompareExchange(ref _outputGate, 1, 0) != 0)
+        if (!Volatile.Read(ref _fullFeature) || _closing)
         {
             return;
         }
 
+        if (!_outputGate.Wait(0))
+        {
+            var since = Volatile.Read(ref _waitingOnPeerSince);
+            if (since != 0 && Environment.TickCount64 - since >= (long)_limits.NopInTimeout.TotalMilliseconds)
+            {
+                EndDeadConnection($"the initiator sent or took no data for {_limits.NopInTimeout.TotalSeconds:F0} s while the target waited on it; the connection is taken to be dead");
+            }
+
+            return;
+        }
+
+        _ = PingIfIdleAsync();
+    }
+
+    /// <summary>Runs with the output gate held, and gives it back.</summary>
+    private async Task PingIfIdleAsync()
+    {
         try
         {
+            if (_closing)
+            {
+                return;
+            }
+
             var now = Environment.TickCount64;
             var lastReceived = Volatile.Read(ref _lastReceivedAt);
             if (_pingTag != 0 && lastReceived < _pingSentAt)
             {
                 if (now - _pingSentAt >= (long)_limits.NopInTimeout.TotalMilliseconds)
                 {
-                    CloseReason = $"the initiator answered no NOP-In for {_limits.NopInTimeout.TotalSeconds:F0} s; the connection is taken to be dead";
-                    _closing = true;
-                    _transport.Input.CancelPendingRead();
+                    EndDeadConnection($"the initiator answered no NOP-In for {_limits.NopInTimeout.TotalSeconds:F0} s; the connection is taken to be dead");
                 }
 
                 return;
@@ -222,7 +261,7 @@ public sealed partial class IscsiConnection
             SendPdu([]);
             _outputPending = false;
             _outputBytes = 0;
-            Output.FlushAsync().AsTask().GetAwaiter().GetResult();
+            await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
         {
@@ -230,17 +269,41 @@ public sealed partial class IscsiConnection
         }
         finally
         {
-            Volatile.Write(ref _outputGate, 0);
+            _outputGate.Release();
         }
     }
 
-    /// <summary>Takes the output from the keepalive timer, which holds it for microseconds at most.</summary>
-    private void EnterOutputGate()
+    /// <summary>
+    /// Ends a connection whose initiator is taken to be dead, from the timer: the pending read and a
+    /// flush blocked on an initiator that does not read both end (the transport closes that side),
+    /// so no thread stays behind.
+    /// </summary>
+    private void EndDeadConnection(string reason)
     {
-        var spin = default(SpinWait);
-        while (Interlocked.CompareExchange(ref _outputGate, 1, 0) != 0)
+        CloseReason ??= reason;
+        _closing = true;
+        try
         {
-            spin.SpinOnce();
+            _transport.Input.CancelPendingRead();
+            Output.CancelPendingFlush();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection completed its transport concurrently; it is over either way.
+        }
+    }
+
+    /// <summary>Flushes the output, marked as waiting on the initiator while the flush is under way (see <see cref="Keepalive"/>).</summary>
+    private async ValueTask FlushOutputAsync(CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref _waitingOnPeerSince, Math.Max(1, Environment.TickCount64));
+        try
+        {
+            await Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Volatile.Write(ref _waitingOnPeerSince, 0);
         }
     }
 

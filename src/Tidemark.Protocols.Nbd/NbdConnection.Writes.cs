@@ -123,7 +123,7 @@ public sealed partial class NbdConnection
             return;
         }
 
-        var worker = _writer ??= new SerialWorker<WriteJob>("NBD writes", RunQueued, FlushFromWorker);
+        var worker = _writer ??= new SerialWorker<WriteJob>("NBD writes", RunQueuedAsync, FlushFromWorkerAsync);
         if (Volatile.Read(ref _queuedWriteBytes) + job.LengthBytes > _options.WriteBehindBytes)
         {
             WaitForRoom(worker, job.LengthBytes);
@@ -162,9 +162,13 @@ public sealed partial class NbdConnection
         }
     }
 
-    /// <summary>The worker's side of a job: anything unexpected is kept for the connection thread.</summary>
-    private void RunQueued(WriteJob job)
+    /// <summary>
+    /// The worker's side of a job: anything unexpected is kept for the connection thread. Completes
+    /// at once unless the replies had to be flushed and that flush is pending.
+    /// </summary>
+    private ValueTask RunQueuedAsync(WriteJob job)
     {
+        var flush = ValueTask.CompletedTask;
         try
         {
             if (_writerFault is null)
@@ -172,7 +176,7 @@ public sealed partial class NbdConnection
                 Execute(job);
                 if (_unflushedBytes >= _options.MaxUnflushedReplyBytes)
                 {
-                    FlushFromWorker();
+                    flush = FlushFromWorkerAsync();
                 }
             }
             else if (job.Payload is { } payload)
@@ -188,46 +192,68 @@ public sealed partial class NbdConnection
         {
             Interlocked.Add(ref _queuedWriteBytes, -job.LengthBytes);
         }
+
+        return flush;
     }
 
     /// <summary>
-    /// Sends the worker's replies (its queue ran empty while the connection waits for input).
+    /// Sends the worker's replies (its queue ran empty while the connection waits for input, or
+    /// enough replies piled up). Never throws: a failure is kept for the connection thread.
     /// </summary>
     /// <remarks>
-    /// The one place the worker waits for async work, on purpose (issue 18 asks for no
-    /// sync-over-async; this is the reasoned exception). On a plain connection the flush is a
-    /// blocking send and completes at once. Under TLS it runs through SslStream into the same
-    /// blocking send, so it too nearly always completes at once; when it does not, its completion is
-    /// driven by the socket (the reply sender thread, the readiness poller or a pool thread), never
-    /// by this worker or by the connection thread, which at most waits for this worker (TakeOutputBack,
-    /// WaitForRoom) and holds nothing the flush needs. Waiting is then backpressure from a peer that
-    /// reads slowly, exactly what the plain path's blocking send does, and it holds a dedicated
-    /// thread, not a pool thread. Not waiting would not help: the PipeWriter takes no writes while a
-    /// flush is pending, so the next reply (from this worker, or from the connection thread once it
-    /// took the output back) would have to wait for it anyway, and making the worker resumable would
-    /// cost a state machine on the 4 MiB write path for a case that is rare.
+    /// On a plain connection the flush is the transport's send and completes at once. Under TLS it
+    /// runs through SslStream into the same send, so it nearly always completes at once too; when it
+    /// does not, the worker awaits it as an asynchronous item (SerialWorker parks until the flush
+    /// completes; no sync-over-async, issue 18): the next reply cannot be written while a flush is
+    /// pending anyway, and the flush's completion is driven by the socket side (reply sender,
+    /// readiness poller, pool), never by this worker or by the connection thread, which at most waits
+    /// for this worker (TakeOutputBack, WaitForRoom). Waiting is then backpressure from a peer that
+    /// reads slowly, as the plain path's blocking send is.
     /// TlsTests.Nbd_OverTls_ABurstOfLargeWrites_IsAllAnswered_AndReadsBackIdentically drives it.
     /// </remarks>
-    private void FlushFromWorker()
+    private ValueTask FlushFromWorkerAsync()
     {
         if (_unflushedBytes == 0 || _writerFault is not null)
         {
-            return;
+            return ValueTask.CompletedTask;
         }
 
         _unflushedBytes = 0;
         try
         {
             var flush = _output.FlushAsync();
-            var result = flush.IsCompleted ? flush.Result : flush.AsTask().GetAwaiter().GetResult();
-            if (result.IsCompleted || result.IsCanceled)
+            if (!flush.IsCompleted)
             {
-                _writerStoppedSending = true;
+                return AwaitFlushAsync(flush);
             }
+
+            NoteFlushed(flush.Result);
         }
         catch (Exception ex)
         {
             _writerFault = ex;
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask AwaitFlushAsync(ValueTask<FlushResult> flush)
+    {
+        try
+        {
+            NoteFlushed(await flush.ConfigureAwait(false));
+        }
+        catch (Exception ex)
+        {
+            _writerFault = ex;
+        }
+    }
+
+    private void NoteFlushed(FlushResult result)
+    {
+        if (result.IsCompleted || result.IsCanceled)
+        {
+            _writerStoppedSending = true;
         }
     }
 

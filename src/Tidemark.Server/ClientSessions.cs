@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
@@ -35,7 +34,7 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
     /// at login); <paramref name="requestLeave"/>, when given, asks the client to leave by itself
     /// (iSCSI logout request) and says whether it could; <paramref name="close"/> ends the connection.
     /// </summary>
-    public IDisposable Attach(string protocol, EndPoint? remote, Func<string?> initiator, Func<IEnumerable<IBlockDevice>> devices, Func<TimeSpan, bool>? requestLeave, Action close)
+    public IDisposable Attach(string protocol, EndPoint? remote, Func<string?> initiator, Func<IEnumerable<IBlockDevice>> devices, Func<TimeSpan, CancellationToken, Task<bool>>? requestLeave, Action close)
     {
         var session = new Session(this, protocol, remote?.ToString() ?? "unknown", initiator, devices, requestLeave, close);
         _sessions[session] = 0;
@@ -98,13 +97,19 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
         foreach (var session in holding)
         {
             LogEnding(logger, session.Protocol, session.Remote, session.Initiator() ?? "-", target, reason);
-            if (session.RequestLeave?.Invoke(logoutGrace) == true)
+        }
+
+        // Asked all at once: each request waits (at most the grace) for its connection's output.
+        var answers = await Task.WhenAll(holding.Select(s => s.RequestLeave?.Invoke(logoutGrace, cancellationToken) ?? Task.FromResult(false)));
+        for (var i = 0; i < holding.Count; i++)
+        {
+            if (answers[i])
             {
-                asked.Add(session);
+                asked.Add(holding[i]);
             }
             else
             {
-                session.Close();
+                holding[i].Close();
             }
         }
 
@@ -122,19 +127,6 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
         }
 
         return ended;
-    }
-
-    /// <summary>Ends a connection from outside its loop: its blocked receive returns and the loop finishes.</summary>
-    public static void Shutdown(Socket socket)
-    {
-        try
-        {
-            socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // Already closed or reset.
-        }
     }
 
     private static async Task WaitAsync(IEnumerable<Session> sessions, TimeSpan timeout, CancellationToken cancellationToken)
@@ -165,7 +157,7 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
     [LoggerMessage(Level = LogLevel.Warning, Message = "iSCSI initiator {Initiator} at {Remote} did not log out within {Seconds} s when asked; closing its connection")]
     private static partial void LogNoLogout(ILogger logger, string remote, string initiator, double seconds);
 
-    private sealed class Session(ClientSessions owner, string protocol, string remote, Func<string?> initiator, Func<IEnumerable<IBlockDevice>> devices, Func<TimeSpan, bool>? requestLeave, Action close) : IDisposable
+    private sealed class Session(ClientSessions owner, string protocol, string remote, Func<string?> initiator, Func<IEnumerable<IBlockDevice>> devices, Func<TimeSpan, CancellationToken, Task<bool>>? requestLeave, Action close) : IDisposable
     {
         private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -177,7 +169,7 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
 
         public Func<IEnumerable<IBlockDevice>> Devices { get; } = devices;
 
-        public Func<TimeSpan, bool>? RequestLeave { get; } = requestLeave;
+        public Func<TimeSpan, CancellationToken, Task<bool>>? RequestLeave { get; } = requestLeave;
 
         public Task Ended => _ended.Task;
 

@@ -1,6 +1,5 @@
 using System.IO.Pipelines;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tidemark.Protocols.Iscsi;
 
@@ -18,10 +17,10 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
     /// <summary>Where each session is recorded while it runs, so a rollback can find it and ask it to log out.</summary>
     public ClientSessions? Sessions { get; init; }
 
-    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, Socket socket, IConnectionPhase phase)
+    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, ConnectionInfo info, IConnectionPhase phase)
     {
-        var remote = socket.RemoteEndPoint;
-        var portal = (socket.LocalEndPoint as IPEndPoint ?? LocalEndpoint)?.ToString();
+        var remote = info.RemoteEndPoint;
+        var portal = (info.LocalEndPoint as IPEndPoint ?? LocalEndpoint)?.ToString();
         var connection = new IscsiConnection(transport, catalog, limits, portal, phase, payload);
         connection.AuthenticationFailure += failed =>
             Logins.Failed(ConnectionAdmission.SourceOf(remote), remote, failed.InitiatorName, failed.TargetName, failed.CloseReason ?? "authentication failure");
@@ -33,8 +32,8 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
                     remote,
                     () => connection.InitiatorName,
                     () => connection.Target?.Definition.Luns.Select(l => l.Device) ?? [],
-                    connection.RequestLogout,
-                    () => ClientSessions.Shutdown(socket));
+                    connection.RequestLogoutAsync,
+                    info.Abort);
                 await connection.RunAsync(stopping);
                 Logger.LogDebug(
                     "iSCSI connection from {Remote} ({Initiator}) to {Target} ended: {Reason}",

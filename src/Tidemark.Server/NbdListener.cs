@@ -1,6 +1,5 @@
 using System.IO.Pipelines;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tidemark.Protocols.Nbd;
 
@@ -13,9 +12,9 @@ public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INb
     /// <summary>Where each connection is recorded while it runs, so a rollback can find (and end) it.</summary>
     public ClientSessions? Sessions { get; init; }
 
-    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, Socket socket, IConnectionPhase phase)
+    protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, ConnectionInfo info, IConnectionPhase phase)
     {
-        var remote = socket.RemoteEndPoint;
+        var remote = info.RemoteEndPoint;
         var connection = new NbdConnection(transport, catalog, options, payload, phase);
         return (
             async stopping =>
@@ -24,7 +23,7 @@ public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INb
                 using var attached = Sessions?.Attach(ExportRegistry.Nbd, remote, static () => null, () => connection.Export is { } e ? [e.Device] : [], null, () =>
                 {
                     connection.Abort();
-                    ClientSessions.Shutdown(socket);
+                    info.Abort();
                 });
                 var end = await connection.RunAsync(stopping);
                 Logger.LogDebug("NBD session from {Remote} on {Export} ended: {Reason} {Message}", remote, connection.Export?.Name, end.Reason, end.Message);

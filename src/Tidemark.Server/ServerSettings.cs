@@ -93,15 +93,6 @@ public sealed record ServerSettings
     /// </summary>
     public string AlertRpo { get; init; } = "1h";
 
-    /// <summary>
-    /// Experimental, for measurement only (docs/adr/0010-protocol-transport.md): what carries NBD and
-    /// iSCSI connections. "native" (the hand-written transport), "kestrel" (Kestrel's socket transport)
-    /// or "kestrel-splice" (Kestrel, with the socket handed to NBD for splice and write-behind). A flag
-    /// only: never written to the config file.
-    /// </summary>
-    [JsonIgnore]
-    public string ProtocolTransport { get; init; } = ProtocolTransports.Native;
-
     internal static JsonSerializerOptions FileJson { get; } = new(JsonSerializerDefaults.Web)
     {
         WriteIndented = true,
@@ -152,11 +143,6 @@ public sealed record ServerSettings
         Duration(AlertRpo, "alert-rpo");
         _ = ReceivePollDuration;
         _ = ToConnectionLimits();
-        if (!ProtocolTransports.All.Contains(ProtocolTransport, StringComparer.Ordinal))
-        {
-            throw new ArgumentException($"protocol-transport '{ProtocolTransport}' is not one of {string.Join(", ", ProtocolTransports.All)}");
-        }
-
         if (!string.Equals(StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase))
         {
             Size(StoreCapacity, "store-capacity");
@@ -261,14 +247,4 @@ public sealed record ServerSettings
         ByteSize.TryParse(text, out var bytes)
             ? bytes
             : throw new ArgumentException($"{setting} '{text}' is not a size; write it like 10G, 512M or 4096");
-}
-
-/// <summary>The values of <see cref="ServerSettings.ProtocolTransport"/>.</summary>
-public static class ProtocolTransports
-{
-    public const string Native = "native";
-    public const string Kestrel = "kestrel";
-    public const string KestrelSplice = "kestrel-splice";
-
-    public static readonly string[] All = [Native, Kestrel, KestrelSplice];
 }

@@ -20,7 +20,6 @@ using Tidemark.Server.Jobs;
 using Tidemark.Server.Metrics;
 using Tidemark.Server.Policies;
 using Tidemark.Server.Replication;
-using Tidemark.Server.Transport;
 using Tidemark.Server.WebConsole;
 
 namespace Tidemark.Server;
@@ -69,7 +68,6 @@ public sealed record ServeOptions
 
     public int? MaxConnectionsPerSource { get; init; }
 
-    public string? ProtocolTransport { get; init; }
 }
 
 /// <summary>
@@ -134,7 +132,6 @@ public sealed class TidemarkServer : IAsyncDisposable
             IdleTimeout = options.IdleTimeout ?? fromFile.IdleTimeout,
             MaxConnections = options.MaxConnections ?? fromFile.MaxConnections,
             MaxConnectionsPerSource = options.MaxConnectionsPerSource ?? fromFile.MaxConnectionsPerSource,
-            ProtocolTransport = options.ProtocolTransport ?? fromFile.ProtocolTransport,
             Iscsi = options.Iscsi ?? fromFile.Iscsi,
             StoreCapacity = options.StoreCapacity ?? fromFile.StoreCapacity,
             StorePath = options.StorePath ?? fromFile.StorePath,
@@ -201,10 +198,8 @@ public sealed class TidemarkServer : IAsyncDisposable
         var identity = ServerIdentity.LoadOrCreate(data.IdentityPath);
         ListenOptions? replicationListen = null;
         ListenOptions? apiListen = null;
-        var kestrelProtocols = KestrelProtocolHosting.IsSelected(settings) ? new KestrelProtocolHosting(settings) : null;
         builder.WebHost.ConfigureKestrel(k =>
         {
-            kestrelProtocols?.Listen(k);
             // Long request lines reach RequestLimits, which refuses them with a problem document (Kestrel's 414 is bare).
             k.Limits.MaxRequestLineSize = RequestLimits.KestrelRequestLineBytes;
             k.Listen(http, listen =>
@@ -342,8 +337,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 });
             }
 
-            kestrelProtocols?.AddServices(builder.Services);
-            if (!settings.NbdDisabled && kestrelProtocols is null)
+            if (!settings.NbdDisabled)
             {
                 builder.Services.AddSingleton(sp => new NbdListener(
                     ServerSettings.ParseEndpoint(settings.Nbd, "nbd"),
@@ -359,7 +353,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdListener>());
             }
 
-            if (!settings.IscsiDisabled && kestrelProtocols is null)
+            if (!settings.IscsiDisabled)
             {
                 builder.Services.AddSingleton(new IscsiLimits());
                 builder.Services.AddSingleton(sp => new IscsiListener(
@@ -455,13 +449,11 @@ public sealed class TidemarkServer : IAsyncDisposable
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");
         ReplicationEndpoint = replication?.IPEndPoint;
         _app.Services.GetRequiredService<ReplicationEndpoint>().Address = ReplicationEndpoint?.ToString();
-        var kestrelProtocols = _app.Services.GetService<KestrelProtocolHosting>();
-        kestrelProtocols?.LogDifferences(_logger);
-        NbdEndpoint = _app.Services.GetService<NbdListener>()?.LocalEndpoint ?? kestrelProtocols?.Nbd?.IPEndPoint;
+        NbdEndpoint = _app.Services.GetService<NbdListener>()?.LocalEndpoint;
         registry.NbdAddress = NbdEndpoint?.ToString();
         NbdSocket = _app.Services.GetService<NbdListener>()?.UnixSocketPath;
         registry.NbdSocket = NbdSocket;
-        IscsiEndpoint = _app.Services.GetService<IscsiListener>()?.LocalEndpoint ?? kestrelProtocols?.Iscsi?.IPEndPoint;
+        IscsiEndpoint = _app.Services.GetService<IscsiListener>()?.LocalEndpoint;
         registry.IscsiAddress = IscsiEndpoint?.ToString();
         var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString(), TlsFingerprint, ReplicationEndpoint?.ToString(), NbdSocket);
         if (TlsFingerprint is null && !System.Net.IPAddress.IsLoopback(ServerSettings.ParseEndpoint(Settings.Http, "http").Address))

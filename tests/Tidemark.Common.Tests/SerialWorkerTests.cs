@@ -26,6 +26,55 @@ public sealed class SerialWorkerTests
     }
 
     [Fact]
+    public void AsyncItems_ThatCompleteLater_KeepTheOrder_AndTheWorkerBusyUntilTheyComplete()
+    {
+        // An item that does not complete at once (a flush through TLS) parks the worker: the next
+        // item starts only after its completion, which comes from another thread, and drained follows.
+        var log = new List<string>();
+        var pending = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var drainedPending = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var worker = new SerialWorker<int>(
+            "test worker",
+            i =>
+            {
+                lock (log)
+                {
+                    log.Add($"start {i}");
+                }
+
+                return i == 1 ? new ValueTask(pending.Task) : ValueTask.CompletedTask;
+            },
+            () =>
+            {
+                lock (log)
+                {
+                    log.Add("drained");
+                }
+
+                return new ValueTask(drainedPending.Task);
+            });
+        worker.Enqueue(1);
+        worker.Enqueue(2);
+        Assert.True(worker.CallDrainedOrIdle());
+        SpinWait.SpinUntil(() => { lock (log) { return log.Count > 0; } }, TimeSpan.FromSeconds(10));
+
+        Thread.Sleep(100); // room for a wrong worker to start item 2 before item 1 completed
+        lock (log)
+        {
+            Assert.Equal(["start 1"], log);
+        }
+
+        Assert.False(worker.IsIdle);
+        pending.SetResult();
+        SpinWait.SpinUntil(() => { lock (log) { return log.Count == 3; } }, TimeSpan.FromSeconds(10));
+        Assert.False(worker.IsIdle); // drained has not completed
+        drainedPending.SetResult();
+        worker.WaitIdle();
+        Assert.Equal(["start 1", "start 2", "drained"], log);
+        worker.Stop();
+    }
+
+    [Fact]
     public void CallDrainedOrIdle_WhenIdle_IsFalse_AndDrainedIsNotCalled()
     {
         var drained = 0;

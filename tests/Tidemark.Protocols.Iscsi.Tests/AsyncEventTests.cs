@@ -12,7 +12,7 @@ public sealed class AsyncEventTests
         await using var initiator = new TestInitiator(Catalogs.Create(out _));
         await initiator.LoginAsync(Catalogs.Target);
 
-        var sent = initiator.Connection.RequestLogout(TimeSpan.FromSeconds(7));
+        var sent = await initiator.Connection.RequestLogoutAsync(TimeSpan.FromSeconds(7));
         var message = await initiator.ReceiveAsync();
         Assert.True(AsyncMessagePdu.TryRead(message!.Value.Header, out var pdu));
         var bhs = new byte[BasicHeaderSegment.LengthBytes];
@@ -36,7 +36,7 @@ public sealed class AsyncEventTests
     {
         await using var initiator = new TestInitiator(Catalogs.Create(out _));
 
-        var sent = initiator.Connection.RequestLogout(TimeSpan.FromSeconds(5));
+        var sent = await initiator.Connection.RequestLogoutAsync(TimeSpan.FromSeconds(5));
 
         Assert.False(sent);
         await initiator.Output.CompleteAsync();

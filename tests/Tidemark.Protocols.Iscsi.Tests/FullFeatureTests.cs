@@ -51,6 +51,45 @@ public sealed class FullFeatureTests
     }
 
     [Fact]
+    public async Task InitiatorThatTakesNoOutput_IsDisconnectedAtTheKeepaliveTimeout()
+    {
+        // A 1 MiB READ whose data the initiator never reads: the test pipe stops taking output at
+        // 64 KiB, so the target's flush waits on the initiator while the loop holds the output. The
+        // keepalive must still end the connection (it cannot ping: the output is not free).
+        var limits = new IscsiLimits { NopInInterval = TimeSpan.FromMilliseconds(100), NopInTimeout = TimeSpan.FromMilliseconds(300) };
+        await using var initiator = new TestInitiator(Catalogs.Create(out _), limits);
+        await initiator.LoginAsync(Catalogs.Target);
+        var bhs = new byte[BasicHeaderSegment.LengthBytes];
+        new ScsiCommandPdu(false, true, true, false, 1, 0, 0, 0x31, 1 << 20, initiator.CmdSN++, initiator.ExpStatSN).WriteTo(bhs, Cdb10(ScsiOpcode.Read10, 0, 2048));
+        await initiator.SendAsync(bhs);
+
+        await initiator.Running.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Contains("took no data", initiator.Connection.CloseReason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InitiatorThatStopsInTheMiddleOfADataSegment_IsDisconnectedAtTheKeepaliveTimeout()
+    {
+        // A 256 KiB Data-Out of which 96 KiB arrive: the loop waits for the rest through the payload
+        // feature, holding the output, so no ping can go out; the keepalive deadline still applies.
+        var limits = new IscsiLimits { NopInInterval = TimeSpan.FromMilliseconds(100), NopInTimeout = TimeSpan.FromMilliseconds(300) };
+        await using var initiator = new TestInitiator(Catalogs.Create(out _), limits);
+        await initiator.LoginAsync(Catalogs.Target, ("InitialR2T", "Yes"), ("ImmediateData", "No"));
+        var length = 256 << 10;
+        var reply = await initiator.CommandAsync(Cdb10(ScsiOpcode.Write10, 0, (ushort)(length / 512)), (uint)length, read: false, write: true, itt: 0x32);
+        Assert.True(ReadyToTransferPdu.TryRead(reply.Header, out var r2t));
+        var bhs = new byte[BasicHeaderSegment.LengthBytes];
+        new DataOutPdu(true, length, 0, 0x32, r2t.TargetTransferTag, initiator.ExpStatSN, 0, 0).WriteTo(bhs);
+        await initiator.Output.WriteAsync(bhs);
+        await initiator.Output.WriteAsync(new byte[96 << 10]);
+
+        await initiator.Running.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Contains("took no data", initiator.Connection.CloseReason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Write_WithInitialR2T_SolicitsDataThenWrites()
     {
         await using var initiator = new TestInitiator(Catalogs.Create(out var device));

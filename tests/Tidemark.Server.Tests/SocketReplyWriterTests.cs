@@ -235,6 +235,36 @@ public sealed class SocketReplyWriterTests : IDisposable
     }
 
     [Fact]
+    public async Task CancelPendingFlush_FromAnotherThread_EndsFlushesBlockedOnAPeerThatDoesNotRead()
+    {
+        // The peer reads nothing: after the socket buffers and the sender's 4 MiB in flight are full,
+        // a flush blocks (backpressure). Cancelling the flush from another thread (the iSCSI keepalive
+        // past its deadline) must end it and let Complete return, with no thread left in a send.
+        var writer = new SocketReplyWriter(_server);
+        var flushing = Task.Run(async () =>
+        {
+            for (var i = 0; i < 256; i++)
+            {
+                writer.GetSpan(1 << 20);
+                writer.Advance(1 << 20);
+                if ((await writer.FlushAsync()).IsCompleted)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        });
+        await Task.Delay(500); // it blocks after a few MiB; cancelling earlier ends it the same way
+        Assert.False(flushing.IsCompleted, "the flushes did not block on a peer that does not read");
+
+        writer.CancelPendingFlush();
+
+        Assert.True(await flushing.WaitAsync(TimeSpan.FromSeconds(10)), "a flush after the cancel did not report the output as completed");
+        await Task.Run(() => writer.Complete()).WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public void BlockPool_ReusesAReturnedBlock_AndKeepsABoundedAmount()
     {
         SocketReplyWriter.BlockPool.Trim();

@@ -26,7 +26,6 @@ public static class ServeCommand
         var retryDelay = new Option<string?>("--replication-retry-delay") { Description = "first wait before retrying a broken replication transfer, doubling per attempt, e.g. 500ms, 1s [config: replicationRetryDelay; default 1s]" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "TLS for the API: a PEM certificate file, self-signed (made on first start in DATA/tls), or off [config: tlsCertificate; default off]" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert when that is a file [config: tlsKey]" };
-        var protocolTransport = new Option<string?>("--protocol-transport") { Description = "EXPERIMENTAL, for measurement only: what carries NBD and iSCSI connections: native, kestrel, or kestrel-splice (Kestrel, socket handed to NBD; unsafe, see docs/adr/0010) [not saved in the config; default native]" };
         var logLevel = new Option<string?>("--log-level") { Description = "Trace, Debug, Information, Warning or Error [config: logLevel; default Information]" };
         var command = new Command(
             "serve",
@@ -34,7 +33,7 @@ public static class ServeCommand
             + "and the replication listener for paired servers. "
             + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
         {
-            config, http, nbd, nbdSocket, iscsi, receivePoll, handshakeTimeout, idleTimeout, maxConnections, maxPerSource, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel, protocolTransport,
+            config, http, nbd, nbdSocket, iscsi, receivePoll, handshakeTimeout, idleTimeout, maxConnections, maxPerSource, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
         };
         command.Validators.Add(result =>
         {
@@ -68,7 +67,6 @@ public static class ServeCommand
                 TlsKey = parse.GetValue(tlsKey),
                 Replication = parse.GetValue(replication),
                 ReplicationRetryDelay = parse.GetValue(retryDelay),
-                ProtocolTransport = parse.GetValue(protocolTransport),
             };
             TidemarkServer server;
             try

@@ -14,8 +14,8 @@ namespace Tidemark.Server;
 /// request). A connection negotiates (handshake, login) without a thread under a deadline, then runs
 /// its data phase on its own thread over blocking socket calls (<see cref="SocketInput"/> in, with
 /// the payload feature, <see cref="SocketReplyWriter"/> out). This class and those two are the only
-/// code that touches a connection's socket; a protocol sees the duplex pipe and the payload feature.
-/// (The socket is still given to <c>Open</c> for its addresses and for rollback's forced close.) Connections are capped in total and per source
+/// code that touches a connection's socket; a protocol sees the duplex pipe, the payload feature and
+/// a <see cref="ConnectionInfo"/> (addresses, abort). Connections are capped in total and per source
 /// (<see cref="ConnectionAdmission"/>); the accept loop survives every failure and reports its
 /// state in /metrics (docs/adr/0006-connection-limits.md). Stopping ends the accept loop, aborts
 /// every connection and waits for them to drain.
@@ -89,9 +89,9 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
     /// Creates the protocol connection for an accepted client. <c>Run</c> serves it until it ends
     /// (and logs how); <c>Abort</c>, if any, ends it early when the server stops. The connection
     /// tells <paramref name="phase"/> when its negotiation is over, and takes large payloads through
-    /// <paramref name="payload"/>.
+    /// <paramref name="payload"/>; <paramref name="info"/> gives its addresses and ends it.
     /// </summary>
-    protected abstract (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, Socket socket, IConnectionPhase phase);
+    protected abstract (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, ConnectionInfo info, IConnectionPhase phase);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -343,7 +343,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             var sender = new SocketReplyWriter(socket);
             var transport = new SocketDuplexPipe(input, sender);
             session = new Session(this, socket, source, remote, input, sender);
-            var (run, abort) = Open(transport, input, socket, session);
+            var (run, abort) = Open(transport, input, new ConnectionInfo(remote, socket.LocalEndPoint, session.ShutdownSocket), session);
             session.Abort = abort;
             _sessions[session] = 0;
             session.Start(run);
@@ -413,14 +413,12 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
                 return;
             }
 
-            // No poller on this platform: the connection has a thread from the start, as before.
+            // No poller on this platform: the connection has a thread from the start, as before. Its
+            // reads are blocking receives, so it runs on that thread to its end; the thread does not
+            // wait for the task (an await that does go asynchronous continues where it completes).
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             Running = done.Task;
-            new Thread(() =>
-            {
-                RunAsync(run).GetAwaiter().GetResult();
-                done.SetResult();
-            })
+            new Thread(() => RunAsync(run).ContinueWith(static (_, state) => ((TaskCompletionSource)state!).SetResult(), done, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default))
             {
                 IsBackground = true,
                 Name = $"{_listener._protocol} {_remote}",
@@ -440,6 +438,12 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         public void Stop()
         {
             Abort?.Invoke();
+            ShutdownSocket();
+        }
+
+        /// <summary>Ends a blocked receive and a send blocked on a peer that stopped reading; the connection's loop then ends.</summary>
+        public void ShutdownSocket()
+        {
             try
             {
                 // Ends a blocked receive and a send blocked on a peer that stopped reading.

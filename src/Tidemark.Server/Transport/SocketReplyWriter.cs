@@ -28,8 +28,9 @@ namespace Tidemark.Server;
 /// </para>
 /// <para>
 /// Used by one thread at a time (the connection's; iSCSI's keepalive takes the connection's output
-/// gate first). A send blocks while the peer does not read; shutting the socket down ends it, and
-/// the flush then reports the output as completed.
+/// gate first), except <see cref="CancelPendingFlush"/>. A send blocks while the peer does not read;
+/// shutting the socket down (or cancelling the flush) ends it, and the flush then reports the output
+/// as completed.
 /// </para>
 /// </remarks>
 internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
@@ -100,9 +101,24 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
     public override Span<byte> GetSpan(int sizeHint = 0) => Reserve(sizeHint).Span;
 
+    /// <summary>
+    /// Ends the connection's output, from any thread: a flush here is a send that cannot be taken back
+    /// half-way, so cancelling it means the peer gets nothing more. Shutting the send side down makes a
+    /// send blocked on a peer that does not read (inline, or on the sender thread) fail at once, and
+    /// every later flush report the output as completed; the protocol then ends, and nothing stays
+    /// blocked on that peer (an iSCSI initiator past its keepalive deadline, an NBD session ended by
+    /// rollback).
+    /// </summary>
     public override void CancelPendingFlush()
     {
-        // A flush is a blocking send and never pending; shutting the socket down is what ends one.
+        try
+        {
+            socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already closed or reset: sends fail either way.
+        }
     }
 
     public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) =>

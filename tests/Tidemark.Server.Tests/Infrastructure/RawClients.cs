@@ -96,7 +96,7 @@ public sealed class AttachedIscsiSession : IDisposable
 {
     private readonly TcpClient _tcp;
     private readonly NetworkStream _stream;
-    private readonly uint _cmdSn = 1;
+    private uint _cmdSn = 1;
     private uint _expStatSn;
 
     private AttachedIscsiSession(TcpClient tcp)
@@ -137,6 +137,21 @@ public sealed class AttachedIscsiSession : IDisposable
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Sends <paramref name="count"/> READ (10) commands of <paramref name="blocks"/> 512-byte blocks
+    /// from LBA 0 and reads none of the replies: an initiator that stopped reading.
+    /// </summary>
+    public async Task SendReadsAsync(int count, ushort blocks)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            var bhs = new byte[BasicHeaderSegment.LengthBytes];
+            byte[] cdb = [0x28, 0, 0, 0, 0, 0, 0, (byte)(blocks >> 8), (byte)blocks, 0];
+            new ScsiCommandPdu(false, true, true, false, 0, 0, 0, (uint)(0x100 + i), (uint)blocks * 512, _cmdSn++, _expStatSn).WriteTo(bhs, cdb);
+            await SendAsync(bhs, []);
+        }
     }
 
     /// <summary>True once the target has closed the connection.</summary>

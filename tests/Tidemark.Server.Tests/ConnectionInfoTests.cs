@@ -1,0 +1,79 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// A protocol gets its connection's addresses and a way to end it from <see cref="ConnectionInfo"/>,
+/// never the socket (issue 18 §1; docs/adr/0010-protocol-transport.md).
+/// </summary>
+public sealed class ConnectionInfoTests
+{
+    [Fact]
+    public async Task Open_GetsTheAddresses_AndAbortEndsAReceiveBlockedInTheDataPhase()
+    {
+        await using var listener = new EchoListener();
+        await listener.StartAsync(CancellationToken.None);
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(listener.LocalEndpoint!);
+        await client.SendAsync("hello"u8.ToArray());
+        var echo = new byte[5];
+        var received = 0;
+        while (received < echo.Length)
+        {
+            received += await client.ReceiveAsync(echo.AsMemory(received));
+        }
+
+        var info = await listener.Opened.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(client.LocalEndPoint, info.RemoteEndPoint);
+        Assert.Equal(listener.LocalEndpoint, info.LocalEndPoint);
+        Assert.Equal("hello"u8.ToArray(), echo);
+
+        // The connection is in its data phase, blocked in a receive on its own thread: Abort ends it.
+        info.Abort();
+        await listener.Ended.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Echoes what it receives, in its data phase from the first byte.</summary>
+    private sealed class EchoListener() : ProtocolListener(new IPEndPoint(IPAddress.Loopback, 0), null, "echo", "--echo", NullLogger.Instance)
+    {
+        public TaskCompletionSource<ConnectionInfo> Opened { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        protected override (Func<CancellationToken, Task> Run, Action? Abort) Open(IDuplexPipe transport, IPayloadFeature payload, ConnectionInfo info, IConnectionPhase phase) =>
+            (async stopping =>
+            {
+                await phase.EnterDataPhaseAsync();
+                Opened.SetResult(info);
+                try
+                {
+                    while (true)
+                    {
+                        var result = await transport.Input.ReadAsync(stopping);
+                        foreach (var segment in result.Buffer)
+                        {
+                            await transport.Output.WriteAsync(segment, stopping);
+                        }
+
+                        transport.Input.AdvanceTo(result.Buffer.End);
+                        if (result.IsCompleted || result.IsCanceled)
+                        {
+                            return;
+                        }
+                    }
+                }
+                catch (IOException)
+                {
+                    // The aborted socket may report a reset instead of an end.
+                }
+                finally
+                {
+                    Ended.SetResult();
+                }
+            },
+            null);
+    }
+}
