@@ -146,7 +146,7 @@ public sealed partial class ReplicaReceiver
         for (long first = 0; first < count; first += Batch)
         {
             var n = (int)Math.Min(Batch, count - first);
-            scan.GranuleHashes(device, first, n, hashes);
+            await scan.GranuleHashesAsync(device, first, n, hashes, cancellationToken: cancellationToken);
             await output.WriteAsync(hashes.AsMemory(0, n * HashScan.HashBytes), cancellationToken);
         }
     }
