@@ -48,70 +48,28 @@ public sealed class HashScan
     /// Hashes of granules [<paramref name="firstGranule"/>, +<paramref name="count"/>) of
     /// <paramref name="device"/> into <paramref name="hashes"/> (16 bytes each), and when given, their
     /// block hashes into <paramref name="blockHashes"/> (256 bytes per granule). Reads ahead: the next
-    /// megabytes are read while the current ones are hashed.
+    /// megabytes are read (on the pool: device reads are synchronous) while the current ones are
+    /// hashed, and the read is awaited, so no thread waits on another.
     /// </summary>
-    public void GranuleHashes(IBlockDevice device, long firstGranule, int count, Span<byte> hashes, Span<byte> blockHashes = default)
+    public async Task GranuleHashesAsync(IBlockDevice device, long firstGranule, int count, Memory<byte> hashes, Memory<byte> blockHashes = default, CancellationToken cancellationToken = default)
     {
-        Span<byte> ownBlockHashes = stackalloc byte[HashBytes * BlocksPerGranule];
         var buffers = new[] { ArrayPool<byte>.Shared.Rent(GranulesPerRead * GranuleBytes), ArrayPool<byte>.Shared.Rent(GranulesPerRead * GranuleBytes) };
-        try
-        {
-            HashAll(device, firstGranule, count, hashes, blockHashes, buffers, ownBlockHashes);
-        }
-        finally
-        {
-            foreach (var buffer in buffers)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-    }
-
-    private void HashAll(IBlockDevice device, long firstGranule, int count, Span<byte> hashes, Span<byte> blockHashes, byte[][] buffers, Span<byte> ownBlockHashes)
-    {
+        var ownBlockHashes = new byte[HashBytes * BlocksPerGranule];
         Task? ahead = null;
-        var current = 0;
-        Task ReadAsync(int slot, int done) => Task.Run(() => ReadPadded(device, (firstGranule + done) * GranuleBytes, buffers[slot].AsSpan(0, Math.Min(GranulesPerRead, count - done) * GranuleBytes)));
-        if (count > 0)
-        {
-            ahead = ReadAsync(current, 0);
-        }
-
+        Task ReadAheadAsync(int slot, int done) => Task.Run(() => ReadPadded(device, (firstGranule + done) * GranuleBytes, buffers[slot].AsSpan(0, Math.Min(GranulesPerRead, count - done) * GranuleBytes)), cancellationToken);
         try
         {
+            var current = 0;
             for (var done = 0; done < count;)
             {
                 var n = Math.Min(GranulesPerRead, count - done);
-                ahead!.GetAwaiter().GetResult();
-                var data = buffers[current].AsSpan(0, n * GranuleBytes);
-                if (done + n < count)
-                {
-                    ahead = ReadAsync(1 - current, done + n);
-                }
-
-                for (var g = 0; g < n; g++)
-                {
-                    var granule = data.Slice(g * GranuleBytes, GranuleBytes);
-                    var hash = hashes.Slice((done + g) * HashBytes, HashBytes);
-                    var blocks = blockHashes.IsEmpty ? ownBlockHashes : blockHashes.Slice((done + g) * HashBytes * BlocksPerGranule, HashBytes * BlocksPerGranule);
-                    if (!granule.ContainsAnyExcept((byte)0))
-                    {
-                        _zeroGranuleHash.CopyTo(hash);
-                        if (!blockHashes.IsEmpty)
-                        {
-                            for (var b = 0; b < BlocksPerGranule; b++)
-                            {
-                                _zeroBlockHash.CopyTo(blocks[(b * HashBytes)..]);
-                            }
-                        }
-
-                        continue;
-                    }
-
-                    BlockHashesOf(granule, blocks);
-                    GranuleHashOf(blocks, hash);
-                }
-
+                await (ahead ?? ReadAheadAsync(current, done)).ConfigureAwait(false);
+                ahead = done + n < count ? ReadAheadAsync(1 - current, done + n) : null;
+                HashRead(
+                    buffers[current].AsSpan(0, n * GranuleBytes),
+                    hashes.Span.Slice(done * HashBytes, n * HashBytes),
+                    blockHashes.IsEmpty ? default : blockHashes.Span.Slice(done * HashBytes * BlocksPerGranule, n * HashBytes * BlocksPerGranule),
+                    ownBlockHashes);
                 current = 1 - current;
                 done += n;
             }
@@ -119,14 +77,51 @@ public sealed class HashScan
         finally
         {
             // A read still running must not fill a buffer that went back to the pool.
-            try
+            if (ahead is not null)
             {
-                ahead?.Wait();
+                await ahead.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
             }
-            catch (AggregateException)
+
+            foreach (var buffer in buffers)
             {
-                // Its failure is not the one being reported.
+                ArrayPool<byte>.Shared.Return(buffer);
             }
+        }
+    }
+
+    /// <summary>The hash of one granule (no read-ahead); <paramref name="buffer"/> holds at least 64 KiB.</summary>
+    public void GranuleHash(IBlockDevice device, long granule, Span<byte> hash, byte[] buffer)
+    {
+        var data = buffer.AsSpan(0, GranuleBytes);
+        ReadPadded(device, granule * GranuleBytes, data);
+        Span<byte> blocks = stackalloc byte[HashBytes * BlocksPerGranule];
+        HashRead(data, hash[..HashBytes], default, blocks);
+    }
+
+    /// <summary>Hashes whole granules of <paramref name="data"/> into <paramref name="hashes"/> and, when not empty, <paramref name="blockHashes"/>.</summary>
+    private void HashRead(ReadOnlySpan<byte> data, Span<byte> hashes, Span<byte> blockHashes, Span<byte> ownBlockHashes)
+    {
+        for (var g = 0; g < data.Length / GranuleBytes; g++)
+        {
+            var granule = data.Slice(g * GranuleBytes, GranuleBytes);
+            var hash = hashes.Slice(g * HashBytes, HashBytes);
+            var blocks = blockHashes.IsEmpty ? ownBlockHashes : blockHashes.Slice(g * HashBytes * BlocksPerGranule, HashBytes * BlocksPerGranule);
+            if (!granule.ContainsAnyExcept((byte)0))
+            {
+                _zeroGranuleHash.CopyTo(hash);
+                if (!blockHashes.IsEmpty)
+                {
+                    for (var b = 0; b < BlocksPerGranule; b++)
+                    {
+                        _zeroBlockHash.CopyTo(blocks[(b * HashBytes)..]);
+                    }
+                }
+
+                continue;
+            }
+
+            BlockHashesOf(granule, blocks);
+            GranuleHashOf(blocks, hash);
         }
     }
 

@@ -301,6 +301,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 ImageChanged = sp.GetRequiredService<ExportRegistry>().RefreshStandby,
                 HeldByClients = address => sp.GetRequiredService<ClientSessions>().AttachedTo(address).Count > 0,
                 ThrowIfAttached = (target, operation) => sp.GetRequiredService<ClientSessions>().ThrowIfAttached(target, operation, canForce: false),
+                FaultPoint = CrashPoint.FromEnvironment(),
             });
             builder.Services.AddSingleton(sp => new ReplicaManager(
                 pool,

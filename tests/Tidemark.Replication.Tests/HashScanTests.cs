@@ -22,7 +22,7 @@ public sealed class HashScanTests : IDisposable
     }
 
     [Fact]
-    public void ChangedBlock_ShowsInItsGranuleAndBlockOnly_ZerosAndHolesHashAlike()
+    public async Task ChangedBlock_ShowsInItsGranuleAndBlockOnly_ZerosAndHolesHashAlike()
     {
         var data = new byte[1 << 20];
         _random.NextBytes(data);
@@ -35,8 +35,8 @@ public sealed class HashScanTests : IDisposable
         // b: one block changed in granule 5; a: zeros written over a hole at 2 MiB (still all zeros).
         _pool.GetVolume("b").Write((5 * HashScan.GranuleBytes) + (3 * HashScan.BlockBytes), new byte[] { 1 }.Concat(new byte[4095]).ToArray(), false);
         _pool.GetVolume("a").Write(2 << 20, new byte[HashScan.GranuleBytes], false);
-        var a = Granules("a");
-        var b = Granules("b");
+        var a = await GranulesAsync("a");
+        var b = await GranulesAsync("b");
 
         var differing = Enumerable.Range(0, a.Length / HashScan.HashBytes).Where(g => !a.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(b.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes))).ToList();
         Assert.Equal([5], differing);
@@ -52,7 +52,7 @@ public sealed class HashScanTests : IDisposable
     }
 
     [Fact]
-    public void GranulePastTheEnd_HashesAsIfTheVolumeGrewIntoZeros()
+    public async Task GranulePastTheEnd_HashesAsIfTheVolumeGrewIntoZeros()
     {
         var tail = new byte[4096];
         _random.NextBytes(tail);
@@ -62,7 +62,52 @@ public sealed class HashScanTests : IDisposable
         _pool.GetVolume("long").Write(HashScan.GranuleBytes + 4096, tail, false);
 
         Assert.Equal(2, HashScan.GranuleCount(HashScan.GranuleBytes + 8192));
-        Assert.Equal(Granules("short"), Granules("long"));
+        Assert.Equal(await GranulesAsync("short"), await GranulesAsync("long"));
+    }
+
+    [Fact]
+    public async Task HashesReadAhead_OverSeveralReads_EqualGranuleByGranuleHashes()
+    {
+        // 10 MiB + 4 KiB: three 4 MiB reads, the last one partial and past the end padded with zeros.
+        var size = (10L << 20) + 4096;
+        var data = new byte[size];
+        _random.NextBytes(data);
+        data.AsSpan(5 << 20, HashScan.GranuleBytes).Clear();
+        _pool.CreateVolume("big", size);
+        _pool.GetVolume("big").Write(0, data, false);
+        var device = Open("big");
+        var count = (int)HashScan.GranuleCount(size);
+        var hashes = new byte[count * HashScan.HashBytes];
+        var blocks = new byte[count * HashScan.HashBytes * HashScan.BlocksPerGranule];
+
+        await _scan.GranuleHashesAsync(device, 0, count, hashes, blocks);
+
+        var buffer = new byte[HashScan.GranuleBytes];
+        var one = new byte[HashScan.HashBytes];
+        var oneBlocks = new byte[HashScan.HashBytes * HashScan.BlocksPerGranule];
+        for (var g = 0; g < count; g++)
+        {
+            _scan.GranuleHash(device, g, one, buffer);
+            _scan.BlockHashes(device, g, oneBlocks, buffer);
+            Assert.True(one.AsSpan().SequenceEqual(hashes.AsSpan(g * HashScan.HashBytes, HashScan.HashBytes)), $"granule {g}");
+            Assert.True(oneBlocks.AsSpan().SequenceEqual(blocks.AsSpan(g * oneBlocks.Length, oneBlocks.Length)), $"blocks of granule {g}");
+        }
+
+        Assert.True(hashes.AsSpan(80 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(_scan.ZeroGranule));
+        Assert.False(hashes.AsSpan(81 * HashScan.HashBytes, HashScan.HashBytes).SequenceEqual(_scan.ZeroGranule));
+    }
+
+    [Fact]
+    public async Task ReadFailingInTheReadAhead_IsThrownAsItself()
+    {
+        _pool.CreateVolume("v", 16L << 20);
+        var failing = new FailingDevice(Open("v"), failAt: 8L << 20);
+        var count = (int)HashScan.GranuleCount(failing.SizeBytes);
+
+        var error = await Assert.ThrowsAsync<StorageException>(() => _scan.GranuleHashesAsync(failing, 0, count, new byte[count * HashScan.HashBytes]));
+
+        Assert.Equal(StorageError.IoError, error.Error);
+        Assert.Equal(3, failing.Reads); // the reads before and the failing one; none after it
     }
 
     [Fact]
@@ -72,12 +117,12 @@ public sealed class HashScanTests : IDisposable
         Assert.True(new HashScan(3).ZeroGranule.SequenceEqual(new HashScan(3).ZeroGranule));
     }
 
-    private byte[] Granules(string volume)
+    private async Task<byte[]> GranulesAsync(string volume)
     {
         var device = Open(volume);
         var count = (int)HashScan.GranuleCount(device.SizeBytes);
         var hashes = new byte[count * HashScan.HashBytes];
-        _scan.GranuleHashes(device, 0, count, hashes);
+        await _scan.GranuleHashesAsync(device, 0, count, hashes);
         return hashes;
     }
 
@@ -86,5 +131,56 @@ public sealed class HashScanTests : IDisposable
         var name = $"s{Guid.NewGuid():N}"[..12];
         _pool.CreateSnapshot(volume, name);
         return _pool.OpenSnapshot($"{volume}@{name}");
+    }
+
+    /// <summary>A snapshot device whose read at <c>failAt</c> fails as a broken disk would.</summary>
+    private sealed class FailingDevice(IBlockDevice inner, long failAt) : IBlockDevice
+    {
+        private int _reads;
+
+        public event EventHandler? SizeChanged
+        {
+            add => inner.SizeChanged += value;
+            remove => inner.SizeChanged -= value;
+        }
+
+        public int Reads => _reads;
+
+        public Guid Id => inner.Id;
+
+        public string Name => inner.Name;
+
+        public long SizeBytes => inner.SizeBytes;
+
+        public int LogicalBlockSizeBytes => inner.LogicalBlockSizeBytes;
+
+        public int AllocationUnitBytes => inner.AllocationUnitBytes;
+
+        public bool IsReadOnly => true;
+
+        public void Read(long offsetBytes, Span<byte> destination)
+        {
+            Interlocked.Increment(ref _reads);
+            if (offsetBytes == failAt)
+            {
+                throw new StorageException(StorageError.IoError, "the disk failed");
+            }
+
+            inner.Read(offsetBytes, destination);
+        }
+
+        public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess) => throw new NotSupportedException();
+
+        public void Flush()
+        {
+        }
+
+        public void Unmap(long offsetBytes, long lengthBytes) => throw new NotSupportedException();
+
+        public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap) => throw new NotSupportedException();
+
+        public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess) => throw new NotSupportedException();
+
+        public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) => inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
     }
 }

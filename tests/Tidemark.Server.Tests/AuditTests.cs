@@ -7,29 +7,18 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>Every change through the API lands in the audit log of a real server, with who, what and whether it worked.</summary>
-public sealed class AuditTests : IAsyncLifetime
+public sealed class AuditTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
     [Fact]
     public async Task Changes_AreAuditedWithActorSubjectAndOutcome()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         await client.CreateSnapshotAsync("mail", "monday");
         await client.HoldSnapshotAsync("mail@monday", new HoldRequest(Reason: "legal"));
         await Assert.ThrowsAsync<TidemarkApiException>(() => client.DeleteSnapshotAsync("mail@monday"));
         await client.ListVolumesAsync();
-        using (var stranger = _server.Client("0000000000000000000000000000000000000000000000000000000000000000"))
+        using (var stranger = Server.Client("0000000000000000000000000000000000000000000000000000000000000000"))
         {
             await Assert.ThrowsAsync<TidemarkApiException>(() => stranger.DeleteVolumeAsync("mail"));
         }
@@ -51,15 +40,15 @@ public sealed class AuditTests : IAsyncLifetime
     [Fact]
     public async Task Events_SurviveKillAndRestart_AndSequenceContinues()
     {
-        using (var client = _server.Client())
+        using (var client = Server.Client())
         {
             await client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
         }
 
-        await _server.KillAsync();
-        await _server.DisposeAsync();
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var again = _server.Client();
+        await Server.KillAsync();
+        await Server.DisposeAsync();
+        Server = await ServerProcess.StartAsync(Data);
+        using var again = Server.Client();
         await again.CreateSnapshotAsync("db", "after-restart");
 
         var events = await again.ListEventsAsync();
@@ -71,16 +60,16 @@ public sealed class AuditTests : IAsyncLifetime
     [Fact]
     public async Task Cli_EventList_FiltersAndPrintsOneJsonArray()
     {
-        using (var client = _server.Client())
+        using (var client = Server.Client())
         {
             await client.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
             await client.CreateSnapshotAsync("web", "a");
             await client.CreateSnapshotAsync("web", "b");
         }
 
-        var json = (await CliProcess.RunAsync("event", "list", "--kind", "snapshot", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
-        var table = (await CliProcess.RunAsync("event", "list", "--subject", "web", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
-        var bad = await CliProcess.RunAsync("event", "list", "--limit", "0", "--data", _server.DataDirectory);
+        var json = (await CliProcess.RunAsync("event", "list", "--kind", "snapshot", "--json", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput;
+        var table = (await CliProcess.RunAsync("event", "list", "--subject", "web", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput;
+        var bad = await CliProcess.RunAsync("event", "list", "--limit", "0", "--data", Server.DataDirectory);
 
         var lines = JsonSerializer.Deserialize<List<EventDto>>(json, ApiJson.Options)!;
         Assert.Equal(["web@a", "web@b"], lines.Select(e => e.Subject));
@@ -93,18 +82,18 @@ public sealed class AuditTests : IAsyncLifetime
     [Fact]
     public async Task Cli_EventList_RefusedRequestsShowMerged_InTheirOwnLog_AndAfterPagesTheMainLog()
     {
-        using (var client = _server.Client())
+        using (var client = Server.Client())
         {
             await client.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
             await Assert.ThrowsAsync<TidemarkApiException>(() => client.DeleteVolumeAsync("nope"));
             await client.DeleteVolumeAsync("web");
         }
 
-        var merged = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
-        var refused = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--log", "refused", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
-        var paged = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--after", "0", "--json", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
-        var verify = (await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
-        var badLog = await CliProcess.RunAsync("event", "list", "--log", "other", "--data", _server.DataDirectory);
+        var merged = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--json", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var refused = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--log", "refused", "--json", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var paged = JsonSerializer.Deserialize<List<EventDto>>((await CliProcess.RunAsync("event", "list", "--after", "0", "--json", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput, ApiJson.Options)!;
+        var verify = (await CliProcess.RunAsync("event", "verify", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput;
+        var badLog = await CliProcess.RunAsync("event", "list", "--log", "other", "--data", Server.DataDirectory);
 
         var failed = Assert.Single(refused);
         Assert.Equal(("volume.delete", "nope", "failed", "refused", 1L), (failed.Kind, failed.Subject, failed.Outcome, failed.Log, failed.Sequence));
@@ -112,7 +101,7 @@ public sealed class AuditTests : IAsyncLifetime
         Assert.Equal(["main", "refused", "main"], merged.Where(e => e.Kind.StartsWith("volume", StringComparison.Ordinal)).Select(e => e.Log));
         Assert.All(paged, e => Assert.Equal("main", e.Log));
         Assert.Equal(Enumerable.Range(1, paged.Count).Select(i => (long)i), paged.Select(e => e.Sequence));
-        Assert.DoesNotContain(File.ReadAllText(Path.Combine(_server.DataDirectory, "events.jsonl")), "nope", StringComparison.Ordinal);
+        Assert.DoesNotContain(File.ReadAllText(Path.Combine(Server.DataDirectory, "events.jsonl")), "nope", StringComparison.Ordinal);
         Assert.Contains("the refused-requests log is intact: 1 records", verify, StringComparison.Ordinal);
         Assert.Equal(1, badLog.ExitCode);
         Assert.Contains("log must be 'main'", badLog.StandardError, StringComparison.Ordinal);
@@ -121,20 +110,20 @@ public sealed class AuditTests : IAsyncLifetime
     [Fact]
     public async Task Cli_EventVerify_IntactThenEditedRecord_SaysWhereItBreaks()
     {
-        using (var client = _server.Client())
+        using (var client = Server.Client())
         {
             await client.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
             await client.DeleteVolumeAsync("web");
             await client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
         }
 
-        var intact = (await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
-        var path = Path.Combine(_server.DataDirectory, "events.jsonl");
+        var intact = (await CliProcess.RunAsync("event", "verify", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput;
+        var path = Path.Combine(Server.DataDirectory, "events.jsonl");
         var lines = await File.ReadAllLinesAsync(path);
         var edited = Array.FindIndex(lines, l => l.Contains("volume.delete", StringComparison.Ordinal));
         lines[edited] = lines[edited].Replace("\"admin\"", "\"alice\"", StringComparison.Ordinal);
         await File.WriteAllLinesAsync(path, lines);
-        var broken = await CliProcess.RunAsync("event", "verify", "--data", _server.DataDirectory);
+        var broken = await CliProcess.RunAsync("event", "verify", "--data", Server.DataDirectory);
 
         Assert.Contains("intact: 4 records", intact, StringComparison.Ordinal);
         Assert.Equal(1, broken.ExitCode);
@@ -145,7 +134,7 @@ public sealed class AuditTests : IAsyncLifetime
     [Fact]
     public async Task RollbackPolicyAndVolumeDelete_EventsNameWhatHappened()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         await client.CreateSnapshotAsync("mail", "a");
         await client.CreatePolicyAsync(new PolicyRequest("hourly", Volume: "mail", Schedule: "hourly"));
@@ -172,8 +161,8 @@ public sealed class AuditTests : IAsyncLifetime
     [Fact]
     public async Task EventsResource_BadQuery_Returns400()
     {
-        using var http = new HttpClient { BaseAddress = _server.Http };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        using var http = new HttpClient { BaseAddress = Server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Server.Token);
 
         using var response = await http.GetAsync("api/v1/events?after=-3");
 

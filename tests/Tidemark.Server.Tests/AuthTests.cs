@@ -12,27 +12,16 @@ namespace Tidemark.Server.Tests;
 /// history out, the replication gate ignores letter case the way the router does, and named tokens
 /// carry roles that the server enforces per endpoint.
 /// </summary>
-public sealed class AuthTests : IAsyncLifetime
+public sealed class AuthTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
     [Fact]
     public async Task AnonymousFlood_IsSummarized_AndRealEventsStay()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
-        var eventsFile = Path.Combine(_server.DataDirectory, "events.jsonl");
+        var eventsFile = Path.Combine(Server.DataDirectory, "events.jsonl");
         var before = new FileInfo(eventsFile).Length;
-        using var anonymous = new HttpClient { BaseAddress = _server.Http };
+        using var anonymous = new HttpClient { BaseAddress = Server.Http };
         var longName = new string('x', 6 << 10);
 
         // Replication paths (which the old gate answered, and logged, before checking any token) and a wrong token.
@@ -57,21 +46,21 @@ public sealed class AuthTests : IAsyncLifetime
         Assert.Equal("refused", failed[0].Log); // noise: kept apart, it cannot rotate real history out of events.jsonl
         Assert.DoesNotContain(events, e => e.Kind != "auth.failed" && e.Actor == "anonymous");
         Assert.True(new FileInfo(eventsFile).Length - before < 4096, $"the log grew by {new FileInfo(eventsFile).Length - before} bytes");
-        Assert.Contains("Refused 1 API request(s) without a valid token from 127.0.0.1", _server.Log, StringComparison.Ordinal);
+        Assert.Contains("Refused 1 API request(s) without a valid token from 127.0.0.1", Server.Log, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task ReplicationPaths_InAnyLetterCase_AreNotServedOnTheApiPort()
     {
-        using var http = new HttpClient { BaseAddress = _server.Http };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        using var http = new HttpClient { BaseAddress = Server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Server.Token);
 
         using var hello = await http.GetAsync("Replication/v1/hello");
         using var upper = await http.GetAsync("REPLICATION/V1/hello");
         using var receive = await http.PostAsync("Replication/v1/volumes/x/receive", new ByteArrayContent([1, 2, 3]));
-        using var anonymous = new HttpClient { BaseAddress = _server.Http };
+        using var anonymous = new HttpClient { BaseAddress = Server.Http };
         using var anonymousHello = await anonymous.GetAsync("Replication/v1/hello");
-        using var client = _server.Client();
+        using var client = Server.Client();
         var incoming = await client.ListIncomingAsync();
 
         Assert.Equal(HttpStatusCode.NotFound, hello.StatusCode);
@@ -84,13 +73,13 @@ public sealed class AuthTests : IAsyncLifetime
     [Fact]
     public async Task HugeName_IsNotEchoedWhole_InProblemOrEvent()
     {
-        using var http = new HttpClient { BaseAddress = _server.Http };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        using var http = new HttpClient { BaseAddress = Server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Server.Token);
         var name = new string('n', 900 << 10);
 
         using var response = await http.PostAsJsonAsync("api/v1/volumes", new CreateVolumeRequest(name, 1 << 20), ApiJson.Options);
         var body = await response.Content.ReadAsStringAsync();
-        using var client = _server.Client();
+        using var client = Server.Client();
         var events = await client.ListEventsAsync(kind: "volume.create");
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
@@ -103,15 +92,15 @@ public sealed class AuthTests : IAsyncLifetime
     [Fact]
     public async Task NamedTokens_RolesAreEnforced_AndTheActorIsTheName()
     {
-        using var admin = _server.Client();
+        using var admin = Server.Client();
         await admin.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
         await admin.CreateSnapshotAsync("db", "s1");
         await admin.HoldSnapshotAsync("db@s1", new HoldRequest(Reason: "audit"));
-        var created = await CliProcess.RunAsync("token", "create", "bob", "--role", "operator", "--json", "--data", _server.DataDirectory);
+        var created = await CliProcess.RunAsync("token", "create", "bob", "--role", "operator", "--json", "--data", Server.DataDirectory);
         var bobToken = System.Text.Json.JsonSerializer.Deserialize<CreatedTokenDto>(created.AssertSuccess().StandardOutput, ApiJson.Options)!;
         var carol = await admin.CreateTokenAsync(new CreateTokenRequest("carol", TokenRoles.Auditor));
-        using var bob = _server.Client(bobToken.Secret);
-        using var auditor = _server.Client(carol.Secret);
+        using var bob = Server.Client(bobToken.Secret);
+        using var auditor = Server.Client(carol.Secret);
 
         await bob.CreateVolumeAsync(new CreateVolumeRequest("web", 16 << 20));
         var deleteVolume = await Assert.ThrowsAsync<TidemarkApiException>(() => bob.DeleteVolumeAsync("db"));
@@ -120,8 +109,8 @@ public sealed class AuthTests : IAsyncLifetime
         var volumes = await auditor.ListVolumesAsync();
         var auditorCreate = await Assert.ThrowsAsync<TidemarkApiException>(() => auditor.CreateVolumeAsync(new CreateVolumeRequest("x", 16 << 20)));
         var events = await admin.ListEventsAsync(kind: "volume.create");
-        var list = (await CliProcess.RunAsync("token", "list", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
-        (await CliProcess.RunAsync("token", "revoke", "bob", "--data", _server.DataDirectory)).AssertSuccess();
+        var list = (await CliProcess.RunAsync("token", "list", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput;
+        (await CliProcess.RunAsync("token", "revoke", "bob", "--data", Server.DataDirectory)).AssertSuccess();
         var revoked = await Assert.ThrowsAsync<TidemarkApiException>(() => bob.ListVolumesAsync());
         var lastAdmin = await Assert.ThrowsAsync<TidemarkApiException>(() => admin.RevokeTokenAsync(TokenStore.FirstTokenName));
 
@@ -139,21 +128,21 @@ public sealed class AuthTests : IAsyncLifetime
         Assert.Contains("auditor", list, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.Unauthorized, revoked.Status);
         Assert.Equal(HttpStatusCode.Conflict, lastAdmin.Status);
-        Assert.Equal(0, await _server.StopAsync());
-        var stored = string.Join('\n', StoredState.Read(_server.DataDirectory, pool => pool.Control.List(TokenStore.Kind)).Select(e => e.Value.ToString()));
+        Assert.Equal(0, await Server.StopAsync());
+        var stored = string.Join('\n', StoredState.Read(Server.DataDirectory, pool => pool.Control.List(TokenStore.Kind)).Select(e => e.Value.ToString()));
         Assert.DoesNotContain(carol.Secret, stored, StringComparison.Ordinal);
-        Assert.DoesNotContain(_server.Token, stored, StringComparison.Ordinal);
+        Assert.DoesNotContain(Server.Token, stored, StringComparison.Ordinal);
         Assert.Contains("carol", stored, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task TokenCreate_BadNameOrRole_IsRefusedClearly()
     {
-        using var admin = _server.Client();
+        using var admin = Server.Client();
 
         var name = await Assert.ThrowsAsync<TidemarkApiException>(() => admin.CreateTokenAsync(new CreateTokenRequest("no spaces", TokenRoles.Operator)));
         var role = await Assert.ThrowsAsync<TidemarkApiException>(() => admin.CreateTokenAsync(new CreateTokenRequest("dave", "root")));
-        var cli = await CliProcess.RunAsync("token", "create", "dave", "--role", "root", "--data", _server.DataDirectory);
+        var cli = await CliProcess.RunAsync("token", "create", "dave", "--role", "root", "--data", Server.DataDirectory);
 
         Assert.Equal(HttpStatusCode.BadRequest, name.Status);
         Assert.Equal(HttpStatusCode.BadRequest, role.Status);

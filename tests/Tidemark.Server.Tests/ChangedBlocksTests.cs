@@ -4,23 +4,12 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>Changed-block tracking over plain NBD (tidemark:changed:BASE), read by nbdinfo from a real server.</summary>
-public sealed class ChangedBlocksTests : IAsyncLifetime
+public sealed class ChangedBlocksTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
     [Fact]
     public async Task SnapshotExport_ReportsExactlyTheBlocksChangedSinceAnOlderSnapshot_AndSurvivesRestart()
     {
-        using (var client = _server.Client())
+        using (var client = Server.Client())
         {
             await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
             var live = await client.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
@@ -31,15 +20,15 @@ public sealed class ChangedBlocksTests : IAsyncLifetime
             await client.CreateExportAsync(new CreateExportRequest("mail@tuesday", "tuesday", "nbd"));
         }
 
-        await _server.KillAsync();
-        await _server.DisposeAsync();
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        var url = _server.NbdUrl("tuesday").ToString();
+        await Server.KillAsync();
+        await Server.DisposeAsync();
+        Server = await ServerProcess.StartAsync(Data);
+        var url = Server.NbdUrl("tuesday").ToString();
 
         var map = (await ProcessRunner.RunAsync("nbdinfo", "--map=tidemark:changed:monday", url)).AssertSuccess().StandardOutput;
         var info = (await ProcessRunner.RunAsync("nbdinfo", url)).AssertSuccess().StandardOutput;
         var unknown = await ProcessRunner.RunAsync("nbdinfo", "--map=tidemark:changed:friday", url);
-        var liveMap = (await ProcessRunner.RunAsync("nbdinfo", "--map=tidemark:changed:tuesday", _server.NbdUrl("mail").ToString())).AssertSuccess().StandardOutput;
+        var liveMap = (await ProcessRunner.RunAsync("nbdinfo", "--map=tidemark:changed:tuesday", Server.NbdUrl("mail").ToString())).AssertSuccess().StandardOutput;
 
         var changed = Extents(map).Where(e => e.Type == 1).Select(e => (e.Offset, e.Length)).ToList();
         Assert.Equal([(4L << 20, 65536L), (12L << 20, 4096L)], changed);

@@ -157,6 +157,46 @@ public sealed class JobTests : IDisposable
     }
 
     [Fact]
+    public async Task AsyncJob_HoldsNoThreadWhileItAwaits_ReportsProgress_AndItsOutcomeIsRecordedLikeASynchronousOne()
+    {
+        var resume = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ok = _jobs.StartAsyncJob("replica.sync", "mail", "alice", cancellable: true, async progress =>
+        {
+            progress.Unit = "bytes";
+            progress.Advance(4096);
+            await resume.Task;
+            progress.Advance(4096);
+            return new VerifyDto(true, [], 1, 2, 3, 4);
+        });
+        var cancelled = _jobs.StartAsyncJob("replica.sync", "db", "bob", cancellable: true, async progress =>
+        {
+            await Task.Delay(Timeout.Infinite, progress.Cancellation);
+            return null;
+        });
+        await WaitUntil(() => ok.Progress.Done == 4096);
+
+        // Both bodies are suspended in an await: their jobs are running, not finished.
+        var running = (ok.ToDto().State, cancelled.ToDto().State, ok.Task!.IsCompleted);
+        _jobs.Cancel(cancelled.Id);
+        resume.SetResult();
+        await Task.WhenAll(ok.Task!, cancelled.Task!);
+        var failed = await Assert.ThrowsAsync<StorageException>(() => _jobs.RunAsyncJob("replica.reverse", "mail", "carol", true, TimeSpan.FromSeconds(30), async _ =>
+        {
+            await Task.Yield();
+            throw new StorageException(StorageError.Held, "held");
+        }));
+        var restarted = new JobManager(_pool, _events, TimeProvider.System);
+
+        Assert.Equal(("running", "running", false), running);
+        Assert.Equal(("succeeded", 8192L, "bytes"), (restarted.Get(ok.Id).ToDto().State, restarted.Get(ok.Id).ToDto().Done, restarted.Get(ok.Id).ToDto().Unit));
+        Assert.True(restarted.Get(ok.Id).ToDto().Result!.Value.GetProperty("clean").GetBoolean());
+        Assert.Equal("cancelled", restarted.Get(cancelled.Id).ToDto().State);
+        Assert.Equal(StorageError.Held, failed.Error);
+        Assert.Equal(("failed", "held"), (restarted.List().Single(j => j.Kind == "replica.reverse").ToDto().State, restarted.List().Single(j => j.Kind == "replica.reverse").ToDto().ErrorCode));
+        Assert.Equal(["cancelled", "ok"], _events.Query(kind: "job").Select(e => e.Outcome).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Server_SnapshotDeleteWithoutWait_Returns202JobThatCompletes_AndVerifyResultComesThroughJob()
     {
         await using var server = await ServerProcess.StartAsync(_temp.Combine("data"));

@@ -7,28 +7,17 @@ namespace Tidemark.Server.Tests;
 /// Snapshot stream files through the CLI: an imported snapshot is the snapshot it recreates (same id,
 /// name and time), and on a terminal export and import draw a progress line.
 /// </summary>
-public sealed class StreamFileTests : IAsyncLifetime
+public sealed class StreamFileTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
     [Fact]
     public async Task Import_FullAndIncremental_KeepTheSourceSnapshotsTimes()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 8 << 20));
         var monday = await client.CreateSnapshotAsync("mail", "monday");
         var tuesday = await client.CreateSnapshotAsync("mail", "tuesday");
-        var full = _temp.Combine("monday.tmstream");
-        var delta = _temp.Combine("tuesday.tmstream");
+        var full = Temp.Combine("monday.tmstream");
+        var delta = Temp.Combine("tuesday.tmstream");
         (await Cli("snapshot", "export", "mail@monday", full)).AssertSuccess();
         (await Cli("snapshot", "export", "mail@tuesday", delta, "--from", "mail@monday")).AssertSuccess();
 
@@ -43,10 +32,10 @@ public sealed class StreamFileTests : IAsyncLifetime
     [Fact]
     public async Task ExportAndImport_OnATerminal_DrawProgress()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 8 << 20));
         await client.CreateSnapshotAsync("mail", "monday");
-        var file = _temp.Combine("monday.tmstream");
+        var file = Temp.Combine("monday.tmstream");
 
         // script(1) from util-linux runs the CLI on a pseudo-terminal, as a person at a shell would.
         var export = (await OnTerminal("snapshot", "export", "mail@monday", file)).AssertSuccess();
@@ -60,9 +49,9 @@ public sealed class StreamFileTests : IAsyncLifetime
 
     private Task<ProcessResult> OnTerminal(params string[] arguments)
     {
-        var command = string.Join(' ', new[] { "dotnet", CliProcess.DllPath, "--data", _server.DataDirectory }.Concat(arguments).Select(a => $"'{a}'"));
+        var command = string.Join(' ', new[] { "dotnet", CliProcess.DllPath, "--data", Server.DataDirectory }.Concat(arguments).Select(a => $"'{a}'"));
         return ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), "script", "-q", "-e", "-c", command, "/dev/null");
     }
 
-    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync(["--data", _server.DataDirectory, .. arguments]);
+    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync(["--data", Server.DataDirectory, .. arguments]);
 }

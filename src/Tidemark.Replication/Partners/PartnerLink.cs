@@ -1,4 +1,3 @@
-using System.Net.Http.Json;
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
@@ -47,15 +46,32 @@ public static class PartnerLink
             : new StorageException(StorageError.Unavailable, message);
     }
 
+    /// <summary>An error answer's body read beyond this is not a problem document but a hostile or broken partner.</summary>
+    public const int MaxProblemBytes = 64 * 1024;
+
+    /// <summary>
+    /// The partner's problem document (RFC 9457), or null when the answer carries none: a JSON media
+    /// type (<c>application/problem+json</c>, <c>application/json</c>, any <c>+json</c>, with or
+    /// without a charset) and a body of at most <see cref="MaxProblemBytes"/> that parses. The body is
+    /// buffered, so it can be read again; a body that cannot be read (the link broke) is no problem
+    /// document either: the status says enough.
+    /// </summary>
     public static async Task<ProblemDto?> TryReadProblemAsync(HttpResponseMessage response, CancellationToken ct)
     {
+        if (response.Content.Headers.ContentType?.MediaType is not { } mediaType
+            || !(mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase)))
+        {
+            return null;
+        }
+
         try
         {
-            return await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options, ct);
+            await response.Content.LoadIntoBufferAsync(MaxProblemBytes, ct);
+            return JsonSerializer.Deserialize<ProblemDto>(await response.Content.ReadAsStringAsync(ct), ApiJson.Options);
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or HttpRequestException or IOException or InvalidOperationException)
         {
-            return null; // not problem details: the status says enough
+            return null; // not a problem document (or not one that could be read): the status says enough
         }
     }
 }

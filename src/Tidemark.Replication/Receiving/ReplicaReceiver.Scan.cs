@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Tidemark.Api;
 using Tidemark.Engine;
 
@@ -16,11 +15,7 @@ public sealed partial class ReplicaReceiver
     /// </summary>
     public ScanBaseDto BeginScan(string volume, string partner, bool seed, bool reverse, long generation = 0)
     {
-        var gate = _locks.GetOrAdd(volume, _ => new Lock());
-        if (!gate.TryEnter())
-        {
-            throw TransferRunning(volume);
-        }
+        var gate = _book.EnterTransfer(volume);
 
         try
         {
@@ -34,11 +29,10 @@ public sealed partial class ReplicaReceiver
                 CheckGeneration(volume, partner, generation);
             }
 
-            CheckAccepts(volume, reverse);
+            _staging.CheckAccepts(volume, reverse);
             if (!reverse)
             {
-                var leftover = _partial.ContainsKey(volume) || _pending.ContainsKey(volume);
-                if (!leftover && !IsReplicaFrom(volume, partner))
+                if (!_book.HasLeftovers(volume) && !_book.IsReplicaFrom(volume, partner))
                 {
                     // Seeding overwrites the volume: only with this site's consent, given here.
                     throw new StorageException(StorageError.AlreadyExists, seed
@@ -56,12 +50,8 @@ public sealed partial class ReplicaReceiver
             ThrowIfAttached(volume, reverse ? $"failing back from {partner} into {volume}" : $"a hash scan of {volume} for {partner}'s replica");
 
             // What a broken transfer applied stays: the scan compares the volume as it is.
-            if (_partial.TryRemove(volume, out _))
-            {
-                SavePartial(volume);
-            }
-
-            _pending.TryRemove(volume, out _);
+            _book.ClearPartial(volume);
+            _book.ClearPending(volume);
             var prefix = reverse ? FailBackBasePrefix : ScanBasePrefix;
             var newest = _pool.ListSnapshots(volume).MaxBy(s => s.CreatedAt);
             var scanBase = newest is not null && newest.Name.StartsWith(prefix, StringComparison.Ordinal) && _pool.Diff(volume, newest.Name, null).Count == 0
@@ -83,11 +73,7 @@ public sealed partial class ReplicaReceiver
     /// </summary>
     public (IncomingReplicaDto Record, SnapshotInfo Kept) Accept(string volume, string partner, string? sourceVolume)
     {
-        var gate = _locks.GetOrAdd(volume, _ => new Lock());
-        if (!gate.TryEnter())
-        {
-            throw TransferRunning(volume);
-        }
+        var gate = _book.EnterTransfer(volume);
 
         try
         {
@@ -119,10 +105,7 @@ public sealed partial class ReplicaReceiver
                     record = new IncomingReplicaDto(volume, partner, sourceVolume ?? volume, snapshot.Name, snapshot.CreatedAt, null, false) { LastSnapshotId = snapshot.Id };
                     return new Tidemark.Engine.Control.ControlBatch().Put(IncomingKind, volume, IncomingRecord.From(record));
                 });
-            lock (_incoming)
-            {
-                _incoming[volume] = record!;
-            }
+            _book.Accepted(record!);
 
             // A replica target from now on: its read-only exports serve the kept snapshot to new clients.
             ImageChanged(volume);
@@ -146,7 +129,7 @@ public sealed partial class ReplicaReceiver
         for (long first = 0; first < count; first += Batch)
         {
             var n = (int)Math.Min(Batch, count - first);
-            scan.GranuleHashes(device, first, n, hashes);
+            await scan.GranuleHashesAsync(device, first, n, hashes, cancellationToken: cancellationToken);
             await output.WriteAsync(hashes.AsMemory(0, n * HashScan.HashBytes), cancellationToken);
         }
     }

@@ -71,6 +71,7 @@ public static class HashScanner
         var remoteHashes = new byte[WindowGranules * HashScan.HashBytes];
         long differingGranules = 0, differingAsked = 0, partnerChanged = 0;
         var referenceHash = new byte[HashScan.HashBytes];
+        var referenceBuffer = reference is null ? [] : new byte[HashScan.GranuleBytes];
         var referenceGranules = reference is null ? 0 : HashScan.GranuleCount(reference.Device.SizeBytes);
 
         // Each window's differing granules are resolved to blocks (a request to the partner) while
@@ -79,7 +80,7 @@ public static class HashScanner
         for (long first = 0; first < localGranules; first += WindowGranules)
         {
             var n = (int)Math.Min(WindowGranules, localGranules - first);
-            await Task.Run(() => scan.GranuleHashes(local, first, n, mine, mineBlocks), ct);
+            await scan.GranuleHashesAsync(local, first, n, mine, mineBlocks, ct);
 
             // Granules the partner's copy does not reach compare with zeros (it grows into zeros).
             var fromRemote = (int)Math.Clamp(remoteGranules - first, 0, n);
@@ -106,7 +107,7 @@ public static class HashScanner
                     {
                         if (first + g < referenceGranules)
                         {
-                            scan.GranuleHashes(reference.Device, first + g, 1, referenceHash);
+                            scan.GranuleHash(reference.Device, first + g, referenceHash, referenceBuffer);
                         }
                         else
                         {

@@ -28,7 +28,7 @@ public static class JobEndpoints
     }
 
     /// <summary>Runs <paramref name="work"/> as a job and answers with <paramref name="done"/> if it ends within the wait, else 202.</summary>
-    public static async Task<Results<TDone, Accepted<JobDto>>> RunAsync<TDone>(
+    public static Task<Results<TDone, Accepted<JobDto>>> RunAsync<TDone>(
         HttpContext context,
         JobManager jobs,
         string kind,
@@ -37,7 +37,23 @@ public static class JobEndpoints
         double? wait,
         Func<OperationProgress, object?> work,
         Func<object?, TDone> done)
-        where TDone : IResult
+        where TDone : IResult =>
+        AnswerAsync(jobs.RunAsync(kind, subject, Actor(context), cancellable, Wait(wait), work), done);
+
+    /// <summary><see cref="RunAsync"/> for asynchronous work (<see cref="JobManager.StartAsyncJob"/>): no thread is held while it awaits.</summary>
+    public static Task<Results<TDone, Accepted<JobDto>>> RunAsyncJob<TDone>(
+        HttpContext context,
+        JobManager jobs,
+        string kind,
+        string? subject,
+        bool cancellable,
+        double? wait,
+        Func<OperationProgress, Task<object?>> work,
+        Func<object?, TDone> done)
+        where TDone : IResult =>
+        AnswerAsync(jobs.RunAsyncJob(kind, subject, Actor(context), cancellable, Wait(wait), work), done);
+
+    private static TimeSpan Wait(double? wait)
     {
         var seconds = wait ?? DefaultWaitSeconds;
         if (double.IsNaN(seconds) || seconds < 0 || seconds > MaxWaitSeconds)
@@ -45,8 +61,15 @@ public static class JobEndpoints
             throw new StorageException(StorageError.InvalidArgument, $"wait must be between 0 and {MaxWaitSeconds} seconds, not {seconds}");
         }
 
-        var actor = context.Items[AuditMiddleware.ActorItem] as string ?? "anonymous";
-        var (job, finished, result) = await jobs.RunAsync(kind, subject, actor, cancellable, TimeSpan.FromSeconds(seconds), work);
+        return TimeSpan.FromSeconds(seconds);
+    }
+
+    private static string Actor(HttpContext context) => context.Items[AuditMiddleware.ActorItem] as string ?? "anonymous";
+
+    private static async Task<Results<TDone, Accepted<JobDto>>> AnswerAsync<TDone>(Task<(Job Job, bool Finished, object? Result)> running, Func<object?, TDone> done)
+        where TDone : IResult
+    {
+        var (job, finished, result) = await running;
         if (finished)
         {
             return done(result);

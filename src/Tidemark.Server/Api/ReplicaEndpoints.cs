@@ -34,17 +34,17 @@ public static class ReplicaEndpoints
         replicas.MapPost("/{volume}/sync", (HttpContext c, ReplicaManager m, JobManager j, string volume, double? wait) =>
         {
             m.Get(volume);
-            return JobEndpoints.RunAsync(
+            return JobEndpoints.RunAsyncJob(
                 c,
                 j,
                 "replica.sync",
                 volume,
                 cancellable: true,
                 wait,
-                progress =>
+                async progress =>
                 {
                     progress.Unit = "bytes";
-                    return m.SyncAsync(volume, progress, progress.Cancellation).GetAwaiter().GetResult();
+                    return await m.SyncAsync(volume, progress, progress.Cancellation);
                 },
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.sync");
@@ -89,17 +89,17 @@ public static class ReplicaEndpoints
                 throw new StorageException(StorageError.NotFound, $"{volume} was not replicated into this server; only a promoted replica can be sent back to its source");
             }
 
-            return JobEndpoints.RunAsync(
+            return JobEndpoints.RunAsyncJob(
                 c,
                 j,
                 "replica.reverse",
                 volume,
                 cancellable: true,
                 wait,
-                progress =>
+                async progress =>
                 {
                     progress.Unit = "bytes";
-                    return m.ReverseAsync(volume, progress, discardWritesAt == "home", progress.Cancellation).GetAwaiter().GetResult();
+                    return await m.ReverseAsync(volume, progress, discardWritesAt == "home", progress.Cancellation);
                 },
                 r => TypedResults.Ok((ReplicaDto)r!));
         }).WithName("replica.reverse");

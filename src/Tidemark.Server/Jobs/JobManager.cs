@@ -12,7 +12,8 @@ using Tidemark.Server.Metrics;
 namespace Tidemark.Server.Jobs;
 
 /// <summary>
-/// Runs long operations as jobs: each on its own thread (engine calls are synchronous), with progress
+/// Runs long operations as jobs: each on its own thread (engine calls are synchronous) or, for
+/// asynchronous work (<see cref="StartAsyncJob"/>), on the thread pool without holding a thread, with progress
 /// from an <see cref="OperationProgress"/>, a cancellation request where the operation can stop safely,
 /// and an event when it ends. Each job is a <see cref="JobRecord"/> in the pool, written at its start
 /// and its end: the last <see cref="MaxFinishedJobs"/> finished ones stay listed across restarts, and
@@ -76,26 +77,49 @@ public sealed class JobManager : IMetricsSource
 
     /// <summary>Starts <paramref name="work"/> on its own thread and returns at once; its end is an event.</summary>
     public Job Start(string kind, string? subject, string actor, bool cancellable, Func<OperationProgress, object?> work) =>
-        Start(kind, subject, actor, cancellable, work, detached: true);
+        Start(kind, subject, actor, cancellable, Synchronous(work), detached: true);
 
-    private Job Start(string kind, string? subject, string actor, bool cancellable, Func<OperationProgress, object?> work, bool detached)
-    {
-        var job = new Job(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)), kind, subject, actor, cancellable, _time) { Detached = detached };
-        _control.Put(Kind, job.Id, job.ToRecord());
-        _jobs[job.Id] = job;
-        job.Task = Task.Factory.StartNew(() => Run(job, work), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        Trim();
-        return job;
-    }
+    /// <summary>
+    /// Starts asynchronous <paramref name="work"/> (a replication transfer, which waits on the network)
+    /// and returns at once; its end is an event. It runs on the thread pool and holds no thread while
+    /// it awaits. A name of its own: an overload would make every <c>_ =&gt; throw</c> body ambiguous.
+    /// </summary>
+    public Job StartAsyncJob(string kind, string? subject, string actor, bool cancellable, Func<OperationProgress, Task<object?>> work) =>
+        Start(kind, subject, actor, cancellable, Asynchronous(work), detached: true);
 
     /// <summary>
     /// Starts a job and waits up to <paramref name="wait"/> for it: when it ended by then, its result is
     /// returned (and a failure rethrown, so the caller answers as if it had run inline); otherwise null
     /// and the caller answers 202 with the job.
     /// </summary>
-    public async Task<(Job Job, bool Finished, object? Result)> RunAsync(string kind, string? subject, string actor, bool cancellable, TimeSpan wait, Func<OperationProgress, object?> work)
+    public Task<(Job Job, bool Finished, object? Result)> RunAsync(string kind, string? subject, string actor, bool cancellable, TimeSpan wait, Func<OperationProgress, object?> work) =>
+        WaitAsync(Start(kind, subject, actor, cancellable, Synchronous(work), detached: false), wait);
+
+    /// <summary><see cref="RunAsync"/> for asynchronous work (see <see cref="StartAsyncJob"/>).</summary>
+    public Task<(Job Job, bool Finished, object? Result)> RunAsyncJob(string kind, string? subject, string actor, bool cancellable, TimeSpan wait, Func<OperationProgress, Task<object?>> work) =>
+        WaitAsync(Start(kind, subject, actor, cancellable, Asynchronous(work), detached: false), wait);
+
+    // Engine calls are synchronous and may run long: such a body gets a thread of its own rather
+    // than a pool thread it would hold for minutes.
+    private Func<Job, Task> Synchronous(Func<OperationProgress, object?> work) =>
+        job => Task.Factory.StartNew(() => Execute(job, p => Task.FromResult(work(p))), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+
+    // Task.Run: the body's synchronous start runs on the pool, not on the request that started it.
+    private Func<Job, Task> Asynchronous(Func<OperationProgress, Task<object?>> work) =>
+        job => Task.Run(() => Execute(job, work));
+
+    private Job Start(string kind, string? subject, string actor, bool cancellable, Func<Job, Task> run, bool detached)
     {
-        var job = Start(kind, subject, actor, cancellable, work, detached: false);
+        var job = new Job(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)), kind, subject, actor, cancellable, _time) { Detached = detached };
+        _control.Put(Kind, job.Id, job.ToRecord());
+        _jobs[job.Id] = job;
+        job.Task = run(job);
+        Trim();
+        return job;
+    }
+
+    private static async Task<(Job Job, bool Finished, object? Result)> WaitAsync(Job job, TimeSpan wait)
+    {
         await Task.WhenAny(job.Task!, Task.Delay(wait)).ConfigureAwait(false);
         lock (job.Sync)
         {
@@ -129,12 +153,12 @@ public sealed class JobManager : IMetricsSource
 
     // A job answered within its request's wait is audited with that request; one that outlived it
     // (or was started detached) records its own end.
-    private void Run(Job job, Func<OperationProgress, object?> work)
+    private async Task Execute(Job job, Func<OperationProgress, Task<object?>> work)
     {
         string outcome, message;
         try
         {
-            var result = work(job.Progress);
+            var result = await work(job.Progress).ConfigureAwait(false);
             lock (job.Sync)
             {
                 job.Succeed(result);

@@ -34,10 +34,10 @@ public sealed class ReplicaScheduler : PeriodicService
             }
 
             _replicas.MarkAttempt(volume, now);
-            _jobs.Start("replica.sync", volume, "server", cancellable: true, progress =>
+            _jobs.StartAsyncJob("replica.sync", volume, "server", cancellable: true, async progress =>
             {
                 progress.Unit = "bytes";
-                return _replicas.SyncAsync(volume, progress, progress.Cancellation).GetAwaiter().GetResult();
+                return await _replicas.SyncAsync(volume, progress, progress.Cancellation);
             });
         }
     }

@@ -52,7 +52,11 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<ServerProcess> StartAsync(string dataDirectory, params string[] extraArguments)
+    public static Task<ServerProcess> StartAsync(string dataDirectory, params string[] extraArguments) =>
+        StartAsync(dataDirectory, new Dictionary<string, string>(), extraArguments);
+
+    /// <summary>Starts a server with <paramref name="environment"/> added to the test's own (a crash test's fault point).</summary>
+    public static async Task<ServerProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, params string[] extraArguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -61,6 +65,11 @@ internal sealed class ServerProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
         // Defaults for what the caller does not set itself (each option may be given once).
         string[][] defaults = [["--http", "127.0.0.1:0"], ["--nbd", "127.0.0.1:0"], ["--iscsi", "127.0.0.1:0"], ["--replication", "127.0.0.1:0"], ["--store-capacity", "1G"]];
         foreach (var argument in new[] { CliProcess.DllPath, "serve", "--data", dataDirectory }
@@ -101,6 +110,9 @@ internal sealed class ServerProcess : IAsyncDisposable
         Signals.Send(Pid, Signals.SigKill);
         await _process.WaitForExitAsync().WaitAsync(StopTimeout);
     }
+
+    /// <summary>Waits until the process ended by itself (a crash test's fault point killed it).</summary>
+    public async Task WaitForExitAsync(TimeSpan timeout) => await _process.WaitForExitAsync().WaitAsync(timeout);
 
     /// <summary>SIGTERM, as systemd or Ctrl-C would; returns the exit code.</summary>
     public async Task<int> StopAsync()
