@@ -16,7 +16,8 @@ namespace Tidemark.Agent;
 /// snapshot: <see cref="MountedSnapshot"/>), and runs the checks that fit what the host declares on
 /// that volume: fsck -n of the file system (e2fsck -fn, xfs_repair -n), and for each PostgreSQL
 /// cluster whose data directory is on it, a private PostgreSQL started on an overlay of the view
-/// (its writes go to this host, not the view) and pg_amcheck. Everything is torn down before the
+/// (its writes go to this host, not the view) and pg_amcheck; for each mail store on it, Dovecot
+/// opens every mailbox (<see cref="MailCheck"/>). Everything is torn down before the
 /// answer, also on failure; the server then deletes the view. One verification at a time per host.
 /// </summary>
 [SupportedOSPlatform("linux")]
@@ -86,7 +87,8 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
             {
                 checks.Add("mounted read-only");
                 failure = await CheckFileSystemAsync(mounted, checks, ct)
-                    ?? await CheckPostgresAsync(mounted, mounts, work.FullName, checks, ct);
+                    ?? await CheckPostgresAsync(mounted, mounts, work.FullName, checks, ct)
+                    ?? await MailCheck.RunAsync(config, mounted, mounts, work.FullName, checks, ct);
             }
 
             if (mounted.TeardownProblems.Count > 0)
@@ -273,7 +275,7 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
     }
 
     /// <summary>The last lines of a tool's output, enough to say why (bounded: it goes into a record and an event).</summary>
-    private static string Tail(string text)
+    internal static string Tail(string text)
     {
         var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var tail = string.Join(" | ", lines.TakeLast(6));
