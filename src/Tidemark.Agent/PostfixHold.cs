@@ -50,7 +50,7 @@ public sealed partial class PostfixHold
             throw Failure(configDirectory, $"postconf printed {values.Length} values for 5 parameters");
         }
 
-        var master = MasterPid(configDirectory, values[0].Trim());
+        var master = await MasterPidAsync(configDirectory, values[0].Trim(), ct);
         var mailTransports = transports is { Count: > 0 }
             ? transports
             : values[1..4].Select(v => v.Trim().Split(':')[0]).Where(t => t.Length > 0 && t is not "error" and not "discard").Distinct(StringComparer.Ordinal).ToList();
@@ -112,22 +112,16 @@ public sealed partial class PostfixHold
         }
     }
 
-    private static int MasterPid(string configDirectory, string queueDirectory)
+    private static async Task<int> MasterPidAsync(string configDirectory, string queueDirectory, CancellationToken ct)
     {
+        // Read by cat, not File.ReadAllText: .NET takes a shared flock on every file it opens, and the
+        // master holds an exclusive one on its pid file for as long as it runs.
         var file = Path.Combine(queueDirectory, "pid", "master.pid");
-        string text;
-        try
-        {
-            text = File.ReadAllText(file);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new StorageException(StorageError.Unavailable, $"postfix ({configDirectory}) is not running ({file}: {ex.Message}); start it or remove it from the agent's mail entry");
-        }
-
-        return int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}")
+        var read = await RunAsync("cat", "coreutils", [file], _commandTimeout, ct);
+        var text = read.StandardOutput.Trim();
+        return read.ExitCode == 0 && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}")
             ? pid
-            : throw new StorageException(StorageError.Unavailable, $"postfix ({configDirectory}) is not running (no process {text.Trim()} from {file}); start it or remove it from the agent's mail entry");
+            : throw new StorageException(StorageError.Unavailable, $"postfix ({configDirectory}) is not running ({(read.ExitCode != 0 ? read.StandardError.Trim() : $"no process '{text}' from {file}")}); start it or remove it from the agent's mail entry");
     }
 
     /// <summary>The programs master.cf runs for the transports (field 8 of `postconf -M NAME/unix`), by which their processes are known.</summary>

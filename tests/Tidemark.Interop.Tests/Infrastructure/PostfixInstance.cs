@@ -108,24 +108,28 @@ internal sealed class PostfixInstance : IAsyncDisposable
 
         var start = await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), "/usr/sbin/postfix", "-c", etc, "start");
         var pidFile = Path.Combine(spool, "pid", "master.pid");
-        var deadline = Stopwatch.StartNew();
-        while (!(File.Exists(pidFile) && await AcceptsAsync(smtpPort)))
+        try
         {
-            if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+            var deadline = Stopwatch.StartNew();
+            while (!(File.Exists(pidFile) && await AcceptsAsync(smtpPort)))
             {
-                var log = File.Exists(Path.Combine(directory, "postfix.log")) ? await File.ReadAllTextAsync(Path.Combine(directory, "postfix.log")) : "(no log)";
-                if (File.Exists(pidFile))
+                if (deadline.Elapsed > TimeSpan.FromSeconds(30))
                 {
-                    await new PostfixInstance(directory, smtpPort, ReadPid(pidFile)).DisposeAsync();
+                    var log = File.Exists(Path.Combine(directory, "postfix.log")) ? await File.ReadAllTextAsync(Path.Combine(directory, "postfix.log")) : "(no log)";
+                    throw new InvalidOperationException($"postfix did not start (exit {start.ExitCode}): {start.StandardOutput}{start.StandardError}\n{log}");
                 }
 
-                throw new InvalidOperationException($"postfix did not start (exit {start.ExitCode}): {start.StandardOutput}{start.StandardError}\n{log}");
+                await Task.Delay(100);
             }
 
-            await Task.Delay(100);
+            return new PostfixInstance(directory, smtpPort, await ReadPidAsync(pidFile));
         }
-
-        return new PostfixInstance(directory, smtpPort, ReadPid(pidFile));
+        catch
+        {
+            // Whatever half started, this instance's own stop ends it (never a system Postfix: -c ours).
+            await ProcessRunner.RunAsync(TimeSpan.FromSeconds(30), "/usr/sbin/postfix", "-c", etc, "stop");
+            throw;
+        }
     }
 
     /// <summary>One message over SMTP (RFC 5321), as another mail server would send it.</summary>
@@ -189,7 +193,9 @@ internal sealed class PostfixInstance : IAsyncDisposable
         }
     }
 
-    private static int ReadPid(string file) => int.Parse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture);
+    /// <summary>By cat: .NET's shared flock on open conflicts with the master's exclusive lock on its pid file.</summary>
+    private static async Task<int> ReadPidAsync(string file) =>
+        int.Parse((await ProcessRunner.CheckAsync(AttachedExport.Tool("cat"), file)).StandardOutput.Trim(), CultureInfo.InvariantCulture);
 
     /// <summary>Reads a reply, skipping the continuation lines of a multi-line one ("250-...").</summary>
     private static async Task ExpectAsync(StreamReader reader, string code)
