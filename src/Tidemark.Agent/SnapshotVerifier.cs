@@ -83,12 +83,25 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
             }
 
             string? failure;
+            string? notChecked = null;
             await using (mounted)
             {
                 checks.Add("mounted read-only");
-                failure = await CheckFileSystemAsync(mounted, checks, ct)
-                    ?? await CheckPostgresAsync(mounted, mounts, work.FullName, checks, ct)
-                    ?? await MailCheck.RunAsync(config, mounted, mounts, work.FullName, checks, ct);
+                try
+                {
+                    failure = await CheckFileSystemAsync(mounted, checks, ct)
+                        ?? await CheckPostgresAsync(mounted, mounts, work.FullName, checks, ct)
+                        ?? await MailCheck.RunAsync(config, mounted, mounts, work.FullName, checks, ct);
+                }
+                catch (NotCheckedException ex)
+                {
+                    (failure, notChecked) = (null, ex.Message);
+                }
+            }
+
+            if (notChecked is not null)
+            {
+                return Done(VerifyResultDto.NotChecked, notChecked, mounted.TeardownProblems);
             }
 
             if (mounted.TeardownProblems.Count > 0)
@@ -170,7 +183,15 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
 
             overlay ??= await mounted.MountOverlayAsync(ct);
             var relative = Path.GetRelativePath(LocalMounts.Normalize(mount.Path), dataDirectory!);
-            var failure = await CheckClusterAsync(cluster.Name, Path.Combine(overlay, relative), version, work, ct);
+            var data = Path.Combine(overlay, relative);
+            if (WalElsewhere(data) is { } link)
+            {
+                // The link names the live WAL directory on this host: a PostgreSQL started on the view
+                // would replay and write the production cluster's WAL. Never start it; say why.
+                throw new NotCheckedException($"postgresql cluster {cluster.Name}: its WAL is not on volume {mounts[0].Volume} (pg_wal -> {link}); a view of this volume alone cannot start it: start the group's views together (data and WAL)");
+            }
+
+            var failure = await CheckClusterAsync(cluster.Name, data, version, work, ct);
             if (failure is not null)
             {
                 return $"postgresql cluster {cluster.Name}: {failure}";
@@ -200,6 +221,22 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
             return (cluster.DataDirectory, null);
         }
     }
+
+    /// <summary>pg_wal's link target when it is a link that leads out of the data directory (initdb --waldir), else null.</summary>
+    private static string? WalElsewhere(string data)
+    {
+        var link = new DirectoryInfo(Path.Combine(data, "pg_wal")).LinkTarget;
+        if (link is null)
+        {
+            return null;
+        }
+
+        var target = Path.GetFullPath(link, data);
+        return target.StartsWith(Path.TrimEndingDirectorySeparator(data) + "/", StringComparison.Ordinal) ? null : link;
+    }
+
+    /// <summary>A check that cannot be made on this view (not a finding against the snapshot).</summary>
+    private sealed class NotCheckedException(string reason) : Exception(reason);
 
     private static async Task<string?> CheckClusterAsync(string name, string data, int? version, string work, CancellationToken ct)
     {
