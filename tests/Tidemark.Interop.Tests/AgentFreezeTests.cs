@@ -158,12 +158,14 @@ public sealed class AgentFreezeTests
         await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
         var good = await client.CreateSnapshotAsync("xfs", new CreateSnapshotRequest("good", ["app"]));
 
+        // Verified while the live xfs (same UUID as the view) is mounted on this host, as on an application host.
+        var passed = await client.VerifySnapshotAsync("xfs@good", new VerifySnapshotRequest("app"));
+
         // A directory's link count made wrong, as a bug or a bad disk would: it still mounts; only a check finds it.
         await ProcessRunner.CheckAsync(AttachedExport.Tool("umount"), live.MountPoint);
         (await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), AttachedExport.Tool("xfs_db"), "-x", "-c", $"inode {inode}", "-c", "write core.nlinkv2 9", live.LoopDevice)).AssertSuccess();
         await client.CreateSnapshotAsync("xfs", "corrupt");
 
-        var passed = await client.VerifySnapshotAsync("xfs@good", new VerifySnapshotRequest("app"));
         var failed = await client.VerifySnapshotAsync("xfs@corrupt", new VerifySnapshotRequest("app"));
 
         Assert.StartsWith($"filesystem (app: {live.MountPoint} (xfs))", good.Consistency, StringComparison.Ordinal);
