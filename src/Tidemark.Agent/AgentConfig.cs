@@ -39,10 +39,20 @@ public sealed record AgentConfig
     /// <summary>PostgreSQL clusters put in backup mode when their data directory is on a volume being cut.</summary>
     public IReadOnlyList<AgentPostgresEntry> Postgres { get; init; } = [];
 
+    /// <summary>Mail stores (Postfix delivering into Dovecot) held and flushed when their mail root is on a volume being cut.</summary>
+    public IReadOnlyList<AgentMailEntry> Mail { get; init; } = [];
+
     /// <summary>Pre/post hooks run around the cut of the volumes they name.</summary>
     public IReadOnlyList<AgentScriptEntry> Scripts { get; init; } = [];
 
     public string HostName => string.IsNullOrEmpty(Name) ? Environment.MachineName : Name;
+
+    /// <summary>The declared volume whose mount holds <paramref name="path"/> (the longest matching mount point), or null.</summary>
+    public string? VolumeOf(string path) =>
+        Mounts
+            .Where(m => path == LocalMounts.Normalize(m.Path) || path.StartsWith(LocalMounts.Normalize(m.Path) + "/", StringComparison.Ordinal))
+            .OrderByDescending(m => m.Path.Length)
+            .FirstOrDefault()?.Volume;
 
     public static string PathIn(string directory) => Path.Combine(directory, FileName);
 
@@ -99,6 +109,19 @@ public sealed record AgentConfig
             }
         }
 
+        foreach (var mail in Mail)
+        {
+            if (string.IsNullOrWhiteSpace(mail.Name) || !Path.IsPathRooted(mail.MailRoot) || mail.Postfix is null && mail.Dovecot is null)
+            {
+                throw new ArgumentException($"{where}: a mail entry needs a name, the absolute path of its mail root (the directory with one home per user), and a Postfix config directory or a Dovecot config file");
+            }
+
+            if (mail.Format is not ("maildir" or "mdbox"))
+            {
+                throw new ArgumentException($"{where}: mail {mail.Name}: format must be maildir or mdbox, not '{mail.Format}'");
+            }
+        }
+
         foreach (var script in Scripts)
         {
             if (string.IsNullOrWhiteSpace(script.Name) || script.Volumes is not { Count: > 0 } || script.Pre is null && script.Post is null)
@@ -142,6 +165,18 @@ public sealed record AgentPostgresEntry(string Name, string ConnectionString, st
 /// are in their environment.
 /// </summary>
 public sealed record AgentScriptEntry(string Name, IReadOnlyList<string> Volumes, string? Pre = null, string? Post = null, double TimeoutSeconds = 30);
+
+/// <summary>
+/// A mail store: <see cref="MailRoot"/> holds one home per user (MAILROOT/USER/Maildir or /mdbox);
+/// <see cref="Postfix"/> is the config directory of the Postfix that delivers into it ("/etc/postfix"),
+/// <see cref="Dovecot"/> the dovecot.conf of the Dovecot that serves it; either may be absent.
+/// <see cref="Transports"/> overrides the Postfix transports held (default: those of
+/// virtual_transport, mailbox_transport and local_transport).
+/// </summary>
+public sealed record AgentMailEntry(string Name, string MailRoot, string? Postfix = null, string? Dovecot = null, string Format = "maildir", IReadOnlyList<string>? Transports = null)
+{
+    public const string DefaultName = "mail";
+}
 
 /// <summary>A mount point and the Tidemark volume under it.</summary>
 public sealed record AgentMountEntry(string Path, string Volume);

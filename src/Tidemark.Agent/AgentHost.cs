@@ -81,7 +81,10 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.Configure<Microsoft.AspNetCore.Http.Json.JsonOptions>(o => o.SerializerOptions.Encoder = ApiJson.Options.Encoder);
         var app = builder.Build();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agent");
-        var sessions = new QuiesceSessions([new ScriptPlugin(config, logger), new PostgresPlugin(config, logger), new FileSystemPlugin(config, logger)], TimeSpan.FromSeconds(config.DeadlineSeconds), TimeProvider.System, logger);
+        IQuiescePlugin[] plugins = OperatingSystem.IsLinux()
+            ? [new ScriptPlugin(config, logger), new PostgresPlugin(config, logger), new MailPlugin(config, logger), new FileSystemPlugin(config, logger)]
+            : [new ScriptPlugin(config, logger), new PostgresPlugin(config, logger), new FileSystemPlugin(config, logger)];
+        var sessions = new QuiesceSessions(plugins, TimeSpan.FromSeconds(config.DeadlineSeconds), TimeProvider.System, logger);
         var paired = config.Servers.Select(s => s.Fingerprint.ToLowerInvariant()).ToHashSet(StringComparer.Ordinal);
         app.Use(async (context, next) =>
         {

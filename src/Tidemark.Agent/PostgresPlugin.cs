@@ -27,7 +27,7 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
                 {
                     await connection.OpenAsync(ct);
                     var dataDirectory = cluster.DataDirectory ?? (string)(await Scalar(connection, "SHOW data_directory", ct))!;
-                    var volume = VolumeOf(dataDirectory);
+                    var volume = config.VolumeOf(dataDirectory);
                     if (volume is null || !volumes.Contains(volume))
                     {
                         await connection.DisposeAsync();
@@ -52,13 +52,6 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
 
         return held.Count == 0 ? null : new BackupMode(held, logger);
     }
-
-    /// <summary>The declared volume whose mount holds <paramref name="path"/> (the longest matching mount point).</summary>
-    private string? VolumeOf(string path) =>
-        config.Mounts
-            .Where(m => path == m.Path || path.StartsWith(LocalMounts.Normalize(m.Path) + "/", StringComparison.Ordinal))
-            .OrderByDescending(m => m.Path.Length)
-            .FirstOrDefault()?.Volume;
 
     private static async Task<object?> Scalar(NpgsqlConnection connection, string sql, CancellationToken ct, params (string Name, object Value)[] parameters)
     {

@@ -16,7 +16,8 @@ namespace Tidemark.Agent;
 /// snapshot: <see cref="MountedSnapshot"/>), and runs the checks that fit what the host declares on
 /// that volume: fsck -n of the file system (e2fsck -fn, xfs_repair -n), and for each PostgreSQL
 /// cluster whose data directory is on it, a private PostgreSQL started on an overlay of the view
-/// (its writes go to this host, not the view) and pg_amcheck. Everything is torn down before the
+/// (its writes go to this host, not the view) and pg_amcheck; for each mail store on it, Dovecot
+/// opens every mailbox (<see cref="MailCheck"/>). Everything is torn down before the
 /// answer, also on failure; the server then deletes the view. One verification at a time per host.
 /// </summary>
 [SupportedOSPlatform("linux")]
@@ -82,11 +83,25 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
             }
 
             string? failure;
+            string? notChecked = null;
             await using (mounted)
             {
                 checks.Add("mounted read-only");
-                failure = await CheckFileSystemAsync(mounted, checks, ct)
-                    ?? await CheckPostgresAsync(mounted, mounts, work.FullName, checks, ct);
+                try
+                {
+                    failure = await CheckFileSystemAsync(mounted, checks, ct)
+                        ?? await CheckPostgresAsync(mounted, mounts, work.FullName, checks, ct)
+                        ?? await MailCheck.RunAsync(config, mounted, mounts, work.FullName, checks, ct);
+                }
+                catch (NotCheckedException ex)
+                {
+                    (failure, notChecked) = (null, ex.Message);
+                }
+            }
+
+            if (notChecked is not null)
+            {
+                return Done(VerifyResultDto.NotChecked, notChecked, mounted.TeardownProblems);
             }
 
             if (mounted.TeardownProblems.Count > 0)
@@ -168,7 +183,15 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
 
             overlay ??= await mounted.MountOverlayAsync(ct);
             var relative = Path.GetRelativePath(LocalMounts.Normalize(mount.Path), dataDirectory!);
-            var failure = await CheckClusterAsync(cluster.Name, Path.Combine(overlay, relative), version, work, ct);
+            var data = Path.Combine(overlay, relative);
+            if (WalElsewhere(data) is { } link)
+            {
+                // The link names the live WAL directory on this host: a PostgreSQL started on the view
+                // would replay and write the production cluster's WAL. Never start it; say why.
+                throw new NotCheckedException($"postgresql cluster {cluster.Name}: its WAL is not on volume {mounts[0].Volume} (pg_wal -> {link}); a view of this volume alone cannot start it: start the group's views together (data and WAL)");
+            }
+
+            var failure = await CheckClusterAsync(cluster.Name, data, version, work, ct);
             if (failure is not null)
             {
                 return $"postgresql cluster {cluster.Name}: {failure}";
@@ -198,6 +221,22 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
             return (cluster.DataDirectory, null);
         }
     }
+
+    /// <summary>pg_wal's link target when it is a link that leads out of the data directory (initdb --waldir), else null.</summary>
+    private static string? WalElsewhere(string data)
+    {
+        var link = new DirectoryInfo(Path.Combine(data, "pg_wal")).LinkTarget;
+        if (link is null)
+        {
+            return null;
+        }
+
+        var target = Path.GetFullPath(link, data);
+        return target.StartsWith(Path.TrimEndingDirectorySeparator(data) + "/", StringComparison.Ordinal) ? null : link;
+    }
+
+    /// <summary>A check that cannot be made on this view (not a finding against the snapshot).</summary>
+    private sealed class NotCheckedException(string reason) : Exception(reason);
 
     private static async Task<string?> CheckClusterAsync(string name, string data, int? version, string work, CancellationToken ct)
     {
@@ -273,7 +312,7 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
     }
 
     /// <summary>The last lines of a tool's output, enough to say why (bounded: it goes into a record and an event).</summary>
-    private static string Tail(string text)
+    internal static string Tail(string text)
     {
         var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var tail = string.Join(" | ", lines.TakeLast(6));

@@ -180,7 +180,11 @@ public sealed class MountedSnapshot : IAsyncDisposable
     {
         // The file system type is probed (ext4, XFS...). Its content comes from a snapshot and is not
         // trusted: no device nodes, set-uid programs or executables from it.
-        var mount = await HostCommand.RunAsync("mount", ["-o", "ro,nodev,nosuid,noexec", _loopDevice!, MountPoint], _commandTimeout, ct);
+        // XFS refuses a second file system with a UUID already mounted, and a view carries the UUID
+        // of the live file system it was cut from, which is often mounted on this very host.
+        var probe = HostCommand.Find("blkid") is null ? null : await HostCommand.RunAsync("blkid", ["-p", "-o", "value", "-s", "TYPE", _loopDevice!], _commandTimeout, ct);
+        var options = probe?.StandardOutput.Trim() == "xfs" ? "ro,nodev,nosuid,noexec,nouuid" : "ro,nodev,nosuid,noexec";
+        var mount = await HostCommand.RunAsync("mount", ["-o", options, _loopDevice!, MountPoint], _commandTimeout, ct);
         if (mount.ExitCode != 0)
         {
             throw new RecoveryException(RecoveryFailure.BadInput, $"the file system of {Snapshot} does not mount ({mount.Describe()}); is this the volume the mail store is on, with a file system directly on it (no partition table)?");

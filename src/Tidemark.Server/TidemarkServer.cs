@@ -445,6 +445,8 @@ public sealed class TidemarkServer : IAsyncDisposable
             Events.Record("export.read-only", export, "server", message, "refused");
         }
 
+        // Before the policies start: a view a killed server left mid-verification goes, with an event.
+        _app.Services.GetRequiredService<SnapshotVerifier>().DeleteLeftoverViews();
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");

@@ -138,6 +138,43 @@ public sealed class AgentFreezeTests
         Assert.DoesNotContain("tidemark-verify-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal); // the agent unmounted everything
     }
 
+    [Fact]
+    public async Task Verify_Xfs_GoodSnapshotPassesXfsRepair_CorruptedOneFails()
+    {
+        HostRequirements.RequireFileSystemStack();
+        Assert.True(HostRequirements.FindOnPath("mkfs.xfs") is not null && HostRequirements.FindOnPath("xfs_db") is not null, "this machine cannot run the xfs test; missing xfsprogs (scripts/install-deps installs it)");
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), "4G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("xfs", VolumeBytes));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "xfs"));
+        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
+        await live.FormatXfsAsync();
+        await live.MountAsync("rw", "xfs");
+        FileTree.WriteRandom(live.MountPoint, files: 40, seed: 20261207);
+        var inode = (await ProcessRunner.CheckAsync(AttachedExport.Tool("stat"), "-c", "%i", Path.Combine(live.MountPoint, "dir0"))).StandardOutput.Trim();
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "xfs")]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+        var good = await client.CreateSnapshotAsync("xfs", new CreateSnapshotRequest("good", ["app"]));
+
+        // Verified while the live xfs (same UUID as the view) is mounted on this host, as on an application host.
+        var passed = await client.VerifySnapshotAsync("xfs@good", new VerifySnapshotRequest("app"));
+
+        // A directory's link count made wrong, as a bug or a bad disk would: it still mounts; only a check finds it.
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("umount"), live.MountPoint);
+        (await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), AttachedExport.Tool("xfs_db"), "-x", "-c", $"inode {inode}", "-c", "write core.nlinkv2 9", live.LoopDevice)).AssertSuccess();
+        await client.CreateSnapshotAsync("xfs", "corrupt");
+
+        var failed = await client.VerifySnapshotAsync("xfs@corrupt", new VerifySnapshotRequest("app"));
+
+        Assert.StartsWith($"filesystem (app: {live.MountPoint} (xfs))", good.Consistency, StringComparison.Ordinal);
+        Assert.True(passed.Verification?.Verdict == VerifyResultDto.Passed, $"xfs@good: {passed.Verification?.Summary}");
+        Assert.Contains("xfs_repair -n: clean", passed.Verification!.Checks);
+        Assert.Equal(VerifyResultDto.Failed, failed.Verification?.Verdict);
+        Assert.Contains("xfs_repair -n found problems in the xfs file system", failed.Verification!.Reason, StringComparison.Ordinal);
+    }
+
     private static async Task<ViewReport> InspectAsync(TidemarkClient client, TempDirectory temp, string snapshot, string view)
     {
         await client.CreateViewAsync(snapshot, view);

@@ -68,4 +68,69 @@ public sealed class AgentPostgresTests
         Assert.Equal("t", balanced);
         Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
     }
+
+    [Fact]
+    public async Task GroupSnapshot_DataAndWalOnTwoVolumes_CutUnderOneBackup_ViewPairStartsAndPassesAmcheck()
+    {
+        var bin = HostRequirements.RequirePostgres();
+        using var temp = new TempDirectory();
+        await using var data = await Ext4Volume.StartAsync(temp, "pgdata", VolumeBytes, storeCapacity: "6G");
+        var client = data.Client;
+        await client.CreateVolumeAsync(new CreateVolumeRequest("pgwal", VolumeBytes));
+        var walExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pgwal"));
+        await using var wal = await AttachedExport.AttachAsync(walExport.Url!, temp.CreateDirectory("wal"), readOnly: false);
+        await wal.FormatExt4Async();
+        await wal.MountAsync("rw");
+        var dataDirectory = Path.Combine(data.Live.MountPoint, "pgdata");
+        await PostgresInstance.InitDbAsync(bin, dataDirectory, Path.Combine(wal.MountPoint, "pg_wal"));
+        await using var primary = await PostgresInstance.StartAsync(bin, dataDirectory, temp.Combine("sock-primary"));
+        await primary.RunClientAsync(TimeSpan.FromMinutes(3), "pgbench", "-i", "-q", "-s", "2", "postgres");
+        await client.CreateGroupAsync(new CreateGroupRequest("pg", ["pgdata", "pgwal"]));
+        var identity = await client.GetIdentityAsync();
+        var connection = $"main:Host={primary.SocketDirectory};Port={primary.Port.ToString(CultureInfo.InvariantCulture)};Username=postgres;Database=postgres";
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 60, [(data.Live.MountPoint, "pgdata"), (wal.MountPoint, "pgwal")], [connection]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        IReadOnlyList<SnapshotDto> taken = [];
+        var (committedBeforeSnapshot, loadOutput) = await PostgresSnapshotTests.SnapshotUnderLoadAsync(primary, async () =>
+            taken = await client.SnapshotGroupAsync("pg", new CreateSnapshotRequest("g1", ["app"])),
+            loadSeconds: 60);
+        var labels = await client.GetBackupLabelsAsync("pgdata@g1");
+        var dataAlone = await client.VerifySnapshotAsync("pgdata@g1", new VerifySnapshotRequest("app"));
+
+        // The view pair: each member's view attached and mounted, the data view's pg_wal link pointed
+        // at the WAL view (in the image it names the live WAL directory).
+        await client.CreateViewAsync("pgdata@g1", "data-view");
+        await client.CreateViewAsync("pgwal@g1", "wal-view");
+        var dataViewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "data-view"));
+        var walViewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "wal-view"));
+        await using var dataView = await AttachedExport.AttachAsync(dataViewExport.Url!, temp.CreateDirectory("data-view"), readOnly: false);
+        await using var walView = await AttachedExport.AttachAsync(walViewExport.Url!, temp.CreateDirectory("wal-view"), readOnly: false);
+        await dataView.MountAsync("rw");
+        await walView.MountAsync("rw");
+        var cloneData = Path.Combine(dataView.MountPoint, "pgdata");
+        var link = new DirectoryInfo(Path.Combine(cloneData, "pg_wal")).LinkTarget;
+        Directory.Delete(Path.Combine(cloneData, "pg_wal"));
+        Directory.CreateSymbolicLink(Path.Combine(cloneData, "pg_wal"), Path.Combine(walView.MountPoint, "pg_wal"));
+        File.Delete(Path.Combine(cloneData, "postmaster.pid"));
+        await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
+        var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed");
+        var committedInClone = await clone.CountAsync("pgbench_history");
+        var balanced = await clone.QueryAsync(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
+            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
+            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
+        await clone.StopAsync();
+        await primary.StopAsync();
+
+        Assert.Equal(2, taken.Count);
+        Assert.All(taken, t => Assert.StartsWith($"application (app: postgresql: cluster main, {data.Live.MountPoint} (ext4), {wal.MountPoint} (ext4))", t.Consistency, StringComparison.Ordinal));
+        Assert.Equal("app/main", Assert.Single(labels.Labels).Key);
+        Assert.Equal(Path.Combine(wal.MountPoint, "pg_wal"), link);
+        Assert.Equal(VerifyResultDto.NotChecked, dataAlone.Verification?.Verdict);
+        Assert.Contains("its WAL is not on volume pgdata", dataAlone.Verification!.Reason, StringComparison.Ordinal);
+        Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the view pair: {amcheck.StandardOutput}\n{amcheck.StandardError}");
+        Assert.Equal("t", balanced);
+        Assert.True(committedInClone >= committedBeforeSnapshot, $"the view pair lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
+    }
 }

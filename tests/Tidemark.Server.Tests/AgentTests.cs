@@ -108,6 +108,55 @@ public sealed class AgentTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PolicyVerify_FirstHostDown_AsksTheNextHost()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+        await client.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{ClosedPort()}", new string('a', 64)));
+        await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+        await client.CreatePolicyAsync(new PolicyRequest("app", Volume: "db", Schedule: "every 1h", Hosts: ["down", "db1"], Fallback: "crash"));
+
+        var policy = await client.RunPolicyAsync("app");
+        var verification = (await client.ListSnapshotsAsync("db")).Single().Verification;
+
+        // Neither can check (one is down, the other declares nothing on db): both were asked, in order.
+        Assert.Equal(VerifyResultDto.NotChecked, verification?.Verdict);
+        Assert.Equal("db1", verification!.Host);
+        Assert.StartsWith("no host checked it: down: ", verification.Reason, StringComparison.Ordinal);
+        Assert.Contains("; db1: nothing on host db1 is declared on volume db", verification.Reason, StringComparison.Ordinal);
+        Assert.Contains("verification: db: not-checked", policy.Activity[^1].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Restart_VerificationViewLeftByKilledServer_DeletedWithItsExportAndAnEvent()
+    {
+        using (var client = _server.Client())
+        {
+            await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+            await client.CreateSnapshotAsync("db", "s");
+            await client.CreateViewAsync("db@s", "verify-db-20261206-120000-0123456789ab");
+            await client.CreateExportAsync(new CreateExportRequest(Target: "verify-db-20261206-120000-0123456789ab", Name: "verify-db-20261206-120000-0123456789ab"));
+            await client.CreateViewAsync("db@s", "verify-mine"); // an operator's view of that name is not a leftover
+        }
+
+        // Killed as in the middle of a verification: nothing deleted the view or its export.
+        await _server.KillAsync();
+        await _server.DisposeAsync();
+        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
+        using var restarted = _server.Client();
+        var volumes = await restarted.ListVolumesAsync();
+        var exports = await restarted.ListExportsAsync();
+        var events = await restarted.ListEventsAsync();
+
+        Assert.DoesNotContain(volumes, v => v.Name == "verify-db-20261206-120000-0123456789ab");
+        Assert.Contains(volumes, v => v.Name == "verify-mine");
+        Assert.DoesNotContain(exports, e => e.Name.StartsWith("verify-", StringComparison.Ordinal));
+        Assert.Contains(events, e => e.Kind == "volume.delete" && e.Subject == "verify-db-20261206-120000-0123456789ab" && e.Actor == "server" && e.Outcome == "ok");
+    }
+
+    [Fact]
     public async Task Agent_PairedServer_ReportsMounts_AndRefusesToQuiesceWhatItDoesNotHold()
     {
         using var client = _server.Client();

@@ -21,7 +21,8 @@ public static class AgentCommands
         var deadline = new Option<double?>("--deadline") { Description = $"seconds after a quiesce the agent resumes by itself if the server does not [default {AgentConfig.DefaultDeadlineSeconds}]" };
         var name = new Option<string?>("--name") { Description = "the host's name [default: the machine name]" };
         var postgres = new Option<string[]>("--postgres") { Description = "a PostgreSQL cluster to put in backup mode, NAME:CONNECTION-STRING, e.g. 'main:Host=/run/postgresql;Username=postgres' (repeatable)" };
-        var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name, postgres };
+        var mail = new Option<string[]>("--mail") { Description = "a mail store to hold and flush, root=MAILROOT[,postfix=CONFIG-DIR][,dovecot=DOVECOT.CONF][,name=NAME][,format=maildir|mdbox], e.g. 'root=/srv/mail,postfix=/etc/postfix,dovecot=/etc/dovecot/dovecot.conf' (repeatable)" };
+        var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name, postgres, mail };
         pair.SetAction(parse => Run(() =>
         {
             var directory = Directory(parse.GetValue(dir));
@@ -54,9 +55,18 @@ public static class AgentCommands
                 clusters.Add(new AgentPostgresEntry(c[..colon], c[(colon + 1)..]));
             }
 
+            var stores = config.Mail.ToList();
+            foreach (var m in parse.GetValue(mail) ?? [])
+            {
+                var store = ParseMail(m);
+                stores.RemoveAll(x => x.Name == store.Name);
+                stores.Add(store);
+            }
+
             config = config with
             {
                 Postgres = clusters,
+                Mail = stores,
                 Name = parse.GetValue(name) ?? config.Name,
                 Listen = parse.GetValue(listen) ?? config.Listen,
                 DeadlineSeconds = parse.GetValue(deadline) ?? config.DeadlineSeconds,
@@ -104,6 +114,25 @@ public static class AgentCommands
         });
 
         return new Command("agent", "The agent on an application host: quiesces applications around snapshots when the server asks") { run, pair, identityCommand };
+    }
+
+    /// <summary>root=MAILROOT[,postfix=DIR][,dovecot=CONF][,name=NAME][,format=F]: named fields, as paths may hold colons.</summary>
+    private static AgentMailEntry ParseMail(string text)
+    {
+        var fields = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var eq = part.IndexOf('=', StringComparison.Ordinal);
+            var key = eq > 0 ? part[..eq] : "";
+            if (key is not ("root" or "postfix" or "dovecot" or "name" or "format") || eq == part.Length - 1 || !fields.TryAdd(key, part[(eq + 1)..]))
+            {
+                throw new CliException($"--mail takes root=MAILROOT[,postfix=DIR][,dovecot=CONF][,name=NAME][,format=maildir|mdbox], each once, not '{text}'");
+            }
+        }
+
+        return fields.TryGetValue("root", out var root)
+            ? new AgentMailEntry(fields.GetValueOrDefault("name") ?? AgentMailEntry.DefaultName, LocalMounts.Normalize(root), fields.GetValueOrDefault("postfix"), fields.GetValueOrDefault("dovecot"), fields.GetValueOrDefault("format") ?? "maildir")
+            : throw new CliException($"--mail needs root=MAILROOT (the directory with one home per user), not '{text}'");
     }
 
     private static string Directory(string? given) =>

@@ -18,7 +18,7 @@ namespace Tidemark.Server.Agents;
 /// cannot be reached. The verdict is a <see cref="VerificationRecord"/> keyed by the snapshot's id;
 /// a failure raises a `snapshot.verify` event with outcome failed; /metrics counts verdicts.
 /// </summary>
-public sealed class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, ILogger logger, TimeProvider time) : IMetricsSource
+public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, ILogger logger, TimeProvider time) : IMetricsSource
 {
     private readonly Dictionary<string, long> _verdicts = new(StringComparer.Ordinal)
     {
@@ -28,6 +28,9 @@ public sealed class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegi
     };
 
     private double _lastSeconds;
+
+    /// <summary>Every verification view's name starts so: verify-VOLUME-STAMP-RANDOM.</summary>
+    public const string ViewPrefix = "verify-";
 
     /// <summary>Mounting, fsck of a large file system and pg_amcheck of a large cluster take minutes, not the quiesce's one.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(60);
@@ -49,17 +52,33 @@ public sealed class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegi
     }
 
     /// <summary>Verifies <paramref name="address"/> (VOLUME@SNAPSHOT) on <paramref name="hostName"/>'s agent and stores the verdict.</summary>
-    public async Task<VerificationRecord> VerifyAsync(string address, string hostName, string actor, CancellationToken ct)
+    public Task<VerificationRecord> VerifyAsync(string address, string hostName, string actor, CancellationToken ct) =>
+        VerifyAsync(address, [hostName], actor, ct);
+
+    /// <summary>
+    /// Verifies <paramref name="address"/> through the first of <paramref name="hostNames"/> that checks
+    /// it: a host that is down, or cannot check this volume (not-checked), hands over to the next, so one
+    /// host out of service does not leave a policy's snapshots unverified. One view serves every try.
+    /// </summary>
+    public async Task<VerificationRecord> VerifyAsync(string address, IReadOnlyList<string> hostNames, string actor, CancellationToken ct)
     {
         var snapshot = pool.GetSnapshot(address);
-        var host = hosts.Get(hostName);
+        var candidates = hostNames.Select(hosts.Get).ToList();
+        if (candidates.Count == 0)
+        {
+            throw new StorageException(StorageError.InvalidArgument, "a verification needs a host whose agent checks the view");
+        }
+
         var started = Stopwatch.GetTimestamp();
         var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
 
-        // The name says what it is for (an operator who finds one left by a killed server knows it can go);
-        // the random part keeps a guessing NBD client from finding the export of a view of someone's data.
-        var view = $"verify-{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
-        VerifyResultDto result;
+        // The name says what it is for (a server that starts deletes any left by a server killed
+        // mid-verification: DeleteLeftoverViews); the random part keeps a guessing NBD client from
+        // finding the export of a view of someone's data.
+        var view = $"{ViewPrefix}{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+        VerifyResultDto result = new(VerifyResultDto.NotChecked, "no host was asked", [], 0);
+        var host = candidates[0];
+        var passedOver = new List<string>();
         pool.CreateView(snapshot.Address, view);
         try
         {
@@ -72,14 +91,31 @@ public sealed class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegi
                 }
                 else
                 {
-                    using var link = new AgentLink(identity, host, CallTimeout);
-                    try
+                    foreach (var candidate in candidates)
                     {
-                        result = await link.VerifyAsync(new VerifyRequest(snapshot.Address, snapshot.Volume, export.Url), ct);
+                        host = candidate;
+                        using var link = new AgentLink(identity, candidate, CallTimeout);
+                        try
+                        {
+                            result = await link.VerifyAsync(new VerifyRequest(snapshot.Address, snapshot.Volume, export.Url), ct);
+                        }
+                        catch (StorageException ex) when (ex.Error is not StorageError.Busy)
+                        {
+                            result = new VerifyResultDto(VerifyResultDto.NotChecked, ex.Message, [], 0);
+                        }
+
+                        if (result.Verdict != VerifyResultDto.NotChecked)
+                        {
+                            break;
+                        }
+
+                        passedOver.Add($"{candidate.Name}: {result.Reason}");
+                        logger.LogInformation("Host {Host} did not check {Snapshot} ({Reason}); trying the policy's next host", candidate.Name, snapshot.Address, result.Reason);
                     }
-                    catch (StorageException ex) when (ex.Error is not StorageError.Busy)
+
+                    if (result.Verdict == VerifyResultDto.NotChecked && passedOver.Count > 1)
                     {
-                        result = new VerifyResultDto(VerifyResultDto.NotChecked, ex.Message, [], 0);
+                        result = result with { Reason = "no host checked it: " + string.Join("; ", passedOver) };
                     }
                 }
             }
@@ -121,6 +157,42 @@ public sealed class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegi
         logger.LogInformation("Snapshot {Snapshot} verified on {Host}: {Summary}", snapshot.Address, host.Name, summary);
         return record;
     }
+
+    /// <summary>
+    /// At start: deletes the views (and their exports) that a server killed mid-verification left
+    /// behind. They hold a snapshot's space and an NBD export of its data, and nothing else uses them:
+    /// only a view whose name has the full shape this class gives (verify-VOLUME-yyyyMMdd-HHmmss-12 hex)
+    /// is touched, never a volume an operator named verify-something. Each deletion is an event.
+    /// </summary>
+    public IReadOnlyList<string> DeleteLeftoverViews()
+    {
+        var deleted = new List<string>();
+        foreach (var volume in pool.Volumes.Where(v => v.Kind == VolumeKind.View && LeftoverName().IsMatch(v.Name)).ToList())
+        {
+            try
+            {
+                foreach (var export in exports.ExportsOfVolume(volume.Name))
+                {
+                    exports.Delete(export);
+                }
+
+                pool.DeleteVolume(volume.Name);
+                deleted.Add(volume.Name);
+                logger.LogWarning("Deleted verification view {View} (of {Origin}) left by a server stopped during a verification", volume.Name, volume.Origin);
+                events.Record("volume.delete", volume.Name, "server", $"verification view of {volume.Origin} left by a server stopped during a verification: deleted", "ok");
+            }
+            catch (StorageException ex)
+            {
+                logger.LogWarning("The leftover verification view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", volume.Name, ex.Message, volume.Name);
+                events.Record("volume.delete", volume.Name, "server", $"leftover verification view not deleted: {ex.Message}; 'tidemark view delete {volume.Name}'", "failed");
+            }
+        }
+
+        return deleted;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^verify-.{1,20}-[0-9]{8}-[0-9]{6}-[0-9a-f]{12}$")]
+    private static partial System.Text.RegularExpressions.Regex LeftoverName();
 
     public static SnapshotVerificationDto ToDto(VerificationRecord r) => new(r.Verdict, r.Reason, r.Checks, r.Seconds, r.Host, r.At);
 

@@ -301,7 +301,7 @@ public sealed partial class PolicyManager : PeriodicService
 
             if (error is null && Verifies(d) && d.Hosts is { Count: > 0 } hosts && Verifier is not null)
             {
-                reason += await VerifyAsync(d, name, hosts[0]);
+                reason += await VerifyAsync(d, name, hosts);
             }
 
             lock (_lock)
@@ -355,8 +355,8 @@ public sealed partial class PolicyManager : PeriodicService
         }
     }
 
-    /// <summary>Verifies each member of the snapshot just cut; a verification that cannot run is reported, never fails the run (the snapshot exists).</summary>
-    private async Task<string> VerifyAsync(PolicyRequest d, string name, string host)
+    /// <summary>Verifies each member of the snapshot just cut through the first of the policy's hosts that checks it; a verification that cannot run is reported, never fails the run (the snapshot exists).</summary>
+    private async Task<string> VerifyAsync(PolicyRequest d, string name, IReadOnlyList<string> hosts)
     {
         var volumes = d.Group is { } group ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? [] : [d.Volume!];
         var verdicts = new List<string>();
@@ -364,7 +364,7 @@ public sealed partial class PolicyManager : PeriodicService
         {
             try
             {
-                var record = await Verifier!.VerifyAsync($"{volume}@{name}", host, $"policy:{d.Name}", CancellationToken.None);
+                var record = await Verifier!.VerifyAsync($"{volume}@{name}", hosts, $"policy:{d.Name}", CancellationToken.None);
                 verdicts.Add($"{volume}: {SnapshotVerifier.ToDto(record).Summary}");
             }
             catch (StorageException ex)

@@ -46,8 +46,8 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION), and runs the agent.</summary>
-    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null)
+    /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION; mail stores, root=...,postfix=...,dovecot=...), and runs the agent.</summary>
+    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null)
     {
         List<string> pair = [ServerProcess.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", "127.0.0.1:0", "--name", "app", "--deadline", $"{deadlineSeconds}"];
         foreach (var (path, volume) in mounts)
@@ -58,6 +58,11 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         foreach (var cluster in postgres ?? [])
         {
             pair.AddRange(["--postgres", cluster]);
+        }
+
+        foreach (var store in mail ?? [])
+        {
+            pair.AddRange(["--mail", store]);
         }
 
         (await ProcessRunner.RunAsync("dotnet", [.. pair])).AssertSuccess();

@@ -78,7 +78,9 @@ internal sealed class AttachedExport : IAsyncDisposable
 
     public Task FormatExt4Async() => RunAsync("mkfs.ext4", "-q", LoopDevice);
 
-    public Task MountAsync(string options) => RunAsync("mount", "-t", "ext4", "-o", options, LoopDevice, MountPoint);
+    public Task FormatXfsAsync() => RunAsync("mkfs.xfs", "-q", LoopDevice);
+
+    public Task MountAsync(string options, string type = "ext4") => RunAsync("mount", "-t", type, "-o", options, LoopDevice, MountPoint);
 
     /// <summary>e2fsck -f -n: a forced, read-only check; exit 0 means no problem found.</summary>
     public Task<ProcessResult> CheckFileSystemAsync() =>

@@ -33,13 +33,23 @@ internal sealed class PostgresInstance : IAsyncDisposable
 
     public string LogFile => Path.Combine(_socketDirectory, "postgres.log");
 
-    /// <summary>initdb (with page checksums) into <paramref name="dataDirectory"/>, created and owned by postgres.</summary>
-    public static async Task InitDbAsync(string bin, string dataDirectory)
+    /// <summary>initdb (with page checksums) into <paramref name="dataDirectory"/>, created and owned by postgres; the WAL in <paramref name="walDirectory"/> when given (initdb --waldir: pg_wal becomes a link to it).</summary>
+    public static async Task InitDbAsync(string bin, string dataDirectory, string? walDirectory = null)
     {
-        Directory.CreateDirectory(dataDirectory);
-        await ProcessRunner.CheckAsync(AttachedExport.Tool("chown"), "postgres:postgres", dataDirectory);
-        File.SetUnixFileMode(dataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        await AsPostgresAsync(bin, Path.GetDirectoryName(dataDirectory)!, "initdb", "--data-checksums", "--auth=trust", "--username=postgres", "--encoding=UTF8", "-D", dataDirectory);
+        List<string> arguments = ["initdb", "--data-checksums", "--auth=trust", "--username=postgres", "--encoding=UTF8", "-D", dataDirectory];
+        foreach (var directory in walDirectory is null ? [dataDirectory] : (string[])[dataDirectory, walDirectory])
+        {
+            Directory.CreateDirectory(directory);
+            await ProcessRunner.CheckAsync(AttachedExport.Tool("chown"), "postgres:postgres", directory);
+            File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        if (walDirectory is not null)
+        {
+            arguments.AddRange(["--waldir", walDirectory]);
+        }
+
+        await AsPostgresAsync(bin, Path.GetDirectoryName(dataDirectory)!, arguments[0], [.. arguments[1..]]);
     }
 
     /// <summary>Starts a server and waits until it accepts connections (after crash recovery, if the directory needs it).</summary>

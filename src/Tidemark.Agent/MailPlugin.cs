@@ -1,0 +1,106 @@
+using System.Globalization;
+using System.Runtime.Versioning;
+using Microsoft.Extensions.Logging;
+
+namespace Tidemark.Agent;
+
+/// <summary>
+/// A mail server (Postfix delivering into Dovecot) around the cut (ADR 0015): for each configured
+/// mail store whose mail root sits on a volume being cut, Postfix's delivery agents are stopped
+/// (<see cref="PostfixHold"/>: the mail transports are deferred and the deliveries already under
+/// way finish first), then Dovecot's indexes are brought up to date (`doveadm index`), then the
+/// file-system plugin freezes the mount. At resume (after the thaw) the transports are given back
+/// and the mail that arrived meanwhile is delivered at once (`postqueue -f`). Mail keeps being
+/// accepted over SMTP throughout: it waits in Postfix's queue, never in a half-written file.
+/// </summary>
+[SupportedOSPlatform("linux")]
+public sealed class MailPlugin(AgentConfig config, ILogger logger) : IQuiescePlugin
+{
+    /// <summary>Indexing what arrived since the last snapshot: seconds; a store that needs more is not one to pause for.</summary>
+    private static readonly TimeSpan _doveadmTimeout = TimeSpan.FromSeconds(60);
+
+    public string Name => "mail";
+
+    public async Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct)
+    {
+        var held = new List<PostfixHold>();
+        var items = new List<string>();
+        try
+        {
+            foreach (var store in config.Mail)
+            {
+                if (config.VolumeOf(LocalMounts.Normalize(store.MailRoot)) is not { } volume || !volumes.Contains(volume))
+                {
+                    continue;
+                }
+
+                if (store.Postfix is { } postfix)
+                {
+                    held.Add(await PostfixHold.HoldAsync(postfix, store.Transports, logger, ct));
+                }
+
+                if (store.Dovecot is { } dovecot)
+                {
+                    // Delivery has stopped: the indexes written now describe every message in the
+                    // store, so a view opens without a resync of a half-known mailbox.
+                    var index = await PostfixHold.RunAsync("doveadm", "dovecot-core", ["-c", dovecot, "index", "-A", "*"], _doveadmTimeout, ct);
+                    if (index.ExitCode != 0)
+                    {
+                        throw new StorageException(StorageError.IoError, $"mail store {store.Name}: doveadm index failed ({index.Describe()}); check the Dovecot config {dovecot}");
+                    }
+                }
+
+                items.Add($"mail: {Describe(store)}");
+            }
+        }
+        catch
+        {
+            await new Held(held, items).ResumeAsync();
+            throw;
+        }
+
+        return items.Count == 0 ? null : new Held(held, items);
+    }
+
+    /// <summary>"postfix+dovecot", and the store's name when it is not the default one.</summary>
+    private static string Describe(AgentMailEntry store)
+    {
+        var what = string.Join('+', new[] { store.Postfix is null ? null : "postfix", store.Dovecot is null ? null : "dovecot" }.OfType<string>());
+        return store.Name == AgentMailEntry.DefaultName ? what : string.Create(CultureInfo.InvariantCulture, $"{what} {store.Name}");
+    }
+
+    private sealed class Held(List<PostfixHold> held, IReadOnlyList<string> items) : IQuiesced
+    {
+        private int _resumed;
+
+        public string Consistency => "application";
+
+        public IReadOnlyList<string> Items => items;
+
+        public async Task ResumeAsync()
+        {
+            if (Interlocked.Exchange(ref _resumed, 1) != 0)
+            {
+                return;
+            }
+
+            List<string>? failures = null;
+            for (var i = held.Count - 1; i >= 0; i--)
+            {
+                try
+                {
+                    await held[i].ReleaseAsync();
+                }
+                catch (StorageException ex)
+                {
+                    (failures ??= []).Add(ex.Message);
+                }
+            }
+
+            if (failures is not null)
+            {
+                throw new StorageException(StorageError.IoError, string.Join("; ", failures));
+            }
+        }
+    }
+}

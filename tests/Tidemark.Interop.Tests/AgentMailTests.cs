@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using MimeKit;
+using Tidemark.Api;
+using Tidemark.Interop.Tests.Infrastructure;
+
+namespace Tidemark.Interop.Tests;
+
+/// <summary>
+/// The agent's mail plugin with Debian's Postfix and Dovecot (ADR 0015): Postfix takes mail over SMTP
+/// and hands it to Dovecot over LMTP, which keeps Maildirs on ext4 on a Tidemark volume. A quiesce
+/// holds delivery (the mail waits deferred in Postfix's queue), and the agent resumes by itself at its
+/// deadline when the server never calls back. Snapshots taken through the agent while messages stream
+/// in are application-consistent, every message file in their views is whole, Dovecot opens every
+/// mailbox of each (the agent's verification), and after the last resume every message sent is
+/// delivered exactly once.
+/// </summary>
+public sealed class AgentMailTests
+{
+    private const long VolumeBytes = 1L << 30;
+    private const int Streamed = 120;
+    private const int Snapshots = 3;
+
+    [Fact]
+    public async Task MailPlugin_HoldsDeliveryResumesAtDeadline_SnapshotsUnderSmtpStreamAreWholeAndOpen_NothingLost()
+    {
+        HostRequirements.RequireFileSystemStack();
+        await DovecotInstance.RequireAsync();
+        PostfixInstance.Require();
+        using var temp = new TempDirectory();
+        await using var mail = await Ext4Volume.StartAsync(temp, "mail", VolumeBytes, storeCapacity: "4G");
+        var (server, client, live) = (mail.Server, mail.Client, mail.Live);
+        var dovecotDirectory = temp.CreateDirectory("dc");
+        await using var dovecot = await DovecotInstance.StartAsync(dovecotDirectory, live.MountPoint);
+        await using var postfix = await PostfixInstance.StartAsync(temp.CreateDirectory("pf"), dovecot.LmtpPort);
+        var identity = await client.GetIdentityAsync();
+        var store = $"root={live.MountPoint},postfix={postfix.ConfigDirectory},dovecot={Path.Combine(dovecotDirectory, "dovecot.conf")}";
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "mail")], mail: [store]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        await postfix.SendAsync("sender@example.org", "alice@example.test", Message("first", "alice"));
+        await WaitDeliveredAsync(live.MountPoint, 1, postfix);
+
+        // Play a server that quiesces and then never calls back: delivery is held, then resumes by itself.
+        using var asServer = agent.ClientAsServer(server.DataDirectory);
+        var quiesce = await AgentProcess.ReadAsync<QuiesceResultDto>(await AgentProcess.PostAsync(asServer, "quiesce", new QuiesceRequest(["mail"])));
+        var heldAt = Stopwatch.StartNew();
+        await postfix.SendAsync("sender@example.org", "bob@example.test", Message("held", "bob"));
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        var queueWhileHeld = await postfix.QueueAsync();
+        var deliveredWhileHeld = Delivered(live.MountPoint).Count;
+        Assert.True(heldAt.Elapsed < TimeSpan.FromSeconds(quiesce.DeadlineSeconds), "the checks while held ran before the deadline");
+        await WaitDeliveredAsync(live.MountPoint, 2, postfix);
+        var status = await AgentProcess.ReadAsync<AgentStatusDto>(await asServer.GetAsync("status"));
+
+        Assert.Contains("mail: postfix+dovecot", quiesce.Quiesced);
+        Assert.Equal("application", quiesce.Consistency);
+        Assert.Equal(1, deliveredWhileHeld);
+        Assert.Contains("deferred transport", queueWhileHeld, StringComparison.Ordinal);
+        Assert.Equal("expired", status.LastSession?.State);
+
+        // Snapshots through the agent while a sender streams mail over SMTP.
+        var sender = Task.Run(async () =>
+        {
+            for (var i = 0; i < Streamed; i++)
+            {
+                await postfix.SendAsync("sender@example.org", $"{(i % 2 == 0 ? "alice" : "bob")}@example.test", Message($"stream-{i:D4}", i % 2 == 0 ? "alice" : "bob"));
+                await Task.Delay(25);
+            }
+        });
+        var taken = new List<SnapshotDto>();
+        for (var s = 0; s < Snapshots; s++)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            taken.Add(await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest($"s{s}", ["app"])));
+        }
+
+        await sender.WaitAsync(TimeSpan.FromMinutes(5));
+        await WaitDeliveredAsync(live.MountPoint, Streamed + 2, postfix);
+        var delivered = Delivered(live.MountPoint);
+
+        var views = new List<(string Name, List<string> Problems, int Messages, SnapshotVerificationDto? Verification)>();
+        foreach (var snapshot in taken)
+        {
+            var verified = await client.VerifySnapshotAsync($"mail@{snapshot.Name}", new VerifySnapshotRequest("app"));
+            var (problems, messages) = await InspectViewAsync(client, temp, $"mail@{snapshot.Name}", $"view-{snapshot.Name}");
+            views.Add((snapshot.Name, problems, messages, verified.Verification));
+        }
+
+        Assert.All(taken, t => Assert.StartsWith($"application (app: mail: postfix+dovecot, {live.MountPoint} (ext4))", t.Consistency, StringComparison.Ordinal));
+        Assert.Equal(Streamed + 2, delivered.Count);
+        Assert.Equal(delivered.Count, delivered.Distinct(StringComparer.Ordinal).Count());
+        foreach (var (name, problems, messages, verification) in views)
+        {
+            Assert.True(problems.Count == 0, $"{name}: {string.Join("; ", problems)}");
+            Assert.InRange(messages, 2, Streamed + 2);
+            Assert.True(verification?.Verdict == VerifyResultDto.Passed, $"{name} verification: {verification?.Summary}");
+            Assert.Contains(verification!.Checks, c => c.StartsWith("mail store mail: Dovecot opened", StringComparison.Ordinal) && c.EndsWith($" {messages} messages", StringComparison.Ordinal));
+        }
+    }
+
+    /// <summary>A message whose last body line says it is whole: a file cut short lacks it.</summary>
+    private static string Message(string id, string user) =>
+        $"From: Sender <sender@example.org>\nTo: {user}@example.test\nSubject: {id}\nMessage-ID: <{id}@example.org>\n\n{string.Join('\n', Enumerable.Range(0, 40).Select(i => $"line {i} of {id} ................................................"))}\nEND {id}\n";
+
+    /// <summary>The Message-IDs of the messages Dovecot has stored (cur/ and new/ of every Maildir under the root).</summary>
+    private static List<string> Delivered(string root) =>
+        [.. MessageFiles(root).Select(f => MimeMessage.Load(f).MessageId ?? f)];
+
+    private static IEnumerable<string> MessageFiles(string root) =>
+        Directory.EnumerateDirectories(root)
+            .Select(home => Path.Combine(home, "Maildir"))
+            .Where(Directory.Exists)
+            .SelectMany(maildir => ((string[])["cur", "new"]).Select(d => Path.Combine(maildir, d)))
+            .Where(Directory.Exists)
+            .SelectMany(Directory.EnumerateFiles);
+
+    private static async Task WaitDeliveredAsync(string root, int count, PostfixInstance postfix)
+    {
+        var waited = Stopwatch.StartNew();
+        while (Delivered(root).Count < count)
+        {
+            if (waited.Elapsed > TimeSpan.FromMinutes(2))
+            {
+                Assert.Fail($"{Delivered(root).Count} of {count} messages delivered after two minutes; queue:\n{await postfix.QueueAsync()}\nlog:\n{(File.Exists(postfix.LogFile) ? string.Join('\n', File.ReadLines(postfix.LogFile).TakeLast(20)) : "")}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Mounts a view of the snapshot read-only and checks every message file in it parses and ends as it was sent.</summary>
+    private static async Task<(List<string> Problems, int Messages)> InspectViewAsync(TidemarkClient client, TempDirectory temp, string snapshot, string view)
+    {
+        await client.CreateViewAsync(snapshot, view);
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: view, ReadOnly: true));
+        await using var attached = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory(view), readOnly: true);
+        await attached.MountAsync("ro");
+        var problems = new List<string>();
+        var messages = 0;
+        foreach (var file in MessageFiles(attached.MountPoint))
+        {
+            messages++;
+            var parsed = MimeMessage.Load(file);
+            var id = parsed.MessageId?.Split('@')[0];
+            if (id is null || !(parsed.TextBody ?? "").TrimEnd().EndsWith($"END {id}", StringComparison.Ordinal))
+            {
+                problems.Add($"{Path.GetFileName(file)} is not a whole message ({new FileInfo(file).Length} bytes)");
+            }
+        }
+
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("umount"), attached.MountPoint);
+        return (problems, messages);
+    }
+}
