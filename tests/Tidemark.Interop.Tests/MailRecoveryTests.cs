@@ -17,10 +17,28 @@ namespace Tidemark.Interop.Tests;
 /// the snapshot, puts it back over IMAP as the master user with its flags, keyword and received date,
 /// skips it the second time, and exports another as .eml. Nothing of the recovery is left behind.
 /// </summary>
-public sealed class MailRecoveryTests(ITestOutputHelper output)
+public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
 {
     private const string Lost = "<quarterly-2026-q3@finance.example.org>";
     private static readonly DateTimeOffset LostReceived = new(2026, 10, 20, 9, 15, 0, TimeSpan.Zero);
+
+    // The recovery tool's work directories (and so its mounts) go under this test's own TMPDIR, so
+    // "nothing left mounted" looks only at this run's mounts, never at another copy's running beside it.
+    private readonly string _toolTemp = Directory.CreateTempSubdirectory("tm-mailtest-tmp-").FullName;
+
+    // Not recursive: the tool removes its own work directories; one left behind may still hold a
+    // mount, and a recursive delete must never walk into a mounted file system.
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_toolTemp);
+        }
+        catch (IOException)
+        {
+            output.WriteLine($"left {_toolTemp}: not empty");
+        }
+    }
 
     [Fact]
     public async Task RecoverMail_MessageExpungedAfterSnapshot_FoundRestoredWithFlagsThenSkippedAndExported()
@@ -143,7 +161,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output)
         // Every recovery took its view, export and mounts down again.
         Assert.Equal(["mail"], (await client.ListVolumesAsync()).Select(v => v.Name));
         Assert.Equal(["mail"], (await client.ListExportsAsync()).Select(e => e.Name));
-        Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+        Assert.DoesNotContain(_toolTemp + "/tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
     }
 
     private static MimeMessage Message(string messageId, string subject, string? attachment)
@@ -243,7 +261,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output)
         var again = await RecoverAsync(server, restore);
         Assert.Equal("skipped-duplicate", Assert.Single(again.GetProperty("outcomes").EnumerateArray()).GetProperty("result").GetString());
         Assert.Equal(["mdbox"], (await client.ListVolumesAsync()).Select(v => v.Name));
-        Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+        Assert.DoesNotContain(_toolTemp + "/tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
     }
 
     [Theory]
@@ -293,8 +311,9 @@ public sealed class MailRecoveryTests(ITestOutputHelper output)
 
     private async Task<ProcessResult> RunRecoverAsync(ServerProcess server, params string[] arguments)
     {
-        var result = await ProcessRunner.RunAsync(
+        var result = await ProcessRunner.RunWithEnvironmentAsync(
             TimeSpan.FromSeconds(180),
+            new Dictionary<string, string?> { ["TMPDIR"] = _toolTemp },
             "dotnet",
             [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
 
