@@ -122,6 +122,59 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A cancel reaches the agent mid-recovery (here while it waits for an IMAP server that accepted
+    /// the connection and never greets): the agent stops and unmounts, then the server deletes the
+    /// export and the view; the job ends cancelled and the event says so.
+    /// </summary>
+    [Fact]
+    public async Task RecoverMail_JobCancelledWhileRestoring_AgentUnmountsAndViewDeleted()
+    {
+        HostRequirements.RequireFileSystemStack();
+        await DovecotInstance.RequireAsync();
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 128L << 20));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mail"));
+        await using (var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false))
+        {
+            await live.FormatExt4Async();
+            await live.MountAsync("rw");
+            var cur = Directory.CreateDirectory(Path.Combine(live.MountPoint, "alice", "Maildir", "cur")).FullName;
+            await File.WriteAllTextAsync(Path.Combine(cur, "1795534881.M1P1.vm:2,S"), $"From: a@example.org\nMessage-ID: {Lost}\nSubject: s\n\nbody\n");
+            await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
+        }
+
+        await client.DeleteExportAsync(export.Name);
+        await client.CreateSnapshotAsync("mail", "before");
+        var identity = await client.GetIdentityAsync();
+        var agentDirectory = temp.Combine("agent");
+        await using var agent = await AgentProcess.StartAsync(agentDirectory, identity.Fingerprint, deadlineSeconds: 10, []);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+        var master = Path.Combine(agentDirectory, "imap-master");
+        await File.WriteAllTextAsync(master, "admin:adminpw\n");
+        File.SetUnixFileMode(master, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+        // An IMAP server that accepts and never says a word: the recovery waits there until cancelled.
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        var recovery = client.RecoverMailAsync(new MailRecoveryJobRequest("app", Snapshot: "mail@before", Filter: new MailFilterDto(["alice"]), Target: new MailTargetDto(MailTargetDto.Imap, $"127.0.0.1:{port}", "none")));
+        using var accepted = await silent.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(120));
+        var job = Assert.Single(await client.ListJobsAsync(), j => j.Kind == "recovery.mail" && j.State == "running");
+        Assert.Contains(await client.ListVolumesAsync(), v => v.Name.StartsWith("recover-mail-", StringComparison.Ordinal));
+        await client.CancelJobAsync(job.Id);
+
+        var error = await Assert.ThrowsAsync<TidemarkApiException>(() => recovery);
+        Assert.True(error.Code == "cancelled", $"{error.Code}: {error.Message}");
+        Assert.Equal("cancelled", (await client.GetJobAsync(job.Id)).State);
+        Assert.Equal(["mail"], (await client.ListVolumesAsync()).Select(v => v.Name));
+        Assert.Empty(await client.ListExportsAsync());
+        Assert.Contains(await client.ListEventsAsync(), e => e.Kind == "recovery.mail" && e.Outcome == "failed" && e.Message.Contains("cancelled", StringComparison.Ordinal));
+        Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+    }
+
     private static async Task<ImapClient> LoginAsync(DovecotInstance dovecot, string user, string password)
     {
         var imap = new ImapClient();

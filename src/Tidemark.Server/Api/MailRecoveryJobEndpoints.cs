@@ -32,7 +32,10 @@ public static class MailRecoveryJobEndpoints
                 "recovery.mail",
                 snapshot.Address,
                 cancellable: true,
-                wait,
+
+                // 202 at once unless the caller asks to wait: a recovery takes seconds at least, and
+                // one cancelled within an inline wait would come back as that request's failure.
+                wait ?? 0,
                 progress => runner.RunAsync(id, request, snapshot, actor, progress, progress.Cancellation).GetAwaiter().GetResult(),
                 result => TypedResults.Ok((MailRecoveryResultDto)result!));
         }).WithTags("recoveries").WithName("recovery.mail");
