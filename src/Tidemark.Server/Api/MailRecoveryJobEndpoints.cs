@@ -38,6 +38,6 @@ public static class MailRecoveryJobEndpoints
                 wait ?? 0,
                 progress => runner.RunAsync(id, request, snapshot, actor, progress, progress.Cancellation).GetAwaiter().GetResult(),
                 result => TypedResults.Ok((MailRecoveryResultDto)result!));
-        }).WithTags("recoveries").WithName("recovery.mail");
+        }).WithTags("recoveries").WithName("recovery.start");
     }
 }
