@@ -132,6 +132,7 @@ public sealed class AgentHost : IAsyncDisposable
 
             return TypedResults.Ok(await verifier.VerifyAsync(request, requestAborted));
         });
+        api.MapMailRecovery(config, agentDirectory, logger);
         app.MapFallback(context => WriteProblemAsync(context, StatusCodes.Status404NotFound, "not-found", $"no such agent resource {context.Request.Path}; the agent serves {PathPrefix}/status, /mounts, /quiesce, /sessions/ID/resume, /verify"));
 
         var host = new AgentHost(app, sessions, identity, config);

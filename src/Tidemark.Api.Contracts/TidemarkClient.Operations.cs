@@ -80,9 +80,14 @@ public sealed partial class TidemarkClient
     /// 202 Accepted is followed to the job's end, whose result is read as <typeparamref name="T"/>
     /// (or whose failure is thrown like any refusal).
     /// </summary>
-    private async Task<T?> RunJobAsync<T>(HttpMethod method, string path, Action<JobDto>? progress, CancellationToken ct)
+    private async Task<T?> RunJobAsync<T>(HttpMethod method, string path, Action<JobDto>? progress, CancellationToken ct, object? body = null)
     {
         using var request = new HttpRequestMessage(method, ApiPrefix + path);
+        if (body is not null)
+        {
+            request.Content = JsonContent.Create(body, body.GetType(), options: ApiJson.Options);
+        }
+
         using var response = await _http.SendAsync(request, ct);
         await ThrowIfFailedAsync(response, ct);
         if (response.StatusCode == HttpStatusCode.NoContent)

@@ -282,6 +282,14 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
                 sp.GetRequiredService<TimeProvider>()));
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<SnapshotVerifier>());
+            builder.Services.AddSingleton(sp => new MailRecoveryRunner(
+                pool,
+                sp.GetRequiredService<ExportRegistry>(),
+                sp.GetRequiredService<HostRegistry>(),
+                identity,
+                sp.GetRequiredService<EventLog>(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
+                sp.GetRequiredService<TimeProvider>()));
             builder.Services.AddSingleton(sp => new PolicyManager(
                 pool,
                 sp.GetRequiredService<EventLog>(),
@@ -411,6 +419,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             app.MapReplicaApi();
             app.MapHostApi();
             app.MapRecoveryApi();
+            app.MapMailRecoveryJobApi();
             app.MapConsole(auth);
             app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
             app.MapFallback(RequestLimits.NoEndpointAsync);

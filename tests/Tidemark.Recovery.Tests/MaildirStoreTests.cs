@@ -89,6 +89,29 @@ public sealed class MaildirStoreTests : IDisposable
         Assert.Equal(["alice", "bob"], new MaildirStore(_root.FullName).Users());
     }
 
+    /// <summary>
+    /// A header-only read asks for <see cref="MaildirStore.HeaderReadBytes"/> at a time without
+    /// read-ahead: headers far longer than that (a long Received chain) are still read to their end,
+    /// many messages are searched at once, and a body is never taken for a header.
+    /// </summary>
+    [Fact]
+    public async Task Search_HeadersLongerThanOneRead_ManyMessages_EachMatchedOnItsLastHeader()
+    {
+        var cur = Directory.CreateDirectory(Path.Combine(_root.FullName, "carol", "Maildir", "cur")).FullName;
+        var hops = string.Concat(Enumerable.Range(0, 60).Select(i => $"Received: from hop{i}.example.org by hop{i + 1}.example.org with ESMTPS id {new string('x', 120)}\n"));
+        Assert.True(hops.Length > 2 * MaildirStore.HeaderReadBytes);
+        var count = 3 * MaildirStore.ReadsInFlight;
+        for (var i = 0; i < count; i++)
+        {
+            var subject = i % 3 == 0 ? $"needle {i}" : $"hay {i}";
+            await File.WriteAllTextAsync(Path.Combine(cur, $"17955349{i:D2}.M{i}P1.vm:2,S"), $"{hops}From: a@example.org\nMessage-ID: <m{i}@x>\nSubject: {subject}\n\nSubject: needle in the body {i}\n");
+        }
+
+        var found = await new MaildirStore(_root.FullName).SearchAsync(new MailSearchFilter { Users = ["carol"], Subject = "NEEDLE" }, default);
+
+        Assert.Equal(Enumerable.Range(0, count).Where(i => i % 3 == 0).Select(i => $"<m{i}@x>").Order(StringComparer.Ordinal), found.Select(m => m.MessageId).Order(StringComparer.Ordinal));
+    }
+
     [Fact]
     public async Task Search_MailRootWithoutUsers_ClearError()
     {

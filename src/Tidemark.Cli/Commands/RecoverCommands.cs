@@ -50,11 +50,12 @@ public static class RecoverCommands
         var sendTo = new Option<string?>("--send-to") { Description = $"recipient of --restore-to smtp: an address, or {SmtpSender.UserPlaceholder}@DOMAIN for each mailbox owner" };
         var sendFrom = new Option<string>("--send-from") { Description = "sender of the recovery mails", DefaultValueFactory = _ => "tidemark-recovery@localhost" };
         var smtpLogin = new Option<string?>("--smtp-login-file") { Description = "file with one line USER:PASSWORD for SMTP submission (none: the server must relay for this host)" };
+        var host = new Option<string?>("--host") { Description = "run the recovery as a job of the server on host H's agent (a paired recovery host) instead of on this host; credentials are files on that host ('imap-master', 'smtp-login' in its agent directory), --export names a directory under its recovered/" };
 
         var mail = new Command("mail", "Find messages in a snapshot's mail store (Maildir or mdbox) and list them (dry run), restore them over IMAP, or export them")
         {
             source, before, users, folder, messageId, subject, from, to, since, until, hasAttachment, mailRoot, format, restoreTo, imap, imapTls, masterFile, into, export, exportFormat,
-            smtp, smtpTls, sendTo, sendFrom, smtpLogin,
+            smtp, smtpTls, sendTo, sendFrom, smtpLogin, host,
         };
         mail.SetClientAction(async (p, client, json, ct) =>
         {
@@ -73,6 +74,31 @@ public static class RecoverCommands
             if (p.GetResult(exportFormat) is { Implicit: false } && p.GetValue(export) is null)
             {
                 throw new CliException("--export-format needs --export DIR");
+            }
+
+            if (p.GetValue(host) is { } recoveryHost)
+            {
+                var job = new RecoverOnHost.Options(
+                    recoveryHost,
+                    p.GetValue(source)!,
+                    Date(p.GetValue(before), "--before"),
+                    p.GetValue(restoreTo),
+                    p.GetValue(imap) ?? p.GetValue(smtp),
+                    p.GetValue(restoreTo) == "smtp" ? p.GetValue(smtpTls)! : p.GetValue(imapTls)!,
+                    p.GetResult(into) is null ? null : p.GetValue(into) ?? $"Recovered/{DateTime.Now:yyyy-MM-dd}",
+                    p.GetValue(sendTo),
+                    p.GetResult(sendFrom) is { Implicit: false } ? p.GetValue(sendFrom) : null,
+                    p.GetValue(export),
+                    p.GetValue(exportFormat)!,
+                    p.GetValue(mailRoot)!,
+                    p.GetValue(format)!);
+                if (p.GetValue(masterFile) is not null || p.GetValue(smtpLogin) is not null)
+                {
+                    throw new CliException($"--master-user-file and --smtp-login-file are for a recovery on this host; with --host the agent on {recoveryHost} reads them from its own directory ('{MailRecoveryJob.ImapMasterFile}', '{MailRecoveryJob.SmtpLoginFile}'), they never travel through the API");
+                }
+
+                await RecoverOnHost.RunAsync(client, job, filter, json, ct);
+                return;
             }
 
             var smtpOptionGiven = p.GetValue(smtp) is not null || p.GetValue(sendTo) is not null || p.GetValue(smtpLogin) is not null;
@@ -156,7 +182,7 @@ public static class RecoverCommands
         return mail;
     }
 
-    private static void Print(MailRecoveryResult result, bool json)
+    internal static void Print(MailRecoveryResult result, bool json)
     {
         if (json)
         {
@@ -189,7 +215,7 @@ public static class RecoverCommands
         return line.Length <= TableTextWidth ? line : line[..(TableTextWidth - 1)] + "…";
     }
 
-    private static DateTimeOffset? Date(string? text, string what) => text is null ? null : Run(() => SnapshotSelector.ParseDate(text, what));
+    internal static DateTimeOffset? Date(string? text, string what) => text is null ? null : Run(() => SnapshotSelector.ParseDate(text, what));
 
     private static SecureSocketOptions Tls(string mode) => mode switch
     {

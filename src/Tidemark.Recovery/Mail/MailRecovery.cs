@@ -64,7 +64,7 @@ public static class MailRecovery
 {
     public static async Task<MailRecoveryResult> RunAsync(TidemarkClient client, MailRecoveryRequest request, TextWriter log, CancellationToken ct)
     {
-        var root = RelativeMailRoot(request.MailRoot);
+        RelativeMailRoot(request.MailRoot);
         MountedSnapshot.CheckHost();
         var snapshot = await SnapshotSelector.SelectAsync(client, request.Source, request.Before, ct);
         await log.WriteLineAsync($"recovering from {snapshot.Address} (taken {snapshot.CreatedAt:yyyy-MM-dd HH:mm:ss zzz})");
@@ -82,59 +82,14 @@ public static class MailRecovery
         try
         {
             var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
-            var mountedAt = clock.Elapsed;
             try
             {
-                var format = request.Format == MailStoreFormat.Auto ? Detect(Path.Combine(mounted.MountPoint, root), request.MaildirName) : request.Format;
-                var stage = request.Destination is MailDestination.List ? null : Path.Combine(work.FullName, "staged");
-                PrivateDovecot? dovecot = null;
-                try
-                {
-                    IMailStore store;
-                    if (format == MailStoreFormat.Mdbox)
-                    {
-                        var overlay = await mounted.MountOverlayAsync(ct);
-                        dovecot = await PrivateDovecot.StartAsync(Path.Combine(work.FullName, "dc"), Path.Combine(overlay, root), "mdbox:~/mdbox", "mdbox", ct);
-                        await log.WriteLineAsync($"mdbox store: read through the recovery's own {dovecot}");
-                        store = new DovecotMailStore(dovecot);
-                    }
-                    else
-                    {
-                        store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName);
-                    }
-
-                    matches = await store.SearchAsync(request.Filter, stage, ct);
-                }
-                finally
-                {
-                    if (dovecot is not null)
-                    {
-                        await dovecot.DisposeAsync();
-                    }
-                }
-
-                var searchedAt = clock.Elapsed;
-                await log.WriteLineAsync($"{matches.Count} matching message(s) in {snapshot.Address} (mounted in {mountedAt.TotalSeconds:F2} s, searched in {(searchedAt - mountedAt).TotalSeconds:F2} s)");
-                outcomes = request.Destination switch
-                {
-                    MailDestination.Imap imap when matches.Count > 0 => await imap.Restorer.RestoreAsync(matches, imap.Into, ct),
-                    MailDestination.Smtp smtp when matches.Count > 0 => await smtp.Sender.SendAsync(matches, snapshot.Address, ct),
-                    MailDestination.Export { Mbox: true } export when matches.Count > 0 => await MboxExporter.ExportAsync(matches, export.Directory, ct),
-                    MailDestination.Export export when matches.Count > 0 => await EmlExporter.ExportAsync(matches, export.Directory, ct),
-                    _ => [],
-                };
-                if (outcomes.Count > 0)
-                {
-                    await log.WriteLineAsync($"put back in {(clock.Elapsed - searchedAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s from start");
-                }
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, clock, log, ct);
             }
             finally
             {
                 // Cancellation (Ctrl-C) must not cut the teardown short: it runs with its own deadlines.
-                var teardownAt = clock.Elapsed;
-                await mounted.DisposeAsync();
-                problems = mounted.TeardownProblems;
-                await log.WriteLineAsync($"torn down in {(clock.Elapsed - teardownAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s in all");
+                problems = await TearDownAsync(mounted, clock, log);
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -149,6 +104,99 @@ public static class MailRecovery
         }
 
         return new MailRecoveryResult(snapshot.Address, snapshot.CreatedAt, matches, outcomes, problems);
+    }
+
+    /// <summary>
+    /// The same recovery on a view someone else made and exported (a recovery job: the server made the
+    /// view of the snapshot and deletes it, and records the event; docs/adr/0012): attach, mount,
+    /// search, deliver, tear down here. <see cref="MailRecoveryRequest.Source"/> is the snapshot's address.
+    /// </summary>
+    public static async Task<MailRecoveryResult> RunAttachedAsync(string exportUrl, MailRecoveryRequest request, DateTimeOffset snapshotCreatedAt, TextWriter log, CancellationToken ct)
+    {
+        RelativeMailRoot(request.MailRoot);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var work = Directory.CreateTempSubdirectory("tidemark-recover-");
+        File.SetUnixFileMode(work.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        try
+        {
+            var mounted = await MountedSnapshot.AttachAsync(exportUrl, request.Source, work.FullName, log, ct);
+            IReadOnlyList<FoundMessage> matches;
+            IReadOnlyList<RestoreOutcome> outcomes;
+            IReadOnlyList<string> problems;
+            try
+            {
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, clock, log, ct);
+            }
+            finally
+            {
+                problems = await TearDownAsync(mounted, clock, log);
+            }
+
+            return new MailRecoveryResult(request.Source, snapshotCreatedAt, matches, outcomes, problems);
+        }
+        finally
+        {
+            RemoveWorkDirectory(work.FullName);
+        }
+    }
+
+    private static async Task<(IReadOnlyList<FoundMessage> Matches, IReadOnlyList<RestoreOutcome> Outcomes)> SearchAndDeliverAsync(MountedSnapshot mounted, MailRecoveryRequest request, System.Diagnostics.Stopwatch clock, TextWriter log, CancellationToken ct)
+    {
+        var mountedAt = clock.Elapsed;
+        var root = RelativeMailRoot(request.MailRoot);
+        var format = request.Format == MailStoreFormat.Auto ? Detect(Path.Combine(mounted.MountPoint, root), request.MaildirName) : request.Format;
+        var stage = request.Destination is MailDestination.List ? null : Path.Combine(mounted.WorkDirectory, "staged");
+        IReadOnlyList<FoundMessage> matches;
+        PrivateDovecot? dovecot = null;
+        try
+        {
+            IMailStore store;
+            if (format == MailStoreFormat.Mdbox)
+            {
+                var overlay = await mounted.MountOverlayAsync(ct);
+                dovecot = await PrivateDovecot.StartAsync(Path.Combine(mounted.WorkDirectory, "dc"), Path.Combine(overlay, root), "mdbox:~/mdbox", "mdbox", ct);
+                await log.WriteLineAsync($"mdbox store: read through the recovery's own {dovecot}");
+                store = new DovecotMailStore(dovecot);
+            }
+            else
+            {
+                store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName);
+            }
+
+            matches = await store.SearchAsync(request.Filter, stage, ct);
+        }
+        finally
+        {
+            if (dovecot is not null)
+            {
+                await dovecot.DisposeAsync();
+            }
+        }
+
+        var searchedAt = clock.Elapsed;
+        await log.WriteLineAsync($"{matches.Count} matching message(s) in {mounted.Snapshot} (mounted in {mountedAt.TotalSeconds:F2} s, searched in {(searchedAt - mountedAt).TotalSeconds:F2} s)");
+        IReadOnlyList<RestoreOutcome> outcomes = request.Destination switch
+        {
+            MailDestination.Imap imap when matches.Count > 0 => await imap.Restorer.RestoreAsync(matches, imap.Into, ct),
+            MailDestination.Smtp smtp when matches.Count > 0 => await smtp.Sender.SendAsync(matches, mounted.Snapshot, ct),
+            MailDestination.Export { Mbox: true } export when matches.Count > 0 => await MboxExporter.ExportAsync(matches, export.Directory, ct),
+            MailDestination.Export export when matches.Count > 0 => await EmlExporter.ExportAsync(matches, export.Directory, ct),
+            _ => [],
+        };
+        if (outcomes.Count > 0)
+        {
+            await log.WriteLineAsync($"put back in {(clock.Elapsed - searchedAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s from start");
+        }
+
+        return (matches, outcomes);
+    }
+
+    private static async Task<IReadOnlyList<string>> TearDownAsync(MountedSnapshot mounted, System.Diagnostics.Stopwatch clock, TextWriter log)
+    {
+        var teardownAt = clock.Elapsed;
+        await mounted.DisposeAsync();
+        await log.WriteLineAsync($"torn down in {(clock.Elapsed - teardownAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s in all");
+        return mounted.TeardownProblems;
     }
 
     /// <summary>

@@ -24,6 +24,15 @@ public sealed class MaildirStore : IMailStore
         ReturnSpecialDirectories = false,
     };
 
+    /// <summary>Message files read at once (bench/recovery: 8 left the NBD link idle most of the time).</summary>
+    internal const int ReadsInFlight = 32;
+
+    /// <summary>
+    /// What a header-only read asks for at a time: headers are a few KiB, and a larger buffer (or the
+    /// kernel's read-ahead) would fetch the body from the view too, for every message searched.
+    /// </summary>
+    internal const int HeaderReadBytes = 4096;
+
     private readonly string _root;
     private readonly string _maildirName;
 
@@ -79,11 +88,12 @@ public sealed class MaildirStore : IMailStore
             }
         }
 
-        // Reads through NBD have latency; several in flight keep the link busy.
+        // Each read of a mounted view is a FUSE request, an NBD request and a read of the server's
+        // store: latency, not CPU, bounds the search, so many reads are kept in flight.
         var found = new ConcurrentBag<FoundMessage>();
         await Parallel.ForEachAsync(
             candidates,
-            new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, Environment.ProcessorCount * 4), CancellationToken = ct },
+            new ParallelOptions { MaxDegreeOfParallelism = ReadsInFlight, CancellationToken = ct },
             async (candidate, token) =>
             {
                 if (await ReadAsync(candidate.User, candidate.Folder, candidate.Path, candidate.Keywords, filter, token) is { } message)
@@ -135,7 +145,11 @@ public sealed class MaildirStore : IMailStore
         bool? hasAttachment = null;
         try
         {
-            await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 16384, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            // Whole messages (attachments) are read sequentially; headers alone without read-ahead
+            // (RandomAccess: POSIX_FADV_RANDOM), so a search costs about one block per message.
+            await using var stream = filter.HasAttachment
+                ? new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 16384, FileOptions.Asynchronous | FileOptions.SequentialScan)
+                : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, HeaderReadBytes, FileOptions.Asynchronous | FileOptions.RandomAccess);
             if (filter.HasAttachment)
             {
                 var message = await MimeMessage.LoadAsync(stream, ct);

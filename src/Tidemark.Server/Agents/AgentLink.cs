@@ -34,6 +34,11 @@ public sealed class AgentLink : IDisposable
 
     public Task<VerifyResultDto> VerifyAsync(VerifyRequest request, CancellationToken ct) => SendAsync<VerifyResultDto>(HttpMethod.Post, "verify", request, ct);
 
+    public Task<MailRecoveryResultDto> RecoverMailAsync(AgentMailRecoveryRequest request, CancellationToken ct) => SendAsync<MailRecoveryResultDto>(HttpMethod.Post, "recoveries/mail", request, ct);
+
+    public Task<System.Text.Json.JsonElement> CancelRecoveryAsync(string id, CancellationToken ct) =>
+        SendAsync<System.Text.Json.JsonElement>(HttpMethod.Post, $"recoveries/{Uri.EscapeDataString(id)}/cancel", null, ct);
+
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)
     {
         try

@@ -1,0 +1,204 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Tidemark.Api;
+using Tidemark.Engine;
+using Tidemark.Server.Api;
+using Tidemark.Server.Replication;
+using EventLog = Tidemark.Server.Events.EventLog;
+
+namespace Tidemark.Server.Agents;
+
+/// <summary>
+/// A mail recovery run by the server as a job (docs/adr/0012): picks the snapshot, makes a throwaway
+/// view of it and an NBD export of the view (as <see cref="SnapshotVerifier"/> does), asks the recovery
+/// host's agent to mount, search and deliver, then deletes the export and the view, also when the
+/// agent fails, cannot be reached, or the job is cancelled; the run is a <c>recovery.mail</c> event.
+/// A replica's snapshots work the same way (the view is a lineage of its own; the replica is not written).
+/// </summary>
+public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, ILogger logger, TimeProvider time)
+{
+    /// <summary>Mounting a large store, searching it and restoring many messages take minutes.</summary>
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(60);
+
+    /// <summary>How long a cancelled recovery may take to take its mounts down on the host before the view goes anyway.</summary>
+    public TimeSpan CancelGrace { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Checks a request before a job starts, so bad input is a 400, not a failed job; returns the snapshot.</summary>
+    public SnapshotInfo Resolve(MailRecoveryJobRequest request)
+    {
+        if (string.IsNullOrEmpty(request.Host))
+        {
+            throw new StorageException(StorageError.InvalidArgument, "a mail recovery job needs the recovery host whose agent mounts the view ('--host NAME'; 'tidemark host list' shows them)");
+        }
+
+        hosts.Get(request.Host);
+        CheckTarget(request.Target ?? new MailTargetDto());
+        if (request.Snapshot is { Length: > 0 } address)
+        {
+            if (request.Volume is not null || request.Before is not null)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"give either a snapshot ({address}) or a volume with a date before which to take its newest snapshot, not both");
+            }
+
+            return pool.GetSnapshot(address);
+        }
+
+        if (string.IsNullOrEmpty(request.Volume) || request.Before is not { } before)
+        {
+            throw new StorageException(StorageError.InvalidArgument, "a mail recovery reads a snapshot: give the snapshot (VOLUME@SNAPSHOT), or the volume and a date (the newest snapshot taken before it)");
+        }
+
+        var snapshots = pool.ListSnapshots(request.Volume);
+        return snapshots.Where(s => s.CreatedAt < before).MaxBy(s => s.CreatedAt)
+            ?? throw new StorageException(StorageError.NotFound, $"volume {request.Volume} has no snapshot taken before {before:yyyy-MM-dd HH:mm:ss zzz} ({snapshots.Count} snapshots; 'tidemark snapshot list {request.Volume}' shows them)");
+    }
+
+    /// <summary>
+    /// What the server can refuse at once (the agent checks again, and alone knows its credentials):
+    /// the kind of target, and an export name that could leave the host's recovered/ directory.
+    /// </summary>
+    private static void CheckTarget(MailTargetDto target)
+    {
+        if (target.Kind is not (MailTargetDto.List or MailTargetDto.Imap or MailTargetDto.Smtp or MailTargetDto.Export))
+        {
+            throw new StorageException(StorageError.InvalidArgument, "the restore target's kind is list, imap, smtp or export");
+        }
+
+        if (target.Kind is MailTargetDto.Imap or MailTargetDto.Smtp && string.IsNullOrEmpty(target.Address))
+        {
+            throw new StorageException(StorageError.InvalidArgument, $"a restore by {target.Kind} needs the server's HOST:PORT (address)");
+        }
+
+        if (target.Kind == MailTargetDto.Export && (target.ExportName is not { Length: > 0 and <= 100 } name || name.StartsWith('.') || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+        {
+            throw new StorageException(StorageError.InvalidArgument, "the export name must be one directory name (letters, digits, '-', '_', '.'; not starting with '.'): exports go under the recovery host's recovered/ directory");
+        }
+    }
+
+    public async Task<MailRecoveryResultDto> RunAsync(string jobId, MailRecoveryJobRequest request, SnapshotInfo snapshot, string actor, OperationProgress progress, CancellationToken ct)
+    {
+        var host = hosts.Get(request.Host);
+        var target = request.Target ?? new MailTargetDto();
+        var destination = Describe(target);
+        progress.Unit = "steps";
+        progress.SetTotal(3);
+
+        // Named like a verification's view, so an operator who finds one left by a killed server knows
+        // it can go; the random part keeps a guessing NBD client from finding the export.
+        var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        var view = $"recover-{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+        MailRecoveryResultDto? result = null;
+        string? error = null;
+        pool.CreateView(snapshot.Address, view);
+        try
+        {
+            var export = exports.Create(new CreateExportRequest(Target: view, Name: view));
+            try
+            {
+                var url = export.Url ?? throw new StorageException(StorageError.Unsupported, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address");
+                progress.Advance(1);
+                using var link = new AgentLink(identity, host, CallTimeout);
+                var call = link.RecoverMailAsync(
+                    new AgentMailRecoveryRequest(jobId, snapshot.Address, snapshot.CreatedAt, url, request.Filter ?? new MailFilterDto(), target, request.MailRoot ?? "/", request.Format ?? "auto"),
+                    CancellationToken.None);
+
+                // A cancel is passed on to the agent, and its answer still awaited (within a grace), so
+                // the view is deleted only after the host has let go of it.
+                using var grace = new CancellationTokenSource();
+                using (ct.Register(() =>
+                {
+                    _ = CancelOnAgentAsync(host, jobId);
+                    grace.CancelAfter(CancelGrace);
+                }))
+                {
+                    result = await call.WaitAsync(grace.Token);
+                }
+
+                progress.Advance(1);
+            }
+            finally
+            {
+                exports.Delete(view);
+            }
+        }
+        catch (Exception ex) when (ex is StorageException or OperationCanceledException)
+        {
+            if (ct.IsCancellationRequested)
+            {
+                // Whatever the agent answered to the cancel, the job ends as cancelled.
+                error = "cancelled at the administrator's request";
+                throw new OperationCanceledException(error, ex, ct);
+            }
+
+            error = ex.Message;
+            throw;
+        }
+        finally
+        {
+            try
+            {
+                pool.DeleteVolume(view);
+            }
+            catch (StorageException ex)
+            {
+                logger.LogWarning("The recovery view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
+                events.Record("volume.delete", view, "server", $"recovery view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
+            }
+
+            Record(snapshot.Address, host.Name, destination, result, error, actor);
+        }
+
+        progress.Advance(1);
+        ct.ThrowIfCancellationRequested();
+        return result!;
+    }
+
+    private async Task CancelOnAgentAsync(HostRecord host, string jobId)
+    {
+        try
+        {
+            using var link = new AgentLink(identity, host, TimeSpan.FromSeconds(30));
+            await link.CancelRecoveryAsync(jobId, CancellationToken.None);
+        }
+        catch (StorageException ex)
+        {
+            logger.LogWarning("Cancelling recovery {Job} on host {Host} failed: {Message}", jobId, host.Name, ex.Message);
+        }
+    }
+
+    /// <summary>The recovery as a <c>recovery.mail</c> event, in the format of a CLI's report (RecoveryEndpoints).</summary>
+    private void Record(string address, string host, string destination, MailRecoveryResultDto? result, string? error, string actor)
+    {
+        var outcomes = result?.Outcomes ?? [];
+        var lines = outcomes.Count > 0
+            ? outcomes.Select(o => Line(o.Message, o.Result))
+            : (result?.Matches ?? []).Select(m => Line(m, "matched"));
+        var report = new RecoveryReportDto(
+            OneLine($"{destination} on host {host}"),
+            result?.Matches.Count ?? 0,
+            outcomes.Count(o => o.Result == "restored"),
+            outcomes.Count(o => o.Result == "skipped-duplicate"),
+            outcomes.Count(o => o.Result == "failed"),
+            [.. lines.Take(RecoveryReportDto.MaxMessages)],
+            error is null ? null : OneLine(error));
+        events.Record("recovery.mail", address, actor, RecoveryEndpoints.Message(report), report.Error is null && report.Failed == 0 ? "ok" : "failed");
+
+        static string Line(MailMatchDto m, string result) => OneLine($"{m.User}/{m.Folder} {m.MessageId ?? "(no Message-ID)"}: {result}");
+    }
+
+    internal static string Describe(MailTargetDto target) => target.Kind switch
+    {
+        MailTargetDto.Imap => $"imap {target.Address}" + (target.Into is null ? " (original folders)" : $" into {target.Into}"),
+        MailTargetDto.Smtp => $"smtp {target.Address} to {target.SendTo}",
+        MailTargetDto.Export => $"export {target.ExportName} ({target.ExportFormat ?? "eml"})",
+        _ => "list (dry run)",
+    };
+
+    /// <summary>Header text from a snapshot is not trusted: one line, capped, as the report endpoint demands.</summary>
+    private static string OneLine(string text)
+    {
+        var line = new string([.. text.Select(c => char.IsControl(c) ? ' ' : c)]);
+        return line.Length <= RecoveryReportDto.MaxTextLength ? line : line[..(RecoveryReportDto.MaxTextLength - 1)] + "…";
+    }
+}
