@@ -26,7 +26,7 @@ public static class MailRecoveryJobEndpoints
             // The agent knows the run by this id, which the job's cancel passes on.
             var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
             c.Items[AuditMiddleware.DetailItem] = $"mail recovery from {snapshot.Address} on host {request.Host} to {MailRecoveryRunner.Describe(request.Target ?? new MailTargetDto())}";
-            return await JobEndpoints.RunAsync(
+            return await JobEndpoints.RunAsyncJob(
                 c,
                 jobs,
                 "recovery.mail",
@@ -36,7 +36,7 @@ public static class MailRecoveryJobEndpoints
                 // 202 at once unless the caller asks to wait: a recovery takes seconds at least, and
                 // one cancelled within an inline wait would come back as that request's failure.
                 wait ?? 0,
-                progress => runner.RunAsync(id, request, snapshot, actor, progress, progress.Cancellation).GetAwaiter().GetResult(),
+                async progress => await runner.RunAsync(id, request, snapshot, actor, progress, progress.Cancellation),
                 result => TypedResults.Ok((MailRecoveryResultDto)result!));
         }).WithTags("recoveries").WithName("recovery.start");
     }
