@@ -24,7 +24,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
 
     // The recovery tool's work directories (and so its mounts) go under this test's own TMPDIR, so
     // "nothing left mounted" looks only at this run's mounts, never at another copy's running beside it.
-    private readonly string _toolTemp = Directory.CreateTempSubdirectory("tm-mailtest-tmp-").FullName;
+    private readonly string _toolTemp = ToolTemp();
 
     // Not recursive: the tool removes its own work directories; one left behind may still hold a
     // mount, and a recursive delete must never walk into a mounted file system.
@@ -38,6 +38,15 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         {
             output.WriteLine($"left {_toolTemp}: not empty");
         }
+    }
+
+    // 0755 like /tmp itself: the recovery's private Dovecot runs as the dovecot user and must reach
+    // its configuration under the work directory (CreateTempSubdirectory makes 0700).
+    private static string ToolTemp()
+    {
+        var directory = Directory.CreateTempSubdirectory("tm-mailtest-tmp-").FullName;
+        File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        return directory;
     }
 
     [Fact]
