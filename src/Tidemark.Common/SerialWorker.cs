@@ -9,13 +9,25 @@ namespace Tidemark;
 /// <see cref="Stop"/> lets it finish what is queued, then ends and joins it.
 /// </summary>
 /// <remarks>
+/// <para>
+/// Stopping: after <see cref="Stop"/> nothing new is taken (<see cref="Enqueue"/> is false), the items
+/// already queued still run (so whatever they hold, a pooled block or a reply, is given back by their
+/// own code), then the thread ends. Called on the worker's own thread (an item that decides the work
+/// is over) it does not wait for itself: the worker ends once the queue is empty. An item that throws
+/// (or whose asynchronous completion faults) stops the worker the same way: the first exception is
+/// kept in <see cref="Fault"/>, the items behind it still run, nothing new is taken, and the process
+/// goes on. Callers that must stop without running what is queued (a simulated crash) make their
+/// items check a flag of their own: one stop rule here, not two.
+/// </para>
+/// <para>
 /// A dedicated thread rather than the thread pool: the items block (device writes, socket sends),
 /// and on a 2-core machine a pool hop per item costs more than the work (DESIGN.md, data-path
 /// performance). Items may be asynchronous (a flush through TLS): one that does not complete at once
 /// parks the worker as an empty queue does, and its completion wakes it; the next item starts only
 /// then, so order holds, and the worker never blocks inside the asynchronous operation (nothing its
 /// completion needs is held by the worker). Thread-safe; <c>run</c> and <c>drained</c> run on the
-/// worker's thread only, and must not throw (an exception there ends the process, like any thread's).
+/// worker's thread only.
+/// </para>
 /// </remarks>
 public sealed class SerialWorker<T>
 {
@@ -31,6 +43,7 @@ public sealed class SerialWorker<T>
     private bool _waiting;
     private bool _drainedWanted;
     private bool _parked;
+    private Exception? _fault;
 
     /// <param name="name">The thread's name in debuggers and dumps.</param>
     /// <param name="run">Runs one item.</param>
@@ -79,6 +92,18 @@ public sealed class SerialWorker<T>
             lock (_gate)
             {
                 return _queue.Count;
+            }
+        }
+    }
+
+    /// <summary>The first exception an item (or <c>drained</c>) threw; the worker stopped taking items then.</summary>
+    public Exception? Fault
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _fault;
             }
         }
     }
@@ -219,18 +244,46 @@ public sealed class SerialWorker<T>
                 // Still marked running, so a waiter for idle sees the drained work as done only after this.
                 if (_drained is not null)
                 {
-                    Complete(_drained());
+                    try
+                    {
+                        Complete(_drained());
+                    }
+                    catch (Exception ex)
+                    {
+                        Faulted(ex);
+                    }
                 }
 
                 continue;
             }
 
-            Complete(_run(item));
+            try
+            {
+                Complete(_run(item));
+            }
+            catch (Exception ex)
+            {
+                Faulted(ex);
+            }
+
             lock (_gate)
             {
                 // A producer waiting for room (WaitFor) looks again.
                 Monitor.PulseAll(_gate);
             }
+        }
+    }
+
+    /// <summary>
+    /// An item threw: the worker stops taking items (see the class remarks) instead of the exception
+    /// ending the process, so a bug in one connection's item cannot take the server down.
+    /// </summary>
+    private void Faulted(Exception ex)
+    {
+        lock (_gate)
+        {
+            _fault ??= ex;
+            _stopping = true;
         }
     }
 

@@ -36,10 +36,9 @@ public sealed partial class Pool : IDisposable
     private long _durableSeq;
     private long _cachedPages;
     private Exception? _failure;
-    private readonly object _committerGate = new();
-    private Thread? _committer;
-    private bool _commitWanted;
-    private bool _committerStopping;
+    private readonly SerialWorker<bool> _committer;
+    private int _commitQueued;
+    private volatile bool _committerStopping;
     private bool _disposed;
 
     private Pool(string directory, PoolOptions options, MetaStore meta, PoolRecord record)
@@ -50,6 +49,7 @@ public sealed partial class Pool : IDisposable
         Meta = meta;
         _record = record;
         Control = new ControlStore(this);
+        _committer = new SerialWorker<bool>("tidemark commit", _ => CommitInBackground());
     }
 
     public string Directory { get; }
@@ -322,65 +322,37 @@ public sealed partial class Pool : IDisposable
     /// </summary>
     internal void RequestBackgroundCommit()
     {
-        lock (_committerGate)
+        // Requests coalesce: one queued commit takes everything dirty when it runs, so a request made
+        // while one is queued adds nothing; one made while a commit runs queues the next.
+        if (!_committerStopping && Interlocked.Exchange(ref _commitQueued, 1) == 0 && !_committer.Enqueue(true))
         {
-            if (_committerStopping)
-            {
-                return;
-            }
-
-            _commitWanted = true;
-            if (_committer is null)
-            {
-                _committer = new Thread(RunCommitter) { IsBackground = true, Name = "tidemark commit" };
-                _committer.Start();
-            }
-
-            Monitor.Pulse(_committerGate);
+            Volatile.Write(ref _commitQueued, 0);
         }
     }
 
-    private void RunCommitter()
+    private void CommitInBackground()
     {
-        while (true)
+        Volatile.Write(ref _commitQueued, 0);
+        if (_committerStopping)
         {
-            lock (_committerGate)
-            {
-                while (!_commitWanted && !_committerStopping)
-                {
-                    Monitor.Wait(_committerGate);
-                }
+            // Stopping (Dispose flushes itself; a simulated crash must not commit what was queued).
+            return;
+        }
 
-                if (_committerStopping)
-                {
-                    return;
-                }
-
-                _commitWanted = false;
-            }
-
-            try
-            {
-                Flush();
-            }
-            catch (Exception ex) when (ex is StorageException or ObjectDisposedException)
-            {
-                // The pool went offline (the next write or flush reports why) or is closing.
-            }
+        try
+        {
+            Flush();
+        }
+        catch (Exception ex) when (ex is StorageException or ObjectDisposedException)
+        {
+            // The pool went offline (the next write or flush reports why) or is closing.
         }
     }
 
     private void StopCommitter()
     {
-        Thread? committer;
-        lock (_committerGate)
-        {
-            _committerStopping = true;
-            committer = _committer;
-            Monitor.Pulse(_committerGate);
-        }
-
-        committer?.Join();
+        _committerStopping = true;
+        _committer.Stop();
     }
 
     private void CommitLocked(Action<WriteBatch>? extra, List<ulong>? extraFreed)

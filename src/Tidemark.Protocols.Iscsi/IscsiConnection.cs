@@ -25,7 +25,9 @@ public sealed partial class IscsiConnection
     private FramingSettings _framing;
     private bool _fullFeature;
     private bool _dataPhaseEntered;
-    private bool _closing;
+    // Set by the keepalive timer and async-event senders on other threads, read by the receive loop:
+    // volatile so the loop sees it without relying on a lock it happens to take.
+    private volatile bool _closing;
     private bool _outputPending;
     private long _outputBytes;
     private uint _statSn;

@@ -57,6 +57,9 @@ public sealed record ServerSettings
     /// <summary>How long a connected NBD or iSCSI client may send nothing before it is closed ("8h"), or "off" (the default: see docs/adr/0006-connection-limits.md).</summary>
     public string IdleTimeout { get; init; } = "off";
 
+    /// <summary>How long an NBD or iSCSI client may leave its replies unread before it is closed ("60s"), or "off".</summary>
+    public string SendTimeout { get; init; } = "60s";
+
     /// <summary>NBD connections, and separately iSCSI connections, open at once; more are refused.</summary>
     public int MaxConnections { get; init; } = ConnectionLimits.DefaultMaxConnections;
 
@@ -201,6 +204,14 @@ public sealed record ServerSettings
             throw new ArgumentException($"idle-timeout '{IdleTimeout}' is out of range; write a duration from 1s to 24h, such as 8h, or off");
         }
 
+        var send = string.Equals(SendTimeout, "off", StringComparison.OrdinalIgnoreCase) || SendTimeout.Trim() == "0"
+            ? TimeSpan.Zero
+            : Duration(SendTimeout, "send-timeout");
+        if (send != TimeSpan.Zero && (send < TimeSpan.FromSeconds(1) || send > TimeSpan.FromHours(24)))
+        {
+            throw new ArgumentException($"send-timeout '{SendTimeout}' is out of range; write a duration from 1s to 24h, such as 60s, or off");
+        }
+
         if (MaxConnections is < 1 or > 1_000_000)
         {
             throw new ArgumentException($"max-connections {MaxConnections} is out of range; write 1 to 1000000 (default {ConnectionLimits.DefaultMaxConnections})");
@@ -215,6 +226,7 @@ public sealed record ServerSettings
         {
             HandshakeTimeout = handshake,
             IdleTimeout = idle,
+            SendTimeout = send,
             MaxConnections = MaxConnections,
             MaxConnectionsPerSource = MaxConnectionsPerSource,
         };

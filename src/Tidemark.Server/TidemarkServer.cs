@@ -64,6 +64,8 @@ public sealed record ServeOptions
 
     public string? IdleTimeout { get; init; }
 
+    public string? SendTimeout { get; init; }
+
     public int? MaxConnections { get; init; }
 
     public int? MaxConnectionsPerSource { get; init; }
@@ -130,6 +132,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             ReceivePoll = options.ReceivePoll ?? fromFile.ReceivePoll,
             HandshakeTimeout = options.HandshakeTimeout ?? fromFile.HandshakeTimeout,
             IdleTimeout = options.IdleTimeout ?? fromFile.IdleTimeout,
+            SendTimeout = options.SendTimeout ?? fromFile.SendTimeout,
             MaxConnections = options.MaxConnections ?? fromFile.MaxConnections,
             MaxConnectionsPerSource = options.MaxConnectionsPerSource ?? fromFile.MaxConnectionsPerSource,
             Iscsi = options.Iscsi ?? fromFile.Iscsi,

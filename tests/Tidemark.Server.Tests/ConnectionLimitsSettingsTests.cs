@@ -15,6 +15,29 @@ public sealed class ConnectionLimitsSettingsTests
         Assert.Equal(TimeSpan.Zero, limits.IdleTimeout);
         Assert.Equal(4096, limits.MaxConnections);
         Assert.Equal(256, limits.MaxConnectionsPerSource);
+        Assert.Equal(TimeSpan.FromSeconds(60), limits.SendTimeout);
+    }
+
+    [Theory]
+    [InlineData("5s", 5)]
+    [InlineData("off", 0)]
+    [InlineData("0", 0)]
+    public void SendTimeout_IsParsed_OffIsZero(string text, int seconds)
+    {
+        var limits = (new ServerSettings() with { SendTimeout = text }).ToConnectionLimits();
+
+        Assert.Equal(TimeSpan.FromSeconds(seconds), limits.SendTimeout);
+    }
+
+    [Theory]
+    [InlineData("10ms")]
+    [InlineData("2d")]
+    [InlineData("soon")]
+    public void SendTimeout_OutOfRange_ThrowsNamingTheSetting(string text)
+    {
+        var error = Assert.Throws<ArgumentException>((new ServerSettings() with { SendTimeout = text }).Validate);
+
+        Assert.StartsWith("send-timeout", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -15,6 +15,7 @@ public static class ServeCommand
         var receivePoll = new Option<string?>("--receive-poll") { Description = "how long an NBD or iSCSI connection polls for its next request before sleeping, e.g. 50us, or off: lower latency at queue depth 1 for CPU [config: receivePoll; default 50us]" };
         var handshakeTimeout = new Option<string?>("--handshake-timeout") { Description = "how long an NBD or iSCSI client may take to finish its handshake or login before it is closed [config: handshakeTimeout; default 10s]" };
         var idleTimeout = new Option<string?>("--idle-timeout") { Description = "close an NBD or iSCSI connection that sent nothing for this long, e.g. 8h, or off [config: idleTimeout; default off]" };
+        var sendTimeout = new Option<string?>("--send-timeout") { Description = "close an NBD or iSCSI connection whose client has left its replies unread for this long, e.g. 60s, or off [config: sendTimeout; default 60s]" };
         var maxConnections = new Option<int?>("--max-connections") { Description = $"NBD (and separately iSCSI) connections open at once; more are refused [config: maxConnections; default {ConnectionLimits.DefaultMaxConnections}]" };
         var maxPerSource = new Option<int?>("--max-connections-per-source") { Description = $"NBD (and separately iSCSI) connections open at once from one IP address [config: maxConnectionsPerSource; default {ConnectionLimits.DefaultMaxConnectionsPerSource}]" };
         var iscsi = new Option<string?>("--iscsi") { Description = $"iSCSI portal address IP:PORT, port 0 for any free port, or off [config: iscsi; default {ServerSettings.DefaultIscsi}]" };
@@ -33,7 +34,7 @@ public static class ServeCommand
             + "and the replication listener for paired servers. "
             + "The API token is in DATA/token (mode 0600). Settings come from the config file; flags override it. Ctrl-C or SIGTERM flush and close the pool.")
         {
-            config, http, nbd, nbdSocket, iscsi, receivePoll, handshakeTimeout, idleTimeout, maxConnections, maxPerSource, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
+            config, http, nbd, nbdSocket, iscsi, receivePoll, handshakeTimeout, idleTimeout, sendTimeout, maxConnections, maxPerSource, replication, retryDelay, storeCapacity, storePath, mapCache, metadataCache, tlsCert, tlsKey, logLevel,
         };
         command.Validators.Add(result =>
         {
@@ -55,6 +56,7 @@ public static class ServeCommand
                 ReceivePoll = parse.GetValue(receivePoll),
                 HandshakeTimeout = parse.GetValue(handshakeTimeout),
                 IdleTimeout = parse.GetValue(idleTimeout),
+                SendTimeout = parse.GetValue(sendTimeout),
                 MaxConnections = parse.GetValue(maxConnections),
                 MaxConnectionsPerSource = parse.GetValue(maxPerSource),
                 Iscsi = parse.GetValue(iscsi),

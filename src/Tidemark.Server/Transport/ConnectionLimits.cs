@@ -11,6 +11,9 @@ public sealed record ConnectionLimits
     public const int DefaultMaxConnectionsPerSource = 256;
     public static readonly TimeSpan DefaultHandshakeTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>A client that has taken none of its replies for a minute is gone or stuck; a slow but live one takes some within that.</summary>
+    public static readonly TimeSpan DefaultSendTimeout = TimeSpan.FromSeconds(60);
+
     /// <summary>How long a connection may take from accept to the end of its NBD handshake or iSCSI login; it is closed then.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = DefaultHandshakeTimeout;
 
@@ -20,6 +23,13 @@ public sealed record ConnectionLimits
     /// NOP-In keepalive that finds dead initiators).
     /// </summary>
     public TimeSpan IdleTimeout { get; init; }
+
+    /// <summary>
+    /// How long a connection in its data phase may have replies waiting to be sent while its client
+    /// takes none of them before it is closed (SO_SNDTIMEO; zero: never). A client that stops reading
+    /// (or half-closes) would otherwise hold a thread, its buffered replies and its slot for good.
+    /// </summary>
+    public TimeSpan SendTimeout { get; init; } = DefaultSendTimeout;
 
     /// <summary>Connections open at once on the listener, negotiating or serving.</summary>
     public int MaxConnections { get; init; } = DefaultMaxConnections;

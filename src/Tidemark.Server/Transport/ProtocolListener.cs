@@ -470,6 +470,14 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
                 _socket.ReceiveTimeout = (int)Math.Min(int.MaxValue, idle.TotalMilliseconds);
             }
 
+            var send = _listener.Admission.Limits.SendTimeout;
+            if (send > TimeSpan.Zero)
+            {
+                // SO_SNDTIMEO: a blocking send (inline or on the reply sender) that moves no byte for
+                // this long fails; SocketReplyWriter then ends the connection (see SendTimedOut there).
+                _socket.SendTimeout = (int)Math.Min(int.MaxValue, send.TotalMilliseconds);
+            }
+
             if (_negotiation is null)
             {
                 return ValueTask.CompletedTask; // already on a thread of its own

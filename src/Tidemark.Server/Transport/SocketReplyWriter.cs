@@ -47,13 +47,18 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
     private const int PageBytes = 4096;
 
     // The sender thread's side, under _senderLock: what it has to send, in order, each entry either
-    // a segment or a block to give back once everything before it was sent.
+    // a segment or a block to give back once everything before it was sent. The thread is a
+    // SerialWorker (the one stop-a-worker implementation) whose item is "send what was handed off":
+    // at most one is queued (_sendQueued), and it takes everything handed off by the time it runs, so
+    // a burst of flushes still goes out in one sendmsg, as when the sender had its own loop.
     private readonly object _senderLock = new();
     private readonly List<Outgoing> _handedOff = [];
+    private readonly List<Outgoing> _batch = [];
+    private readonly List<ArraySegment<byte>> _batchSegments = [];
     private long _inFlightBytes;
     private bool _senderFailed;
-    private bool _senderStopping;
-    private Thread? _sender;
+    private bool _sendQueued;
+    private SerialWorker<bool>? _sender;
 
     private readonly List<ArraySegment<byte>> _queued = [];
     private readonly List<byte[]> _retired = [];
@@ -255,6 +260,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
         {
             _failed = true;
             _queued.Clear();
+            EndConnection();
         }
 
         ReturnRetired();
@@ -307,12 +313,6 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
                 return false; // nothing in flight: an inline send keeps the order
             }
 
-            if (_sender is null && !_senderFailed)
-            {
-                _sender = new Thread(RunSender) { IsBackground = true, Name = "reply sender" };
-                _sender.Start();
-            }
-
             while (_inFlightBytes >= MaxInFlightBytes && !_senderFailed)
             {
                 Monitor.Wait(_senderLock);
@@ -337,7 +337,18 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             }
 
             _inFlightBytes += bytes;
-            Monitor.PulseAll(_senderLock);
+            if (!_sendQueued)
+            {
+                _sendQueued = true;
+                _sender ??= new SerialWorker<bool>("reply sender", _ => SendHandedOff());
+                if (!_sender.Enqueue(true))
+                {
+                    // The sender faulted (see SendHandedOff): this output is over.
+                    _sendQueued = false;
+                    _senderFailed = true;
+                    _failed = true;
+                }
+            }
         }
 
         _queued.Clear();
@@ -345,30 +356,24 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
         return true;
     }
 
-    private void RunSender()
+    /// <summary>The sender's item: sends everything handed off so far in one sendmsg, then gives back the blocks.</summary>
+    private void SendHandedOff()
     {
-        var batch = new List<Outgoing>();
-        var segments = new List<ArraySegment<byte>>();
-        while (true)
+        var batch = _batch;
+        var segments = _batchSegments;
+        bool failed;
+        lock (_senderLock)
         {
-            lock (_senderLock)
-            {
-                while (_handedOff.Count == 0 && !_senderStopping)
-                {
-                    Monitor.Wait(_senderLock);
-                }
+            _sendQueued = false;
+            batch.AddRange(_handedOff);
+            _handedOff.Clear();
+            failed = _senderFailed;
+        }
 
-                if (_handedOff.Count == 0)
-                {
-                    return;
-                }
-
-                batch.AddRange(_handedOff);
-                _handedOff.Clear();
-            }
-
-            long bytes = 0;
-            var failed = Volatile.Read(ref _senderFailed);
+        long bytes = 0;
+        var finished = false;
+        try
+        {
             segments.Clear();
             foreach (var item in batch)
             {
@@ -379,21 +384,24 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
                 }
             }
 
-            try
+            while (!failed && segments.Count > 0)
             {
-                while (!failed && segments.Count > 0)
-                {
-                    var sent = segments.Count == 1
-                        ? socket.Send(segments[0].AsSpan(), SocketFlags.None)
-                        : socket.Send(segments, SocketFlags.None);
-                    Consume(segments, sent);
-                }
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                failed = true;
+                var sent = segments.Count == 1
+                    ? socket.Send(segments[0].AsSpan(), SocketFlags.None)
+                    : socket.Send(segments, SocketFlags.None);
+                Consume(segments, sent);
             }
 
+            finished = true;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            failed = true;
+            finished = true;
+            EndConnection();
+        }
+        finally
+        {
             foreach (var item in batch)
             {
                 if (item.Block is not null)
@@ -405,26 +413,46 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             batch.Clear();
             lock (_senderLock)
             {
+                // Accounted even if something unexpected was thrown (the worker then faults and this
+                // output is over), so no flush waits for room forever.
                 _inFlightBytes -= bytes;
-                _senderFailed |= failed;
+                _senderFailed |= failed || !finished;
                 Monitor.PulseAll(_senderLock);
             }
+        }
+    }
+
+    /// <summary>
+    /// A send failed: the peer is gone, the output was cancelled, or the send deadline passed (the
+    /// listener sets SO_SNDTIMEO, ConnectionLimits.SendTimeout: a send that moves no byte for that
+    /// long fails). Nothing more can reach the peer, so the input ends too: a connection thread
+    /// blocked in a receive (its replies were handed to the sender thread) wakes and ends the session,
+    /// and the connection's thread, blocks and slot are given back instead of waiting on a client
+    /// that half-closed or stopped reading.
+    /// </summary>
+    private void EndConnection()
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already closed or reset.
         }
     }
 
     /// <summary>Lets the sender thread finish what it was given, and waits for it to end.</summary>
     private void StopSender()
     {
-        Thread? sender;
+        SerialWorker<bool>? sender;
         lock (_senderLock)
         {
-            _senderStopping = true;
             sender = _sender;
-            Monitor.PulseAll(_senderLock);
         }
 
-        sender?.Join();
-        if (_senderFailed)
+        sender?.Stop();
+        if (_senderFailed || sender?.Fault is not null)
         {
             _failed = true;
         }

@@ -83,6 +83,23 @@ public sealed class AttachedNbdClient : IDisposable
         return data;
     }
 
+    /// <summary>
+    /// Sends <paramref name="count"/> NBD_CMD_READs of <paramref name="length"/> bytes and reads none
+    /// of the replies: a client that stopped reading (or half-closed its side).
+    /// </summary>
+    public async Task SendReadsAsync(int count, int length)
+    {
+        var request = new byte[28];
+        for (var i = 0; i < count; i++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(request, 0x25609513); // NBD_REQUEST_MAGIC
+            BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), (ulong)Interlocked.Increment(ref _handle));
+            BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), 0);
+            BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(24), (uint)length);
+            await _stream.WriteAsync(request);
+        }
+    }
+
     private long _handle;
 
     public void Dispose() => _tcp.Dispose();
