@@ -36,7 +36,12 @@ public static class ConsoleEndpoints
 
     public static void AddConsole(this IServiceCollection services, ServerSettings settings)
     {
-        services.AddSingleton(sp => new AlertEvaluator(AlertThresholds.From(settings), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new AlertSettings(sp.GetRequiredService<Pool>(), AlertThresholds.From(settings)));
+        services.AddSingleton(sp =>
+        {
+            var thresholds = sp.GetRequiredService<AlertSettings>();
+            return new AlertEvaluator(() => thresholds.Current, sp.GetRequiredService<TimeProvider>());
+        });
         services.AddSingleton(sp => new ConsoleUpdates(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ConsoleAssets>();
         services.AddSingleton<ConsoleSessions>();
@@ -85,8 +90,8 @@ public static class ConsoleEndpoints
             return Task.CompletedTask;
         }).WithMetadata(anonymous).WithName("console.signout").WithTags("console");
 
-        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts) =>
-            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history, alerts)))
+        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts, AlertSettings thresholds) =>
+            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history, alerts) with { Thresholds = thresholds.Get() }))
             .Produces<ConsoleDashboardDto>().WithTags("console");
 
         // Not named ".../stream": that suffix marks a volume's data stream, which needs operator (ApiRoles).
@@ -283,4 +288,8 @@ public sealed record ConsoleDashboardDto(
     IReadOnlyList<AlertDto> Alerts,
     IReadOnlyList<EventDto> Events,
     IReadOnlyList<CapacitySample> Capacity,
-    int RunningJobs);
+    int RunningJobs)
+{
+    /// <summary>What the alerts are raised at (the dashboard shows them beside the alerts, and an admin changes them there).</summary>
+    public AlertThresholdsDto? Thresholds { get; init; }
+}
