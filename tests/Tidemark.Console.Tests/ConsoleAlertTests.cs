@@ -74,7 +74,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
         using var home = _fixture.Admin();
         await home.SetAlertThresholdsAsync(new UpdateAlertThresholdsRequest(StalledJob: "2s", Rpo: "8s"));
         using var drDirectory = new TempDirectory();
-        var dr = await ServerProcess.StartAsync(drDirectory.Path);
+        ServerProcess? dr = await ServerProcess.StartAsync(drDirectory.Path);
         try
         {
             using (var drApi = dr.Client())
@@ -99,6 +99,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
 
             // The partner stops: the next sync retries without progress, which is a stalled job after 2 s.
             await dr.DisposeAsync();
+            dr = null;
             using var http = new HttpClient { BaseAddress = _fixture.Server.Http };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _fixture.Server.Token);
             using var started = await http.PostAsync("/api/v1/replicas/lagging/sync?wait=0", null);
@@ -112,7 +113,11 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
         }
         finally
         {
-            await dr.DisposeAsync();
+            if (dr is not null)
+            {
+                await dr.DisposeAsync();
+            }
+
             await home.SetAlertThresholdsAsync(new UpdateAlertThresholdsRequest(StalledJob: "10m", Rpo: "1h"));
         }
     }
@@ -121,23 +126,41 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
     public async Task A_failed_policy_run_raises_the_alert_and_the_next_good_run_clears_it()
     {
         using var api = _fixture.Admin();
-        await api.CreateVolumeAsync(new CreateVolumeRequest("fleeting", 8 * MiB));
-        await api.CreatePolicyAsync(new PolicyRequest("fleeting-hourly", Volume: "fleeting", Schedule: "hourly", KeepLast: 3));
-        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("fred", TokenRoles.Operator));
-        var failed = Alert(page, "policy-failed", "fleeting");
-        await Expect(failed).ToHaveCountAsync(0);
+        await api.CreateVolumeAsync(new CreateVolumeRequest("quiet", 8 * MiB));
 
-        // Its volume goes away under it: the run fails, and says why.
-        await api.DeleteVolumeAsync("fleeting");
-        await Assert.ThrowsAnyAsync<TidemarkApiException>(() => api.RunPolicyAsync("fleeting-hourly"));
-        Assert.NotNull((await api.GetPolicyAsync("fleeting-hourly")).LastError);
-        await Expect(failed).ToContainTextAsync("policy fleeting-hourly failed");
+        // The policy quiesces an application host whose agent cannot be reached, and may not fall back
+        // to a crash-consistent snapshot: its run fails, and says why.
+        await api.AddHostAsync(new AddHostRequest("gone", $"127.0.0.1:{ClosedPort()}", new string('d', 64)));
+        var strict = new PolicyRequest("quiet-hourly", Volume: "quiet", Schedule: "hourly", KeepLast: 3, Hosts: ["gone"], Fallback: "skip", Verify: false);
+        await api.CreatePolicyAsync(strict);
+        var page = await _fixture.SignInAsync(await _fixture.TokenAsync("fred", TokenRoles.Operator));
+        var failed = Alert(page, "policy-failed", "quiet");
+        await Expect(failed).ToHaveCountAsync(0);
+        try
+        {
+            await api.RunPolicyAsync("quiet-hourly");
+        }
+        catch (TidemarkApiException)
+        {
+            // The run's failure may come back as the request's answer too; the policy keeps it either way.
+        }
+
+        Assert.NotNull((await api.GetPolicyAsync("quiet-hourly")).LastError);
+        await Expect(failed).ToContainTextAsync("policy quiet-hourly failed");
         await ConsoleFixture.ScreenshotAsync(page, "alert-policy-failed");
 
-        // The volume is back and the next run succeeds: the alert goes.
-        await api.CreateVolumeAsync(new CreateVolumeRequest("fleeting", 8 * MiB));
-        await api.RunPolicyAsync("fleeting-hourly");
+        // Allowed to fall back to crash-consistent, the next run succeeds: the alert goes.
+        await api.UpdatePolicyAsync(strict with { Fallback = "crash" });
+        await api.RunPolicyAsync("quiet-hourly");
+        Assert.Null((await api.GetPolicyAsync("quiet-hourly")).LastError);
         await Expect(failed).ToHaveCountAsync(0);
+    }
+
+    private static int ClosedPort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     [Fact]
@@ -179,7 +202,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
             Assert.Equal("config", (await admin.GetAlertThresholdsAsync()).Source);
             Assert.Equal(new AlertThresholdsDto(90, "15m", "1h", "api"), await admin.SetAlertThresholdsAsync(new UpdateAlertThresholdsRequest(PoolFullPercent: 90, StalledJob: "15m")));
             Assert.Contains(await admin.ListEventsAsync(kind: "alerts.thresholds"), e => e.Outcome == "ok" && e.Actor == "admin");
-            Assert.Contains(await admin.ListEventsAsync(kind: "alerts.thresholds", log: "refused"), e => e.Actor == "otto");
+            Assert.Contains(await admin.ListEventsAsync(kind: "alerts.thresholds"), e => e.Actor == "otto" && e.Outcome == "failed"); // a 403 is kept in the main log
 
             // Kept in the pool: a restart (whose config file still says 10m) keeps the API's values.
             await server.DisposeAsync();
