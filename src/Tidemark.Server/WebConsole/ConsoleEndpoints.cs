@@ -47,6 +47,10 @@ public static class ConsoleEndpoints
         services.AddSingleton<ConsoleSessions>();
         services.AddSingleton<CapacityHistory>();
         services.AddHostedService(sp => sp.GetRequiredService<CapacityHistory>());
+        services.AddSingleton<IoHistory>();
+        services.AddHostedService(sp => sp.GetRequiredService<IoHistory>());
+        services.AddSingleton<LagHistory>();
+        services.AddHostedService(sp => sp.GetRequiredService<LagHistory>());
     }
 
     public static void MapConsole(this IEndpointRouteBuilder app, TokenAuthentication auth)
@@ -99,6 +103,23 @@ public static class ConsoleEndpoints
             UpdatesAsync(c, sessions, updates, () => LiveEvents(pool, policies, replicas, events, jobs, alerts), lifetime.ApplicationStopping))
             .WithTags("console");
         app.MapAlertApi();
+
+        // The charts' histories (in memory, bounded): a volume's I/O rates, and every replica's lag.
+        app.MapGet("/api/v1/console/volumes/{name}/io", (Pool pool, IoHistory history, string name) =>
+        {
+            pool.GetVolume(name); // 404 for a volume that does not exist, rather than an empty chart
+            return TypedResults.Ok(new ConsoleIoHistoryDto(
+                (int)IoHistory.SampleInterval.TotalSeconds,
+                [.. history.Ring.Get(name).Select(s => new ConsoleIoSampleDto(s.Time, s.Values[0], s.Values[1], s.Values[2], s.Values[3]))]));
+        }).WithTags("console");
+        app.MapGet("/api/v1/console/replication-lag", (LagHistory history) =>
+        {
+            var (times, series) = history.Ring.All();
+            return TypedResults.Ok(new ConsoleLagHistoryDto(
+                (int)LagHistory.SampleInterval.TotalSeconds,
+                times,
+                [.. series.Select(s => new ConsoleLagSeriesDto(s.Name, s.Values))]));
+        }).WithTags("console");
     }
 
     private static async Task SignInAsync(HttpContext c, TokenAuthentication auth, TokenStore tokens, ConsoleSessions sessions, EventLog events, ConsoleSignInRequest request)
@@ -293,3 +314,13 @@ public sealed record ConsoleDashboardDto(
     /// <summary>What the alerts are raised at (the dashboard shows them beside the alerts, and an admin changes them there).</summary>
     public AlertThresholdsDto? Thresholds { get; init; }
 }
+
+/// <summary>A volume's I/O rates over the last half hour, oldest first (zeros where it did no I/O).</summary>
+public sealed record ConsoleIoHistoryDto(int IntervalSeconds, IReadOnlyList<ConsoleIoSampleDto> Samples);
+
+public sealed record ConsoleIoSampleDto(DateTimeOffset Time, float ReadsPerSecond, float WritesPerSecond, float ReadBytesPerSecond, float WriteBytesPerSecond);
+
+/// <summary>Every replica's lag over the last hour: one shared list of times, one list of lags (seconds) per replicated volume.</summary>
+public sealed record ConsoleLagHistoryDto(int IntervalSeconds, IReadOnlyList<DateTimeOffset> Times, IReadOnlyList<ConsoleLagSeriesDto> Replicas);
+
+public sealed record ConsoleLagSeriesDto(string Volume, IReadOnlyList<float> LagSeconds);

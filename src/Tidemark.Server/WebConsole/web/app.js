@@ -351,12 +351,15 @@ async function deleteVolume(name) {
 // ---------- snapshots (timeline per volume) ----------
 
 async function snapshots(volume) {
-  const [vol, snaps] = await Promise.all([api('GET', `/api/v1/volumes/${enc(volume)}`), api('GET', `/api/v1/volumes/${enc(volume)}/snapshots`)]);
+  const ioPath = `/api/v1/console/volumes/${enc(volume)}/io`;
+  const [vol, snaps, io] = await Promise.all([api('GET', `/api/v1/volumes/${enc(volume)}`), api('GET', `/api/v1/volumes/${enc(volume)}/snapshots`), api('GET', ioPath)]);
   const base = `/api/v1/volumes/${enc(volume)}/snapshots`;
+  const ioChart = h('div', { class: 'chart', id: 'io-chart', role: 'img' });
   const children = [
     h('p', {}, h('a', { href: '#/volumes' }, '← Volumes')),
     h('h1', {}, `Snapshots of ${volume}`),
     h('p', { class: 'muted' }, `${bytes(vol.sizeBytes)}, ${bytes(vol.allocatedBytes)} used, ${snaps.length} snapshots, exports: ${vol.exports.join(', ') || 'none'}`),
+    h('h2', {}, 'I/O, last 30 minutes'), ioChart,
   ];
   if (can('snapshot.create')) {
     const name = h('input', { name: 'snapshot', placeholder: 'automatic' });
@@ -394,6 +397,42 @@ async function snapshots(volume) {
         can('snapshot.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => deleteSnapshot(s) }, 'Delete') : null));
   })), ordered.length > shown.length ? h('p', { class: 'muted' }, `The newest ${shown.length} of ${ordered.length}; \`tidemark snapshot list ${volume}\` lists all.`) : null);
   show(children);
+  drawIo(ioChart, io);
+  // The server samples every 5 s; redraw from its history while the page is open (not counted as use of the session).
+  const timer = setInterval(async () => {
+    try { drawIo(ioChart, await api('GET', ioPath, undefined, { background: true })); } catch { /* the next tick tries again */ }
+  }, 10000);
+  leavePage = () => clearInterval(timer);
+}
+
+// Reads and writes per second (left axis) and MiB/s (right axis) from GET /api/v1/console/volumes/NAME/io.
+function drawIo(el, io) {
+  const samples = io.samples;
+  const moved = samples.filter(s => s.readsPerSecond || s.writesPerSecond);
+  el.dataset.samples = String(samples.length);
+  el.dataset.active = String(moved.length);
+  if (samples.length < 2 || typeof uPlot === 'undefined') {
+    el.replaceChildren(h('p', { class: 'muted' }, `No I/O history yet (a sample every ${io.intervalSeconds} s while the server runs; only exported volumes do I/O).`));
+    return;
+  }
+  const mib = v => v / 1024 ** 2;
+  const x = samples.map(s => new Date(s.time).getTime() / 1000);
+  const peak = (f) => Math.max(...samples.map(f));
+  el.setAttribute('aria-label', `I/O of the last ${samples.length} samples: peak ${peak(s => s.readsPerSecond).toFixed(0)} reads/s, ${peak(s => s.writesPerSecond).toFixed(0)} writes/s`);
+  el.replaceChildren();
+  new uPlot({
+    width: Math.max(300, Math.min(1150, el.clientWidth || 800)), height: 220,
+    scales: { x: { time: true }, ops: {}, mib: {} },
+    series: [{},
+      { label: 'Reads/s', stroke: '#0b5cad', width: 2, scale: 'ops' },
+      { label: 'Writes/s', stroke: '#a4000f', width: 2, scale: 'ops' },
+      { label: 'Read MiB/s', stroke: '#0b5cad', dash: [6, 4], scale: 'mib' },
+      { label: 'Write MiB/s', stroke: '#a4000f', dash: [6, 4], scale: 'mib' }],
+    axes: [{}, { scale: 'ops', label: 'operations/s' }, { scale: 'mib', label: 'MiB/s', side: 1, grid: { show: false } }],
+  }, [x, samples.map(s => s.readsPerSecond), samples.map(s => s.writesPerSecond), samples.map(s => mib(s.readBytesPerSecond)), samples.map(s => mib(s.writeBytesPerSecond))], el);
+  el.append(h('p', { class: 'muted' }, moved.length
+    ? `Peaks: ${peak(s => s.readsPerSecond).toFixed(0)} reads/s, ${peak(s => s.writesPerSecond).toFixed(0)} writes/s, ${bytes(peak(s => s.readBytesPerSecond))}/s read, ${bytes(peak(s => s.writeBytesPerSecond))}/s written.`
+    : 'No I/O in this window.'));
 }
 
 async function openView(s) {
