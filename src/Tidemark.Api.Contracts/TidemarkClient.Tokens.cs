@@ -10,6 +10,14 @@ public sealed partial class TidemarkClient
 
     public Task RevokeTokenAsync(string name, CancellationToken ct = default) => DeleteAsync($"tokens/{Seg(name)}", ct);
 
+    // ---- alerts ----
+
+    public Task<IReadOnlyList<AlertDto>> ListAlertsAsync(CancellationToken ct = default) => GetAsync<IReadOnlyList<AlertDto>>("alerts", ct);
+
+    public Task<AlertThresholdsDto> GetAlertThresholdsAsync(CancellationToken ct = default) => GetAsync<AlertThresholdsDto>("alerts/thresholds", ct);
+
+    public Task<AlertThresholdsDto> SetAlertThresholdsAsync(UpdateAlertThresholdsRequest request, CancellationToken ct = default) => PutAsync<AlertThresholdsDto>("alerts/thresholds", request, ct);
+
     // ---- audit chain ----
 
     public Task<EventVerifyDto> VerifyEventsAsync(CancellationToken ct = default) => GetAsync<EventVerifyDto>("events/verify", ct);

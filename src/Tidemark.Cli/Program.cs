@@ -14,6 +14,7 @@ root.Add(ExportCommands.Create());
 root.Add(EventCommands.Create());
 root.Add(TokenCommands.Create());
 root.Add(JobCommands.Create());
+root.Add(AlertCommands.Create());
 root.Add(PolicyCommands.Create());
 root.Add(PartnerCommands.Create());
 root.Add(ReplicaCommands.Create());

@@ -38,23 +38,31 @@ public sealed class AlertEvaluator
     private readonly Lock _lock = new();
     private readonly Dictionary<string, (long Done, DateTimeOffset Since)> _progress = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
+    private readonly Func<AlertThresholds> _thresholds;
 
     public AlertEvaluator(AlertThresholds thresholds, TimeProvider time)
+        : this(() => thresholds, time)
     {
-        Thresholds = thresholds;
+    }
+
+    /// <summary>Thresholds read at every evaluation (<see cref="AlertSettings.Current"/>), so a change through the API applies at the next look.</summary>
+    public AlertEvaluator(Func<AlertThresholds> thresholds, TimeProvider time)
+    {
+        _thresholds = thresholds;
         _time = time;
     }
 
-    public AlertThresholds Thresholds { get; }
+    public AlertThresholds Thresholds => _thresholds();
 
     /// <summary>The alerts for this state, errors first, then warnings, each group in a stable order.</summary>
     public IReadOnlyList<AlertDto> Evaluate(PoolDto pool, IEnumerable<PolicyDto> policies, IEnumerable<ReplicaDto> replicas, IReadOnlyList<JobDto> jobs)
     {
         var now = _time.GetUtcNow();
+        var thresholds = Thresholds;
         var alerts = new List<AlertDto>();
-        if (pool.CapacityBytes > 0 && (double)pool.UsedBytes / pool.CapacityBytes >= Thresholds.NearlyFull)
+        if (pool.CapacityBytes > 0 && (double)pool.UsedBytes / pool.CapacityBytes >= thresholds.NearlyFull)
         {
-            alerts.Add(new("pool-full", "warning", "pool", FormattableString.Invariant($"the pool is {Percent(pool.UsedBytes, pool.CapacityBytes)}% full ({pool.FreeBytes / (1024 * 1024)} MiB free); add a store or set 'tidemark pool autogrow'"), "#/"));
+            alerts.Add(new("pool-full", "warning", "pool", FormattableString.Invariant($"the pool is {Percent(pool.UsedBytes, pool.CapacityBytes)}% full ({pool.FreeBytes / (1024 * 1024)} MiB free); its alert is at {thresholds.NearlyFull * 100:0.##}%; add a store or set 'tidemark pool autogrow'"), "#/"));
         }
 
         foreach (var policy in policies.OrderBy(p => p.Definition.Name, StringComparer.Ordinal))

@@ -28,6 +28,7 @@ public static class ApiRoles
         "replica.accept",
         "token.create",
         "token.revoke",
+        "alerts.thresholds",
     };
 
     public static string Required(HttpContext context)

@@ -36,12 +36,21 @@ public static class ConsoleEndpoints
 
     public static void AddConsole(this IServiceCollection services, ServerSettings settings)
     {
-        services.AddSingleton(sp => new AlertEvaluator(AlertThresholds.From(settings), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new AlertSettings(sp.GetRequiredService<Pool>(), AlertThresholds.From(settings)));
+        services.AddSingleton(sp =>
+        {
+            var thresholds = sp.GetRequiredService<AlertSettings>();
+            return new AlertEvaluator(() => thresholds.Current, sp.GetRequiredService<TimeProvider>());
+        });
         services.AddSingleton(sp => new ConsoleUpdates(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ConsoleAssets>();
         services.AddSingleton<ConsoleSessions>();
         services.AddSingleton<CapacityHistory>();
         services.AddHostedService(sp => sp.GetRequiredService<CapacityHistory>());
+        services.AddSingleton<IoHistory>();
+        services.AddHostedService(sp => sp.GetRequiredService<IoHistory>());
+        services.AddSingleton<LagHistory>();
+        services.AddHostedService(sp => sp.GetRequiredService<LagHistory>());
     }
 
     public static void MapConsole(this IEndpointRouteBuilder app, TokenAuthentication auth)
@@ -85,8 +94,8 @@ public static class ConsoleEndpoints
             return Task.CompletedTask;
         }).WithMetadata(anonymous).WithName("console.signout").WithTags("console");
 
-        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts) =>
-            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history, alerts)))
+        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts, AlertSettings thresholds) =>
+            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history, alerts) with { Thresholds = thresholds.Get() }))
             .Produces<ConsoleDashboardDto>().WithTags("console");
 
         // Not named ".../stream": that suffix marks a volume's data stream, which needs operator (ApiRoles).
@@ -94,6 +103,23 @@ public static class ConsoleEndpoints
             UpdatesAsync(c, sessions, updates, () => LiveEvents(pool, policies, replicas, events, jobs, alerts), lifetime.ApplicationStopping))
             .WithTags("console");
         app.MapAlertApi();
+
+        // The charts' histories (in memory, bounded): a volume's I/O rates, and every replica's lag.
+        app.MapGet("/api/v1/console/volumes/{name}/io", (Pool pool, IoHistory history, string name) =>
+        {
+            pool.GetVolume(name); // 404 for a volume that does not exist, rather than an empty chart
+            return TypedResults.Ok(new ConsoleIoHistoryDto(
+                (int)IoHistory.SampleInterval.TotalSeconds,
+                [.. history.Ring.Get(name).Select(s => new ConsoleIoSampleDto(s.Time, s.Values[0], s.Values[1], s.Values[2], s.Values[3]))]));
+        }).WithTags("console");
+        app.MapGet("/api/v1/console/replication-lag", (LagHistory history) =>
+        {
+            var (times, series) = history.Ring.All();
+            return TypedResults.Ok(new ConsoleLagHistoryDto(
+                (int)LagHistory.SampleInterval.TotalSeconds,
+                times,
+                [.. series.Select(s => new ConsoleLagSeriesDto(s.Name, s.Values))]));
+        }).WithTags("console");
     }
 
     private static async Task SignInAsync(HttpContext c, TokenAuthentication auth, TokenStore tokens, ConsoleSessions sessions, EventLog events, ConsoleSignInRequest request)
@@ -283,4 +309,18 @@ public sealed record ConsoleDashboardDto(
     IReadOnlyList<AlertDto> Alerts,
     IReadOnlyList<EventDto> Events,
     IReadOnlyList<CapacitySample> Capacity,
-    int RunningJobs);
+    int RunningJobs)
+{
+    /// <summary>What the alerts are raised at (the dashboard shows them beside the alerts, and an admin changes them there).</summary>
+    public AlertThresholdsDto? Thresholds { get; init; }
+}
+
+/// <summary>A volume's I/O rates over the last half hour, oldest first (zeros where it did no I/O).</summary>
+public sealed record ConsoleIoHistoryDto(int IntervalSeconds, IReadOnlyList<ConsoleIoSampleDto> Samples);
+
+public sealed record ConsoleIoSampleDto(DateTimeOffset Time, float ReadsPerSecond, float WritesPerSecond, float ReadBytesPerSecond, float WriteBytesPerSecond);
+
+/// <summary>Every replica's lag over the last hour: one shared list of times, one list of lags (seconds) per replicated volume.</summary>
+public sealed record ConsoleLagHistoryDto(int IntervalSeconds, IReadOnlyList<DateTimeOffset> Times, IReadOnlyList<ConsoleLagSeriesDto> Replicas);
+
+public sealed record ConsoleLagSeriesDto(string Volume, IReadOnlyList<float> LagSeconds);

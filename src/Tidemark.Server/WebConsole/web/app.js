@@ -3,7 +3,7 @@
 // uses; every change is an API request carrying the session's CSRF token, so the server's role
 // checks and audit log apply exactly as for `tidemark`. This module routes and signs in; ui.js has
 // the helpers, live.js the live updates, wizards.js the multi-step wizards.
-import { main, status, state, h, api, ApiError, say, fail, can, bytes, parseSize, when, ago, duration, enc, show, ask, act } from './ui.js';
+import { main, status, state, h, api, ApiError, say, fail, can, bytes, parseSize, when, ago, duration, enc, show, ask, act, cancelJob } from './ui.js';
 import { startLive, stopLive, subscribe, liveIndicator } from './live.js';
 import { policyWizard, recoveryWizard } from './wizards.js';
 import { replicationWizard, disasterWizard, replicationPage } from './replication.js';
@@ -120,6 +120,7 @@ async function route() {
 async function dashboard() {
   let d = await api('GET', '/api/v1/console/dashboard');
   const alerts = h('div', { id: 'alerts' });
+  const thresholds = h('div', { id: 'thresholds' });
   const cards = h('div', { class: 'cards' });
   const chart = h('div', { class: 'chart', id: 'capacity-chart', role: 'img' });
   const volumesPart = h('div', {});
@@ -129,14 +130,16 @@ async function dashboard() {
     const pool = d.pool;
     const usedShare = pool.capacityBytes ? pool.usedBytes / pool.capacityBytes : 0;
     const unprotected = d.volumes.filter(v => v.snapshots === 0).length;
+    const fullAt = (d.thresholds?.poolFullPercent ?? 85) / 100;
     cards.replaceChildren(
       h('div', { class: 'card' }, h('div', {}, 'Pool used'), h('div', { class: 'v' }, `${bytes(pool.usedBytes)} of ${bytes(pool.capacityBytes)}`),
-        h('meter', { min: 0, max: 1, low: 0.7, high: 0.85, optimum: 0.2, value: usedShare, 'aria-label': 'Pool used' }), ` ${(usedShare * 100).toFixed(0)}%`),
+        h('meter', { min: 0, max: 1, low: Math.min(0.7, fullAt - 0.05), high: fullAt, optimum: 0.2, value: usedShare, 'aria-label': 'Pool used' }), ` ${(usedShare * 100).toFixed(0)}%`),
       h('div', { class: 'card' }, h('div', {}, 'Volumes'), h('div', { class: 'v' }, pool.volumes)),
       h('div', { class: 'card' }, h('div', {}, 'Snapshots'), h('div', { class: 'v' }, pool.snapshots)),
       h('div', { class: 'card' }, h('div', {}, 'Without any snapshot'), h('div', { class: 'v' + (unprotected ? ' warn' : '') }, unprotected)),
       h('div', { class: 'card' }, h('div', {}, 'Running jobs'), h('div', { class: 'v', id: 'running-jobs' }, h('a', { href: '#/jobs' }, d.runningJobs))));
     drawAlerts(alerts, d.alerts);
+    drawThresholds(thresholds, d.thresholds);
     volumesPart.replaceChildren(volumeTable(d.volumes));
     eventsPart.replaceChildren(eventTable(d.events));
     if (d.capacity.length !== samples) {
@@ -148,7 +151,7 @@ async function dashboard() {
   };
   main.replaceChildren(
     h('h1', {}, 'Dashboard'), cards,
-    h('h2', {}, 'Alerts'), alerts,
+    h('h2', {}, 'Alerts'), alerts, thresholds,
     h('h2', {}, 'Capacity'), chart,
     h('h2', {}, 'Protection per volume'), volumesPart,
     h('h2', {}, 'Recent events'), eventsPart);
@@ -186,6 +189,31 @@ function drawAlerts(el, list) {
     ? h('ul', { class: 'alerts', 'aria-label': 'Alerts' }, list.map(a => h('li', { class: a.severity === 'error' ? 'bad' : 'warn', 'data-kind': a.kind },
       h('span', { class: 'badge' }, a.severity), ' ', h('a', { href: a.link }, a.subject), ': ', a.message)))
     : h('p', { class: 'ok' }, 'No alerts.'));
+}
+
+// The thresholds the alerts above are raised at; an admin changes them here (PUT /api/v1/alerts/thresholds,
+// validated by the server, which names the allowed range when it refuses).
+function drawThresholds(el, t) {
+  if (!t) { el.replaceChildren(); return; }
+  el.replaceChildren(h('p', { class: 'muted' },
+    `Alerts at: pool ${t.poolFullPercent}% full; a job without progress for ${t.stalledJob}; a replica behind by more than ${t.rpo} (or twice its sync interval). `,
+    t.source === 'api' ? 'Set through the console or API.' : 'From the config file.', ' ',
+    can('alerts.thresholds') ? h('button', { type: 'button', onclick: () => changeThresholds(t) }, 'Change thresholds') : null));
+}
+
+async function changeThresholds(t) {
+  const r = await ask({
+    title: 'Alert thresholds', text: 'Kept in the pool; they win over the config file from now on.', confirm: 'Save',
+    fields: [
+      { name: 'poolFull', label: 'Pool nearly full at (% used, 1-100)', value: String(t.poolFullPercent), required: true },
+      { name: 'stalledJob', label: 'Job stalled after no progress for (e.g. 10m; 1s-24h)', value: t.stalledJob, required: true },
+      { name: 'rpo', label: 'Replica RPO without a sync interval (e.g. 1h; 1s-24h)', value: t.rpo, required: true },
+    ],
+  });
+  if (!r) return;
+  const percent = Number(r.poolFull.trim().replace(/%$/, ''));
+  if (r.poolFull.trim() === '' || !Number.isFinite(percent)) { say('Pool nearly full must be a number of percent, e.g. 90.', 'error'); return; }
+  await act('Alert thresholds saved.', () => api('PUT', '/api/v1/alerts/thresholds', { poolFullPercent: percent, stalledJob: r.stalledJob.trim(), rpo: r.rpo.trim() }));
 }
 
 function drawCapacity(el, samples) {
@@ -323,12 +351,15 @@ async function deleteVolume(name) {
 // ---------- snapshots (timeline per volume) ----------
 
 async function snapshots(volume) {
-  const [vol, snaps] = await Promise.all([api('GET', `/api/v1/volumes/${enc(volume)}`), api('GET', `/api/v1/volumes/${enc(volume)}/snapshots`)]);
+  const ioPath = `/api/v1/console/volumes/${enc(volume)}/io`;
+  const [vol, snaps, io] = await Promise.all([api('GET', `/api/v1/volumes/${enc(volume)}`), api('GET', `/api/v1/volumes/${enc(volume)}/snapshots`), api('GET', ioPath)]);
   const base = `/api/v1/volumes/${enc(volume)}/snapshots`;
+  const ioChart = h('div', { class: 'chart', id: 'io-chart', role: 'img' });
   const children = [
     h('p', {}, h('a', { href: '#/volumes' }, '← Volumes')),
     h('h1', {}, `Snapshots of ${volume}`),
     h('p', { class: 'muted' }, `${bytes(vol.sizeBytes)}, ${bytes(vol.allocatedBytes)} used, ${snaps.length} snapshots, exports: ${vol.exports.join(', ') || 'none'}`),
+    h('h2', {}, 'I/O, last 30 minutes'), ioChart,
   ];
   if (can('snapshot.create')) {
     const name = h('input', { name: 'snapshot', placeholder: 'automatic' });
@@ -366,6 +397,42 @@ async function snapshots(volume) {
         can('snapshot.delete') ? h('button', { type: 'button', class: 'danger', onclick: () => deleteSnapshot(s) }, 'Delete') : null));
   })), ordered.length > shown.length ? h('p', { class: 'muted' }, `The newest ${shown.length} of ${ordered.length}; \`tidemark snapshot list ${volume}\` lists all.`) : null);
   show(children);
+  drawIo(ioChart, io);
+  // The server samples every 5 s; redraw from its history while the page is open (not counted as use of the session).
+  const timer = setInterval(async () => {
+    try { drawIo(ioChart, await api('GET', ioPath, undefined, { background: true })); } catch { /* the next tick tries again */ }
+  }, 10000);
+  leavePage = () => clearInterval(timer);
+}
+
+// Reads and writes per second (left axis) and MiB/s (right axis) from GET /api/v1/console/volumes/NAME/io.
+function drawIo(el, io) {
+  const samples = io.samples;
+  const moved = samples.filter(s => s.readsPerSecond || s.writesPerSecond);
+  el.dataset.samples = String(samples.length);
+  el.dataset.active = String(moved.length);
+  if (samples.length < 2 || typeof uPlot === 'undefined') {
+    el.replaceChildren(h('p', { class: 'muted' }, `No I/O history yet (a sample every ${io.intervalSeconds} s while the server runs; only exported volumes do I/O).`));
+    return;
+  }
+  const mib = v => v / 1024 ** 2;
+  const x = samples.map(s => new Date(s.time).getTime() / 1000);
+  const peak = (f) => Math.max(...samples.map(f));
+  el.setAttribute('aria-label', `I/O of the last ${samples.length} samples: peak ${peak(s => s.readsPerSecond).toFixed(0)} reads/s, ${peak(s => s.writesPerSecond).toFixed(0)} writes/s`);
+  el.replaceChildren();
+  new uPlot({
+    width: Math.max(300, Math.min(1150, el.clientWidth || 800)), height: 220,
+    scales: { x: { time: true }, ops: {}, mib: {} },
+    series: [{},
+      { label: 'Reads/s', stroke: '#0b5cad', width: 2, scale: 'ops' },
+      { label: 'Writes/s', stroke: '#a4000f', width: 2, scale: 'ops' },
+      { label: 'Read MiB/s', stroke: '#0b5cad', dash: [6, 4], scale: 'mib' },
+      { label: 'Write MiB/s', stroke: '#a4000f', dash: [6, 4], scale: 'mib' }],
+    axes: [{}, { scale: 'ops', label: 'operations/s' }, { scale: 'mib', label: 'MiB/s', side: 1, grid: { show: false } }],
+  }, [x, samples.map(s => s.readsPerSecond), samples.map(s => s.writesPerSecond), samples.map(s => mib(s.readBytesPerSecond)), samples.map(s => mib(s.writeBytesPerSecond))], el);
+  el.append(h('p', { class: 'muted' }, moved.length
+    ? `Peaks: ${peak(s => s.readsPerSecond).toFixed(0)} reads/s, ${peak(s => s.writesPerSecond).toFixed(0)} writes/s, ${bytes(peak(s => s.readBytesPerSecond))}/s read, ${bytes(peak(s => s.writeBytesPerSecond))}/s written.`
+    : 'No I/O in this window.'));
 }
 
 async function openView(s) {
@@ -462,12 +529,12 @@ async function jobs() {
       h('thead', {}, h('tr', {}, ['Job', 'Kind', 'Subject', 'State', 'Progress', 'By', 'Started', ''].map(t => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, list.map(j => h('tr', { class: j.id === focus ? 'focus' : null, 'data-job': j.id },
         h('td', {}, j.id), h('td', {}, j.kind), h('td', {}, j.subject ?? ''),
-        h('td', { class: j.state === 'failed' ? 'bad' : j.state === 'succeeded' ? 'ok' : '' }, j.state, j.error ? `: ${j.error}` : ''),
+        h('td', { class: j.state === 'failed' ? 'bad' : j.state === 'succeeded' ? 'ok' : j.state === 'cancelled' ? 'warn' : '', 'data-state': j.state }, j.state, j.error ? `: ${j.error}` : ''),
         h('td', {}, j.percent !== null && j.percent !== undefined ? [h('progress', { max: 100, value: j.percent, 'aria-label': `${j.id} progress` }), ` ${j.percent.toFixed(0)}%`] : `${j.done} ${j.unit}`,
           j.etaSeconds ? h('span', { class: 'muted' }, ` ETA ${duration(j.etaSeconds)}`) : null),
         h('td', {}, j.actor), h('td', {}, when(j.startedAt)),
         h('td', {}, j.state === 'running' && j.cancellable && can('job.cancel')
-          ? h('button', { type: 'button', class: 'danger', 'aria-label': `Cancel job ${j.id}`, onclick: () => api('POST', `/api/v1/jobs/${enc(j.id)}/cancel`).then(() => say(`Job ${j.id} asked to stop; it ends at its next safe point.`), fail) }, 'Cancel')
+          ? h('button', { type: 'button', class: 'danger', 'aria-label': `Cancel job ${j.id}`, onclick: () => cancelJob(j) }, 'Cancel')
           : null))))));
   };
   let timer = null;

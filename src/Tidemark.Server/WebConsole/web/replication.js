@@ -2,7 +2,7 @@
 // volumes, seed, first sync with progress) and disaster (promote at the DR site, then fail back).
 // Each step is the API call the CLI makes, so its guards (admin-only pairing and promotion, the
 // split-brain refusal of a reverse) apply here unchanged; the page adds typed confirmations.
-import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, duration, enc, ask, show } from './ui.js';
+import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, duration, enc, ask, show, cancelJob } from './ui.js';
 import { subscribe } from './live.js';
 import { stepper } from './wizards.js';
 
@@ -122,15 +122,24 @@ async function setUp(v) {
   say(made.length ? `Replication to ${v.partner} set up for ${made.join(', ')}.` : 'Nothing was set up.', made.length ? 'info' : 'error');
 }
 
-// Resolves with the job once it ended; moves the bar with every "jobs" event (or a poll without the stream).
+// Resolves with the job once it ended; moves the bar with every "jobs" event (or a poll without the
+// stream). A cancellable job gets a Cancel button after the text (for roles that may cancel), which
+// goes once the job ended, whatever ended it.
 function follow(id, bar, text) {
   return new Promise(resolve => {
     let done = false;
+    let cancel = null;
     const show = j => {
       if (!j || done) return;
       if (j.percent !== null && j.percent !== undefined) bar.value = j.percent;
       text.textContent = `${bytes(j.done)}${j.total ? ` of ${bytes(j.total)}` : ''}`;
-      if (j.state !== 'running') { done = true; unsubscribe(); resolve(j); }
+      if (j.state === 'running' && j.cancellable && can('job.cancel') && cancel === null) {
+        cancel = h('button', { type: 'button', class: 'danger', 'aria-label': `Cancel job ${j.id}`, onclick: async () => {
+          if (await cancelJob(j, { report: false })) { cancel.disabled = true; cancel.textContent = 'Cancelling…'; }
+        } }, 'Cancel');
+        text.after(' ', cancel);
+      }
+      if (j.state !== 'running') { done = true; cancel?.remove(); unsubscribe(); resolve(j); }
     };
     const unsubscribe = subscribe('jobs', list => show(list.find(j => j.id === id)));
     const poll = async () => {
@@ -148,7 +157,8 @@ function follow(id, bar, text) {
 // behind it is against its interval, and a sync that follows its job. The DR side (promote, fail
 // back) is the disaster page, linked here.
 export async function replicationPage() {
-  const [partners, replicas] = await Promise.all([api('GET', '/api/v1/partners'), api('GET', '/api/v1/replicas')]);
+  const [partners, replicas, lagHistory] = await Promise.all([api('GET', '/api/v1/partners'), api('GET', '/api/v1/replicas'), api('GET', '/api/v1/console/replication-lag')]);
+  const lagChart = h('div', { class: 'chart', id: 'lag-chart', role: 'img' });
   const lag = r => {
     if (r.lagSeconds === null || r.lagSeconds === undefined) return 'not synced yet';
     return `${duration(r.lagSeconds)}${r.every ? ` (every ${r.every})` : ''}`;
@@ -190,7 +200,31 @@ export async function replicationPage() {
     h('h2', {}, 'Volumes replicated from here'),
     replicas.length === 0 ? h('p', { class: 'muted' }, 'No volume is replicated from this server.') : h('table', { 'aria-label': 'Replicas sent from here' },
       h('thead', {}, h('tr', {}, ['Volume', 'To', 'State', 'Newest sent', 'Behind by', 'Last transfer', 'Next sync', 'Last result', ''].map(t => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, replicaRows)));
+      h('tbody', {}, replicaRows)),
+    h('h2', {}, 'Replication lag, last hour'), lagChart);
+  drawLag(lagChart, lagHistory);
+}
+
+// One line per replica (the 8 furthest behind now, so a thousand replicas stay readable), from
+// GET /api/v1/console/replication-lag (a sample every 10 s, in the server's memory).
+function drawLag(el, history) {
+  const series = [...history.replicas].sort((a, b) => b.lagSeconds[b.lagSeconds.length - 1] - a.lagSeconds[a.lagSeconds.length - 1]).slice(0, 8);
+  el.dataset.samples = String(history.times.length);
+  el.dataset.replicas = series.map(r => r.volume).join(',');
+  if (history.times.length < 2 || series.length === 0 || typeof uPlot === 'undefined') {
+    el.replaceChildren(h('p', { class: 'muted' }, `No lag history yet (a sample every ${history.intervalSeconds} s of each replica that has synced).`));
+    return;
+  }
+  const colours = ['#0b5cad', '#a4000f', '#116b2e', '#7a4d00', '#5b2a86', '#00657a', '#8a3b00', '#333'];
+  el.setAttribute('aria-label', `Replication lag over ${history.times.length} samples: ${series.map(r => `${r.volume} now ${duration(r.lagSeconds[r.lagSeconds.length - 1])}`).join('; ')}`);
+  el.replaceChildren();
+  new uPlot({
+    width: Math.max(300, Math.min(1150, el.clientWidth || 800)), height: 220,
+    scales: { x: { time: true } },
+    series: [{}, ...series.map((r, i) => ({ label: `${r.volume} (s)`, stroke: colours[i], width: 2 }))],
+    axes: [{}, { label: 'seconds behind' }],
+  }, [history.times.map(t => new Date(t).getTime() / 1000), ...series.map(r => r.lagSeconds)], el);
+  if (history.replicas.length > series.length) el.append(h('p', { class: 'muted' }, `The ${series.length} furthest behind of ${history.replicas.length} replicas.`));
 }
 
 async function syncNow(r) {
@@ -200,6 +234,7 @@ async function syncNow(r) {
     const text = h('span', { class: 'muted' });
     status.replaceChildren(h('div', { class: 'info' }, `Syncing ${r.volume}… `, bar, ' ', text));
     const job = started?.id && started?.state ? await follow(started.id, bar, text) : { state: 'succeeded' };
+    if (job.state === 'cancelled') { say(`Sync of ${r.volume} cancelled after ${bytes(job.done)}; the next sync resumes where it stopped.`, 'error'); return; }
     if (job.state !== 'succeeded') { say(`Sync of ${r.volume} ${job.state}: ${job.error ?? ''}`, 'error'); return; }
     say(`${r.volume} synced to ${r.partner}.`);
     await replicationPage();

@@ -147,6 +147,29 @@ export function ask({ title, text, fields = [], confirm = 'OK', danger = false, 
   });
 }
 
+// Asks before cancelling a running job, then asks the server to (POST /api/v1/jobs/ID/cancel). The
+// job ends `cancelled` at its next safe point, which the live stream then shows; true when asked.
+// report: false where the caller shows the outcome next to the job's own progress (the status line
+// may be holding that progress bar).
+export async function cancelJob(job, { report = true } = {}) {
+  const what = `${job.kind}${job.subject ? ` ${job.subject}` : ''}`;
+  const ok = await ask({
+    title: `Cancel job ${job.id}?`,
+    text: `${what} stops at its next safe point; what it already did stays consistent`
+      + (job.kind.startsWith('replica.') ? ' (a cancelled sync resumes where it stopped on the next sync).' : '.'),
+    confirm: 'Cancel job', danger: true,
+  });
+  if (!ok) return false;
+  try {
+    await api('POST', `/api/v1/jobs/${enc(job.id)}/cancel`);
+    if (report) say(`Job ${job.id} (${what}) asked to stop; it ends at its next safe point.`);
+    return true;
+  } catch (err) {
+    fail(err);
+    return false;
+  }
+}
+
 // Runs a change, reports its outcome, then re-renders the page.
 export async function act(label, fn) {
   try {
