@@ -169,6 +169,57 @@ public sealed class AgentMailTests
         }
     }
 
+    /// <summary>
+    /// An mdbox store (many messages per storage file, flags only in Dovecot's indexes): a snapshot
+    /// through the agent passes verification with every message opened; one whose storage file was
+    /// cut short fails with Dovecot's reason. A damaged m.N does not make `doveadm force-resync` fail
+    /// (it rebuilds without the lost message and exits 0), so the check reads its errors too.
+    /// </summary>
+    [Fact]
+    public async Task Verify_MdboxStore_PassesWhole_FailsWithDamagedStorageFile()
+    {
+        HostRequirements.RequireFileSystemStack();
+        await DovecotInstance.RequireAsync();
+        using var temp = new TempDirectory();
+        await using var mail = await Ext4Volume.StartAsync(temp, "mail", 256L << 20, storeCapacity: "1G");
+        var (client, live) = (mail.Client, mail.Live);
+        var dovecotDirectory = temp.CreateDirectory("dc");
+        await using var dovecot = await DovecotInstance.StartAsync(dovecotDirectory, live.MountPoint, "mdbox");
+        for (var i = 0; i < 6; i++)
+        {
+            await dovecot.DeliverAsync("sender@example.org", "alice@example.test", Message($"mdbox-{i}", "alice"));
+        }
+
+        var identity = await client.GetIdentityAsync();
+        var store = $"root={live.MountPoint},dovecot={Path.Combine(dovecotDirectory, "dovecot.conf")},format=mdbox";
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 30, [(live.MountPoint, "mail")], mail: [store]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        var good = await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest("good", ["app"]));
+        var passed = await client.VerifySnapshotAsync("mail@good", new VerifySnapshotRequest("app"));
+
+        // Damage the storage file: cut it short in the third message, as a lost write at the end of a file would.
+        var storage = Path.Combine(live.MountPoint, "alice", "mdbox", "storage", "m.1");
+        var bytes = await File.ReadAllBytesAsync(storage);
+        var at = bytes.AsSpan().IndexOf("Subject: mdbox-3"u8);
+        Assert.True(at > 300, $"the third message is in {storage}");
+        await using (var file = new FileStream(storage, FileMode.Open, FileAccess.Write))
+        {
+            file.SetLength(at);
+        }
+
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", storage);
+        await client.CreateSnapshotAsync("mail", "damaged");
+        var failed = await client.VerifySnapshotAsync("mail@damaged", new VerifySnapshotRequest("app"));
+
+        Assert.StartsWith($"application (app: mail: dovecot, {live.MountPoint} (ext4))", good.Consistency, StringComparison.Ordinal);
+        Assert.True(passed.Verification?.Verdict == VerifyResultDto.Passed, $"verification of the whole store: {passed.Verification?.Summary}");
+        Assert.Contains(passed.Verification!.Checks, c => c.StartsWith("mail store mail: Dovecot opened", StringComparison.Ordinal) && c.EndsWith(" 6 messages", StringComparison.Ordinal));
+        Assert.True(failed.Verification?.Verdict == VerifyResultDto.Failed, $"verification of the damaged store: {failed.Verification?.Summary}");
+        Assert.Contains("mail store mail: Dovecot found damage opening the mailboxes of alice", failed.Verification!.Reason, StringComparison.Ordinal);
+        Assert.Contains("Corrupted dbox file", failed.Verification.Reason, StringComparison.Ordinal);
+    }
+
     private static async Task<string> PostconfAsync(PostfixInstance postfix, params string[] arguments) =>
         (await ProcessRunner.CheckAsync("/usr/sbin/postconf", ["-c", postfix.ConfigDirectory, .. arguments])).StandardOutput.Trim();
 
