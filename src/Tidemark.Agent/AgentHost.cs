@@ -81,10 +81,18 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.Configure<Microsoft.AspNetCore.Http.Json.JsonOptions>(o => o.SerializerOptions.Encoder = ApiJson.Options.Encoder);
         var app = builder.Build();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agent");
+        var journal = new QuiesceJournal(agentDirectory, logger);
+        var scripts = new ScriptPlugin(config, logger, journal);
         IQuiescePlugin[] plugins = OperatingSystem.IsLinux()
-            ? [new ScriptPlugin(config, logger), new PostgresPlugin(config, logger), new MailPlugin(config, logger), new FileSystemPlugin(config, logger)]
-            : [new ScriptPlugin(config, logger), new PostgresPlugin(config, logger), new FileSystemPlugin(config, logger)];
+            ? [scripts, new PostgresPlugin(config, logger), new MailPlugin(config, logger, journal), new FileSystemPlugin(config, logger, journal: journal)]
+            : [scripts, new PostgresPlugin(config, logger), new FileSystemPlugin(config, logger, journal: journal)];
         var sessions = new QuiesceSessions(plugins, TimeSpan.FromSeconds(config.DeadlineSeconds), TimeProvider.System, logger);
+        if (OperatingSystem.IsLinux())
+        {
+            // Before listening: a quiesce must not start while a killed run's hold is still in place.
+            sessions.ReportRecovery(await JournalRecovery.RunAsync(journal, config, scripts, logger, ct: ct));
+        }
+
         var paired = config.Servers.Select(s => s.Fingerprint.ToLowerInvariant()).ToHashSet(StringComparer.Ordinal);
         app.Use(async (context, next) =>
         {
@@ -117,7 +125,8 @@ public sealed class AgentHost : IAsyncDisposable
             typeof(AgentHost).Assembly.GetName().Version?.ToString() ?? "0",
             sessions.DefaultDeadline.TotalSeconds,
             sessions.Open,
-            sessions.Last)));
+            sessions.Last,
+            sessions.Recovered)));
         api.MapGet("/mounts", () => TypedResults.Ok(LocalMounts.List(config)));
         api.MapPost("/quiesce", async (QuiesceRequest request, CancellationToken requestAborted) =>
             TypedResults.Ok(await sessions.QuiesceAsync(request, requestAborted)));

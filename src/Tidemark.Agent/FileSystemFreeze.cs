@@ -61,6 +61,23 @@ public sealed partial class FileSystemFreeze : IDisposable
         return freeze;
     }
 
+    /// <summary>
+    /// Thaws the file system at <paramref name="path"/> that a previous run of the agent froze and
+    /// never thawed (it was killed): true when it was frozen and is thawed now, false when it was not frozen.
+    /// </summary>
+    public static bool ThawLeftover(string path)
+    {
+        var fd = Open(path, ORdOnly | ODirectory | OCloexec);
+        if (fd < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new StorageException(StorageError.NotFound, $"cannot open mount point {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+
+        using var freeze = new FileSystemFreeze(path, fd) { _frozen = true };
+        return freeze.Thaw();
+    }
+
     /// <summary>Thaws once; false when the file system was no longer frozen (someone ran fsfreeze -u).</summary>
     public bool Thaw()
     {

@@ -7,7 +7,7 @@ namespace Tidemark.Agent;
 /// declared, and thaws them in reverse. A mount that cannot be frozen thaws the ones already frozen
 /// before the failure is reported.
 /// </summary>
-public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string mountInfoPath = "/proc/self/mountinfo") : IQuiescePlugin
+public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string mountInfoPath = "/proc/self/mountinfo", QuiesceJournal? journal = null) : IQuiescePlugin
 {
     public string Name => "filesystem";
 
@@ -19,7 +19,7 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
             return Task.FromResult<IQuiesced?>(null);
         }
 
-        var frozen = new List<FileSystemFreeze>();
+        var frozen = new List<(FileSystemFreeze Freeze, string? Entry)>();
         var items = new List<string>();
         try
         {
@@ -32,38 +32,61 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
                         : $"{mount.Path} is {mount.FileSystem}, which cannot be frozen; freezable: {string.Join(", ", LocalMounts.Freezable)}");
                 }
 
-                frozen.Add(FileSystemFreeze.Freeze(mount.Path));
+                // Written down before the freeze: an agent killed now would leave the file system
+                // frozen (every writer on it blocked) with nobody to thaw it; its next start does.
+                var entry = journal?.Write(mount.Path, QuiesceJournalEntry.Create(QuiesceJournalEntry.Freeze) with { MountPath = mount.Path, MountId = LocalMounts.MountId(mount.Path, mountInfoPath) });
+                try
+                {
+                    frozen.Add((FileSystemFreeze.Freeze(mount.Path), entry));
+                }
+                catch
+                {
+                    if (entry is not null)
+                    {
+                        journal!.Remove(entry);
+                    }
+
+                    throw;
+                }
+
                 items.Add($"{mount.Path} ({mount.FileSystem})");
             }
         }
         catch
         {
-            ThawAll(frozen, logger);
+            ThawAll(frozen, logger, journal);
             throw;
         }
 
-        return Task.FromResult<IQuiesced?>(new Frozen(frozen, items, logger));
+        return Task.FromResult<IQuiesced?>(new Frozen(frozen, items, logger, journal));
     }
 
-    private static void ThawAll(List<FileSystemFreeze> frozen, ILogger logger)
+    private static void ThawAll(List<(FileSystemFreeze Freeze, string? Entry)> frozen, ILogger logger, QuiesceJournal? journal)
     {
         List<Exception>? failures = null;
         for (var i = frozen.Count - 1; i >= 0; i--)
         {
+            var (freeze, entry) = frozen[i];
             try
             {
-                if (!frozen[i].Thaw())
+                if (!freeze.Thaw())
                 {
-                    logger.LogWarning("{Path} was no longer frozen when the agent thawed it (thawed by someone else)", frozen[i].Path);
+                    logger.LogWarning("{Path} was no longer frozen when the agent thawed it (thawed by someone else)", freeze.Path);
+                }
+
+                if (entry is not null)
+                {
+                    journal!.Remove(entry);
                 }
             }
             catch (StorageException ex)
             {
+                // The entry stays: the next start tries the thaw again.
                 (failures ??= []).Add(ex);
             }
             finally
             {
-                frozen[i].Dispose();
+                freeze.Dispose();
             }
         }
 
@@ -73,7 +96,7 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
         }
     }
 
-    private sealed class Frozen(List<FileSystemFreeze> frozen, IReadOnlyList<string> items, ILogger logger) : IQuiesced
+    private sealed class Frozen(List<(FileSystemFreeze Freeze, string? Entry)> frozen, IReadOnlyList<string> items, ILogger logger, QuiesceJournal? journal) : IQuiesced
     {
         private int _resumed;
 
@@ -85,7 +108,7 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
         {
             if (Interlocked.Exchange(ref _resumed, 1) == 0)
             {
-                ThawAll(frozen, logger);
+                ThawAll(frozen, logger, journal);
             }
 
             return Task.CompletedTask;

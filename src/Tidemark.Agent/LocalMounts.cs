@@ -41,6 +41,27 @@ public static class LocalMounts
 
     public static string Normalize(string path) => path.Length > 1 ? path.TrimEnd('/') : path;
 
+    /// <summary>
+    /// Which mount is at <paramref name="path"/> now ("ID MAJ:MIN SOURCE" of the last mountinfo line
+    /// there), or null: the freeze journal compares it at the next start, so a file system mounted
+    /// there since (another mount, another device) is never thawed for a freeze it did not get.
+    /// </summary>
+    public static string? MountId(string path, string mountInfoPath = "/proc/self/mountinfo")
+    {
+        string? found = null;
+        foreach (var line in File.ReadLines(mountInfoPath))
+        {
+            var fields = line.Split(' ');
+            var dash = Array.IndexOf(fields, "-");
+            if (fields.Length >= 5 && dash >= 0 && dash + 2 < fields.Length && Unescape(fields[4]) == path)
+            {
+                found = $"{fields[0]} {fields[2]} {fields[dash + 2]}";
+            }
+        }
+
+        return found;
+    }
+
     private static IEnumerable<(string Path, string FileSystem, string Source)> Read(string mountInfoPath)
     {
         // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS

@@ -84,6 +84,14 @@ internal static partial class MailCheck
                     return ($"Dovecot cannot open the mailboxes of {user} (doveadm force-resync exit {resync.ExitCode}): {SnapshotVerifier.Tail(resync.StandardError + "\n" + dovecot.LogTail())}", null);
                 }
 
+                // A damaged mdbox storage file does not fail the resync: Dovecot logs "Error: Corrupted
+                // dbox file", saves a .broken copy, rebuilds without the messages it lost and exits 0.
+                var errors = resync.StandardError.Split('\n').Where(l => l.Contains(": Error: ", StringComparison.Ordinal)).ToList();
+                if (errors.Count > 0)
+                {
+                    return ($"Dovecot found damage opening the mailboxes of {user}: {SnapshotVerifier.Tail(string.Join('\n', errors))}", null);
+                }
+
                 var status = await HostCommand.RunAsync("doveadm", ["-c", config, "mailbox", "status", "-u", user, "messages", "*"], _doveadmTimeout, ct);
                 if (status.ExitCode != 0)
                 {

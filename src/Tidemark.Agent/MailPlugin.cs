@@ -14,7 +14,7 @@ namespace Tidemark.Agent;
 /// accepted over SMTP throughout: it waits in Postfix's queue, never in a half-written file.
 /// </summary>
 [SupportedOSPlatform("linux")]
-public sealed class MailPlugin(AgentConfig config, ILogger logger) : IQuiescePlugin
+public sealed class MailPlugin(AgentConfig config, ILogger logger, QuiesceJournal? journal = null) : IQuiescePlugin
 {
     /// <summary>Indexing what arrived since the last snapshot: seconds; a store that needs more is not one to pause for.</summary>
     private static readonly TimeSpan _doveadmTimeout = TimeSpan.FromSeconds(60);
@@ -36,7 +36,7 @@ public sealed class MailPlugin(AgentConfig config, ILogger logger) : IQuiescePlu
 
                 if (store.Postfix is { } postfix)
                 {
-                    held.Add(await PostfixHold.HoldAsync(postfix, store.Transports, logger, ct));
+                    held.Add(await PostfixHold.HoldAsync(postfix, store.Transports, logger, ct, journal));
                 }
 
                 if (store.Dovecot is { } dovecot)

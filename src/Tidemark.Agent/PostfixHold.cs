@@ -32,17 +32,22 @@ public sealed partial class PostfixHold
     private readonly int _master;
     private readonly string? _original;
     private readonly ILogger _logger;
+    private readonly QuiesceJournal? _journal;
+    private readonly string? _journalEntry;
     private int _released;
 
-    private PostfixHold(string configDirectory, int master, string? original, ILogger logger)
+    private PostfixHold(string configDirectory, int master, string? original, ILogger logger, QuiesceJournal? journal, string? journalEntry)
     {
         _configDirectory = configDirectory;
         _master = master;
         _original = original;
         _logger = logger;
+        _journal = journal;
+        _journalEntry = journalEntry;
     }
 
-    public static async Task<PostfixHold> HoldAsync(string configDirectory, IReadOnlyList<string>? transports, ILogger logger, CancellationToken ct)
+    /// <summary>Holds delivery; with a <paramref name="journal"/>, the original defer_transports is written down durably first (undone at the agent's next start if it dies holding).</summary>
+    public static async Task<PostfixHold> HoldAsync(string configDirectory, IReadOnlyList<string>? transports, ILogger logger, CancellationToken ct, QuiesceJournal? journal = null)
     {
         var values = (await PostconfAsync(configDirectory, ["-h", "queue_directory", "virtual_transport", "mailbox_transport", "local_transport", "defer_transports"], ct)).Split('\n');
         if (values.Length < 5)
@@ -65,8 +70,23 @@ public sealed partial class PostfixHold
         var deferred = (original ?? "").Split([' ', ',', '\t'], StringSplitOptions.RemoveEmptyEntries).Union(mailTransports, StringComparer.Ordinal);
         var commands = await DeliveryCommandsAsync(configDirectory, mailTransports, ct);
         var draining = Children(master, commands.Append("qmgr").ToHashSet(StringComparer.Ordinal));
-        await PostconfAsync(configDirectory, ["-e", $"defer_transports = {string.Join(' ', deferred)}"], ct);
-        var hold = new PostfixHold(configDirectory, master, original, logger);
+        var held = string.Join(' ', deferred);
+        var entry = journal?.Write(configDirectory, QuiesceJournalEntry.Create(QuiesceJournalEntry.Postfix) with { PostfixConfig = configDirectory, Held = held, Original = original });
+        try
+        {
+            await PostconfAsync(configDirectory, ["-e", $"defer_transports = {held}"], ct);
+        }
+        catch
+        {
+            if (entry is not null)
+            {
+                journal!.Remove(entry);
+            }
+
+            throw;
+        }
+
+        var hold = new PostfixHold(configDirectory, master, original, logger, journal, entry);
         try
         {
             hold.Reload();
@@ -102,6 +122,83 @@ public sealed partial class PostfixHold
             // Delivery is resumed; only the immediate retry is missing: the queue manager retries on its own.
             _logger.LogWarning("Postfix ({Config}): delivery resumed but 'postqueue -f' failed ({Output}); held mail goes out at the next queue run", _configDirectory, flush.Describe());
         }
+
+        if (_journalEntry is not null)
+        {
+            _journal!.Remove(_journalEntry);
+        }
+    }
+
+    /// <summary>
+    /// Undoes a hold a previous run of the agent wrote down and never released (it was killed): puts
+    /// defer_transports back, reloads and flushes the queue. Only when the setting is still what that
+    /// run set: a value someone changed since is theirs, and is left alone with a message saying so.
+    /// Returns whether the entry is settled (false: it could not be checked, keep it for the next start)
+    /// and what happened, for the log and the server's event.
+    /// </summary>
+    public static async Task<(bool Settled, string Message)> RestoreAsync(QuiesceJournalEntry entry, bool configured, CancellationToken ct)
+    {
+        var directory = entry.PostfixConfig ?? "";
+        var where = $"postfix ({directory}{(configured ? "" : ", no longer in the agent's mail entries")})";
+        var byHand = $"by hand: postconf -c {directory} {(entry.Original is null ? "-X defer_transports" : $"-e 'defer_transports = {entry.Original}'")}; postfix -c {directory} reload; postqueue -c {directory} -f";
+        if (HostCommand.Find("postconf") is null)
+        {
+            return (false, $"{where}: a hold from a previous run (defer_transports = {entry.Held}) cannot be undone: postconf is not installed on this host (Debian package postfix); if that Postfix still exists elsewhere, undo it {byHand}");
+        }
+
+        if (!File.Exists(Path.Combine(directory, "main.cf")))
+        {
+            return (false, $"{where}: a hold from a previous run (defer_transports = {entry.Held}) cannot be undone: {Path.Combine(directory, "main.cf")} does not exist; if that Postfix moved, undo it {byHand}");
+        }
+
+        HostCommandResult current;
+        try
+        {
+            current = await RunAsync("postconf", "postfix", ["-c", directory, "-n", "defer_transports"], _commandTimeout, ct);
+        }
+        catch (StorageException ex)
+        {
+            return (false, $"{where}: could not read defer_transports ({ex.Message}); undo the previous run's hold {byHand}");
+        }
+
+        if (current.ExitCode != 0)
+        {
+            return (false, $"{where}: could not read defer_transports ({current.Describe()}); undo the previous run's hold {byHand}");
+        }
+
+        // `postconf -n NAME` prints "NAME = VALUE" when main.cf sets it, nothing when it does not.
+        var line = current.StandardOutput.Trim();
+        var value = line.Length == 0 ? null : line[(line.IndexOf('=', StringComparison.Ordinal) + 1)..].Trim();
+        string done;
+        if (value == entry.Held)
+        {
+            var restore = await RunAsync("postconf", "postfix", ["-c", directory, .. entry.Original is null ? (string[])["-X", "defer_transports"] : ["-e", $"defer_transports = {entry.Original}"]], _commandTimeout, ct);
+            if (restore.ExitCode != 0)
+            {
+                return (false, $"{where}: could not put defer_transports back ({restore.Describe()}); undo it {byHand}");
+            }
+
+            done = $"{where}: a previous run of the agent (pid {entry.AgentPid}) stopped during a delivery hold; defer_transports is back to {(entry.Original is null ? "unset" : $"'{entry.Original}'")}";
+        }
+        else if (value == entry.Original)
+        {
+            done = $"{where}: a previous run's hold was already undone (defer_transports is {(value is null ? "unset" : $"'{value}'")})";
+        }
+        else
+        {
+            return (true, $"{where}: defer_transports is now '{value}', not the '{entry.Held}' a previous run of the agent set for a hold; someone changed it since, so it is left alone (its value before the hold was {(entry.Original is null ? "unset" : $"'{entry.Original}'")})");
+        }
+
+        // The master reads main.cf again and the queue goes out now, not at the next retry. A Postfix
+        // that is not running reads the restored main.cf when it starts: nothing more to do then.
+        var reload = await RunAsync("postfix", "postfix", ["-c", directory, "reload"], _commandTimeout, ct);
+        if (reload.ExitCode != 0)
+        {
+            return (true, $"{done}; 'postfix reload' failed ({reload.Describe()}): is it running? It delivers once started");
+        }
+
+        var flush = await RunAsync("postqueue", "postfix", ["-c", directory, "-f"], _commandTimeout, ct);
+        return (true, flush.ExitCode == 0 ? $"{done}, reloaded and the queue flushed" : $"{done} and reloaded; 'postqueue -f' failed ({flush.Describe()}), the held mail goes out at the next queue run");
     }
 
     private void Reload()

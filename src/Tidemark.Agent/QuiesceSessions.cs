@@ -20,6 +20,7 @@ public sealed class QuiesceSessions : IAsyncDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private Session? _open;
     private AgentSessionDto? _last;
+    private IReadOnlyList<AgentRecoveryDto>? _unreported;
 
     public QuiesceSessions(IReadOnlyList<IQuiescePlugin> plugins, TimeSpan defaultDeadline, TimeProvider time, ILogger logger)
     {
@@ -34,6 +35,19 @@ public sealed class QuiesceSessions : IAsyncDisposable
     public IReadOnlyList<AgentSessionDto> Open => _open is { } s ? [s.ToDto()] : [];
 
     public AgentSessionDto? Last => _last;
+
+    /// <summary>What the agent's start undid for a killed previous run (<see cref="JournalRecovery"/>); null when nothing.</summary>
+    public IReadOnlyList<AgentRecoveryDto>? Recovered { get; private set; }
+
+    /// <summary>Keeps the start-up recovery for status, and for the next quiesce answer (once), which the server records as events.</summary>
+    public void ReportRecovery(IReadOnlyList<AgentRecoveryDto> recovered)
+    {
+        if (recovered.Count > 0)
+        {
+            Recovered = recovered;
+            _unreported = recovered;
+        }
+    }
 
     public async Task<QuiesceResultDto> QuiesceAsync(QuiesceRequest request, CancellationToken ct)
     {
@@ -97,7 +111,8 @@ public sealed class QuiesceSessions : IAsyncDisposable
             var consistency = parts.Any(p => p.Consistency == "application") ? "application" : "filesystem";
             var items = parts.SelectMany(p => p.Items).ToList();
             _logger.LogInformation("Quiesced {Items} (session {Session}); resumes by itself at {Deadline:O}", string.Join(", ", items), session.Id, session.ResumeBy);
-            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds, Stopwatch.GetElapsedTime(started).TotalSeconds, Lines(parts));
+            var recovered = Interlocked.Exchange(ref _unreported, null);
+            return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds, Stopwatch.GetElapsedTime(started).TotalSeconds, Lines(parts), recovered);
         }
         finally
         {

@@ -11,32 +11,42 @@ namespace Tidemark.Agent;
 /// exceeded); a PRE that fails or times out fails the quiesce, and its POST is not run. Their
 /// output (bounded) goes back to the server, which records it in its event log.
 /// </summary>
-public sealed class ScriptPlugin(AgentConfig config, ILogger logger) : IQuiescePlugin
+public sealed class ScriptPlugin(AgentConfig config, ILogger logger, QuiesceJournal? journal = null) : IQuiescePlugin
 {
     /// <summary>What a hook may print that is kept: enough for an error message, not a log file.</summary>
     public const int MaxOutputChars = 2048;
 
     public string Name => "scripts";
 
+    private QuiesceJournal? Journal => journal;
+
     public async Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct)
     {
-        var ran = new List<(AgentScriptEntry Entry, List<string> Output)>();
+        var ran = new List<(AgentScriptEntry Entry, List<string> Output, string? Journal)>();
         try
         {
             foreach (var entry in config.Scripts.Where(s => s.Volumes.Any(volumes.Contains)))
             {
                 var output = new List<string>();
+
+                // A PRE that ran owes its POST even if the agent is killed before the resume: the next start runs it.
+                var written = entry.Post is null ? null : journal?.Write(entry.Name, QuiesceJournalEntry.Create(QuiesceJournalEntry.ScriptKind) with { Script = entry.Name, Volumes = [.. volumes.Order(StringComparer.Ordinal)] });
                 if (entry.Pre is { } pre)
                 {
                     var (ok, line) = await RunAsync(entry, "pre", pre, volumes);
                     output.Add(line);
                     if (!ok)
                     {
+                        if (written is not null)
+                        {
+                            journal!.Remove(written);
+                        }
+
                         throw new StorageException(StorageError.IoError, line);
                     }
                 }
 
-                ran.Add((entry, output));
+                ran.Add((entry, output, written));
             }
         }
         catch
@@ -48,13 +58,21 @@ public sealed class ScriptPlugin(AgentConfig config, ILogger logger) : IQuiesceP
         return ran.Count == 0 ? null : new Hooks(this, ran, volumes);
     }
 
-    private async Task<(bool Ok, string Line)> RunAsync(AgentScriptEntry entry, string phase, string command, IReadOnlySet<string> volumes)
+    /// <summary>The POST a previous run of the agent owed (it was killed between PRE and POST), with TIDEMARK_RECOVERY=1.</summary>
+    internal async Task<(bool Ok, string Line)> RunOwedPostAsync(AgentScriptEntry entry, IReadOnlyList<string> volumes) =>
+        await RunAsync(entry, "post", entry.Post!, volumes.ToHashSet(StringComparer.Ordinal), recovery: true);
+
+    private async Task<(bool Ok, string Line)> RunAsync(AgentScriptEntry entry, string phase, string command, IReadOnlySet<string> volumes, bool recovery = false)
     {
         var start = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(command);
         start.Environment["TIDEMARK_PHASE"] = phase;
         start.Environment["TIDEMARK_VOLUMES"] = string.Join(' ', volumes.Order(StringComparer.Ordinal));
+        if (recovery)
+        {
+            start.Environment["TIDEMARK_RECOVERY"] = "1";
+        }
         var output = new StringBuilder();
         void Append(string? line)
         {
@@ -106,7 +124,7 @@ public sealed class ScriptPlugin(AgentConfig config, ILogger logger) : IQuiesceP
         return (ok, line);
     }
 
-    private sealed class Hooks(ScriptPlugin plugin, List<(AgentScriptEntry Entry, List<string> Output)> ran, IReadOnlySet<string> volumes) : IQuiesced
+    private sealed class Hooks(ScriptPlugin plugin, List<(AgentScriptEntry Entry, List<string> Output, string? Journal)> ran, IReadOnlySet<string> volumes) : IQuiesced
     {
         private readonly List<string> _output = [.. ran.SelectMany(r => r.Output)];
         private int _resumed;
@@ -142,6 +160,12 @@ public sealed class ScriptPlugin(AgentConfig config, ILogger logger) : IQuiesceP
                 }
 
                 var (ok, line) = await plugin.RunAsync(ran[i].Entry, "post", post, volumes);
+                if (ran[i].Journal is { } written)
+                {
+                    // Ran, whatever its exit: a POST is not repeated at the next start.
+                    plugin.Journal?.Remove(written);
+                }
+
                 lock (_output)
                 {
                     _output.Add(line);

@@ -13,7 +13,8 @@ public sealed record HostStatusDto(string Name, AgentStatusDto Status, IReadOnly
 
 /// <summary>
 /// An agent's state. <see cref="Sessions"/>: quiesce sessions open now (normally none: a snapshot
-/// holds one for well under a second).
+/// holds one for well under a second). <see cref="Recovered"/>: what the agent undid at its start
+/// for a previous run that was killed mid-quiesce (its journal), when anything.
 /// </summary>
 public sealed record AgentStatusDto(
     string Name,
@@ -21,7 +22,15 @@ public sealed record AgentStatusDto(
     string Version,
     double DeadlineSeconds,
     IReadOnlyList<AgentSessionDto> Sessions,
-    AgentSessionDto? LastSession);
+    AgentSessionDto? LastSession,
+    IReadOnlyList<AgentRecoveryDto>? Recovered = null);
+
+/// <summary>
+/// One change a killed run of the agent left (a Postfix hold, a frozen file system, an owed post
+/// hook: <see cref="Kind"/> postfix, freeze, script), and what the agent's start did about it.
+/// <see cref="Settled"/> false: it could not be undone and is tried again at the next start.
+/// </summary>
+public sealed record AgentRecoveryDto(string Kind, string Message, bool Settled);
 
 /// <summary>
 /// One quiesce: what it froze, until when at the latest, and how it ended. <see cref="State"/>:
@@ -53,7 +62,8 @@ public sealed record QuiesceRequest(IReadOnlyList<string> Volumes, double? Deadl
 /// <see cref="QuiesceSeconds"/> how long quiescing took after the request arrived: the server, timing
 /// from before it sent the request, knows a cut finished within their sum was quiesced.
 /// </summary>
-public sealed record QuiesceResultDto(string Session, string Consistency, string Detail, IReadOnlyList<string> Quiesced, DateTimeOffset ResumeBy, double DeadlineSeconds, double QuiesceSeconds = 0, IReadOnlyList<string>? Output = null);
+/// <see cref="Recovered"/>: the agent's start-up recovery (<see cref="AgentStatusDto.Recovered"/>), in the first quiesce answer after it, for the server's event log.
+public sealed record QuiesceResultDto(string Session, string Consistency, string Detail, IReadOnlyList<string> Quiesced, DateTimeOffset ResumeBy, double DeadlineSeconds, double QuiesceSeconds = 0, IReadOnlyList<string>? Output = null, IReadOnlyList<AgentRecoveryDto>? Recovered = null);
 
 /// <summary>
 /// A resume. <see cref="Expired"/>: the agent had already resumed by itself at its deadline, so the

@@ -98,6 +98,131 @@ public sealed class AgentMailTests
         }
     }
 
+    /// <summary>
+    /// An agent killed with -9 during a hold leaves defer_transports in Postfix's main.cf (and the
+    /// mail file system frozen); its next start finds its journal, puts the setting back, reloads,
+    /// flushes the queue and thaws the mount: the message that waited is delivered, and the server
+    /// hears of it as agent.recovery events at the next snapshot.
+    /// </summary>
+    [Fact]
+    public async Task AgentKilledDuringHold_NextStartRestoresDeferTransportsThawsAndDeliversTheQueuedMessage()
+    {
+        HostRequirements.RequireFileSystemStack();
+        await DovecotInstance.RequireAsync();
+        PostfixInstance.Require();
+        using var temp = new TempDirectory();
+        await using var mail = await Ext4Volume.StartAsync(temp, "mail", VolumeBytes, storeCapacity: "4G");
+        var (client, live) = (mail.Client, mail.Live);
+        var dovecotDirectory = temp.CreateDirectory("dc");
+        await using var dovecot = await DovecotInstance.StartAsync(dovecotDirectory, live.MountPoint);
+        await using var postfix = await PostfixInstance.StartAsync(temp.CreateDirectory("pf"), dovecot.LmtpPort);
+        var identity = await client.GetIdentityAsync();
+        var store = $"root={live.MountPoint},postfix={postfix.ConfigDirectory},dovecot={Path.Combine(dovecotDirectory, "dovecot.conf")}";
+        var agentDirectory = temp.Combine("agent");
+        var agent = await AgentProcess.StartAsync(agentDirectory, identity.Fingerprint, deadlineSeconds: 60, [(live.MountPoint, "mail")], mail: [store], listen: $"127.0.0.1:{FreePort.Find()}");
+        try
+        {
+            await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+            await postfix.SendAsync("sender@example.org", "alice@example.test", Message("first", "alice"));
+            await WaitDeliveredAsync(live.MountPoint, 1, postfix);
+            var before = await PostconfAsync(postfix, "-n", "defer_transports");
+
+            using (var asServer = agent.ClientAsServer(mail.Server.DataDirectory))
+            {
+                await AgentProcess.ReadAsync<QuiesceResultDto>(await AgentProcess.PostAsync(asServer, "quiesce", new QuiesceRequest(["mail"])));
+            }
+
+            await postfix.SendAsync("sender@example.org", "bob@example.test", Message("held", "bob"));
+            await agent.KillAsync();
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var leftBehind = await PostconfAsync(postfix, "-h", "defer_transports");
+            var queueLeft = await postfix.QueueAsync();
+            var deliveredLeft = Delivered(live.MountPoint).Count;
+
+            await agent.DisposeAsync();
+            agent = await AgentProcess.RunAsync(agentDirectory);
+            var after = await PostconfAsync(postfix, "-n", "defer_transports");
+            await WaitDeliveredAsync(live.MountPoint, 2, postfix);
+            using var asServerAgain = agent.ClientAsServer(mail.Server.DataDirectory);
+            var status = await AgentProcess.ReadAsync<AgentStatusDto>(await asServerAgain.GetAsync("status"));
+            var snapshot = await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest("after-restart", ["app"]));
+            var events = await client.ListEventsAsync(kind: "agent.recovery");
+
+            Assert.Equal("", before);
+            Assert.Contains("lmtp", leftBehind, StringComparison.Ordinal);
+            Assert.Contains("deferred transport", queueLeft, StringComparison.Ordinal);
+            Assert.Equal(1, deliveredLeft);
+            Assert.Equal("", after);
+            Assert.Contains(status.Recovered!, r => r.Kind == "postfix" && r.Settled && r.Message.Contains("defer_transports is back to unset", StringComparison.Ordinal) && r.Message.Contains("queue flushed", StringComparison.Ordinal));
+            Assert.Contains(status.Recovered!, r => r.Kind == "freeze" && r.Settled && r.Message.StartsWith($"{live.MountPoint}: thawed", StringComparison.Ordinal));
+            Assert.StartsWith("application (app: mail: postfix+dovecot", snapshot.Consistency, StringComparison.Ordinal);
+            Assert.Contains(events, e => e.Subject == "app" && e.Outcome == "ok" && e.Message.StartsWith("postfix: ", StringComparison.Ordinal));
+            Assert.Empty(Directory.GetFiles(Path.Combine(agentDirectory, "journal"), "*.json"));
+            Assert.Equal(2, Delivered(live.MountPoint).Count);
+        }
+        finally
+        {
+            await agent.DisposeAsync();
+
+            // Whatever failed above, the live mount must not stay frozen for the clean-up (umount would hang).
+            await ProcessRunner.RunAsync(AttachedExport.Tool("fsfreeze"), "-u", live.MountPoint);
+        }
+    }
+
+    /// <summary>
+    /// An mdbox store (many messages per storage file, flags only in Dovecot's indexes): a snapshot
+    /// through the agent passes verification with every message opened; one whose storage file was
+    /// cut short fails with Dovecot's reason. A damaged m.N does not make `doveadm force-resync` fail
+    /// (it rebuilds without the lost message and exits 0), so the check reads its errors too.
+    /// </summary>
+    [Fact]
+    public async Task Verify_MdboxStore_PassesWhole_FailsWithDamagedStorageFile()
+    {
+        HostRequirements.RequireFileSystemStack();
+        await DovecotInstance.RequireAsync();
+        using var temp = new TempDirectory();
+        await using var mail = await Ext4Volume.StartAsync(temp, "mail", 256L << 20, storeCapacity: "1G");
+        var (client, live) = (mail.Client, mail.Live);
+        var dovecotDirectory = temp.CreateDirectory("dc");
+        await using var dovecot = await DovecotInstance.StartAsync(dovecotDirectory, live.MountPoint, "mdbox");
+        for (var i = 0; i < 6; i++)
+        {
+            await dovecot.DeliverAsync("sender@example.org", "alice@example.test", Message($"mdbox-{i}", "alice"));
+        }
+
+        var identity = await client.GetIdentityAsync();
+        var store = $"root={live.MountPoint},dovecot={Path.Combine(dovecotDirectory, "dovecot.conf")},format=mdbox";
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 30, [(live.MountPoint, "mail")], mail: [store]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        var good = await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest("good", ["app"]));
+        var passed = await client.VerifySnapshotAsync("mail@good", new VerifySnapshotRequest("app"));
+
+        // Damage the storage file: cut it short in the third message, as a lost write at the end of a file would.
+        var storage = Path.Combine(live.MountPoint, "alice", "mdbox", "storage", "m.1");
+        var bytes = await File.ReadAllBytesAsync(storage);
+        var at = bytes.AsSpan().IndexOf("Subject: mdbox-3"u8);
+        Assert.True(at > 300, $"the third message is in {storage}");
+        await using (var file = new FileStream(storage, FileMode.Open, FileAccess.Write))
+        {
+            file.SetLength(at);
+        }
+
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", storage);
+        await client.CreateSnapshotAsync("mail", "damaged");
+        var failed = await client.VerifySnapshotAsync("mail@damaged", new VerifySnapshotRequest("app"));
+
+        Assert.StartsWith($"application (app: mail: dovecot, {live.MountPoint} (ext4))", good.Consistency, StringComparison.Ordinal);
+        Assert.True(passed.Verification?.Verdict == VerifyResultDto.Passed, $"verification of the whole store: {passed.Verification?.Summary}");
+        Assert.Contains(passed.Verification!.Checks, c => c.StartsWith("mail store mail: Dovecot opened", StringComparison.Ordinal) && c.EndsWith(" 6 messages", StringComparison.Ordinal));
+        Assert.True(failed.Verification?.Verdict == VerifyResultDto.Failed, $"verification of the damaged store: {failed.Verification?.Summary}");
+        Assert.Contains("mail store mail: Dovecot found damage opening the mailboxes of alice", failed.Verification!.Reason, StringComparison.Ordinal);
+        Assert.Contains("Corrupted dbox file", failed.Verification.Reason, StringComparison.Ordinal);
+    }
+
+    private static async Task<string> PostconfAsync(PostfixInstance postfix, params string[] arguments) =>
+        (await ProcessRunner.CheckAsync("/usr/sbin/postconf", ["-c", postfix.ConfigDirectory, .. arguments])).StandardOutput.Trim();
+
     /// <summary>A message whose last body line says it is whole: a file cut short lacks it.</summary>
     private static string Message(string id, string user) =>
         $"From: Sender <sender@example.org>\nTo: {user}@example.test\nSubject: {id}\nMessage-ID: <{id}@example.org>\n\n{string.Join('\n', Enumerable.Range(0, 40).Select(i => $"line {i} of {id} ................................................"))}\nEND {id}\n";

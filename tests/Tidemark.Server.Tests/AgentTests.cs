@@ -335,6 +335,98 @@ public sealed class AgentTests : IAsyncLifetime
         Assert.Empty(status!.Sessions);
     }
 
+    [Fact]
+    public async Task Start_JournalOfAKilledRun_OwedPostHookRuns_UnrestorablePostfixHoldKeptWithReason_StartNotBlocked_ServerRecordsEvents()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        var marks = _temp.Combine("marks-recovery");
+        var directory = _temp.Combine("agent-killed");
+        var gonePostfix = _temp.Combine("no-such-postfix");
+        new AgentConfig
+        {
+            Name = "db1",
+            Listen = "127.0.0.1:0",
+            Servers = [new AgentServerEntry(identity.Fingerprint, DateTimeOffset.UtcNow)],
+            Scripts = [new AgentScriptEntry("app", ["db"], "true", $"echo \"post $TIDEMARK_PHASE recovery=$TIDEMARK_RECOVERY $TIDEMARK_VOLUMES\" >> {marks}")],
+        }.Save(directory);
+
+        // What a run killed with -9 mid-quiesce leaves: a hold of a Postfix whose config is gone, a
+        // freeze of a mount that is not mounted any more, and a pre hook whose post is owed.
+        var journal = new QuiesceJournal(directory, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var postfixEntry = journal.Write(gonePostfix, QuiesceJournalEntry.Create(QuiesceJournalEntry.Postfix) with { PostfixConfig = gonePostfix, Held = "lmtp", AgentPid = 1 });
+        var freezeEntry = journal.Write("/nonexistent/frozen", QuiesceJournalEntry.Create(QuiesceJournalEntry.Freeze) with { MountPath = "/nonexistent/frozen", MountId = "99 7:9 /dev/loop9" });
+        var scriptEntry = journal.Write("app", QuiesceJournalEntry.Create(QuiesceJournalEntry.ScriptKind) with { Script = "app", Volumes = ["db"] });
+
+        await using (var agent = await AgentHost.StartAsync(directory))
+        {
+            await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
+            await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+            var status = await client.GetHostStatusAsync("db1");
+            var ranAtStart = await File.ReadAllLinesAsync(marks);
+            await client.CreateSnapshotAsync("db", new CreateSnapshotRequest("s1", ["db1"]));
+            await client.CreateSnapshotAsync("db", new CreateSnapshotRequest("s2", ["db1"]));
+            var events = await client.ListEventsAsync(kind: "agent.recovery");
+
+            Assert.Equal(["post post recovery=1 db"], ranAtStart);
+            var recovered = status.Status.Recovered!;
+            Assert.Equal(3, recovered.Count);
+            var postfix = recovered.Single(r => r.Kind == "postfix");
+            Assert.False(postfix.Settled);
+            Assert.Contains(gonePostfix, postfix.Message, StringComparison.Ordinal);
+            Assert.Contains($"undo it by hand: postconf -c {gonePostfix} -X defer_transports", postfix.Message, StringComparison.Ordinal);
+            Assert.Contains(recovered, r => r.Kind == "freeze" && r.Settled && r.Message.Contains("nothing is mounted there now", StringComparison.Ordinal));
+            Assert.Contains(recovered, r => r.Kind == "script" && r.Settled && r.Message.Contains("ran the post hook now", StringComparison.Ordinal));
+            Assert.True(File.Exists(postfixEntry), "the hold that could not be undone stays in the journal for the next start");
+            Assert.False(File.Exists(freezeEntry));
+            Assert.False(File.Exists(scriptEntry));
+
+            // Told to the server once, with the first quiesce after the start.
+            Assert.Equal(3, events.Count);
+            Assert.All(events, e => Assert.Equal("db1", e.Subject));
+            Assert.Single(events, e => e.Outcome == "failed" && e.Message.StartsWith("postfix: ", StringComparison.Ordinal));
+        }
+
+        // The next start tries the kept entry again and still starts.
+        await using var again = await AgentHost.StartAsync(directory);
+        Assert.True(File.Exists(postfixEntry));
+    }
+
+    [Fact]
+    public async Task Cli_AgentPairMail_BadInput_ClearErrorExit2_NothingWritten()
+    {
+        var fingerprint = new string('e', 64);
+        var paired = _temp.Combine("agent-paired");
+        var root = System.IO.Directory.CreateDirectory(_temp.Combine("mailroot")).FullName;
+        var noPostfix = System.IO.Directory.CreateDirectory(_temp.Combine("not-postfix")).FullName;
+        (await CliProcess.RunAsync("agent", "pair", "--agent-dir", paired, "--server-fingerprint", fingerprint, "--listen", "127.0.0.1:0", "--mount", $"{root}=mail")).AssertSuccess();
+        var before = await File.ReadAllTextAsync(AgentConfig.PathIn(paired));
+        (string Mail, string Says)[] cases =
+        [
+            ($"postfix={noPostfix}", "--mail needs root=MAILROOT"),
+            ($"root={root},colour=blue", "--mail takes root=MAILROOT"),
+            ($"root={root},root={root}", "each once"),
+            ("root=/nonexistent/tidemark-mail", "--mail root=/nonexistent/tidemark-mail: no such directory"),
+            ("root=relative/mail", "--mail root=relative/mail: no such directory"),
+            ($"root={root},postfix={noPostfix}", $"--mail postfix={noPostfix}: no Postfix configuration there (no main.cf)"),
+            ($"root={root},dovecot=/nonexistent/dovecot.conf", "--mail dovecot=/nonexistent/dovecot.conf: no such file"),
+        ];
+
+        foreach (var (mail, says) in cases)
+        {
+            var fresh = _temp.Combine($"agent-fresh-{Guid.NewGuid():N}");
+            var onPaired = await CliProcess.RunAsync("agent", "pair", "--agent-dir", paired, "--server-fingerprint", fingerprint, "--mail", mail);
+            var onFresh = await CliProcess.RunAsync("agent", "pair", "--agent-dir", fresh, "--server-fingerprint", fingerprint, "--mail", mail);
+
+            Assert.True(onPaired.ExitCode == 2, $"{mail}: exit {onPaired.ExitCode}: {onPaired.StandardError}");
+            Assert.Contains(says, onPaired.StandardError, StringComparison.Ordinal);
+            Assert.StartsWith("error: ", onPaired.StandardError, StringComparison.Ordinal);
+            Assert.Equal(2, onFresh.ExitCode);
+            Assert.Equal(before, await File.ReadAllTextAsync(AgentConfig.PathIn(paired)));
+            Assert.False(System.IO.Directory.Exists(fresh), $"{mail}: a refused pairing created {fresh}");
+        }
+    }
+
     private Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentMountEntry[] mounts) => StartAgentAsync(serverFingerprint, mounts, []);
 
     private async Task<AgentHost> StartAgentAsync(string serverFingerprint, IReadOnlyList<AgentMountEntry> mounts, IReadOnlyList<AgentScriptEntry> scripts)

@@ -130,9 +130,29 @@ public static class AgentCommands
             }
         }
 
-        return fields.TryGetValue("root", out var root)
-            ? new AgentMailEntry(fields.GetValueOrDefault("name") ?? AgentMailEntry.DefaultName, LocalMounts.Normalize(root), fields.GetValueOrDefault("postfix"), fields.GetValueOrDefault("dovecot"), fields.GetValueOrDefault("format") ?? "maildir")
-            : throw new CliException($"--mail needs root=MAILROOT (the directory with one home per user), not '{text}'");
+        if (!fields.TryGetValue("root", out var root))
+        {
+            throw new CliException($"--mail needs root=MAILROOT (the directory with one home per user), not '{text}'");
+        }
+
+        // Pairing runs on the mail host: a path that is not there now is a typo, and an agent that
+        // finds it missing only at the first snapshot (at 3 a.m.) is worse than a refusal here.
+        if (!Path.IsPathRooted(root) || !System.IO.Directory.Exists(root))
+        {
+            throw new CliException($"--mail root={root}: no such directory; give the absolute path of the mail root (one home per user), mounted");
+        }
+
+        if (fields.GetValueOrDefault("postfix") is { } postfix && !File.Exists(Path.Combine(postfix, "main.cf")))
+        {
+            throw new CliException($"--mail postfix={postfix}: no Postfix configuration there (no main.cf); give Postfix's config directory, e.g. /etc/postfix");
+        }
+
+        if (fields.GetValueOrDefault("dovecot") is { } dovecot && !File.Exists(dovecot))
+        {
+            throw new CliException($"--mail dovecot={dovecot}: no such file; give Dovecot's configuration file, e.g. /etc/dovecot/dovecot.conf");
+        }
+
+        return new AgentMailEntry(fields.GetValueOrDefault("name") ?? AgentMailEntry.DefaultName, LocalMounts.Normalize(root), fields.GetValueOrDefault("postfix"), fields.GetValueOrDefault("dovecot"), fields.GetValueOrDefault("format") ?? "maildir");
     }
 
     private static string Directory(string? given) =>

@@ -83,6 +83,11 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
             foreach (var q in quiesced)
             {
                 RecordOutput(q.Link.Host, q.Result?.Output, actor);
+                foreach (var r in q.Result?.Recovered ?? [])
+                {
+                    // The agent undid (or could not undo) what a killed run of it left: an operator must hear of it.
+                    events.Record("agent.recovery", q.Link.Host, "agent", $"{r.Kind}: {r.Message}", r.Settled ? "ok" : "failed");
+                }
             }
 
             var failed = quiesced.Where(q => q.Error is not null).ToList();

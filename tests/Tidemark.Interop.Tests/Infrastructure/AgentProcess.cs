@@ -47,9 +47,9 @@ internal sealed partial class AgentProcess : IAsyncDisposable
     }
 
     /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION; mail stores, root=...,postfix=...,dovecot=...), and runs the agent.</summary>
-    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null)
+    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null, string listen = "127.0.0.1:0")
     {
-        List<string> pair = [ServerProcess.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", "127.0.0.1:0", "--name", "app", "--deadline", $"{deadlineSeconds}"];
+        List<string> pair = [ServerProcess.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", listen, "--name", "app", "--deadline", $"{deadlineSeconds}"];
         foreach (var (path, volume) in mounts)
         {
             pair.AddRange(["--mount", $"{path}={volume}"]);
@@ -66,6 +66,12 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         }
 
         (await ProcessRunner.RunAsync("dotnet", [.. pair])).AssertSuccess();
+        return await RunAsync(agentDirectory);
+    }
+
+    /// <summary>Runs the agent of an agent directory paired before (a restart).</summary>
+    public static async Task<AgentProcess> RunAsync(string agentDirectory)
+    {
         var agent = new AgentProcess(ProcessRunner.Start("dotnet", [ServerProcess.DllPath, "agent", "run", "--agent-dir", agentDirectory], redirectOutput: true));
         try
         {
@@ -112,6 +118,13 @@ internal sealed partial class AgentProcess : IAsyncDisposable
 
     public static Task<HttpResponseMessage> PostAsync(HttpClient http, string path, object? body) =>
         http.PostAsJsonAsync(path, body, ApiJson.Options);
+
+    /// <summary>kill -9: nothing of the agent's own shutdown runs (no resume, no thaw).</summary>
+    public async Task KillAsync()
+    {
+        Signals.Send(_process.Id, Signals.SigKill);
+        await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+    }
 
     public async ValueTask DisposeAsync()
     {
