@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using Tidemark.Api;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Alerts;
 
 namespace Tidemark.Console.Tests;
@@ -107,5 +108,20 @@ public sealed class AlertEvaluatorTests
         Assert.Equal(["f0", "f1", "f2", "f3", "f4"], alerts.Where(a => a.Kind == "job-failed").Select(a => a.Link.Split('=')[1]));
         Assert.Equal("pool-full", alerts[^1].Kind);
         Assert.All(alerts.Take(5), a => Assert.Equal("error", a.Severity));
+    }
+
+    [Fact]
+    public void Evaluate_a_volumes_newest_verification_failed_is_an_error_naming_the_snapshot_and_how_to_verify_again()
+    {
+        var failed = new NewestVerification("mail", "daily-1", Guid.NewGuid(), new VerificationRecord("failed", "doveadm: mailbox INBOX corrupted", ["doveadm"], 3, "mailhost", Start.AddMinutes(-30)));
+        var passed = new NewestVerification("db", "daily-1", Guid.NewGuid(), new VerificationRecord("passed", null, ["pg_amcheck"], 3, "dbhost", Start.AddMinutes(-30)));
+        var notChecked = new NewestVerification("logs", "daily-1", Guid.NewGuid(), new VerificationRecord("not-checked", "no agent", [], 0, "dbhost", Start.AddMinutes(-30)));
+
+        var alerts = _alerts.Evaluate(Pool(0), [], [], [], [failed, passed, notChecked]);
+
+        var alert = Assert.Single(alerts);
+        Assert.Equal(("verification-failed", "error", "mail@daily-1"), (alert.Kind, alert.Severity, alert.Subject));
+        Assert.Contains("doveadm: mailbox INBOX corrupted", alert.Message, StringComparison.Ordinal);
+        Assert.Contains("tidemark snapshot verify mail@daily-1 --host mailhost", alert.Message, StringComparison.Ordinal);
     }
 }

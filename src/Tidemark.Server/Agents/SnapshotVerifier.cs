@@ -35,6 +35,11 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
     /// <summary>Mounting, fsck of a large file system and pg_amcheck of a large cluster take minutes, not the quiesce's one.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(60);
 
+    private readonly VerificationIndex _index = new(pool);
+
+    /// <summary>Each volume's newest verdict (the dashboard's "last verified" and the verification-failed alert).</summary>
+    public IReadOnlyList<NewestVerification> NewestPerVolume() => _index.Newest();
+
     public VerificationRecord? VerificationOf(Guid id) => pool.Control.Get(VerificationRecord.Kind, id.ToString("N"));
 
     public IReadOnlyDictionary<Guid, VerificationRecord> Verifications()
@@ -141,6 +146,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
         var batch = new Engine.Control.ControlBatch();
         batch.Put(VerificationRecord.Kind, snapshot.Id.ToString("N"), record);
         pool.Control.Update(batch);
+        _index.Remember(snapshot.Volume, snapshot.Name, snapshot.Id, record);
         lock (_verdicts)
         {
             _verdicts[record.Verdict] = _verdicts.GetValueOrDefault(record.Verdict) + 1;

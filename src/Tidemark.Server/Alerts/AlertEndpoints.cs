@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Api;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Policies;
@@ -19,8 +20,8 @@ public static class AlertEndpoints
 {
     public static void MapAlertApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/api/v1/alerts", (AlertEvaluator alerts, Pool pool, PolicyManager policies, ReplicaManager replicas, JobManager jobs) =>
-            TypedResults.Ok(Current(alerts, pool, policies, replicas, jobs)))
+        app.MapGet("/api/v1/alerts", (AlertEvaluator alerts, Pool pool, PolicyManager policies, ReplicaManager replicas, JobManager jobs, SnapshotVerifier verifier) =>
+            TypedResults.Ok(Current(alerts, pool, policies, replicas, jobs, verifier)))
             .Produces<IReadOnlyList<AlertDto>>().WithTags("alerts");
         app.MapGet("/api/v1/alerts/thresholds", (AlertSettings settings) => TypedResults.Ok(settings.Get())).WithTags("alerts");
         app.MapPut("/api/v1/alerts/thresholds", (AlertSettings settings, UpdateAlertThresholdsRequest request) => TypedResults.Ok(settings.Update(request)))
@@ -28,6 +29,6 @@ public static class AlertEndpoints
     }
 
     /// <summary>The alerts for the server's state right now.</summary>
-    public static IReadOnlyList<AlertDto> Current(AlertEvaluator alerts, Pool pool, PolicyManager policies, ReplicaManager replicas, JobManager jobs) =>
-        alerts.Evaluate(pool.GetInfo().ToDto(), policies.List(), replicas.List(), [.. jobs.List().Select(j => j.ToDto())]);
+    public static IReadOnlyList<AlertDto> Current(AlertEvaluator alerts, Pool pool, PolicyManager policies, ReplicaManager replicas, JobManager jobs, SnapshotVerifier verifier) =>
+        alerts.Evaluate(pool.GetInfo().ToDto(), policies.List(), replicas.List(), [.. jobs.List().Select(j => j.ToDto())], verifier.NewestPerVolume());
 }

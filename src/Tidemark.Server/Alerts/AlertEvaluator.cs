@@ -1,5 +1,6 @@
 using System.Globalization;
 using Tidemark.Api;
+using Tidemark.Server.Agents;
 
 namespace Tidemark.Server.Alerts;
 
@@ -55,7 +56,7 @@ public sealed class AlertEvaluator
     public AlertThresholds Thresholds => _thresholds();
 
     /// <summary>The alerts for this state, errors first, then warnings, each group in a stable order.</summary>
-    public IReadOnlyList<AlertDto> Evaluate(PoolDto pool, IEnumerable<PolicyDto> policies, IEnumerable<ReplicaDto> replicas, IReadOnlyList<JobDto> jobs)
+    public IReadOnlyList<AlertDto> Evaluate(PoolDto pool, IEnumerable<PolicyDto> policies, IEnumerable<ReplicaDto> replicas, IReadOnlyList<JobDto> jobs, IEnumerable<NewestVerification>? verifications = null)
     {
         var now = _time.GetUtcNow();
         var thresholds = Thresholds;
@@ -71,6 +72,17 @@ public sealed class AlertEvaluator
             {
                 var target = policy.Definition.Volume ?? policy.Definition.Group ?? policy.Definition.Name;
                 alerts.Add(new("policy-failed", "error", target, $"policy {policy.Definition.Name} failed: {error}", PolicyLink(policy)));
+            }
+        }
+
+        // Only a volume's newest verdict counts: a failure followed by a passing verification of a
+        // newer snapshot is history (the event log keeps it), not something to act on.
+        foreach (var v in verifications ?? [])
+        {
+            if (v.Record.Verdict == VerifyResultDto.Failed)
+            {
+                var how = $"tidemark snapshot verify {v.Address} --host {v.Record.Host}";
+                alerts.Add(new("verification-failed", "error", v.Address, $"the newest verified snapshot of {v.Volume}, {v.Snapshot}, failed its verification on host {v.Record.Host} {Span(now - v.Record.At)} ago: {v.Record.Reason}; look at the application's data on the volume, then verify a newer snapshot ('{how}')", $"#/volumes/{Uri.EscapeDataString(v.Volume)}"));
             }
         }
 

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Alerts;
 using Tidemark.Server.Api;
 using Tidemark.Server.Events;
@@ -94,13 +95,13 @@ public static class ConsoleEndpoints
             return Task.CompletedTask;
         }).WithMetadata(anonymous).WithName("console.signout").WithTags("console");
 
-        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts, AlertSettings thresholds) =>
-            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history, alerts) with { Thresholds = thresholds.Get() }))
+        app.MapGet("/api/v1/console/dashboard", (HttpContext c, Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts, AlertSettings thresholds, SnapshotVerifier verifier) =>
+            WriteCompressedAsync(c, Dashboard(pool, exports, policies, replicas, events, jobs, history, alerts, verifier) with { Thresholds = thresholds.Get() }))
             .Produces<ConsoleDashboardDto>().WithTags("console");
 
         // Not named ".../stream": that suffix marks a volume's data stream, which needs operator (ApiRoles).
-        app.MapGet("/api/v1/console/updates", (HttpContext c, ConsoleSessions sessions, ConsoleUpdates updates, IHostApplicationLifetime lifetime, Pool pool, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, AlertEvaluator alerts) =>
-            UpdatesAsync(c, sessions, updates, () => LiveEvents(pool, policies, replicas, events, jobs, alerts), lifetime.ApplicationStopping))
+        app.MapGet("/api/v1/console/updates", (HttpContext c, ConsoleSessions sessions, ConsoleUpdates updates, IHostApplicationLifetime lifetime, Pool pool, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, AlertEvaluator alerts, SnapshotVerifier verifier) =>
+            UpdatesAsync(c, sessions, updates, () => LiveEvents(pool, policies, replicas, events, jobs, alerts, verifier), lifetime.ApplicationStopping))
             .WithTags("console");
         app.MapAlertApi();
 
@@ -176,11 +177,11 @@ public static class ConsoleEndpoints
     /// the dashboard would show something else, so the page reloads it only then) and "jobs" (the newest
     /// <see cref="LiveJobs"/>). No per-volume work: a tick costs the same with 1,000 volumes as with one.
     /// </summary>
-    private static IReadOnlyList<(string, string)> LiveEvents(Pool pool, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, AlertEvaluator alerts)
+    private static IReadOnlyList<(string, string)> LiveEvents(Pool pool, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, AlertEvaluator alerts, SnapshotVerifier verifier)
     {
         var info = pool.GetInfo().ToDto();
         var jobList = jobs.List().Select(j => j.ToDto()).ToList();
-        var alertList = alerts.Evaluate(info, policies.List(), replicas.List(), jobList);
+        var alertList = alerts.Evaluate(info, policies.List(), replicas.List(), jobList, verifier.NewestPerVolume());
         var version = $"{info.UsedBytes}/{info.CapacityBytes}/{info.Volumes}/{info.Snapshots}/{events.LastSequenceNumber}";
         var summary = new ConsoleLiveSummaryDto(version, alertList, jobList.Count(j => j.State == "running"));
         var newest = jobList.AsEnumerable().Reverse().Take(LiveJobs).ToList();
@@ -232,10 +233,12 @@ public static class ConsoleEndpoints
         }
     }
 
-    private static ConsoleDashboardDto Dashboard(Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts)
+    private static ConsoleDashboardDto Dashboard(Pool pool, ExportRegistry exports, PolicyManager policies, ReplicaManager replicas, EventLog events, JobManager jobs, CapacityHistory history, AlertEvaluator alerts, SnapshotVerifier verifier)
     {
         var info = pool.GetInfo().ToDto();
         var policyList = policies.List();
+        var verified = verifier.NewestPerVolume();
+        var verifiedOf = verified.ToDictionary(v => v.Volume, StringComparer.Ordinal);
         var replicaList = replicas.List();
         var policyOf = new Dictionary<string, PolicyDto>(StringComparer.Ordinal);
         foreach (var p in policyList)
@@ -266,14 +269,18 @@ public static class ConsoleEndpoints
                 exports.ExportsOfTarget(volume.Name).Count,
                 policy?.Definition.Name,
                 replica?.Partner,
-                replica?.LagSeconds));
+                replica?.LagSeconds)
+            {
+                VerifiedSnapshot = verifiedOf.GetValueOrDefault(volume.Name)?.Snapshot,
+                Verification = verifiedOf.GetValueOrDefault(volume.Name) is { } v ? SnapshotVerifier.ToDto(v.Record) : null,
+            });
         }
 
         var jobList = jobs.List().Select(j => j.ToDto()).ToList();
         return new ConsoleDashboardDto(
             info,
             volumes,
-            alerts.Evaluate(info, policyList, replicaList, jobList),
+            alerts.Evaluate(info, policyList, replicaList, jobList, verified),
             [.. events.Recent(DashboardEvents).Reverse()],
             history.Samples,
             jobList.Count(j => j.State == "running"));
@@ -301,7 +308,14 @@ public sealed record ConsoleVolumeDto(
     int Exports,
     string? Policy,
     string? ReplicatedTo,
-    double? ReplicationLagSeconds);
+    double? ReplicationLagSeconds)
+{
+    /// <summary>The snapshot of the volume's newest verification (ADR 0015), whatever its verdict; null: none verified.</summary>
+    public string? VerifiedSnapshot { get; init; }
+
+    /// <summary>That verification's verdict, reason, host and time.</summary>
+    public SnapshotVerificationDto? Verification { get; init; }
+}
 
 public sealed record ConsoleDashboardDto(
     PoolDto Pool,

@@ -245,14 +245,25 @@ function volumeTable(vols) {
     h('td', { class: 'num' }, bytes(v.allocatedBytes)),
     h('td', { class: 'num' }, v.snapshots),
     h('td', { class: v.lastSnapshotAt ? '' : 'warn' }, v.lastSnapshot ? `${v.lastSnapshot}, ${ago(v.lastSnapshotAt)}` : 'none'),
+    verifiedCell(v),
     h('td', {}, v.policy ?? h('span', { class: 'muted' }, 'none')),
     h('td', {}, v.replicatedTo ? `${v.replicatedTo}, lag ${duration(v.replicationLagSeconds)}` : h('span', { class: 'muted' }, '—')),
     h('td', { class: 'num' }, v.exports))));
   return h('div', {},
     h('table', {},
       h('caption', { class: 'muted' }, vols.length > shown.length ? `The first ${shown.length} of ${vols.length} volumes; the Volumes page lists all.` : ''),
-      h('thead', {}, h('tr', {}, ['Volume', 'Size', 'Used', 'Snapshots', 'Last snapshot', 'Policy', 'Replication', 'Exports'].map((t, i) => h('th', { scope: 'col', class: [1, 2, 3, 7].includes(i) ? 'num' : '' }, t)))),
+      h('thead', {}, h('tr', {}, ['Volume', 'Size', 'Used', 'Snapshots', 'Last snapshot', 'Last verified', 'Policy', 'Replication', 'Exports'].map((t, i) => h('th', { scope: 'col', class: [1, 2, 3, 8].includes(i) ? 'num' : '' }, t)))),
       body));
+}
+
+// The volume's newest verification (ADR 0015): which snapshot, its verdict and when; a failure shows its reason.
+function verifiedCell(v) {
+  const r = v.verification;
+  if (!r) return h('td', {}, h('span', { class: 'muted' }, 'never'));
+  const verdict = r.verdict === 'passed' ? 'ok' : r.verdict === 'failed' ? 'bad' : 'warn';
+  return h('td', { 'data-verdict': r.verdict },
+    h('span', { class: verdict }, r.verdict), ` ${v.verifiedSnapshot}, ${ago(r.at)}`,
+    r.reason ? h('div', { class: 'muted' }, r.reason) : null);
 }
 
 function eventTable(list) {
