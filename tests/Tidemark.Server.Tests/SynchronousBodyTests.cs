@@ -77,20 +77,48 @@ public sealed class SynchronousBodyTests
     }
 
     [Fact]
-    public async Task ReadAsync_ConsumerRefusesWhileTheClientStalls_AnswersWithoutWaitingForTheClient()
+    public async Task ReadAsync_ConsumerRefusesWhileTheClientStalls_TheRefusalIsTheAnswerOnceTheRequestEnds()
     {
         var body = new StallingSource(1000);
+        using var aborted = new CancellationTokenSource();
+        var refusedAt = new TaskCompletionSource();
 
-        var refused = await Assert.ThrowsAsync<InvalidDataException>(() => SynchronousBody.ReadAsync<long>(
+        var answer = SynchronousBody.ReadAsync<long>(
             body,
             input =>
             {
                 input.ReadExactly(new byte[1000]);
+                refusedAt.SetResult();
                 throw new InvalidDataException("not a snapshot stream");
             },
-            CancellationToken.None).WaitAsync(Hang));
+            aborted.Token);
+        await refusedAt.Task.WaitAsync(Hang);
+
+        // Kestrel ends a stalled request (its minimum data rate); the consumer's refusal, not the
+        // cancellation, is what the request answers with.
+        await aborted.CancelAsync();
+        var refused = await Assert.ThrowsAsync<InvalidDataException>(() => answer.WaitAsync(Hang));
 
         Assert.Equal("not a snapshot stream", refused.Message);
+    }
+
+    [Fact]
+    public async Task ReadAsync_ConsumerStopsEarly_TheRestOfTheBodyIsNotCopied()
+    {
+        var body = new CountingSource(1L << 30);
+
+        var first = await SynchronousBody.ReadAsync(
+            body,
+            input =>
+            {
+                var header = new byte[16];
+                input.ReadExactly(header);
+                return header.Length;
+            },
+            CancellationToken.None).WaitAsync(Hang);
+
+        Assert.Equal(16, first);
+        Assert.InRange(body.Produced, 16, Bound);
     }
 
     [Fact]

@@ -29,12 +29,12 @@ public static class SynchronousBody
     /// and returns its result. A body that fails (the client disconnected, a malformed chunk) reaches
     /// the consumer as the failure of its next read, as a synchronous body read would, so it
     /// discards or keeps what it applied as it always did; the consumer stopping early (done or
-    /// refused) stops the copying.
+    /// refused) stops the copying at the body's next read. That read is never cancelled for it:
+    /// Kestrel aborts the connection on a cancelled body read, and the refusal would never reach
+    /// the client; a client that stalls instead is ended by Kestrel's minimum data rate.
     /// </summary>
     public static async Task<T> ReadAsync<T>(Stream body, Func<Stream, T> consume, CancellationToken cancellationToken)
     {
-        // The consumer stopping also ends a read waiting on a stalled client: its answer is ready.
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var pipe = new Pipe(Options);
         var consumer = Task.Factory.StartNew(
             () =>
@@ -47,7 +47,6 @@ public static class SynchronousBody
                 finally
                 {
                     pipe.Reader.Complete();
-                    stop.Cancel();
                 }
             },
             CancellationToken.None,
@@ -58,14 +57,14 @@ public static class SynchronousBody
         {
             while (true)
             {
-                var read = await body.ReadAsync(pipe.Writer.GetMemory(SegmentBytes), stop.Token);
+                var read = await body.ReadAsync(pipe.Writer.GetMemory(SegmentBytes), cancellationToken);
                 if (read == 0)
                 {
                     break;
                 }
 
                 pipe.Writer.Advance(read);
-                var flushed = await pipe.Writer.FlushAsync(stop.Token);
+                var flushed = await pipe.Writer.FlushAsync(cancellationToken);
                 if (flushed.IsCompleted)
                 {
                     break; // the consumer stopped reading: finished, or refused the stream
