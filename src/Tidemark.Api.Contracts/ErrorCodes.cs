@@ -13,6 +13,12 @@ public static class ErrorCodes
     public const string Internal = "internal";
     public const string NotFound = "not-found";
 
+    /// <summary>
+    /// A job the request waited for was cancelled (by 'tidemark job cancel') before it finished;
+    /// answered 409, as a conflict with that other request.
+    /// </summary>
+    public const string Cancelled = "cancelled";
+
     /// <summary>InvalidArgument becomes "invalid-argument".</summary>
     public static string For(StorageError error)
     {

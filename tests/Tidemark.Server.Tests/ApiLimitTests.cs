@@ -7,24 +7,21 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>Every refusal of a real server's API is an RFC 9457 problem document, the size and media-type ones included.</summary>
-public sealed class ApiLimitTests : IAsyncLifetime
+public sealed class ApiLimitTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
     private HttpClient _http = null!;
 
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        _http = new HttpClient { BaseAddress = _server.Http };
-        _http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        await base.InitializeAsync();
+        _http = new HttpClient { BaseAddress = Server.Http };
+        _http.DefaultRequestHeaders.Authorization = new("Bearer", Server.Token);
     }
 
-    public async Task DisposeAsync()
+    public override async Task DisposeAsync()
     {
         _http.Dispose();
-        await _server.DisposeAsync();
-        _temp.Dispose();
+        await base.DisposeAsync();
     }
 
     [Fact]
@@ -66,7 +63,7 @@ public sealed class ApiLimitTests : IAsyncLifetime
     [Fact]
     public async Task LongHoldReason_Is400Problem_AndNothingIsHeld()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         await client.CreateSnapshotAsync("mail", "a");
 

@@ -5,25 +5,17 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>Capacity on demand against a real server: the pool's store and a volume grow by policy; a full pool is an event.</summary>
-public sealed class CapacityTests : IAsyncLifetime
+public sealed class CapacityTests : ServerTest
 {
     private const long M = 1 << 20;
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
 
-    public async Task InitializeAsync() =>
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"), "--store-capacity", "64M");
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
+    public override async Task InitializeAsync() =>
+        Server = await ServerProcess.StartAsync(Data, "--store-capacity", "64M");
 
     [Fact]
     public async Task Volume_PastThreshold_GrowsByStepUpToMax_AndInitiatorsSeeNewSize()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 32 * M));
         var iscsi = await client.CreateExportAsync(new CreateExportRequest("mail", "mail-iscsi", "iscsi"));
         var nbd = await client.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
@@ -57,7 +49,7 @@ public sealed class CapacityTests : IAsyncLifetime
     [Fact]
     public async Task Pool_PastThreshold_GrowsStore_ThenAtMaxAFullPoolIsAnEventAndAClearWriteError()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("big", 256 * M));
         var nbd = await client.CreateExportAsync(new CreateExportRequest("big", "big", "nbd"));
         await client.SetPoolAutogrowAsync(new AutoGrowDto(50, 32 * M, 96 * M));
@@ -86,7 +78,7 @@ public sealed class CapacityTests : IAsyncLifetime
     [Fact]
     public async Task Policies_SurviveRestart_AndBadInputIsRefusedWithoutChange()
     {
-        using (var client = _server.Client())
+        using (var client = Server.Client())
         {
             await client.CreateVolumeAsync(new CreateVolumeRequest("db", 32 * M));
             await client.SetVolumeAutogrowAsync("db", new AutoGrowDto(80, 8 * M, 128 * M));
@@ -103,18 +95,18 @@ public sealed class CapacityTests : IAsyncLifetime
             Assert.Equal("misaligned", misaligned.Code);
         }
 
-        var noMax = await CliProcess.RunAsync("volume", "autogrow", "db", "--threshold", "70", "--data", _server.DataDirectory);
-        var badStep = await CliProcess.RunAsync("pool", "autogrow", "--step", "lots", "--max", "2G", "--data", _server.DataDirectory);
+        var noMax = await CliProcess.RunAsync("volume", "autogrow", "db", "--threshold", "70", "--data", Server.DataDirectory);
+        var badStep = await CliProcess.RunAsync("pool", "autogrow", "--step", "lots", "--max", "2G", "--data", Server.DataDirectory);
         Assert.Equal(2, noMax.ExitCode);
         Assert.Contains("--max is required", noMax.StandardError, StringComparison.Ordinal);
         Assert.Equal(2, badStep.ExitCode);
 
-        await _server.KillAsync();
-        await _server.DisposeAsync();
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var again = _server.Client();
+        await Server.KillAsync();
+        await Server.DisposeAsync();
+        Server = await ServerProcess.StartAsync(Data);
+        using var again = Server.Client();
         var policies = await again.GetCapacityPoliciesAsync();
-        var shown = (await CliProcess.RunAsync("volume", "autogrow", "db", "--data", _server.DataDirectory)).AssertSuccess().StandardOutput;
+        var shown = (await CliProcess.RunAsync("volume", "autogrow", "db", "--data", Server.DataDirectory)).AssertSuccess().StandardOutput;
 
         Assert.Equal(new AutoGrowDto(80, 8 * M, 128 * M), policies.Volumes["db"]);
         Assert.Equal(new AutoGrowDto(90, 64 * M, 1024 * M), policies.Pool);

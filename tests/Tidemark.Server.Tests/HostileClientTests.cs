@@ -10,23 +10,12 @@ namespace Tidemark.Server.Tests;
 /// writing and reading verified data; afterwards the server still serves and the pool verifies.
 /// TIDEMARK_LONG=1 floods for a minute instead of a few seconds.
 /// </summary>
-public sealed class HostileClientTests : IAsyncLifetime
+public sealed class HostileClientTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
     [Fact]
     public async Task GarbageFlood_DoesNotDisturbRealClients()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20));
         var nbd = await client.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
         var iscsi = await client.CreateExportAsync(new CreateExportRequest("mail", "mail-iscsi", "iscsi"));
@@ -35,8 +24,8 @@ public sealed class HostileClientTests : IAsyncLifetime
         var floods = new List<Task<int>>();
         for (var i = 0; i < 8; i++)
         {
-            floods.Add(FloodAsync(IPEndPoint.Parse(_server.Nbd), seed: i, nbdMagic: true, stop.Token));
-            floods.Add(FloodAsync(IPEndPoint.Parse(_server.Iscsi), seed: 100 + i, nbdMagic: false, stop.Token));
+            floods.Add(FloodAsync(IPEndPoint.Parse(Server.Nbd), seed: i, nbdMagic: true, stop.Token));
+            floods.Add(FloodAsync(IPEndPoint.Parse(Server.Iscsi), seed: 100 + i, nbdMagic: false, stop.Token));
         }
 
         var rounds = 0;

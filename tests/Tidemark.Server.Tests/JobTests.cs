@@ -1,8 +1,11 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging.Abstractions;
 using Tidemark.Api;
 using Tidemark.Engine;
+using Tidemark.Server.Api;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Tests.Infrastructure;
@@ -125,6 +128,49 @@ public sealed class JobTests : IDisposable
 
         Assert.Equal("cancelled", job.ToDto().State);
         Assert.Equal("cancelled", Assert.Single(_events.Query(kind: "job")).Outcome);
+    }
+
+    [Fact]
+    public async Task RunAsync_CancelledWhileTheRequestWaits_AnswersAProblemDocument_409Cancelled()
+    {
+        using var started = new ManualResetEventSlim();
+        var run = _jobs.RunAsync("pool.verify", null, "alice", cancellable: true, TimeSpan.FromSeconds(60), progress =>
+        {
+            progress.Unit = "pages";
+            progress.Advance(3);
+            started.Set();
+            progress.Cancellation.WaitHandle.WaitOne(TimeSpan.FromSeconds(60));
+            progress.Cancellation.ThrowIfCancellationRequested();
+            return null;
+        });
+        started.Wait(TimeSpan.FromSeconds(60));
+        var context = new DefaultHttpContext();
+        context.Response.Body = new MemoryStream();
+
+        await Problems.HandleAsync(context, async _ =>
+        {
+            _jobs.Cancel(Assert.Single(_jobs.List()).Id);
+            await run;
+        });
+
+        context.Response.Body.Position = 0;
+        var problem = await JsonSerializer.DeserializeAsync<ProblemDto>(context.Response.Body, ApiJson.Options);
+        Assert.Equal((409, "cancelled", Problems.ContentType), (context.Response.StatusCode, problem!.Code, context.Response.ContentType?.Split(';')[0]));
+        Assert.Contains("cancelled at the administrator's request after 3 pages", problem.Detail, StringComparison.Ordinal);
+        Assert.Equal(("cancelled", "cancelled"), (Assert.Single(_jobs.List()).ToDto().State, Assert.Single(_jobs.List()).ToDto().ErrorCode));
+    }
+
+    [Fact]
+    public async Task Problems_RequestAbortedByItsOwnClient_StaysSilent()
+    {
+        using var aborted = new CancellationTokenSource();
+        await aborted.CancelAsync();
+        var context = new DefaultHttpContext { RequestAborted = aborted.Token };
+        context.Response.Body = new MemoryStream();
+
+        await Assert.ThrowsAsync<JobCancelledException>(() => Problems.HandleAsync(context, _ => throw new JobCancelledException("job 1 was cancelled")));
+
+        Assert.Equal(0, context.Response.Body.Length);
     }
 
     [Fact]

@@ -5,20 +5,9 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>Policies through the CLI of a real server, surviving kill -9.</summary>
-public sealed class PolicyCliTests : IAsyncLifetime
+public sealed class PolicyCliTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
-    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync([.. arguments, "--data", _server.DataDirectory]);
+    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync([.. arguments, "--data", Server.DataDirectory]);
 
     [Fact]
     public async Task CreateRunShowDelete_ThroughTheCli_AndPoliciesSurviveKill()
@@ -33,11 +22,11 @@ public sealed class PolicyCliTests : IAsyncLifetime
         var table = (await Cli("policy", "list")).AssertSuccess().StandardOutput;
         var refusedDelete = await Cli("volume", "delete", "mail");
 
-        await _server.KillAsync();
-        await _server.DisposeAsync();
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
+        await Server.KillAsync();
+        await Server.DisposeAsync();
+        Server = await ServerProcess.StartAsync(Data);
         var shown = (await Cli("policy", "show", "churn")).AssertSuccess().StandardOutput;
-        using var client = _server.Client();
+        using var client = Server.Client();
         var churn = await client.GetPolicyAsync("churn");
         (await Cli("policy", "delete", "churn")).AssertSuccess();
         (await Cli("policy", "delete", "nightly")).AssertSuccess();
@@ -86,7 +75,7 @@ public sealed class PolicyCliTests : IAsyncLifetime
         (await Cli("volume", "create", "mail", "--size", "16M")).AssertSuccess();
 
         var result = await Cli(arguments);
-        using var client = _server.Client();
+        using var client = Server.Client();
 
         Assert.Equal(1, result.ExitCode);
         Assert.StartsWith("error: ", result.StandardError, StringComparison.Ordinal);

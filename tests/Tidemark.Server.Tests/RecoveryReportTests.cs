@@ -10,29 +10,20 @@ namespace Tidemark.Server.Tests;
 /// real server records it under the token's name in the hash-chained log, refusing reports that name
 /// no snapshot or would flood the log.
 /// </summary>
-public sealed class RecoveryReportTests : IAsyncLifetime
+public sealed class RecoveryReportTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var client = _server.Client();
+        await base.InitializeAsync();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         await client.CreateSnapshotAsync("mail", "monday");
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
     }
 
     [Fact]
     public async Task Report_RecordedAsRecoveryEvent_WithActorSnapshotMessagesAndDestination()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var report = new RecoveryReportDto("imap 127.0.0.1:143 as master into Recovered/2026-12-06", 2, 1, 1, 0, ["alice/INBOX <q3@x>: restored", "alice/INBOX <q4@x>: skipped-duplicate"]);
 
         var recorded = await client.ReportMailRecoveryAsync("mail@monday", report);
@@ -51,7 +42,7 @@ public sealed class RecoveryReportTests : IAsyncLifetime
     [Fact]
     public async Task FailedRecovery_RecordedAsFailed_WithTheReason()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
 
         await client.ReportMailRecoveryAsync("mail@monday", new RecoveryReportDto("smtp mx:25 to admin@example.com", 1, 0, 0, 1, [], Error: "cannot reach the SMTP server"));
 
@@ -63,7 +54,7 @@ public sealed class RecoveryReportTests : IAsyncLifetime
     [Fact]
     public async Task UnknownSnapshot_NotFound_NothingRecorded()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
 
         var error = await Assert.ThrowsAsync<TidemarkApiException>(() => client.ReportMailRecoveryAsync("mail@never", new RecoveryReportDto("list (dry run)", 0, 0, 0, 0, [])));
 
@@ -76,7 +67,7 @@ public sealed class RecoveryReportTests : IAsyncLifetime
     [InlineData(1, "line\nforged: event")]
     public async Task FloodOrForgedLines_Refused(int count, string line)
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
 
         var error = await Assert.ThrowsAsync<TidemarkApiException>(() => client.ReportMailRecoveryAsync("mail@monday", new RecoveryReportDto("list (dry run)", count, 0, 0, 0, [.. Enumerable.Repeat(line, count)])));
 

@@ -50,7 +50,7 @@ public sealed class AgentLink : IDisposable
             }
 
             using var response = await _http.SendAsync(request, ct);
-            await PartnerLink.EnsureSuccessAsync(response, $"agent {_host.Name}", ct);
+            await EnsureSuccessAsync(response, ct);
             return await response.Content.ReadFromJsonAsync<T>(ApiJson.Options, ct)
                 ?? throw new StorageException(StorageError.Unavailable, $"agent {_host.Name} sent an empty answer");
         }
@@ -62,6 +62,25 @@ public sealed class AgentLink : IDisposable
         {
             throw new StorageException(StorageError.Unavailable, $"agent {_host.Name} answered something that is not an agent's answer ({ex.Message})", ex);
         }
+    }
+
+    /// <summary>
+    /// An agent that refuses (4xx) has looked at the request and said why: its code (a storage
+    /// error's, e.g. busy or not-found) and message reach the caller and the job, as invalid-argument
+    /// when the code is not one of ours. A 5xx, no answer, or a refusal of the link itself (401/403:
+    /// this server is not paired with it) means the agent is unavailable for this server.
+    /// </summary>
+    private async Task EnsureSuccessAsync(HttpResponseMessage response, CancellationToken ct)
+    {
+        if ((int)response.StatusCode is not (>= 400 and < 500) or 401 or 403)
+        {
+            await PartnerLink.EnsureSuccessAsync(response, $"agent {_host.Name}", ct);
+            return;
+        }
+
+        var problem = await PartnerLink.TryReadProblemAsync(response, ct);
+        var error = Enum.GetValues<StorageError>().FirstOrDefault(e => ErrorCodes.For(e) == problem?.Code, StorageError.InvalidArgument);
+        throw new StorageException(error, $"agent {_host.Name} refused: {problem?.Detail ?? $"{(int)response.StatusCode} {response.ReasonPhrase}"}");
     }
 
     public void Dispose() => _http.Dispose();

@@ -68,6 +68,12 @@ public static class Problems
             var status = StatusFor(ex.Error);
             await WriteAsync(context, status, ErrorCodes.For(ex.Error), ex.Error.ToString(), ex.Message);
         }
+        catch (Jobs.JobCancelledException ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
+        {
+            // Cancelled by another request ('tidemark job cancel') while this one waited inline. A
+            // request its own client aborted has nobody to answer and stays silent (below).
+            await WriteAsync(context, StatusCodes.Status409Conflict, ErrorCodes.Cancelled, "Cancelled", ex.Message);
+        }
         catch (BadHttpRequestException ex) when (!context.Response.HasStarted)
         {
             // Malformed JSON, a missing required field, a query value of the wrong type.

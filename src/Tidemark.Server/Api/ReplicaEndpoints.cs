@@ -140,7 +140,6 @@ public static class ReplicaEndpoints
         link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation, bool? discard, string? divergedAfter, long? changedGranules) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
-            context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             var partner = PartnerOf(context);
             if (reverse == true)
             {
@@ -152,7 +151,7 @@ public static class ReplicaEndpoints
                 StreamImportResult result;
                 try
                 {
-                    result = await Task.Run(() => r.Receive(volume, partner, context.Request.Body, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0, discard == true, divergedAfter, changedGranules ?? 0), context.RequestAborted);
+                    result = await SynchronousBody.ReadAsync(context.Request.Body, input => r.Receive(volume, partner, input, resume ?? 0, reverse == true, context.RequestAborted, group, generation ?? 0, discard == true, divergedAfter, changedGranules ?? 0), context.RequestAborted);
                 }
                 catch (SplitBrainException ex)
                 {

@@ -10,8 +10,9 @@ namespace Tidemark.Server.Api;
 
 /// <summary>
 /// Snapshot streams over the API: GET .../snapshots/{snapshot}/stream[?from=OLDER] sends one
-/// (application/octet-stream), POST /api/v1/streams[?volume=NAME] applies one. The engine is
-/// synchronous, so both run on a pool thread with synchronous body I/O allowed for that request.
+/// (application/octet-stream), POST /api/v1/streams[?volume=NAME] applies one. The stream format and
+/// the engine are synchronous: they run on a dedicated thread joined to the body by a bounded pipe
+/// (<see cref="SynchronousBody"/>), so body I/O stays asynchronous.
 /// </summary>
 public static class StreamEndpoints
 {
@@ -29,17 +30,15 @@ public static class StreamEndpoints
                 pool.GetSnapshot(baseAddress);
             }
 
-            context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             context.Response.ContentType = ContentType;
             context.Response.Headers.ContentDisposition = $"attachment; filename=\"{volume}@{snapshot}.tmstream\"";
             var options = new StreamExportOptions { CompressionLevel = level ?? 3 };
-            await Task.Run(() => SnapshotStreamWriter.Write(pool, address, baseAddress, context.Response.Body, options, context.RequestAborted), context.RequestAborted);
+            await SynchronousBody.WriteAsync(context.Response.Body, (output, ct) => SnapshotStreamWriter.Write(pool, address, baseAddress, output, options, ct), context.RequestAborted);
         }).WithTags("streams");
 
         app.MapPost("/api/v1/streams", async (HttpContext context, Pool pool, ClientSessions sessions, string? volume) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
-            context.Features.Get<IHttpBodyControlFeature>()!.AllowSynchronousIO = true;
             try
             {
                 var options = new StreamImportOptions
@@ -57,7 +56,7 @@ public static class StreamEndpoints
                         }
                     },
                 };
-                var result = await Task.Run(() => SnapshotStreamReader.Import(pool, context.Request.Body, options, context.RequestAborted), context.RequestAborted);
+                var result = await SynchronousBody.ReadAsync(context.Request.Body, input => SnapshotStreamReader.Import(pool, input, options, context.RequestAborted), context.RequestAborted);
                 var snapshot = result.Snapshot!;
                 var dto = new StreamImportDto(snapshot.ToDto(), result.Header.IsIncremental, result.Records, result.DataBytes, result.ZeroBytes);
                 return Results.Created($"/api/v1/volumes/{Uri.EscapeDataString(snapshot.Volume)}/snapshots/{Uri.EscapeDataString(snapshot.Name)}", dto);

@@ -131,6 +131,11 @@ public sealed class JobManager : IMetricsSource
             }
         }
 
+        if (job.State == JobState.Cancelled)
+        {
+            throw new JobCancelledException(job);
+        }
+
         if (job.Exception is { } failure)
         {
             ExceptionDispatchInfo.Throw(failure);
@@ -235,6 +240,35 @@ public sealed class JobManager : IMetricsSource
             PrometheusText.Sample(builder, "tidemark_job_progress_ratio", [("job", job.Id), ("kind", job.Kind), ("subject", job.Subject ?? "")], Math.Min(1.0, (double)job.Progress.Done / job.Progress.Total!.Value));
         }
     }
+}
+
+/// <summary>
+/// A job its request waited for was cancelled by another request: the waiting request answers with
+/// a problem document (409 <c>cancelled</c>), unlike a request its own client gave up on.
+/// </summary>
+public sealed class JobCancelledException : OperationCanceledException
+{
+    public JobCancelledException(Job job)
+        : base($"job {job.Id} ({job.Kind}{(job.Subject is null ? "" : " " + job.Subject)}) was cancelled at the administrator's request after {job.Progress.Done} {job.Progress.Unit}; 'tidemark job show {job.Id}' shows how far it got", job.Exception)
+    {
+        JobId = job.Id;
+    }
+
+    public JobCancelledException()
+    {
+    }
+
+    public JobCancelledException(string message)
+        : base(message)
+    {
+    }
+
+    public JobCancelledException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    public string? JobId { get; }
 }
 
 public enum JobState
@@ -363,7 +397,7 @@ public sealed class Job
         {
             null => _storedErrorCode,
             StorageException s => ErrorCodes.For(s.Error),
-            OperationCanceledException => "cancelled",
+            OperationCanceledException => ErrorCodes.Cancelled,
             _ => ErrorCodes.Internal,
         };
         JsonElement? result = ResultValue is null ? _storedResult : JsonSerializer.SerializeToElement(ResultValue, ResultValue.GetType(), ApiJson.Options);

@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
 
-namespace Tidemark.Interop.Tests.Infrastructure;
+namespace Tidemark.TestKit;
 
 /// <summary>POSIX signals by PID (Process.Kill only sends SIGKILL, and only to processes we started).</summary>
-internal static partial class Signals
+public static partial class Signals
 {
     public const int SigInt = 2;
     public const int SigKill = 9;

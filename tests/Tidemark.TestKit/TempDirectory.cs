@@ -1,15 +1,22 @@
-namespace Tidemark.Interop.Tests.Infrastructure;
+namespace Tidemark.TestKit;
 
 /// <summary>
 /// A directory under /tmp, removed with everything in it when the test ends. It is made traversable
-/// (0755) so that a service running as another user (PostgreSQL as postgres) can reach its own
-/// subdirectory; nothing secret is kept in it.
+/// (0755, as /tmp's own subdirectories usually are) so that a service running as another user
+/// (PostgreSQL as postgres, Dovecot as dovecot) can reach its own subdirectory; what must stay
+/// private goes in a subdirectory of its own mode (a server's data directory makes its own).
 /// </summary>
-internal sealed class TempDirectory : IDisposable
+public sealed class TempDirectory : IDisposable
 {
-    public TempDirectory()
+    /// <param name="prefix">the directory name's start, saying which suite left it should it stay behind</param>
+    public TempDirectory(string prefix = "tidemark-test-")
     {
-        Path = Directory.CreateTempSubdirectory("tidemark-interop-").FullName;
+        Path = Directory.CreateTempSubdirectory(prefix).FullName;
+        if (OperatingSystem.IsWindows())
+        {
+            return; // no modes there; the suites run on Linux
+        }
+
         File.SetUnixFileMode(Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
             | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
     }

@@ -1,7 +1,7 @@
-namespace Tidemark.Interop.Tests.Infrastructure;
+namespace Tidemark.TestKit;
 
 /// <summary>What /proc/self/mountinfo says is mounted (field 5 is the mount point, octal-escaped).</summary>
-internal static class MountTable
+public static class MountTable
 {
     public static bool IsMounted(string path) => MountPoints().Contains(Path.TrimEndingDirectorySeparator(path));
 
