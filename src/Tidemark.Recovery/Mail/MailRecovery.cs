@@ -40,6 +40,7 @@ public enum MailStoreFormat
 }
 
 /// <param name="MailRoot">the directory in the snapshot's file system that holds the users' homes</param>
+/// <param name="IndexDirectory">where snapshots' header indexes are kept (<see cref="MailIndexCache"/>); null: no index, every search reads the files</param>
 public sealed record MailRecoveryRequest(
     string Source,
     DateTimeOffset? Before,
@@ -47,7 +48,8 @@ public sealed record MailRecoveryRequest(
     MailDestination Destination,
     string MailRoot = "/",
     string MaildirName = MaildirStore.DefaultMaildirName,
-    MailStoreFormat Format = MailStoreFormat.Auto);
+    MailStoreFormat Format = MailStoreFormat.Auto,
+    string? IndexDirectory = null);
 
 public sealed record MailRecoveryResult(
     string Snapshot,
@@ -84,7 +86,7 @@ public static class MailRecovery
             var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
             try
             {
-                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, clock, log, ct);
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshot.Id, snapshot.CreatedAt, clock, log, ct);
             }
             finally
             {
@@ -111,7 +113,8 @@ public static class MailRecovery
     /// view of the snapshot and deletes it, and records the event; docs/adr/0012): attach, mount,
     /// search, deliver, tear down here. <see cref="MailRecoveryRequest.Source"/> is the snapshot's address.
     /// </summary>
-    public static async Task<MailRecoveryResult> RunAttachedAsync(string exportUrl, MailRecoveryRequest request, DateTimeOffset snapshotCreatedAt, TextWriter log, CancellationToken ct)
+    /// <param name="snapshotId">the server's id of the snapshot, which keys its header index; null: no index</param>
+    public static async Task<MailRecoveryResult> RunAttachedAsync(string exportUrl, MailRecoveryRequest request, DateTimeOffset snapshotCreatedAt, Guid? snapshotId, TextWriter log, CancellationToken ct)
     {
         RelativeMailRoot(request.MailRoot);
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -125,7 +128,7 @@ public static class MailRecovery
             IReadOnlyList<string> problems;
             try
             {
-                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, clock, log, ct);
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshotId, snapshotCreatedAt, clock, log, ct);
             }
             finally
             {
@@ -140,7 +143,7 @@ public static class MailRecovery
         }
     }
 
-    private static async Task<(IReadOnlyList<FoundMessage> Matches, IReadOnlyList<RestoreOutcome> Outcomes)> SearchAndDeliverAsync(MountedSnapshot mounted, MailRecoveryRequest request, System.Diagnostics.Stopwatch clock, TextWriter log, CancellationToken ct)
+    private static async Task<(IReadOnlyList<FoundMessage> Matches, IReadOnlyList<RestoreOutcome> Outcomes)> SearchAndDeliverAsync(MountedSnapshot mounted, MailRecoveryRequest request, Guid? snapshotId, DateTimeOffset snapshotCreatedAt, System.Diagnostics.Stopwatch clock, TextWriter log, CancellationToken ct)
     {
         var mountedAt = clock.Elapsed;
         var root = RelativeMailRoot(request.MailRoot);
@@ -160,7 +163,7 @@ public static class MailRecovery
             }
             else
             {
-                store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName);
+                store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName, IndexOf(request, mounted.Snapshot, snapshotId, snapshotCreatedAt, root), log);
             }
 
             matches = await store.SearchAsync(request.Filter, stage, ct);
@@ -190,6 +193,15 @@ public static class MailRecovery
 
         return (matches, outcomes);
     }
+
+    /// <summary>
+    /// The snapshot's header index cache, when the request keeps one and the server named the
+    /// snapshot's identity (an address alone could be a later snapshot under a reused name).
+    /// </summary>
+    internal static MailIndexCache? IndexOf(MailRecoveryRequest request, string address, Guid? snapshotId, DateTimeOffset createdAt, string relativeRoot) =>
+        request.IndexDirectory is { Length: > 0 } directory && snapshotId is { } id && id != Guid.Empty
+            ? new MailIndexCache(directory, new MailIndexKey(id, address, createdAt, relativeRoot, request.MaildirName))
+            : null;
 
     private static async Task<IReadOnlyList<string>> TearDownAsync(MountedSnapshot mounted, System.Diagnostics.Stopwatch clock, TextWriter log)
     {
