@@ -5,6 +5,7 @@ using MailKit.Search;
 using MimeKit;
 using Tidemark.Api;
 using Tidemark.Interop.Tests.Infrastructure;
+using Tidemark.Recovery.Mail;
 using Xunit.Abstractions;
 
 namespace Tidemark.Interop.Tests;
@@ -99,6 +100,11 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         var eml = Assert.Single(exported.GetProperty("outcomes").EnumerateArray()).GetProperty("target").GetString()!;
         Assert.StartsWith(Path.Combine(agentDirectory, "recovered", "hold-4711") + "/", eml, StringComparison.Ordinal);
         Assert.Equal(Lost.Trim('<', '>'), (await MimeMessage.LoadAsync(eml)).MessageId);
+
+        // The server named the snapshot's identity, so the agent kept a header index of it (0600).
+        var indexes = Directory.GetFiles(Path.Combine(agentDirectory, MailRecoveryJob.IndexDirectoryName), "*.idx", SearchOption.AllDirectories);
+        Assert.NotEmpty(indexes);
+        Assert.All(indexes, index => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(index)));
         var badName = await Assert.ThrowsAsync<TidemarkApiException>(() => client.RecoverMailAsync(new MailRecoveryJobRequest("app", Snapshot: "mail@before", Target: new MailTargetDto(MailTargetDto.Export, ExportName: "../etc"))));
         Assert.Contains("export name", badName.Message, StringComparison.Ordinal);
 
