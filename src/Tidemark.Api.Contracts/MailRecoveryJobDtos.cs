@@ -58,6 +58,7 @@ public sealed record MailTargetDto(
 
 /// <summary>What the server asks a recovery host's agent to do: the view's export is made and deleted by the server.</summary>
 /// <param name="Id">the job's id, by which the server cancels it (<c>POST agent/v1/recoveries/ID/cancel</c>)</param>
+/// <param name="SnapshotId">the snapshot's identity, which keys the host's header index of it (a name can be reused)</param>
 public sealed record AgentMailRecoveryRequest(
     string Id,
     string Snapshot,
@@ -66,7 +67,8 @@ public sealed record AgentMailRecoveryRequest(
     MailFilterDto Filter,
     MailTargetDto Target,
     string MailRoot,
-    string Format);
+    string Format,
+    Guid? SnapshotId = null);
 
 /// <summary>A mail recovery's result, the job's result: what matched, what happened to each, what teardown left behind.</summary>
 /// <param name="Error">why the recovery stopped (after the view was made), when it did; the matches and outcomes so far are listed</param>

@@ -6,6 +6,7 @@ using MailKit.Search;
 using MimeKit;
 using Tidemark.Api;
 using Tidemark.Interop.Tests.Infrastructure;
+using Tidemark.Recovery.Mail;
 using Xunit.Abstractions;
 
 namespace Tidemark.Interop.Tests;
@@ -18,10 +19,15 @@ namespace Tidemark.Interop.Tests;
 /// server that now serves the users; the replica is left as it was and the next sync, once the
 /// primary is back, still works.
 /// </summary>
-public sealed class MailRecoveryDrTests(ITestOutputHelper output)
+public sealed class MailRecoveryDrTests(ITestOutputHelper output) : IDisposable
 {
     private const string Lost = "<board-minutes-2026-11@example.org>";
     private static readonly DateTimeOffset LostReceived = new(2026, 11, 3, 16, 45, 0, TimeSpan.Zero);
+
+    // The tool's header indexes (docs/adr/0012) are this test's own, not the host's /var/cache.
+    private readonly string _indexes = Directory.CreateTempSubdirectory("tm-mailtest-index-").FullName;
+
+    public void Dispose() => Directory.Delete(_indexes, recursive: true);
 
     [Fact]
     public async Task RecoverMail_AtDrSite_PrimaryStopped_FindsReplicaSnapshotByNameAndDate_RestoresAndNextSyncWorks()
@@ -165,8 +171,9 @@ public sealed class MailRecoveryDrTests(ITestOutputHelper output)
 
     private async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)
     {
-        var result = await ProcessRunner.RunAsync(
+        var result = await ProcessRunner.RunWithEnvironmentAsync(
             TimeSpan.FromSeconds(180),
+            new Dictionary<string, string?> { [MailIndexCache.EnvironmentVariable] = _indexes },
             "dotnet",
             [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
         output.WriteLine($"$ tidemark recover mail {string.Join(' ', arguments)} -> exit {result.ExitCode}\n{result.StandardError}");

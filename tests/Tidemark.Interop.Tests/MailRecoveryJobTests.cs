@@ -5,6 +5,7 @@ using MailKit.Search;
 using MimeKit;
 using Tidemark.Api;
 using Tidemark.Interop.Tests.Infrastructure;
+using Tidemark.Recovery.Mail;
 using Xunit.Abstractions;
 
 namespace Tidemark.Interop.Tests;
@@ -24,23 +25,15 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
     [Fact]
     public async Task RecoverMail_OnAgentHost_AsServerJob_RestoresWithFlags_CredentialsFromHostFile_ViewAlwaysDeleted()
     {
-        HostRequirements.RequireFileSystemStack();
-        await DovecotInstance.RequireAsync();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 256L << 20));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mail"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
-        await using var dovecot = await DovecotInstance.StartAsync(temp.CreateDirectory("dc"), live.MountPoint);
+        await using var store = await MailStoreVolume.StartAsync(temp, "mail", 256L << 20);
+        var (server, client, live, dovecot) = (store.Server, store.Client, store.Live, store.Dovecot);
         for (var i = 0; i < 3; i++)
         {
             await dovecot.DeliverAsync($"sender{i}@example.org", "alice@example.test", $"From: sender{i}@example.org\nTo: alice@example.test\nSubject: delivered {i}\nMessage-ID: <job-{i}@example.org>\n\nbody {i}\n");
         }
 
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             var message = new MimeMessage(
                 [new MailboxAddress("Supplier", "billing@supplier.example.org")],
@@ -56,7 +49,7 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
 
         await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
         await client.CreateSnapshotAsync("mail", "before");
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             await imap.Inbox.OpenAsync(FolderAccess.ReadWrite);
             await imap.Inbox.AddFlagsAsync(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)), MessageFlags.Deleted, silent: true);
@@ -87,7 +80,7 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         var outcome = Assert.Single(restored.GetProperty("outcomes").EnumerateArray());
         Assert.Equal("restored", outcome.GetProperty("result").GetString());
         Assert.Equal("app", restored.GetProperty("host").GetString());
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             await imap.Inbox.OpenAsync(FolderAccess.ReadOnly);
             var uid = Assert.Single(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)));
@@ -107,6 +100,11 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         var eml = Assert.Single(exported.GetProperty("outcomes").EnumerateArray()).GetProperty("target").GetString()!;
         Assert.StartsWith(Path.Combine(agentDirectory, "recovered", "hold-4711") + "/", eml, StringComparison.Ordinal);
         Assert.Equal(Lost.Trim('<', '>'), (await MimeMessage.LoadAsync(eml)).MessageId);
+
+        // The server named the snapshot's identity, so the agent kept a header index of it (0600).
+        var indexes = Directory.GetFiles(Path.Combine(agentDirectory, MailRecoveryJob.IndexDirectoryName), "*.idx", SearchOption.AllDirectories);
+        Assert.NotEmpty(indexes);
+        Assert.All(indexes, index => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(index)));
         var badName = await Assert.ThrowsAsync<TidemarkApiException>(() => client.RecoverMailAsync(new MailRecoveryJobRequest("app", Snapshot: "mail@before", Target: new MailTargetDto(MailTargetDto.Export, ExportName: "../etc"))));
         Assert.Contains("export name", badName.Message, StringComparison.Ordinal);
 
@@ -173,14 +171,6 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         Assert.Empty(await client.ListExportsAsync());
         Assert.Contains(await client.ListEventsAsync(), e => e.Kind == "recovery.mail" && e.Outcome == "failed" && e.Message.Contains("cancelled", StringComparison.Ordinal));
         Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
-    }
-
-    private static async Task<ImapClient> LoginAsync(DovecotInstance dovecot, string user, string password)
-    {
-        var imap = new ImapClient();
-        await imap.ConnectAsync("127.0.0.1", dovecot.ImapPort, MailKit.Security.SecureSocketOptions.None);
-        await imap.AuthenticateAsync(user, password);
-        return imap;
     }
 
     private async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)

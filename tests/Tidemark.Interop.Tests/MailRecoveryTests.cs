@@ -6,6 +6,7 @@ using MailKit.Search;
 using MimeKit;
 using Tidemark.Api;
 using Tidemark.Interop.Tests.Infrastructure;
+using Tidemark.Recovery.Mail;
 using Xunit.Abstractions;
 
 namespace Tidemark.Interop.Tests;
@@ -22,14 +23,23 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
     private const string Lost = "<quarterly-2026-q3@finance.example.org>";
     private static readonly DateTimeOffset LostReceived = new(2026, 10, 20, 9, 15, 0, TimeSpan.Zero);
 
-    // The recovery tool's work directories (and so its mounts) go under this test's own TMPDIR, so
+    // The recovery tool's work directories (and so its mounts) go under this test's own work root, so
     // "nothing left mounted" looks only at this run's mounts, never at another copy's running beside it.
     private readonly string _toolTemp = ToolTemp();
+
+    // The tool runs with a 0700 TMPDIR (as under pam_tmpdir): its private Dovecot, running as the
+    // mail's owner, must still reach its work directory, so that must not be under TMPDIR.
+    private readonly string _privateTemp = Directory.CreateTempSubdirectory("tm-mailtest-private-").FullName;
+
+    // The tool's header indexes (docs/adr/0012) are this test's own, not the host's /var/cache.
+    private readonly string _indexes = Directory.CreateTempSubdirectory("tm-mailtest-index-").FullName;
 
     // Not recursive: the tool removes its own work directories; one left behind may still hold a
     // mount, and a recursive delete must never walk into a mounted file system.
     public void Dispose()
     {
+        Directory.Delete(_indexes, recursive: true);
+        Directory.Delete(_privateTemp, recursive: true);
         try
         {
             Directory.Delete(_toolTemp);
@@ -40,8 +50,8 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    // 0755 like /tmp itself: the recovery's private Dovecot runs as the dovecot user and must reach
-    // its configuration under the work directory (CreateTempSubdirectory makes 0700).
+    // 0755, as the tool makes its default work root: the recovery's private Dovecot runs as the
+    // mail's owner and must reach its configuration under the work directory.
     private static string ToolTemp()
     {
         var directory = Directory.CreateTempSubdirectory("tm-mailtest-tmp-").FullName;
@@ -52,17 +62,9 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task RecoverMail_MessageExpungedAfterSnapshot_FoundRestoredWithFlagsThenSkippedAndExported()
     {
-        HostRequirements.RequireFileSystemStack();
-        await DovecotInstance.RequireAsync();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 512L << 20));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mail"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
-        await using var dovecot = await DovecotInstance.StartAsync(temp.CreateDirectory("dc"), live.MountPoint);
+        await using var store = await MailStoreVolume.StartAsync(temp, "mail", 512L << 20);
+        var (server, client, live, dovecot) = (store.Server, store.Client, store.Live, store.Dovecot);
 
         for (var i = 0; i < 6; i++)
         {
@@ -70,7 +72,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
             await dovecot.DeliverAsync($"sender{i}@example.org", $"{user}@example.test", $"From: Sender {i} <sender{i}@example.org>\nTo: {user}@example.test\nSubject: delivered {i}\nMessage-ID: <delivered-{i}@example.org>\nDate: Mon, 19 Oct 2026 08:0{i}:00 +0000\n\nbody {i}\n");
         }
 
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             // The message to lose: seen, flagged, a keyword, a received date of its own.
             await imap.Inbox.AppendAsync(new AppendRequest(Message(Lost, "Quarterly figures Q3", null), MessageFlags.Seen | MessageFlags.Flagged, ["$Important"], LostReceived));
@@ -85,7 +87,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         await client.CreateSnapshotAsync("mail", "before");
         await AssertJournalNeedsReplayAsync(client, temp);
 
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             await imap.Inbox.OpenAsync(FolderAccess.ReadWrite);
             var uids = await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost));
@@ -122,9 +124,14 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(["mail"], (await client.ListVolumesAsync()).Select(v => v.Name));
 
         string[] restore = ["mail@before", "--user", "alice", "--message-id", Lost, "--restore-to", "imap", "--imap", $"127.0.0.1:{dovecot.ImapPort}", "--master-user-file", master];
-        var restored = await RecoverAsync(server, restore);
+        var run = await RunRecoverAsync(server, restore);
+        Assert.True(run.ExitCode == 0, $"restore: exit {run.ExitCode}\n{run.StandardError}");
+
+        // The dry run indexed alice's messages in this snapshot: the restore opened only the match.
+        Assert.Contains("header index of 1 user(s) loaded", run.StandardError, StringComparison.Ordinal);
+        var restored = JsonDocument.Parse(run.StandardOutput).RootElement;
         Assert.Equal("restored", Assert.Single(restored.GetProperty("outcomes").EnumerateArray()).GetProperty("result").GetString());
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             await imap.Inbox.OpenAsync(FolderAccess.ReadOnly);
             var uid = Assert.Single(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)));
@@ -137,7 +144,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
 
         var again = await RecoverAsync(server, restore);
         Assert.Equal("skipped-duplicate", Assert.Single(again.GetProperty("outcomes").EnumerateArray()).GetProperty("result").GetString());
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             await imap.Inbox.OpenAsync(FolderAccess.ReadOnly);
             Assert.Single(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)));
@@ -161,6 +168,24 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         var mboxed = await RecoverAsync(server, "mail@before", "--user", "alice", "--message-id", Lost, "--export", mboxDirectory, "--export-format", "mbox");
         var mbox = Assert.Single(mboxed.GetProperty("outcomes").EnumerateArray()).GetProperty("target").GetString()!;
         Assert.StartsWith("From ", await File.ReadAllTextAsync(mbox), StringComparison.Ordinal);
+
+        // Mailed through a real Postfix, which hands it to the user's Dovecot over LMTP: IMAP as the
+        // user finds the cover note with the original attached unchanged.
+        PostfixInstance.Require();
+        await using (var postfix = await PostfixInstance.StartAsync(temp.CreateDirectory("pf"), dovecot.LmtpPort))
+        {
+            var mailed = await RecoverAsync(server, "mail@before", "--user", "alice", "--message-id", "contract@legal.example.org", "--restore-to", "smtp", "--smtp", $"127.0.0.1:{postfix.SmtpPort}", "--smtp-tls", "none", "--send-to", "{user}@example.test");
+            Assert.Equal("restored", Assert.Single(mailed.GetProperty("outcomes").EnumerateArray()).GetProperty("result").GetString());
+            using var imap = await store.LoginAsync("alice", "alicepw");
+            await imap.Inbox.OpenAsync(FolderAccess.ReadOnly);
+            var cover = await WaitForAsync(imap, SearchQuery.SubjectContains("Recovered: Signed contract"), postfix);
+            var delivered = await imap.Inbox.GetMessageAsync(cover);
+            var original = Assert.Single(delivered.BodyParts.OfType<MessagePart>()).Message!;
+            Assert.Equal("contract@legal.example.org", original.MessageId);
+            Assert.Equal("contract.pdf", Assert.Single(original.Attachments).ContentDisposition?.FileName);
+            await imap.DisconnectAsync(true);
+        }
+
         var recoveries = (await client.ListEventsAsync()).Where(e => e.Kind == "recovery.mail").ToList();
         Assert.Contains(recoveries, e => e.Subject == "mail@before" && e.Message.Contains("imap ", StringComparison.Ordinal) && e.Message.Contains(Lost.Trim('<', '>'), StringComparison.Ordinal) && e.Message.Contains(": restored", StringComparison.Ordinal));
         Assert.Contains(recoveries, e => e.Message.Contains(": skipped-duplicate", StringComparison.Ordinal));
@@ -171,6 +196,24 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(["mail"], (await client.ListVolumesAsync()).Select(v => v.Name));
         Assert.Equal(["mail"], (await client.ListExportsAsync()).Select(e => e.Name));
         Assert.DoesNotContain(_toolTemp + "/tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+    }
+
+    /// <summary>Postfix queues before it delivers: waits (up to a minute) for the INBOX to hold a match.</summary>
+    private static async Task<UniqueId> WaitForAsync(ImapClient imap, SearchQuery query, PostfixInstance postfix)
+    {
+        for (var attempt = 0; attempt < 600; attempt++)
+        {
+            await imap.NoOpAsync();
+            if ((await imap.Inbox.SearchAsync(query)).FirstOrDefault() is { IsValid: true } uid)
+            {
+                return uid;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"Postfix did not deliver the recovered message within a minute; its log:\n{await File.ReadAllTextAsync(postfix.LogFile)}");
+        return default;
     }
 
     private static MimeMessage Message(string messageId, string subject, string? attachment)
@@ -192,14 +235,6 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         };
     }
 
-    private static async Task<ImapClient> LoginAsync(DovecotInstance dovecot, string user, string password)
-    {
-        var imap = new ImapClient();
-        await imap.ConnectAsync("127.0.0.1", dovecot.ImapPort, MailKit.Security.SecureSocketOptions.None);
-        await imap.AuthenticateAsync(user, password);
-        return imap;
-    }
-
     /// <summary>
     /// mdbox keeps flags, keywords and dates only in Dovecot's indexes: the recovery reads them through
     /// its own Dovecot over an overlay of the mounted view, and the restore is the same.
@@ -207,23 +242,15 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task RecoverMail_Mdbox_FoundThroughPrivateDovecotRestoredWithFlagsThenSkipped()
     {
-        HostRequirements.RequireFileSystemStack();
-        await DovecotInstance.RequireAsync();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
-        using var client = server.Client();
-        await client.CreateVolumeAsync(new CreateVolumeRequest("mdbox", 256L << 20));
-        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mdbox"));
-        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
-        await live.FormatExt4Async();
-        await live.MountAsync("rw");
-        await using var dovecot = await DovecotInstance.StartAsync(temp.CreateDirectory("dc"), live.MountPoint, "mdbox");
+        await using var store = await MailStoreVolume.StartAsync(temp, "mdbox", 256L << 20, "mdbox");
+        var (server, client, live, dovecot) = (store.Server, store.Client, store.Live, store.Dovecot);
         for (var i = 0; i < 4; i++)
         {
             await dovecot.DeliverAsync($"sender{i}@example.org", "alice@example.test", $"From: sender{i}@example.org\nTo: alice@example.test\nSubject: delivered {i}\nMessage-ID: <mdbox-{i}@example.org>\n\nbody {i}\n");
         }
 
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             await imap.Inbox.AppendAsync(new AppendRequest(Message(Lost, "Quarterly figures Q3", null), MessageFlags.Answered | MessageFlags.Flagged, ["$Important"], LostReceived));
             await imap.DisconnectAsync(true);
@@ -231,7 +258,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
 
         await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
         await client.CreateSnapshotAsync("mdbox", "before");
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             await imap.Inbox.OpenAsync(FolderAccess.ReadWrite);
             await imap.Inbox.AddFlagsAsync(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)), MessageFlags.Deleted, silent: true);
@@ -255,7 +282,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("restored", outcome.GetProperty("result").GetString());
         var recovered = outcome.GetProperty("target").GetString()!;
         Assert.StartsWith("Recovered/", recovered, StringComparison.Ordinal);
-        using (var imap = await LoginAsync(dovecot, "alice", "alicepw"))
+        using (var imap = await store.LoginAsync("alice", "alicepw"))
         {
             var folder = await imap.GetFolderAsync(recovered);
             await folder.OpenAsync(FolderAccess.ReadOnly);
@@ -322,7 +349,12 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
     {
         var result = await ProcessRunner.RunWithEnvironmentAsync(
             TimeSpan.FromSeconds(180),
-            new Dictionary<string, string?> { ["TMPDIR"] = _toolTemp },
+            new Dictionary<string, string?>
+            {
+                ["TMPDIR"] = _privateTemp,
+                [MailRecovery.WorkRootEnvironmentVariable] = _toolTemp,
+                [MailIndexCache.EnvironmentVariable] = _indexes,
+            },
             "dotnet",
             [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
 

@@ -123,9 +123,12 @@ public sealed class MaildirStoreTests : IDisposable
         Assert.Contains("--mail-root", error.Message, StringComparison.Ordinal);
     }
 
-    private void Build()
+    private void Build() => Build(_root.FullName);
+
+    /// <summary>Two users, four folders (one in modified UTF-7), flags, keywords, an attachment, a Cc.</summary>
+    internal static void Build(string root)
     {
-        var alice = Path.Combine(_root.FullName, "alice", "Maildir");
+        var alice = Path.Combine(root, "alice", "Maildir");
         Write(alice, "cur", "1795534881.M1P1.vm,S=777,W=790:2,FSb", Received, "<a1@x>", "Quarterly figures Q3", "Finance <finance@example.org>", "alice@example.test");
         Write(alice, "new", "1795534882.M2P1.vm", Received.AddDays(-1), "<a2@x>", "hello", "Bob <bob@example.test>", "alice@example.test", cc: "Cc Person <cc-person@example.org>");
         File.WriteAllLines(Path.Combine(alice, "dovecot-keywords"), ["0 $Label1", "1 $Important"]);
@@ -133,11 +136,11 @@ public sealed class MaildirStoreTests : IDisposable
         Write(alice, ".&AMk-t&AOk-/cur", "1795534884.M4P1.vm:2,", Received.AddDays(1), "<a4@x>", "summer", "x@example.org", "alice@example.test");
         Directory.CreateDirectory(Path.Combine(alice, "tmp"));
         Directory.CreateDirectory(Path.Combine(alice, ".NotAFolder"));
-        Write(Path.Combine(_root.FullName, "bob", "Maildir"), "cur", "1795534885.M5P1.vm:2,S", Received.AddDays(-2), "<b1@x>", "for bob", "alice@example.test", "bob@example.test");
-        Directory.CreateDirectory(Path.Combine(_root.FullName, "lost+found"));
+        Write(Path.Combine(root, "bob", "Maildir"), "cur", "1795534885.M5P1.vm:2,S", Received.AddDays(-2), "<b1@x>", "for bob", "alice@example.test", "bob@example.test");
+        Directory.CreateDirectory(Path.Combine(root, "lost+found"));
     }
 
-    private static void Write(string maildir, string sub, string name, DateTimeOffset received, string messageId, string subject, string from, string to, string? cc = null, bool attachment = false)
+    internal static void Write(string maildir, string sub, string name, DateTimeOffset received, string messageId, string subject, string from, string to, string? cc = null, bool attachment = false)
     {
         var directory = Directory.CreateDirectory(Path.Combine(maildir, sub)).FullName;
         var headers = $"From: {from}\nTo: {to}\n{(cc is null ? "" : $"Cc: {cc}\n")}Subject: {subject}\nMessage-ID: {messageId}\nDate: Tue, 20 Oct 2026 09:10:00 +0000\nMIME-Version: 1.0\n";

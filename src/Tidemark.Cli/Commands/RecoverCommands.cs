@@ -50,12 +50,14 @@ public static class RecoverCommands
         var sendTo = new Option<string?>("--send-to") { Description = $"recipient of --restore-to smtp: an address, or {SmtpSender.UserPlaceholder}@DOMAIN for each mailbox owner" };
         var sendFrom = new Option<string>("--send-from") { Description = "sender of the recovery mails", DefaultValueFactory = _ => "tidemark-recovery@localhost" };
         var smtpLogin = new Option<string?>("--smtp-login-file") { Description = "file with one line USER:PASSWORD for SMTP submission (none: the server must relay for this host)" };
+        var indexDir = new Option<string?>("--index-dir") { Description = $"where this host keeps each snapshot's header index, built by its first search so later ones open only the matches (default: env {MailIndexCache.EnvironmentVariable}, else {MailIndexCache.DefaultDirectory})" };
+        var noIndex = new Option<bool>("--no-index") { Description = "search by reading every message's headers; keep and use no header index" };
         var host = new Option<string?>("--host") { Description = "run the recovery as a job of the server on host H's agent (a paired recovery host) instead of on this host; credentials are files on that host ('imap-master', 'smtp-login' in its agent directory), --export names a directory under its recovered/" };
 
         var mail = new Command("mail", "Find messages in a snapshot's mail store (Maildir or mdbox) and list them (dry run), restore them over IMAP, or export them")
         {
             source, before, users, folder, messageId, subject, from, to, since, until, hasAttachment, mailRoot, format, restoreTo, imap, imapTls, masterFile, into, export, exportFormat,
-            smtp, smtpTls, sendTo, sendFrom, smtpLogin, host,
+            smtp, smtpTls, sendTo, sendFrom, smtpLogin, indexDir, noIndex, host,
         };
         mail.SetClientAction(async (p, client, json, ct) =>
         {
@@ -95,6 +97,11 @@ public static class RecoverCommands
                 if (p.GetValue(masterFile) is not null || p.GetValue(smtpLogin) is not null)
                 {
                     throw new CliException($"--master-user-file and --smtp-login-file are for a recovery on this host; with --host the agent on {recoveryHost} reads them from its own directory ('{MailRecoveryJob.ImapMasterFile}', '{MailRecoveryJob.SmtpLoginFile}'), they never travel through the API");
+                }
+
+                if (p.GetValue(indexDir) is not null || p.GetValue(noIndex))
+                {
+                    throw new CliException($"--index-dir and --no-index are for a recovery on this host; with --host the agent on {recoveryHost} keeps its indexes in '{MailRecoveryJob.IndexDirectoryName}' in its own directory");
                 }
 
                 await RecoverOnHost.RunAsync(client, job, filter, json, ct);
@@ -170,7 +177,15 @@ public static class RecoverCommands
                 "mdbox" => MailStoreFormat.Mdbox,
                 _ => MailStoreFormat.Auto,
             };
-            var request = new MailRecoveryRequest(p.GetValue(source)!, Date(p.GetValue(before), "--before"), filter, destination, p.GetValue(mailRoot)!, Format: storeFormat);
+            if (p.GetValue(noIndex) && p.GetValue(indexDir) is not null)
+            {
+                throw new CliException("give --index-dir or --no-index, not both");
+            }
+
+            var indexDirectory = p.GetValue(noIndex)
+                ? null
+                : p.GetValue(indexDir) ?? (Environment.GetEnvironmentVariable(MailIndexCache.EnvironmentVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment : MailIndexCache.DefaultDirectory);
+            var request = new MailRecoveryRequest(p.GetValue(source)!, Date(p.GetValue(before), "--before"), filter, destination, p.GetValue(mailRoot)!, Format: storeFormat, IndexDirectory: indexDirectory);
             var result = await Run(() => MailRecovery.RunAsync(client, request, Console.Error, ct));
             Print(result, json);
             var failed = result.Outcomes.Count(o => o.Result == RestoreOutcome.Failed);

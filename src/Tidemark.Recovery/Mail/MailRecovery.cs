@@ -40,6 +40,7 @@ public enum MailStoreFormat
 }
 
 /// <param name="MailRoot">the directory in the snapshot's file system that holds the users' homes</param>
+/// <param name="IndexDirectory">where snapshots' header indexes are kept (<see cref="MailIndexCache"/>); null: no index, every search reads the files</param>
 public sealed record MailRecoveryRequest(
     string Source,
     DateTimeOffset? Before,
@@ -47,7 +48,8 @@ public sealed record MailRecoveryRequest(
     MailDestination Destination,
     string MailRoot = "/",
     string MaildirName = MaildirStore.DefaultMaildirName,
-    MailStoreFormat Format = MailStoreFormat.Auto);
+    MailStoreFormat Format = MailStoreFormat.Auto,
+    string? IndexDirectory = null);
 
 public sealed record MailRecoveryResult(
     string Snapshot,
@@ -62,6 +64,13 @@ public sealed record MailRecoveryResult(
 /// </summary>
 public static class MailRecovery
 {
+    /// <summary>Where recoveries make their work directories unless <see cref="WorkRootEnvironmentVariable"/> says otherwise.</summary>
+    public const string DefaultWorkRoot = "/run/tidemark-recovery";
+
+    public const string WorkRootEnvironmentVariable = "TIDEMARK_RECOVERY_WORK_DIR";
+
+    private const UnixFileMode Traversable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
+
     public static async Task<MailRecoveryResult> RunAsync(TidemarkClient client, MailRecoveryRequest request, TextWriter log, CancellationToken ct)
     {
         RelativeMailRoot(request.MailRoot);
@@ -70,11 +79,7 @@ public static class MailRecovery
         await log.WriteLineAsync($"recovering from {snapshot.Address} (taken {snapshot.CreatedAt:yyyy-MM-dd HH:mm:ss zzz})");
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var work = Directory.CreateTempSubdirectory("tidemark-recover-");
-
-        // Traversable, not listable: a private Dovecot's processes (as the mail's owner) reach the
-        // store and their sockets through it.
-        File.SetUnixFileMode(work.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        var work = new DirectoryInfo(CreateWorkDirectory());
         IReadOnlyList<FoundMessage> matches = [];
         IReadOnlyList<RestoreOutcome> outcomes = [];
         IReadOnlyList<string> problems;
@@ -84,7 +89,7 @@ public static class MailRecovery
             var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
             try
             {
-                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, clock, log, ct);
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshot.Id, snapshot.CreatedAt, clock, log, ct);
             }
             finally
             {
@@ -111,12 +116,12 @@ public static class MailRecovery
     /// view of the snapshot and deletes it, and records the event; docs/adr/0012): attach, mount,
     /// search, deliver, tear down here. <see cref="MailRecoveryRequest.Source"/> is the snapshot's address.
     /// </summary>
-    public static async Task<MailRecoveryResult> RunAttachedAsync(string exportUrl, MailRecoveryRequest request, DateTimeOffset snapshotCreatedAt, TextWriter log, CancellationToken ct)
+    /// <param name="snapshotId">the server's id of the snapshot, which keys its header index; null: no index</param>
+    public static async Task<MailRecoveryResult> RunAttachedAsync(string exportUrl, MailRecoveryRequest request, DateTimeOffset snapshotCreatedAt, Guid? snapshotId, TextWriter log, CancellationToken ct)
     {
         RelativeMailRoot(request.MailRoot);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var work = Directory.CreateTempSubdirectory("tidemark-recover-");
-        File.SetUnixFileMode(work.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        var work = new DirectoryInfo(CreateWorkDirectory());
         try
         {
             var mounted = await MountedSnapshot.AttachAsync(exportUrl, request.Source, work.FullName, log, ct);
@@ -125,7 +130,7 @@ public static class MailRecovery
             IReadOnlyList<string> problems;
             try
             {
-                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, clock, log, ct);
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshotId, snapshotCreatedAt, clock, log, ct);
             }
             finally
             {
@@ -140,7 +145,7 @@ public static class MailRecovery
         }
     }
 
-    private static async Task<(IReadOnlyList<FoundMessage> Matches, IReadOnlyList<RestoreOutcome> Outcomes)> SearchAndDeliverAsync(MountedSnapshot mounted, MailRecoveryRequest request, System.Diagnostics.Stopwatch clock, TextWriter log, CancellationToken ct)
+    private static async Task<(IReadOnlyList<FoundMessage> Matches, IReadOnlyList<RestoreOutcome> Outcomes)> SearchAndDeliverAsync(MountedSnapshot mounted, MailRecoveryRequest request, Guid? snapshotId, DateTimeOffset snapshotCreatedAt, System.Diagnostics.Stopwatch clock, TextWriter log, CancellationToken ct)
     {
         var mountedAt = clock.Elapsed;
         var root = RelativeMailRoot(request.MailRoot);
@@ -160,7 +165,7 @@ public static class MailRecovery
             }
             else
             {
-                store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName);
+                store = new MaildirStore(Path.Combine(mounted.MountPoint, root), request.MaildirName, IndexOf(request, mounted.Snapshot, snapshotId, snapshotCreatedAt, root), log);
             }
 
             matches = await store.SearchAsync(request.Filter, stage, ct);
@@ -190,6 +195,15 @@ public static class MailRecovery
 
         return (matches, outcomes);
     }
+
+    /// <summary>
+    /// The snapshot's header index cache, when the request keeps one and the server named the
+    /// snapshot's identity (an address alone could be a later snapshot under a reused name).
+    /// </summary>
+    internal static MailIndexCache? IndexOf(MailRecoveryRequest request, string address, Guid? snapshotId, DateTimeOffset createdAt, string relativeRoot) =>
+        request.IndexDirectory is { Length: > 0 } directory && snapshotId is { } id && id != Guid.Empty
+            ? new MailIndexCache(directory, new MailIndexKey(id, address, createdAt, relativeRoot, request.MaildirName))
+            : null;
 
     private static async Task<IReadOnlyList<string>> TearDownAsync(MountedSnapshot mounted, System.Diagnostics.Stopwatch clock, TextWriter log)
     {
@@ -260,6 +274,47 @@ public static class MailRecovery
         }
 
         return string.Join('/', parts.Where(p => p != "."));
+    }
+
+    /// <summary>
+    /// A new work directory for one recovery (mount points, the overlay, a private Dovecot's config
+    /// and sockets), under a root of the tool's own rather than TMPDIR: the private Dovecot runs as the
+    /// mail's owner and must enter it, which a 0700 TMPDIR (pam_tmpdir, systemd PrivateTmp setups)
+    /// forbids ("missing +x perm"). The root is made 0755; every directory above it must be
+    /// enterable by others, and the root must not be a link or writable by others (the tool runs
+    /// as root and mounts there). The work directory itself is traversable, not listable.
+    /// </summary>
+    internal static string CreateWorkDirectory(string? root = null)
+    {
+        root = Path.GetFullPath(root ?? (Environment.GetEnvironmentVariable(WorkRootEnvironmentVariable) is { Length: > 0 } configured ? configured : DefaultWorkRoot));
+        if (!Directory.Exists(root))
+        {
+            // Set again after creating: the umask filters the mode CreateDirectory is given.
+            const UnixFileMode open = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+            Directory.CreateDirectory(root, open);
+            File.SetUnixFileMode(root, open);
+        }
+
+        var info = new DirectoryInfo(root);
+        if (info.LinkTarget is not null || (info.UnixFileMode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
+        {
+            throw new RecoveryException(RecoveryFailure.BadInput, $"the recovery's work root {root} is a symbolic link or writable by others; give {WorkRootEnvironmentVariable} a directory of root's own (default {DefaultWorkRoot})");
+        }
+
+        for (var directory = info; directory is not null; directory = directory.Parent)
+        {
+            if ((directory.UnixFileMode & UnixFileMode.OtherExecute) == 0)
+            {
+                throw new RecoveryException(RecoveryFailure.BadInput, $"{directory.FullName} cannot be entered by other users (mode {Convert.ToString((int)directory.UnixFileMode, 8)}), so a private Dovecot running as the mail's owner could not reach the recovery's work root {root}; set {WorkRootEnvironmentVariable} to a directory under paths every user can enter (default {DefaultWorkRoot})");
+            }
+        }
+
+        var work = Path.Combine(root, $"tidemark-recover-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8))}");
+        Directory.CreateDirectory(work, Traversable);
+
+        // CreateDirectory's mode is filtered by the umask; the exact mode matters here.
+        File.SetUnixFileMode(work, Traversable);
+        return work;
     }
 
     private static void RemoveWorkDirectory(string path)

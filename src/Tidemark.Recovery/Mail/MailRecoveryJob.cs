@@ -18,6 +18,9 @@ public static class MailRecoveryJob
     /// <summary>The SMTP submission login (optional), one line USER:PASSWORD, in the host's credential directory.</summary>
     public const string SmtpLoginFile = "smtp-login";
 
+    /// <summary>The host's header indexes of snapshots (docs/adr/0012), under the agent's directory.</summary>
+    public const string IndexDirectoryName = "mail-index";
+
     private const int MaxUsers = 1000;
     private const int MaxText = 1024;
 
@@ -25,8 +28,8 @@ public static class MailRecoveryJob
     /// <param name="exportRoot">the only directory exports go under (a name from the wire picks a subdirectory)</param>
     public static async Task<MailRecoveryResultDto> RunAsync(AgentMailRecoveryRequest request, string host, string credentialDirectory, string exportRoot, TextWriter log, CancellationToken ct)
     {
-        var recovery = ToRequest(request, credentialDirectory, exportRoot, log);
-        var result = await MailRecovery.RunAttachedAsync(request.ExportUrl, recovery, request.SnapshotCreatedAt, log, ct);
+        var recovery = ToRequest(request, credentialDirectory, exportRoot, log) with { IndexDirectory = Path.Combine(credentialDirectory, IndexDirectoryName) };
+        var result = await MailRecovery.RunAttachedAsync(request.ExportUrl, recovery, request.SnapshotCreatedAt, request.SnapshotId, log, ct);
         return ToDto(result, host, recovery.Destination.Describe());
     }
 

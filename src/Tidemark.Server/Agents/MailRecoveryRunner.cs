@@ -100,7 +100,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
                 progress.Advance(1);
                 using var link = new AgentLink(identity, host, CallTimeout);
                 var call = link.RecoverMailAsync(
-                    new AgentMailRecoveryRequest(jobId, snapshot.Address, snapshot.CreatedAt, url, request.Filter ?? new MailFilterDto(), target, request.MailRoot ?? "/", request.Format ?? "auto"),
+                    new AgentMailRecoveryRequest(jobId, snapshot.Address, snapshot.CreatedAt, url, request.Filter ?? new MailFilterDto(), target, request.MailRoot ?? "/", request.Format ?? "auto", snapshot.Id),
                     CancellationToken.None);
 
                 // A cancel is passed on to the agent, and its answer still awaited (within a grace), so

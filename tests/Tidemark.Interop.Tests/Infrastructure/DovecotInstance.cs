@@ -133,7 +133,7 @@ internal sealed class DovecotInstance : IAsyncDisposable
         var process = ProcessRunner.Start(AttachedExport.Tool("dovecot"), ["-c", config, "-F"], redirectOutput: true);
         var instance = new DovecotInstance(process, directory, imapPort, lmtpPort);
         var deadline = Stopwatch.StartNew();
-        while (!(await AcceptsAsync(imapPort) && await AcceptsAsync(lmtpPort)))
+        while (!(await MailWire.AcceptsAsync(imapPort) && await MailWire.AcceptsAsync(lmtpPort)))
         {
             if (process.HasExited || deadline.Elapsed > TimeSpan.FromSeconds(20))
             {
@@ -156,27 +156,22 @@ internal sealed class DovecotInstance : IAsyncDisposable
         using var stream = tcp.GetStream();
         using var reader = new StreamReader(stream, Encoding.ASCII);
         await using var writer = new StreamWriter(stream, Encoding.ASCII) { NewLine = "\r\n", AutoFlush = true };
-        await Expect(reader, "220");
+        await MailWire.ExpectReplyAsync(reader, "220", "LMTP");
         await writer.WriteLineAsync("LHLO test.example.org");
-        string? line;
-        do
-        {
-            line = await reader.ReadLineAsync() ?? throw new IOException("LMTP closed after LHLO");
-        }
-        while (line.StartsWith("250-", StringComparison.Ordinal));
+        await MailWire.ExpectReplyAsync(reader, "250", "LMTP");
         await writer.WriteLineAsync($"MAIL FROM:<{from}>");
-        await Expect(reader, "250");
+        await MailWire.ExpectReplyAsync(reader, "250", "LMTP");
         await writer.WriteLineAsync($"RCPT TO:<{recipient}>");
-        await Expect(reader, "250");
+        await MailWire.ExpectReplyAsync(reader, "250", "LMTP");
         await writer.WriteLineAsync("DATA");
-        await Expect(reader, "354");
+        await MailWire.ExpectReplyAsync(reader, "354", "LMTP");
         foreach (var text in message.ReplaceLineEndings("\n").Split('\n'))
         {
             await writer.WriteLineAsync(text.StartsWith('.') ? "." + text : text);
         }
 
         await writer.WriteLineAsync(".");
-        await Expect(reader, "250");
+        await MailWire.ExpectReplyAsync(reader, "250", "LMTP");
         await writer.WriteLineAsync("QUIT");
     }
 
@@ -197,28 +192,5 @@ internal sealed class DovecotInstance : IAsyncDisposable
         }
 
         _process.Dispose();
-    }
-
-    private static async Task Expect(StreamReader reader, string code)
-    {
-        var line = await reader.ReadLineAsync() ?? throw new IOException($"LMTP closed, expected {code}");
-        if (!line.StartsWith(code, StringComparison.Ordinal))
-        {
-            throw new IOException($"LMTP answered '{line}', expected {code}");
-        }
-    }
-
-    private static async Task<bool> AcceptsAsync(int port)
-    {
-        try
-        {
-            using var tcp = new TcpClient();
-            await tcp.ConnectAsync("127.0.0.1", port);
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
     }
 }

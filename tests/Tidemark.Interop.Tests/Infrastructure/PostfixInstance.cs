@@ -111,7 +111,7 @@ internal sealed class PostfixInstance : IAsyncDisposable
         try
         {
             var deadline = Stopwatch.StartNew();
-            while (!(File.Exists(pidFile) && await AcceptsAsync(smtpPort)))
+            while (!(File.Exists(pidFile) && await MailWire.AcceptsAsync(smtpPort)))
             {
                 if (deadline.Elapsed > TimeSpan.FromSeconds(30))
                 {
@@ -140,15 +140,15 @@ internal sealed class PostfixInstance : IAsyncDisposable
         using var stream = tcp.GetStream();
         using var reader = new StreamReader(stream, Encoding.ASCII);
         await using var writer = new StreamWriter(stream, Encoding.ASCII) { NewLine = "\r\n", AutoFlush = true };
-        await ExpectAsync(reader, "220");
+        await MailWire.ExpectReplyAsync(reader, "220", "SMTP");
         await writer.WriteLineAsync("EHLO sender.example.org");
-        await ExpectAsync(reader, "250");
+        await MailWire.ExpectReplyAsync(reader, "250", "SMTP");
         await writer.WriteLineAsync($"MAIL FROM:<{from}>");
-        await ExpectAsync(reader, "250");
+        await MailWire.ExpectReplyAsync(reader, "250", "SMTP");
         await writer.WriteLineAsync($"RCPT TO:<{recipient}>");
-        await ExpectAsync(reader, "250");
+        await MailWire.ExpectReplyAsync(reader, "250", "SMTP");
         await writer.WriteLineAsync("DATA");
-        await ExpectAsync(reader, "354");
+        await MailWire.ExpectReplyAsync(reader, "354", "SMTP");
         var text = new StringBuilder();
         foreach (var line in message.ReplaceLineEndings("\n").Split('\n'))
         {
@@ -156,7 +156,7 @@ internal sealed class PostfixInstance : IAsyncDisposable
         }
 
         await writer.WriteAsync(text.Append(".\r\n").ToString());
-        await ExpectAsync(reader, "250");
+        await MailWire.ExpectReplyAsync(reader, "250", "SMTP");
         await writer.WriteLineAsync("QUIT");
     }
 
@@ -196,33 +196,4 @@ internal sealed class PostfixInstance : IAsyncDisposable
     /// <summary>By cat: .NET's shared flock on open conflicts with the master's exclusive lock on its pid file.</summary>
     private static async Task<int> ReadPidAsync(string file) =>
         int.Parse((await ProcessRunner.CheckAsync(AttachedExport.Tool("cat"), file)).StandardOutput.Trim(), CultureInfo.InvariantCulture);
-
-    /// <summary>Reads a reply, skipping the continuation lines of a multi-line one ("250-...").</summary>
-    private static async Task ExpectAsync(StreamReader reader, string code)
-    {
-        string line;
-        do
-        {
-            line = await reader.ReadLineAsync() ?? throw new IOException($"SMTP closed, expected {code}");
-        }
-        while (line.Length > 3 && line[3] == '-');
-        if (!line.StartsWith(code, StringComparison.Ordinal))
-        {
-            throw new IOException($"SMTP answered '{line}', expected {code}");
-        }
-    }
-
-    private static async Task<bool> AcceptsAsync(int port)
-    {
-        try
-        {
-            using var tcp = new TcpClient();
-            await tcp.ConnectAsync("127.0.0.1", port);
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
-    }
 }
