@@ -15,7 +15,9 @@
 #                               before each, the same offsets on both, so every snapshot holds a change;
 #                               bench/ceph/snapfill.py), time that, and run every row again as NAME@COUNT.
 #                               A peer that refuses a snapshot (RBD's limit) is reported and the rows run
-#                               with what it has. BASELINE is not snapshotted (its rows run only at 0).
+#                               with what it has; SNAPSHOT_SECONDS=N caps each peer's snapshotting per
+#                               step (RBD slows down as its snapshots grow). With BASELINE, that build's volume is snapshotted the
+#                               same way and runs every row too.
 # Only 127.0.0.1 is used; the cluster and the server are stopped (by their PIDs) on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -79,7 +81,7 @@ TM_PID=$STARTED_PID TM_URI=$NBD_URI TM_NBD=$NBD_ADDR TM_HTTP=$HTTP_URL
 if [ -n "${BASELINE:-}" ]; then
   read -r -a baseline <<< "$BASELINE"
   start_tidemark before tmbefore "${baseline[@]}"
-  BASE_PID=$STARTED_PID BASE_URI=$NBD_URI
+  BASE_PID=$STARTED_PID BASE_URI=$NBD_URI BASE_NBD=$NBD_ADDR BASE_HTTP=$HTTP_URL
 fi
 
 WORKLOADS=${WORKLOADS:-"rw4k_qd32 randwrite 4k 32
@@ -100,27 +102,32 @@ timed() {
   o1=$(ticks "$OSD_PID") s1=$(ticks "$server") t1=$(date +%s.%N)
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$name" "$rep" "$(( o1 - o0 ))" "$(( s1 - s0 ))" "$(awk "BEGIN{print $t1 - $t0}")" >> "$D/cpu.tsv"
 }
-# run_rows SUFFIX BASELINE_TOO: every workload REPS times, RBD then Tidemark (then the baseline)
+# run_rows SUFFIX: every workload REPS times, RBD then Tidemark (then the baseline)
 run_rows() {
-  local suffix=$1 with_base=$2 rep name rw bs qd
+  local suffix=$1 rep name rw bs qd
   for rep in $(seq "$REPS"); do
     while read -r name rw bs qd; do
       timed rbd "$name$suffix" "$rep" "" rbd "$name$suffix" "$rw" "$bs" "$qd" "$rep" --ioengine=rbd --clientname=admin --pool="$pool" --rbdname=bench --size="$IMAGE_BYTES"
       timed tidemark "$name$suffix" "$rep" "$TM_PID" tidemark "$name$suffix" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$TM_URI" --size="$IMAGE_BYTES"
-      [ "$with_base" = 0 ] || [ -z "${BASE_URI:-}" ] || timed before "$name$suffix" "$rep" "$BASE_PID" before "$name$suffix" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$BASE_URI" --size="$IMAGE_BYTES"
+      [ -z "${BASE_URI:-}" ] || timed before "$name$suffix" "$rep" "$BASE_PID" before "$name$suffix" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$BASE_URI" --size="$IMAGE_BYTES"
     done <<< "$WORKLOADS"
   done
 }
-run_rows "" 1
-have=0
+run_rows ""
+have=0 rbd_have=0
 for count in ${SNAPSHOTS:-}; do
   [ "$count" -gt "$have" ] || continue
-  r=$(python3 "$root/bench/ceph/snapfill.py" rbd "$conf" "$pool" bench "$have" "$count")
-  echo "rbd: snapshots $have -> $count: $r (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$D/snapshots.txt"
+  r=$(python3 "$root/bench/ceph/snapfill.py" rbd "$conf" "$pool" bench "$rbd_have" "$count")
+  rbd_have=$(( rbd_have + $(echo "$r" | awk '{print $2}') ))
+  echo "rbd: snapshots -> $rbd_have (wanted $count): $r (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$D/snapshots.txt"
   r=$(python3 "$root/bench/ceph/snapfill.py" tidemark "$TM_HTTP" "$D/tm/token" "$TM_NBD" bench bench "$have" "$count")
   echo "tidemark: snapshots $have -> $count: $r (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$D/snapshots.txt"
+  if [ -n "${BASE_URI:-}" ]; then
+    r=$(python3 "$root/bench/ceph/snapfill.py" tidemark "$BASE_HTTP" "$D/before/token" "$BASE_NBD" bench bench "$have" "$count")
+    echo "before: snapshots $have -> $count: $r (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$D/snapshots.txt"
+  fi
   have=$count
-  run_rows "@$count" 0
+  run_rows "@$count"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -8,6 +8,8 @@
       the same through Tidemark: the 4 KiB write over NBD (one connection), the snapshot through the
       REST API (one keep-alive connection).
 
+SNAPSHOT_SECONDS=N in the environment stops a peer after N seconds of snapshotting (RBD slows down
+as its snapshots grow; the count reached is the result then).
 Both use the same offsets (seeded by N), so the two peers change the same blocks. Prints one line,
 "created COUNT of WANTED in SECONDS s (RATE/s)[; stopped: ERROR]", and exits 0 even when the peer
 refused a snapshot (RBD's limit is a result to report, not a failure of the bench).
@@ -15,6 +17,7 @@ refused a snapshot (RBD's limit is a result to report, not a failure of the benc
 import ctypes
 import http.client
 import json
+import os
 import socket
 import struct
 import sys
@@ -22,6 +25,11 @@ import time
 import urllib.parse
 
 BLOCK = 4096
+LIMIT = float(os.environ.get('SNAPSHOT_SECONDS') or 0)
+
+
+def over_limit(start):
+    return LIMIT > 0 and time.monotonic() - start > LIMIT
 
 
 def offset_of(n, size):
@@ -53,6 +61,9 @@ def rbd_fill(conf, pool, image, first, last):
     done, error = 0, None
     start = time.monotonic()
     for n in range(first + 1, last + 1):
+        if over_limit(start):
+            error = f'time limit of {LIMIT:.0f} s'
+            break
         rc = rbd.rbd_write(handle, offset_of(n, size.value), BLOCK, payload(n))
         if rc != BLOCK:
             error = f'rbd_write before snapshot {n}: {rc}'
@@ -110,6 +121,9 @@ def tidemark_fill(http_url, token_file, nbd, export, volume, first, last):
     done, error = 0, None
     start = time.monotonic()
     for n in range(first + 1, last + 1):
+        if over_limit(start):
+            error = f'time limit of {LIMIT:.0f} s'
+            break
         rc = nbd_write(sock, n, offset_of(n, size), payload(n))
         if rc != 0:
             error = f'NBD write before snapshot {n}: error {rc}'
