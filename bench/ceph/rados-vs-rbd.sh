@@ -8,6 +8,16 @@
 #   TIDEMARK="dotnet path/to/tidemark.dll" ...  use a CLI already built (default: ./tidemark, which builds it)
 #   BASELINE="dotnet /tmp/old/tidemark.dll" ...  also run that build ("before", its own store prefix in the
 #                                                same RADOS pool) after Tidemark in every row: before/after in one run
+#   Every row also records the CPU the OSD, the Tidemark server(s) and fio used while it ran (from
+#   /proc and fio's own figures), printed as milliseconds of CPU per MiB moved: where the time goes.
+#   SNAPSHOTS="1000 10000" ...  after the rows as above, take snapshots of the RBD image and of the Tidemark
+#                               volume up to each count in turn (one 4 KiB write at a pseudo-random offset
+#                               before each, the same offsets on both, so every snapshot holds a change;
+#                               bench/ceph/snapfill.py), time that, and run every row again as NAME@COUNT.
+#                               A peer that refuses a snapshot (RBD's limit) is reported and the rows run
+#                               with what it has; SNAPSHOT_SECONDS=N caps each peer's snapshotting per
+#                               step (RBD slows down as its snapshots grow). With BASELINE, that build's volume is snapshotted the
+#                               same way and runs every row too.
 # Only 127.0.0.1 is used; the cluster and the server are stopped (by their PIDs) on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -64,14 +74,14 @@ start_tidemark() {
   api -X POST "${http}api/v1/exports" -d '{"target":"bench","name":"bench","protocol":"nbd"}' >/dev/null
   fio --name=fill --ioengine=nbd --uri="nbd://$nbd/bench" --rw=write --bs=1M --iodepth=16 \
     --size="$IMAGE_BYTES" --refill_buffers=1 --output=/dev/null
-  NBD_URI="nbd://$nbd/bench"
+  NBD_URI="nbd://$nbd/bench" NBD_ADDR=$nbd HTTP_URL=$http
 }
 start_tidemark tm tmbench "${tidemark[@]}"
-TM_PID=$STARTED_PID TM_URI=$NBD_URI
+TM_PID=$STARTED_PID TM_URI=$NBD_URI TM_NBD=$NBD_ADDR TM_HTTP=$HTTP_URL
 if [ -n "${BASELINE:-}" ]; then
   read -r -a baseline <<< "$BASELINE"
   start_tidemark before tmbefore "${baseline[@]}"
-  BASE_PID=$STARTED_PID BASE_URI=$NBD_URI
+  BASE_PID=$STARTED_PID BASE_URI=$NBD_URI BASE_NBD=$NBD_ADDR BASE_HTTP=$HTTP_URL
 fi
 
 WORKLOADS=${WORKLOADS:-"rw4k_qd32 randwrite 4k 32
@@ -81,12 +91,43 @@ rr4k_qd1 randread 4k 1
 sw1m_qd32 write 1M 32
 sr1m_qd32 read 1M 32"}
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for rep in $(seq "$REPS"); do
-  while read -r name rw bs qd; do
-    fio_one rbd "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=rbd --clientname=admin --pool="$pool" --rbdname=bench --size="$IMAGE_BYTES"
-    fio_one tidemark "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$TM_URI" --size="$IMAGE_BYTES"
-    [ -z "${BASE_URI:-}" ] || fio_one before "$name" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$BASE_URI" --size="$IMAGE_BYTES"
-  done <<< "$WORKLOADS"
+OSD_PID=$(pgrep -f -- "ceph-osd -c $conf" | head -1)
+ticks() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+# timed PEER NAME REP SERVER_PID fio_one-args... : one fio_one, with the CPU of the OSD and the server over its wall time
+timed() {
+  local peer=$1 name=$2 rep=$3 server=$4; shift 4
+  local o0 s0 t0 o1 s1 t1
+  o0=$(ticks "$OSD_PID") s0=$(ticks "$server") t0=$(date +%s.%N)
+  fio_one "$@"
+  o1=$(ticks "$OSD_PID") s1=$(ticks "$server") t1=$(date +%s.%N)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$name" "$rep" "$(( o1 - o0 ))" "$(( s1 - s0 ))" "$(awk "BEGIN{print $t1 - $t0}")" >> "$D/cpu.tsv"
+}
+# run_rows SUFFIX: every workload REPS times, RBD then Tidemark (then the baseline)
+run_rows() {
+  local suffix=$1 rep name rw bs qd
+  for rep in $(seq "$REPS"); do
+    while read -r name rw bs qd; do
+      timed rbd "$name$suffix" "$rep" "" rbd "$name$suffix" "$rw" "$bs" "$qd" "$rep" --ioengine=rbd --clientname=admin --pool="$pool" --rbdname=bench --size="$IMAGE_BYTES"
+      timed tidemark "$name$suffix" "$rep" "$TM_PID" tidemark "$name$suffix" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$TM_URI" --size="$IMAGE_BYTES"
+      [ -z "${BASE_URI:-}" ] || timed before "$name$suffix" "$rep" "$BASE_PID" before "$name$suffix" "$rw" "$bs" "$qd" "$rep" --ioengine=nbd --uri="$BASE_URI" --size="$IMAGE_BYTES"
+    done <<< "$WORKLOADS"
+  done
+}
+run_rows ""
+have=0 rbd_have=0
+for count in ${SNAPSHOTS:-}; do
+  [ "$count" -gt "$have" ] || continue
+  r=$(python3 "$root/bench/ceph/snapfill.py" rbd "$conf" "$pool" bench "$rbd_have" "$count")
+  rbd_have=$(( rbd_have + $(echo "$r" | awk '{print $2}') ))
+  echo "rbd: snapshots -> $rbd_have (wanted $count): $r (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$D/snapshots.txt"
+  r=$(python3 "$root/bench/ceph/snapfill.py" tidemark "$TM_HTTP" "$D/tm/token" "$TM_NBD" bench bench "$have" "$count")
+  echo "tidemark: snapshots $have -> $count: $r (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$D/snapshots.txt"
+  if [ -n "${BASE_URI:-}" ]; then
+    r=$(python3 "$root/bench/ceph/snapfill.py" tidemark "$BASE_HTTP" "$D/before/token" "$BASE_NBD" bench bench "$have" "$count")
+    echo "before: snapshots $have -> $count: $r (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$D/snapshots.txt"
+  fi
+  have=$count
+  run_rows "@$count"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -104,8 +145,28 @@ print(head + (f" {'before IOPS':>12} {'before ratio':>13} {'new/before':>11}" if
 for n in names:
     r, t = mean(n, 'rbd'), mean(n, 'tidemark')
     line = f"{n:<11} {r[0]:>9.0f} {t[0]:>14.0f} {r[1]:>10.1f} {t[1]:>15.1f} {t[0] / r[0]:>6.2f}"
-    if before:
+    if (n, 'before') in rows:
         b = mean(n, 'before')
         line += f" {b[0]:>12.0f} {b[0] / r[0]:>13.2f} {t[0] / b[0]:>11.2f}"
     print(line)
+
+# Where the CPU went: cores each process used while the row ran, as CPU microseconds per I/O
+# (the OSD and the Tidemark server from /proc, fio (with librbd for RBD) from its own figures).
+import json, os
+hz = os.sysconf('SC_CLK_TCK')
+cpu = collections.defaultdict(list)
+for line in open(os.path.join(os.path.dirname(sys.argv[1]), 'cpu.tsv')):
+    peer, name, rep, osd, server, wall = line.split('\t')
+    j = json.load(open(os.path.join(os.path.dirname(sys.argv[1]), f'fio-{peer}-{name}-{rep}.json')))['jobs'][0]
+    d = j['write'] if j['write']['io_bytes'] > 0 else j['read']
+    fio_cores = (j['usr_cpu'] + j['sys_cpu']) / 100
+    wall = float(wall)
+    cpu[(name, peer)].append((int(osd) / hz / wall, int(server) / hz / wall, fio_cores, d['iops']))
+print()
+print(f"{'workload':<16} {'peer':<9} {'osd cores':>9} {'server cores':>12} {'fio cores':>9} {'CPU us/IO: osd':>15} {'server':>7} {'fio':>6} {'total':>6}")
+for (n, p), samples in cpu.items():
+    o, s, f, iops = [sum(x) / len(x) for x in zip(*samples)]
+    per = lambda c: 1e6 * c / iops if iops else 0
+    print(f"{n:<16} {p:<9} {o:>9.2f} {s:>12.2f} {f:>9.2f} {per(o):>15.0f} {per(s):>7.0f} {per(f):>6.0f} {per(o + s + f):>6.0f}")
 PY
+[ ! -s "$D/snapshots.txt" ] || cat "$D/snapshots.txt"

@@ -306,26 +306,60 @@ internal sealed partial class Lineage
 
     private void ReadResolved(ReadOnlySpan<MapEntry> entries, Span<byte> destination)
     {
-        var i = 0;
-        while (i < entries.Length)
+        if (entries.Length == 1)
         {
-            var e = entries[i];
-            if (!e.IsMapped)
+            if (entries[0].IsMapped)
             {
-                destination.Slice(i << BlockShift, BlockBytes).Clear();
-                i++;
-                continue;
+                _pool.ReadPhys(entries[0].Phys, destination);
+            }
+            else
+            {
+                destination.Clear();
             }
 
-            // Coalesce physically contiguous blocks into one read.
-            var run = 1;
-            while (i + run < entries.Length && entries[i + run].IsMapped && IsNext(e.Phys, entries[i + run].Phys, run))
+            return;
+        }
+
+        // Physically contiguous blocks coalesce into one run; the runs of a fragmented range (a
+        // volume overwritten in places after snapshots) go to the store together, so a RADOS store
+        // reads them in parallel instead of one round trip after another.
+        var runs = ArrayPool<(ulong Phys, int At, int Length)>.Shared.Rent(entries.Length);
+        try
+        {
+            var count = 0;
+            var i = 0;
+            while (i < entries.Length)
             {
-                run++;
+                var e = entries[i];
+                if (!e.IsMapped)
+                {
+                    destination.Slice(i << BlockShift, BlockBytes).Clear();
+                    i++;
+                    continue;
+                }
+
+                var run = 1;
+                while (i + run < entries.Length && entries[i + run].IsMapped && IsNext(e.Phys, entries[i + run].Phys, run))
+                {
+                    run++;
+                }
+
+                runs[count++] = (e.Phys, i << BlockShift, run << BlockShift);
+                i += run;
             }
 
-            _pool.ReadPhys(e.Phys, destination.Slice(i << BlockShift, run << BlockShift));
-            i += run;
+            if (count == 1)
+            {
+                _pool.ReadPhys(runs[0].Phys, destination.Slice(runs[0].At, runs[0].Length));
+            }
+            else if (count > 1)
+            {
+                _pool.ReadPhysRuns(runs.AsSpan(0, count), destination);
+            }
+        }
+        finally
+        {
+            ArrayPool<(ulong Phys, int At, int Length)>.Shared.Return(runs);
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using RocksDbSharp;
@@ -153,6 +154,42 @@ public sealed partial class Pool
 
     internal void ReadPhys(ulong phys, Span<byte> destination) =>
         _stores[Phys.Store(phys)].Read(Phys.Block(phys) << Lineage.BlockShift, destination);
+
+    /// <summary>
+    /// Reads the physical runs of one volume range into <paramref name="destination"/>: runs in one
+    /// store go to it as one scattered read (RADOS starts them together), others one by one.
+    /// </summary>
+    internal void ReadPhysRuns(ReadOnlySpan<(ulong Phys, int At, int Length)> runs, Span<byte> destination)
+    {
+        var store = Phys.Store(runs[0].Phys);
+        foreach (var run in runs)
+        {
+            if (Phys.Store(run.Phys) != store)
+            {
+                foreach (var each in runs)
+                {
+                    ReadPhys(each.Phys, destination.Slice(each.At, each.Length));
+                }
+
+                return;
+            }
+        }
+
+        var reads = ArrayPool<StoreRead>.Shared.Rent(runs.Length);
+        try
+        {
+            for (var i = 0; i < runs.Length; i++)
+            {
+                reads[i] = new StoreRead(Phys.Block(runs[i].Phys) << Lineage.BlockShift, runs[i].At, runs[i].Length);
+            }
+
+            _stores[store].ReadScattered(reads.AsSpan(0, runs.Length), destination);
+        }
+        finally
+        {
+            ArrayPool<StoreRead>.Shared.Return(reads);
+        }
+    }
 
     internal void WritePhys(ulong phys, ReadOnlySpan<byte> source) =>
         _stores[Phys.Store(phys)].Write(Phys.Block(phys) << Lineage.BlockShift, source);

@@ -68,17 +68,7 @@ public class CephCluster : IDisposable
     public ProcessResult Rados(params string[] arguments) => Run("rados", ["-c", ConfPath, .. arguments]);
 
     /// <summary>Kills the OSD (SIGKILL, as a crash would); I/O to the pool stalls until <see cref="StartOsd"/>.</summary>
-    public void KillOsd()
-    {
-        var osd = _daemons.FindIndex(d => d.Name == "osd.0");
-        if (osd >= 0)
-        {
-            _daemons[osd].Process.Kill();
-            _daemons[osd].Process.WaitForExit();
-            _daemons[osd].Process.Dispose();
-            _daemons.RemoveAt(osd);
-        }
-    }
+    public void KillOsd() => Kill("osd.0");
 
     /// <summary>False between <see cref="KillOsd"/> and <see cref="StartOsd"/>.</summary>
     public bool IsOsdRunning => _daemons.Exists(d => d.Name == "osd.0");
@@ -89,6 +79,35 @@ public class CephCluster : IDisposable
         Launch("osd.0", "ceph-osd", "-i", "0");
         WaitFor("the OSD up", () => OsdsUp() == 1);
         WaitFor($"pool {PoolName} writable", () => Rados("-p", PoolName, "put", "__probe", ConfPath).ExitCode == 0);
+    }
+
+    /// <summary>
+    /// Kills the one monitor (SIGKILL, by the process this cluster started). The OSD keeps running;
+    /// clients lose the maps, their tickets' renewal and every monitor command until <see cref="StartMonitor"/>.
+    /// </summary>
+    public void KillMonitor() => Kill("mon.a");
+
+    /// <summary>False between <see cref="KillMonitor"/> and <see cref="StartMonitor"/>.</summary>
+    public bool IsMonitorRunning => _daemons.Exists(d => d.Name == "mon.a");
+
+    /// <summary>Starts the monitor again on its data and port (after <see cref="KillMonitor"/>) and waits until it answers and the OSD is up in its map.</summary>
+    public void StartMonitor()
+    {
+        Launch("mon.a", "ceph-mon", "-i", "a");
+        WaitFor("the monitor", () => Ceph("mon", "stat").ExitCode == 0);
+        WaitFor("the OSD up", () => OsdsUp() == 1);
+    }
+
+    private void Kill(string name)
+    {
+        var index = _daemons.FindIndex(d => d.Name == name);
+        if (index >= 0)
+        {
+            _daemons[index].Process.Kill();
+            _daemons[index].Process.WaitForExit();
+            _daemons[index].Process.Dispose();
+            _daemons.RemoveAt(index);
+        }
     }
 
     public void Dispose()

@@ -16,6 +16,19 @@ public interface IBackingStore : IDisposable
 
     void Read(long offsetBytes, Span<byte> destination);
 
+    /// <summary>
+    /// Reads several ranges of the store into one buffer (the runs of a fragmented volume range).
+    /// A store whose every read is a network round trip (RADOS) starts them all at once; the
+    /// default reads them one after another, which costs a local store nothing.
+    /// </summary>
+    void ReadScattered(ReadOnlySpan<StoreRead> reads, Span<byte> destination)
+    {
+        foreach (var read in reads)
+        {
+            Read(read.OffsetBytes, destination.Slice(read.DestinationOffset, read.LengthBytes));
+        }
+    }
+
     void Write(long offsetBytes, ReadOnlySpan<byte> source);
 
     /// <summary>Makes every completed write durable.</summary>
@@ -41,3 +54,6 @@ public interface IBackingStore : IDisposable
     {
     }
 }
+
+/// <summary>One range of a scattered read: <see cref="LengthBytes"/> bytes of the store at <see cref="OffsetBytes"/> go to <see cref="DestinationOffset"/> of the caller's buffer.</summary>
+public readonly record struct StoreRead(long OffsetBytes, int DestinationOffset, int LengthBytes);

@@ -68,7 +68,7 @@ public sealed class RadosBackingStore : IBackingStore
     /// flight that overlap it, so it sees every write started before it. An OSD or monitor that does
     /// not answer fails the read with an I/O error within the timeout, as a write does.
     /// </summary>
-    public unsafe void Read(long offsetBytes, Span<byte> destination)
+    public void Read(long offsetBytes, Span<byte> destination)
     {
         ThrowIfFenced();
         CheckRange(offsetBytes, destination.Length);
@@ -95,6 +95,66 @@ public sealed class RadosBackingStore : IBackingStore
             }
         }
 
+        try
+        {
+            ReadPieces([new StoreRead(offsetBytes, 0, destination.Length)], pieces, destination);
+        }
+        finally
+        {
+            _reads.Exit(pieces, destination.Length);
+        }
+    }
+
+    /// <summary>
+    /// The runs of a fragmented volume range: every object piece of every run is started as
+    /// librados aio at once and waited for together (one round trip, not one per run), straight
+    /// into <paramref name="destination"/>. Bounded with other readers by <see cref="RadosReadGate"/>;
+    /// each run first waits for the writes in flight that overlap it, as <see cref="Read"/> does.
+    /// </summary>
+    public void ReadScattered(ReadOnlySpan<StoreRead> reads, Span<byte> destination)
+    {
+        ThrowIfFenced();
+        if (reads.Length == 1)
+        {
+            Read(reads[0].OffsetBytes, destination.Slice(reads[0].DestinationOffset, reads[0].LengthBytes));
+            return;
+        }
+
+        var pieces = 0;
+        long bytes = 0;
+        foreach (var read in reads)
+        {
+            CheckRange(read.OffsetBytes, read.LengthBytes);
+            _ = destination.Slice(read.DestinationOffset, read.LengthBytes); // in the buffer, or ArgumentOutOfRange before anything starts
+            if (read.LengthBytes == 0)
+            {
+                continue;
+            }
+
+            _writes.WaitForOverlapping(read.OffsetBytes, read.LengthBytes);
+            pieces += (int)(((read.OffsetBytes + read.LengthBytes - 1) / ObjectBytes) - (read.OffsetBytes / ObjectBytes) + 1);
+            bytes += read.LengthBytes;
+        }
+
+        if (pieces == 0)
+        {
+            return;
+        }
+
+        _reads.Enter(pieces, bytes);
+        try
+        {
+            ReadPieces(reads, pieces, destination);
+        }
+        finally
+        {
+            _reads.Exit(pieces, bytes);
+        }
+    }
+
+    /// <summary>Starts every object piece of <paramref name="reads"/> as aio, then waits for all of them; the first failure is thrown once every started piece ended.</summary>
+    private unsafe void ReadPieces(ReadOnlySpan<StoreRead> reads, int pieces, Span<byte> destination)
+    {
         Span<nint> completions = pieces <= 8 ? stackalloc nint[pieces] : new nint[pieces];
         completions.Clear();
         StorageException? failure = null;
@@ -104,37 +164,46 @@ public sealed class RadosBackingStore : IBackingStore
             {
                 // Every read started must be waited for before the buffer is unpinned, also on failure.
                 var started = 0;
-                for (long at = offsetBytes, done = 0; done < destination.Length; started++)
+                foreach (var read in reads)
                 {
-                    var (oid, inObject, n) = Piece(at, (int)(destination.Length - done));
-                    var rc = RadosNative.AioCreateCompletion(0, 0, 0, out completions[started]);
-                    if (rc >= 0)
+                    for (long at = read.OffsetBytes, done = 0; done < read.LengthBytes && failure is null; started++)
                     {
-                        rc = RadosNative.AioRead(_io, oid, completions[started], (nint)(start + done), (nuint)n, (ulong)inObject);
-                    }
-
-                    if (rc < 0)
-                    {
-                        failure = Failure(rc, $"read of {n} bytes at {at} from {oid}");
-                        break;
-                    }
-
-                    at += n;
-                    done += n;
-                }
-
-                for (long i = 0, at = offsetBytes, done = 0; i < pieces && done < destination.Length; i++)
-                {
-                    var (oid, _, n) = Piece(at, (int)(destination.Length - done));
-                    if (i < started)
-                    {
-                        var rc = RadosNative.AioWaitForComplete(completions[(int)i]);
+                        var (oid, inObject, n) = Piece(at, (int)(read.LengthBytes - done));
+                        var rc = RadosNative.AioCreateCompletion(0, 0, 0, out completions[started]);
                         if (rc >= 0)
                         {
-                            rc = RadosNative.AioGetReturnValue(completions[(int)i]);
+                            rc = RadosNative.AioRead(_io, oid, completions[started], (nint)(start + read.DestinationOffset + done), (nuint)n, (ulong)inObject);
                         }
 
-                        var chunk = destination.Slice((int)done, n);
+                        if (rc < 0)
+                        {
+                            failure = Failure(rc, $"read of {n} bytes at {at} from {oid}");
+                            break;
+                        }
+
+                        at += n;
+                        done += n;
+                    }
+
+                    if (failure is not null)
+                    {
+                        break;
+                    }
+                }
+
+                var i = 0;
+                foreach (var read in reads)
+                {
+                    for (long at = read.OffsetBytes, done = 0; done < read.LengthBytes && i < started; i++)
+                    {
+                        var (oid, _, n) = Piece(at, (int)(read.LengthBytes - done));
+                        var rc = RadosNative.AioWaitForComplete(completions[i]);
+                        if (rc >= 0)
+                        {
+                            rc = RadosNative.AioGetReturnValue(completions[i]);
+                        }
+
+                        var chunk = destination.Slice(read.DestinationOffset + (int)done, n);
                         if (rc == -RadosNative.Enoent)
                         {
                             chunk.Clear(); // never written: zeros, like a hole in a sparse file
@@ -147,10 +216,10 @@ public sealed class RadosBackingStore : IBackingStore
                         {
                             chunk[rc..].Clear(); // beyond the object's end: never written
                         }
-                    }
 
-                    at += n;
-                    done += n;
+                        at += n;
+                        done += n;
+                    }
                 }
             }
         }
@@ -163,8 +232,6 @@ public sealed class RadosBackingStore : IBackingStore
                     RadosNative.AioRelease(completion);
                 }
             }
-
-            _reads.Exit(pieces, destination.Length);
         }
 
         if (failure is not null)
