@@ -1,4 +1,5 @@
 using Tidemark.Engine.Map;
+using Tidemark.Engine.Metadata;
 
 namespace Tidemark.Engine;
 
