@@ -77,7 +77,7 @@ public sealed record ServeOptions
 /// (Kestrel), the NBD listener and the iSCSI portal. Stopping (Ctrl-C, SIGTERM) ends the listeners first and then
 /// flushes and closes the pool, so everything acknowledged is on disk.
 /// </summary>
-public sealed class TidemarkServer : IAsyncDisposable
+public sealed partial class TidemarkServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly Pool _pool;
@@ -177,262 +177,34 @@ public sealed class TidemarkServer : IAsyncDisposable
     {
         var settings = ResolveSettings(options, data);
         var token = data.EnsureToken();
-
-        // The content root is the program's own directory, and configuration files are not watched:
-        // the host would otherwise put a recursive FileSystemWatcher on the data directory, and every
-        // write to a store file there would wake it (measured: 14% of the CPU under 4K random writes).
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
-        {
-            ContentRootPath = AppContext.BaseDirectory,
-            Args = ["--hostBuilder:reloadConfigOnChange=false"],
-        });
-        var level = Enum.Parse<LogLevel>(settings.LogLevel, ignoreCase: true);
-        builder.Logging.SetMinimumLevel(level);
-        builder.Logging.AddFilter("Microsoft.AspNetCore", level > LogLevel.Warning ? level : LogLevel.Warning);
-        // A start failure is reported by `serve` in one actionable line; the host's stack trace adds nothing.
-        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
-        });
-        var http = ServerSettings.ParseEndpoint(settings.Http, "http");
+        var builder = CreateBuilder(settings);
         var certificate = TlsCertificates.Load(settings, data);
         var identity = ServerIdentity.LoadOrCreate(data.IdentityPath);
-        ListenOptions? replicationListen = null;
-        ListenOptions? apiListen = null;
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            // Long request lines reach RequestLimits, which refuses them with a problem document (Kestrel's 414 is bare).
-            k.Limits.MaxRequestLineSize = RequestLimits.KestrelRequestLineBytes;
-            k.Listen(http, listen =>
-            {
-                apiListen = listen;
-                if (certificate is not null)
-                {
-                    listen.UseHttps(certificate);
-                }
-            });
-            if (!settings.ReplicationDisabled)
-            {
-                k.Listen(ServerSettings.ParseEndpoint(settings.Replication, "replication"), listen =>
-                {
-                    replicationListen = listen;
-                    listen.UseHttps(identity.Certificate, https =>
-                    {
-                        https.SslProtocols = System.Security.Authentication.SslProtocols.Tls13;
-                        https.ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate;
-                        // Any certificate completes TLS; ReplicationGate answers an unknown one with a
-                        // 403 that names its fingerprint, so the sender fails at once with a reason
-                        // instead of retrying what looks like a broken link.
-                        https.ClientCertificateValidation = (_, _, _) => true;
-                    });
-                    listen.Use(next => connection =>
-                    {
-                        connection.Items[ReplicationGate.ConnectionMark] = true;
-                        return next(connection);
-                    });
-                });
-            }
-        });
-        builder.Services.AddSingleton(identity);
-        builder.Services.AddSingleton(new ReplicationEndpoint());
-        builder.Services.Configure<JsonOptions>(o =>
-        {
-            o.SerializerOptions.Encoder = ApiJson.Options.Encoder;
-            o.SerializerOptions.RespectNullableAnnotations = true;
-            o.SerializerOptions.RespectRequiredConstructorParameters = true;
-        });
-        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-        builder.Services.AddOpenApi();
+        var listeners = ConfigureListeners(builder, settings, certificate, identity);
+        AddHostServices(builder.Services, identity);
 
         // The pool opens before anything can reach it and closes after every listener stopped.
         var pool = OpenPool(data, settings);
         WebApplication? app = null;
         try
         {
-            builder.Services.AddSingleton(pool);
-            builder.Services.AddSingleton(sp => new PartnerRegistry(pool.Control, data.PartnersPath, TimeProvider.System, sp.GetRequiredService<ILogger<PartnerRegistry>>()));
-            builder.Services.AddSingleton(TimeProvider.System);
-            builder.Services.AddSingleton(data);
-            builder.Services.AddSingleton(sp => TokenStore.Open(pool.Control, data.TokensPath, token, TimeProvider.System, sp.GetRequiredService<ILogger<TokenStore>>()));
-            builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
-            builder.Services.AddSingleton(new IoMetrics());
-            builder.Services.AddSingleton<JobManager>();
-            builder.Services.AddSingleton(sp => new CapacityManager(
-                pool,
-                sp.GetRequiredService<EventLog>(),
-                sp.GetRequiredService<IoMetrics>(),
-                sp.GetRequiredService<TimeProvider>(),
-                sp.GetRequiredService<ILogger<CapacityManager>>(),
-                data.CapacityPath));
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<CapacityManager>());
-            builder.Services.AddSingleton(sp => new HostRegistry(pool, sp.GetRequiredService<TimeProvider>()));
-            builder.Services.AddSingleton(sp => new SnapshotCoordinator(
-                pool,
-                sp.GetRequiredService<HostRegistry>(),
-                identity,
-                sp.GetRequiredService<EventLog>(),
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
-                sp.GetRequiredService<TimeProvider>()));
-            builder.Services.AddSingleton(sp => new SnapshotVerifier(
-                pool,
-                sp.GetRequiredService<ExportRegistry>(),
-                sp.GetRequiredService<HostRegistry>(),
-                identity,
-                sp.GetRequiredService<EventLog>(),
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
-                sp.GetRequiredService<TimeProvider>()));
-            builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<SnapshotVerifier>());
-            builder.Services.AddSingleton(sp => new MailRecoveryRunner(
-                pool,
-                sp.GetRequiredService<ExportRegistry>(),
-                sp.GetRequiredService<HostRegistry>(),
-                identity,
-                sp.GetRequiredService<EventLog>(),
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
-                sp.GetRequiredService<TimeProvider>()));
-            builder.Services.AddSingleton(sp => new PolicyManager(
-                pool,
-                sp.GetRequiredService<EventLog>(),
-                sp.GetRequiredService<ExportRegistry>(),
-                sp.GetRequiredService<TimeProvider>(),
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Policies"),
-                data.PoliciesPath)
-            {
-                Agents = sp.GetRequiredService<SnapshotCoordinator>(),
-                Verifier = sp.GetRequiredService<SnapshotVerifier>(),
-            });
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
-            builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, sp.GetRequiredService<ILogger<ReplicaReceiver>>(), (data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath))
-            {
-                WritableExports = sp.GetRequiredService<ExportRegistry>().WritableExportsOf,
-                ExportsOfSnapshot = address => sp.GetRequiredService<ExportRegistry>().ExportsOfTarget(address),
-                ImageChanged = sp.GetRequiredService<ExportRegistry>().RefreshStandby,
-                HeldByClients = address => sp.GetRequiredService<ClientSessions>().AttachedTo(address).Count > 0,
-                ThrowIfAttached = (target, operation) => sp.GetRequiredService<ClientSessions>().ThrowIfAttached(target, operation, canForce: false),
-                FaultPoint = CrashPoint.FromEnvironment(),
-            });
-            builder.Services.AddSingleton(sp => new ReplicaManager(
-                pool,
-                sp.GetRequiredService<ReplicaReceiver>(),
-                sp.GetRequiredService<PartnerRegistry>(),
-                identity,
-                e => sp.GetRequiredService<EventLog>().Record(e.Kind, e.Subject, "server", e.Message, e.Outcome),
-                sp.GetRequiredService<TimeProvider>(),
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Replication"),
-                data.ReplicasPath)
-            {
-                RetryDelay = ServerSettings.Duration(settings.ReplicationRetryDelay, "replication-retry-delay"),
-                LastPolicySnapshot = sp.GetRequiredService<PolicyManager>().LastSnapshotOf,
-                CreateExport = sp.GetRequiredService<ExportRegistry>().Create,
-            });
-            builder.Services.AddHostedService(sp => new ReplicaScheduler(
-                sp.GetRequiredService<ReplicaManager>(),
-                sp.GetRequiredService<JobManager>(),
-                sp.GetRequiredService<TimeProvider>(),
-                sp.GetRequiredService<ILogger<ReplicaScheduler>>()));
-            builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
-            builder.Services.AddSingleton<IMetricsSource>(sp => new ReplicaMetrics(sp.GetRequiredService<ReplicaManager>().List));
-            builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>())
-            {
-                TlsAvailable = certificate is not null,
-            });
-            builder.Services.AddSingleton(sp => new ClientSessions(sp.GetRequiredService<ILogger<ClientSessions>>()) { TargetOf = sp.GetRequiredService<ExportRegistry>().TargetOf });
-            if (!settings.NbdDisabled)
-            {
-                // With TLS configured for the API, NBD clients may upgrade with STARTTLS using the same certificate.
-                builder.Services.AddSingleton(new NbdServerOptions
-                {
-                    StartTls = certificate is null ? null : (transport, ct) => PipeTls.UpgradeAsync(transport, certificate, ct),
-                });
-            }
-
-            if (!settings.NbdDisabled)
-            {
-                builder.Services.AddSingleton(sp => new NbdListener(
-                    ServerSettings.ParseEndpoint(settings.Nbd, "nbd"),
-                    settings.NbdSocketDisabled ? null : Path.Combine(data.Root, settings.NbdSocket!),
-                    sp.GetRequiredService<ExportRegistry>().Catalog,
-                    sp.GetRequiredService<NbdServerOptions>(),
-                    sp.GetRequiredService<ILogger<NbdListener>>(),
-                    settings.ToConnectionLimits())
-                {
-                    ReceivePoll = settings.ReceivePollDuration,
-                    Sessions = sp.GetRequiredService<ClientSessions>(),
-                });
-                builder.Services.AddHostedService(sp => sp.GetRequiredService<NbdListener>());
-            }
-
-            if (!settings.IscsiDisabled)
-            {
-                builder.Services.AddSingleton(new IscsiLimits());
-                builder.Services.AddSingleton(sp => new IscsiListener(
-                    ServerSettings.ParseEndpoint(settings.Iscsi, "iscsi"),
-                    sp.GetRequiredService<ExportRegistry>().IscsiCatalog,
-                    sp.GetRequiredService<IscsiLimits>(),
-                    sp.GetRequiredService<ILogger<IscsiListener>>(),
-                    settings.ToConnectionLimits())
-                {
-                    ReceivePoll = settings.ReceivePollDuration,
-                    Sessions = sp.GetRequiredService<ClientSessions>(),
-                });
-                builder.Services.AddHostedService(sp => sp.GetRequiredService<IscsiListener>());
-            }
-
+            AddCoreServices(builder.Services, pool, data, token);
+            AddAgentServices(builder.Services, pool, data, identity);
+            AddReplicationServices(builder.Services, pool, data, settings, identity);
+            AddProtocolServices(builder.Services, pool, data, settings, certificate);
             builder.Services.AddConsole(settings);
             builder.Services.AddSingleton<IMetricsSource>(sp => new ListenerMetrics([sp.GetService<NbdListener>(), sp.GetService<IscsiListener>()]));
             app = builder.Build();
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark");
             var registry = app.Services.GetRequiredService<ExportRegistry>();
-            var events = app.Services.GetRequiredService<EventLog>();
-            var loosened = data.RestrictPermissions(pool.GetInfo().Stores.Select(st => st.Path));
-            if (loosened.Count > 0)
-            {
-                // Other local users could read every volume through these; say so once, loudly.
-                var list = string.Join(", ", loosened.Take(10)) + (loosened.Count > 10 ? $" and {loosened.Count - 10} more" : "");
-                logger.LogWarning("{Count} paths of the data directory were readable by other users; made them the owner's only: {Paths}", loosened.Count, list);
-                events.Record("server.permissions", null, "server", $"{loosened.Count} paths were readable by other users and were restricted to the owner: {list}");
-            }
-
-            var audit = new AuditMiddleware(events, app.Services.GetRequiredService<TimeProvider>());
-            app.Use(audit.InvokeAsync);
-            app.Use(Problems.HandleAsync);
-            app.Use(RequestLimits.InvokeAsync);
-            var auth = new TokenAuthentication(
-                app.Services.GetRequiredService<TokenStore>(),
-                new LoginThrottle(TimeProvider.System),
-                events,
-                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Auth"))
-            {
-                Sessions = app.Services.GetRequiredService<ConsoleSessions>(),
-            };
-            app.Use(new ReplicationGate(auth, app.Services.GetRequiredService<PartnerRegistry>()).InvokeAsync);
-            app.MapOpenApi();
-            app.MapTidemarkApi();
-            app.MapEventApi();
-            app.MapTokenApi();
-            app.MapMetrics();
-            app.MapJobApi();
-            app.MapCapacityApi();
-            app.MapPartnerApi();
-            app.MapPolicyApi();
-            app.MapStreamApi();
-            app.MapReplicaApi();
-            app.MapHostApi();
-            app.MapRecoveryApi();
-            app.MapMailRecoveryJobApi();
-            app.MapConsole(auth);
-            app.Services.GetRequiredService<PolicyManager>().IsProtected = app.Services.GetRequiredService<ReplicaManager>().Protects;
-            app.MapFallback(RequestLimits.NoEndpointAsync);
+            ConfigurePipeline(app, data, pool, logger);
 
             var server = new TidemarkServer(app, pool, data, dataLock, settings, logger)
             {
                 Token = token,
                 TlsFingerprint = certificate is null ? null : TlsCertificates.Fingerprint(certificate),
             };
-            await server.StartCoreAsync(registry, apiListen!, replicationListen, cancellationToken);
+            await server.StartCoreAsync(registry, listeners.Api!, listeners.Replication, cancellationToken);
             return server;
         }
         catch
