@@ -81,8 +81,14 @@ public sealed record BackupLabelsDto(string Snapshot, IReadOnlyDictionary<string
 /// The server asks an agent to verify a snapshot (ADR 0015): <see cref="ExportUrl"/> is an NBD export
 /// of a throwaway view of <see cref="Snapshot"/> that the server made and deletes afterwards;
 /// <see cref="Volume"/> says which of the host's declared mounts the view stands for.
+/// <see cref="Members"/>: the other snapshots of the same group cut, each with a view of its own, when
+/// the server verifies a group (a PostgreSQL cluster whose data and WAL sit on two volumes starts only
+/// on the views together); null for one volume.
 /// </summary>
-public sealed record VerifyRequest(string Snapshot, string Volume, string ExportUrl);
+public sealed record VerifyRequest(string Snapshot, string Volume, string ExportUrl, IReadOnlyList<VerifyMember>? Members = null);
+
+/// <summary>One more snapshot of a group's cut in a <see cref="VerifyRequest"/>, with its view's NBD export.</summary>
+public sealed record VerifyMember(string Snapshot, string Volume, string ExportUrl);
 
 /// <summary>
 /// A verification's verdict: "passed", "failed" (with <see cref="Reason"/>) or "not-checked" (with
