@@ -34,10 +34,12 @@ internal static class PostgresCheck
         foreach (var cluster in config.Postgres)
         {
             var (dataDirectory, version) = await DescribeAsync(cluster, logger, ct);
-            if (dataDirectory is null || Locate(views, dataDirectory) is not var (dataView, dataMount))
+            if (dataDirectory is null || Locate(views, dataDirectory) is not { } located)
             {
                 continue;
             }
+
+            var (dataView, dataMount) = located;
 
             var data = Path.Combine(await OverlayOf(dataView, ct), Path.GetRelativePath(LocalMounts.Normalize(dataMount.Path), dataDirectory));
             var what = $"postgresql cluster {cluster.Name}";
@@ -45,7 +47,7 @@ internal static class PostgresCheck
             {
                 // Resolved against the live data directory: that is where the link was made and what it names.
                 var target = Path.GetFullPath(link, dataDirectory);
-                if (Locate(views, target) is not var (walView, walMount))
+                if (Locate(views, target) is not { } walLocated)
                 {
                     // The link names the live WAL directory on this host: a PostgreSQL started on the view
                     // would replay and write the production cluster's WAL. Never start it; say why.
@@ -53,6 +55,7 @@ internal static class PostgresCheck
                     throw new NotCheckedException($"{what}: its WAL is not on volume {dataView.Volume}{others} (pg_wal -> {link}); a view of this volume alone cannot start it: start the group's views together (data and WAL), e.g. 'tidemark group verify GROUP SNAPSHOT --host HOST'");
                 }
 
+                var (walView, walMount) = walLocated;
                 var wal = Path.Combine(await OverlayOf(walView, ct), Path.GetRelativePath(LocalMounts.Normalize(walMount.Path), target));
                 if (!Directory.Exists(wal))
                 {

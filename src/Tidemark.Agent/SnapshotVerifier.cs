@@ -49,11 +49,9 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
         var log = new StringWriter(CultureInfo.InvariantCulture);
         var views = new List<VerifiedView>();
         var teardown = new List<string>();
-        var work = Directory.CreateTempSubdirectory("tidemark-verify-");
+        string? work = null;
         try
         {
-            // PostgreSQL runs as the data directory's owner and must reach its overlay under here.
-            File.SetUnixFileMode(work.FullName, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
             try
             {
                 MountedSnapshot.CheckHost();
@@ -61,6 +59,16 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
             catch (RecoveryException ex)
             {
                 return Done(VerifyResultDto.NotChecked, $"host {config.HostName} cannot mount a view: {ex.Message}");
+            }
+
+            try
+            {
+                // PostgreSQL and Dovecot run as the data's owner and must reach their overlays under here.
+                work = WorkDirectory.Create(config.VerifyWorkRoot ?? AgentConfig.DefaultVerifyWorkRoot, "tidemark-verify-", "verifyWorkRoot in agent.json", AgentConfig.DefaultVerifyWorkRoot, "a private PostgreSQL or Dovecot running as the data's owner");
+            }
+            catch (Exception ex) when (ex is RecoveryException or IOException or UnauthorizedAccessException)
+            {
+                return Done(VerifyResultDto.NotChecked, $"host {config.HostName} cannot make its verification work directory: {ex.Message}");
             }
 
             string? failure = null;
@@ -79,7 +87,11 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
 
                     try
                     {
-                        var mounted = await MountedSnapshot.AttachAsync(member.ExportUrl, member.Snapshot, Path.Combine(work.FullName, $"m{views.Count}"), log, ct);
+                        // Traversable whatever the umask: the overlay under it is where PostgreSQL and Dovecot run.
+                        var memberWork = Path.Combine(work, $"m{views.Count}");
+                        Directory.CreateDirectory(memberWork);
+                        File.SetUnixFileMode(memberWork, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+                        var mounted = await MountedSnapshot.AttachAsync(member.ExportUrl, member.Snapshot, memberWork, log, ct);
                         views.Add(new VerifiedView(member.Volume, mounted, mounts));
                         checks.Add($"{prefix}mounted read-only");
                     }
@@ -102,10 +114,10 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
                         failure ??= await CheckFileSystemAsync(view.Mounted, group ? $"{view.Volume}: " : "", checks, ct);
                     }
 
-                    failure ??= await PostgresCheck.RunAsync(config, views, work.FullName, checks, logger, ct);
+                    failure ??= await PostgresCheck.RunAsync(config, views, work, checks, logger, ct);
                     foreach (var view in views)
                     {
-                        failure ??= await MailCheck.RunAsync(config, view.Mounted, view.Mounts, work.FullName, checks, ct);
+                        failure ??= await MailCheck.RunAsync(config, view.Mounted, view.Mounts, work, checks, ct);
                     }
                 }
             }
@@ -137,13 +149,9 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
         }
         finally
         {
-            try
+            if (work is not null && !WorkDirectory.Remove(work))
             {
-                work.Delete(recursive: true);
-            }
-            catch (IOException ex)
-            {
-                logger.LogWarning("Verification work directory {Directory} not removed: {Message}", work.FullName, ex.Message);
+                logger.LogWarning("Verification work directory {Directory} not removed (something is still mounted under it, or it would not delete)", work);
             }
 
             Volatile.Write(ref _running, 0);

@@ -35,6 +35,9 @@ public sealed record AgentRecoveryDto(string Kind, string Message, bool Settled)
 /// <summary>
 /// One quiesce: what it froze, until when at the latest, and how it ended. <see cref="State"/>:
 /// "quiesced", "resumed" (by the server), "expired" (resumed by the agent at its deadline).
+/// <see cref="PausedSeconds"/>: the whole quiesce, request to resume done (PostgreSQL's checkpoint in
+/// pg_backup_start included, which does not stop writes); <see cref="FrozenSeconds"/>: first freeze
+/// to last thaw, what the application's writes wait (null when no file system was frozen).
 /// </summary>
 public sealed record AgentSessionDto(
     string Id,
@@ -43,7 +46,8 @@ public sealed record AgentSessionDto(
     DateTimeOffset ResumeBy,
     IReadOnlyList<string> Quiesced,
     DateTimeOffset? EndedAt = null,
-    double? PausedSeconds = null);
+    double? PausedSeconds = null,
+    double? FrozenSeconds = null);
 
 /// <summary>
 /// A local mount the agent can quiesce. <see cref="Volume"/> is the Tidemark volume under it, when
