@@ -6,8 +6,10 @@
 #   postgresql  a snapshot through the agent every INTERVAL: pg_backup_start (fast), FIFREEZE, cut,
 #               FITHAW, pg_backup_stop
 #   filesystem  the same through a second agent without the postgres entry: FIFREEZE, cut, FITHAW
-# Reports TPS per run (and the ratio to none) and the pause per snapshot as the agent measures it
-# (quiesce request received to resume done; p50/p99/max). Needs root.
+# Reports TPS per run (and the ratio to none) and, per snapshot as the agent measures it, p50/p99/max
+# of two intervals: "frozen", first FIFREEZE to last FITHAW (what the application's writes wait), and
+# "quiesce", request received to resume done (adds pg_backup_start's checkpoint, during which
+# writes go on, and pg_backup_stop). Needs root.
 #   bench/agent/pause.sh                                   DURATION=60 INTERVAL=10 SCALE=10
 #   TIDEMARK="dotnet tests/Tidemark.Interop.Tests/bin/Release/net10.0/tidemark.dll" bench/agent/pause.sh
 set -euo pipefail
@@ -73,13 +75,15 @@ agent fsonly
 run() { # MODE: prints "tps" and, with snapshots, the pauses into $D/pauses-MODE
   local mode=$1; local out="$D/pgbench-$mode.txt"
   pgb -c 4 -j 2 -T "$DURATION" > "$out" 2>&1 & local bench=$!
-  : > "$D/pauses-$mode"
+  : > "$D/pauses-$mode"; : > "$D/frozen-$mode"
   if [ "$mode" != none ]; then
     local host i=0; host=$([ "$mode" = postgresql ] && echo app || echo fsonly)
     while sleep "$INTERVAL" && kill -0 "$bench" 2>/dev/null; do
       i=$((i + 1))
       if tm snapshot create pg --name "$mode-$i" --consistent "$host" > /dev/null; then
-        tm host status "$host" --json | json 'd["status"]["lastSession"]["pausedSeconds"]' >> "$D/pauses-$mode"
+        local last; last=$(tm host status "$host" --json | json 'd["status"]["lastSession"]')
+        echo "$last" | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())["pausedSeconds"])' >> "$D/pauses-$mode"
+        echo "$last" | python3 -c 'import ast,sys; v=ast.literal_eval(sys.stdin.read()).get("frozenSeconds"); print("" if v is None else v)' >> "$D/frozen-$mode"
       else
         echo "snapshot $mode-$i failed" >&2
       fi
@@ -98,9 +102,9 @@ PY
 }
 none=$(run none); pg=$(run postgresql); fs=$(run filesystem)
 ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
-printf "%-12s %10s %8s  %s\n" run tps ratio "pause per snapshot"
-printf "%-12s %10s %8s  %s\n" none "$none" 1.00x -
-printf "%-12s %10s %8s  %s\n" postgresql "$pg" "$(ratio "$pg" "$none")" "$(stats "$D/pauses-postgresql")"
-printf "%-12s %10s %8s  %s\n" filesystem "$fs" "$(ratio "$fs" "$none")" "$(stats "$D/pauses-filesystem")"
+printf "%-12s %10s %8s  %-40s %s\n" run tps ratio "frozen (writes wait)" "whole quiesce"
+printf "%-12s %10s %8s  %-40s %s\n" none "$none" 1.00x - -
+printf "%-12s %10s %8s  %-40s %s\n" postgresql "$pg" "$(ratio "$pg" "$none")" "$(stats "$D/frozen-postgresql")" "$(stats "$D/pauses-postgresql")"
+printf "%-12s %10s %8s  %-40s %s\n" filesystem "$fs" "$(ratio "$fs" "$none")" "$(stats "$D/frozen-filesystem")" "$(stats "$D/pauses-filesystem")"
 echo "consistency of the last snapshots: $(tm snapshot list pg --json | json '[s["consistency"].split(" (")[0] for s in d[-2:]]')"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

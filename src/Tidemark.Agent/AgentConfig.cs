@@ -45,6 +45,15 @@ public sealed record AgentConfig
     /// <summary>Pre/post hooks run around the cut of the volumes they name.</summary>
     public IReadOnlyList<AgentScriptEntry> Scripts { get; init; } = [];
 
+    /// <summary>Where verifications make their work directories (mounts, overlays, a private PostgreSQL's sockets).</summary>
+    public const string DefaultVerifyWorkRoot = "/run/tidemark-verify";
+
+    /// <summary>
+    /// The verification work root (default <see cref="DefaultVerifyWorkRoot"/>), not TMPDIR: a private
+    /// PostgreSQL or Dovecot runs as the data's owner and must enter it, which a 0700 TMPDIR forbids.
+    /// </summary>
+    public string? VerifyWorkRoot { get; init; }
+
     public string HostName => string.IsNullOrEmpty(Name) ? Environment.MachineName : Name;
 
     /// <summary>The declared volume whose mount holds <paramref name="path"/> (the longest matching mount point), or null.</summary>
@@ -93,6 +102,11 @@ public sealed record AgentConfig
         }
 
         _ = ParseListen(Listen, where);
+        if (VerifyWorkRoot is not null && !Path.IsPathRooted(VerifyWorkRoot))
+        {
+            throw new ArgumentException($"{where}: verifyWorkRoot must be an absolute path, not '{VerifyWorkRoot}'");
+        }
+
         foreach (var mount in Mounts)
         {
             if (!Path.IsPathRooted(mount.Path) || string.IsNullOrWhiteSpace(mount.Volume))

@@ -53,6 +53,11 @@ public sealed class AgentHost : IAsyncDisposable
             throw new ArgumentException($"no server is paired with this agent ({AgentConfig.PathIn(agentDirectory)}); run 'tidemark agent pair --server-fingerprint FP' with the fingerprint 'tidemark partner identity' prints on the server");
         }
 
+        if (OperatingSystem.IsLinux() && LocalMounts.DeclaredMountHolding(config, agentDirectory) is { } holding)
+        {
+            throw new ArgumentException(LocalMounts.AgentDirectoryProblem(agentDirectory, holding));
+        }
+
         var identity = AgentIdentity.LoadOrCreate(agentDirectory);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace Tidemark.Agent;
@@ -19,8 +20,20 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
             return Task.FromResult<IQuiesced?>(null);
         }
 
+        // Checked now, not only at start: a mount made since (the volume mounted over the agent's
+        // directory, a bind mount) can put the journal on a file system about to be frozen.
+        if (journal is not null && Path.GetDirectoryName(journal.Directory) is { } agentDirectory
+            && LocalMounts.DeclaredMountHolding(config, agentDirectory, mountInfoPath) is { } holding
+            && mounts.Any(m => m.Path == LocalMounts.Normalize(holding.Path)))
+        {
+            throw new StorageException(StorageError.InvalidArgument, LocalMounts.AgentDirectoryProblem(agentDirectory, holding));
+        }
+
         var frozen = new List<(FileSystemFreeze Freeze, string? Entry)>();
         var items = new List<string>();
+
+        // Writes block from the moment FIFREEZE starts (it stops new writes, then syncs) to the thaw.
+        var freezeStarted = Stopwatch.GetTimestamp();
         try
         {
             foreach (var mount in mounts)
@@ -58,7 +71,7 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
             throw;
         }
 
-        return Task.FromResult<IQuiesced?>(new Frozen(frozen, items, logger, journal));
+        return Task.FromResult<IQuiesced?>(new Frozen(frozen, items, logger, journal, freezeStarted));
     }
 
     private static void ThawAll(List<(FileSystemFreeze Freeze, string? Entry)> frozen, ILogger logger, QuiesceJournal? journal)
@@ -96,7 +109,7 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
         }
     }
 
-    private sealed class Frozen(List<(FileSystemFreeze Freeze, string? Entry)> frozen, IReadOnlyList<string> items, ILogger logger, QuiesceJournal? journal) : IQuiesced
+    private sealed class Frozen(List<(FileSystemFreeze Freeze, string? Entry)> frozen, IReadOnlyList<string> items, ILogger logger, QuiesceJournal? journal, long freezeStarted) : IQuiesced
     {
         private int _resumed;
 
@@ -104,11 +117,20 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
 
         public IReadOnlyList<string> Items => items;
 
+        public double? FrozenSeconds { get; private set; }
+
         public Task ResumeAsync()
         {
             if (Interlocked.Exchange(ref _resumed, 1) == 0)
             {
-                ThawAll(frozen, logger, journal);
+                try
+                {
+                    ThawAll(frozen, logger, journal);
+                }
+                finally
+                {
+                    FrozenSeconds = Stopwatch.GetElapsedTime(freezeStarted).TotalSeconds;
+                }
             }
 
             return Task.CompletedTask;

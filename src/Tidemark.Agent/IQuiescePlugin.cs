@@ -30,6 +30,12 @@ public interface IQuiesced
     /// <summary>What the plugin's hooks printed so far (scripts), for the server's event log; empty for others.</summary>
     IReadOnlyList<string> Output => [];
 
+    /// <summary>
+    /// How long writes were blocked: from the first freeze to the end of the last thaw, known after
+    /// <see cref="ResumeAsync"/> (file systems); null for plugins that block no writes themselves.
+    /// </summary>
+    double? FrozenSeconds => null;
+
     private static readonly Dictionary<string, string> Empty = [];
 
     Task ResumeAsync();

@@ -42,6 +42,61 @@ public static class LocalMounts
     public static string Normalize(string path) => path.Length > 1 ? path.TrimEnd('/') : path;
 
     /// <summary>
+    /// The declared mount whose file system holds <paramref name="directory"/> (the same device in the
+    /// mount table, so a bind mount of it counts too), or null. The agent writes its quiesce journal
+    /// there between steps; on a file system it freezes, that write would block until the thaw, which
+    /// only the blocked agent would do.
+    /// </summary>
+    public static AgentMountEntry? DeclaredMountHolding(AgentConfig config, string directory, string mountInfoPath = "/proc/self/mountinfo")
+    {
+        var real = RealPath(directory);
+        var table = new List<(string MountPoint, string Device)>();
+        foreach (var line in File.ReadLines(mountInfoPath))
+        {
+            var fields = line.Split(' ');
+            if (fields.Length >= 5)
+            {
+                table.Add((Unescape(fields[4]), fields[2]));
+            }
+        }
+
+        // The deepest mount point above it; among mounts stacked on one point, the last (the visible one).
+        var holding = table
+            .Select((m, i) => (m.MountPoint, m.Device, Line: i))
+            .Where(m => real == m.MountPoint || real.StartsWith(m.MountPoint == "/" ? "/" : m.MountPoint + "/", StringComparison.Ordinal))
+            .OrderBy(m => m.MountPoint.Length).ThenBy(m => m.Line)
+            .LastOrDefault();
+        if (holding.MountPoint is null)
+        {
+            return null;
+        }
+
+        return config.Mounts.FirstOrDefault(m => table.LastOrDefault(t => t.MountPoint == RealPath(m.Path)).Device == holding.Device);
+    }
+
+    /// <summary>Says why <paramref name="agentDirectory"/> may not sit on <paramref name="mount"/>, and what to do.</summary>
+    public static string AgentDirectoryProblem(string agentDirectory, AgentMountEntry mount) =>
+        $"the agent directory {agentDirectory} (its quiesce journal, identity and config) is on the file system of {mount.Path} (volume {mount.Volume}), which the agent freezes for that volume's snapshots: a journal write during the freeze would hang the quiesce; put the agent directory on a file system no snapshot freezes (--agent-dir or $TIDEMARK_AGENT_DIR, default /var/lib/tidemark-agent)";
+
+    /// <summary>The path with every symbolic link in it resolved (parts that do not exist yet are kept as given).</summary>
+    internal static string RealPath(string path, int depth = 0)
+    {
+        if (depth > 40)
+        {
+            throw new IOException($"{path}: too many levels of symbolic links");
+        }
+
+        var current = "/";
+        foreach (var part in Path.GetFullPath(path).Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var next = Path.Combine(current, part);
+            current = new FileInfo(next).LinkTarget is { } target ? RealPath(Path.GetFullPath(target, current), depth + 1) : next;
+        }
+
+        return current;
+    }
+
+    /// <summary>
     /// Which mount is at <paramref name="path"/> now ("ID MAJ:MIN SOURCE" of the last mountinfo line
     /// there), or null: the freeze journal compares it at the next start, so a file system mounted
     /// there since (another mount, another device) is never thawed for a freeze it did not get.

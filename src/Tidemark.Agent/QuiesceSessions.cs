@@ -181,6 +181,7 @@ public sealed class QuiesceSessions : IAsyncDisposable
             session.State = expired ? "expired" : "resumed";
             session.EndedAt = _time.GetUtcNow();
             session.PausedSeconds = Stopwatch.GetElapsedTime(session.Started).TotalSeconds;
+            session.FrozenSeconds = session.Parts.Max(p => p.FrozenSeconds);
             _last = session.ToDto();
         }
     }
@@ -260,6 +261,8 @@ public sealed class QuiesceSessions : IAsyncDisposable
 
         public double PausedSeconds { get; set; }
 
-        public AgentSessionDto ToDto() => new(Id, State, StartedAt, ResumeBy, Items, EndedAt, EndedAt is null ? null : PausedSeconds);
+        public double? FrozenSeconds { get; set; }
+
+        public AgentSessionDto ToDto() => new(Id, State, StartedAt, ResumeBy, Items, EndedAt, EndedAt is null ? null : PausedSeconds, FrozenSeconds);
     }
 }

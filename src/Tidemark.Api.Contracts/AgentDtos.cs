@@ -35,6 +35,9 @@ public sealed record AgentRecoveryDto(string Kind, string Message, bool Settled)
 /// <summary>
 /// One quiesce: what it froze, until when at the latest, and how it ended. <see cref="State"/>:
 /// "quiesced", "resumed" (by the server), "expired" (resumed by the agent at its deadline).
+/// <see cref="PausedSeconds"/>: the whole quiesce, request to resume done (PostgreSQL's checkpoint in
+/// pg_backup_start included, which does not stop writes); <see cref="FrozenSeconds"/>: first freeze
+/// to last thaw, what the application's writes wait (null when no file system was frozen).
 /// </summary>
 public sealed record AgentSessionDto(
     string Id,
@@ -43,7 +46,8 @@ public sealed record AgentSessionDto(
     DateTimeOffset ResumeBy,
     IReadOnlyList<string> Quiesced,
     DateTimeOffset? EndedAt = null,
-    double? PausedSeconds = null);
+    double? PausedSeconds = null,
+    double? FrozenSeconds = null);
 
 /// <summary>
 /// A local mount the agent can quiesce. <see cref="Volume"/> is the Tidemark volume under it, when
@@ -81,8 +85,14 @@ public sealed record BackupLabelsDto(string Snapshot, IReadOnlyDictionary<string
 /// The server asks an agent to verify a snapshot (ADR 0015): <see cref="ExportUrl"/> is an NBD export
 /// of a throwaway view of <see cref="Snapshot"/> that the server made and deletes afterwards;
 /// <see cref="Volume"/> says which of the host's declared mounts the view stands for.
+/// <see cref="Members"/>: the other snapshots of the same group cut, each with a view of its own, when
+/// the server verifies a group (a PostgreSQL cluster whose data and WAL sit on two volumes starts only
+/// on the views together); null for one volume.
 /// </summary>
-public sealed record VerifyRequest(string Snapshot, string Volume, string ExportUrl);
+public sealed record VerifyRequest(string Snapshot, string Volume, string ExportUrl, IReadOnlyList<VerifyMember>? Members = null);
+
+/// <summary>One more snapshot of a group's cut in a <see cref="VerifyRequest"/>, with its view's NBD export.</summary>
+public sealed record VerifyMember(string Snapshot, string Volume, string ExportUrl);
 
 /// <summary>
 /// A verification's verdict: "passed", "failed" (with <see cref="Reason"/>) or "not-checked" (with

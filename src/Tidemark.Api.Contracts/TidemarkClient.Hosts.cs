@@ -16,6 +16,10 @@ public sealed partial class TidemarkClient
     /// <summary>Has the host's agent mount a view of the snapshot and check it; the snapshot comes back with its verification.</summary>
     public Task<SnapshotDto> VerifySnapshotAsync(string address, VerifySnapshotRequest request, CancellationToken ct = default) => PostAsync<SnapshotDto>(SnapshotPath(address) + "/verify", request, ct);
 
+    /// <summary>Verifies every member's snapshot of a group's cut together on one host (a cluster's data and WAL on two volumes).</summary>
+    public Task<IReadOnlyList<SnapshotDto>> VerifyGroupSnapshotAsync(string group, string snapshot, VerifySnapshotRequest request, CancellationToken ct = default) =>
+        PostAsync<IReadOnlyList<SnapshotDto>>($"groups/{Seg(group)}/snapshots/{Seg(snapshot)}/verify", request, ct);
+
     /// <summary>Asks the host's agent, through the server, for its status and mounts.</summary>
     public Task<HostStatusDto> GetHostStatusAsync(string name, CancellationToken ct = default) => GetAsync<HostStatusDto>($"hosts/{Seg(name)}/status", ct);
 

@@ -49,6 +49,7 @@ public sealed class AgentFreezeTests
         Assert.Equal("crash", plain.Consistency);
         Assert.Empty(status.Status.Sessions);
         Assert.Equal("resumed", status.Status.LastSession?.State);
+        Assert.True(status.Status.LastSession!.FrozenSeconds is > 0 and var frozen && frozen <= status.Status.LastSession.PausedSeconds, $"frozen {status.Status.LastSession.FrozenSeconds}s of a {status.Status.LastSession.PausedSeconds}s quiesce");
         Assert.True(writtenAtEnd > 40, $"the writer wrote {writtenAtEnd} files");
 
         Assert.DoesNotContain("needs_recovery", quiesced.Features, StringComparison.Ordinal);
@@ -59,6 +60,57 @@ public sealed class AgentFreezeTests
 
         // The same file system cut without the agent: its journal must be replayed first.
         Assert.Contains("needs_recovery", crash.Features, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AgentDirectory_OnAFileSystemItFreezes_RefusedAtPairAtStartAndAtQuiesce()
+    {
+        HostRequirements.RequireFileSystemStack();
+        using var temp = new TempDirectory();
+        await using var fs = await Ext4Volume.StartAsync(temp, "fs", VolumeBytes, storeCapacity: "4G");
+        var (server, client, live) = (fs.Server, fs.Client, fs.Live);
+        var fingerprint = (await client.GetIdentityAsync()).Fingerprint;
+        string[] Pair(string directory, string mount, string volume) =>
+            [ServerProcess.DllPath, "agent", "pair", "--agent-dir", directory, "--server-fingerprint", fingerprint, "--listen", "127.0.0.1:0", "--mount", $"{mount}={volume}"];
+
+        // At pair: the agent directory inside the very mount it is told to freeze.
+        var onVolume = Path.Combine(live.MountPoint, "agent");
+        var pair = await ProcessRunner.RunAsync("dotnet", Pair(onVolume, live.MountPoint, "fs"));
+
+        // At start: a directory paired elsewhere, then copied onto the volume.
+        var elsewhere = temp.Combine("agent");
+        (await ProcessRunner.RunAsync("dotnet", Pair(elsewhere, live.MountPoint, "fs"))).AssertSuccess();
+        var moved = Path.Combine(live.MountPoint, "agent-moved");
+        (await ProcessRunner.RunAsync("cp", "-a", elsewhere, moved)).AssertSuccess();
+        var start = await ProcessRunner.RunAsync(TimeSpan.FromMinutes(2), "dotnet", ServerProcess.DllPath, "agent", "run", "--agent-dir", moved);
+
+        // At quiesce: the agent started with its directory on the host's own file system, then the
+        // volume was bind-mounted over the directory that holds it (the mount table says so only now).
+        var late = temp.CreateDirectory("late");
+        await using var agent = await AgentProcess.StartAsync(Path.Combine(late, "agent"), fingerprint, deadlineSeconds: 10, [(late, "late")]);
+        Directory.CreateDirectory(Path.Combine(live.MountPoint, "sub", "agent"));
+        (await ProcessRunner.RunAsync("mount", "--bind", Path.Combine(live.MountPoint, "sub"), late)).AssertSuccess();
+        HttpResponseMessage quiesce;
+        string answer;
+        try
+        {
+            using var asServer = agent.ClientAsServer(server.DataDirectory);
+            quiesce = await AgentProcess.PostAsync(asServer, "quiesce", new QuiesceRequest(["late"]));
+            answer = await quiesce.Content.ReadAsStringAsync();
+        }
+        finally
+        {
+            await ProcessRunner.TryRunAsync("umount", late);
+        }
+
+        Assert.Equal(2, pair.ExitCode);
+        Assert.Contains($"the agent directory {onVolume}", pair.StandardError, StringComparison.Ordinal);
+        Assert.Contains($"which the agent freezes", pair.StandardError, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(onVolume, "agent.json")), "a refused pairing writes nothing");
+        Assert.Equal(2, start.ExitCode);
+        Assert.Contains($"the agent directory {moved}", start.StandardError, StringComparison.Ordinal);
+        Assert.False(quiesce.IsSuccessStatusCode, answer);
+        Assert.Contains($"is on the file system of {late} (volume late)", answer, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -10,7 +10,9 @@ namespace Tidemark.Interop.Tests;
 /// held connection) and freezes the file system around the cut; the snapshot is labelled
 /// application-consistent, keeps the backup label, and a second PostgreSQL started on its view
 /// passes pg_amcheck with balanced pgbench books; the agent's own verification of the snapshot
-/// (PostgreSQL started on an overlay of a view, pg_amcheck) passes too.
+/// (PostgreSQL started on an overlay of a view, pg_amcheck) passes too. With data and WAL on two
+/// volumes of a group, the agent verifies the group's cut as a view pair (passed on both snapshots),
+/// and a cut whose WAL is garbage fails with PostgreSQL's start failure.
 /// </summary>
 public sealed class AgentPostgresTests
 {
@@ -27,7 +29,12 @@ public sealed class AgentPostgresTests
         await using var primary = await pg.StartPostgresAsync(bin, temp, Scale);
         var identity = await client.GetIdentityAsync();
         var connection = $"main:Host={primary.SocketDirectory};Port={primary.Port.ToString(CultureInfo.InvariantCulture)};Username=postgres;Database=postgres";
-        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 60, [(live.MountPoint, "pg")], [connection]);
+
+        // The agent's TMPDIR is private (pam_tmpdir, PrivateTmp): the PostgreSQL it starts on the view runs
+        // as postgres and could not enter a work directory made there.
+        var privateTmp = temp.CreateDirectory("private-tmp");
+        File.SetUnixFileMode(privateTmp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 60, [(live.MountPoint, "pg")], [connection], environment: new Dictionary<string, string?> { ["TMPDIR"] = privateTmp });
         await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
 
         SnapshotDto? taken = null;
@@ -70,7 +77,7 @@ public sealed class AgentPostgresTests
     }
 
     [Fact]
-    public async Task GroupSnapshot_DataAndWalOnTwoVolumes_CutUnderOneBackup_ViewPairStartsAndPassesAmcheck()
+    public async Task GroupSnapshot_DataAndWalOnTwoVolumes_CutUnderOneBackup_GroupVerifyPasses_ViewPairStarts_DamagedWalFails()
     {
         var bin = HostRequirements.RequirePostgres();
         using var temp = new TempDirectory();
@@ -97,6 +104,8 @@ public sealed class AgentPostgresTests
             loadSeconds: 60);
         var labels = await client.GetBackupLabelsAsync("pgdata@g1");
         var dataAlone = await client.VerifySnapshotAsync("pgdata@g1", new VerifySnapshotRequest("app"));
+        var pair = await client.VerifyGroupSnapshotAsync("pg", "g1", new VerifySnapshotRequest("app"));
+        var stored = await client.ListSnapshotsAsync("pgwal");
 
         // The view pair: each member's view attached and mounted, the data view's pg_wal link pointed
         // at the WAL view (in the image it names the live WAL directory).
@@ -121,8 +130,38 @@ public sealed class AgentPostgresTests
             " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
             " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
         await clone.StopAsync();
+
+        // A cut whose WAL member is damaged: views of g1's members, garbage over every WAL segment of the
+        // WAL view, the two views grouped and cut; a second agent declares the live paths on those views.
+        await client.CreateViewAsync("pgdata@g1", "bad-data");
+        await client.CreateViewAsync("pgwal@g1", "bad-wal");
+        var badWalExport = await client.CreateExportAsync(new CreateExportRequest(Target: "bad-wal"));
+        await using (var badWal = await AttachedExport.AttachAsync(badWalExport.Url!, temp.CreateDirectory("bad-wal"), readOnly: false))
+        {
+            await badWal.MountAsync("rw");
+            foreach (var segment in Directory.GetFiles(Path.Combine(badWal.MountPoint, "pg_wal")).Where(f => Path.GetFileName(f).Length == 24))
+            {
+                await File.WriteAllBytesAsync(segment, System.Security.Cryptography.RandomNumberGenerator.GetBytes((int)new FileInfo(segment).Length));
+            }
+        }
+
+        await client.DeleteExportAsync(badWalExport.Name);
+        await client.CreateGroupAsync(new CreateGroupRequest("bad", ["bad-data", "bad-wal"]));
+        await client.SnapshotGroupAsync("bad", "b1");
+        await using var agent2 = await AgentProcess.StartAsync(temp.Combine("agent2"), identity.Fingerprint, deadlineSeconds: 60, [(data.Live.MountPoint, "bad-data"), (wal.MountPoint, "bad-wal")], [connection]);
+        await client.AddHostAsync(new AddHostRequest("app2", agent2.Address, agent2.Fingerprint));
+        var damaged = await client.VerifyGroupSnapshotAsync("bad", "b1", new VerifySnapshotRequest("app2"));
         await primary.StopAsync();
 
+        Assert.Equal(2, pair.Count);
+        Assert.All(pair, s => Assert.True(s.Verification?.Verdict == VerifyResultDto.Passed, $"{s.Address}: {s.Verification?.Summary}"));
+        Assert.Contains("postgresql cluster main (data on pgdata, WAL on pgwal): started, pg_amcheck clean", pair[0].Verification!.Checks);
+        Assert.Contains("pgwal: e2fsck -fn: clean", pair[0].Verification!.Checks);
+        Assert.Equal(VerifyResultDto.Passed, stored.Single(s => s.Name == "g1").Verification?.Verdict);
+        Assert.Equal(2, damaged.Count);
+        Assert.All(damaged, s => Assert.True(s.Verification?.Verdict == VerifyResultDto.Failed, $"{s.Address}: {s.Verification?.Summary}"));
+        Assert.Contains("WAL on bad-wal", damaged[0].Verification!.Reason, StringComparison.Ordinal);
+        Assert.Contains("does not start", damaged[0].Verification!.Reason, StringComparison.Ordinal);
         Assert.Equal(2, taken.Count);
         Assert.All(taken, t => Assert.StartsWith($"application (app: postgresql: cluster main, {data.Live.MountPoint} (ext4), {wal.MountPoint} (ext4))", t.Consistency, StringComparison.Ordinal));
         Assert.Equal("app/main", Assert.Single(labels.Labels).Key);

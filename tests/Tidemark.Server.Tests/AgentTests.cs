@@ -108,6 +108,41 @@ public sealed class AgentTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GroupVerify_OneRequestForTheCut_VerdictOnEveryMember_ViewsDeleted_PolicyOnGroupToo()
+    {
+        using var client = _server.Client();
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("data", 64 << 20));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("wal", 64 << 20));
+        await client.CreateGroupAsync(new CreateGroupRequest("pg", ["data", "wal"]));
+        await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+        await client.SnapshotGroupAsync("pg", "g1");
+
+        var verified = await client.VerifyGroupSnapshotAsync("pg", "g1", new VerifySnapshotRequest("db1"));
+        var noHost = await Assert.ThrowsAsync<TidemarkApiException>(() => client.VerifyGroupSnapshotAsync("pg", "g1", new VerifySnapshotRequest("")));
+        var noSnapshot = await Assert.ThrowsAsync<TidemarkApiException>(() => client.VerifyGroupSnapshotAsync("pg", "nope", new VerifySnapshotRequest("db1")));
+        await client.CreatePolicyAsync(new PolicyRequest("app", Group: "pg", Schedule: "every 1h", Hosts: ["db1"], Fallback: "crash"));
+        var policy = await client.RunPolicyAsync("app");
+        var wal = await client.ListSnapshotsAsync("wal");
+        var volumes = await client.ListVolumesAsync();
+        var cli = await CliProcess.RunAsync("group", "verify", "pg", "g1", "--host", "db1", "--data", _server.DataDirectory);
+
+        // The agent was asked once, for both members: its answer names both volumes.
+        Assert.Equal(["data@g1", "wal@g1"], verified.Select(s => s.Address));
+        Assert.All(verified, s => Assert.Equal(VerifyResultDto.NotChecked, s.Verification?.Verdict));
+        Assert.Contains("nothing on host db1 is declared on volume data, wal", verified[0].Verification!.Reason, StringComparison.Ordinal);
+        Assert.Equal(verified[1].Verification!.Summary, wal.Single(s => s.Name == "g1").Verification?.Summary);
+        Assert.Equal(HttpStatusCode.BadRequest, noHost.Status);
+        Assert.Equal(HttpStatusCode.NotFound, noSnapshot.Status);
+        Assert.Equal(VerifyResultDto.NotChecked, wal.Single(s => s.Name.StartsWith("app-", StringComparison.Ordinal)).Verification?.Verdict);
+        Assert.Contains("verification: data, wal: not-checked", policy.Activity[^1].Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(volumes, v => v.Name.StartsWith("verify-", StringComparison.Ordinal));
+        Assert.Equal(0, cli.ExitCode);
+        Assert.Contains("wal@g1", cli.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task PolicyVerify_FirstHostDown_AsksTheNextHost()
     {
         using var client = _server.Client();

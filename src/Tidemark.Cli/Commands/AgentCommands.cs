@@ -74,6 +74,11 @@ public static class AgentCommands
                 Mounts = declared,
             };
             config.Validate("the options");
+            if (OperatingSystem.IsLinux() && LocalMounts.DeclaredMountHolding(config, directory) is { } holding)
+            {
+                throw new CliException(LocalMounts.AgentDirectoryProblem(directory, holding));
+            }
+
             config.Save(directory);
             using var identity = AgentIdentity.LoadOrCreate(directory);
             Output.Fields(("agent", config.HostName), ("fingerprint", identity.Fingerprint), ("listen", config.Listen), ("config", AgentConfig.PathIn(directory)));

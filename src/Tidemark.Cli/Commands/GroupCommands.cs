@@ -31,6 +31,28 @@ public static class GroupCommands
             Output.Table(["SNAPSHOT", "CREATED", "SIZE", "CONSISTENCY"], snapshots.Select(s => (IReadOnlyList<string>)[s.Address, Output.Time(s.CreatedAt), Output.Size(s.SizeBytes), s.Consistency ?? "crash"]));
         });
 
+        var verifyGroup = new Argument<string>("name") { Description = "group name" };
+        var verifySnapshot = new Argument<string>("snapshot") { Description = "the snapshot name every member of the cut carries" };
+        var verifyHost = new Option<string>("--host") { Description = "the host whose agent mounts views of the members and checks them ('host list')", Required = true };
+        var verify = new Command("verify", "Prove a group's snapshot mountable: a host's agent mounts views of every member together (a PostgreSQL cluster with data and WAL on two volumes starts on the pair) and checks them; the verdict goes on every member's snapshot; exit 1 when it fails") { verifyGroup, verifySnapshot, verifyHost };
+        verify.SetClientAction(async (p, client, json, ct) =>
+        {
+            var snapshots = await client.VerifyGroupSnapshotAsync(p.GetValue(verifyGroup)!, p.GetValue(verifySnapshot)!, new VerifySnapshotRequest(p.GetValue(verifyHost)!), ct);
+            if (json)
+            {
+                Output.Json(snapshots);
+            }
+            else
+            {
+                Output.Table(["SNAPSHOT", "CONSISTENCY", "VERIFIED"], snapshots.Select(s => (IReadOnlyList<string>)[s.Address, s.Consistency ?? "crash", s.Verification?.Summary ?? "-"]));
+            }
+
+            if (snapshots.FirstOrDefault(s => s.Verification?.Verdict == VerifyResultDto.Failed) is { } failed)
+            {
+                throw new CliException($"group {p.GetValue(verifyGroup)}@{p.GetValue(verifySnapshot)} failed verification: {failed.Verification!.Reason}", CommandRunner.Refused);
+            }
+        });
+
         var deleteName = new Argument<string>("name") { Description = "group name" };
         var delete = new Command("delete", "Delete a group (its volumes and snapshots stay)") { deleteName };
         delete.SetClientAction(async (p, client, json, ct) =>
@@ -39,7 +61,7 @@ public static class GroupCommands
             VolumeCommands.Done(json, $"deleted group {p.GetValue(deleteName)}");
         });
 
-        return new Command("group", "Consistency groups") { create, list, snapshot, delete };
+        return new Command("group", "Consistency groups") { create, list, snapshot, verify, delete };
     }
 
     private static void Print(IReadOnlyList<GroupDto> groups, bool json)

@@ -69,8 +69,6 @@ public static class MailRecovery
 
     public const string WorkRootEnvironmentVariable = "TIDEMARK_RECOVERY_WORK_DIR";
 
-    private const UnixFileMode Traversable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
-
     public static async Task<MailRecoveryResult> RunAsync(TidemarkClient client, MailRecoveryRequest request, TextWriter log, CancellationToken ct)
     {
         RelativeMailRoot(request.MailRoot);
@@ -278,62 +276,17 @@ public static class MailRecovery
 
     /// <summary>
     /// A new work directory for one recovery (mount points, the overlay, a private Dovecot's config
-    /// and sockets), under a root of the tool's own rather than TMPDIR: the private Dovecot runs as the
-    /// mail's owner and must enter it, which a 0700 TMPDIR (pam_tmpdir, systemd PrivateTmp setups)
-    /// forbids ("missing +x perm"). The root is made 0755; every directory above it must be
-    /// enterable by others, and the root must not be a link or writable by others (the tool runs
-    /// as root and mounts there). The work directory itself is traversable, not listable.
+    /// and sockets) under <see cref="DefaultWorkRoot"/> or the variable's root, not TMPDIR: the private
+    /// Dovecot runs as the mail's owner and must enter it (<see cref="WorkDirectory"/> says how).
     /// </summary>
-    internal static string CreateWorkDirectory(string? root = null)
-    {
-        root = Path.GetFullPath(root ?? (Environment.GetEnvironmentVariable(WorkRootEnvironmentVariable) is { Length: > 0 } configured ? configured : DefaultWorkRoot));
-        if (!Directory.Exists(root))
-        {
-            // Set again after creating: the umask filters the mode CreateDirectory is given.
-            const UnixFileMode open = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
-            Directory.CreateDirectory(root, open);
-            File.SetUnixFileMode(root, open);
-        }
+    internal static string CreateWorkDirectory(string? root = null) =>
+        WorkDirectory.Create(
+            root ?? (Environment.GetEnvironmentVariable(WorkRootEnvironmentVariable) is { Length: > 0 } configured ? configured : DefaultWorkRoot),
+            "tidemark-recover-",
+            WorkRootEnvironmentVariable,
+            DefaultWorkRoot,
+            "a private Dovecot running as the mail's owner");
 
-        var info = new DirectoryInfo(root);
-        if (info.LinkTarget is not null || (info.UnixFileMode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
-        {
-            throw new RecoveryException(RecoveryFailure.BadInput, $"the recovery's work root {root} is a symbolic link or writable by others; give {WorkRootEnvironmentVariable} a directory of root's own (default {DefaultWorkRoot})");
-        }
-
-        for (var directory = info; directory is not null; directory = directory.Parent)
-        {
-            if ((directory.UnixFileMode & UnixFileMode.OtherExecute) == 0)
-            {
-                throw new RecoveryException(RecoveryFailure.BadInput, $"{directory.FullName} cannot be entered by other users (mode {Convert.ToString((int)directory.UnixFileMode, 8)}), so a private Dovecot running as the mail's owner could not reach the recovery's work root {root}; set {WorkRootEnvironmentVariable} to a directory under paths every user can enter (default {DefaultWorkRoot})");
-            }
-        }
-
-        var work = Path.Combine(root, $"tidemark-recover-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8))}");
-        Directory.CreateDirectory(work, Traversable);
-
-        // CreateDirectory's mode is filtered by the umask; the exact mode matters here.
-        File.SetUnixFileMode(work, Traversable);
-        return work;
-    }
-
-    private static void RemoveWorkDirectory(string path)
-    {
-        // Never delete through a mount point that teardown could not remove: that would reach into the view.
-        var prefix = Path.TrimEndingDirectorySeparator(path) + "/";
-        var stillMounted = File.ReadLines("/proc/self/mountinfo")
-            .Select(l => l.Split(' '))
-            .Any(f => f.Length > 4 && MountedSnapshot.UnescapeMountField(f[4]).StartsWith(prefix, StringComparison.Ordinal));
-        if (!stillMounted)
-        {
-            try
-            {
-                Directory.Delete(path, recursive: true);
-            }
-            catch (IOException)
-            {
-                // Left in the temp directory; nothing in it matters once unmounted.
-            }
-        }
-    }
+    // Left in place when teardown could not unmount something under it; nothing in it matters once unmounted.
+    private static void RemoveWorkDirectory(string path) => WorkDirectory.Remove(path);
 }

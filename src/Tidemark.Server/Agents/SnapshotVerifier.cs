@@ -65,9 +65,23 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
     /// it: a host that is down, or cannot check this volume (not-checked), hands over to the next, so one
     /// host out of service does not leave a policy's snapshots unverified. One view serves every try.
     /// </summary>
-    public async Task<VerificationRecord> VerifyAsync(string address, IReadOnlyList<string> hostNames, string actor, CancellationToken ct)
+    public async Task<VerificationRecord> VerifyAsync(string address, IReadOnlyList<string> hostNames, string actor, CancellationToken ct) =>
+        (await VerifyCutAsync([pool.GetSnapshot(address)], hostNames, actor, ct))[0];
+
+    /// <summary>
+    /// Verifies the snapshots named <paramref name="snapshotName"/> of every member of
+    /// <paramref name="group"/> (one cut) together: one view per member, all handed to the same agent in
+    /// one request, so a PostgreSQL cluster whose data and WAL sit on two members starts on the view
+    /// pair. The verdict is stored on every snapshot of the cut.
+    /// </summary>
+    public Task<IReadOnlyList<VerificationRecord>> VerifyGroupAsync(string group, string snapshotName, IReadOnlyList<string> hostNames, string actor, CancellationToken ct)
     {
-        var snapshot = pool.GetSnapshot(address);
+        var members = pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? throw new StorageException(StorageError.NotFound, $"no group {group}; 'tidemark group list' shows them");
+        return VerifyCutAsync([.. members.Select(v => pool.GetSnapshot($"{v}@{snapshotName}"))], hostNames, actor, ct);
+    }
+
+    private async Task<IReadOnlyList<VerificationRecord>> VerifyCutAsync(IReadOnlyList<SnapshotInfo> snapshots, IReadOnlyList<string> hostNames, string actor, CancellationToken ct)
+    {
         var candidates = hostNames.Select(hosts.Get).ToList();
         if (candidates.Count == 0)
         {
@@ -76,92 +90,125 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
 
         var started = Stopwatch.GetTimestamp();
         var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
-
-        // The name says what it is for (a server that starts deletes any left by a server killed
-        // mid-verification: DeleteLeftoverViews); the random part keeps a guessing NBD client from
-        // finding the export of a view of someone's data.
-        var view = $"{ViewPrefix}{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
         VerifyResultDto result = new(VerifyResultDto.NotChecked, "no host was asked", [], 0);
         var host = candidates[0];
         var passedOver = new List<string>();
-        pool.CreateView(snapshot.Address, view);
+        var views = new List<string>();
         try
         {
-            var export = exports.Create(new CreateExportRequest(Target: view, Name: view));
-            try
+            var members = new List<VerifyMember>();
+            foreach (var snapshot in snapshots)
             {
+                // The name says what it is for (a server that starts deletes any left by a server killed
+                // mid-verification: DeleteLeftoverViews); the random part keeps a guessing NBD client from
+                // finding the export of a view of someone's data.
+                var view = $"{ViewPrefix}{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+                pool.CreateView(snapshot.Address, view);
+                views.Add(view);
+                var export = exports.Create(new CreateExportRequest(Target: view, Name: view));
                 if (export.Url is null)
                 {
-                    result = new VerifyResultDto(VerifyResultDto.NotChecked, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address", [], 0);
+                    break;
                 }
-                else
-                {
-                    foreach (var candidate in candidates)
-                    {
-                        host = candidate;
-                        using var link = new AgentLink(identity, candidate, CallTimeout);
-                        try
-                        {
-                            result = await link.VerifyAsync(new VerifyRequest(snapshot.Address, snapshot.Volume, export.Url), ct);
-                        }
-                        catch (StorageException ex) when (ex.Error is not StorageError.Busy)
-                        {
-                            result = new VerifyResultDto(VerifyResultDto.NotChecked, ex.Message, [], 0);
-                        }
 
-                        if (result.Verdict != VerifyResultDto.NotChecked)
-                        {
-                            break;
-                        }
-
-                        passedOver.Add($"{candidate.Name}: {result.Reason}");
-                        logger.LogInformation("Host {Host} did not check {Snapshot} ({Reason}); trying the policy's next host", candidate.Name, snapshot.Address, result.Reason);
-                    }
-
-                    if (result.Verdict == VerifyResultDto.NotChecked && passedOver.Count > 1)
-                    {
-                        result = result with { Reason = "no host checked it: " + string.Join("; ", passedOver) };
-                    }
-                }
+                members.Add(new VerifyMember(snapshot.Address, snapshot.Volume, export.Url));
             }
-            finally
+
+            if (members.Count < snapshots.Count)
             {
-                exports.Delete(view);
+                result = new VerifyResultDto(VerifyResultDto.NotChecked, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address", [], 0);
+            }
+            else
+            {
+                var request = new VerifyRequest(members[0].Snapshot, members[0].Volume, members[0].ExportUrl, members.Count > 1 ? members[1..] : null);
+                foreach (var candidate in candidates)
+                {
+                    host = candidate;
+                    using var link = new AgentLink(identity, candidate, CallTimeout);
+                    try
+                    {
+                        result = await link.VerifyAsync(request, ct);
+                    }
+                    catch (StorageException ex) when (ex.Error is not StorageError.Busy)
+                    {
+                        result = new VerifyResultDto(VerifyResultDto.NotChecked, ex.Message, [], 0);
+                    }
+
+                    if (result.Verdict != VerifyResultDto.NotChecked)
+                    {
+                        break;
+                    }
+
+                    passedOver.Add($"{candidate.Name}: {result.Reason}");
+                    logger.LogInformation("Host {Host} did not check {Snapshot} ({Reason}); trying the policy's next host", candidate.Name, members[0].Snapshot, result.Reason);
+                }
+
+                if (result.Verdict == VerifyResultDto.NotChecked && passedOver.Count > 1)
+                {
+                    result = result with { Reason = "no host checked it: " + string.Join("; ", passedOver) };
+                }
             }
         }
         finally
         {
-            try
+            foreach (var view in views)
             {
-                pool.DeleteVolume(view);
-            }
-            catch (StorageException ex)
-            {
-                logger.LogWarning("The verification view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
-                events.Record("volume.delete", view, "server", $"verification view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
+                DeleteView(view);
             }
         }
 
         var record = new VerificationRecord(result.Verdict, result.Reason, result.Checks ?? [], Stopwatch.GetElapsedTime(started).TotalSeconds, host.Name, time.GetUtcNow());
         var batch = new Engine.Control.ControlBatch();
-        batch.Put(VerificationRecord.Kind, snapshot.Id.ToString("N"), record);
-        pool.Control.Update(batch);
-        _index.Remember(snapshot.Volume, snapshot.Name, snapshot.Id, record);
-        lock (_verdicts)
+        foreach (var snapshot in snapshots)
         {
-            _verdicts[record.Verdict] = _verdicts.GetValueOrDefault(record.Verdict) + 1;
-            _lastSeconds = record.Seconds;
+            batch.Put(VerificationRecord.Kind, snapshot.Id.ToString("N"), record);
         }
 
+        pool.Control.Update(batch);
         var summary = ToDto(record).Summary;
-        events.Record("snapshot.verify", snapshot.Address, actor, $"{summary} (on host {host.Name})", record.Verdict switch
+        foreach (var snapshot in snapshots)
         {
-            VerifyResultDto.Passed => "ok",
-            VerifyResultDto.Failed => "failed",
-            _ => "skipped",
-        });
-        logger.LogInformation("Snapshot {Snapshot} verified on {Host}: {Summary}", snapshot.Address, host.Name, summary);
-        return record;
+            // Per snapshot, as for a single volume: the console's index and the verification-failed alert are per volume.
+            _index.Remember(snapshot.Volume, snapshot.Name, snapshot.Id, record);
+            lock (_verdicts)
+            {
+                _verdicts[record.Verdict] = _verdicts.GetValueOrDefault(record.Verdict) + 1;
+                _lastSeconds = record.Seconds;
+            }
+
+            events.Record("snapshot.verify", snapshot.Address, actor, $"{summary} (on host {host.Name})", record.Verdict switch
+            {
+                VerifyResultDto.Passed => "ok",
+                VerifyResultDto.Failed => "failed",
+                _ => "skipped",
+            });
+        }
+
+        logger.LogInformation("Snapshot {Snapshot} verified on {Host}: {Summary}", string.Join(", ", snapshots.Select(s => s.Address)), host.Name, summary);
+        return [.. snapshots.Select(_ => record)];
+    }
+
+    /// <summary>Deletes a verification view and its export; one that will not go is logged and an event, never an error (the verdict stands).</summary>
+    private void DeleteView(string view)
+    {
+        try
+        {
+            exports.Delete(view);
+        }
+        catch (StorageException ex)
+        {
+            logger.LogWarning("The verification export {View} was not deleted ({Message})", view, ex.Message);
+        }
+
+        try
+        {
+            pool.DeleteVolume(view);
+        }
+        catch (StorageException ex)
+        {
+            logger.LogWarning("The verification view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
+            events.Record("volume.delete", view, "server", $"verification view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
+        }
     }
 
     /// <summary>

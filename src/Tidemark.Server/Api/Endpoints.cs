@@ -277,6 +277,19 @@ public static class Endpoints
 
             return TypedResults.Ok(p.SnapshotGroup(name, snapshotName).Select(s => s.ToDto()).ToList());
         }).WithName("group.snapshot");
+        groups.MapPost("/{name}/snapshots/{snapshot}/verify", async (HttpContext c, Pool p, SnapshotCoordinator agents, SnapshotVerifier verifier, string name, string snapshot, VerifySnapshotRequest? request, CancellationToken ct) =>
+        {
+            if (string.IsNullOrEmpty(request?.Host))
+            {
+                throw new StorageException(StorageError.InvalidArgument, "a verification needs the host whose agent mounts and checks the views ('--host NAME'; 'tidemark host list' shows them)");
+            }
+
+            // Every member's snapshot of the cut, checked together (data and WAL of one cluster on two volumes).
+            var records = await verifier.VerifyGroupAsync(name, snapshot, [request.Host], (string)c.Items[AuditMiddleware.ActorItem]!, ct);
+            var members = p.Groups.First(g => g.Name == name).Volumes.Select(v => p.GetSnapshot($"{v}@{snapshot}")).ToList();
+            c.Items[AuditMiddleware.DetailItem] = $"verification: {SnapshotVerifier.ToDto(records[0]).Summary}";
+            return TypedResults.Ok(members.Select((s, i) => s.ToDto(agents.ConsistencyOf(s.Id), records[i])).ToList());
+        }).WithName("group.verify");
     }
 
     private static void MapExports(RouteGroupBuilder exports)

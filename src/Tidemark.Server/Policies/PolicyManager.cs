@@ -355,25 +355,22 @@ public sealed partial class PolicyManager : PeriodicService
         }
     }
 
-    /// <summary>Verifies each member of the snapshot just cut through the first of the policy's hosts that checks it; a verification that cannot run is reported, never fails the run (the snapshot exists).</summary>
+    /// <summary>Verifies the snapshot just cut (a group's members together) through the first of the policy's hosts that checks it; a verification that cannot run is reported, never fails the run (the snapshot exists).</summary>
     private async Task<string> VerifyAsync(PolicyRequest d, string name, IReadOnlyList<string> hosts)
     {
-        var volumes = d.Group is { } group ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? [] : [d.Volume!];
-        var verdicts = new List<string>();
-        foreach (var volume in volumes)
+        // A group's cut is checked as one: a cluster's data and WAL on two members start only together.
+        var what = d.Group is { } group ? string.Join(", ", _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? []) : d.Volume!;
+        try
         {
-            try
-            {
-                var record = await Verifier!.VerifyAsync($"{volume}@{name}", hosts, $"policy:{d.Name}", CancellationToken.None);
-                verdicts.Add($"{volume}: {SnapshotVerifier.ToDto(record).Summary}");
-            }
-            catch (StorageException ex)
-            {
-                verdicts.Add($"{volume}: not verified ({ex.Message})");
-            }
+            var record = d.Group is not null
+                ? (await Verifier!.VerifyGroupAsync(d.Group, name, hosts, $"policy:{d.Name}", CancellationToken.None))[0]
+                : await Verifier!.VerifyAsync($"{d.Volume}@{name}", hosts, $"policy:{d.Name}", CancellationToken.None);
+            return $"; verification: {what}: {SnapshotVerifier.ToDto(record).Summary}";
         }
-
-        return $"; verification: {string.Join("; ", verdicts)}";
+        catch (StorageException ex)
+        {
+            return $"; verification: {what}: not verified ({ex.Message})";
+        }
     }
 
     private string NextName(PolicyRequest d, DateTimeOffset now)

@@ -47,7 +47,7 @@ internal sealed partial class AgentProcess : IAsyncDisposable
     }
 
     /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION; mail stores, root=...,postfix=...,dovecot=...), and runs the agent.</summary>
-    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null, string listen = "127.0.0.1:0")
+    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null, string listen = "127.0.0.1:0", IReadOnlyDictionary<string, string?>? environment = null)
     {
         List<string> pair = [ServerProcess.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", listen, "--name", "app", "--deadline", $"{deadlineSeconds}"];
         foreach (var (path, volume) in mounts)
@@ -66,13 +66,13 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         }
 
         (await ProcessRunner.RunAsync("dotnet", [.. pair])).AssertSuccess();
-        return await RunAsync(agentDirectory);
+        return await RunAsync(agentDirectory, environment);
     }
 
     /// <summary>Runs the agent of an agent directory paired before (a restart).</summary>
-    public static async Task<AgentProcess> RunAsync(string agentDirectory)
+    public static async Task<AgentProcess> RunAsync(string agentDirectory, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var agent = new AgentProcess(ProcessRunner.Start("dotnet", [ServerProcess.DllPath, "agent", "run", "--agent-dir", agentDirectory], redirectOutput: true));
+        var agent = new AgentProcess(ProcessRunner.Start("dotnet", [ServerProcess.DllPath, "agent", "run", "--agent-dir", agentDirectory], redirectOutput: true, environment: environment));
         try
         {
             var line = await agent._listening.Task.WaitAsync(_startTimeout);
