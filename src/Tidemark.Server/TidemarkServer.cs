@@ -293,6 +293,15 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<EventLog>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
                 sp.GetRequiredService<TimeProvider>()));
+            builder.Services.AddSingleton(sp => new MailIndexer(
+                pool,
+                sp.GetRequiredService<ExportRegistry>(),
+                sp.GetRequiredService<HostRegistry>(),
+                identity,
+                sp.GetRequiredService<EventLog>(),
+                sp.GetRequiredService<JobManager>(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
+                sp.GetRequiredService<TimeProvider>()));
             builder.Services.AddSingleton(sp => new PolicyManager(
                 pool,
                 sp.GetRequiredService<EventLog>(),
@@ -303,6 +312,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             {
                 Agents = sp.GetRequiredService<SnapshotCoordinator>(),
                 Verifier = sp.GetRequiredService<SnapshotVerifier>(),
+                MailIndexer = sp.GetRequiredService<MailIndexer>(),
             });
             builder.Services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
             builder.Services.AddSingleton(sp => new ReplicaReceiver(pool, sp.GetRequiredService<ILogger<ReplicaReceiver>>(), (data.PromotedPath, data.IncomingPath, data.ReceivingPath, data.StandbyPath))
@@ -459,6 +469,7 @@ public sealed class TidemarkServer : IAsyncDisposable
 
         // Before the policies start: a view a killed server left mid-verification goes, with an event.
         _app.Services.GetRequiredService<SnapshotVerifier>().DeleteLeftoverViews();
+        _app.Services.GetRequiredService<MailIndexer>().DeleteLeftoverViews();
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");

@@ -161,7 +161,7 @@ public static class MailRecovery
                 var overlay = await mounted.MountOverlayAsync(ct);
                 dovecot = await PrivateDovecot.StartAsync(Path.Combine(mounted.WorkDirectory, "dc"), Path.Combine(overlay, root), "mdbox:~/mdbox", "mdbox", ct);
                 await log.WriteLineAsync($"mdbox store: read through the recovery's own {dovecot}");
-                store = new DovecotMailStore(dovecot);
+                store = new DovecotMailStore(dovecot, IndexOf(request with { MaildirName = DovecotMailStore.IndexStoreName }, mounted.Snapshot, snapshotId, snapshotCreatedAt, root), log);
             }
             else
             {
@@ -317,7 +317,7 @@ public static class MailRecovery
         return work;
     }
 
-    private static void RemoveWorkDirectory(string path)
+    internal static void RemoveWorkDirectory(string path)
     {
         // Never delete through a mount point that teardown could not remove: that would reach into the view.
         var prefix = Path.TrimEndingDirectorySeparator(path) + "/";
