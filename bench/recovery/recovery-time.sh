@@ -12,6 +12,11 @@
 #   CHURN: percent of the store's messages added and as many deleted between two snapshots.
 #   BASELINE: a tidemark.dll built from another commit, timed alternately with this build's CLI.
 #   RUNS: timed runs of each kind (3).
+#   AGENT=1: a paired agent declares the store (--mail root=...), every snapshot is taken through it
+#     (--consistent app --fallback crash), so the server has the agent build each snapshot's header
+#     index in the background (docs/adr/0012, "Index after a snapshot"); the script waits for those
+#     builds, then times the recoveries as jobs on that agent (--host app): the first search of a
+#     snapshot is then an indexed one.
 #   Quick scale: USERS=10 MESSAGES=200 SNAPSHOTS=4 bench/recovery/recovery-time.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -26,11 +31,13 @@ D=$(mktemp -d /tmp/tm-mailrt-XXXXXX)
 chmod 755 "$D"
 nbdfuse_pid=
 dovecot_pid=
+agent_pid=
 loop=
 # shellcheck source=../replication/lib.sh
 source "$root/bench/replication/lib.sh"
 
 cleanup() {
+  [ -n "$agent_pid" ] && { kill "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true; }
   [ -n "$dovecot_pid" ] && { kill "$dovecot_pid" 2>/dev/null || true; wait "$dovecot_pid" 2>/dev/null || true; }
   mountpoint -q "$D/fs" && umount "$D/fs"
   [ -n "$loop" ] && losetup -d "$loop" || true
@@ -220,18 +227,43 @@ m.expunge(); m.logout()
 PY
 }
 
+snaphosts=(); onhost=()
+if [ "${AGENT:-0}" = 1 ]; then
+  cli="$root/artifacts/cli/tidemark.dll"
+  fp=$(tm "$D/s" partner identity --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])')
+  dotnet "$cli" agent pair --agent-dir "$D/agent" --server-fingerprint "$fp" --listen 127.0.0.1:0 --name app \
+    --mount "$D/fs=mail" --mail "root=$D/fs,dovecot=$D/dc/dovecot.conf" >/dev/null
+  dotnet "$cli" agent run --agent-dir "$D/agent" > "$D/agent.log" 2>&1 & agent_pid=$!
+  for _ in $(seq 600); do grep -q '^agent listening on' "$D/agent.log" && break; sleep 0.1; done
+  read -r _ _ _ agent_addr _ agent_fp < <(grep -m1 '^agent listening on' "$D/agent.log")
+  tm "$D/s" host add app "$agent_addr" --fingerprint "$agent_fp" >/dev/null
+  printf 'admin:adminpw\n' > "$D/agent/imap-master"; chmod 600 "$D/agent/imap-master"
+  snaphosts=(--consistent app --fallback crash); onhost=(--host app)
+fi
+
 # Day 0 has the message; it is expunged before day 1; then churn and a snapshot every "day".
 t0=$(now)
-tm "$D/s" snapshot create mail --name day00 >/dev/null
+tm "$D/s" snapshot create mail --name day00 "${snaphosts[@]}" >/dev/null
 rm "$needle"
 for day in $(seq 1 $((SNAPSHOTS - 1))); do
   python3 "$D/gen.py" churn "$D/fs" "$day" "$CHURN"
   sync -f "$D/fs"
-  tm "$D/s" snapshot create mail --name "$(printf 'day%02d' "$day")" >/dev/null
+  tm "$D/s" snapshot create mail --name "$(printf 'day%02d' "$day")" "${snaphosts[@]}" >/dev/null
 done
 echo "$SNAPSHOTS snapshots with ${CHURN}% churn each in $(since "$t0") s; store now $(du -sh "$D/fs" | cut -f1)"
 [ "$(imap_search "$needle_user" "$needle_id")" = 0 ] || { echo "the lost message is still in the live mailbox" >&2; exit 1; }
 
+if [ "${AGENT:-0}" = 1 ]; then
+  # The post-snapshot index builds run in the background, one at a time, newest waiting snapshot first.
+  for _ in $(seq 7200); do
+    tm "$D/s" job list --json | python3 -c 'import json,sys; sys.exit(any(j["kind"]=="mail.index" and j["state"]=="running" for j in json.load(sys.stdin)))' && break
+    sleep 1
+  done
+  echo "index builds after the snapshots ($(since "$t0") s after the first snapshot):"
+  tm "$D/s" event list --kind mail.index --json | python3 -c '
+import json,sys
+for e in json.load(sys.stdin): print("  ", e["subject"], e["outcome"], e["message"][:160])'
+fi
 printf 'admin:adminpw\n' > "$D/master"; chmod 600 "$D/master"
 day01=$(tm "$D/s" snapshot list mail --json | python3 -c 'import json,sys; print([s["createdAt"] for s in json.load(sys.stdin) if s["name"]=="day01"][0])')
 if [ "$SNAPSHOTS" -lt 2 ]; then day01=$(date -u -Iseconds -d '+1 min'); fi
@@ -251,8 +283,9 @@ recover() { local dll=$1; shift; dotnet "$dll" --data "$D/s" recover mail "$@"; 
 for run in $(seq "$RUNS"); do
   for i in "${!clis[@]}"; do
     a=$(now)
+    master=(--master-user-file "$D/master"); [ "${AGENT:-0}" = 1 ] && master=("${onhost[@]}")
     recover "${clis[$i]}" mail "${noindex[@]}" --before "$day01" --user "$needle_user" --message-id "$needle_id" \
-      --restore-to imap --imap "127.0.0.1:$imap_port" --imap-tls none --master-user-file "$D/master" --json > "$D/out" 2> "$D/err" \
+      --restore-to imap --imap "127.0.0.1:$imap_port" --imap-tls none "${master[@]}" --json > "$D/out" 2> "$D/err" \
       || { cat "$D/err" >&2; exit 1; }
     found=$(imap_search "$needle_user" "$needle_id")
     took=$(since "$a")
@@ -266,10 +299,11 @@ sender="sender7@senders.example.org"
 for run in $(seq "$RUNS"); do
   for i in "${!clis[@]}"; do
     a=$(now)
-    recover "${clis[$i]}" mail@day00 "${noindex[@]}" --from "$sender" --json > "$D/out" 2> "$D/err" || { cat "$D/err" >&2; exit 1; }
+    recover "${clis[$i]}" mail@day00 "${noindex[@]}" "${onhost[@]}" --from "$sender" --json > "$D/out" 2> "$D/err" || { cat "$D/err" >&2; exit 1; }
     printf '%-10s list one sender, all users, run %d: %6.2f s, %s matches (%s; %s)\n' "${labels[$i]}" "$run" "$(since "$a")" \
       "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["matches"]))' "$D/out")" "$(grep -o 'mounted in[^)]*' "$D/err" | head -1)" \
       "$(grep -o 'indexing the headers of [0-9]* message(s)\|header index of [0-9]* user(s) loaded' "$D/err" | head -1)"
   done
 done
+[ "${AGENT:-0}" = 1 ] && { echo "the agent's searches:"; grep -o 'header index of [0-9]* user(s) loaded\|indexing the headers of [0-9]* message(s)\|[0-9]* matching message(s)[^)]*)' "$D/agent.log" | sed 's/^/   /'; }
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -18,9 +18,13 @@ namespace Tidemark.Agent;
 /// (<see cref="MailRecoveryJob.ImapMasterFile"/>, <see cref="MailRecoveryJob.SmtpLoginFile"/>, mode 600),
 /// never part of a request; exports go under the agent's <c>recovered/</c> directory only.
 /// </summary>
-public sealed class MailRecoveryService(AgentConfig config, string agentDirectory, ILogger logger)
+public sealed class MailRecoveryService(AgentConfig config, string agentDirectory, ILogger logger) : IDisposable
 {
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new(StringComparer.Ordinal);
+
+    // One index build at a time on this host (the server queues per host too): each mounts a view
+    // and reads every header of a store, which a second build at once would only slow down.
+    private readonly SemaphoreSlim _indexing = new(1, 1);
 
     public string ExportRoot => Path.Combine(agentDirectory, "recovered");
 
@@ -74,6 +78,110 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
         }
     }
 
+    /// <summary>
+    /// Builds this host's header index of a snapshot of the mail stores it declares on the volume
+    /// (docs/adr/0012, "Index after a snapshot"); without an export URL only answers which stores
+    /// those are. Cancelled like a recovery, by the job's id.
+    /// </summary>
+    public async Task<MailIndexResultDto> IndexAsync(AgentMailIndexRequest request, CancellationToken requestAborted)
+    {
+        if (string.IsNullOrEmpty(request.Id) || request.Id.Length > 64 || !request.Id.All(char.IsAsciiLetterOrDigit))
+        {
+            throw new StorageException(StorageError.InvalidArgument, "an index build carries its job's id (letters and digits)");
+        }
+
+        if (string.IsNullOrEmpty(request.Snapshot) || request.Snapshot.Length > 512 || request.Snapshot.Any(char.IsControl) || request.SnapshotId == Guid.Empty)
+        {
+            throw new StorageException(StorageError.InvalidArgument, "an index build names the snapshot and its id");
+        }
+
+        if (!OperatingSystem.IsLinux())
+        {
+            throw new StorageException(StorageError.Unsupported, "an index build mounts a view with nbdfuse and a loop device: it needs a Linux host");
+        }
+
+        var stores = StoresOn(config, request.Volume);
+        if (request.ExportUrl is null || stores.Count == 0)
+        {
+            // A loop, not a lambda: the platform guard above does not reach into a lambda (CA1416).
+            var described = new List<string>();
+            foreach (var store in stores)
+            {
+                described.Add($"{store.Name}: {store.Format} /{store.MailRoot}");
+            }
+
+            return new MailIndexResultDto(request.Snapshot, config.HostName, described, 0, 0, 0, []);
+        }
+
+        // Only an NBD export reaches nbdfuse: never a local file or another scheme from the wire.
+        if (request.ExportUrl.Length > 2048 || !(request.ExportUrl.StartsWith("nbd://", StringComparison.Ordinal) || request.ExportUrl.StartsWith("nbds://", StringComparison.Ordinal)))
+        {
+            throw new StorageException(StorageError.InvalidArgument, "an index build needs the nbd:// URL of the view's export");
+        }
+
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
+        if (!_running.TryAdd(request.Id, cancel))
+        {
+            throw new StorageException(StorageError.AlreadyExists, $"job {request.Id} already runs on this host");
+        }
+
+        var log = new LogWriter(logger, request.Id);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            await _indexing.WaitAsync(cancel.Token);
+            try
+            {
+                logger.LogInformation("Mail index {Id} of {Snapshot} starts", request.Id, request.Snapshot);
+                var result = await MailIndexBuilder.BuildAttachedAsync(request.ExportUrl, request.Snapshot, request.SnapshotCreatedAt, request.SnapshotId, stores, Path.Combine(agentDirectory, MailRecoveryJob.IndexDirectoryName), log, cancel.Token);
+                logger.LogInformation("Mail index {Id} of {Snapshot}: {Stores}", request.Id, request.Snapshot, string.Join("; ", result.Stores));
+                return new MailIndexResultDto(request.Snapshot, config.HostName, result.Stores, result.Users, result.Messages, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, result.TeardownProblems);
+            }
+            finally
+            {
+                _indexing.Release();
+            }
+        }
+        catch (RecoveryException ex)
+        {
+            logger.LogWarning("Mail index {Id} of {Snapshot} failed: {Message}", request.Id, request.Snapshot, ex.Message);
+            throw new StorageException(ex.Failure == RecoveryFailure.BadInput ? StorageError.InvalidArgument : StorageError.Unavailable, $"on host {config.HostName}: {ex.Message}", ex);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested && !requestAborted.IsCancellationRequested)
+        {
+            throw new StorageException(StorageError.Busy, $"index build {request.Id} was cancelled on host {config.HostName}; its mounts are taken down");
+        }
+        finally
+        {
+            _running.TryRemove(request.Id, out _);
+        }
+    }
+
+    /// <summary>The mail stores whose mail root is on a mount this host declares for <paramref name="volume"/>, with the root relative to that file system.</summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    internal static IReadOnlyList<MailIndexStore> StoresOn(AgentConfig config, string volume)
+    {
+        var mounts = config.Mounts.Where(m => m.Volume == volume).ToList();
+        var stores = new List<MailIndexStore>();
+        foreach (var store in config.Mail)
+        {
+            var root = LocalMounts.Normalize(store.MailRoot);
+            var mount = mounts
+                .Where(m => root == LocalMounts.Normalize(m.Path) || root.StartsWith(LocalMounts.Normalize(m.Path) + "/", StringComparison.Ordinal))
+                .OrderByDescending(m => m.Path.Length)
+                .FirstOrDefault();
+            if (mount is not null)
+            {
+                var relative = Path.GetRelativePath(LocalMounts.Normalize(mount.Path), root);
+                stores.Add(new MailIndexStore(store.Name, relative == "." ? string.Empty : relative, store.Format));
+            }
+        }
+
+        return stores;
+    }
+
+    public void Dispose() => _indexing.Dispose();
+
     /// <summary>Asks a running recovery to stop; false when none runs under that id (already ended).</summary>
     public bool Cancel(string id)
     {
@@ -109,12 +217,14 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
 
 public static class MailRecoveryEndpoints
 {
-    /// <summary>POST recoveries/mail runs one; POST recoveries/ID/cancel stops it (the server's job cancel).</summary>
+    /// <summary>POST recoveries/mail runs one; POST mail-index builds a snapshot's header index; POST recoveries/ID/cancel stops either (the server's job cancel).</summary>
     public static void MapMailRecovery(this RouteGroupBuilder api, AgentConfig config, string agentDirectory, ILogger logger)
     {
         var service = new MailRecoveryService(config, agentDirectory, logger);
         api.MapPost("/recoveries/mail", async (AgentMailRecoveryRequest request, CancellationToken requestAborted) =>
             TypedResults.Ok(await service.RunAsync(request, requestAborted)));
+        api.MapPost("/mail-index", async (AgentMailIndexRequest request, CancellationToken requestAborted) =>
+            TypedResults.Ok(await service.IndexAsync(request, requestAborted)));
         api.MapPost("/recoveries/{id}/cancel", (string id) => TypedResults.Ok(new { cancelled = service.Cancel(id) }));
     }
 }

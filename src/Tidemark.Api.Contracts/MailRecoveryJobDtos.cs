@@ -70,6 +70,32 @@ public sealed record AgentMailRecoveryRequest(
     string Format,
     Guid? SnapshotId = null);
 
+/// <summary>
+/// What the server asks an agent after a snapshot (docs/adr/0012, "Index after a snapshot"): build the
+/// header index of the mail stores it declares on <see cref="Volume"/>, from the view exported at
+/// <see cref="ExportUrl"/>. Without an export URL it only answers which stores it would index (a probe:
+/// the server makes a view only for a host that has something to index).
+/// </summary>
+/// <param name="Id">the job's id, by which the server cancels it (<c>POST agent/v1/recoveries/ID/cancel</c>)</param>
+public sealed record AgentMailIndexRequest(
+    string Id,
+    string Snapshot,
+    string Volume,
+    DateTimeOffset SnapshotCreatedAt,
+    Guid SnapshotId,
+    string? ExportUrl);
+
+/// <summary>An index build's result: the stores indexed ("mail: maildir /srv/mail, 3 users, 2,000 messages"), or why none was.</summary>
+/// <param name="Stores">one line per store of the volume, what was indexed or why not</param>
+public sealed record MailIndexResultDto(
+    string Snapshot,
+    string Host,
+    IReadOnlyList<string> Stores,
+    int Users,
+    long Messages,
+    double Seconds,
+    IReadOnlyList<string> TeardownProblems);
+
 /// <summary>A mail recovery's result, the job's result: what matched, what happened to each, what teardown left behind.</summary>
 /// <param name="Error">why the recovery stopped (after the view was made), when it did; the matches and outcomes so far are listed</param>
 public sealed record MailRecoveryResultDto(

@@ -13,6 +13,7 @@ namespace Tidemark.Api;
 /// <param name="Fallback">When an agent cannot quiesce: "crash" (the default for policies: take it, labelled crash) or "skip".</param>
 /// <param name="PreferConsistent">Retention keeps, for each hour/day/week/month it keeps, the most consistent snapshot of that period (application, then filesystem, then crash; the newest of equals) instead of the newest; keep-last still keeps the newest.</param>
 /// <param name="Verify">After each snapshot, the first host's agent mounts a view of it and checks it (fsck -n, pg_amcheck); null: on when the policy names hosts.</param>
+/// <param name="IndexMail">After each snapshot, every host whose agent declares a mail store on the volume builds its header index of the snapshot in the background (docs/adr/0012), so the first search is fast; null: on when the policy names hosts.</param>
 public sealed record PolicyRequest(
     string Name,
     string? Volume = null,
@@ -29,7 +30,8 @@ public sealed record PolicyRequest(
     IReadOnlyList<string>? Hosts = null,
     string? Fallback = null,
     bool? Verify = null,
-    bool? PreferConsistent = null);
+    bool? PreferConsistent = null,
+    bool? IndexMail = null);
 
 /// <summary>One thing a policy did, or declined to do, and why.</summary>
 public sealed record PolicyActivityDto(DateTimeOffset Time, string Action, string? Snapshot, string Message);

@@ -162,6 +162,15 @@ public sealed partial class TidemarkServer
             sp.GetRequiredService<EventLog>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
             sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new MailIndexer(
+            pool,
+            sp.GetRequiredService<ExportRegistry>(),
+            sp.GetRequiredService<HostRegistry>(),
+            identity,
+            sp.GetRequiredService<EventLog>(),
+            sp.GetRequiredService<JobManager>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
+            sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new PolicyManager(
             pool,
             sp.GetRequiredService<EventLog>(),
@@ -172,6 +181,7 @@ public sealed partial class TidemarkServer
         {
             Agents = sp.GetRequiredService<SnapshotCoordinator>(),
             Verifier = sp.GetRequiredService<SnapshotVerifier>(),
+            MailIndexer = sp.GetRequiredService<MailIndexer>(),
         });
         services.AddHostedService(sp => sp.GetRequiredService<PolicyManager>());
     }

@@ -231,6 +231,7 @@ public sealed partial class TidemarkServer : IAsyncDisposable
 
         // Before the policies start: a view a killed server left mid-verification goes, with an event.
         _app.Services.GetRequiredService<SnapshotVerifier>().DeleteLeftoverViews();
+        _app.Services.GetRequiredService<MailIndexer>().DeleteLeftoverViews();
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");

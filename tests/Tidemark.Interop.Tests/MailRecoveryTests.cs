@@ -266,12 +266,36 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
             await imap.DisconnectAsync(true);
         }
 
-        var found = await RecoverAsync(server, "mdbox@before", "--user", "alice", "--from", "FINANCE@");
+        // The first search builds alice's mdbox header index of the snapshot (one FETCH per folder).
+        var first = await RunRecoverAsync(server, "mdbox@before", "--user", "alice", "--from", "FINANCE@");
+        Assert.True(first.ExitCode == 0, first.StandardError);
+        Assert.Contains("indexed the headers of 5 message(s) of alice", first.StandardError, StringComparison.Ordinal);
+        var found = JsonDocument.Parse(first.StandardOutput).RootElement;
         var match = Assert.Single(found.GetProperty("matches").EnumerateArray());
         Assert.Equal(Lost, match.GetProperty("messageId").GetString());
         Assert.Equal(LostReceived, match.GetProperty("internalDate").GetDateTimeOffset());
         Assert.Equal([@"\Answered", @"\Flagged"], match.GetProperty("flags").EnumerateArray().Select(f => f.GetString()).Order());
         Assert.Equal(["$Important"], match.GetProperty("keywords").EnumerateArray().Select(f => f.GetString()));
+
+        // The next one loads the index and fetches only the candidate; indexed and full-scan results agree.
+        var second = await RunRecoverAsync(server, "mdbox@before", "--user", "alice", "--from", "FINANCE@");
+        Assert.Contains("header index of 1 user(s) loaded", second.StandardError, StringComparison.Ordinal);
+        Assert.Contains("; 1 candidate message(s) fetched", second.StandardError, StringComparison.Ordinal);
+        Assert.Equal(Matches(first), Matches(second));
+        var indexed = await RunRecoverAsync(server, "mdbox@before", "--from", "example.org");
+        var scanned = await RunRecoverAsync(server, "mdbox@before", "--from", "example.org", "--no-index");
+        Assert.Equal(5, Matches(indexed).Count);
+        Assert.Equal(Matches(scanned), Matches(indexed));
+
+        // A corrupt index is reported, not used, and rebuilt.
+        foreach (var file in Directory.GetFiles(_indexes, "*.idx", SearchOption.AllDirectories))
+        {
+            await File.WriteAllTextAsync(file, "not an index");
+        }
+
+        var rebuilt = await RunRecoverAsync(server, "mdbox@before", "--user", "alice", "--from", "FINANCE@");
+        Assert.Contains("is not used: not an index file; rebuilding it", rebuilt.StandardError, StringComparison.Ordinal);
+        Assert.Equal(Matches(first), Matches(rebuilt));
 
         var master = temp.Combine("master");
         await File.WriteAllTextAsync(master, $"{DovecotInstance.MasterUser}:{DovecotInstance.MasterPassword}\n");
@@ -335,6 +359,14 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
 
         await client.DeleteExportAsync(export.Name);
         await client.DeleteVolumeAsync("probe");
+    }
+
+    /// <summary>What a run listed: each match's identity and the state the recovery would restore.</summary>
+    private static List<string> Matches(ProcessResult run)
+    {
+        Assert.True(run.ExitCode == 0, run.StandardError);
+        return [.. JsonDocument.Parse(run.StandardOutput).RootElement.GetProperty("matches").EnumerateArray()
+            .Select(m => $"{m.GetProperty("user").GetString()}/{m.GetProperty("folder").GetString()} {m.GetProperty("messageId").GetString()} {m.GetProperty("internalDate").GetDateTimeOffset():O} {string.Join(' ', m.GetProperty("flags").EnumerateArray().Select(f => f.GetString()))}")];
     }
 
     /// <summary>Runs `tidemark recover mail ARGS --json` as the operator would and returns its JSON.</summary>

@@ -264,4 +264,20 @@ public sealed class PolicyManagerTests : IDisposable
         Assert.Equal(StorageError.HasDependents, error.Error);
         Assert.Contains("policy delete", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void IndexMail_OnByDefaultWithHosts_OffSwitchPersists_OnWithoutHostsRefused()
+    {
+        Assert.True(PolicyManager.IndexesMail(new PolicyRequest("p", Hosts: ["app"])));
+        Assert.False(PolicyManager.IndexesMail(new PolicyRequest("p", Hosts: ["app"], IndexMail: false)));
+        Assert.False(PolicyManager.IndexesMail(new PolicyRequest("p")));
+
+        var manager = Manager();
+        var error = Assert.Throws<StorageException>(() => manager.Create(new PolicyRequest("indexed", Volume: "mail", Schedule: "hourly", IndexMail: true)));
+        Assert.Equal(StorageError.InvalidArgument, error.Error);
+        Assert.Contains("index-mail off", error.Message, StringComparison.Ordinal);
+
+        manager.Create(new PolicyRequest("quiet", Volume: "mail", Schedule: "hourly", IndexMail: false));
+        Assert.False(Manager().Get("quiet").Definition.IndexMail);
+    }
 }

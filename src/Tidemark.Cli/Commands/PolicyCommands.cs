@@ -132,12 +132,14 @@ public static class PolicyCommands
 
         public Option<string?> Verify { get; } = new("--verify") { Description = "on: after each snapshot the first host's agent mounts a view of it and checks it (fsck -n, pg_amcheck); off: never. Default: on when --hosts is given" };
 
+        public Option<string?> IndexMail { get; } = new("--index-mail") { Description = "on: after each snapshot, each host whose agent declares a mail store on the volume builds its header index in the background, so the first 'recover mail' search is fast; off: the first search builds it. Default: on when --hosts is given" };
+
         public Option<string?> PreferConsistent { get; } = new("--prefer-consistent") { Description = "on: the hourly/daily/weekly/monthly snapshot kept is the period's most consistent one (application, then filesystem), not its newest; off (default)" };
 
         public void AddTo(Command command)
         {
             command.Arguments.Add(Name);
-            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback, Verify, PreferConsistent })
+            foreach (var option in new Option[] { Volume, Group, Every, Hourly, At, Daily, Weekly, Cron, Zone, Changed, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Hosts, Fallback, Verify, IndexMail, PreferConsistent })
             {
                 command.Options.Add(option);
             }
@@ -185,6 +187,13 @@ public static class PolicyCommands
                     "off" => false,
                     var other => throw new CliException($"--verify is on or off, not '{other}'"),
                 },
+                IndexMail = p.GetValue(IndexMail) switch
+                {
+                    null => d.IndexMail,
+                    "on" => true,
+                    "off" => false,
+                    var other => throw new CliException($"--index-mail is on or off, not '{other}'"),
+                },
                 PreferConsistent = p.GetValue(PreferConsistent) switch
                 {
                     null => d.PreferConsistent,
@@ -224,6 +233,7 @@ public static class PolicyCommands
             ("changed-data trigger", p.Definition.ChangedBytes is { } b ? Output.Size(b) : "-"),
             ("agents", p.Definition.Hosts is { Count: > 0 } h ? $"{string.Join(", ", h)} (fallback {p.Definition.Fallback ?? "crash"})" : "- (crash-consistent)"),
             ("verification", (p.Definition.Verify ?? p.Definition.Hosts is { Count: > 0 }) ? $"on (through {(p.Definition.Hosts is { Count: > 0 } vh ? vh[0] : "-")})" : "off"),
+            ("mail index", (p.Definition.IndexMail ?? p.Definition.Hosts is { Count: > 0 }) ? "after each snapshot, on hosts with a mail store on it" : "off (built by the first search)"),
             ("retention", Retention(p.Definition) + (p.Definition.PreferConsistent == true ? ", preferring consistent snapshots" : "")),
             ("next run", p.NextRun is { } next ? Output.Time(next) : "-"),
             ("last snapshot", p.LastSnapshotAt is { } last ? Output.Time(last) : "-"),

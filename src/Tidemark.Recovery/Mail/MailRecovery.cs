@@ -159,7 +159,7 @@ public static class MailRecovery
                 var overlay = await mounted.MountOverlayAsync(ct);
                 dovecot = await PrivateDovecot.StartAsync(Path.Combine(mounted.WorkDirectory, "dc"), Path.Combine(overlay, root), "mdbox:~/mdbox", "mdbox", ct);
                 await log.WriteLineAsync($"mdbox store: read through the recovery's own {dovecot}");
-                store = new DovecotMailStore(dovecot);
+                store = new DovecotMailStore(dovecot, IndexOf(request with { MaildirName = DovecotMailStore.IndexStoreName }, mounted.Snapshot, snapshotId, snapshotCreatedAt, root), log);
             }
             else
             {
@@ -288,5 +288,5 @@ public static class MailRecovery
             "a private Dovecot running as the mail's owner");
 
     // Left in place when teardown could not unmount something under it; nothing in it matters once unmounted.
-    private static void RemoveWorkDirectory(string path) => WorkDirectory.Remove(path);
+    internal static void RemoveWorkDirectory(string path) => WorkDirectory.Remove(path);
 }

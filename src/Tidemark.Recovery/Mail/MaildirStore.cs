@@ -118,6 +118,21 @@ public sealed class MaildirStore : IMailStore
     }
 
     /// <summary>
+    /// Builds (or finds already built) the header index of every user in the store, as the first
+    /// search would: the post-snapshot build (docs/adr/0012), so no search of the snapshot pays for it.
+    /// </summary>
+    public async Task<(int Users, long Messages)> BuildIndexAsync(CancellationToken ct)
+    {
+        if (_index is null)
+        {
+            throw new InvalidOperationException("building an index needs the snapshot's index cache");
+        }
+
+        var indexes = await IndexesAsync([.. Users()], ct);
+        return (indexes.Count, indexes.Sum(i => (long)i.Entries.Count));
+    }
+
+    /// <summary>
     /// Each user's index: loaded when a usable one is cached, else built by reading the headers of
     /// every message the user has in the snapshot (all folders, any date), then saved. A user whose
     /// scan hit a read error is searched through this index but not saved, so a passing I/O error

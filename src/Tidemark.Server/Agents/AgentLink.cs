@@ -36,6 +36,8 @@ public sealed class AgentLink : IDisposable
 
     public Task<MailRecoveryResultDto> RecoverMailAsync(AgentMailRecoveryRequest request, CancellationToken ct) => SendAsync<MailRecoveryResultDto>(HttpMethod.Post, "recoveries/mail", request, ct);
 
+    public Task<MailIndexResultDto> IndexMailAsync(AgentMailIndexRequest request, CancellationToken ct) => SendAsync<MailIndexResultDto>(HttpMethod.Post, "mail-index", request, ct);
+
     public Task<System.Text.Json.JsonElement> CancelRecoveryAsync(string id, CancellationToken ct) =>
         SendAsync<System.Text.Json.JsonElement>(HttpMethod.Post, $"recoveries/{Uri.EscapeDataString(id)}/cancel", null, ct);
 

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Server.Agents;
@@ -235,6 +236,9 @@ public static class Endpoints
     {
         var result = await agents.TakeAsync(volume, group, name, hosts, SnapshotCoordinator.CheckFallback(fallback, SnapshotCoordinator.FallbackSkip), (string)c.Items[AuditMiddleware.ActorItem]!, ct);
         c.Items[AuditMiddleware.DetailItem] = $"consistency: {result.Consistency.Label}";
+
+        // Queued, not awaited (docs/adr/0012): hosts with a mail store on the volume index it in the background.
+        c.RequestServices.GetService<MailIndexer>()?.Enqueue(result.Snapshots, hosts, (string)c.Items[AuditMiddleware.ActorItem]!);
         return result;
     }
 

@@ -53,6 +53,12 @@ public sealed partial class PolicyManager : PeriodicService
     /// <summary>Verifies the policy's snapshots through its first host (ADR 0015); null: no verification (tests of policies alone).</summary>
     public SnapshotVerifier? Verifier { get; init; }
 
+    /// <summary>Builds the mail header index of the policy's snapshots on its hosts (docs/adr/0012); null: none (tests of policies alone).</summary>
+    public MailIndexer? MailIndexer { get; init; }
+
+    /// <summary>Indexing mail after a snapshot is on by default for a policy whose snapshots go through agents; hosts without a mail store on the volume skip it at no cost.</summary>
+    public static bool IndexesMail(PolicyRequest d) => d.IndexMail ?? d.Hosts is { Count: > 0 };
+
     /// <summary>Verification is on by default for a policy whose snapshots go through agents (application-consistent ones).</summary>
     public static bool Verifies(PolicyRequest d) => d.Verify ?? d.Hosts is { Count: > 0 };
 
@@ -299,6 +305,19 @@ public sealed partial class PolicyManager : PeriodicService
                 error = ex;
             }
 
+            if (error is null && IndexesMail(d) && d.Hosts is { Count: > 0 } indexHosts && MailIndexer is not null)
+            {
+                // Queued, not awaited: the index is built in the background, after the resume.
+                try
+                {
+                    MailIndexer.Enqueue([.. Members(d).Select(v => _pool.GetSnapshot($"{v}@{name}"))], indexHosts, $"policy:{d.Name}");
+                }
+                catch (StorageException ex)
+                {
+                    reason += $"; mail index not queued ({ex.Message})";
+                }
+            }
+
             if (error is null && Verifies(d) && d.Hosts is { Count: > 0 } hosts && Verifier is not null)
             {
                 reason += await VerifyAsync(d, name, hosts);
@@ -359,7 +378,7 @@ public sealed partial class PolicyManager : PeriodicService
     private async Task<string> VerifyAsync(PolicyRequest d, string name, IReadOnlyList<string> hosts)
     {
         // A group's cut is checked as one: a cluster's data and WAL on two members start only together.
-        var what = d.Group is { } group ? string.Join(", ", _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? []) : d.Volume!;
+        var what = string.Join(", ", Members(d));
         try
         {
             var record = d.Group is not null
@@ -372,6 +391,9 @@ public sealed partial class PolicyManager : PeriodicService
             return $"; verification: {what}: not verified ({ex.Message})";
         }
     }
+
+    private IReadOnlyList<string> Members(PolicyRequest d) =>
+        d.Group is { } group ? _pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? [] : [d.Volume!];
 
     private string NextName(PolicyRequest d, DateTimeOffset now)
     {
@@ -615,6 +637,11 @@ public sealed partial class PolicyManager : PeriodicService
         if (r.Verify == true && r.Hosts is not { Count: > 0 })
         {
             throw new StorageException(StorageError.InvalidArgument, "verification needs a host whose agent mounts and checks a view of each snapshot: give hosts, or verify off");
+        }
+
+        if (r.IndexMail == true && r.Hosts is not { Count: > 0 })
+        {
+            throw new StorageException(StorageError.InvalidArgument, "indexing mail after each snapshot needs the hosts whose agents declare the mail store: give hosts, or index-mail off");
         }
 
         if (r.Schedule is null && r.ChangedBytes is null)

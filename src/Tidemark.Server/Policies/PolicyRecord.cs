@@ -39,15 +39,16 @@ public sealed record PolicyDefinitionRecord(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Hosts = null,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Fallback = null,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? Verify = null,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? PreferConsistent = null)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? PreferConsistent = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? IndexMail = null)
 {
-    // Hosts, Fallback, Verify and PreferConsistent (ADR 0015) are optional fields, left out when null so a policy without agents
+    // Hosts, Fallback, Verify, PreferConsistent (ADR 0015) and IndexMail (ADR 0012) are optional fields, left out when null so a policy without agents
     // is stored byte for byte as before: older records read as "no agents" (ADR 0011, no version bump).
     public static PolicyDefinitionRecord From(PolicyRequest r) =>
-        new(r.Name, r.Volume, r.Group, r.Schedule, r.TimeZone, r.ChangedBytes, r.KeepLast, r.KeepHourly, r.KeepDaily, r.KeepWeekly, r.KeepMonthly, r.Enabled, r.Hosts is { Count: > 0 } ? r.Hosts : null, r.Fallback, r.Verify, r.PreferConsistent);
+        new(r.Name, r.Volume, r.Group, r.Schedule, r.TimeZone, r.ChangedBytes, r.KeepLast, r.KeepHourly, r.KeepDaily, r.KeepWeekly, r.KeepMonthly, r.Enabled, r.Hosts is { Count: > 0 } ? r.Hosts : null, r.Fallback, r.Verify, r.PreferConsistent, r.IndexMail);
 
     public PolicyRequest ToRequest() =>
-        new(Name, Volume, Group, Schedule, TimeZone, ChangedBytes, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Enabled, Hosts, Fallback, Verify, PreferConsistent);
+        new(Name, Volume, Group, Schedule, TimeZone, ChangedBytes, KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, Enabled, Hosts, Fallback, Verify, PreferConsistent, IndexMail);
 }
 
 /// <summary>One thing a policy did, or declined to do, and why.</summary>

@@ -1,0 +1,88 @@
+using Tidemark.Api;
+using Tidemark.Interop.Tests.Infrastructure;
+using Tidemark.Recovery.Mail;
+using Xunit.Abstractions;
+
+namespace Tidemark.Interop.Tests;
+
+/// <summary>
+/// Issue 23's first-search goal (docs/adr/0012, "Index after a snapshot"): a policy snapshot of a real
+/// Dovecot Maildir store, taken through the agent that declares the store, is indexed by that agent in
+/// the background as a <c>mail.index</c> job, without any search; the first recovery search of the
+/// snapshot then loads the index instead of reading every header. A build that fails (a store whose
+/// volume holds no file system) fails as a job with an event, and leaves no view, export or mount.
+/// </summary>
+public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task PolicySnapshot_OfDeclaredMailStore_IndexedInBackground_FirstSearchUsesIndex_FailedBuildLeavesNothing()
+    {
+        using var temp = new TempDirectory();
+        await using var store = await MailStoreVolume.StartAsync(temp, "mail", 256L << 20);
+        var (client, live, dovecot) = (store.Client, store.Live, store.Dovecot);
+        for (var i = 0; i < 4; i++)
+        {
+            var user = i % 2 == 0 ? "alice" : "bob";
+            await dovecot.DeliverAsync($"sender{i}@example.org", $"{user}@example.test", $"From: sender{i}@example.org\nTo: {user}@example.test\nSubject: delivered {i}\nMessage-ID: <index-{i}@example.org>\n\nbody {i}\n");
+        }
+
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
+
+        // A second declared store on a volume without a file system: its build must fail cleanly.
+        await client.CreateVolumeAsync(new CreateVolumeRequest("blank", 64L << 20));
+        var conf = Path.Combine(temp.Combine("dc"), "dovecot.conf");
+        var identity = await client.GetIdentityAsync();
+        var agentDirectory = temp.Combine("agent");
+        await using var agent = await AgentProcess.StartAsync(
+            agentDirectory,
+            identity.Fingerprint,
+            deadlineSeconds: 10,
+            [(live.MountPoint, "mail"), (temp.CreateDirectory("blank-mount"), "blank")],
+            mail: [$"root={live.MountPoint},dovecot={conf}", $"root={temp.Combine("blank-mount")},dovecot={conf},name=blank"]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        // The policy's snapshot goes through the agent; nothing searches it.
+        await client.CreatePolicyAsync(new PolicyRequest("nightly", Volume: "mail", Schedule: "daily 02:30", Hosts: ["app"], Verify: false));
+        var policy = await client.RunPolicyAsync("nightly");
+        var address = $"mail@{Assert.Single(policy.Snapshots)}";
+        var built = await WaitForJobAsync(client, "mail.index", address);
+        output.WriteLine(agent.Log);
+        Assert.True(built.State == "succeeded", $"{built.State}: {built.Error}");
+        var indexes = Directory.GetFiles(Path.Combine(agentDirectory, MailRecoveryJob.IndexDirectoryName), "*.idx", SearchOption.AllDirectories);
+        Assert.Equal(2, indexes.Length);
+        Assert.Contains(await client.ListEventsAsync(kind: "mail.index"), e => e.Subject == address && e.Outcome == "ok" && e.Message.Contains("2 user(s), 4 message(s)", StringComparison.Ordinal));
+
+        // The first search of the snapshot is already indexed: it loads both users' indexes and reads no header to build one.
+        var logBefore = agent.Log.Length;
+        var found = await client.RecoverMailAsync(new MailRecoveryJobRequest("app", Snapshot: address, Filter: new MailFilterDto(From: "SENDER3@example.org")));
+        Assert.Equal("<index-3@example.org>", Assert.Single(found.Matches).MessageId);
+        var searchLog = agent.Log[logBefore..];
+        Assert.Contains("header index of 2 user(s) loaded", searchLog, StringComparison.Ordinal);
+        Assert.DoesNotContain("indexing the headers", searchLog, StringComparison.Ordinal);
+
+        // A store whose volume has no file system: the build fails as a job, with an event, and cleans up.
+        var blank = await client.CreateSnapshotAsync("blank", new CreateSnapshotRequest("b1", ["app"], "crash"));
+        var failed = await WaitForJobAsync(client, "mail.index", blank.Address);
+        Assert.Equal("failed", failed.State);
+        Assert.Contains(await client.ListEventsAsync(kind: "mail.index"), e => e.Subject == blank.Address && e.Outcome == "failed" && e.Message.Contains("on host app", StringComparison.Ordinal));
+        Assert.Equal(["blank", "mail"], (await client.ListVolumesAsync()).Select(v => v.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["mail"], (await client.ListExportsAsync()).Select(e => e.Name));
+        Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+    }
+
+    private static async Task<JobDto> WaitForJobAsync(TidemarkClient client, string kind, string subject)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        while (true)
+        {
+            var job = (await client.ListJobsAsync()).FirstOrDefault(j => j.Kind == kind && j.Subject == subject && j.State != "running");
+            if (job is not null)
+            {
+                return job;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"no {kind} job of {subject} ended within 3 minutes");
+            await Task.Delay(250);
+        }
+    }
+}
