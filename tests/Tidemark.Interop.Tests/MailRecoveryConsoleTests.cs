@@ -75,7 +75,7 @@ public sealed class MailRecoveryConsoleTests(ITestOutputHelper output)
         // the wizard offer mail for this volume.
         var identity = await client.GetIdentityAsync();
         var agentDirectory = temp.Combine("agent");
-        await using var agent = await AgentProcess.StartAsync(agentDirectory, identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "mail")], mail: [$"root={live.MountPoint}"]);
+        await using var agent = await AgentProcess.StartAsync(agentDirectory, identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "mail")], mail: [$"root={live.MountPoint},dovecot={Path.Combine(temp.Combine("dc"), "dovecot.conf")}"]);
         await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
         var master = Path.Combine(agentDirectory, "imap-master");
         await File.WriteAllTextAsync(master, $"{DovecotInstance.MasterUser}:{DovecotInstance.MasterPassword}\n");
