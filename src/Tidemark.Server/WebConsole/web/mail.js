@@ -263,7 +263,7 @@ export async function restoreMail(v) {
   }
   const counts = result => outcomes.filter(o => o.result === result).length;
   main.append(outcomes.length ? h('table', { 'aria-label': 'Outcome per message' },
-    h('thead', {}, h('tr', {}, ['Outcome', 'Mailbox', 'Folder', 'Subject', 'Received', 'Flags', 'Put at', 'Reason'].map(t => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['Outcome', 'Mailbox', 'Folder', 'Subject', 'Received', 'Flags', 'Put at', 'Detail'].map(t => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, outcomes.map(o => h('tr', { 'data-outcome': o.result },
       h('td', { class: o.result === 'failed' ? 'bad' : 'ok' }, outcomeText[o.result] ?? o.result), h('td', {}, o.message.user), h('td', {}, o.message.folder),
       h('td', {}, o.message.subject || '(no subject)'), h('td', {}, when(o.message.internalDate)), h('td', {}, [...o.message.flags, ...o.message.keywords].join(' ')),
