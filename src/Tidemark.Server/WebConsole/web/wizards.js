@@ -2,7 +2,6 @@
 // call (the server checks roles and records the audit event under the signed-in name), and a
 // wizard that makes several things says what was already made when a step fails.
 import { main, status, h, api, say, fail, can, when, ago, parseSize, enc } from './ui.js';
-import { mailStoresOn, mayRecoverMail, newMailState, mailSteps, restoreMail } from './mail.js';
 
 // A step-by-step form: steps[i] = { title, render(v) -> Node, check(v) -> problem|null, enter(v) -> Promise }.
 // enter runs before a step is shown (the preview asks the server there); a failure keeps the step before
@@ -142,6 +141,8 @@ function previewOf(v) {
 // ---------- recovery: a point in time, then a view of it and an export, or mail out of it ----------
 
 export async function recoveryWizard(query) {
+  // Loaded here, not with the page: the dashboard's first load does not carry the mail steps.
+  const { mailStoresOn, mayRecoverMail, newMailState, mailSteps, restoreMail } = await import('./mail.js');
   if (!can('view.create') && !mayRecoverMail()) { main.replaceChildren(h('h1', {}, 'Recover'), h('p', {}, 'Your role may not open views or recover mail.')); return; }
   const volumes = (await api('GET', '/api/v1/volumes')).filter(x => x.snapshots > 0);
   const v = {
