@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Tidemark.Api;
 
 namespace Tidemark.Agent;
 
@@ -62,6 +63,22 @@ public sealed record AgentConfig
             .Where(m => path == LocalMounts.Normalize(m.Path) || path.StartsWith(LocalMounts.Normalize(m.Path) + "/", StringComparison.Ordinal))
             .OrderByDescending(m => m.Path.Length)
             .FirstOrDefault()?.Volume;
+
+    /// <summary>
+    /// Each declared mail store with the volume under it and its root inside that volume's file
+    /// system: a recovery mounts a view of the volume, where the store sits at that path, not at the
+    /// host's mount path.
+    /// </summary>
+    public IReadOnlyList<AgentMailStoreDto> MailStoreLocations() => [.. Mail.Select(store =>
+    {
+        var root = LocalMounts.Normalize(store.MailRoot);
+        var mount = Mounts
+            .Where(m => root == LocalMounts.Normalize(m.Path) || root.StartsWith(LocalMounts.Normalize(m.Path) + "/", StringComparison.Ordinal))
+            .OrderByDescending(m => m.Path.Length)
+            .FirstOrDefault();
+        var inVolume = mount is null ? root : "/" + Path.GetRelativePath(LocalMounts.Normalize(mount.Path), root);
+        return new AgentMailStoreDto(store.Name, mount?.Volume, inVolume == "/." ? "/" : inVolume, store.Format);
+    })];
 
     public static string PathIn(string directory) => Path.Combine(directory, FileName);
 

@@ -131,7 +131,8 @@ public sealed class AgentHost : IAsyncDisposable
             sessions.DefaultDeadline.TotalSeconds,
             sessions.Open,
             sessions.Last,
-            sessions.Recovered)));
+            sessions.Recovered,
+            config.MailStoreLocations())));
         api.MapGet("/mounts", () => TypedResults.Ok(LocalMounts.List(config)));
         api.MapPost("/quiesce", async (QuiesceRequest request, CancellationToken requestAborted) =>
             TypedResults.Ok(await sessions.QuiesceAsync(request, requestAborted)));

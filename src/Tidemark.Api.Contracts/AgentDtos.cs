@@ -23,7 +23,17 @@ public sealed record AgentStatusDto(
     double DeadlineSeconds,
     IReadOnlyList<AgentSessionDto> Sessions,
     AgentSessionDto? LastSession,
-    IReadOnlyList<AgentRecoveryDto>? Recovered = null);
+    IReadOnlyList<AgentRecoveryDto>? Recovered = null,
+    IReadOnlyList<AgentMailStoreDto>? MailStores = null);
+
+/// <summary>
+/// A mail store the agent's config declares, as a recovery needs it: <see cref="Volume"/> is the
+/// declared volume whose mount holds the store (null when none does), <see cref="MailRoot"/> the
+/// store's directory inside that volume's file system ("/" when the mount is the mail root), which is
+/// what <c>POST /api/v1/recoveries/mail</c> takes as its mail root. The web console offers mail
+/// recovery for the volumes named here.
+/// </summary>
+public sealed record AgentMailStoreDto(string Name, string? Volume, string MailRoot, string Format);
 
 /// <summary>
 /// One change a killed run of the agent left (a Postfix hold, a frozen file system, an owed post

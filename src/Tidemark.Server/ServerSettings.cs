@@ -142,8 +142,8 @@ public sealed record ServerSettings
         }
 
         Duration(ReplicationRetryDelay, "replication-retry-delay");
-        Duration(AlertStalledJob, "alert-stalled-job");
-        Duration(AlertRpo, "alert-rpo");
+        Duration(AlertStalledJob, "alert-stalled-job", Alerts.AlertSettings.MaxSpan);
+        Duration(AlertRpo, "alert-rpo", Alerts.AlertSettings.MaxSpan);
         _ = ReceivePollDuration;
         _ = ToConnectionLimits();
         if (!string.Equals(StoreCapacity, "auto", StringComparison.OrdinalIgnoreCase))
@@ -252,8 +252,8 @@ public sealed record ServerSettings
 
     public static IPEndPoint ParseEndpoint(string text, string setting) => SettingText.ParseEndpoint(text, setting);
 
-    /// <summary>"50us", "250ms", "1s", "2m" or "1h".</summary>
-    public static TimeSpan Duration(string text, string setting) => SettingText.Duration(text, setting);
+    /// <summary>"50us", "250ms", "1s", "2m", "1h" or "2d", at most a day unless <paramref name="max"/> says otherwise.</summary>
+    public static TimeSpan Duration(string text, string setting, TimeSpan? max = null) => SettingText.Duration(text, setting, max);
 
     public static long Size(string text, string setting) =>
         ByteSize.TryParse(text, out var bytes)

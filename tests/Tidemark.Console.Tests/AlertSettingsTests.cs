@@ -56,7 +56,18 @@ public sealed class AlertSettingsTests : IDisposable
         Assert.Equal(("alert-thresholds", 1), (AlertSettings.Kind.Name, AlertSettings.Kind.Version));
     }
 
+    [Fact]
+    public void Config_file_thresholds_take_days_up_to_a_month_while_other_durations_keep_their_day()
+    {
+        var settings = new Tidemark.Server.ServerSettings { AlertRpo = "7d", AlertStalledJob = "36h" };
+        settings.Validate();
+        Assert.Equal((TimeSpan.FromDays(7), TimeSpan.FromHours(36)), (AlertThresholds.From(settings).Rpo, AlertThresholds.From(settings).StalledJob));
+        Assert.Contains("alert-rpo '31d' is longer than 30d", Assert.Throws<ArgumentException>(() => (settings with { AlertRpo = "31d" }).Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("replication-retry-delay '2d' is longer than 1d", Assert.Throws<ArgumentException>(() => (settings with { ReplicationRetryDelay = "2d" }).Validate()).Message, StringComparison.Ordinal);
+    }
+
     [Theory]
+    [InlineData(7 * 86400, "7d")]
     [InlineData(90 * 60, "90m")]
     [InlineData(2 * 3600, "2h")]
     [InlineData(45, "45s")]
@@ -64,6 +75,6 @@ public sealed class AlertSettingsTests : IDisposable
     public void Spans_are_written_the_way_the_parser_reads_them(double seconds, string text)
     {
         Assert.Equal(text, AlertSettings.Text(TimeSpan.FromSeconds(seconds)));
-        Assert.Equal(TimeSpan.FromSeconds(seconds), Tidemark.Server.ServerSettings.Duration(text, "x"));
+        Assert.Equal(TimeSpan.FromSeconds(seconds), Tidemark.Server.ServerSettings.Duration(text, "x", AlertSettings.MaxSpan));
     }
 }

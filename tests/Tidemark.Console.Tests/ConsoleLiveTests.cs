@@ -232,6 +232,11 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
         await page.GetByRole(AriaRole.Radio, new() { Name = "monday" }).CheckAsync();
         await ConsoleFixture.ScreenshotAsync(page, "recovery-wizard-timeline");
         await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
+
+        // No paired host declares a mail store on rv: mail is shown, not offered, and says why.
+        await Expect(page.GetByRole(AriaRole.Radio, new() { Name = "Mail: find messages in it and restore them" })).ToBeDisabledAsync();
+        await Expect(page.GetByText("no paired host's agent declares a mail store on rv")).ToBeVisibleAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
         await Expect(page.GetByLabel("View name")).ToHaveValueAsync("rv-monday-recovery");
         await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
         await page.GetByLabel("Export over").SelectOptionAsync("nbd");

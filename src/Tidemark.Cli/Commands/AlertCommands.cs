@@ -29,8 +29,8 @@ public static class AlertCommands
         });
 
         var poolFull = new Option<double?>("--pool-full") { Description = "alert when the pool is this full, in % of its capacity (1-100; default 85)" };
-        var stalledJob = new Option<string?>("--stalled-job") { Description = "alert when a running job's progress has not moved for this long, e.g. 10m (1s-24h)" };
-        var rpo = new Option<string?>("--rpo") { Description = "alert when a replica without a sync interval lags more than this, e.g. 1h (1s-24h); one with an interval may lag twice its interval" };
+        var stalledJob = new Option<string?>("--stalled-job") { Description = "alert when a running job's progress has not moved for this long, e.g. 10m (1s-30d)" };
+        var rpo = new Option<string?>("--rpo") { Description = "alert when a replica without a sync interval lags more than this, e.g. 1h or 2d (1s-30d); one with an interval may lag twice its interval" };
         var thresholds = new Command("thresholds", "Show the alert thresholds; with options, change them (admin; kept in the pool, they win over the config file)") { poolFull, stalledJob, rpo };
         thresholds.SetClientAction(async (p, client, json, ct) =>
         {

@@ -15,8 +15,8 @@ public sealed record AlertThresholds(double NearlyFull, TimeSpan StalledJob, Tim
     public static AlertThresholds From(ServerSettings settings) =>
         Default with
         {
-            StalledJob = ServerSettings.Duration(settings.AlertStalledJob, "alert-stalled-job"),
-            Rpo = ServerSettings.Duration(settings.AlertRpo, "alert-rpo"),
+            StalledJob = ServerSettings.Duration(settings.AlertStalledJob, "alert-stalled-job", AlertSettings.MaxSpan),
+            Rpo = ServerSettings.Duration(settings.AlertRpo, "alert-rpo", AlertSettings.MaxSpan),
         };
 }
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Engine.Control;
@@ -21,8 +20,12 @@ public sealed class AlertSettings
     /// <summary>The shortest stall or RPO accepted: below it every busy second would raise an alert.</summary>
     public static readonly TimeSpan MinSpan = TimeSpan.FromSeconds(1);
 
-    /// <summary>The longest the duration parser takes (SettingText.Duration); a longer RPO belongs on the replica's own interval.</summary>
-    public static readonly TimeSpan MaxSpan = TimeSpan.FromDays(1);
+    /// <summary>
+    /// The longest stall or RPO accepted: a month. A weekly or monthly DR copy has an RPO of days, so
+    /// a day (the duration parser's default bound) was too short; past a month an alert no longer
+    /// tells anyone anything in time.
+    /// </summary>
+    public static readonly TimeSpan MaxSpan = TimeSpan.FromDays(30);
 
     /// <summary>Version 1: <see cref="AlertThresholdsRecord"/>, one record named <see cref="RecordName"/>.</summary>
     public static readonly ControlKind<AlertThresholdsRecord> Kind = new("alert-thresholds", 1);
@@ -94,11 +97,11 @@ public sealed class AlertSettings
     private static TimeSpan Span(string text, string field)
     {
         // One message for both failures (not a duration, out of range): what is allowed and how to write it.
-        var refusal = new StorageException(StorageError.InvalidArgument, $"{field} must be a duration between 1s and 24h, written like 30s, 10m or 1h; not '{Bounded.Text(text, 64)}'");
+        var refusal = new StorageException(StorageError.InvalidArgument, $"{field} must be a duration between 1s and {SettingText.Text(MaxSpan)}, written like 30s, 10m, 1h or 2d; not '{Bounded.Text(text, 64)}'");
         TimeSpan span;
         try
         {
-            span = ServerSettings.Duration(text, field);
+            span = ServerSettings.Duration(text, field, MaxSpan);
         }
         catch (ArgumentException)
         {
@@ -114,15 +117,8 @@ public sealed class AlertSettings
     private static AlertThresholdsDto ToDto(AlertThresholds t, string source) =>
         new(Math.Round(t.NearlyFull * 100, 2), Text(t.StalledJob), Text(t.Rpo), source);
 
-    /// <summary>A span as the duration parser reads it back: whole hours, minutes or seconds, else milliseconds.</summary>
-    public static string Text(TimeSpan span)
-    {
-        var ms = (long)span.TotalMilliseconds;
-        return ms % 3_600_000 == 0 ? (ms / 3_600_000).ToString(CultureInfo.InvariantCulture) + "h"
-            : ms % 60_000 == 0 ? (ms / 60_000).ToString(CultureInfo.InvariantCulture) + "m"
-            : ms % 1000 == 0 ? (ms / 1000).ToString(CultureInfo.InvariantCulture) + "s"
-            : ms.ToString(CultureInfo.InvariantCulture) + "ms";
-    }
+    /// <summary>A span as the duration parser reads it back (whole days, hours, minutes, seconds, else milliseconds).</summary>
+    public static string Text(TimeSpan span) => SettingText.Text(span);
 }
 
 /// <summary>The persisted thresholds (ADR 0011: the server's own record, never the API DTO).</summary>

@@ -206,8 +206,8 @@ async function changeThresholds(t) {
     title: 'Alert thresholds', text: 'Kept in the pool; they win over the config file from now on.', confirm: 'Save',
     fields: [
       { name: 'poolFull', label: 'Pool nearly full at (% used, 1-100)', value: String(t.poolFullPercent), required: true },
-      { name: 'stalledJob', label: 'Job stalled after no progress for (e.g. 10m; 1s-24h)', value: t.stalledJob, required: true },
-      { name: 'rpo', label: 'Replica RPO without a sync interval (e.g. 1h; 1s-24h)', value: t.rpo, required: true },
+      { name: 'stalledJob', label: 'Job stalled after no progress for (e.g. 10m; 1s-30d)', value: t.stalledJob, required: true },
+      { name: 'rpo', label: 'Replica RPO without a sync interval (e.g. 1h or 2d; 1s-30d)', value: t.rpo, required: true },
     ],
   });
   if (!r) return;

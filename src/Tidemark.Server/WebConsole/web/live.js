@@ -1,7 +1,7 @@
 // Live updates of the Tidemark web console (ADR 0016): one server-sent-events stream per open page
 // (the server caps them per session, sends a heartbeat, and ends them on sign-out). Pages subscribe
 // to its events: "summary" (alerts, running jobs, a dashboard version) and "jobs".
-import { state, api, ApiError, h } from './ui.js';
+import { state, api, ApiError, h, can, cancelJob, bytes, enc } from './ui.js';
 
 let source = null;
 const last = new Map();
@@ -61,4 +61,33 @@ export function subscribe(name, fn) {
   listeners.get(name).add(fn);
   if (last.has(name)) fn(last.get(name));
   return () => listeners.get(name).delete(fn);
+}
+
+// Resolves with the job once it ended; moves the bar with every "jobs" event (or a poll without the
+// stream). A cancellable job gets a Cancel button after the text (for roles that may cancel), which
+// goes once the job ended, whatever ended it. describe(job) is the text beside the bar (bytes by default).
+export function follow(id, bar, text, describe = j => `${bytes(j.done)}${j.total ? ` of ${bytes(j.total)}` : ''}`) {
+  return new Promise(resolve => {
+    let done = false;
+    let cancel = null;
+    const show = j => {
+      if (!j || done) return;
+      if (j.percent !== null && j.percent !== undefined) bar.value = j.percent;
+      text.textContent = describe(j);
+      if (j.state === 'running' && j.cancellable && can('job.cancel') && cancel === null) {
+        cancel = h('button', { type: 'button', class: 'danger', 'aria-label': `Cancel job ${j.id}`, onclick: async () => {
+          if (await cancelJob(j, { report: false })) { cancel.disabled = true; cancel.textContent = 'Cancelling…'; }
+        } }, 'Cancel');
+        text.after(' ', cancel);
+      }
+      if (j.state !== 'running') { done = true; cancel?.remove(); unsubscribe(); resolve(j); }
+    };
+    const unsubscribe = subscribe('jobs', list => show(list.find(j => j.id === id)));
+    const poll = async () => {
+      if (done) return;
+      try { show(await api('GET', `/api/v1/jobs/${enc(id)}`)); } catch { /* the stream may still tell */ }
+      if (!done) setTimeout(poll, 2000);
+    };
+    poll();
+  });
 }

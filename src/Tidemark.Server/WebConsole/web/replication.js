@@ -2,8 +2,8 @@
 // volumes, seed, first sync with progress) and disaster (promote at the DR site, then fail back).
 // Each step is the API call the CLI makes, so its guards (admin-only pairing and promotion, the
 // split-brain refusal of a reverse) apply here unchanged; the page adds typed confirmations.
-import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, duration, enc, ask, show, cancelJob } from './ui.js';
-import { subscribe } from './live.js';
+import { main, status, h, api, ApiError, say, fail, can, when, ago, bytes, duration, enc, ask, show } from './ui.js';
+import { subscribe, follow } from './live.js';
 import { stepper } from './wizards.js';
 
 const nameOk = text => /^[A-Za-z0-9._-]{1,64}$/.test(text);
@@ -120,35 +120,6 @@ async function setUp(v) {
     }
   }
   say(made.length ? `Replication to ${v.partner} set up for ${made.join(', ')}.` : 'Nothing was set up.', made.length ? 'info' : 'error');
-}
-
-// Resolves with the job once it ended; moves the bar with every "jobs" event (or a poll without the
-// stream). A cancellable job gets a Cancel button after the text (for roles that may cancel), which
-// goes once the job ended, whatever ended it.
-function follow(id, bar, text) {
-  return new Promise(resolve => {
-    let done = false;
-    let cancel = null;
-    const show = j => {
-      if (!j || done) return;
-      if (j.percent !== null && j.percent !== undefined) bar.value = j.percent;
-      text.textContent = `${bytes(j.done)}${j.total ? ` of ${bytes(j.total)}` : ''}`;
-      if (j.state === 'running' && j.cancellable && can('job.cancel') && cancel === null) {
-        cancel = h('button', { type: 'button', class: 'danger', 'aria-label': `Cancel job ${j.id}`, onclick: async () => {
-          if (await cancelJob(j, { report: false })) { cancel.disabled = true; cancel.textContent = 'Cancelling…'; }
-        } }, 'Cancel');
-        text.after(' ', cancel);
-      }
-      if (j.state !== 'running') { done = true; cancel?.remove(); unsubscribe(); resolve(j); }
-    };
-    const unsubscribe = subscribe('jobs', list => show(list.find(j => j.id === id)));
-    const poll = async () => {
-      if (done) return;
-      try { show(await api('GET', `/api/v1/jobs/${enc(id)}`)); } catch { /* the stream may still tell */ }
-      if (!done) setTimeout(poll, 2000);
-    };
-    poll();
-  });
 }
 
 // ---------- the replication page: partners and the replicas this server sends ----------

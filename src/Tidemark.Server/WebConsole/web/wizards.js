@@ -4,7 +4,9 @@
 import { main, status, h, api, say, fail, can, when, ago, parseSize, enc } from './ui.js';
 
 // A step-by-step form: steps[i] = { title, render(v) -> Node, check(v) -> problem|null, enter(v) -> Promise }.
-// enter runs before a step is shown (the preview asks the server there); a failure keeps the step before.
+// enter runs before a step is shown (the preview asks the server there); a failure keeps the step before
+// (one marked `shown` has already said why). steps may be changed while the wizard runs (a choice that
+// leads on to other steps), and finishLabel may be a function of that choice.
 export function stepper(title, v, steps, finish, finishLabel) {
   let step = 0;
   const render = () => {
@@ -22,7 +24,7 @@ export function stepper(title, v, steps, finish, finishLabel) {
           try {
             await steps[step + 1].enter?.(v);
           } catch (err) {
-            fail(err);
+            if (!err.shown) fail(err);
             return;
           }
           step++;
@@ -30,7 +32,7 @@ export function stepper(title, v, steps, finish, finishLabel) {
         },
       }, s.render(v), h('p', { class: 'actions' },
         step > 0 ? h('button', { type: 'button', onclick: () => { step--; status.replaceChildren(); render(); } }, 'Back') : null,
-        h('button', { type: 'submit', class: 'primary' }, step < steps.length - 1 ? 'Next' : finishLabel))));
+        h('button', { type: 'submit', class: 'primary' }, step < steps.length - 1 ? 'Next' : typeof finishLabel === 'function' ? finishLabel() : finishLabel))));
     main.querySelector('form input, form select')?.focus();
   };
   render();
@@ -135,12 +137,18 @@ function previewOf(v) {
         h('td', { class: s.verdict === 'drop' ? 'bad' : 'ok' }, label[s.verdict] ?? s.verdict), h('td', {}, s.reason ?? ''))))) : null);
 }
 
-// ---------- recovery: a point in time, a view of it, an export ----------
+
+// ---------- recovery: a point in time, then a view of it and an export, or mail out of it ----------
 
 export async function recoveryWizard(query) {
-  if (!can('view.create')) { main.replaceChildren(h('h1', {}, 'Recover'), h('p', {}, 'Your role may not open views.')); return; }
+  // Loaded here, not with the page: the dashboard's first load does not carry the mail steps.
+  const { mailStoresOn, mayRecoverMail, newMailState, mailSteps, restoreMail } = await import('./mail.js');
+  if (!can('view.create') && !mayRecoverMail()) { main.replaceChildren(h('h1', {}, 'Recover'), h('p', {}, 'Your role may not open views or recover mail.')); return; }
   const volumes = (await api('GET', '/api/v1/volumes')).filter(x => x.snapshots > 0);
-  const v = { volume: query.get('volume') ?? volumes[0]?.name ?? '', snapshots: [], snapshot: '', at: '', view: '', protocol: 'nbd', readOnly: true };
+  const v = {
+    volume: query.get('volume') ?? volumes[0]?.name ?? '', snapshots: [], snapshot: '', at: '', view: '', protocol: 'nbd', readOnly: true,
+    what: 'disk', mailStores: { stores: [], unreachable: [] }, mail: newMailState(),
+  };
   const pickAt = () => {
     // The newest snapshot taken at or before the chosen time: the state the administrator asked for.
     const t = new Date(v.at).getTime();
@@ -148,7 +156,7 @@ export async function recoveryWizard(query) {
     if (hit) v.snapshot = hit.name;
     return hit;
   };
-  stepper('Recover from a point in time', v, [
+  const steps = [
     {
       title: 'Volume',
       render: () => h('fieldset', {}, h('legend', {}, 'Which volume'),
@@ -166,7 +174,8 @@ export async function recoveryWizard(query) {
           h('ol', { class: 'timeline' }, v.snapshots.slice(0, 500).map(s => h('li', {}, h('label', { class: 'inline' },
             h('input', { type: 'radio', name: 'snapshot', value: s.name, checked: s.name === v.snapshot, onchange: () => { v.snapshot = s.name; } }),
             h('strong', {}, s.name), ' ', h('span', { class: 'muted' }, `${when(s.createdAt)} (${ago(s.createdAt)})`),
-            s.consistency ? h('span', { class: 'badge' }, s.consistency) : null)))));
+            s.consistency ? h('span', { class: 'badge' }, s.consistency) : null,
+            s.groupSnapshot ? h('span', { class: 'badge' }, `group ${s.groupSnapshot}`) : null)))));
         const at = h('input', { type: 'datetime-local', name: 'at', value: v.at, step: 1 });
         return h('div', {},
           h('fieldset', {}, h('legend', {}, 'Or go to a time'),
@@ -182,6 +191,28 @@ export async function recoveryWizard(query) {
       check: () => (v.snapshot ? null : 'Pick a snapshot.'),
     },
     {
+      title: 'What',
+      // Mail is offered for a volume that a paired host's agent declares as holding a mail store.
+      enter: async () => {
+        v.mailStores = mayRecoverMail() ? await mailStoresOn(v.volume) : { stores: [], unreachable: [] };
+        if (!v.mailStores.stores.length || !can('view.create')) choose(v.mailStores.stores.length ? 'mail' : 'disk');
+      },
+      render: () => {
+        const { stores, unreachable } = v.mailStores;
+        const option = (value, text, disabled, why) => h('label', { class: 'inline' },
+          h('input', { type: 'radio', name: 'what', value, checked: v.what === value, disabled, onchange: () => choose(value) }), text,
+          why ? h('span', { class: 'muted' }, ` (${why})`) : null);
+        return h('fieldset', {}, h('legend', {}, `What to recover from ${v.volume}@${v.snapshot}`),
+          option('disk', 'The whole volume: open a view of the snapshot and export it to a recovery host', !can('view.create'), can('view.create') ? null : 'your role may not open views'),
+          option('mail', 'Mail: find messages in it and restore them', !stores.length,
+            !mayRecoverMail() ? 'your role may not recover mail'
+              : stores.length ? `mail store ${[...new Set(stores.map(x => `${x.store.name} on ${x.host}`))].join(', ')}`
+                : `no paired host's agent declares a mail store on ${v.volume}${unreachable.length ? `; not answering: ${unreachable.join(', ')}` : ''}`));
+      },
+    },
+  ];
+  const diskSteps = [
+    {
       title: 'View',
       enter: async () => { v.view = `${v.volume}-${v.snapshot}-recovery`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64); },
       render: () => h('fieldset', {}, h('legend', {}, `A writable view of ${v.volume}@${v.snapshot} (the snapshot itself never changes)`),
@@ -194,30 +225,40 @@ export async function recoveryWizard(query) {
         select(v, 'Export over', 'protocol', can('export.create') ? [['nbd', 'NBD'], ['iscsi', 'iSCSI'], ['none', 'Do not export']] : [['none', 'Do not export']]),
         h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'readOnly', checked: v.readOnly, onchange: e => { v.readOnly = e.target.checked; } }), 'Read-only export')),
     },
-  ], async () => {
-    const log = h('ul', { 'aria-label': 'Progress' });
-    main.replaceChildren(h('h1', {}, 'Recover from a point in time'), log);
-    const done = [];
-    const run = async (text, fn) => {
-      const item = h('li', {}, `${text}…`);
-      log.append(item);
-      const result = await fn();
-      item.textContent = `✓ ${text}`;
-      item.className = 'ok';
-      done.push(text);
-      return result;
-    };
-    try {
-      await run(`Open view ${v.view} of ${v.volume}@${v.snapshot}`, () => api('POST', '/api/v1/views', { snapshot: `${v.volume}@${v.snapshot}`, name: v.view }));
-      if (v.protocol !== 'none') {
-        const x = await run(`Export it over ${v.protocol}`, () => api('POST', '/api/v1/exports', { target: v.view, protocol: v.protocol, readOnly: v.readOnly }));
-        log.after(h('p', {}, 'Connect the recovery host to ', h('code', { id: 'recovery-address' }, x.url ?? x.iqn ?? x.name), '.'));
-      }
-      say(`View ${v.view} of ${v.volume}@${v.snapshot} is ready.`);
-    } catch (err) {
-      fail(err);
-      log.append(h('li', { class: 'bad' }, `✗ stopped: ${err.message}`));
-      log.after(h('p', {}, done.length ? `Already done: ${done.join('; ')}. Export the view from the Volumes page, or delete it there.` : 'Nothing was created.'));
+  ];
+  // The steps after "What" follow the choice made there.
+  const choose = what => {
+    v.what = what;
+    steps.splice(3, Infinity, ...(what === 'mail' ? mailSteps(v) : diskSteps));
+  };
+  choose('disk');
+  stepper('Recover from a point in time', v, steps, () => (v.what === 'mail' ? restoreMail(v) : openView(v)), () => (v.what === 'mail' ? 'Restore' : 'Recover'));
+}
+
+// The disk path's last action: the view, then its export, each an ordinary API call.
+async function openView(v) {
+  const log = h('ul', { 'aria-label': 'Progress' });
+  main.replaceChildren(h('h1', {}, 'Recover from a point in time'), log);
+  const done = [];
+  const run = async (text, fn) => {
+    const item = h('li', {}, `${text}…`);
+    log.append(item);
+    const result = await fn();
+    item.textContent = `✓ ${text}`;
+    item.className = 'ok';
+    done.push(text);
+    return result;
+  };
+  try {
+    await run(`Open view ${v.view} of ${v.volume}@${v.snapshot}`, () => api('POST', '/api/v1/views', { snapshot: `${v.volume}@${v.snapshot}`, name: v.view }));
+    if (v.protocol !== 'none') {
+      const x = await run(`Export it over ${v.protocol}`, () => api('POST', '/api/v1/exports', { target: v.view, protocol: v.protocol, readOnly: v.readOnly }));
+      log.after(h('p', {}, 'Connect the recovery host to ', h('code', { id: 'recovery-address' }, x.url ?? x.iqn ?? x.name), '.'));
     }
-  }, 'Recover');
+    say(`View ${v.view} of ${v.volume}@${v.snapshot} is ready.`);
+  } catch (err) {
+    fail(err);
+    log.append(h('li', { class: 'bad' }, `✗ stopped: ${err.message}`));
+    log.after(h('p', {}, done.length ? `Already done: ${done.join('; ')}. Export the view from the Volumes page, or delete it there.` : 'Nothing was created.'));
+  }
 }
