@@ -5,7 +5,8 @@ namespace Tidemark.Server;
 
 /// <summary>
 /// A hosted service that does one unit of work per tick of a <see cref="TimeProvider"/> timer (so
-/// tests can drive the clock), logs a failed tick and tries again at the next one.
+/// tests can drive the clock), logs a failed tick and tries again at the next one. The ticking is
+/// <see cref="PeriodicWorker"/>'s: one tick at a time, none after the host stops.
 /// </summary>
 public abstract class PeriodicService : BackgroundService
 {
@@ -28,24 +29,28 @@ public abstract class PeriodicService : BackgroundService
 
     protected sealed override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(Interval, _time);
+        // The shared periodic worker (its stop rule: a tick in progress finishes before this returns,
+        // none starts after); this method only holds it for the service's lifetime.
+        using var worker = new PeriodicWorker(Interval, RunTick, _time, ex => _logger.LogError(ex, "{Work} stopped after an unexpected error; restart the server to resume it", WorkName));
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                try
-                {
-                    Tick();
-                }
-                catch (Exception ex) when (ex is StorageException or IOException or ObjectDisposedException)
-                {
-                    _logger.LogWarning(ex, "{Work} failed; trying again in {Interval}", WorkName, Interval);
-                }
-            }
+            await Task.Delay(Timeout.Infinite, stoppingToken);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            // Stopping.
+            // Stopping: disposing the worker waits for a tick in progress.
+        }
+    }
+
+    private void RunTick()
+    {
+        try
+        {
+            Tick();
+        }
+        catch (Exception ex) when (ex is StorageException or IOException or ObjectDisposedException)
+        {
+            _logger.LogWarning(ex, "{Work} failed; trying again in {Interval}", WorkName, Interval);
         }
     }
 }

@@ -146,6 +146,33 @@ public sealed class SynchronousBodyTests
     }
 
     [Fact]
+    public async Task WriteAsync_AFlushedSmallWrite_IsSentBeforeTheProducerWritesMore()
+    {
+        var body = new CountingSink();
+        var sawItSent = false;
+
+        await SynchronousBody.WriteAsync(
+            body,
+            (output, _) =>
+            {
+                // Less than a segment: only the flush hands it over while the producer waits.
+                output.Write(new byte[10]);
+                output.Flush();
+                var waited = System.Diagnostics.Stopwatch.StartNew();
+                while (body.Received < 10 && waited.Elapsed < Hang)
+                {
+                    Thread.Sleep(1);
+                }
+
+                sawItSent = body.Received == 10;
+            },
+            CancellationToken.None).WaitAsync(Hang);
+
+        Assert.True(sawItSent);
+        Assert.Equal(10, body.Received);
+    }
+
+    [Fact]
     public async Task WriteAsync_ClientGone_StopsTheProducerAndRethrowsTheClientsError()
     {
         var body = new CountingSink(failAfter: 3 << 20);

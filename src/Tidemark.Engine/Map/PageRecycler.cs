@@ -18,15 +18,16 @@ internal sealed class PageRecycler : IDisposable
     private readonly Lock _lock = new();
     private readonly Stack<MapPage> _ready = new();
     private readonly GracePeriod _grace;
-    private readonly SemaphoreSlim _wake = new(0);
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _reclaimer;
+    private readonly SerialWorker<bool> _reclaimer;
     private List<MapPage> _retired = [];
 
     public PageRecycler(GracePeriod grace)
     {
         _grace = grace;
-        _reclaimer = Task.Run(ReclaimLoopAsync);
+
+        // A dedicated thread (the shared stop-a-worker pattern): a reclaim blocks in WaitForReaders,
+        // which must not hold a pool thread, and Dispose joins the thread instead of a task.
+        _reclaimer = new SerialWorker<bool>("tidemark page reclaimer", _ => Reclaim());
     }
 
     public int ReadyCount
@@ -43,17 +44,23 @@ internal sealed class PageRecycler : IDisposable
     /// <summary>An evicted page: not reusable until <see cref="TakeRetired"/> and <see cref="Release"/> bracket a grace period.</summary>
     public void Retire(MapPage page)
     {
+        bool wake;
         lock (_lock)
         {
             // Without commits (a read-only load) nothing releases them: keep a bounded number, the rest is garbage.
-            if (_retired.Count < MaxReady)
+            if (_retired.Count >= MaxReady)
             {
-                _retired.Add(page);
-                if (_retired.Count == ReclaimBatch)
-                {
-                    _wake.Release();
-                }
+                return;
             }
+
+            _retired.Add(page);
+            wake = _retired.Count == ReclaimBatch;
+        }
+
+        if (wake)
+        {
+            // Outside the lock: the first one starts the worker's thread. False once disposed: the pages are garbage then.
+            _reclaimer.Enqueue(true);
         }
     }
 
@@ -105,31 +112,15 @@ internal sealed class PageRecycler : IDisposable
     }
 
     // Off every lock: waiting for readers while holding a map lock could wait for a reader that waits for that lock.
-    private async Task ReclaimLoopAsync()
+    private void Reclaim()
     {
-        try
+        if (TakeRetired() is { } pages)
         {
-            while (true)
-            {
-                await _wake.WaitAsync(_stop.Token).ConfigureAwait(false);
-                if (TakeRetired() is { } pages)
-                {
-                    _grace.WaitForReaders();
-                    Release(pages);
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            // The pool is closing.
+            _grace.WaitForReaders();
+            Release(pages);
         }
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        _reclaimer.Wait();
-        _stop.Dispose();
-        _wake.Dispose();
-    }
+    /// <summary>Stops the reclaimer: a reclaim running or queued finishes (the pool's readers are gone by now), then its thread is joined.</summary>
+    public void Dispose() => _reclaimer.Stop();
 }

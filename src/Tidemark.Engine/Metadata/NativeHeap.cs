@@ -26,7 +26,7 @@ internal static partial class NativeHeap
     public static readonly TimeSpan TrimPeriod = TimeSpan.FromSeconds(10);
 
     private static int s_configured;
-    private static Timer? s_trimmer;
+    private static PeriodicWorker? s_trimmer;
 
     public static void Configure()
     {
@@ -38,7 +38,7 @@ internal static partial class NativeHeap
         try
         {
             _ = MallOpt(MmapThresholdParameter, MmapThresholdBytes);
-            s_trimmer = new Timer(_ => Trim(), null, TrimPeriod, TrimPeriod);
+            s_trimmer = new PeriodicWorker(TrimPeriod, Trim); // for the process's lifetime: never stopped
         }
         catch (EntryPointNotFoundException)
         {

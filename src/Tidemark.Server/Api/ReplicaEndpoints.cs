@@ -123,12 +123,12 @@ public static class ReplicaEndpoints
         link.MapGet("/scan/{scanBase:guid}/granules", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase, long key) =>
         {
             context.Response.ContentType = "application/octet-stream";
-            await Task.Run(() => r.WriteGranuleHashesAsync(volume, scanBase, key, context.Response.Body, context.RequestAborted), context.RequestAborted);
+            await r.WriteGranuleHashesAsync(volume, scanBase, key, context.Response.Body, context.RequestAborted);
         });
         link.MapPost("/scan/{scanBase:guid}/blocks", async (HttpContext context, ReplicaReceiver r, string volume, Guid scanBase, long key) =>
         {
             context.Response.ContentType = "application/octet-stream";
-            await Task.Run(() => r.WriteBlockHashesAsync(volume, scanBase, key, context.Request.Body, context.Response.Body, context.RequestAborted), context.RequestAborted);
+            await r.WriteBlockHashesAsync(volume, scanBase, key, context.Request.Body, context.Response.Body, context.RequestAborted);
         });
         link.MapPost("/standby", (HttpContext context, ReplicaReceiver r, string volume, List<CreateExportRequest> exports) =>
         {

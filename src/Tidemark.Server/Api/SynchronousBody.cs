@@ -1,28 +1,21 @@
-using System.Buffers;
-using System.IO.Pipelines;
-
 namespace Tidemark.Server.Api;
 
 /// <summary>
 /// Connects an HTTP body, read and written asynchronously, to the synchronous snapshot-stream
-/// readers and writers (which run down to the engine) through a bounded pipe. The synchronous side
-/// runs on a dedicated thread and waits only on the pipe; the socket I/O stays asynchronous, so no
-/// thread-pool thread blocks on a slow or stalled client (what AllowSynchronousIO did), and at most
-/// <see cref="PauseBytes"/> plus one read of the body sits in memory whatever the body's length.
+/// readers and writers (which run down to the engine, whose I/O is synchronous) through a bounded
+/// hand-off (<see cref="BodyHandoff"/>). The synchronous side runs on a dedicated thread and waits
+/// only on the hand-off's monitor; the socket I/O stays asynchronous and awaits the hand-off, so no
+/// thread-pool thread blocks on a slow or stalled client (what AllowSynchronousIO did), no task is
+/// waited on synchronously, and at most <see cref="PauseBytes"/> plus one read of the body sits in
+/// memory whatever the body's length.
 /// </summary>
 public static class SynchronousBody
 {
-    /// <summary>Unconsumed bytes at which the side feeding the pipe waits for the other.</summary>
+    /// <summary>Buffered bytes at which the side feeding the hand-off waits for the other.</summary>
     public const int PauseBytes = 1 << 20;
 
-    /// <summary>The size of one read from the request body into the pipe.</summary>
+    /// <summary>The size of one read from the request body, and of the response writes gathered before they are sent.</summary>
     public const int SegmentBytes = 64 << 10;
-
-    private static readonly PipeOptions Options = new(
-        pauseWriterThreshold: PauseBytes,
-        resumeWriterThreshold: PauseBytes / 2,
-        minimumSegmentSize: SegmentBytes,
-        useSynchronizationContext: false);
 
     /// <summary>
     /// Runs <paramref name="consume"/> on a dedicated thread over a stream of <paramref name="body"/>
@@ -35,18 +28,18 @@ public static class SynchronousBody
     /// </summary>
     public static async Task<T> ReadAsync<T>(Stream body, Func<Stream, T> consume, CancellationToken cancellationToken)
     {
-        var pipe = new Pipe(Options);
+        var handoff = new BodyHandoff(PauseBytes, SegmentBytes);
         var consumer = Task.Factory.StartNew(
             () =>
             {
                 try
                 {
-                    using var input = new PipeInput(pipe.Reader);
+                    using var input = new HandoffInput(handoff);
                     return consume(input);
                 }
                 finally
                 {
-                    pipe.Reader.Complete();
+                    handoff.CompleteReader();
                 }
             },
             CancellationToken.None,
@@ -57,30 +50,39 @@ public static class SynchronousBody
         {
             while (true)
             {
-                var read = await body.ReadAsync(pipe.Writer.GetMemory(SegmentBytes), cancellationToken);
+                var room = await handoff.WaitForRoomAsync(SegmentBytes, cancellationToken);
+                if (room.IsEmpty)
+                {
+                    break; // the consumer stopped reading: finished, or refused the stream
+                }
+
+                var read = await body.ReadAsync(room, cancellationToken);
                 if (read == 0)
                 {
                     break;
                 }
 
-                pipe.Writer.Advance(read);
-                var flushed = await pipe.Writer.FlushAsync(cancellationToken);
-                if (flushed.IsCompleted)
-                {
-                    break; // the consumer stopped reading: finished, or refused the stream
-                }
+                handoff.Commit(read);
             }
 
-            await pipe.Writer.CompleteAsync();
+            handoff.CompleteWriter();
         }
         catch (Exception ex)
         {
             // The readers treat I/O failures and cancellation as a broken stream (discard or keep
             // for resume); anything else from the body is a broken stream too.
-            await pipe.Writer.CompleteAsync(ex is IOException or OperationCanceledException ? ex : new IOException($"reading the request body failed: {ex.Message}", ex));
+            handoff.CompleteWriter(ex is IOException or OperationCanceledException ? ex : new IOException($"reading the request body failed: {ex.Message}", ex));
         }
 
-        return await consumer;
+        try
+        {
+            return await consumer;
+        }
+        finally
+        {
+            // Both sides are done with the ring only now.
+            handoff.Dispose();
+        }
     }
 
     /// <summary>
@@ -92,20 +94,19 @@ public static class SynchronousBody
     public static async Task WriteAsync(Stream body, Action<Stream, CancellationToken> produce, CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var pipe = new Pipe(Options);
+        var handoff = new BodyHandoff(PauseBytes, SegmentBytes);
         var producer = Task.Factory.StartNew(
             () =>
             {
                 try
                 {
-                    using var output = new PipeOutput(pipe.Writer);
+                    using var output = new HandoffOutput(handoff);
                     produce(output, stop.Token);
-                    output.Flush();
-                    pipe.Writer.Complete();
+                    handoff.CompleteWriter();
                 }
                 catch (Exception ex)
                 {
-                    pipe.Writer.Complete(ex);
+                    handoff.CompleteWriter(ex);
                     throw;
                 }
             },
@@ -115,24 +116,43 @@ public static class SynchronousBody
 
         try
         {
-            await pipe.Reader.CopyToAsync(body, cancellationToken);
-            await pipe.Reader.CompleteAsync();
+            while (true)
+            {
+                var data = await handoff.WaitForDataAsync(cancellationToken);
+                if (data.IsEmpty)
+                {
+                    break;
+                }
+
+                await body.WriteAsync(data, cancellationToken);
+                handoff.Consume(data.Length);
+            }
+
+            handoff.CompleteReader();
         }
-        catch (Exception ex)
+        catch (Exception)
         {
-            // Either the producer failed (the pipe hands its exception over, so this rethrows it)
+            // Either the producer failed (the hand-off passes its exception on, so this rethrows it)
             // or the client did; in both cases wait for the producer to be gone before answering.
             await stop.CancelAsync();
-            await pipe.Reader.CompleteAsync(ex);
+            handoff.CompleteReader();
             await producer.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            handoff.Dispose();
             throw;
         }
 
-        await producer;
+        try
+        {
+            await producer;
+        }
+        finally
+        {
+            handoff.Dispose();
+        }
     }
 
-    /// <summary>A read-only stream over a pipe, for one synchronous reader on its own thread.</summary>
-    private sealed class PipeInput(PipeReader reader) : Stream
+    /// <summary>A read-only stream over the hand-off, for one synchronous reader on its own thread.</summary>
+    private sealed class HandoffInput(BodyHandoff handoff) : Stream
     {
         public override bool CanRead => true;
 
@@ -150,35 +170,8 @@ public static class SynchronousBody
 
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
-        public override int Read(Span<byte> buffer)
-        {
-            if (buffer.IsEmpty)
-            {
-                return 0;
-            }
-
-            while (true)
-            {
-                // This thread exists to wait here: the pipe's writer is the asynchronous side.
-                var result = reader.TryRead(out var ready) ? ready : reader.ReadAsync().AsTask().GetAwaiter().GetResult();
-                var available = result.Buffer;
-                if (available.IsEmpty)
-                {
-                    reader.AdvanceTo(available.End);
-                    if (result.IsCompleted)
-                    {
-                        return 0;
-                    }
-
-                    continue;
-                }
-
-                var taken = (int)Math.Min(buffer.Length, available.Length);
-                available.Slice(0, taken).CopyTo(buffer);
-                reader.AdvanceTo(available.GetPosition(taken));
-                return taken;
-            }
-        }
+        // This thread exists to wait here: the hand-off's writer is the asynchronous side.
+        public override int Read(Span<byte> buffer) => handoff.Read(buffer);
 
         public override void Flush()
         {
@@ -192,14 +185,12 @@ public static class SynchronousBody
     }
 
     /// <summary>
-    /// A write-only stream into a pipe, for one synchronous writer on its own thread. Small writes
-    /// (record headers) gather in the pipe and are handed over a segment at a time, not one wake-up
-    /// of the copying side per write; the producer flushes the rest when it is done.
+    /// A write-only stream into the hand-off, for one synchronous writer on its own thread. Small
+    /// writes (record headers) gather there and are sent a segment at a time, not one wake-up of the
+    /// copying side per write; the producer's end sends the rest.
     /// </summary>
-    private sealed class PipeOutput(PipeWriter writer) : Stream
+    private sealed class HandoffOutput(BodyHandoff handoff) : Stream
     {
-        private long _unflushed;
-
         public override bool CanRead => false;
 
         public override bool CanSeek => false;
@@ -216,25 +207,9 @@ public static class SynchronousBody
 
         public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
-        public override void Write(ReadOnlySpan<byte> buffer)
-        {
-            writer.Write(buffer);
-            _unflushed += buffer.Length;
-            if (_unflushed >= SegmentBytes)
-            {
-                Flush();
-            }
-        }
+        public override void Write(ReadOnlySpan<byte> buffer) => handoff.Write(buffer);
 
-        public override void Flush()
-        {
-            _unflushed = 0;
-            var result = writer.FlushAsync().AsTask().GetAwaiter().GetResult();
-            if (result.IsCompleted)
-            {
-                throw new IOException("the client stopped reading the response");
-            }
-        }
+        public override void Flush() => handoff.Flush();
 
         public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
