@@ -65,9 +65,9 @@ public sealed partial class IscsiDataTests : IDisposable
 
         // One 8 MiB READ from 1 MiB: 3 MiB of 0x5a, 2 MiB never written (a hole: zeros), 3 MiB of 0xa5.
         var read = await Tool("qemu-io", "-f", "raw",
-            "-c", "read -P 0x5a -o 0 -l 3M 1M 8M",
-            "-c", "read -P 0x00 -o 3M -l 2M 1M 8M",
-            "-c", "read -P 0xa5 -o 5M -l 3M 1M 8M",
+            "-c", "read -P 0x5a -s 0 -l 3M 1M 8M",
+            "-c", "read -P 0x00 -s 3M -l 2M 1M 8M",
+            "-c", "read -P 0xa5 -s 5M -l 3M 1M 8M",
             live.Url!);
 
         read.AssertSuccess();
