@@ -40,10 +40,19 @@ make_golden
 
 SPECS=("rw4k_qd32 -w -r -b 4096 -q 32" "rw4k_qd1 -w -r -b 4096 -q 1" "rr4k_qd32 -r -b 4096 -q 32"
        "rr4k_qd1 -r -b 4096 -q 1" "sw1m_qd8 -w -b 1048576 -q 8" "sr1m_qd8 -b 1048576 -q 8")
+# The server's CPU per I/O (utime + stime of its process over the run, over the I/Os counted) goes
+# beside each result, for the servers whose PID is in CPU_PID.
+declare -A CPU_PID=()
 run_one() { # NAME URL REP SPEC...
-  local who=$1 url=$2 rep=$3 name=$4 line; shift 4
+  local who=$1 url=$2 rep=$3 name=$4 line pid before after us=nan; shift 4
+  pid=${CPU_PID[$who]:-}
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   line=$("$BENCH" "$@" -t "$RUNTIME" "$url" | tail -1)
-  echo -e "$who\t$name\t$rep\t$line" | tee -a "$out"
+  if [ -n "$pid" ]; then
+    after=$(cpu_ticks "$pid")
+    us=$(cpu_us_per_io $((after - before)) "$(sed -n 's/.*iops \([0-9.]*\).*/\1/p' <<< "$line")" "$RUNTIME")
+  fi
+  echo -e "$who\t$name\t$rep\t$us\t$line" | tee -a "$out"
 }
 
 run_specs() { # NAME URL [NAME2 URL2: alternate with it]
@@ -75,9 +84,9 @@ start_tm() { # NAME
 iqn=iqn.2026-11.dev.tidemark:bench
 if [ -n "${BASELINE:-}" ]; then
   own_root=$root; root=$(cd "$BASELINE" && pwd)
-  start_tm baseline; base_pid=$TM_PID; base_url=$TM_URL; root=$own_root
+  start_tm baseline; base_pid=$TM_PID; base_url=$TM_URL; root=$own_root; CPU_PID[baseline]=$base_pid
 fi
-start_tm tidemark; tm_pid=$TM_PID
+start_tm tidemark; tm_pid=$TM_PID; CPU_PID[tidemark]=$tm_pid
 sync
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "${BASELINE:-}" ]; then run_specs tidemark "$TM_URL" baseline "$base_url"; else run_specs tidemark "$TM_URL"; fi
@@ -89,6 +98,7 @@ kill "$tm_pid"; wait "$tm_pid" 2>/dev/null || true; tm_pid=""
 if [ "${TGT:-1}" != 0 ]; then
   "$peers/tgt_stop.sh" >/dev/null 2>&1 || true
   FILL=1 IQN=iqn.2024-01.org.peers:tgt1 "$peers/tgt_start.sh" > "$work/tgt_start.log"
+  CPU_PID[tgt]=$(pgrep -n -x tgtd || true)   # the tgtd just started (the newest)
   run_specs tgt "iscsi://127.0.0.1:3260/iqn.2024-01.org.peers:tgt1/1"
   "$peers/tgt_stop.sh" >/dev/null 2>&1 || true
 fi
@@ -98,8 +108,11 @@ echo "iscsi-bench (libiscsi $(dpkg-query -W -f='${Version}' libiscsi7 2>/dev/nul
 python3 - "$out" <<'PY'
 import sys, re, collections
 rows = collections.defaultdict(list)
+cpu = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    who, name, rep, text = line.rstrip("\n").split("\t", 3)
+    who, name, rep, us, text = line.rstrip("\n").split("\t", 4)
+    if us != "nan":
+        cpu[(name, who)].append(float(us))
     iops = re.search(r"iops ([0-9.]+)", text)
     mbs = re.search(r"mbps ([0-9.]+)", text)
     rows[(name, who)].append((float(iops.group(1)) if iops else 0.0, float(mbs.group(1)) if mbs else 0.0, text))
@@ -109,8 +122,8 @@ for (name, _) in rows:
         names.append(name)
 mean = lambda v: sum(v) / len(v)
 peers = [p for p in ("baseline", "tgt") if any(who == p for (_, who) in rows)]
-print("| workload | Tidemark IOPS (MB/s) | " + " | ".join(f"{p} IOPS (MB/s) | Tidemark / {p}" for p in peers) + " |")
-print("|---|---|" + "---|---|" * len(peers))
+print("| workload | Tidemark IOPS (MB/s) | " + " | ".join(f"{p} IOPS (MB/s) | Tidemark / {p}" for p in peers) + " | CPU µs per I/O |")
+print("|---|---|" + "---|---|" * len(peers) + "---|")
 for n in names:
     t = rows[(n, "tidemark")]
     ti, tm = mean([x[0] for x in t]), mean([x[1] for x in t])
@@ -119,5 +132,6 @@ for n in names:
         g = rows.get((n, p), [])
         gi, gm = (mean([x[0] for x in g]), mean([x[1] for x in g])) if g else (0.0, 0.0)
         cells.append(f"{gi:,.0f} ({gm:,.1f}) | {(ti / gi if gi else float('nan')):.2f}x")
-    print(f"| {n} | {ti:,.0f} ({tm:,.1f}) | " + " | ".join(cells) + " |")
+    used = ", ".join(f"{p} {mean(cpu[(n, p)]):.1f}" for p in ["tidemark"] + peers if cpu[(n, p)]) or "not measured"
+    print(f"| {n} | {ti:,.0f} ({tm:,.1f}) | " + " | ".join(cells) + f" | {used} |")
 PY

@@ -35,6 +35,23 @@ trap cleanup EXIT INT TERM
 . "$root/bench/protocols/tidemark-serve.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# fio_one of lib.sh, plus the server's CPU per I/O (utime + stime of its process over the run, over
+# the I/Os fio counted, ramp included at the run's rate) into $CPU_RES, for the servers whose PID is
+# in CPU_PID (Tidemark, the baseline, nbdkit).
+eval "$(declare -f fio_one | sed 's/^fio_one/lib_fio_one/')"
+declare -A CPU_PID=()
+CPU_RES="$D/cpu.tsv"
+fio_one() {
+  local pid=${CPU_PID[$1]:-} before after iops
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  lib_fio_one "$@"
+  if [ -n "$pid" ]; then
+    after=$(cpu_ticks "$pid")
+    iops=$(tail -1 "$RES" | cut -f5)
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$6" "$(cpu_us_per_io $((after - before)) "$iops" $((RUNTIME + RAMP)))" >> "$CPU_RES"
+  fi
+}
+
 make_golden
 
 start_tidemark() {
@@ -45,6 +62,7 @@ start_tidemark() {
   nbdcopy "$GOLD" "nbd://$TM_NBD/bench"
   sync
   TIDEMARK_URI="nbd://$TM_NBD/bench"
+  TIDEMARK_PID=$TM_PID
 }
 
 start_nbdkit() {
@@ -53,6 +71,7 @@ start_nbdkit() {
   port=$(free_port)
   nbdkit -f -i 127.0.0.1 -p "$port" file file="$D/nbdkit.img" > "$D/nbdkit.log" 2>&1 &
   pids+=($!)
+  CPU_PID[nbdkit]=$!
   wait_port "$port"
   NBDKIT_URI="nbd://127.0.0.1:$port/"
 }
@@ -68,9 +87,10 @@ if [ "${ALTERNATE:-0}" = 1 ]; then
     own_root=$root; root=$(cd "$BASELINE" && pwd)
     D_OWN=$D; D="$D/baseline"; mkdir -p "$D"
     start_tidemark
-    BASELINE_URI=$TIDEMARK_URI; root=$own_root; D=$D_OWN
+    BASELINE_URI=$TIDEMARK_URI; root=$own_root; D=$D_OWN; CPU_PID[baseline]=$TIDEMARK_PID
   fi
   start_tidemark
+  CPU_PID[tidemark]=$TIDEMARK_PID
   start_nbdkit
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   for rep in $(seq "$REPS"); do
@@ -91,6 +111,7 @@ if [ "${ALTERNATE:-0}" = 1 ]; then
 else
   # ---- Tidemark ----
   start_tidemark
+  CPU_PID[tidemark]=$TIDEMARK_PID
   fio_suite tidemark --ioengine=nbd --uri="$TIDEMARK_URI"
   stop_servers
 
@@ -113,9 +134,15 @@ fi
 
 echo
 echo "fio $(fio --version), nbdkit $(nbdkit --version | awk '{print $2}'), $(qemu-nbd --version | head -1); RUNTIME=$RUNTIME REPS=$REPS ALTERNATE=${ALTERNATE:-0}; $(date -u +%Y-%m-%dT%H:%MZ)"
-python3 - "$RES" <<'PY'
-import sys, collections, statistics
+python3 - "$RES" "$CPU_RES" <<'PY'
+import sys, collections, statistics, os
 rows = collections.defaultdict(list)
+cpu = collections.defaultdict(list)
+if os.path.exists(sys.argv[2]):
+    for line in open(sys.argv[2]):
+        peer, name, rep, us = line.rstrip("\n").split("\t")
+        if us != "nan":
+            cpu[(name, peer)].append(float(us))
 reps = {}
 for line in open(sys.argv[1]):
     peer, name, qd, rep, iops, mib, lat, p99 = line.rstrip("\n").split("\t")
@@ -126,8 +153,11 @@ for (name, _) in rows:
     if name not in names:
         names.append(name)
 def mean(v): return sum(v) / len(v)
-print("| workload | Tidemark IOPS (MiB/s) | nbdkit IOPS (MiB/s) | Tidemark / nbdkit | per repetition | qemu-nbd raw IOPS (MiB/s) |")
-print("|---|---|---|---|---|---|")
+print("| workload | Tidemark IOPS (MiB/s) | nbdkit IOPS (MiB/s) | Tidemark / nbdkit | per repetition | CPU µs per I/O | qemu-nbd raw IOPS (MiB/s) |")
+print("|---|---|---|---|---|---|---|")
+def cpu_cell(name):
+    parts = [f"{p} {mean(cpu[(name, p)]):.1f}" for p in ("tidemark", "baseline", "nbdkit") if cpu[(name, p)]]
+    return ", ".join(parts) if parts else "not measured"
 for name in names:
     t = rows[(name, "tidemark")]; k = rows[(name, "nbdkit")]; q = rows[(name, "qemu-nbd-raw")]
     ti, tm = mean([x[0] for x in t]), mean([x[1] for x in t])
@@ -139,5 +169,5 @@ for name in names:
         qemu += f" | baseline {bi:,.0f}: {bi/ki:.2f}x nbdkit, new/baseline {ti/bi:.2f}x"
     per = [reps[(n, "tidemark", r)] / reps[(n, "nbdkit", r)] for (n, p, r) in reps if n == name and p == "tidemark" and (n, "nbdkit", r) in reps]
     spread = f"median {statistics.median(per):.2f}x ({min(per):.2f}-{max(per):.2f})" if per else ""
-    print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {spread} | {qemu} |")
+    print(f"| {name} | {ti:,.0f} ({tm:,.1f}) | {ki:,.0f} ({km:,.1f}) | {ti/ki:.2f}x | {spread} | {cpu_cell(name)} | {qemu} |")
 PY

@@ -16,3 +16,12 @@ tidemark_serve() {
 }
 
 tm_api() { curl -sf -H "Authorization: Bearer $TM_TOKEN" -H 'Content-Type: application/json' "$@"; }
+
+# cpu_ticks PID: user + system CPU the process has used so far, in clock ticks (0 once it is gone).
+# The benchmarks read it before and after each run: CPU per I/O is a figure a loaded machine does not
+# distort much, where IOPS of one run are noise.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_us_per_io TICKS IOPS SECONDS: microseconds of CPU per I/O over a run of SECONDS at IOPS.
+cpu_us_per_io() { python3 -c 'import sys; t,i,s,c=map(float,sys.argv[1:]); print(f"{t/c*1e6/(i*s):.1f}" if i*s>0 else "nan")' "$1" "$2" "$3" "$CLK_TCK"; }

@@ -31,6 +31,9 @@ public sealed partial class IscsiConnection
 
         /// <summary>The next PDU's data segment is to be taken through the payload feature.</summary>
         LargeDataSegment,
+
+        /// <summary>A READ is to be sent in pieces before the PDUs behind it are handled.</summary>
+        StreamedRead,
     }
 
     /// <summary>Receives the data segment (padding and digest with it) of the PDU whose BHS is in _inHeader, and handles the PDU.</summary>

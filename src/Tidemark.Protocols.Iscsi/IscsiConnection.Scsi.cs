@@ -56,6 +56,11 @@ public sealed partial class IscsiConnection
 
         if (!command.Write || expected == 0 || immediate == (int)expected)
         {
+            if (command.Read && !command.Write && TryStreamRead(_cdb.AsSpan(0, cdbLength), command.InitiatorTaskTag, command.Lun, expected))
+            {
+                return; // sent in pieces once this PDU is consumed (IscsiConnection.ReadPieces.cs)
+            }
+
             var dataOut = ReadOnlySpan<byte>.Empty;
             byte[]? rented = null;
             if (immediate > 0)

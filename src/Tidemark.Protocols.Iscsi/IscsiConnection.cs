@@ -181,6 +181,11 @@ public sealed partial class IscsiConnection
             await ReceiveLargePduAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        if (_streamedRead is not null)
+        {
+            await SendStreamedReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         var stoppedEarly = stop != InputStop.NeedMore;
 
         // Every reply queued while handling this batch goes out in one write.
@@ -296,12 +301,13 @@ public sealed partial class IscsiConnection
     }
 
     /// <summary>Flushes the output, marked as waiting on the initiator while the flush is under way (see <see cref="Keepalive"/>).</summary>
-    private async ValueTask FlushOutputAsync(CancellationToken cancellationToken)
+    private async ValueTask<bool> FlushOutputAsync(CancellationToken cancellationToken)
     {
         Volatile.Write(ref _waitingOnPeerSince, Math.Max(1, Environment.TickCount64));
         try
         {
-            await Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            // True once the output is over (the initiator is gone): nothing more reaches it.
+            return (await Output.FlushAsync(cancellationToken).ConfigureAwait(false)).IsCompleted;
         }
         finally
         {
@@ -386,6 +392,11 @@ public sealed partial class IscsiConnection
 
             HandlePduOrReject(pdu);
             buffer = buffer.Slice(consumed);
+            if (_streamedRead is not null)
+            {
+                return InputStop.StreamedRead;
+            }
+
             if (_outputBytes >= _limits.MaxQueuedOutputBytes)
             {
                 return InputStop.OutputFull;

@@ -17,11 +17,13 @@ public sealed class TestInitiator : IAsyncDisposable
     private readonly Pipe _fromTarget = new();
     private readonly byte[] _header = new byte[BasicHeaderSegment.LengthBytes];
 
-    public TestInitiator(IscsiTargetCatalog catalog, IscsiLimits? limits = null)
+    /// <param name="output">Wraps the target's output writer (a test that watches what the target queues); none when null.</param>
+    public TestInitiator(IscsiTargetCatalog catalog, IscsiLimits? limits = null, Func<PipeWriter, PipeWriter>? output = null)
     {
         // A short linger keeps protocol-error tests fast; the behaviour is the same.
         limits ??= new IscsiLimits { ProtocolErrorLinger = TimeSpan.FromMilliseconds(200) };
-        Connection = new IscsiConnection(new Duplex(_toTarget.Reader, _fromTarget.Writer), catalog, limits, "127.0.0.1:3260");
+        var writer = output is null ? _fromTarget.Writer : output(_fromTarget.Writer);
+        Connection = new IscsiConnection(new Duplex(_toTarget.Reader, writer), catalog, limits, "127.0.0.1:3260");
         Running = Task.Run(() => Connection.RunAsync());
     }
 
