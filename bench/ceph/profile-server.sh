@@ -7,6 +7,7 @@
 #   bench/ceph/profile-server.sh                                  1 MiB sequential write, QD32, 15 s
 #   RW=randwrite BS=4k QD=32 RUNTIME=10 bench/ceph/profile-server.sh
 #   SNAPSHOTS=20 ...        take that many snapshots (one 4 KiB write before each) before the row
+#   PRE="randwrite 4k 32 5" ...  run that fio row (rw bs qd seconds) unprofiled first, after the snapshots
 #   TIDEMARK="dotnet path/to/tidemark.dll" ...   the build to profile (default: ./tidemark)
 #   PERF=0 ...              no perf, only the CPU figures (for before/after runs of two builds)
 #   KEEP=DIR ...            keep perf.data and the report in DIR
@@ -56,6 +57,12 @@ fio --name=fill --ioengine=nbd --uri="nbd://$nbd/bench" --rw=write --bs=1M --iod
   --size="$IMAGE_BYTES" --refill_buffers=1 --output=/dev/null
 if [ "${SNAPSHOTS:-0}" -gt 0 ]; then
   python3 "$root/bench/ceph/snapfill.py" tidemark "$http" "$data/token" "$nbd" bench bench 0 "$SNAPSHOTS"
+fi
+
+if [ -n "${PRE:-}" ]; then
+  read -r pre_rw pre_bs pre_qd pre_s <<< "$PRE"
+  fio --name=pre --ioengine=nbd --uri="nbd://$nbd/bench" --rw="$pre_rw" --bs="$pre_bs" --iodepth="$pre_qd" --size="$IMAGE_BYTES" \
+    --time_based=1 --runtime="$pre_s" --refill_buffers=1 --output=/dev/null
 fi
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
