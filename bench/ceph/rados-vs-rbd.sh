@@ -41,10 +41,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-dotnet build "$root/bench/ceph/CephUp" -c Release -nologo -clp:ErrorsOnly -o "$D/cephup" >/dev/null
+cephup=${CEPHUP:-}   # CEPHUP=DIR: a CephUp already built there (skips the build)
+if [ -z "$cephup" ]; then
+  cephup=$D/cephup
+  dotnet build "$root/bench/ceph/CephUp" -c Release -nologo -clp:ErrorsOnly -o "$cephup" >/dev/null
+fi
 read -r -a tidemark <<< "${TIDEMARK:-$root/tidemark}"
 "${tidemark[@]}" --help >/dev/null   # ./tidemark builds the CLI on first use
-coproc CEPH { exec dotnet "$D/cephup/CephUp.dll"; }
+coproc CEPH { exec dotnet "$cephup/CephUp.dll"; }
 CEPH_PID=$!
 read -r _ conf <&"${CEPH[0]}"; read -r _ pool <&"${CEPH[0]}"; read -r _ started <&"${CEPH[0]}"
 echo "cluster up in ${started}s: $conf"

@@ -20,6 +20,9 @@ internal sealed class FaultyBackingStore(string location, long capacityBytes) : 
 
     public int Flushes { get; private set; }
 
+    /// <summary>Write calls so far (how many store operations the engine made of its writes).</summary>
+    public int Writes { get; private set; }
+
     /// <summary>While set, every flush fails as a dying disk's would (and makes nothing durable).</summary>
     public bool FailFlushes { get; set; }
 
@@ -56,6 +59,7 @@ internal sealed class FaultyBackingStore(string location, long capacityBytes) : 
     {
         lock (_lock)
         {
+            Writes++;
             _pending.Add((offsetBytes, source.ToArray()));
         }
     }

@@ -27,6 +27,34 @@ public class SnapshotTests
     }
 
     [Fact]
+    public void Write_PartlyRewrittenSinceTheSnapshot_IsRedirectedWhole_AsOneStoreWrite_AndFreesWhatItLeaves()
+    {
+        FaultyBackingStore? store = null;
+        using var t = new TempPool(64L << 20, new PoolOptions { StoreFactory = (path, capacity, _) => store ??= new FaultyBackingStore(path, capacity) });
+        var v = t.Pool.CreateVolume("vol", 16L << 20);
+        v.Write(0, Bytes.Pattern(1 << 20, 1), false);
+        t.Pool.CreateSnapshot("vol", "monday");
+
+        // Blocks 10 and 200 rewritten since the snapshot: the live image owns them, the rest is shared.
+        v.Write(10 * 4096, Bytes.Pattern(4096, 2), false);
+        v.Write(200 * 4096, Bytes.Pattern(4096, 3), false);
+        t.Pool.Flush();
+
+        // In place over the two owned blocks, this was five store writes (fresh, old, fresh, old, fresh).
+        var writes = store!.Writes;
+        var data = Bytes.Pattern(1 << 20, 4);
+        v.Write(0, data, false);
+        Assert.Equal(1, store.Writes - writes);
+
+        t.Pool.Flush();
+        Assert.Equal(data, Bytes.Read(v, 0, data.Length));
+        Assert.Equal(Bytes.Pattern(1 << 20, 1), Bytes.Read(t.Pool.OpenSnapshot("vol@monday"), 0, 1 << 20));
+        t.Reopen();
+        Assert.Equal(data, Bytes.Read(t.Pool.GetVolume("vol"), 0, data.Length));
+        t.AssertVerifyClean(); // the two blocks left behind were freed, not leaked
+    }
+
+    [Fact]
     public void DeleteSnapshot_AnyOrder_FreesUniqueSpaceAndKeepsOthers()
     {
         using var t = new TempPool();

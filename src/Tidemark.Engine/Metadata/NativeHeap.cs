@@ -13,6 +13,7 @@ namespace Tidemark.Engine.Metadata;
 internal static partial class NativeHeap
 {
     // glibc malloc.h parameter numbers.
+    private const int TrimThresholdParameter = -1;
     private const int MmapThresholdParameter = -3;
 
     /// <summary>
@@ -43,6 +44,35 @@ internal static partial class NativeHeap
         catch (EntryPointNotFoundException)
         {
             // Not glibc (musl has no such tuning); nothing to set.
+        }
+    }
+
+    /// <summary>
+    /// For a process with a RADOS store (ADR 0017): librados copies every write into a buffer it
+    /// mallocs, and the copy of a 1 MiB write past <see cref="MmapThresholdBytes"/> was a fresh
+    /// mapping each time: 256 zeroed page faults on the copy and an munmap on release, about half
+    /// the server's CPU per MiB written (docs/BENCHMARKS.md, RADOS run 6). Blocks up to
+    /// <paramref name="largestBytes"/> (an object) come from the heaps instead, where the next write
+    /// reuses pages already mapped, and up to <paramref name="keepTopBytes"/> free at a heap's top is
+    /// kept between writes; <see cref="Trim"/> still gives free pages back every
+    /// <see cref="TrimPeriod"/>, so an idle server holds no more than before.
+    /// </summary>
+    public static void ForLargeCopies(int largestBytes, int keepTopBytes)
+    {
+        Configure();
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        try
+        {
+            _ = MallOpt(MmapThresholdParameter, Math.Max(MmapThresholdBytes, largestBytes));
+            _ = MallOpt(TrimThresholdParameter, keepTopBytes);
+        }
+        catch (EntryPointNotFoundException)
+        {
+            // Not glibc: nothing to set.
         }
     }
 

@@ -45,6 +45,9 @@ public sealed class RadosBackingStore : IBackingStore
     internal static RadosBackingStore Open(string location, long capacityBytes, TimeSpan? lease)
     {
         var where = RadosLocation.Parse(location);
+
+        // librados's own copy of each write (up to an object) from the heaps, not a fresh mapping per write.
+        Metadata.NativeHeap.ForLargeCopies(ObjectBytes + (64 << 10), 16 << 20);
         var (cluster, io) = Connect(where);
         try
         {

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Tidemark.Engine.Storage;
 
 /// <summary>
@@ -22,6 +20,7 @@ internal sealed class RadosWriteQueue
 
     private readonly nint _io;
     private readonly Func<int, string, StorageException> _failure;
+    private readonly RadosWriteBuffers _buffers = new(RadosBackingStore.ObjectBytes);
 
     // Guards the queue, the counters and the failures; held only to start a write or to take the
     // head off the queue, never while waiting for RADOS.
@@ -85,7 +84,7 @@ internal sealed class RadosWriteQueue
     public unsafe void Start(string oid, long inObject, ReadOnlySpan<byte> data, long storeOffset)
     {
         RecoverIfStalled();
-        var buffer = (nint)NativeMemory.Alloc((nuint)data.Length);
+        var buffer = _buffers.Rent(data.Length);
         data.CopyTo(new Span<byte>((void*)buffer, data.Length));
         var write = new PendingWrite(buffer, data.Length, oid, inObject, storeOffset);
         bool over;
@@ -94,7 +93,7 @@ internal sealed class RadosWriteQueue
             if (_stalled is { } stalled)
             {
                 // Stalled again since the check above: held writes go first, so this one is refused.
-                NativeMemory.Free((void*)buffer);
+                _buffers.Return(buffer, data.Length);
                 throw StalledError(stalled);
             }
 
@@ -102,7 +101,7 @@ internal sealed class RadosWriteQueue
             var rc = Submit(write);
             if (rc < 0)
             {
-                NativeMemory.Free((void*)buffer);
+                _buffers.Return(buffer, data.Length);
                 throw _failure(rc, $"write of {data.Length} bytes at {storeOffset} to {oid}");
             }
 
@@ -230,11 +229,12 @@ internal sealed class RadosWriteQueue
                         write.Completion = 0;
                     }
 
-                    NativeMemory.Free((void*)write.Buffer);
+                    _buffers.Return(write.Buffer, write.Length);
                 }
 
                 _pending.Clear();
                 _bytes = 0;
+                _buffers.Clear();
             }
         }
     }
@@ -368,7 +368,7 @@ internal sealed class RadosWriteQueue
                 _bytes -= write.Length;
             }
 
-            NativeMemory.Free((void*)write.Buffer);
+            _buffers.Return(write.Buffer, write.Length);
             return Reaped.One;
         }
     }
