@@ -259,6 +259,10 @@ public sealed class TidemarkServer : IAsyncDisposable
             builder.Services.AddSingleton(sp => TokenStore.Open(pool.Control, data.TokensPath, token, TimeProvider.System, sp.GetRequiredService<ILogger<TokenStore>>()));
             builder.Services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
             builder.Services.AddSingleton(new IoMetrics());
+            var metricsScope = new MetricsScope();
+            builder.Services.AddSingleton(metricsScope);
+            builder.Services.AddSingleton<ServerMeter>();
+            builder.Services.AddTidemarkMetrics(metricsScope);
             builder.Services.AddSingleton<JobManager>();
             builder.Services.AddSingleton(sp => new CapacityManager(
                 pool,
@@ -334,7 +338,7 @@ public sealed class TidemarkServer : IAsyncDisposable
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetRequiredService<ILogger<ReplicaScheduler>>()));
             builder.Services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
-            builder.Services.AddSingleton<IMetricsSource>(sp => new ReplicaMetrics(sp.GetRequiredService<ReplicaManager>().List));
+            builder.Services.AddSingleton(sp => new ReplicaInstruments(sp.GetRequiredService<ReplicaManager>().List, metricsScope));
             builder.Services.AddSingleton(sp => new ExportRegistry(pool, data.ExportsPath, sp.GetRequiredService<ILogger<ExportRegistry>>(), sp.GetRequiredService<IoMetrics>())
             {
                 TlsAvailable = certificate is not null,
@@ -392,7 +396,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             {
                 // Other local users could read every volume through these; say so once, loudly.
                 var list = string.Join(", ", loosened.Take(10)) + (loosened.Count > 10 ? $" and {loosened.Count - 10} more" : "");
-                logger.LogWarning("{Count} paths of the data directory were readable by other users; made them the owner's only: {Paths}", loosened.Count, list);
+                ServerLog.DataDirectoryRestricted(logger, loosened.Count, list);
                 events.Record("server.permissions", null, "server", $"{loosened.Count} paths were readable by other users and were restricted to the owner: {list}");
             }
 
@@ -459,6 +463,9 @@ public sealed class TidemarkServer : IAsyncDisposable
 
         // Before the policies start: a view a killed server left mid-verification goes, with an event.
         _app.Services.GetRequiredService<SnapshotVerifier>().DeleteLeftoverViews();
+        // The instruments exist from the start, so the exporter has them all at its first collection.
+        _app.Services.GetRequiredService<ServerMeter>();
+        _app.Services.GetRequiredService<ReplicaInstruments>();
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");
@@ -473,13 +480,13 @@ public sealed class TidemarkServer : IAsyncDisposable
         var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString(), TlsFingerprint, ReplicationEndpoint?.ToString(), NbdSocket);
         if (TlsFingerprint is null && !System.Net.IPAddress.IsLoopback(ServerSettings.ParseEndpoint(Settings.Http, "http").Address))
         {
-            _logger.LogWarning("The API listens on {Http} without TLS: the token crosses the network in clear; set tls-cert (a PEM file, or self-signed)", HttpAddress);
+            ServerLog.ApiWithoutTls(_logger, HttpAddress);
         }
 
         AtomicFile.WriteAllText(_data.RuntimePath, JsonSerializer.Serialize(endpoints, ServerSettings.FileJson) + "\n");
         Events.Record("server.start", null, "server", $"serving pool {_pool.Id}: API {HttpAddress}, NBD {NbdEndpoint?.ToString() ?? "off"}, iSCSI {IscsiEndpoint?.ToString() ?? "off"}, replication {ReplicationEndpoint?.ToString() ?? "off"}");
-        _logger.LogInformation(
-            "Tidemark serving pool {Pool} from {Data}: API {Http} (token in {Token}), NBD {Nbd}, iSCSI {Iscsi}",
+        ServerLog.Serving(
+            _logger,
             _pool.Id,
             _data.Root,
             HttpAddress,
@@ -542,7 +549,7 @@ public sealed class TidemarkServer : IAsyncDisposable
             // unlocked, and is simply taken again.
             File.Delete(_data.LockPath);
             await _lock.DisposeAsync();
-            _logger.LogInformation("Tidemark stopped; the pool is flushed and closed");
+            ServerLog.Stopped(_logger);
         }
     }
 }
