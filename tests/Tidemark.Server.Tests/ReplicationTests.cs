@@ -221,8 +221,9 @@ public sealed class ReplicationTests : IAsyncLifetime
 
         var sync = primary.SyncReplicaAsync("big");
         var during = await WaitForAsync(primary, "big", r => r.Syncing is { EtaSeconds: not null, Done: > 0 });
-        var shown = (await CliProcess.RunAsync("replica", "show", "big", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
+        // Scraped before the CLI runs: a slow CLI start on a loaded machine could outlast the sync.
         var metricsDuring = await MetricsAsync(Primary);
+        var shown = (await CliProcess.RunAsync("replica", "show", "big", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
         var done = await sync;
         var after = await primary.GetReplicaAsync("big");
         var metricsAfter = await MetricsAsync(Primary);
