@@ -94,7 +94,7 @@ public sealed partial class ExportRegistry
                     // discarded by the next sync; read-only keeps DR tests through it working.
                     record = record with { ReadOnly = true };
                     var message = $"export {record.Name} was read-write, it is served read-only now: {why}; after 'tidemark replica promote', remove it and create it again without --read-only to write through it";
-                    _logger.LogWarning("{Message}", message);
+                    ServerLog.ExportNotice(_logger, message);
                     notices.Add((record.Name, message));
                 }
 
@@ -106,7 +106,7 @@ public sealed partial class ExportRegistry
                 catch (StorageException ex)
                 {
                     entry.Problem = ex.Message;
-                    _logger.LogWarning("export {Export} of {Target} is offline: {Problem}", record.Name, record.Target, ex.Message);
+                    ServerLog.ExportOffline(_logger, record.Name, record.Target, ex.Message);
                 }
 
                 _entries[record.Name] = entry;
@@ -121,7 +121,7 @@ public sealed partial class ExportRegistry
                 catch (StorageException ex)
                 {
                     // The exports are served read-only anyway; the next start downgrades them again.
-                    _logger.LogWarning("could not record the read-only exports in the pool: {Problem}", ex.Message);
+                    ServerLog.ReadOnlyExportsNotRecorded(_logger, ex.Message);
                 }
             }
         }
@@ -180,7 +180,7 @@ public sealed partial class ExportRegistry
                 throw;
             }
 
-            _logger.LogInformation("exported {Target} over {Protocol} as {Export}{Mode}", string.Join(", ", record.AllTargets), protocol, name, record.ReadOnly ? " (read-only)" : string.Empty);
+            ServerLog.Exported(_logger, string.Join(", ", record.AllTargets), protocol, name, record.ReadOnly ? " (read-only)" : string.Empty);
             return ToDto(entry);
         }
     }
@@ -262,7 +262,7 @@ public sealed partial class ExportRegistry
                 throw;
             }
 
-            _logger.LogInformation("removed export {Export} of {Target}", name, entry.Record.Target);
+            ServerLog.ExportRemoved(_logger, name, entry.Record.Target);
         }
     }
 
@@ -384,12 +384,12 @@ public sealed partial class ExportRegistry
                 try
                 {
                     Publish(entry);
-                    _logger.LogInformation("export {Export} of {Target} now serves {Image} to new clients", entry.Record.Name, volume, string.Join(", ", entry.Served ?? []));
+                    ServerLog.ExportServes(_logger, entry.Record.Name, volume, string.Join(", ", entry.Served ?? []));
                 }
                 catch (StorageException ex)
                 {
                     entry.Problem = ex.Message;
-                    _logger.LogWarning("export {Export} of {Target} is offline: {Problem}", entry.Record.Name, volume, ex.Message);
+                    ServerLog.ExportOffline(_logger, entry.Record.Name, volume, ex.Message);
                 }
             }
         }

@@ -35,8 +35,8 @@ public sealed class IscsiListener(IPEndPoint endpoint, IscsiTargetCatalog catalo
                     connection.RequestLogoutAsync,
                     info.Abort);
                 await connection.RunAsync(stopping);
-                Logger.LogDebug(
-                    "iSCSI connection from {Remote} ({Initiator}) to {Target} ended: {Reason}",
+                ServerLog.IscsiConnectionEnded(
+                    Logger,
                     remote,
                     connection.InitiatorName,
                     connection.TargetName,

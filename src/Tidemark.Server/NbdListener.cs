@@ -26,7 +26,7 @@ public sealed class NbdListener(IPEndPoint endpoint, string? unixSocketPath, INb
                     info.Abort();
                 });
                 var end = await connection.RunAsync(stopping);
-                Logger.LogDebug("NBD session from {Remote} on {Export} ended: {Reason} {Message}", remote, connection.Export?.Name, end.Reason, end.Message);
+                ServerLog.NbdSessionEnded(Logger, remote, connection.Export?.Name, end.Reason, end.Message);
             },
             connection.Abort);
     }

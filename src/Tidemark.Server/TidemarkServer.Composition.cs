@@ -124,6 +124,10 @@ public sealed partial class TidemarkServer
         services.AddSingleton(sp => TokenStore.Open(pool.Control, data.TokensPath, token, TimeProvider.System, sp.GetRequiredService<ILogger<TokenStore>>()));
         services.AddSingleton(sp => new EventLog(data.EventsPath, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Events")));
         services.AddSingleton(new IoMetrics());
+        var metricsScope = new MetricsScope();
+        services.AddSingleton(metricsScope);
+        services.AddSingleton<ServerMeter>();
+        services.AddTidemarkMetrics(metricsScope);
         services.AddSingleton<JobManager>();
         services.AddSingleton(sp => new CapacityManager(
             pool,
@@ -217,7 +221,7 @@ public sealed partial class TidemarkServer
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<ReplicaScheduler>>()));
         services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<JobManager>());
-        services.AddSingleton<IMetricsSource>(sp => new ReplicaMetrics(sp.GetRequiredService<ReplicaManager>().List));
+        services.AddSingleton(sp => new ReplicaInstruments(sp.GetRequiredService<ReplicaManager>().List, sp.GetRequiredService<MetricsScope>()));
     }
 
     private static void AddProtocolServices(IServiceCollection services, Pool pool, DataDirectory data, ServerSettings settings, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate)
@@ -277,7 +281,7 @@ public sealed partial class TidemarkServer
         {
             // Other local users could read every volume through these; say so once, loudly.
             var list = string.Join(", ", loosened.Take(10)) + (loosened.Count > 10 ? $" and {loosened.Count - 10} more" : "");
-            logger.LogWarning("{Count} paths of the data directory were readable by other users; made them the owner's only: {Paths}", loosened.Count, list);
+            ServerLog.DataDirectoryRestricted(logger, loosened.Count, list);
             events.Record("server.permissions", null, "server", $"{loosened.Count} paths were readable by other users and were restricted to the owner: {list}");
         }
 

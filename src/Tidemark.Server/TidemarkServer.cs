@@ -232,6 +232,9 @@ public sealed partial class TidemarkServer : IAsyncDisposable
         // Before the policies start: a view a killed server left mid-verification goes, with an event.
         _app.Services.GetRequiredService<SnapshotVerifier>().DeleteLeftoverViews();
         _app.Services.GetRequiredService<MailIndexer>().DeleteLeftoverViews();
+        // The instruments exist from the start, so the exporter has them all at its first collection.
+        _app.Services.GetRequiredService<ServerMeter>();
+        _app.Services.GetRequiredService<ReplicaInstruments>();
         await _app.StartAsync(cancellationToken);
         // Kestrel puts the bound port (also for port 0) back into each listener's options.
         HttpAddress = new Uri($"{(TlsFingerprint is null ? "http" : "https")}://{api.IPEndPoint}/");
@@ -246,13 +249,13 @@ public sealed partial class TidemarkServer : IAsyncDisposable
         var endpoints = new ServerEndpointsDto(Environment.ProcessId, HttpAddress.ToString(), NbdEndpoint?.ToString(), DateTimeOffset.UtcNow, IscsiEndpoint?.ToString(), TlsFingerprint, ReplicationEndpoint?.ToString(), NbdSocket);
         if (TlsFingerprint is null && !System.Net.IPAddress.IsLoopback(ServerSettings.ParseEndpoint(Settings.Http, "http").Address))
         {
-            _logger.LogWarning("The API listens on {Http} without TLS: the token crosses the network in clear; set tls-cert (a PEM file, or self-signed)", HttpAddress);
+            ServerLog.ApiWithoutTls(_logger, HttpAddress);
         }
 
         AtomicFile.WriteAllText(_data.RuntimePath, JsonSerializer.Serialize(endpoints, ServerSettings.FileJson) + "\n");
         Events.Record("server.start", null, "server", $"serving pool {_pool.Id}: API {HttpAddress}, NBD {NbdEndpoint?.ToString() ?? "off"}, iSCSI {IscsiEndpoint?.ToString() ?? "off"}, replication {ReplicationEndpoint?.ToString() ?? "off"}");
-        _logger.LogInformation(
-            "Tidemark serving pool {Pool} from {Data}: API {Http} (token in {Token}), NBD {Nbd}, iSCSI {Iscsi}",
+        ServerLog.Serving(
+            _logger,
             _pool.Id,
             _data.Root,
             HttpAddress,
@@ -315,7 +318,7 @@ public sealed partial class TidemarkServer : IAsyncDisposable
             // unlocked, and is simply taken again.
             File.Delete(_data.LockPath);
             await _lock.DisposeAsync();
-            _logger.LogInformation("Tidemark stopped; the pool is flushed and closed");
+            ServerLog.Stopped(_logger);
         }
     }
 }

@@ -50,9 +50,9 @@ public sealed class AcceptLoopTests
         await WaitAsync(() => server.Log.Contains("NBD accepts connections on", StringComparison.Ordinal), server);
         using var http = new HttpClient { BaseAddress = server.Http };
         http.DefaultRequestHeaders.Authorization = new("Bearer", server.Token);
-        var metrics = (await http.GetStringAsync("metrics")).Split('\n')
-            .Where(l => l.StartsWith("tidemark_listener_", StringComparison.Ordinal))
-            .ToDictionary(l => l.Split(' ')[0], l => double.Parse(l.Split(' ')[1], CultureInfo.InvariantCulture));
+        var metrics = PrometheusExposition.Parse(await http.GetStringAsync("metrics")).Samples
+            .Where(s => s.Key.StartsWith("tidemark_listener_", StringComparison.Ordinal))
+            .ToDictionary();
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", "write -P 7 0 64k", "-c", "read -P 7 0 64k", nbd.Url!)).AssertSuccess();
 
         Assert.True(metrics["tidemark_listener_accept_failures_total{protocol=\"nbd\"}"] > 0, string.Join('\n', metrics));

@@ -82,7 +82,7 @@ public sealed class AgentTests : IAsyncLifetime
         var events = await client.ListEventsAsync();
         using var http = new HttpClient { BaseAddress = _server.Http };
         http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
-        var metrics = await http.GetStringAsync("metrics");
+        var metrics = PrometheusExposition.Parse(await http.GetStringAsync("metrics"));
         var cli = await CliProcess.RunAsync("snapshot", "list", "db", "--data", _server.DataDirectory);
         var cliVerify = await CliProcess.RunAsync("snapshot", "verify", "db@s", "--data", _server.DataDirectory);
 
@@ -100,7 +100,7 @@ public sealed class AgentTests : IAsyncLifetime
         Assert.DoesNotContain(volumes, v => v.Name.StartsWith("verify-", StringComparison.Ordinal));
         Assert.DoesNotContain(exports, e => e.Name.StartsWith("verify-", StringComparison.Ordinal));
         Assert.Equal(3, events.Count(e => e.Kind == "snapshot.verify" && e.Outcome == "skipped"));
-        Assert.Contains("tidemark_snapshot_verifications_total{verdict=\"not-checked\"} 3", metrics, StringComparison.Ordinal);
+        Assert.Equal(3, metrics["tidemark_snapshot_verifications_total{verdict=\"not-checked\"}"]);
         Assert.Equal(0, cli.ExitCode);
         Assert.Contains("VERIFIED", cli.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("not-checked in", cli.StandardOutput, StringComparison.Ordinal);

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
@@ -63,9 +62,9 @@ public sealed class ChapLoginThrottleTests
         var right = await ProcessRunner.RunAsync("iscsi-inq", $"iscsi://alice%alice-secret-12@{address}");
         using var http = new HttpClient { BaseAddress = server.Http };
         http.DefaultRequestHeaders.Authorization = new("Bearer", server.Token);
-        var metrics = (await http.GetStringAsync("metrics")).Split('\n')
-            .Where(l => l.StartsWith("tidemark_listener_login", StringComparison.Ordinal))
-            .ToDictionary(l => l.Split(' ')[0], l => double.Parse(l.Split(' ')[1], CultureInfo.InvariantCulture));
+        var metrics = PrometheusExposition.Parse(await http.GetStringAsync("metrics")).Samples
+            .Where(s => s.Key.StartsWith("tidemark_listener_login", StringComparison.Ordinal))
+            .ToDictionary();
         var logged = server.Log.Split('\n').Count(l => l.Contains("iSCSI login from 127.0.0.1", StringComparison.Ordinal));
 
         right.AssertSuccess(); // slowed down, not locked out

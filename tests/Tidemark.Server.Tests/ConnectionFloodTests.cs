@@ -57,8 +57,8 @@ public sealed class ConnectionFloodTests : IAsyncLifetime
             var expectedHeld = Math.Min(Flood, PerSource);
             var refused = Flood - expectedHeld;
             var during = await WaitForMetricsAsync(m =>
-                m["tidemark_listener_connections{protocol=\"nbd\",phase=\"negotiating\"}"] == expectedHeld
-                && m["tidemark_listener_connections{protocol=\"iscsi\",phase=\"negotiating\"}"] == expectedHeld
+                m["tidemark_listener_connections{phase=\"negotiating\",protocol=\"nbd\"}"] == expectedHeld
+                && m["tidemark_listener_connections{phase=\"negotiating\",protocol=\"iscsi\"}"] == expectedHeld
                 && m["tidemark_listener_refused_total{protocol=\"nbd\",reason=\"max_connections_per_source\"}"] == refused
                 && m["tidemark_listener_refused_total{protocol=\"iscsi\",reason=\"max_connections_per_source\"}"] == refused);
             var threadsDuring = Threads(_server.Pid);
@@ -74,8 +74,8 @@ public sealed class ConnectionFloodTests : IAsyncLifetime
 
             // The deadline closes every idle connection by itself; the real client is still served.
             var after = await WaitForMetricsAsync(m =>
-                m["tidemark_listener_connections{protocol=\"nbd\",phase=\"negotiating\"}"] == 0
-                && m["tidemark_listener_connections{protocol=\"iscsi\",phase=\"negotiating\"}"] == 0);
+                m["tidemark_listener_connections{phase=\"negotiating\",protocol=\"nbd\"}"] == 0
+                && m["tidemark_listener_connections{phase=\"negotiating\",protocol=\"iscsi\"}"] == 0);
             Assert.Equal(expectedHeld, after["tidemark_listener_handshake_timeouts_total{protocol=\"nbd\"}"]);
             Assert.Equal(expectedHeld, after["tidemark_listener_handshake_timeouts_total{protocol=\"iscsi\"}"]);
             Assert.True(await AllClosedByServerAsync(held), "a flood connection the server should have closed is still open");
@@ -156,10 +156,9 @@ public sealed class ConnectionFloodTests : IAsyncLifetime
         while (true)
         {
             var text = await http.GetStringAsync("metrics");
-            var samples = text.Split('\n')
-                .Where(line => line.StartsWith("tidemark_listener_", StringComparison.Ordinal))
-                .Select(line => line.Split(' '))
-                .ToDictionary(parts => parts[0], parts => double.Parse(parts[1], CultureInfo.InvariantCulture));
+            var samples = PrometheusExposition.Parse(text).Samples
+                .Where(s => s.Key.StartsWith("tidemark_listener_", StringComparison.Ordinal))
+                .ToDictionary();
             if (condition(samples))
             {
                 return samples;

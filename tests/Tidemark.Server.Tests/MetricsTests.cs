@@ -1,14 +1,12 @@
-using System.Globalization;
+using System.Diagnostics.Metrics;
 using System.Net;
-using System.Text;
-using System.Text.RegularExpressions;
 using Tidemark.Api;
 using Tidemark.Server.Metrics;
 using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
 
-public sealed partial class MetricsTests
+public sealed class MetricsTests
 {
     [Fact]
     public void MeteredDevice_CountsOperationsBytesErrorsAndLatency()
@@ -36,13 +34,47 @@ public sealed partial class MetricsTests
     }
 
     [Fact]
-    public void Sample_EscapesLabelValues()
+    public async Task Scrape_ThousandVolumesExported_EverySeriesIsThereInTheTextFormat()
     {
-        var b = new StringBuilder();
+        await using var host = await MetricsHost.StartAsync();
+        var io = new IoMetrics();
+        var buffer = new byte[4096];
+        for (var i = 0; i < 1000; i++)
+        {
+            var device = io.Wrap($"volume-{i:D4}", new MemoryBlockDevice(1 << 20));
+            device.Write(0, buffer, forceUnitAccess: false);
+        }
 
-        PrometheusText.Sample(b, "x", [("device", "a\"b\\c\nd")], 1.5);
+        using var meter = new Meter(new MeterOptions(ServerMeter.MeterName) { Scope = host.Scope });
+        IoInstruments.Create(meter, io);
 
-        Assert.Equal("x{device=\"a\\\"b\\\\c\\nd\"} 1.5\n", b.ToString());
+        var (text, contentType) = await host.ScrapeRawAsync();
+        var scrape = PrometheusExposition.Parse(text);
+
+        Assert.Equal("text/plain", contentType);
+        var operations = Enum.GetValues<IoOperation>().Length;
+        Assert.Equal(1000 * operations, scrape.Family("tidemark_io_operations_total").Count());
+        Assert.Equal(1000 * operations * (OperationStats.BucketBounds.Length + 1), scrape.Family("tidemark_io_latency_seconds_bucket").Count());
+        Assert.DoesNotContain(scrape.Samples, s => s.Key.Contains("otel_metric_overflow", StringComparison.Ordinal));
+        Assert.Equal(1, scrape["tidemark_io_operations_total{device=\"volume-0999\",op=\"write\"}"]);
+        Assert.Equal(4096, scrape["tidemark_io_bytes_total{device=\"volume-0000\",op=\"write\"}"]);
+        Assert.Equal(1, scrape["tidemark_io_latency_seconds_bucket{device=\"volume-0500\",le=\"+Inf\",op=\"write\"}"]);
+        Assert.Equal(1, scrape["tidemark_io_latency_seconds_count{device=\"volume-0500\",op=\"write\"}"]);
+        Assert.Equal(0, scrape["tidemark_io_operations_total{device=\"volume-0500\",op=\"unmap\"}"]);
+    }
+
+    [Fact]
+    public async Task Scrape_LabelValueWithQuoteBackslashNewline_IsEscaped()
+    {
+        await using var host = await MetricsHost.StartAsync();
+        var io = new IoMetrics();
+        io.Wrap("a\"b\\c\nd", new MemoryBlockDevice(1 << 20)).Flush();
+        using var meter = new Meter(new MeterOptions(ServerMeter.MeterName) { Scope = host.Scope });
+        IoInstruments.Create(meter, io);
+
+        var scrape = await host.ScrapeAsync();
+
+        Assert.Equal(1, scrape[PrometheusExposition.Key("tidemark_io_operations_total", [new("device", "a\"b\\c\nd"), new("op", "flush")])]);
     }
 
     [Fact]
@@ -64,19 +96,19 @@ public sealed partial class MetricsTests
 
         Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
         Assert.Equal("text/plain", response.Content.Headers.ContentType?.MediaType);
-        var samples = Parse(text);
+        var samples = PrometheusExposition.Parse(text);
         Assert.Equal(65536, samples["tidemark_io_bytes_total{device=\"db\",op=\"write\"}"]);
         Assert.True(samples["tidemark_io_operations_total{device=\"db\",op=\"read\"}"] >= 1, text);
         Assert.True(samples["tidemark_io_operations_total{device=\"db\",op=\"flush\"}"] >= 1, text);
         Assert.Equal(
             samples["tidemark_io_operations_total{device=\"db\",op=\"write\"}"],
-            samples["tidemark_io_latency_seconds_bucket{device=\"db\",op=\"write\",le=\"+Inf\"}"]);
-        Assert.Equal(16 << 20, samples["tidemark_volume_size_bytes{volume=\"db\",kind=\"volume\"}"]);
+            samples["tidemark_io_latency_seconds_bucket{device=\"db\",le=\"+Inf\",op=\"write\"}"]);
+        Assert.Equal(16 << 20, samples["tidemark_volume_size_bytes{kind=\"volume\",volume=\"db\"}"]);
         Assert.Equal(1, samples["tidemark_volume_snapshots{volume=\"db\"}"]);
         Assert.True(samples["tidemark_pool_used_bytes"] >= 65536);
         Assert.Equal(samples["tidemark_pool_capacity_bytes"], samples["tidemark_pool_used_bytes"] + samples["tidemark_pool_free_bytes"]);
         Assert.Equal(1, samples["tidemark_exports{protocol=\"nbd\",state=\"online\"}"]);
-        Assert.Contains("# TYPE tidemark_io_latency_seconds histogram", text, StringComparison.Ordinal);
+        Assert.Equal("counter", samples.Types["tidemark_io_latency_seconds_bucket"]);
         // Memory by part: a written volume has map pages cached; the managed heap fits in what the
         // GC committed; the store's memtable holds the commits; glibc's heap (this is Linux) is in use.
         Assert.True(samples["tidemark_engine_memory_bytes{part=\"map_cache\"}"] > 0, text);
@@ -85,30 +117,4 @@ public sealed partial class MetricsTests
         Assert.True(samples["tidemark_process_native_heap_bytes{state=\"in_use\"}"] > 0, text);
         Assert.True(samples["tidemark_process_resident_bytes"] > samples["tidemark_engine_memory_bytes{part=\"map_cache\"}"], text);
     }
-
-    /// <summary>Every sample line, checked against the exposition format's grammar.</summary>
-    private static Dictionary<string, double> Parse(string text)
-    {
-        var samples = new Dictionary<string, double>(StringComparer.Ordinal);
-        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            if (line.StartsWith('#'))
-            {
-                Assert.Matches(CommentLine(), line);
-                continue;
-            }
-
-            var match = SampleLine().Match(line);
-            Assert.True(match.Success, $"not a sample line: {line}");
-            samples.Add(match.Groups[1].Value, double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture));
-        }
-
-        return samples;
-    }
-
-    [GeneratedRegex("""^# (HELP|TYPE) [a-z_]+ .+$""")]
-    private static partial Regex CommentLine();
-
-    [GeneratedRegex("""^([a-z_]+(?:\{[a-z_]+="(?:[^"\\]|\\.)*"(?:,[a-z_]+="(?:[^"\\]|\\.)*")*\})?) (-?[0-9.eE+-]+|\+Inf|NaN)$""")]
-    private static partial Regex SampleLine();
 }

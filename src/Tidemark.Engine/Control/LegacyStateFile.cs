@@ -38,7 +38,7 @@ public static class LegacyStateFile
 
         control.ReplaceAll(kind, records);
         File.Move(path, path + MigratedSuffix, overwrite: true);
-        logger.LogInformation("moved {Count} {Kind} records from {Path} into the pool's metadata; the old file is now {Migrated}", records.Count, kind.Name, path, path + MigratedSuffix);
+        ControlLog.LegacyFileMigrated(logger, records.Count, kind.Name, path, path + MigratedSuffix);
         return records.Count;
     }
 }

@@ -15,10 +15,11 @@ public sealed class ReplicaInstruments : IDisposable
 
     private readonly Func<IReadOnlyList<ReplicaDto>> _replicas;
 
-    public ReplicaInstruments(Func<IReadOnlyList<ReplicaDto>> replicas)
+    /// <param name="scope">Which server the meter belongs to (<see cref="Meter.Scope"/>): an exporter keeps its own server's.</param>
+    public ReplicaInstruments(Func<IReadOnlyList<ReplicaDto>> replicas, object? scope = null)
     {
         _replicas = replicas;
-        Meter = new Meter(MeterName);
+        Meter = new Meter(new MeterOptions(MeterName) { Scope = scope });
         Gauge("tidemark_replica_lag_seconds", "Age of the newest snapshot the partner has of each replicated volume or group: the recovery point if this site failed now.", r => r.LagSeconds);
         Counter("tidemark_replica_sent_bytes_total", "Bytes of snapshot streams sent to the partner, all syncs.", r => r.BytesSent);
         Gauge("tidemark_replica_last_sync_sent_bytes", "Bytes on the wire of the last successful sync.", r => r.LastBytesSent);

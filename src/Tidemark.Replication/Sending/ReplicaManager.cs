@@ -282,7 +282,7 @@ public sealed partial class ReplicaManager : IDisposable
                 catch (Exception ex) when (ex is HttpRequestException or IOException or StorageException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
                 {
                     last = ex;
-                    _logger.LogWarning("Replication of {Volume} to {Partner}, attempt {Attempt}: {Message}", volume, partner.Name, attempt, ex.Message);
+                    ReplicationLog.AttemptFailed(_logger, volume, partner.Name, attempt, ex.Message);
                     if (attempt < MaxAttempts)
                     {
                         // While it waits, the sync is not "100%, ETA 0": 'replica show' says it is retrying and why.

@@ -30,7 +30,7 @@ internal sealed class SenderRetention(Pool pool, ILogger logger)
         }
         catch (StorageException ex)
         {
-            logger.LogInformation("Kept {Snapshot}: {Message}", address, ex.Message);
+            ReplicationLog.SnapshotKept(logger, address, ex.Message);
         }
     }
 }

@@ -142,7 +142,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
             }
             catch (StorageException ex)
             {
-                logger.LogWarning("The recovery view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
+                AgentsLog.RecoveryViewNotDeleted(logger, view, ex.Message);
                 events.Record("volume.delete", view, "server", $"recovery view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
             }
 
@@ -163,7 +163,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
         }
         catch (StorageException ex)
         {
-            logger.LogWarning("Cancelling recovery {Job} on host {Host} failed: {Message}", jobId, host.Name, ex.Message);
+            AgentsLog.RecoveryCancelFailed(logger, jobId, host.Name, ex.Message);
         }
     }
 

@@ -141,7 +141,7 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
             pool.Control.Update(batch);
             var where = group is not null ? $"{group}/{snapshots[0].Name}" : snapshots[0].Address;
             events.Record("snapshot.consistency", where, actor, consistency.Label, consistency.Level == ConsistencyRecord.Crash ? "fallback" : "ok");
-            logger.LogInformation("Snapshot {Snapshot}: {Consistency}", where, consistency.Label);
+            AgentsLog.SnapshotConsistency(logger, where, consistency.Label);
             return (snapshots, consistency);
         }
         finally
@@ -164,7 +164,7 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
             }
             catch (StorageException ex)
             {
-                logger.LogWarning("Agent {Host} did not confirm its resume ({Message}); it resumes by itself at {Deadline:O}", q.Link.Host, ex.Message, q.Result.ResumeBy);
+                AgentsLog.ResumeNotConfirmed(logger, q.Link.Host, ex.Message, q.Result.ResumeBy);
                 events.Record("agent.resume", q.Link.Host, "server", $"resume not confirmed ({ex.Message}); the agent resumes by itself at {q.Result.ResumeBy:O}", "failed");
                 return (q.Link.Host, Result: (ResumeResultDto?)null);
             }

@@ -1,7 +1,7 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text;
 using Microsoft.Extensions.Logging;
 using Tidemark.Api;
 using Tidemark.Engine;
@@ -140,7 +140,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
                     }
 
                     passedOver.Add($"{candidate.Name}: {result.Reason}");
-                    logger.LogInformation("Host {Host} did not check {Snapshot} ({Reason}); trying the policy's next host", candidate.Name, members[0].Snapshot, result.Reason);
+                    AgentsLog.HostDidNotCheck(logger, candidate.Name, members[0].Snapshot, result.Reason);
                 }
 
                 if (result.Verdict == VerifyResultDto.NotChecked && passedOver.Count > 1)
@@ -184,7 +184,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
             });
         }
 
-        logger.LogInformation("Snapshot {Snapshot} verified on {Host}: {Summary}", string.Join(", ", snapshots.Select(s => s.Address)), host.Name, summary);
+        AgentsLog.SnapshotVerified(logger, string.Join(", ", snapshots.Select(s => s.Address)), host.Name, summary);
         return [.. snapshots.Select(_ => record)];
     }
 
@@ -197,7 +197,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
         }
         catch (StorageException ex)
         {
-            logger.LogWarning("The verification export {View} was not deleted ({Message})", view, ex.Message);
+            AgentsLog.VerificationExportNotDeleted(logger, view, ex.Message);
         }
 
         try
@@ -206,7 +206,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
         }
         catch (StorageException ex)
         {
-            logger.LogWarning("The verification view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
+            AgentsLog.VerificationViewNotDeleted(logger, view, ex.Message);
             events.Record("volume.delete", view, "server", $"verification view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
         }
     }
@@ -231,12 +231,12 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
 
                 pool.DeleteVolume(volume.Name);
                 deleted.Add(volume.Name);
-                logger.LogWarning("Deleted verification view {View} (of {Origin}) left by a server stopped during a verification", volume.Name, volume.Origin);
+                AgentsLog.LeftoverViewDeleted(logger, volume.Name, volume.Origin);
                 events.Record("volume.delete", volume.Name, "server", $"verification view of {volume.Origin} left by a server stopped during a verification: deleted", "ok");
             }
             catch (StorageException ex)
             {
-                logger.LogWarning("The leftover verification view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", volume.Name, ex.Message, volume.Name);
+                AgentsLog.LeftoverViewNotDeleted(logger, volume.Name, ex.Message);
                 events.Record("volume.delete", volume.Name, "server", $"leftover verification view not deleted: {ex.Message}; 'tidemark view delete {volume.Name}'", "failed");
             }
         }
@@ -249,17 +249,27 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
 
     public static SnapshotVerificationDto ToDto(VerificationRecord r) => new(r.Verdict, r.Reason, r.Checks, r.Seconds, r.Host, r.At);
 
-    public void RenderMetrics(StringBuilder builder)
+    public void CreateInstruments(Meter meter)
     {
-        lock (_verdicts)
-        {
-            PrometheusText.Family(builder, "tidemark_snapshot_verifications_total", "counter", "Snapshot verifications since the server started, by verdict (passed, failed, not-checked).");
-            foreach (var (verdict, count) in _verdicts.OrderBy(v => v.Key, StringComparer.Ordinal))
+        meter.CreateObservableCounter(
+            "tidemark_snapshot_verifications_total",
+            () =>
             {
-                PrometheusText.Sample(builder, "tidemark_snapshot_verifications_total", [("verdict", verdict)], count);
-            }
-
-            PrometheusText.Gauge(builder, "tidemark_snapshot_verification_last_seconds", "How long the last snapshot verification took (view, mount, checks, teardown).", _lastSeconds);
-        }
+                lock (_verdicts)
+                {
+                    return _verdicts.OrderBy(v => v.Key, StringComparer.Ordinal).Select(v => new Measurement<long>(v.Value, new KeyValuePair<string, object?>("verdict", v.Key))).ToList();
+                }
+            },
+            description: "Snapshot verifications since the server started, by verdict (passed, failed, not-checked).");
+        meter.CreateObservableGauge(
+            "tidemark_snapshot_verification_last_seconds",
+            () =>
+            {
+                lock (_verdicts)
+                {
+                    return _lastSeconds;
+                }
+            },
+            description: "How long the last snapshot verification took (view, mount, checks, teardown).");
     }
 }

@@ -83,7 +83,7 @@ public static class Problems
         catch (Exception ex) when (!context.Response.HasStarted && ex is not OperationCanceledException)
         {
             var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Api");
-            logger.LogError(ex, "{Method} {Path} failed (request {RequestId})", context.Request.Method, Events.Bounded.Message(context.Request.Path.ToString(), 512), context.TraceIdentifier);
+            ApiLog.RequestFailed(logger, ex, context.Request.Method, Events.Bounded.Message(context.Request.Path.ToString(), 512), context.TraceIdentifier);
             // No exception type or message: they describe the server's insides, not what the client can change.
             await WriteAsync(context, StatusCodes.Status500InternalServerError, ErrorCodes.Internal, "Internal error", $"the server failed on this request; its log has the details under request {context.TraceIdentifier}");
         }

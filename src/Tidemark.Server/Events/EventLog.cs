@@ -108,7 +108,7 @@ public sealed class EventLog : IDisposable
             var entry = new EventDto(file.NextSequence(), _time.GetUtcNow(), kind, subject, actor, outcome, message, remote, file.Head);
             if (_disposed)
             {
-                _logger.LogWarning("Event after the log closed (not stored): {Kind} {Subject}: {Message}", kind, subject, message);
+                EventsLog.EventAfterClose(_logger, kind, subject, message);
                 return entry with { Log = log };
             }
 
@@ -127,12 +127,12 @@ public sealed class EventLog : IDisposable
             }
             catch (IOException ex)
             {
-                _logger.LogError(ex, "Could not write event {Sequence} to {Path}", entry.Sequence, file.Path);
+                EventsLog.EventNotWritten(_logger, ex, entry.Sequence, file.Path);
             }
 
-            _logger.Log(
+            EventsLog.Event(
+                _logger,
                 outcome == "ok" ? LogLevel.Information : LogLevel.Warning,
-                "Event {Log}:{Sequence} {Kind} {Subject} by {Actor}: {Outcome}: {Message}",
                 log,
                 entry.Sequence,
                 kind,

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using Tidemark.Api;
 using Tidemark.Engine;
@@ -225,20 +225,26 @@ public sealed class JobManager : IMetricsSource
         _control.Update(forget);
     }
 
-    public void RenderMetrics(StringBuilder builder)
+    public void CreateInstruments(Meter meter)
     {
-        var jobs = List();
-        PrometheusText.Family(builder, "tidemark_jobs", "gauge", "Jobs of this server run by state (finished ones: the last 1000).");
-        foreach (var state in Enum.GetValues<JobState>())
-        {
-            PrometheusText.Sample(builder, "tidemark_jobs", [("state", Job.StateName(state))], jobs.Count(j => j.State == state));
-        }
-
-        PrometheusText.Family(builder, "tidemark_job_progress_ratio", "gauge", "Fraction done of each running job whose total is known.");
-        foreach (var job in jobs.Where(j => j.State == JobState.Running && j.Progress.Total is > 0))
-        {
-            PrometheusText.Sample(builder, "tidemark_job_progress_ratio", [("job", job.Id), ("kind", job.Kind), ("subject", job.Subject ?? "")], Math.Min(1.0, (double)job.Progress.Done / job.Progress.Total!.Value));
-        }
+        meter.CreateObservableGauge(
+            "tidemark_jobs",
+            () =>
+            {
+                var jobs = List();
+                return Enum.GetValues<JobState>().Select(state => new Measurement<int>(jobs.Count(j => j.State == state), new KeyValuePair<string, object?>("state", Job.StateName(state))));
+            },
+            description: "Jobs of this server run by state (finished ones: the last 1000).");
+        meter.CreateObservableGauge(
+            "tidemark_job_progress_ratio",
+            () => List()
+                .Where(j => j.State == JobState.Running && j.Progress.Total is > 0)
+                .Select(job => new Measurement<double>(
+                    Math.Min(1.0, (double)job.Progress.Done / job.Progress.Total!.Value),
+                    new KeyValuePair<string, object?>("job", job.Id),
+                    new KeyValuePair<string, object?>("kind", job.Kind),
+                    new KeyValuePair<string, object?>("subject", job.Subject ?? ""))),
+            description: "Fraction done of each running job whose total is known.");
     }
 }
 

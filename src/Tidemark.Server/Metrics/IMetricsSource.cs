@@ -1,10 +1,13 @@
-using System.Text;
+using System.Diagnostics.Metrics;
 
 namespace Tidemark.Server.Metrics;
 
-/// <summary>A component with its own metric families (jobs, policies, replicas): registered as a service, rendered into GET /metrics.</summary>
+/// <summary>
+/// A component with its own metric families (jobs, verifications, listeners): registered as a
+/// service, it creates observable instruments on the server's meter once at start; the exporter
+/// reads them on each GET /metrics, so nothing is added to the component's own work.
+/// </summary>
 public interface IMetricsSource
 {
-    /// <summary>Appends whole families (HELP, TYPE, samples) with <see cref="PrometheusText"/>'s helpers.</summary>
-    void RenderMetrics(StringBuilder builder);
+    void CreateInstruments(Meter meter);
 }

@@ -1,5 +1,4 @@
-using System.Text;
-using static Tidemark.Server.Metrics.PrometheusText;
+using System.Diagnostics.Metrics;
 
 namespace Tidemark.Server.Metrics;
 
@@ -8,64 +7,44 @@ public sealed class ListenerMetrics(IEnumerable<ProtocolListener?> listeners) : 
 {
     private readonly ProtocolListener[] _listeners = [.. listeners.OfType<ProtocolListener>()];
 
-    public void RenderMetrics(StringBuilder builder)
+    public void CreateInstruments(Meter meter)
     {
         if (_listeners.Length == 0)
         {
             return;
         }
 
-        Family(builder, "tidemark_listener_up", "gauge", "1 while the listener accepts connections, 0 while its accept loop fails (it backs off and retries) or is stopped.");
-        foreach (var l in _listeners)
-        {
-            Sample(builder, "tidemark_listener_up", [("protocol", Label(l))], l.Accepting ? 1 : 0);
-        }
+        meter.CreateObservableGauge("tidemark_listener_up", () => Each(l => l.Accepting ? 1 : 0), description: "1 while the listener accepts connections, 0 while its accept loop fails (it backs off and retries) or is stopped.");
+        meter.CreateObservableGauge("tidemark_listener_connections", Connections, description: "Open connections by phase: negotiating (handshake or login, no thread) or serving.");
+        meter.CreateObservableCounter("tidemark_listener_accepted_total", () => Each(l => l.Admission.Accepted), description: "Connections accepted and admitted.");
+        meter.CreateObservableCounter("tidemark_listener_refused_total", Refused, description: "Connections refused at accept, by the cap that was reached.");
+        meter.CreateObservableCounter("tidemark_listener_handshake_timeouts_total", () => Each(l => l.Admission.HandshakeTimeouts), description: "Connections closed because they did not finish their handshake or login in time.");
+        meter.CreateObservableCounter("tidemark_listener_login_failures_total", () => Each(l => l.Logins.Failures), description: "Logins refused for their credentials (iSCSI CHAP).");
+        meter.CreateObservableCounter("tidemark_listener_login_throttled_total", () => Each(l => l.Logins.Delayed), description: "Connections made to wait because their address had failed logins.");
+        meter.CreateObservableCounter("tidemark_listener_accept_failures_total", () => Each(l => l.AcceptFailures), description: "Accepts that failed on the server's side (out of descriptors or memory), each followed by a back-off.");
+    }
 
-        Family(builder, "tidemark_listener_connections", "gauge", "Open connections by phase: negotiating (handshake or login, no thread) or serving.");
+    private IEnumerable<Measurement<long>> Each(Func<ProtocolListener, long> value) =>
+        _listeners.Select(l => new Measurement<long>(value(l), Protocol(l)));
+
+    private IEnumerable<Measurement<long>> Connections()
+    {
         foreach (var l in _listeners)
         {
             var negotiating = l.Admission.Negotiating;
-            Sample(builder, "tidemark_listener_connections", [("protocol", Label(l)), ("phase", "negotiating")], negotiating);
-            Sample(builder, "tidemark_listener_connections", [("protocol", Label(l)), ("phase", "serving")], Math.Max(0, l.Admission.Open - negotiating));
-        }
-
-        Family(builder, "tidemark_listener_accepted_total", "counter", "Connections accepted and admitted.");
-        foreach (var l in _listeners)
-        {
-            Sample(builder, "tidemark_listener_accepted_total", [("protocol", Label(l))], l.Admission.Accepted);
-        }
-
-        Family(builder, "tidemark_listener_refused_total", "counter", "Connections refused at accept, by the cap that was reached.");
-        foreach (var l in _listeners)
-        {
-            Sample(builder, "tidemark_listener_refused_total", [("protocol", Label(l)), ("reason", "max_connections")], l.Admission.RefusedTotalCap);
-            Sample(builder, "tidemark_listener_refused_total", [("protocol", Label(l)), ("reason", "max_connections_per_source")], l.Admission.RefusedSourceCap);
-        }
-
-        Family(builder, "tidemark_listener_handshake_timeouts_total", "counter", "Connections closed because they did not finish their handshake or login in time.");
-        foreach (var l in _listeners)
-        {
-            Sample(builder, "tidemark_listener_handshake_timeouts_total", [("protocol", Label(l))], l.Admission.HandshakeTimeouts);
-        }
-
-        Family(builder, "tidemark_listener_login_failures_total", "counter", "Logins refused for their credentials (iSCSI CHAP).");
-        foreach (var l in _listeners)
-        {
-            Sample(builder, "tidemark_listener_login_failures_total", [("protocol", Label(l))], l.Logins.Failures);
-        }
-
-        Family(builder, "tidemark_listener_login_throttled_total", "counter", "Connections made to wait because their address had failed logins.");
-        foreach (var l in _listeners)
-        {
-            Sample(builder, "tidemark_listener_login_throttled_total", [("protocol", Label(l))], l.Logins.Delayed);
-        }
-
-        Family(builder, "tidemark_listener_accept_failures_total", "counter", "Accepts that failed on the server's side (out of descriptors or memory), each followed by a back-off.");
-        foreach (var l in _listeners)
-        {
-            Sample(builder, "tidemark_listener_accept_failures_total", [("protocol", Label(l))], l.AcceptFailures);
+            yield return new Measurement<long>(negotiating, Protocol(l), new("phase", "negotiating"));
+            yield return new Measurement<long>(Math.Max(0, l.Admission.Open - negotiating), Protocol(l), new("phase", "serving"));
         }
     }
 
-    private static string Label(ProtocolListener listener) => listener.Protocol.ToLowerInvariant();
+    private IEnumerable<Measurement<long>> Refused()
+    {
+        foreach (var l in _listeners)
+        {
+            yield return new Measurement<long>(l.Admission.RefusedTotalCap, Protocol(l), new("reason", "max_connections"));
+            yield return new Measurement<long>(l.Admission.RefusedSourceCap, Protocol(l), new("reason", "max_connections_per_source"));
+        }
+    }
+
+    private static KeyValuePair<string, object?> Protocol(ProtocolListener listener) => new("protocol", listener.Protocol.ToLowerInvariant());
 }

@@ -363,7 +363,7 @@ public sealed partial class PolicyManager : PeriodicService
         catch (Exception ex)
         {
             // Nobody awaits a timer's run: whatever went wrong is logged here or nowhere.
-            _logger.LogError(ex, "Policy {Policy} run failed; it runs again at its next due time", state.Definition.Name);
+            PoliciesLog.RunFailed(_logger, ex, state.Definition.Name);
         }
         finally
         {
@@ -577,7 +577,7 @@ public sealed partial class PolicyManager : PeriodicService
     {
         state.LastError = ex.Message;
         Act(state, now, "error", null, ex.Message, "failed");
-        _logger.LogWarning("Policy {Policy} failed: {Message}", state.Definition.Name, ex.Message);
+        PoliciesLog.PolicyFailed(_logger, state.Definition.Name, ex.Message);
     }
 
     private void Act(PolicyState state, DateTimeOffset now, string action, string? snapshot, string message, string outcome)
@@ -692,7 +692,7 @@ public sealed partial class PolicyManager : PeriodicService
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // The host's shutdown timeout came first; the agents resume by themselves at their deadlines.
-            _logger.LogWarning("Stopping while policy runs are still waiting for agents; their hosts resume by themselves at their deadlines");
+            PoliciesLog.StoppingWhileWaitingForAgents(_logger);
         }
     }
 
