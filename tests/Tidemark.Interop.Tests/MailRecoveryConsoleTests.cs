@@ -47,29 +47,19 @@ public sealed class MailRecoveryConsoleTests(ITestOutputHelper output)
             await dovecot.DeliverAsync($"friend{i}@example.org", "alice@example.test", $"From: friend{i}@example.org\nTo: alice@example.test\nSubject: hello {i}\nMessage-ID: <hello-{i}@example.org>\n\nbody {i}\n");
         }
 
-        using (var imap = await store.LoginAsync("alice", "alicepw"))
+        var lost = new MimeMessage(
+            [new MailboxAddress("Finance", "reports@finance.example.org")],
+            [new MailboxAddress("Alice", "alice@example.test")],
+            "Quarterly report",
+            new TextPart("plain") { Text = "Numbers.\n" })
         {
-            var message = new MimeMessage(
-                [new MailboxAddress("Finance", "reports@finance.example.org")],
-                [new MailboxAddress("Alice", "alice@example.test")],
-                "Quarterly report",
-                new TextPart("plain") { Text = "Numbers.\n" })
-            {
-                MessageId = Lost.Trim('<', '>'),
-            };
-            await imap.Inbox.AppendAsync(new AppendRequest(message, MessageFlags.Seen | MessageFlags.Flagged, ["$Report"], LostReceived));
-            await imap.DisconnectAsync(true);
-        }
+            MessageId = Lost.Trim('<', '>'),
+        };
+        await store.AppendAsync("alice", "alicepw", lost, MessageFlags.Seen | MessageFlags.Flagged, ["$Report"], LostReceived);
 
         await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
         await client.CreateSnapshotAsync("mail", "before");
-        using (var imap = await store.LoginAsync("alice", "alicepw"))
-        {
-            await imap.Inbox.OpenAsync(FolderAccess.ReadWrite);
-            await imap.Inbox.AddFlagsAsync(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)), MessageFlags.Deleted, silent: true);
-            await imap.Inbox.ExpungeAsync();
-            await imap.DisconnectAsync(true);
-        }
+        await store.ExpungeAsync("alice", "alicepw", Lost);
 
         // The agent declares the mount as volume "mail" and the mail store on it: that is what makes
         // the wizard offer mail for this volume.

@@ -33,29 +33,19 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
             await dovecot.DeliverAsync($"sender{i}@example.org", "alice@example.test", $"From: sender{i}@example.org\nTo: alice@example.test\nSubject: delivered {i}\nMessage-ID: <job-{i}@example.org>\n\nbody {i}\n");
         }
 
-        using (var imap = await store.LoginAsync("alice", "alicepw"))
+        var lost = new MimeMessage(
+            [new MailboxAddress("Supplier", "billing@supplier.example.org")],
+            [new MailboxAddress("Alice", "alice@example.test")],
+            "Invoice 4711",
+            new TextPart("plain") { Text = "Please pay.\n" })
         {
-            var message = new MimeMessage(
-                [new MailboxAddress("Supplier", "billing@supplier.example.org")],
-                [new MailboxAddress("Alice", "alice@example.test")],
-                "Invoice 4711",
-                new TextPart("plain") { Text = "Please pay.\n" })
-            {
-                MessageId = Lost.Trim('<', '>'),
-            };
-            await imap.Inbox.AppendAsync(new AppendRequest(message, MessageFlags.Seen | MessageFlags.Answered, ["$Invoice"], LostReceived));
-            await imap.DisconnectAsync(true);
-        }
+            MessageId = Lost.Trim('<', '>'),
+        };
+        await store.AppendAsync("alice", "alicepw", lost, MessageFlags.Seen | MessageFlags.Answered, ["$Invoice"], LostReceived);
 
         await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
         await client.CreateSnapshotAsync("mail", "before");
-        using (var imap = await store.LoginAsync("alice", "alicepw"))
-        {
-            await imap.Inbox.OpenAsync(FolderAccess.ReadWrite);
-            await imap.Inbox.AddFlagsAsync(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)), MessageFlags.Deleted, silent: true);
-            await imap.Inbox.ExpungeAsync();
-            await imap.DisconnectAsync(true);
-        }
+        await store.ExpungeAsync("alice", "alicepw", Lost);
 
         var identity = await client.GetIdentityAsync();
         var agentDirectory = temp.Combine("agent");

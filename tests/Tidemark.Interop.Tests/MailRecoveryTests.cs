@@ -258,13 +258,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
 
         await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
         await client.CreateSnapshotAsync("mdbox", "before");
-        using (var imap = await store.LoginAsync("alice", "alicepw"))
-        {
-            await imap.Inbox.OpenAsync(FolderAccess.ReadWrite);
-            await imap.Inbox.AddFlagsAsync(await imap.Inbox.SearchAsync(SearchQuery.HeaderContains("Message-ID", Lost)), MessageFlags.Deleted, silent: true);
-            await imap.Inbox.ExpungeAsync();
-            await imap.DisconnectAsync(true);
-        }
+        await store.ExpungeAsync("alice", "alicepw", Lost);
 
         // The first search builds alice's mdbox header index of the snapshot (one FETCH per folder).
         var first = await RunRecoverAsync(server, "mdbox@before", "--user", "alice", "--from", "FINANCE@");

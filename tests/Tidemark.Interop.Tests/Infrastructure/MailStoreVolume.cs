@@ -1,3 +1,4 @@
+using MailKit;
 using MailKit.Net.Imap;
 using Tidemark.Api;
 
@@ -51,6 +52,24 @@ internal sealed class MailStoreVolume : IAsyncDisposable
         await imap.ConnectAsync("127.0.0.1", Dovecot.ImapPort, MailKit.Security.SecureSocketOptions.None);
         await imap.AuthenticateAsync(user, password);
         return imap;
+    }
+
+    /// <summary>Appends a message to the user's INBOX over IMAP with the flags, keywords and received date given.</summary>
+    public async Task AppendAsync(string user, string password, MimeKit.MimeMessage message, MailKit.MessageFlags flags, IEnumerable<string> keywords, DateTimeOffset received)
+    {
+        using var imap = await LoginAsync(user, password);
+        await imap.Inbox.AppendAsync(new MailKit.AppendRequest(message, flags, keywords, received));
+        await imap.DisconnectAsync(true);
+    }
+
+    /// <summary>Deletes and expunges the user's INBOX messages with this Message-ID, as the user's mail client would.</summary>
+    public async Task ExpungeAsync(string user, string password, string messageId)
+    {
+        using var imap = await LoginAsync(user, password);
+        await imap.Inbox.OpenAsync(MailKit.FolderAccess.ReadWrite);
+        await imap.Inbox.AddFlagsAsync(await imap.Inbox.SearchAsync(MailKit.Search.SearchQuery.HeaderContains("Message-ID", messageId)), MailKit.MessageFlags.Deleted, silent: true);
+        await imap.Inbox.ExpungeAsync();
+        await imap.DisconnectAsync(true);
     }
 
     public async ValueTask DisposeAsync()
