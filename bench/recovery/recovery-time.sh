@@ -17,6 +17,8 @@
 #     index in the background (docs/adr/0012, "Index after a snapshot"); the script waits for those
 #     builds, then times the recoveries as jobs on that agent (--host app): the first search of a
 #     snapshot is then an indexed one.
+#   HOLD=FILE: after the store, snapshots and index builds are ready, wait until FILE exists before the
+#     timed runs, so a long preparation can run on a busy machine and the timing on a quiet one.
 #   Quick scale: USERS=10 MESSAGES=200 SNAPSHOTS=4 bench/recovery/recovery-time.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -267,7 +269,11 @@ fi
 printf 'admin:adminpw\n' > "$D/master"; chmod 600 "$D/master"
 day01=$(tm "$D/s" snapshot list mail --json | python3 -c 'import json,sys; print([s["createdAt"] for s in json.load(sys.stdin) if s["name"]=="day01"][0])')
 if [ "$SNAPSHOTS" -lt 2 ]; then day01=$(date -u -Iseconds -d '+1 min'); fi
-echo "load before the timed runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "${HOLD:-}" ]; then
+  echo "ready; waiting for $HOLD to exist before the timed runs ($(date -u '+%H:%M UTC'))"
+  until [ -e "$HOLD" ]; do sleep 5; done
+fi
+echo "load before the timed runs: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%H:%M UTC')"
 # The CLI itself, not the ./tidemark wrapper (which checks its build first): what an operator runs.
 # BASELINE=path/to/tidemark.dll (a CLI built from another commit) alternates with this build, run by run.
 clis=("$root/artifacts/cli/tidemark.dll"); labels=("this build")
