@@ -32,43 +32,23 @@ public sealed partial class IscsiConnection
         }
 
         // A login needs a handful of PDUs; an endless one is refused rather than served forever.
-        if (++_loginPdus > MaxLoginPdus)
+        var status = ++_loginPdus > MaxLoginPdus ? LoginStatus.InitiatorError : LoginStatus.Success;
+        if (status == LoginStatus.Success && !_loginStarted)
         {
-            FailLogin(request, LoginStatus.InitiatorError);
+            status = StartLogin(request);
+        }
+
+        if (status == LoginStatus.Success)
+        {
+            status = GatherLoginText(request, pdu.Data);
+        }
+
+        if (status != LoginStatus.Success)
+        {
+            FailLogin(request, status);
             return;
         }
 
-        if (!_loginStarted)
-        {
-            _loginStarted = true;
-            _isid = request.Isid;
-            _expCmdSn = request.CmdSN;
-            _statSn = request.ExpStatSN;
-
-            // RFC 7143 11.12.4: this target speaks version 00h only.
-            if (request.VersionMin > 0)
-            {
-                FailLogin(request, LoginStatus.UnsupportedVersion);
-                return;
-            }
-
-            // MaxConnections=1: a non-zero TSIH would add a connection to an existing session.
-            if (request.Tsih != 0)
-            {
-                FailLogin(request, LoginStatus.SessionDoesNotExist);
-                return;
-            }
-        }
-
-        _loginText ??= new ArrayBufferWriter<byte>();
-        if (_loginText.WrittenCount + request.DataSegmentLengthBytes > _limits.MaxTextBytes)
-        {
-            FailLogin(request, LoginStatus.OutOfResources);
-            return;
-        }
-
-        pdu.Data.CopyTo(_loginText.GetSpan(request.DataSegmentLengthBytes));
-        _loginText.Advance(request.DataSegmentLengthBytes);
         if (request.Continue)
         {
             // RFC 7143 6.2: the target acknowledges a partial text with an empty response.
@@ -76,14 +56,78 @@ public sealed partial class IscsiConnection
             return;
         }
 
+        status = CheckLoginStage(request);
+        if (status != LoginStatus.Success)
+        {
+            FailLogin(request, status);
+            return;
+        }
+
+        NegotiateLoginKeys(request);
+
+        // RFC 7143 11.12.3: transit only forward, and out of security only once authenticated.
+        var transit = request.Transit
+            && request.NextStage > request.CurrentStage
+            && request.NextStage is LoginRequestPdu.OperationalNegotiation or LoginRequestPdu.FullFeaturePhase
+            && (!_authRequired || _authenticated);
+        if (transit && request.NextStage == LoginRequestPdu.FullFeaturePhase)
+        {
+            _parameters.Complete();
+            _tsih = _catalog.NextTsih();
+            WriteLoginResponse(request, transit: true, LoginStatus.Success, _loginAnswers);
+            EnterFullFeaturePhase();
+            return;
+        }
+
+        WriteLoginResponse(request, transit, LoginStatus.Success, _loginAnswers);
+    }
+
+    /// <summary>The first login PDU fixes the session's ISID and sequence numbers, and must ask for what this target speaks.</summary>
+    private LoginStatus StartLogin(in LoginRequestPdu request)
+    {
+        _loginStarted = true;
+        _isid = request.Isid;
+        _expCmdSn = request.CmdSN;
+        _statSn = request.ExpStatSN;
+
+        // RFC 7143 11.12.4: this target speaks version 00h only.
+        if (request.VersionMin > 0)
+        {
+            return LoginStatus.UnsupportedVersion;
+        }
+
+        // MaxConnections=1: a non-zero TSIH would add a connection to an existing session.
+        return request.Tsih != 0 ? LoginStatus.SessionDoesNotExist : LoginStatus.Success;
+    }
+
+    /// <summary>Appends a PDU's text to the login's (a text may span PDUs), up to the text limit.</summary>
+    private LoginStatus GatherLoginText(in LoginRequestPdu request, in ReadOnlySequence<byte> data)
+    {
+        _loginText ??= new ArrayBufferWriter<byte>();
+        if (_loginText.WrittenCount + request.DataSegmentLengthBytes > _limits.MaxTextBytes)
+        {
+            return LoginStatus.OutOfResources;
+        }
+
+        data.CopyTo(_loginText.GetSpan(request.DataSegmentLengthBytes));
+        _loginText.Advance(request.DataSegmentLengthBytes);
+        return LoginStatus.Success;
+    }
+
+    /// <summary>
+    /// Parses the gathered text into <see cref="_loginKeys"/>, identifies the initiator on its first
+    /// complete text, and checks the stage: a known one, security not skipped when required, and the
+    /// security stage's authentication.
+    /// </summary>
+    private LoginStatus CheckLoginStage(in LoginRequestPdu request)
+    {
         _loginKeys.Clear();
         _loginAnswers.Clear();
-        var parsed = TextParameters.TryParse(_loginText.WrittenSpan, _loginKeys);
+        var parsed = TextParameters.TryParse(_loginText!.WrittenSpan, _loginKeys);
         _loginText.Clear();
         if (!parsed)
         {
-            FailLogin(request, LoginStatus.InitiatorError);
-            return;
+            return LoginStatus.InitiatorError;
         }
 
         var keys = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -92,35 +136,30 @@ public sealed partial class IscsiConnection
             keys[key] = value;
         }
 
-        if (_initiatorName is null)
+        if (_initiatorName is null && Identify(keys) is var identified && identified != LoginStatus.Success)
         {
-            var status = Identify(keys);
-            if (status != LoginStatus.Success)
-            {
-                FailLogin(request, status);
-                return;
-            }
+            return identified;
         }
 
         if (request.CurrentStage is not (LoginRequestPdu.SecurityNegotiation or LoginRequestPdu.OperationalNegotiation))
         {
-            FailLogin(request, LoginStatus.InitiatorError);
-            return;
+            return LoginStatus.InitiatorError;
         }
 
+        // RFC 7143 6.3: skipping the security stage is not allowed when the target requires it.
         if (request.CurrentStage == LoginRequestPdu.OperationalNegotiation && _authRequired && !_authenticated)
         {
-            // RFC 7143 6.3: skipping the security stage is not allowed when the target requires it.
-            FailLogin(request, LoginStatus.AuthenticationFailure);
-            return;
+            return LoginStatus.AuthenticationFailure;
         }
 
-        if (request.CurrentStage == LoginRequestPdu.SecurityNegotiation && !Authenticate(keys, request.Transit))
-        {
-            FailLogin(request, LoginStatus.AuthenticationFailure);
-            return;
-        }
+        return request.CurrentStage == LoginRequestPdu.SecurityNegotiation && !Authenticate(keys, request.Transit)
+            ? LoginStatus.AuthenticationFailure
+            : LoginStatus.Success;
+    }
 
+    /// <summary>Answers the operational keys, plus the declarative ones this target states once.</summary>
+    private void NegotiateLoginKeys(in LoginRequestPdu request)
+    {
         foreach (var (key, value) in _loginKeys)
         {
             if (key is "AuthMethod" || key.StartsWith("CHAP_", StringComparison.Ordinal))
@@ -144,22 +183,6 @@ public sealed partial class IscsiConnection
             _sentMaxRecv = true;
             _loginAnswers.Add(new("MaxRecvDataSegmentLength", _limits.MaxRecvDataSegmentBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         }
-
-        // RFC 7143 11.12.3: transit only forward, and out of security only once authenticated.
-        var transit = request.Transit
-            && request.NextStage > request.CurrentStage
-            && request.NextStage is LoginRequestPdu.OperationalNegotiation or LoginRequestPdu.FullFeaturePhase
-            && (!_authRequired || _authenticated);
-        if (transit && request.NextStage == LoginRequestPdu.FullFeaturePhase)
-        {
-            _parameters.Complete();
-            _tsih = _catalog.NextTsih();
-            WriteLoginResponse(request, transit: true, LoginStatus.Success, _loginAnswers);
-            EnterFullFeaturePhase();
-            return;
-        }
-
-        WriteLoginResponse(request, transit, LoginStatus.Success, _loginAnswers);
     }
 
     private LoginStatus Identify(Dictionary<string, string> keys)

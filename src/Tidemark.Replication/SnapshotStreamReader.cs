@@ -249,38 +249,7 @@ public static class SnapshotStreamReader
 
             ReadExactly(input, payload.AsSpan(0, payloadLength), $"record {index}");
             ReadExactly(input, checksum, $"record {index}");
-            ReadOnlySpan<byte> content;
-            switch (type)
-            {
-                case RecordType.Data when codec == Codec.None && payloadLength == length:
-                    content = payload.AsSpan(0, length);
-                    break;
-                case RecordType.Data when codec == Codec.Zstd:
-                    int unpacked;
-                    try
-                    {
-                        unpacked = decompressor.Unwrap(payload.AsSpan(0, payloadLength), data);
-                    }
-                    catch (ZstdException)
-                    {
-                        throw Damaged($"record {index} does not decompress");
-                    }
-
-                    if (unpacked != length)
-                    {
-                        throw Damaged($"record {index} decompresses to {unpacked} bytes, not {length}");
-                    }
-
-                    content = data.AsSpan(0, length);
-                    break;
-                case RecordType.Zero when payloadLength == 0:
-                case RecordType.End when payloadLength == StreamFormat.EndPayloadBytes:
-                    content = payload.AsSpan(0, payloadLength);
-                    break;
-                default:
-                    throw Damaged($"record {index} has an unknown type or layout");
-            }
-
+            var content = Content(type, codec, payload, payloadLength, length, data, decompressor, index);
             if (StreamFormat.RecordChecksum(seed, recordHeader, content) != BinaryPrimitives.ReadUInt64LittleEndian(checksum))
             {
                 throw Damaged($"record {index} fails its checksum");
@@ -288,15 +257,7 @@ public static class SnapshotStreamReader
 
             if (type == RecordType.End)
             {
-                var count = BinaryPrimitives.ReadUInt64LittleEndian(content);
-                var endData = BinaryPrimitives.ReadInt64LittleEndian(content[8..]);
-                var endZero = BinaryPrimitives.ReadInt64LittleEndian(content[16..]);
-                var endChain = BinaryPrimitives.ReadUInt64LittleEndian(content[24..]);
-                if (count != expected || endData != dataBytes || endZero != zeroBytes || endChain != chain.GetCurrentHashAsUInt64())
-                {
-                    throw Damaged("the end record does not match the records received");
-                }
-
+                CheckEnd(content, expected, dataBytes, zeroBytes, chain);
                 return ((long)expected, dataBytes, zeroBytes);
             }
 
@@ -321,6 +282,46 @@ public static class SnapshotStreamReader
             applied = lastEnd;
             options.Progress?.Invoke(lastEnd);
             expected++;
+        }
+    }
+
+    /// <summary>A record's content, decompressed if it is; a layout that fits no record type is damage.</summary>
+    private static ReadOnlySpan<byte> Content(RecordType type, Codec codec, byte[] payload, int payloadLength, int length, byte[] data, Decompressor decompressor, ulong index)
+    {
+        switch (type)
+        {
+            case RecordType.Data when codec == Codec.None && payloadLength == length:
+                return payload.AsSpan(0, length);
+            case RecordType.Data when codec == Codec.Zstd:
+                int unpacked;
+                try
+                {
+                    unpacked = decompressor.Unwrap(payload.AsSpan(0, payloadLength), data);
+                }
+                catch (ZstdException)
+                {
+                    throw Damaged($"record {index} does not decompress");
+                }
+
+                return unpacked == length ? data.AsSpan(0, length) : throw Damaged($"record {index} decompresses to {unpacked} bytes, not {length}");
+            case RecordType.Zero when payloadLength == 0:
+            case RecordType.End when payloadLength == StreamFormat.EndPayloadBytes:
+                return payload.AsSpan(0, payloadLength);
+            default:
+                throw Damaged($"record {index} has an unknown type or layout");
+        }
+    }
+
+    /// <summary>The end record repeats the count, the data and zero bytes and the checksum chain: a stream cut or spliced anywhere does not match.</summary>
+    private static void CheckEnd(ReadOnlySpan<byte> content, ulong expected, long dataBytes, long zeroBytes, XxHash64 chain)
+    {
+        var count = BinaryPrimitives.ReadUInt64LittleEndian(content);
+        var endData = BinaryPrimitives.ReadInt64LittleEndian(content[8..]);
+        var endZero = BinaryPrimitives.ReadInt64LittleEndian(content[16..]);
+        var endChain = BinaryPrimitives.ReadUInt64LittleEndian(content[24..]);
+        if (count != expected || endData != dataBytes || endZero != zeroBytes || endChain != chain.GetCurrentHashAsUInt64())
+        {
+            throw Damaged("the end record does not match the records received");
         }
     }
 

@@ -193,32 +193,7 @@ public sealed partial class ScsiLogicalUnit
             var registered = _registrations.TryGetValue(nexus.Key, out var mine);
             if (action is 0 or 6)
             {
-                // REGISTER checks the current key; REGISTER AND IGNORE EXISTING KEY does not.
-                if (action == 0 && (registered ? mine.Key != key : key != 0))
-                {
-                    return conflict;
-                }
-
-                if (actionKey == 0)
-                {
-                    if (registered)
-                    {
-                        Unregister(nexus.Key);
-                    }
-                }
-                else
-                {
-                    if (!registered && _registrations.Count >= MaxRegistrations)
-                    {
-                        return c.Fail(new SenseData(SenseKey.IllegalRequest, 0x55, 0x04), listLength);
-                    }
-
-                    _registrations[nexus.Key] = new Registration(actionKey, nexus.Port);
-                }
-
-                _prGeneration++;
-                UpdateActive();
-                return ScsiCommand.Good(0, listLength);
+                return RegisterLocked(nexus, c, action, registered ? mine : null, key, actionKey, listLength, conflict);
             }
 
             if (!registered || mine.Key != key)
@@ -226,55 +201,94 @@ public sealed partial class ScsiLogicalUnit
                 return conflict;
             }
 
-            switch (action)
+            if (ReserveActionLocked(nexus, c, action, type, actionKey, listLength, conflict) is { } refused)
             {
-                case 1:
-                    // RESERVE
-                    if (_prType == 0)
-                    {
-                        _prType = type;
-                        _prHolder = nexus.Key;
-                    }
-                    else if (_prType != type || (!IsAllRegistrants(_prType) && _prHolder != nexus.Key))
-                    {
-                        return conflict;
-                    }
-
-                    break;
-                case 2:
-                    // RELEASE
-                    if (_prType != 0 && (IsAllRegistrants(_prType) || _prHolder == nexus.Key))
-                    {
-                        if (_prType != type)
-                        {
-                            return c.Fail(new SenseData(SenseKey.IllegalRequest, 0x26, 0x04), listLength);
-                        }
-
-                        _prType = 0;
-                        _prHolder = 0;
-                    }
-
-                    break;
-                case 3:
-                    // CLEAR
-                    _registrations.Clear();
-                    _prType = 0;
-                    _prHolder = 0;
-                    _prGeneration++;
-                    break;
-                default:
-                    // PREEMPT / PREEMPT AND ABORT (no task set to abort beyond this command).
-                    if (!Preempt(nexus.Key, actionKey, type))
-                    {
-                        return actionKey == 0 ? c.Fail(SenseData.InvalidFieldInParameterList, listLength) : conflict;
-                    }
-
-                    _prGeneration++;
-                    break;
+                return refused;
             }
 
             UpdateActive();
             return ScsiCommand.Good(0, listLength);
+        }
+    }
+
+    /// <summary>REGISTER (action 0) checks the current key; REGISTER AND IGNORE EXISTING KEY (6) does not. A zero service action key unregisters.</summary>
+    private ScsiResult RegisterLocked(ScsiNexus nexus, in ScsiCommand c, int action, Registration? mine, ulong key, ulong actionKey, uint listLength, ScsiResult conflict)
+    {
+        if (action == 0 && (mine is { } current ? current.Key != key : key != 0))
+        {
+            return conflict;
+        }
+
+        if (actionKey == 0)
+        {
+            if (mine is not null)
+            {
+                Unregister(nexus.Key);
+            }
+        }
+        else
+        {
+            if (mine is null && _registrations.Count >= MaxRegistrations)
+            {
+                return c.Fail(new SenseData(SenseKey.IllegalRequest, 0x55, 0x04), listLength);
+            }
+
+            _registrations[nexus.Key] = new Registration(actionKey, nexus.Port);
+        }
+
+        _prGeneration++;
+        UpdateActive();
+        return ScsiCommand.Good(0, listLength);
+    }
+
+    /// <summary>RESERVE, RELEASE, CLEAR, PREEMPT (AND ABORT) by a registered nexus: null when done, else the refusal.</summary>
+    private ScsiResult? ReserveActionLocked(ScsiNexus nexus, in ScsiCommand c, int action, byte type, ulong actionKey, uint listLength, ScsiResult conflict)
+    {
+        switch (action)
+        {
+            case 1:
+                // RESERVE
+                if (_prType == 0)
+                {
+                    _prType = type;
+                    _prHolder = nexus.Key;
+                }
+                else if (_prType != type || (!IsAllRegistrants(_prType) && _prHolder != nexus.Key))
+                {
+                    return conflict;
+                }
+
+                return null;
+            case 2:
+                // RELEASE
+                if (_prType != 0 && (IsAllRegistrants(_prType) || _prHolder == nexus.Key))
+                {
+                    if (_prType != type)
+                    {
+                        return c.Fail(new SenseData(SenseKey.IllegalRequest, 0x26, 0x04), listLength);
+                    }
+
+                    _prType = 0;
+                    _prHolder = 0;
+                }
+
+                return null;
+            case 3:
+                // CLEAR
+                _registrations.Clear();
+                _prType = 0;
+                _prHolder = 0;
+                _prGeneration++;
+                return null;
+            default:
+                // PREEMPT / PREEMPT AND ABORT (no task set to abort beyond this command).
+                if (!Preempt(nexus.Key, actionKey, type))
+                {
+                    return actionKey == 0 ? c.Fail(SenseData.InvalidFieldInParameterList, listLength) : conflict;
+                }
+
+                _prGeneration++;
+                return null;
         }
     }
 
