@@ -66,8 +66,11 @@ if [ -n "${PRE:-}" ]; then
 fi
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Times the server's threads went to sleep (voluntary context switches, all threads): a wake-up per
+# I/O costs a context switch each way, and unlike IOPS the count per I/O does not depend on the load.
+sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {n += $2} END {print n + 0}'; }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-s0=$(ticks "$TM_PID")
+s0=$(ticks "$TM_PID") c0=$(sleeps "$TM_PID")
 fio --name=row --ioengine=nbd --uri="nbd://$nbd/bench" --rw="$RW" --bs="$BS" --iodepth="$QD" --size="$IMAGE_BYTES" \
   --time_based=1 --runtime="$RUNTIME" --refill_buffers=1 --output-format=json --output="$D/fio.json" &
 FIO_PID=$!
@@ -78,16 +81,18 @@ if [ "${PERF:-1}" != 0 ]; then
   perf record -q -F 997 -g -p "$TM_PID" -o "$D/perf.data" -- sleep $((RUNTIME - 4)) 2>/dev/null || true
 fi
 wait "$FIO_PID"
-s1=$(ticks "$TM_PID")
+s1=$(ticks "$TM_PID") c1=$(sleeps "$TM_PID")
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$D/fio.json" "$((s1 - s0))" <<'PY'
+python3 - "$D/fio.json" "$((s1 - s0))" "$((c1 - c0))" <<'PY'
 import json, os, sys
 j = json.load(open(sys.argv[1]))['jobs'][0]
+sleeps = int(sys.argv[3])
 d = j['write'] if j['write']['io_bytes'] > 0 else j['read']
 mib = d['io_bytes'] / 2**20
 cpu = int(sys.argv[2]) / os.sysconf('SC_CLK_TCK')
 print(f"row: {d['iops']:.0f} IOPS, {d['bw'] / 1024:.1f} MiB/s; server CPU {cpu:.2f} s for {mib:.0f} MiB: "
-      f"{1000 * cpu / mib:.3f} ms/MiB, {1e6 * cpu / max(d['total_ios'], 1):.0f} us/IO")
+      f"{1000 * cpu / mib:.3f} ms/MiB, {1e6 * cpu / max(d['total_ios'], 1):.0f} us/IO; "
+      f"server threads slept {sleeps / max(d['total_ios'], 1):.2f} times per I/O")
 PY
 if [ "${PERF:-1}" != 0 ]; then
   perf report -i "$D/perf.data" --stdio --sort comm -g none 2>/dev/null | grep '%' | head -12

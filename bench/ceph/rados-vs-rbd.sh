@@ -97,14 +97,17 @@ sr1m_qd32 read 1M 32"}
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 OSD_PID=$(pgrep -f -- "ceph-osd -c $conf" | head -1)
 ticks() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+# Times the server's threads went to sleep (voluntary context switches): a wake-up per I/O costs a
+# context switch each way, and unlike IOPS the count per I/O hardly depends on the machine's load.
+sleeps() { [ -n "${1:-}" ] && cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {n += $2} END {print n + 0}' || echo 0; }
 # timed PEER NAME REP SERVER_PID fio_one-args... : one fio_one, with the CPU of the OSD and the server over its wall time
 timed() {
   local peer=$1 name=$2 rep=$3 server=$4; shift 4
-  local o0 s0 t0 o1 s1 t1
-  o0=$(ticks "$OSD_PID") s0=$(ticks "$server") t0=$(date +%s.%N)
+  local o0 s0 t0 o1 s1 t1 w0 w1
+  o0=$(ticks "$OSD_PID") s0=$(ticks "$server") w0=$(sleeps "$server") t0=$(date +%s.%N)
   fio_one "$@"
-  o1=$(ticks "$OSD_PID") s1=$(ticks "$server") t1=$(date +%s.%N)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$name" "$rep" "$(( o1 - o0 ))" "$(( s1 - s0 ))" "$(awk "BEGIN{print $t1 - $t0}")" >> "$D/cpu.tsv"
+  o1=$(ticks "$OSD_PID") s1=$(ticks "$server") w1=$(sleeps "$server") t1=$(date +%s.%N)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$name" "$rep" "$(( o1 - o0 ))" "$(( s1 - s0 ))" "$(awk "BEGIN{print $t1 - $t0}")" "$(( w1 - w0 ))" >> "$D/cpu.tsv"
 }
 # run_rows SUFFIX: every workload REPS times, RBD then Tidemark (then the baseline)
 run_rows() {
@@ -160,17 +163,17 @@ import json, os
 hz = os.sysconf('SC_CLK_TCK')
 cpu = collections.defaultdict(list)
 for line in open(os.path.join(os.path.dirname(sys.argv[1]), 'cpu.tsv')):
-    peer, name, rep, osd, server, wall = line.split('\t')
+    peer, name, rep, osd, server, wall, slept = line.split('\t')
     j = json.load(open(os.path.join(os.path.dirname(sys.argv[1]), f'fio-{peer}-{name}-{rep}.json')))['jobs'][0]
     d = j['write'] if j['write']['io_bytes'] > 0 else j['read']
     fio_cores = (j['usr_cpu'] + j['sys_cpu']) / 100
     wall = float(wall)
-    cpu[(name, peer)].append((int(osd) / hz / wall, int(server) / hz / wall, fio_cores, d['iops']))
+    cpu[(name, peer)].append((int(osd) / hz / wall, int(server) / hz / wall, fio_cores, d['iops'], int(slept) / wall))
 print()
-print(f"{'workload':<16} {'peer':<9} {'osd cores':>9} {'server cores':>12} {'fio cores':>9} {'CPU us/IO: osd':>15} {'server':>7} {'fio':>6} {'total':>6}")
+print(f"{'workload':<16} {'peer':<9} {'osd cores':>9} {'server cores':>12} {'fio cores':>9} {'CPU us/IO: osd':>15} {'server':>7} {'fio':>6} {'total':>6} {'server sleeps/IO':>17}")
 for (n, p), samples in cpu.items():
-    o, s, f, iops = [sum(x) / len(x) for x in zip(*samples)]
+    o, s, f, iops, w = [sum(x) / len(x) for x in zip(*samples)]
     per = lambda c: 1e6 * c / iops if iops else 0
-    print(f"{n:<16} {p:<9} {o:>9.2f} {s:>12.2f} {f:>9.2f} {per(o):>15.0f} {per(s):>7.0f} {per(f):>6.0f} {per(o + s + f):>6.0f}")
+    print(f"{n:<16} {p:<9} {o:>9.2f} {s:>12.2f} {f:>9.2f} {per(o):>15.0f} {per(s):>7.0f} {per(f):>6.0f} {per(o + s + f):>6.0f} {(w / iops if iops else 0):>17.2f}")
 PY
 [ ! -s "$D/snapshots.txt" ] || cat "$D/snapshots.txt"

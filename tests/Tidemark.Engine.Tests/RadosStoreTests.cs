@@ -207,6 +207,31 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
     }
 
     [Fact]
+    public void Write_PastTheBoundInFlight_DrainsToTheResumeMarkNotOneBelowIt()
+    {
+        using var store = RadosBackingStore.Open(cluster.Location(), Capacity);
+
+        // Writes are only reaped by a writer past the bound or a flush, so the count is exact: the
+        // write that takes the queue past MaxWrites waits until ResumeWrites are left (one sleep for
+        // the next MaxWrites - ResumeWrites writes), not for the oldest alone (a sleep per write).
+        var data = Bytes.Pattern(4096, 7);
+        for (var i = 0; i < RadosWriteQueue.MaxWrites; i++)
+        {
+            store.Write(i * 8192L, data);
+        }
+
+        Assert.Equal(RadosWriteQueue.MaxWrites, store.WritesInFlight);
+        store.Write(RadosWriteQueue.MaxWrites * 8192L, data);
+        Assert.Equal(RadosWriteQueue.ResumeWrites, store.WritesInFlight);
+
+        store.Flush();
+        Assert.Equal(0, store.WritesInFlight);
+        var back = new byte[4096];
+        store.Read(RadosWriteQueue.MaxWrites * 8192L, back);
+        Assert.Equal(data, back);
+    }
+
+    [Fact]
     public void Write_BeyondCapacity_OutOfRange()
     {
         using var store = RadosBackingStore.Open(cluster.Location(), Capacity);

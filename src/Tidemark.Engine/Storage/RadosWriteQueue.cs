@@ -18,6 +18,15 @@ internal sealed class RadosWriteQueue
     /// <summary>Bytes of copied write data in flight at once, at most.</summary>
     public const long MaxBytes = 64L << 20;
 
+    /// <summary>
+    /// A writer past <see cref="MaxWrites"/> waits until no more than this many are in flight, not
+    /// only for the oldest: once the queue is full, waiting for one completion per write put the
+    /// writer (the frontend's connection thread) to sleep and woke it again for every 4 KiB write;
+    /// this way it sleeps once per <c>MaxWrites - ResumeWrites</c> writes, and 48 in flight still
+    /// keep the OSD busy (ADR 0017).
+    /// </summary>
+    public const int ResumeWrites = 48;
+
     private readonly nint _io;
     private readonly Func<int, string, StorageException> _failure;
     private readonly RadosWriteBuffers _buffers = new(RadosBackingStore.ObjectBytes);
@@ -80,7 +89,10 @@ internal sealed class RadosWriteQueue
         }
     }
 
-    /// <summary>Starts one write inside one object, then waits for the oldest while the queue is past its bounds.</summary>
+    /// <summary>
+    /// Starts one write inside one object; when that takes the queue past its bounds, waits for the
+    /// oldest writes until it is back to <see cref="ResumeWrites"/> (and within the byte bound).
+    /// </summary>
     public unsafe void Start(string oid, long inObject, ReadOnlySpan<byte> data, long storeOffset)
     {
         RecoverIfStalled();
@@ -88,6 +100,7 @@ internal sealed class RadosWriteQueue
         data.CopyTo(new Span<byte>((void*)buffer, data.Length));
         var write = new PendingWrite(buffer, data.Length, oid, inObject, storeOffset);
         bool over;
+        int resumeAt;
         lock (_lock)
         {
             if (_stalled is { } stalled)
@@ -108,6 +121,9 @@ internal sealed class RadosWriteQueue
             write.Sequence = ++_started;
             _pending.Enqueue(write);
             _bytes += data.Length;
+
+            // Past the count bound: drain to the resume mark (one sleep for many writes), not to just below it.
+            resumeAt = _pending.Count > MaxWrites ? ResumeWrites : MaxWrites;
             over = _pending.Count > MaxWrites || _bytes > MaxBytes;
         }
 
@@ -122,7 +138,7 @@ internal sealed class RadosWriteQueue
 
             lock (_lock)
             {
-                over = _pending.Count > MaxWrites || _bytes > MaxBytes;
+                over = _pending.Count > resumeAt || _bytes > MaxBytes;
             }
         }
     }
