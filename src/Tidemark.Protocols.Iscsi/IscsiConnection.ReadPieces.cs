@@ -37,7 +37,7 @@ public sealed partial class IscsiConnection
     private bool TryStreamRead(ReadOnlySpan<byte> cdb, uint itt, ulong lunField, uint expected)
     {
         if (expected <= LargeDataSegmentBytes || cdb.Length > _readCdb.Length
-            || !TryParseRead(cdb, out _, out var blocks)
+            || !ScsiLogicalUnit.TryParseRead(cdb, out _, out var blocks)
             || !_target!.Units.TryGetValue(ScsiTargetCommands.DecodeLun(lunField), out var unit))
         {
             return false;
@@ -57,34 +57,6 @@ public sealed partial class IscsiConnection
 
     /// <summary>Largest Data-In segment: the initiator's MaxRecvDataSegmentLength, capped by ours.</summary>
     private int DataInSegmentBytes() => Math.Min(_parameters.InitiatorMaxRecvDataSegmentBytes, _limits.MaxSendDataSegmentBytes);
-
-    /// <summary>SBC-3 5.x: LBA and TRANSFER LENGTH of READ (6/10/12/16); false for any other opcode.</summary>
-    private static bool TryParseRead(ReadOnlySpan<byte> cdb, out ulong lba, out uint blocks)
-    {
-        lba = 0;
-        blocks = 0;
-        switch (cdb.IsEmpty ? (byte)0 : cdb[0])
-        {
-            case ScsiOpcode.Read6 when cdb.Length >= 6:
-                lba = ((uint)(cdb[1] & 0x1F) << 16) | ((uint)cdb[2] << 8) | cdb[3];
-                blocks = cdb[4] == 0 ? 256u : cdb[4];
-                return true;
-            case ScsiOpcode.Read10 when cdb.Length >= 10:
-                lba = BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]);
-                blocks = BinaryPrimitives.ReadUInt16BigEndian(cdb[7..]);
-                return true;
-            case ScsiOpcode.Read12 when cdb.Length >= 12:
-                lba = BinaryPrimitives.ReadUInt32BigEndian(cdb[2..]);
-                blocks = BinaryPrimitives.ReadUInt32BigEndian(cdb[6..]);
-                return true;
-            case ScsiOpcode.Read16 when cdb.Length >= 16:
-                lba = BinaryPrimitives.ReadUInt64BigEndian(cdb[2..]);
-                blocks = BinaryPrimitives.ReadUInt32BigEndian(cdb[10..]);
-                return true;
-            default:
-                return false;
-        }
-    }
 
     /// <summary>Sends the READ taken by <see cref="TryStreamRead"/>: its checks, then its data piece by piece, flushing as it goes.</summary>
     private async ValueTask SendStreamedReadAsync(CancellationToken cancellationToken)
@@ -140,7 +112,7 @@ public sealed partial class IscsiConnection
     private bool SendReadPiece(in StreamedRead read, long transferLength, int offset, int length, bool final, uint dataSn)
     {
         var cdb = _readCdb.AsSpan(0, read.CdbLength);
-        _ = TryParseRead(cdb, out var lba, out _);
+        _ = ScsiLogicalUnit.TryParseRead(cdb, out var lba, out _);
         Span<byte> piece = stackalloc byte[16];
         piece[0] = ScsiOpcode.Read16;
 

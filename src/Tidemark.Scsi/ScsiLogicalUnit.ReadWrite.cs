@@ -4,6 +4,32 @@ namespace Tidemark.Scsi;
 
 public sealed partial class ScsiLogicalUnit
 {
+    /// <summary>
+    /// LOGICAL BLOCK ADDRESS and TRANSFER LENGTH of a READ (6/10/12/16), decoded as the unit decodes
+    /// them (<see cref="ParseLbaAndLength"/>), for a transport that sends a READ in pieces; false for
+    /// any other opcode or a CDB shorter than its form.
+    /// </summary>
+    public static bool TryParseRead(ReadOnlySpan<byte> cdb, out ulong lba, out uint blocks)
+    {
+        var formBytes = cdb.IsEmpty ? 0 : cdb[0] switch
+        {
+            ScsiOpcode.Read6 => 6,
+            ScsiOpcode.Read10 => 10,
+            ScsiOpcode.Read12 => 12,
+            ScsiOpcode.Read16 => 16,
+            _ => 0,
+        };
+        if (formBytes == 0 || cdb.Length < formBytes)
+        {
+            lba = 0;
+            blocks = 0;
+            return false;
+        }
+
+        ParseLbaAndLength(cdb, out lba, out blocks, out _);
+        return true;
+    }
+
     /// <summary>SBC-3 5.x: LOGICAL BLOCK ADDRESS, TRANSFER LENGTH and the flags byte of the 6/10/12/16-byte forms.</summary>
     internal static void ParseLbaAndLength(ReadOnlySpan<byte> cdb, out ulong lba, out uint blocks, out byte flags)
     {

@@ -30,6 +30,28 @@ public sealed class ReadWriteTests
     }
 
     [Fact]
+    public void TryParseRead_EveryReadForm_GivesTheLbaAndLengthTheUnitUses()
+    {
+        Assert.True(ScsiLogicalUnit.TryParseRead([ScsiOpcode.Read6, 0x1F, 0xFF, 0xFE, 0, 0], out var lba, out var blocks));
+        Assert.Equal((0x1FFFFEUL, 256u), (lba, blocks));
+        Assert.True(ScsiLogicalUnit.TryParseRead(ScsiHarness.Cdb10(ScsiOpcode.Read10, 0xFFFF_FFF0, 7), out lba, out blocks));
+        Assert.Equal((0xFFFF_FFF0UL, 7u), (lba, blocks));
+        Assert.True(ScsiLogicalUnit.TryParseRead([ScsiOpcode.Read12, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0], out lba, out blocks));
+        Assert.Equal((256UL, 65536u), (lba, blocks));
+        Assert.True(ScsiLogicalUnit.TryParseRead(ScsiHarness.Cdb16(ScsiOpcode.Read16, 1UL << 40, 9), out lba, out blocks));
+        Assert.Equal((1UL << 40, 9u), (lba, blocks));
+    }
+
+    [Fact]
+    public void TryParseRead_NotAReadOrShorterThanItsForm_IsFalse()
+    {
+        Assert.False(ScsiLogicalUnit.TryParseRead(ScsiHarness.Cdb10(ScsiOpcode.Write10, 1, 1), out _, out _));
+        Assert.False(ScsiLogicalUnit.TryParseRead([], out _, out _));
+        Assert.False(ScsiLogicalUnit.TryParseRead(ScsiHarness.Cdb16(ScsiOpcode.Read16, 1, 1).AsSpan(0, 10), out var lba, out var blocks));
+        Assert.Equal((0UL, 0u), (lba, blocks));
+    }
+
+    [Fact]
     public void Read10_PastEnd_ReturnsLbaOutOfRange()
     {
         var h = new ScsiHarness(sizeBytes: 1 << 20);
