@@ -78,7 +78,7 @@ public sealed partial class MailIndexer
 
     private void Skipped(MailIndexItem item, string reason)
     {
-        _logger.LogInformation("Mail index of {Snapshot} on host {Host} skipped: {Reason}", item.Snapshot, item.Host, reason);
+        AgentsLog.MailIndexSkipped(_logger, item.Snapshot, item.Host, reason);
         _events.Record("mail.index", item.Snapshot, item.Actor, $"not indexed on host {item.Host}: {reason}", "skipped");
     }
 
@@ -97,7 +97,7 @@ public sealed partial class MailIndexer
             var probe = await link.IndexMailAsync(new AgentMailIndexRequest(id, snapshot.Address, snapshot.Volume, snapshot.CreatedAt, snapshot.Id, null), CancellationToken.None);
             if (probe.Stores.Count == 0)
             {
-                _logger.LogDebug("Host {Host} holds no mail store on {Volume}: nothing to index", item.Host, snapshot.Volume);
+                AgentsLog.NoMailStore(_logger, item.Host, snapshot.Volume);
                 return;
             }
         }
@@ -168,7 +168,7 @@ public sealed partial class MailIndexer
                 }
                 catch (StorageException ex)
                 {
-                    _logger.LogWarning("The index view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
+                    AgentsLog.IndexViewNotDeleted(_logger, view, ex.Message);
                     _events.Record("volume.delete", view, "server", $"index view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
                 }
             }
@@ -187,14 +187,14 @@ public sealed partial class MailIndexer
 
         progress.Advance(1);
         var stores = string.Join("; ", result.Stores);
-        _logger.LogInformation("Mail index of {Snapshot} built on host {Host} in {Seconds:F1} s: {Stores}", snapshot.Address, host.Name, result.Seconds, stores);
+        AgentsLog.MailIndexBuilt(_logger, snapshot.Address, host.Name, result.Seconds, stores);
         _events.Record("mail.index", snapshot.Address, actor, $"indexed on host {host.Name} in {result.Seconds:F1} s: {stores}" + (result.TeardownProblems.Count > 0 ? $"; teardown: {string.Join("; ", result.TeardownProblems)}" : string.Empty), "ok");
         return result;
     }
 
     private void Failed(MailIndexItem item, string reason)
     {
-        _logger.LogWarning("Mail index of {Snapshot} on host {Host} failed: {Reason}", item.Snapshot, item.Host, reason);
+        AgentsLog.MailIndexFailed(_logger, item.Snapshot, item.Host, reason);
         _events.Record("mail.index", item.Snapshot, item.Actor, $"not indexed on host {item.Host}: {reason}; its first search reads every header instead, and indexes it", "failed");
     }
 
@@ -207,7 +207,7 @@ public sealed partial class MailIndexer
         }
         catch (StorageException ex)
         {
-            _logger.LogWarning("Cancelling index build {Job} on host {Host} failed: {Message}", id, host.Name, ex.Message);
+            AgentsLog.IndexCancelFailed(_logger, id, host.Name, ex.Message);
         }
     }
 
@@ -233,7 +233,7 @@ public sealed partial class MailIndexer
             }
             catch (StorageException ex)
             {
-                _logger.LogWarning("The leftover index view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", volume.Name, ex.Message, volume.Name);
+                AgentsLog.LeftoverIndexViewNotDeleted(_logger, volume.Name, ex.Message);
             }
         }
 
