@@ -27,16 +27,17 @@ public sealed partial class MailIndexer
     private readonly Pool _pool;
     private readonly ExportRegistry _exports;
     private readonly HostRegistry _hosts;
-    private readonly ServerIdentity _identity;
+    private readonly AgentChannel _agents;
     private readonly EventLog _events;
     private readonly JobManager _jobs;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly MailIndexQueue _queue;
 
-    public MailIndexer(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, JobManager jobs, ILogger logger, TimeProvider time)
+    public MailIndexer(AgentChannel agents, JobManager jobs)
     {
-        (_pool, _exports, _hosts, _identity, _events, _jobs, _logger, _time) = (pool, exports, hosts, identity, events, jobs, logger, time);
+        _agents = agents;
+        (_pool, _exports, _hosts, _events, _jobs, _logger, _time) = (agents.Pool, agents.Exports, agents.Hosts, agents.Events, jobs, agents.Logger, agents.Time);
         _queue = new MailIndexQueue(WhyNot, RunAsync, Skipped);
     }
 
@@ -93,7 +94,7 @@ public sealed partial class MailIndexer
         {
             host = _hosts.Get(item.Host);
             snapshot = _pool.GetSnapshot(item.Snapshot);
-            using var link = new AgentLink(_identity, host, ProbeTimeout);
+            using var link = _agents.Open(host, ProbeTimeout);
             var probe = await link.IndexMailAsync(new AgentMailIndexRequest(id, snapshot.Address, snapshot.Volume, snapshot.CreatedAt, snapshot.Id, null), CancellationToken.None);
             if (probe.Stores.Count == 0)
             {
@@ -138,7 +139,7 @@ public sealed partial class MailIndexer
                 {
                     var url = export.Url ?? throw new StorageException(StorageError.Unsupported, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address");
                     progress.Advance(1);
-                    using var link = new AgentLink(_identity, host, CallTimeout);
+                    using var link = _agents.Open(host, CallTimeout);
                     var call = link.IndexMailAsync(new AgentMailIndexRequest(id, snapshot.Address, snapshot.Volume, snapshot.CreatedAt, snapshot.Id, url), CancellationToken.None);
 
                     // A cancel is passed on to the agent and its answer still awaited (within a grace),
@@ -202,7 +203,7 @@ public sealed partial class MailIndexer
     {
         try
         {
-            using var link = new AgentLink(_identity, host, TimeSpan.FromSeconds(30));
+            using var link = _agents.Open(host, TimeSpan.FromSeconds(30));
             await link.CancelRecoveryAsync(id, CancellationToken.None);
         }
         catch (StorageException ex)
