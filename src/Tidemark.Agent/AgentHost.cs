@@ -105,7 +105,7 @@ public sealed class AgentHost : IAsyncDisposable
             var fingerprint = certificate is null ? null : AgentIdentity.FingerprintOf(certificate);
             if (fingerprint is null || !paired.Contains(fingerprint))
             {
-                logger.LogWarning("Refused a caller with certificate {Fingerprint}: not a paired server", fingerprint ?? "(none)");
+                AgentLog.CallerRefused(logger, fingerprint ?? "(none)");
                 await WriteProblemAsync(context, StatusCodes.Status403Forbidden, "not-paired", $"certificate {fingerprint ?? "(none)"} is not a server paired with agent {config.HostName}; run 'tidemark agent pair --server-fingerprint {fingerprint ?? "FP"}' on the host");
                 return;
             }
@@ -162,7 +162,7 @@ public sealed class AgentHost : IAsyncDisposable
         }
 
         host.Endpoint = listen!.IPEndPoint;
-        logger.LogInformation("Tidemark agent {Name} listening on {Endpoint} (fingerprint {Fingerprint}); resumes by itself {Deadline}s after a quiesce", config.HostName, host.Endpoint, identity.Fingerprint, config.DeadlineSeconds);
+        AgentLog.Listening(logger, config.HostName, host.Endpoint, identity.Fingerprint, config.DeadlineSeconds);
         return host;
     }
 

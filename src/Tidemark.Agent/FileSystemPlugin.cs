@@ -84,7 +84,7 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
             {
                 if (!freeze.Thaw())
                 {
-                    logger.LogWarning("{Path} was no longer frozen when the agent thawed it (thawed by someone else)", freeze.Path);
+                    AgentLog.AlreadyThawed(logger, freeze.Path);
                 }
 
                 if (entry is not null)

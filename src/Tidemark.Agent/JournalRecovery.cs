@@ -43,11 +43,11 @@ public static class JournalRecovery
             if (settled)
             {
                 journal.Remove(path);
-                logger.LogWarning("Recovered from a previous run: {Message}", message);
+                AgentLog.JournalRecovered(logger, message);
             }
             else
             {
-                logger.LogError("Not recovered from a previous run: {Message} (kept: {Path})", message, path);
+                AgentLog.JournalNotRecovered(logger, message, path);
             }
 
             report.Add(new AgentRecoveryDto(entry?.Kind ?? "unknown", message, settled));

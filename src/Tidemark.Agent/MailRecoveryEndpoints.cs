@@ -51,14 +51,14 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
                 throw new StorageException(StorageError.Unsupported, "a mail recovery mounts a view with nbdfuse and a loop device: it needs a Linux host");
             }
 
-            logger.LogInformation("Mail recovery {Id} from {Snapshot} starts", request.Id, request.Snapshot);
+            AgentLog.RecoveryStarts(logger, request.Id, request.Snapshot);
             var result = await MailRecoveryJob.RunAsync(request, config.HostName, agentDirectory, ExportRoot, log, cancel.Token);
-            logger.LogInformation("Mail recovery {Id} from {Snapshot}: {Matches} matched, {Outcomes} delivered", request.Id, request.Snapshot, result.Matches.Count, result.Outcomes.Count);
+            AgentLog.RecoveryDone(logger, request.Id, request.Snapshot, result.Matches.Count, result.Outcomes.Count);
             return result;
         }
         catch (RecoveryException ex)
         {
-            logger.LogWarning("Mail recovery {Id} from {Snapshot} failed: {Message}", request.Id, request.Snapshot, ex.Message);
+            AgentLog.RecoveryFailed(logger, request.Id, request.Snapshot, ex.Message);
             throw new StorageException(
                 ex.Failure switch
                 {
@@ -132,9 +132,9 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
             await _indexing.WaitAsync(cancel.Token);
             try
             {
-                logger.LogInformation("Mail index {Id} of {Snapshot} starts", request.Id, request.Snapshot);
+                AgentLog.IndexStarts(logger, request.Id, request.Snapshot);
                 var result = await MailIndexBuilder.BuildAttachedAsync(request.ExportUrl, request.Snapshot, request.SnapshotCreatedAt, request.SnapshotId, stores, Path.Combine(agentDirectory, MailRecoveryJob.IndexDirectoryName), log, cancel.Token);
-                logger.LogInformation("Mail index {Id} of {Snapshot}: {Stores}", request.Id, request.Snapshot, string.Join("; ", result.Stores));
+                AgentLog.IndexDone(logger, request.Id, request.Snapshot, string.Join("; ", result.Stores));
                 return new MailIndexResultDto(request.Snapshot, config.HostName, result.Stores, result.Users, result.Messages, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, result.TeardownProblems);
             }
             finally
@@ -144,7 +144,7 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
         }
         catch (RecoveryException ex)
         {
-            logger.LogWarning("Mail index {Id} of {Snapshot} failed: {Message}", request.Id, request.Snapshot, ex.Message);
+            AgentLog.IndexFailed(logger, request.Id, request.Snapshot, ex.Message);
             throw new StorageException(ex.Failure == RecoveryFailure.BadInput ? StorageError.InvalidArgument : StorageError.Unavailable, $"on host {config.HostName}: {ex.Message}", ex);
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested && !requestAborted.IsCancellationRequested)
@@ -205,7 +205,7 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
     /// <summary>The recovery's step lines ("mounted in", "searched in") into the agent's log.</summary>
     private sealed class LogWriter(ILogger logger, string id) : StringWriter(CultureInfo.InvariantCulture)
     {
-        public override void WriteLine(string? value) => logger.LogInformation("Mail recovery {Id}: {Line}", id, value);
+        public override void WriteLine(string? value) => AgentLog.RecoveryStep(logger, id, value);
 
         public override Task WriteLineAsync(string? value)
         {

@@ -98,7 +98,7 @@ public sealed partial class PostfixHold
             throw;
         }
 
-        logger.LogInformation("Postfix ({Config}): delivery through {Transports} held, {Draining} delivery processes drained", configDirectory, string.Join(", ", mailTransports), draining.Count);
+        AgentLog.PostfixHeld(logger, configDirectory, string.Join(", ", mailTransports), draining.Count);
         return hold;
     }
 
@@ -120,7 +120,7 @@ public sealed partial class PostfixHold
         if (flush.ExitCode != 0)
         {
             // Delivery is resumed; only the immediate retry is missing: the queue manager retries on its own.
-            _logger.LogWarning("Postfix ({Config}): delivery resumed but 'postqueue -f' failed ({Output}); held mail goes out at the next queue run", _configDirectory, flush.Describe());
+            AgentLog.PostfixFlushFailed(_logger, _configDirectory, flush.Describe());
         }
 
         if (_journalEntry is not null)

@@ -105,7 +105,7 @@ internal static class PostgresCheck
         }
         catch (NpgsqlException ex)
         {
-            logger.LogWarning("PostgreSQL cluster {Cluster} does not answer ({Message}); verifying with its configured data directory", cluster.Name, ex.Message);
+            AgentLog.ClusterNotAnswering(logger, cluster.Name, ex.Message);
             return (cluster.DataDirectory, null);
         }
     }

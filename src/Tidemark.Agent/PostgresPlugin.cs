@@ -94,7 +94,7 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
                 catch (NpgsqlException ex)
                 {
                     // Closing the session below ends backup mode anyway (non-exclusive); the label is lost.
-                    logger.LogWarning("pg_backup_stop on cluster {Cluster} failed ({Message}); closing its session ends backup mode", cluster, ex.Message);
+                    AgentLog.BackupStopFailed(logger, cluster, ex.Message);
                     (failures ??= []).Add($"{cluster}: {ex.Message}");
                 }
                 finally

@@ -83,7 +83,7 @@ public sealed partial class QuiesceJournal
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // Undoing it again at the next start is harmless (recovery checks the state it finds first).
-            _logger.LogWarning("Could not remove the journal entry {Path} ({Message}); the next start checks it again", path, ex.Message);
+            AgentLog.JournalEntryNotRemoved(_logger, path, ex.Message);
         }
     }
 

@@ -110,7 +110,7 @@ public sealed class QuiesceSessions : IAsyncDisposable
             _open = session;
             var consistency = parts.Any(p => p.Consistency == "application") ? "application" : "filesystem";
             var items = parts.SelectMany(p => p.Items).ToList();
-            _logger.LogInformation("Quiesced {Items} (session {Session}); resumes by itself at {Deadline:O}", string.Join(", ", items), session.Id, session.ResumeBy);
+            AgentLog.Quiesced(_logger, string.Join(", ", items), session.Id, session.ResumeBy);
             var recovered = Interlocked.Exchange(ref _unreported, null);
             return new QuiesceResultDto(session.Id, consistency, string.Join(", ", items), items, session.ResumeBy, deadline.TotalSeconds, Stopwatch.GetElapsedTime(started).TotalSeconds, Lines(parts), recovered);
         }
@@ -154,13 +154,13 @@ public sealed class QuiesceSessions : IAsyncDisposable
         {
             if (_open == session)
             {
-                _logger.LogWarning("The server did not resume session {Session} within its deadline ({Deadline:O}): resumed {Items} by itself", session.Id, session.ResumeBy, string.Join(", ", session.Items));
+                AgentLog.ResumedAtDeadline(_logger, session.Id, session.ResumeBy, string.Join(", ", session.Items));
                 await EndAsync(session, expired: true);
             }
         }
         catch (Exception ex)
         {
-            _logger.LogError(ex, "Resuming session {Session} at its deadline failed; check the mounts ('fsfreeze -u PATH')", session.Id);
+            AgentLog.ResumeAtDeadlineFailed(_logger, ex, session.Id);
         }
         finally
         {
@@ -227,7 +227,7 @@ public sealed class QuiesceSessions : IAsyncDisposable
         {
             if (_open is { } open)
             {
-                _logger.LogWarning("Stopping with session {Session} open: resuming {Items} now", open.Id, string.Join(", ", open.Items));
+                AgentLog.ResumingOnStop(_logger, open.Id, string.Join(", ", open.Items));
                 await EndAsync(open, expired: false);
             }
         }

@@ -118,7 +118,7 @@ public sealed class ScriptPlugin(AgentConfig config, ILogger logger, QuiesceJour
         var line = $"script {entry.Name} {phase} ({verdict}, {timer.Elapsed.TotalSeconds:0.###}s): {(text.Length == 0 ? "(no output)" : text)}";
         if (!ok)
         {
-            logger.LogWarning("{Line}", line);
+            AgentLog.ScriptOutput(logger, line);
         }
 
         return (ok, line);

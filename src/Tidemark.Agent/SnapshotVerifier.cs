@@ -142,7 +142,7 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
 
             if (teardown.Count > 0)
             {
-                logger.LogWarning("Verification of {Snapshot}: teardown left {Problems}", request.Snapshot, string.Join("; ", teardown));
+                AgentLog.VerificationTeardownLeft(logger, request.Snapshot, string.Join("; ", teardown));
             }
 
             return Done(failure is null ? VerifyResultDto.Passed : VerifyResultDto.Failed, failure, teardown);
@@ -151,7 +151,7 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
         {
             if (work is not null && !WorkDirectory.Remove(work))
             {
-                logger.LogWarning("Verification work directory {Directory} not removed (something is still mounted under it, or it would not delete)", work);
+                AgentLog.VerificationDirectoryKept(logger, work);
             }
 
             Volatile.Write(ref _running, 0);
@@ -159,7 +159,7 @@ public sealed class SnapshotVerifier(AgentConfig config, ILogger logger)
 
         VerifyResultDto Done(string verdict, string? reason, IReadOnlyList<string>? output = null)
         {
-            logger.LogInformation("Verified {Snapshot}: {Verdict} {Reason}", string.Join(", ", members.Select(m => m.Snapshot)), verdict, reason);
+            AgentLog.Verified(logger, string.Join(", ", members.Select(m => m.Snapshot)), verdict, reason);
             return new VerifyResultDto(verdict, reason, checks, Stopwatch.GetElapsedTime(started).TotalSeconds, output is { Count: > 0 } ? output : null);
         }
     }

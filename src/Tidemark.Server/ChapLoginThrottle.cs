@@ -100,6 +100,6 @@ internal sealed partial class ChapLoginThrottle(string protocol, ILogger logger,
         return string.Concat(cut.Select(c => char.IsControl(c) ? '?' : c));
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Protocol} login from {Remote} (initiator {Initiator}, target {Target}) failed: {Reason}; {Failures} failures from this address, its next connections wait {Delay:F2} s; {Count} failed logins in all since the last such line")]
+    [LoggerMessage(EventId = 1210, Level = LogLevel.Warning, Message = "{Protocol} login from {Remote} (initiator {Initiator}, target {Target}) failed: {Reason}; {Failures} failures from this address, its next connections wait {Delay:F2} s; {Count} failed logins in all since the last such line")]
     private static partial void LogFailure(ILogger logger, string protocol, string remote, string initiator, string target, string reason, int failures, double delay, long count);
 }

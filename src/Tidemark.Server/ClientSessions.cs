@@ -151,10 +151,10 @@ public sealed partial class ClientSessions(ILogger<ClientSessions> logger)
         return $"{sessions.Count} connected client{(sessions.Count == 1 ? string.Empty : "s")} ({string.Join(", ", named)}{more})";
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "ending {Protocol} session from {Remote} (initiator {Initiator}) on {Target}: {Reason}")]
+    [LoggerMessage(EventId = 1211, Level = LogLevel.Warning, Message = "ending {Protocol} session from {Remote} (initiator {Initiator}) on {Target}: {Reason}")]
     private static partial void LogEnding(ILogger logger, string protocol, string remote, string initiator, string target, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "iSCSI initiator {Initiator} at {Remote} did not log out within {Seconds} s when asked; closing its connection")]
+    [LoggerMessage(EventId = 1212, Level = LogLevel.Warning, Message = "iSCSI initiator {Initiator} at {Remote} did not log out within {Seconds} s when asked; closing its connection")]
     private static partial void LogNoLogout(ILogger logger, string remote, string initiator, double seconds);
 
     private sealed class Session(ClientSessions owner, string protocol, string remote, Func<string?> initiator, Func<IEnumerable<IBlockDevice>> devices, Func<TimeSpan, CancellationToken, Task<bool>>? requestLeave, Action close) : IDisposable

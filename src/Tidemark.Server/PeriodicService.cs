@@ -31,7 +31,7 @@ public abstract class PeriodicService : BackgroundService
     {
         // The shared periodic worker (its stop rule: a tick in progress finishes before this returns,
         // none starts after); this method only holds it for the service's lifetime.
-        using var worker = new PeriodicWorker(Interval, RunTick, _time, ex => _logger.LogError(ex, "{Work} stopped after an unexpected error; restart the server to resume it", WorkName));
+        using var worker = new PeriodicWorker(Interval, RunTick, _time, ex => ServerLog.PeriodicWorkStopped(_logger, ex, WorkName));
         try
         {
             await Task.Delay(Timeout.Infinite, stoppingToken);
@@ -50,7 +50,7 @@ public abstract class PeriodicService : BackgroundService
         }
         catch (Exception ex) when (ex is StorageException or IOException or ObjectDisposedException)
         {
-            _logger.LogWarning(ex, "{Work} failed; trying again in {Interval}", WorkName, Interval);
+            ServerLog.PeriodicWorkFailed(_logger, ex, WorkName, Interval);
         }
     }
 }

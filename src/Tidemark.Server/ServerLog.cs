@@ -18,6 +18,12 @@ internal static partial class ServerLog
     [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "Tidemark stopped; the pool is flushed and closed")]
     public static partial void Stopped(ILogger logger);
 
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Error, Message = "{Work} stopped after an unexpected error; restart the server to resume it")]
+    public static partial void PeriodicWorkStopped(ILogger logger, Exception exception, string work);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "{Work} failed; trying again in {Interval}")]
+    public static partial void PeriodicWorkFailed(ILogger logger, Exception exception, string work, TimeSpan interval);
+
     [LoggerMessage(EventId = 1100, Level = LogLevel.Warning, Message = "{Message}")]
     public static partial void ExportNotice(ILogger logger, string message);
 

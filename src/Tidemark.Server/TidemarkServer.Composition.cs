@@ -149,32 +149,19 @@ public sealed partial class TidemarkServer
             sp.GetRequiredService<EventLog>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
             sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton(sp => new SnapshotVerifier(
+        // What the verifier, the mail recovery and the mail indexer need to reach an agent, built once.
+        services.AddSingleton(sp => new AgentChannel(
             pool,
             sp.GetRequiredService<ExportRegistry>(),
             sp.GetRequiredService<HostRegistry>(),
             identity,
             sp.GetRequiredService<EventLog>(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger(AgentChannel.LoggerCategory),
             sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new SnapshotVerifier(sp.GetRequiredService<AgentChannel>()));
         services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<SnapshotVerifier>());
-        services.AddSingleton(sp => new MailRecoveryRunner(
-            pool,
-            sp.GetRequiredService<ExportRegistry>(),
-            sp.GetRequiredService<HostRegistry>(),
-            identity,
-            sp.GetRequiredService<EventLog>(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
-            sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton(sp => new MailIndexer(
-            pool,
-            sp.GetRequiredService<ExportRegistry>(),
-            sp.GetRequiredService<HostRegistry>(),
-            identity,
-            sp.GetRequiredService<EventLog>(),
-            sp.GetRequiredService<JobManager>(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
-            sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new MailRecoveryRunner(sp.GetRequiredService<AgentChannel>()));
+        services.AddSingleton(sp => new MailIndexer(sp.GetRequiredService<AgentChannel>(), sp.GetRequiredService<JobManager>()));
         services.AddSingleton(sp => new PolicyManager(
             pool,
             sp.GetRequiredService<EventLog>(),

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Tidemark.Server.Agents;
 
-/// <summary>Log lines of the server's side of agents: consistent snapshots, verifications, mail recovery. Event ids 2000-2099.</summary>
+/// <summary>Log lines of the server's side of agents: consistent snapshots, verifications, mail recovery, mail index builds. Event ids 2000-2099.</summary>
 internal static partial class AgentsLog
 {
     [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Snapshot {Snapshot}: {Consistency}")]
@@ -34,4 +34,25 @@ internal static partial class AgentsLog
 
     [LoggerMessage(EventId = 2021, Level = LogLevel.Warning, Message = "Cancelling recovery {Job} on host {Host} failed: {Message}")]
     public static partial void RecoveryCancelFailed(ILogger logger, string job, string host, string message);
+
+    [LoggerMessage(EventId = 2030, Level = LogLevel.Information, Message = "Mail index of {Snapshot} on host {Host} skipped: {Reason}")]
+    public static partial void MailIndexSkipped(ILogger logger, string snapshot, string host, string reason);
+
+    [LoggerMessage(EventId = 2031, Level = LogLevel.Debug, Message = "Host {Host} holds no mail store on {Volume}: nothing to index")]
+    public static partial void NoMailStore(ILogger logger, string host, string volume);
+
+    [LoggerMessage(EventId = 2032, Level = LogLevel.Warning, Message = "The index view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'")]
+    public static partial void IndexViewNotDeleted(ILogger logger, string view, string message);
+
+    [LoggerMessage(EventId = 2033, Level = LogLevel.Information, Message = "Mail index of {Snapshot} built on host {Host} in {Seconds:F1} s: {Stores}")]
+    public static partial void MailIndexBuilt(ILogger logger, string snapshot, string host, double seconds, string stores);
+
+    [LoggerMessage(EventId = 2034, Level = LogLevel.Warning, Message = "Mail index of {Snapshot} on host {Host} failed: {Reason}")]
+    public static partial void MailIndexFailed(ILogger logger, string snapshot, string host, string reason);
+
+    [LoggerMessage(EventId = 2035, Level = LogLevel.Warning, Message = "Cancelling index build {Job} on host {Host} failed: {Message}")]
+    public static partial void IndexCancelFailed(ILogger logger, string job, string host, string message);
+
+    [LoggerMessage(EventId = 2036, Level = LogLevel.Warning, Message = "The leftover index view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'")]
+    public static partial void LeftoverIndexViewNotDeleted(ILogger logger, string view, string message);
 }

@@ -27,16 +27,17 @@ public sealed partial class MailIndexer
     private readonly Pool _pool;
     private readonly ExportRegistry _exports;
     private readonly HostRegistry _hosts;
-    private readonly ServerIdentity _identity;
+    private readonly AgentChannel _agents;
     private readonly EventLog _events;
     private readonly JobManager _jobs;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly MailIndexQueue _queue;
 
-    public MailIndexer(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, JobManager jobs, ILogger logger, TimeProvider time)
+    public MailIndexer(AgentChannel agents, JobManager jobs)
     {
-        (_pool, _exports, _hosts, _identity, _events, _jobs, _logger, _time) = (pool, exports, hosts, identity, events, jobs, logger, time);
+        _agents = agents;
+        (_pool, _exports, _hosts, _events, _jobs, _logger, _time) = (agents.Pool, agents.Exports, agents.Hosts, agents.Events, jobs, agents.Logger, agents.Time);
         _queue = new MailIndexQueue(WhyNot, RunAsync, Skipped);
     }
 
@@ -78,7 +79,7 @@ public sealed partial class MailIndexer
 
     private void Skipped(MailIndexItem item, string reason)
     {
-        _logger.LogInformation("Mail index of {Snapshot} on host {Host} skipped: {Reason}", item.Snapshot, item.Host, reason);
+        AgentsLog.MailIndexSkipped(_logger, item.Snapshot, item.Host, reason);
         _events.Record("mail.index", item.Snapshot, item.Actor, $"not indexed on host {item.Host}: {reason}", "skipped");
     }
 
@@ -93,11 +94,11 @@ public sealed partial class MailIndexer
         {
             host = _hosts.Get(item.Host);
             snapshot = _pool.GetSnapshot(item.Snapshot);
-            using var link = new AgentLink(_identity, host, ProbeTimeout);
+            using var link = _agents.Open(host, ProbeTimeout);
             var probe = await link.IndexMailAsync(new AgentMailIndexRequest(id, snapshot.Address, snapshot.Volume, snapshot.CreatedAt, snapshot.Id, null), CancellationToken.None);
             if (probe.Stores.Count == 0)
             {
-                _logger.LogDebug("Host {Host} holds no mail store on {Volume}: nothing to index", item.Host, snapshot.Volume);
+                AgentsLog.NoMailStore(_logger, item.Host, snapshot.Volume);
                 return;
             }
         }
@@ -138,7 +139,7 @@ public sealed partial class MailIndexer
                 {
                     var url = export.Url ?? throw new StorageException(StorageError.Unsupported, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address");
                     progress.Advance(1);
-                    using var link = new AgentLink(_identity, host, CallTimeout);
+                    using var link = _agents.Open(host, CallTimeout);
                     var call = link.IndexMailAsync(new AgentMailIndexRequest(id, snapshot.Address, snapshot.Volume, snapshot.CreatedAt, snapshot.Id, url), CancellationToken.None);
 
                     // A cancel is passed on to the agent and its answer still awaited (within a grace),
@@ -168,7 +169,7 @@ public sealed partial class MailIndexer
                 }
                 catch (StorageException ex)
                 {
-                    _logger.LogWarning("The index view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", view, ex.Message, view);
+                    AgentsLog.IndexViewNotDeleted(_logger, view, ex.Message);
                     _events.Record("volume.delete", view, "server", $"index view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
                 }
             }
@@ -187,14 +188,14 @@ public sealed partial class MailIndexer
 
         progress.Advance(1);
         var stores = string.Join("; ", result.Stores);
-        _logger.LogInformation("Mail index of {Snapshot} built on host {Host} in {Seconds:F1} s: {Stores}", snapshot.Address, host.Name, result.Seconds, stores);
+        AgentsLog.MailIndexBuilt(_logger, snapshot.Address, host.Name, result.Seconds, stores);
         _events.Record("mail.index", snapshot.Address, actor, $"indexed on host {host.Name} in {result.Seconds:F1} s: {stores}" + (result.TeardownProblems.Count > 0 ? $"; teardown: {string.Join("; ", result.TeardownProblems)}" : string.Empty), "ok");
         return result;
     }
 
     private void Failed(MailIndexItem item, string reason)
     {
-        _logger.LogWarning("Mail index of {Snapshot} on host {Host} failed: {Reason}", item.Snapshot, item.Host, reason);
+        AgentsLog.MailIndexFailed(_logger, item.Snapshot, item.Host, reason);
         _events.Record("mail.index", item.Snapshot, item.Actor, $"not indexed on host {item.Host}: {reason}; its first search reads every header instead, and indexes it", "failed");
     }
 
@@ -202,12 +203,12 @@ public sealed partial class MailIndexer
     {
         try
         {
-            using var link = new AgentLink(_identity, host, TimeSpan.FromSeconds(30));
+            using var link = _agents.Open(host, TimeSpan.FromSeconds(30));
             await link.CancelRecoveryAsync(id, CancellationToken.None);
         }
         catch (StorageException ex)
         {
-            _logger.LogWarning("Cancelling index build {Job} on host {Host} failed: {Message}", id, host.Name, ex.Message);
+            AgentsLog.IndexCancelFailed(_logger, id, host.Name, ex.Message);
         }
     }
 
@@ -233,7 +234,7 @@ public sealed partial class MailIndexer
             }
             catch (StorageException ex)
             {
-                _logger.LogWarning("The leftover index view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'", volume.Name, ex.Message, volume.Name);
+                AgentsLog.LeftoverIndexViewNotDeleted(_logger, volume.Name, ex.Message);
             }
         }
 

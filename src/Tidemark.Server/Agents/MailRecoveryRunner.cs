@@ -16,7 +16,7 @@ namespace Tidemark.Server.Agents;
 /// agent fails, cannot be reached, or the job is cancelled; the run is a <c>recovery.mail</c> event.
 /// A replica's snapshots work the same way (the view is a lineage of its own; the replica is not written).
 /// </summary>
-public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, ILogger logger, TimeProvider time)
+public sealed class MailRecoveryRunner(AgentChannel agents)
 {
     /// <summary>Mounting a large store, searching it and restoring many messages take minutes.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(60);
@@ -32,7 +32,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
             throw new StorageException(StorageError.InvalidArgument, "a mail recovery job needs the recovery host whose agent mounts the view ('--host NAME'; 'tidemark host list' shows them)");
         }
 
-        hosts.Get(request.Host);
+        agents.Hosts.Get(request.Host);
         CheckTarget(request.Target ?? new MailTargetDto());
         if (request.Snapshot is { Length: > 0 } address)
         {
@@ -41,7 +41,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
                 throw new StorageException(StorageError.InvalidArgument, $"give either a snapshot ({address}) or a volume with a date before which to take its newest snapshot, not both");
             }
 
-            return pool.GetSnapshot(address);
+            return agents.Pool.GetSnapshot(address);
         }
 
         if (string.IsNullOrEmpty(request.Volume) || request.Before is not { } before)
@@ -49,7 +49,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
             throw new StorageException(StorageError.InvalidArgument, "a mail recovery reads a snapshot: give the snapshot (VOLUME@SNAPSHOT), or the volume and a date (the newest snapshot taken before it)");
         }
 
-        var snapshots = pool.ListSnapshots(request.Volume);
+        var snapshots = agents.Pool.ListSnapshots(request.Volume);
         return snapshots.Where(s => s.CreatedAt < before).MaxBy(s => s.CreatedAt)
             ?? throw new StorageException(StorageError.NotFound, $"volume {request.Volume} has no snapshot taken before {before:yyyy-MM-dd HH:mm:ss zzz} ({snapshots.Count} snapshots; 'tidemark snapshot list {request.Volume}' shows them)");
     }
@@ -78,7 +78,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
 
     public async Task<MailRecoveryResultDto> RunAsync(string jobId, MailRecoveryJobRequest request, SnapshotInfo snapshot, string actor, OperationProgress progress, CancellationToken ct)
     {
-        var host = hosts.Get(request.Host);
+        var host = agents.Hosts.Get(request.Host);
         var target = request.Target ?? new MailTargetDto();
         var destination = Describe(target);
         progress.Unit = "steps";
@@ -86,19 +86,19 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
 
         // Named like a verification's view, so an operator who finds one left by a killed server knows
         // it can go; the random part keeps a guessing NBD client from finding the export.
-        var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        var stamp = agents.Time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var view = $"recover-{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
         MailRecoveryResultDto? result = null;
         string? error = null;
-        pool.CreateView(snapshot.Address, view);
+        agents.Pool.CreateView(snapshot.Address, view);
         try
         {
-            var export = exports.Create(new CreateExportRequest(Target: view, Name: view));
+            var export = agents.Exports.Create(new CreateExportRequest(Target: view, Name: view));
             try
             {
                 var url = export.Url ?? throw new StorageException(StorageError.Unsupported, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address");
                 progress.Advance(1);
-                using var link = new AgentLink(identity, host, CallTimeout);
+                using var link = agents.Open(host, CallTimeout);
                 var call = link.RecoverMailAsync(
                     new AgentMailRecoveryRequest(jobId, snapshot.Address, snapshot.CreatedAt, url, request.Filter ?? new MailFilterDto(), target, request.MailRoot ?? "/", request.Format ?? "auto", snapshot.Id),
                     CancellationToken.None);
@@ -119,7 +119,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
             }
             finally
             {
-                exports.Delete(view);
+                agents.Exports.Delete(view);
             }
         }
         catch (Exception ex) when (ex is StorageException or OperationCanceledException)
@@ -138,12 +138,12 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
         {
             try
             {
-                pool.DeleteVolume(view);
+                agents.Pool.DeleteVolume(view);
             }
             catch (StorageException ex)
             {
-                AgentsLog.RecoveryViewNotDeleted(logger, view, ex.Message);
-                events.Record("volume.delete", view, "server", $"recovery view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
+                AgentsLog.RecoveryViewNotDeleted(agents.Logger, view, ex.Message);
+                agents.Events.Record("volume.delete", view, "server", $"recovery view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
             }
 
             Record(snapshot.Address, host.Name, destination, result, error, actor);
@@ -158,12 +158,12 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
     {
         try
         {
-            using var link = new AgentLink(identity, host, TimeSpan.FromSeconds(30));
+            using var link = agents.Open(host, TimeSpan.FromSeconds(30));
             await link.CancelRecoveryAsync(jobId, CancellationToken.None);
         }
         catch (StorageException ex)
         {
-            AgentsLog.RecoveryCancelFailed(logger, jobId, host.Name, ex.Message);
+            AgentsLog.RecoveryCancelFailed(agents.Logger, jobId, host.Name, ex.Message);
         }
     }
 
@@ -182,7 +182,7 @@ public sealed class MailRecoveryRunner(Pool pool, ExportRegistry exports, HostRe
             outcomes.Count(o => o.Result == "failed"),
             [.. lines.Take(RecoveryReportDto.MaxMessages)],
             error is null ? null : OneLine(error));
-        events.Record("recovery.mail", address, actor, RecoveryEndpoints.Message(report), report.Error is null && report.Failed == 0 ? "ok" : "failed");
+        agents.Events.Record("recovery.mail", address, actor, RecoveryEndpoints.Message(report), report.Error is null && report.Failed == 0 ? "ok" : "failed");
 
         static string Line(MailMatchDto m, string result) => OneLine($"{m.User}/{m.Folder} {m.MessageId ?? "(no Message-ID)"}: {result}");
     }

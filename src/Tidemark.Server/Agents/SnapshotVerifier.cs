@@ -18,7 +18,7 @@ namespace Tidemark.Server.Agents;
 /// cannot be reached. The verdict is a <see cref="VerificationRecord"/> keyed by the snapshot's id;
 /// a failure raises a `snapshot.verify` event with outcome failed; /metrics counts verdicts.
 /// </summary>
-public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, HostRegistry hosts, ServerIdentity identity, EventLog events, ILogger logger, TimeProvider time) : IMetricsSource
+public sealed partial class SnapshotVerifier(AgentChannel agents) : IMetricsSource
 {
     private readonly Dictionary<string, long> _verdicts = new(StringComparer.Ordinal)
     {
@@ -35,17 +35,17 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
     /// <summary>Mounting, fsck of a large file system and pg_amcheck of a large cluster take minutes, not the quiesce's one.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(60);
 
-    private readonly VerificationIndex _index = new(pool);
+    private readonly VerificationIndex _index = new(agents.Pool);
 
     /// <summary>Each volume's newest verdict (the dashboard's "last verified" and the verification-failed alert).</summary>
     public IReadOnlyList<NewestVerification> NewestPerVolume() => _index.Newest();
 
-    public VerificationRecord? VerificationOf(Guid id) => pool.Control.Get(VerificationRecord.Kind, id.ToString("N"));
+    public VerificationRecord? VerificationOf(Guid id) => agents.Pool.Control.Get(VerificationRecord.Kind, id.ToString("N"));
 
     public IReadOnlyDictionary<Guid, VerificationRecord> Verifications()
     {
         var all = new Dictionary<Guid, VerificationRecord>();
-        foreach (var (name, record) in pool.Control.List(VerificationRecord.Kind))
+        foreach (var (name, record) in agents.Pool.Control.List(VerificationRecord.Kind))
         {
             if (Guid.TryParseExact(name, "N", out var id))
             {
@@ -66,7 +66,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
     /// host out of service does not leave a policy's snapshots unverified. One view serves every try.
     /// </summary>
     public async Task<VerificationRecord> VerifyAsync(string address, IReadOnlyList<string> hostNames, string actor, CancellationToken ct) =>
-        (await VerifyCutAsync([pool.GetSnapshot(address)], hostNames, actor, ct))[0];
+        (await VerifyCutAsync([agents.Pool.GetSnapshot(address)], hostNames, actor, ct))[0];
 
     /// <summary>
     /// Verifies the snapshots named <paramref name="snapshotName"/> of every member of
@@ -76,20 +76,20 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
     /// </summary>
     public Task<IReadOnlyList<VerificationRecord>> VerifyGroupAsync(string group, string snapshotName, IReadOnlyList<string> hostNames, string actor, CancellationToken ct)
     {
-        var members = pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? throw new StorageException(StorageError.NotFound, $"no group {group}; 'tidemark group list' shows them");
-        return VerifyCutAsync([.. members.Select(v => pool.GetSnapshot($"{v}@{snapshotName}"))], hostNames, actor, ct);
+        var members = agents.Pool.Groups.FirstOrDefault(g => g.Name == group)?.Volumes ?? throw new StorageException(StorageError.NotFound, $"no group {group}; 'tidemark group list' shows them");
+        return VerifyCutAsync([.. members.Select(v => agents.Pool.GetSnapshot($"{v}@{snapshotName}"))], hostNames, actor, ct);
     }
 
     private async Task<IReadOnlyList<VerificationRecord>> VerifyCutAsync(IReadOnlyList<SnapshotInfo> snapshots, IReadOnlyList<string> hostNames, string actor, CancellationToken ct)
     {
-        var candidates = hostNames.Select(hosts.Get).ToList();
+        var candidates = hostNames.Select(agents.Hosts.Get).ToList();
         if (candidates.Count == 0)
         {
             throw new StorageException(StorageError.InvalidArgument, "a verification needs a host whose agent checks the view");
         }
 
         var started = Stopwatch.GetTimestamp();
-        var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        var stamp = agents.Time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         VerifyResultDto result = new(VerifyResultDto.NotChecked, "no host was asked", [], 0);
         var host = candidates[0];
         var passedOver = new List<string>();
@@ -103,9 +103,9 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
                 // mid-verification: DeleteLeftoverViews); the random part keeps a guessing NBD client from
                 // finding the export of a view of someone's data.
                 var view = $"{ViewPrefix}{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
-                pool.CreateView(snapshot.Address, view);
+                agents.Pool.CreateView(snapshot.Address, view);
                 views.Add(view);
-                var export = exports.Create(new CreateExportRequest(Target: view, Name: view));
+                var export = agents.Exports.Create(new CreateExportRequest(Target: view, Name: view));
                 if (export.Url is null)
                 {
                     break;
@@ -124,7 +124,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
                 foreach (var candidate in candidates)
                 {
                     host = candidate;
-                    using var link = new AgentLink(identity, candidate, CallTimeout);
+                    using var link = agents.Open(candidate, CallTimeout);
                     try
                     {
                         result = await link.VerifyAsync(request, ct);
@@ -140,7 +140,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
                     }
 
                     passedOver.Add($"{candidate.Name}: {result.Reason}");
-                    AgentsLog.HostDidNotCheck(logger, candidate.Name, members[0].Snapshot, result.Reason);
+                    AgentsLog.HostDidNotCheck(agents.Logger, candidate.Name, members[0].Snapshot, result.Reason);
                 }
 
                 if (result.Verdict == VerifyResultDto.NotChecked && passedOver.Count > 1)
@@ -157,14 +157,14 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
             }
         }
 
-        var record = new VerificationRecord(result.Verdict, result.Reason, result.Checks ?? [], Stopwatch.GetElapsedTime(started).TotalSeconds, host.Name, time.GetUtcNow());
+        var record = new VerificationRecord(result.Verdict, result.Reason, result.Checks ?? [], Stopwatch.GetElapsedTime(started).TotalSeconds, host.Name, agents.Time.GetUtcNow());
         var batch = new Engine.Control.ControlBatch();
         foreach (var snapshot in snapshots)
         {
             batch.Put(VerificationRecord.Kind, snapshot.Id.ToString("N"), record);
         }
 
-        pool.Control.Update(batch);
+        agents.Pool.Control.Update(batch);
         var summary = ToDto(record).Summary;
         foreach (var snapshot in snapshots)
         {
@@ -176,7 +176,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
                 _lastSeconds = record.Seconds;
             }
 
-            events.Record("snapshot.verify", snapshot.Address, actor, $"{summary} (on host {host.Name})", record.Verdict switch
+            agents.Events.Record("snapshot.verify", snapshot.Address, actor, $"{summary} (on host {host.Name})", record.Verdict switch
             {
                 VerifyResultDto.Passed => "ok",
                 VerifyResultDto.Failed => "failed",
@@ -184,7 +184,7 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
             });
         }
 
-        AgentsLog.SnapshotVerified(logger, string.Join(", ", snapshots.Select(s => s.Address)), host.Name, summary);
+        AgentsLog.SnapshotVerified(agents.Logger, string.Join(", ", snapshots.Select(s => s.Address)), host.Name, summary);
         return [.. snapshots.Select(_ => record)];
     }
 
@@ -193,21 +193,21 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
     {
         try
         {
-            exports.Delete(view);
+            agents.Exports.Delete(view);
         }
         catch (StorageException ex)
         {
-            AgentsLog.VerificationExportNotDeleted(logger, view, ex.Message);
+            AgentsLog.VerificationExportNotDeleted(agents.Logger, view, ex.Message);
         }
 
         try
         {
-            pool.DeleteVolume(view);
+            agents.Pool.DeleteVolume(view);
         }
         catch (StorageException ex)
         {
-            AgentsLog.VerificationViewNotDeleted(logger, view, ex.Message);
-            events.Record("volume.delete", view, "server", $"verification view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
+            AgentsLog.VerificationViewNotDeleted(agents.Logger, view, ex.Message);
+            agents.Events.Record("volume.delete", view, "server", $"verification view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
         }
     }
 
@@ -220,24 +220,24 @@ public sealed partial class SnapshotVerifier(Pool pool, ExportRegistry exports, 
     public IReadOnlyList<string> DeleteLeftoverViews()
     {
         var deleted = new List<string>();
-        foreach (var volume in pool.Volumes.Where(v => v.Kind == VolumeKind.View && LeftoverName().IsMatch(v.Name)).ToList())
+        foreach (var volume in agents.Pool.Volumes.Where(v => v.Kind == VolumeKind.View && LeftoverName().IsMatch(v.Name)).ToList())
         {
             try
             {
-                foreach (var export in exports.ExportsOfVolume(volume.Name))
+                foreach (var export in agents.Exports.ExportsOfVolume(volume.Name))
                 {
-                    exports.Delete(export);
+                    agents.Exports.Delete(export);
                 }
 
-                pool.DeleteVolume(volume.Name);
+                agents.Pool.DeleteVolume(volume.Name);
                 deleted.Add(volume.Name);
-                AgentsLog.LeftoverViewDeleted(logger, volume.Name, volume.Origin);
-                events.Record("volume.delete", volume.Name, "server", $"verification view of {volume.Origin} left by a server stopped during a verification: deleted", "ok");
+                AgentsLog.LeftoverViewDeleted(agents.Logger, volume.Name, volume.Origin);
+                agents.Events.Record("volume.delete", volume.Name, "server", $"verification view of {volume.Origin} left by a server stopped during a verification: deleted", "ok");
             }
             catch (StorageException ex)
             {
-                AgentsLog.LeftoverViewNotDeleted(logger, volume.Name, ex.Message);
-                events.Record("volume.delete", volume.Name, "server", $"leftover verification view not deleted: {ex.Message}; 'tidemark view delete {volume.Name}'", "failed");
+                AgentsLog.LeftoverViewNotDeleted(agents.Logger, volume.Name, ex.Message);
+                agents.Events.Record("volume.delete", volume.Name, "server", $"leftover verification view not deleted: {ex.Message}; 'tidemark view delete {volume.Name}'", "failed");
             }
         }
 

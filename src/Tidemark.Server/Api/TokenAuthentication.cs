@@ -141,6 +141,6 @@ public sealed partial class TokenAuthentication
 
     private static string Source(HttpContext context) => context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused {Count} API request(s) without a valid token from {Source} ({Failures} in a row; the latest: {Request})")]
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Warning, Message = "Refused {Count} API request(s) without a valid token from {Source} ({Failures} in a row; the latest: {Request})")]
     private static partial void LogRefused(ILogger logger, long count, string source, int failures, string request);
 }

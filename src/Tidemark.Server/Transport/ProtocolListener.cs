@@ -109,7 +109,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
         _listeners.Add(tcp);
         LocalEndpoint = (IPEndPoint)tcp.LocalEndPoint!;
-        Logger.LogInformation("{Protocol} listening on {Endpoint}", _protocol, LocalEndpoint);
+        TransportLog.Listening(Logger, _protocol, LocalEndpoint);
         if (_unixSocketPath is not null)
         {
             try
@@ -123,7 +123,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
                 throw;
             }
 
-            Logger.LogInformation("{Protocol} listening on unix:{Path}", _protocol, _unixSocketPath);
+            TransportLog.ListeningUnix(Logger, _protocol, _unixSocketPath);
         }
 
         foreach (var listener in _listeners)
@@ -166,7 +166,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
         }
         catch (TimeoutException)
         {
-            Logger.LogWarning("{Count} {Protocol} connections did not end within {Timeout}", _sessions.Count, _protocol, DrainTimeout);
+            TransportLog.DrainTimedOut(Logger, _sessions.Count, _protocol, DrainTimeout);
         }
 
         _listeners.Clear();
@@ -251,7 +251,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
             {
                 // A client that reset before we accepted it: keep serving the others.
-                Logger.LogDebug("{Protocol} accept failed: {Message}", _protocol, ex.Message);
+                TransportLog.AcceptReset(Logger, _protocol, ex.Message);
                 continue;
             }
             catch (Exception ex)
@@ -264,7 +264,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
                 var delay = TimeSpan.FromMilliseconds(Math.Min(1000, 10 << Math.Min(failures, 7)));
                 if (_acceptFailureLog.ShouldLog(out var since))
                 {
-                    Logger.LogError(ex, "{Protocol} cannot accept connections on {Endpoint} ({Failures} failures since the last such line); retrying every {Delay} ms", _protocol, listener.LocalEndPoint, since, delay.TotalMilliseconds);
+                    TransportLog.AcceptFailing(Logger, ex, _protocol, listener.LocalEndPoint, since, delay.TotalMilliseconds);
                 }
 
                 try
@@ -281,7 +281,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
 
             if (failures > 0)
             {
-                Logger.LogInformation("{Protocol} accepts connections on {Endpoint} again", _protocol, listener.LocalEndPoint);
+                TransportLog.AcceptRecovered(Logger, _protocol, listener.LocalEndPoint);
                 failures = 0;
                 Volatile.Write(ref _acceptFailing, false);
             }
@@ -293,7 +293,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             catch (Exception ex)
             {
                 // Setting one connection up failed (no memory for its buffers...): drop it, serve the rest.
-                Logger.LogError(ex, "{Protocol} could not set up the connection from {Remote}", _protocol, SafeRemote(socket));
+                TransportLog.SetupFailed(Logger, ex, _protocol, SafeRemote(socket));
                 socket.Dispose();
             }
         }
@@ -514,7 +514,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             {
                 // The system has no thread to give (vm.max_map_count, memory): serve from the pool
                 // rather than drop a client that logged in; the error says why it may be slow.
-                _listener.Logger.LogError(ex, "{Protocol}: no thread for the connection from {Remote}; it runs on the thread pool", _listener._protocol, _remote);
+                TransportLog.NoThread(_listener.Logger, ex, _listener._protocol, _remote);
                 ThreadPool.UnsafeQueueUserWorkItem(continuation, state, preferLocal: false);
             }
         }
@@ -527,7 +527,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             }
 
             _listener.Admission.HandshakeTimedOut();
-            _listener.Logger.LogDebug("{Protocol} connection from {Remote} did not finish its handshake within {Timeout}; closed", _listener._protocol, _remote, _listener.Admission.Limits.HandshakeTimeout);
+            TransportLog.HandshakeTimedOut(_listener.Logger, _listener._protocol, _remote, _listener.Admission.Limits.HandshakeTimeout);
             Stop();
         }
 
@@ -559,7 +559,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             }
             catch (Exception ex)
             {
-                _listener.Logger.LogError(ex, "{Protocol} connection from {Remote} failed", _listener._protocol, _remote);
+                TransportLog.ConnectionFailed(_listener.Logger, ex, _listener._protocol, _remote);
             }
             finally
             {
