@@ -18,7 +18,7 @@
 # writes go on, and pg_backup_stop); for crash, the CLI's snapshot call; and, per transaction, the
 # bytes the server wrote, its CPU time and the WAL PostgreSQL wrote (full-page images after each
 # checkpoint show here): less noisy than TPS on a shared machine. Needs root.
-#   bench/agent/pause.sh                       DURATION=60 INTERVAL=10 SCALE=10 MODES="none crash fs pg" ROUNDS=1
+#   bench/agent/pause.sh                       DURATION=60 INTERVAL=10 SCALE=10 MODES="none crash fs pg" ROUNDS=1 WARMUP=60
 #   PGCONF="-c checkpoint_timeout=30s" ...     extra postgres options
 #   TIDEMARK="dotnet tests/Tidemark.Interop.Tests/bin/Release/net10.0/tidemark.dll" bench/agent/pause.sh
 set -euo pipefail
@@ -29,6 +29,7 @@ SCALE=${SCALE:-10}
 MODES=${MODES:-none crash fs pg}
 ROUNDS=${ROUNDS:-1}
 PGCONF=${PGCONF:-}
+WARMUP=${WARMUP:-60}
 read -r -a TM <<< "${TIDEMARK:-$root/tidemark}"
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 for tool in nbdfuse losetup mkfs.ext4 runuser python3; do
@@ -38,9 +39,10 @@ D="$(mktemp -d /tmp/tidemark-agent-bench.XXXXXX)"
 chmod 755 "$D"
 pids=(); loop=""
 cleanup() {
-  [ -f "$D/pgdata/postmaster.pid" ] && runuser -u postgres -- "$pgbin/pg_ctl" stop -m fast -D "$D/fs/pgdata" >/dev/null 2>&1 || true
   runuser -u postgres -- "$pgbin/pg_ctl" stop -m fast -D "$D/fs/pgdata" >/dev/null 2>&1 || true
-  umount "$D/fs" 2>/dev/null || true
+  # Retried: on a loaded machine the file system can stay busy for a moment after PostgreSQL's stop,
+  # and unmounting the NBD attachment under a still-mounted ext4 leaves it mounted read-only.
+  for _ in $(seq 50); do umount "$D/fs" 2>/dev/null && break; mountpoint -q "$D/fs" || break; sleep 0.2; done
   [ -n "$loop" ] && losetup -d "$loop" 2>/dev/null || true
   umount "$D/fuse" 2>/dev/null || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -51,7 +53,7 @@ trap cleanup EXIT INT TERM
 tm() { "${TM[@]}" --data "$D/data" "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
-echo "DURATION=${DURATION}s INTERVAL=${INTERVAL}s SCALE=$SCALE MODES=\"$MODES\" ROUNDS=$ROUNDS PGCONF=\"$PGCONF\" $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "DURATION=${DURATION}s INTERVAL=${INTERVAL}s SCALE=$SCALE MODES=\"$MODES\" ROUNDS=$ROUNDS WARMUP=${WARMUP}s PGCONF=\"$PGCONF\" $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
 "${TM[@]}" serve --data "$D/data" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication 127.0.0.1:0 --store-capacity 8G --log-level Warning > "$D/serve.log" 2>&1 &
 pids+=($!); server=$!
 for _ in $(seq 600); do [ -s "$D/data/server.json" ] && break; sleep 0.1; done
@@ -61,7 +63,9 @@ mkdir -p "$D/fuse" "$D/fs" "$D/sock"
 nbdfuse "$D/fuse/disk" "$nbd" & pids+=($!)
 for _ in $(seq 300); do [ -s "$D/fuse/disk" ] && break; sleep 0.1; done
 loop=$(losetup --find --show "$D/fuse/disk")
-mkfs.ext4 -q "$loop"
+# Initialized now, not by ext4lazyinit in the background of the first runs (it writes the inode
+# tables for minutes after the mount, which would be charged to whichever mode runs first).
+mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$loop"
 mount -t ext4 "$loop" "$D/fs"
 mkdir "$D/fs/pgdata"; chown postgres:postgres "$D/fs/pgdata" "$D/sock"; chmod 700 "$D/fs/pgdata"
 (cd "$D" && runuser -u postgres -- "$pgbin/initdb" --auth=trust --username=postgres -D "$D/fs/pgdata" >/dev/null)
@@ -70,6 +74,10 @@ port=$((20000 + RANDOM % 20000))
   -o "-c listen_addresses='' -k $D/sock -p $port -c shared_buffers=128MB $PGCONF" >/dev/null)
 pgb() { (cd "$D" && runuser -u postgres -- "$pgbin/pgbench" -h "$D/sock" -p "$port" "$@" postgres); }
 pgb -i -q -s "$SCALE" >/dev/null 2>&1
+# Discarded: the load's write-back through the loop device and nbdfuse, and the server's metadata
+# work after it, reach the server during the next minute or two; without this the first mode run
+# is charged for them (435-573 KiB written per transaction by the server in the first run, 19-21 after).
+[ "$WARMUP" -gt 0 ] && pgb -c 4 -j 2 -T "$WARMUP" >/dev/null 2>&1
 
 server_fp=$(tm partner identity --json | json 'd["fingerprint"]')
 agent() { # NAME [pair options...]: pairs and starts an agent, adds it as host NAME
@@ -98,6 +106,9 @@ PY
 wal() { (cd "$D" && runuser -u postgres -- "$pgbin/psql" -h "$D/sock" -p "$port" -Atc "SELECT pg_current_wal_lsn() - '0/0'" postgres); }
 run() { # MODE ROUND: prints "tps"; with snapshots, the pauses into $D/pauses-MODE, $D/frozen-MODE
   local mode=$1 round=$2; local out="$D/pgbench-$mode-$round.txt"
+  # Every run starts just after a checkpoint, so none pays the full-page images of a checkpoint
+  # cycle too, and no run inherits the checkpoints (or their absence) of the one before.
+  (cd "$D" && runuser -u postgres -- "$pgbin/psql" -h "$D/sock" -p "$port" -qc CHECKPOINT postgres)
   counters > "$D/counters-$mode-$round"
   pgb -c 4 -j 2 -T "$DURATION" > "$out" 2>&1 & local bench=$!
   touch "$D/pauses-$mode" "$D/frozen-$mode"
