@@ -1,4 +1,5 @@
 using Tidemark.Agent;
+using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
 
@@ -64,6 +65,26 @@ public sealed class AgentPostgresModeTests
         Directory.CreateDirectory(Path.Combine(data, "pg_wal"));
 
         Assert.Equal([("data directory", data)], PostgresPlugin.ClusterPaths(data, []));
+    }
+
+    [Fact]
+    public async Task Cli_AgentPairPostgresMode_StoredPerCluster_BadInputExit2NothingWritten()
+    {
+        using var temp = new TempDirectory();
+        var fingerprint = new string('e', 64);
+        var paired = temp.Combine("agent");
+        var pair = await CliProcess.RunAsync("agent", "pair", "--agent-dir", paired, "--server-fingerprint", fingerprint, "--listen", "127.0.0.1:0", "--postgres", "main:Host=/run/postgresql", "--postgres-mode", "atomic-cut");
+        var before = await File.ReadAllTextAsync(AgentConfig.PathIn(paired));
+        var unknown = await CliProcess.RunAsync("agent", "pair", "--agent-dir", paired, "--server-fingerprint", fingerprint, "--postgres", "main:Host=/tmp", "--postgres-mode", "fast");
+        var alone = await CliProcess.RunAsync("agent", "pair", "--agent-dir", paired, "--server-fingerprint", fingerprint, "--postgres-mode", "backup");
+
+        pair.AssertSuccess();
+        Assert.Equal(AgentPostgresEntry.AtomicCutMode, Assert.Single(AgentConfig.Load(paired).Postgres).Mode);
+        Assert.True(unknown.ExitCode == 2, $"exit {unknown.ExitCode}: {unknown.StandardError}");
+        Assert.Contains("--postgres-mode takes backup or atomic-cut, not 'fast'", unknown.StandardError, StringComparison.Ordinal);
+        Assert.True(alone.ExitCode == 2, $"exit {alone.ExitCode}: {alone.StandardError}");
+        Assert.Contains("--postgres-mode applies to the clusters given with --postgres", alone.StandardError, StringComparison.Ordinal);
+        Assert.Equal(before, await File.ReadAllTextAsync(AgentConfig.PathIn(paired)));
     }
 
     [Fact]
