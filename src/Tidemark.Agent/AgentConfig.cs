@@ -138,6 +138,11 @@ public sealed record AgentConfig
             {
                 throw new ArgumentException($"{where}: a postgres entry needs a name and a connection string");
             }
+
+            if (!AgentPostgresEntry.Modes.Contains(cluster.Mode))
+            {
+                throw new ArgumentException($"{where}: postgres {cluster.Name}: mode must be {string.Join(" or ", AgentPostgresEntry.Modes)}, not '{cluster.Mode}'");
+            }
         }
 
         foreach (var mail in Mail)
@@ -187,8 +192,19 @@ public sealed record AgentServerEntry(string Fingerprint, DateTimeOffset PairedA
 /// <summary>
 /// A PostgreSQL cluster: an Npgsql connection string (e.g. "Host=/run/postgresql;Username=postgres")
 /// for a role that may run pg_backup_start; its data directory is asked from the server when not given.
+/// <see cref="Mode"/>: <see cref="BackupMode"/> (default) puts the cluster in backup mode around the
+/// cut (a forced checkpoint per snapshot); <see cref="AtomicCutMode"/> only makes sure that the data
+/// directory, its WAL and every tablespace are in the same atomic cut, the file-system snapshot that
+/// PostgreSQL's documentation calls a valid backup (a view starts by crash recovery), without the
+/// checkpoint (ADR 0015).
 /// </summary>
-public sealed record AgentPostgresEntry(string Name, string ConnectionString, string? DataDirectory = null);
+public sealed record AgentPostgresEntry(string Name, string ConnectionString, string? DataDirectory = null, string Mode = AgentPostgresEntry.BackupMode)
+{
+    public const string BackupMode = "backup";
+    public const string AtomicCutMode = "atomic-cut";
+
+    public static readonly IReadOnlyList<string> Modes = [BackupMode, AtomicCutMode];
+}
 
 /// <summary>
 /// A pre/post hook pair: shell commands run (as the agent's user) when one of <see cref="Volumes"/>

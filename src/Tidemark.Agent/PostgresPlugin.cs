@@ -10,6 +10,10 @@ namespace Tidemark.Agent;
 /// resume. The fast checkpoint makes the snapshot's recovery short; the backup label that
 /// pg_backup_stop returns is handed to the server, which keeps it with the snapshot (ADR 0015).
 /// Runs before the file-system freeze (its checkpoint writes) and resumes after the thaw.
+/// A cluster in mode atomic-cut is not put in backup mode: the plugin checks that its data
+/// directory, WAL and tablespaces all lie on volumes of this cut and lets the freeze and the atomic
+/// cut make the snapshot PostgreSQL's documentation describes ("consistent snapshot": a view starts
+/// by crash recovery), sparing the checkpoint per snapshot; recorded as such, not as application.
 /// </summary>
 public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiescePlugin
 {
@@ -18,6 +22,7 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
     public async Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct)
     {
         var held = new List<(string Cluster, NpgsqlConnection Connection)>();
+        var cut = new List<string>();
         try
         {
             foreach (var cluster in config.Postgres)
@@ -31,6 +36,20 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
                     if (volume is null || !volumes.Contains(volume))
                     {
                         await connection.DisposeAsync();
+                        continue;
+                    }
+
+                    if (cluster.Mode == AgentPostgresEntry.AtomicCutMode)
+                    {
+                        var tablespaces = (string)(await Scalar(connection, TablespacesSql, ct))!;
+                        var paths = ClusterPaths(dataDirectory, tablespaces.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+                        await connection.DisposeAsync();
+                        if (AtomicCutProblem(config, cluster.Name, paths, volumes) is { } problem)
+                        {
+                            throw new StorageException(StorageError.InvalidArgument, problem);
+                        }
+
+                        cut.Add(cluster.Name);
                         continue;
                     }
 
@@ -50,7 +69,55 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
             throw;
         }
 
-        return held.Count == 0 ? null : new BackupMode(held, logger);
+        return (held.Count, cut.Count) switch
+        {
+            (0, 0) => null,
+            (_, 0) => new BackupMode(held, logger),
+            (0, _) => new AtomicCut(cut),
+            _ => new Both(new BackupMode(held, logger), new AtomicCut(cut)),
+        };
+    }
+
+    // One line per tablespace outside the data directory (pg_default and pg_global live inside it).
+    private const string TablespacesSql = "SELECT coalesce(string_agg(pg_tablespace_location(oid), E'\\n'), '') FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')";
+
+    /// <summary>
+    /// What of a cluster must be in one atomic cut: the data directory, where its pg_wal leads (a
+    /// link, initdb --waldir), and each tablespace's location (final link targets, as the kernel
+    /// writes them).
+    /// </summary>
+    public static IReadOnlyList<(string What, string Path)> ClusterPaths(string dataDirectory, IEnumerable<string> tablespaces)
+    {
+        var paths = new List<(string What, string Path)> { ("data directory", LocalMounts.Normalize(dataDirectory)) };
+        var wal = Path.Combine(dataDirectory, "pg_wal");
+        if (Directory.ResolveLinkTarget(wal, returnFinalTarget: true) is { } walTarget)
+        {
+            paths.Add(("WAL", LocalMounts.Normalize(walTarget.FullName)));
+        }
+
+        foreach (var location in tablespaces)
+        {
+            var target = Directory.Exists(location) ? Directory.ResolveLinkTarget(location, returnFinalTarget: true)?.FullName ?? location : location;
+            paths.Add(($"tablespace at {location}", LocalMounts.Normalize(target)));
+        }
+
+        return paths;
+    }
+
+    /// <summary>
+    /// Why a cut of <paramref name="volumes"/> is not an atomic snapshot of the whole cluster, or null
+    /// when it is: every path must lie under a declared mount of a volume being cut.
+    /// </summary>
+    public static string? AtomicCutProblem(AgentConfig config, string cluster, IReadOnlyList<(string What, string Path)> paths, IReadOnlySet<string> volumes)
+    {
+        var outside = paths
+            .Select(p => (p.What, p.Path, Volume: config.VolumeOf(p.Path)))
+            .Where(p => p.Volume is null || !volumes.Contains(p.Volume))
+            .Select(p => p.Volume is null ? $"its {p.What} ({p.Path}) is on no declared mount" : $"its {p.What} ({p.Path}) is on volume {p.Volume}, not in this cut")
+            .ToList();
+        return outside.Count == 0
+            ? null
+            : $"postgresql cluster {cluster} (mode atomic-cut): {string.Join("; ", outside)}; without backup mode every directory of the cluster must be in one atomic cut: snapshot its volumes as one group, declare their mounts ('tidemark agent pair --mount PATH=VOLUME'), or set its mode to backup";
     }
 
     private static async Task<object?> Scalar(NpgsqlConnection connection, string sql, CancellationToken ct, params (string Name, object Value)[] parameters)
@@ -62,6 +129,32 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
         }
 
         return await command.ExecuteScalarAsync(ct);
+    }
+
+    /// <summary>
+    /// Clusters left out of backup mode: the freeze that follows (file-system plugin) and the atomic
+    /// cut make the snapshot; nothing to undo at resume. The level stays "filesystem": PostgreSQL
+    /// was not told, and a view starts by crash recovery from its last checkpoint.
+    /// </summary>
+    private sealed class AtomicCut(List<string> clusters) : IQuiesced
+    {
+        public string Consistency => "filesystem";
+
+        public IReadOnlyList<string> Items { get; } = [.. clusters.Select(c => $"postgresql: cluster {c} (atomic cut, no backup mode)")];
+
+        public Task ResumeAsync() => Task.CompletedTask;
+    }
+
+    /// <summary>Some clusters in backup mode, others cut atomically: the level is the backup mode's.</summary>
+    private sealed class Both(BackupMode backup, AtomicCut cut) : IQuiesced
+    {
+        public string Consistency => backup.Consistency;
+
+        public IReadOnlyList<string> Items { get; } = [.. backup.Items, .. cut.Items];
+
+        public IReadOnlyDictionary<string, string> BackupLabels => backup.BackupLabels;
+
+        public Task ResumeAsync() => backup.ResumeAsync();
     }
 
     private sealed class BackupMode(List<(string Cluster, NpgsqlConnection Connection)> held, ILogger logger) : IQuiesced

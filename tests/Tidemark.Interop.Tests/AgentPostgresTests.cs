@@ -10,7 +10,9 @@ namespace Tidemark.Interop.Tests;
 /// held connection) and freezes the file system around the cut; the snapshot is labelled
 /// application-consistent, keeps the backup label, and a second PostgreSQL started on its view
 /// passes pg_amcheck with balanced pgbench books; the agent's own verification of the snapshot
-/// (PostgreSQL started on an overlay of a view, pg_amcheck) passes too. With data and WAL on two
+/// (PostgreSQL started on an overlay of a view, pg_amcheck) passes too. In mode atomic-cut the cluster
+/// is not put in backup mode: the snapshot says so (filesystem, no label) and its view starts by
+/// crash recovery and passes pg_amcheck with balanced books. With data and WAL on two
 /// volumes of a group, the agent verifies the group's cut as a view pair (passed on both snapshots),
 /// and a cut whose WAL is garbage fails with PostgreSQL's start failure.
 /// </summary>
@@ -71,6 +73,52 @@ public sealed class AgentPostgresTests
         Assert.True(verified.Verification?.Verdict == VerifyResultDto.Passed, $"verification through the agent: {verified.Verification?.Summary}");
         Assert.Contains("postgresql cluster main: started, pg_amcheck clean", verified.Verification!.Checks);
         Assert.Contains("e2fsck -fn: clean", verified.Verification.Checks);
+        Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the clone: {amcheck.StandardOutput}\n{amcheck.StandardError}");
+        Assert.Equal("t", balanced);
+        Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
+    }
+
+    [Fact]
+    public async Task AtomicCutMode_PostgresUnderPgbench_NoBackupModeLabelledAsSuch_ViewStartsByRecoveryAndPassesAmcheck()
+    {
+        var bin = HostRequirements.RequirePostgres();
+        using var temp = new TempDirectory();
+        await using var pg = await Ext4Volume.StartAsync(temp, "pg", VolumeBytes, storeCapacity: "6G");
+        var (client, live) = (pg.Client, pg.Live);
+        await using var primary = await pg.StartPostgresAsync(bin, temp, Scale);
+        var identity = await client.GetIdentityAsync();
+        var connection = $"main:Host={primary.SocketDirectory};Port={primary.Port.ToString(CultureInfo.InvariantCulture)};Username=postgres;Database=postgres";
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 60, [(live.MountPoint, "pg")], [connection], pairOptions: ["--postgres-mode", "atomic-cut"]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        SnapshotDto? taken = null;
+        var (committedBeforeSnapshot, loadOutput) = await PostgresSnapshotTests.SnapshotUnderLoadAsync(primary, async () =>
+            taken = await client.CreateSnapshotAsync("pg", new CreateSnapshotRequest("atomic", ["app"])));
+        var noLabel = await Assert.ThrowsAsync<TidemarkApiException>(() => client.GetBackupLabelsAsync("pg@atomic"));
+
+        await client.CreateViewAsync("pg@atomic", "pg-clone");
+        var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
+        await using var view = await AttachedExport.AttachAsync(viewExport.Url!, temp.CreateDirectory("view"), readOnly: false);
+        await view.MountAsync("rw");
+        var cloneData = Path.Combine(view.MountPoint, "pgdata");
+        File.Delete(Path.Combine(cloneData, "postmaster.pid"));
+        await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
+        var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed");
+        var committedInClone = await clone.CountAsync("pgbench_history");
+        var balanced = await clone.QueryAsync(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
+            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
+            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
+        var cloneLog = await File.ReadAllTextAsync(clone.LogFile);
+        await clone.StopAsync();
+        await primary.StopAsync();
+
+        // Not application: PostgreSQL was not told; the freeze and the one-instant cut make it a
+        // snapshot its own crash recovery starts from, which the view proves.
+        Assert.NotNull(taken);
+        Assert.StartsWith($"filesystem (app: postgresql: cluster main (atomic cut, no backup mode), {live.MountPoint} (ext4))", taken.Consistency, StringComparison.Ordinal);
+        Assert.Contains("has no backup label", noLabel.Message, StringComparison.Ordinal); // backup mode would have left pg_backup_stop's
+        Assert.Contains("database system was not properly shut down; automatic recovery in progress", cloneLog, StringComparison.Ordinal);
         Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the clone: {amcheck.StandardOutput}\n{amcheck.StandardError}");
         Assert.Equal("t", balanced);
         Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");

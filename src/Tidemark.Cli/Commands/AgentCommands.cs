@@ -21,8 +21,9 @@ public static class AgentCommands
         var deadline = new Option<double?>("--deadline") { Description = $"seconds after a quiesce the agent resumes by itself if the server does not [default {AgentConfig.DefaultDeadlineSeconds}]" };
         var name = new Option<string?>("--name") { Description = "the host's name [default: the machine name]" };
         var postgres = new Option<string[]>("--postgres") { Description = "a PostgreSQL cluster to put in backup mode, NAME:CONNECTION-STRING, e.g. 'main:Host=/run/postgresql;Username=postgres' (repeatable)" };
+        var postgresMode = new Option<string?>("--postgres-mode") { Description = "for the --postgres clusters of this command: backup (pg_backup_start around each cut, a checkpoint per snapshot) or atomic-cut (no backup mode; every directory of the cluster must be in the same cut, and a view starts by crash recovery) [default backup]" };
         var mail = new Option<string[]>("--mail") { Description = "a mail store to hold and flush, root=MAILROOT[,postfix=CONFIG-DIR][,dovecot=DOVECOT.CONF][,name=NAME][,format=maildir|mdbox], e.g. 'root=/srv/mail,postfix=/etc/postfix,dovecot=/etc/dovecot/dovecot.conf' (repeatable)" };
-        var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name, postgres, mail };
+        var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name, postgres, postgresMode, mail };
         pair.SetAction(parse => Run(() =>
         {
             var directory = Directory(parse.GetValue(dir));
@@ -43,6 +44,17 @@ public static class AgentCommands
             }
 
             var clusters = config.Postgres.ToList();
+            var mode = parse.GetValue(postgresMode) ?? AgentPostgresEntry.BackupMode;
+            if (!AgentPostgresEntry.Modes.Contains(mode))
+            {
+                throw new CliException($"--postgres-mode takes {string.Join(" or ", AgentPostgresEntry.Modes)}, not '{mode}'");
+            }
+
+            if (parse.GetValue(postgresMode) is not null && (parse.GetValue(postgres) ?? []).Length == 0)
+            {
+                throw new CliException("--postgres-mode applies to the clusters given with --postgres on the same command; give them again with it (an entry already paired keeps its mode: edit it in agent.json)");
+            }
+
             foreach (var c in parse.GetValue(postgres) ?? [])
             {
                 var colon = c.IndexOf(':', StringComparison.Ordinal);
@@ -52,7 +64,7 @@ public static class AgentCommands
                 }
 
                 clusters.RemoveAll(x => x.Name == c[..colon]);
-                clusters.Add(new AgentPostgresEntry(c[..colon], c[(colon + 1)..]));
+                clusters.Add(new AgentPostgresEntry(c[..colon], c[(colon + 1)..], Mode: mode));
             }
 
             var stores = config.Mail.ToList();

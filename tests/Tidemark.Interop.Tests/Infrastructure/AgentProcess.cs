@@ -46,8 +46,8 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION; mail stores, root=...,postfix=...,dovecot=...), and runs the agent.</summary>
-    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null, string listen = "127.0.0.1:0", IReadOnlyDictionary<string, string?>? environment = null)
+    /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION; mail stores, root=...,postfix=...,dovecot=...; other pair options in <paramref name="pairOptions"/>), and runs the agent.</summary>
+    public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null, string listen = "127.0.0.1:0", IReadOnlyDictionary<string, string?>? environment = null, IReadOnlyList<string>? pairOptions = null)
     {
         List<string> pair = [ServerProcess.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", listen, "--name", "app", "--deadline", $"{deadlineSeconds}"];
         foreach (var (path, volume) in mounts)
@@ -65,6 +65,7 @@ internal sealed partial class AgentProcess : IAsyncDisposable
             pair.AddRange(["--mail", store]);
         }
 
+        pair.AddRange(pairOptions ?? []);
         (await ProcessRunner.RunAsync("dotnet", [.. pair])).AssertSuccess();
         return await RunAsync(agentDirectory, environment);
     }
