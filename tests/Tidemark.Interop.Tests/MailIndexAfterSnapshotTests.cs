@@ -109,7 +109,10 @@ public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
         await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
         var identity = await client.GetIdentityAsync();
         var agentDirectory = temp.Combine("agent");
-        await using var agent = await AgentProcess.StartAsync(agentDirectory, identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "mail")], mail: [$"root={live.MountPoint}"]);
+        // A mail entry names the mail server's configuration; the crash-consistent snapshot below never uses it.
+        var conf = temp.Combine("dovecot.conf");
+        await File.WriteAllTextAsync(conf, "");
+        await using var agent = await AgentProcess.StartAsync(agentDirectory, identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "mail")], mail: [$"root={live.MountPoint},dovecot={conf}"]);
         await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
 
         var snapshot = await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest("s1", ["app"], "crash"));
