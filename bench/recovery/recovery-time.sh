@@ -298,6 +298,7 @@ for run in $(seq "$RUNS"); do
     result=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["snapshot"], d["outcomes"][0]["result"] if d["outcomes"] else "none")' "$D/out")
     printf '%-10s restore to IMAP, run %d: %6.2f s to IMAP SEARCH finding it (%s; %s found; %s)\n' "${labels[$i]}" "$run" "$took" "$result" "$found" \
       "$(grep -o 'mounted in[^)]*' "$D/err" | head -1)"
+    grep -o 'timings:.*' "$D/err" | head -1 | sed 's/^/             /' # where the seconds went (CLI, server, agent)
     imap_expunge "$needle_user" "$needle_id"
   done
 done

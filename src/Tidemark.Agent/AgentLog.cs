@@ -80,4 +80,13 @@ internal static partial class AgentLog
 
     [LoggerMessage(EventId = 9056, Level = LogLevel.Warning, Message = "Mail index {Id} of {Snapshot} failed: {Message}")]
     public static partial void IndexFailed(ILogger logger, string id, string snapshot, string message);
+
+    [LoggerMessage(EventId = 9057, Level = LogLevel.Information, Message = "Mail recovery {Id} from {Snapshot}: {Matches} matched, {Outcomes} delivered; taking its mounts down after the answer")]
+    public static partial void RecoveryAnsweredBeforeTeardown(ILogger logger, string id, string snapshot, int matches, int outcomes);
+
+    [LoggerMessage(EventId = 9058, Level = LogLevel.Information, Message = "Mail recovery {Id} from {Snapshot}: mounts taken down")]
+    public static partial void RecoveryTornDown(ILogger logger, string id, string snapshot);
+
+    [LoggerMessage(EventId = 9059, Level = LogLevel.Warning, Message = "Mail recovery {Id} from {Snapshot}: teardown failed: {Message}")]
+    public static partial void RecoveryTeardownFailed(ILogger logger, string id, string snapshot, string message);
 }

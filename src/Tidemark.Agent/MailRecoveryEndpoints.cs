@@ -22,6 +22,9 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
 {
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new(StringComparer.Ordinal);
 
+    // Recoveries that answered before their teardown (AnswerBeforeTeardown), by id, until the server asked for their end.
+    private readonly ConcurrentDictionary<string, Task<AgentTeardownDto>> _teardowns = new(StringComparer.Ordinal);
+
     // One index build at a time on this host (the server queues per host too): each mounts a view
     // and reads every header of a store, which a second build at once would only slow down.
     private readonly SemaphoreSlim _indexing = new(1, 1);
@@ -36,14 +39,17 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
         }
 
         // Cancelled by the server's cancel call, or when the server goes away mid-call; the
-        // teardown of the mount runs to its end either way (MountedSnapshot).
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
+        // teardown of the mount runs to its end either way (MountedSnapshot). Not disposed here when
+        // the answer goes before the teardown: the run still holds it until its end.
+        var cancel = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
         if (!_running.TryAdd(request.Id, cancel))
         {
+            cancel.Dispose();
             throw new StorageException(StorageError.AlreadyExists, $"recovery {request.Id} already runs on this host");
         }
 
         var log = new LogWriter(logger, request.Id);
+        Task<MailRecoveryResultDto>? run = null;
         try
         {
             if (!OperatingSystem.IsLinux())
@@ -52,7 +58,22 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
             }
 
             AgentLog.RecoveryStarts(logger, request.Id, request.Snapshot);
-            var result = await MailRecoveryJob.RunAsync(request, config.HostName, agentDirectory, ExportRoot, log, cancel.Token);
+            var delivered = new TaskCompletionSource<MailRecoveryResultDto>(TaskCreationOptions.RunContinuationsAsynchronously);
+            run = MailRecoveryJob.RunAsync(request, config.HostName, agentDirectory, ExportRoot, log, cancel.Token, request.AnswerBeforeTeardown ? r => delivered.TrySetResult(r) : null);
+
+            // Answered as soon as the messages are delivered when the server asks for it (issue 23:
+            // the message is in the mailbox; the teardown's seconds need not be the user's): the
+            // teardown then goes on here, and the server waits for it (recoveries/ID/teardown) before
+            // it deletes the view.
+            if (await Task.WhenAny(delivered.Task, run) == delivered.Task && !run.IsCompleted)
+            {
+                _teardowns[request.Id] = Finish(request, run, cancel);
+                AgentLog.RecoveryAnsweredBeforeTeardown(logger, request.Id, request.Snapshot, delivered.Task.Result.Matches.Count, delivered.Task.Result.Outcomes.Count);
+                run = null;
+                return delivered.Task.Result;
+            }
+
+            var result = await run;
             AgentLog.RecoveryDone(logger, request.Id, request.Snapshot, result.Matches.Count, result.Outcomes.Count);
             return result;
         }
@@ -74,8 +95,49 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
         }
         finally
         {
-            _running.TryRemove(request.Id, out _);
+            if (run is not null || !_teardowns.ContainsKey(request.Id))
+            {
+                _running.TryRemove(request.Id, out _);
+                cancel.Dispose();
+            }
         }
+    }
+
+    /// <summary>The rest of a recovery that answered before its teardown: awaits it, logs it, and lets go of its id.</summary>
+    private async Task<AgentTeardownDto> Finish(AgentMailRecoveryRequest request, Task<MailRecoveryResultDto> run, CancellationTokenSource cancel)
+    {
+        try
+        {
+            var result = await run;
+            AgentLog.RecoveryTornDown(logger, request.Id, request.Snapshot);
+            return new AgentTeardownDto(true, result.TeardownProblems, [.. (result.Steps ?? []).Where(s => s.Step == "teardown")]);
+        }
+        catch (Exception ex) when (ex is RecoveryException or IOException or OperationCanceledException or UnauthorizedAccessException)
+        {
+            AgentLog.RecoveryTeardownFailed(logger, request.Id, request.Snapshot, ex.Message);
+            return new AgentTeardownDto(true, [$"teardown on host {config.HostName} failed: {ex.Message}"], []);
+        }
+        finally
+        {
+            _running.TryRemove(request.Id, out _);
+            cancel.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Waits for the teardown of a recovery that answered before it (the server deletes the view only
+    /// after this), then forgets it; an id with no teardown pending answers at once.
+    /// </summary>
+    public async Task<AgentTeardownDto> WaitForTeardownAsync(string id, CancellationToken ct)
+    {
+        if (!_teardowns.TryGetValue(id, out var teardown))
+        {
+            return new AgentTeardownDto(false, [], []);
+        }
+
+        var done = await teardown.WaitAsync(ct);
+        _teardowns.TryRemove(id, out _);
+        return done;
     }
 
     /// <summary>
@@ -217,7 +279,7 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
 
 public static class MailRecoveryEndpoints
 {
-    /// <summary>POST recoveries/mail runs one; POST mail-index builds a snapshot's header index; POST recoveries/ID/cancel stops either (the server's job cancel).</summary>
+    /// <summary>POST recoveries/mail runs one; POST mail-index builds a snapshot's header index; POST recoveries/ID/cancel stops either (the server's job cancel); POST recoveries/ID/teardown waits for the teardown of one that answered first.</summary>
     public static void MapMailRecovery(this RouteGroupBuilder api, AgentConfig config, string agentDirectory, ILogger logger)
     {
         var service = new MailRecoveryService(config, agentDirectory, logger);
@@ -226,5 +288,6 @@ public static class MailRecoveryEndpoints
         api.MapPost("/mail-index", async (AgentMailIndexRequest request, CancellationToken requestAborted) =>
             TypedResults.Ok(await service.IndexAsync(request, requestAborted)));
         api.MapPost("/recoveries/{id}/cancel", (string id) => TypedResults.Ok(new { cancelled = service.Cancel(id) }));
+        api.MapPost("/recoveries/{id}/teardown", async (string id, CancellationToken requestAborted) => TypedResults.Ok(await service.WaitForTeardownAsync(id, requestAborted)));
     }
 }

@@ -68,7 +68,16 @@ public sealed record AgentMailRecoveryRequest(
     MailTargetDto Target,
     string MailRoot,
     string Format,
-    Guid? SnapshotId = null);
+    Guid? SnapshotId = null,
+    bool AnswerBeforeTeardown = false);
+
+/// <summary>
+/// The end of a recovery's teardown on the agent (<c>POST agent/v1/recoveries/ID/teardown</c>), for a
+/// recovery that answered before it (<see cref="AgentMailRecoveryRequest.AnswerBeforeTeardown"/>): the
+/// server deletes the view only after this answer. <see cref="Pending"/> false: nothing of that id was
+/// being taken down (already done, or never started).
+/// </summary>
+public sealed record AgentTeardownDto(bool Pending, IReadOnlyList<string> TeardownProblems, IReadOnlyList<MailRecoveryStepDto> Steps);
 
 /// <summary>
 /// What the server asks an agent after a snapshot (docs/adr/0012, "Index after a snapshot"): build the
@@ -98,6 +107,7 @@ public sealed record MailIndexResultDto(
 
 /// <summary>A mail recovery's result, the job's result: what matched, what happened to each, what teardown left behind.</summary>
 /// <param name="Error">why the recovery stopped (after the view was made), when it did; the matches and outcomes so far are listed</param>
+/// <param name="Steps">where the seconds went (issue 23): the server's steps and the agent's, in order; null from an older agent or server</param>
 public sealed record MailRecoveryResultDto(
     string Snapshot,
     DateTimeOffset SnapshotCreatedAt,
@@ -106,7 +116,11 @@ public sealed record MailRecoveryResultDto(
     IReadOnlyList<MailMatchDto> Matches,
     IReadOnlyList<MailOutcomeDto> Outcomes,
     IReadOnlyList<string> TeardownProblems,
-    string? Error = null);
+    string? Error = null,
+    IReadOnlyList<MailRecoveryStepDto>? Steps = null);
+
+/// <summary>One timed step of a mail recovery: its name, its wall-clock seconds, and where it ran ("server", "agent", "cli").</summary>
+public sealed record MailRecoveryStepDto(string Step, double Seconds, string Where);
 
 /// <summary>One message found in the snapshot, with the state it had then (flags, keywords, received date).</summary>
 public sealed record MailMatchDto(

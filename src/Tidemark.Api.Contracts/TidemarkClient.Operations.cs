@@ -56,19 +56,30 @@ public sealed partial class TidemarkClient
 
     public Task<JobDto> CancelJobAsync(string id, CancellationToken ct = default) => PostAsync<JobDto>($"jobs/{Seg(id)}/cancel", null, ct);
 
-    /// <summary>Polls a job until it ends, showing each state to <paramref name="progress"/>; returns the final state.</summary>
+    /// <summary>
+    /// Follows a job until it ends, showing each state to <paramref name="progress"/>; returns the final
+    /// state. Each poll is a long poll (<c>?wait=</c>): the server answers as soon as the job ends, so
+    /// its end is not learnt up to a poll interval late (issue 23); a server that ignores the wait
+    /// answers at once, and then the rest of the interval is slept as before.
+    /// </summary>
     public async Task<JobDto> WaitForJobAsync(string id, Action<JobDto>? progress = null, CancellationToken ct = default)
     {
+        var wait = JobPollInterval.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture);
         while (true)
         {
-            var job = await GetJobAsync(id, ct);
+            var asked = System.Diagnostics.Stopwatch.GetTimestamp();
+            var job = await GetAsync<JobDto>($"jobs/{Seg(id)}?wait={wait}", ct);
             progress?.Invoke(job);
             if (job.State != "running")
             {
                 return job;
             }
 
-            await Task.Delay(JobPollInterval, ct);
+            var left = JobPollInterval - System.Diagnostics.Stopwatch.GetElapsedTime(asked);
+            if (left > TimeSpan.Zero)
+            {
+                await Task.Delay(left, ct);
+            }
         }
     }
 

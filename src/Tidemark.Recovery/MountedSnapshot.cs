@@ -29,9 +29,10 @@ public sealed class MountedSnapshot : IAsyncDisposable
     private bool _mounted;
     private string? _overlay;
 
-    private MountedSnapshot(TidemarkClient? client, string snapshot, string workDirectory, TextWriter log)
+    private MountedSnapshot(TidemarkClient? client, string snapshot, string workDirectory, TextWriter log, StepTimings? timings)
     {
         _client = client;
+        Timings = timings ?? new StepTimings();
         _log = log;
         Snapshot = snapshot;
         WorkDirectory = workDirectory;
@@ -40,6 +41,9 @@ public sealed class MountedSnapshot : IAsyncDisposable
     }
 
     public string Snapshot { get; }
+
+    /// <summary>How long attaching (nbdfuse and the loop device) and mounting (with any journal replay) took.</summary>
+    public StepTimings Timings { get; }
 
     public string WorkDirectory { get; }
 
@@ -80,10 +84,11 @@ public sealed class MountedSnapshot : IAsyncDisposable
 
     /// <param name="snapshot">VOLUME@SNAPSHOT, already resolved (see <see cref="SnapshotSelector"/>)</param>
     /// <param name="workDirectory">an empty directory of this recovery's own; mount points are made in it</param>
-    public static async Task<MountedSnapshot> MountAsync(TidemarkClient client, string snapshot, string workDirectory, TextWriter log, CancellationToken ct)
+    /// <param name="timings">where the attach and mount steps are timed (issue 23's breakdown); null: kept only on <see cref="Timings"/></param>
+    public static async Task<MountedSnapshot> MountAsync(TidemarkClient client, string snapshot, string workDirectory, TextWriter log, CancellationToken ct, StepTimings? timings = null)
     {
         CheckHost();
-        var mounted = new MountedSnapshot(client, snapshot, workDirectory, log);
+        var mounted = new MountedSnapshot(client, snapshot, workDirectory, log, timings);
         try
         {
             await mounted.SetUpAsync(ct);
@@ -100,10 +105,10 @@ public sealed class MountedSnapshot : IAsyncDisposable
     /// Attaches and mounts an NBD export of a view that someone else made and deletes (a verifying
     /// agent: the server made the view and its export, ADR 0015); teardown leaves those two alone.
     /// </summary>
-    public static async Task<MountedSnapshot> AttachAsync(string url, string snapshot, string workDirectory, TextWriter log, CancellationToken ct)
+    public static async Task<MountedSnapshot> AttachAsync(string url, string snapshot, string workDirectory, TextWriter log, CancellationToken ct, StepTimings? timings = null)
     {
         CheckHost();
-        var mounted = new MountedSnapshot(null, snapshot, workDirectory, log);
+        var mounted = new MountedSnapshot(null, snapshot, workDirectory, log, timings);
         try
         {
             Directory.CreateDirectory(mounted._fuseDirectory);
@@ -146,6 +151,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
         var volume = Snapshot[..Snapshot.IndexOf('@', StringComparison.Ordinal)];
         var stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var name = $"recover-{Truncate(volume, 30)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}";
+        var viewStep = Timings.Measure("view + export");
         await _client!.CreateViewAsync(Snapshot, name, ct);
         _view = name;
         var export = await _client!.CreateExportAsync(new CreateExportRequest(Target: name, Name: name), ct);
@@ -153,6 +159,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
         // The TCP address, not LocalUrl: the recovery host need not be the server's host.
         var url = export.Url
             ?? throw new RecoveryException(RecoveryFailure.Refused, "the Tidemark server has no NBD listener, so a snapshot cannot be attached on this host; start it with --nbd");
+        viewStep.Dispose();
         await _log.WriteLineAsync($"view {name} of {Snapshot} exported at {url}");
 
         await AttachUrlAsync(url, ct);
@@ -160,6 +167,7 @@ public sealed class MountedSnapshot : IAsyncDisposable
 
     private async Task AttachUrlAsync(string url, CancellationToken ct)
     {
+        var attach = Timings.Measure("attach (nbdfuse + loop)");
         _nbdfuse = StartNbdfuse(url);
         await WaitForDiskFileAsync(url, ct);
 
@@ -172,8 +180,12 @@ public sealed class MountedSnapshot : IAsyncDisposable
         }
 
         _loopDevice = losetup.StandardOutput.Trim();
+        attach.Dispose();
 
-        await MountReadOnlyAsync(ct);
+        using (Timings.Measure("mount (incl. journal replay)"))
+        {
+            await MountReadOnlyAsync(ct);
+        }
     }
 
     private async Task MountReadOnlyAsync(CancellationToken ct)

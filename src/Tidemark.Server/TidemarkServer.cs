@@ -297,6 +297,8 @@ public sealed partial class TidemarkServer : IAsyncDisposable
         var events = Events;
         try
         {
+            // Recoveries that answered before their view was deleted delete it first (docs/adr/0012).
+            await _app.Services.GetRequiredService<MailRecoveryRunner>().WhenCleanedUpAsync().WaitAsync(TimeSpan.FromMinutes(2)).ContinueWith(_ => { }, TaskScheduler.Default);
             await _app.StopAsync(CancellationToken.None);
             events.Record("server.stop", null, "server", "stopped cleanly; the pool is flushed and closed");
             await _app.DisposeAsync();

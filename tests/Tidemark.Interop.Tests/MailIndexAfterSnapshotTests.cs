@@ -60,6 +60,14 @@ public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
         Assert.Contains("header index of 2 user(s) loaded", searchLog, StringComparison.Ordinal);
         Assert.DoesNotContain("indexing the headers", searchLog, StringComparison.Ordinal);
 
+        // The recovery job answered before its clean-up: its view goes right after.
+        var cleaned = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while ((await client.ListVolumesAsync()).Any(v => v.Name.StartsWith("recover-", StringComparison.Ordinal)))
+        {
+            Assert.True(DateTime.UtcNow < cleaned, "the recovery's view was not deleted within 2 minutes");
+            await Task.Delay(100);
+        }
+
         // A store whose volume has no file system: the build fails as a job, with an event, and cleans up.
         var blank = await client.CreateSnapshotAsync("blank", new CreateSnapshotRequest("b1", ["app"], "crash"));
         var failed = await WaitForJobAsync(client, "mail.index", blank.Address);
@@ -68,6 +76,66 @@ public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
         Assert.Equal(["blank", "mail"], (await client.ListVolumesAsync()).Select(v => v.Name).Order(StringComparer.Ordinal));
         Assert.Equal(["mail"], (await client.ListExportsAsync()).Select(e => e.Name));
         Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A build cancelled through the jobs API (issue 23) stops on the agent, which takes its mounts
+    /// down; the server deletes the view and the export, the job ends cancelled with a mail.index event
+    /// saying so, and no user's index is kept: a cancelled build is never taken for a complete one.
+    /// </summary>
+    [Fact]
+    public async Task IndexBuild_CancelledThroughTheJobsApi_StopsAndLeavesNoViewExportMountOrIndex_EventRecorded()
+    {
+        HostRequirements.RequireFileSystemStack();
+        using var temp = new TempDirectory();
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 256L << 20));
+        var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mail"));
+        await using var live = await AttachedExport.AttachAsync(export.Url!, temp.CreateDirectory("live"), readOnly: false);
+        await live.FormatExt4Async();
+        await live.MountAsync("rw");
+
+        // Enough small messages that reading their headers takes a while after the build has listed them.
+        for (var u = 0; u < 4; u++)
+        {
+            var cur = Directory.CreateDirectory(Path.Combine(live.MountPoint, $"u{u}", "Maildir", "cur")).FullName;
+            for (var i = 0; i < 2000; i++)
+            {
+                await File.WriteAllTextAsync(Path.Combine(cur, $"17955{i:D5}.M{i}P{u}.vm:2,S"), $"From: sender{i % 50}@example.org\nTo: u{u}@example.test\nMessage-ID: <c{u}-{i}@example.org>\nSubject: message {i}\n\nbody {i}\n");
+            }
+        }
+
+        await ProcessRunner.CheckAsync(AttachedExport.Tool("sync"), "-f", live.MountPoint);
+        var identity = await client.GetIdentityAsync();
+        var agentDirectory = temp.Combine("agent");
+        // A mail entry names the mail server's configuration; the crash-consistent snapshot below never uses it.
+        var conf = temp.Combine("dovecot.conf");
+        await File.WriteAllTextAsync(conf, "");
+        await using var agent = await AgentProcess.StartAsync(agentDirectory, identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "mail")], mail: [$"root={live.MountPoint},dovecot={conf}"]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        var snapshot = await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest("s1", ["app"], "crash"));
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        JobDto? running = null;
+        while (running is null || !agent.Log.Contains("indexing the headers of 8000 message(s)", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"no index build of {snapshot.Address} started reading headers within 3 minutes\n{agent.Log}");
+            running ??= (await client.ListJobsAsync()).FirstOrDefault(j => j.Kind == "mail.index" && j.Subject == snapshot.Address && j.State == "running");
+            await Task.Delay(50);
+        }
+
+        await client.CancelJobAsync(running.Id);
+
+        var ended = await WaitForJobAsync(client, "mail.index", snapshot.Address);
+        output.WriteLine(agent.Log);
+        Assert.True(ended.State == "cancelled", $"{ended.State}: {ended.Error}");
+        Assert.Contains(await client.ListEventsAsync(kind: "mail.index"), e => e.Subject == snapshot.Address && e.Outcome == "failed" && e.Message.Contains("cancelled", StringComparison.Ordinal));
+        Assert.Equal(["mail"], (await client.ListVolumesAsync()).Select(v => v.Name));
+        Assert.Equal([export.Name], (await client.ListExportsAsync()).Select(e => e.Name));
+        Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+        var indexDirectory = Path.Combine(agentDirectory, MailRecoveryJob.IndexDirectoryName);
+        Assert.Empty(Directory.Exists(indexDirectory) ? Directory.GetFiles(indexDirectory, "*.idx", SearchOption.AllDirectories) : Array.Empty<string>());
     }
 
     private static async Task<JobDto> WaitForJobAsync(TidemarkClient client, string kind, string subject)

@@ -66,8 +66,21 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         var master = Path.Combine(agentDirectory, "imap-master");
         await File.WriteAllTextAsync(master, $"{DovecotInstance.MasterUser}:{DovecotInstance.MasterPassword}\n");
         File.SetUnixFileMode(master, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        var restored = await RecoverAsync(server, restore);
+        var restoreRun = await RunRecoverAsync(server, restore);
+        Assert.True(restoreRun.ExitCode == 0, $"exit {restoreRun.ExitCode}\n{restoreRun.StandardError}");
+        var restored = JsonDocument.Parse(restoreRun.StandardOutput).RootElement;
         var outcome = Assert.Single(restored.GetProperty("outcomes").EnumerateArray());
+
+        // Where the seconds went (issue 23): the server's and the agent's steps, and a line on stderr.
+        // The job answered once the message was in the mailbox, before the agent's teardown, which
+        // therefore is not among its steps (the clean-up follows, checked at the end).
+        var steps = restored.GetProperty("steps").EnumerateArray().Select(s => (s.GetProperty("where").GetString(), s.GetProperty("step").GetString())).ToList();
+        Assert.Superset(
+            new HashSet<(string?, string?)> { ("server", "view + export"), ("server", "agent call"), ("agent", "attach (nbdfuse + loop)"), ("agent", "mount (incl. journal replay)"), ("agent", "search"), ("agent", "imap connect + login"), ("agent", "imap open + duplicate check + append"), ("agent", "deliver") },
+            steps.ToHashSet());
+        Assert.DoesNotContain(steps, s => s.Item2 == "teardown");
+        Assert.Contains("timings: cli start ", restoreRun.StandardError, StringComparison.Ordinal);
+        Assert.Contains("agent: attach (nbdfuse + loop) ", restoreRun.StandardError, StringComparison.Ordinal);
         Assert.Equal("restored", outcome.GetProperty("result").GetString());
         Assert.Equal("app", restored.GetProperty("host").GetString());
         using (var imap = await store.LoginAsync("alice", "alicepw"))
@@ -98,7 +111,9 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         var badName = await Assert.ThrowsAsync<TidemarkApiException>(() => client.RecoverMailAsync(new MailRecoveryJobRequest("app", Snapshot: "mail@before", Target: new MailTargetDto(MailTargetDto.Export, ExportName: "../etc"))));
         Assert.Contains("export name", badName.Message, StringComparison.Ordinal);
 
-        // Every run is an event naming the host; each left nothing behind.
+        // Every run is an event naming the host; each left nothing behind. A run that answered before
+        // its clean-up records its event once the view is deleted: wait for that, not for a time.
+        await EventuallyAsync(async () => (await client.ListVolumesAsync()).Count == 1 && (await client.ListEventsAsync()).Count(e => e.Kind == "recovery.mail") == 4);
         var jobs = (await client.ListJobsAsync()).Where(j => j.Kind == "recovery.mail").ToList();
         Assert.Contains(jobs, j => j.State == "failed" && j.Error!.Contains("imap-master", StringComparison.Ordinal));
         Assert.Equal(3, jobs.Count(j => j.State == "succeeded"));
@@ -161,6 +176,16 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         Assert.Empty(await client.ListExportsAsync());
         Assert.Contains(await client.ListEventsAsync(), e => e.Kind == "recovery.mail" && e.Outcome == "failed" && e.Message.Contains("cancelled", StringComparison.Ordinal));
         Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
+    }
+
+    private static async Task EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the recoveries' clean-up did not end within 2 minutes");
+            await Task.Delay(100);
+        }
     }
 
     private async Task<JsonElement> RecoverAsync(ServerProcess server, params string[] arguments)

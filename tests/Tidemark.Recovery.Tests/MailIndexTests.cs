@@ -195,6 +195,43 @@ public sealed class MailIndexTests : IDisposable
         Assert.Single(Directory.GetFiles(Path.GetDirectoryName(cache.PathOf("u000"))!));
     }
 
+    [Fact]
+    public async Task BuildIndex_Cancelled_SavesNoIndex_NextSearchReadsTheFiles()
+    {
+        var total = BuildLarge(users: 3, perUser: 20);
+        using var cancel = new CancellationTokenSource();
+
+        // Cancelled once the build has listed the messages and starts reading them (as a job cancel
+        // reaches the agent mid-build): no user's index may look complete afterwards.
+        var log = new CancelOnLine("indexing the headers", cancel);
+        var building = new MaildirStore(Store, index: new MailIndexCache(Cache, Monday), log: log);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => building.BuildIndexAsync(cancel.Token));
+
+        Assert.True(!Directory.Exists(Cache) || Directory.GetFiles(Cache, "*.idx", SearchOption.AllDirectories).Length == 0);
+        var next = new MaildirStore(Store, index: new MailIndexCache(Cache, Monday));
+        Assert.Equal(3, (await next.BuildIndexAsync(default)).Users);
+        Assert.Equal(total, next.MessagesRead);
+    }
+
+    /// <summary>A log that cancels when a line containing <paramref name="text"/> is written.</summary>
+    private sealed class CancelOnLine(string text, CancellationTokenSource cancel) : StringWriter(CultureInfo.InvariantCulture)
+    {
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value?.Contains(text, StringComparison.Ordinal) == true)
+            {
+                cancel.Cancel();
+            }
+        }
+
+        public override Task WriteLineAsync(string? value)
+        {
+            WriteLine(value);
+            return Task.CompletedTask;
+        }
+    }
+
     /// <summary>USERS users with PERUSER messages each in INBOX and Archive; every twentieth from sender7.</summary>
     private int BuildLarge(int users, int perUser)
     {

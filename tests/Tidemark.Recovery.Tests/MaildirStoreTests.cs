@@ -90,6 +90,29 @@ public sealed class MaildirStoreTests : IDisposable
     }
 
     /// <summary>
+    /// A named pipe in cur/ (nodev does not stop FIFOs) would block the read that opens it forever, and
+    /// with it the search or index build and its cancel: only regular files with content are opened.
+    /// </summary>
+    [Fact]
+    public async Task Search_NamedPipeInCur_SkippedNotOpened()
+    {
+        Build();
+        var inbox = Path.Combine(_root.FullName, "alice", "Maildir");
+        var mkfifo = System.Diagnostics.Process.Start("mkfifo", [Path.Combine(inbox, "cur", "2.fifo.host:2,S")])!;
+        await mkfifo.WaitForExitAsync();
+        Assert.Equal(0, mkfifo.ExitCode);
+
+        // The bound only keeps a regression from hanging the suite; it measures nothing.
+        var all = await new MaildirStore(_root.FullName).SearchAsync(new MailSearchFilter(), default).WaitAsync(TimeSpan.FromMinutes(2));
+        var index = new MailIndexCache(Path.Combine(_root.FullName, "index-cache"), new MailIndexKey(Guid.NewGuid(), "mail@x", Received, "", "Maildir"));
+        var built = await new MaildirStore(_root.FullName, index: index).BuildIndexAsync(default).WaitAsync(TimeSpan.FromMinutes(2));
+
+        Assert.DoesNotContain(all, m => m.Path.Contains("fifo", StringComparison.Ordinal));
+        Assert.Contains(all, m => m.User == "alice");
+        Assert.Equal(2, built.Users);
+    }
+
+    /// <summary>
     /// A header-only read asks for <see cref="MaildirStore.HeaderReadBytes"/> at a time without
     /// read-ahead: headers far longer than that (a long Received chain) are still read to their end,
     /// many messages are searched at once, and a body is never taken for a header.

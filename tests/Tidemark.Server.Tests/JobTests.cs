@@ -131,6 +131,25 @@ public sealed class JobTests : IDisposable
     }
 
     [Fact]
+    public async Task WaitForEnd_AnswersWhenTheJobEnds_NotAfterTheWait_AndAtOnceForAnEndedOne()
+    {
+        using var gate = new ManualResetEventSlim();
+        var job = _jobs.Start("pool.verify", null, "server", cancellable: true, _ =>
+        {
+            gate.Wait();
+            return null;
+        });
+
+        // A long poll of ten minutes: it can only have answered "succeeded" if the job's end woke it.
+        var polled = _jobs.WaitForEndAsync(job.Id, TimeSpan.FromMinutes(10), CancellationToken.None);
+        Assert.False(polled.IsCompleted);
+        gate.Set();
+        Assert.Equal("succeeded", (await polled.WaitAsync(TimeSpan.FromMinutes(2))).ToDto().State);
+        Assert.Equal("succeeded", (await _jobs.WaitForEndAsync(job.Id, TimeSpan.FromMinutes(10), CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(2))).ToDto().State);
+        Assert.Throws<StorageException>(() => _jobs.WaitForEndAsync("nope", TimeSpan.Zero, CancellationToken.None).GetAwaiter().GetResult());
+    }
+
+    [Fact]
     public async Task RunAsync_CancelledWhileTheRequestWaits_AnswersAProblemDocument_409Cancelled()
     {
         using var started = new ManualResetEventSlim();

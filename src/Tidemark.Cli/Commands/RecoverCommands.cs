@@ -187,6 +187,11 @@ public static class RecoverCommands
                 : p.GetValue(indexDir) ?? (Environment.GetEnvironmentVariable(MailIndexCache.EnvironmentVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment : MailIndexCache.DefaultDirectory);
             var request = new MailRecoveryRequest(p.GetValue(source)!, Date(p.GetValue(before), "--before"), filter, destination, p.GetValue(mailRoot)!, Format: storeFormat, IndexDirectory: indexDirectory);
             var result = await Run(() => MailRecovery.RunAsync(client, request, Console.Error, ct));
+            if (result.Timings is { } timings)
+            {
+                await Console.Error.WriteLineAsync($"timings: cli start {RecoverOnHost.SinceProcessStart().TotalSeconds:F2} s before the recovery; {timings}");
+            }
+
             Print(result, json);
             var failed = result.Outcomes.Count(o => o.Result == RestoreOutcome.Failed);
             if (failed > 0)

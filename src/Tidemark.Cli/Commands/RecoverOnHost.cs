@@ -31,9 +31,12 @@ internal static class RecoverOnHost
     {
         var request = ToRequest(o, filter);
         MailRecoveryResultDto result;
+        var cliStart = SinceProcessStart();
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             result = await client.RecoverMailAsync(request, Output.ProgressBar(json), ct);
+            await Console.Error.WriteLineAsync(Timings(cliStart, System.Diagnostics.Stopwatch.GetElapsedTime(started), result.Steps));
         }
         catch (TidemarkApiException e) when (e.Code == "cancelled")
         {
@@ -60,6 +63,42 @@ internal static class RecoverOnHost
         {
             throw new CliException($"{failed} message(s) could not be put back (see the table)", CommandRunner.Refused);
         }
+    }
+
+    /// <summary>How long this process ran before now: the runtime's start, option parsing, finding the server.</summary>
+    internal static TimeSpan SinceProcessStart()
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        return DateTime.Now - self.StartTime;
+    }
+
+    /// <summary>
+    /// Where the seconds went (issue 23), one line for stderr: this CLI's start, the job's steps on the
+    /// server and the agent, and what the API and waiting for the job's end added around them.
+    /// </summary>
+    internal static string Timings(TimeSpan cliStart, TimeSpan job, IReadOnlyList<MailRecoveryStepDto>? steps)
+    {
+        static string Seconds(double s) => s.ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + " s";
+        var line = new System.Text.StringBuilder($"timings: cli start {Seconds(cliStart.TotalSeconds)}");
+        if (steps is { Count: > 0 })
+        {
+            var server = steps.Where(s => s.Where == "server").ToList();
+            var agent = steps.Where(s => s.Where == "agent").ToList();
+            line.Append("; server: ").AppendJoin(", ", server.Select(s => $"{s.Step} {Seconds(s.Seconds)}"));
+            if (agent.Count > 0)
+            {
+                line.Append("; agent: ").AppendJoin(", ", agent.Select(s => $"{s.Step} {Seconds(s.Seconds)}"));
+            }
+
+            // The job's start, the API calls and the wait for the job's end, around the server's steps.
+            line.Append($"; api + job wait {Seconds(Math.Max(0, job.TotalSeconds - server.Sum(s => s.Seconds)))}");
+        }
+        else
+        {
+            line.Append($"; job {Seconds(job.TotalSeconds)} (the server gave no steps)");
+        }
+
+        return line.Append($"; total {Seconds(cliStart.TotalSeconds + job.TotalSeconds)}").ToString();
     }
 
     /// <summary>The options as the job's request; what only fits a local run is refused here (exit 2).</summary>

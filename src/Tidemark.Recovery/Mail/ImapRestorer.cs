@@ -34,6 +34,9 @@ public sealed class ImapRestorer
         _log = log;
     }
 
+    /// <summary>Where the login and each folder's duplicate check and APPEND are timed (issue 23's breakdown), when set.</summary>
+    public StepTimings? Timings { get; set; }
+
     /// <summary>The server and login, without the password, for logs and the recovery's event.</summary>
     public override string ToString() => $"{_host}:{_port} as {_master.User}";
 
@@ -44,11 +47,14 @@ public sealed class ImapRestorer
         foreach (var owner in messages.GroupBy(m => m.User, StringComparer.Ordinal))
         {
             using var client = new ImapClient();
+            var login = System.Diagnostics.Stopwatch.GetTimestamp();
             await ConnectAsync(client, owner.Key, ct);
+            Timings?.Add("imap connect + login", System.Diagnostics.Stopwatch.GetElapsedTime(login));
             var folders = new Dictionary<string, IMailFolder>(StringComparer.Ordinal);
             foreach (var message in owner)
             {
                 var target = into ?? message.Folder;
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
                     if (!folders.TryGetValue(target, out var folder))
@@ -58,6 +64,7 @@ public sealed class ImapRestorer
                     }
 
                     outcomes.Add(await RestoreOneAsync(folder, message, target, ct));
+                    Timings?.Add("imap open + duplicate check + append", System.Diagnostics.Stopwatch.GetElapsedTime(started));
                 }
                 catch (Exception e) when (e is ImapCommandException or FolderNotFoundException or IOException or UnauthorizedAccessException or FormatException or RecoveryException)
                 {
@@ -65,7 +72,9 @@ public sealed class ImapRestorer
                 }
             }
 
+            var logout = System.Diagnostics.Stopwatch.GetTimestamp();
             await client.DisconnectAsync(quit: true, ct);
+            Timings?.Add("imap logout", System.Diagnostics.Stopwatch.GetElapsedTime(logout));
         }
 
         return outcomes;

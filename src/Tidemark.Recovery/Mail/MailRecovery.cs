@@ -51,12 +51,14 @@ public sealed record MailRecoveryRequest(
     MailStoreFormat Format = MailStoreFormat.Auto,
     string? IndexDirectory = null);
 
+/// <param name="Timings">where the seconds went, step by step (attach, mount, search, deliver, teardown)</param>
 public sealed record MailRecoveryResult(
     string Snapshot,
     DateTimeOffset SnapshotCreatedAt,
     IReadOnlyList<FoundMessage> Matches,
     IReadOnlyList<RestoreOutcome> Outcomes,
-    IReadOnlyList<string> TeardownProblems);
+    IReadOnlyList<string> TeardownProblems,
+    StepTimings? Timings = null);
 
 /// <summary>
 /// One recovery, start to end: pick the snapshot, mount a view of it on this host, search its mail
@@ -77,6 +79,7 @@ public static class MailRecovery
         await log.WriteLineAsync($"recovering from {snapshot.Address} (taken {snapshot.CreatedAt:yyyy-MM-dd HH:mm:ss zzz})");
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        var timings = new StepTimings();
         var work = new DirectoryInfo(CreateWorkDirectory());
         IReadOnlyList<FoundMessage> matches = [];
         IReadOnlyList<RestoreOutcome> outcomes = [];
@@ -84,15 +87,15 @@ public static class MailRecovery
         string? error = null;
         try
         {
-            var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct);
+            var mounted = await MountedSnapshot.MountAsync(client, snapshot.Address, work.FullName, log, ct, timings);
             try
             {
-                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshot.Id, snapshot.CreatedAt, clock, log, ct);
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshot.Id, snapshot.CreatedAt, clock, timings, log, ct);
             }
             finally
             {
                 // Cancellation (Ctrl-C) must not cut the teardown short: it runs with its own deadlines.
-                problems = await TearDownAsync(mounted, clock, log);
+                problems = await TearDownAsync(mounted, clock, timings, log);
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -106,7 +109,7 @@ public static class MailRecovery
             await ReportAsync(client, snapshot.Address, request.Destination, matches, outcomes, error, log);
         }
 
-        return new MailRecoveryResult(snapshot.Address, snapshot.CreatedAt, matches, outcomes, problems);
+        return new MailRecoveryResult(snapshot.Address, snapshot.CreatedAt, matches, outcomes, problems, timings);
     }
 
     /// <summary>
@@ -115,27 +118,35 @@ public static class MailRecovery
     /// search, deliver, tear down here. <see cref="MailRecoveryRequest.Source"/> is the snapshot's address.
     /// </summary>
     /// <param name="snapshotId">the server's id of the snapshot, which keys its header index; null: no index</param>
-    public static async Task<MailRecoveryResult> RunAttachedAsync(string exportUrl, MailRecoveryRequest request, DateTimeOffset snapshotCreatedAt, Guid? snapshotId, TextWriter log, CancellationToken ct)
+    /// <param name="delivered">
+    /// when given, called with the result (without teardown problems) as soon as the messages are
+    /// delivered, before the teardown starts: the caller may answer then (the message is already in
+    /// the mailbox) and await this method's own end, the teardown, afterwards. Not called when the
+    /// recovery fails before delivering.
+    /// </param>
+    public static async Task<MailRecoveryResult> RunAttachedAsync(string exportUrl, MailRecoveryRequest request, DateTimeOffset snapshotCreatedAt, Guid? snapshotId, TextWriter log, CancellationToken ct, Action<MailRecoveryResult>? delivered = null)
     {
         RelativeMailRoot(request.MailRoot);
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        var timings = new StepTimings();
         var work = new DirectoryInfo(CreateWorkDirectory());
         try
         {
-            var mounted = await MountedSnapshot.AttachAsync(exportUrl, request.Source, work.FullName, log, ct);
+            var mounted = await MountedSnapshot.AttachAsync(exportUrl, request.Source, work.FullName, log, ct, timings);
             IReadOnlyList<FoundMessage> matches;
             IReadOnlyList<RestoreOutcome> outcomes;
             IReadOnlyList<string> problems;
             try
             {
-                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshotId, snapshotCreatedAt, clock, log, ct);
+                (matches, outcomes) = await SearchAndDeliverAsync(mounted, request, snapshotId, snapshotCreatedAt, clock, timings, log, ct);
+                delivered?.Invoke(new MailRecoveryResult(request.Source, snapshotCreatedAt, matches, outcomes, [], timings));
             }
             finally
             {
-                problems = await TearDownAsync(mounted, clock, log);
+                problems = await TearDownAsync(mounted, clock, timings, log);
             }
 
-            return new MailRecoveryResult(request.Source, snapshotCreatedAt, matches, outcomes, problems);
+            return new MailRecoveryResult(request.Source, snapshotCreatedAt, matches, outcomes, problems, timings);
         }
         finally
         {
@@ -143,7 +154,7 @@ public static class MailRecovery
         }
     }
 
-    private static async Task<(IReadOnlyList<FoundMessage> Matches, IReadOnlyList<RestoreOutcome> Outcomes)> SearchAndDeliverAsync(MountedSnapshot mounted, MailRecoveryRequest request, Guid? snapshotId, DateTimeOffset snapshotCreatedAt, System.Diagnostics.Stopwatch clock, TextWriter log, CancellationToken ct)
+    private static async Task<(IReadOnlyList<FoundMessage> Matches, IReadOnlyList<RestoreOutcome> Outcomes)> SearchAndDeliverAsync(MountedSnapshot mounted, MailRecoveryRequest request, Guid? snapshotId, DateTimeOffset snapshotCreatedAt, System.Diagnostics.Stopwatch clock, StepTimings timings, TextWriter log, CancellationToken ct)
     {
         var mountedAt = clock.Elapsed;
         var root = RelativeMailRoot(request.MailRoot);
@@ -177,7 +188,13 @@ public static class MailRecovery
         }
 
         var searchedAt = clock.Elapsed;
+        timings.Add("search", searchedAt - mountedAt);
         await log.WriteLineAsync($"{matches.Count} matching message(s) in {mounted.Snapshot} (mounted in {mountedAt.TotalSeconds:F2} s, searched in {(searchedAt - mountedAt).TotalSeconds:F2} s)");
+        if (request.Destination is MailDestination.Imap { Restorer: var restorer })
+        {
+            restorer.Timings = timings;
+        }
+
         IReadOnlyList<RestoreOutcome> outcomes = request.Destination switch
         {
             MailDestination.Imap imap when matches.Count > 0 => await imap.Restorer.RestoreAsync(matches, imap.Into, ct),
@@ -188,6 +205,7 @@ public static class MailRecovery
         };
         if (outcomes.Count > 0)
         {
+            timings.Add("deliver", clock.Elapsed - searchedAt);
             await log.WriteLineAsync($"put back in {(clock.Elapsed - searchedAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s from start");
         }
 
@@ -203,10 +221,11 @@ public static class MailRecovery
             ? new MailIndexCache(directory, new MailIndexKey(id, address, createdAt, relativeRoot, request.MaildirName))
             : null;
 
-    private static async Task<IReadOnlyList<string>> TearDownAsync(MountedSnapshot mounted, System.Diagnostics.Stopwatch clock, TextWriter log)
+    private static async Task<IReadOnlyList<string>> TearDownAsync(MountedSnapshot mounted, System.Diagnostics.Stopwatch clock, StepTimings timings, TextWriter log)
     {
         var teardownAt = clock.Elapsed;
         await mounted.DisposeAsync();
+        timings.Add("teardown", clock.Elapsed - teardownAt);
         await log.WriteLineAsync($"torn down in {(clock.Elapsed - teardownAt).TotalSeconds:F2} s; {clock.Elapsed.TotalSeconds:F2} s in all");
         return mounted.TeardownProblems;
     }

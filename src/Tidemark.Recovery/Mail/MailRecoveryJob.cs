@@ -26,11 +26,13 @@ public static class MailRecoveryJob
 
     /// <param name="credentialDirectory">where <see cref="ImapMasterFile"/> and <see cref="SmtpLoginFile"/> are (the agent's directory)</param>
     /// <param name="exportRoot">the only directory exports go under (a name from the wire picks a subdirectory)</param>
-    public static async Task<MailRecoveryResultDto> RunAsync(AgentMailRecoveryRequest request, string host, string credentialDirectory, string exportRoot, TextWriter log, CancellationToken ct)
+    /// <param name="delivered">called with the result once the messages are delivered, before the teardown (<see cref="MailRecovery.RunAttachedAsync"/>)</param>
+    public static async Task<MailRecoveryResultDto> RunAsync(AgentMailRecoveryRequest request, string host, string credentialDirectory, string exportRoot, TextWriter log, CancellationToken ct, Action<MailRecoveryResultDto>? delivered = null)
     {
         var recovery = ToRequest(request, credentialDirectory, exportRoot, log) with { IndexDirectory = Path.Combine(credentialDirectory, IndexDirectoryName) };
-        var result = await MailRecovery.RunAttachedAsync(request.ExportUrl, recovery, request.SnapshotCreatedAt, request.SnapshotId, log, ct);
-        return ToDto(result, host, recovery.Destination.Describe());
+        var destination = recovery.Destination.Describe();
+        var result = await MailRecovery.RunAttachedAsync(request.ExportUrl, recovery, request.SnapshotCreatedAt, request.SnapshotId, log, ct, delivered is null ? null : r => delivered(ToDto(r, host, destination)));
+        return ToDto(result, host, destination);
     }
 
     internal static MailRecoveryRequest ToRequest(AgentMailRecoveryRequest request, string credentialDirectory, string exportRoot, TextWriter log)
@@ -148,7 +150,8 @@ public static class MailRecoveryJob
         [.. result.Matches.Select(ToDto)],
         [.. result.Outcomes.Select(o => new MailOutcomeDto(o.Result, ToDto(o.Message), o.Target, o.Detail))],
         result.TeardownProblems,
-        error);
+        error,
+        result.Timings is { } timings ? [.. timings.Steps.Select(s => new MailRecoveryStepDto(s.Step, s.Seconds, "agent"))] : null);
 
     private static MailMatchDto ToDto(FoundMessage m) =>
         new(m.User, m.Folder, m.InternalDate, m.Date, m.From, m.To, m.Subject, m.MessageId, m.SizeBytes, m.Flags, m.Keywords);

@@ -325,13 +325,16 @@ public sealed class MaildirStore : IMailStore
             headers.HasAttachment);
     }
 
-    /// <summary>The message file, or null when it is gone, unreadable or a symbolic link (never followed).</summary>
+    /// <summary>
+    /// The message file, or null when it is gone, unreadable, a symbolic link (never followed) or empty:
+    /// a named pipe or device node reports no length, and opening a pipe would block the search forever.
+    /// </summary>
     private static FileInfo? Stat(string path)
     {
         try
         {
             var info = new FileInfo(path);
-            return info.Exists && info.LinkTarget is null ? info : null;
+            return info.Exists && info.LinkTarget is null && info.Length > 0 ? info : null;
         }
         catch (IOException)
         {

@@ -38,6 +38,10 @@ public sealed class AgentLink : IDisposable
 
     public Task<MailIndexResultDto> IndexMailAsync(AgentMailIndexRequest request, CancellationToken ct) => SendAsync<MailIndexResultDto>(HttpMethod.Post, "mail-index", request, ct);
 
+    /// <summary>Waits for the teardown of a recovery that answered before it (AnswerBeforeTeardown).</summary>
+    public Task<AgentTeardownDto> WaitForRecoveryTeardownAsync(string id, CancellationToken ct) =>
+        SendAsync<AgentTeardownDto>(HttpMethod.Post, $"recoveries/{Uri.EscapeDataString(id)}/teardown", null, ct);
+
     public Task<System.Text.Json.JsonElement> CancelRecoveryAsync(string id, CancellationToken ct) =>
         SendAsync<System.Text.Json.JsonElement>(HttpMethod.Post, $"recoveries/{Uri.EscapeDataString(id)}/cancel", null, ct);
 

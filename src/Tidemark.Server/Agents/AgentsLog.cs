@@ -55,4 +55,10 @@ internal static partial class AgentsLog
 
     [LoggerMessage(EventId = 2036, Level = LogLevel.Warning, Message = "The leftover index view {View} was not deleted ({Message}); delete it with 'tidemark view delete {View}'")]
     public static partial void LeftoverIndexViewNotDeleted(ILogger logger, string view, string message);
+
+    [LoggerMessage(EventId = 2037, Level = LogLevel.Warning, Message = "Mail recovery {Job}, after its answer: {Problem}")]
+    public static partial void RecoveryCleanupProblem(ILogger logger, string job, string problem);
+
+    [LoggerMessage(EventId = 2038, Level = LogLevel.Information, Message = "Mail recovery {Job} cleaned up after its answer in {Seconds:F2} s")]
+    public static partial void RecoveryCleanedUp(ILogger logger, string job, double seconds);
 }

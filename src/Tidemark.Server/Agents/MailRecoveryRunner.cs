@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
@@ -88,8 +89,11 @@ public sealed class MailRecoveryRunner(AgentChannel agents)
         // it can go; the random part keeps a guessing NBD client from finding the export.
         var stamp = agents.Time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var view = $"recover-{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+        var steps = new List<MailRecoveryStepDto>();
         MailRecoveryResultDto? result = null;
         string? error = null;
+        var deferred = false;
+        var started = Stopwatch.GetTimestamp();
         agents.Pool.CreateView(snapshot.Address, view);
         try
         {
@@ -97,10 +101,12 @@ public sealed class MailRecoveryRunner(AgentChannel agents)
             try
             {
                 var url = export.Url ?? throw new StorageException(StorageError.Unsupported, "this server has no NBD listener, so an agent cannot attach a view; start it with an NBD address");
+                steps.Add(Step("view + export", started));
                 progress.Advance(1);
+                var called = Stopwatch.GetTimestamp();
                 using var link = agents.Open(host, CallTimeout);
                 var call = link.RecoverMailAsync(
-                    new AgentMailRecoveryRequest(jobId, snapshot.Address, snapshot.CreatedAt, url, request.Filter ?? new MailFilterDto(), target, request.MailRoot ?? "/", request.Format ?? "auto", snapshot.Id),
+                    new AgentMailRecoveryRequest(jobId, snapshot.Address, snapshot.CreatedAt, url, request.Filter ?? new MailFilterDto(), target, request.MailRoot ?? "/", request.Format ?? "auto", snapshot.Id, AnswerBeforeTeardown: true),
                     CancellationToken.None);
 
                 // A cancel is passed on to the agent, and its answer still awaited (within a grace), so
@@ -115,11 +121,25 @@ public sealed class MailRecoveryRunner(AgentChannel agents)
                     result = await call.WaitAsync(grace.Token);
                 }
 
+                steps.Add(Step("agent call", called));
+                steps.AddRange(result.Steps ?? []);
                 progress.Advance(1);
+
+                // The messages are where they went: the job answers now, and the agent's teardown,
+                // then the export's and the view's deletion follow in the background (always; awaited
+                // at the server's stop). The event is recorded once all of it is done.
+                if (!ct.IsCancellationRequested)
+                {
+                    deferred = true;
+                    Track(CleanUpAfterAnswerAsync(host, jobId, view, snapshot.Address, destination, result, actor));
+                }
             }
             finally
             {
-                agents.Exports.Delete(view);
+                if (!deferred)
+                {
+                    agents.Exports.Delete(view);
+                }
             }
         }
         catch (Exception ex) when (ex is StorageException or OperationCanceledException)
@@ -136,23 +156,108 @@ public sealed class MailRecoveryRunner(AgentChannel agents)
         }
         finally
         {
-            try
+            if (!deferred)
             {
-                agents.Pool.DeleteVolume(view);
+                DeleteView(view);
+                Record(snapshot.Address, host.Name, destination, result, error, actor);
             }
-            catch (StorageException ex)
-            {
-                AgentsLog.RecoveryViewNotDeleted(agents.Logger, view, ex.Message);
-                agents.Events.Record("volume.delete", view, "server", $"recovery view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
-            }
-
-            Record(snapshot.Address, host.Name, destination, result, error, actor);
         }
 
         progress.Advance(1);
         ct.ThrowIfCancellationRequested();
-        return result!;
+        return result! with { Steps = steps };
     }
+
+    private readonly Lock _cleanupsLock = new();
+    private readonly HashSet<Task> _cleanups = [];
+
+    /// <summary>Waits for the clean-ups that run after a job answered (at the server's stop, before the pool closes).</summary>
+    public async Task WhenCleanedUpAsync()
+    {
+        Task[] pending;
+        lock (_cleanupsLock)
+        {
+            pending = [.. _cleanups];
+        }
+
+        await Task.WhenAll(pending);
+    }
+
+    private void Track(Task cleanup)
+    {
+        lock (_cleanupsLock)
+        {
+            _cleanups.Add(cleanup);
+        }
+
+        _ = cleanup.ContinueWith(
+            done =>
+            {
+                lock (_cleanupsLock)
+                {
+                    _cleanups.Remove(done);
+                }
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// After a job answered: waits for the agent to take its mounts down (within the cancel grace: an
+    /// agent that does not answer must not keep the view forever), then deletes the export and the
+    /// view and records the recovery, with any teardown problem, as its event. Never throws.
+    /// </summary>
+    private async Task CleanUpAfterAnswerAsync(HostRecord host, string jobId, string view, string address, string destination, MailRecoveryResultDto result, string actor)
+    {
+        await Task.Yield();
+        var started = Stopwatch.GetTimestamp();
+        var problems = new List<string>(result.TeardownProblems);
+        try
+        {
+            using var link = agents.Open(host, CancelGrace);
+            var teardown = await link.WaitForRecoveryTeardownAsync(jobId, CancellationToken.None);
+            problems.AddRange(teardown.TeardownProblems);
+        }
+        catch (StorageException ex)
+        {
+            // An agent that does not know the call (older) tore down before it answered.
+            problems.Add($"the end of the teardown on host {host.Name} is unknown ({ex.Message})");
+        }
+
+        try
+        {
+            agents.Exports.Delete(view);
+        }
+        catch (StorageException ex)
+        {
+            problems.Add($"export {view} not deleted ({ex.Message}): tidemark export delete {view}");
+        }
+
+        DeleteView(view);
+        foreach (var problem in problems)
+        {
+            AgentsLog.RecoveryCleanupProblem(agents.Logger, jobId, problem);
+        }
+
+        AgentsLog.RecoveryCleanedUp(agents.Logger, jobId, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        Record(address, host.Name, destination, result with { TeardownProblems = problems }, null, actor);
+    }
+
+    private void DeleteView(string view)
+    {
+        try
+        {
+            agents.Pool.DeleteVolume(view);
+        }
+        catch (StorageException ex)
+        {
+            AgentsLog.RecoveryViewNotDeleted(agents.Logger, view, ex.Message);
+            agents.Events.Record("volume.delete", view, "server", $"recovery view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
+        }
+    }
+
+    private static MailRecoveryStepDto Step(string name, long started) => new(name, Math.Round(Stopwatch.GetElapsedTime(started).TotalSeconds, 3), "server");
 
     private async Task CancelOnAgentAsync(HostRecord host, string jobId)
     {

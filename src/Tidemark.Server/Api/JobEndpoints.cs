@@ -19,11 +19,24 @@ public static class JobEndpoints
     public const double DefaultWaitSeconds = 5;
     public const double MaxWaitSeconds = 300;
 
+    /// <summary>The longest a GET of a job waits for its end: short enough that a progress bar still moves.</summary>
+    public const double MaxPollWaitSeconds = 30;
+
     public static void MapJobApi(this IEndpointRouteBuilder app)
     {
         var jobs = app.MapGroup("/api/v1/jobs").WithTags("jobs");
         jobs.MapGet("/", (JobManager j) => TypedResults.Ok(j.List().Select(x => x.ToDto()).ToList()));
-        jobs.MapGet("/{id}", (JobManager j, string id) => TypedResults.Ok(j.Get(id).ToDto()));
+        // ?wait=SECONDS (at most MaxPollWaitSeconds): answers as soon as the job ends, or with its state after the wait.
+        jobs.MapGet("/{id}", async (JobManager j, string id, double? wait, CancellationToken aborted) =>
+        {
+            var seconds = wait ?? 0;
+            if (double.IsNaN(seconds) || seconds < 0 || seconds > MaxPollWaitSeconds)
+            {
+                throw new StorageException(StorageError.InvalidArgument, $"wait must be between 0 and {MaxPollWaitSeconds} seconds, not {seconds}");
+            }
+
+            return TypedResults.Ok((await j.WaitForEndAsync(id, TimeSpan.FromSeconds(seconds), aborted)).ToDto());
+        });
         jobs.MapPost("/{id}/cancel", (JobManager j, string id) => TypedResults.Ok(j.Cancel(id).ToDto())).WithName("job.cancel");
     }
 

@@ -144,6 +144,22 @@ public sealed class JobManager : IMetricsSource
         return (job, true, job.ResultValue);
     }
 
+    /// <summary>
+    /// The job once it has ended, or as it is after <paramref name="wait"/> (a long poll: a client
+    /// following a job learns of its end at once instead of at its next poll, issue 23).
+    /// </summary>
+    public async Task<Job> WaitForEndAsync(string id, TimeSpan wait, CancellationToken ct)
+    {
+        var job = Get(id);
+        if (job.State == JobState.Running && job.Task is { } task && wait > TimeSpan.Zero)
+        {
+            // WhenAny never throws: the job's own failure is in its state, a dropped request just ends the wait.
+            await Task.WhenAny(task, Task.Delay(wait, ct)).ConfigureAwait(false);
+        }
+
+        return job;
+    }
+
     public Job Cancel(string id)
     {
         var job = Get(id);
