@@ -42,7 +42,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -P 0xab 0 {58 * MiB}", export.Url!)).AssertSuccess();
         var full = page.Locator("#alerts li[data-kind='pool-full']");
         await Expect(full).ToContainTextAsync("its alert is at 85%");
-        await ConsoleFixture.ScreenshotAsync(page, "alert-pool-full");
+        await ConsoleBrowser.ScreenshotAsync(page, "alert-pool-full");
 
         // The console's form: 150 % is refused with the range named; 95 % moves the alert away.
         await page.GetByRole(AriaRole.Button, new() { Name = "Change thresholds" }).ClickAsync();
@@ -93,7 +93,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
             // No sync for longer than the 8 s RPO: the alert comes by itself; a sync clears it.
             var behind = Alert(page, "replica-behind-rpo", "lagging");
             await Expect(behind).ToContainTextAsync("over its RPO of 8 s", new() { Timeout = 30_000 });
-            await ConsoleFixture.ScreenshotAsync(page, "alert-replica-behind-rpo");
+            await ConsoleBrowser.ScreenshotAsync(page, "alert-replica-behind-rpo");
             await home.SyncReplicaAsync("lagging");
             await Expect(behind).ToHaveCountAsync(0);
 
@@ -107,7 +107,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
             var job = (await started.Content.ReadFromJsonAsync<JobDto>(ApiJson.Options))!;
             var stalled = Alert(page, "job-stalled", job.Id);
             await Expect(stalled).ToContainTextAsync("has made no progress for", new() { Timeout = 20_000 });
-            await ConsoleFixture.ScreenshotAsync(page, "alert-job-stalled");
+            await ConsoleBrowser.ScreenshotAsync(page, "alert-job-stalled");
             await home.CancelJobAsync(job.Id);
             await Expect(stalled).ToHaveCountAsync(0, new() { Timeout = 20_000 });
         }
@@ -147,7 +147,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
 
         Assert.NotNull((await api.GetPolicyAsync("quiet-hourly")).LastError);
         await Expect(failed).ToContainTextAsync("policy quiet-hourly failed");
-        await ConsoleFixture.ScreenshotAsync(page, "alert-policy-failed");
+        await ConsoleBrowser.ScreenshotAsync(page, "alert-policy-failed");
 
         // Allowed to fall back to crash-consistent, the next run succeeds: the alert goes.
         await api.UpdatePolicyAsync(strict with { Fallback = "crash" });

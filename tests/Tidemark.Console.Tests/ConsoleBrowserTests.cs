@@ -44,10 +44,10 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         await page.GetByLabel("Keep the last").FillAsync("12");
         await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
         await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Review" })).ToBeVisibleAsync();
-        await ConsoleFixture.ScreenshotAsync(page, "wizard-review");
+        await ConsoleBrowser.ScreenshotAsync(page, "wizard-review");
         await page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync();
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Volume mail is ready.");
-        await ConsoleFixture.ScreenshotAsync(page, "wizard-done");
+        await ConsoleBrowser.ScreenshotAsync(page, "wizard-done");
 
         using var api = _fixture.Admin();
         var volume = await api.GetVolumeAsync("mail");
@@ -73,7 +73,7 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         await api.CreateVolumeAsync(new CreateVolumeRequest("scratch", GiB));
         var page = await _fixture.SignInAsync(_fixture.Server.Token);
         await Expect(page.Locator("#capacity-chart canvas")).ToHaveCountAsync(1);
-        await ConsoleFixture.ScreenshotAsync(page, "dashboard");
+        await ConsoleBrowser.ScreenshotAsync(page, "dashboard");
 
         await page.GotoAsync("/#/volumes/db");
         await page.GetByLabel("Name (optional)").FillAsync("tuesday");
@@ -101,7 +101,7 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("View db-restore of db@monday opened");
         Assert.Equal("view", (await api.GetVolumeAsync("db-restore")).Kind);
         Assert.Contains(await api.ListExportsAsync(), e => e.Target == "db-restore");
-        await ConsoleFixture.ScreenshotAsync(page, "snapshots");
+        await ConsoleBrowser.ScreenshotAsync(page, "snapshots");
 
         // Deleting a volume needs its name typed: the button stays disabled until it matches.
         await page.GotoAsync("/#/volumes");
@@ -114,20 +114,20 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         await confirm.ClickAsync();
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Volume scratch deleted.");
         Assert.DoesNotContain(await api.ListVolumesAsync(), v => v.Name == "scratch");
-        await ConsoleFixture.ScreenshotAsync(page, "volumes");
+        await ConsoleBrowser.ScreenshotAsync(page, "volumes");
 
         // A hash change re-renders in place: wait for the new page before reading its table.
         await page.GotoAsync("/#/events?kind=volume.rollback");
         await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Events" })).ToBeVisibleAsync();
         await Expect(page.Locator("main tbody tr")).Not.ToHaveCountAsync(0);
         await Expect(page.Locator("main tbody")).ToContainTextAsync("volume.rollback");
-        await ConsoleFixture.ScreenshotAsync(page, "events");
+        await ConsoleBrowser.ScreenshotAsync(page, "events");
 
         await api.VerifyAsync();
         await page.GotoAsync("/#/jobs");
         await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Jobs" })).ToBeVisibleAsync();
         await Expect(page.Locator("tbody tr").Filter(new() { HasText = "pool.verify" }).First).ToContainTextAsync("succeeded");
-        await ConsoleFixture.ScreenshotAsync(page, "jobs");
+        await ConsoleBrowser.ScreenshotAsync(page, "jobs");
     }
 
     [Fact]
@@ -232,7 +232,7 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Create" })).ToHaveCountAsync(0);
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Delete" })).ToHaveCountAsync(0);
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Resize" })).ToHaveCountAsync(0);
-        await ConsoleFixture.ScreenshotAsync(page, "volumes-auditor");
+        await ConsoleBrowser.ScreenshotAsync(page, "volumes-auditor");
 
         var answer = await page.EvaluateAsync<string>(PostVolumeScript, new object[] { "carols", true });
         Assert.Equal("403 forbidden", answer);

@@ -52,7 +52,7 @@ public sealed class ConsoleChartTests : IClassFixture<ConsoleFixture>
         await Expect(chart).ToHaveAttributeAsync("data-active", "1");
         await Expect(chart).ToContainTextAsync("Peaks:");
         await Expect(chart).ToContainTextAsync("Writes/s");
-        await ConsoleFixture.ScreenshotAsync(page, "volume-io-chart");
+        await ConsoleBrowser.ScreenshotAsync(page, "volume-io-chart");
 
         // A volume that does not exist has no chart rather than an empty one.
         using var missing = await http.GetAsync("/api/v1/console/volumes/nosuch/io");
@@ -92,6 +92,6 @@ public sealed class ConsoleChartTests : IClassFixture<ConsoleFixture>
         await Expect(chart.Locator("canvas")).ToBeVisibleAsync();
         await Expect(chart).ToHaveAttributeAsync("data-replicas", new System.Text.RegularExpressions.Regex("(^|,)charted(,|$)"));
         await Expect(chart).ToContainTextAsync("charted (s)");
-        await ConsoleFixture.ScreenshotAsync(page, "replication-lag-chart");
+        await ConsoleBrowser.ScreenshotAsync(page, "replication-lag-chart");
     }
 }

@@ -58,7 +58,7 @@ public sealed class ConsoleJobCancelTests : IClassFixture<ConsoleFixture>
         await dialog.GetByRole(AriaRole.Button, new() { Name = "Cancel job" }).ClickAsync();
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Sync of slow cancelled after", new() { Timeout = 30_000 });
         Assert.Equal("cancelled", (await home.GetJobAsync(first.Id)).State);
-        await ConsoleFixture.ScreenshotAsync(page, "sync-cancelled");
+        await ConsoleBrowser.ScreenshotAsync(page, "sync-cancelled");
 
         // 2. The jobs page: a sync started elsewhere is cancelled there, and its row turns cancelled live.
         await page.GotoAsync("/#/jobs");
@@ -74,7 +74,7 @@ public sealed class ConsoleJobCancelTests : IClassFixture<ConsoleFixture>
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync($"Job {second.Id} (replica.sync slow) asked to stop");
         await Expect(row.Locator("td[data-state]")).ToHaveAttributeAsync("data-state", "cancelled", new() { Timeout = 30_000 });
         await Expect(row.GetByRole(AriaRole.Button)).ToHaveCountAsync(0);
-        await ConsoleFixture.ScreenshotAsync(page, "jobs-cancelled");
+        await ConsoleBrowser.ScreenshotAsync(page, "jobs-cancelled");
         Assert.Equal("cancelled", (await home.GetJobAsync(second.Id)).State);
         Assert.Equal(2, (await home.ListEventsAsync(kind: "job.cancel")).Count(e => e.Actor == "carla" && e.Outcome == "ok"));
     }

@@ -43,7 +43,7 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
 
         var alert = page.Locator("#alerts li[data-kind='job-failed']");
         await Expect(alert).ToContainTextAsync($"job {failed.Id} (snapshot.delete) failed");
-        await ConsoleFixture.ScreenshotAsync(page, "dashboard-alert");
+        await ConsoleBrowser.ScreenshotAsync(page, "dashboard-alert");
 
         // The same list is at the API route, computed by the same evaluator.
         using (var http = Bearer())
@@ -60,7 +60,7 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
         // The jobs page follows the stream: a job started now appears without a reload.
         await api.VerifyAsync();
         await Expect(page.Locator("tbody tr").Filter(new() { HasText = "pool.verify" }).First).ToContainTextAsync("succeeded");
-        await ConsoleFixture.ScreenshotAsync(page, "jobs-live");
+        await ConsoleBrowser.ScreenshotAsync(page, "jobs-live");
     }
 
     [Fact]
@@ -132,7 +132,7 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
         await Expect(page.GetByText("It keeps 3 and deletes 1 of the 4 snapshots")).ToBeVisibleAsync();
         await Expect(preview.Locator("tr[data-verdict='drop']")).ToContainTextAsync("pw@s2");
         await Expect(preview.Locator("tr[data-verdict='protected']")).ToContainTextAsync("on hold");
-        await ConsoleFixture.ScreenshotAsync(page, "policy-wizard-preview");
+        await ConsoleBrowser.ScreenshotAsync(page, "policy-wizard-preview");
         Assert.Equal(4, (await api.ListSnapshotsAsync("pw")).Count); // a preview changes nothing
 
         await page.GetByRole(AriaRole.Button, new() { Name = "Create policy" }).ClickAsync();
@@ -230,7 +230,7 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
         await page.GetByLabel("Volume").SelectOptionAsync("rv");
         await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
         await page.GetByRole(AriaRole.Radio, new() { Name = "monday" }).CheckAsync();
-        await ConsoleFixture.ScreenshotAsync(page, "recovery-wizard-timeline");
+        await ConsoleBrowser.ScreenshotAsync(page, "recovery-wizard-timeline");
         await page.GetByRole(AriaRole.Button, new() { Name = "Next" }).ClickAsync();
 
         // No paired host declares a mail store on rv: mail is shown, not offered, and says why.
@@ -243,7 +243,7 @@ public sealed class ConsoleLiveTests : IClassFixture<ConsoleFixture>
         await page.GetByRole(AriaRole.Button, new() { Name = "Recover" }).ClickAsync();
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("View rv-monday-recovery of rv@monday is ready.");
         await Expect(page.Locator("#recovery-address")).ToContainTextAsync("nbd://");
-        await ConsoleFixture.ScreenshotAsync(page, "recovery-wizard-done");
+        await ConsoleBrowser.ScreenshotAsync(page, "recovery-wizard-done");
 
         var view = await api.GetVolumeAsync("rv-monday-recovery");
         Assert.Equal(("view", "rv@monday"), (view.Kind, view.Origin));

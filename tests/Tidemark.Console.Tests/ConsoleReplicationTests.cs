@@ -42,7 +42,7 @@ public sealed class ConsoleReplicationTests : IClassFixture<ConsoleFixture>
         await page.GetByRole(AriaRole.Button, new() { Name = "Start replication" }).ClickAsync();
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Replication to dr set up for rep.", new() { Timeout = 60_000 });
         await Expect(page.GetByRole(AriaRole.List, new() { Name = "Progress" })).ToContainTextAsync("first sync done", new() { Timeout = 60_000 });
-        await ConsoleFixture.ScreenshotAsync(page, "replication-wizard-done");
+        await ConsoleBrowser.ScreenshotAsync(page, "replication-wizard-done");
         Assert.Contains(await home.ListPartnersAsync(), p => p.Name == "dr" && p.Fingerprint == drId.Fingerprint);
         Assert.NotNull(Assert.Single(await home.ListReplicasAsync(), r => r.Volume == "rep").LastSyncAt);
         Assert.Contains(await drApi.ListIncomingAsync(), r => r.Volume == "rep" && r.LastSnapshot is not null);
@@ -61,7 +61,7 @@ public sealed class ConsoleReplicationTests : IClassFixture<ConsoleFixture>
         await replicaRow.GetByRole(AriaRole.Button, new() { Name = "Sync rep now" }).ClickAsync();
         await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("rep synced to dr.", new() { Timeout = 60_000 });
         Assert.Equal(syncsBefore + 1, (await home.ListJobsAsync()).Count(j => j.Kind == "replica.sync" && j.State == "succeeded"));
-        await ConsoleFixture.ScreenshotAsync(page, "replication-page");
+        await ConsoleBrowser.ScreenshotAsync(page, "replication-page");
 
         // Disaster at DR: the promotion needs the replica's name typed.
         var drPage = await _fixture.SignInAsync(dr.Token, dr.Http);
@@ -76,7 +76,7 @@ public sealed class ConsoleReplicationTests : IClassFixture<ConsoleFixture>
         Assert.True(Assert.Single(await drApi.ListIncomingAsync(), r => r.Volume == "rep").Promoted);
         Assert.Contains(await drApi.ListExportsAsync(), e => e.Target == "rep" && e.Protocol == "nbd");
         Assert.Contains(await drApi.ListEventsAsync(kind: "replica.promote"), e => e.Outcome == "ok");
-        await ConsoleFixture.ScreenshotAsync(drPage, "disaster-promoted");
+        await ConsoleBrowser.ScreenshotAsync(drPage, "disaster-promoted");
 
         // Fail-back: what changed at DR goes home; typed confirmation again.
         await drPage.Locator("tr[data-volume='rep']").GetByRole(AriaRole.Button, new() { Name = "Fail back" }).ClickAsync();

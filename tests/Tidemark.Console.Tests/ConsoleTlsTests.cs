@@ -1,6 +1,5 @@
 using Microsoft.Playwright;
 using Tidemark.Server.Tests.Infrastructure;
-using static Microsoft.Playwright.Assertions;
 
 namespace Tidemark.Console.Tests;
 
@@ -13,17 +12,11 @@ public sealed class ConsoleTlsTests
         using var directory = new TempDirectory();
         await using var server = await ServerProcess.StartAsync(directory.Path, "--tls-cert", "self-signed");
         Assert.Equal("https", server.Http.Scheme);
-        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = ConsoleFixture.ChromiumPath, Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+        await using var browser = await ConsoleBrowser.StartAsync();
+
         // The self-signed certificate is pinned by fingerprint by the CLI; the browser is simply told to accept it.
-        var context = await browser.NewContextAsync(new() { BaseURL = server.Http.ToString().TrimEnd('/'), IgnoreHTTPSErrors = true });
-        var page = await context.NewPageAsync();
-        await page.GotoAsync("/");
-        await page.GetByLabel("API token").FillAsync(server.Token);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Dashboard" })).ToBeVisibleAsync();
-        var cookie = Assert.Single(await context.CookiesAsync());
+        var page = await browser.SignInAsync(server.Http, server.Token, acceptAnyCertificate: true);
+        var cookie = Assert.Single(await page.Context.CookiesAsync());
         Assert.True(cookie.Secure);
         Assert.True(cookie.HttpOnly);
         Assert.Equal(SameSiteAttribute.Strict, cookie.SameSite);

@@ -7,9 +7,10 @@ namespace Tidemark.Engine.Tests;
 /// The one monitor dies under a pool on RADOS (issue 22): the OSD keeps running, so I/O may go on,
 /// but whatever needs the monitor (a new map, a new connection) fails within the configured timeout;
 /// no operation hangs, nothing acknowledged is lost, and once the monitor is back the same pool
-/// serves again without a reopen or a server restart. Its own cluster, since it kills the monitor.
+/// serves again without a reopen or a server restart. Shares its cluster with RadosOsdFailureTests (<see cref="CephOutageCluster"/>).
 /// </summary>
-public class RadosMonitorFailureTests(CephClusterWithoutManager cluster) : IClassFixture<CephClusterWithoutManager>
+[Collection(CephOutageCluster.Collection)]
+public class RadosMonitorFailureTests(CephOutageCluster cluster)
 {
     private const int Writers = 4;
     private const int BlocksPerWriter = 2048;
@@ -127,21 +128,6 @@ public class RadosMonitorFailureTests(CephClusterWithoutManager cluster) : IClas
         }
     }
 
-    /// <summary>Tries until it succeeds; the minute is a guard against a store that never recovers, not a timing claim.</summary>
-    private static void Retry(Action action)
-    {
-        var deadline = DateTime.UtcNow.AddMinutes(1);
-        while (true)
-        {
-            try
-            {
-                action();
-                return;
-            }
-            catch (StorageException ex) when (ex.Error == StorageError.IoError && !ex.Message.Contains("offline", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(250);
-            }
-        }
-    }
+    /// <summary>Tries until it succeeds; see <see cref="CephOutageCluster.Retry"/>.</summary>
+    private static void Retry(Action action) => CephOutageCluster.Retry(action);
 }

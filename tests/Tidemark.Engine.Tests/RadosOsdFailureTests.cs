@@ -5,10 +5,11 @@ namespace Tidemark.Engine.Tests;
 
 /// <summary>
 /// The OSD dies under a pool on RADOS: I/O fails with an I/O error within the configured timeout
-/// (no hang), and once the OSD is back every acknowledged write is there. Its own cluster, since it
-/// kills the OSD.
+/// (no hang), and once the OSD is back every acknowledged write is there. It shares its cluster with
+/// RadosMonitorFailureTests (<see cref="CephOutageCluster"/>).
 /// </summary>
-public class RadosOsdFailureTests(CephClusterWithoutManager cluster) : IClassFixture<CephClusterWithoutManager>
+[Collection(CephOutageCluster.Collection)]
+public class RadosOsdFailureTests(CephOutageCluster cluster)
 {
     [Fact]
     public async Task OsdKilledUnderLoad_IoErrorWithinTimeoutAndAcknowledgedWritesSurvive()
@@ -206,23 +207,8 @@ public class RadosOsdFailureTests(CephClusterWithoutManager cluster) : IClassFix
         Assert.Equal(Bytes.Pattern(4096, 2), back.AsSpan(4096).ToArray());
     }
 
-    /// <summary>Tries until it succeeds; the minute is a guard against a store that never recovers, not a timing claim.</summary>
-    private static void Retry(Action action)
-    {
-        var deadline = DateTime.UtcNow.AddMinutes(1);
-        while (true)
-        {
-            try
-            {
-                action();
-                return;
-            }
-            catch (StorageException ex) when (ex.Error == StorageError.IoError && !ex.Message.Contains("offline", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(250);
-            }
-        }
-    }
+    /// <summary>Tries until it succeeds; see <see cref="CephOutageCluster.Retry"/>.</summary>
+    private static void Retry(Action action) => CephOutageCluster.Retry(action);
 
     private void RestartOsd()
     {

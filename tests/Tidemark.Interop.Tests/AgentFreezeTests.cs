@@ -71,7 +71,7 @@ public sealed class AgentFreezeTests
         var (server, client, live) = (fs.Server, fs.Client, fs.Live);
         var fingerprint = (await client.GetIdentityAsync()).Fingerprint;
         string[] Pair(string directory, string mount, string volume) =>
-            [ServerProcess.DllPath, "agent", "pair", "--agent-dir", directory, "--server-fingerprint", fingerprint, "--listen", "127.0.0.1:0", "--mount", $"{mount}={volume}"];
+            [TidemarkBuild.DllPath, "agent", "pair", "--agent-dir", directory, "--server-fingerprint", fingerprint, "--listen", "127.0.0.1:0", "--mount", $"{mount}={volume}"];
 
         // At pair: the agent directory inside the very mount it is told to freeze.
         var onVolume = Path.Combine(live.MountPoint, "agent");
@@ -82,7 +82,7 @@ public sealed class AgentFreezeTests
         (await ProcessRunner.RunAsync("dotnet", Pair(elsewhere, live.MountPoint, "fs"))).AssertSuccess();
         var moved = Path.Combine(live.MountPoint, "agent-moved");
         (await ProcessRunner.RunAsync("cp", "-a", elsewhere, moved)).AssertSuccess();
-        var start = await ProcessRunner.RunAsync(TimeSpan.FromMinutes(2), "dotnet", ServerProcess.DllPath, "agent", "run", "--agent-dir", moved);
+        var start = await ProcessRunner.RunAsync(TimeSpan.FromMinutes(2), "dotnet", TidemarkBuild.DllPath, "agent", "run", "--agent-dir", moved);
 
         // At quiesce: the agent started with its directory on the host's own file system, then the
         // volume was bind-mounted over the directory that holds it (the mount table says so only now).
@@ -196,7 +196,7 @@ public sealed class AgentFreezeTests
         HostRequirements.RequireFileSystemStack();
         Assert.True(HostRequirements.FindOnPath("mkfs.xfs") is not null && HostRequirements.FindOnPath("xfs_db") is not null, "this machine cannot run the xfs test; missing xfsprogs (scripts/install-deps installs it)");
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), "4G");
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), "--store-capacity", "4G");
         using var client = server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("xfs", VolumeBytes));
         var export = await client.CreateExportAsync(new CreateExportRequest(Target: "xfs"));

@@ -73,7 +73,7 @@ public sealed class MailRecoveryConsoleTests(ITestOutputHelper output)
         var operatorSecret = (await client.CreateTokenAsync(new CreateTokenRequest("olga", TokenRoles.Operator))).Secret;
         var auditorSecret = (await client.CreateTokenAsync(new CreateTokenRequest("audrey", TokenRoles.Auditor))).Secret;
 
-        await using var browser = await ConsoleBrowser.StartAsync();
+        await using var browser = await ConsoleBrowser.StartAsync(patience: TimeSpan.FromMinutes(2));
         var page = await browser.SignInAsync(server.Http, operatorSecret);
         string into;
         try

@@ -36,8 +36,8 @@ public sealed class MailRecoveryDrTests(ITestOutputHelper output) : IDisposable
         await DovecotInstance.RequireAsync();
         using var temp = new TempDirectory();
         var primaryData = temp.Combine("primary");
-        var primary = await ServerProcess.StartAsync(primaryData, storeCapacity: "2G");
-        await using var dr = await ServerProcess.StartAsync(temp.Combine("dr"), storeCapacity: "2G");
+        var primary = await ServerProcess.StartAsync(primaryData, "--store-capacity", "2G");
+        await using var dr = await ServerProcess.StartAsync(temp.Combine("dr"), "--store-capacity", "2G");
         using var drClient = dr.Client();
         string withMessage;
         string afterDeletion;
@@ -142,7 +142,7 @@ public sealed class MailRecoveryDrTests(ITestOutputHelper output) : IDisposable
         Assert.DoesNotContain("tidemark-recover-", await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
 
         // The primary comes back: the next sync builds on the snapshot both sides still have.
-        await using var restarted = await ServerProcess.StartAsync(primaryData, storeCapacity: "2G");
+        await using var restarted = await ServerProcess.StartAsync(primaryData, "--store-capacity", "2G");
         using var again = restarted.Client();
         var third = await again.SyncReplicaAsync("mail");
         Assert.Null(third.LastError);
@@ -175,7 +175,7 @@ public sealed class MailRecoveryDrTests(ITestOutputHelper output) : IDisposable
             TimeSpan.FromSeconds(180),
             new Dictionary<string, string?> { [MailIndexCache.EnvironmentVariable] = _indexes },
             "dotnet",
-            [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
+            [TidemarkBuild.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
         output.WriteLine($"$ tidemark recover mail {string.Join(' ', arguments)} -> exit {result.ExitCode}\n{result.StandardError}");
         Assert.True(result.ExitCode == 0, $"tidemark recover mail {string.Join(' ', arguments)} exited with {result.ExitCode}\n{result.StandardOutput}\n{result.StandardError}");
         return JsonDocument.Parse(result.StandardOutput).RootElement;

@@ -136,7 +136,7 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         HostRequirements.RequireFileSystemStack();
         await DovecotInstance.RequireAsync();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), "--store-capacity", "2G");
         using var client = server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 128L << 20));
         var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mail"));
@@ -200,7 +200,7 @@ public sealed class MailRecoveryJobTests(ITestOutputHelper output)
         var result = await ProcessRunner.RunAsync(
             TimeSpan.FromSeconds(180),
             "dotnet",
-            [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
+            [TidemarkBuild.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
         output.WriteLine($"$ tidemark recover mail {string.Join(' ', arguments)} -> exit {result.ExitCode}\n{result.StandardError}");
         return result;
     }

@@ -334,7 +334,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
     public async Task RecoverMail_BadInput_Exit2BeforeTouchingAnyServer(string exitCode, string arguments, string message)
     {
         // Nothing listens on port 1: a command that got as far as a request would exit 3, not 2.
-        var result = await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), "dotnet", [ServerProcess.DllPath, "recover", "mail", .. arguments.Split(' '), "--server", "http://127.0.0.1:1/", "--token", "t"]);
+        var result = await ProcessRunner.RunAsync(TimeSpan.FromSeconds(60), "dotnet", [TidemarkBuild.DllPath, "recover", "mail", .. arguments.Split(' '), "--server", "http://127.0.0.1:1/", "--token", "t"]);
 
         Assert.True(result.ExitCode.ToString(CultureInfo.InvariantCulture) == exitCode, $"exit {result.ExitCode}\n{result.StandardError}");
         Assert.Contains(message, result.StandardError, StringComparison.Ordinal);
@@ -382,7 +382,7 @@ public sealed class MailRecoveryTests(ITestOutputHelper output) : IDisposable
                 [MailIndexCache.EnvironmentVariable] = _indexes,
             },
             "dotnet",
-            [ServerProcess.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
+            [TidemarkBuild.DllPath, "recover", "mail", .. arguments, "--json", "--server", server.Http.ToString(), "--token", server.Token]);
 
         // What the operator sees on stderr (steps and their times), for a reader of the test log.
         output.WriteLine($"$ tidemark recover mail {string.Join(' ', arguments)} -> exit {result.ExitCode}\n{result.StandardError}");

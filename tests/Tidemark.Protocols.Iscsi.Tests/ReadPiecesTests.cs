@@ -19,35 +19,15 @@ public sealed class ReadPiecesTests
 
     private static readonly IscsiLimits Limits = new() { ProtocolErrorLinger = TimeSpan.FromMilliseconds(200) };
 
-    private static byte[] Read16(ulong lba, uint blocks, byte flags = 0)
+    private static byte[] Read16(ulong lba, uint blocks, byte flags = 0) => PiecesSession.Cdb16(ScsiOpcode.Read16, lba, blocks, flags);
+
+    private static byte[] Pattern(int length, int seed) => PiecesSession.Pattern(length, seed);
+
+    private static Task<TestInitiator> LoginAsync(IscsiTargetCatalog catalog, bool digests, QueueWatch? watch = null)
     {
-        var cdb = new byte[16];
-        cdb[0] = ScsiOpcode.Read16;
-        cdb[1] = flags;
-        for (var i = 0; i < 8; i++)
-        {
-            cdb[2 + i] = (byte)(lba >> (56 - (8 * i)));
-        }
-
-        for (var i = 0; i < 4; i++)
-        {
-            cdb[10 + i] = (byte)(blocks >> (24 - (8 * i)));
-        }
-
-        return cdb;
-    }
-
-    private static byte[] Pattern(int length, int seed) => Enumerable.Range(0, length).Select(i => (byte)((i * 31) + (i >> 12) + seed)).ToArray();
-
-    private static async Task<TestInitiator> LoginAsync(IscsiTargetCatalog catalog, bool digests, QueueWatch? watch = null)
-    {
-        var initiator = new TestInitiator(catalog, Limits, watch is null ? null : watch.Wrap);
         var digest = digests ? "CRC32C" : "None";
-        await initiator.LoginAsync(Catalogs.Target, ("MaxRecvDataSegmentLength", SegmentBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        return PiecesSession.LoginAsync(catalog, Limits, watch is null ? null : watch.Wrap, ("MaxRecvDataSegmentLength", SegmentBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             ("MaxBurstLength", BurstBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("HeaderDigest", digest), ("DataDigest", digest));
-        initiator.HeaderDigest = digests;
-        initiator.DataDigest = digests;
-        return initiator;
     }
 
     /// <summary>Receives Data-In PDUs from <paramref name="first"/> on until one carries status, or a SCSI Response follows them.</summary>
@@ -210,48 +190,16 @@ public sealed class ReadPiecesTests
     }
 
     /// <summary>A device whose reads of any byte at or past <c>failFrom</c> fail with an I/O error.</summary>
-    private sealed class FailingReads(MemoryBlockDevice inner, long failFrom) : IBlockDevice
+    private sealed class FailingReads(MemoryBlockDevice inner, long failFrom) : ForwardingDevice(inner)
     {
-        public Guid Id => inner.Id;
-
-        public string Name => inner.Name;
-
-        public long SizeBytes => inner.SizeBytes;
-
-        public int LogicalBlockSizeBytes => inner.LogicalBlockSizeBytes;
-
-        public int AllocationUnitBytes => inner.AllocationUnitBytes;
-
-        public bool IsReadOnly => inner.IsReadOnly;
-
-        public event EventHandler? SizeChanged
-        {
-            add => inner.SizeChanged += value;
-            remove => inner.SizeChanged -= value;
-        }
-
-        public void Read(long offsetBytes, Span<byte> destination)
+        public override void Read(long offsetBytes, Span<byte> destination)
         {
             if (offsetBytes + destination.Length > failFrom)
             {
                 throw new StorageException(StorageError.IoError, "simulated read error");
             }
 
-            inner.Read(offsetBytes, destination);
+            base.Read(offsetBytes, destination);
         }
-
-        public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess) => inner.Write(offsetBytes, source, forceUnitAccess);
-
-        public void Flush() => inner.Flush();
-
-        public void Unmap(long offsetBytes, long lengthBytes) => inner.Unmap(offsetBytes, lengthBytes);
-
-        public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap) => inner.WriteZeroes(offsetBytes, lengthBytes, mayUnmap);
-
-        public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess) =>
-            inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
-
-        public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) =>
-            inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
     }
 }

@@ -17,33 +17,19 @@ public sealed class WritePiecesTests
 
     private static readonly IscsiLimits Limits = new() { WritePieceBytes = PieceBytes, ProtocolErrorLinger = TimeSpan.FromMilliseconds(200) };
 
-    private static byte[] Write16(ulong lba, uint blocks, byte flags = 0)
-    {
-        var cdb = new byte[16];
-        cdb[0] = ScsiOpcode.Write16;
-        cdb[1] = flags;
-        for (var i = 0; i < 8; i++)
-        {
-            cdb[2 + i] = (byte)(lba >> (56 - (8 * i)));
-        }
+    private static byte[] Write16(ulong lba, uint blocks, byte flags = 0) => PiecesSession.Cdb16(ScsiOpcode.Write16, lba, blocks, flags);
 
-        for (var i = 0; i < 4; i++)
-        {
-            cdb[10 + i] = (byte)(blocks >> (24 - (8 * i)));
-        }
+    private static byte[] Pattern(int length) => PiecesSession.Pattern(length);
 
-        return cdb;
-    }
-
-    private static byte[] Pattern(int length) => Enumerable.Range(0, length).Select(i => (byte)((i * 31) + (i >> 12))).ToArray();
+    private static Task<TestInitiator> LoginAsync(IscsiTargetCatalog catalog, params (string Key, string Value)[] keys) =>
+        PiecesSession.LoginAsync(catalog, Limits, null, [("InitialR2T", "Yes"), ("ImmediateData", "No"), .. keys]);
 
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task FourMiBWrite_HoldsOnePiece_AndLandsWhole(bool fua)
     {
-        await using var initiator = new TestInitiator(Catalogs.Create(out var device), Limits);
-        await initiator.LoginAsync(Catalogs.Target, ("InitialR2T", "Yes"), ("ImmediateData", "No"), ("MaxBurstLength", "1048576"));
+        await using var initiator = await LoginAsync(Catalogs.Create(out var device), ("MaxBurstLength", "1048576"));
         var data = Pattern(4 << 20);
         var reply = await initiator.CommandAsync(Write16(2048, (uint)(data.Length / 512), fua ? (byte)0x08 : (byte)0), (uint)data.Length, read: false, write: true, itt: 0x40);
         var held = initiator.Connection.BufferedWriteBytes;
@@ -62,8 +48,7 @@ public sealed class WritePiecesTests
     [Fact]
     public async Task WritePastTheEnd_IsRefusedWithLbaOutOfRange_AndWritesNothing()
     {
-        await using var initiator = new TestInitiator(Catalogs.Create(out var device), Limits);
-        await initiator.LoginAsync(Catalogs.Target, ("InitialR2T", "Yes"), ("ImmediateData", "No"));
+        await using var initiator = await LoginAsync(Catalogs.Create(out var device));
         var data = Pattern(1 << 20);
 
         // 16 MiB device: the first 512 KiB are in range, the rest is not; a piece-by-piece write
@@ -83,8 +68,7 @@ public sealed class WritePiecesTests
     [Fact]
     public async Task DataOutOutOfOrder_InAWriteInPieces_IsRejected()
     {
-        await using var initiator = new TestInitiator(Catalogs.Create(out _), Limits);
-        await initiator.LoginAsync(Catalogs.Target, ("InitialR2T", "Yes"), ("ImmediateData", "No"));
+        await using var initiator = await LoginAsync(Catalogs.Create(out _));
         var reply = await initiator.CommandAsync(Write16(0, 2048), 1 << 20, read: false, write: true, itt: 0x42);
         Assert.True(ReadyToTransferPdu.TryRead(reply.Header, out var r2t));
 
@@ -114,9 +98,7 @@ public sealed class WritePiecesTests
         // The test pipe pauses its writer at 64 KiB that the target has not consumed: a target that
         // waited for the whole 256 KiB PDU in its input would never see the end of it (the writer
         // would wait forever). Taking the data segment through the payload feature consumes it as it comes.
-        await using var initiator = new TestInitiator(Catalogs.Create(out var device), Limits);
-        await initiator.LoginAsync(Catalogs.Target, ("InitialR2T", "Yes"), ("ImmediateData", "No"), ("DataDigest", dataDigest ? "CRC32C" : "None"));
-        initiator.DataDigest = dataDigest;
+        await using var initiator = await LoginAsync(Catalogs.Create(out var device), ("DataDigest", dataDigest ? "CRC32C" : "None"));
         var data = Pattern(256 << 10);
         var reply = await initiator.CommandAsync(Write16(64, (uint)(data.Length / 512)), (uint)data.Length, read: false, write: true, itt: 0x43);
         Assert.True(ReadyToTransferPdu.TryRead(reply.Header, out var r2t));

@@ -9,6 +9,7 @@ using SmtpServer.Mail;
 using SmtpServer.Protocol;
 using SmtpServer.Storage;
 using Tidemark.Recovery.Mail;
+using Tidemark.TestKit;
 
 namespace Tidemark.Recovery.Tests;
 
@@ -104,7 +105,7 @@ public sealed class MailDeliveryTests : IDisposable
     [Fact]
     public async Task Smtp_NothingListening_UnreachableWithTheOptionToCheck()
     {
-        var port = FreePort();
+        var port = FreePort.Find();
         var sender = new SmtpSender("127.0.0.1", port, SecureSocketOptions.None, "admin@example.com", "recovery@example.com", null, TextWriter.Null);
 
         var error = await Assert.ThrowsAsync<RecoveryException>(() => sender.SendAsync([Message("a", "Subject: a\n\na\n")], "mail@monday", default));
@@ -166,13 +167,6 @@ public sealed class MailDeliveryTests : IDisposable
         return messages;
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     /// <summary>An SMTP server (the SmtpServer package) on a loopback port that keeps what it receives.</summary>
     private sealed class SmtpSink : MessageStore, IDisposable
     {
@@ -187,7 +181,7 @@ public sealed class MailDeliveryTests : IDisposable
 
         public static async Task<SmtpSink> StartAsync(string? refuse = null)
         {
-            var sink = new SmtpSink { Port = FreePort() };
+            var sink = new SmtpSink { Port = FreePort.Find() };
             var options = new SmtpServerOptionsBuilder()
                 .ServerName("sink.test")
                 .Endpoint(b => b.Endpoint(new IPEndPoint(IPAddress.Loopback, sink.Port)))

@@ -1,4 +1,5 @@
 using Tidemark.Engine;
+using Tidemark.TestKit;
 
 namespace Tidemark.Replication.Tests;
 
@@ -133,32 +134,14 @@ public sealed class HashScanTests : IDisposable
         return _pool.OpenSnapshot($"{volume}@{name}");
     }
 
-    /// <summary>A snapshot device whose read at <c>failAt</c> fails as a broken disk would.</summary>
-    private sealed class FailingDevice(IBlockDevice inner, long failAt) : IBlockDevice
+    /// <summary>A snapshot device (read-only, as its inner one) whose read at <c>failAt</c> fails as a broken disk would.</summary>
+    private sealed class FailingDevice(IBlockDevice inner, long failAt) : ForwardingDevice(inner)
     {
         private int _reads;
 
-        public event EventHandler? SizeChanged
-        {
-            add => inner.SizeChanged += value;
-            remove => inner.SizeChanged -= value;
-        }
-
         public int Reads => _reads;
 
-        public Guid Id => inner.Id;
-
-        public string Name => inner.Name;
-
-        public long SizeBytes => inner.SizeBytes;
-
-        public int LogicalBlockSizeBytes => inner.LogicalBlockSizeBytes;
-
-        public int AllocationUnitBytes => inner.AllocationUnitBytes;
-
-        public bool IsReadOnly => true;
-
-        public void Read(long offsetBytes, Span<byte> destination)
+        public override void Read(long offsetBytes, Span<byte> destination)
         {
             Interlocked.Increment(ref _reads);
             if (offsetBytes == failAt)
@@ -166,21 +149,7 @@ public sealed class HashScanTests : IDisposable
                 throw new StorageException(StorageError.IoError, "the disk failed");
             }
 
-            inner.Read(offsetBytes, destination);
+            base.Read(offsetBytes, destination);
         }
-
-        public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess) => throw new NotSupportedException();
-
-        public void Flush()
-        {
-        }
-
-        public void Unmap(long offsetBytes, long lengthBytes) => throw new NotSupportedException();
-
-        public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap) => throw new NotSupportedException();
-
-        public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess) => throw new NotSupportedException();
-
-        public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) => inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
     }
 }

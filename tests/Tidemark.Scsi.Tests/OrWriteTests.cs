@@ -1,3 +1,5 @@
+using Tidemark.TestKit;
+
 namespace Tidemark.Scsi.Tests;
 
 public sealed class OrWriteTests

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Tidemark.TestKit;
 
 namespace Tidemark.Scsi.Tests;
 

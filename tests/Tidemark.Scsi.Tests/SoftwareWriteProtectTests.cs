@@ -39,7 +39,7 @@ public sealed class SoftwareWriteProtectTests
     [Fact]
     public void Swp_DeviceCannotHoldIt_KeptOnTheUnit()
     {
-        var h = new ScsiHarness(device: new ForwardingDevice(new Tidemark.TestKit.MemoryBlockDevice(16L << 20)));
+        var h = new ScsiHarness(device: new Tidemark.TestKit.ForwardingDevice(new Tidemark.TestKit.MemoryBlockDevice(16L << 20)));
 
         Assert.True(ModeSelect(h, ControlPageList(swp: true)).IsGood);
 

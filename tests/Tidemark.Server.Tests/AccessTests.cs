@@ -6,23 +6,11 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>Who can read the data on disk, and where the API may create or open stores.</summary>
-public sealed class AccessTests : IAsyncLifetime
+public sealed class AccessTests : ServerTest
 {
     private const UnixFileMode GroupOrOther = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
         | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
 
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    private string Data => _temp.Combine("data");
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(Data);
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
 
     [Fact]
     public void FirstStart_DataDirectoryAndEverythingInIt_AreTheOwnersOnly()
@@ -39,23 +27,23 @@ public sealed class AccessTests : IAsyncLifetime
     [Fact]
     public async Task Restart_LoosenedModes_AreWarnedAboutAndFixed()
     {
-        await _server.StopAsync();
+        await Server.StopAsync();
         var store = Directory.EnumerateFiles(Path.Combine(Data, "pool"), "store-*").First();
         var meta = Path.Combine(Data, "pool", "meta", "IDENTITY"); // RocksDB keeps this one file as it is across opens
         File.SetUnixFileMode(Data, (UnixFileMode)Convert.ToInt32("755", 8));
         File.SetUnixFileMode(store, (UnixFileMode)Convert.ToInt32("644", 8));
         File.SetUnixFileMode(meta, (UnixFileMode)Convert.ToInt32("644", 8));
 
-        await _server.DisposeAsync();
-        _server = await ServerProcess.StartAsync(Data);
-        using var client = _server.Client();
+        await Server.DisposeAsync();
+        Server = await ServerProcess.StartAsync(Data);
+        using var client = Server.Client();
         var events = await client.ListEventsAsync(kind: "server.permissions");
 
         Assert.Equal((UnixFileMode)Convert.ToInt32("700", 8), File.GetUnixFileMode(Data));
         Assert.Equal((UnixFileMode)Convert.ToInt32("600", 8), File.GetUnixFileMode(store));
         Assert.Equal((UnixFileMode)Convert.ToInt32("600", 8), File.GetUnixFileMode(meta));
         Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Data, "*", SearchOption.AllDirectories), p => (File.GetUnixFileMode(p) & GroupOrOther) != 0);
-        Assert.Contains("readable by other users", _server.Log, StringComparison.Ordinal);
+        Assert.Contains("readable by other users", Server.Log, StringComparison.Ordinal);
         Assert.Contains(store, Assert.Single(events).Message, StringComparison.Ordinal);
     }
 
@@ -69,8 +57,8 @@ public sealed class AccessTests : IAsyncLifetime
     [InlineData("no-such-dir/store.dat", HttpStatusCode.BadRequest, "does not exist")]
     public async Task AddStore_HostilePath_IsAClearProblem(string path, HttpStatusCode status, string says)
     {
-        using var http = new HttpClient { BaseAddress = _server.Http };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        using var http = new HttpClient { BaseAddress = Server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Server.Token);
 
         using var response = await http.PostAsJsonAsync("api/v1/pool/stores", new AddStoreRequest(path, 1 << 20), ApiJson.Options);
         var problem = await response.Content.ReadFromJsonAsync<ProblemDto>(ApiJson.Options);
@@ -84,7 +72,7 @@ public sealed class AccessTests : IAsyncLifetime
     [Fact]
     public async Task AddStore_RelativePath_IsCreatedUnderTheDataDirectory()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
 
         var pool = await client.AddStoreAsync(new AddStoreRequest("extra-store.dat", 1 << 20));
 

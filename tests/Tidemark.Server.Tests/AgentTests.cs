@@ -15,23 +15,12 @@ namespace Tidemark.Server.Tests;
 /// refusals, and what a snapshot does when an agent cannot quiesce (down, unpaired, nothing to
 /// quiesce). Freezing a real file system is in the interop tests (Tidemark.Interop.Tests, AgentFreezeTests).
 /// </summary>
-public sealed class AgentTests : IAsyncLifetime
+public sealed class AgentTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
     [Fact]
     public async Task ConsistentSnapshot_AgentDown_SkipTakesNothingAndCrashFallbackIsLabelled()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
         await client.AddHostAsync(new AddHostRequest("db1", $"127.0.0.1:{ClosedPort()}", new string('a', 64)));
 
@@ -62,7 +51,7 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task Verify_AgentDownOrNothingDeclared_NotChecked_ViewAndExportDeleted_RecordedAndCounted()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
         await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
@@ -80,11 +69,11 @@ public sealed class AgentTests : IAsyncLifetime
         var volumes = await client.ListVolumesAsync();
         var exports = await client.ListExportsAsync();
         var events = await client.ListEventsAsync();
-        using var http = new HttpClient { BaseAddress = _server.Http };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        using var http = new HttpClient { BaseAddress = Server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Server.Token);
         var metrics = PrometheusExposition.Parse(await http.GetStringAsync("metrics"));
-        var cli = await CliProcess.RunAsync("snapshot", "list", "db", "--data", _server.DataDirectory);
-        var cliVerify = await CliProcess.RunAsync("snapshot", "verify", "db@s", "--data", _server.DataDirectory);
+        var cli = await CliProcess.RunAsync("snapshot", "list", "db", "--data", Server.DataDirectory);
+        var cliVerify = await CliProcess.RunAsync("snapshot", "verify", "db@s", "--data", Server.DataDirectory);
 
         Assert.Equal(VerifyResultDto.NotChecked, nothing.Verification?.Verdict);
         Assert.Contains("nothing on host db1 is declared on volume db", nothing.Verification!.Reason, StringComparison.Ordinal);
@@ -110,7 +99,7 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task GroupVerify_OneRequestForTheCut_VerdictOnEveryMember_ViewsDeleted_PolicyOnGroupToo()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
         await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
         await client.CreateVolumeAsync(new CreateVolumeRequest("data", 64 << 20));
@@ -126,7 +115,7 @@ public sealed class AgentTests : IAsyncLifetime
         var policy = await client.RunPolicyAsync("app");
         var wal = await client.ListSnapshotsAsync("wal");
         var volumes = await client.ListVolumesAsync();
-        var cli = await CliProcess.RunAsync("group", "verify", "pg", "g1", "--host", "db1", "--data", _server.DataDirectory);
+        var cli = await CliProcess.RunAsync("group", "verify", "pg", "g1", "--host", "db1", "--data", Server.DataDirectory);
 
         // The agent was asked once, for both members: its answer names both volumes.
         Assert.Equal(["data@g1", "wal@g1"], verified.Select(s => s.Address));
@@ -145,7 +134,7 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task PolicyVerify_FirstHostDown_AsksTheNextHost()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
         await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
@@ -167,7 +156,7 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task Restart_VerificationViewLeftByKilledServer_DeletedWithItsExportAndAnEvent()
     {
-        using (var client = _server.Client())
+        using (var client = Server.Client())
         {
             await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
             await client.CreateSnapshotAsync("db", "s");
@@ -177,10 +166,10 @@ public sealed class AgentTests : IAsyncLifetime
         }
 
         // Killed as in the middle of a verification: nothing deleted the view or its export.
-        await _server.KillAsync();
-        await _server.DisposeAsync();
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var restarted = _server.Client();
+        await Server.KillAsync();
+        await Server.DisposeAsync();
+        Server = await ServerProcess.StartAsync(Data);
+        using var restarted = Server.Client();
         var volumes = await restarted.ListVolumesAsync();
         var exports = await restarted.ListExportsAsync();
         var events = await restarted.ListEventsAsync();
@@ -194,7 +183,7 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task Agent_PairedServer_ReportsMounts_AndRefusesToQuiesceWhatItDoesNotHold()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
         await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
@@ -219,7 +208,7 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task Agent_UnpairedServer_IsRefusedWithItsFingerprint()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
         await using var agent = await StartAgentAsync(new string('b', 64));
         await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
@@ -237,7 +226,7 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task HostAdd_BadInput_RefusedAndHostUsedByPolicyCannotBeRemoved()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
 
@@ -267,9 +256,9 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task Cli_HostAndSnapshotList_ShowConsistency()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
-        var data = _server.DataDirectory;
+        var data = Server.DataDirectory;
 
         var added = (await CliProcess.RunAsync("host", "add", "db1", $"127.0.0.1:{ClosedPort()}", "--fingerprint", new string('d', 64), "--data", data)).AssertSuccess();
         var skipped = await CliProcess.RunAsync("snapshot", "create", "db", "--name", "s1", "--consistent", "db1", "--data", data);
@@ -288,9 +277,9 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task ScriptHooks_RunAroundTheCut_OutputInEventsAndFailuresAbortWithTheirOutput()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
-        var marks = _temp.Combine("marks");
+        var marks = Temp.Combine("marks");
         await using var agent = await StartAgentAsync(
             identity.Fingerprint,
             [],
@@ -325,8 +314,8 @@ public sealed class AgentTests : IAsyncLifetime
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var self = new CertificateRequest("CN=impatient-server", key, HashAlgorithmName.SHA256).CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
         using var certificate = X509CertificateLoader.LoadPkcs12(self.Export(X509ContentType.Pkcs12), null);
-        var marks = _temp.Combine("marks");
-        var directory = _temp.Combine("agent-slow");
+        var marks = Temp.Combine("marks");
+        var directory = Temp.Combine("agent-slow");
         new AgentConfig
         {
             Name = "db1",
@@ -373,11 +362,11 @@ public sealed class AgentTests : IAsyncLifetime
     [Fact]
     public async Task Start_JournalOfAKilledRun_OwedPostHookRuns_UnrestorablePostfixHoldKeptWithReason_StartNotBlocked_ServerRecordsEvents()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var identity = await client.GetIdentityAsync();
-        var marks = _temp.Combine("marks-recovery");
-        var directory = _temp.Combine("agent-killed");
-        var gonePostfix = _temp.Combine("no-such-postfix");
+        var marks = Temp.Combine("marks-recovery");
+        var directory = Temp.Combine("agent-killed");
+        var gonePostfix = Temp.Combine("no-such-postfix");
         new AgentConfig
         {
             Name = "db1",
@@ -431,9 +420,9 @@ public sealed class AgentTests : IAsyncLifetime
     public async Task Cli_AgentPairMail_BadInput_ClearErrorExit2_NothingWritten()
     {
         var fingerprint = new string('e', 64);
-        var paired = _temp.Combine("agent-paired");
-        var root = System.IO.Directory.CreateDirectory(_temp.Combine("mailroot")).FullName;
-        var noPostfix = System.IO.Directory.CreateDirectory(_temp.Combine("not-postfix")).FullName;
+        var paired = Temp.Combine("agent-paired");
+        var root = System.IO.Directory.CreateDirectory(Temp.Combine("mailroot")).FullName;
+        var noPostfix = System.IO.Directory.CreateDirectory(Temp.Combine("not-postfix")).FullName;
         (await CliProcess.RunAsync("agent", "pair", "--agent-dir", paired, "--server-fingerprint", fingerprint, "--listen", "127.0.0.1:0", "--mount", $"{root}=mail")).AssertSuccess();
         var before = await File.ReadAllTextAsync(AgentConfig.PathIn(paired));
         (string Mail, string Says)[] cases =
@@ -449,7 +438,7 @@ public sealed class AgentTests : IAsyncLifetime
 
         foreach (var (mail, says) in cases)
         {
-            var fresh = _temp.Combine($"agent-fresh-{Guid.NewGuid():N}");
+            var fresh = Temp.Combine($"agent-fresh-{Guid.NewGuid():N}");
             var onPaired = await CliProcess.RunAsync("agent", "pair", "--agent-dir", paired, "--server-fingerprint", fingerprint, "--mail", mail);
             var onFresh = await CliProcess.RunAsync("agent", "pair", "--agent-dir", fresh, "--server-fingerprint", fingerprint, "--mail", mail);
 
@@ -466,7 +455,7 @@ public sealed class AgentTests : IAsyncLifetime
 
     private async Task<AgentHost> StartAgentAsync(string serverFingerprint, IReadOnlyList<AgentMountEntry> mounts, IReadOnlyList<AgentScriptEntry> scripts)
     {
-        var directory = _temp.Combine($"agent-{Guid.NewGuid():N}");
+        var directory = Temp.Combine($"agent-{Guid.NewGuid():N}");
         new AgentConfig
         {
             Name = "db1",

@@ -8,24 +8,8 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>The REST API of a real `tidemark serve` process, through the typed client and raw HTTP.</summary>
-public sealed class ApiTests : IAsyncLifetime
+public sealed class ApiTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-    private TidemarkClient _client = null!;
-
-    public async Task InitializeAsync()
-    {
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        _client = _server.Client();
-    }
-
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
 
     [Theory]
     [InlineData(null)]
@@ -33,7 +17,7 @@ public sealed class ApiTests : IAsyncLifetime
     [InlineData("Basic dXNlcjpwYXNz")]
     public async Task AnyRequest_WithoutValidToken_Returns401Problem(string? authorization)
     {
-        using var http = new HttpClient { BaseAddress = _server.Http };
+        using var http = new HttpClient { BaseAddress = Server.Http };
         using var request = new HttpRequestMessage(HttpMethod.Get, "api/v1/volumes");
         if (authorization is not null)
         {
@@ -52,7 +36,7 @@ public sealed class ApiTests : IAsyncLifetime
     [Fact]
     public async Task OpenApiDocument_WithoutToken_Returns401()
     {
-        using var http = new HttpClient { BaseAddress = _server.Http };
+        using var http = new HttpClient { BaseAddress = Server.Http };
 
         using var response = await http.GetAsync("openapi/v1.json");
 
@@ -92,19 +76,19 @@ public sealed class ApiTests : IAsyncLifetime
         var problem = await ReadProblemAsync(response);
         Assert.Equal(code, problem.Code);
         Assert.False(string.IsNullOrWhiteSpace(problem.Detail));
-        Assert.Empty(await _client.ListVolumesAsync());
+        Assert.Empty(await Client.ListVolumesAsync());
     }
 
     [Fact]
     public async Task StorageErrors_ThroughTypedClient_MapToStatusAndStableCode()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
 
-        var duplicate = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20)));
-        var missing = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.GetVolumeAsync("nope"));
-        var missingSnapshot = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.GetSnapshotAsync("db@nope"));
-        var shrink = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.ResizeVolumeAsync("db", 1 << 20));
-        var badLimit = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DiffAsync("db", "nope", limit: 0));
+        var duplicate = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20)));
+        var missing = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.GetVolumeAsync("nope"));
+        var missingSnapshot = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.GetSnapshotAsync("db@nope"));
+        var shrink = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.ResizeVolumeAsync("db", 1 << 20));
+        var badLimit = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DiffAsync("db", "nope", limit: 0));
 
         Assert.Equal((HttpStatusCode.Conflict, "already-exists"), (duplicate.Status, duplicate.Code));
         Assert.Equal((HttpStatusCode.NotFound, "not-found"), (missing.Status, missing.Code));
@@ -112,7 +96,7 @@ public sealed class ApiTests : IAsyncLifetime
         Assert.Equal((HttpStatusCode.NotFound, "not-found"), (missingSnapshot.Status, missingSnapshot.Code));
         Assert.Equal((HttpStatusCode.BadRequest, "invalid-argument"), (shrink.Status, shrink.Code));
         Assert.Equal((HttpStatusCode.BadRequest, "invalid-argument"), (badLimit.Status, badLimit.Code));
-        Assert.Equal(16 << 20, (await _client.GetVolumeAsync("db")).SizeBytes);
+        Assert.Equal(16 << 20, (await Client.GetVolumeAsync("db")).SizeBytes);
     }
 
     [Fact]
@@ -129,14 +113,14 @@ public sealed class ApiTests : IAsyncLifetime
     [Fact]
     public async Task VolumeLifecycle_CreateResizeSnapshotHoldDelete_FollowsEngineRules()
     {
-        var created = await _client.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20, 4096));
-        var resized = await _client.ResizeVolumeAsync("mail", 128 << 20);
-        var snapshot = await _client.CreateSnapshotAsync("mail", "monday");
-        var held = await _client.HoldSnapshotAsync("mail@monday", new HoldRequest(Reason: "audit"));
-        var deleteHeld = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteSnapshotAsync("mail@monday"));
-        var released = await _client.ReleaseHoldAsync("mail@monday");
-        var usage = await _client.GetSnapshotUsageAsync("mail@monday");
-        await _client.DeleteSnapshotAsync("mail@monday");
+        var created = await Client.CreateVolumeAsync(new CreateVolumeRequest("mail", 64 << 20, 4096));
+        var resized = await Client.ResizeVolumeAsync("mail", 128 << 20);
+        var snapshot = await Client.CreateSnapshotAsync("mail", "monday");
+        var held = await Client.HoldSnapshotAsync("mail@monday", new HoldRequest(Reason: "audit"));
+        var deleteHeld = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteSnapshotAsync("mail@monday"));
+        var released = await Client.ReleaseHoldAsync("mail@monday");
+        var usage = await Client.GetSnapshotUsageAsync("mail@monday");
+        await Client.DeleteSnapshotAsync("mail@monday");
 
         Assert.Equal(("volume", 4096, 64L << 20), (created.Kind, created.LogicalBlockSizeBytes, created.SizeBytes));
         Assert.Equal(128L << 20, resized.SizeBytes);
@@ -146,19 +130,19 @@ public sealed class ApiTests : IAsyncLifetime
         Assert.Equal((HttpStatusCode.Conflict, "held"), (deleteHeld.Status, deleteHeld.Code));
         Assert.False(released.Held);
         Assert.Equal(0, usage.UniqueBytes);
-        Assert.Empty(await _client.ListSnapshotsAsync("mail"));
+        Assert.Empty(await Client.ListSnapshotsAsync("mail"));
     }
 
     [Fact]
     public async Task HoldSnapshot_Dated_IsHeldAndCannotBeReleasedEarly()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("legal", 8 << 20));
-        await _client.CreateSnapshotAsync("legal", "case-1");
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("legal", 8 << 20));
+        await Client.CreateSnapshotAsync("legal", "case-1");
         var until = DateTimeOffset.UtcNow.AddYears(1);
 
-        var held = await _client.HoldSnapshotAsync("legal@case-1", new HoldRequest(until, "litigation"));
-        var released = await _client.ReleaseHoldAsync("legal@case-1");
-        var delete = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteSnapshotAsync("legal@case-1"));
+        var held = await Client.HoldSnapshotAsync("legal@case-1", new HoldRequest(until, "litigation"));
+        var released = await Client.ReleaseHoldAsync("legal@case-1");
+        var delete = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteSnapshotAsync("legal@case-1"));
 
         Assert.Equal((true, false), (held.Held, held.HeldUntilReleased));
         Assert.True(released.Held);
@@ -169,61 +153,61 @@ public sealed class ApiTests : IAsyncLifetime
     [Fact]
     public async Task Groups_CreateSnapshotDelete_SnapshotsEveryMember()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("data", 8 << 20));
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("log", 8 << 20));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("data", 8 << 20));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("log", 8 << 20));
 
-        var group = await _client.CreateGroupAsync(new CreateGroupRequest("app", ["data", "log"]));
-        var snapshots = await _client.SnapshotGroupAsync("app", "nightly");
-        var listed = await _client.ListGroupsAsync();
-        await _client.DeleteGroupAsync("app");
+        var group = await Client.CreateGroupAsync(new CreateGroupRequest("app", ["data", "log"]));
+        var snapshots = await Client.SnapshotGroupAsync("app", "nightly");
+        var listed = await Client.ListGroupsAsync();
+        await Client.DeleteGroupAsync("app");
 
         Assert.Equal(["data", "log"], group.Volumes);
         Assert.Equal(["data@nightly", "log@nightly"], snapshots.Select(s => s.Address).Order(StringComparer.Ordinal));
         Assert.Single(listed);
-        Assert.Empty(await _client.ListGroupsAsync());
-        Assert.Single(await _client.ListSnapshotsAsync("log"));
+        Assert.Empty(await Client.ListGroupsAsync());
+        Assert.Single(await Client.ListSnapshotsAsync("log"));
     }
 
     [Fact]
     public async Task DeleteVolume_WhileExported_Returns409UntilExportRemoved()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("busy", 8 << 20));
-        await _client.CreateExportAsync(new CreateExportRequest("busy"));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("busy", 8 << 20));
+        await Client.CreateExportAsync(new CreateExportRequest("busy"));
 
-        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteVolumeAsync("busy"));
-        await _client.DeleteExportAsync("busy");
-        await _client.DeleteVolumeAsync("busy");
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteVolumeAsync("busy"));
+        await Client.DeleteExportAsync("busy");
+        await Client.DeleteVolumeAsync("busy");
 
         Assert.Equal((HttpStatusCode.Conflict, "busy"), (refused.Status, refused.Code));
         Assert.Contains("export remove busy", refused.Message, StringComparison.Ordinal);
-        Assert.Empty(await _client.ListVolumesAsync());
+        Assert.Empty(await Client.ListVolumesAsync());
     }
 
     [Fact]
     public async Task CreateExport_BadTargets_ReturnProblems()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("v", 8 << 20));
-        await _client.CreateExportAsync(new CreateExportRequest("v"));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("v", 8 << 20));
+        await Client.CreateExportAsync(new CreateExportRequest("v"));
 
-        var missing = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.CreateExportAsync(new CreateExportRequest("ghost")));
-        var duplicate = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.CreateExportAsync(new CreateExportRequest("v")));
-        var protocol = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.CreateExportAsync(new CreateExportRequest("v", "v2", "smb")));
-        var unknown = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteExportAsync("ghost"));
+        var missing = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.CreateExportAsync(new CreateExportRequest("ghost")));
+        var duplicate = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.CreateExportAsync(new CreateExportRequest("v")));
+        var protocol = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.CreateExportAsync(new CreateExportRequest("v", "v2", "smb")));
+        var unknown = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteExportAsync("ghost"));
 
         Assert.Equal("not-found", missing.Code);
         Assert.Equal("already-exists", duplicate.Code);
         Assert.Equal("unsupported", protocol.Code);
         Assert.Equal(HttpStatusCode.NotFound, unknown.Status);
-        Assert.Single(await _client.ListExportsAsync());
+        Assert.Single(await Client.ListExportsAsync());
     }
 
     [Fact]
     public async Task Verify_FreshPool_IsClean()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("v", 8 << 20));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("v", 8 << 20));
 
-        var report = await _client.VerifyAsync();
-        var pool = await _client.GetPoolAsync();
+        var report = await Client.VerifyAsync();
+        var pool = await Client.GetPoolAsync();
 
         Assert.True(report.Clean, string.Join("; ", report.Problems));
         Assert.Equal(1L << 30, Assert.Single(pool.Stores).CapacityBytes);
@@ -234,10 +218,10 @@ public sealed class ApiTests : IAsyncLifetime
     [Fact]
     public async Task AddStore_NewFile_GrowsPoolCapacity()
     {
-        var before = await _client.GetPoolAsync();
+        var before = await Client.GetPoolAsync();
 
-        var after = await _client.AddStoreAsync(new AddStoreRequest(_temp.Combine("store-1.dat"), 256 << 20));
-        var again = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.AddStoreAsync(new AddStoreRequest(_temp.Combine("store-1.dat"), 256 << 20)));
+        var after = await Client.AddStoreAsync(new AddStoreRequest(Temp.Combine("store-1.dat"), 256 << 20));
+        var again = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.AddStoreAsync(new AddStoreRequest(Temp.Combine("store-1.dat"), 256 << 20)));
 
         Assert.Equal(2, after.Stores.Count);
         Assert.True(after.CapacityBytes > before.CapacityBytes + (255 << 20));
@@ -249,8 +233,8 @@ public sealed class ApiTests : IAsyncLifetime
 
     private HttpClient Authorized()
     {
-        var http = new HttpClient { BaseAddress = _server.Http };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _server.Token);
+        var http = new HttpClient { BaseAddress = Server.Http };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Server.Token);
         return http;
     }
 }

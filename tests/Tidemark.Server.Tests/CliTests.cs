@@ -5,21 +5,8 @@ using Tidemark.Server.Tests.Infrastructure;
 namespace Tidemark.Server.Tests;
 
 /// <summary>The built `tidemark` CLI as a process against a real server, found through --data.</summary>
-public sealed class CliTests : IAsyncLifetime
+public sealed class CliTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    private string Data => _server.DataDirectory;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
-
     [Fact]
     public async Task Cli_VolumeSnapshotViewDiffRollback_EndToEndSucceeds()
     {
@@ -87,9 +74,9 @@ public sealed class CliTests : IAsyncLifetime
     [Fact]
     public async Task Cli_EnvironmentVariables_FindServerAndToken()
     {
-        var environment = new Dictionary<string, string?> { ["TIDEMARK_SERVER"] = _server.Http.ToString(), ["TIDEMARK_TOKEN"] = _server.Token };
+        var environment = new Dictionary<string, string?> { ["TIDEMARK_SERVER"] = Server.Http.ToString(), ["TIDEMARK_TOKEN"] = Server.Token };
 
-        var result = await CliProcess.RunAsync(environment, "volume", "list", "--data", _temp.Combine("nowhere"), "--json");
+        var result = await CliProcess.RunAsync(environment, "volume", "list", "--data", Temp.Combine("nowhere"), "--json");
 
         result.AssertSuccess();
         Assert.Equal("[]", result.StandardOutput.Trim());
@@ -107,7 +94,7 @@ public sealed class CliTests : IAsyncLifetime
     [Fact]
     public async Task Cli_NoTokenAnywhere_ExitsWithHowToFix()
     {
-        var result = await CliProcess.RunAsync("volume", "list", "--data", _temp.Combine("empty"));
+        var result = await CliProcess.RunAsync("volume", "list", "--data", Temp.Combine("empty"));
 
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("--token", result.StandardError, StringComparison.Ordinal);

@@ -14,7 +14,7 @@ namespace Tidemark.Server.Tests;
 /// TIDEMARK_LONG=1 holds 9,000 per listener with the caps above them (the process's descriptor
 /// limit, 20,000 here, bounds the count; see docs/BENCHMARKS.md for the 20,000 run).
 /// </summary>
-public sealed class ConnectionFloodTests : IAsyncLifetime
+public sealed class ConnectionFloodTests : ServerTest
 {
     private static readonly bool Long = Environment.GetEnvironmentVariable("TIDEMARK_LONG") == "1";
     private static readonly int Flood = Long ? 9_000 : 500;
@@ -24,36 +24,28 @@ public sealed class ConnectionFloodTests : IAsyncLifetime
     // attacker's connections come from another host than the application server's.
     private static readonly IPAddress Attacker = IPAddress.Parse("127.0.0.2");
 
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync() => _server = await ServerProcess.StartAsync(
-        _temp.Combine("data"),
+    private protected override string[] ServerArguments =>
+    [
         "--handshake-timeout", Long ? "30s" : "8s",
         "--max-connections", "25000",
-        "--max-connections-per-source", PerSource.ToString(CultureInfo.InvariantCulture));
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
+        "--max-connections-per-source", PerSource.ToString(CultureInfo.InvariantCulture),
+    ];
 
     [Fact]
     public async Task IdleFlood_CostsNoThreads_IsCappedAndTimedOut_WhileARealClientIsServed()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         var nbd = await client.CreateExportAsync(new CreateExportRequest("mail", "mail", "nbd"));
         var iscsi = await client.CreateExportAsync(new CreateExportRequest("mail", "mail-iscsi", "iscsi"));
         await ServeAsync(nbd.Url!, iscsi.Luns![0].Url!, 0x31);
-        var threadsBefore = Threads(_server.Pid);
+        var threadsBefore = Threads(Server.Pid);
 
         var held = new List<Socket>();
         try
         {
-            held.AddRange(await ConnectIdleAsync(IPEndPoint.Parse(_server.Nbd), Flood));
-            held.AddRange(await ConnectIdleAsync(IPEndPoint.Parse(_server.Iscsi), Flood));
+            held.AddRange(await ConnectIdleAsync(IPEndPoint.Parse(Server.Nbd), Flood));
+            held.AddRange(await ConnectIdleAsync(IPEndPoint.Parse(Server.Iscsi), Flood));
             var expectedHeld = Math.Min(Flood, PerSource);
             var refused = Flood - expectedHeld;
             var during = await WaitForMetricsAsync(m =>
@@ -61,7 +53,7 @@ public sealed class ConnectionFloodTests : IAsyncLifetime
                 && m["tidemark_listener_connections{phase=\"negotiating\",protocol=\"iscsi\"}"] == expectedHeld
                 && m["tidemark_listener_refused_total{protocol=\"nbd\",reason=\"max_connections_per_source\"}"] == refused
                 && m["tidemark_listener_refused_total{protocol=\"iscsi\",reason=\"max_connections_per_source\"}"] == refused);
-            var threadsDuring = Threads(_server.Pid);
+            var threadsDuring = Threads(Server.Pid);
 
             // A real client from another address: full service while the flood is held.
             await ServeAsync(nbd.Url!, iscsi.Luns![0].Url!, 0x32);
@@ -89,7 +81,7 @@ public sealed class ConnectionFloodTests : IAsyncLifetime
         }
 
         await ServeAsync(nbd.Url!, iscsi.Luns![0].Url!, 0x33);
-        Assert.DoesNotContain("Unhandled exception", _server.Log, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", Server.Log, StringComparison.Ordinal);
     }
 
     private static async Task ServeAsync(string nbdUrl, string iscsiUrl, int pattern)
@@ -150,8 +142,8 @@ public sealed class ConnectionFloodTests : IAsyncLifetime
 
     private async Task<Dictionary<string, double>> WaitForMetricsAsync(Func<Dictionary<string, double>, bool> condition)
     {
-        using var http = new HttpClient { BaseAddress = _server.Http };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", _server.Token);
+        using var http = new HttpClient { BaseAddress = Server.Http };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", Server.Token);
         var until = DateTime.UtcNow + TimeSpan.FromSeconds(Long ? 300 : 60);
         while (true)
         {

@@ -10,20 +10,16 @@ namespace Tidemark.Server.Tests;
 /// (qemu-utils with qemu-block-extra's iSCSI driver, which is libiscsi) write and read, and libiscsi's
 /// conformance suite (iscsi-test-cu) judges the SCSI behaviour of an engine volume.
 /// </summary>
-public sealed partial class IscsiDataTests : IDisposable
+public sealed partial class IscsiDataTests : ServerTest
 {
     private const int VolumeBytes = 16 << 20;
     private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(120);
     private static readonly TimeSpan SuiteTimeout = TimeSpan.FromSeconds(300);
-    private readonly TempDirectory _temp = new();
-
-    public void Dispose() => _temp.Dispose();
 
     [Fact]
     public async Task SnapshotAndView_AfterIscsiOverwrite_LiveViewAndSnapshotLunsReadBackExactly()
     {
-        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var client = server.Client();
+        using var client = Server.Client();
         var original = await WritePatternFileAsync("original.img");
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", VolumeBytes));
         var live = await client.CreateExportAsync(new CreateExportRequest("db", Protocol: "iscsi"));
@@ -57,8 +53,7 @@ public sealed partial class IscsiDataTests : IDisposable
     [Fact]
     public async Task EightMiBRead_OverAHole_ReadsBackExactly()
     {
-        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var client = server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", VolumeBytes));
         var live = await client.CreateExportAsync(new CreateExportRequest("db", Protocol: "iscsi"));
         (await Tool("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 3M", "-c", "write -P 0xa5 6M 3M", "-c", "flush", live.Url!)).AssertSuccess();
@@ -99,8 +94,7 @@ public sealed partial class IscsiDataTests : IDisposable
     [InlineData("SCSI.WriteAtomic16", null, true)] // through the metrics wrapper to Volume.WriteAtomic
     public async Task IscsiTestCu_FamilyOnEngineVolume_NoFailures(string family, string? option = null, bool noSkips = false)
     {
-        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var client = server.Client();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("cu", 256L << 20));
         var export = await client.CreateExportAsync(new CreateExportRequest("cu", Protocol: "iscsi"));
 
@@ -120,7 +114,7 @@ public sealed partial class IscsiDataTests : IDisposable
 
     private async Task<string> ReadLunAsync(string url, string name)
     {
-        var path = _temp.Combine(name);
+        var path = Temp.Combine(name);
         (await Tool("qemu-img", "convert", "-f", "raw", "-O", "raw", url, path)).AssertSuccess();
         return path;
     }
@@ -132,7 +126,7 @@ public sealed partial class IscsiDataTests : IDisposable
         new Random(41).NextBytes(bytes.AsSpan(0, 6 << 20));
         new Random(42).NextBytes(bytes.AsSpan(9 << 20, 1 << 20));
         bytes.AsSpan(VolumeBytes - 4096).Fill(0xee);
-        var path = _temp.Combine(name);
+        var path = Temp.Combine(name);
         await File.WriteAllBytesAsync(path, bytes);
         return path;
     }

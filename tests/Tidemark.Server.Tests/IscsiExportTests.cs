@@ -8,45 +8,29 @@ namespace Tidemark.Server.Tests;
 /// iSCSI exports of a real `tidemark serve` process, made through the CLI and the API and judged by
 /// libiscsi's tools (Debian libiscsi-bin: iscsi-ls, iscsi-inq, iscsi-readcapacity16).
 /// </summary>
-public sealed class IscsiExportTests : IAsyncLifetime
+public sealed class IscsiExportTests : ServerTest
 {
     private const string Allowed = "iqn.2026-11.dev.tidemark.test:allowed";
     private const string Intruder = "iqn.2026-11.dev.tidemark.test:intruder";
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-    private TidemarkClient _client = null!;
-
-    public async Task InitializeAsync()
-    {
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        _client = _server.Client();
-    }
-
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _server.DisposeAsync();
-        _temp.Dispose();
-    }
 
     [Fact]
     public async Task ExportIscsi_ViaCli_DiscoveredInquiredAndCapacityReported()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
-        await _client.CreateSnapshotAsync("db", "s1");
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        await Client.CreateSnapshotAsync("db", "s1");
         var iqn = "iqn.2026-11.dev.tidemark:db";
 
         var created = (await Cli("export", "iscsi", "db", "db", "db@s1")).AssertSuccess();
         var listed = (await Cli("export", "list")).AssertSuccess();
-        var ls = (await Tool("iscsi-ls", "-s", $"iscsi://{_server.Iscsi}")).AssertSuccess();
-        var inq = (await Tool("iscsi-inq", _server.IscsiUrl(iqn))).AssertSuccess();
-        var capacity = (await Tool("iscsi-readcapacity16", _server.IscsiUrl(iqn))).AssertSuccess();
-        var snapshotCapacity = (await Tool("iscsi-readcapacity16", _server.IscsiUrl(iqn, 1))).AssertSuccess();
-        var export = Assert.Single(await _client.ListExportsAsync());
+        var ls = (await Tool("iscsi-ls", "-s", $"iscsi://{Server.Iscsi}")).AssertSuccess();
+        var inq = (await Tool("iscsi-inq", Server.IscsiUrl(iqn))).AssertSuccess();
+        var capacity = (await Tool("iscsi-readcapacity16", Server.IscsiUrl(iqn))).AssertSuccess();
+        var snapshotCapacity = (await Tool("iscsi-readcapacity16", Server.IscsiUrl(iqn, 1))).AssertSuccess();
+        var export = Assert.Single(await Client.ListExportsAsync());
 
-        Assert.Contains(_server.IscsiUrl(iqn), created.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains(Server.IscsiUrl(iqn), created.StandardOutput, StringComparison.Ordinal);
         Assert.Matches(@"db\s+iscsi\s+db,db@s1\s+rw,ro\s+any\s+online", listed.StandardOutput);
-        Assert.Contains($"Target:{iqn} Portal:{_server.Iscsi}", ls.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains($"Target:{iqn} Portal:{Server.Iscsi}", ls.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("Lun:0", ls.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("Lun:1", ls.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("TIDEMARK", inq.StandardOutput, StringComparison.Ordinal);
@@ -55,18 +39,18 @@ public sealed class IscsiExportTests : IAsyncLifetime
         Assert.Contains("LBPME:1", capacity.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("RETURNED LOGICAL BLOCK ADDRESS:32767", snapshotCapacity.StandardOutput, StringComparison.Ordinal);
         Assert.Equal(("iscsi", iqn, "online", false), (export.Protocol, export.Iqn, export.State, export.ReadOnly));
-        Assert.Equal([new ExportLunDto(0, "db", false, _server.IscsiUrl(iqn)), new ExportLunDto(1, "db@s1", true, _server.IscsiUrl(iqn, 1))], export.Luns!);
+        Assert.Equal([new ExportLunDto(0, "db", false, Server.IscsiUrl(iqn)), new ExportLunDto(1, "db@s1", true, Server.IscsiUrl(iqn, 1))], export.Luns!);
     }
 
     [Fact]
     public async Task ExportIscsi_AllowList_OtherInitiatorSeesNothingAndCannotLogIn()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("crm", 8 << 20));
-        var export = await _client.CreateExportAsync(new CreateExportRequest("crm", Protocol: "iscsi", AllowedInitiators: [Allowed]));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("crm", 8 << 20));
+        var export = await Client.CreateExportAsync(new CreateExportRequest("crm", Protocol: "iscsi", AllowedInitiators: [Allowed]));
 
-        var intruderLs = await Tool("iscsi-ls", "-i", Intruder, $"iscsi://{_server.Iscsi}");
+        var intruderLs = await Tool("iscsi-ls", "-i", Intruder, $"iscsi://{Server.Iscsi}");
         var intruderInq = await Tool("iscsi-inq", "-i", Intruder, export.Url!);
-        var allowedLs = (await Tool("iscsi-ls", "-i", Allowed, $"iscsi://{_server.Iscsi}")).AssertSuccess();
+        var allowedLs = (await Tool("iscsi-ls", "-i", Allowed, $"iscsi://{Server.Iscsi}")).AssertSuccess();
         var allowedInq = (await Tool("iscsi-inq", "-i", Allowed, export.Url!)).AssertSuccess();
 
         Assert.Equal([Allowed], export.AllowedInitiators!);
@@ -79,14 +63,14 @@ public sealed class IscsiExportTests : IAsyncLifetime
     [Fact]
     public async Task ExportIscsi_Chap_WrongSecretRefusedRightSecretLogsIn()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("mail", 8 << 20));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("mail", 8 << 20));
         (await Cli("export", "iscsi", "mail", "mail", "--iqn", "iqn.2026-11.dev.tidemark:mailstore", "--chap-user", "alice", "--chap-secret", "alice-secret-12")).AssertSuccess();
-        var address = $"{_server.Iscsi}/iqn.2026-11.dev.tidemark:mailstore/0";
+        var address = $"{Server.Iscsi}/iqn.2026-11.dev.tidemark:mailstore/0";
 
         var wrong = await Tool("iscsi-inq", $"iscsi://alice%wrong-secret-99@{address}");
         var none = await Tool("iscsi-inq", $"iscsi://{address}");
         var right = (await Tool("iscsi-inq", $"iscsi://alice%alice-secret-12@{address}")).AssertSuccess();
-        var export = Assert.Single(await _client.ListExportsAsync());
+        var export = Assert.Single(await Client.ListExportsAsync());
         var json = (await Cli("export", "list", "--json")).AssertSuccess().StandardOutput;
 
         Assert.NotEqual(0, wrong.ExitCode);
@@ -99,10 +83,10 @@ public sealed class IscsiExportTests : IAsyncLifetime
     [Fact]
     public async Task ExportIscsi_MutualChap_TargetMustProveItsSecret()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("erp", 8 << 20));
-        var export = await _client.CreateExportAsync(new CreateExportRequest(
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("erp", 8 << 20));
+        var export = await Client.CreateExportAsync(new CreateExportRequest(
             "erp", Protocol: "iscsi", ChapUser: "bob", ChapSecret: "bob-secret-123", MutualChapUser: "tm", MutualChapSecret: "target-secret-1"));
-        var url = $"iscsi://bob%bob-secret-123@{_server.Iscsi}/{export.Iqn}/0";
+        var url = $"iscsi://bob%bob-secret-123@{Server.Iscsi}/{export.Iqn}/0";
 
         var good = await Tool("iscsi-inq", $"{url}?target_user=tm&target_password=target-secret-1");
         var forged = await Tool("iscsi-inq", $"{url}?target_user=tm&target_password=not-the-secret");
@@ -115,8 +99,8 @@ public sealed class IscsiExportTests : IAsyncLifetime
     [Fact]
     public async Task CreateIscsiExport_BadRequests_ReturnProblems()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("v", 8 << 20));
-        await _client.CreateExportAsync(new CreateExportRequest("v", "first", "iscsi", Iqn: "iqn.2026-11.dev.tidemark:taken"));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("v", 8 << 20));
+        await Client.CreateExportAsync(new CreateExportRequest("v", "first", "iscsi", Iqn: "iqn.2026-11.dev.tidemark:taken"));
 
         var shortSecret = await Refused(new CreateExportRequest("v", "a", "iscsi", ChapUser: "u", ChapSecret: "short"));
         var userOnly = await Refused(new CreateExportRequest("v", "b", "iscsi", ChapUser: "u"));
@@ -140,41 +124,41 @@ public sealed class IscsiExportTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.BadRequest, sameTwice.Status);
         Assert.Equal(HttpStatusCode.BadRequest, nbdWithChap.Status);
         Assert.Equal(HttpStatusCode.BadRequest, unknown.Status);
-        Assert.Equal(["first"], (await _client.ListExportsAsync()).Select(e => e.Name));
+        Assert.Equal(["first"], (await Client.ListExportsAsync()).Select(e => e.Name));
     }
 
     [Fact]
     public async Task DeleteVolumeOrSnapshot_ExportedAsIscsiLun_Returns409BusyUntilExportRemoved()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("app", 8 << 20));
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("logs", 8 << 20));
-        await _client.CreateSnapshotAsync("logs", "daily");
-        await _client.CreateExportAsync(new CreateExportRequest("app", "cluster", "iscsi", AdditionalTargets: ["logs@daily"]));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("app", 8 << 20));
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("logs", 8 << 20));
+        await Client.CreateSnapshotAsync("logs", "daily");
+        await Client.CreateExportAsync(new CreateExportRequest("app", "cluster", "iscsi", AdditionalTargets: ["logs@daily"]));
 
-        var volume = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteVolumeAsync("app"));
-        var snapshot = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteSnapshotAsync("logs@daily"));
-        var volumeOfSnapshot = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteVolumeAsync("logs"));
+        var volume = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteVolumeAsync("app"));
+        var snapshot = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteSnapshotAsync("logs@daily"));
+        var volumeOfSnapshot = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteVolumeAsync("logs"));
         (await Cli("export", "remove", "cluster")).AssertSuccess();
-        var inqAfterRemove = await Tool("iscsi-inq", _server.IscsiUrl("iqn.2026-11.dev.tidemark:cluster"));
-        await _client.DeleteSnapshotAsync("logs@daily");
-        await _client.DeleteVolumeAsync("app");
+        var inqAfterRemove = await Tool("iscsi-inq", Server.IscsiUrl("iqn.2026-11.dev.tidemark:cluster"));
+        await Client.DeleteSnapshotAsync("logs@daily");
+        await Client.DeleteVolumeAsync("app");
 
         Assert.Equal((HttpStatusCode.Conflict, "busy"), (volume.Status, volume.Code));
         Assert.Contains("cluster", volume.Message, StringComparison.Ordinal);
         Assert.Equal((HttpStatusCode.Conflict, "busy"), (snapshot.Status, snapshot.Code));
         Assert.Equal(HttpStatusCode.Conflict, volumeOfSnapshot.Status);
         Assert.NotEqual(0, inqAfterRemove.ExitCode);
-        Assert.Empty(await _client.ListExportsAsync());
+        Assert.Empty(await Client.ListExportsAsync());
     }
 
     [Fact]
     public async Task Restart_IscsiExports_RestoredFromThePoolAndOfflineWhenTargetMissing()
     {
-        var data = _server.DataDirectory;
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("db", 8 << 20));
-        await _client.CreateExportAsync(new CreateExportRequest("db", "secure", "iscsi", AllowedInitiators: [Allowed], ChapUser: "alice", ChapSecret: "alice-secret-12"));
-        await _client.CreateExportAsync(new CreateExportRequest("db", "plain", "iscsi"));
-        Assert.Equal(0, await _server.StopAsync());
+        var data = Server.DataDirectory;
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("db", 8 << 20));
+        await Client.CreateExportAsync(new CreateExportRequest("db", "secure", "iscsi", AllowedInitiators: [Allowed], ChapUser: "alice", ChapSecret: "alice-secret-12"));
+        await Client.CreateExportAsync(new CreateExportRequest("db", "plain", "iscsi"));
+        Assert.Equal(0, await Server.StopAsync());
         var secret = StoredState.Read(data, pool => pool.Control.Get(ExportRegistry.Kind, "secure")!.Chap!.Secret);
         StoredState.Change(data, pool =>
         {
@@ -198,9 +182,9 @@ public sealed class IscsiExportTests : IAsyncLifetime
     }
 
     private async Task<TidemarkApiException> Refused(CreateExportRequest request) =>
-        await Assert.ThrowsAsync<TidemarkApiException>(() => _client.CreateExportAsync(request));
+        await Assert.ThrowsAsync<TidemarkApiException>(() => Client.CreateExportAsync(request));
 
-    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync(["--data", _server.DataDirectory, .. arguments]);
+    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync(["--data", Server.DataDirectory, .. arguments]);
 
     private static Task<ProcessResult> Tool(string tool, params string[] arguments) =>
         ProcessRunner.RunAsync(TimeSpan.FromSeconds(30), tool, arguments);

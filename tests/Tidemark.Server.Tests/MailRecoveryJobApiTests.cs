@@ -9,26 +9,17 @@ namespace Tidemark.Server.Tests;
 /// snapshot, or an export path is refused before any job or view exists; a recovery host whose agent
 /// does not answer fails the job with the reason, deletes the view, and records the event.
 /// </summary>
-public sealed class MailRecoveryJobApiTests : IAsyncLifetime
+public sealed class MailRecoveryJobApiTests : ServerTest
 {
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        using var client = _server.Client();
+        await base.InitializeAsync();
+        using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
         await client.CreateSnapshotAsync("mail", "monday");
 
         // A host whose agent is not there: nothing listens on port 1.
         await client.AddHostAsync(new AddHostRequest("gone", "127.0.0.1:1", new string('a', 64)));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        _temp.Dispose();
     }
 
     [Theory]
@@ -40,7 +31,7 @@ public sealed class MailRecoveryJobApiTests : IAsyncLifetime
     [InlineData("gone", "mail@monday", null, null, "../../etc", HttpStatusCode.BadRequest, "export name")]
     public async Task Start_BadRequest_RefusedBeforeAnyJobOrView(string host, string? snapshot, string? volume, string? before, string? exportName, HttpStatusCode status, string message)
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
         var target = exportName is null ? null : new MailTargetDto(MailTargetDto.Export, ExportName: exportName);
 
         var error = await Assert.ThrowsAsync<TidemarkApiException>(() => client.RecoverMailAsync(new MailRecoveryJobRequest(host, snapshot, volume, before is null ? null : DateTimeOffset.Parse(before, System.Globalization.CultureInfo.InvariantCulture), Target: target)));
@@ -54,7 +45,7 @@ public sealed class MailRecoveryJobApiTests : IAsyncLifetime
     [Fact]
     public async Task Start_AgentUnreachable_JobFailsWithReason_ViewDeleted_EventRecorded()
     {
-        using var client = _server.Client();
+        using var client = Server.Client();
 
         var error = await Assert.ThrowsAsync<TidemarkApiException>(() => client.RecoverMailAsync(new MailRecoveryJobRequest("gone", Volume: "mail", Before: DateTimeOffset.UtcNow.AddMinutes(1), Filter: new MailFilterDto(["alice"]))));
 

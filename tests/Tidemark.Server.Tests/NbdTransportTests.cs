@@ -177,48 +177,14 @@ public sealed class NbdTransportTests : IAsyncLifetime
     }
 
     /// <summary>A memory device that records which thread ran each write.</summary>
-    private sealed class RecordingDevice(long sizeBytes) : IBlockDevice
+    private sealed class RecordingDevice(long sizeBytes) : ForwardingDevice(new MemoryBlockDevice(sizeBytes))
     {
-        private readonly MemoryBlockDevice _inner = new(sizeBytes);
-
         public ConcurrentBag<string> WriterThreads { get; } = [];
 
-        public event EventHandler? SizeChanged
-        {
-            add => _inner.SizeChanged += value;
-            remove => _inner.SizeChanged -= value;
-        }
-
-        public Guid Id => _inner.Id;
-
-        public string Name => _inner.Name;
-
-        public long SizeBytes => _inner.SizeBytes;
-
-        public int LogicalBlockSizeBytes => _inner.LogicalBlockSizeBytes;
-
-        public int AllocationUnitBytes => _inner.AllocationUnitBytes;
-
-        public bool IsReadOnly => _inner.IsReadOnly;
-
-        public void Read(long offsetBytes, Span<byte> destination) => _inner.Read(offsetBytes, destination);
-
-        public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+        public override void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
         {
             WriterThreads.Add(Thread.CurrentThread.Name ?? "");
-            _inner.Write(offsetBytes, source, forceUnitAccess);
+            base.Write(offsetBytes, source, forceUnitAccess);
         }
-
-        public void Flush() => _inner.Flush();
-
-        public void Unmap(long offsetBytes, long lengthBytes) => _inner.Unmap(offsetBytes, lengthBytes);
-
-        public void WriteZeroes(long offsetBytes, long lengthBytes, bool mayUnmap) => _inner.WriteZeroes(offsetBytes, lengthBytes, mayUnmap);
-
-        public int CompareAndWrite(long offsetBytes, ReadOnlySpan<byte> expected, ReadOnlySpan<byte> replacement, bool forceUnitAccess) =>
-            _inner.CompareAndWrite(offsetBytes, expected, replacement, forceUnitAccess);
-
-        public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) =>
-            _inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
     }
 }

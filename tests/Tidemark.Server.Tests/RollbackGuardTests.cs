@@ -11,37 +11,26 @@ namespace Tidemark.Server.Tests;
 /// or iSCSI sessions are attached (naming them), and --force ends them first, asking iSCSI
 /// initiators to log out (RFC 7143 11.9.1) and closing NBD connections.
 /// </summary>
-public sealed class RollbackGuardTests : IAsyncLifetime
+public sealed class RollbackGuardTests : ServerTest
 {
     private const string Initiator = "iqn.2026-11.dev.tidemark.test:app-host";
-    private readonly TempDirectory _temp = new();
-    private ServerProcess _server = null!;
-    private TidemarkClient _client = null!;
 
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
-        _server = await ServerProcess.StartAsync(_temp.Combine("data"));
-        _client = _server.Client();
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("db", 8 << 20));
-        await _client.CreateSnapshotAsync("db", "monday");
-    }
-
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _server.DisposeAsync();
-        _temp.Dispose();
+        await base.InitializeAsync();
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("db", 8 << 20));
+        await Client.CreateSnapshotAsync("db", "monday");
     }
 
     [Fact]
     public async Task Rollback_NbdClientAttached_RefusedNamingClientThenForceClosesIt()
     {
-        await _client.CreateExportAsync(new CreateExportRequest("db"));
-        using var nbd = await AttachedNbdClient.ConnectAsync(_server.Nbd, "db");
+        await Client.CreateExportAsync(new CreateExportRequest("db"));
+        using var nbd = await AttachedNbdClient.ConnectAsync(Server.Nbd, "db");
 
-        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.RollbackAsync("db", "monday"));
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.RollbackAsync("db", "monday"));
         var cli = await Cli("volume", "rollback", "db", "monday");
-        var forced = await _client.RollbackAsync("db", "monday", force: true);
+        var forced = await Client.RollbackAsync("db", "monday", force: true);
         var closed = await nbd.ClosedByServerAsync(TimeSpan.FromSeconds(10));
 
         Assert.Equal(HttpStatusCode.Conflict, refused.Status);
@@ -57,10 +46,10 @@ public sealed class RollbackGuardTests : IAsyncLifetime
     [Fact]
     public async Task Rollback_IscsiSessionAttached_RefusedNamingInitiatorThenForceAsksItToLogOut()
     {
-        var export = await _client.CreateExportAsync(new CreateExportRequest("db", "db-iscsi", "iscsi"));
-        using var session = await AttachedIscsiSession.LoginAsync(_server.Iscsi, Initiator, export.Iqn!);
+        var export = await Client.CreateExportAsync(new CreateExportRequest("db", "db-iscsi", "iscsi"));
+        using var session = await AttachedIscsiSession.LoginAsync(Server.Iscsi, Initiator, export.Iqn!);
 
-        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.RollbackAsync("db", "monday"));
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.RollbackAsync("db", "monday"));
         var answering = session.AnswerLogoutRequestAsync(TimeSpan.FromSeconds(30));
         var forced = await Cli("volume", "rollback", "db", "monday", "--force");
         var asked = await answering;
@@ -77,7 +66,7 @@ public sealed class RollbackGuardTests : IAsyncLifetime
     [Fact]
     public async Task Rollback_QemuIoAttached_RefusedUntilForced()
     {
-        var export = await _client.CreateExportAsync(new CreateExportRequest("db"));
+        var export = await Client.CreateExportAsync(new CreateExportRequest("db"));
 
         // qemu-io (qemu-utils) opens the export and holds it while it sleeps, as a VM's disk would.
         using var qemu = Process.Start(new ProcessStartInfo("qemu-io", ["-f", "raw", "-c", "read 0 4k", "-c", "sleep 60000", export.Url!])
@@ -93,7 +82,7 @@ public sealed class RollbackGuardTests : IAsyncLifetime
                 refused = await RefusedAsync();
             }
 
-            var forced = await _client.RollbackAsync("db", "monday", force: true);
+            var forced = await Client.RollbackAsync("db", "monday", force: true);
 
             Assert.NotNull(refused);
             Assert.Contains("1 connected client (nbd client 127.0.0.1:", refused.Message, StringComparison.Ordinal);
@@ -110,7 +99,7 @@ public sealed class RollbackGuardTests : IAsyncLifetime
         {
             try
             {
-                await _client.RollbackAsync("db", "monday");
+                await Client.RollbackAsync("db", "monday");
                 await Task.Delay(100);
                 return null;
             }
@@ -124,15 +113,15 @@ public sealed class RollbackGuardTests : IAsyncLifetime
     [Fact]
     public async Task Delete_ExportRemovedButClientStillAttached_RefusedNamingIt()
     {
-        await _client.CreateExportAsync(new CreateExportRequest("db"));
-        await _client.CreateExportAsync(new CreateExportRequest("db@monday", "monday"));
-        using var live = await AttachedNbdClient.ConnectAsync(_server.Nbd, "db");
-        using var snapshot = await AttachedNbdClient.ConnectAsync(_server.Nbd, "monday");
-        await _client.DeleteExportAsync("db");
-        await _client.DeleteExportAsync("monday");
+        await Client.CreateExportAsync(new CreateExportRequest("db"));
+        await Client.CreateExportAsync(new CreateExportRequest("db@monday", "monday"));
+        using var live = await AttachedNbdClient.ConnectAsync(Server.Nbd, "db");
+        using var snapshot = await AttachedNbdClient.ConnectAsync(Server.Nbd, "monday");
+        await Client.DeleteExportAsync("db");
+        await Client.DeleteExportAsync("monday");
 
-        var volume = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteVolumeAsync("db"));
-        var snap = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteSnapshotAsync("db@monday"));
+        var volume = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteVolumeAsync("db"));
+        var snap = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteSnapshotAsync("db@monday"));
 
         Assert.Equal(HttpStatusCode.Conflict, volume.Status);
         Assert.Contains("deleting db would remove db, db@monday under 2 connected clients", volume.Message, StringComparison.Ordinal);
@@ -145,27 +134,27 @@ public sealed class RollbackGuardTests : IAsyncLifetime
     [Fact]
     public async Task DeleteVolume_OnlyASnapshotReaderStillAttached_RefusedNamingTheSnapshot()
     {
-        await _client.CreateExportAsync(new CreateExportRequest("db@monday", "monday"));
-        using var reader = await AttachedNbdClient.ConnectAsync(_server.Nbd, "monday");
-        await _client.DeleteExportAsync("monday");
+        await Client.CreateExportAsync(new CreateExportRequest("db@monday", "monday"));
+        using var reader = await AttachedNbdClient.ConnectAsync(Server.Nbd, "monday");
+        await Client.DeleteExportAsync("monday");
 
-        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.DeleteVolumeAsync("db"));
+        var refused = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.DeleteVolumeAsync("db"));
 
         Assert.Equal(HttpStatusCode.Conflict, refused.Status);
         Assert.Contains($"deleting db would remove db@monday under 1 connected client (nbd client {reader.LocalEndpoint})", refused.Message, StringComparison.Ordinal);
-        Assert.Contains("db", (await _client.ListVolumesAsync()).Select(v => v.Name));
+        Assert.Contains("db", (await Client.ListVolumesAsync()).Select(v => v.Name));
     }
 
     [Fact]
     public async Task Rollback_ClientsOnOtherTargets_NotRefused()
     {
-        await _client.CreateVolumeAsync(new CreateVolumeRequest("web", 8 << 20));
-        await _client.CreateExportAsync(new CreateExportRequest("web"));
-        await _client.CreateExportAsync(new CreateExportRequest("db@monday"));
-        using var other = await AttachedNbdClient.ConnectAsync(_server.Nbd, "web");
-        using var snapshotReader = await AttachedNbdClient.ConnectAsync(_server.Nbd, "db@monday");
+        await Client.CreateVolumeAsync(new CreateVolumeRequest("web", 8 << 20));
+        await Client.CreateExportAsync(new CreateExportRequest("web"));
+        await Client.CreateExportAsync(new CreateExportRequest("db@monday"));
+        using var other = await AttachedNbdClient.ConnectAsync(Server.Nbd, "web");
+        using var snapshotReader = await AttachedNbdClient.ConnectAsync(Server.Nbd, "db@monday");
 
-        var result = await _client.RollbackAsync("db", "monday");
+        var result = await Client.RollbackAsync("db", "monday");
 
         Assert.Empty(result.EndedSessions ?? []);
         Assert.False(await other.ClosedByServerAsync(TimeSpan.FromMilliseconds(200)));
@@ -175,10 +164,10 @@ public sealed class RollbackGuardTests : IAsyncLifetime
     [Fact]
     public async Task Rollback_ForceWithUnknownSnapshot_FailsAndKeepsSessions()
     {
-        await _client.CreateExportAsync(new CreateExportRequest("db"));
-        using var nbd = await AttachedNbdClient.ConnectAsync(_server.Nbd, "db");
+        await Client.CreateExportAsync(new CreateExportRequest("db"));
+        using var nbd = await AttachedNbdClient.ConnectAsync(Server.Nbd, "db");
 
-        var error = await Assert.ThrowsAsync<TidemarkApiException>(() => _client.RollbackAsync("db", "tuesday", force: true));
+        var error = await Assert.ThrowsAsync<TidemarkApiException>(() => Client.RollbackAsync("db", "tuesday", force: true));
 
         Assert.Equal(HttpStatusCode.NotFound, error.Status);
         Assert.False(await nbd.ClosedByServerAsync(TimeSpan.FromMilliseconds(200)));
@@ -187,22 +176,22 @@ public sealed class RollbackGuardTests : IAsyncLifetime
     [Fact]
     public async Task ImportIncremental_ClientAttachedToTarget_RefusedAndVolumeUnchanged()
     {
-        var full = _temp.Combine("monday.tmstream");
-        var delta = _temp.Combine("tuesday.tmstream");
+        var full = Temp.Combine("monday.tmstream");
+        var delta = Temp.Combine("tuesday.tmstream");
         (await Cli("snapshot", "export", "db@monday", full)).AssertSuccess();
-        await _client.CreateSnapshotAsync("db", "tuesday");
+        await Client.CreateSnapshotAsync("db", "tuesday");
         (await Cli("snapshot", "export", "db@tuesday", delta, "--from", "db@monday")).AssertSuccess();
         (await Cli("snapshot", "import", full, "--volume", "copy")).AssertSuccess();
-        await _client.CreateExportAsync(new CreateExportRequest("copy"));
-        using var nbd = await AttachedNbdClient.ConnectAsync(_server.Nbd, "copy");
+        await Client.CreateExportAsync(new CreateExportRequest("copy"));
+        using var nbd = await AttachedNbdClient.ConnectAsync(Server.Nbd, "copy");
 
         var refused = await Cli("snapshot", "import", delta, "--volume", "copy");
-        var snapshots = await _client.ListSnapshotsAsync("copy");
+        var snapshots = await Client.ListSnapshotsAsync("copy");
 
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains($"importing tuesday into copy would change copy under 1 connected client (nbd client {nbd.LocalEndpoint})", refused.StandardError, StringComparison.Ordinal);
         Assert.Equal(["monday"], snapshots.Select(s => s.Name));
     }
 
-    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync(["--data", _server.DataDirectory, .. arguments]);
+    private Task<ProcessResult> Cli(params string[] arguments) => CliProcess.RunAsync(["--data", Server.DataDirectory, .. arguments]);
 }

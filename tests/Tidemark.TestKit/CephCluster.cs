@@ -395,7 +395,7 @@ public class CephCluster : IDisposable
 /// The one-node cluster without a manager: the manager only reports pool space (and serves rbd),
 /// and it is the largest and slowest daemon to start; tests that give capacities do without it.
 /// </summary>
-public sealed class CephClusterWithoutManager : CephCluster
+public class CephClusterWithoutManager : CephCluster
 {
     public CephClusterWithoutManager()
         : base(withManager: false)

@@ -49,7 +49,7 @@ internal sealed partial class AgentProcess : IAsyncDisposable
     /// <summary>Pairs an agent directory with <paramref name="serverFingerprint"/>, declares the mounts (and PostgreSQL clusters, NAME:CONNECTION; mail stores, root=...,postfix=...,dovecot=...; other pair options in <paramref name="pairOptions"/>), and runs the agent.</summary>
     public static async Task<AgentProcess> StartAsync(string agentDirectory, string serverFingerprint, double deadlineSeconds, IReadOnlyList<(string Path, string Volume)> mounts, IReadOnlyList<string>? postgres = null, IReadOnlyList<string>? mail = null, string listen = "127.0.0.1:0", IReadOnlyDictionary<string, string?>? environment = null, IReadOnlyList<string>? pairOptions = null)
     {
-        List<string> pair = [ServerProcess.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", listen, "--name", "app", "--deadline", $"{deadlineSeconds}"];
+        List<string> pair = [TidemarkBuild.DllPath, "agent", "pair", "--agent-dir", agentDirectory, "--server-fingerprint", serverFingerprint, "--listen", listen, "--name", "app", "--deadline", $"{deadlineSeconds}"];
         foreach (var (path, volume) in mounts)
         {
             pair.AddRange(["--mount", $"{path}={volume}"]);
@@ -73,7 +73,7 @@ internal sealed partial class AgentProcess : IAsyncDisposable
     /// <summary>Runs the agent of an agent directory paired before (a restart).</summary>
     public static async Task<AgentProcess> RunAsync(string agentDirectory, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var agent = new AgentProcess(ProcessRunner.Start("dotnet", [ServerProcess.DllPath, "agent", "run", "--agent-dir", agentDirectory], redirectOutput: true, environment: environment));
+        var agent = new AgentProcess(ProcessRunner.Start("dotnet", [TidemarkBuild.DllPath, "agent", "run", "--agent-dir", agentDirectory], redirectOutput: true, environment: environment));
         try
         {
             var line = await agent._listening.Task.WaitAsync(_startTimeout);

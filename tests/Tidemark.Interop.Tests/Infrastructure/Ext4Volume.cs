@@ -29,7 +29,7 @@ internal sealed class Ext4Volume : IAsyncDisposable
 
     public static async Task<Ext4Volume> StartAsync(TempDirectory temp, string volume, long bytes, string storeCapacity)
     {
-        var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity);
+        var server = await ServerProcess.StartAsync(temp.Combine("data"), "--store-capacity", storeCapacity);
         var client = server.Client();
         try
         {

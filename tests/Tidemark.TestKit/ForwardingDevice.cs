@@ -1,7 +1,7 @@
-namespace Tidemark.Scsi.Tests;
+namespace Tidemark.TestKit;
 
 /// <summary>Passes every call to an inner device; tests override the calls they interfere with.</summary>
-internal class ForwardingDevice(IBlockDevice inner) : IBlockDevice
+public class ForwardingDevice(IBlockDevice inner) : IBlockDevice
 {
     protected IBlockDevice Inner => inner;
 

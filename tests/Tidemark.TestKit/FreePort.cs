@@ -1,9 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Tidemark.Interop.Tests.Infrastructure;
+namespace Tidemark.TestKit;
 
-internal static class FreePort
+public static class FreePort
 {
     /// <summary>A TCP port nothing listens on now (the kernel's choice for port 0).</summary>
     public static int Find()

@@ -1,30 +1,39 @@
 using Microsoft.Playwright;
 
-namespace Tidemark.Interop.Tests.Infrastructure;
+namespace Tidemark.TestKit;
 
 /// <summary>
-/// Headless Debian chromium driven by Playwright, signed in to a server's web console: the console's
-/// own browser tests (Tidemark.Console.Tests) do the same against a bare server, while the tests here
-/// need this project's agent and mail fixtures behind the page. Screenshots go to the test output
+/// Headless Debian chromium (scripts/install-deps) driven by Playwright, for signing in to a
+/// server's web console. Playwright cannot download its own browser here, so it is started by its
+/// path without a sandbox (the tests run as root in a container). Screenshots go to the test output
 /// directory (bin/, never git).
 /// </summary>
-internal sealed class ConsoleBrowser : IAsyncDisposable
+public sealed class ConsoleBrowser : IAsyncDisposable
 {
     public const string ChromiumPath = "/usr/bin/chromium";
 
-    private readonly IPlaywright _playwright;
+    private static readonly TimeSpan DefaultPatience = TimeSpan.FromSeconds(15);
 
-    private ConsoleBrowser(IPlaywright playwright, IBrowser browser)
+    private readonly IPlaywright _playwright;
+    private readonly TimeSpan _patience;
+
+    private ConsoleBrowser(IPlaywright playwright, IBrowser browser, TimeSpan patience)
     {
         _playwright = playwright;
         Browser = browser;
+        _patience = patience;
     }
 
     public IBrowser Browser { get; }
 
     public static string ScreenshotDirectory { get; } = Path.Combine(AppContext.BaseDirectory, "console-screenshots");
 
-    public static async Task<ConsoleBrowser> StartAsync()
+    /// <param name="patience">
+    /// how long a page action waits (default 15 s). A longer one also becomes the default of
+    /// Playwright's expectations: pages that wait for real jobs (a view mounted on an agent's host)
+    /// take longer than Playwright's 5 s on a busy machine.
+    /// </param>
+    public static async Task<ConsoleBrowser> StartAsync(TimeSpan? patience = null)
     {
         if (!File.Exists(ChromiumPath))
         {
@@ -33,10 +42,11 @@ internal sealed class ConsoleBrowser : IAsyncDisposable
 
         // No browser download is possible here: Playwright drives the Debian one by its path.
         Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+        if (patience is { } longer)
+        {
+            Assertions.SetDefaultExpectTimeout((float)longer.TotalMilliseconds);
+        }
 
-        // Expectations wait for recovery jobs (a view attached and mounted on the agent's host, the
-        // store read, the view taken down): seconds when the machine is busy, not Playwright's 5 s.
-        Assertions.SetDefaultExpectTimeout(120_000);
         Directory.CreateDirectory(ScreenshotDirectory);
         var playwright = await Playwright.CreateAsync();
         try
@@ -47,7 +57,7 @@ internal sealed class ConsoleBrowser : IAsyncDisposable
                 Headless = true,
                 Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
             });
-            return new ConsoleBrowser(playwright, browser);
+            return new ConsoleBrowser(playwright, browser, patience ?? DefaultPatience);
         }
         catch
         {
@@ -57,11 +67,16 @@ internal sealed class ConsoleBrowser : IAsyncDisposable
     }
 
     /// <summary>A fresh context (own cookies) signed in to <paramref name="server"/> with <paramref name="secret"/>, on the dashboard.</summary>
-    public async Task<IPage> SignInAsync(Uri server, string secret)
+    /// <param name="acceptAnyCertificate">for a server with a self-signed certificate, which the browser cannot pin as the CLI does</param>
+    public async Task<IPage> SignInAsync(Uri server, string secret, bool acceptAnyCertificate = false)
     {
-        var context = await Browser.NewContextAsync(new() { BaseURL = server.ToString().TrimEnd('/'), ViewportSize = new() { Width = 1280, Height = 900 } });
-
-        context.SetDefaultTimeout(120_000);
+        var context = await Browser.NewContextAsync(new()
+        {
+            BaseURL = server.ToString().TrimEnd('/'),
+            ViewportSize = new() { Width = 1280, Height = 900 },
+            IgnoreHTTPSErrors = acceptAnyCertificate,
+        });
+        context.SetDefaultTimeout((float)_patience.TotalMilliseconds);
         var page = await context.NewPageAsync();
         await page.GotoAsync("/");
         await page.GetByLabel("API token").FillAsync(secret);
