@@ -46,22 +46,7 @@ public sealed class AgentPostgresTests
         var labels = await client.GetBackupLabelsAsync("pg@under-load");
         var verified = await client.VerifySnapshotAsync("pg@under-load", new VerifySnapshotRequest("app"));
 
-        await client.CreateViewAsync("pg@under-load", "pg-clone");
-        var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
-        await using var view = await AttachedExport.AttachAsync(viewExport.Url!, temp.CreateDirectory("view"), readOnly: false);
-        await view.MountAsync("rw");
-        var cloneData = Path.Combine(view.MountPoint, "pgdata");
-
-        // The primary is alive in this PID namespace, so its postmaster.pid in the image would stop the clone.
-        File.Delete(Path.Combine(cloneData, "postmaster.pid"));
-        await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
-        var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed");
-        var committedInClone = await clone.CountAsync("pgbench_history");
-        var balanced = await clone.QueryAsync(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
-            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
-            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
-        await clone.StopAsync();
+        var clone = await PostgresClone.StartOnViewAsync(client, "pg@under-load", bin, temp);
         await primary.StopAsync();
 
         Assert.NotNull(taken);
@@ -73,9 +58,9 @@ public sealed class AgentPostgresTests
         Assert.True(verified.Verification?.Verdict == VerifyResultDto.Passed, $"verification through the agent: {verified.Verification?.Summary}");
         Assert.Contains("postgresql cluster main: started, pg_amcheck clean", verified.Verification!.Checks);
         Assert.Contains("e2fsck -fn: clean", verified.Verification.Checks);
-        Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the clone: {amcheck.StandardOutput}\n{amcheck.StandardError}");
-        Assert.Equal("t", balanced);
-        Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
+        Assert.True(clone.Amcheck.ExitCode == 0, $"pg_amcheck on the clone: {clone.Amcheck.StandardOutput}\n{clone.Amcheck.StandardError}");
+        Assert.Equal("t", clone.Balanced);
+        Assert.True(clone.CommittedTransactions >= committedBeforeSnapshot, $"the clone lost committed transactions: {clone.CommittedTransactions} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
     }
 
     [Fact]
@@ -96,21 +81,7 @@ public sealed class AgentPostgresTests
             taken = await client.CreateSnapshotAsync("pg", new CreateSnapshotRequest("atomic", ["app"])));
         var noLabel = await Assert.ThrowsAsync<TidemarkApiException>(() => client.GetBackupLabelsAsync("pg@atomic"));
 
-        await client.CreateViewAsync("pg@atomic", "pg-clone");
-        var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
-        await using var view = await AttachedExport.AttachAsync(viewExport.Url!, temp.CreateDirectory("view"), readOnly: false);
-        await view.MountAsync("rw");
-        var cloneData = Path.Combine(view.MountPoint, "pgdata");
-        File.Delete(Path.Combine(cloneData, "postmaster.pid"));
-        await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
-        var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed");
-        var committedInClone = await clone.CountAsync("pgbench_history");
-        var balanced = await clone.QueryAsync(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
-            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
-            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
-        var cloneLog = await File.ReadAllTextAsync(clone.LogFile);
-        await clone.StopAsync();
+        var clone = await PostgresClone.StartOnViewAsync(client, "pg@atomic", bin, temp);
         await primary.StopAsync();
 
         // Not application: PostgreSQL was not told; the freeze and the one-instant cut make it a
@@ -118,10 +89,10 @@ public sealed class AgentPostgresTests
         Assert.NotNull(taken);
         Assert.StartsWith($"filesystem (app: postgresql: cluster main (atomic cut, no backup mode), {live.MountPoint} (ext4))", taken.Consistency, StringComparison.Ordinal);
         Assert.Contains("has no backup label", noLabel.Message, StringComparison.Ordinal); // backup mode would have left pg_backup_stop's
-        Assert.Contains("database system was not properly shut down; automatic recovery in progress", cloneLog, StringComparison.Ordinal);
-        Assert.True(amcheck.ExitCode == 0, $"pg_amcheck on the clone: {amcheck.StandardOutput}\n{amcheck.StandardError}");
-        Assert.Equal("t", balanced);
-        Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
+        Assert.Contains("database system was not properly shut down; automatic recovery in progress", clone.Log, StringComparison.Ordinal);
+        Assert.True(clone.Amcheck.ExitCode == 0, $"pg_amcheck on the clone: {clone.Amcheck.StandardOutput}\n{clone.Amcheck.StandardError}");
+        Assert.Equal("t", clone.Balanced);
+        Assert.True(clone.CommittedTransactions >= committedBeforeSnapshot, $"the clone lost committed transactions: {clone.CommittedTransactions} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
     }
 
     [Fact]
@@ -173,10 +144,7 @@ public sealed class AgentPostgresTests
         await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
         var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed");
         var committedInClone = await clone.CountAsync("pgbench_history");
-        var balanced = await clone.QueryAsync(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
-            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
-            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
+        var balanced = await clone.QueryAsync(PostgresClone.BooksBalance);
         await clone.StopAsync();
 
         // A cut whose WAL member is damaged: views of g1's members, garbage over every WAL segment of the

@@ -88,7 +88,7 @@ public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
     {
         HostRequirements.RequireFileSystemStack();
         using var temp = new TempDirectory();
-        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), storeCapacity: "2G");
+        await using var server = await ServerProcess.StartAsync(temp.Combine("data"), "--store-capacity", "2G");
         using var client = server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 256L << 20));
         var export = await client.CreateExportAsync(new CreateExportRequest(Target: "mail"));

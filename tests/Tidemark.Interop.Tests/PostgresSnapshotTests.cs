@@ -30,34 +30,15 @@ public sealed class PostgresSnapshotTests
         var (committedBeforeSnapshot, loadOutput) = await SnapshotUnderLoadAsync(primary, () => client.CreateSnapshotAsync("pg", "under-load"));
         var committedAtEnd = await primary.CountAsync("pgbench_history");
 
-        await client.CreateViewAsync("pg@under-load", "pg-clone");
-        var viewExport = await client.CreateExportAsync(new CreateExportRequest(Target: "pg-clone"));
-        await using var view = await AttachedExport.AttachAsync(viewExport.Url!, temp.CreateDirectory("view"), readOnly: false);
-        await view.MountAsync("rw");
-        var cloneData = Path.Combine(view.MountPoint, "pgdata");
-
-        // The image holds the primary's postmaster.pid, and the primary is alive in this PID
-        // namespace, so PostgreSQL would refuse the directory; on another host it would be stale.
-        File.Delete(Path.Combine(cloneData, "postmaster.pid"));
-        await using var clone = await PostgresInstance.StartAsync(bin, cloneData, temp.Combine("sock-clone"));
-        var amcheck = await clone.RunClientAsync(TimeSpan.FromMinutes(2), "pg_amcheck", "--all", "--install-missing", "--heapallindexed", "--progress");
-        var accounts = await clone.CountAsync("pgbench_accounts");
-        var branches = await clone.CountAsync("pgbench_branches");
-        var committedInClone = await clone.CountAsync("pgbench_history");
-        var balanced = await clone.QueryAsync(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches)" +
-            " AND (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(tbalance) FROM pgbench_tellers)" +
-            " AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)");
-        var cloneLog = await File.ReadAllTextAsync(clone.LogFile);
-        await clone.StopAsync();
+        var clone = await PostgresClone.StartOnViewAsync(client, "pg@under-load", bin, temp);
         await primary.StopAsync();
 
-        Assert.Contains("database system was not properly shut down; automatic recovery in progress", cloneLog, StringComparison.Ordinal);
-        Assert.Equal(0, amcheck.ExitCode);
-        Assert.Equal((Scale * 100_000L, (long)Scale), (accounts, branches));
-        Assert.Equal("t", balanced);
-        Assert.True(committedInClone >= committedBeforeSnapshot, $"the clone lost committed transactions: {committedInClone} history rows, {committedBeforeSnapshot} committed before the snapshot");
-        Assert.True(committedInClone < committedAtEnd, $"the clone is not a point-in-time image: {committedInClone} history rows, {committedAtEnd} at the end of the load\npgbench: {loadOutput}");
+        Assert.Contains("database system was not properly shut down; automatic recovery in progress", clone.Log, StringComparison.Ordinal);
+        Assert.True(clone.Amcheck.ExitCode == 0, $"pg_amcheck on the clone: {clone.Amcheck.StandardOutput}\n{clone.Amcheck.StandardError}");
+        Assert.Equal((Scale * 100_000L, (long)Scale), (clone.Accounts, clone.Branches));
+        Assert.Equal("t", clone.Balanced);
+        Assert.True(clone.CommittedTransactions >= committedBeforeSnapshot, $"the clone lost committed transactions: {clone.CommittedTransactions} history rows, {committedBeforeSnapshot} committed before the snapshot");
+        Assert.True(clone.CommittedTransactions < committedAtEnd, $"the clone is not a point-in-time image: {clone.CommittedTransactions} history rows, {committedAtEnd} at the end of the load\npgbench: {loadOutput}");
     }
 
     /// <summary>
