@@ -67,10 +67,11 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
             // it deletes the view.
             if (await Task.WhenAny(delivered.Task, run) == delivered.Task && !run.IsCompleted)
             {
+                var answer = await delivered.Task; // already complete: no wait
                 _teardowns[request.Id] = Finish(request, run, cancel);
-                AgentLog.RecoveryAnsweredBeforeTeardown(logger, request.Id, request.Snapshot, delivered.Task.Result.Matches.Count, delivered.Task.Result.Outcomes.Count);
+                AgentLog.RecoveryAnsweredBeforeTeardown(logger, request.Id, request.Snapshot, answer.Matches.Count, answer.Outcomes.Count);
                 run = null;
-                return delivered.Task.Result;
+                return answer;
             }
 
             var result = await run;

@@ -69,8 +69,8 @@ public sealed partial class NoSyncOverAsyncTests
         return directory?.FullName ?? throw new InvalidOperationException("Tidemark.slnx not found above the test binaries");
     }
 
-    /// <summary><c>x.GetAwaiter().GetResult()</c> and <c>x.AsTask().Wait()</c>/<c>.Result</c>.</summary>
-    [GeneratedRegex(@"GetAwaiter\(\)\s*\.GetResult\(\)|\.AsTask\(\)\s*\.(Wait\(|Result\b)")]
+    /// <summary><c>x.GetAwaiter().GetResult()</c>, and <c>x.AsTask()</c>/<c>completion.Task</c> followed by <c>.Wait()</c>/<c>.Result</c>.</summary>
+    [GeneratedRegex(@"GetAwaiter\(\)\s*\.GetResult\(\)|\.(AsTask\(\)|Task)\s*\.(Wait\(|Result\b)")]
     private static partial Regex BlocksOnAwaiter();
 
     /// <summary><c>receiver.Wait(...)</c>, the receiver captured.</summary>

@@ -3,7 +3,16 @@ using Tidemark.Api;
 namespace Tidemark.Interop.Tests.Infrastructure;
 
 /// <summary>What a PostgreSQL started on a writable view of a snapshot showed, stopped again.</summary>
-internal sealed record PostgresCloneCheck(ProcessResult Amcheck, long Accounts, long Branches, long CommittedTransactions, string Balanced, string Log);
+internal sealed record PostgresCloneCheck(ProcessResult Amcheck, long Accounts, long Branches, long CommittedTransactions, string Balanced, string Log)
+{
+    /// <summary>pg_amcheck clean, pgbench's books balanced, and no transaction committed before the snapshot missing.</summary>
+    public void AssertIntact(long committedBeforeSnapshot, string loadOutput)
+    {
+        Assert.True(Amcheck.ExitCode == 0, $"pg_amcheck on the clone: {Amcheck.StandardOutput}\n{Amcheck.StandardError}");
+        Assert.Equal("t", Balanced);
+        Assert.True(CommittedTransactions >= committedBeforeSnapshot, $"the clone lost committed transactions: {CommittedTransactions} history rows, {committedBeforeSnapshot} committed before the snapshot\npgbench: {loadOutput}");
+    }
+}
 
 /// <summary>
 /// Starts a second PostgreSQL on a writable view of a pgbench database's snapshot (view, export,
