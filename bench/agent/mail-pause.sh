@@ -11,7 +11,8 @@
 # of DURATION per second ("delivered/s", the ratio to none beside it), how long after the senders
 # stopped the last message was delivered ("drain"), and, per snapshot as the agent measures it,
 # p50/p99/max of "frozen" (first FIFREEZE to last FITHAW) and "held" (quiesce request received to
-# resume done: delivery is held for all of it). Needs root, postfix, dovecot-lmtpd.
+# resume done: delivery is held for all of it), and p50/p99 of each step of the hold and release as the
+# agent logs them at debug level (event 9026). Needs root, postfix, dovecot-lmtpd.
 #   bench/agent/mail-pause.sh                  DURATION=60 INTERVAL=10 SENDERS=4 MODES="none mail" ROUNDS=1
 #   TIDEMARK="dotnet tests/Tidemark.Interop.Tests/bin/Release/net10.0/tidemark.dll" bench/agent/mail-pause.sh
 set -euo pipefail
@@ -170,7 +171,8 @@ for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$smtp") 2>/dev/null && (exe
 server_fp=$(tm partner identity --json | json 'd["fingerprint"]')
 "${TM[@]}" agent pair --agent-dir "$D/agent" --server-fingerprint "$server_fp" --listen 127.0.0.1:0 --name app \
   --mount "$D/fs=mail" --deadline 30 --mail "root=$D/fs,postfix=$D/pf/etc,dovecot=$D/dc/dovecot.conf" >/dev/null
-"${TM[@]}" agent run --agent-dir "$D/agent" > "$D/agent.log" 2>&1 & pids+=($!)
+# Debug level for the agent's own category: the mail plugin logs each step of a hold and a release (event 9026).
+env "Logging__LogLevel__Tidemark.Agent=Debug" "${TM[@]}" agent run --agent-dir "$D/agent" > "$D/agent.log" 2>&1 & pids+=($!)
 for _ in $(seq 600); do grep -q '^agent listening' "$D/agent.log" && break; sleep 0.1; done
 line=$(grep '^agent listening' "$D/agent.log")
 tm host add app "$(echo "$line" | awk '{print $4}')" --fingerprint "$(echo "$line" | awk '{print $6}')" >/dev/null
@@ -254,5 +256,21 @@ for mode in "${modes[@]}"; do
   [ "$mode" = none ] && continue
   echo "$mode: frozen (writes wait) $(stats "$D/frozen-$mode"); delivery held (whole quiesce) $(stats "$D/held-$mode")"
 done
+# Per step of the mail plugin's hold and release, as the agent logs them (event 9026): where the held time goes.
+python3 - "$D/agent.log" <<'PY'
+import re, sys
+steps = {}
+for line in open(sys.argv[1]):
+    m = re.search(r"Mail (hold|release) \(.*\): (.+) ([0-9.]+) ms$", line)
+    if m:
+        steps.setdefault(f"{m[1]}: {m[2]}", []).append(float(m[3]))
+    m = re.search(r"Mail (hold|release) \(.*\): (\S+) \(pid [0-9]+\) exited ([0-9.]+) ms into the step$", line)
+    if m:
+        steps.setdefault(f"{m[1]}: {m[2]} exited", []).append(float(m[3]))
+for name, xs in steps.items():
+    xs.sort()
+    q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
+    print(f"  step {name:<28} n={len(xs)} p50={q(.5):.0f}ms p99={q(.99):.0f}ms max={xs[-1]:.0f}ms")
+PY
 echo "consistency of the last snapshot: $(tm snapshot list mail --json | json '[s["consistency"] for s in d[-1:]]')"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

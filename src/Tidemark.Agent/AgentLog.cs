@@ -42,6 +42,12 @@ internal static partial class AgentLog
     [LoggerMessage(EventId = 9025, Level = LogLevel.Warning, Message = "{Line}")]
     public static partial void ScriptOutput(ILogger logger, string line);
 
+    [LoggerMessage(EventId = 9026, Level = LogLevel.Debug, Message = "Mail {Phase} ({Where}): {Step} {Milliseconds:0.0} ms")]
+    public static partial void MailStep(ILogger logger, string phase, string where, string step, double milliseconds);
+
+    [LoggerMessage(EventId = 9027, Level = LogLevel.Debug, Message = "Mail {Phase} ({Where}): {Command} (pid {Pid}) exited {Milliseconds:0.0} ms into the step")]
+    public static partial void MailProcessExited(ILogger logger, string phase, string where, string command, int pid, double milliseconds);
+
     [LoggerMessage(EventId = 9030, Level = LogLevel.Warning, Message = "Recovered from a previous run: {Message}")]
     public static partial void JournalRecovered(ILogger logger, string message);
 

@@ -28,6 +28,9 @@ public sealed partial class PostfixHold
     /// <summary>A delivery in progress is one message to a local store: seconds, not minutes.</summary>
     private static readonly TimeSpan _drainTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>Postfix waits while main.cf is less than a second old (whole seconds): two is clear of it.</summary>
+    private static readonly TimeSpan _coolDown = TimeSpan.FromSeconds(2);
+
     private readonly string _configDirectory;
     private readonly int _master;
     private readonly string? _original;
@@ -49,32 +52,23 @@ public sealed partial class PostfixHold
     /// <summary>Holds delivery; with a <paramref name="journal"/>, the original defer_transports is written down durably first (undone at the agent's next start if it dies holding).</summary>
     public static async Task<PostfixHold> HoldAsync(string configDirectory, IReadOnlyList<string>? transports, ILogger logger, CancellationToken ct, QuiesceJournal? journal = null)
     {
-        var values = (await PostconfAsync(configDirectory, ["-h", "queue_directory", "virtual_transport", "mailbox_transport", "local_transport", "defer_transports"], ct)).Split('\n');
-        if (values.Length < 5)
-        {
-            throw Failure(configDirectory, $"postconf printed {values.Length} values for 5 parameters");
-        }
-
-        var master = await MasterPidAsync(configDirectory, values[0].Trim(), ct);
-        var mailTransports = transports is { Count: > 0 }
-            ? transports
-            : values[1..4].Select(v => v.Trim().Split(':')[0]).Where(t => t.Length > 0 && t is not "error" and not "discard").Distinct(StringComparer.Ordinal).ToList();
-        if (mailTransports.Count == 0)
-        {
-            throw Failure(configDirectory, "it names no transport that delivers mail (virtual_transport, mailbox_transport, local_transport); give the mail entry's transports");
-        }
-
-        // Whether defer_transports was set in main.cf at all: release removes it again rather than leave an empty line.
-        var explicitly = (await PostconfAsync(configDirectory, ["-n", "defer_transports"], ct)).Trim().Length > 0;
-        var original = explicitly ? values[4].Trim() : null;
-        var deferred = (original ?? "").Split([' ', ',', '\t'], StringSplitOptions.RemoveEmptyEntries).Union(mailTransports, StringComparer.Ordinal);
-        var commands = await DeliveryCommandsAsync(configDirectory, mailTransports, ct);
-        var draining = Children(master, commands.Append("qmgr").ToHashSet(StringComparer.Ordinal));
+        var clock = new StepClock(logger, "hold", configDirectory);
+        var (settings, cached) = await PostfixSettings.ReadAsync(configDirectory, transports, ct);
+        clock.Lap(cached ? "settings (unchanged)" : "settings (postconf)");
+        var master = PostfixMaster.Known(settings.QueueDirectory) ?? await MasterPidAsync(configDirectory, settings.QueueDirectory, ct);
+        clock.Lap("master pid");
+        var original = settings.Original;
+        var deferred = (original ?? "").Split([' ', ',', '\t'], StringSplitOptions.RemoveEmptyEntries).Union(settings.MailTransports, StringComparer.Ordinal);
+        var draining = Children(master, settings.Commands.Append("qmgr").ToHashSet(StringComparer.Ordinal));
+        clock.Lap("children");
         var held = string.Join(' ', deferred);
         var entry = journal?.Write(configDirectory, QuiesceJournalEntry.Create(QuiesceJournalEntry.Postfix) with { PostfixConfig = configDirectory, Held = held, Original = original });
+        clock.Lap("journal");
         try
         {
             await PostconfAsync(configDirectory, ["-e", $"defer_transports = {held}"], ct);
+            Cool(configDirectory);
+            clock.Lap("postconf -e");
         }
         catch
         {
@@ -90,7 +84,8 @@ public sealed partial class PostfixHold
         try
         {
             hold.Reload();
-            await WaitGoneAsync(draining, ct);
+            await WaitGoneAsync(draining, clock, ct);
+            clock.Lap("reload and drain");
         }
         catch
         {
@@ -98,7 +93,7 @@ public sealed partial class PostfixHold
             throw;
         }
 
-        AgentLog.PostfixHeld(logger, configDirectory, string.Join(", ", mailTransports), draining.Count);
+        AgentLog.PostfixHeld(logger, configDirectory, string.Join(", ", settings.MailTransports), draining.Count);
         return hold;
     }
 
@@ -110,13 +105,19 @@ public sealed partial class PostfixHold
             return;
         }
 
+        var clock = new StepClock(_logger, "release", _configDirectory);
         var deferring = Children(_master, ["qmgr"]);
+        clock.Lap("children");
         await PostconfAsync(_configDirectory, _original is null ? ["-X", "defer_transports"] : ["-e", $"defer_transports = {_original}"], CancellationToken.None);
+        Cool(_configDirectory);
+        clock.Lap("postconf");
         Reload();
 
         // A flush the old (deferring) queue manager read would only defer the mail again.
-        await WaitGoneAsync(deferring, CancellationToken.None);
+        await WaitGoneAsync(deferring, clock, CancellationToken.None);
+        clock.Lap("reload and drain");
         var flush = await RunAsync("postqueue", "postfix", ["-c", _configDirectory, "-f"], _commandTimeout, CancellationToken.None);
+        clock.Lap("postqueue -f");
         if (flush.ExitCode != 0)
         {
             // Delivery is resumed; only the immediate retry is missing: the queue manager retries on its own.
@@ -201,6 +202,29 @@ public sealed partial class PostfixHold
         return (true, flush.ExitCode == 0 ? $"{done}, reloaded and the queue flushed" : $"{done} and reloaded; 'postqueue -f' failed ({flush.Describe()}), the held mail goes out at the next queue run");
     }
 
+    /// <summary>
+    /// Dates main.cf two seconds back after postconf rewrote it. Postfix takes a main.cf modified within
+    /// the last second for one an editor is still writing: the master at the reload, and then every
+    /// daemon it starts (the new qmgr, postlogd, the delivery agents), reads it, sleeps 300 ms and reads
+    /// it again until it is a second old ("pausing to let main.cf cool down", libpostfix-util). Measured
+    /// here (bench/agent/mail-pause.sh, steps in the agent's debug log): 1.5-2 s per reload, and while the
+    /// new postlogd cooled down, every Postfix process that logged (the old qmgr the hold waits for, the
+    /// delivery agents, postqueue) blocked on the full log socket; twice per snapshot, most of the 5.6 s
+    /// the mail server's delivery was held. postconf has finished writing the file (a temporary file
+    /// renamed over it), so there is nothing to wait for. If the time cannot be set, Postfix waits as before.
+    /// </summary>
+    private static void Cool(string configDirectory)
+    {
+        try
+        {
+            File.SetLastWriteTimeUtc(Path.Combine(configDirectory, "main.cf"), DateTime.UtcNow - _coolDown);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Slower, not wrong: Postfix cools it down itself.
+        }
+    }
+
     private void Reload()
     {
         if (Kill(_master, SigHup) != 0)
@@ -216,28 +240,19 @@ public sealed partial class PostfixHold
         var file = Path.Combine(queueDirectory, "pid", "master.pid");
         var read = await RunAsync("cat", "coreutils", [file], _commandTimeout, ct);
         var text = read.StandardOutput.Trim();
-        return read.ExitCode == 0 && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}")
-            ? pid
-            : throw new StorageException(StorageError.Unavailable, $"postfix ({configDirectory}) is not running ({(read.ExitCode != 0 ? read.StandardError.Trim() : $"no process '{text}' from {file}")}); start it or remove it from the agent's mail entry");
-    }
-
-    /// <summary>The programs master.cf runs for the transports (field 8 of `postconf -M NAME/unix`), by which their processes are known.</summary>
-    private static async Task<List<string>> DeliveryCommandsAsync(string configDirectory, IReadOnlyList<string> transports, CancellationToken ct)
-    {
-        var commands = new List<string>();
-        foreach (var transport in transports)
+        if (read.ExitCode == 0 && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}"))
         {
-            var line = (await PostconfAsync(configDirectory, ["-M", $"{transport}/unix"], ct)).Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
-            commands.Add(line.Length >= 8 ? Path.GetFileName(line[7]) : transport);
+            PostfixMaster.Remember(queueDirectory, pid);
+            return pid;
         }
 
-        return commands;
+        throw new StorageException(StorageError.Unavailable, $"postfix ({configDirectory}) is not running ({(read.ExitCode != 0 ? read.StandardError.Trim() : $"no process '{text}' from {file}")}); start it or remove it from the agent's mail entry");
     }
 
     /// <summary>The master's children running one of <paramref name="commands"/> (/proc/PID/stat: comm and parent).</summary>
-    private static List<int> Children(int master, HashSet<string> commands)
+    private static List<(int Pid, string Command)> Children(int master, HashSet<string> commands)
     {
-        var found = new List<int>();
+        var found = new List<(int Pid, string Command)>();
         foreach (var entry in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
@@ -254,7 +269,7 @@ public sealed partial class PostfixHold
                 var rest = stat[(close + 2)..].Split(' ');
                 if (open > 0 && close > open && rest.Length > 1 && rest[1] == master.ToString(CultureInfo.InvariantCulture) && commands.Contains(stat[(open + 1)..close]))
                 {
-                    found.Add(pid);
+                    found.Add((pid, stat[(open + 1)..close]));
                 }
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -266,14 +281,27 @@ public sealed partial class PostfixHold
         return found;
     }
 
-    private static async Task WaitGoneAsync(List<int> pids, CancellationToken ct)
+    /// <summary>Waits until every one of <paramref name="processes"/> has exited; the time each took goes to the debug log.</summary>
+    private static async Task WaitGoneAsync(List<(int Pid, string Command)> processes, StepClock clock, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + _drainTimeout;
-        while (pids.Any(IsRunning))
+        var running = new List<(int Pid, string Command)>(processes);
+        while (running.Count > 0)
         {
+            foreach (var process in running.Where(p => !IsRunning(p.Pid)).ToList())
+            {
+                clock.Exited(process.Command, process.Pid);
+                running.Remove(process);
+            }
+
+            if (running.Count == 0)
+            {
+                break;
+            }
+
             if (DateTime.UtcNow > deadline)
             {
-                throw new StorageException(StorageError.Busy, $"postfix delivery processes {string.Join(", ", pids.Where(IsRunning))} did not finish their deliveries within {_drainTimeout.TotalSeconds:0} s");
+                throw new StorageException(StorageError.Busy, $"postfix delivery processes {string.Join(", ", running.Select(p => p.Pid))} did not finish their deliveries within {_drainTimeout.TotalSeconds:0} s");
             }
 
             await Task.Delay(20, ct);
@@ -295,7 +323,7 @@ public sealed partial class PostfixHold
         }
     }
 
-    private static async Task<string> PostconfAsync(string configDirectory, IReadOnlyList<string> arguments, CancellationToken ct)
+    internal static async Task<string> PostconfAsync(string configDirectory, IReadOnlyList<string> arguments, CancellationToken ct)
     {
         var result = await RunAsync("postconf", "postfix", ["-c", configDirectory, .. arguments], _commandTimeout, ct);
         return result.ExitCode == 0 ? result.StandardOutput : throw Failure(configDirectory, result.Describe());
@@ -319,7 +347,7 @@ public sealed partial class PostfixHold
         }
     }
 
-    private static StorageException Failure(string configDirectory, string why) =>
+    internal static StorageException Failure(string configDirectory, string why) =>
         new(StorageError.IoError, $"postfix ({configDirectory}): {why}");
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
