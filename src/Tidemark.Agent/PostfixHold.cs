@@ -179,6 +179,8 @@ public sealed partial class PostfixHold
                 return (false, $"{where}: could not put defer_transports back ({restore.Describe()}); undo it {byHand}");
             }
 
+            Cool(directory);
+
             done = $"{where}: a previous run of the agent (pid {entry.AgentPid}) stopped during a delivery hold; defer_transports is back to {(entry.Original is null ? "unset" : $"'{entry.Original}'")}";
         }
         else if (value == entry.Original)

@@ -49,7 +49,7 @@ internal sealed partial record PostfixSettings(
         return (settings, false);
     }
 
-    /// <summary>Forgets what was read (tests; a config directory that went away).</summary>
+    /// <summary>Forgets what was read for <paramref name="configDirectory"/>, so the next hold asks postconf (tests).</summary>
     public static void Forget(string configDirectory) => _cache.TryRemove(configDirectory, out _);
 
     /// <summary>
