@@ -11,8 +11,10 @@
 # of DURATION per second ("delivered/s", the ratio to none beside it), how long after the senders
 # stopped the last message was delivered ("drain"), and, per snapshot as the agent measures it,
 # p50/p99/max of "frozen" (first FIFREEZE to last FITHAW) and "held" (quiesce request received to
-# resume done: delivery is held for all of it), and p50/p99 of each step of the hold and release as the
-# agent logs them at debug level (event 9026). Needs root, postfix, dovecot-lmtpd.
+# resume done; it includes the doveadm index the mail plugin runs before holding, while mail still
+# flows), and p50/p99 of each step of the hold and release as the agent logs them at debug level
+# (event 9026), "release: delivery held" being the time delivery actually waited (the hold's reload to
+# the release's flush). Needs root, postfix, dovecot-lmtpd.
 #   bench/agent/mail-pause.sh                  DURATION=60 INTERVAL=10 SENDERS=4 MODES="none mail" ROUNDS=1
 #   TIDEMARK="dotnet tests/Tidemark.Interop.Tests/bin/Release/net10.0/tidemark.dll" bench/agent/mail-pause.sh
 set -euo pipefail
@@ -254,7 +256,7 @@ while read -r round mode sent atEnd drain; do
 done < "$D/runs"
 for mode in "${modes[@]}"; do
   [ "$mode" = none ] && continue
-  echo "$mode: frozen (writes wait) $(stats "$D/frozen-$mode"); delivery held (whole quiesce) $(stats "$D/held-$mode")"
+  echo "$mode: frozen (writes wait) $(stats "$D/frozen-$mode"); whole quiesce $(stats "$D/held-$mode")"
 done
 # Per step of the mail plugin's hold and release, as the agent logs them (event 9026): where the held time goes.
 python3 - "$D/agent.log" <<'PY'

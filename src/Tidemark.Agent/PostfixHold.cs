@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
@@ -39,6 +40,9 @@ public sealed partial class PostfixHold
     private readonly string? _journalEntry;
     private int _released;
 
+    /// <summary>When the hold's reload was sent: from then until the release's flush, delivery waits.</summary>
+    private long _heldSince;
+
     private PostfixHold(string configDirectory, int master, string? original, ILogger logger, QuiesceJournal? journal, string? journalEntry)
     {
         _configDirectory = configDirectory;
@@ -59,8 +63,6 @@ public sealed partial class PostfixHold
         clock.Lap("master pid");
         var original = settings.Original;
         var deferred = (original ?? "").Split([' ', ',', '\t'], StringSplitOptions.RemoveEmptyEntries).Union(settings.MailTransports, StringComparer.Ordinal);
-        var draining = Children(master, settings.Commands.Append("qmgr").ToHashSet(StringComparer.Ordinal));
-        clock.Lap("children");
         var held = string.Join(' ', deferred);
         var entry = journal?.Write(configDirectory, QuiesceJournalEntry.Create(QuiesceJournalEntry.Postfix) with { PostfixConfig = configDirectory, Held = held, Original = original });
         clock.Lap("journal");
@@ -80,9 +82,14 @@ public sealed partial class PostfixHold
             throw;
         }
 
+        // Listed after the edit, not before: a queue manager or delivery agent the master starts from
+        // now on reads the new main.cf; one started before it is in the list, however shortly before.
+        var draining = Children(master, settings.Commands.Append("qmgr").ToHashSet(StringComparer.Ordinal));
+        clock.Lap("children");
         var hold = new PostfixHold(configDirectory, master, original, logger, journal, entry);
         try
         {
+            hold._heldSince = Stopwatch.GetTimestamp();
             hold.Reload();
             await WaitGoneAsync(draining, clock, ct);
             clock.Lap("reload and drain");
@@ -106,11 +113,15 @@ public sealed partial class PostfixHold
         }
 
         var clock = new StepClock(_logger, "release", _configDirectory);
-        var deferring = Children(_master, ["qmgr"]);
-        clock.Lap("children");
         await PostconfAsync(_configDirectory, _original is null ? ["-X", "defer_transports"] : ["-e", $"defer_transports = {_original}"], CancellationToken.None);
         Cool(_configDirectory);
         clock.Lap("postconf");
+
+        // After the edit (as at the hold): a deferring queue manager the master started between a list
+        // made before it and the reload would be missed, read the flush, and defer the held mail again
+        // until its next retry (minutes).
+        var deferring = Children(_master, ["qmgr"]);
+        clock.Lap("children");
         Reload();
 
         // A flush the old (deferring) queue manager read would only defer the mail again.
@@ -118,6 +129,10 @@ public sealed partial class PostfixHold
         clock.Lap("reload and drain");
         var flush = await RunAsync("postqueue", "postfix", ["-c", _configDirectory, "-f"], _commandTimeout, CancellationToken.None);
         clock.Lap("postqueue -f");
+
+        // The pause the mail server sees: the agent's whole quiesce also counts what it did before the
+        // hold (doveadm index while mail still flows), this counts only what delivery waited for.
+        AgentLog.MailStep(_logger, "release", _configDirectory, "delivery held (hold's reload to release's flush)", Stopwatch.GetElapsedTime(_heldSince).TotalMilliseconds);
         if (flush.ExitCode != 0)
         {
             // Delivery is resumed; only the immediate retry is missing: the queue manager retries on its own.
