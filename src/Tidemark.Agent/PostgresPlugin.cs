@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using Tidemark.Api;
 
 namespace Tidemark.Agent;
 
@@ -69,14 +70,21 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
             throw;
         }
 
-        return (held.Count, cut.Count) switch
+        return Quiesced(held, cut, logger);
+    }
+
+    /// <summary>
+    /// What a cut holds: the clusters <paramref name="held"/> in backup mode (on their open
+    /// connections) and those <paramref name="cut"/> atomically; null when neither.
+    /// </summary>
+    public static IQuiesced? Quiesced(List<(string Cluster, NpgsqlConnection Connection)> held, List<string> cut, ILogger logger) =>
+        (held.Count, cut.Count) switch
         {
             (0, 0) => null,
             (_, 0) => new BackupMode(held, logger),
             (0, _) => new AtomicCut(cut),
             _ => new Both(new BackupMode(held, logger), new AtomicCut(cut)),
         };
-    }
 
     // One line per tablespace outside the data directory (pg_default and pg_global live inside it).
     private const string TablespacesSql = "SELECT coalesce(string_agg(pg_tablespace_location(oid), E'\\n'), '') FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')";
@@ -138,17 +146,21 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
     /// </summary>
     private sealed class AtomicCut(List<string> clusters) : IQuiesced
     {
-        public string Consistency => "filesystem";
+        public string Consistency => ConsistencyLevel.FileSystem;
 
         public IReadOnlyList<string> Items { get; } = [.. clusters.Select(c => $"postgresql: cluster {c} (atomic cut, no backup mode)")];
 
         public Task ResumeAsync() => Task.CompletedTask;
     }
 
-    /// <summary>Some clusters in backup mode, others cut atomically: the level is the backup mode's.</summary>
+    /// <summary>
+    /// Some clusters in backup mode, others cut atomically: the snapshot is only as consistent as its
+    /// weakest part, so the level is the atomic cut's ("filesystem"); the items still name every
+    /// cluster and the backup-mode clusters' labels are still kept.
+    /// </summary>
     private sealed class Both(BackupMode backup, AtomicCut cut) : IQuiesced
     {
-        public string Consistency => backup.Consistency;
+        public string Consistency => ConsistencyLevel.Weakest([backup.Consistency, cut.Consistency]);
 
         public IReadOnlyList<string> Items { get; } = [.. backup.Items, .. cut.Items];
 
@@ -162,7 +174,7 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
         private readonly Dictionary<string, string> _labels = new(StringComparer.Ordinal);
         private int _resumed;
 
-        public string Consistency => "application";
+        public string Consistency => ConsistencyLevel.Application;
 
         public IReadOnlyList<string> Items { get; } = [.. held.Select(h => $"postgresql: cluster {h.Cluster}")];
 
