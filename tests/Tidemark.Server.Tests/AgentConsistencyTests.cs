@@ -17,16 +17,16 @@ public sealed class AgentConsistencyTests
     [Fact]
     public void Postgres_BackupModeAndAtomicCutInOneCut_FileSystem_ItemsNameEveryCluster()
     {
-        var both = PostgresPlugin.Quiesced([("main", new NpgsqlConnection())], ["fast"], NullLogger.Instance)!;
-        var backup = PostgresPlugin.Quiesced([("main", new NpgsqlConnection())], [], NullLogger.Instance)!;
-        var atomic = PostgresPlugin.Quiesced([], ["fast"], NullLogger.Instance)!;
+        var both = PostgresPlugin.Quiesced([("main", new NpgsqlConnection())], ["fast"], TimeSpan.FromMinutes(5), NullLogger.Instance)!;
+        var backup = PostgresPlugin.Quiesced([("main", new NpgsqlConnection())], [], TimeSpan.FromMinutes(5), NullLogger.Instance)!;
+        var atomic = PostgresPlugin.Quiesced([], ["fast"], TimeSpan.FromMinutes(5), NullLogger.Instance)!;
 
         Assert.Equal(ConsistencyLevel.FileSystem, both.Consistency);
         Assert.Equal(["postgresql: cluster main", "postgresql: cluster fast (atomic cut, no backup mode)"], both.Items);
         Assert.False(both.UnderApplications);
         Assert.Equal(ConsistencyLevel.Application, backup.Consistency);
         Assert.Equal(ConsistencyLevel.FileSystem, atomic.Consistency);
-        Assert.Null(PostgresPlugin.Quiesced([], [], NullLogger.Instance));
+        Assert.Null(PostgresPlugin.Quiesced([], [], TimeSpan.FromMinutes(5), NullLogger.Instance));
     }
 
     [Fact]
