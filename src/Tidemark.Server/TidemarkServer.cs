@@ -229,9 +229,11 @@ public sealed partial class TidemarkServer : IAsyncDisposable
             Events.Record("export.read-only", export, "server", message, "refused");
         }
 
-        // Before the policies start: a view a killed server left mid-verification goes, with an event.
+        // Before the policies start: a view a killed server left mid-verification, mid-index or
+        // mid-recovery goes, with an event (no job of the previous process runs any more).
         _app.Services.GetRequiredService<SnapshotVerifier>().DeleteLeftoverViews();
         _app.Services.GetRequiredService<MailIndexer>().DeleteLeftoverViews();
+        _app.Services.GetRequiredService<RecoveryViews>().DeleteLeftovers();
         // The instruments exist from the start, so the exporter has them all at its first collection.
         _app.Services.GetRequiredService<ServerMeter>();
         _app.Services.GetRequiredService<ReplicaInstruments>();

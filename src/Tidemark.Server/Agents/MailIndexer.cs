@@ -223,12 +223,7 @@ public sealed partial class MailIndexer
         {
             try
             {
-                foreach (var export in _exports.ExportsOfVolume(volume.Name))
-                {
-                    _exports.Delete(export);
-                }
-
-                _pool.DeleteVolume(volume.Name);
+                _agents.DeleteViewWithExports(volume.Name);
                 deleted.Add(volume.Name);
                 _events.Record("volume.delete", volume.Name, "server", $"index view of {volume.Origin} left by a server stopped during an index build: deleted", "ok");
             }
