@@ -51,13 +51,7 @@ public sealed class MailIndexQueueTests
                     }
                 }
             },
-            (item, reason) =>
-            {
-                lock (gate)
-                {
-                    skipped.Add((item.Snapshot, reason));
-                }
-            });
+            RecordInto(skipped));
 
         queue.Enqueue(Item("app", "mail", "s1"));
         await firstStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
@@ -115,13 +109,7 @@ public sealed class MailIndexQueueTests
                     cancelled = true;
                 }
             },
-            (item, reason) =>
-            {
-                lock (ran)
-                {
-                    skipped.Add((item.Snapshot, reason));
-                }
-            });
+            RecordInto(skipped));
 
         queue.Enqueue(Item("app", "mail", "s1"));
         await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
@@ -137,6 +125,16 @@ public sealed class MailIndexQueueTests
         Assert.DoesNotContain("other@t1", ran);
         Assert.DoesNotContain("later@l1", ran);
     }
+
+    /// <summary>The queue's skipped callback: records each item's snapshot and reason (called from the workers).</summary>
+    private static Action<MailIndexItem, string> RecordInto(List<(string Snapshot, string Reason)> skipped) =>
+        (item, reason) =>
+        {
+            lock (skipped)
+            {
+                skipped.Add((item.Snapshot, reason));
+            }
+        };
 
     private static MailIndexItem Item(string host, string volume, string snapshot) => new(host, volume, $"{volume}@{snapshot}", Guid.NewGuid(), "policy:p");
 }
