@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -17,8 +16,7 @@ public sealed class RecoveryViewTests : ServerTest
     public async Task Restart_RecoveryViewsLeftByKilledServer_DeletedWithExportsAndEvents_OperatorsRecoverViewKept()
     {
         // An agent that takes the connection and never answers: the job stays in its agent call.
-        using var silent = new TcpListener(IPAddress.Loopback, 0);
-        silent.Start();
+        using var silent = SilentAgent.Start();
         const string hostView = "recover-mail-20261207-061500-a1b2c3";
         var client = Client;
         await client.CreateVolumeAsync(new CreateVolumeRequest("mail", 16 << 20));
@@ -35,7 +33,7 @@ public sealed class RecoveryViewTests : ServerTest
         Assert.Equal(HttpStatusCode.BadRequest, purpose.Status);
         Assert.Contains("purpose is 'recovery'", purpose.Message, StringComparison.Ordinal);
 
-        await client.AddHostAsync(new AddHostRequest("silent", $"127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}", new string('a', 64)));
+        await client.AddHostAsync(new AddHostRequest("silent", silent.Address, new string('a', 64)));
         var pending = client.RecoverMailAsync(new MailRecoveryJobRequest("silent", "mail@monday", Filter: new MailFilterDto(["alice"])));
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!(await client.ListVolumesAsync()).Any(v => v.Name.StartsWith("recover-mail-2", StringComparison.Ordinal) && v.Name != hostView))
