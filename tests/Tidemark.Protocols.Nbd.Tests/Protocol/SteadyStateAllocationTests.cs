@@ -19,13 +19,17 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
     private const int RoundTrips = 50;
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Transmission_PipelinedWritesAndReads_AllocateNothingPerRequest(bool structured)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)] // READs on the read workers (a device that prefers concurrency)
+    [InlineData(true, true)]
+    public async Task Transmission_PipelinedWritesAndReads_AllocateNothingPerRequest(bool structured, bool parallelReads)
     {
         var pool = new CachingMemoryPool();
         var pipeOptions = new PipeOptions(pool, pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false);
-        var server = NbdServerHarness.Start(new MemoryBlockDevice(16 * 1024 * 1024), clientToServer: pipeOptions, serverToClient: pipeOptions);
+        var memory = new MemoryBlockDevice(16 * 1024 * 1024);
+        IBlockDevice device = parallelReads ? new PrefersConcurrency(memory) : memory;
+        var server = NbdServerHarness.Start(device, clientToServer: pipeOptions, serverToClient: pipeOptions);
         await server.Client.HandshakeAsync("vol", structured);
         var small = new Batch(SmallBatchPairs, structured);
         var large = new Batch(LargeBatchPairs, structured);
@@ -84,6 +88,11 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
         }
 
         Assert.Equal(batch.ReplyBytes, received);
+    }
+
+    private sealed class PrefersConcurrency(IBlockDevice inner) : ForwardingDevice(inner)
+    {
+        public override int PreferredConcurrency => 32;
     }
 
     /// <summary>Pairs of 4 KiB WRITE and READ at distinct offsets, and the bytes their replies take.</summary>
