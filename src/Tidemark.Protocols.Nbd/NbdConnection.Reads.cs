@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using Tidemark.Protocols.Nbd.Wire;
 
@@ -49,12 +50,21 @@ public sealed partial class NbdConnection : IReadReplies
     }
 
     /// <summary>
-    /// Hands a READ to the read workers when they run and the READ is well formed and small enough;
-    /// false leaves it to the inline path (which answers refused READs with their error).
+    /// Hands a READ to the read workers when they run, the READ is well formed and small enough, and
+    /// it would not be alone; false leaves it to the inline path (which answers refused READs with
+    /// their error). <paramref name="buffer"/> starts with the READ's header.
     /// </summary>
-    private bool TryStartRead(in NbdRequestHeader request)
+    private bool TryStartRead(in NbdRequestHeader request, in ReadOnlySequence<byte> buffer)
     {
         if (_reads is not { } reads || !CanHandOff(request, reads.MaxReadBytes))
+        {
+            return false;
+        }
+
+        // A READ alone gains nothing from a worker: with no READ in flight and no other READ behind
+        // it in the receive buffer, it runs inline, and a queue depth of 1 keeps today's path
+        // exactly (a hand-off added a thread wake-up per read: 4K reads at QD1 fell to 0.59x).
+        if ((!_readsHandedOff || reads.IsIdle) && !NextIsRead(buffer))
         {
             return false;
         }
@@ -65,6 +75,13 @@ public sealed partial class NbdConnection : IReadReplies
         reads.Start(request);
         return true;
     }
+
+    /// <summary>True when a complete READ header follows the request at the start of <paramref name="buffer"/>.</summary>
+    private static bool NextIsRead(in ReadOnlySequence<byte> buffer) =>
+        buffer.Length >= 2 * NbdRequestHeader.SizeBytes
+        && TryReadRequestHeader(buffer.Slice(NbdRequestHeader.SizeBytes), out var next)
+        && next.Magic == NbdMagic.Request
+        && next.Command == NbdCommand.Read;
 
     /// <summary>HandleRead's checks, without replying: flags, range, a length worth a worker.</summary>
     private bool CanHandOff(in NbdRequestHeader request, long maxBytes)

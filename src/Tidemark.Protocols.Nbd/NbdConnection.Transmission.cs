@@ -153,7 +153,7 @@ public sealed partial class NbdConnection
                 return Step.Write;
             }
 
-            if (header.Command == NbdCommand.Read && TryStartRead(header))
+            if (header.Command == NbdCommand.Read && TryStartRead(header, buffer))
             {
                 // Handed to the read workers (NbdConnection.Reads.cs); its reply leaves when it is read.
                 buffer = buffer.Slice(NbdRequestHeader.SizeBytes);

@@ -101,6 +101,18 @@ internal sealed class ParallelReads
     /// <summary>True once a send found that the peer no longer reads replies (or failed).</summary>
     public bool StoppedSending => _stoppedSending;
 
+    /// <summary>True while no read is in flight and nobody replies (the output could be taken back at once).</summary>
+    public bool IsIdle
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _inFlight == 0 && !_replying;
+            }
+        }
+    }
+
     /// <summary>The largest read that can be handed off; a larger one is done inline.</summary>
     public long MaxReadBytes => _maxBytesInFlight;
 

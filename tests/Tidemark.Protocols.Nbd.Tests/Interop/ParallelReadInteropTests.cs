@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text.Json;
 using Tidemark.Protocols.Nbd.Tests.Infrastructure;
 
 namespace Tidemark.Protocols.Nbd.Tests.Interop;
@@ -27,7 +26,7 @@ public sealed class ParallelReadInteropTests : IDisposable
             device.Memory.Write(random.Next(0, 128) * 65536L, data, false);
         }
 
-        await using var host = new TcpNbdHost(Catalog(device));
+        await using var host = new TcpNbdHost(CopyAndQemuInteropTests.Catalog(device));
         var file = Path.Combine(_directory, "copy.img");
 
         (await ProcessRunner.RunAsync("nbdcopy", "--connections=1", "--requests=32", "--request-size=65536", host.Url("vol"), file)).AssertSuccess();
@@ -42,34 +41,9 @@ public sealed class ParallelReadInteropTests : IDisposable
     public async Task Fio_RandomWritesThenVerifyAtQueueDepth32_ReportNoErrors()
     {
         var device = new GatedReadDevice(16 * 1024 * 1024, preferredConcurrency: 32) { Delay = TimeSpan.FromMilliseconds(1) };
-        await using var host = new TcpNbdHost(Catalog(device));
+        await using var host = new TcpNbdHost(CopyAndQemuInteropTests.Catalog(device));
 
-        var result = (await ProcessRunner.RunAsync(
-            TimeSpan.FromSeconds(90),
-            "fio",
-            "--name=verify",
-            "--ioengine=nbd",
-            $"--uri={host.Url("vol")}",
-            "--rw=randwrite",
-            "--bs=4k",
-            "--iodepth=32",
-            "--size=4M",
-            "--verify=crc32c",
-            "--do_verify=1",
-            "--verify_fatal=1",
-            "--output-format=json")).AssertSuccess();
-
-        using var json = JsonDocument.Parse(result.StandardOutput[result.StandardOutput.IndexOf('{', StringComparison.Ordinal)..]);
-        var job = json.RootElement.GetProperty("jobs")[0];
-        Assert.Equal(0, job.GetProperty("error").GetInt32());
-        Assert.Equal(4L * 1024 * 1024, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
+        await CopyAndQemuInteropTests.FioRandomWritesWithVerifyAsync(host.Url("vol"), queueDepth: 32, sizeBytes: 4 * 1024 * 1024);
         Assert.True(device.PeakInFlight > 1, $"peak reads in flight {device.PeakInFlight}");
-    }
-
-    private static NbdExportCatalog Catalog(IBlockDevice device)
-    {
-        var catalog = new NbdExportCatalog { DefaultExportName = "vol" };
-        catalog.Set(new NbdExport("vol", device, "interop"));
-        return catalog;
     }
 }

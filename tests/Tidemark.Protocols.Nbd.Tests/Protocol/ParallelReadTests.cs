@@ -212,6 +212,31 @@ public sealed class ParallelReadTests
     }
 
     [Fact]
+    public async Task Read_Alone_IsInline_AndReadsTogetherGoToTheWorkers()
+    {
+        var device = Device(32);
+        await using var server = NbdServerHarness.Start(device);
+        await server.Client.HandshakeAsync("vol");
+
+        // Queue depth 1: each READ is alone, so it gains nothing from a worker.
+        for (var i = 0; i < 3; i++)
+        {
+            device.Release(i * ReadBytes);
+            await server.Client.SendAsync(Reads(i, 1));
+            Assert.Equal(Data(i), (await ReadReplyAsync(server.Client, structured: false)).Data);
+        }
+
+        Assert.DoesNotContain("NBD reads", device.ReaderThreads);
+
+        await server.Client.SendAsync(Reads(4, 2));
+        device.WaitArrived(5);
+        device.Open();
+        Assert.Equal(new ulong[] { 104, 105 }, new[] { (await ReadReplyAsync(server.Client, structured: false)).Cookie, (await ReadReplyAsync(server.Client, structured: false)).Cookie }.Order());
+        Assert.All(device.ReaderThreads[3..], name => Assert.Equal("NBD reads", name));
+        Assert.Equal(5, device.ReaderThreads.Length);
+    }
+
+    [Fact]
     public async Task Reads_DeviceWithoutPreference_AreInlineOneAtATime()
     {
         var device = Device(1);
