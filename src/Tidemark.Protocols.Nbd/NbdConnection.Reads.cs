@@ -9,7 +9,8 @@ namespace Tidemark.Protocols.Nbd;
 // connection thread and handed to the connection's read workers (ParallelReads), and the connection
 // thread goes on receiving requests. A device whose reads are page-cache copies (PreferredConcurrency
 // 1, local stores) keeps the inline path of HandleRead exactly as it was: no hand-off, no lock, no
-// allocation per request (issue 18: no row may fall).
+// allocation per request (issue 18: no row may fall). So does a READ alone (none in flight, no READ
+// behind it in the receive buffer): a worker would only add a wake-up (ADR 0021).
 //
 // Order and meaning are those of a disk: every other request (WRITE, FLUSH, TRIM, WRITE_ZEROES,
 // BLOCK_STATUS, CACHE, DISC, a READ that is refused or too large to hand off) first waits until every
