@@ -28,11 +28,14 @@ public static class FuzzTargets
 
     /// <summary>
     /// An NBD client's bytes (handshake, options, requests) against an export of a 1 MiB memory
-    /// volume. The session must end by itself once the input ends, without an exception.
+    /// volume. The session must end by itself once the input ends, without an exception. Inputs of
+    /// odd length see a volume that prefers several reads in flight, so READs go to the connection's
+    /// read workers (ADR 0021) while the rest of the input is parsed.
     /// </summary>
     public static NbdSessionEnd Nbd(byte[] input)
     {
-        var device = new MemoryBlockDevice(1 << 20);
+        var memory = new MemoryBlockDevice(1 << 20);
+        IBlockDevice device = input.Length % 2 == 1 ? new PrefersConcurrentReads(memory) : memory;
         var catalog = new NbdExportCatalog { DefaultExportName = "vol" };
         catalog.Set(new NbdExport("vol", device, "fuzz"));
         var toServer = new Pipe(Unbounded);
@@ -129,5 +132,11 @@ public static class FuzzTargets
         public PipeReader Input { get; } = input;
 
         public PipeWriter Output { get; } = output;
+    }
+
+    /// <summary>A device as a RADOS-backed volume presents itself: several reads in flight pay off.</summary>
+    private sealed class PrefersConcurrentReads(IBlockDevice inner) : ForwardingDevice(inner)
+    {
+        public override int PreferredConcurrency => 32;
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Tidemark.Api;
 
 namespace Tidemark.Agent;
 
@@ -113,7 +114,9 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
     {
         private int _resumed;
 
-        public string Consistency => "filesystem";
+        public string Consistency => ConsistencyLevel.FileSystem;
+
+        public bool UnderApplications => true;
 
         public IReadOnlyList<string> Items => items;
 

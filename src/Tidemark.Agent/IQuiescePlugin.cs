@@ -18,8 +18,16 @@ public interface IQuiescePlugin
 /// </summary>
 public interface IQuiesced
 {
-    /// <summary>"filesystem" or "application".</summary>
+    /// <summary>"filesystem" or "application" (<see cref="Tidemark.Api.ConsistencyLevel"/>).</summary>
     string Consistency { get; }
+
+    /// <summary>
+    /// True for what applications stand on (the file-system freeze): its "filesystem" does not pull
+    /// down the level an application part claims over it, and alone it makes the host's level
+    /// "filesystem". Every other part speaks for an application, at its <see cref="Consistency"/>,
+    /// and the host is only as consistent as the weakest of them (<see cref="QuiesceSessions.HostLevel"/>).
+    /// </summary>
+    bool UnderApplications => false;
 
     /// <summary>What was quiesced, for the snapshot's label: "/srv/data (ext4)".</summary>
     IReadOnlyList<string> Items { get; }

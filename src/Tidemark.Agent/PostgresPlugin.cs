@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using Tidemark.Api;
 
 namespace Tidemark.Agent;
 
@@ -19,19 +20,33 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
 {
     public string Name => "postgresql";
 
+    /// <summary>
+    /// How long a backup-mode command may run when nobody gives up first. Npgsql's own command
+    /// timeout (30 s by default) is off for this plugin's commands: pg_backup_start waits for a
+    /// checkpoint, which took 27-33 s under load (docs/BENCHMARKS.md, "Taking the cost apart"),
+    /// while the server's quiesce call allows 60 s, and the end of that call (its request's token)
+    /// cancels the command. This limit bounds a caller that never gives up, and pg_backup_stop at
+    /// resume, which no caller's token covers.
+    /// </summary>
+    public TimeSpan BackupCommandLimit { get; init; } = TimeSpan.FromMinutes(5);
+
     public async Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct)
     {
         var held = new List<(string Cluster, NpgsqlConnection Connection)>();
         var cut = new List<string>();
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        bounded.CancelAfter(BackupCommandLimit);
         try
         {
             foreach (var cluster in config.Postgres)
             {
                 var connection = new NpgsqlConnection(cluster.ConnectionString);
+                var step = "connecting";
                 try
                 {
-                    await connection.OpenAsync(ct);
-                    var dataDirectory = cluster.DataDirectory ?? (string)(await Scalar(connection, "SHOW data_directory", ct))!;
+                    await connection.OpenAsync(bounded.Token);
+                    step = "asking for its data directory";
+                    var dataDirectory = cluster.DataDirectory ?? (string)(await Scalar(connection, "SHOW data_directory", bounded.Token))!;
                     var volume = config.VolumeOf(dataDirectory);
                     if (volume is null || !volumes.Contains(volume))
                     {
@@ -41,7 +56,7 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
 
                     if (cluster.Mode == AgentPostgresEntry.AtomicCutMode)
                     {
-                        var tablespaces = (string)(await Scalar(connection, TablespacesSql, ct))!;
+                        var tablespaces = (string)(await Scalar(connection, TablespacesSql, bounded.Token))!;
                         var paths = ClusterPaths(dataDirectory, tablespaces.Split('\n', StringSplitOptions.RemoveEmptyEntries));
                         await connection.DisposeAsync();
                         if (AtomicCutProblem(config, cluster.Name, paths, volumes) is { } problem)
@@ -53,8 +68,15 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
                         continue;
                     }
 
-                    await Scalar(connection, "SELECT pg_backup_start(@label, true)::text", ct, ("label", $"tidemark {config.HostName} {DateTimeOffset.UtcNow:O}"));
+                    step = "pg_backup_start (a checkpoint)";
+                    await Scalar(connection, "SELECT pg_backup_start(@label, true)::text", bounded.Token, ("label", $"tidemark {config.HostName} {DateTimeOffset.UtcNow:O}"));
                     held.Add((cluster.Name, connection));
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or NpgsqlException && bounded.IsCancellationRequested)
+                {
+                    // Cancelled by the deadline, not broken: say which deadline, not "reading from stream".
+                    await connection.DisposeAsync();
+                    throw new StorageException(StorageError.Unavailable, Unfinished(cluster.Name, step, ct.IsCancellationRequested, BackupCommandLimit), ex);
                 }
                 catch (NpgsqlException ex)
                 {
@@ -65,18 +87,41 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
         }
         catch
         {
-            await new BackupMode(held, logger).ResumeAsync();
+            await new BackupMode(held, BackupCommandLimit, logger).ResumeAsync();
             throw;
         }
 
-        return (held.Count, cut.Count) switch
+        return Quiesced(held, cut, BackupCommandLimit, logger);
+    }
+
+    /// <summary>
+    /// Why a cluster was not quiesced when a deadline cancelled <paramref name="step"/>: the server's
+    /// (<paramref name="callEnded"/>: its quiesce call's deadline passed, or it went away) or the
+    /// agent's own <paramref name="limit"/>.
+    /// </summary>
+    public static string Unfinished(string cluster, string step, bool callEnded, TimeSpan limit)
+    {
+        var deadline = callEnded
+            ? "before the server stopped waiting for this quiesce (the deadline of its call)"
+            : $"within the agent's limit of {limit.TotalSeconds:0.#} s for a backup-mode command";
+        var checkpoint = step.StartsWith("pg_backup_start", StringComparison.Ordinal)
+            ? "; a checkpoint under load can take that long: spread checkpoints (a shorter checkpoint_timeout leaves less to write at once), or set the cluster's mode to atomic-cut, which needs no checkpoint per snapshot"
+            : string.Empty;
+        return $"postgresql cluster {cluster}: {step} did not finish {deadline}; nothing stays in backup mode{checkpoint}";
+    }
+
+    /// <summary>
+    /// What a cut holds: the clusters <paramref name="held"/> in backup mode (on their open
+    /// connections) and those <paramref name="cut"/> atomically; null when neither.
+    /// </summary>
+    public static IQuiesced? Quiesced(List<(string Cluster, NpgsqlConnection Connection)> held, List<string> cut, TimeSpan stopLimit, ILogger logger) =>
+        (held.Count, cut.Count) switch
         {
             (0, 0) => null,
-            (_, 0) => new BackupMode(held, logger),
+            (_, 0) => new BackupMode(held, stopLimit, logger),
             (0, _) => new AtomicCut(cut),
-            _ => new Both(new BackupMode(held, logger), new AtomicCut(cut)),
+            _ => new Both(new BackupMode(held, stopLimit, logger), new AtomicCut(cut)),
         };
-    }
 
     // One line per tablespace outside the data directory (pg_default and pg_global live inside it).
     private const string TablespacesSql = "SELECT coalesce(string_agg(pg_tablespace_location(oid), E'\\n'), '') FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')";
@@ -120,9 +165,15 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
             : $"postgresql cluster {cluster} (mode atomic-cut): {string.Join("; ", outside)}; without backup mode every directory of the cluster must be in one atomic cut: snapshot its volumes as one group, declare their mounts ('tidemark agent pair --mount PATH=VOLUME'), or set its mode to backup";
     }
 
+    /// <summary>
+    /// A command of this plugin: without Npgsql's own timeout (CommandTimeout 0), bounded by the
+    /// token it runs with instead (see <see cref="BackupCommandLimit"/>).
+    /// </summary>
+    public static NpgsqlCommand Command(string sql, NpgsqlConnection? connection) => new(sql, connection) { CommandTimeout = 0 };
+
     private static async Task<object?> Scalar(NpgsqlConnection connection, string sql, CancellationToken ct, params (string Name, object Value)[] parameters)
     {
-        await using var command = new NpgsqlCommand(sql, connection);
+        await using var command = Command(sql, connection);
         foreach (var (name, value) in parameters)
         {
             command.Parameters.AddWithValue(name, value);
@@ -138,17 +189,21 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
     /// </summary>
     private sealed class AtomicCut(List<string> clusters) : IQuiesced
     {
-        public string Consistency => "filesystem";
+        public string Consistency => ConsistencyLevel.FileSystem;
 
         public IReadOnlyList<string> Items { get; } = [.. clusters.Select(c => $"postgresql: cluster {c} (atomic cut, no backup mode)")];
 
         public Task ResumeAsync() => Task.CompletedTask;
     }
 
-    /// <summary>Some clusters in backup mode, others cut atomically: the level is the backup mode's.</summary>
+    /// <summary>
+    /// Some clusters in backup mode, others cut atomically: the snapshot is only as consistent as its
+    /// weakest part, so the level is the atomic cut's ("filesystem"); the items still name every
+    /// cluster and the backup-mode clusters' labels are still kept.
+    /// </summary>
     private sealed class Both(BackupMode backup, AtomicCut cut) : IQuiesced
     {
-        public string Consistency => backup.Consistency;
+        public string Consistency => ConsistencyLevel.Weakest([backup.Consistency, cut.Consistency]);
 
         public IReadOnlyList<string> Items { get; } = [.. backup.Items, .. cut.Items];
 
@@ -157,12 +212,12 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
         public Task ResumeAsync() => backup.ResumeAsync();
     }
 
-    private sealed class BackupMode(List<(string Cluster, NpgsqlConnection Connection)> held, ILogger logger) : IQuiesced
+    private sealed class BackupMode(List<(string Cluster, NpgsqlConnection Connection)> held, TimeSpan stopLimit, ILogger logger) : IQuiesced
     {
         private readonly Dictionary<string, string> _labels = new(StringComparer.Ordinal);
         private int _resumed;
 
-        public string Consistency => "application";
+        public string Consistency => ConsistencyLevel.Application;
 
         public IReadOnlyList<string> Items { get; } = [.. held.Select(h => $"postgresql: cluster {h.Cluster}")];
 
@@ -176,13 +231,20 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
             }
 
             List<string>? failures = null;
+            using var bounded = new CancellationTokenSource(stopLimit);
             for (var i = held.Count - 1; i >= 0; i--)
             {
                 var (cluster, connection) = held[i];
                 try
                 {
                     // wait_for_archive false: the snapshot holds the WAL it needs; archiving is not ours to wait for.
-                    _labels[cluster] = (string)(await Scalar(connection, "SELECT labelfile FROM pg_backup_stop(false)", CancellationToken.None))!;
+                    _labels[cluster] = (string)(await Scalar(connection, "SELECT labelfile FROM pg_backup_stop(false)", bounded.Token))!;
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or NpgsqlException && bounded.IsCancellationRequested)
+                {
+                    var message = $"it did not finish within the agent's limit of {stopLimit.TotalSeconds:0.#} s";
+                    AgentLog.BackupStopFailed(logger, cluster, message);
+                    (failures ??= []).Add($"{cluster}: {message}");
                 }
                 catch (NpgsqlException ex)
                 {

@@ -108,7 +108,7 @@ public sealed class QuiesceSessions : IAsyncDisposable
             session.OutputAtQuiesce = parts.Sum(p => p.Output.Count);
             session.Timer = _time.CreateTimer(_ => _ = ExpireAsync(session), null, deadline, Timeout.InfiniteTimeSpan);
             _open = session;
-            var consistency = parts.Any(p => p.Consistency == "application") ? "application" : "filesystem";
+            var consistency = HostLevel(parts);
             var items = parts.SelectMany(p => p.Items).ToList();
             AgentLog.Quiesced(_logger, string.Join(", ", items), session.Id, session.ResumeBy);
             var recovered = Interlocked.Exchange(ref _unreported, null);
@@ -118,6 +118,17 @@ public sealed class QuiesceSessions : IAsyncDisposable
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// The host's level for one cut: the weakest level any application part claims (PostgreSQL in
+    /// backup mode "application", one cut atomically "filesystem"), so one weak part is never hidden
+    /// behind a strong one; "filesystem" when only file systems were frozen.
+    /// </summary>
+    public static string HostLevel(IEnumerable<IQuiesced> parts)
+    {
+        var claims = parts.Where(p => !p.UnderApplications).Select(p => p.Consistency).ToList();
+        return claims.Count > 0 ? ConsistencyLevel.Weakest(claims) : ConsistencyLevel.FileSystem;
     }
 
     public async Task<ResumeResultDto> ResumeAsync(string id)

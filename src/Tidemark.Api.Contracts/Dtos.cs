@@ -78,7 +78,15 @@ public sealed record HoldRequest(DateTimeOffset? Until = null, string? Reason = 
 
 public sealed record SnapshotUsageDto(string Address, long UniqueBytes, long SharedBytes);
 
-public sealed record CreateViewRequest(string Snapshot, string Name);
+/// <summary>
+/// <see cref="Purpose"/>: absent for a view of one's own; <see cref="RecoveryPurpose"/> for a
+/// recovery's throwaway view, which its recovery deletes, and which the server deletes (with its
+/// exports) at its next start when a stop interrupted the recovery.
+/// </summary>
+public sealed record CreateViewRequest(string Snapshot, string Name, string? Purpose = null)
+{
+    public const string RecoveryPurpose = "recovery";
+}
 
 public sealed record GroupDto(string Name, IReadOnlyList<string> Volumes, DateTimeOffset CreatedAt);
 

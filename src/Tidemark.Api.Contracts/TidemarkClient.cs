@@ -70,7 +70,10 @@ public sealed partial class TidemarkClient : IDisposable
         PostAsync<RollbackResult>($"volumes/{Seg(volume)}/rollback", new RollbackRequest(snapshot, force), ct);
 
     public Task<VolumeDto> CreateViewAsync(string snapshotAddress, string viewName, CancellationToken ct = default) =>
-        PostAsync<VolumeDto>("views", new CreateViewRequest(snapshotAddress, viewName), ct);
+        CreateViewAsync(new CreateViewRequest(snapshotAddress, viewName), ct);
+
+    public Task<VolumeDto> CreateViewAsync(CreateViewRequest request, CancellationToken ct = default) =>
+        PostAsync<VolumeDto>("views", request, ct);
 
     public Task<VolumeDto> PromoteViewAsync(string viewName, CancellationToken ct = default) =>
         PostAsync<VolumeDto>($"views/{Seg(viewName)}/promote", null, ct);

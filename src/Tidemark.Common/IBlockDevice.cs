@@ -77,6 +77,16 @@ public interface IBlockDevice
         throw new StorageException(StorageError.Unsupported, $"{Name} has no atomic write");
 
     /// <summary>
+    /// How many reads the device serves well at once. 1 (the default) means a read is fastest done
+    /// inline by the caller, one after another: a local file or block device answers from the page
+    /// cache in microseconds, and a hand-off to another thread would cost more than the read. More
+    /// than 1 means each read waits on something remote (a RADOS round trip) and several in flight
+    /// share that wait, so a frontend may keep up to this many reads of one connection in flight.
+    /// A hint: the device is thread-safe either way.
+    /// </summary>
+    int PreferredConcurrency => 1;
+
+    /// <summary>
     /// Describes the allocation of [offset, offset+length) as consecutive runs starting at
     /// <paramref name="offsetBytes"/>. Fills as many runs as fit in <paramref name="destination"/> and
     /// returns how many were written; the caller continues after the last run for the rest.

@@ -66,6 +66,24 @@ public sealed partial class Pool
         }
     }
 
+    /// <summary>
+    /// The most reads worth having in flight on a device of this pool: the largest of its stores'
+    /// (a read may land on any of them), 1 for a pool of local stores only.
+    /// </summary>
+    internal int PreferredConcurrency
+    {
+        get
+        {
+            var most = 1;
+            foreach (var store in Volatile.Read(ref _stores))
+            {
+                most = Math.Max(most, store.PreferredConcurrency);
+            }
+
+            return most;
+        }
+    }
+
     /// <summary>Raises the capacity of a file store (capacity on demand).</summary>
     public void GrowStore(int index, long capacityBytes)
     {

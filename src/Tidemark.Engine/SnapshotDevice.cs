@@ -31,6 +31,9 @@ public sealed class SnapshotDevice : IBlockDevice
 
     public bool IsReadOnly => true;
 
+    /// <summary>The pool's stores decide, as for a volume.</summary>
+    public int PreferredConcurrency => _pool.PreferredConcurrency;
+
     public event EventHandler? SizeChanged
     {
         add { }

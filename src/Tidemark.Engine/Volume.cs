@@ -88,6 +88,9 @@ public sealed class Volume : IBlockDevice
 
     int IBlockDevice.MaxAtomicWriteBytes => MaxAtomicBytes;
 
+    /// <summary>The pool's stores decide (a RADOS-backed volume serves many reads at once well).</summary>
+    public int PreferredConcurrency => _pool.PreferredConcurrency;
+
     // Optimistic lock-free reads that overlapped an atomic map switch retry this often, then read
     // under the region locks, which no atomic write of the range holds at that time.
     private const int OptimisticReadAttempts = 3;

@@ -73,7 +73,7 @@ public sealed partial class NbdConnection
 
         // The data is read straight into the output pipe's memory behind the reply header; on an
         // error nothing of it is committed and an error reply takes its place.
-        var headerBytes = _structuredReplies ? NbdStructuredReplyHeader.SizeBytes + 8 : NbdSimpleReplyHeader.SizeBytes;
+        var headerBytes = ReadReplyHeaderBytes;
         var span = BeginReply(headerBytes + length);
         try
         {
@@ -90,6 +90,16 @@ public sealed partial class NbdConnection
             return;
         }
 
+        WriteReadReplyHeader(span, request, length);
+        EndReply(headerBytes + length);
+    }
+
+    /// <summary>What precedes the data of a successful READ's reply.</summary>
+    private int ReadReplyHeaderBytes => _structuredReplies ? NbdStructuredReplyHeader.SizeBytes + 8 : NbdSimpleReplyHeader.SizeBytes;
+
+    /// <summary>The header of a successful READ's reply at the start of <paramref name="span"/>, in front of its data.</summary>
+    private void WriteReadReplyHeader(Span<byte> span, in NbdRequestHeader request, int length)
+    {
         if (_structuredReplies)
         {
             // NBD_REPLY_TYPE_OFFSET_DATA: 64 bits offset then the data. It is the only chunk and no
@@ -101,8 +111,6 @@ public sealed partial class NbdConnection
         {
             new NbdSimpleReplyHeader(NbdError.None, request.Cookie).WriteTo(span);
         }
-
-        EndReply(headerBytes + length);
     }
 
     /// <summary>proto.md NBD_CMD_WRITE's checks; on a failed one replies with its error and returns false.</summary>

@@ -26,6 +26,7 @@ public sealed partial class NbdConnection
 
     private async ValueTask<NbdSessionEnd> TransmitAsync(CancellationToken cancellationToken)
     {
+        StartReadWorkersIfPreferred();
         ReadResult? held = null;
         while (true)
         {
@@ -121,8 +122,8 @@ public sealed partial class NbdConnection
         write = default;
         while (true)
         {
-            // While the write worker owns the output it flushes at this size itself.
-            if (!_outputHandedOff && _unflushedBytes >= _options.MaxUnflushedReplyBytes)
+            // While a worker owns the output it flushes at this size itself.
+            if (!_outputHandedOff && !_readsHandedOff && _unflushedBytes >= _options.MaxUnflushedReplyBytes)
             {
                 return Step.FlushNeeded;
             }
@@ -152,7 +153,14 @@ public sealed partial class NbdConnection
                 return Step.Write;
             }
 
-            // Every other request sees every earlier write applied and answered.
+            if (header.Command == NbdCommand.Read && TryStartRead(header, buffer))
+            {
+                // Handed to the read workers (NbdConnection.Reads.cs); its reply leaves when it is read.
+                buffer = buffer.Slice(NbdRequestHeader.SizeBytes);
+                continue;
+            }
+
+            // Every other request sees every earlier write and read applied and answered.
             TakeOutputBack();
             buffer = buffer.Slice(NbdRequestHeader.SizeBytes);
             if (header.Command == NbdCommand.Disconnect)

@@ -39,9 +39,10 @@ public sealed partial class NbdConnection
     private bool _outputHandedOff;
     private long _queuedWriteBytes;
 
-    // Set by the worker, read by the connection thread once the worker is idle.
+    // Set by the worker, read by the connection thread once the worker is idle. The second is also
+    // set when the read workers' send found the peer gone (WaitForReads).
     private Exception? _writerFault;
-    private bool _writerStoppedSending;
+    private bool _peerStoppedReading;
 
     // The first device error of a WRITE sent to the device in several pieces; whoever runs the jobs.
     private (NbdError Error, string Message)? _writeError;
@@ -56,6 +57,9 @@ public sealed partial class NbdConnection
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // no allocation per WRITE that waits for its payload
     private async ValueTask<ReadResult?> ReceiveWriteAsync(NbdRequestHeader request, CancellationToken cancellationToken)
     {
+        // A write never overtakes an earlier read (NbdConnection.Reads.cs): its payload is taken
+        // once every READ handed off was answered.
+        WaitForReads();
         var length = (int)request.LengthBytes;
         if (!IsWellFormedWrite(request))
         {
@@ -142,10 +146,17 @@ public sealed partial class NbdConnection
         worker.WaitFor(() => Volatile.Read(ref _queuedWriteBytes) + bytes <= _options.WriteBehindBytes);
 
     /// <summary>
-    /// Makes the connection thread the output's owner again: waits until every queued write was
-    /// applied and answered, then surfaces what failed on the worker.
+    /// Makes the connection thread the output's owner again: waits until every READ handed off and
+    /// every queued write was applied and answered, then surfaces what failed on a worker.
     /// </summary>
     private void TakeOutputBack()
+    {
+        WaitForReads();
+        TakeWritesBack();
+    }
+
+    /// <summary>Takes the output back from the write worker: waits until every queued write was applied and answered.</summary>
+    private void TakeWritesBack()
     {
         if (!_outputHandedOff)
         {
@@ -253,7 +264,7 @@ public sealed partial class NbdConnection
     {
         if (result.IsCompleted || result.IsCanceled)
         {
-            _writerStoppedSending = true;
+            _peerStoppedReading = true;
         }
     }
 

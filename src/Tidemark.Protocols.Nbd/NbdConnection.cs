@@ -9,13 +9,17 @@ namespace Tidemark.Protocols.Nbd;
 /// then the transmission phase until the client disconnects. One receive loop per connection;
 /// requests are handled inline on it (IBlockDevice calls are synchronous and fast), and the replies of
 /// every complete request in the receive buffer go out in one flush (DESIGN.md, data-path performance).
-/// Not thread-safe except <see cref="Abort"/>.
+/// On a device that prefers several reads in flight, READs run on the connection's read workers
+/// (NbdConnection.Reads.cs, where the output's ownership is written down). Not thread-safe except
+/// <see cref="Abort"/>.
 /// </summary>
 /// <remarks>
 /// Buffer ownership: the option-data buffer, the write staging buffer and the allocation-run buffer
 /// are rented from <see cref="ArrayPool{T}.Shared"/> by this connection, reused for every message and
-/// returned when <see cref="RunAsync"/> ends. Read payloads are produced straight into the memory of
-/// the output pipe, so they need no buffer of their own.
+/// returned when <see cref="RunAsync"/> ends. Inline read payloads are produced straight into the
+/// memory of the output pipe, so they need no buffer of their own; a READ handed to the read workers
+/// owns a piece buffer until its reply was written (or dropped), and RunAsync gives the pieces back
+/// only after the reads stopped.
 /// </remarks>
 public sealed partial class NbdConnection
 {
@@ -82,7 +86,10 @@ public sealed partial class NbdConnection
         catch (NbdProtocolViolationException ex)
         {
             // proto.md "Termination of the session": a violation of a mandatory condition MAY be
-            // answered with a hard disconnect. Send what was already answered, then close.
+            // answered with a hard disconnect. Send what was already answered, then close (the
+            // workers first give the output back: their pending work is dropped).
+            StopReads();
+            StopWriter();
             await TryFlushAsync(cancellationToken);
             return new NbdSessionEnd(NbdSessionEndReason.ProtocolViolation, ex.Message);
         }
@@ -102,6 +109,7 @@ public sealed partial class NbdConnection
         finally
         {
             _finished = true;
+            StopReads();
             StopWriter();
             ReturnBuffers();
             await CompleteTransportAsync();
@@ -117,6 +125,8 @@ public sealed partial class NbdConnection
             return;
         }
 
+        // A connection thread waiting for room for a READ, or for the READs before a request, goes on.
+        Volatile.Read(ref _reads)?.Cancel();
         try
         {
             _input.CancelPendingRead();
@@ -177,6 +187,13 @@ public sealed partial class NbdConnection
     /// </summary>
     private ValueTask<bool> FlushOwnedAsync(CancellationToken cancellationToken)
     {
+        if (_readsHandedOff)
+        {
+            // The read side owns the output; what this thread wrote before goes with its replies.
+            _reads!.FlushWritten();
+            return ValueTask.FromResult(!_reads.StoppedSending);
+        }
+
         if (_outputHandedOff)
         {
             if (_writer!.CallDrainedOrIdle())
@@ -187,7 +204,7 @@ public sealed partial class NbdConnection
             TakeOutputBack();
         }
 
-        return _writerStoppedSending ? ValueTask.FromResult(false) : FlushAsync(cancellationToken);
+        return _peerStoppedReading ? ValueTask.FromResult(false) : FlushAsync(cancellationToken);
     }
 
     private async ValueTask TryFlushAsync(CancellationToken cancellationToken)

@@ -67,6 +67,23 @@ public sealed record NbdServerOptions
     public int WriteBehindBytes { get; init; } = 8 * 1024 * 1024;
 
     /// <summary>
+    /// READs of one connection in flight at once, at most, on a device that serves several at once
+    /// well (<see cref="IBlockDevice.PreferredConcurrency"/> above 1: a RADOS-backed volume, whose reads
+    /// are network round trips; issue 22) and never more than the device prefers. 32 is the queue depth
+    /// fio and the kernel client use and what an RBD image was measured at. 1 or less handles every
+    /// READ inline, as on a local store, where a page-cache read is faster than any hand-off.
+    /// </summary>
+    public int MaxReadsInFlight { get; init; } = 32;
+
+    /// <summary>
+    /// Bytes the READs in flight of one connection may hold in their buffers together: beyond it the
+    /// connection stops reading requests until a read was answered, so a client cannot make us hold
+    /// MaxReadsInFlight times MaxPayloadBytes. A READ larger than this is handled inline, after the
+    /// earlier ones were answered. 8 MiB holds 32 reads of 256 KiB.
+    /// </summary>
+    public long MaxReadBytesInFlight { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>
     /// Upgrades the transport after NBD_OPT_STARTTLS was acknowledged (proto.md "TLS support"); the
     /// host wraps the pipe in an SslStream and returns the decrypted pipe. Null: STARTTLS is answered
     /// NBD_REP_ERR_UNSUP.

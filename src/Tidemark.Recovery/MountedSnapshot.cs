@@ -147,12 +147,14 @@ public sealed class MountedSnapshot : IAsyncDisposable
         Directory.CreateDirectory(MountPoint);
 
         // The view is the only thing written to (journal replay); its name says what it is for, so
-        // an operator who finds one left behind by a killed recovery knows it can go (names: at most 64).
+        // an operator who finds one left behind by a killed recovery knows it can go (names: at most 64),
+        // and its purpose marks it for the server, which deletes it at its next start if the server
+        // stopped under this recovery (RecoveryViews).
         var volume = Snapshot[..Snapshot.IndexOf('@', StringComparison.Ordinal)];
         var stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var name = $"recover-{Truncate(volume, 30)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}";
         var viewStep = Timings.Measure("view + export");
-        await _client!.CreateViewAsync(Snapshot, name, ct);
+        await _client!.CreateViewAsync(new CreateViewRequest(Snapshot, name, CreateViewRequest.RecoveryPurpose), ct);
         _view = name;
         var export = await _client!.CreateExportAsync(new CreateExportRequest(Target: name, Name: name), ct);
         _export = export.Name;

@@ -160,7 +160,8 @@ public sealed partial class TidemarkServer
             sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new SnapshotVerifier(sp.GetRequiredService<AgentChannel>()));
         services.AddSingleton<IMetricsSource>(sp => sp.GetRequiredService<SnapshotVerifier>());
-        services.AddSingleton(sp => new MailRecoveryRunner(sp.GetRequiredService<AgentChannel>()));
+        services.AddSingleton(sp => new RecoveryViews(sp.GetRequiredService<AgentChannel>()));
+        services.AddSingleton(sp => new MailRecoveryRunner(sp.GetRequiredService<AgentChannel>(), sp.GetRequiredService<RecoveryViews>()));
         services.AddSingleton(sp => new MailIndexer(sp.GetRequiredService<AgentChannel>(), sp.GetRequiredService<JobManager>()));
         services.AddSingleton(sp => new PolicyManager(
             pool,

@@ -229,9 +229,11 @@ public sealed partial class TidemarkServer : IAsyncDisposable
             Events.Record("export.read-only", export, "server", message, "refused");
         }
 
-        // Before the policies start: a view a killed server left mid-verification goes, with an event.
+        // Before the policies start: a view a killed server left mid-verification, mid-index or
+        // mid-recovery goes, with an event (no job of the previous process runs any more).
         _app.Services.GetRequiredService<SnapshotVerifier>().DeleteLeftoverViews();
         _app.Services.GetRequiredService<MailIndexer>().DeleteLeftoverViews();
+        _app.Services.GetRequiredService<RecoveryViews>().DeleteLeftovers();
         // The instruments exist from the start, so the exporter has them all at its first collection.
         _app.Services.GetRequiredService<ServerMeter>();
         _app.Services.GetRequiredService<ReplicaInstruments>();
@@ -297,8 +299,12 @@ public sealed partial class TidemarkServer : IAsyncDisposable
         var events = Events;
         try
         {
-            // Recoveries that answered before their view was deleted delete it first (docs/adr/0012).
-            await _app.Services.GetRequiredService<MailRecoveryRunner>().WhenCleanedUpAsync().WaitAsync(TimeSpan.FromMinutes(2)).ContinueWith(_ => { }, TaskScheduler.Default);
+            // Recoveries that answered before their view was deleted delete it first (docs/adr/0012);
+            // index builds in flight are cancelled and delete theirs. Bounded: a view that outlives
+            // the wait is deleted at the next start.
+            var recoveries = _app.Services.GetRequiredService<MailRecoveryRunner>().WhenCleanedUpAsync();
+            var indexes = _app.Services.GetRequiredService<MailIndexer>().StopAsync();
+            await Task.WhenAll(recoveries, indexes).WaitAsync(TimeSpan.FromMinutes(2)).ContinueWith(_ => { }, TaskScheduler.Default);
             await _app.StopAsync(CancellationToken.None);
             events.Record("server.stop", null, "server", "stopped cleanly; the pool is flushed and closed");
             await _app.DisposeAsync();

@@ -21,15 +21,9 @@ public sealed partial class NoSyncOverAsyncTests
     public void SourceFiles_NeverBlockOnATask()
     {
         var found = new List<string>();
-        var src = Path.Combine(RepositoryRoot(), "src");
-        foreach (var file in Directory.EnumerateFiles(src, "*.cs", SearchOption.AllDirectories))
+        var src = Path.Combine(SourceTree.RepositoryRoot(), "src");
+        foreach (var file in SourceTree.SourceFiles())
         {
-            if (file.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
-                || file.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
-            {
-                continue;
-            }
-
             var lines = File.ReadAllLines(file);
             for (var i = 0; i < lines.Length; i++)
             {
@@ -56,17 +50,6 @@ public sealed partial class NoSyncOverAsyncTests
         }
 
         Assert.True(found.Count == 0, "synchronous waits on a task (await it, or hand over through a primitive that is not a task):\n" + string.Join('\n', found));
-    }
-
-    private static string RepositoryRoot()
-    {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Tidemark.slnx")))
-        {
-            directory = directory.Parent;
-        }
-
-        return directory?.FullName ?? throw new InvalidOperationException("Tidemark.slnx not found above the test binaries");
     }
 
     /// <summary><c>x.GetAwaiter().GetResult()</c>, and <c>x.AsTask()</c>/<c>completion.Task</c> followed by <c>.Wait()</c>/<c>.Result</c>.</summary>

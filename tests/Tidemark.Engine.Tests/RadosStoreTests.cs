@@ -388,6 +388,23 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
     }
 
     [Fact]
+    public void PreferredConcurrency_FilePoolGainsARadosStore_VolumesViewsAndSnapshotsPreferManyReads()
+    {
+        using var t = new TempPool(capacityBytes: 64L << 20);
+        IBlockDevice volume = t.Pool.CreateVolume("v", 16L << 20);
+        t.Pool.CreateSnapshot("v", "s");
+        IBlockDevice view = t.Pool.CreateView("v@s", "w");
+        IBlockDevice snapshot = t.Pool.OpenSnapshot("v@s");
+
+        // Local stores only: reads are inline page-cache copies (issue 18).
+        Assert.Equal(new[] { 1, 1, 1 }, new[] { volume.PreferredConcurrency, view.PreferredConcurrency, snapshot.PreferredConcurrency });
+
+        // A read may land on the RADOS store now: many in flight share its round trips (issue 22).
+        t.Pool.AddStore(cluster.Location(), Capacity);
+        Assert.Equal(new[] { 32, 32, 32 }, new[] { volume.PreferredConcurrency, view.PreferredConcurrency, snapshot.PreferredConcurrency });
+    }
+
+    [Fact]
     public void Open_UnreachableCluster_IoErrorWithinTheTimeout()
     {
         var conf = Path.Combine(cluster.Directory, "dead.conf");

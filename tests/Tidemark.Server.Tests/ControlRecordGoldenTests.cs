@@ -200,6 +200,16 @@ public sealed class ControlRecordGoldenTests
             new VerificationRecord("failed", "e2fsck -fn found problems", ["mounted read-only"], 4.5, "db1", At),
             r => (r.Verdict, r.Reason, string.Join(',', r.Checks), r.Seconds, r.Host, r.At));
 
+    [Fact]
+    public void RecoveryViewRecord_Golden() =>
+        Check(
+            RecoveryViewRecord.Kind,
+            """
+            B3CBE80001000100 {"origin":"mail@monday","purpose":"mail recovery job 7f3a by alice","at":"2026-12-06T05:00:00+00:00"}
+            """,
+            new RecoveryViewRecord("mail@monday", "mail recovery job 7f3a by alice", At),
+            r => (r.Origin, r.Purpose, r.At));
+
     /// <summary>The sample is the 8-byte envelope in hex, a space, then the record's JSON.</summary>
     private static void Check<T, TValues>(ControlKind<T> kind, string golden, T record, Func<T, TValues> values)
         where T : class

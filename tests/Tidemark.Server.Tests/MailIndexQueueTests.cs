@@ -5,7 +5,8 @@ namespace Tidemark.Server.Tests;
 /// <summary>
 /// The post-snapshot mail index queue (docs/adr/0012, "Index after a snapshot"): one build at a time
 /// per host, a burst of snapshots of a volume indexes only the newest, a snapshot deleted before its
-/// turn is skipped, and a failing build does not stop the queue.
+/// turn is skipped, and a failing build does not stop the queue. At the server's stop the running
+/// build is cancelled and awaited, and nothing waiting or queued later starts.
 /// </summary>
 public sealed class MailIndexQueueTests
 {
@@ -21,7 +22,7 @@ public sealed class MailIndexQueueTests
         var gate = new Lock();
         var queue = new MailIndexQueue(
             item => deleted.Contains(item.Snapshot) ? "it was deleted before its turn" : null,
-            async item =>
+            async (item, _) =>
             {
                 lock (gate)
                 {
@@ -50,13 +51,7 @@ public sealed class MailIndexQueueTests
                     }
                 }
             },
-            (item, reason) =>
-            {
-                lock (gate)
-                {
-                    skipped.Add((item.Snapshot, reason));
-                }
-            });
+            RecordInto(skipped));
 
         queue.Enqueue(Item("app", "mail", "s1"));
         await firstStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
@@ -85,6 +80,61 @@ public sealed class MailIndexQueueTests
         Assert.Contains("db:mail@s4", ran);
         Assert.Contains("app:mail@s4", ran);
     }
+
+    [Fact]
+    public async Task Stop_BuildRunningAndOthersWaiting_RunningCancelledAndAwaited_WaitingAndLaterSkipped()
+    {
+        var ran = new List<string>();
+        var skipped = new List<(string Snapshot, string Reason)>();
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var cancelled = false;
+        var queue = new MailIndexQueue(
+            _ => null,
+            async (item, stopping) =>
+            {
+                lock (ran)
+                {
+                    ran.Add(item.Snapshot);
+                }
+
+                started.TrySetResult();
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, stopping);
+                }
+                catch (OperationCanceledException)
+                {
+                    // As a build does: the agent is told, then the export and the view go.
+                    await Task.Delay(100, CancellationToken.None);
+                    cancelled = true;
+                }
+            },
+            RecordInto(skipped));
+
+        queue.Enqueue(Item("app", "mail", "s1"));
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        queue.Enqueue(Item("app", "other", "t1"));
+
+        await queue.StopAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        queue.Enqueue(Item("app", "later", "l1"));
+
+        Assert.True(cancelled, "the running build's token was not cancelled, or the stop did not wait for it");
+        Assert.True(queue.Stopped);
+        Assert.Contains(("other@t1", "the server stopped before its turn"), skipped);
+        Assert.Contains(("later@l1", "the server stopped before its turn"), skipped);
+        Assert.DoesNotContain("other@t1", ran);
+        Assert.DoesNotContain("later@l1", ran);
+    }
+
+    /// <summary>The queue's skipped callback: records each item's snapshot and reason (called from the workers).</summary>
+    private static Action<MailIndexItem, string> RecordInto(List<(string Snapshot, string Reason)> skipped) =>
+        (item, reason) =>
+        {
+            lock (skipped)
+            {
+                skipped.Add((item.Snapshot, reason));
+            }
+        };
 
     private static MailIndexItem Item(string host, string volume, string snapshot) => new(host, volume, $"{volume}@{snapshot}", Guid.NewGuid(), "policy:p");
 }

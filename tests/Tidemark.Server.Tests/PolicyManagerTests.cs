@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Tidemark.Api;
@@ -183,12 +181,10 @@ public sealed class PolicyManagerTests : IDisposable
     public async Task SlowAgent_HoldsOnlyItsOwnPolicy_NotAnotherPolicysTick_NorTheList()
     {
         // An "agent" that accepts the connection and never answers: the quiesce call hangs until it hangs up.
-        using var slow = new TcpListener(IPAddress.Loopback, 0);
-        slow.Start();
-        var accepted = slow.AcceptSocketAsync();
+        using var slow = SilentAgent.Start();
         using var identity = ServerIdentity.LoadOrCreate(_temp.Combine("identity"));
         var hosts = new HostRegistry(_pool, _clock);
-        hosts.Add(new AddHostRequest("slow", $"127.0.0.1:{((IPEndPoint)slow.LocalEndpoint).Port}", new string('a', 64)), identity.Fingerprint);
+        slow.AddTo(hosts, "slow", identity.Fingerprint);
         _pool.CreateVolume("db", 64L << 20);
         var manager = new PolicyManager(_pool, _events, null, _clock, NullLogger.Instance, _temp.Combine("policies.json"))
         {
@@ -199,7 +195,7 @@ public sealed class PolicyManagerTests : IDisposable
 
         _clock.Advance(TimeSpan.FromMinutes(5));
         var tick = manager.RunDueAsync();
-        var held = await accepted.WaitAsync(TimeSpan.FromSeconds(60)); // app's quiesce call is in progress now
+        var held = await slow.Accepted.WaitAsync(TimeSpan.FromSeconds(60)); // app's quiesce call is in progress now
         try
         {
             // The other policy's run finishes and the list answers while the agent holds 'app'.

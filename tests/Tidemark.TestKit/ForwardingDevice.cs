@@ -17,6 +17,8 @@ public class ForwardingDevice(IBlockDevice inner) : IBlockDevice
 
     public bool IsReadOnly => inner.IsReadOnly;
 
+    public virtual int PreferredConcurrency => inner.PreferredConcurrency;
+
     public event EventHandler? SizeChanged
     {
         add => inner.SizeChanged += value;

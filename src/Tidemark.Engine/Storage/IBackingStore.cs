@@ -31,6 +31,13 @@ public interface IBackingStore : IDisposable
 
     void Write(long offsetBytes, ReadOnlySpan<byte> source);
 
+    /// <summary>
+    /// Reads of this store that are worth having in flight at once (see
+    /// <see cref="IBlockDevice.PreferredConcurrency"/>): 1 for a local file or device, whose reads
+    /// are page-cache copies best done inline.
+    /// </summary>
+    int PreferredConcurrency => 1;
+
     /// <summary>Makes every completed write durable.</summary>
     void Flush();
 

@@ -38,6 +38,13 @@ public sealed class RadosBackingStore : IBackingStore
 
     public long CapacityBytes { get; }
 
+    /// <summary>
+    /// Every read is a round trip to an OSD whose cost is mostly waiting and waking (issue 22): 32 in
+    /// flight share it, as an RBD image at queue depth 32 does; the read gate still bounds what all
+    /// callers together have in flight (<see cref="RadosReadGate.MaxReads"/>).
+    /// </summary>
+    public int PreferredConcurrency => 32;
+
     /// <summary>Connects, takes the lock and, when <paramref name="capacityBytes"/> is not positive, sizes the store from the pool's free space.</summary>
     public static RadosBackingStore Open(string location, long capacityBytes) => Open(location, capacityBytes, null);
 

@@ -29,6 +29,17 @@ public sealed class AgentChannel(Pool pool, ExportRegistry exports, HostRegistry
 
     public TimeProvider Time => time;
 
+    /// <summary>Deletes a throwaway view and every export of it (a leftover of a stopped server: nothing else uses it).</summary>
+    public void DeleteViewWithExports(string view)
+    {
+        foreach (var export in exports.ExportsOfVolume(view))
+        {
+            exports.Delete(export);
+        }
+
+        pool.DeleteVolume(view);
+    }
+
     /// <summary>A link to <paramref name="host"/>'s agent that presents this server's certificate; calls longer than <paramref name="timeout"/> fail.</summary>
     public AgentLink Open(HostRecord host, TimeSpan timeout) => new(identity, host, timeout);
 }

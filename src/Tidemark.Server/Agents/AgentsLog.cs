@@ -35,6 +35,12 @@ internal static partial class AgentsLog
     [LoggerMessage(EventId = 2021, Level = LogLevel.Warning, Message = "Cancelling recovery {Job} on host {Host} failed: {Message}")]
     public static partial void RecoveryCancelFailed(ILogger logger, string job, string host, string message);
 
+    [LoggerMessage(EventId = 2022, Level = LogLevel.Warning, Message = "Deleted view {View} (of {Origin}) left by a recovery interrupted at the last stop ({Purpose})")]
+    public static partial void LeftoverRecoveryViewDeleted(ILogger logger, string view, string origin, string purpose);
+
+    [LoggerMessage(EventId = 2023, Level = LogLevel.Warning, Message = "The view {View} left by a recovery interrupted at the last stop was not deleted ({Message}); delete it with 'tidemark view delete {View}'")]
+    public static partial void LeftoverRecoveryViewNotDeleted(ILogger logger, string view, string message);
+
     [LoggerMessage(EventId = 2030, Level = LogLevel.Information, Message = "Mail index of {Snapshot} on host {Host} skipped: {Reason}")]
     public static partial void MailIndexSkipped(ILogger logger, string snapshot, string host, string reason);
 

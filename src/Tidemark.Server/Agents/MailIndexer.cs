@@ -62,8 +62,16 @@ public sealed partial class MailIndexer
         }
     }
 
-    /// <summary>Waits for the builds queued and running (at shutdown, before the pool closes under them).</summary>
+    /// <summary>Waits for the builds queued and running.</summary>
     public Task WhenIdleAsync() => _queue.WhenIdleAsync();
+
+    /// <summary>
+    /// At the server's stop, before the pool closes: nothing more is queued or started, waiting builds
+    /// are skipped, running ones cancelled (the agent told, as for an administrator's cancel) and
+    /// awaited, so each deletes its export and view. The caller bounds the wait; a view that outlives
+    /// it is deleted at the next start (<see cref="DeleteLeftoverViews"/>).
+    /// </summary>
+    public Task StopAsync() => _queue.StopAsync();
 
     private string? WhyNot(MailIndexItem item)
     {
@@ -83,7 +91,9 @@ public sealed partial class MailIndexer
         _events.Record("mail.index", item.Snapshot, item.Actor, $"not indexed on host {item.Host}: {reason}", "skipped");
     }
 
-    private async Task RunAsync(MailIndexItem item)
+    private const string StoppedBeforeBuild = "the server stopped before its build began";
+
+    private async Task RunAsync(MailIndexItem item, CancellationToken stopping)
     {
         // Asked first, without a view: most hosts of most policies hold no mail store, and for them
         // no view, export or job is made.
@@ -95,7 +105,7 @@ public sealed partial class MailIndexer
             host = _hosts.Get(item.Host);
             snapshot = _pool.GetSnapshot(item.Snapshot);
             using var link = _agents.Open(host, ProbeTimeout);
-            var probe = await link.IndexMailAsync(new AgentMailIndexRequest(id, snapshot.Address, snapshot.Volume, snapshot.CreatedAt, snapshot.Id, null), CancellationToken.None);
+            var probe = await link.IndexMailAsync(new AgentMailIndexRequest(id, snapshot.Address, snapshot.Volume, snapshot.CreatedAt, snapshot.Id, null), stopping);
             if (probe.Stores.Count == 0)
             {
                 AgentsLog.NoMailStore(_logger, item.Host, snapshot.Volume);
@@ -107,8 +117,23 @@ public sealed partial class MailIndexer
             Failed(item, ex.Message);
             return;
         }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            Skipped(item, StoppedBeforeBuild);
+            return;
+        }
+
+        if (stopping.IsCancellationRequested)
+        {
+            Skipped(item, StoppedBeforeBuild);
+            return;
+        }
 
         var job = _jobs.StartAsyncJob("mail.index", snapshot.Address, item.Actor, cancellable: true, async progress => await BuildAsync(id, host, snapshot, item.Actor, progress, progress.Cancellation));
+
+        // A stop cancels the job as an administrator would: the agent is told, and the export and
+        // view go before the pool closes.
+        using var stop = stopping.Register(job.RequestCancel);
         try
         {
             await job.Task!;
@@ -177,10 +202,10 @@ public sealed partial class MailIndexer
         catch (Exception ex) when (ex is StorageException or OperationCanceledException)
         {
             var cancelled = ct.IsCancellationRequested;
-            Failed(new MailIndexItem(host.Name, snapshot.Volume, snapshot.Address, snapshot.Id, actor), cancelled ? "cancelled at the administrator's request" : ex.Message);
+            Failed(new MailIndexItem(host.Name, snapshot.Volume, snapshot.Address, snapshot.Id, actor), cancelled ? CancelReason() : ex.Message);
             if (cancelled)
             {
-                throw new OperationCanceledException("cancelled at the administrator's request", ex, ct);
+                throw new OperationCanceledException(CancelReason(), ex, ct);
             }
 
             throw;
@@ -192,6 +217,8 @@ public sealed partial class MailIndexer
         _events.Record("mail.index", snapshot.Address, actor, $"indexed on host {host.Name} in {result.Seconds:F1} s: {stores}" + (result.TeardownProblems.Count > 0 ? $"; teardown: {string.Join("; ", result.TeardownProblems)}" : string.Empty), "ok");
         return result;
     }
+
+    private string CancelReason() => _queue.Stopped ? "cancelled: the server is stopping" : "cancelled at the administrator's request";
 
     private void Failed(MailIndexItem item, string reason)
     {
@@ -223,12 +250,7 @@ public sealed partial class MailIndexer
         {
             try
             {
-                foreach (var export in _exports.ExportsOfVolume(volume.Name))
-                {
-                    _exports.Delete(export);
-                }
-
-                _pool.DeleteVolume(volume.Name);
+                _agents.DeleteViewWithExports(volume.Name);
                 deleted.Add(volume.Name);
                 _events.Record("volume.delete", volume.Name, "server", $"index view of {volume.Origin} left by a server stopped during an index build: deleted", "ok");
             }

@@ -16,8 +16,9 @@ namespace Tidemark.Server.Agents;
 /// host's agent to mount, search and deliver, then deletes the export and the view, also when the
 /// agent fails, cannot be reached, or the job is cancelled; the run is a <c>recovery.mail</c> event.
 /// A replica's snapshots work the same way (the view is a lineage of its own; the replica is not written).
+/// The view is marked as a recovery's (<see cref="RecoveryViews"/>): one left by a killed server goes at its next start.
 /// </summary>
-public sealed class MailRecoveryRunner(AgentChannel agents)
+public sealed class MailRecoveryRunner(AgentChannel agents, RecoveryViews views)
 {
     /// <summary>Mounting a large store, searching it and restoring many messages take minutes.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(60);
@@ -85,8 +86,9 @@ public sealed class MailRecoveryRunner(AgentChannel agents)
         progress.Unit = "steps";
         progress.SetTotal(3);
 
-        // Named like a verification's view, so an operator who finds one left by a killed server knows
-        // it can go; the random part keeps a guessing NBD client from finding the export.
+        // Named like a verification's view, so an operator who finds one knows what it is for; marked
+        // before it is made (RecoveryViews), so one left by a killed server goes at the next start;
+        // the random part keeps a guessing NBD client from finding the export.
         var stamp = agents.Time.GetUtcNow().UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         var view = $"recover-{(snapshot.Volume.Length > 20 ? snapshot.Volume[..20] : snapshot.Volume)}-{stamp}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
         var steps = new List<MailRecoveryStepDto>();
@@ -94,7 +96,7 @@ public sealed class MailRecoveryRunner(AgentChannel agents)
         string? error = null;
         var deferred = false;
         var started = Stopwatch.GetTimestamp();
-        agents.Pool.CreateView(snapshot.Address, view);
+        views.Create(snapshot.Address, view, $"mail recovery job {jobId} by {actor}");
         try
         {
             var export = agents.Exports.Create(new CreateExportRequest(Target: view, Name: view));
@@ -249,9 +251,11 @@ public sealed class MailRecoveryRunner(AgentChannel agents)
         try
         {
             agents.Pool.DeleteVolume(view);
+            views.Forget(view);
         }
         catch (StorageException ex)
         {
+            // Still marked: the next start deletes it.
             AgentsLog.RecoveryViewNotDeleted(agents.Logger, view, ex.Message);
             agents.Events.Record("volume.delete", view, "server", $"recovery view not deleted: {ex.Message}; 'tidemark view delete {view}'", "failed");
         }

@@ -124,7 +124,7 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                 consistency = late.Count > 0
                     ? new ConsistencyRecord(ConsistencyRecord.Crash, $"the cut took {cutWithin.TotalSeconds:0.###}s, past the deadline of {string.Join(", ", late)}, which resumed by itself", [.. targets.Select(t => t.Name)], paused, time.GetUtcNow())
                     : new ConsistencyRecord(
-                        quiesced.Any(q => q.Result!.Consistency == ConsistencyRecord.Application) ? ConsistencyRecord.Application : ConsistencyRecord.FileSystem,
+                        Level(quiesced.Select(q => q.Result!)),
                         string.Join("; ", quiesced.Select(q => $"{q.Link.Host}: {q.Result!.Detail}")),
                         [.. targets.Select(t => t.Name)],
                         paused,
@@ -149,6 +149,14 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
             links.ForEach(l => l.Dispose());
         }
     }
+
+    /// <summary>
+    /// A snapshot cut with several hosts quiesced is only as consistent as the weakest of them (each
+    /// host's answer already is the weakest of its own parts): one host's application never lifts
+    /// another host's file systems. An agent that answered nothing known counts as crash.
+    /// </summary>
+    internal static string Level(IEnumerable<QuiesceResultDto> answers) =>
+        ConsistencyLevel.Weakest(answers.Select(a => a.Consistency));
 
     private IReadOnlyList<SnapshotInfo> Cut(string? volume, string? group, string? name) =>
         group is not null ? pool.SnapshotGroup(group, name) : [pool.CreateSnapshot(volume!, name)];

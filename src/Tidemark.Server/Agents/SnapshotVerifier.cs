@@ -224,12 +224,7 @@ public sealed partial class SnapshotVerifier(AgentChannel agents) : IMetricsSour
         {
             try
             {
-                foreach (var export in agents.Exports.ExportsOfVolume(volume.Name))
-                {
-                    agents.Exports.Delete(export);
-                }
-
-                agents.Pool.DeleteVolume(volume.Name);
+                agents.DeleteViewWithExports(volume.Name);
                 deleted.Add(volume.Name);
                 AgentsLog.LeftoverViewDeleted(agents.Logger, volume.Name, volume.Origin);
                 agents.Events.Record("volume.delete", volume.Name, "server", $"verification view of {volume.Origin} left by a server stopped during a verification: deleted", "ok");

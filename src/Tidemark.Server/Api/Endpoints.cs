@@ -72,7 +72,7 @@ public static class Endpoints
             p.ResizeVolume(name, request.SizeBytes);
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
         }).WithName("volume.resize");
-        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, CapacityManager capacity, PolicyManager policies, EventLog events, string name, double? wait) =>
+        volumes.MapDelete("/{name}", (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, JobManager j, CapacityManager capacity, PolicyManager policies, RecoveryViews recoveries, EventLog events, string name, double? wait) =>
         {
             p.GetVolume(name);
             e.ThrowIfExported(e.ExportsOfVolume(name), $"volume {name} (or one of its snapshots)");
@@ -82,7 +82,7 @@ public static class Endpoints
             policies.ThrowIfTargeted(volume: name);
             capacity.Forget(name);
             var actor = (string)c.Items[AuditMiddleware.ActorItem]!;
-            return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => DeleteVolume(p, events, actor, name, progress)), _ => TypedResults.NoContent());
+            return JobEndpoints.RunAsync(c, j, "volume.delete", name, cancellable: false, wait, progress => Run(() => DeleteVolume(p, recoveries, events, actor, name, progress)), _ => TypedResults.NoContent());
         }).WithName("volume.delete");
         volumes.MapPost("/{name}/rollback", async (HttpContext c, Pool p, ExportRegistry e, ClientSessions sessions, string name, RollbackRequest request, CancellationToken ct) =>
         {
@@ -124,11 +124,15 @@ public static class Endpoints
         return TypedResults.Ok(new DiffPageDto(name, from, to, start, ranges.Count, ranges.Sum(r => r.LengthBytes), page, next));
     }
 
-    /// <summary>The snapshots go with the volume: each gets its own event, so the audit log says what was destroyed.</summary>
-    private static void DeleteVolume(Pool p, EventLog events, string actor, string name, OperationProgress progress)
+    /// <summary>
+    /// The snapshots go with the volume: each gets its own event, so the audit log says what was
+    /// destroyed. A recovery's view (deleted by its recovery through here) loses its mark with it.
+    /// </summary>
+    private static void DeleteVolume(Pool p, RecoveryViews recoveries, EventLog events, string actor, string name, OperationProgress progress)
     {
         var snapshots = p.ListSnapshots(name).Select(s => s.Address).ToList();
         p.DeleteVolume(name, progress);
+        recoveries.Forget(name);
         foreach (var address in snapshots)
         {
             events.Record("snapshot.delete", address, actor, $"destroyed with volume {name}");
@@ -244,14 +248,20 @@ public static class Endpoints
 
     private static void MapViews(RouteGroupBuilder views)
     {
-        views.MapPost("/", (Pool p, ExportRegistry e, CreateViewRequest request) =>
+        views.MapPost("/", (HttpContext c, Pool p, ExportRegistry e, RecoveryViews recoveries, CreateViewRequest request) =>
         {
-            var view = p.CreateView(request.Snapshot, request.Name);
+            var view = request.Purpose switch
+            {
+                null => p.CreateView(request.Snapshot, request.Name),
+                CreateViewRequest.RecoveryPurpose => recoveries.Create(request.Snapshot, request.Name, $"recovery by {c.Items[AuditMiddleware.ActorItem]}"),
+                _ => throw new StorageException(StorageError.InvalidArgument, $"a view's purpose is '{CreateViewRequest.RecoveryPurpose}' (a recovery's throwaway view, deleted at the server's next start if a stop interrupted the recovery) or none, not '{request.Purpose}'"),
+            };
             return TypedResults.Created($"/api/v1/volumes/{Uri.EscapeDataString(view.Name)}", view.ToDto(p, e));
         }).WithName("view.create");
-        views.MapPost("/{name}/promote", (Pool p, ExportRegistry e, string name) =>
+        views.MapPost("/{name}/promote", (Pool p, ExportRegistry e, RecoveryViews recoveries, string name) =>
         {
             p.PromoteView(name);
+            recoveries.Forget(name); // kept on purpose now
             return TypedResults.Ok(p.GetVolume(name).ToDto(p, e));
         }).WithName("view.promote");
     }

@@ -71,6 +71,8 @@ public sealed class MeteredBlockDevice : IBlockDevice
 
     public int MaxAtomicWriteBytes => _inner.MaxAtomicWriteBytes;
 
+    public int PreferredConcurrency => _inner.PreferredConcurrency;
+
     public bool SoftwareWriteProtected
     {
         get => _inner.SoftwareWriteProtected;

@@ -112,10 +112,10 @@ internal sealed partial class ConnectionAdmission(ConnectionLimits limits, strin
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Protocol}: refused a connection from {Source}: {Max} connections are open (max-connections); {Refused} refused in all since the last such line")]
+    [LoggerMessage(EventId = 8030, Level = LogLevel.Warning, Message = "{Protocol}: refused a connection from {Source}: {Max} connections are open (max-connections); {Refused} refused in all since the last such line")]
     private static partial void LogTotalCap(ILogger logger, string protocol, int max, string source, long refused);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Protocol}: refused a connection from {Source}: it has {Max} open already (max-connections-per-source); {Refused} refused in all since the last such line")]
+    [LoggerMessage(EventId = 8031, Level = LogLevel.Warning, Message = "{Protocol}: refused a connection from {Source}: it has {Max} open already (max-connections-per-source); {Refused} refused in all since the last such line")]
     private static partial void LogSourceCap(ILogger logger, string protocol, string source, int max, long refused);
 
     /// <summary>Lets one log line through per <see cref="LogInterval"/> and counts the events in between.</summary>

@@ -103,69 +103,22 @@ public sealed class CopyAndQemuInteropTests(ITestOutputHelper output) : IDisposa
         var device = new MemoryBlockDevice(64 * 1024 * 1024);
         await using var host = new TcpNbdHost(Catalog(device));
 
-        var result = (await ProcessRunner.RunAsync("qemu-img", "info", "--output=json", host.Url("vol"))).AssertSuccess();
-        output.WriteLine(result.StandardOutput);
-
-        using var json = JsonDocument.Parse(result.StandardOutput);
-        Assert.Equal(64L * 1024 * 1024, json.RootElement.GetProperty("virtual-size").GetInt64());
-        Assert.Equal("raw", json.RootElement.GetProperty("format").GetString());
+        await FioRandomWritesWithVerifyAsync(host.Url("vol"), queueDepth: 16, sizeBytes: 16 * 1024 * 1024);
     }
 
-    [Fact]
-    public async Task QemuIo_WriteThenReadPattern_VerifiesAndLandsOnDevice()
+    /// <summary>fio's nbd engine: random 4 KiB writes of the whole size, then all of it read back and checked (crc32c).</summary>
+    internal static async Task FioRandomWritesWithVerifyAsync(string url, int queueDepth, int sizeBytes)
     {
-        var device = new MemoryBlockDevice(16 * 1024 * 1024);
-        await using var host = new TcpNbdHost(Catalog(device));
-
-        var result = (await ProcessRunner.RunAsync(
-            "qemu-io", "-f", "raw",
-            "-c", "write -P 0xab 0 64k",
-            "-c", "read -P 0xab 0 64k",
-            "-c", "write -z 64k 64k",
-            "-c", "read -P 0 64k 64k",
-            "-c", "discard 1M 1M",
-            "-c", "flush",
-            host.Url("vol"))).AssertSuccess();
-        output.WriteLine(result.StandardOutput);
-
-        Assert.DoesNotContain("fail", result.StandardOutput + result.StandardError, StringComparison.OrdinalIgnoreCase);
-        var data = new byte[65536];
-        device.Read(0, data);
-        Assert.All(data, b => Assert.Equal(0xab, b));
-        Assert.True(device.FlushCount >= 1);
-    }
-
-    [Fact]
-    public async Task QemuImg_ConvertFromDevice_MatchesDevice()
-    {
-        var device = new MemoryBlockDevice(8 * 1024 * 1024);
-        var data = new byte[1024 * 1024];
-        new Random(4).NextBytes(data);
-        device.Write(2 * 1024 * 1024, data, false);
-        await using var host = new TcpNbdHost(Catalog(device));
-        var file = Path.Combine(_directory, "convert.img");
-
-        (await ProcessRunner.RunAsync("qemu-img", "convert", "-f", "raw", "-O", "raw", host.Url("vol"), file)).AssertSuccess();
-
-        Assert.Equal(Hash(device), SHA256.HashData(await File.ReadAllBytesAsync(file)));
-    }
-
-    [Fact]
-    public async Task Fio_RandomWritesWithVerify_ReportNoErrors()
-    {
-        var device = new MemoryBlockDevice(64 * 1024 * 1024);
-        await using var host = new TcpNbdHost(Catalog(device));
-
         var result = (await ProcessRunner.RunAsync(
             TimeSpan.FromSeconds(90),
             "fio",
             "--name=verify",
             "--ioengine=nbd",
-            $"--uri={host.Url("vol")}",
+            $"--uri={url}",
             "--rw=randwrite",
             "--bs=4k",
-            "--iodepth=16",
-            "--size=16M",
+            $"--iodepth={queueDepth}",
+            $"--size={sizeBytes}",
             "--verify=crc32c",
             "--do_verify=1",
             "--verify_fatal=1",
@@ -174,11 +127,11 @@ public sealed class CopyAndQemuInteropTests(ITestOutputHelper output) : IDisposa
         using var json = JsonDocument.Parse(result.StandardOutput[result.StandardOutput.IndexOf('{', StringComparison.Ordinal)..]);
         var job = json.RootElement.GetProperty("jobs")[0];
         Assert.Equal(0, job.GetProperty("error").GetInt32());
-        Assert.Equal(16L * 1024 * 1024, job.GetProperty("write").GetProperty("io_bytes").GetInt64());
-        Assert.Equal(16L * 1024 * 1024, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
+        Assert.Equal(sizeBytes, job.GetProperty("write").GetProperty("io_bytes").GetInt64());
+        Assert.Equal(sizeBytes, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
     }
 
-    private static NbdExportCatalog Catalog(IBlockDevice device)
+    internal static NbdExportCatalog Catalog(IBlockDevice device)
     {
         var catalog = new NbdExportCatalog { DefaultExportName = "vol" };
         catalog.Set(new NbdExport("vol", device, "interop"));

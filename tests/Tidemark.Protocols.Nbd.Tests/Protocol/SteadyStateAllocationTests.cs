@@ -19,16 +19,20 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
     private const int RoundTrips = 50;
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Transmission_PipelinedWritesAndReads_AllocateNothingPerRequest(bool structured)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)] // READs on the read workers (a device that prefers concurrency)
+    [InlineData(true, true)]
+    public async Task Transmission_PipelinedWritesAndReads_AllocateNothingPerRequest(bool structured, bool parallelReads)
     {
         var pool = new CachingMemoryPool();
         var pipeOptions = new PipeOptions(pool, pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false);
-        var server = NbdServerHarness.Start(new MemoryBlockDevice(16 * 1024 * 1024), clientToServer: pipeOptions, serverToClient: pipeOptions);
+        var memory = new MemoryBlockDevice(16 * 1024 * 1024);
+        IBlockDevice device = parallelReads ? new PrefersConcurrency(memory) : memory;
+        var server = NbdServerHarness.Start(device, clientToServer: pipeOptions, serverToClient: pipeOptions);
         await server.Client.HandshakeAsync("vol", structured);
-        var small = new Batch(SmallBatchPairs, structured);
-        var large = new Batch(LargeBatchPairs, structured);
+        var small = new Batch(SmallBatchPairs, structured, parallelReads);
+        var large = new Batch(LargeBatchPairs, structured, parallelReads);
 
         // Warm up: device units, pipe segments, pooled buffers and state machines come into being.
         await MeasureAsync(server, small);
@@ -86,16 +90,32 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
         Assert.Equal(batch.ReplyBytes, received);
     }
 
-    /// <summary>Pairs of 4 KiB WRITE and READ at distinct offsets, and the bytes their replies take.</summary>
+    private sealed class PrefersConcurrency(IBlockDevice inner) : ForwardingDevice(inner)
+    {
+        public override int PreferredConcurrency => 32;
+    }
+
+    /// <summary>
+    /// Pairs of 4 KiB WRITE and READ at distinct offsets, and the bytes their replies take; with
+    /// <paramref name="readsTogether"/> all WRITEs first, then all READs (a lone READ runs inline).
+    /// </summary>
     private sealed class Batch
     {
-        public Batch(int pairs, bool structured)
+        public Batch(int pairs, bool structured, bool readsTogether)
         {
             var requests = new ArrayBufferWriter<byte>();
             var payload = TransmissionTests.Pattern(4096, 1);
             for (var i = 0; i < pairs; i++)
             {
                 requests.Write(NbdTestClient.Request(NbdCommand.Write, (ulong)i, (ulong)i * 4096, 4096, payload: payload));
+                if (!readsTogether)
+                {
+                    requests.Write(NbdTestClient.Request(NbdCommand.Read, (ulong)(1000 + i), (ulong)i * 4096, 4096));
+                }
+            }
+
+            for (var i = 0; readsTogether && i < pairs; i++)
+            {
                 requests.Write(NbdTestClient.Request(NbdCommand.Read, (ulong)(1000 + i), (ulong)i * 4096, 4096));
             }
 
