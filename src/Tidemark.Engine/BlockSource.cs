@@ -17,6 +17,6 @@ internal readonly ref struct BlockSource
     public int LengthBytes { get; }
 
     /// <summary>Writes [<paramref name="offsetBytes"/>, +<paramref name="lengthBytes"/>) of the source at <paramref name="phys"/>.</summary>
-    public void WriteTo(Pool pool, ulong phys, int offsetBytes, int lengthBytes) =>
-        pool.WritePhys(phys, _memory.Slice(offsetBytes, lengthBytes));
+    public void WriteTo(Pool pool, ulong phys, int offsetBytes, int lengthBytes, bool fresh) =>
+        pool.WritePhys(phys, _memory.Slice(offsetBytes, lengthBytes), fresh);
 }

@@ -419,12 +419,14 @@ internal sealed partial class Lineage
             while (i0 < count)
             {
                 var run = 1;
+                var fresh = !inPlace[i0];
                 while (i0 + run < count && IsNext(target[i0], target[i0 + run], run))
                 {
+                    fresh |= !inPlace[i0 + run];
                     run++;
                 }
 
-                source.WriteTo(_pool, target[i0], i0 << BlockShift, run << BlockShift);
+                source.WriteTo(_pool, target[i0], i0 << BlockShift, run << BlockShift, fresh);
                 i0 += run;
             }
 

@@ -209,8 +209,20 @@ public sealed partial class Pool
         }
     }
 
-    internal void WritePhys(ulong phys, ReadOnlySpan<byte> source) =>
-        _stores[Phys.Store(phys)].Write(Phys.Block(phys) << Lineage.BlockShift, source);
+    /// <summary>Writes at <paramref name="phys"/>; <paramref name="fresh"/> when the blocks were just allocated for it (IBackingStore.WriteFresh).</summary>
+    internal void WritePhys(ulong phys, ReadOnlySpan<byte> source, bool fresh)
+    {
+        var store = _stores[Phys.Store(phys)];
+        var offset = Phys.Block(phys) << Lineage.BlockShift;
+        if (fresh)
+        {
+            store.WriteFresh(offset, source);
+        }
+        else
+        {
+            store.Write(offset, source);
+        }
+    }
 
     /// <summary>Adds to the count of cached map pages; true when over budget (the caller evicts).</summary>
     internal bool PageCacheAdd(int delta) =>

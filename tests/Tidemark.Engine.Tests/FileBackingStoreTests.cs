@@ -3,15 +3,17 @@ using Tidemark.TestKit;
 
 namespace Tidemark.Engine.Tests;
 
-/// <summary>The file store's own behaviour, below the pool: writes longer than one pwrite piece.</summary>
+/// <summary>The file store's own behaviour, below the pool: writes into fresh blocks (in pieces) and overwrites (one pwrite).</summary>
 public class FileBackingStoreTests
 {
     [Theory]
-    [InlineData(0, FileBackingStore.MaxWriteBytes)]
-    [InlineData(4096, FileBackingStore.MaxWriteBytes + 4096)]
-    [InlineData(12_288, (3 * FileBackingStore.MaxWriteBytes) + 512)]
-    [InlineData(1 << 20, 1 << 20)]
-    public void Write_LongerThanOnePiece_ReadsBackIdentically_AndLeavesItsNeighboursAlone(long offset, int length)
+    [InlineData(0, FileBackingStore.MaxWriteBytes, true)]
+    [InlineData(4096, FileBackingStore.MaxWriteBytes + 4096, true)]
+    [InlineData(12_288, (3 * FileBackingStore.MaxWriteBytes) + 512, true)]
+    [InlineData(1 << 20, 1 << 20, true)]
+    [InlineData(12_288, (3 * FileBackingStore.MaxWriteBytes) + 512, false)]
+    [InlineData(1 << 20, 1 << 20, false)]
+    public void Write_LongerThanOnePiece_ReadsBackIdentically_AndLeavesItsNeighboursAlone(long offset, int length, bool fresh)
     {
         using var directory = new TempDirectory("tidemark-filestore-");
         using var store = FileBackingStore.Create(directory.Combine("store"), 16L << 20);
@@ -28,7 +30,14 @@ public class FileBackingStoreTests
         var data = new byte[length];
         new Random(length).NextBytes(data);
 
-        store.Write(offset, data);
+        if (fresh)
+        {
+            store.WriteFresh(offset, data);
+        }
+        else
+        {
+            store.Write(offset, data);
+        }
 
         var read = new byte[length];
         store.Read(offset, read);

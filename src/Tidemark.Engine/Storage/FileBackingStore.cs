@@ -22,10 +22,11 @@ public sealed class FileBackingStore : IBackingStore
     /// µs of CPU instead of 6.5-8 µs, three quarters of it in that one kernel function (perf, kernel
     /// 6.18, docs/BENCHMARKS.md "Store writes in 32 KiB pieces"). Pieces of 32 KiB keep the folios
     /// small: 4 KiB random writes cost what they cost on a file filled by 4 KiB writes (NBD 4K random
-    /// writes 1.15-1.19x, quietly). The price: a 1 MiB write is 32 system calls instead of one, 35 µs
-    /// more CPU per MiB (0.89x the IOPS; "Session 18's end against its start"). Only a write into
-    /// fresh store space creates folios, so only such a write needs the pieces: the next step.
-    /// Reads are not split: they do not create folios for writes to walk beyond what readahead does.
+    /// writes 1.15-1.19x, quietly). Pieces for every write cost a 1 MiB write 35 µs more CPU per MiB
+    /// (32 system calls instead of one; 0.89x the IOPS, "Session 18's end against its start"), so only
+    /// writes into blocks just allocated (<see cref="WriteFresh"/>), which bring their range into the
+    /// page cache, are made in pieces; an overwrite in place finds its folios there already and is one
+    /// pwrite. Reads are not split: they create no folios beyond what readahead does.
     /// </remarks>
     internal const int MaxWriteBytes = 32 * 1024;
 
@@ -129,14 +130,18 @@ public sealed class FileBackingStore : IBackingStore
         }
     }
 
-    public void Write(long offsetBytes, ReadOnlySpan<byte> source)
+    public void Write(long offsetBytes, ReadOnlySpan<byte> source) => Write(offsetBytes, source, int.MaxValue);
+
+    /// <summary>Into blocks just allocated: in pieces of at most <see cref="MaxWriteBytes"/>, see its remarks.</summary>
+    public void WriteFresh(long offsetBytes, ReadOnlySpan<byte> source) => Write(offsetBytes, source, MaxWriteBytes);
+
+    private void Write(long offsetBytes, ReadOnlySpan<byte> source, int pieceBytes)
     {
         try
         {
-            // In pieces of at most MaxWriteBytes: see its remarks (the page cache's folio size).
-            for (var done = 0; done < source.Length; done += MaxWriteBytes)
+            for (var done = 0; done < source.Length; done += pieceBytes)
             {
-                RandomAccess.Write(_handle, source.Slice(done, Math.Min(MaxWriteBytes, source.Length - done)), offsetBytes + done);
+                RandomAccess.Write(_handle, source.Slice(done, Math.Min(pieceBytes, source.Length - done)), offsetBytes + done);
             }
 
             Volatile.Write(ref _dirty, 1);

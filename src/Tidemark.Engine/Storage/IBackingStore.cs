@@ -32,6 +32,14 @@ public interface IBackingStore : IDisposable
     void Write(long offsetBytes, ReadOnlySpan<byte> source);
 
     /// <summary>
+    /// Writes into blocks just allocated for this write (a thin volume's first write, a redirect
+    /// after a snapshot), not an overwrite in place. The same bytes land as with <see cref="Write"/>;
+    /// a store may lay the write out differently because nothing of the range is cached yet (the
+    /// file store writes it in pieces, see FileBackingStore.MaxWriteBytes).
+    /// </summary>
+    void WriteFresh(long offsetBytes, ReadOnlySpan<byte> source) => Write(offsetBytes, source);
+
+    /// <summary>
     /// Reads of this store that are worth having in flight at once (see
     /// <see cref="IBlockDevice.PreferredConcurrency"/>): 1 for a local file or device, whose reads
     /// are page-cache copies best done inline.
