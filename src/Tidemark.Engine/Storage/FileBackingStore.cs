@@ -139,9 +139,11 @@ public sealed class FileBackingStore : IBackingStore
     {
         try
         {
-            for (var done = 0; done < source.Length; done += pieceBytes)
+            for (var done = 0; done < source.Length;)
             {
-                RandomAccess.Write(_handle, source.Slice(done, Math.Min(pieceBytes, source.Length - done)), offsetBytes + done);
+                var take = Math.Min(pieceBytes, source.Length - done);
+                RandomAccess.Write(_handle, source.Slice(done, take), offsetBytes + done);
+                done += take;
             }
 
             Volatile.Write(ref _dirty, 1);
