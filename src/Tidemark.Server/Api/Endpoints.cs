@@ -58,9 +58,31 @@ public static class Endpoints
             .WithName("pool.verify");
     }
 
+    /// <summary>
+    /// Every volume and view; one deleted while the list is built (a recovery's view going right
+    /// after its job answered) is left out, rather than failing the whole list with its 404.
+    /// </summary>
+    private static List<VolumeDto> VolumeList(Pool p, ExportRegistry e)
+    {
+        var list = new List<VolumeDto>();
+        foreach (var volume in p.Volumes)
+        {
+            try
+            {
+                list.Add(volume.ToDto(p, e));
+            }
+            catch (StorageException ex) when (ex.Error == StorageError.NotFound)
+            {
+                // Gone since the pool listed it.
+            }
+        }
+
+        return list;
+    }
+
     private static void MapVolumes(RouteGroupBuilder volumes)
     {
-        volumes.MapGet("/", (Pool p, ExportRegistry e) => TypedResults.Ok(p.Volumes.Select(v => v.ToDto(p, e)).ToList()));
+        volumes.MapGet("/", (Pool p, ExportRegistry e) => TypedResults.Ok(VolumeList(p, e)));
         volumes.MapPost("/", (Pool p, ExportRegistry e, CreateVolumeRequest request) =>
         {
             var volume = p.CreateVolume(request.Name, request.SizeBytes, request.LogicalBlockSizeBytes);
