@@ -92,6 +92,18 @@ public interface IBlockDevice
     /// returns how many were written; the caller continues after the last run for the rest.
     /// </summary>
     int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination);
+
+    /// <summary>
+    /// Writes the next <paramref name="lengthBytes"/> of <paramref name="source"/> at
+    /// <paramref name="offsetBytes"/>, as <see cref="Write"/> would write them. A device that can let
+    /// its store pull the bytes (the engine's volume over a file store: splice, no copy through
+    /// memory) does; the default fills a buffer and calls <see cref="Write"/>, so every device and
+    /// decorator behaves as for an ordinary write. When it throws, the source may be partly consumed
+    /// (<see cref="IPayloadSource.RemainingBytes"/>); what was written of the range may have been
+    /// written, as for a failed <see cref="Write"/>.
+    /// </summary>
+    void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool forceUnitAccess) =>
+        PayloadSources.WriteThroughBuffer(this, offsetBytes, lengthBytes, source, forceUnitAccess);
 }
 
 /// <summary>A run of the device's address space with one allocation state.</summary>

@@ -20,6 +20,17 @@ public interface IPayloadFeature
     /// ReadAsync. Throws <see cref="EndOfStreamException"/> when the peer closes first.
     /// </summary>
     ValueTask ReceiveAsync(Memory<byte> destination, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The next bytes of the input, at most <paramref name="lengthBytes"/>, as a source a device pulls
+    /// from itself (<see cref="IBlockDevice.WriteFrom"/>); its <see cref="IPayloadSource.RemainingBytes"/>
+    /// says how many (the transport may take fewer: what it can stage at once, a multiple of 4 KiB when
+    /// fewer). Null when the transport has no better way than <see cref="ReceiveAsync"/> (TLS, an
+    /// in-memory pipe). Same rule as ReceiveAsync: call it only between reads, and read again only once
+    /// the source was consumed or skipped (<see cref="IPayloadSource.Skip"/>). Opening and the source's
+    /// calls block the caller's thread until the bytes are there, within the payload's deadline.
+    /// </summary>
+    IPayloadSource? OpenSource(int lengthBytes) => null;
 }
 
 /// <summary>

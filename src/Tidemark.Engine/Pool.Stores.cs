@@ -224,6 +224,10 @@ public sealed partial class Pool
         }
     }
 
+    /// <summary>Writes the next <paramref name="lengthBytes"/> of <paramref name="source"/> at <paramref name="phys"/> (IBackingStore.WriteFrom).</summary>
+    internal void WritePhysFrom(ulong phys, IPayloadSource source, int lengthBytes, bool fresh) =>
+        _stores[Phys.Store(phys)].WriteFrom(Phys.Block(phys) << Lineage.BlockShift, lengthBytes, source, fresh);
+
     /// <summary>Adds to the count of cached map pages; true when over budget (the caller evicts).</summary>
     internal bool PageCacheAdd(int delta) =>
         Interlocked.Add(ref _cachedPages, delta) * MapPage.Bytes > Options.MapCacheBytes;

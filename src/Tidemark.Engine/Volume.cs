@@ -253,30 +253,91 @@ public sealed class Volume : IBlockDevice
         }
     }
 
+    /// <summary>
+    /// Writes a payload its source delivers (<see cref="IBlockDevice.WriteFrom"/>): whole blocks go
+    /// to the store straight from the source (a file store lets it fill the file: splice), in the
+    /// order Lineage.WriteBlocks writes them, front to back. A range that is not whole blocks goes
+    /// through memory (its partial blocks are read, merged and written like any write).
+    /// </summary>
+    /// <remarks>
+    /// The region locks, the gate and the grace period are held while the source delivers, so a peer
+    /// that trickles its payload holds them that long: other writers of the range, a snapshot (which
+    /// waits for the gate) and block reuse wait. The transport bounds it: the source has its bytes in
+    /// a pipe before this is called when the payload fits the pipe, and a deadline for the rest
+    /// (docs/adr/0010-protocol-transport.md, "Follow-up: the payload source").
+    /// </remarks>
+    public void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool forceUnitAccess)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (((offsetBytes | (long)lengthBytes) & (Lineage.BlockBytes - 1)) != 0)
+        {
+            PayloadSources.WriteThroughBuffer(this, offsetBytes, lengthBytes, source, forceUnitAccess);
+            return;
+        }
+
+        BlockIo.Check(this, offsetBytes, lengthBytes, write: true);
+        if (lengthBytes == 0)
+        {
+            return;
+        }
+
+        var scope = EnterLocked(offsetBytes, lengthBytes);
+        try
+        {
+            scope.Lineage.WriteBlocks(offsetBytes >> Lineage.BlockShift, new BlockSource(source, lengthBytes));
+        }
+        finally
+        {
+            ExitLocked(scope);
+        }
+
+        AfterWrite(scope.Lineage, forceUnitAccess);
+    }
+
     private delegate void LockedAction(Volume volume, Lineage lineage, long offsetBytes, ReadOnlySpan<byte> data, long lengthBytes);
 
     // Runs a modifying operation under the gate (shared) and the region locks of its range, so no
     // other write to the same blocks interleaves with its read-modify-write or redirect decisions.
     private Lineage Locked(long offsetBytes, long lengthBytes, ReadOnlySpan<byte> data, LockedAction action)
     {
+        var scope = EnterLocked(offsetBytes, lengthBytes);
+        try
+        {
+            action(this, scope.Lineage, offsetBytes, data, lengthBytes);
+            return scope.Lineage;
+        }
+        finally
+        {
+            ExitLocked(scope);
+        }
+    }
+
+    private readonly record struct LockScope(int Gate, int Phase, ulong Stripes, Lineage Lineage);
+
+    private LockScope EnterLocked(long offsetBytes, long lengthBytes)
+    {
         var gate = Gate.Enter();
         var phase = _pool.Grace.Enter();
-        var taken = 0UL;
         try
         {
             ThrowIfDeleted();
             _pool.ThrowIfUnusable();
-            taken = EnterStripes(offsetBytes, lengthBytes);
-            var lineage = Lineage;
-            action(this, lineage, offsetBytes, data, lengthBytes);
-            return lineage;
+            var taken = EnterStripes(offsetBytes, lengthBytes);
+            return new LockScope(gate, phase, taken, Lineage);
         }
-        finally
+        catch
         {
-            ExitStripes(taken);
             _pool.Grace.Exit(phase);
             Gate.Exit(gate);
+            throw;
         }
+    }
+
+    private void ExitLocked(in LockScope scope)
+    {
+        ExitStripes(scope.Stripes);
+        _pool.Grace.Exit(scope.Phase);
+        Gate.Exit(scope.Gate);
     }
 
     // Takes the region locks of a range in stripe order (so two ranges never wait on each other in a cycle).

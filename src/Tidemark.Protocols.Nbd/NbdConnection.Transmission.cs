@@ -87,6 +87,10 @@ public sealed partial class NbdConnection
                 {
                     return new NbdSessionEnd(NbdSessionEndReason.TruncatedFrame, "the peer closed in the middle of a WRITE payload");
                 }
+                catch (PayloadSourceException ex) when (ex.PeerClosed)
+                {
+                    return new NbdSessionEnd(NbdSessionEndReason.TruncatedFrame, "the peer closed in the middle of a WRITE payload");
+                }
 
                 continue;
             }

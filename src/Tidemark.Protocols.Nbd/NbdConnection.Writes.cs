@@ -17,6 +17,13 @@ namespace Tidemark.Protocols.Nbd;
 // are level with it (NBD run 9). It is queued behind the worker only while the worker still owns the
 // output (an earlier large WRITE is being applied), so order is kept.
 //
+// A large WRITE of whole 4 KiB pages on a transport that offers a payload source (plain TCP; not TLS,
+// not an in-memory pipe) skips the pooled pieces: each piece is a source the device pulls itself
+// (IBlockDevice.WriteFrom; the engine's file store splices it socket -> pipe -> file, one copy fewer),
+// run on the connection thread after the earlier writes (TakeFromSource). A device error part-way
+// drops the rest of the payload (IPayloadSource.Skip) and answers the error; a source that fails
+// (peer closed, payload deadline) ends the session, as a failed receive does.
+//
 // Order and meaning are those of a disk: jobs run one at a time in arrival order; a write is answered
 // only after the device took it (with FUA, durably); every other request first waits until all
 // earlier writes are answered (TakeOutputBack), so reads, flushes, trims and zeroes see them.
@@ -47,7 +54,9 @@ public sealed partial class NbdConnection
     // The first device error of a WRITE sent to the device in several pieces; whoever runs the jobs.
     private (NbdError Error, string Message)? _writeError;
 
-    private readonly record struct WriteJob(NbdRequestHeader Request, byte[]? Payload, long OffsetBytes, int LengthBytes, bool First, bool Last);
+    // A job's data: a pooled piece (Payload), or a source the device pulls from the connection itself
+    // (Source; such a job always runs on the connection thread, see TakeFromSource).
+    private readonly record struct WriteJob(NbdRequestHeader Request, byte[]? Payload, long OffsetBytes, int LengthBytes, bool First, bool Last, IPayloadSource? Source = null);
 
     /// <summary>
     /// Takes a WRITE whose header was consumed: receives its payload piece by piece and runs or queues
@@ -73,10 +82,24 @@ public sealed partial class NbdConnection
         var pieceBytes = Math.Max(4096, _options.WriteChunkBytes / 4096 * 4096);
         var offset = (long)request.OffsetBytes;
         var received = 0;
+        var fromSource = length >= LargeWriteBytes && ((offset | (long)length) & 4095) == 0;
         ReadResult? next = null;
         do
         {
             var take = Math.Min(pieceBytes, length - received);
+            if (fromSource && _payload.OpenSource(take) is { } source)
+            {
+                take = source.RemainingBytes;
+                TakeFromSource(new WriteJob(request, null, offset + received, take, First: received == 0, Last: received + take == length, source));
+                received += take;
+                if (received == length)
+                {
+                    next = TryReadMore();
+                }
+
+                continue;
+            }
+
             byte[]? payload = null;
             if (take > 0)
             {
@@ -105,6 +128,19 @@ public sealed partial class NbdConnection
         while (received < length);
 
         return next;
+    }
+
+    /// <summary>
+    /// Runs a piece whose device pulls its payload from the connection (the transport's payload
+    /// source: splice into the store, no copy through memory). It runs here, on the connection
+    /// thread, once every earlier write was applied and answered: the device reads the input itself,
+    /// so nothing else may read it until the piece was taken, and handing it to the worker would only
+    /// add a wake-up, as receiving is applying on this path (docs/adr/0010, "Follow-up: the payload source").
+    /// </summary>
+    private void TakeFromSource(in WriteJob job)
+    {
+        TakeOutputBack();
+        Execute(job);
     }
 
     /// <summary>The input's next read if it holds bytes already (no wait), else null.</summary>
@@ -281,7 +317,12 @@ public sealed partial class NbdConnection
 
         try
         {
-            if (job.Payload is { } payload && _writeError is null)
+            // After a piece failed, the rest of the WRITE is received and dropped.
+            if (_writeError is null && job.Source is { } source)
+            {
+                Device.WriteFrom(job.OffsetBytes, job.LengthBytes, source, forceUnitAccess: fua && whole);
+            }
+            else if (_writeError is null && job.Payload is { } payload)
             {
                 Device.Write(job.OffsetBytes, payload.AsSpan(0, job.LengthBytes), forceUnitAccess: fua && whole);
             }
@@ -290,8 +331,9 @@ public sealed partial class NbdConnection
         {
             _writeError = (NbdErrorMapping.FromStorageError(ex.Error), ex.Message);
         }
-        catch (IOException ex)
+        catch (IOException ex) when (ex is not PayloadSourceException)
         {
+            // A PayloadSourceException is the connection's, not the device's: it ends the session.
             _writeError = (NbdError.IoError, ex.Message);
         }
         finally
@@ -300,6 +342,12 @@ public sealed partial class NbdConnection
             {
                 _pieces.Return(payload);
             }
+        }
+
+        if (job.Source is { RemainingBytes: > 0 } rest)
+        {
+            // The device failed part-way (or was not asked): drop the rest so the input stays in step.
+            rest.Skip();
         }
 
         if (!job.Last)

@@ -10,8 +10,9 @@ namespace Tidemark.Server.Tests;
 
 /// <summary>
 /// NBD on the server's own transport, in process: WRITE payloads come through the transport's payload
-/// feature; large WRITEs go to the connection's write worker (NbdConnection.Writes.cs), small ones run
-/// on the connection's thread unless the worker still holds earlier writes (order is kept).
+/// feature; large WRITEs of whole pages are pulled by the device on the connection's thread (the payload
+/// source), other large ones go to the connection's write worker (NbdConnection.Writes.cs), small ones
+/// run on the connection's thread unless the worker still holds earlier writes (order is kept).
 /// </summary>
 public sealed class NbdTransportTests : IAsyncLifetime
 {
@@ -83,15 +84,32 @@ public sealed class NbdTransportTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task LoneLargeWrite_GoesToTheWriteWorker_WhileTheNextRequestIsReceived()
+    public async Task LoneLargeWrite_OfWholePages_IsPulledByTheDevice_OnTheConnectionsThread()
     {
-        // 256 KiB: past the 128 KiB from which a WRITE is handed to the worker even when nothing
-        // else waits in the input (its payload came straight from the socket).
+        // 256 KiB of whole pages on plain TCP: the device takes it from the transport's payload
+        // source (IBlockDevice.WriteFrom; this device's default fills a buffer and writes it), on
+        // the connection's thread, since the source reads the socket.
         using var socket = await ConnectAsync();
         using var stream = new NetworkStream(socket);
         await DataPhaseTests.HandshakeAsync(stream, "vol");
         await stream.WriteAsync(Request(1, 1, 0, 256 << 10));
         await stream.WriteAsync(new byte[256 << 10]);
+        Assert.Equal((0u, 1ul), await ReadReplyAsync(stream));
+
+        Assert.Single(_device.WriterThreads);
+        Assert.DoesNotContain("NBD writes", _device.WriterThreads);
+    }
+
+    [Fact]
+    public async Task LoneLargeWrite_NotWholePages_GoesToTheWriteWorker()
+    {
+        // 256 KiB + 512 bytes is past the 128 KiB from which a WRITE is handed to the worker even
+        // when nothing else waits, and not whole pages, so it takes the memory path.
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+        await stream.WriteAsync(Request(1, 1, 0, (256 << 10) + 512));
+        await stream.WriteAsync(new byte[(256 << 10) + 512]);
         Assert.Equal((0u, 1ul), await ReadReplyAsync(stream));
 
         Assert.Equal(["NBD writes"], _device.WriterThreads);
@@ -100,14 +118,15 @@ public sealed class NbdTransportTests : IAsyncLifetime
     [Fact]
     public async Task SmallWritesBehindALargeOne_QueueBehindTheWorker_InArrivalOrder()
     {
-        // 256 KiB to the worker, then 4 KiB writes over its last page in the same send: while the
-        // worker holds the output they must queue behind it, or the large one would land last.
+        // 256 KiB + 512 bytes to the worker (not whole pages: no payload source), then 4 KiB writes
+        // over its last whole page in the same send: while the worker holds the output they must
+        // queue behind it, or the large one would land last.
         using var socket = await ConnectAsync();
         using var stream = new NetworkStream(socket);
         await DataPhaseTests.HandshakeAsync(stream, "vol");
         var batch = new MemoryStream();
-        batch.Write(Request(1, 1, 0, 256 << 10));
-        batch.Write(Enumerable.Repeat((byte)1, 256 << 10).ToArray());
+        batch.Write(Request(1, 1, 0, (256 << 10) + 512));
+        batch.Write(Enumerable.Repeat((byte)1, (256 << 10) + 512).ToArray());
         for (var i = 0; i < 8; i++)
         {
             batch.Write(Request(1, (ulong)(2 + i), (256 << 10) - 4096, 4096));

@@ -158,6 +158,39 @@ public sealed class FileBackingStore : IBackingStore
         }
     }
 
+    /// <summary>
+    /// The source fills the file itself (a socket's payload is spliced into it: one kernel copy), in
+    /// pieces of at most <see cref="MaxWriteBytes"/> into blocks just allocated, as
+    /// <see cref="WriteFresh"/> (see its remarks). A failure of the source is not the store's and
+    /// passes through; whatever the source wrote may be in the file, as after a failed pwrite.
+    /// </summary>
+    public void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool fresh)
+    {
+        var pieceBytes = fresh ? MaxWriteBytes : int.MaxValue;
+        try
+        {
+            for (var done = 0; done < lengthBytes;)
+            {
+                var take = Math.Min(pieceBytes, lengthBytes - done);
+                source.FillFile(_handle, offsetBytes + done, take);
+                done += take;
+            }
+        }
+        catch (IOException ex) when (ex is not PayloadSourceException && IsNoSpace(ex))
+        {
+            throw new StorageException(StorageError.NoSpace, $"the file system holding {Location} is full; free space there or add a store to the pool", ex);
+        }
+        catch (IOException ex) when (ex is not PayloadSourceException)
+        {
+            throw new StorageException(StorageError.IoError, $"write of {lengthBytes} bytes at {offsetBytes} to {Location} failed: {ex.Message}", ex);
+        }
+        finally
+        {
+            // Whatever part of the range reached the file must be synced by the next flush.
+            Volatile.Write(ref _dirty, 1);
+        }
+    }
+
     public void Flush()
     {
         if (Interlocked.Exchange(ref _dirty, 0) == 0)

@@ -68,6 +68,36 @@ public interface IBackingStore : IDisposable
     void Discard(long offsetBytes, long lengthBytes)
     {
     }
+
+    /// <summary>
+    /// Writes the next <paramref name="lengthBytes"/> of <paramref name="source"/> at
+    /// <paramref name="offsetBytes"/>, as <see cref="Write"/> (or <see cref="WriteFresh"/> when
+    /// <paramref name="fresh"/>) would. The default fills a buffer and writes it (a RADOS store sends
+    /// memory anyway); the file store lets the source fill its file (splice, one copy fewer). A
+    /// <see cref="PayloadSourceException"/> out of the source passes through unchanged: it is the
+    /// connection's failure, not the store's.
+    /// </summary>
+    void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool fresh)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(lengthBytes);
+        try
+        {
+            var data = buffer.AsSpan(0, lengthBytes);
+            source.Fill(data);
+            if (fresh)
+            {
+                WriteFresh(offsetBytes, data);
+            }
+            else
+            {
+                Write(offsetBytes, data);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 }
 
 /// <summary>One range of a scattered read: <see cref="LengthBytes"/> bytes of the store at <see cref="OffsetBytes"/> go to <see cref="DestinationOffset"/> of the caller's buffer.</summary>

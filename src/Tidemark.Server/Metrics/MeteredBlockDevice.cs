@@ -173,5 +173,26 @@ public sealed class MeteredBlockDevice : IBlockDevice
     public int GetAllocationStatus(long offsetBytes, long lengthBytes, Span<AllocationRun> destination) =>
         _inner.GetAllocationStatus(offsetBytes, lengthBytes, destination);
 
+    /// <summary>Forwarded, so the volume's store can take the payload from its source (no copy through memory here); counted as a write.</summary>
+    public void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool forceUnitAccess)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var failed = true;
+        try
+        {
+            _inner.WriteFrom(offsetBytes, lengthBytes, source, forceUnitAccess);
+            failed = false;
+        }
+        catch (StorageException ex) when (ex.Error == StorageError.NoSpace)
+        {
+            _stats.CountNoSpace();
+            throw;
+        }
+        finally
+        {
+            _stats[IoOperation.Write].Record(lengthBytes, Stopwatch.GetTimestamp() - start, failed);
+        }
+    }
+
     public override string ToString() => _inner.ToString() ?? Name;
 }

@@ -339,7 +339,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             }
 
             var remote = socket.RemoteEndPoint is UnixDomainSocketEndPoint ? (EndPoint)new UnixDomainSocketEndPoint(_unixSocketPath!) : socket.RemoteEndPoint;
-            var input = new SocketInput(socket, ReceivePoll, ReceiveBufferBytes);
+            var input = new SocketInput(socket, ReceivePoll, ReceiveBufferBytes) { PayloadTimeout = Admission.Limits.PayloadTimeout };
             var sender = new SocketReplyWriter(socket);
             var transport = new SocketDuplexPipe(input, sender);
             session = new Session(this, socket, source, remote, input, sender);

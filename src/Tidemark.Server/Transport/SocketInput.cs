@@ -20,7 +20,9 @@ namespace Tidemark.Server;
 /// socket's next bytes, straight into the protocol's destination without a pass through this buffer.
 /// Moving payloads any other way (splice, a second reader of the socket) would have to keep this
 /// rule, and is only correct if done here; Kestrel's transport, which always receives ahead, could
-/// not (docs/adr/0010-protocol-transport.md).
+/// not (docs/adr/0010-protocol-transport.md). The payload source (<see cref="IPayloadSource"/>,
+/// SocketInput.PayloadSource.cs) is that: it splices a payload socket -> pipe -> store file, and
+/// takes only the payload's own bytes.
 /// </para>
 /// <para>
 /// Reads are blocking system calls that complete synchronously, so a connection that awaits them on
@@ -33,7 +35,7 @@ namespace Tidemark.Server;
 /// </para>
 /// <para>Used by one thread at a time (the connection's).</para>
 /// </remarks>
-internal sealed class SocketInput(Socket socket, TimeSpan poll, int bufferBytes) : PipeReader, IPayloadFeature
+internal sealed partial class SocketInput(Socket socket, TimeSpan poll, int bufferBytes) : PipeReader, IPayloadFeature
 {
     private const int PositionMask = int.MaxValue;
 
@@ -49,12 +51,16 @@ internal sealed class SocketInput(Socket socket, TimeSpan poll, int bufferBytes)
     /// <summary>Set while the connection negotiates; null in the data phase (see remarks).</summary>
     public SocketReadiness.Registration? Negotiation { get; set; }
 
+    /// <summary>The connection's socket (for the payload source's splice and waits, SocketInput.PayloadSource.cs).</summary>
+    private Socket ConnectionSocket => socket;
+
     /// <summary>Bytes received and not yet consumed by the protocol (what a payload starts with).</summary>
     public int BufferedBytes => _end - _start;
 
     public override bool TryRead(out ReadResult result)
     {
         ObjectDisposedException.ThrowIf(_completed, this);
+        ThrowIfSourceOpen();
         if (_cancelPending || _end > _examined || _endOfStream)
         {
             result = Result();
@@ -73,7 +79,7 @@ internal sealed class SocketInput(Socket socket, TimeSpan poll, int bufferBytes)
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        var space = SpaceToReceive();
+        var space = ShortenAfterSource(SpaceToReceive());
         var pending = ReceiveAsync(space, cancellationToken);
         if (!pending.IsCompleted)
         {
@@ -124,6 +130,7 @@ internal sealed class SocketInput(Socket socket, TimeSpan poll, int bufferBytes)
         }
 
         _completed = true;
+        ClosePipe();
         if (_buffer is { } buffer)
         {
             _buffer = null;
@@ -139,6 +146,7 @@ internal sealed class SocketInput(Socket socket, TimeSpan poll, int bufferBytes)
     async ValueTask IPayloadFeature.ReceiveAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_completed, this);
+        ThrowIfSourceOpen();
         var buffered = Math.Min(_end - _start, destination.Length);
         if (buffered > 0)
         {

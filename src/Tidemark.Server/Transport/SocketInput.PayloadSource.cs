@@ -1,0 +1,398 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net.Sockets;
+using Microsoft.Win32.SafeHandles;
+
+namespace Tidemark.Server;
+
+// The payload source (IPayloadSource): a WRITE's payload pulled by the device that writes it. The
+// bytes come in the input's order: first what the receive buffer already holds (pwritten from there),
+// then what was spliced into the connection's pipe, then the socket's next bytes (spliced in as the
+// device asks). It keeps the no-read-ahead rule of the class: the pipe takes at most the payload's
+// own bytes, and the protocol reads again only once the source was consumed or skipped.
+//
+// A device holds the volume's region locks while it pulls (Volume.WriteFrom), so a peer that trickles
+// its payload would hold them. So a source is at most one pipe's worth (1 MiB; a larger WRITE takes
+// one source per piece) and is staged into the pipe when it is opened, before it is handed to the
+// device: while the bytes trickle in, no lock is held. Only a pipe that fills by the socket's pieces
+// before its byte capacity leaves part of a source in the socket, and every wait for the socket is
+// bounded by the payload's deadline (PayloadTimeout, from when the source was opened); past it the
+// source fails and the connection ends.
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The pipe is closed by Complete, the reader's end of life, which the listener always calls when the connection ends.")]
+internal sealed partial class SocketInput : IPayloadSource
+{
+    /// <summary>What a connection's pipe asks the kernel for: a 1 MiB WRITE fits whole (pipe-max-size's default).</summary>
+    private const int PipeBytes = 1 << 20;
+
+    /// <summary>A smaller pipe (the kernel's answer past pipe-user-pages-soft) is not used.</summary>
+    private const int MinPipeBytes = 256 * 1024;
+
+    /// <summary>
+    /// The first read after a source was opened takes at most this much: the next request's header,
+    /// and no more of a payload that may follow it than a small WRITE's (see ShortenAfterSource).
+    /// </summary>
+    private const int AfterSourceReceiveBytes = 8 * 1024;
+
+    private const int PageBytes = 4096;
+
+    private SplicePipe? _pipe;
+    private bool _shortReceive;
+    private int _sourceBuffered;
+    private int _sourceInPipe;
+    private int _sourceInSocket;
+    private long _sourceDeadline;
+    private bool _spliceUnavailable;
+
+    /// <summary>
+    /// How long a payload taken through the source may take to arrive, from when the source is opened
+    /// (zero: no deadline); see the notes above. Past it the connection ends.
+    /// </summary>
+    public TimeSpan PayloadTimeout { get; init; } = ConnectionLimits.DefaultPayloadTimeout;
+
+    /// <summary>Bytes of the open payload source not yet delivered.</summary>
+    public int RemainingBytes => _sourceBuffered + _sourceInPipe + _sourceInSocket;
+
+    IPayloadSource? IPayloadFeature.OpenSource(int lengthBytes)
+    {
+        ObjectDisposedException.ThrowIf(_completed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(lengthBytes);
+        ThrowIfSourceOpen();
+        if (Negotiation is not null || _spliceUnavailable || !SplicePipe.IsSupported)
+        {
+            return null;
+        }
+
+        if (_pipe is null)
+        {
+            try
+            {
+                _pipe = SplicePipe.Create(PipeBytes);
+            }
+            catch (IOException)
+            {
+                // No descriptors left (EMFILE) or no pipe to size: this payload goes through memory.
+                return null;
+            }
+
+            if (_pipe.CapacityBytes < MinPipeBytes)
+            {
+                // The user is over pipe-user-pages-soft (many connections): pieces this small would
+                // cost more system calls than the copy saves.
+                _spliceUnavailable = true;
+                ClosePipe();
+                return null;
+            }
+        }
+
+        // At most what the pipe holds: each source is staged whole before a device takes a lock.
+        var sourceBytes = Math.Min(lengthBytes, _pipe.CapacityBytes);
+        _sourceBuffered = Math.Min(_end - _start, sourceBytes);
+        _sourceInSocket = sourceBytes - _sourceBuffered;
+        _sourceDeadline = PayloadTimeout > TimeSpan.Zero
+            ? Stopwatch.GetTimestamp() + (long)(PayloadTimeout.TotalSeconds * Stopwatch.Frequency)
+            : long.MaxValue;
+
+        // Before any lock is taken: the rest into the pipe, until it is all there or the pipe is full
+        // (see the notes above).
+        var staging = true;
+        while (staging && _sourceInSocket > 0)
+        {
+            staging = SpliceIn(_pipe.CapacityBytes - _sourceInPipe);
+        }
+
+        _shortReceive = true;
+        return this;
+    }
+
+    /// <summary>
+    /// Right after a payload went through a source, the input is likely a stream of large WRITEs
+    /// (fio, nbdcopy, a restore): a full-size read for the next header would take up to the whole
+    /// receive buffer of the next payload into memory (copied twice, as before the source: 256 KiB of
+    /// each 1 MiB WRITE at queue depth 32). So that read takes a header's worth, and the next payload
+    /// stays in the socket for the source; reads after it are full-size again.
+    /// </summary>
+    private Memory<byte> ShortenAfterSource(Memory<byte> space)
+    {
+        if (!_shortReceive)
+        {
+            return space;
+        }
+
+        _shortReceive = false;
+        return space[..Math.Min(space.Length, AfterSourceReceiveBytes)];
+    }
+
+    void IPayloadSource.Fill(Span<byte> destination)
+    {
+        CheckTake(destination.Length);
+        while (!destination.IsEmpty)
+        {
+            int n;
+            if (_sourceBuffered > 0)
+            {
+                n = TakeBuffered(destination);
+            }
+            else if (_sourceInPipe > 0)
+            {
+                n = Math.Min(_sourceInPipe, destination.Length);
+                _pipe!.Read(destination[..n]);
+                _sourceInPipe -= n;
+            }
+            else
+            {
+                WaitForPayload();
+                n = ReceiveForSource(destination[..Math.Min(destination.Length, _sourceInSocket)]);
+                _sourceInSocket -= n;
+            }
+
+            destination = destination[n..];
+        }
+    }
+
+    void IPayloadSource.FillFile(SafeFileHandle file, long fileOffset, int lengthBytes)
+    {
+        CheckTake(lengthBytes);
+        var done = 0;
+        while (done < lengthBytes)
+        {
+            if (_sourceBuffered > 0)
+            {
+                // Already in memory: its whole pages in one pwrite from the receive buffer; a last
+                // part page is completed with the bytes that follow it, so what is spliced after it
+                // starts on a page (two writes into one page that is not cached make the page cache
+                // read it from the disk first).
+                var n = Math.Min(_sourceBuffered, lengthBytes - done) & ~(PageBytes - 1);
+                if (n > 0)
+                {
+                    RandomAccess.Write(file, _buffer.AsSpan(_start, n), fileOffset + done);
+                    Consume(n);
+                    _sourceBuffered -= n;
+                }
+                else
+                {
+                    n = Math.Min(PageBytes, lengthBytes - done);
+                    WriteThroughMemory(file, fileOffset + done, n);
+                }
+
+                done += n;
+                continue;
+            }
+
+            if (_sourceInPipe == 0)
+            {
+                // Waits until some of it arrived: an empty pipe always takes something.
+                _ = SpliceIn(_pipe!.CapacityBytes);
+            }
+
+            var take = Math.Min(_sourceInPipe, lengthBytes - done);
+            var moved = _pipe!.SpliceOut(file, fileOffset + done, take);
+            if (moved == 0)
+            {
+                // This file takes no splice (EINVAL): this piece through memory, later payloads too.
+                _spliceUnavailable = true;
+                CopyOut(file, fileOffset + done, take);
+                moved = take;
+            }
+            else
+            {
+                _sourceInPipe -= moved;
+            }
+
+            done += moved;
+        }
+    }
+
+    void IPayloadSource.Skip()
+    {
+        if (RemainingBytes == 0)
+        {
+            return;
+        }
+
+        var scratch = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            while (RemainingBytes > 0)
+            {
+                ((IPayloadSource)this).Fill(scratch.AsSpan(0, Math.Min(scratch.Length, RemainingBytes)));
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    /// <summary>A read or payload receive while a source still has bytes would take them out of order.</summary>
+    private void ThrowIfSourceOpen()
+    {
+        if (RemainingBytes != 0)
+        {
+            throw new InvalidOperationException($"a payload source still has {RemainingBytes} bytes to deliver or skip");
+        }
+    }
+
+    private void CheckTake(int lengthBytes)
+    {
+        ObjectDisposedException.ThrowIf(_completed, this);
+        if (lengthBytes < 0 || lengthBytes > RemainingBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lengthBytes), $"asked for {lengthBytes} bytes of a payload that has {RemainingBytes} left");
+        }
+    }
+
+    private int TakeBuffered(Span<byte> destination)
+    {
+        var n = Math.Min(_sourceBuffered, destination.Length);
+        _buffer.AsSpan(_start, n).CopyTo(destination);
+        Consume(n);
+        _sourceBuffered -= n;
+        return n;
+    }
+
+    /// <summary>Consumes bytes at the front of the receive buffer (payload bytes the source delivered).</summary>
+    private void Consume(int bytes)
+    {
+        _start += bytes;
+        _examined = Math.Max(_examined, _start);
+        if (_start == _end)
+        {
+            _start = _end = _examined = 0;
+        }
+    }
+
+    /// <summary>
+    /// Waits (within the payload's deadline) until the socket is readable, then splices what it has of
+    /// the payload, up to <paramref name="maxBytes"/>, into the pipe. False when the pipe is full.
+    /// </summary>
+    private bool SpliceIn(int maxBytes)
+    {
+        var want = Math.Min(maxBytes, _sourceInSocket);
+        if (want <= 0)
+        {
+            return false;
+        }
+
+        while (true)
+        {
+            WaitForPayload();
+            var moved = _pipe!.TrySpliceIn(ConnectionSocket.SafeHandle, want);
+            if (moved > 0)
+            {
+                _sourceInPipe += moved;
+                _sourceInSocket -= moved;
+                return true;
+            }
+
+            if (moved == 0)
+            {
+                throw EndOfPayload();
+            }
+
+            if (_sourceInPipe > 0)
+            {
+                return false; // full: it is emptied into the file first
+            }
+
+            // Would block with the pipe empty: readable was an edge the splice did not see; wait again.
+        }
+    }
+
+    /// <summary>Waits until the socket is readable (data, end of stream, an error, or a shutdown), within the payload's deadline.</summary>
+    private void WaitForPayload()
+    {
+        while (true)
+        {
+            if (_cancelPending)
+            {
+                throw new OperationCanceledException("the connection is closing");
+            }
+
+            var left = _sourceDeadline - Stopwatch.GetTimestamp();
+            if (left <= 0)
+            {
+                throw new PayloadSourceException($"the peer did not send its {RemainingBytes}-byte payload within the payload deadline ({PayloadTimeout.TotalSeconds:0.###} s)");
+            }
+
+            // poll(2) takes milliseconds; wait at most a second at a time so the deadline is rechecked.
+            var waitMicroseconds = _sourceDeadline == long.MaxValue ? 1_000_000 : (int)Math.Clamp(left * 1_000_000 / Stopwatch.Frequency, 1_000, 1_000_000);
+            try
+            {
+                if (ConnectionSocket.Poll(waitMicroseconds, SelectMode.SelectRead))
+                {
+                    return;
+                }
+            }
+            catch (SocketException ex)
+            {
+                throw new PayloadSourceException($"the connection failed in the middle of a payload: {ex.Message}", ex);
+            }
+            catch (ObjectDisposedException ex)
+            {
+                throw new PayloadSourceException("the connection closed in the middle of a payload", ex);
+            }
+        }
+    }
+
+    private int ReceiveForSource(Span<byte> destination)
+    {
+        int received;
+        try
+        {
+            received = ConnectionSocket.Receive(destination, SocketFlags.None);
+        }
+        catch (SocketException ex)
+        {
+            throw new PayloadSourceException($"the connection failed in the middle of a payload: {ex.Message}", ex);
+        }
+        catch (ObjectDisposedException)
+        {
+            received = 0;
+        }
+
+        return received > 0 ? received : throw EndOfPayload();
+    }
+
+    private Exception EndOfPayload()
+    {
+        if (_cancelPending)
+        {
+            return new OperationCanceledException("the connection is closing");
+        }
+
+        _endOfStream = true;
+        return new PayloadSourceException("the peer closed in the middle of a payload", new EndOfStreamException());
+    }
+
+    /// <summary>The payload's next bytes (at most a page) into the file through memory.</summary>
+    private void WriteThroughMemory(SafeFileHandle file, long fileOffset, int lengthBytes)
+    {
+        Span<byte> page = stackalloc byte[PageBytes];
+        ((IPayloadSource)this).Fill(page[..lengthBytes]);
+        RandomAccess.Write(file, page[..lengthBytes], fileOffset);
+    }
+
+    /// <summary>The pipe's next bytes into the file through memory (a file that takes no splice).</summary>
+    private void CopyOut(SafeFileHandle file, long fileOffset, int lengthBytes)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(lengthBytes);
+        try
+        {
+            // Out of the pipe first: a failed write below leaves nothing of them there to skip.
+            _pipe!.Read(buffer.AsSpan(0, lengthBytes));
+            _sourceInPipe -= lengthBytes;
+            RandomAccess.Write(file, buffer.AsSpan(0, lengthBytes), fileOffset);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void ClosePipe()
+    {
+        _pipe?.Dispose();
+        _pipe = null;
+        _sourceBuffered = _sourceInPipe = _sourceInSocket = 0;
+    }
+}

@@ -1,0 +1,216 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.Engine;
+using Tidemark.Protocols.Nbd;
+using Tidemark.TestKit;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// Large NBD WRITEs on the server's own transport go to the device as payload sources
+/// (IBlockDevice.WriteFrom): an engine volume's file store takes them from the socket with splice,
+/// on the connection's thread; a device that fails part-way answers the error and the connection
+/// stays in step; a peer that stops in the middle of a payload meets the payload deadline.
+/// </summary>
+public sealed class NbdSpliceWriteTests : IAsyncLifetime
+{
+    private const int Mib = 1 << 20;
+    private const ushort Fua = 1; // NBD_CMD_FLAG_FUA
+    private readonly TempDirectory _temp = new("tidemark-splice-");
+    private Pool? _pool;
+    private PullingDevice? _device;
+    private NbdListener? _listener;
+
+    public Task InitializeAsync()
+    {
+        _pool = Pool.Create(_temp.Combine("pool"), new PoolOptions { FirstStoreCapacityBytes = 64L << 20 });
+        _device = new PullingDevice(_pool.CreateVolume("vol", 16L << 20, 4096));
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_listener is not null)
+        {
+            await _listener.DisposeAsync();
+        }
+
+        _pool?.Dispose();
+        _temp.Dispose();
+    }
+
+    [Fact]
+    public async Task LargeWrites_ArePulledByTheVolume_OnTheConnectionsThread_WithFua_AndReadBackIdentically()
+    {
+        await StartAsync(new ConnectionLimits());
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+        var first = Pattern(Mib, 1);
+        var second = Pattern(3 * Mib, 2);
+        var batch = new MemoryStream();
+        batch.Write(Request(1, Fua, 1, 0, first.Length));
+        batch.Write(first);
+        batch.Write(Request(1, 0, 2, Mib, second.Length));
+        batch.Write(second);
+        batch.Write(Request(0, 0, 3, 0, 4 * Mib));
+        await stream.WriteAsync(batch.ToArray());
+
+        Assert.Equal((0u, 1ul), await ReadReplyAsync(stream));
+        Assert.Equal((0u, 2ul), await ReadReplyAsync(stream));
+        Assert.Equal((0u, 3ul), await ReadReplyAsync(stream));
+        var read = new byte[4 * Mib];
+        await stream.ReadExactlyAsync(read);
+        Assert.Equal(first.Concat(second).ToArray(), read);
+
+        // A 1 MiB WRITE with FUA is one durable pull; 3 MiB are pulled a pipe's worth at a time
+        // (FUA on none: the WRITE's flush would follow its last piece), all on the connection thread.
+        var pulls = _device!.Pulls.ToArray();
+        Assert.Equal((Mib, true), (pulls[0].Length, pulls[0].Fua));
+        Assert.Equal(3 * Mib, pulls.Skip(1).Sum(p => p.Length));
+        Assert.All(pulls.Skip(1), p => Assert.False(p.Fua));
+        Assert.All(pulls, p => Assert.NotEqual("NBD writes", p.Thread));
+        Assert.DoesNotContain("NBD writes", _device.WriterThreads);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(Mib)]
+    public async Task AWriteWhoseDeviceFailsPartWay_IsAnsweredWithEio_AndTheConnectionStaysInStep(long failAt)
+    {
+        await StartAsync(new ConnectionLimits());
+        _device!.FailAtOffset = failAt;
+        using var socket = await ConnectAsync();
+        using var stream = new NetworkStream(socket);
+        await DataPhaseTests.HandshakeAsync(stream, "vol");
+        var after = Pattern(256 << 10, 3);
+        var batch = new MemoryStream();
+        batch.Write(Request(1, Fua, 1, 0, 3 * Mib));
+        batch.Write(Pattern(3 * Mib, 4));
+        batch.Write(Request(1, 0, 2, 8 * Mib, after.Length));
+        batch.Write(after);
+        batch.Write(Request(0, 0, 3, 8 * Mib, after.Length));
+        await stream.WriteAsync(batch.ToArray());
+
+        Assert.Equal((5u, 1ul), await ReadReplyAsync(stream)); // NBD_EIO
+        Assert.Equal((0u, 2ul), await ReadReplyAsync(stream));
+        Assert.Equal((0u, 3ul), await ReadReplyAsync(stream));
+        var read = new byte[after.Length];
+        await stream.ReadExactlyAsync(read);
+        Assert.Equal(after, read);
+    }
+
+    [Fact]
+    public async Task APeerThatStopsInTheMiddleOfAPayload_IsClosedAtThePayloadDeadline_AndAnotherClientWritesTheRange()
+    {
+        await StartAsync(new ConnectionLimits { PayloadTimeout = TimeSpan.FromMilliseconds(500) });
+        using var stuck = await ConnectAsync();
+        using var stuckStream = new NetworkStream(stuck);
+        await DataPhaseTests.HandshakeAsync(stuckStream, "vol");
+        await stuckStream.WriteAsync(Request(1, 0, 1, 0, 512 << 10));
+        await stuckStream.WriteAsync(Pattern(100 << 10, 5));
+
+        using var other = await ConnectAsync();
+        using var otherStream = new NetworkStream(other);
+        await DataPhaseTests.HandshakeAsync(otherStream, "vol");
+        var data = Pattern(256 << 10, 6);
+        await otherStream.WriteAsync(Request(1, 0, 7, 0, data.Length));
+        await otherStream.WriteAsync(data);
+        Assert.Equal((0u, 7ul), await ReadReplyAsync(otherStream).WaitAsync(TimeSpan.FromSeconds(10)));
+
+        // The stuck connection is closed by the server: its read ends (0 bytes or a reset).
+        var buffer = new byte[16];
+        var closed = await ReadOrResetAsync(stuckStream, buffer).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, closed);
+    }
+
+    private static async Task<int> ReadOrResetAsync(Stream stream, byte[] buffer)
+    {
+        try
+        {
+            return await stream.ReadAsync(buffer);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    private async Task StartAsync(ConnectionLimits limits)
+    {
+        var catalog = new NbdExportCatalog { DefaultExportName = "vol" };
+        catalog.Set(new NbdExport("vol", _device!, "test", false));
+        _listener = new NbdListener(new IPEndPoint(IPAddress.Loopback, 0), null, catalog, NbdServerOptions.Default, NullLogger<NbdListener>.Instance, limits);
+        await _listener.StartAsync(CancellationToken.None);
+    }
+
+    private async Task<Socket> ConnectAsync()
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(_listener!.LocalEndpoint!);
+        return socket;
+    }
+
+    private static byte[] Pattern(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    /// <summary>proto.md request: magic, flags, type, cookie, offset, length (READ 0, WRITE 1).</summary>
+    private static byte[] Request(ushort type, ushort flags, ulong cookie, long offset, int length)
+    {
+        var request = new byte[28];
+        BinaryPrimitives.WriteUInt32BigEndian(request, 0x25609513);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(4), flags);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), type);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), cookie);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), (ulong)offset);
+        BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(24), (uint)length);
+        return request;
+    }
+
+    private static async Task<(uint Error, ulong Cookie)> ReadReplyAsync(Stream stream)
+    {
+        var reply = new byte[16];
+        await stream.ReadExactlyAsync(reply);
+        Assert.Equal(0x67446698u, BinaryPrimitives.ReadUInt32BigEndian(reply));
+        return (BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(4)), BinaryPrimitives.ReadUInt64BigEndian(reply.AsSpan(8)));
+    }
+
+    /// <summary>
+    /// Forwards to the volume, recording each pull (WriteFrom) and each memory write; a pull that
+    /// covers <see cref="FailAtOffset"/> takes 64 KiB of its source and fails, as a disk that fails
+    /// in the middle of a write would.
+    /// </summary>
+    private sealed class PullingDevice(IBlockDevice inner) : ForwardingDevice(inner), IBlockDevice
+    {
+        public ConcurrentQueue<(string Thread, int Length, bool Fua)> Pulls { get; } = new();
+
+        public ConcurrentBag<string> WriterThreads { get; } = [];
+
+        public long FailAtOffset { get; set; } = -1;
+
+        public override void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
+        {
+            WriterThreads.Add(Thread.CurrentThread.Name ?? "");
+            base.Write(offsetBytes, source, forceUnitAccess);
+        }
+
+        public void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool forceUnitAccess)
+        {
+            Pulls.Enqueue((Thread.CurrentThread.Name ?? "", lengthBytes, forceUnitAccess));
+            if (FailAtOffset >= offsetBytes && FailAtOffset < offsetBytes + lengthBytes)
+            {
+                source.Fill(new byte[64 << 10]);
+                throw new StorageException(StorageError.IoError, "the disk failed in the middle of the write");
+            }
+
+            Inner.WriteFrom(offsetBytes, lengthBytes, source, forceUnitAccess);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Tidemark.TestKit;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// The transport's payload source (SocketInput.PayloadSource.cs) over a real loopback socket pair into
+/// a temporary file: the bytes the receive buffer held and the bytes spliced from the socket land at
+/// their offsets, the next request starts right after the payload, and a peer that closes or goes
+/// silent fails the source instead of hanging.
+/// </summary>
+public sealed class SocketInputSourceTests : IDisposable
+{
+    private readonly Socket _server;
+    private readonly Socket _client;
+    private readonly TempDirectory _temp = new("tidemark-source-");
+
+    public SocketInputSourceTests()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _client.Connect(listener.LocalEndPoint!);
+        _server = listener.Accept();
+    }
+
+    public void Dispose()
+    {
+        _server.Dispose();
+        _client.Dispose();
+        _temp.Dispose();
+    }
+
+    [Fact]
+    public async Task FillFile_BufferedBytesThenSplicedBytes_LandAtTheirOffsets_AndTheNextReadStartsAfterThePayload()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+        var header = Bytes(16, 1);
+        var payload = Bytes(768 * 1024, 2);
+        var trailer = Bytes(40, 3);
+        _client.Send([.. header, .. payload[..5000]]);
+        var first = await ReadAtLeastAsync(input, 16);
+        input.AdvanceTo(first.Buffer.GetPosition(16));
+
+        var sending = Task.Run(() => _client.Send([.. payload[5000..], .. trailer]));
+        var source = ((IPayloadFeature)input).OpenSource(payload.Length);
+        Assert.NotNull(source);
+        Assert.Equal(payload.Length, source.RemainingBytes);
+        using (var file = File.OpenHandle(_temp.Combine("store"), FileMode.CreateNew, FileAccess.ReadWrite))
+        {
+            // Three pulls that cut across the buffered part and the pipe, at a file offset of 1 MiB.
+            source.FillFile(file, 1 << 20, 4096);
+            source.FillFile(file, (1 << 20) + 4096, 32 * 1024);
+            source.FillFile(file, (1 << 20) + 4096 + (32 * 1024), payload.Length - 4096 - (32 * 1024));
+        }
+
+        await sending;
+        Assert.Equal(0, source.RemainingBytes);
+        var written = File.ReadAllBytes(_temp.Combine("store"));
+        Assert.Equal(payload, written[(1 << 20)..]);
+        var next = await ReadAtLeastAsync(input, trailer.Length);
+        Assert.Equal(trailer, next.Buffer.ToArray());
+        input.AdvanceTo(next.Buffer.End);
+        input.Complete();
+    }
+
+    [Fact]
+    public async Task OpenSource_ForMoreThanThePipe_TakesAPipesWorth_AndFillThroughMemoryThenSkip_KeepsTheInputInStep()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+        var payload = Bytes(3 << 20, 4);
+        var trailer = Bytes(24, 5);
+        var sending = Task.Run(() => _client.Send([.. payload, .. trailer]));
+
+        var source = ((IPayloadFeature)input).OpenSource(payload.Length)!;
+        var firstPiece = source.RemainingBytes;
+        Assert.InRange(firstPiece, 256 * 1024, 1 << 20);
+        Assert.Equal(0, firstPiece % 4096);
+        var start = new byte[10_000];
+        source.Fill(start);
+        Assert.Equal(payload[..10_000], start);
+        source.Skip();
+        Assert.Equal(0, source.RemainingBytes);
+
+        // The rest of the payload as the next sources, then the trailer.
+        for (var taken = firstPiece; taken < payload.Length;)
+        {
+            var next = ((IPayloadFeature)input).OpenSource(payload.Length - taken)!;
+            var piece = new byte[next.RemainingBytes];
+            next.Fill(piece);
+            Assert.Equal(payload[taken..(taken + piece.Length)], piece);
+            taken += piece.Length;
+        }
+
+        await sending;
+        var after = await ReadAtLeastAsync(input, trailer.Length);
+        Assert.Equal(trailer, after.Buffer.ToArray());
+        input.AdvanceTo(after.Buffer.End);
+    }
+
+    [Fact]
+    public void OpenSource_PeerClosesInTheMiddle_FailsAsPeerClosed()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+        _client.Send(Bytes(100, 6));
+        _client.Shutdown(SocketShutdown.Send);
+
+        var ex = Assert.Throws<PayloadSourceException>(() => ((IPayloadFeature)input).OpenSource(200 * 1024));
+
+        Assert.True(ex.PeerClosed);
+    }
+
+    [Fact]
+    public void OpenSource_PeerGoesSilent_TheDeadlineEndsTheWait()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024) { PayloadTimeout = TimeSpan.FromMilliseconds(300) };
+        _client.Send(Bytes(100 * 1024, 7));
+        var clock = Stopwatch.StartNew();
+
+        var ex = Assert.Throws<PayloadSourceException>(() => ((IPayloadFeature)input).OpenSource(512 * 1024));
+
+        Assert.False(ex.PeerClosed);
+        Assert.Contains("deadline", ex.Message, StringComparison.Ordinal);
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task CancelPendingRead_EndsASourceWaitingForItsPayload()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+        _client.Send(Bytes(4096, 8));
+        var opening = Task.Run(() => ((IPayloadFeature)input).OpenSource(512 * 1024));
+        await Task.Delay(100);
+
+        input.CancelPendingRead();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => opening.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task FillFile_TheFileRefusesTheWrite_IsTheFilesError_AndSkipStillKeepsTheInputInStep()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+        var payload = Bytes(512 * 1024, 9);
+        var trailer = Bytes(32, 10);
+        var sending = Task.Run(() => _client.Send([.. payload, .. trailer]));
+        var source = ((IPayloadFeature)input).OpenSource(payload.Length)!;
+        File.WriteAllBytes(_temp.Combine("readonly"), []);
+        using (var readOnly = File.OpenHandle(_temp.Combine("readonly"), FileMode.Open, FileAccess.Read))
+        {
+            var ex = Assert.ThrowsAny<IOException>(() => source.FillFile(readOnly, 0, payload.Length));
+            Assert.IsNotType<PayloadSourceException>(ex);
+        }
+
+        Assert.True(source.RemainingBytes > 0);
+        source.Skip();
+        await sending;
+        var next = await ReadAtLeastAsync(input, trailer.Length);
+        Assert.Equal(trailer, next.Buffer.ToArray());
+        input.AdvanceTo(next.Buffer.End);
+    }
+
+    [Fact]
+    public async Task Read_WhileASourceHasBytesLeft_IsRefused()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+        _client.Send(Bytes(8192, 11));
+        var source = ((IPayloadFeature)input).OpenSource(8192)!;
+        source.Fill(new byte[4096]);
+
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await input.ReadAsync());
+        source.Skip();
+    }
+
+    private static async Task<ReadResult> ReadAtLeastAsync(PipeReader input, int bytes)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync();
+            if (result.Buffer.Length >= bytes || result.IsCompleted)
+            {
+                return result;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    private static byte[] Bytes(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+}
