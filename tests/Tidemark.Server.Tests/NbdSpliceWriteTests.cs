@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
@@ -161,26 +160,11 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
         return data;
     }
 
-    /// <summary>proto.md request: magic, flags, type, cookie, offset, length (READ 0, WRITE 1).</summary>
-    private static byte[] Request(ushort type, ushort flags, ulong cookie, long offset, int length)
-    {
-        var request = new byte[28];
-        BinaryPrimitives.WriteUInt32BigEndian(request, 0x25609513);
-        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(4), flags);
-        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), type);
-        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), cookie);
-        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), (ulong)offset);
-        BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(24), (uint)length);
-        return request;
-    }
+    /// <summary>An NBD request (NbdTransportTests.Request) with its flags first, as these tests read best.</summary>
+    private static byte[] Request(ushort type, ushort flags, ulong cookie, long offset, int length) =>
+        NbdTransportTests.Request(type, cookie, (ulong)offset, (uint)length, flags);
 
-    private static async Task<(uint Error, ulong Cookie)> ReadReplyAsync(Stream stream)
-    {
-        var reply = new byte[16];
-        await stream.ReadExactlyAsync(reply);
-        Assert.Equal(0x67446698u, BinaryPrimitives.ReadUInt32BigEndian(reply));
-        return (BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(4)), BinaryPrimitives.ReadUInt64BigEndian(reply.AsSpan(8)));
-    }
+    private static Task<(uint Error, ulong Cookie)> ReadReplyAsync(Stream stream) => NbdTransportTests.ReadReplyAsync(stream);
 
     /// <summary>
     /// Forwards to the volume, recording each pull (WriteFrom) and each memory write; a pull that

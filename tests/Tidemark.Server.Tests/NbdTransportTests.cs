@@ -174,11 +174,12 @@ public sealed class NbdTransportTests : IAsyncLifetime
         return socket;
     }
 
-    /// <summary>proto.md request: magic, flags, type, cookie, offset, length (READ 0, WRITE 1).</summary>
-    private static byte[] Request(ushort type, ulong cookie, ulong offset, uint length)
+    /// <summary>proto.md request: magic, flags, type, cookie, offset, length (READ 0, WRITE 1; flag FUA 1).</summary>
+    internal static byte[] Request(ushort type, ulong cookie, ulong offset, uint length, ushort flags = 0)
     {
         var request = new byte[28];
         BinaryPrimitives.WriteUInt32BigEndian(request, 0x25609513);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(4), flags);
         BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), type);
         BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), cookie);
         BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), offset);
@@ -187,7 +188,7 @@ public sealed class NbdTransportTests : IAsyncLifetime
     }
 
     /// <summary>A simple reply: magic, error, cookie.</summary>
-    private static async Task<(uint Error, ulong Cookie)> ReadReplyAsync(Stream stream)
+    internal static async Task<(uint Error, ulong Cookie)> ReadReplyAsync(Stream stream)
     {
         var reply = new byte[16];
         await stream.ReadExactlyAsync(reply);

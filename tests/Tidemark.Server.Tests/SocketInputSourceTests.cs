@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
-using System.Net;
 using System.Net.Sockets;
+using Tidemark.Server.Tests.Infrastructure;
 using Tidemark.TestKit;
 
 namespace Tidemark.Server.Tests;
@@ -15,24 +15,20 @@ namespace Tidemark.Server.Tests;
 /// </summary>
 public sealed class SocketInputSourceTests : IDisposable
 {
+    private readonly LoopbackPair _sockets = new();
     private readonly Socket _server;
     private readonly Socket _client;
     private readonly TempDirectory _temp = new("tidemark-source-");
 
     public SocketInputSourceTests()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _client.Connect(listener.LocalEndPoint!);
-        _server = listener.Accept();
+        _server = _sockets.Server;
+        _client = _sockets.Client;
     }
 
     public void Dispose()
     {
-        _server.Dispose();
-        _client.Dispose();
+        _sockets.Dispose();
         _temp.Dispose();
     }
 
@@ -177,24 +173,7 @@ public sealed class SocketInputSourceTests : IDisposable
         source.Skip();
     }
 
-    private static async Task<ReadResult> ReadAtLeastAsync(PipeReader input, int bytes)
-    {
-        while (true)
-        {
-            var result = await input.ReadAsync();
-            if (result.Buffer.Length >= bytes || result.IsCompleted)
-            {
-                return result;
-            }
+    private static Task<ReadResult> ReadAtLeastAsync(PipeReader input, int bytes) => SocketInputTests.ReadAtLeastAsync(input, bytes);
 
-            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
-        }
-    }
-
-    private static byte[] Bytes(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
+    private static byte[] Bytes(int length, int seed) => SocketInputTests.Bytes(length, seed);
 }

@@ -1,31 +1,24 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net;
 using System.Net.Sockets;
+using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
 
 /// <summary>The input side of the block-protocol transport and its payload feature, over a real loopback socket pair.</summary>
 public sealed class SocketInputTests : IDisposable
 {
+    private readonly LoopbackPair _sockets = new();
     private readonly Socket _server;
     private readonly Socket _client;
 
     public SocketInputTests()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _client.Connect(listener.LocalEndPoint!);
-        _server = listener.Accept();
+        _server = _sockets.Server;
+        _client = _sockets.Client;
     }
 
-    public void Dispose()
-    {
-        _server.Dispose();
-        _client.Dispose();
-    }
+    public void Dispose() => _sockets.Dispose();
 
     [Fact]
     public async Task Payload_TakesTheBufferedBytesFirst_ThenTheSocket_AndTheNextReadStartsRightAfterIt()
@@ -99,7 +92,7 @@ public sealed class SocketInputTests : IDisposable
         Assert.True(result.IsCanceled);
     }
 
-    private static async Task<ReadResult> ReadAtLeastAsync(PipeReader input, int bytes)
+    internal static async Task<ReadResult> ReadAtLeastAsync(PipeReader input, int bytes)
     {
         while (true)
         {
@@ -113,7 +106,7 @@ public sealed class SocketInputTests : IDisposable
         }
     }
 
-    private static byte[] Bytes(int length, int seed)
+    internal static byte[] Bytes(int length, int seed)
     {
         var data = new byte[length];
         new Random(seed).NextBytes(data);

@@ -1,6 +1,6 @@
-using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
 
@@ -12,24 +12,17 @@ public sealed class ReplyBlockPoolCollection;
 [Collection(nameof(ReplyBlockPoolCollection))]
 public sealed class SocketReplyWriterTests : IDisposable
 {
+    private readonly LoopbackPair _sockets = new();
     private readonly Socket _server;
     private readonly Socket _client;
 
     public SocketReplyWriterTests()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _client.Connect(listener.LocalEndPoint!);
-        _server = listener.Accept();
+        _server = _sockets.Server;
+        _client = _sockets.Client;
     }
 
-    public void Dispose()
-    {
-        _server.Dispose();
-        _client.Dispose();
-    }
+    public void Dispose() => _sockets.Dispose();
 
     [Fact]
     public async Task Replies_OfMixedSizes_ArriveWhole_AndInOrder()
