@@ -162,6 +162,37 @@ public sealed class SocketInputSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task Read_RightAfterASource_TakesAHeadersWorth_SoTheNextPayloadStaysForTheNextSource()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 256 * 1024);
+        var payload = Bytes(64 * 1024, 12);
+        var next = Bytes(200 * 1024, 13);
+        var sending = Task.Run(() => _client.Send([.. payload, .. next]));
+        var source = ((IPayloadFeature)input).OpenSource(payload.Length)!;
+        source.Fill(new byte[payload.Length]);
+        await Task.Delay(50); // more than 8 KiB of the rest is in the socket
+
+        var first = await input.ReadAsync();
+        Assert.InRange(first.Buffer.Length, 1, 8 * 1024);
+        Assert.Equal(next[..(int)first.Buffer.Length], first.Buffer.ToArray());
+        input.AdvanceTo(first.Buffer.Start, first.Buffer.End);
+
+        // Later reads are full-size again.
+        var second = await input.ReadAsync();
+        Assert.True(second.Buffer.Length > 8 * 1024, $"{second.Buffer.Length} bytes");
+        var taken = second.Buffer.Length;
+        input.AdvanceTo(second.Buffer.End);
+        while (taken < next.Length)
+        {
+            var rest = await input.ReadAsync();
+            taken += rest.Buffer.Length;
+            input.AdvanceTo(rest.Buffer.End);
+        }
+
+        await sending;
+    }
+
+    [Fact]
     public async Task Read_WhileASourceHasBytesLeft_IsRefused()
     {
         var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
