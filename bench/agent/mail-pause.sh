@@ -5,16 +5,16 @@
 # nbdfuse, loop device). SENDERS connections send messages as fast as Postfix accepts them for
 # DURATION seconds, once per MODE, the MODES alternated ROUNDS times in one session:
 #   none   no snapshots
-#   mail   a snapshot through the agent every INTERVAL: hold delivery (defer_transports + reload,
-#          wait for the delivery agents), doveadm flush, FIFREEZE, cut, FITHAW, release + postqueue -f
+#   mail   a snapshot through the agent every INTERVAL: doveadm index, hold delivery (SIGSTOP the
+#          qmgr, wait for the deliveries in flight), doveadm index, FIFREEZE, cut, FITHAW, SIGCONT
 # Reports per run the messages accepted over SMTP per second, the messages in the mailboxes at the end
 # of DURATION per second ("delivered/s", the ratio to none beside it), how long after the senders
 # stopped the last message was delivered ("drain"), and, per snapshot as the agent measures it,
 # p50/p99/max of "frozen" (first FIFREEZE to last FITHAW) and "held" (quiesce request received to
 # resume done; it includes the doveadm index the mail plugin runs before holding, while mail still
 # flows), and p50/p99 of each step of the hold and release as the agent logs them at debug level
-# (event 9026), "release: delivery held" being the time delivery actually waited (the hold's reload to
-# the release's flush). Needs root, postfix, dovecot-lmtpd.
+# (event 9026), "release: delivery held" being the time delivery actually waited (the qmgr's SIGSTOP to
+# its SIGCONT). Needs root, postfix, dovecot-lmtpd.
 #   bench/agent/mail-pause.sh                  DURATION=60 INTERVAL=10 SENDERS=4 MODES="none mail" ROUNDS=1
 #   TIDEMARK="dotnet tests/Tidemark.Interop.Tests/bin/Release/net10.0/tidemark.dll" bench/agent/mail-pause.sh
 set -euo pipefail
@@ -266,9 +266,9 @@ for line in open(sys.argv[1]):
     m = re.search(r"Mail (hold|release) \(.*\): (.+) ([0-9.]+) ms$", line)
     if m:
         steps.setdefault(f"{m[1]}: {m[2]}", []).append(float(m[3]))
-    m = re.search(r"Mail (hold|release) \(.*\): (\S+) \(pid [0-9]+\) exited ([0-9.]+) ms into the step$", line)
+    m = re.search(r"Mail (hold|release) \(.*\): (\S+) \(pid [0-9]+\) finished its delivery ([0-9.]+) ms into the step$", line)
     if m:
-        steps.setdefault(f"{m[1]}: {m[2]} exited", []).append(float(m[3]))
+        steps.setdefault(f"{m[1]}: {m[2]} finished", []).append(float(m[3]))
 for name, xs in steps.items():
     xs.sort()
     q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
+using Tidemark.Agent;
 
 namespace Tidemark.Interop.Tests.Infrastructure;
 
@@ -159,6 +160,10 @@ internal sealed class PostfixInstance : IAsyncDisposable
         await MailWire.ExpectReplyAsync(reader, "250", "SMTP");
         await writer.WriteLineAsync("QUIT");
     }
+
+    /// <summary>The state (/proc/PID/stat) of this instance's queue manager, the master's qmgr child: 'T' while stopped; null when none runs.</summary>
+    public char? QueueManagerState() =>
+        ProcStat.Children(MasterPid, new HashSet<string>(["qmgr"], StringComparer.Ordinal)).Where(p => p.State != ProcStat.Zombie).Select(p => (char?)p.State).FirstOrDefault();
 
     /// <summary>The queue as `postqueue -p` prints it.</summary>
     public async Task<string> QueueAsync() =>
