@@ -171,6 +171,12 @@ internal sealed class PostfixInstance : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // A test that failed during a hold leaves the queue manager stopped: the master's SIGTERM would stay pending in it.
+        foreach (var qmgr in ProcStat.Children(MasterPid, new HashSet<string>(["qmgr"], StringComparer.Ordinal)))
+        {
+            Signals.TrySend(qmgr.Pid, 18);
+        }
+
         await ProcessRunner.RunAsync(TimeSpan.FromSeconds(30), "/usr/sbin/postfix", "-c", ConfigDirectory, "stop");
         var deadline = Stopwatch.StartNew();
         while (Directory.Exists($"/proc/{MasterPid}") && !IsZombie(MasterPid))
