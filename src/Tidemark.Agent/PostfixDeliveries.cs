@@ -49,7 +49,16 @@ internal static class PostfixDeliveries
     public static List<DeliveryAgentLook> Look(int master, IReadOnlySet<string> commands, IReadOnlySet<ulong> queueManagerSockets, string activeDirectory)
     {
         var agents = ProcStat.Children(master, commands);
-        var sockets = UnixSocketDiag.Dump();
+        Dictionary<ulong, UnixSocketState> sockets;
+        try
+        {
+            sockets = UnixSocketDiag.Dump();
+        }
+        catch (IOException ex)
+        {
+            throw new StorageException(StorageError.IoError, $"the kernel's table of unix sockets could not be read ({ex.Message}), so whether Postfix's delivery agents are in a delivery is unknown");
+        }
+
         var looks = new List<DeliveryAgentLook>(agents.Count);
         foreach (var agent in agents)
         {

@@ -67,16 +67,18 @@ internal readonly record struct ProcStat(int Pid, string Command, char State, in
 internal static partial class ProcFs
 {
     /// <summary>
-    /// The system calls that only wait for input (a descriptor to become readable, a connection):
-    /// poll, select, epoll_wait and their p-variants, accept. Numbers per architecture
-    /// (arch/x86/entry/syscalls/syscall_64.tbl; include/uapi/asm-generic/unistd.h for arm64, which has
-    /// only the p-variants). A process asleep in another call (writing a log line, a disk read) is not
-    /// waiting for its queue manager.
+    /// The system calls a Postfix daemon sleeps in while it waits for work: poll, select, epoll_wait
+    /// and their p-variants, accept (a descriptor to become readable, a connection), and flock (an
+    /// idle process of a service with several waits for the service's accept lock, single_server.c,
+    /// while another one polls; seen here: the second lmtp agent in flock, the first in epoll_wait).
+    /// Numbers per architecture (arch/x86/entry/syscalls/syscall_64.tbl; include/uapi/asm-generic/unistd.h
+    /// for arm64, which has only the p-variants). A process asleep in another call (writing a log
+    /// line, a disk read) is not known to be waiting.
     /// </summary>
     private static readonly Dictionary<Architecture, HashSet<int>> _waitCalls = new()
     {
-        [Architecture.X64] = [7, 23, 232, 270, 271, 281, 441, 43, 288],
-        [Architecture.Arm64] = [72, 73, 22, 441, 202, 242],
+        [Architecture.X64] = [7, 23, 232, 270, 271, 281, 441, 43, 288, 73],
+        [Architecture.Arm64] = [72, 73, 22, 441, 202, 242, 32],
     };
 
     /// <summary>

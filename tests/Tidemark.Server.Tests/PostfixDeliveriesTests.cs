@@ -13,7 +13,8 @@ namespace Tidemark.Server.Tests;
 /// </summary>
 public sealed class PostfixDeliveriesTests
 {
-    private const string StatTail = "0 0 0 0 0 0 0 0 0 0 20 0 1 0 873391 19021824 1045 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
+    // Fields 7 (tty_nr) to 17 (cstime), priority, nice, num_threads, itrealvalue, 22 (starttime), ...
+    private const string StatTail = "0 0 0 0 0 0 0 0 0 0 0 20 0 1 0 873391 19021824 1045 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
 
     [Fact]
     public void ProcStat_Parse_FieldsAfterTheLastParenthesis()
@@ -40,14 +41,15 @@ public sealed class PostfixDeliveriesTests
         Assert.Equal(expected, ProcFs.ParseSyscall(text));
 
     [Fact]
-    public void IsWaitCall_PollSelectEpollAccept_NotWritesOrReads()
+    public void IsWaitCall_PollSelectEpollAcceptFlock_NotWritesOrReads()
     {
         Assert.True(ProcFs.IsWaitCall(7, Architecture.X64));      // poll: Postfix's read_wait
         Assert.True(ProcFs.IsWaitCall(232, Architecture.X64));    // epoll_wait: the event loop between connections
         Assert.True(ProcFs.IsWaitCall(43, Architecture.X64));     // accept
+        Assert.True(ProcFs.IsWaitCall(73, Architecture.X64));     // flock: an idle agent waiting for its service's accept lock
         Assert.False(ProcFs.IsWaitCall(44, Architecture.X64));    // sendto: a log line to a full postlog socket
         Assert.False(ProcFs.IsWaitCall(0, Architecture.X64));     // read
-        Assert.False(ProcFs.IsWaitCall(73, Architecture.X64));
+        Assert.False(ProcFs.IsWaitCall(1, Architecture.X64));     // write
         Assert.True(ProcFs.IsWaitCall(73, Architecture.Arm64));   // ppoll
         Assert.True(ProcFs.IsWaitCall(22, Architecture.Arm64));   // epoll_pwait
         Assert.False(ProcFs.IsWaitCall(7, Architecture.Arm));     // no table: never taken for waiting
