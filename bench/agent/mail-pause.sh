@@ -5,17 +5,18 @@
 # nbdfuse, loop device). SENDERS connections send messages as fast as Postfix accepts them for
 # DURATION seconds, once per MODE, the MODES alternated ROUNDS times in one session:
 #   none   no snapshots
-#   mail   a snapshot through the agent every INTERVAL: hold delivery (defer_transports + reload,
-#          wait for the delivery agents), doveadm flush, FIFREEZE, cut, FITHAW, release + postqueue -f
+#   mail   a snapshot through the agent every INTERVAL: doveadm index, hold delivery (SIGSTOP the
+#          qmgr, wait for the deliveries in flight), doveadm index, FIFREEZE, cut, FITHAW, SIGCONT
 # Reports per run the messages accepted over SMTP per second, the messages in the mailboxes at the end
 # of DURATION per second ("delivered/s", the ratio to none beside it), how long after the senders
 # stopped the last message was delivered ("drain"), and, per snapshot as the agent measures it,
 # p50/p99/max of "frozen" (first FIFREEZE to last FITHAW) and "held" (quiesce request received to
 # resume done; it includes the doveadm index the mail plugin runs before holding, while mail still
 # flows), and p50/p99 of each step of the hold and release as the agent logs them at debug level
-# (event 9026), "release: delivery held" being the time delivery actually waited (the hold's reload to
-# the release's flush). Needs root, postfix, dovecot-lmtpd.
+# (event 9026), "release: delivery held" being the time delivery actually waited (the qmgr's SIGSTOP to
+# its SIGCONT). Needs root, postfix, dovecot-lmtpd.
 #   bench/agent/mail-pause.sh                  DURATION=60 INTERVAL=10 SENDERS=4 MODES="none mail" ROUNDS=1
+#   INDEX_BEFORE_HOLD=SECONDS                  the mail entry's bound on the doveadm index run before each hold (agent default 5; 0: none)
 #   TIDEMARK="dotnet tests/Tidemark.Interop.Tests/bin/Release/net10.0/tidemark.dll" bench/agent/mail-pause.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,6 +25,7 @@ INTERVAL=${INTERVAL:-10}
 SENDERS=${SENDERS:-4}
 MODES=${MODES:-none mail}
 ROUNDS=${ROUNDS:-1}
+INDEX_BEFORE_HOLD=${INDEX_BEFORE_HOLD:-}
 read -r -a TM <<< "${TIDEMARK:-$root/tidemark}"
 for tool in nbdfuse losetup mkfs.ext4 python3 dovecot doveadm postconf /usr/sbin/postfix; do
   command -v "$tool" >/dev/null || { echo "needs $tool (scripts/install-deps installs it)" >&2; exit 2; }
@@ -49,7 +51,7 @@ tm() { "${TM[@]}" --data "$D/data" "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-echo "DURATION=${DURATION}s INTERVAL=${INTERVAL}s SENDERS=$SENDERS MODES=\"$MODES\" ROUNDS=$ROUNDS $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "DURATION=${DURATION}s INTERVAL=${INTERVAL}s SENDERS=$SENDERS MODES=\"$MODES\" ROUNDS=$ROUNDS${INDEX_BEFORE_HOLD:+ INDEX_BEFORE_HOLD=$INDEX_BEFORE_HOLD} $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
 "${TM[@]}" serve --data "$D/data" --http 127.0.0.1:0 --nbd 127.0.0.1:0 --iscsi off --replication 127.0.0.1:0 --store-capacity 8G --log-level Warning > "$D/serve.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 600); do [ -s "$D/data/server.json" ] && break; sleep 0.1; done
@@ -172,7 +174,7 @@ for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$smtp") 2>/dev/null && (exe
 
 server_fp=$(tm partner identity --json | json 'd["fingerprint"]')
 "${TM[@]}" agent pair --agent-dir "$D/agent" --server-fingerprint "$server_fp" --listen 127.0.0.1:0 --name app \
-  --mount "$D/fs=mail" --deadline 30 --mail "root=$D/fs,postfix=$D/pf/etc,dovecot=$D/dc/dovecot.conf" >/dev/null
+  --mount "$D/fs=mail" --deadline 30 --mail "root=$D/fs,postfix=$D/pf/etc,dovecot=$D/dc/dovecot.conf${INDEX_BEFORE_HOLD:+,index-before-hold=$INDEX_BEFORE_HOLD}" >/dev/null
 # Debug level for the agent's own category: the mail plugin logs each step of a hold and a release (event 9026).
 env "Logging__LogLevel__Tidemark.Agent=Debug" "${TM[@]}" agent run --agent-dir "$D/agent" > "$D/agent.log" 2>&1 & pids+=($!)
 for _ in $(seq 600); do grep -q '^agent listening' "$D/agent.log" && break; sleep 0.1; done
@@ -266,9 +268,9 @@ for line in open(sys.argv[1]):
     m = re.search(r"Mail (hold|release) \(.*\): (.+) ([0-9.]+) ms$", line)
     if m:
         steps.setdefault(f"{m[1]}: {m[2]}", []).append(float(m[3]))
-    m = re.search(r"Mail (hold|release) \(.*\): (\S+) \(pid [0-9]+\) exited ([0-9.]+) ms into the step$", line)
+    m = re.search(r"Mail (hold|release) \(.*\): (\S+) \(pid [0-9]+\) finished its delivery ([0-9.]+) ms into the step$", line)
     if m:
-        steps.setdefault(f"{m[1]}: {m[2]} exited", []).append(float(m[3]))
+        steps.setdefault(f"{m[1]}: {m[2]} finished", []).append(float(m[3]))
 for name, xs in steps.items():
     xs.sort()
     q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]

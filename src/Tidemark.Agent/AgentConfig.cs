@@ -156,6 +156,11 @@ public sealed record AgentConfig
             {
                 throw new ArgumentException($"{where}: mail {mail.Name}: format must be maildir or mdbox, not '{mail.Format}'");
             }
+
+            if (mail.IndexBeforeHoldSeconds is < 0 or > MaxDeadlineSeconds || double.IsNaN(mail.IndexBeforeHoldSeconds))
+            {
+                throw new ArgumentException($"{where}: mail {mail.Name}: indexBeforeHoldSeconds must be from 0 (no index run before the hold) to {MaxDeadlineSeconds}");
+            }
         }
 
         foreach (var script in Scripts)
@@ -218,11 +223,15 @@ public sealed record AgentScriptEntry(string Name, IReadOnlyList<string> Volumes
 /// <see cref="Postfix"/> is the config directory of the Postfix that delivers into it ("/etc/postfix"),
 /// <see cref="Dovecot"/> the dovecot.conf of the Dovecot that serves it; either may be absent.
 /// <see cref="Transports"/> overrides the Postfix transports held (default: those of
-/// virtual_transport, mailbox_transport and local_transport).
+/// virtual_transport, mailbox_transport and local_transport). <see cref="IndexBeforeHoldSeconds"/>
+/// bounds the `doveadm index` run before the hold (0: none).
 /// </summary>
-public sealed record AgentMailEntry(string Name, string MailRoot, string? Postfix = null, string? Dovecot = null, string Format = "maildir", IReadOnlyList<string>? Transports = null)
+public sealed record AgentMailEntry(string Name, string MailRoot, string? Postfix = null, string? Dovecot = null, string Format = "maildir", IReadOnlyList<string>? Transports = null, double IndexBeforeHoldSeconds = AgentMailEntry.DefaultIndexBeforeHoldSeconds)
 {
     public const string DefaultName = "mail";
+
+    /// <summary>Indexing what arrived since the last snapshot takes well under a second on an idle host; 5 s leaves room for a loaded one.</summary>
+    public const double DefaultIndexBeforeHoldSeconds = 5;
 }
 
 /// <summary>A mount point and the Tidemark volume under it.</summary>

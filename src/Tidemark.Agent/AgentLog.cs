@@ -33,11 +33,8 @@ internal static partial class AgentLog
     [LoggerMessage(EventId = 9022, Level = LogLevel.Warning, Message = "PostgreSQL cluster {Cluster} does not answer ({Message}); verifying with its configured data directory")]
     public static partial void ClusterNotAnswering(ILogger logger, string cluster, string message);
 
-    [LoggerMessage(EventId = 9023, Level = LogLevel.Information, Message = "Postfix ({Config}): delivery through {Transports} held, {Draining} delivery processes drained")]
-    public static partial void PostfixHeld(ILogger logger, string config, string transports, int draining);
-
-    [LoggerMessage(EventId = 9024, Level = LogLevel.Warning, Message = "Postfix ({Config}): delivery resumed but 'postqueue -f' failed ({Output}); held mail goes out at the next queue run")]
-    public static partial void PostfixFlushFailed(ILogger logger, string config, string output);
+    [LoggerMessage(EventId = 9023, Level = LogLevel.Information, Message = "Postfix ({Config}): delivery held, queue manager {Managers} stopped, every {Agents} process between deliveries ({Waited} waited for)")]
+    public static partial void PostfixHeld(ILogger logger, string config, string managers, string agents, int waited);
 
     [LoggerMessage(EventId = 9025, Level = LogLevel.Warning, Message = "{Line}")]
     public static partial void ScriptOutput(ILogger logger, string line);
@@ -45,8 +42,14 @@ internal static partial class AgentLog
     [LoggerMessage(EventId = 9026, Level = LogLevel.Debug, Message = "Mail {Phase} ({Where}): {Step} {Milliseconds:0.0} ms")]
     public static partial void MailStep(ILogger logger, string phase, string where, string step, double milliseconds);
 
-    [LoggerMessage(EventId = 9027, Level = LogLevel.Debug, Message = "Mail {Phase} ({Where}): {Command} (pid {Pid}) exited {Milliseconds:0.0} ms into the step")]
-    public static partial void MailProcessExited(ILogger logger, string phase, string where, string command, int pid, double milliseconds);
+    [LoggerMessage(EventId = 9028, Level = LogLevel.Debug, Message = "Mail {Phase} ({Where}): {Command} (pid {Pid}) finished its delivery {Milliseconds:0.0} ms into the step")]
+    public static partial void MailDeliveryFinished(ILogger logger, string phase, string where, string command, int pid, double milliseconds);
+
+    [LoggerMessage(EventId = 9029, Level = LogLevel.Warning, Message = "Mail store {Store}: doveadm index before the hold did not finish within {Seconds} s; holding without it (the index run inside the hold covers the rest)")]
+    public static partial void IndexBeforeHoldCut(ILogger logger, string store, double seconds);
+
+    [LoggerMessage(EventId = 9033, Level = LogLevel.Warning, Message = "Postfix ({Config}): the queue manager stopped for the hold (pid {Pids}) had gone at the release; the master runs a new one")]
+    public static partial void PostfixManagerGone(ILogger logger, string config, string pids);
 
     [LoggerMessage(EventId = 9030, Level = LogLevel.Warning, Message = "Recovered from a previous run: {Message}")]
     public static partial void JournalRecovered(ILogger logger, string message);

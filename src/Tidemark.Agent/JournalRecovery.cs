@@ -6,8 +6,9 @@ namespace Tidemark.Agent;
 
 /// <summary>
 /// At the agent's start, before it listens: undoes what a previous run quiesced and never resumed
-/// (it was killed with -9, or the host lost power; ADR 0015). Postfix holds are released
-/// (<see cref="PostfixHold.RestoreAsync"/>), file systems still frozen by that run are thawed (only
+/// (it was killed with -9, or the host lost power; ADR 0015). A Postfix queue manager it stopped
+/// is continued (<see cref="PostfixHold.ContinueLeftover"/>; a hold of an earlier version's,
+/// defer_transports, is put back by <see cref="PostfixHold.RestoreAsync"/>), file systems still frozen by that run are thawed (only
 /// in the same boot, and only the same mount), owed POST hooks run. A PostgreSQL backup mode needs
 /// nothing: it lives as long as the agent's connection, which ended with the process. An entry that
 /// cannot be settled (Postfix missing, its config gone) is kept for the next start and reported; it
@@ -28,7 +29,8 @@ public static class JournalRecovery
             {
                 (settled, message) = entry switch
                 {
-                    null => (false, $"journal entry {path} cannot be read ({error}); check by hand what that quiesce changed (defer_transports in Postfix's main.cf, a frozen mount: 'fsfreeze -u PATH'), then remove the file"),
+                    null => (false, $"journal entry {path} cannot be read ({error}); check by hand what that quiesce changed (a stopped Postfix qmgr: 'kill -CONT PID'; defer_transports in Postfix's main.cf; a frozen mount: 'fsfreeze -u PATH'), then remove the file"),
+                    { Kind: QuiesceJournalEntry.QueueManager } => PostfixHold.ContinueLeftover(entry),
                     { Kind: QuiesceJournalEntry.Postfix } => await PostfixHold.RestoreAsync(entry, config.Mail.Any(m => m.Postfix is { } p && Same(p, entry.PostfixConfig)), ct),
                     { Kind: QuiesceJournalEntry.Freeze } => Thaw(entry, mountInfoPath),
                     { Kind: QuiesceJournalEntry.ScriptKind } => await OwedPostAsync(entry, config, scripts),

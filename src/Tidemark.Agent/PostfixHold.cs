@@ -8,91 +8,89 @@ using Tidemark.Recovery;
 namespace Tidemark.Agent;
 
 /// <summary>
-/// Stops one Postfix instance's delivery agents for the cut (ADR 0015). Why not `postsuper -h ALL`:
-/// it holds what is queued at that moment, but neither a delivery already handed to an agent nor a
-/// message that arrives a moment later, so a message could still be half-written into the mail store
-/// (or delivered to one recipient of two) across the cut. Instead the mail transports (those of
-/// virtual_transport, mailbox_transport and local_transport, or the configured ones) are added to
-/// defer_transports and the master is told to reload (SIGHUP, what `postfix reload` sends without its
-/// checks); the queue manager and delivery agents of the old configuration finish the delivery they
-/// are in and exit, and the hold waits for exactly those processes. New mail is still accepted over
-/// SMTP and waits in the queue. Release puts defer_transports back as it was, reloads, waits for the
-/// deferring queue manager to go, and flushes the queue (`postqueue -f`) so the held mail is
-/// delivered at once rather than at the next retry.
+/// Stops one Postfix instance's deliveries for the cut (ADR 0015), without a reload. The queue
+/// manager (qmgr, the master's child) is the only process that hands mail to the delivery agents:
+/// the hold stops it (SIGSTOP), so it hands out nothing more, then waits until no delivery agent of
+/// the mail transports is in a delivery (<see cref="PostfixDeliveries"/>: a request not read yet, a
+/// queue file open without its final status sent). New mail is still accepted over SMTP and waits in
+/// the incoming queue. Release continues the queue manager (SIGCONT): nothing was deferred, so there
+/// is nothing to flush. Why not `postsuper -h ALL`: it holds what is queued at that moment, but
+/// neither a delivery already handed to an agent nor a message that arrives a moment later. Why not
+/// defer_transports and a reload (what this did before): two reloads per snapshot, two generations of
+/// processes, and the LMTP connection cache's 1 s retry after each, 2.1 s of held delivery (p50).
 /// </summary>
 [SupportedOSPlatform("linux")]
 public sealed partial class PostfixHold
 {
-    private const int SigHup = 1;
+    private const int SigCont = 18;
+    private const int SigStop = 19;
+    private const int ESrch = 3;
     private static readonly TimeSpan _commandTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>A delivery in progress is one message to a local store: seconds, not minutes.</summary>
     private static readonly TimeSpan _drainTimeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>Postfix waits while main.cf is less than a second old (whole seconds): two is clear of it.</summary>
-    private static readonly TimeSpan _coolDown = TimeSpan.FromSeconds(2);
-
     private readonly string _configDirectory;
-    private readonly int _master;
-    private readonly string? _original;
+    private readonly IReadOnlyList<StoppedProcess> _stopped;
     private readonly ILogger _logger;
     private readonly QuiesceJournal? _journal;
     private readonly string? _journalEntry;
     private int _released;
 
-    /// <summary>When the hold's reload was sent: from then until the release's flush, delivery waits.</summary>
+    /// <summary>When the queue manager was sent SIGSTOP: from then until the release's SIGCONT, delivery waits.</summary>
     private long _heldSince;
 
-    private PostfixHold(string configDirectory, int master, string? original, ILogger logger, QuiesceJournal? journal, string? journalEntry)
+    private PostfixHold(string configDirectory, IReadOnlyList<StoppedProcess> stopped, ILogger logger, QuiesceJournal? journal, string? journalEntry)
     {
         _configDirectory = configDirectory;
-        _master = master;
-        _original = original;
+        _stopped = stopped;
         _logger = logger;
         _journal = journal;
         _journalEntry = journalEntry;
     }
 
-    /// <summary>Holds delivery; with a <paramref name="journal"/>, the original defer_transports is written down durably first (undone at the agent's next start if it dies holding).</summary>
+    /// <summary>Holds delivery; with a <paramref name="journal"/>, the queue manager to continue is written down durably first (continued at the agent's next start if it dies holding).</summary>
     public static async Task<PostfixHold> HoldAsync(string configDirectory, IReadOnlyList<string>? transports, ILogger logger, CancellationToken ct, QuiesceJournal? journal = null)
     {
         var clock = new StepClock(logger, "hold", configDirectory);
         var (settings, cached) = await PostfixSettings.ReadAsync(configDirectory, transports, ct);
         clock.Lap(cached ? "settings (unchanged)" : "settings (postconf)");
         var master = PostfixMaster.Known(settings.QueueDirectory) ?? await MasterPidAsync(configDirectory, settings.QueueDirectory, ct);
-        clock.Lap("master pid");
-        var original = settings.Original;
-        var deferred = (original ?? "").Split([' ', ',', '\t'], StringSplitOptions.RemoveEmptyEntries).Union(settings.MailTransports, StringComparer.Ordinal);
-        var held = string.Join(' ', deferred);
-        var entry = journal?.Write(configDirectory, QuiesceJournalEntry.Create(QuiesceJournalEntry.Postfix) with { PostfixConfig = configDirectory, Held = held, Original = original });
+        var managerCommands = new HashSet<string>([settings.QueueManager], StringComparer.Ordinal);
+        var managers = ProcStat.Children(master, managerCommands).Where(p => p.State != ProcStat.Zombie).Select(p => new StoppedProcess(p.Pid, p.Command, p.StartTime)).ToList();
+        if (managers.Count == 0)
+        {
+            throw new StorageException(StorageError.Busy, $"postfix ({configDirectory}): its master (pid {master}) runs no {settings.QueueManager} now (starting or stopping?); try again");
+        }
+
+        clock.Lap("master and qmgr pids");
+        var entry = journal?.Write(configDirectory, QuiesceJournalEntry.Create(QuiesceJournalEntry.QueueManager) with { PostfixConfig = configDirectory, Stopped = managers });
         clock.Lap("journal");
-        try
-        {
-            await PostconfAsync(configDirectory, ["-e", $"defer_transports = {held}"], ct);
-            Cool(configDirectory);
-            clock.Lap("postconf -e");
-        }
-        catch
-        {
-            if (entry is not null)
-            {
-                journal!.Remove(entry);
-            }
-
-            throw;
-        }
-
-        // Listed after the edit, not before: a queue manager or delivery agent the master starts from
-        // now on reads the new main.cf; one started before it is in the list, however shortly before.
-        var draining = Children(master, settings.Commands.Append("qmgr").ToHashSet(StringComparer.Ordinal));
-        clock.Lap("children");
-        var hold = new PostfixHold(configDirectory, master, original, logger, journal, entry);
+        var hold = new PostfixHold(configDirectory, managers, logger, journal, entry);
         try
         {
             hold._heldSince = Stopwatch.GetTimestamp();
-            hold.Reload();
-            await WaitGoneAsync(draining, clock, ct);
-            clock.Lap("reload and drain");
+            foreach (var manager in managers)
+            {
+                if (Kill(manager.Pid, SigStop) != 0)
+                {
+                    throw new StorageException(StorageError.Busy, $"postfix ({configDirectory}): its {manager.Command} (pid {manager.Pid}) could not be stopped (errno {Marshal.GetLastPInvokeError()}); did it just exit? Try again");
+                }
+            }
+
+            await WaitStoppedAsync(configDirectory, managers, ct);
+            clock.Lap("qmgr stopped");
+            var waited = await WaitBetweenDeliveriesAsync(configDirectory, master, settings, managers, clock, ct);
+            clock.Lap("deliveries finished");
+
+            // A queue manager the master started meanwhile (a `postfix reload` during the hold) is not stopped: refuse rather than cut under it.
+            var now = ProcStat.Children(master, managerCommands).Where(p => p.State != ProcStat.Zombie).Select(p => p.Pid).Order().ToList();
+            if (!now.SequenceEqual(managers.Select(m => m.Pid).Order()))
+            {
+                throw new StorageException(StorageError.Busy, $"postfix ({configDirectory}): its master started another queue manager during the hold (pids {string.Join(", ", now)}; a reload?); try again");
+            }
+
+            AgentLog.PostfixHeld(logger, configDirectory, string.Join(", ", managers.Select(m => m.Pid)), string.Join(", ", settings.Commands), waited);
         }
         catch
         {
@@ -100,54 +98,149 @@ public sealed partial class PostfixHold
             throw;
         }
 
-        AgentLog.PostfixHeld(logger, configDirectory, string.Join(", ", settings.MailTransports), draining.Count);
         return hold;
     }
 
-    /// <summary>Gives the transports back and delivers what waited. Safe to call twice (deadline and server race).</summary>
-    public async Task ReleaseAsync()
+    /// <summary>Continues the queue manager. Safe to call twice (deadline and server race).</summary>
+    public Task ReleaseAsync()
     {
         if (Interlocked.Exchange(ref _released, 1) != 0)
         {
-            return;
+            return Task.CompletedTask;
         }
 
-        var clock = new StepClock(_logger, "release", _configDirectory);
-        await PostconfAsync(_configDirectory, _original is null ? ["-X", "defer_transports"] : ["-e", $"defer_transports = {_original}"], CancellationToken.None);
-        Cool(_configDirectory);
-        clock.Lap("postconf");
-
-        // After the edit (as at the hold): a deferring queue manager the master started between a list
-        // made before it and the reload would be missed, read the flush, and defer the held mail again
-        // until its next retry (minutes).
-        var deferring = Children(_master, ["qmgr"]);
-        clock.Lap("children");
-        Reload();
-
-        // A flush the old (deferring) queue manager read would only defer the mail again.
-        await WaitGoneAsync(deferring, clock, CancellationToken.None);
-        clock.Lap("reload and drain");
-        var flush = await RunAsync("postqueue", "postfix", ["-c", _configDirectory, "-f"], _commandTimeout, CancellationToken.None);
-        clock.Lap("postqueue -f");
+        var failed = Continue(_stopped, out var gone);
 
         // The pause the mail server sees: the agent's whole quiesce also counts what it did before the
         // hold (doveadm index while mail still flows), this counts only what delivery waited for.
-        AgentLog.MailStep(_logger, "release", _configDirectory, "delivery held (hold's reload to release's flush)", Stopwatch.GetElapsedTime(_heldSince).TotalMilliseconds);
-        if (flush.ExitCode != 0)
+        AgentLog.MailStep(_logger, "release", _configDirectory, "delivery held (qmgr stopped to continued)", Stopwatch.GetElapsedTime(_heldSince).TotalMilliseconds);
+        if (failed.Count > 0)
         {
-            // Delivery is resumed; only the immediate retry is missing: the queue manager retries on its own.
-            AgentLog.PostfixFlushFailed(_logger, _configDirectory, flush.Describe());
+            // The journal entry stays: the agent's next start tries again.
+            throw Failure(_configDirectory, $"its queue manager {string.Join(", ", failed)} could not be continued; continue it by hand: kill -CONT {string.Join(' ', _stopped.Select(s => s.Pid))}");
+        }
+
+        if (gone.Count > 0)
+        {
+            AgentLog.PostfixManagerGone(_logger, _configDirectory, string.Join(", ", gone));
         }
 
         if (_journalEntry is not null)
         {
             _journal!.Remove(_journalEntry);
         }
+
+        return Task.CompletedTask;
     }
 
     /// <summary>
-    /// Undoes a hold a previous run of the agent wrote down and never released (it was killed): puts
-    /// defer_transports back, reloads and flushes the queue. Only when the setting is still what that
+    /// Continues the queue manager a previous run of the agent stopped and never continued (it was
+    /// killed): SIGCONT to each process of the entry that is still the same one (pid, name and start
+    /// time, same boot). One that has gone needs nothing (the master started a new one, or Postfix
+    /// stopped). Returns whether the entry is settled and what happened.
+    /// </summary>
+    public static (bool Settled, string Message) ContinueLeftover(QuiesceJournalEntry entry)
+    {
+        var where = $"postfix ({entry.PostfixConfig})";
+        var stopped = entry.Stopped ?? [];
+        if (entry.BootId != QuiesceJournal.BootId())
+        {
+            return (true, $"{where}: a previous run of the agent stopped its queue manager before the host restarted; nothing to continue");
+        }
+
+        var failed = Continue(stopped, out var gone);
+        var continued = stopped.Where(s => !gone.Contains(s.Pid) && !failed.Contains(s.Pid)).Select(s => s.Pid).ToList();
+        return failed.Count > 0
+            ? (false, $"{where}: the queue manager a previous run of the agent stopped (pid {string.Join(", ", failed)}) could not be continued; continue it by hand: kill -CONT {string.Join(' ', failed)}")
+            : (true, $"{where}: a previous run of the agent (pid {entry.AgentPid}) stopped during a delivery hold; {(continued.Count > 0 ? $"its queue manager (pid {string.Join(", ", continued)}) continued" : $"its queue manager (pid {string.Join(", ", gone)}) had gone, nothing to continue")}");
+    }
+
+    /// <summary>SIGCONT to each process that is still the one stopped; the pids that failed, and in <paramref name="gone"/> those no longer there.</summary>
+    private static List<int> Continue(IReadOnlyList<StoppedProcess> stopped, out List<int> gone)
+    {
+        var failed = new List<int>();
+        gone = [];
+        foreach (var process in stopped)
+        {
+            if (ProcStat.Read(process.Pid) is not { } now || now.Command != process.Command || now.StartTime != process.StartTime || now.State == ProcStat.Zombie)
+            {
+                gone.Add(process.Pid);
+            }
+            else if (Kill(process.Pid, SigCont) != 0)
+            {
+                (Marshal.GetLastPInvokeError() == ESrch ? gone : failed).Add(process.Pid);
+            }
+        }
+
+        return failed;
+    }
+
+    /// <summary>Until every queue manager is in the stopped state (a process in an uninterruptible call stops when it leaves it).</summary>
+    private static async Task WaitStoppedAsync(string configDirectory, IReadOnlyList<StoppedProcess> managers, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        foreach (var manager in managers)
+        {
+            while (ProcStat.Read(manager.Pid) is not { State: ProcStat.Stopped })
+            {
+                if (ProcStat.Read(manager.Pid) is null or { State: ProcStat.Zombie })
+                {
+                    throw new StorageException(StorageError.Busy, $"postfix ({configDirectory}): its {manager.Command} (pid {manager.Pid}) exited during the hold; try again");
+                }
+
+                if (Stopwatch.GetElapsedTime(started) > _drainTimeout)
+                {
+                    throw new StorageException(StorageError.Busy, $"postfix ({configDirectory}): its {manager.Command} (pid {manager.Pid}) did not stop within {_drainTimeout.TotalSeconds:0} s");
+                }
+
+                await Task.Delay(1, ct);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Until two looks in a row (a few ms apart) find every delivery agent between deliveries (see
+    /// <see cref="DeliveryAgentLook.Busy"/>); the agents waited for go to the debug log as they finish.
+    /// Returns how many were waited for.
+    /// </summary>
+    private static async Task<int> WaitBetweenDeliveriesAsync(string configDirectory, int master, PostfixSettings settings, IReadOnlyList<StoppedProcess> managers, StepClock clock, CancellationToken ct)
+    {
+        var commands = settings.Commands.ToHashSet(StringComparer.Ordinal);
+        var managerSockets = PostfixDeliveries.SocketsOf(managers.Select(m => m.Pid));
+        var active = ProcFs.RealPath(Path.Combine(settings.QueueDirectory, "active")) + "/";
+        var started = Stopwatch.GetTimestamp();
+        var busyBefore = new Dictionary<int, string>();
+        var waited = new HashSet<int>();
+        var quiet = 0;
+        while (true)
+        {
+            var busy = PostfixDeliveries.Look(master, commands, managerSockets, active).Select(l => (l.Pid, l.Command, Why: l.Busy())).Where(b => b.Why is not null).ToList();
+            foreach (var (pid, command) in busyBefore.Where(b => !busy.Exists(n => n.Pid == b.Key)))
+            {
+                clock.Finished(command, pid);
+            }
+
+            busyBefore = busy.ToDictionary(b => b.Pid, b => b.Command);
+            waited.UnionWith(busyBefore.Keys);
+            quiet = busy.Count == 0 ? quiet + 1 : 0;
+            if (quiet == 2)
+            {
+                return waited.Count;
+            }
+
+            if (Stopwatch.GetElapsedTime(started) > _drainTimeout)
+            {
+                throw new StorageException(StorageError.Busy, $"postfix ({configDirectory}): delivery agents did not finish their deliveries within {_drainTimeout.TotalSeconds:0} s: {string.Join("; ", busy.Select(b => $"{b.Command} (pid {b.Pid}) {b.Why}"))}");
+            }
+
+            await Task.Delay(quiet > 0 ? 5 : 10, ct);
+        }
+    }
+
+    /// <summary>
+    /// Undoes a hold that an agent of an earlier version (which held by defer_transports and a reload)
+    /// wrote down and never released (it was killed): puts defer_transports back, reloads and flushes
+    /// the queue; kept so that an agent upgraded during such a hold still undoes it. Only when the setting is still what that
     /// run set: a value someone changed since is theirs, and is left alone with a message saying so.
     /// Returns whether the entry is settled (false: it could not be checked, keep it for the next start)
     /// and what happened, for the log and the server's event.
@@ -220,33 +313,21 @@ public sealed partial class PostfixHold
     }
 
     /// <summary>
-    /// Dates main.cf two seconds back after postconf rewrote it. Postfix takes a main.cf modified within
-    /// the last second for one an editor is still writing: the master at the reload, and then every
-    /// daemon it starts (the new qmgr, postlogd, the delivery agents), reads it, sleeps 300 ms and reads
-    /// it again until it is a second old ("pausing to let main.cf cool down", libpostfix-util). Measured
-    /// here (bench/agent/mail-pause.sh, steps in the agent's debug log): 1.5-2 s per reload, and while the
-    /// new postlogd cooled down, every Postfix process that logged (the old qmgr the hold waits for, the
-    /// delivery agents, postqueue) blocked on the full log socket; twice per snapshot, most of the 5.6 s
-    /// the mail server's delivery was held. postconf has finished writing the file (a temporary file
-    /// renamed over it), so there is nothing to wait for. If the time cannot be set, Postfix waits as before.
+    /// Dates main.cf two seconds back after postconf rewrote it: Postfix takes a main.cf modified within
+    /// the last second for one an editor is still writing, and the master at the reload and every daemon
+    /// it starts sleep 300 ms at a time until it is a second old. postconf has finished writing the file
+    /// (a temporary file renamed over it), so there is nothing to wait for. If the time cannot be set,
+    /// Postfix waits as before.
     /// </summary>
     private static void Cool(string configDirectory)
     {
         try
         {
-            File.SetLastWriteTimeUtc(Path.Combine(configDirectory, "main.cf"), DateTime.UtcNow - _coolDown);
+            File.SetLastWriteTimeUtc(Path.Combine(configDirectory, "main.cf"), DateTime.UtcNow - TimeSpan.FromSeconds(2));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // Slower, not wrong: Postfix cools it down itself.
-        }
-    }
-
-    private void Reload()
-    {
-        if (Kill(_master, SigHup) != 0)
-        {
-            throw Failure(_configDirectory, $"its master (pid {_master}) could not be told to reload (errno {Marshal.GetLastPInvokeError()}); is it still running?");
         }
     }
 
@@ -264,80 +345,6 @@ public sealed partial class PostfixHold
         }
 
         throw new StorageException(StorageError.Unavailable, $"postfix ({configDirectory}) is not running ({(read.ExitCode != 0 ? read.StandardError.Trim() : $"no process '{text}' from {file}")}); start it or remove it from the agent's mail entry");
-    }
-
-    /// <summary>The master's children running one of <paramref name="commands"/> (/proc/PID/stat: comm and parent).</summary>
-    private static List<(int Pid, string Command)> Children(int master, HashSet<string> commands)
-    {
-        var found = new List<(int Pid, string Command)>();
-        foreach (var entry in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
-            {
-                continue;
-            }
-
-            try
-            {
-                // "PID (COMM) STATE PPID ...": COMM may hold spaces, so split after its closing parenthesis.
-                var stat = File.ReadAllText(Path.Combine(entry, "stat"));
-                var open = stat.IndexOf('(', StringComparison.Ordinal);
-                var close = stat.LastIndexOf(')');
-                var rest = stat[(close + 2)..].Split(' ');
-                if (open > 0 && close > open && rest.Length > 1 && rest[1] == master.ToString(CultureInfo.InvariantCulture) && commands.Contains(stat[(open + 1)..close]))
-                {
-                    found.Add((pid, stat[(open + 1)..close]));
-                }
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                // Exited while we looked: not draining any more.
-            }
-        }
-
-        return found;
-    }
-
-    /// <summary>Waits until every one of <paramref name="processes"/> has exited; the time each took goes to the debug log.</summary>
-    private static async Task WaitGoneAsync(List<(int Pid, string Command)> processes, StepClock clock, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + _drainTimeout;
-        var running = new List<(int Pid, string Command)>(processes);
-        while (running.Count > 0)
-        {
-            foreach (var process in running.Where(p => !IsRunning(p.Pid)).ToList())
-            {
-                clock.Exited(process.Command, process.Pid);
-                running.Remove(process);
-            }
-
-            if (running.Count == 0)
-            {
-                break;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new StorageException(StorageError.Busy, $"postfix delivery processes {string.Join(", ", running.Select(p => p.Pid))} did not finish their deliveries within {_drainTimeout.TotalSeconds:0} s");
-            }
-
-            await Task.Delay(20, ct);
-        }
-    }
-
-    /// <summary>Running and not a zombie (an exited child of the master lingers as one until reaped).</summary>
-    private static bool IsRunning(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var close = stat.LastIndexOf(')');
-            return close > 0 && close + 2 < stat.Length && stat[close + 2] != 'Z';
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
     }
 
     internal static async Task<string> PostconfAsync(string configDirectory, IReadOnlyList<string> arguments, CancellationToken ct)

@@ -1,26 +1,22 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using System.Runtime.Versioning;
-using System.Text;
-using System.Text.RegularExpressions;
 
 namespace Tidemark.Agent;
 
 /// <summary>
 /// What a delivery hold needs to know of one Postfix instance (<see cref="PostfixHold"/>): its queue
-/// directory, the transports that deliver mail, the programs master.cf runs for them, and
-/// defer_transports as main.cf sets it. Each `postconf` is a process start, and a hold runs once per
-/// snapshot; the settings change only when main.cf or master.cf does, so they are kept and read again
-/// only when either file's bytes differ from the ones they were read from (both are a few KiB:
-/// comparing them costs microseconds, where the postconf calls cost tens of milliseconds each and
-/// more on a loaded host). A release puts main.cf back byte for byte, so the next hold hits.
+/// directory, the transports that deliver mail, the programs master.cf runs for them and for the
+/// queue manager. Each `postconf` is a process start, and a hold runs once per snapshot; the settings
+/// change only when main.cf or master.cf does, so they are kept and read again only when either
+/// file's bytes differ from the ones they were read from (both are a few KiB: comparing them costs
+/// microseconds, where the postconf calls cost tens of milliseconds each and more on a loaded host).
 /// </summary>
 [SupportedOSPlatform("linux")]
-internal sealed partial record PostfixSettings(
+internal sealed record PostfixSettings(
     string QueueDirectory,
     IReadOnlyList<string> MailTransports,
-    string? Original,
-    IReadOnlyList<string> Commands)
+    IReadOnlyList<string> Commands,
+    string QueueManager)
 {
     private static readonly ConcurrentDictionary<string, (byte[] Main, byte[] Master, string Transports, PostfixSettings Settings)> _cache = new(StringComparer.Ordinal);
 
@@ -44,7 +40,7 @@ internal sealed partial record PostfixSettings(
             return (known.Settings, true);
         }
 
-        var settings = await QueryAsync(configDirectory, transports, Encoding.UTF8.GetString(main), ct);
+        var settings = await QueryAsync(configDirectory, transports, ct);
         _cache[configDirectory] = (main, master, given, settings);
         return (settings, false);
     }
@@ -52,19 +48,12 @@ internal sealed partial record PostfixSettings(
     /// <summary>Forgets what was read for <paramref name="configDirectory"/>, so the next hold asks postconf (tests).</summary>
     public static void Forget(string configDirectory) => _cache.TryRemove(configDirectory, out _);
 
-    /// <summary>
-    /// Whether main.cf sets defer_transports itself (what `postconf -n defer_transports` answers, without
-    /// its process): a parameter line starts at the first column with the name and `=` (a line that
-    /// starts with white space continues the one before, `#` starts a comment; postconf(5)).
-    /// </summary>
-    public static bool SetsDeferTransports(string mainCf) => DeferTransportsLine().IsMatch(mainCf);
-
-    private static async Task<PostfixSettings> QueryAsync(string configDirectory, IReadOnlyList<string>? transports, string mainCf, CancellationToken ct)
+    private static async Task<PostfixSettings> QueryAsync(string configDirectory, IReadOnlyList<string>? transports, CancellationToken ct)
     {
-        var values = (await PostfixHold.PostconfAsync(configDirectory, ["-h", "queue_directory", "virtual_transport", "mailbox_transport", "local_transport", "defer_transports"], ct)).Split('\n');
-        if (values.Length < 5)
+        var values = (await PostfixHold.PostconfAsync(configDirectory, ["-h", "queue_directory", "virtual_transport", "mailbox_transport", "local_transport"], ct)).Split('\n');
+        if (values.Length < 4)
         {
-            throw PostfixHold.Failure(configDirectory, $"postconf printed {values.Length} values for 5 parameters");
+            throw PostfixHold.Failure(configDirectory, $"postconf printed {values.Length} values for 4 parameters");
         }
 
         var mailTransports = transports is { Count: > 0 }
@@ -75,18 +64,18 @@ internal sealed partial record PostfixSettings(
             throw PostfixHold.Failure(configDirectory, "it names no transport that delivers mail (virtual_transport, mailbox_transport, local_transport); give the mail entry's transports");
         }
 
-        // Whether defer_transports was set in main.cf at all: release removes it again rather than leave an empty line.
-        var original = SetsDeferTransports(mainCf) ? values[4].Trim() : null;
-        return new PostfixSettings(values[0].Trim(), mailTransports, original, await DeliveryCommandsAsync(configDirectory, mailTransports, ct));
+        var (commands, queueManager) = await CommandsAsync(configDirectory, mailTransports, ct);
+        return new PostfixSettings(values[0].Trim(), mailTransports, commands, queueManager);
     }
 
     /// <summary>
-    /// The programs master.cf runs for the transports (field 8 of `postconf -M NAME/unix`, one call for
-    /// all of them), by which their processes are known; a transport master.cf does not list is known by its name.
+    /// The programs master.cf runs for the transports and for the queue manager (field 8 of `postconf
+    /// -M NAME/unix`, one call for all of them: qmgr or oqmgr), by which their processes are known; a
+    /// service master.cf does not list is known by its name.
     /// </summary>
-    private static async Task<List<string>> DeliveryCommandsAsync(string configDirectory, IReadOnlyList<string> transports, CancellationToken ct)
+    private static async Task<(List<string> Transports, string QueueManager)> CommandsAsync(string configDirectory, IReadOnlyList<string> transports, CancellationToken ct)
     {
-        var output = await PostfixHold.PostconfAsync(configDirectory, ["-M", .. transports.Select(t => $"{t}/unix")], ct);
+        var output = await PostfixHold.PostconfAsync(configDirectory, ["-M", .. transports.Select(t => $"{t}/unix"), "qmgr/unix"], ct);
         var programs = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var line in output.Split('\n'))
         {
@@ -97,11 +86,8 @@ internal sealed partial record PostfixSettings(
             }
         }
 
-        return [.. transports.Select(t => programs.GetValueOrDefault(t, t))];
+        return ([.. transports.Select(t => programs.GetValueOrDefault(t, t))], programs.GetValueOrDefault("qmgr", "qmgr"));
     }
-
-    [GeneratedRegex(@"^defer_transports[ \t]*=", RegexOptions.Multiline | RegexOptions.CultureInvariant)]
-    private static partial Regex DeferTransportsLine();
 }
 
 /// <summary>
@@ -127,20 +113,6 @@ internal static class PostfixMaster
     }
 
     /// <summary>The start time of a running process called master (not a zombie), or null.</summary>
-    private static string? StartTime(int pid)
-    {
-        try
-        {
-            // "PID (COMM) STATE PPID ... STARTTIME" (proc(5)): fields after COMM, which may hold spaces.
-            var stat = File.ReadAllText(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/stat"));
-            var open = stat.IndexOf('(', StringComparison.Ordinal);
-            var close = stat.LastIndexOf(')');
-            var rest = close > open && open > 0 && close + 2 < stat.Length ? stat[(close + 2)..].Split(' ') : [];
-            return rest.Length > 19 && rest[0] != "Z" && stat[(open + 1)..close] == "master" ? rest[19] : null;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
+    private static string? StartTime(int pid) =>
+        ProcStat.Read(pid) is { Command: "master", State: not ProcStat.Zombie } stat ? stat.StartTime : null;
 }

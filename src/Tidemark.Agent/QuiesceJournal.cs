@@ -168,9 +168,11 @@ public sealed partial class QuiesceJournal
 }
 
 /// <summary>
-/// One change a quiesce made outside the agent, with what it takes to undo it. Kind "postfix":
-/// <see cref="PostfixConfig"/>'s defer_transports was set to <see cref="Held"/>; it was
-/// <see cref="Original"/> (null: not set in main.cf). Kind "freeze": the file system at
+/// One change a quiesce made outside the agent, with what it takes to undo it. Kind "postfix-qmgr":
+/// the queue manager of the Postfix of <see cref="PostfixConfig"/> was stopped (SIGSTOP), the
+/// processes in <see cref="Stopped"/>. Kind "postfix" (written by agents before the hold stopped the
+/// queue manager; still undone): <see cref="PostfixConfig"/>'s defer_transports was set to
+/// <see cref="Held"/>; it was <see cref="Original"/> (null: not set in main.cf). Kind "freeze": the file system at
 /// <see cref="MountPath"/> (mount <see cref="MountId"/> of <see cref="BootId"/>) was frozen.
 /// Kind "script": the PRE hook of script entry <see cref="Script"/> ran, its POST is owed.
 /// </summary>
@@ -186,13 +188,18 @@ public sealed record QuiesceJournalEntry(
     string? MountPath = null,
     string? MountId = null,
     string? Script = null,
-    IReadOnlyList<string>? Volumes = null)
+    IReadOnlyList<string>? Volumes = null,
+    IReadOnlyList<StoppedProcess>? Stopped = null)
 {
     public const int CurrentVersion = 1;
     public const string Postfix = "postfix";
+    public const string QueueManager = "postfix-qmgr";
     public const string Freeze = "freeze";
     public const string ScriptKind = "script";
 
     public static QuiesceJournalEntry Create(string kind) =>
         new(CurrentVersion, kind, DateTimeOffset.UtcNow, Environment.ProcessId, QuiesceJournal.BootId());
 }
+
+/// <summary>A process a quiesce stopped, known by pid, name (COMM) and start time (/proc/PID/stat field 22), so that a later run continues only that process.</summary>
+public sealed record StoppedProcess(int Pid, string Command, string StartTime);

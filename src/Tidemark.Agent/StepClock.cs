@@ -19,7 +19,7 @@ internal sealed class StepClock(ILogger logger, string phase, string where)
         _last = now;
     }
 
-    /// <summary>Logs that a process waited for exited, with the time since the previous lap.</summary>
-    public void Exited(string command, int pid) =>
-        AgentLog.MailProcessExited(logger, phase, where, command, pid, Stopwatch.GetElapsedTime(_last).TotalMilliseconds);
+    /// <summary>Logs that a delivery agent waited for finished its delivery, with the time since the previous lap.</summary>
+    public void Finished(string command, int pid) =>
+        AgentLog.MailDeliveryFinished(logger, phase, where, command, pid, Stopwatch.GetElapsedTime(_last).TotalMilliseconds);
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using MimeKit;
+using Tidemark.Agent;
 using Tidemark.Api;
 using Tidemark.Interop.Tests.Infrastructure;
 
@@ -8,11 +9,12 @@ namespace Tidemark.Interop.Tests;
 /// <summary>
 /// The agent's mail plugin with Debian's Postfix and Dovecot (ADR 0015): Postfix takes mail over SMTP
 /// and hands it to Dovecot over LMTP, which keeps Maildirs on ext4 on a Tidemark volume. A quiesce
-/// holds delivery (the mail waits deferred in Postfix's queue), and the agent resumes by itself at its
-/// deadline when the server never calls back. Snapshots taken through the agent while messages stream
-/// in are application-consistent, every message file in their views is whole, Dovecot opens every
-/// mailbox of each (the agent's verification), and after the last resume every message sent is
-/// delivered exactly once.
+/// holds delivery (Postfix's queue manager stopped, the mail waits in its queue), and the agent
+/// resumes by itself at its deadline when the server never calls back. Snapshots taken through the
+/// agent while messages stream in are application-consistent, every message file in their views is
+/// whole, Dovecot opens every mailbox of each (the agent's verification), also with the index run
+/// before each hold cut at its bound, and after the last resume every message sent is delivered
+/// exactly once.
 /// </summary>
 public sealed class AgentMailTests
 {
@@ -33,7 +35,8 @@ public sealed class AgentMailTests
         await using var dovecot = await DovecotInstance.StartAsync(dovecotDirectory, live.MountPoint);
         await using var postfix = await PostfixInstance.StartAsync(temp.CreateDirectory("pf"), dovecot.LmtpPort);
         var identity = await client.GetIdentityAsync();
-        var store = $"root={live.MountPoint},postfix={postfix.ConfigDirectory},dovecot={Path.Combine(dovecotDirectory, "dovecot.conf")}";
+        // The index run before each hold is cut at once (doveadm started and killed): the run inside the hold must do without it.
+        var store = $"root={live.MountPoint},postfix={postfix.ConfigDirectory},dovecot={Path.Combine(dovecotDirectory, "dovecot.conf")},index-before-hold=0.001";
         await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "mail")], mail: [store]);
         await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
 
@@ -48,15 +51,20 @@ public sealed class AgentMailTests
         await Task.Delay(TimeSpan.FromSeconds(2));
         var queueWhileHeld = await postfix.QueueAsync();
         var deliveredWhileHeld = Delivered(live.MountPoint).Count;
+        var qmgrWhileHeld = postfix.QueueManagerState();
         Assert.True(heldAt.Elapsed < TimeSpan.FromSeconds(quiesce.DeadlineSeconds), "the checks while held ran before the deadline");
         await WaitDeliveredAsync(live.MountPoint, 2, postfix);
         var status = await AgentProcess.ReadAsync<AgentStatusDto>(await asServer.GetAsync("status"));
+        var qmgrAfterDeadline = postfix.QueueManagerState();
 
         Assert.Contains("mail: postfix+dovecot", quiesce.Quiesced);
         Assert.Equal("application", quiesce.Consistency);
         Assert.Equal(1, deliveredWhileHeld);
-        Assert.Contains("deferred transport", queueWhileHeld, StringComparison.Ordinal);
+        Assert.Contains("bob@example.test", queueWhileHeld, StringComparison.Ordinal);
+        Assert.Equal(ProcStat.Stopped, qmgrWhileHeld);
         Assert.Equal("expired", status.LastSession?.State);
+        Assert.NotEqual(ProcStat.Stopped, qmgrAfterDeadline);
+        Assert.Contains("doveadm index before the hold did not finish within 0.001 s", agent.Log, StringComparison.Ordinal);
 
         // Snapshots through the agent while a sender streams mail over SMTP.
         var sender = Task.Run(async () =>
@@ -99,13 +107,13 @@ public sealed class AgentMailTests
     }
 
     /// <summary>
-    /// An agent killed with -9 during a hold leaves defer_transports in Postfix's main.cf (and the
-    /// mail file system frozen); its next start finds its journal, puts the setting back, reloads,
-    /// flushes the queue and thaws the mount: the message that waited is delivered, and the server
-    /// hears of it as agent.recovery events at the next snapshot.
+    /// An agent killed with -9 during a hold leaves Postfix's queue manager stopped (and the mail file
+    /// system frozen); its next start finds its journal, continues the queue manager and thaws the
+    /// mount: the message that waited is delivered, and the server hears of it as agent.recovery
+    /// events at the next snapshot.
     /// </summary>
     [Fact]
-    public async Task AgentKilledDuringHold_NextStartRestoresDeferTransportsThawsAndDeliversTheQueuedMessage()
+    public async Task AgentKilledDuringHold_NextStartContinuesQmgrThawsAndDeliversTheQueuedMessage()
     {
         HostRequirements.RequireFileSystemStack();
         await DovecotInstance.RequireAsync();
@@ -135,13 +143,13 @@ public sealed class AgentMailTests
             await postfix.SendAsync("sender@example.org", "bob@example.test", Message("held", "bob"));
             await agent.KillAsync();
             await Task.Delay(TimeSpan.FromSeconds(2));
-            var leftBehind = await PostconfAsync(postfix, "-h", "defer_transports");
+            var leftBehind = postfix.QueueManagerState();
             var queueLeft = await postfix.QueueAsync();
             var deliveredLeft = Delivered(live.MountPoint).Count;
 
             await agent.DisposeAsync();
             agent = await AgentProcess.RunAsync(agentDirectory);
-            var after = await PostconfAsync(postfix, "-n", "defer_transports");
+            var after = postfix.QueueManagerState();
             await WaitDeliveredAsync(live.MountPoint, 2, postfix);
             using var asServerAgain = agent.ClientAsServer(mail.Server.DataDirectory);
             var status = await AgentProcess.ReadAsync<AgentStatusDto>(await asServerAgain.GetAsync("status"));
@@ -149,14 +157,15 @@ public sealed class AgentMailTests
             var events = await client.ListEventsAsync(kind: "agent.recovery");
 
             Assert.Equal("", before);
-            Assert.Contains("lmtp", leftBehind, StringComparison.Ordinal);
-            Assert.Contains("deferred transport", queueLeft, StringComparison.Ordinal);
+            Assert.Equal(ProcStat.Stopped, leftBehind);
+            Assert.Contains("bob@example.test", queueLeft, StringComparison.Ordinal);
             Assert.Equal(1, deliveredLeft);
-            Assert.Equal("", after);
-            Assert.Contains(status.Recovered!, r => r.Kind == "postfix" && r.Settled && r.Message.Contains("defer_transports is back to unset", StringComparison.Ordinal) && r.Message.Contains("queue flushed", StringComparison.Ordinal));
+            Assert.NotEqual(ProcStat.Stopped, after);
+            Assert.Equal("", await PostconfAsync(postfix, "-n", "defer_transports"));
+            Assert.Contains(status.Recovered!, r => r.Kind == "postfix-qmgr" && r.Settled && r.Message.Contains("its queue manager (pid ", StringComparison.Ordinal) && r.Message.EndsWith(") continued", StringComparison.Ordinal));
             Assert.Contains(status.Recovered!, r => r.Kind == "freeze" && r.Settled && r.Message.StartsWith($"{live.MountPoint}: thawed", StringComparison.Ordinal));
             Assert.StartsWith("application (app: mail: postfix+dovecot", snapshot.Consistency, StringComparison.Ordinal);
-            Assert.Contains(events, e => e.Subject == "app" && e.Outcome == "ok" && e.Message.StartsWith("postfix: ", StringComparison.Ordinal));
+            Assert.Contains(events, e => e.Subject == "app" && e.Outcome == "ok" && e.Message.StartsWith("postfix-qmgr: ", StringComparison.Ordinal));
             Assert.Empty(Directory.GetFiles(Path.Combine(agentDirectory, "journal"), "*.json"));
             Assert.Equal(2, Delivered(live.MountPoint).Count);
         }

@@ -100,7 +100,7 @@ public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
         for (var u = 0; u < 4; u++)
         {
             var cur = Directory.CreateDirectory(Path.Combine(live.MountPoint, $"u{u}", "Maildir", "cur")).FullName;
-            for (var i = 0; i < 2000; i++)
+            for (var i = 0; i < 5000; i++)
             {
                 await File.WriteAllTextAsync(Path.Combine(cur, $"17955{i:D5}.M{i}P{u}.vm:2,S"), $"From: sender{i % 50}@example.org\nTo: u{u}@example.test\nMessage-ID: <c{u}-{i}@example.org>\nSubject: message {i}\n\nbody {i}\n");
             }
@@ -118,14 +118,27 @@ public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
         var snapshot = await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest("s1", ["app"], "crash"));
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
         JobDto? running = null;
-        while (running is null || !agent.Log.Contains("indexing the headers of 8000 message(s)", StringComparison.Ordinal))
+        while (running is null || !agent.Log.Contains("indexing the headers of 20000 message(s)", StringComparison.Ordinal))
         {
             Assert.True(DateTime.UtcNow < deadline, $"no index build of {snapshot.Address} started reading headers within 3 minutes\n{agent.Log}");
             running ??= (await client.ListJobsAsync()).FirstOrDefault(j => j.Kind == "mail.index" && j.Subject == snapshot.Address && j.State == "running");
             await Task.Delay(50);
         }
 
-        await client.CancelJobAsync(running.Id);
+        // Reading 8,000 headers takes under a second on a quiet machine, so the build could end before the
+        // cancel reaches the agent (it did once: the job "succeeded"). Paused, the agent does nothing until
+        // the cancel is on its way; continued, the cancel call is served in milliseconds while the build
+        // still has most of its headers to read.
+        agent.Pause();
+        try
+        {
+            await client.CancelJobAsync(running.Id);
+            await Task.Delay(500); // the server's cancel call to the agent is sent and waits in its socket
+        }
+        finally
+        {
+            agent.Continue();
+        }
 
         var ended = await WaitForJobAsync(client, "mail.index", snapshot.Address);
         output.WriteLine(agent.Log);

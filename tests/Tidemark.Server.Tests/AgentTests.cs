@@ -434,6 +434,7 @@ public sealed class AgentTests : ServerTest
             ("root=relative/mail", "--mail root=relative/mail: no such directory"),
             ($"root={root},postfix={noPostfix}", $"--mail postfix={noPostfix}: no Postfix configuration there (no main.cf)"),
             ($"root={root},dovecot=/nonexistent/dovecot.conf", "--mail dovecot=/nonexistent/dovecot.conf: no such file"),
+            ($"root={root},index-before-hold=-1", "--mail index-before-hold=-1: give the seconds"),
         ];
 
         foreach (var (mail, says) in cases)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using Tidemark.Agent;
 
 namespace Tidemark.Cli.Commands;
@@ -22,7 +23,7 @@ public static class AgentCommands
         var name = new Option<string?>("--name") { Description = "the host's name [default: the machine name]" };
         var postgres = new Option<string[]>("--postgres") { Description = "a PostgreSQL cluster to put in backup mode, NAME:CONNECTION-STRING, e.g. 'main:Host=/run/postgresql;Username=postgres' (repeatable)" };
         var postgresMode = new Option<string?>("--postgres-mode") { Description = "for the --postgres clusters of this command: backup (pg_backup_start around each cut, a checkpoint per snapshot) or atomic-cut (no backup mode; every directory of the cluster must be in the same cut, and a view starts by crash recovery) [default backup]" };
-        var mail = new Option<string[]>("--mail") { Description = "a mail store to hold and flush, root=MAILROOT[,postfix=CONFIG-DIR][,dovecot=DOVECOT.CONF][,name=NAME][,format=maildir|mdbox], e.g. 'root=/srv/mail,postfix=/etc/postfix,dovecot=/etc/dovecot/dovecot.conf' (repeatable)" };
+        var mail = new Option<string[]>("--mail") { Description = "a mail store to hold and flush, root=MAILROOT[,postfix=CONFIG-DIR][,dovecot=DOVECOT.CONF][,name=NAME][,format=maildir|mdbox][,index-before-hold=SECONDS (5; 0: none)], e.g. 'root=/srv/mail,postfix=/etc/postfix,dovecot=/etc/dovecot/dovecot.conf' (repeatable)" };
         var pair = new Command("pair", "Pair this host with a server: only that server may call the agent. Prints what to run on the server") { dir, serverFingerprint, listen, mounts, deadline, name, postgres, postgresMode, mail };
         pair.SetAction(parse => Run(() =>
         {
@@ -133,7 +134,7 @@ public static class AgentCommands
         return new Command("agent", "The agent on an application host: quiesces applications around snapshots when the server asks") { run, pair, identityCommand };
     }
 
-    /// <summary>root=MAILROOT[,postfix=DIR][,dovecot=CONF][,name=NAME][,format=F]: named fields, as paths may hold colons.</summary>
+    /// <summary>root=MAILROOT[,postfix=DIR][,dovecot=CONF][,name=NAME][,format=F][,index-before-hold=S]: named fields, as paths may hold colons.</summary>
     private static AgentMailEntry ParseMail(string text)
     {
         var fields = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -141,9 +142,9 @@ public static class AgentCommands
         {
             var eq = part.IndexOf('=', StringComparison.Ordinal);
             var key = eq > 0 ? part[..eq] : "";
-            if (key is not ("root" or "postfix" or "dovecot" or "name" or "format") || eq == part.Length - 1 || !fields.TryAdd(key, part[(eq + 1)..]))
+            if (key is not ("root" or "postfix" or "dovecot" or "name" or "format" or "index-before-hold") || eq == part.Length - 1 || !fields.TryAdd(key, part[(eq + 1)..]))
             {
-                throw new CliException($"--mail takes root=MAILROOT[,postfix=DIR][,dovecot=CONF][,name=NAME][,format=maildir|mdbox], each once, not '{text}'");
+                throw new CliException($"--mail takes root=MAILROOT[,postfix=DIR][,dovecot=CONF][,name=NAME][,format=maildir|mdbox][,index-before-hold=SECONDS], each once, not '{text}'");
             }
         }
 
@@ -169,7 +170,13 @@ public static class AgentCommands
             throw new CliException($"--mail dovecot={dovecot}: no such file; give Dovecot's configuration file, e.g. /etc/dovecot/dovecot.conf");
         }
 
-        return new AgentMailEntry(fields.GetValueOrDefault("name") ?? AgentMailEntry.DefaultName, LocalMounts.Normalize(root), fields.GetValueOrDefault("postfix"), fields.GetValueOrDefault("dovecot"), fields.GetValueOrDefault("format") ?? "maildir");
+        var indexBeforeHold = AgentMailEntry.DefaultIndexBeforeHoldSeconds;
+        if (fields.GetValueOrDefault("index-before-hold") is { } bound && !(double.TryParse(bound, NumberStyles.Float, CultureInfo.InvariantCulture, out indexBeforeHold) && indexBeforeHold >= 0))
+        {
+            throw new CliException($"--mail index-before-hold={bound}: give the seconds the doveadm index run before a hold may take (0: none)");
+        }
+
+        return new AgentMailEntry(fields.GetValueOrDefault("name") ?? AgentMailEntry.DefaultName, LocalMounts.Normalize(root), fields.GetValueOrDefault("postfix"), fields.GetValueOrDefault("dovecot"), fields.GetValueOrDefault("format") ?? "maildir", IndexBeforeHoldSeconds: indexBeforeHold);
     }
 
     private static string Directory(string? given) =>

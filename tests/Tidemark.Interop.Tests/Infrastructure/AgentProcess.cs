@@ -127,10 +127,17 @@ internal sealed partial class AgentProcess : IAsyncDisposable
         await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
     }
 
+    /// <summary>SIGSTOP: the agent runs nothing (no request, no job) until <see cref="Continue"/>; a test uses it to line up a call with work in progress.</summary>
+    public void Pause() => Signals.Send(_process.Id, Signals.SigStop);
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Continue() => Signals.Send(_process.Id, Signals.SigCont);
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
         {
+            Signals.TrySend(_process.Id, Signals.SigCont); // a paused agent could not end on SIGTERM
             try
             {
                 Signals.Send(_process.Id, Signals.SigTerm);

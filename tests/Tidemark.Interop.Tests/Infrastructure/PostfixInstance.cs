@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
+using Tidemark.Agent;
 
 namespace Tidemark.Interop.Tests.Infrastructure;
 
@@ -160,12 +161,22 @@ internal sealed class PostfixInstance : IAsyncDisposable
         await writer.WriteLineAsync("QUIT");
     }
 
+    /// <summary>The state (/proc/PID/stat) of this instance's queue manager, the master's qmgr child: 'T' while stopped; null when none runs.</summary>
+    public char? QueueManagerState() =>
+        ProcStat.Children(MasterPid, new HashSet<string>(["qmgr"], StringComparer.Ordinal)).Where(p => p.State != ProcStat.Zombie).Select(p => (char?)p.State).FirstOrDefault();
+
     /// <summary>The queue as `postqueue -p` prints it.</summary>
     public async Task<string> QueueAsync() =>
         (await ProcessRunner.RunAsync("/usr/sbin/postqueue", "-c", ConfigDirectory, "-p")).StandardOutput;
 
     public async ValueTask DisposeAsync()
     {
+        // A test that failed during a hold leaves the queue manager stopped: the master's SIGTERM would stay pending in it.
+        foreach (var qmgr in ProcStat.Children(MasterPid, new HashSet<string>(["qmgr"], StringComparer.Ordinal)))
+        {
+            Signals.TrySend(qmgr.Pid, 18);
+        }
+
         await ProcessRunner.RunAsync(TimeSpan.FromSeconds(30), "/usr/sbin/postfix", "-c", ConfigDirectory, "stop");
         var deadline = Stopwatch.StartNew();
         while (Directory.Exists($"/proc/{MasterPid}") && !IsZombie(MasterPid))
