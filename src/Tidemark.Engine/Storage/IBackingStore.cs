@@ -72,7 +72,8 @@ public interface IBackingStore : IDisposable
     /// <summary>
     /// Reads like <see cref="Read"/> without holding the caller's thread while the store waits (a
     /// RADOS round trip): the task ends, possibly on the store's own thread, once
-    /// <paramref name="destination"/> holds the data; its continuations must not block that thread.
+    /// <paramref name="destination"/> holds the data; its continuations run there, so they must not
+    /// block it nor close the store (librados would join its own thread).
     /// The default reads synchronously (a local store's read is a page-cache copy).
     /// </summary>
     ValueTask ReadAsync(long offsetBytes, Memory<byte> destination)
