@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using System.Threading.Tasks.Sources;
 
 namespace Tidemark;
 
@@ -66,14 +65,13 @@ public static class Completion
     }
 
     /// <summary>The pooled source behind <see cref="Then{TState}"/>: one per operation in flight, reused after its result was taken.</summary>
-    private sealed class ThenSource<TState> : IValueTaskSource
+    private sealed class ThenSource<TState> : PooledValueTaskSource
     {
         private const int MaxPooled = 256;
         private static readonly ConcurrentQueue<ThenSource<TState>> Pool = new();
         private static int _pooled;
 
         private readonly Action _onPending;
-        private ManualResetValueTaskSourceCore<bool> _core; // continuations run inline on the completing thread
         private ConfiguredValueTaskAwaitable.ConfiguredValueTaskAwaiter _awaiter;
         private TState _state = default!;
         private Action<TState, Exception?>? _after;
@@ -95,34 +93,21 @@ public static class Completion
         {
             _state = state;
             _after = after;
-            var task = new ValueTask(this, _core.Version);
+            var task = CurrentTask;
             _awaiter = pending.ConfigureAwait(false).GetAwaiter();
             _awaiter.UnsafeOnCompleted(_onPending);
             return task;
         }
 
-        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
-
-        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-            _core.OnCompleted(continuation, state, token, flags);
-
-        public void GetResult(short token)
+        protected override void Returned()
         {
-            try
+            if (Interlocked.Increment(ref _pooled) <= MaxPooled)
             {
-                _core.GetResult(token);
+                Pool.Enqueue(this);
             }
-            finally
+            else
             {
-                _core.Reset();
-                if (Interlocked.Increment(ref _pooled) <= MaxPooled)
-                {
-                    Pool.Enqueue(this);
-                }
-                else
-                {
-                    Interlocked.Decrement(ref _pooled);
-                }
+                Interlocked.Decrement(ref _pooled);
             }
         }
 
@@ -144,14 +129,7 @@ public static class Completion
             _after = null;
             _state = default!;
             after(state, error);
-            if (error is null)
-            {
-                _core.SetResult(true);
-            }
-            else
-            {
-                _core.SetException(error);
-            }
+            Complete(error);
         }
     }
 }

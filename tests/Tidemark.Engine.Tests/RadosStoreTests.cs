@@ -246,7 +246,7 @@ public class RadosStoreTests(CephCluster cluster) : IClassFixture<CephCluster>
         var straddle = new byte[1 << 20];
         await OffLibradosAsync(io.ReadAsync(RadosBackingStore.ObjectBytes - (256 << 10), straddle).AsTask());
         Assert.Equal(data.AsSpan(RadosBackingStore.ObjectBytes - (256 << 10), 1 << 20).ToArray(), straddle);
-        StoreRead[] runs = [new(8192, 4096, 4096), new(RadosBackingStore.ObjectBytes + 4096L, 0, 8192), new(5L * RadosBackingStore.ObjectBytes, 8192, 4096)];
+        StoreRead[] runs = [new(8192, 4096, 4096), new(RadosBackingStore.ObjectBytes + 4096L, 0, 4096), new(5L * RadosBackingStore.ObjectBytes, 8192, 4096)];
         var scattered = new byte[12288];
         scattered.AsSpan().Fill(0xee);
         await OffLibradosAsync(io.ReadScatteredAsync(runs, scattered).AsTask());

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Threading.Tasks.Sources;
 
 namespace Tidemark.Engine.Storage;
 
@@ -102,13 +101,12 @@ public sealed partial class RadosBackingStore
     /// One asynchronous read: its object pieces, their completions, the pinned destination and the
     /// task's source. Pooled by its store; the task's result taken gives it back.
     /// </summary>
-    private sealed unsafe class AioRead : IValueTaskSource, IReadGateWaiter
+    private sealed unsafe class AioRead : PooledValueTaskSource, IReadGateWaiter
     {
         private static readonly nint OnPieceCompleteFunction = (nint)(delegate* unmanaged[Cdecl]<nint, nint, void>)&OnPieceComplete;
 
         private readonly RadosBackingStore _store;
         private GCHandle _self;
-        private ManualResetValueTaskSourceCore<bool> _core; // continuations run inline, on the thread that ends the read
         private Piece[] _pieces = new Piece[4];
         private int _count;
         private long _bytes;
@@ -147,7 +145,7 @@ public sealed partial class RadosBackingStore
         public ValueTask Begin(Memory<byte> destination)
         {
             _destination = destination;
-            var task = new ValueTask(this, _core.Version);
+            var task = CurrentTask;
             if (_count == 0)
             {
                 Finish(); // a scattered read of empty runs only
@@ -163,23 +161,7 @@ public sealed partial class RadosBackingStore
         /// <summary>Admitted by the read gate after waiting: started on the thread pool.</summary>
         public void Execute() => Submit();
 
-        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
-
-        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-            _core.OnCompleted(continuation, state, token, flags);
-
-        public void GetResult(short token)
-        {
-            try
-            {
-                _core.GetResult(token);
-            }
-            finally
-            {
-                _core.Reset();
-                _store.ReturnAioRead(this);
-            }
-        }
+        protected override void Returned() => _store.ReturnAioRead(this);
 
         public void Free()
         {
@@ -284,14 +266,7 @@ public sealed partial class RadosBackingStore
                 _store._reads.Exit(pieces, bytes);
             }
 
-            if (failure is null)
-            {
-                _core.SetResult(true);
-            }
-            else
-            {
-                _core.SetException(failure);
-            }
+            Complete(failure); // the consumer's continuation runs here, on librados's thread
         }
 
         private struct Piece(string oid, long inObject, int at, int length)
