@@ -2,9 +2,11 @@ namespace Tidemark;
 
 /// <summary>
 /// What a frontend (iSCSI, NBD) sees of a volume, a view or a snapshot. Offsets and lengths are in
-/// bytes and must be multiples of <see cref="LogicalBlockSizeBytes"/>; every call is synchronous
-/// because the backing I/O is buffered pread/pwrite and frontends handle requests inline on their
-/// connection loop (DESIGN.md, data-path performance). Implementations are thread-safe.
+/// bytes and must be multiples of <see cref="LogicalBlockSizeBytes"/>; every call but
+/// <see cref="ReadAsync"/> is synchronous because the backing I/O is buffered pread/pwrite and
+/// frontends handle requests inline on their connection loop (DESIGN.md, data-path performance);
+/// <see cref="ReadAsync"/> is for devices whose reads wait on the network (ADR 0021).
+/// Implementations are thread-safe.
 /// Errors are <see cref="StorageException"/> with a <see cref="StorageError"/> code.
 /// </summary>
 public interface IBlockDevice
@@ -104,6 +106,19 @@ public interface IBlockDevice
     /// </summary>
     void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool forceUnitAccess) =>
         PayloadSources.WriteThroughBuffer(this, offsetBytes, lengthBytes, source, forceUnitAccess);
+
+    /// <summary>
+    /// Reads like <see cref="Read"/>, without holding the caller's thread while the device waits on
+    /// something remote (a RADOS round trip): the returned task completes, possibly on another
+    /// thread (librados's), once <paramref name="destination"/> holds the data, and the caller must
+    /// not touch the buffer before. The default reads synchronously and returns a completed task, so
+    /// every device works; a device whose <see cref="PreferredConcurrency"/> is above 1 should
+    /// override it, because a frontend starts many of these from its one connection thread. Errors
+    /// are a faulted task with a <see cref="StorageException"/>. Continuations of the task may run on
+    /// the completing thread: they must not block it (ADR 0021).
+    /// </summary>
+    ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default) =>
+        this.ReadInline(offsetBytes, destination);
 }
 
 /// <summary>A run of the device's address space with one allocation state.</summary>

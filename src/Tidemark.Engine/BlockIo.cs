@@ -61,6 +61,40 @@ internal static class BlockIo
         }
     }
 
+    /// <summary>True for a range of whole blocks, the asynchronous read's case (a part of a block merges through a staging block, synchronously).</summary>
+    public static bool IsWholeBlocks(long offsetBytes, int lengthBytes) =>
+        lengthBytes > 0 && ((offsetBytes | (long)lengthBytes) & (Lineage.BlockBytes - 1)) == 0;
+
+    /// <summary>
+    /// Resolves whole blocks as of <paramref name="epoch"/> and starts their store reads (ADR 0021).
+    /// For the live image of a volume, <paramref name="volume"/> resolves them consistently with
+    /// atomic writes; the caller holds the grace period (and a volume's gate) until the task ended.
+    /// </summary>
+    public static ValueTask StartReadBlocks(Lineage lineage, ulong epoch, long offsetBytes, Memory<byte> destination, Volume? volume)
+    {
+        var first = offsetBytes >> Lineage.BlockShift;
+        var count = destination.Length >> Lineage.BlockShift;
+        var entries = ArrayPool<MapEntry>.Shared.Rent(count);
+        try
+        {
+            var resolved = entries.AsSpan(0, count);
+            if (volume is null)
+            {
+                lineage.Resolve(first, count, epoch, resolved);
+            }
+            else
+            {
+                volume.ResolveLive(lineage, first, resolved);
+            }
+
+            return lineage.ReadResolvedAsync(resolved, destination);
+        }
+        finally
+        {
+            ArrayPool<MapEntry>.Shared.Return(entries);
+        }
+    }
+
     public static int AllocationStatus(Lineage lineage, ulong epoch, long offsetBytes, long lengthBytes, Span<AllocationRun> destination)
     {
         if (destination.IsEmpty || lengthBytes == 0)

@@ -320,34 +320,10 @@ internal sealed partial class Lineage
             return;
         }
 
-        // Physically contiguous blocks coalesce into one run; the runs of a fragmented range (a
-        // volume overwritten in places after snapshots) go to the store together, so a RADOS store
-        // reads them in parallel instead of one round trip after another.
         var runs = ArrayPool<(ulong Phys, int At, int Length)>.Shared.Rent(entries.Length);
         try
         {
-            var count = 0;
-            var i = 0;
-            while (i < entries.Length)
-            {
-                var e = entries[i];
-                if (!e.IsMapped)
-                {
-                    destination.Slice(i << BlockShift, BlockBytes).Clear();
-                    i++;
-                    continue;
-                }
-
-                var run = 1;
-                while (i + run < entries.Length && entries[i + run].IsMapped && IsNext(e.Phys, entries[i + run].Phys, run))
-                {
-                    run++;
-                }
-
-                runs[count++] = (e.Phys, i << BlockShift, run << BlockShift);
-                i += run;
-            }
-
+            var count = CoalesceRuns(entries, destination, runs);
             if (count == 1)
             {
                 _pool.ReadPhys(runs[0].Phys, destination.Slice(runs[0].At, runs[0].Length));
@@ -361,6 +337,39 @@ internal sealed partial class Lineage
         {
             ArrayPool<(ulong Phys, int At, int Length)>.Shared.Return(runs);
         }
+    }
+
+    /// <summary>
+    /// Zeroes the unmapped blocks of <paramref name="destination"/> and puts the physical runs to read
+    /// into <paramref name="runs"/>, returning their count. Physically contiguous blocks coalesce into
+    /// one run; the runs of a fragmented range (a volume overwritten in places after snapshots) go to
+    /// the store together, so a RADOS store reads them in parallel instead of one round trip after another.
+    /// </summary>
+    private static int CoalesceRuns(ReadOnlySpan<MapEntry> entries, Span<byte> destination, Span<(ulong Phys, int At, int Length)> runs)
+    {
+        var count = 0;
+        var i = 0;
+        while (i < entries.Length)
+        {
+            var e = entries[i];
+            if (!e.IsMapped)
+            {
+                destination.Slice(i << BlockShift, BlockBytes).Clear();
+                i++;
+                continue;
+            }
+
+            var run = 1;
+            while (i + run < entries.Length && entries[i + run].IsMapped && IsNext(e.Phys, entries[i + run].Phys, run))
+            {
+                run++;
+            }
+
+            runs[count++] = (e.Phys, i << BlockShift, run << BlockShift);
+            i += run;
+        }
+
+        return count;
     }
 
     /// <summary>

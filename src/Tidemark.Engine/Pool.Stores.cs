@@ -179,28 +179,20 @@ public sealed partial class Pool
     /// </summary>
     internal void ReadPhysRuns(ReadOnlySpan<(ulong Phys, int At, int Length)> runs, Span<byte> destination)
     {
-        var store = Phys.Store(runs[0].Phys);
-        foreach (var run in runs)
+        var store = OneStore(runs);
+        if (store < 0)
         {
-            if (Phys.Store(run.Phys) != store)
+            foreach (var each in runs)
             {
-                foreach (var each in runs)
-                {
-                    ReadPhys(each.Phys, destination.Slice(each.At, each.Length));
-                }
-
-                return;
+                ReadPhys(each.Phys, destination.Slice(each.At, each.Length));
             }
+
+            return;
         }
 
-        var reads = ArrayPool<StoreRead>.Shared.Rent(runs.Length);
+        var reads = RentStoreReads(runs);
         try
         {
-            for (var i = 0; i < runs.Length; i++)
-            {
-                reads[i] = new StoreRead(Phys.Block(runs[i].Phys) << Lineage.BlockShift, runs[i].At, runs[i].Length);
-            }
-
             _stores[store].ReadScattered(reads.AsSpan(0, runs.Length), destination);
         }
         finally

@@ -55,6 +55,30 @@ public sealed class SnapshotDevice : IBlockDevice
         }
     }
 
+    /// <summary>The read without a thread waiting for the store, as <see cref="Volume.ReadAsync"/> (ADR 0021); the grace period is held until it ended.</summary>
+    public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        if (!BlockIo.IsWholeBlocks(offsetBytes, destination.Length))
+        {
+            return this.ReadInline(offsetBytes, destination);
+        }
+
+        var phase = _pool.Grace.Enter();
+        ValueTask pending;
+        try
+        {
+            BlockIo.Check(this, offsetBytes, destination.Length, write: false);
+            ThrowIfGone();
+            pending = BlockIo.StartReadBlocks(_lineage, _snapshot.Epoch, offsetBytes, destination, volume: null);
+        }
+        catch (Exception ex)
+        {
+            pending = ValueTask.FromException(ex);
+        }
+
+        return Completion.Then(pending, (_pool.Grace, phase), static (held, _) => held.Grace.Exit(held.phase));
+    }
+
     public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess) => BlockIo.Check(this, offsetBytes, source.Length, write: true);
 
     public void Flush()

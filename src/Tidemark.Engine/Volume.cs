@@ -143,6 +143,86 @@ public sealed class Volume : IBlockDevice
         }
     }
 
+    /// <summary>
+    /// The read without a thread waiting for the store (ADR 0021): blocks resolved here, store reads
+    /// started, and the gate and grace period held until they ended, so a snapshot or delete waits
+    /// for the read as for a synchronous one and the blocks it reads stay unreused until it ended. A
+    /// range that is not whole blocks takes the synchronous path.
+    /// </summary>
+    public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        if (!BlockIo.IsWholeBlocks(offsetBytes, destination.Length))
+        {
+            return this.ReadInline(offsetBytes, destination);
+        }
+
+        try
+        {
+            BlockIo.Check(this, offsetBytes, destination.Length, write: false);
+        }
+        catch (StorageException ex)
+        {
+            return ValueTask.FromException(ex);
+        }
+
+        var gate = Gate.Enter();
+        var phase = _pool.Grace.Enter();
+        ValueTask pending;
+        try
+        {
+            ThrowIfDeleted();
+            pending = BlockIo.StartReadBlocks(Lineage, Lineage.Live, offsetBytes, destination, this);
+        }
+        catch (Exception ex)
+        {
+            pending = ValueTask.FromException(ex);
+        }
+
+        return Completion.Then(pending, (Volume: this, Gate: gate, Phase: phase), static (held, _) =>
+        {
+            held.Volume._pool.Grace.Exit(held.Phase);
+            held.Volume.Gate.Exit(held.Gate);
+        });
+    }
+
+    /// <summary>
+    /// Resolves live blocks with <see cref="Read"/>'s sequence lock over atomic switches: a resolution
+    /// that saw no switch start or end saw each atomic write wholly old or wholly new, and the blocks
+    /// it names stay unreused until the caller leaves the grace period, so their data may be read
+    /// after this returns. After <see cref="OptimisticReadAttempts"/> tries it resolves under the
+    /// region locks, which no atomic write of the range holds then; they are not held while reading.
+    /// </summary>
+    internal void ResolveLive(Lineage lineage, long firstBlock, Span<MapEntry> entries)
+    {
+        for (var attempt = 0; attempt < OptimisticReadAttempts; attempt++)
+        {
+            var seq = lineage.AtomicSwitchSeq;
+            if ((seq & 1) == 0)
+            {
+                lineage.Resolve(firstBlock, entries.Length, Lineage.Live, entries);
+                AfterOptimisticResolve?.Invoke();
+                Interlocked.MemoryBarrier();
+                if (lineage.AtomicSwitchSeq == seq)
+                {
+                    return;
+                }
+            }
+        }
+
+        var taken = EnterStripes(firstBlock << Lineage.BlockShift, (long)entries.Length << Lineage.BlockShift);
+        try
+        {
+            lineage.Resolve(firstBlock, entries.Length, Lineage.Live, entries);
+        }
+        finally
+        {
+            ExitStripes(taken);
+        }
+    }
+
+    /// <summary>Tests: called after each lock-free resolution of <see cref="ResolveLive"/>, before it checks for a switch.</summary>
+    internal Action? AfterOptimisticResolve { get; set; }
+
     public void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
     {
         BlockIo.Check(this, offsetBytes, source.Length, write: true);

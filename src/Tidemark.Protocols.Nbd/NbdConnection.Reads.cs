@@ -6,11 +6,13 @@ namespace Tidemark.Protocols.Nbd;
 
 // NBD_CMD_READ with several in flight (issue 22), only on a device that prefers it
 // (IBlockDevice.PreferredConcurrency > 1, a RADOS-backed volume): the READ is checked on the
-// connection thread and handed to the connection's read workers (ParallelReads), and the connection
-// thread goes on receiving requests. A device whose reads are page-cache copies (PreferredConcurrency
-// 1, local stores) keeps the inline path of HandleRead exactly as it was: no hand-off, no lock, no
-// allocation per request (issue 18: no row may fall). So does a READ alone (none in flight, no READ
-// behind it in the receive buffer): a worker would only add a wake-up (ADR 0021).
+// connection thread and started there with IBlockDevice.ReadAsync (ParallelReads), and the connection
+// thread goes on receiving requests; no thread waits for the device, and the reply is written and sent
+// by the connection's replier thread once the read ended (ADR 0021). A device whose reads are
+// page-cache copies (PreferredConcurrency 1, local stores) keeps the inline path of HandleRead exactly
+// as it was: no hand-off, no lock, no allocation per request (issue 18: no row may fall). So does a
+// READ alone (none in flight, no READ behind it in the receive buffer): the replier would only add a
+// wake-up (ADR 0021).
 //
 // Order and meaning are those of a disk: every other request (WRITE, FLUSH, TRIM, WRITE_ZEROES,
 // BLOCK_STATUS, CACHE, DISC, a READ that is refused or too large to hand off) first waits until every
@@ -24,23 +26,24 @@ namespace Tidemark.Protocols.Nbd;
 // - the connection thread itself, by default;
 // - the write worker, from a WRITE queued to it until TakeOutputBack found it idle (Writes.cs);
 // - the read side, from the first READ handed off (_readsHandedOff) until WaitForReads found every
-//   handed-off READ answered and sent. Within the read side, one worker at a time is the replier
-//   (ParallelReads' remarks); the connection thread only asks it to send what it wrote before the
-//   hand-off (FlushWritten) when it is about to wait for input.
+//   handed-off READ answered and sent. Within the read side, one thread at a time is the replier
+//   (ParallelReads' remarks): the replier thread, or the connection thread when it sends what it
+//   wrote before the hand-off and the answers it queued itself (FlushWritten) before it waits for
+//   input. The thread that ends a device read (librados's) never writes or sends.
 // A READ hand-off first takes the output back from the write worker, and a WRITE first waits for the
 // reads, so the two workers never own it together. TLS changes nothing here: the protocol only sees
 // the decrypted duplex pipe, whose writer is used by its one owner as on a plain connection.
 //
 // Session end (DISC, peer close, a violation, Abort, shutdown): DISC and peer close wait for the reads
 // like any request (every READ before them is answered, then the close); the others stop the reads
-// (StopReads): reads no worker began are dropped, running device reads end by themselves (a device
-// error is an error answer), and only then are the transport completed and the buffers given back.
+// (StopReads): running device reads end by themselves (a device error is an error answer) and their
+// answers are dropped, and only then are the transport completed and the buffers given back.
 public sealed partial class NbdConnection : IReadReplies
 {
     private ParallelReads? _reads;
     private bool _readsHandedOff;
 
-    /// <summary>Sets up the read workers when the device prefers several reads in flight and the options allow them.</summary>
+    /// <summary>Sets up the parallel reads when the device prefers several in flight and the options allow them.</summary>
     private void StartReadWorkersIfPreferred()
     {
         var concurrency = Math.Min(_options.MaxReadsInFlight, Device.PreferredConcurrency);
@@ -51,8 +54,8 @@ public sealed partial class NbdConnection : IReadReplies
     }
 
     /// <summary>
-    /// Hands a READ to the read workers when they run, the READ is well formed and small enough, and
-    /// it would not be alone; false leaves it to the inline path (which answers refused READs with
+    /// Starts a READ without waiting for it when the parallel reads are set up, the READ is well formed
+    /// and small enough, and it would not be alone; false leaves it to the inline path (which answers refused READs with
     /// their error). <paramref name="buffer"/> starts with the READ's header.
     /// </summary>
     private bool TryStartRead(in NbdRequestHeader request, in ReadOnlySequence<byte> buffer)
@@ -62,9 +65,10 @@ public sealed partial class NbdConnection : IReadReplies
             return false;
         }
 
-        // A READ alone gains nothing from a worker: with no READ in flight and no other READ behind
-        // it in the receive buffer, it runs inline, and a queue depth of 1 keeps today's path
-        // exactly (a hand-off added a thread wake-up per read: 4K reads at QD1 fell to 0.59x).
+        // A READ alone gains nothing from being started without waiting: with no READ in flight and
+        // no other READ behind it in the receive buffer, it runs inline, and a queue depth of 1 keeps
+        // the inline path exactly (a hand-off added a thread wake-up per read: 4K reads at QD1 fell
+        // to 0.59x with worker threads; the replier would add one too).
         if ((!_readsHandedOff || reads.IsIdle) && !NextIsRead(buffer))
         {
             return false;
@@ -84,7 +88,7 @@ public sealed partial class NbdConnection : IReadReplies
         && next.Magic == NbdMagic.Request
         && next.Command == NbdCommand.Read;
 
-    /// <summary>HandleRead's checks, without replying: flags, range, a length worth a worker.</summary>
+    /// <summary>HandleRead's checks, without replying: flags, range, a length within the bound of bytes in flight.</summary>
     private bool CanHandOff(in NbdRequestHeader request, long maxBytes)
     {
         var allowed = NbdCommandFlags.Fua | (_structuredReplies ? NbdCommandFlags.DontFragment : NbdCommandFlags.None);

@@ -159,7 +159,7 @@ public sealed partial class NbdConnection
 
             if (header.Command == NbdCommand.Read && TryStartRead(header, buffer))
             {
-                // Handed to the read workers (NbdConnection.Reads.cs); its reply leaves when it is read.
+                // Started without waiting (NbdConnection.Reads.cs); its reply leaves when it is read.
                 buffer = buffer.Slice(NbdRequestHeader.SizeBytes);
                 continue;
             }

@@ -9,7 +9,7 @@ namespace Tidemark.Protocols.Nbd;
 /// then the transmission phase until the client disconnects. One receive loop per connection;
 /// requests are handled inline on it (IBlockDevice calls are synchronous and fast), and the replies of
 /// every complete request in the receive buffer go out in one flush (DESIGN.md, data-path performance).
-/// On a device that prefers several reads in flight, READs run on the connection's read workers
+/// On a device that prefers several reads in flight, READs are started without waiting for them
 /// (NbdConnection.Reads.cs, where the output's ownership is written down). Not thread-safe except
 /// <see cref="Abort"/>.
 /// </summary>
@@ -17,7 +17,7 @@ namespace Tidemark.Protocols.Nbd;
 /// Buffer ownership: the option-data buffer, the write staging buffer and the allocation-run buffer
 /// are rented from <see cref="ArrayPool{T}.Shared"/> by this connection, reused for every message and
 /// returned when <see cref="RunAsync"/> ends. Inline read payloads are produced straight into the
-/// memory of the output pipe, so they need no buffer of their own; a READ handed to the read workers
+/// memory of the output pipe, so they need no buffer of their own; a READ started without waiting
 /// owns a piece buffer until its reply was written (or dropped), and RunAsync gives the pieces back
 /// only after the reads stopped.
 /// </remarks>

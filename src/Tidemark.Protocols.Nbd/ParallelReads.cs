@@ -1,10 +1,11 @@
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using Tidemark.Protocols.Nbd.Wire;
 
 namespace Tidemark.Protocols.Nbd;
 
-/// <summary>A READ handed to the workers: its request and the buffer (of the connection's pieces) it is read into.</summary>
+/// <summary>A READ started on the device: its request and the buffer (of the connection's pieces) it is read into.</summary>
 internal readonly record struct ReadJob(NbdRequestHeader Request, byte[] Buffer, int LengthBytes);
 
 /// <summary>A READ the device is done with: <see cref="NbdError.None"/> and the data in the job's buffer, or the mapped error.</summary>
@@ -31,51 +32,62 @@ internal interface IReadReplies
 
 /// <summary>
 /// The READs of one NBD connection on a device that serves many at once well
-/// (<see cref="IBlockDevice.PreferredConcurrency"/> above 1, a RADOS-backed volume): each runs on a
-/// worker thread of this connection, and its reply goes out as soon as it is read, so replies may
-/// leave in another order than the requests came (proto.md "Transmission": replies need not be sent
-/// in the same order as requests; "Ordering of messages and writes": the server MAY reply out of
-/// order). Issue 22: one read at a time left a RADOS-backed volume at 0.34-0.58x an RBD image at
-/// queue depth 32.
+/// (<see cref="IBlockDevice.PreferredConcurrency"/> above 1, a RADOS-backed volume): each is started
+/// on the connection thread with <see cref="IBlockDevice.ReadAsync"/> and no thread waits for it; its
+/// reply goes out as soon as it is read, so replies may leave in another order than the requests came
+/// (proto.md "Transmission": replies need not be sent in the same order as requests; "Ordering of
+/// messages and writes": the server MAY reply out of order). Issue 22: one read at a time left a
+/// RADOS-backed volume at 0.34-0.58x an RBD image at queue depth 32; a worker thread per read in
+/// flight cost ~60 us of server CPU per 4K read in thread hand-offs (ADR 0021).
 /// </summary>
 /// <remarks>
 /// <para>
 /// Bounds: at most <c>maxInFlight</c> reads and <c>maxBytesInFlight</c> bytes of their buffers from
 /// <see cref="Start"/> until their reply was written; <see cref="Start"/> waits for room, so a client
-/// that sends more stops being read (backpressure, as WriteBehindBytes does for writes). Workers are
-/// dedicated threads, started as reads wait for one (never more than <c>maxInFlight</c>), and they
-/// end after <see cref="IdleTimeout"/> without work: the .NET thread pool is a poor fit for reads
-/// that block a thread on the network for hundreds of microseconds.
+/// that sends more stops being read (backpressure, as WriteBehindBytes does for writes).
+/// </para>
+/// <para>
+/// Threads: a read's device task ends on whichever thread ends it (librados's finisher thread for
+/// RADOS, shared by every connection of the server), and only queues the answer there. That thread
+/// never writes or sends a reply, because a send blocks while the peer does not read and would hold
+/// every other connection's reads: the answer goes to this connection's replier thread, woken when
+/// it finds nobody replying (<c>_replying</c>, under <c>_gate</c>). The replier writes every answer
+/// queued by then and by others meanwhile, sends them once the queue is empty (or when
+/// MaxUnflushedReplyBytes piled up), and only then gives the role up. A device task that ended
+/// before <see cref="Start"/> returned (a hole, a local store) is queued by the connection thread
+/// without a wake-up: the connection thread replies itself before it waits for input
+/// (<see cref="FlushWritten"/>) or at the barrier. A send that does not complete at once (TLS
+/// through a slow peer) keeps the role until its completion continues the replier's loop. The replier
+/// is a dedicated thread that ends after <see cref="IdleTimeout"/> without work.
 /// </para>
 /// <para>
 /// The output has one writer at a time. While reads are handed off, the connection thread does not
-/// touch it (it calls <see cref="WaitAnswered"/> first, or <see cref="FlushWritten"/>); among the
-/// workers, the one that finds nobody replying becomes the replier (<c>_replying</c>, under
-/// <c>_gate</c>): it writes every answer queued by then and by others meanwhile, sends them once the
-/// queue is empty (or when MaxUnflushedReplyBytes piled up), and only then gives the role up. The
-/// others just queue their answer. A send that does not complete at once (TLS through a slow peer)
-/// keeps the role until its completion continues the replier's loop; nothing blocks on it.
+/// touch it except as the replier (it calls <see cref="WaitAnswered"/> first, or
+/// <see cref="FlushWritten"/>).
 /// </para>
 /// <para>
 /// Buffers: a job owns its buffer from <see cref="Start"/> until its reply was written or dropped,
 /// whichever thread that happens on, so an early session end can never give back a buffer a device
-/// read still fills. <see cref="Stop"/> drops what no worker started, lets the running device reads
-/// end (a read that throws is an error answer, like any other), and returns once nothing is in flight
-/// and nobody replies; from then on the connection owns the output again, and answers are dropped.
+/// read still fills. <see cref="Stop"/> stops new reads, lets the running device reads end (a read
+/// that fails is an error answer, like any other), and returns once nothing is in flight and nobody
+/// replies; from then on the connection owns the output again, and answers are dropped.
 /// </para>
 /// </remarks>
 internal sealed class ParallelReads
 {
-    /// <summary>A worker without work for this long ends; the next read starts one again.</summary>
+    /// <summary>The replier thread without work for this long ends; the next answer starts one again.</summary>
     public static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(10);
 
-    // _gate: the bounds, the answers and the replier role (the connection thread waits on it).
-    // _workGate: the jobs no worker took yet and the worker threads (the workers wait on it), so
-    // waking a worker never wakes the connection thread instead.
+    /// <summary>The replier thread's name.</summary>
+    public const string ReplierThreadName = "NBD replies";
+
+    // _gate: the bounds, the answers, the idle slots and the replier role (the connection thread
+    // waits on it). _replierGate: the replier thread's wake-ups (it waits on it), so waking the
+    // replier never wakes the connection thread instead.
     private readonly object _gate = new();
-    private readonly object _workGate = new();
-    private readonly Queue<ReadJob> _waiting = new();
+    private readonly object _replierGate = new();
     private readonly Queue<ReadAnswer> _answered = new();
+    private readonly Stack<ReadSlot> _idleSlots = new();
     private readonly IBlockDevice _device;
     private readonly IReadReplies _replies;
     private readonly int _maxInFlight;
@@ -83,8 +95,9 @@ internal sealed class ParallelReads
     private readonly int _maxUnflushedBytes;
     private int _inFlight;
     private long _bytesInFlight;
-    private int _threads;
     private bool _replying;
+    private bool _replierRunning;
+    private bool _replierWake;
     private volatile bool _closed;
     private volatile bool _stoppedSending;
     private Exception? _fault;
@@ -117,69 +130,69 @@ internal sealed class ParallelReads
     public long MaxReadBytes => _maxBytesInFlight;
 
     /// <summary>
-    /// Hands a READ to the workers, after waiting for room under both bounds. Connection thread
+    /// Starts a READ on the device, after waiting for room under both bounds. Connection thread
     /// only. Throws <see cref="OperationCanceledException"/> once the reads were stopped (an abort).
     /// </summary>
     public void Start(in NbdRequestHeader request)
     {
         var length = (int)request.LengthBytes;
-        int inFlight;
+        ReadSlot? slot;
+        WaitUntil(Until.Room, length);
         lock (_gate)
         {
-            while (!_closed && _inFlight > 0 && (_inFlight >= _maxInFlight || _bytesInFlight + length > _maxBytesInFlight))
-            {
-                Monitor.Wait(_gate);
-            }
-
+            // Only this thread takes room: what the wait found is still there.
             ThrowIfClosedOrFaulted();
-            inFlight = ++_inFlight;
+            _inFlight++;
             _bytesInFlight += length;
+            _idleSlots.TryPop(out slot);
         }
 
-        // Rented outside the locks; the job owns it from here on.
-        var buffer = _replies.RentBuffer(length);
-        bool startThread;
-        lock (_workGate)
+        // Rented outside the lock; the job owns it from here on.
+        var job = new ReadJob(request, _replies.RentBuffer(length), length);
+        slot ??= new ReadSlot(this);
+        ValueTask pending;
+        try
         {
-            _waiting.Enqueue(new ReadJob(request, buffer, length));
-            startThread = _threads < inFlight;
-            if (startThread)
-            {
-                _threads++;
-            }
-            else
-            {
-                Monitor.Pulse(_workGate);
-            }
+            pending = _device.ReadAsync((long)request.OffsetBytes, job.Buffer.AsMemory(0, length));
+        }
+        catch (Exception ex)
+        {
+            pending = ValueTask.FromException(ex);
         }
 
-        if (startThread)
+        if (pending.IsCompleted)
         {
-            new Thread(WorkerLoop) { IsBackground = true, Name = "NBD reads" }.Start();
+            var answer = Answer(job, Completion.Consume(pending));
+            lock (_gate)
+            {
+                // The connection thread replies before it waits for input, or at the barrier.
+                _idleSlots.Push(slot);
+                _answered.Enqueue(answer);
+            }
+
+            return;
         }
+
+        slot.Await(job, pending);
     }
 
     /// <summary>
-    /// The barrier before any other request: waits until every read handed off was answered and sent,
-    /// after which the connection thread owns the output again. Rethrows what failed on a worker that
+    /// The barrier before any other request: waits until every read started was answered and sent,
+    /// after which the connection thread owns the output again. Rethrows what failed in a read that
     /// was not a device error; throws <see cref="OperationCanceledException"/> after <see cref="Cancel"/>.
     /// </summary>
     public void WaitAnswered()
     {
+        WaitUntil(Until.Answered, 0);
         lock (_gate)
         {
-            while (!_closed && (_inFlight > 0 || _replying))
-            {
-                Monitor.Wait(_gate);
-            }
-
             ThrowIfClosedOrFaulted();
         }
     }
 
     /// <summary>
-    /// Sends what the connection thread wrote before it handed the output off (it is about to wait for
-    /// input), unless a replier is at work: that one sends it with its own replies.
+    /// Sends what the connection thread wrote before it handed the output off and the answers queued
+    /// (it is about to wait for input), unless a replier is at work: that one sends them with its own.
     /// </summary>
     public void FlushWritten()
     {
@@ -197,9 +210,8 @@ internal sealed class ParallelReads
     }
 
     /// <summary>
-    /// Ends the reads from any thread: nothing new starts, reads no worker began are dropped, answers
-    /// are no longer written, and waiting callers of <see cref="Start"/> and <see cref="WaitAnswered"/>
-    /// throw. Does not wait.
+    /// Ends the reads from any thread: nothing new starts, answers are no longer written, and waiting
+    /// callers of <see cref="Start"/> and <see cref="WaitAnswered"/> throw. Does not wait.
     /// </summary>
     public void Cancel()
     {
@@ -208,30 +220,73 @@ internal sealed class ParallelReads
             _closed = true;
             Monitor.PulseAll(_gate);
         }
-
-        lock (_workGate)
-        {
-            Monitor.PulseAll(_workGate);
-        }
     }
 
     /// <summary>
     /// <see cref="Cancel"/>, then waits until the device reads that run have ended and nobody writes
-    /// to the output any more (the session is over; their answers are dropped).
+    /// to the output any more (the session is over; their answers are dropped). Connection thread only.
     /// </summary>
     public void Stop()
     {
         Cancel();
-        lock (_gate)
+        WaitUntil(Until.Idle, 0);
+    }
+
+    private enum Until
+    {
+        /// <summary>Room for one more read of the given length under both bounds (or the reads stopped).</summary>
+        Room,
+
+        /// <summary>Every read answered and sent, nobody replying (or the reads stopped).</summary>
+        Answered,
+
+        /// <summary>Every read answered or dropped, nobody replying, even after a stop.</summary>
+        Idle,
+    }
+
+    /// <summary>
+    /// The connection thread's wait on _gate. Answers it queued itself (reads that ended before
+    /// <see cref="Start"/> returned) have woken nobody, so while it waits with such answers queued and
+    /// nobody replying, it replies itself: their room and the barrier depend on them.
+    /// </summary>
+    private void WaitUntil(Until until, int lengthBytes)
+    {
+        while (true)
         {
-            while (_inFlight > 0 || _replying)
+            lock (_gate)
             {
-                Monitor.Wait(_gate);
+                var reply = false;
+                while (!Reached(until, lengthBytes))
+                {
+                    if (!_replying && _answered.Count > 0)
+                    {
+                        _replying = true;
+                        reply = true;
+                        break;
+                    }
+
+                    Monitor.Wait(_gate);
+                }
+
+                if (!reply)
+                {
+                    return;
+                }
             }
+
+            Reply();
         }
     }
 
-    /// <summary>Under _gate: an abort, or what failed on a worker that was not a device error, ends the session.</summary>
+    /// <summary>Under _gate.</summary>
+    private bool Reached(Until until, int lengthBytes) => until switch
+    {
+        Until.Room => _closed || _inFlight == 0 || (_inFlight < _maxInFlight && _bytesInFlight + lengthBytes <= _maxBytesInFlight),
+        Until.Answered => _closed || (_inFlight == 0 && !_replying),
+        _ => _inFlight == 0 && !_replying,
+    };
+
+    /// <summary>Under _gate: an abort, or what failed in a read that was not a device error, ends the session.</summary>
     private void ThrowIfClosedOrFaulted()
     {
         if (_closed)
@@ -246,70 +301,34 @@ internal sealed class ParallelReads
         }
     }
 
-    private void WorkerLoop()
+    /// <summary>The answer of a device read that ended: its data, or the mapped error.</summary>
+    private ReadAnswer Answer(in ReadJob job, Exception? error)
     {
-        while (true)
+        switch (error)
         {
-            ReadJob job;
-            lock (_workGate)
-            {
-                while (_waiting.Count == 0 && !_closed)
+            case null:
+                return new ReadAnswer(job, NbdError.None, null);
+            case StorageException ex:
+                return new ReadAnswer(job, NbdErrorMapping.FromStorageError(ex.Error), ex.Message);
+            case IOException ex:
+                return new ReadAnswer(job, NbdError.IoError, ex.Message);
+            default:
+                // Not a device error: inline it would end the session, so the barrier rethrows it.
+                lock (_gate)
                 {
-                    if (!Monitor.Wait(_workGate, IdleTimeout) && _waiting.Count == 0)
-                    {
-                        _threads--;
-                        return;
-                    }
+                    _fault ??= error;
                 }
 
-                if (!_waiting.TryDequeue(out job))
-                {
-                    _threads--; // stopped, and nothing left
-                    return;
-                }
-            }
-
-            Answered(Read(job));
+                return new ReadAnswer(job, NbdError.IoError, "internal error");
         }
     }
 
-    /// <summary>The device read of one job; a storage or I/O error is an error answer, as inline.</summary>
-    private ReadAnswer Read(in ReadJob job)
-    {
-        if (_closed)
-        {
-            return new ReadAnswer(job, NbdError.Shutdown, "the session is ending");
-        }
-
-        try
-        {
-            _device.Read((long)job.Request.OffsetBytes, job.Buffer.AsSpan(0, job.LengthBytes));
-            return new ReadAnswer(job, NbdError.None, null);
-        }
-        catch (StorageException ex)
-        {
-            return new ReadAnswer(job, NbdErrorMapping.FromStorageError(ex.Error), ex.Message);
-        }
-        catch (IOException ex)
-        {
-            return new ReadAnswer(job, NbdError.IoError, ex.Message);
-        }
-        catch (Exception ex)
-        {
-            // Not a device error: inline it would end the session, so the barrier rethrows it.
-            lock (_gate)
-            {
-                _fault ??= ex;
-            }
-
-            return new ReadAnswer(job, NbdError.IoError, "internal error");
-        }
-    }
-
-    private void Answered(in ReadAnswer answer)
+    /// <summary>A device read ended on the thread that ended it (librados's): queue the answer, and wake the replier if nobody replies.</summary>
+    private void Answered(in ReadAnswer answer, ReadSlot slot)
     {
         lock (_gate)
         {
+            _idleSlots.Push(slot);
             _answered.Enqueue(answer);
             if (_replying)
             {
@@ -319,7 +338,53 @@ internal sealed class ParallelReads
             _replying = true;
         }
 
-        Reply();
+        WakeReplier();
+    }
+
+    /// <summary>Hands the replier role (taken under _gate) to the replier thread, starting it when it is not running.</summary>
+    private void WakeReplier()
+    {
+        var start = false;
+        lock (_replierGate)
+        {
+            _replierWake = true;
+            if (_replierRunning)
+            {
+                Monitor.Pulse(_replierGate);
+            }
+            else
+            {
+                _replierRunning = true;
+                start = true;
+            }
+        }
+
+        if (start)
+        {
+            new Thread(ReplierLoop) { IsBackground = true, Name = ReplierThreadName }.Start();
+        }
+    }
+
+    private void ReplierLoop()
+    {
+        while (true)
+        {
+            lock (_replierGate)
+            {
+                while (!_replierWake)
+                {
+                    if (!Monitor.Wait(_replierGate, IdleTimeout) && !_replierWake)
+                    {
+                        _replierRunning = false;
+                        return;
+                    }
+                }
+
+                _replierWake = false;
+            }
+
+            Reply();
+        }
     }
 
     /// <summary>
@@ -463,5 +528,48 @@ internal sealed class ParallelReads
         }
 
         _stoppedSending = true;
+    }
+
+    /// <summary>
+    /// One read in flight: its job and the device task it waits for, with the continuation made once
+    /// (no closure per read). At most one per read in flight; reused once its answer is queued.
+    /// </summary>
+    private sealed class ReadSlot
+    {
+        private readonly ParallelReads _owner;
+        private readonly Action _onEnded;
+        private ConfiguredValueTaskAwaitable.ConfiguredValueTaskAwaiter _awaiter;
+        private ReadJob _job;
+
+        public ReadSlot(ParallelReads owner)
+        {
+            _owner = owner;
+            _onEnded = OnEnded;
+        }
+
+        public void Await(in ReadJob job, ValueTask pending)
+        {
+            _job = job;
+            _awaiter = pending.ConfigureAwait(false).GetAwaiter();
+            _awaiter.UnsafeOnCompleted(_onEnded);
+        }
+
+        private void OnEnded()
+        {
+            Exception? error = null;
+            try
+            {
+                _awaiter.GetResult(); // called back because it ended: never waits
+            }
+            catch (Exception ex)
+            {
+                error = ex;
+            }
+
+            var job = _job;
+            _job = default;
+            _awaiter = default;
+            _owner.Answered(_owner.Answer(job, error), this);
+        }
     }
 }

@@ -35,4 +35,41 @@ public class RadosReadGateTests
         await small.WaitAsync(TimeSpan.FromSeconds(30));
         gate.Exit(1, 4096);
     }
+
+    [Fact]
+    public async Task TryEnterOrQueue_PastTheBound_QueuedFirstComeFirstServedAndStartedOnThePoolByTheExit()
+    {
+        var gate = new RadosReadGate();
+        var first = new Waiter(RadosReadGate.MaxReads - 1, 4096);
+        Assert.True(gate.TryEnterOrQueue(first));
+        Assert.False(first.Ran.Task.IsCompleted); // admitted at once: the caller starts it, not the pool
+
+        var second = new Waiter(2, 4096);
+        var third = new Waiter(1, 4096); // would fit, but waits behind the second
+        Assert.False(gate.TryEnterOrQueue(second));
+        Assert.False(gate.TryEnterOrQueue(third));
+        Assert.Equal(2, gate.Waiting);
+        var syncExitThread = Environment.CurrentManagedThreadId;
+
+        gate.Exit(first.Pieces, first.Bytes);
+        var ranOn = await second.Ran.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await third.Ran.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.NotEqual(syncExitThread, ranOn); // never on the thread that exits (librados's)
+        Assert.Equal(0, gate.Waiting);
+
+        gate.Exit(second.Pieces, second.Bytes);
+        gate.Exit(third.Pieces, third.Bytes);
+        await Task.Run(gate.WaitForNone).WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    private sealed class Waiter(int pieces, long bytes) : IReadGateWaiter
+    {
+        public TaskCompletionSource<int> Ran { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Pieces => pieces;
+
+        public long Bytes => bytes;
+
+        public void Execute() => Ran.SetResult(Environment.CurrentManagedThreadId);
+    }
 }

@@ -95,6 +95,38 @@ public sealed class RadosServeTests(CephCluster cluster) : IClassFixture<CephClu
     }
 
     [Fact]
+    public async Task Fio_RandomWritesThenVerifyAtQueueDepth32_ThroughRadosBackedVolume_ReportNoErrors()
+    {
+        // The verify pass reads at queue depth 32: every READ started without a thread waiting for
+        // it, ended on librados's thread, answered by the connection's replier (ADR 0021).
+        const int Size = 8 << 20;
+        await using var server = await ServerProcess.StartAsync(_temp.Combine("data"), "--store-path", cluster.Location(), "--store-capacity", "256M");
+        using var client = server.Client();
+        await client.CreateVolumeAsync(new CreateVolumeRequest("fio", Size));
+        var export = await client.CreateExportAsync(new CreateExportRequest("fio", "fio", "nbd"));
+
+        var result = (await ProcessRunner.RunAsync(
+            TimeSpan.FromSeconds(120),
+            "fio",
+            "--name=verify",
+            "--ioengine=nbd",
+            $"--uri={export.Url}",
+            "--rw=randwrite",
+            "--bs=4k",
+            "--iodepth=32",
+            $"--size={Size}",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--output-format=json")).AssertSuccess();
+
+        using var json = JsonDocument.Parse(result.StandardOutput[result.StandardOutput.IndexOf('{', StringComparison.Ordinal)..]);
+        var job = json.RootElement.GetProperty("jobs")[0];
+        Assert.Equal(0, job.GetProperty("error").GetInt32());
+        Assert.Equal(Size, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
+    }
+
+    [Fact]
     public async Task IscsiTestCu_ReadAndWriteFamiliesOnRadosBackedVolume_NoFailures()
     {
         await using var server = await ServerProcess.StartAsync(_temp.Combine("data"), "--store-path", cluster.Location(), "--store-capacity", "256M");

@@ -98,6 +98,44 @@ public interface IBackingStore : IDisposable
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// Reads like <see cref="Read"/> without holding the caller's thread while the store waits (a
+    /// RADOS round trip): the task ends, possibly on the store's own thread, once
+    /// <paramref name="destination"/> holds the data; its continuations run there, so they must not
+    /// block it nor close the store (librados would join its own thread).
+    /// The default reads synchronously (a local store's read is a page-cache copy).
+    /// </summary>
+    ValueTask ReadAsync(long offsetBytes, Memory<byte> destination)
+    {
+        try
+        {
+            Read(offsetBytes, destination.Span);
+            return default;
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException(ex);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="ReadScattered"/> as <see cref="ReadAsync"/> does <see cref="Read"/>. <paramref name="reads"/>
+    /// is used only during the call (the caller may reuse it at once); <paramref name="destination"/>
+    /// until the task ended.
+    /// </summary>
+    ValueTask ReadScatteredAsync(ReadOnlySpan<StoreRead> reads, Memory<byte> destination)
+    {
+        try
+        {
+            ReadScattered(reads, destination.Span);
+            return default;
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException(ex);
+        }
+    }
 }
 
 /// <summary>One range of a scattered read: <see cref="LengthBytes"/> bytes of the store at <see cref="OffsetBytes"/> go to <see cref="DestinationOffset"/> of the caller's buffer.</summary>

@@ -9,7 +9,7 @@ namespace Tidemark.Engine.Storage;
 /// lock object with a renewed lease so two servers never write the same store, and space given
 /// back by removing or zeroing objects.
 /// </summary>
-public sealed class RadosBackingStore : IBackingStore
+public sealed partial class RadosBackingStore : IBackingStore
 {
     /// <summary>Bytes per RADOS object: RBD's default; a 1 MiB extent is one operation, a 4 KiB write a partial write.</summary>
     public const int ObjectBytes = 4 << 20;
@@ -381,6 +381,10 @@ public sealed class RadosBackingStore : IBackingStore
         }
 
         _disposed = true;
+
+        // An asynchronous read in flight writes into its caller's buffer until librados completes it.
+        _reads.WaitForNone();
+        FreeAioReads();
 
         // Every write started must finish before its buffer is freed and the lock released; held
         // writes get one more try (the pool's close flushed, so normally there are none).

@@ -73,6 +73,24 @@ public sealed class MeteredBlockDevice : IBlockDevice
 
     public int PreferredConcurrency => _inner.PreferredConcurrency;
 
+    /// <summary>Forwarded, so the inner device's asynchronous read is the one used; counted when it ended.</summary>
+    public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        var start = Stopwatch.GetTimestamp();
+        ValueTask pending;
+        try
+        {
+            pending = _inner.ReadAsync(offsetBytes, destination, cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            pending = ValueTask.FromException(ex);
+        }
+
+        return Completion.Then(pending, (Stats: _stats, Start: start, Bytes: destination.Length), static (read, error) =>
+            read.Stats[IoOperation.Read].Record(read.Bytes, Stopwatch.GetTimestamp() - read.Start, error is not null));
+    }
+
     public bool SoftwareWriteProtected
     {
         get => _inner.SoftwareWriteProtected;
