@@ -20,6 +20,10 @@ public sealed partial class IscsiConnection
     private const int LargeDataSegmentBytes = 64 * 1024;
 
     private int _largeDataBytes;
+    private long _receivedInPlaceBytes;
+
+    /// <summary>Data-Out bytes received straight into their command's buffer (see <see cref="DataOutDestination"/>), for tests and diagnostics.</summary>
+    public long DataReceivedInPlaceBytes => Interlocked.Read(ref _receivedInPlaceBytes);
 
     private enum InputStop
     {
@@ -42,6 +46,12 @@ public sealed partial class IscsiConnection
         var dataBytes = _largeDataBytes;
         var dataDigest = _framing.DataDigest;
         var wireBytes = BasicHeaderSegment.PaddedLength(dataBytes) + (dataDigest ? 4 : 0);
+        if (wireBytes == dataBytes && DataOutDestination(dataBytes) is { } place)
+        {
+            await ReceiveInPlaceAsync(place, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         var piece = ArrayPool<byte>.Shared.Rent(wireBytes);
         try
         {
@@ -65,5 +75,52 @@ public sealed partial class IscsiConnection
         {
             ArrayPool<byte>.Shared.Return(piece);
         }
+    }
+
+    /// <summary>
+    /// Where a Data-Out's data can be received straight into its command's buffer: a command buffered
+    /// whole (not applied in pieces) whose Data-Out lies within the range it may take, with no padding
+    /// and no data digest on the wire (the segment is the data alone). Received there, the data is not
+    /// copied again from a piece (one 1 MiB copy fewer per 1 MiB WRITE). Anything else (an unknown
+    /// task, a wrong transfer tag, data out of range) takes the ordinary path, whose checks answer it.
+    /// </summary>
+    private Memory<byte>? DataOutDestination(int dataBytes)
+    {
+        if (!BasicHeaderSegment.Is(_inHeader, IscsiOpcode.DataOut)
+            || !DataOutPdu.TryRead(_inHeader, out var data)
+            || !_pending.TryGetValue(data.InitiatorTaskTag, out var pending)
+            || pending.Streamed || pending.Buffer is null)
+        {
+            return null;
+        }
+
+        var solicited = data.TargetTransferTag != BasicHeaderSegment.ReservedTag;
+        var limit = solicited ? pending.ExpectedBytes : pending.UnsolicitedEnd;
+        if ((solicited && (!pending.Granted || data.TargetTransferTag != pending.TargetTransferTag))
+            || data.BufferOffset > (uint)limit || dataBytes > limit - (int)data.BufferOffset
+            || (long)data.BufferOffset + dataBytes > pending.Buffer.Length)
+        {
+            return null;
+        }
+
+        return pending.Buffer.AsMemory((int)data.BufferOffset, dataBytes);
+    }
+
+    /// <summary>Receives a Data-Out's data into <paramref name="place"/> (see <see cref="DataOutDestination"/>) and handles the PDU, whose data is then already where it goes.</summary>
+    private async ValueTask ReceiveInPlaceAsync(Memory<byte> place, CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref _waitingOnPeerSince, Math.Max(1, Environment.TickCount64));
+        try
+        {
+            await _payload.ReceiveAsync(place, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Volatile.Write(ref _waitingOnPeerSince, 0);
+        }
+
+        Volatile.Write(ref _lastReceivedAt, Environment.TickCount64);
+        Interlocked.Add(ref _receivedInPlaceBytes, place.Length);
+        HandlePduOrReject(new IscsiPdu(_inHeader, ReadOnlySequence<byte>.Empty, new ReadOnlySequence<byte>(place), true));
     }
 }

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Tidemark.Protocols.Iscsi.Pdus;
 using Tidemark.Scsi;
 
@@ -262,7 +264,12 @@ public sealed partial class IscsiConnection
         }
         else
         {
-            pdu.Data.CopyTo(pending.Buffer.AsSpan((int)data.BufferOffset, length));
+            var destination = pending.Buffer.AsSpan((int)data.BufferOffset, length);
+            if (!pdu.Data.IsSingleSegment || !Unsafe.AreSame(ref MemoryMarshal.GetReference(pdu.Data.FirstSpan), ref MemoryMarshal.GetReference(destination)))
+            {
+                pdu.Data.CopyTo(destination); // else it was received in place (IscsiConnection.Payload.cs)
+            }
+
             pending.ReceivedBytes += length;
         }
 

@@ -122,6 +122,53 @@ public sealed class WritePiecesTests
         Assert.Equal(data, stored);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(4096)]
+    public async Task OneMiBWrite_BufferedWhole_ItsDataOutReceivedInPlace_LandsWhole(int firstSegmentOffset)
+    {
+        // A command up to WritePieceBytes is buffered whole; its large Data-Out segments (not all in the
+        // input, the test pipe stops its writer at 64 KiB) are received straight into the command's
+        // buffer at their offsets (IscsiConnection.Payload.cs), not into a piece copied there after.
+        // A first segment of 4 KiB puts every later one at an offset that is not a multiple of its size.
+        var limits = new IscsiLimits { WritePieceBytes = 1 << 20, ProtocolErrorLinger = TimeSpan.FromMilliseconds(200) };
+        await using var initiator = await PiecesSession.LoginAsync(Catalogs.Create(out var device), limits, null, [("InitialR2T", "Yes"), ("ImmediateData", "No"), ("MaxBurstLength", "1048576")]);
+        var data = Pattern(1 << 20);
+        var reply = await initiator.CommandAsync(Write16(512, (uint)(data.Length / 512)), (uint)data.Length, read: false, write: true, itt: 0x44);
+        Assert.True(ReadyToTransferPdu.TryRead(reply.Header, out var r2t));
+        Assert.Equal((uint)data.Length, r2t.DesiredDataTransferLengthBytes);
+
+        uint dataSn = 0;
+        var offset = 0;
+        while (offset < data.Length)
+        {
+            var length = offset == 0 && firstSegmentOffset > 0 ? firstSegmentOffset : Math.Min(256 * 1024, data.Length - offset);
+            var bhs = new byte[BasicHeaderSegment.LengthBytes];
+            new DataOutPdu(offset + length == data.Length, length, 0, 0x44, r2t.TargetTransferTag, initiator.ExpStatSN, dataSn++, (uint)offset).WriteTo(bhs);
+            var wire = new ArrayBufferWriter<byte>();
+            PduWriter.Write(wire, false, false, bhs, data.AsSpan(offset, length));
+            var bytes = wire.WrittenMemory;
+            for (var at = 0; at < bytes.Length; at += 32 * 1024)
+            {
+                // In flushes of 32 KiB, as a socket delivers them: the target sees the header before the data is all there.
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                await initiator.Output.WriteAsync(bytes.Slice(at, Math.Min(32 * 1024, bytes.Length - at)), timeout.Token);
+            }
+
+            offset += length;
+        }
+
+        var response = (await initiator.ReceiveAsync())!.Value;
+        Assert.True(ScsiResponsePdu.TryRead(response.Header, out var status));
+        Assert.Equal(0, status.Status);
+        var stored = new byte[data.Length];
+        device.Read(512 * 512, stored);
+        Assert.Equal(data, stored);
+
+        // Every 256 KiB segment went in place; a 4 KiB one is small enough to come whole with its header.
+        Assert.Equal(data.Length - firstSegmentOffset, initiator.Connection.DataReceivedInPlaceBytes);
+    }
+
     /// <summary>Sends the data each R2T asks for, in segments, until the SCSI Response comes; returns it and its data segment.</summary>
     private static async Task<(ScsiResponsePdu Status, byte[] Data)> AnswerR2TsAsync(TestInitiator initiator, (byte[] Header, byte[] Data) first, byte[] data, int segmentBytes)
     {
