@@ -42,7 +42,9 @@ public sealed record GroupCommitRequest(string Group, IReadOnlyList<GroupMemberC
 /// yet). Before a fail-back's first sync, <see cref="PartnerWrites"/> says whether the site it goes
 /// back to wrote after the newest snapshot both share (split brain: the reverse needs
 /// --discard-writes-at home), asked over the link when shown; "unknown, ... unreachable" when it
-/// did not answer in time.
+/// did not answer in time. <see cref="Hosts"/>: agents quiesced around each cycle's snapshot, with
+/// <see cref="Fallback"/> ("crash" or "skip") when one cannot; <see cref="LastConsistency"/>: how
+/// consistent <see cref="LastSnapshot"/> is at this site ("crash" when cut without agents; ADR 0015).
 /// </summary>
 public sealed record ReplicaDto(
     string Volume,
@@ -71,7 +73,10 @@ public sealed record ReplicaDto(
     ReplicaSyncProgressDto? Syncing = null,
     int CompressionLevel = 3,
     string? DiscardedWrites = null,
-    string? PartnerWrites = null);
+    string? PartnerWrites = null,
+    IReadOnlyList<string>? Hosts = null,
+    string? Fallback = null,
+    string? LastConsistency = null);
 
 /// <summary>The bytes of ranges a volume changed after one of its snapshots (the partner link's split-brain query before a fail-back).</summary>
 public sealed record WrittenSinceDto(string Snapshot, long ChangedBytes);
@@ -101,7 +106,9 @@ public sealed record StandbyExportDto(string Protocol, string? Name = null, stri
 /// </param>
 /// <param name="StandbyExports">Exports prepared at the partner, brought up there on promotion.</param>
 /// <param name="CompressionLevel">zstd level 1-22 of the streams, 0 for none; null: 3.</param>
-public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false, bool Seed = false, IReadOnlyList<StandbyExportDto>? StandbyExports = null, int? CompressionLevel = null);
+/// <param name="Hosts">Hosts ('tidemark host list') whose agents quiesce the application around each cycle's snapshot; null or empty: none (crash-consistent).</param>
+/// <param name="Fallback">When an agent cannot quiesce: "crash" (send the snapshot anyway, labelled crash; the default) or "skip" (no cycle; the next one tries again).</param>
+public sealed record CreateReplicaRequest(string Volume, string Partner, string? RemoteVolume = null, string? Every = null, string? Bandwidth = null, bool AfterPolicySnapshots = false, bool Seed = false, IReadOnlyList<StandbyExportDto>? StandbyExports = null, int? CompressionLevel = null, IReadOnlyList<string>? Hosts = null, string? Fallback = null);
 
 /// <summary>
 /// The receiving side's answer to a hash scan: the snapshot of its volume the scan compares against
@@ -109,8 +116,8 @@ public sealed record CreateReplicaRequest(string Volume, string Partner, string?
 /// </summary>
 public sealed record ScanBaseDto(Guid SnapshotId, string SnapshotName, long SizeBytes, int LogicalBlockSizeBytes);
 
-/// <summary>Changes a replica's schedule, bandwidth limit or standby exports; null leaves a field as it is, "off" (an empty list) clears it.</summary>
-public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null, IReadOnlyList<StandbyExportDto>? StandbyExports = null, int? CompressionLevel = null);
+/// <summary>Changes a replica's schedule, bandwidth limit, standby exports or agents; null leaves a field as it is, "off" (an empty list) clears it.</summary>
+public sealed record UpdateReplicaRequest(string? Every = null, string? Bandwidth = null, IReadOnlyList<StandbyExportDto>? StandbyExports = null, int? CompressionLevel = null, IReadOnlyList<string>? Hosts = null, string? Fallback = null);
 
 /// <summary>
 /// A volume replicated into this server: <see cref="Partner"/> sends it from its volume

@@ -202,6 +202,7 @@ public sealed partial class TidemarkServer
             RetryDelay = ServerSettings.Duration(settings.ReplicationRetryDelay, "replication-retry-delay"),
             LastPolicySnapshot = sp.GetRequiredService<PolicyManager>().LastSnapshotOf,
             CreateExport = sp.GetRequiredService<ExportRegistry>().Create,
+            Cutter = new AgentReplicaCutter(sp.GetRequiredService<SnapshotCoordinator>()),
         });
         services.AddHostedService(sp => new ReplicaScheduler(
             sp.GetRequiredService<ReplicaManager>(),

@@ -7,8 +7,8 @@ namespace Tidemark.Interop.Tests;
 /// <summary>
 /// The agent's file-system plugin on a real kernel ext4 (NBD export, nbdfuse, loop device; ADR
 /// 0015): a snapshot taken through the agent while a writer runs needs no journal recovery, where a
-/// plain snapshot of the same file system does; and an agent whose server never calls back thaws
-/// by itself at its deadline.
+/// plain snapshot of the same file system does; a replication cycle through the agent sends such a
+/// snapshot to the DR site; and an agent whose server never calls back thaws by itself at its deadline.
 /// </summary>
 public sealed class AgentFreezeTests
 {
@@ -60,6 +60,50 @@ public sealed class AgentFreezeTests
 
         // The same file system cut without the agent: its journal must be replayed first.
         Assert.Contains("needs_recovery", crash.Features, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ReplicaSync_HostFreezesTheMount_ReplicatedSnapshotLabelledFileSystem_ItsViewAtTheDrSiteNeedsNoRecovery()
+    {
+        HostRequirements.RequireFileSystemStack();
+        using var temp = new TempDirectory();
+        await using var fs = await Ext4Volume.StartAsync(temp, "fs", VolumeBytes, storeCapacity: "4G");
+        await using var dr = await ServerProcess.StartAsync(temp.Combine("dr"), "--store-capacity", "4G");
+        var (client, live) = (fs.Client, fs.Live);
+        using var drClient = dr.Client();
+        var identity = await client.GetIdentityAsync();
+        var drIdentity = await drClient.GetIdentityAsync();
+        await client.AddPartnerAsync(new AddPartnerRequest("dr", drIdentity.ReplicationAddress!, drIdentity.Fingerprint));
+        await drClient.AddPartnerAsync(new AddPartnerRequest("home", identity.ReplicationAddress!, identity.Fingerprint));
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, [(live.MountPoint, "fs")]);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+        await client.CreateReplicaAsync(new CreateReplicaRequest("fs", "dr", Hosts: ["app"], Fallback: "skip"));
+
+        ReplicaDto synced;
+        HostStatusDto status;
+        using (var writer = new Writer(Path.Combine(live.MountPoint, "w")))
+        {
+            await writer.WaitForFilesAsync(20);
+            synced = await client.SyncReplicaAsync("fs");
+
+            // The writer goes on after the thaw: nothing stays frozen.
+            await writer.WaitForFilesAsync(writer.Files + 20);
+            status = await client.GetHostStatusAsync("app");
+        }
+
+        var source = Assert.Single(await client.ListSnapshotsAsync("fs"));
+        var atDr = await InspectAsync(drClient, temp, $"fs@{synced.LastSnapshot}", "v-dr");
+
+        Assert.Equal($"filesystem (app: {live.MountPoint} (ext4))", source.Consistency);
+        Assert.Equal(source.Consistency, synced.LastConsistency);
+        Assert.Equal("resumed", status.Status.LastSession?.State);
+        Assert.True(status.Status.LastSession!.FrozenSeconds > 0, "the agent froze the mount for the cycle's cut");
+
+        // The DR site's copy is the file system as the freeze left it: no journal to replay.
+        Assert.DoesNotContain("needs_recovery", atDr.Features, StringComparison.Ordinal);
+        Assert.True(atDr.FsckExitCode == 0, $"e2fsck -fn on the DR site's view: exit {atDr.FsckExitCode}\n{atDr.FsckOutput}");
+        Assert.True(atDr.MountedReadOnly, "the DR site's view mounts read-only: nothing to replay");
+        Assert.True(atDr.Files > 0, "the view holds the writer's files");
     }
 
     [Fact]

@@ -90,13 +90,16 @@ public sealed class ControlRecordGoldenTests
             new PartnerRecord("dr", "10.0.0.2:7443", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", At),
             r => r);
 
+    // Session 19's replica record: no agents' fields (ADR 0015 added them as optional ones).
+    private const string ReplicaWrittenBeforeAgents = """
+        5C10199E01000100 {"volume":"mail","partner":"dr","remoteVolume":"mail-copy","every":"5m","lastAttemptAt":"2026-12-06T05:00:00+00:00","lastSnapshot":"repl-20261206-050000-000","lastSnapshotCreatedAt":"2026-12-06T05:00:00+00:00","lastSyncAt":"2026-12-06T05:00:02+00:00","bytesSent":3145728,"lastBytesSent":1048576,"lastRangeBytes":2097152,"lastDurationSeconds":1.5,"retries":2,"lastError":"link down","afterPolicySnapshots":true,"isGroup":false,"bandwidth":"20M","reverse":true,"discardWritesAtPartner":true,"discardedWrites":"pre-rollback-1","suspended":"failing back","seed":true,"pendingSnapshot":"repl-20261206-051000-000","standbyExports":[{"protocol":"iscsi","name":"mail-dr","iqn":"iqn.2026-11.dev.tidemark:mail","allowedInitiators":["iqn.2026-11.dev.client:a"]}],"compressionLevel":7,"lastScannedBytes":8388608}
+        """;
+
     [Fact]
     public void ReplicaRecord_Golden() =>
         Check(
             ReplicaManager.Kind,
-            """
-            5C10199E01000100 {"volume":"mail","partner":"dr","remoteVolume":"mail-copy","every":"5m","lastAttemptAt":"2026-12-06T05:00:00+00:00","lastSnapshot":"repl-20261206-050000-000","lastSnapshotCreatedAt":"2026-12-06T05:00:00+00:00","lastSyncAt":"2026-12-06T05:00:02+00:00","bytesSent":3145728,"lastBytesSent":1048576,"lastRangeBytes":2097152,"lastDurationSeconds":1.5,"retries":2,"lastError":"link down","afterPolicySnapshots":true,"isGroup":false,"bandwidth":"20M","reverse":true,"discardWritesAtPartner":true,"discardedWrites":"pre-rollback-1","suspended":"failing back","seed":true,"pendingSnapshot":"repl-20261206-051000-000","standbyExports":[{"protocol":"iscsi","name":"mail-dr","iqn":"iqn.2026-11.dev.tidemark:mail","allowedInitiators":["iqn.2026-11.dev.client:a"]}],"compressionLevel":7,"lastScannedBytes":8388608}
-            """,
+            ReplicaWrittenBeforeAgents,
             new ReplicaState
             {
                 Volume = "mail",
@@ -127,6 +130,47 @@ public sealed class ControlRecordGoldenTests
                 LastScannedBytes = 8 << 20,
             },
             r => System.Text.Json.JsonSerializer.Serialize(r, ServerSettings.FileJson));
+
+    /// <summary>A replica whose cycles go through agents (ADR 0015): optional fields, no version bump; the sample above has none of them.</summary>
+    [Fact]
+    public void ReplicaRecordWithAgents_Golden() =>
+        Check(
+            ReplicaManager.Kind,
+            """
+            BF17C54701000100 {"volume":"pg","partner":"dr","remoteVolume":"pg","every":"15m","lastAttemptAt":null,"lastSnapshot":"repl-20261206-050000-000","lastSnapshotCreatedAt":"2026-12-06T05:00:00+00:00","lastSyncAt":"2026-12-06T05:00:02+00:00","bytesSent":0,"lastBytesSent":0,"lastRangeBytes":0,"lastDurationSeconds":null,"retries":0,"lastError":"sync of 2026-12-06 05:15:00Z skipped (fallback skip): not every host could quiesce (db2: did not answer); the next sync tries again","afterPolicySnapshots":false,"isGroup":true,"bandwidth":null,"reverse":false,"discardWritesAtPartner":false,"discardedWrites":null,"suspended":null,"seed":false,"pendingSnapshot":"repl-20261206-053000-000","standbyExports":null,"compressionLevel":3,"lastScannedBytes":0,"hosts":["db1","db2"],"fallback":"skip","lastConsistency":"application (db1: postgresql: cluster main, /srv/pg (ext4))","pendingConsistency":"crash (quiesce failed, taken crash-consistent: db2: did not answer)"}
+            """,
+            new ReplicaState
+            {
+                Volume = "pg",
+                Partner = "dr",
+                RemoteVolume = "pg",
+                Every = "15m",
+                LastSnapshot = "repl-20261206-050000-000",
+                LastSnapshotCreatedAt = At,
+                LastSyncAt = At.AddSeconds(2),
+                LastError = "sync of 2026-12-06 05:15:00Z skipped (fallback skip): not every host could quiesce (db2: did not answer); the next sync tries again",
+                IsGroup = true,
+                PendingSnapshot = "repl-20261206-053000-000",
+                Hosts = ["db1", "db2"],
+                Fallback = "skip",
+                LastConsistency = "application (db1: postgresql: cluster main, /srv/pg (ext4))",
+                PendingConsistency = "crash (quiesce failed, taken crash-consistent: db2: did not answer)",
+            },
+            r => System.Text.Json.JsonSerializer.Serialize(r, ServerSettings.FileJson));
+
+    [Fact]
+    public void ReplicaRecord_WrittenBeforeAgents_ReadsAsNoAgents()
+    {
+        var old = ReplicaManager.Kind.Decode(
+            [.. Convert.FromHexString(ReplicaWrittenBeforeAgents[..16]), .. Encoding.UTF8.GetBytes(ReplicaWrittenBeforeAgents[17..])],
+            "a golden sample");
+
+        Assert.Equal(("mail", "repl-20261206-050000-000"), (old.Volume, old.LastSnapshot));
+        Assert.Null(old.Hosts);
+        Assert.Null(old.Fallback);
+        Assert.Null(old.LastConsistency);
+        Assert.Null(old.PendingConsistency);
+    }
 
     [Fact]
     public void IncomingRecord_Golden() =>

@@ -18,18 +18,20 @@ public static class ReplicaCommands
         var seed = new Option<bool>("--seed") { Description = "the partner's volume already holds a copy (an imported stream, a restored backup, a disk copy): the first sync compares both by hash scan and sends only the blocks that differ" };
         var (standby, standbyIqn, standbyInitiators) = StandbyOptions();
         var level = new Option<int?>("--zstd-level") { Description = "zstd level of the streams, 1 (fastest) to 22 (smallest), 0 for none (default 3)" };
-        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole (or only what differs from a --seed), later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy, seed, standby, standbyIqn, standbyInitiators, level };
+        var (hosts, fallback) = AgentOptions();
+        var create = new Command("create", "Replicate a volume (or a group, as one unit) to a partner; the first sync sends it whole (or only what differs from a --seed), later ones only what changed") { volume, to, asName, every, bandwidth, afterPolicy, seed, standby, standbyIqn, standbyInitiators, level, hosts, fallback };
         create.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy), p.GetValue(seed), Standby(p.GetValue(standby), p.GetValue(standbyIqn), p.GetValue(standbyInitiators)), p.GetValue(level)), ct)], json));
+            Print([await client.CreateReplicaAsync(new CreateReplicaRequest(p.GetValue(volume)!, p.GetValue(to)!, p.GetValue(asName), p.GetValue(every), p.GetValue(bandwidth), p.GetValue(afterPolicy), p.GetValue(seed), Standby(p.GetValue(standby), p.GetValue(standbyIqn), p.GetValue(standbyInitiators)), p.GetValue(level), HostsOf(p, hosts), p.GetValue(fallback)), ct)], json));
 
         var updateVolume = new Argument<string>("volume") { Description = "replicated volume" };
         var updateEvery = new Option<string?>("--every") { Description = "sync automatically this often (30s, 5m, 1h), or off" };
         var updateBandwidth = new Option<string?>("--bandwidth") { Description = "bytes per second at most on the link (20M), or off" };
         var (updateStandby, updateStandbyIqn, updateStandbyInitiators) = StandbyOptions();
         var updateLevel = new Option<int?>("--zstd-level") { Description = "zstd level of the streams, 1-22, 0 for none" };
-        var update = new Command("update", "Change a replica's schedule, bandwidth limit, compression or standby exports (from its next sync)") { updateVolume, updateEvery, updateBandwidth, updateStandby, updateStandbyIqn, updateStandbyInitiators, updateLevel };
+        var (updateHosts, updateFallback) = AgentOptions();
+        var update = new Command("update", "Change a replica's schedule, bandwidth limit, compression, standby exports or agents (from its next sync)") { updateVolume, updateEvery, updateBandwidth, updateStandby, updateStandbyIqn, updateStandbyInitiators, updateLevel, updateHosts, updateFallback };
         update.SetClientAction(async (p, client, json, ct) =>
-            Print([await client.UpdateReplicaAsync(p.GetValue(updateVolume)!, new UpdateReplicaRequest(p.GetValue(updateEvery), p.GetValue(updateBandwidth), Standby(p.GetValue(updateStandby), p.GetValue(updateStandbyIqn), p.GetValue(updateStandbyInitiators)), p.GetValue(updateLevel)), ct)], json));
+            Print([await client.UpdateReplicaAsync(p.GetValue(updateVolume)!, new UpdateReplicaRequest(p.GetValue(updateEvery), p.GetValue(updateBandwidth), Standby(p.GetValue(updateStandby), p.GetValue(updateStandbyIqn), p.GetValue(updateStandbyInitiators)), p.GetValue(updateLevel), HostsOf(p, updateHosts), p.GetValue(updateFallback)), ct)], json));
 
         var list = new Command("list", "List replicas with their lag (age of the newest replicated snapshot) and last error");
         list.SetClientAction(async (_, client, json, ct) => Print(await client.ListReplicasAsync(ct), json));
@@ -40,6 +42,16 @@ public static class ReplicaCommands
         {
             var replica = await client.GetReplicaAsync(p.GetValue(showVolume)!, ct);
             Print([replica], json);
+            if (!json && replica.Hosts is { Count: > 0 } quiescing)
+            {
+                Console.Out.WriteLine($"agents: {string.Join(", ", quiescing)} quiesce around each sync's snapshot (fallback {replica.Fallback})");
+            }
+
+            if (!json && replica.LastConsistency is { } consistency)
+            {
+                Console.Out.WriteLine($"consistency of {replica.LastSnapshot}: {consistency}");
+            }
+
             if (!json && replica.PartnerWrites is { } partnerWrites)
             {
                 // Before a fail-back: whether the other site wrote after the common snapshot.
@@ -159,6 +171,14 @@ public static class ReplicaCommands
 
         return new Command("replica", "Replication of volumes to paired servers") { create, update, list, show, sync, delete, promote, reverse, demote, accept, incoming, retain };
     }
+
+    /// <summary>--hosts and --fallback of `replica create` and `replica update` (ADR 0015), worded like a policy's.</summary>
+    private static (Option<string?> Hosts, Option<string?> Fallback) AgentOptions() => (
+        new Option<string?>("--hosts") { Description = "hosts whose agents quiesce the application around each sync's snapshot, comma-separated ('host list'); '' for none" },
+        new Option<string?>("--fallback") { Description = "when an agent cannot quiesce: crash (send the snapshot anyway, labelled crash; default) or skip (no sync; the next one tries again)" });
+
+    private static IReadOnlyList<string>? HostsOf(ParseResult p, Option<string?> hosts) =>
+        p.GetValue(hosts) is { } value ? SnapshotCommands.HostList(value) : null;
 
     private static (Option<string[]> Exports, Option<string?> Iqn, Option<string[]> Initiators) StandbyOptions() => (
         new Option<string[]>("--standby-export") { Description = "an export the partner brings up when it promotes the replica: nbd, nbd:NAME, iscsi or iscsi:NAME (repeat for several; 'off' removes them)", AllowMultipleArgumentsPerToken = false },

@@ -251,6 +251,7 @@ internal sealed class FailBack
 
         _retention.DeleteFromMembers(_book.Members(state), pending);
         state.PendingSnapshot = null;
+        state.PendingConsistency = null;
     }
 
     /// <summary>Makes a promoted replica here a replica again (the other site failed back) and drops the reverse replication that fed it back.</summary>

@@ -24,16 +24,22 @@ public sealed partial class ReplicaManager
         try
         {
             var started = _time.GetUtcNow();
-            var (snapshots, continued) = CutOrContinue(volume, state, started);
             progress ??= new OperationProgress(cancellationToken);
             lock (_book.Lock)
             {
-                state.Running = (progress, started);
+                state.Running = (progress, started); // 'replica show' says it syncs while the agents quiesce, too
             }
 
+            var (cut, continued) = await CutOrContinueAsync(volume, state, started, cancellationToken);
+            if (cut.Skipped is { } reasons)
+            {
+                throw RecordSkip(volume, state, partner, started, reasons);
+            }
+
+            var snapshots = cut.Snapshots;
             var outcome = await SendWithRetriesAsync(volume, state, partner, snapshots, new SyncProgress(progress), cancellationToken);
             return outcome.Failure is null
-                ? RecordSuccess(volume, state, partner, snapshots, continued, started, outcome)
+                ? RecordSuccess(volume, state, partner, cut, continued, started, outcome)
                 : throw RecordFailure(volume, state, partner, snapshots, outcome);
         }
         finally
@@ -55,24 +61,70 @@ public sealed partial class ReplicaManager
     /// A transfer an earlier sync left unfinished (a bad link, this server killed) is continued: same
     /// snapshot, from the offset the partner durably applied, so every sync makes progress however
     /// often the link breaks. Otherwise a group is cut at one instant and sent member by member; the
-    /// partner commits all the members' snapshots together only when every stream is in.
+    /// partner commits all the members' snapshots together only when every stream is in. A continued
+    /// transfer keeps the consistency its cut had; a new cut goes through the replica's agents.
     /// </summary>
-    private (IReadOnlyList<SnapshotInfo> Snapshots, bool Continued) CutOrContinue(string volume, ReplicaState state, DateTimeOffset started)
+    private async Task<(ReplicaCut Cut, bool Continued)> CutOrContinueAsync(string volume, ReplicaState state, DateTimeOffset started, CancellationToken cancellationToken)
     {
         if (PendingSnapshots(state) is { } pending)
         {
-            return (pending, true);
+            lock (_book.Lock)
+            {
+                return (new ReplicaCut(pending, state.PendingConsistency), true);
+            }
         }
 
         var name = $"{SnapshotPrefix}{started.UtcDateTime:yyyyMMdd-HHmmss-fff}";
-        IReadOnlyList<SnapshotInfo> snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
-        lock (_book.Lock)
+        var cut = await CutAsync(volume, state, name, cancellationToken);
+        if (cut.Skipped is null)
         {
-            state.PendingSnapshot = name;
-            _book.Save();
+            lock (_book.Lock)
+            {
+                state.PendingSnapshot = name;
+                state.PendingConsistency = cut.Consistency;
+                _book.Save();
+            }
         }
 
-        return (snapshots, false);
+        return (cut, false);
+    }
+
+    /// <summary>
+    /// Without hosts, the pool cuts at once (crash-consistent, as always). With hosts, the server's
+    /// agents quiesce around the cut and the replica's fallback decides what a failed quiesce means.
+    /// </summary>
+    private Task<ReplicaCut> CutAsync(string volume, ReplicaState state, string name, CancellationToken cancellationToken)
+    {
+        List<string>? hosts;
+        string? fallback;
+        lock (_book.Lock)
+        {
+            (hosts, fallback) = (state.Hosts, state.Fallback);
+        }
+
+        if (hosts is { Count: > 0 })
+        {
+            var cutter = Cutter ?? throw new StorageException(StorageError.Unsupported, $"replica {volume} names hosts ({string.Join(", ", hosts)}) but this server has no agents to quiesce them");
+            return cutter.CutAsync(new ReplicaCutRequest(volume, state.IsGroup, name, [.. hosts], fallback ?? DefaultFallback, $"replica:{volume}"), cancellationToken);
+        }
+
+        IReadOnlyList<SnapshotInfo> snapshots = state.IsGroup ? _pool.SnapshotGroup(volume, name) : [_pool.CreateSnapshot(volume, name)];
+        return Task.FromResult(new ReplicaCut(snapshots, null));
+    }
+
+    /// <summary>
+    /// An agent could not quiesce and the replica's fallback is skip: nothing was cut or sent. The
+    /// replica's last error says why until a later sync (the next scheduled one, or 'replica sync') succeeds.
+    /// </summary>
+    private StorageException RecordSkip(string volume, ReplicaState state, PartnerDto partner, DateTimeOffset started, string reasons)
+    {
+        lock (_book.Lock)
+        {
+            state.LastError = $"sync of {started.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z skipped (fallback skip): not every host could quiesce ({reasons}); the next sync tries again";
+            _book.Save();
+            _events(new ReplicationEvent("replica.sync", volume, $"replication to {partner.Name} skipped (fallback skip): not every host could quiesce ({reasons}); the replica keeps its last complete snapshot", "skipped"));
+            return new StorageException(StorageError.Unavailable, $"replication of {volume} to {partner.Name} skipped: not every host could quiesce ({reasons}); the replica keeps its last complete snapshot {state.LastSnapshot ?? "(none yet)"}; fix the agent, or 'tidemark replica update {volume} --fallback crash'");
+        }
     }
 
     /// <summary>
@@ -150,6 +202,7 @@ public sealed partial class ReplicaManager
                 }
 
                 state.PendingSnapshot = null;
+                state.PendingConsistency = null;
             }
 
             state.LastError = last.Message;
@@ -161,8 +214,9 @@ public sealed partial class ReplicaManager
     }
 
     /// <summary>The new snapshot becomes the replica's last one and the base of the next sync: the previous one is deleted.</summary>
-    private ReplicaDto RecordSuccess(string volume, ReplicaState state, PartnerDto partner, IReadOnlyList<SnapshotInfo> snapshots, bool continued, DateTimeOffset started, SyncOutcome outcome)
+    private ReplicaDto RecordSuccess(string volume, ReplicaState state, PartnerDto partner, ReplicaCut cut, bool continued, DateTimeOffset started, SyncOutcome outcome)
     {
+        var snapshots = cut.Snapshots;
         var snapshot = snapshots[0];
         var retries = outcome.Attempts - 1;
         lock (_book.Lock)
@@ -171,7 +225,9 @@ public sealed partial class ReplicaManager
             state.BytesSent += outcome.WireBytes; // every attempt's: the link carried them all
             var previous = state.LastSnapshot;
             state.PendingSnapshot = null;
+            state.PendingConsistency = null;
             state.LastSnapshot = snapshot.Name;
+            state.LastConsistency = cut.Consistency;
             state.LastSnapshotCreatedAt = snapshot.CreatedAt;
             state.LastSyncAt = _time.GetUtcNow();
             state.LastBytesSent = outcome.Sent;
@@ -184,7 +240,7 @@ public sealed partial class ReplicaManager
                 _retention.DeleteFromMembers(snapshots.Select(s => s.Volume), previous);
             }
 
-            _events(new ReplicationEvent("replica.sync", volume, $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {outcome.Sent:N0} bytes on the wire for {outcome.RangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}"));
+            _events(new ReplicationEvent("replica.sync", volume, $"replicated {volume}@{snapshot.Name} to {partner.Name} as {state.RemoteVolume}{(continued ? " (continuing the transfer an earlier sync left unfinished)" : "")}: {outcome.Sent:N0} bytes on the wire for {outcome.RangeBytes:N0} bytes of changed ranges in {state.LastDurationSeconds:F1} s{(retries > 0 ? $" after {retries} retries" : "")}{(cut.Consistency is { } consistency ? $"; consistency: {consistency}" : "")}"));
             return ToDto(state);
         }
     }

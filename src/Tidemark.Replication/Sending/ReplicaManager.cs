@@ -25,6 +25,13 @@ public sealed partial class ReplicaManager : IDisposable
     /// <summary>zstd level of replication streams unless a replica says otherwise.</summary>
     public const int DefaultCompressionLevel = 3;
 
+    /// <summary>
+    /// A replica whose agent cannot quiesce sends a crash-consistent snapshot, labelled so, unless it
+    /// says "skip": like a policy's run, a cycle nobody watches, where a DR copy falling behind is
+    /// worse than one that is crash-consistent (ADR 0015).
+    /// </summary>
+    public const string DefaultFallback = "crash";
+
     private readonly Pool _pool;
     private readonly ReplicaReceiver _receiver;
     private readonly PartnerRegistry _partners;
@@ -78,6 +85,9 @@ public sealed partial class ReplicaManager : IDisposable
     /// <summary>Brings up an export (the standby exports of a promoted replica).</summary>
     public Func<CreateExportRequest, ExportDto>? CreateExport { get; set; }
 
+    /// <summary>Cuts a cycle's snapshot through the agents of a replica that names hosts (the server's, over its SnapshotCoordinator); null: no agents here.</summary>
+    public IReplicaSnapshotCutter? Cutter { get; set; }
+
     /// <summary>Backoff between attempts; tests shorten it.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -130,6 +140,7 @@ public sealed partial class ReplicaManager : IDisposable
         }
 
         _partners.Get(request.Partner);
+        var hosts = CheckAgents(request.Hosts, request.Fallback);
         lock (_book.Lock)
         {
             if (_book.Replicas.TryGetValue(request.Volume, out var existing))
@@ -141,14 +152,14 @@ public sealed partial class ReplicaManager : IDisposable
             ReplicaRequestChecks.CheckBandwidth(request.Bandwidth);
             ReplicaRequestChecks.CheckStandby(request.StandbyExports);
             ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
-            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList(), CompressionLevel = request.CompressionLevel ?? DefaultCompressionLevel };
+            var state = new ReplicaState { Volume = request.Volume, Partner = request.Partner, RemoteVolume = request.RemoteVolume ?? request.Volume, Every = request.Every, Bandwidth = request.Bandwidth, IsGroup = isGroup, AfterPolicySnapshots = request.AfterPolicySnapshots, Seed = request.Seed, StandbyExports = request.StandbyExports?.ToList(), CompressionLevel = request.CompressionLevel ?? DefaultCompressionLevel, Hosts = hosts, Fallback = request.Fallback };
             _book.Replicas[state.Volume] = state;
             _book.Save();
             return ToDto(state);
         }
     }
 
-    /// <summary>Changes the schedule or the bandwidth limit; it applies from the next sync.</summary>
+    /// <summary>Changes the schedule, the bandwidth limit, compression, standby exports or agents; it applies from the next sync.</summary>
     public ReplicaDto Update(string volume, UpdateReplicaRequest request)
     {
         var every = Off(request.Every);
@@ -157,9 +168,20 @@ public sealed partial class ReplicaManager : IDisposable
         ReplicaRequestChecks.CheckBandwidth(bandwidth);
         ReplicaRequestChecks.CheckStandby(request.StandbyExports);
         ReplicaRequestChecks.CheckLevel(request.CompressionLevel);
+        var hosts = CheckAgents(request.Hosts, request.Fallback);
         lock (_book.Lock)
         {
             var state = Find(volume);
+            if (request.Hosts is not null)
+            {
+                state.Hosts = hosts; // an empty list: no agents any more
+            }
+
+            if (request.Fallback is not null)
+            {
+                state.Fallback = request.Fallback;
+            }
+
             if (request.CompressionLevel is { } level)
             {
                 state.CompressionLevel = level;
@@ -185,6 +207,19 @@ public sealed partial class ReplicaManager : IDisposable
         }
 
         static string? Off(string? value) => string.Equals(value, "off", StringComparison.OrdinalIgnoreCase) ? null : value;
+    }
+
+    /// <summary>Refuses to remove a host that a replica quiesces, naming the replica.</summary>
+    public void ThrowIfHostUsed(string host)
+    {
+        lock (_book.Lock)
+        {
+            var names = _book.Replicas.Values.Where(r => r.Hosts?.Contains(host, StringComparer.Ordinal) == true).Select(r => r.Volume).ToList();
+            if (names.Count > 0)
+            {
+                throw new StorageException(StorageError.HasDependents, $"replicas {string.Join(", ", names)} quiesce host {host}; change them first ('tidemark replica update VOLUME --hosts ...')");
+            }
+        }
     }
 
     public void Delete(string volume)
@@ -227,10 +262,31 @@ public sealed partial class ReplicaManager : IDisposable
         lock (_book.Lock)
         {
             state.PendingSnapshot = null;
+            state.PendingConsistency = null;
             _book.Save();
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// The hosts to save (null: none) once the server said they exist and the fallback is crash or
+    /// skip. Both need the agents' side of the server: without it (<see cref="Cutter"/> null) they are refused.
+    /// </summary>
+    private List<string>? CheckAgents(IReadOnlyList<string>? hosts, string? fallback)
+    {
+        if (hosts is null && fallback is null)
+        {
+            return null;
+        }
+
+        if (Cutter is null)
+        {
+            throw new StorageException(StorageError.Unsupported, "this server has no agents to quiesce hosts around replication snapshots");
+        }
+
+        Cutter.Check(hosts ?? [], fallback);
+        return hosts is { Count: > 0 } ? [.. hosts.Distinct(StringComparer.Ordinal)] : null;
     }
 
     private ReplicaState Find(string volume) =>
@@ -264,7 +320,10 @@ public sealed partial class ReplicaManager : IDisposable
         s.LastBytesSent > 0 && s.LastRangeBytes > 0 ? Math.Round((double)s.LastRangeBytes / s.LastBytesSent, 2) : null,
         s.Running is var (progress, started) ? Syncing(progress, started, s.Retrying) : null,
         s.CompressionLevel,
-        s.DiscardedWrites);
+        s.DiscardedWrites,
+        Hosts: s.Hosts,
+        Fallback: s.Hosts is { Count: > 0 } ? s.Fallback ?? DefaultFallback : s.Fallback,
+        LastConsistency: s.LastSnapshot is null ? null : s.LastConsistency ?? ConsistencyLevel.Crash);
 
     private ReplicaSyncProgressDto Syncing(OperationProgress progress, DateTimeOffset started, string? retrying)
     {

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Tidemark.Api;
 using Tidemark.Engine;
 
@@ -66,11 +67,11 @@ internal sealed class ReplicaState
     public string? PendingSnapshot { get; set; }
 
     /// <summary>Why the running sync waits to retry (not saved).</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
+    [JsonIgnore]
     public string? Retrying { get; set; }
 
     /// <summary>The sync under way, if any (not saved).</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
+    [JsonIgnore]
     public (OperationProgress Progress, DateTimeOffset Started)? Running { get; set; }
 
     /// <summary>Exports the partner brings up when it promotes the replica (null: none were ever set).</summary>
@@ -81,4 +82,23 @@ internal sealed class ReplicaState
 
     /// <summary>Bytes the last hash scan compared (0: none yet).</summary>
     public long LastScannedBytes { get; set; }
+
+    // The fields below (ADR 0015) are optional and left out when null, so a replica without agents is
+    // saved byte for byte as before and a record written before they existed reads as "no agents".
+
+    /// <summary>Hosts whose agents quiesce the application around each cycle's snapshot (null: none, crash-consistent).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public List<string>? Hosts { get; set; }
+
+    /// <summary>When a host cannot quiesce: "crash" (send a crash-consistent snapshot, labelled so) or "skip" (no cycle); null: crash.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Fallback { get; set; }
+
+    /// <summary>The consistency label of <see cref="LastSnapshot"/> when it was cut through agents (null: crash-consistent).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? LastConsistency { get; set; }
+
+    /// <summary>The consistency label of <see cref="PendingSnapshot"/> when it was cut through agents: a continued transfer keeps it.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? PendingConsistency { get; set; }
 }

@@ -106,7 +106,7 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
                 if (fallback == FallbackSkip)
                 {
                     events.Record("snapshot.skip", subject, actor, $"no snapshot taken (fallback skip): {reasons}", "failed");
-                    throw new StorageException(StorageError.Unavailable, $"snapshot of {subject} skipped: not every agent could quiesce ({reasons}); fix the agent, or take it with fallback crash");
+                    throw new SnapshotSkippedException($"snapshot of {subject} skipped: not every agent could quiesce ({reasons}); fix the agent, or take it with fallback crash", reasons);
                 }
 
                 snapshots = Cut(volume, group, name);
@@ -193,4 +193,36 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
             events.Record("agent.script", host, actor, line.Length > 4096 ? line[..4096] : line, line.Contains(" (exit 0,", StringComparison.Ordinal) ? "ok" : "failed");
         }
     }
+}
+
+/// <summary>
+/// A snapshot not taken because an agent could not quiesce and the fallback is skip: the API answers
+/// it as before (502, <see cref="StorageError.Unavailable"/>); the replication cycle tells it apart
+/// to skip its sync (<see cref="AgentReplicaCutter"/>). <see cref="Reasons"/> names each host's failure.
+/// </summary>
+public sealed class SnapshotSkippedException : StorageException
+{
+    public SnapshotSkippedException(string message, string reasons)
+        : base(StorageError.Unavailable, message)
+    {
+        Reasons = reasons;
+    }
+
+    public SnapshotSkippedException(string message)
+        : this(message, message)
+    {
+    }
+
+    public SnapshotSkippedException(string message, Exception innerException)
+        : base(StorageError.Unavailable, message, innerException)
+    {
+        Reasons = message;
+    }
+
+    public SnapshotSkippedException()
+        : this("snapshot skipped: an agent could not quiesce")
+    {
+    }
+
+    public string Reasons { get; }
 }

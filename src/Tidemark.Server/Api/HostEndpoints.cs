@@ -20,9 +20,10 @@ public static class HostEndpoints
             var host = hosts.Add(request, identity.Fingerprint);
             return TypedResults.Created($"/api/v1/hosts/{Uri.EscapeDataString(host.Name)}", host);
         }).WithName("host.add");
-        api.MapDelete("/{name}", (HostRegistry hosts, PolicyManager policies, string name) =>
+        api.MapDelete("/{name}", (HostRegistry hosts, PolicyManager policies, ReplicaManager replicas, string name) =>
         {
             policies.ThrowIfHostUsed(name);
+            replicas.ThrowIfHostUsed(name);
             hosts.Remove(name);
             return TypedResults.NoContent();
         }).WithName("host.remove");

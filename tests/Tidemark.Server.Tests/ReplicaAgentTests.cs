@@ -1,0 +1,132 @@
+using System.Net;
+using Tidemark.Agent;
+using Tidemark.Api;
+using Tidemark.Server.Tests.Infrastructure;
+
+namespace Tidemark.Server.Tests;
+
+/// <summary>
+/// The replication cycle's snapshot through the agents (ADR 0015, issue 19): two real servers and a
+/// real agent listener (script hooks, no root; freezing a real file system is in the interop tests).
+/// A replica that names hosts has its cycle's source snapshot cut with their applications quiesced
+/// and labelled so; when an agent cannot quiesce, the replica's fallback decides: crash sends a
+/// snapshot labelled crash, skip sends nothing and says why.
+/// </summary>
+public sealed class ReplicaAgentTests : IAsyncLifetime
+{
+    private TwoServers _sites = null!;
+
+    private ServerProcess Primary => _sites.Primary;
+
+    private ServerProcess Dr => _sites.Dr;
+
+    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync("--replication-retry-delay", "100ms");
+
+    public async Task DisposeAsync() => await _sites.DisposeAsync();
+
+    [Fact]
+    public async Task Sync_HostsAgentQuiesces_SourceSnapshotLabelledByIt_AgentSawQuiesceThenResume_VolumeAndGroup()
+    {
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        var marks = _sites.Temp.Combine("marks");
+        var identity = await primary.GetIdentityAsync();
+        await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentScriptEntry("app", ["db", "data"], $"echo \"pre $TIDEMARK_VOLUMES\" >> {marks}", $"echo \"post $TIDEMARK_VOLUMES\" >> {marks}"));
+        await primary.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("data", 16 << 20));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("wal", 16 << 20));
+        await primary.CreateGroupAsync(new CreateGroupRequest("pg", ["data", "wal"]));
+        var created = (await CliProcess.RunAsync("replica", "create", "db", "--to", "dr", "--hosts", "db1", "--fallback", "skip", "--json", "--data", Primary.DataDirectory)).AssertSuccess();
+        await primary.CreateReplicaAsync(new CreateReplicaRequest("pg", "dr", Hosts: ["db1"]));
+
+        var synced = await primary.SyncReplicaAsync("db");
+        var groupSynced = await primary.SyncReplicaAsync("pg");
+        var source = Assert.Single(await primary.ListSnapshotsAsync("db"));
+        var wal = Assert.Single(await primary.ListSnapshotsAsync("wal"));
+        var atDr = await dr.ListSnapshotsAsync("db");
+        var shown = (await CliProcess.RunAsync("replica", "show", "db", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
+        var events = await primary.ListEventsAsync();
+        var inUse = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.RemoveHostAsync("db1"));
+
+        // The agent quiesced once per cycle, before the cut, and resumed after it.
+        Assert.Equal(["pre db", "post db", "pre data wal", "post data wal"], await File.ReadAllLinesAsync(marks));
+        Assert.Contains("\"fallback\": \"skip\"", created.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal(["db1"], synced.Hosts!);
+        Assert.Equal("skip", synced.Fallback);
+        Assert.Equal(synced.LastSnapshot, source.Name);
+        Assert.Equal("application (db1: script app)", source.Consistency);
+        Assert.Equal(source.Consistency, synced.LastConsistency);
+        Assert.Equal("crash", groupSynced.Fallback); // a replica's default
+        Assert.Equal("application (db1: script app)", wal.Consistency); // every member of the group's cut
+        Assert.Equal(wal.Consistency, groupSynced.LastConsistency);
+        Assert.Equal([source.Id], atDr.Select(s => s.Id)); // the very snapshot went to the DR site
+        Assert.Contains("agents: db1 quiesce around each sync's snapshot (fallback skip)", shown, StringComparison.Ordinal);
+        Assert.Contains($"consistency of {source.Name}: application (db1: script app)", shown, StringComparison.Ordinal);
+        Assert.Contains(events, e => e.Kind == "snapshot.consistency" && e.Subject == source.Address && e.Actor == "replica:db" && e.Outcome == "ok");
+        Assert.Contains(events, e => e.Kind == "replica.sync" && e.Subject == "db" && e.Message.EndsWith("; consistency: application (db1: script app)", StringComparison.Ordinal));
+        Assert.Equal(HttpStatusCode.Conflict, inUse.Status);
+        Assert.Contains("replicas db, pg quiesce host db1", inUse.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Sync_AgentDown_SkipSendsNothingWithStatusAndEvent_ThenCrashSendsItLabelled()
+    {
+        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
+        using var primary = Primary.Client();
+        using var dr = Dr.Client();
+        await primary.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{FreePort.Find()}", new string('a', 64)));
+        await primary.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        var unknownHost = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["nobody"])));
+        var badFallback = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["down"], Fallback: "maybe")));
+        await primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["down"], Fallback: "skip"));
+
+        var skipped = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.SyncReplicaAsync("db"));
+        var afterSkip = await primary.GetReplicaAsync("db");
+        var sourceAfterSkip = await primary.ListSnapshotsAsync("db");
+        var drAfterSkip = await dr.ListIncomingAsync();
+        (await CliProcess.RunAsync("replica", "update", "db", "--fallback", "crash", "--data", Primary.DataDirectory)).AssertSuccess();
+        var crash = await primary.SyncReplicaAsync("db");
+        var source = Assert.Single(await primary.ListSnapshotsAsync("db"));
+        var atDr = await dr.ListSnapshotsAsync("db");
+        var events = await primary.ListEventsAsync();
+        var cleared = (await CliProcess.RunAsync("replica", "update", "db", "--hosts", "", "--json", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
+        await primary.RemoveHostAsync("down"); // no replica quiesces it any more
+
+        Assert.Equal("not-found", unknownHost.Code);
+        Assert.Contains("no host nobody", unknownHost.Message, StringComparison.Ordinal);
+        Assert.Contains("fallback must be", badFallback.Message, StringComparison.Ordinal);
+        Assert.Contains("replication of db to dr skipped: not every host could quiesce (", skipped.Message, StringComparison.Ordinal);
+        Assert.Contains("down", skipped.Message, StringComparison.Ordinal);
+        Assert.Contains("skipped (fallback skip): not every host could quiesce", afterSkip.LastError, StringComparison.Ordinal);
+        Assert.Contains("the next sync tries again", afterSkip.LastError, StringComparison.Ordinal);
+        Assert.Null(afterSkip.LastSnapshot);
+        Assert.Empty(sourceAfterSkip);
+        Assert.Empty(drAfterSkip);
+        Assert.Contains(events, e => e.Kind == "replica.sync" && e.Subject == "db" && e.Outcome == "skipped");
+        Assert.Contains(events, e => e.Kind == "agent.quiesce" && e.Subject == "down" && e.Actor == "replica:db" && e.Outcome == "failed");
+
+        Assert.Null(crash.LastError);
+        Assert.Equal("crash", crash.Fallback);
+        Assert.StartsWith("crash (quiesce failed, taken crash-consistent: ", source.Consistency, StringComparison.Ordinal);
+        Assert.Equal(source.Consistency, crash.LastConsistency);
+        Assert.Equal([source.Id], atDr.Select(s => s.Id));
+        Assert.Contains(events, e => e.Kind == "snapshot.consistency" && e.Subject == source.Address && e.Actor == "replica:db" && e.Outcome == "fallback");
+        Assert.Contains(events, e => e.Kind == "replica.sync" && e.Subject == "db" && e.Outcome == "ok" && e.Message.Contains("; consistency: crash (quiesce failed", StringComparison.Ordinal));
+        Assert.Contains("\"hosts\": null", cleared, StringComparison.Ordinal);
+    }
+
+    private async Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentScriptEntry[] scripts)
+    {
+        var directory = _sites.Temp.Combine($"agent-{Guid.NewGuid():N}");
+        new AgentConfig
+        {
+            Name = "db1",
+            Listen = "127.0.0.1:0",
+            Servers = [new AgentServerEntry(serverFingerprint, DateTimeOffset.UtcNow)],
+            Scripts = scripts,
+        }.Save(directory);
+        return await AgentHost.StartAsync(directory);
+    }
+}
