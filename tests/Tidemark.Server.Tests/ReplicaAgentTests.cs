@@ -12,43 +12,33 @@ namespace Tidemark.Server.Tests;
 /// and labelled so; when an agent cannot quiesce, the replica's fallback decides: crash sends a
 /// snapshot labelled crash, skip sends nothing and says why.
 /// </summary>
-public sealed class ReplicaAgentTests : IAsyncLifetime
+public sealed class ReplicaAgentTests : TwoSiteTests
 {
-    private TwoServers _sites = null!;
-
-    private ServerProcess Primary => _sites.Primary;
-
-    private ServerProcess Dr => _sites.Dr;
-
-    public async Task InitializeAsync() => _sites = await TwoServers.StartAsync("--replication-retry-delay", "100ms");
-
-    public async Task DisposeAsync() => await _sites.DisposeAsync();
-
     [Fact]
     public async Task Sync_HostsAgentQuiesces_SourceSnapshotLabelledByIt_AgentSawQuiesceThenResume_VolumeAndGroup()
     {
-        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
-        using var primary = Primary.Client();
+        await Pairing.PairAsync(Home, "dr", Dr, "home");
+        using var home = Home.Client();
         using var dr = Dr.Client();
-        var marks = _sites.Temp.Combine("marks");
-        var identity = await primary.GetIdentityAsync();
+        var marks = Sites.Temp.Combine("marks");
+        var identity = await home.GetIdentityAsync();
         await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentScriptEntry("app", ["db", "data"], $"echo \"pre $TIDEMARK_VOLUMES\" >> {marks}", $"echo \"post $TIDEMARK_VOLUMES\" >> {marks}"));
-        await primary.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
-        await primary.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
-        await primary.CreateVolumeAsync(new CreateVolumeRequest("data", 16 << 20));
-        await primary.CreateVolumeAsync(new CreateVolumeRequest("wal", 16 << 20));
-        await primary.CreateGroupAsync(new CreateGroupRequest("pg", ["data", "wal"]));
-        var created = (await CliProcess.RunAsync("replica", "create", "db", "--to", "dr", "--hosts", "db1", "--fallback", "skip", "--json", "--data", Primary.DataDirectory)).AssertSuccess();
-        await primary.CreateReplicaAsync(new CreateReplicaRequest("pg", "dr", Hosts: ["db1"]));
+        await home.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("data", 16 << 20));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("wal", 16 << 20));
+        await home.CreateGroupAsync(new CreateGroupRequest("pg", ["data", "wal"]));
+        var created = (await CliProcess.RunAsync("replica", "create", "db", "--to", "dr", "--hosts", "db1", "--fallback", "skip", "--json", "--data", Home.DataDirectory)).AssertSuccess();
+        await home.CreateReplicaAsync(new CreateReplicaRequest("pg", "dr", Hosts: ["db1"]));
 
-        var synced = await primary.SyncReplicaAsync("db");
-        var groupSynced = await primary.SyncReplicaAsync("pg");
-        var source = Assert.Single(await primary.ListSnapshotsAsync("db"));
-        var wal = Assert.Single(await primary.ListSnapshotsAsync("wal"));
+        var synced = await home.SyncReplicaAsync("db");
+        var groupSynced = await home.SyncReplicaAsync("pg");
+        var source = Assert.Single(await home.ListSnapshotsAsync("db"));
+        var wal = Assert.Single(await home.ListSnapshotsAsync("wal"));
         var atDr = await dr.ListSnapshotsAsync("db");
-        var shown = (await CliProcess.RunAsync("replica", "show", "db", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
-        var events = await primary.ListEventsAsync();
-        var inUse = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.RemoveHostAsync("db1"));
+        var shown = (await CliProcess.RunAsync("replica", "show", "db", "--data", Home.DataDirectory)).AssertSuccess().StandardOutput;
+        var events = await home.ListEventsAsync();
+        var inUse = await Assert.ThrowsAsync<TidemarkApiException>(() => home.RemoveHostAsync("db1"));
 
         // The agent quiesced once per cycle, before the cut, and resumed after it.
         Assert.Equal(["pre db", "post db", "pre data wal", "post data wal"], await File.ReadAllLinesAsync(marks));
@@ -73,26 +63,26 @@ public sealed class ReplicaAgentTests : IAsyncLifetime
     [Fact]
     public async Task Sync_AgentDown_SkipSendsNothingWithStatusAndEvent_ThenCrashSendsItLabelled()
     {
-        await Pairing.PairAsync(Primary, "dr", Dr, "primary");
-        using var primary = Primary.Client();
+        await Pairing.PairAsync(Home, "dr", Dr, "home");
+        using var home = Home.Client();
         using var dr = Dr.Client();
-        await primary.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{FreePort.Find()}", new string('a', 64)));
-        await primary.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
-        var unknownHost = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["nobody"])));
-        var badFallback = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["down"], Fallback: "maybe")));
-        await primary.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["down"], Fallback: "skip"));
+        await home.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{FreePort.Find()}", new string('a', 64)));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        var unknownHost = await Assert.ThrowsAsync<TidemarkApiException>(() => home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["nobody"])));
+        var badFallback = await Assert.ThrowsAsync<TidemarkApiException>(() => home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["down"], Fallback: "maybe")));
+        await home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["down"], Fallback: "skip"));
 
-        var skipped = await Assert.ThrowsAsync<TidemarkApiException>(() => primary.SyncReplicaAsync("db"));
-        var afterSkip = await primary.GetReplicaAsync("db");
-        var sourceAfterSkip = await primary.ListSnapshotsAsync("db");
+        var skipped = await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("db"));
+        var afterSkip = await home.GetReplicaAsync("db");
+        var sourceAfterSkip = await home.ListSnapshotsAsync("db");
         var drAfterSkip = await dr.ListIncomingAsync();
-        (await CliProcess.RunAsync("replica", "update", "db", "--fallback", "crash", "--data", Primary.DataDirectory)).AssertSuccess();
-        var crash = await primary.SyncReplicaAsync("db");
-        var source = Assert.Single(await primary.ListSnapshotsAsync("db"));
+        (await CliProcess.RunAsync("replica", "update", "db", "--fallback", "crash", "--data", Home.DataDirectory)).AssertSuccess();
+        var crash = await home.SyncReplicaAsync("db");
+        var source = Assert.Single(await home.ListSnapshotsAsync("db"));
         var atDr = await dr.ListSnapshotsAsync("db");
-        var events = await primary.ListEventsAsync();
-        var cleared = (await CliProcess.RunAsync("replica", "update", "db", "--hosts", "", "--json", "--data", Primary.DataDirectory)).AssertSuccess().StandardOutput;
-        await primary.RemoveHostAsync("down"); // no replica quiesces it any more
+        var events = await home.ListEventsAsync();
+        var cleared = (await CliProcess.RunAsync("replica", "update", "db", "--hosts", "", "--json", "--data", Home.DataDirectory)).AssertSuccess().StandardOutput;
+        await home.RemoveHostAsync("down"); // no replica quiesces it any more
 
         Assert.Equal("not-found", unknownHost.Code);
         Assert.Contains("no host nobody", unknownHost.Message, StringComparison.Ordinal);
@@ -119,7 +109,7 @@ public sealed class ReplicaAgentTests : IAsyncLifetime
 
     private async Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentScriptEntry[] scripts)
     {
-        var directory = _sites.Temp.Combine($"agent-{Guid.NewGuid():N}");
+        var directory = Sites.Temp.Combine($"agent-{Guid.NewGuid():N}");
         new AgentConfig
         {
             Name = "db1",
