@@ -91,7 +91,12 @@ public sealed class AgentHost : IAsyncDisposable
         IQuiescePlugin[] plugins = OperatingSystem.IsLinux()
             ? [scripts, new PostgresPlugin(config, logger), new MailPlugin(config, logger, journal), new FileSystemPlugin(config, logger, journal: journal)]
             : [scripts, new PostgresPlugin(config, logger), new FileSystemPlugin(config, logger, journal: journal)];
-        var sessions = new QuiesceSessions(plugins, TimeSpan.FromSeconds(config.DeadlineSeconds), TimeProvider.System, logger);
+        var sessions = new QuiesceSessions(
+            plugins,
+            TimeSpan.FromSeconds(config.DeadlineSeconds),
+            TimeProvider.System,
+            logger,
+            OperatingSystem.IsLinux() ? attachments => NbdFuseAttachments.Attached(LocalMounts.List(config), attachments) : null);
         if (OperatingSystem.IsLinux())
         {
             // Before listening: a quiesce must not start while a killed run's hold is still in place.

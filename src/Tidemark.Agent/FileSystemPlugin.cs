@@ -13,9 +13,12 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
 {
     public string Name => "filesystem";
 
-    public Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct)
+    public Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct) => QuiesceAsync(new QuiesceScope(volumes, []), ct);
+
+    public Task<IQuiesced?> QuiesceAsync(QuiesceScope scope, CancellationToken ct)
     {
-        var mounts = LocalMounts.List(config, mountInfoPath).Where(m => m.Volume is not null && volumes.Contains(m.Volume)).ToList();
+        var effective = scope.Apply(config);
+        var mounts = LocalMounts.List(effective, mountInfoPath, procRoot: null).Where(m => m.Volume is not null && scope.Volumes.Contains(m.Volume)).ToList();
         if (mounts.Count == 0)
         {
             return Task.FromResult<IQuiesced?>(null);
@@ -24,7 +27,7 @@ public sealed class FileSystemPlugin(AgentConfig config, ILogger logger, string 
         // Checked now, not only at start: a mount made since (the volume mounted over the agent's
         // directory, a bind mount) can put the journal on a file system about to be frozen.
         if (journal is not null && Path.GetDirectoryName(journal.Directory) is { } agentDirectory
-            && LocalMounts.DeclaredMountHolding(config, agentDirectory, mountInfoPath) is { } holding
+            && LocalMounts.DeclaredMountHolding(effective, agentDirectory, mountInfoPath) is { } holding
             && mounts.Any(m => m.Path == LocalMounts.Normalize(holding.Path)))
         {
             throw new StorageException(StorageError.InvalidArgument, LocalMounts.AgentDirectoryProblem(agentDirectory, holding));

@@ -10,6 +10,23 @@ public interface IQuiescePlugin
     string Name { get; }
 
     Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct);
+
+    /// <summary>
+    /// Quiesces for one request: plugins that map paths to volumes use <see cref="QuiesceScope.Attached"/>
+    /// beside the config's declared mounts; the default ignores them.
+    /// </summary>
+    Task<IQuiesced?> QuiesceAsync(QuiesceScope scope, CancellationToken ct) => QuiesceAsync(scope.Volumes, ct);
+}
+
+/// <summary>
+/// What one quiesce is about: the <see cref="Volumes"/> about to be cut, and the mounts found on them
+/// without a declaration (<see cref="Attached"/>: nbdfuse attachments of the server's exports of
+/// those volumes, <see cref="NbdFuseAttachments"/>).
+/// </summary>
+public sealed record QuiesceScope(IReadOnlySet<string> Volumes, IReadOnlyList<AgentMountEntry> Attached)
+{
+    /// <summary><paramref name="config"/> with <see cref="Attached"/> as declared mounts, for this quiesce alone.</summary>
+    public AgentConfig Apply(AgentConfig config) => Attached.Count == 0 ? config : config with { Mounts = [.. config.Mounts, .. Attached] };
 }
 
 /// <summary>

@@ -5,19 +5,25 @@ namespace Tidemark.Agent;
 /// <summary>
 /// The host's mounts, read from /proc/self/mountinfo (cheap: one small file), joined with the
 /// volumes the config declares. A loop device's backing file comes from /sys/block/loopN/loop, which
-/// is how a volume attached through nbdfuse shows; the volume itself cannot be known from that
-/// without asking nbdfuse, so the config's declaration is what maps a mount to a volume.
+/// is how a volume attached through nbdfuse shows; the nbdfuse process serving that file gives the
+/// export's URI (<see cref="NbdFuseAttachments"/>), which the server's export URLs map to a volume at
+/// each quiesce. A declaration in the config wins over that.
 /// </summary>
 public static class LocalMounts
 {
     /// <summary>The file systems FIFREEZE is known to work on (the kernel's freeze_fs implementations that matter here).</summary>
     public static readonly IReadOnlySet<string> Freezable = new HashSet<string>(StringComparer.Ordinal) { "ext4", "ext3", "xfs", "btrfs" };
 
-    public static IReadOnlyList<AgentMountDto> List(AgentConfig config, string mountInfoPath = "/proc/self/mountinfo")
+    /// <summary>
+    /// The mounts an agent could quiesce (and the declared ones not mounted). <paramref name="procRoot"/>:
+    /// where nbdfuse processes are looked for when a mount sits on a loop device (null: not looked for).
+    /// </summary>
+    public static IReadOnlyList<AgentMountDto> List(AgentConfig config, string mountInfoPath = "/proc/self/mountinfo", string? procRoot = "/proc")
     {
         var declared = config.Mounts.ToDictionary(m => Normalize(m.Path), m => m.Volume, StringComparer.Ordinal);
         var result = new List<AgentMountDto>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
+        IReadOnlyDictionary<string, string>? served = null;
         foreach (var (path, fileSystem, source) in Read(mountInfoPath))
         {
             var isDeclared = declared.TryGetValue(path, out var volume);
@@ -27,7 +33,15 @@ public static class LocalMounts
             }
 
             seen.Add(path);
-            result.Add(new AgentMountDto(path, fileSystem, source, volume, BackingFile(source), Freezable.Contains(fileSystem)));
+            var backing = BackingFile(source);
+            string? attachment = null;
+            if (backing is not null && procRoot is not null)
+            {
+                served ??= NbdFuseAttachments.Discover(procRoot);
+                served.TryGetValue(Normalize(backing), out attachment);
+            }
+
+            result.Add(new AgentMountDto(path, fileSystem, source, volume, backing, Freezable.Contains(fileSystem), attachment));
         }
 
         // Declared but not mounted now: shown, so a typo or a missing mount is visible in 'host status'.

@@ -22,15 +22,18 @@ public sealed class MailPlugin(AgentConfig config, ILogger logger, QuiesceJourna
 
     public string Name => "mail";
 
-    public async Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct)
+    public Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct) => QuiesceAsync(new QuiesceScope(volumes, []), ct);
+
+    public async Task<IQuiesced?> QuiesceAsync(QuiesceScope scope, CancellationToken ct)
     {
+        var effective = scope.Apply(config);
         var held = new List<PostfixHold>();
         var items = new List<string>();
         try
         {
-            foreach (var store in config.Mail)
+            foreach (var store in effective.Mail)
             {
-                if (config.VolumeOf(LocalMounts.Normalize(store.MailRoot)) is not { } volume || !volumes.Contains(volume))
+                if (effective.VolumeOf(LocalMounts.Normalize(store.MailRoot)) is not { } volume || !scope.Volumes.Contains(volume))
                 {
                     continue;
                 }

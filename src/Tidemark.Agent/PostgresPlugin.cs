@@ -30,15 +30,18 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
     /// </summary>
     public TimeSpan BackupCommandLimit { get; init; } = TimeSpan.FromMinutes(5);
 
-    public async Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct)
+    public Task<IQuiesced?> QuiesceAsync(IReadOnlySet<string> volumes, CancellationToken ct) => QuiesceAsync(new QuiesceScope(volumes, []), ct);
+
+    public async Task<IQuiesced?> QuiesceAsync(QuiesceScope scope, CancellationToken ct)
     {
+        var effective = scope.Apply(config);
         var held = new List<(string Cluster, NpgsqlConnection Connection)>();
         var cut = new List<string>();
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
         bounded.CancelAfter(BackupCommandLimit);
         try
         {
-            foreach (var cluster in config.Postgres)
+            foreach (var cluster in effective.Postgres)
             {
                 var connection = new NpgsqlConnection(cluster.ConnectionString);
                 var step = "connecting";
@@ -47,8 +50,8 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
                     await connection.OpenAsync(bounded.Token);
                     step = "asking for its data directory";
                     var dataDirectory = cluster.DataDirectory ?? (string)(await Scalar(connection, "SHOW data_directory", bounded.Token))!;
-                    var volume = config.VolumeOf(dataDirectory);
-                    if (volume is null || !volumes.Contains(volume))
+                    var volume = effective.VolumeOf(dataDirectory);
+                    if (volume is null || !scope.Volumes.Contains(volume))
                     {
                         await connection.DisposeAsync();
                         continue;
@@ -59,7 +62,7 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
                         var tablespaces = (string)(await Scalar(connection, TablespacesSql, bounded.Token))!;
                         var paths = ClusterPaths(dataDirectory, tablespaces.Split('\n', StringSplitOptions.RemoveEmptyEntries));
                         await connection.DisposeAsync();
-                        if (AtomicCutProblem(config, cluster.Name, paths, volumes) is { } problem)
+                        if (AtomicCutProblem(effective, cluster.Name, paths, scope.Volumes) is { } problem)
                         {
                             throw new StorageException(StorageError.InvalidArgument, problem);
                         }
@@ -69,7 +72,7 @@ public sealed class PostgresPlugin(AgentConfig config, ILogger logger) : IQuiesc
                     }
 
                     step = "pg_backup_start (a checkpoint)";
-                    await Scalar(connection, "SELECT pg_backup_start(@label, true)::text", bounded.Token, ("label", $"tidemark {config.HostName} {DateTimeOffset.UtcNow:O}"));
+                    await Scalar(connection, "SELECT pg_backup_start(@label, true)::text", bounded.Token, ("label", $"tidemark {effective.HostName} {DateTimeOffset.UtcNow:O}"));
                     held.Add((cluster.Name, connection));
                 }
                 catch (Exception ex) when (ex is OperationCanceledException or NpgsqlException && bounded.IsCancellationRequested)

@@ -14,6 +14,7 @@ namespace Tidemark.Agent;
 public sealed class QuiesceSessions : IAsyncDisposable
 {
     private readonly IReadOnlyList<IQuiescePlugin> _plugins;
+    private readonly Func<IReadOnlyList<VolumeAttachmentDto>, IReadOnlyList<AgentMountEntry>>? _attach;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly TimeSpan _defaultDeadline;
@@ -22,9 +23,14 @@ public sealed class QuiesceSessions : IAsyncDisposable
     private AgentSessionDto? _last;
     private IReadOnlyList<AgentRecoveryDto>? _unreported;
 
-    public QuiesceSessions(IReadOnlyList<IQuiescePlugin> plugins, TimeSpan defaultDeadline, TimeProvider time, ILogger logger)
+    /// <param name="attach">
+    /// The undeclared mounts a request's attachments put on its volumes (<see cref="NbdFuseAttachments.Attached"/>);
+    /// null: none (only declared mounts count).
+    /// </param>
+    public QuiesceSessions(IReadOnlyList<IQuiescePlugin> plugins, TimeSpan defaultDeadline, TimeProvider time, ILogger logger, Func<IReadOnlyList<VolumeAttachmentDto>, IReadOnlyList<AgentMountEntry>>? attach = null)
     {
         _plugins = plugins;
+        _attach = attach;
         _defaultDeadline = defaultDeadline;
         _time = time;
         _logger = logger;
@@ -73,12 +79,13 @@ public sealed class QuiesceSessions : IAsyncDisposable
 
             var volumes = request.Volumes.ToHashSet(StringComparer.Ordinal);
             var started = Stopwatch.GetTimestamp();
+            var scope = new QuiesceScope(volumes, request.Attachments is { Count: > 0 } attachments && _attach is not null ? _attach(attachments) : []);
             var parts = new List<IQuiesced>();
             try
             {
                 foreach (var plugin in _plugins)
                 {
-                    if (await plugin.QuiesceAsync(volumes, ct) is { } part)
+                    if (await plugin.QuiesceAsync(scope, ct) is { } part)
                     {
                         parts.Add(part);
                     }
@@ -100,7 +107,7 @@ public sealed class QuiesceSessions : IAsyncDisposable
 
             if (parts.Count == 0)
             {
-                throw new StorageException(StorageError.NotFound, $"nothing on this host sits on {string.Join(", ", volumes.Order(StringComparer.Ordinal))}; declare the mount in the agent's config ('tidemark agent pair --mount PATH=VOLUME') or leave this host out of the snapshot");
+                throw new StorageException(StorageError.NotFound, $"nothing on this host sits on {string.Join(", ", volumes.Order(StringComparer.Ordinal))}; attach it through an export of the volume (nbdfuse), declare the mount in the agent's config ('tidemark agent pair --mount PATH=VOLUME') or leave this host out of the snapshot");
             }
 
             var now = _time.GetUtcNow();

@@ -62,12 +62,21 @@ public sealed record AgentSessionDto(
 /// <summary>
 /// A local mount the agent can quiesce. <see cref="Volume"/> is the Tidemark volume under it, when
 /// declared in the agent's config; <see cref="BackingFile"/> is the file under a loop device (how an
-/// nbdfuse attachment shows), found in /sys.
+/// nbdfuse attachment shows), found in /sys; <see cref="Attachment"/> is the NBD URI the nbdfuse
+/// process serving that file was started with, when one is (what lets a snapshot find the mount
+/// without a declaration, see <see cref="QuiesceRequest.Attachments"/>).
 /// </summary>
-public sealed record AgentMountDto(string Path, string FileSystem, string Source, string? Volume, string? BackingFile, bool Freezable);
+public sealed record AgentMountDto(string Path, string FileSystem, string Source, string? Volume, string? BackingFile, bool Freezable, string? Attachment = null);
 
-/// <summary><see cref="Volumes"/>: the volumes about to be cut; the agent quiesces what sits on them and refuses when nothing does.</summary>
-public sealed record QuiesceRequest(IReadOnlyList<string> Volumes, double? DeadlineSeconds = null);
+/// <summary>
+/// <see cref="Volumes"/>: the volumes about to be cut; the agent quiesces what sits on them and refuses
+/// when nothing does. <see cref="Attachments"/>: how a client reaches each of them (the server's NBD
+/// export URLs), so the agent also finds mounts attached through nbdfuse that its config does not declare.
+/// </summary>
+public sealed record QuiesceRequest(IReadOnlyList<string> Volumes, double? DeadlineSeconds = null, IReadOnlyList<VolumeAttachmentDto>? Attachments = null);
+
+/// <summary>A URL through which <see cref="Volume"/> is exported (nbd://HOST:PORT/NAME or nbd+unix:///NAME?socket=PATH).</summary>
+public sealed record VolumeAttachmentDto(string Volume, string Url);
 
 /// <summary>
 /// A successful quiesce. <see cref="Consistency"/>: "filesystem" or "application"; <see cref="Detail"/>

@@ -286,6 +286,31 @@ public sealed partial class ExportRegistry
         }
     }
 
+    /// <summary>
+    /// The URLs through which clients write <paramref name="volumes"/> over NBD (TCP and Unix socket),
+    /// for the agents of a snapshot: an agent finds an nbdfuse attachment of the volume by them (ADR 0015).
+    /// </summary>
+    public IReadOnlyList<VolumeAttachmentDto> AttachmentsOf(IReadOnlyList<string> volumes)
+    {
+        var result = new List<VolumeAttachmentDto>();
+        lock (_lock)
+        {
+            foreach (var entry in _entries.Values.Where(e => e.Record.Protocol == Nbd && !e.Record.ReadOnly))
+            {
+                foreach (var volume in volumes.Where(entry.Record.AllTargets.Contains))
+                {
+                    var dto = ToDto(entry);
+                    foreach (var url in new[] { dto.Url, dto.LocalUrl }.OfType<string>())
+                    {
+                        result.Add(new VolumeAttachmentDto(volume, url));
+                    }
+                }
+            }
+        }
+
+        return result;
+    }
+
     public IReadOnlyList<string> ExportsOfTarget(string target)
     {
         lock (_lock)

@@ -148,7 +148,10 @@ public sealed partial class TidemarkServer
             identity,
             sp.GetRequiredService<EventLog>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tidemark.Agents"),
-            sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<TimeProvider>())
+        {
+            Attachments = sp.GetRequiredService<ExportRegistry>().AttachmentsOf,
+        });
         // What the verifier, the mail recovery and the mail indexer need to reach an agent, built once.
         services.AddSingleton(sp => new AgentChannel(
             pool,

@@ -107,6 +107,40 @@ public sealed class AgentFreezeTests
     }
 
     [Fact]
+    public async Task ConsistentSnapshot_NbdfuseAttachmentNotDeclared_FoundByItsExportAndFrozen()
+    {
+        // The agent's config declares no mount: the ext4 on nbdfuse + loop is found from the nbdfuse
+        // process's URI and the export URLs the server sends with the quiesce (issue 19).
+        HostRequirements.RequireFileSystemStack();
+        using var temp = new TempDirectory();
+        await using var fs = await Ext4Volume.StartAsync(temp, "fs", VolumeBytes, storeCapacity: "4G");
+        var (client, live) = (fs.Client, fs.Live);
+        await client.CreateVolumeAsync(new CreateVolumeRequest("other", 64L << 20));
+        var identity = await client.GetIdentityAsync();
+        await using var agent = await AgentProcess.StartAsync(temp.Combine("agent"), identity.Fingerprint, deadlineSeconds: 10, []);
+        await client.AddHostAsync(new AddHostRequest("app", agent.Address, agent.Fingerprint));
+
+        SnapshotDto consistent;
+        using (var writer = new Writer(Path.Combine(live.MountPoint, "w")))
+        {
+            await writer.WaitForFilesAsync(20);
+            consistent = await client.CreateSnapshotAsync("fs", new CreateSnapshotRequest("found", ["app"]));
+        }
+
+        var status = await client.GetHostStatusAsync("app");
+        var notAttached = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("other", new CreateSnapshotRequest("s", ["app"])));
+        var quiesced = await InspectAsync(client, temp, "fs@found", "v-found");
+
+        Assert.Equal($"filesystem (app: {live.MountPoint} (ext4))", consistent.Consistency);
+        var mount = Assert.Single(status.Mounts, m => m.Path == live.MountPoint);
+        Assert.Null(mount.Volume);
+        Assert.EndsWith("/fs", mount.Attachment, StringComparison.Ordinal);
+        Assert.Contains("nothing on this host sits on other", notAttached.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("needs_recovery", quiesced.Features, StringComparison.Ordinal);
+        Assert.True(quiesced.FsckExitCode == 0, $"e2fsck -fn on the quiesced snapshot's view: exit {quiesced.FsckExitCode}\n{quiesced.FsckOutput}");
+    }
+
+    [Fact]
     public async Task AgentDirectory_OnAFileSystemItFreezes_RefusedAtPairAtStartAndAtQuiesce()
     {
         HostRequirements.RequireFileSystemStack();

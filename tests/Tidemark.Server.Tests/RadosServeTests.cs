@@ -105,25 +105,7 @@ public sealed class RadosServeTests(CephCluster cluster) : IClassFixture<CephClu
         await client.CreateVolumeAsync(new CreateVolumeRequest("fio", Size));
         var export = await client.CreateExportAsync(new CreateExportRequest("fio", "fio", "nbd"));
 
-        var result = (await ProcessRunner.RunAsync(
-            TimeSpan.FromSeconds(120),
-            "fio",
-            "--name=verify",
-            "--ioengine=nbd",
-            $"--uri={export.Url}",
-            "--rw=randwrite",
-            "--bs=4k",
-            "--iodepth=32",
-            $"--size={Size}",
-            "--verify=crc32c",
-            "--do_verify=1",
-            "--verify_fatal=1",
-            "--output-format=json")).AssertSuccess();
-
-        using var json = JsonDocument.Parse(result.StandardOutput[result.StandardOutput.IndexOf('{', StringComparison.Ordinal)..]);
-        var job = json.RootElement.GetProperty("jobs")[0];
-        Assert.Equal(0, job.GetProperty("error").GetInt32());
-        Assert.Equal(Size, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
+        await Fio.RandomWritesWithVerifyAsync(export.Url!, queueDepth: 32, Size, TimeSpan.FromSeconds(120));
     }
 
     [Fact]

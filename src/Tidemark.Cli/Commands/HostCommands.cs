@@ -45,7 +45,7 @@ public static class HostCommands
                 ("quiesced now", s.Status.Sessions.Count == 0 ? "nothing" : string.Join("; ", s.Status.Sessions.Select(x => $"{string.Join(", ", x.Quiesced)} until {Output.Time(x.ResumeBy)}"))),
                 ("last quiesce", s.Status.LastSession is { } l ? $"{l.State} after {l.PausedSeconds:0.###}s ({string.Join(", ", l.Quiesced)})" : "-"));
             Console.WriteLine();
-            Output.Table(["MOUNT", "FS", "SOURCE", "VOLUME", "FREEZABLE"], s.Mounts.Select(m => (IReadOnlyList<string>)[m.Path, m.FileSystem, m.BackingFile is { } f ? $"{m.Source} ({f})" : m.Source, m.Volume ?? "-", m.Freezable ? "yes" : "no"]));
+            Output.Table(["MOUNT", "FS", "SOURCE", "VOLUME", "FREEZABLE"], s.Mounts.Select(m => (IReadOnlyList<string>)[m.Path, m.FileSystem, m.BackingFile is { } f ? $"{m.Source} ({f})" : m.Source, m.Volume ?? (m.Attachment is { } uri ? $"- (attached: {uri})" : "-"), m.Freezable ? "yes" : "no"]));
         });
 
         return new Command("host", "Application hosts whose agents quiesce applications around snapshots") { add, list, remove, status };

@@ -30,6 +30,9 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
     /// </summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The URLs the cut's volumes are exported under, sent with the quiesce so an agent finds their nbdfuse attachments; null: none sent.</summary>
+    public Func<IReadOnlyList<string>, IReadOnlyList<VolumeAttachmentDto>>? Attachments { get; init; }
+
     public static string CheckFallback(string? fallback, string defaultValue) => (fallback ?? defaultValue) switch
     {
         FallbackCrash => FallbackCrash,
@@ -66,6 +69,7 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
             : [pool.GetVolume(volume!).Name];
         var subject = group is not null ? $"group {group}" : volume!;
         var links = targets.Select(h => new AgentLink(identity, h, CallTimeout)).ToList();
+        var request = new QuiesceRequest(volumes, Attachments: Attachments?.Invoke(volumes) is { Count: > 0 } attached ? attached : null);
         try
         {
             var started = Stopwatch.GetTimestamp();
@@ -73,7 +77,7 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
             {
                 try
                 {
-                    return (Link: l, Result: await l.QuiesceAsync(new QuiesceRequest(volumes), ct), Error: (string?)null);
+                    return (Link: l, Result: await l.QuiesceAsync(request, ct), Error: (string?)null);
                 }
                 catch (StorageException ex)
                 {

@@ -103,32 +103,7 @@ public sealed class CopyAndQemuInteropTests(ITestOutputHelper output) : IDisposa
         var device = new MemoryBlockDevice(64 * 1024 * 1024);
         await using var host = new TcpNbdHost(Catalog(device));
 
-        await FioRandomWritesWithVerifyAsync(host.Url("vol"), queueDepth: 16, sizeBytes: 16 * 1024 * 1024);
-    }
-
-    /// <summary>fio's nbd engine: random 4 KiB writes of the whole size, then all of it read back and checked (crc32c).</summary>
-    internal static async Task FioRandomWritesWithVerifyAsync(string url, int queueDepth, int sizeBytes)
-    {
-        var result = (await ProcessRunner.RunAsync(
-            TimeSpan.FromSeconds(90),
-            "fio",
-            "--name=verify",
-            "--ioengine=nbd",
-            $"--uri={url}",
-            "--rw=randwrite",
-            "--bs=4k",
-            $"--iodepth={queueDepth}",
-            $"--size={sizeBytes}",
-            "--verify=crc32c",
-            "--do_verify=1",
-            "--verify_fatal=1",
-            "--output-format=json")).AssertSuccess();
-
-        using var json = JsonDocument.Parse(result.StandardOutput[result.StandardOutput.IndexOf('{', StringComparison.Ordinal)..]);
-        var job = json.RootElement.GetProperty("jobs")[0];
-        Assert.Equal(0, job.GetProperty("error").GetInt32());
-        Assert.Equal(sizeBytes, job.GetProperty("write").GetProperty("io_bytes").GetInt64());
-        Assert.Equal(sizeBytes, job.GetProperty("read").GetProperty("io_bytes").GetInt64());
+        await Fio.RandomWritesWithVerifyAsync(host.Url("vol"), queueDepth: 16, sizeBytes: 16 * 1024 * 1024, TimeSpan.FromSeconds(90));
     }
 
     internal static NbdExportCatalog Catalog(IBlockDevice device)

@@ -43,7 +43,7 @@ public sealed class ParallelReadInteropTests : IDisposable
         var device = new GatedReadDevice(16 * 1024 * 1024, preferredConcurrency: 32) { Delay = TimeSpan.FromMilliseconds(1) };
         await using var host = new TcpNbdHost(CopyAndQemuInteropTests.Catalog(device));
 
-        await CopyAndQemuInteropTests.FioRandomWritesWithVerifyAsync(host.Url("vol"), queueDepth: 32, sizeBytes: 4 * 1024 * 1024);
+        await Fio.RandomWritesWithVerifyAsync(host.Url("vol"), queueDepth: 32, sizeBytes: 4 * 1024 * 1024, TimeSpan.FromSeconds(90));
         Assert.True(device.PeakInFlight > 1, $"peak reads in flight {device.PeakInFlight}");
     }
 }
