@@ -107,6 +107,40 @@ public sealed class ReplicaAgentTests : TwoSiteTests
         Assert.Contains("\"hosts\": null", cleared, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Sync_TransferBrokenOff_NextSyncContinuesIt_WithoutQuiescingAgain_AndKeepsItsLabel()
+    {
+        using var home = Home.Client();
+        using var dr = Dr.Client();
+        var homeId = await home.GetIdentityAsync();
+        var drId = await dr.GetIdentityAsync();
+        using var proxy = new CuttingProxy(IPEndPoint.Parse(drId.ReplicationAddress!), cutAfterBytes: 1 << 20, cuts: 0) { CutEveryConnection = true };
+        await home.AddPartnerAsync(new AddPartnerRequest("dr", proxy.Address, drId.Fingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("home", homeId.ReplicationAddress!, homeId.Fingerprint));
+        var marks = Sites.Temp.Combine("marks");
+        await using var agent = await StartAgentAsync(homeId.Fingerprint, new AgentScriptEntry("app", ["db"], $"echo pre >> {marks}", $"echo post >> {marks}"));
+        await home.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
+        await home.CreateVolumeAsync(new CreateVolumeRequest("db", 16 << 20));
+        var live = await home.CreateExportAsync(new CreateExportRequest("db", "db", "nbd"));
+        await Sites.WriteRandomAsync(live.Url!, 0, 4 << 20);
+        await home.CreateReplicaAsync(new CreateReplicaRequest("db", "dr", Hosts: ["db1"]));
+
+        // Every attempt of the first sync breaks off after 1 MiB: its snapshot waits for the next sync.
+        var broken = await Assert.ThrowsAsync<TidemarkApiException>(() => home.SyncReplicaAsync("db"));
+        var pending = Assert.Single(await home.ListSnapshotsAsync("db"));
+        proxy.CutEveryConnection = false;
+        var continued = await home.SyncReplicaAsync("db");
+        var events = await home.ListEventsAsync(kind: "replica.sync");
+
+        Assert.Contains("failed after 6 attempts", broken.Message, StringComparison.Ordinal);
+        Assert.Equal(["pre", "post"], await File.ReadAllLinesAsync(marks)); // one quiesce, for the one cut
+        Assert.Equal(pending.Name, continued.LastSnapshot);
+        Assert.Equal("application (db1: script app)", pending.Consistency);
+        Assert.Equal(pending.Consistency, continued.LastConsistency);
+        Assert.Contains(events, e => e.Outcome == "ok" && e.Message.Contains("(continuing the transfer an earlier sync left unfinished)", StringComparison.Ordinal) && e.Message.EndsWith("; consistency: application (db1: script app)", StringComparison.Ordinal));
+        Assert.Equal(await Sites.HashSnapshotAsync(Home, $"db@{pending.Name}"), await Sites.HashSnapshotAsync(Dr, $"db@{pending.Name}"));
+    }
+
     private async Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentScriptEntry[] scripts)
     {
         var directory = Sites.Temp.Combine($"agent-{Guid.NewGuid():N}");
