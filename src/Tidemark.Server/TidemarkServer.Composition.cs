@@ -206,6 +206,7 @@ public sealed partial class TidemarkServer
             LastPolicySnapshot = sp.GetRequiredService<PolicyManager>().LastSnapshotOf,
             CreateExport = sp.GetRequiredService<ExportRegistry>().Create,
             Cutter = new AgentReplicaCutter(sp.GetRequiredService<SnapshotCoordinator>()),
+            SnapshotLabel = sp.GetRequiredService<SnapshotCoordinator>().ReplicatedLabelOf,
         });
         services.AddHostedService(sp => new ReplicaScheduler(
             sp.GetRequiredService<ReplicaManager>(),

@@ -36,6 +36,7 @@ public sealed class ReplicaAgentTests : TwoSiteTests
         var source = Assert.Single(await home.ListSnapshotsAsync("db"));
         var wal = Assert.Single(await home.ListSnapshotsAsync("wal"));
         var atDr = await dr.ListSnapshotsAsync("db");
+        var walAtDr = Assert.Single(await dr.ListSnapshotsAsync("wal"));
         var shown = (await CliProcess.RunAsync("replica", "show", "db", "--data", Home.DataDirectory)).AssertSuccess().StandardOutput;
         var events = await home.ListEventsAsync();
         var inUse = await Assert.ThrowsAsync<TidemarkApiException>(() => home.RemoveHostAsync("db1"));
@@ -52,6 +53,8 @@ public sealed class ReplicaAgentTests : TwoSiteTests
         Assert.Equal("application (db1: script app)", wal.Consistency); // every member of the group's cut
         Assert.Equal(wal.Consistency, groupSynced.LastConsistency);
         Assert.Equal([source.Id], atDr.Select(s => s.Id)); // the very snapshot went to the DR site
+        Assert.Equal(source.Consistency, atDr[0].Consistency); // with its consistency (sent beside the stream)
+        Assert.Equal((wal.Id, wal.Consistency), (walAtDr.Id, walAtDr.Consistency)); // a group member's too
         Assert.Contains("agents: db1 quiesce around each sync's snapshot (fallback skip)", shown, StringComparison.Ordinal);
         Assert.Contains($"consistency of {source.Name}: application (db1: script app)", shown, StringComparison.Ordinal);
         Assert.Contains(events, e => e.Kind == "snapshot.consistency" && e.Subject == source.Address && e.Actor == "replica:db" && e.Outcome == "ok");
@@ -102,6 +105,7 @@ public sealed class ReplicaAgentTests : TwoSiteTests
         Assert.StartsWith("crash (quiesce failed, taken crash-consistent: ", source.Consistency, StringComparison.Ordinal);
         Assert.Equal(source.Consistency, crash.LastConsistency);
         Assert.Equal([source.Id], atDr.Select(s => s.Id));
+        Assert.Equal(source.Consistency, atDr[0].Consistency); // labelled crash, with the reason, at the DR site too
         Assert.Contains(events, e => e.Kind == "snapshot.consistency" && e.Subject == source.Address && e.Actor == "replica:db" && e.Outcome == "fallback");
         Assert.Contains(events, e => e.Kind == "replica.sync" && e.Subject == "db" && e.Outcome == "ok" && e.Message.Contains("; consistency: crash (quiesce failed", StringComparison.Ordinal));
         Assert.Contains("\"hosts\": null", cleared, StringComparison.Ordinal);
@@ -139,6 +143,7 @@ public sealed class ReplicaAgentTests : TwoSiteTests
         Assert.Equal(pending.Consistency, continued.LastConsistency);
         Assert.Contains(events, e => e.Outcome == "ok" && e.Message.Contains("(continuing the transfer an earlier sync left unfinished)", StringComparison.Ordinal) && e.Message.EndsWith("; consistency: application (db1: script app)", StringComparison.Ordinal));
         Assert.Equal(await Sites.HashSnapshotAsync(Home, $"db@{pending.Name}"), await Sites.HashSnapshotAsync(Dr, $"db@{pending.Name}"));
+        Assert.Equal(pending.Consistency, Assert.Single(await dr.ListSnapshotsAsync("db")).Consistency); // sent again with the resumed stream
     }
 
     private async Task<AgentHost> StartAgentAsync(string serverFingerprint, params AgentScriptEntry[] scripts)

@@ -88,6 +88,19 @@ public sealed partial class ReplicaManager : IDisposable
     /// <summary>Cuts a cycle's snapshot through the agents of a replica that names hosts (the server's, over its SnapshotCoordinator); null: no agents here.</summary>
     public IReplicaSnapshotCutter? Cutter { get; set; }
 
+    /// <summary>
+    /// A snapshot's consistency record as this site keeps it (the server's, opaque here), sent with its
+    /// stream so the partner shows the same consistency for its copy; null for none (crash).
+    /// </summary>
+    public Func<Guid, string?>? SnapshotLabel
+    {
+        get => _sender.SnapshotLabel;
+        set => _sender.SnapshotLabel = value;
+    }
+
+    /// <summary>The request header that carries <see cref="SnapshotLabel"/> to the partner.</summary>
+    public const string ConsistencyHeader = SnapshotSender.ConsistencyHeader;
+
     /// <summary>Backoff between attempts; tests shorten it.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 

@@ -13,6 +13,18 @@ namespace Tidemark.Replication;
 /// </summary>
 internal sealed class SnapshotSender(Pool pool, ReplicaReceiver receiver, TimeProvider time)
 {
+    /// <summary>
+    /// The request header that carries the snapshot's consistency record to the partner (ADR 0015),
+    /// as the server at this site gives it (<see cref="ReplicaManager.SnapshotLabel"/>: opaque to
+    /// this module, base64 of its JSON); absent for a crash-consistent snapshot. Beside the stream,
+    /// not in it: the stream format (and its golden samples) stays as it is, and a partner that does
+    /// not know the header ignores it.
+    /// </summary>
+    public const string ConsistencyHeader = "Tidemark-Consistency";
+
+    /// <summary>See <see cref="ConsistencyHeader"/>; null: none sent.</summary>
+    public Func<Guid, string?>? SnapshotLabel { get; set; }
+
     /// <summary>Sends one member's stream; returns its bytes on the wire and of ranges covered. Every byte on the wire also goes to <paramref name="wire"/>, also when it fails.</summary>
     public async Task<(long Sent, long RangeBytes)> SendAsync(HttpClient http, string remote, SnapshotInfo snapshot, SnapshotInfo? common, ScanPlan? scan, long resume, bool reverse, long? bytesPerSecond, int level, string? group, SyncProgress progress, WireCounter wire, List<SnapshotDto>? discardKeptAt, CancellationToken ct)
     {
@@ -50,6 +62,11 @@ internal sealed class SnapshotSender(Pool pool, ReplicaReceiver receiver, TimePr
             stop.Token);
         Stream body = bytesPerSecond is { } rate ? new RateLimitedStream(counting, rate, time) : counting;
         using var content = new StreamContent(body, 1 << 20);
+        if (SnapshotLabel?.Invoke(snapshot.Id) is { } label)
+        {
+            content.Headers.TryAddWithoutValidation(ConsistencyHeader, label);
+        }
+
         var query = $"resume={resume}&generation={receiver.GenerationOf(snapshot.Volume)}{(reverse ? "&reverse=true" : "")}{(discardKeptAt is null ? "" : "&discard=true")}{(group is null ? "" : $"&group={Uri.EscapeDataString(group)}")}{(scan?.PartnerDivergedAfter is { } after ? $"&divergedAfter={Uri.EscapeDataString(after)}&changedGranules={scan.PartnerChangedGranules}" : "")}";
         HttpResponseMessage response;
         try

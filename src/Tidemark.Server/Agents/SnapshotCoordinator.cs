@@ -59,6 +59,52 @@ public sealed class SnapshotCoordinator(Pool pool, HostRegistry hosts, ServerIde
 
     public ConsistencyRecord? ConsistencyOf(Guid id) => pool.Control.Get(ConsistencyRecord.Kind, id.ToString("N"));
 
+    /// <summary>Longest consistency record a partner may send with a stream (its JSON, before base64).</summary>
+    public const int MaxReplicatedLabelBytes = 16 * 1024;
+
+    private static readonly System.Text.Json.JsonSerializerOptions _labelJson = new(ServerSettings.FileJson) { WriteIndented = false };
+
+    /// <summary>
+    /// The consistency record of a snapshot as sent with its replication stream (base64 of its JSON,
+    /// ReplicaManager.ConsistencyHeader), or null when it has none (crash-consistent).
+    /// </summary>
+    public string? ReplicatedLabelOf(Guid id) =>
+        ConsistencyOf(id) is { } record ? Convert.ToBase64String(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(record, _labelJson)) : null;
+
+    /// <summary>
+    /// Keeps at this site the consistency record a partner sent with the stream of snapshot
+    /// <paramref name="id"/> (the copy has the same id), so a replicated application-consistent
+    /// snapshot shows so at the DR site too (ADR 0015). Returns the problem, and keeps nothing, when
+    /// the label is not base64 of a record with a known level; null when kept.
+    /// </summary>
+    public string? AdoptReplicatedLabel(Guid id, string label)
+    {
+        ConsistencyRecord? record;
+        try
+        {
+            var bytes = Convert.FromBase64String(label);
+            if (bytes.Length > MaxReplicatedLabelBytes)
+            {
+                return $"the consistency label is {bytes.Length} bytes, more than {MaxReplicatedLabelBytes}";
+            }
+
+            record = System.Text.Json.JsonSerializer.Deserialize<ConsistencyRecord>(bytes, _labelJson);
+        }
+        catch (Exception ex) when (ex is FormatException or System.Text.Json.JsonException)
+        {
+            return $"the consistency label does not parse ({ex.Message})";
+        }
+
+        if (record is null || record.Level is not (ConsistencyRecord.Crash or ConsistencyRecord.FileSystem or ConsistencyRecord.Application)
+            || record.Detail is null || record.Hosts is null)
+        {
+            return $"the consistency label names no known level (crash, filesystem, application): {record?.Level ?? "none"}";
+        }
+
+        pool.Control.Put(ConsistencyRecord.Kind, id.ToString("N"), record);
+        return null;
+    }
+
     /// <summary>Cuts <paramref name="volume"/> or <paramref name="group"/> with <paramref name="hostNames"/> quiesced; see the class summary.</summary>
     public async Task<(IReadOnlyList<SnapshotInfo> Snapshots, ConsistencyRecord Consistency)> TakeAsync(
         string? volume, string? group, string? name, IReadOnlyList<string> hostNames, string fallback, string actor, CancellationToken ct)

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Routing;
 using Tidemark.Api;
 using Tidemark.Engine;
 using Tidemark.Replication;
+using Tidemark.Server.Agents;
 using Tidemark.Server.Events;
 using Tidemark.Server.Jobs;
 using Tidemark.Server.Replication;
@@ -137,7 +138,7 @@ public static class ReplicaEndpoints
         });
         link.MapPost("/demote", (HttpContext context, ReplicaManager m, EventLog events, string volume, long? generation) =>
             Refusing(events, volume, PartnerOf(context), () => TypedResults.Ok(new DemoteResultDto(m.Demote(volume, generation ?? 0)?.ToDto()))));
-        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation, bool? discard, string? divergedAfter, long? changedGranules) =>
+        link.MapPost("/receive", async (HttpContext context, ReplicaReceiver r, ReplicaManager m, SnapshotCoordinator agents, EventLog events, string volume, long? resume, bool? reverse, string? group, long? generation, bool? discard, string? divergedAfter, long? changedGranules) =>
         {
             context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = null;
             var partner = PartnerOf(context);
@@ -157,6 +158,13 @@ public static class ReplicaEndpoints
                 {
                     events.Record("replica.split-brain", volume, $"partner:{partner}", ex.Message, "refused");
                     throw;
+                }
+
+                // The snapshot's consistency, sent beside the stream: the copy (same id) shows it here too.
+                if (context.Request.Headers[ReplicaManager.ConsistencyHeader] is { Count: 1 } label
+                    && agents.AdoptReplicatedLabel(result.Header.SnapshotId, label.ToString()) is { } problem)
+                {
+                    events.Record("replica.receive", volume, $"partner:{partner}", $"{problem}; the copy of snapshot {result.Header.SnapshotName} shows crash here", "failed");
                 }
 
                 if (result.KeptState is { } kept)
