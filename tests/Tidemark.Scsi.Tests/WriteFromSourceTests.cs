@@ -1,3 +1,5 @@
+using Tidemark.TestKit;
+
 namespace Tidemark.Scsi.Tests;
 
 /// <summary>
@@ -11,10 +13,10 @@ public sealed class WriteFromSourceTests
     [InlineData(true)]
     public void Write16_FromASource_IsPulledByTheDevice_AndLandsAtItsLba(bool fua)
     {
-        var device = new PullCountingDevice(new TestKit.MemoryBlockDevice(16L << 20));
+        var device = new PullCountingDevice(new MemoryBlockDevice(16L << 20));
         var h = new ScsiHarness(device: device);
         var data = Enumerable.Range(0, 64 * 1024).Select(i => (byte)(i * 7)).ToArray();
-        var source = new ArraySource(data);
+        var source = new ArrayPayloadSource(data);
 
         var result = Run(h, ScsiHarness.Cdb16(ScsiOpcode.Write16, 300, 128, fua ? (byte)0x08 : (byte)0), source);
 
@@ -36,7 +38,7 @@ public sealed class WriteFromSourceTests
         h.Device.Write(0, medium, false);
         var data = Enumerable.Repeat((byte)0x11, 700).ToArray();
 
-        var result = Run(h, ScsiHarness.Cdb16(ScsiOpcode.Write16, 0, 2), new ArraySource(data));
+        var result = Run(h, ScsiHarness.Cdb16(ScsiOpcode.Write16, 0, 2), new ArrayPayloadSource(data));
 
         Assert.True(result.IsGood);
         var stored = new byte[1024];
@@ -56,7 +58,7 @@ public sealed class WriteFromSourceTests
             Assert.True(h.Run([ScsiOpcode.Reserve6, 0, 0, 0, 0, 0], nexus: h.Unit.OpenNexus("other")).IsGood);
         }
 
-        var source = new ArraySource(new byte[4096]);
+        var source = new ArrayPayloadSource(new byte[4096]);
         var lba = why == "out of range" ? (16UL << 20) / 512 : 0;
 
         var result = Run(h, ScsiHarness.Cdb16(ScsiOpcode.Write16, lba, 8), source);
@@ -68,20 +70,7 @@ public sealed class WriteFromSourceTests
     private static ScsiResult Run(ScsiHarness h, byte[] cdb, IPayloadSource source) =>
         h.Unit.Execute(h.Nexus, new ScsiCommand(cdb, source, h.Sense));
 
-    private sealed class ArraySource(byte[] data) : IPayloadSource
-    {
-        private int _next;
-
-        public int RemainingBytes => data.Length - _next;
-
-        public void Fill(Span<byte> destination)
-        {
-            data.AsSpan(_next, destination.Length).CopyTo(destination);
-            _next += destination.Length;
-        }
-    }
-
-    private sealed class PullCountingDevice(IBlockDevice inner) : TestKit.ForwardingDevice(inner), IBlockDevice
+    private sealed class PullCountingDevice(IBlockDevice inner) : ForwardingDevice(inner), IBlockDevice
     {
         public List<(long Offset, int Length, bool Fua)> Pulls { get; } = [];
 
