@@ -5,7 +5,7 @@ using System.Runtime.CompilerServices;
 namespace Tidemark;
 
 /// <summary>
-/// How a protocol takes a large payload (an NBD WRITE's data, later iSCSI Data-Out) from its
+/// How a protocol takes a large payload (an NBD WRITE's data, an iSCSI WRITE's data segments) from its
 /// connection without reading the socket itself: after the protocol has advanced its input reader past
 /// the request header, <see cref="ReceiveAsync"/> delivers the next bytes of the input, first what the
 /// reader already holds, then the rest. The transport behind the connection chooses how (straight from
@@ -31,6 +31,14 @@ public interface IPayloadFeature
     /// calls block the caller's thread until the bytes are there, within the payload's deadline.
     /// </summary>
     IPayloadSource? OpenSource(int lengthBytes) => null;
+
+    /// <summary>
+    /// True when <see cref="OpenSource"/> is likely to give a source now (a plain TCP transport in its
+    /// data phase): a protocol that chooses a path for a whole command by it (iSCSI's WRITE, whose data
+    /// comes in several segments) knows before the first segment. A hint only: OpenSource may still
+    /// return null (no pipe to be had), and the protocol then takes that segment through memory.
+    /// </summary>
+    bool OffersSource => false;
 }
 
 /// <summary>

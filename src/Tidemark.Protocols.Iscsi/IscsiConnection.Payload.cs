@@ -10,6 +10,16 @@ namespace Tidemark.Protocols.Iscsi;
 // to the ordinary PDU handler, which copies it into the command's buffer (or writes it, see
 // IscsiConnection.WritePieces.cs) and gives it back: a connection holds at most one such piece
 // (MaxRecvDataSegmentLength) beside its commands' buffers.
+//
+// A WRITE's segment (its immediate data, or a Data-Out of a WRITE applied in pieces) on a transport
+// that offers a payload source is not received at all: the handler gets the segment as a source
+// (IscsiPdu.DataSource) and the device pulls it (IscsiConnection.WritePieces.cs). The source is this
+// one segment, so PDUs of other tasks before and after it are handled as ever, and a handler that
+// does not write it (the command was refused, failed part-way, or is already over) leaves the rest,
+// which is dropped here (IPayloadSource.Skip) so the input stays in step. Opening the source stages
+// the segment (from the socket into a pipe, within the transport's payload deadline) and is marked as
+// waiting on the initiator, as a receive is. All of it blocks the connection's own thread (its data
+// phase runs on one: ProtocolListener), where a receive would block the same way.
 public sealed partial class IscsiConnection
 {
     /// <summary>
@@ -46,7 +56,19 @@ public sealed partial class IscsiConnection
         var dataBytes = _largeDataBytes;
         var dataDigest = _framing.DataDigest;
         var wireBytes = BasicHeaderSegment.PaddedLength(dataBytes) + (dataDigest ? 4 : 0);
-        if (wireBytes == dataBytes && DataOutDestination(dataBytes) is { } place)
+        IPayloadSource? partial = null;
+        if (wireBytes == dataBytes && SourceWanted())
+        {
+            var source = OpenSource(dataBytes);
+            if (source is not null && source.RemainingBytes == dataBytes)
+            {
+                HandleFromSource(source);
+                return;
+            }
+
+            partial = source; // the transport stages less than the segment: it is taken into memory
+        }
+        else if (wireBytes == dataBytes && DataOutDestination(dataBytes) is { } place)
         {
             await ReceiveInPlaceAsync(place, cancellationToken).ConfigureAwait(false);
             return;
@@ -55,12 +77,15 @@ public sealed partial class IscsiConnection
         var piece = ArrayPool<byte>.Shared.Rent(wireBytes);
         try
         {
+            var staged = partial?.RemainingBytes ?? 0;
+            partial?.Fill(piece.AsSpan(0, staged));
+
             // Marked as waiting on the initiator: one that stops sending in the middle of a segment
             // meets the keepalive deadline, as one that stops between PDUs does.
             Volatile.Write(ref _waitingOnPeerSince, Math.Max(1, Environment.TickCount64));
             try
             {
-                await _payload.ReceiveAsync(piece.AsMemory(0, wireBytes), cancellationToken).ConfigureAwait(false);
+                await _payload.ReceiveAsync(piece.AsMemory(staged, wireBytes - staged), cancellationToken).ConfigureAwait(false);
             }
             finally
             {
@@ -75,6 +100,62 @@ public sealed partial class IscsiConnection
         {
             ArrayPool<byte>.Shared.Return(piece);
         }
+    }
+
+    /// <summary>
+    /// True when the segment of the PDU whose BHS is in _inHeader is to be written from the payload
+    /// source: the immediate data of a plain WRITE of at least SourceWriteBytes, or a Data-Out of a
+    /// WRITE applied in pieces, on a connection where sources are possible (no data digest). The
+    /// handler decides the rest (a segment it cannot write from the source, it fills into memory).
+    /// </summary>
+    private bool SourceWanted()
+    {
+        if (!SourceWritesPossible)
+        {
+            return false;
+        }
+
+        if (BasicHeaderSegment.Is(_inHeader, IscsiOpcode.DataOut))
+        {
+            return DataOutPdu.TryRead(_inHeader, out var data) && _pending.TryGetValue(data.InitiatorTaskTag, out var pending) && pending.Streamed;
+        }
+
+        return BasicHeaderSegment.Is(_inHeader, IscsiOpcode.ScsiCommand)
+            && ScsiCommandPdu.TryRead(_inHeader, out var command) && command.Write && !command.Read
+            && command.ExpectedDataTransferLengthBytes >= SourceWriteBytes
+            && TryParseWrite(_inHeader.AsSpan(ScsiCommandPdu.CdbOffset, ScsiCommandPdu.CdbLengthBytes), out _, out _, out _);
+    }
+
+    /// <summary>Opens the payload source for the next <paramref name="dataBytes"/> (null when the transport has none now), marked as waiting on the initiator while it stages them.</summary>
+    private IPayloadSource? OpenSource(int dataBytes)
+    {
+        Volatile.Write(ref _waitingOnPeerSince, Math.Max(1, Environment.TickCount64));
+        try
+        {
+            return _payload.OpenSource(dataBytes);
+        }
+        finally
+        {
+            Volatile.Write(ref _waitingOnPeerSince, 0);
+            Volatile.Write(ref _lastReceivedAt, Environment.TickCount64);
+        }
+    }
+
+    /// <summary>Handles the PDU whose data segment is <paramref name="source"/>, then drops what the handler left of it.</summary>
+    private void HandleFromSource(IPayloadSource source)
+    {
+        try
+        {
+            HandlePduOrReject(new IscsiPdu(_inHeader, source));
+        }
+        catch (IscsiProtocolException)
+        {
+            // The Reject goes out and the input is drained: the segment first.
+            source.Skip();
+            throw;
+        }
+
+        source.Skip();
     }
 
     /// <summary>

@@ -40,7 +40,7 @@ public sealed partial class IscsiConnection
 
         var cdbLength = ReadCdb(pdu);
         var expected = command.ExpectedDataTransferLengthBytes;
-        var immediate = (int)pdu.Data.Length;
+        var immediate = pdu.DataLengthBytes;
         if (immediate > 0 && (!command.Write || !_parameters.ImmediateData || immediate > _parameters.FirstBurstBytes || immediate > expected))
         {
             // RFC 7143 10.4.4 / 13.11: immediate data needs W, ImmediateData=Yes and at most FirstBurstLength.
@@ -63,34 +63,7 @@ public sealed partial class IscsiConnection
                 return; // sent in pieces once this PDU is consumed (IscsiConnection.ReadPieces.cs)
             }
 
-            var dataOut = ReadOnlySpan<byte>.Empty;
-            byte[]? rented = null;
-            if (immediate > 0)
-            {
-                if (pdu.Data.IsSingleSegment)
-                {
-                    dataOut = pdu.Data.FirstSpan;
-                }
-                else
-                {
-                    rented = ArrayPool<byte>.Shared.Rent(immediate);
-                    pdu.Data.CopyTo(rented);
-                    dataOut = rented.AsSpan(0, immediate);
-                }
-            }
-
-            try
-            {
-                Execute(command.InitiatorTaskTag, command.Lun, _cdb.AsSpan(0, cdbLength), dataOut, (int)expected, command.Read);
-            }
-            finally
-            {
-                if (rented is not null)
-                {
-                    ArrayPool<byte>.Shared.Return(rented);
-                }
-            }
-
+            ExecuteWithImmediateData(command, _cdb.AsSpan(0, cdbLength), pdu, immediate);
             return;
         }
 
@@ -121,17 +94,20 @@ public sealed partial class IscsiConnection
         pending.Read = command.Read;
         _cdb.AsSpan(0, cdbLength).CopyTo(pending.Cdb);
         pending.CdbLength = cdbLength;
+        pending.NextR2TOffset = pending.UnsolicitedEnd;
+
+        // Known before its data is taken: a source that fails part-way ends the connection, which gives its buffer back.
+        _pending.Add(command.InitiatorTaskTag, pending);
         if (pending.Streamed)
         {
-            ReceivePieces(pending, 0, pdu.Data);
+            TakeSegment(pending, 0, pdu);
         }
         else
         {
-            pdu.Data.CopyTo(pending.Buffer);
+            CopyData(pdu, pending.Buffer.AsSpan(0, immediate));
             pending.ReceivedBytes = immediate;
         }
-        pending.NextR2TOffset = pending.UnsolicitedEnd;
-        _pending.Add(command.InitiatorTaskTag, pending);
+
         if (granted)
         {
             pending.TargetTransferTag = NextTargetTransferTag();
@@ -142,6 +118,59 @@ public sealed partial class IscsiConnection
             // No transfer tag until granted: a solicited Data-Out before its R2T is a protocol error.
             pending.TargetTransferTag = BasicHeaderSegment.ReservedTag;
             _awaitingBuffer.Add(pending);
+        }
+    }
+
+    /// <summary>Runs a command that came with all its data (or needs none): a WRITE whose data is still in the connection pulls it from there.</summary>
+    private void ExecuteWithImmediateData(in ScsiCommandPdu command, ReadOnlySpan<byte> cdb, in IscsiPdu pdu, int immediate)
+    {
+        var expected = (int)command.ExpectedDataTransferLengthBytes;
+        if (pdu.DataSource is { } source && !command.Read && TryParseWrite(cdb, out _, out _, out _))
+        {
+            // A WRITE of at least SourceWriteBytes whose data all came immediate (IscsiConnection.Payload.cs).
+            SendStatus(command.InitiatorTaskTag, RunFrom(command.Lun, cdb, source), (uint)expected, 0);
+            return;
+        }
+
+        var dataOut = ReadOnlySpan<byte>.Empty;
+        byte[]? rented = null;
+        if (immediate > 0)
+        {
+            if (pdu.DataSource is null && pdu.Data.IsSingleSegment)
+            {
+                dataOut = pdu.Data.FirstSpan;
+            }
+            else
+            {
+                rented = ArrayPool<byte>.Shared.Rent(immediate);
+                CopyData(pdu, rented.AsSpan(0, immediate));
+                dataOut = rented.AsSpan(0, immediate);
+            }
+        }
+
+        try
+        {
+            Execute(command.InitiatorTaskTag, command.Lun, cdb, dataOut, expected, command.Read);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>Copies a PDU's data segment into <paramref name="destination"/> (its length), from the input or from the source it was left in.</summary>
+    private static void CopyData(in IscsiPdu pdu, Span<byte> destination)
+    {
+        if (pdu.DataSource is { } source)
+        {
+            source.Fill(destination);
+        }
+        else if (!pdu.Data.IsSingleSegment || !Unsafe.AreSame(ref MemoryMarshal.GetReference(pdu.Data.FirstSpan), ref MemoryMarshal.GetReference(destination)))
+        {
+            pdu.Data.CopyTo(destination); // else it was received in place (IscsiConnection.Payload.cs)
         }
     }
 
@@ -234,7 +263,7 @@ public sealed partial class IscsiConnection
             return;
         }
 
-        var length = (int)pdu.Data.Length;
+        var length = pdu.DataLengthBytes;
         var solicited = data.TargetTransferTag != BasicHeaderSegment.ReservedTag;
         var limit = solicited ? pending.ExpectedBytes : pending.UnsolicitedEnd;
         if (solicited && data.TargetTransferTag != pending.TargetTransferTag)
@@ -260,16 +289,11 @@ public sealed partial class IscsiConnection
         pending.ExpectedDataSN = data.Final ? 0 : pending.ExpectedDataSN + 1;
         if (pending.Streamed)
         {
-            ReceivePieces(pending, (int)data.BufferOffset, pdu.Data);
+            TakeSegment(pending, (int)data.BufferOffset, pdu);
         }
         else
         {
-            var destination = pending.Buffer.AsSpan((int)data.BufferOffset, length);
-            if (!pdu.Data.IsSingleSegment || !Unsafe.AreSame(ref MemoryMarshal.GetReference(pdu.Data.FirstSpan), ref MemoryMarshal.GetReference(destination)))
-            {
-                pdu.Data.CopyTo(destination); // else it was received in place (IscsiConnection.Payload.cs)
-            }
-
+            CopyData(pdu, pending.Buffer.AsSpan((int)data.BufferOffset, length));
             pending.ReceivedBytes += length;
         }
 
@@ -358,12 +382,30 @@ public sealed partial class IscsiConnection
     }
 
     /// <summary>Runs one CDB on the addressed logical unit (or answers for the target), sense into the connection's sense buffer.</summary>
-    private ScsiResult Run(ulong lunField, ReadOnlySpan<byte> cdb, ReadOnlySpan<byte> dataOut, Span<byte> dataIn = default)
+    private ScsiResult Run(ulong lunField, ReadOnlySpan<byte> cdb, ReadOnlySpan<byte> dataOut, Span<byte> dataIn = default) =>
+        Run(lunField, new ScsiCommand(cdb, dataOut, dataIn, _senseSegment.AsSpan(2)));
+
+    /// <summary>
+    /// Runs a WRITE whose data the device pulls from <paramref name="source"/> (the unit makes the same
+    /// checks as for any WRITE; what it leaves of the source is the caller's to skip).
+    /// </summary>
+    private ScsiResult RunFrom(ulong lunField, ReadOnlySpan<byte> cdb, IPayloadSource source)
     {
-        var command = new ScsiCommand(cdb, dataOut, dataIn, _senseSegment.AsSpan(2));
+        var before = source.RemainingBytes;
+        var result = Run(lunField, new ScsiCommand(cdb, source, _senseSegment.AsSpan(2)));
+        if (result.Status == ScsiStatus.Good)
+        {
+            Interlocked.Add(ref _writtenFromSourceBytes, before - source.RemainingBytes);
+        }
+
+        return result;
+    }
+
+    private ScsiResult Run(ulong lunField, in ScsiCommand command)
+    {
         var target = _target!;
         var lun = ScsiTargetCommands.DecodeLun(lunField);
-        if (cdb[0] == ScsiOpcode.ReportLuns)
+        if (command.Cdb[0] == ScsiOpcode.ReportLuns)
         {
             return ScsiTargetCommands.ReportLuns(command, target.LunNumbers);
         }

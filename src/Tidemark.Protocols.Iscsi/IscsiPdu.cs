@@ -20,11 +20,29 @@ public readonly ref struct IscsiPdu
         DataDigestValid = dataDigestValid;
     }
 
+    /// <summary>A PDU whose data segment is still in the connection, as <paramref name="dataSource"/> (IscsiConnection.Payload.cs).</summary>
+    internal IscsiPdu(ReadOnlySpan<byte> header, IPayloadSource dataSource)
+    {
+        _header = header;
+        DataSource = dataSource;
+        DataDigestValid = true;
+    }
+
     public ReadOnlySpan<byte> Header => _header;
 
     public ReadOnlySequence<byte> AdditionalHeader { get; }
 
     public ReadOnlySequence<byte> Data { get; }
+
+    /// <summary>
+    /// The data segment as a source a device pulls, when it was left in the connection (then
+    /// <see cref="Data"/> is empty): a handler writes it from there or fills it where it goes, and the
+    /// receive loop drops whatever the handler left.
+    /// </summary>
+    internal IPayloadSource? DataSource { get; }
+
+    /// <summary>Length of the data segment, wherever it is (read it before anything takes from the source).</summary>
+    internal int DataLengthBytes => DataSource?.RemainingBytes ?? (int)Data.Length;
 
     /// <summary>False when DataDigest=CRC32C was negotiated and the received digest did not match (RFC 7143 7.8).</summary>
     public bool DataDigestValid { get; }

@@ -140,14 +140,19 @@ public sealed partial class ScsiLogicalUnit
 
         // FCP-4 9.4.2 a) / libiscsi: an EDTL shorter than the CDB's transfer writes only what was sent
         // (a partial last block is merged with the medium) and reports the rest as residual overflow.
-        var n = (int)Math.Min(transfer, c.DataOut.Length);
+        var n = (int)Math.Min(transfer, c.DataOutBytes);
         var whole = n - (n % BlockBytes);
         var offset = (long)lba * BlockBytes;
 
         // WRITE (6) has no FUA bit; WRITE AND VERIFY is written through so the verify is of the medium.
         var fua = c.Opcode is ScsiOpcode.WriteAndVerify10 or ScsiOpcode.WriteAndVerify12 or ScsiOpcode.WriteAndVerify16
             || (c.Opcode != ScsiOpcode.Write6 && (flags & 0x08) != 0);
-        if (whole > 0)
+        if (whole > 0 && c.DataOutSource is { } source)
+        {
+            // The data is still in the transport: the device pulls it (a file store splices it in).
+            Device.WriteFrom(offset, whole, source, fua);
+        }
+        else if (whole > 0)
         {
             Device.Write(offset, c.DataOut[..whole], fua);
         }
@@ -158,7 +163,15 @@ public sealed partial class ScsiLogicalUnit
             try
             {
                 Device.Read(offset + whole, block.AsSpan(0, BlockBytes));
-                c.DataOut[whole..n].CopyTo(block);
+                if (c.DataOutSource is { } tail)
+                {
+                    tail.Fill(block.AsSpan(0, n - whole));
+                }
+                else
+                {
+                    c.DataOut[whole..n].CopyTo(block);
+                }
+
                 Device.Write(offset + whole, block.AsSpan(0, BlockBytes), fua);
             }
             finally

@@ -18,7 +18,7 @@ public sealed class MeteredWriteFromTests
         var data = new byte[64 << 10];
         new Random(1).NextBytes(data);
 
-        metered.WriteFrom(4096, data.Length, new ArraySource(data), forceUnitAccess: true);
+        metered.WriteFrom(4096, data.Length, new ArrayPayloadSource(data), forceUnitAccess: true);
 
         Assert.Equal(new[] { (4096L, data.Length, true) }, inner.Pulls);
         Assert.Equal(1, stats[IoOperation.Write].Count);
@@ -34,7 +34,7 @@ public sealed class MeteredWriteFromTests
         var stats = new DeviceStats("vol");
         IBlockDevice metered = new MeteredBlockDevice(new PullRecordingDevice(new MemoryBlockDevice(1 << 20)) { Full = true }, stats);
 
-        Assert.Throws<StorageException>(() => metered.WriteFrom(0, 4096, new ArraySource(new byte[4096]), forceUnitAccess: false));
+        Assert.Throws<StorageException>(() => metered.WriteFrom(0, 4096, new ArrayPayloadSource(new byte[4096]), forceUnitAccess: false));
 
         Assert.Equal(1, stats.NoSpaceErrors);
         Assert.Equal(1, stats[IoOperation.Write].Errors);
@@ -55,19 +55,6 @@ public sealed class MeteredWriteFromTests
             }
 
             PayloadSources.WriteThroughBuffer(this, offsetBytes, lengthBytes, source, forceUnitAccess);
-        }
-    }
-
-    private sealed class ArraySource(byte[] data) : IPayloadSource
-    {
-        private int _taken;
-
-        public int RemainingBytes => data.Length - _taken;
-
-        public void Fill(Span<byte> destination)
-        {
-            data.AsSpan(_taken, destination.Length).CopyTo(destination);
-            _taken += destination.Length;
         }
     }
 }

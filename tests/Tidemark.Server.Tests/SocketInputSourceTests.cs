@@ -100,6 +100,17 @@ public sealed class SocketInputSourceTests : IDisposable
     }
 
     [Fact]
+    public void OffersSource_InTheDataPhase_IsTrue_AndFalseOnceTheInputCompleted()
+    {
+        // iSCSI chooses a WRITE's path by it before the first segment (IscsiConnection.WritePieces.cs).
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+
+        Assert.Equal(SplicePipe.IsSupported, ((IPayloadFeature)input).OffersSource);
+        input.Complete();
+        Assert.False(((IPayloadFeature)input).OffersSource);
+    }
+
+    [Fact]
     public void OpenSource_PeerClosesInTheMiddle_FailsAsPeerClosed()
     {
         var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);

@@ -52,6 +52,8 @@ internal sealed partial class SocketInput : IPayloadSource
     /// <summary>Bytes of the open payload source not yet delivered.</summary>
     public int RemainingBytes => _sourceBuffered + _sourceInPipe + _sourceInSocket;
 
+    bool IPayloadFeature.OffersSource => !_completed && Negotiation is null && !_spliceUnavailable && SplicePipe.IsSupported;
+
     IPayloadSource? IPayloadFeature.OpenSource(int lengthBytes)
     {
         ObjectDisposedException.ThrowIf(_completed, this);

@@ -122,14 +122,63 @@ public sealed class AttachedIscsiSession : IDisposable
         _stream = tcp.GetStream();
     }
 
-    public static async Task<AttachedIscsiSession> LoginAsync(string portal, string initiator, string target)
+    /// <param name="operationalKeys">Keys offered in the operational stage, each "Key=Value\0".</param>
+    public static async Task<AttachedIscsiSession> LoginAsync(string portal, string initiator, string target, string operationalKeys = "")
     {
         var tcp = new TcpClient(AddressFamily.InterNetwork);
         await tcp.ConnectAsync(IPEndPoint.Parse(portal));
         var session = new AttachedIscsiSession(tcp);
         await session.LoginStepAsync(0, 1, $"InitiatorName={initiator}\0TargetName={target}\0SessionType=Normal\0AuthMethod=None\0");
-        await session.LoginStepAsync(1, 3, string.Empty);
+        await session.LoginStepAsync(1, 3, operationalKeys);
         return session;
+    }
+
+    /// <summary>
+    /// WRITE (16) of <paramref name="data"/> at <paramref name="lba"/> (512-byte blocks): its first
+    /// <paramref name="immediateBytes"/> as immediate data, the rest in Data-Out of
+    /// <paramref name="segmentBytes"/> as the R2Ts ask (no digests). Returns the SCSI status.
+    /// </summary>
+    public async Task<byte> WriteAsync(uint itt, ulong lba, byte[] data, int immediateBytes, int segmentBytes)
+    {
+        var cdb = new byte[16];
+        cdb[0] = 0x8A;
+        BinaryPrimitives.WriteUInt64BigEndian(cdb.AsSpan(2), lba);
+        BinaryPrimitives.WriteUInt32BigEndian(cdb.AsSpan(10), (uint)(data.Length / 512));
+        var bhs = new byte[BasicHeaderSegment.LengthBytes];
+        new ScsiCommandPdu(false, true, false, true, 1, immediateBytes, 0, itt, (uint)data.Length, _cmdSn++, _expStatSn).WriteTo(bhs, cdb);
+        await SendAsync(bhs, data[..immediateBytes]);
+        while (await ReceiveAsync(CancellationToken.None) is { } pdu)
+        {
+            if (ScsiResponsePdu.TryRead(pdu.Header, out var status))
+            {
+                _expStatSn = status.Sequence.StatSN + 1;
+                return status.Status;
+            }
+
+            Assert.True(ReadyToTransferPdu.TryRead(pdu.Header, out var r2t));
+            uint dataSn = 0;
+            var end = (int)(r2t.BufferOffset + r2t.DesiredDataTransferLengthBytes);
+            for (var offset = (int)r2t.BufferOffset; offset < end; offset += segmentBytes)
+            {
+                var length = Math.Min(segmentBytes, end - offset);
+                new DataOutPdu(offset + length == end, length, 0, itt, r2t.TargetTransferTag, _expStatSn, dataSn++, (uint)offset).WriteTo(bhs);
+                await SendAsync(bhs, data[offset..(offset + length)]);
+            }
+        }
+
+        throw new InvalidOperationException("the target closed the connection in the middle of a WRITE");
+    }
+
+    /// <summary>Sends the BHS of a WRITE (16) with <paramref name="immediateBytes"/> of immediate data and only <paramref name="sentBytes"/> of them: a peer that stops in the middle of a segment.</summary>
+    public async Task SendPartOfAWriteAsync(int immediateBytes, int sentBytes)
+    {
+        var cdb = new byte[16];
+        cdb[0] = 0x8A;
+        BinaryPrimitives.WriteUInt32BigEndian(cdb.AsSpan(10), (uint)(immediateBytes / 512));
+        var bhs = new byte[BasicHeaderSegment.LengthBytes];
+        new ScsiCommandPdu(false, true, false, true, 1, immediateBytes, 0, 0x500, (uint)immediateBytes, _cmdSn++, _expStatSn).WriteTo(bhs, cdb);
+        await _stream.WriteAsync(bhs);
+        await _stream.WriteAsync(new byte[sentBytes]);
     }
 
     /// <summary>
