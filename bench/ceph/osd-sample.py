@@ -11,20 +11,12 @@ def ask(path, command):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(path)
         s.sendall(json.dumps(command).encode() + b'\0')
-        head = b''
-        while len(head) < 4:
-            chunk = s.recv(4 - len(head))
-            if not chunk:
-                raise EOFError('admin socket closed')
-            head += chunk
+        f = s.makefile('rb')
+        head = f.read(4)
+        if len(head) < 4:
+            raise EOFError('admin socket closed')
         n, = struct.unpack('>I', head)
-        body = b''
-        while len(body) < n:
-            chunk = s.recv(n - len(body))
-            if not chunk:
-                raise EOFError('admin socket closed')
-            body += chunk
-        return json.loads(body)
+        return json.loads(f.read(n))
 
 path, seconds = sys.argv[1], float(sys.argv[2])
 period = float(sys.argv[3]) if len(sys.argv) > 3 else 0.05
