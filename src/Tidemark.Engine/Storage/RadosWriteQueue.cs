@@ -192,6 +192,7 @@ internal sealed class RadosWriteQueue
     /// </summary>
     public void WaitForOverlapping(long storeOffset, long length)
     {
+        ReapAnswered();
         var recovered = false;
         while (true)
         {
@@ -352,6 +353,44 @@ internal sealed class RadosWriteQueue
                 _stalled = null;
                 return true;
             }
+        }
+    }
+
+    /// <summary>
+    /// Takes off the queue, without waiting, the oldest writes RADOS already answered: otherwise only
+    /// a writer at the bound or a flush reaps them, and a reader after a burst of writes would look
+    /// through up to <see cref="MaxWrites"/> finished ones. Skipped while another thread reaps (it may
+    /// be waiting for RADOS, and a reader must not wait for writes that do not overlap it).
+    /// </summary>
+    private void ReapAnswered()
+    {
+        if (!_reap.TryEnter())
+        {
+            return;
+        }
+
+        try
+        {
+            while (true)
+            {
+                lock (_lock)
+                {
+                    if (_stalled is not null || !_pending.TryPeek(out var head) || head.Completion == 0 || RadosNative.AioIsComplete(head.Completion) == 0)
+                    {
+                        return;
+                    }
+                }
+
+                // Answered, and no other thread can reap it meanwhile (this one holds _reap): no wait.
+                if (ReapOldest(out _) != Reaped.One)
+                {
+                    return;
+                }
+            }
+        }
+        finally
+        {
+            _reap.Exit();
         }
     }
 
