@@ -67,6 +67,11 @@ ticks() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && awk '{print $14 + $15}' "
 # threads asleep wakes each of them, ops that arrive together share the wake-ups.
 sleeps() { [ -n "${1:-}" ] && cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {n += $2} END {print n + 0}' || echo 0; }
 dump() { ceph -c "$conf" daemon osd.0 perf dump > "$1"; }
+# Voluntary context switches per thread name (threads of one name summed): which threads wake per I/O.
+by_thread() { [ -n "${1:-}" ] || return 0; for t in /proc/"$1"/task/*; do
+  printf '%s\t%s\n' "$(cat "$t/comm" 2>/dev/null)" "$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status" 2>/dev/null)"; done |
+  awk -F'\t' '$2 != "" {n[$1] += $2} END {for (k in n) printf "%s\t%d\n", k, n[k]}'; }
+ASOK=$(dirname "$conf")/run/osd.0.asok
 # one PEER RW BS QD ENGINE-ARGS... : a fio run with the OSD's counters and CPU around it, and the
 # shape of the ops it answered (the OSD's message log at debug_ms 1 for 0.3 s: its replies name each op)
 one() {
@@ -75,9 +80,12 @@ one() {
   [ "$peer" = tidemark ] && server=$TM_PID
   log=$(dirname "$conf")/log/osd.0.log
   dump "$D/$tag.before"; o0=$(ticks "$OSD_PID") s0=$(ticks "$server") w0=$(sleeps "$OSD_PID") v0=$(sleeps "$server")
+  by_thread "$OSD_PID" > "$D/$tag.osdthreads.before"; by_thread "$server" > "$D/$tag.srvthreads.before"
   CEPH_CONF=$conf fio --name="$tag" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs=1 --time_based=1 --runtime="$RUNTIME" \
     --randrepeat=0 --norandommap=1 --output-format=json --output="$D/$tag.json" "$@" &
   local fio_pid=$!
+  python3 "$root/bench/ceph/osd-sample.py" "$ASOK" $((RUNTIME - 2)) > "$D/$tag.wip" &
+  local sampler=$!
   sleep 2
   local at; at=$(stat -c %s "$log" 2>/dev/null || echo 0)
   ceph -c "$conf" daemon osd.0 config set debug_ms 1 >/dev/null
@@ -86,6 +94,8 @@ one() {
   tail -c +"$((at + 1))" "$log" 2>/dev/null | grep -o 'osd_op_reply([^)]*)' | head -400 > "$D/$tag.ops" || true
   wait "$fio_pid"
   o1=$(ticks "$OSD_PID") s1=$(ticks "$server") w1=$(sleeps "$OSD_PID") v1=$(sleeps "$server")
+  by_thread "$OSD_PID" > "$D/$tag.osdthreads.after"; by_thread "$server" > "$D/$tag.srvthreads.after"
+  wait "$sampler" || true
   dump "$D/$tag.after"
   python3 - "$D/$tag" "$tag" $((o1 - o0)) $((s1 - s0)) "$(getconf CLK_TCK)" "$IDLE_OSD_US_PER_S" $((w1 - w0)) $((v1 - v0)) <<'PY'
 import collections, json, re, sys
@@ -113,8 +123,24 @@ keep = ('osd.op', 'osd.op_r', 'osd.op_w', 'osd.op_rw', 'osd.op_in_bytes', 'osd.o
         'bluestore.read_lat.count', 'bluestore.read_onode_meta_lat.count', 'bluestore.csum_lat.count',
         'bluestore.bluestore_txc', 'bluestore.bluestore_write_big', 'bluestore.bluestore_write_small',
         'bluestore.deferred_write_ops', 'bluestore.bluestore_buffer_miss_bytes', 'bluestore.bluestore_buffer_hit_bytes',
-        'bluestore.onode_hits', 'bluestore.onode_misses', 'rocksdb.get', 'rocksdb.submit_latency.count')
+        'bluestore.onode_hits', 'bluestore.onode_misses', 'rocksdb.get', 'rocksdb.submit_latency.count',
+        'bluestore.bluestore_write_small_deferred', 'bluestore.bluestore_write_small_new', 'bluestore.bluestore_write_small_pre_read',
+        'bluestore.write_penalty_read_ops', 'bluestore.write_pad_bytes', 'bluestore.deferred_write_bytes',
+        'bluestore.kv_commit_lat.count', 'bluestore.kv_sync_lat.count', 'bluestore.bluestore_extent_compress')
 print('  per I/O: ' + ', '.join(f"{k.split('.', 1)[1]} {(b[k] - a[k]) / ios:.2f}" for k in keep if k in a and k in b))
+# How the OSD batched: transactions per RocksDB commit of its kv thread, and the ops it had in
+# progress at once (sampled through the admin socket every 50 ms).
+txc, kv = b.get('bluestore.bluestore_txc', 0) - a.get('bluestore.bluestore_txc', 0), b.get('bluestore.kv_commit_lat.count', 0) - a.get('bluestore.kv_commit_lat.count', 0)
+wip = open(base + '.wip').read().split()
+print(f"  batching: {txc / kv if kv else 0:.1f} transactions per kv commit; OSD ops in progress mean {wip[0]}, median {wip[1]}, max {wip[2]} ({wip[3]} samples)")
+def threads(which):
+    before = dict(l.split('\t') for l in open(f'{base}.{which}threads.before') if '\t' in l)
+    after = dict(l.split('\t') for l in open(f'{base}.{which}threads.after') if '\t' in l)
+    d = {k: int(v) - int(before.get(k, 0)) for k, v in after.items()}
+    return ', '.join(f"{k} {v / ios:.2f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:6] if v > 0)
+print('  sleeps per I/O by thread, OSD: ' + threads('osd'))
+if tag.startswith('tidemark'):
+    print('  sleeps per I/O by thread, server: ' + threads('srv'))
 shapes = collections.Counter()
 for line in open(base + '.ops'):
     m = re.search(r'osd_op_reply\(\d+ (\S+) \[(.*?)\] ', line)

@@ -71,6 +71,9 @@ internal static partial class RadosNative
     [LibraryImport(Lib, EntryPoint = "rados_aio_wait_for_complete")]
     public static partial int AioWaitForComplete(nint completion);
 
+    [LibraryImport(Lib, EntryPoint = "rados_aio_is_complete")]
+    public static partial int AioIsComplete(nint completion);
+
     [LibraryImport(Lib, EntryPoint = "rados_aio_get_return_value")]
     public static partial int AioGetReturnValue(nint completion);
 
