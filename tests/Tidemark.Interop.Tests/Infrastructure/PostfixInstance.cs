@@ -40,15 +40,37 @@ internal sealed class PostfixInstance : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Starts it on a free SMTP port. Another process (test assemblies run in parallel) can take the
+    /// port between the look and Postfix's bind: then Postfix stops at once with "Address already in
+    /// use" and the start is tried again on another port, up to three times.
+    /// </summary>
     public static async Task<PostfixInstance> StartAsync(string directory, int lmtpPort)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await StartOnceAsync(directory, lmtpPort, FreePort.Find());
+            }
+            catch (PortTakenException) when (attempt < 3)
+            {
+                // the next attempt picks another port
+            }
+        }
+    }
+
+    private sealed class PortTakenException(string message) : Exception(message);
+
+    private static async Task<PostfixInstance> StartOnceAsync(string directory, int lmtpPort, int smtpPort)
     {
         var etc = Directory.CreateDirectory(Path.Combine(directory, "etc")).FullName;
         var spool = Directory.CreateDirectory(Path.Combine(directory, "spool")).FullName;
         var data = Directory.CreateDirectory(Path.Combine(directory, "data")).FullName;
+        File.Delete(Path.Combine(directory, "postfix.log")); // this attempt's log alone
 
         // master.lock lives in the data directory, which must belong to the mail owner.
         await ProcessRunner.CheckAsync(AttachedExport.Tool("chown"), "postfix", data);
-        var smtpPort = FreePort.Find();
         await File.WriteAllTextAsync(Path.Combine(etc, "main.cf"), $"""
             compatibility_level = 3.6
             queue_directory = {spool}
@@ -114,10 +136,13 @@ internal sealed class PostfixInstance : IAsyncDisposable
             var deadline = Stopwatch.StartNew();
             while (!(File.Exists(pidFile) && await MailWire.AcceptsAsync(smtpPort)))
             {
-                if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+                if (start.ExitCode != 0 || deadline.Elapsed > TimeSpan.FromSeconds(30))
                 {
                     var log = File.Exists(Path.Combine(directory, "postfix.log")) ? await File.ReadAllTextAsync(Path.Combine(directory, "postfix.log")) : "(no log)";
-                    throw new InvalidOperationException($"postfix did not start (exit {start.ExitCode}): {start.StandardOutput}{start.StandardError}\n{log}");
+                    var message = $"postfix did not start (exit {start.ExitCode}): {start.StandardOutput}{start.StandardError}\n{log}";
+                    throw log.Contains($"port {smtpPort}: Address already in use", StringComparison.Ordinal)
+                        ? new PortTakenException(message)
+                        : new InvalidOperationException(message);
                 }
 
                 await Task.Delay(100);
