@@ -7,6 +7,7 @@
 #                      served at the same time; each run against one is followed by the same run
 #                      against the other (which goes first alternates by repetition): before/after in one run
 #   TGT=0 ...          skip tgt (a quick before/after)
+#   ROWS="sw1m_qd8 rw4k_qd32" ...  only these rows (names as in SPECS below)
 # Needs the tgt and libiscsi-dev Debian packages (installed when missing). tgt is started with the
 # peers' own scripts (127.0.0.1:3260, files in /tmp/peers); everything started is stopped on exit.
 set -euo pipefail
@@ -40,6 +41,14 @@ make_golden
 
 SPECS=("rw4k_qd32 -w -r -b 4096 -q 32" "rw4k_qd1 -w -r -b 4096 -q 1" "rr4k_qd32 -r -b 4096 -q 32"
        "rr4k_qd1 -r -b 4096 -q 1" "sw1m_qd8 -w -b 1048576 -q 8" "sr1m_qd8 -b 1048576 -q 8")
+if [ -n "${ROWS:-}" ]; then
+  chosen=()
+  for spec in "${SPECS[@]}"; do
+    [[ " $ROWS " == *" ${spec%% *} "* ]] && chosen+=("$spec")
+  done
+  [ ${#chosen[@]} -gt 0 ] || { echo "ROWS=\"$ROWS\" names none of: $(printf '%s ' "${SPECS[@]%% *}")" >&2; exit 2; }
+  SPECS=("${chosen[@]}")
+fi
 # The server's CPU per I/O (utime + stime of its process over the run, over the I/Os counted) goes
 # beside each result, for the servers whose PID is in CPU_PID.
 declare -A CPU_PID=()
