@@ -1,10 +1,8 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
-using Tidemark.Engine;
 using Tidemark.Protocols.Nbd;
-using Tidemark.TestKit;
+using Tidemark.Server.Tests.Infrastructure;
 
 namespace Tidemark.Server.Tests;
 
@@ -18,17 +16,10 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
 {
     private const int Mib = 1 << 20;
     private const ushort Fua = 1; // NBD_CMD_FLAG_FUA
-    private readonly TempDirectory _temp = new("tidemark-splice-");
-    private Pool? _pool;
-    private PullingDevice? _device;
+    private readonly PulledVolume _volume = new("tidemark-splice-", 4096);
     private NbdListener? _listener;
 
-    public Task InitializeAsync()
-    {
-        _pool = Pool.Create(_temp.Combine("pool"), new PoolOptions { FirstStoreCapacityBytes = 64L << 20 });
-        _device = new PullingDevice(_pool.CreateVolume("vol", 16L << 20, 4096));
-        return Task.CompletedTask;
-    }
+    public Task InitializeAsync() => Task.CompletedTask;
 
     public async Task DisposeAsync()
     {
@@ -37,8 +28,7 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
             await _listener.DisposeAsync();
         }
 
-        _pool?.Dispose();
-        _temp.Dispose();
+        _volume.Dispose();
     }
 
     [Fact]
@@ -48,8 +38,8 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
         using var socket = await ConnectAsync();
         using var stream = new NetworkStream(socket);
         await DataPhaseTests.HandshakeAsync(stream, "vol");
-        var first = Pattern(Mib, 1);
-        var second = Pattern(3 * Mib, 2);
+        var first = PulledVolume.Pattern(Mib, 1);
+        var second = PulledVolume.Pattern(3 * Mib, 2);
         var batch = new MemoryStream();
         batch.Write(Request(1, Fua, 1, 0, first.Length));
         batch.Write(first);
@@ -67,12 +57,12 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
 
         // A 1 MiB WRITE with FUA is one durable pull; 3 MiB are pulled a pipe's worth at a time
         // (FUA on none: the WRITE's flush would follow its last piece), all on the connection thread.
-        var pulls = _device!.Pulls.ToArray();
+        var pulls = _volume.Device.Pulls.ToArray();
         Assert.Equal((Mib, true), (pulls[0].Length, pulls[0].Fua));
         Assert.Equal(3 * Mib, pulls.Skip(1).Sum(p => p.Length));
         Assert.All(pulls.Skip(1), p => Assert.False(p.Fua));
         Assert.All(pulls, p => Assert.NotEqual("NBD writes", p.Thread));
-        Assert.DoesNotContain("NBD writes", _device.WriterThreads);
+        Assert.DoesNotContain("NBD writes", _volume.Device.WriterThreads);
     }
 
     [Theory]
@@ -81,14 +71,14 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
     public async Task AWriteWhoseDeviceFailsPartWay_IsAnsweredWithEio_AndTheConnectionStaysInStep(long failAt)
     {
         await StartAsync(new ConnectionLimits());
-        _device!.FailAtOffset = failAt;
+        _volume.Device.FailAtOffset = failAt;
         using var socket = await ConnectAsync();
         using var stream = new NetworkStream(socket);
         await DataPhaseTests.HandshakeAsync(stream, "vol");
-        var after = Pattern(256 << 10, 3);
+        var after = PulledVolume.Pattern(256 << 10, 3);
         var batch = new MemoryStream();
         batch.Write(Request(1, Fua, 1, 0, 3 * Mib));
-        batch.Write(Pattern(3 * Mib, 4));
+        batch.Write(PulledVolume.Pattern(3 * Mib, 4));
         batch.Write(Request(1, 0, 2, 8 * Mib, after.Length));
         batch.Write(after);
         batch.Write(Request(0, 0, 3, 8 * Mib, after.Length));
@@ -110,12 +100,12 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
         using var stuckStream = new NetworkStream(stuck);
         await DataPhaseTests.HandshakeAsync(stuckStream, "vol");
         await stuckStream.WriteAsync(Request(1, 0, 1, 0, 512 << 10));
-        await stuckStream.WriteAsync(Pattern(100 << 10, 5));
+        await stuckStream.WriteAsync(PulledVolume.Pattern(100 << 10, 5));
 
         using var other = await ConnectAsync();
         using var otherStream = new NetworkStream(other);
         await DataPhaseTests.HandshakeAsync(otherStream, "vol");
-        var data = Pattern(256 << 10, 6);
+        var data = PulledVolume.Pattern(256 << 10, 6);
         await otherStream.WriteAsync(Request(1, 0, 7, 0, data.Length));
         await otherStream.WriteAsync(data);
         Assert.Equal((0u, 7ul), await ReadReplyAsync(otherStream).WaitAsync(TimeSpan.FromSeconds(10)));
@@ -141,7 +131,7 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
     private async Task StartAsync(ConnectionLimits limits)
     {
         var catalog = new NbdExportCatalog { DefaultExportName = "vol" };
-        catalog.Set(new NbdExport("vol", _device!, "test", false));
+        catalog.Set(new NbdExport("vol", _volume.Device, "test", false));
         _listener = new NbdListener(new IPEndPoint(IPAddress.Loopback, 0), null, catalog, NbdServerOptions.Default, NullLogger<NbdListener>.Instance, limits);
         await _listener.StartAsync(CancellationToken.None);
     }
@@ -153,48 +143,9 @@ public sealed class NbdSpliceWriteTests : IAsyncLifetime
         return socket;
     }
 
-    private static byte[] Pattern(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
     /// <summary>An NBD request (NbdTransportTests.Request) with its flags first, as these tests read best.</summary>
     private static byte[] Request(ushort type, ushort flags, ulong cookie, long offset, int length) =>
         NbdTransportTests.Request(type, cookie, (ulong)offset, (uint)length, flags);
 
     private static Task<(uint Error, ulong Cookie)> ReadReplyAsync(Stream stream) => NbdTransportTests.ReadReplyAsync(stream);
-
-    /// <summary>
-    /// Forwards to the volume, recording each pull (WriteFrom) and each memory write; a pull that
-    /// covers <see cref="FailAtOffset"/> takes 64 KiB of its source and fails, as a disk that fails
-    /// in the middle of a write would.
-    /// </summary>
-    private sealed class PullingDevice(IBlockDevice inner) : ForwardingDevice(inner), IBlockDevice
-    {
-        public ConcurrentQueue<(string Thread, int Length, bool Fua)> Pulls { get; } = new();
-
-        public ConcurrentBag<string> WriterThreads { get; } = [];
-
-        public long FailAtOffset { get; set; } = -1;
-
-        public override void Write(long offsetBytes, ReadOnlySpan<byte> source, bool forceUnitAccess)
-        {
-            WriterThreads.Add(Thread.CurrentThread.Name ?? "");
-            base.Write(offsetBytes, source, forceUnitAccess);
-        }
-
-        public void WriteFrom(long offsetBytes, int lengthBytes, IPayloadSource source, bool forceUnitAccess)
-        {
-            Pulls.Enqueue((Thread.CurrentThread.Name ?? "", lengthBytes, forceUnitAccess));
-            if (FailAtOffset >= offsetBytes && FailAtOffset < offsetBytes + lengthBytes)
-            {
-                source.Fill(new byte[64 << 10]);
-                throw new StorageException(StorageError.IoError, "the disk failed in the middle of the write");
-            }
-
-            Inner.WriteFrom(offsetBytes, lengthBytes, source, forceUnitAccess);
-        }
-    }
 }
