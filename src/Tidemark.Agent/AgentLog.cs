@@ -98,4 +98,7 @@ internal static partial class AgentLog
 
     [LoggerMessage(EventId = 9059, Level = LogLevel.Warning, Message = "Mail recovery {Id} from {Snapshot}: teardown failed: {Message}")]
     public static partial void RecoveryTeardownFailed(ILogger logger, string id, string snapshot, string message);
+
+    [LoggerMessage(EventId = 9060, Level = LogLevel.Information, Message = "Job {Id}: the server asked to cancel it; stopping it and taking its mounts down")]
+    public static partial void JobCancelRequested(ILogger logger, string id);
 }

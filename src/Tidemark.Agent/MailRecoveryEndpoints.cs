@@ -259,6 +259,7 @@ public sealed class MailRecoveryService(AgentConfig config, string agentDirector
                 return false;
             }
 
+            AgentLog.JobCancelRequested(logger, id);
             return true;
         }
 

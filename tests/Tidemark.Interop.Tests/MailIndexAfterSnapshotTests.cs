@@ -118,26 +118,27 @@ public sealed class MailIndexAfterSnapshotTests(ITestOutputHelper output)
         var snapshot = await client.CreateSnapshotAsync("mail", new CreateSnapshotRequest("s1", ["app"], "crash"));
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
         JobDto? running = null;
-        while (running is null || !agent.Log.Contains("indexing the headers of 20000 message(s)", StringComparison.Ordinal))
+        while (running is null || !agent.Log.Contains("mounted read-only", StringComparison.Ordinal))
         {
-            Assert.True(DateTime.UtcNow < deadline, $"no index build of {snapshot.Address} started reading headers within 3 minutes\n{agent.Log}");
+            Assert.True(DateTime.UtcNow < deadline, $"no index build of {snapshot.Address} mounted its view within 3 minutes\n{agent.Log}");
             running ??= (await client.ListJobsAsync()).FirstOrDefault(j => j.Kind == "mail.index" && j.Subject == snapshot.Address && j.State == "running");
             await Task.Delay(50);
         }
 
-        // Reading 8,000 headers takes under a second on a quiet machine, so the build could end before the
-        // cancel reaches the agent (it did once: the job "succeeded"). Paused, the agent does nothing until
-        // the cancel is on its way; continued, the cancel call is served in milliseconds while the build
-        // still has most of its headers to read.
-        agent.Pause();
-        try
+        // The build reads 20,000 headers in about two seconds, so a cancel racing it could arrive after
+        // the end (it did in CI: pausing the whole agent left the cancel's TLS handshake to race the
+        // build once continued). So the view's nbdfuse is stopped instead: the build's reads wait in
+        // the kernel while the agent serves the cancel, and only once the agent says it took the
+        // cancel does the build go on, to find itself cancelled.
+        using (var paused = agent.PauseChildren("nbdfuse"))
         {
+            Assert.True(paused.Count > 0, $"the agent runs no nbdfuse for the view\n{agent.Log}");
             await client.CancelJobAsync(running.Id);
-            await Task.Delay(500); // the server's cancel call to the agent is sent and waits in its socket
-        }
-        finally
-        {
-            agent.Continue();
+            while (!agent.Log.Contains("the server asked to cancel it", StringComparison.Ordinal))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"the agent did not take the cancel within 3 minutes\n{agent.Log}");
+                await Task.Delay(50);
+            }
         }
 
         var ended = await WaitForJobAsync(client, "mail.index", snapshot.Address);

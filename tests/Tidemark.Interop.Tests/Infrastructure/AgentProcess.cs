@@ -133,6 +133,57 @@ internal sealed partial class AgentProcess : IAsyncDisposable
     /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
     public void Continue() => Signals.Send(_process.Id, Signals.SigCont);
 
+    /// <summary>
+    /// SIGSTOP to the agent's child processes named <paramref name="name"/> (as /proc/PID/comm gives it,
+    /// e.g. the nbdfuse serving a view): the agent itself goes on serving calls while whatever reads
+    /// through them waits. Disposing the result sends SIGCONT to each. Empty when none runs.
+    /// </summary>
+    public PausedChildren PauseChildren(string name)
+    {
+        var paused = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out var pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after its ')'.
+                var stat = File.ReadAllText(Path.Combine(directory, "stat"));
+                var close = stat.LastIndexOf(')');
+                var open = stat.IndexOf('(', StringComparison.Ordinal);
+                var fields = stat[(close + 2)..].Split(' ');
+                if (stat[(open + 1)..close] == name && int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) == _process.Id)
+                {
+                    Signals.Send(pid, Signals.SigStop);
+                    paused.Add(pid);
+                }
+            }
+            catch (IOException)
+            {
+                // The process ended while the directory was listed.
+            }
+        }
+
+        return new PausedChildren(paused);
+    }
+
+    /// <summary>The children <see cref="PauseChildren"/> stopped; disposing continues them.</summary>
+    public sealed class PausedChildren(List<int> pids) : IDisposable
+    {
+        public int Count => pids.Count;
+
+        public void Dispose()
+        {
+            foreach (var pid in pids)
+            {
+                Signals.TrySend(pid, Signals.SigCont);
+            }
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
