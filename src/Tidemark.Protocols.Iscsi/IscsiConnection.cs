@@ -107,6 +107,8 @@ public sealed partial class IscsiConnection
                     _outputGate.Release();
                 }
 
+                // A PDU that must wait for READs in flight stopped the batch (IscsiConnection.AsyncReads.cs).
+                WaitForReads();
                 if (_fullFeature && !_dataPhaseEntered)
                 {
                     // The final login response is sent: from here on the transport serves the data path.
@@ -146,6 +148,7 @@ public sealed partial class IscsiConnection
                 _outputGate.Wait(CancellationToken.None);
             }
 
+            StopReads();
             ReleaseSession();
             await input.CompleteAsync().ConfigureAwait(false);
             await Output.CompleteAsync().ConfigureAwait(false);
@@ -350,6 +353,12 @@ public sealed partial class IscsiConnection
 
     private async Task TryFlushAsync()
     {
+        // The READ replier may own the output now (IscsiConnection.AsyncReads.cs): the Reject waits its turn.
+        if (!await _outputGate.WaitAsync(_limits.NopInTimeout).ConfigureAwait(false))
+        {
+            return;
+        }
+
         try
         {
             if (_outputPending)
@@ -365,6 +374,10 @@ public sealed partial class IscsiConnection
         catch (InvalidOperationException)
         {
             // The writer was completed by the transport.
+        }
+        finally
+        {
+            _outputGate.Release();
         }
     }
 
@@ -382,6 +395,11 @@ public sealed partial class IscsiConnection
                 if (_fullFeature
                     && PduReader.TryReadLargePduHeader(buffer, _framing, _inHeader, LargeDataSegmentBytes, out var headerBytes, out var dataBytes))
                 {
+                    if (_readsStarted && MustWaitForReads(_inHeader))
+                    {
+                        return InputStop.OutputFull;
+                    }
+
                     buffer = buffer.Slice(headerBytes);
                     _largeDataBytes = dataBytes;
                     return InputStop.LargeDataSegment;
@@ -390,8 +408,15 @@ public sealed partial class IscsiConnection
                 break;
             }
 
+            if (_readsStarted && MustWaitForReads(pdu.Header))
+            {
+                return InputStop.OutputFull; // this PDU waits for the READs in flight, then is handled
+            }
+
+            var rest = buffer.Slice(consumed);
+            _inputFollows = !rest.IsEmpty;
             HandlePduOrReject(pdu);
-            buffer = buffer.Slice(consumed);
+            buffer = rest;
             if (_streamedRead is not null)
             {
                 return InputStop.StreamedRead;
