@@ -29,6 +29,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 D="$(mktemp -d /tmp/tidemark-ceph-bench.XXXXXX)"
 export D RES="$D/results.tsv"
+own_workloads=${WORKLOADS:-}   # lib.sh sets its own default rows
 peers=${PEERS_LIB:-$root/../shared/peers/lib.sh}
 [ -f "$peers" ] || peers=/work/shared/peers/lib.sh
 # shellcheck source=/dev/null
@@ -41,7 +42,7 @@ fio --enghelp 2>/dev/null | grep -qw rbd || { echo "this fio has no rbd engine" 
 ISCSI=${ISCSI:-0} NBD=${NBD:-1}
 if [ "$ISCSI" = 1 ]; then
   BENCH=$("$(dirname "$peers")/build_iscsi_bench.sh" | tail -1)
-  WORKLOADS=${WORKLOADS:-"rr4k_qd32 randread 4k 32
+  WORKLOADS=${own_workloads:-"rr4k_qd32 randread 4k 32
 rr4k_qd1 randread 4k 1
 sr1m_qd8 read 1M 8
 sr1m_qd32 read 1M 32"}
@@ -134,7 +135,8 @@ timed() {
 iscsi_one() {
   local peer=$1 name=$2 rw=$3 bs=$4 qd=$5 rep=$6 url=$7 bytes line args=()
   bytes=$(python3 -c "import sys; s=sys.argv[1]; print(int(s[:-1]) << {'k':10,'K':10,'M':20}[s[-1]])" "$bs")
-  [ "$rw" != randread ] || args+=(-r)
+  case $rw in rand*) args+=(-r) ;; esac
+  case $rw in *write) args+=(-w) ;; esac
   line=$(/usr/bin/time -f '%U %S' -o "$D/rusage" "$BENCH" "${args[@]}" -b "$bytes" -q "$qd" -t "$RUNTIME" "$url" | tail -1)
   python3 - "$line" "$peer" "$name" "$qd" "$rep" "$bytes" "$RUNTIME" "$D/rusage" "$D/client-$peer-$name-$rep" >> "$RES" <<'PY'
 import sys

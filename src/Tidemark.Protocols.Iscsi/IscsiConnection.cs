@@ -9,7 +9,9 @@ namespace Tidemark.Protocols.Iscsi;
 /// One iSCSI connection (and, with MaxConnections=1, its session) over a duplex pipe. One receive
 /// loop handles every complete PDU inline (SCSI commands run on the logical unit right here), queues
 /// the replies in the output pipe and flushes them in one write once no complete PDU is left
-/// (DESIGN.md, data-path performance). A protocol violation ends only this connection.
+/// (DESIGN.md, data-path performance). READs on a unit whose device serves many at once (RADOS) are
+/// the exception: started without waiting and answered by a replier (IscsiConnection.AsyncReads.cs).
+/// A protocol violation ends only this connection.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The output gate is a SemaphoreSlim whose wait handle is never asked for: it holds no unmanaged resource.")]
 public sealed partial class IscsiConnection

@@ -183,21 +183,88 @@ public sealed class AsyncReadTests
         Assert.Equal(0, initiator.Connection.ReadsInFlight);
     }
 
-    [Fact]
-    public async Task LogicalUnitReset_WithReadsInFlight_DropsTheirAnswers_AndReportsTheReset()
+    [Theory]
+    [InlineData(TaskManagementFunction.AbortTaskSet)]
+    [InlineData(TaskManagementFunction.ClearTaskSet)]
+    [InlineData(TaskManagementFunction.LogicalUnitReset)]
+    [InlineData(TaskManagementFunction.TargetWarmReset)]
+    public async Task TaskSetFunctions_WithReadsInFlight_DropTheirAnswers(TaskManagementFunction function)
     {
         var (initiator, device, _) = await StartAsync();
         await using var session = initiator;
         await initiator.SendRawAsync([.. Read(initiator, 1, 0), .. Read(initiator, 2, 8), .. Read(initiator, 3, 16)]);
         await device.WaitHeldAsync(3);
 
-        Assert.Equal(TaskManagementResponse.FunctionComplete, await TaskManagementAsync(initiator, TaskManagementFunction.LogicalUnitReset, 0x50));
+        Assert.Equal(TaskManagementResponse.FunctionComplete, await TaskManagementAsync(initiator, function, 0x50));
         await device.ReleaseAsync();
 
+        // No READ answer follows the TMF response: the next PDU answers the next command.
         var sense = await TestUnitReadyAsync(initiator, 4);
-        Assert.True(SenseData.TryRead(sense.AsSpan(2), out var attention));
-        Assert.Equal(SenseData.LogicalUnitResetOccurred, attention);
+        if (function == TaskManagementFunction.LogicalUnitReset)
+        {
+            Assert.True(SenseData.TryRead(sense.AsSpan(2), out var attention));
+            Assert.Equal(SenseData.LogicalUnitResetOccurred, attention);
+        }
+
         Assert.Equal(0, initiator.Connection.ReadsInFlight);
+    }
+
+    [Fact]
+    public async Task Logout_WithReadsInFlight_AnswersThemFirst()
+    {
+        var (initiator, device, _) = await StartAsync();
+        await using var session = initiator;
+        byte[] reads = [.. Read(initiator, 1, 0), .. Read(initiator, 2, 8)];
+        var logout = new byte[BasicHeaderSegment.LengthBytes];
+        new LogoutRequestPdu(false, 0, 9, 0, initiator.CmdSN++, initiator.ExpStatSN).WriteTo(logout);
+        await initiator.SendRawAsync([.. reads, .. logout]);
+        await device.WaitHeldAsync(2);
+
+        await device.ReleaseAsync();
+        var (data, statSns) = await ReceiveReadsAsync(initiator, 2);
+        var reply = (await initiator.ReceiveAsync())!.Value;
+
+        Assert.Equal(2, data.Count);
+        Assert.True(LogoutResponsePdu.TryRead(reply.Header, out var response));
+        Assert.Equal(statSns[^1] + 1, response.Sequence.StatSN);
+        Assert.Null(await initiator.ReceiveAsync());
+    }
+
+    [Fact]
+    public async Task LargeReadsInFlight_AreSentInSegmentsAndBursts_EachReadWhole()
+    {
+        var (initiator, device, _) = await StartAsync();
+        await using var session = initiator;
+        const int Large = 256 << 10; // 32 Data-In PDUs at the initiator's default 8 KiB MaxRecvDataSegmentLength
+        await initiator.SendRawAsync([.. Read(initiator, 1, 0, Large), .. Read(initiator, 2, 1024, Large)]);
+        await device.WaitHeldAsync(2);
+        await device.ReleaseAsync();
+
+        var statSns = new List<uint>();
+        for (var read = 0; read < 2; read++)
+        {
+            var data = new MemoryStream();
+            uint? itt = null;
+            for (uint dataSn = 0; ; dataSn++)
+            {
+                var pdu = (await initiator.ReceiveAsync())!.Value;
+                Assert.True(DataInPdu.TryRead(pdu.Header, out var dataIn));
+                itt ??= dataIn.InitiatorTaskTag;
+                Assert.Equal(itt, dataIn.InitiatorTaskTag); // one READ's PDUs are not interleaved with another's
+                Assert.Equal(dataSn, dataIn.DataSN);
+                Assert.Equal((uint)data.Length, dataIn.BufferOffset);
+                data.Write(pdu.Data);
+                if (dataIn.HasStatus)
+                {
+                    statSns.Add(dataIn.Sequence.StatSN);
+                    break;
+                }
+            }
+
+            Assert.Equal(Expected(itt == 1 ? 0ul : 1024ul, Large), data.ToArray());
+        }
+
+        Assert.Equal(statSns[0] + 1, statSns[1]);
     }
 
     [Fact]
