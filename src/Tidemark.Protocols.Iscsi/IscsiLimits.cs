@@ -55,10 +55,11 @@ public sealed record IscsiLimits
 
     /// <summary>
     /// Bytes of READ buffers one connection holds for READs in flight (each holds its data until its
-    /// Data-In is written): 16 MiB lets sixteen 1 MiB reads wait on the cluster at once. A READ with a
-    /// larger expected length takes the synchronous path; one READ is always admitted.
+    /// Data-In is written): 32 MiB lets an initiator's 32 reads of 1 MiB all wait on the cluster at once,
+    /// as RBD's client has them (16 MiB held 1 MiB reads at QD32 to 0.71x RBD, docs/BENCHMARKS.md). A READ
+    /// with a larger expected length takes the synchronous path; one READ is always admitted.
     /// </summary>
-    public long MaxReadBytesInFlight { get; init; } = 16 * 1024 * 1024;
+    public long MaxReadBytesInFlight { get; init; } = 32 * 1024 * 1024;
 
     /// <summary>Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1, RFC 7143 4.2.2.1); bounds buffered writes per connection.</summary>
     public int CommandWindow { get; init; } = 64;
