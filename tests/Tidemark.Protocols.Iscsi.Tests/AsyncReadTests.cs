@@ -20,14 +20,15 @@ public sealed class AsyncReadTests
     private static IscsiLimits Limits(int reads = 32, long bytes = 16 << 20) =>
         new() { ProtocolErrorLinger = TimeSpan.FromMilliseconds(200), MaxReadsInFlight = reads, MaxReadBytesInFlight = bytes };
 
-    private static async Task<(TestInitiator Initiator, HeldReadDevice Device, IscsiTarget Target)> StartAsync(int concurrency = 32, IscsiLimits? limits = null)
+    private static async Task<(TestInitiator Initiator, HeldReadDevice Device, IscsiTarget Target)> StartAsync(
+        int concurrency = 32, IscsiLimits? limits = null, bool digests = false, TimeSpan? randomDelay = null)
     {
-        var device = new HeldReadDevice(DeviceBytes, concurrency);
+        var device = new HeldReadDevice(DeviceBytes, concurrency) { RandomDelay = randomDelay };
         device.Write(0, Content, forceUnitAccess: false);
         var catalog = new IscsiTargetCatalog();
         var target = catalog.AddOrUpdate(new IscsiTargetDefinition(Catalogs.Target, [new IscsiLunDefinition(0, device)]));
-        var initiator = new TestInitiator(catalog, limits ?? Limits());
-        await initiator.LoginAsync(Catalogs.Target);
+        var digest = digests ? "CRC32C" : "None";
+        var initiator = await PiecesSession.LoginAsync(catalog, limits ?? Limits(), null, ("HeaderDigest", digest), ("DataDigest", digest));
         return (initiator, device, target);
     }
 
@@ -80,13 +81,21 @@ public sealed class AsyncReadTests
         return reply.Data;
     }
 
-    [Fact]
-    public async Task ManyReadsInFlight_EndingInReverse_AreAnsweredWithTheirDataAndStatSnInWireOrder()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ManyReadsInFlight_EndingInReverse_AreAnsweredWithTheirDataAndStatSnInWireOrder(bool digests)
     {
-        var (initiator, device, _) = await StartAsync();
+        var (initiator, device, _) = await StartAsync(digests: digests);
         await using var session = initiator;
         const int Reads = 16;
-        await initiator.SendRawAsync([.. Enumerable.Range(0, Reads).SelectMany(i => Read(initiator, 0x100u + (uint)i, (ulong)(i * 64)))]);
+        foreach (var i in Enumerable.Range(0, Reads))
+        {
+            // Written together, sent in one flush: the target finds READs behind READs.
+            PduWriter.Write(initiator.Output, digests, digests, Read(initiator, 0x100u + (uint)i, (ulong)(i * 64)), []);
+        }
+
+        await initiator.Output.FlushAsync();
 
         await device.WaitHeldAsync(Reads);
         await device.ReleaseAsync();
@@ -104,6 +113,45 @@ public sealed class AsyncReadTests
 
         // The session goes on with the next StatSN.
         await TestUnitReadyAsync(initiator, 0x200);
+    }
+
+    [Fact]
+    public async Task AStreamOfReads_EndingAfterRandomDelays_KeepsDataTagsAndStatSnStraight()
+    {
+        var (initiator, device, _) = await StartAsync(randomDelay: TimeSpan.FromMilliseconds(2));
+        await using var session = initiator;
+        const int Total = 400;
+        const int Depth = 32;
+        var sent = 0;
+        static ulong LbaOf(uint itt) => (ulong)(itt * 8 % (DeviceBytes / BlockBytes - 8));
+        async Task SendNextAsync()
+        {
+            var itt = (uint)sent;
+            await initiator.SendRawAsync(Read(initiator, itt, LbaOf(itt)));
+            sent++;
+        }
+
+        while (sent < Depth)
+        {
+            await SendNextAsync();
+        }
+
+        uint? lastStatSn = null;
+        for (var received = 0; received < Total; received++)
+        {
+            var (data, statSns) = await ReceiveReadsAsync(initiator, 1);
+            var (itt, bytes) = data.Single();
+            Assert.Equal(Expected(LbaOf(itt)), bytes);
+            Assert.True(lastStatSn is null || statSns[0] == lastStatSn + 1, "StatSN rises by one per response");
+            lastStatSn = statSns[0];
+            if (sent < Total)
+            {
+                await SendNextAsync();
+            }
+        }
+
+        Assert.True(device.AsyncReads > Total / 2, $"{device.AsyncReads} of {Total} reads asynchronous");
+        Assert.Equal(0, initiator.Connection.ReadsInFlight);
     }
 
     [Fact]
@@ -292,7 +340,9 @@ public sealed class AsyncReadTests
         var (initiator, device, _) = await StartAsync(limits: Limits(reads, bytes));
         await using var session = initiator;
         const int Sent = 10;
-        await initiator.SendRawAsync([.. Enumerable.Range(0, Sent).SelectMany(i => Read(initiator, 0x10u + (uint)i, (ulong)(i * 8)))]);
+        // A command behind the last READ: none is ever alone (that one would be read inline, ADR 0021).
+        byte[] batch = [.. Enumerable.Range(0, Sent).SelectMany(i => Read(initiator, 0x10u + (uint)i, (ulong)(i * 8)))];
+        await initiator.SendRawAsync([.. batch, .. Command(initiator, 0x40, new byte[6], 0, read: false)]);
 
         await device.WaitHeldAsync(4);
         await Task.Delay(100);
@@ -309,7 +359,11 @@ public sealed class AsyncReadTests
             }
         }
 
+        var ready = (await initiator.ReceiveAsync())!.Value;
+        Assert.True(ScsiResponsePdu.TryRead(ready.Header, out var response));
+        Assert.Equal(0x40u, response.InitiatorTaskTag);
         Assert.Equal(4, device.PeakHeld);
+        Assert.Equal(Sent, device.AsyncReads);
         Assert.Equal(Enumerable.Range(0, Sent).Select(i => Expected((ulong)(i * 8))), Enumerable.Range(0, Sent).Select(i => answered[0x10u + (uint)i]));
     }
 

@@ -82,10 +82,30 @@ internal sealed class HeldReadDevice(long sizeBytes, int preferredConcurrency) :
         Inner.Read(offsetBytes, destination);
     }
 
+    /// <summary>When set, reads are not held: each ends by itself after a random delay of up to this long, on a timer thread.</summary>
+    public TimeSpan? RandomDelay { get; init; }
+
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         // Continuations run on the releasing thread, as on librados's.
         var done = new TaskCompletionSource();
+        if (RandomDelay is { } most)
+        {
+            lock (_lock)
+            {
+                _asyncReads++;
+            }
+
+            _ = Task.Delay(Random.Shared.Next((int)most.TotalMilliseconds + 1), CancellationToken.None).ContinueWith(
+                _ =>
+                {
+                    Inner.Read(offsetBytes, destination.Span);
+                    done.SetResult();
+                },
+                TaskScheduler.Default);
+            return new ValueTask(done.Task);
+        }
+
         lock (_lock)
         {
             _asyncReads++;
@@ -102,7 +122,7 @@ internal sealed class HeldReadDevice(long sizeBytes, int preferredConcurrency) :
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
         while (HeldCount < count)
         {
-            Assert.True(DateTime.UtcNow < deadline, $"{HeldCount} reads held, expected {count}");
+            Assert.True(DateTime.UtcNow < deadline, $"{HeldCount} reads held, expected {count} ({AsyncReads} asynchronous and {SyncReads} synchronous reads so far)");
             await Task.Delay(5);
         }
     }
