@@ -41,17 +41,46 @@ public sealed class RadosIscsiReadTests(CephCluster cluster) : IClassFixture<Cep
         }
 
         writes.AddRange(["-c", "flush", lun.Url!]);
-        reads.AddRange(["-c", "aio_flush", lun.Url!]);
+
+        // The session stays logged in a while after the reads, so its replier thread can be seen.
+        reads.AddRange(["-c", "aio_flush", "-c", "sleep 3000", lun.Url!]);
         (await ProcessRunner.RunAsync(TimeSpan.FromSeconds(120), "qemu-io", [.. writes])).AssertSuccess();
 
         // qemu-io queues every aio_read before the flush waits for them: up to 72 READs in flight on one connection.
-        var result = (await ProcessRunner.RunAsync(TimeSpan.FromSeconds(120), "qemu-io", [.. reads])).AssertSuccess();
+        var reading = ProcessRunner.RunAsync(TimeSpan.FromSeconds(120), "qemu-io", [.. reads]);
+        var replier = false;
+        while (!reading.IsCompleted && !replier)
+        {
+            replier = ThreadNames(server.Pid).Contains(Protocols.Iscsi.IscsiConnection.ReplierThreadName);
+            await Task.Delay(50);
+        }
+
+        var result = (await reading).AssertSuccess();
+        Assert.True(replier, "the READs were answered by the connection's replier (started asynchronously)");
 
         var output = result.StandardOutput + result.StandardError;
         Assert.DoesNotContain("failed", output, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(Chunks, CountOf(output, $"read {ChunkBytes}/{ChunkBytes} bytes"));
         Assert.Equal(LargeReads, CountOf(output, "read 1048576/1048576 bytes"));
         Assert.True((await client.VerifyAsync()).Clean);
+    }
+
+    private static string[] ThreadNames(int pid)
+    {
+        var names = new List<string>();
+        foreach (var task in Directory.GetDirectories($"/proc/{pid}/task"))
+        {
+            try
+            {
+                names.Add(File.ReadAllText(Path.Combine(task, "comm")).TrimEnd('\n'));
+            }
+            catch (IOException)
+            {
+                // The thread ended meanwhile.
+            }
+        }
+
+        return [.. names];
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
