@@ -182,6 +182,12 @@ public sealed partial class IscsiConnection
                     return TaskManagementResponse.FunctionComplete;
                 }
 
+                if (AbortReads(null, request.ReferencedTaskTag))
+                {
+                    // A READ in flight: its answer is dropped when the device is done with it (IscsiConnection.AsyncReads.cs).
+                    return TaskManagementResponse.FunctionComplete;
+                }
+
                 // RFC 7143 11.5.1 b/c: a command not yet received (RefCmdSN still inside the window) is
                 // considered received and aborted; one that already completed no longer exists.
                 return (int)(request.RefCmdSN - _expCmdSn) >= 0 && (int)(request.RefCmdSN - Sequence.MaxCmdSN) <= 0
@@ -223,6 +229,7 @@ public sealed partial class IscsiConnection
 
     private void AbortPending(ulong? lunField)
     {
+        AbortReads(lunField);
         List<uint>? aborted = null;
         foreach (var (tag, pending) in _pending)
         {

@@ -58,6 +58,11 @@ public sealed partial class IscsiConnection
 
         if (!command.Write || expected == 0 || immediate == (int)expected)
         {
+            if (command.Read && !command.Write && immediate == 0 && TryStartAsyncRead(command, _cdb.AsSpan(0, cdbLength)))
+            {
+                return; // answered by the replier once the device read ended (IscsiConnection.AsyncReads.cs)
+            }
+
             if (command.Read && !command.Write && TryStreamRead(_cdb.AsSpan(0, cdbLength), command.InitiatorTaskTag, command.Lun, expected))
             {
                 return; // sent in pieces once this PDU is consumed (IscsiConnection.ReadPieces.cs)

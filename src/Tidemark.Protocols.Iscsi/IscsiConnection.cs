@@ -9,7 +9,9 @@ namespace Tidemark.Protocols.Iscsi;
 /// One iSCSI connection (and, with MaxConnections=1, its session) over a duplex pipe. One receive
 /// loop handles every complete PDU inline (SCSI commands run on the logical unit right here), queues
 /// the replies in the output pipe and flushes them in one write once no complete PDU is left
-/// (DESIGN.md, data-path performance). A protocol violation ends only this connection.
+/// (DESIGN.md, data-path performance). READs on a unit whose device serves many at once (RADOS) are
+/// the exception: started without waiting and answered by a replier (IscsiConnection.AsyncReads.cs).
+/// A protocol violation ends only this connection.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The output gate is a SemaphoreSlim whose wait handle is never asked for: it holds no unmanaged resource.")]
 public sealed partial class IscsiConnection
@@ -107,6 +109,8 @@ public sealed partial class IscsiConnection
                     _outputGate.Release();
                 }
 
+                // A PDU that must wait for READs in flight stopped the batch (IscsiConnection.AsyncReads.cs).
+                WaitForReads();
                 if (_fullFeature && !_dataPhaseEntered)
                 {
                     // The final login response is sent: from here on the transport serves the data path.
@@ -146,6 +150,7 @@ public sealed partial class IscsiConnection
                 _outputGate.Wait(CancellationToken.None);
             }
 
+            StopReads();
             ReleaseSession();
             await input.CompleteAsync().ConfigureAwait(false);
             await Output.CompleteAsync().ConfigureAwait(false);
@@ -350,6 +355,12 @@ public sealed partial class IscsiConnection
 
     private async Task TryFlushAsync()
     {
+        // The READ replier may own the output now (IscsiConnection.AsyncReads.cs): the Reject waits its turn.
+        if (!await _outputGate.WaitAsync(_limits.NopInTimeout).ConfigureAwait(false))
+        {
+            return;
+        }
+
         try
         {
             if (_outputPending)
@@ -365,6 +376,10 @@ public sealed partial class IscsiConnection
         catch (InvalidOperationException)
         {
             // The writer was completed by the transport.
+        }
+        finally
+        {
+            _outputGate.Release();
         }
     }
 
@@ -382,6 +397,11 @@ public sealed partial class IscsiConnection
                 if (_fullFeature
                     && PduReader.TryReadLargePduHeader(buffer, _framing, _inHeader, LargeDataSegmentBytes, out var headerBytes, out var dataBytes))
                 {
+                    if (_readsStarted && MustWaitForReads(_inHeader))
+                    {
+                        return InputStop.OutputFull;
+                    }
+
                     buffer = buffer.Slice(headerBytes);
                     _largeDataBytes = dataBytes;
                     return InputStop.LargeDataSegment;
@@ -390,8 +410,15 @@ public sealed partial class IscsiConnection
                 break;
             }
 
+            if (_readsStarted && MustWaitForReads(pdu.Header))
+            {
+                return InputStop.OutputFull; // this PDU waits for the READs in flight, then is handled
+            }
+
+            var rest = buffer.Slice(consumed);
+            _inputFollows = !rest.IsEmpty;
             HandlePduOrReject(pdu);
-            buffer = buffer.Slice(consumed);
+            buffer = rest;
             if (_streamedRead is not null)
             {
                 return InputStop.StreamedRead;

@@ -45,6 +45,22 @@ public sealed record IscsiLimits
     /// </summary>
     public int MaxBufferedWriteBytes { get; init; } = 16 * 1024 * 1024;
 
+    /// <summary>
+    /// READs one connection keeps in flight on a unit whose device serves many at once
+    /// (<see cref="IBlockDevice.PreferredConcurrency"/> above 1: a RADOS-backed volume), lowered to the
+    /// device's preference; 1 or less turns the asynchronous read path off (ADR 0021, iSCSI). At the cap
+    /// the connection stops reading PDUs until a READ was answered. Mirrors NBD's MaxReadsInFlight.
+    /// </summary>
+    public int MaxReadsInFlight { get; init; } = 32;
+
+    /// <summary>
+    /// Bytes of READ buffers one connection holds for READs in flight (each holds its data until its
+    /// Data-In is written): 32 MiB lets an initiator's 32 reads of 1 MiB all wait on the cluster at once,
+    /// as RBD's client has them (16 MiB held 1 MiB reads at QD32 to 0.71x RBD, docs/BENCHMARKS.md). A READ
+    /// with a larger expected length takes the synchronous path; one READ is always admitted.
+    /// </summary>
+    public long MaxReadBytesInFlight { get; init; } = 32 * 1024 * 1024;
+
     /// <summary>Commands the initiator may have outstanding (MaxCmdSN - ExpCmdSN + 1, RFC 7143 4.2.2.1); bounds buffered writes per connection.</summary>
     public int CommandWindow { get; init; } = 64;
 

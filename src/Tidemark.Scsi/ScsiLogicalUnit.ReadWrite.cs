@@ -67,11 +67,68 @@ public sealed partial class ScsiLogicalUnit
         return lba <= capacity && blocks <= capacity - lba;
     }
 
-    private ScsiResult Read(in ScsiCommand c)
+    /// <summary>
+    /// Admits and checks a READ (6/10/12/16) exactly as <see cref="Execute"/> would (CDB form, unit
+    /// attention, reservations, SANITIZE, RDPROTECT, range, transfer length) without reading, for a
+    /// transport that reads it itself with <see cref="IBlockDevice.ReadAsync"/> (ADR 0021). GOOD
+    /// means the read is admitted and <paramref name="plan"/> says what to read; the caller must then
+    /// call <see cref="EndRead"/> exactly once, when the device is done with it (or when nothing was
+    /// started). Anything else is the command's answer, sense in <paramref name="sense"/>.
+    /// <paramref name="dataInBytes"/> is the initiator's buffer (the expected data transfer length).
+    /// </summary>
+    public ScsiResult BeginRead(ScsiNexus nexus, ReadOnlySpan<byte> cdb, int dataInBytes, Span<byte> sense, out ScsiReadPlan plan)
     {
+        ArgumentNullException.ThrowIfNull(nexus);
+        plan = default;
+        var command = new ScsiCommand(cdb, [], [], sense);
+        if (!TryParseRead(cdb, out _, out _))
+        {
+            return command.Fail(SenseData.InvalidOpcode);
+        }
+
+        if (!TryAdmit(nexus, command, out _, out var refused))
+        {
+            return refused;
+        }
+
+        var result = CheckRead(command, dataInBytes, out plan);
+        if (!result.IsGood)
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Ends a READ admitted by <see cref="BeginRead"/>: its result, from the device's outcome
+    /// (<paramref name="error"/> null on success). A storage error maps as for every command;
+    /// any other exception is not the command's outcome and is rethrown (it ends the connection,
+    /// as it would inline). Thread-safe; never blocks.
+    /// </summary>
+    public ScsiResult EndRead(in ScsiReadPlan plan, Exception? error, Span<byte> sense)
+    {
+        Interlocked.Decrement(ref _inFlight);
+        switch (error)
+        {
+            case null:
+                return ScsiCommand.Good(plan.DataInBytes, plan.TransferLengthBytes);
+            case StorageException e:
+                return new ScsiCommand([], [], [], sense).Fail(MapStorageError(e.Error, write: false));
+            default:
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+                return default;
+        }
+    }
+
+    /// <summary>The checks of a READ once admitted (one place for the synchronous and asynchronous paths).</summary>
+    private ScsiResult CheckRead(in ScsiCommand c, int dataInBytes, out ScsiReadPlan plan)
+    {
+        plan = default;
         ParseLbaAndLength(c.Cdb, out var lba, out var blocks, out var flags);
 
-        // SBC-3: RDPROTECT must be zero when the unit has no protection information.
+        // SBC-3: RDPROTECT must be zero when the unit has no protection information. DPO and FUA
+        // need nothing: every read is of the device (there is no cache here to bypass).
         if ((flags & 0xE0) != 0)
         {
             return c.Fail(SenseData.InvalidFieldInCdb);
@@ -88,12 +145,26 @@ public sealed partial class ScsiLogicalUnit
             return c.Fail(SenseData.InvalidFieldInCdb);
         }
 
-        var offset = (long)lba * BlockBytes;
-        var n = (int)Math.Min(transfer, c.DataIn.Length);
+        // The initiator's buffer may end inside a block (EDTL < SPDTL): the whole block is read, its head sent.
+        var n = (int)Math.Min(transfer, Math.Max(0, dataInBytes));
+        var readBytes = (n + BlockBytes - 1) / BlockBytes * BlockBytes;
+        plan = new ScsiReadPlan((long)lba * BlockBytes, readBytes, n, transfer);
+        return ScsiCommand.Good(n, transfer);
+    }
+
+    private ScsiResult Read(in ScsiCommand c)
+    {
+        var result = CheckRead(c, c.DataIn.Length, out var plan);
+        if (!result.IsGood)
+        {
+            return result;
+        }
+
+        var n = plan.DataInBytes;
         var whole = n - (n % BlockBytes);
         if (whole > 0)
         {
-            Device.Read(offset, c.DataIn[..whole]);
+            Device.Read(plan.OffsetBytes, c.DataIn[..whole]);
         }
 
         if (whole < n)
@@ -102,7 +173,7 @@ public sealed partial class ScsiLogicalUnit
             var block = ArrayPool<byte>.Shared.Rent(BlockBytes);
             try
             {
-                Device.Read(offset + whole, block.AsSpan(0, BlockBytes));
+                Device.Read(plan.OffsetBytes + whole, block.AsSpan(0, BlockBytes));
                 block.AsSpan(0, n - whole).CopyTo(c.DataIn[whole..]);
             }
             finally
@@ -111,7 +182,7 @@ public sealed partial class ScsiLogicalUnit
             }
         }
 
-        return ScsiCommand.Good(n, transfer);
+        return result;
     }
 
     private ScsiResult Write(in ScsiCommand c)

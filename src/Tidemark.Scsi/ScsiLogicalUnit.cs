@@ -82,40 +82,13 @@ public sealed partial class ScsiLogicalUnit : IDisposable
     public ScsiResult Execute(ScsiNexus nexus, in ScsiCommand command)
     {
         ArgumentNullException.ThrowIfNull(nexus);
-        var cdb = command.Cdb;
-        if (cdb.IsEmpty)
+        if (!TryAdmit(nexus, command, out var opcode, out var refused))
         {
-            return command.Fail(SenseData.InvalidOpcode);
+            return refused;
         }
 
-        var opcode = cdb[0];
-        var needed = ScsiOpcode.CdbLengthBytes(opcode);
-        if (needed == 0 || cdb.Length < needed)
-        {
-            return command.Fail(SenseData.InvalidOpcode);
-        }
-
-        // SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE never report a unit attention.
-        if (opcode is not (ScsiOpcode.Inquiry or ScsiOpcode.ReportLuns or ScsiOpcode.RequestSense)
-            && TryTakeUnitAttention(nexus, out var attention))
-        {
-            return command.Fail(attention);
-        }
-
-        if ((IsReservedByOther(nexus.Key) && !AllowedUnderReservation(opcode)) || PersistentReservationConflict(nexus.Key, opcode))
-        {
-            return new ScsiResult(ScsiStatus.ReservationConflict, 0, 0, 0);
-        }
-
-        // Counted so a SANITIZE can wait for the commands already running (see Sanitize).
-        Interlocked.Increment(ref _inFlight);
         try
         {
-            if (Sanitizing && !AllowedDuringSanitize(opcode))
-            {
-                return command.Fail(SenseData.SanitizeInProgress);
-            }
-
             return Dispatch(nexus, opcode, command);
         }
         catch (StorageException e)
@@ -126,6 +99,49 @@ public sealed partial class ScsiLogicalUnit : IDisposable
         {
             Interlocked.Decrement(ref _inFlight);
         }
+    }
+
+    /// <summary>
+    /// What every command goes through before it runs: the CDB's form, a pending unit attention,
+    /// reservations and a SANITIZE under way. True when the command may run; it is then counted as
+    /// running (SANITIZE waits for it) until the caller decrements <c>_inFlight</c>.
+    /// </summary>
+    private bool TryAdmit(ScsiNexus nexus, in ScsiCommand command, out byte opcode, out ScsiResult refused)
+    {
+        var cdb = command.Cdb;
+        opcode = cdb.IsEmpty ? (byte)0 : cdb[0];
+        var needed = cdb.IsEmpty ? 0 : ScsiOpcode.CdbLengthBytes(opcode);
+        if (needed == 0 || cdb.Length < needed)
+        {
+            refused = command.Fail(SenseData.InvalidOpcode);
+            return false;
+        }
+
+        // SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE never report a unit attention.
+        if (opcode is not (ScsiOpcode.Inquiry or ScsiOpcode.ReportLuns or ScsiOpcode.RequestSense)
+            && TryTakeUnitAttention(nexus, out var attention))
+        {
+            refused = command.Fail(attention);
+            return false;
+        }
+
+        if ((IsReservedByOther(nexus.Key) && !AllowedUnderReservation(opcode)) || PersistentReservationConflict(nexus.Key, opcode))
+        {
+            refused = new ScsiResult(ScsiStatus.ReservationConflict, 0, 0, 0);
+            return false;
+        }
+
+        // Counted so a SANITIZE can wait for the commands already running (see Sanitize).
+        Interlocked.Increment(ref _inFlight);
+        if (Sanitizing && !AllowedDuringSanitize(opcode))
+        {
+            Interlocked.Decrement(ref _inFlight);
+            refused = command.Fail(SenseData.SanitizeInProgress);
+            return false;
+        }
+
+        refused = default;
+        return true;
     }
 
     private ScsiResult Dispatch(ScsiNexus nexus, byte opcode, in ScsiCommand c) => opcode switch
