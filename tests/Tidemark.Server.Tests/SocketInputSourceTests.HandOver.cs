@@ -1,35 +1,13 @@
 using System.Buffers;
-using System.Net.Sockets;
-using Tidemark.Server.Tests.Infrastructure;
-using Tidemark.TestKit;
 
 namespace Tidemark.Server.Tests;
 
-/// <summary>
-/// Handing a staged payload over (SocketInput.HandOver.cs) over a real loopback socket pair: a source
-/// all off the socket goes to another thread with its pipe, the connection stages the next one in a
-/// second pipe, waits for a pipe while both are out, and every pipe comes back (or is closed).
-/// </summary>
-public sealed class SocketInputHandOverTests : IDisposable
+// Handing a staged payload over (SocketInput.HandOver.cs), on the same loopback socket pair: a source
+// all off the socket goes to another thread with its pipe, the connection stages the next one in a
+// second pipe, waits for a pipe while both are out, and every pipe comes back (or is closed).
+public sealed partial class SocketInputSourceTests
 {
     private const int Kib = 1024;
-
-    private readonly LoopbackPair _sockets = new();
-    private readonly Socket _server;
-    private readonly Socket _client;
-    private readonly TempDirectory _temp = new("tidemark-handover-");
-
-    public SocketInputHandOverTests()
-    {
-        _server = _sockets.Server;
-        _client = _sockets.Client;
-    }
-
-    public void Dispose()
-    {
-        _sockets.Dispose();
-        _temp.Dispose();
-    }
 
     [Fact]
     public async Task TwoSourcesStagedBackToBack_DrainedOnOtherThreads_LandInOrder_AThirdWaitsForAPipe_AndThePipesComeBack()
@@ -174,6 +152,4 @@ public sealed class SocketInputHandOverTests : IDisposable
         var read = await SocketInputTests.ReadAtLeastAsync(input, 48);
         input.AdvanceTo(read.Buffer.GetPosition(48));
     }
-
-    private static byte[] Bytes(int length, int seed) => SocketInputTests.Bytes(length, seed);
 }
