@@ -133,6 +133,27 @@ public sealed partial class SocketInputSourceTests
         input.Complete();
     }
 
+    [Fact]
+    public async Task BothPipesHeldPastThePayloadDeadline_TheNextSourceFails_InsteadOfWaitingForever()
+    {
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * Kib) { PayloadTimeout = TimeSpan.FromMilliseconds(300) };
+        var feature = (IPayloadFeature)input;
+        _client.Send(Bytes(48, 16));
+        await TakeHeaderAsync(input);
+        var sending = Task.Run(() => _client.Send([.. Bytes(64 * Kib, 17), .. Bytes(48, 18), .. Bytes(64 * Kib, 19), .. Bytes(48, 20), .. Bytes(64 * Kib, 21)]));
+        using var one = HandOver(feature, 64 * Kib);
+        await TakeHeaderAsync(input);
+        using var two = HandOver(feature, 64 * Kib);
+        await TakeHeaderAsync(input);
+        await sending;
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var failure = Assert.Throws<PayloadSourceException>(() => feature.OpenSource(64 * Kib));
+        Assert.Contains("no staging pipe came back", failure.Message, StringComparison.Ordinal);
+        Assert.InRange(watch.ElapsedMilliseconds, 200, 5000);
+        input.Complete();
+    }
+
     /// <summary>Opens a source for <paramref name="length"/> and hands it over (it must be staged whole).</summary>
     private static IDetachedPayloadSource HandOver(IPayloadFeature feature, int length)
     {
