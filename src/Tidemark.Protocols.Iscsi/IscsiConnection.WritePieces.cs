@@ -269,7 +269,10 @@ public sealed partial class IscsiConnection
     private ScsiFailure Keep(in ScsiResult result) =>
         new(result.Status, _senseSegment.AsSpan(2, result.SenseBytes).ToArray(), result.TransferLengthBytes);
 
-    /// <summary>Ends a streamed WRITE whose data is all in and whose pieces are written: a DataSN error, its failure, or GOOD.</summary>
+    /// <summary>
+    /// Ends a WRITE whose data is all in without running it: a DataSN error (any WRITE), else a streamed
+    /// WRITE's outcome once its pieces are written (its failure, or GOOD).
+    /// </summary>
     private void FinishStreamed(PendingCommand pending)
     {
         if (pending.DataSequenceError)
