@@ -191,6 +191,8 @@ public sealed partial class IscsiConnection
             return false;
         }
 
+        // A READ never overtakes WRITE pieces queued before it (IscsiConnection.PieceWriter.cs).
+        WaitForWriter();
         var itt = command.InitiatorTaskTag;
         var sense = _senseSegment.AsSpan(2);
         var result = unit.BeginRead(Nexus(ScsiTargetCommands.DecodeLun(command.Lun), unit), cdb, (int)expected, sense, out var plan);
@@ -314,7 +316,7 @@ public sealed partial class IscsiConnection
     private void ReleaseReplierGate()
     {
         _replierHoldsGate = false;
-        _outputGate.Release();
+        ReleaseOutput(); // and sends the responses the piece writer finished meanwhile (IscsiConnection.PieceWriter.cs)
     }
 
     /// <summary>Writes a read's Data-In and status (or drops it when aborted or the connection ends). Gate held.</summary>

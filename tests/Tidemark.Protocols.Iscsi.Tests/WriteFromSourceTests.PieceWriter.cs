@@ -165,10 +165,73 @@ public sealed partial class WriteFromSourceTests
         Assert.Equal(["write 0", "write 262144", "write 524288", "write 786432", "flush"], device.Log.Where(e => e != "read").ToArray());
     }
 
-    private static (MemoryBlockDevice Memory, HoldingDevice Device, IscsiTargetCatalog Catalog) HeldCatalog()
+    [Fact]
+    public async Task ReadsStartedWithoutWaiting_OnAUnitThatPrefersManyInFlight_BehindQueuedPieces_WaitForThem_AndSeeTheData()
+    {
+        // A RADOS-backed unit: its READs are started with ReadAsync and answered by the replier
+        // (IscsiConnection.AsyncReads.cs), yet they too wait for the pieces queued before them.
+        var (memory, device, catalog) = HeldCatalog(preferredConcurrency: 32);
+        await using var initiator = await LoginAsync(catalog, SourceKind.HandedOver);
+        var payload = (SourcePayload)initiator.Payload!;
+        var data = PiecesSession.Pattern(Mib, 29);
+        device.Released.Reset();
+        var r2t = await StartWriteAsync(initiator, 0x80, 0, data, 256 * Kib);
+        Assert.True(await device.Entered.WaitAsync(TimeSpan.FromSeconds(10)));
+        await SendRestAsync(initiator, r2t, data);
+        await WaitUntilAsync(() => payload.HandedOver == 4);
+
+        // Two READs in one send, so the first finds input behind it and is not read inline.
+        var bhs = new byte[BasicHeaderSegment.LengthBytes];
+        for (var i = 0u; i < 2; i++)
+        {
+            new ScsiCommandPdu(false, true, true, false, 1, 0, 0, 0x81 + i, Mib / 2, initiator.CmdSN++, initiator.ExpStatSN)
+                .WriteTo(bhs, PiecesSession.Cdb16(ScsiOpcode.Read16, i * (Mib / 2 / 512), Mib / 2 / 512));
+            PduWriter.Write(initiator.Output, false, false, bhs, default);
+        }
+
+        await initiator.Output.FlushAsync();
+        var first = initiator.ReceiveAsync(TimeSpan.FromSeconds(10));
+        await Task.Delay(200);
+        Assert.False(first.IsCompleted); // the reads do not overtake the queued writes
+
+        device.Released.Set();
+        var read = new byte[Mib];
+        var statuses = new Dictionary<uint, byte>();
+        var pdu = await first;
+        while (statuses.Count < 3)
+        {
+            var (header, segment) = pdu ?? throw new InvalidOperationException("the target closed the connection");
+            if (DataInPdu.TryRead(header, out var dataIn))
+            {
+                segment.CopyTo(read.AsSpan((int)((dataIn.InitiatorTaskTag - 0x81) * (Mib / 2)) + (int)dataIn.BufferOffset));
+                if (dataIn.HasStatus)
+                {
+                    statuses[dataIn.InitiatorTaskTag] = dataIn.Status;
+                }
+            }
+            else
+            {
+                Assert.True(ScsiResponsePdu.TryRead(header, out var status));
+                statuses[status.InitiatorTaskTag] = status.Status;
+            }
+
+            if (statuses.Count < 3)
+            {
+                pdu = await initiator.ReceiveAsync();
+            }
+        }
+
+        Assert.All(statuses.Values, s => Assert.Equal((byte)ScsiStatus.Good, s));
+        Assert.Equal(data, read);
+        var log = device.Log.ToArray();
+        Assert.Equal(["write 0", "write 262144", "write 524288", "write 786432", "read async"], log[..5]); // the second may be read inline: nothing behind it
+        Assert.All(log[5..], e => Assert.StartsWith("read", e, StringComparison.Ordinal));
+    }
+
+    private static (MemoryBlockDevice Memory, HoldingDevice Device, IscsiTargetCatalog Catalog) HeldCatalog(int preferredConcurrency = 1)
     {
         var memory = new MemoryBlockDevice(16L << 20);
-        var device = new HoldingDevice(memory);
+        var device = new HoldingDevice(memory, preferredConcurrency);
         var catalog = new IscsiTargetCatalog();
         catalog.AddOrUpdate(new IscsiTargetDefinition(Catalogs.Target, [new IscsiLunDefinition(0, device)]));
         return (memory, device, catalog);
@@ -195,8 +258,17 @@ public sealed partial class WriteFromSourceTests
     }
 
     /// <summary>A device whose pulled writes wait while <see cref="Released"/> is reset, and which logs writes and flushes in the order they ran.</summary>
-    private sealed class HoldingDevice(IBlockDevice inner) : ForwardingDevice(inner), IBlockDevice
+    private sealed class HoldingDevice(IBlockDevice inner, int preferredConcurrency = 1) : ForwardingDevice(inner), IBlockDevice
     {
+        public override int PreferredConcurrency => preferredConcurrency;
+
+        public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
+        {
+            Log.Enqueue("read async");
+            Inner.Read(offsetBytes, destination.Span);
+            return ValueTask.CompletedTask;
+        }
+
         public ManualResetEventSlim Released { get; } = new(true);
 
         public SemaphoreSlim Entered { get; } = new(0);
