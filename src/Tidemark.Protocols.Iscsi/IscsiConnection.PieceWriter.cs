@@ -20,9 +20,10 @@ namespace Tidemark.Protocols.Iscsi;
 // The worker owns a queued command's outcome (Checked, Failure, TransferLengthBytes) until it is idle.
 // Everything else the connection runs on a unit (any other command: READ, SYNCHRONIZE CACHE, small
 // WRITEs, a piece that falls back to memory, task management) first waits until the worker is idle
-// (Run, TakeSegment, HandleTaskManagement, HandleLogout): a command never overtakes queued writes, so
-// a READ sees them, a SYNCHRONIZE CACHE makes them durable, and ORDERED, HEAD OF QUEUE and the
-// reservation checks see the order the initiator sent. SAM would let SIMPLE tasks reorder, but the
+// (Run, TakeSegment, HandleTaskManagement, HandleLogout, and TryStartAsyncRead for a READ that runs
+// without waiting on a RADOS-backed unit): a command never overtakes queued writes, so a READ sees
+// them, a SYNCHRONIZE CACHE makes them durable, and ORDERED, HEAD OF QUEUE and the reservation checks
+// see the order the initiator sent. SAM would let SIMPLE tasks reorder, but the
 // waits cost nothing on the rows that matter (a stream of large WRITEs never waits; a stream of small
 // commands never queues) and there is one rule to reason about instead of one per task attribute.
 //
