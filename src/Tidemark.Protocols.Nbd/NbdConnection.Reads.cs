@@ -40,6 +40,13 @@ namespace Tidemark.Protocols.Nbd;
 // answers are dropped, and only then are the transport completed and the buffers given back.
 public sealed partial class NbdConnection : IReadReplies
 {
+    // A handed-off READ at least this large is read into a block the output lends and sent from it
+    // (no copy into the output); a smaller one is copied, as replies batch better in one block.
+    private const int LentPayloadBytes = 64 * 1024;
+
+    // TEMPORARY experiment knob (removed before the branch is merged).
+    private static readonly bool LendPayloads = Environment.GetEnvironmentVariable("TIDEMARK_EXP_LEND") != "0";
+
     private ParallelReads? _reads;
     private bool _readsHandedOff;
 
@@ -47,9 +54,17 @@ public sealed partial class NbdConnection : IReadReplies
     private void StartReadWorkersIfPreferred()
     {
         var concurrency = Math.Min(_options.MaxReadsInFlight, Device.PreferredConcurrency);
-        if (concurrency > 1 && _options.MaxReadBytesInFlight > 0)
+        var maxBytes = _options.MaxReadBytesInFlight;
+
+        // TEMPORARY experiment knob (removed before the branch is merged).
+        if (long.TryParse(Environment.GetEnvironmentVariable("TIDEMARK_EXP_READ_MIB"), out var mib))
         {
-            Volatile.Write(ref _reads, new ParallelReads(Device, this, concurrency, _options.MaxReadBytesInFlight, _options.MaxUnflushedReplyBytes));
+            maxBytes = mib << 20;
+        }
+
+        if (concurrency > 1 && maxBytes > 0)
+        {
+            Volatile.Write(ref _reads, new ParallelReads(Device, this, concurrency, maxBytes, _options.MaxUnflushedReplyBytes));
         }
     }
 
@@ -127,13 +142,23 @@ public sealed partial class NbdConnection : IReadReplies
         }
     }
 
-    byte[] IReadReplies.RentBuffer(int lengthBytes) => _pieces.Rent(lengthBytes);
+    ReadJob IReadReplies.RentJob(in NbdRequestHeader request)
+    {
+        var length = (int)request.LengthBytes;
+        if (length >= LentPayloadBytes && _output is IReplySendFeature sends && LendPayloads)
+        {
+            return new ReadJob(request, sends.RentPayload(length, out var offset), offset, length, Lent: true);
+        }
+
+        return new ReadJob(request, _pieces.Rent(length), 0, length, Lent: false);
+    }
 
     int IReadReplies.UnflushedBytes => _unflushedBytes;
 
     void IReadReplies.WriteReply(in ReadAnswer answer)
     {
         var job = answer.Job;
+        var owned = true;
         try
         {
             if (answer.Error != NbdError.None)
@@ -143,22 +168,66 @@ public sealed partial class NbdConnection : IReadReplies
             }
 
             var headerBytes = ReadReplyHeaderBytes;
+            if (job.Lent && _output is IReplySendFeature sends)
+            {
+                // The header, then the block the device read into, as it is (no copy).
+                WriteReadReplyHeader(BeginReply(headerBytes), job.Request, job.LengthBytes);
+                EndReply(headerBytes);
+                owned = false;
+                sends.WritePayload(job.Buffer, job.Offset, job.LengthBytes);
+                _unflushedBytes += job.LengthBytes;
+                return;
+            }
+
             var span = BeginReply(headerBytes + job.LengthBytes);
-            job.Buffer.AsSpan(0, job.LengthBytes).CopyTo(span[headerBytes..]);
+            job.Data.Span.CopyTo(span[headerBytes..]);
             WriteReadReplyHeader(span, job.Request, job.LengthBytes);
             EndReply(headerBytes + job.LengthBytes);
         }
         finally
         {
-            _pieces.Return(job.Buffer);
+            if (owned)
+            {
+                ReturnBuffer(job);
+            }
         }
     }
 
-    void IReadReplies.Drop(in ReadJob job) => _pieces.Return(job.Buffer);
+    void IReadReplies.Drop(in ReadJob job) => ReturnBuffer(job);
 
-    ValueTask<FlushResult> IReadReplies.FlushAsync()
+    private void ReturnBuffer(in ReadJob job)
+    {
+        if (!job.Lent)
+        {
+            _pieces.Return(job.Buffer);
+        }
+        else if (_output is IReplySendFeature sends)
+        {
+            sends.ReturnPayload(job.Buffer);
+        }
+    }
+
+    bool IReadReplies.CanSendWithoutBlocking => _output is IReplySendFeature;
+
+    ValueTask<FlushResult> IReadReplies.FlushAsync(bool onThisThread)
     {
         _unflushedBytes = 0;
+        if (onThisThread && _output is IReplySendFeature sends)
+        {
+            return ValueTask.FromResult(new FlushResult(isCanceled: false, isCompleted: !sends.SendOnThisThread()));
+        }
+
         return _output.FlushAsync();
+    }
+
+    bool IReadReplies.TrySendWithoutBlocking()
+    {
+        if (_output is IReplySendFeature sends && sends.TrySendWithoutBlocking())
+        {
+            _unflushedBytes = 0;
+            return true;
+        }
+
+        return false;
     }
 }

@@ -5,8 +5,16 @@ using Tidemark.Protocols.Nbd.Wire;
 
 namespace Tidemark.Protocols.Nbd;
 
-/// <summary>A READ started on the device: its request and the buffer (of the connection's pieces) it is read into.</summary>
-internal readonly record struct ReadJob(NbdRequestHeader Request, byte[] Buffer, int LengthBytes);
+/// <summary>
+/// A READ started on the device: its request and the buffer it is read into, at <see cref="Offset"/>:
+/// one of the connection's pieces, or (<see cref="Lent"/>) a block lent by the output, whose reply then
+/// carries the block itself instead of a copy (<see cref="IReplySendFeature.RentPayload"/>).
+/// </summary>
+internal readonly record struct ReadJob(NbdRequestHeader Request, byte[] Buffer, int Offset, int LengthBytes, bool Lent)
+{
+    /// <summary>Where the device reads the data to.</summary>
+    public Memory<byte> Data => Buffer.AsMemory(Offset, LengthBytes);
+}
 
 /// <summary>A READ the device is done with: <see cref="NbdError.None"/> and the data in the job's buffer, or the mapped error.</summary>
 internal readonly record struct ReadAnswer(ReadJob Job, NbdError Error, string? Message);
@@ -14,8 +22,8 @@ internal readonly record struct ReadAnswer(ReadJob Job, NbdError Error, string? 
 /// <summary>What <see cref="ParallelReads"/> needs of its connection: buffers, and the output while it owns it.</summary>
 internal interface IReadReplies
 {
-    /// <summary>A buffer of at least <paramref name="lengthBytes"/> bytes for one read.</summary>
-    byte[] RentBuffer(int lengthBytes);
+    /// <summary>The job of one READ, with a buffer of its length (the job owns it until its reply was written or dropped).</summary>
+    ReadJob RentJob(in NbdRequestHeader request);
 
     /// <summary>Writes the reply of <paramref name="answer"/> into the output (not sent yet) and gives its buffer back.</summary>
     void WriteReply(in ReadAnswer answer);
@@ -26,8 +34,17 @@ internal interface IReadReplies
     /// <summary>Replies written and not yet sent.</summary>
     int UnflushedBytes { get; }
 
-    /// <summary>Sends what was written.</summary>
-    ValueTask<FlushResult> FlushAsync();
+    /// <summary>True when the output can send without blocking (the transport offers <see cref="IReplySendFeature"/>).</summary>
+    bool CanSendWithoutBlocking { get; }
+
+    /// <summary>
+    /// Sends what was written; <paramref name="onThisThread"/>: on the calling thread whatever the
+    /// replies' size (the caller is the replier thread), else as a flush does.
+    /// </summary>
+    ValueTask<FlushResult> FlushAsync(bool onThisThread);
+
+    /// <summary>Sends what was written without blocking: true when all of it went, false when some is left for the next flush.</summary>
+    bool TrySendWithoutBlocking();
 }
 
 /// <summary>
@@ -93,6 +110,7 @@ internal sealed class ParallelReads
     private readonly int _maxInFlight;
     private readonly long _maxBytesInFlight;
     private readonly int _maxUnflushedBytes;
+    private readonly bool _sendOnCompletion;
     private int _inFlight;
     private long _bytesInFlight;
     private bool _replying;
@@ -106,6 +124,9 @@ internal sealed class ParallelReads
     {
         _device = device;
         _replies = replies;
+
+        // TEMPORARY experiment knob (removed before the branch is merged).
+        _sendOnCompletion = replies.CanSendWithoutBlocking && Environment.GetEnvironmentVariable("TIDEMARK_EXP_DIRECT") != "0";
         _maxInFlight = maxInFlight;
         _maxBytesInFlight = maxBytesInFlight;
         _maxUnflushedBytes = maxUnflushedBytes;
@@ -147,13 +168,13 @@ internal sealed class ParallelReads
             _idleSlots.TryPop(out slot);
         }
 
-        // Rented outside the lock; the job owns it from here on.
-        var job = new ReadJob(request, _replies.RentBuffer(length), length);
+        // Rented outside the lock; the job owns its buffer from here on.
+        var job = _replies.RentJob(request);
         slot ??= new ReadSlot(this);
         ValueTask pending;
         try
         {
-            pending = _device.ReadAsync((long)request.OffsetBytes, job.Buffer.AsMemory(0, length));
+            pending = _device.ReadAsync((long)request.OffsetBytes, job.Data);
         }
         catch (Exception ex)
         {
@@ -206,7 +227,7 @@ internal sealed class ParallelReads
             _replying = true;
         }
 
-        Reply();
+        Reply(Sender.Connection);
     }
 
     /// <summary>
@@ -230,6 +251,19 @@ internal sealed class ParallelReads
     {
         Cancel();
         WaitUntil(Until.Idle, 0);
+    }
+
+    /// <summary>Who runs <see cref="Reply"/>, which decides how it sends.</summary>
+    private enum Sender
+    {
+        /// <summary>The connection thread, before it waits: a flush (a large reply goes to the transport's sender thread).</summary>
+        Connection,
+
+        /// <summary>The replier thread: sends on itself, whatever the size.</summary>
+        Replier,
+
+        /// <summary>The thread that ended a read: sends only without blocking, else hands the role to the replier.</summary>
+        Completion,
     }
 
     private enum Until
@@ -274,7 +308,7 @@ internal sealed class ParallelReads
                 }
             }
 
-            Reply();
+            Reply(Sender.Connection);
         }
     }
 
@@ -323,7 +357,10 @@ internal sealed class ParallelReads
         }
     }
 
-    /// <summary>A device read ended on the thread that ended it (librados's): queue the answer, and wake the replier if nobody replies.</summary>
+    /// <summary>
+    /// A device read ended on the thread that ended it (librados's): queue the answer and, if nobody
+    /// replies, reply here as long as the output takes it without blocking, else wake the replier.
+    /// </summary>
     private void Answered(in ReadAnswer answer, ReadSlot slot)
     {
         lock (_gate)
@@ -338,7 +375,14 @@ internal sealed class ParallelReads
             _replying = true;
         }
 
-        WakeReplier();
+        if (_sendOnCompletion)
+        {
+            Reply(Sender.Completion);
+        }
+        else
+        {
+            WakeReplier();
+        }
     }
 
     /// <summary>Hands the replier role (taken under _gate) to the replier thread, starting it when it is not running.</summary>
@@ -367,6 +411,8 @@ internal sealed class ParallelReads
 
     private void ReplierLoop()
     {
+        // TEMPORARY experiment knob (removed before the branch is merged).
+        var sender = Environment.GetEnvironmentVariable("TIDEMARK_EXP_INLINE") == "0" ? Sender.Connection : Sender.Replier;
         while (true)
         {
             lock (_replierGate)
@@ -383,7 +429,7 @@ internal sealed class ParallelReads
                 _replierWake = false;
             }
 
-            Reply();
+            Reply(sender);
         }
     }
 
@@ -391,7 +437,7 @@ internal sealed class ParallelReads
     /// The replier's loop (see the class remarks): writes the answers, sends once the queue ran
     /// empty, then gives the role up. Returns early when a send is pending; its completion goes on.
     /// </summary>
-    private void Reply()
+    private void Reply(Sender sender)
     {
         // The job answered last is counted out with the next look at the queue: one lock per reply.
         var releaseBytes = -1;
@@ -422,7 +468,7 @@ internal sealed class ParallelReads
             if (!any)
             {
                 // Everything answered so far is written: send it in one go.
-                if (!Send())
+                if (!Send(sender))
                 {
                     return;
                 }
@@ -438,9 +484,9 @@ internal sealed class ParallelReads
             }
 
             WriteOrFail(answer);
-            if (_replies.UnflushedBytes >= _maxUnflushedBytes && !Send())
+            if (_replies.UnflushedBytes >= _maxUnflushedBytes && !Send(sender))
             {
-                // The send's completion goes on with the loop; this job is answered already.
+                // The send's completion (or the replier) goes on with the loop; this job is answered already.
                 lock (_gate)
                 {
                     Release(releaseBytes);
@@ -472,15 +518,41 @@ internal sealed class ParallelReads
         }
     }
 
-    /// <summary>Sends what was written; false when the send is pending (its completion continues the loop).</summary>
-    private bool Send()
+    /// <summary>
+    /// Sends what was written; false when this thread stops replying here: the send is pending (its
+    /// completion continues the loop), or, on the completion thread, the output would block (the
+    /// replier thread takes the role over and sends the rest).
+    /// </summary>
+    private bool Send(Sender sender)
     {
+        if (sender == Sender.Completion)
+        {
+            bool sent;
+            try
+            {
+                sent = _replies.TrySendWithoutBlocking();
+            }
+            catch (Exception ex)
+            {
+                Failed(ex);
+                return true;
+            }
+
+            if (sent)
+            {
+                return true;
+            }
+
+            WakeReplier();
+            return false;
+        }
+
         try
         {
-            var flush = _replies.FlushAsync();
+            var flush = _replies.FlushAsync(onThisThread: sender == Sender.Replier);
             if (!flush.IsCompleted)
             {
-                _ = ReplyAfterSendAsync(flush);
+                _ = ReplyAfterSendAsync(flush, sender);
                 return false;
             }
 
@@ -494,7 +566,7 @@ internal sealed class ParallelReads
         return true;
     }
 
-    private async Task ReplyAfterSendAsync(ValueTask<FlushResult> flush)
+    private async Task ReplyAfterSendAsync(ValueTask<FlushResult> flush, Sender sender)
     {
         try
         {
@@ -505,7 +577,7 @@ internal sealed class ParallelReads
             Failed(ex);
         }
 
-        Reply();
+        Reply(sender);
     }
 
     private void Sent(FlushResult result)

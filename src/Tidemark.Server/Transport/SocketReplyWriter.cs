@@ -33,7 +33,7 @@ namespace Tidemark.Server;
 /// as completed.
 /// </para>
 /// </remarks>
-internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
+internal sealed partial class SocketReplyWriter(Socket socket) : PipeWriter, IReplySendFeature
 {
     /// <summary>Spans of at least this size get a page-aligned block of their own.</summary>
     public const int LargeSpanBytes = 32 * 1024;
@@ -217,15 +217,12 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
     /// <summary>
     /// Sends everything written so far, here or (see the class remarks) by the sender thread; false
-    /// once the peer is gone (then nothing more is sent).
+    /// once the peer is gone (then nothing more is sent). <paramref name="onThisThread"/>: large
+    /// replies too are sent here, unless the sender thread still has earlier ones.
     /// </summary>
-    private bool SendQueued()
+    private bool SendQueued(bool onThisThread = false)
     {
-        if (_block is not null && _position > _segmentStart)
-        {
-            _queued.Add(new ArraySegment<byte>(_block, _segmentStart, _position - _segmentStart));
-            _segmentStart = _position;
-        }
+        CutSegment();
 
         if (_failed)
         {
@@ -241,7 +238,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             Retire();
         }
 
-        if (HandOff())
+        if (HandOff(onThisThread))
         {
             return !_failed;
         }
@@ -269,11 +266,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
     private async ValueTask<FlushResult> SendQueuedNegotiatingAsync(SocketReadiness.Registration negotiation)
     {
-        if (_block is not null && _position > _segmentStart)
-        {
-            _queued.Add(new ArraySegment<byte>(_block, _segmentStart, _position - _segmentStart));
-            _segmentStart = _position;
-        }
+        CutSegment();
 
         try
         {
@@ -294,9 +287,10 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
     /// <summary>
     /// Gives the queued segments (and the retired blocks, to return after them) to the sender thread
-    /// when they hold a large span or the sender still has something; false to send them inline.
+    /// when they hold a large span (unless <paramref name="onThisThread"/>) or the sender still has
+    /// something; false to send them inline.
     /// </summary>
-    private bool HandOff()
+    private bool HandOff(bool onThisThread)
     {
         long bytes = 0;
         var large = false;
@@ -308,7 +302,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
         lock (_senderLock)
         {
-            if (!large && _inFlightBytes == 0 && !_senderFailed)
+            if ((onThisThread || !large) && _inFlightBytes == 0 && !_senderFailed)
             {
                 return false; // nothing in flight: an inline send keeps the order
             }
