@@ -8,7 +8,9 @@ namespace Tidemark.Protocols.Nbd;
 // (IBlockDevice.PreferredConcurrency > 1, a RADOS-backed volume): the READ is checked on the
 // connection thread and started there with IBlockDevice.ReadAsync (ParallelReads), and the connection
 // thread goes on receiving requests; no thread waits for the device, and the reply is written and sent
-// by the connection's replier thread once the read ended (ADR 0021). A device whose reads are
+// once the read ended, by the thread that ended it while the socket has room, else by the connection's
+// replier thread (ADR 0021). A large READ is read into a block the output lends and sent from it, not
+// copied into the output. A device whose reads are
 // page-cache copies (PreferredConcurrency 1, local stores) keeps the inline path of HandleRead exactly
 // as it was: no hand-off, no lock, no allocation per request (issue 18: no row may fall). So does a
 // READ alone (none in flight, no READ behind it in the receive buffer): the replier would only add a
@@ -29,7 +31,8 @@ namespace Tidemark.Protocols.Nbd;
 //   handed-off READ answered and sent. Within the read side, one thread at a time is the replier
 //   (ParallelReads' remarks): the replier thread, or the connection thread when it sends what it
 //   wrote before the hand-off and the answers it queued itself (FlushWritten) before it waits for
-//   input. The thread that ends a device read (librados's) never writes or sends.
+//   input, or the thread that ends a device read (librados's) while the output sends without
+//   blocking (IReplySendFeature; it hands the role to the replier thread the moment a send would block).
 // A READ hand-off first takes the output back from the write worker, and a WRITE first waits for the
 // reads, so the two workers never own it together. TLS changes nothing here: the protocol only sees
 // the decrypted duplex pipe, whose writer is used by its one owner as on a plain connection.
@@ -44,9 +47,6 @@ public sealed partial class NbdConnection : IReadReplies
     // (no copy into the output); a smaller one is copied, as replies batch better in one block.
     private const int LentPayloadBytes = 64 * 1024;
 
-    // TEMPORARY experiment knob (removed before the branch is merged).
-    private static readonly bool LendPayloads = Environment.GetEnvironmentVariable("TIDEMARK_EXP_LEND") != "0";
-
     private ParallelReads? _reads;
     private bool _readsHandedOff;
 
@@ -54,17 +54,9 @@ public sealed partial class NbdConnection : IReadReplies
     private void StartReadWorkersIfPreferred()
     {
         var concurrency = Math.Min(_options.MaxReadsInFlight, Device.PreferredConcurrency);
-        var maxBytes = _options.MaxReadBytesInFlight;
-
-        // TEMPORARY experiment knob (removed before the branch is merged).
-        if (long.TryParse(Environment.GetEnvironmentVariable("TIDEMARK_EXP_READ_MIB"), out var mib))
+        if (concurrency > 1 && _options.MaxReadBytesInFlight > 0)
         {
-            maxBytes = mib << 20;
-        }
-
-        if (concurrency > 1 && maxBytes > 0)
-        {
-            Volatile.Write(ref _reads, new ParallelReads(Device, this, concurrency, maxBytes, _options.MaxUnflushedReplyBytes));
+            Volatile.Write(ref _reads, new ParallelReads(Device, this, concurrency, _options.MaxReadBytesInFlight, _options.MaxUnflushedReplyBytes));
         }
     }
 
@@ -145,7 +137,7 @@ public sealed partial class NbdConnection : IReadReplies
     ReadJob IReadReplies.RentJob(in NbdRequestHeader request)
     {
         var length = (int)request.LengthBytes;
-        if (length >= LentPayloadBytes && _output is IReplySendFeature sends && LendPayloads)
+        if (length >= LentPayloadBytes && _output is IReplySendFeature sends)
         {
             return new ReadJob(request, sends.RentPayload(length, out var offset), offset, length, Lent: true);
         }

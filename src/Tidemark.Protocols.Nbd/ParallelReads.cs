@@ -64,17 +64,23 @@ internal interface IReadReplies
 /// that sends more stops being read (backpressure, as WriteBehindBytes does for writes).
 /// </para>
 /// <para>
-/// Threads: a read's device task ends on whichever thread ends it (librados's finisher thread for
-/// RADOS, shared by every connection of the server), and only queues the answer there. That thread
-/// never writes or sends a reply, because a send blocks while the peer does not read and would hold
-/// every other connection's reads: the answer goes to this connection's replier thread, woken when
-/// it finds nobody replying (<c>_replying</c>, under <c>_gate</c>). The replier writes every answer
-/// queued by then and by others meanwhile, sends them once the queue is empty (or when
-/// MaxUnflushedReplyBytes piled up), and only then gives the role up. A device task that ended
-/// before <see cref="Start"/> returned (a hole, a local store) is queued by the connection thread
-/// without a wake-up: the connection thread replies itself before it waits for input
-/// (<see cref="FlushWritten"/>) or at the barrier. A send that does not complete at once (TLS
-/// through a slow peer) keeps the role until its completion continues the replier's loop. The replier
+/// Threads: a read's device task ends on whichever thread ends it (librados's completion thread for
+/// RADOS, shared by every connection of the server). That thread must never wait on a peer: a send
+/// blocks while the peer does not read and would hold every other connection's reads. So it queues
+/// the answer and, when nobody replies (<c>_replying</c>, under <c>_gate</c>), takes the replier role
+/// only if the output can send without blocking (<see cref="IReplySendFeature"/>, the plain TCP
+/// transport): it writes the answers queued by then and sends them with
+/// <see cref="IReplySendFeature.TrySendWithoutBlocking"/>; when the socket has no room for all of it,
+/// it hands the role (and what is left) to this connection's replier thread. Without that feature
+/// (TLS, a test pipe) the answer wakes the replier at once. A reply sent where the read ended saves
+/// the replier's wake-up (ADR 0021, "Who sends a read's reply"). The replier writes every answer
+/// queued by then and by others meanwhile, sends them on its own thread once the queue is empty (or
+/// when MaxUnflushedReplyBytes piled up; <see cref="IReplySendFeature.SendOnThisThread"/>: a large
+/// reply is not handed on to the transport's sender thread), and only then gives the role up. A
+/// device task that ended before <see cref="Start"/> returned (a hole, a local store) is queued by
+/// the connection thread without a wake-up: the connection thread replies itself before it waits
+/// for input (<see cref="FlushWritten"/>) or at the barrier. A send that does not complete at once
+/// (TLS through a slow peer) keeps the role until its completion continues the replier's loop. The replier
 /// is a dedicated thread that ends after <see cref="IdleTimeout"/> without work.
 /// </para>
 /// <para>
@@ -83,7 +89,8 @@ internal interface IReadReplies
 /// <see cref="FlushWritten"/>).
 /// </para>
 /// <para>
-/// Buffers: a job owns its buffer from <see cref="Start"/> until its reply was written or dropped,
+/// Buffers: a job owns its buffer from <see cref="Start"/> until its reply was written or dropped
+/// (a large READ's buffer is a block the output lent, which the reply hands back to it unsent and uncopied),
 /// whichever thread that happens on, so an early session end can never give back a buffer a device
 /// read still fills. <see cref="Stop"/> stops new reads, lets the running device reads end (a read
 /// that fails is an error answer, like any other), and returns once nothing is in flight and nobody
@@ -124,12 +131,10 @@ internal sealed class ParallelReads
     {
         _device = device;
         _replies = replies;
-
-        // TEMPORARY experiment knob (removed before the branch is merged).
-        _sendOnCompletion = replies.CanSendWithoutBlocking && Environment.GetEnvironmentVariable("TIDEMARK_EXP_DIRECT") != "0";
         _maxInFlight = maxInFlight;
         _maxBytesInFlight = maxBytesInFlight;
         _maxUnflushedBytes = maxUnflushedBytes;
+        _sendOnCompletion = replies.CanSendWithoutBlocking;
     }
 
     /// <summary>True once a send found that the peer no longer reads replies (or failed).</summary>
@@ -411,8 +416,6 @@ internal sealed class ParallelReads
 
     private void ReplierLoop()
     {
-        // TEMPORARY experiment knob (removed before the branch is merged).
-        var sender = Environment.GetEnvironmentVariable("TIDEMARK_EXP_INLINE") == "0" ? Sender.Connection : Sender.Replier;
         while (true)
         {
             lock (_replierGate)
@@ -429,7 +432,7 @@ internal sealed class ParallelReads
                 _replierWake = false;
             }
 
-            Reply(sender);
+            Reply(Sender.Replier);
         }
     }
 
