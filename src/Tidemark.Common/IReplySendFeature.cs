@@ -1,14 +1,15 @@
 namespace Tidemark;
 
 /// <summary>
-/// How a protocol chooses which thread sends its replies, offered by a transport's output (a
+/// How a protocol hands large replies to its transport's output, offered by the output itself (a
 /// <see cref="System.IO.Pipelines.PipeWriter"/> that also implements this; the plain TCP transport's
-/// does, TLS and in-memory pipes do not, and their protocols flush as usual). A flush of the plain
-/// output hands a large reply to the transport's own sender thread so that a connection thread can
-/// go on receiving; a protocol whose replies are written by a thread of their own, or by a thread
-/// that must never block, says so here instead (docs/adr/0021-nbd-parallel-reads.md).
+/// does, TLS and in-memory pipes do not, and their protocols write and flush as usual). A flush of the
+/// plain output hands a large reply to the transport's own sender thread so that a connection thread
+/// can go on receiving; a protocol whose replies are sent by a thread of their own says so here, and
+/// a reply's payload read by a device can be sent from the buffer it was read into, without a copy
+/// into the output (docs/adr/0021-nbd-parallel-reads.md, "Who sends a read's reply").
 /// </summary>
-/// <remarks>Same rule as the output itself: called by the output's one writer at a time.</remarks>
+/// <remarks>Called by the output's one writer at a time, except where a member says otherwise.</remarks>
 public interface IReplySendFeature
 {
     /// <summary>
@@ -18,14 +19,6 @@ public interface IReplySendFeature
     /// to that thread earlier are sent first (there, in order). False once the peer no longer reads.
     /// </summary>
     bool SendOnThisThread();
-
-    /// <summary>
-    /// Sends what was written so far without blocking the caller: true when all of it was sent. False
-    /// when some is left (the peer's receive window is full, the transport's sender thread still has
-    /// earlier replies, or the connection failed): the next flush or <see cref="SendOnThisThread"/>
-    /// sends the rest, or reports the failure. For a thread that must never wait on a peer.
-    /// </summary>
-    bool TrySendWithoutBlocking();
 
     /// <summary>
     /// A buffer for a large reply's payload, filled by the caller (a device read) and queued by

@@ -8,8 +8,7 @@ namespace Tidemark.Protocols.Nbd;
 // (IBlockDevice.PreferredConcurrency > 1, a RADOS-backed volume): the READ is checked on the
 // connection thread and started there with IBlockDevice.ReadAsync (ParallelReads), and the connection
 // thread goes on receiving requests; no thread waits for the device, and the reply is written and sent
-// once the read ended, by the thread that ended it while the socket has room, else by the connection's
-// replier thread (ADR 0021). A large READ is read into a block the output lends and sent from it, not
+// by the connection's replier thread once the read ended (ADR 0021). A large READ is read into a block the output lends and sent from it, not
 // copied into the output. A device whose reads are
 // page-cache copies (PreferredConcurrency 1, local stores) keeps the inline path of HandleRead exactly
 // as it was: no hand-off, no lock, no allocation per request (issue 18: no row may fall). So does a
@@ -31,8 +30,7 @@ namespace Tidemark.Protocols.Nbd;
 //   handed-off READ answered and sent. Within the read side, one thread at a time is the replier
 //   (ParallelReads' remarks): the replier thread, or the connection thread when it sends what it
 //   wrote before the hand-off and the answers it queued itself (FlushWritten) before it waits for
-//   input, or the thread that ends a device read (librados's) while the output sends without
-//   blocking (IReplySendFeature; it hands the role to the replier thread the moment a send would block).
+//   input. The thread that ends a device read (librados's) never writes or sends.
 // A READ hand-off first takes the output back from the write worker, and a WRITE first waits for the
 // reads, so the two workers never own it together. TLS changes nothing here: the protocol only sees
 // the decrypted duplex pipe, whose writer is used by its one owner as on a plain connection.
@@ -199,8 +197,6 @@ public sealed partial class NbdConnection : IReadReplies
         }
     }
 
-    bool IReadReplies.CanSendWithoutBlocking => _output is IReplySendFeature;
-
     ValueTask<FlushResult> IReadReplies.FlushAsync(bool onThisThread)
     {
         _unflushedBytes = 0;
@@ -212,14 +208,4 @@ public sealed partial class NbdConnection : IReadReplies
         return _output.FlushAsync();
     }
 
-    bool IReadReplies.TrySendWithoutBlocking()
-    {
-        if (_output is IReplySendFeature sends && sends.TrySendWithoutBlocking())
-        {
-            _unflushedBytes = 0;
-            return true;
-        }
-
-        return false;
-    }
 }

@@ -34,17 +34,11 @@ internal interface IReadReplies
     /// <summary>Replies written and not yet sent.</summary>
     int UnflushedBytes { get; }
 
-    /// <summary>True when the output can send without blocking (the transport offers <see cref="IReplySendFeature"/>).</summary>
-    bool CanSendWithoutBlocking { get; }
-
     /// <summary>
     /// Sends what was written; <paramref name="onThisThread"/>: on the calling thread whatever the
     /// replies' size (the caller is the replier thread), else as a flush does.
     /// </summary>
     ValueTask<FlushResult> FlushAsync(bool onThisThread);
-
-    /// <summary>Sends what was written without blocking: true when all of it went, false when some is left for the next flush.</summary>
-    bool TrySendWithoutBlocking();
 }
 
 /// <summary>
@@ -65,23 +59,19 @@ internal interface IReadReplies
 /// </para>
 /// <para>
 /// Threads: a read's device task ends on whichever thread ends it (librados's completion thread for
-/// RADOS, shared by every connection of the server). That thread must never wait on a peer: a send
-/// blocks while the peer does not read and would hold every other connection's reads. So it queues
-/// the answer and, when nobody replies (<c>_replying</c>, under <c>_gate</c>), takes the replier role
-/// only if the output can send without blocking (<see cref="IReplySendFeature"/>, the plain TCP
-/// transport) and the reply is small (under <see cref="LargeReplyBytes"/>): it writes the answers
-/// queued by then and sends them with <see cref="IReplySendFeature.TrySendWithoutBlocking"/>; when the
-/// socket has no room for all of it, or a large answer comes up, it hands the role (and what is left)
-/// to this connection's replier thread. Without that feature (TLS, a test pipe) the answer wakes the
-/// replier at once. A reply sent where the read ended saves
-/// the replier's wake-up (ADR 0021, "Who sends a read's reply"). The replier writes every answer
-/// queued by then and by others meanwhile, sends them on its own thread once the queue is empty (or
-/// when MaxUnflushedReplyBytes piled up; <see cref="IReplySendFeature.SendOnThisThread"/>: a large
-/// reply is not handed on to the transport's sender thread), and only then gives the role up. A
-/// device task that ended before <see cref="Start"/> returned (a hole, a local store) is queued by
-/// the connection thread without a wake-up: the connection thread replies itself before it waits
-/// for input (<see cref="FlushWritten"/>) or at the barrier. A send that does not complete at once
-/// (TLS through a slow peer) keeps the role until its completion continues the replier's loop. The replier
+/// RADOS, shared by every connection of the server), and only queues the answer there. That thread
+/// never writes or sends a reply, because a send blocks while the peer does not read and would hold
+/// every other connection's reads; and a send that never blocks (MSG_DONTWAIT) cost more CPU per 4K
+/// read than the wake-up it saved (ADR 0021, "Who sends a read's reply"). The answer goes to this
+/// connection's replier thread, woken when it finds nobody replying (<c>_replying</c>, under
+/// <c>_gate</c>). The replier writes every answer queued by then and by others meanwhile, sends them
+/// on its own thread once the queue is empty (or when MaxUnflushedReplyBytes piled up; with
+/// <see cref="IReplySendFeature.SendOnThisThread"/> a large reply is not handed on to the transport's
+/// sender thread), and only then gives the role up. A device task that ended before
+/// <see cref="Start"/> returned (a hole, a local store) is queued by the connection thread without a
+/// wake-up: the connection thread replies itself before it waits for input (<see cref="FlushWritten"/>)
+/// or at the barrier. A send that does not complete at once (TLS through a slow peer) keeps the role
+/// until its completion continues the replier's loop. The replier
 /// is a dedicated thread that ends after <see cref="IdleTimeout"/> without work.
 /// </para>
 /// <para>
@@ -106,13 +96,6 @@ internal sealed class ParallelReads
     /// <summary>The replier thread's name.</summary>
     public const string ReplierThreadName = "NBD replies";
 
-    /// <summary>
-    /// A reply this large is never sent by the thread that ended its read: its send copies it into the
-    /// socket on the one thread that ends every connection's reads, and 1 MiB READs measured 0.77x the
-    /// build before when it did, 1.16x when the replier sent them (ADR 0021, "Who sends a read's reply").
-    /// </summary>
-    public const int LargeReplyBytes = 64 * 1024;
-
     // _gate: the bounds, the answers, the idle slots and the replier role (the connection thread
     // waits on it). _replierGate: the replier thread's wake-ups (it waits on it), so waking the
     // replier never wakes the connection thread instead.
@@ -125,7 +108,6 @@ internal sealed class ParallelReads
     private readonly int _maxInFlight;
     private readonly long _maxBytesInFlight;
     private readonly int _maxUnflushedBytes;
-    private readonly bool _sendOnCompletion;
     private int _inFlight;
     private long _bytesInFlight;
     private bool _replying;
@@ -142,7 +124,6 @@ internal sealed class ParallelReads
         _maxInFlight = maxInFlight;
         _maxBytesInFlight = maxBytesInFlight;
         _maxUnflushedBytes = maxUnflushedBytes;
-        _sendOnCompletion = replies.CanSendWithoutBlocking;
     }
 
     /// <summary>True once a send found that the peer no longer reads replies (or failed).</summary>
@@ -274,9 +255,6 @@ internal sealed class ParallelReads
 
         /// <summary>The replier thread: sends on itself, whatever the size.</summary>
         Replier,
-
-        /// <summary>The thread that ended a read: sends only without blocking, else hands the role to the replier.</summary>
-        Completion,
     }
 
     private enum Until
@@ -370,10 +348,7 @@ internal sealed class ParallelReads
         }
     }
 
-    /// <summary>
-    /// A device read ended on the thread that ended it (librados's): queue the answer and, if nobody
-    /// replies, reply here as long as the output takes it without blocking, else wake the replier.
-    /// </summary>
+    /// <summary>A device read ended on the thread that ended it (librados's): queue the answer, and wake the replier if nobody replies.</summary>
     private void Answered(in ReadAnswer answer, ReadSlot slot)
     {
         lock (_gate)
@@ -388,14 +363,7 @@ internal sealed class ParallelReads
             _replying = true;
         }
 
-        if (_sendOnCompletion && answer.Job.LengthBytes < LargeReplyBytes)
-        {
-            Reply(Sender.Completion);
-        }
-        else
-        {
-            WakeReplier();
-        }
+        WakeReplier();
     }
 
     /// <summary>Hands the replier role (taken under _gate) to the replier thread, starting it when it is not running.</summary>
@@ -495,18 +463,12 @@ internal sealed class ParallelReads
             }
 
             WriteOrFail(answer);
-            var large = sender == Sender.Completion && answer.Job.LengthBytes >= LargeReplyBytes;
-            if (large || (_replies.UnflushedBytes >= _maxUnflushedBytes && !Send(sender)))
+            if (_replies.UnflushedBytes >= _maxUnflushedBytes && !Send(sender))
             {
-                // The send's completion (or the replier) goes on with the loop; this job is answered already.
+                // The send's completion goes on with the loop; this job is answered already.
                 lock (_gate)
                 {
                     Release(releaseBytes);
-                }
-
-                if (large)
-                {
-                    WakeReplier(); // it sends this reply and what was written before it
                 }
 
                 return;
@@ -535,35 +497,9 @@ internal sealed class ParallelReads
         }
     }
 
-    /// <summary>
-    /// Sends what was written; false when this thread stops replying here: the send is pending (its
-    /// completion continues the loop), or, on the completion thread, the output would block (the
-    /// replier thread takes the role over and sends the rest).
-    /// </summary>
+    /// <summary>Sends what was written; false when the send is pending (its completion continues the loop).</summary>
     private bool Send(Sender sender)
     {
-        if (sender == Sender.Completion)
-        {
-            bool sent;
-            try
-            {
-                sent = _replies.TrySendWithoutBlocking();
-            }
-            catch (Exception ex)
-            {
-                Failed(ex);
-                return true;
-            }
-
-            if (sent)
-            {
-                return true;
-            }
-
-            WakeReplier();
-            return false;
-        }
-
         try
         {
             var flush = _replies.FlushAsync(onThisThread: sender == Sender.Replier);

@@ -6,7 +6,7 @@ namespace Tidemark.Server.Tests;
 
 /// <summary>
 /// The output's <see cref="IReplySendFeature"/> over a real loopback socket pair: sends on the
-/// calling thread, sends that never block, and payload blocks queued without a copy (ADR 0021).
+/// calling thread, and payload blocks queued without a copy (ADR 0021).
 /// </summary>
 [Collection(nameof(ReplyBlockPoolCollection))]
 public sealed class SocketReplyWriterSendTests : IDisposable
@@ -24,13 +24,15 @@ public sealed class SocketReplyWriterSendTests : IDisposable
     public void Dispose() => _sockets.Dispose();
 
     [Fact]
-    public async Task TrySendWithoutBlocking_WithRoom_SendsHeadersAndLentPayloadsInOrder()
+    public async Task SendOnThisThread_HeadersAndLentPayloads_ArriveInOrder_AlsoPastTheSocketBuffers()
     {
+        _server.SendBufferSize = 64 * 1024;
+        _client.ReceiveBufferSize = 64 * 1024;
         var writer = new SocketReplyWriter(_server);
         IReplySendFeature sends = writer;
         var expected = new MemoryStream();
         var rng = new Random(3);
-        foreach (var payloadBytes in new[] { 64 * 1024, 100, 7 })
+        foreach (var payloadBytes in new[] { 64 * 1024, 100, 1 << 20, 7, 512 * 1024 })
         {
             Write(writer, expected, rng, 16);
             if (payloadBytes >= 64 * 1024)
@@ -47,39 +49,9 @@ public sealed class SocketReplyWriterSendTests : IDisposable
             }
         }
 
-        var receiving = ReceiveAsync((int)expected.Length);
-        Assert.True(sends.TrySendWithoutBlocking());
-        Assert.Equal(0, writer.UnflushedBytes);
-        Assert.Equal(expected.ToArray(), await receiving);
-        writer.Complete();
-    }
-
-    [Fact]
-    public async Task TrySendWithoutBlocking_PeerNotReading_LeavesTheRest_WhichTheNextSendDelivers()
-    {
-        _server.SendBufferSize = 64 * 1024;
-        _client.ReceiveBufferSize = 64 * 1024;
-        var writer = new SocketReplyWriter(_server);
-        IReplySendFeature sends = writer;
-        var expected = new MemoryStream();
-        var rng = new Random(4);
-        for (var i = 0; i < 8; i++)
-        {
-            Write(writer, expected, rng, 16);
-            var block = sends.RentPayload(512 * 1024, out var offset);
-            rng.NextBytes(block.AsSpan(offset, 512 * 1024));
-            expected.Write(block, offset, 512 * 1024);
-            sends.WritePayload(block, offset, 512 * 1024);
-        }
-
-        // Never blocks: the socket's buffers take a part, the rest stays queued.
-        var tried = Task.Run(sends.TrySendWithoutBlocking);
-        Assert.False(await tried.WaitAsync(TimeSpan.FromSeconds(10)));
-        Assert.InRange(writer.UnflushedBytes, 1, expected.Length - 1);
-
-        Write(writer, expected, rng, 5000); // written after the partial send: goes after the rest
         var receiving = ReceiveAsync((int)expected.Length, slowly: true);
         Assert.True(sends.SendOnThisThread());
+        Assert.Equal(0, writer.UnflushedBytes);
         Assert.Equal(expected.ToArray(), await receiving);
         writer.Complete();
     }
@@ -108,7 +80,7 @@ public sealed class SocketReplyWriterSendTests : IDisposable
     }
 
     [Fact]
-    public async Task TrySendWithoutBlocking_WhileTheSenderThreadHasEarlierReplies_LeavesItsOwnForTheNextFlush()
+    public async Task SendOnThisThread_WhileTheSenderThreadHasEarlierReplies_SendsAfterThem()
     {
         _server.SendBufferSize = 64 * 1024;
         _client.ReceiveBufferSize = 64 * 1024;
@@ -120,30 +92,35 @@ public sealed class SocketReplyWriterSendTests : IDisposable
         Assert.False((await writer.FlushAsync()).IsCompleted);
 
         Write(writer, expected, rng, 100);
-        Assert.False(sends.TrySendWithoutBlocking()); // must not overtake the sender's reply
+        var block = sends.RentPayload(256 * 1024, out var offset);
+        rng.NextBytes(block.AsSpan(offset, 256 * 1024));
+        expected.Write(block, offset, 256 * 1024);
+        sends.WritePayload(block, offset, 256 * 1024);
         var receiving = ReceiveAsync((int)expected.Length, slowly: true);
-        Assert.False((await writer.FlushAsync()).IsCompleted);
+        Assert.True(sends.SendOnThisThread()); // must not overtake the sender's reply
         Assert.Equal(expected.ToArray(), await receiving);
         writer.Complete();
     }
 
     [Fact]
-    public async Task TrySendWithoutBlocking_AfterThePeerLeft_FailsAndTheNextFlushReportsCompleted()
+    public async Task SendOnThisThread_AfterThePeerLeft_ReportsItAndKeepsDoingSo()
     {
         var writer = new SocketReplyWriter(_server);
         IReplySendFeature sends = writer;
         _client.Close();
-        var failed = false;
-        for (var i = 0; i < 50 && !failed; i++)
+        var gone = false;
+        for (var i = 0; i < 50 && !gone; i++)
         {
             var block = sends.RentPayload(64 * 1024, out var offset);
             sends.WritePayload(block, offset, 64 * 1024);
-            failed = !sends.TrySendWithoutBlocking() && (await writer.FlushAsync()).IsCompleted;
+            gone = !sends.SendOnThisThread();
             await Task.Delay(10);
         }
 
-        Assert.True(failed, "the writer did not notice that the peer was gone");
-        Assert.False(sends.TrySendWithoutBlocking());
+        Assert.True(gone, "the writer did not notice that the peer was gone");
+        writer.GetSpan(10);
+        writer.Advance(10);
+        Assert.False(sends.SendOnThisThread());
         writer.Complete();
     }
 

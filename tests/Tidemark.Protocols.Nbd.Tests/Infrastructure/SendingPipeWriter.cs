@@ -4,9 +4,9 @@ namespace Tidemark.Protocols.Nbd.Tests.Infrastructure;
 
 /// <summary>
 /// An output that offers <see cref="IReplySendFeature"/> over an in-memory pipe, as the plain TCP
-/// transport does over its socket: the test decides whether a send without blocking goes through
-/// (<see cref="WouldBlock"/>), and the blocks lent for large payloads are counted. The pipe under it
-/// must not pause its writer (its flushes complete at once, as a send with room does).
+/// transport does over its socket: the threads that sent on themselves and the blocks lent for large
+/// payloads are counted. The pipe under it must not pause its writer (its flushes complete at once,
+/// as a send with room does).
 /// </summary>
 internal sealed class SendingPipeWriter(PipeWriter inner) : PipeWriter, IReplySendFeature
 {
@@ -14,19 +14,26 @@ internal sealed class SendingPipeWriter(PipeWriter inner) : PipeWriter, IReplySe
     private readonly HashSet<byte[]> _outstanding = new(ReferenceEqualityComparer.Instance);
     private int _lent;
     private int _written;
+    private readonly List<string?> _sendThreads = [];
     private int _returned;
-    private int _tries;
 
-    /// <summary>While true, every send without blocking finds the peer's window full and sends nothing.</summary>
-    public bool WouldBlock { get; set; }
+    /// <summary>The names of the threads that called <see cref="SendOnThisThread"/>, in order.</summary>
+    public string?[] SendThreads
+    {
+        get
+        {
+            lock (_sendThreads)
+            {
+                return [.. _sendThreads];
+            }
+        }
+    }
 
     public int Lent => Volatile.Read(ref _lent);
 
     public int WrittenPayloads => Volatile.Read(ref _written);
 
     public int Returned => Volatile.Read(ref _returned);
-
-    public int SendTries => Volatile.Read(ref _tries);
 
     public override void Advance(int bytes) => inner.Advance(bytes);
 
@@ -40,12 +47,14 @@ internal sealed class SendingPipeWriter(PipeWriter inner) : PipeWriter, IReplySe
 
     public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
 
-    public bool SendOnThisThread() => !SendNow().IsCompleted;
-
-    public bool TrySendWithoutBlocking()
+    public bool SendOnThisThread()
     {
-        Interlocked.Increment(ref _tries);
-        return !WouldBlock && !SendNow().IsCompleted;
+        lock (_sendThreads)
+        {
+            _sendThreads.Add(Thread.CurrentThread.Name);
+        }
+
+        return !SendNow().IsCompleted;
     }
 
     public byte[] RentPayload(int lengthBytes, out int offset)
