@@ -8,9 +8,9 @@ namespace Tidemark.Protocols.Nbd;
 // (IBlockDevice.PreferredConcurrency > 1, a RADOS-backed volume): the READ is checked on the
 // connection thread and started there with IBlockDevice.ReadAsync (ParallelReads), and the connection
 // thread goes on receiving requests; no thread waits for the device, and the reply is written and sent
-// by the connection's replier thread once the read ended (ADR 0021). A large READ is read into a block the output lends and sent from it, not
-// copied into the output. A device whose reads are
-// page-cache copies (PreferredConcurrency 1, local stores) keeps the inline path of HandleRead exactly
+// by the connection's replier thread once the read ended (ADR 0021); a large READ is read into a block
+// the output lends and sent from it, not copied into the output. A device whose reads are page-cache
+// copies (PreferredConcurrency 1, local stores) keeps the inline path of HandleRead exactly
 // as it was: no hand-off, no lock, no allocation per request (issue 18: no row may fall). So does a
 // READ alone (none in flight, no READ behind it in the receive buffer): the replier would only add a
 // wake-up (ADR 0021).
@@ -207,5 +207,4 @@ public sealed partial class NbdConnection : IReadReplies
 
         return _output.FlushAsync();
     }
-
 }

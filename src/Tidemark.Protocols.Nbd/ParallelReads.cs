@@ -81,8 +81,8 @@ internal interface IReadReplies
 /// </para>
 /// <para>
 /// Buffers: a job owns its buffer from <see cref="Start"/> until its reply was written or dropped
-/// (a large READ's buffer is a block the output lent, which the reply hands back to it unsent and uncopied),
-/// whichever thread that happens on, so an early session end can never give back a buffer a device
+/// (a large READ's buffer may be a block the output lent: its reply hands the block back as the
+/// payload, uncopied), whichever thread that happens on, so an early session end can never give back a buffer a device
 /// read still fills. <see cref="Stop"/> stops new reads, lets the running device reads end (a read
 /// that fails is an error answer, like any other), and returns once nothing is in flight and nobody
 /// replies; from then on the connection owns the output again, and answers are dropped.

@@ -24,7 +24,9 @@ namespace Tidemark.Server;
 /// thread doing both was the limit of 1 MiB reads (NBD run 6 in docs/BENCHMARKS.md: the connection
 /// thread busy all the time, a quarter of the CPU idle). Small replies keep the inline send, which
 /// has no hand-off latency. At most <see cref="MaxInFlightBytes"/> wait for the sender; a flush
-/// beyond it waits (backpressure of a peer that does not read).
+/// beyond it waits (backpressure of a peer that does not read). A protocol thread that only sends
+/// replies (NBD's replier) sends large ones itself instead, and may queue a large payload from a block
+/// lent to it rather than copy it in (<see cref="IReplySendFeature"/>, SocketReplyWriter.Replies.cs).
 /// </para>
 /// <para>
 /// Used by one thread at a time (the connection's; iSCSI's keepalive takes the connection's output
