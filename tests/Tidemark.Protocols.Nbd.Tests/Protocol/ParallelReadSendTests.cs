@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.IO.Pipelines;
 using Tidemark.Protocols.Nbd.Tests.Infrastructure;
 using Tidemark.Protocols.Nbd.Wire;
@@ -36,7 +35,7 @@ public sealed class ParallelReadSendTests
         foreach (var i in new[] { 4, 2, 0, 5, 1, 3 })
         {
             device.Release(i * ReadBytes);
-            var reply = await ReadReplyAsync(server.Client, structured, ReadBytes);
+            var reply = await ParallelReadTests.ReadReplyAsync(server.Client, structured, ReadBytes);
             seen[reply.Cookie] = reply.Error;
             if (reply.Error == NbdError.None)
             {
@@ -73,7 +72,7 @@ public sealed class ParallelReadSendTests
         var errors = new Dictionary<ulong, NbdError>();
         for (var n = 0; n < 6; n++)
         {
-            var reply = await ReadReplyAsync(server.Client, structured, LargeBytes);
+            var reply = await ParallelReadTests.ReadReplyAsync(server.Client, structured, LargeBytes);
             errors[reply.Cookie] = reply.Error;
             if (reply.Error == NbdError.None)
             {
@@ -104,7 +103,7 @@ public sealed class ParallelReadSendTests
         await server.Client.SendAsync(Reads(0, 4, LargeBytes));
         device.WaitArrived(4);
         device.Release(LargeBytes);
-        var first = await ReadReplyAsync(server.Client, structured: false, LargeBytes);
+        var first = await ParallelReadTests.ReadReplyAsync(server.Client, structured: false, LargeBytes);
         Assert.Equal(101ul, first.Cookie);
 
         server.Connection.Abort();
@@ -128,24 +127,4 @@ public sealed class ParallelReadSendTests
 
     private static byte[] Reads(int first, int count, int length) =>
         [.. Enumerable.Range(first, count).SelectMany(i => NbdTestClient.Request(NbdCommand.Read, (ulong)(100 + i), (ulong)((long)i * length), (uint)length))];
-
-    private static async Task<(ulong Cookie, NbdError Error, byte[] Data, ulong Offset)> ReadReplyAsync(NbdTestClient client, bool structured, int length)
-    {
-        if (!structured)
-        {
-            var header = await client.ReadSimpleReplyAsync();
-            var data = header.Error == NbdError.None ? await client.ReadExactAsync(length) : [];
-            return (header.Cookie, header.Error, data, 0);
-        }
-
-        var chunk = await client.ReadChunkAsync();
-        Assert.Equal(NbdReplyFlags.Done, chunk.Header.Flags);
-        if (chunk.Header.Type == NbdReplyType.Error)
-        {
-            return (chunk.Header.Cookie, (NbdError)BinaryPrimitives.ReadUInt32BigEndian(chunk.Payload), [], 0);
-        }
-
-        Assert.Equal(NbdReplyType.OffsetData, chunk.Header.Type);
-        return (chunk.Header.Cookie, NbdError.None, chunk.Payload[8..], BinaryPrimitives.ReadUInt64BigEndian(chunk.Payload));
-    }
 }
