@@ -277,9 +277,7 @@ public sealed class SocketReplyWriterTests : IDisposable
     [Fact]
     public async Task SendOnThisThread_HeadersAndLentPayloads_ArriveInOrder_AlsoPastTheSocketBuffers()
     {
-        _server.SendBufferSize = 64 * 1024;
-        _client.ReceiveBufferSize = 64 * 1024;
-        var writer = new SocketReplyWriter(_server);
+        var writer = SmallBufferWriter();
         IReplySendFeature sends = writer;
         var expected = new MemoryStream();
         var rng = new Random(3);
@@ -330,9 +328,7 @@ public sealed class SocketReplyWriterTests : IDisposable
     [Fact]
     public async Task SendOnThisThread_WhileTheSenderThreadHasEarlierReplies_SendsAfterThem()
     {
-        _server.SendBufferSize = 64 * 1024;
-        _client.ReceiveBufferSize = 64 * 1024;
-        var writer = new SocketReplyWriter(_server);
+        var writer = SmallBufferWriter();
         IReplySendFeature sends = writer;
         var expected = new MemoryStream();
         var rng = new Random(6);
@@ -388,6 +384,14 @@ public sealed class SocketReplyWriterTests : IDisposable
         bytes.CopyTo(writer.GetSpan(length));
         writer.Advance(length);
         expected.Write(bytes);
+    }
+
+    /// <summary>A writer over socket buffers of 64 KiB each way, so that large replies outgrow them.</summary>
+    private SocketReplyWriter SmallBufferWriter()
+    {
+        _server.SendBufferSize = 64 * 1024;
+        _client.ReceiveBufferSize = 64 * 1024;
+        return new SocketReplyWriter(_server);
     }
 
     /// <summary>A payload of random bytes in a lent block, queued without a copy.</summary>
