@@ -8,8 +8,9 @@ namespace Tidemark.Protocols.Nbd;
 // (IBlockDevice.PreferredConcurrency > 1, a RADOS-backed volume): the READ is checked on the
 // connection thread and started there with IBlockDevice.ReadAsync (ParallelReads), and the connection
 // thread goes on receiving requests; no thread waits for the device, and the reply is written and sent
-// by the connection's replier thread once the read ended (ADR 0021). A device whose reads are
-// page-cache copies (PreferredConcurrency 1, local stores) keeps the inline path of HandleRead exactly
+// by the connection's replier thread once the read ended (ADR 0021); a large READ is read into a block
+// the output lends and sent from it, not copied into the output. A device whose reads are page-cache
+// copies (PreferredConcurrency 1, local stores) keeps the inline path of HandleRead exactly
 // as it was: no hand-off, no lock, no allocation per request (issue 18: no row may fall). So does a
 // READ alone (none in flight, no READ behind it in the receive buffer): the replier would only add a
 // wake-up (ADR 0021).
@@ -40,6 +41,10 @@ namespace Tidemark.Protocols.Nbd;
 // answers are dropped, and only then are the transport completed and the buffers given back.
 public sealed partial class NbdConnection : IReadReplies
 {
+    // A handed-off READ at least this large is read into a block the output lends and sent from it
+    // (no copy into the output); a smaller one is copied, as replies batch better in one block.
+    private const int LentPayloadBytes = 64 * 1024;
+
     private ParallelReads? _reads;
     private bool _readsHandedOff;
 
@@ -127,13 +132,23 @@ public sealed partial class NbdConnection : IReadReplies
         }
     }
 
-    byte[] IReadReplies.RentBuffer(int lengthBytes) => _pieces.Rent(lengthBytes);
+    ReadJob IReadReplies.RentJob(in NbdRequestHeader request)
+    {
+        var length = (int)request.LengthBytes;
+        if (length >= LentPayloadBytes && _output is IReplySendFeature sends)
+        {
+            return new ReadJob(request, sends.RentPayload(length, out var offset), offset, length, Lent: true);
+        }
+
+        return new ReadJob(request, _pieces.Rent(length), 0, length, Lent: false);
+    }
 
     int IReadReplies.UnflushedBytes => _unflushedBytes;
 
     void IReadReplies.WriteReply(in ReadAnswer answer)
     {
         var job = answer.Job;
+        var owned = true;
         try
         {
             if (answer.Error != NbdError.None)
@@ -143,22 +158,53 @@ public sealed partial class NbdConnection : IReadReplies
             }
 
             var headerBytes = ReadReplyHeaderBytes;
+            if (job.Lent && _output is IReplySendFeature sends)
+            {
+                // The header, then the block the device read into, as it is (no copy).
+                WriteReadReplyHeader(BeginReply(headerBytes), job.Request, job.LengthBytes);
+                EndReply(headerBytes);
+                owned = false;
+                sends.WritePayload(job.Buffer, job.Offset, job.LengthBytes);
+                _unflushedBytes += job.LengthBytes;
+                return;
+            }
+
             var span = BeginReply(headerBytes + job.LengthBytes);
-            job.Buffer.AsSpan(0, job.LengthBytes).CopyTo(span[headerBytes..]);
+            job.Data.Span.CopyTo(span[headerBytes..]);
             WriteReadReplyHeader(span, job.Request, job.LengthBytes);
             EndReply(headerBytes + job.LengthBytes);
         }
         finally
         {
-            _pieces.Return(job.Buffer);
+            if (owned)
+            {
+                ReturnBuffer(job);
+            }
         }
     }
 
-    void IReadReplies.Drop(in ReadJob job) => _pieces.Return(job.Buffer);
+    void IReadReplies.Drop(in ReadJob job) => ReturnBuffer(job);
 
-    ValueTask<FlushResult> IReadReplies.FlushAsync()
+    private void ReturnBuffer(in ReadJob job)
+    {
+        if (!job.Lent)
+        {
+            _pieces.Return(job.Buffer);
+        }
+        else if (_output is IReplySendFeature sends)
+        {
+            sends.ReturnPayload(job.Buffer);
+        }
+    }
+
+    ValueTask<FlushResult> IReadReplies.FlushAsync(bool onThisThread)
     {
         _unflushedBytes = 0;
+        if (onThisThread && _output is IReplySendFeature sends)
+        {
+            return ValueTask.FromResult(new FlushResult(isCanceled: false, isCompleted: !sends.SendOnThisThread()));
+        }
+
         return _output.FlushAsync();
     }
 }

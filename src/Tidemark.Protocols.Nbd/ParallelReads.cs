@@ -5,8 +5,16 @@ using Tidemark.Protocols.Nbd.Wire;
 
 namespace Tidemark.Protocols.Nbd;
 
-/// <summary>A READ started on the device: its request and the buffer (of the connection's pieces) it is read into.</summary>
-internal readonly record struct ReadJob(NbdRequestHeader Request, byte[] Buffer, int LengthBytes);
+/// <summary>
+/// A READ started on the device: its request and the buffer it is read into, at <see cref="Offset"/>:
+/// one of the connection's pieces, or (<see cref="Lent"/>) a block lent by the output, whose reply then
+/// carries the block itself instead of a copy (<see cref="IReplySendFeature.RentPayload"/>).
+/// </summary>
+internal readonly record struct ReadJob(NbdRequestHeader Request, byte[] Buffer, int Offset, int LengthBytes, bool Lent)
+{
+    /// <summary>Where the device reads the data to.</summary>
+    public Memory<byte> Data => Buffer.AsMemory(Offset, LengthBytes);
+}
 
 /// <summary>A READ the device is done with: <see cref="NbdError.None"/> and the data in the job's buffer, or the mapped error.</summary>
 internal readonly record struct ReadAnswer(ReadJob Job, NbdError Error, string? Message);
@@ -14,8 +22,8 @@ internal readonly record struct ReadAnswer(ReadJob Job, NbdError Error, string? 
 /// <summary>What <see cref="ParallelReads"/> needs of its connection: buffers, and the output while it owns it.</summary>
 internal interface IReadReplies
 {
-    /// <summary>A buffer of at least <paramref name="lengthBytes"/> bytes for one read.</summary>
-    byte[] RentBuffer(int lengthBytes);
+    /// <summary>The job of one READ, with a buffer of its length (the job owns it until its reply was written or dropped).</summary>
+    ReadJob RentJob(in NbdRequestHeader request);
 
     /// <summary>Writes the reply of <paramref name="answer"/> into the output (not sent yet) and gives its buffer back.</summary>
     void WriteReply(in ReadAnswer answer);
@@ -26,8 +34,11 @@ internal interface IReadReplies
     /// <summary>Replies written and not yet sent.</summary>
     int UnflushedBytes { get; }
 
-    /// <summary>Sends what was written.</summary>
-    ValueTask<FlushResult> FlushAsync();
+    /// <summary>
+    /// Sends what was written; <paramref name="onThisThread"/>: on the calling thread whatever the
+    /// replies' size (the caller is the replier thread), else as a flush does.
+    /// </summary>
+    ValueTask<FlushResult> FlushAsync(bool onThisThread);
 }
 
 /// <summary>
@@ -47,17 +58,20 @@ internal interface IReadReplies
 /// that sends more stops being read (backpressure, as WriteBehindBytes does for writes).
 /// </para>
 /// <para>
-/// Threads: a read's device task ends on whichever thread ends it (librados's finisher thread for
+/// Threads: a read's device task ends on whichever thread ends it (librados's completion thread for
 /// RADOS, shared by every connection of the server), and only queues the answer there. That thread
 /// never writes or sends a reply, because a send blocks while the peer does not read and would hold
-/// every other connection's reads: the answer goes to this connection's replier thread, woken when
-/// it finds nobody replying (<c>_replying</c>, under <c>_gate</c>). The replier writes every answer
-/// queued by then and by others meanwhile, sends them once the queue is empty (or when
-/// MaxUnflushedReplyBytes piled up), and only then gives the role up. A device task that ended
-/// before <see cref="Start"/> returned (a hole, a local store) is queued by the connection thread
-/// without a wake-up: the connection thread replies itself before it waits for input
-/// (<see cref="FlushWritten"/>) or at the barrier. A send that does not complete at once (TLS
-/// through a slow peer) keeps the role until its completion continues the replier's loop. The replier
+/// every other connection's reads; and a send that never blocks (MSG_DONTWAIT) cost more CPU per 4K
+/// read than the wake-up it saved (ADR 0021, "Who sends a read's reply"). The answer goes to this
+/// connection's replier thread, woken when it finds nobody replying (<c>_replying</c>, under
+/// <c>_gate</c>). The replier writes every answer queued by then and by others meanwhile, sends them
+/// on its own thread once the queue is empty (or when MaxUnflushedReplyBytes piled up; with
+/// <see cref="IReplySendFeature.SendOnThisThread"/> a large reply is not handed on to the transport's
+/// sender thread), and only then gives the role up. A device task that ended before
+/// <see cref="Start"/> returned (a hole, a local store) is queued by the connection thread without a
+/// wake-up: the connection thread replies itself before it waits for input (<see cref="FlushWritten"/>)
+/// or at the barrier. A send that does not complete at once (TLS through a slow peer) keeps the role
+/// until its completion continues the replier's loop. The replier
 /// is a dedicated thread that ends after <see cref="IdleTimeout"/> without work.
 /// </para>
 /// <para>
@@ -66,8 +80,9 @@ internal interface IReadReplies
 /// <see cref="FlushWritten"/>).
 /// </para>
 /// <para>
-/// Buffers: a job owns its buffer from <see cref="Start"/> until its reply was written or dropped,
-/// whichever thread that happens on, so an early session end can never give back a buffer a device
+/// Buffers: a job owns its buffer from <see cref="Start"/> until its reply was written or dropped
+/// (a large READ's buffer may be a block the output lent: its reply hands the block back as the
+/// payload, uncopied), whichever thread that happens on, so an early session end can never give back a buffer a device
 /// read still fills. <see cref="Stop"/> stops new reads, lets the running device reads end (a read
 /// that fails is an error answer, like any other), and returns once nothing is in flight and nobody
 /// replies; from then on the connection owns the output again, and answers are dropped.
@@ -147,13 +162,13 @@ internal sealed class ParallelReads
             _idleSlots.TryPop(out slot);
         }
 
-        // Rented outside the lock; the job owns it from here on.
-        var job = new ReadJob(request, _replies.RentBuffer(length), length);
+        // Rented outside the lock; the job owns its buffer from here on.
+        var job = _replies.RentJob(request);
         slot ??= new ReadSlot(this);
         ValueTask pending;
         try
         {
-            pending = _device.ReadAsync((long)request.OffsetBytes, job.Buffer.AsMemory(0, length));
+            pending = _device.ReadAsync((long)request.OffsetBytes, job.Data);
         }
         catch (Exception ex)
         {
@@ -206,7 +221,7 @@ internal sealed class ParallelReads
             _replying = true;
         }
 
-        Reply();
+        Reply(Sender.Connection);
     }
 
     /// <summary>
@@ -230,6 +245,16 @@ internal sealed class ParallelReads
     {
         Cancel();
         WaitUntil(Until.Idle, 0);
+    }
+
+    /// <summary>Who runs <see cref="Reply"/>, which decides how it sends.</summary>
+    private enum Sender
+    {
+        /// <summary>The connection thread, before it waits: a flush (a large reply goes to the transport's sender thread).</summary>
+        Connection,
+
+        /// <summary>The replier thread: sends on itself, whatever the size.</summary>
+        Replier,
     }
 
     private enum Until
@@ -274,7 +299,7 @@ internal sealed class ParallelReads
                 }
             }
 
-            Reply();
+            Reply(Sender.Connection);
         }
     }
 
@@ -383,7 +408,7 @@ internal sealed class ParallelReads
                 _replierWake = false;
             }
 
-            Reply();
+            Reply(Sender.Replier);
         }
     }
 
@@ -391,7 +416,7 @@ internal sealed class ParallelReads
     /// The replier's loop (see the class remarks): writes the answers, sends once the queue ran
     /// empty, then gives the role up. Returns early when a send is pending; its completion goes on.
     /// </summary>
-    private void Reply()
+    private void Reply(Sender sender)
     {
         // The job answered last is counted out with the next look at the queue: one lock per reply.
         var releaseBytes = -1;
@@ -422,7 +447,7 @@ internal sealed class ParallelReads
             if (!any)
             {
                 // Everything answered so far is written: send it in one go.
-                if (!Send())
+                if (!Send(sender))
                 {
                     return;
                 }
@@ -438,7 +463,7 @@ internal sealed class ParallelReads
             }
 
             WriteOrFail(answer);
-            if (_replies.UnflushedBytes >= _maxUnflushedBytes && !Send())
+            if (_replies.UnflushedBytes >= _maxUnflushedBytes && !Send(sender))
             {
                 // The send's completion goes on with the loop; this job is answered already.
                 lock (_gate)
@@ -473,14 +498,14 @@ internal sealed class ParallelReads
     }
 
     /// <summary>Sends what was written; false when the send is pending (its completion continues the loop).</summary>
-    private bool Send()
+    private bool Send(Sender sender)
     {
         try
         {
-            var flush = _replies.FlushAsync();
+            var flush = _replies.FlushAsync(onThisThread: sender == Sender.Replier);
             if (!flush.IsCompleted)
             {
-                _ = ReplyAfterSendAsync(flush);
+                _ = ReplyAfterSendAsync(flush, sender);
                 return false;
             }
 
@@ -494,7 +519,7 @@ internal sealed class ParallelReads
         return true;
     }
 
-    private async Task ReplyAfterSendAsync(ValueTask<FlushResult> flush)
+    private async Task ReplyAfterSendAsync(ValueTask<FlushResult> flush, Sender sender)
     {
         try
         {
@@ -505,7 +530,7 @@ internal sealed class ParallelReads
             Failed(ex);
         }
 
-        Reply();
+        Reply(sender);
     }
 
     private void Sent(FlushResult result)

@@ -8,7 +8,10 @@ namespace Tidemark.Server.Tests;
 [CollectionDefinition(nameof(ReplyBlockPoolCollection), DisableParallelization = true)]
 public sealed class ReplyBlockPoolCollection;
 
-/// <summary>The output of the block-protocol connections, over a real loopback socket pair.</summary>
+/// <summary>
+/// The output of the block-protocol connections, over a real loopback socket pair; also its
+/// <see cref="IReplySendFeature"/>: sends on the calling thread, payload blocks queued without a copy (ADR 0021).
+/// </summary>
 [Collection(nameof(ReplyBlockPoolCollection))]
 public sealed class SocketReplyWriterTests : IDisposable
 {
@@ -269,6 +272,136 @@ public sealed class SocketReplyWriterTests : IDisposable
         var blocks = Enumerable.Range(0, 40).Select(_ => SocketReplyWriter.BlockPool.Rent(2 << 20)).ToList();
         blocks.ForEach(SocketReplyWriter.BlockPool.Return);
         Assert.InRange(SocketReplyWriter.BlockPool.RetainedBytes, 0, 32 << 20);
+    }
+
+    [Fact]
+    public async Task SendOnThisThread_HeadersAndLentPayloads_ArriveInOrder_AlsoPastTheSocketBuffers()
+    {
+        var writer = SmallBufferWriter();
+        IReplySendFeature sends = writer;
+        var expected = new MemoryStream();
+        var rng = new Random(3);
+        foreach (var payloadBytes in new[] { 64 * 1024, 100, 1 << 20, 7, 512 * 1024 })
+        {
+            Write(writer, expected, rng, 16);
+            if (payloadBytes >= 64 * 1024)
+            {
+                var (block, offset) = WritePayload(sends, expected, rng, payloadBytes);
+                Assert.Equal(0, Marshal.UnsafeAddrOfPinnedArrayElement(block, offset).ToInt64() % 4096); // page-aligned for the device read
+            }
+            else
+            {
+                Write(writer, expected, rng, payloadBytes);
+            }
+        }
+
+        var receiving = ReceiveAsync((int)expected.Length, slowly: true);
+        Assert.True(sends.SendOnThisThread());
+        Assert.Equal(0, writer.UnflushedBytes);
+        Assert.Equal(expected.ToArray(), await receiving);
+        writer.Complete();
+    }
+
+    [Fact]
+    public async Task SendOnThisThread_LargeReply_IsSentByTheCaller_AndItsBlockGoesBackAtOnce()
+    {
+        SocketReplyWriter.BlockPool.Trim(); // room to keep the block
+        var writer = new SocketReplyWriter(_server);
+        IReplySendFeature sends = writer;
+        var receiving = ReceiveAsync((1 << 20) + 16);
+        writer.GetSpan(16).Fill(1);
+        writer.Advance(16);
+        var block = sends.RentPayload(1 << 20, out var offset);
+        block.AsSpan(offset, 1 << 20).Fill(2);
+        sends.WritePayload(block, offset, 1 << 20);
+
+        Assert.True(sends.SendOnThisThread());
+
+        // Sent here, not by the sender thread: the block is back in the pool before anyone waits for a sender.
+        Assert.Same(block, SocketReplyWriter.BlockPool.Rent((1 << 20) + 4096));
+        var received = await receiving;
+        Assert.All(received[..16], b => Assert.Equal(1, b));
+        Assert.All(received[16..], b => Assert.Equal(2, b));
+        writer.Complete();
+    }
+
+    [Fact]
+    public async Task SendOnThisThread_WhileTheSenderThreadHasEarlierReplies_SendsAfterThem()
+    {
+        var writer = SmallBufferWriter();
+        IReplySendFeature sends = writer;
+        var expected = new MemoryStream();
+        var rng = new Random(6);
+        Write(writer, expected, rng, 2 << 20); // a large reply: the flush hands it to the sender thread
+        Assert.False((await writer.FlushAsync()).IsCompleted);
+
+        Write(writer, expected, rng, 100);
+        WritePayload(sends, expected, rng, 256 * 1024);
+        var receiving = ReceiveAsync((int)expected.Length, slowly: true);
+        Assert.True(sends.SendOnThisThread()); // must not overtake the sender's reply
+        Assert.Equal(expected.ToArray(), await receiving);
+        writer.Complete();
+    }
+
+    [Fact]
+    public async Task SendOnThisThread_AfterThePeerLeft_ReportsItAndKeepsDoingSo()
+    {
+        var writer = new SocketReplyWriter(_server);
+        IReplySendFeature sends = writer;
+        _client.Close();
+        var gone = false;
+        for (var i = 0; i < 50 && !gone; i++)
+        {
+            var block = sends.RentPayload(64 * 1024, out var offset);
+            sends.WritePayload(block, offset, 64 * 1024);
+            gone = !sends.SendOnThisThread();
+            await Task.Delay(10);
+        }
+
+        Assert.True(gone, "the writer did not notice that the peer was gone");
+        writer.GetSpan(10);
+        writer.Advance(10);
+        Assert.False(sends.SendOnThisThread());
+        writer.Complete();
+    }
+
+    [Fact]
+    public void WritePayload_AfterComplete_GivesTheBlockBackAndThrows()
+    {
+        SocketReplyWriter.BlockPool.Trim();
+        var writer = new SocketReplyWriter(_server);
+        IReplySendFeature sends = writer;
+        writer.Complete();
+        var block = sends.RentPayload(64 * 1024, out var offset);
+        Assert.Throws<ObjectDisposedException>(() => sends.WritePayload(block, offset, 64 * 1024));
+        Assert.Same(block, SocketReplyWriter.BlockPool.Rent((64 * 1024) + 4096));
+    }
+
+    private static void Write(SocketReplyWriter writer, MemoryStream expected, Random rng, int length)
+    {
+        var bytes = new byte[length];
+        rng.NextBytes(bytes);
+        bytes.CopyTo(writer.GetSpan(length));
+        writer.Advance(length);
+        expected.Write(bytes);
+    }
+
+    /// <summary>A writer over socket buffers of 64 KiB each way, so that large replies outgrow them.</summary>
+    private SocketReplyWriter SmallBufferWriter()
+    {
+        _server.SendBufferSize = 64 * 1024;
+        _client.ReceiveBufferSize = 64 * 1024;
+        return new SocketReplyWriter(_server);
+    }
+
+    /// <summary>A payload of random bytes in a lent block, queued without a copy.</summary>
+    private static (byte[] Block, int Offset) WritePayload(IReplySendFeature sends, MemoryStream expected, Random rng, int length)
+    {
+        var block = sends.RentPayload(length, out var offset);
+        rng.NextBytes(block.AsSpan(offset, length));
+        expected.Write(block, offset, length);
+        sends.WritePayload(block, offset, length);
+        return (block, offset);
     }
 
     private Task<byte[]> ReceiveAsync(int length, bool slowly = false) => Task.Run(async () =>

@@ -24,7 +24,9 @@ namespace Tidemark.Server;
 /// thread doing both was the limit of 1 MiB reads (NBD run 6 in docs/BENCHMARKS.md: the connection
 /// thread busy all the time, a quarter of the CPU idle). Small replies keep the inline send, which
 /// has no hand-off latency. At most <see cref="MaxInFlightBytes"/> wait for the sender; a flush
-/// beyond it waits (backpressure of a peer that does not read).
+/// beyond it waits (backpressure of a peer that does not read). A protocol thread that only sends
+/// replies (NBD's replier) sends large ones itself instead, and may queue a large payload from a block
+/// lent to it rather than copy it in (<see cref="IReplySendFeature"/>, SocketReplyWriter.Replies.cs).
 /// </para>
 /// <para>
 /// Used by one thread at a time (the connection's; iSCSI's keepalive takes the connection's output
@@ -33,7 +35,7 @@ namespace Tidemark.Server;
 /// as completed.
 /// </para>
 /// </remarks>
-internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
+internal sealed partial class SocketReplyWriter(Socket socket) : PipeWriter, IReplySendFeature
 {
     /// <summary>Spans of at least this size get a page-aligned block of their own.</summary>
     public const int LargeSpanBytes = 32 * 1024;
@@ -217,15 +219,12 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
     /// <summary>
     /// Sends everything written so far, here or (see the class remarks) by the sender thread; false
-    /// once the peer is gone (then nothing more is sent).
+    /// once the peer is gone (then nothing more is sent). <paramref name="onThisThread"/>: large
+    /// replies too are sent here, unless the sender thread still has earlier ones.
     /// </summary>
-    private bool SendQueued()
+    private bool SendQueued(bool onThisThread = false)
     {
-        if (_block is not null && _position > _segmentStart)
-        {
-            _queued.Add(new ArraySegment<byte>(_block, _segmentStart, _position - _segmentStart));
-            _segmentStart = _position;
-        }
+        CutSegment();
 
         if (_failed)
         {
@@ -241,7 +240,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
             Retire();
         }
 
-        if (HandOff())
+        if (HandOff(onThisThread))
         {
             return !_failed;
         }
@@ -269,11 +268,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
     private async ValueTask<FlushResult> SendQueuedNegotiatingAsync(SocketReadiness.Registration negotiation)
     {
-        if (_block is not null && _position > _segmentStart)
-        {
-            _queued.Add(new ArraySegment<byte>(_block, _segmentStart, _position - _segmentStart));
-            _segmentStart = _position;
-        }
+        CutSegment();
 
         try
         {
@@ -294,9 +289,10 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
     /// <summary>
     /// Gives the queued segments (and the retired blocks, to return after them) to the sender thread
-    /// when they hold a large span or the sender still has something; false to send them inline.
+    /// when they hold a large span (unless <paramref name="onThisThread"/>) or the sender still has
+    /// something; false to send them inline.
     /// </summary>
-    private bool HandOff()
+    private bool HandOff(bool onThisThread)
     {
         long bytes = 0;
         var large = false;
@@ -308,7 +304,7 @@ internal sealed class SocketReplyWriter(Socket socket) : PipeWriter
 
         lock (_senderLock)
         {
-            if (!large && _inFlightBytes == 0 && !_senderFailed)
+            if ((onThisThread || !large) && _inFlightBytes == 0 && !_senderFailed)
             {
                 return false; // nothing in flight: an inline send keeps the order
             }

@@ -9,13 +9,13 @@ internal sealed class NbdServerHarness : IAsyncDisposable
     public const string ExportName = "vol";
     public const string ExportDescription = "test volume";
 
-    private NbdServerHarness(IBlockDevice device, NbdExportCatalog catalog, NbdServerOptions? options, PipeOptions? clientToServer, PipeOptions? serverToClient)
+    private NbdServerHarness(IBlockDevice device, NbdExportCatalog catalog, NbdServerOptions? options, PipeOptions? clientToServer, PipeOptions? serverToClient, Func<PipeWriter, PipeWriter>? output)
     {
         Device = device;
         Catalog = catalog;
         var (server, client) = DuplexPipe.CreatePair(clientToServer, serverToClient);
         ServerOutput = new CountingPipeWriter(server.Output);
-        Connection = new NbdConnection(new DuplexPipe(server.Input, ServerOutput), catalog, options);
+        Connection = new NbdConnection(new DuplexPipe(server.Input, output?.Invoke(ServerOutput) ?? ServerOutput), catalog, options);
         Client = new NbdTestClient(client);
         Session = Task.Run(() => Connection.RunAsync());
     }
@@ -40,7 +40,8 @@ internal sealed class NbdServerHarness : IAsyncDisposable
         NbdExportCatalog? catalog = null,
         bool readOnlyExport = false,
         PipeOptions? clientToServer = null,
-        PipeOptions? serverToClient = null)
+        PipeOptions? serverToClient = null,
+        Func<PipeWriter, PipeWriter>? output = null)
     {
         device ??= new MemoryBlockDevice(1024 * 1024);
         if (catalog is null)
@@ -49,7 +50,7 @@ internal sealed class NbdServerHarness : IAsyncDisposable
             catalog.Set(new NbdExport(ExportName, device, ExportDescription, readOnlyExport));
         }
 
-        return new NbdServerHarness(device, catalog, options, clientToServer, serverToClient);
+        return new NbdServerHarness(device, catalog, options, clientToServer, serverToClient, output);
     }
 
     public Task<NbdSessionEnd> EndAsync() => Session.WaitAsync(NbdTestClient.Timeout);

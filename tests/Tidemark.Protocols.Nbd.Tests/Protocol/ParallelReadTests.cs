@@ -342,12 +342,13 @@ public sealed class ParallelReadTests
     private static byte[] Reads(int first, int count) =>
         [.. Enumerable.Range(first, count).SelectMany(i => NbdTestClient.Request(NbdCommand.Read, (ulong)(100 + i), (ulong)(i * ReadBytes), ReadBytes))];
 
-    private static async Task<(ulong Cookie, NbdError Error, byte[] Data, ulong Offset)> ReadReplyAsync(NbdTestClient client, bool structured)
+    /// <summary>One READ reply of <paramref name="length"/> bytes of data (none on an error), simple or structured.</summary>
+    internal static async Task<(ulong Cookie, NbdError Error, byte[] Data, ulong Offset)> ReadReplyAsync(NbdTestClient client, bool structured, int length = ReadBytes)
     {
         if (!structured)
         {
             var header = await client.ReadSimpleReplyAsync();
-            var data = header.Error == NbdError.None ? await client.ReadExactAsync(ReadBytes) : [];
+            var data = header.Error == NbdError.None ? await client.ReadExactAsync(length) : [];
             return (header.Cookie, header.Error, data, 0);
         }
 
