@@ -292,25 +292,11 @@ public sealed partial class IscsiConnection
         return _replier!.Queued > 0 ? default : SendRepliesAsync();
     }
 
-    private async ValueTask SendRepliesAsync()
+    /// <summary>Sends the batch and gives the gate back (the replier holds it no more once this runs).</summary>
+    private ValueTask SendRepliesAsync()
     {
-        try
-        {
-            if (_outputPending)
-            {
-                _outputPending = false;
-                _outputBytes = 0;
-                await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
-        {
-            // The connection is ending; the receive loop reports why.
-        }
-        finally
-        {
-            ReleaseReplierGate();
-        }
+        _replierHoldsGate = false;
+        return new ValueTask(FlushOutsideTheLoopAsync());
     }
 
     private void ReleaseReplierGate()
