@@ -64,27 +64,6 @@ public interface IPayloadSource
             Fill(scratch[..Math.Min(scratch.Length, RemainingBytes)]);
         }
     }
-
-    /// <summary>
-    /// Takes the payload away from the connection when all of it is staged (none of it is left in the
-    /// connection's input): the returned source owns the staged bytes and may be consumed on another
-    /// thread while the connection reads on; this source is then empty (RemainingBytes 0). Null when
-    /// the transport cannot (part of the payload is still in the socket, or it has no second staging
-    /// area for the connection to go on with): the caller consumes this source as before. The default
-    /// is null.
-    /// </summary>
-    IDetachedPayloadSource? HandOver() => null;
-}
-
-/// <summary>
-/// A payload taken away from its connection (<see cref="IPayloadSource.HandOver"/>): all its bytes are
-/// staged, so it no longer depends on the connection's input and may be consumed on any one thread.
-/// Dispose it on every path once done (written, failed or dropped): that gives its staging area back to
-/// the connection (and drops what was not consumed). The connection may wait for that area before it
-/// stages its next payload, so a holder never waits on the connection while it holds one.
-/// </summary>
-public interface IDetachedPayloadSource : IPayloadSource, IDisposable
-{
 }
 
 /// <summary>The payload's source failed: the peer closed, went silent past the payload's deadline, or the connection ended.</summary>

@@ -191,8 +191,6 @@ public sealed partial class IscsiConnection
             return false;
         }
 
-        // A READ never overtakes WRITE pieces queued before it (IscsiConnection.PieceWriter.cs).
-        WaitForWriter();
         var itt = command.InitiatorTaskTag;
         var sense = _senseSegment.AsSpan(2);
         var result = unit.BeginRead(Nexus(ScsiTargetCommands.DecodeLun(command.Lun), unit), cdb, (int)expected, sense, out var plan);
@@ -292,17 +290,31 @@ public sealed partial class IscsiConnection
         return _replier!.Queued > 0 ? default : SendRepliesAsync();
     }
 
-    /// <summary>Sends the batch and gives the gate back (the replier holds it no more once this runs).</summary>
-    private ValueTask SendRepliesAsync()
+    private async ValueTask SendRepliesAsync()
     {
-        _replierHoldsGate = false;
-        return new ValueTask(FlushOutsideTheLoopAsync());
+        try
+        {
+            if (_outputPending)
+            {
+                _outputPending = false;
+                _outputBytes = 0;
+                await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The connection is ending; the receive loop reports why.
+        }
+        finally
+        {
+            ReleaseReplierGate();
+        }
     }
 
     private void ReleaseReplierGate()
     {
         _replierHoldsGate = false;
-        ReleaseOutput(); // and sends the responses the piece writer finished meanwhile (IscsiConnection.PieceWriter.cs)
+        _outputGate.Release();
     }
 
     /// <summary>Writes a read's Data-In and status (or drops it when aborted or the connection ends). Gate held.</summary>

@@ -135,8 +135,6 @@ public sealed partial class IscsiConnection
     {
         LogoutRequestPdu.TryRead(pdu.Header, out var request);
         AcceptCmdSn(request.CmdSN, request.Immediate);
-        WaitForWriter();
-        SendWrittenResponses();
 
         // RFC 7143 11.15.1: 0 closed; 2 "connection recovery is not supported" for reason 2 (ERL 0).
         var response = request.ReasonCode == 2 ? (byte)2 : (byte)0;
@@ -155,10 +153,6 @@ public sealed partial class IscsiConnection
             return;
         }
 
-        // Queued pieces are written (and their commands answered) before any task is aborted: nothing
-        // is written after the function's response (IscsiConnection.PieceWriter.cs).
-        WaitForWriter();
-        SendWrittenResponses();
         var response = ExecuteTaskManagement(request);
         new TaskManagementResponsePdu(response, request.InitiatorTaskTag, Sequence).WriteTo(_outHeader);
         _statSn++;

@@ -86,8 +86,8 @@ public sealed partial class IscsiConnection
         var pieceBytes = WritePieceBytesFor(_cdb.AsSpan(0, cdbLength), command.Lun, expected, unsolicitedEnd);
         var granted = _awaitingBuffer.Count == 0 && MayBuffer(pieceBytes > 0 ? pieceBytes : (int)expected);
         var pending = _freeCommands.Count > 0 ? _freeCommands.Pop() : new PendingCommand();
-        pending.Start((int)expected, unsolicitedEnd, granted, pieceBytes, lazyBuffer: FromSource(expected));
-        _heldBytes += pending.Buffer?.Length ?? 0;
+        pending.Start((int)expected, unsolicitedEnd, granted, pieceBytes);
+        _heldBytes += pending.Buffer!.Length;
         if (granted)
         {
             _grantedBytes += pending.GrantBytes;
@@ -191,9 +191,9 @@ public sealed partial class IscsiConnection
         {
             var pending = _awaitingBuffer[0];
             _awaitingBuffer.RemoveAt(0);
-            _heldBytes -= pending.Buffer?.Length ?? 0;
+            _heldBytes -= pending.Buffer!.Length;
             pending.Grant();
-            _heldBytes += pending.Buffer?.Length ?? 0;
+            _heldBytes += pending.Buffer!.Length;
             _grantedBytes += pending.GrantBytes;
             pending.TargetTransferTag = NextTargetTransferTag();
             if (pending.ReceivedBytes >= pending.ExpectedBytes)
@@ -316,17 +316,17 @@ public sealed partial class IscsiConnection
             }
 
             _pending.Remove(pending.InitiatorTaskTag);
-            if (pending.Streamed && WriterBusy)
-            {
-                QueueResponseAfterPieces(pending); // answered once its pieces are written (IscsiConnection.PieceWriter.cs)
-                return;
-            }
-
             try
             {
-                if (pending.Streamed || pending.DataSequenceError)
+                if (pending.Streamed && !pending.DataSequenceError)
                 {
-                    FinishStreamed(pending);
+                    CompleteStreamed(pending);
+                }
+                else if (pending.DataSequenceError)
+                {
+                    var senseBytes = SenseData.ProtocolServiceCrcError.WriteFixedTo(_senseSegment.AsSpan(2));
+                    SendStatus(pending.InitiatorTaskTag, new ScsiResult(ScsiStatus.CheckCondition, 0, senseBytes, pending.ExpectedBytes),
+                        (uint)pending.ExpectedBytes, 0);
                 }
                 else
                 {
@@ -408,7 +408,6 @@ public sealed partial class IscsiConnection
 
     private ScsiResult Run(ulong lunField, in ScsiCommand command)
     {
-        WaitForWriter(); // no command overtakes the pieces queued before it (IscsiConnection.PieceWriter.cs)
         var target = _target!;
         var lun = ScsiTargetCommands.DecodeLun(lunField);
         if (command.Cdb[0] == ScsiOpcode.ReportLuns)
@@ -509,7 +508,6 @@ public sealed partial class IscsiConnection
 
     private void ReleaseSession()
     {
-        StopPieceWriter();
         foreach (var pending in _pending.Values)
         {
             pending.Reset();

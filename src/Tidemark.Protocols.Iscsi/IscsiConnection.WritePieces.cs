@@ -41,9 +41,6 @@ public sealed partial class IscsiConnection
     /// <summary>True when a WRITE's data segments can be taken through the payload source: the transport offers one, no data digest.</summary>
     private bool SourceWritesPossible => !_framing.DataDigest && _payload.OffersSource;
 
-    /// <summary>True when a plain WRITE of <paramref name="expected"/> bytes takes its data segments from the payload source.</summary>
-    private bool FromSource(uint expected) => expected >= SourceWriteBytes && SourceWritesPossible;
-
     /// <summary>
     /// The piece size when the command is a plain WRITE worth applying in pieces on a unit that
     /// exists, else 0 (buffer it whole). Anything unusual (EDTL not the CDB's transfer length,
@@ -52,7 +49,7 @@ public sealed partial class IscsiConnection
     private int WritePieceBytesFor(ReadOnlySpan<byte> cdb, ulong lunField, uint expected, int unsolicitedEnd)
     {
         var piece = _limits.WritePieceBytes;
-        var fromSource = FromSource(expected);
+        var fromSource = expected >= SourceWriteBytes && SourceWritesPossible;
         if (piece <= 0 || (expected <= (uint)piece && !fromSource) || unsolicitedEnd > piece
             || !TryParseWrite(cdb, out _, out var blocks, out _)
             || !_target!.Units.TryGetValue(ScsiTargetCommands.DecodeLun(lunField), out var unit))
@@ -119,12 +116,6 @@ public sealed partial class IscsiConnection
             IscsiProtocolException.Throw(RejectReason.ProtocolError, $"Data-Out at offset {offset}, expected {pending.ReceivedBytes} (data must arrive in order)");
         }
 
-        if (pending.Buffer is null && !data.IsEmpty)
-        {
-            // Started lazily (source mode) and this segment falls back to memory.
-            _heldBytes += pending.RentBuffer();
-        }
-
         var rest = data;
         while (!rest.IsEmpty)
         {
@@ -145,27 +136,15 @@ public sealed partial class IscsiConnection
     /// <summary>Takes a streamed WRITE's data segment at <paramref name="offset"/>: from the payload source when it was left there, else into pieces.</summary>
     private void TakeSegment(PendingCommand pending, int offset, in IscsiPdu pdu)
     {
-        var source = pdu.DataSource;
-        var length = source?.RemainingBytes ?? 0;
-        var startsPiece = source is not null && offset == pending.ReceivedBytes && pending.ReceivedBytes == pending.PieceStart
-            && length % BlockBytesOf(pending) == 0;
-        if (startsPiece && TryHandOverPiece(pending, source!, length))
-        {
-            // Written on the piece writer while this thread reads on (IscsiConnection.PieceWriter.cs).
-            pending.ReceivedBytes += length;
-            pending.PieceStart += length;
-            return;
-        }
-
-        // Anything else runs here, after the pieces queued before it (and reads their outcome).
-        WaitForWriter();
-        if (source is null)
+        if (pdu.DataSource is not { } source)
         {
             ReceivePieces(pending, offset, pdu.Data);
             return;
         }
 
-        if (startsPiece && ReadyForPiece(pending))
+        var length = source.RemainingBytes;
+        if (offset == pending.ReceivedBytes && pending.ReceivedBytes == pending.PieceStart
+            && length % BlockBytesOf(pending) == 0 && ReadyForPiece(pending))
         {
             // The segment starts a piece and is whole blocks: the device pulls it (see the notes above).
             var result = RunFrom(pending.LunField, PieceCdb(pending, length, stackalloc byte[16]), source);
@@ -247,49 +226,22 @@ public sealed partial class IscsiConnection
     /// <summary>The WRITE (16) of the piece of <paramref name="pieceLength"/> bytes at the command's offset PieceStart, in <paramref name="piece"/>.</summary>
     private static Span<byte> PieceCdb(PendingCommand pending, int pieceLength, Span<byte> piece)
     {
-        PieceAddress(pending, pieceLength, out var lba, out var blocks, out var flags);
-        WritePieceCdb(piece, flags, lba, blocks);
-        return piece;
-    }
-
-    /// <summary>Where the piece of <paramref name="pieceLength"/> bytes at the command's offset PieceStart goes, and the flags its WRITE (16) keeps.</summary>
-    private static void PieceAddress(PendingCommand pending, int pieceLength, out ulong lba, out uint blocks, out byte flags)
-    {
         var cdb = pending.Cdb.AsSpan(0, pending.CdbLength);
-        _ = TryParseWrite(cdb, out var first, out _, out flags);
+        _ = TryParseWrite(cdb, out var lba, out _, out var flags);
         var blockBytes = BlockBytesOf(pending);
+        piece.Clear();
+        piece[0] = ScsiOpcode.Write16;
 
         // WRPROTECT, DPO and FUA keep their places in WRITE (16); WRITE (6) has none of them.
-        flags = cdb[0] == ScsiOpcode.Write6 ? (byte)0 : flags;
-        lba = first + (ulong)(pending.PieceStart / blockBytes);
-        blocks = (uint)(pieceLength / blockBytes);
+        piece[1] = cdb[0] == ScsiOpcode.Write6 ? (byte)0 : flags;
+        BinaryPrimitives.WriteUInt64BigEndian(piece[2..], lba + (ulong)(pending.PieceStart / blockBytes));
+        BinaryPrimitives.WriteUInt32BigEndian(piece[10..], (uint)(pieceLength / blockBytes));
+        return piece;
     }
 
     /// <summary>A result with its own copy of the sense data (the sense buffer is reused by the next command).</summary>
     private ScsiFailure Keep(in ScsiResult result) =>
         new(result.Status, _senseSegment.AsSpan(2, result.SenseBytes).ToArray(), result.TransferLengthBytes);
-
-    /// <summary>
-    /// Ends a WRITE whose data is all in without running it: a DataSN error (any WRITE), else a streamed
-    /// WRITE's outcome once its pieces are written (its failure, or GOOD).
-    /// </summary>
-    private void FinishStreamed(PendingCommand pending)
-    {
-        if (pending.DataSequenceError)
-        {
-            SendDataSequenceError(pending);
-            return;
-        }
-
-        CompleteStreamed(pending);
-    }
-
-    /// <summary>RFC 7143 7.2.1 b): a task whose Data-Out had a DataSN error ends with CHECK CONDITION, "protocol service CRC error".</summary>
-    private void SendDataSequenceError(PendingCommand pending)
-    {
-        var senseBytes = SenseData.ProtocolServiceCrcError.WriteFixedTo(_senseSegment.AsSpan(2));
-        SendStatus(pending.InitiatorTaskTag, new ScsiResult(ScsiStatus.CheckCondition, 0, senseBytes, pending.ExpectedBytes), (uint)pending.ExpectedBytes, 0);
-    }
 
     /// <summary>Ends a streamed WRITE whose data is all in: its failure, or GOOD with its checks' transfer length.</summary>
     private void CompleteStreamed(PendingCommand pending)

@@ -106,7 +106,7 @@ public sealed partial class IscsiConnection
                 }
                 finally
                 {
-                    ReleaseOutput();
+                    _outputGate.Release();
                 }
 
                 // A PDU that must wait for READs in flight stopped the batch (IscsiConnection.AsyncReads.cs).
@@ -125,15 +125,6 @@ public sealed partial class IscsiConnection
         catch (IscsiProtocolException e)
         {
             CloseReason = e.Message;
-
-            // The piece writer sends no more responses (they would race the Reject's flush), and one
-            // it is sending now is sent first.
-            _closing = true;
-            if (_outputGate.Wait(_limits.NopInTimeout, CancellationToken.None))
-            {
-                _outputGate.Release();
-            }
-
             await TryFlushAsync().ConfigureAwait(false);
             await DrainInputAsync(input, cancellationToken).ConfigureAwait(false);
         }
@@ -202,9 +193,7 @@ public sealed partial class IscsiConnection
 
         var stoppedEarly = stop != InputStop.NeedMore;
 
-        // Every reply queued while handling this batch goes out in one write, with the responses of
-        // commands the piece writer finished meanwhile.
-        SendWrittenResponses();
+        // Every reply queued while handling this batch goes out in one write.
         if (_outputPending)
         {
             _outputPending = false;
@@ -244,73 +233,47 @@ public sealed partial class IscsiConnection
     }
 
     /// <summary>Runs with the output gate held, and gives it back.</summary>
-    private Task PingIfIdleAsync()
+    private async Task PingIfIdleAsync()
     {
         try
         {
-            QueuePingIfIdle();
-        }
-        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
-        {
-            // The connection is ending; the receive loop reports why.
-        }
-
-        return FlushOutsideTheLoopAsync();
-    }
-
-    /// <summary>Queues a NOP-In when the connection was idle for the interval, or ends it when a ping went unanswered (see <see cref="Keepalive"/>).</summary>
-    private void QueuePingIfIdle()
-    {
-        if (_closing)
-        {
-            return;
-        }
-
-        var now = Environment.TickCount64;
-        var lastReceived = Volatile.Read(ref _lastReceivedAt);
-        if (_pingTag != 0 && lastReceived < _pingSentAt)
-        {
-            if (now - _pingSentAt >= (long)_limits.NopInTimeout.TotalMilliseconds)
+            if (_closing)
             {
-                EndDeadConnection($"the initiator answered no NOP-In for {_limits.NopInTimeout.TotalSeconds:F0} s; the connection is taken to be dead");
+                return;
             }
 
-            return;
-        }
-
-        _pingTag = 0;
-        if (now - lastReceived < (long)_limits.NopInInterval.TotalMilliseconds)
-        {
-            return;
-        }
-
-        // RFC 7143 11.19: a target-initiated NOP-In has ITT FFFFFFFFh, a TTT the initiator
-        // returns in its NOP-Out, and does not advance StatSN.
-        _pingTag = _nextPingTag++;
-        if (_nextPingTag == BasicHeaderSegment.ReservedTag)
-        {
-            _nextPingTag = 1;
-        }
-
-        _pingSentAt = now;
-        new NopInPdu(0, 0, BasicHeaderSegment.ReservedTag, _pingTag, Sequence).WriteTo(_outHeader);
-        SendPdu([]);
-    }
-
-    /// <summary>
-    /// Flushes what was queued outside the receive loop (a ping, the responses of commands the piece
-    /// writer finished), with the output gate held, and gives the gate back.
-    /// </summary>
-    private async Task FlushOutsideTheLoopAsync()
-    {
-        try
-        {
-            if (_outputPending)
+            var now = Environment.TickCount64;
+            var lastReceived = Volatile.Read(ref _lastReceivedAt);
+            if (_pingTag != 0 && lastReceived < _pingSentAt)
             {
-                _outputPending = false;
-                _outputBytes = 0;
-                await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
+                if (now - _pingSentAt >= (long)_limits.NopInTimeout.TotalMilliseconds)
+                {
+                    EndDeadConnection($"the initiator answered no NOP-In for {_limits.NopInTimeout.TotalSeconds:F0} s; the connection is taken to be dead");
+                }
+
+                return;
             }
+
+            _pingTag = 0;
+            if (now - lastReceived < (long)_limits.NopInInterval.TotalMilliseconds)
+            {
+                return;
+            }
+
+            // RFC 7143 11.19: a target-initiated NOP-In has ITT FFFFFFFFh, a TTT the initiator
+            // returns in its NOP-Out, and does not advance StatSN.
+            _pingTag = _nextPingTag++;
+            if (_nextPingTag == BasicHeaderSegment.ReservedTag)
+            {
+                _nextPingTag = 1;
+            }
+
+            _pingSentAt = now;
+            new NopInPdu(0, 0, BasicHeaderSegment.ReservedTag, _pingTag, Sequence).WriteTo(_outHeader);
+            SendPdu([]);
+            _outputPending = false;
+            _outputBytes = 0;
+            await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
         {
@@ -318,7 +281,7 @@ public sealed partial class IscsiConnection
         }
         finally
         {
-            ReleaseOutput();
+            _outputGate.Release();
         }
     }
 

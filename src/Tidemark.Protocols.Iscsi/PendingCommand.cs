@@ -78,18 +78,16 @@ internal sealed class PendingCommand
 
     /// <summary>
     /// Starts with a buffer for all the data (or for one piece of it when <paramref name="pieceBytes"/>
-    /// is positive) when <paramref name="granted"/>, else only for the unsolicited part. With
-    /// <paramref name="lazyBuffer"/> (a WRITE in pieces whose segments the device pulls from the
-    /// payload source) no buffer is rented until a segment falls back to memory (<see cref="RentBuffer"/>).
+    /// is positive) when <paramref name="granted"/>, else only for the unsolicited part.
     /// </summary>
-    public void Start(int expectedBytes, int unsolicitedEnd, bool granted, int pieceBytes = 0, bool lazyBuffer = false)
+    public void Start(int expectedBytes, int unsolicitedEnd, bool granted, int pieceBytes = 0)
     {
         ExpectedBytes = expectedBytes;
         UnsolicitedEnd = unsolicitedEnd;
         Streamed = pieceBytes > 0;
         GrantBytes = Streamed ? pieceBytes : expectedBytes;
         Granted = granted;
-        Buffer = lazyBuffer && Streamed ? null : ArrayPool<byte>.Shared.Rent(granted ? GrantBytes : Math.Max(1, unsolicitedEnd));
+        Buffer = ArrayPool<byte>.Shared.Rent(granted ? GrantBytes : Math.Max(1, unsolicitedEnd));
         ReceivedBytes = 0;
         OutstandingR2T = 0;
         NextR2TSN = 0;
@@ -104,25 +102,12 @@ internal sealed class PendingCommand
     /// <summary>Takes a buffer for all of the data (a piece when streamed), keeping what arrived unsolicited.</summary>
     public void Grant()
     {
-        if (Buffer is null)
-        {
-            Granted = true; // started lazily: rented when a segment first needs memory
-            return;
-        }
-
         var whole = ArrayPool<byte>.Shared.Rent(GrantBytes);
         var kept = Streamed ? ReceivedBytes - PieceStart : UnsolicitedEnd;
         Buffer.AsSpan(0, kept).CopyTo(whole);
         ArrayPool<byte>.Shared.Return(Buffer!);
         Buffer = whole;
         Granted = true;
-    }
-
-    /// <summary>Rents the buffer of a command started lazily (a piece, or its unsolicited part until granted); returns its length.</summary>
-    public int RentBuffer()
-    {
-        Buffer = ArrayPool<byte>.Shared.Rent(Granted ? GrantBytes : Math.Max(1, UnsolicitedEnd));
-        return Buffer.Length;
     }
 
     public void Reset()

@@ -13,14 +13,12 @@ namespace Tidemark.Protocols.Iscsi.Tests;
 /// in-memory one that offers sources (<see cref="SourcePayload"/>); Tidemark.Server.Tests drive the
 /// socket's, which splices.
 /// </summary>
-public sealed partial class WriteFromSourceTests
+public sealed class WriteFromSourceTests
 {
     private const int Kib = 1024;
     private const int Mib = 1 << 20;
 
-    // No keepalive: its timer takes the output gate, which would also send a response the piece
-    // writer failed to send (IscsiConnection.PieceWriter.cs), and hide that.
-    private static readonly IscsiLimits Limits = new() { ProtocolErrorLinger = TimeSpan.FromMilliseconds(200), NopInInterval = TimeSpan.Zero };
+    private static readonly IscsiLimits Limits = new() { ProtocolErrorLinger = TimeSpan.FromMilliseconds(200) };
 
     private static readonly (string Key, string Value)[] Keys =
         [("ImmediateData", "Yes"), ("InitialR2T", "Yes"), ("FirstBurstLength", "262144"), ("MaxBurstLength", "1048576")];
@@ -35,9 +33,6 @@ public sealed partial class WriteFromSourceTests
 
         /// <summary>The transport offers sources but has none to give (no pipe): memory.</summary>
         None,
-
-        /// <summary>The transport stages whole segments and hands them over: the piece writer writes them.</summary>
-        HandedOver,
     }
 
     [Theory]
@@ -45,8 +40,6 @@ public sealed partial class WriteFromSourceTests
     [InlineData(4 * Mib, SourceKind.Whole)]
     [InlineData(1 * Mib, SourceKind.Partial)]
     [InlineData(1 * Mib, SourceKind.None)]
-    [InlineData(1 * Mib, SourceKind.HandedOver)]
-    [InlineData(4 * Mib, SourceKind.HandedOver)]
     public async Task LargeWrite_WithASource_LandsWholeAtItsOffset_AndSmallWritesKeepTheirPath(int length, SourceKind kind)
     {
         var catalog = Catalogs.Create(out var device);
@@ -62,13 +55,8 @@ public sealed partial class WriteFromSourceTests
         device.Read(1024 * 512, stored);
         Assert.Equal(data, stored);
         Assert.All(ReadBack(device, 0, 1024 * 512), b => Assert.Equal(0, b)); // nothing before it
-        Assert.Equal(kind is SourceKind.Whole or SourceKind.HandedOver ? length : 0, initiator.Connection.DataWrittenFromSourceBytes);
+        Assert.Equal(kind == SourceKind.Whole ? length : 0, initiator.Connection.DataWrittenFromSourceBytes);
         Assert.Equal(0, initiator.Connection.BufferedWriteBytes);
-
-        // Handed over: every 256 KiB segment was written on the piece writer, each one's staging given back.
-        Assert.Equal(kind == SourceKind.HandedOver ? length / (256 * Kib) : 0, initiator.Connection.PiecesHandedOver);
-        Assert.Equal(0, payload.Outstanding);
-        Assert.Equal(0, payload.DroppedUnread);
 
         // A 4 KiB WRITE's data comes whole with its header: no source is opened for it.
         var opened = payload.Opened;
@@ -134,17 +122,15 @@ public sealed partial class WriteFromSourceTests
     }
 
     [Theory]
-    [InlineData(0, SourceKind.Whole)]
-    [InlineData(512 * Kib, SourceKind.Whole)]
-    [InlineData(0, SourceKind.HandedOver)]
-    [InlineData(512 * Kib, SourceKind.HandedOver)]
-    public async Task DeviceFailingMidway_AnswersCheckCondition_KeepsWhatWasWritten_AndTheConnectionStaysInStep(long failAt, SourceKind kind)
+    [InlineData(0)]
+    [InlineData(512 * Kib)]
+    public async Task DeviceFailingMidway_AnswersCheckCondition_KeepsWhatWasWritten_AndTheConnectionStaysInStep(long failAt)
     {
         var memory = new MemoryBlockDevice(16L << 20);
         var device = new FailingDevice(memory) { FailAtOffset = failAt };
         var catalog = new IscsiTargetCatalog();
         catalog.AddOrUpdate(new IscsiTargetDefinition(Catalogs.Target, [new IscsiLunDefinition(0, device)]));
-        await using var initiator = await LoginAsync(catalog, kind);
+        await using var initiator = await LoginAsync(catalog, SourceKind.Whole);
         var data = PiecesSession.Pattern(Mib, 11);
 
         var (status, response) = await WriteAsync(initiator, 0x64, 0, data, immediateBytes: 256 * Kib, segmentBytes: 256 * Kib);
@@ -163,13 +149,6 @@ public sealed partial class WriteFromSourceTests
         var (nextStatus, _) = await WriteAsync(initiator, 0x65, 4096, next, immediateBytes: 256 * Kib, segmentBytes: 256 * Kib);
         Assert.Equal((byte)ScsiStatus.Good, nextStatus.Status);
         Assert.Equal(next, ReadBack(memory, 4096L * 512, next.Length));
-        if (kind == SourceKind.HandedOver)
-        {
-            // The failed piece and those after it were dropped with their staging given back.
-            var payload = (SourcePayload)initiator.Payload!;
-            Assert.True(initiator.Connection.PiecesHandedOver >= 4);
-            Assert.Equal(0, payload.Outstanding);
-        }
     }
 
     [Fact]
@@ -229,7 +208,6 @@ public sealed partial class WriteFromSourceTests
         {
             GivesSources = kind != SourceKind.None,
             MaxSourceBytes = kind == SourceKind.Partial ? 128 * Kib : 0,
-            HandsOver = kind == SourceKind.HandedOver,
         });
         try
         {

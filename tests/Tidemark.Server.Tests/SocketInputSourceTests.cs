@@ -13,7 +13,7 @@ namespace Tidemark.Server.Tests;
 /// their offsets, the next request starts right after the payload, and a peer that closes or goes
 /// silent fails the source instead of hanging.
 /// </summary>
-public sealed partial class SocketInputSourceTests : IDisposable
+public sealed class SocketInputSourceTests : IDisposable
 {
     private readonly LoopbackPair _sockets = new();
     private readonly Socket _server;

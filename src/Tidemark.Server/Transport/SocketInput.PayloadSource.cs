@@ -41,7 +41,7 @@ internal sealed partial class SocketInput : IPayloadSource
     private int _sourceInPipe;
     private int _sourceInSocket;
     private long _sourceDeadline;
-    private volatile bool _spliceUnavailable;
+    private bool _spliceUnavailable;
 
     /// <summary>
     /// How long a payload taken through the source may take to arrive, from when the source is opened
@@ -64,8 +64,6 @@ internal sealed partial class SocketInput : IPayloadSource
             return null;
         }
 
-        // A pipe a handed-over source gave back, or (both out) the first to come back (SocketInput.HandOver.cs).
-        _pipe ??= TakeReturnedPipe();
         if (_pipe is null)
         {
             try
@@ -175,7 +173,7 @@ internal sealed partial class SocketInput : IPayloadSource
                 else
                 {
                     n = Math.Min(PageBytes, lengthBytes - done);
-                    WriteThroughMemory(this, file, fileOffset + done, n);
+                    WriteThroughMemory(file, fileOffset + done, n);
                 }
 
                 done += n;
@@ -368,11 +366,11 @@ internal sealed partial class SocketInput : IPayloadSource
         return new PayloadSourceException("the peer closed in the middle of a payload", new EndOfStreamException());
     }
 
-    /// <summary>The next bytes (at most a page) of <paramref name="source"/> into the file through memory.</summary>
-    private static void WriteThroughMemory(IPayloadSource source, SafeFileHandle file, long fileOffset, int lengthBytes)
+    /// <summary>The payload's next bytes (at most a page) into the file through memory.</summary>
+    private void WriteThroughMemory(SafeFileHandle file, long fileOffset, int lengthBytes)
     {
         Span<byte> page = stackalloc byte[PageBytes];
-        source.Fill(page[..lengthBytes]);
+        ((IPayloadSource)this).Fill(page[..lengthBytes]);
         RandomAccess.Write(file, page[..lengthBytes], fileOffset);
     }
 
@@ -398,6 +396,5 @@ internal sealed partial class SocketInput : IPayloadSource
         _pipe?.Dispose();
         _pipe = null;
         _sourceBuffered = _sourceInPipe = _sourceInSocket = 0;
-        CloseSparePipe();
     }
 }

@@ -13,9 +13,6 @@ internal sealed class SourcePayload(PipeReader input) : IPayloadFeature
 {
     private readonly PipePayload _memory = new(input);
     private int _opened;
-    private int _handedOver;
-    private int _outstanding;
-    private int _droppedUnread;
     private long _openedBytes;
 
     /// <summary>False makes <see cref="OpenSource"/> return null although sources are offered (the transport found no pipe).</summary>
@@ -23,21 +20,6 @@ internal sealed class SourcePayload(PipeReader input) : IPayloadFeature
 
     /// <summary>The most one source stages (a transport whose pipe is smaller than the segment); unlimited when 0.</summary>
     public int MaxSourceBytes { get; init; }
-
-    /// <summary>True makes a whole source hand itself over (its bytes taken into memory, as the socket's pipe holds them), as the socket transport does.</summary>
-    public bool HandsOver { get; init; }
-
-    /// <summary>Sources handed over so far.</summary>
-    public int HandedOver => Volatile.Read(ref _handedOver);
-
-    /// <summary>Handed-over sources not yet disposed (the pipes a socket transport would have out).</summary>
-    public int Outstanding => Volatile.Read(ref _outstanding);
-
-    /// <summary>Handed-over sources disposed with bytes left (a dropped or failed write).</summary>
-    public int DroppedUnread => Volatile.Read(ref _droppedUnread);
-
-    /// <summary>Names of the threads that consumed a handed-over source.</summary>
-    public System.Collections.Concurrent.ConcurrentBag<string?> ConsumerThreads { get; } = [];
 
     /// <summary>Sources opened so far.</summary>
     public int Opened => Volatile.Read(ref _opened);
@@ -59,26 +41,12 @@ internal sealed class SourcePayload(PipeReader input) : IPayloadFeature
         var bytes = MaxSourceBytes > 0 ? Math.Min(lengthBytes, MaxSourceBytes) : lengthBytes;
         Interlocked.Increment(ref _opened);
         Interlocked.Add(ref _openedBytes, bytes);
-        return new Source(this, input, bytes);
+        return new Source(input, bytes);
     }
 
-    private sealed class Source(SourcePayload owner, PipeReader input, int lengthBytes) : IPayloadSource
+    private sealed class Source(PipeReader input, int lengthBytes) : IPayloadSource
     {
         public int RemainingBytes { get; private set; } = lengthBytes;
-
-        public IDetachedPayloadSource? HandOver()
-        {
-            if (!owner.HandsOver || owner.MaxSourceBytes > 0 || RemainingBytes == 0)
-            {
-                return null;
-            }
-
-            var staged = new byte[RemainingBytes];
-            Fill(staged);
-            Interlocked.Increment(ref owner._handedOver);
-            Interlocked.Increment(ref owner._outstanding);
-            return new Detached(owner, staged);
-        }
 
         public void Fill(Span<byte> destination)
         {
@@ -116,44 +84,6 @@ internal sealed class SourcePayload(PipeReader input) : IPayloadFeature
 
                 Thread.Sleep(1); // the test's writer runs on the pool: wait for it as a blocking receive would
             }
-        }
-    }
-
-    /// <summary>A handed-over source: its bytes staged in memory.</summary>
-    private sealed class Detached(SourcePayload owner, byte[] staged) : IDetachedPayloadSource
-    {
-        private int _at;
-        private bool _disposed;
-
-        public int RemainingBytes => staged.Length - _at;
-
-        public void Fill(Span<byte> destination)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (destination.Length > RemainingBytes)
-            {
-                throw new ArgumentOutOfRangeException(nameof(destination), "more than the payload has left");
-            }
-
-            owner.ConsumerThreads.Add(Thread.CurrentThread.Name);
-            staged.AsSpan(_at, destination.Length).CopyTo(destination);
-            _at += destination.Length;
-        }
-
-        public void Dispose()
-        {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _disposed = true;
-            if (RemainingBytes > 0)
-            {
-                Interlocked.Increment(ref owner._droppedUnread);
-            }
-
-            Interlocked.Decrement(ref owner._outstanding);
         }
     }
 }
