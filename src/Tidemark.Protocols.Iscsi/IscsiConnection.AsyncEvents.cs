@@ -43,8 +43,6 @@ public sealed partial class IscsiConnection
             // RFC 7143 11.9: an Asynchronous Message carries a StatSN the initiator acknowledges, like a response.
             _statSn++;
             SendPdu([]);
-            _outputPending = false;
-            _outputBytes = 0;
             await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
             return true;
         }

@@ -27,7 +27,7 @@ namespace Tidemark.Protocols.Iscsi;
 // Bounds and order: at most MaxReadsInFlight (lowered to the device's preference) reads and
 // MaxReadBytesInFlight bytes of their buffers, counted from the start until the answer was written or
 // dropped. Before handling a PDU while reads are in flight, the connection thread decides whether it
-// must wait (ReadWaitFor): a READ without room, and a barrier for every other SCSI command, a READ
+// must wait (MustWaitForReads): a READ without room, and a barrier for every other SCSI command, a READ
 // with the ORDERED or ACA attribute or a tag still in flight, and a logout. It then stops
 // the batch before that PDU (consumed up to it), flushes, gives the gate back, waits on _readLock
 // (WaitForReads) and handles the PDU with the next read of input. A barrier waits until every read
@@ -296,8 +296,6 @@ public sealed partial class IscsiConnection
         {
             if (_outputPending)
             {
-                _outputPending = false;
-                _outputBytes = 0;
                 await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
             }
         }

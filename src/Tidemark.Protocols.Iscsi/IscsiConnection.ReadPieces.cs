@@ -95,8 +95,6 @@ public sealed partial class IscsiConnection
             if (offset < read.ExpectedBytes && _outputBytes >= _limits.MaxQueuedOutputBytes)
             {
                 // The bound on what this READ holds: the queued pieces go out before the next is read.
-                _outputPending = false;
-                _outputBytes = 0;
                 if (await FlushOutputAsync(cancellationToken).ConfigureAwait(false) || _closing)
                 {
                     return; // the initiator is gone or the connection is ending: the rest would go nowhere

@@ -196,8 +196,6 @@ public sealed partial class IscsiConnection
         // Every reply queued while handling this batch goes out in one write.
         if (_outputPending)
         {
-            _outputPending = false;
-            _outputBytes = 0;
             await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -271,8 +269,6 @@ public sealed partial class IscsiConnection
             _pingSentAt = now;
             new NopInPdu(0, 0, BasicHeaderSegment.ReservedTag, _pingTag, Sequence).WriteTo(_outHeader);
             SendPdu([]);
-            _outputPending = false;
-            _outputBytes = 0;
             await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
@@ -306,8 +302,11 @@ public sealed partial class IscsiConnection
     }
 
     /// <summary>Flushes the output, marked as waiting on the initiator while the flush is under way (see <see cref="Keepalive"/>).</summary>
+    /// <summary>Sends what was queued (and counts the output as empty again); true once the output is over.</summary>
     private async ValueTask<bool> FlushOutputAsync(CancellationToken cancellationToken)
     {
+        _outputPending = false;
+        _outputBytes = 0;
         Volatile.Write(ref _waitingOnPeerSince, Math.Max(1, Environment.TickCount64));
         try
         {
@@ -365,8 +364,7 @@ public sealed partial class IscsiConnection
         {
             if (_outputPending)
             {
-                _outputPending = false;
-                await Output.FlushAsync().ConfigureAwait(false);
+                await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
             }
         }
         catch (IOException)
