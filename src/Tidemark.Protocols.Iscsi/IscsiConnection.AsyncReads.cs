@@ -43,6 +43,14 @@ namespace Tidemark.Protocols.Iscsi;
 // device read ended, and stops the replier; only then is the output completed and the nexus closed.
 public sealed partial class IscsiConnection
 {
+    /// <summary>
+    /// True when the session's target has units and every one is on a device that answers in network
+    /// round trips (PreferredConcurrency above 1): a receive poll would only spin, so the transport is
+    /// told to stop it (IConnectionPhase.StopReceivePoll). A unit on a local store keeps it.
+    /// </summary>
+    private bool EveryUnitAnswersSlowly() =>
+        _target is { Units.Count: > 0 } target && target.Units.Values.All(unit => unit.Device.PreferredConcurrency > 1);
+
     /// <summary>The replier thread's name.</summary>
     public const string ReplierThreadName = "iSCSI replies";
 

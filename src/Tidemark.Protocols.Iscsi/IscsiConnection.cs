@@ -118,6 +118,10 @@ public sealed partial class IscsiConnection
                     if (_phase is not null)
                     {
                         await _phase.EnterDataPhaseAsync().ConfigureAwait(false);
+                        if (EveryUnitAnswersSlowly())
+                        {
+                            _phase.StopReceivePoll();
+                        }
                     }
                 }
             }

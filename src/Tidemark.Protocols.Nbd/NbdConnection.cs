@@ -79,6 +79,10 @@ public sealed partial class NbdConnection
             if (_phase is not null)
             {
                 await _phase.EnterDataPhaseAsync();
+                if (Device.PreferredConcurrency > 1)
+                {
+                    _phase.StopReceivePoll(); // its answers are network round trips (IConnectionPhase.StopReceivePoll)
+                }
             }
 
             return await TransmitAsync(cancellationToken);

@@ -21,6 +21,23 @@ public sealed class SocketInputTests : IDisposable
     public void Dispose() => _sockets.Dispose();
 
     [Fact]
+    public async Task StopReceivePoll_AReceiveThatFindsNoBytes_SleepsAtOnce_AndStillGetsTheNextBytes()
+    {
+        var input = new SocketInput(_server, TimeSpan.FromMilliseconds(5), 64 * 1024);
+        Assert.InRange(input.ReceivePoll.TotalMicroseconds, 4_999, 5_001);
+
+        input.StopReceivePoll();
+
+        Assert.Equal(TimeSpan.Zero, input.ReceivePoll);
+        // The receive blocks its thread (no poll first), so it runs on one of its own; the bytes come later.
+        var reading = Task.Run(() => ReadAtLeastAsync(input, 4));
+        await Task.Delay(50);
+        _client.Send(Bytes(4, 9));
+        var read = await reading.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(Bytes(4, 9), read.Buffer.Slice(0, 4).ToArray());
+    }
+
+    [Fact]
     public async Task Payload_TakesTheBufferedBytesFirst_ThenTheSocket_AndTheNextReadStartsRightAfterIt()
     {
         // A 16-byte header, a payload of 300 KiB (more than the 64 KiB buffer holds) and a trailer:

@@ -489,6 +489,8 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             return new ValueTask(this, 0);
         }
 
+        public void StopReceivePoll() => _input.StopReceivePoll();
+
         // Pending until the continuation was handed to its thread: the await must not complete
         // inline on the thread-pool thread that finished the negotiation.
         ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => Volatile.Read(ref _onOwnThread) == 0 ? ValueTaskSourceStatus.Pending : ValueTaskSourceStatus.Succeeded;

@@ -39,7 +39,7 @@ internal sealed partial class SocketInput(Socket socket, TimeSpan poll, int buff
 {
     private const int PositionMask = int.MaxValue;
 
-    private readonly long _pollTicks = (long)(poll.TotalSeconds * Stopwatch.Frequency);
+    private long _pollTicks = (long)(poll.TotalSeconds * Stopwatch.Frequency);
     private byte[]? _buffer;
     private int _start;
     private int _end;
@@ -53,6 +53,9 @@ internal sealed partial class SocketInput(Socket socket, TimeSpan poll, int buff
 
     /// <summary>The connection's socket (for the payload source's splice and waits, SocketInput.PayloadSource.cs).</summary>
     private Socket ConnectionSocket => socket;
+
+    /// <summary>How long a receive that finds no bytes spins before it sleeps; zero once stopped.</summary>
+    public TimeSpan ReceivePoll => TimeSpan.FromSeconds((double)_pollTicks / Stopwatch.Frequency);
 
     /// <summary>Bytes received and not yet consumed by the protocol (what a payload starts with).</summary>
     public int BufferedBytes => _end - _start;
@@ -283,6 +286,9 @@ internal sealed partial class SocketInput(Socket socket, TimeSpan poll, int buff
         // Readable: data, end of stream or an error is there, so this does not block.
         return Receive(destination.Span);
     }
+
+    /// <summary>From now on a receive that finds no bytes sleeps at once (<see cref="IConnectionPhase.StopReceivePoll"/>).</summary>
+    public void StopReceivePoll() => _pollTicks = 0;
 
     private int Receive(Span<byte> destination)
     {

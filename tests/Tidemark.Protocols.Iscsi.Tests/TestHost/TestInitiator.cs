@@ -19,13 +19,14 @@ public sealed class TestInitiator : IAsyncDisposable
 
     /// <param name="output">Wraps the target's output writer (a test that watches what the target queues); none when null.</param>
     /// <param name="payload">The payload feature over the target's input (a test transport that offers sources); the pipe's own when null.</param>
-    public TestInitiator(IscsiTargetCatalog catalog, IscsiLimits? limits = null, Func<PipeWriter, PipeWriter>? output = null, Func<PipeReader, IPayloadFeature>? payload = null)
+    /// <param name="phase">Told of the data phase as the transport would be; none when null.</param>
+    public TestInitiator(IscsiTargetCatalog catalog, IscsiLimits? limits = null, Func<PipeWriter, PipeWriter>? output = null, Func<PipeReader, IPayloadFeature>? payload = null, IConnectionPhase? phase = null)
     {
         // A short linger keeps protocol-error tests fast; the behaviour is the same.
         limits ??= new IscsiLimits { ProtocolErrorLinger = TimeSpan.FromMilliseconds(200) };
         var writer = output is null ? _fromTarget.Writer : output(_fromTarget.Writer);
         Payload = payload?.Invoke(_toTarget.Reader);
-        Connection = new IscsiConnection(new Duplex(_toTarget.Reader, writer), catalog, limits, "127.0.0.1:3260", payload: Payload);
+        Connection = new IscsiConnection(new Duplex(_toTarget.Reader, writer), catalog, limits, "127.0.0.1:3260", phase, Payload);
         Running = Task.Run(() => Connection.RunAsync());
     }
 

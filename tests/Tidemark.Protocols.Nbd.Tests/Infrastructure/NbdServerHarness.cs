@@ -9,13 +9,13 @@ internal sealed class NbdServerHarness : IAsyncDisposable
     public const string ExportName = "vol";
     public const string ExportDescription = "test volume";
 
-    private NbdServerHarness(IBlockDevice device, NbdExportCatalog catalog, NbdServerOptions? options, PipeOptions? clientToServer, PipeOptions? serverToClient, Func<PipeWriter, PipeWriter>? output)
+    private NbdServerHarness(IBlockDevice device, NbdExportCatalog catalog, NbdServerOptions? options, PipeOptions? clientToServer, PipeOptions? serverToClient, Func<PipeWriter, PipeWriter>? output, IConnectionPhase? phase)
     {
         Device = device;
         Catalog = catalog;
         var (server, client) = DuplexPipe.CreatePair(clientToServer, serverToClient);
         ServerOutput = new CountingPipeWriter(server.Output);
-        Connection = new NbdConnection(new DuplexPipe(server.Input, output?.Invoke(ServerOutput) ?? ServerOutput), catalog, options);
+        Connection = new NbdConnection(new DuplexPipe(server.Input, output?.Invoke(ServerOutput) ?? ServerOutput), catalog, options, phase: phase);
         Client = new NbdTestClient(client);
         Session = Task.Run(() => Connection.RunAsync());
     }
@@ -41,7 +41,8 @@ internal sealed class NbdServerHarness : IAsyncDisposable
         bool readOnlyExport = false,
         PipeOptions? clientToServer = null,
         PipeOptions? serverToClient = null,
-        Func<PipeWriter, PipeWriter>? output = null)
+        Func<PipeWriter, PipeWriter>? output = null,
+        IConnectionPhase? phase = null)
     {
         device ??= new MemoryBlockDevice(1024 * 1024);
         if (catalog is null)
@@ -50,7 +51,7 @@ internal sealed class NbdServerHarness : IAsyncDisposable
             catalog.Set(new NbdExport(ExportName, device, ExportDescription, readOnlyExport));
         }
 
-        return new NbdServerHarness(device, catalog, options, clientToServer, serverToClient, output);
+        return new NbdServerHarness(device, catalog, options, clientToServer, serverToClient, output, phase);
     }
 
     public Task<NbdSessionEnd> EndAsync() => Session.WaitAsync(NbdTestClient.Timeout);
