@@ -79,9 +79,11 @@ public sealed record NbdServerOptions
     /// Bytes the READs in flight of one connection may hold in their buffers together: beyond it the
     /// connection stops reading requests until a read was answered, so a client cannot make us hold
     /// MaxReadsInFlight times MaxPayloadBytes. A READ larger than this is handled inline, after the
-    /// earlier ones were answered. 8 MiB holds 32 reads of 256 KiB.
+    /// earlier ones were answered. 32 MiB, as iSCSI's: a client's 32 reads of 1 MiB all wait on the
+    /// cluster at once, as RBD's client has them (8 MiB held 1 MiB reads at QD32 to 0.74-0.78x RBD,
+    /// 32 MiB 0.80-0.85x; docs/BENCHMARKS.md, session 22).
     /// </summary>
-    public long MaxReadBytesInFlight { get; init; } = 8 * 1024 * 1024;
+    public long MaxReadBytesInFlight { get; init; } = 32 * 1024 * 1024;
 
     /// <summary>
     /// Upgrades the transport after NBD_OPT_STARTTLS was acknowledged (proto.md "TLS support"); the

@@ -275,6 +275,24 @@ public sealed class SocketReplyWriterTests : IDisposable
     }
 
     [Fact]
+    public void BlockPool_AnAlignedPayload_TakesItsClassAndOnePage_NotTheNextClass()
+    {
+        SocketReplyWriter.BlockPool.Trim();
+        var block = SocketReplyWriter.BlockPool.RentAligned(1 << 20);
+        Assert.Equal((1 << 20) + 4096, block.Length); // a 1 MiB read's lent block: not 2 MiB
+
+        SocketReplyWriter.BlockPool.Return(block);
+        Assert.Equal(block.Length, SocketReplyWriter.BlockPool.RetainedBytes);
+        Assert.NotSame(block, SocketReplyWriter.BlockPool.Rent(1 << 20)); // the plain class does not get it
+        Assert.Same(block, SocketReplyWriter.BlockPool.RentAligned((1 << 20) - 100));
+        Assert.Equal(0, SocketReplyWriter.BlockPool.RetainedBytes);
+
+        var blocks = Enumerable.Range(0, 40).Select(_ => SocketReplyWriter.BlockPool.RentAligned(1 << 20)).ToList();
+        blocks.ForEach(SocketReplyWriter.BlockPool.Return);
+        Assert.InRange(SocketReplyWriter.BlockPool.RetainedBytes, 0, 32 << 20);
+    }
+
+    [Fact]
     public async Task SendOnThisThread_HeadersAndLentPayloads_ArriveInOrder_AlsoPastTheSocketBuffers()
     {
         var writer = SmallBufferWriter();
@@ -318,7 +336,7 @@ public sealed class SocketReplyWriterTests : IDisposable
         Assert.True(sends.SendOnThisThread());
 
         // Sent here, not by the sender thread: the block is back in the pool before anyone waits for a sender.
-        Assert.Same(block, SocketReplyWriter.BlockPool.Rent((1 << 20) + 4096));
+        Assert.Same(block, SocketReplyWriter.BlockPool.RentAligned(1 << 20));
         var received = await receiving;
         Assert.All(received[..16], b => Assert.Equal(1, b));
         Assert.All(received[16..], b => Assert.Equal(2, b));
@@ -374,7 +392,7 @@ public sealed class SocketReplyWriterTests : IDisposable
         writer.Complete();
         var block = sends.RentPayload(64 * 1024, out var offset);
         Assert.Throws<ObjectDisposedException>(() => sends.WritePayload(block, offset, 64 * 1024));
-        Assert.Same(block, SocketReplyWriter.BlockPool.Rent((64 * 1024) + 4096));
+        Assert.Same(block, SocketReplyWriter.BlockPool.RentAligned(64 * 1024));
     }
 
     private static void Write(SocketReplyWriter writer, MemoryStream expected, Random rng, int length)

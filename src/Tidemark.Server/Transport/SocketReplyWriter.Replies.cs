@@ -18,7 +18,7 @@ internal sealed partial class SocketReplyWriter
     byte[] IReplySendFeature.RentPayload(int lengthBytes, out int offset)
     {
         // Page-aligned, as a large span of Reserve is: for the device read that fills it and the send that copies it out.
-        var block = BlockPool.Rent(lengthBytes + PageBytes);
+        var block = BlockPool.RentAligned(lengthBytes);
         offset = AlignedOffset(block);
         return block;
     }

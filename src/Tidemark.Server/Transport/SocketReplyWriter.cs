@@ -492,7 +492,9 @@ internal sealed partial class SocketReplyWriter(Socket socket) : PipeWriter, IRe
 
     /// <summary>
     /// Pinned blocks shared by every connection, by power-of-two size class, with a bound on what is
-    /// kept between uses (a block beyond it goes back to the garbage collector).
+    /// kept between uses (a block beyond it goes back to the garbage collector). A payload that must
+    /// start on a page (<see cref="RentAligned"/>) takes a block of its class plus one page, so a
+    /// 1 MiB payload holds 1 MiB and a page rather than the 2 MiB class.
     /// </summary>
     internal static class BlockPool
     {
@@ -501,6 +503,7 @@ internal sealed partial class SocketReplyWriter(Socket socket) : PipeWriter, IRe
         private const int MaxRetainedBytes = 32 << 20;
         private const int FirstClassShift = 16;
         private static readonly ConcurrentStack<byte[]>[] Classes = [.. Enumerable.Range(0, 31 - FirstClassShift).Select(_ => new ConcurrentStack<byte[]>())];
+        private static readonly ConcurrentStack<byte[]>[] AlignedClasses = [.. Enumerable.Range(0, 30 - FirstClassShift).Select(_ => new ConcurrentStack<byte[]>())];
         private static long _retainedBytes;
 
         public static long RetainedBytes => Interlocked.Read(ref _retainedBytes);
@@ -508,7 +511,7 @@ internal sealed partial class SocketReplyWriter(Socket socket) : PipeWriter, IRe
         /// <summary>Lets go of every kept block (they are garbage once no connection holds them).</summary>
         public static void Trim()
         {
-            foreach (var stack in Classes)
+            foreach (var stack in Classes.Concat(AlignedClasses))
             {
                 while (stack.TryPop(out var block))
                 {
@@ -517,35 +520,27 @@ internal sealed partial class SocketReplyWriter(Socket socket) : PipeWriter, IRe
             }
         }
 
-        public static byte[] Rent(int minBytes)
-        {
-            var shift = Math.Max(FirstClassShift, 32 - BitOperations.LeadingZeroCount((uint)minBytes - 1));
-            var index = shift - FirstClassShift;
-            if (index >= Classes.Length)
-            {
-                return GC.AllocateUninitializedArray<byte>(minBytes, pinned: true);
-            }
+        public static byte[] Rent(int minBytes) => Rent(Classes, minBytes, 0);
 
-            if (Classes[index].TryPop(out var block))
-            {
-                Interlocked.Add(ref _retainedBytes, -block.Length);
-                return block;
-            }
-
-            return GC.AllocateUninitializedArray<byte>(1 << shift, pinned: true);
-        }
+        /// <summary>
+        /// A block with room for <paramref name="lengthBytes"/> from its first page boundary: its class
+        /// (the power of two at or above the length) plus one page of slack for the alignment.
+        /// </summary>
+        public static byte[] RentAligned(int lengthBytes) => Rent(AlignedClasses, lengthBytes, PageBytes);
 
         public static void Return(byte[] block)
         {
-            if (!BitOperations.IsPow2(block.Length) || block.Length < (1 << FirstClassShift))
+            var (classes, slack) = BitOperations.IsPow2(block.Length) ? (Classes, 0) : (AlignedClasses, PageBytes);
+            var classBytes = block.Length - slack;
+            if (!BitOperations.IsPow2(classBytes) || classBytes < (1 << FirstClassShift))
             {
                 return;
             }
 
-            var index = BitOperations.Log2((uint)block.Length) - FirstClassShift;
-            if (index >= Classes.Length || Interlocked.Add(ref _retainedBytes, block.Length) > MaxRetainedBytes)
+            var index = BitOperations.Log2((uint)classBytes) - FirstClassShift;
+            if (index >= classes.Length || Interlocked.Add(ref _retainedBytes, block.Length) > MaxRetainedBytes)
             {
-                if (index < Classes.Length)
+                if (index < classes.Length)
                 {
                     Interlocked.Add(ref _retainedBytes, -block.Length);
                 }
@@ -553,7 +548,25 @@ internal sealed partial class SocketReplyWriter(Socket socket) : PipeWriter, IRe
                 return;
             }
 
-            Classes[index].Push(block);
+            classes[index].Push(block);
+        }
+
+        private static byte[] Rent(ConcurrentStack<byte[]>[] classes, int minBytes, int slack)
+        {
+            var shift = Math.Max(FirstClassShift, 32 - BitOperations.LeadingZeroCount((uint)minBytes - 1));
+            var index = shift - FirstClassShift;
+            if (index >= classes.Length)
+            {
+                return GC.AllocateUninitializedArray<byte>(minBytes + slack, pinned: true);
+            }
+
+            if (classes[index].TryPop(out var block))
+            {
+                Interlocked.Add(ref _retainedBytes, -block.Length);
+                return block;
+            }
+
+            return GC.AllocateUninitializedArray<byte>((1 << shift) + slack, pinned: true);
         }
     }
 }
