@@ -1,7 +1,10 @@
+using System.Globalization;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging.Abstractions;
+using Tidemark.TestKit;
 
 namespace Tidemark.Server.Tests;
 
@@ -34,6 +37,26 @@ public sealed class ConnectionInfoTests
         // The connection is in its data phase, blocked in a receive on its own thread: Abort ends it.
         info.Abort();
         await listener.Ended.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task DataPhase_TheSocketGetsAFixedFourMiBReceiveBuffer()
+    {
+        await using var listener = new EchoListener();
+        await listener.StartAsync(CancellationToken.None);
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(listener.LocalEndpoint!);
+        await client.SendAsync("hello"u8.ToArray());
+        Assert.True(await client.ReceiveAsync(new byte[5]) > 0);
+        await listener.Opened.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // ss(8) shows the server side's skmem rb: SO_RCVBUF as the kernel set it (doubled, capped at rmem_max).
+        var port = ((IPEndPoint)listener.LocalEndpoint!).Port;
+        var rmemMax = int.Parse(File.ReadAllText("/proc/sys/net/core/rmem_max").Trim(), CultureInfo.InvariantCulture);
+        var ss = (await ProcessRunner.RunAsync("ss", "-tmnH", "state", "established", "(", "sport", "=", $":{port}", ")")).AssertSuccess().StandardOutput;
+        var rb = Regex.Match(ss, @"rb(\d+)");
+        Assert.True(rb.Success, $"ss printed no rb for port {port}: {ss}");
+        Assert.Equal(2L * Math.Min(ProtocolListener.DataPhaseReceiveBufferBytes, rmemMax), long.Parse(rb.Groups[1].Value, CultureInfo.InvariantCulture));
     }
 
     /// <summary>Echoes what it receives, in its data phase from the first byte.</summary>
