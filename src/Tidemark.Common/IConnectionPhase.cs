@@ -22,7 +22,7 @@ public interface IConnectionPhase
     /// before a receive that finds no bytes sleeps (the receive poll: the next request of a client at
     /// queue depth 1 finds the thread awake when the answer took microseconds) stops spinning for the
     /// rest of the connection: the next request cannot come before the device answered, so the spin
-    /// only takes a core from the threads doing the device's work (ADR 0021, "The receive poll").
+    /// only takes a core from the threads doing the device's work (ADR 0021, "Update (session 22)").
     /// </summary>
     void StopReceivePoll()
     {

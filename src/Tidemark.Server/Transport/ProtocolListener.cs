@@ -474,7 +474,7 @@ public abstract class ProtocolListener : IHostedService, IAsyncDisposable
             }
 
             // A fixed receive buffer (the kernel doubles it for its own bookkeeping) in place of the
-            // autotuned one, which stayed near 1.3 MB under 1 MiB writes (ADR 0010, "The socket's receive buffer").
+            // autotuned one, which stayed near 1.3 MB under 1 MiB writes (ADR 0010, "session 22").
             _socket.ReceiveBufferSize = DataPhaseReceiveBufferBytes;
 
             var send = _listener.Admission.Limits.SendTimeout;
