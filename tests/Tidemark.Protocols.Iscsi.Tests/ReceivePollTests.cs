@@ -24,7 +24,7 @@ public sealed class ReceivePollTests
         var catalog = new IscsiTargetCatalog();
         catalog.AddOrUpdate(new IscsiTargetDefinition(
             Catalogs.Target,
-            [.. preferredConcurrency.Select((preferred, lun) => new IscsiLunDefinition(lun, new ConcurrencyDevice(preferred)))]));
+            [.. preferredConcurrency.Select((preferred, lun) => new IscsiLunDefinition(lun, new ConcurrencyDevice(new MemoryBlockDevice(DeviceBytes), preferred)))]));
         var phase = new RecordingPhase();
         await using var initiator = new TestInitiator(catalog, phase: phase);
         var (login, _) = await initiator.LoginAsync(Catalogs.Target);
@@ -37,10 +37,5 @@ public sealed class ReceivePollTests
         Assert.True(dataIn.HasStatus);
         Assert.Equal(1, phase.Entered);
         Assert.Equal(expectedStops, phase.PollStops);
-    }
-
-    private sealed class ConcurrencyDevice(int preferred) : ForwardingDevice(new MemoryBlockDevice(DeviceBytes))
-    {
-        public override int PreferredConcurrency => preferred;
     }
 }

@@ -18,7 +18,7 @@ public sealed class ReceivePollTests
     public async Task TheReceivePoll_StopsOnlyWhenTheDeviceAnswersInRoundTrips(int preferredConcurrency, int expectedStops)
     {
         var phase = new RecordingPhase();
-        await using var server = NbdServerHarness.Start(new ConcurrencyDevice(preferredConcurrency), phase: phase);
+        await using var server = NbdServerHarness.Start(new ConcurrencyDevice(new MemoryBlockDevice(1024 * 1024), preferredConcurrency), phase: phase);
         await server.Client.HandshakeAsync(NbdServerHarness.ExportName);
 
         // A READ answered: transmission runs, so whatever the connection tells its transport was told.
@@ -35,7 +35,7 @@ public sealed class ReceivePollTests
     public async Task ANegotiationThatEndsWithoutAnExport_TellsTheTransportNothing()
     {
         var phase = new RecordingPhase();
-        await using var server = NbdServerHarness.Start(new ConcurrencyDevice(32), phase: phase);
+        await using var server = NbdServerHarness.Start(new ConcurrencyDevice(new MemoryBlockDevice(1024 * 1024), 32), phase: phase);
         await server.Client.ReadGreetingAsync();
         await server.Client.SendClientFlagsAsync(NbdClientFlags.FixedNewstyle);
         await server.Client.OptionAsync(NbdOptionType.Abort);
@@ -44,10 +44,5 @@ public sealed class ReceivePollTests
 
         Assert.Equal(0, phase.Entered);
         Assert.Equal(0, phase.PollStops);
-    }
-
-    private sealed class ConcurrencyDevice(int preferred) : ForwardingDevice(new MemoryBlockDevice(1024 * 1024))
-    {
-        public override int PreferredConcurrency => preferred;
     }
 }

@@ -28,7 +28,7 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
         var pool = new CachingMemoryPool();
         var pipeOptions = new PipeOptions(pool, pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false);
         var memory = new MemoryBlockDevice(16 * 1024 * 1024);
-        IBlockDevice device = parallelReads ? new PrefersConcurrency(memory) : memory;
+        IBlockDevice device = parallelReads ? new ConcurrencyDevice(memory, 32) : memory;
         var server = NbdServerHarness.Start(device, clientToServer: pipeOptions, serverToClient: pipeOptions);
         await server.Client.HandshakeAsync("vol", structured);
         var small = new Batch(SmallBatchPairs, structured, parallelReads);
@@ -88,11 +88,6 @@ public sealed class SteadyStateAllocationTests(ITestOutputHelper output)
         }
 
         Assert.Equal(batch.ReplyBytes, received);
-    }
-
-    private sealed class PrefersConcurrency(IBlockDevice inner) : ForwardingDevice(inner)
-    {
-        public override int PreferredConcurrency => 32;
     }
 
     /// <summary>
