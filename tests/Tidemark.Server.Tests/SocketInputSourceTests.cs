@@ -137,6 +137,57 @@ public sealed class SocketInputSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task OpenSource_APayloadArrivingInPieces_WithTheReceivePoll_WaitsWithoutSleeping_AndWithoutIt_Sleeps()
+    {
+        // The receive poll covers a payload's waits too: pieces a few milliseconds apart are waited
+        // for by spinning (a second's poll here, far above the gaps), and the bytes land as sent.
+        // Without the poll, the same payload sleeps in poll(2) for its first piece at least.
+        foreach (var (poll, sleeps) in new[] { (TimeSpan.FromSeconds(1), false), (TimeSpan.Zero, true) })
+        {
+            using var pair = new LoopbackPair();
+            var input = new SocketInput(pair.Server, poll, 64 * 1024);
+            var payload = Bytes(256 * 1024, 14);
+            var sending = Task.Run(async () =>
+            {
+                for (var at = 0; at < payload.Length; at += 64 * 1024)
+                {
+                    await Task.Delay(20);
+                    pair.Client.Send(payload.AsSpan(at, 64 * 1024));
+                }
+            });
+
+            var source = ((IPayloadFeature)input).OpenSource(payload.Length)!;
+            var taken = new byte[payload.Length];
+            source.Fill(taken);
+            await sending;
+
+            Assert.Equal(payload, taken);
+            if (sleeps)
+            {
+                Assert.True(input.PayloadSleeps > 0, "without a receive poll the wait sleeps");
+            }
+            else
+            {
+                Assert.Equal(0, input.PayloadSleeps);
+            }
+
+            input.Complete();
+        }
+    }
+
+    [Fact]
+    public void OpenSource_PeerGoesSilent_WithTheReceivePoll_TheDeadlineStillEndsTheWait()
+    {
+        var input = new SocketInput(_server, TimeSpan.FromMilliseconds(10), 64 * 1024) { PayloadTimeout = TimeSpan.FromMilliseconds(300) };
+        _client.Send(Bytes(100 * 1024, 15));
+
+        var ex = Assert.Throws<PayloadSourceException>(() => ((IPayloadFeature)input).OpenSource(512 * 1024));
+
+        Assert.Contains("deadline", ex.Message, StringComparison.Ordinal);
+        Assert.True(input.PayloadSleeps > 0, "past the receive poll the wait sleeps until the deadline");
+    }
+
+    [Fact]
     public async Task CancelPendingRead_EndsASourceWaitingForItsPayload()
     {
         var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);

@@ -42,12 +42,16 @@ internal sealed partial class SocketInput : IPayloadSource
     private int _sourceInSocket;
     private long _sourceDeadline;
     private bool _spliceUnavailable;
+    private long _payloadSleeps;
 
     /// <summary>
     /// How long a payload taken through the source may take to arrive, from when the source is opened
     /// (zero: no deadline); see the notes above. Past it the connection ends.
     /// </summary>
     public TimeSpan PayloadTimeout { get; init; } = ConnectionLimits.DefaultPayloadTimeout;
+
+    /// <summary>How many times a payload's wait went to sleep in poll(2) after the receive poll found nothing (for tests and diagnostics).</summary>
+    public long PayloadSleeps => _payloadSleeps;
 
     /// <summary>Bytes of the open payload source not yet delivered.</summary>
     public int RemainingBytes => _sourceBuffered + _sourceInPipe + _sourceInSocket;
@@ -320,6 +324,15 @@ internal sealed partial class SocketInput : IPayloadSource
             var waitMicroseconds = _sourceDeadline == long.MaxValue ? 1_000_000 : (int)Math.Clamp(left * 1_000_000 / Stopwatch.Frequency, 1_000, 1_000_000);
             try
             {
+                // The receive poll first, as for a header: a payload that arrives piece by piece (a
+                // 256 KiB Data-Out segment on loopback) would otherwise put this thread to sleep once
+                // per piece, and the peer's next send would pay for waking it.
+                if (PollForBytes())
+                {
+                    return;
+                }
+
+                _payloadSleeps++;
                 if (ConnectionSocket.Poll(waitMicroseconds, SelectMode.SelectRead))
                 {
                     return;

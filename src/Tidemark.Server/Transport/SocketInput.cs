@@ -28,7 +28,8 @@ namespace Tidemark.Server;
 /// Reads are blocking system calls that complete synchronously, so a connection that awaits them on
 /// its own data-phase thread runs start to end on it: the kernel wakes the thread blocked in recv
 /// (DESIGN.md, data-path performance). A read that finds no data first polls for
-/// <c>poll</c> (no wake-up of a sleeping thread at queue depth 1; zero blocks at once). While the
+/// <c>poll</c> (no wake-up of a sleeping thread at queue depth 1; zero blocks at once), and so does a
+/// payload source waiting for its next bytes (SocketInput.PayloadSource.cs). While the
 /// connection negotiates, a read that would block waits on the shared poller instead
 /// (<see cref="Negotiation"/>: no thread held). Cancelling a read (CancelPendingRead, the token, the
 /// server stopping) shuts the socket's receive side down, which ends the connection.
@@ -294,15 +295,7 @@ internal sealed partial class SocketInput(Socket socket, TimeSpan poll, int buff
     {
         try
         {
-            if (_pollTicks > 0 && socket.Available == 0)
-            {
-                var until = Stopwatch.GetTimestamp() + _pollTicks;
-                while (socket.Available == 0 && Stopwatch.GetTimestamp() < until)
-                {
-                    Thread.SpinWait(16);
-                }
-            }
-
+            _ = PollForBytes();
             return socket.Receive(destination, SocketFlags.None);
         }
         catch (SocketException ex)
@@ -313,6 +306,31 @@ internal sealed partial class SocketInput(Socket socket, TimeSpan poll, int buff
         {
             return 0;
         }
+    }
+
+    /// <summary>
+    /// The receive poll: while the socket has no bytes, spins for at most the poll time (see remarks);
+    /// true once it has some, false when the poll is off or ran out. Socket failures reach the caller.
+    /// </summary>
+    private bool PollForBytes()
+    {
+        if (_pollTicks <= 0)
+        {
+            return false;
+        }
+
+        var until = Stopwatch.GetTimestamp() + _pollTicks;
+        while (socket.Available == 0)
+        {
+            if (Stopwatch.GetTimestamp() >= until)
+            {
+                return false;
+            }
+
+            Thread.SpinWait(16);
+        }
+
+        return true;
     }
 
     private int Available()
