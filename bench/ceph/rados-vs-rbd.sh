@@ -189,30 +189,27 @@ for line in open(sys.argv[1]):
     peer, name, qd, rep, iops, mibs, lat, p99 = line.split('\t')
     rows[(name, peer)].append((float(iops), float(mibs)))
 names = list(dict.fromkeys(n for n, _ in rows))
-before = any(p == 'before' for _, p in rows)
 mean = lambda n, p: [sum(x) / len(x) for x in zip(*rows[(n, p)])]
-head = f"{'workload':<11} {'rbd IOPS':>9} {'tidemark IOPS':>14} {'rbd MiB/s':>10} {'tidemark MiB/s':>15} {'ratio':>6}"
-print(head + (f" {'before IOPS':>12} {'before ratio':>13} {'new/before':>11}" if before else ""))
-for n in names:
-    if (n, 'tidemark') not in rows:
-        continue
-    r, t = mean(n, 'rbd'), mean(n, 'tidemark')
-    line = f"{n:<11} {r[0]:>9.0f} {t[0]:>14.0f} {r[1]:>10.1f} {t[1]:>15.1f} {t[0] / r[0]:>6.2f}"
-    if (n, 'before') in rows:
-        b = mean(n, 'before')
-        line += f" {b[0]:>12.0f} {b[0] / r[0]:>13.2f} {t[0] / b[0]:>11.2f}"
-    print(line)
 
-if any(p == 'tm-iscsi' for _, p in rows):
-    print()
-    print(f"{'workload':<11} {'rbd IOPS':>9} {'iSCSI IOPS':>11} {'rbd MiB/s':>10} {'iSCSI MiB/s':>12} {'ratio':>6}" + (f" {'before IOPS':>12} {'before ratio':>13} {'new/before':>11}" if (names[0], 'bf-iscsi') in rows else ""))
+def table(label, new, before):
+    """One table: RBD against the Tidemark rows of peer `new`, and `before` (the baseline build) when it ran."""
+    with_before = (names[0], before) in rows
+    print(f"{'workload':<11} {'rbd IOPS':>9} {label + ' IOPS':>14} {'rbd MiB/s':>10} {label + ' MiB/s':>15} {'ratio':>6}"
+          + (f" {'before IOPS':>12} {'before ratio':>13} {'new/before':>11}" if with_before else ""))
     for n in names:
-        r, t = mean(n, 'rbd'), mean(n, 'tm-iscsi')
-        line = f"{n:<11} {r[0]:>9.0f} {t[0]:>11.0f} {r[1]:>10.1f} {t[1]:>12.1f} {t[0] / r[0]:>6.2f}"
-        if (n, 'bf-iscsi') in rows:
-            b = mean(n, 'bf-iscsi')
+        if (n, new) not in rows:
+            continue
+        r, t = mean(n, 'rbd'), mean(n, new)
+        line = f"{n:<11} {r[0]:>9.0f} {t[0]:>14.0f} {r[1]:>10.1f} {t[1]:>15.1f} {t[0] / r[0]:>6.2f}"
+        if (n, before) in rows:
+            b = mean(n, before)
             line += f" {b[0]:>12.0f} {b[0] / r[0]:>13.2f} {t[0] / b[0]:>11.2f}"
         print(line)
+
+table('tidemark', 'tidemark', 'before')
+if any(p == 'tm-iscsi' for _, p in rows):
+    print()
+    table('iSCSI', 'tm-iscsi', 'bf-iscsi')
 
 # Where the CPU went: cores each process used while the row ran, as CPU microseconds per I/O
 # (the OSD and the Tidemark server from /proc, fio (with librbd for RBD) from its own figures).
