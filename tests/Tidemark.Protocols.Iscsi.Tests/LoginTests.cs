@@ -37,7 +37,7 @@ public sealed class LoginTests
         Assert.Equal("2", keys["DefaultTime2Wait"]);
         Assert.Equal("0", keys["DefaultTime2Retain"]);
         Assert.Equal("NotUnderstood", keys["X-com.example.Unknown"]);
-        Assert.Equal((256 * 1024).ToString(CultureInfo.InvariantCulture), keys["MaxRecvDataSegmentLength"]);
+        Assert.Equal((1024 * 1024).ToString(CultureInfo.InvariantCulture), keys["MaxRecvDataSegmentLength"]);
     }
 
     [Fact]

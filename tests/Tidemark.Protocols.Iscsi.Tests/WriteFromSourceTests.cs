@@ -69,6 +69,25 @@ public sealed class WriteFromSourceTests
     }
 
     [Fact]
+    public async Task OneMiBWrite_AtTheOfferedSegmentLength_IsTwoSourceWrites_ImmediateDataAndOneDataOut()
+    {
+        // The target offers MaxRecvDataSegmentLength 1 MiB (IscsiLimits), so the 768 KiB the R2T asks
+        // for comes as one Data-Out, and the device pulls it in one piece.
+        var catalog = Catalogs.Create(out var device);
+        await using var initiator = await LoginAsync(catalog, SourceKind.Whole);
+        var payload = (SourcePayload)initiator.Payload!;
+        var data = PiecesSession.Pattern(Mib, 11);
+        var opened = payload.Opened;
+
+        var (status, _) = await WriteAsync(initiator, 0x70, 2048, data, immediateBytes: 256 * Kib, segmentBytes: Mib);
+
+        Assert.Equal((byte)ScsiStatus.Good, status.Status);
+        Assert.Equal(data, ReadBack(device, 2048 * 512, Mib));
+        Assert.Equal(opened + 2, payload.Opened);
+        Assert.Equal(Mib, initiator.Connection.DataWrittenFromSourceBytes);
+    }
+
+    [Fact]
     public async Task DataDigest_TakesTheOrdinaryPath_AndLandsWhole()
     {
         var catalog = Catalogs.Create(out var device);
