@@ -18,21 +18,11 @@ public sealed class ConnectionInfoTests
     public async Task Open_GetsTheAddresses_AndAbortEndsAReceiveBlockedInTheDataPhase()
     {
         await using var listener = new EchoListener();
-        await listener.StartAsync(CancellationToken.None);
-        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(listener.LocalEndpoint!);
-        await client.SendAsync("hello"u8.ToArray());
-        var echo = new byte[5];
-        var received = 0;
-        while (received < echo.Length)
-        {
-            received += await client.ReceiveAsync(echo.AsMemory(received));
-        }
+        using var client = await ConnectInDataPhaseAsync(listener);
 
         var info = await listener.Opened.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(client.LocalEndPoint, info.RemoteEndPoint);
         Assert.Equal(listener.LocalEndpoint, info.LocalEndPoint);
-        Assert.Equal("hello"u8.ToArray(), echo);
 
         // The connection is in its data phase, blocked in a receive on its own thread: Abort ends it.
         info.Abort();
@@ -43,11 +33,7 @@ public sealed class ConnectionInfoTests
     public async Task DataPhase_TheSocketGetsAFixedFourMiBReceiveBuffer()
     {
         await using var listener = new EchoListener();
-        await listener.StartAsync(CancellationToken.None);
-        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(listener.LocalEndpoint!);
-        await client.SendAsync("hello"u8.ToArray());
-        Assert.True(await client.ReceiveAsync(new byte[5]) > 0);
+        using var client = await ConnectInDataPhaseAsync(listener);
         await listener.Opened.Task.WaitAsync(TimeSpan.FromSeconds(10));
 
         // ss(8) shows the server side's skmem rb: SO_RCVBUF as the kernel set it (doubled, capped at rmem_max).
@@ -60,6 +46,33 @@ public sealed class ConnectionInfoTests
     }
 
     /// <summary>Echoes what it receives, in its data phase from the first byte.</summary>
+    /// <summary>Starts the listener, connects, and waits for "hello" to come back: the connection is then in its data phase.</summary>
+    private static async Task<Socket> ConnectInDataPhaseAsync(EchoListener listener)
+    {
+        await listener.StartAsync(CancellationToken.None);
+        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await client.ConnectAsync(listener.LocalEndpoint!);
+            await client.SendAsync("hello"u8.ToArray());
+            var echo = new byte[5];
+            for (var received = 0; received < echo.Length;)
+            {
+                var n = await client.ReceiveAsync(echo.AsMemory(received));
+                Assert.True(n > 0, "the listener closed before echoing");
+                received += n;
+            }
+
+            Assert.Equal("hello"u8.ToArray(), echo);
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
     private sealed class EchoListener() : ProtocolListener(new IPEndPoint(IPAddress.Loopback, 0), null, "echo", "--echo", NullLogger.Instance)
     {
         public TaskCompletionSource<ConnectionInfo> Opened { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -319,6 +319,11 @@ internal sealed partial class SocketInput(Socket socket, TimeSpan poll, int buff
             return false;
         }
 
+        if (socket.Available > 0)
+        {
+            return true; // the usual case on a busy connection: no clock read
+        }
+
         var until = Stopwatch.GetTimestamp() + _pollTicks;
         while (socket.Available == 0)
         {
