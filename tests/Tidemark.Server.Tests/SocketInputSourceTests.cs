@@ -66,6 +66,36 @@ public sealed class SocketInputSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task OpenSource_MovesThePayloadsBufferedBytesIntoThePipe_AndLeavesWhatFollowsItBuffered()
+    {
+        // The whole request (header, payload, next header) in the receive buffer: the source takes the
+        // payload's bytes out of it at once (so the store gets the payload as one run of splices, whole
+        // pages from its start, docs/BENCHMARKS.md session 24) and leaves the next header where it was.
+        var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);
+        var header = Bytes(16, 20);
+        var payload = Bytes(20_000, 21);
+        var trailer = Bytes(40, 22);
+        _client.Send([.. header, .. payload, .. trailer]);
+        var first = await ReadAtLeastAsync(input, header.Length + payload.Length + trailer.Length);
+        input.AdvanceTo(first.Buffer.GetPosition(header.Length));
+
+        var source = ((IPayloadFeature)input).OpenSource(payload.Length)!;
+
+        Assert.Equal(trailer.Length, input.BufferedBytes);
+        Assert.Equal(payload.Length, source.RemainingBytes);
+        using (var file = File.OpenHandle(_temp.Combine("store"), FileMode.CreateNew, FileAccess.ReadWrite))
+        {
+            source.FillFile(file, 8192, payload.Length);
+        }
+
+        Assert.Equal(payload, File.ReadAllBytes(_temp.Combine("store"))[8192..]);
+        var next = await input.ReadAsync();
+        Assert.Equal(trailer, next.Buffer.ToArray());
+        input.AdvanceTo(next.Buffer.End);
+        input.Complete();
+    }
+
+    [Fact]
     public async Task OpenSource_ForMoreThanThePipe_TakesAPipesWorth_AndFillThroughMemoryThenSkip_KeepsTheInputInStep()
     {
         var input = new SocketInput(_server, TimeSpan.Zero, 64 * 1024);

@@ -6,10 +6,13 @@ using Microsoft.Win32.SafeHandles;
 namespace Tidemark.Server;
 
 // The payload source (IPayloadSource): a WRITE's payload pulled by the device that writes it. The
-// bytes come in the input's order: first what the receive buffer already holds (pwritten from there),
-// then what was spliced into the connection's pipe, then the socket's next bytes (spliced in as the
-// device asks). It keeps the no-read-ahead rule of the class: the pipe takes at most the payload's
-// own bytes, and the protocol reads again only once the source was consumed or skipped.
+// bytes come in the input's order: what the receive buffer already holds is written into the
+// connection's pipe when the source is opened, the socket's next bytes are spliced in behind them, and
+// the device takes them out of the pipe (what the pipe could not hold is spliced in as the device asks).
+// So each payload reaches the store as one run of splices, whole pages from its start: the page cache
+// makes its folios from whole writes, not from a page or two written apart (docs/BENCHMARKS.md,
+// session 24). It keeps the no-read-ahead rule of the class: the pipe takes at most the payload's own
+// bytes, and the protocol reads again only once the source was consumed or skipped.
 //
 // A device holds the volume's region locks while it pulls (Volume.WriteFrom), so a peer that trickles
 // its payload would hold them. So a source is at most one pipe's worth (1 MiB; a larger WRITE takes
@@ -33,11 +36,8 @@ internal sealed partial class SocketInput : IPayloadSource
     /// </summary>
     private const int AfterSourceReceiveBytes = 8 * 1024;
 
-    private const int PageBytes = 4096;
-
     private SplicePipe? _pipe;
     private bool _shortReceive;
-    private int _sourceBuffered;
     private int _sourceInPipe;
     private int _sourceInSocket;
     private long _sourceDeadline;
@@ -54,7 +54,7 @@ internal sealed partial class SocketInput : IPayloadSource
     public long PayloadSleeps => _payloadSleeps;
 
     /// <summary>Bytes of the open payload source not yet delivered.</summary>
-    public int RemainingBytes => _sourceBuffered + _sourceInPipe + _sourceInSocket;
+    public int RemainingBytes => _sourceInPipe + _sourceInSocket;
 
     bool IPayloadFeature.OffersSource => !_completed && Negotiation is null && !_spliceUnavailable && SplicePipe.IsSupported;
 
@@ -92,8 +92,17 @@ internal sealed partial class SocketInput : IPayloadSource
 
         // At most what the pipe holds: each source is staged whole before a device takes a lock.
         var sourceBytes = Math.Min(lengthBytes, _pipe.CapacityBytes);
-        _sourceBuffered = Math.Min(_end - _start, sourceBytes);
-        _sourceInSocket = sourceBytes - _sourceBuffered;
+        var buffered = Math.Min(_end - _start, sourceBytes);
+        if (buffered > 0)
+        {
+            // What the receive buffer holds goes first, so the pipe holds the payload in order (the
+            // pipe is empty and this is at most its capacity: the write does not block).
+            _pipe.Write(_buffer.AsSpan(_start, buffered));
+            Consume(buffered);
+        }
+
+        _sourceInPipe = buffered;
+        _sourceInSocket = sourceBytes - buffered;
         _sourceDeadline = PayloadTimeout > TimeSpan.Zero
             ? Stopwatch.GetTimestamp() + (long)(PayloadTimeout.TotalSeconds * Stopwatch.Frequency)
             : long.MaxValue;
@@ -134,11 +143,7 @@ internal sealed partial class SocketInput : IPayloadSource
         while (!destination.IsEmpty)
         {
             int n;
-            if (_sourceBuffered > 0)
-            {
-                n = TakeBuffered(destination);
-            }
-            else if (_sourceInPipe > 0)
+            if (_sourceInPipe > 0)
             {
                 n = Math.Min(_sourceInPipe, destination.Length);
                 _pipe!.Read(destination[..n]);
@@ -161,29 +166,6 @@ internal sealed partial class SocketInput : IPayloadSource
         var done = 0;
         while (done < lengthBytes)
         {
-            if (_sourceBuffered > 0)
-            {
-                // Already in memory: its whole pages in one pwrite from the receive buffer; a last
-                // part page is completed with the bytes that follow it, so what is spliced after it
-                // starts on a page (two writes into one page that is not cached make the page cache
-                // read it from the disk first).
-                var n = Math.Min(_sourceBuffered, lengthBytes - done) & ~(PageBytes - 1);
-                if (n > 0)
-                {
-                    RandomAccess.Write(file, _buffer.AsSpan(_start, n), fileOffset + done);
-                    Consume(n);
-                    _sourceBuffered -= n;
-                }
-                else
-                {
-                    n = Math.Min(PageBytes, lengthBytes - done);
-                    WriteThroughMemory(file, fileOffset + done, n);
-                }
-
-                done += n;
-                continue;
-            }
-
             if (_sourceInPipe == 0)
             {
                 // Waits until some of it arrived: an empty pipe always takes something.
@@ -196,7 +178,8 @@ internal sealed partial class SocketInput : IPayloadSource
             {
                 // This file takes no splice (EINVAL): this piece through memory, later payloads too.
                 _spliceUnavailable = true;
-                CopyOut(file, fileOffset + done, take);
+                _sourceInPipe -= take; // CopyOut takes them out of the pipe before it writes: a failed write leaves nothing to skip
+                _pipe.CopyOut(file, fileOffset + done, take);
                 moved = take;
             }
             else
@@ -245,15 +228,6 @@ internal sealed partial class SocketInput : IPayloadSource
         {
             throw new ArgumentOutOfRangeException(nameof(lengthBytes), $"asked for {lengthBytes} bytes of a payload that has {RemainingBytes} left");
         }
-    }
-
-    private int TakeBuffered(Span<byte> destination)
-    {
-        var n = Math.Min(_sourceBuffered, destination.Length);
-        _buffer.AsSpan(_start, n).CopyTo(destination);
-        Consume(n);
-        _sourceBuffered -= n;
-        return n;
     }
 
     /// <summary>Consumes bytes at the front of the receive buffer (payload bytes the source delivered).</summary>
@@ -379,35 +353,10 @@ internal sealed partial class SocketInput : IPayloadSource
         return new PayloadSourceException("the peer closed in the middle of a payload", new EndOfStreamException());
     }
 
-    /// <summary>The payload's next bytes (at most a page) into the file through memory.</summary>
-    private void WriteThroughMemory(SafeFileHandle file, long fileOffset, int lengthBytes)
-    {
-        Span<byte> page = stackalloc byte[PageBytes];
-        ((IPayloadSource)this).Fill(page[..lengthBytes]);
-        RandomAccess.Write(file, page[..lengthBytes], fileOffset);
-    }
-
-    /// <summary>The pipe's next bytes into the file through memory (a file that takes no splice).</summary>
-    private void CopyOut(SafeFileHandle file, long fileOffset, int lengthBytes)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(lengthBytes);
-        try
-        {
-            // Out of the pipe first: a failed write below leaves nothing of them there to skip.
-            _pipe!.Read(buffer.AsSpan(0, lengthBytes));
-            _sourceInPipe -= lengthBytes;
-            RandomAccess.Write(file, buffer.AsSpan(0, lengthBytes), fileOffset);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
     private void ClosePipe()
     {
         _pipe?.Dispose();
         _pipe = null;
-        _sourceBuffered = _sourceInPipe = _sourceInSocket = 0;
+        _sourceInPipe = _sourceInSocket = 0;
     }
 }

@@ -1,5 +1,7 @@
+using System.Buffers;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace Tidemark.Server;
 
@@ -185,6 +187,50 @@ internal sealed partial class SplicePipe : IDisposable
         }
     }
 
+    /// <summary>
+    /// Moves the pipe's next <paramref name="lengthBytes"/> (which it holds) into <paramref name="file"/>
+    /// through memory: for a file that takes no splice (<see cref="SpliceOut"/> returned 0). They are
+    /// out of the pipe before the write, so a failed write leaves nothing of them there.
+    /// </summary>
+    public void CopyOut(SafeFileHandle file, long offsetBytes, int lengthBytes)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(lengthBytes);
+        try
+        {
+            Read(buffer.AsSpan(0, lengthBytes));
+            RandomAccess.Write(file, buffer.AsSpan(0, lengthBytes), offsetBytes);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="source"/> into the pipe (bytes the connection had received into memory
+    /// before a payload's splice: they go first so the pipe holds the payload in order). The caller
+    /// knows the pipe has room (it is empty and the bytes are at most its capacity): a full pipe
+    /// would block this thread, the pipe's only reader.
+    /// </summary>
+    public void Write(ReadOnlySpan<byte> source)
+    {
+        while (!source.IsEmpty)
+        {
+            var n = WriteFd(_writeFd, in MemoryMarshal.GetReference(source), (nuint)source.Length);
+            if (n > 0)
+            {
+                source = source[(int)n..];
+                continue;
+            }
+
+            var errno = n == 0 ? 0 : Marshal.GetLastPInvokeError();
+            if (errno != Eintr)
+            {
+                throw Failure(errno, "write into a pipe");
+            }
+        }
+    }
+
     public void Dispose()
     {
         if (_readFd >= 0)
@@ -209,6 +255,9 @@ internal sealed partial class SplicePipe : IDisposable
 
     [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
     private static partial nint ReadFd(int fd, ref byte buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    private static partial nint WriteFd(int fd, in byte buffer, nuint count);
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     private static partial int Close(int fd);
