@@ -18,6 +18,9 @@ public sealed class MountedSnapshot : IAsyncDisposable
     private static readonly TimeSpan _attachTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan _commandTimeout = TimeSpan.FromSeconds(120);
 
+    /// <summary>How long a view delete refused as busy is retried after nbdfuse exited (the server notices the close).</summary>
+    private static readonly TimeSpan _sessionEndWait = TimeSpan.FromSeconds(10);
+
     private readonly TidemarkClient? _client;
     private readonly TextWriter _log;
     private readonly string _fuseDirectory;
@@ -312,20 +315,41 @@ public sealed class MountedSnapshot : IAsyncDisposable
 
         if (_view is not null)
         {
-            try
-            {
-                await _client!.DeleteVolumeAsync(_view, ct: CancellationToken.None);
-            }
-            catch (Exception e) when (e is TidemarkApiException or HttpRequestException or TaskCanceledException)
-            {
-                problems.Add($"view {_view} is left on the server ({e.Message}): tidemark view delete {_view}");
-            }
+            await DeleteViewAsync(_view, problems);
         }
 
         TeardownProblems = problems;
         foreach (var problem in problems)
         {
             await _log.WriteLineAsync($"warning: {problem}");
+        }
+    }
+
+    /// <summary>
+    /// Deletes the view. nbdfuse has exited, but the server ends its NBD session only once it has read
+    /// the close, a moment later; until then it refuses the delete as busy (a client is attached), so a
+    /// busy refusal is tried again for a few seconds before the view is reported as left behind.
+    /// </summary>
+    private async Task DeleteViewAsync(string view, List<string> problems)
+    {
+        var busy = ErrorCodes.For(StorageError.Busy);
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                await _client!.DeleteVolumeAsync(view, ct: CancellationToken.None);
+                return;
+            }
+            catch (TidemarkApiException e) when (e.Code == busy && waited.Elapsed < _sessionEndWait)
+            {
+                await Task.Delay(100);
+            }
+            catch (Exception e) when (e is TidemarkApiException or HttpRequestException or TaskCanceledException)
+            {
+                problems.Add($"view {view} is left on the server ({e.Message}): tidemark view delete {view}");
+                return;
+            }
         }
     }
 
