@@ -7,6 +7,8 @@
 #   DROP=1 ...    empties the page cache between the fill and the timed run (root: it writes
 #                 /proc/sys/vm/drop_caches, which drops every clean page of the machine), so every
 #                 build starts the row from the same state
+#   DATA_ROOT=DIR ...   the servers' data directories go under DIR (default /tmp): the same row on
+#                 another file system, e.g. an XFS mounted from a loop device (session 25)
 # Each repetition runs the builds in turn, in reverse order every other repetition. Prints IOPS and the
 # server's CPU per I/O for each run, then each build's mean and its ratio to the first build's.
 # Only 127.0.0.1 is used; every server it starts is stopped and its data removed, also on failure.
@@ -22,7 +24,7 @@ if [ "${DROP:-0}" = 1 ] && [ ! -w /proc/sys/vm/drop_caches ]; then
 fi
 
 . "$here/tidemark-serve.sh"
-D="$(mktemp -d /tmp/tidemark-fill-state.XXXXXX)"
+D="$(mktemp -d "${DATA_ROOT:-/tmp}/tidemark-fill-state.XXXXXX")"
 TM_PID=
 cleanup() {
   if [ -n "$TM_PID" ]; then kill "$TM_PID" 2>/dev/null || true; wait "$TM_PID" 2>/dev/null || true; fi
