@@ -26,7 +26,13 @@ public sealed class FileBackingStore : IBackingStore
     /// (32 system calls instead of one; 0.89x the IOPS, "Session 18's end against its start"), so only
     /// writes into blocks just allocated (<see cref="WriteFresh"/>), which bring their range into the
     /// page cache, are made in pieces; an overwrite in place finds its folios there already and is one
-    /// pwrite. Reads are not split: they create no folios beyond what readahead does.
+    /// pwrite. Reads are not split: they create no folios beyond what readahead does. The cost is the
+    /// large requests' later on: a range filled in pieces is read and overwritten 1 MiB at a time with
+    /// 32 folios per MiB instead of one (0.85-0.96x the IOPS of large folios). Larger pieces were
+    /// measured and give the 4 KiB writes away sooner than they bring the large requests back (64
+    /// KiB: 4K random writes 0.91-0.94x; 128 KiB: 0.86x, 1 MiB reads 1.05x), and XFS, which keeps no
+    /// buffer heads, still ran 4K random writes at QD32 0.79x without pieces (docs/BENCHMARKS.md
+    /// "Session 25", ADR 0010's session-25 follow-up).
     /// </remarks>
     internal const int MaxWriteBytes = 32 * 1024;
 
