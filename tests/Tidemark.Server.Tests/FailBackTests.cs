@@ -136,7 +136,7 @@ public sealed class FailBackTests : TwoSiteTests
         // Home is down: the same.
         await Home.StopAsync();
         await dr.RemovePartnerAsync("home");
-        await dr.AddPartnerAsync(new AddPartnerRequest("home", $"127.0.0.1:{FreePort()}", homeFingerprint));
+        await dr.AddPartnerAsync(new AddPartnerRequest("home", $"127.0.0.1:{FreePort.FindStable()}", homeFingerprint));
         var down = await dr.GetReplicaAsync("mail");
 
         Assert.Equal("promoted", clean.State);
@@ -149,12 +149,5 @@ public sealed class FailBackTests : TwoSiteTests
         Assert.StartsWith("unknown, home unreachable", silentShow.PartnerWrites, StringComparison.Ordinal);
         Assert.StartsWith("unknown, home unreachable", down.PartnerWrites, StringComparison.Ordinal);
         Assert.Equal("promoted", down.State);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

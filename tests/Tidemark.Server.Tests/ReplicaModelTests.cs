@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Tidemark.Api;
 using Tidemark.Server.Tests.Infrastructure;
 
@@ -22,8 +21,8 @@ public sealed class ReplicaModelTests(Xunit.Abstractions.ITestOutputHelper outpu
     private static bool Long => Environment.GetEnvironmentVariable("TIDEMARK_LONG") == "1";
 
     private readonly TempDirectory _temp = new();
-    private readonly int _homePort = FreePort();
-    private readonly int _drPort = FreePort();
+    private readonly int _homePort = FreePort.FindStable();
+    private readonly int _drPort = FreePort.FindStable();
     private ServerProcess _home = null!;
     private ServerProcess _dr = null!;
     private CuttingProxy _proxy = null!; // home -> DR: cut to break syncs and the demotion request
@@ -375,11 +374,4 @@ public sealed class ReplicaModelTests(Xunit.Abstractions.ITestOutputHelper outpu
     }
 
     private static string Steps(List<string> log) => $"steps: {string.Join(", ", log)}";
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using Tidemark.Api;
 using Tidemark.Replication;
@@ -21,7 +19,7 @@ public sealed class ReplicationCrashTests : IDisposable
     [Fact]
     public async Task Kill9_OfTheReceiverMidTransfer_TheSenderRetriesIntoTheRestartedReceiver_AndTheReplicaEndsIdentical()
     {
-        var drPort = FreePort();
+        var drPort = FreePort.FindStable();
         var drData = _temp.Combine("dr");
         // 1 s doubling over 6 attempts gives the killed receiver 31 s to come back: a restart on a
         // loaded 2-core machine took longer than 500 ms doubling's 15.5 s.
@@ -124,7 +122,7 @@ public sealed class ReplicationCrashTests : IDisposable
         oldImage.AsSpan().Fill(0x11);
         var newImage = oldImage.ToArray();
         newImage.AsSpan(1 << 20, 2 << 20).Fill(0x22);
-        var drPort = FreePort();
+        var drPort = FreePort.FindStable();
         var drData = _temp.Combine($"dr-{round}");
         await using var primary = await ServerProcess.StartAsync(_temp.Combine($"primary-{round}"), "--replication-retry-delay", "1s");
 
@@ -221,11 +219,4 @@ public sealed class ReplicationCrashTests : IDisposable
     }
 
     private Task<string> HashAsync(ServerProcess server, string snapshot) => Pairing.HashSnapshotAsync(server, snapshot, _temp.Path);
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using Tidemark.Api;
 using Tidemark.Engine;
@@ -28,8 +26,8 @@ public sealed class ReplicationStateMigrationTests : IDisposable
     public async Task Start_OnOldReplicationStateFiles_KeepsEveryRecord_AndTheNextSyncIsIncremental()
     {
         var (primaryData, drData) = (_temp.Combine("primary"), _temp.Combine("dr"));
-        string[] primaryArgs = ["--replication", $"127.0.0.1:{FreePort()}", "--replication-retry-delay", "100ms"];
-        string[] drArgs = ["--replication", $"127.0.0.1:{FreePort()}"];
+        string[] primaryArgs = ["--replication", $"127.0.0.1:{FreePort.FindStable()}", "--replication-retry-delay", "100ms"];
+        string[] drArgs = ["--replication", $"127.0.0.1:{FreePort.FindStable()}"];
         ReplicaDto replicaBefore;
         IReadOnlyList<IncomingReplicaDto> incomingBefore;
         IReadOnlyList<PartnerDto> partnersBefore;
@@ -131,12 +129,5 @@ public sealed class ReplicationStateMigrationTests : IDisposable
         var export = await client.CreateExportAsync(new CreateExportRequest(volume, "write-" + volume, "nbd"));
         (await ProcessRunner.RunAsync("qemu-io", "-f", "raw", "-c", $"write -P 7 0 {bytes}", export.Url!)).AssertSuccess();
         await client.DeleteExportAsync(export.Name);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
