@@ -130,7 +130,7 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
 
         // The policy quiesces an application host whose agent cannot be reached, and may not fall back
         // to a crash-consistent snapshot: its run fails, and says why.
-        await api.AddHostAsync(new AddHostRequest("gone", $"127.0.0.1:{ClosedPort()}", new string('d', 64)));
+        await api.AddHostAsync(new AddHostRequest("gone", $"127.0.0.1:{FreePort.FindStable()}", new string('d', 64)));
         var strict = new PolicyRequest("quiet-hourly", Volume: "quiet", Schedule: "hourly", KeepLast: 3, Hosts: ["gone"], Fallback: "skip", Verify: false);
         await api.CreatePolicyAsync(strict);
         var page = await _fixture.SignInAsync(await _fixture.TokenAsync("fred", TokenRoles.Operator));
@@ -154,13 +154,6 @@ public sealed class ConsoleAlertTests : IClassFixture<ConsoleFixture>
         await api.RunPolicyAsync("quiet-hourly");
         Assert.Null((await api.GetPolicyAsync("quiet-hourly")).LastError);
         await Expect(failed).ToHaveCountAsync(0);
-    }
-
-    private static int ClosedPort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     [Fact]

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Net.Security;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Tidemark.Agent;
@@ -22,7 +21,7 @@ public sealed class AgentTests : ServerTest
     {
         using var client = Server.Client();
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
-        await client.AddHostAsync(new AddHostRequest("db1", $"127.0.0.1:{ClosedPort()}", new string('a', 64)));
+        await client.AddHostAsync(new AddHostRequest("db1", $"127.0.0.1:{FreePort.FindStable()}", new string('a', 64)));
 
         var skipped = await Assert.ThrowsAsync<TidemarkApiException>(() => client.CreateSnapshotAsync("db", new CreateSnapshotRequest("manual", ["db1"])));
         var afterSkip = await client.ListSnapshotsAsync("db");
@@ -56,7 +55,7 @@ public sealed class AgentTests : ServerTest
         await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
         await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
-        await client.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{ClosedPort()}", new string('a', 64)));
+        await client.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{FreePort.FindStable()}", new string('a', 64)));
         await client.CreateSnapshotAsync("db", "s");
 
         var nothing = await client.VerifySnapshotAsync("db@s", new VerifySnapshotRequest("db1"));
@@ -138,7 +137,7 @@ public sealed class AgentTests : ServerTest
         var identity = await client.GetIdentityAsync();
         await using var agent = await StartAgentAsync(identity.Fingerprint, new AgentMountEntry("/nonexistent/tidemark-mount", "other"));
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
-        await client.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{ClosedPort()}", new string('a', 64)));
+        await client.AddHostAsync(new AddHostRequest("down", $"127.0.0.1:{FreePort.FindStable()}", new string('a', 64)));
         await client.AddHostAsync(new AddHostRequest("db1", agent.Endpoint!.ToString(), agent.Identity.Fingerprint));
         await client.CreatePolicyAsync(new PolicyRequest("app", Volume: "db", Schedule: "every 1h", Hosts: ["down", "db1"], Fallback: "crash"));
 
@@ -260,7 +259,7 @@ public sealed class AgentTests : ServerTest
         await client.CreateVolumeAsync(new CreateVolumeRequest("db", 64 << 20));
         var data = Server.DataDirectory;
 
-        var added = (await CliProcess.RunAsync("host", "add", "db1", $"127.0.0.1:{ClosedPort()}", "--fingerprint", new string('d', 64), "--data", data)).AssertSuccess();
+        var added = (await CliProcess.RunAsync("host", "add", "db1", $"127.0.0.1:{FreePort.FindStable()}", "--fingerprint", new string('d', 64), "--data", data)).AssertSuccess();
         var skipped = await CliProcess.RunAsync("snapshot", "create", "db", "--name", "s1", "--consistent", "db1", "--data", data);
         var noHosts = await CliProcess.RunAsync("snapshot", "create", "db", "--consistent", ",", "--data", data);
         (await CliProcess.RunAsync("snapshot", "create", "db", "--name", "s2", "--consistent", "db1", "--fallback", "crash", "--data", data)).AssertSuccess();
@@ -466,13 +465,5 @@ public sealed class AgentTests : ServerTest
             Scripts = scripts,
         }.Save(directory);
         return await AgentHost.StartAsync(directory);
-    }
-
-    /// <summary>A loopback port nothing listens on (bound, then released): an agent that is down.</summary>
-    private static int ClosedPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -15,7 +15,8 @@ public static class FreePort
 
     /// <summary>
     /// A TCP port nothing listens on now, for a server that must bind it again after a restart (a
-    /// replication partner's address is stored by the other side). It lies outside the kernel's
+    /// replication partner's address is stored by the other side), or for an address that must stay
+    /// closed while a test runs (an agent that is down). It lies outside the kernel's
     /// ephemeral range (net.ipv4.ip_local_port_range), from which every bind to port 0 and every
     /// outgoing connection of every process on the machine takes its port: a port from
     /// <see cref="Find"/> was taken by another test's connection between a stop and a restart.
